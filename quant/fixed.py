@@ -1,0 +1,110 @@
+"""Dynamic fixed-point primitives: the arithmetic contract shared by software and hardware.
+
+A value is ``q * 2**-fl`` with ``q`` a ``bw``-bit two's-complement integer. ``fl`` may be
+negative or larger than ``bw``. The rules below are THE contract; ``docs/arithmetic.md``
+explains them and the hardware (``dynfix.hw``) implements exactly these:
+
+* rounding is **round half up**: ``floor(v + 1/2)`` (so 2.5 -> 3, -2.5 -> -2);
+* every narrowing **saturates** to ``[-2**(bw-1), 2**(bw-1) - 1]``;
+* a right shift by ``s > 0`` rounds: ``(a + 2**(s-1)) >> s`` (arithmetic shift);
+  a shift by ``s < 0`` is an exact left shift; saturation follows either way.
+
+All functions are vectorized over numpy arrays and use int64 for integers.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from dynfix.errors import DynfixError
+
+MAX_ACC_BITS = 62
+
+
+def qmin(bw: int) -> int:
+    return -(1 << (bw - 1))
+
+
+def qmax(bw: int) -> int:
+    return (1 << (bw - 1)) - 1
+
+
+def check_bits(bw: int, what: str = "bit width") -> int:
+    if not isinstance(bw, (int, np.integer)) or not 2 <= int(bw) <= 32:
+        raise DynfixError(f"{what} {bw!r} is outside 2..32")
+    return int(bw)
+
+
+def saturate(q: np.ndarray, bw: int) -> np.ndarray:
+    """Clip integers to the ``bw``-bit two's-complement range."""
+    return np.clip(np.asarray(q, dtype=np.int64), qmin(bw), qmax(bw))
+
+
+def quantize(x: np.ndarray, bw: int, fl: int) -> np.ndarray:
+    """Real -> integer: ``saturate(floor(x * 2**fl + 1/2), bw)`` (float64 internally)."""
+    v = np.floor(np.asarray(x, dtype=np.float64) * np.ldexp(1.0, fl) + 0.5)
+    v = np.clip(v, qmin(bw), qmax(bw))
+    return v.astype(np.int64)
+
+
+def dequantize(q: np.ndarray, fl: int) -> np.ndarray:
+    """Integer -> real: ``q * 2**-fl`` as float64."""
+    return np.ldexp(np.asarray(q, dtype=np.float64), -fl)
+
+
+def shift_round(a: np.ndarray, s: int) -> np.ndarray:
+    """Shift right by ``s`` with round half up (``s < 0``: exact left shift). No saturation."""
+    a = np.asarray(a, dtype=np.int64)
+    if s > 0:
+        return (a + (1 << (s - 1))) >> s
+    if s < 0:
+        return a << (-s)
+    return a
+
+
+def requantize(acc: np.ndarray, shift: int, bw: int) -> np.ndarray:
+    """The data shift: ``saturate(shift_round(acc, shift), bw)``.
+
+    A left shift saturates without overflowing int64 (the accumulator is at most
+    ``MAX_ACC_BITS`` wide, and a saturated value only needs ``bw`` bits).
+    """
+    acc = np.asarray(acc, dtype=np.int64)
+    if shift < 0:
+        lim = 1 << max(0, bw - 1 + shift)  # any |acc| >= lim saturates after the shift
+        lim = min(lim, 1 << 62)
+        acc = np.clip(acc, -lim, lim) << (-shift)
+        return saturate(acc, bw)
+    return saturate(shift_round(acc, shift), bw)
+
+
+def min_fl_no_overflow(max_abs: float, bw: int) -> int:
+    """Largest fl at which ``max_abs`` still fits ``bw`` bits (the overflow-free start)."""
+    if not np.isfinite(max_abs):
+        raise DynfixError("cannot pick a fractional length for NaN/Inf values")
+    if max_abs <= 0:
+        return bw - 1
+    # integer length needed for max_abs (rounding included): q = round(max_abs * 2^fl) <= qmax
+    fl = bw - 1 - int(np.ceil(np.log2(max_abs)))
+    while fl > -64 and np.floor(max_abs * np.ldexp(1.0, fl) + 0.5) > qmax(bw):
+        fl -= 1
+    while fl < 64 and np.floor(max_abs * np.ldexp(1.0, fl + 1) + 0.5) <= qmax(bw):
+        fl += 1
+    return fl
+
+
+def acc_bits(fan_in: int, bw_x: int, bw_w: int, bw_b: int = 0, bias_shift: int = 0) -> int:
+    """Accumulator width that can never overflow for a dot product of ``fan_in`` terms.
+
+    Bounds: each product lies in ``[-(2**(bw_x-1))*(2**(bw_w-1)-1), 2**(bw_x+bw_w-2)]`` and
+    the shifted bias in ``+-2**(bw_b-1+bias_shift)``; the result is the two's-complement
+    width holding ``+-max``.
+    """
+    m = fan_in * (1 << (bw_x + bw_w - 2))
+    if bw_b:
+        m += 1 << (bw_b - 1 + bias_shift)
+    bits = int(m).bit_length() + 1
+    if bits > MAX_ACC_BITS:
+        raise DynfixError(f"accumulator would need {bits} bits (fan-in {fan_in}, "
+                          f"{bw_x}-bit data, {bw_w}-bit weights); at most {MAX_ACC_BITS} "
+                          f"are supported")
+    return bits
