@@ -1,0 +1,250 @@
+"""The bit-exact integer reference model (the "golden model") of a quantized network.
+
+:class:`IntModel` runs a :class:`~dynfix.quant.ir.Model` under a
+:class:`~dynfix.quant.qspec.QuantSpec` on int64 arrays, exactly as ``docs/arithmetic.md``
+defines: exact products, an accumulator of ``acc_bits`` bits, the bias shifted left into it,
+the data shift rounded half up and saturated, then ReLU / pooling / flatten on the integers.
+The hardware is tested against :meth:`IntModel.forward` bit for bit.
+
+Layer-level functions (:func:`accumulate`, :func:`narrow`, :func:`apply_plain`) are public so
+the quantizer's search runs the very same arithmetic while it picks fractional lengths.
+
+Speed: when ``acc_bits <= 53`` the dot products run in float64 BLAS. Every partial sum of
+integer products is then an integer below 2**53 in magnitude (``acc_bits`` bounds the sum of
+the absolute products), so float64 represents each one exactly and the result is bit-exact.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from dynfix.errors import DynfixError
+from . import fixed
+from .float_model import check_input, conv2d, pool_divisor, windows
+from .ir import (Affine, AvgPool2d, Conv2d, Flatten, GlobalAvgPool, Layer, Linear, MaxPool2d,
+                 Model, ReLU, Softmax)
+from .qspec import LayerFormat, QuantSpec
+
+COMPUTE = (Conv2d, Linear, Affine)
+EXACT_FLOAT_BITS = 53
+
+
+def is_compute(layer: Layer) -> bool:
+    """Conv2d, Linear and Affine carry weights and a fixed-point format of their own."""
+    return isinstance(layer, COMPUTE)
+
+
+def fan_in(layer: Layer) -> int:
+    """Number of products summed into one accumulator."""
+    if isinstance(layer, Conv2d):
+        return int(np.prod(layer.weight.shape[1:]))
+    if isinstance(layer, Linear):
+        return int(layer.weight.shape[1])
+    return 1  # Affine: one product per output
+
+
+def weight_array(layer: Layer) -> np.ndarray:
+    """The float array quantized with (bw_w, fl_w): weight, or an Affine's scale."""
+    return layer.scale if isinstance(layer, Affine) else layer.weight
+
+
+def bias_array(layer: Layer) -> np.ndarray:
+    """The float bias (an Affine's shift); zeros when the layer has none."""
+    b = layer.shift if isinstance(layer, Affine) else layer.bias
+    if b is None:
+        n = layer.weight.shape[0]
+        return np.zeros(n, np.float32)
+    return b
+
+
+def _bias_view(layer: Layer, b: np.ndarray, ndim: int) -> np.ndarray:
+    """Broadcast a per-channel vector over an (N, C, ...) array."""
+    return b.reshape((1, -1) + (1,) * (ndim - 2))
+
+
+def accumulate(layer: Layer, xq: np.ndarray, wq: np.ndarray, bq: np.ndarray, fmt: LayerFormat
+               ) -> np.ndarray:
+    """The accumulator ``sum q_x*q_w + (q_b << bias_shift)`` at binary point fl_in + fl_w."""
+    exact = fmt.acc_bits <= EXACT_FLOAT_BITS
+    dt = np.float64 if exact else np.int64
+    x, w = xq.astype(dt), wq.astype(dt)
+    if isinstance(layer, Conv2d):
+        acc = conv2d(x, w, layer.stride, layer.pads, layer.dilation)
+    elif isinstance(layer, Linear):
+        acc = x @ w.T
+    else:
+        acc = x * _bias_view(layer, w, x.ndim)
+    if exact:
+        acc = np.rint(acc).astype(np.int64)
+    bias = bq.astype(np.int64) << fmt.bias_shift
+    if isinstance(layer, Linear):
+        return acc + bias
+    return acc + _bias_view(layer, bias, acc.ndim)
+
+
+def narrow(acc: np.ndarray, fmt: LayerFormat) -> np.ndarray:
+    """The data shift: round half up by ``data_shift`` (left if negative), saturate to bw_x."""
+    return fixed.requantize(acc, fmt.data_shift, fmt.bw_x)
+
+
+def saturation_count(acc: np.ndarray, fmt: LayerFormat) -> int:
+    """How many accumulator values the data shift saturates (calibration statistic)."""
+    s, lo, hi = fmt.data_shift, fixed.qmin(fmt.bw_x), fixed.qmax(fmt.bw_x)
+    if s < 0:  # acc << k saturates iff acc is outside [ceil(lo / 2^k), floor(hi / 2^k)]
+        lo, hi = -((-lo) >> -s), hi >> -s
+    else:
+        acc = fixed.shift_round(acc, s)
+    return int(np.count_nonzero((acc < lo) | (acc > hi)))
+
+
+def avg_round(s: np.ndarray, n: np.ndarray | int) -> np.ndarray:
+    """Mean rounded half up: ``floor((2*s + n) / (2*n))`` (arithmetic.md, average pooling)."""
+    n = np.asarray(n, dtype=np.int64)
+    return (2 * s + n) // (2 * n)
+
+
+def apply_plain(layer: Layer, x: np.ndarray) -> np.ndarray:
+    """A parameter-free layer on integers; keeps the input's format.
+
+    Softmax is the identity here: it runs on the host in float and keeps the class
+    (:meth:`IntModel.dequantize` applies it).
+    """
+    if isinstance(layer, ReLU):
+        return np.maximum(x, 0)
+    if isinstance(layer, AvgPool2d):
+        out_hw = layer.out_shape[1:]
+        s = windows(x, layer.kernel, layer.stride, layer.pads, 0, out_hw=out_hw)
+        return avg_round(s.sum(axis=(-1, -2)), pool_divisor(layer, x.shape[2:], out_hw))
+    if isinstance(layer, MaxPool2d):
+        lo = np.iinfo(np.int64).min
+        return windows(x, layer.kernel, layer.stride, layer.pads, lo,
+                       out_hw=layer.out_shape[1:]).max(axis=(-1, -2))
+    if isinstance(layer, GlobalAvgPool):
+        n = x.shape[2] * x.shape[3]
+        return avg_round(x.sum(axis=(2, 3), keepdims=True), n)
+    if isinstance(layer, Flatten):
+        return x.reshape(x.shape[0], -1)
+    if isinstance(layer, Softmax):
+        return x
+    raise DynfixError(f"layer {layer.name!r}: op {layer.op!r} has no integer implementation")
+
+
+@dataclass(frozen=True)
+class MapFormat:
+    """Format of a feature map: ``bw``-bit integers with fractional length ``fl``."""
+
+    bw: int
+    fl: int
+
+
+def check_spec(model: Model, spec: QuantSpec) -> dict[str, MapFormat]:
+    """Validate ``spec`` against ``model``; returns every feature map's format by name.
+
+    Checks: exactly the compute layers are listed, widths in 2..32, each fl_in / bw_in equals
+    the format of the map the layer reads, the bias shift is >= 0 and the accumulator width
+    holds the layer's worst case (and at most ``fixed.MAX_ACC_BITS``).
+    """
+    compute = [layer.name for layer in model.layers if is_compute(layer)]
+    missing = [n for n in compute if n not in spec.layers]
+    extra = [n for n in spec.layers if n not in compute]
+    if missing or extra:
+        parts = []
+        if missing:
+            parts.append(f"no format for layer(s) {', '.join(missing)}")
+        if extra:
+            parts.append(f"unknown layer(s) {', '.join(extra)}")
+        raise DynfixError(f"quantization spec does not match model {model.name!r}: "
+                          f"{'; '.join(parts)}")
+    cur = MapFormat(fixed.check_bits(spec.input_bw, "input bit width"), int(spec.input_fl))
+    fmts = {model.input_name: cur}
+    for layer in model.layers:
+        if is_compute(layer):
+            f = spec.layers[layer.name]
+            where = f"quantization spec, layer {layer.name!r}"
+            for key in ("bw_w", "bw_b", "bw_x", "bw_in"):
+                fixed.check_bits(getattr(f, key), f"{where}: {key}")
+            if (f.bw_in, f.fl_in) != (cur.bw, cur.fl):
+                raise DynfixError(f"{where}: input format (bw_in={f.bw_in}, fl_in={f.fl_in}) "
+                                  f"does not match the map it reads (bw={cur.bw}, "
+                                  f"fl={cur.fl})")
+            if f.bias_shift < 0:
+                raise DynfixError(f"{where}: fl_b={f.fl_b} exceeds fl_in + fl_w = "
+                                  f"{f.fl_in + f.fl_w} (the bias shift must be >= 0)")
+            need = fixed.acc_bits(fan_in(layer), f.bw_in, f.bw_w, f.bw_b, f.bias_shift)
+            if f.acc_bits < need:
+                raise DynfixError(f"{where}: acc_bits={f.acc_bits} can overflow; this layer "
+                                  f"needs {need}")
+            if f.acc_bits > fixed.MAX_ACC_BITS:
+                raise DynfixError(f"{where}: acc_bits={f.acc_bits} exceeds "
+                                  f"{fixed.MAX_ACC_BITS}")
+            cur = MapFormat(f.bw_x, f.fl_out)
+        fmts[layer.name] = cur
+    return fmts
+
+
+class IntModel:
+    """Integer model of ``model`` quantized by ``spec`` (see the module docstring).
+
+    Attributes: ``weights`` / ``biases`` (int64 by layer name, in (bw_w, fl_w) / (bw_b, fl_b);
+    zero biases for layers without one), ``formats`` (every feature map's
+    :class:`MapFormat` by name, the input included), ``output_name``.
+    """
+
+    def __init__(self, model: Model, spec: QuantSpec):
+        self.model = model
+        self.spec = spec
+        self.formats = check_spec(model, spec)
+        self.weights: dict[str, np.ndarray] = {}
+        self.biases: dict[str, np.ndarray] = {}
+        for layer in model.layers:
+            if is_compute(layer):
+                f = spec.layers[layer.name]
+                self.weights[layer.name] = fixed.quantize(weight_array(layer), f.bw_w, f.fl_w)
+                self.biases[layer.name] = fixed.quantize(bias_array(layer), f.bw_b, f.fl_b)
+        self.output_name = model.layers[-1].name
+
+    def quantize_input(self, x: np.ndarray) -> np.ndarray:
+        """Float input batch (N x input_shape, or one sample) -> int64 in the input format."""
+        x = check_input(self.model, x)
+        return fixed.quantize(x, self.spec.input_bw, self.spec.input_fl)
+
+    def forward(self, xq: np.ndarray) -> dict[str, np.ndarray]:
+        """Integer trace: the input and every layer's int64 output, keyed by name."""
+        xq = np.asarray(xq)
+        if xq.dtype.kind not in "iu":
+            raise DynfixError(f"integer model input has dtype {xq.dtype}; quantize it first "
+                              f"(quantize_input)")
+        want = tuple(self.model.input_shape)
+        if xq.ndim != len(want) + 1 or tuple(xq.shape[1:]) != want:
+            raise DynfixError(f"integer input has shape {tuple(xq.shape)}; expected "
+                              f"N x {' x '.join(map(str, want))}")
+        x = xq.astype(np.int64)
+        trace = {self.model.input_name: x}
+        for layer in self.model.layers:
+            if is_compute(layer):
+                f = self.spec.layers[layer.name]
+                acc = accumulate(layer, x, self.weights[layer.name],
+                                 self.biases[layer.name], f)
+                x = narrow(acc, f)
+            else:
+                x = apply_plain(layer, x)
+            trace[layer.name] = x
+        return trace
+
+    def logits(self, x: np.ndarray, batch: int = 1024) -> np.ndarray:
+        """Float inputs -> the last layer's int64 output, in chunks of ``batch``."""
+        xq = self.quantize_input(x)
+        return np.concatenate([self.forward(xq[i:i + batch])[self.output_name]
+                               for i in range(0, xq.shape[0], batch)])
+
+    def dequantize(self, name: str, q: np.ndarray) -> np.ndarray:
+        """Integers of feature map ``name`` -> float64 (softmax applied on the host)."""
+        if name not in self.formats:
+            raise DynfixError(f"model {self.model.name!r} has no feature map {name!r}")
+        v = fixed.dequantize(q, self.formats[name].fl)
+        if name != self.model.input_name and isinstance(self.model.layer(name), Softmax):
+            e = np.exp(v - v.max(axis=-1, keepdims=True))
+            v = e / e.sum(axis=-1, keepdims=True)
+        return v
