@@ -1,0 +1,284 @@
+"""Board descriptions: one YAML file per board, loaded and checked into :class:`Board`.
+
+A board file names the amaranth-boards platform class, the FPGA, the resources the fitter may
+spend (LUTs, flip-flops, DSP blocks, block RAM, SPRAM), the clocks, the UART the board top
+talks over and the LEDs that show busy/done. ``docs/boards.md`` documents the format. Any
+problem in a file is one :class:`~dynfix.errors.DynfixError` naming the file and the key.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dynfix.errors import DynfixError
+
+BOARDS_DIR = Path(__file__).resolve().parent
+FAMILIES = ("ice40", "ecp5")
+
+
+@dataclass(frozen=True)
+class DspSpec:
+    """Hard multiplier blocks: ``blocks`` of them, each an ``a_bits`` x ``b_bits`` multiply."""
+
+    kind: str
+    blocks: int
+    a_bits: int
+    b_bits: int
+    signed: bool = True
+
+
+@dataclass(frozen=True)
+class RamSpec:
+    """Block or single-port RAM: ``blocks`` blocks of ``bits`` bits, in the (depth, width)
+    shapes one block can take."""
+
+    kind: str
+    blocks: int
+    bits: int
+    shapes: tuple[tuple[int, int], ...]
+
+    @property
+    def total_bits(self) -> int:
+        return self.blocks * self.bits
+
+
+@dataclass(frozen=True)
+class LedSpec:
+    resource: str
+    number: int = 0
+    subsignal: str | None = None
+
+
+@dataclass(frozen=True)
+class Board:
+    """One board, as read from ``boards/<name>.yaml``."""
+
+    name: str
+    description: str
+    platform: str
+    family: str
+    device: str
+    package: str
+    luts: int
+    ffs: int
+    dsp: DspSpec
+    bram: RamSpec
+    spram: RamSpec | None
+    clock_resource: str
+    clock_mhz: float
+    target_mhz: float
+    uart_resource: str
+    uart_number: int
+    baud: int
+    uart_add: dict[str, Any] | None = None
+    leds: dict[str, LedSpec] = field(default_factory=dict)
+    synth_opts: str = ""
+    seed: int = 1
+    env: dict[str, str] = field(default_factory=dict)
+    speed: str | None = None
+    default: bool = False
+    path: Path | None = None
+
+    def platform_class(self) -> type:
+        """Import the amaranth-boards platform class named in the file."""
+        module, _, cls = self.platform.rpartition(".")
+        try:
+            return getattr(importlib.import_module(module), cls)
+        except (ImportError, AttributeError) as e:
+            raise DynfixError(f"board {self.name}: cannot import platform {self.platform!r} "
+                              f"({e})") from None
+
+    def make_platform(self):
+        """A platform instance with the board's UART resource present."""
+        plat = self.platform_class()()
+        if self.uart_add is not None:
+            from amaranth.build import Attrs
+            from amaranth_boards.resources import UARTResource
+            add = dict(self.uart_add)
+            conn = tuple(add.pop("conn")) if "conn" in add else None
+            attrs = Attrs(**add.pop("attrs", {}))
+            plat.add_resources([UARTResource(self.uart_number, conn=conn, attrs=attrs, **add)])
+        return plat
+
+    def summary(self) -> dict[str, Any]:
+        """The board as plain data (for ``dynfix boards --json``)."""
+        return {
+            "name": self.name, "description": self.description, "platform": self.platform,
+            "family": self.family, "device": self.device, "package": self.package,
+            "luts": self.luts, "ffs": self.ffs,
+            "dsp": {"kind": self.dsp.kind, "blocks": self.dsp.blocks,
+                    "a_bits": self.dsp.a_bits, "b_bits": self.dsp.b_bits},
+            "bram": {"kind": self.bram.kind, "blocks": self.bram.blocks,
+                     "bits": self.bram.bits, "total_bits": self.bram.total_bits},
+            "spram": None if self.spram is None else {
+                "kind": self.spram.kind, "blocks": self.spram.blocks,
+                "bits": self.spram.bits, "total_bits": self.spram.total_bits},
+            "clock_mhz": self.clock_mhz, "target_mhz": self.target_mhz,
+            "uart": f"{self.uart_resource}#{self.uart_number}", "baud": self.baud,
+            "default": self.default,
+        }
+
+
+class _Reader:
+    """Typed access to a parsed YAML mapping with error messages naming file and key."""
+
+    def __init__(self, where: str):
+        self.where = where
+
+    def fail(self, key: str, msg: str) -> DynfixError:
+        return DynfixError(f"board file {self.where}: {key}: {msg}")
+
+    def get(self, d: dict, key: str, typ: type | tuple, prefix: str = "",
+            default: Any = ..., positive: bool = False) -> Any:
+        full = f"{prefix}{key}"
+        if not isinstance(d, dict):
+            raise self.fail(prefix.rstrip("."), "expected a mapping")
+        if key not in d or d[key] is None:
+            if default is ...:
+                raise self.fail(full, "missing")
+            return default
+        v = d[key]
+        wants_bool = typ is bool or (isinstance(typ, tuple) and bool in typ)
+        if (isinstance(v, bool) and not wants_bool) or not isinstance(v, typ):
+            names = typ.__name__ if isinstance(typ, type) else "/".join(t.__name__ for t in typ)
+            raise self.fail(full, f"expected {names}, got {v!r}")
+        if positive and not v > 0:
+            raise self.fail(full, f"must be positive, got {v!r}")
+        return v
+
+    def ram(self, d: dict, prefix: str) -> RamSpec:
+        shapes = self.get(d, "shapes", list, prefix)
+        try:
+            shapes_t = tuple((int(dp), int(w)) for dp, w in shapes)
+        except (TypeError, ValueError):
+            raise self.fail(f"{prefix}shapes", "expected a list of [depth, width] pairs") \
+                from None
+        bits = self.get(d, "bits", int, prefix, positive=True)
+        for dp, w in shapes_t:
+            if dp <= 0 or w <= 0 or dp * w > bits:
+                raise self.fail(f"{prefix}shapes", f"{dp} x {w} does not fit {bits} bits")
+        return RamSpec(kind=self.get(d, "kind", str, prefix),
+                       blocks=self.get(d, "blocks", int, prefix, positive=True),
+                       bits=bits, shapes=shapes_t)
+
+
+def parse_board(data: Any, where: str, path: Path | None = None) -> Board:
+    """Check a parsed board file and build the :class:`Board`."""
+    r = _Reader(where)
+    if not isinstance(data, dict):
+        raise DynfixError(f"board file {where}: expected a mapping at the top level")
+    known = {"name", "description", "default", "platform", "fpga", "resources", "clock",
+             "uart", "leds", "synth", "env"}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise r.fail(unknown[0], f"unknown key (known: {', '.join(sorted(known))})")
+    fpga = r.get(data, "fpga", dict)
+    family = r.get(fpga, "family", str, "fpga.")
+    if family not in FAMILIES:
+        raise r.fail("fpga.family", f"{family!r} is not one of {', '.join(FAMILIES)}")
+    res = r.get(data, "resources", dict)
+    dsp = r.get(res, "dsp", dict, "resources.")
+    clock = r.get(data, "clock", dict)
+    uart = r.get(data, "uart", dict)
+    uart_add = r.get(uart, "add", dict, "uart.", default=None)
+    if uart_add is not None and not {"rx", "tx"} <= set(uart_add):
+        raise r.fail("uart.add", "needs rx and tx pins")
+    leds = {}
+    for role, spec in r.get(data, "leds", dict, default={}).items():
+        leds[role] = LedSpec(resource=r.get(spec, "resource", str, f"leds.{role}."),
+                             number=r.get(spec, "number", int, f"leds.{role}.", default=0),
+                             subsignal=r.get(spec, "subsignal", str, f"leds.{role}.",
+                                             default=None))
+    synth = r.get(data, "synth", dict, default={})
+    env = r.get(data, "env", dict, default={})
+    spram = r.get(res, "spram", dict, "resources.", default=None)
+    clock_mhz = float(r.get(clock, "mhz", (int, float), "clock.", positive=True))
+    platform = r.get(data, "platform", str)
+    if "." not in platform:
+        raise r.fail("platform", f"expected module.Class, got {platform!r}")
+    speed = r.get(fpga, "speed", (int, str), "fpga.", default=None)
+    return Board(
+        name=r.get(data, "name", str),
+        description=r.get(data, "description", str, default=""),
+        platform=platform,
+        family=family,
+        device=r.get(fpga, "device", str, "fpga."),
+        package=r.get(fpga, "package", str, "fpga."),
+        speed=None if speed is None else str(speed),
+        luts=r.get(res, "luts", int, "resources.", positive=True),
+        ffs=r.get(res, "ffs", int, "resources.", positive=True),
+        dsp=DspSpec(kind=r.get(dsp, "kind", str, "resources.dsp."),
+                    blocks=r.get(dsp, "blocks", int, "resources.dsp.", default=0),
+                    a_bits=r.get(dsp, "a_bits", int, "resources.dsp.", positive=True),
+                    b_bits=r.get(dsp, "b_bits", int, "resources.dsp.", positive=True),
+                    signed=r.get(dsp, "signed", bool, "resources.dsp.", default=True)),
+        bram=r.ram(r.get(res, "bram", dict, "resources."), "resources.bram."),
+        spram=None if spram is None else r.ram(spram, "resources.spram."),
+        clock_resource=r.get(clock, "resource", str, "clock."),
+        clock_mhz=clock_mhz,
+        target_mhz=float(r.get(clock, "target_mhz", (int, float), "clock.",
+                               default=clock_mhz, positive=True)),
+        uart_resource=r.get(uart, "resource", str, "uart.", default="uart"),
+        uart_number=r.get(uart, "number", int, "uart.", default=0),
+        baud=r.get(uart, "baud", int, "uart.", default=115200, positive=True),
+        uart_add=uart_add,
+        leds=leds,
+        synth_opts=r.get(synth, "synth_opts", str, "synth.", default=""),
+        seed=r.get(synth, "seed", int, "synth.", default=1),
+        env={str(k): str(v) for k, v in env.items()},
+        default=r.get(data, "default", bool, default=False),
+        path=path,
+    )
+
+
+def load_board_file(path: str | Path) -> Board:
+    """Read one board file."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise DynfixError(f"cannot read board file {path}: {e.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f" (line {mark.line + 1})" if mark is not None else ""
+        raise DynfixError(f"board file {path.name}: not valid YAML{at}") from None
+    board = parse_board(data, path.name, path)
+    if path.parent == BOARDS_DIR and board.name != path.stem:
+        raise DynfixError(f"board file {path.name}: name {board.name!r} must match the file "
+                          f"name {path.stem!r}")
+    return board
+
+
+def list_boards() -> list[Board]:
+    """All bundled boards, default first, then by name."""
+    boards = [load_board_file(p) for p in sorted(BOARDS_DIR.glob("*.yaml"))]
+    defaults = [b.name for b in boards if b.default]
+    if len(defaults) > 1:
+        raise DynfixError(f"more than one default board: {', '.join(defaults)}")
+    return sorted(boards, key=lambda b: (not b.default, b.name))
+
+
+def default_board() -> Board:
+    boards = list_boards()
+    return boards[0]
+
+
+def get_board(name: str | None) -> Board:
+    """A board by name (bundled) or by path to a ``.yaml`` file; ``None``: the default."""
+    if name is None:
+        return default_board()
+    if name.endswith((".yaml", ".yml")) or "/" in name:
+        return load_board_file(name)
+    path = BOARDS_DIR / f"{name}.yaml"
+    if not path.is_file():
+        names = ", ".join(b.name for b in list_boards())
+        raise DynfixError(f"unknown board {name!r}; known boards: {names} "
+                          f"(or pass a board .yaml file)")
+    return load_board_file(path)

@@ -1,0 +1,79 @@
+"""Board registry: the bundled files load, malformed files give one clear DynfixError."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dynfix.boards.registry import BOARDS_DIR, get_board, list_boards, load_board_file
+from dynfix.cli import main
+from dynfix.errors import DynfixError
+
+
+def test_bundled_boards():
+    boards = {b.name: b for b in list_boards()}
+    assert {"icebreaker", "ulx3s", "orangecrab"} <= set(boards)
+    assert list_boards()[0].name == "icebreaker" and get_board(None).name == "icebreaker"
+    ice, ulx = boards["icebreaker"], boards["ulx3s"]
+    assert (ice.luts, ice.dsp.blocks, ice.bram.blocks, ice.spram.blocks) == (5280, 8, 30, 4)
+    assert ice.bram.total_bits == 30 * 4096 and ice.clock_mhz == 12
+    assert (ulx.luts, ulx.dsp.blocks, ulx.bram.blocks, ulx.spram) == (83640, 156, 208, None)
+    assert ulx.bram.bits == 18 * 1024 and ulx.clock_mhz == 25
+
+
+@pytest.mark.parametrize("name", ["icebreaker", "ulx3s", "orangecrab"])
+def test_platform_has_pins(name):
+    b = get_board(name)
+    plat = b.make_platform()
+    assert plat.device == b.device and plat.package == b.package
+    plat.request(b.uart_resource, b.uart_number, dir="-")
+    plat.request(b.clock_resource, 0, dir="-")
+    for res in {(led.resource, led.number) for led in b.leds.values()}:
+        plat.request(*res, dir="-")
+
+
+def _write(tmp_path, mutate) -> Path:
+    data = yaml.safe_load((BOARDS_DIR / "icebreaker.yaml").read_text())
+    mutate(data)
+    p = tmp_path / "myboard.yaml"
+    p.write_text(yaml.safe_dump(data))
+    return p
+
+
+@pytest.mark.parametrize("mutate,needle", [
+    (lambda d: d["resources"].pop("luts"), "resources.luts: missing"),
+    (lambda d: d["resources"]["dsp"].update(blocks="eight"), "resources.dsp.blocks: expected int"),
+    (lambda d: d["fpga"].update(family="virtex"), "fpga.family"),
+    (lambda d: d["clock"].update(mhz=-3), "clock.mhz: must be positive"),
+    (lambda d: d.update(colour="red"), "colour: unknown key"),
+    (lambda d: d["resources"]["bram"].update(shapes=[[512, 16]]), "does not fit 4096 bits"),
+    (lambda d: d["uart"].update(add={"rx": "1"}), "uart.add: needs rx and tx"),
+])
+def test_malformed_board(tmp_path, mutate, needle):
+    p = _write(tmp_path, mutate)
+    with pytest.raises(DynfixError, match=needle.replace(".", r"\.")) as e:
+        load_board_file(p)
+    assert "myboard.yaml" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_board_from_path_and_bad_yaml(tmp_path):
+    assert get_board(str(_write(tmp_path, lambda d: d.update(name="mine")))).name == "mine"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: [unclosed\n")
+    with pytest.raises(DynfixError, match="not valid YAML"):
+        get_board(str(bad))
+    with pytest.raises(DynfixError, match="unknown board 'nope'.*icebreaker"):
+        get_board("nope")
+
+
+def test_cli_boards(capsys):
+    assert main(["boards", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert [b["name"] for b in data][0] == "icebreaker"
+    assert main(["boards"]) == 0
+    out = capsys.readouterr().out
+    assert "icebreaker (default)" in out and "LFE5U-85F" in out
+
