@@ -1,0 +1,97 @@
+"""Bit widths per layer: the ``--bits`` spec, per-layer overrides and the bias default.
+
+``--bits N`` gives every feature map and every weight ``N`` bits. ``--bits A/B`` gives data
+and conv (and affine) weights ``A`` bits and fully connected (Linear) weights ``B`` bits: the
+paper's "8/4". An overrides YAML maps a layer name to any of ``bw_w``, ``bw_x``, ``bw_b``
+(the model input's name takes ``bw_x`` only, the input width).
+
+Bias width default: ``bw_b = min(bw_in + bw_w, 32)``, the width of one product, so the bias is
+never the coarsest term of the sum (see docs/arithmetic.md).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from dynfix.errors import DynfixError
+from . import fixed
+from .int_model import is_compute
+from .ir import Linear, Model
+
+MAX_BIAS_BITS = 32
+OVERRIDE_KEYS = ("bw_w", "bw_x", "bw_b")
+
+
+@dataclass(frozen=True)
+class Widths:
+    """Bit widths of one compute layer: weights, bias, input and output feature maps."""
+
+    bw_w: int
+    bw_b: int
+    bw_in: int
+    bw_x: int
+
+
+def parse_bits(text: str) -> tuple[int, int, int]:
+    """``'8'`` -> (8, 8, 8); ``'8/4'`` -> (8, 8, 4): (data, conv weights, FC weights)."""
+    m = re.fullmatch(r"\s*(\d+)\s*(?:/\s*(\d+)\s*)?", str(text))
+    if not m:
+        raise DynfixError(f"bits spec {text!r} is not N or A/B (e.g. 8 or 8/4)")
+    a = fixed.check_bits(int(m.group(1)), f"bits spec {text!r}: width")
+    b = fixed.check_bits(int(m.group(2)), f"bits spec {text!r}: width") if m.group(2) else a
+    return a, a, b
+
+
+def load_overrides(path: str | Path | None) -> dict[str, dict[str, int]]:
+    """Read an overrides YAML (layer name -> {bw_w, bw_x, bw_b}); ``None`` -> {}."""
+    if path is None:
+        return {}
+    path = Path(path)
+    try:
+        d = yaml.safe_load(path.read_text())
+    except OSError as e:
+        raise DynfixError(f"cannot read overrides {path}: {e.strerror or e}") from None
+    except yaml.YAMLError:
+        raise DynfixError(f"overrides {path.name} is not valid YAML") from None
+    if d is None:
+        return {}
+    if not isinstance(d, dict) or not all(isinstance(v, dict) for v in d.values()):
+        raise DynfixError(f"overrides {path.name}: expected a mapping layer -> "
+                          f"{{bw_w, bw_x, bw_b}}")
+    return {str(k): v for k, v in d.items()}
+
+
+def layer_widths(model: Model, bits: str, overrides: dict | None = None
+                 ) -> tuple[int, dict[str, Widths]]:
+    """Input width and per compute layer :class:`Widths` for a bits spec plus overrides."""
+    data, conv_w, fc_w = parse_bits(bits)
+    overrides = dict(overrides or {})
+    compute = {layer.name: layer for layer in model.layers if is_compute(layer)}
+    for name, ov in overrides.items():
+        allowed = ("bw_x",) if name == model.input_name else OVERRIDE_KEYS
+        if name not in compute and name != model.input_name:
+            raise DynfixError(f"overrides: model {model.name!r} has no compute layer "
+                              f"{name!r} (compute layers: {', '.join(compute)})")
+        bad = [k for k in ov if k not in allowed]
+        if bad:
+            raise DynfixError(f"overrides, layer {name!r}: unknown key(s) {', '.join(bad)}; "
+                              f"allowed: {', '.join(allowed)}")
+        for k, v in ov.items():
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise DynfixError(f"overrides, layer {name!r}: {k} must be an integer")
+            fixed.check_bits(v, f"overrides, layer {name!r}: {k}")
+    bw_in = overrides.get(model.input_name, {}).get("bw_x", data)
+    input_bw = bw_in
+    out: dict[str, Widths] = {}
+    for name, layer in compute.items():
+        ov = overrides.get(name, {})
+        bw_w = ov.get("bw_w", fc_w if isinstance(layer, Linear) else conv_w)
+        bw_b = ov.get("bw_b", min(bw_in + bw_w, MAX_BIAS_BITS))
+        bw_x = ov.get("bw_x", data)
+        out[name] = Widths(bw_w=bw_w, bw_b=bw_b, bw_in=bw_in, bw_x=bw_x)
+        bw_in = bw_x
+    return input_bw, out

@@ -1,0 +1,146 @@
+"""The fl search: hand-derived choices on constructed data, the baselines, bit specs, errors."""
+
+import numpy as np
+import pytest
+
+from dynfix.errors import DynfixError
+from dynfix.quant.bits import layer_widths, parse_bits
+from dynfix.quant.float_model import forward
+from dynfix.quant.int_model import IntModel
+from dynfix.quant.ir import Conv2d, Flatten, Linear, MaxPool2d, Model, ReLU
+from dynfix.quant.search import search
+
+# One outlier (1.0) and forty small values (0.1): at 4 bits the overflow-free fl is 2, but
+# clipping the outlier pays. L1 error by fl (hand-computed, values * 2**fl rounded half up,
+# saturated to [-8, 7]): fl 2: 0 + 40*0.1 = 4.0; fl 3: 0.125 + 40*0.025 = 1.125;
+# fl 4: 0.5625 + 40*0.025 = 1.5625; fl 5: 0.78125 + 40*0.00625 = 1.03125 (best);
+# fl 6: 0.890625 + 0.25 = 1.140625; fl 7: 0.9453 + 40*0.0453 = 2.758.
+SKEWED = np.array([1.0] + [0.1] * 40, np.float32)
+
+
+def one_linear(w=1.0, b=0.0):
+    return Linear("fc", ("x",), weight=np.array([[w]], np.float32),
+                  bias=np.array([b], np.float32))
+
+
+def test_greedy_weight_window_beats_overflow_free_start():
+    m = Model("t", "x", (41,), [Linear("fc", ("x",), weight=SKEWED[None, :].copy())])
+    spec = search(m, np.ones((3, 41), np.float32), "4")
+    assert spec.layers["fc"].fl_w == 5
+
+
+def test_greedy_data_phase_hand_derived():
+    # Input: the SKEWED values, one per sample -> fl 5 (table above): 1.0 -> 7, 0.1 -> 3.
+    # Weight 1.0 at 4 bits: fl 2 (q = 4, exact). acc = [28, 12] at fl 7; the output is
+    # compared with the float [1.0, 0.1 x 40]: fl 7: 2.758, fl 6: 1.1406, fl 5: 1.03125,
+    # fl 4: 1.75, fl 3: 1.75, fl 2: 4.75, fl 1: 5.0 -> fl_out 5; 28 >> 2 = 7 is exact, so
+    # nothing saturates.
+    m = Model("t", "x", (1,), [one_linear()])
+    spec = search(m, SKEWED[:, None], "4")
+    f = spec.layers["fc"]
+    assert (spec.input_fl, f.fl_w, f.fl_in, f.fl_out, f.saturated) == (5, 2, 5, 5, 0)
+    assert f.bw_b == 8 and f.fl_b <= f.fl_in + f.fl_w
+
+
+def test_compared_after_relu():
+    # x = [-4, 0.5] at 8 bits: input fl 4 (exact), w = 1 at fl 6. Pre-ReLU the map needs
+    # fl <= 5 for -4; after ReLU only 0.5 matters (overflow-free fl 7, exact). -4 saturates.
+    m = Model("t", "x", (1,), [one_linear(), ReLU("r", ("fc",))])
+    spec = search(m, np.array([[-4.0], [0.5]], np.float32), "8")
+    f = spec.layers["fc"]
+    assert (spec.input_fl, f.fl_w, f.fl_out, f.saturated) == (4, 6, 7, 1)
+    assert f.sqnr_db == float("inf")
+
+
+def two_layers():
+    return Model("t", "x", (1,), [one_linear(1.0), ReLU("r", ("fc",)),
+                                  Linear("fc2", ("r",), weight=np.array([[0.25]], np.float32))])
+
+
+def test_range_rule():
+    # Ristretto at 4 bits: data fl = 4 - ceil(log2 max); weights one bit less.
+    # input max 1.0 -> 4; fc w 1.0 -> 3; fc out max 1.0 -> 4; fc2 w 0.25 -> 5; out 0.25 -> 6.
+    spec = search(two_layers(), np.array([[1.0], [0.5]], np.float32), "4", "range")
+    a, b = spec.layers["fc"], spec.layers["fc2"]
+    assert (spec.input_fl, a.fl_w, a.fl_out, b.fl_w, b.fl_out) == (4, 3, 4, 5, 6)
+
+
+def test_static_one_fl_per_kind():
+    # Whole-network maxima: data 1.0 -> fl 4 everywhere, weights 1.0 -> fl 3 for both.
+    spec = search(two_layers(), np.array([[1.0], [0.5]], np.float32), "4", "static")
+    a, b = spec.layers["fc"], spec.layers["fc2"]
+    assert (spec.input_fl, a.fl_out, b.fl_out) == (4, 4, 4)
+    assert (a.fl_w, b.fl_w) == (3, 3)
+
+
+def digits_like_net():
+    rng = np.random.default_rng(3)
+    layers = [
+        Conv2d("c1", ("x",), weight=rng.normal(0, 0.3, (4, 1, 3, 3)).astype(np.float32),
+               bias=rng.normal(0, 0.1, 4).astype(np.float32), pads=(1, 1, 1, 1)),
+        ReLU("r1", ("c1",)), MaxPool2d("p1", ("r1",)), Flatten("f", ("p1",)),
+        Linear("fc", ("f",), weight=rng.normal(0, 0.3, (10, 64)).astype(np.float32),
+               bias=rng.normal(0, 0.1, 10).astype(np.float32))]
+    x = rng.uniform(0, 1, (200, 1, 8, 8)).astype(np.float32)
+    return Model("net", "x", (1, 8, 8), layers), x
+
+
+def test_16_bit_class_agreement_and_sqnr():
+    m, x = digits_like_net()
+    spec = search(m, x[:100], "16")
+    im = IntModel(m, spec)
+    agree = np.mean(im.logits(x[100:]).argmax(1) == forward(m, x[100:])["fc"].argmax(1))
+    assert agree >= 0.99
+    assert all(f.sqnr_db > 50 for f in spec.layers.values())
+    spec8 = search(m, x[:100], "8")
+    assert all(f.sqnr_db < 50 for f in spec8.layers.values())
+
+
+def test_mixed_bits_and_overrides():
+    m, x = digits_like_net()
+    assert parse_bits("8/4") == (8, 8, 4)
+    in_bw, w = layer_widths(m, "8/4")
+    assert in_bw == 8 and (w["c1"].bw_w, w["fc"].bw_w) == (8, 4)
+    assert (w["c1"].bw_b, w["fc"].bw_b) == (16, 12)  # bw_in + bw_w
+    in_bw, w = layer_widths(m, "16", {"x": {"bw_x": 8}, "c1": {"bw_x": 6, "bw_b": 20},
+                                      "fc": {"bw_w": 3}})
+    assert in_bw == 8 and (w["c1"].bw_in, w["c1"].bw_x, w["c1"].bw_b) == (8, 6, 20)
+    assert (w["fc"].bw_in, w["fc"].bw_w, w["fc"].bw_b) == (6, 3, 9)
+    spec = search(m, x, "16", overrides={"c1": {"bw_x": 6}})
+    assert spec.layers["fc"].bw_in == 6
+    assert spec.layers["c1"].bw_b == 32  # 16 + 16 capped at 32
+
+
+@pytest.mark.parametrize("bits", ["1", "33", "8/40", "8/4/2", "abc", "", "8/"])
+def test_bad_bits(bits):
+    m, x = digits_like_net()
+    with pytest.raises(DynfixError, match="bits spec"):
+        search(m, x, bits)
+
+
+@pytest.mark.parametrize("calib,match", [
+    (np.zeros((5, 1, 8, 7), np.float32), "calibration data: input has shape"),
+    (np.zeros((0, 1, 8, 8), np.float32), "calibration data: input batch is empty"),
+    (np.array([["a"] * 64]).reshape(1, 1, 8, 8), "calibration data has dtype"),
+    (np.full((2, 1, 8, 8), np.nan, np.float32), "calibration data: .*NaN"),
+])
+def test_bad_calib(calib, match):
+    m, _ = digits_like_net()
+    with pytest.raises(DynfixError, match=match):
+        search(m, calib, "8")
+
+
+@pytest.mark.parametrize("ov,match", [({"zz": {"bw_x": 8}}, "no compute layer 'zz'"),
+                                      ({"c1": {"bw_q": 8}}, "unknown key"),
+                                      ({"c1": {"bw_w": 40}}, "outside 2..32"),
+                                      ({"x": {"bw_w": 8}}, "unknown key")])
+def test_bad_overrides(ov, match):
+    m, x = digits_like_net()
+    with pytest.raises(DynfixError, match=match):
+        search(m, x, "8", overrides=ov)
+
+
+def test_unknown_method():
+    m, x = digits_like_net()
+    with pytest.raises(DynfixError, match="unknown method"):
+        search(m, x, "8", "minmax")
