@@ -21,6 +21,15 @@ def run(dut, *benches):
     sim.run()
 
 
+async def stream_put(ctx, port, data: bytes):
+    """Offer each byte on a stream until it is taken."""
+    for b in data:
+        ctx.set(port.payload, b)
+        ctx.set(port.valid, 1)
+        await ctx.tick().until(port.ready)
+    ctx.set(port.valid, 0)
+
+
 def test_baud_divisor():
     assert baud_divisor(12e6, 115200) == 104
     assert baud_divisor(25e6, 115200) == 217
@@ -114,11 +123,7 @@ def test_tx_frames(rate):
     got = []
 
     async def driver(ctx):
-        for b in DATA:
-            ctx.set(dut.i.payload, b)
-            ctx.set(dut.i.valid, 1)
-            await ctx.tick().until(dut.i.ready)
-        ctx.set(dut.i.valid, 0)
+        await stream_put(ctx, dut.i, DATA)
 
     async def receiver(ctx):
         assert ctx.get(dut.tx) == 1
@@ -138,11 +143,7 @@ def test_loopback():
     got = bytearray()
 
     async def driver(ctx):
-        for b in data:
-            ctx.set(tx.i.payload, b)
-            ctx.set(tx.i.valid, 1)
-            await ctx.tick().until(tx.i.ready)
-        ctx.set(tx.i.valid, 0)
+        await stream_put(ctx, tx.i, data)
 
     async def receiver(ctx):
         ctx.set(rx.o.ready, 1)

@@ -1,0 +1,150 @@
+"""Board top in simulation: a UART model on the host side of the serial line, the protocol of
+dynfix.boards.protocol, and a stand-in engine (until the real one is wired in)."""
+
+import numpy as np
+import pytest
+from amaranth import Module, Signal, signed
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+from amaranth.sim import Simulator
+
+from dynfix.boards.protocol import (CMD_INFO, INFO_LEN, LinkInfo, infer_request,
+                                    parse_result)
+from dynfix.boards.uart_model import uart_recv, uart_send
+from dynfix.hw.board_top import BoardTop
+
+DIV = 8
+
+
+class EchoEngine(wiring.Component):
+    """Stand-in with the engine's host interface: sums the ``n_in`` inputs, then emits
+    ``o[j] = sat((sum >> 2) * (j - 4))`` for ``j < n_out`` and pulses ``done``."""
+
+    def __init__(self, n_in: int, n_out: int, bits: int):
+        self._n_in, self._n_out, self._bits = n_in, n_out, bits
+        super().__init__({
+            "i": In(stream.Signature(signed(bits))),
+            "o": Out(stream.Signature(signed(bits))),
+            "start": In(1), "busy": Out(1), "done": Out(1), "cycles": Out(32),
+        })
+
+    @staticmethod
+    def reference(x: np.ndarray, n_out: int, bits: int) -> np.ndarray:
+        s = int(np.sum(x)) >> 2
+        lim = 1 << (bits - 1)
+        return np.array([min(max(s * (j - 4), -lim), lim - 1) for j in range(n_out)])
+
+    def elaborate(self, platform):
+        m = Module()
+        bits = self._bits
+        acc = Signal(signed(bits + self._n_in.bit_length()))
+        idx = Signal(range(max(self._n_in, self._n_out) + 1))
+        prod = Signal(signed(2 * len(acc)))
+        lim = 1 << (bits - 1)
+        m.d.comb += prod.eq((acc >> 2) * (idx - 4))
+        with m.If(self.busy):
+            m.d.sync += self.cycles.eq(self.cycles + 1)
+        m.d.sync += self.done.eq(0)
+        with m.FSM():
+            with m.State("IDLE"):
+                with m.If(self.start):
+                    m.d.sync += [acc.eq(0), idx.eq(0), self.cycles.eq(0)]
+                    m.next = "LOAD"
+            with m.State("LOAD"):
+                m.d.comb += [self.busy.eq(1), self.i.ready.eq(1)]
+                with m.If(self.i.valid):
+                    m.d.sync += [acc.eq(acc + self.i.payload), idx.eq(idx + 1)]
+                    with m.If(idx == self._n_in - 1):
+                        m.d.sync += idx.eq(0)
+                        m.next = "OUT"
+            with m.State("OUT"):
+                m.d.comb += [self.busy.eq(1), self.o.valid.eq(1)]
+                with m.If(prod >= lim):
+                    m.d.comb += self.o.payload.eq(lim - 1)
+                with m.Elif(prod < -lim):
+                    m.d.comb += self.o.payload.eq(-lim)
+                with m.Else():
+                    m.d.comb += self.o.payload.eq(prod)
+                with m.If(self.o.ready):
+                    m.d.sync += idx.eq(idx + 1)
+                    with m.If(idx == self._n_out - 1):
+                        m.d.sync += self.done.eq(1)
+                        m.next = "IDLE"
+        return m
+
+
+def run_host(top: BoardTop, host, rate: float = 1.0):
+    """Simulate ``top`` with ``host(ctx, send, received)`` as the host testbench; a background
+    UART receiver appends every byte the board sends to ``received``."""
+    received = bytearray()
+
+    async def send(ctx, data: bytes):
+        await uart_send(ctx, top.uart_rx, data, DIV * rate)
+
+    async def listener(ctx):
+        while True:
+            received.extend(await uart_recv(ctx, top.uart_tx, 1, DIV * rate, timeout=10**9))
+
+    async def bench(ctx):
+        ctx.set(top.uart_rx, 1)
+        await ctx.tick().repeat(10)
+        await host(ctx, send, received)
+
+    sim = Simulator(top)
+    sim.add_clock(1e-6)
+    sim.add_testbench(listener, background=True)
+    sim.add_testbench(bench)
+    sim.run()
+
+
+async def wait_bytes(ctx, received: bytearray, n: int, limit: int = 200_000) -> bytes:
+    for _ in range(limit):
+        if len(received) >= n:
+            break
+        await ctx.tick()
+    assert len(received) == n, f"expected {n} bytes, got {len(received)}: {bytes(received)!r}"
+    data = bytes(received)
+    received.clear()
+    return data
+
+
+@pytest.mark.parametrize("bits,rate", [(8, 1.0), (12, 1.03)])
+def test_board_top_protocol(bits, rate):
+    n_in, n_out = 12, 10
+    info = LinkInfo(n_in=n_in, n_out=n_out, in_bits=bits, out_bits=bits)
+    engine = EchoEngine(n_in, n_out, bits)
+    top = BoardTop(engine, info, divisor=DIV)
+    rng = np.random.default_rng(bits)
+    lim = 1 << (bits - 1)
+    images = [rng.integers(-lim, lim, n_in), np.full(n_in, lim - 1), np.zeros(n_in, int)]
+    results, leds = [], []
+
+    async def host(ctx, send, received):
+        await send(ctx, bytes([CMD_INFO]))
+        assert LinkInfo.parse(await wait_bytes(ctx, received, INFO_LEN)) == info
+        for x in images:
+            await send(ctx, infer_request(x, info))
+            leds.append(ctx.get(top.led_busy))
+            results.append(parse_result(await wait_bytes(ctx, received,
+                                                         1 + info.result_len()), info))
+            await ctx.tick().repeat(10)
+            leds.append(ctx.get(top.led_done))
+            results[-1] = (results[-1], ctx.get(engine.cycles))
+        await send(ctx, b"Z")
+        assert await wait_bytes(ctx, received, 1) == b"?"
+
+    run_host(top, host, rate)
+    for x, (res, cycles) in zip(images, results):
+        ref = EchoEngine.reference(x, n_out, bits)
+        np.testing.assert_array_equal(res.logits, ref)
+        assert res.predicted == int(np.argmax(ref))
+        assert res.cycles == cycles and res.cycles >= n_in + n_out
+    assert results[2][0].predicted == 0          # all-zero logits: the first index wins
+    assert leds == [1, 1] * len(images)
+
+
+def test_board_top_checks_widths():
+    engine = EchoEngine(4, 4, 8)
+    engine._MustUse__silence = True                    # never elaborated, on purpose
+    with pytest.raises(ValueError, match="engine.i carries 8-bit"):
+        BoardTop(engine, LinkInfo(4, 4, 16, 8), divisor=DIV)
