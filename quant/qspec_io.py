@@ -51,7 +51,7 @@ def save_qspec(spec: QuantSpec, path: str | Path) -> None:
     """Write ``spec`` to ``path`` as YAML, atomically."""
     path = Path(path)
     text = yaml.safe_dump(spec_to_dict(spec), sort_keys=False, default_flow_style=None,
-                          width=100)
+                          width=200)  # one line per layer
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or ".")
         with os.fdopen(fd, "w") as f:

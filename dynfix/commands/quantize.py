@@ -1,0 +1,84 @@
+"""``dynfix quantize MODEL --calib DATA --bits SPEC --output Q.yaml``: pick every layer's
+fixed-point format on calibration data (greedy dynamic precision by default)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+from dynfix.quant.search import METHODS
+from dynfix.quant.qspec import QuantSpec
+
+COLUMNS = ("layer", "bw_w", "fl_w", "bw_b", "fl_b", "bw_in", "fl_in", "bw_x", "fl_out",
+           "acc", "SQNR dB", "saturated")
+
+
+def table(spec: QuantSpec) -> str:
+    """The per-layer formats as a fixed-width text table."""
+    width = max([len(n) for n in spec.layers] + [5])
+    head = f"{COLUMNS[0]:<{width}} " + " ".join(f"{c:>6}" for c in COLUMNS[1:10])
+    lines = [head + f" {COLUMNS[10]:>8} {COLUMNS[11]:>9}"]
+    for f in spec.layers.values():
+        nums = (f.bw_w, f.fl_w, f.bw_b, f.fl_b, f.bw_in, f.fl_in, f.bw_x, f.fl_out, f.acc_bits)
+        lines.append(f"{f.name:<{width}} " + " ".join(f"{v:>6}" for v in nums)
+                     + f" {f.sqnr_db:>8.1f} {f.saturated:>9}")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    from dynfix.quant.bits import layer_widths, load_overrides
+    from dynfix.quant.datasets import load_data
+    from dynfix.quant.load import load_model
+    from dynfix.quant.qspec_io import finite_or_none, save_qspec, spec_to_dict
+    from dynfix.quant.search import check_calib, search
+
+    model = load_model(args.model)
+    overrides = load_overrides(args.overrides)
+    layer_widths(model, args.bits, overrides)  # bad widths fail before any work
+    x, _ = load_data(args.calib, split="calib", need_labels=False)
+    check_calib(model, x)
+
+    def progress(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
+    progress(f"quantizing {model.name} ({args.method}, bits {args.bits}) on "
+             f"{len(x)} calibration inputs")
+    t0 = time.perf_counter()
+    spec = search(model, x, args.bits, args.method, overrides, progress)
+    seconds = time.perf_counter() - t0
+    save_qspec(spec, args.output)
+    progress(f"search took {seconds:.2f} s; wrote {args.output}")
+    if args.json:
+        d = spec_to_dict(spec)
+        for row in d["layers"]:
+            row["sqnr_db"] = finite_or_none(row["sqnr_db"])
+        d.update(calib_inputs=int(len(x)), search_seconds=round(seconds, 3),
+                 output=str(args.output))
+        print(json.dumps(d, indent=2))
+    else:
+        print(f"model {spec.model}: method {spec.method}, bits {spec.bits}, input "
+              f"{spec.input_bw} bits fl {spec.input_fl}")
+        print(table(spec))
+    return 0
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("quantize", help="choose per-layer fixed-point formats (Q.yaml)",
+                              description=__doc__)
+    p.add_argument("model", help="an .onnx or .yaml model, or a bundled name (digits)")
+    p.add_argument("--calib", required=True,
+                   help="calibration inputs: digits (its calib split), X.npy or D.npz")
+    p.add_argument("--bits", default="8",
+                   help="bit widths: N for all (16, 8, 6, 4), or A/B for A-bit data and conv "
+                        "weights with B-bit FC weights (8/4); default 8")
+    p.add_argument("--method", choices=METHODS, default="greedy",
+                   help="greedy: dynamic fl by error search (default); range: Ristretto's "
+                        "max-abs rule; static: one fl for the whole network")
+    p.add_argument("--overrides", metavar="F.yaml",
+                   help="per-layer widths: layer name -> {bw_w, bw_x, bw_b}")
+    p.add_argument("--output", "-o", required=True, metavar="Q.yaml",
+                   help="where to write the quantization spec")
+    p.add_argument("--json", action="store_true", help="machine-readable summary on stdout")
+    p.set_defaults(func=run)
