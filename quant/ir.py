@@ -46,10 +46,15 @@ class Layer:
 
 
 def _pool_out(size: int, k: int, s: int, p0: int, p1: int, ceil: bool = False) -> int:
+    """Output length; in ceil mode the last window must start inside input + begin pad
+    (the PyTorch/onnxruntime rule)."""
     span = size + p0 + p1 - k
     if span < 0:
         return 0
-    return (-(-span // s) if ceil else span // s) + 1
+    out = (-(-span // s) if ceil else span // s) + 1
+    if ceil and (out - 1) * s >= size + p0:
+        out -= 1
+    return out
 
 
 @dataclass
@@ -224,6 +229,24 @@ class Softmax(Layer):
         return in_shape
 
 
+_PARAM_RANKS = {(Conv2d, "weight"): 4, (Linear, "weight"): 2}
+
+
+def _check_param_shapes(layer: Layer) -> None:
+    """Weights have their layout's rank; bias/scale/shift are one value per output channel."""
+    params = layer.params()
+    for pname, arr in params.items():
+        rank = _PARAM_RANKS.get((type(layer), pname), 1)
+        if isinstance(arr, np.ndarray) and arr.ndim != rank:
+            raise DynfixError(f"layer {layer.name!r}: parameter {pname!r} has shape "
+                              f"{arr.shape}; expected rank {rank}")
+    lead = params.get("weight", params.get("scale"))
+    for pname in ("bias", "shift"):
+        if pname in params and params[pname].shape[0] != lead.shape[0]:
+            raise DynfixError(f"layer {layer.name!r}: parameter {pname!r} has "
+                              f"{params[pname].shape[0]} values for {lead.shape[0]} channels")
+
+
 LAYER_TYPES: dict[str, type[Layer]] = {
     cls.op: cls for cls in (Conv2d, Linear, ReLU, MaxPool2d, AvgPool2d, GlobalAvgPool,
                             Flatten, Affine, Softmax)
@@ -267,6 +290,7 @@ class Model:
                     n = int(np.count_nonzero(~np.isfinite(arr)))
                     raise DynfixError(f"layer {layer.name!r}: parameter {pname!r} has {n} "
                                       f"NaN/Inf values")
+            _check_param_shapes(layer)
             shape = tuple(int(d) for d in layer.infer(shape))
             layer.out_shape = shape
             seen.add(layer.name)

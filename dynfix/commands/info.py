@@ -1,0 +1,50 @@
+"""``dynfix info MODEL``: per-layer name, op, output shape, parameters and MACs, with totals."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from dynfix.quant.load import load_model
+
+MODEL_HELP = "an .onnx file, a dynfix .yaml file, or 'digits' (the bundled model)"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("info", help="show a model's layers, shapes, parameters and MACs",
+                       description="Load MODEL and print one row per layer (name, op, output "
+                                   "shape without the batch, parameters, multiply-accumulates "
+                                   "per image) and the totals.")
+    p.add_argument("model", metavar="MODEL", help=MODEL_HELP)
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON object: model, input_shape, layers, total_params, "
+                        "total_macs")
+    p.set_defaults(func=run)
+
+
+def format_table(summary: dict) -> str:
+    """The summary as an aligned text table."""
+    head = ("name", "op", "output", "params", "MACs")
+    rows = [(r["name"], r["op"], "x".join(map(str, r["output_shape"])), f"{r['params']:,}",
+             f"{r['macs']:,}") for r in summary["layers"]]
+    rows.append(("total", "", "", f"{summary['total_params']:,}",
+                 f"{summary['total_macs']:,}"))
+    widths = [max(len(r[i]) for r in [head] + rows) for i in range(len(head))]
+    right = (False, False, False, True, True)
+
+    def line(r):
+        return "  ".join(c.rjust(w) if rj else c.ljust(w)
+                         for c, w, rj in zip(r, widths, right)).rstrip()
+
+    shape = "x".join(map(str, summary["input_shape"]))
+    out = [f"model {summary['model']}: input {shape}, {len(summary['layers'])} layers",
+           line(head), line(["-" * w for w in widths])]
+    out += [line(r) for r in rows[:-1]]
+    out += [line(["-" * w for w in widths]), line(rows[-1])]
+    return "\n".join(out)
+
+
+def run(args: argparse.Namespace) -> int:
+    summary = load_model(args.model).summary()
+    print(json.dumps(summary) if args.json else format_table(summary))
+    return 0
