@@ -1,0 +1,260 @@
+"""Compiler: (model, quantization, engine config) -> layer program and memory images.
+
+A model runs on the engine as a chain of *groups*: a Conv2d or Linear layer with an optional
+ReLU and an optional non-overlapping MaxPool (Flatten is free: the map layout already is the
+flatten order). A Linear layer runs as a convolution whose kernel covers its whole input map,
+with the weight matrix reordered from flatten order (C, H, W) to kernel order. A trailing
+Softmax stays on the host. Anything else is rejected with one error naming every layer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from dynfix.errors import DynfixError
+from dynfix.quant.int_model import IntModel
+from dynfix.quant.ir import Conv2d, Flatten, Linear, MaxPool2d, Model, ReLU, Softmax
+from dynfix.quant.qspec import QuantSpec
+from .config import EngineConfig
+from .program import check_entry, pack_entry
+
+Shape3 = tuple[int, int, int]
+
+
+@dataclass
+class LayerPlan:
+    """One fused group as the engine runs it."""
+
+    name: str                       # the Conv2d / Linear layer
+    layers: list[str]               # every model layer folded into the group
+    kind: str                       # "conv" or "linear"
+    in_shape: Shape3                # C, H, W of the map it reads
+    out_shape: Shape3               # M, H', W' of the map it writes (after pooling)
+    kernel: tuple[int, int]
+    stride: tuple[int, int] = (1, 1)
+    pads: tuple[int, int, int, int] = (0, 0, 0, 0)
+    pool: int = 1
+    relu: bool = False
+    macs: int = 0                   # useful multiply-accumulates (the model's count)
+    entry: dict[str, int] = field(default_factory=dict)
+    weights: np.ndarray | None = field(default=None, repr=False)   # M, C, kh, kw (int)
+    biases: np.ndarray | None = field(default=None, repr=False)    # M (int)
+
+    @property
+    def conv_out(self) -> tuple[int, int]:
+        """Conv pixels computed (rows, columns): the pooled map times the pool size."""
+        return self.out_shape[1] * self.pool, self.out_shape[2] * self.pool
+
+
+@dataclass
+class CompiledModel:
+    config: EngineConfig
+    plans: list[LayerPlan]
+    program: list[int]
+    weights: list[int]
+    biases: list[int]
+    output_name: str                # the layer whose integers the engine streams out
+    input_shape: Shape3
+
+    @property
+    def output_len(self) -> int:
+        return int(np.prod(self.plans[-1].out_shape))
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def _as_map(shape: tuple[int, ...]) -> Shape3 | None:
+    if len(shape) == 3:
+        return tuple(int(d) for d in shape)
+    if len(shape) == 1:
+        return (int(shape[0]), 1, 1)
+    return None
+
+
+def plan_groups(model: Model) -> tuple[list[LayerPlan], str]:
+    """Fuse the model into engine groups; raise one DynfixError listing every problem.
+
+    Returns the groups and the name of the layer whose output the engine produces.
+    """
+    problems: list[str] = []
+    plans: list[LayerPlan] = []
+    cur: LayerPlan | None = None
+    out_name = model.input_name
+    map_shape = _as_map(tuple(model.input_shape))
+    if map_shape is None:
+        problems.append(f"input {model.input_name!r}: shape {tuple(model.input_shape)} is "
+                        f"neither C x H x W nor flat")
+    last = len(model.layers) - 1
+    for idx, layer in enumerate(model.layers):
+        what = f"{layer.name} ({type(layer).__name__})"
+        if isinstance(layer, Conv2d):
+            if tuple(layer.dilation) != (1, 1):
+                problems.append(f"{what}: dilation {tuple(layer.dilation)} (only 1)")
+            cur = LayerPlan(layer.name, [layer.name], "conv", map_shape or (1, 1, 1),
+                            tuple(layer.out_shape), tuple(layer.kernel),
+                            tuple(layer.stride), tuple(layer.pads),
+                            macs=layer.macs(model.in_shape(idx)))
+            plans.append(cur)
+        elif isinstance(layer, Linear):
+            c, h, w = map_shape or (int(layer.weight.shape[1]), 1, 1)
+            cur = LayerPlan(layer.name, [layer.name], "linear", (c, h, w),
+                            (int(layer.weight.shape[0]), 1, 1), (h, w),
+                            macs=layer.macs(model.in_shape(idx)))
+            plans.append(cur)
+        elif isinstance(layer, ReLU):
+            if cur is None:
+                problems.append(f"{what}: not after a Conv/Linear layer")
+            else:
+                cur.relu = True
+                cur.layers.append(layer.name)
+        elif isinstance(layer, MaxPool2d) and type(layer) is MaxPool2d:
+            k, s = tuple(layer.kernel), tuple(layer.stride)
+            why = []
+            if cur is None or cur.kind != "conv" or cur.pool > 1:
+                why.append("not directly after a Conv layer (with an optional ReLU)")
+            if k[0] != k[1] or k != s:
+                why.append(f"kernel {k} stride {s} (only square, stride = kernel)")
+            if any(layer.pads):
+                why.append(f"padding {tuple(layer.pads)}")
+            if cur is not None and cur.kind == "conv" and layer.ceil_mode and (
+                    cur.out_shape[1] % k[0] or cur.out_shape[2] % k[1]):
+                why.append("ceil_mode with a partial window")
+            if why:
+                problems.append(f"{what}: {'; '.join(why)}")
+            elif cur is not None:
+                cur.pool = k[0]
+                cur.out_shape = tuple(layer.out_shape)
+                cur.layers.append(layer.name)
+        elif isinstance(layer, Flatten):
+            if cur is not None:
+                cur.layers.append(layer.name)
+        elif isinstance(layer, Softmax) and idx == last:
+            continue                            # on the host
+        else:
+            why = {"avgpool": "average pooling", "gap": "global average pooling",
+                   "affine": "unfolded BatchNorm/affine", "softmax": "softmax before the end"}
+            problems.append(f"{what}: {why.get(layer.op, f'op {layer.op!r}')} is not "
+                            f"supported by the engine")
+        if cur is not None and layer.name in cur.layers:
+            map_shape = cur.out_shape
+        out_name = layer.name if not isinstance(layer, Softmax) else out_name
+    if not plans:
+        problems.append("no Conv/Linear layer")
+    if problems:
+        raise DynfixError(f"model {model.name!r} cannot run on the engine: "
+                          + "; ".join(problems))
+    return plans, out_name
+
+
+def clamp_shift(data_shift: int, bw_x: int, acc_bits: int) -> int:
+    """The data shift clamped to ``[-bw_x, acc_bits]``, which keeps every result (a left shift
+    by ``bw_x`` or more saturates any non-zero value, a right shift by ``acc_bits`` or more
+    rounds every accumulator value to 0)."""
+    return max(-bw_x, min(acc_bits, data_shift))
+
+
+def compile_model(model: Model, spec: QuantSpec, cfg: EngineConfig) -> CompiledModel:
+    """Plan, size the engine (filling ``cfg``'s zero fields) and build memory images."""
+    cfg.check_parallelism()
+    plans, out_name = plan_groups(model)
+    im = IntModel(model, spec)
+    n, tm = cfg.lanes, cfg.tm
+
+    for p in plans:
+        f = spec.layers[p.name]
+        wq = im.weights[p.name]
+        p.weights = wq.reshape((wq.shape[0],) + p.in_shape[:1] + p.kernel)
+        p.biases = im.biases[p.name]
+    fmts = [spec.layers[p.name] for p in plans]
+    data_bits = max([spec.input_bw] + [f.bw_x for f in fmts])
+    sizes = [p.in_shape for p in plans[:1]] + [p.out_shape for p in plans]
+    region = max(h * w * _ceil_div(c, n) for c, h, w in sizes)
+
+    entries, w_base, b_base = [], 0, 0
+    for i, (p, f) in enumerate(zip(plans, fmts)):
+        c, h, w = p.in_shape
+        m_out, ph, pw = p.out_shape
+        t_in, t_out = _ceil_div(c, n), _ceil_div(m_out, n)
+        (kh, kw), (sy, sx), pool = p.kernel, p.stride, p.pool
+        top, left = p.pads[0], p.pads[1]
+        in_base, out_base = (i % 2) * region, ((i + 1) % 2) * region
+        n_mg = _ceil_div(m_out, tm)
+        p.entry = {
+            "in_base": in_base, "out_base": out_base,
+            "addr0": in_base - (top * w + left) * t_in, "iy0": -top, "ix0": -left,
+            "in_c": c, "in_pix": h * w, "in_h": h, "in_w": w, "t_in": t_in,
+            "n_mg": n_mg, "n_py": ph, "n_px": pw, "pool": pool, "kh": kh, "kw": kw,
+            "cs_py": pool * sy, "cs_px": pool * sx, "cs_dy": sy, "cs_dx": sx,
+            "t_out": t_out, "out_pix": ph * pw, "out_c": m_out,
+            "st_py": pool * sy * w * t_in, "st_px": pool * sx * t_in,
+            "st_dy": sy * w * t_in, "st_dx": sx * t_in, "st_ky": w * t_in,
+            "w_base": w_base, "b_base": b_base,
+            "bias_shift": f.bias_shift,
+            "data_shift": clamp_shift(f.data_shift, f.bw_x, f.acc_bits),
+            "out_bits": f.bw_x, "relu": int(p.relu), "last": int(i == len(plans) - 1),
+        }
+        entries.append(p.entry)
+        w_base += n_mg * kh * kw * t_in
+        b_base += n_mg
+
+    counts = [v for e in entries for k, v in e.items()
+              if k not in ("addr0", "in_base", "out_base", "w_base", "b_base")
+              and not k.startswith("st_")]
+    reach = [abs(e["iy0"]) + e["in_h"] + e["kh"] + e["cs_py"] for e in entries]
+    reach += [abs(e["ix0"]) + e["in_w"] + e["kw"] + e["cs_px"] for e in entries]
+    cfg = cfg.fitted(
+        data_bits=data_bits,
+        weight_bits=max(f.bw_w for f in fmts),
+        bias_bits=max(f.bw_b for f in fmts),
+        acc_bits=max(f.acc_bits for f in fmts),
+        fmap_depth=2 * region, weight_depth=max(1, w_base), bias_depth=max(1, b_base),
+        prog_depth=len(entries),
+        dim_bits=max(abs(v) for v in counts + reach).bit_length(),
+    )
+    for p in plans:
+        check_entry(cfg, p.entry, f"layer {p.name!r}")
+    return CompiledModel(cfg, plans, [pack_entry(cfg, e) for e in entries],
+                         pack_weights(cfg, plans), pack_biases(cfg, plans), out_name,
+                         plans[0].in_shape)
+
+
+def _pack(values: np.ndarray, bits: int) -> list[int]:
+    """Rows of signed integers -> one integer per row, element 0 in the low bits."""
+    mask = (1 << bits) - 1
+    out = []
+    for row in values.reshape(values.shape[0], -1):
+        word = 0
+        for j, v in enumerate(row.tolist()):
+            word |= (int(v) & mask) << (j * bits)
+        out.append(word)
+    return out
+
+
+def pack_weights(cfg: EngineConfig, plans: list[LayerPlan]) -> list[int]:
+    """Weight words in sequencer order: per group mg, kernel row, column, input word t;
+    lane (j, l) holds weight[mg*tm + j, t*lanes + l, ky, kx] (0 beyond the layer)."""
+    n, tm = cfg.lanes, cfg.tm
+    words = []
+    for p in plans:
+        m_out, c, kh, kw = p.weights.shape
+        t_in, n_mg = _ceil_div(c, n), _ceil_div(m_out, tm)
+        w = np.zeros((n_mg * tm, t_in * n, kh, kw), np.int64)
+        w[:m_out, :c] = p.weights
+        # (mg, j, t, l, ky, kx) -> (mg, ky, kx, t, j, l)
+        w = w.reshape(n_mg, tm, t_in, n, kh, kw).transpose(0, 4, 5, 2, 1, 3)
+        words += _pack(w.reshape(-1, tm * n), cfg.weight_bits)
+    return words
+
+
+def pack_biases(cfg: EngineConfig, plans: list[LayerPlan]) -> list[int]:
+    words = []
+    for p in plans:
+        n_mg = _ceil_div(len(p.biases), cfg.tm)
+        b = np.zeros(n_mg * cfg.tm, np.int64)
+        b[:len(p.biases)] = p.biases
+        words += _pack(b.reshape(n_mg, cfg.tm), cfg.bias_bits)
+    return words

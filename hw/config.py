@@ -1,0 +1,146 @@
+"""Engine configuration: parallelism chosen by the user or the board, widths and depths fitted
+to the program by the compiler.
+
+The engine works in *channel mode*: a feature-map word holds ``lanes = tn * k * k`` values of
+one pixel (consecutive channels), and each cycle ``tm`` output channels take a dot product of
+one map word with ``tm`` weight words, so the engine has ``tm * lanes`` multipliers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+
+from dynfix.errors import DynfixError
+
+#: Parallelism-only keys a user may give in ``engine.yaml``; the rest is fitted.
+PARALLEL_KEYS = ("k", "tn", "tm")
+
+
+def clog2(n: int) -> int:
+    """Bits to address ``n`` items (at least 1)."""
+    return max(1, (int(n) - 1).bit_length())
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """All parameters of one engine instance.
+
+    ``k``, ``tn``, ``tm`` fix the parallelism. The widths and depths default to 0, meaning
+    "fit to the program" (:func:`dynfix.hw.compiler.compile_model` fills them in); a value
+    given explicitly is an upper bound the program must fit.
+    """
+
+    k: int = 3
+    tn: int = 1
+    tm: int = 1
+    data_bits: int = 0      # feature-map values (max over the program's bw_in / bw_x)
+    weight_bits: int = 0    # max bw_w
+    bias_bits: int = 0      # max bw_b
+    acc_bits: int = 0       # max acc_bits
+    fmap_depth: int = 0     # feature-map words, both ping-pong regions
+    weight_depth: int = 0   # weight words (tm * lanes weights each)
+    bias_depth: int = 0     # bias words (tm biases each)
+    prog_depth: int = 0     # program entries
+    dim_bits: int = 0       # width of map coordinates and loop counters
+
+    @property
+    def lanes(self) -> int:
+        return self.tn * self.k * self.k
+
+    @property
+    def multipliers(self) -> int:
+        return self.tm * self.lanes
+
+    @property
+    def groups_per_word(self) -> int:
+        """Output-channel groups (of ``tm``) per map word."""
+        return self.lanes // self.tm
+
+    @property
+    def fmap_addr_bits(self) -> int:
+        return clog2(self.fmap_depth)
+
+    @property
+    def weight_addr_bits(self) -> int:
+        return clog2(self.weight_depth)
+
+    @property
+    def bias_addr_bits(self) -> int:
+        return clog2(self.bias_depth)
+
+    @property
+    def prog_addr_bits(self) -> int:
+        return clog2(self.prog_depth)
+
+    @property
+    def shift_bits(self) -> int:
+        """Signed width of the data-shift field (range ``-data_bits .. acc_bits``)."""
+        return max(self.acc_bits, self.data_bits).bit_length() + 1
+
+    @property
+    def lshift_bits(self) -> int:
+        """Unsigned width of a left data shift (at most ``data_bits``)."""
+        return self.data_bits.bit_length()
+
+    @property
+    def bias_shift_bits(self) -> int:
+        return max(1, (self.acc_bits - 1).bit_length())
+
+    @property
+    def out_bits_bits(self) -> int:
+        return self.data_bits.bit_length()
+
+    def check_parallelism(self) -> None:
+        bad = [f"{key}={getattr(self, key)!r}" for key in PARALLEL_KEYS
+               if not isinstance(getattr(self, key), int) or getattr(self, key) < 1]
+        if bad:
+            raise DynfixError(f"engine config: {', '.join(bad)} must be positive integers")
+        if self.lanes % self.tm:
+            raise DynfixError(f"engine config: lanes = tn*k*k = {self.lanes} must be a "
+                              f"multiple of tm = {self.tm}")
+
+    def is_fitted(self) -> bool:
+        return all(getattr(self, f.name) > 0 for f in fields(self))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict, where: str = "engine config") -> "EngineConfig":
+        if not isinstance(d, dict):
+            raise DynfixError(f"{where}: expected a mapping of keys to integers")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise DynfixError(f"{where}: unknown key(s) {', '.join(unknown)}; known: "
+                              f"{', '.join(sorted(known))}")
+        bad = sorted(key for key, v in d.items() if not isinstance(v, int) or isinstance(v, bool)
+                     or v < 0)
+        if bad:
+            raise DynfixError(f"{where}: {', '.join(bad)} must be non-negative integers")
+        cfg = cls(**d)
+        cfg.check_parallelism()
+        return cfg
+
+    def fitted(self, **need: int) -> "EngineConfig":
+        """This config with every 0 field set to ``need[field]``; explicit values must be
+        large enough (one DynfixError lists every field that is too small)."""
+        small = [f"{key} {getattr(self, key)} < {v} needed" for key, v in sorted(need.items())
+                 if getattr(self, key) and getattr(self, key) < v]
+        if small:
+            raise DynfixError(f"the model does not fit the engine config: {'; '.join(small)}")
+        return replace(self, **{key: v for key, v in need.items() if not getattr(self, key)})
+
+
+#: Fixed configurations per board until board sizing is automatic.
+BOARD_CONFIGS: dict[str, EngineConfig] = {
+    "icebreaker": EngineConfig(k=3, tn=1, tm=1),
+}
+
+
+def board_config(board: str) -> EngineConfig:
+    try:
+        return BOARD_CONFIGS[board]
+    except KeyError:
+        raise DynfixError(f"no engine config for board {board!r}; known: "
+                          f"{', '.join(sorted(BOARD_CONFIGS))} (or pass --config)") from None

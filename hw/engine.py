@@ -1,0 +1,179 @@
+"""The engine top: memories, controller, sequencer, MAC array and post-processing."""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .adder_tree import tree_levels
+from .config import EngineConfig
+from .controller import Controller
+from .mac_array import MacArray
+from .map_walker import MapWalker
+from .max_pool import MaxPool
+from .pipeline import delay
+from .requantizer import Requantizer
+from .sequencer import Sequencer
+
+
+def pipeline_depth(cfg: EngineConfig) -> int:
+    """Cycles from an item's issue to its result's write into the map memory."""
+    return 1 + (2 + tree_levels(cfg.lanes)) + Requantizer.latency + MaxPool.latency
+
+
+class Engine(wiring.Component):
+    """A fixed-point CNN engine running a whole network from on-chip memories.
+
+    The host pulses ``start``, streams the input image on ``i`` (C, H, W order, quantized
+    integers) and reads the last layer's outputs on ``o`` (channel order); ``done`` stays
+    high until the next ``start``. ``cycles`` counts the compute cycles of the last run;
+    ``layer_cycles`` shows layer ``layer_sel``'s count one cycle after ``layer_sel`` is set.
+
+    Members
+    -------
+    i : In(stream.Signature(signed(data_bits)))
+    o : Out(stream.Signature(signed(data_bits)))
+    start : In(1)
+    busy, done : Out(1)
+    cycles : Out(32)
+    layer_sel : In(8)
+    layer_cycles : Out(32)
+    """
+
+    def __init__(self, cfg: EngineConfig, program: list[int], weights: list[int],
+                 biases: list[int]):
+        self._cfg = cfg
+        self._program = program
+        self._weights = weights
+        self._biases = biases
+        super().__init__({
+            "i": In(stream.Signature(signed(cfg.data_bits))),
+            "o": Out(stream.Signature(signed(cfg.data_bits))),
+            "start": In(1), "busy": Out(1), "done": Out(1),
+            "cycles": Out(32),
+            "layer_sel": In(8), "layer_cycles": Out(32),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self._cfg
+        n, tm, db = cfg.lanes, cfg.tm, cfg.data_bits
+        lanes = data.ArrayLayout(signed(db), n)
+
+        m.submodules.fmap = fmap = memory.Memory(shape=unsigned(n * db),
+                                                 depth=cfg.fmap_depth, init=[])
+        m.submodules.weights = wrom = memory.Memory(
+            shape=unsigned(tm * n * cfg.weight_bits), depth=cfg.weight_depth,
+            init=self._weights)
+        m.submodules.biases = brom = memory.Memory(
+            shape=unsigned(tm * cfg.bias_bits), depth=cfg.bias_depth, init=self._biases)
+        map_wr = fmap.write_port(granularity=db)
+        map_rd = fmap.read_port()
+        w_rd = wrom.read_port()
+        b_rd = brom.read_port()
+
+        m.submodules.ctrl = ctrl = Controller(cfg, self._program, pipeline_depth(cfg))
+        m.submodules.seq = seq = Sequencer(cfg)
+        m.submodules.mac = mac = MacArray(cfg)
+        m.submodules.loader = loader = MapWalker(cfg.fmap_addr_bits, cfg.dim_bits, n)
+        m.submodules.unloader = unloader = MapWalker(cfg.fmap_addr_bits, cfg.dim_bits, n)
+        m.submodules.pool = pool = MaxPool(db, tm)
+        rqs = []
+        for j in range(tm):
+            rq = Requantizer(cfg.acc_bits, db, cfg.shift_bits)
+            m.submodules[f"rq{j}"] = rq
+            rqs.append(rq)
+        e = ctrl.entry
+
+        m.d.comb += [
+            ctrl.start.eq(self.start), self.busy.eq(ctrl.busy), self.done.eq(ctrl.done),
+            self.cycles.eq(ctrl.cycles),
+            ctrl.layer_sel.eq(self.layer_sel), self.layer_cycles.eq(ctrl.layer_cycles),
+            seq.entry.eq(e), seq.start.eq(ctrl.seq_start), ctrl.seq_done.eq(seq.done),
+        ]
+
+        # Input image: host stream -> map region 0, one lane per value.
+        m.d.comb += [
+            loader.base.eq(e.in_base), loader.words.eq(e.t_in),
+            loader.channels.eq(e.in_c), loader.pixels.eq(e.in_pix),
+            loader.start.eq(ctrl.load_start),
+            self.i.ready.eq(ctrl.loading & loader.active),
+            loader.step.eq(self.i.valid & self.i.ready),
+            ctrl.load_done.eq(loader.step & loader.last),
+        ]
+
+        # Datapath: map and weight words -> MAC array -> requantizer -> pool.
+        m.d.comb += [
+            map_rd.addr.eq(Mux(ctrl.unloading, unloader.addr, seq.map_addr)),
+            w_rd.addr.eq(seq.w_addr), b_rd.addr.eq(seq.b_addr),
+        ]
+        word = data.View(lanes, map_rd.data)
+        pad = delay(m, seq.pad, 1, "pad")
+        m.d.comb += [
+            mac.valid.eq(delay(m, seq.valid, 1, "issue")),
+            mac.first.eq(delay(m, seq.first, 1, "first")),
+            mac.last.eq(delay(m, seq.last, 1, "last")),
+            mac.w.as_value().eq(w_rd.data),
+            mac.bias.as_value().eq(b_rd.data),
+            mac.bias_shift.eq(e.bias_shift),
+        ]
+        m.d.comb += [mac.x[lane].eq(Mux(pad, 0, word[lane])) for lane in range(n)]
+        for j, rq in enumerate(rqs):
+            m.d.comb += [rq.acc.eq(mac.o[j]), rq.shift.eq(e.data_shift),
+                         rq.out_bits.eq(e.out_bits), rq.relu.eq(e.relu),
+                         pool.i[j].eq(rq.o)]
+        to_pool = 1 + mac.latency + Requantizer.latency
+        m.d.comb += [
+            pool.valid.eq(delay(m, mac.o_valid, Requantizer.latency, "rq_valid")),
+            pool.first.eq(delay(m, seq.pool_first, to_pool, "pool_first")),
+            pool.last.eq(delay(m, seq.pool_last, to_pool, "pool_last")),
+        ]
+
+        # Write-back: pooled pixels of one channel group, then the next group.
+        wb_addr = Signal(unsigned(cfg.fmap_addr_bits))
+        wb_word = Signal(unsigned(cfg.fmap_addr_bits))      # out_base + t
+        wb_group = Signal(range(cfg.groups_per_word))
+        wb_pix = Signal(unsigned(cfg.dim_bits))
+        with m.If(ctrl.seq_start):
+            m.d.sync += [wb_addr.eq(e.out_base), wb_word.eq(e.out_base), wb_group.eq(0),
+                         wb_pix.eq(0)]
+        with m.Elif(pool.o_valid):
+            with m.If(wb_pix == e.out_pix - 1):
+                m.d.sync += wb_pix.eq(0)
+                with m.If(wb_group == cfg.groups_per_word - 1):
+                    m.d.sync += [wb_group.eq(0), wb_word.eq(wb_word + 1),
+                                 wb_addr.eq(wb_word + 1)]
+                with m.Else():
+                    m.d.sync += [wb_group.eq(wb_group + 1), wb_addr.eq(wb_word)]
+            with m.Else():
+                m.d.sync += [wb_pix.eq(wb_pix + 1), wb_addr.eq(wb_addr + e.t_out)]
+
+        in_lanes = Cat(self.i.payload for _ in range(n))
+        out_lanes = Cat(pool.o[lane % tm] for lane in range(n))
+        in_en = Cat((loader.lane == lane) & loader.step for lane in range(n))
+        out_en = Cat((wb_group == lane // tm) & pool.o_valid for lane in range(n))
+        m.d.comb += [
+            map_wr.addr.eq(Mux(ctrl.loading, loader.addr, wb_addr)),
+            map_wr.data.eq(Mux(ctrl.loading, in_lanes, out_lanes)),
+            map_wr.en.eq(Mux(ctrl.loading, in_en, out_en)),
+        ]
+
+        # Output: read one word per value, pick the lane, hold it until taken.
+        pending = Signal()
+        lane = Signal.like(unloader.lane)
+        last = Signal()
+        issue = unloader.active & ~pending & ~self.o.valid
+        m.d.comb += [
+            unloader.base.eq(e.out_base), unloader.words.eq(e.t_out),
+            unloader.channels.eq(e.out_c), unloader.pixels.eq(e.out_pix),
+            unloader.start.eq(ctrl.unload_start), unloader.step.eq(issue),
+            ctrl.unload_done.eq(self.o.valid & self.o.ready & last),
+        ]
+        with m.If(issue):
+            m.d.sync += [pending.eq(1), lane.eq(unloader.lane), last.eq(unloader.last)]
+        with m.If(pending):
+            m.d.sync += [pending.eq(0), self.o.valid.eq(1), self.o.payload.eq(word[lane])]
+        with m.If(self.o.valid & self.o.ready):
+            m.d.sync += self.o.valid.eq(0)
+        return m

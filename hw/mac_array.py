@@ -1,0 +1,71 @@
+"""The multiplier array: tm dot products of one map word, with bias and accumulation."""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from .adder_tree import AdderTree, tree_levels
+from .config import EngineConfig
+from .pipeline import delay
+
+
+class MacArray(wiring.Component):
+    """``tm x lanes`` multipliers, one pipelined adder tree per output channel and an
+    accumulator of ``acc_bits`` that starts from ``bias << bias_shift`` on the first item of
+    an output pixel and is emitted on its last item.
+
+    Stages: registered products, the adder tree (one register per level), the accumulator.
+
+    Members
+    -------
+    valid, first, last : In(1)
+    x : In(ArrayLayout(signed(data_bits), lanes))            one map word (padding zeroed)
+    w : In(ArrayLayout(ArrayLayout(signed(weight_bits), lanes), tm))
+    bias : In(ArrayLayout(signed(bias_bits), tm))            with the same item
+    bias_shift : In(unsigned)                                layer constant
+    o_valid : Out(1)                                         one cycle per output pixel
+    o : Out(ArrayLayout(signed(acc_bits), tm))
+    """
+
+    def __init__(self, cfg: EngineConfig):
+        self._cfg = cfg
+        self.latency = 2 + tree_levels(cfg.lanes)
+        n, tm = cfg.lanes, cfg.tm
+        super().__init__({
+            "valid": In(1), "first": In(1), "last": In(1),
+            "x": In(data.ArrayLayout(signed(cfg.data_bits), n)),
+            "w": In(data.ArrayLayout(data.ArrayLayout(signed(cfg.weight_bits), n), tm)),
+            "bias": In(data.ArrayLayout(signed(cfg.bias_bits), tm)),
+            "bias_shift": In(unsigned(cfg.bias_shift_bits)),
+            "o_valid": Out(1),
+            "o": Out(data.ArrayLayout(signed(cfg.acc_bits), tm)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self._cfg
+        n, tm = cfg.lanes, cfg.tm
+        prod_bits = cfg.data_bits + cfg.weight_bits
+        stages = self.latency - 1           # products + tree, before the accumulator
+        valid = delay(m, self.valid, stages, "valid")
+        first = delay(m, self.first, stages, "first")
+        last = delay(m, self.last, stages, "last")
+        bias = delay(m, self.bias, stages, "bias")
+        m.d.sync += self.o_valid.eq(valid & last)
+
+        for j in range(tm):
+            tree = AdderTree(prod_bits, n)
+            m.submodules[f"tree{j}"] = tree
+            for lane in range(n):
+                m.d.sync += tree.i[lane].eq(self.x[lane] * self.w[j][lane])
+            acc = Signal(signed(cfg.acc_bits), name=f"acc{j}")
+            start = Signal(signed(cfg.acc_bits), name=f"bias{j}")
+            m.d.comb += start.eq(bias[j] << self.bias_shift)
+            total = Signal(signed(cfg.acc_bits), name=f"total{j}")
+            m.d.comb += total.eq(Mux(first, start, acc) + tree.o)
+            with m.If(valid):
+                m.d.sync += acc.eq(total)
+            m.d.sync += self.o[j].eq(total)
+        return m

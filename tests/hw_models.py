@@ -1,0 +1,44 @@
+"""Shared model builders for the hardware tests: the bundled digits network at 8 bits and
+small random networks, quantized by the real quantizer."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+
+from dynfix.quant.datasets import load_digits
+from dynfix.quant.ir import Conv2d, Flatten, Linear, MaxPool2d, Model, ReLU
+from dynfix.quant.load import load_model
+from dynfix.quant.search import search
+
+
+@lru_cache(maxsize=None)
+def digits_8bit():
+    model = load_model("digits")
+    x, _ = load_digits("calib")
+    return model, search(model, x, bits="8")
+
+
+def conv(rng, name, inp, m, c, kh, kw, **kw_args):
+    return Conv2d(name, (inp,), weight=rng.standard_normal((m, c, kh, kw)).astype(np.float32)
+                  * 0.3, bias=rng.standard_normal(m).astype(np.float32) * 0.1, **kw_args)
+
+
+def small_net(seed: int = 3, bits: str = "8"):
+    """Padding (asymmetric), stride 2, channels not a multiple of the lanes, a 2x2 pool and an
+    FC layer on a 2x1 map (the pool drops a column)."""
+    rng = np.random.default_rng(seed)
+    layers = [
+        conv(rng, "c1", "x", 7, 5, 3, 3, stride=(2, 2), pads=(1, 0, 1, 2)),
+        ReLU("r1", ("c1",)),
+        conv(rng, "c2", "r1", 11, 7, 2, 3, pads=(1, 1, 0, 1)),
+        MaxPool2d("p2", ("c2",), kernel=(2, 2), stride=(2, 2)),
+        ReLU("r2", ("p2",)),
+        Flatten("f", ("r2",)),
+        Linear("fc", ("f",), weight=rng.standard_normal((4, 11 * 2 * 1)).astype(np.float32)
+               * 0.3, bias=rng.standard_normal(4).astype(np.float32) * 0.1),
+    ]
+    model = Model("small", "x", (5, 7, 6), layers)
+    calib = rng.standard_normal((64, 5, 7, 6)).astype(np.float32)
+    return model, search(model, calib, bits=bits), calib

@@ -1,0 +1,54 @@
+"""System tests: whole networks on the generated Verilog under Icarus (cocotb), compared bit
+for bit with the integer model; the engine's cycle counters against the cycle model."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from dynfix.hw.compiler import compile_model
+from dynfix.hw.config import EngineConfig, board_config
+from dynfix.hw.cycle_model import layer_cycles
+from dynfix.hw.generate import write_outputs
+from dynfix.quant.datasets import load_digits
+from dynfix.quant.int_model import IntModel
+from dynfix.sim.runner import run_engine
+
+from hw_models import digits_8bit, small_net
+
+pytestmark = pytest.mark.skipif(shutil.which("iverilog") is None,
+                                reason="Icarus Verilog (iverilog) is not installed")
+
+
+def simulate(model, spec, cfg, x, tmp_path):
+    cm = compile_model(model, spec, cfg)
+    write_outputs(cm, model.name, tmp_path / "gen")
+    im = IntModel(model, spec)
+    xq = im.quantize_input(x)
+    ref = im.forward(xq)[cm.output_name].reshape(len(xq), -1)
+    res = run_engine(tmp_path / "gen" / "dynfix_engine.v", [a.reshape(-1) for a in xq],
+                     cm.output_len, len(cm.plans), tmp_path / "build")
+    return cm, ref, res
+
+
+def check(cm, ref, res):
+    assert len(res) == len(ref)
+    for got, want in zip(res, ref):
+        np.testing.assert_array_equal(got["outputs"], want)
+        predicted = [layer_cycles(cm.config, p) for p in cm.plans]
+        for sim, est in zip(got["layer_cycles"], predicted):
+            assert abs(sim - est) <= 0.05 * sim
+        assert got["cycles"] == sum(got["layer_cycles"])
+
+
+def test_digits_bit_exact(tmp_path):
+    model, spec = digits_8bit()
+    x, _ = load_digits("test")
+    check(*simulate(model, spec, board_config("icebreaker"), x[:2], tmp_path))
+
+
+def test_small_net_bit_exact(tmp_path):
+    model, spec, calib = small_net()
+    check(*simulate(model, spec, EngineConfig(k=3, tn=1, tm=3), calib[:2] * 1.5, tmp_path))
