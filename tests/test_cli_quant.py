@@ -104,3 +104,32 @@ def test_quantize_error_subprocess(model_path, calib, tmp_path):
     r = dynfix("quantize", model_path, "--calib", calib, "--bits", "33", "-o", tmp_path / "q")
     assert r.returncode == 1 and r.stderr.startswith("dynfix: error: ")
     assert r.stderr.count("\n") == 1
+
+
+def test_evaluate_and_infer_quant(model_path, calib, tmp_path):
+    q, raw, deq = tmp_path / "q.yaml", tmp_path / "raw.npy", tmp_path / "deq.npy"
+    assert dynfix("quantize", model_path, "--calib", calib, "-o", q).returncode == 0
+    x = np.load(calib)
+    y = np.arange(len(x)) % 10
+    np.savez(tmp_path / "d.npz", x=x, y=y)
+    assert dynfix("infer", model_path, "-i", calib, "-o", raw, "--quant", q,
+                  "--raw").returncode == 0
+    assert dynfix("infer", model_path, "-i", calib, "-o", deq, "--quant", q).returncode == 0
+    r, d = np.load(raw), np.load(deq)
+    assert r.dtype == np.int64 and d.dtype == np.float32 and r.shape == (40, 10)
+    fl_out = yaml.safe_load(q.read_text())["layers"][-1]["fl_out"]
+    np.testing.assert_array_equal(d, r * 2.0 ** -fl_out)
+    res = dynfix("evaluate", model_path, "--data", tmp_path / "d.npz", "--quant", q, "--json")
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert out["mode"] == "quant" and out["correct"] == int((r.argmax(1) == y).sum())
+
+
+def test_quant_mismatch_and_raw_errors(model_path, calib, tmp_path):
+    q = tmp_path / "q.yaml"
+    q.write_text("model: other\nmethod: greedy\nbits: '8'\ninput_bw: 8\ninput_fl: 7\n"
+                 "layers: []\n")
+    r = dynfix("infer", model_path, "-i", calib, "-o", tmp_path / "y.npy", "--quant", q)
+    assert r.returncode == 1 and "made for model 'other'" in r.stderr
+    r = dynfix("infer", model_path, "-i", calib, "-o", tmp_path / "y.npy", "--raw")
+    assert r.returncode == 1 and "--raw needs --quant" in r.stderr

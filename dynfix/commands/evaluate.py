@@ -1,7 +1,7 @@
 """``dynfix evaluate MODEL --data digits|D.npz``: top-1 accuracy on labelled data.
 
-Today this evaluates the float reference. The quantizer adds ``--quant Q.yaml`` here (see the
-``QUANT HOOK`` marks) to evaluate the bit-exact integer model instead.
+The float reference by default; with ``--quant Q.yaml`` the bit-exact integer model
+(:class:`~dynfix.quant.int_model.IntModel`) under that quantization spec.
 """
 
 from __future__ import annotations
@@ -30,21 +30,23 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "'x' (N x C x H x W float32) and 'y' (integer labels)")
     p.add_argument("--json", action="store_true",
                    help="print one JSON object (accuracy 0..1, n, correct, model, data, mode)")
-    # QUANT HOOK: the quantizer helper adds `--quant Q.yaml` here.
+    p.add_argument("--quant", "-q", metavar="Q.yaml",
+                   help="evaluate the integer model quantized by Q.yaml (dynfix quantize)")
     p.set_defaults(func=run)
 
 
 def scores(model: Model, x: np.ndarray, args: argparse.Namespace) -> np.ndarray:
-    """Class scores, N x classes.
-
-    QUANT HOOK: with ``--quant Q.yaml`` this runs the integer model instead.
-    """
+    """Class scores, N x classes (integer logits with ``--quant``)."""
+    if args.quant:
+        from dynfix.quant.int_model import IntModel
+        from dynfix.quant.qspec_io import load_qspec
+        return IntModel(model, load_qspec(args.quant, model)).logits(x)
     return predict(model, x)
 
 
 def mode(args: argparse.Namespace) -> str:
-    """Which model was evaluated (QUANT HOOK: 'quant' with --quant)."""
-    return "float"
+    """Which model was evaluated: 'float', or 'quant' with --quant."""
+    return "quant" if args.quant else "float"
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,8 +1,7 @@
 """``dynfix infer MODEL --input X.npy --output Y.npy``: run a batch through the model.
 
-Today this is the float reference (:mod:`dynfix.quant.float_model`). The quantizer adds
-``--quant Q.yaml`` (bit-exact integer model) and ``--raw`` (integer outputs) here: see the
-``QUANT HOOK`` marks below.
+The float reference (:mod:`dynfix.quant.float_model`) by default; with ``--quant Q.yaml`` the
+bit-exact integer model, its outputs dequantized to float32 (``--raw``: the int64 integers).
 """
 
 from __future__ import annotations
@@ -31,16 +30,25 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="inputs: X.npy (N x C x H x W, or N x F), D.npz or 'digits'")
     p.add_argument("--output", "-o", required=True, metavar="Y.npy",
                    help="where to write the outputs (.npy; written atomically)")
-    # QUANT HOOK: the quantizer helper adds `--quant Q.yaml` and `--raw` arguments here.
+    p.add_argument("--quant", "-q", metavar="Q.yaml",
+                   help="run the integer model quantized by Q.yaml (dynfix quantize)")
+    p.add_argument("--raw", action="store_true",
+                   help="with --quant: save the integer outputs (int64) instead of their "
+                        "dequantized values")
     p.set_defaults(func=run)
 
 
 def outputs(model: Model, x: np.ndarray, args: argparse.Namespace) -> np.ndarray:
-    """The model's outputs for ``x``.
-
-    QUANT HOOK: with ``--quant Q.yaml`` this runs the integer model instead (and with
-    ``--raw`` returns its integers); the float reference is the default.
-    """
+    """The model's outputs for ``x``: float reference, or the integer model with --quant."""
+    if args.raw and not args.quant:
+        raise DynfixError("--raw needs --quant Q.yaml (raw integers come from the integer "
+                          "model)")
+    if args.quant:
+        from dynfix.quant.int_model import IntModel
+        from dynfix.quant.qspec_io import load_qspec
+        im = IntModel(model, load_qspec(args.quant, model))
+        q = im.logits(x)
+        return q if args.raw else im.dequantize(im.output_name, q).astype(np.float32)
     return predict(model, x)
 
 
