@@ -19,13 +19,12 @@ order, no timestamps). :func:`load_qspec` validates the file against the model.
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import yaml
 
 from dynfix.errors import DynfixError
+from dynfix.fileio import atomic_write_text
 from .int_model import check_spec
 from .ir import Model
 from .qspec import LayerFormat, QuantSpec
@@ -52,13 +51,7 @@ def save_qspec(spec: QuantSpec, path: str | Path) -> None:
     path = Path(path)
     text = yaml.safe_dump(spec_to_dict(spec), sort_keys=False, default_flow_style=None,
                           width=200)  # one line per layer
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or ".")
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except OSError as e:
-        raise DynfixError(f"cannot write {path}: {e.strerror or e}") from None
+    atomic_write_text(path, text)
 
 
 def _int(v, where: str) -> int:

@@ -18,7 +18,8 @@ Where a feature map is compared: at the *stored* map, i.e. after the compute lay
 shift and the parameter-free layers that follow it (ReLU, pooling, flatten) up to the next
 compute layer; that is what the next layer reads and what the engine writes to memory, and
 negatives removed by a ReLU cost nothing there. A trailing Softmax is excluded (the logits
-are compared). SQNR (dB) and saturation counts are measured at the same place.
+are compared). SQNR (dB) is measured at the same place; the saturation count is taken at the
+data shift itself (so it includes negatives that a following ReLU clears).
 
 Bias: its ``fl`` is picked like a weight's, then clamped to ``fl_in + fl_w`` so the bias
 shift is a left shift (known once the data phase has fixed ``fl_in``).

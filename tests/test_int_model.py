@@ -190,3 +190,18 @@ def test_wide_accumulator_exact():
         out = IntModel(m, QuantSpec("lin", "m", "28", 28, 0, {"fc": f})).forward(
             np.array([[a, a]], np.int64))
         assert int(out["fc"][0, 0]) == want
+
+
+def test_saturation_count_left_shift():
+    from dynfix.quant.int_model import saturation_count
+    # shift -2 at 8 bits: 31 << 2 = 124 fits, 32 << 2 = 128 and -33 << 2 = -132 saturate.
+    f = fmt("fc", 2, 8, 2, 8, 2, 16, 3, 8, 6)
+    assert f.data_shift == -2
+    assert saturation_count(np.array([31, 32, -32, -33, 0]), f) == 2
+    # shift -9 at 8 bits: any nonzero value saturates (-1 << 9 = -512).
+    f = fmt("fc", 2, 8, 2, 8, 2, 16, 3, 8, 13)
+    assert saturation_count(np.array([-1, 0, 1]), f) == 2
+    # right shift 3: (1019 + 4) >> 3 = 127 fits, 1020 -> 128 saturates; -1028 -> -128 fits,
+    # -1029 -> (-1025) >> 3 = -129 saturates.
+    f = fmt("fc", 2, 8, 2, 8, 2, 16, 3, 8, 1)
+    assert saturation_count(np.array([1019, 1020, -1028, -1029]), f) == 2

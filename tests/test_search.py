@@ -144,3 +144,19 @@ def test_unknown_method():
     m, x = digits_like_net()
     with pytest.raises(DynfixError, match="unknown method"):
         search(m, x, "8", "minmax")
+
+
+def test_bundled_digits_targets():
+    """The issue's done-when figures on the bundled model (digits test split)."""
+    load = pytest.importorskip("dynfix.quant.load")
+    from dynfix.quant.datasets import load_digits
+    m = load.load_model("digits")
+    calib, _ = load_digits("calib")
+    xt, yt = load_digits("test")
+    fpred = forward(m, xt)[m.layers[-1].name].argmax(1)
+    facc = np.mean(fpred == yt)
+    p16 = IntModel(m, search(m, calib, "16")).logits(xt).argmax(1)
+    p8 = IntModel(m, search(m, calib, "8")).logits(xt).argmax(1)
+    assert np.mean(p16 == fpred) >= 0.99
+    assert abs(np.mean(p16 == yt) - facc) <= 0.002
+    assert np.mean(p8 == yt) >= facc - 0.005
