@@ -205,3 +205,20 @@ def test_saturation_count_left_shift():
     # -1029 -> (-1025) >> 3 = -129 saturates.
     f = fmt("fc", 2, 8, 2, 8, 2, 16, 3, 8, 1)
     assert saturation_count(np.array([1019, 1020, -1028, -1029]), f) == 2
+
+
+def test_float_fast_path_equals_int64_path(monkeypatch):
+    """acc_bits <= 53 runs in float64 BLAS; it must equal the pure int64 computation."""
+    import dynfix.quant.int_model as im_mod
+    m, rng = random_net(5)
+    x = rng.uniform(0, 1, (30, 1, 8, 8)).astype(np.float32)
+    spec = QuantSpec("net", "manual", "16", 16, 14, {
+        "c1": fmt("c1", 9, 16, 14, 16, 14, 32, 28, 16, 12),
+        "fc": fmt("fc", 64, 16, 12, 16, 14, 32, 26, 16, 11)})
+    im = IntModel(m, spec)
+    xq = im.quantize_input(x)
+    fast = im.forward(xq)
+    monkeypatch.setattr(im_mod, "EXACT_FLOAT_BITS", 0)
+    slow = im.forward(xq)
+    for name in fast:
+        np.testing.assert_array_equal(fast[name], slow[name])
