@@ -38,9 +38,39 @@ def node_label(node: NodeProto, index: int) -> str:
     return node.name or f"#{index} ({node.op_type})"
 
 
-def attrs(node: NodeProto) -> dict:
+class Attrs(dict):
+    """A node's attributes with typed getters: a wrong type is a DynfixError, not a crash."""
+
+    where = "node"
+
+    def _bad(self, key: str, kind: str):
+        raise DynfixError(f"{self.where}: attribute {key!r} must be {kind}, got "
+                          f"{self[key]!r:.40}")
+
+    def int(self, key: str, default: int | None = None) -> int:
+        v = self.get(key, default)
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
+            self._bad(key, "an integer")
+        return int(v)
+
+    def float(self, key: str, default: float | None = None) -> float:
+        v = self.get(key, default)
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.number)):
+            self._bad(key, "a number")
+        return float(v)
+
+    def ints(self, key: str, default: list[int] | None = None) -> list[int]:
+        v = self.get(key, default)
+        if not isinstance(v, (list, tuple)) or not all(
+                isinstance(a, (int, np.integer)) and not isinstance(a, bool) for a in v):
+            self._bad(key, "a list of integers")
+        return [int(a) for a in v]
+
+
+def attrs(node: NodeProto, where: str | None = None) -> Attrs:
     """A node's attributes as Python values (ints, floats, lists, numpy arrays)."""
-    out = {}
+    out = Attrs()
+    out.where = where or f"node {node.name!r}"
     for a in node.attribute:
         try:
             v = tensor_to_array(a.t) if a.type == a.TENSOR else helper.get_attribute_value(a)
@@ -88,10 +118,10 @@ def _ints(a: np.ndarray | list | None) -> list[int]:
     return [] if a is None else [int(v) for v in np.asarray(a).reshape(-1)]
 
 
-def _axes(node_attrs: dict, inputs: list, pos: int) -> list[int] | None:
+def _axes(node_attrs: Attrs, inputs: list, pos: int) -> list[int] | None:
     """Axes from an attribute (older opsets) or from input ``pos`` (opset 13+)."""
     if "axes" in node_attrs:
-        return _ints(node_attrs["axes"])
+        return node_attrs.ints("axes")
     if len(inputs) > pos and inputs[pos] is not None:
         return _ints(inputs[pos])
     return None
@@ -163,22 +193,27 @@ def fold(node: NodeProto, inputs: list[np.ndarray | None], what: str,
     shape (with the batch dimension).
     """
     op = node.op_type
-    at = attrs(node)
+    at = attrs(node, what)
     if op == "Constant":
-        for key in ("value_float", "value_int"):
-            if key in at:
-                return np.array(at[key], np.float32 if key == "value_float" else np.int64)
-        for key in ("value_floats", "value_ints"):
-            if key in at:
-                return np.array(at[key], np.float32 if key == "value_floats" else np.int64)
+        if "value_float" in at:
+            return np.array(at.float("value_float"), np.float32)
+        if "value_int" in at:
+            return np.array(at.int("value_int"), np.int64)
+        if "value_ints" in at:
+            return np.array(at.ints("value_ints"), np.int64)
+        if "value_floats" in at:
+            v = at["value_floats"]
+            if not isinstance(v, list) or not all(isinstance(a, float) for a in v):
+                at._bad("value_floats", "a list of numbers")
+            return np.array(v, np.float32)
         if isinstance(at.get("value"), np.ndarray):
             return at["value"]
         raise DynfixError(f"{what}: Constant without a numeric value")
     if op == "Shape":
         shape = inputs[0].shape if inputs[0] is not None else shape_of(node.input[0])
         shape = np.array(shape, np.int64)
-        start, end = int(at.get("start", 0)), at.get("end")
-        return shape[start:None if end is None else int(end)]
+        start, end = at.int("start", 0), at.get("end")
+        return shape[start:None if end is None else at.int("end")]
     if any(x is None for x in inputs[:1]):
         raise DynfixError(f"{what}: missing input")
     x = inputs[0]
@@ -193,7 +228,7 @@ def fold(node: NodeProto, inputs: list[np.ndarray | None], what: str,
     if op == "Gather":
         if len(inputs) < 2 or inputs[1] is None:
             raise DynfixError(f"{what}: missing indices")
-        axis = _norm_axis(int(at.get("axis", 0)), max(x.ndim, 1), what)
+        axis = _norm_axis(at.int("axis", 0), max(x.ndim, 1), what)
         idx = inputs[1].astype(np.int64)
         n = x.shape[axis] if x.ndim else 0
         if idx.size and (idx.min() < -n or idx.max() >= n):
@@ -220,20 +255,20 @@ def fold(node: NodeProto, inputs: list[np.ndarray | None], what: str,
         parts = [p for p in inputs if p is not None]
         if not parts or any(p.ndim != parts[0].ndim or p.ndim == 0 for p in parts):
             raise DynfixError(f"{what}: Concat inputs must have the same nonzero rank")
-        axis = _norm_axis(int(at.get("axis", 0)), parts[0].ndim, what)
+        axis = _norm_axis(at.int("axis", 0), parts[0].ndim, what)
         try:
             return np.concatenate(parts, axis=axis)
         except ValueError as e:
             raise DynfixError(f"{what}: {e}") from None
     if op == "Cast":
-        dtype = _ONNX_DTYPES.get(int(at.get("to", -1)))
+        dtype = _ONNX_DTYPES.get(at.int("to", -1))
         if dtype is None:
             raise DynfixError(f"{what}: Cast to unsupported type {at.get('to')}")
         with np.errstate(invalid="ignore", over="ignore"):
             return x.astype(dtype)
     if op == "Slice":
         if "starts" in at:  # opset < 10
-            return _slice(x, _ints(at["starts"]), _ints(at.get("ends")), _axes(at, [], 9),
+            return _slice(x, at.ints("starts"), at.ints("ends", []), _axes(at, [], 9),
                           None, what)
         get = lambda i: _ints(inputs[i]) if len(inputs) > i and inputs[i] is not None \
             else None  # noqa: E731
@@ -242,12 +277,12 @@ def fold(node: NodeProto, inputs: list[np.ndarray | None], what: str,
         return _slice(x, get(1), get(2), get(3), get(4), what)
     if op == "Reshape":
         if "shape" in at:  # opset < 5
-            target = _ints(at["shape"])
+            target = at.ints("shape")
         elif len(inputs) > 1 and inputs[1] is not None:
             target = _ints(inputs[1])
         else:
             raise DynfixError(f"{what}: Reshape without a target shape")
-        return x.reshape(reshape_target(x.shape, target, int(at.get("allowzero", 0)), what))
+        return x.reshape(reshape_target(x.shape, target, at.int("allowzero", 0), what))
     if op in ("Add", "Sub", "Mul", "Div"):
         if len(inputs) < 2 or inputs[1] is None:
             raise DynfixError(f"{what}: missing second operand")

@@ -193,7 +193,7 @@ def _read_npz(path: Path, fname: str) -> dict[str, np.ndarray]:
     if not path.is_file():
         raise DynfixError(f"{fname}: weights file {path.name!r} does not exist")
     try:
-        with np.load(path, allow_pickle=False) as f:
+        with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as f:
             arrays = {k: f[k] for k in f.files}
     except Exception as e:  # zipfile/numpy raise many types for corrupt archives
         raise DynfixError(f"cannot read weights {path.name}: corrupt .npz "
