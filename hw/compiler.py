@@ -150,6 +150,26 @@ def plan_groups(model: Model) -> tuple[list[LayerPlan], str]:
     return plans, out_name
 
 
+def loop_counts(p: LayerPlan, cfg: EngineConfig) -> dict[str, int]:
+    """The loop counts of group ``p`` on ``cfg``: what the sequencer walks and the cycle
+    model counts (no quantization or memory layout needed)."""
+    c = p.in_shape[0]
+    m_out, ph, pw = p.out_shape
+    return {"t_in": _ceil_div(c, cfg.lanes), "t_out": _ceil_div(m_out, cfg.lanes),
+            "n_mg": _ceil_div(m_out, cfg.tm), "n_py": ph, "n_px": pw, "pool": p.pool,
+            "kh": p.kernel[0], "kw": p.kernel[1]}
+
+
+def plan_model(model: Model, cfg: EngineConfig) -> list[LayerPlan]:
+    """Shape-only compile for analysis: the groups with their loop counts as ``entry``
+    (enough for :func:`dynfix.hw.cycle_model.layer_cycles`); no weights are packed, so a
+    model as large as VGG16 plans instantly. ``cfg``'s parallelism is not checked."""
+    plans, _ = plan_groups(model)
+    for p in plans:
+        p.entry = loop_counts(p, cfg)
+    return plans
+
+
 def clamp_shift(data_shift: int, bw_x: int, acc_bits: int) -> int:
     """The data shift clamped to ``[-bw_x, acc_bits]``, which keeps every result (a left shift
     by ``bw_x`` or more saturates any non-zero value, a right shift by ``acc_bits`` or more
@@ -162,7 +182,7 @@ def compile_model(model: Model, spec: QuantSpec, cfg: EngineConfig) -> CompiledM
     cfg.check_parallelism()
     plans, out_name = plan_groups(model)
     im = IntModel(model, spec)
-    n, tm = cfg.lanes, cfg.tm
+    n = cfg.lanes
 
     for p in plans:
         f = spec.layers[p.name]
@@ -178,11 +198,11 @@ def compile_model(model: Model, spec: QuantSpec, cfg: EngineConfig) -> CompiledM
     for i, (p, f) in enumerate(zip(plans, fmts)):
         c, h, w = p.in_shape
         m_out, ph, pw = p.out_shape
-        t_in, t_out = _ceil_div(c, n), _ceil_div(m_out, n)
+        lc = loop_counts(p, cfg)
+        t_in, t_out, n_mg = lc["t_in"], lc["t_out"], lc["n_mg"]
         (kh, kw), (sy, sx), pool = p.kernel, p.stride, p.pool
         top, left = p.pads[0], p.pads[1]
         in_base, out_base = (i % 2) * region, ((i + 1) % 2) * region
-        n_mg = _ceil_div(m_out, tm)
         p.entry = {
             "in_base": in_base, "out_base": out_base,
             "addr0": in_base - (top * w + left) * t_in, "iy0": -top, "ix0": -left,
