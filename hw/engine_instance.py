@@ -52,7 +52,7 @@ class EngineInstance(wiring.Component):
             platform.add_file(self._verilog.name, self._verilog.read_text())
         m.submodules.engine = Instance(
             self._top,
-            i_clk=ClockSignal(), i_rst=ResetSignal(),
+            i_clk=ClockSignal(), i_rst=ResetSignal(allow_reset_less=True),
             i_i__payload=self.i.payload, i_i__valid=self.i.valid, o_i__ready=self.i.ready,
             o_o__payload=self.o.payload, o_o__valid=self.o.valid, i_o__ready=self.o.ready,
             i_start=self.start, o_busy=self.busy, o_done=self.done, o_cycles=self.cycles,

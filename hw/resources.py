@@ -1,0 +1,202 @@
+"""Resource estimate of an engine (plus the board top) per block: LUTs, FFs, DSPs, BRAMs.
+
+The estimate is analytic: each block's logic is counted from the widths of its adders,
+multiplexers, shifters and registers (one LUT4 per adder, comparator or 2:1 mux bit; a
+``w``-bit shift by up to ``s`` positions is ``ceil(log2 s)`` mux stages), and a per-family
+packing factor turns LUT4s and flip-flops into the unit nextpnr reports (iCE40 logic cells
+hold a LUT and a FF; ECP5 ``TRELLIS_COMB`` counts LUT4s and carry halves). DSPs and block
+RAMs are counted the way yosys maps them: one hard multiplier per product whose operands fit
+the block (more when they do not), and each memory split into the block shapes that need the
+fewest blocks, or left in logic when that is cheaper (yosys ``memory_libmap``'s costs).
+``boards/synth.py`` gives the actual figures to compare with (``dynfix synth``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+from .adder_tree import tree_levels
+from .config import EngineConfig, clog2
+from .program import entry_layout
+
+__all__ = ["Usage", "Estimate", "Device", "MemorySpec", "estimate", "memory_blocks",
+           "engine_memories"]
+
+#: Block RAM cost in yosys memory_libmap units; a bit of ROM in logic costs 1/16, of RAM 1.
+BRAM_COST = {"ice40": 64, "ecp5": 128}
+#: LUT4s per FF that cannot share a logic cell with a LUT (iCE40 logic cells hold both).
+FF_PACKING = {"ice40": 0.5, "ecp5": 0.0}
+#: LUT4-equivalents per estimated LUT4 (carry halves, routing feed-throughs, ...).
+LUT_FACTOR = {"ice40": 1.0, "ecp5": 1.15}
+#: The board top: UART receiver and transmitter, protocol FSM, LED logic (measured).
+BOARD_TOP_LUTS = 260
+BOARD_TOP_FFS = 150
+
+
+@dataclass
+class Usage:
+    luts: float = 0.0
+    ffs: float = 0.0
+    dsps: int = 0
+    brams: int = 0
+    sprams: int = 0
+
+    def __add__(self, other: "Usage") -> "Usage":
+        return Usage(self.luts + other.luts, self.ffs + other.ffs, self.dsps + other.dsps,
+                     self.brams + other.brams, self.sprams + other.sprams)
+
+    def rounded(self) -> dict[str, int]:
+        return {"luts": round(self.luts), "ffs": round(self.ffs), "dsps": self.dsps,
+                "brams": self.brams, "sprams": self.sprams}
+
+
+@dataclass(frozen=True)
+class Device:
+    """What the estimate needs to know about the FPGA (from a board file)."""
+
+    family: str
+    dsp_a_bits: int
+    dsp_b_bits: int
+    bram_shapes: tuple[tuple[int, int], ...]
+
+    @classmethod
+    def from_board(cls, board) -> "Device":
+        return cls(board.family, board.dsp.a_bits, board.dsp.b_bits, board.bram.shapes)
+
+
+@dataclass(frozen=True)
+class MemorySpec:
+    name: str
+    depth: int
+    width: int
+    rom: bool
+
+
+@dataclass
+class Estimate:
+    blocks: dict[str, Usage] = field(default_factory=dict)
+    memories: dict[str, str] = field(default_factory=dict)   # name -> "N blocks" / "logic"
+
+    @property
+    def total(self) -> Usage:
+        t = Usage()
+        for u in self.blocks.values():
+            t = t + u
+        return t
+
+    def to_dict(self) -> dict:
+        return {"total": self.total.rounded(),
+                "blocks": {k: v.rounded() for k, v in self.blocks.items()},
+                "memories": dict(self.memories)}
+
+
+def adder_tree(n: int, width: int) -> tuple[int, int]:
+    """(adder bits, register bits) of :class:`AdderTree` with ``n`` inputs of ``width``."""
+    adds = regs = 0
+    level = n
+    for depth in range(tree_levels(n)):
+        w = width + depth + 1
+        adds += (level // 2) * w
+        level = (level + 1) // 2
+        regs += level * w
+    return adds, regs
+
+
+def shifter(width: int, amount: int) -> int:
+    """LUT4s of a barrel shifter moving ``width`` bits by 0..``amount``."""
+    return width * clog2(amount + 1) if amount > 0 else 0
+
+
+@lru_cache(maxsize=None)
+def memory_blocks(depth: int, width: int, shapes: tuple[tuple[int, int], ...]) -> int:
+    """Fewest blocks holding ``depth`` x ``width``: whole columns of one shape, the remaining
+    narrower column in its own best shape (as yosys' memory_libmap splits memories)."""
+    if width <= 0:
+        return 0
+    best = math.inf
+    for d, w in shapes:
+        rows = -(-depth // d)
+        if width <= w:
+            best = min(best, rows)
+        else:
+            best = min(best, (width // w) * rows + memory_blocks(depth, width % w, shapes))
+    return best
+
+
+def engine_memories(cfg: EngineConfig) -> list[MemorySpec]:
+    n = cfg.lanes
+    return [
+        MemorySpec("fmap", cfg.fmap_depth, n * cfg.data_bits, rom=False),
+        MemorySpec("weights", cfg.weight_depth, cfg.tm * n * cfg.weight_bits, rom=True),
+        MemorySpec("biases", cfg.bias_depth, cfg.tm * cfg.bias_bits, rom=True),
+        MemorySpec("program", cfg.prog_depth, entry_layout(cfg).size, rom=True),
+    ]
+
+
+def memory_usage(mem: MemorySpec, dev: Device) -> tuple[Usage, str]:
+    blocks = memory_blocks(mem.depth, mem.width, dev.bram_shapes)
+    bits = mem.depth * mem.width
+    logic_cost = bits / 16 if mem.rom else bits
+    if blocks * BRAM_COST[dev.family] <= logic_cost:
+        return Usage(dsps=0, brams=blocks), f"{blocks} blocks"
+    # In logic: a ROM is a LUT4 per 16 bits of each output bit, plus the read mux tree;
+    # a RAM is a FF per bit and a read mux.
+    if mem.rom:
+        luts = mem.width * max(1, -(-mem.depth // 16)) * (1 + (mem.depth > 16) / 3)
+        return Usage(luts=luts, ffs=mem.width), "logic"
+    return Usage(luts=bits / 2, ffs=bits + mem.width), "logic"
+
+
+def estimate(cfg: EngineConfig, dev: Device, board_top: bool = True) -> Estimate:
+    """Per-block usage of the fitted engine ``cfg`` (every width and depth set) on ``dev``."""
+    n, tm, db, wb = cfg.lanes, cfg.tm, cfg.data_bits, cfg.weight_bits
+    ab, acc = cfg.acc_bits, cfg.fmap_addr_bits
+    prod = db + wb
+    est = Estimate()
+
+    per_mult = -(-db // dev.dsp_a_bits) * -(-wb // dev.dsp_b_bits)
+    if db > dev.dsp_a_bits or wb > dev.dsp_b_bits:
+        # Wider than one block: partial products in DSPs, their sum in logic.
+        mult_luts = n * tm * (per_mult - 1) * (prod + 2)
+    else:
+        mult_luts = 0
+    est.blocks["multipliers"] = Usage(luts=mult_luts, ffs=n * tm * prod * 0.5,
+                                      dsps=n * tm * per_mult)
+
+    tree_adds, tree_regs = adder_tree(n, prod)
+    levels = tree_levels(n)
+    stages = 1 + levels
+    est.blocks["adder_trees"] = Usage(luts=tm * tree_adds, ffs=tm * tree_regs)
+    est.blocks["accumulators"] = Usage(
+        luts=tm * (2 * ab + shifter(ab, cfg.acc_bits - 1)),
+        ffs=tm * (2 * ab + stages * cfg.bias_bits))
+    est.blocks["requantizers"] = Usage(
+        luts=tm * (2 * ab + shifter(ab, ab) + shifter(db, db) + 3 * db),
+        ffs=tm * (ab + 2 * db + 2))
+    est.blocks["max_pool"] = Usage(luts=tm * 2 * db, ffs=tm * (db + 2))
+    # Map word paths: pad zeroing, write-data select, output lane select, write enables.
+    est.blocks["map_datapath"] = Usage(luts=n * db * 2 + db * (n - 1) / 2 + 2 * n,
+                                       ffs=n * db + 2 * db)
+    layout_bits = entry_layout(cfg).size
+    dims = cfg.dim_bits
+    # Controller, sequencer (nested loop counters and address steps), two map walkers,
+    # write-back addressing, cycle counters.
+    ctrl_luts = (12 * dims + 8 * acc + cfg.weight_addr_bits + cfg.bias_addr_bits
+                 + 2 * (3 * dims + 2 * acc) + 3 * acc + 2 * 32 + 60)
+    ctrl_ffs = (layout_bits + 10 * dims + 6 * acc + 2 * (2 * dims + acc) + 3 * acc + 3 * 32
+                + 12)
+    est.blocks["control"] = Usage(luts=ctrl_luts, ffs=ctrl_ffs)
+
+    for mem in engine_memories(cfg):
+        use, how = memory_usage(mem, dev)
+        est.blocks[f"mem_{mem.name}"] = use
+        est.memories[mem.name] = f"{mem.depth} x {mem.width}: {how}"
+    if board_top:
+        est.blocks["board_top"] = Usage(luts=BOARD_TOP_LUTS, ffs=BOARD_TOP_FFS)
+
+    # From LUT4s and FFs to the unit nextpnr reports.
+    for name, u in est.blocks.items():
+        u.luts = u.luts * LUT_FACTOR[dev.family] + u.ffs * FF_PACKING[dev.family]
+    return est

@@ -1,0 +1,156 @@
+"""Amaranth-simulator tests of the datapath blocks: adder tree, requantizer, max-pool, map
+walker."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from dynfix.hw.adder_tree import AdderTree
+from dynfix.hw.map_walker import MapWalker
+from dynfix.hw.max_pool import MaxPool
+from dynfix.hw.requantizer import Requantizer
+from dynfix.quant import fixed
+
+
+def simulate(dut, testbench) -> None:
+    sim = Simulator(dut)
+    sim.add_clock(1e-8, if_exists=True)
+    sim.add_testbench(testbench)
+    sim.run()
+
+
+@pytest.mark.parametrize("n", [1, 2, 5, 9, 18])
+def test_adder_tree_sums_with_its_latency(n):
+    width = 9
+    rng = np.random.default_rng(n)
+    vectors = rng.integers(-(1 << (width - 1)), 1 << (width - 1), (40, n))
+    vectors[0] = -(1 << (width - 1))                    # extremes: no overflow
+    vectors[1] = (1 << (width - 1)) - 1
+    dut = AdderTree(width, n)
+    got = []
+
+    async def tb(ctx):
+        for step in range(len(vectors) + dut.latency):
+            if step < len(vectors):
+                for j, v in enumerate(vectors[step]):
+                    ctx.set(dut.i[j], int(v))
+            if dut.latency == 0:                     # a single input: a wire
+                await ctx.delay(1e-9)
+                got.append(ctx.get(dut.o))
+                continue
+            await ctx.tick()
+            if step >= dut.latency - 1:
+                got.append(ctx.get(dut.o))
+
+    simulate(dut, tb)
+    assert dut.latency == int(np.ceil(np.log2(n)))
+    assert got[:len(vectors)] == vectors.sum(axis=1).tolist()
+
+
+def requant_cases(acc_bits: int, data_bits: int, rng) -> list[tuple[int, int, int, list[int]]]:
+    """(shift, out_bits, relu, accs): random values plus rounding ties and saturation edges."""
+    lo, hi = -(1 << (acc_bits - 1)), (1 << (acc_bits - 1)) - 1
+    cases = []
+    for shift in list(range(-data_bits, 8)) + [acc_bits - 1, acc_bits]:
+        for out_bits in (2, 5, data_bits):
+            accs = [lo, hi, 0, 1, -1] + rng.integers(lo, hi, 24).tolist()
+            if shift > 0:
+                half = 1 << (shift - 1)
+                for k in (-3, -1, 0, 2, 5):          # exact .5 ties on both signs
+                    accs.append(k * (1 << shift) + half)
+                edge = ((1 << (out_bits - 1)) << shift) - half
+                accs += [edge - 1, edge, -edge, -edge - 1]   # around the saturation point
+            elif shift < 0:
+                edge = (1 << (out_bits - 1)) >> -shift
+                accs += [edge - 1, edge, -edge, -edge - 1]
+            accs = [max(lo, min(hi, a)) for a in accs]
+            cases.append((shift, out_bits, int(rng.integers(0, 2)), accs))
+    return cases
+
+
+def test_requantizer_matches_fixed_requantize():
+    acc_bits, data_bits = 20, 8
+    dut = Requantizer(acc_bits, data_bits, shift_bits=6)
+    cases = requant_cases(acc_bits, data_bits, np.random.default_rng(0))
+    got = []
+
+    async def tb(ctx):
+        for shift, out_bits, relu, accs in cases:
+            ctx.set(dut.shift, shift)
+            ctx.set(dut.out_bits, out_bits)
+            ctx.set(dut.relu, relu)
+            res = []
+            for step, a in enumerate(accs + [0] * dut.latency):
+                ctx.set(dut.acc, a)
+                await ctx.tick()
+                if step >= dut.latency - 1:
+                    res.append(ctx.get(dut.o))
+            got.append(res[:len(accs)])
+
+    simulate(dut, tb)
+    for (shift, out_bits, relu, accs), res in zip(cases, got):
+        want = fixed.requantize(np.array(accs), shift, out_bits)
+        if relu:
+            want = np.maximum(want, 0)
+        assert res == want.tolist(), (shift, out_bits, relu)
+
+
+def test_max_pool_windows_and_bypass():
+    dut = MaxPool(8, 2)
+    rng = np.random.default_rng(1)
+    # (window size, values): size 1 is the bypass; invalid cycles are interleaved
+    windows = [(4, rng.integers(-128, 128, (4, 2))) for _ in range(6)]
+    windows += [(1, rng.integers(-128, 128, (1, 2))) for _ in range(4)]
+    windows += [(4, np.full((4, 2), -128))]
+    got = []
+
+    async def tb(ctx):
+        for size, vals in windows:
+            for k, row in enumerate(vals):
+                ctx.set(dut.valid, 1)
+                ctx.set(dut.first, k == 0)
+                ctx.set(dut.last, k == size - 1)
+                for j, v in enumerate(row):
+                    ctx.set(dut.i[j], int(v))
+                await ctx.tick()
+                if ctx.get(dut.o_valid):
+                    got.append([ctx.get(dut.o[j]) for j in range(2)])
+                ctx.set(dut.valid, 0)
+                ctx.set(dut.i[0], 127)                   # ignored while not valid
+                await ctx.tick()
+                if ctx.get(dut.o_valid):
+                    got.append([ctx.get(dut.o[j]) for j in range(2)])
+
+    simulate(dut, tb)
+    assert got == [vals.max(axis=0).tolist() for _, vals in windows]
+
+
+@pytest.mark.parametrize("channels,pixels,words,lanes", [(1, 5, 1, 9), (11, 3, 2, 9),
+                                                         (20, 2, 3, 9), (4, 4, 1, 4)])
+def test_map_walker_channel_order(channels, pixels, words, lanes):
+    base = 7
+    dut = MapWalker(addr_bits=8, dim_bits=6, lanes=lanes)
+    got = []
+
+    async def tb(ctx):
+        ctx.set(dut.base, base)
+        ctx.set(dut.words, words)
+        ctx.set(dut.channels, channels)
+        ctx.set(dut.pixels, pixels)
+        ctx.set(dut.start, 1)
+        await ctx.tick()
+        ctx.set(dut.start, 0)
+        stall = False
+        while ctx.get(dut.active):
+            stall = not stall                        # step every other cycle
+            ctx.set(dut.step, not stall)
+            if not stall:
+                got.append((ctx.get(dut.addr), ctx.get(dut.lane), ctx.get(dut.last)))
+            await ctx.tick()
+
+    simulate(dut, tb)
+    want = [(base + p * words + c // lanes, c % lanes, c == channels - 1 and p == pixels - 1)
+            for c in range(channels) for p in range(pixels)]
+    assert got == want
