@@ -1,0 +1,224 @@
+"""``dynfix flow``: quantize -> generate -> simulate -> (synthesize), with reports and plots.
+
+Everything is checked before any work (model, layers the engine runs, bit widths, board,
+data), then built in a temporary folder beside the output folder and renamed into place at
+the end: a failure or Ctrl-C never leaves a half-written output folder behind.
+
+Output folder layout (all paths in the reports are relative to it)::
+
+    quant.yaml              per-layer fixed-point formats (dynfix quantize)
+    hw/                     dynfix_engine.v, program/weights/biases .hex, report.json
+    report.json, summary.md the flow's results
+    plots/                  accuracy_vs_bits.png, sqnr.png, layers.png
+    synth/                  with --synth: the board build and its bitstream
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from dynfix.errors import DynfixError
+from dynfix.fileio import atomic_folder
+
+DEFAULT_IMAGES = 20
+SWEEP_BITS = ("16", "8", "6", "4")
+MARKER = "report.json"
+
+
+@dataclass
+class FlowOptions:
+    model: Any = "digits"
+    board: str | None = None
+    bits: str = "8"
+    images: int = DEFAULT_IMAGES
+    synth: bool = False
+    output: str | Path | None = None
+    data: str | Path | None = None       # labelled test data; default: digits
+    calib: str | Path | None = None      # calibration inputs; default: the data
+    method: str = "greedy"
+    sweep: tuple[str, ...] = SWEEP_BITS
+
+
+@dataclass
+class FlowResult:
+    """What ``dynfix flow`` produced: ``report`` is ``output/report.json``."""
+
+    output: Path
+    report: dict = field(repr=False)
+    summary: str = field(repr=False)
+    quant: Any = field(default=None, repr=False)
+    generated: Any = field(default=None, repr=False)
+    simulated: Any = field(default=None, repr=False)
+    synthesized: Any = field(default=None, repr=False)
+
+    @property
+    def mismatches(self) -> int:
+        return int(self.report["simulation"]["mismatches"])
+
+
+class Stages:
+    """Progress on stderr: ``[i/n] stage: ...`` lines, sub-steps indented, times at the end."""
+
+    def __init__(self, names: list[str], say: Callable[[str], None]):
+        self.names, self.say, self.times = names, say, {}
+        self.current = ""
+
+    def start(self, name: str, what: str) -> None:
+        self.current, self.t0 = name, time.perf_counter()
+        self.say(f"[{self.names.index(name) + 1}/{len(self.names)}] {name}: {what}")
+
+    def note(self, msg: str) -> None:
+        self.say(f"      {msg}")
+
+    def done(self, what: str = "") -> None:
+        dt = time.perf_counter() - self.t0
+        self.times[self.current] = dt
+        self.note(f"{what + '; ' if what else ''}{dt:.1f} s")
+
+
+def default_output(model_name: str, board: str) -> Path:
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"flow-{model_name}-{board}")
+    return Path("out") / safe
+
+
+def check_output(out: Path) -> None:
+    """Refuse to replace a folder that is not a previous flow output (or empty)."""
+    if out.exists():
+        if not out.is_dir():
+            raise DynfixError(f"output {str(out)!r} exists and is not a folder")
+        if any(out.iterdir()) and not (out / MARKER).is_file():
+            raise DynfixError(f"output folder {str(out)!r} exists and is not a dynfix flow "
+                              f"output; choose another --output or remove it")
+
+
+def prepare(opts: FlowOptions):
+    """Load and check everything before any work; returns (model, board, data, calib)."""
+    from dynfix.api import check_data_fits, load_model
+    from dynfix.boards.registry import get_board
+    from dynfix.hw.compiler import plan_groups
+    from dynfix.quant.bits import layer_widths
+    from dynfix.quant.datasets import load_data
+    from dynfix.quant.float_model import check_input
+
+    if not isinstance(opts.images, int) or opts.images < 1:
+        raise DynfixError(f"--images must be a positive integer, got {opts.images!r}")
+    model = load_model(opts.model)
+    layer_widths(model, str(opts.bits))
+    plan_groups(model)                          # layers the engine cannot run: fail now
+    board = get_board(opts.board)
+    data = str(opts.data) if opts.data is not None else "digits"
+    calib = str(opts.calib) if opts.calib is not None else data
+    check_data_fits(model, data)
+    check_data_fits(model, calib, "calibration data")
+    x, _ = load_data(data, split="test", need_labels=False)
+    check_input(model, x[:1])
+    return model, board, data, calib
+
+
+def run_flow(opts: FlowOptions, say: Callable[[str], None] | None = None) -> FlowResult:
+    """Run the whole flow into ``opts.output`` (see the module docstring)."""
+    say = say or (lambda msg: None)
+    model, board, data, calib = prepare(opts)
+    out = Path(opts.output) if opts.output is not None else default_output(model.name,
+                                                                           board.name)
+    check_output(out)
+    with atomic_folder(out) as tmp:
+        result = _run_stages(opts, model, board, data, calib, tmp, say)
+    result.output = out
+    if result.synthesized is not None:
+        result.synthesized.bitstream = str(out / result.report["files"]["bitstream"])
+    result.generated.folder = out / "hw"
+    if not result.report["timing"].get("met", True):
+        t = result.report["timing"]
+        raise DynfixError(f"timing NOT met on {board.name}: {t['fmax_mhz']:.2f} MHz < "
+                          f"target {t['target_mhz']:g} MHz (results in {out}; the bitstream "
+                          f"is not usable)")
+    return result
+
+
+def _run_stages(opts: FlowOptions, model, board, data: str, calib: str, tmp: Path,
+                say: Callable[[str], None]) -> FlowResult:
+    from dynfix import api
+    from dynfix.flow_report import build_report, summary_markdown, summary_table, write_json
+    from dynfix.flow_plots import write_plots
+    from dynfix.quant.datasets import load_data
+
+    names = ["quantize", "generate", "simulate"] + (["synthesize"] if opts.synth else []) \
+        + ["report"]
+    st = Stages(names, say)
+
+    st.start("quantize", f"{model.name} at {opts.bits} bits ({opts.method}) on {calib}")
+    q = api.quantize(model, calib, opts.bits, opts.method, output=tmp / "quant.yaml",
+                     progress=st.note)
+    x, y = load_data(data, split="test", need_labels=False)
+    acc = _accuracies(model, q, x, y)
+    sweep = _sweep(model, q, opts, calib, x, y, st.note)
+    st.done(_acc_text(acc))
+
+    st.start("generate", f"engine for {board.name}")
+    g = api.generate(q, tmp / "hw", board)
+    e = g.report["engine"]
+    st.done(f"k={e['k']} tn={e['tn']} tm={e['tm']}, {e['multipliers']} multipliers, "
+            f"{g.cycles_per_image} cycles per image (estimate)")
+
+    st.start("simulate", f"{min(opts.images, len(x))} images under Icarus Verilog")
+    s = api.simulate(g, q, data, opts.images, progress=st.note)
+    st.done(f"{s.mismatches} mismatches with the integer model")
+
+    syn = None
+    if opts.synth:
+        st.start("synthesize", f"yosys + nextpnr for {board.name} (a few minutes)")
+        syn = api.synth(g, board, tmp / "synth",
+                        check_timing=False)
+        st.done(f"Fmax {syn.fmax_mhz:.1f} MHz, {syn.luts} LUTs")
+
+    st.start("report", "report.json, summary.md, plots")
+    rep = build_report(model, board, opts, data, q, g, s, syn, acc, sweep)
+    write_json(tmp / "report.json", rep)
+    table = summary_table(rep)
+    (tmp / "summary.md").write_text(summary_markdown(rep, table))
+    write_plots(tmp / "plots", rep)
+    st.done()
+    return FlowResult(Path(tmp), rep, table, q, g, s, syn)
+
+
+def _accuracies(model, q, x: np.ndarray, y: np.ndarray | None) -> dict:
+    """Float and integer-model top-1 accuracy on the whole test data (None without labels)."""
+    from dynfix.quant.float_model import predict
+    if y is None:
+        return {"n": int(len(x)), "float": None, "integer": None}
+    f = predict(model, x).reshape(len(x), -1).argmax(axis=1)
+    i = q.logits(x).argmax(axis=1)
+    return {"n": int(len(x)), "float": float(np.mean(f == y)), "integer": float(np.mean(i == y))}
+
+
+def _acc_text(acc: dict) -> str:
+    if acc["float"] is None:
+        return "no labels: accuracy not measured"
+    return (f"accuracy float {100 * acc['float']:.2f} %, integer {100 * acc['integer']:.2f} % "
+            f"on {acc['n']} images")
+
+
+def _sweep(model, q, opts: FlowOptions, calib: str, x, y, note) -> list[dict]:
+    """Integer-model accuracy (or top-1 agreement with float, without labels) per bit width."""
+    from dynfix import api
+    from dynfix.quant.float_model import predict
+    ref = y if y is not None else predict(model, x).reshape(len(x), -1).argmax(axis=1)
+    rows = []
+    for bits in dict.fromkeys([*opts.sweep, str(opts.bits)]):
+        try:
+            r = q if bits == str(opts.bits) else api.quantize(model, calib, bits, opts.method)
+        except DynfixError as e:
+            note(f"bit-width sweep: {bits} bits skipped ({e})")
+            continue
+        rows.append({"bits": bits, "value": float(np.mean(r.logits(x).argmax(axis=1) == ref)),
+                     "chosen": bits == str(opts.bits)})
+    note("bit-width sweep: " + ", ".join(f"{r['bits']}b {100 * r['value']:.1f} %"
+                                         for r in rows))
+    return rows

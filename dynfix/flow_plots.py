@@ -1,0 +1,74 @@
+"""The flow's plots (matplotlib, Agg backend, PNG without a timestamp)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def _pyplot():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def _save(fig, path: Path) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=100, metadata={"Software": None})
+    _pyplot().close(fig)
+
+
+def write_plots(folder: Path, rep: dict) -> list[Path]:
+    """accuracy_vs_bits.png, sqnr.png and layers.png in ``folder`` (created)."""
+    plt = _pyplot()
+    folder.mkdir(parents=True, exist_ok=True)
+    names = [r["name"] for r in rep["layers"]]
+    paths = []
+
+    sweep = rep["accuracy_vs_bits"]
+    pts = sorted(sweep["points"], key=lambda p: (_bits_key(p["bits"]), p["bits"]))
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    xs = range(len(pts))
+    ax.plot(xs, [100 * p["value"] for p in pts], "o-", color="tab:blue", label="integer model")
+    for x, p in zip(xs, pts):
+        if p["chosen"]:
+            ax.plot([x], [100 * p["value"]], "o", ms=10, mfc="none", color="tab:red",
+                    label="chosen")
+    if rep["accuracy"]["float"] is not None:
+        ax.axhline(100 * rep["accuracy"]["float"], ls="--", color="gray", label="float")
+    ax.set_xticks(list(xs), [p["bits"] for p in pts])
+    ax.set_xlabel("bit width (data/weights)")
+    ax.set_ylabel(f"{sweep['metric']} (%)")
+    ax.set_title(f"{rep['model']}: {sweep['metric']} vs bit width")
+    ax.legend(fontsize=8)
+    paths.append(folder / "accuracy_vs_bits.png")
+    _save(fig, paths[-1])
+
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    sq = [r["sqnr_db"] if r["sqnr_db"] is not None else 0.0 for r in rep["layers"]]
+    ax.bar(names, sq, color="tab:green")
+    ax.set_ylabel("SQNR (dB)")
+    ax.set_title(f"{rep['model']}: per-layer SQNR at {rep['bits']} bits (calibration)")
+    ax.tick_params(axis="x", rotation=30)
+    paths.append(folder / "sqnr.png")
+    _save(fig, paths[-1])
+
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    ax.bar(names, [r["cycles"] for r in rep["layers"]], color="tab:blue")
+    ax.set_ylabel("cycles per image (simulated)")
+    ax.tick_params(axis="x", rotation=30)
+    ax2 = ax.twinx()
+    ax2.plot(names, [100 * r["utilization"] for r in rep["layers"]], "o-", color="tab:red")
+    ax2.set_ylabel("MAC utilization (%)", color="tab:red")
+    ax2.set_ylim(0, 105)
+    ax.set_title(f"{rep['model']} on {rep['board']}: cycles and utilization per layer")
+    paths.append(folder / "layers.png")
+    _save(fig, paths[-1])
+    return paths
+
+
+def _bits_key(bits: str) -> int:
+    try:
+        return int(str(bits).split("/")[0])
+    except ValueError:
+        return 0

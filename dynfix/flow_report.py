@@ -1,0 +1,194 @@
+"""The flow's reports: ``report.json`` (plain data, deterministic: no paths outside the
+output folder, no times) and the summary table shown on the terminal and in ``summary.md``."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+RESOURCES = (("luts", "LUTs"), ("ffs", "FFs"), ("dsps", "DSPs"), ("brams", "BRAMs"))
+
+
+def _r(v: float | None, digits: int = 4) -> float | None:
+    return None if v is None or not math.isfinite(v) else round(float(v), digits)
+
+
+def write_json(path: Path, data: dict) -> None:
+    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def board_totals(board) -> dict[str, int]:
+    return {"luts": board.luts, "ffs": board.ffs, "dsps": board.dsp.blocks,
+            "brams": board.bram.blocks}
+
+
+def resources(board, config, syn) -> dict[str, Any]:
+    """Used/available per resource: nextpnr's after synthesis, else the analytic estimate."""
+    totals = board_totals(board)
+    if syn is not None:
+        used = {"luts": syn.luts, "ffs": syn.ffs, "dsps": syn.dsps, "brams": syn.brams}
+        avail = {k: syn.available.get(k) or totals[k] for k in totals}
+        source = "nextpnr (synthesized)"
+    else:
+        try:
+            from dynfix.hw.resources import Device, estimate
+        except ImportError:
+            return {"source": "not available (run with --synth)", "used": {},
+                    "available": totals}
+        used = {k: v for k, v in estimate(config, Device.from_board(board)).total.rounded()
+                .items() if k in totals}
+        avail, source = totals, "estimate (not synthesized)"
+    return {"source": source, "used": {k: int(v) for k, v in used.items()},
+            "available": {k: int(v) for k, v in avail.items()}}
+
+
+def build_report(model, board, opts, data: str, q, g, s, syn, acc: dict, sweep: list[dict]
+                 ) -> dict[str, Any]:
+    est = g.report["estimate"]
+    mults = int(g.report["engine"]["multipliers"])
+    compute = s.mean_cycles
+    per_image = compute + est["load_cycles"] + est["unload_cycles"]
+    if syn is not None:
+        mhz, source = float(syn.fmax_mhz), "reached Fmax (nextpnr)"
+    else:
+        mhz, source = float(board.target_mhz), "board clock; estimate, not synthesized"
+    ips = mhz * 1e6 / per_image if per_image else 0.0
+    formats = q.spec.layers
+    layers = []
+    for i, row in enumerate(est["layers"]):
+        sim = float(sum(c[i] for c in s.layer_cycles) / len(s.layer_cycles))
+        f = formats.get(row["name"])
+        layers.append({
+            "name": row["name"], "kind": row["kind"], "macs": int(row["macs"]),
+            "cycles": _r(sim, 1), "cycles_estimate": int(row["cycles"]),
+            "utilization": _r(row["macs"] / (sim * mults) if sim else 0.0),
+            "bw_w": f and f.bw_w, "bw_x": f and f.bw_x,
+            "sqnr_db": f and _r(f.sqnr_db, 2), "saturated": f and f.saturated})
+    files = {"quant": "quant.yaml", "verilog": f"hw/{g.report['top']}.v",
+             "program": "hw/program.hex", "weights": "hw/weights.hex",
+             "biases": "hw/biases.hex", "engine_report": "hw/report.json",
+             "report": "report.json", "summary": "summary.md",
+             "plots": ["plots/accuracy_vs_bits.png", "plots/sqnr.png", "plots/layers.png"]}
+    timing: dict[str, Any] = {}
+    if syn is not None:
+        files["bitstream"] = f"synth/{Path(syn.bitstream).name}"
+        timing = {"fmax_mhz": _r(syn.fmax_mhz, 2), "target_mhz": syn.target_mhz,
+                  "met": bool(syn.timing_met)}
+    n = s.n
+    return {
+        "model": model.name, "board": board.name, "bits": str(opts.bits),
+        "method": q.spec.method, "data": data,
+        "accuracy": {"float": _r(acc["float"]), "integer": _r(acc["integer"]),
+                     "test_images": acc["n"],
+                     "integer_simulated": _r(s.int_accuracy),
+                     "hardware": _r(s.hw_accuracy), "simulated_images": n},
+        "simulation": {"simulator": "icarus", "images": n, "mismatches": s.mismatches},
+        "performance": {
+            "cycles_per_image": _r(per_image, 1), "compute_cycles": _r(compute, 1),
+            "load_cycles": int(est["load_cycles"]), "unload_cycles": int(est["unload_cycles"]),
+            "cycles_estimate": int(est["cycles_per_image"]),
+            "clock_mhz": _r(mhz, 2), "clock_source": source,
+            "images_per_s": _r(ips, 1), "gops": _r(2 * est["macs"] * ips / 1e9, 5),
+            "macs_per_image": int(est["macs"]), "multipliers": mults,
+            "mac_utilization": _r(est["macs"] / (compute * mults) if compute else 0.0)},
+        "engine": {k: g.report["engine"][k] for k in ("k", "tn", "tm", "multipliers",
+                                                      "data_bits", "weight_bits", "acc_bits")},
+        "resources": resources(board, g.config, syn),
+        "timing": timing,
+        "layers": layers,
+        "accuracy_vs_bits": {"metric": "accuracy" if acc["float"] is not None
+                             else "top-1 agreement with the float model",
+                             "points": [dict(r, value=_r(r["value"])) for r in sweep]},
+        "files": files,
+    }
+
+
+def _pct(v: float | None) -> str:
+    return "n/a (no labels)" if v is None else f"{100 * v:.2f} %"
+
+
+def rows(rep: dict) -> list[tuple[str, str]]:
+    """The summary as (label, value) pairs."""
+    a, p, sim, res = rep["accuracy"], rep["performance"], rep["simulation"], rep["resources"]
+    n, t = a["simulated_images"], a["test_images"]
+    use = []
+    for key, name in RESOURCES:
+        if key in res["used"]:
+            u, av = res["used"][key], res["available"].get(key) or 0
+            use.append(f"{name} {u:,}/{av:,}" + (f" ({100 * u / av:.0f} %)" if av else ""))
+    out = [
+        ("float model", f"{_pct(a['float'])} on {t} test images"),
+        ("integer model", f"{_pct(a['integer'])} on {t} test images; "
+                          f"{_pct(a['integer_simulated'])} on the {n} simulated"),
+        ("hardware (Icarus)", f"{_pct(a['hardware'])} on {n} images; "
+                              f"{sim['mismatches']} mismatches with the integer model"),
+        ("cycles per image", f"{p['cycles_per_image']:,.0f} ({p['compute_cycles']:,.0f} "
+                             f"compute, simulated, + {p['load_cycles']} in + "
+                             f"{p['unload_cycles']} out; model {p['cycles_estimate']:,})"),
+        ("throughput", f"{p['images_per_s']:,.1f} images/s at {p['clock_mhz']:g} MHz "
+                       f"({p['clock_source']})"),
+        ("compute", f"{p['gops']:.4f} GOP/s, MAC utilization "
+                    f"{100 * p['mac_utilization']:.1f} % of {p['multipliers']} multipliers"),
+        (f"resources", f"{', '.join(use) or 'n/a'} [{res['source']}]"),
+    ]
+    if rep["timing"]:
+        tm = rep["timing"]
+        out.append(("timing", f"Fmax {tm['fmax_mhz']:.2f} MHz, target {tm['target_mhz']:g} "
+                              f"MHz: {'met' if tm['met'] else 'NOT MET'}"))
+    return out
+
+
+def summary_table(rep: dict, folder: str | None = None) -> str:
+    """The terminal summary (``folder``: where the files are, shown last)."""
+    head = (f"dynfix flow: {rep['model']} on {rep['board']}, {rep['bits']}-bit "
+            f"({rep['method']}), data {rep['data']}")
+    lines = [head, "-" * len(head)]
+    items = rows(rep)
+    if folder is not None:
+        f = rep["files"]
+        items.append(("files", f"{folder}/  summary.md report.json quant.yaml hw/ plots/"
+                               + (f" {f['bitstream']}" if "bitstream" in f else "")))
+    width = max(len(k) for k, _ in items)
+    lines += [f"{k:<{width}}  {v}" for k, v in items]
+    return "\n".join(lines)
+
+
+def summary_markdown(rep: dict, table: str | None = None) -> str:
+    """``summary.md``: the summary, per-layer table, plots and file list."""
+    md = [f"# dynfix flow: {rep['model']} on {rep['board']}", "",
+          f"{rep['bits']}-bit ({rep['method']}), data `{rep['data']}`, engine "
+          f"k={rep['engine']['k']} tn={rep['engine']['tn']} tm={rep['engine']['tm']} "
+          f"({rep['engine']['multipliers']} multipliers).", "",
+          "| | |", "|---|---|"]
+    md += [f"| {k} | {v} |" for k, v in rows(rep)]
+    md += ["", "## Layers", "",
+           "| layer | kind | MACs | cycles (sim) | cycles (model) | MAC util. | w bits | "
+           "x bits | SQNR dB | saturated |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rep["layers"]:
+        md.append(f"| {r['name']} | {r['kind']} | {r['macs']:,} | {r['cycles']:,.0f} | "
+                  f"{r['cycles_estimate']:,} | {100 * r['utilization']:.1f} % | {r['bw_w']} | "
+                  f"{r['bw_x']} | {r['sqnr_db']} | {r['saturated']} |")
+    sweep = rep["accuracy_vs_bits"]
+    md += ["", f"## {sweep['metric'].capitalize()} vs bit width (integer model)", "",
+           "| bits | value |", "|---|---:|"]
+    md += [f"| {p['bits']}{' (chosen)' if p['chosen'] else ''} | {100 * p['value']:.2f} % |"
+           for p in sweep["points"]]
+    md += ["", "## Plots", ""]
+    md += [f"![{Path(p).stem}]({p})" for p in rep["files"]["plots"]]
+    md += ["", "## Files", ""]
+    for key, v in rep["files"].items():
+        md += [f"- {key}: " + ", ".join(f"`{x}`" for x in (v if isinstance(v, list) else [v]))]
+    md += ["", "Reproduce: `dynfix flow " + " ".join(_args(rep)) + "`", ""]
+    return "\n".join(md)
+
+
+def _args(rep: dict) -> list[str]:
+    args = [rep["model"] if rep["model"] == "digits" else "MODEL", "--board", rep["board"],
+            "--bits", rep["bits"], "--images", str(rep["simulation"]["images"])]
+    if rep["data"] != "digits":
+        args += ["--data", "DATA"]
+    if rep["timing"]:
+        args.append("--synth")
+    return args

@@ -1,0 +1,160 @@
+"""``dynfix flow``: the bundled model end to end (a few images), the output folder's contents,
+and failures that must end in one line, exit 1 and no output folder."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from dynfix.cli import main
+from dynfix.errors import DynfixError
+from onnx_graphs import GraphBuilder
+
+needs_iverilog = pytest.mark.skipif(shutil.which("iverilog") is None,
+                                    reason="Icarus Verilog (iverilog) is not installed")
+
+EXPECTED_FILES = ["quant.yaml", "report.json", "summary.md", "hw/dynfix_engine.v",
+                  "hw/program.hex", "hw/weights.hex", "hw/biases.hex", "hw/report.json",
+                  "plots/accuracy_vs_bits.png", "plots/sqnr.png", "plots/layers.png"]
+
+
+@pytest.fixture(scope="module")
+def digits_flow(tmp_path_factory):
+    """One CLI run of the default flow on 2 images (about a minute under Icarus)."""
+    if shutil.which("iverilog") is None:
+        pytest.skip("Icarus Verilog (iverilog) is not installed")
+    out = tmp_path_factory.mktemp("flow") / "digits"
+    err, std = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(std), contextlib.redirect_stderr(err):
+        code = main(["flow", "--images", "2", "--output", str(out), "--json"])
+    return code, json.loads(std.getvalue()), err.getvalue().splitlines(), out
+
+
+def test_digits_flow_report(digits_flow):
+    code, rep, progress, out = digits_flow
+    assert code == 0
+    assert rep["model"] == "digits" and rep["board"] == "icebreaker" and rep["bits"] == "8"
+    a = rep["accuracy"]
+    assert a["test_images"] == 360 and a["simulated_images"] == 2
+    assert a["float"] >= 0.97 and a["integer"] >= 0.97
+    assert rep["simulation"]["mismatches"] == 0
+    assert a["hardware"] == a["integer_simulated"]
+    p = rep["performance"]
+    # The engine's cycle counters agree with the cycle model (within 5 %).
+    assert abs(p["compute_cycles"] + p["load_cycles"] + p["unload_cycles"]
+               - p["cycles_estimate"]) <= 0.05 * p["cycles_estimate"]
+    assert p["images_per_s"] == pytest.approx(p["clock_mhz"] * 1e6 / p["cycles_per_image"],
+                                              rel=1e-3)
+    assert p["gops"] == pytest.approx(2 * p["macs_per_image"] * p["images_per_s"] / 1e9,
+                                      rel=1e-3)
+    assert 0 < p["mac_utilization"] <= 1
+    assert "not synthesized" in p["clock_source"]
+    assert [r["name"] for r in rep["layers"]] == ["conv1", "conv2", "fc"]
+    assert [pt["bits"] for pt in rep["accuracy_vs_bits"]["points"]] == ["16", "8", "6", "4"]
+    # Progress: one numbered line per stage on stderr.
+    assert [ln.split(":")[0] for ln in progress if ln.startswith("[")] == \
+        ["[1/4] quantize", "[2/4] generate", "[3/4] simulate", "[4/4] report"]
+
+
+def test_digits_flow_files(digits_flow):
+    _, rep, _, out = digits_flow
+    for name in EXPECTED_FILES:
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    assert (out / "plots/sqnr.png").read_bytes()[:4] == b"\x89PNG"
+    on_disk = json.loads((out / "report.json").read_text())
+    assert on_disk == {k: v for k, v in rep.items() if k != "output"}
+    md = (out / "summary.md").read_text()
+    assert "| hardware (Icarus) | 100.00 % on 2 images; 0 mismatches" in md
+    # Deterministic and relocatable: no absolute paths in what the flow writes.
+    for name in ("report.json", "summary.md", "quant.yaml", "hw/report.json"):
+        assert str(out.parent) not in (out / name).read_text(), name
+    # Nothing left beside the output folder (temporary folders are renamed or removed).
+    assert sorted(p.name for p in out.parent.iterdir()) == ["digits"]
+
+
+def test_rerun_replaces_only_flow_outputs(tmp_path):
+    """An existing folder that is not a flow output is refused before any work."""
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    with pytest.raises(DynfixError, match="is not a dynfix flow output"):
+        from dynfix.flow import FlowOptions, run_flow
+        run_flow(FlowOptions(output=tmp_path / "mine"))
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+
+
+def _fails(args: list[str], capsys) -> str:
+    code = main(args)
+    err = capsys.readouterr().err.strip()
+    assert code == 1
+    assert err.count("\n") == 0 and err.startswith("dynfix: error: "), err
+    return err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["missing.onnx"], "missing.onnx"),
+    (["--bits", "3x"], "bit"),
+    (["--bits", "40"], "bit"),
+    (["--board", "nosuchboard"], "unknown board"),
+    (["--images", "0"], "--images"),
+])
+def test_bad_arguments_leave_nothing(args, message, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    err = _fails(["flow", *args, "--output", "out/x"], capsys)
+    assert message in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unsupported_layers_leave_nothing(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    GraphBuilder((1, 8, 8)).conv(4).op("LRN", size=3).flatten().gemm(10).save("lrn.onnx")
+    err = _fails(["flow", "lrn.onnx"], capsys)
+    assert "LRN" in err
+    GraphBuilder((1, 8, 8)).conv(4).relu().avgpool().flatten().gemm(10).save("avg.onnx")
+    err = _fails(["flow", "avg.onnx"], capsys)
+    assert "cannot run on the engine" in err and "average pooling" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["avg.onnx", "lrn.onnx"]
+
+
+def test_digits_data_does_not_fit_other_models(tmp_path, capsys):
+    GraphBuilder((3, 6, 6)).conv(4).relu().flatten().gemm(3).save(tmp_path / "rgb.onnx")
+    err = _fails(["flow", str(tmp_path / "rgb.onnx"), "-o", str(tmp_path / "o")], capsys)
+    assert "3x6x6" in err and "--data" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_failure_mid_flow_leaves_nothing(tmp_path, monkeypatch):
+    """A stage failing after the output work began: no folder, no temporary leftovers."""
+    import dynfix.api
+
+    def broken(*args, **kwargs):
+        raise DynfixError("simulation broke")
+
+    monkeypatch.setattr(dynfix.api, "simulate", broken)
+    from dynfix.flow import FlowOptions, run_flow
+    out = tmp_path / "a" / "b" / "flow"
+    with pytest.raises(DynfixError, match="simulation broke"):
+        run_flow(FlowOptions(output=out, sweep=("8",)))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_exit_code_and_one_line(tmp_path):
+    """As a user runs it: a separate process, exit status 1, one line on stderr."""
+    r = subprocess.run([sys.executable, "-m", "dynfix.cli", "flow", "nope.yaml"],
+                       cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and r.stdout == ""
+    assert r.stderr.startswith("dynfix: error: ") and r.stderr.count("\n") == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_flow_help_lists_options(capsys):
+    with pytest.raises(SystemExit):
+        main(["flow", "--help"])
+    text = capsys.readouterr().out
+    for opt in ("--board", "--bits", "--images", "--synth", "--output", "--json"):
+        assert opt in text
