@@ -1,4 +1,8 @@
-"""``dynfix boards [--json]``: list the bundled boards and their resources."""
+"""``dynfix boards [--json]``: list the bundled boards and their resources.
+
+``dynfix boards --fit MODEL --quant Q.yaml [--board NAME] [--write engine.yaml]``: choose the
+fastest engine for the model that fits each board (or one board), say what limited it, and
+optionally write it as an engine config for ``dynfix generate --config``."""
 
 from __future__ import annotations
 
@@ -17,7 +21,45 @@ def _row(b: Board) -> str:
             f"{b.clock_mhz:>5g} MHz  {b.uart_resource}#{b.uart_number}")
 
 
+def run_fit(args: argparse.Namespace) -> int:
+    import yaml
+
+    from dynfix.boards.fit import fit
+    from dynfix.boards.registry import get_board
+    from dynfix.errors import DynfixError
+    from dynfix.quant.load import load_model
+    from dynfix.quant.qspec_io import load_qspec
+
+    if args.quant is None:
+        raise DynfixError("--fit needs --quant Q.yaml (from dynfix quantize)")
+    model = load_model(args.fit)
+    spec = load_qspec(args.quant, model)
+    boards = [get_board(args.board)] if args.board else list_boards()
+    if args.write and len(boards) != 1:
+        raise DynfixError("--write needs one --board")
+    results = [fit(model, spec, b) for b in boards]
+    if args.write:
+        c = results[0].chosen.config
+        with open(args.write, "w") as f:
+            yaml.safe_dump({"k": c.k, "tn": c.tn, "tm": c.tm}, f, sort_keys=False)
+    if args.json:
+        print(json.dumps([r.to_dict() for r in results], indent=2))
+        return 0
+    for b, r in zip(boards, results):
+        c, t = r.chosen, r.chosen.estimate.total.rounded()
+        us = c.cycles / b.target_mhz
+        print(f"{b.name}: k={c.config.k} tn={c.config.tn} tm={c.config.tm}, "
+              f"{c.config.multipliers} multipliers, {c.cycles} cycles/image "
+              f"({us:.0f} us at {b.target_mhz:g} MHz)")
+        print(f"  estimate: {t['luts']}/{b.luts} LUTs, {t['ffs']} FFs, "
+              f"{t['dsps']}/{b.dsp.blocks} DSPs, {t['brams']}/{b.bram.blocks} BRAMs")
+        print(f"  limited by {r.limit}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.fit:
+        return run_fit(args)
     boards = list_boards()
     if args.json:
         print(json.dumps([b.summary() for b in boards], indent=2))
@@ -33,4 +75,9 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("boards", help="list the supported boards and their resources",
                               description=__doc__)
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--fit", metavar="MODEL", help="fit an engine for MODEL to the boards")
+    p.add_argument("--quant", metavar="Q.yaml", help="with --fit: the model's quantization")
+    p.add_argument("--board", help="with --fit: only this board (name or .yaml file)")
+    p.add_argument("--write", metavar="engine.yaml",
+                   help="with --fit and --board: write the chosen k, tn, tm")
     p.set_defaults(func=run)
