@@ -148,3 +148,55 @@ def test_board_top_checks_widths():
     engine._MustUse__silence = True                    # never elaborated, on purpose
     with pytest.raises(ValueError, match="engine.i carries 8-bit"):
         BoardTop(engine, LinkInfo(4, 4, 16, 8), divisor=DIV)
+
+
+@pytest.fixture(scope="module")
+def digits_engine(tmp_path_factory):
+    """The bundled digits model quantized, compiled for a small engine."""
+    from dynfix.cli import main
+    from dynfix.hw.compiler import compile_model
+    from dynfix.hw.config import EngineConfig
+    from dynfix.quant.datasets import load_digits
+    from dynfix.quant.int_model import IntModel
+    from dynfix.quant.load import load_model
+    from dynfix.quant.qspec_io import load_qspec
+
+    q = tmp_path_factory.mktemp("top") / "q.yaml"
+    assert main(["quantize", "digits", "--calib", "digits", "--output", str(q)]) == 0
+    model = load_model("digits")
+    spec = load_qspec(q, model)
+    cm = compile_model(model, spec, EngineConfig(k=1, tn=8, tm=8))
+    im = IntModel(model, spec)
+    x, y = load_digits("test")
+    return cm, im, x, y
+
+
+def test_board_top_real_engine_bit_exact(digits_engine):
+    """The generated engine behind the UART link: logits, class and cycle count for test
+    images, bit for bit against the integer model."""
+    from dynfix.hw.generate import build_engine
+
+    cm, im, x, y = digits_engine
+    cfg = cm.config
+    info = LinkInfo(n_in=int(np.prod(cm.input_shape)), n_out=cm.output_len,
+                    in_bits=cfg.data_bits, out_bits=cfg.data_bits)
+    engine = build_engine(cm)
+    top = BoardTop(engine, info, divisor=DIV)
+    images = [0, 1, 2]
+    results = []
+
+    async def host(ctx, send, received):
+        for i in images:
+            xq = im.quantize_input(x[i:i + 1])[0]
+            await send(ctx, infer_request(xq, info))
+            reply = await wait_bytes(ctx, received, 1 + info.result_len(), limit=100_000)
+            results.append((parse_result(reply, info), ctx.get(engine.cycles)))
+
+    run_host(top, host)
+    for i, (res, cycles) in zip(images, results):
+        ref = im.forward(im.quantize_input(x[i:i + 1]))[cm.output_name].reshape(-1)
+        assert len(set(ref.tolist())) > 1                     # a real, varied output
+        np.testing.assert_array_equal(res.logits, ref)
+        assert res.predicted == int(np.argmax(ref))
+        assert res.cycles == cycles > 0
+    assert len({r.cycles for r, _ in results}) == 1          # data-independent schedule
