@@ -125,10 +125,12 @@ def fit(model, spec, board: Board) -> FitResult:
 def _memory_note(c: Candidate, board: Board) -> str:
     if "brams" not in c.over:
         return ""
-    parts = [f"{name} {desc}" for name, desc in c.estimate.memories.items()
-             if "blocks" in desc]
+    from dynfix.hw.resources import engine_memories
+    kbit = {m.name: m.depth * m.width / 1024 for m in engine_memories(c.config)}
+    parts = [f"{name} {desc} ({kbit[name]:.0f} kbit)"
+             for name, desc in c.estimate.memories.items() if "blocks" in desc]
     return (f" (memories: {'; '.join(parts)}; the board has {board.bram.blocks} x "
-            f"{board.bram.bits // 1024} kbit)")
+            f"{board.bram.bits // 1024} kbit = {board.bram.total_bits // 1024} kbit)")
 
 
 def check_generated_fits(gen, board: Board) -> Estimate:
