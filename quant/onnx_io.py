@@ -33,7 +33,7 @@ from .onnx_fold import FOLD_OPS, attrs, fold, node_label, reshape_target, tensor
 #: Operators that become (or disappear into) IR layers.
 LAYER_OPS = frozenset({"Conv", "Gemm", "MatMul", "Relu", "MaxPool", "AveragePool",
                        "GlobalAveragePool", "GlobalMaxPool", "Flatten", "BatchNormalization",
-                       "Dropout", "Softmax"})
+                       "Dropout", "Softmax", "ReduceMean"})
 SUPPORTED_OPS = LAYER_OPS | FOLD_OPS
 BINARY_OPS = frozenset({"Add", "Sub", "Mul", "Div"})
 MIN_OPSET = 7
@@ -235,11 +235,11 @@ class _Importer:
         return last >= 0
 
     def add(self, cls: type[Layer], node: onnx.NodeProto, x: _Tensor, what: str,
-            **kw) -> None:
+            suffix: str = "", **kw) -> None:
         self.latest(x, what)
         prev = self.layers[-1].name if self.layers else self.input_name
-        layer = cls(self.unique(node.name or f"{node.op_type.lower()}{len(self.layers)}"),
-                    (prev,), **kw)
+        base = node.name or f"{node.op_type.lower()}{len(self.layers)}"
+        layer = cls(self.unique(base + suffix), (prev,), **kw)
         shape = tuple(int(d) for d in layer.infer(x.shape[1:]))
         layer.out_shape = shape
         self.layers.append(layer)
@@ -397,6 +397,19 @@ class _Importer:
         if len(x.shape) != 4:
             raise DynfixError(f"{what}: expects an N x C x H x W input")
         self.add(MaxPool2d, node, x, what, kernel=x.shape[2:], stride=(1, 1))
+
+    def op_ReduceMean(self, node, what):
+        """A mean over H and W (what exporters write for adaptive_avg_pool2d(x, 1))."""
+        x, at = self.x(node), attrs(node, what)
+        axes = _const_axes(self, node, what)
+        rank = len(x.shape)
+        if rank != 4 or axes is None or sorted(a % rank for a in axes if -rank <= a < rank) \
+                != [2, 3] or at.int("noop_with_empty_axes", 0):
+            raise DynfixError(f"{what}: only a mean over H and W of an N x C x H x W tensor "
+                              f"is supported")
+        self.add(GlobalAvgPool, node, x, what)
+        if not at.int("keepdims", 1):
+            self.add(Flatten, node, self.data[node.output[0]], what, suffix="_flatten")
 
     def _to_shape(self, node, x: _Tensor, shape: tuple[int, ...], what: str):
         """A reshape of the data: a no-op, a flatten to N x F, or unsupported."""

@@ -1,5 +1,7 @@
 """ONNX import: the float reference against onnxruntime, folding, and the error messages."""
 
+import warnings
+
 import numpy as np
 import onnx
 import pytest
@@ -309,3 +311,60 @@ def test_unsupported_reshape(tmp_path):
     g.op("Reshape", g.init("shape", np.array([0, 4, 8], np.int64)))
     with pytest.raises(DynfixError, match="only flattening"):
         load_onnx(g.save(tmp_path / "m.onnx"))
+
+
+@pytest.mark.parametrize("opset,keepdims", [(13, 1), (13, 0), (18, 0)])
+def test_reduce_mean_over_hw(tmp_path, opset, keepdims):
+    """torch's dynamo exporter writes adaptive_avg_pool2d(x, 1) as ReduceMean."""
+    g = GraphBuilder((3, 5, 6), opset=opset).conv(4).relu()
+    if opset >= 18:
+        g.op("ReduceMean", g.constant(np.array([-1, -2], np.int64)), keepdims=keepdims)
+    else:
+        g.op("ReduceMean", axes=[2, 3], keepdims=keepdims)
+    m = check_vs_ort(g, tmp_path)
+    assert [l.op for l in m.layers][2:] == ["gap"] + ["flatten"] * (1 - keepdims)
+    bad = GraphBuilder((3, 5, 6), opset=13).op("ReduceMean", axes=[1], keepdims=1)
+    with pytest.raises(DynfixError, match="mean over H and W"):
+        load_onnx(bad.save(tmp_path / "bad.onnx"))
+
+
+@pytest.mark.slow
+def test_torch_export(tmp_path):
+    """A real torch.onnx.export (TorchScript exporter, dynamic batch) of a BN-heavy CNN."""
+    torch = pytest.importorskip("torch")
+    nn = torch.nn
+    torch.manual_seed(0)
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.f = nn.Sequential(
+                nn.Conv2d(3, 8, 3, 1, 1), nn.BatchNorm2d(8), nn.ReLU(),
+                nn.MaxPool2d(2, ceil_mode=True), nn.Conv2d(8, 12, 3, 2, 0, bias=False),
+                nn.BatchNorm2d(12), nn.ReLU(), nn.AvgPool2d(3, 1, 1, count_include_pad=False),
+                nn.Dropout(0.3))
+            self.fc1, self.bn, self.fc2 = nn.Linear(108, 32), nn.BatchNorm1d(32), nn.Linear(32, 10)
+
+        def forward(self, x):
+            x = self.f(x)
+            x = x.view(x.size(0), -1)
+            return torch.softmax(self.fc2(torch.relu(self.bn(self.fc1(x)))), dim=1)
+
+    net = Net().eval()
+    for mod in net.modules():
+        if isinstance(mod, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            mod.running_mean.uniform_(-0.5, 0.5)
+            mod.running_var.uniform_(0.5, 2.0)
+    x = torch.randn(2, 3, 15, 15)
+    path = str(tmp_path / "net.onnx")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, (x,), path, input_names=["x"], dynamo=False,
+                          dynamic_axes={"x": {0: "N"}})
+    m = load_onnx(path)
+    assert [l.op for l in m.layers] == ["conv", "relu", "maxpool", "conv", "relu", "avgpool",
+                                        "flatten", "linear", "relu", "linear", "softmax"]
+    y = predict(m, x.numpy())
+    assert max_rel_err(y, run_ort(path, x.numpy())) <= TOL
+    assert max_rel_err(y, net(x).detach().numpy()) <= TOL
+
