@@ -60,6 +60,7 @@ class SynthResult:
     seconds: float
     bitstream: str
     clocks: dict[str, float] = field(default_factory=dict)
+    critical_path: str = ""
     available: dict[str, int] = field(default_factory=dict)
     cells: dict[str, int] = field(default_factory=dict)
 
@@ -80,6 +81,7 @@ class SynthResult:
             f"  BRAMs {use('brams', self.brams)}",
             *([f"  SPRAM {use('sprams', self.sprams)}"] if "sprams" in self.available else []),
             f"  Fmax  {self.fmax_mhz:.2f} MHz, target {self.target_mhz:g} MHz: timing {verdict}",
+            *([f"  critical path {self.critical_path}"] if self.critical_path else []),
             f"  {self.seconds:.0f} s",
         ]
 
@@ -120,6 +122,25 @@ def parse_report(report: dict, family: str) -> tuple[dict[str, int], dict[str, i
         used[key], avail[key] = int(entry["used"]), int(entry["available"])
     clocks = {name: float(v["achieved"]) for name, v in report.get("fmax", {}).items()}
     return used, avail, clocks
+
+
+def critical_path(report: dict) -> str:
+    """The slowest clock-to-clock path of nextpnr's report, as first and last cell."""
+    worst, worst_ns = None, -1.0
+    for cp in report.get("critical_paths", []):
+        if "<async>" in (cp.get("from", ""), cp.get("to", "")) or not cp.get("path"):
+            continue
+        ns = sum(float(seg.get("delay", 0)) for seg in cp["path"])
+        if ns > worst_ns:
+            worst, worst_ns = cp["path"], ns
+    if worst is None:
+        return ""
+    logic = sum(1 for seg in worst if seg.get("type") == "logic")
+
+    def cell(name: str) -> str:
+        return re.split(r"[$]|_SB_|_TRELLIS|_DFF|_LUT", name)[0]
+    return (f"{cell(worst[0]['from']['cell'])} -> {cell(worst[-1]['to']['cell'])}: "
+            f"{worst_ns:.1f} ns, {logic} logic levels")
 
 
 def count_ffs(stat: dict) -> int:
@@ -188,7 +209,8 @@ def evaluate(build_dir: str | Path, name: str, board: Board, seconds: float = 0.
         luts=used["luts"], ffs=used["ffs"], dsps=used["dsps"], brams=used["brams"],
         sprams=used.get("sprams", 0), fmax_mhz=round(fmax, 2), target_mhz=board.target_mhz,
         timing_met=fmax >= board.target_mhz, seconds=round(seconds, 1),
-        bitstream=str(build_dir / f"{name}.{ext}"), clocks=clocks, available=avail,
+        bitstream=str(build_dir / f"{name}.{ext}"), clocks=clocks,
+        critical_path=critical_path(report), available=avail,
         cells=cells)
     if not Path(result.bitstream).is_file():
         raise DynfixError(f"synthesis for {board.name} produced no bitstream "
