@@ -368,3 +368,28 @@ def test_torch_export(tmp_path):
     assert max_rel_err(y, run_ort(path, x.numpy())) <= TOL
     assert max_rel_err(y, net(x).detach().numpy()) <= TOL
 
+
+
+def test_model_zoo_mnist_style(tmp_path):
+    """Like the ONNX model zoo's mnist-8: opset 8, bias-free Conv + Add of a (C,1,1)
+    constant, auto_pad SAME_UPPER, a weight Reshape folded at load, MatMul + Add."""
+    g = GraphBuilder((1, 12, 12), opset=8, batch=1)
+    for cout in (4, 8):
+        g.conv(cout, 5, bias=False, auto_pad="SAME_UPPER")
+        g.op("Add", g.init(f"b{cout}", g.weights(cout, 1, 1, scale=0.1)))
+        g.relu().maxpool(2, 2)
+    g.op("Reshape", g.init("flat", np.array([1, 72], np.int64)))
+    w = g.node("Reshape", [g.init("w_flat", g.weights(72 * 10)),
+                           g.init("w_shape", np.array([72, 10], np.int64))])
+    g.x = g.node("MatMul", [g.x, w])
+    g.op("Add", g.init("fc_b", g.weights(1, 10, scale=0.1)))
+    m = check_vs_ort(g, tmp_path, n=1)
+    assert [l.op for l in m.layers] == ["conv", "relu", "maxpool", "conv", "relu", "maxpool",
+                                        "flatten", "linear"]
+    assert m.layers[0].bias is not None and m.layers[-1].bias is not None
+
+
+def test_mlp_on_flat_input(tmp_path):
+    g = GraphBuilder((20,)).gemm(16, features=20).relu().gemm(3, trans_b=False)
+    m = check_vs_ort(g, tmp_path, n=5)
+    assert m.input_shape == (20,) and m.output_shape == (3,)
