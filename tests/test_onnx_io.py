@@ -199,8 +199,15 @@ def test_unsupported_ops_are_all_listed(tmp_path):
     g.conv(8)
     next(a for a in g.nodes[-1].attribute if a.name == "group").i = 2
     g.op("LeakyRelu").op("LRN", size=3).op("Flatten", axis=1)
+    # Other problems that later checks would report: the operator check comes first.
+    g.inits[0].CopyFrom(numpy_helper.from_array(np.full((8, 3, 3, 3), np.nan, np.float32),
+                                                g.inits[0].name))
+    model = g.build()
+    model.graph.input[0].CopyFrom(helper.make_tensor_value_info("input", TensorProto.FLOAT,
+                                                                ["N", 3, "H", "W"]))
+    onnx.save(model, str(tmp_path / "m.onnx"))
     with pytest.raises(DynfixError) as e:
-        load_onnx(g.save(tmp_path / "m.onnx"))
+        load_onnx(tmp_path / "m.onnx")
     msg = str(e.value)
     assert "\n" not in msg and "4 unsupported nodes" in msg
     for name in ("/lrn3/LRN (LRN)", "/conv4/Conv (Conv with group=2)",
