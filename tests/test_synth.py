@@ -74,3 +74,56 @@ def test_timing_failure_is_loud(small_build):
 def test_missing_reports(tmp_path):
     with pytest.raises(DynfixError, match="cannot read the build reports"):
         evaluate(tmp_path, "dynfix_top", get_board("icebreaker"))
+
+
+def _generate(tmp_path, engine: dict, name: str):
+    import yaml
+
+    from dynfix.cli import main
+    q = tmp_path / "q.yaml"
+    if not q.exists():
+        assert main(["quantize", "digits", "--calib", "digits", "--output", str(q)]) == 0
+    cfg = tmp_path / f"{name}.yaml"
+    cfg.write_text(yaml.safe_dump(engine))
+    out = tmp_path / name
+    assert main(["generate", "digits", "--quant", str(q), "--config", str(cfg),
+                 "--output", str(out)]) == 0
+    return q, out
+
+
+def test_synth_cli_checks_fit_first(tmp_path, capsys):
+    """9 multipliers cannot go to 8 SB_MAC16: refused before yosys runs."""
+    from dynfix.cli import main
+    _, out = _generate(tmp_path, {"k": 3, "tn": 1, "tm": 1}, "k3")
+    capsys.readouterr()
+    assert main(["synth", str(out), "--board", "icebreaker"]) == 1
+    err = capsys.readouterr().err
+    assert "does not fit icebreaker: needs DSP blocks 9 > 8" in err and err.count("\n") == 1
+    assert not (out / "build").exists()
+    assert main(["synth", str(tmp_path), "--board", "icebreaker"]) == 1
+    assert "not a dynfix generate output" in capsys.readouterr().err
+
+
+@pytest.mark.synth
+@pytest.mark.parametrize("board_name", ["icebreaker", "ulx3s"])
+def test_digits_fit_generate_synth(tmp_path, capsys, board_name):
+    """The bundled model end to end: fit, generate, synth (minutes). Timing met at the board
+    clock; the estimate within 25 % for LUTs and exact for DSPs and block RAMs."""
+    from dynfix.cli import main
+    from dynfix.quant.load import load_model
+    from dynfix.quant.qspec_io import load_qspec
+    from dynfix.boards.fit import fit
+
+    q, _ = _generate(tmp_path, {"k": 1, "tn": 1, "tm": 1}, "warmup")
+    model = load_model("digits")
+    board = get_board(board_name)
+    chosen = fit(model, load_qspec(q, model), board).chosen
+    c = chosen.config
+    _, out = _generate(tmp_path, {"k": c.k, "tn": c.tn, "tm": c.tm}, board_name)
+    capsys.readouterr()
+    assert main(["synth", str(out), "--board", board_name, "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["timing_met"] and r["fmax_mhz"] >= board.target_mhz
+    est = chosen.estimate.total.rounded()
+    assert (est["dsps"], est["brams"]) == (r["dsps"], r["brams"])
+    assert 0.75 <= est["luts"] / r["luts"] <= 1.25
