@@ -1,0 +1,180 @@
+"""Every board in ``boards/``: the engine chosen for the bundled digits model (8 bit), its
+utilization and Fmax from synthesis, images/s and GOP/s at that Fmax, and the multiplier peak
+(multipliers x 2 x Fmax) of the engine and of the board's DSP blocks.
+
+Synthesis (yosys + nextpnr via ``dynfix.boards.synth``) takes minutes per board, so it runs
+only with ``--synth``; its figures are kept in ``bench/results/boards_synth.json`` and reused
+by later runs without ``--synth`` (the table then says which figures come from that file).
+Without any synthesis figures, the table shows the resource estimate (``hw/resources.py``)
+and the board's target clock instead.
+
+Writes ``bench/results/boards.md``.
+Run: ``/work/venv/bin/python bench/boards.py [--synth]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import OUT, md_table, write_result  # noqa: E402
+
+from dynfix.boards.registry import Board, list_boards  # noqa: E402
+from dynfix.errors import DynfixError  # noqa: E402
+from dynfix.hw.compiler import compile_model  # noqa: E402
+from dynfix.hw.config import EngineConfig, board_config  # noqa: E402
+from dynfix.hw.cycle_model import estimate as cycle_estimate  # noqa: E402
+from dynfix.quant.datasets import load_digits  # noqa: E402
+from dynfix.quant.load import load_model  # noqa: E402
+from dynfix.quant.search import search  # noqa: E402
+
+SYNTH_CACHE = OUT / "boards_synth.json"
+
+
+def choose_config(model, spec, board: Board) -> tuple[EngineConfig, str]:
+    """The engine for ``board``: the fitter's choice if it exists, else the fixed config."""
+    try:
+        from dynfix.boards.fit import fit
+        return fit(model, spec, board).chosen.config, "boards.fit"
+    except ImportError:
+        pass
+    try:
+        return board_config(board.name), "BOARD_CONFIGS"
+    except DynfixError:
+        return EngineConfig(k=3, tn=1, tm=1), "default 1x9"
+
+
+def resource_estimate(cfg: EngineConfig, board: Board) -> dict | None:
+    try:
+        from dynfix.hw.resources import Device, estimate
+    except ImportError:
+        return None
+    return estimate(cfg, Device.from_board(board)).total.rounded()
+
+
+def synthesize(board: Board, cm, model_name: str, work: Path) -> dict:
+    """Generate the engine and build the board top; utilization, Fmax, wall time."""
+    from dynfix.boards.design import board_top, load_generated
+    from dynfix.boards.synth import synthesize as build
+    from dynfix.hw.generate import write_outputs
+
+    folder = work / board.name
+    write_outputs(cm, model_name, folder / "gen")
+    t0 = time.perf_counter()
+    r = build(board_top(load_generated(folder / "gen"), board), board, folder / "build",
+              check_timing=False)
+    return {"luts": r.luts, "ffs": r.ffs, "dsps": r.dsps, "brams": r.brams,
+            "sprams": r.sprams, "fmax_mhz": r.fmax_mhz, "target_mhz": r.target_mhz,
+            "timing_met": r.timing_met, "available": r.available,
+            "engine": f"k={cm.config.k} tn={cm.config.tn} tm={cm.config.tm}",
+            "seconds": round(time.perf_counter() - t0, 1)}
+
+
+def run(do_synth: bool) -> list[dict]:
+    model = load_model("digits")
+    calib, _ = load_digits("calib")
+    spec = search(model, calib, bits="8")
+    cache = json.loads(SYNTH_CACHE.read_text()) if SYNTH_CACHE.exists() else {}
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="dynfix-bench-boards-") as tmp:
+        for board in list_boards():
+            cfg, source = choose_config(model, spec, board)
+            cm = compile_model(model, spec, cfg)
+            est = cycle_estimate(cm)
+            row = {"board": board.name, "device": board.device, "cfg": cm.config,
+                   "source": source, "cycles": est["cycles_per_image"], "macs": est["macs"],
+                   "estimate": resource_estimate(cm.config, board), "board_obj": board,
+                   "synth": None, "error": None}
+            engine = f"k={cm.config.k} tn={cm.config.tn} tm={cm.config.tm}"
+            if do_synth:
+                try:
+                    cache[board.name] = synthesize(board, cm, model.name, Path(tmp))
+                except DynfixError as e:
+                    row["error"] = str(e).splitlines()[0][:200]
+                    cache.pop(board.name, None)
+            if board.name in cache and cache[board.name].get("engine") == engine:
+                row["synth"] = cache[board.name]
+            rows.append(row)
+    if do_synth:
+        SYNTH_CACHE.write_text(json.dumps(
+            {k: {kk: vv for kk, vv in v.items() if kk != "seconds"} for k, v in
+             sorted(cache.items())}, indent=2, sort_keys=True) + "\n")
+    return rows
+
+
+def report(rows: list[dict]) -> list[str]:
+    table, perf = [], []
+    for r in rows:
+        cfg, b, s = r["cfg"], r["board_obj"], r["synth"]
+        if s:
+            use = {k: s[k] for k in ("luts", "ffs", "dsps", "brams")}
+            avail = s.get("available") or {}
+            f_mhz, f_what = s["fmax_mhz"], "Fmax"
+        else:
+            use = r["estimate"] or {}
+            avail = {"luts": b.luts, "ffs": b.ffs, "dsps": b.dsp.blocks,
+                     "brams": b.bram.blocks}
+            f_mhz, f_what = b.target_mhz, "target, no synthesis"
+
+        def pct(key):
+            if key not in use:
+                return "-"
+            a = avail.get(key)
+            return f"{use[key]}/{a} ({100 * use[key] / a:.0f} %)" if a else str(use[key])
+        source = ("synthesis" if s else "estimate" if r["estimate"] else "-")
+        if r["error"]:
+            source = f"synthesis failed: {r['error']}"
+        table.append([r["board"], r["device"], f"k={cfg.k} tn={cfg.tn} tm={cfg.tm}",
+                      cfg.multipliers, pct("luts"), pct("ffs"), pct("dsps"), pct("brams"),
+                      source])
+        ips = f_mhz * 1e6 / r["cycles"]
+        gops = 2 * r["macs"] * ips / 1e9
+        peak = cfg.multipliers * 2 * f_mhz * 1e6 / 1e9
+        dsp_peak = b.dsp.blocks * 2 * f_mhz * 1e6 / 1e9
+        timing = ("met" if s["timing_met"] else "**NOT met**") if s else "-"
+        perf.append([r["board"], f"{f_mhz:.2f} ({f_what})", f"{b.target_mhz:g}", timing,
+                     f"{r['cycles']:,}", f"{ips:,.0f}", f"{gops:.4f}", f"{peak:.3f}",
+                     f"{100 * gops / peak:.1f}", f"{dsp_peak:.3f}",
+                     f"{100 * gops / dsp_peak:.1f}" if dsp_peak else "-"])
+    return [
+        "# Boards: utilization, Fmax, throughput and the multiplier peak",
+        "",
+        "Generated by `bench/boards.py` (`--synth` reruns yosys/nextpnr; otherwise synthesis",
+        "figures come from `boards_synth.json`, written by the last `--synth` run). Model: the",
+        "bundled digits network at 8 bits. Engine: chosen per board by `dynfix.boards.fit`",
+        "(the fastest engine whose resource estimate fits) when available. Utilization",
+        "includes the board top (UART host link, LEDs).",
+        "",
+        *md_table(["board", "device", "engine", "multipliers", "LUTs", "FFs", "DSPs", "BRAMs",
+                   "figures from"], table),
+        "",
+        "Throughput at the clock in the first column: images/s = f / cycles per image (cycle",
+        "model: compute + loading the image + streaming the outputs; the 115200-baud UART to a",
+        "host is not counted), GOP/s = 2 x MACs x images/s. Engine peak = engine multipliers",
+        "x 2 x f; board peak = the board's DSP blocks x 2 x f (the physical multiplier limit).",
+        "",
+        *md_table(["board", "f (MHz)", "target MHz", "timing", "cycles/image", "images/s",
+                   "GOP/s", "engine peak GOP/s", "% of engine peak", "board DSP peak GOP/s",
+                   "% of board peak"], perf),
+        "",
+        "Below 100 % of the engine peak: lanes left empty where a map has fewer channels",
+        "than `lanes` (the digits input has 1 channel), partly filled `tm` groups, the image",
+        "load and output stream, and per-layer fetch/drain cycles. See `engine_efficiency.md`",
+        "for VGG-style layers and `paper_vgg16.md` for the paper's design point.",
+    ]
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--synth", action="store_true", help="run synthesis (minutes per board)")
+    a = ap.parse_args(argv)
+    write_result("boards.md", report(run(a.synth)))
+
+
+if __name__ == "__main__":
+    main()

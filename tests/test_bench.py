@@ -1,0 +1,43 @@
+"""The bench's analysis paths: VGG16 from onnx.helper through dynfix's loader, the compiler's
+shape-only plan, and the cycle model on it (figures, not timings)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+
+from dynfix.hw.compiler import compile_model, loop_counts, plan_model  # noqa: E402
+from dynfix.hw.config import EngineConfig  # noqa: E402
+
+from hw_models import small_net  # noqa: E402
+
+
+def test_loop_counts_match_the_compiled_program():
+    model, spec, _ = small_net()
+    cfg = EngineConfig(k=3, tn=1, tm=3)
+    cm = compile_model(model, spec, cfg)
+    for p, q in zip(cm.plans, plan_model(model, cfg)):
+        assert {k: p.entry[k] for k in q.entry} == q.entry
+
+
+def test_vgg16_layer_list():
+    paper = pytest.importorskip("paper_vgg16")
+    plans = paper.load_plans()
+    conv = [p for p in plans if p.kind == "conv"]
+    assert [p.kind for p in plans] == ["conv"] * 13 + ["linear"] * 3
+    assert sum(p.macs for p in conv) == 15_346_630_656       # VGG16's published 15.3 GMAC
+    assert [p.pool for p in conv].count(2) == 5
+    assert plans[-1].out_shape == (1000, 1, 1)
+    assert sum(p.macs for p in plans[13:]) == 25088 * 4096 + 4096 * 4096 + 4096 * 1000
+
+
+def test_vgg16_cycles_at_one_multiplier_are_the_macs_plus_overhead():
+    paper = pytest.importorskip("paper_vgg16")
+    plans = paper.load_plans()
+    figs = paper.figures(plans, EngineConfig(k=1, tn=1, tm=1))
+    for f in figs:
+        assert 0 < f.cycles - f.macs < 100          # fetch + drain only
