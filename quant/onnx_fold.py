@@ -170,7 +170,11 @@ def _slice(data: np.ndarray, starts, ends, axes, steps, what: str) -> np.ndarray
 
 
 def _arith(op: str, a: np.ndarray, b: np.ndarray, what: str) -> np.ndarray:
-    _check_size(np.broadcast_shapes(a.shape, b.shape), what)
+    try:
+        _check_size(np.broadcast_shapes(a.shape, b.shape), what)
+    except ValueError:
+        raise DynfixError(f"{what}: shapes {a.shape} and {b.shape} do not broadcast") \
+            from None
     if op == "Add":
         return a + b
     if op == "Sub":
@@ -209,6 +213,8 @@ def fold(node: NodeProto, inputs: list[np.ndarray | None], what: str,
         if isinstance(at.get("value"), np.ndarray):
             return at["value"]
         raise DynfixError(f"{what}: Constant without a numeric value")
+    if not node.input or not node.input[0]:
+        raise DynfixError(f"{what}: missing input")
     if op == "Shape":
         shape = inputs[0].shape if inputs[0] is not None else shape_of(node.input[0])
         shape = np.array(shape, np.int64)

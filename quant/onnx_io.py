@@ -27,6 +27,7 @@ from onnx import TensorProto
 from dynfix.errors import DynfixError
 from .ir import (Affine, AvgPool2d, Conv2d, Flatten, GlobalAvgPool, Layer, Linear, MaxPool2d,
                  Model, ReLU, Softmax)
+from .ir import _check_param_shapes as check_param_shapes
 from .onnx_fold import FOLD_OPS, attrs, fold, node_label, reshape_target, tensor_to_array
 from .onnx_write import WRITE_OPSET, save_onnx, to_onnx  # noqa: F401  (re-exported)
 
@@ -36,6 +37,8 @@ LAYER_OPS = frozenset({"Conv", "Gemm", "MatMul", "Relu", "MaxPool", "AveragePool
                        "Dropout", "Softmax", "ReduceMean"})
 SUPPORTED_OPS = LAYER_OPS | FOLD_OPS
 BINARY_OPS = frozenset({"Add", "Sub", "Mul", "Div"})
+MIN_INPUTS = {"Conv": 2, "Gemm": 2, "MatMul": 2, "BatchNormalization": 5,
+              **{op: 2 for op in BINARY_OPS}}
 MIN_OPSET = 7
 
 _EXT_DTYPES = {TensorProto.FLOAT: "<f4", TensorProto.DOUBLE: "<f8", TensorProto.FLOAT16: "<f2",
@@ -59,7 +62,20 @@ def _read(path: Path) -> onnx.ModelProto:
                           f"({_one_line(e)})") from None
     if not proto.graph.node:
         raise DynfixError(f"{path.name}: the ONNX graph has no nodes (not an ONNX model?)")
+    _check_names(proto.graph, path.name)
     return proto
+
+
+def _check_names(graph: onnx.GraphProto, name: str) -> None:
+    """Protobuf hands out invalid UTF-8 in string fields as bytes: reject such files."""
+    texts = [graph.name]
+    for node in graph.node:
+        texts += [node.name, node.op_type, node.domain, *node.input, *node.output]
+        texts += [a.name for a in node.attribute]
+    texts += [t.name for t in graph.initializer]
+    texts += [v.name for v in (*graph.input, *graph.output)]
+    if not all(isinstance(t, str) for t in texts):
+        raise DynfixError(f"{name}: corrupt ONNX file (a name is not valid UTF-8 text)")
 
 
 def _opset(proto: onnx.ModelProto, name: str) -> int:
@@ -239,6 +255,7 @@ class _Importer:
         prev = self.layers[-1].name if self.layers else self.input_name
         base = node.name or f"{node.op_type.lower()}{len(self.layers)}"
         layer = cls(self.unique(base + suffix), (prev,), **kw)
+        check_param_shapes(layer)
         shape = tuple(int(d) for d in layer.infer(x.shape[1:]))
         layer.out_shape = shape
         self.layers.append(layer)
@@ -296,6 +313,9 @@ class _Importer:
             if not data_in:
                 raise DynfixError(f"{what}: computes on constants only, which dynfix does "
                                   f"not fold for this operator")
+            need = MIN_INPUTS.get(node.op_type, 1)
+            if len(node.input) < need or not all(node.input[:need]):
+                raise DynfixError(f"{what}: needs {need} inputs")
             if node.input[0] not in self.data and node.op_type not in BINARY_OPS:
                 raise DynfixError(f"{what}: the data tensor must be its first input")
             getattr(self, f"op_{node.op_type}", self.op_other)(node, what)

@@ -10,18 +10,19 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from dynfix.errors import DynfixError
 from dynfix.quant.load import bundled_path
-from dynfix.quant.onnx_io import load_onnx
+from dynfix.quant.onnx_io import SUPPORTED_OPS, load_onnx
 from dynfix.quant.yaml_io import load_yaml, save_yaml
 from dynfix.quant.load import load_model
 
 from onnx_graphs import GraphBuilder
 
-FUZZ = settings(max_examples=300, deadline=None, derandomize=True,
+FUZZ = settings(max_examples=200, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -68,6 +69,53 @@ def test_mutated_onnx(base, m):
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "m.onnx"
         path.write_bytes(mutate(BASES[base], *m))
+        must_load_or_fail_cleanly(load_onnx, path)
+
+
+VALUES = [-(2 ** 40), -3, -1, 0, 1, 2, 3, 5, 64, 2 ** 31]
+edits = st.lists(st.tuples(st.integers(0, 4), st.floats(0, 1), st.floats(0, 1),
+                           st.sampled_from(VALUES)), min_size=1, max_size=3)
+
+
+def pick(seq, f: float):
+    return seq[min(int(f * len(seq)), len(seq) - 1)]
+
+
+def structured(data: bytes, changes) -> bytes:
+    """Parse, then change attributes, inputs, op types or dims: files that parse but lie."""
+    m = onnx.ModelProto()
+    m.ParseFromString(data)
+    g = m.graph
+    names = [t for n in g.node for t in n.output] + [t.name for t in g.initializer] + [""]
+    for kind, f1, f2, v in changes:
+        n = pick(g.node, f1)
+        if kind == 0 and n.attribute:
+            a = pick(n.attribute, f2)
+            if a.ints:
+                a.ints[0] = v
+            elif a.type == a.INT:
+                a.i = v
+            elif a.type == a.FLOAT:
+                a.f = float(v)
+        elif kind == 1 and n.attribute:
+            n.attribute.remove(pick(n.attribute, f2))
+        elif kind == 2 and n.input:
+            n.input[0] = pick(names, f2)
+        elif kind == 3:
+            n.op_type = pick(sorted(SUPPORTED_OPS), f2)
+        elif kind == 4:
+            t = pick(g.initializer, f2)
+            if t.dims:
+                t.dims[0] = abs(v) % 10
+    return m.SerializeToString()
+
+
+@FUZZ
+@given(base=st.sampled_from(sorted(BASES)), changes=edits)
+def test_structurally_mutated_onnx(base, changes):
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "m.onnx"
+        path.write_bytes(structured(BASES[base], changes))
         must_load_or_fail_cleanly(load_onnx, path)
 
 
