@@ -56,11 +56,30 @@ class CompiledModel:
     weights: list[int]
     biases: list[int]
     output_name: str                # the layer whose integers the engine streams out
-    input_shape: Shape3
+    input_shape: Shape3             # the map the host streams (C, H, W order)
+    #: The first conv's (in_shape, kernel, stride, pads) when the host streams its windows
+    #: (``im2col``); None when it streams the image itself.
+    input_window: tuple | None = None
 
     @property
     def output_len(self) -> int:
         return int(np.prod(self.plans[-1].out_shape))
+
+    def host_input(self, xq: np.ndarray) -> np.ndarray:
+        """What the host streams for one quantized input: the image in C, H, W order, or
+        with ``im2col`` the first conv's windows, channel ``(ky*kw + kx)*C + c`` of output
+        pixel ``(oy, ox)`` holding ``x[c, oy*sy - top + ky, ox*sx - left + kx]`` (0 in the
+        padding)."""
+        xq = np.asarray(xq, dtype=np.int64)
+        if self.input_window is None:
+            return xq.reshape(-1)
+        (c, h, w), (kh, kw), (sy, sx), (top, left, bottom, right) = self.input_window
+        _, oh, ow = self.input_shape
+        xp = np.zeros((c, h + top + bottom + kh, w + left + right + kw), np.int64)
+        xp[:, top:top + h, left:left + w] = xq.reshape(c, h, w)
+        cols = [xp[:, ky:ky + sy * oh:sy, kx:kx + sx * ow:sx]
+                for ky in range(kh) for kx in range(kw)]
+        return np.concatenate(cols, axis=0).reshape(-1)
 
 
 def _ceil_div(a: int, b: int) -> int:
@@ -189,6 +208,7 @@ def compile_model(model: Model, spec: QuantSpec, cfg: EngineConfig) -> CompiledM
         wq = im.weights[p.name]
         p.weights = wq.reshape((wq.shape[0],) + p.in_shape[:1] + p.kernel)
         p.biases = im.biases[p.name]
+    window = im2col_first(plans[0], n) if cfg.im2col else None
     fmts = [spec.layers[p.name] for p in plans]
     data_bits = max([spec.input_bw] + [f.bw_x for f in fmts])
     sizes = [p.in_shape for p in plans[:1]] + [p.out_shape for p in plans]
@@ -239,7 +259,24 @@ def compile_model(model: Model, spec: QuantSpec, cfg: EngineConfig) -> CompiledM
         check_entry(cfg, p.entry, f"layer {p.name!r}")
     return CompiledModel(cfg, plans, [pack_entry(cfg, e) for e in entries],
                          pack_weights(cfg, plans), pack_biases(cfg, plans), out_name,
-                         plans[0].in_shape)
+                         plans[0].in_shape, window)
+
+
+def im2col_first(plan: LayerPlan, lanes: int) -> tuple | None:
+    """Turn the first conv into a 1x1 conv over its windows, streamed by the host, when that
+    takes fewer cycles per pixel (a layer with few input channels fills only C of the lanes;
+    its C*kh*kw window values fill them all). Returns the original geometry, or None."""
+    c, h, w = plan.in_shape
+    kh, kw = plan.kernel
+    if plan.kind != "conv" or _ceil_div(c * kh * kw, lanes) >= kh * kw * _ceil_div(c, lanes):
+        return None
+    window = (plan.in_shape, plan.kernel, plan.stride, plan.pads)
+    oh, ow = plan.conv_out
+    m = plan.weights.shape[0]
+    plan.in_shape = (c * kh * kw, oh, ow)
+    plan.weights = plan.weights.transpose(0, 2, 3, 1).reshape(m, c * kh * kw, 1, 1)
+    plan.kernel, plan.stride, plan.pads = (1, 1), (1, 1), (0, 0, 0, 0)
+    return window
 
 
 def _pack(values: np.ndarray, bits: int) -> list[int]:

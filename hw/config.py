@@ -12,8 +12,11 @@ from dataclasses import asdict, dataclass, fields, replace
 
 from dynfix.errors import DynfixError
 
-#: Parallelism-only keys a user may give in ``engine.yaml``; the rest is fitted.
+#: Parallelism keys; the widths and depths are fitted to the program unless given.
 PARALLEL_KEYS = ("k", "tn", "tm")
+#: Fields the compiler fits to the program when they are 0.
+FITTED_KEYS = ("data_bits", "weight_bits", "bias_bits", "acc_bits", "fmap_depth",
+               "weight_depth", "bias_depth", "prog_depth", "dim_bits")
 
 
 def clog2(n: int) -> int:
@@ -33,6 +36,7 @@ class EngineConfig:
     k: int = 3
     tn: int = 1
     tm: int = 1
+    im2col: int = 0         # 1: the host streams the first conv's windows (see compiler)
     data_bits: int = 0      # feature-map values (max over the program's bw_in / bw_x)
     weight_bits: int = 0    # max bw_w
     bias_bits: int = 0      # max bw_b
@@ -95,12 +99,14 @@ class EngineConfig:
                if not isinstance(getattr(self, key), int) or getattr(self, key) < 1]
         if bad:
             raise DynfixError(f"engine config: {', '.join(bad)} must be positive integers")
+        if self.im2col not in (0, 1):
+            raise DynfixError(f"engine config: im2col={self.im2col!r} must be 0 or 1")
         if self.lanes % self.tm:
             raise DynfixError(f"engine config: lanes = tn*k*k = {self.lanes} must be a "
                               f"multiple of tm = {self.tm}")
 
     def is_fitted(self) -> bool:
-        return all(getattr(self, f.name) > 0 for f in fields(self))
+        return all(getattr(self, key) > 0 for key in FITTED_KEYS)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -61,6 +61,11 @@ def report(cm: CompiledModel, model_name: str) -> dict:
         "engine": engine,
         "multipliers": cfg.multipliers,
         "input_shape": list(cm.input_shape),
+        "input": {"shape": list(cm.input_shape),
+                  "layout": "chw" if cm.input_window is None else "im2col",
+                  "window": None if cm.input_window is None else
+                  dict(zip(("in_shape", "kernel", "stride", "pads"),
+                           (list(v) for v in cm.input_window)))},
         "output": {"layer": cm.output_name, "values": cm.output_len},
         "program": [{"name": p.name, "layers": p.layers, **p.entry} for p in cm.plans],
         "estimate": estimate(cm),

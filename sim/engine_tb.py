@@ -71,7 +71,11 @@ async def run_images(dut):
         await FallingEdge(dut.clk)
         dut.start.value = 0
         cocotb.start_soon(send(dut, image))
-        outputs = await receive(dut, job["n_out"])
+        if job.get("keep_outputs", True):
+            outputs = await receive(dut, job["n_out"])
+        else:
+            outputs = []
+            dut.o__ready.value = 1
         if not dut.done.value:
             await RisingEdge(dut.done)
         await FallingEdge(dut.clk)

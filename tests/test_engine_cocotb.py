@@ -28,7 +28,7 @@ def simulate(model, spec, cfg, x, tmp_path):
     im = IntModel(model, spec)
     xq = im.quantize_input(x)
     ref = im.forward(xq)[cm.output_name].reshape(len(xq), -1)
-    res = run_engine(tmp_path / "gen" / "dynfix_engine.v", [a.reshape(-1) for a in xq],
+    res = run_engine(tmp_path / "gen" / "dynfix_engine.v", [cm.host_input(a) for a in xq],
                      cm.output_len, len(cm.plans), tmp_path / "build")
     return cm, ref, res
 
@@ -47,6 +47,15 @@ def test_digits_bit_exact(tmp_path):
     model, spec = digits_8bit()
     x, _ = load_digits("test")
     check(*simulate(model, spec, board_config("icebreaker"), x[:2], tmp_path))
+
+
+def test_digits_im2col_bit_exact(tmp_path):
+    model, spec = digits_8bit()
+    x, _ = load_digits("test")
+    cm, ref, res = simulate(model, spec, EngineConfig(k=3, tn=1, tm=1, im2col=1), x[2:3],
+                            tmp_path)
+    assert cm.input_window is not None and cm.input_shape == (9, 8, 8)
+    check(cm, ref, res)
 
 
 def test_small_net_bit_exact(tmp_path):
