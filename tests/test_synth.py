@@ -60,6 +60,17 @@ def test_small_ice40_build(small_build):
     json.dumps(d)
 
 
+@pytest.mark.synth
+def test_build_is_deterministic(small_build, tmp_path):
+    """The same design built again (fixed nextpnr seed) gives the same bitstream."""
+    board, build, _ = small_build
+    info = LinkInfo(16, 10, 8, 8)
+    top = BoardTop(EchoEngine(16, 10, 8), info,
+                   divisor=baud_divisor(board.clock_mhz * 1e6, board.baud), board=board)
+    synthesize(top, board, tmp_path)
+    assert (tmp_path / "dynfix_top.bin").read_bytes() == (build / "dynfix_top.bin").read_bytes()
+
+
 def test_timing_failure_is_loud(small_build):
     """The same build judged against a 500 MHz target must fail with the numbers."""
     board, build, _ = small_build
