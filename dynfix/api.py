@@ -127,6 +127,7 @@ class GenerateResult:
     report: dict = field(repr=False)
     config: Any                                     # the fitted EngineConfig
     compiled: Any = field(default=None, repr=False)
+    fit: Any = field(default=None, repr=False)      # boards.fit.FitResult, when fitted
 
     @property
     def verilog(self) -> Path:
@@ -149,9 +150,16 @@ def get_board(board: Any = None):
 
 
 def engine_config(model: Model, spec: QuantSpec, board: Any = None):
-    """The engine parallelism for a board (the board's fixed configuration)."""
-    from dynfix.hw.config import board_config
-    return board_config(get_board(board).name)
+    """The fastest engine for ``model`` that fits ``board`` (``dynfix boards --fit``).
+
+    Returns the parallelism (an ``EngineConfig`` with k, tn, tm; widths and depths are
+    fitted by the compiler) and the fit result (what limited a faster engine).
+    """
+    from dynfix.boards.fit import fit
+    from dynfix.hw.config import EngineConfig
+    result = fit(model, spec, get_board(board))
+    c = result.chosen.config
+    return EngineConfig(k=c.k, tn=c.tn, tm=c.tm), result
 
 
 def _model_and_spec(quant: QuantizeResult | QuantSpec | str | Path,
@@ -170,23 +178,36 @@ def generate(quant: QuantizeResult | QuantSpec | str | Path, output: str | Path,
     """``dynfix generate``: compile for the engine and write Verilog, hex images, report.
 
     ``quant`` is a :class:`QuantizeResult` (it carries the model), or a ``QuantSpec`` /
-    ``Q.yaml`` path together with ``model=``. The engine is the board's (``board``, default
-    board if omitted) unless ``config`` (an ``EngineConfig`` or a dict) is given.
+    ``Q.yaml`` path together with ``model=``. The engine is the fastest one that fits
+    ``board`` (the default board if omitted) unless ``config`` (an ``EngineConfig`` or a
+    dict with k, tn, tm) is given.
     """
     from dynfix.hw.compiler import compile_model
     from dynfix.hw.config import EngineConfig
     from dynfix.hw.generate import write_outputs
 
     m, spec = _model_and_spec(quant, model)
+    fitted = None
     if config is None:
-        cfg = engine_config(m, spec, board)
+        cfg, fitted = engine_config(m, spec, board)
     elif isinstance(config, dict):
         cfg = EngineConfig.from_dict(config)
     else:
         cfg = config
     cm = compile_model(m, spec, cfg)
     rep = write_outputs(cm, m.name, output)
-    return GenerateResult(Path(output), rep, cm.config, cm)
+    _write_model_files(m, spec, output)
+    return GenerateResult(Path(output), rep, cm.config, cm, fitted)
+
+
+def _write_model_files(model: Model, spec: QuantSpec, folder: str | Path) -> None:
+    """model.yaml/.npz and Q.yaml beside the Verilog, as ``dynfix generate`` writes them
+    (what ``dynfix simulate DIR`` reads), once that part of the simulator has landed."""
+    try:
+        from dynfix.sim.simulate import write_model_files
+    except ImportError:
+        return
+    write_model_files(model, spec, folder)
 
 
 @dataclass
@@ -275,12 +296,8 @@ def synth(generated: GenerateResult | str | Path, board: Any = None,
     folder = generated.folder if isinstance(generated, GenerateResult) else Path(generated)
     gen = load_generated(folder)
     b = get_board(board)
-    try:
-        from dynfix.boards.fit import check_generated_fits
-    except ImportError:
-        check_generated_fits = None
-    if check_generated_fits is not None:
-        check_generated_fits(gen, b)
+    from dynfix.boards.fit import check_generated_fits
+    check_generated_fits(gen, b)
     out = Path(build_dir) if build_dir is not None else folder / "build"
     result = synthesize(board_top(gen, b), b, out, check_timing=False)
     if check_timing:

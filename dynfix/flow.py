@@ -161,9 +161,11 @@ def _run_stages(opts: FlowOptions, model, board, data: str, calib: str, tmp: Pat
     sweep = _sweep(model, q, opts, calib, x, y, st.note)
     st.done(_acc_text(acc))
 
-    st.start("generate", f"engine for {board.name}")
+    st.start("generate", f"the fastest engine that fits {board.name}")
     g = api.generate(q, tmp / "hw", board)
     e = g.report["engine"]
+    if g.fit is not None:
+        st.note(f"limited by {g.fit.limit}")
     st.done(f"k={e['k']} tn={e['tn']} tm={e['tm']}, {e['multipliers']} multipliers, "
             f"{g.cycles_per_image} cycles per image (estimate)")
 
