@@ -29,6 +29,7 @@ def load_config(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     from dynfix.hw.compiler import compile_model
     from dynfix.hw.generate import write_outputs
+    from dynfix.sim.simulate import write_model_files
     from dynfix.quant.load import load_model
     from dynfix.quant.qspec_io import load_qspec
 
@@ -37,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
     spec = load_qspec(args.quant, model)
     cm = compile_model(model, spec, cfg)
     rep = write_outputs(cm, model.name, args.output)
+    write_model_files(model, spec, args.output)
     if args.json:
         print(json.dumps(rep, indent=2, sort_keys=True))
     else:

@@ -1,0 +1,96 @@
+"""Differential runs of random networks (:mod:`dynfix.sim.random_nets`) on one engine build.
+
+:func:`run_cases` compiles every case for a fixed engine configuration (explicit width and
+depth bounds, so all cases share one Verilog), builds that Verilog once, runs every case as
+one step of a single simulator process (its program, weights, biases and images reloaded in
+bulk), and compares each case's outputs with the integer model. A failing case is replayed
+with truncated programs to name the first differing layer and coordinate.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from dynfix.hw.config import EngineConfig
+from dynfix.hw.generate import engine_verilog
+from .harness import HostParams, hex_values
+from .random_nets import Case, fitting_case
+from .scoreboard import first_difference
+from .simulate import group_maps, host_stream, locate, memory_files, reload_mask
+from .simulators import Simulator
+
+
+@dataclass
+class CaseResult:
+    seed: int
+    summary: str
+    ok: bool
+    where: str = ""
+    cycles: int = 0
+
+
+@dataclass
+class RunStats:
+    cases: int
+    images: int
+    sim_cycles: int
+    sim_seconds: float
+    build_seconds: float
+    wall_seconds: float
+
+
+def run_cases(cfg: EngineConfig, seeds: list[int], build_dir: str | Path, sim: str = "icarus",
+              images: int = 2) -> tuple[list[CaseResult], RunStats]:
+    """Run the random case of every seed (see :func:`~dynfix.sim.random_nets.fitting_case`)
+    on one ``cfg`` build; returns one result per case and the run's statistics."""
+    t0 = time.perf_counter()
+    build_dir = Path(build_dir).resolve()
+    compiled = [fitting_case(s, cfg, images) for s in seeds]
+    traces = [case.reference() for case, _ in compiled]
+    first_cm = compiled[0][1]
+    fitted = first_cm.config
+    verilog = build_dir / "dynfix_engine.v"
+    build_dir.mkdir(parents=True, exist_ok=True)
+    verilog.write_text(engine_verilog(first_cm))
+    streams = [np.stack([host_stream(cm, a) for a in case.xq]) for case, cm in compiled]
+    in_len = max(st.shape[1] for st in streams)
+    out_len = max(int(ref.size // images) for (_, cm), tr in zip(compiled, traces)
+                  for _, ref in group_maps(cm, tr))
+    params = HostParams(fitted.data_bits, in_len, out_len, fitted.prog_depth, images)
+    simulator = Simulator(verilog, params, build_dir / sim, sim)
+    simulator.build()
+    steps = []
+    for k, ((case, cm), tr, st) in enumerate(zip(compiled, traces, streams)):
+        folder = simulator.build_dir / "cases" / f"{k:04d}"
+        files = memory_files(cm, folder)
+        (folder / "images.hex").write_text(hex_values(st.reshape(-1), fitted.data_bits))
+        files["images.hex"] = str(folder / "images.hex")
+        steps.append({"files": files, "reload": reload_mask(files), "images": images,
+                      "in_len": int(st.shape[1]), "out_len": cm.output_len,
+                      "n_layers": len(cm.plans)})
+    results = simulator.run(steps, tag="cases")
+    out = []
+    for (case, cm), tr, res in zip(compiled, traces, results):
+        want = tr[cm.output_name].reshape(images, -1)
+        bad = [i for i, r in enumerate(res["images"])
+               if first_difference(cm.output_name, r["outputs"], want[i]) is not None]
+        where = ""
+        if bad:
+            i = bad[0]
+            d = locate(simulator, cm, case.xq[i:i + 1], {k: v[i:i + 1] for k, v in tr.items()},
+                       simulator.build_dir / f"locate_{case.seed}")
+            where = f"image {i}: " + (str(d) if d else "only in the whole run")
+        out.append(CaseResult(case.seed, case.summary, not bad, where,
+                              int(res["images"][0]["cycles"])))
+    stats = RunStats(len(compiled), len(compiled) * images,
+                     sum(r["sim_cycles"] for r in results),
+                     sum(r["seconds"] for r in results), simulator.build_seconds,
+                     time.perf_counter() - t0)
+    return out, stats
+
+
+__all__ = ["Case", "CaseResult", "RunStats", "run_cases"]

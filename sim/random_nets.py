@@ -1,0 +1,175 @@
+"""Random single- and two-layer networks with hand-picked fixed-point formats, for differential
+tests of the engine against :class:`~dynfix.quant.int_model.IntModel`.
+
+Every case is a pure function of its seed (:func:`random_case`), so a failure replays from
+the seed alone. Weights, biases and inputs are drawn as integers (uniform, small, or at the
+ends of their range) and stored as ``q * 2**-fl``, so quantization gives back exactly those
+integers. Data shifts are drawn around a typical value and, now and then, far enough left to
+saturate everything or right enough to round everything to zero.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from dynfix.errors import DynfixError
+from dynfix.hw.compiler import CompiledModel, compile_model
+from dynfix.hw.config import EngineConfig
+from dynfix.quant import fixed
+from dynfix.quant.int_model import IntModel, fan_in
+from dynfix.quant.ir import Conv2d, Flatten, Layer, Linear, MaxPool2d, Model, ReLU
+from dynfix.quant.qspec import LayerFormat, QuantSpec
+
+#: Engine configurations the random suite runs on: widths and depths are explicit upper
+#: bounds, so every case compiles to the same Verilog and only the memories change.
+BOUNDS = dict(data_bits=8, weight_bits=8, bias_bits=16, acc_bits=28, fmap_depth=512,
+              weight_depth=512, bias_depth=16, prog_depth=2, dim_bits=8)
+CONFIGS: dict[str, EngineConfig] = {
+    "k3tn1tm3": EngineConfig(k=3, tn=1, tm=3, **BOUNDS),      # 9 lanes, 27 multipliers
+    "k2tn1tm4": EngineConfig(k=2, tn=1, tm=4, **BOUNDS),      # 4 lanes, 16 multipliers
+}
+MAX_HW = 8
+MAX_C = 6
+
+
+@dataclass
+class Case:
+    """One random network, its formats and its integer inputs."""
+
+    seed: int
+    model: Model
+    spec: QuantSpec
+    xq: np.ndarray                  # N x C x H x W integers in the input format
+    summary: str
+
+    def reference(self) -> dict[str, np.ndarray]:
+        return IntModel(self.model, self.spec).forward(self.xq)
+
+
+def _ints(rng: np.random.Generator, shape, bw: int, small: int = 0) -> np.ndarray:
+    """Integers of width ``bw``: uniform over the range, small (|q| <= 2**small), or at the
+    two ends of the range, chosen at random for the whole array."""
+    lo, hi = fixed.qmin(bw), fixed.qmax(bw)
+    mode = rng.choice(["uniform", "small", "extreme", "mixed"], p=[0.45, 0.2, 0.15, 0.2])
+    if mode == "uniform":
+        return rng.integers(lo, hi + 1, size=shape)
+    if mode == "small":
+        s = 1 << max(0, min(small or bw - 3, bw - 1))
+        return np.clip(rng.integers(-s, s + 1, size=shape), lo, hi)
+    if mode == "extreme":
+        return rng.choice([lo, hi], size=shape)
+    u = rng.integers(lo, hi + 1, size=shape)
+    ends = rng.choice([lo, hi, 0], size=shape)
+    return np.where(rng.random(shape) < 0.3, ends, u)
+
+
+def _conv_geometry(rng, h: int, w: int):
+    """Kernel, stride and (asymmetric) padding giving at least one output pixel."""
+    for _ in range(100):
+        kh, kw = (int(v) for v in rng.integers(1, 6, size=2))
+        sy, sx = (int(v) for v in rng.integers(1, 3, size=2))
+        pads = tuple(int(rng.integers(0, min(k - 1, 2) + 1)) for k in (kh, kw, kh, kw))
+        oh = (h + pads[0] + pads[2] - kh) // sy + 1
+        ow = (w + pads[1] + pads[3] - kw) // sx + 1
+        if oh >= 1 and ow >= 1:
+            return (kh, kw), (sy, sx), pads, (oh, ow)
+    raise DynfixError("no convolution fits")     # unreachable for h, w >= 1
+
+
+def _format(rng, name: str, bw_in: int, fl_in: int, fan: int, extreme_shift: bool
+            ) -> LayerFormat:
+    bw_w = int(rng.integers(2, 9))
+    bw_b = int(rng.integers(4, 17))
+    bw_x = int(rng.integers(3, 9))
+    fl_w = int(rng.integers(-2, 9))
+    bias_shift = int(rng.integers(0, 7))
+    fl_b = fl_in + fl_w - bias_shift
+    acc = fixed.acc_bits(fan, bw_in, bw_w, bw_b, bias_shift)
+    # A typical shift maps a typical accumulator (sqrt(fan) products) onto bw_x bits.
+    typical = int(np.ceil(np.log2(max(1.0, np.sqrt(fan) * 2 ** (bw_in + bw_w - 3)))))
+    shift = typical - (bw_x - 1) + int(rng.integers(-3, 3))
+    if extreme_shift:
+        shift = int(rng.choice([-bw_x - 1, -2, acc, acc + 3]))
+    return LayerFormat(name, bw_w, fl_w, bw_b, fl_b, bw_in, fl_in, bw_x,
+                       fl_in + fl_w - shift, acc)
+
+
+def _compute(rng, layer_cls, name: str, inp: str, m: int, c: int, kernel, fmt: LayerFormat,
+             **kw) -> Layer:
+    wq = _ints(rng, (m, c) + tuple(kernel), fmt.bw_w)
+    w = (wq * 2.0 ** -fmt.fl_w).astype(np.float32)
+    if layer_cls is Linear:
+        w = w.reshape(m, -1)
+    bias = None
+    if rng.random() < 0.85:
+        bq = _ints(rng, (m,), fmt.bw_b)
+        bias = (bq * 2.0 ** -fmt.fl_b).astype(np.float32)
+    return layer_cls(name, (inp,), weight=w, bias=bias, **kw)
+
+
+def random_case(seed: int, images: int = 2, layers: int | None = None) -> Case:
+    """A random network of 1 or 2 engine groups (``layers``, default random) and ``images``
+    integer inputs, fully determined by ``seed``."""
+    rng = np.random.default_rng(seed)
+    n_groups = layers or int(rng.integers(1, 3))
+    c, h, w = int(rng.integers(1, MAX_C + 1)), *(int(v) for v in rng.integers(1, MAX_HW + 1,
+                                                                               size=2))
+    in_bw, in_fl = int(rng.integers(3, 9)), int(rng.integers(-2, 7))
+    spec = QuantSpec(f"rand{seed}", "random", "mixed", in_bw, in_fl)
+    model_layers: list[Layer] = []
+    cur, shape, bw, fl = "x", (c, h, w), in_bw, in_fl
+    parts = []
+    for g in range(n_groups):
+        name = f"l{g}"
+        cc, hh, ww = shape if len(shape) == 3 else (shape[0], 1, 1)
+        linear = (g > 0 and parts[-1].startswith("fc")) or (
+            g == n_groups - 1 and rng.random() < 0.3) or (hh == ww == 1 and rng.random() < 0.5)
+        m = int(rng.integers(1, MAX_C + 2))
+        extreme = rng.random() < 0.12
+        if linear:
+            if len(shape) == 3:
+                model_layers.append(Flatten(f"f{g}", (cur,)))
+                cur = f"f{g}"
+            fmt = _format(rng, name, bw, fl, cc * hh * ww, extreme)
+            model_layers.append(_compute(rng, Linear, name, cur, m, cc, (hh, ww), fmt))
+            shape, desc = (m,), f"fc{cc * hh * ww}->{m}"
+        else:
+            kernel, stride, pads, (oh, ow) = _conv_geometry(rng, hh, ww)
+            fmt = _format(rng, name, bw, fl, cc * kernel[0] * kernel[1], extreme)
+            model_layers.append(_compute(rng, Conv2d, name, cur, m, cc, kernel, fmt,
+                                         stride=stride, pads=pads))
+            shape = (m, oh, ow)
+            desc = (f"conv{cc}x{hh}x{ww}->{m} k{kernel[0]}x{kernel[1]} s{stride[0]}{stride[1]}"
+                    f" p{''.join(map(str, pads))}")
+        cur = name
+        spec.layers[name] = fmt
+        if rng.random() < 0.6:
+            model_layers.append(ReLU(f"r{g}", (cur,)))
+            cur, desc = f"r{g}", desc + " relu"
+        if not linear and min(shape[1:]) >= 2 and rng.random() < 0.35:
+            p = int(rng.choice([2, 3])) if min(shape[1:]) >= 3 else 2
+            model_layers.append(MaxPool2d(f"p{g}", (cur,), kernel=(p, p), stride=(p, p)))
+            cur = f"p{g}"
+            shape = (shape[0], shape[1] // p, shape[2] // p)
+            desc += f" pool{p}"
+        desc += f" sh{fmt.data_shift} bw{fmt.bw_w}/{fmt.bw_x}"
+        parts.append(desc)
+        bw, fl = fmt.bw_x, fmt.fl_out
+    model = Model(f"rand{seed}", "x", (c, h, w), model_layers)
+    xq = _ints(rng, (images, c, h, w), in_bw)
+    return Case(seed, model, spec, xq.astype(np.int64),
+                f"seed {seed}: in {c}x{h}x{w}/{in_bw}b; " + "; ".join(parts))
+
+
+def fitting_case(seed: int, cfg: EngineConfig, images: int = 2) -> tuple[Case, CompiledModel]:
+    """The case of ``seed`` compiled for ``cfg``; if it does not fit the config's bounds,
+    the next seeds are tried (deterministically), so every returned case has its own seed."""
+    for s in range(seed, seed + 1000):
+        case = random_case(s, images)
+        try:
+            return case, compile_model(case.model, case.spec, cfg)
+        except DynfixError:
+            continue
+    raise DynfixError(f"no random case from seed {seed} fits {cfg}")

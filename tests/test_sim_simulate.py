@@ -1,0 +1,196 @@
+"""Whole-network simulation (``dynfix simulate``, :mod:`dynfix.sim.simulate`): bit-exact
+against the integer model, mismatch localization on a tampered design, the direct Python
+driver against the bulk host, the CLI's errors and JSON, Verilator.
+
+The done-when runs (digits on 200 images in Icarus, on all 360 in Verilator) are marked
+``slow``; see docs/verification.md.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from dynfix.cli import main
+from dynfix.hw.compiler import compile_model, pack_weights
+from dynfix.hw.config import EngineConfig, board_config
+from dynfix.hw.generate import hex_lines, write_outputs
+from dynfix.quant import fixed
+from dynfix.quant.datasets import load_digits
+from dynfix.quant.int_model import IntModel
+from dynfix.sim.drivers import run_direct
+from dynfix.sim.simulate import (group_maps, host_stream, load_design, padded, simulate,
+                                 write_model_files)
+
+from hw_models import digits_8bit, small_net
+from sim_helpers import require_simulator
+
+SMALL_CFG = EngineConfig(k=3, tn=1, tm=3)
+
+
+def make_design(tmp_path, which: str = "small"):
+    if which == "digits":
+        model, spec = digits_8bit()
+        cfg = board_config("icebreaker")
+        x, y = load_digits("test")
+    else:
+        model, spec, calib = small_net()
+        cfg = SMALL_CFG
+        x, y = calib * 1.5, None
+    cm = compile_model(model, spec, cfg)
+    write_outputs(cm, model.name, tmp_path / "design")
+    write_model_files(model, spec, tmp_path / "design")
+    return tmp_path / "design", x, y
+
+
+def test_small_net_icarus_bit_exact(tmp_path):
+    require_simulator("icarus")
+    folder, x, _ = make_design(tmp_path)
+    res = simulate(load_design(folder), x[:3], None, tmp_path / "b", "icarus")
+    assert res.images == 3 and res.mismatches == 0 and res.first_mismatch is None
+    d = load_design(folder)
+    est = d.report["estimate"]["layers"]
+    for row in est:                             # the cycle model is within 5 %
+        assert abs(res.layer_cycles[row["name"]] - row["cycles"]) <= 0.05 * row["cycles"]
+    assert res.cycles_per_image == sum(res.layer_cycles.values())
+    assert 0 < res.mac_utilization["overall"] <= 1
+    assert res.sim_cycles >= 3 * res.host_cycles_per_image
+
+
+def test_digits_icarus_bit_exact(tmp_path):
+    require_simulator("icarus")
+    folder, x, y = make_design(tmp_path, "digits")
+    res = simulate(load_design(folder), x[:3], y[:3], tmp_path / "b", "icarus")
+    assert res.mismatches == 0
+    assert res.accuracy_hw == res.accuracy_int
+    print(res.summary())
+
+
+def tampered(folder, tmp_path):
+    """A weights.hex with one weight of the second group changed so image 0's outputs differ;
+    returns its path and the expected first difference (layer, coords)."""
+    d = load_design(folder)
+    cm, cfg = d.cm, d.cm.config
+    im = IntModel(d.model, d.spec)
+    xq = im.quantize_input(small_net()[2][:1] * 1.5)
+    base = im.forward(xq)
+    p = cm.plans[1]
+    bw = d.spec.layers[p.name].bw_w
+    for idx in np.ndindex(p.weights.shape):
+        old = int(p.weights[idx])
+        new = fixed.qmin(bw) if old >= 0 else fixed.qmax(bw)
+        im.weights[p.name].reshape(p.weights.shape)[idx] = new
+        trace = im.forward(xq)
+        im.weights[p.name].reshape(p.weights.shape)[idx] = old
+        if not np.array_equal(trace[cm.output_name], base[cm.output_name]):
+            break
+    p.weights[idx] = new
+    words = pack_weights(cfg, cm.plans)
+    path = tmp_path / "tampered_weights.hex"
+    path.write_text(hex_lines(padded(words, cfg.weight_depth),
+                              cfg.tm * cfg.lanes * cfg.weight_bits))
+    for name, ref in group_maps(cm, trace):
+        diff = np.argwhere(ref[0] != base[name][0])
+        if len(diff):
+            return path, name, [int(v) for v in diff[0]]
+    raise AssertionError("the tampered weight changes nothing")
+
+
+def test_mismatch_is_localized(tmp_path):
+    require_simulator("icarus")
+    folder, x, _ = make_design(tmp_path)
+    path, layer, coords = tampered(folder, tmp_path)
+    res = simulate(load_design(folder), x[:1], None, tmp_path / "b", "icarus",
+                   extra_files={"weights.hex": str(path)})
+    assert res.mismatches == 1
+    fm = res.first_mismatch
+    assert (fm["image"], fm["layer"], fm["coords"]) == (0, layer, coords), fm
+
+
+def test_direct_driver_matches_bulk_host(tmp_path):
+    require_simulator("icarus")
+    folder, x, _ = make_design(tmp_path)
+    d = load_design(folder)
+    im = IntModel(d.model, d.spec)
+    xq = im.quantize_input(x[:2])
+    direct = run_direct(d.verilog, [host_stream(d.cm, a).tolist() for a in xq], d.cm.output_len,
+                        len(d.cm.plans), tmp_path / "direct")
+    res = simulate(d, x[:2], None, tmp_path / "bulk", "icarus")
+    want = im.forward(xq)[d.cm.output_name].reshape(2, -1)
+    for got, ref in zip(direct, want):
+        assert got["outputs"] == ref.tolist()
+        assert got["cycles"] == res.cycles_per_image
+        assert got["layer_cycles"] == [res.layer_cycles[p.name] for p in d.cm.plans]
+
+
+def test_cli_json_and_results_file(tmp_path, capsys):
+    require_simulator("icarus")
+    folder, _, _ = make_design(tmp_path, "digits")
+    code = main(["simulate", str(folder), "--images", "2", "--json", "--sim", "icarus"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0
+    for key in ("images", "mismatches", "accuracy_hw", "accuracy_float", "cycles_per_image",
+                "mac_utilization", "sim_cycles_per_s"):
+        assert key in out
+    assert out["images"] == 2 and out["mismatches"] == 0
+    assert set(out["mac_utilization"]) == {"conv1", "conv2", "fc", "overall"}
+    assert json.loads((folder / "simulation.json").read_text()) == out
+
+
+def test_cli_errors(tmp_path, capsys):
+    assert main(["simulate", str(tmp_path / "nope")]) == 1
+    assert "not a folder" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["simulate", str(tmp_path / "empty")]) == 1
+    err = capsys.readouterr().err
+    assert "is not a generated design" in err and len(err.strip().splitlines()) == 1
+    folder, _, _ = make_design(tmp_path)
+    (folder / "Q.yaml").unlink()
+    assert main(["simulate", str(folder)]) == 1
+    assert "missing Q.yaml" in capsys.readouterr().err
+    folder, _, _ = make_design(tmp_path / "d2", "digits")
+    (folder / "weights.hex").write_text("00\n")
+    assert main(["simulate", str(folder)]) == 1
+    assert "weights.hex does not match" in capsys.readouterr().err
+    folder, _, _ = make_design(tmp_path / "d3", "digits")
+    assert main(["simulate", str(folder), "--images", "100000"]) == 1
+    assert "only 360 images" in capsys.readouterr().err
+    assert main(["simulate", str(folder), "--sim", "verilator", "--images", "0"]) == 1
+
+
+def test_small_net_verilator(tmp_path):
+    require_simulator("verilator")
+    folder, x, _ = make_design(tmp_path)
+    res = simulate(load_design(folder), x[:3], None, tmp_path / "b", "verilator")
+    assert res.mismatches == 0
+    ica = simulate(load_design(folder), x[:3], None, tmp_path / "i", "icarus")
+    assert res.layer_cycles == ica.layer_cycles
+
+
+@pytest.mark.slow
+def test_digits_200_icarus(tmp_path):
+    """Done-when: 200 test images on Icarus, 0 mismatches, hw = int accuracy, within 0.5
+    points of float."""
+    require_simulator("icarus")
+    folder, x, y = make_design(tmp_path, "digits")
+    n = int(os.environ.get("DYNFIX_DIGITS_IMAGES", "200"))
+    res = simulate(load_design(folder), x[:n], y[:n], tmp_path / "b", "icarus")
+    print(json.dumps(res.summary()))
+    assert res.mismatches == 0
+    assert res.accuracy_hw == res.accuracy_int
+    assert abs(res.accuracy_hw - res.accuracy_float) <= 0.005
+
+
+@pytest.mark.slow
+def test_digits_all_verilator(tmp_path):
+    """Done-when: the whole digits test split on Verilator."""
+    require_simulator("verilator")
+    folder, x, y = make_design(tmp_path, "digits")
+    res = simulate(load_design(folder), x, y, tmp_path / "b", "verilator")
+    print(json.dumps(res.summary()))
+    assert res.images == 360 and res.mismatches == 0
+    assert res.accuracy_hw == res.accuracy_int
+    assert abs(res.accuracy_hw - res.accuracy_float) <= 0.005
