@@ -1,0 +1,28 @@
+"""Slow: MAC utilization of a VGG-style network from simulated cycles at two engine sizes,
+and the analytic cycle model's error per layer (``pytest -m slow``)."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from dynfix.hw.config import EngineConfig
+from dynfix.hw.lint import find_verilator
+from dynfix.quant.search import search
+from dynfix.sim.measure import measure, vgg_model
+
+SIMULATOR = "verilator" if find_verilator() else "icarus"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(SIMULATOR == "icarus" and shutil.which("iverilog") is None,
+                    reason="neither verilator nor iverilog is installed")
+@pytest.mark.parametrize("cfg", [EngineConfig(k=3, tn=1, tm=1), EngineConfig(k=3, tn=2, tm=2)])
+def test_vgg_utilization_and_cycle_model(cfg, tmp_path):
+    model, x = vgg_model()
+    run = measure(model, search(model, x, bits="8"), cfg, x, tmp_path, SIMULATOR)
+    assert run["bit_exact"]
+    for row in run["layers"]:
+        assert abs(row["model_error"]) <= 0.05, row
+        assert row["utilization"] >= 0.8, row
