@@ -93,4 +93,40 @@ def run_cases(cfg: EngineConfig, seeds: list[int], build_dir: str | Path, sim: s
     return out, stats
 
 
-__all__ = ["Case", "CaseResult", "RunStats", "run_cases"]
+def run_fitted(parallel: EngineConfig, seed: int, build_dir: str | Path, sim: str = "icarus",
+               images: int = 2) -> CaseResult:
+    """One random case on an engine fitted to it (widths and depths as tight as the
+    compiler makes them, memories initialised in the Verilog: no reload), against the
+    integer model."""
+    from dataclasses import fields, replace
+
+    from .random_nets import random_case
+    from dynfix.hw.compiler import compile_model
+
+    bare = replace(parallel, **{f.name: 0 for f in fields(EngineConfig)
+                                if f.name not in ("k", "tn", "tm", "im2col")})
+    case = random_case(seed, images)
+    cm = compile_model(case.model, case.spec, bare)
+    build_dir = Path(build_dir).resolve()
+    build_dir.mkdir(parents=True, exist_ok=True)
+    verilog = build_dir / "dynfix_engine.v"
+    verilog.write_text(engine_verilog(cm))
+    stream = np.stack([host_stream(cm, a) for a in case.xq])
+    tr = case.reference()
+    out_len = max(int(ref[0].size) for _, ref in group_maps(cm, tr))
+    simulator = Simulator(verilog, HostParams(cm.config.data_bits, stream.shape[1], out_len,
+                                              len(cm.plans), images), build_dir / sim, sim)
+    (build_dir / "images.hex").write_text(hex_values(stream.reshape(-1), cm.config.data_bits))
+    files = {"images.hex": str(build_dir / "images.hex")}
+    [res] = simulator.run([{"files": files, "reload": 1, "images": images,
+                            "out_len": cm.output_len, "n_layers": len(cm.plans)}])
+    want = tr[cm.output_name].reshape(images, -1)
+    diffs = [first_difference(cm.output_name, r["outputs"], want[i])
+             for i, r in enumerate(res["images"])]
+    bad = [(i, d) for i, d in enumerate(diffs) if d is not None]
+    where = f"image {bad[0][0]}: {bad[0][1]}" if bad else ""
+    return CaseResult(seed, case.summary + f" (fitted {cm.config.to_dict()})", not bad, where,
+                      int(res["images"][0]["cycles"]))
+
+
+__all__ = ["Case", "CaseResult", "RunStats", "run_cases", "run_fitted"]

@@ -29,6 +29,8 @@ BOUNDS = dict(data_bits=8, weight_bits=8, bias_bits=16, acc_bits=28, fmap_depth=
 CONFIGS: dict[str, EngineConfig] = {
     "k3tn1tm3": EngineConfig(k=3, tn=1, tm=3, **BOUNDS),      # 9 lanes, 27 multipliers
     "k2tn1tm4": EngineConfig(k=2, tn=1, tm=4, **BOUNDS),      # 4 lanes, 16 multipliers
+    # The host streams the first conv's windows when that fills more lanes (compiler).
+    "k3tn1tm3_im2col": EngineConfig(k=3, tn=1, tm=3, im2col=1, **BOUNDS),
 }
 MAX_HW = 8
 MAX_C = 6

@@ -209,6 +209,14 @@ class SimResult:
         return asdict(self)
 
 
+def useful_macs(plan) -> int:
+    """MACs a group needs: output values the engine keeps (conv pixels under the pooling
+    windows; a floor-mode pool drops the rest) times the fan-in."""
+    rows, cols = plan.conv_out
+    c, kh, kw = plan.in_shape[0], *plan.kernel
+    return int(plan.out_shape[0] * rows * cols * c * kh * kw)
+
+
 def _accuracy(scores: np.ndarray, y: np.ndarray | None) -> float | None:
     if y is None:
         return None
@@ -266,9 +274,9 @@ def simulate(design: Design, x: np.ndarray, y: np.ndarray | None, build_dir: str
     host = [r["host_cycles"] for r in res["images"]]
     per_layer = np.array([r["layer_cycles"] for r in res["images"]], dtype=np.int64)
     lc = per_layer.max(axis=0)
-    util = {p.name: round(p.macs / (int(c) * cfg.multipliers), 4)
+    util = {p.name: round(useful_macs(p) / (int(c) * cfg.multipliers), 4)
             for p, c in zip(cm.plans, lc)}
-    macs = sum(p.macs for p in cm.plans)
+    macs = sum(useful_macs(p) for p in cm.plans)
     util["overall"] = round(macs / (int(lc.sum()) * cfg.multipliers), 4)
     scores_float = predict(design.model, x)
     wf = simulator.waves_file("run")

@@ -1,4 +1,4 @@
-"""Randomized differential tests: random 1- and 2-layer networks on two engine configurations,
+"""Randomized differential tests: random 1- and 2-layer networks on three engine configurations,
 simulated (cocotb, one simulator process per configuration) against the integer model.
 
 Default: ``DYNFIX_RANDOM_CASES`` (60) cases per configuration, 2 images each, on Icarus.
@@ -13,7 +13,7 @@ import os
 
 import pytest
 
-from dynfix.sim.differential import run_cases
+from dynfix.sim.differential import run_cases, run_fitted
 from dynfix.sim.random_nets import CONFIGS
 from dynfix.sim.simulators import choose
 
@@ -53,6 +53,25 @@ def check_random(name: str, seeds: list[int], tmp_path) -> None:
 @pytest.mark.parametrize("index,name", list(enumerate(CONFIGS)))
 def test_random_networks(index, name, tmp_path):
     check_random(name, seeds_for(index, CASES, 0), tmp_path)
+
+
+FITTED = int(os.environ.get("DYNFIX_RANDOM_FITTED", "2"))
+
+
+@pytest.mark.parametrize("index,name", list(enumerate(CONFIGS))[:2])
+def test_random_networks_fitted(index, name, tmp_path):
+    """A few cases on engines fitted tightly to them (their own Verilog each): counters and
+    addresses exactly as wide as the compiler makes them."""
+    sim = choose()
+    require_simulator(sim)
+    failed = []
+    for seed in seeds_for(index, FITTED, 900_000):
+        r = run_fitted(CONFIGS[name], seed, tmp_path / str(seed), sim)
+        print(f"{'ok  ' if r.ok else 'FAIL'} {name} {r.summary} {r.where}")
+        if not r.ok:
+            failed.append(r)
+    assert not failed, "replay with DYNFIX_RANDOM_SEEDS=" + ",".join(str(r.seed)
+                                                                   for r in failed)
 
 
 @pytest.mark.slow
