@@ -206,3 +206,14 @@ def test_digits_all_verilator(tmp_path):
     assert res.images == 360 and res.mismatches == 0
     assert res.accuracy_hw == res.accuracy_int
     assert abs(res.accuracy_hw - res.accuracy_float) <= 0.005
+
+
+def test_generate_cli_writes_what_simulate_needs(tmp_path):
+    from dynfix.quant.qspec_io import save_qspec
+
+    model, spec = digits_8bit()
+    save_qspec(spec, tmp_path / "Q.yaml")
+    assert main(["generate", "digits", "--quant", str(tmp_path / "Q.yaml"), "--board",
+                 "icebreaker", "--output", str(tmp_path / "gen")]) == 0
+    d = load_design(tmp_path / "gen")
+    assert d.cm.program == compile_model(model, spec, board_config("icebreaker")).program
