@@ -60,7 +60,7 @@ async def run_images(dut):
     for name in ("start", "i__valid", "i__payload", "o__ready", "layer_sel"):
         getattr(dut, name).value = 0
     dut.rst.value = 1
-    Clock(dut.clk, 10, unit="ns").start()
+    Clock(dut.clk, 10, unit="ns", impl="gpi").start()
     await ClockCycles(dut.clk, 4)
     await FallingEdge(dut.clk)
     dut.rst.value = 0
