@@ -27,9 +27,9 @@ __all__ = ["Usage", "Estimate", "Device", "MemorySpec", "estimate", "memory_bloc
 #: Block RAM cost in yosys memory_libmap units; a bit of ROM in logic costs 1/16, of RAM 1.
 BRAM_COST = {"ice40": 64, "ecp5": 128}
 #: LUT4s per FF that cannot share a logic cell with a LUT (iCE40 logic cells hold both).
-FF_PACKING = {"ice40": 0.5, "ecp5": 0.0}
+FF_PACKING = {"ice40": 0.4, "ecp5": 0.0}
 #: LUT4-equivalents per estimated LUT4 (carry halves, routing feed-throughs, ...).
-LUT_FACTOR = {"ice40": 1.0, "ecp5": 1.15}
+LUT_FACTOR = {"ice40": 1.0, "ecp5": 1.0}
 #: The board top: UART receiver and transmitter, protocol FSM, LED logic (measured).
 BOARD_TOP_LUTS = 260
 BOARD_TOP_FFS = 150
