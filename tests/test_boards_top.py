@@ -182,7 +182,7 @@ def test_board_top_real_engine_bit_exact(digits_engine):
                     in_bits=cfg.data_bits, out_bits=cfg.data_bits)
     engine = build_engine(cm)
     top = BoardTop(engine, info, divisor=DIV)
-    images = [0, 1, 2]
+    images = [0, 1]
     results = []
 
     async def host(ctx, send, received):
