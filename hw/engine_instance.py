@@ -26,13 +26,8 @@ class EngineInstance(wiring.Component):
 
     Members
     -------
-    i : In(stream.Signature(signed(data_bits)))
-    o : Out(stream.Signature(signed(data_bits)))
-    start : In(1)
-    busy, done : Out(1)
-    cycles : Out(32)
-    layer_sel : In(8)
-    layer_cycles : Out(32)
+    The host interface of :class:`dynfix.hw.engine.Engine`: ``i``, ``o``, ``start``,
+    ``busy``, ``done``, ``cycles``, ``layer_sel``, ``layer_cycles``.
     """
 
     def __init__(self, verilog: Path, data_bits: int, top: str = "dynfix_engine"):

@@ -138,3 +138,17 @@ def test_digits_fit_generate_synth(tmp_path, capsys, board_name):
     est = chosen.estimate.total.rounded()
     assert (est["dsps"], est["brams"]) == (r["dsps"], r["brams"])
     assert 0.75 <= est["luts"] / r["luts"] <= 1.25
+
+
+def test_board_top_wraps_generated_verilog(tmp_path):
+    """A generate folder becomes a board top instantiating its dynfix_engine module."""
+    from amaranth.back import rtlil
+
+    from dynfix.boards.design import board_top, load_generated
+    _, out = _generate(tmp_path, {"k": 1, "tn": 2, "tm": 1}, "small")
+    gen = load_generated(out)
+    assert (gen.info.n_in, gen.info.n_out, gen.info.in_bits) == (64, 10, 8)
+    text = rtlil.convert(board_top(gen, get_board("icebreaker")), name="dynfix_top")
+    assert "cell \\dynfix_engine " in text
+    for port in ("i__payload", "o__ready", "start", "done", "cycles"):
+        assert f"connect \\{port} " in text
