@@ -49,12 +49,13 @@ def test_digits_bit_exact(tmp_path):
     check(*simulate(model, spec, board_config("icebreaker"), x[:2], tmp_path))
 
 
-def test_digits_im2col_bit_exact(tmp_path):
-    model, spec = digits_8bit()
-    x, _ = load_digits("test")
-    cm, ref, res = simulate(model, spec, EngineConfig(k=3, tn=1, tm=1, im2col=1), x[2:3],
-                            tmp_path)
-    assert cm.input_window is not None and cm.input_shape == (9, 8, 8)
+def test_small_net_im2col_bit_exact(tmp_path):
+    """The host streams the first conv's windows (stride 2, asymmetric padding): 45 window
+    channels on 4 lanes; a one-lane-per-convolver engine (k=1)."""
+    model, spec, calib = small_net()
+    cm, ref, res = simulate(model, spec, EngineConfig(k=1, tn=4, tm=2, im2col=1),
+                            calib[2:3] * 2, tmp_path)
+    assert cm.input_window is not None and cm.input_shape == (45, 4, 3)
     check(cm, ref, res)
 
 
