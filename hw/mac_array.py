@@ -52,7 +52,7 @@ class MacArray(wiring.Component):
         valid = delay(m, self.valid, stages, "valid")
         first = delay(m, self.first, stages, "first")
         last = delay(m, self.last, stages, "last")
-        bias = delay(m, self.bias, stages, "bias")
+        bias = delay(m, self.bias, stages - 1, "bias")  # shifted in the last stage below
         m.d.sync += self.o_valid.eq(valid & last)
 
         for j in range(tm):
@@ -61,8 +61,8 @@ class MacArray(wiring.Component):
             for lane in range(n):
                 m.d.sync += tree.i[lane].eq(self.x[lane] * self.w[j][lane])
             acc = Signal(signed(cfg.acc_bits), name=f"acc{j}")
-            start = Signal(signed(cfg.acc_bits), name=f"bias{j}")
-            m.d.comb += start.eq(bias[j] << self.bias_shift)
+            start = Signal(signed(cfg.acc_bits), name=f"bias{j}")    # off the adder's path
+            m.d.sync += start.eq(bias[j] << self.bias_shift)
             total = Signal(signed(cfg.acc_bits), name=f"total{j}")
             m.d.comb += total.eq(Mux(first, start, acc) + tree.o)
             with m.If(valid):
