@@ -73,14 +73,19 @@ class Sequencer(wiring.Component):
         cnt = {name: Signal(unsigned(cfg.dim_bits), name=f"cnt_{name}")
                for name, *_ in LEVELS}
         mg = Signal(unsigned(cfg.dim_bits))
-        wrap = {name: cnt[name] == e[count] - 1 for name, count, *_ in LEVELS}
+        # Loop limits (count - 1), registered on start so no subtractor sits in the loop.
+        limit = {count: Signal(signed(cfg.dim_bits + 1), name=f"lim_{count}")
+                 for count in dict.fromkeys([lv[1] for lv in LEVELS] + ["n_mg"])}
+        with m.If(self.start):
+            m.d.sync += [lim.eq(e[count] - 1) for count, lim in limit.items()]
+        wrap = {name: cnt[name] == limit[count] for name, count, *_ in LEVELS}
         carry = {}
         c = running
         for name, *_ in reversed(LEVELS):
             carry[name] = c
             c = c & wrap[name]
         group_end = c                       # every level of the group wraps
-        m.d.comb += self.done.eq(group_end & (mg == e.n_mg - 1))
+        m.d.comb += self.done.eq(group_end & (mg == limit["n_mg"]))
         next_group = group_end & ~self.done
         pixel_end = carry["dx"]             # ky, kx and t all wrap
 
