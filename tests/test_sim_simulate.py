@@ -216,4 +216,6 @@ def test_generate_cli_writes_what_simulate_needs(tmp_path):
     assert main(["generate", "digits", "--quant", str(tmp_path / "Q.yaml"), "--board",
                  "icebreaker", "--output", str(tmp_path / "gen")]) == 0
     d = load_design(tmp_path / "gen")
-    assert d.cm.program == compile_model(model, spec, board_config("icebreaker")).program
+    from dynfix.api import engine_config
+    cfg, _ = engine_config(model, spec, "icebreaker")
+    assert d.cm.program == compile_model(model, spec, cfg).program

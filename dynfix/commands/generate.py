@@ -8,12 +8,14 @@ import argparse
 import json
 
 
-def load_config(args: argparse.Namespace):
+def load_config(args: argparse.Namespace, model, spec):
+    """The engine: the fastest one that fits ``--board``, or the one ``--config`` gives."""
     from dynfix.errors import DynfixError
-    from dynfix.hw.config import EngineConfig, board_config
+    from dynfix.hw.config import EngineConfig
 
     if args.board:
-        return board_config(args.board)
+        from dynfix.api import engine_config
+        return engine_config(model, spec, args.board)[0]
     import yaml
     try:
         with open(args.config) as f:
@@ -33,9 +35,9 @@ def run(args: argparse.Namespace) -> int:
     from dynfix.quant.load import load_model
     from dynfix.quant.qspec_io import load_qspec
 
-    cfg = load_config(args)
     model = load_model(args.model)
     spec = load_qspec(args.quant, model)
+    cfg = load_config(args, model, spec)
     cm = compile_model(model, spec, cfg)
     rep = write_outputs(cm, model.name, args.output)
     write_model_files(model, spec, args.output)
@@ -60,7 +62,7 @@ def register(subparsers) -> None:
     p.add_argument("--quant", required=True, metavar="Q.yaml",
                    help="the quantization spec from dynfix quantize")
     target = p.add_mutually_exclusive_group(required=True)
-    target.add_argument("--board", help="use the board's engine config (icebreaker)")
+    target.add_argument("--board", help="fit the fastest engine to this board (see dynfix boards)")
     target.add_argument("--config", metavar="engine.yaml",
                         help="engine parallelism k, tn, tm (and optional width/depth bounds)")
     p.add_argument("--output", "-o", required=True, metavar="DIR", help="output folder")
