@@ -90,7 +90,9 @@ def build_report(model, board, opts, data: str, q, g, s, syn, acc: dict, sweep: 
             "load_cycles": int(est["load_cycles"]), "unload_cycles": int(est["unload_cycles"]),
             "cycles_estimate": int(est["cycles_per_image"]),
             "clock_mhz": _r(mhz, 2), "clock_source": source,
-            "images_per_s": _r(ips, 1), "gops": _r(2 * est["macs"] * ips / 1e9, 5),
+            "images_per_s": _r(ips, 1),
+            "images_per_s_board_clock": _r(board.target_mhz * 1e6 / per_image, 1),
+            "board_clock_mhz": board.target_mhz, "gops": _r(2 * est["macs"] * ips / 1e9, 5),
             "macs_per_image": int(est["macs"]), "multipliers": mults,
             "mac_utilization": _r(est["macs"] / (compute * mults) if compute else 0.0)},
         "engine": dict({k: g.report["engine"][k] for k in ("k", "tn", "tm", "multipliers",
@@ -130,7 +132,9 @@ def rows(rep: dict) -> list[tuple[str, str]]:
                              f"compute, simulated, + {p['load_cycles']} in + "
                              f"{p['unload_cycles']} out; model {p['cycles_estimate']:,})"),
         ("throughput", f"{p['images_per_s']:,.1f} images/s at {p['clock_mhz']:g} MHz "
-                       f"({p['clock_source']})"),
+                       f"({p['clock_source']})" + (
+                           f"; {p['images_per_s_board_clock']:,.1f} at the board clock "
+                           f"{p['board_clock_mhz']:g} MHz" if rep["timing"] else "")),
         ("compute", f"{p['gops']:.4f} GOP/s, MAC utilization "
                     f"{100 * p['mac_utilization']:.1f} % of {p['multipliers']} multipliers"),
         (f"resources", f"{', '.join(use) or 'n/a'} [{res['source']}]"),

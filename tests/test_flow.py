@@ -24,16 +24,39 @@ EXPECTED_FILES = ["quant.yaml", "report.json", "summary.md", "hw/dynfix_engine.v
                   "plots/accuracy_vs_bits.png", "plots/sqnr.png", "plots/layers.png"]
 
 
-@pytest.fixture(scope="module")
-def digits_flow(tmp_path_factory):
-    """One CLI run of the default flow on 2 images (about a minute under Icarus)."""
-    if shutil.which("iverilog") is None:
-        pytest.skip("Icarus Verilog (iverilog) is not installed")
-    out = tmp_path_factory.mktemp("flow") / "digits"
+def fake_synth(generated, board, build_dir, check_timing=True):
+    """Stands in for yosys + nextpnr (minutes; the real run is marked synth)."""
+    from dynfix.boards.synth import SynthResult
+    build_dir.mkdir(parents=True)
+    (build_dir / "dynfix_top.bin").write_bytes(b"\xff" * 64)
+    return SynthResult(board=board.name, device=board.device, luts=2000, ffs=1000, dsps=8,
+                       brams=10, sprams=0, fmax_mhz=24.0, target_mhz=board.target_mhz,
+                       timing_met=True, seconds=1.0,
+                       bitstream=str(build_dir / "dynfix_top.bin"),
+                       clocks={"cd_sync.clk": 24.0},
+                       available={"luts": 5280, "ffs": 5280, "dsps": 8, "brams": 30})
+
+
+def run_cli(args: list[str]) -> tuple[int, str, list[str]]:
     err, std = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(std), contextlib.redirect_stderr(err):
-        code = main(["flow", "--images", "2", "--output", str(out), "--json"])
-    return code, json.loads(std.getvalue()), err.getvalue().splitlines(), out
+        code = main(args)
+    return code, std.getvalue(), err.getvalue().splitlines()
+
+
+@pytest.fixture(scope="module")
+def digits_flow(tmp_path_factory):
+    """One CLI run of the default flow with --synth on 2 images (about a minute under
+    Icarus); the synthesis tools are stood in for (see test_digits_flow_real_synth)."""
+    if shutil.which("iverilog") is None:
+        pytest.skip("Icarus Verilog (iverilog) is not installed")
+    import dynfix.api
+    out = tmp_path_factory.mktemp("flow") / "digits"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(dynfix.api, "synth", fake_synth)
+        code, std, err = run_cli(["flow", "--images", "2", "--synth", "--output", str(out),
+                                  "--json"])
+    return code, json.loads(std), err, out
 
 
 def test_digits_flow_report(digits_flow):
@@ -54,17 +77,23 @@ def test_digits_flow_report(digits_flow):
     assert p["gops"] == pytest.approx(2 * p["macs_per_image"] * p["images_per_s"] / 1e9,
                                       rel=1e-3)
     assert 0 < p["mac_utilization"] <= 1
-    assert "not synthesized" in p["clock_source"]
+    # With --synth: throughput at the reached Fmax, resources and timing from nextpnr.
+    assert p["clock_mhz"] == 24.0 and "reached Fmax" in p["clock_source"]
+    assert rep["resources"]["source"].startswith("nextpnr")
+    assert rep["resources"]["used"]["dsps"] == 8 and rep["resources"]["available"]["luts"] == 5280
+    assert rep["timing"] == {"fmax_mhz": 24.0, "target_mhz": 12.0, "met": True}
     assert [r["name"] for r in rep["layers"]] == ["conv1", "conv2", "fc"]
     assert [pt["bits"] for pt in rep["accuracy_vs_bits"]["points"]] == ["16", "8", "6", "4"]
     # Progress: one numbered line per stage on stderr.
     assert [ln.split(":")[0] for ln in progress if ln.startswith("[")] == \
-        ["[1/4] quantize", "[2/4] generate", "[3/4] simulate", "[4/4] report"]
+        ["[1/5] quantize", "[2/5] generate", "[3/5] simulate", "[4/5] synthesize",
+         "[5/5] report"]
 
 
 def test_digits_flow_files(digits_flow):
     _, rep, _, out = digits_flow
-    for name in EXPECTED_FILES:
+    assert rep["files"]["bitstream"] == "synth/dynfix_top.bin"
+    for name in EXPECTED_FILES + ["synth/dynfix_top.bin"]:
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
     assert (out / "plots/sqnr.png").read_bytes()[:4] == b"\x89PNG"
     on_disk = json.loads((out / "report.json").read_text())
@@ -76,6 +105,19 @@ def test_digits_flow_files(digits_flow):
         assert str(out.parent) not in (out / name).read_text(), name
     # Nothing left beside the output folder (temporary folders are renamed or removed).
     assert sorted(p.name for p in out.parent.iterdir()) == ["digits"]
+
+
+@needs_iverilog
+@pytest.mark.synth
+def test_digits_flow_real_synth(tmp_path):
+    """The default flow with the real yosys + nextpnr (minutes): bitstream, timing met."""
+    out = tmp_path / "flow"
+    code, std, err = run_cli(["flow", "--images", "1", "--synth", "-o", str(out), "--json"])
+    assert code == 0, err[-3:]
+    rep = json.loads(std)
+    assert rep["timing"]["met"] and rep["timing"]["fmax_mhz"] >= 12
+    assert rep["resources"]["used"]["luts"] > 100
+    assert (out / rep["files"]["bitstream"]).stat().st_size > 100_000
 
 
 def test_rerun_replaces_only_flow_outputs(tmp_path):
@@ -158,3 +200,31 @@ def test_flow_help_lists_options(capsys):
     text = capsys.readouterr().out
     for opt in ("--board", "--bits", "--images", "--synth", "--output", "--json"):
         assert opt in text
+
+
+def test_timing_failure_keeps_reports_and_exits_1(tmp_path, monkeypatch, capsys):
+    """Timing not met: the reports are written (to see why), the exit status is 1."""
+    import dataclasses
+
+    import numpy as np
+
+    import dynfix.api
+    from dynfix.api import SimulateResult
+
+    def fake_simulate(g, q, data, images, progress=None):
+        z = np.zeros((1, 10), np.int64)
+        return SimulateResult(z, z, [100], [[30, 60, 10]], np.array([0]))
+
+    def slow_synth(*args, **kwargs):
+        return dataclasses.replace(fake_synth(*args, **kwargs), fmax_mhz=10.5,
+                                   timing_met=False)
+
+    monkeypatch.setattr(dynfix.api, "simulate", fake_simulate)
+    monkeypatch.setattr(dynfix.api, "synth", slow_synth)
+    assert main(["flow", "--synth", "-o", str(tmp_path / "f")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("dynfix: error: ")
+    assert "timing NOT met on icebreaker: 10.50 MHz < target 12 MHz" in err
+    rep = json.loads((tmp_path / "f" / "report.json").read_text())
+    assert rep["timing"]["met"] is False
+    assert "NOT MET" in (tmp_path / "f" / "summary.md").read_text()

@@ -109,5 +109,7 @@ def test_user_model_through_the_whole_flow(user_model, tmp_path):
     assert rep["accuracy"]["float"] > 0.5            # it learned something
     assert rep["accuracy"]["integer"] >= rep["accuracy"]["float"] - 0.05
     assert len(rep["layers"]) == 3
+    assert "not synthesized" in rep["performance"]["clock_source"]
+    assert rep["resources"]["source"].startswith("estimate") and rep["timing"] == {}
     for name in ("quant.yaml", "hw/dynfix_engine.v", "summary.md", "plots/layers.png"):
         assert (out / name).is_file()
