@@ -151,7 +151,7 @@ def _layer(s: _Schema, i: int, entry, arrays) -> Layer:
     name = s.string(entry.get("name"), f"layer {i}: field 'name'")
     where = f"layer {i} ({name!r})"
     op = entry.get("op")
-    if op not in LAYER_TYPES:
+    if not isinstance(op, str) or op not in LAYER_TYPES:
         s.fail(where, f"field 'op' is {op!r:.40}; expected one of {', '.join(LAYER_TYPES)}")
     cls = LAYER_TYPES[op]
     attrs, params = _fields(cls)

@@ -87,6 +87,8 @@ def test_schema_errors_name_the_field(tmp_path):
 
     msg = edit(tmp_path, lambda d: d["layers"][1].pop("op"))
     assert "layer 1" in msg and "'op'" in msg
+    msg = edit(tmp_path, layer(1, op=["conv"]))  # unhashable: once a TypeError
+    assert "layer 1" in msg and "'op'" in msg
     msg = edit(tmp_path, layer(1, op="deconv"))
     assert "'deconv'" in msg and "layer 1" in msg
     msg = edit(tmp_path, layer(1, stride=[2]))
