@@ -1,20 +1,24 @@
-"""Shared pytest setup: tests marked ``slow`` run only when asked for.
+"""Shared pytest setup: tests marked ``slow`` or ``synth`` run only when asked for.
 
-``pytest -m slow`` (or any ``-m`` expression naming ``slow``) or ``DYNFIX_SLOW=1`` selects
-them; otherwise they are deselected (not skipped), so the default run stays short.
+``pytest -m slow`` (any ``-m`` expression naming ``slow``) or ``DYNFIX_SLOW=1`` selects the
+long simulations; ``pytest -m synth`` or ``DYNFIX_SYNTH=1`` the synthesis runs that take
+minutes. Otherwise they are deselected (not skipped), so the default run stays short and
+reports exactly what it ran.
 """
 
 from __future__ import annotations
 
 import os
 
+OPT_IN = {"slow": "DYNFIX_SLOW", "synth": "DYNFIX_SYNTH"}
+
 
 def pytest_collection_modifyitems(config, items):
-    if "slow" in (config.option.markexpr or "") or os.environ.get("DYNFIX_SLOW") == "1":
-        return
+    markexpr = config.option.markexpr or ""
+    off = [m for m, env in OPT_IN.items() if m not in markexpr and os.environ.get(env) != "1"]
     keep, drop = [], []
     for item in items:
-        (drop if item.get_closest_marker("slow") else keep).append(item)
+        (drop if any(item.get_closest_marker(m) for m in off) else keep).append(item)
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep

@@ -3,7 +3,6 @@ top with a stand-in engine. Bigger builds are marked ``synth``."""
 
 import dataclasses
 import json
-import os
 
 import pytest
 
@@ -15,16 +14,6 @@ from dynfix.errors import DynfixError
 from dynfix.hw.board_top import BoardTop
 from dynfix.hw.uart_tx import baud_divisor
 from test_boards_top import EchoEngine
-
-@pytest.fixture(autouse=True)
-def _synth_only_when_asked(request):
-    """Builds taking minutes (marked ``synth``) run with ``-m synth`` or DYNFIX_SYNTH=1."""
-    if request.node.get_closest_marker("synth") is None:
-        return
-    if "synth" in (request.config.option.markexpr or "") or os.environ.get("DYNFIX_SYNTH") == "1":
-        return
-    pytest.skip("synthesis for minutes: select with -m synth or DYNFIX_SYNTH=1")
-
 
 LOG = """Info: Max frequency for clock 'cd_sync.clk': 41.10 MHz (PASS at 12.00 MHz)
 Info: Max frequency for clock 'cd_sync.clk': 38.96 MHz (PASS at 12.00 MHz)
