@@ -6,12 +6,12 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 from amaranth.back import verilog
 
 from dynfix.errors import DynfixError
+from dynfix.fileio import atomic_folder
 from .compiler import CompiledModel
 from .cycle_model import estimate
 from .engine import Engine, pipeline_depth
@@ -81,7 +81,6 @@ def write_outputs(cm: CompiledModel, model_name: str, output: str | Path) -> dic
     out = Path(output)
     if out.exists() and not out.is_dir():
         raise DynfixError(f"output {str(out)!r} exists and is not a folder")
-    out.parent.mkdir(parents=True, exist_ok=True)
     cfg = cm.config
     rep = report(cm, model_name)
     files = {
@@ -91,19 +90,7 @@ def write_outputs(cm: CompiledModel, model_name: str, output: str | Path) -> dic
         "biases.hex": hex_lines(cm.biases, cfg.tm * cfg.bias_bits),
         "report.json": json.dumps(rep, indent=2, sort_keys=True) + "\n",
     }
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        tmp.chmod(0o755)
+    with atomic_folder(out) as tmp:
         for name, text in files.items():
             (tmp / name).write_text(text)
-        old = None
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
-            os.replace(out, old / out.name)
-        os.replace(tmp, out)
-        if old is not None:
-            shutil.rmtree(old)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return rep
