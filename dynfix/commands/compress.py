@@ -9,6 +9,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from dynfix.errors import DynfixError
+from .info import MODEL_HELP
 
 
 def run(args: argparse.Namespace) -> int:
@@ -43,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
 def register(subparsers) -> None:
     p = subparsers.add_parser("compress", help="low-rank (SVD) fully connected layers",
                               description=__doc__)
-    p.add_argument("model", help="an .onnx or .yaml model, or a bundled name (digits)")
+    p.add_argument("model", metavar="MODEL", help=MODEL_HELP)
     p.add_argument("--svd", action="append", required=True, metavar="LAYER=RANK",
                    help="factor this Linear layer through a RANK-wide bottleneck "
                         "(repeatable)")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from .info import MODEL_HELP
 
 
 def load_config(args: argparse.Namespace, model, spec):
@@ -58,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
 def register(subparsers) -> None:
     p = subparsers.add_parser("generate", help="generate the accelerator Verilog for a model",
                               description=__doc__)
-    p.add_argument("model", help="an .onnx or .yaml model, or a bundled name (digits)")
+    p.add_argument("model", metavar="MODEL", help=MODEL_HELP)
     p.add_argument("--quant", required=True, metavar="Q.yaml",
                    help="the quantization spec from dynfix quantize")
     target = p.add_mutually_exclusive_group(required=True)

@@ -10,6 +10,7 @@ import time
 
 from dynfix.quant.search import METHODS
 from dynfix.quant.qspec import QuantSpec
+from .info import MODEL_HELP
 
 COLUMNS = ("layer", "bw_w", "fl_w", "bw_b", "fl_b", "bw_in", "fl_in", "bw_x", "fl_out",
            "acc", "SQNR dB", "saturated")
@@ -67,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
 def register(subparsers) -> None:
     p = subparsers.add_parser("quantize", help="choose per-layer fixed-point formats (Q.yaml)",
                               description=__doc__)
-    p.add_argument("model", help="an .onnx or .yaml model, or a bundled name (digits)")
+    p.add_argument("model", metavar="MODEL", help=MODEL_HELP)
     p.add_argument("--calib", required=True,
                    help="calibration inputs: digits (its calib split), X.npy or D.npz")
     p.add_argument("--bits", default="8",
