@@ -39,6 +39,14 @@ BELS = {
              "brams": "DP16KD"},
 }
 
+#: Yosys commands before synthesis. Yosys 0.70's abc9 writes its netlist with
+#: ``write_xaiger2``, which can short two flip-flop outputs together when a flattened design
+#: has a wire ``foo`` next to wires ``foo[0]``, ``foo[1]`` (the names Amaranth gives the
+#: elements of an ``ArrayLayout`` port): YosysHQ/yosys#6237. The chicken bit selects the
+#: previous writer. ``check -assert`` after synthesis turns any such netlist damage into a
+#: yosys error instead of a nextpnr one, or a silently wrong bitstream.
+YOSYS_AFTER_READ = "scratchpad -set abc9.xaiger 1"
+
 _FMAX_LINE = re.compile(r"Max frequency for clock\s+'([^']+)':\s+([0-9.]+) MHz\s+"
                         r"\((PASS|FAIL) at ([0-9.]+) MHz\)")
 
@@ -150,6 +158,20 @@ def count_ffs(stat: dict) -> int:
                if cell.startswith("SB_DFF") or cell == "TRELLIS_FF")
 
 
+def prepare(top, board: Board, name: str = "dynfix_top"):
+    """The amaranth-boards build plan for ``top`` on ``board``, with dynfix's yosys and
+    nextpnr options (fixed seed, JSON report, the abc9 workaround, ``check -assert``)."""
+    nextpnr_opts = (f"--seed {board.seed} --timing-allow-fail "
+                    f"--report {name}.report.json")
+    kwargs = dict(nextpnr_opts=nextpnr_opts,
+                  script_after_read=YOSYS_AFTER_READ,
+                  script_after_synth=(f"tee -q -o {name}.stat.json stat -json\n"
+                                      "check -assert"))
+    if board.synth_opts:
+        kwargs["synth_opts"] = board.synth_opts
+    return board.make_platform().prepare(top, name, **kwargs)
+
+
 def synthesize(top, board: Board, build_dir: str | Path, name: str = "dynfix_top",
                check_timing: bool = True) -> SynthResult:
     """Build ``top`` for ``board`` into ``build_dir``; raise :class:`DynfixError` if a tool
@@ -157,19 +179,13 @@ def synthesize(top, board: Board, build_dir: str | Path, name: str = "dynfix_top
     build_dir = Path(build_dir)
     build_dir.mkdir(parents=True, exist_ok=True)
     env = tool_env(board)
-    platform = board.make_platform()
-    nextpnr_opts = (f"--seed {board.seed} --timing-allow-fail "
-                    f"--report {name}.report.json")
-    kwargs = dict(nextpnr_opts=nextpnr_opts,
-                  script_after_synth=f"tee -q -o {name}.stat.json stat -json")
-    if board.synth_opts:
-        kwargs["synth_opts"] = board.synth_opts
     t0 = time.monotonic()
-    plan = platform.prepare(top, name, **kwargs)
+    plan = prepare(top, board, name)
     try:
         plan.execute_local(str(build_dir), env=env)
     except subprocess.CalledProcessError as e:
-        log = _tail(build_dir / f"{name}.tim") or _tail(build_dir / f"{name}.rpt")
+        logs = [p for p in (build_dir / f"{name}.tim", build_dir / f"{name}.rpt") if p.is_file()]
+        log = _tail(max(logs, key=lambda p: p.stat().st_mtime)) if logs else ""
         raise DynfixError(f"synthesis for {board.name} failed (exit {e.returncode}); see "
                           f"{build_dir}/{name}.rpt and {name}.tim: {log}") from None
     seconds = time.monotonic() - t0
