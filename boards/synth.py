@@ -39,13 +39,15 @@ BELS = {
              "brams": "DP16KD"},
 }
 
-#: Yosys commands before synthesis. Yosys 0.70's abc9 writes its netlist with
-#: ``write_xaiger2``, which can short two flip-flop outputs together when a flattened design
-#: has a wire ``foo`` next to wires ``foo[0]``, ``foo[1]`` (the names Amaranth gives the
-#: elements of an ``ArrayLayout`` port): YosysHQ/yosys#6237. The chicken bit selects the
-#: previous writer. ``check -assert`` after synthesis turns any such netlist damage into a
-#: yosys error instead of a nextpnr one, or a silently wrong bitstream.
-YOSYS_AFTER_READ = "scratchpad -set abc9.xaiger 1"
+#: Yosys commands before synthesis. Yosys 0.70's abc9 mixes up a wire ``foo`` with wires
+#: named ``foo[0]``, ``foo[1]`` (the names Amaranth gives the elements of an ``ArrayLayout``
+#: signal): with its default netlist writer (``write_xaiger2``) it shorted two flip-flop
+#: outputs of an OrangeCrab build (YosysHQ/yosys#6237), with the previous one
+#: (``scratchpad -set abc9.xaiger 1``) it fails an assertion on another design. Those element
+#: wires only alias bits of ``foo``, so they get private names. ``check -assert`` after
+#: synthesis turns any remaining netlist damage into a yosys error instead of a nextpnr one,
+#: or a silently wrong bitstream.
+YOSYS_AFTER_READ = "rename -hide w:*[[]*"
 
 _FMAX_LINE = re.compile(r"Max frequency for clock\s+'([^']+)':\s+([0-9.]+) MHz\s+"
                         r"\((PASS|FAIL) at ([0-9.]+) MHz\)")
