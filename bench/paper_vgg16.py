@@ -14,6 +14,7 @@ Run: ``/work/venv/bin/python bench/paper_vgg16.py`` (a few seconds).
 
 from __future__ import annotations
 
+import copy
 import math
 import sys
 import tempfile
@@ -26,9 +27,9 @@ from onnx import TensorProto, helper
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import md_table, pyplot, save_fig, write_result  # noqa: E402
 
-from dynfix.hw.compiler import LayerPlan, loop_counts, plan_groups  # noqa: E402
+from dynfix.hw.compiler import LayerPlan, im2col_first, loop_counts, plan_groups  # noqa: E402
 from dynfix.hw.config import EngineConfig  # noqa: E402
-from dynfix.hw.cycle_model import layer_cycles  # noqa: E402
+from dynfix.hw.cycle_model import issue_cycles, layer_cycles  # noqa: E402
 from dynfix.quant.load import load_model  # noqa: E402
 
 #: The paper's budget and figures (docs: /work/shared/reference/method.md section 5).
@@ -191,38 +192,35 @@ def conv_gops(figs: list[LayerFigures]) -> float:
     return 2 * sum(f.macs for f in conv) / sum(f.seconds for f in conv) / 1e9
 
 
-def candidates(limit: int, constrained: bool = True):
-    """Engine configs within ``limit`` multipliers; ``constrained``: only those the engine
-    accepts (``lanes % tm == 0``), else every (lanes, tm) pair as a what-if."""
-    if constrained:
-        for k in KS:
-            for tn in range(1, limit // (k * k) + 1):
-                for tm in range(1, limit // (tn * k * k) + 1):
-                    cfg = EngineConfig(k=k, tn=tn, tm=tm)
-                    if cfg.lanes % tm == 0:
-                        yield cfg
-    else:
-        for lanes in range(1, limit + 1):
-            for tm in range(1, limit // lanes + 1):
-                yield EngineConfig(k=1, tn=lanes, tm=tm)
+def candidates(limit: int):
+    """Every engine within ``limit`` multipliers: each (lanes, tm) pair (``k`` only names
+    lanes, so ``k = 1, tn = lanes``), with and without im2col for the first conv."""
+    for lanes in range(1, limit + 1):
+        for tm in range(1, limit // lanes + 1):
+            for im2col in (0, 1):
+                yield EngineConfig(k=1, tn=lanes, tm=tm, im2col=im2col)
 
 
-def best(plans: list[LayerPlan], constrained: bool, n: int = 6):
-    """The ``n`` configs with the highest CONV GOP/s (ties: fewer multipliers, larger k);
-    configs with the same (lanes, tm) are evaluated once."""
-    seen: dict[tuple[int, int], EngineConfig] = {}
-    for cfg in candidates(MULTIPLIERS, constrained):
-        key = (cfg.lanes, cfg.tm)
-        if key not in seen or cfg.k > seen[key].k:
-            seen[key] = cfg
-    conv = [p for p in plans if p.kind == "conv"]
-    scored = [(conv_gops(figures(conv, cfg)), cfg) for cfg in seen.values()]
-    scored.sort(key=lambda s: (-round(s[0], 9), s[1].multipliers, -s[1].k))
+def conv_plans(plans: list[LayerPlan], cfg: EngineConfig) -> list[LayerPlan]:
+    """The conv groups as ``cfg`` runs them: with ``im2col`` (when it pays) the host streams
+    conv1_1's 3x3x3 windows and the engine sees a 1x1 conv over 27 channels."""
+    conv = [copy.copy(p) for p in plans if p.kind == "conv"]
+    if cfg.im2col:
+        im2col_first(conv[0], cfg.lanes)
+    return conv
+
+
+def best(plans: list[LayerPlan], n: int = 6, im2col: int | None = None):
+    """The ``n`` configs with the highest CONV GOP/s (ties: fewer multipliers, no im2col);
+    ``im2col`` 0 or 1 restricts the search to that mode."""
+    scored = [(conv_gops(figures(conv_plans(plans, cfg), cfg)), cfg)
+              for cfg in candidates(MULTIPLIERS) if im2col in (None, cfg.im2col)]
+    scored.sort(key=lambda s: (-round(s[0], 9), s[1].multipliers, s[1].im2col))
     return scored[:n]
 
 
 def cfg_text(cfg: EngineConfig) -> str:
-    return f"k={cfg.k} tn={cfg.tn} tm={cfg.tm}"
+    return f"k={cfg.k} tn={cfg.tn} tm={cfg.tm}" + (" im2col" if cfg.im2col else "")
 
 
 def layer_rows(figs: list[LayerFigures], cfg: EngineConfig) -> list[list]:
@@ -245,19 +243,20 @@ HEADERS = ["layer", "in (CxHxW)", "out (after pool)", "MMAC", "t_in", "n_mg", "c
 
 def run() -> dict:
     plans = load_plans()
-    top = best(plans, constrained=True)
-    whatif = best(plans, constrained=False, n=3)
+    top = best(plans)
+    plain = best(plans, n=3, im2col=0)
     gops, cfg = top[0]
-    figs = figures(plans, cfg)
-    conv = [f for f in figs if f.kind == "conv"]
-    fc = [f for f in figs if f.kind == "linear"]
-    # What-if 2: conv1_1 (3 input channels in a 66-lane word) at the other layers' utilization.
-    rest = conv[1:]
-    util_rest = sum(f.macs for f in rest) / (sum(f.cycles for f in rest) * cfg.multipliers)
-    t1 = max(conv[0].macs / (util_rest * cfg.multipliers) / F_CLK, conv[0].t_memory)
-    gops_c11 = 2 * sum(f.macs for f in conv) / (t1 + sum(f.seconds for f in rest)) / 1e9
-    return {"cfg": cfg, "gops": gops, "figs": figs, "conv": conv, "fc": fc, "top": top,
-            "whatif": whatif, "gops_c11": gops_c11, "util_rest": util_rest}
+    conv = figures(conv_plans(plans, cfg), cfg)
+    fc = figures([p for p in plans if p.kind == "linear"], cfg)
+    # Where the conv cycles go: useful MACs, lanes and tm rows left idle by channel counts
+    # that are not multiples of them, and per-layer fetch, drain and write-back gaps.
+    ideal = sum(f.macs for f in conv) / cfg.multipliers
+    issue = sum(issue_cycles(p) for p in conv_plans(plans, cfg)
+                if not setattr(p, "entry", loop_counts(p, cfg)))
+    total = sum(f.cycles for f in conv)
+    return {"cfg": cfg, "gops": gops, "figs": conv + fc, "conv": conv, "fc": fc, "top": top,
+            "plain": plain, "split": (ideal / total, (issue - ideal) / total,
+                                      (total - issue) / total)}
 
 
 def report(r: dict) -> list[str]:
@@ -270,7 +269,7 @@ def report(r: dict) -> list[str]:
     all_s = sum(f.seconds for f in figs)
     all_macs = sum(f.macs for f in figs)
     mean_layer = sum(f.gops for f in conv) / len(conv)
-    wi_gops, wi_cfg = r["whatif"][0]
+    mem_conv = [f for f in conv if f.t_memory > f.t_compute]
     verdict = ("beats" if r["gops"] >= PAPER_CONV_GOPS else "is below")
     lines = [
         "# The paper's design point: VGG16 at 780 multipliers, 150 MHz, 16 bit",
@@ -311,35 +310,33 @@ def report(r: dict) -> list[str]:
         f"the engine {verdict} the paper's 187.8 GOP/s by "
         f"{abs(r['gops'] / PAPER_CONV_GOPS - 1) * 100:.1f} %.",
         "",
-        "## What holds it there",
+        "## Where the cycles go",
         "",
-        "The configuration is the best of every (k in {1, 2, 3}, tn, tm) the engine accepts",
-        f"within 780 multipliers (below). Two engine properties set the figure:",
+        f"The configuration is the best of every (lanes, tm) pair within 780 multipliers, with",
+        "and without im2col for conv1_1 (tables below). The write-back packs `tm`-channel",
+        "groups across map words, so `tm` and `lanes` are free (`hw/write_back.py`); im2col",
+        "is the engine's mode for a thin first layer: the host streams conv1_1's 3x3x3",
+        "windows and the engine runs a 1x1 conv over 27 channels (9x the input traffic of",
+        "that layer, inside the roofline below).",
         "",
-        "1. **`lanes % tm == 0`** (`EngineConfig.check_parallelism`): a map word holds `lanes`",
-        "   channels and the write-back fills it with whole groups of `tm` output channels, so",
-        "   `tm` must divide `lanes` (hence `tm <= lanes`). VGG16's channel counts are powers of",
-        "   two; the largest split without padding waste is 512 multipliers (lanes = 32, tm = 16",
-        "   or lanes = 64, tm = 8: at most 153.6 GOP/s). Using more of the budget means padded",
-        f"   words: the best is lanes = {cfg.lanes}, tm = {cfg.tm} ({cfg.multipliers} "
-        f"multipliers), where 64 channels fill {math.ceil(64 / cfg.lanes)} x {cfg.lanes} lanes and",
-        f"   {math.ceil(64 / cfg.tm)} x {cfg.tm} output rows.",
-        f"   **What-if (not buildable today):** without the constraint, lanes = "
-        f"{wi_cfg.lanes}, tm = {wi_cfg.tm} ({wi_cfg.multipliers} multipliers) would give",
-        f"   **{wi_gops:.1f} GOP/s** ({100 * wi_gops / peak_budget:.1f} % of the 780-multiplier "
-        f"peak, {wi_gops / PAPER_CONV_GOPS:.3f} x the paper). It needs a write-back that",
-        "   packs `tm`-channel groups across map words (output words wider than input words).",
-        f"2. **Channel mode on a 3-channel input**: conv1_1 puts its 3 channels in a "
-        f"{cfg.lanes}-lane word, so its",
-        f"   MAC utilization is {100 * conv[0].macs / (conv[0].cycles * cfg.multipliers):.1f} %"
-        f" and it takes {100 * conv[0].seconds / conv_s:.1f} % of the conv time for "
-        f"{100 * conv[0].macs / conv_macs:.1f} % of the MACs.",
-        f"   What-if: at the other layers' utilization ({100 * r['util_rest']:.1f} %) the CONV "
-        f"average would be {r['gops_c11']:.1f} GOP/s",
-        "   (needs the kernel taps of a thin layer packed into the lanes, im2col-style).",
+        f"Of the {cfg.multipliers} multipliers' conv cycles, "
+        f"**{100 * r['split'][0]:.1f} %** do useful MACs; "
+        f"{100 * r['split'][1]:.1f} % are lanes and output rows left idle",
+        f"because a layer's channel count is not a multiple of lanes = {cfg.lanes} or "
+        f"tm = {cfg.tm} (64 channels fill",
+        f"{math.ceil(64 / cfg.lanes)} x {cfg.lanes} lanes and {math.ceil(64 / cfg.tm)} x "
+        f"{cfg.tm} output rows; conv1_1's 27 window values fill "
+        f"{math.ceil(27 / cfg.lanes)} x {cfg.lanes} lanes),",
+        f"and {100 * r['split'][2]:.2f} % are per-layer program fetch, pipeline drain and "
+        "write-back gaps.",
+        f"Without im2col the best engine is {cfg_text(r['plain'][0][1])} at "
+        f"{r['plain'][0][0]:.1f} GOP/s.",
         "",
-        "The external memory does not limit any conv layer (the memory column is far below the",
-        "compute column); it limits the FC layers, whose weights are read once per image.",
+        *([f"The external memory limits {', '.join(f.name for f in mem_conv)} (memory above "
+           "compute in the table below), and",
+           "the FC layers, whose weights are read once per image."] if mem_conv else
+          ["The external memory does not limit any conv layer (the memory column is below the",
+           "compute column); it limits the FC layers, whose weights are read once per image."]),
         "",
         "## Roofline assumptions",
         "",
@@ -371,17 +368,17 @@ def report(r: dict) -> list[str]:
         "",
         *md_table(HEADERS, layer_rows(fc, cfg)),
         "",
-        "## Best supported configurations (lanes % tm == 0, <= 780 multipliers)",
+        "## Best configurations within 780 multipliers",
         "",
         *md_table(["k tn tm", "lanes", "multipliers", "CONV GOP/s", "vs paper"],
                   [[cfg_text(c), c.lanes, c.multipliers, f"{g:.1f}",
                     f"{g / PAPER_CONV_GOPS:.3f}"] for g, c in r["top"]]),
         "",
-        "## What-if: any (lanes, tm) within 780 multipliers (not accepted by the engine)",
+        "## Best without im2col",
         "",
-        *md_table(["lanes", "tm", "multipliers", "CONV GOP/s", "vs paper"],
-                  [[c.lanes, c.tm, c.multipliers, f"{g:.1f}", f"{g / PAPER_CONV_GOPS:.3f}"]
-                   for g, c in r["whatif"]]),
+        *md_table(["k tn tm", "lanes", "multipliers", "CONV GOP/s", "vs paper"],
+                  [[cfg_text(c), c.lanes, c.multipliers, f"{g:.1f}",
+                    f"{g / PAPER_CONV_GOPS:.3f}"] for g, c in r["plain"]]),
         "",
         "![per-layer GOP/s](paper_vgg16.png)",
     ]

@@ -1,13 +1,14 @@
 """Fit an engine to a board: the fastest configuration whose estimated resources fit.
 
 The engine's parallelism is ``lanes = tn * k * k`` products per output channel and ``tm``
-output channels (``k`` only counts lanes, so candidates use ``k = 1, tn = lanes``). Candidates
-have ``tm`` dividing ``lanes`` and no more multipliers than the board has DSP blocks (yosys
-maps every product to a hard multiplier; one it cannot place fails the build); twice that
-many are compiled too, to name the limit. Each candidate is compiled for the model (which fixes
-its widths and memory depths), timed with the analytic cycle model and sized with
-:func:`dynfix.hw.resources.estimate`. The fastest one that fits wins (ties: fewer multipliers,
-then fewer LUTs), and the result says which resource stopped the next faster candidate.
+output channels (``k`` only counts lanes, so candidates use ``k = 1, tn = lanes``). Every
+``(lanes, tm)`` pair up to twice the board's DSP blocks is timed with the analytic cycle model
+on the shape-only plan (cheap), keeping for each pass count the narrowest width. Then, fastest
+first, candidates are compiled for the model (which fixes their widths and memory depths) and
+sized with :func:`dynfix.hw.resources.estimate` until one fits (ties: fewer multipliers, then
+fewer LUTs). An engine with more products than DSP blocks cannot fit (yosys maps every
+product to a hard multiplier); the fastest of those is compiled to name the limit, which the
+result reports.
 """
 
 from __future__ import annotations
@@ -64,19 +65,33 @@ def check_usage(use: Usage, board: Board) -> dict[str, tuple[int, int]]:
             if need[key] > avail}
 
 
-def candidates(model, max_mults: int):
-    """``(lanes, tm)`` pairs worth compiling: ``tm`` divides ``lanes``, at most ``max_mults``
-    products, ``tm`` no more than the widest layer's output channels, and ``lanes`` no more
-    than the widest layer's input channels rounded up to a multiple of ``tm`` (more lanes
-    than channels only idle)."""
-    from dynfix.hw.compiler import plan_groups
+def useful_sizes(sizes: list[int], limit: int) -> list[int]:
+    """The values ``v <= limit`` worth trying as a parallel width over dimensions ``sizes``:
+    the smallest ``v`` for each number of passes ``ceil(size / v)`` (any wider ``v`` with the
+    same pass counts only idles)."""
+    return sorted({-(-size // t) for size in sizes for t in range(1, size + 1)
+                   if -(-size // t) <= limit})
+
+
+def candidates(model, max_mults: int) -> list[tuple[int, int, int]]:
+    """``(cycles, lanes, tm)`` of every engine worth compiling, fastest first (ties: fewer
+    multipliers): at most ``max_mults`` products, ``lanes`` and ``tm`` each the narrowest for
+    their pass counts over the layers' input and output channels. Cycles come from the
+    shape-only plan and the analytic cycle model, so thousands of pairs cost little."""
+    from dynfix.hw.compiler import plan_groups, plan_model
+    from dynfix.hw.cycle_model import layer_cycles
     plans, _ = plan_groups(model)
-    max_c = max(p.in_shape[0] for p in plans)
-    max_m = max(p.out_shape[0] for p in plans)
-    for tm in range(1, min(max_m, max_mults) + 1):
-        cap = min(max_mults // tm, -(-max_c // tm) * tm)
-        for lanes in range(tm, cap + 1, tm):
-            yield lanes, tm
+    lanes_set = useful_sizes([p.in_shape[0] for p in plans], max_mults)
+    tm_set = useful_sizes([p.out_shape[0] for p in plans], max_mults)
+    found = []
+    for tm in tm_set:
+        for lanes in lanes_set:
+            if lanes * tm > max_mults:
+                break
+            cfg = EngineConfig(k=1, tn=lanes, tm=tm)
+            cycles = sum(layer_cycles(cfg, p) for p in plan_model(model, cfg))
+            found.append((cycles, lanes, tm))
+    return sorted(found, key=lambda c: (c[0], c[1] * c[2], c[1]))
 
 
 def evaluate_config(model, spec, cfg: EngineConfig, board: Board) -> Candidate:
@@ -96,22 +111,33 @@ def describe_over(over: dict[str, tuple[int, int]]) -> str:
 
 def fit(model, spec, board: Board) -> FitResult:
     """Choose the fastest engine for ``model`` quantized as ``spec`` that fits ``board``."""
-    evaluated: list[Candidate] = []
     smallest = evaluate_config(model, spec, EngineConfig(k=1, tn=1, tm=1), board)
     if not smallest.fits:
         raise DynfixError(f"{model.name} does not fit {board.name} even with the smallest "
                           f"engine (1 multiplier): needs {describe_over(smallest.over)}"
                           f"{_memory_note(smallest, board)}")
-    # Up to twice the DSP blocks, so that a DSP limit shows up as a faster, non-fitting engine.
-    for lanes, tm in candidates(model, 2 * max(1, board.dsp.blocks)):
-        evaluated.append(evaluate_config(model, spec, EngineConfig(k=1, tn=lanes, tm=tm),
-                                         board))
+    # Fastest first, up to twice the DSP blocks. An engine with more products than DSP blocks
+    # cannot fit (yosys gives each product its own); only the fastest such is compiled, to
+    # name the limit. The first engine that fits wins; among engines as fast and as small,
+    # the one with the fewest LUTs.
+    dsps = max(1, board.dsp.blocks)
+    evaluated: list[Candidate] = []
+    best: Candidate | None = None
+    best_rank = None                        # (compute cycles, multipliers) of ``best``
+    for cycles, lanes, tm in candidates(model, 2 * dsps):
+        if best_rank is not None and best_rank < (cycles, lanes * tm):
+            break
+        if lanes * tm > dsps and any(not c.fits for c in evaluated):
+            continue
+        c = evaluate_config(model, spec, EngineConfig(k=1, tn=lanes, tm=tm), board)
+        evaluated.append(c)
+        if c.fits and (best is None or c.estimate.total.luts < best.estimate.total.luts):
+            best, best_rank = c, (cycles, lanes * tm)
+    best = best or smallest
 
     def key(c: Candidate):
         return (c.cycles, c.config.multipliers, c.estimate.total.luts)
 
-    fitting = [c for c in evaluated if c.fits]
-    best = min(fitting, key=key)
     faster = sorted((c for c in evaluated if not c.fits and key(c) < key(best)), key=key)
     if faster:
         limit = (f"{describe_over(faster[0].over)} for the next faster engine "

@@ -174,16 +174,22 @@ def loop_counts(p: LayerPlan, cfg: EngineConfig) -> dict[str, int]:
     model counts (no quantization or memory layout needed)."""
     c = p.in_shape[0]
     m_out, ph, pw = p.out_shape
-    return {"t_in": _ceil_div(c, cfg.lanes), "t_out": _ceil_div(m_out, cfg.lanes),
+    t_in = _ceil_div(c, cfg.lanes)
+    window = p.pool ** 2 * p.kernel[0] * p.kernel[1] * t_in    # issue cycles per result
+    return {"t_in": t_in, "t_out": _ceil_div(m_out, cfg.lanes),
             "n_mg": _ceil_div(m_out, cfg.tm), "n_py": ph, "n_px": pw, "pool": p.pool,
-            "kh": p.kernel[0], "kw": p.kernel[1]}
+            "kh": p.kernel[0], "kw": p.kernel[1],
+            "gap": max(0, cfg.wb_words - window)}
 
 
 def plan_model(model: Model, cfg: EngineConfig) -> list[LayerPlan]:
     """Shape-only compile for analysis: the groups with their loop counts as ``entry``
-    (enough for :func:`dynfix.hw.cycle_model.layer_cycles`); no weights are packed, so a
-    model as large as VGG16 plans instantly. ``cfg``'s parallelism is not checked."""
+    (enough for :func:`dynfix.hw.cycle_model.layer_cycles`), the first conv turned into a
+    1x1 conv over its windows when ``cfg.im2col`` asks and that pays; no weights are packed,
+    so a model as large as VGG16 plans instantly. ``cfg``'s parallelism is not checked."""
     plans, _ = plan_groups(model)
+    if cfg.im2col:
+        im2col_first(plans[0], cfg.lanes)
     for p in plans:
         p.entry = loop_counts(p, cfg)
     return plans
@@ -229,7 +235,7 @@ def compile_model(model: Model, spec: QuantSpec, cfg: EngineConfig) -> CompiledM
             "in_c": c, "in_pix": h * w, "in_h": h, "in_w": w, "t_in": t_in,
             "n_mg": n_mg, "n_py": ph, "n_px": pw, "pool": pool, "kh": kh, "kw": kw,
             "cs_py": pool * sy, "cs_px": pool * sx, "cs_dy": sy, "cs_dx": sx,
-            "t_out": t_out, "out_pix": ph * pw, "out_c": m_out,
+            "t_out": t_out, "out_pix": ph * pw, "out_c": m_out, "gap": lc["gap"],
             "st_py": pool * sy * w * t_in, "st_px": pool * sx * t_in,
             "st_dy": sy * w * t_in, "st_dx": sx * t_in, "st_ky": w * t_in,
             "w_base": w_base, "b_base": b_base,
@@ -272,9 +278,10 @@ def im2col_first(plan: LayerPlan, lanes: int) -> tuple | None:
         return None
     window = (plan.in_shape, plan.kernel, plan.stride, plan.pads)
     oh, ow = plan.conv_out
-    m = plan.weights.shape[0]
     plan.in_shape = (c * kh * kw, oh, ow)
-    plan.weights = plan.weights.transpose(0, 2, 3, 1).reshape(m, c * kh * kw, 1, 1)
+    if plan.weights is not None:            # None in the shape-only plan
+        m = plan.weights.shape[0]
+        plan.weights = plan.weights.transpose(0, 2, 3, 1).reshape(m, c * kh * kw, 1, 1)
     plan.kernel, plan.stride, plan.pads = (1, 1), (1, 1), (0, 0, 0, 0)
     return window
 

@@ -9,6 +9,7 @@ one map word with ``tm`` weight words, so the engine has ``tm * lanes`` multipli
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields, replace
+from math import gcd
 
 from dynfix.errors import DynfixError
 
@@ -57,8 +58,26 @@ class EngineConfig:
 
     @property
     def groups_per_word(self) -> int:
-        """Output-channel groups (of ``tm``) per map word."""
+        """Output-channel groups (of ``tm``) per map word (when ``tm`` divides ``lanes``)."""
         return self.lanes // self.tm
+
+    @property
+    def packed_writeback(self) -> bool:
+        """Whether ``tm`` divides ``lanes``: every output group then lands in one map word at
+        a lane offset that is a multiple of ``tm`` (one write, no rotation)."""
+        return self.lanes % self.tm == 0
+
+    @property
+    def wb_step(self) -> int:
+        """Granularity of a group's lane offset: offsets ``(g * tm) % lanes`` are multiples of
+        ``gcd(tm, lanes)``."""
+        return gcd(self.tm, self.lanes)
+
+    @property
+    def wb_words(self) -> int:
+        """Map words the write-back writes per pooled output (the most a ``tm``-channel group
+        can straddle, at the largest lane offset ``lanes - wb_step``)."""
+        return -(-(self.lanes - self.wb_step + self.tm) // self.lanes)
 
     @property
     def fmap_addr_bits(self) -> int:
@@ -101,9 +120,6 @@ class EngineConfig:
             raise DynfixError(f"engine config: {', '.join(bad)} must be positive integers")
         if self.im2col not in (0, 1):
             raise DynfixError(f"engine config: im2col={self.im2col!r} must be 0 or 1")
-        if self.lanes % self.tm:
-            raise DynfixError(f"engine config: lanes = tn*k*k = {self.lanes} must be a "
-                              f"multiple of tm = {self.tm}")
 
     def is_fitted(self) -> bool:
         return all(getattr(self, key) > 0 for key in FITTED_KEYS)

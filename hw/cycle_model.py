@@ -13,10 +13,11 @@ UNLOAD_CYCLES_PER_VALUE = 3
 
 
 def issue_cycles(plan: LayerPlan) -> int:
-    """One cycle per (output-channel group, conv pixel, kernel tap, input word)."""
+    """One cycle per (output-channel group, conv pixel, kernel tap, input word), plus the
+    write-back's ``gap`` idle cycles after every pooling window but the last."""
     e = plan.entry
-    return (e["n_mg"] * e["n_py"] * e["n_px"] * e["pool"] ** 2 * e["kh"] * e["kw"]
-            * e["t_in"])
+    windows = e["n_mg"] * e["n_py"] * e["n_px"]
+    return windows * e["pool"] ** 2 * e["kh"] * e["kw"] * e["t_in"] + (windows - 1) * e["gap"]
 
 
 def layer_cycles(cfg: EngineConfig, plan: LayerPlan) -> int:

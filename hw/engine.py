@@ -15,11 +15,13 @@ from .max_pool import MaxPool
 from .pipeline import delay
 from .requantizer import Requantizer
 from .sequencer import Sequencer
+from .write_back import WriteBack
 
 
 def pipeline_depth(cfg: EngineConfig) -> int:
-    """Cycles from an item's issue to its result's write into the map memory."""
-    return 1 + (2 + tree_levels(cfg.lanes)) + Requantizer.latency + MaxPool.latency
+    """Cycles from an item's issue to its result's last write into the map memory."""
+    return (1 + (2 + tree_levels(cfg.lanes)) + Requantizer.latency + MaxPool.latency
+            + cfg.wb_words - 1)
 
 
 class Engine(wiring.Component):
@@ -131,32 +133,19 @@ class Engine(wiring.Component):
         ]
 
         # Write-back: pooled pixels of one channel group, then the next group.
-        wb_addr = Signal(unsigned(cfg.fmap_addr_bits))
-        wb_word = Signal(unsigned(cfg.fmap_addr_bits))      # out_base + t
-        wb_group = Signal(range(cfg.groups_per_word))
-        wb_pix = Signal(unsigned(cfg.dim_bits))
-        with m.If(ctrl.seq_start):
-            m.d.sync += [wb_addr.eq(e.out_base), wb_word.eq(e.out_base), wb_group.eq(0),
-                         wb_pix.eq(0)]
-        with m.Elif(pool.o_valid):
-            with m.If(wb_pix == e.out_pix - 1):
-                m.d.sync += wb_pix.eq(0)
-                with m.If(wb_group == cfg.groups_per_word - 1):
-                    m.d.sync += [wb_group.eq(0), wb_word.eq(wb_word + 1),
-                                 wb_addr.eq(wb_word + 1)]
-                with m.Else():
-                    m.d.sync += [wb_group.eq(wb_group + 1), wb_addr.eq(wb_word)]
-            with m.Else():
-                m.d.sync += [wb_pix.eq(wb_pix + 1), wb_addr.eq(wb_addr + e.t_out)]
+        m.submodules.wb = wb = WriteBack(cfg)
+        m.d.comb += [
+            wb.start.eq(ctrl.seq_start), wb.out_base.eq(e.out_base), wb.t_out.eq(e.t_out),
+            wb.out_pix.eq(e.out_pix), wb.out_c.eq(e.out_c),
+            wb.valid.eq(pool.o_valid), wb.values.eq(pool.o),
+        ]
 
         in_lanes = Cat(self.i.payload for _ in range(n))
-        out_lanes = Cat(pool.o[lane % tm] for lane in range(n))
         in_en = Cat((loader.lane == lane) & loader.step for lane in range(n))
-        out_en = Cat((wb_group == lane // tm) & pool.o_valid for lane in range(n))
         m.d.comb += [
-            map_wr.addr.eq(Mux(ctrl.loading, loader.addr, wb_addr)),
-            map_wr.data.eq(Mux(ctrl.loading, in_lanes, out_lanes)),
-            map_wr.en.eq(Mux(ctrl.loading, in_en, out_en)),
+            map_wr.addr.eq(Mux(ctrl.loading, loader.addr, wb.addr)),
+            map_wr.data.eq(Mux(ctrl.loading, in_lanes, wb.data.as_value())),
+            map_wr.en.eq(Mux(ctrl.loading, in_en, wb.en)),
         ]
 
         # Output: read one word per value, pick the lane, hold it until taken.

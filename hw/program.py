@@ -14,7 +14,7 @@ from .config import EngineConfig
 
 #: Field groups by kind; the shapes follow from the config.
 COUNT_FIELDS = ("in_c", "in_pix", "in_h", "in_w", "t_in", "n_mg", "n_py", "n_px", "pool",
-                "kh", "kw", "cs_py", "cs_px", "cs_dy", "cs_dx", "t_out", "out_pix", "out_c")
+                "kh", "kw", "cs_py", "cs_px", "cs_dy", "cs_dx", "t_out", "out_pix", "out_c", "gap")
 COORD_FIELDS = ("iy0", "ix0")
 STEP_FIELDS = ("st_py", "st_px", "st_dy", "st_dx", "st_ky")
 ADDR_FIELDS = ("in_base", "out_base")

@@ -179,6 +179,15 @@ def estimate(cfg: EngineConfig, dev: Device, board_top: bool = True) -> Estimate
     # Map word paths: pad zeroing, write-data select, output lane select, write enables.
     est.blocks["map_datapath"] = Usage(luts=n * db * 2 + db * (n - 1) / 2 + 2 * n,
                                        ffs=n * db + 2 * db)
+    if not cfg.packed_writeback:
+        # Straddling groups (hw/write_back.py): rotation muxes over the lane offsets, the
+        # burst shift register, the write-data select and the channel-limit compares.
+        n_slots = cfg.wb_words * n
+        options = min(n // cfg.wb_step, -(-tm // cfg.wb_step))
+        est.blocks["write_back"] = Usage(
+            luts=n_slots * db * max(1, options - 1) + (n_slots - n) * db + n * db
+            + tm * cfg.dim_bits / 2,
+            ffs=(n_slots - n) * (db + 1) + 2 * acc + cfg.dim_bits)
     layout_bits = entry_layout(cfg).size
     dims = cfg.dim_bits
     # Controller, sequencer (nested loop counters and address steps), two map walkers,

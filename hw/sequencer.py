@@ -31,7 +31,9 @@ class Sequencer(wiring.Component):
     words. Every loop level keeps the map address and the window coordinates at the start of
     its current iteration and adds a precomputed step when it advances (no multipliers).
     Weights are read in the same order, so their address is a counter that restarts at the
-    group's first word for each output pixel.
+    group's first word for each output pixel. When a pooled result takes the write-back more
+    than one cycle (``cfg.wb_words > 1``), ``gap`` idle cycles follow each pooling window
+    (the compiler sets it so results arrive at least ``wb_words`` cycles apart).
 
     Members
     -------
@@ -67,7 +69,8 @@ class Sequencer(wiring.Component):
         m = Module()
         cfg, e = self._cfg, self.entry
         running = Signal()
-        m.d.comb += self.valid.eq(running)
+        issuing = Signal()                  # running and not idling after a window
+        m.d.comb += self.valid.eq(issuing)
 
         # Counters; carry[i] = every level inside i wraps this cycle (level i advances).
         cnt = {name: Signal(unsigned(cfg.dim_bits), name=f"cnt_{name}")
@@ -80,7 +83,7 @@ class Sequencer(wiring.Component):
             m.d.sync += [lim.eq(e[count] - 1) for count, lim in limit.items()]
         wrap = {name: cnt[name] == limit[count] for name, count, *_ in LEVELS}
         carry = {}
-        c = running
+        c = issuing
         for name, *_ in reversed(LEVELS):
             carry[name] = c
             c = c & wrap[name]
@@ -88,6 +91,18 @@ class Sequencer(wiring.Component):
         m.d.comb += self.done.eq(group_end & (mg == limit["n_mg"]))
         next_group = group_end & ~self.done
         pixel_end = carry["dx"]             # ky, kx and t all wrap
+
+        if cfg.wb_words > 1:
+            idle = Signal(unsigned(cfg.dim_bits))
+            m.d.comb += issuing.eq(running & (idle == 0))
+            with m.If(self.start):
+                m.d.sync += idle.eq(0)
+            with m.Elif(carry["px"]):       # a pooling window's last item: rest gap cycles
+                m.d.sync += idle.eq(e.gap)
+            with m.Elif(idle != 0):
+                m.d.sync += idle.eq(idle - 1)
+        else:
+            m.d.comb += issuing.eq(running)
 
         for name, *_ in LEVELS:
             with m.If(carry[name]):
@@ -109,7 +124,7 @@ class Sequencer(wiring.Component):
                 new = Mux(carry[name], Mux(wrap[name], new, reg + self._field(step)), reg)
                 with m.If(self.start):
                     m.d.sync += reg.eq(init)
-                with m.Elif(running):
+                with m.Elif(issuing):
                     m.d.sync += reg.eq(new)
                 cur = reg
             values[q] = cur
@@ -128,7 +143,7 @@ class Sequencer(wiring.Component):
         with m.If(self.start):
             m.d.sync += [self.w_addr.eq(e.w_base), w_group.eq(e.w_base),
                          self.b_addr.eq(e.b_base)]
-        with m.Elif(running):
+        with m.Elif(issuing):
             with m.If(next_group):
                 m.d.sync += [self.w_addr.eq(self.w_addr + 1), w_group.eq(self.w_addr + 1),
                              self.b_addr.eq(self.b_addr + 1)]

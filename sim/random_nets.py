@@ -31,6 +31,10 @@ CONFIGS: dict[str, EngineConfig] = {
     "k2tn1tm4": EngineConfig(k=2, tn=1, tm=4, **BOUNDS),      # 4 lanes, 16 multipliers
     # The host streams the first conv's windows when that fills more lanes (compiler).
     "k3tn1tm3_im2col": EngineConfig(k=3, tn=1, tm=3, im2col=1, **BOUNDS),
+    # tm does not divide lanes: output groups straddle map words (write-back bursts, gaps).
+    "k1tn3tm4": EngineConfig(k=1, tn=3, tm=4, **BOUNDS),      # 3 lanes, 2 words per result
+    "k1tn3tm2": EngineConfig(k=1, tn=3, tm=2, **BOUNDS),      # groups at lanes 0, 2, 1
+    "k1tn2tm7": EngineConfig(k=1, tn=2, tm=7, **BOUNDS),      # 4 words per result: gaps
 }
 MAX_HW = 8
 MAX_C = 6

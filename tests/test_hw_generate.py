@@ -84,8 +84,8 @@ def test_undersized_config_is_a_user_error():
     model, spec = digits_8bit()
     with pytest.raises(DynfixError, match="data_bits 6 < 8"):
         compile_model(model, spec, EngineConfig(data_bits=6))
-    with pytest.raises(DynfixError, match="multiple of tm"):
-        compile_model(model, spec, EngineConfig(tm=2))
+    with pytest.raises(DynfixError, match="tm=0 must be positive"):
+        compile_model(model, spec, EngineConfig(tm=0))
 
 
 @pytest.fixture(scope="module")
@@ -126,10 +126,10 @@ def test_failed_generate_leaves_output_untouched(generated, capsys):
     rc = main(["generate", "digits", "--quant", str(tmp / "q.yaml"), "--config",
                str(tmp / "missing.yaml"), "--output", str(tmp / "a")])
     assert rc == 1 and "missing.yaml" in capsys.readouterr().err
-    (tmp / "engine.yaml").write_text("k: 3\ntn: 1\ntm: 2\n")
+    (tmp / "engine.yaml").write_text("k: 3\ntn: 1\ntm: 0\n")
     rc = main(["generate", "digits", "--quant", str(tmp / "q.yaml"), "--config",
                str(tmp / "engine.yaml"), "--output", str(tmp / "c")])
-    assert rc == 1 and "multiple of tm" in capsys.readouterr().err
+    assert rc == 1 and "tm=0 must be positive" in capsys.readouterr().err
     assert not (tmp / "c").exists()
     assert (tmp / "a" / "report.json").read_bytes() == before
 
