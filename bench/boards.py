@@ -9,7 +9,7 @@ Without any synthesis figures, the table shows the resource estimate (``hw/resou
 and the board's target clock instead.
 
 Writes ``bench/results/boards.md``.
-Run: ``/work/venv/bin/python bench/boards.py [--synth]``.
+Run: ``.venv/bin/python bench/boards.py [--synth]``.
 """
 
 from __future__ import annotations

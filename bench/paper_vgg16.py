@@ -9,7 +9,7 @@ cycles come from :func:`dynfix.hw.cycle_model.layer_cycles`, the model item 2
 (``bench/engine_efficiency.py``) checks against RTL simulation.
 
 Writes ``bench/results/paper_vgg16.md`` and ``paper_vgg16.png``.
-Run: ``/work/venv/bin/python bench/paper_vgg16.py`` (a few seconds).
+Run: ``.venv/bin/python bench/paper_vgg16.py`` (a few seconds).
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ each with the weight memory it needs. Also ``quant_accuracy.png`` (accuracy vs b
 method) and ``quant_sqnr.png`` (per-layer SQNR of the greedy search), and the time the
 greedy search takes on 500 calibration images.
 
-Run: ``/work/venv/bin/python bench/quant_table.py`` (about half a minute).
+Run: ``.venv/bin/python bench/quant_table.py`` (about half a minute).
 """
 
 from __future__ import annotations

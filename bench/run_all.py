@@ -1,7 +1,7 @@
 """Regenerate every table and plot in ``bench/results/`` from scratch: the one bench command.
 
-    /work/venv/bin/python bench/run_all.py            # everything, synthesis included
-    /work/venv/bin/python bench/run_all.py --quick    # minutes: no synthesis, digits-only
+    .venv/bin/python bench/run_all.py            # everything, synthesis included
+    .venv/bin/python bench/run_all.py --quick    # minutes: no synthesis, digits-only
                                                       # RTL efficiency, Icarus-only speed
 
 Each script runs in its own Python process, in order; a failing script is reported and the

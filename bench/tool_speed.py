@@ -4,7 +4,7 @@ on the default board's engine.
 
 Every figure here is a wall time on a shared 2-core machine and changes from run to run; the
 cycle counts are exact. Writes ``bench/results/tool_speed.md``.
-Run: ``/work/venv/bin/python bench/tool_speed.py [--quick]`` (``--quick``: no synthesis, no
+Run: ``.venv/bin/python bench/tool_speed.py [--quick]`` (``--quick``: no synthesis, no
 Verilator).
 """
 

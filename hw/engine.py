@@ -18,10 +18,14 @@ from .sequencer import Sequencer
 from .write_back import WriteBack
 
 
+#: Cycles from an item's issue to the MAC array's input: the map read, the map register.
+ISSUE_TO_MAC = 2
+
+
 def pipeline_depth(cfg: EngineConfig) -> int:
     """Cycles from an item's issue to its result's last write into the map memory."""
-    return (1 + (2 + tree_levels(cfg.lanes)) + Requantizer.latency + MaxPool.latency
-            + cfg.wb_words - 1)
+    return (ISSUE_TO_MAC + (2 + tree_levels(cfg.lanes)) + Requantizer.latency
+            + MaxPool.latency + cfg.wb_words - 1)
 
 
 class Engine(wiring.Component):
@@ -75,7 +79,9 @@ class Engine(wiring.Component):
         w_rd = wrom.read_port()
         b_rd = brom.read_port()
 
-        m.submodules.ctrl = ctrl = Controller(cfg, self._program, pipeline_depth(cfg))
+        # The controller sees the sequencer's ``done`` one register later (off the critical
+        # path from the loop counters), so it drains one cycle less: the same cycle count.
+        m.submodules.ctrl = ctrl = Controller(cfg, self._program, pipeline_depth(cfg) - 1)
         m.submodules.seq = seq = Sequencer(cfg)
         m.submodules.mac = mac = MacArray(cfg)
         m.submodules.loader = loader = MapWalker(cfg.fmap_addr_bits, cfg.dim_bits, n)
@@ -92,7 +98,8 @@ class Engine(wiring.Component):
             ctrl.start.eq(self.start), self.busy.eq(ctrl.busy), self.done.eq(ctrl.done),
             self.cycles.eq(ctrl.cycles),
             ctrl.layer_sel.eq(self.layer_sel), self.layer_cycles.eq(ctrl.layer_cycles),
-            seq.entry.eq(e), seq.start.eq(ctrl.seq_start), ctrl.seq_done.eq(seq.done),
+            seq.entry.eq(e), seq.start.eq(ctrl.seq_start),
+            ctrl.seq_done.eq(delay(m, seq.done, 1, "seq_done")),
         ]
 
         # Input image: host stream -> map region 0, one lane per value.
@@ -105,27 +112,35 @@ class Engine(wiring.Component):
             ctrl.load_done.eq(loader.step & loader.last),
         ]
 
-        # Datapath: map and weight words -> MAC array -> requantizer -> pool.
+        # Datapath: map and weight words -> MAC array -> requantizer -> pool. The map word is
+        # registered after the block RAM (zeroed in the padding), so the RAM's clock-to-out
+        # and the fan-out to tm multipliers per lane are separate paths; the weight and bias
+        # reads start a cycle later to meet it.
         m.d.comb += [
             map_rd.addr.eq(Mux(ctrl.unloading, unloader.addr, seq.map_addr)),
-            w_rd.addr.eq(seq.w_addr), b_rd.addr.eq(seq.b_addr),
+            w_rd.addr.eq(delay(m, seq.w_addr, 1, "w_addr")),
+            b_rd.addr.eq(delay(m, seq.b_addr, 1, "b_addr")),
         ]
         word = data.View(lanes, map_rd.data)
-        pad = delay(m, seq.pad, 1, "pad")
+        x = Signal(lanes)
+        with m.If(delay(m, seq.pad, 1, "pad")):
+            m.d.sync += x.eq(0)
+        with m.Else():
+            m.d.sync += x.eq(word)
         m.d.comb += [
-            mac.valid.eq(delay(m, seq.valid, 1, "issue")),
-            mac.first.eq(delay(m, seq.first, 1, "first")),
-            mac.last.eq(delay(m, seq.last, 1, "last")),
+            mac.valid.eq(delay(m, seq.valid, ISSUE_TO_MAC, "issue")),
+            mac.first.eq(delay(m, seq.first, ISSUE_TO_MAC, "first")),
+            mac.last.eq(delay(m, seq.last, ISSUE_TO_MAC, "last")),
+            mac.x.eq(x),
             mac.w.as_value().eq(w_rd.data),
             mac.bias.as_value().eq(b_rd.data),
             mac.bias_shift.eq(e.bias_shift),
         ]
-        m.d.comb += [mac.x[lane].eq(Mux(pad, 0, word[lane])) for lane in range(n)]
         for j, rq in enumerate(rqs):
             m.d.comb += [rq.acc.eq(mac.o[j]), rq.shift.eq(e.data_shift),
                          rq.out_bits.eq(e.out_bits), rq.relu.eq(e.relu),
                          pool.i[j].eq(rq.o)]
-        to_pool = 1 + mac.latency + Requantizer.latency
+        to_pool = ISSUE_TO_MAC + mac.latency + Requantizer.latency
         m.d.comb += [
             pool.valid.eq(delay(m, mac.o_valid, Requantizer.latency, "rq_valid")),
             pool.first.eq(delay(m, seq.pool_first, to_pool, "pool_first")),
