@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import operator
+from functools import reduce
+
 from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
@@ -72,62 +75,91 @@ class Sequencer(wiring.Component):
         issuing = Signal()                  # running and not idling after a window
         m.d.comb += self.valid.eq(issuing)
 
-        # Counters; carry[i] = every level inside i wraps this cycle (level i advances).
+        # Counters and their wrap flags; carry[i] = every level inside i wraps this cycle
+        # (level i advances). The flags are registers (wrap[i] = the counter is at its last
+        # value), so the carry chain is an AND of flip-flops, not of comparators.
         cnt = {name: Signal(unsigned(cfg.dim_bits), name=f"cnt_{name}")
                for name, *_ in LEVELS}
+        wrap = {name: Signal(name=f"wrap_{name}") for name, *_ in LEVELS}
         mg = Signal(unsigned(cfg.dim_bits))
-        # Loop limits (count - 1), registered on start so no subtractor sits in the loop.
-        limit = {count: Signal(signed(cfg.dim_bits + 1), name=f"lim_{count}")
-                 for count in dict.fromkeys([lv[1] for lv in LEVELS] + ["n_mg"])}
+        mg_wrap = Signal()
+        # Per count field, registered on start: count == 1, and count - 2 (the counter value
+        # after which the next step reaches the last one).
+        counts = list(dict.fromkeys([lv[1] for lv in LEVELS] + ["n_mg"]))
+        single = {count: Signal(name=f"one_{count}") for count in counts}
+        before_last = {count: Signal(signed(cfg.dim_bits + 1), name=f"lim_{count}")
+                       for count in counts}
         with m.If(self.start):
-            m.d.sync += [lim.eq(e[count] - 1) for count, lim in limit.items()]
-        wrap = {name: cnt[name] == limit[count] for name, count, *_ in LEVELS}
+            m.d.sync += [single[count].eq(e[count] == 1) for count in counts]
+            m.d.sync += [before_last[count].eq(e[count] - 2) for count in counts]
         carry = {}
         c = issuing
         for name, *_ in reversed(LEVELS):
             carry[name] = c
             c = c & wrap[name]
         group_end = c                       # every level of the group wraps
-        m.d.comb += self.done.eq(group_end & (mg == limit["n_mg"]))
-        next_group = group_end & ~self.done
+        m.d.comb += self.done.eq(group_end & mg_wrap)
+        next_group = group_end & ~mg_wrap
         pixel_end = carry["dx"]             # ky, kx and t all wrap
 
         if cfg.wb_words > 1:
+            # After a pooling window's last item, rest ``gap`` cycles (``resting`` is
+            # ``idle != 0``, kept as a register).
             idle = Signal(unsigned(cfg.dim_bits))
-            m.d.comb += issuing.eq(running & (idle == 0))
+            resting = Signal()
+            has_gap = Signal()
+            m.d.comb += issuing.eq(running & ~resting)
             with m.If(self.start):
-                m.d.sync += idle.eq(0)
-            with m.Elif(carry["px"]):       # a pooling window's last item: rest gap cycles
-                m.d.sync += idle.eq(e.gap)
-            with m.Elif(idle != 0):
-                m.d.sync += idle.eq(idle - 1)
+                m.d.sync += [idle.eq(0), resting.eq(0), has_gap.eq(e.gap != 0)]
+            with m.Elif(carry["px"]):
+                m.d.sync += [idle.eq(e.gap), resting.eq(has_gap)]
+            with m.Elif(resting):
+                m.d.sync += [idle.eq(idle - 1), resting.eq(idle != 1)]
         else:
             m.d.comb += issuing.eq(running)
 
-        for name, *_ in LEVELS:
-            with m.If(carry[name]):
-                m.d.sync += cnt[name].eq(Mux(wrap[name], 0, cnt[name] + 1))
-        with m.If(next_group):
-            m.d.sync += mg.eq(mg + 1)
+        def count_step(counter, flag, count, advance):
+            with m.If(advance):
+                with m.If(flag):
+                    m.d.sync += [counter.eq(0), flag.eq(single[count])]
+                with m.Else():
+                    m.d.sync += [counter.eq(counter + 1),
+                                 flag.eq(counter == before_last[count])]
 
-        # Map address, window row and column: one register per level that moves them.
+        for name, count, *_ in LEVELS:
+            count_step(cnt[name], wrap[name], count, carry[name])
+        count_step(mg, mg_wrap, "n_mg", group_end)
+
+        # Map address, window row and column: one register per level that moves them. When
+        # a level advances, it and every level inside it that moves the quantity take the
+        # same value: the advancing level's register plus its step, or, if that level does
+        # not move it, the register of the nearest enclosing one that does (or the layer's
+        # start value). The conditions are mutually exclusive, so the value is an AND-OR of
+        # a few terms, not a chain of multiplexers through all the levels.
+        index = {lv[0]: i for i, lv in enumerate(LEVELS)}
+        outside = {name: (carry[LEVELS[i - 1][0]] if i else group_end)
+                   for name, i in index.items()}   # = carry[name] & wrap[name]
         values = {}
         for q, (shape, init, col) in {"addr": (signed(cfg.fmap_addr_bits + 2), e.addr0, 2),
                                       "iy": (signed(cfg.dim_bits + 1), e.iy0, 3),
                                       "ix": (signed(cfg.dim_bits + 1), e.ix0, 4)}.items():
-            cur = new = init
-            for level in LEVELS:
-                name, step = level[0], level[col]
-                if step is None:
-                    continue
-                reg = Signal(shape, name=f"{q}_{name}")
-                new = Mux(carry[name], Mux(wrap[name], new, reg + self._field(step)), reg)
+            moving = [(lv[0], lv[col]) for lv in LEVELS if lv[col] is not None]
+            regs = {name: Signal(shape, name=f"{q}_{name}") for name, _ in moving}
+            terms = [Mux(outside[moving[0][0]], init, 0)]
+            for (name, step), nxt in zip(moving, moving[1:] + [None]):
+                reg = regs[name]
+                terms.append(Mux(carry[name] & ~wrap[name], reg + self._field(step), 0))
+                if nxt is not None and index[nxt[0]] - 1 > index[name]:
+                    # The advancing level lies strictly between this one and the next.
+                    terms.append(Mux(~carry[name] & outside[nxt[0]], reg, 0))
+            new = Signal(shape, name=f"{q}_next")
+            m.d.comb += new.eq(reduce(operator.or_, terms))
+            for name, reg in regs.items():
                 with m.If(self.start):
                     m.d.sync += reg.eq(init)
-                with m.Elif(issuing):
+                with m.Elif(carry[name]):
                     m.d.sync += reg.eq(new)
-                cur = reg
-            values[q] = cur
+            values[q] = regs[moving[-1][0]]
         iy, ix = values["iy"], values["ix"]
         m.d.comb += [
             self.map_addr.eq(values["addr"]),
@@ -153,8 +185,9 @@ class Sequencer(wiring.Component):
                 m.d.sync += self.w_addr.eq(self.w_addr + 1)
 
         with m.If(self.start):
-            m.d.sync += [running.eq(1), mg.eq(0)]
+            m.d.sync += [running.eq(1), mg.eq(0), mg_wrap.eq(e.n_mg == 1)]
             m.d.sync += [cnt[name].eq(0) for name in cnt]
+            m.d.sync += [wrap[name].eq(e[count] == 1) for name, count, *_ in LEVELS]
         with m.Elif(self.done):
             m.d.sync += running.eq(0)
         return m
