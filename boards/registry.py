@@ -84,6 +84,11 @@ class Board:
     default: bool = False
     path: Path | None = None
 
+    @property
+    def bundled(self) -> bool:
+        """Read from ``boards/`` (so its name alone finds it again), not from a user's file."""
+        return self.path is not None and self.path.parent == BOARDS_DIR
+
     def platform_class(self) -> type:
         """Import the amaranth-boards platform class named in the file."""
         module, _, cls = self.platform.rpartition(".")

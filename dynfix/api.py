@@ -187,15 +187,17 @@ def generate(quant: QuantizeResult | QuantSpec | str | Path, output: str | Path,
     from dynfix.hw.generate import write_outputs
 
     m, spec = _model_and_spec(quant, model)
-    fitted = None
+    fitted, board_name = None, None
     if config is None:
-        cfg, fitted = engine_config(m, spec, board)
+        b = get_board(board)
+        cfg, fitted = engine_config(m, spec, b)
+        board_name = b.name if b.bundled else None
     elif isinstance(config, dict):
         cfg = EngineConfig.from_dict(config)
     else:
         cfg = config
     cm = compile_model(m, spec, cfg)
-    rep = write_outputs(cm, m.name, output)
+    rep = write_outputs(cm, m.name, output, board_name)
     _write_model_files(m, spec, output)
     return GenerateResult(Path(output), rep, cm.config, cm, fitted)
 

@@ -72,8 +72,12 @@ def report(cm: CompiledModel, model_name: str) -> dict:
     }
 
 
-def write_outputs(cm: CompiledModel, model_name: str, output: str | Path) -> dict:
+def write_outputs(cm: CompiledModel, model_name: str, output: str | Path,
+                  board: str | None = None) -> dict:
     """Write DIR/dynfix_engine.v, the hex images and report.json; returns the report.
+
+    ``board``: the bundled board the engine was fitted to, recorded in the report so that
+    ``dynfix synth DIR`` builds for it without being told again.
 
     Everything is built in a temporary folder next to ``output`` and renamed at the end,
     so a failure never leaves a half-written folder.
@@ -83,6 +87,8 @@ def write_outputs(cm: CompiledModel, model_name: str, output: str | Path) -> dic
         raise DynfixError(f"output {str(out)!r} exists and is not a folder")
     cfg = cm.config
     rep = report(cm, model_name)
+    if board is not None:
+        rep["board"] = board
     files = {
         f"{TOP_NAME}.v": engine_verilog(cm),
         "program.hex": hex_lines(cm.program, entry_layout(cfg).size),

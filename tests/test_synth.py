@@ -115,6 +115,31 @@ def test_synth_cli_checks_fit_first(tmp_path, capsys):
     assert "not a dynfix generate output" in capsys.readouterr().err
 
 
+@pytest.mark.filterwarnings("ignore:.*created but never used")  # the fake never builds
+def test_synth_defaults_to_the_board_generate_fitted(tmp_path, capsys, monkeypatch):
+    """generate --board records the board; synth without --board builds for it (here the
+    fit check is the first place that reads the board: the ULX3S engine fits the ULX3S,
+    and the explicit --board still overrides it)."""
+    from dynfix.cli import main
+    import dynfix.boards.synth as synth_mod
+    q, _ = _generate(tmp_path, {"k": 1, "tn": 1, "tm": 1}, "warm")
+    out = tmp_path / "for-ulx3s"
+    assert main(["generate", "digits", "--quant", str(q), "--board", "ulx3s",
+                 "--output", str(out)]) == 0
+    assert json.loads((out / "report.json").read_text())["board"] == "ulx3s"
+    seen = []
+
+    def fake_synthesize(top, board, build_dir, check_timing=True):
+        seen.append(board.name)
+        raise DynfixError("stop here")
+    monkeypatch.setattr(synth_mod, "synthesize", fake_synthesize)
+    capsys.readouterr()
+    assert main(["synth", str(out)]) == 1
+    assert seen == ["ulx3s"] and "stop here" in capsys.readouterr().err
+    assert main(["synth", str(out), "--board", "icebreaker"]) == 1
+    assert "does not fit icebreaker" in capsys.readouterr().err and seen == ["ulx3s"]
+
+
 @pytest.mark.synth
 @pytest.mark.parametrize("board_name", ["icebreaker", "ulx3s", "orangecrab"])
 def test_digits_fit_generate_synth(tmp_path, capsys, board_name):

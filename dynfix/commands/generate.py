@@ -40,7 +40,12 @@ def run(args: argparse.Namespace) -> int:
     spec = load_qspec(args.quant, model)
     cfg = load_config(args, model, spec)
     cm = compile_model(model, spec, cfg)
-    rep = write_outputs(cm, model.name, args.output)
+    board = None
+    if args.board:
+        from dynfix.boards.registry import get_board
+        b = get_board(args.board)
+        board = b.name if b.bundled else None
+    rep = write_outputs(cm, model.name, args.output, board)
     write_model_files(model, spec, args.output)
     if args.json:
         print(json.dumps(rep, indent=2, sort_keys=True))

@@ -15,7 +15,9 @@ def run(args: argparse.Namespace) -> int:
     from dynfix.boards.synth import check_result, synthesize
 
     gen = load_generated(args.dir)
-    board = get_board(args.board)
+    # Default: the board the engine was fitted to (generate --board), else the default one.
+    fitted_to = gen.report.get("board")
+    board = get_board(args.board or (fitted_to if isinstance(fitted_to, str) else None))
     if not args.no_fit_check:
         from dynfix.boards.fit import check_generated_fits
         check_generated_fits(gen, board)
@@ -35,8 +37,9 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("synth", help="synthesize a generated engine for a board",
                               description=__doc__)
     p.add_argument("dir", metavar="DIR", help="output folder of dynfix generate")
-    p.add_argument("--board", help="board name or board .yaml file (default: the default "
-                                   "board, see dynfix boards)")
+    p.add_argument("--board", help="board name or board .yaml file (default: the board "
+                                   "DIR was generated for with --board, else the default "
+                                   "board; see dynfix boards)")
     p.add_argument("--json", action="store_true",
                    help="print luts, ffs, dsps, brams, fmax_mhz, target_mhz, timing_met, ...")
     p.add_argument("--no-fit-check", action="store_true",
