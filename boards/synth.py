@@ -22,6 +22,7 @@ from typing import Any
 
 from dynfix.boards.registry import Board
 from dynfix.errors import DynfixError
+from dynfix.hw.mac_array import OPERAND_COPY
 
 #: Environment variable -> YoWASP executable, per FPGA family.
 TOOLS = {
@@ -47,7 +48,14 @@ BELS = {
 #: wires only alias bits of ``foo``, so they get private names. ``check -assert`` after
 #: synthesis turns any remaining netlist damage into a yosys error instead of a nextpnr one,
 #: or a silently wrong bitstream.
+#:
+#: On ECP5 the MAC array's per-row operand registers (``hw/mac_array.py``, ``OPERAND_COPY``)
+#: are identical copies on purpose, one per row of multipliers far apart in the DSP columns;
+#: ``keep`` on their flip-flops stops ``opt_merge`` from folding them back into one register
+#: that fans out across the die. On iCE40 they are merged: SB_MAC16 blocks sit in two
+#: columns, and its own input registers take the operands.
 YOSYS_AFTER_READ = "rename -hide w:*[[]*"
+YOSYS_KEEP_COPIES = f"proc\nsetattr -set keep 1 w:{OPERAND_COPY}_* %ci1:+$dff[Q] t:$dff %i"
 
 _FMAX_LINE = re.compile(r"Max frequency for clock\s+'([^']+)':\s+([0-9.]+) MHz\s+"
                         r"\((PASS|FAIL) at ([0-9.]+) MHz\)")
@@ -166,7 +174,8 @@ def prepare(top, board: Board, name: str = "dynfix_top"):
     nextpnr_opts = (f"--seed {board.seed} --timing-allow-fail "
                     f"--report {name}.report.json")
     kwargs = dict(nextpnr_opts=nextpnr_opts,
-                  script_after_read=YOSYS_AFTER_READ,
+                  script_after_read=YOSYS_AFTER_READ + (
+                      "\n" + YOSYS_KEEP_COPIES if board.family == "ecp5" else ""),
                   script_after_synth=(f"tee -q -o {name}.stat.json stat -json\n"
                                       "check -assert"))
     if board.synth_opts:

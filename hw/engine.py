@@ -6,10 +6,9 @@ from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .adder_tree import tree_levels
 from .config import EngineConfig
 from .controller import Controller
-from .mac_array import MacArray
+from .mac_array import MacArray, mac_latency
 from .map_walker import MapWalker
 from .max_pool import MaxPool
 from .pipeline import delay
@@ -24,7 +23,7 @@ ISSUE_TO_MAC = 2
 
 def pipeline_depth(cfg: EngineConfig) -> int:
     """Cycles from an item's issue to its result's last write into the map memory."""
-    return (ISSUE_TO_MAC + (2 + tree_levels(cfg.lanes)) + Requantizer.latency
+    return (ISSUE_TO_MAC + mac_latency(cfg.lanes) + Requantizer.latency
             + MaxPool.latency + cfg.wb_words - 1)
 
 

@@ -11,12 +11,33 @@ from .config import EngineConfig
 from .pipeline import delay
 
 
+#: Name prefix of the per-row operand registers. Every row of multipliers gets its own copy
+#: of the map word, so no register fans out across the die; on ECP5 synthesis must not merge
+#: the identical copies (``boards/synth.py`` marks them keep).
+OPERAND_COPY = "mac_operand"
+#: Registers on each side of a multiplier: operands (per row), then products. Hard
+#: multipliers without their own registers (yosys maps ECP5's MULT18X18D so) sit in DSP
+#: columns far from the logic around them; two registers each way let the placer put one
+#: next to the block and one half-way (ECP5-85F: 60.8 MHz with one each way, limited by
+#: fabric -> DSP -> fabric routing).
+OPERAND_STAGES = 2
+PRODUCT_STAGES = 2
+
+
+def mac_latency(lanes: int) -> int:
+    """Cycles from the MAC array's inputs to its output: operand registers, products,
+    product registers, the adder tree, the accumulator."""
+    return OPERAND_STAGES + PRODUCT_STAGES + tree_levels(lanes) + 1
+
+
 class MacArray(wiring.Component):
     """``tm x lanes`` multipliers, one pipelined adder tree per output channel and an
     accumulator of ``acc_bits`` that starts from ``bias << bias_shift`` on the first item of
     an output pixel and is emitted on its last item.
 
-    Stages: registered products, the adder tree (one register per level), the accumulator.
+    Stages: ``OPERAND_STAGES`` copies of the operands per row of ``lanes`` multipliers,
+    ``PRODUCT_STAGES`` product registers, the adder tree (one register per level), the
+    accumulator.
 
     Members
     -------
@@ -31,7 +52,7 @@ class MacArray(wiring.Component):
 
     def __init__(self, cfg: EngineConfig):
         self._cfg = cfg
-        self.latency = 2 + tree_levels(cfg.lanes)
+        self.latency = mac_latency(cfg.lanes)
         n, tm = cfg.lanes, cfg.tm
         super().__init__({
             "valid": In(1), "first": In(1), "last": In(1),
@@ -48,7 +69,7 @@ class MacArray(wiring.Component):
         cfg = self._cfg
         n, tm = cfg.lanes, cfg.tm
         prod_bits = cfg.data_bits + cfg.weight_bits
-        stages = self.latency - 1           # products + tree, before the accumulator
+        stages = self.latency - 1           # operands, products, tree: before the accumulator
         valid = delay(m, self.valid, stages, "valid")
         first = delay(m, self.first, stages, "first")
         last = delay(m, self.last, stages, "last")
@@ -58,8 +79,19 @@ class MacArray(wiring.Component):
         for j in range(tm):
             tree = AdderTree(prod_bits, n)
             m.submodules[f"tree{j}"] = tree
+            x, w = self.x, self.w[j]
+            for s in range(OPERAND_STAGES):
+                x_s = Signal(x.shape(), name=f"{OPERAND_COPY}_x{j}_{s}")
+                w_s = Signal(w.shape(), name=f"{OPERAND_COPY}_w{j}_{s}")
+                m.d.sync += [x_s.eq(x), w_s.eq(w)]
+                x, w = x_s, w_s
             for lane in range(n):
-                m.d.sync += tree.i[lane].eq(self.x[lane] * self.w[j][lane])
+                p = x[lane] * w[lane]
+                for s in range(PRODUCT_STAGES - 1):
+                    p_s = Signal(signed(prod_bits), name=f"product{j}_{lane}_{s}")
+                    m.d.sync += p_s.eq(p)
+                    p = p_s
+                m.d.sync += tree.i[lane].eq(p)      # the last product register
             acc = Signal(signed(cfg.acc_bits), name=f"acc{j}")
             start = Signal(signed(cfg.acc_bits), name=f"bias{j}")    # off the adder's path
             m.d.sync += start.eq(bias[j] << self.bias_shift)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from .adder_tree import tree_levels
+from .mac_array import OPERAND_STAGES, PRODUCT_STAGES
 from .config import EngineConfig, clog2
 from .program import entry_layout
 
@@ -162,8 +163,11 @@ def estimate(cfg: EngineConfig, dev: Device, board_top: bool = True) -> Estimate
         mult_luts = n * tm * (per_mult - 1) * (prod + 2)
     else:
         mult_luts = 0
-    est.blocks["multipliers"] = Usage(luts=mult_luts, ffs=n * tm * prod * 0.5,
-                                      dsps=n * tm * per_mult)
+    # Per multiplier: its operand copies and product registers (hw/mac_array.py; the last
+    # product register is the adder tree's input, half of which a DSP block may absorb).
+    est.blocks["multipliers"] = Usage(
+        luts=mult_luts, ffs=n * tm * (OPERAND_STAGES * (db + wb) + (PRODUCT_STAGES - 0.5) * prod),
+        dsps=n * tm * per_mult)
 
     tree_adds, tree_regs = adder_tree(n, prod)
     levels = tree_levels(n)

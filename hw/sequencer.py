@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import operator
-from functools import reduce
 
 from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
@@ -24,6 +22,14 @@ LEVELS = (
     ("kx", "kw", "t_in", None, 1),             # kernel column
     ("t", "t_in", 1, None, None),              # input word of the pixel
 )
+
+
+def _or_tree(terms: list):
+    """OR of ``terms`` as a balanced tree (a left-leaning chain maps to a chain of LUTs)."""
+    while len(terms) > 1:
+        terms = [terms[i] | terms[i + 1] if i + 1 < len(terms) else terms[i]
+                 for i in range(0, len(terms), 2)]
+    return terms[0]
 
 
 class Sequencer(wiring.Component):
@@ -153,7 +159,7 @@ class Sequencer(wiring.Component):
                     # The advancing level lies strictly between this one and the next.
                     terms.append(Mux(~carry[name] & outside[nxt[0]], reg, 0))
             new = Signal(shape, name=f"{q}_next")
-            m.d.comb += new.eq(reduce(operator.or_, terms))
+            m.d.comb += new.eq(_or_tree(terms))
             for name, reg in regs.items():
                 with m.If(self.start):
                     m.d.sync += reg.eq(init)
