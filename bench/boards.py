@@ -71,6 +71,7 @@ def synthesize(board: Board, cm, model_name: str, work: Path) -> dict:
     return {"luts": r.luts, "ffs": r.ffs, "dsps": r.dsps, "brams": r.brams,
             "sprams": r.sprams, "fmax_mhz": r.fmax_mhz, "target_mhz": r.target_mhz,
             "timing_met": r.timing_met, "available": r.available,
+            "critical_path": r.critical_path,
             "engine": f"k={cm.config.k} tn={cm.config.tn} tm={cm.config.tm}",
             "seconds": round(time.perf_counter() - t0, 1)}
 
@@ -107,8 +108,23 @@ def run(do_synth: bool) -> list[dict]:
     return rows
 
 
+def ratio_row(r: dict) -> list | None:
+    """Estimate (``hw/resources.py``, what the fit used) against the synthesized figures."""
+    est, s = r["estimate"], r["synth"]
+    if not (est and s):
+        return None
+    cells = [r["board"]]
+    for key in ("luts", "ffs"):
+        cells.append(f"{est[key]:,} / {s[key]:,} = {est[key] / s[key]:.2f}")
+    for key in ("dsps", "brams"):
+        cells.append(f"{est[key]} / {s[key]}" + (" (exact)" if est[key] == s[key] else ""))
+    cells.append(s.get("critical_path", "-"))
+    return cells
+
+
 def report(rows: list[dict]) -> list[str]:
     table, perf = [], []
+    ratios = [row for row in map(ratio_row, rows) if row]
     for r in rows:
         cfg, b, s = r["cfg"], r["board_obj"], r["synth"]
         if s:
@@ -152,6 +168,12 @@ def report(rows: list[dict]) -> list[str]:
         "",
         *md_table(["board", "device", "engine", "multipliers", "LUTs", "FFs", "DSPs", "BRAMs",
                    "figures from"], table),
+        "",
+        "Resource estimate (what the fit decides with) against synthesis, and the critical",
+        "path nextpnr reports (it sets the Fmax):",
+        "",
+        *md_table(["board", "LUTs est / actual", "FFs est / actual", "DSPs est / actual",
+                   "BRAMs est / actual", "critical path"], ratios),
         "",
         "Throughput at the clock in the first column: images/s = f / cycles per image (cycle",
         "model: compute + loading the image + streaming the outputs; the 115200-baud UART to a",
