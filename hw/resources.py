@@ -29,6 +29,8 @@ __all__ = ["Usage", "Estimate", "Device", "MemorySpec", "estimate", "memory_bloc
 BRAM_COST = {"ice40": 64, "ecp5": 128}
 #: LUT4s per FF that cannot share a logic cell with a LUT (iCE40 logic cells hold both).
 FF_PACKING = {"ice40": 0.4, "ecp5": 0.0}
+#: ROM depth up to which the read mux tree costs no LUTs (ECP5: wide-mux cells in a slice).
+ROM_FREE_MUX_DEPTH = {"ice40": 16, "ecp5": 64}
 #: LUT4-equivalents per estimated LUT4 (carry halves, routing feed-throughs, ...).
 LUT_FACTOR = {"ice40": 1.0, "ecp5": 1.0}
 #: The board top: UART receiver and transmitter, protocol FSM, LED logic (measured).
@@ -142,10 +144,12 @@ def memory_usage(mem: MemorySpec, dev: Device) -> tuple[Usage, str]:
     logic_cost = bits / 16 if mem.rom else bits
     if blocks * BRAM_COST[dev.family] <= logic_cost:
         return Usage(dsps=0, brams=blocks), f"{blocks} blocks"
-    # In logic: a ROM is a LUT4 per 16 bits of each output bit, plus the read mux tree;
+    # In logic: a ROM is a LUT4 per 16 bits of each output bit, plus the read mux tree
+    # (free up to 64 words on ECP5, whose PFUMX/L6MUX21 cells join four LUT4s into a LUT6);
     # a RAM is a FF per bit and a read mux.
     if mem.rom:
-        luts = mem.width * max(1, -(-mem.depth // 16)) * (1 + (mem.depth > 16) / 3)
+        free_mux = ROM_FREE_MUX_DEPTH[dev.family]
+        luts = mem.width * max(1, -(-mem.depth // 16)) * (1 + (mem.depth > free_mux) / 3)
         return Usage(luts=luts, ffs=mem.width), "logic"
     return Usage(luts=bits / 2, ffs=bits + mem.width), "logic"
 
