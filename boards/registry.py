@@ -85,9 +85,11 @@ class Board:
     path: Path | None = None
 
     @property
-    def bundled(self) -> bool:
-        """Read from ``boards/`` (so its name alone finds it again), not from a user's file."""
-        return self.path is not None and self.path.parent == BOARDS_DIR
+    def bundled_name(self) -> str | None:
+        """The name that finds this board again if it was read from ``boards/`` (what a
+        report can record), else ``None`` (a user's file: no path goes into reports)."""
+        bundled = self.path is not None and self.path.parent == BOARDS_DIR
+        return self.name if bundled else None
 
     def platform_class(self) -> type:
         """Import the amaranth-boards platform class named in the file."""

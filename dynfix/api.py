@@ -191,7 +191,7 @@ def generate(quant: QuantizeResult | QuantSpec | str | Path, output: str | Path,
     if config is None:
         b = get_board(board)
         cfg, fitted = engine_config(m, spec, b)
-        board_name = b.name if b.bundled else None
+        board_name = b.bundled_name
     elif isinstance(config, dict):
         cfg = EngineConfig.from_dict(config)
     else:

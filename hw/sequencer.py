@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out

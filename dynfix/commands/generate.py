@@ -10,13 +10,15 @@ from .info import MODEL_HELP
 
 
 def load_config(args: argparse.Namespace, model, spec):
-    """The engine: the fastest one that fits ``--board``, or the one ``--config`` gives."""
+    """The engine: the fastest one that fits ``--board``, or the one ``--config`` gives;
+    and the board to record in the report (a bundled ``--board``, else ``None``)."""
     from dynfix.errors import DynfixError
     from dynfix.hw.config import EngineConfig
 
     if args.board:
-        from dynfix.api import engine_config
-        return engine_config(model, spec, args.board)[0]
+        from dynfix.api import engine_config, get_board
+        board = get_board(args.board)
+        return engine_config(model, spec, board)[0], board.bundled_name
     import yaml
     try:
         with open(args.config) as f:
@@ -26,7 +28,7 @@ def load_config(args: argparse.Namespace, model, spec):
     except yaml.YAMLError as e:
         raise DynfixError(f"engine config {args.config} is not valid YAML: "
                           f"{str(e).splitlines()[0]}") from None
-    return EngineConfig.from_dict(d or {}, where=f"engine config {args.config}")
+    return EngineConfig.from_dict(d or {}, where=f"engine config {args.config}"), None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -38,13 +40,8 @@ def run(args: argparse.Namespace) -> int:
 
     model = load_model(args.model)
     spec = load_qspec(args.quant, model)
-    cfg = load_config(args, model, spec)
+    cfg, board = load_config(args, model, spec)
     cm = compile_model(model, spec, cfg)
-    board = None
-    if args.board:
-        from dynfix.boards.registry import get_board
-        b = get_board(args.board)
-        board = b.name if b.bundled else None
     rep = write_outputs(cm, model.name, args.output, board)
     write_model_files(model, spec, args.output)
     if args.json:
