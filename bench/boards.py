@@ -24,10 +24,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import OUT, md_table, write_result  # noqa: E402
 
+from dynfix.boards.fit import fit  # noqa: E402
 from dynfix.boards.registry import Board, list_boards  # noqa: E402
 from dynfix.errors import DynfixError  # noqa: E402
 from dynfix.hw.compiler import compile_model  # noqa: E402
-from dynfix.hw.config import EngineConfig, board_config  # noqa: E402
+from dynfix.hw.config import EngineConfig  # noqa: E402
 from dynfix.hw.cycle_model import estimate as cycle_estimate  # noqa: E402
 from dynfix.quant.datasets import load_digits  # noqa: E402
 from dynfix.quant.load import load_model  # noqa: E402
@@ -37,16 +38,8 @@ SYNTH_CACHE = OUT / "boards_synth.json"
 
 
 def choose_config(model, spec, board: Board) -> tuple[EngineConfig, str]:
-    """The engine for ``board``: the fitter's choice if it exists, else the fixed config."""
-    try:
-        from dynfix.boards.fit import fit
-        return fit(model, spec, board).chosen.config, "boards.fit"
-    except ImportError:
-        pass
-    try:
-        return board_config(board.name), "BOARD_CONFIGS"
-    except DynfixError:
-        return EngineConfig(k=3, tn=1, tm=1), "default 1x9"
+    """The engine for ``board``: the fitter's choice."""
+    return fit(model, spec, board).chosen.config, "boards.fit"
 
 
 def resource_estimate(cfg: EngineConfig, board: Board) -> dict | None:

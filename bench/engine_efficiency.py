@@ -2,7 +2,8 @@
 engine's own cycle counters report them, next to the analytic cycle model.
 
 Two networks, each compiled for several engine sizes (tm x lanes: 1x9, 4x9, 2x18, 4x12), generated as Verilog and
-run under cocotb (Verilator by default; ``--simulator icarus`` works but is ~100x slower):
+run under cocotb through the bulk harness (``dynfix.sim.simulate``; Verilator by default,
+``--simulator icarus`` works but is ~30x slower):
 
 * the bundled digits model at 8 bits (calibrated on the digits calib split);
 * ``vggnet``, a chain of VGG-style layers with random weights, 8 bits: 16->32 3x3 pad 1 on
@@ -36,11 +37,10 @@ from dynfix.hw.config import EngineConfig  # noqa: E402
 from dynfix.hw.cycle_model import layer_cycles  # noqa: E402
 from dynfix.hw.generate import write_outputs  # noqa: E402
 from dynfix.quant.datasets import load_digits  # noqa: E402
-from dynfix.quant.int_model import IntModel  # noqa: E402
 from dynfix.quant.ir import Conv2d, Flatten, Linear, MaxPool2d, Model, ReLU  # noqa: E402
 from dynfix.quant.load import load_model  # noqa: E402
 from dynfix.quant.search import search  # noqa: E402
-from dynfix.sim.runner import run_engine  # noqa: E402
+from dynfix.sim.simulate import Design, simulate  # noqa: E402
 
 #: Engine sizes (k, tn, tm): tm x lanes = 1x9, 4x9 (tm does not divide lanes: the
 #: write-back's rotated path), 2x18 and 4x12 (k = 1, lanes not a multiple of 9, like the
@@ -95,21 +95,18 @@ def simulate_one(args: tuple) -> dict:
     cfg = EngineConfig(k=kts[0], tn=kts[1], tm=kts[2])
     cm = compile_model(model, spec, cfg)
     folder = Path(work) / f"{name}-{cfg.tm}x{cfg.lanes}"
-    write_outputs(cm, model.name, folder / "gen")
-    im = IntModel(model, spec)
-    xq = im.quantize_input(x)
-    want = im.forward(xq)[cm.output_name].reshape(len(xq), -1)
-    [res] = run_engine(folder / "gen" / "dynfix_engine.v", [a.reshape(-1) for a in xq],
-                       cm.output_len, len(cm.plans), folder / "build", simulator=simulator)
-    exact = bool(np.array_equal(np.asarray(res["outputs"]), want[0]))
+    report = write_outputs(cm, model.name, folder / "gen")
+    res = simulate(Design(folder / "gen", report, model, spec, cm), x, None, folder / "build",
+                   simulator)
+    exact = res.mismatches == 0
     layers = []
-    for p, sim in zip(cm.plans, res["layer_cycles"]):
+    for p, sim in zip(cm.plans, res.image_layer_cycles[0]):
         est = layer_cycles(cm.config, p)
         layers.append({"layer": p.name, "kind": p.kind, "in": p.in_shape,
                        "out": p.out_shape, "kernel": p.kernel, "stride": p.stride,
                        "pool": p.pool, "macs": p.macs, "sim": int(sim), "model": est})
     return {"net": name, "k": cfg.k, "tn": cfg.tn, "tm": cfg.tm, "lanes": cfg.lanes,
-            "mults": cfg.multipliers, "layers": layers, "cycles": int(res["cycles"]),
+            "mults": cfg.multipliers, "layers": layers, "cycles": res.cycles[0],
             "exact": exact}
 
 

@@ -21,17 +21,17 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import md_table, write_result  # noqa: E402
 
+from dynfix.boards.fit import fit  # noqa: E402
 from dynfix.boards.registry import default_board  # noqa: E402
 from dynfix.hw.compiler import compile_model  # noqa: E402
 from dynfix.hw.cycle_model import estimate  # noqa: E402
 from dynfix.hw.generate import write_outputs  # noqa: E402
 from dynfix.quant.datasets import load_digits  # noqa: E402
-from dynfix.quant.int_model import IntModel  # noqa: E402
 from dynfix.quant.load import load_model  # noqa: E402
 from dynfix.quant.search import search  # noqa: E402
-from dynfix.sim.runner import run_engine  # noqa: E402
+from dynfix.sim.simulate import Design, simulate  # noqa: E402
 
-#: Images per timed simulation run (after a first run that builds the simulator).
+#: Images per simulation run (one build, then one simulator process for all of them).
 IMAGES = {"icarus": 2, "verilator": 20}
 
 
@@ -50,34 +50,26 @@ def measure(quick: bool) -> tuple[list[list], dict]:
     spec, t = timed(search, model, calib, bits="8")
     rows.append(["quantize (greedy search, 8 bit)", f"{len(calib)} calibration images",
                  f"{t:.2f} s", ""])
-    try:
-        from dynfix.boards.fit import fit
-        cfg = fit(model, spec, board).chosen.config
-    except ImportError:
-        from dynfix.hw.config import board_config
-        cfg = board_config(board.name)
+    cfg = fit(model, spec, board).chosen.config
     info = {"board": board.name, "engine": f"k={cfg.k} tn={cfg.tn} tm={cfg.tm}"}
     with tempfile.TemporaryDirectory(prefix="dynfix-bench-speed-") as tmp:
         work = Path(tmp)
         cm, t_c = timed(compile_model, model, spec, cfg)
-        _, t_w = timed(write_outputs, cm, model.name, work / "gen")
+        report, t_w = timed(write_outputs, cm, model.name, work / "gen")
         rows.append(["generate (compile + Verilog + images)", info["engine"],
                      f"{t_c + t_w:.2f} s", f"compile {t_c:.2f} s, Verilog {t_w:.2f} s"])
         cyc = estimate(cm)["cycles_per_image"]
         info["cycles_per_image"] = cyc
-        xq = IntModel(model, spec).quantize_input(test[:max(IMAGES.values())])
+        design = Design(work / "gen", report, model, spec, cm)
         sims = ["icarus"] if quick else ["icarus", "verilator"]
         for sim in sims:
-            images = [a.reshape(-1) for a in xq[:IMAGES[sim]]]
-            args = (work / "gen" / "dynfix_engine.v",)
-            kw = dict(n_out=cm.output_len, n_layers=len(cm.plans),
-                      build_dir=work / f"build-{sim}", simulator=sim)
-            _, t_build = timed(run_engine, *args, images[:1], **kw)
-            _, t_run = timed(run_engine, *args, images, **kw)
-            n_cyc = cyc * len(images)
-            rows.append([f"simulate, {sim}: first run (build + 1 image)", "", f"{t_build:.1f} s",
-                         ""])
-            rows.append([f"simulate, {sim}: {len(images)} images (built)",
+            n = IMAGES[sim]
+            res, t_all = timed(simulate, design, test[:n], None, work / "build", sim)
+            t_build = res.build_seconds
+            t_run = t_all - t_build
+            n_cyc = cyc * n
+            rows.append([f"simulate, {sim}: build", "", f"{t_build:.1f} s", ""])
+            rows.append([f"simulate, {sim}: {n} images (built)",
                          f"{n_cyc:,} cycles", f"{t_run:.1f} s",
                          f"**{1e6 * t_run / n_cyc:.1f} us per simulated cycle** "
                          f"({n_cyc / t_run:,.0f} cycles/s, incl. start-up)"])
@@ -100,8 +92,9 @@ def report(rows: list[list], info: dict) -> list[str]:
         f"Model: bundled digits, 8 bit; board {info['board']} (the default), engine "
         f"{info['engine']},",
         f"{info['cycles_per_image']:,} cycles per image (cycle model: compute + image load +",
-        "output stream). Simulation through cocotb (`dynfix.sim.runner.run_engine`); the",
-        "per-cycle figure includes simulator start-up and the testbench's Python work.",
+        "output stream). Simulation through cocotb (`dynfix.sim.simulate.simulate`, the bulk",
+        "harness); the per-cycle figure includes simulator start-up and the harness's Python",
+        "work (integer and float models, scoring).",
         f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, Python "
         f"{platform.python_version()}.",
         "",

@@ -7,9 +7,13 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from dynfix.boards.board_top import BoardTop, check_link
+from dynfix.boards.engine_instance import EngineInstance
 from dynfix.boards.protocol import LinkInfo
 from dynfix.boards.registry import Board
+from dynfix.boards.uart_tx import baud_divisor
 from dynfix.errors import DynfixError
+from dynfix.hw.host_interface import EngineHostSignature
 
 
 @dataclass(frozen=True)
@@ -50,12 +54,9 @@ def load_generated(folder: str | Path) -> Generated:
     return Generated(folder, rep, verilog, info)
 
 
-def board_top(gen: Generated, board: Board):
+def board_top(gen: Generated, board: Board) -> BoardTop:
     """The board top around the generated engine, for ``board``'s clock and UART."""
-    from dynfix.hw.board_top import BoardTop
-    from dynfix.hw.engine_instance import EngineInstance
-    from dynfix.hw.uart_tx import baud_divisor
-
+    check_link(EngineHostSignature(gen.info.in_bits), gen.info)   # before building anything
+    divisor = baud_divisor(board.clock_mhz * 1e6, board.baud)
     engine = EngineInstance(gen.verilog, gen.info.in_bits, gen.report["top"])
-    return BoardTop(engine, gen.info, divisor=baud_divisor(board.clock_mhz * 1e6, board.baud),
-                    board=board)
+    return BoardTop(engine, gen.info, divisor=divisor, board=board)

@@ -13,12 +13,14 @@ result reports.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from dynfix.boards.registry import Board
 from dynfix.errors import DynfixError
+from dynfix.hw.compiler import compile_model, plan_groups, plan_model
 from dynfix.hw.config import EngineConfig
-from dynfix.hw.resources import Device, Estimate, Usage, estimate
+from dynfix.hw.cycle_model import estimate as cycle_estimate, layer_cycles
+from dynfix.hw.resources import Device, Estimate, Usage, engine_memories, estimate
 
 #: Share of a board's LUTs and FFs the fitter may plan for (placement and timing headroom).
 LOGIC_HEADROOM = 0.85
@@ -78,8 +80,6 @@ def candidates(model, max_mults: int) -> list[tuple[int, int, int]]:
     multipliers): at most ``max_mults`` products, ``lanes`` and ``tm`` each the narrowest for
     their pass counts over the layers' input and output channels. Cycles come from the
     shape-only plan and the analytic cycle model, so thousands of pairs cost little."""
-    from dynfix.hw.compiler import plan_groups, plan_model
-    from dynfix.hw.cycle_model import layer_cycles
     plans, _ = plan_groups(model)
     lanes_set = useful_sizes([p.in_shape[0] for p in plans], max_mults)
     tm_set = useful_sizes([p.out_shape[0] for p in plans], max_mults)
@@ -95,8 +95,6 @@ def candidates(model, max_mults: int) -> list[tuple[int, int, int]]:
 
 
 def evaluate_config(model, spec, cfg: EngineConfig, board: Board) -> Candidate:
-    from dynfix.hw.compiler import compile_model
-    from dynfix.hw.cycle_model import estimate as cycle_estimate
 
     cm = compile_model(model, spec, cfg)
     est = estimate(cm.config, Device.from_board(board))
@@ -151,7 +149,6 @@ def fit(model, spec, board: Board) -> FitResult:
 def _memory_note(c: Candidate, board: Board) -> str:
     if "brams" not in c.over:
         return ""
-    from dynfix.hw.resources import engine_memories
     kbit = {m.name: m.depth * m.width / 1024 for m in engine_memories(c.config)}
     parts = [f"{name} {desc} ({kbit[name]:.0f} kbit)"
              for name, desc in c.estimate.memories.items() if "blocks" in desc]
@@ -161,7 +158,6 @@ def _memory_note(c: Candidate, board: Board) -> str:
 
 def check_generated_fits(gen, board: Board) -> Estimate:
     """Before synthesis: the engine in a ``dynfix generate`` folder must fit ``board``."""
-    from dataclasses import fields
     names = {f.name for f in fields(EngineConfig)}
     cfg = EngineConfig(**{k: v for k, v in gen.engine.items() if k in names})
     est = estimate(cfg, Device.from_board(board))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import numpy as np
+import serial
 
 from dynfix.boards.protocol import (CMD_INFO, INFO_LEN, LinkInfo, Result, infer_request,
                                     parse_result)
@@ -13,7 +14,6 @@ from dynfix.errors import DynfixError
 
 def open_port(port: str, baud: int, timeout: float):
     """Open ``port`` 8N1 at ``baud``; a missing or busy port is a DynfixError."""
-    import serial
     if not port.startswith(("socket://", "loop://", "rfc2217://")) and not os.path.exists(port):
         raise DynfixError(f"serial port {port} does not exist; is the board plugged in? "
                           f"(iCEBreaker: /dev/ttyUSB1, ULX3S: /dev/ttyUSB0; pass --port)")

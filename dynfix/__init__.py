@@ -2,28 +2,33 @@
 
 The flow is model -> quantized model -> engine config + program -> Verilog -> simulation and
 synthesis reports. The subpackages follow it: :mod:`dynfix.quant` (IR, loaders, float and
-integer models, quantizer), :mod:`dynfix.hw` (Amaranth engine and compiler),
-:mod:`dynfix.sim` (cocotb testbenches) and :mod:`dynfix.boards` (board files, fitting,
-synthesis).
+integer models, quantizer), :mod:`dynfix.hw` (compiler and Amaranth engine),
+:mod:`dynfix.sim` (cocotb harness) and :mod:`dynfix.boards` (board files, fitting, board-side
+gateware, synthesis). On top of them: :mod:`dynfix.api` (each stage as a function),
+:mod:`dynfix.workflow` (the whole flow) and :mod:`dynfix.commands` (the CLI).
 
-The Python API (:mod:`dynfix.api`) mirrors the CLI: :func:`load_model`, :func:`quantize`,
-:func:`generate`, :func:`simulate`, :func:`synth` and :func:`flow`, each returning a result
-dataclass. They are imported on first use, so ``import dynfix`` stays fast.
+The API mirrors the CLI: :func:`load_model`, :func:`quantize`, :func:`fit`, :func:`generate`,
+:func:`simulate`, :func:`synth`, :func:`evaluate`, :func:`infer`, :func:`compress` and
+:func:`flow`, each returning a result dataclass. They are imported on first use, so
+``import dynfix`` stays fast (numpy, amaranth, onnx and cocotb take about a second).
 """
 
 __version__ = "0.1.0"
 
-__all__ = ["DynfixError", "load_model", "quantize", "generate", "simulate", "synth", "flow",
-           "QuantizeResult", "GenerateResult", "SimulateResult", "FlowResult"]
+__all__ = ["DynfixError", "load_model", "quantize", "fit", "generate", "simulate", "synth",
+           "evaluate", "infer", "compress", "flow", "QuantizeResult", "GenerateResult",
+           "SimulateResult", "EvaluateResult", "CompressResult", "FlowResult"]
 
 from dynfix.errors import DynfixError  # noqa: E402
+
+_WORKFLOW = ("flow", "FlowResult")
 
 
 def __getattr__(name: str):
     """Lazy access to the API (``dynfix.quantize`` imports :mod:`dynfix.api` on first use)."""
-    if name == "FlowResult":
-        from dynfix.flow import FlowResult
-        return FlowResult
+    if name in _WORKFLOW:
+        from dynfix.workflow import run
+        return getattr(run, name)
     if name in __all__:
         from dynfix import api
         return getattr(api, name)

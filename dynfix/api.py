@@ -1,14 +1,16 @@
-"""The Python API: the CLI's stages as functions returning result dataclasses.
+"""The Python API: every stage of dynfix as a function returning a result dataclass.
 
-Each function takes what the matching command takes (a model name or path, a bit-width spec,
-a board name) or the result of the previous stage, so a notebook can run the flow one step at
-a time::
+This is the one implementation of each stage: the commands (:mod:`dynfix.commands`) parse
+their arguments, call these functions and print, and the whole flow
+(:mod:`dynfix.workflow`) chains them. Each function takes what the matching command takes (a
+model name or path, a bit-width spec, a board name) or the result of the previous stage, so a
+notebook can run the flow one step at a time::
 
     import dynfix
     q = dynfix.quantize("digits", bits="8")                 # QuantizeResult
     g = dynfix.generate(q, output="out/digits-hw")          # GenerateResult
     s = dynfix.simulate(g, q, images=5)                     # SimulateResult
-    r = dynfix.flow("digits", images=5)                     # FlowResult (everything)
+    syn = dynfix.synth(g)                                   # SynthResult (minutes)
 
 User errors raise :class:`dynfix.DynfixError` with a one-line message, as in the CLI.
 """
@@ -16,6 +18,7 @@ User errors raise :class:`dynfix.DynfixError` with a one-line message, as in the
 from __future__ import annotations
 
 import json
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,42 +26,41 @@ from typing import Any, Callable
 
 import numpy as np
 
+from dynfix.boards.design import board_top, load_generated
+from dynfix.boards.host import BoardClient, open_port
+from dynfix.boards.fit import FitResult, check_generated_fits, fit as fit_model
+from dynfix.boards.synth import SynthResult, check_result, synthesize
 from dynfix.errors import DynfixError
+from dynfix.hw.compiler import CompiledModel, compile_model, plan_groups
+from dynfix.hw.config import EngineConfig
+from dynfix.hw.generate import write_outputs
+from dynfix.inputs import (DataLike, ModelLike, check_data_fits, engine_config, get_board,
+                           load_inputs, load_model, load_spec)
+from dynfix.quant.bits import layer_widths, load_overrides
+from dynfix.quant.float_model import check_input, predict
+from dynfix.quant.int_model import IntModel
 from dynfix.quant.ir import Model
+from dynfix.quant.onnx_io import save_onnx
 from dynfix.quant.qspec import QuantSpec
+from dynfix.quant.qspec_io import save_qspec, spec_to_dict
+from dynfix.quant.search import check_calib, search
+from dynfix.quant.svd import SvdReport, compress as svd_compress, parse_svd
+from dynfix.quant.yaml_io import save_yaml
+from dynfix.sim import simulate as sim
+from dynfix.sim.simulators import choose as choose_simulator
+
+__all__ = ["load_model", "quantize", "fit", "generate", "simulate", "synth", "evaluate",
+           "infer", "compress", "QuantizeResult", "GenerateResult", "SimulateResult",
+           "EvaluateResult", "CompressResult", "BoardRunResult", "run_board", "SynthResult", "FitResult", "get_board"]
 
 Progress = Callable[[str], None]
-ModelLike = str | Path | Model
 
 
 def _quiet(msg: str) -> None:
     """Default progress callback: say nothing."""
 
 
-def load_model(model: ModelLike) -> Model:
-    """An ``.onnx`` or ``.yaml`` path, a bundled name (``digits``) or a loaded model."""
-    if isinstance(model, Model):
-        return model
-    from dynfix.quant.load import load_model as _load
-    return _load(str(model))
-
-
-def load_inputs(data: str | Path | np.ndarray, split: str = "test", labels: bool = False
-                ) -> tuple[np.ndarray, np.ndarray | None]:
-    """``digits`` (its ``split``), an ``X.npy``/``D.npz`` path, or an array of inputs."""
-    if isinstance(data, np.ndarray):
-        return data.astype(np.float32), None
-    from dynfix.quant.datasets import load_data
-    return load_data(str(data), split=split, need_labels=labels)
-
-
-def check_data_fits(model: Model, data: str | Path | np.ndarray, what: str = "data") -> None:
-    """Fail early, with a hint, when the bundled digits images do not fit ``model``."""
-    if isinstance(data, str) and data == "digits" and tuple(model.input_shape) != (1, 8, 8):
-        shape = "x".join(map(str, model.input_shape))
-        raise DynfixError(f"model {model.name!r} takes {shape} inputs but the digits images "
-                          f"are 1x8x8: pass your own {what} (--data D.npz with arrays x, y)")
-
+# --- quantize ------------------------------------------------------------------------------
 
 @dataclass
 class QuantizeResult:
@@ -68,33 +70,31 @@ class QuantizeResult:
     spec: QuantSpec
     seconds: float
     path: Path | None = None
+    calib_inputs: int = 0
 
     def save(self, path: str | Path) -> Path:
         """Write the spec as ``Q.yaml`` (atomically)."""
-        from dynfix.quant.qspec_io import save_qspec
         save_qspec(self.spec, path)
         self.path = Path(path)
         return self.path
 
     def logits(self, x: np.ndarray) -> np.ndarray:
         """Integer-model outputs (int64, N x outputs) for float inputs ``x``."""
-        from dynfix.quant.int_model import IntModel
         return IntModel(self.model, self.spec).logits(x).reshape(len(x), -1)
 
     def layers(self) -> list[dict[str, Any]]:
         """The per-layer formats and calibration statistics as plain dicts."""
-        from dynfix.quant.qspec_io import spec_to_dict
         return spec_to_dict(self.spec)["layers"]
 
 
-def quantize(model: ModelLike, calib: str | Path | np.ndarray = "digits", bits: str = "8",
+QuantLike = QuantizeResult | QuantSpec | str | Path
+
+
+def quantize(model: ModelLike, calib: DataLike = "digits", bits: str = "8",
              method: str = "greedy", overrides: str | Path | dict | None = None,
              output: str | Path | None = None, progress: Progress = _quiet
              ) -> QuantizeResult:
     """``dynfix quantize``: choose every layer's fixed-point format on calibration inputs."""
-    from dynfix.quant.bits import layer_widths, load_overrides
-    from dynfix.quant.search import check_calib, search
-
     m = load_model(model)
     if overrides is not None and not isinstance(overrides, dict):
         overrides = load_overrides(overrides)
@@ -104,19 +104,28 @@ def quantize(model: ModelLike, calib: str | Path | np.ndarray = "digits", bits: 
     check_calib(m, x)
     t0 = time.perf_counter()
     spec = search(m, x, str(bits), method, overrides, progress)
-    result = QuantizeResult(m, spec, time.perf_counter() - t0)
+    result = QuantizeResult(m, spec, time.perf_counter() - t0, calib_inputs=len(x))
     if output is not None:
         result.save(output)
     return result
 
 
-def _spec_for(model: Model, quant: QuantizeResult | QuantSpec | str | Path) -> QuantSpec:
+def _model_and_spec(quant: QuantLike, model: ModelLike | None) -> tuple[Model, QuantSpec]:
     if isinstance(quant, QuantizeResult):
-        return quant.spec
-    if isinstance(quant, QuantSpec):
-        return quant
-    from dynfix.quant.qspec_io import load_qspec
-    return load_qspec(str(quant), model)
+        return quant.model, quant.spec
+    if model is None:
+        raise DynfixError("pass model= together with a quantization spec or Q.yaml path")
+    m = load_model(model)
+    return m, load_spec(m, quant)
+
+
+# --- fit and generate ----------------------------------------------------------------------
+
+def fit(quant: QuantLike, board: Any = None, *, model: ModelLike | None = None) -> FitResult:
+    """``dynfix boards --fit``: the fastest engine for the model that fits ``board`` (the
+    default board if omitted), with what stopped a faster one."""
+    m, spec = _model_and_spec(quant, model)
+    return fit_model(m, spec, get_board(board))
 
 
 @dataclass
@@ -125,9 +134,11 @@ class GenerateResult:
 
     folder: Path
     report: dict = field(repr=False)
-    config: Any                                     # the fitted EngineConfig
-    compiled: Any = field(default=None, repr=False)
-    fit: Any = field(default=None, repr=False)      # boards.fit.FitResult, when fitted
+    config: EngineConfig
+    compiled: CompiledModel = field(repr=False)
+    model: Model = field(repr=False)
+    spec: QuantSpec = field(repr=False)
+    fit: FitResult | None = field(default=None, repr=False)   # when fitted to a board
 
     @property
     def verilog(self) -> Path:
@@ -143,74 +154,32 @@ class GenerateResult:
         return int(self.report["engine"]["multipliers"])
 
 
-def get_board(board: Any = None):
-    """A :class:`~dynfix.boards.registry.Board`: by name, board file path, or as is."""
-    from dynfix.boards.registry import Board, get_board as _get
-    return board if isinstance(board, Board) else _get(None if board is None else str(board))
-
-
-def engine_config(model: Model, spec: QuantSpec, board: Any = None):
-    """The fastest engine for ``model`` that fits ``board`` (``dynfix boards --fit``).
-
-    Returns the parallelism (an ``EngineConfig`` with k, tn, tm; widths and depths are
-    fitted by the compiler) and the fit result (what limited a faster engine).
-    """
-    from dynfix.boards.fit import fit
-    from dynfix.hw.config import EngineConfig
-    result = fit(model, spec, get_board(board))
-    c = result.chosen.config
-    return EngineConfig(k=c.k, tn=c.tn, tm=c.tm), result
-
-
-def _model_and_spec(quant: QuantizeResult | QuantSpec | str | Path,
-                    model: ModelLike | None) -> tuple[Model, QuantSpec]:
-    if isinstance(quant, QuantizeResult):
-        return quant.model, quant.spec
-    if model is None:
-        raise DynfixError("pass model= together with a quantization spec or Q.yaml path")
-    m = load_model(model)
-    return m, _spec_for(m, quant)
-
-
-def generate(quant: QuantizeResult | QuantSpec | str | Path, output: str | Path,
-             board: Any = None, *, config: Any = None, model: ModelLike | None = None
-             ) -> GenerateResult:
+def generate(quant: QuantLike, output: str | Path, board: Any = None, *,
+             config: EngineConfig | dict | str | Path | None = None,
+             model: ModelLike | None = None) -> GenerateResult:
     """``dynfix generate``: compile for the engine and write Verilog, hex images, report.
 
     ``quant`` is a :class:`QuantizeResult` (it carries the model), or a ``QuantSpec`` /
     ``Q.yaml`` path together with ``model=``. The engine is the fastest one that fits
-    ``board`` (the default board if omitted) unless ``config`` (an ``EngineConfig`` or a
-    dict with k, tn, tm) is given.
+    ``board`` (the default board if omitted, recorded in the report) unless ``config`` (an
+    ``EngineConfig``, a dict with k, tn, tm, or an ``engine.yaml`` path) is given.
     """
-    from dynfix.hw.compiler import compile_model
-    from dynfix.hw.config import EngineConfig
-    from dynfix.hw.generate import write_outputs
-
     m, spec = _model_and_spec(quant, model)
     fitted, board_name = None, None
     if config is None:
         b = get_board(board)
-        cfg, fitted = engine_config(m, spec, b)
+        fitted = fit_model(m, spec, b)
+        c = fitted.chosen.config
+        cfg = EngineConfig(k=c.k, tn=c.tn, tm=c.tm)
         board_name = b.bundled_name
-    elif isinstance(config, dict):
-        cfg = EngineConfig.from_dict(config)
     else:
-        cfg = config
+        cfg = engine_config(config)
     cm = compile_model(m, spec, cfg)
-    rep = write_outputs(cm, m.name, output, board_name)
-    _write_model_files(m, spec, output)
-    return GenerateResult(Path(output), rep, cm.config, cm, fitted)
+    rep = write_outputs(cm, m.name, output, board_name, model_files=(m, spec))
+    return GenerateResult(Path(output), rep, cm.config, cm, m, spec, fitted)
 
 
-def _write_model_files(model: Model, spec: QuantSpec, folder: str | Path) -> None:
-    """model.yaml/.npz and Q.yaml beside the Verilog, as ``dynfix generate`` writes them
-    (what ``dynfix simulate DIR`` reads), once that part of the simulator has landed."""
-    try:
-        from dynfix.sim.simulate import write_model_files
-    except ImportError:
-        return
-    write_model_files(model, spec, folder)
-
+# --- simulate ------------------------------------------------------------------------------
 
 @dataclass
 class SimulateResult:
@@ -219,9 +188,13 @@ class SimulateResult:
     outputs: np.ndarray = field(repr=False)          # N x values, what the engine streamed
     expected: np.ndarray = field(repr=False)         # N x values, the integer model's
     cycles: list[int] = field(repr=False)            # per image, the engine's counter
-    layer_cycles: list[list[int]] = field(repr=False)
+    layer_cycles: list[list[int]] = field(repr=False)  # per image, each layer group's
     labels: np.ndarray | None = field(default=None, repr=False)
     seconds: float = 0.0
+    model: str = ""
+    #: The harness's full report: the first mismatch localized to a layer and coordinate,
+    #: accuracies, MAC utilization, simulator speed (what ``dynfix simulate`` prints).
+    details: sim.SimResult | None = field(default=None, repr=False)
 
     @property
     def n(self) -> int:
@@ -231,6 +204,11 @@ class SimulateResult:
     def mismatches(self) -> int:
         """Images whose hardware outputs differ from the integer model in any value."""
         return int(np.sum(np.any(self.outputs != self.expected, axis=1)))
+
+    @property
+    def first_mismatch(self) -> dict | None:
+        """Where the first mismatching image first differs (layer, coordinates, values)."""
+        return None if self.details is None else self.details.first_mismatch
 
     @property
     def hw_accuracy(self) -> float | None:
@@ -251,55 +229,78 @@ def _accuracy(scores: np.ndarray, labels: np.ndarray | None) -> float | None:
     return float(np.mean(scores.argmax(axis=1) == labels))
 
 
-def simulate(generated: GenerateResult | str | Path,
-             quant: QuantizeResult | QuantSpec | str | Path,
-             data: str | Path | np.ndarray = "digits", images: int = 20, *,
-             model: ModelLike | None = None, simulator: str = "icarus",
-             progress: Progress = _quiet, chunk: int = 5) -> SimulateResult:
-    """``dynfix simulate``-style check: the first ``images`` inputs of ``data`` through the
-    generated Verilog, compared value for value with the integer model."""
-    from dynfix.flow_sim import run_images
-    if not isinstance(images, int) or images < 1:
+def _design(generated: GenerateResult | str | Path, quant: QuantLike | None,
+            model: ModelLike | None) -> sim.Design:
+    """The design to simulate: a :class:`GenerateResult` as it is in memory, or a generate
+    output folder (its own ``model.yaml`` and ``Q.yaml``, unless ``quant`` is given)."""
+    if isinstance(generated, GenerateResult):
+        m, spec = (generated.model, generated.spec) if quant is None else \
+            _model_and_spec(quant, model)
+        return sim.Design(generated.folder, generated.report, m, spec,
+                          generated.compiled if spec is generated.spec else
+                          compile_model(m, spec, generated.config))
+    design = sim.load_design(generated)
+    if quant is None:
+        return design
+    m, spec = _model_and_spec(quant, model if model is not None else design.model)
+    return sim.Design(design.folder, design.report, m, spec,
+                      compile_model(m, spec, design.cm.config))
+
+
+def simulate(generated: GenerateResult | str | Path, quant: QuantLike | None = None,
+             data: DataLike = "digits", images: int = 20, *, model: ModelLike | None = None,
+             simulator: str | None = None, waves: bool = False,
+             build_dir: str | Path | None = None, progress: Progress = _quiet
+             ) -> SimulateResult:
+    """``dynfix simulate``: the first ``images`` inputs of ``data`` through the generated
+    Verilog (Icarus, or Verilator; default ``$DYNFIX_SIM``, else Icarus), compared value for
+    value with the integer model; the first mismatch is localized to a layer.
+
+    ``generated`` is a :class:`GenerateResult` or a ``dynfix generate`` folder; ``quant``
+    (with ``model=`` unless it is a :class:`QuantizeResult`) overrides the spec the design
+    was generated with. The simulator builds in ``build_dir`` (default: a temporary folder,
+    removed afterwards).
+    """
+    if not isinstance(images, int) or isinstance(images, bool) or images < 1:
         raise DynfixError(f"images must be a positive integer, got {images!r}")
-    folder = generated.folder if isinstance(generated, GenerateResult) else Path(generated)
-    report = generated.report if isinstance(generated, GenerateResult) else _read_report(folder)
-    m, spec = _model_and_spec(quant, model)
-    check_data_fits(m, data)
+    simulator = choose_simulator(simulator)
+    design = _design(generated, quant, model)
+    check_data_fits(design.model, data)
     x, y = load_inputs(data, split="test", labels=False)
-    x = x[:images]
-    y = None if y is None else y[:images]
+    check_input(design.model, x[:1])
+    if images > len(x):
+        raise DynfixError(f"images={images}: the data has only {len(x)} inputs")
+    x, y = x[:images], None if y is None else y[:images]
     t0 = time.perf_counter()
-    outputs, expected, cycles, layers = run_images(folder, report, m, spec, x, simulator,
-                                                   progress, chunk)
-    return SimulateResult(outputs, expected, cycles, layers, y, time.perf_counter() - t0)
+    if build_dir is None:
+        with tempfile.TemporaryDirectory(prefix="dynfix-sim-") as tmp:
+            run = sim.simulate(design, x, y, tmp, simulator, waves, progress=progress)
+    else:
+        run = sim.simulate(design, x, y, build_dir, simulator, waves, progress=progress)
+    return SimulateResult(run.outputs, run.expected, run.cycles, run.image_layer_cycles, y,
+                          time.perf_counter() - t0, design.model.name, run)
 
 
-def _read_report(folder: Path) -> dict:
-    path = folder / "report.json"
-    try:
-        return json.loads(path.read_text())
-    except OSError:
-        raise DynfixError(f"{folder} is not a dynfix generate output (no report.json)") \
-            from None
-    except ValueError as e:
-        raise DynfixError(f"{path}: not valid JSON ({e})") from None
-
+# --- synthesize ----------------------------------------------------------------------------
 
 def synth(generated: GenerateResult | str | Path, board: Any = None,
-          build_dir: str | Path | None = None, check_timing: bool = True):
+          build_dir: str | Path | None = None, check_timing: bool = True,
+          fit_check: bool = True) -> SynthResult:
     """``dynfix synth``: the board top around the engine -> bitstream, utilization, Fmax.
 
-    Returns :class:`dynfix.boards.synth.SynthResult`; raises when timing is not met (unless
-    ``check_timing`` is false).
+    The board defaults to the one the design was generated for (``generate(..., board=)``),
+    else the default board. Builds in ``build_dir`` (default: the design folder's
+    ``build/``). Raises when the estimate does not fit the board (unless ``fit_check`` is
+    false) and when timing is not met (unless ``check_timing`` is false).
     """
-    from dynfix.boards.design import board_top, load_generated
-    from dynfix.boards.synth import check_result, synthesize
-
     folder = generated.folder if isinstance(generated, GenerateResult) else Path(generated)
     gen = load_generated(folder)
+    if board is None:
+        recorded = gen.report.get("board")
+        board = recorded if isinstance(recorded, str) else None
     b = get_board(board)
-    from dynfix.boards.fit import check_generated_fits
-    check_generated_fits(gen, b)
+    if fit_check:
+        check_generated_fits(gen, b)
     out = Path(build_dir) if build_dir is not None else folder / "build"
     result = synthesize(board_top(gen, b), b, out, check_timing=False)
     if check_timing:
@@ -307,13 +308,150 @@ def synth(generated: GenerateResult | str | Path, board: Any = None,
     return result
 
 
-def flow(model: ModelLike = "digits", board: str | None = None, bits: str = "8",
-         images: int = 20, synth: bool = False, output: str | Path | None = None,
-         data: str | Path | None = None, calib: str | Path | None = None,
-         progress: Progress = _quiet):
-    """``dynfix flow``: quantize -> generate -> simulate -> (synthesize), reports and plots
-    in ``output``. Returns :class:`dynfix.flow.FlowResult`."""
-    from dynfix.flow import FlowOptions, run_flow
-    return run_flow(FlowOptions(model=model, board=board, bits=str(bits), images=images,
-                                synth=synth, output=output, data=data, calib=calib),
-                    progress)
+# --- run on a board ------------------------------------------------------------------------
+
+@dataclass
+class BoardRunResult:
+    """Images run on a programmed board over its UART, each checked against the integer
+    model: per image ``index``, ``predicted``, ``label``, ``cycles``, ``bit_exact``,
+    ``logits``."""
+
+    images: list[dict] = field(repr=False)
+    seconds: float = 0.0
+
+    @property
+    def bit_exact(self) -> int:
+        return sum(r["bit_exact"] for r in self.images)
+
+    @property
+    def accuracy(self) -> float | None:
+        if not self.images or self.images[0]["label"] is None:
+            return None
+        return sum(r["predicted"] == r["label"] for r in self.images) / len(self.images)
+
+    def summary(self) -> dict:
+        d = {"images": len(self.images), "bit_exact": self.bit_exact,
+             "seconds": round(self.seconds, 2),
+             "cycles": self.images[0]["cycles"] if self.images else 0}
+        if self.accuracy is not None:
+            d["accuracy"] = self.accuracy
+        return d
+
+
+def run_board(port: str, quant: QuantLike, model: ModelLike = "digits",
+              data: DataLike = "digits", images: int | None = None, baud: int = 115200,
+              timeout: float = 5.0) -> BoardRunResult:
+    """``dynfix run-board``: send images to a board running the dynfix bitstream, read back
+    logits, class and cycle count, and compare them bit for bit with the integer model."""
+    if images is not None and images < 1:
+        raise DynfixError("--images must be at least 1")
+    m, spec = _model_and_spec(quant, model)
+    x, y = load_inputs(data, "test")
+    if images is not None:
+        x, y = x[:images], None if y is None else y[:images]
+    im = IntModel(m, spec)
+    _, out_name = plan_groups(m)
+    rows, t0 = [], time.monotonic()
+    with open_port(port, baud, timeout) as link:
+        client = BoardClient(link)
+        info = client.connect()
+        if info.n_in != int(np.prod(x.shape[1:])):
+            raise DynfixError(f"the board's engine takes {info.n_in} inputs, the data has "
+                              f"{int(np.prod(x.shape[1:]))} per image: another model?")
+        for i in range(len(x)):
+            xq = im.quantize_input(x[i:i + 1])
+            ref = np.asarray(im.forward(xq)[out_name]).reshape(-1)
+            res = client.infer(xq[0])
+            rows.append({"index": i, "predicted": res.predicted, "cycles": res.cycles,
+                         "label": None if y is None else int(y[i]),
+                         "bit_exact": bool(np.array_equal(res.logits, ref)),
+                         "logits": res.logits.tolist()})
+    return BoardRunResult(rows, time.monotonic() - t0)
+
+
+# --- evaluate, infer, compress -------------------------------------------------------------
+
+@dataclass
+class EvaluateResult:
+    """Top-1 accuracy of the float model, or of the integer model under a spec."""
+
+    model: str
+    mode: str                  # "float" or "quant"
+    n: int
+    correct: int
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / self.n if self.n else 0.0
+
+
+def infer(model: ModelLike, x: np.ndarray, quant: QuantLike | None = None, raw: bool = False
+          ) -> np.ndarray:
+    """Outputs for the inputs ``x``: the float model's, or with ``quant`` the integer
+    model's, dequantized to float32 (``raw``: the int64 integers)."""
+    m = load_model(model)
+    if raw and quant is None:
+        raise DynfixError("--raw needs --quant Q.yaml (raw integers come from the integer "
+                          "model)")
+    if quant is None:
+        return predict(m, x)
+    _, spec = _model_and_spec(quant, m)
+    im = IntModel(m, spec)
+    q = im.logits(x)
+    return q if raw else im.dequantize(im.output_name, q).astype(np.float32)
+
+
+def evaluate(model: ModelLike, data: DataLike = "digits", quant: QuantLike | None = None
+             ) -> EvaluateResult:
+    """``dynfix evaluate``: top-1 accuracy on labelled data (float, or integer with
+    ``quant``)."""
+    m = load_model(model)
+    x, y = load_inputs(data, split="test", labels=True)
+    if y is None:
+        raise DynfixError("evaluate needs labelled data: a D.npz with arrays x and y, or "
+                          "digits")
+    s = infer(m, x, quant, raw=quant is not None).reshape(len(x), -1)
+    classes = s.shape[1]
+    if y.min() < 0 or y.max() >= classes:
+        raise DynfixError(f"labels range from {y.min()} to {y.max()}, but the model has "
+                          f"{classes} outputs")
+    return EvaluateResult(m.name, "quant" if quant is not None else "float", len(y),
+                          int(np.sum(s.argmax(axis=1) == y)))
+
+
+@dataclass
+class CompressResult:
+    """A model with low-rank (SVD) fully connected layers."""
+
+    model: Model = field(repr=False)
+    layers: list[SvdReport]
+    params_before: int
+    params_after: int
+    path: Path | None = None
+
+
+def compress(model: ModelLike, svd: dict[str, int] | list[str],
+             output: str | Path | None = None) -> CompressResult:
+    """``dynfix compress``: replace Linear layers by rank-limited pairs (``{layer: rank}``
+    or ``["layer=rank", ...]``); written as ``.onnx`` or ``.yaml`` if ``output`` is given."""
+    out = Path(output) if output is not None else None
+    if out is not None and out.suffix.lower() not in (".onnx", ".yaml", ".yml"):
+        raise DynfixError(f"--output {str(output)!r}: expected an .onnx or .yaml file name")
+    m = load_model(model)
+    new, reports = svd_compress(m, svd if isinstance(svd, dict) else parse_svd(svd))
+    if out is not None:
+        (save_onnx if out.suffix.lower() == ".onnx" else save_yaml)(new, out)
+    return CompressResult(new, reports, m.summary()["total_params"],
+                          new.summary()["total_params"], out)
+
+
+def read_report(folder: str | Path) -> dict:
+    """``report.json`` of a ``dynfix generate`` folder."""
+    path = Path(folder) / "report.json"
+    try:
+        return json.loads(path.read_text())
+    except OSError:
+        raise DynfixError(f"{folder} is not a dynfix generate output (no report.json)") \
+            from None
+    except ValueError as e:
+        raise DynfixError(f"{path}: not valid JSON ({e})") from None

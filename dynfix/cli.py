@@ -3,6 +3,11 @@
 Each subcommand lives in its own module under :mod:`dynfix.commands` and exposes
 ``register(subparsers)``; the parser it adds sets ``func(args) -> int``. User errors
 (:class:`~dynfix.errors.DynfixError`) print one line and exit 1; nothing else is caught.
+
+Stopping: Ctrl-C (SIGINT) and SIGTERM (a scheduler, ``timeout``, a CI limit) both unwind the
+running command like an exception, so every output written through
+:mod:`dynfix.fileio` and every temporary build folder is removed on the way out and child
+processes (simulators) are killed; the exit status is 130 and 143 (128 + the signal).
 """
 
 from __future__ import annotations
@@ -10,9 +15,21 @@ from __future__ import annotations
 import argparse
 import importlib
 import pkgutil
+import signal
 import sys
+import threading
 
+from dynfix import commands
 from dynfix.errors import DynfixError
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so that it unwinds like Ctrl-C."""
+
+
+def _terminate(signum, frame) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)      # one unwinding is enough
+    raise Terminated()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -20,7 +37,6 @@ def build_parser() -> argparse.ArgumentParser:
         prog="dynfix",
         description="Dynamic fixed-point CNN accelerator generator for FPGAs.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    import dynfix.commands as commands
     for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
         module = importlib.import_module(f"dynfix.commands.{info.name}")
         module.register(sub)
@@ -30,14 +46,22 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
     try:
         return int(args.func(args) or 0)
     except DynfixError as e:
         print(f"dynfix: error: {e}", file=sys.stderr)
         return 1
+    except Terminated:
+        print("dynfix: terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print("dynfix: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

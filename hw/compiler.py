@@ -18,7 +18,7 @@ from dynfix.quant.int_model import IntModel
 from dynfix.quant.ir import Conv2d, Flatten, Linear, MaxPool2d, Model, ReLU, Softmax
 from dynfix.quant.qspec import QuantSpec
 from .config import EngineConfig
-from .program import check_entry, pack_entry
+from .program import ADDRESS_KINDS, FIELDS, check_entry, pack_entry
 
 Shape3 = tuple[int, int, int]
 
@@ -247,9 +247,7 @@ def compile_model(model: Model, spec: QuantSpec, cfg: EngineConfig) -> CompiledM
         w_base += n_mg * kh * kw * t_in
         b_base += n_mg
 
-    counts = [v for e in entries for k, v in e.items()
-              if k not in ("addr0", "in_base", "out_base", "w_base", "b_base")
-              and not k.startswith("st_")]
+    counts = [v for e in entries for k, v in e.items() if FIELDS[k][0] not in ADDRESS_KINDS]
     reach = [abs(e["iy0"]) + e["in_h"] + e["kh"] + e["cs_py"] for e in entries]
     reach += [abs(e["ix0"]) + e["in_w"] + e["kw"] + e["cs_px"] for e in entries]
     cfg = cfg.fitted(

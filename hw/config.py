@@ -57,11 +57,6 @@ class EngineConfig:
         return self.tm * self.lanes
 
     @property
-    def groups_per_word(self) -> int:
-        """Output-channel groups (of ``tm``) per map word (when ``tm`` divides ``lanes``)."""
-        return self.lanes // self.tm
-
-    @property
     def packed_writeback(self) -> bool:
         """Whether ``tm`` divides ``lanes``: every output group then lands in one map word at
         a lane offset that is a multiple of ``tm`` (one write, no rotation)."""
@@ -101,11 +96,6 @@ class EngineConfig:
         return max(self.acc_bits, self.data_bits).bit_length() + 1
 
     @property
-    def lshift_bits(self) -> int:
-        """Unsigned width of a left data shift (at most ``data_bits``)."""
-        return self.data_bits.bit_length()
-
-    @property
     def bias_shift_bits(self) -> int:
         return max(1, (self.acc_bits - 1).bit_length())
 
@@ -121,8 +111,14 @@ class EngineConfig:
         if self.im2col not in (0, 1):
             raise DynfixError(f"engine config: im2col={self.im2col!r} must be 0 or 1")
 
-    def is_fitted(self) -> bool:
-        return all(getattr(self, key) > 0 for key in FITTED_KEYS)
+    def check_fitted(self) -> None:
+        """Raise unless every width and depth is set: an engine cannot be built before
+        :func:`dynfix.hw.compiler.compile_model` has fitted them to a model."""
+        unfitted = [key for key in FITTED_KEYS if getattr(self, key) < 1]
+        if unfitted:
+            raise DynfixError(f"engine config is not fitted: {', '.join(unfitted)} "
+                              f"{'is' if len(unfitted) == 1 else 'are'} 0; the compiler "
+                              f"(compile_model) fills them in from the model")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -152,17 +148,3 @@ class EngineConfig:
         if small:
             raise DynfixError(f"the model does not fit the engine config: {'; '.join(small)}")
         return replace(self, **{key: v for key, v in need.items() if not getattr(self, key)})
-
-
-#: Fixed configurations per board until board sizing is automatic.
-BOARD_CONFIGS: dict[str, EngineConfig] = {
-    "icebreaker": EngineConfig(k=3, tn=1, tm=1),
-}
-
-
-def board_config(board: str) -> EngineConfig:
-    try:
-        return BOARD_CONFIGS[board]
-    except KeyError:
-        raise DynfixError(f"no engine config for board {board!r}; known: "
-                          f"{', '.join(sorted(BOARD_CONFIGS))} (or pass --config)") from None

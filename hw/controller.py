@@ -7,6 +7,7 @@ from amaranth.lib import enum, memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from .config import EngineConfig
+from .host_interface import EngineHostSignature
 from .program import entry_layout
 
 
@@ -37,15 +38,13 @@ class Controller(wiring.Component):
 
     Members
     -------
-    start : In(1)                       pulse (ignored while busy)
-    busy, done : Out(1)                 ``done`` stays high until the next ``start``
+    start, busy, done, cycles, layer_sel, layer_cycles
+        The engine's host controls, :meth:`EngineHostSignature.control_members
+        <dynfix.hw.host_interface.EngineHostSignature.control_members>`.
     entry : Out(program entry)          the current layer's entry
     load_start, seq_start, unload_start : Out(1)   pulses
     load_done, seq_done, unload_done : In(1)       pulses
     loading, running, unloading : Out(1)           which unit owns the map memory ports
-    cycles : Out(32)
-    layer_sel : In(8)                   layer index; ``layer_cycles`` follows one cycle later
-    layer_cycles : Out(32)
     """
 
     def __init__(self, cfg: EngineConfig, program: list[int], drain: int):
@@ -53,22 +52,21 @@ class Controller(wiring.Component):
         self._program = list(program)
         self._drain = drain
         super().__init__({
-            "start": In(1), "busy": Out(1), "done": Out(1),
+            **EngineHostSignature.control_members(),
             "entry": Out(entry_layout(cfg)),
             "load_start": Out(1), "load_done": In(1),
             "seq_start": Out(1), "seq_done": In(1),
             "unload_start": Out(1), "unload_done": In(1),
             "loading": Out(1), "running": Out(1), "unloading": Out(1),
-            "cycles": Out(32),
-            "layer_sel": In(8), "layer_cycles": Out(32),
         })
 
     def elaborate(self, platform):
         m = Module()
         cfg = self._cfg
         layout = entry_layout(cfg)
-        m.submodules.prog = prog = memory.Memory(shape=unsigned(layout.size),
-                                                 depth=cfg.prog_depth, init=self._program)
+        m.submodules.prog = prog = memory.Memory(
+            shape=layout, depth=cfg.prog_depth,
+            init=[layout.from_bits(word) for word in self._program])
         m.submodules.layer_cycle_mem = lcm = memory.Memory(shape=unsigned(32),
                                                           depth=cfg.prog_depth, init=[])
         rd = prog.read_port()
@@ -102,7 +100,7 @@ class Controller(wiring.Component):
         with m.Elif(state == State.LATCH):
             m.d.comb += self.busy.eq(1)
             count()
-            m.d.sync += [self.entry.as_value().eq(rd.data),
+            m.d.sync += [self.entry.eq(rd.data),
                          state.eq(Mux(first, State.LOAD_GO, State.START))]
         with m.Elif(state == State.LOAD_GO):
             m.d.comb += [self.busy.eq(1), self.load_start.eq(1), self.loading.eq(1)]

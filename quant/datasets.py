@@ -24,6 +24,7 @@ def load_digits(split: str = "test") -> tuple[np.ndarray, np.ndarray]:
     """The ``digits`` split as ``(x, y)``: float32 N x 1 x 8 x 8 in [0, 1], int64 labels."""
     if split not in SPLITS and split != "all":
         raise DynfixError(f"unknown digits split {split!r}; choose one of {', '.join(SPLITS)}")
+    # Deferred: scikit-learn takes about a second to import and only this loader needs it.
     from sklearn.datasets import load_digits as sk_digits
     d = sk_digits()
     x = (d.images.astype(np.float32) / 16.0)[:, None, :, :]

@@ -11,6 +11,8 @@ from pathlib import Path
 
 from dynfix.errors import DynfixError
 from .ir import Model
+from .onnx_io import load_onnx
+from .yaml_io import load_yaml
 
 #: Models shipped inside the package, by name -> file in ``dynfix/data``.
 BUNDLED = {"digits": "digits.onnx"}
@@ -28,9 +30,6 @@ def bundled_path(name: str) -> Path:
 
 def load_model(spec: str) -> Model:
     """Load a model from an ``.onnx`` path, a dynfix ``.yaml`` path, or a bundled name."""
-    from .onnx_io import load_onnx
-    from .yaml_io import load_yaml
-
     if spec in BUNDLED:
         return load_onnx(bundled_path(spec))
     path = Path(spec)

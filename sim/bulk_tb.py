@@ -2,10 +2,12 @@
 
 Run by :meth:`dynfix.sim.simulators.Simulator.run`; the job comes as JSON through
 ``DYNFIX_TB_JOB``: ``{"steps": [{"files": {name: path}, "reload": mask, "images": n,
-"in_len", "out_len", "n_layers"}], "data_bits", "stat_words", "result"}``. For each step the listed files are copied
-to their fixed names in the working folder, ``reload`` makes the simulator read them, ``go``
-runs ``images`` images, and ``dump`` writes the outputs and counters back. Python wakes up a
-handful of times per step; the clock runs freely in between.
+"in_len", "out_len", "n_layers"}], "data_bits", "stat_words", "result", "progress"}``. For
+each step the listed files are copied to their fixed names in the working folder, ``reload``
+makes the simulator read them, ``go`` runs ``images`` images, and ``dump`` writes the outputs
+and counters back; then a line is appended to the ``progress`` file (the parent polls it).
+Python wakes up a handful of times per step; the clock (cocotb's GPI clock, no Python per
+edge) runs freely in between.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ async def reset(dut, cycles: int = 4) -> None:
     for name in ("reload", "go", "n_images", "dump", "in_len", "out_len", "n_layers"):
         getattr(dut, name).value = 0
     dut.rst.value = 1
-    Clock(dut.clk, PERIOD_NS, unit="ns").start()
+    Clock(dut.clk, PERIOD_NS, unit="ns", impl="gpi").start()
     await ClockCycles(dut.clk, cycles)
     await FallingEdge(dut.clk)
     dut.rst.value = 0
@@ -84,5 +86,10 @@ async def run_step(dut, step: dict, job: dict) -> dict:
 async def run_batches(dut):
     job = json.loads(Path(os.environ["DYNFIX_TB_JOB"]).read_text())
     await reset(dut)
-    results = [await run_step(dut, step, job) for step in job["steps"]]
+    results = []
+    for step in job["steps"]:
+        results.append(await run_step(dut, step, job))
+        if job.get("progress"):             # one line per finished step, for the parent
+            with open(job["progress"], "a") as f:
+                f.write(f"{len(results)}\n")
     Path(job["result"]).write_text(json.dumps(results))

@@ -10,15 +10,17 @@ with truncated programs to name the first differing layer and coordinate.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
 
+from dynfix.hw.compiler import compile_model
 from dynfix.hw.config import EngineConfig
-from dynfix.hw.generate import engine_verilog
+from dynfix.hw.cycle_model import estimate
+from dynfix.hw.generate import TOP_NAME, engine_verilog
 from .harness import HostParams, hex_values
-from .random_nets import Case, fitting_case
+from .random_nets import Case, fitting_case, random_case
 from .scoreboard import first_difference
 from .simulate import group_maps, host_stream, locate, memory_files, reload_mask
 from .simulators import Simulator
@@ -53,7 +55,7 @@ def run_cases(cfg: EngineConfig, seeds: list[int], build_dir: str | Path, sim: s
     traces = [case.reference() for case, _ in compiled]
     first_cm = compiled[0][1]
     fitted = first_cm.config
-    verilog = build_dir / "dynfix_engine.v"
+    verilog = build_dir / f"{TOP_NAME}.v"
     build_dir.mkdir(parents=True, exist_ok=True)
     verilog.write_text(engine_verilog(first_cm))
     streams = [np.stack([host_stream(cm, a) for a in case.xq]) for case, cm in compiled]
@@ -99,18 +101,13 @@ def run_fitted(parallel: EngineConfig, seed: int, build_dir: str | Path, sim: st
     """One random case on an engine fitted to it (widths and depths as tight as the
     compiler makes them, memories initialised in the Verilog: no reload), against the
     integer model."""
-    from dataclasses import fields, replace
-
-    from .random_nets import random_case
-    from dynfix.hw.compiler import compile_model
-
     bare = replace(parallel, **{f.name: 0 for f in fields(EngineConfig)
                                 if f.name not in ("k", "tn", "tm", "im2col")})
     case = random_case(seed, images)
     cm = compile_model(case.model, case.spec, bare)
     build_dir = Path(build_dir).resolve()
     build_dir.mkdir(parents=True, exist_ok=True)
-    verilog = build_dir / "dynfix_engine.v"
+    verilog = build_dir / f"{TOP_NAME}.v"
     verilog.write_text(engine_verilog(cm))
     stream = np.stack([host_stream(cm, a) for a in case.xq])
     tr = case.reference()
@@ -134,7 +131,6 @@ def run_fitted(parallel: EngineConfig, seed: int, build_dir: str | Path, sim: st
 def cycle_slip(cm, images: list[dict]) -> str:
     """Where the engine's cycle counters differ from the analytic cycle model ("" if
     nowhere): the model must be exact, per layer and in total."""
-    from dynfix.hw.cycle_model import estimate
     est = estimate(cm)
     want = [row["cycles"] for row in est["layers"]]
     for i, r in enumerate(images):

@@ -25,8 +25,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from dynfix.hw.host_interface import TOP_NAME as ENGINE
+
 TOP = "dynfix_tb"
-ENGINE = "dynfix_engine"
 #: Hierarchical names of the engine memories that ``reload`` can replace.
 RELOADABLE = {1: ("program.hex", "dut.ctrl.prog"), 2: ("weights.hex", "dut.weights"),
               3: ("biases.hex", "dut.biases")}

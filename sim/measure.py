@@ -16,10 +16,12 @@ from dynfix.hw.compiler import compile_model
 from dynfix.hw.config import EngineConfig
 from dynfix.hw.cycle_model import layer_cycles
 from dynfix.hw.generate import write_outputs
-from dynfix.quant.int_model import IntModel
+from dynfix.quant.datasets import load_digits
+from dynfix.quant.load import load_model
+from dynfix.quant.search import search
 from dynfix.quant.ir import Conv2d, Flatten, Linear, MaxPool2d, Model, ReLU
 from dynfix.quant.qspec import QuantSpec
-from .runner import run_engine
+from .simulate import Design, simulate
 
 
 def measure(model: Model, spec: QuantSpec, cfg: EngineConfig, x: np.ndarray,
@@ -28,16 +30,12 @@ def measure(model: Model, spec: QuantSpec, cfg: EngineConfig, x: np.ndarray,
     the model's relative error; plus whether the outputs match the integer model."""
     workdir = Path(workdir)
     cm = compile_model(model, spec, cfg)
-    write_outputs(cm, model.name, workdir / "gen")
-    im = IntModel(model, spec)
-    xq = im.quantize_input(x[:1])
-    ref = im.forward(xq)[cm.output_name].reshape(-1)
-    res = run_engine(workdir / "gen" / "dynfix_engine.v", [cm.host_input(xq[0])],
-                     cm.output_len, len(cm.plans), workdir / f"build-{simulator}",
-                     simulator=simulator)[0]
+    report = write_outputs(cm, model.name, workdir / "gen")
+    res = simulate(Design(workdir / "gen", report, model, spec, cm), x[:1], None,
+                   workdir / "build", simulator)
     mults = cm.config.multipliers
     rows = []
-    for p, sim in zip(cm.plans, res["layer_cycles"]):
+    for p, sim in zip(cm.plans, res.image_layer_cycles[0]):
         est = layer_cycles(cm.config, p)
         rows.append({"layer": p.name, "kind": p.kind, "kernel": list(p.kernel),
                      "in_shape": list(p.in_shape), "out_shape": list(p.out_shape),
@@ -45,8 +43,8 @@ def measure(model: Model, spec: QuantSpec, cfg: EngineConfig, x: np.ndarray,
                      "utilization": round(p.macs / (sim * mults), 4),
                      "model_error": round((est - sim) / sim, 4)})
     return {"model": model.name, "k": cfg.k, "tn": cfg.tn, "tm": cfg.tm, "im2col": cfg.im2col,
-            "multipliers": mults, "cycles_sim": res["cycles"],
-            "bit_exact": res["outputs"] == ref.tolist(), "layers": rows}
+            "multipliers": mults, "cycles_sim": res.cycles[0],
+            "bit_exact": res.mismatches == 0, "layers": rows}
 
 
 def vgg_model(seed: int = 0) -> tuple[Model, np.ndarray]:
@@ -71,9 +69,6 @@ def vgg_model(seed: int = 0) -> tuple[Model, np.ndarray]:
 
 
 def figure_set(workdir: Path, simulator: str) -> list[dict]:
-    from dynfix.quant.datasets import load_digits
-    from dynfix.quant.load import load_model
-    from dynfix.quant.search import search
 
     digits = load_model("digits")
     dx, _ = load_digits("calib")

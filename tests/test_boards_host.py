@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+import dynfix.api
 import dynfix.boards.host as host
 from dynfix.boards.protocol import (CMD_INFER, CMD_INFO, REPLY_RESULT, LinkInfo,
                                     decode_values, encode_values)
@@ -70,7 +71,7 @@ def test_run_board_fake(qspec, monkeypatch, capsys, corrupt):
     from dynfix.quant.qspec_io import load_qspec
     model = load_model("digits")
     board = FakeBoard(model, load_qspec(qspec, model), corrupt)
-    monkeypatch.setattr(host, "open_port", lambda port, baud, timeout: board)
+    monkeypatch.setattr(dynfix.api, "open_port", lambda port, baud, timeout: board)
     rc = main(["run-board", "--port", "/dev/fake", "--quant", str(qspec), "--images", "5"])
     out = capsys.readouterr().out
     if corrupt:

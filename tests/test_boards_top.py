@@ -4,14 +4,14 @@ dynfix.boards.protocol, and a stand-in engine (until the real one is wired in)."
 import numpy as np
 import pytest
 from amaranth import Module, Signal, signed
-from amaranth.lib import stream, wiring
-from amaranth.lib.wiring import In, Out
+from amaranth.lib import wiring
 from amaranth.sim import Simulator
 
+from dynfix.boards.board_top import BoardTop, check_link
 from dynfix.boards.protocol import (CMD_INFO, INFO_LEN, LinkInfo, infer_request,
                                     parse_result)
 from dynfix.boards.uart_model import uart_recv, uart_send
-from dynfix.hw.board_top import BoardTop
+from dynfix.hw.host_interface import EngineHostSignature
 
 DIV = 8
 
@@ -22,11 +22,7 @@ class EchoEngine(wiring.Component):
 
     def __init__(self, n_in: int, n_out: int, bits: int):
         self._n_in, self._n_out, self._bits = n_in, n_out, bits
-        super().__init__({
-            "i": In(stream.Signature(signed(bits))),
-            "o": Out(stream.Signature(signed(bits))),
-            "start": In(1), "busy": Out(1), "done": Out(1), "cycles": Out(32),
-        })
+        super().__init__(EngineHostSignature(bits))       # layer_cycles stays 0
 
     @staticmethod
     def reference(x: np.ndarray, n_out: int, bits: int) -> np.ndarray:
@@ -144,10 +140,24 @@ def test_board_top_protocol(bits, rate):
 
 
 def test_board_top_checks_widths():
-    engine = EchoEngine(4, 4, 8)
-    engine._MustUse__silence = True                    # never elaborated, on purpose
+    """What BoardTop checks first, on the engine's signature alone: nothing is built."""
     with pytest.raises(ValueError, match="engine.i carries 8-bit"):
-        BoardTop(engine, LinkInfo(4, 4, 16, 8), divisor=DIV)
+        check_link(EngineHostSignature(8), LinkInfo(4, 4, 16, 8))
+    with pytest.raises(ValueError, match="engine.o carries 8-bit values, the link 12-bit"):
+        check_link(EngineHostSignature(8), LinkInfo(4, 4, 8, 12))
+    with pytest.raises(TypeError, match="must be an EngineHostSignature"):
+        check_link(wiring.Signature({}), LinkInfo(4, 4, 8, 8))
+    check_link(EngineHostSignature(8), LinkInfo(4, 4, 8, 8))
+
+
+def test_engine_host_signature():
+    sig = EngineHostSignature(8)
+    assert sig == EngineHostSignature(8) and sig != EngineHostSignature(9)
+    assert sig.data_bits == 8 and repr(sig) == "EngineHostSignature(8)"
+    assert list(sig.members) == ["i", "o", "start", "busy", "done", "cycles", "layer_sel",
+                                 "layer_cycles"]
+    with pytest.raises(TypeError, match="positive integer"):
+        EngineHostSignature(0)
 
 
 @pytest.fixture(scope="module")

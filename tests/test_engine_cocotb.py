@@ -1,5 +1,6 @@
-"""System tests: whole networks on the generated Verilog under Icarus (cocotb), compared bit
-for bit with the integer model; the engine's cycle counters against the cycle model."""
+"""System tests: whole networks on the generated Verilog under Icarus (cocotb, the bulk
+harness :func:`dynfix.sim.simulate.simulate`), compared bit for bit with the integer model;
+the engine's cycle counters against the cycle model."""
 
 from __future__ import annotations
 
@@ -9,12 +10,12 @@ import numpy as np
 import pytest
 
 from dynfix.hw.compiler import compile_model
-from dynfix.hw.config import EngineConfig, board_config
+from dynfix.hw.config import EngineConfig
 from dynfix.hw.cycle_model import layer_cycles
 from dynfix.hw.generate import write_outputs
 from dynfix.quant.datasets import load_digits
 from dynfix.quant.int_model import IntModel
-from dynfix.sim.runner import run_engine
+from dynfix.sim.simulate import Design, simulate as run_images
 
 from hw_models import digits_8bit, small_net
 
@@ -24,28 +25,28 @@ pytestmark = pytest.mark.skipif(shutil.which("iverilog") is None,
 
 def simulate(model, spec, cfg, x, tmp_path):
     cm = compile_model(model, spec, cfg)
-    write_outputs(cm, model.name, tmp_path / "gen")
+    report = write_outputs(cm, model.name, tmp_path / "gen")
     im = IntModel(model, spec)
-    xq = im.quantize_input(x)
-    ref = im.forward(xq)[cm.output_name].reshape(len(xq), -1)
-    res = run_engine(tmp_path / "gen" / "dynfix_engine.v", [cm.host_input(a) for a in xq],
-                     cm.output_len, len(cm.plans), tmp_path / "build")
+    ref = im.forward(im.quantize_input(x))[cm.output_name].reshape(len(x), -1)
+    res = run_images(Design(tmp_path / "gen", report, model, spec, cm), x, None,
+                     tmp_path / "build", "icarus", chunk=1)
     return cm, ref, res
 
 
 def check(cm, ref, res):
-    assert len(res) == len(ref)
-    for got, want in zip(res, ref):
-        np.testing.assert_array_equal(got["outputs"], want)
-        predicted = [layer_cycles(cm.config, p) for p in cm.plans]
-        assert got["layer_cycles"] == predicted         # the cycle model is exact
-        assert got["cycles"] == sum(got["layer_cycles"])
+    assert res.images == len(ref) and res.mismatches == 0
+    assert res.outputs.shape == ref.shape
+    predicted = [layer_cycles(cm.config, p) for p in cm.plans]
+    for got, want, layers, cycles in zip(res.outputs, ref, res.image_layer_cycles, res.cycles):
+        np.testing.assert_array_equal(got, want)
+        assert layers == predicted                      # the cycle model is exact
+        assert cycles == sum(layers)
 
 
 def test_digits_bit_exact(tmp_path):
     model, spec = digits_8bit()
     x, _ = load_digits("test")
-    check(*simulate(model, spec, board_config("icebreaker"), x[:2], tmp_path))
+    check(*simulate(model, spec, EngineConfig(k=3, tn=1, tm=1), x[:2], tmp_path))
 
 
 def test_digits_straddling_groups_bit_exact(tmp_path):

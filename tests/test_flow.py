@@ -14,12 +14,13 @@ import pytest
 
 from dynfix.cli import main
 from dynfix.errors import DynfixError
+from dynfix.hw.generate import TOP_NAME
 from onnx_graphs import GraphBuilder
 
 needs_iverilog = pytest.mark.skipif(shutil.which("iverilog") is None,
                                     reason="Icarus Verilog (iverilog) is not installed")
 
-EXPECTED_FILES = ["quant.yaml", "report.json", "summary.md", "hw/dynfix_engine.v",
+EXPECTED_FILES = ["quant.yaml", "report.json", "summary.md", f"hw/{TOP_NAME}.v",
                   "hw/program.hex", "hw/weights.hex", "hw/biases.hex", "hw/report.json",
                   "plots/accuracy_vs_bits.png", "plots/sqnr.png", "plots/layers.png"]
 
@@ -130,7 +131,7 @@ def test_rerun_replaces_only_flow_outputs(tmp_path):
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep me")
     with pytest.raises(DynfixError, match="is not a dynfix flow output"):
-        from dynfix.flow import FlowOptions, run_flow
+        from dynfix.workflow.run import FlowOptions, run_flow
         run_flow(FlowOptions(output=tmp_path / "mine"))
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
 
@@ -183,7 +184,7 @@ def test_failure_mid_flow_leaves_nothing(tmp_path, monkeypatch):
         raise DynfixError("simulation broke")
 
     monkeypatch.setattr(dynfix.api, "simulate", broken)
-    from dynfix.flow import FlowOptions, run_flow
+    from dynfix.workflow.run import FlowOptions, run_flow
     out = tmp_path / "a" / "b" / "flow"
     with pytest.raises(DynfixError, match="simulation broke"):
         run_flow(FlowOptions(output=out, sweep=("8",)))
@@ -216,7 +217,7 @@ def test_timing_failure_keeps_reports_and_exits_1(tmp_path, monkeypatch, capsys)
     import dynfix.api
     from dynfix.api import SimulateResult
 
-    def fake_simulate(g, q, data, images, progress=None):
+    def fake_simulate(g, q, data, images, **kwargs):
         z = np.zeros((1, 10), np.int64)
         return SimulateResult(z, z, [100], [[30, 60, 10]], np.array([0]))
 

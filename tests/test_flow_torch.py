@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from dynfix.cli import main
+from dynfix.hw.generate import TOP_NAME
 
 torch = pytest.importorskip("torch")
 nn = torch.nn
@@ -111,5 +112,5 @@ def test_user_model_through_the_whole_flow(user_model, tmp_path):
     assert len(rep["layers"]) == 3
     assert "not synthesized" in rep["performance"]["clock_source"]
     assert rep["resources"]["source"].startswith("estimate") and rep["timing"] == {}
-    for name in ("quant.yaml", "hw/dynfix_engine.v", "summary.md", "plots/layers.png"):
+    for name in ("quant.yaml", f"hw/{TOP_NAME}.v", "summary.md", "plots/layers.png"):
         assert (out / name).is_file()

@@ -3,6 +3,7 @@ path-free, lint-clean output written atomically, through the CLI."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -11,8 +12,8 @@ import pytest
 from dynfix.cli import main
 from dynfix.errors import DynfixError
 from dynfix.hw.compiler import clamp_shift, compile_model, plan_groups
-from dynfix.hw.config import EngineConfig, board_config
-from dynfix.hw.generate import TOP_NAME, write_outputs
+from dynfix.hw.config import EngineConfig
+from dynfix.hw.generate import TOP_NAME, engine_verilog, write_outputs
 from dynfix.hw.lint import find_verilator, lint
 from dynfix.quant import fixed
 from dynfix.quant.ir import (Affine, AvgPool2d, Conv2d, Flatten, GlobalAvgPool, Linear,
@@ -86,6 +87,24 @@ def test_undersized_config_is_a_user_error():
         compile_model(model, spec, EngineConfig(data_bits=6))
     with pytest.raises(DynfixError, match="tm=0 must be positive"):
         compile_model(model, spec, EngineConfig(tm=0))
+
+
+def test_unfitted_config_is_refused_before_building_the_engine():
+    """An EngineConfig() straight into the generator used to die inside Amaranth ("Width of
+    a signed value must be a positive integer, not 0"); now one error names every field."""
+    model, spec = digits_8bit()
+    cm = compile_model(model, spec, EngineConfig(k=1, tn=2, tm=1))
+    cm.config.check_fitted()
+    unfitted = dataclasses.replace(cm, config=EngineConfig(k=1, tn=2, tm=1, data_bits=8))
+    with pytest.raises(DynfixError) as e:
+        engine_verilog(unfitted)
+    msg = str(e.value)
+    assert "\n" not in msg and "compile_model" in msg and "data_bits" not in msg
+    for key in ("weight_bits", "bias_bits", "acc_bits", "fmap_depth", "weight_depth",
+                "bias_depth", "prog_depth", "dim_bits"):
+        assert key in msg
+    with pytest.raises(DynfixError, match=r"not fitted: dim_bits is 0; the compiler"):
+        dataclasses.replace(cm.config, dim_bits=0).check_fitted()
 
 
 @pytest.fixture(scope="module")

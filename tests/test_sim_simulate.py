@@ -1,6 +1,8 @@
 """Whole-network simulation (``dynfix simulate``, :mod:`dynfix.sim.simulate`): bit-exact
-against the integer model, mismatch localization on a tampered design, the direct Python
-driver against the bulk host, the CLI's errors and JSON, Verilator.
+against the integer model, an in-memory design run in chunks with progress lines and nothing
+printed or left outside the build folder, clean build failures, mismatch localization on a
+tampered design, the direct Python driver (``tests/cocotb_drivers.py``) against the bulk host,
+the CLI's errors and JSON, Verilator.
 
 The done-when runs (digits on 200 images in Icarus, on all 360 in Verilator) are marked
 ``slow``; see docs/verification.md.
@@ -10,21 +12,22 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 
 import numpy as np
 import pytest
 
 from dynfix.cli import main
+from dynfix.errors import DynfixError
 from dynfix.hw.compiler import compile_model, pack_weights
-from dynfix.hw.config import EngineConfig, board_config
+from dynfix.hw.config import EngineConfig
 from dynfix.hw.generate import hex_lines, write_outputs
 from dynfix.quant import fixed
 from dynfix.quant.datasets import load_digits
 from dynfix.quant.int_model import IntModel
-from dynfix.sim.drivers import run_direct
-from dynfix.sim.simulate import (group_maps, host_stream, load_design, padded, simulate,
-                                 write_model_files)
+from dynfix.sim.simulate import Design, group_maps, host_stream, load_design, padded, simulate
 
+from cocotb_drivers import run_direct
 from hw_models import digits_8bit, small_net
 from sim_helpers import require_simulator
 
@@ -34,7 +37,7 @@ SMALL_CFG = EngineConfig(k=3, tn=1, tm=3)
 def make_design(tmp_path, which: str = "small"):
     if which.startswith("digits"):
         model, spec = digits_8bit()
-        cfg = board_config("icebreaker")
+        cfg = EngineConfig(k=3, tn=1, tm=1)
         if which == "digits_im2col":
             cfg = EngineConfig(k=3, tn=1, tm=1, im2col=1)
         x, y = load_digits("test")
@@ -43,8 +46,7 @@ def make_design(tmp_path, which: str = "small"):
         cfg = SMALL_CFG
         x, y = calib * 1.5, None
     cm = compile_model(model, spec, cfg)
-    write_outputs(cm, model.name, tmp_path / "design")
-    write_model_files(model, spec, tmp_path / "design")
+    write_outputs(cm, model.name, tmp_path / "design", model_files=(model, spec))
     return tmp_path / "design", x, y
 
 
@@ -60,6 +62,57 @@ def test_small_net_icarus_bit_exact(tmp_path):
     assert res.cycles_per_image == sum(res.layer_cycles.values())
     assert all(0 < u <= 1 for u in res.mac_utilization.values()), res.mac_utilization
     assert res.sim_cycles >= 3 * res.host_cycles_per_image
+
+
+def test_in_memory_design_in_chunks_quietly(tmp_path, capfd, monkeypatch):
+    """A design built in memory (no recompilation) runs in one simulator process, two images
+    per step, with a progress line per step; the per-image results match the integer model;
+    nothing reaches file descriptors 1 and 2, and nothing is written outside the build folder
+    (the temporary folder stays empty)."""
+    require_simulator("icarus")
+    model, spec, calib = small_net()
+    cm = compile_model(model, spec, SMALL_CFG)
+    report = write_outputs(cm, model.name, tmp_path / "design")
+    design = Design(tmp_path / "design", report, model, spec, cm)
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(tmp))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
+    x = calib[:5] * 1.5
+    lines = []
+    res = simulate(design, x, None, tmp_path / "b", "icarus", progress=lines.append, chunk=2)
+    assert lines == ["simulated 2/5 images", "simulated 4/5 images", "simulated 5/5 images"]
+    im = IntModel(model, spec)
+    want = im.forward(im.quantize_input(x))[cm.output_name].reshape(5, -1)
+    assert res.images == 5 and res.mismatches == 0
+    assert res.outputs.dtype == np.int64 and res.expected.dtype == np.int64
+    np.testing.assert_array_equal(res.outputs, want)
+    np.testing.assert_array_equal(res.expected, want)
+    assert len(res.cycles) == len(res.host_cycles) == len(res.image_layer_cycles) == 5
+    assert res.image_layer_cycles[4] == [res.layer_cycles[p.name] for p in cm.plans]
+    assert res.cycles[4] == res.cycles_per_image == sum(res.image_layer_cycles[4])
+    assert res.host_cycles[4] == res.host_cycles_per_image > res.cycles_per_image
+    assert res.labels is None
+    summary = res.summary()
+    assert not {"outputs", "expected", "cycles", "host_cycles", "image_layer_cycles",
+                "labels"} & set(summary)
+    json.dumps(summary)
+    out, err = capfd.readouterr()
+    assert (out, err) == ("", "")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b", "design", "tmp"]
+    assert list(tmp.iterdir()) == []
+
+
+def test_build_failure_is_one_clean_line(tmp_path, capfd):
+    require_simulator("icarus")
+    folder, x, _ = make_design(tmp_path)
+    d = load_design(folder)
+    d.verilog.write_text(d.verilog.read_text().replace("endmodule", "endmodul", 1))
+    with pytest.raises(DynfixError) as e:
+        simulate(d, x[:1], None, tmp_path / "b", "icarus")
+    msg = str(e.value)
+    assert "\n" not in msg and msg.startswith("icarus build failed") and "build.log" in msg
+    assert capfd.readouterr() == ("", "")
 
 
 def test_digits_icarus_bit_exact(tmp_path):
@@ -132,10 +185,12 @@ def test_direct_driver_matches_bulk_host(tmp_path):
                         len(d.cm.plans), tmp_path / "direct")
     res = simulate(d, x[:2], None, tmp_path / "bulk", "icarus")
     want = im.forward(xq)[d.cm.output_name].reshape(2, -1)
-    for got, ref in zip(direct, want):
+    np.testing.assert_array_equal(res.outputs, want)
+    for k, (got, ref) in enumerate(zip(direct, want)):
         assert got["outputs"] == ref.tolist()
-        assert got["cycles"] == res.cycles_per_image
+        assert got["cycles"] == res.cycles_per_image == res.cycles[k]
         assert got["layer_cycles"] == [res.layer_cycles[p.name] for p in d.cm.plans]
+        assert got["layer_cycles"] == res.image_layer_cycles[k]
 
 
 def test_cli_json_and_results_file(tmp_path, capsys):
@@ -169,7 +224,7 @@ def test_cli_errors(tmp_path, capsys):
     assert "weights.hex does not match" in capsys.readouterr().err
     folder, _, _ = make_design(tmp_path / "d3", "digits")
     assert main(["simulate", str(folder), "--images", "100000"]) == 1
-    assert "only 360 images" in capsys.readouterr().err
+    assert "the data has only 360" in capsys.readouterr().err
     assert main(["simulate", str(folder), "--sim", "verilator", "--images", "0"]) == 1
 
 
@@ -216,6 +271,7 @@ def test_generate_cli_writes_what_simulate_needs(tmp_path):
     assert main(["generate", "digits", "--quant", str(tmp_path / "Q.yaml"), "--board",
                  "icebreaker", "--output", str(tmp_path / "gen")]) == 0
     d = load_design(tmp_path / "gen")
-    from dynfix.api import engine_config
-    cfg, _ = engine_config(model, spec, "icebreaker")
+    from dynfix.api import fit
+    c = fit(spec, "icebreaker", model=model).chosen.config
+    cfg = EngineConfig(k=c.k, tn=c.tn, tm=c.tm)
     assert d.cm.program == compile_model(model, spec, cfg).program

@@ -2,17 +2,20 @@
 top with a stand-in engine. Bigger builds are marked ``synth``."""
 
 import dataclasses
+import gc
 import json
 
 import pytest
 
+from dynfix.boards.board_top import BoardTop
 from dynfix.boards.protocol import LinkInfo
 from dynfix.boards.registry import get_board
 from dynfix.boards.synth import (check_result, evaluate, parse_fmax_log, parse_report,
                                  synthesize)
+from dynfix.boards.uart_tx import baud_divisor
 from dynfix.errors import DynfixError
-from dynfix.hw.board_top import BoardTop
-from dynfix.hw.uart_tx import baud_divisor
+from dynfix.hw.fpga_family import fpga_family
+from dynfix.hw.host_interface import TOP_NAME
 from test_boards_top import EchoEngine
 
 LOG = """Info: Max frequency for clock 'cd_sync.clk': 41.10 MHz (PASS at 12.00 MHz)
@@ -30,7 +33,7 @@ def test_parse_report_ecp5():
                            "TRELLIS_FF": {"used": 200, "available": 83640},
                            "MULT18X18D": {"used": 3, "available": 156}},
            "fmax": {"cd_sync.clk": {"achieved": 55.1, "constraint": 25.0}}}
-    used, avail, clocks = parse_report(rep, "ecp5")
+    used, avail, clocks = parse_report(rep, fpga_family("ecp5"))
     assert used == {"luts": 500, "ffs": 200, "dsps": 3, "brams": 0}
     assert avail["dsps"] == 156 and clocks == {"cd_sync.clk": 55.1}
 
@@ -121,7 +124,7 @@ def test_synth_defaults_to_the_board_generate_fitted(tmp_path, capsys, monkeypat
     fit check is the first place that reads the board: the ULX3S engine fits the ULX3S,
     and the explicit --board still overrides it)."""
     from dynfix.cli import main
-    import dynfix.boards.synth as synth_mod
+    import dynfix.api
     q, _ = _generate(tmp_path, {"k": 1, "tn": 1, "tm": 1}, "warm")
     out = tmp_path / "for-ulx3s"
     assert main(["generate", "digits", "--quant", str(q), "--board", "ulx3s",
@@ -132,12 +135,38 @@ def test_synth_defaults_to_the_board_generate_fitted(tmp_path, capsys, monkeypat
     def fake_synthesize(top, board, build_dir, check_timing=True):
         seen.append(board.name)
         raise DynfixError("stop here")
-    monkeypatch.setattr(synth_mod, "synthesize", fake_synthesize)
+    monkeypatch.setattr(dynfix.api, "synthesize", fake_synthesize)
     capsys.readouterr()
     assert main(["synth", str(out)]) == 1
     assert seen == ["ulx3s"] and "stop here" in capsys.readouterr().err
     assert main(["synth", str(out), "--board", "icebreaker"]) == 1
     assert "does not fit icebreaker" in capsys.readouterr().err and seen == ["ulx3s"]
+
+
+@pytest.mark.filterwarnings("ignore:.*created but never used")  # the fake never builds
+def test_api_synth_builds_for_the_board_generate_fitted(tmp_path, monkeypatch):
+    """dynfix.synth(dynfix.generate(q, DIR, board="ulx3s")) builds for the ULX3S, not the
+    default board (which a 128-multiplier engine does not fit)."""
+    import dynfix
+    import dynfix.api
+    seen = []
+
+    def fake_synthesize(top, board, build_dir, check_timing=True):
+        seen.append((board.name, build_dir))
+        raise DynfixError("stop here")
+    monkeypatch.setattr(dynfix.api, "synthesize", fake_synthesize)
+    g = dynfix.generate(dynfix.quantize("digits"), tmp_path / "gen", board="ulx3s")
+    assert g.multipliers > 8
+    with pytest.raises(DynfixError, match="stop here"):
+        dynfix.synth(g)
+    assert seen == [("ulx3s", tmp_path / "gen" / "build")]
+    with pytest.raises(DynfixError, match="does not fit icebreaker"):
+        dynfix.synth(g, board="icebreaker")
+    with pytest.raises(DynfixError, match="stop here"):
+        dynfix.synth(tmp_path / "gen", build_dir=tmp_path / "b")
+    assert seen[-1] == ("ulx3s", tmp_path / "b")
+    del g
+    gc.collect()            # the unbuilt board tops warn here, under this test's filter
 
 
 @pytest.mark.synth
@@ -166,7 +195,7 @@ def test_digits_fit_generate_synth(tmp_path, capsys, board_name):
 
 
 def test_board_top_wraps_generated_verilog(tmp_path):
-    """A generate folder becomes a board top instantiating its dynfix_engine module."""
+    """A generate folder becomes a board top instantiating its engine module."""
     from amaranth.back import rtlil
 
     from dynfix.boards.design import board_top, load_generated
@@ -174,7 +203,7 @@ def test_board_top_wraps_generated_verilog(tmp_path):
     gen = load_generated(out)
     assert (gen.info.n_in, gen.info.n_out, gen.info.in_bits) == (64, 10, 8)
     text = rtlil.convert(board_top(gen, get_board("icebreaker")), name="dynfix_top")
-    assert "cell \\dynfix_engine " in text
+    assert f"cell \\{TOP_NAME} " in text
     for port in ("i__payload", "o__ready", "start", "done", "cycles"):
         assert f"connect \\{port} " in text
 

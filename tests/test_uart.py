@@ -5,9 +5,9 @@ from amaranth import Module
 from amaranth.sim import Simulator
 
 from dynfix.boards.uart_model import uart_recv, uart_send
+from dynfix.boards.uart_rx import UARTRx
+from dynfix.boards.uart_tx import UARTTx, baud_divisor
 from dynfix.errors import DynfixError
-from dynfix.hw.uart_rx import UARTRx
-from dynfix.hw.uart_tx import UARTTx, baud_divisor
 
 DIV = 16
 DATA = bytes([0x00, 0xff, 0x55, 0xaa, 0x01, 0x80, 0x3c, 0xa5])

@@ -9,7 +9,10 @@ from __future__ import annotations
 import argparse
 import json
 
+import yaml
+
 from dynfix.boards.registry import Board, list_boards
+from dynfix.errors import DynfixError
 
 
 def _row(b: Board) -> str:
@@ -22,22 +25,16 @@ def _row(b: Board) -> str:
 
 
 def run_fit(args: argparse.Namespace) -> int:
-    import yaml
-
-    from dynfix.boards.fit import fit
-    from dynfix.boards.registry import get_board
-    from dynfix.errors import DynfixError
-    from dynfix.quant.load import load_model
-    from dynfix.quant.qspec_io import load_qspec
+    from dynfix import api          # deferred: see dynfix.commands
 
     if args.quant is None:
         raise DynfixError("--fit needs --quant Q.yaml (from dynfix quantize)")
-    model = load_model(args.fit)
-    spec = load_qspec(args.quant, model)
-    boards = [get_board(args.board)] if args.board else list_boards()
+    model = api.load_model(args.fit)
+    spec = api.load_spec(model, args.quant)
+    boards = [api.get_board(args.board)] if args.board else list_boards()
     if args.write and len(boards) != 1:
         raise DynfixError("--write needs one --board")
-    results = [fit(model, spec, b) for b in boards]
+    results = [api.fit(spec, b, model=model) for b in boards]
     if args.write:
         c = results[0].chosen.config
         with open(args.write, "w") as f:

@@ -6,38 +6,23 @@ from __future__ import annotations
 import argparse
 import json
 from dataclasses import asdict
-from pathlib import Path
 
-from dynfix.errors import DynfixError
-from .info import MODEL_HELP
+from . import MODEL_HELP
 
 
 def run(args: argparse.Namespace) -> int:
-    from dynfix.quant.load import load_model
-    from dynfix.quant.svd import compress, parse_svd
-
-    out = Path(args.output)
-    if out.suffix.lower() not in (".onnx", ".yaml", ".yml"):
-        raise DynfixError(f"--output {args.output!r}: expected an .onnx or .yaml file name")
-    model = load_model(args.model)
-    new, reports = compress(model, parse_svd(args.svd))
-    if out.suffix.lower() == ".onnx":
-        from dynfix.quant.onnx_io import save_onnx
-        save_onnx(new, out)
-    else:
-        from dynfix.quant.yaml_io import save_yaml
-        save_yaml(new, out)
-    before = model.summary()["total_params"]
-    after = new.summary()["total_params"]
+    from dynfix import api          # deferred: see dynfix.commands
+    r = api.compress(args.model, args.svd, args.output)
+    name = r.model.name                 # compress keeps the model's name
     if args.json:
-        print(json.dumps({"model": model.name, "output": str(out),
-                          "layers": [asdict(r) for r in reports],
-                          "params_before": before, "params_after": after}))
+        print(json.dumps({"model": name, "output": str(r.path),
+                          "layers": [asdict(x) for x in r.layers],
+                          "params_before": r.params_before, "params_after": r.params_after}))
         return 0
-    for r in reports:
-        print(f"{r.layer}: rank {r.rank}, {r.params_before} -> {r.params_after} weights, "
-              f"relative error {r.rel_error:.3f}")
-    print(f"model {model.name}: {before} -> {after} parameters; wrote {out}")
+    for x in r.layers:
+        print(f"{x.layer}: rank {x.rank}, {x.params_before} -> {x.params_after} weights, "
+              f"relative error {x.rel_error:.3f}")
+    print(f"model {name}: {r.params_before} -> {r.params_after} parameters; wrote {r.path}")
     return 0
 
 

@@ -9,15 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 
-import numpy as np
-
-from dynfix.errors import DynfixError
-from dynfix.quant.datasets import load_data
-from dynfix.quant.float_model import predict
-from dynfix.quant.ir import Model
-from dynfix.quant.load import load_model
-
-from .info import MODEL_HELP
+from . import MODEL_HELP
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -35,34 +27,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def scores(model: Model, x: np.ndarray, args: argparse.Namespace) -> np.ndarray:
-    """Class scores, N x classes (integer logits with ``--quant``)."""
-    if args.quant:
-        from dynfix.quant.int_model import IntModel
-        from dynfix.quant.qspec_io import load_qspec
-        return IntModel(model, load_qspec(args.quant, model)).logits(x)
-    return predict(model, x)
-
-
-def mode(args: argparse.Namespace) -> str:
-    """Which model was evaluated: 'float', or 'quant' with --quant."""
-    return "quant" if args.quant else "float"
-
-
 def run(args: argparse.Namespace) -> int:
-    model = load_model(args.model)
-    x, y = load_data(args.data, split="test", need_labels=True)
-    s = scores(model, x, args).reshape(len(x), -1)
-    classes = s.shape[1]
-    if y.min() < 0 or y.max() >= classes:
-        raise DynfixError(f"labels range from {y.min()} to {y.max()}, but the model has "
-                          f"{classes} outputs")
-    correct = int(np.sum(s.argmax(axis=1) == y))
-    result = {"model": model.name, "data": args.data, "mode": mode(args), "n": int(len(y)),
-              "correct": correct, "accuracy": correct / len(y)}
+    from dynfix import api          # deferred: see dynfix.commands
+    r = api.evaluate(args.model, args.data, args.quant)
+    result = {"model": r.model, "data": args.data, "mode": r.mode, "n": r.n,
+              "correct": r.correct, "accuracy": r.accuracy}
     if args.json:
         print(json.dumps(result))
     else:
-        print(f"{model.name} ({result['mode']}) on {args.data}: top-1 accuracy "
-              f"{result['accuracy'] * 100:.2f} % ({correct}/{len(y)})")
+        print(f"{r.model} ({r.mode}) on {args.data}: top-1 accuracy "
+              f"{r.accuracy * 100:.2f} % ({r.correct}/{r.n})")
     return 0

@@ -8,12 +8,14 @@ import argparse
 import json
 import sys
 
-from dynfix.flow import DEFAULT_IMAGES
+from dynfix.quant.search import METHODS
+from dynfix.workflow.options import DEFAULT_IMAGES
+from . import BITS_HELP
 
 
 def run(args: argparse.Namespace) -> int:
-    from dynfix.flow import FlowOptions, run_flow
-    from dynfix.flow_report import summary_table
+    from dynfix.workflow.run import FlowOptions, run_flow   # deferred: see dynfix.commands
+    from dynfix.workflow.report import summary_table
 
     def say(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
@@ -38,9 +40,7 @@ def register(subparsers) -> None:
                    help="an .onnx or .yaml model, or a bundled name (default: digits)")
     p.add_argument("--board", help="board name or board .yaml file (default: the default "
                                    "board, see dynfix boards)")
-    p.add_argument("--bits", default="8",
-                   help="bit widths: N for all (16, 8, 6, 4), or A/B for A-bit data and conv "
-                        "weights with B-bit FC weights (8/4); default 8")
+    p.add_argument("--bits", default="8", help=BITS_HELP)
     p.add_argument("--images", type=int, default=DEFAULT_IMAGES, metavar="N",
                    help=f"test images to simulate on the Verilog (default {DEFAULT_IMAGES}; "
                         f"a few seconds each)")
@@ -56,7 +56,7 @@ def register(subparsers) -> None:
     p.add_argument("--calib", metavar="DATA",
                    help="calibration inputs (X.npy or D.npz; default: the test data, or the "
                         "digits calibration split)")
-    p.add_argument("--method", choices=("greedy", "static", "range"), default="greedy",
+    p.add_argument("--method", choices=METHODS, default="greedy",
                    help="fractional-length search (see dynfix quantize); default greedy")
     p.add_argument("--json", action="store_true",
                    help="print report.json (plus the output folder) on stdout")

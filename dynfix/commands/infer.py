@@ -12,12 +12,8 @@ import numpy as np
 
 from dynfix.errors import DynfixError
 from dynfix.fileio import atomic_open
-from dynfix.quant.datasets import load_data
-from dynfix.quant.float_model import predict
-from dynfix.quant.ir import Model
-from dynfix.quant.load import load_model
 
-from .info import MODEL_HELP
+from . import MODEL_HELP
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -38,26 +34,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def outputs(model: Model, x: np.ndarray, args: argparse.Namespace) -> np.ndarray:
-    """The model's outputs for ``x``: float reference, or the integer model with --quant."""
-    if args.raw and not args.quant:
-        raise DynfixError("--raw needs --quant Q.yaml (raw integers come from the integer "
-                          "model)")
-    if args.quant:
-        from dynfix.quant.int_model import IntModel
-        from dynfix.quant.qspec_io import load_qspec
-        im = IntModel(model, load_qspec(args.quant, model))
-        q = im.logits(x)
-        return q if args.raw else im.dequantize(im.output_name, q).astype(np.float32)
-    return predict(model, x)
-
-
 def run(args: argparse.Namespace) -> int:
+    from dynfix import api          # deferred: see dynfix.commands
+
     if not args.output.endswith(".npy"):
         raise DynfixError(f"--output {args.output!r}: expected a .npy file name")
-    model = load_model(args.model)
-    x, _ = load_data(args.input, split="test", need_labels=False)
-    y = outputs(model, x, args)
+    model = api.load_model(args.model)
+    x, _ = api.load_inputs(args.input, split="test")
+    y = api.infer(model, x, args.quant, args.raw)
     with atomic_open(args.output, "wb") as f:
         np.save(f, y, allow_pickle=False)
     print(f"wrote {args.output}: {' x '.join(map(str, y.shape))} {y.dtype}")

@@ -5,9 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from dynfix.quant.load import load_model
-
-MODEL_HELP = "an .onnx file, a dynfix .yaml file, or 'digits' (the bundled model)"
+from . import MODEL_HELP
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -45,6 +43,7 @@ def format_table(summary: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    summary = load_model(args.model).summary()
+    from dynfix import api          # deferred: see dynfix.commands
+    summary = api.load_model(args.model).summary()
     print(json.dumps(summary) if args.json else format_table(summary))
     return 0

@@ -6,11 +6,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 
-from dynfix.quant.search import METHODS
 from dynfix.quant.qspec import QuantSpec
-from .info import MODEL_HELP
+from dynfix.quant.qspec_io import finite_or_none, spec_to_dict
+from dynfix.quant.search import METHODS
+from . import BITS_HELP, MODEL_HELP
 
 COLUMNS = ("layer", "bw_w", "fl_w", "bw_b", "fl_b", "bw_in", "fl_in", "bw_x", "fl_out",
            "acc", "SQNR dB", "saturated")
@@ -29,33 +29,21 @@ def table(spec: QuantSpec) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dynfix.quant.bits import layer_widths, load_overrides
-    from dynfix.quant.datasets import load_data
-    from dynfix.quant.load import load_model
-    from dynfix.quant.qspec_io import finite_or_none, save_qspec, spec_to_dict
-    from dynfix.quant.search import check_calib, search
-
-    model = load_model(args.model)
-    overrides = load_overrides(args.overrides)
-    layer_widths(model, args.bits, overrides)  # bad widths fail before any work
-    x, _ = load_data(args.calib, split="calib", need_labels=False)
-    check_calib(model, x)
+    from dynfix import api          # deferred: see dynfix.commands
 
     def progress(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
-    progress(f"quantizing {model.name} ({args.method}, bits {args.bits}) on "
-             f"{len(x)} calibration inputs")
-    t0 = time.perf_counter()
-    spec = search(model, x, args.bits, args.method, overrides, progress)
-    seconds = time.perf_counter() - t0
-    save_qspec(spec, args.output)
-    progress(f"search took {seconds:.2f} s; wrote {args.output}")
+    q = api.quantize(args.model, args.calib, args.bits, args.method, args.overrides,
+                     args.output, progress)
+    spec = q.spec
+    progress(f"search took {q.seconds:.2f} s on {q.calib_inputs} calibration inputs; "
+             f"wrote {args.output}")
     if args.json:
         d = spec_to_dict(spec)
         for row in d["layers"]:
             row["sqnr_db"] = finite_or_none(row["sqnr_db"])
-        d.update(calib_inputs=int(len(x)), search_seconds=round(seconds, 3),
+        d.update(calib_inputs=q.calib_inputs, search_seconds=round(q.seconds, 3),
                  output=str(args.output))
         print(json.dumps(d, indent=2))
     else:
@@ -71,9 +59,7 @@ def register(subparsers) -> None:
     p.add_argument("model", metavar="MODEL", help=MODEL_HELP)
     p.add_argument("--calib", required=True,
                    help="calibration inputs: digits (its calib split), X.npy or D.npz")
-    p.add_argument("--bits", default="8",
-                   help="bit widths: N for all (16, 8, 6, 4), or A/B for A-bit data and conv "
-                        "weights with B-bit FC weights (8/4); default 8")
+    p.add_argument("--bits", default="8", help=BITS_HELP)
     p.add_argument("--method", choices=METHODS, default="greedy",
                    help="greedy: dynamic fl by error search (default); range: Ristretto's "
                         "max-abs rule; static: one fl for the whole network")

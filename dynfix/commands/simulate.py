@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
+
+from dynfix.fileio import atomic_write_text
 
 
 def register(subparsers) -> None:
@@ -34,29 +37,16 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
+    from dynfix import api          # deferred: see dynfix.commands
 
-    from dynfix.errors import DynfixError
-    from dynfix.fileio import atomic_write_text
-    from dynfix.quant.datasets import load_data
-    from dynfix.sim.simulate import load_design, simulate
-
-    design = load_design(args.design)
-    if args.images < 1:
-        raise DynfixError(f"--images must be at least 1, got {args.images}")
-    x, y = load_data(args.data, split="test", need_labels=False)
-    want = tuple(design.model.input_shape)
-    if tuple(x.shape[1:]) != want:
-        raise DynfixError(f"data {args.data}: inputs are {tuple(x.shape[1:])}, the design "
-                          f"expects {want}")
-    if args.images > len(x):
-        raise DynfixError(f"--images {args.images}: the data has only {len(x)} images")
-    n = args.images
-    build = Path(args.build_dir) if args.build_dir else design.folder / "sim_build"
-    res = simulate(design, x[:n], None if y is None else y[:n], build, args.sim, args.waves)
+    folder = Path(args.design)
+    build = Path(args.build_dir) if args.build_dir else folder / "sim_build"
+    s = api.simulate(folder, data=args.data, images=args.images, simulator=args.sim,
+                     waves=args.waves, build_dir=build)
+    res = s.details
     out = res.summary()
-    atomic_write_text(design.folder / "simulation.json",
-                      json.dumps(out, indent=2, sort_keys=True) + "\n")
+    atomic_write_text(folder / "simulation.json", json.dumps(out, indent=2, sort_keys=True)
+                      + "\n")
     if args.json:
         print(json.dumps(out, sort_keys=True))
         return 1 if res.mismatches else 0
@@ -64,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     def pct(v):
         return "n/a (no labels)" if v is None else f"{100 * v:.2f} %"
 
-    print(f"{design.report.get('model', '?')}: {res.images} images on {res.simulator}, "
+    print(f"{s.model}: {res.images} images on {res.simulator}, "
           f"{res.mismatches} mismatches against the integer model")
     if res.first_mismatch:
         fm = res.first_mismatch
@@ -80,5 +70,5 @@ def run(args: argparse.Namespace) -> int:
           f"{res.sim_cycles_per_s:,.0f} cycles/s (build {res.build_seconds:.1f} s)")
     if res.waves:
         print(f"  waves: {res.waves}")
-    print(f"  wrote {design.folder / 'simulation.json'}")
+    print(f"  wrote {folder / 'simulation.json'}")
     return 1 if res.mismatches else 0

@@ -10,26 +10,17 @@ from pathlib import Path
 
 
 def run(args: argparse.Namespace) -> int:
-    from dynfix.boards.design import board_top, load_generated
-    from dynfix.boards.registry import get_board
-    from dynfix.boards.synth import check_result, synthesize
+    from dynfix import api          # deferred: see dynfix.commands
 
-    gen = load_generated(args.dir)
-    # Default: the board the engine was fitted to (generate --board), else the default one.
-    fitted_to = gen.report.get("board")
-    board = get_board(args.board or (fitted_to if isinstance(fitted_to, str) else None))
-    if not args.no_fit_check:
-        from dynfix.boards.fit import check_generated_fits
-        check_generated_fits(gen, board)
-    build_dir = Path(args.dir) / "build"
-    result = synthesize(board_top(gen, board), board, build_dir, check_timing=False)
+    result = api.synth(args.dir, args.board, check_timing=False,
+                       fit_check=not args.no_fit_check)
     (Path(args.dir) / "synth.json").write_text(
         json.dumps(result.to_dict(), indent=2, sort_keys=True) + "\n")
     if args.json:
         print(json.dumps(result.to_dict(), indent=2, sort_keys=True))
     else:
         print("\n".join(result.lines()))
-    check_result(result)
+    api.check_result(result)
     return 0
 
 

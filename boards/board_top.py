@@ -6,12 +6,35 @@ from amaranth import Module
 from amaranth.lib import io, wiring
 from amaranth.lib.wiring import In, Out
 
+from dynfix.boards.host_link import HostLink
 from dynfix.boards.protocol import LinkInfo
-from dynfix.hw.host_link import HostLink
-from dynfix.hw.uart_rx import UARTRx
-from dynfix.hw.uart_tx import UARTTx
+from dynfix.boards.uart_rx import UARTRx
+from dynfix.boards.uart_tx import UARTTx
+from dynfix.hw.host_interface import EngineHostSignature
 
-__all__ = ["BoardTop"]
+__all__ = ["BoardTop", "check_link"]
+
+
+def check_link(engine: wiring.Signature, info: LinkInfo) -> None:
+    """Raise unless an engine with the host interface ``engine`` carries the values the link
+    ``info`` announces.
+
+    It needs only the signature, so callers can check before they build anything (an
+    elaboratable that is built and then dropped draws Amaranth's UnusedElaboratable warning).
+
+    Raises
+    ------
+    TypeError
+        ``engine`` is not an :class:`~dynfix.hw.host_interface.EngineHostSignature`.
+    ValueError
+        Its value width differs from the link's input or output width.
+    """
+    if not isinstance(engine, EngineHostSignature):
+        raise TypeError(f"the engine's signature must be an EngineHostSignature, not {engine!r}")
+    for name, bits in (("i", info.in_bits), ("o", info.out_bits)):
+        if engine.data_bits != bits:
+            raise ValueError(f"engine.{name} carries {engine.data_bits}-bit values, the link "
+                             f"{bits}-bit ones")
 
 
 class BoardTop(wiring.Component):
@@ -23,8 +46,8 @@ class BoardTop(wiring.Component):
     Parameters
     ----------
     engine : wiring.Component
-        Has ``i`` (input values), ``o`` (logits), ``start``, ``done`` and ``cycles`` as in
-        :mod:`dynfix.hw.engine`.
+        With an :class:`~dynfix.hw.host_interface.EngineHostSignature` whose ``data_bits``
+        are the link's value widths (:func:`check_link`, which this constructor calls too).
     info : LinkInfo
         Input/output counts and widths of the loaded program.
     divisor : int
@@ -43,12 +66,7 @@ class BoardTop(wiring.Component):
     """
 
     def __init__(self, engine: wiring.Component, info: LinkInfo, *, divisor: int, board=None):
-        for name, bits in (("i", info.in_bits), ("o", info.out_bits)):
-            width = engine.signature.members[name].signature.members["payload"].shape.width
-            if width != bits:
-                self._MustUse__silence = True          # not built: do not warn about it
-                raise ValueError(f"engine.{name} carries {width}-bit values, the link "
-                                 f"{bits}-bit ones")
+        check_link(engine.signature, info)
         self._engine = engine
         self._info = info
         self._divisor = divisor

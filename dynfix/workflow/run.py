@@ -1,8 +1,9 @@
 """``dynfix flow``: quantize -> generate -> simulate -> (synthesize), with reports and plots.
 
-Everything is checked before any work (model, layers the engine runs, bit widths, board,
-data), then built in a temporary folder beside the output folder and renamed into place at
-the end: a failure or Ctrl-C never leaves a half-written output folder behind.
+The stages are the API's (:mod:`dynfix.api`); this module chains them. Everything is checked
+before any work (model, layers the engine runs, bit widths, board, data), then built in a
+temporary folder beside the output folder and renamed into place at the end: a failure,
+Ctrl-C or SIGTERM never leaves a half-written output folder behind.
 
 Output folder layout (all paths in the reports are relative to it)::
 
@@ -23,26 +24,23 @@ from typing import Any, Callable
 
 import numpy as np
 
+from dynfix import api
+from dynfix.boards.registry import Board
 from dynfix.errors import DynfixError
 from dynfix.fileio import atomic_folder
+from dynfix.hw.compiler import plan_groups
+from dynfix.inputs import check_data_fits, get_board, load_inputs, load_model
+from dynfix.quant.bits import layer_widths
+from dynfix.quant.float_model import check_input, predict
+from dynfix.quant.ir import Model
+from .options import DEFAULT_IMAGES, FlowOptions
+from .plots import write_plots
+from .report import build_report, summary_markdown, summary_table, write_json
 
-DEFAULT_IMAGES = 20
-SWEEP_BITS = ("16", "8", "6", "4")
 MARKER = "report.json"
-
-
-@dataclass
-class FlowOptions:
-    model: Any = "digits"
-    board: str | None = None
-    bits: str = "8"
-    images: int = DEFAULT_IMAGES
-    synth: bool = False
-    output: str | Path | None = None
-    data: str | Path | None = None       # labelled test data; default: digits
-    calib: str | Path | None = None      # calibration inputs; default: the data
-    method: str = "greedy"
-    sweep: tuple[str, ...] = SWEEP_BITS
+#: The flow simulates under Icarus (installed by tools/setup.sh); dynfix simulate can
+#: choose Verilator.
+SIMULATOR = "icarus"
 
 
 @dataclass
@@ -97,15 +95,8 @@ def check_output(out: Path) -> None:
                               f"output; choose another --output or remove it")
 
 
-def prepare(opts: FlowOptions):
+def prepare(opts: FlowOptions) -> tuple[Model, Board, str, str]:
     """Load and check everything before any work; returns (model, board, data, calib)."""
-    from dynfix.api import check_data_fits, load_model
-    from dynfix.boards.registry import get_board
-    from dynfix.hw.compiler import plan_groups
-    from dynfix.quant.bits import layer_widths
-    from dynfix.quant.datasets import load_data
-    from dynfix.quant.float_model import check_input
-
     if not isinstance(opts.images, int) or opts.images < 1:
         raise DynfixError(f"--images must be a positive integer, got {opts.images!r}")
     model = load_model(opts.model)
@@ -116,7 +107,7 @@ def prepare(opts: FlowOptions):
     calib = str(opts.calib) if opts.calib is not None else data
     check_data_fits(model, data)
     check_data_fits(model, calib, "calibration data")
-    x, _ = load_data(data, split="test", need_labels=False)
+    x, _ = load_inputs(data, split="test")
     check_input(model, x[:1])
     return model, board, data, calib
 
@@ -142,13 +133,8 @@ def run_flow(opts: FlowOptions, say: Callable[[str], None] | None = None) -> Flo
     return result
 
 
-def _run_stages(opts: FlowOptions, model, board, data: str, calib: str, tmp: Path,
-                say: Callable[[str], None]) -> FlowResult:
-    from dynfix import api
-    from dynfix.flow_report import build_report, summary_markdown, summary_table, write_json
-    from dynfix.flow_plots import write_plots
-    from dynfix.quant.datasets import load_data
-
+def _run_stages(opts: FlowOptions, model: Model, board: Board, data: str, calib: str,
+                tmp: Path, say: Callable[[str], None]) -> FlowResult:
     names = ["quantize", "generate", "simulate"] + (["synthesize"] if opts.synth else []) \
         + ["report"]
     st = Stages(names, say)
@@ -156,7 +142,7 @@ def _run_stages(opts: FlowOptions, model, board, data: str, calib: str, tmp: Pat
     st.start("quantize", f"{model.name} at {opts.bits} bits ({opts.method}) on {calib}")
     q = api.quantize(model, calib, opts.bits, opts.method, output=tmp / "quant.yaml",
                      progress=st.note)
-    x, y = load_data(data, split="test", need_labels=False)
+    x, y = load_inputs(data, split="test")
     acc = _accuracies(model, q, x, y)
     sweep = _sweep(model, q, opts, calib, x, y, st.note)
     st.done(_acc_text(acc))
@@ -170,14 +156,14 @@ def _run_stages(opts: FlowOptions, model, board, data: str, calib: str, tmp: Pat
             f"{g.cycles_per_image} cycles per image (estimate)")
 
     st.start("simulate", f"{min(opts.images, len(x))} images under Icarus Verilog")
-    s = api.simulate(g, q, data, opts.images, progress=st.note)
+    s = api.simulate(g, q, data, min(opts.images, len(x)), simulator=SIMULATOR,
+                     progress=st.note)
     st.done(f"{s.mismatches} mismatches with the integer model")
 
     syn = None
     if opts.synth:
         st.start("synthesize", f"yosys + nextpnr for {board.name} (a few minutes)")
-        syn = api.synth(g, board, tmp / "synth",
-                        check_timing=False)
+        syn = api.synth(g, board, tmp / "synth", check_timing=False)
         st.done(f"Fmax {syn.fmax_mhz:.1f} MHz, {syn.luts} LUTs")
 
     st.start("report", "report.json, summary.md, plots")
@@ -192,7 +178,6 @@ def _run_stages(opts: FlowOptions, model, board, data: str, calib: str, tmp: Pat
 
 def _accuracies(model, q, x: np.ndarray, y: np.ndarray | None) -> dict:
     """Float and integer-model top-1 accuracy on the whole test data (None without labels)."""
-    from dynfix.quant.float_model import predict
     if y is None:
         return {"n": int(len(x)), "float": None, "integer": None}
     f = predict(model, x).reshape(len(x), -1).argmax(axis=1)
@@ -209,8 +194,6 @@ def _acc_text(acc: dict) -> str:
 
 def _sweep(model, q, opts: FlowOptions, calib: str, x, y, note) -> list[dict]:
     """Integer-model accuracy (or top-1 agreement with float, without labels) per bit width."""
-    from dynfix import api
-    from dynfix.quant.float_model import predict
     ref = y if y is not None else predict(model, x).reshape(len(x), -1).argmax(axis=1)
     rows = []
     for bits in dict.fromkeys([*opts.sweep, str(opts.bits)]):
@@ -224,3 +207,18 @@ def _sweep(model, q, opts: FlowOptions, calib: str, x, y, note) -> list[dict]:
     note("bit-width sweep: " + ", ".join(f"{r['bits']}b {100 * r['value']:.1f} %"
                                          for r in rows))
     return rows
+
+
+def _quiet(msg: str) -> None:
+    """Default progress callback: say nothing."""
+
+
+def flow(model: Any = "digits", board: str | None = None, bits: str = "8",
+         images: int = DEFAULT_IMAGES, synth: bool = False, output: str | Path | None = None,
+         data: str | Path | None = None, calib: str | Path | None = None,
+         method: str = "greedy", progress: Callable[[str], None] = _quiet) -> FlowResult:
+    """``dynfix flow``: quantize -> generate -> simulate -> (synthesize), reports and plots
+    in ``output`` (default ``out/flow-MODEL-BOARD``)."""
+    return run_flow(FlowOptions(model=model, board=board, bits=str(bits), images=images,
+                                synth=synth, output=output, data=data, calib=calib,
+                                method=method), progress)

@@ -21,7 +21,7 @@ class UARTRx(wiring.Component):
     Parameters
     ----------
     divisor : int
-        Clock cycles per bit (see :func:`dynfix.hw.uart_tx.baud_divisor`).
+        Clock cycles per bit (see :func:`dynfix.boards.uart_tx.baud_divisor`).
 
     Members
     -------

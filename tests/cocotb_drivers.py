@@ -1,11 +1,14 @@
-"""cocotb drivers for the engine's host interface, driven from Python (the *direct* path).
+"""Test helper: cocotb drivers for the engine's host interface, driven from Python (the
+*direct* path).
 
 :class:`EngineHost` plays the host of a bare ``dynfix_engine``: reset, ``start``, stream an
 image on ``i``, take the outputs on ``o``, wait for ``done``, and read ``cycles`` and every
 layer's ``layer_cycles`` through ``layer_sel``. Python wakes up once per streamed value here,
-which is fine for a few images and for poking at a design; long runs use the bulk host
-(:mod:`dynfix.sim.harness`), which moves images and results through memory files and lets the
-clock run. :mod:`dynfix.sim.driver_tb` runs this driver from :func:`run_direct`.
+which is fine for a few images and for checking the bare engine's handshakes; every run of
+the engine on images goes through the bulk harness (:func:`dynfix.sim.simulate.simulate`).
+:mod:`cocotb_driver_tb` runs this driver from :func:`run_direct` (both modules live in
+``tests/``, which is on the pytest process's ``sys.path``; the cocotb runner hands that path to
+the simulator's Python as ``PYTHONPATH``).
 
 Handshakes are sampled on the falling edge, between the rising edges that transfer.
 """
@@ -18,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dynfix.errors import DynfixError
+from dynfix.hw.generate import TOP_NAME
 
 INPUTS = ("start", "i__valid", "i__payload", "o__ready", "layer_sel")
 
@@ -133,17 +137,17 @@ def run_direct(verilog: str | Path, images: list[list[int]], n_out: int, n_layer
     """Simulate a bare engine with :class:`EngineHost` on each image (the direct path)."""
     from cocotb_tools.runner import get_runner
 
-    from .simulators import check_available, job_files
+    from dynfix.sim.simulators import check_available, job_files
 
     check_available(sim)
     build_dir = Path(build_dir).resolve()
     job, result = job_files(build_dir, {"images": [[int(v) for v in im] for im in images],
                                         "n_out": n_out, "n_layers": n_layers})
     runner = get_runner(sim)
-    runner.build(sources=[Path(verilog).resolve()], hdl_toplevel="dynfix_engine",
+    runner.build(sources=[Path(verilog).resolve()], hdl_toplevel=TOP_NAME,
                  build_dir=build_dir, timescale=("1ns", "1ps"),
                  log_file=build_dir / "build.log")
-    runner.test(hdl_toplevel="dynfix_engine", test_module="dynfix.sim.driver_tb",
+    runner.test(hdl_toplevel=TOP_NAME, test_module="cocotb_driver_tb",
                 build_dir=build_dir, test_dir=build_dir,
                 extra_env={"DYNFIX_TB_JOB": str(job)}, log_file=build_dir / "sim.log")
     if not result.exists():

@@ -1,5 +1,5 @@
-"""cocotb test of a bare engine driven by :class:`dynfix.sim.drivers.EngineHost` (the direct
-path); run by :func:`dynfix.sim.drivers.run_direct`."""
+"""Test helper: the cocotb test of a bare engine driven by :class:`cocotb_drivers.EngineHost`
+(the direct path); run by :func:`cocotb_drivers.run_direct`."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import cocotb
 
-from dynfix.sim.drivers import EngineHost, job_from_env
+from cocotb_drivers import EngineHost, job_from_env
 
 
 @cocotb.test()

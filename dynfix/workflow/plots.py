@@ -6,6 +6,8 @@ from pathlib import Path
 
 
 def _pyplot():
+    # Deferred: matplotlib takes about 0.4 s to import and only the flow's last stage
+    # draws; importing dynfix.workflow (the CLI's flow command) stays fast.
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

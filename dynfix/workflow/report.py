@@ -8,6 +8,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from dynfix.hw.resources import Device, estimate
+
 RESOURCES = (("luts", "LUTs"), ("ffs", "FFs"), ("dsps", "DSPs"), ("brams", "BRAMs"))
 
 
@@ -32,11 +34,6 @@ def resources(board, config, syn) -> dict[str, Any]:
         avail = {k: syn.available.get(k) or totals[k] for k in totals}
         source = "nextpnr (synthesized)"
     else:
-        try:
-            from dynfix.hw.resources import Device, estimate
-        except ImportError:
-            return {"source": "not available (run with --synth)", "used": {},
-                    "available": totals}
         used = {k: v for k, v in estimate(config, Device.from_board(board)).total.rounded()
                 .items() if k in totals}
         avail, source = totals, "estimate (not synthesized)"
