@@ -18,7 +18,7 @@ from dynfix.errors import DynfixError
 from dynfix.hw.compiler import CompiledModel, compile_model
 from dynfix.hw.config import EngineConfig
 from dynfix.quant import fixed
-from dynfix.quant.int_model import IntModel, fan_in
+from dynfix.quant.int_model import IntModel
 from dynfix.quant.ir import Conv2d, Flatten, Layer, Linear, MaxPool2d, Model, ReLU
 from dynfix.quant.qspec import LayerFormat, QuantSpec
 

@@ -82,6 +82,17 @@ def quiet(runner) -> None:
         runner.log.addHandler(logging.NullHandler())
 
 
+def error_lines(log: Path, n: int = 2) -> str:
+    """``: `` and the first few lines of ``log`` that look like errors (the log itself may be
+    in a temporary folder that is gone by the time the message is read), or ``""``."""
+    try:
+        lines = log.read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    bad = [ln.strip() for ln in lines if any(w in ln for w in ("rror", "FAIL", "failed"))]
+    return (": " + " | ".join(bad[:n])[:400]) if bad else ""
+
+
 def job_files(folder: Path, payload: dict) -> tuple[Path, Path]:
     """Write ``payload`` plus a fresh ``result`` path as ``folder/job.json`` (for the
     testbench's ``DYNFIX_TB_JOB``); returns (job, result)."""
@@ -177,8 +188,9 @@ class Simulator:
                              timescale=("1ns", "1ps"), build_args=args, waves=self.waves,
                              always=True, log_file=self.build_dir / "build.log")
         except (SystemExit, Exception) as e:
-            raise DynfixError(f"{self.sim} build failed ({e}); see "
-                              f"{self.build_dir / 'build.log'}") from None
+            log = self.build_dir / "build.log"
+            raise DynfixError(f"{self.sim} build failed ({e}){error_lines(log)}; see "
+                              f"{log}") from None
         self.build_seconds = time.perf_counter() - t0
         self._runner = runner
 
@@ -207,8 +219,9 @@ class Simulator:
                                   extra_env={"DYNFIX_TB_JOB": str(job)}, waves=self.waves,
                                   log_file=job_dir / "sim.log")
         except (SystemExit, Exception) as e:
-            raise DynfixError(f"{self.sim} simulation failed ({e}); see "
-                              f"{job_dir / 'sim.log'}") from None
+            log = job_dir / "sim.log"
+            raise DynfixError(f"{self.sim} simulation failed ({e}){error_lines(log)}; see "
+                              f"{log}") from None
         if not result.exists():
             raise DynfixError(f"simulation produced no result (see {job_dir / 'sim.log'})")
         watcher.finish()

@@ -10,7 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 
-from dynfix.hw.compiler import compile_model, loop_counts, plan_model  # noqa: E402
+from dynfix.hw.compiler import compile_model, plan_model  # noqa: E402
 from dynfix.hw.config import EngineConfig  # noqa: E402
 
 from hw_models import small_net  # noqa: E402

@@ -1,8 +1,6 @@
 """Board registry: the bundled files load, malformed files give one clear DynfixError."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest

@@ -112,6 +112,7 @@ def test_build_failure_is_one_clean_line(tmp_path, capfd):
         simulate(d, x[:1], None, tmp_path / "b", "icarus")
     msg = str(e.value)
     assert "\n" not in msg and msg.startswith("icarus build failed") and "build.log" in msg
+    assert "syntax error" in msg            # the log's first error, in case the log is gone
     assert capfd.readouterr() == ("", "")
 
 

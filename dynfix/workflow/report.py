@@ -134,7 +134,7 @@ def rows(rep: dict) -> list[tuple[str, str]]:
                            f"{p['board_clock_mhz']:g} MHz" if rep["timing"] else "")),
         ("compute", f"{p['gops']:.4f} GOP/s, MAC utilization "
                     f"{100 * p['mac_utilization']:.1f} % of {p['multipliers']} multipliers"),
-        (f"resources", f"{', '.join(use) or 'n/a'} [{res['source']}]"),
+        ("resources", f"{', '.join(use) or 'n/a'} [{res['source']}]"),
     ]
     if rep["timing"]:
         tm = rep["timing"]
