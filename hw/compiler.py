@@ -108,11 +108,19 @@ def plan_groups(model: Model) -> tuple[list[LayerPlan], str]:
         problems.append(f"input {model.input_name!r}: shape {tuple(model.input_shape)} is "
                         f"neither C x H x W nor flat")
     last = len(model.layers) - 1
+    prev = model.input_name
     for idx, layer in enumerate(model.layers):
         what = f"{layer.name} ({type(layer).__name__})"
+        if len(layer.inputs) == 1 and layer.inputs[0] != prev:
+            problems.append(f"layer {layer.name} reads a tensor other than the previous "
+                            f"layer's output (a branch): {layer.inputs[0]!r}, not {prev!r}")
+        prev = layer.name
         if isinstance(layer, Conv2d):
             if tuple(layer.dilation) != (1, 1):
                 problems.append(f"{what}: dilation {tuple(layer.dilation)} (only 1)")
+            if layer.groups != 1:
+                problems.append(f"{what}: grouped convolution (groups={layer.groups}) is not "
+                                f"supported by the engine yet")
             cur = LayerPlan(layer.name, [layer.name], "conv", map_shape or (1, 1, 1),
                             tuple(layer.out_shape), tuple(layer.kernel),
                             tuple(layer.stride), tuple(layer.pads),
@@ -155,9 +163,11 @@ def plan_groups(model: Model) -> tuple[list[LayerPlan], str]:
             continue                            # on the host
         else:
             why = {"avgpool": "average pooling", "gap": "global average pooling",
-                   "affine": "unfolded BatchNorm/affine", "softmax": "softmax before the end"}
+                   "affine": "unfolded BatchNorm/affine", "softmax": "softmax before the end",
+                   "add": "residual add", "clip": "clip (e.g. ReLU6)"}
+            yet = " yet" if layer.op in ("add", "clip", "gap") else ""
             problems.append(f"{what}: {why.get(layer.op, f'op {layer.op!r}')} is not "
-                            f"supported by the engine")
+                            f"supported by the engine{yet}")
         if cur is not None and layer.name in cur.layers:
             map_shape = cur.out_shape
         out_name = layer.name if not isinstance(layer, Softmax) else out_name

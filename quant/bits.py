@@ -1,9 +1,10 @@
 """Bit widths per layer: the ``--bits`` spec, per-layer overrides and the bias default.
 
 ``--bits N`` gives every feature map and every weight ``N`` bits. ``--bits A/B`` gives data
-and conv (and affine) weights ``A`` bits and fully connected (Linear) weights ``B`` bits: the
-paper's "8/4". An overrides YAML maps a layer name to any of ``bw_w``, ``bw_x``, ``bw_b``
-(the model input's name takes ``bw_x`` only, the input width).
+(every feature map, an Add's output included) and conv (grouped and depthwise too) and affine
+weights ``A`` bits and fully connected (Linear) weights ``B`` bits: the paper's "8/4". An
+overrides YAML maps a compute layer's name to any of ``bw_w``, ``bw_x``, ``bw_b``, an Add's
+name or the model input's name to ``bw_x`` only (the input width).
 
 Bias width default: ``bw_b = min(bw_in + bw_w, 32)``, the width of one product, so the bias is
 never the coarsest term of the sum (see docs/arithmetic.md).
@@ -19,7 +20,7 @@ import yaml
 
 from dynfix.errors import DynfixError
 from . import fixed
-from .int_model import is_compute
+from .int_model import has_format, is_compute
 from .ir import Linear, Model
 
 MAX_BIAS_BITS = 32
@@ -28,7 +29,11 @@ OVERRIDE_KEYS = ("bw_w", "bw_x", "bw_b")
 
 @dataclass(frozen=True)
 class Widths:
-    """Bit widths of one compute layer: weights, bias, input and output feature maps."""
+    """Bit widths of one compute layer: weights, bias, input and output feature maps.
+
+    An Add has only an output width: its ``bw_w`` and ``bw_b`` are 0 and its ``bw_in`` is
+    that of its first input (each input keeps the width of the tensor it is).
+    """
 
     bw_w: int
     bw_b: int
@@ -67,15 +72,17 @@ def load_overrides(path: str | Path | None) -> dict[str, dict[str, int]]:
 
 def layer_widths(model: Model, bits: str, overrides: dict | None = None
                  ) -> tuple[int, dict[str, Widths]]:
-    """Input width and per compute layer :class:`Widths` for a bits spec plus overrides."""
+    """Input width and :class:`Widths` per compute and Add layer, for a bits spec plus
+    overrides; a layer's ``bw_in`` is the width of the tensor it reads."""
     data, conv_w, fc_w = parse_bits(bits)
     overrides = dict(overrides or {})
-    compute = {layer.name: layer for layer in model.layers if is_compute(layer)}
+    formats = {layer.name: layer for layer in model.layers if has_format(layer)}
     for name, ov in overrides.items():
-        allowed = ("bw_x",) if name == model.input_name else OVERRIDE_KEYS
-        if name not in compute and name != model.input_name:
+        layer = formats.get(name)
+        allowed = OVERRIDE_KEYS if layer is not None and is_compute(layer) else ("bw_x",)
+        if layer is None and name != model.input_name:
             raise DynfixError(f"overrides: model {model.name!r} has no compute layer "
-                              f"{name!r} (compute layers: {', '.join(compute)})")
+                              f"{name!r} (compute and add layers: {', '.join(formats)})")
         bad = [k for k in ov if k not in allowed]
         if bad:
             raise DynfixError(f"overrides, layer {name!r}: unknown key(s) {', '.join(bad)}; "
@@ -84,14 +91,21 @@ def layer_widths(model: Model, bits: str, overrides: dict | None = None
             if isinstance(v, bool) or not isinstance(v, int):
                 raise DynfixError(f"overrides, layer {name!r}: {k} must be an integer")
             fixed.check_bits(v, f"overrides, layer {name!r}: {k}")
-    bw_in = overrides.get(model.input_name, {}).get("bw_x", data)
-    input_bw = bw_in
+    input_bw = overrides.get(model.input_name, {}).get("bw_x", data)
+    tensor_bw = {model.input_name: input_bw}
     out: dict[str, Widths] = {}
-    for name, layer in compute.items():
-        ov = overrides.get(name, {})
-        bw_w = ov.get("bw_w", fc_w if isinstance(layer, Linear) else conv_w)
-        bw_b = ov.get("bw_b", min(bw_in + bw_w, MAX_BIAS_BITS))
+    for layer in model.layers:
+        bw_in = tensor_bw[layer.inputs[0]]
+        tensor_bw[layer.name] = bw_in
+        if not has_format(layer):
+            continue
+        ov = overrides.get(layer.name, {})
         bw_x = ov.get("bw_x", data)
-        out[name] = Widths(bw_w=bw_w, bw_b=bw_b, bw_in=bw_in, bw_x=bw_x)
-        bw_in = bw_x
+        if is_compute(layer):
+            bw_w = ov.get("bw_w", fc_w if isinstance(layer, Linear) else conv_w)
+            bw_b = ov.get("bw_b", min(bw_in + bw_w, MAX_BIAS_BITS))
+        else:
+            bw_w = bw_b = 0
+        out[layer.name] = Widths(bw_w=bw_w, bw_b=bw_b, bw_in=bw_in, bw_x=bw_x)
+        tensor_bw[layer.name] = bw_x
     return input_bw, out

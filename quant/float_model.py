@@ -1,7 +1,9 @@
 """Float reference: a vectorized numpy forward pass (float32, NCHW) that exposes every layer.
 
-The float model defines accuracy. :func:`forward` returns a trace, the output of every layer
-by name, which the quantizer's data phase compares against.
+The float model defines accuracy. It evaluates the model's DAG in topological order with a
+dict of tensors. :func:`forward` returns a trace, the output of every layer by name (or of
+the ones asked for), which the quantizer's data phase compares against; :func:`predict`
+frees each tensor after its last consumer.
 """
 
 from __future__ import annotations
@@ -10,8 +12,8 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from dynfix.errors import DynfixError
-from .ir import (Affine, AvgPool2d, Conv2d, Flatten, GlobalAvgPool, Layer, Linear, MaxPool2d,
-                 Model, ReLU, Softmax)
+from .ir import (Add, Affine, AvgPool2d, Clip, Conv2d, Flatten, GlobalAvgPool, Layer, Linear,
+                 MaxPool2d, Model, ReLU, Softmax)
 
 
 def windows(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int],
@@ -41,10 +43,22 @@ def windows(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int],
     return v
 
 
-def conv2d(x: np.ndarray, weight: np.ndarray, stride, pads, dilation=(1, 1)) -> np.ndarray:
-    """Convolution without bias; works for float and integer (int64) arrays alike."""
+def conv2d(x: np.ndarray, weight: np.ndarray, stride, pads, dilation=(1, 1),
+           groups: int = 1) -> np.ndarray:
+    """Convolution without bias; works for float and integer (int64) arrays alike.
+
+    With ``groups`` g, output channels ``j*M/g ..`` see only input channels ``j*C/g ..``:
+    one einsum over a group axis (no loop over groups or pixels).
+    """
     v = windows(x, weight.shape[2:], stride, pads, 0, dilation)
-    return np.einsum("nchwij,mcij->nmhw", v, weight, optimize=True)
+    if groups == 1:
+        return np.einsum("nchwij,mcij->nmhw", v, weight, optimize=True)
+    n, c, oh, ow, kh, kw = v.shape
+    m = weight.shape[0]
+    vg = v.reshape(n, groups, c // groups, oh, ow, kh, kw)
+    wg = weight.reshape(groups, m // groups, c // groups, kh, kw)
+    y = np.einsum("ngchwij,gmcij->ngmhw", vg, wg, optimize=True)
+    return y.reshape(n, m, oh, ow)
 
 
 def pool_divisor(layer: AvgPool2d, in_hw: tuple[int, int], out_hw: tuple[int, int]) -> np.ndarray:
@@ -63,10 +77,14 @@ def pool_divisor(layer: AvgPool2d, in_hw: tuple[int, int], out_hw: tuple[int, in
     return cnt[0, 0]
 
 
-def apply_layer(layer: Layer, x: np.ndarray) -> np.ndarray:
-    """One layer of the float model on a batch."""
+def apply_layer(layer: Layer, x: np.ndarray, *more: np.ndarray) -> np.ndarray:
+    """One layer of the float model on a batch (``more``: an Add's second input)."""
+    if isinstance(layer, Add):
+        return (x + more[0]).astype(np.float32, copy=False)
+    if isinstance(layer, Clip):
+        return np.clip(x, layer.lo, layer.hi).astype(np.float32, copy=False)
     if isinstance(layer, Conv2d):
-        y = conv2d(x, layer.weight, layer.stride, layer.pads, layer.dilation)
+        y = conv2d(x, layer.weight, layer.stride, layer.pads, layer.dilation, layer.groups)
         if layer.bias is not None:
             y = y + layer.bias[None, :, None, None]
         return y.astype(np.float32)
@@ -117,19 +135,28 @@ def check_input(model: Model, x: np.ndarray) -> np.ndarray:
     return x
 
 
-def forward(model: Model, x: np.ndarray) -> dict[str, np.ndarray]:
-    """Run a batch through the model; returns every layer's output by name (the trace)."""
+def forward(model: Model, x: np.ndarray, keep: set[str] | None = None
+            ) -> dict[str, np.ndarray]:
+    """Run a batch through the model; returns every tensor by name (the trace): the input
+    and each layer's output. With ``keep``, only those tensors (and the output) are
+    returned, and every other one is freed after its last consumer."""
     x = check_input(model, x)
-    trace = {model.input_name: x}
-    for layer in model.layers:
-        x = apply_layer(layer, x)
-        trace[layer.name] = x
-    return trace
+    tensors = {model.input_name: x}
+    last = model.last_use() if keep is not None else {}
+    out = model.output_name
+    for i, layer in enumerate(model.layers):
+        tensors[layer.name] = apply_layer(layer, *(tensors[t] for t in layer.inputs))
+        if keep is not None:
+            for t in set(layer.inputs):
+                if last[t] == i and t not in keep and t != out:
+                    del tensors[t]
+    return tensors
 
 
 def predict(model: Model, x: np.ndarray, batch: int = 1024) -> np.ndarray:
     """Model outputs for a batch (the last layer), computed in chunks to bound memory."""
     x = check_input(model, x)
-    outs = [forward(model, x[i:i + batch])[model.layers[-1].name]
+    out = model.output_name
+    outs = [forward(model, x[i:i + batch], keep=set())[out]
             for i in range(0, x.shape[0], batch)]
     return np.concatenate(outs)

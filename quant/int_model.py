@@ -3,11 +3,14 @@
 :class:`IntModel` runs a :class:`~dynfix.quant.ir.Model` under a
 :class:`~dynfix.quant.qspec.QuantSpec` on int64 arrays, exactly as ``docs/arithmetic.md``
 defines: exact products, an accumulator of ``acc_bits`` bits, the bias shifted left into it,
-the data shift rounded half up and saturated, then ReLU / pooling / flatten on the integers.
-The hardware is tested against :meth:`IntModel.forward` bit for bit.
+the data shift rounded half up and saturated, then ReLU / Clip / pooling / flatten on the
+integers; an Add aligns its two inputs to the finer binary point, adds exactly and
+requantizes the sum the same way. It walks the model's DAG in topological order. The
+hardware is tested against :meth:`IntModel.forward` bit for bit.
 
-Layer-level functions (:func:`accumulate`, :func:`narrow`, :func:`apply_plain`) are public so
-the quantizer's search runs the very same arithmetic while it picks fractional lengths.
+Layer-level functions (:func:`accumulate`, :func:`add_sum`, :func:`narrow`,
+:func:`apply_plain`) are public so the quantizer's search runs the very same arithmetic while
+it picks fractional lengths.
 
 Speed: when ``acc_bits <= 53`` the dot products run in float64 BLAS. Every partial sum of
 integer products is then an integer below 2**53 in magnitude (``acc_bits`` bounds the sum of
@@ -23,9 +26,9 @@ import numpy as np
 from dynfix.errors import DynfixError
 from . import fixed
 from .float_model import check_input, conv2d, pool_divisor, windows
-from .ir import (Affine, AvgPool2d, Conv2d, Flatten, GlobalAvgPool, Layer, Linear, MaxPool2d,
-                 Model, ReLU, Softmax)
-from .qspec import LayerFormat, QuantSpec
+from .ir import (Add, Affine, AvgPool2d, Clip, Conv2d, Flatten, GlobalAvgPool, Layer, Linear,
+                 MaxPool2d, Model, ReLU, Softmax)
+from .qspec import AddFormat, Format, LayerFormat, QuantSpec
 
 COMPUTE = (Conv2d, Linear, Affine)
 EXACT_FLOAT_BITS = 53
@@ -36,10 +39,16 @@ def is_compute(layer: Layer) -> bool:
     return isinstance(layer, COMPUTE)
 
 
+def has_format(layer: Layer) -> bool:
+    """Layers whose output gets a format of its own: the compute layers and Add (every
+    other layer keeps its input's format)."""
+    return isinstance(layer, COMPUTE + (Add,))
+
+
 def fan_in(layer: Layer) -> int:
     """Number of products summed into one accumulator."""
     if isinstance(layer, Conv2d):
-        return int(np.prod(layer.weight.shape[1:]))
+        return layer.fan_in                 # (C // groups) * kh * kw
     if isinstance(layer, Linear):
         return int(layer.weight.shape[1])
     return 1  # Affine: one product per output
@@ -71,7 +80,7 @@ def accumulate(layer: Layer, xq: np.ndarray, wq: np.ndarray, bq: np.ndarray, fmt
     dt = np.float64 if exact else np.int64
     x, w = xq.astype(dt), wq.astype(dt)
     if isinstance(layer, Conv2d):
-        acc = conv2d(x, w, layer.stride, layer.pads, layer.dilation)
+        acc = conv2d(x, w, layer.stride, layer.pads, layer.dilation, layer.groups)
     elif isinstance(layer, Linear):
         acc = x @ w.T
     else:
@@ -84,12 +93,18 @@ def accumulate(layer: Layer, xq: np.ndarray, wq: np.ndarray, bq: np.ndarray, fmt
     return acc + _bias_view(layer, bias, acc.ndim)
 
 
-def narrow(acc: np.ndarray, fmt: LayerFormat) -> np.ndarray:
+def add_sum(a: np.ndarray, b: np.ndarray, fmt: AddFormat) -> np.ndarray:
+    """An Add's exact sum at binary point ``fl_sum``: each input shifted left onto it."""
+    sa, sb = fmt.align
+    return (np.asarray(a, np.int64) << sa) + (np.asarray(b, np.int64) << sb)
+
+
+def narrow(acc: np.ndarray, fmt: Format) -> np.ndarray:
     """The data shift: round half up by ``data_shift`` (left if negative), saturate to bw_x."""
     return fixed.requantize(acc, fmt.data_shift, fmt.bw_x)
 
 
-def saturation_count(acc: np.ndarray, fmt: LayerFormat) -> int:
+def saturation_count(acc: np.ndarray, fmt: Format) -> int:
     """How many accumulator values the data shift saturates (calibration statistic)."""
     s, lo, hi = fmt.data_shift, fixed.qmin(fmt.bw_x), fixed.qmax(fmt.bw_x)
     if s < 0:  # acc << k saturates iff acc is outside [ceil(lo / 2^k), floor(hi / 2^k)]
@@ -105,14 +120,35 @@ def avg_round(s: np.ndarray, n: np.ndarray | int) -> np.ndarray:
     return (2 * s + n) // (2 * n)
 
 
-def apply_plain(layer: Layer, x: np.ndarray) -> np.ndarray:
-    """A parameter-free layer on integers; keeps the input's format.
+@dataclass(frozen=True)
+class MapFormat:
+    """Format of a feature map: ``bw``-bit integers with fractional length ``fl``."""
+
+    bw: int
+    fl: int
+
+
+def clip_bounds(layer: Clip, fmt: MapFormat) -> tuple[int, int]:
+    """A Clip's integer bounds in its input's format: ``[max(qmin, ceil(lo * 2^fl)),
+    min(qmax, floor(hi * 2^fl))]``, the representable values inside [lo, hi]."""
+    lo = max(float(fixed.qmin(fmt.bw)), float(np.ceil(np.ldexp(float(layer.lo), fmt.fl))))
+    hi = min(float(fixed.qmax(fmt.bw)), float(np.floor(np.ldexp(float(layer.hi), fmt.fl))))
+    if lo > hi:
+        raise DynfixError(f"layer {layer.name!r} (Clip): no {fmt.bw}-bit value at fl {fmt.fl} "
+                          f"lies in [{layer.lo}, {layer.hi}]")
+    return int(lo), int(hi)
+
+
+def apply_plain(layer: Layer, x: np.ndarray, fmt: MapFormat) -> np.ndarray:
+    """A parameter-free single-input layer on integers in format ``fmt``; keeps the format.
 
     Softmax is the identity here: it runs on the host in float and keeps the class
     (:meth:`IntModel.dequantize` applies it).
     """
     if isinstance(layer, ReLU):
         return np.maximum(x, 0)
+    if isinstance(layer, Clip):
+        return np.clip(x, *clip_bounds(layer, fmt))
     if isinstance(layer, AvgPool2d):
         out_hw = layer.out_shape[1:]
         s = windows(x, layer.kernel, layer.stride, layer.pads, 0, out_hw=out_hw)
@@ -131,24 +167,11 @@ def apply_plain(layer: Layer, x: np.ndarray) -> np.ndarray:
     raise DynfixError(f"layer {layer.name!r}: op {layer.op!r} has no integer implementation")
 
 
-@dataclass(frozen=True)
-class MapFormat:
-    """Format of a feature map: ``bw``-bit integers with fractional length ``fl``."""
-
-    bw: int
-    fl: int
-
-
-def check_spec(model: Model, spec: QuantSpec) -> dict[str, MapFormat]:
-    """Validate ``spec`` against ``model``; returns every feature map's format by name.
-
-    Checks: exactly the compute layers are listed, widths in 2..32, each fl_in / bw_in equals
-    the format of the map the layer reads, the bias shift is >= 0 and the accumulator width
-    holds the layer's worst case (and at most ``fixed.MAX_ACC_BITS``).
-    """
-    compute = [layer.name for layer in model.layers if is_compute(layer)]
-    missing = [n for n in compute if n not in spec.layers]
-    extra = [n for n in spec.layers if n not in compute]
+def check_listed(model: Model, names) -> None:
+    """The spec lists exactly the layers with a format of their own (:func:`has_format`)."""
+    wanted = [layer.name for layer in model.layers if has_format(layer)]
+    missing = [n for n in wanted if n not in names]
+    extra = [n for n in names if n not in wanted]
     if missing or extra:
         parts = []
         if missing:
@@ -157,12 +180,46 @@ def check_spec(model: Model, spec: QuantSpec) -> dict[str, MapFormat]:
             parts.append(f"unknown layer(s) {', '.join(extra)}")
         raise DynfixError(f"quantization spec does not match model {model.name!r}: "
                           f"{'; '.join(parts)}")
-    cur = MapFormat(fixed.check_bits(spec.input_bw, "input bit width"), int(spec.input_fl))
-    fmts = {model.input_name: cur}
+
+
+def check_add(f: AddFormat, ins: list[MapFormat], where: str) -> None:
+    """An Add's format: widths, input formats matching the maps it reads, sum width."""
+    fixed.check_bits(f.bw_x, f"{where}: bw_x")
+    have = [MapFormat(b, fl) for b, fl in zip(f.bw_in, f.fl_in)]
+    if have != ins:
+        raise DynfixError(f"{where}: input formats (bw, fl) {[(m.bw, m.fl) for m in have]} "
+                          f"do not match the maps it reads {[(m.bw, m.fl) for m in ins]}")
+    if f.sum_bits > fixed.MAX_ACC_BITS:
+        raise DynfixError(f"{where}: aligning inputs at fl {f.fl_in[0]} and {f.fl_in[1]} "
+                          f"needs a {f.sum_bits}-bit sum; at most {fixed.MAX_ACC_BITS} are "
+                          f"supported")
+
+
+def check_spec(model: Model, spec: QuantSpec) -> dict[str, MapFormat]:
+    """Validate ``spec`` against ``model``; returns every tensor's format by name.
+
+    Checks: exactly the compute and Add layers are listed, each with the right kind of
+    format; widths in 2..32; each layer's input formats equal those of the maps it reads;
+    the bias shift is >= 0 and the accumulator width holds the layer's worst case (and at
+    most ``fixed.MAX_ACC_BITS``), as does an Add's sum; every Clip keeps at least one value.
+    """
+    check_listed(model, list(spec.layers))
+    fmts = {model.input_name: MapFormat(fixed.check_bits(spec.input_bw, "input bit width"),
+                                        int(spec.input_fl))}
     for layer in model.layers:
-        if is_compute(layer):
-            f = spec.layers[layer.name]
-            where = f"quantization spec, layer {layer.name!r}"
+        ins = [fmts[t] for t in layer.inputs]
+        cur = ins[0]
+        where = f"quantization spec, layer {layer.name!r}"
+        f = spec.layers.get(layer.name)
+        if f is not None and isinstance(f, AddFormat) != isinstance(layer, Add):
+            kind = "an Add's" if isinstance(f, AddFormat) else "a compute layer's"
+            raise DynfixError(f"{where}: the layer is {layer.op!r} but its format is {kind}")
+        if isinstance(layer, Add):
+            check_add(f, ins, where)
+            cur = MapFormat(f.bw_x, f.fl_out)
+        elif isinstance(layer, Clip):
+            clip_bounds(layer, cur)
+        elif is_compute(layer):
             for key in ("bw_w", "bw_b", "bw_x", "bw_in"):
                 fixed.check_bits(getattr(f, key), f"{where}: {key}")
             if (f.bw_in, f.fl_in) != (cur.bw, cur.fl):
@@ -211,7 +268,7 @@ class IntModel:
         return fixed.quantize(x, self.spec.input_bw, self.spec.input_fl)
 
     def forward(self, xq: np.ndarray) -> dict[str, np.ndarray]:
-        """Integer trace: the input and every layer's int64 output, keyed by name."""
+        """Integer trace: the input and every layer's int64 output, keyed by tensor name."""
         xq = np.asarray(xq)
         if xq.dtype.kind not in "iu":
             raise DynfixError(f"integer model input has dtype {xq.dtype}; quantize it first "
@@ -220,17 +277,19 @@ class IntModel:
         if xq.ndim != len(want) + 1 or tuple(xq.shape[1:]) != want:
             raise DynfixError(f"integer input has shape {tuple(xq.shape)}; expected "
                               f"N x {' x '.join(map(str, want))}")
-        x = xq.astype(np.int64)
-        trace = {self.model.input_name: x}
+        trace = {self.model.input_name: xq.astype(np.int64)}
         for layer in self.model.layers:
-            if is_compute(layer):
+            x = trace[layer.inputs[0]]
+            if isinstance(layer, Add):
                 f = self.spec.layers[layer.name]
-                acc = accumulate(layer, x, self.weights[layer.name],
-                                 self.biases[layer.name], f)
-                x = narrow(acc, f)
+                y = narrow(add_sum(x, trace[layer.inputs[1]], f), f)
+            elif is_compute(layer):
+                f = self.spec.layers[layer.name]
+                y = narrow(accumulate(layer, x, self.weights[layer.name],
+                                      self.biases[layer.name], f), f)
             else:
-                x = apply_plain(layer, x)
-            trace[layer.name] = x
+                y = apply_plain(layer, x, self.formats[layer.inputs[0]])
+            trace[layer.name] = y
         return trace
 
     def logits(self, x: np.ndarray, batch: int = 1024) -> np.ndarray:

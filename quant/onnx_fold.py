@@ -1,12 +1,15 @@
-"""Constant folding for the ONNX loader: the shape-arithmetic ops exporters emit.
+"""Constant folding for the ONNX loader: the shape and weight arithmetic exporters emit.
 
 PyTorch writes ``x.view(x.size(0), -1)`` as ``Shape -> Gather -> Unsqueeze -> Concat ->
-Reshape``; other exporters add ``Constant``, ``ConstantOfShape``, ``Cast``, ``Slice`` and
-small integer arithmetic. All of these only compute on constants (or on a tensor's shape,
-which is static here), so the loader evaluates them with numpy at load time.
+Reshape``; other exporters add ``Constant``, ``ConstantOfShape``, ``Cast``, ``Slice``, small
+integer arithmetic, or store weights transposed behind a ``Transpose``. All of these only
+compute on constants (or on a tensor's shape, which is static here), so the loader evaluates
+them at load time with onnx's own reference evaluator (:mod:`onnx.reference`), which knows
+every operator version's semantics (attributes that became inputs, and so on).
 
-:func:`fold` evaluates one node whose inputs are all known constants. Sizes are bounded so
-that a corrupt file cannot make the loader allocate gigabytes.
+:func:`fold` evaluates one node whose inputs are all known constants. Output sizes are bounded
+before anything is evaluated, so that a corrupt file cannot make the loader allocate
+gigabytes.
 """
 
 from __future__ import annotations
@@ -15,27 +18,30 @@ from typing import Callable
 
 import numpy as np
 from onnx import NodeProto, TensorProto, helper, numpy_helper
+from onnx.reference import ReferenceEvaluator
 
 from dynfix.errors import DynfixError
 
+#: Ops whose output size is at most their inputs' (apart from the guarded ones below).
+_BOUNDED_OPS = frozenset({"Constant", "Shape", "Size", "Gather", "Unsqueeze", "Squeeze",
+                          "Concat", "Cast", "Slice", "Reshape", "Flatten", "Transpose",
+                          "Identity", "Neg", "Abs", "Sqrt", "Reciprocal", "Floor", "Ceil",
+                          "Not", "Relu", "Clip", "ReduceProd", "ReduceSum", "ReduceMax",
+                          "ReduceMin"})
+#: Element-wise ops whose output has the broadcast shape of their inputs.
+_BROADCAST_OPS = frozenset({"Add", "Sub", "Mul", "Div", "Pow", "Min", "Max", "Sum", "Equal",
+                            "Less", "Greater", "And", "Or", "Where", "Mod"})
 #: Ops evaluated at load time when all their inputs are constant.
-FOLD_OPS = frozenset({"Constant", "ConstantOfShape", "Shape", "Gather", "Unsqueeze", "Squeeze",
-                      "Concat", "Cast", "Slice", "Reshape", "Mul", "Add", "Sub", "Div",
-                      "Identity"})
+FOLD_OPS = _BOUNDED_OPS | _BROADCAST_OPS | {"ConstantOfShape", "Expand", "Range"}
 
 #: Largest constant the folder will create (elements); shape tensors are tiny.
 MAX_FOLD_ELEMENTS = 1 << 22
 
-_ONNX_DTYPES = {TensorProto.FLOAT: np.float32, TensorProto.DOUBLE: np.float64,
-                TensorProto.FLOAT16: np.float16, TensorProto.INT64: np.int64,
-                TensorProto.INT32: np.int32, TensorProto.INT16: np.int16,
-                TensorProto.INT8: np.int8, TensorProto.UINT8: np.uint8,
-                TensorProto.BOOL: np.bool_}
 
-
-def node_label(node: NodeProto, index: int) -> str:
-    """How error messages name a node: its name, or its position when it has none."""
-    return node.name or f"#{index} ({node.op_type})"
+def one_line(e: BaseException) -> str:
+    """An exception's message as one short line (for DynfixError texts)."""
+    text = str(e).strip().splitlines()
+    return text[0][:200] if text else type(e).__name__
 
 
 class Attrs(dict):
@@ -65,6 +71,12 @@ class Attrs(dict):
                 isinstance(a, (int, np.integer)) and not isinstance(a, bool) for a in v):
             self._bad(key, "a list of integers")
         return [int(a) for a in v]
+
+    def text(self, key: str, default: str) -> str:
+        v = self.get(key, default)
+        if not isinstance(v, (bytes, str)):
+            self._bad(key, "a string")
+        return v.decode(errors="replace") if isinstance(v, bytes) else v
 
 
 def attrs(node: NodeProto, where: str | None = None) -> Attrs:
@@ -102,37 +114,6 @@ def tensor_to_array(t: TensorProto) -> np.ndarray:
             from None
 
 
-def _check_size(shape, what: str) -> tuple[int, ...]:
-    shape = tuple(int(d) for d in shape)
-    if any(d < 0 for d in shape):
-        raise DynfixError(f"{what}: negative dimension in {shape}")
-    n = 1
-    for d in shape:
-        n *= d
-    if n > MAX_FOLD_ELEMENTS:
-        raise DynfixError(f"{what}: constant of shape {shape} is too large to fold")
-    return shape
-
-
-def _ints(a: np.ndarray | list | None) -> list[int]:
-    return [] if a is None else [int(v) for v in np.asarray(a).reshape(-1)]
-
-
-def _axes(node_attrs: Attrs, inputs: list, pos: int) -> list[int] | None:
-    """Axes from an attribute (older opsets) or from input ``pos`` (opset 13+)."""
-    if "axes" in node_attrs:
-        return node_attrs.ints("axes")
-    if len(inputs) > pos and inputs[pos] is not None:
-        return _ints(inputs[pos])
-    return None
-
-
-def _norm_axis(axis: int, rank: int, what: str) -> int:
-    if not -rank <= axis < rank:
-        raise DynfixError(f"{what}: axis {axis} out of range for rank {rank}")
-    return axis % rank
-
-
 def reshape_target(in_shape: tuple[int, ...], target: list[int], allowzero: int,
                    what: str) -> tuple[int, ...]:
     """Resolve a Reshape target (0 copies a dimension, one -1 is inferred)."""
@@ -156,40 +137,58 @@ def reshape_target(in_shape: tuple[int, ...], target: list[int], allowzero: int,
     return tuple(out)
 
 
-def _slice(data: np.ndarray, starts, ends, axes, steps, what: str) -> np.ndarray:
-    axes = list(range(len(starts))) if axes is None else axes
-    steps = [1] * len(starts) if steps is None else steps
-    if not len(starts) == len(ends) == len(axes) == len(steps):
-        raise DynfixError(f"{what}: starts/ends/axes/steps lengths differ")
-    idx = [slice(None)] * data.ndim
-    for s, e, a, st in zip(starts, ends, axes, steps):
-        if st == 0:
-            raise DynfixError(f"{what}: slice step 0")
-        idx[_norm_axis(a, data.ndim, what)] = slice(s, e, st)
-    return data[tuple(idx)]
+def _check_size(shape, what: str) -> None:
+    shape = [int(d) for d in shape]
+    if any(d < 0 for d in shape):
+        raise DynfixError(f"{what}: negative dimension in {shape}")
+    if int(np.prod(shape, dtype=object)) > MAX_FOLD_ELEMENTS:
+        raise DynfixError(f"{what}: constant of shape {tuple(shape)} is too large to fold")
 
 
-def _arith(op: str, a: np.ndarray, b: np.ndarray, what: str) -> np.ndarray:
+def _guard(op: str, inputs: list[np.ndarray | None], what: str) -> None:
+    """Refuse a fold whose result would be larger than MAX_FOLD_ELEMENTS."""
+    given = [x for x in inputs if x is not None]
+    if op in _BOUNDED_OPS:
+        if op == "Gather" and len(given) == 2:  # at most |data| * |indices| elements
+            _check_size([given[0].size, given[1].size], what)
+        return
     try:
-        _check_size(np.broadcast_shapes(a.shape, b.shape), what)
-    except ValueError:
-        raise DynfixError(f"{what}: shapes {a.shape} and {b.shape} do not broadcast") \
-            from None
-    if op == "Add":
-        return a + b
-    if op == "Sub":
-        return a - b
-    if op == "Mul":
-        return a * b
-    if a.dtype.kind in "iu" and b.dtype.kind in "iu":
-        if np.any(b == 0):
-            raise DynfixError(f"{what}: integer division by zero")
-        return (np.trunc(a / b)).astype(np.result_type(a, b))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return a / b
+        if op in _BROADCAST_OPS:
+            _check_size(np.broadcast_shapes(*(x.shape for x in given)), what)
+        elif op == "ConstantOfShape":
+            _check_size(np.asarray(given[0]).reshape(-1), what)
+        elif op == "Expand":
+            target = [int(d) for d in np.asarray(given[1]).reshape(-1)]
+            _check_size(np.broadcast_shapes(given[0].shape, tuple(max(d, 1) for d in target)),
+                        what)
+        elif op == "Range":
+            start, limit, delta = (float(np.asarray(x).reshape(-1)[0]) for x in given[:3])
+            count = np.ceil((limit - start) / delta) if delta else np.inf
+            _check_size([max(count, 0) if np.isfinite(count) else 1 << 62], what)
+    except DynfixError:
+        raise
+    except (ValueError, TypeError, IndexError, OverflowError) as e:
+        raise DynfixError(f"{what}: cannot fold ({one_line(e)})") from None
 
 
-def fold(node: NodeProto, inputs: list[np.ndarray | None], what: str,
+def _evaluate(node: NodeProto, inputs: list[np.ndarray | None], opset: int) -> np.ndarray:
+    """Run one node with onnx's reference evaluator, in a model of the file's opset."""
+    names = [f"i{k}" if x is not None else "" for k, x in enumerate(inputs)]
+    one = NodeProto()
+    one.CopyFrom(node)
+    del one.input[:], one.output[:]
+    one.input.extend(names)
+    one.output.extend(["y"] + [""] * (len(node.output) - 1))
+    graph = helper.make_graph(
+        [one], "fold", [helper.make_tensor_value_info(n, TensorProto.UNDEFINED, None)
+                        for n in names if n],
+        [helper.make_tensor_value_info("y", TensorProto.UNDEFINED, None)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    feeds = {n: x for n, x in zip(names, inputs) if n}
+    return np.asarray(ReferenceEvaluator(model).run(None, feeds)[0])
+
+
+def fold(node: NodeProto, inputs: list[np.ndarray | None], what: str, opset: int,
          shape_of: Callable[[str], tuple[int, ...]] | None = None) -> np.ndarray:
     """Evaluate ``node`` on constant ``inputs`` (None for an omitted optional input).
 
@@ -197,100 +196,24 @@ def fold(node: NodeProto, inputs: list[np.ndarray | None], what: str,
     shape (with the batch dimension).
     """
     op = node.op_type
-    at = attrs(node, what)
-    if op == "Constant":
-        if "value_float" in at:
-            return np.array(at.float("value_float"), np.float32)
-        if "value_int" in at:
-            return np.array(at.int("value_int"), np.int64)
-        if "value_ints" in at:
-            return np.array(at.ints("value_ints"), np.int64)
-        if "value_floats" in at:
-            v = at["value_floats"]
-            if not isinstance(v, list) or not all(isinstance(a, float) for a in v):
-                at._bad("value_floats", "a list of numbers")
-            return np.array(v, np.float32)
-        if isinstance(at.get("value"), np.ndarray):
-            return at["value"]
-        raise DynfixError(f"{what}: Constant without a numeric value")
-    if not node.input or not node.input[0]:
-        raise DynfixError(f"{what}: missing input")
+    at = attrs(node, what)  # well-formed, and no tensor attribute with external data
     if op == "Shape":
+        if not node.input or not node.input[0]:
+            raise DynfixError(f"{what}: missing input")
         shape = inputs[0].shape if inputs[0] is not None else shape_of(node.input[0])
-        shape = np.array(shape, np.int64)
         start, end = at.int("start", 0), at.get("end")
-        return shape[start:None if end is None else at.int("end")]
-    if any(x is None for x in inputs[:1]):
+        return np.array(shape, np.int64)[start:None if end is None else at.int("end")]
+    if op != "Constant" and (not inputs or inputs[0] is None):
         raise DynfixError(f"{what}: missing input")
-    x = inputs[0]
-    if op == "Identity":
-        return x
-    if op == "ConstantOfShape":
-        shape = _check_size(_ints(x), what)
-        value = at.get("value", np.zeros(1, np.float32))
-        if not isinstance(value, np.ndarray) or value.size != 1:
-            raise DynfixError(f"{what}: value must be a one-element tensor")
-        return np.full(shape, value.reshape(()), dtype=value.dtype)
-    if op == "Gather":
-        if len(inputs) < 2 or inputs[1] is None:
-            raise DynfixError(f"{what}: missing indices")
-        axis = _norm_axis(at.int("axis", 0), max(x.ndim, 1), what)
-        idx = inputs[1].astype(np.int64)
-        n = x.shape[axis] if x.ndim else 0
-        if idx.size and (idx.min() < -n or idx.max() >= n):
-            raise DynfixError(f"{what}: Gather index out of range")
-        return np.take(x, idx, axis=axis)
-    if op == "Unsqueeze":
-        axes = _axes(at, inputs, 1)
-        if axes is None:
-            raise DynfixError(f"{what}: Unsqueeze without axes")
-        rank = x.ndim + len(axes)
-        axes = sorted(_norm_axis(a, rank, what) for a in axes)
-        if len(set(axes)) != len(axes):
-            raise DynfixError(f"{what}: repeated axes")
-        return np.expand_dims(x, tuple(axes)) if axes else x
-    if op == "Squeeze":
-        axes = _axes(at, inputs, 1)
-        if axes is None:
-            return np.squeeze(x)
-        axes = tuple(sorted({_norm_axis(a, x.ndim, what) for a in axes}))
-        if any(x.shape[a] != 1 for a in axes):
-            raise DynfixError(f"{what}: cannot squeeze a dimension that is not 1")
-        return np.squeeze(x, axis=axes)
-    if op == "Concat":
-        parts = [p for p in inputs if p is not None]
-        if not parts or any(p.ndim != parts[0].ndim or p.ndim == 0 for p in parts):
-            raise DynfixError(f"{what}: Concat inputs must have the same nonzero rank")
-        axis = _norm_axis(at.int("axis", 0), parts[0].ndim, what)
-        try:
-            return np.concatenate(parts, axis=axis)
-        except ValueError as e:
-            raise DynfixError(f"{what}: {e}") from None
-    if op == "Cast":
-        dtype = _ONNX_DTYPES.get(at.int("to", -1))
-        if dtype is None:
-            raise DynfixError(f"{what}: Cast to unsupported type {at.get('to')}")
-        with np.errstate(invalid="ignore", over="ignore"):
-            return x.astype(dtype)
-    if op == "Slice":
-        if "starts" in at:  # opset < 10
-            return _slice(x, at.ints("starts"), at.ints("ends", []), _axes(at, [], 9),
-                          None, what)
-        get = lambda i: _ints(inputs[i]) if len(inputs) > i and inputs[i] is not None \
-            else None  # noqa: E731
-        if get(1) is None or get(2) is None:
-            raise DynfixError(f"{what}: Slice without starts/ends")
-        return _slice(x, get(1), get(2), get(3), get(4), what)
-    if op == "Reshape":
-        if "shape" in at:  # opset < 5
-            target = at.ints("shape")
-        elif len(inputs) > 1 and inputs[1] is not None:
-            target = _ints(inputs[1])
-        else:
-            raise DynfixError(f"{what}: Reshape without a target shape")
-        return x.reshape(reshape_target(x.shape, target, at.int("allowzero", 0), what))
-    if op in ("Add", "Sub", "Mul", "Div"):
-        if len(inputs) < 2 or inputs[1] is None:
-            raise DynfixError(f"{what}: missing second operand")
-        return _arith(op, x, inputs[1], what)
-    raise DynfixError(f"{what}: cannot fold op {op}")
+    _guard(op, inputs, what)
+    try:
+        out = _evaluate(node, inputs, opset)
+    except DynfixError:
+        raise
+    except Exception as e:  # the evaluator raises whatever numpy or its checks raise
+        raise DynfixError(f"{what}: cannot fold ({type(e).__name__}: {one_line(e)})") \
+            from None
+    if out.dtype.kind not in "biuf" or out.size > MAX_FOLD_ELEMENTS:
+        raise DynfixError(f"{what}: folds to a {out.dtype} constant of shape {out.shape}, "
+                          f"which dynfix cannot use")
+    return out

@@ -1,53 +1,76 @@
 """ONNX import into the model IR, and an ONNX writer for IR models.
 
-:func:`load_onnx` reads what ``torch.onnx.export`` writes and what public model zoos hold
-(opset 9 and newer; 7 and 8 load where their operators agree). It works in three steps:
+:func:`load_onnx` reads what ``torch.onnx.export``, tf2onnx and tflite2onnx write and what
+public model zoos hold (opset 9 and newer; 7 and 8 load where their operators agree; older
+files are first upgraded with onnx's version converter). It works in four steps:
 
 1. read the file (weights held in external data files are memory-mapped, not copied) and
    keep only the nodes that reach the graph output;
-2. check every node's operator before any other work: all unsupported nodes are reported in
-   one :class:`~dynfix.errors.DynfixError`;
-3. walk the nodes in order, folding constant subgraphs (:mod:`.onnx_fold`) and turning the
-   data path into IR layers. BatchNormalization and per-channel Add/Sub/Mul/Div fold into the
-   Conv/Linear before them (else they become an ``Affine`` layer); MatMul + Add becomes one
-   Linear; Identity, Dropout and no-op reshapes disappear.
+2. check every node's operator before any other work (a node on the data path needs an
+   operator dynfix turns into layers, a constant one an operator it can fold): all
+   unsupported nodes are reported in one :class:`~dynfix.errors.DynfixError`;
+3. walk the nodes in order, folding constant subgraphs (:mod:`.onnx_fold`, with onnx's
+   reference evaluator) and turning the data path into a DAG of IR layers:
+
+   - BatchNormalization and per-channel Add/Sub/Mul/Div fold into the Conv/Linear before
+     them when nothing else reads that layer's output (else they become an ``Affine``
+     layer); MatMul + Add becomes one Linear; Identity, Dropout and no-op reshapes vanish;
+   - Add (or Sum) of two data tensors becomes an ``Add`` layer; Clip becomes ``Clip`` (a
+     ``ReLU`` when it is [0, +inf)); ReduceMean over H and W a ``GlobalAvgPool``;
+   - a zero Pad of H and W is held back and folded into the pads of the Conv (or, where the
+     divisor stays right, the AveragePool) that reads it; a Transpose that keeps the batch
+     axis first (NCHW -> NHWC before a flatten, as Keras exports write) is held back and
+     folded into the column order of the Gemm/MatMul weights after the flatten;
+4. drop layers whose values nothing reads (only their shape was used).
 
 :func:`save_onnx` (from :mod:`.onnx_write`) writes a standard opset-13 graph for an IR model.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from collections import Counter
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import TensorProto
+from onnx import TensorProto, version_converter
 
 from dynfix.errors import DynfixError
-from .ir import (Affine, AvgPool2d, Conv2d, Flatten, GlobalAvgPool, Layer, Linear, MaxPool2d,
-                 Model, ReLU, Softmax)
+from .ir import (Add, Affine, AvgPool2d, Clip, Conv2d, Flatten, GlobalAvgPool, Layer, Linear,
+                 MaxPool2d, Model, ReLU, Softmax)
 from .ir import _check_param_shapes as check_param_shapes
-from .onnx_fold import FOLD_OPS, attrs, fold, node_label, reshape_target, tensor_to_array
+from .onnx_fold import FOLD_OPS, attrs, fold, one_line, reshape_target, tensor_to_array
 from .onnx_write import WRITE_OPSET, save_onnx, to_onnx  # noqa: F401  (re-exported)
 
-#: Operators that become (or disappear into) IR layers.
-LAYER_OPS = frozenset({"Conv", "Gemm", "MatMul", "Relu", "MaxPool", "AveragePool",
-                       "GlobalAveragePool", "GlobalMaxPool", "Flatten", "BatchNormalization",
-                       "Dropout", "Softmax", "ReduceMean"})
-SUPPORTED_OPS = LAYER_OPS | FOLD_OPS
+#: Operators allowed on the data path: they become (or disappear into) IR layers.
+DATA_OPS = frozenset({"Conv", "Gemm", "MatMul", "Relu", "Clip", "MaxPool", "AveragePool",
+                      "GlobalAveragePool", "GlobalMaxPool", "Flatten", "Reshape", "Squeeze",
+                      "Unsqueeze", "BatchNormalization", "Dropout", "Identity", "Cast",
+                      "Softmax", "ReduceMean", "Pad", "Transpose", "Add", "Sub", "Mul", "Div",
+                      "Sum"})
+SUPPORTED_OPS = DATA_OPS | FOLD_OPS
 BINARY_OPS = frozenset({"Add", "Sub", "Mul", "Div"})
 MIN_INPUTS = {"Conv": 2, "Gemm": 2, "MatMul": 2, "BatchNormalization": 5,
               **{op: 2 for op in BINARY_OPS}}
+#: Oldest opset read as is; older files are upgraded to UPGRADE_OPSET by onnx's converter.
 MIN_OPSET = 7
+UPGRADE_OPSET = 13
 
+#: Where a held-back transform may flow (besides Identity/Dropout/Cast, which pass it on).
+PASS_THROUGH = frozenset({"Identity", "Dropout", "Cast"})
+TAKES = {"pad": frozenset({"Conv", "AveragePool", "Pad"}),
+         "perm": frozenset({"Transpose", "Flatten", "Reshape", "Squeeze", "Relu", "Clip"}),
+         "cols": frozenset({"Gemm", "MatMul", "Flatten", "Reshape", "Squeeze", "Relu",
+                            "Clip"})}
+FOLDS_INTO = {"pad": "into a Conv (or an AveragePool) that reads it",
+              "perm": "into a Flatten/Reshape to N x F that feeds a Gemm/MatMul",
+              "cols": "into the Gemm/MatMul that reads the flattened tensor"}
+
+_FLT_MAX = float(np.finfo(np.float32).max)
 _EXT_DTYPES = {TensorProto.FLOAT: "<f4", TensorProto.DOUBLE: "<f8", TensorProto.FLOAT16: "<f2",
                TensorProto.INT64: "<i8", TensorProto.INT32: "<i4"}
-
-
-def _one_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return text[0][:200] if text else type(e).__name__
 
 
 # ----------------------------------------------------------------------------- reading
@@ -59,7 +82,7 @@ def _read(path: Path) -> onnx.ModelProto:
         proto = onnx.load(str(path), load_external_data=False)
     except Exception as e:  # protobuf raises DecodeError, onnx ValueError/OSError
         raise DynfixError(f"cannot read {path.name}: not a valid ONNX file "
-                          f"({_one_line(e)})") from None
+                          f"({one_line(e)})") from None
     if not proto.graph.node:
         raise DynfixError(f"{path.name}: the ONNX graph has no nodes (not an ONNX model?)")
     _check_names(proto.graph, path.name)
@@ -82,10 +105,30 @@ def _opset(proto: onnx.ModelProto, name: str) -> int:
     versions = [o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")]
     if not versions:
         raise DynfixError(f"{name}: the model declares no ai.onnx opset")
-    if versions[0] < MIN_OPSET:
-        raise DynfixError(f"{name}: opset {versions[0]} is too old; dynfix reads opset "
-                          f"{MIN_OPSET} and newer (re-export with a newer exporter)")
     return int(versions[0])
+
+
+def _upgrade(proto: onnx.ModelProto, name: str) -> onnx.ModelProto:
+    """A model older than MIN_OPSET, upgraded to UPGRADE_OPSET by onnx's version converter
+    (with a symbolic batch size fixed to 1, which its broadcasting checks need)."""
+    opset = _opset(proto, name)
+    if opset >= MIN_OPSET:
+        return proto
+    fixed = onnx.ModelProto()
+    fixed.CopyFrom(proto)
+    for vi in fixed.graph.input:
+        dims = vi.type.tensor_type.shape.dim
+        if dims and not dims[0].HasField("dim_value"):
+            dims[0].dim_value = 1
+    try:
+        return version_converter.convert_version(fixed, UPGRADE_OPSET)
+    except Exception as e:  # RuntimeError (no adapter), onnx's ConvertError, InferenceError
+        # "file.h:61: function(): Assertion `...` failed: what" -> "what"
+        why = re.sub(r"^\S+:\d+: [\w()]+: (Assertion `.*` failed: )?", "", one_line(e))
+        raise DynfixError(f"{name}: opset {opset} is older than dynfix reads ({MIN_OPSET} "
+                          f"and newer), and onnx's version converter could not upgrade it "
+                          f"to opset {UPGRADE_OPSET} ({why}); re-export it with a newer "
+                          f"exporter") from None
 
 
 def _live_nodes(graph: onnx.GraphProto, name: str) -> list[tuple[int, onnx.NodeProto]]:
@@ -108,14 +151,24 @@ def _live_nodes(graph: onnx.GraphProto, name: str) -> list[tuple[int, onnx.NodeP
     return [(i, graph.node[i]) for i in sorted(live)]
 
 
-def _node_problem(node: onnx.NodeProto) -> str | None:
+def _data_path(nodes, data_inputs: set[str]) -> set[int]:
+    """File indices of the nodes that compute on the data (a Shape only reads its shape)."""
+    data, on = set(data_inputs), set()
+    for i, node in nodes:
+        if node.op_type != "Shape" and any(t in data for t in node.input if t):
+            on.add(i)
+            data.update(t for t in node.output if t)
+    return on
+
+
+def _node_problem(node: onnx.NodeProto, on_data: bool) -> str | None:
     """Why a node cannot be imported, judged from its operator and attributes alone."""
     op = node.op_type
-    if node.domain not in ("", "ai.onnx") or op not in SUPPORTED_OPS:
-        return f"{op}" if node.domain in ("", "ai.onnx") else f"{node.domain}.{op}"
+    if node.domain not in ("", "ai.onnx"):
+        return f"{node.domain}.{op}"
+    if op not in (DATA_OPS if on_data else SUPPORTED_OPS):
+        return f"{op} on the data path" if op in SUPPORTED_OPS else op
     at = attrs(node)
-    if op == "Conv" and at.int("group", 1) != 1:
-        return f"Conv with group={at.int('group')}"
     if op == "Gemm" and at.int("transA", 0) != 0:
         return "Gemm with transA=1"
     if op in ("MaxPool", "AveragePool") and any(d != 1 for d in at.ints("dilations", [])):
@@ -124,13 +177,15 @@ def _node_problem(node: onnx.NodeProto) -> str | None:
         return "MaxPool with an Indices output"
     if op == "BatchNormalization" and at.int("training_mode", 0):
         return "BatchNormalization in training mode"
+    if op == "Pad" and on_data and at.text("mode", "constant") != "constant":
+        return f"Pad with mode={at.text('mode', '')}"
     return None
 
 
-def _check_supported(nodes, name: str) -> None:
+def _check_supported(nodes, on_data: set[int], name: str) -> None:
     bad = []
     for i, node in nodes:
-        problem = _node_problem(node)
+        problem = _node_problem(node, i in on_data)
         if problem:
             bad.append(f"{node.name or f'<unnamed node #{i}>'} ({problem})")
     if bad:
@@ -161,11 +216,31 @@ def _input_shape(graph: onnx.GraphProto, name: str, inits: set[str]):
 
 @dataclass
 class _Tensor:
-    """A data-path tensor: the layer that made it (-1: the input), its version, its shape."""
+    """A data-path tensor: the IR tensor that holds its values, and its ONNX shape.
 
-    layer: int
-    version: int
-    shape: tuple[int, ...]  # with the batch dimension
+    A held-back transform makes the ONNX tensor differ from the IR tensor: ``pad`` (zeros
+    around H and W, for the Conv that reads it), ``perm`` (the IR tensor transposed, for the
+    flatten after it) or ``cols`` (flat feature j is feature ``cols[j]`` of the IR tensor,
+    for the Gemm/MatMul that reads it). ``origin`` names the node that left it.
+    """
+
+    ir: str                                   # the model input or a layer's name
+    shape: tuple[int, ...]                    # ONNX shape, with the batch dimension
+    base: tuple[int, ...] | None = None       # the IR tensor's shape, if it differs
+    pad: tuple[int, int, int, int] | None = None  # (top, left, bottom, right)
+    perm: tuple[int, ...] | None = None
+    cols: np.ndarray | None = None
+    origin: str = ""
+
+    @property
+    def ir_shape(self) -> tuple[int, ...]:
+        return self.base or self.shape
+
+    @property
+    def held(self) -> str | None:
+        """The kind of held-back transform, if any."""
+        return ("pad" if self.pad else "perm" if self.perm else
+                "cols" if self.cols is not None else None)
 
 
 class _Importer:
@@ -173,14 +248,20 @@ class _Importer:
 
     def __init__(self, proto: onnx.ModelProto, path: Path):
         self.path, self.name = path, path.name
-        self.graph = proto.graph
-        self.opset = _opset(proto, self.name)
-        self.inits = {t.name: t for t in self.graph.initializer}
+        self.adopt(proto)
         self.consts: dict[str, np.ndarray] = {}
         self.data: dict[str, _Tensor] = {}
-        self.layers: list[Layer] = []
-        self.versions: list[int] = []
+        self.layers: dict[str, Layer] = {}      # by name, in creation (topological) order
+        self.readers: Counter[str] = Counter()  # IR tensor -> node inputs that read it
+        self.uses: Counter[str] = Counter()     # ONNX tensor -> node inputs that read it
         self.taken: set[str] = set()
+        self.here = ""                          # the node being imported, for messages
+
+    def adopt(self, proto: onnx.ModelProto) -> None:
+        """Import from ``proto`` (the file, or its upgrade to a newer opset)."""
+        self.proto, self.graph = proto, proto.graph
+        self.opset = _opset(proto, self.name)
+        self.inits = {t.name: t for t in self.graph.initializer}
 
     # -- constants
     def is_const(self, name: str) -> bool:
@@ -221,7 +302,7 @@ class _Importer:
             raise
         except (OSError, ValueError) as e:
             raise DynfixError(f"{what}: cannot read external data {loc!r} "
-                              f"({_one_line(e)})") from None
+                              f"({one_line(e)})") from None
 
     def weights(self, name: str, what: str, rank: int | None = None) -> np.ndarray:
         arr = self.const(name, what)
@@ -233,7 +314,16 @@ class _Importer:
                               f"rank {rank}")
         return arr if arr.dtype == np.float32 else arr.astype(np.float32)
 
-    # -- layers
+    def scalar(self, node, pos: int, what: str, default: float) -> float:
+        """Optional constant scalar input ``pos`` (Clip's min/max, Pad's value)."""
+        if len(node.input) <= pos or not node.input[pos]:
+            return default
+        v = np.asarray(self.const(node.input[pos], what))
+        if v.size != 1 or v.dtype.kind not in "fiu":
+            raise DynfixError(f"{what}: input {node.input[pos]!r} must be a numeric scalar")
+        return float(v.reshape(-1)[0])
+
+    # -- layers and tensors
     def unique(self, base: str) -> str:
         name, k = base, 1
         while name in self.taken:
@@ -241,38 +331,45 @@ class _Importer:
         self.taken.add(name)
         return name
 
-    def latest(self, x: _Tensor, what: str) -> bool:
-        """Check ``x`` is the newest data tensor (graphs must be chains); True if a layer."""
-        last = len(self.layers) - 1
-        if x.layer != last or (last >= 0 and x.version != self.versions[last]):
-            raise DynfixError(f"{what}: reads a tensor that another branch also reads; only "
-                              f"sequential chains are supported (no residual/concat yet)")
-        return last >= 0
-
-    def add(self, cls: type[Layer], node: onnx.NodeProto, x: _Tensor, what: str,
-            suffix: str = "", **kw) -> None:
-        self.latest(x, what)
-        prev = self.layers[-1].name if self.layers else self.input_name
+    def add(self, cls: type[Layer], node: onnx.NodeProto, xs: list[_Tensor], what: str,
+            suffix: str = "", carry: bool = False, **kw) -> _Tensor:
+        """A new layer reading ``xs``; ``carry``: an element-wise layer whose output keeps
+        the held-back transform of its input."""
         base = node.name or f"{node.op_type.lower()}{len(self.layers)}"
-        layer = cls(self.unique(base + suffix), (prev,), **kw)
+        layer = cls(self.unique(base + suffix), tuple(x.ir for x in xs), **kw)
         check_param_shapes(layer)
-        shape = tuple(int(d) for d in layer.infer(x.shape[1:]))
+        layer.check()
+        shape = tuple(int(d) for d in layer.infer(*(x.ir_shape[1:] for x in xs)))
         layer.out_shape = shape
-        self.layers.append(layer)
-        self.versions.append(0)
-        self.data[node.output[0]] = _Tensor(len(self.layers) - 1, 0, (x.shape[0],) + shape)
+        self.layers[layer.name] = layer
+        if carry:
+            return replace(xs[0], ir=layer.name)
+        return _Tensor(layer.name, (xs[0].shape[0],) + shape)
 
-    def alias(self, node: onnx.NodeProto, x: _Tensor) -> None:
-        self.data[node.output[0]] = x
+    def bind(self, node: onnx.NodeProto, t: _Tensor, passes: bool = False) -> None:
+        """Make ``t`` the value of the node's output. ``passes``: the node hands on the
+        tensor it read (an alias, a held-back transform, a fold into the layer before)."""
+        self.data[node.output[0]] = t
+        self.readers[t.ir] += self.uses[node.output[0]] - int(passes)
 
-    def affine(self, node, x: _Tensor, scale: np.ndarray, shift: np.ndarray, what: str):
-        """Apply y = scale * x + shift per channel: fold into the layer before, or add one."""
+    def chain(self, node, steps, x: _Tensor, what: str) -> None:
+        """Several layers for one node: ``steps`` of (cls, suffix, kwargs), the last one
+        keeps the node's name."""
+        for k, (cls, suffix, kw) in enumerate(steps):
+            x = self.add(cls, node, [x], what, suffix=suffix, **kw)
+            if k < len(steps) - 1:
+                self.readers[x.ir] = 1
+        self.bind(node, x)
+
+    def affine(self, node, x: _Tensor, scale, shift, what: str) -> None:
+        """Apply y = scale * x + shift per channel: fold into the layer before when only
+        this node reads it, else add an Affine layer."""
         c = x.shape[1]
         scale = np.broadcast_to(np.asarray(scale, np.float64), (c,))
         shift = np.broadcast_to(np.asarray(shift, np.float64), (c,))
         if not (np.all(np.isfinite(scale)) and np.all(np.isfinite(shift))):
             raise DynfixError(f"{what}: has NaN/Inf parameters")
-        prev = self.layers[-1] if self.latest(x, what) else None
+        prev = self.layers.get(x.ir) if self.readers[x.ir] == 1 else None
         if isinstance(prev, (Conv2d, Linear)):
             w = prev.weight.astype(np.float64)
             prev.weight = (w * scale.reshape((-1,) + (1,) * (w.ndim - 1))).astype(np.float32)
@@ -282,60 +379,86 @@ class _Importer:
             prev.scale = (prev.scale.astype(np.float64) * scale).astype(np.float32)
             prev.shift = (prev.shift.astype(np.float64) * scale + shift).astype(np.float32)
         else:
-            self.add(Affine, node, x, what, scale=scale.astype(np.float32),
-                     shift=shift.astype(np.float32))
+            self.bind(node, self.add(Affine, node, [x], what, scale=scale.astype(np.float32),
+                                     shift=shift.astype(np.float32)))
             return
-        self.versions[-1] += 1
-        self.data[node.output[0]] = _Tensor(x.layer, self.versions[-1], x.shape)
+        self.bind(node, x, passes=True)
 
     # -- the walk
     def run(self) -> Model:
         nodes = _live_nodes(self.graph, self.name)
-        _check_supported(nodes, self.name)
+        data_inputs = {v.name for v in self.graph.input if v.name not in self.inits}
+        _check_supported(nodes, _data_path(nodes, data_inputs), self.name)
+        if self.opset < MIN_OPSET:  # operators checked: now upgrade, and walk the result
+            self.adopt(_upgrade(self.proto, self.name))
+            nodes = _live_nodes(self.graph, self.name)
         self.input_name, in_shape = _input_shape(self.graph, self.name, set(self.inits))
         self.taken.add(self.input_name)
-        self.data[self.input_name] = _Tensor(-1, 0, in_shape)
+        for _, node in nodes:
+            if node.op_type != "Shape":  # a Shape reads no values
+                self.uses.update(t for t in node.input if t)
+        self.uses[self.graph.output[0].name] += 1
+        self.data[self.input_name] = _Tensor(self.input_name, in_shape)
+        self.readers[self.input_name] = self.uses[self.input_name]
         for i, node in nodes:
-            what = f"{self.name}: node {node_label(node, i)} ({node.op_type})"
-            for t in node.input:
-                if t and not (t in self.data or self.is_const(t)):
-                    raise DynfixError(f"{what}: input {t!r} is not produced by an earlier "
-                                      f"node")
-            if not node.output or not node.output[0]:
-                raise DynfixError(f"{what}: has no output")
-            data_in = [t for t in node.input if t in self.data]
-            if node.op_type in FOLD_OPS and (not data_in or node.op_type == "Shape"):
-                vals = [self.const(t, what) if t and t not in self.data else None
-                        for t in node.input]
-                out = fold(node, vals, what, lambda t: self.data[t].shape)
-                self.consts[node.output[0]] = np.asarray(out)
-                continue
-            if not data_in:
-                raise DynfixError(f"{what}: computes on constants only, which dynfix does "
-                                  f"not fold for this operator")
-            need = MIN_INPUTS.get(node.op_type, 1)
-            if len(node.input) < need or not all(node.input[:need]):
-                raise DynfixError(f"{what}: needs {need} inputs")
-            if node.input[0] not in self.data and node.op_type not in BINARY_OPS:
-                raise DynfixError(f"{what}: the data tensor must be its first input")
-            getattr(self, f"op_{node.op_type}", self.op_other)(node, what)
+            self.here = f"node {node.name or f'#{i}'} ({node.op_type})"
+            self.step(node, f"{self.name}: {self.here}")
         return self.finish()
+
+    def step(self, node: onnx.NodeProto, what: str) -> None:
+        """Import one node: fold it, or turn it into layers."""
+        for t in node.input:
+            if t and not (t in self.data or self.is_const(t)):
+                raise DynfixError(f"{what}: input {t!r} is not produced by an earlier node")
+        if not node.output or not node.output[0]:
+            raise DynfixError(f"{what}: has no output")
+        op = node.op_type
+        data_in = [t for t in node.input if t in self.data]
+        if op == "Shape" or (op in FOLD_OPS and not data_in):
+            vals = [self.const(t, what) if t and t not in self.data else None
+                    for t in node.input]
+            out = fold(node, vals, what, self.opset, lambda t: self.data[t].shape)
+            self.consts[node.output[0]] = out
+            return
+        if not data_in:
+            raise DynfixError(f"{what}: computes on constants only, which dynfix does not "
+                              f"fold for this operator")
+        need = MIN_INPUTS.get(op, 1)
+        if len(node.input) < need or not all(node.input[:need]):
+            raise DynfixError(f"{what}: needs {need} inputs")
+        if node.input[0] not in self.data and op not in BINARY_OPS | {"Sum"}:
+            raise DynfixError(f"{what}: the data tensor must be its first input")
+        for t in data_in:
+            x = self.data[t]
+            if x.held and op not in TAKES[x.held] | PASS_THROUGH:
+                raise DynfixError(f"{what}: reads the output of {x.origin}, which dynfix "
+                                  f"folds only {FOLDS_INTO[x.held]}")
+        getattr(self, f"op_{op}", self.op_other)(node, what)
 
     def finish(self) -> Model:
         out = self.graph.output[0].name
         if out not in self.data:
             raise DynfixError(f"{self.name}: the graph output {out!r} is a constant")
         x = self.data[out]
-        if not self.latest(x, f"{self.name}: graph output {out!r}"):
+        if x.held:
+            raise DynfixError(f"{self.name}: the graph output is the output of {x.origin}, "
+                              f"which dynfix folds only {FOLDS_INTO[x.held]}")
+        if x.ir == self.input_name:
             raise DynfixError(f"{self.name}: the graph has no layers")
-        for layer in self.layers[:-1]:
+        needed, layers = {x.ir}, []
+        for layer in reversed(self.layers.values()):  # drop layers only a Shape read
+            if layer.name in needed:
+                layers.append(layer)
+                needed.update(layer.inputs)
+        layers.reverse()
+        for layer in layers[:-1]:
             if isinstance(layer, Softmax):
                 raise DynfixError(f"{self.name}: Softmax {layer.name!r} is not the last "
                                   f"layer; only a trailing Softmax is supported")
         stem = self.path.stem
         name = self.graph.name if self.graph.name not in ("", "main_graph", "torch_jit",
                                                           "torch-jit-export") else stem
-        return Model(name, self.input_name, self.data[self.input_name].shape[1:], self.layers)
+        return Model(name, self.input_name, self.data[self.input_name].shape[1:], layers)
 
     # -- operators on the data path (x = the data input)
     def x(self, node, pos: int = 0) -> _Tensor:
@@ -345,8 +468,14 @@ class _Importer:
         return self.weights(node.input[pos], what) if len(node.input) > pos \
             and node.input[pos] else None
 
+    def alias(self, node: onnx.NodeProto, x: _Tensor) -> None:
+        self.bind(node, x, passes=True)
+
     def op_Conv(self, node, what):
         x, at = self.x(node), attrs(node, what)
+        if len(x.shape) != 4:
+            raise DynfixError(f"{what}: only 2-D convolutions are supported (of an N x C x "
+                              f"H x W tensor), this one reads a {len(x.shape)}-D tensor")
         w = self.weights(node.input[1], what, rank=4)
         bias = self.opt(node, 2, what)
         ks = tuple(at.ints("kernel_shape", list(w.shape[2:])))
@@ -356,8 +485,10 @@ class _Importer:
         stride = _pair(at.ints("strides", [1, 1]), what, "strides")
         dil = _pair(at.ints("dilations", [1, 1]), what, "dilations")
         pads = _pads(at, x.shape, w.shape[2:], stride, dil, what)
-        self.add(Conv2d, node, x, what, weight=w, bias=bias, stride=stride, pads=pads,
-                 dilation=dil)
+        if x.pad:  # a zero Pad right before: into the Conv's own padding
+            pads = tuple(a + b for a, b in zip(pads, x.pad))
+        self.bind(node, self.add(Conv2d, node, [x], what, weight=w, bias=bias, stride=stride,
+                                 pads=pads, dilation=dil, groups=at.int("group", 1)))
 
     def op_Gemm(self, node, what):
         x, at = self.x(node), attrs(node, what)
@@ -375,7 +506,8 @@ class _Importer:
                 raise DynfixError(f"{what}: bias of shape {c.shape} does not fit "
                                   f"{w.shape[0]} outputs") from None
             bias = (c.astype(np.float64) * beta).astype(np.float32)
-        self.add(Linear, node, x, what, weight=w, bias=bias)
+        self.bind(node, self.add(Linear, node, [x], what, weight=_unpermute(x, w, what),
+                                 bias=bias))
 
     def op_MatMul(self, node, what):
         if node.input[0] not in self.data:
@@ -384,38 +516,63 @@ class _Importer:
         if len(x.shape) != 2:
             raise DynfixError(f"{what}: MatMul on a {len(x.shape)}-D tensor; only N x F "
                               f"inputs are supported")
-        w = self.weights(node.input[1], what, rank=2)
-        self.add(Linear, node, x, what, weight=w.T, bias=None)
+        w = self.weights(node.input[1], what, rank=2).T
+        self.bind(node, self.add(Linear, node, [x], what, weight=_unpermute(x, w, what),
+                                 bias=None))
 
     def op_Relu(self, node, what):
-        self.add(ReLU, node, self.x(node), what)
+        self.bind(node, self.add(ReLU, node, [self.x(node)], what, carry=True))
 
-    def _pool(self, node, what, cls, **extra):
+    def op_Clip(self, node, what):
+        """Clamp to [min, max] (attributes before opset 11, optional inputs from 11)."""
         x, at = self.x(node), attrs(node, what)
+        if self.opset < 11:
+            lo, hi = at.float("min", -np.inf), at.float("max", np.inf)
+        else:
+            lo, hi = self.scalar(node, 1, what, -np.inf), self.scalar(node, 2, what, np.inf)
+        lo = -np.inf if lo <= -_FLT_MAX else lo  # old exporters write the float limits
+        hi = np.inf if hi >= _FLT_MAX else hi
+        if np.isnan(lo) or np.isnan(hi) or lo > hi:
+            raise DynfixError(f"{what}: clips to [{lo}, {hi}]; dynfix needs min <= max")
+        if lo == -np.inf and hi == np.inf:
+            self.alias(node, x)
+        elif lo == 0 and hi == np.inf:
+            self.bind(node, self.add(ReLU, node, [x], what, carry=True))
+        else:
+            self.bind(node, self.add(Clip, node, [x], what, carry=True, lo=float(lo),
+                                     hi=float(hi)))
+
+    def _pool(self, node, what, x: _Tensor) -> dict:
+        at = attrs(node, what)
         ks = tuple(at.ints("kernel_shape", []))
         if len(ks) != 2 or min(ks) < 1:
             raise DynfixError(f"{what}: only 2-D pooling windows are supported, got "
                               f"kernel_shape {list(ks)}")
         stride = _pair(at.ints("strides", [1, 1]), what, "strides")
         pads = _pads(at, x.shape, ks, stride, (1, 1), what)
-        self.add(cls, node, x, what, kernel=ks, stride=stride, pads=pads,
-                 ceil_mode=bool(at.int("ceil_mode", 0)), **extra)
+        return dict(kernel=ks, stride=stride, pads=pads, ceil_mode=bool(at.int("ceil_mode", 0)))
 
     def op_MaxPool(self, node, what):
-        self._pool(node, what, MaxPool2d)
+        x = self.x(node)
+        self.bind(node, self.add(MaxPool2d, node, [x], what, **self._pool(node, what, x)))
 
     def op_AveragePool(self, node, what):
-        cip = bool(attrs(node, what).int("count_include_pad", 0))
-        self._pool(node, what, AvgPool2d, count_include_pad=cip)
+        x = self.x(node)
+        kw = self._pool(node, what, x)
+        kw["count_include_pad"] = bool(attrs(node, what).int("count_include_pad", 0))
+        if x.pad:
+            kw = _pad_into_avgpool(x, kw, what)
+        self.bind(node, self.add(AvgPool2d, node, [x], what, **kw))
 
     def op_GlobalAveragePool(self, node, what):
-        self.add(GlobalAvgPool, node, self.x(node), what)
+        self.bind(node, self.add(GlobalAvgPool, node, [self.x(node)], what))
 
     def op_GlobalMaxPool(self, node, what):
         x = self.x(node)
         if len(x.shape) != 4:
             raise DynfixError(f"{what}: expects an N x C x H x W input")
-        self.add(MaxPool2d, node, x, what, kernel=x.shape[2:], stride=(1, 1))
+        self.bind(node, self.add(MaxPool2d, node, [x], what, kernel=x.shape[2:],
+                                 stride=(1, 1)))
 
     def op_ReduceMean(self, node, what):
         """A mean over H and W (what exporters write for adaptive_avg_pool2d(x, 1))."""
@@ -426,19 +583,27 @@ class _Importer:
                 != [2, 3] or at.int("noop_with_empty_axes", 0):
             raise DynfixError(f"{what}: only a mean over H and W of an N x C x H x W tensor "
                               f"is supported")
-        self.add(GlobalAvgPool, node, x, what)
+        steps = [(GlobalAvgPool, "", {})]
         if not at.int("keepdims", 1):
-            self.add(Flatten, node, self.data[node.output[0]], what, suffix="_flatten")
+            steps = [(GlobalAvgPool, "_gap", {}), (Flatten, "", {})]
+        self.chain(node, steps, x, what)
 
     def _to_shape(self, node, x: _Tensor, shape: tuple[int, ...], what: str):
         """A reshape of the data: a no-op, a flatten to N x F, or unsupported."""
         if shape == x.shape:
             self.alias(node, x)
         elif len(shape) == 2 and shape[0] == x.shape[0] and len(x.shape) > 2:
-            self.add(Flatten, node, x, what)
+            t = self.add(Flatten, node, [x], what)
+            if x.perm:  # flat feature j of the ONNX tensor is feature cols[j] of the IR one
+                cols = np.arange(shape[1]).reshape(x.ir_shape[1:]).transpose(
+                    [p - 1 for p in x.perm[1:]]).reshape(-1)
+                if np.any(cols != np.arange(shape[1])):
+                    t = replace(t, cols=cols, origin=x.origin)
+            self.bind(node, t)
         else:
-            raise DynfixError(f"{what}: reshaping {list(x.shape)} to {list(shape)} is not "
-                              f"supported; only flattening to N x F")
+            after = f" (after {x.origin})" if x.held else ""
+            raise DynfixError(f"{what}: reshaping {list(x.shape)} to {list(shape)}{after} "
+                              f"is not supported; only flattening to N x F")
 
     def op_Flatten(self, node, what):
         x = self.x(node)
@@ -473,6 +638,61 @@ class _Importer:
     def op_Unsqueeze(self, node, what):
         raise DynfixError(f"{what}: adding dimensions to the data is not supported")
 
+    def op_Transpose(self, node, what):
+        """Held back: folded into the Flatten/Reshape + Gemm/MatMul after it."""
+        x, at = self.x(node), attrs(node, what)
+        rank = len(x.shape)
+        perm = at.ints("perm", list(range(rank))[::-1])
+        if sorted(perm) != list(range(rank)):
+            raise DynfixError(f"{what}: perm {perm} is not a permutation of {rank} axes")
+        if perm[0] != 0:
+            raise DynfixError(f"{what}: moves the batch axis (perm {perm}); dynfix folds "
+                              f"only transposes that keep it first")
+        if perm == sorted(perm):
+            self.alias(node, x)
+            return
+        full = tuple(x.perm[p] for p in perm) if x.perm else tuple(perm)
+        shape = tuple(x.shape[p] for p in perm)
+        t = _Tensor(x.ir, x.ir_shape) if full == tuple(range(rank)) else \
+            _Tensor(x.ir, shape, base=x.ir_shape, perm=full, origin=self.here)
+        self.bind(node, t, passes=True)
+
+    def op_Pad(self, node, what):
+        """A zero Pad of H and W, held back for the Conv (or AveragePool) that reads it."""
+        x, at = self.x(node), attrs(node, what)
+        rank = len(x.shape)
+        if self.opset < 11:
+            pads, value, axes = at.ints("pads", []), at.float("value", 0.0), None
+        else:
+            if len(node.input) < 2 or not node.input[1]:
+                raise DynfixError(f"{what}: needs a pads input")
+            pads = [int(v) for v in np.asarray(self.const(node.input[1], what)).reshape(-1)]
+            value = self.scalar(node, 2, what, 0.0)
+            axes = _const_axes(self, node, what, pos=3)
+        if axes is not None:
+            if any(not -rank <= a < rank for a in axes) or len(pads) != 2 * len(axes):
+                raise DynfixError(f"{what}: axes {axes} do not fit pads {pads}")
+            full = [0] * (2 * rank)
+            for k, a in enumerate(axes):
+                full[a % rank], full[a % rank + rank] = pads[k], pads[k + len(axes)]
+            pads = full
+        if len(pads) != 2 * rank:
+            raise DynfixError(f"{what}: pads {pads} do not fit a {rank}-D tensor")
+        if value != 0 or rank != 4 or any(pads[i] for i in (0, 1, 4, 5)) or min(pads) < 0:
+            raise DynfixError(f"{what}: only a zero Pad of H and W of an N x C x H x W tensor "
+                              f"is supported (folded into the Conv after it); this one pads "
+                              f"{list(x.shape)} by {pads} with {value}")
+        more = (pads[2], pads[3], pads[6], pads[7])
+        if not any(more):
+            self.alias(node, x)
+            return
+        if x.pad:
+            more = tuple(a + b for a, b in zip(more, x.pad))
+        n, c, h, w = x.ir_shape
+        shape = (n, c, h + more[0] + more[2], w + more[1] + more[3])
+        self.bind(node, _Tensor(x.ir, shape, base=x.ir_shape, pad=more, origin=self.here),
+                  passes=True)
+
     def op_BatchNormalization(self, node, what):
         x, at = self.x(node), attrs(node, what)
         if len(node.input) < 5:
@@ -490,11 +710,27 @@ class _Importer:
         scale = s / np.sqrt(v + eps)
         self.affine(node, x, scale, b - m * scale, what)
 
+    def _add_data(self, node, xs: list[_Tensor], what: str) -> None:
+        """A sum of data tensors of one shape: Add layers (the last keeps the node's name)."""
+        shapes = [list(x.shape) for x in xs]
+        if any(s != shapes[0] for s in shapes):
+            raise DynfixError(f"{what}: adds data tensors of shapes {shapes}; only equal "
+                              f"shapes are supported (no broadcasting)")
+        t = xs[0]
+        for k, y in enumerate(xs[1:], 1):
+            t = self.add(Add, node, [t, y], what, suffix="" if k == len(xs) - 1 else f"_{k}")
+            if k < len(xs) - 1:
+                self.readers[t.ir] = 1
+        self.bind(node, t)
+
     def _binary(self, node, what):
         a, b = node.input[0], node.input[1] if len(node.input) > 1 else ""
         if a in self.data and b in self.data:
-            raise DynfixError(f"{what}: {node.op_type} of two data tensors (residual "
-                              f"connection) is not supported yet")
+            if node.op_type != "Add":
+                raise DynfixError(f"{what}: {node.op_type} of two data tensors is not "
+                                  f"supported (only Add, a residual connection)")
+            self._add_data(node, [self.data[a], self.data[b]], what)
+            return
         data_first = a in self.data
         x = self.data[a if data_first else b]
         c = np.asarray(self.const(b if data_first else a, what))
@@ -517,12 +753,30 @@ class _Importer:
 
     op_Add = op_Sub = op_Mul = op_Div = _binary
 
+    def op_Sum(self, node, what):
+        ins = [t for t in node.input if t]
+        xs = [self.data[t] for t in ins if t in self.data]
+        consts = [np.asarray(self.const(t, what)) for t in ins if t not in self.data]
+        if not consts and len(xs) == 1:
+            self.alias(node, xs[0])
+        elif not consts:
+            self._add_data(node, xs, what)
+        elif len(xs) == 1 and all(c.dtype.kind == "f" for c in consts):
+            shift = sum(_per_channel(c, xs[0].shape, what) for c in consts)
+            self.affine(node, xs[0], 1.0, shift, what)
+        else:
+            raise DynfixError(f"{what}: Sum of several data tensors and constants is not "
+                              f"supported")
+
     def op_Identity(self, node, what):
         self.alias(node, self.x(node))
 
     def op_Dropout(self, node, what):
         if len(node.output) > 1 and node.output[1]:
             raise DynfixError(f"{what}: the Dropout mask output is not supported")
+        if len(node.input) > 2 and node.input[2] and \
+                np.any(np.asarray(self.const(node.input[2], what))):
+            raise DynfixError(f"{what}: Dropout in training mode is not supported")
         self.alias(node, self.x(node))
 
     def op_Cast(self, node, what):
@@ -536,7 +790,7 @@ class _Importer:
         if len(x.shape) != 2 or axis not in (1, -1):
             raise DynfixError(f"{what}: only a Softmax over the classes of an N x F tensor "
                               f"is supported")
-        self.add(Softmax, node, x, what)
+        self.bind(node, self.add(Softmax, node, [x], what))
 
     def op_other(self, node, what):
         raise DynfixError(f"{what}: this operator is only supported on constants, not on "
@@ -552,8 +806,7 @@ def _pair(v, what: str, attr: str) -> tuple[int, int]:
 
 def _pads(at: dict, x_shape, kernel, stride, dilation, what) -> tuple[int, int, int, int]:
     """(top, left, bottom, right) from ``pads`` or ``auto_pad``."""
-    mode = at.get("auto_pad", b"NOTSET")
-    mode = mode.decode(errors="replace") if isinstance(mode, bytes) else str(mode)
+    mode = at.text("auto_pad", "NOTSET")
     if mode == "NOTSET":
         p = at.ints("pads", [0, 0, 0, 0])
         if len(p) != 4 or min(p) < 0:
@@ -573,27 +826,61 @@ def _pads(at: dict, x_shape, kernel, stride, dilation, what) -> tuple[int, int, 
     return (begin[0], begin[1], end[0], end[1])
 
 
+def _pad_into_avgpool(x: _Tensor, kw: dict, what: str) -> dict:
+    """An AveragePool's arguments with the zero Pad before it folded in; refused where the
+    divisor or the output size would change."""
+    own, cip = kw["pads"], kw["count_include_pad"]
+    if any(own) and not cip:
+        raise DynfixError(f"{what}: reads the output of {x.origin}; with its own padding "
+                          f"and count_include_pad=0 the Pad's zeros cannot be folded in")
+    folded = dict(kw, pads=tuple(a + b for a, b in zip(own, x.pad)), count_include_pad=True)
+    explicit = AvgPool2d("explicit", **kw).infer(x.shape[1:])
+    if AvgPool2d("folded", **folded).infer(x.ir_shape[1:]) != explicit:
+        raise DynfixError(f"{what}: reads the output of {x.origin}; folded into this "
+                          f"ceil-mode AveragePool it would change the output size")
+    return folded
+
+
+def _unpermute(x: _Tensor, w: np.ndarray, what: str) -> np.ndarray:
+    """FC weights (M, F) for the IR tensor's feature order, when a Transpose was held back."""
+    if x.cols is None:
+        return w
+    if w.shape[1] != len(x.cols):
+        raise DynfixError(f"{what}: weight takes {w.shape[1]} features, input has "
+                          f"{len(x.cols)}")
+    out = np.empty_like(w)
+    out[:, x.cols] = w
+    return out
+
+
 def _per_channel(c: np.ndarray, shape: tuple[int, ...], what: str) -> np.ndarray:
     """A constant that broadcasts to ``shape`` as one value per channel (dim 1)."""
     full = (1,) + tuple(shape[1:])
-    try:
-        if np.broadcast_shapes(c.shape, full) != full:
-            raise ValueError
-        cb = np.broadcast_to(c, full)[0].reshape(shape[1], -1)
-    except ValueError:
-        raise DynfixError(f"{what}: constant of shape {c.shape} does not broadcast to the "
-                          f"data {list(shape)}") from None
+    if not _broadcasts(c.shape, full):
+        why = "varies along the batch axis of" if c.ndim == len(shape) and _broadcasts(
+            c.shape[1:], full[1:]) else "does not broadcast to"  # e.g. (N, C, H, W), N > 1
+        raise DynfixError(f"{what}: constant of shape {c.shape} {why} the data "
+                          f"{list(shape)}")
+    cb = np.broadcast_to(c, full)[0].reshape(shape[1], -1)
     if not np.all(cb == cb[:, :1]):
         raise DynfixError(f"{what}: only per-channel constants are supported")
     return cb[:, 0].astype(np.float64)
 
 
-def _const_axes(imp: _Importer, node, what) -> list[int] | None:
+def _broadcasts(a: tuple[int, ...], b: tuple[int, ...]) -> bool:
+    """Does shape ``a`` broadcast to ``b`` (without growing it)?"""
+    try:
+        return np.broadcast_shapes(a, b) == b
+    except ValueError:
+        return False
+
+
+def _const_axes(imp: _Importer, node, what, pos: int = 1) -> list[int] | None:
     at = attrs(node, what)
     if "axes" in at:
         return at.ints("axes")
-    if len(node.input) > 1 and node.input[1]:
-        return [int(a) for a in np.asarray(imp.const(node.input[1], what)).reshape(-1)]
+    if len(node.input) > pos and node.input[pos]:
+        return [int(a) for a in np.asarray(imp.const(node.input[pos], what)).reshape(-1)]
     return None
 
 

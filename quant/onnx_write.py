@@ -1,9 +1,11 @@
 """ONNX writer: an IR model as a standard opset-13 graph (the bundled model, tests, tools).
 
-Each layer becomes one node named after the layer, whose output tensor has the layer's
-name; parameters are initializers named ``<layer>.<param>``. A standalone ``Affine`` is
-written as a BatchNormalization with mean 0, variance 1 and epsilon 0, so that reading the
-file back gives the same IR. The batch dimension is symbolic (``N``).
+Each layer becomes one node named after the layer, reading the tensors the layer reads (the
+graph is the IR's DAG), whose output tensor has the layer's name; parameters are initializers
+named ``<layer>.<param>``. A standalone ``Affine`` is written as a BatchNormalization with
+mean 0, variance 1 and epsilon 0, a ``Clip`` as Clip with its finite bounds as ``min`` /
+``max`` inputs, so that reading the file back gives the same IR (a Clip(0, +inf) reads back
+as the ReLU it is). The batch dimension is symbolic (``N``).
 """
 
 from __future__ import annotations
@@ -16,25 +18,26 @@ from onnx import TensorProto, helper, numpy_helper
 
 from dynfix.errors import DynfixError
 from dynfix.fileio import atomic_write_bytes
-from .ir import (Affine, AvgPool2d, Conv2d, Flatten, GlobalAvgPool, Layer, Linear, MaxPool2d,
-                 Model, ReLU, Softmax)
+from .ir import (Add, Affine, AvgPool2d, Clip, Conv2d, Flatten, GlobalAvgPool, Layer, Linear,
+                 MaxPool2d, Model, ReLU, Softmax)
 
 WRITE_OPSET = 13
 
-def _layer_nodes(layer: Layer, x: str, init: list[TensorProto]) -> list[onnx.NodeProto]:
+
+def _layer_nodes(layer: Layer, init: list[TensorProto]) -> list[onnx.NodeProto]:
     def param(suffix: str, arr: np.ndarray) -> str:
         name = f"{layer.name}.{suffix}"
         init.append(numpy_helper.from_array(np.ascontiguousarray(arr, np.float32), name))
         return name
 
-    n, y = layer.name, layer.name
+    n, y, x = layer.name, layer.name, layer.inputs[0]
     if isinstance(layer, Conv2d):
         ins = [x, param("weight", layer.weight)]
         if layer.bias is not None:
             ins.append(param("bias", layer.bias))
         return [helper.make_node("Conv", ins, [y], n, kernel_shape=list(layer.kernel),
                                  strides=list(layer.stride), pads=list(layer.pads),
-                                 dilations=list(layer.dilation), group=1)]
+                                 dilations=list(layer.dilation), group=int(layer.groups))]
     if isinstance(layer, Linear):
         ins = [x, param("weight", layer.weight)]
         if layer.bias is not None:
@@ -42,6 +45,14 @@ def _layer_nodes(layer: Layer, x: str, init: list[TensorProto]) -> list[onnx.Nod
         return [helper.make_node("Gemm", ins, [y], n, transB=1)]
     if isinstance(layer, ReLU):
         return [helper.make_node("Relu", [x], [y], n)]
+    if isinstance(layer, Clip):
+        bounds = [param(k, np.array(v)) if np.isfinite(v) else ""
+                  for k, v in (("min", layer.lo), ("max", layer.hi))]
+        while bounds and not bounds[-1]:
+            bounds.pop()
+        return [helper.make_node("Clip", [x, *bounds], [y], n)]
+    if isinstance(layer, Add):
+        return [helper.make_node("Add", list(layer.inputs), [y], n)]
     if isinstance(layer, AvgPool2d):
         return [helper.make_node("AveragePool", [x], [y], n, kernel_shape=list(layer.kernel),
                                  strides=list(layer.stride), pads=list(layer.pads),
@@ -70,7 +81,7 @@ def to_onnx(model: Model) -> onnx.ModelProto:
     nodes: list[onnx.NodeProto] = []
     init: list[TensorProto] = []
     for layer in model.layers:
-        nodes += _layer_nodes(layer, layer.inputs[0], init)
+        nodes += _layer_nodes(layer, init)
     inp = helper.make_tensor_value_info(model.input_name, TensorProto.FLOAT,
                                         ["N", *model.input_shape])
     out = helper.make_tensor_value_info(model.layers[-1].name, TensorProto.FLOAT,

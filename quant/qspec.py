@@ -1,26 +1,36 @@
-"""The quantization result: per compute layer fixed-point formats (what ``Q.yaml`` holds).
+"""The quantization result: the fixed-point formats of every layer that makes a new format
+(what ``Q.yaml`` holds).
 
-A *compute layer* is a Conv2d, Linear or Affine layer. Parameter-free layers (ReLU, pooling,
-flatten) keep the fractional length of their input, so a feature map's format is that of the
-compute layer that produced it (or the input format before the first one).
+Two kinds of layers produce a feature map in a format of their own, chosen by the quantizer:
+
+* a *compute layer* (Conv2d, Linear, Affine) has a :class:`LayerFormat`: weights, bias,
+  accumulator and output formats;
+* an *Add* has an :class:`AddFormat`: its output format, and the formats of its two inputs
+  (recorded to check the spec against the model, like a compute layer's ``fl_in``).
+
+Every other layer (ReLU, Clip, pooling, flatten, softmax) keeps the format of its input, so a
+tensor's format is that of the nearest producing layer above it (or the input format).
 
 Conventions (see ``docs/arithmetic.md``):
 
-* ``fl_in`` of a compute layer equals ``fl_out`` of the compute layer before it (or
-  ``QuantSpec.input_fl`` for the first one);
+* ``fl_in`` / ``bw_in`` of a layer equal the format of the tensor it reads
+  (``QuantSpec.input_fl`` / ``input_bw`` for the model input);
 * ``bias_shift = fl_in + fl_w - fl_b >= 0`` (the bias is shifted left into the accumulator);
-* ``data_shift = fl_in + fl_w - fl_out`` (right if positive, left if negative);
-* ``bw_x`` is the width of this layer's *output* feature map; its input has the previous
-  layer's ``bw_x`` (``QuantSpec.input_bw`` for the first).
+* ``data_shift = fl_in + fl_w - fl_out`` for a compute layer, ``max(fl_in) - fl_out`` for an
+  Add (right if positive, left if negative);
+* ``bw_x`` is the width of the layer's *output* feature map.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 
 @dataclass
 class LayerFormat:
+    """Formats of a compute layer (Conv2d, Linear, Affine)."""
+
     name: str
     bw_w: int
     fl_w: int
@@ -35,6 +45,8 @@ class LayerFormat:
     sqnr_db: float | None = None
     saturated: int | None = None
 
+    op: ClassVar[str] = "compute"
+
     @property
     def bias_shift(self) -> int:
         return self.fl_in + self.fl_w - self.fl_b
@@ -45,10 +57,52 @@ class LayerFormat:
 
 
 @dataclass
+class AddFormat:
+    """Formats of an Add: inputs ``(bw_in[i], fl_in[i])``, output ``(bw_x, fl_out)``.
+
+    Both inputs are aligned to ``fl_sum = max(fl_in)`` by exact left shifts and added in
+    ``sum_bits`` bits; the sum is requantized by ``data_shift = fl_sum - fl_out`` to bw_x.
+    """
+
+    name: str
+    bw_in: tuple[int, int]
+    fl_in: tuple[int, int]
+    bw_x: int
+    fl_out: int
+    # Calibration statistics (informational; not part of the arithmetic).
+    sqnr_db: float | None = None
+    saturated: int | None = None
+
+    op: ClassVar[str] = "add"
+
+    @property
+    def fl_sum(self) -> int:
+        """Binary point of the exact sum: the finer of the two inputs."""
+        return max(self.fl_in)
+
+    @property
+    def align(self) -> tuple[int, int]:
+        """Left shift of each input onto ``fl_sum`` (>= 0; 0 for the finer input)."""
+        return tuple(self.fl_sum - f for f in self.fl_in)
+
+    @property
+    def sum_bits(self) -> int:
+        """Width of the exact sum: the wider aligned input plus a carry bit."""
+        return max(b + s for b, s in zip(self.bw_in, self.align)) + 1
+
+    @property
+    def data_shift(self) -> int:
+        return self.fl_sum - self.fl_out
+
+
+Format = LayerFormat | AddFormat
+
+
+@dataclass
 class QuantSpec:
     model: str
     method: str
     bits: str
     input_bw: int
     input_fl: int
-    layers: dict[str, LayerFormat] = field(default_factory=dict)
+    layers: dict[str, Format] = field(default_factory=dict)

@@ -1,7 +1,9 @@
 """Reading and writing ``Q.yaml``, the quantization result of ``dynfix quantize``.
 
-Layout (layers in network order; ``bw_in`` is not stored, it is the previous layer's
-``bw_x`` or ``input_bw``)::
+Layout: one row per layer with a format, in network order; a compute layer's row has its
+weight, bias, input and output formats, an Add's row (``op: add``) its two inputs'
+fractional lengths and its output format. Input widths (``bw_in``) are not stored: each is
+the width of the tensor the layer reads (an earlier row's ``bw_x``, or ``input_bw``)::
 
     model: digits
     method: greedy
@@ -11,6 +13,7 @@ Layout (layers in network order; ``bw_in`` is not stored, it is the previous lay
     layers:
     - {name: conv1, bw_w: 8, fl_w: 7, bw_b: 16, fl_b: 12, bw_x: 8, fl_in: 7, fl_out: 5,
        acc_bits: 21, sqnr_db: 38.1, saturated: 0}
+    - {name: add1, op: add, fl_in: [5, 4], bw_x: 8, fl_out: 4, sqnr_db: 35.2, saturated: 0}
 
 Files are written atomically (temporary file, then rename) and deterministically (fixed key
 order, no timestamps). :func:`load_qspec` validates the file against the model.
@@ -25,11 +28,12 @@ import yaml
 
 from dynfix.errors import DynfixError
 from dynfix.fileio import atomic_write_text
-from .int_model import check_spec
-from .ir import Model
-from .qspec import LayerFormat, QuantSpec
+from .int_model import check_listed, check_spec
+from .ir import Add, Layer, Model
+from .qspec import AddFormat, Format, LayerFormat, QuantSpec
 
 INT_KEYS = ("bw_w", "fl_w", "bw_b", "fl_b", "bw_x", "fl_in", "fl_out", "acc_bits")
+ADD_KEYS = ("fl_in", "bw_x", "fl_out")
 TOP_KEYS = ("model", "method", "bits", "input_bw", "input_fl", "layers")
 
 
@@ -38,7 +42,11 @@ def spec_to_dict(spec: QuantSpec) -> dict:
     layers = []
     for f in spec.layers.values():
         row = {"name": f.name}
-        row.update({k: int(getattr(f, k)) for k in INT_KEYS})
+        if isinstance(f, AddFormat):
+            row.update(op="add", fl_in=[int(v) for v in f.fl_in], bw_x=int(f.bw_x),
+                       fl_out=int(f.fl_out))
+        else:
+            row.update({k: int(getattr(f, k)) for k in INT_KEYS})
         row["sqnr_db"] = None if f.sqnr_db is None else round(float(f.sqnr_db), 2)
         row["saturated"] = None if f.saturated is None else int(f.saturated)
         layers.append(row)
@@ -46,17 +54,70 @@ def spec_to_dict(spec: QuantSpec) -> dict:
             "input_bw": int(spec.input_bw), "input_fl": int(spec.input_fl), "layers": layers}
 
 
+class _Row(dict):
+    """A ``layers`` row, written on one line even when it holds a list (an Add's fl_in)."""
+
+
+class _Dumper(yaml.SafeDumper):
+    pass
+
+
+_Dumper.add_representer(
+    _Row, lambda d, row: d.represent_mapping("tag:yaml.org,2002:map", row, flow_style=True))
+
+
 def save_qspec(spec: QuantSpec, path: str | Path) -> None:
     """Write ``spec`` to ``path`` as YAML, atomically."""
     path = Path(path)
-    text = yaml.safe_dump(spec_to_dict(spec), sort_keys=False, default_flow_style=None,
-                          width=200)  # one line per layer
+    d = spec_to_dict(spec)
+    d["layers"] = [_Row(row) for row in d["layers"]]
+    text = yaml.dump(d, Dumper=_Dumper, sort_keys=False, default_flow_style=None,
+                     width=200)  # one line per layer
     atomic_write_text(path, text)
 
 
 def _int(v, where: str) -> int:
     if isinstance(v, bool) or not isinstance(v, int):
         raise DynfixError(f"{where} must be an integer, got {v!r}")
+    return v
+
+
+def _rows(d: dict, source: str) -> dict[str, dict]:
+    """The ``layers`` rows by name (each a mapping with a string name, listed once)."""
+    if not isinstance(d["layers"], list):
+        raise DynfixError(f"{source}: 'layers' must be a list")
+    rows: dict[str, dict] = {}
+    for i, row in enumerate(d["layers"]):
+        if not isinstance(row, dict) or not isinstance(row.get("name"), str):
+            raise DynfixError(f"{source}: layers[{i}] needs a 'name'")
+        if row["name"] in rows:
+            raise DynfixError(f"{source}, layer {row['name']!r}: listed twice")
+        rows[row["name"]] = row
+    return rows
+
+
+def _values(row: dict, layer: Layer, where: str) -> dict:
+    """A row's integer fields, checked against the kind of layer it describes."""
+    op = row.get("op")
+    if op not in (None, "add"):
+        raise DynfixError(f"{where}: op {op!r} has no format of its own (expected add, or "
+                          f"no op for a compute layer)")
+    if (op == "add") != isinstance(layer, Add):
+        raise DynfixError(f"{where}: the layer is {layer.op!r}; its row must "
+                          f"{'' if isinstance(layer, Add) else 'not '}have op: add")
+    keys = ADD_KEYS if op == "add" else INT_KEYS
+    absent = [k for k in keys if k not in row]
+    if absent:
+        raise DynfixError(f"{where}: missing key(s) {', '.join(absent)}")
+    v = {k: _int(row[k], f"{where}: {k}") for k in keys if k != "fl_in" or op != "add"}
+    if op == "add":
+        fl_in = row["fl_in"]
+        if not isinstance(fl_in, list) or len(fl_in) != 2:
+            raise DynfixError(f"{where}: fl_in must be a list of two integers (one per "
+                              f"input), got {fl_in!r:.40}")
+        v["fl_in"] = tuple(_int(f, f"{where}: fl_in") for f in fl_in)
+    sq = row.get("sqnr_db")
+    v.update(sqnr_db=None if sq is None else float(sq), saturated=row.get("saturated"))
     return v
 
 
@@ -69,27 +130,28 @@ def spec_from_dict(d: dict, model: Model, source: str = "quantization spec") -> 
         raise DynfixError(f"{source}: missing key(s) {', '.join(missing)}")
     if d["model"] != model.name:
         raise DynfixError(f"{source} was made for model {d['model']!r}, not {model.name!r}")
-    if not isinstance(d["layers"], list):
-        raise DynfixError(f"{source}: 'layers' must be a list")
-    bw = _int(d["input_bw"], f"{source}: input_bw")
-    layers: dict[str, LayerFormat] = {}
-    for i, row in enumerate(d["layers"]):
-        if not isinstance(row, dict) or "name" not in row:
-            raise DynfixError(f"{source}: layers[{i}] needs a 'name'")
-        where = f"{source}, layer {row['name']!r}"
-        absent = [k for k in INT_KEYS if k not in row]
-        if absent:
-            raise DynfixError(f"{where}: missing key(s) {', '.join(absent)}")
-        if row["name"] in layers:
-            raise DynfixError(f"{where}: listed twice")
-        v = {k: _int(row[k], f"{where}: {k}") for k in INT_KEYS}
-        sq = row.get("sqnr_db")
-        layers[row["name"]] = LayerFormat(
-            name=row["name"], bw_w=v["bw_w"], fl_w=v["fl_w"], bw_b=v["bw_b"], fl_b=v["fl_b"],
-            bw_in=bw, fl_in=v["fl_in"], bw_x=v["bw_x"], fl_out=v["fl_out"],
-            acc_bits=v["acc_bits"], sqnr_db=None if sq is None else float(sq),
-            saturated=row.get("saturated"))
-        bw = v["bw_x"]
+    rows = _rows(d, source)
+    check_listed(model, list(rows))
+    # Input widths come from the graph: the bw_x of the row that made each tensor.
+    widths = {model.input_name: _int(d["input_bw"], f"{source}: input_bw")}
+    formats: dict[str, Format] = {}
+    for layer in model.layers:
+        bw_in = [widths[t] for t in layer.inputs]
+        widths[layer.name] = bw_in[0]
+        if layer.name not in rows:
+            continue
+        v = _values(rows[layer.name], layer, f"{source}, layer {layer.name!r}")
+        widths[layer.name] = v["bw_x"]
+        stats = {"sqnr_db": v["sqnr_db"], "saturated": v["saturated"]}
+        if isinstance(layer, Add):
+            formats[layer.name] = AddFormat(layer.name, tuple(bw_in), v["fl_in"], v["bw_x"],
+                                            v["fl_out"], **stats)
+        else:
+            formats[layer.name] = LayerFormat(
+                name=layer.name, bw_w=v["bw_w"], fl_w=v["fl_w"], bw_b=v["bw_b"],
+                fl_b=v["fl_b"], bw_in=bw_in[0], fl_in=v["fl_in"], bw_x=v["bw_x"],
+                fl_out=v["fl_out"], acc_bits=v["acc_bits"], **stats)
+    layers = {name: formats[name] for name in rows}     # the file's order, checked below
     spec = QuantSpec(model=str(d["model"]), method=str(d["method"]), bits=str(d["bits"]),
                      input_bw=_int(d["input_bw"], f"{source}: input_bw"),
                      input_fl=_int(d["input_fl"], f"{source}: input_fl"), layers=layers)

@@ -1,10 +1,12 @@
 """dynfix's own model format: ``model.yaml`` (the layers) + ``model.npz`` (the weights).
 
 The YAML names the model and its input and lists the layers in order; each layer has a
-``name``, an ``op`` (an IR op: conv, linear, relu, maxpool, avgpool, gap, flatten, affine,
-softmax), its ``inputs``, its attributes (the IR fields, e.g. ``stride: [1, 1]``) and
-``params``, which map parameter names to array names in the ``.npz`` (named by ``weights:``,
-relative to the YAML file). Writing then reading gives back the same model bit for bit::
+``name``, an ``op`` (an IR op: conv, linear, relu, clip, maxpool, avgpool, gap, flatten,
+affine, add, softmax), its ``inputs`` (tensor names: the model input or earlier layers; an
+``add`` has two), its attributes (the IR fields, e.g. ``stride: [1, 1]``, ``groups: 8``,
+``hi: 6.0``) and ``params``, which map parameter names to array names in the ``.npz`` (named
+by ``weights:``, relative to the YAML file). Writing then reading gives back the same model
+bit for bit::
 
     format: dynfix-model
     version: 1
@@ -20,8 +22,11 @@ relative to the YAML file). Writing then reading gives back the same model bit f
       dilation: [1, 1]
       params: {weight: conv1.weight, bias: conv1.bias}
 
-Both files are written atomically and deterministically (the ``.npz`` carries no
-timestamps). Schema errors name the file, the layer and the field.
+Every attribute is written, except a conv's ``groups`` when it is 1 (attributes added to
+format version 1 later are written only when they differ from their default, so a plain
+chain's file stays what earlier dynfix versions wrote and read). Both files are written
+atomically and deterministically (the ``.npz`` carries no timestamps). Schema errors name
+the file, the layer and the field.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ VERSION = 1
 MAX_DIM = 1 << 31
 _BASE_FIELDS = {"name", "inputs", "out_shape"}
 _TOP_KEYS = {"format", "version", "name", "input", "weights", "layers"}
+_ADDED_LATER = {"groups": 1}   # attribute -> default: written only when it differs
 
 
 def _fields(cls: type[Layer]) -> tuple[dict, dict]:
@@ -81,6 +87,8 @@ def _plain(v):
         return bool(v)
     if isinstance(v, (int, np.integer)):
         return int(v)
+    if isinstance(v, np.floating):
+        return float(v)
     return v
 
 
@@ -90,7 +98,8 @@ def to_yaml(model: Model, weights_name: str) -> tuple[str, dict[str, np.ndarray]
     for layer in model.layers:
         attrs, _ = _fields(type(layer))
         entry = {"name": layer.name, "op": layer.op, "inputs": list(layer.inputs)}
-        entry.update({k: _plain(getattr(layer, k)) for k in attrs})
+        entry.update({k: _plain(getattr(layer, k)) for k in attrs
+                      if k not in _ADDED_LATER or getattr(layer, k) != _ADDED_LATER[k]})
         refs = {}
         for pname, arr in layer.params().items():
             key = f"{layer.name.strip('/').replace('/', '.')}.{pname}"
@@ -145,6 +154,22 @@ class _Schema:
             self.fail(where, f"expected a list of {size}integers >= {low}, got {v!r:.60}")
         return tuple(v)
 
+    def attr(self, v, default, where: str):
+        """An attribute value of the same kind as its default (bool, int, float, tuple)."""
+        if isinstance(default, bool):
+            if not isinstance(v, bool):
+                self.fail(where, f"must be true or false, got {v!r:.40}")
+            return v
+        if isinstance(default, int):
+            if type(v) is not int or not 1 <= v < MAX_DIM:
+                self.fail(where, f"expected an integer >= 1, got {v!r:.40}")
+            return v
+        if isinstance(default, float):
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v:
+                self.fail(where, f"expected a number (.inf allowed), got {v!r:.40}")
+            return float(v)
+        return self.ints(v, where, len(default), low=0 if where.endswith("'pads'") else 1)
+
 
 def _layer(s: _Schema, i: int, entry, arrays) -> Layer:
     entry = s.mapping(entry, f"layer {i}")
@@ -161,18 +186,8 @@ def _layer(s: _Schema, i: int, entry, arrays) -> Layer:
     inputs = entry.get("inputs")
     if not isinstance(inputs, list) or not all(isinstance(a, str) for a in inputs):
         s.fail(where, "field 'inputs' must be a list of names")
-    kw = {}
-    for key, default in attrs.items():
-        if key not in entry:
-            continue
-        v = entry[key]
-        if isinstance(default, bool):
-            if not isinstance(v, bool):
-                s.fail(where, f"field {key!r} must be true or false, got {v!r:.40}")
-        else:
-            v = s.ints(v, f"{where}: field {key!r}", len(default),
-                       low=0 if key == "pads" else 1)
-        kw[key] = v
+    kw = {key: s.attr(entry[key], default, f"{where}: field {key!r}")
+          for key, default in attrs.items() if key in entry}
     refs = s.mapping(entry.get("params", {}), f"{where}: field 'params'")
     if set(refs) - set(params):
         s.fail(where, f"unknown param(s) {', '.join(sorted(map(str, set(refs) - set(params))))}")

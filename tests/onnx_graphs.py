@@ -170,6 +170,61 @@ class GraphBuilder:
         self.x = self.node(op, [self.x, *extra_inputs], **attrs)
         return self
 
+    # -- DAG and edge-CNN patterns (residual adds, grouped convs, Clip, Pad, Transpose)
+    def group_conv(self, cout: int, k=3, groups: int = 1, stride=1, pads=None, bias=True):
+        """Conv with ``group=groups``: weight (cout, C // groups, kh, kw)."""
+        kh, kw = (k, k) if isinstance(k, int) else k
+        name = self._name("conv")
+        ins = [self.x, self.init(f"{name[1:]}.weight",
+                                 self.weights(cout, self.c // groups, kh, kw))]
+        if bias:
+            ins.append(self.init(f"{name[1:]}.bias", self.weights(cout, scale=0.1)))
+        self.x = self.node("Conv", ins, name, kernel_shape=[kh, kw],
+                           strides=[stride] * 2 if isinstance(stride, int) else list(stride),
+                           pads=list(pads) if pads is not None else [kh // 2, kw // 2] * 2,
+                           group=groups)
+        self.c = cout
+        return self
+
+    def residual(self, other: str, op: str = "Add"):
+        """x = op(x, other): a residual Add (or Sum) of two data tensors."""
+        self.x = self.node(op, [self.x, other])
+        return self
+
+    def clip(self, lo=None, hi=None):
+        """Clip as the opset writes it: attributes before 11, optional inputs from 11."""
+        if self.opset < 11:
+            at = {k: float(v) for k, v in (("min", lo), ("max", hi)) if v is not None}
+            self.x = self.node("Clip", [self.x], **at)
+            return self
+        ins = [self.x] + ["" if v is None else self.constant(np.array(v, np.float32))
+                          for v in (lo, hi)]
+        while ins[-1] == "":
+            ins.pop()
+        self.x = self.node("Clip", ins)
+        return self
+
+    def pad(self, pads, value=None, mode="constant", axes=None):
+        """Pad (N x C x H x W order ``pads``) as the opset writes it."""
+        if self.opset < 11:
+            at = dict(pads=list(pads), mode=mode)
+            if value is not None:
+                at["value"] = float(value)
+            self.x = self.node("Pad", [self.x], **at)
+            return self
+        ins = [self.x, self.constant(np.array(pads, np.int64))]
+        ins.append("" if value is None else self.constant(np.array(value, np.float32)))
+        if axes is not None:
+            ins.append(self.constant(np.array(axes, np.int64)))
+        while ins[-1] == "":
+            ins.pop()
+        self.x = self.node("Pad", ins, mode=mode)
+        return self
+
+    def transpose(self, perm):
+        self.x = self.node("Transpose", [self.x], perm=list(perm))
+        return self
+
     def build(self, output_shape=None) -> onnx.ModelProto:
         inp = helper.make_tensor_value_info(self.input_name, TensorProto.FLOAT,
                                             [self.batch, *self.input_shape])
@@ -202,3 +257,34 @@ def max_rel_err(y: np.ndarray, ref: np.ndarray) -> float:
     """max |y - ref| / max |ref|: relative to the output's scale."""
     assert y.shape == ref.shape, (y.shape, ref.shape)
     return float(np.max(np.abs(y.astype(np.float64) - ref)) / max(np.max(np.abs(ref)), 1e-30))
+
+
+def check_vs_ort(g: GraphBuilder, tmp_path, n: int = 3, seed: int = 1, name: str = "m.onnx",
+                 tol: float = 1e-5):
+    """Save ``g``, load it with dynfix and compare the float model with onnxruntime on a
+    random batch of ``n``; returns the loaded model."""
+    from dynfix.quant.float_model import predict
+    from dynfix.quant.onnx_io import load_onnx
+    path = g.save(tmp_path / name)
+    model = load_onnx(path)
+    x = np.random.default_rng(seed).standard_normal((n,) + g.input_shape).astype(np.float32)
+    assert max_rel_err(predict(model, x), run_ort(path, x)) <= tol
+    return model
+
+
+def torch_export(net, x, path, opset: int | None = None) -> str:
+    """Put ``net`` in eval mode with random BatchNorm running statistics, export it with the
+    TorchScript exporter (input ``x``, dynamic batch ``N``) and return the path."""
+    import warnings
+    import torch
+    net.eval()
+    for mod in net.modules():
+        if isinstance(mod, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
+            mod.running_mean.uniform_(-0.5, 0.5)
+            mod.running_var.uniform_(0.5, 2.0)
+    kw = {} if opset is None else {"opset_version": opset}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, (x,), str(path), input_names=["x"], dynamo=False,
+                          dynamic_axes={"x": {0: "N"}}, **kw)
+    return str(path)

@@ -222,3 +222,149 @@ def test_float_fast_path_equals_int64_path(monkeypatch):
     slow = im.forward(xq)
     for name in fast:
         np.testing.assert_array_equal(fast[name], slow[name])
+
+
+# ----------------------------------------------------------------------------- graphs
+
+from dynfix.quant.int_model import MapFormat, add_sum, narrow  # noqa: E402
+from dynfix.quant.ir import Add, Clip  # noqa: E402
+from dynfix.quant.qspec import AddFormat  # noqa: E402
+
+
+def test_add_arithmetic_worked_example():
+    # docs/arithmetic.md, "Add": q_a = 6 at fl 3 (0.75), q_b = -21 at fl 4 (-1.3125):
+    # F = 4, s = (6 << 1) - 21 = -9; sum_bits = max(8 + 1, 8 + 0) + 1 = 10.
+    f = AddFormat("s", (8, 8), (3, 4), 8, 2)
+    assert (f.fl_sum, f.align, f.sum_bits) == (4, (1, 0), 10)
+    s = add_sum(np.array([6, 127]), np.array([-21, 127]), f)
+    np.testing.assert_array_equal(s, [-9, 381])
+    # fl_out 2: shift 2: (-9 + 2) >> 2 = -2; (381 + 2) >> 2 = 95
+    np.testing.assert_array_equal(narrow(s, f), [-2, 95])
+    f.fl_out = 3       # shift 1: 381 -> 191 saturates to 127
+    np.testing.assert_array_equal(narrow(s, f), [-4, 127])   # -9 -> (-9 + 1) >> 1 = -4
+    f.fl_out = 6       # shift -2: -9 << 2 = -36 exact; 381 << 2 saturates
+    np.testing.assert_array_equal(narrow(s, f), [-36, 127])
+    f.bw_x = 6         # 6 bits hold [-32, 31]: -36 and 1524 saturate
+    np.testing.assert_array_equal(narrow(s, f), [-32, 31])
+
+
+def residual_lin():
+    # x (2 values) -> fc (w = diag(1.5, -1), no bias) -> add(fc, x)
+    fc = Linear("fc", ("x",), weight=np.array([[1.5, 0], [0, -1]], np.float32))
+    return [fc]
+
+
+@pytest.mark.parametrize("order", [("fc", "x"), ("x", "fc")])
+@pytest.mark.parametrize("bw_x,fl_out,want", [
+    # input fl 3: x = [0.75, -1.25] -> [6, -10]; [-0.75, 1.25] -> [-6, 10]
+    # fc at fl 1 + 3 = 4, data shift 0: [18, 20] and [-18, -20]
+    # add at F = 4: fc + (x << 1) = [30, 0] and [-30, 0]
+    (8, 2, [[8, 0], [-7, 0]]),      # shift 2: (30 + 2) >> 2 = 8; (-30 + 2) >> 2 = -7
+    (4, 2, [[7, 0], [-7, 0]]),      # 8 saturates to 7 at 4 bits
+    (8, 6, [[120, 0], [-120, 0]]),  # shift -2: exact left shift
+    (6, 6, [[31, 0], [-32, 0]]),    # ... saturating at 6 bits
+    (8, 4, [[30, 0], [-30, 0]]),    # shift 0
+])
+def test_add_in_the_integer_model(order, bw_x, fl_out, want):
+    m = Model("r", "x", (2,), residual_lin() + [Add("add", order)])
+    fl_in = (4, 3) if order[0] == "fc" else (3, 4)
+    spec = QuantSpec("r", "manual", "8", 8, 3, {
+        "fc": fmt("fc", 2, 8, 3, 8, 1, 16, 4, 8, 4),
+        "add": AddFormat("add", (8, 8), fl_in, bw_x, fl_out)})
+    im = IntModel(m, spec)
+    xq = im.quantize_input(np.array([[0.75, -1.25], [-0.75, 1.25]], np.float32))
+    np.testing.assert_array_equal(xq, [[6, -10], [-6, 10]])
+    t = im.forward(xq)
+    np.testing.assert_array_equal(t["fc"], [[18, 20], [-18, -20]])
+    np.testing.assert_array_equal(t["add"], want)
+    assert im.formats["add"] == MapFormat(bw_x, fl_out)
+
+
+def test_add_spec_errors():
+    m = Model("r", "x", (2,), residual_lin() + [Add("add", ("fc", "x"))])
+    fc = fmt("fc", 2, 8, 3, 8, 1, 16, 4, 8, 4)
+    good = {"fc": fc, "add": AddFormat("add", (8, 8), (4, 3), 8, 4)}
+    IntModel(m, QuantSpec("r", "m", "8", 8, 3, good))
+    with pytest.raises(DynfixError, match="no format for layer\\(s\\) add"):
+        IntModel(m, QuantSpec("r", "m", "8", 8, 3, {"fc": fc}))
+    with pytest.raises(DynfixError, match="'add'.*\\[\\(8, 3\\), \\(8, 4\\)\\] do not match "
+                                          "the maps it reads \\[\\(8, 4\\), \\(8, 3\\)\\]"):
+        IntModel(m, QuantSpec("r", "m", "8", 8, 3, dict(
+            good, add=AddFormat("add", (8, 8), (3, 4), 8, 4))))
+    with pytest.raises(DynfixError, match="'add'.*'add' but its format is a compute layer's"):
+        IntModel(m, QuantSpec("r", "m", "8", 8, 3, dict(good, add=fc)))
+    with pytest.raises(DynfixError, match="'fc'.*'linear' but its format is an Add's"):
+        IntModel(m, QuantSpec("r", "m", "8", 8, 3, dict(good, fc=good["add"])))
+    with pytest.raises(DynfixError, match="bw_x 40 is outside"):
+        IntModel(m, QuantSpec("r", "m", "8", 8, 3, dict(
+            good, add=AddFormat("add", (8, 8), (4, 3), 40, 4))))
+    # fc at fl 60, x at fl 3: x shifts left by 57 -> 8 + 57 + 1 = 66 bits
+    wide = fmt("fc", 2, 8, 3, 8, 1, 16, 4, 8, 60)
+    with pytest.raises(DynfixError, match="needs a 66-bit sum; at most 62"):
+        IntModel(m, QuantSpec("r", "m", "8", 8, 3, {
+            "fc": wide, "add": AddFormat("add", (8, 8), (60, 3), 8, 4)}))
+
+
+def clip_model(lo, hi):
+    return Model("c", "x", (4,), [Clip("c", ("x",), lo=lo, hi=hi)])
+
+
+@pytest.mark.parametrize("lo,hi,bw,fl,x,want", [
+    # ReLU6 at fl 4: q = [-20, 8, 95, 127] (7.9375 at most), hi_q = min(127, 96) = 96
+    (0.0, 6.0, 8, 4, [-1.25, 0.5, 5.9375, 7.9375], [0, 8, 95, 96]),
+    # ReLU6 at fl 5: the format tops out at 3.97 (127), so hi_q = 127: a ReLU
+    (0.0, 6.0, 8, 5, [3.0, -1.0, 5.0, 0.5], [96, 0, 127, 16]),
+    # bounds rounded inwards: lo_q = ceil(-2.4) = -2, hi_q = floor(2.8) = 2
+    (-0.3, 0.35, 8, 3, [-1.0, -0.25, 0.375, 0.25], [-2, -2, 2, 2]),
+    # one-sided: lo = -inf is qmin; hi_q = floor(0.5 * 4) = 2; -3 saturates to -8 on input
+    (-np.inf, 0.5, 4, 2, [-3.0, -2.0, 1.0, 0.25], [-8, -8, 2, 1]),
+    (-1.0, np.inf, 8, 0, [-5.0, -1.0, 3.0, 200.0], [-1, -1, 3, 127]),
+])
+def test_clip_bounds(lo, hi, bw, fl, x, want):
+    im = IntModel(clip_model(lo, hi), QuantSpec("c", "manual", str(bw), bw, fl, {}))
+    out = im.forward(im.quantize_input(np.array([x], np.float32)))
+    np.testing.assert_array_equal(out["c"], [want])
+    assert im.formats["c"] == MapFormat(bw, fl)       # keeps its input's format
+
+
+def test_clip_with_no_representable_value_is_rejected():
+    # [0.1, 0.2] at fl 2: lo_q = ceil(0.4) = 1 > hi_q = floor(0.8) = 0
+    with pytest.raises(DynfixError, match="'c' \\(Clip\\): no 8-bit value at fl 2 lies in "
+                                          "\\[0.1, 0.2\\]"):
+        IntModel(clip_model(0.1, 0.2), QuantSpec("c", "m", "8", 8, 2, {}))
+    # lo = 10 above what 8 bits at fl 4 hold (7.94)
+    with pytest.raises(DynfixError, match="no 8-bit value"):
+        IntModel(clip_model(10.0, 20.0), QuantSpec("c", "m", "8", 8, 4, {}))
+
+
+def test_grouped_conv_hand_computed():
+    # groups=2, 1x1: out 0, 1 read channels 0, 1; out 2, 3 read channels 2, 3.
+    # x = [1, 2, 3, 4]; w rows [1, 2], [3, -1], [1, 1], [-2, 0]; bias [0, 1, 0, -1]
+    # -> [1 + 4, 3 - 2 + 1, 3 + 4, -6 - 1] = [5, 2, 7, -7]
+    w = np.array([[1, 2], [3, -1], [1, 1], [-2, 0]], np.float32).reshape(4, 2, 1, 1)
+    m = Model("g", "x", (4, 1, 1), [Conv2d("c", ("x",), weight=w, groups=2,
+                                           bias=np.array([0, 1, 0, -1], np.float32))])
+    spec = QuantSpec("g", "manual", "8", 8, 0, {"c": fmt("c", 2, 8, 0, 8, 0, 16, 0, 8, 0)})
+    out = IntModel(m, spec).forward(np.array([1, 2, 3, 4]).reshape(1, 4, 1, 1))
+    np.testing.assert_array_equal(out["c"].reshape(-1), [5, 2, 7, -7])
+    # depthwise 2x2 on a 2x2 map: ch0 [[1,2],[3,4]] * [[1,0],[0,1]] = 5;
+    # ch1 [[-1,0],[2,5]] * [[2,1],[-1,1]] = -2 + 0 - 2 + 5 = 1; fl_out -1: (5+1)>>1 = 3, 1 -> 1
+    w = np.array([[1, 0, 0, 1], [2, 1, -1, 1]], np.float32).reshape(2, 1, 2, 2)
+    m = Model("d", "x", (2, 2, 2), [Conv2d("c", ("x",), weight=w, groups=2)])
+    spec = QuantSpec("d", "manual", "8", 8, 0, {"c": fmt("c", 4, 8, 0, 8, 0, 16, 0, 8, -1)})
+    x = np.array([1, 2, 3, 4, -1, 0, 2, 5]).reshape(1, 2, 2, 2)
+    np.testing.assert_array_equal(IntModel(m, spec).forward(x)["c"].reshape(-1), [3, 1])
+
+
+def test_grouped_conv_accumulator_from_group_fan_in():
+    # depthwise 3x3 over 64 channels: fan-in 9 -> 19 bits (docs/arithmetic.md), where a
+    # dense 3x3 over 64 channels would need 25
+    m = Model("d", "x", (64, 5, 5), [Conv2d("c", ("x",), weight=np.zeros((64, 1, 3, 3),
+                                                                         np.float32),
+                                            groups=64)])
+    f = fmt("c", 9, 8, 0, 8, 0, 16, 0, 8, 0)
+    assert f.acc_bits == 19
+    IntModel(m, QuantSpec("d", "m", "8", 8, 0, {"c": f}))
+    f.acc_bits = 18
+    with pytest.raises(DynfixError, match="acc_bits=18 can overflow; this layer needs 19"):
+        IntModel(m, QuantSpec("d", "m", "8", 8, 0, {"c": f}))

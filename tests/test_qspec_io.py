@@ -20,14 +20,18 @@ def net(name="net"):
         Linear("b", ("r",), weight=rng.normal(0, 0.5, (3, 4)).astype(np.float32))])
 
 
-@pytest.fixture
-def saved(tmp_path):
-    m = net()
-    x = np.random.default_rng(1).uniform(-1, 1, (50, 2, 3)).astype(np.float32)
-    spec = search(m, x, "8/6")
+def search_and_save(tmp_path, m, x, bits, overrides=None):
+    """(model, spec, path of its saved Q.yaml)."""
+    spec = search(m, x, bits, overrides=overrides)
     path = tmp_path / "q.yaml"
     save_qspec(spec, path)
     return m, spec, path
+
+
+@pytest.fixture
+def saved(tmp_path):
+    x = np.random.default_rng(1).uniform(-1, 1, (50, 2, 3)).astype(np.float32)
+    return search_and_save(tmp_path, net(), x, "8/6")
 
 
 def test_round_trip_and_determinism(saved, tmp_path):
@@ -83,3 +87,92 @@ def test_unreadable(tmp_path):
     bad.write_text("- 1\n- 2\n")
     with pytest.raises(DynfixError, match="expected a mapping"):
         load_qspec(bad, net())
+
+
+# ----------------------------------------------------------------------------- graphs
+
+from graph_nets import calib, res_dw_model  # noqa: E402
+from dynfix.quant.int_model import IntModel  # noqa: E402
+from dynfix.quant.qspec import AddFormat  # noqa: E402
+
+# Q.yaml of the bundled digits model as dynfix wrote it before graphs (chain-only layout).
+OLD_DIGITS_Q = """\
+model: digits
+method: greedy
+bits: '8'
+input_bw: 8
+input_fl: 6
+layers:
+- {name: conv1, bw_w: 8, fl_w: 6, bw_b: 16, fl_b: 12, bw_x: 8, fl_in: 6, fl_out: 5, acc_bits: 19, sqnr_db: 39.18, saturated: 30}
+- {name: conv2, bw_w: 8, fl_w: 7, bw_b: 16, fl_b: 12, bw_x: 8, fl_in: 5, fl_out: 4, acc_bits: 22, sqnr_db: 37.14, saturated: 2056}
+- {name: fc, bw_w: 8, fl_w: 7, bw_b: 16, fl_b: 11, bw_x: 8, fl_in: 4, fl_out: 2, acc_bits: 24, sqnr_db: 35.17, saturated: 0}
+"""  # noqa: E501
+
+
+def test_old_chain_file_loads_and_saves_byte_identical(tmp_path):
+    from dynfix.quant.load import load_model
+    m = load_model("digits")
+    (tmp_path / "old.yaml").write_text(OLD_DIGITS_Q)
+    spec = load_qspec(tmp_path / "old.yaml", m)
+    f = spec.layers["conv2"]
+    assert (f.bw_in, f.fl_in, f.fl_out, f.acc_bits, f.saturated) == (8, 5, 4, 22, 2056)
+    save_qspec(spec, tmp_path / "new.yaml")
+    assert (tmp_path / "new.yaml").read_text() == OLD_DIGITS_Q
+
+
+@pytest.fixture
+def graph_saved(tmp_path):
+    return search_and_save(tmp_path, res_dw_model(), calib(60), "8", {"c2": {"bw_x": 6}})
+
+
+def test_graph_round_trip(graph_saved, tmp_path):
+    m, spec, path = graph_saved
+    back = load_qspec(path, m)
+    assert list(back.layers) == list(spec.layers)
+    for name, f in spec.layers.items():
+        g = back.layers[name]
+        assert type(g) is type(f)
+        assert g == type(f)(**{**vars(f), "sqnr_db": g.sqnr_db}), name
+        assert g.sqnr_db == pytest.approx(f.sqnr_db, abs=0.005)
+    a = back.layers["add1"]
+    assert isinstance(a, AddFormat) and a.bw_in == (6, 8)       # widths from the graph
+    assert back.layers["c3"].bw_in == 8
+    text = path.read_text()
+    line = next(s for s in text.splitlines() if "name: add1" in s)
+    assert line == (f"- {{name: add1, op: add, fl_in: [{a.fl_in[0]}, {a.fl_in[1]}], bw_x: 8, "
+                    f"fl_out: {a.fl_out}, sqnr_db: {round(a.sqnr_db, 2)}, "
+                    f"saturated: {a.saturated}}}")
+    save_qspec(back, tmp_path / "again.yaml")
+    assert (tmp_path / "again.yaml").read_text() == text
+    x = calib(20, 5)
+    np.testing.assert_array_equal(IntModel(m, back).logits(x), IntModel(m, spec).logits(x))
+
+
+def row_of(name, fn):
+    def change(d):
+        fn(next(r for r in d["layers"] if r["name"] == name))
+    return change
+
+
+@pytest.mark.parametrize("change,match", [
+    (row_of("add1", lambda r: r.pop("op")),
+     "'add1': the layer is 'add'; its row must have op: add"),
+    (row_of("add1", lambda r: r.update(op="mul")), "add1.*op 'mul' has no format"),
+    (row_of("add1", lambda r: r.pop("fl_out")), "add1.*missing key\\(s\\) fl_out"),
+    (row_of("add1", lambda r: r.update(fl_in=3)), "add1.*fl_in must be a list of two"),
+    (row_of("add1", lambda r: r.update(fl_in=[1, 2, 3])), "fl_in must be a list of two"),
+    (row_of("add1", lambda r: r.update(fl_in=[1, "2"])), "add1.*fl_in must be an integer"),
+    (row_of("add1", lambda r: r.update(fl_in=[r["fl_in"][1], r["fl_in"][0] + 1])),
+     "add1.*do not match the maps it reads"),
+    (row_of("add1", lambda r: r.update(bw_x=1)), "add1.*bw_x 1 is outside"),
+    (row_of("c1", lambda r: r.update(op="add")), "'c1': the layer is 'conv'; its row must not"),
+    (row_of("c3", lambda r: r.update(fl_in=r["fl_in"] + 1)), "'c3'.*does not match the map"),
+    (lambda d: d["layers"].pop(3), "no format for layer\\(s\\) add1"),
+    (lambda d: d["layers"].insert(0, d["layers"].pop(3)), "network order"),
+    (lambda d: d["layers"][0].update(name=["c0"]), "layers\\[0\\] needs a 'name'"),
+])
+def test_graph_mismatch_errors(graph_saved, change, match):
+    m, _, path = graph_saved
+    edit(path, change)
+    with pytest.raises(DynfixError, match=match):
+        load_qspec(path, m)

@@ -5,9 +5,10 @@ import pytest
 
 from dynfix.errors import DynfixError
 from dynfix.quant.bits import layer_widths, parse_bits
+from dynfix.quant import fixed
 from dynfix.quant.float_model import forward
 from dynfix.quant.int_model import IntModel
-from dynfix.quant.ir import Conv2d, Flatten, Linear, MaxPool2d, Model, ReLU
+from dynfix.quant.ir import Clip, Conv2d, Flatten, Linear, MaxPool2d, Model, ReLU
 from dynfix.quant.search import search
 
 # One outlier (1.0) and forty small values (0.1): at 4 bits the overflow-free fl is 2, but
@@ -160,3 +161,96 @@ def test_bundled_digits_targets():
     assert np.mean(p16 == fpred) >= 0.99
     assert abs(np.mean(p16 == yt) - facc) <= 0.002
     assert np.mean(p8 == yt) >= facc - 0.005
+
+
+# ----------------------------------------------------------------------------- graphs
+
+from graph_nets import calib, res_dw_model  # noqa: E402
+from dynfix.quant.ir import Add  # noqa: E402
+from dynfix.quant.qspec import AddFormat, LayerFormat  # noqa: E402
+
+
+def test_greedy_add_hand_derived():
+    # x -> fc (w = 1) -> add(fc, x) on the SKEWED values at 4 bits. Input fl 5 and fc fl_out
+    # 5 as in test_greedy_data_phase_hand_derived: x -> [7, 3], fc -> [7, 3]. The Add sums at
+    # F = 5: [14, 6]; its float output is [2.0, 0.2 x 40], overflow-free start fl 1, window
+    # 0..6. L1 error by fl_out (shift 5 - fl, rounded half up, saturated to [-8, 7]):
+    # 0: 2 + 8 = 10; 1: 1.5 + 8 = 9.5; 2: [2, 1] 1.5 + 2 = 3.5; 3: [4, 2] 1.5 + 2 = 3.5;
+    # 4: [7, 3] 1.5625 + 0.5 = 2.0625 (best); 5: [7 (sat), 6] 1.78125 + 0.5 = 2.28125;
+    # 6: [7, 7] (both saturate) 1.890625 + 3.625 = 5.515625.
+    m = Model("t", "x", (1,), [one_linear(), Add("add", ("fc", "x"))])
+    spec = search(m, SKEWED[:, None], "4")
+    f = spec.layers["add"]
+    assert isinstance(f, AddFormat)
+    assert (spec.input_fl, spec.layers["fc"].fl_out) == (5, 5)
+    assert (f.bw_in, f.fl_in, f.bw_x, f.fl_out, f.saturated) == ((4, 4), (5, 5), 4, 4, 0)
+
+
+def test_residual_depthwise_net_formats_follow_the_graph():
+    m = res_dw_model(1)
+    x = calib(300, 11)
+    spec = search(m, x[:200], "8")
+    assert list(spec.layers) == ["c0", "c1", "c2", "add1", "c3", "c4", "proj", "add2", "dw",
+                                 "pw", "fc"]
+    L = spec.layers
+    assert all(isinstance(L[a], AddFormat) for a in ("add1", "add2"))
+    assert all(isinstance(f, LayerFormat) for n, f in L.items() if not n.startswith("add"))
+    assert L["add1"].fl_in == (L["c2"].fl_out, L["c0"].fl_out)    # c2 and r0 (c0's format)
+    assert L["c3"].fl_in == L["proj"].fl_in == L["add1"].fl_out    # both read a1
+    assert L["add2"].fl_in == (L["c4"].fl_out, L["proj"].fl_out)
+    assert L["dw"].fl_in == L["add2"].fl_out
+    # depthwise: the accumulator is sized for a fan-in of 9 (8-bit x, w; 16-bit bias)
+    assert L["dw"].acc_bits == fixed.acc_bits(9, 8, 8, 16, L["dw"].bias_shift)
+    assert all(f.sqnr_db > 15 for f in L.values())
+    im = IntModel(m, spec)
+    ref = forward(m, x[200:])["fc"].astype(np.float64)
+    y = im.dequantize("fc", im.logits(x[200:]))
+    assert np.mean(y.argmax(1) == ref.argmax(1)) >= 0.95
+    assert 10 * np.log10((ref ** 2).sum() / ((ref - y) ** 2).sum()) > 20
+    # the baselines also give a valid spec; range is worse on the output
+    errors = {}
+    for method in ("greedy", "range", "static"):
+        s = spec if method == "greedy" else search(m, x[:200], "8", method)
+        im = IntModel(m, s)
+        errors[method] = np.abs(im.dequantize("fc", im.logits(x[200:])) - ref).sum()
+    assert errors["greedy"] <= errors["range"]
+
+
+def test_static_shares_one_data_fl_with_adds():
+    m = res_dw_model(2)
+    spec = search(m, calib(100, 3), "8", "static")
+    fls = {f.fl_out for f in spec.layers.values()} | {spec.input_fl}
+    assert len(fls) == 1
+
+
+def test_widths_of_adds_and_grouped_convs():
+    m = res_dw_model(0)
+    in_bw, w = layer_widths(m, "8/4")
+    assert (w["dw"].bw_w, w["c0"].bw_w, w["fc"].bw_w) == (8, 8, 4)   # grouped: conv weights
+    assert (w["add1"].bw_x, w["add1"].bw_w, w["add1"].bw_b) == (8, 0, 0)
+    in_bw, w = layer_widths(m, "8", {"add1": {"bw_x": 6}, "c2": {"bw_x": 12}})
+    assert w["add1"].bw_x == 6 and w["c3"].bw_in == w["proj"].bw_in == 6
+    assert w["c3"].bw_b == 14 and w["c1"].bw_in == 8
+    spec = search(m, calib(60), "8", overrides={"add1": {"bw_x": 6}, "c2": {"bw_x": 12}})
+    assert spec.layers["add1"].bw_in == (12, 8) and spec.layers["add1"].bw_x == 6
+    assert spec.layers["proj"].bw_in == 6
+    with pytest.raises(DynfixError, match="'add1': unknown key\\(s\\) bw_w; allowed: bw_x"):
+        layer_widths(m, "8", {"add1": {"bw_w": 4}})
+    with pytest.raises(DynfixError, match="no compute layer 'r6'"):
+        layer_widths(m, "8", {"r6": {"bw_x": 4}})
+
+
+def test_clip_in_the_tail_is_compared_after_clipping():
+    # x in [0, 10] -> fc (w = 1) -> ReLU6: the stored map holds at most 6, not 10.
+    m = Model("t", "x", (1,), [one_linear(), Clip("r6", ("fc",), lo=0.0, hi=6.0)])
+    x = np.linspace(0, 10, 41, dtype=np.float32)[:, None]
+    # range rule (no sign bit for data) on max 6: fl = 8 - ceil(log2 6) = 5 (on 10 it is 4)
+    assert search(m, x, "8", "range").layers["fc"].fl_out == 5
+    # greedy (the inputs are multiples of 0.25, exact at fl >= 2): after the clip, fl 3 and
+    # fl 4 are both exact and the tie goes to the overflow-free start for 6, fl 4; compared
+    # before the clip, fl 4 would saturate the values above 7.94 and fl 3 would win.
+    spec = search(m, x, "8")
+    assert spec.layers["fc"].fl_out == 4
+    im = IntModel(m, spec)
+    y = im.dequantize("r6", im.logits(x))
+    assert y.max() == 6.0 and y.min() == 0.0

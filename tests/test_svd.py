@@ -61,3 +61,31 @@ def test_cli_compress_yaml_round_trip(tmp_path):
     assert r.returncode == 0 and "30 -> 22 weights" in r.stdout, r.stderr
     m2 = yaml_io.load_yaml(tmp_path / "m2.yaml")
     assert [layer.name for layer in m2.layers] == ["fc_svd", "fc"]
+
+
+def test_compress_in_a_graph():
+    # x -> fc (diag(3, 1, 0, 0) + bias) -> add(fc, x): rank 1 keeps the singular value 3;
+    # the Add still reads 'fc' (now the second factor) and the model input.
+    from dynfix.quant.ir import Add
+    w = np.diag([3, 1, 0, 0]).astype(np.float32)
+    m = Model("g", "x", (4,), [Linear("fc", ("x",), weight=w,
+                                      bias=np.array([0.5, -0.5, 0, 0], np.float32)),
+                               Add("add", ("fc", "x"))])
+    new, [rep] = compress(m, {"fc": 1})
+    assert [(layer.name, layer.inputs) for layer in new.layers] == [
+        ("fc_svd", ("x",)), ("fc", ("fc_svd",)), ("add", ("fc", "x"))]
+    # x = [1, 2, 3, 4]: fc = [3 + 0.5, 0 - 0.5, 0, 0]; add = [4.5, 1.5, 3, 4]
+    out = forward(new, np.array([[1, 2, 3, 4]], np.float32))["add"]
+    np.testing.assert_allclose(out, [[4.5, 1.5, 3, 4]], atol=1e-5)
+    assert rep.params_before == 16 and rep.params_after == 8
+
+
+def test_compress_the_head_of_the_residual_depthwise_net():
+    from graph_nets import calib, res_dw_model
+    m = res_dw_model()
+    new, [rep] = compress(m, {"fc": 3})
+    assert [layer.name for layer in new.layers][-3:] == ["flat", "fc_svd", "fc"]
+    assert new.summary()["total_params"] == m.summary()["total_params"] - 160 + 3 * (16 + 10)
+    x = calib(8)
+    assert forward(new, x)["fc"].shape == (8, 10)
+    np.testing.assert_array_equal(forward(new, x)["a2"], forward(m, x)["a2"])

@@ -1,15 +1,18 @@
 """dynfix's YAML + NPZ model format: lossless round trips and schema errors."""
 
+import re
+
 import numpy as np
 import pytest
 import yaml
 
 from dynfix.errors import DynfixError
 from dynfix.quant.float_model import predict
-from dynfix.quant.ir import (Affine, AvgPool2d, Conv2d, Flatten, GlobalAvgPool, Linear,
-                             MaxPool2d, Model, ReLU, Softmax)
+from dynfix.quant.ir import (Add, Affine, AvgPool2d, Clip, Conv2d, Flatten, GlobalAvgPool,
+                             Linear, MaxPool2d, Model, ReLU, Softmax)
 from dynfix.quant.load import load_model
 from dynfix.quant.yaml_io import load_yaml, save_yaml
+from graph_nets import res_dw_model
 
 
 def every_layer_model() -> Model:
@@ -40,7 +43,7 @@ def same_model(a: Model, b: Model) -> None:
         assert type(la) is type(lb) and la.name == lb.name and la.inputs == lb.inputs
         assert la.out_shape == lb.out_shape
         for field in ("stride", "pads", "dilation", "kernel", "ceil_mode",
-                      "count_include_pad"):
+                      "count_include_pad", "groups", "lo", "hi"):
             assert getattr(la, field, None) == getattr(lb, field, None), (la.name, field)
         pa, pb = la.params(), lb.params()
         assert pa.keys() == pb.keys()
@@ -48,7 +51,14 @@ def same_model(a: Model, b: Model) -> None:
             assert pb[k].dtype == np.float32 and np.array_equal(pa[k], pb[k])
 
 
-@pytest.mark.parametrize("make", [every_layer_model, lambda: load_model("digits")])
+def one_sided_clips() -> Model:
+    return Model("clips", "x", (4,), [Clip("lo", ("x",), lo=-np.inf, hi=0.5),
+                                      Clip("hi", ("lo",), lo=-1.25, hi=np.inf),
+                                      Add("twice", ("hi", "x"))])
+
+
+@pytest.mark.parametrize("make", [every_layer_model, lambda: load_model("digits"),
+                                  res_dw_model, one_sided_clips])
 def test_round_trip_is_lossless(tmp_path, make):
     m = make()
     ypath, npz = save_yaml(m, tmp_path / "model.yaml")
@@ -69,9 +79,10 @@ def test_bundled_yaml_matches_onnx():
     same_model(load_model("digits"), load_model(str(path)))
 
 
-def edit(tmp_path, change) -> str:
-    """Save the every-layer model, apply ``change`` to the parsed YAML, write it back."""
-    ypath, _ = save_yaml(every_layer_model(), tmp_path / "m.yaml")
+def edit(tmp_path, change, make=every_layer_model) -> str:
+    """Save the every-layer model (or ``make()``), apply ``change`` to the parsed YAML,
+    write it back; returns the one-line error loading it gives."""
+    ypath, _ = save_yaml(make(), tmp_path / "m.yaml")
     doc = yaml.safe_load(ypath.read_text())
     change(doc)
     ypath.write_text(yaml.safe_dump(doc, sort_keys=False))
@@ -112,7 +123,9 @@ def test_schema_errors_name_the_field(tmp_path):
     msg = edit(tmp_path, lambda d: d.update(layers=[]))
     assert "'layers'" in msg
     msg = edit(tmp_path, layer(2, inputs=["norm"]))
-    assert "sequential" in msg
+    assert "'features.0.Conv'" in msg and "input channels" in msg
+    msg = edit(tmp_path, layer(2, inputs=["nowhere"]))
+    assert "'nowhere'" in msg and "no such tensor" in msg
     msg = edit(tmp_path, lambda d: d.update(weights="missing.npz"))
     assert "missing.npz" in msg
 
@@ -162,3 +175,42 @@ def test_load_model_dispatch(tmp_path):
         load_model(str(tmp_path / "x.pt"))
     with pytest.raises(DynfixError, match="does not exist"):
         load_model(str(tmp_path / "x.onnx"))
+
+
+def test_graph_yaml_text(tmp_path):
+    ypath, _ = save_yaml(res_dw_model(), tmp_path / "g.yaml")
+    doc = yaml.safe_load(ypath.read_text())
+    rows = {r["name"]: r for r in doc["layers"]}
+    assert rows["add2"] == {"name": "add2", "op": "add", "inputs": ["c4", "proj"]}
+    assert rows["r6"] == {"name": "r6", "op": "clip", "inputs": ["dw"], "lo": 0.0, "hi": 6.0}
+    assert rows["dw"]["groups"] == 16 and rows["proj"]["inputs"] == ["a1"]
+    assert "groups" not in rows["c0"]        # the default, as files without groups have it
+    ypath, _ = save_yaml(one_sided_clips(), tmp_path / "c.yaml")
+    assert "lo: -.inf" in ypath.read_text() and "hi: .inf" in ypath.read_text()
+
+
+def row(layer, **kw):
+    return lambda d: next(r for r in d["layers"] if r["name"] == layer).update(kw)
+
+
+@pytest.mark.parametrize("change,match", [
+    (row("dw", groups=0), r"'dw'.*'groups'.*integer >= 1"),
+    (row("dw", groups=2.5), r"'dw'.*'groups'.*integer >= 1"),
+    (row("dw", groups=True), r"'dw'.*'groups'.*integer >= 1"),
+    (row("dw", groups=3), r"'dw' \(Conv\): groups=3 does not divide its 16"),
+    (row("dw", groups=8), r"'dw' \(Conv\): weight has 1 input channels per group, input "
+                          r"has 2 per group"),
+    (row("r6", hi="six"), r"'r6'.*'hi'.*expected a number"),
+    (row("r6", lo=float("nan")), r"'r6'.*'lo'.*expected a number"),
+    (row("r6", lo=7), r"'r6' \(Clip\): lo=7.0 is above hi=6.0"),
+    (row("r6", groups=1), r"'r6'.*unknown field\(s\) groups for op clip"),
+    (row("add1", inputs=["c2"]), r"'add1' \(add\) takes 2 input\(s\), got 1"),
+    (row("add1", inputs=["c2", "c3"]), r"'add1' reads 'c3'.*defined later"),
+    (row("add2", inputs=["c4", "a1"]), r"'add2' \(Add\): input shapes differ: 'c4' is "
+                                       r"\(16, 4, 4\), 'a1' is \(8, 8, 8\)"),
+    (row("add2", inputs=["c4", "nope"]), r"'add2' reads 'nope'.*no such tensor"),
+    (row("add2", inputs="c4"), r"'inputs' must be a list of names"),
+    (row("pw", name="dw"), r"'dw' is used twice"),
+])
+def test_graph_schema_errors(tmp_path, change, match):
+    assert re.search(match, edit(tmp_path, change, res_dw_model))

@@ -15,7 +15,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "per image) and the totals.")
     p.add_argument("model", metavar="MODEL", help=MODEL_HELP)
     p.add_argument("--json", action="store_true",
-                   help="print one JSON object: model, input_shape, layers, total_params, "
+                   help="print one JSON object: model, input_name, input_shape, chain "
+                        "(false for a graph), layers (each with its inputs), total_params, "
                         "total_macs")
     p.set_defaults(func=run)
 
@@ -27,8 +28,13 @@ def format_table(summary: dict) -> str:
              f"{r['macs']:,}") for r in summary["layers"]]
     rows.append(("total", "", "", f"{summary['total_params']:,}",
                  f"{summary['total_macs']:,}"))
-    widths = [max(len(r[i]) for r in [head] + rows) for i in range(len(head))]
     right = (False, False, False, True, True)
+    if not summary["chain"]:                # a graph: show what each layer reads
+        head += ("inputs",)
+        reads = [", ".join(r["inputs"]) for r in summary["layers"]] + [""]
+        rows = [r + (t,) for r, t in zip(rows, reads)]
+        right += (False,)
+    widths = [max(len(r[i]) for r in [head] + rows) for i in range(len(head))]
 
     def line(r):
         return "  ".join(c.rjust(w) if rj else c.ljust(w)

@@ -7,7 +7,7 @@ import argparse
 import json
 import sys
 
-from dynfix.quant.qspec import QuantSpec
+from dynfix.quant.qspec import AddFormat, QuantSpec
 from dynfix.quant.qspec_io import finite_or_none, spec_to_dict
 from dynfix.quant.search import METHODS
 from . import BITS_HELP, MODEL_HELP
@@ -22,7 +22,12 @@ def table(spec: QuantSpec) -> str:
     head = f"{COLUMNS[0]:<{width}} " + " ".join(f"{c:>6}" for c in COLUMNS[1:10])
     lines = [head + f" {COLUMNS[10]:>8} {COLUMNS[11]:>9}"]
     for f in spec.layers.values():
-        nums = (f.bw_w, f.fl_w, f.bw_b, f.fl_b, f.bw_in, f.fl_in, f.bw_x, f.fl_out, f.acc_bits)
+        if isinstance(f, AddFormat):    # no weights; both inputs' formats; the sum's width
+            nums = ("-", "-", "-", "-", ",".join(map(str, f.bw_in)),
+                    ",".join(map(str, f.fl_in)), f.bw_x, f.fl_out, f.sum_bits)
+        else:
+            nums = (f.bw_w, f.fl_w, f.bw_b, f.fl_b, f.bw_in, f.fl_in, f.bw_x, f.fl_out,
+                    f.acc_bits)
         lines.append(f"{f.name:<{width}} " + " ".join(f"{v:>6}" for v in nums)
                      + f" {f.sqnr_db:>8.1f} {f.saturated:>9}")
     return "\n".join(lines)
