@@ -1,15 +1,17 @@
 """Every board in ``boards/``: the engine chosen for the bundled digits model (8 bit), its
 utilization and Fmax from synthesis, images/s and GOP/s at that Fmax, and the multiplier peak
-(multipliers x 2 x Fmax) of the engine and of the board's DSP blocks.
+(products per cycle x 2 x Fmax) of the engine and of the board's DSP blocks (two 8-bit products
+per block where the family's DSP blocks take pairs, as iCE40's SB_MAC16 does).
 
 Synthesis (yosys + nextpnr via ``dynfix.boards.synth``) takes minutes per board, so it runs
-only with ``--synth``; its figures are kept in ``bench/results/boards_synth.json`` and reused
-by later runs without ``--synth`` (the table then says which figures come from that file).
+only with ``--synth`` (``--synth icebreaker`` rebuilds only the boards named); its figures are
+kept in ``bench/results/boards_synth.json`` and reused by later runs (the table then says which
+figures come from that file) as long as the board's engine is the same.
 Without any synthesis figures, the table shows the resource estimate (``hw/resources.py``)
 and the board's target clock instead.
 
 Writes ``bench/results/boards.md``.
-Run: ``.venv/bin/python bench/boards.py [--synth]``.
+Run: ``.venv/bin/python bench/boards.py [--synth [BOARD ...]]``.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import OUT, md_table, write_result  # noqa: E402
 
-from dynfix.boards.fit import fit  # noqa: E402
+from dynfix.boards.fit import dual_mac_fits, fit  # noqa: E402
 from dynfix.boards.registry import Board, list_boards  # noqa: E402
 from dynfix.errors import DynfixError  # noqa: E402
 from dynfix.hw.compiler import compile_model  # noqa: E402
@@ -65,11 +67,13 @@ def synthesize(board: Board, cm, model_name: str, work: Path) -> dict:
             "sprams": r.sprams, "fmax_mhz": r.fmax_mhz, "target_mhz": r.target_mhz,
             "timing_met": r.timing_met, "available": r.available,
             "critical_path": r.critical_path,
-            "engine": f"k={cm.config.k} tn={cm.config.tn} tm={cm.config.tm}",
+            "engine": cm.config.summary(),
             "seconds": round(time.perf_counter() - t0, 1)}
 
 
-def run(do_synth: bool) -> list[dict]:
+def run(synth_boards: list[str] | None) -> list[dict]:
+    """Every board's row; ``synth_boards``: the boards to synthesize (empty: all, None:
+    none)."""
     model = load_model("digits")
     calib, _ = load_digits("calib")
     spec = search(model, calib, bits="8")
@@ -84,8 +88,8 @@ def run(do_synth: bool) -> list[dict]:
                    "source": source, "cycles": est["cycles_per_image"], "macs": est["macs"],
                    "estimate": resource_estimate(cm.config, board), "board_obj": board,
                    "synth": None, "error": None}
-            engine = f"k={cm.config.k} tn={cm.config.tn} tm={cm.config.tm}"
-            if do_synth:
+            engine = cm.config.summary()
+            if synth_boards is not None and (not synth_boards or board.name in synth_boards):
                 try:
                     cache[board.name] = synthesize(board, cm, model.name, Path(tmp))
                 except DynfixError as e:
@@ -94,7 +98,7 @@ def run(do_synth: bool) -> list[dict]:
             if board.name in cache and cache[board.name].get("engine") == engine:
                 row["synth"] = cache[board.name]
             rows.append(row)
-    if do_synth:
+    if synth_boards is not None:
         SYNTH_CACHE.write_text(json.dumps(
             {k: {kk: vv for kk, vv in v.items() if kk != "seconds"} for k, v in
              sorted(cache.items())}, indent=2, sort_keys=True) + "\n")
@@ -138,13 +142,14 @@ def report(rows: list[dict]) -> list[str]:
         source = ("synthesis" if s else "estimate" if r["estimate"] else "-")
         if r["error"]:
             source = f"synthesis failed: {r['error']}"
-        table.append([r["board"], r["device"], f"k={cfg.k} tn={cfg.tn} tm={cfg.tm}",
+        table.append([r["board"], r["device"], cfg.summary(),
                       cfg.multipliers, pct("luts"), pct("ffs"), pct("dsps"), pct("brams"),
                       source])
         ips = f_mhz * 1e6 / r["cycles"]
         gops = 2 * r["macs"] * ips / 1e9
         peak = cfg.multipliers * 2 * f_mhz * 1e6 / 1e9
-        dsp_peak = b.dsp.blocks * 2 * f_mhz * 1e6 / 1e9
+        per_block = 2 if dual_mac_fits(cfg, b) else 1
+        dsp_peak = b.dsp.blocks * per_block * 2 * f_mhz * 1e6 / 1e9
         timing = ("met" if s["timing_met"] else "**NOT met**") if s else "-"
         perf.append([r["board"], f"{f_mhz:.2f} ({f_what})", f"{b.target_mhz:g}", timing,
                      f"{r['cycles']:,}", f"{ips:,.0f}", f"{gops:.4f}", f"{peak:.3f}",
@@ -171,7 +176,9 @@ def report(rows: list[dict]) -> list[str]:
         "Throughput at the clock in the first column: images/s = f / cycles per image (cycle",
         "model: compute + loading the image + streaming the outputs; the 115200-baud UART to a",
         "host is not counted), GOP/s = 2 x MACs x images/s. Engine peak = engine multipliers",
-        "x 2 x f; board peak = the board's DSP blocks x 2 x f (the physical multiplier limit).",
+        "(products per cycle) x 2 x f; board peak = the board's DSP blocks x products per block",
+        "x 2 x f (the physical multiplier limit; an iCE40 SB_MAC16 takes two 8-bit products in",
+        "its dual 8x8 mode, `hw/ice40_dual_mac.py`).",
         "",
         *md_table(["board", "f (MHz)", "target MHz", "timing", "cycles/image", "images/s",
                    "GOP/s", "engine peak GOP/s", "% of engine peak", "board DSP peak GOP/s",
@@ -186,7 +193,8 @@ def report(rows: list[dict]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--synth", action="store_true", help="run synthesis (minutes per board)")
+    ap.add_argument("--synth", nargs="*", metavar="BOARD",
+                    help="run synthesis (minutes per board): of the boards named, else all")
     a = ap.parse_args(argv)
     write_result("boards.md", report(run(a.synth)))
 

@@ -9,6 +9,10 @@ sized with :func:`dynfix.hw.resources.estimate` until one fits (ties: fewer mult
 fewer LUTs). An engine with more products than DSP blocks cannot fit (yosys maps every
 product to a hard multiplier); the fastest of those is compiled to name the limit, which the
 result reports.
+
+On a family whose DSP blocks compute two products of at most 8-bit operands (iCE40 SB_MAC16,
+``FpgaFamily.dual_mac``) and a model whose data and weights fit that, every candidate is a
+``dual_mac`` engine: two products per DSP block, so up to twice as many products fit.
 """
 
 from __future__ import annotations
@@ -49,8 +53,9 @@ class FitResult:
 
     def to_dict(self) -> dict:
         c = self.chosen
-        return {"board": self.board, "k": c.config.k, "tn": c.config.tn, "tm": c.config.tm,
-                "multipliers": c.config.multipliers, "cycles_per_image": c.cycles,
+        return {"board": self.board, **c.config.choice(),
+                "multipliers": c.config.multipliers, "dsp_blocks": c.config.dsp_blocks,
+                "cycles_per_image": c.cycles,
                 "estimate": c.estimate.to_dict(), "limited_by": self.limit,
                 "considered": self.considered}
 
@@ -114,20 +119,22 @@ def fit(model, spec, board: Board) -> FitResult:
         raise DynfixError(f"{model.name} does not fit {board.name} even with the smallest "
                           f"engine (1 multiplier): needs {describe_over(smallest.over)}"
                           f"{_memory_note(smallest, board)}")
-    # Fastest first, up to twice the DSP blocks. An engine with more products than DSP blocks
-    # cannot fit (yosys gives each product its own); only the fastest such is compiled, to
-    # name the limit. The first engine that fits wins; among engines as fast and as small,
-    # the one with the fewest LUTs.
+    # Fastest first, up to twice the DSP blocks' products. An engine needing more DSP blocks
+    # than the board has cannot fit (yosys gives each product its own, or each pair with
+    # dual_mac); only the fastest such is compiled, to name the limit. The first engine that
+    # fits wins; among engines as fast and as small, the one with the fewest LUTs.
+    dual = int(dual_mac_fits(smallest.config, board))
     dsps = max(1, board.dsp.blocks)
     evaluated: list[Candidate] = []
     best: Candidate | None = None
     best_rank = None                        # (compute cycles, multipliers) of ``best``
-    for cycles, lanes, tm in candidates(model, 2 * dsps):
+    for cycles, lanes, tm in candidates(model, 2 * dsps * (1 + dual)):
         if best_rank is not None and best_rank < (cycles, lanes * tm):
             break
-        if lanes * tm > dsps and any(not c.fits for c in evaluated):
+        cfg = EngineConfig(k=1, tn=lanes, tm=tm, dual_mac=dual)
+        if cfg.dsp_blocks > dsps and any(not c.fits for c in evaluated):
             continue
-        c = evaluate_config(model, spec, EngineConfig(k=1, tn=lanes, tm=tm), board)
+        c = evaluate_config(model, spec, cfg, board)
         evaluated.append(c)
         if c.fits and (best is None or c.estimate.total.luts < best.estimate.total.luts):
             best, best_rank = c, (cycles, lanes * tm)
@@ -136,14 +143,22 @@ def fit(model, spec, board: Board) -> FitResult:
     def key(c: Candidate):
         return (c.cycles, c.config.multipliers, c.estimate.total.luts)
 
+    # What stopped the nearest faster engine, and the fastest one tried when that is another
+    # (it may need more DSP blocks while the one just faster runs out of LUTs).
     faster = sorted((c for c in evaluated if not c.fits and key(c) < key(best)), key=key)
     if faster:
-        limit = (f"{describe_over(faster[0].over)} for the next faster engine "
-                 f"(k={faster[0].config.k} tn={faster[0].config.tn} tm={faster[0].config.tm},"
-                 f" {faster[0].cycles} cycles)")
+        named = [("next faster engine", faster[-1])] + (
+            [("fastest tried", faster[0])] if len(faster) > 1 else [])
+        limit = "; ".join(f"{describe_over(c.over)} for the {what} ({c.config.summary()}, "
+                          f"{c.cycles} cycles)" for what, c in named)
     else:
         limit = "the model: more parallelism does not make it faster"
     return FitResult(board.name, best, limit, len(evaluated))
+
+
+def dual_mac_fits(cfg: EngineConfig, board: Board) -> bool:
+    """Whether ``board``'s DSP blocks can take the products of the fitted ``cfg`` in pairs."""
+    return board.family.dual_mac and cfg.pairable
 
 
 def _memory_note(c: Candidate, board: Board) -> str:
@@ -163,7 +178,7 @@ def check_generated_fits(gen, board: Board) -> Estimate:
     est = estimate(cfg, Device.from_board(board))
     over = check_usage(est.total, board)
     if over:
-        raise DynfixError(f"the engine in {gen.folder} (k={cfg.k} tn={cfg.tn} tm={cfg.tm}, "
+        raise DynfixError(f"the engine in {gen.folder} ({cfg.summary()}, "
                           f"{cfg.multipliers} multipliers) does not fit {board.name}: needs "
                           f"{describe_over(over)}; generate it for this board")
     return est

@@ -37,13 +37,15 @@ from dynfix.hw.generate import write_outputs
 from dynfix.inputs import (DataLike, ModelLike, check_data_fits, engine_config, get_board,
                            load_inputs, load_model, load_spec)
 from dynfix.quant.bits import layer_widths, load_overrides
+from dynfix.quant.fidelity import (METRICS, Fidelity, agreement, output_kind, outputs,
+                                   sqnr_db, top1)
 from dynfix.quant.float_model import check_input, predict
-from dynfix.quant.int_model import IntModel
+from dynfix.quant.int_model import IntModel, with_params
 from dynfix.quant.ir import Model
 from dynfix.quant.onnx_io import save_onnx
-from dynfix.quant.qspec import QuantSpec
-from dynfix.quant.qspec_io import save_qspec, spec_to_dict
-from dynfix.quant.search import check_calib, search
+from dynfix.quant.qspec import QuantOptions, QuantSpec
+from dynfix.quant.qspec_io import params_path, save_qspec, spec_to_dict
+from dynfix.quant.search import check_calib, method_options, search_model
 from dynfix.quant.svd import SvdReport, compress as svd_compress, parse_svd
 from dynfix.quant.yaml_io import save_yaml
 from dynfix.sim import simulate as sim
@@ -66,17 +68,28 @@ def _quiet(msg: str) -> None:
 class QuantizeResult:
     """Per-layer fixed-point formats chosen for a model (what ``Q.yaml`` holds)."""
 
-    model: Model = field(repr=False)
+    model: Model = field(repr=False)      # with any adjusted parameters (spec.params)
     spec: QuantSpec
     seconds: float
     path: Path | None = None
     calib_inputs: int = 0
+    #: Greedy with additions: the calibration objective reached, and greedy-paper's.
+    fidelity: Fidelity | None = None
+    paper_fidelity: Fidelity | None = None
 
     def save(self, path: str | Path) -> Path:
-        """Write the spec as ``Q.yaml`` (atomically)."""
+        """Write the spec as ``Q.yaml`` (atomically), with its adjusted parameters, if
+        any, in ``Q.params.npz`` beside it."""
         save_qspec(self.spec, path)
         self.path = Path(path)
         return self.path
+
+    @property
+    def files(self) -> list[Path]:
+        """What :meth:`save` wrote."""
+        if self.path is None:
+            return []
+        return [self.path] + ([params_path(self.path)] if self.spec.params else [])
 
     def logits(self, x: np.ndarray) -> np.ndarray:
         """Integer-model outputs (int64, N x outputs) for float inputs ``x``."""
@@ -92,31 +105,39 @@ QuantLike = QuantizeResult | QuantSpec | str | Path
 
 def quantize(model: ModelLike, calib: DataLike = "digits", bits: str = "8",
              method: str = "greedy", overrides: str | Path | dict | None = None,
-             output: str | Path | None = None, progress: Progress = _quiet
-             ) -> QuantizeResult:
-    """``dynfix quantize``: choose every layer's fixed-point format on calibration inputs."""
+             output: str | Path | None = None, progress: Progress = _quiet,
+             options: QuantOptions | dict | None = None) -> QuantizeResult:
+    """``dynfix quantize``: choose every layer's fixed-point format on calibration inputs.
+
+    ``options``: the greedy search's additions, a :class:`QuantOptions` or a dict of the
+    ones to change from the method's defaults (e.g. ``{"refine": False}``)."""
     m = load_model(model)
     if overrides is not None and not isinstance(overrides, dict):
         overrides = load_overrides(overrides)
+    if not isinstance(options, QuantOptions):
+        options = method_options(method, options)
     layer_widths(m, str(bits), overrides)            # bad widths fail before any work
     check_data_fits(m, calib, "calibration data")
     x, _ = load_inputs(calib, split="calib")
     check_calib(m, x)
     t0 = time.perf_counter()
-    spec = search(m, x, str(bits), method, overrides, progress)
-    result = QuantizeResult(m, spec, time.perf_counter() - t0, calib_inputs=len(x))
+    r = search_model(m, x, str(bits), method, overrides, progress, options)
+    result = QuantizeResult(r.model, r.spec, time.perf_counter() - t0, calib_inputs=len(x),
+                            fidelity=r.fidelity, paper_fidelity=r.paper_fidelity)
     if output is not None:
         result.save(output)
     return result
 
 
 def _model_and_spec(quant: QuantLike, model: ModelLike | None) -> tuple[Model, QuantSpec]:
+    """The model (with the spec's adjusted parameters, if any) and the spec."""
     if isinstance(quant, QuantizeResult):
         return quant.model, quant.spec
     if model is None:
         raise DynfixError("pass model= together with a quantization spec or Q.yaml path")
     m = load_model(model)
-    return m, load_spec(m, quant)
+    spec = load_spec(m, quant)
+    return with_params(m, spec), spec
 
 
 # --- fit and generate ----------------------------------------------------------------------
@@ -169,8 +190,7 @@ def generate(quant: QuantLike, output: str | Path, board: Any = None, *,
     if config is None:
         b = get_board(board)
         fitted = fit_model(m, spec, b)
-        c = fitted.chosen.config
-        cfg = EngineConfig(k=c.k, tn=c.tn, tm=c.tm)
+        cfg = EngineConfig(**fitted.chosen.config.choice())
         board_name = b.bundled_name
     else:
         cfg = engine_config(config)
@@ -373,16 +393,35 @@ def run_board(port: str, quant: QuantLike, model: ModelLike = "digits",
 
 @dataclass
 class EvaluateResult:
-    """Top-1 accuracy of the float model, or of the integer model under a spec."""
+    """How good a model's outputs are on data: the float model's top-1 accuracy, or the
+    integer model's under a spec, with its fidelity to the float model.
+
+    ``metric`` names the measure asked for (``dynfix evaluate --metric``): ``accuracy``
+    (top-1 against the labels), ``agreement`` (top-1 agreement with the float model) or
+    ``sqnr`` (output SQNR against the float model, dB); ``value`` is its value. ``output``
+    says whether the model's output is ``classes`` or ``values`` (quant/fidelity.py); the
+    top-1 measures are left out (None) for values unless asked for.
+    """
 
     model: str
     mode: str                  # "float" or "quant"
     n: int
-    correct: int
+    correct: int | None        # top-1 correct against the labels (None: not measured)
+    metric: str = "accuracy"
+    output: str = "classes"
+    agreement: float | None = None   # quant: top-1 agreement with the float model
+    sqnr_db: float | None = None     # quant: output SQNR against the float model
 
     @property
-    def accuracy(self) -> float:
+    def accuracy(self) -> float | None:
+        if self.correct is None:
+            return None
         return self.correct / self.n if self.n else 0.0
+
+    @property
+    def value(self) -> float | None:
+        return {"accuracy": self.accuracy, "agreement": self.agreement,
+                "sqnr": self.sqnr_db}[self.metric]
 
 
 def infer(model: ModelLike, x: np.ndarray, quant: QuantLike | None = None, raw: bool = False
@@ -395,28 +434,64 @@ def infer(model: ModelLike, x: np.ndarray, quant: QuantLike | None = None, raw: 
                           "model)")
     if quant is None:
         return predict(m, x)
-    _, spec = _model_and_spec(quant, m)
+    m, spec = _model_and_spec(quant, m)
     im = IntModel(m, spec)
     q = im.logits(x)
     return q if raw else im.dequantize(im.output_name, q).astype(np.float32)
 
 
-def evaluate(model: ModelLike, data: DataLike = "digits", quant: QuantLike | None = None
-             ) -> EvaluateResult:
-    """``dynfix evaluate``: top-1 accuracy on labelled data (float, or integer with
-    ``quant``)."""
+def _metric(metric: str, kind: str, labels: bool, quant: bool) -> str:
+    """The measure ``auto`` stands for, and a clear error when the one asked for cannot be
+    measured."""
+    if metric not in METRICS:
+        raise DynfixError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
+    if metric == "auto":
+        if kind == "classes":
+            metric = "accuracy" if labels or not quant else "agreement"
+        elif quant:
+            metric = "sqnr"
+        else:
+            raise DynfixError("the model's output is not classes, so top-1 accuracy does "
+                              "not apply; pass --quant Q.yaml to measure the integer "
+                              "model's output SQNR against the float model (or --metric "
+                              "accuracy to compare its argmax with labels anyway)")
+    if metric == "accuracy" and not labels:
+        raise DynfixError("top-1 accuracy needs labelled data: a D.npz with arrays x and y, "
+                          "or digits (without labels, --quant Q.yaml measures agreement "
+                          "and SQNR against the float model)")
+    if metric in ("agreement", "sqnr") and not quant:
+        raise DynfixError(f"--metric {metric} compares the integer model with the float "
+                          f"model: pass --quant Q.yaml")
+    return metric
+
+
+def evaluate(model: ModelLike, data: DataLike = "digits", quant: QuantLike | None = None,
+             metric: str = "auto") -> EvaluateResult:
+    """``dynfix evaluate``: the float model's top-1 accuracy on labelled data, or with
+    ``quant`` the integer model's, plus its top-1 agreement and output SQNR against the
+    float model (``EvaluateResult``; ``metric`` picks the headline measure)."""
     m = load_model(model)
-    x, y = load_inputs(data, split="test", labels=True)
-    if y is None:
-        raise DynfixError("evaluate needs labelled data: a D.npz with arrays x and y, or "
-                          "digits")
-    s = infer(m, x, quant, raw=quant is not None).reshape(len(x), -1)
-    classes = s.shape[1]
-    if y.min() < 0 or y.max() >= classes:
-        raise DynfixError(f"labels range from {y.min()} to {y.max()}, but the model has "
-                          f"{classes} outputs")
-    return EvaluateResult(m.name, "quant" if quant is not None else "float", len(y),
-                          int(np.sum(s.argmax(axis=1) == y)))
+    x, y = load_inputs(data, split="test", labels=False)
+    check_input(m, x[:1])
+    kind = output_kind(m)
+    metric = _metric(metric, kind, y is not None, quant is not None)
+    mode = "quant" if quant is not None else "float"
+    if quant is None:
+        s = predict(m, x).reshape(len(x), -1)
+        agree = sqnr = None
+    else:
+        mq, spec = _model_and_spec(quant, m)
+        f, s = outputs(m, spec, x, mq)
+        agree, sqnr = agreement(f, s), sqnr_db(f, s)
+    correct = None
+    if y is not None and (kind == "classes" or metric == "accuracy"):
+        if y.min() < 0 or y.max() >= s.shape[1]:
+            if metric == "accuracy":
+                raise DynfixError(f"labels range from {y.min()} to {y.max()}, but the model "
+                                  f"has {s.shape[1]} outputs")
+        else:
+            correct = int(np.sum(top1(s) == y))
+    return EvaluateResult(m.name, mode, len(x), correct, metric, kind, agree, sqnr)
 
 
 @dataclass

@@ -1,10 +1,12 @@
 """Compiler: (model, quantization, engine config) -> layer program and memory images.
 
-A model runs on the engine as a chain of *groups*: a Conv2d or Linear layer with an optional
-ReLU and an optional non-overlapping MaxPool (Flatten is free: the map layout already is the
-flatten order). A Linear layer runs as a convolution whose kernel covers its whole input map,
-with the weight matrix reordered from flatten order (C, H, W) to kernel order. A trailing
-Softmax stays on the host. Anything else is rejected with one error naming every layer.
+A model runs on the engine as a chain of *groups*: a Conv2d or Linear layer with optional
+ReLUs and Clips (ReLU6) and an optional non-overlapping MaxPool (Flatten is free: the map
+layout already is the flatten order). The group's ReLUs and Clips and the saturation to its
+output width become one clamp range in the requantizer (:meth:`LayerPlan.clamp_range`). A
+Linear layer runs as a convolution whose kernel covers its whole input map, with the weight
+matrix reordered from flatten order (C, H, W) to kernel order. A trailing Softmax stays on
+the host. Anything else is rejected with one error naming every layer.
 """
 
 from __future__ import annotations
@@ -14,11 +16,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from dynfix.errors import DynfixError
-from dynfix.quant.int_model import IntModel
-from dynfix.quant.ir import Conv2d, Flatten, Linear, MaxPool2d, Model, ReLU, Softmax
+from dynfix.quant import fixed
+from dynfix.quant.int_model import IntModel, MapFormat, clip_bounds
+from dynfix.quant.ir import Clip, Conv2d, Flatten, Layer, Linear, MaxPool2d, Model, ReLU, Softmax
 from dynfix.quant.qspec import QuantSpec
 from .config import EngineConfig
-from .program import ADDRESS_KINDS, FIELDS, check_entry, pack_entry
+from .program import FIELDS, OWN_WIDTH_KINDS, check_entry, pack_entry
 
 Shape3 = tuple[int, int, int]
 
@@ -36,7 +39,7 @@ class LayerPlan:
     stride: tuple[int, int] = (1, 1)
     pads: tuple[int, int, int, int] = (0, 0, 0, 0)
     pool: int = 1
-    relu: bool = False
+    acts: list[Layer] = field(default_factory=list)     # its ReLUs and Clips, in model order
     macs: int = 0                   # useful multiply-accumulates (the model's count)
     entry: dict[str, int] = field(default_factory=dict)
     weights: np.ndarray | None = field(default=None, repr=False)   # M, C, kh, kw (int)
@@ -46,6 +49,25 @@ class LayerPlan:
     def conv_out(self) -> tuple[int, int]:
         """Conv pixels computed (rows, columns): the pooled map times the pool size."""
         return self.out_shape[1] * self.pool, self.out_shape[2] * self.pool
+
+    def clamp_range(self, bw: int, fl: int) -> tuple[int, int]:
+        """The one range ``[lo, hi]`` the requantizer clamps to, in the group's output format
+        (``bw``, ``fl``): the saturation to ``bw`` bits, then every ReLU (``[0, qmax]``) and
+        Clip (``int_model.clip_bounds``: ``[lo_q, hi_q]``) of the group in order.
+
+        Clamps compose into one clamp: clamping ``[lo, hi]`` by ``[l, h]`` gives
+        ``[clamp(lo, l, h), clamp(hi, l, h)]`` (disjoint ranges give a constant, as applying
+        them one after the other does). A clamp is monotonic, so it commutes with max-pooling
+        (``max(clamp(a), clamp(b)) == clamp(max(a, b))``): where the ReLU or Clip sits
+        relative to the group's MaxPool does not matter, only the order of the clamps."""
+        lo, hi = fixed.qmin(bw), fixed.qmax(bw)
+        for act in self.acts:
+            if isinstance(act, Clip):
+                l, h = clip_bounds(act, MapFormat(bw, fl))
+            else:
+                l, h = 0, fixed.qmax(bw)
+            lo, hi = min(max(lo, l), h), min(max(hi, l), h)
+        return lo, hi
 
 
 @dataclass
@@ -132,17 +154,17 @@ def plan_groups(model: Model) -> tuple[list[LayerPlan], str]:
                             (int(layer.weight.shape[0]), 1, 1), (h, w),
                             macs=layer.macs(model.in_shape(idx)))
             plans.append(cur)
-        elif isinstance(layer, ReLU):
+        elif isinstance(layer, (ReLU, Clip)):
             if cur is None:
                 problems.append(f"{what}: not after a Conv/Linear layer")
             else:
-                cur.relu = True
+                cur.acts.append(layer)
                 cur.layers.append(layer.name)
         elif isinstance(layer, MaxPool2d) and type(layer) is MaxPool2d:
             k, s = tuple(layer.kernel), tuple(layer.stride)
             why = []
             if cur is None or cur.kind != "conv" or cur.pool > 1:
-                why.append("not directly after a Conv layer (with an optional ReLU)")
+                why.append("not directly after a Conv layer (with optional ReLU / Clip)")
             if k[0] != k[1] or k != s:
                 why.append(f"kernel {k} stride {s} (only square, stride = kernel)")
             if any(layer.pads):
@@ -164,8 +186,8 @@ def plan_groups(model: Model) -> tuple[list[LayerPlan], str]:
         else:
             why = {"avgpool": "average pooling", "gap": "global average pooling",
                    "affine": "unfolded BatchNorm/affine", "softmax": "softmax before the end",
-                   "add": "residual add", "clip": "clip (e.g. ReLU6)"}
-            yet = " yet" if layer.op in ("add", "clip", "gap") else ""
+                   "add": "residual add"}
+            yet = " yet" if layer.op in ("add", "gap") else ""
             problems.append(f"{what}: {why.get(layer.op, f'op {layer.op!r}')} is not "
                             f"supported by the engine{yet}")
         if cur is not None and layer.name in cur.layers:
@@ -238,6 +260,7 @@ def compile_model(model: Model, spec: QuantSpec, cfg: EngineConfig) -> CompiledM
         t_in, t_out, n_mg = lc["t_in"], lc["t_out"], lc["n_mg"]
         (kh, kw), (sy, sx), pool = p.kernel, p.stride, p.pool
         top, left = p.pads[0], p.pads[1]
+        clamp_lo, clamp_hi = p.clamp_range(f.bw_x, f.fl_out)
         in_base, out_base = (i % 2) * region, ((i + 1) % 2) * region
         p.entry = {
             "in_base": in_base, "out_base": out_base,
@@ -251,13 +274,13 @@ def compile_model(model: Model, spec: QuantSpec, cfg: EngineConfig) -> CompiledM
             "w_base": w_base, "b_base": b_base,
             "bias_shift": f.bias_shift,
             "data_shift": clamp_shift(f.data_shift, f.bw_x, f.acc_bits),
-            "out_bits": f.bw_x, "relu": int(p.relu), "last": int(i == len(plans) - 1),
+            "clamp_lo": clamp_lo, "clamp_hi": clamp_hi, "last": int(i == len(plans) - 1),
         }
         entries.append(p.entry)
         w_base += n_mg * kh * kw * t_in
         b_base += n_mg
 
-    counts = [v for e in entries for k, v in e.items() if FIELDS[k][0] not in ADDRESS_KINDS]
+    counts = [v for e in entries for k, v in e.items() if FIELDS[k][0] not in OWN_WIDTH_KINDS]
     reach = [abs(e["iy0"]) + e["in_h"] + e["kh"] + e["cs_py"] for e in entries]
     reach += [abs(e["ix0"]) + e["in_w"] + e["kw"] + e["cs_px"] for e in entries]
     cfg = cfg.fitted(

@@ -3,7 +3,9 @@ to the program by the compiler.
 
 The engine works in *channel mode*: a feature-map word holds ``lanes = tn * k * k`` values of
 one pixel (consecutive channels), and each cycle ``tm`` output channels take a dot product of
-one map word with ``tm`` weight words, so the engine has ``tm * lanes`` multipliers.
+one map word with ``tm`` weight words, so the engine has ``tm * lanes`` multipliers (products
+per cycle). With ``dual_mac`` they go pairwise to iCE40 SB_MAC16 blocks in their dual 8x8 mode
+(``hw/ice40_dual_mac.py``), so the engine needs half as many DSP blocks.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from dynfix.errors import DynfixError
 
 #: Parallelism keys; the widths and depths are fitted to the program unless given.
 PARALLEL_KEYS = ("k", "tn", "tm")
+#: Widest data or weight operand of a ``dual_mac`` engine (an SB_MAC16 half is 8 x 8).
+DUAL_MAC_BITS = 8
 #: Fields the compiler fits to the program when they are 0.
 FITTED_KEYS = ("data_bits", "weight_bits", "bias_bits", "acc_bits", "fmap_depth",
                "weight_depth", "bias_depth", "prog_depth", "dim_bits")
@@ -38,6 +42,8 @@ class EngineConfig:
     tn: int = 1
     tm: int = 1
     im2col: int = 0         # 1: the host streams the first conv's windows (see compiler)
+    dual_mac: int = 0       # 1: two products per iCE40 SB_MAC16 (dual 8x8 mode; data and
+                            #    weights of at most 8 bits; the fit sets it for iCE40 boards)
     data_bits: int = 0      # feature-map values (max over the program's bw_in / bw_x)
     weight_bits: int = 0    # max bw_w
     bias_bits: int = 0      # max bw_b
@@ -55,6 +61,33 @@ class EngineConfig:
     @property
     def multipliers(self) -> int:
         return self.tm * self.lanes
+
+    @property
+    def dsp_blocks(self) -> int:
+        """Hard multiplier blocks the MAC array uses when every product fits one block: one
+        per product, or one per pair of products with ``dual_mac`` (``hw/resources.py``
+        counts the blocks of products wider than a block)."""
+        return -(-self.multipliers // 2) if self.dual_mac else self.multipliers
+
+    @property
+    def pairable(self) -> bool:
+        """Whether the products fit SB_MAC16 halves (``dual_mac`` possible): data and
+        weights of at most ``DUAL_MAC_BITS`` bits."""
+        return max(self.data_bits, self.weight_bits) <= DUAL_MAC_BITS
+
+    def summary(self) -> str:
+        """The parallelism in one phrase: ``k=1 tn=4 tm=4`` (+ `` dual 8x8``)."""
+        return f"k={self.k} tn={self.tn} tm={self.tm}" + (" dual 8x8" if self.dual_mac else "")
+
+    def multipliers_text(self) -> str:
+        """``8 multipliers``, or ``16 multipliers on 8 DSP blocks`` with ``dual_mac``."""
+        on = f" on {self.dsp_blocks} DSP blocks" if self.dual_mac else ""
+        return f"{self.multipliers} multipliers{on}"
+
+    def choice(self) -> dict[str, int]:
+        """What a fit chooses (``PARALLEL_KEYS`` and ``dual_mac``): the keys to rebuild this
+        engine from, e.g. for ``engine.yaml``."""
+        return {key: getattr(self, key) for key in (*PARALLEL_KEYS, "dual_mac")}
 
     @property
     def packed_writeback(self) -> bool:
@@ -108,8 +141,9 @@ class EngineConfig:
                if not isinstance(getattr(self, key), int) or getattr(self, key) < 1]
         if bad:
             raise DynfixError(f"engine config: {', '.join(bad)} must be positive integers")
-        if self.im2col not in (0, 1):
-            raise DynfixError(f"engine config: im2col={self.im2col!r} must be 0 or 1")
+        for key in ("im2col", "dual_mac"):
+            if getattr(self, key) not in (0, 1):
+                raise DynfixError(f"engine config: {key}={getattr(self, key)!r} must be 0 or 1")
 
     def check_fitted(self) -> None:
         """Raise unless every width and depth is set: an engine cannot be built before
@@ -119,6 +153,11 @@ class EngineConfig:
             raise DynfixError(f"engine config is not fitted: {', '.join(unfitted)} "
                               f"{'is' if len(unfitted) == 1 else 'are'} 0; the compiler "
                               f"(compile_model) fills them in from the model")
+        if self.dual_mac and not self.pairable:
+            raise DynfixError(f"engine config: dual_mac=1 pairs products of at most "
+                              f"{DUAL_MAC_BITS}-bit operands on one SB_MAC16; this model has "
+                              f"{self.data_bits}-bit data and {self.weight_bits}-bit weights "
+                              f"(set dual_mac: 0)")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -137,7 +137,7 @@ class Engine(wiring.Component):
         ]
         for j, rq in enumerate(rqs):
             m.d.comb += [rq.acc.eq(mac.o[j]), rq.shift.eq(e.data_shift),
-                         rq.out_bits.eq(e.out_bits), rq.relu.eq(e.relu),
+                         rq.lo.eq(e.clamp_lo), rq.hi.eq(e.clamp_hi),
                          pool.i[j].eq(rq.o)]
         to_pool = ISSUE_TO_MAC + mac.latency + Requantizer.latency
         m.d.comb += [

@@ -59,12 +59,13 @@ def hex_lines(words: list[int], bits: int) -> str:
 def report(cm: CompiledModel, model_name: str) -> dict:
     cfg = cm.config
     engine = dict(cfg.to_dict(), lanes=cfg.lanes, multipliers=cfg.multipliers,
-                  pipeline_depth=pipeline_depth(cfg), mode="channel")
+                  dsp_blocks=cfg.dsp_blocks, pipeline_depth=pipeline_depth(cfg), mode="channel")
     return {
         "model": model_name,
         "top": TOP_NAME,
         "engine": engine,
-        "multipliers": cfg.multipliers,
+        "multipliers": cfg.multipliers,       # products per cycle
+        "dsp_blocks": cfg.dsp_blocks,         # hard multipliers (a pair each with dual_mac)
         "input_shape": list(cm.input_shape),
         "input": {"shape": list(cm.input_shape),
                   "layout": "chw" if cm.input_window is None else "im2col",

@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 from dynfix.errors import DynfixError
+from .ice40_dual_mac import SIM_DEFINES, sim_sources
 
 LINT_WAIVERS = Path(__file__).with_name("lint_waivers.vlt")
 
@@ -43,11 +44,17 @@ def find_verilator(required: bool = False) -> tuple[str, dict[str, str]] | None:
 
 
 def lint(verilog: str | Path) -> tuple[int, str]:
-    """``verilator --lint-only -Wall`` with the waivers; returns (exit code, messages)."""
+    """``verilator --lint-only -Wall`` with the waivers; returns (exit code, messages).
+
+    A design that instantiates iCE40 cells is linted with yosys's cell models (the waivers
+    silence those files; they carry a `timescale, hence a default one for the design)."""
     found = find_verilator()
     if found is None:
         raise FileNotFoundError("verilator is not installed")
     exe, env = found
-    r = subprocess.run([exe, "--lint-only", "-Wall", str(LINT_WAIVERS), str(verilog)],
+    cells = sim_sources(Path(verilog).read_text())
+    extra = ([f"-D{k}={v}" for k, v in SIM_DEFINES.items()] + ["--timescale", "1ns/1ps"]
+             + [arg for c in cells for arg in ("-v", str(c))]) if cells else []
+    r = subprocess.run([exe, "--lint-only", "-Wall", str(LINT_WAIVERS), str(verilog), *extra],
                        capture_output=True, text=True, env=env)
     return r.returncode, r.stdout + r.stderr

@@ -8,6 +8,7 @@ from amaranth.lib.wiring import In, Out
 
 from .adder_tree import AdderTree, tree_levels
 from .config import EngineConfig
+from .ice40_dual_mac import DualMul
 from .pipeline import delay
 
 
@@ -23,6 +24,9 @@ OPERAND_COPY = "mac_operand"
 #: the registers by the block); iCEBreaker 30.2 MHz with one each way, 33.4 with two.
 OPERAND_STAGES = 2
 PRODUCT_STAGES = 2
+# With ``dual_mac`` (iCE40 SB_MAC16 pairs, hw/ice40_dual_mac.py) there are as many: a fabric
+# register and the cell's own on each side of the multiplier (its LATENCY, checked equal to
+# OPERAND_STAGES + PRODUCT_STAGES by the tests), so the latency does not change.
 
 
 def mac_latency(lanes: int) -> int:
@@ -40,6 +44,21 @@ class MacArray(wiring.Component):
     ``PRODUCT_STAGES`` product registers, the adder tree (one register per level), the
     accumulator.
 
+    With ``cfg.dual_mac`` the products are taken in row-major order (output channel ``j``,
+    then lane) and each consecutive pair goes to one :class:`~dynfix.hw.ice40_dual_mac.DualMul`
+    (an SB_MAC16 in its dual 8x8 mode): with an even number of lanes both products of a cell
+    belong to the same output channel; an odd count pairs the last lane of a row with the
+    first of the next, and an odd total leaves the last cell's upper half idle. The cell's
+    fabric and internal registers take the place of the operand and product registers (same
+    latency).
+
+    Parameters
+    ----------
+    cfg : EngineConfig
+    cell : bool
+        With ``dual_mac``: the SB_MAC16 instances (True, for Verilog) or their behavioural
+        model (False, for Amaranth's simulator, which leaves an instance's outputs at 0).
+
     Members
     -------
     valid, first, last : In(1)
@@ -51,8 +70,9 @@ class MacArray(wiring.Component):
     o : Out(ArrayLayout(signed(acc_bits), tm))
     """
 
-    def __init__(self, cfg: EngineConfig):
+    def __init__(self, cfg: EngineConfig, cell: bool = True):
         self._cfg = cfg
+        self._cell = cell
         self.latency = mac_latency(cfg.lanes)
         n, tm = cfg.lanes, cfg.tm
         super().__init__({
@@ -77,22 +97,13 @@ class MacArray(wiring.Component):
         bias = delay(m, self.bias, stages - 1, "bias")  # shifted in the last stage below
         m.d.sync += self.o_valid.eq(valid & last)
 
-        for j in range(tm):
-            tree = AdderTree(prod_bits, n)
+        trees = [AdderTree(prod_bits, n) for _ in range(tm)]
+        if cfg.dual_mac:
+            self._dual_products(m, trees)
+        for j, tree in enumerate(trees):
             m.submodules[f"tree{j}"] = tree
-            x, w = self.x, self.w[j]
-            for s in range(OPERAND_STAGES):
-                x_s = Signal(x.shape(), name=f"{OPERAND_COPY}_x{j}_{s}")
-                w_s = Signal(w.shape(), name=f"{OPERAND_COPY}_w{j}_{s}")
-                m.d.sync += [x_s.eq(x), w_s.eq(w)]
-                x, w = x_s, w_s
-            for lane in range(n):
-                p = x[lane] * w[lane]
-                for s in range(PRODUCT_STAGES - 1):
-                    p_s = Signal(signed(prod_bits), name=f"product{j}_{lane}_{s}")
-                    m.d.sync += p_s.eq(p)
-                    p = p_s
-                m.d.sync += tree.i[lane].eq(p)      # the last product register
+            if not cfg.dual_mac:
+                self._products(m, j, tree)
             acc = Signal(signed(cfg.acc_bits), name=f"acc{j}")
             start = Signal(signed(cfg.acc_bits), name=f"bias{j}")    # off the adder's path
             m.d.sync += start.eq(bias[j] << self.bias_shift)
@@ -102,3 +113,33 @@ class MacArray(wiring.Component):
                 m.d.sync += acc.eq(total)
             m.d.sync += self.o[j].eq(total)
         return m
+
+    def _products(self, m: Module, j: int, tree: AdderTree) -> None:
+        """Output channel ``j``'s products, one inferred multiplier each, between per-row
+        operand registers and product registers; the last is the tree's input."""
+        cfg = self._cfg
+        x, w = self.x, self.w[j]
+        for s in range(OPERAND_STAGES):
+            x_s = Signal(x.shape(), name=f"{OPERAND_COPY}_x{j}_{s}")
+            w_s = Signal(w.shape(), name=f"{OPERAND_COPY}_w{j}_{s}")
+            m.d.sync += [x_s.eq(x), w_s.eq(w)]
+            x, w = x_s, w_s
+        for lane in range(cfg.lanes):
+            p = x[lane] * w[lane]
+            for s in range(PRODUCT_STAGES - 1):
+                p_s = Signal(signed(cfg.data_bits + cfg.weight_bits),
+                             name=f"product{j}_{lane}_{s}")
+                m.d.sync += p_s.eq(p)
+                p = p_s
+            m.d.sync += tree.i[lane].eq(p)      # the last product register
+
+    def _dual_products(self, m: Module, trees: list[AdderTree]) -> None:
+        """Consecutive products (row-major) in pairs on dual 8x8 SB_MAC16 cells."""
+        cfg = self._cfg
+        products = [(j, lane) for j in range(cfg.tm) for lane in range(cfg.lanes)]
+        for c in range(0, len(products), 2):
+            mul = DualMul(cfg.data_bits, cfg.weight_bits, cell=self._cell)
+            m.submodules[f"dual{c // 2}"] = mul
+            for h, (j, lane) in enumerate(products[c:c + 2]):
+                m.d.comb += [mul.a[h].eq(self.x[lane]), mul.b[h].eq(self.w[j][lane]),
+                             trees[j].i[lane].eq(mul.p[h])]

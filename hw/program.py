@@ -1,4 +1,4 @@
-"""The layer program: one entry per fused layer group (Conv/Linear + ReLU + MaxPool).
+"""The layer program: one entry per fused layer group (Conv/Linear + ReLU / Clip + MaxPool).
 
 Every loop bound and address step the hardware needs is precomputed by the compiler, so the
 controller and the sequencer only count and add (no multipliers in the address logic).
@@ -55,14 +55,18 @@ FIELDS: dict[str, tuple[str, str]] = {
     "bias_shift": ("bias_shift", "left shift of a bias into the accumulator's format"),
     "data_shift": ("data_shift", "requantizing shift from the accumulator to the output "
                                  "format: right when > 0, left when < 0"),
-    "out_bits": ("out_bits", "output width bw_x: the requantizer saturates to it"),
-    "relu": ("flag", "1: ReLU after requantizing"),
+    # The requantizer clamps the shifted accumulator to [clamp_lo, clamp_hi]: the saturation
+    # to the output width bw_x and the group's ReLUs / Clips in one range, in the output
+    # format (compiler: LayerPlan.clamp_range). No activation: [qmin(bw_x), qmax(bw_x)];
+    # ReLU: [0, qmax(bw_x)]; ReLU6 at fl 4, 8 bits: [0, 96].
+    "clamp_lo": ("value", "lowest output value: qmin(bw_x), or a ReLU's 0 / a Clip's lo_q"),
+    "clamp_hi": ("value", "highest output value: qmax(bw_x), or a Clip's hi_q"),
     "last": ("flag", "1: the program's last layer (its output map is streamed out)"),
 }
 
-#: Kinds whose width follows a memory's address width; the compiler sizes ``dim_bits`` to the
-#: largest value of every other field.
-ADDRESS_KINDS = ("map_addr", "map_corner", "map_step", "weight_addr", "bias_addr")
+#: Kinds whose width follows a memory's address width or ``data_bits``; the compiler sizes
+#: ``dim_bits`` to the largest value of every other field.
+OWN_WIDTH_KINDS = ("map_addr", "map_corner", "map_step", "weight_addr", "bias_addr", "value")
 
 
 def kind_shapes(cfg: EngineConfig) -> dict[str, Shape]:
@@ -78,7 +82,7 @@ def kind_shapes(cfg: EngineConfig) -> dict[str, Shape]:
         "bias_addr": unsigned(cfg.bias_addr_bits),
         "bias_shift": unsigned(cfg.bias_shift_bits),
         "data_shift": signed(cfg.shift_bits),
-        "out_bits": unsigned(cfg.out_bits_bits),
+        "value": signed(cfg.data_bits),         # a map value (the widest output format)
         "flag": unsigned(1),
     }
 

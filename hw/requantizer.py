@@ -1,28 +1,34 @@
-"""The data shift: rounding shift, saturation to the layer's output width, ReLU."""
+"""The data shift: rounding shift, then a clamp that is both the saturation to the layer's
+output width and its ReLU / Clip."""
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 
 class Requantizer(wiring.Component):
-    """``relu(sat(shift_round(acc, shift), out_bits))`` with run-time ``shift`` and
-    ``out_bits``, bit-exact to :func:`dynfix.quant.fixed.requantize` for
-    ``-data_bits <= shift <= acc_bits`` (the compiler clamps shifts into that range, which
-    does not change any result).
+    """``min(max(shift_round(acc, shift), lo), hi)`` with run-time ``shift``, ``lo`` and
+    ``hi``, bit-exact to :func:`dynfix.quant.fixed.requantize` followed by any ReLU / Clip
+    for ``-data_bits <= shift <= acc_bits`` (the compiler clamps shifts into that range,
+    which does not change any result).
+
+    The compiler's bounds lie inside the output width's range, ``qmin(bw_x) <= lo <= hi <=
+    qmax(bw_x)``, so one clamp does both: ``clamp(sat(v, bw_x), lo, hi) == clamp(v, lo, hi)``.
+    No clamp is ``[qmin(bw_x), qmax(bw_x)]`` (the saturation alone), ReLU ``[0, qmax]``,
+    ReLU6 ``[0, min(qmax, 6 * 2**fl)]``.
 
     A right shift by ``s > 0`` adds ``2**(s-1)`` (a one-hot decode, no barrel shift for the
     constant) and shifts arithmetically: round half up. A left shift is exact before the
-    saturation. Two register stages: shift, then saturate and ReLU.
+    clamp. Two register stages: shift, then clamp (the bounds come straight from the program
+    entry's register; no decode).
 
     Members
     -------
     acc : In(signed(acc_bits))
     shift : In(signed(shift_bits))     data shift; right if positive
-    out_bits : In(unsigned)            saturation width, 2 .. data_bits
-    relu : In(1)
+    lo, hi : In(signed(data_bits))     clamp bounds, lo <= hi
     o : Out(signed(data_bits))
     """
 
@@ -35,14 +41,14 @@ class Requantizer(wiring.Component):
         super().__init__({
             "acc": In(signed(acc_bits)),
             "shift": In(signed(shift_bits)),
-            "out_bits": In(unsigned(data_bits.bit_length())),
-            "relu": In(1),
+            "lo": In(signed(data_bits)),
+            "hi": In(signed(data_bits)),
             "o": Out(signed(data_bits)),
         })
 
     def elaborate(self, platform):
         m = Module()
-        a, d = self._acc_bits, self._data_bits
+        a = self._acc_bits
 
         right = Signal(unsigned(self.shift.shape().width))
         left = Signal(unsigned(self._lshift_bits))
@@ -58,17 +64,22 @@ class Requantizer(wiring.Component):
         shifted = Signal(signed(a + (1 << self._lshift_bits)))
         m.d.sync += shifted.eq(Mux(self.shift[-1], self.acc << left, rounded >> right))
 
-        # Saturation bounds: hi = 2**(out_bits-1) - 1 as a mask of out_bits-1 ones, lo = ~hi.
-        hi = Signal(signed(d + 1))
-        m.d.comb += hi.eq(Cat(*(self.out_bits > b + 1 for b in range(d)), Const(0, 1)))
-        lo = Signal(signed(d + 1))
-        m.d.comb += lo.eq(~hi)
-        sat = Signal(signed(d))
-        with m.If(shifted > hi):
-            m.d.comb += sat.eq(hi)
-        with m.Elif(shifted < lo):
-            m.d.comb += sat.eq(lo)
+        # The clamp. A value that does not fit data_bits lies beyond every bound (they are
+        # data_bits-bit values): its sign picks lo or hi. One that fits is compared with the
+        # bounds at data_bits. The fit test is a reduction, not a carry chain, so the wide
+        # compare is gone (fewer cells on iCE40 than the saturation's wide compares had).
+        d = self._data_bits
+        top = shifted[d - 1:]
+        fits = Signal()
+        m.d.comb += fits.eq((top == 0) | (top == (1 << len(top)) - 1))
+        low = Signal(signed(d))
+        m.d.comb += low.eq(shifted[:d])
+        with m.If(~fits):
+            m.d.sync += self.o.eq(Mux(shifted[-1], self.lo, self.hi))
+        with m.Elif(low > self.hi):
+            m.d.sync += self.o.eq(self.hi)
+        with m.Elif(low < self.lo):
+            m.d.sync += self.o.eq(self.lo)
         with m.Else():
-            m.d.comb += sat.eq(shifted)
-        m.d.sync += self.o.eq(Mux(self.relu & sat[-1], 0, sat))
+            m.d.sync += self.o.eq(low)
         return m

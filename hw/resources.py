@@ -7,7 +7,8 @@ packing factors (:mod:`dynfix.hw.fpga_family`) turn LUT4s and flip-flops into th
 nextpnr reports (iCE40 logic cells hold a LUT and a FF; ECP5 ``TRELLIS_COMB`` counts LUT4s and
 carry halves). DSPs and block
 RAMs are counted the way yosys maps them: one hard multiplier per product whose operands fit
-the block (more when they do not), and each memory split into the block shapes that need the
+the block (more when they do not; one per pair of products for ``dual_mac`` engines, whose
+SB_MAC16 cells are instantiated), and each memory split into the block shapes that need the
 fewest blocks, or left in logic when that is cheaper (yosys ``memory_libmap``'s costs).
 ``boards/synth.py`` gives the actual figures to compare with (``dynfix synth``).
 """
@@ -18,6 +19,7 @@ import math
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+from dynfix.errors import DynfixError
 from .adder_tree import tree_levels
 from .mac_array import OPERAND_STAGES, PRODUCT_STAGES
 from .config import EngineConfig, clog2
@@ -155,17 +157,30 @@ def estimate(cfg: EngineConfig, dev: Device, board_top: bool = True) -> Estimate
     prod = db + wb
     est = Estimate()
 
-    per_mult = -(-db // dev.dsp_a_bits) * -(-wb // dev.dsp_b_bits)
-    if db > dev.dsp_a_bits or wb > dev.dsp_b_bits:
-        # Wider than one block: partial products in DSPs, their sum in logic.
-        mult_luts = n * tm * (per_mult - 1) * (prod + 2)
+    if cfg.dual_mac:
+        if not dev.family.dual_mac:
+            raise DynfixError(f"the engine pairs products on iCE40 SB_MAC16 blocks (dual_mac: "
+                              f"1); {dev.family.name} DSP blocks take one product each: "
+                              f"generate the engine for this board")
+        # Pairs of products on SB_MAC16 cells (hw/ice40_dual_mac.py): a fabric register in
+        # front (the map values' copies are identical across rows and merge: one per lane),
+        # the cell's registers, a fabric product register behind (the adder tree's input).
+        est.blocks["multipliers"] = Usage(ffs=n * db + n * tm * (wb + prod),
+                                          dsps=cfg.dsp_blocks)
     else:
-        mult_luts = 0
-    # Per multiplier: its operand copies and product registers (hw/mac_array.py; the last
-    # product register is the adder tree's input, half of which a DSP block may absorb).
-    est.blocks["multipliers"] = Usage(
-        luts=mult_luts, ffs=n * tm * (OPERAND_STAGES * (db + wb) + (PRODUCT_STAGES - 0.5) * prod),
-        dsps=n * tm * per_mult)
+        per_mult = -(-db // dev.dsp_a_bits) * -(-wb // dev.dsp_b_bits)
+        if db > dev.dsp_a_bits or wb > dev.dsp_b_bits:
+            # Wider than one block: partial products in DSPs, their sum in logic.
+            mult_luts = n * tm * (per_mult - 1) * (prod + 2)
+        else:
+            mult_luts = 0
+        # Per multiplier: its operand copies and product registers (hw/mac_array.py; the
+        # last product register is the adder tree's input, half of which a DSP block may
+        # absorb).
+        est.blocks["multipliers"] = Usage(
+            luts=mult_luts,
+            ffs=n * tm * (OPERAND_STAGES * (db + wb) + (PRODUCT_STAGES - 0.5) * prod),
+            dsps=n * tm * per_mult)
 
     tree_adds, tree_regs = adder_tree(n, prod)
     levels = tree_levels(n)

@@ -19,7 +19,7 @@ the absolute products), so float64 represents each one exactly and the result is
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -241,6 +241,16 @@ def check_spec(model: Model, spec: QuantSpec) -> dict[str, MapFormat]:
     return fmts
 
 
+def with_params(model: Model, spec: QuantSpec) -> Model:
+    """``model`` with the spec's adjusted parameters in place of its own (the same object
+    when the spec has none)."""
+    if not spec.params:
+        return model
+    layers = [replace(layer, **spec.params[layer.name]) if layer.name in spec.params
+              else layer for layer in model.layers]
+    return Model(model.name, model.input_name, model.input_shape, layers)
+
+
 class IntModel:
     """Integer model of ``model`` quantized by ``spec`` (see the module docstring).
 
@@ -250,6 +260,7 @@ class IntModel:
     """
 
     def __init__(self, model: Model, spec: QuantSpec):
+        model = with_params(model, spec)        # a spec's adjusted weights/biases win
         self.model = model
         self.spec = spec
         self.formats = check_spec(model, spec)

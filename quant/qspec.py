@@ -23,8 +23,10 @@ Conventions (see ``docs/arithmetic.md``):
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import ClassVar
+
+from dynfix.errors import DynfixError
 
 
 @dataclass
@@ -98,6 +100,65 @@ class AddFormat:
 Format = LayerFormat | AddFormat
 
 
+#: Allowed values of the :class:`QuantOptions` fields that are choices.
+OPTION_CHOICES = {"criterion": ("l1", "mse"), "start": ("max", "percentile"),
+                  "rounding": ("nearest", "adaptive"),
+                  "objective": ("auto", "agreement", "sqnr")}
+
+
+@dataclass(frozen=True)
+class QuantOptions:
+    """What the greedy search does beyond the paper's two phases (docs/quantization.md).
+
+    None of them changes the integer arithmetic or what a ``Q.yaml`` means: they change which
+    formats, and (``equalize``, ``bias_correction``, ``rounding``) which integer weights and
+    biases, are chosen. All off (the defaults here) is the paper's greedy, method
+    ``greedy-paper``; ``search.GREEDY`` is what method ``greedy`` turns on.
+    """
+
+    equalize: bool = False         # also try cross-layer equalized weights, keep the better
+    criterion: str = "l1"          # error the weight and data phases minimize: l1 | mse
+    start: str = "max"             # data-phase window: around max|v| | also around a percentile
+    bias_correction: bool = False  # shift each bias by the mean pre-activation error
+    rounding: str = "nearest"      # weights to nearest | adaptive (floor/ceil by output error)
+    refine: bool = False           # coordinate descent of the fl choices on the output
+    objective: str = "auto"        # what refine and the choice against the paper maximize
+
+    def __post_init__(self):
+        for key, allowed in OPTION_CHOICES.items():
+            if getattr(self, key) not in allowed:
+                raise DynfixError(f"option {key}={getattr(self, key)!r}: choose one of "
+                                  f"{', '.join(allowed)}")
+        for key in ("equalize", "bias_correction", "refine"):
+            if not isinstance(getattr(self, key), bool):
+                raise DynfixError(f"option {key} must be true or false, got "
+                                  f"{getattr(self, key)!r}")
+
+    @property
+    def is_paper(self) -> bool:
+        """True when nothing beyond the paper is on (the objective is then unused)."""
+        return replace(self, objective="auto") == QuantOptions()
+
+    @property
+    def adjusts_params(self) -> bool:
+        """True when the search may choose integer weights/biases other than the nearest
+        rounding of the model's own (the result then comes with an adjusted model)."""
+        return self.equalize or self.bias_correction or self.rounding != "nearest"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict, where: str = "options") -> "QuantOptions":
+        """Options from a mapping of (some of) their names to values; the rest default."""
+        names = [f.name for f in fields(cls)]
+        extra = [str(k) for k in d if k not in names] if isinstance(d, dict) else []
+        if extra or not isinstance(d, dict):
+            what = f"unknown option(s) {', '.join(extra)}" if extra else "expected a mapping"
+            raise DynfixError(f"{where}: {what}; the options are {', '.join(names)}")
+        return cls(**d)
+
+
 @dataclass
 class QuantSpec:
     model: str
@@ -106,3 +167,9 @@ class QuantSpec:
     input_bw: int
     input_fl: int
     layers: dict[str, Format] = field(default_factory=dict)
+    #: The greedy search's additions (None for greedy-paper, range and static).
+    options: QuantOptions | None = None
+    #: Float parameters replacing the model's own, by layer name then parameter name
+    #: (``weight``/``bias``, ``scale``/``shift``): what bias correction and adaptive
+    #: rounding chose (their nearest rounding gives the chosen integers). Empty otherwise.
+    params: dict = field(default_factory=dict, repr=False, compare=False)

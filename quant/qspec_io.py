@@ -7,13 +7,24 @@ the width of the tensor the layer reads (an earlier row's ``bw_x``, or ``input_b
 
     model: digits
     method: greedy
+    options: {criterion: mse, start: max, bias_correction: true, rounding: adaptive, ...}
     bits: '8'
     input_bw: 8
     input_fl: 7
+    params: Q.params.npz
     layers:
     - {name: conv1, bw_w: 8, fl_w: 7, bw_b: 16, fl_b: 12, bw_x: 8, fl_in: 7, fl_out: 5,
        acc_bits: 21, sqnr_db: 38.1, saturated: 0}
     - {name: add1, op: add, fl_in: [5, 4], bw_x: 8, fl_out: 4, sqnr_db: 35.2, saturated: 0}
+
+``options`` (greedy only) records the search's additions beyond the paper
+(:class:`~dynfix.quant.qspec.QuantOptions`); greedy-paper, range and static write none.
+``params`` is there when equalization, bias correction or adaptive rounding chose other
+integer weights or biases than the nearest rounding of the model's own: it names an ``.npz``
+beside the file with the float values they round to (arrays ``LAYER:weight`` and
+``LAYER:bias``, or ``scale``/``shift`` for an Affine), which replace the model's own wherever
+the spec is used (``int_model.with_params``; ``IntModel`` applies them). The formats and the
+arithmetic mean the same either way.
 
 Files are written atomically (temporary file, then rename) and deterministically (fixed key
 order, no timestamps). :func:`load_qspec` validates the file against the model.
@@ -21,16 +32,18 @@ order, no timestamps). :func:`load_qspec` validates the file against the model.
 
 from __future__ import annotations
 
+import io
 import math
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 from dynfix.errors import DynfixError
-from dynfix.fileio import atomic_write_text
-from .int_model import check_listed, check_spec
-from .ir import Add, Layer, Model
-from .qspec import AddFormat, Format, LayerFormat, QuantSpec
+from dynfix.fileio import atomic_write_bytes, atomic_write_text
+from .int_model import check_listed, check_spec, is_compute
+from .ir import Add, Affine, Layer, Model
+from .qspec import AddFormat, Format, LayerFormat, QuantOptions, QuantSpec
 
 INT_KEYS = ("bw_w", "fl_w", "bw_b", "fl_b", "bw_x", "fl_in", "fl_out", "acc_bits")
 ADD_KEYS = ("fl_in", "bw_x", "fl_out")
@@ -50,8 +63,29 @@ def spec_to_dict(spec: QuantSpec) -> dict:
         row["sqnr_db"] = None if f.sqnr_db is None else round(float(f.sqnr_db), 2)
         row["saturated"] = None if f.saturated is None else int(f.saturated)
         layers.append(row)
-    return {"model": spec.model, "method": spec.method, "bits": str(spec.bits),
-            "input_bw": int(spec.input_bw), "input_fl": int(spec.input_fl), "layers": layers}
+    d = {"model": spec.model, "method": spec.method}
+    if spec.options is not None:
+        d["options"] = spec.options.to_dict()
+    d.update(bits=str(spec.bits), input_bw=int(spec.input_bw), input_fl=int(spec.input_fl))
+    if spec.params:
+        d["params"] = sorted(spec.params)
+    d["layers"] = layers
+    return d
+
+
+def params_path(path: str | Path) -> Path:
+    """Where the adjusted parameters of ``path`` (a Q.yaml) go: ``Q.params.npz`` beside it."""
+    path = Path(path)
+    return path.with_name(path.stem + ".params.npz")
+
+
+def param_names(layer: Layer) -> tuple[str, str]:
+    """The names of a compute layer's two quantized parameters (weights, bias)."""
+    return ("scale", "shift") if isinstance(layer, Affine) else ("weight", "bias")
+
+
+class _Flow(dict):
+    """A mapping written on one line (the options)."""
 
 
 class _Row(dict):
@@ -62,15 +96,26 @@ class _Dumper(yaml.SafeDumper):
     pass
 
 
-_Dumper.add_representer(
-    _Row, lambda d, row: d.represent_mapping("tag:yaml.org,2002:map", row, flow_style=True))
+for _cls in (_Row, _Flow):
+    _Dumper.add_representer(
+        _cls, lambda d, row: d.represent_mapping("tag:yaml.org,2002:map", row,
+                                                 flow_style=True))
 
 
 def save_qspec(spec: QuantSpec, path: str | Path) -> None:
-    """Write ``spec`` to ``path`` as YAML, atomically."""
+    """Write ``spec`` to ``path`` as YAML, atomically (and its adjusted parameters, if any,
+    to :func:`params_path`)."""
     path = Path(path)
     d = spec_to_dict(spec)
     d["layers"] = [_Row(row) for row in d["layers"]]
+    if "options" in d:
+        d["options"] = _Flow(d["options"])
+    if spec.params:
+        buf = io.BytesIO()
+        np.savez(buf, **{f"{layer}:{k}": v for layer, p in sorted(spec.params.items())
+                         for k, v in p.items()})
+        atomic_write_bytes(params_path(path), buf.getvalue())
+        d["params"] = params_path(path).name
     text = yaml.dump(d, Dumper=_Dumper, sort_keys=False, default_flow_style=None,
                      width=200)  # one line per layer
     atomic_write_text(path, text)
@@ -152,9 +197,12 @@ def spec_from_dict(d: dict, model: Model, source: str = "quantization spec") -> 
                 fl_b=v["fl_b"], bw_in=bw_in[0], fl_in=v["fl_in"], bw_x=v["bw_x"],
                 fl_out=v["fl_out"], acc_bits=v["acc_bits"], **stats)
     layers = {name: formats[name] for name in rows}     # the file's order, checked below
+    options = d.get("options")
     spec = QuantSpec(model=str(d["model"]), method=str(d["method"]), bits=str(d["bits"]),
                      input_bw=_int(d["input_bw"], f"{source}: input_bw"),
-                     input_fl=_int(d["input_fl"], f"{source}: input_fl"), layers=layers)
+                     input_fl=_int(d["input_fl"], f"{source}: input_fl"), layers=layers,
+                     options=None if options is None else
+                     QuantOptions.from_dict(options, f"{source}: options"))
     check_spec(model, spec)
     order = [layer.name for layer in model.layers if layer.name in layers]
     if order != list(layers):
@@ -174,7 +222,38 @@ def load_qspec(path: str | Path, model: Model) -> QuantSpec:
         line = getattr(getattr(e, "problem_mark", None), "line", None)
         at = f" (line {line + 1})" if line is not None else ""
         raise DynfixError(f"{path.name} is not valid YAML{at}") from None
-    return spec_from_dict(d, model, path.name)
+    spec = spec_from_dict(d, model, path.name)
+    if d.get("params") is not None:
+        if not isinstance(d["params"], str):
+            raise DynfixError(f"{path.name}: params must name an .npz file beside it")
+        spec.params = load_params(path.parent / d["params"], model, f"{path.name}: params")
+    return spec
+
+
+def load_params(path: Path, model: Model, where: str) -> dict[str, dict[str, np.ndarray]]:
+    """The adjusted parameters in ``path``, checked against the model's compute layers
+    (same names and shapes, finite float values)."""
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+    except OSError as e:
+        raise DynfixError(f"{where}: cannot read {path.name}: {e.strerror or e}") from None
+    except Exception as e:          # numpy raises many types for a corrupt file
+        raise DynfixError(f"{where}: {path.name} is not a readable .npz ({e})") from None
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for key, arr in arrays.items():
+        layer_name, _, pname = key.rpartition(":")
+        layer = next((l for l in model.layers if l.name == layer_name), None)
+        if layer is None or not is_compute(layer) or pname not in param_names(layer):
+            raise DynfixError(f"{where}: {path.name} holds {key!r}, which is not a weight or "
+                              f"bias of a compute layer of model {model.name!r}")
+        own = layer.params().get(pname)
+        shape = own.shape if own is not None else (layer.weight.shape[0],)
+        if arr.shape != shape or arr.dtype.kind != "f" or not np.all(np.isfinite(arr)):
+            raise DynfixError(f"{where}: {key} in {path.name} has shape {arr.shape} "
+                              f"({arr.dtype}); the model's is {shape}, finite floats")
+        out.setdefault(layer_name, {})[pname] = arr.astype(np.float32)
+    return out
 
 
 def finite_or_none(v: float | None) -> float | None:

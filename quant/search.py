@@ -1,14 +1,22 @@
-"""Choosing fractional lengths: the greedy two-phase search and its two baselines.
+"""Choosing fractional lengths: the greedy two-phase search, its additions and two baselines.
 
-One code path, three ways to pick an ``fl`` for a tensor (method.md section 2):
+One code path, four methods (method.md section 2; docs/quantization.md):
 
-* ``greedy`` (default): start at the overflow-free ``fl`` for the tensor's largest magnitude,
-  then keep the ``fl`` in a small window around it that minimizes the L1 error. Weights and
-  biases are compared with their float values (weight phase); a feature map is compared
-  with the float model's on the calibration batch, computed by the partly-quantized model
-  (data phase, layer by layer in topological order, every earlier choice already fixed).
-  The layers that make a new format are the compute layers and the Adds; an Add picks its
-  ``fl_out`` the same way, given the formats of its two inputs.
+* ``greedy-paper``: the paper's search. Start at the overflow-free ``fl`` for the tensor's
+  largest magnitude, then keep the ``fl`` in a small window around it that minimizes the L1
+  error. Weights and biases are compared with their float values (weight phase); a feature
+  map is compared with the float model's on the calibration batch, computed by the
+  partly-quantized model (data phase, layer by layer in topological order, every earlier
+  choice already fixed). The layers that make a new format are the compute layers and the
+  Adds; an Add picks its ``fl_out`` the same way, given the formats of its two inputs.
+* ``greedy`` (default): ``greedy-paper`` plus the additions of :class:`QuantOptions`
+  (:data:`GREEDY` says which are on): the squared error instead of L1 (``criterion``), a
+  data window that also covers the overflow-free ``fl`` of the 99.99th percentile
+  (``start``), bias correction and adaptive weight rounding during the data phase
+  (:mod:`.adjust`), then a coordinate descent of the ``fl`` choices on the network output
+  (``refine``, :mod:`.refine`). The result is never worse on the calibration objective
+  (:mod:`.fidelity`) than ``greedy-paper``'s: the search scores both and keeps the better
+  before refining.
 * ``range`` (Ristretto): integer length ``il = ceil(log2 max|v|)``, plus one for weights and
   biases, ``fl = bw - il``; no error search. As in Ristretto's code, activations get no sign
   bit, so their largest values may saturate.
@@ -30,23 +38,34 @@ shift is a left shift (known once the data phase has fixed ``fl_in``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import numpy as np
 
 from dynfix.errors import DynfixError
-from . import fixed
+from . import adjust, fixed
 from .bits import Widths, layer_widths
+from .fidelity import (Fidelity, Objective, agreement_tolerance, output_name,
+                       resolve_objective, sqnr_db)
 from .float_model import check_input, forward
 from .int_model import (MapFormat, accumulate, add_sum, apply_plain, bias_array, check_add,
-                        fan_in, has_format, is_compute, narrow, saturation_count, weight_array)
+                        check_spec, fan_in, has_format, is_compute, narrow, saturation_count,
+                        weight_array, with_params)
 from .ir import Add, Layer, Model, Softmax
-from .qspec import AddFormat, Format, LayerFormat, QuantSpec
+from .qspec import AddFormat, Format, LayerFormat, QuantOptions, QuantSpec
+from .qspec_io import param_names
+from .refine import Evaluator, refine
 
-METHODS = ("greedy", "static", "range")
+METHODS = ("greedy", "greedy-paper", "static", "range")
+PAPER = QuantOptions()
+#: The additions ``greedy`` makes by default (decided by bench/quant_table.py).
+GREEDY = QuantOptions(equalize=True, criterion="mse", bias_correction=True,
+                      rounding="adaptive", refine=True)
 PARAM_WINDOW = (-1, 3)  # greedy candidates: start-1 .. start+3
 DATA_WINDOW = (-1, 5)   # start-1 .. start+5 (heavy-tailed maps may prefer clipping)
+PERCENTILE = 99.99      # start="percentile": the window also covers this percentile's start
+REFINE_SAMPLES = 512    # the calibration objective is scored on at most this many inputs
 
 
 def range_fl(max_abs: float, bw: int, sign_bit: bool) -> int:
@@ -61,16 +80,12 @@ def l1_error(ref: np.ndarray, q: np.ndarray, fl: int) -> float:
     return float(np.abs(ref.astype(np.float64) - fixed.dequantize(q, fl)).sum())
 
 
-def sqnr_db(ref: np.ndarray, approx: np.ndarray) -> float:
-    """10 log10(signal power / noise power); +inf when there is no error."""
-    ref = ref.astype(np.float64)
-    noise = float(((ref - approx) ** 2).sum())
-    signal = float((ref ** 2).sum())
-    if noise == 0:
-        return float("inf")
-    if signal == 0:
-        return float("-inf")
-    return 10.0 * np.log10(signal / noise)
+def sq_error(ref: np.ndarray, q: np.ndarray, fl: int) -> float:
+    """Sum of (float - dequantized)^2 (float64)."""
+    return float(((ref.astype(np.float64) - fixed.dequantize(q, fl)) ** 2).sum())
+
+
+ERRORS = {"l1": l1_error, "mse": sq_error}
 
 
 @dataclass
@@ -122,25 +137,33 @@ def run_plain(layers: list[Layer], x: np.ndarray, fmt: MapFormat,
 class Picker:
     """Picks an fl for one tensor according to the method (see the module docstring)."""
 
-    def __init__(self, method: str, static: dict[tuple[str, int], int]):
+    def __init__(self, method: str, static: dict[tuple[str, int], int],
+                 options: QuantOptions = PAPER):
         self.method = method
         self.static = static
+        self.options = options
 
-    def pick(self, kind: str, max_abs: float, bw: int, err: Callable[[int], float]) -> int:
-        """``kind`` is 'data', 'weight' or 'bias'; ``err(fl)`` is the greedy L1 error."""
+    def pick(self, kind: str, max_abs: float, bw: int, err: Callable[[int], float],
+             robust_abs: float | None = None) -> int:
+        """``kind`` is 'data', 'weight' or 'bias'; ``err(fl)`` is the greedy error;
+        ``robust_abs`` the percentile magnitude (used with ``start='percentile'``)."""
         if self.method == "static":
             return self.static[(kind, bw)]
         if self.method == "range":
             return range_fl(max_abs, bw, kind != "data")
         start = fixed.min_fl_no_overflow(max_abs, bw)
         lo, hi = DATA_WINDOW if kind == "data" else PARAM_WINDOW
+        top = start
+        if robust_abs is not None and self.options.start == "percentile":
+            top = max(start, fixed.min_fl_no_overflow(robust_abs, bw))
         # Ties (e.g. data on a coarse grid) go to the fl nearest the start, then the lower.
-        return min(range(start + lo, start + hi + 1),
+        return min(range(start + lo, top + hi + 1),
                    key=lambda fl: (err(fl), abs(fl - start), fl))
 
 
-def _param_error(v: np.ndarray, bw: int) -> Callable[[int], float]:
-    return lambda fl: l1_error(v, fixed.quantize(v, bw, fl), fl)
+def _param_error(v: np.ndarray, bw: int, criterion: str = "l1") -> Callable[[int], float]:
+    e = ERRORS[criterion]
+    return lambda fl: e(v, fixed.quantize(v, bw, fl), fl)
 
 
 def _static_fls(model: Model, segs: list[Segment], widths: dict[str, Widths], input_bw: int,
@@ -174,33 +197,58 @@ def check_calib(model: Model, calib: np.ndarray) -> np.ndarray:
     return x
 
 
+@dataclass(frozen=True)
+class Params:
+    """A compute layer's parameters as the search holds them: the float weights and bias
+    its integers round to (the model's own, or adjusted), the weight fl and the bias's own
+    fl pick (clamped to ``fl_in + fl_w`` in the format)."""
+
+    w: np.ndarray
+    b: np.ndarray
+    fl_w: int
+    fl_b: int
+
+    def integers(self, bw_w: int) -> np.ndarray:
+        return fixed.quantize(self.w, bw_w, self.fl_w)
+
+
+def layer_format(layer: Layer, ins: list[MapFormat], wd: Widths, p: Params | None,
+                 fl_out: int) -> Format:
+    """The format of a compute layer (``p``: its parameters) or an Add, given the formats
+    of the maps it reads (raises DynfixError for one the arithmetic cannot hold)."""
+    if isinstance(layer, Add):
+        f = AddFormat(layer.name, tuple(m.bw for m in ins), tuple(m.fl for m in ins),
+                      wd.bw_x, fl_out)
+        check_add(f, ins, f"layer {layer.name!r}")
+        return f
+    fl = ins[0].fl
+    fl_b = min(p.fl_b, fl + p.fl_w)
+    acc_w = fixed.acc_bits(fan_in(layer), wd.bw_in, wd.bw_w, wd.bw_b, fl + p.fl_w - fl_b)
+    return LayerFormat(layer.name, wd.bw_w, p.fl_w, wd.bw_b, fl_b, wd.bw_in, fl, wd.bw_x,
+                       fl_out, acc_w)
+
+
 def _unshifted(s: Segment, q: dict[str, np.ndarray], fmts: dict[str, MapFormat], wd: Widths,
-         param: tuple) -> tuple[Format, np.ndarray]:
+               p: Params | None) -> tuple[Format, np.ndarray]:
     """A segment's format (``fl_out`` still open) and its wide result before the data shift:
     the accumulator of a compute layer, the aligned exact sum of an Add."""
     layer = s.layer
-    ins = [fmts[t] for t in layer.inputs]
+    f = layer_format(layer, [fmts[t] for t in layer.inputs], wd, p, 0)
     if isinstance(layer, Add):
-        f = AddFormat(layer.name, tuple(m.bw for m in ins), tuple(m.fl for m in ins),
-                      wd.bw_x, 0)
-        check_add(f, ins, f"layer {layer.name!r}")
         return f, add_sum(q[layer.inputs[0]], q[layer.inputs[1]], f)
-    fl_w, fl_b, wq = param
-    fl = ins[0].fl
-    fl_b = min(fl_b, fl + fl_w)
-    bq = fixed.quantize(bias_array(layer), wd.bw_b, fl_b)
-    acc_w = fixed.acc_bits(fan_in(layer), wd.bw_in, wd.bw_w, wd.bw_b, fl + fl_w - fl_b)
-    f = LayerFormat(layer.name, wd.bw_w, fl_w, wd.bw_b, fl_b, wd.bw_in, fl, wd.bw_x, 0, acc_w)
-    return f, accumulate(layer, q[layer.inputs[0]], wq, bq, f)
+    bq = fixed.quantize(p.b, wd.bw_b, f.fl_b)
+    return f, accumulate(layer, q[layer.inputs[0]], p.integers(wd.bw_w), bq, f)
 
 
 def _fix_output(s: Segment, q: dict[str, np.ndarray], fmts: dict[str, MapFormat],
-                wd: Widths, param: tuple | None, ref: np.ndarray, picker: Picker) -> Format:
+                wd: Widths, p: Params | None, ref: np.ndarray, picker: Picker,
+                fl_fixed: int | None = None) -> Format:
     """The data phase for one segment: pick its ``fl_out`` against the float map ``ref``
-    (at ``s.compare_at``), then record its tensors' integers in ``q`` and formats in
-    ``fmts``; returns the layer's format with its calibration statistics."""
-    f, acc = _unshifted(s, q, fmts, wd, param)
+    (at ``s.compare_at``; or take ``fl_fixed``), then record its tensors' integers in ``q``
+    and formats in ``fmts``; returns the layer's format with its calibration statistics."""
+    f, acc = _unshifted(s, q, fmts, wd, p)
     ref = ref.astype(np.float64)
+    error = ERRORS[picker.options.criterion]
 
     def stored(fl_out: int, trace: dict | None = None) -> np.ndarray:
         f.fl_out = fl_out
@@ -211,11 +259,12 @@ def _fix_output(s: Segment, q: dict[str, np.ndarray], fmts: dict[str, MapFormat]
 
     def err(fl_out: int) -> float:
         try:
-            return l1_error(ref, stored(fl_out), fl_out)
+            return error(ref, stored(fl_out), fl_out)
         except DynfixError:                         # a Clip with no value at this fl
             return float("inf")
 
-    fl = picker.pick("data", float(np.abs(ref).max()), wd.bw_x, err)
+    fl = fl_fixed if fl_fixed is not None else picker.pick(
+        "data", float(np.abs(ref).max()), wd.bw_x, err, _robust_abs(ref, picker))
     cur = stored(fl, q)
     for t in [s.layer] + s.tail:
         fmts[t.name] = MapFormat(wd.bw_x, fl)
@@ -224,52 +273,253 @@ def _fix_output(s: Segment, q: dict[str, np.ndarray], fmts: dict[str, MapFormat]
     return f
 
 
-def search(model: Model, calib: np.ndarray, bits: str = "8", method: str = "greedy",
-           overrides: dict | None = None, progress: Callable[[str], None] | None = None
-           ) -> QuantSpec:
-    """Quantize ``model``: fractional lengths for every tensor, plus SQNR and saturation."""
+def _robust_abs(v: np.ndarray, picker: Picker) -> float | None:
+    if picker.options.start != "percentile" or not v.size:
+        return None
+    return float(np.percentile(np.abs(v), PERCENTILE))
+
+
+@dataclass
+class SearchResult:
+    """What :func:`search_model` chose: the spec, the model whose parameters it quantizes
+    (``model`` itself, or a copy with adjusted weights/biases when bias correction or
+    adaptive rounding changed them) and, for greedy with additions, the calibration
+    objective it reached and greedy-paper's."""
+
+    spec: QuantSpec
+    model: Model
+    fidelity: Fidelity | None = None
+    paper_fidelity: Fidelity | None = None
+    objective: Objective | None = None
+    #: True when greedy-paper's choice scored at least as well as the additions' and was
+    #: kept instead (then refined, with refine).
+    fell_back: bool = False
+
+
+class _Search:
+    """One search: the model, its calibration batch and float trace, the widths."""
+
+    def __init__(self, model: Model, x: np.ndarray, bits: str, overrides: dict | None,
+                 method: str, say: Callable[[str], None]):
+        self.model, self.x, self.bits, self.method, self.say = model, x, str(bits), method, say
+        self.input_bw, self.widths = layer_widths(model, bits, overrides)
+        self.segs = segments(model)
+        keep = {model.input_name, output_name(model)} | {s.compare_at for s in self.segs}
+        keep |= {s.layer.inputs[0] for s in self.segs if is_compute(s.layer)}
+        self.ftrace = forward(model, x, keep=keep)
+        self.static = _static_fls(model, self.segs, self.widths, self.input_bw, self.ftrace)
+
+    def weight_phase(self, picker: Picker) -> dict[str, Params]:
+        """fl_w and the bias's fl per compute layer, independently (the model's own
+        parameters)."""
+        params = {}
+        crit = picker.options.criterion
+        for s in self.segs:
+            if not is_compute(s.layer):
+                continue
+            w, b, wd = weight_array(s.layer), bias_array(s.layer), self.widths[s.layer.name]
+            fl_w = picker.pick("weight", float(np.abs(w).max()), wd.bw_w,
+                               _param_error(w, wd.bw_w, crit))
+            fl_b = picker.pick("bias", float(np.abs(b).max()), wd.bw_b,
+                               _param_error(b, wd.bw_b, crit))
+            params[s.layer.name] = Params(w, b, fl_w, fl_b)
+        return params
+
+    def adjusted(self, layer: Layer, p: Params, xq: np.ndarray, fmt: MapFormat,
+                 picker: Picker) -> Params:
+        """Adaptive rounding and bias correction of one layer (as ``picker.options`` say),
+        given its quantized input ``xq`` in format ``fmt``."""
+        o, wd = picker.options, self.widths[layer.name]
+        xf = self.ftrace[layer.inputs[0]]
+        xd = fixed.dequantize(xq, fmt.fl)
+        wq = p.integers(wd.bw_w)
+        w = p.w
+        if o.rounding == "adaptive" and wd.bw_w <= 24:     # float32 holds the snapped value
+            wq = adjust.adaptive_round(layer, p.w, wq, wd.bw_w, p.fl_w, xf, xd)
+            w = fixed.dequantize(wq, p.fl_w).astype(np.float32)
+        b = p.b
+        if o.bias_correction:
+            b = adjust.corrected_bias(layer, p.b, p.w, xf, fixed.dequantize(wq, p.fl_w), xd)
+        if w is p.w and b is p.b:
+            return p
+        fl_b = picker.pick("bias", float(np.abs(b).max()), wd.bw_b,
+                           _param_error(b, wd.bw_b, o.criterion))
+        return Params(w, b, p.fl_w, fl_b)
+
+    def data_pass(self, params: dict[str, Params], picker: Picker,
+                  fixed_fls: dict[str, int] | None = None, verbose: bool = True
+                  ) -> tuple[QuantSpec, dict[str, Params]]:
+        """The data phase: the input's fl, then layer by layer in topological order (with
+        ``fixed_fls``, those fl choices are taken as given and only the statistics are
+        measured; otherwise the parameters are adjusted as ``picker.options`` say)."""
+        model, segs, ftrace = self.model, self.segs, self.ftrace
+        say = self.say if verbose else (lambda msg: None)
+        params = dict(params)
+        ref = ftrace[model.input_name]
+        if fixed_fls is not None:
+            fl = fixed_fls[model.input_name]
+        else:
+            err = ERRORS[picker.options.criterion]
+            fl = picker.pick("data", float(np.abs(ref).max()), self.input_bw,
+                             lambda f: err(ref, fixed.quantize(ref, self.input_bw, f), f),
+                             _robust_abs(ref, picker))
+        spec = QuantSpec(model.name, self.method, self.bits, self.input_bw, fl)
+        q = {model.input_name: fixed.quantize(self.x, self.input_bw, fl)}   # integer tensors
+        fmts = {model.input_name: MapFormat(self.input_bw, fl)}
+        seg_of = {s.layer.name: s for s in segs}
+        in_tail = {t.name for s in segs for t in s.tail}
+        last = model.last_use()
+        adjusting = fixed_fls is None and picker.options.adjusts_params
+        for i, layer in enumerate(model.layers):
+            if layer.name in seg_of:
+                s = seg_of[layer.name]
+                p = params.get(layer.name)
+                if adjusting and p is not None:
+                    p = params[layer.name] = self.adjusted(layer, p, q[layer.inputs[0]],
+                                                           fmts[layer.inputs[0]], picker)
+                f = _fix_output(s, q, fmts, self.widths[layer.name], p, ftrace[s.compare_at],
+                                picker, None if fixed_fls is None else fixed_fls[layer.name])
+                spec.layers[layer.name] = f
+                what = "add" if isinstance(f, AddFormat) else f"w {f.bw_w}b fl {f.fl_w}"
+                say(f"[{len(spec.layers)}/{len(segs)}] {layer.name}: {what}, x {f.bw_x}b fl "
+                    f"{f.fl_out}, SQNR {f.sqnr_db:.1f} dB, {f.saturated} saturated")
+            elif layer.name not in in_tail:             # a plain layer outside any tail
+                fmts[layer.name] = fmts[layer.inputs[0]]
+                q[layer.name] = apply_plain(layer, q[layer.inputs[0]], fmts[layer.name])
+            for t in layer.inputs:                      # free integer maps no longer needed
+                if last[t] == i:
+                    q.pop(t, None)
+        return spec, params
+
+    def build(self, fls: dict[str, int], params: dict[str, Params]) -> QuantSpec:
+        """The spec for given fl choices (``fls``: the input's and each segment's fl_out) and
+        parameters, without statistics; DynfixError if the arithmetic cannot hold it."""
+        model = self.model
+        spec = QuantSpec(model.name, self.method, self.bits, self.input_bw,
+                         fls[model.input_name])
+        fmts = {model.input_name: MapFormat(self.input_bw, fls[model.input_name])}
+        for layer in model.layers:
+            if has_format(layer):
+                f = layer_format(layer, [fmts[t] for t in layer.inputs],
+                                 self.widths[layer.name], params.get(layer.name),
+                                 fls[layer.name])
+                spec.layers[layer.name] = f
+                fmts[layer.name] = MapFormat(f.bw_x, f.fl_out)
+            else:
+                fmts[layer.name] = fmts[layer.inputs[0]]
+        check_spec(model, spec)
+        return spec
+
+    def greedy(self, options: QuantOptions, verbose: bool
+               ) -> tuple[QuantSpec, dict[str, Params]]:
+        picker = Picker(self.method, self.static, options)
+        return self.data_pass(self.weight_phase(picker), picker, verbose=verbose)
+
+
+def fls_of(spec: QuantSpec, model: Model) -> dict[str, int]:
+    """A spec's fl choices: the input's and every layer's fl_out, by name."""
+    return {model.input_name: spec.input_fl, **{n: f.fl_out for n, f in spec.layers.items()}}
+
+
+def changed_params(model: Model, params: dict[str, Params]) -> dict[str, dict]:
+    """The parameters that differ from the model's own, as ``QuantSpec.params`` holds them."""
+    out = {}
+    for layer in model.layers:
+        p = params.get(layer.name)
+        if p is not None and not (np.array_equal(p.w, weight_array(layer))
+                                  and np.array_equal(p.b, bias_array(layer))):
+            out[layer.name] = dict(zip(param_names(layer), (p.w, p.b)))
+    return out
+
+
+def method_options(method: str, changes: dict | None = None) -> QuantOptions | None:
+    """The greedy options of ``method`` (:data:`GREEDY` for greedy, none on for
+    greedy-paper) with ``changes`` (option name -> value) applied; None for range and
+    static, which take no options."""
     if method not in METHODS:
         raise DynfixError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    if method in ("range", "static"):
+        if changes:
+            raise DynfixError(f"method {method} takes no greedy options "
+                              f"({', '.join(changes)})")
+        return None
+    base = GREEDY if method == "greedy" else PAPER
+    return QuantOptions.from_dict({**base.to_dict(), **(changes or {})})
+
+
+def resolve_method(method: str, options: QuantOptions | None
+                   ) -> tuple[str, QuantOptions | None]:
+    """The method name a spec records and the greedy options (None for greedy-paper, range
+    and static): ``options`` replace the method's own (:func:`method_options`); greedy
+    options with nothing on are greedy-paper."""
+    if options is None:
+        options = method_options(method)
+    elif method_options(method) is None and not options.is_paper:
+        raise DynfixError(f"method {method} takes no greedy options")
+    if method in ("range", "static"):
+        return method, None
+    if options.is_paper:
+        return "greedy-paper", None
+    return "greedy", options
+
+
+def search_model(model: Model, calib: np.ndarray, bits: str = "8", method: str = "greedy",
+                 overrides: dict | None = None,
+                 progress: Callable[[str], None] | None = None,
+                 options: QuantOptions | None = None) -> SearchResult:
+    """Quantize ``model``: fractional lengths for every tensor, plus SQNR and saturation;
+    with bias correction or adaptive rounding, also the adjusted parameters (in
+    ``SearchResult.model``)."""
+    method, options = resolve_method(method, options)
     x = check_calib(model, calib)
-    input_bw, widths = layer_widths(model, bits, overrides)
-    segs = segments(model)
-    ftrace = forward(model, x, keep={model.input_name} | {s.compare_at for s in segs})
-    picker = Picker(method, _static_fls(model, segs, widths, input_bw, ftrace))
     say = progress or (lambda msg: None)
+    ctx = _Search(model, x, bits, overrides, method, say)
+    if options is None:
+        picker = Picker(method, ctx.static)
+        spec, _ = ctx.data_pass(ctx.weight_phase(picker), picker)
+        return SearchResult(spec, model)
 
-    # Weight phase: independent per compute layer.
-    params = {}
-    for s in segs:
-        if not is_compute(s.layer):
-            continue
-        w, b, wd = weight_array(s.layer), bias_array(s.layer), widths[s.layer.name]
-        fl_w = picker.pick("weight", float(np.abs(w).max()), wd.bw_w, _param_error(w, wd.bw_w))
-        fl_b = picker.pick("bias", float(np.abs(b).max()), wd.bw_b, _param_error(b, wd.bw_b))
-        params[s.layer.name] = (fl_w, fl_b, fixed.quantize(w, wd.bw_w, fl_w))
+    n = min(len(x), REFINE_SAMPLES)
+    ev = Evaluator(model, x[:n], ctx.ftrace[output_name(model)][:n])
+    paper_spec, paper_params = ctx.greedy(PAPER, verbose=False)
+    paper = ev.score(paper_spec, paper_params)
+    objective = Objective(resolve_objective(model, options.objective), paper.agree,
+                          agreement_tolerance(paper))
+    say(f"calibration objective: {objective.name} on {n} inputs; greedy-paper "
+        f"{paper.text()}")
+    # The starts: greedy-paper's choice, the additions', the additions' on the equalized
+    # model; the best scoring one is kept (and refined).
+    best = (paper, paper_spec, paper_params, ctx, "greedy-paper")
+    plain = replace(options, equalize=False)
+    same_pass = replace(plain, refine=False).is_paper       # refine alone: paper's pass
+    starts = [] if same_pass else [("the additions", ctx, plain)]
+    if options.equalize:
+        eq = adjust.equalize(model)
+        if eq is not model:
+            starts.append((f"{'' if same_pass else 'the additions on '}the equalized "
+                           f"model ({len(adjust.equalizable_pairs(model))} pairs)",
+                           _Search(eq, x, bits, overrides, method, say), options))
+    for what, sctx, opts in starts:
+        spec, params = sctx.greedy(opts, verbose=False)
+        fid = ev.score(spec, params)
+        say(f"{what}: {fid.text()}")
+        if objective.key(fid) > objective.key(best[0]):
+            best = (fid, spec, params, sctx, what)
+    fid, spec, params, actx, what = best
+    fell_back = what == "greedy-paper" and bool(starts)
+    say(f"kept: {what}")
+    fls = fls_of(spec, model)
+    if options.refine:
+        fls, params, fid = refine(ev, objective, actx, fls, params, fid, say)
+    # The final formats' statistics on the whole calibration batch (and the progress lines).
+    spec, _ = actx.data_pass(params, Picker(method, actx.static, options), fls)
+    spec.options = options
+    spec.params = changed_params(model, params)
+    return SearchResult(spec, with_params(model, spec), fid, paper, objective, fell_back)
 
-    # Data phase: the input, then layer by layer in topological order.
-    ref = ftrace[model.input_name]
-    fl = picker.pick("data", float(np.abs(ref).max()), input_bw,
-                     lambda f: l1_error(ref, fixed.quantize(ref, input_bw, f), f))
-    spec = QuantSpec(model.name, method, str(bits), input_bw, fl)
-    q = {model.input_name: fixed.quantize(x, input_bw, fl)}      # integer tensors
-    fmts = {model.input_name: MapFormat(input_bw, fl)}
-    seg_of = {s.layer.name: s for s in segs}
-    in_tail = {t.name for s in segs for t in s.tail}
-    last = model.last_use()
-    for i, layer in enumerate(model.layers):
-        if layer.name in seg_of:
-            s = seg_of[layer.name]
-            f = _fix_output(s, q, fmts, widths[layer.name], params.get(layer.name),
-                            ftrace[s.compare_at], picker)
-            spec.layers[layer.name] = f
-            what = "add" if isinstance(f, AddFormat) else f"w {f.bw_w}b fl {f.fl_w}"
-            say(f"[{len(spec.layers)}/{len(segs)}] {layer.name}: {what}, x {f.bw_x}b fl "
-                f"{f.fl_out}, SQNR {f.sqnr_db:.1f} dB, {f.saturated} saturated")
-        elif layer.name not in in_tail:             # a plain layer outside any tail
-            fmts[layer.name] = fmts[layer.inputs[0]]
-            q[layer.name] = apply_plain(layer, q[layer.inputs[0]], fmts[layer.name])
-        for t in layer.inputs:                      # free integer maps no longer needed
-            if last[t] == i:
-                q.pop(t, None)
-    return spec
+
+def search(model: Model, calib: np.ndarray, bits: str = "8", method: str = "greedy",
+           overrides: dict | None = None, progress: Callable[[str], None] | None = None,
+           options: QuantOptions | None = None) -> QuantSpec:
+    """The spec of :func:`search_model` (whose ``model`` holds any adjusted parameters)."""
+    return search_model(model, calib, bits, method, overrides, progress, options).spec

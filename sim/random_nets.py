@@ -1,6 +1,11 @@
 """Random single- and two-layer networks with hand-picked fixed-point formats, for differential
 tests of the engine against :class:`~dynfix.quant.int_model.IntModel`.
 
+A group is a Conv2d or Linear layer, then ReLUs and Clips (ReLU6, or bounds drawn around the
+output format's values: finite or one-sided, between representable values, beyond the
+format's range, or disjoint from a following ReLU), a max-pool now and then, and more of them
+after the pool.
+
 Every case is a pure function of its seed (:func:`random_case`), so a failure replays from
 the seed alone. Weights, biases and inputs are drawn as integers (uniform, small, or at the
 ends of their range) and stored as ``q * 2**-fl``, so quantization gives back exactly those
@@ -19,7 +24,7 @@ from dynfix.hw.compiler import CompiledModel, compile_model
 from dynfix.hw.config import EngineConfig
 from dynfix.quant import fixed
 from dynfix.quant.int_model import IntModel
-from dynfix.quant.ir import Conv2d, Flatten, Layer, Linear, MaxPool2d, Model, ReLU
+from dynfix.quant.ir import Clip, Conv2d, Flatten, Layer, Linear, MaxPool2d, Model, ReLU
 from dynfix.quant.qspec import LayerFormat, QuantSpec
 
 #: Engine configurations the random suite runs on: widths and depths are explicit upper
@@ -115,6 +120,42 @@ def _compute(rng, layer_cls, name: str, inp: str, m: int, c: int, kernel, fmt: L
     return layer_cls(name, (inp,), weight=w, bias=bias, **kw)
 
 
+def _clip(rng, name: str, inp: str, bw: int, fl: int) -> tuple[Clip, str]:
+    """ReLU6, or a Clip whose bounds are drawn as integers of the format (``bw``, ``fl``), a
+    few beyond its range, each moved outwards by 0, 1/4, 1/2 or 3/4 of a step (the integer
+    model rounds them back inwards) or made infinite. Every Clip keeps at least one value."""
+    if rng.random() < 0.25:
+        lo, hi = 0.0, 6.0
+    else:
+        q = sorted(int(v) for v in rng.integers(fixed.qmin(bw) - 3, fixed.qmax(bw) + 4, 2))
+        q = [min(q[0], fixed.qmax(bw)), max(q[1], fixed.qmin(bw))]     # a value in between
+        lo, hi = ((v + sign * float(rng.choice([0, 0.25, 0.5, 0.75]))) * 2.0 ** -fl
+                  for v, sign in zip(q, (-1, 1)))
+        side = rng.choice(["both", "lo", "hi"], p=[0.6, 0.2, 0.2])
+        lo, hi = (-np.inf if side == "hi" else lo), (np.inf if side == "lo" else hi)
+    return Clip(name, (inp,), lo=lo, hi=hi), f" clip[{lo:g},{hi:g}]"
+
+
+def _activations(rng, g: int, at: str, inp: str, bw: int, fl: int, p_none: float
+                 ) -> tuple[list[Layer], str, str]:
+    """None, a ReLU, a Clip, or both in either order, after ``inp`` (in the group's output
+    format): the layers, the last one's name, a description."""
+    odds = np.array([0.35, 0.25, 0.1, 0.1])              # ReLU, Clip, both, both reversed
+    kind = rng.choice(["", "r", "c", "rc", "cr"], p=[p_none, *(1 - p_none) * odds / odds.sum()])
+    layers, desc = [], ""
+    for k, what in enumerate(str(kind)):
+        name = f"{what}{g}{at}{k}"
+        if what == "r":
+            layers.append(ReLU(name, (inp,)))
+            desc += " relu"
+        else:
+            clip, d = _clip(rng, name, inp, bw, fl)
+            layers.append(clip)
+            desc += d
+        inp = name
+    return layers, inp, desc
+
+
 def random_case(seed: int, images: int = 2, layers: int | None = None) -> Case:
     """A random network of 1 or 2 engine groups (``layers``, default random) and ``images``
     integer inputs, fully determined by ``seed``."""
@@ -149,17 +190,17 @@ def random_case(seed: int, images: int = 2, layers: int | None = None) -> Case:
             shape = (m, oh, ow)
             desc = (f"conv{cc}x{hh}x{ww}->{m} k{kernel[0]}x{kernel[1]} s{stride[0]}{stride[1]}"
                     f" p{''.join(map(str, pads))}")
-        cur = name
         spec.layers[name] = fmt
-        if rng.random() < 0.6:
-            model_layers.append(ReLU(f"r{g}", (cur,)))
-            cur, desc = f"r{g}", desc + " relu"
+        acts, cur, d = _activations(rng, g, "a", name, fmt.bw_x, fmt.fl_out, 0.25)
+        model_layers += acts
+        desc += d
         if not linear and min(shape[1:]) >= 2 and rng.random() < 0.35:
             p = int(rng.choice([2, 3])) if min(shape[1:]) >= 3 else 2
             model_layers.append(MaxPool2d(f"p{g}", (cur,), kernel=(p, p), stride=(p, p)))
-            cur = f"p{g}"
             shape = (shape[0], shape[1] // p, shape[2] // p)
-            desc += f" pool{p}"
+            acts, cur, d = _activations(rng, g, "b", f"p{g}", fmt.bw_x, fmt.fl_out, 0.6)
+            model_layers += acts
+            desc += f" pool{p}" + d
         desc += f" sh{fmt.data_shift} bw{fmt.bw_w}/{fmt.bw_x}"
         parts.append(desc)
         bw, fl = fmt.bw_x, fmt.fl_out

@@ -24,6 +24,7 @@ from typing import Callable, Iterator
 from cocotb_tools.runner import get_runner
 
 from dynfix.errors import DynfixError
+from dynfix.hw.ice40_dual_mac import SIM_DEFINES, sim_sources
 from dynfix.hw.lint import find_verilator
 from .harness import ENGINE, TOP, HostParams, host_verilog
 
@@ -178,13 +179,17 @@ class Simulator:
         args = list(VERILATOR_ARGS) if self.sim == "verilator" else []
         if self.sim == "verilator" and self.waves and Path("/usr/include/lz4.h").exists():
             args.append("--trace-fst")    # the wheel's FST writer needs liblz4-dev; else VCD
+        engine = Path(self.engine_verilog).resolve()
+        # Cell models (yosys's, for the SB_MAC16 of a dual_mac engine) go last: their
+        # `timescale would otherwise apply to the files after them.
+        cells = sim_sources(engine.read_text())
         t0 = time.perf_counter()
         runner = get_runner(self.sim)
         quiet(runner)
         try:
             with tool_environment(self.sim):
-                runner.build(sources=[Path(self.engine_verilog).resolve(), host],
-                             hdl_toplevel=TOP, build_dir=self.build_dir,
+                runner.build(sources=[engine, host, *cells], hdl_toplevel=TOP,
+                             build_dir=self.build_dir, defines=SIM_DEFINES if cells else {},
                              timescale=("1ns", "1ps"), build_args=args, waves=self.waves,
                              always=True, log_file=self.build_dir / "build.log")
         except (SystemExit, Exception) as e:

@@ -137,16 +137,18 @@ def run_direct(verilog: str | Path, images: list[list[int]], n_out: int, n_layer
     """Simulate a bare engine with :class:`EngineHost` on each image (the direct path)."""
     from cocotb_tools.runner import get_runner
 
+    from dynfix.hw.ice40_dual_mac import SIM_DEFINES, sim_sources
     from dynfix.sim.simulators import check_available, job_files
 
     check_available(sim)
     build_dir = Path(build_dir).resolve()
     job, result = job_files(build_dir, {"images": [[int(v) for v in im] for im in images],
                                         "n_out": n_out, "n_layers": n_layers})
+    cells = sim_sources(Path(verilog).read_text())        # SB_MAC16 of a dual_mac engine
     runner = get_runner(sim)
-    runner.build(sources=[Path(verilog).resolve()], hdl_toplevel=TOP_NAME,
-                 build_dir=build_dir, timescale=("1ns", "1ps"),
-                 log_file=build_dir / "build.log")
+    runner.build(sources=[Path(verilog).resolve(), *cells], hdl_toplevel=TOP_NAME,
+                 build_dir=build_dir, defines=SIM_DEFINES if cells else {},
+                 timescale=("1ns", "1ps"), log_file=build_dir / "build.log")
     runner.test(hdl_toplevel=TOP_NAME, test_module="cocotb_driver_tb",
                 build_dir=build_dir, test_dir=build_dir,
                 extra_env={"DYNFIX_TB_JOB": str(job)}, log_file=build_dir / "sim.log")

@@ -1,5 +1,7 @@
 """Resource estimate and board fitting."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -44,13 +46,47 @@ def test_fit_uses_the_board(digits):
     model, spec = digits
     ice = fit(model, spec, get_board("icebreaker"))
     ulx = fit(model, spec, get_board("ulx3s"))
-    assert ice.chosen.config.multipliers <= 8 and ice.chosen.fits
-    assert ulx.chosen.config.multipliers >= 6 * ice.chosen.config.multipliers
+    # iCE40: 8-bit products in pairs on the SB_MAC16s, more products than DSP blocks.
+    c = ice.chosen.config
+    assert c.dual_mac == 1 and c.dsp_blocks <= 8 < c.multipliers and ice.chosen.fits
+    assert ulx.chosen.config.dual_mac == 0
+    assert ulx.chosen.config.multipliers >= 6 * c.multipliers
     assert ulx.chosen.cycles * 3 < ice.chosen.cycles
     assert ulx.chosen.estimate.total.dsps <= 156
-    assert "DSP blocks" in ice.limit and "> 8" in ice.limit
+    assert "DSP blocks" in ulx.limit and "> 156" in ulx.limit
     d = ice.to_dict()
-    assert d["estimate"]["total"]["dsps"] == d["multipliers"]
+    assert d["estimate"]["total"]["dsps"] == d["dsp_blocks"] == -(-d["multipliers"] // 2)
+    assert d["dual_mac"] == 1
+
+
+def test_dual_mac_doubles_the_icebreaker_products(digits):
+    """The same iCE40 board without the dual 8x8 mode: one product per SB_MAC16, slower (the
+    LUTs, not the DSP blocks, stop the next faster dual engine)."""
+    model, spec = digits
+    board = get_board("icebreaker")
+    single = dataclasses.replace(board, family=dataclasses.replace(board.family,
+                                                                   dual_mac=False))
+    one, two = fit(model, spec, single), fit(model, spec, board)
+    assert one.chosen.config.dual_mac == 0 and one.chosen.config.multipliers <= 8
+    assert two.chosen.config.multipliers > 8 >= two.chosen.estimate.total.dsps
+    assert two.chosen.cycles < 0.6 * one.chosen.cycles
+    assert "DSP blocks 16 > 8" in one.limit and "dual 8x8" in two.limit
+    assert two.limit.startswith("LUTs") and "DSP blocks 16 > 8" in two.limit
+
+
+def test_dual_mac_needs_8_bit_operands_and_an_ice40(digits):
+    """16-bit weights: one product per SB_MAC16. A dual engine is refused on ECP5."""
+    from dynfix.hw.compiler import compile_model
+    model, spec = digits
+    wide = dataclasses.replace(spec, layers={
+        name: dataclasses.replace(f, bw_w=16, fl_w=f.fl_w + 8, acc_bits=f.acc_bits + 8)
+        if hasattr(f, "bw_w") else f for name, f in spec.layers.items()})
+    r = fit(model, wide, get_board("icebreaker"))
+    assert r.chosen.config.dual_mac == 0 and r.chosen.config.multipliers <= 8
+    cfg = compile_model(model, spec, EngineConfig(k=1, tn=4, tm=4, dual_mac=1)).config
+    assert estimate(cfg, Device.from_board(get_board("icebreaker"))).total.dsps == 8
+    with pytest.raises(DynfixError, match="pairs products on iCE40 SB_MAC16 .* ecp5"):
+        estimate(cfg, Device.from_board(get_board("ulx3s")))
 
 
 def test_estimate_grows_with_parallelism(digits):

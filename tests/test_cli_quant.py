@@ -133,3 +133,31 @@ def test_quant_mismatch_and_raw_errors(model_path, calib, tmp_path):
     assert r.returncode == 1 and "made for model 'other'" in r.stderr
     r = dynfix("infer", model_path, "-i", calib, "-o", tmp_path / "y.npy", "--raw")
     assert r.returncode == 1 and "--raw needs --quant" in r.stderr
+
+
+def test_quantize_options_params_and_evaluate_measures(model_path, calib, tmp_path):
+    q = tmp_path / "q.yaml"
+    r = dynfix("quantize", model_path, "--calib", calib, "-o", q, "--json")
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert d["method"] == "greedy" and d["options"]["refine"] is True
+    assert "calibration objective: agreement" in r.stderr
+    # bias correction changed the biases: they are beside Q.yaml, which names them
+    assert yaml.safe_load(q.read_text())["params"] == "q.params.npz"
+    assert (tmp_path / "q.params.npz").is_file() and "q.params.npz" in r.stderr
+    # greedy-paper plus one addition, recorded as greedy with that option alone
+    r = dynfix("quantize", model_path, "--calib", calib, "--method", "greedy-paper",
+               "--criterion", "mse", "-o", tmp_path / "b.yaml", "--json")
+    d = json.loads(r.stdout)
+    assert d["method"] == "greedy" and d["options"]["criterion"] == "mse"
+    assert d["options"]["refine"] is False and "params" not in d
+    # no labels: agreement is the headline for class outputs, SQNR on request
+    r = dynfix("evaluate", model_path, "--data", calib, "--quant", q, "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["metric"] == "agreement" and out["output"] == "classes"
+    assert "accuracy" not in out and 0.9 <= out["agreement"] <= 1 and out["sqnr_db"] > 20
+    r = dynfix("evaluate", model_path, "--data", calib, "--quant", q, "--metric", "sqnr")
+    assert r.returncode == 0 and "[measure: output SQNR against the float model]" in r.stdout
+    r = dynfix("evaluate", model_path, "--data", calib)
+    assert r.returncode == 1 and "top-1 accuracy needs labelled data" in r.stderr

@@ -72,3 +72,35 @@ def test_small_net_im2col_bit_exact(tmp_path):
 def test_small_net_bit_exact(tmp_path):
     model, spec, calib = small_net()
     check(*simulate(model, spec, EngineConfig(k=3, tn=1, tm=3), calib[:2] * 1.5, tmp_path))
+
+
+def test_relu6_and_clip_net_bit_exact(tmp_path):
+    """Conv + ReLU6 + Conv + Clip + Linear through the API: both clamps bite on both sides in
+    the simulated images, and the engine equals the integer model and the cycle model."""
+    import dynfix
+    from dynfix.quant.ir import Clip, Conv2d, Flatten, Linear, Model
+
+    rng = np.random.default_rng(11)
+
+    def weight(*shape):
+        return rng.standard_normal(shape).astype(np.float32) * 0.4
+
+    model = Model("clipnet", "x", (3, 6, 6), [
+        Conv2d("c1", ("x",), weight=weight(5, 3, 3, 3), bias=weight(5), pads=(1, 1, 1, 1)),
+        Clip("six", ("c1",), lo=0.0, hi=6.0),
+        Conv2d("c2", ("six",), weight=weight(4, 5, 3, 3), bias=weight(4)),
+        Clip("k2", ("c2",), lo=-0.5, hi=1.25),
+        Flatten("f", ("k2",)),
+        Linear("fc", ("f",), weight=weight(3, 64), bias=weight(3))])
+    x = (rng.standard_normal((16, 3, 6, 6)) * 3).astype(np.float32)
+    q = dynfix.quantize(model, calib=x, bits="8")
+    g = dynfix.generate(q, tmp_path / "gen", config={"k": 1, "tn": 4, "tm": 2})
+    s = dynfix.simulate(g, data=x, images=3)
+    assert s.n == 3 and s.mismatches == 0
+    np.testing.assert_array_equal(s.outputs, q.logits(x[:3]))
+    assert s.layer_cycles[0] == [layer["cycles"] for layer in g.report["estimate"]["layers"]]
+    im = IntModel(model, q.spec)
+    ref = im.forward(im.quantize_input(x[:3]))
+    for before, after in (("c1", "six"), ("c2", "k2")):
+        clipped = ref[before] != ref[after]
+        assert np.any(clipped & (ref[before] > 0)) and np.any(clipped & (ref[before] < 0))

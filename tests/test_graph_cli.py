@@ -8,7 +8,7 @@ import pytest
 
 from dynfix.cli import main
 from dynfix.quant.float_model import predict
-from dynfix.quant.int_model import IntModel
+from dynfix.quant.int_model import IntModel, with_params
 from dynfix.quant.qspec_io import load_qspec
 from dynfix.quant.yaml_io import load_yaml, save_yaml
 from graph_nets import calib, res_dw_model
@@ -55,7 +55,9 @@ def test_quantize_evaluate_infer(files, capsys):
     assert json.loads(out)["accuracy"] >= 0.8      # labels: the float model's classes
     run(capsys, "infer", "g.yaml", "--input", "x.npy", "--output", "y.npy", "--quant",
         "q.yaml", "--raw")
-    np.testing.assert_array_equal(np.load("y.npy"), IntModel(m, spec).logits(x[:5]))
+    # with the adjusted parameters beside q.yaml (bias correction etc.), as infer uses them
+    np.testing.assert_array_equal(np.load("y.npy"),
+                                  IntModel(with_params(m, spec), spec).logits(x[:5]))
     run(capsys, "infer", "g.yaml", "--input", "x.npy", "--output", "f.npy")
     np.testing.assert_allclose(np.load("f.npy"), predict(m, x[:5]), rtol=1e-6)
 

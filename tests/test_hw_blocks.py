@@ -49,8 +49,17 @@ def test_adder_tree_sums_with_its_latency(n):
     assert got[:len(vectors)] == vectors.sum(axis=1).tolist()
 
 
-def requant_cases(acc_bits: int, data_bits: int, rng) -> list[tuple[int, int, int, list[int]]]:
-    """(shift, out_bits, relu, accs): random values plus rounding ties and saturation edges."""
+def clamp_bounds(out_bits: int, rng) -> list[tuple[int, int]]:
+    """Clamp ranges inside the ``out_bits`` range, as the compiler makes them: the saturation
+    alone, ReLU, a ReLU6-like top, a one-point range, a range of negatives, a random one."""
+    qmin, qmax = fixed.qmin(out_bits), fixed.qmax(out_bits)
+    a, b = sorted(int(v) for v in rng.integers(qmin, qmax + 1, 2))
+    return [(qmin, qmax), (0, qmax), (0, qmax // 2 + 1), (a, a), (qmin, -1), (a, b)]
+
+
+def requant_cases(acc_bits: int, data_bits: int, rng) -> list[tuple[int, int, int, int, list]]:
+    """(shift, out_bits, lo, hi, accs): random values plus rounding ties and saturation
+    edges, each clamped to several ranges inside the ``out_bits`` range."""
     lo, hi = -(1 << (acc_bits - 1)), (1 << (acc_bits - 1)) - 1
     cases = []
     for shift in list(range(-data_bits, 8)) + [acc_bits - 1, acc_bits]:
@@ -66,21 +75,31 @@ def requant_cases(acc_bits: int, data_bits: int, rng) -> list[tuple[int, int, in
                 edge = (1 << (out_bits - 1)) >> -shift
                 accs += [edge - 1, edge, -edge, -edge - 1]
             accs = [max(lo, min(hi, a)) for a in accs]
-            cases.append((shift, out_bits, int(rng.integers(0, 2)), accs))
+            for c_lo, c_hi in clamp_bounds(out_bits, rng):
+                # around both bounds (in the accumulator's scale when shifting right)
+                near = [max(lo, min(hi, shift_back(v, shift)))
+                        for b in (c_lo, c_hi) for v in (b - 1, b, b + 1)]
+                cases.append((shift, out_bits, c_lo, c_hi, accs + near))
     return cases
 
 
-def test_requantizer_matches_fixed_requantize():
+def shift_back(v: int, shift: int) -> int:
+    """An accumulator value that the data shift maps to ``v``."""
+    return v << shift if shift > 0 else v >> -shift
+
+
+def test_requantizer_matches_fixed_requantize_then_clamp():
+    """The clamp range inside the output width does the saturation, ReLU and Clip at once."""
     acc_bits, data_bits = 20, 8
     dut = Requantizer(acc_bits, data_bits, shift_bits=6)
     cases = requant_cases(acc_bits, data_bits, np.random.default_rng(0))
     got = []
 
     async def tb(ctx):
-        for shift, out_bits, relu, accs in cases:
+        for shift, _, c_lo, c_hi, accs in cases:
             ctx.set(dut.shift, shift)
-            ctx.set(dut.out_bits, out_bits)
-            ctx.set(dut.relu, relu)
+            ctx.set(dut.lo, c_lo)
+            ctx.set(dut.hi, c_hi)
             res = []
             for step, a in enumerate(accs + [0] * dut.latency):
                 ctx.set(dut.acc, a)
@@ -90,11 +109,9 @@ def test_requantizer_matches_fixed_requantize():
             got.append(res[:len(accs)])
 
     simulate(dut, tb)
-    for (shift, out_bits, relu, accs), res in zip(cases, got):
-        want = fixed.requantize(np.array(accs), shift, out_bits)
-        if relu:
-            want = np.maximum(want, 0)
-        assert res == want.tolist(), (shift, out_bits, relu)
+    for (shift, out_bits, c_lo, c_hi, accs), res in zip(cases, got):
+        want = np.clip(fixed.requantize(np.array(accs), shift, out_bits), c_lo, c_hi)
+        assert res == want.tolist(), (shift, out_bits, c_lo, c_hi)
 
 
 def test_max_pool_windows_and_bypass():

@@ -16,9 +16,11 @@ from dynfix.hw.config import EngineConfig
 from dynfix.hw.generate import TOP_NAME, engine_verilog, write_outputs
 from dynfix.hw.lint import find_verilator, lint
 from dynfix.quant import fixed
-from dynfix.quant.ir import (Affine, AvgPool2d, Conv2d, Flatten, GlobalAvgPool, Linear,
+from dynfix.quant.int_model import MapFormat, apply_plain, clip_bounds
+from dynfix.quant.ir import (Affine, AvgPool2d, Clip, Conv2d, Flatten, GlobalAvgPool, Linear,
                              MaxPool2d, Model, ReLU, Softmax)
 from dynfix.quant.qspec_io import save_qspec
+from dynfix.quant.search import search
 
 from hw_models import conv, digits_8bit, small_net
 
@@ -48,8 +50,8 @@ def test_rejects_every_unsupported_layer_at_once():
 def test_groups_fuse_relu_pool_flatten_and_keep_trailing_softmax():
     model, _ = digits_8bit()
     plans, out = plan_groups(model)
-    assert [(p.name, p.kind, p.pool, p.relu) for p in plans] == [
-        ("conv1", "conv", 1, True), ("conv2", "conv", 2, True), ("fc", "linear", 1, False)]
+    assert [(p.name, p.kind, p.pool, [a.op for a in p.acts]) for p in plans] == [
+        ("conv1", "conv", 1, ["relu"]), ("conv2", "conv", 2, ["relu"]), ("fc", "linear", 1, [])]
     assert plans[2].in_shape == (16, 4, 4) and plans[2].kernel == (4, 4)
     m2 = Model("sm", model.input_name, model.input_shape,
                model.layers + [Softmax("prob", (model.layers[-1].name,))])
@@ -63,6 +65,77 @@ def test_clamped_shift_keeps_every_result():
             c = clamp_shift(shift, bw, 12)
             np.testing.assert_array_equal(fixed.requantize(accs, c, bw),
                                           fixed.requantize(accs, shift, bw))
+
+
+def clip_net():
+    """Clip after a conv (ReLU6), ReLU + Clip + MaxPool + Clip, Clip + ReLU after an FC."""
+    rng = np.random.default_rng(5)
+    layers = [
+        conv(rng, "c1", "x", 4, 3, 3, 3, pads=(1, 1, 1, 1)),
+        Clip("six", ("c1",), lo=0.0, hi=6.0),
+        conv(rng, "c2", "six", 5, 4, 3, 3),
+        ReLU("r2", ("c2",)),
+        Clip("k2", ("r2",), lo=-np.inf, hi=0.75),
+        MaxPool2d("p2", ("k2",), kernel=(2, 2), stride=(2, 2)),
+        Clip("k3", ("p2",), lo=-0.3, hi=0.5),
+        Flatten("f", ("k3",)),
+        Linear("fc", ("f",), weight=rng.standard_normal((3, 45)).astype(np.float32) * 0.3),
+        Clip("k4", ("fc",), lo=-1.5, hi=np.inf),
+        ReLU("r4", ("k4",)),
+    ]
+    model = Model("clips", "x", (3, 8, 8), layers)
+    calib = rng.standard_normal((32, 3, 8, 8)).astype(np.float32) * 2
+    return model, search(model, calib, bits="8")
+
+
+def test_relu_and_clips_fuse_into_one_clamp_range():
+    model, spec = clip_net()
+    plans, out = plan_groups(model)
+    assert [(p.name, p.pool, [a.name for a in p.acts]) for p in plans] == [
+        ("c1", 1, ["six"]), ("c2", 2, ["r2", "k2", "k3"]), ("fc", 1, ["k4", "r4"])]
+    assert plans[1].layers == ["c2", "r2", "k2", "p2", "k3", "f"] and out == "r4"
+    cm = compile_model(model, spec, EngineConfig(k=1, tn=4, tm=2))
+    want = {}
+    for name, lo, hi in (("c1", 0, 6), ("c2", 0, 0.5), ("fc", 0, np.inf)):
+        f = spec.layers[name]
+        top = fixed.qmax(f.bw_x)
+        want[name] = (lo, min(top, int(np.floor(np.ldexp(hi, f.fl_out)))) if hi < np.inf
+                      else top)
+    assert {p.name: (p.entry["clamp_lo"], p.entry["clamp_hi"]) for p in cm.plans} == want
+    assert all(0 < hi < fixed.qmax(spec.layers[n].bw_x) for n, (_, hi) in want.items()
+               if n != "fc")                        # the clips bite at these formats
+
+
+def test_clamp_range_is_the_layers_one_after_another():
+    """The one range equals saturating, then every ReLU / Clip in order, for random chains
+    (finite, one-sided and disjoint bounds, bounds between representable values)."""
+    rng = np.random.default_rng(7)
+    bounds = [-np.inf, -9.0, -2.3, -1.0, -0.26, 0.0, 0.3, 1.0, 1.7, 6.0, 40.0, np.inf]
+    plan = plan_groups(clip_net()[0])[0][0]
+    for trial in range(300):
+        acts = []
+        for k in range(int(rng.integers(0, 4))):
+            if rng.random() < 0.3:
+                acts.append(ReLU(f"r{k}", ("c1",)))
+            else:
+                lo, hi = sorted(rng.choice(bounds, 2))
+                acts.append(Clip(f"k{k}", ("c1",), lo=float(lo), hi=float(hi)))
+        bw, fl = int(rng.integers(2, 9)), int(rng.integers(-3, 7))
+        fmt = MapFormat(bw, fl)
+        try:
+            for a in acts:
+                if isinstance(a, Clip):
+                    clip_bounds(a, fmt)
+        except DynfixError:
+            continue                                # no value in [lo, hi]: spec rejected
+        x = np.arange(fixed.qmin(bw) - 3, fixed.qmax(bw) + 4)
+        want = fixed.saturate(x, bw)
+        for a in acts:
+            want = apply_plain(a, want, fmt)
+        plan.acts = acts
+        lo, hi = plan.clamp_range(bw, fl)
+        np.testing.assert_array_equal(np.clip(x, lo, hi), want, err_msg=f"{acts} {fmt}")
+        assert fixed.qmin(bw) <= lo <= hi <= fixed.qmax(bw)
 
 
 def test_weight_words_hold_the_kernel_in_sequencer_order():
@@ -131,9 +204,11 @@ def test_generate_is_deterministic_and_path_free(generated, capsys):
         assert (tmp / "a" / name).read_bytes() == (tmp / "b" / name).read_bytes(), name
     text = (tmp / "a" / f"{TOP_NAME}.v").read_text()
     assert str(tmp) not in text and "/work" not in text and "src =" not in text
-    # --board fits the engine: iCEBreaker has 8 SB_MAC16 blocks, one per multiplier.
-    assert 1 <= rep["multipliers"] <= 8
+    # --board fits the engine: iCEBreaker has 8 SB_MAC16 blocks, two 8-bit products each.
+    assert rep["engine"]["dual_mac"] == 1 and 8 < rep["multipliers"] <= 16
+    assert rep["dsp_blocks"] == rep["engine"]["dsp_blocks"] == -(-rep["multipliers"] // 2) <= 8
     assert rep["multipliers"] == rep["engine"]["lanes"] * rep["engine"]["tm"]
+    assert text.count("SB_MAC16 #(") == rep["dsp_blocks"]
     assert rep["estimate"]["cycles_per_image"] > 0
     assert [r["name"] for r in rep["estimate"]["layers"]] == ["conv1", "conv2", "fc"]
     assert not [p for p in tmp.iterdir() if p.name.startswith(".")]    # no temp folders

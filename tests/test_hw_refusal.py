@@ -1,8 +1,8 @@
 """The engine refuses graph models up front: one error naming every layer it cannot run.
 
 The model side (IR, float and integer models, quantizer, formats) handles residual Adds,
-grouped/depthwise convolutions, Clip and global average pooling; the compiler and the
-gateware do not yet, and ``plan_groups`` (which ``dynfix flow`` and ``generate`` call before
+grouped/depthwise convolutions and global average pooling; the compiler and the gateware do
+not yet (Clip they do), and ``plan_groups`` (which ``dynfix flow`` and ``generate`` call before
 any work) must say so for each such layer.
 """
 
@@ -34,8 +34,6 @@ def test_residual_depthwise_net_names_every_layer():
         "not 'c4'",
         "add2 (Add): residual add is not supported by the engine yet",
         "dw (Conv2d): grouped convolution (groups=16) is not supported by the engine yet",
-        "r6 (Clip): clip (e.g. ReLU6) is not supported by the engine yet",
-        "r6b (Clip): clip (e.g. ReLU6) is not supported by the engine yet",
         "gap (GlobalAvgPool): global average pooling is not supported by the engine yet",
     ]
 
@@ -51,12 +49,26 @@ def chain(*extra, groups=1):
 
 
 def test_one_problem_each():
-    assert refusal(chain(Clip("six", ("c1",), lo=0.0, hi=6.0))) == [
-        "six (Clip): clip (e.g. ReLU6) is not supported by the engine yet"]
     assert refusal(chain(groups=2)) == [
         "c1 (Conv2d): grouped convolution (groups=2) is not supported by the engine yet"]
     plans, out = plan_groups(chain(ReLU("r", ("c1",))))        # a plain chain still plans
-    assert [p.name for p in plans] == ["c1", "fc"] and plans[0].relu and out == "fc"
+    assert [p.name for p in plans] == ["c1", "fc"] and out == "fc"
+    assert [a.name for a in plans[0].acts] == ["r"]
+    plans, _ = plan_groups(chain(Clip("six", ("c1",), lo=0.0, hi=6.0)))     # so does ReLU6
+    assert [a.name for a in plans[0].acts] == ["six"]
+
+
+def test_clip_needs_a_compute_layer_before_it():
+    """A Clip (like a ReLU) runs in the requantizer of the group it follows: none before the
+    first Conv/Linear."""
+    w = np.ones((4, 4, 3, 3), np.float32)
+    m = Model("m", "x", (4, 4, 4), [
+        Clip("six", ("x",), lo=0.0, hi=6.0),
+        ReLU("r", ("six",)),
+        Conv2d("c1", ("r",), weight=w, pads=(1, 1, 1, 1)),
+        Clip("after", ("c1",), lo=-1.0, hi=np.inf)])
+    assert refusal(m) == ["six (Clip): not after a Conv/Linear layer",
+                          "r (ReLU): not after a Conv/Linear layer"]
 
 
 def test_flow_fails_before_any_work(tmp_path, capsys, monkeypatch):

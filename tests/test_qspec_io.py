@@ -20,9 +20,9 @@ def net(name="net"):
         Linear("b", ("r",), weight=rng.normal(0, 0.5, (3, 4)).astype(np.float32))])
 
 
-def search_and_save(tmp_path, m, x, bits, overrides=None):
+def search_and_save(tmp_path, m, x, bits, overrides=None, method="greedy"):
     """(model, spec, path of its saved Q.yaml)."""
-    spec = search(m, x, bits, overrides=overrides)
+    spec = search(m, x, bits, method, overrides=overrides)
     path = tmp_path / "q.yaml"
     save_qspec(spec, path)
     return m, spec, path
@@ -46,11 +46,18 @@ def test_round_trip_and_determinism(saved, tmp_path):
         assert g.sqnr_db == pytest.approx(f.sqnr_db, abs=0.005)
     assert back.layers["b"].bw_in == 8 and back.layers["b"].bw_w == 6
     save_qspec(back, tmp_path / "again.yaml")
-    assert (tmp_path / "again.yaml").read_text() == path.read_text()
+    assert (tmp_path / "again.yaml").read_text().replace("again.params", "q.params") == \
+        path.read_text()
+    assert (tmp_path / "again.params.npz").read_bytes() == \
+        (tmp_path / "q.params.npz").read_bytes()
     d = yaml.safe_load(path.read_text())
-    assert list(d) == ["model", "method", "bits", "input_bw", "input_fl", "layers"]
+    # default greedy: its options, and the biases bias correction chose
+    assert list(d) == ["model", "method", "options", "bits", "input_bw", "input_fl",
+                       "params", "layers"]
+    assert d["params"] == "q.params.npz" and sorted(back.params) == ["a", "b"]
     assert [r["name"] for r in d["layers"]] == ["a", "b"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["again.yaml", "q.yaml"]  # no temps
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "again.params.npz", "again.yaml", "q.params.npz", "q.yaml"]  # no temps
 
 
 def edit(path, fn):
@@ -122,7 +129,8 @@ def test_old_chain_file_loads_and_saves_byte_identical(tmp_path):
 
 @pytest.fixture
 def graph_saved(tmp_path):
-    return search_and_save(tmp_path, res_dw_model(), calib(60), "8", {"c2": {"bw_x": 6}})
+    return search_and_save(tmp_path, res_dw_model(), calib(60), "8", {"c2": {"bw_x": 6}},
+                           "greedy-paper")
 
 
 def test_graph_round_trip(graph_saved, tmp_path):

@@ -9,7 +9,7 @@ from dynfix.quant import fixed
 from dynfix.quant.float_model import forward
 from dynfix.quant.int_model import IntModel
 from dynfix.quant.ir import Clip, Conv2d, Flatten, Linear, MaxPool2d, Model, ReLU
-from dynfix.quant.search import search
+from dynfix.quant.search import search, search_model
 
 # One outlier (1.0) and forty small values (0.1): at 4 bits the overflow-free fl is 2, but
 # clipping the outlier pays. L1 error by fl (hand-computed, values * 2**fl rounded half up,
@@ -26,7 +26,7 @@ def one_linear(w=1.0, b=0.0):
 
 def test_greedy_weight_window_beats_overflow_free_start():
     m = Model("t", "x", (41,), [Linear("fc", ("x",), weight=SKEWED[None, :].copy())])
-    spec = search(m, np.ones((3, 41), np.float32), "4")
+    spec = search(m, np.ones((3, 41), np.float32), "4", "greedy-paper")
     assert spec.layers["fc"].fl_w == 5
 
 
@@ -37,7 +37,7 @@ def test_greedy_data_phase_hand_derived():
     # fl 4: 1.75, fl 3: 1.75, fl 2: 4.75, fl 1: 5.0 -> fl_out 5; 28 >> 2 = 7 is exact, so
     # nothing saturates.
     m = Model("t", "x", (1,), [one_linear()])
-    spec = search(m, SKEWED[:, None], "4")
+    spec = search(m, SKEWED[:, None], "4", "greedy-paper")
     f = spec.layers["fc"]
     assert (spec.input_fl, f.fl_w, f.fl_in, f.fl_out, f.saturated) == (5, 2, 5, 5, 0)
     assert f.bw_b == 8 and f.fl_b <= f.fl_in + f.fl_w
@@ -47,7 +47,7 @@ def test_compared_after_relu():
     # x = [-4, 0.5] at 8 bits: input fl 4 (exact), w = 1 at fl 6. Pre-ReLU the map needs
     # fl <= 5 for -4; after ReLU only 0.5 matters (overflow-free fl 7, exact). -4 saturates.
     m = Model("t", "x", (1,), [one_linear(), ReLU("r", ("fc",))])
-    spec = search(m, np.array([[-4.0], [0.5]], np.float32), "8")
+    spec = search(m, np.array([[-4.0], [0.5]], np.float32), "8", "greedy-paper")
     f = spec.layers["fc"]
     assert (spec.input_fl, f.fl_w, f.fl_out, f.saturated) == (4, 6, 7, 1)
     assert f.sqnr_db == float("inf")
@@ -156,8 +156,9 @@ def test_bundled_digits_targets():
     xt, yt = load_digits("test")
     fpred = forward(m, xt)[m.layers[-1].name].argmax(1)
     facc = np.mean(fpred == yt)
-    p16 = IntModel(m, search(m, calib, "16")).logits(xt).argmax(1)
-    p8 = IntModel(m, search(m, calib, "8")).logits(xt).argmax(1)
+    r16, r8 = search_model(m, calib, "16"), search_model(m, calib, "8")
+    p16 = IntModel(r16.model, r16.spec).logits(xt).argmax(1)
+    p8 = IntModel(r8.model, r8.spec).logits(xt).argmax(1)
     assert np.mean(p16 == fpred) >= 0.99
     assert abs(np.mean(p16 == yt) - facc) <= 0.002
     assert np.mean(p8 == yt) >= facc - 0.005
@@ -179,7 +180,7 @@ def test_greedy_add_hand_derived():
     # 4: [7, 3] 1.5625 + 0.5 = 2.0625 (best); 5: [7 (sat), 6] 1.78125 + 0.5 = 2.28125;
     # 6: [7, 7] (both saturate) 1.890625 + 3.625 = 5.515625.
     m = Model("t", "x", (1,), [one_linear(), Add("add", ("fc", "x"))])
-    spec = search(m, SKEWED[:, None], "4")
+    spec = search(m, SKEWED[:, None], "4", "greedy-paper")
     f = spec.layers["add"]
     assert isinstance(f, AddFormat)
     assert (spec.input_fl, spec.layers["fc"].fl_out) == (5, 5)
@@ -189,7 +190,8 @@ def test_greedy_add_hand_derived():
 def test_residual_depthwise_net_formats_follow_the_graph():
     m = res_dw_model(1)
     x = calib(300, 11)
-    spec = search(m, x[:200], "8")
+    r = search_model(m, x[:200], "8")
+    spec = r.spec
     assert list(spec.layers) == ["c0", "c1", "c2", "add1", "c3", "c4", "proj", "add2", "dw",
                                  "pw", "fc"]
     L = spec.layers
@@ -202,18 +204,19 @@ def test_residual_depthwise_net_formats_follow_the_graph():
     # depthwise: the accumulator is sized for a fan-in of 9 (8-bit x, w; 16-bit bias)
     assert L["dw"].acc_bits == fixed.acc_bits(9, 8, 8, 16, L["dw"].bias_shift)
     assert all(f.sqnr_db > 15 for f in L.values())
-    im = IntModel(m, spec)
+    im = IntModel(r.model, spec)
     ref = forward(m, x[200:])["fc"].astype(np.float64)
     y = im.dequantize("fc", im.logits(x[200:]))
     assert np.mean(y.argmax(1) == ref.argmax(1)) >= 0.95
     assert 10 * np.log10((ref ** 2).sum() / ((ref - y) ** 2).sum()) > 20
     # the baselines also give a valid spec; range is worse on the output
     errors = {}
-    for method in ("greedy", "range", "static"):
-        s = spec if method == "greedy" else search(m, x[:200], "8", method)
-        im = IntModel(m, s)
+    for method in ("greedy", "greedy-paper", "range", "static"):
+        s = r if method == "greedy" else search_model(m, x[:200], "8", method)
+        im = IntModel(s.model, s.spec)
         errors[method] = np.abs(im.dequantize("fc", im.logits(x[200:])) - ref).sum()
     assert errors["greedy"] <= errors["range"]
+    assert errors["greedy-paper"] <= errors["range"]
 
 
 def test_static_shares_one_data_fl_with_adds():
@@ -249,7 +252,7 @@ def test_clip_in_the_tail_is_compared_after_clipping():
     # greedy (the inputs are multiples of 0.25, exact at fl >= 2): after the clip, fl 3 and
     # fl 4 are both exact and the tie goes to the overflow-free start for 6, fl 4; compared
     # before the clip, fl 4 would saturate the values above 7.94 and fl 3 would win.
-    spec = search(m, x, "8")
+    spec = search(m, x, "8", "greedy-paper")
     assert spec.layers["fc"].fl_out == 4
     im = IntModel(m, spec)
     y = im.dequantize("r6", im.logits(x))

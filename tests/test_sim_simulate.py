@@ -274,5 +274,5 @@ def test_generate_cli_writes_what_simulate_needs(tmp_path):
     d = load_design(tmp_path / "gen")
     from dynfix.api import fit
     c = fit(spec, "icebreaker", model=model).chosen.config
-    cfg = EngineConfig(k=c.k, tn=c.tn, tm=c.tm)
+    cfg = EngineConfig(**c.choice())
     assert d.cm.program == compile_model(model, spec, cfg).program

@@ -184,7 +184,7 @@ def test_digits_fit_generate_synth(tmp_path, capsys, board_name):
     board = get_board(board_name)
     chosen = fit(model, load_qspec(q, model), board).chosen
     c = chosen.config
-    _, out = _generate(tmp_path, {"k": c.k, "tn": c.tn, "tm": c.tm}, board_name)
+    _, out = _generate(tmp_path, c.choice(), board_name)
     capsys.readouterr()
     assert main(["synth", str(out), "--board", board_name, "--json"]) == 0
     r = json.loads(capsys.readouterr().out)
@@ -192,6 +192,10 @@ def test_digits_fit_generate_synth(tmp_path, capsys, board_name):
     est = chosen.estimate.total.rounded()
     assert (est["dsps"], est["brams"]) == (r["dsps"], r["brams"])
     assert 0.75 <= est["luts"] / r["luts"] <= 1.25
+    # iCE40: 8-bit products in pairs, on SB_MAC16 cells in their dual 8x8 mode.
+    assert c.dual_mac == (board_name == "icebreaker")
+    if c.dual_mac:
+        assert r["cells"]["SB_MAC16"] == c.dsp_blocks == r["dsps"] < c.multipliers
 
 
 def test_board_top_wraps_generated_verilog(tmp_path):

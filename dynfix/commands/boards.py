@@ -38,15 +38,15 @@ def run_fit(args: argparse.Namespace) -> int:
     if args.write:
         c = results[0].chosen.config
         with open(args.write, "w") as f:
-            yaml.safe_dump({"k": c.k, "tn": c.tn, "tm": c.tm}, f, sort_keys=False)
+            yaml.safe_dump(c.choice(), f, sort_keys=False)
     if args.json:
         print(json.dumps([r.to_dict() for r in results], indent=2))
         return 0
     for b, r in zip(boards, results):
         c, t = r.chosen, r.chosen.estimate.total.rounded()
         us = c.cycles / b.target_mhz
-        print(f"{b.name}: k={c.config.k} tn={c.config.tn} tm={c.config.tm}, "
-              f"{c.config.multipliers} multipliers, {c.cycles} cycles/image "
+        print(f"{b.name}: {c.config.summary()}, {c.config.multipliers_text()}, "
+              f"{c.cycles} cycles/image "
               f"({us:.0f} us at {b.target_mhz:g} MHz)")
         print(f"  estimate: {t['luts']}/{b.luts} LUTs, {t['ffs']} FFs, "
               f"{t['dsps']}/{b.dsp.blocks} DSPs, {t['brams']}/{b.bram.blocks} BRAMs")
@@ -76,5 +76,5 @@ def register(subparsers) -> None:
     p.add_argument("--quant", metavar="Q.yaml", help="with --fit: the model's quantization")
     p.add_argument("--board", help="with --fit: only this board (name or .yaml file)")
     p.add_argument("--write", metavar="engine.yaml",
-                   help="with --fit and --board: write the chosen k, tn, tm")
+                   help="with --fit and --board: write the chosen k, tn, tm, dual_mac")
     p.set_defaults(func=run)

@@ -19,8 +19,8 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(rep, indent=2, sort_keys=True))
         return 0
     e, est = rep["engine"], rep["estimate"]
-    print(f"{g.model.name}: engine k={e['k']} tn={e['tn']} tm={e['tm']} "
-          f"({e['multipliers']} multipliers, {e['data_bits']}-bit data, "
+    print(f"{g.model.name}: engine {g.config.summary()} ({g.config.multipliers_text()}, "
+          f"{e['data_bits']}-bit data, "
           f"{e['weight_bits']}-bit weights, {e['acc_bits']}-bit accumulators)")
     for r in est["layers"]:
         print(f"  {r['name']:<12} {r['kind']:<6} {r['cycles']:>9} cycles  "

@@ -1,5 +1,12 @@
 """``dynfix quantize MODEL --calib DATA --bits SPEC --output Q.yaml``: pick every layer's
-fixed-point format on calibration data (greedy dynamic precision by default)."""
+fixed-point format on calibration data (greedy dynamic precision by default).
+
+The greedy method's additions beyond the paper (docs/quantization.md) each have an option;
+``--method greedy`` starts from its defaults (``search.GREEDY``), ``--method greedy-paper``
+from none, and the options given change those. When bias correction or adaptive rounding
+chose other weights/biases than the model's own rounded to nearest, they are written to
+``Q.params.npz`` beside ``Q.yaml`` (which names it); every command that takes ``--quant``
+reads them."""
 
 from __future__ import annotations
 
@@ -9,8 +16,30 @@ import sys
 
 from dynfix.quant.qspec import AddFormat, QuantSpec
 from dynfix.quant.qspec_io import finite_or_none, spec_to_dict
-from dynfix.quant.search import METHODS
+from dynfix.quant.qspec import OPTION_CHOICES
+from dynfix.quant.search import GREEDY, METHODS
 from . import BITS_HELP, MODEL_HELP
+
+#: The option flags: (flag, QuantOptions field, choices or None for on/off, help).
+OPTION_FLAGS = [
+    ("--equalize", "equalize", None,
+     "also try the search on cross-layer-equalized weights (the same float function); "
+     "keep whichever scores better"),
+    ("--criterion", "criterion", OPTION_CHOICES["criterion"],
+     "error the weight and data phases minimize: l1 (the paper's) or mse"),
+    ("--start", "start", OPTION_CHOICES["start"],
+     "data-phase window: around the overflow-free fl of max|v| (the paper's), or also "
+     "around that of the 99.99th percentile"),
+    ("--bias-correction", "bias_correction", None,
+     "shift each bias by the mean pre-activation error of its quantized layer"),
+    ("--rounding", "rounding", OPTION_CHOICES["rounding"],
+     "weights to nearest (the paper's) or adaptive (floor or ceil, by output error)"),
+    ("--refine", "refine", None,
+     "coordinate descent of the fl choices on the network output (calibration data)"),
+    ("--objective", "objective", OPTION_CHOICES["objective"],
+     "what --refine and the choice against greedy-paper maximize: auto (agreement then "
+     "SQNR for class outputs, SQNR otherwise), agreement, sqnr"),
+]
 
 COLUMNS = ("layer", "bw_w", "fl_w", "bw_b", "fl_b", "bw_in", "fl_in", "bw_x", "fl_out",
            "acc", "SQNR dB", "saturated")
@@ -39,11 +68,16 @@ def run(args: argparse.Namespace) -> int:
     def progress(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
+    changes = {}
+    for _, field, choices, _ in OPTION_FLAGS:
+        v = getattr(args, field)
+        if v is not None:
+            changes[field] = (v == "on") if choices is None else v
     q = api.quantize(args.model, args.calib, args.bits, args.method, args.overrides,
-                     args.output, progress)
+                     args.output, progress, changes or None)
     spec = q.spec
     progress(f"search took {q.seconds:.2f} s on {q.calib_inputs} calibration inputs; "
-             f"wrote {args.output}")
+             f"wrote {', '.join(str(p) for p in q.files)}")
     if args.json:
         d = spec_to_dict(spec)
         for row in d["layers"]:
@@ -52,7 +86,9 @@ def run(args: argparse.Namespace) -> int:
                  output=str(args.output))
         print(json.dumps(d, indent=2))
     else:
-        print(f"model {spec.model}: method {spec.method}, bits {spec.bits}, input "
+        opts = "" if spec.options is None else " (" + ", ".join(
+            f"{k} {v}" for k, v in spec.options.to_dict().items()) + ")"
+        print(f"model {spec.model}: method {spec.method}{opts}, bits {spec.bits}, input "
               f"{spec.input_bw} bits fl {spec.input_fl}")
         print(table(spec))
     return 0
@@ -66,8 +102,17 @@ def register(subparsers) -> None:
                    help="calibration inputs: digits (its calib split), X.npy or D.npz")
     p.add_argument("--bits", default="8", help=BITS_HELP)
     p.add_argument("--method", choices=METHODS, default="greedy",
-                   help="greedy: dynamic fl by error search (default); range: Ristretto's "
-                        "max-abs rule; static: one fl for the whole network")
+                   help="greedy: dynamic fl by error search plus the additions below "
+                        "(default); greedy-paper: the paper's search alone; range: "
+                        "Ristretto's max-abs rule; static: one fl for the whole network")
+    for flag, field, choices, text in OPTION_FLAGS:
+        default = getattr(GREEDY, field)
+        if choices is None:
+            p.add_argument(flag, dest=field, choices=("on", "off"),
+                           help=f"{text} (greedy default: {'on' if default else 'off'})")
+        else:
+            p.add_argument(flag, dest=field, choices=choices,
+                           help=f"{text} (greedy default: {default})")
     p.add_argument("--overrides", metavar="F.yaml",
                    help="per-layer widths: layer name -> {bw_w, bw_x, bw_b}")
     p.add_argument("--output", "-o", required=True, metavar="Q.yaml",

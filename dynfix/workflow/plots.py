@@ -31,17 +31,19 @@ def write_plots(folder: Path, rep: dict) -> list[Path]:
     pts = sorted(sweep["points"], key=lambda p: (_bits_key(p["bits"]), p["bits"]))
     fig, ax = plt.subplots(figsize=(5, 3.2))
     xs = range(len(pts))
-    ax.plot(xs, [100 * p["value"] for p in pts], "o-", color="tab:blue", label="integer model")
+    scale = 100 if sweep["unit"] == "%" else 1
+    ax.plot(xs, [scale * p["value"] for p in pts], "o-", color="tab:blue",
+            label="integer model")
     for x, p in zip(xs, pts):
         if p["chosen"]:
-            ax.plot([x], [100 * p["value"]], "o", ms=10, mfc="none", color="tab:red",
+            ax.plot([x], [scale * p["value"]], "o", ms=10, mfc="none", color="tab:red",
                     label="chosen")
-    if rep["accuracy"]["float"] is not None:
+    if rep["accuracy"]["float"] is not None and sweep["metric"] == "accuracy":
         ax.axhline(100 * rep["accuracy"]["float"], ls="--", color="gray", label="float")
     ax.set_xticks(list(xs), [p["bits"] for p in pts])
     ax.set_xlabel("bit width (data/weights)")
-    ax.set_ylabel(f"{sweep['metric']} (%)")
-    ax.set_title(f"{rep['model']}: {sweep['metric']} vs bit width")
+    ax.set_ylabel(f"{sweep['metric']} ({sweep['unit']})")
+    ax.set_title(f"{rep['model']}: {sweep['label']} vs bit width", fontsize=9)
     ax.legend(fontsize=8)
     paths.append(folder / "accuracy_vs_bits.png")
     _save(fig, paths[-1])

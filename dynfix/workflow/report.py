@@ -11,6 +11,18 @@ from typing import Any
 from dynfix.hw.resources import Device, estimate
 
 RESOURCES = (("luts", "LUTs"), ("ffs", "FFs"), ("dsps", "DSPs"), ("brams", "BRAMs"))
+#: The bit-width sweep's measures: key -> (label, unit).
+SWEEP_METRICS = {"accuracy": ("top-1 accuracy", "%"),
+                 "agreement": ("top-1 agreement with the float model", "%"),
+                 "sqnr": ("output SQNR against the float model", "dB")}
+
+
+def sweep_metric(acc: dict) -> str:
+    """The sweep's measure: top-1 accuracy with labels, top-1 agreement without, output
+    SQNR for an output that is not classes (``acc``: the flow's accuracies)."""
+    if acc["output"] != "classes":
+        return "sqnr"
+    return "accuracy" if acc["float"] is not None else "agreement"
 
 
 def _r(v: float | None, digits: int = 4) -> float | None:
@@ -68,19 +80,24 @@ def build_report(model, board, opts, data: str, q, g, s, syn, acc: dict, sweep: 
              "biases": "hw/biases.hex", "engine_report": "hw/report.json",
              "report": "report.json", "summary": "summary.md",
              "plots": ["plots/accuracy_vs_bits.png", "plots/sqnr.png", "plots/layers.png"]}
+    if q.spec.params:                   # bias correction / adaptive rounding (Q.yaml names it)
+        files["quant_params"] = "quant.params.npz"
     timing: dict[str, Any] = {}
     if syn is not None:
         files["bitstream"] = f"synth/{Path(syn.bitstream).name}"
         timing = {"fmax_mhz": _r(syn.fmax_mhz, 2), "target_mhz": syn.target_mhz,
                   "met": bool(syn.timing_met)}
     n = s.n
+    classes = acc["output"] == "classes"
     return {
         "model": model.name, "board": board.name, "bits": str(opts.bits),
         "method": q.spec.method, "data": data,
         "accuracy": {"float": _r(acc["float"]), "integer": _r(acc["integer"]),
-                     "test_images": acc["n"],
-                     "integer_simulated": _r(s.int_accuracy),
-                     "hardware": _r(s.hw_accuracy), "simulated_images": n},
+                     "output": acc["output"], "agreement": _r(acc["agreement"]),
+                     "sqnr_db": _r(acc["sqnr_db"], 2), "test_images": acc["n"],
+                     "integer_simulated": _r(s.int_accuracy if classes else None),
+                     "hardware": _r(s.hw_accuracy if classes else None),
+                     "simulated_images": n},
         "simulation": {"simulator": "icarus", "images": n, "mismatches": s.mismatches},
         "performance": {
             "cycles_per_image": _r(per_image, 1), "compute_cycles": _r(compute, 1),
@@ -92,22 +109,24 @@ def build_report(model, board, opts, data: str, q, g, s, syn, acc: dict, sweep: 
             "board_clock_mhz": board.target_mhz, "gops": _r(2 * est["macs"] * ips / 1e9, 5),
             "macs_per_image": int(est["macs"]), "multipliers": mults,
             "mac_utilization": _r(est["macs"] / (compute * mults) if compute else 0.0)},
-        "engine": dict({k: g.report["engine"][k] for k in ("k", "tn", "tm", "multipliers",
+        "engine": dict({k: g.report["engine"][k] for k in ("k", "tn", "tm", "dual_mac",
+                                                           "multipliers", "dsp_blocks",
                                                            "data_bits", "weight_bits",
                                                            "acc_bits")},
                        limited_by=g.fit.limit if g.fit is not None else None),
         "resources": resources(board, g.config, syn),
         "timing": timing,
         "layers": layers,
-        "accuracy_vs_bits": {"metric": "accuracy" if acc["float"] is not None
-                             else "top-1 agreement with the float model",
+        "accuracy_vs_bits": {"metric": sweep_metric(acc),
+                             "label": SWEEP_METRICS[sweep_metric(acc)][0],
+                             "unit": SWEEP_METRICS[sweep_metric(acc)][1],
                              "points": [dict(r, value=_r(r["value"])) for r in sweep]},
         "files": files,
     }
 
 
-def _pct(v: float | None) -> str:
-    return "n/a (no labels)" if v is None else f"{100 * v:.2f} %"
+def _pct(v: float | None, why: str = "no labels") -> str:
+    return f"n/a ({why})" if v is None else f"{100 * v:.2f} %"
 
 
 def rows(rep: dict) -> list[tuple[str, str]]:
@@ -119,11 +138,16 @@ def rows(rep: dict) -> list[tuple[str, str]]:
         if key in res["used"]:
             u, av = res["used"][key], res["available"].get(key) or 0
             use.append(f"{name} {u:,}/{av:,}" + (f" ({100 * u / av:.0f} %)" if av else ""))
+    why = "no labels" if a.get("output", "classes") == "classes" else "output is not classes"
+    fid = ""
+    if a.get("sqnr_db") is not None:
+        agree = f"agreement {100 * a['agreement']:.2f} %, " if why == "no labels" else ""
+        fid = f"; vs float: {agree}output SQNR {a['sqnr_db']:.1f} dB"
     out = [
-        ("float model", f"{_pct(a['float'])} on {t} test images"),
-        ("integer model", f"{_pct(a['integer'])} on {t} test images; "
-                          f"{_pct(a['integer_simulated'])} on the {n} simulated"),
-        ("hardware (Icarus)", f"{_pct(a['hardware'])} on {n} images; "
+        ("float model", f"{_pct(a['float'], why)} on {t} test images"),
+        ("integer model", f"{_pct(a['integer'], why)} on {t} test images; "
+                          f"{_pct(a['integer_simulated'], why)} on the {n} simulated{fid}"),
+        ("hardware (Icarus)", f"{_pct(a['hardware'], why)} on {n} images; "
                               f"{sim['mismatches']} mismatches with the integer model"),
         ("cycles per image", f"{p['cycles_per_image']:,.0f} ({p['compute_cycles']:,.0f} "
                              f"compute, simulated, + {p['load_cycles']} in + "
@@ -174,9 +198,11 @@ def summary_markdown(rep: dict, table: str | None = None) -> str:
                   f"{r['cycles_estimate']:,} | {100 * r['utilization']:.1f} % | {r['bw_w']} | "
                   f"{r['bw_x']} | {r['sqnr_db']} | {r['saturated']} |")
     sweep = rep["accuracy_vs_bits"]
-    md += ["", f"## {sweep['metric'].capitalize()} vs bit width (integer model)", "",
+    title = sweep["label"][:1].upper() + sweep["label"][1:]
+    md += ["", f"## {title} vs bit width (integer model)", "",
+           f"Measure: {sweep['label']} ({sweep['metric']}) on the test data.", "",
            "| bits | value |", "|---|---:|"]
-    md += [f"| {p['bits']}{' (chosen)' if p['chosen'] else ''} | {100 * p['value']:.2f} % |"
+    md += [f"| {p['bits']}{' (chosen)' if p['chosen'] else ''} | {_value(p['value'], sweep)} |"
            for p in sweep["points"]]
     md += ["", "## Plots", ""]
     md += [f"![{Path(p).stem}]({p})" for p in rep["files"]["plots"]]
@@ -185,6 +211,12 @@ def summary_markdown(rep: dict, table: str | None = None) -> str:
         md += [f"- {key}: " + ", ".join(f"`{x}`" for x in (v if isinstance(v, list) else [v]))]
     md += ["", "Reproduce: `dynfix flow " + " ".join(_args(rep)) + "`", ""]
     return "\n".join(md)
+
+
+def _value(v: float | None, sweep: dict) -> str:
+    if v is None:
+        return "n/a"
+    return f"{100 * v:.2f} %" if sweep["unit"] == "%" else f"{v:.2f} dB"
 
 
 def _args(rep: dict) -> list[str]:

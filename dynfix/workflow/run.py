@@ -31,11 +31,13 @@ from dynfix.fileio import atomic_folder
 from dynfix.hw.compiler import plan_groups
 from dynfix.inputs import check_data_fits, get_board, load_inputs, load_model
 from dynfix.quant.bits import layer_widths
-from dynfix.quant.float_model import check_input, predict
+from dynfix.quant.fidelity import agreement, output_kind, outputs, sqnr_db, top1
+from dynfix.quant.float_model import check_input
 from dynfix.quant.ir import Model
 from .options import DEFAULT_IMAGES, FlowOptions
 from .plots import write_plots
-from .report import build_report, summary_markdown, summary_table, write_json
+from .report import (SWEEP_METRICS, build_report, summary_markdown, summary_table,
+                     sweep_metric, write_json)
 
 MARKER = "report.json"
 #: The flow simulates under Icarus (installed by tools/setup.sh); dynfix simulate can
@@ -144,15 +146,14 @@ def _run_stages(opts: FlowOptions, model: Model, board: Board, data: str, calib:
                      progress=st.note)
     x, y = load_inputs(data, split="test")
     acc = _accuracies(model, q, x, y)
-    sweep = _sweep(model, q, opts, calib, x, y, st.note)
+    sweep = _sweep(model, q, opts, calib, x, y, sweep_metric(acc), st.note)
     st.done(_acc_text(acc))
 
     st.start("generate", f"the fastest engine that fits {board.name}")
     g = api.generate(q, tmp / "hw", board)
-    e = g.report["engine"]
     if g.fit is not None:
         st.note(f"limited by {g.fit.limit}")
-    st.done(f"k={e['k']} tn={e['tn']} tm={e['tm']}, {e['multipliers']} multipliers, "
+    st.done(f"{g.config.summary()}, {g.config.multipliers_text()}, "
             f"{g.cycles_per_image} cycles per image (estimate)")
 
     st.start("simulate", f"{min(opts.images, len(x))} images under Icarus Verilog")
@@ -177,24 +178,29 @@ def _run_stages(opts: FlowOptions, model: Model, board: Board, data: str, calib:
 
 
 def _accuracies(model, q, x: np.ndarray, y: np.ndarray | None) -> dict:
-    """Float and integer-model top-1 accuracy on the whole test data (None without labels)."""
-    if y is None:
-        return {"n": int(len(x)), "float": None, "integer": None}
-    f = predict(model, x).reshape(len(x), -1).argmax(axis=1)
-    i = q.logits(x).argmax(axis=1)
-    return {"n": int(len(x)), "float": float(np.mean(f == y)), "integer": float(np.mean(i == y))}
+    """On the whole test data: float and integer-model top-1 accuracy (None without labels
+    or for an output that is not classes), and the integer model's top-1 agreement and
+    output SQNR against the float model."""
+    kind = output_kind(model)
+    f, i = outputs(model, q.spec, x, q.model)
+    acc = {"n": int(len(x)), "output": kind, "float": None, "integer": None,
+           "agreement": agreement(f, i), "sqnr_db": sqnr_db(f, i)}
+    if y is not None and kind == "classes":
+        acc.update(float=float(np.mean(top1(f) == y)), integer=float(np.mean(top1(i) == y)))
+    return acc
 
 
 def _acc_text(acc: dict) -> str:
+    fid = f"agreement {100 * acc['agreement']:.2f} %, output SQNR {acc['sqnr_db']:.1f} dB"
     if acc["float"] is None:
-        return "no labels: accuracy not measured"
+        why = "no labels" if acc["output"] == "classes" else "output is not classes"
+        return f"{why}: accuracy not measured; integer vs float: {fid}"
     return (f"accuracy float {100 * acc['float']:.2f} %, integer {100 * acc['integer']:.2f} % "
-            f"on {acc['n']} images")
+            f"on {acc['n']} images; integer vs float: {fid}")
 
 
-def _sweep(model, q, opts: FlowOptions, calib: str, x, y, note) -> list[dict]:
-    """Integer-model accuracy (or top-1 agreement with float, without labels) per bit width."""
-    ref = y if y is not None else predict(model, x).reshape(len(x), -1).argmax(axis=1)
+def _sweep(model, q, opts: FlowOptions, calib: str, x, y, metric: str, note) -> list[dict]:
+    """The integer model's ``metric`` (:func:`sweep_metric`) per bit width."""
     rows = []
     for bits in dict.fromkeys([*opts.sweep, str(opts.bits)]):
         try:
@@ -202,10 +208,14 @@ def _sweep(model, q, opts: FlowOptions, calib: str, x, y, note) -> list[dict]:
         except DynfixError as e:
             note(f"bit-width sweep: {bits} bits skipped ({e})")
             continue
-        rows.append({"bits": bits, "value": float(np.mean(r.logits(x).argmax(axis=1) == ref)),
-                     "chosen": bits == str(opts.bits)})
-    note("bit-width sweep: " + ", ".join(f"{r['bits']}b {100 * r['value']:.1f} %"
-                                         for r in rows))
+        f, i = outputs(model, r.spec, x, r.model)
+        value = {"accuracy": lambda: float(np.mean(top1(i) == y)),
+                 "agreement": lambda: agreement(f, i), "sqnr": lambda: sqnr_db(f, i)}[metric]()
+        rows.append({"bits": bits, "value": value, "chosen": bits == str(opts.bits)})
+    unit = SWEEP_METRICS[metric][1]
+    note("bit-width sweep: " + ", ".join(
+        f"{r['bits']}b " + (f"{100 * r['value']:.1f} %" if unit == "%" else
+                            f"{r['value']:.1f} dB") for r in rows))
     return rows
 
 

@@ -1,0 +1,120 @@
+"""Output-fidelity refinement: a coordinate descent of the greedy search's fl choices.
+
+The greedy search fixes each layer's formats once, by that layer's own error. The
+refinement then revisits every choice against what the user sees, the *network output* on
+the calibration batch (:mod:`.fidelity`: top-1 agreement with the float model first and
+output SQNR as the tie-break for class outputs, output SQNR otherwise):
+
+* coordinates, in network order: the input's fl, then per layer with a format its
+  ``fl_out`` and, for a compute layer, its ``fl_w``;
+* candidates: the current value +-1 and +-2; each is scored by running the integer model
+  from that layer on (the layers before it keep their integers), and the best candidate
+  replaces the current value only if it scores strictly better;
+* one pass: at most four partial forward passes per coordinate, so the cost is bounded by
+  about ``4 x (1 + 2 x layers)`` half-network forwards on at most
+  ``search.REFINE_SAMPLES`` inputs.
+
+A changed ``fl_w`` rounds the model's own weights to nearest at the new fl (weights that
+adaptive rounding chose at the old fl are not reused); a bias keeps any correction. Every
+accepted step improves the objective, so the result is never worse than the start.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any, Callable
+
+import numpy as np
+
+from dynfix.errors import DynfixError
+from . import fixed
+from .fidelity import Fidelity, Objective, fidelity, output_name
+from .int_model import (accumulate, add_sum, apply_plain, check_spec, has_format, is_compute,
+                        narrow, weight_array)
+from .ir import Add, Model
+from .qspec import QuantSpec
+
+STEPS = (-2, -1, 1, 2)
+
+
+class Evaluator:
+    """Scores a spec and its parameters on a calibration batch against the float output."""
+
+    def __init__(self, model: Model, x: np.ndarray, ref: np.ndarray):
+        self.model, self.x = model, x
+        self.ref = np.asarray(ref, np.float64).reshape(len(x), -1)
+        self.out = output_name(model)
+        self.index = {layer.name: i for i, layer in enumerate(model.layers)}
+
+    def run(self, spec: QuantSpec, params: dict, trace: dict | None = None, start: int = 0
+            ) -> tuple[dict, Fidelity]:
+        """The integer trace (layers from ``start`` on recomputed, earlier tensors taken
+        from ``trace``) and its score."""
+        model = self.model
+        fmts = check_spec(model, spec)
+        if start == 0 or trace is None:
+            t = {model.input_name: fixed.quantize(self.x, spec.input_bw, spec.input_fl)}
+            start = 0
+        else:
+            t = dict(trace)
+        for layer in model.layers[start:]:
+            x = t[layer.inputs[0]]
+            f = spec.layers.get(layer.name)
+            if isinstance(layer, Add):
+                y = narrow(add_sum(x, t[layer.inputs[1]], f), f)
+            elif is_compute(layer):
+                p = params[layer.name]
+                bq = fixed.quantize(p.b, f.bw_b, f.fl_b)
+                y = narrow(accumulate(layer, x, p.integers(f.bw_w), bq, f), f)
+            else:
+                y = apply_plain(layer, x, fmts[layer.inputs[0]])
+            t[layer.name] = y
+        y = fixed.dequantize(t[self.out], fmts[self.out].fl).reshape(len(self.x), -1)
+        return t, fidelity(self.ref, y)
+
+    def score(self, spec: QuantSpec, params: dict) -> Fidelity:
+        return self.run(spec, params)[1]
+
+
+def refine(ev: Evaluator, objective: Objective, ctx: Any, fls: dict[str, int],
+           params: dict[str, Any], fid: Fidelity, say: Callable[[str], None]
+           ) -> tuple[dict[str, int], dict[str, Any], Fidelity]:
+    """One coordinate-descent pass (see the module docstring) from the choices ``fls`` and
+    ``params`` (``search.Params`` by layer) scoring ``fid``, better by ``objective.key``;
+    ``ctx`` is the search (its ``model`` and ``build``). Returns the improved choices,
+    parameters and score."""
+    model = ctx.model
+    trace, _ = ev.run(ctx.build(fls, params), params)
+    coords = [(model.input_name, "fl")]
+    for layer in model.layers:
+        if has_format(layer):
+            coords.append((layer.name, "fl"))
+            if is_compute(layer):
+                coords.append((layer.name, "w"))
+    moved = 0
+    for name, kind in coords:
+        start = 0 if name == model.input_name else ev.index[name]
+        base = fls[name] if kind == "fl" else params[name].fl_w
+        best = None
+        for d in STEPS:
+            c_fls, c_params = fls, params
+            if kind == "fl":
+                c_fls = {**fls, name: base + d}
+            else:
+                own = weight_array(model.layer(name))
+                c_params = {**params, name: replace(params[name], w=own, fl_w=base + d)}
+            try:
+                spec = ctx.build(c_fls, c_params)
+                t, f = ev.run(spec, c_params, trace, start)
+            except DynfixError:                     # a format the arithmetic cannot hold
+                continue
+            if objective.key(f) > objective.key(best[3] if best else fid):
+                best = (c_fls, c_params, t, f)
+        if best is not None:
+            fls, params, trace, fid = best
+            moved += 1
+            new = fls[name] if kind == "fl" else params[name].fl_w
+            say(f"refine: {name} {'fl' if kind == 'fl' else 'fl_w'} {base} -> {new}: "
+                f"{fid.text()}")
+    say(f"refine: {moved} of {len(coords)} choices changed; {fid.text()}")
+    return fls, params, fid

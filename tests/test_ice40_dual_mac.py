@@ -1,0 +1,241 @@
+"""The dual 8x8 SB_MAC16 products (``hw/ice40_dual_mac.py``): the behavioural model in
+Amaranth's simulator, the cell instance's Verilog against yosys's SB_MAC16 model under cocotb
+and Icarus (every operand pair in both halves), the MAC array and a whole digits engine with
+paired products, bit-exact."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from amaranth.hdl import Module
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+from amaranth.sim import Simulator
+
+from dynfix.errors import DynfixError
+from dynfix.hw.config import EngineConfig
+from dynfix.hw.generate import ensure_yosys
+from dynfix.hw.ice40_dual_mac import (CELL, LATENCY, SIM_DEFINES, DualMul, cell_model,
+                                      sim_sources)
+from dynfix.hw.mac_array import OPERAND_STAGES, PRODUCT_STAGES, MacArray
+
+from dual_mac_vectors import bank_vectors, pack, unpack
+
+needs_icarus = pytest.mark.skipif(shutil.which("iverilog") is None,
+                                  reason="Icarus Verilog (iverilog) is not installed")
+
+#: Cells side by side in the test bank: every operand pair of both halves in 4096 cycles.
+CELLS = 16
+
+
+class DualMulBank(wiring.Component):
+    """``cells`` :class:`DualMul` side by side; slot ``2c + h`` is cell ``c``'s half ``h``."""
+
+    def __init__(self, a_bits: int, b_bits: int, cells: int, cell: bool):
+        self._args = (a_bits, b_bits, cell)
+        self._cells = cells
+        super().__init__({
+            "a": In(data.ArrayLayout(a_bits, 2 * cells)),
+            "b": In(data.ArrayLayout(b_bits, 2 * cells)),
+            "p": Out(data.ArrayLayout(a_bits + b_bits, 2 * cells)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        for c in range(self._cells):
+            m.submodules[f"mul{c}"] = mul = DualMul(*self._args)
+            for h in range(2):
+                s = 2 * c + h
+                m.d.comb += [mul.a[h].eq(self.a[s]), mul.b[h].eq(self.b[s]),
+                             self.p[s].eq(mul.p[h])]
+        return m
+
+
+def test_latency_is_the_mac_arrays():
+    """The MAC array's latency (and so the cycle model) holds for paired products."""
+    assert LATENCY == DualMul(8, 8).latency == OPERAND_STAGES + PRODUCT_STAGES
+
+
+def test_wider_operands_are_refused():
+    with pytest.raises(DynfixError, match="1..8 bits, not 9 x 8"):
+        DualMul(9, 8)
+    cfg = EngineConfig(k=1, tn=2, tm=2, dual_mac=1, data_bits=8, weight_bits=12, bias_bits=16,
+                       acc_bits=24, fmap_depth=64, weight_depth=64, bias_depth=4,
+                       prog_depth=2, dim_bits=6)
+    with pytest.raises(DynfixError, match="dual_mac=1 pairs products of at most 8-bit"):
+        cfg.check_fitted()
+    with pytest.raises(DynfixError, match="dual_mac=2 must be 0 or 1"):
+        EngineConfig.from_dict({"dual_mac": 2})
+    assert (cfg.multipliers, cfg.dsp_blocks) == (4, 2)
+    assert EngineConfig(k=3, tn=1, tm=1, dual_mac=1).dsp_blocks == 5      # 9 products
+
+
+@pytest.mark.parametrize("a_bits,b_bits", [(8, 8), (5, 7)])
+def test_behavioural_model_every_pair(a_bits, b_bits):
+    """Amaranth's simulator, the model without the cell: every pair, both halves."""
+    cells = CELLS if a_bits + b_bits == 16 else 8
+    dut = DualMulBank(a_bits, b_bits, cells, cell=False)
+    a, b = bank_vectors(a_bits, b_bits, cells)
+    got = []
+
+    async def tb(ctx):
+        for t in range(len(a) + LATENCY):
+            if t < len(a):
+                ctx.set(dut.a.as_value(), pack(a[t], a_bits))
+                ctx.set(dut.b.as_value(), pack(b[t], b_bits))
+            await ctx.tick()
+            if t >= LATENCY - 1:
+                got.append(unpack(ctx.get(dut.p.as_value()), a_bits + b_bits, 2 * cells))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(tb)
+    sim.run()
+    want = (np.array(a) * np.array(b)).tolist()
+    assert got[:len(a)] == want
+    assert max(map(max, want)) == (1 << (a_bits - 1)) * (1 << (b_bits - 1))
+
+
+def bank_verilog(a_bits: int, b_bits: int, cells: int) -> str:
+    from amaranth.back import verilog
+    ensure_yosys()
+    return verilog.convert(DualMulBank(a_bits, b_bits, cells, cell=True), name="bank",
+                           emit_src=False, strip_internal_attrs=True)
+
+
+def run_bank(a_bits: int, b_bits: int, cells: int, build_dir: Path) -> dict:
+    """The bank's Verilog (SB_MAC16 instances) with yosys's cell model under cocotb/Icarus."""
+    from cocotb_tools.runner import get_runner
+
+    from dynfix.sim.simulators import job_files
+    build_dir = build_dir.resolve()
+    src = build_dir / "bank.v"
+    build_dir.mkdir(parents=True, exist_ok=True)
+    src.write_text(bank_verilog(a_bits, b_bits, cells))
+    cells_v = sim_sources(src.read_text())
+    assert cells_v == [cell_model()]
+    job, result = job_files(build_dir, {"a_bits": a_bits, "b_bits": b_bits, "cells": cells,
+                                        "latency": LATENCY})
+    runner = get_runner("icarus")
+    runner.build(sources=[src, *cells_v], hdl_toplevel="bank", build_dir=build_dir,
+                 defines=SIM_DEFINES, timescale=("1ns", "1ps"),
+                 log_file=build_dir / "build.log")
+    runner.test(hdl_toplevel="bank", test_module="dual_mac_tb", build_dir=build_dir,
+                test_dir=build_dir, extra_env={"DYNFIX_TB_JOB": str(job)},
+                log_file=build_dir / "sim.log")
+    return json.loads(result.read_text())
+
+
+def test_instance_is_a_dual_8x8_sb_mac16():
+    text = bank_verilog(8, 8, 1)
+    assert text.count(f"{CELL} #(") == 1
+    for param in (".MODE_8x8(1'h1)", ".A_SIGNED(1'h1)", ".B_SIGNED(1'h1)",
+                  ".TOPOUTPUT_SELECT(2'h2)", ".BOTOUTPUT_SELECT(2'h2)", ".A_REG(1'h1)",
+                  ".B_REG(1'h1)", ".TOP_8x8_MULT_REG(1'h1)", ".BOT_8x8_MULT_REG(1'h1)"):
+        assert param in text, param
+    assert sim_sources(text) == [cell_model()]
+    assert sim_sources(bank_verilog(8, 8, 1).replace(CELL, "NOT_A_CELL")) == []
+
+
+@needs_icarus
+@pytest.mark.parametrize("a_bits,b_bits", [(8, 8), (5, 7)])
+def test_cell_against_yosys_model_every_pair(a_bits, b_bits, tmp_path):
+    """The SB_MAC16 instance as yosys's model simulates it (Icarus): every pair of signed
+    operands in both halves exact, -128 x -128 included (the low half is signed in the dual
+    8x8 mode: a model or cell that multiplied it unsigned would fail here)."""
+    cells = CELLS if a_bits + b_bits == 16 else 8
+    r = run_bank(a_bits, b_bits, cells, tmp_path / "bank")
+    assert r["wrong"] == []
+    assert r["checked"] == 2 * (1 << (a_bits + b_bits))
+
+
+def mac_array_run(cfg: EngineConfig, items: list[dict]) -> list[tuple[int, list[int]]]:
+    """(cycle, sums) of every output of a MAC array (paired products: the behavioural
+    cells) fed ``items``, one per cycle."""
+    dut = MacArray(cfg, cell=False)
+    out = []
+
+    async def tb(ctx):
+        ctx.set(dut.bias_shift, 3)
+        for t in range(len(items) + dut.latency + 1):
+            if t < len(items):
+                it = items[t]
+                ctx.set(dut.valid, 1)
+                ctx.set(dut.first, it["first"])
+                ctx.set(dut.last, it["last"])
+                ctx.set(dut.x.as_value(), pack(it["x"], cfg.data_bits))
+                ctx.set(dut.w.as_value(), pack(it["w"], cfg.weight_bits))
+                ctx.set(dut.bias.as_value(), pack(it["bias"], cfg.bias_bits))
+            else:
+                ctx.set(dut.valid, 0)
+            await ctx.tick()
+            if ctx.get(dut.o_valid):
+                out.append((t, unpack(ctx.get(dut.o.as_value()), cfg.acc_bits, cfg.tm)))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(tb)
+    sim.run()
+    return out
+
+
+@pytest.mark.parametrize("lanes,tm", [(3, 3), (4, 2)])
+def test_mac_array_pairs_match_single_products(lanes, tm):
+    """Paired products (behavioural cells) give the same sums on the same cycles as one
+    multiplier per product: an odd lane count pairs across output channels and leaves the
+    last cell's upper half idle; extremes included."""
+    fitted = dict(data_bits=8, weight_bits=8, bias_bits=10, acc_bits=22, fmap_depth=16,
+                  weight_depth=16, bias_depth=4, prog_depth=2, dim_bits=5)
+    single = EngineConfig(k=1, tn=lanes, tm=tm, **fitted)
+    dual = EngineConfig(k=1, tn=lanes, tm=tm, dual_mac=1, **fitted)
+    rng = np.random.default_rng(lanes * 10 + tm)
+    items = []
+    for t in range(40):
+        x = rng.integers(-128, 128, lanes).tolist()
+        w = rng.integers(-128, 128, lanes * tm).tolist()
+        if t < 6:                                       # all -128: the largest products
+            x, w = [-128] * lanes, [-128] * (lanes * tm)
+        items.append({"x": x, "w": w, "bias": rng.integers(-512, 512, tm).tolist(),
+                      "first": int(t % 5 == 0), "last": int(t % 5 == 4)})
+    a = mac_array_run(single, items)
+    b = mac_array_run(dual, items)
+    assert len(a) == 8 and a == b
+    x, w = np.array(items[0]["x"]), np.array(items[0]["w"]).reshape(tm, lanes)
+    bias = np.array(items[0]["bias"]) << 3
+    assert a[0][1] == (bias + 5 * (w @ x)).tolist()         # the first pixel: 5 x (-128)^2
+
+
+@needs_icarus
+def test_digits_dual_engine_bit_exact(tmp_path):
+    """A whole digits engine with paired products (9 products on 5 SB_MAC16: pairs across
+    output channels, one idle half) under Icarus with yosys's cell model: bit-exact with the
+    integer model, cycle counters as the cycle model says."""
+    from dynfix.hw.compiler import compile_model
+    from dynfix.hw.cycle_model import layer_cycles
+    from dynfix.hw.generate import write_outputs
+    from dynfix.quant.datasets import load_digits
+    from dynfix.quant.int_model import IntModel
+    from dynfix.sim.simulate import Design, simulate
+
+    from hw_models import digits_8bit
+    model, spec = digits_8bit()
+    cm = compile_model(model, spec, EngineConfig(k=1, tn=3, tm=3, dual_mac=1))
+    report = write_outputs(cm, model.name, tmp_path / "gen")
+    assert (report["multipliers"], report["dsp_blocks"]) == (9, 5)
+    assert report["engine"]["dual_mac"] == 1
+    text = (tmp_path / "gen" / "dynfix_engine.v").read_text()
+    assert text.count(f"{CELL} #(") == 5 and "$mul" not in text
+    x, _ = load_digits("test")
+    x = x[:2]
+    im = IntModel(model, spec)
+    ref = im.forward(im.quantize_input(x))[cm.output_name].reshape(len(x), -1)
+    res = simulate(Design(tmp_path / "gen", report, model, spec, cm), x, None,
+                   tmp_path / "build", "icarus", chunk=1)
+    assert res.images == 2 and res.mismatches == 0
+    np.testing.assert_array_equal(res.outputs, ref)
+    predicted = [layer_cycles(cm.config, p) for p in cm.plans]
+    assert all(layers == predicted for layers in res.image_layer_cycles)
