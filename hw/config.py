@@ -132,10 +132,6 @@ class EngineConfig:
     def bias_shift_bits(self) -> int:
         return max(1, (self.acc_bits - 1).bit_length())
 
-    @property
-    def out_bits_bits(self) -> int:
-        return self.data_bits.bit_length()
-
     def check_parallelism(self) -> None:
         bad = [f"{key}={getattr(self, key)!r}" for key in PARALLEL_KEYS
                if not isinstance(getattr(self, key), int) or getattr(self, key) < 1]
