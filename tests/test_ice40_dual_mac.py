@@ -55,11 +55,13 @@ class DualMulBank(wiring.Component):
         return m
 
 
+@pytest.mark.filterwarnings("ignore:.*created but never used")   # never elaborated here
 def test_latency_is_the_mac_arrays():
     """The MAC array's latency (and so the cycle model) holds for paired products."""
     assert LATENCY == DualMul(8, 8).latency == OPERAND_STAGES + PRODUCT_STAGES
 
 
+@pytest.mark.filterwarnings("ignore:.*created but never used")   # refused in __init__
 def test_wider_operands_are_refused():
     with pytest.raises(DynfixError, match="1..8 bits, not 9 x 8"):
         DualMul(9, 8)
