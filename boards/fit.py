@@ -86,6 +86,7 @@ def candidates(model, max_mults: int) -> list[tuple[int, int, int]]:
     their pass counts over the layers' input and output channels. Cycles come from the
     shape-only plan and the analytic cycle model, so thousands of pairs cost little."""
     plans, _ = plan_groups(model)
+    residual = int(any(p.add is not None for p in plans))   # its pipeline is 3 cycles longer
     lanes_set = useful_sizes([p.in_shape[0] for p in plans], max_mults)
     tm_set = useful_sizes([p.out_shape[0] for p in plans], max_mults)
     found = []
@@ -93,7 +94,7 @@ def candidates(model, max_mults: int) -> list[tuple[int, int, int]]:
         for lanes in lanes_set:
             if lanes * tm > max_mults:
                 break
-            cfg = EngineConfig(k=1, tn=lanes, tm=tm)
+            cfg = EngineConfig(k=1, tn=lanes, tm=tm, residual=residual)
             cycles = sum(layer_cycles(cfg, p) for p in plan_model(model, cfg))
             found.append((cycles, lanes, tm))
     return sorted(found, key=lambda c: (c[0], c[1] * c[2], c[1]))

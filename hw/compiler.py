@@ -1,27 +1,34 @@
 """Compiler: (model, quantization, engine config) -> layer program and memory images.
 
-A model runs on the engine as a chain of *groups*: a Conv2d or Linear layer with optional
-ReLUs and Clips (ReLU6) and an optional non-overlapping MaxPool (Flatten is free: the map
-layout already is the flatten order). The group's ReLUs and Clips and the saturation to its
-output width become one clamp range in the requantizer (:meth:`LayerPlan.clamp_range`). A
-Linear layer runs as a convolution whose kernel covers its whole input map, with the weight
-matrix reordered from flatten order (C, H, W) to kernel order. A trailing Softmax stays on
-the host. Anything else is rejected with one error naming every layer.
+A model runs on the engine as a sequence of *groups*: a Conv2d or Linear layer with optional
+ReLUs and Clips (ReLU6) and an optional non-overlapping MaxPool, or with a residual Add
+(and ReLUs / Clips after it) whose other input is already in map memory (Flatten is free:
+the map layout already is the flatten order). The group's ReLUs and Clips and the saturation
+to its output width become one clamp range in the requantizer
+(:meth:`LayerPlan.clamp_range`); the Add's, one in the residual-add stage. Each group reads
+stored maps (the model input, earlier groups' outputs) and writes one, placed in map memory
+by lifetime (:func:`allocate`). A Linear layer runs as a convolution whose kernel covers its
+whole input map, with the weight matrix reordered from flatten order (C, H, W) to kernel
+order. A trailing Softmax stays on the host. Anything else is rejected with one error
+naming every layer.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from dynfix.errors import DynfixError
 from dynfix.quant import fixed
 from dynfix.quant.int_model import IntModel, MapFormat, clip_bounds
-from dynfix.quant.ir import Clip, Conv2d, Flatten, Layer, Linear, MaxPool2d, Model, ReLU, Softmax
+from dynfix.quant.ir import (Add, AvgPool2d, Clip, Conv2d, Flatten, Layer, Linear, MaxPool2d,
+                             Model, ReLU, Softmax)
+from dynfix.quant.lower import lower
 from dynfix.quant.qspec import QuantSpec
 from .config import EngineConfig
-from .program import FIELDS, OWN_WIDTH_KINDS, check_entry, pack_entry
+from .engine import shortcut_fifo_depth
+from .program import OWN_WIDTH_KINDS, check_entry, entry_fields, pack_entry
 
 Shape3 = tuple[int, int, int]
 
@@ -40,6 +47,12 @@ class LayerPlan:
     pads: tuple[int, int, int, int] = (0, 0, 0, 0)
     pool: int = 1
     acts: list[Layer] = field(default_factory=list)     # its ReLUs and Clips, in model order
+    input: str = ""                 # the stored tensor it reads
+    output: str = ""                # the tensor it writes (its last layer)
+    add: Add | None = None          # a residual Add fused into the group
+    shortcut: str = ""              # the Add's other input (a stored tensor)
+    add_index: int = 0              # which input of the Add the group's own result is
+    add_acts: list[Layer] = field(default_factory=list)   # ReLUs and Clips after the Add
     macs: int = 0                   # useful multiply-accumulates (the model's count)
     entry: dict[str, int] = field(default_factory=dict)
     weights: np.ndarray | None = field(default=None, repr=False)   # M, C, kh, kw (int)
@@ -117,88 +130,166 @@ def _as_map(shape: tuple[int, ...]) -> Shape3 | None:
 
 
 def plan_groups(model: Model) -> tuple[list[LayerPlan], str]:
-    """Fuse the model into engine groups; raise one DynfixError listing every problem.
+    """Fuse the model's DAG into engine groups, in the order of their Conv/Linear layers;
+    raise one DynfixError listing every problem.
 
-    Returns the groups and the name of the layer whose output the engine produces.
+    A layer after a Conv/Linear joins its group when it reads the group's latest tensor and
+    nothing else reads that tensor: ReLU, Clip, MaxPool, Flatten, and a residual Add, which
+    is fused into the group that produces one of its inputs (the later of the two, so the
+    other input, the *shortcut*, is already in memory). Every other tensor a Conv/Linear or
+    an Add reads must be a group's output or the model input: those are the maps the engine
+    stores. The graph is first lowered (:func:`dynfix.quant.lower.lower`: a global average
+    pool before a Linear folds into it), as the integer model does. Returns the groups and
+    the name of the layer whose output the engine produces.
     """
+    model = lower(model)
     problems: list[str] = []
     plans: list[LayerPlan] = []
-    cur: LayerPlan | None = None
-    out_name = model.input_name
-    map_shape = _as_map(tuple(model.input_shape))
-    if map_shape is None:
+    owner: dict[str, LayerPlan] = {}          # tensor -> the group it belongs to
+    alias: dict[str, str] = {}                # a Flatten of a stored map -> that map
+    shapes = {model.input_name: _as_map(tuple(model.input_shape))}
+    if shapes[model.input_name] is None:
         problems.append(f"input {model.input_name!r}: shape {tuple(model.input_shape)} is "
                         f"neither C x H x W nor flat")
+    consumers = {t: [c.name for c in model.consumers(t)] for t in
+                 [model.input_name] + [layer.name for layer in model.layers]}
     last = len(model.layers) - 1
-    prev = model.input_name
+
+    def stored(t: str, what: str) -> Shape3 | None:
+        """The map shape of tensor ``t`` if the engine stores it (else note a problem)."""
+        t = alias.get(t, t)
+        g = owner.get(t)
+        if t == model.input_name or (g is not None and g.output == t):
+            return shapes.get(t) or (1, 1, 1)
+        if g is None:
+            return None                 # made by a layer already reported
+        problems.append(f"{what} reads {t!r}, which lies inside the fused group of "
+                        f"{g.name} (a branch from before that group's end)")
+        return None
+
+    def extends(layer: Layer, t: str) -> LayerPlan | None:
+        """The group ``layer`` can join through tensor ``t``, if any."""
+        g = owner.get(t)
+        return g if g is not None and g.output == t and consumers[t] == [layer.name] else None
+
     for idx, layer in enumerate(model.layers):
         what = f"{layer.name} ({type(layer).__name__})"
-        if len(layer.inputs) == 1 and layer.inputs[0] != prev:
-            problems.append(f"layer {layer.name} reads a tensor other than the previous "
-                            f"layer's output (a branch): {layer.inputs[0]!r}, not {prev!r}")
-        prev = layer.name
-        if isinstance(layer, Conv2d):
-            if tuple(layer.dilation) != (1, 1):
-                problems.append(f"{what}: dilation {tuple(layer.dilation)} (only 1)")
-            if layer.groups != 1:
-                problems.append(f"{what}: grouped convolution (groups={layer.groups}) is not "
-                                f"supported by the engine yet")
-            cur = LayerPlan(layer.name, [layer.name], "conv", map_shape or (1, 1, 1),
-                            tuple(layer.out_shape), tuple(layer.kernel),
-                            tuple(layer.stride), tuple(layer.pads),
-                            macs=layer.macs(model.in_shape(idx)))
-            plans.append(cur)
-        elif isinstance(layer, Linear):
-            c, h, w = map_shape or (int(layer.weight.shape[1]), 1, 1)
-            cur = LayerPlan(layer.name, [layer.name], "linear", (c, h, w),
-                            (int(layer.weight.shape[0]), 1, 1), (h, w),
-                            macs=layer.macs(model.in_shape(idx)))
-            plans.append(cur)
-        elif isinstance(layer, (ReLU, Clip)):
-            if cur is None:
-                problems.append(f"{what}: not after a Conv/Linear layer")
+        if isinstance(layer, (Conv2d, Linear)):
+            src = layer.inputs[0]
+            in_shape = stored(src, what) or (1, 1, 1)
+            if isinstance(layer, Conv2d):
+                if tuple(layer.dilation) != (1, 1):
+                    problems.append(f"{what}: dilation {tuple(layer.dilation)} (only 1)")
+                if layer.groups != 1:
+                    problems.append(f"{what}: grouped convolution (groups={layer.groups}) is "
+                                    f"not supported by the engine yet")
+                g = LayerPlan(layer.name, [layer.name], "conv", in_shape,
+                              tuple(layer.out_shape), tuple(layer.kernel),
+                              tuple(layer.stride), tuple(layer.pads),
+                              macs=layer.macs(model.in_shape(idx)))
             else:
-                cur.acts.append(layer)
-                cur.layers.append(layer.name)
-        elif isinstance(layer, MaxPool2d) and type(layer) is MaxPool2d:
-            k, s = tuple(layer.kernel), tuple(layer.stride)
-            why = []
-            if cur is None or cur.kind != "conv" or cur.pool > 1:
-                why.append("not directly after a Conv layer (with optional ReLU / Clip)")
-            if k[0] != k[1] or k != s:
-                why.append(f"kernel {k} stride {s} (only square, stride = kernel)")
-            if any(layer.pads):
-                why.append(f"padding {tuple(layer.pads)}")
-            if cur is not None and cur.kind == "conv" and layer.ceil_mode and (
-                    cur.out_shape[1] % k[0] or cur.out_shape[2] % k[1]):
-                why.append("ceil_mode with a partial window")
-            if why:
-                problems.append(f"{what}: {'; '.join(why)}")
-            elif cur is not None:
-                cur.pool = k[0]
-                cur.out_shape = tuple(layer.out_shape)
-                cur.layers.append(layer.name)
-        elif isinstance(layer, Flatten):
-            if cur is not None:
-                cur.layers.append(layer.name)
+                c, h, w = in_shape
+                if c * h * w != int(layer.weight.shape[1]):
+                    c, h, w = int(layer.weight.shape[1]), 1, 1
+                g = LayerPlan(layer.name, [layer.name], "linear", (c, h, w),
+                              (int(layer.weight.shape[0]), 1, 1), (h, w),
+                              macs=layer.macs(model.in_shape(idx)))
+            g.input, g.output = alias.get(src, src), layer.name
+            plans.append(g)
         elif isinstance(layer, Softmax) and idx == last:
             continue                            # on the host
+        elif isinstance(layer, Add):
+            g = _fuse_add(layer, [extends(layer, t) for t in layer.inputs], plans, owner,
+                          problems)
+            if g is not None:
+                g.add_index = layer.inputs.index(g.output)
+                other = layer.inputs[1 - g.add_index]
+                if stored(other, what) is not None:
+                    g.add, g.shortcut = layer, alias.get(other, other)
+        elif isinstance(layer, (ReLU, Clip, MaxPool2d, Flatten)) and type(layer) is not AvgPool2d:
+            g = extends(layer, layer.inputs[0])
+            if g is None and isinstance(layer, Flatten):
+                alias[layer.name] = alias.get(layer.inputs[0], layer.inputs[0])
+                continue
+            if g is None:
+                if layer.inputs[0] in owner:
+                    problems.append(f"{what}: reads {layer.inputs[0]!r}, which other layers "
+                                    f"read too (a branch before the end of a fused group)")
+                else:
+                    problems.append(f"{what}: not after a Conv/Linear layer")
+                continue
+            if isinstance(layer, MaxPool2d):
+                why = _pool_problems(layer, g)
+                if why:
+                    problems.append(f"{what}: {'; '.join(why)}")
+                    continue
+                g.pool = layer.kernel[0]
+                g.out_shape = tuple(layer.out_shape)
+            elif isinstance(layer, (ReLU, Clip)):
+                (g.add_acts if g.add is not None else g.acts).append(layer)
         else:
             why = {"avgpool": "average pooling", "gap": "global average pooling",
-                   "affine": "unfolded BatchNorm/affine", "softmax": "softmax before the end",
-                   "add": "residual add"}
-            yet = " yet" if layer.op in ("add", "gap") else ""
+                   "affine": "unfolded BatchNorm/affine", "softmax": "softmax before the end"}
+            hint = (" yet (a global one folds into a Linear layer right after it)"
+                    if layer.op in ("gap", "avgpool") else "")
             problems.append(f"{what}: {why.get(layer.op, f'op {layer.op!r}')} is not "
-                            f"supported by the engine{yet}")
-        if cur is not None and layer.name in cur.layers:
-            map_shape = cur.out_shape
-        out_name = layer.name if not isinstance(layer, Softmax) else out_name
+                            f"supported by the engine{hint}")
+            continue
+        if g is not None:
+            if layer.name not in g.layers:
+                g.layers.append(layer.name)
+            g.output = layer.name
+            owner[layer.name] = g
+            shapes[layer.name] = g.out_shape
+    out_name = next((layer.name for layer in reversed(model.layers)
+                     if not isinstance(layer, Softmax)), model.input_name)
     if not plans:
         problems.append("no Conv/Linear layer")
+    elif not problems and owner.get(out_name) is not plans[-1]:
+        problems.append(f"the output {out_name!r} is not produced by the last Conv/Linear "
+                        f"group")
     if problems:
         raise DynfixError(f"model {model.name!r} cannot run on the engine: "
                           + "; ".join(problems))
     return plans, out_name
+
+
+def _pool_problems(layer: MaxPool2d, g: LayerPlan) -> list[str]:
+    """Why a MaxPool cannot join group ``g`` (empty: it can)."""
+    k, s = tuple(layer.kernel), tuple(layer.stride)
+    why = []
+    if g.kind != "conv" or g.pool > 1 or g.add is not None:
+        why.append("not directly after a Conv layer (with optional ReLU / Clip)")
+    if k[0] != k[1] or k != s:
+        why.append(f"kernel {k} stride {s} (only square, stride = kernel)")
+    if any(layer.pads):
+        why.append(f"padding {tuple(layer.pads)}")
+    if g.kind == "conv" and layer.ceil_mode and (g.out_shape[1] % k[0] or g.out_shape[2] % k[1]):
+        why.append("ceil_mode with a partial window")
+    return why
+
+
+def _fuse_add(layer: Add, groups: list[LayerPlan | None], plans: list[LayerPlan],
+              owner: dict[str, LayerPlan], problems: list[str]) -> LayerPlan | None:
+    """The group a residual Add fuses into: one whose latest tensor is an input that nothing
+    else reads, with no pooling and no Add yet, and computed after the other input (so the
+    shortcut is in memory while the group runs). The later such group wins."""
+    order = {id(p): i for i, p in enumerate(plans)}
+    best = None
+    for g, other in zip(groups, reversed(layer.inputs)):
+        if g is None or g.add is not None or g.pool > 1:
+            continue
+        src = owner.get(other)
+        if src is g or (src is not None and order[id(src)] > order[id(g)]):
+            continue
+        if best is None or order[id(g)] > order[id(best)]:
+            best = g
+    if best is None:
+        problems.append(f"{layer.name} (Add): the engine fuses an Add into the Conv/Linear "
+                        f"group producing one input (that input read by nothing else, no "
+                        f"pooling in the group) after the other input is computed; "
+                        f"{list(layer.inputs)} have no such group")
+    return best
 
 
 def loop_counts(p: LayerPlan, cfg: EngineConfig) -> dict[str, int]:
@@ -207,11 +298,39 @@ def loop_counts(p: LayerPlan, cfg: EngineConfig) -> dict[str, int]:
     c = p.in_shape[0]
     m_out, ph, pw = p.out_shape
     t_in = _ceil_div(c, cfg.lanes)
-    window = p.pool ** 2 * p.kernel[0] * p.kernel[1] * t_in    # issue cycles per result
+    window = p.pool ** 2 * p.kernel[0] * p.kernel[1] * t_in + slots(p, cfg)  # per result
     return {"t_in": t_in, "t_out": _ceil_div(m_out, cfg.lanes),
             "n_mg": _ceil_div(m_out, cfg.tm), "n_py": ph, "n_px": pw, "pool": p.pool,
             "kh": p.kernel[0], "kw": p.kernel[1],
             "gap": max(0, cfg.wb_words - window)}
+
+
+def slots(p: LayerPlan, cfg: EngineConfig) -> int:
+    """Shortcut slot items per output pixel: ``cfg.sc_slots`` for a group with an Add."""
+    return cfg.sc_slots if p.add is not None else 0
+
+
+def allocate(plans: list[LayerPlan], sizes: dict[str, int], first: str) -> dict[str, int]:
+    """Map-memory base of every stored tensor, by lifetime: the model input ``first`` at 0,
+    then each group's output at the lowest address where it overlaps no tensor still to be
+    read (by this group or a later one; the last output is read by the unload). A group's
+    output never overlaps what it reads."""
+    last_use = {first: 0}
+    for i, p in enumerate(plans):
+        for t in (p.input, p.shortcut):
+            if t:
+                last_use[t] = i
+    last_use[plans[-1].output] = len(plans)
+    base = {first: 0}
+    for i, p in enumerate(plans):
+        live = sorted((base[t], base[t] + sizes[t]) for t in base if last_use.get(t, -1) >= i)
+        at = 0
+        for lo, hi in live:
+            if at + sizes[p.output] <= lo:
+                break
+            at = max(at, hi)
+        base[p.output] = at
+    return base
 
 
 def plan_model(model: Model, cfg: EngineConfig) -> list[LayerPlan]:
@@ -220,7 +339,7 @@ def plan_model(model: Model, cfg: EngineConfig) -> list[LayerPlan]:
     1x1 conv over its windows when ``cfg.im2col`` asks and that pays; no weights are packed,
     so a model as large as VGG16 plans instantly. ``cfg``'s parallelism is not checked."""
     plans, _ = plan_groups(model)
-    if cfg.im2col:
+    if cfg.im2col and _reads_once(plans):
         im2col_first(plans[0], cfg.lanes)
     for p in plans:
         p.entry = loop_counts(p, cfg)
@@ -246,13 +365,20 @@ def compile_model(model: Model, spec: QuantSpec, cfg: EngineConfig) -> CompiledM
         wq = im.weights[p.name]
         p.weights = wq.reshape((wq.shape[0],) + p.in_shape[:1] + p.kernel)
         p.biases = im.biases[p.name]
-    window = im2col_first(plans[0], n) if cfg.im2col else None
+    window = im2col_first(plans[0], n) if cfg.im2col and _reads_once(plans) else None
     fmts = [spec.layers[p.name] for p in plans]
     data_bits = max([spec.input_bw] + [f.bw_x for f in fmts])
-    sizes = [p.in_shape for p in plans[:1]] + [p.out_shape for p in plans]
-    region = max(h * w * _ceil_div(c, n) for c, h, w in sizes)
+    words = {plans[0].input: _words(plans[0].in_shape, n)}
+    words.update((p.output, _words(p.out_shape, n)) for p in plans)
+    base = allocate(plans, words, plans[0].input)
+    adds = [_add_fields(p, spec, im) for p in plans]
+    # The residual stage: fitted like the widths (0: as the model needs; an explicit value
+    # is a bound), so a config with ``residual: 1`` also runs models without an Add.
+    cfg = cfg.fitted(residual=int(any(p.add is not None for p in plans)),
+                     add_align=max(max(a["add_sa"], a["add_sb"]) for a in adds))
 
     entries, w_base, b_base = [], 0, 0
+    sc_depth = 1
     for i, (p, f) in enumerate(zip(plans, fmts)):
         c, h, w = p.in_shape
         m_out, ph, pw = p.out_shape
@@ -261,7 +387,7 @@ def compile_model(model: Model, spec: QuantSpec, cfg: EngineConfig) -> CompiledM
         (kh, kw), (sy, sx), pool = p.kernel, p.stride, p.pool
         top, left = p.pads[0], p.pads[1]
         clamp_lo, clamp_hi = p.clamp_range(f.bw_x, f.fl_out)
-        in_base, out_base = (i % 2) * region, ((i + 1) % 2) * region
+        in_base, out_base = base[p.input], base[p.output]
         p.entry = {
             "in_base": in_base, "out_base": out_base,
             "addr0": in_base - (top * w + left) * t_in, "iy0": -top, "ix0": -left,
@@ -276,11 +402,19 @@ def compile_model(model: Model, spec: QuantSpec, cfg: EngineConfig) -> CompiledM
             "data_shift": clamp_shift(f.data_shift, f.bw_x, f.acc_bits),
             "clamp_lo": clamp_lo, "clamp_hi": clamp_hi, "last": int(i == len(plans) - 1),
         }
+        if cfg.residual:
+            p.entry.update(adds[i], sc_base=base[p.shortcut] if p.add is not None else 0)
+            if p.add is not None:
+                items = kh * kw * t_in + slots(p, cfg)
+                sc_depth = max(sc_depth, shortcut_fifo_depth(cfg, items, lc["gap"]))
         entries.append(p.entry)
         w_base += n_mg * kh * kw * t_in
         b_base += n_mg
+    if cfg.residual:
+        cfg = cfg.fitted(sc_depth=sc_depth)
 
-    counts = [v for e in entries for k, v in e.items() if FIELDS[k][0] not in OWN_WIDTH_KINDS]
+    kinds = entry_fields(cfg)
+    counts = [v for e in entries for k, v in e.items() if kinds[k][0] not in OWN_WIDTH_KINDS]
     reach = [abs(e["iy0"]) + e["in_h"] + e["kh"] + e["cs_py"] for e in entries]
     reach += [abs(e["ix0"]) + e["in_w"] + e["kw"] + e["cs_px"] for e in entries]
     cfg = cfg.fitted(
@@ -288,7 +422,8 @@ def compile_model(model: Model, spec: QuantSpec, cfg: EngineConfig) -> CompiledM
         weight_bits=max(f.bw_w for f in fmts),
         bias_bits=max(f.bw_b for f in fmts),
         acc_bits=max(f.acc_bits for f in fmts),
-        fmap_depth=2 * region, weight_depth=max(1, w_base), bias_depth=max(1, b_base),
+        fmap_depth=max(base[t] + words[t] for t in words), weight_depth=max(1, w_base),
+        bias_depth=max(1, b_base),
         prog_depth=len(entries),
         dim_bits=max(abs(v) for v in counts + reach).bit_length(),
     )
@@ -297,6 +432,35 @@ def compile_model(model: Model, spec: QuantSpec, cfg: EngineConfig) -> CompiledM
     return CompiledModel(cfg, plans, [pack_entry(cfg, e) for e in entries],
                          pack_weights(cfg, plans), pack_biases(cfg, plans), out_name,
                          plans[0].in_shape, window)
+
+
+def _reads_once(plans: list[LayerPlan]) -> bool:
+    """Whether only the first group reads the model input (``im2col`` replaces the stored
+    input by the first conv's windows, so no other group may read it)."""
+    first = plans[0].input
+    return sum((p.input == first) + (p.shortcut == first) for p in plans) == 1
+
+
+def _words(shape: Shape3, lanes: int) -> int:
+    """Map words of a C x H x W map: ``H * W * ceil(C / lanes)``."""
+    c, h, w = shape
+    return h * w * _ceil_div(c, lanes)
+
+
+def _add_fields(p: LayerPlan, spec: QuantSpec, im: IntModel) -> dict[str, int]:
+    """The program's residual-add fields of group ``p`` (the identity without an Add):
+    alignment shifts, data shift (clamped like a compute layer's) and clamp range of the
+    Add's format with its ReLUs / Clips (``docs/arithmetic.md``, "Add")."""
+    f = spec.layers[p.name]
+    if p.add is None:
+        return {"add": 0, "add_sa": 0, "add_sb": 0, "add_shift": 0,
+                "add_lo": fixed.qmin(f.bw_x), "add_hi": fixed.qmax(f.bw_x)}
+    a = spec.layers[p.add.name]
+    sa, sb = a.align[p.add_index], a.align[1 - p.add_index]
+    lo, hi = LayerPlan.clamp_range(replace(p, acts=p.add_acts), a.bw_x, a.fl_out)
+    return {"add": 1, "add_sa": sa, "add_sb": sb,
+            "add_shift": clamp_shift(a.data_shift, a.bw_x, a.sum_bits),
+            "add_lo": lo, "add_hi": hi}
 
 
 def im2col_first(plan: LayerPlan, lanes: int) -> tuple | None:

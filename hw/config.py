@@ -53,6 +53,10 @@ class EngineConfig:
     bias_depth: int = 0     # bias words (tm biases each)
     prog_depth: int = 0     # program entries
     dim_bits: int = 0       # width of map coordinates and loop counters
+    # Derived from the program by the compiler (0 when the model has no residual Add):
+    residual: int = 0       # 1: the residual-add stage after the requantizer (hw/residual_add.py)
+    add_align: int = 0      # largest left shift aligning an Add's operands
+    sc_depth: int = 0       # entries of the shortcut FIFO (windows in flight)
 
     @property
     def lanes(self) -> int:
@@ -108,6 +112,26 @@ class EngineConfig:
         return -(-(self.lanes - self.wb_step + self.tm) // self.lanes)
 
     @property
+    def sc_slots(self) -> int:
+        """Map words a residual group reads per output pixel for its shortcut: the words
+        its ``tm`` channels can straddle (``wb_words``, as the write-back)."""
+        return self.wb_words
+
+    @property
+    def sum_bits(self) -> int:
+        """Width of a residual Add's aligned sum: ``data_bits + add_align + 1``."""
+        return self.data_bits + self.add_align + 1
+
+    @property
+    def align_bits(self) -> int:
+        return max(1, self.add_align.bit_length())
+
+    @property
+    def add_shift_bits(self) -> int:
+        """Signed width of an Add's data shift (range ``-data_bits .. sum_bits``)."""
+        return max(self.sum_bits, self.data_bits).bit_length() + 1
+
+    @property
     def fmap_addr_bits(self) -> int:
         return clog2(self.fmap_depth)
 
@@ -137,7 +161,7 @@ class EngineConfig:
                if not isinstance(getattr(self, key), int) or getattr(self, key) < 1]
         if bad:
             raise DynfixError(f"engine config: {', '.join(bad)} must be positive integers")
-        for key in ("im2col", "dual_mac"):
+        for key in ("im2col", "dual_mac", "residual"):
             if getattr(self, key) not in (0, 1):
                 raise DynfixError(f"engine config: {key}={getattr(self, key)!r} must be 0 or 1")
 

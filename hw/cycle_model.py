@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .compiler import CompiledModel, LayerPlan
+from .compiler import CompiledModel, LayerPlan, slots
 from .config import EngineConfig
 from .engine import pipeline_depth
 
@@ -12,17 +12,19 @@ LAYER_OVERHEAD = 3
 UNLOAD_CYCLES_PER_VALUE = 3
 
 
-def issue_cycles(plan: LayerPlan) -> int:
-    """One cycle per (output-channel group, conv pixel, kernel tap, input word), plus the
-    write-back's ``gap`` idle cycles after every pooling window but the last."""
+def issue_cycles(cfg: EngineConfig, plan: LayerPlan) -> int:
+    """One cycle per (output-channel group, conv pixel, kernel tap, input word), plus a
+    residual group's shortcut slots per output pixel and the write-back's ``gap`` idle
+    cycles after every pooling window but the last."""
     e = plan.entry
     windows = e["n_mg"] * e["n_py"] * e["n_px"]
-    return windows * e["pool"] ** 2 * e["kh"] * e["kw"] * e["t_in"] + (windows - 1) * e["gap"]
+    per_window = e["pool"] ** 2 * e["kh"] * e["kw"] * e["t_in"] + slots(plan, cfg)
+    return windows * per_window + (windows - 1) * e["gap"]
 
 
 def layer_cycles(cfg: EngineConfig, plan: LayerPlan) -> int:
     """Cycles the engine's per-layer counter reports: fetch, issue, pipeline drain."""
-    return LAYER_OVERHEAD + issue_cycles(plan) + pipeline_depth(cfg)
+    return LAYER_OVERHEAD + issue_cycles(cfg, plan) + pipeline_depth(cfg)
 
 
 def estimate(cm: CompiledModel) -> dict:

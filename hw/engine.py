@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from amaranth.hdl import Cat, Module, Mux, Signal, signed
-from amaranth.lib import data, memory, wiring
+from amaranth.lib import data, fifo, memory, wiring
 
 from .config import EngineConfig
 from .controller import Controller
@@ -13,6 +13,7 @@ from .map_walker import MapWalker
 from .max_pool import MaxPool
 from .pipeline import delay
 from .requantizer import Requantizer
+from .residual_add import ResidualAdd
 from .sequencer import Sequencer
 from .write_back import WriteBack
 
@@ -23,8 +24,23 @@ ISSUE_TO_MAC = 2
 
 def pipeline_depth(cfg: EngineConfig) -> int:
     """Cycles from an item's issue to its result's last write into the map memory."""
-    return (ISSUE_TO_MAC + mac_latency(cfg.lanes) + Requantizer.latency
+    return (result_latency(cfg) + (ResidualAdd.latency if cfg.residual else 0)
             + MaxPool.latency + cfg.wb_words - 1)
+
+
+def result_latency(cfg: EngineConfig) -> int:
+    """Cycles from an output pixel's last item's issue to its requantized result."""
+    return ISSUE_TO_MAC + mac_latency(cfg.lanes) + Requantizer.latency
+
+
+def shortcut_fifo_depth(cfg: EngineConfig, items: int, gap: int) -> int:
+    """Shortcut FIFO entries a residual group needs: pixels whose shortcut words are read
+    (``sc_slots`` slot items at the start of each pixel's ``items``, one pixel every
+    ``items + gap`` cycles) before the oldest one's result reaches the add stage, plus
+    one."""
+    slots = cfg.sc_slots
+    ahead = (items - 1 + result_latency(cfg) - slots) // (items + gap)
+    return ahead + 2
 
 
 class Engine(wiring.Component):
@@ -137,11 +153,16 @@ class Engine(wiring.Component):
         ]
         for j, rq in enumerate(rqs):
             m.d.comb += [rq.acc.eq(mac.o[j]), rq.shift.eq(e.data_shift),
-                         rq.lo.eq(e.clamp_lo), rq.hi.eq(e.clamp_hi),
-                         pool.i[j].eq(rq.o)]
+                         rq.lo.eq(e.clamp_lo), rq.hi.eq(e.clamp_hi)]
+        results = Cat(rq.o for rq in rqs)
+        results_valid = delay(m, mac.o_valid, Requantizer.latency, "rq_valid")
         to_pool = ISSUE_TO_MAC + mac.latency + Requantizer.latency
+        if cfg.residual:
+            results, results_valid = self._residual(m, seq, e, word, results, results_valid)
+            to_pool += ResidualAdd.latency
         m.d.comb += [
-            pool.valid.eq(delay(m, mac.o_valid, Requantizer.latency, "rq_valid")),
+            pool.i.as_value().eq(results),
+            pool.valid.eq(results_valid),
             pool.first.eq(delay(m, seq.pool_first, to_pool, "pool_first")),
             pool.last.eq(delay(m, seq.pool_last, to_pool, "pool_last")),
         ]
@@ -180,3 +201,43 @@ class Engine(wiring.Component):
         with m.If(self.o.valid & self.o.ready):
             m.d.sync += self.o.valid.eq(0)
         return m
+
+    def _residual(self, m: Module, seq: Sequencer, e, word, results, results_valid):
+        """The residual Add after the requantizers: the shortcut words the sequencer's slot
+        items read are collected, the group's ``tm`` values picked at its lane offset and
+        queued (one FIFO entry per output pixel) until that pixel's results arrive; returns
+        the add stage's output and its valid flag."""
+        cfg = self._cfg
+        n, tm, db, slots = cfg.lanes, cfg.tm, cfg.data_bits, cfg.sc_slots
+        width = n * db
+        sc = delay(m, seq.sc, 1, "sc")              # the map word read by a slot is here
+        sc_last = delay(m, seq.sc_last, 1, "sc_last")
+        sc_off = delay(m, seq.sc_off, 1, "sc_off")
+        raw = word.as_value()
+        if slots > 1:
+            held = Signal((slots - 1) * width)      # the pixel's earlier slot words
+            with m.If(sc):
+                m.d.sync += held.eq(Cat(held[width:], raw))
+            words = Cat(held, raw)
+        else:
+            words = raw
+        # Value j of the group is lane off + j of the words (off: a multiple of wb_step).
+        # Plain multiplexer expressions, as in the write-back.
+        picked = []
+        for j in range(tm):
+            value = words[j * db:(j + 1) * db]
+            for off in range(cfg.wb_step, n, cfg.wb_step):
+                if off + j < slots * n:
+                    value = Mux(sc_off == off, words[(off + j) * db:(off + j + 1) * db], value)
+            picked.append(value)
+        m.submodules.sc_fifo = q = fifo.SyncFIFO(width=tm * db, depth=cfg.sc_depth)
+        m.d.comb += [q.w_data.eq(Cat(picked)), q.w_en.eq(sc_last),
+                     q.r_en.eq(results_valid & e.add)]
+
+        m.submodules.add = add = ResidualAdd(cfg)
+        m.d.comb += [
+            add.a.as_value().eq(results), add.b.as_value().eq(q.r_data), add.en.eq(e.add),
+            add.sa.eq(e.add_sa), add.sb.eq(e.add_sb), add.shift.eq(e.add_shift),
+            add.lo.eq(e.add_lo), add.hi.eq(e.add_hi),
+        ]
+        return add.o.as_value(), delay(m, results_valid, ResidualAdd.latency, "add_valid")

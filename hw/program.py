@@ -19,8 +19,9 @@ from .config import EngineConfig
 #: taps, ``t`` input words of a pixel); map addresses and steps are in map words (``lanes``
 #: values each); a window's row and column are input-map coordinates.
 FIELDS: dict[str, tuple[str, str]] = {
-    "in_base": ("map_addr", "first word of the input map's region (ping-pong: 0 or half)"),
-    "out_base": ("map_addr", "first word of the output map's region (the other half)"),
+    "in_base": ("map_addr", "first word of the input map (the compiler allocates map memory "
+                            "by tensor lifetime)"),
+    "out_base": ("map_addr", "first word of the output map"),
     "addr0": ("map_corner", "map address of the first window's top-left tap (in_base minus "
                             "the padding: may lie before in_base)"),
     "iy0": ("coord", "input row of the first window's top tap: -(top padding)"),
@@ -64,9 +65,27 @@ FIELDS: dict[str, tuple[str, str]] = {
     "last": ("flag", "1: the program's last layer (its output map is streamed out)"),
 }
 
+#: The residual-add fields, after :data:`FIELDS` in engines with ``cfg.residual``.
+ADD_FIELDS: dict[str, tuple[str, str]] = {
+    # A residual Add fused into the group (hw/residual_add.py): before each output pixel's
+    # items the sequencer reads the shortcut's sc_slots words at sc_base + pixel * t_out +
+    # the group's word; the add stage computes min(max(shift_round((y << add_sa) +
+    # (s << add_sb), add_shift), add_lo), add_hi) from the requantized y and the shortcut s.
+    # Without an Add: add = 0, the shifts 0 and [add_lo, add_hi] = [qmin, qmax] (identity).
+    # Only engines with ``cfg.residual`` have these fields (the others are unchanged).
+    "add": ("flag", "1: add the shortcut map to the group's results (a residual Add)"),
+    "sc_base": ("map_addr", "first word of the shortcut map (same shape as the output)"),
+    "add_sa": ("align", "left shift of the requantized result onto the Add's binary point"),
+    "add_sb": ("align", "left shift of the shortcut value onto the Add's binary point"),
+    "add_shift": ("add_shift", "the Add's data shift: right when > 0, left when < 0"),
+    "add_lo": ("value", "lowest Add output: qmin(bw_x), or a ReLU's 0 / a Clip's lo_q"),
+    "add_hi": ("value", "highest Add output: qmax(bw_x), or a Clip's hi_q"),
+}
+
 #: Kinds whose width follows a memory's address width or ``data_bits``; the compiler sizes
 #: ``dim_bits`` to the largest value of every other field.
-OWN_WIDTH_KINDS = ("map_addr", "map_corner", "map_step", "weight_addr", "bias_addr", "value")
+OWN_WIDTH_KINDS = ("map_addr", "map_corner", "map_step", "weight_addr", "bias_addr", "value",
+                   "align", "add_shift")
 
 
 def kind_shapes(cfg: EngineConfig) -> dict[str, Shape]:
@@ -83,14 +102,22 @@ def kind_shapes(cfg: EngineConfig) -> dict[str, Shape]:
         "bias_shift": unsigned(cfg.bias_shift_bits),
         "data_shift": signed(cfg.shift_bits),
         "value": signed(cfg.data_bits),         # a map value (the widest output format)
+        "align": unsigned(cfg.align_bits),
+        "add_shift": signed(cfg.add_shift_bits),
         "flag": unsigned(1),
     }
 
 
+def entry_fields(cfg: EngineConfig) -> dict[str, tuple[str, str]]:
+    """The fields of ``cfg``'s program entries: :data:`FIELDS` (+ :data:`ADD_FIELDS`)."""
+    return {**FIELDS, **ADD_FIELDS} if cfg.residual else FIELDS
+
+
 def entry_layout(cfg: EngineConfig) -> data.StructLayout:
-    """The program entry of ``cfg``: :data:`FIELDS` with their shapes."""
+    """The program entry of ``cfg``: :func:`entry_fields` with their shapes."""
     shapes = kind_shapes(cfg)
-    return data.StructLayout({name: shapes[kind] for name, (kind, _) in FIELDS.items()})
+    return data.StructLayout({name: shapes[kind]
+                              for name, (kind, _) in entry_fields(cfg).items()})
 
 
 def check_entry(cfg: EngineConfig, entry: dict[str, int], where: str) -> None:

@@ -205,6 +205,18 @@ def estimate(cfg: EngineConfig, dev: Device, board_top: bool = True) -> Estimate
             luts=n_slots * db * max(1, options - 1) + (n_slots - n) * db + n * db
             + tm * cfg.dim_bits / 2,
             ffs=(n_slots - n) * (db + 1) + 2 * acc + cfg.dim_bits)
+    if cfg.residual:
+        # hw/residual_add.py and its feed: the earlier slot words of a pixel, the lane pick
+        # at the group's offset, the shortcut FIFO (registers and a read mux), the aligned
+        # sum and a requantizer per channel; the sequencer's shortcut address registers.
+        sb, depth = cfg.sum_bits, cfg.sc_depth
+        options = n // cfg.wb_step
+        est.blocks["residual_add"] = Usage(
+            luts=tm * db * (max(1, options - 1) + max(0, depth - 1))
+            + tm * (sb + shifter(db, cfg.add_align) * 2)
+            + tm * (2 * sb + shifter(sb, sb) + shifter(db, db) + 3 * db) + 4 * acc,
+            ffs=(cfg.sc_slots - 1) * n * db + depth * tm * db + tm * (2 * sb + 2 * db + 2)
+            + 3 * acc + 2 * clog2(depth + 1))
     layout_bits = entry_layout(cfg).size
     dims = cfg.dim_bits
     # Controller, sequencer (nested loop counters and address steps), two map walkers,

@@ -43,6 +43,12 @@ class Sequencer(wiring.Component):
     than one cycle (``cfg.wb_words > 1``), ``gap`` idle cycles follow each pooling window
     (the compiler sets it so results arrive at least ``wb_words`` cycles apart).
 
+    A group with a residual Add (``entry.add``, engines with ``cfg.residual``) reads its
+    shortcut first: before each output pixel's items, ``cfg.sc_slots`` *slot* items read the
+    shortcut words of the pixel and the group (``sc`` high, ``pad`` high so the MAC array
+    sees zeros; the loop counters hold still). ``sc_off`` is the group's lane offset in the
+    first of those words.
+
     Members
     -------
     entry : In(program entry)   held constant while running
@@ -53,6 +59,8 @@ class Sequencer(wiring.Component):
     first, last : Out(1)        first / last item of an output pixel
     pool_first, pool_last : Out(1)   first / last conv pixel of a pooling window
     done : Out(1)               the last item of the layer is issued this cycle
+    sc, sc_last : Out(1)        a shortcut slot item / the pixel's last one (``cfg.residual``)
+    sc_off : Out(range(lanes))  the group's lane offset in its first shortcut word
     """
 
     def __init__(self, cfg: EngineConfig):
@@ -68,6 +76,8 @@ class Sequencer(wiring.Component):
             "first": Out(1), "last": Out(1),
             "pool_first": Out(1), "pool_last": Out(1),
             "done": Out(1),
+            **({"sc": Out(1), "sc_last": Out(1), "sc_off": Out(range(max(2, cfg.lanes)))}
+               if cfg.residual else {}),
         })
 
     def _field(self, step):
@@ -77,8 +87,9 @@ class Sequencer(wiring.Component):
         m = Module()
         cfg, e = self._cfg, self.entry
         running = Signal()
-        issuing = Signal()                  # running and not idling after a window
-        m.d.comb += self.valid.eq(issuing)
+        issuing = Signal()                  # running and issuing a loop item (no rest, no slot)
+        slot = Signal()                     # issuing a shortcut slot item (cfg.residual)
+        m.d.comb += self.valid.eq(issuing | slot)
 
         # Counters and their wrap flags; carry[i] = every level inside i wraps this cycle
         # (level i advances). The flags are registers (wrap[i] = the counter is at its last
@@ -113,7 +124,7 @@ class Sequencer(wiring.Component):
             idle = Signal(unsigned(cfg.dim_bits))
             resting = Signal()
             has_gap = Signal()
-            m.d.comb += issuing.eq(running & ~resting)
+            m.d.comb += issuing.eq(running & ~resting & ~slot)
             with m.If(self.start):
                 m.d.sync += [idle.eq(0), resting.eq(0), has_gap.eq(e.gap != 0)]
             with m.Elif(carry["px"]):
@@ -121,7 +132,7 @@ class Sequencer(wiring.Component):
             with m.Elif(resting):
                 m.d.sync += [idle.eq(idle - 1), resting.eq(idle != 1)]
         else:
-            m.d.comb += issuing.eq(running)
+            m.d.comb += issuing.eq(running & ~slot)
 
         def count_step(counter, flag, count, advance):
             with m.If(advance):
@@ -166,9 +177,14 @@ class Sequencer(wiring.Component):
                     m.d.sync += reg.eq(new)
             values[q] = regs[moving[-1][0]]
         iy, ix = values["iy"], values["ix"]
+        pad = iy[-1] | ix[-1] | (iy >= e.in_h) | (ix >= e.in_w)
+        if cfg.residual:
+            sc_addr = self._shortcut(m, slot, running, carry["px"], next_group)
+            m.d.comb += [self.map_addr.eq(Mux(slot, sc_addr, values["addr"])),
+                         self.pad.eq(pad | slot)]
+        else:
+            m.d.comb += [self.map_addr.eq(values["addr"]), self.pad.eq(pad)]
         m.d.comb += [
-            self.map_addr.eq(values["addr"]),
-            self.pad.eq(iy[-1] | ix[-1] | (iy >= e.in_h) | (ix >= e.in_w)),
             self.first.eq((cnt["ky"] == 0) & (cnt["kx"] == 0) & (cnt["t"] == 0)),
             self.last.eq(pixel_end),
             self.pool_first.eq((cnt["dy"] == 0) & (cnt["dx"] == 0)),
@@ -196,3 +212,40 @@ class Sequencer(wiring.Component):
         with m.Elif(self.done):
             m.d.sync += running.eq(0)
         return m
+
+    def _shortcut(self, m: Module, slot: Signal, running: Signal, window_end, next_group):
+        """Shortcut slots: ``slot`` is high for ``sc_slots`` cycles at the start of every
+        output pixel of an Add group; returns the map address they read. The shortcut map
+        has the output's layout, so group ``g``'s words of pixel ``p`` start at ``sc_base +
+        p * t_out + word(g)``, the word and lane offset advancing by constants from group to
+        group (as the write-back's)."""
+        cfg, e = self._cfg, self.entry
+        n, slots = cfg.lanes, cfg.sc_slots
+        ab = cfg.fmap_addr_bits
+        word = Signal(unsigned(ab))     # the group's first shortcut word at pixel 0
+        cur = Signal(unsigned(ab))      # ... at the current pixel
+        rd = Signal(unsigned(ab))       # the word the current slot reads
+        k = Signal(range(max(2, slots)))
+        step_words, step_lanes = divmod(cfg.tm, n)
+        off = self.sc_off
+        more = window_end & ~self.done  # another output pixel follows
+        m.d.comb += self.sc.eq(slot)
+        m.d.comb += self.sc_last.eq(slot & (k == slots - 1))
+        with m.If(self.start):
+            m.d.sync += [word.eq(e.sc_base), cur.eq(e.sc_base), rd.eq(e.sc_base), off.eq(0),
+                         k.eq(0), slot.eq(e.add)]
+        with m.Elif(slot):
+            m.d.sync += [rd.eq(rd + 1), k.eq(k + 1)]
+            with m.If(k == slots - 1):
+                m.d.sync += [slot.eq(0), k.eq(0)]
+        with m.Elif(running & more):
+            m.d.sync += slot.eq(e.add)
+            with m.If(next_group):
+                wrap = off >= n - step_lanes if step_lanes else 0
+                nxt = Signal(unsigned(ab))
+                m.d.comb += nxt.eq(word + step_words + wrap)
+                m.d.sync += [word.eq(nxt), cur.eq(nxt), rd.eq(nxt),
+                             off.eq(Mux(wrap, off + step_lanes - n, off + step_lanes))]
+            with m.Else():
+                m.d.sync += [cur.eq(cur + e.t_out), rd.eq(cur + e.t_out)]
+        return rd

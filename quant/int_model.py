@@ -8,6 +8,11 @@ integers; an Add aligns its two inputs to the finer binary point, adds exactly a
 requantizes the sum the same way. It walks the model's DAG in topological order. The
 hardware is tested against :meth:`IntModel.forward` bit for bit.
 
+The integer model is defined on the *lowered* graph (:func:`~dynfix.quant.lower.lower`): a
+global average pool followed by Flatten and Linear is folded into that Linear, so it costs no
+rounding of its own. :func:`with_params` (and so :class:`IntModel`) lowers the model first; a
+quantization spec's formats and adjusted parameters are those of the lowered graph.
+
 Layer-level functions (:func:`accumulate`, :func:`add_sum`, :func:`narrow`,
 :func:`apply_plain`) are public so the quantizer's search runs the very same arithmetic while
 it picks fractional lengths.
@@ -28,6 +33,7 @@ from . import fixed
 from .float_model import check_input, conv2d, pool_divisor, windows
 from .ir import (Add, Affine, AvgPool2d, Clip, Conv2d, Flatten, GlobalAvgPool, Layer, Linear,
                  MaxPool2d, Model, ReLU, Softmax)
+from .lower import lower
 from .qspec import AddFormat, Format, LayerFormat, QuantSpec
 
 COMPUTE = (Conv2d, Linear, Affine)
@@ -115,7 +121,8 @@ def saturation_count(acc: np.ndarray, fmt: Format) -> int:
 
 
 def avg_round(s: np.ndarray, n: np.ndarray | int) -> np.ndarray:
-    """Mean rounded half up: ``floor((2*s + n) / (2*n))`` (arithmetic.md, average pooling)."""
+    """Mean rounded half up: ``floor((2*s + n) / (2*n))`` (arithmetic.md, average pooling).
+    Only pools that :func:`~dynfix.quant.lower.lower` does not fold get here."""
     n = np.asarray(n, dtype=np.int64)
     return (2 * s + n) // (2 * n)
 
@@ -242,8 +249,11 @@ def check_spec(model: Model, spec: QuantSpec) -> dict[str, MapFormat]:
 
 
 def with_params(model: Model, spec: QuantSpec) -> Model:
-    """``model`` with the spec's adjusted parameters in place of its own (the same object
-    when the spec has none)."""
+    """The model the spec's integers are computed on: :func:`~dynfix.quant.lower.lower` of
+    ``model`` with the spec's adjusted parameters in place of its own (the same object when
+    nothing is folded and the spec has none). Lowering comes first because the parameters
+    were chosen on the lowered graph (a folded Linear's weight is ``(M, C*H*W)``)."""
+    model = lower(model)
     if not spec.params:
         return model
     layers = [replace(layer, **spec.params[layer.name]) if layer.name in spec.params
@@ -254,13 +264,15 @@ def with_params(model: Model, spec: QuantSpec) -> Model:
 class IntModel:
     """Integer model of ``model`` quantized by ``spec`` (see the module docstring).
 
+    ``self.model`` is the lowered model the integers run on (``with_params(model, spec)``):
+    a folded average pool has no tensor of its own in the trace or in ``formats``.
     Attributes: ``weights`` / ``biases`` (int64 by layer name, in (bw_w, fl_w) / (bw_b, fl_b);
     zero biases for layers without one), ``formats`` (every feature map's
     :class:`MapFormat` by name, the input included), ``output_name``.
     """
 
     def __init__(self, model: Model, spec: QuantSpec):
-        model = with_params(model, spec)        # a spec's adjusted weights/biases win
+        model = with_params(model, spec)        # lowered; a spec's adjusted weights win
         self.model = model
         self.spec = spec
         self.formats = check_spec(model, spec)

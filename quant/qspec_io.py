@@ -27,7 +27,10 @@ the spec is used (``int_model.with_params``; ``IntModel`` applies them). The for
 arithmetic mean the same either way.
 
 Files are written atomically (temporary file, then rename) and deterministically (fixed key
-order, no timestamps). :func:`load_qspec` validates the file against the model.
+order, no timestamps). :func:`load_qspec` validates the file against the model, *lowered*
+(:func:`~dynfix.quant.lower.lower`) as the quantizer and the integer model see it: a Linear
+after a folded average pool has the fan-in and the weight shape of ``W / (H*W)`` on the
+whole map. The layers listed are the same either way (a pool has no row of its own).
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ from dynfix.errors import DynfixError
 from dynfix.fileio import atomic_write_bytes, atomic_write_text
 from .int_model import check_listed, check_spec, is_compute
 from .ir import Add, Affine, Layer, Model
+from .lower import lower
 from .qspec import AddFormat, Format, LayerFormat, QuantOptions, QuantSpec
 
 INT_KEYS = ("bw_w", "fl_w", "bw_b", "fl_b", "bw_x", "fl_in", "fl_out", "acc_bits")
@@ -167,7 +171,8 @@ def _values(row: dict, layer: Layer, where: str) -> dict:
 
 
 def spec_from_dict(d: dict, model: Model, source: str = "quantization spec") -> QuantSpec:
-    """Build and validate a :class:`QuantSpec` from a plain dict (the parsed Q.yaml)."""
+    """Build and validate a :class:`QuantSpec` from a plain dict (the parsed Q.yaml) against
+    ``lower(model)``."""
     if not isinstance(d, dict):
         raise DynfixError(f"{source}: expected a mapping with keys {', '.join(TOP_KEYS)}")
     missing = [k for k in TOP_KEYS if k not in d]
@@ -175,6 +180,7 @@ def spec_from_dict(d: dict, model: Model, source: str = "quantization spec") -> 
         raise DynfixError(f"{source}: missing key(s) {', '.join(missing)}")
     if d["model"] != model.name:
         raise DynfixError(f"{source} was made for model {d['model']!r}, not {model.name!r}")
+    model = lower(model)
     rows = _rows(d, source)
     check_listed(model, list(rows))
     # Input widths come from the graph: the bw_x of the row that made each tensor.
@@ -226,13 +232,14 @@ def load_qspec(path: str | Path, model: Model) -> QuantSpec:
     if d.get("params") is not None:
         if not isinstance(d["params"], str):
             raise DynfixError(f"{path.name}: params must name an .npz file beside it")
-        spec.params = load_params(path.parent / d["params"], model, f"{path.name}: params")
+        spec.params = load_params(path.parent / d["params"], lower(model),
+                                  f"{path.name}: params")
     return spec
 
 
 def load_params(path: Path, model: Model, where: str) -> dict[str, dict[str, np.ndarray]]:
     """The adjusted parameters in ``path``, checked against the model's compute layers
-    (same names and shapes, finite float values)."""
+    (same names and shapes, finite float values; pass the lowered model)."""
     try:
         with np.load(path, allow_pickle=False) as f:
             arrays = {k: f[k] for k in f.files}

@@ -32,19 +32,21 @@ from .fidelity import Fidelity, Objective, fidelity, output_name
 from .int_model import (accumulate, add_sum, apply_plain, check_spec, has_format, is_compute,
                         narrow, weight_array)
 from .ir import Add, Model
+from .lower import lower
 from .qspec import QuantSpec
 
 STEPS = (-2, -1, 1, 2)
 
 
 class Evaluator:
-    """Scores a spec and its parameters on a calibration batch against the float output."""
+    """Scores a spec and its parameters on a calibration batch against the float output
+    (the integer arithmetic runs on ``lower(model)``, as the integer model's does)."""
 
     def __init__(self, model: Model, x: np.ndarray, ref: np.ndarray):
-        self.model, self.x = model, x
+        self.model, self.x = lower(model), x
         self.ref = np.asarray(ref, np.float64).reshape(len(x), -1)
-        self.out = output_name(model)
-        self.index = {layer.name: i for i, layer in enumerate(model.layers)}
+        self.out = output_name(self.model)
+        self.index = {layer.name: i for i, layer in enumerate(self.model.layers)}
 
     def run(self, spec: QuantSpec, params: dict, trace: dict | None = None, start: int = 0
             ) -> tuple[dict, Fidelity]:

@@ -34,6 +34,11 @@ includes negatives that a following ReLU clears).
 
 Bias: its ``fl`` is picked like a weight's, then clamped to ``fl_in + fl_w`` so the bias
 shift is a left shift (known once the data phase has fixed ``fl_in``).
+
+The search quantizes the *lowered* model (:func:`~dynfix.quant.lower.lower`: a global
+average pool folded into the Linear after it), the graph the integer model runs: a folded
+Linear's ``fl_w`` is that of ``W / (H*W)`` and its adjusted weights, if any, are
+``(M, C*H*W)``. Layer names with a format are the same as the original model's.
 """
 
 from __future__ import annotations
@@ -53,6 +58,7 @@ from .int_model import (MapFormat, accumulate, add_sum, apply_plain, bias_array,
                         check_spec, fan_in, has_format, is_compute, narrow, saturation_count,
                         weight_array, with_params)
 from .ir import Add, Layer, Model, Softmax
+from .lower import lower
 from .qspec import AddFormat, Format, LayerFormat, QuantOptions, QuantSpec
 from .qspec_io import param_names
 from .refine import Evaluator, refine
@@ -282,7 +288,7 @@ def _robust_abs(v: np.ndarray, picker: Picker) -> float | None:
 @dataclass
 class SearchResult:
     """What :func:`search_model` chose: the spec, the model whose parameters it quantizes
-    (``model`` itself, or a copy with adjusted weights/biases when bias correction or
+    (the lowered ``model``, or a copy with adjusted weights/biases when bias correction or
     adaptive rounding changed them) and, for greedy with additions, the calibration
     objective it reached and greedy-paper's."""
 
@@ -469,8 +475,10 @@ def search_model(model: Model, calib: np.ndarray, bits: str = "8", method: str =
                  options: QuantOptions | None = None) -> SearchResult:
     """Quantize ``model``: fractional lengths for every tensor, plus SQNR and saturation;
     with bias correction or adaptive rounding, also the adjusted parameters (in
-    ``SearchResult.model``)."""
+    ``SearchResult.model``). The search runs on ``lower(model)``, and
+    ``SearchResult.model`` is lowered too (see the module docstring)."""
     method, options = resolve_method(method, options)
+    original, model = model, lower(model)
     x = check_calib(model, calib)
     say = progress or (lambda msg: None)
     ctx = _Search(model, x, bits, overrides, method, say)
@@ -480,7 +488,11 @@ def search_model(model: Model, calib: np.ndarray, bits: str = "8", method: str =
         return SearchResult(spec, model)
 
     n = min(len(x), REFINE_SAMPLES)
-    ev = Evaluator(model, x[:n], ctx.ftrace[output_name(model)][:n])
+    out = output_name(model)
+    # The objective is scored against the float model of the model as given (the lowered
+    # one computes the same function, up to float32 rounding).
+    ref = ctx.ftrace[out][:n] if original is model else forward(original, x[:n], {out})[out]
+    ev = Evaluator(model, x[:n], ref)
     paper_spec, paper_params = ctx.greedy(PAPER, verbose=False)
     paper = ev.score(paper_spec, paper_params)
     objective = Objective(resolve_objective(model, options.objective), paper.agree,

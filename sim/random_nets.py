@@ -4,7 +4,11 @@ tests of the engine against :class:`~dynfix.quant.int_model.IntModel`.
 A group is a Conv2d or Linear layer, then ReLUs and Clips (ReLU6, or bounds drawn around the
 output format's values: finite or one-sided, between representable values, beyond the
 format's range, or disjoint from a following ReLU), a max-pool now and then, and more of them
-after the pool.
+after the pool. On engines with the residual stage (``residual=1``) a conv group is often a
+residual block instead: a second conv of the same geometry on the same input (the shortcut,
+drawn before or after the main conv, with its own activations), then an Add of the two in
+either order with a drawn output format (alignment shifts both ways, data shifts that
+round, shift left or saturate) and activations after it.
 
 Every case is a pure function of its seed (:func:`random_case`), so a failure replays from
 the seed alone. Weights, biases and inputs are drawn as integers (uniform, small, or at the
@@ -24,13 +28,15 @@ from dynfix.hw.compiler import CompiledModel, compile_model
 from dynfix.hw.config import EngineConfig
 from dynfix.quant import fixed
 from dynfix.quant.int_model import IntModel
-from dynfix.quant.ir import Clip, Conv2d, Flatten, Layer, Linear, MaxPool2d, Model, ReLU
-from dynfix.quant.qspec import LayerFormat, QuantSpec
+from dynfix.quant.ir import Add, Clip, Conv2d, Flatten, Layer, Linear, MaxPool2d, Model, ReLU
+from dynfix.quant.qspec import AddFormat, LayerFormat, QuantSpec
 
 #: Engine configurations the random suite runs on: widths and depths are explicit upper
 #: bounds, so every case compiles to the same Verilog and only the memories change.
 BOUNDS = dict(data_bits=8, weight_bits=8, bias_bits=16, acc_bits=28, fmap_depth=512,
-              weight_depth=512, bias_depth=16, prog_depth=2, dim_bits=8)
+              weight_depth=512, bias_depth=16, prog_depth=4, dim_bits=8)
+#: Bounds of the residual stage for the configs that have it.
+RESIDUAL = dict(residual=1, add_align=8, sc_depth=16)
 CONFIGS: dict[str, EngineConfig] = {
     "k3tn1tm3": EngineConfig(k=3, tn=1, tm=3, **BOUNDS),      # 9 lanes, 27 multipliers
     "k2tn1tm4": EngineConfig(k=2, tn=1, tm=4, **BOUNDS),      # 4 lanes, 16 multipliers
@@ -40,6 +46,9 @@ CONFIGS: dict[str, EngineConfig] = {
     "k1tn3tm4": EngineConfig(k=1, tn=3, tm=4, **BOUNDS),      # 3 lanes, 2 words per result
     "k1tn3tm2": EngineConfig(k=1, tn=3, tm=2, **BOUNDS),      # groups at lanes 0, 2, 1
     "k1tn2tm7": EngineConfig(k=1, tn=2, tm=7, **BOUNDS),      # 4 words per result: gaps
+    # The residual-add stage (cases draw residual blocks): packed and straddling groups.
+    "k3tn1tm3_res": EngineConfig(k=3, tn=1, tm=3, **BOUNDS, **RESIDUAL),
+    "k1tn3tm4_res": EngineConfig(k=1, tn=3, tm=4, **BOUNDS, **RESIDUAL),
 }
 MAX_HW = 8
 MAX_C = 6
@@ -156,9 +165,52 @@ def _activations(rng, g: int, at: str, inp: str, bw: int, fl: int, p_none: float
     return layers, inp, desc
 
 
-def random_case(seed: int, images: int = 2, layers: int | None = None) -> Case:
+def _add_format(rng, name: str, a: tuple[int, int], b: tuple[int, int], extreme: bool
+                ) -> AddFormat:
+    """An Add's format on inputs (bw, fl) ``a`` and ``b``: output width 3..8 and a data
+    shift around the one keeping the larger input's range, now and then extreme."""
+    bw_x = int(rng.integers(3, 9))
+    fl_sum = max(a[1], b[1])
+    top = max(bw + fl_sum - fl for bw, fl in (a, b)) + 1      # bits of the aligned sum
+    shift = top - bw_x + int(rng.integers(-2, 3))
+    if extreme:
+        shift = int(rng.choice([-bw_x - 1, -1, top + 2]))
+    return AddFormat(name, (a[0], b[0]), (a[1], b[1]), bw_x, fl_sum - shift)
+
+
+def _residual_block(rng, g: int, cur: str, shape, bw: int, fl: int, spec: QuantSpec
+                    ) -> tuple[list[Layer], str, tuple, int, int, str]:
+    """A residual block on ``cur``: main conv and shortcut conv of one geometry, each with
+    activations, in a random order, an Add (inputs in a random order) and activations."""
+    cc, hh, ww = shape
+    kernel, stride, pads, (oh, ow) = _conv_geometry(rng, hh, ww)
+    m = int(rng.integers(1, MAX_C + 2))
+    layers: list[Layer] = []
+    outs = {}
+    for role in rng.permutation(["l", "s"]):
+        name = f"{role}{g}"
+        fmt = _format(rng, name, bw, fl, cc * kernel[0] * kernel[1], rng.random() < 0.08)
+        spec.layers[name] = fmt
+        layers.append(_compute(rng, Conv2d, name, cur, m, cc, kernel, fmt, stride=stride,
+                               pads=pads))
+        acts, last, _ = _activations(rng, g, role, name, fmt.bw_x, fmt.fl_out, 0.5)
+        layers += acts
+        outs[role] = (last, fmt.bw_x, fmt.fl_out)
+    first, second = (outs["l"], outs["s"]) if rng.random() < 0.5 else (outs["s"], outs["l"])
+    add = _add_format(rng, f"add{g}", first[1:], second[1:], rng.random() < 0.12)
+    spec.layers[add.name] = add
+    layers.append(Add(add.name, (first[0], second[0])))
+    acts, last, d = _activations(rng, g, "c", add.name, add.bw_x, add.fl_out, 0.3)
+    layers += acts
+    desc = (f"res{cc}x{hh}x{ww}->{m} k{kernel[0]}x{kernel[1]} s{stride[0]}{stride[1]} "
+            f"fl{first[2]}+{second[2]}->{add.fl_out}/{add.bw_x}b" + d)
+    return layers, last, (m, oh, ow), add.bw_x, add.fl_out, desc
+
+
+def random_case(seed: int, images: int = 2, layers: int | None = None,
+                residual: bool = False) -> Case:
     """A random network of 1 or 2 engine groups (``layers``, default random) and ``images``
-    integer inputs, fully determined by ``seed``."""
+    integer inputs, fully determined by ``seed`` (and ``residual``: draw residual blocks)."""
     rng = np.random.default_rng(seed)
     n_groups = layers or int(rng.integers(1, 3))
     c, h, w = int(rng.integers(1, MAX_C + 1)), *(int(v) for v in rng.integers(1, MAX_HW + 1,
@@ -173,6 +225,12 @@ def random_case(seed: int, images: int = 2, layers: int | None = None) -> Case:
         cc, hh, ww = shape if len(shape) == 3 else (shape[0], 1, 1)
         linear = (g > 0 and parts[-1].startswith("fc")) or (
             g == n_groups - 1 and rng.random() < 0.3) or (hh == ww == 1 and rng.random() < 0.5)
+        if residual and not linear and rng.random() < 0.6:
+            block, cur, shape, bw, fl, desc = _residual_block(rng, g, cur, (cc, hh, ww), bw,
+                                                              fl, spec)
+            model_layers += block
+            parts.append(desc)
+            continue
         m = int(rng.integers(1, MAX_C + 2))
         extreme = rng.random() < 0.12
         if linear:
@@ -214,7 +272,7 @@ def fitting_case(seed: int, cfg: EngineConfig, images: int = 2) -> tuple[Case, C
     """The case of ``seed`` compiled for ``cfg``; if it does not fit the config's bounds,
     the next seeds are tried (deterministically), so every returned case has its own seed."""
     for s in range(seed, seed + 1000):
-        case = random_case(s, images)
+        case = random_case(s, images, residual=bool(cfg.residual))
         try:
             return case, compile_model(case.model, case.spec, cfg)
         except DynfixError:

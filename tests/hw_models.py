@@ -42,3 +42,33 @@ def small_net(seed: int = 3, bits: str = "8"):
     model = Model("small", "x", (5, 7, 6), layers)
     calib = rng.standard_normal((64, 5, 7, 6)).astype(np.float32)
     return model, search(model, calib, bits=bits), calib
+
+
+def residual_net(seed: int = 5, bits: str = "8"):
+    """ResNet-style blocks: an identity shortcut from a ReLU output, a 1x1 stride-2
+    projection branch computed before the block's second conv, the Add's shortcut being the
+    model input's consumer's output, ReLUs after the Adds, and a ReLU6 (Clip) after the last
+    Add; channels not a multiple of the lanes."""
+    from dynfix.quant.ir import Add, Clip
+    rng = np.random.default_rng(seed)
+    layers = [
+        conv(rng, "c0", "x", 6, 3, 3, 3, pads=(1, 1, 1, 1)),
+        ReLU("r0", ("c0",)),
+        conv(rng, "c1", "r0", 6, 6, 3, 3, pads=(1, 1, 1, 1)),
+        ReLU("r1", ("c1",)),
+        conv(rng, "c2", "r1", 6, 6, 3, 3, pads=(1, 1, 1, 1)),
+        Add("add1", ("c2", "r0")),
+        ReLU("a1", ("add1",)),
+        conv(rng, "proj", "a1", 10, 6, 1, 1, stride=(2, 2)),
+        conv(rng, "c3", "a1", 10, 6, 3, 3, stride=(2, 2), pads=(1, 1, 1, 1)),
+        ReLU("r3", ("c3",)),
+        conv(rng, "c4", "r3", 10, 10, 3, 3, pads=(1, 1, 1, 1)),
+        Add("add2", ("proj", "c4")),
+        Clip("a2", ("add2",), lo=0.0, hi=6.0),
+        Flatten("f", ("a2",)),
+        Linear("fc", ("f",), weight=rng.standard_normal((5, 10 * 3 * 3)).astype(np.float32)
+               * 0.2, bias=rng.standard_normal(5).astype(np.float32) * 0.1),
+    ]
+    model = Model("residual", "x", (3, 6, 6), layers)
+    calib = rng.standard_normal((64, 3, 6, 6)).astype(np.float32)
+    return model, search(model, calib, bits=bits), calib

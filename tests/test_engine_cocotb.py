@@ -17,7 +17,7 @@ from dynfix.quant.datasets import load_digits
 from dynfix.quant.int_model import IntModel
 from dynfix.sim.simulate import Design, simulate as run_images
 
-from hw_models import digits_8bit, small_net
+from hw_models import digits_8bit, residual_net, small_net
 
 pytestmark = pytest.mark.skipif(shutil.which("iverilog") is None,
                                 reason="Icarus Verilog (iverilog) is not installed")
@@ -67,6 +67,24 @@ def test_small_net_im2col_bit_exact(tmp_path):
                             calib[2:3] * 2, tmp_path)
     assert cm.input_window is not None and cm.input_shape == (45, 4, 3)
     check(cm, ref, res)
+
+
+@pytest.mark.parametrize("cfg", [EngineConfig(k=1, tn=4, tm=2),
+                                 EngineConfig(k=1, tn=3, tm=4, dual_mac=1)],
+                         ids=["packed", "straddling-dual"])
+def test_residual_net_bit_exact(tmp_path, cfg):
+    """Residual Adds fused into their convs (identity and 1x1-projection shortcuts, ReLU and
+    ReLU6 after the Adds): bit-exact, cycle model exact. With tm = 4 on 3 lanes the shortcut
+    of a group straddles two words (two slot reads per pixel)."""
+    model, spec, calib = residual_net()
+    cm, ref, res = simulate(model, spec, cfg, calib[:2] * 2, tmp_path)
+    assert cm.config.residual and [p.name for p in cm.plans if p.add] == ["c2", "c4"]
+    assert cm.config.sc_slots == (2 if cfg.tm == 4 else 1)
+    check(cm, ref, res)
+    im = IntModel(model, spec)
+    trace = im.forward(im.quantize_input(calib[:2] * 2))
+    assert np.any(trace["add2"] < 0) and np.any(trace["add2"] > 0)   # the ReLU6 bites
+    assert np.any(trace["a2"] == cm.plans[-2].entry["add_hi"])
 
 
 def test_small_net_bit_exact(tmp_path):

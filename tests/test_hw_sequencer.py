@@ -13,11 +13,12 @@ from dynfix.hw.sequencer import Sequencer
 from dynfix.quant.ir import Flatten, Linear, Model
 from dynfix.quant.search import search
 
-from hw_models import conv, small_net
+from hw_models import conv, residual_net, small_net
 
 
 def expected(cfg, plan):
-    """(map_addr or None when padded, w_addr, b_addr, first, last, pool_first, pool_last)."""
+    """(map_addr or None when padded, w_addr, b_addr, first, last, pool_first, pool_last);
+    a residual group's shortcut slots read ("sc", address) first at every output pixel."""
     e, n = plan.entry, cfg.lanes
     c, h, w = plan.in_shape
     t_in = -(-c // n)
@@ -30,6 +31,11 @@ def expected(cfg, plan):
                 for dy in range(p):
                     for dx in range(p):
                         oy, ox = py * p + dy, px * p + dx
+                        w0 = e["w_base"] + mg * kh * kw * t_in
+                        first_word = e.get("sc_base", 0) + (py * e["n_px"] + px) * e["t_out"]
+                        for k in range(cfg.sc_slots if plan.add else 0):
+                            out.append((("sc", first_word + mg * cfg.tm // n + k), w0,
+                                        e["b_base"] + mg, True, False, True, True))
                         for ky in range(kh):
                             for kx in range(kw):
                                 for t in range(t_in):
@@ -59,7 +65,10 @@ def issued(cfg, plan):
         ctx.set(dut.start, 0)
         while ctx.get(dut.valid):
             pad = ctx.get(dut.pad)
-            got.append((None if pad else ctx.get(dut.map_addr), ctx.get(dut.w_addr),
+            addr = None if pad else ctx.get(dut.map_addr)
+            if cfg.residual and ctx.get(dut.sc):
+                addr = ("sc", ctx.get(dut.map_addr))
+            got.append((addr, ctx.get(dut.w_addr),
                         ctx.get(dut.b_addr), *(bool(ctx.get(getattr(dut, f))) for f in
                                                ("first", "last", "pool_first", "pool_last"))))
             done = ctx.get(dut.done)
@@ -86,12 +95,14 @@ def strided_model():
 
 
 CASES = [("small", EngineConfig(k=3, tn=1, tm=3)), ("small", EngineConfig(k=2, tn=1, tm=2)),
-         ("strided", EngineConfig(k=3, tn=1, tm=1)), ("strided", EngineConfig(k=2, tn=2, tm=4))]
+         ("strided", EngineConfig(k=3, tn=1, tm=1)), ("strided", EngineConfig(k=2, tn=2, tm=4)),
+         ("residual", EngineConfig(k=1, tn=3, tm=4)), ("residual", EngineConfig(k=1, tn=4, tm=2))]
 
 
 @pytest.mark.parametrize("which,cfg", CASES)
 def test_sequencer_issue_order(which, cfg):
-    model, spec = (small_net()[:2] if which == "small" else strided_model())
+    model, spec = {"small": lambda: small_net()[:2], "strided": strided_model,
+                   "residual": lambda: residual_net()[:2]}[which]()
     cm = compile_model(model, spec, cfg)
     for plan in cm.plans:
         got = issued(cm.config, plan)
