@@ -39,7 +39,7 @@ class LayerPlan:
 
     name: str                       # the Conv2d / Linear layer
     layers: list[str]               # every model layer folded into the group
-    kind: str                       # "conv" or "linear"
+    kind: str                       # "conv", "dwconv" (depthwise) or "linear"
     in_shape: Shape3                # C, H, W of the map it reads
     out_shape: Shape3               # M, H', W' of the map it writes (after pooling)
     kernel: tuple[int, int]
@@ -180,10 +180,7 @@ def plan_groups(model: Model) -> tuple[list[LayerPlan], str]:
             if isinstance(layer, Conv2d):
                 if tuple(layer.dilation) != (1, 1):
                     problems.append(f"{what}: dilation {tuple(layer.dilation)} (only 1)")
-                if layer.groups != 1:
-                    problems.append(f"{what}: grouped convolution (groups={layer.groups}) is "
-                                    f"not supported by the engine yet")
-                g = LayerPlan(layer.name, [layer.name], "conv", in_shape,
+                g = LayerPlan(layer.name, [layer.name], _conv_kind(layer), in_shape,
                               tuple(layer.out_shape), tuple(layer.kernel),
                               tuple(layer.stride), tuple(layer.pads),
                               macs=layer.macs(model.in_shape(idx)))
@@ -254,17 +251,25 @@ def plan_groups(model: Model) -> tuple[list[LayerPlan], str]:
     return plans, out_name
 
 
+def _conv_kind(layer: Conv2d) -> str:
+    """``dwconv`` for a depthwise convolution (groups = input = output channels), which the
+    engine runs reading only each group's own input words; ``conv`` otherwise (a grouped
+    convolution runs as the dense one with zero weights across groups)."""
+    c, m = layer.weight.shape[1] * layer.groups, layer.weight.shape[0]
+    return "dwconv" if layer.groups > 1 and layer.groups == c == m else "conv"
+
+
 def _pool_problems(layer: MaxPool2d, g: LayerPlan) -> list[str]:
     """Why a MaxPool cannot join group ``g`` (empty: it can)."""
     k, s = tuple(layer.kernel), tuple(layer.stride)
     why = []
-    if g.kind != "conv" or g.pool > 1 or g.add is not None:
+    if g.kind not in ("conv", "dwconv") or g.pool > 1 or g.add is not None:
         why.append("not directly after a Conv layer (with optional ReLU / Clip)")
     if k[0] != k[1] or k != s:
         why.append(f"kernel {k} stride {s} (only square, stride = kernel)")
     if any(layer.pads):
         why.append(f"padding {tuple(layer.pads)}")
-    if g.kind == "conv" and layer.ceil_mode and (g.out_shape[1] % k[0] or g.out_shape[2] % k[1]):
+    if g.kind != "linear" and layer.ceil_mode and (g.out_shape[1] % k[0] or g.out_shape[2] % k[1]):
         why.append("ceil_mode with a partial window")
     return why
 
@@ -297,7 +302,7 @@ def loop_counts(p: LayerPlan, cfg: EngineConfig) -> dict[str, int]:
     model counts (no quantization or memory layout needed)."""
     c = p.in_shape[0]
     m_out, ph, pw = p.out_shape
-    t_in = _ceil_div(c, cfg.lanes)
+    t_in = cfg.dw_words if p.kind == "dwconv" else _ceil_div(c, cfg.lanes)
     window = p.pool ** 2 * p.kernel[0] * p.kernel[1] * t_in + slots(p, cfg)  # per result
     return {"t_in": t_in, "t_out": _ceil_div(m_out, cfg.lanes),
             "n_mg": _ceil_div(m_out, cfg.tm), "n_py": ph, "n_px": pw, "pool": p.pool,
@@ -362,8 +367,7 @@ def compile_model(model: Model, spec: QuantSpec, cfg: EngineConfig) -> CompiledM
 
     for p in plans:
         f = spec.layers[p.name]
-        wq = im.weights[p.name]
-        p.weights = wq.reshape((wq.shape[0],) + p.in_shape[:1] + p.kernel)
+        p.weights = _dense_weights(model_layer(im, p.name), im.weights[p.name], p)
         p.biases = im.biases[p.name]
     window = im2col_first(plans[0], n) if cfg.im2col and _reads_once(plans) else None
     fmts = [spec.layers[p.name] for p in plans]
@@ -374,7 +378,8 @@ def compile_model(model: Model, spec: QuantSpec, cfg: EngineConfig) -> CompiledM
     adds = [_add_fields(p, spec, im) for p in plans]
     # The residual stage: fitted like the widths (0: as the model needs; an explicit value
     # is a bound), so a config with ``residual: 1`` also runs models without an Add.
-    cfg = cfg.fitted(residual=int(any(p.add is not None for p in plans)),
+    cfg = cfg.fitted(depthwise=int(any(p.kind == "dwconv" for p in plans)),
+                     residual=int(any(p.add is not None for p in plans)),
                      add_align=max(max(a["add_sa"], a["add_sb"]) for a in adds))
 
     entries, w_base, b_base = [], 0, 0
@@ -388,20 +393,23 @@ def compile_model(model: Model, spec: QuantSpec, cfg: EngineConfig) -> CompiledM
         top, left = p.pads[0], p.pads[1]
         clamp_lo, clamp_hi = p.clamp_range(f.bw_x, f.fl_out)
         in_base, out_base = base[p.input], base[p.output]
+        t_px = _ceil_div(c, n)          # words per input pixel (t_in but for depthwise)
         p.entry = {
             "in_base": in_base, "out_base": out_base,
-            "addr0": in_base - (top * w + left) * t_in, "iy0": -top, "ix0": -left,
+            "addr0": in_base - (top * w + left) * t_px, "iy0": -top, "ix0": -left,
             "in_c": c, "in_pix": h * w, "in_h": h, "in_w": w, "t_in": t_in,
             "n_mg": n_mg, "n_py": ph, "n_px": pw, "pool": pool, "kh": kh, "kw": kw,
             "cs_py": pool * sy, "cs_px": pool * sx, "cs_dy": sy, "cs_dx": sx,
             "t_out": t_out, "out_pix": ph * pw, "out_c": m_out, "gap": lc["gap"],
-            "st_py": pool * sy * w * t_in, "st_px": pool * sx * t_in,
-            "st_dy": sy * w * t_in, "st_dx": sx * t_in, "st_ky": w * t_in,
+            "st_py": pool * sy * w * t_px, "st_px": pool * sx * t_px,
+            "st_dy": sy * w * t_px, "st_dx": sx * t_px, "st_ky": w * t_px,
             "w_base": w_base, "b_base": b_base,
             "bias_shift": f.bias_shift,
             "data_shift": clamp_shift(f.data_shift, f.bw_x, f.acc_bits),
             "clamp_lo": clamp_lo, "clamp_hi": clamp_hi, "last": int(i == len(plans) - 1),
         }
+        if cfg.depthwise:
+            p.entry.update(dw=int(p.kind == "dwconv"), t_px=t_px)
         if cfg.residual:
             p.entry.update(adds[i], sc_base=base[p.shortcut] if p.add is not None else 0)
             if p.add is not None:
@@ -432,6 +440,46 @@ def compile_model(model: Model, spec: QuantSpec, cfg: EngineConfig) -> CompiledM
     return CompiledModel(cfg, plans, [pack_entry(cfg, e) for e in entries],
                          pack_weights(cfg, plans), pack_biases(cfg, plans), out_name,
                          plans[0].in_shape, window)
+
+
+def model_layer(im: IntModel, name: str) -> Layer:
+    """Layer ``name`` of the integer model's (lowered) graph."""
+    return im.model.layer(name)
+
+
+def _dense_weights(layer: Layer, wq: np.ndarray, p: LayerPlan) -> np.ndarray:
+    """Integer weights as ``(M, C, kh, kw)`` over all input channels: a grouped
+    convolution's block-diagonal expansion (zeros across groups); a depthwise one keeps its
+    ``(C, 1, kh, kw)``, which the depthwise packing reads."""
+    groups = getattr(layer, "groups", 1)
+    m_out = wq.shape[0]
+    if p.kind == "dwconv" or groups == 1:
+        return wq.reshape((m_out, -1) + p.kernel if p.kind == "dwconv"
+                          else (m_out,) + p.in_shape[:1] + p.kernel)
+    cin_g, cout_g = wq.shape[1], m_out // groups
+    dense = np.zeros((m_out, cin_g * groups) + p.kernel, np.int64)
+    for gi in range(groups):
+        rows = slice(gi * cout_g, (gi + 1) * cout_g)
+        dense[rows, gi * cin_g:(gi + 1) * cin_g] = wq[rows]
+    return dense
+
+
+def _depthwise_words(w: np.ndarray, cfg: EngineConfig) -> np.ndarray:
+    """Weight words of a depthwise layer (``w``: C x 1 x kh x kw) in sequencer order: per
+    group ``g``, kernel row, column and word ``t`` of the ``dw_words`` words from the
+    group's first word ``(g * tm) // lanes``; lane ``(j, l)`` holds ``w[g*tm + j]`` where
+    input channel ``(first + t) * lanes + l`` is output channel ``g*tm + j``, else 0."""
+    n, tm, words = cfg.lanes, cfg.tm, cfg.dw_words
+    c, _, kh, kw = w.shape
+    n_mg = _ceil_div(c, tm)
+    out = np.zeros((n_mg, kh, kw, words, tm, n), np.int64)
+    for g in range(n_mg):
+        first = (g * tm) // n
+        for j in range(min(tm, c - g * tm)):
+            ch = g * tm + j
+            t, lane = divmod(ch - first * n, n)
+            out[g, :, :, t, j, lane] = w[ch, 0]
+    return out.reshape(-1, tm * n)
 
 
 def _reads_once(plans: list[LayerPlan]) -> bool:
@@ -499,6 +547,9 @@ def pack_weights(cfg: EngineConfig, plans: list[LayerPlan]) -> list[int]:
     n, tm = cfg.lanes, cfg.tm
     words = []
     for p in plans:
+        if p.kind == "dwconv":
+            words += _pack(_depthwise_words(p.weights, cfg), cfg.weight_bits)
+            continue
         m_out, c, kh, kw = p.weights.shape
         t_in, n_mg = _ceil_div(c, n), _ceil_div(m_out, tm)
         w = np.zeros((n_mg * tm, t_in * n, kh, kw), np.int64)

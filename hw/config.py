@@ -57,6 +57,7 @@ class EngineConfig:
     residual: int = 0       # 1: the residual-add stage after the requantizer (hw/residual_add.py)
     add_align: int = 0      # largest left shift aligning an Add's operands
     sc_depth: int = 0       # entries of the shortcut FIFO (windows in flight)
+    depthwise: int = 0      # 1: depthwise convolutions (per-group input word offset, t_px)
 
     @property
     def lanes(self) -> int:
@@ -118,6 +119,12 @@ class EngineConfig:
         return self.wb_words
 
     @property
+    def dw_words(self) -> int:
+        """Input words a depthwise group of ``tm`` channels reads per tap pixel: the words
+        its channels can straddle (as ``wb_words`` for the output)."""
+        return self.wb_words
+
+    @property
     def sum_bits(self) -> int:
         """Width of a residual Add's aligned sum: ``data_bits + add_align + 1``."""
         return self.data_bits + self.add_align + 1
@@ -161,7 +168,7 @@ class EngineConfig:
                if not isinstance(getattr(self, key), int) or getattr(self, key) < 1]
         if bad:
             raise DynfixError(f"engine config: {', '.join(bad)} must be positive integers")
-        for key in ("im2col", "dual_mac", "residual"):
+        for key in ("im2col", "dual_mac", "residual", "depthwise"):
             if getattr(self, key) not in (0, 1):
                 raise DynfixError(f"engine config: {key}={getattr(self, key)!r} must be 0 or 1")
 

@@ -119,7 +119,7 @@ class Engine(wiring.Component):
 
         # Input image: host stream -> map region 0, one lane per value.
         m.d.comb += [
-            loader.base.eq(e.in_base), loader.words.eq(e.t_in),
+            loader.base.eq(e.in_base), loader.words.eq(e.t_px if cfg.depthwise else e.t_in),
             loader.channels.eq(e.in_c), loader.pixels.eq(e.in_pix),
             loader.start.eq(ctrl.load_start),
             self.i.ready.eq(ctrl.loading & loader.active),

@@ -82,6 +82,16 @@ ADD_FIELDS: dict[str, tuple[str, str]] = {
     "add_hi": ("value", "highest Add output: qmax(bw_x), or a Clip's hi_q"),
 }
 
+#: The depthwise fields, after the others in engines with ``cfg.depthwise``.
+DW_FIELDS: dict[str, tuple[str, str]] = {
+    # A depthwise group (tm output channels) reads only the input word(s) holding its own
+    # channels: t_in (= cfg.dw_words) words per tap pixel from word (g * tm) // lanes of
+    # the pixel, the word advancing from group to group by constants (sequencer). The map
+    # address steps by t_px words per pixel; t_px = t_in for every other layer.
+    "dw": ("flag", "1: a depthwise convolution (per-group input word offset)"),
+    "t_px": ("count", "words per input pixel, ceil(in_c / lanes): kx's map step"),
+}
+
 #: Kinds whose width follows a memory's address width or ``data_bits``; the compiler sizes
 #: ``dim_bits`` to the largest value of every other field.
 OWN_WIDTH_KINDS = ("map_addr", "map_corner", "map_step", "weight_addr", "bias_addr", "value",
@@ -110,7 +120,8 @@ def kind_shapes(cfg: EngineConfig) -> dict[str, Shape]:
 
 def entry_fields(cfg: EngineConfig) -> dict[str, tuple[str, str]]:
     """The fields of ``cfg``'s program entries: :data:`FIELDS` (+ :data:`ADD_FIELDS`)."""
-    return {**FIELDS, **ADD_FIELDS} if cfg.residual else FIELDS
+    return {**FIELDS, **(ADD_FIELDS if cfg.residual else {}),
+            **(DW_FIELDS if cfg.depthwise else {})}
 
 
 def entry_layout(cfg: EngineConfig) -> data.StructLayout:

@@ -217,6 +217,11 @@ def estimate(cfg: EngineConfig, dev: Device, board_top: bool = True) -> Estimate
             + tm * (2 * sb + shifter(sb, sb) + shifter(db, db) + 3 * db) + 4 * acc,
             ffs=(cfg.sc_slots - 1) * n * db + depth * tm * db + tm * (2 * sb + 2 * db + 2)
             + 3 * acc + 2 * clog2(depth + 1))
+    if cfg.depthwise:
+        # The depthwise group's input word offset (hw/sequencer.py): a word and a lane
+        # register, their adders, and the offset added to the group's start address.
+        est.blocks["control"] = Usage(luts=3 * acc + n.bit_length() + 2,
+                                      ffs=acc + n.bit_length())
     layout_bits = entry_layout(cfg).size
     dims = cfg.dim_bits
     # Controller, sequencer (nested loop counters and address steps), two map walkers,
@@ -225,7 +230,8 @@ def estimate(cfg: EngineConfig, dev: Device, board_top: bool = True) -> Estimate
                  + 2 * (3 * dims + 2 * acc) + 3 * acc + 2 * 32 + 60)
     ctrl_ffs = (layout_bits + 10 * dims + 6 * acc + 2 * (2 * dims + acc) + 3 * acc + 3 * 32
                 + 12)
-    est.blocks["control"] = Usage(luts=ctrl_luts, ffs=ctrl_ffs)
+    est.blocks["control"] = est.blocks.get("control", Usage()) + Usage(luts=ctrl_luts,
+                                                                        ffs=ctrl_ffs)
 
     for mem in engine_memories(cfg):
         use, how = memory_usage(mem, dev)

@@ -31,6 +31,14 @@ def _or_tree(terms: list):
     return terms[0]
 
 
+def levels(cfg: EngineConfig) -> tuple:
+    """:data:`LEVELS` of ``cfg``: a depthwise engine steps kx by ``t_px`` (words per input
+    pixel), since its depthwise groups read fewer words per pixel (``t_in``) than it has."""
+    if not cfg.depthwise:
+        return LEVELS
+    return tuple(("kx", "kw", "t_px", None, 1) if lv[0] == "kx" else lv for lv in LEVELS)
+
+
 class Sequencer(wiring.Component):
     """Walks a layer's loop nest and issues one map word and one weight word per cycle.
 
@@ -61,6 +69,10 @@ class Sequencer(wiring.Component):
     done : Out(1)               the last item of the layer is issued this cycle
     sc, sc_last : Out(1)        a shortcut slot item / the pixel's last one (``cfg.residual``)
     sc_off : Out(range(lanes))  the group's lane offset in its first shortcut word
+
+    A depthwise group (``entry.dw``, engines with ``cfg.depthwise``) reads, at every tap
+    pixel, only the ``t_in`` words that hold its own ``tm`` channels, from word
+    ``(g * tm) // lanes`` of the pixel; the map address steps by ``t_px`` words per pixel.
     """
 
     def __init__(self, cfg: EngineConfig):
@@ -86,6 +98,7 @@ class Sequencer(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         cfg, e = self._cfg, self.entry
+        lvls = levels(cfg)
         running = Signal()
         issuing = Signal()                  # running and issuing a loop item (no rest, no slot)
         slot = Signal()                     # issuing a shortcut slot item (cfg.residual)
@@ -95,13 +108,13 @@ class Sequencer(wiring.Component):
         # (level i advances). The flags are registers (wrap[i] = the counter is at its last
         # value), so the carry chain is an AND of flip-flops, not of comparators.
         cnt = {name: Signal(unsigned(cfg.dim_bits), name=f"cnt_{name}")
-               for name, *_ in LEVELS}
-        wrap = {name: Signal(name=f"wrap_{name}") for name, *_ in LEVELS}
+               for name, *_ in lvls}
+        wrap = {name: Signal(name=f"wrap_{name}") for name, *_ in lvls}
         mg = Signal(unsigned(cfg.dim_bits))
         mg_wrap = Signal()
         # Per count field, registered on start: count == 1, and count - 2 (the counter value
         # after which the next step reaches the last one).
-        counts = list(dict.fromkeys([lv[1] for lv in LEVELS] + ["n_mg"]))
+        counts = list(dict.fromkeys([lv[1] for lv in lvls] + ["n_mg"]))
         single = {count: Signal(name=f"one_{count}") for count in counts}
         before_last = {count: Signal(signed(cfg.dim_bits + 1), name=f"lim_{count}")
                        for count in counts}
@@ -110,7 +123,7 @@ class Sequencer(wiring.Component):
             m.d.sync += [before_last[count].eq(e[count] - 2) for count in counts]
         carry = {}
         c = issuing
-        for name, *_ in reversed(LEVELS):
+        for name, *_ in reversed(lvls):
             carry[name] = c
             c = c & wrap[name]
         group_end = c                       # every level of the group wraps
@@ -142,7 +155,7 @@ class Sequencer(wiring.Component):
                     m.d.sync += [counter.eq(counter + 1),
                                  flag.eq(counter == before_last[count])]
 
-        for name, count, *_ in LEVELS:
+        for name, count, *_ in lvls:
             count_step(cnt[name], wrap[name], count, carry[name])
         count_step(mg, mg_wrap, "n_mg", group_end)
 
@@ -152,16 +165,19 @@ class Sequencer(wiring.Component):
         # not move it, the register of the nearest enclosing one that does (or the layer's
         # start value). The conditions are mutually exclusive, so the value is an AND-OR of
         # a few terms, not a chain of multiplexers through all the levels.
-        index = {lv[0]: i for i, lv in enumerate(LEVELS)}
-        outside = {name: (carry[LEVELS[i - 1][0]] if i else group_end)
+        index = {lv[0]: i for i, lv in enumerate(lvls)}
+        outside = {name: (carry[lvls[i - 1][0]] if i else group_end)
                    for name, i in index.items()}   # = carry[name] & wrap[name]
         values = {}
+        # Where the next output-channel group starts: a depthwise group's first input word.
+        regroup = {"addr": (self._depthwise(m, next_group) if cfg.depthwise else e.addr0),
+                   "iy": e.iy0, "ix": e.ix0}
         for q, (shape, init, col) in {"addr": (signed(cfg.fmap_addr_bits + 2), e.addr0, 2),
                                       "iy": (signed(cfg.dim_bits + 1), e.iy0, 3),
                                       "ix": (signed(cfg.dim_bits + 1), e.ix0, 4)}.items():
-            moving = [(lv[0], lv[col]) for lv in LEVELS if lv[col] is not None]
+            moving = [(lv[0], lv[col]) for lv in lvls if lv[col] is not None]
             regs = {name: Signal(shape, name=f"{q}_{name}") for name, _ in moving}
-            terms = [Mux(outside[moving[0][0]], init, 0)]
+            terms = [Mux(outside[moving[0][0]], regroup[q], 0)]
             for (name, step), nxt in zip(moving, moving[1:] + [None]):
                 reg = regs[name]
                 terms.append(Mux(carry[name] & ~wrap[name], reg + self._field(step), 0))
@@ -208,10 +224,30 @@ class Sequencer(wiring.Component):
         with m.If(self.start):
             m.d.sync += [running.eq(1), mg.eq(0), mg_wrap.eq(e.n_mg == 1)]
             m.d.sync += [cnt[name].eq(0) for name in cnt]
-            m.d.sync += [wrap[name].eq(e[count] == 1) for name, count, *_ in LEVELS]
+            m.d.sync += [wrap[name].eq(e[count] == 1) for name, count, *_ in lvls]
         with m.Elif(self.done):
             m.d.sync += running.eq(0)
         return m
+
+    def _depthwise(self, m: Module, next_group):
+        """The map address a group starts from: ``addr0``, plus, in a depthwise entry, the
+        word of the pixel holding the group's first channel, ``(g * tm) // lanes``: it
+        advances by ``tm // lanes`` words and ``tm % lanes`` lanes (carrying into the
+        words) from group to group, as the write-back's output word does."""
+        cfg, e = self._cfg, self.entry
+        n = cfg.lanes
+        step_words, step_lanes = divmod(cfg.tm, n)
+        word = Signal(unsigned(cfg.fmap_addr_bits))
+        lane = Signal(range(max(2, n)))
+        wrap = lane >= n - step_lanes if step_lanes else 0
+        word_next = Signal.like(word)
+        m.d.comb += word_next.eq(word + step_words + wrap)
+        with m.If(self.start):
+            m.d.sync += [word.eq(0), lane.eq(0)]
+        with m.Elif(next_group & e.dw):
+            m.d.sync += [word.eq(word_next),
+                         lane.eq(Mux(wrap, lane + step_lanes - n, lane + step_lanes))]
+        return e.addr0 + Mux(e.dw, word_next, 0)
 
     def _shortcut(self, m: Module, slot: Signal, running: Signal, window_end, next_group):
         """Shortcut slots: ``slot`` is high for ``sc_slots`` cycles at the start of every

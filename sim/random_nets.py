@@ -4,8 +4,9 @@ tests of the engine against :class:`~dynfix.quant.int_model.IntModel`.
 A group is a Conv2d or Linear layer, then ReLUs and Clips (ReLU6, or bounds drawn around the
 output format's values: finite or one-sided, between representable values, beyond the
 format's range, or disjoint from a following ReLU), a max-pool now and then, and more of them
-after the pool. On engines with the residual stage (``residual=1``) a conv group is often a
-residual block instead: a second conv of the same geometry on the same input (the shortcut,
+after the pool. On engines with the edge-layer units (``residual=1, depthwise=1``) a conv is
+now and then depthwise (groups = channels), and a conv group is often a residual block
+instead: a second conv of the same geometry on the same input (the shortcut,
 drawn before or after the main conv, with its own activations), then an Add of the two in
 either order with a drawn output format (alignment shifts both ways, data shifts that
 round, shift left or saturate) and activations after it.
@@ -35,8 +36,8 @@ from dynfix.quant.qspec import AddFormat, LayerFormat, QuantSpec
 #: bounds, so every case compiles to the same Verilog and only the memories change.
 BOUNDS = dict(data_bits=8, weight_bits=8, bias_bits=16, acc_bits=28, fmap_depth=512,
               weight_depth=512, bias_depth=16, prog_depth=4, dim_bits=8)
-#: Bounds of the residual stage for the configs that have it.
-RESIDUAL = dict(residual=1, add_align=8, sc_depth=16)
+#: Bounds of the residual stage and the depthwise mode for the configs that have them.
+EDGE = dict(residual=1, add_align=8, sc_depth=16, depthwise=1)
 CONFIGS: dict[str, EngineConfig] = {
     "k3tn1tm3": EngineConfig(k=3, tn=1, tm=3, **BOUNDS),      # 9 lanes, 27 multipliers
     "k2tn1tm4": EngineConfig(k=2, tn=1, tm=4, **BOUNDS),      # 4 lanes, 16 multipliers
@@ -46,9 +47,10 @@ CONFIGS: dict[str, EngineConfig] = {
     "k1tn3tm4": EngineConfig(k=1, tn=3, tm=4, **BOUNDS),      # 3 lanes, 2 words per result
     "k1tn3tm2": EngineConfig(k=1, tn=3, tm=2, **BOUNDS),      # groups at lanes 0, 2, 1
     "k1tn2tm7": EngineConfig(k=1, tn=2, tm=7, **BOUNDS),      # 4 words per result: gaps
-    # The residual-add stage (cases draw residual blocks): packed and straddling groups.
-    "k3tn1tm3_res": EngineConfig(k=3, tn=1, tm=3, **BOUNDS, **RESIDUAL),
-    "k1tn3tm4_res": EngineConfig(k=1, tn=3, tm=4, **BOUNDS, **RESIDUAL),
+    # The residual-add stage and depthwise groups (cases draw residual blocks and depthwise
+    # convs): packed and straddling groups.
+    "k3tn1tm3_edge": EngineConfig(k=3, tn=1, tm=3, **BOUNDS, **EDGE),
+    "k1tn3tm4_edge": EngineConfig(k=1, tn=3, tm=4, **BOUNDS, **EDGE),
 }
 MAX_HW = 8
 MAX_C = 6
@@ -208,9 +210,10 @@ def _residual_block(rng, g: int, cur: str, shape, bw: int, fl: int, spec: QuantS
 
 
 def random_case(seed: int, images: int = 2, layers: int | None = None,
-                residual: bool = False) -> Case:
+                edge: bool = False) -> Case:
     """A random network of 1 or 2 engine groups (``layers``, default random) and ``images``
-    integer inputs, fully determined by ``seed`` (and ``residual``: draw residual blocks)."""
+    integer inputs, fully determined by ``seed`` (and ``edge``: draw residual blocks and
+    depthwise convs)."""
     rng = np.random.default_rng(seed)
     n_groups = layers or int(rng.integers(1, 3))
     c, h, w = int(rng.integers(1, MAX_C + 1)), *(int(v) for v in rng.integers(1, MAX_HW + 1,
@@ -225,7 +228,7 @@ def random_case(seed: int, images: int = 2, layers: int | None = None,
         cc, hh, ww = shape if len(shape) == 3 else (shape[0], 1, 1)
         linear = (g > 0 and parts[-1].startswith("fc")) or (
             g == n_groups - 1 and rng.random() < 0.3) or (hh == ww == 1 and rng.random() < 0.5)
-        if residual and not linear and rng.random() < 0.6:
+        if edge and not linear and rng.random() < 0.5:
             block, cur, shape, bw, fl, desc = _residual_block(rng, g, cur, (cc, hh, ww), bw,
                                                               fl, spec)
             model_layers += block
@@ -242,12 +245,14 @@ def random_case(seed: int, images: int = 2, layers: int | None = None,
             shape, desc = (m,), f"fc{cc * hh * ww}->{m}"
         else:
             kernel, stride, pads, (oh, ow) = _conv_geometry(rng, hh, ww)
-            fmt = _format(rng, name, bw, fl, cc * kernel[0] * kernel[1], extreme)
-            model_layers.append(_compute(rng, Conv2d, name, cur, m, cc, kernel, fmt,
-                                         stride=stride, pads=pads))
+            dw = edge and cc > 1 and rng.random() < 0.4
+            m, c_g, groups = (cc, 1, cc) if dw else (m, cc, 1)
+            fmt = _format(rng, name, bw, fl, c_g * kernel[0] * kernel[1], extreme)
+            model_layers.append(_compute(rng, Conv2d, name, cur, m, c_g, kernel, fmt,
+                                         stride=stride, pads=pads, groups=groups))
             shape = (m, oh, ow)
-            desc = (f"conv{cc}x{hh}x{ww}->{m} k{kernel[0]}x{kernel[1]} s{stride[0]}{stride[1]}"
-                    f" p{''.join(map(str, pads))}")
+            desc = (f"{'dw' if dw else ''}conv{cc}x{hh}x{ww}->{m} k{kernel[0]}x{kernel[1]} "
+                    f"s{stride[0]}{stride[1]} p{''.join(map(str, pads))}")
         spec.layers[name] = fmt
         acts, cur, d = _activations(rng, g, "a", name, fmt.bw_x, fmt.fl_out, 0.25)
         model_layers += acts
@@ -272,7 +277,7 @@ def fitting_case(seed: int, cfg: EngineConfig, images: int = 2) -> tuple[Case, C
     """The case of ``seed`` compiled for ``cfg``; if it does not fit the config's bounds,
     the next seeds are tried (deterministically), so every returned case has its own seed."""
     for s in range(seed, seed + 1000):
-        case = random_case(s, images, residual=bool(cfg.residual))
+        case = random_case(s, images, edge=bool(cfg.residual))
         try:
             return case, compile_model(case.model, case.spec, cfg)
         except DynfixError:

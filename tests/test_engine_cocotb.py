@@ -87,6 +87,45 @@ def test_residual_net_bit_exact(tmp_path, cfg):
     assert np.any(trace["a2"] == cm.plans[-2].entry["add_hi"])
 
 
+@pytest.mark.parametrize("cfg", [EngineConfig(k=1, tn=4, tm=2),
+                                 EngineConfig(k=1, tn=3, tm=4, dual_mac=1),
+                                 EngineConfig(k=1, tn=2, tm=4)],
+                         ids=["tm-divides-lanes", "straddling-dual", "lanes-divide-tm"])
+def test_residual_depthwise_net_bit_exact(tmp_path, cfg):
+    """tests/graph_nets.py's network: residual Adds (one through a projection branch), a
+    depthwise 3x3 conv, ReLU6, a global average pool folded into the head. The depthwise
+    groups read 1, 2 or 2 words per tap pixel from a moving word offset."""
+    from graph_nets import calib, res_dw_model
+    from dynfix.quant.search import search
+
+    model = res_dw_model()
+    x = calib(32)
+    spec = search(model, x, bits="8")
+    cm, ref, res = simulate(model, spec, cfg, x[:2], tmp_path)
+    assert [p.kind for p in cm.plans].count("dwconv") == 1 and cm.config.depthwise
+    check(cm, ref, res)
+
+
+def test_grouped_conv_runs_dense(tmp_path):
+    """A grouped conv (groups=2, 4 channels per group) runs as the dense conv with zero
+    weights across groups; bit-exact."""
+    from dynfix.quant.ir import Conv2d, Flatten, Linear, Model, ReLU
+    from dynfix.quant.search import search
+
+    rng = np.random.default_rng(2)
+    model = Model("grouped", "x", (8, 4, 4), [
+        Conv2d("g", ("x",), weight=rng.standard_normal((6, 4, 3, 3)).astype(np.float32) * 0.3,
+               bias=rng.standard_normal(6).astype(np.float32) * 0.1, pads=(1, 1, 1, 1),
+               groups=2),
+        ReLU("r", ("g",)), Flatten("f", ("r",)),
+        Linear("fc", ("f",), weight=rng.standard_normal((3, 96)).astype(np.float32) * 0.2)])
+    x = rng.standard_normal((16, 8, 4, 4)).astype(np.float32)
+    cm, ref, res = simulate(model, search(model, x, bits="8"), EngineConfig(k=1, tn=4, tm=3),
+                            x[:2], tmp_path)
+    assert cm.plans[0].kind == "conv" and not cm.config.depthwise
+    check(cm, ref, res)
+
+
 def test_small_net_bit_exact(tmp_path):
     model, spec, calib = small_net()
     check(*simulate(model, spec, EngineConfig(k=3, tn=1, tm=3), calib[:2] * 1.5, tmp_path))

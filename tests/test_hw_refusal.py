@@ -1,11 +1,13 @@
 """The engine refuses graph models up front: one error naming every layer it cannot run.
 
-The model side (IR, float and integer models, quantizer, formats) handles residual Adds,
-grouped/depthwise convolutions and global average pooling; the compiler and the gateware run
-residual Adds and Clips but not grouped convolutions or averages yet, and ``plan_groups``
-(which ``dynfix flow`` and ``generate`` call before any work) must say so for each such
-layer.
+The model side (IR, float and integer models, quantizer, formats) handles more than the
+engine: it runs residual Adds, depthwise and grouped convolutions, Clips and a global average
+pool before a Linear, but not other average pools, dilation or standalone BatchNorm, and
+``plan_groups`` (which ``dynfix flow`` and ``generate`` call before any work) must say so for
+each such layer.
 """
+
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -13,7 +15,7 @@ import pytest
 from dynfix.cli import main
 from dynfix.errors import DynfixError
 from dynfix.hw.compiler import plan_groups
-from dynfix.quant.ir import Clip, Conv2d, Flatten, Linear, Model, ReLU
+from dynfix.quant.ir import AvgPool2d, Clip, Conv2d, Flatten, Linear, Model, ReLU
 from dynfix.quant.yaml_io import save_yaml
 from graph_nets import calib, res_dw_model
 
@@ -28,10 +30,27 @@ def refusal(model: Model) -> list[str]:
     return msg[len(head):].split("; ")
 
 
-def test_residual_depthwise_net_names_every_layer():
-    assert refusal(res_dw_model()) == [
-        "dw (Conv2d): grouped convolution (groups=16) is not supported by the engine yet",
-    ]
+def test_residual_depthwise_net_plans():
+    """Residual Adds, a depthwise conv, ReLU6 and a global average pool before the head."""
+    plans, out = plan_groups(res_dw_model())
+    kinds = {p.name: (p.kind, p.shortcut) for p in plans}
+    assert kinds["dw"] == ("dwconv", "") and kinds["c2"] == ("conv", "r0")
+    assert kinds["proj"] == ("conv", "c4") and out == "fc" and "gap" not in kinds
+    assert kinds["fc"][0] == "linear" and plans[-1].in_shape == (16, 4, 4)   # GAP folded
+
+
+def with_avgpool(m: Model) -> Model:
+    """``m`` with a 2x2 average pool (not global: it does not fold) before its head."""
+    layers = []
+    for layer in m.layers:
+        if layer.name == "gap":
+            layers.append(AvgPool2d("ap", layer.inputs, kernel=(2, 2), stride=(2, 2)))
+        elif layer.name == "fc":
+            layers.append(Linear("fc", layer.inputs, weight=np.ones((10, 16 * 4), np.float32)))
+        else:
+            layers.append(replace(layer, inputs=("ap",)) if layer.inputs == ("gap",)
+                          else layer)
+    return Model(m.name, m.input_name, m.input_shape, layers)
 
 
 def chain(*extra, groups=1):
@@ -45,8 +64,12 @@ def chain(*extra, groups=1):
 
 
 def test_one_problem_each():
-    assert refusal(chain(groups=2)) == [
-        "c1 (Conv2d): grouped convolution (groups=2) is not supported by the engine yet"]
+    assert refusal(chain(AvgPool2d("ap", ("c1",), kernel=(3, 3), stride=(1, 1),
+                               pads=(1, 1, 1, 1)))) == [
+        "ap (AvgPool2d): average pooling is not supported by the engine yet (a global one "
+        "folds into a Linear layer right after it)"]
+    plans, _ = plan_groups(chain(groups=2))      # grouped: the dense conv, zeros across
+    assert [p.kind for p in plans] == ["conv", "linear"]
     plans, out = plan_groups(chain(ReLU("r", ("c1",))))        # a plain chain still plans
     assert [p.name for p in plans] == ["c1", "fc"] and out == "fc"
     assert [a.name for a in plans[0].acts] == ["r"]
@@ -69,12 +92,12 @@ def test_clip_needs_a_compute_layer_before_it():
 
 def test_flow_fails_before_any_work(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    m = res_dw_model()
+    m = with_avgpool(res_dw_model())
     save_yaml(m, "g.yaml")
     x = calib(10)
     np.savez("d.npz", x=x, y=np.zeros(10, np.int64))
     code = main(["flow", "g.yaml", "--data", "d.npz", "--output", "out"])
     err = capsys.readouterr().err.strip()
     assert code == 1 and err.count("\n") == 0
-    assert "cannot run on the engine" in err and "grouped convolution" in err
+    assert "cannot run on the engine" in err and "ap (AvgPool2d): average pooling" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d.npz", "g.npz", "g.yaml"]

@@ -16,12 +16,19 @@ from dynfix.quant.search import search
 from hw_models import conv, residual_net, small_net
 
 
+def res_dw():
+    from graph_nets import calib, res_dw_model
+    model = res_dw_model()
+    return model, search(model, calib(16), bits="8")
+
+
 def expected(cfg, plan):
     """(map_addr or None when padded, w_addr, b_addr, first, last, pool_first, pool_last);
     a residual group's shortcut slots read ("sc", address) first at every output pixel."""
     e, n = plan.entry, cfg.lanes
     c, h, w = plan.in_shape
-    t_in = -(-c // n)
+    t_px = -(-c // n)                                   # words per input pixel
+    t_in = cfg.dw_words if plan.kind == "dwconv" else t_px
     (kh, kw), (sy, sx), p = plan.kernel, plan.stride, plan.pool
     top, left = plan.pads[:2]
     out = []
@@ -41,7 +48,8 @@ def expected(cfg, plan):
                                 for t in range(t_in):
                                     iy, ix = oy * sy - top + ky, ox * sx - left + kx
                                     inside = 0 <= iy < h and 0 <= ix < w
-                                    addr = e["in_base"] + (iy * w + ix) * t_in + t
+                                    first = (mg * cfg.tm) // n if plan.kind == "dwconv" else 0
+                                    addr = e["in_base"] + (iy * w + ix) * t_px + first + t
                                     out.append((
                                         addr if inside else None,
                                         e["w_base"] + ((mg * kh + ky) * kw + kx) * t_in + t,
@@ -96,13 +104,14 @@ def strided_model():
 
 CASES = [("small", EngineConfig(k=3, tn=1, tm=3)), ("small", EngineConfig(k=2, tn=1, tm=2)),
          ("strided", EngineConfig(k=3, tn=1, tm=1)), ("strided", EngineConfig(k=2, tn=2, tm=4)),
-         ("residual", EngineConfig(k=1, tn=3, tm=4)), ("residual", EngineConfig(k=1, tn=4, tm=2))]
+         ("residual", EngineConfig(k=1, tn=3, tm=4)), ("residual", EngineConfig(k=1, tn=4, tm=2)),
+         ("res_dw", EngineConfig(k=1, tn=3, tm=4)), ("res_dw", EngineConfig(k=1, tn=2, tm=4))]
 
 
 @pytest.mark.parametrize("which,cfg", CASES)
 def test_sequencer_issue_order(which, cfg):
     model, spec = {"small": lambda: small_net()[:2], "strided": strided_model,
-                   "residual": lambda: residual_net()[:2]}[which]()
+                   "residual": lambda: residual_net()[:2], "res_dw": res_dw}[which]()
     cm = compile_model(model, spec, cfg)
     for plan in cm.plans:
         got = issued(cm.config, plan)

@@ -1,5 +1,5 @@
-"""Randomized differential tests: random 1- and 2-layer networks (residual blocks on the
-configurations with the residual stage) on every configuration of ``random_nets.CONFIGS``,
+"""Randomized differential tests: random 1- and 2-layer networks (residual blocks and
+depthwise convs on the configurations with those units) on every configuration of ``random_nets.CONFIGS``,
 simulated (cocotb, one simulator process per configuration) against the integer model.
 
 Default: ``DYNFIX_RANDOM_CASES`` (60) cases per configuration, 2 images each, on Icarus.
@@ -60,7 +60,7 @@ FITTED = int(os.environ.get("DYNFIX_RANDOM_FITTED", "2"))
 
 
 @pytest.mark.parametrize("index,name", [(i, n) for i, n in enumerate(CONFIGS)
-                                        if i < 2 or n == "k1tn3tm4_res"])
+                                        if i < 2 or n == "k1tn3tm4_edge"])
 def test_random_networks_fitted(index, name, tmp_path):
     """A few cases on engines fitted tightly to them (their own Verilog each): counters and
     addresses exactly as wide as the compiler makes them."""
