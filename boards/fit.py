@@ -2,8 +2,10 @@
 
 The engine's parallelism is ``lanes = tn * k * k`` products per output channel and ``tm``
 output channels (``k`` only counts lanes, so candidates use ``k = 1, tn = lanes``). Every
-``(lanes, tm)`` pair up to twice the board's DSP blocks is timed with the analytic cycle model
-on the shape-only plan (cheap), keeping for each pass count the narrowest width. Then, fastest
+``(lanes, tm)`` pair up to twice the board's DSP blocks, with and without ``im2col`` (the
+host streams the first conv's windows: fewer compute cycles, a longer image load), is timed
+with the analytic cycle model on the shape-only plan (cheap), keeping for each pass count the
+narrowest width. Then, fastest
 first, candidates are compiled for the model (which fixes their widths and memory depths) and
 sized with :func:`dynfix.hw.resources.estimate` until one fits (ties: fewer multipliers, then
 fewer LUTs). An engine with more products than DSP blocks cannot fit (yosys maps every
@@ -17,6 +19,7 @@ On a family whose DSP blocks compute two products of at most 8-bit operands (iCE
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields
 
 from dynfix.boards.registry import Board
@@ -80,11 +83,13 @@ def useful_sizes(sizes: list[int], limit: int) -> list[int]:
                    if -(-size // t) <= limit})
 
 
-def candidates(model, max_mults: int) -> list[tuple[int, int, int]]:
-    """``(cycles, lanes, tm)`` of every engine worth compiling, fastest first (ties: fewer
-    multipliers): at most ``max_mults`` products, ``lanes`` and ``tm`` each the narrowest for
-    their pass counts over the layers' input and output channels. Cycles come from the
-    shape-only plan and the analytic cycle model, so thousands of pairs cost little."""
+def candidates(model, max_mults: int) -> list[tuple[int, int, int, int]]:
+    """``(cycles, lanes, tm, im2col)`` of every engine worth compiling, fastest first (ties:
+    fewer multipliers): at most ``max_mults`` products, ``lanes`` and ``tm`` each the
+    narrowest for their pass counts over the layers' input and output channels, with and
+    without ``im2col`` where it applies. Cycles (compute plus the image load, which im2col
+    lengthens) come from the shape-only plan and the analytic cycle model, so thousands of
+    candidates cost little."""
     plans, _ = plan_groups(model)
     residual = int(any(p.add is not None for p in plans))   # its pipeline is 3 cycles longer
     lanes_set = useful_sizes([p.in_shape[0] for p in plans], max_mults)
@@ -94,10 +99,15 @@ def candidates(model, max_mults: int) -> list[tuple[int, int, int]]:
         for lanes in lanes_set:
             if lanes * tm > max_mults:
                 break
-            cfg = EngineConfig(k=1, tn=lanes, tm=tm, residual=residual)
-            cycles = sum(layer_cycles(cfg, p) for p in plan_model(model, cfg))
-            found.append((cycles, lanes, tm))
-    return sorted(found, key=lambda c: (c[0], c[1] * c[2], c[1]))
+            for im2col in (0, 1):
+                cfg = EngineConfig(k=1, tn=lanes, tm=tm, im2col=im2col, residual=residual)
+                planned = plan_model(model, cfg)
+                load = math.prod(planned[0].in_shape)
+                if im2col and load == math.prod(plans[0].in_shape):
+                    continue                    # the compiler did not apply it
+                cycles = load + sum(layer_cycles(cfg, p) for p in planned)
+                found.append((cycles, lanes, tm, im2col))
+    return sorted(found, key=lambda c: (c[0], c[1] * c[2], c[1], c[3]))
 
 
 def evaluate_config(model, spec, cfg: EngineConfig, board: Board) -> Candidate:
@@ -129,10 +139,10 @@ def fit(model, spec, board: Board) -> FitResult:
     evaluated: list[Candidate] = []
     best: Candidate | None = None
     best_rank = None                        # (compute cycles, multipliers) of ``best``
-    for cycles, lanes, tm in candidates(model, 2 * dsps * (1 + dual)):
+    for cycles, lanes, tm, im2col in candidates(model, 2 * dsps * (1 + dual)):
         if best_rank is not None and best_rank < (cycles, lanes * tm):
             break
-        cfg = EngineConfig(k=1, tn=lanes, tm=tm, dual_mac=dual)
+        cfg = EngineConfig(k=1, tn=lanes, tm=tm, im2col=im2col, dual_mac=dual)
         if cfg.dsp_blocks > dsps and any(not c.fits for c in evaluated):
             continue
         c = evaluate_config(model, spec, cfg, board)

@@ -52,6 +52,7 @@ class LayerPlan:
     add: Add | None = None          # a residual Add fused into the group
     shortcut: str = ""              # the Add's other input (a stored tensor)
     add_index: int = 0              # which input of the Add the group's own result is
+    shared: bool = False            # every kernel tap has the same weights (stored once)
     add_acts: list[Layer] = field(default_factory=list)   # ReLUs and Clips after the Add
     macs: int = 0                   # useful multiply-accumulates (the model's count)
     entry: dict[str, int] = field(default_factory=dict)
@@ -368,6 +369,8 @@ def compile_model(model: Model, spec: QuantSpec, cfg: EngineConfig) -> CompiledM
     for p in plans:
         f = spec.layers[p.name]
         p.weights = _dense_weights(model_layer(im, p.name), im.weights[p.name], p)
+        p.shared = (p.kind != "dwconv" and p.kernel != (1, 1)
+                    and bool(np.all(p.weights == p.weights[:, :, :1, :1])))
         p.biases = im.biases[p.name]
     window = im2col_first(plans[0], n) if cfg.im2col and _reads_once(plans) else None
     fmts = [spec.layers[p.name] for p in plans]
@@ -379,6 +382,7 @@ def compile_model(model: Model, spec: QuantSpec, cfg: EngineConfig) -> CompiledM
     # The residual stage: fitted like the widths (0: as the model needs; an explicit value
     # is a bound), so a config with ``residual: 1`` also runs models without an Add.
     cfg = cfg.fitted(depthwise=int(any(p.kind == "dwconv" for p in plans)),
+                     w_share=int(any(p.shared for p in plans)),
                      residual=int(any(p.add is not None for p in plans)),
                      add_align=max(max(a["add_sa"], a["add_sb"]) for a in adds))
 
@@ -410,13 +414,15 @@ def compile_model(model: Model, spec: QuantSpec, cfg: EngineConfig) -> CompiledM
         }
         if cfg.depthwise:
             p.entry.update(dw=int(p.kind == "dwconv"), t_px=t_px)
+        if cfg.w_share:
+            p.entry.update(w_share=int(p.shared))
         if cfg.residual:
             p.entry.update(adds[i], sc_base=base[p.shortcut] if p.add is not None else 0)
             if p.add is not None:
                 items = kh * kw * t_in + slots(p, cfg)
                 sc_depth = max(sc_depth, shortcut_fifo_depth(cfg, items, lc["gap"]))
         entries.append(p.entry)
-        w_base += n_mg * kh * kw * t_in
+        w_base += n_mg * (1 if p.shared else kh * kw) * t_in
         b_base += n_mg
     if cfg.residual:
         cfg = cfg.fitted(sc_depth=sc_depth)
@@ -550,10 +556,11 @@ def pack_weights(cfg: EngineConfig, plans: list[LayerPlan]) -> list[int]:
         if p.kind == "dwconv":
             words += _pack(_depthwise_words(p.weights, cfg), cfg.weight_bits)
             continue
-        m_out, c, kh, kw = p.weights.shape
+        weights = p.weights[:, :, :1, :1] if p.shared else p.weights   # one tap serves all
+        m_out, c, kh, kw = weights.shape
         t_in, n_mg = _ceil_div(c, n), _ceil_div(m_out, tm)
         w = np.zeros((n_mg * tm, t_in * n, kh, kw), np.int64)
-        w[:m_out, :c] = p.weights
+        w[:m_out, :c] = weights
         # (mg, j, t, l, ky, kx) -> (mg, ky, kx, t, j, l)
         w = w.reshape(n_mg, tm, t_in, n, kh, kw).transpose(0, 4, 5, 2, 1, 3)
         words += _pack(w.reshape(-1, tm * n), cfg.weight_bits)

@@ -58,6 +58,7 @@ class EngineConfig:
     add_align: int = 0      # largest left shift aligning an Add's operands
     sc_depth: int = 0       # entries of the shortcut FIFO (windows in flight)
     depthwise: int = 0      # 1: depthwise convolutions (per-group input word offset, t_px)
+    w_share: int = 0        # 1: kernels whose taps share their weights (a folded average pool)
 
     @property
     def lanes(self) -> int:
@@ -81,8 +82,9 @@ class EngineConfig:
         return max(self.data_bits, self.weight_bits) <= DUAL_MAC_BITS
 
     def summary(self) -> str:
-        """The parallelism in one phrase: ``k=1 tn=4 tm=4`` (+ `` dual 8x8``)."""
-        return f"k={self.k} tn={self.tn} tm={self.tm}" + (" dual 8x8" if self.dual_mac else "")
+        """The parallelism in one phrase: ``k=1 tn=4 tm=4`` (+ `` im2col``, `` dual 8x8``)."""
+        return (f"k={self.k} tn={self.tn} tm={self.tm}" + (" im2col" if self.im2col else "")
+                + (" dual 8x8" if self.dual_mac else ""))
 
     def multipliers_text(self) -> str:
         """``8 multipliers``, or ``16 multipliers on 8 DSP blocks`` with ``dual_mac``."""
@@ -90,9 +92,9 @@ class EngineConfig:
         return f"{self.multipliers} multipliers{on}"
 
     def choice(self) -> dict[str, int]:
-        """What a fit chooses (``PARALLEL_KEYS`` and ``dual_mac``): the keys to rebuild this
-        engine from, e.g. for ``engine.yaml``."""
-        return {key: getattr(self, key) for key in (*PARALLEL_KEYS, "dual_mac")}
+        """What a fit chooses (``PARALLEL_KEYS``, ``im2col`` and ``dual_mac``): the keys to
+        rebuild this engine from, e.g. for ``engine.yaml``."""
+        return {key: getattr(self, key) for key in (*PARALLEL_KEYS, "im2col", "dual_mac")}
 
     @property
     def packed_writeback(self) -> bool:
@@ -168,7 +170,7 @@ class EngineConfig:
                if not isinstance(getattr(self, key), int) or getattr(self, key) < 1]
         if bad:
             raise DynfixError(f"engine config: {', '.join(bad)} must be positive integers")
-        for key in ("im2col", "dual_mac", "residual", "depthwise"):
+        for key in ("im2col", "dual_mac", "residual", "depthwise", "w_share"):
             if getattr(self, key) not in (0, 1):
                 raise DynfixError(f"engine config: {key}={getattr(self, key)!r} must be 0 or 1")
 

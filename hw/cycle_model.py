@@ -36,6 +36,7 @@ def estimate(cm: CompiledModel) -> dict:
         layers.append({"name": p.name, "kind": p.kind, "in_shape": list(p.in_shape),
                        "out_shape": list(p.out_shape), "kernel": list(p.kernel),
                        "stride": list(p.stride), "pool": p.pool, "macs": p.macs,
+                       "residual": p.add.name if p.add is not None else None,
                        "cycles": cyc,
                        "utilization": round(p.macs / (cyc * cfg.multipliers), 4)})
     compute = sum(r["cycles"] for r in layers)

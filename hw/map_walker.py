@@ -12,7 +12,10 @@ class MapWalker(wiring.Component):
 
     The map is pixel-major with ``words`` words per pixel: channel ``c`` of pixel ``p`` is
     lane ``c % lanes`` of word ``base + p * words + c // lanes``. The walker counts pixels
-    inside channels and adds ``words`` per pixel (no multipliers).
+    inside channels and adds ``words`` per pixel (no multipliers). The end flags are
+    registers, set one step ahead (the last channel and pixel indices are registered on
+    ``start``), so ``last`` is an AND of two flip-flops: the end tests were the iCE40
+    engine's critical path, into the controller's state and the map address.
 
     Members
     -------
@@ -39,23 +42,32 @@ class MapWalker(wiring.Component):
         m = Module()
         chan = Signal.like(self.channels)
         pix = Signal.like(self.pixels)
+        chan_last = Signal.like(self.channels)
+        pix_last = Signal.like(self.pixels)
+        one_pix = Signal()                      # pixels == 1
+        pix_end = Signal()                      # pix == pix_last, kept as a register
+        chan_end = Signal()                     # chan == chan_last, kept as a register
         word_base = Signal.like(self.addr)      # base + c // lanes
-        pix_end = pix == self.pixels - 1
-        m.d.comb += self.last.eq(pix_end & (chan == self.channels - 1))
+        m.d.comb += self.last.eq(pix_end & chan_end)
 
         with m.If(self.start):
             m.d.sync += [self.active.eq(1), chan.eq(0), pix.eq(0), self.lane.eq(0),
-                         word_base.eq(self.base), self.addr.eq(self.base)]
+                         word_base.eq(self.base), self.addr.eq(self.base),
+                         chan_last.eq(self.channels - 1), pix_last.eq(self.pixels - 1),
+                         one_pix.eq(self.pixels == 1), pix_end.eq(self.pixels == 1),
+                         chan_end.eq(self.channels == 1)]
         with m.Elif(self.step & self.active):
             with m.If(self.last):
                 m.d.sync += self.active.eq(0)
             with m.Elif(pix_end):
-                m.d.sync += [pix.eq(0), chan.eq(chan + 1)]
+                m.d.sync += [pix.eq(0), chan.eq(chan + 1), pix_end.eq(one_pix),
+                             chan_end.eq(chan + 1 == chan_last)]
                 with m.If(self.lane == self._lanes - 1):
                     m.d.sync += [self.lane.eq(0), word_base.eq(word_base + 1),
                                  self.addr.eq(word_base + 1)]
                 with m.Else():
                     m.d.sync += [self.lane.eq(self.lane + 1), self.addr.eq(word_base)]
             with m.Else():
-                m.d.sync += [pix.eq(pix + 1), self.addr.eq(self.addr + self.words)]
+                m.d.sync += [pix.eq(pix + 1), self.addr.eq(self.addr + self.words),
+                             pix_end.eq(pix + 1 == pix_last)]
         return m

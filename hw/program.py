@@ -92,6 +92,15 @@ DW_FIELDS: dict[str, tuple[str, str]] = {
     "t_px": ("count", "words per input pixel, ceil(in_c / lanes): kx's map step"),
 }
 
+#: The weight-sharing field, in engines with ``cfg.w_share``.
+SHARE_FIELDS: dict[str, tuple[str, str]] = {
+    # Every kernel tap of the group uses the same weight words (t_in of them per group):
+    # the weight address restarts at the group's first word at every tap, not only at
+    # every output pixel. A global average pool folded into a Linear has such weights
+    # (W / (H * W) at every pixel), so they are stored once.
+    "w_share": ("flag", "1: the kernel's taps share one weight word per input word"),
+}
+
 #: Kinds whose width follows a memory's address width or ``data_bits``; the compiler sizes
 #: ``dim_bits`` to the largest value of every other field.
 OWN_WIDTH_KINDS = ("map_addr", "map_corner", "map_step", "weight_addr", "bias_addr", "value",
@@ -121,7 +130,7 @@ def kind_shapes(cfg: EngineConfig) -> dict[str, Shape]:
 def entry_fields(cfg: EngineConfig) -> dict[str, tuple[str, str]]:
     """The fields of ``cfg``'s program entries: :data:`FIELDS` (+ :data:`ADD_FIELDS`)."""
     return {**FIELDS, **(ADD_FIELDS if cfg.residual else {}),
-            **(DW_FIELDS if cfg.depthwise else {})}
+            **(DW_FIELDS if cfg.depthwise else {}), **(SHARE_FIELDS if cfg.w_share else {})}
 
 
 def entry_layout(cfg: EngineConfig) -> data.StructLayout:

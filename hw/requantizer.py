@@ -22,7 +22,9 @@ class Requantizer(wiring.Component):
     A right shift by ``s > 0`` adds ``2**(s-1)`` (a one-hot decode, no barrel shift for the
     constant) and shifts arithmetically: round half up. A left shift is exact before the
     clamp. Two register stages: shift, then clamp (the bounds come straight from the program
-    entry's register; no decode).
+    entry's register; no decode). The shift's decodes (direction, amount, rounding constant)
+    are registered too, off the data path: ``shift`` must be stable one cycle before the
+    first ``acc`` it applies to (the engine's program entry is, by many cycles).
 
     Members
     -------
@@ -52,17 +54,19 @@ class Requantizer(wiring.Component):
 
         right = Signal(unsigned(self.shift.shape().width))
         left = Signal(unsigned(self._lshift_bits))
-        m.d.comb += [
+        is_left = Signal()
+        half = Signal(unsigned(a), name="half")     # 2**(right-1), 0 when right == 0
+        m.d.sync += [
+            is_left.eq(self.shift[-1]),
             right.eq(Mux(self.shift[-1], 0, self.shift)),
             left.eq(Mux(self.shift[-1], -self.shift, 0)),
+            half.eq(Cat(self.shift == s + 1 for s in range(a))),
         ]
-        half = Signal(unsigned(a), name="half")     # 2**(right-1), 0 when right == 0
-        m.d.comb += half.eq(Cat(right == s + 1 for s in range(a)))
         rounded = Signal(signed(a + 1))
         m.d.comb += rounded.eq(self.acc + half)
 
         shifted = Signal(signed(a + (1 << self._lshift_bits)))
-        m.d.sync += shifted.eq(Mux(self.shift[-1], self.acc << left, rounded >> right))
+        m.d.sync += shifted.eq(Mux(is_left, self.acc << left, rounded >> right))
 
         # The clamp. A value that does not fit data_bits lies beyond every bound (they are
         # data_bits-bit values): its sign picks lo or hi. One that fits is compared with the

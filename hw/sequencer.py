@@ -218,6 +218,11 @@ class Sequencer(wiring.Component):
                              self.b_addr.eq(self.b_addr + 1)]
             with m.Elif(pixel_end):
                 m.d.sync += self.w_addr.eq(w_group)
+            if cfg.w_share:
+                # A kernel whose taps share one weight per input channel (a global average
+                # pool folded into a Linear): restart at every kernel tap.
+                with m.Elif(e.w_share & carry["kx"]):
+                    m.d.sync += self.w_addr.eq(w_group)
             with m.Else():
                 m.d.sync += self.w_addr.eq(self.w_addr + 1)
 

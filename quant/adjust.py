@@ -90,12 +90,29 @@ def _greedy_round(v: np.ndarray, q: np.ndarray, xq: np.ndarray, xf: np.ndarray,
     return q
 
 
+def tied_columns(w: np.ndarray) -> int:
+    """The longest run length ``P > 1`` such that a Linear weight ``(M, F)`` is constant over
+    each run of ``P`` consecutive columns; 1 when there is none (or ``w`` is not 2-D)."""
+    if w.ndim != 2:
+        return 1
+    f = w.shape[1]
+    for p in range(f // 2, 1, -1):
+        if f % p == 0:
+            runs = w.reshape(w.shape[0], f // p, p)
+            if np.all(runs == runs[:, :, :1]):
+                return p
+    return 1
+
+
 def adaptive_round(layer: Layer, w: np.ndarray, wq: np.ndarray, bw: int, fl: int,
                    xf: np.ndarray, xq: np.ndarray) -> np.ndarray:
     """Integer weights (int64, ``w``'s shape) chosen per layer as the module docstring says;
     ``wq`` are the nearest-rounded integers, ``xf``/``xq`` the float and the dequantized
-    quantized inputs of the calibration batch. Affine layers keep ``wq``."""
-    if not isinstance(layer, (Conv2d, Linear)):
+    quantized inputs of the calibration batch. Affine layers keep ``wq``, and so does a Linear
+    whose columns come in runs of equal weights (a global average pool folded into it,
+    :mod:`.lower`): the engine stores such weights once per run, which per-weight rounding
+    decisions would undo."""
+    if not isinstance(layer, (Conv2d, Linear)) or tied_columns(w) > 1:
         return wq
     w64 = np.asarray(w, np.float64)
     step = float(np.ldexp(1.0, -fl))

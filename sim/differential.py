@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dynfix.errors import DynfixError
 from dynfix.hw.compiler import compile_model
 from dynfix.hw.config import EngineConfig
 from dynfix.hw.cycle_model import estimate
@@ -55,6 +56,11 @@ def run_cases(cfg: EngineConfig, seeds: list[int], build_dir: str | Path, sim: s
     traces = [case.reference() for case, _ in compiled]
     first_cm = compiled[0][1]
     fitted = first_cm.config
+    differ = [case.seed for case, cm in compiled if cm.config != fitted]
+    if differ:      # one Verilog for all: every case must compile to the same engine
+        raise DynfixError(f"random cases {differ} compile to another engine than seed "
+                          f"{compiled[0][0].seed} on {cfg.summary()}: bound the config's "
+                          f"fitted fields")
     verilog = build_dir / f"{TOP_NAME}.v"
     build_dir.mkdir(parents=True, exist_ok=True)
     verilog.write_text(engine_verilog(first_cm))

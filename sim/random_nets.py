@@ -35,7 +35,8 @@ from dynfix.quant.qspec import AddFormat, LayerFormat, QuantSpec
 #: Engine configurations the random suite runs on: widths and depths are explicit upper
 #: bounds, so every case compiles to the same Verilog and only the memories change.
 BOUNDS = dict(data_bits=8, weight_bits=8, bias_bits=16, acc_bits=28, fmap_depth=512,
-              weight_depth=512, bias_depth=16, prog_depth=4, dim_bits=8)
+              weight_depth=512, bias_depth=16, prog_depth=4, dim_bits=8,
+              w_share=1)      # random weights equal at every tap (now and then) are shared
 #: Bounds of the residual stage and the depthwise mode for the configs that have them.
 EDGE = dict(residual=1, add_align=8, sc_depth=16, depthwise=1)
 CONFIGS: dict[str, EngineConfig] = {

@@ -103,6 +103,8 @@ def test_residual_depthwise_net_bit_exact(tmp_path, cfg):
     spec = search(model, x, bits="8")
     cm, ref, res = simulate(model, spec, cfg, x[:2], tmp_path)
     assert [p.kind for p in cm.plans].count("dwconv") == 1 and cm.config.depthwise
+    # The folded global average pool's weights are stored once for its 16 pixels.
+    assert cm.plans[-1].shared and cm.config.w_share and cm.plans[-1].kernel == (4, 4)
     check(cm, ref, res)
 
 

@@ -100,6 +100,7 @@ def test_requantizer_matches_fixed_requantize_then_clamp():
             ctx.set(dut.shift, shift)
             ctx.set(dut.lo, c_lo)
             ctx.set(dut.hi, c_hi)
+            await ctx.tick()            # the shift's decodes are registered
             res = []
             for step, a in enumerate(accs + [0] * dut.latency):
                 ctx.set(dut.acc, a)
@@ -205,6 +206,7 @@ def test_residual_add_matches_int_model_add():
                 ctx.set(dut.shift, fmt.data_shift if en else 0)
                 ctx.set(dut.lo, lo if en else -128)
                 ctx.set(dut.hi, hi if en else 127)
+                await ctx.tick()        # the shift's decodes are registered
                 res = []
                 for step in range(len(a) + dut.latency):
                     row = min(step, len(a) - 1)

@@ -38,7 +38,7 @@ def expected(cfg, plan):
                 for dy in range(p):
                     for dx in range(p):
                         oy, ox = py * p + dy, px * p + dx
-                        w0 = e["w_base"] + mg * kh * kw * t_in
+                        w0 = e["w_base"] + mg * (1 if plan.shared else kh * kw) * t_in
                         first_word = e.get("sc_base", 0) + (py * e["n_px"] + px) * e["t_out"]
                         for k in range(cfg.sc_slots if plan.add else 0):
                             out.append((("sc", first_word + mg * cfg.tm // n + k), w0,
@@ -52,7 +52,8 @@ def expected(cfg, plan):
                                     addr = e["in_base"] + (iy * w + ix) * t_px + first + t
                                     out.append((
                                         addr if inside else None,
-                                        e["w_base"] + ((mg * kh + ky) * kw + kx) * t_in + t,
+                                        e["w_base"] + (mg * t_in + t if plan.shared else
+                                                       ((mg * kh + ky) * kw + kx) * t_in + t),
                                         e["b_base"] + mg,
                                         ky == kx == t == 0,
                                         (ky, kx, t) == (kh - 1, kw - 1, t_in - 1),

@@ -1,0 +1,157 @@
+"""The MLPerf Tiny reference models on generated engines: fit, cycles, utilization, latency.
+
+For each model of ``bench/mlperf_tiny.py`` (random weights, seeded) and each board: quantize
+(greedy, 8 bits, on the model's sample inputs), fit the fastest engine to the board and
+generate it, run a few inputs through the generated Verilog in Verilator against the integer
+model (mismatches, and the simulated cycle counters against the cycle model), and report
+params, MACs, the engine, cycles per inference, whole-network and per-layer-kind MAC
+utilization, and the latency at the board's clock: the synthesized Fmax of this very engine
+with ``--synth`` (yowasp yosys + nextpnr: minutes per engine), else the recorded Fmax of the
+board's digits engine (``bench/results/boards_synth.json``, labelled). A model that does not
+fit a board is reported with the fit's reason.
+
+    python bench/mlperf_engine.py [--models resnet8,dscnn] [--boards ulx3s,orangecrab]
+                                  [--images 2] [--synth]
+
+Writes ``bench/results/mlperf_tiny.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import mlperf_tiny as mt  # noqa: E402
+from common import OUT, md_table, write_result  # noqa: E402
+
+import dynfix  # noqa: E402
+from dynfix.errors import DynfixError  # noqa: E402
+
+BOARDS = ("ulx3s", "orangecrab")
+#: Published FPGA results (``shared/reference/mlperf_tiny.md``) per model: (who, part, ms).
+PUBLISHED = {
+    "resnet8": [("fpgaConvNet, XC7Z010 (80 DSP), 125 MHz", 3.15),
+                ("fpgaConvNet, XC7Z020 (220 DSP), 143 MHz", 0.411),
+                ("hls4ml RN08, XC7Z020, 150 MHz", 7.64)],
+    "dscnn": [("fpgaConvNet, XC7Z010, 125 MHz", 2.15),
+              ("fpgaConvNet, XC7Z007S (66 DSP), 143 MHz", 4.21),
+              ("fpgaConvNet, XC7Z020, 143 MHz", 0.324)],
+    "mobilenet_v1_025": [("fpgaConvNet, XC7Z020, 111 MHz", 9.49)],
+    "autoencoder": [("hls4ml AD08 (smaller net, W12), XC7Z020, 100 MHz", 0.0187)],
+}
+
+
+def recorded_fmax() -> dict[str, float]:
+    """Synthesized Fmax of each board's digits engine (the bench's boards run)."""
+    path = OUT / "boards_synth.json"
+    return {b: v["fmax_mhz"] for b, v in json.loads(path.read_text()).items()}
+
+
+def kind_utilization(report: dict, multipliers: int) -> dict[str, float]:
+    """MAC utilization per layer kind (conv, depthwise, residual conv, linear)."""
+    macs, cycles = defaultdict(int), defaultdict(int)
+    for row in report["estimate"]["layers"]:
+        kind = row["kind"] + ("+add" if row.get("residual") else "")
+        macs[kind] += row["macs"]
+        cycles[kind] += row["cycles"]
+    return {k: macs[k] / (cycles[k] * multipliers) for k in macs}
+
+
+def run(name: str, boards: list[str], images: int, synth: bool, work: Path) -> list[dict]:
+    path = mt.build(name, work)
+    x = mt.sample_inputs(name, 48 + images)
+    t0 = time.perf_counter()
+    q = dynfix.quantize(str(path), calib=x[:48], bits="8")
+    quant_s = time.perf_counter() - t0
+    fold = q.model.summary()
+    rows = []
+    for board in boards:
+        row = {"model": name, "board": board, "params": fold["total_params"],
+               "macs": fold["total_macs"], "quantize_s": round(quant_s, 1)}
+        try:
+            g = dynfix.generate(q, work / f"{name}_{board}", board=board)
+        except DynfixError as e:
+            row["error"] = str(e)
+            rows.append(row)
+            continue
+        cfg, est = g.compiled.config, g.report["estimate"]
+        s = dynfix.simulate(g, data=x[48:], images=images, simulator="verilator")
+        model_cycles = [r["cycles"] for r in est["layers"]]
+        row.update(engine=cfg.summary(), products=cfg.multipliers, dsps=cfg.dsp_blocks,
+                   cycles=est["compute_cycles"], per_image=est["cycles_per_image"],
+                   utilization=est["utilization"], mismatches=s.mismatches, images=s.n,
+                   cycles_exact=all(lc == model_cycles for lc in s.layer_cycles),
+                   kinds=kind_utilization(g.report, cfg.multipliers),
+                   fmap_words=cfg.fmap_depth, weight_words=cfg.weight_depth)
+        if synth:
+            r = dynfix.synth(g, check_timing=False)
+            row.update(fmax=r.fmax_mhz, fmax_src="this engine", luts=r.luts, brams=r.brams,
+                       dsps_used=r.dsps)
+        else:
+            row.update(fmax=recorded_fmax()[board], fmax_src="digits engine")
+        row["latency_ms"] = row["per_image"] / (row["fmax"] * 1e3)
+        rows.append(row)
+        print(f"{name} on {board}: {row['engine']}, {row['cycles']} cycles, "
+              f"{row['utilization']:.1%}, {row['mismatches']} mismatches", flush=True)
+    return rows
+
+
+def table(rows: list[dict], images: int) -> list[str]:
+    lines = ["# MLPerf Tiny reference models on generated engines", "",
+             "Random weights (seeded, `bench/mlperf_tiny.py`), greedy 8-bit quantization, the "
+             "fastest engine `--board` fits, a few inputs through the generated Verilog in "
+             "Verilator against the integer model. Cycles are the engine's own counters (the "
+             "cycle model agrees exactly where marked). Latency = cycles per inference "
+             "(compute + image load + output unload) / Fmax. Reproduce: "
+             "`python bench/mlperf_engine.py" + (" --synth" if any(
+                 r.get("fmax_src") == "this engine" for r in rows) else "") + "`.", ""]
+    head = ["model", "board", "params", "MACs", "engine (products / DSP blocks)", "cycles",
+            "utilization", "by layer kind", "bit-exact", "Fmax (MHz)", "latency",
+            "published FPGA results"]
+    body = []
+    for r in rows:
+        pub = "; ".join(f"{who}: {ms:g} ms" for who, ms in PUBLISHED.get(r["model"], []))
+        if "error" in r:
+            body.append([r["model"], r["board"], f"{r['params']:,}", f"{r['macs']:,}",
+                         "**does not fit**: " + r["error"].split(": ", 1)[-1], "", "", "",
+                         "", "", "", pub])
+            continue
+        kinds = ", ".join(f"{k} {v:.0%}" for k, v in sorted(r["kinds"].items()))
+        exact = (f"{r['images']} inputs, {r['mismatches']} mismatches"
+                 + ("; cycles = model" if r["cycles_exact"] else "; **cycles differ**"))
+        fmax = f"{r['fmax']:.1f}" + ("" if r["fmax_src"] == "this engine"
+                                      else " (digits engine's)")
+        body.append([r["model"], r["board"], f"{r['params']:,}", f"{r['macs']:,}",
+                     f"{r['engine']} ({r['products']} / {r['dsps']})", f"{r['cycles']:,}",
+                     f"{r['utilization']:.1%}", kinds, exact, fmax,
+                     f"{r['latency_ms']:.2f} ms", pub])
+    lines += md_table(head, body)
+    lines += ["", "Params and MACs are those of the graph dynfix runs: a global average pool "
+              "is folded into the Linear after it (`docs/arithmetic.md`), which multiplies "
+              "that layer's weights and MACs by H x W.", ""]
+    return lines
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--models", default=",".join(mt.MODELS))
+    ap.add_argument("--boards", default=",".join(BOARDS))
+    ap.add_argument("--images", type=int, default=2)
+    ap.add_argument("--synth", action="store_true")
+    args = ap.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.models.split(","):
+            rows += run(name, args.boards.split(","), args.images, args.synth, Path(tmp))
+    write_result("mlperf_tiny.md", table(rows, args.images))
+
+
+if __name__ == "__main__":
+    main()
