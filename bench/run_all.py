@@ -28,6 +28,8 @@ def scripts(quick: bool) -> list[list[str]]:
         ["engine_efficiency.py"] + (["--quick"] if quick else []),   # item 2: RTL sim
         ["boards.py"] + ([] if quick else ["--synth"]),       # item 3: boards
         ["tool_speed.py"] + (["--quick"] if quick else []),   # item 5: wall times
+        ["mlperf_engine.py"] + (["--models", "resnet8,autoencoder", "--boards", "ulx3s"]
+                                if quick else ["--synth", "resnet8:ulx3s,dscnn:orangecrab"]),
     ]
 
 

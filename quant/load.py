@@ -1,7 +1,9 @@
 """One entry point for every model argument: an ``.onnx`` file, a ``.yaml`` file or a name.
 
 ``digits`` names the bundled default model (``dynfix/data/digits.onnx``, a small CNN trained
-on scikit-learn's digits by ``tools/train_digits.py``).
+on scikit-learn's digits by ``tools/train_digits.py``); ``digits-edge`` the bundled example of
+the edge layers (``dynfix/data/digits_edge.onnx``: a residual Add, a depthwise conv, ReLU6 and
+a global average pool, trained on the same data by ``tools/train_digits_edge.py``).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from .onnx_io import load_onnx
 from .yaml_io import load_yaml
 
 #: Models shipped inside the package, by name -> file in ``dynfix/data``.
-BUNDLED = {"digits": "digits.onnx"}
+BUNDLED = {"digits": "digits.onnx", "digits-edge": "digits_edge.onnx"}
 
 
 def bundled_path(name: str) -> Path:
@@ -24,7 +26,7 @@ def bundled_path(name: str) -> Path:
     path = Path(str(ref))
     if not path.is_file():
         raise DynfixError(f"the bundled model {name!r} is missing from the installation "
-                          f"({BUNDLED[name]}); run tools/train_digits.py")
+                          f"({BUNDLED[name]}); run tools/train_{Path(BUNDLED[name]).stem}.py")
     return path
 
 

@@ -71,12 +71,20 @@ def conv_bwd(dy, cols, w, x_shape):
     dy2 = dy.transpose(0, 2, 3, 1).reshape(-1, m)
     dw = (dy2.T @ cols.reshape(-1, c * 9)).reshape(w.shape)
     db = dy2.sum(axis=0)
-    dcols = (dy2 @ w.reshape(m, -1)).reshape(n, h, wd, c, 3, 3)
-    dxp = np.zeros((n, c, h + 2, wd + 2), dy.dtype)
-    for i in range(3):  # scatter the nine kernel taps back (col2im)
+    dcols = dy2 @ w.reshape(m, -1)
+    return col2im(dcols, x_shape), dw, db
+
+
+def col2im(dcols, x_shape):
+    """Adjoint of :func:`im2col`: scatter gradients of the 3x3 windows (N*H*W rows, or
+    N, H, W, C*9) back onto the N x C x H x W input."""
+    n, c, h, wd = x_shape
+    dcols = dcols.reshape(n, h, wd, c, 3, 3)
+    dxp = np.zeros((n, c, h + 2, wd + 2), dcols.dtype)
+    for i in range(3):  # scatter the nine kernel taps back
         for j in range(3):
             dxp[:, :, i:i + h, j:j + wd] += dcols[:, :, :, :, i, j].transpose(0, 3, 1, 2)
-    return dxp[:, :, 1:-1, 1:-1], dw, db
+    return dxp[:, :, 1:-1, 1:-1]
 
 
 def pool_fwd(x):
@@ -94,13 +102,16 @@ def pool_bwd(dy, mask):
 
 # ----------------------------------------------------------------------------- model
 
+def he(rng: np.random.Generator, *shape: int) -> np.ndarray:
+    """He-normal float32 weights; fan-in is the product of all but the first dimension."""
+    fan_in = int(np.prod(shape[1:]))
+    return (rng.standard_normal(shape) * np.sqrt(2.0 / fan_in)).astype(np.float32)
+
+
 def init_params(rng: np.random.Generator) -> dict[str, np.ndarray]:
-    def he(*shape):
-        fan_in = int(np.prod(shape[1:]))
-        return (rng.standard_normal(shape) * np.sqrt(2.0 / fan_in)).astype(np.float32)
-    return {"w1": he(8, 1, 3, 3), "b1": np.zeros(8, np.float32),
-            "w2": he(16, 8, 3, 3), "b2": np.zeros(16, np.float32),
-            "w3": he(10, 256) / np.float32(np.sqrt(2)), "b3": np.zeros(10, np.float32)}
+    return {"w1": he(rng, 8, 1, 3, 3), "b1": np.zeros(8, np.float32),
+            "w2": he(rng, 16, 8, 3, 3), "b2": np.zeros(16, np.float32),
+            "w3": he(rng, 10, 256) / np.float32(np.sqrt(2)), "b3": np.zeros(10, np.float32)}
 
 
 def forward(p, x):
@@ -116,6 +127,19 @@ def forward(p, x):
 
 def loss_grad(p, x, y):
     logits, (x, z1, c1, a1, z2, c2, mask, flat) = forward(p, x)
+    loss, d = softmax_xent(logits, y)
+    n = len(y)
+    g = {"w3": d.T @ flat, "b3": d.sum(axis=0)}
+    dpool = (d @ p["w3"]).reshape(n, 16, 4, 4)
+    dz2 = pool_bwd(dpool, mask) * (z2 > 0)
+    da1, g["w2"], g["b2"] = conv_bwd(dz2, c2, p["w2"], a1.shape)
+    dz1 = da1 * (z1 > 0)
+    _, g["w1"], g["b1"] = conv_bwd(dz1, c1, p["w1"], x.shape)
+    return loss, g
+
+
+def softmax_xent(logits: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
+    """Mean softmax cross-entropy of a batch and its gradient with respect to the logits."""
     e = np.exp(logits - logits.max(axis=1, keepdims=True))
     prob = e / e.sum(axis=1, keepdims=True)
     n = len(y)
@@ -123,13 +147,7 @@ def loss_grad(p, x, y):
     d = prob
     d[np.arange(n), y] -= 1
     d /= n
-    g = {"w3": d.T @ flat, "b3": d.sum(axis=0)}
-    dpool = (d @ p["w3"]).reshape(n, 16, 4, 4)
-    dz2 = pool_bwd(dpool, mask) * (z2 > 0)
-    da1, g["w2"], g["b2"] = conv_bwd(dz2, c2, p["w2"], a1.shape)
-    dz1 = da1 * (z1 > 0)
-    _, g["w1"], g["b1"] = conv_bwd(dz1, c1, p["w1"], x.shape)
-    return float(loss), g
+    return float(loss), d
 
 
 def augment(x: np.ndarray, rng: np.random.Generator, s: int) -> np.ndarray:
@@ -144,9 +162,13 @@ def augment(x: np.ndarray, rng: np.random.Generator, s: int) -> np.ndarray:
     return xp[np.arange(n)[:, None, None], 0, rows[:, :, None], cols[:, None, :]][:, None]
 
 
-def train(cfg: TrainConfig, x: np.ndarray, y: np.ndarray, log=print) -> dict:
-    rng = np.random.default_rng(SEED)
-    p = init_params(rng)
+def train(cfg: TrainConfig, x: np.ndarray, y: np.ndarray, log=print, *, seed: int = SEED,
+          init=init_params, grad=loss_grad) -> dict:
+    """Adam (cosine-decayed lr, weight decay on the ``w*`` parameters) over shuffled,
+    augmented batches; ``init(rng)`` makes the parameters, ``grad(p, x, y)`` returns
+    ``(loss, gradients)``."""
+    rng = np.random.default_rng(seed)
+    p = init(rng)
     m = {k: np.zeros_like(v) for k, v in p.items()}
     v = {k: np.zeros_like(a) for k, a in p.items()}
     steps_per_epoch = -(-len(x) // cfg.batch)
@@ -157,7 +179,7 @@ def train(cfg: TrainConfig, x: np.ndarray, y: np.ndarray, log=print) -> dict:
         losses = []
         for i in range(0, len(x), cfg.batch):
             idx = order[i:i + cfg.batch]
-            loss, g = loss_grad(p, augment(x[idx], rng, cfg.shift), y[idx])
+            loss, g = grad(p, augment(x[idx], rng, cfg.shift), y[idx])
             losses.append(loss)
             t += 1
             lr = cfg.lr * 0.5 * (1 + np.cos(np.pi * (t - 1) / total))
@@ -195,25 +217,33 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     from dynfix.quant.datasets import load_digits
-    from dynfix.quant.float_model import predict
-    from dynfix.quant.onnx_io import load_onnx, save_onnx
-    from dynfix.quant.yaml_io import save_yaml
 
     x, y = load_digits("train")
     t0 = time.perf_counter()
     params = train(TrainConfig(epochs=args.epochs), x, y)
     elapsed = time.perf_counter() - t0
-    model = to_model(params)
-    onnx_path = args.out / "digits.onnx"
+    write_and_report(to_model(params), args.out / "digits.onnx", elapsed)
+    return 0
+
+
+def write_and_report(model, onnx_path: Path, elapsed: float) -> dict[str, float]:
+    """Write ``model`` as ``onnx_path`` and the same-named ``.yaml`` (+ ``.npz``), then load
+    the written ONNX file back and print (and return) its float accuracy on each split."""
+    from dynfix.quant.datasets import load_digits
+    from dynfix.quant.float_model import predict
+    from dynfix.quant.onnx_io import load_onnx, save_onnx
+    from dynfix.quant.yaml_io import save_yaml
+
     save_onnx(model, onnx_path)
-    save_yaml(model, args.out / "digits.yaml")
+    save_yaml(model, onnx_path.with_suffix(".yaml"))
     check = load_onnx(onnx_path)  # report what the written file does
     print(f"trained in {elapsed:.1f} s; wrote {onnx_path}")
+    accs = {}
     for split in ("train", "calib", "test"):
         xs, ys = load_digits(split)
-        acc = float(np.mean(predict(check, xs).argmax(axis=1) == ys))
+        acc = accs[split] = float(np.mean(predict(check, xs).argmax(axis=1) == ys))
         print(f"{split:5s} accuracy {acc * 100:6.2f} %  ({len(ys)} images)")
-    return 0
+    return accs
 
 
 if __name__ == "__main__":

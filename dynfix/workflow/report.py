@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from dynfix.hw.resources import Device, estimate
+from dynfix.quant.load import BUNDLED
 
 RESOURCES = (("luts", "LUTs"), ("ffs", "FFs"), ("dsps", "DSPs"), ("brams", "BRAMs"))
 #: The bit-width sweep's measures: key -> (label, unit).
@@ -220,7 +221,7 @@ def _value(v: float | None, sweep: dict) -> str:
 
 
 def _args(rep: dict) -> list[str]:
-    args = [rep["model"] if rep["model"] == "digits" else "MODEL", "--board", rep["board"],
+    args = [rep["model"] if rep["model"] in BUNDLED else "MODEL", "--board", rep["board"],
             "--bits", rep["bits"], "--images", str(rep["simulation"]["images"])]
     if rep["data"] != "digits":
         args += ["--data", "DATA"]
