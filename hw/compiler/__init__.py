@@ -1,0 +1,176 @@
+"""Compiler: (model, quantization, engine config) -> layer program and memory images.
+
+The model's graph is fused into groups (:mod:`.plan`), each group's output placed in map
+memory by lifetime (:mod:`.memory`), and the program entries, weight and bias words built
+(:mod:`.images`); :func:`compile_model` also sizes the engine's widths and depths to the
+program. The contract with the gateware is ``hw/config.py`` and ``hw/program.py``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from dynfix.quant import fixed
+from dynfix.quant.int_model import IntModel
+from dynfix.quant.ir import Layer, Model
+from dynfix.quant.qspec import QuantSpec
+from ..config import EngineConfig
+from ..engine import shortcut_fifo_depth
+from ..program import OWN_WIDTH_KINDS, check_entry, entry_fields, pack_entry
+from .images import _dense_weights, pack_biases, pack_weights
+from .memory import _words, allocate
+from .plan import (LayerPlan, Shape3, _ceil_div, _reads_once, im2col_first, loop_counts,
+                   plan_groups, plan_model, slots)
+
+__all__ = ["CompiledModel", "LayerPlan", "allocate", "clamp_shift", "compile_model",
+           "im2col_first", "loop_counts", "pack_biases", "pack_weights", "plan_groups",
+           "plan_model", "slots"]
+
+
+@dataclass
+class CompiledModel:
+    config: EngineConfig
+    plans: list[LayerPlan]
+    program: list[int]
+    weights: list[int]
+    biases: list[int]
+    output_name: str                # the layer whose integers the engine streams out
+    input_shape: Shape3             # the map the host streams (C, H, W order)
+    #: The first conv's (in_shape, kernel, stride, pads) when the host streams its windows
+    #: (``im2col``); None when it streams the image itself.
+    input_window: tuple | None = None
+
+    @property
+    def output_len(self) -> int:
+        return int(np.prod(self.plans[-1].out_shape))
+
+    def host_input(self, xq: np.ndarray) -> np.ndarray:
+        """What the host streams for one quantized input: the image in C, H, W order, or
+        with ``im2col`` the first conv's windows, channel ``(ky*kw + kx)*C + c`` of output
+        pixel ``(oy, ox)`` holding ``x[c, oy*sy - top + ky, ox*sx - left + kx]`` (0 in the
+        padding)."""
+        xq = np.asarray(xq, dtype=np.int64)
+        if self.input_window is None:
+            return xq.reshape(-1)
+        (c, h, w), (kh, kw), (sy, sx), (top, left, bottom, right) = self.input_window
+        _, oh, ow = self.input_shape
+        xp = np.zeros((c, h + top + bottom + kh, w + left + right + kw), np.int64)
+        xp[:, top:top + h, left:left + w] = xq.reshape(c, h, w)
+        cols = [xp[:, ky:ky + sy * oh:sy, kx:kx + sx * ow:sx]
+                for ky in range(kh) for kx in range(kw)]
+        return np.concatenate(cols, axis=0).reshape(-1)
+
+def clamp_shift(data_shift: int, bw_x: int, acc_bits: int) -> int:
+    """The data shift clamped to ``[-bw_x, acc_bits]``, which keeps every result (a left shift
+    by ``bw_x`` or more saturates any non-zero value, a right shift by ``acc_bits`` or more
+    rounds every accumulator value to 0)."""
+    return max(-bw_x, min(acc_bits, data_shift))
+
+def compile_model(model: Model, spec: QuantSpec, cfg: EngineConfig) -> CompiledModel:
+    """Plan, size the engine (filling ``cfg``'s zero fields) and build memory images."""
+    cfg.check_parallelism()
+    plans, out_name = plan_groups(model)
+    im = IntModel(model, spec)
+    n = cfg.lanes
+
+    for p in plans:
+        f = spec.layers[p.name]
+        p.weights = _dense_weights(model_layer(im, p.name), im.weights[p.name], p)
+        p.shared = (p.kind != "dwconv" and p.kernel != (1, 1)
+                    and bool(np.all(p.weights == p.weights[:, :, :1, :1])))
+        p.biases = im.biases[p.name]
+    window = im2col_first(plans[0], n) if cfg.im2col and _reads_once(plans) else None
+    fmts = [spec.layers[p.name] for p in plans]
+    data_bits = max([spec.input_bw] + [f.bw_x for f in fmts])
+    words = {plans[0].input: _words(plans[0].in_shape, n)}
+    words.update((p.output, _words(p.out_shape, n)) for p in plans)
+    base = allocate(plans, words, plans[0].input)
+    adds = [_add_fields(p, spec, im) for p in plans]
+    # The residual stage: fitted like the widths (0: as the model needs; an explicit value
+    # is a bound), so a config with ``residual: 1`` also runs models without an Add.
+    cfg = cfg.fitted(depthwise=int(any(p.kind == "dwconv" for p in plans)),
+                     w_share=int(any(p.shared for p in plans)),
+                     residual=int(any(p.add is not None for p in plans)),
+                     add_align=max(max(a["add_sa"], a["add_sb"]) for a in adds))
+
+    entries, w_base, b_base = [], 0, 0
+    sc_depth = 1
+    for i, (p, f) in enumerate(zip(plans, fmts)):
+        c, h, w = p.in_shape
+        m_out, ph, pw = p.out_shape
+        lc = loop_counts(p, cfg)
+        t_in, t_out, n_mg = lc["t_in"], lc["t_out"], lc["n_mg"]
+        (kh, kw), (sy, sx), pool = p.kernel, p.stride, p.pool
+        top, left = p.pads[0], p.pads[1]
+        clamp_lo, clamp_hi = p.clamp_range(f.bw_x, f.fl_out)
+        in_base, out_base = base[p.input], base[p.output]
+        t_px = _ceil_div(c, n)          # words per input pixel (t_in but for depthwise)
+        p.entry = {
+            "in_base": in_base, "out_base": out_base,
+            "addr0": in_base - (top * w + left) * t_px, "iy0": -top, "ix0": -left,
+            "in_c": c, "in_pix": h * w, "in_h": h, "in_w": w, "t_in": t_in,
+            "n_mg": n_mg, "n_py": ph, "n_px": pw, "pool": pool, "kh": kh, "kw": kw,
+            "cs_py": pool * sy, "cs_px": pool * sx, "cs_dy": sy, "cs_dx": sx,
+            "t_out": t_out, "out_pix": ph * pw, "out_c": m_out, "gap": lc["gap"],
+            "st_py": pool * sy * w * t_px, "st_px": pool * sx * t_px,
+            "st_dy": sy * w * t_px, "st_dx": sx * t_px, "st_ky": w * t_px,
+            "w_base": w_base, "b_base": b_base,
+            "bias_shift": f.bias_shift,
+            "data_shift": clamp_shift(f.data_shift, f.bw_x, f.acc_bits),
+            "clamp_lo": clamp_lo, "clamp_hi": clamp_hi, "last": int(i == len(plans) - 1),
+        }
+        if cfg.depthwise:
+            p.entry.update(dw=int(p.kind == "dwconv"), t_px=t_px)
+        if cfg.w_share:
+            p.entry.update(w_share=int(p.shared))
+        if cfg.residual:
+            p.entry.update(adds[i], sc_base=base[p.shortcut] if p.add is not None else 0)
+            if p.add is not None:
+                items = kh * kw * t_in + slots(p, cfg)
+                sc_depth = max(sc_depth, shortcut_fifo_depth(cfg, items, lc["gap"]))
+        entries.append(p.entry)
+        w_base += n_mg * (1 if p.shared else kh * kw) * t_in
+        b_base += n_mg
+    if cfg.residual:
+        cfg = cfg.fitted(sc_depth=sc_depth)
+
+    kinds = entry_fields(cfg)
+    counts = [v for e in entries for k, v in e.items() if kinds[k][0] not in OWN_WIDTH_KINDS]
+    reach = [abs(e["iy0"]) + e["in_h"] + e["kh"] + e["cs_py"] for e in entries]
+    reach += [abs(e["ix0"]) + e["in_w"] + e["kw"] + e["cs_px"] for e in entries]
+    cfg = cfg.fitted(
+        data_bits=data_bits,
+        weight_bits=max(f.bw_w for f in fmts),
+        bias_bits=max(f.bw_b for f in fmts),
+        acc_bits=max(f.acc_bits for f in fmts),
+        fmap_depth=max(base[t] + words[t] for t in words), weight_depth=max(1, w_base),
+        bias_depth=max(1, b_base),
+        prog_depth=len(entries),
+        dim_bits=max(abs(v) for v in counts + reach).bit_length(),
+    )
+    for p in plans:
+        check_entry(cfg, p.entry, f"layer {p.name!r}")
+    return CompiledModel(cfg, plans, [pack_entry(cfg, e) for e in entries],
+                         pack_weights(cfg, plans), pack_biases(cfg, plans), out_name,
+                         plans[0].in_shape, window)
+
+def model_layer(im: IntModel, name: str) -> Layer:
+    """Layer ``name`` of the integer model's (lowered) graph."""
+    return im.model.layer(name)
+
+def _add_fields(p: LayerPlan, spec: QuantSpec, im: IntModel) -> dict[str, int]:
+    """The program's residual-add fields of group ``p`` (the identity without an Add):
+    alignment shifts, data shift (clamped like a compute layer's) and clamp range of the
+    Add's format with its ReLUs / Clips (``docs/arithmetic.md``, "Add")."""
+    f = spec.layers[p.name]
+    if p.add is None:
+        return {"add": 0, "add_sa": 0, "add_sb": 0, "add_shift": 0,
+                "add_lo": fixed.qmin(f.bw_x), "add_hi": fixed.qmax(f.bw_x)}
+    a = spec.layers[p.add.name]
+    sa, sb = a.align[p.add_index], a.align[1 - p.add_index]
+    lo, hi = LayerPlan.clamp_range(replace(p, acts=p.add_acts), a.bw_x, a.fl_out)
+    return {"add": 1, "add_sa": sa, "add_sb": sb,
+            "add_shift": clamp_shift(a.data_shift, a.bw_x, a.sum_bits),
+            "add_lo": lo, "add_hi": hi}

@@ -1,0 +1,82 @@
+"""Memory images: the weight and bias words, in the order the sequencer reads them."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from dynfix.quant.ir import Layer
+from ..config import EngineConfig
+from .plan import LayerPlan, _ceil_div
+
+
+def _dense_weights(layer: Layer, wq: np.ndarray, p: LayerPlan) -> np.ndarray:
+    """Integer weights as ``(M, C, kh, kw)`` over all input channels: a grouped
+    convolution's block-diagonal expansion (zeros across groups); a depthwise one keeps its
+    ``(C, 1, kh, kw)``, which the depthwise packing reads."""
+    groups = getattr(layer, "groups", 1)
+    m_out = wq.shape[0]
+    if p.kind == "dwconv" or groups == 1:
+        return wq.reshape((m_out, -1) + p.kernel if p.kind == "dwconv"
+                          else (m_out,) + p.in_shape[:1] + p.kernel)
+    cin_g, cout_g = wq.shape[1], m_out // groups
+    dense = np.zeros((m_out, cin_g * groups) + p.kernel, np.int64)
+    for gi in range(groups):
+        rows = slice(gi * cout_g, (gi + 1) * cout_g)
+        dense[rows, gi * cin_g:(gi + 1) * cin_g] = wq[rows]
+    return dense
+
+def _depthwise_words(w: np.ndarray, cfg: EngineConfig) -> np.ndarray:
+    """Weight words of a depthwise layer (``w``: C x 1 x kh x kw) in sequencer order: per
+    group ``g``, kernel row, column and word ``t`` of the ``dw_words`` words from the
+    group's first word ``(g * tm) // lanes``; lane ``(j, l)`` holds ``w[g*tm + j]`` where
+    input channel ``(first + t) * lanes + l`` is output channel ``g*tm + j``, else 0."""
+    n, tm, words = cfg.lanes, cfg.tm, cfg.dw_words
+    c, _, kh, kw = w.shape
+    n_mg = _ceil_div(c, tm)
+    out = np.zeros((n_mg, kh, kw, words, tm, n), np.int64)
+    for g in range(n_mg):
+        first = (g * tm) // n
+        for j in range(min(tm, c - g * tm)):
+            ch = g * tm + j
+            t, lane = divmod(ch - first * n, n)
+            out[g, :, :, t, j, lane] = w[ch, 0]
+    return out.reshape(-1, tm * n)
+
+def _pack(values: np.ndarray, bits: int) -> list[int]:
+    """Rows of signed integers -> one integer per row, element 0 in the low bits."""
+    mask = (1 << bits) - 1
+    out = []
+    for row in values.reshape(values.shape[0], -1):
+        word = 0
+        for j, v in enumerate(row.tolist()):
+            word |= (int(v) & mask) << (j * bits)
+        out.append(word)
+    return out
+
+def pack_weights(cfg: EngineConfig, plans: list[LayerPlan]) -> list[int]:
+    """Weight words in sequencer order: per group mg, kernel row, column, input word t;
+    lane (j, l) holds weight[mg*tm + j, t*lanes + l, ky, kx] (0 beyond the layer)."""
+    n, tm = cfg.lanes, cfg.tm
+    words = []
+    for p in plans:
+        if p.kind == "dwconv":
+            words += _pack(_depthwise_words(p.weights, cfg), cfg.weight_bits)
+            continue
+        weights = p.weights[:, :, :1, :1] if p.shared else p.weights   # one tap serves all
+        m_out, c, kh, kw = weights.shape
+        t_in, n_mg = _ceil_div(c, n), _ceil_div(m_out, tm)
+        w = np.zeros((n_mg * tm, t_in * n, kh, kw), np.int64)
+        w[:m_out, :c] = weights
+        # (mg, j, t, l, ky, kx) -> (mg, ky, kx, t, j, l)
+        w = w.reshape(n_mg, tm, t_in, n, kh, kw).transpose(0, 4, 5, 2, 1, 3)
+        words += _pack(w.reshape(-1, tm * n), cfg.weight_bits)
+    return words
+
+def pack_biases(cfg: EngineConfig, plans: list[LayerPlan]) -> list[int]:
+    words = []
+    for p in plans:
+        n_mg = _ceil_div(len(p.biases), cfg.tm)
+        b = np.zeros(n_mg * cfg.tm, np.int64)
+        b[:len(p.biases)] = p.biases
+        words += _pack(b.reshape(n_mg, cfg.tm), cfg.bias_bits)
+    return words
