@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .compiler import CompiledModel, LayerPlan, slots
+from .compiler import CompiledModel, LayerPlan, window_items
 from .config import EngineConfig
 from .engine import pipeline_depth
 
@@ -18,8 +18,7 @@ def issue_cycles(cfg: EngineConfig, plan: LayerPlan) -> int:
     cycles after every pooling window but the last."""
     e = plan.entry
     windows = e["n_mg"] * e["n_py"] * e["n_px"]
-    per_window = e["pool"] ** 2 * e["kh"] * e["kw"] * e["t_in"] + slots(plan, cfg)
-    return windows * per_window + (windows - 1) * e["gap"]
+    return windows * window_items(plan, cfg) + (windows - 1) * e["gap"]
 
 
 def layer_cycles(cfg: EngineConfig, plan: LayerPlan) -> int:

@@ -14,7 +14,7 @@ import numpy as np
 
 from dynfix.quant import fixed
 from dynfix.quant.int_model import IntModel
-from dynfix.quant.ir import Layer, Model
+from dynfix.quant.ir import Model
 from dynfix.quant.qspec import QuantSpec
 from ..config import EngineConfig
 from ..engine import shortcut_fifo_depth
@@ -22,11 +22,11 @@ from ..program import OWN_WIDTH_KINDS, check_entry, entry_fields, pack_entry
 from .images import _dense_weights, pack_biases, pack_weights
 from .memory import _words, allocate
 from .plan import (LayerPlan, Shape3, _ceil_div, _reads_once, im2col_first, loop_counts,
-                   plan_groups, plan_model, slots)
+                   plan_groups, plan_model, window_items)
 
 __all__ = ["CompiledModel", "LayerPlan", "allocate", "clamp_shift", "compile_model",
            "im2col_first", "loop_counts", "pack_biases", "pack_weights", "plan_groups",
-           "plan_model", "slots"]
+           "plan_model", "window_items"]
 
 
 @dataclass
@@ -62,11 +62,13 @@ class CompiledModel:
                 for ky in range(kh) for kx in range(kw)]
         return np.concatenate(cols, axis=0).reshape(-1)
 
+
 def clamp_shift(data_shift: int, bw_x: int, acc_bits: int) -> int:
     """The data shift clamped to ``[-bw_x, acc_bits]``, which keeps every result (a left shift
     by ``bw_x`` or more saturates any non-zero value, a right shift by ``acc_bits`` or more
     rounds every accumulator value to 0)."""
     return max(-bw_x, min(acc_bits, data_shift))
+
 
 def compile_model(model: Model, spec: QuantSpec, cfg: EngineConfig) -> CompiledModel:
     """Plan, size the engine (filling ``cfg``'s zero fields) and build memory images."""
@@ -76,8 +78,7 @@ def compile_model(model: Model, spec: QuantSpec, cfg: EngineConfig) -> CompiledM
     n = cfg.lanes
 
     for p in plans:
-        f = spec.layers[p.name]
-        p.weights = _dense_weights(model_layer(im, p.name), im.weights[p.name], p)
+        p.weights = _dense_weights(im.model.layer(p.name), im.weights[p.name], p)
         p.shared = (p.kind != "dwconv" and p.kernel != (1, 1)
                     and bool(np.all(p.weights == p.weights[:, :, :1, :1])))
         p.biases = im.biases[p.name]
@@ -87,7 +88,7 @@ def compile_model(model: Model, spec: QuantSpec, cfg: EngineConfig) -> CompiledM
     words = {plans[0].input: _words(plans[0].in_shape, n)}
     words.update((p.output, _words(p.out_shape, n)) for p in plans)
     base = allocate(plans, words, plans[0].input)
-    adds = [_add_fields(p, spec, im) for p in plans]
+    adds = [_add_fields(p, spec) for p in plans]
     # The residual stage: fitted like the widths (0: as the model needs; an explicit value
     # is a bound), so a config with ``residual: 1`` also runs models without an Add.
     cfg = cfg.fitted(depthwise=int(any(p.kind == "dwconv" for p in plans)),
@@ -128,8 +129,8 @@ def compile_model(model: Model, spec: QuantSpec, cfg: EngineConfig) -> CompiledM
         if cfg.residual:
             p.entry.update(adds[i], sc_base=base[p.shortcut] if p.add is not None else 0)
             if p.add is not None:
-                items = kh * kw * t_in + slots(p, cfg)
-                sc_depth = max(sc_depth, shortcut_fifo_depth(cfg, items, lc["gap"]))
+                sc_depth = max(sc_depth, shortcut_fifo_depth(cfg, window_items(p, cfg),
+                                                             lc["gap"]))
         entries.append(p.entry)
         w_base += n_mg * (1 if p.shared else kh * kw) * t_in
         b_base += n_mg
@@ -156,11 +157,8 @@ def compile_model(model: Model, spec: QuantSpec, cfg: EngineConfig) -> CompiledM
                          pack_weights(cfg, plans), pack_biases(cfg, plans), out_name,
                          plans[0].in_shape, window)
 
-def model_layer(im: IntModel, name: str) -> Layer:
-    """Layer ``name`` of the integer model's (lowered) graph."""
-    return im.model.layer(name)
 
-def _add_fields(p: LayerPlan, spec: QuantSpec, im: IntModel) -> dict[str, int]:
+def _add_fields(p: LayerPlan, spec: QuantSpec) -> dict[str, int]:
     """The program's residual-add fields of group ``p`` (the identity without an Add):
     alignment shifts, data shift (clamped like a compute layer's) and clamp range of the
     Add's format with its ReLUs / Clips (``docs/arithmetic.md``, "Add")."""

@@ -13,17 +13,19 @@ def _dense_weights(layer: Layer, wq: np.ndarray, p: LayerPlan) -> np.ndarray:
     """Integer weights as ``(M, C, kh, kw)`` over all input channels: a grouped
     convolution's block-diagonal expansion (zeros across groups); a depthwise one keeps its
     ``(C, 1, kh, kw)``, which the depthwise packing reads."""
-    groups = getattr(layer, "groups", 1)
     m_out = wq.shape[0]
-    if p.kind == "dwconv" or groups == 1:
-        return wq.reshape((m_out, -1) + p.kernel if p.kind == "dwconv"
-                          else (m_out,) + p.in_shape[:1] + p.kernel)
+    if p.kind == "dwconv":
+        return wq.reshape((m_out, 1) + p.kernel)
+    groups = getattr(layer, "groups", 1)
+    if groups == 1:
+        return wq.reshape((m_out,) + p.in_shape[:1] + p.kernel)
     cin_g, cout_g = wq.shape[1], m_out // groups
     dense = np.zeros((m_out, cin_g * groups) + p.kernel, np.int64)
     for gi in range(groups):
         rows = slice(gi * cout_g, (gi + 1) * cout_g)
         dense[rows, gi * cin_g:(gi + 1) * cin_g] = wq[rows]
     return dense
+
 
 def _depthwise_words(w: np.ndarray, cfg: EngineConfig) -> np.ndarray:
     """Weight words of a depthwise layer (``w``: C x 1 x kh x kw) in sequencer order: per
@@ -42,6 +44,7 @@ def _depthwise_words(w: np.ndarray, cfg: EngineConfig) -> np.ndarray:
             out[g, :, :, t, j, lane] = w[ch, 0]
     return out.reshape(-1, tm * n)
 
+
 def _pack(values: np.ndarray, bits: int) -> list[int]:
     """Rows of signed integers -> one integer per row, element 0 in the low bits."""
     mask = (1 << bits) - 1
@@ -52,6 +55,7 @@ def _pack(values: np.ndarray, bits: int) -> list[int]:
             word |= (int(v) & mask) << (j * bits)
         out.append(word)
     return out
+
 
 def pack_weights(cfg: EngineConfig, plans: list[LayerPlan]) -> list[int]:
     """Weight words in sequencer order: per group mg, kernel row, column, input word t;
@@ -71,6 +75,7 @@ def pack_weights(cfg: EngineConfig, plans: list[LayerPlan]) -> list[int]:
         w = w.reshape(n_mg, tm, t_in, n, kh, kw).transpose(0, 4, 5, 2, 1, 3)
         words += _pack(w.reshape(-1, tm * n), cfg.weight_bits)
     return words
+
 
 def pack_biases(cfg: EngineConfig, plans: list[LayerPlan]) -> list[int]:
     words = []

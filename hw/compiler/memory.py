@@ -10,6 +10,7 @@ def _words(shape: Shape3, lanes: int) -> int:
     c, h, w = shape
     return h * w * _ceil_div(c, lanes)
 
+
 def allocate(plans: list[LayerPlan], sizes: dict[str, int], first: str) -> dict[str, int]:
     """Map-memory base of every stored tensor, by lifetime: the model input ``first`` at 0
     or right above the largest map (whichever needs fewer words: above, the first layers'
@@ -31,6 +32,7 @@ def allocate(plans: list[LayerPlan], sizes: dict[str, int], first: str) -> dict[
         if best is None or depth < best[0]:
             best = (depth, base)
     return best[1]
+
 
 def _first_fit(plans: list[LayerPlan], sizes: dict[str, int], last_use: dict[str, int],
                base: dict[str, int]) -> dict[str, int]:

@@ -77,8 +77,10 @@ class LayerPlan:
             lo, hi = min(max(lo, l), h), min(max(hi, l), h)
         return lo, hi
 
+
 def _ceil_div(a: int, b: int) -> int:
     return -(-a // b)
+
 
 def _as_map(shape: tuple[int, ...]) -> Shape3 | None:
     if len(shape) == 3:
@@ -86,6 +88,7 @@ def _as_map(shape: tuple[int, ...]) -> Shape3 | None:
     if len(shape) == 1:
         return (int(shape[0]), 1, 1)
     return None
+
 
 def plan_groups(model: Model) -> tuple[list[LayerPlan], str]:
     """Fuse the model's DAG into engine groups, in the order of their Conv/Linear layers;
@@ -208,12 +211,14 @@ def plan_groups(model: Model) -> tuple[list[LayerPlan], str]:
                           + "; ".join(problems))
     return plans, out_name
 
+
 def _conv_kind(layer: Conv2d) -> str:
     """``dwconv`` for a depthwise convolution (groups = input = output channels), which the
     engine runs reading only each group's own input words; ``conv`` otherwise (a grouped
     convolution runs as the dense one with zero weights across groups)."""
     c, m = layer.weight.shape[1] * layer.groups, layer.weight.shape[0]
     return "dwconv" if layer.groups > 1 and layer.groups == c == m else "conv"
+
 
 def _pool_problems(layer: MaxPool2d, g: LayerPlan) -> list[str]:
     """Why a MaxPool cannot join group ``g`` (empty: it can)."""
@@ -228,6 +233,7 @@ def _pool_problems(layer: MaxPool2d, g: LayerPlan) -> list[str]:
     if g.kind != "linear" and layer.ceil_mode and (g.out_shape[1] % k[0] or g.out_shape[2] % k[1]):
         why.append("ceil_mode with a partial window")
     return why
+
 
 def _fuse_add(layer: Add, groups: list[LayerPlan | None], plans: list[LayerPlan],
               owner: dict[str, LayerPlan], problems: list[str]) -> LayerPlan | None:
@@ -251,21 +257,33 @@ def _fuse_add(layer: Add, groups: list[LayerPlan | None], plans: list[LayerPlan]
                         f"{list(layer.inputs)} have no such group")
     return best
 
+
 def loop_counts(p: LayerPlan, cfg: EngineConfig) -> dict[str, int]:
     """The loop counts of group ``p`` on ``cfg``: what the sequencer walks and the cycle
     model counts (no quantization or memory layout needed)."""
-    c = p.in_shape[0]
     m_out, ph, pw = p.out_shape
-    t_in = cfg.dw_words if p.kind == "dwconv" else _ceil_div(c, cfg.lanes)
-    window = p.pool ** 2 * p.kernel[0] * p.kernel[1] * t_in + slots(p, cfg)  # per result
-    return {"t_in": t_in, "t_out": _ceil_div(m_out, cfg.lanes),
+    return {"t_in": input_words(p, cfg), "t_out": _ceil_div(m_out, cfg.lanes),
             "n_mg": _ceil_div(m_out, cfg.tm), "n_py": ph, "n_px": pw, "pool": p.pool,
             "kh": p.kernel[0], "kw": p.kernel[1],
-            "gap": max(0, cfg.wb_words - window)}
+            "gap": max(0, cfg.wb_words - window_items(p, cfg))}
+
+
+def input_words(p: LayerPlan, cfg: EngineConfig) -> int:
+    """Input words group ``p`` reads per tap pixel (``t_in``): all of the pixel's, or a
+    depthwise group's own ``cfg.dw_words``."""
+    return cfg.dw_words if p.kind == "dwconv" else _ceil_div(p.in_shape[0], cfg.lanes)
+
+
+def window_items(p: LayerPlan, cfg: EngineConfig) -> int:
+    """Items the sequencer issues per pooling window, i.e. per result: the window's conv
+    pixels x kernel taps x input words, plus a residual group's shortcut slots."""
+    return p.pool ** 2 * p.kernel[0] * p.kernel[1] * input_words(p, cfg) + slots(p, cfg)
+
 
 def slots(p: LayerPlan, cfg: EngineConfig) -> int:
     """Shortcut slot items per output pixel: ``cfg.sc_slots`` for a group with an Add."""
     return cfg.sc_slots if p.add is not None else 0
+
 
 def plan_model(model: Model, cfg: EngineConfig) -> list[LayerPlan]:
     """Shape-only compile for analysis: the groups with their loop counts as ``entry``
@@ -278,6 +296,7 @@ def plan_model(model: Model, cfg: EngineConfig) -> list[LayerPlan]:
     for p in plans:
         p.entry = loop_counts(p, cfg)
     return plans
+
 
 def im2col_first(plan: LayerPlan, lanes: int) -> tuple | None:
     """Turn the first conv into a 1x1 conv over its windows, streamed by the host, when that
@@ -295,6 +314,7 @@ def im2col_first(plan: LayerPlan, lanes: int) -> tuple | None:
         plan.weights = plan.weights.transpose(0, 2, 3, 1).reshape(m, c * kh * kw, 1, 1)
     plan.kernel, plan.stride, plan.pads = (1, 1), (1, 1), (0, 0, 0, 0)
     return window
+
 
 def _reads_once(plans: list[LayerPlan]) -> bool:
     """Whether only the first group reads the model input (``im2col`` replaces the stored
