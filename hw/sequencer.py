@@ -6,6 +6,7 @@ from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from . import group_step
 from .config import EngineConfig
 from .program import entry_layout
 
@@ -240,18 +241,15 @@ class Sequencer(wiring.Component):
         advances by ``tm // lanes`` words and ``tm % lanes`` lanes (carrying into the
         words) from group to group, as the write-back's output word does."""
         cfg, e = self._cfg, self.entry
-        n = cfg.lanes
-        step_words, step_lanes = divmod(cfg.tm, n)
         word = Signal(unsigned(cfg.fmap_addr_bits))
-        lane = Signal(range(max(2, n)))
-        wrap = lane >= n - step_lanes if step_lanes else 0
+        lane = Signal(range(max(2, cfg.lanes)))
         word_next = Signal.like(word)
-        m.d.comb += word_next.eq(word + step_words + wrap)
+        nxt, lane_next = group_step.next_group(word, lane, cfg.tm, cfg.lanes)
+        m.d.comb += word_next.eq(nxt)
         with m.If(self.start):
             m.d.sync += [word.eq(0), lane.eq(0)]
         with m.Elif(next_group & e.dw):
-            m.d.sync += [word.eq(word_next),
-                         lane.eq(Mux(wrap, lane + step_lanes - n, lane + step_lanes))]
+            m.d.sync += [word.eq(word_next), lane.eq(lane_next)]
         return e.addr0 + Mux(e.dw, word_next, 0)
 
     def _shortcut(self, m: Module, slot: Signal, running: Signal, window_end, next_group):
@@ -261,13 +259,12 @@ class Sequencer(wiring.Component):
         p * t_out + word(g)``, the word and lane offset advancing by constants from group to
         group (as the write-back's)."""
         cfg, e = self._cfg, self.entry
-        n, slots = cfg.lanes, cfg.sc_slots
+        slots = cfg.sc_slots
         ab = cfg.fmap_addr_bits
         word = Signal(unsigned(ab))     # the group's first shortcut word at pixel 0
         cur = Signal(unsigned(ab))      # ... at the current pixel
         rd = Signal(unsigned(ab))       # the word the current slot reads
         k = Signal(range(max(2, slots)))
-        step_words, step_lanes = divmod(cfg.tm, n)
         off = self.sc_off
         more = window_end & ~self.done  # another output pixel follows
         m.d.comb += self.sc.eq(slot)
@@ -282,11 +279,10 @@ class Sequencer(wiring.Component):
         with m.Elif(running & more):
             m.d.sync += slot.eq(e.add)
             with m.If(next_group):
-                wrap = off >= n - step_lanes if step_lanes else 0
                 nxt = Signal(unsigned(ab))
-                m.d.comb += nxt.eq(word + step_words + wrap)
-                m.d.sync += [word.eq(nxt), cur.eq(nxt), rd.eq(nxt),
-                             off.eq(Mux(wrap, off + step_lanes - n, off + step_lanes))]
+                word_next, off_next = group_step.next_group(word, off, cfg.tm, cfg.lanes)
+                m.d.comb += nxt.eq(word_next)
+                m.d.sync += [word.eq(nxt), cur.eq(nxt), rd.eq(nxt), off.eq(off_next)]
             with m.Else():
                 m.d.sync += [cur.eq(cur + e.t_out), rd.eq(cur + e.t_out)]
         return rd

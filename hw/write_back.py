@@ -7,6 +7,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from .config import EngineConfig
+from .group_step import next_group
 
 
 class WriteBack(wiring.Component):
@@ -57,7 +58,6 @@ class WriteBack(wiring.Component):
         word = Signal(unsigned(ab))     # the same word for pixel 0 of the group
         pix = Signal(unsigned(cfg.dim_bits))
         off = Signal(range(max(n, 2)))  # the group's lane offset, a multiple of wb_step
-        step_words, step_lanes = divmod(tm, n)   # word and lane advance from group to group
 
         with m.If(self.start):
             m.d.sync += [addr.eq(self.out_base), word.eq(self.out_base), pix.eq(0),
@@ -65,10 +65,8 @@ class WriteBack(wiring.Component):
         with m.Elif(self.valid):
             with m.If(pix == self.out_pix - 1):
                 m.d.sync += pix.eq(0)
-                wrap = off >= n - step_lanes if step_lanes else Const(0)
-                nxt = word + step_words + wrap
-                m.d.sync += [word.eq(nxt), addr.eq(nxt),
-                             off.eq(Mux(wrap, off + step_lanes - n, off + step_lanes))]
+                nxt, nxt_off = next_group(word, off, tm, n)
+                m.d.sync += [word.eq(nxt), addr.eq(nxt), off.eq(nxt_off)]
             with m.Else():
                 m.d.sync += [pix.eq(pix + 1), addr.eq(addr + self.t_out)]
 
