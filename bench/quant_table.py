@@ -48,11 +48,11 @@ from dynfix.quant.fidelity import (agreement, output_kind, output_name, outputs,
                                    sqnr_db, top1)
 from dynfix.quant.float_model import predict  # noqa: E402
 from dynfix.quant.int_model import IntModel, bias_array, is_compute, weight_array  # noqa: E402
-from dynfix.quant.ir import Clip, Model, ReLU, Softmax  # noqa: E402
+from dynfix.quant.ir import Model, Softmax  # noqa: E402
 from dynfix.quant.load import load_model  # noqa: E402
 from dynfix.quant.onnx_io import save_onnx  # noqa: E402
 from dynfix.quant.qspec import QuantSpec  # noqa: E402
-from dynfix.quant.search import GREEDY, method_options, search_model, segments  # noqa: E402
+from dynfix.quant.search import GREEDY, method_options, search_model  # noqa: E402
 from dynfix.quant.svd import compress  # noqa: E402
 
 WIDTHS = ("16", "8", "6", "4", "8/4")
@@ -66,12 +66,12 @@ DYNFIX = [("greedy-paper", "greedy-paper", {}),
           ("+ adaptive rounding", "greedy-paper", {"rounding": "adaptive"}),
           ("+ refine", "greedy-paper", {"refine": True}),
           ("+ equalize", "greedy-paper", {"equalize": True}),
+          ("+ unsigned maps", "greedy-paper", {"unsigned": True}),
+          ("greedy without unsigned maps", "greedy", {"unsigned": False}),
           ("**greedy** (default)", "greedy", {})]
 DEFAULT = "**greedy** (default)"
-#: The later hardware step, estimated: unsigned 8-bit maps after every ReLU / ReLU6 (and
-#: for a non-negative input), emulated exactly by signed 9-bit maps (all their values are
-#: >= 0, so they use [0, 255] of the 9-bit range).
-UNSIGNED = "greedy, unsigned maps (estimate)"
+#: Rows whose formats need engine hardware beyond the paper's (what it is, per layer).
+HARDWARE = {"unsigned": "pad value + output offset"}
 #: ONNX Runtime rows: (label, calibration method, per-channel weights).
 ORT = [("ORT MinMax", "MinMax", True), ("ORT Entropy", "Entropy", True),
        ("ORT Percentile", "Percentile", True), ("ORT MinMax per-tensor", "MinMax", False)]
@@ -132,28 +132,16 @@ def measures(case: Case, f: np.ndarray, q: np.ndarray) -> dict:
     return r
 
 
-def unsigned_overrides(case: Case) -> dict:
-    """Width overrides that make every map after a ReLU / ReLU6 (and a non-negative input)
-    a signed 9-bit map: unsigned 8-bit in effect (see :data:`UNSIGNED`)."""
-    ov = {}
-    for s in segments(case.model):
-        if any(isinstance(t, ReLU) or (isinstance(t, Clip) and t.lo >= 0) for t in s.tail):
-            ov[s.layer.name] = {"bw_x": 9}
-    if case.calib.min() >= 0:
-        ov[case.model.input_name] = {"bw_x": 9}
-    return ov
-
-
-def run_dynfix(case: Case, method: str, changes: dict, overrides: dict | None = None
-               ) -> dict:
+def run_dynfix(case: Case, method: str, changes: dict) -> dict:
     t0 = time.perf_counter()
-    r = search_model(case.model, case.calib, "8", method, overrides,
-                     options=method_options(method, changes))
+    options = method_options(method, changes)
+    r = search_model(case.model, case.calib, "8", method, options=options)
     dt = time.perf_counter() - t0
     f, q = outputs(case.model, r.spec, case.test, r.model)
     row = measures(case, f, q)
+    used = [what for key, what in HARDWARE.items() if getattr(options, key)]
     row.update(bytes=fixed_bytes(case.model, r.spec), seconds=dt, spec=r.spec,
-               hw="later step" if overrides else "0 / 0", fallback=r.fell_back)
+               hw=", ".join(used) or "0 / 0", fallback=r.fell_back)
     return row
 
 
@@ -269,7 +257,6 @@ def run_all(log=print) -> dict:
                 case.rows[label] = run_dynfix(case, method, changes)
                 log(f"  {label}: {case.rows[label]['sqnr']:.2f} dB, "
                     f"{case.rows[label]['seconds']:.1f} s")
-            case.rows[UNSIGNED] = run_dynfix(case, "greedy", {}, unsigned_overrides(case))
             for label, calibrate, per_channel in ORT:
                 case.rows[label] = run_ort(case, calibrate, per_channel, tmp)
             res["cases"].append(case)
@@ -314,19 +301,19 @@ def fidelity_lines(res: dict) -> list[str]:
         "model (`10 log10(sum f^2 / sum (f - q)^2)` over all outputs), **accuracy** = top-1",
         "against labels (digits only). **weights** = bytes of weights and biases as stored",
         "(dynfix: 8-bit weights, `bw_in + bw_w`-bit biases; ORT: int8 weights, int32 biases,",
-        "float scales and zero points). **hardware** = LUT / DSP change of the engine: dynfix's",
-        "options are software-only (same formats per layer, same integer arithmetic, same",
-        "engine: 0 / 0); ORT's float scales and zero points would need per-channel",
-        "requantization multipliers and offsets, which dynfix's engine does not have.",
+        "float scales and zero points). **hardware** = LUT / DSP change of the engine: most of",
+        "dynfix's options are software-only (same integer arithmetic, same engine: 0 / 0);",
+        "unsigned maps need a padding value and an output offset per layer (program fields;",
+        "the biases fold the input offset, the requantizer compares one bit wider: on the",
+        "iCEBreaker digits engine the resource estimate grows by 121 LUTs and 92 FFs, 0 DSPs);",
+        "ORT's float scales would need per-channel requantization multipliers.",
         "",
         f"`greedy` = greedy-paper + {', '.join(on)}. The `+` rows are greedy-paper with one",
         "addition. †: the search kept greedy-paper's choice, which scored at least as well on",
         "the calibration objective (it scores greedy-paper's choice, the additions' and, with",
         "equalize, the additions' on the equalized model, keeps the best and refines that);",
-        "without refine such a row equals greedy-paper. "
-        f"`{UNSIGNED}`: what the later hardware step's unsigned maps after ReLU",
-        "would give, emulated exactly with signed 9-bit maps (all >= 0) under greedy; not",
-        "available today. Search time on this 2-core machine in the last column.",
+        "without refine such a row equals greedy-paper. Search time on this 2-core machine in",
+        "the last column.",
         "",
     ]
     verdict, sections = [], []
@@ -352,14 +339,12 @@ def fidelity_lines(res: dict) -> list[str]:
         ok = dg["sqnr"] >= ob_s and (not cls or dg["agreement"] >= ob_a)
         verdict.append([case.label, _pct(dg["agreement"] if cls else None),
                         _pct(ob_a if cls else None), f"{dg['sqnr']:.2f}", f"{ob_s:.2f}",
-                        f"{dg['sqnr'] - ob_s:+.2f}", f"{case.rows[UNSIGNED]['sqnr']:.2f}",
-                        "yes" if ok else "**no**"])
+                        f"{dg['sqnr'] - ob_s:+.2f}", "yes" if ok else "**no**"])
     return lines + [
         "## Summary: dynfix greedy (default) against the best per-channel ORT configuration",
         "",
         *md_table(["model", "dynfix agreement %", "best ORT agreement %", "dynfix SQNR dB",
-                   "best ORT SQNR dB", "SQNR diff dB", "unsigned maps (estimate) dB",
-                   "at least as close"], verdict),
+                   "best ORT SQNR dB", "SQNR diff dB", "at least as close"], verdict),
         "", *notes(res), "", *sections]
 
 
@@ -372,13 +357,10 @@ def notes(res: dict) -> list[str]:
     behind = [c for c in res["cases"] if c.rows[DEFAULT]["sqnr"] < best_ort(c)[1]]
     if behind:
         out += ["* **SQNR**: " + ", ".join(
-            f"{c.key} {best_ort(c)[1] - c.rows[DEFAULT]['sqnr']:.1f} dB behind "
-            f"({c.rows[UNSIGNED]['sqnr'] - best_ort(c)[1]:+.1f} dB with unsigned maps)"
+            f"{c.key} {best_ort(c)[1] - c.rows[DEFAULT]['sqnr']:.1f} dB behind"
             for c in behind) + ". What remains is the format, not the search: one",
-                "  power-of-two scale per layer and signed maps, against ORT's float scale per",
-                "  output channel and zero points. Unsigned maps after ReLU (the estimate",
-                "  column) buy one bit on every ReLU map; per-output-channel weight shifts and",
-                "  multipliers (the later hardware step) would close the per-channel part."]
+                "  power-of-two scale per layer against ORT's float scale per output channel",
+                "  and a zero point on every map (dynfix's maps are signed or unsigned)."]
     lower = [c for c in res["cases"] if is_classes(c)
              and c.rows[DEFAULT]["agreement"] < best_ort(c)[0]]
     if lower:

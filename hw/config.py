@@ -59,6 +59,7 @@ class EngineConfig:
     sc_depth: int = 0       # entries of the shortcut FIFO (windows in flight)
     depthwise: int = 0      # 1: depthwise convolutions (per-group input word offset, t_px)
     w_share: int = 0        # 1: kernels whose taps share their weights (a folded average pool)
+    offsets: int = 0        # 1: unsigned maps (a padding value and an output offset per layer)
 
     @property
     def lanes(self) -> int:

@@ -104,7 +104,7 @@ class Engine(wiring.Component):
         m.submodules.pool = pool = MaxPool(db, tm)
         rqs = []
         for j in range(tm):
-            rq = Requantizer(cfg.acc_bits, db, cfg.shift_bits)
+            rq = Requantizer(cfg.acc_bits, db, cfg.shift_bits, offsets=bool(cfg.offsets))
             m.submodules[f"rq{j}"] = rq
             rqs.append(rq)
         e = ctrl.entry
@@ -139,7 +139,8 @@ class Engine(wiring.Component):
         word = map_rd.data
         x = Signal(lanes)
         with m.If(delay(m, seq.pad, 1, "pad")):
-            m.d.sync += x.eq(0)
+            # The padding is a real 0: the integer 0, or pad_q (zp) in an unsigned map.
+            m.d.sync += x.eq(Cat(e.pad_q for _ in range(n)) if cfg.offsets else 0)
         with m.Else():
             m.d.sync += x.eq(word)
         m.d.comb += [
@@ -154,6 +155,8 @@ class Engine(wiring.Component):
         for j, rq in enumerate(rqs):
             m.d.comb += [rq.acc.eq(mac.o[j]), rq.shift.eq(e.data_shift),
                          rq.lo.eq(e.clamp_lo), rq.hi.eq(e.clamp_hi)]
+            if cfg.offsets:
+                m.d.comb += rq.zp.eq(e.zp_out)
         results = Cat(rq.o for rq in rqs)
         results_valid = delay(m, mac.o_valid, Requantizer.latency, "rq_valid")
         to_pool = ISSUE_TO_MAC + mac.latency + Requantizer.latency

@@ -60,7 +60,7 @@ FIELDS: dict[str, tuple[str, str]] = {
     # to the output width bw_x and the group's ReLUs / Clips in one range, in the output
     # format (compiler: LayerPlan.clamp_range). No activation: [qmin(bw_x), qmax(bw_x)];
     # ReLU: [0, qmax(bw_x)]; ReLU6 at fl 4, 8 bits: [0, 96].
-    "clamp_lo": ("value", "lowest output value: qmin(bw_x), or a ReLU's 0 / a Clip's lo_q"),
+    "clamp_lo": ("value", "lowest output value: qmin(bw_x), or a ReLU's zp / a Clip's lo_q"),
     "clamp_hi": ("value", "highest output value: qmax(bw_x), or a Clip's hi_q"),
     "last": ("flag", "1: the program's last layer (its output map is streamed out)"),
 }
@@ -101,6 +101,16 @@ SHARE_FIELDS: dict[str, tuple[str, str]] = {
     "w_share": ("flag", "1: the kernel's taps share one weight word per input word"),
 }
 
+#: The map-offset fields, in engines with ``cfg.offsets`` (some map is unsigned).
+OFFSET_FIELDS: dict[str, tuple[str, str]] = {
+    # An unsigned map holds q = v + zp, zp = -2**(bw-1), for v = 0 .. 2**bw - 1 (the
+    # real value v * 2**-fl). A layer reading one pads with pad_q (the integer of a real 0)
+    # and its biases carry -zp_in * sum(w) (compiler). A layer writing one computes
+    # clamp(shift_round(acc) + zp_out, clamp_lo, clamp_hi) (hw/requantizer.py).
+    "pad_q": ("value", "the padding value: the input map's zp (0 for a signed map)"),
+    "zp_out": ("value", "the output map's zp, added after the data shift (0: signed)"),
+}
+
 #: Kinds whose width follows a memory's address width or ``data_bits``; the compiler sizes
 #: ``dim_bits`` to the largest value of every other field.
 OWN_WIDTH_KINDS = ("map_addr", "map_corner", "map_step", "weight_addr", "bias_addr", "value",
@@ -130,7 +140,8 @@ def kind_shapes(cfg: EngineConfig) -> dict[str, Shape]:
 def entry_fields(cfg: EngineConfig) -> dict[str, tuple[str, str]]:
     """The fields of ``cfg``'s program entries: :data:`FIELDS` (+ :data:`ADD_FIELDS`)."""
     return {**FIELDS, **(ADD_FIELDS if cfg.residual else {}),
-            **(DW_FIELDS if cfg.depthwise else {}), **(SHARE_FIELDS if cfg.w_share else {})}
+            **(DW_FIELDS if cfg.depthwise else {}), **(SHARE_FIELDS if cfg.w_share else {}),
+            **(OFFSET_FIELDS if cfg.offsets else {})}
 
 
 def entry_layout(cfg: EngineConfig) -> data.StructLayout:

@@ -26,25 +26,35 @@ class Requantizer(wiring.Component):
     are registered too, off the data path: ``shift`` must be stable one cycle before the
     first ``acc`` it applies to (the engine's program entry is, by many cycles).
 
+    With ``offsets`` the output map may be unsigned (``docs/arithmetic.md``): the result is
+    ``min(max(shift_round(acc, shift) + zp, lo), hi)`` with a run-time offset ``zp`` (0, or
+    ``-2**(bw-1)``). The shifted value is compared at ``data_bits + 1`` bits with the
+    bounds minus ``zp`` (registered, off the data path, like the shift decodes), and ``zp``
+    is added beside the compares, so the clamp stage gains one bit and one adder in
+    parallel, not in series.
+
     Members
     -------
     acc : In(signed(acc_bits))
     shift : In(signed(shift_bits))     data shift; right if positive
     lo, hi : In(signed(data_bits))     clamp bounds, lo <= hi
+    zp : In(signed(data_bits))         output offset (only with ``offsets``)
     o : Out(signed(data_bits))
     """
 
     latency = 2
 
-    def __init__(self, acc_bits: int, data_bits: int, shift_bits: int):
+    def __init__(self, acc_bits: int, data_bits: int, shift_bits: int, offsets: bool = False):
         self._acc_bits = acc_bits
         self._data_bits = data_bits
         self._lshift_bits = data_bits.bit_length()
+        self._offsets = offsets
         super().__init__({
             "acc": In(signed(acc_bits)),
             "shift": In(signed(shift_bits)),
             "lo": In(signed(data_bits)),
             "hi": In(signed(data_bits)),
+            **({"zp": In(signed(data_bits))} if offsets else {}),
             "o": Out(signed(data_bits)),
         })
 
@@ -73,17 +83,23 @@ class Requantizer(wiring.Component):
         # bounds at data_bits. The fit test is a reduction, not a carry chain, so the wide
         # compare is gone (fewer cells on iCE40 than the saturation's wide compares had).
         d = self._data_bits
-        top = shifted[d - 1:]
+        w = d + int(self._offsets)          # compare width: the values before the offset
+        if self._offsets:
+            lo_v, hi_v = Signal(signed(w)), Signal(signed(w))
+            m.d.sync += [lo_v.eq(self.lo - self.zp), hi_v.eq(self.hi - self.zp)]
+        else:
+            lo_v, hi_v = self.lo, self.hi
+        top = shifted[w - 1:]
         fits = Signal()
         m.d.comb += fits.eq((top == 0) | (top == (1 << len(top)) - 1))
-        low = Signal(signed(d))
-        m.d.comb += low.eq(shifted[:d])
+        low = Signal(signed(w))
+        m.d.comb += low.eq(shifted[:w])
         with m.If(~fits):
             m.d.sync += self.o.eq(Mux(shifted[-1], self.lo, self.hi))
-        with m.Elif(low > self.hi):
+        with m.Elif(low > hi_v):
             m.d.sync += self.o.eq(self.hi)
-        with m.Elif(low < self.lo):
+        with m.Elif(low < lo_v):
             m.d.sync += self.o.eq(self.lo)
         with m.Else():
-            m.d.sync += self.o.eq(low)
+            m.d.sync += self.o.eq(low + self.zp if self._offsets else low)
         return m

@@ -65,12 +65,13 @@ def _rows(layer: Layer, x: np.ndarray, group: int) -> np.ndarray:
 
 
 def _greedy_round(v: np.ndarray, q: np.ndarray, xq: np.ndarray, xf: np.ndarray,
-                  w: np.ndarray, step: float, lo_q: int, hi_q: int) -> np.ndarray:
+                  w: np.ndarray, step: np.ndarray, lo_q: int, hi_q: int) -> np.ndarray:
     """Flip weights between floor and ceil of ``v`` (= w / step) while the squared
-    pre-activation error ``|xq (step q)^T - xf w^T|^2`` falls. q: nearest, (M, K)."""
+    pre-activation error ``|xq (step q)^T - xf w^T|^2`` falls. q: nearest, (M, K); step:
+    each row's weight step (M,)."""
     q = q.copy()
     h = xq.T @ xq                                            # K x K
-    g = step * (q @ h) - w @ (xf.T @ xq)                     # d loss / d (step q) / 2
+    g = step[:, None] * (q @ h) - w @ (xf.T @ xq)            # d loss / d (step q) / 2
     down = np.floor(v)
     for _ in range(ROUND_PASSES):
         changed = False
@@ -104,10 +105,11 @@ def tied_columns(w: np.ndarray) -> int:
     return 1
 
 
-def adaptive_round(layer: Layer, w: np.ndarray, wq: np.ndarray, bw: int, fl: int,
-                   xf: np.ndarray, xq: np.ndarray) -> np.ndarray:
+def adaptive_round(layer: Layer, w: np.ndarray, wq: np.ndarray, bw: int,
+                   fl: int | np.ndarray, xf: np.ndarray, xq: np.ndarray) -> np.ndarray:
     """Integer weights (int64, ``w``'s shape) chosen per layer as the module docstring says;
-    ``wq`` are the nearest-rounded integers, ``xf``/``xq`` the float and the dequantized
+    ``fl`` is the weights' fl (or one per output channel), ``wq`` the nearest-rounded
+    integers, ``xf``/``xq`` the float and the dequantized
     quantized inputs of the calibration batch. Affine layers keep ``wq``, and so does a Linear
     whose columns come in runs of equal weights (a global average pool folded into it,
     :mod:`.lower`): the engine stores such weights once per run, which per-weight rounding
@@ -115,7 +117,7 @@ def adaptive_round(layer: Layer, w: np.ndarray, wq: np.ndarray, bw: int, fl: int
     if not isinstance(layer, (Conv2d, Linear)) or tied_columns(w) > 1:
         return wq
     w64 = np.asarray(w, np.float64)
-    step = float(np.ldexp(1.0, -fl))
+    steps = np.broadcast_to(np.ldexp(1.0, -np.asarray(fl, np.int64)), (w.shape[0],))
     groups = layer.groups if isinstance(layer, Conv2d) else 1
     m = w.shape[0] // groups
     out = np.array(wq, dtype=np.int64, copy=True)
@@ -127,8 +129,10 @@ def adaptive_round(layer: Layer, w: np.ndarray, wq: np.ndarray, bw: int, fl: int
             rq, rf = rq[keep], rf[keep]
         wj = w64[j * m:(j + 1) * m].reshape(m, -1)
         qj = out[j * m:(j + 1) * m].reshape(m, -1)
-        new = _greedy_round(wj / step, qj.astype(np.float64), np.asarray(rq, np.float64),
-                            np.asarray(rf, np.float64), wj, step, fixed.qmin(bw), fixed.qmax(bw))
+        step = steps[j * m:(j + 1) * m]
+        new = _greedy_round(wj / step[:, None], qj.astype(np.float64),
+                            np.asarray(rq, np.float64), np.asarray(rf, np.float64), wj, step,
+                            fixed.qmin(bw), fixed.qmax(bw))
         out[j * m:(j + 1) * m] = new.astype(np.int64).reshape(out[j * m:(j + 1) * m].shape)
     return out
 

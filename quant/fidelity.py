@@ -151,11 +151,11 @@ def outputs(model: Model, spec: QuantSpec, x: np.ndarray, qmodel: Model | None =
     adjusted parameters, if any (default ``model``)."""
     out = output_name(model)
     im = IntModel(qmodel if qmodel is not None else model, spec)
-    fl = im.formats[out].fl
+    fmt = im.formats[out]
     f, q = [], []
     for i in range(0, len(x), batch):
         xb = x[i:i + batch]
         f.append(forward(model, xb, keep={out})[out].reshape(len(xb), -1))
-        q.append(fixed.dequantize(im.forward(im.quantize_input(xb))[out], fl)
+        q.append(fixed.dequantize(im.forward(im.quantize_input(xb))[out], fmt.fl, fmt.zp)
                  .reshape(len(xb), -1))
     return np.concatenate(f).astype(np.float64), np.concatenate(q)

@@ -1,7 +1,8 @@
 """Dynamic fixed-point primitives: the arithmetic contract shared by software and hardware.
 
-A value is ``q * 2**-fl`` with ``q`` a ``bw``-bit two's-complement integer. ``fl`` may be
-negative or larger than ``bw``. The rules below are THE contract; ``docs/arithmetic.md``
+A value is ``(q - zp) * 2**-fl`` with ``q`` a ``bw``-bit two's-complement integer and ``zp``
+the map's offset: 0, or ``-2**(bw-1)`` for an *unsigned* map (``q + 2**(bw-1)`` in
+``0 .. 2**bw - 1``). ``fl`` may be negative or larger than ``bw``. The rules below are THE contract; ``docs/arithmetic.md``
 explains them and the hardware (``dynfix.hw``) implements exactly these:
 
 * rounding is **round half up**: ``floor(v + 1/2)`` (so 2.5 -> 3, -2.5 -> -2);
@@ -40,16 +41,17 @@ def saturate(q: np.ndarray, bw: int) -> np.ndarray:
     return np.clip(np.asarray(q, dtype=np.int64), qmin(bw), qmax(bw))
 
 
-def quantize(x: np.ndarray, bw: int, fl: int) -> np.ndarray:
-    """Real -> integer: ``saturate(floor(x * 2**fl + 1/2), bw)`` (float64 internally)."""
-    v = np.floor(np.asarray(x, dtype=np.float64) * np.ldexp(1.0, fl) + 0.5)
+def quantize(x: np.ndarray, bw: int, fl: int, zp: int = 0) -> np.ndarray:
+    """Real -> integer: ``saturate(floor(x * 2**fl + 1/2) + zp, bw)`` (float64 internally);
+    ``zp`` is the map's offset (``qmin(bw)`` for an unsigned map, else 0)."""
+    v = np.floor(np.asarray(x, dtype=np.float64) * np.ldexp(1.0, fl) + 0.5) + zp
     v = np.clip(v, qmin(bw), qmax(bw))
     return v.astype(np.int64)
 
 
-def dequantize(q: np.ndarray, fl: int) -> np.ndarray:
-    """Integer -> real: ``q * 2**-fl`` as float64."""
-    return np.ldexp(np.asarray(q, dtype=np.float64), -fl)
+def dequantize(q: np.ndarray, fl: int, zp: int = 0) -> np.ndarray:
+    """Integer -> real: ``(q - zp) * 2**-fl`` as float64."""
+    return np.ldexp(np.asarray(q, dtype=np.float64) - zp, -fl)
 
 
 def shift_round(a: np.ndarray, s: int) -> np.ndarray:
@@ -62,19 +64,36 @@ def shift_round(a: np.ndarray, s: int) -> np.ndarray:
     return a
 
 
-def requantize(acc: np.ndarray, shift: int, bw: int) -> np.ndarray:
-    """The data shift: ``saturate(shift_round(acc, shift), bw)``.
+def requantize(acc: np.ndarray, shift: int | np.ndarray, bw: int, zp: int = 0
+               ) -> np.ndarray:
+    """The data shift: ``saturate(shift_round(acc, shift) + zp, bw)``; ``shift`` may be an
+    array that broadcasts against ``acc`` (a shift per output channel), ``zp`` is the
+    output map's offset (``|zp| <= 2**(bw-1)``).
 
     A left shift saturates without overflowing int64 (the accumulator is at most
-    ``MAX_ACC_BITS`` wide, and a saturated value only needs ``bw`` bits).
+    ``MAX_ACC_BITS`` wide; any ``|acc << k| >= 2**bw`` saturates whatever ``zp`` is, so
+    ``acc`` is clipped to that first).
     """
     acc = np.asarray(acc, dtype=np.int64)
+    if np.ndim(shift):
+        return _requantize_each(acc, np.asarray(shift, dtype=np.int64), bw, zp)
     if shift < 0:
-        lim = 1 << max(0, bw - 1 + shift)  # any |acc| >= lim saturates after the shift
-        lim = min(lim, 1 << 62)
-        acc = np.clip(acc, -lim, lim) << (-shift)
-        return saturate(acc, bw)
-    return saturate(shift_round(acc, shift), bw)
+        lim = min(1 << max(0, bw + shift), 1 << 62)
+        return saturate((np.clip(acc, -lim, lim) << (-shift)) + zp, bw)
+    return saturate(shift_round(acc, shift) + zp, bw)
+
+
+def _requantize_each(acc: np.ndarray, shift: np.ndarray, bw: int, zp: int) -> np.ndarray:
+    """:func:`requantize` with a shift per element (``shift`` broadcasts against ``acc``,
+    e.g. one per output channel): the same rounding right shift and saturating left shift,
+    chosen elementwise."""
+    right = np.maximum(shift, 0)
+    left = np.maximum(-shift, 0)
+    half = np.where(right > 0, np.left_shift(1, np.maximum(right - 1, 0)), 0)
+    down = (acc + half) >> right
+    lim = np.minimum(np.left_shift(1, np.maximum(0, bw - left)), 1 << 62)
+    up = np.clip(acc, -lim, lim) << left
+    return saturate(np.where(shift < 0, up, down) + zp, bw)
 
 
 def min_fl_no_overflow(max_abs: float, bw: int) -> int:

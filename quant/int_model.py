@@ -38,6 +38,8 @@ from .qspec import AddFormat, Format, LayerFormat, QuantSpec
 
 COMPUTE = (Conv2d, Linear, Affine)
 EXACT_FLOAT_BITS = 53
+#: Largest per-channel weight fl offset (``LayerFormat.ch_fl``) a spec may hold.
+MAX_CH_FL = 24
 
 
 def is_compute(layer: Layer) -> bool:
@@ -74,6 +76,26 @@ def bias_array(layer: Layer) -> np.ndarray:
     return b
 
 
+def _per_row(v: np.ndarray, ndim: int) -> np.ndarray:
+    """A per-output-channel vector shaped to broadcast over an (M, ...) weight array."""
+    return v.reshape((-1,) + (1,) * (ndim - 1))
+
+
+def weight_fl(fmt: LayerFormat, w: np.ndarray) -> np.ndarray:
+    """The fl of every output channel's weights, shaped to broadcast over ``w`` (M, ...)."""
+    return _per_row(fmt.fl_w + fmt.offsets(w.shape[0]), w.ndim)
+
+
+def weight_integers(w: np.ndarray, fmt: LayerFormat) -> np.ndarray:
+    """Float weights (an Affine's scale) -> integers at each channel's weight fl."""
+    return fixed.quantize(w, fmt.bw_w, weight_fl(fmt, w))
+
+
+def bias_integers(b: np.ndarray, fmt: LayerFormat) -> np.ndarray:
+    """Float bias -> integers at each channel's bias fl, ``fl_b + ch_fl[m]``."""
+    return fixed.quantize(b, fmt.bw_b, fmt.fl_b + fmt.offsets(len(b)))
+
+
 def _bias_view(layer: Layer, b: np.ndarray, ndim: int) -> np.ndarray:
     """Broadcast a per-channel vector over an (N, C, ...) array."""
     return b.reshape((1, -1) + (1,) * (ndim - 2))
@@ -81,10 +103,11 @@ def _bias_view(layer: Layer, b: np.ndarray, ndim: int) -> np.ndarray:
 
 def accumulate(layer: Layer, xq: np.ndarray, wq: np.ndarray, bq: np.ndarray, fmt: LayerFormat
                ) -> np.ndarray:
-    """The accumulator ``sum q_x*q_w + (q_b << bias_shift)`` at binary point fl_in + fl_w."""
+    """The accumulator ``sum (q_x - zp_in)*q_w + (q_b << bias_shift)`` at binary point
+    fl_in + fl_w (zero padding pads ``q_x - zp_in`` with 0: the real value 0)."""
     exact = fmt.acc_bits <= EXACT_FLOAT_BITS
     dt = np.float64 if exact else np.int64
-    x, w = xq.astype(dt), wq.astype(dt)
+    x, w = (np.asarray(xq, np.int64) - fmt.zp_in).astype(dt), wq.astype(dt)
     if isinstance(layer, Conv2d):
         acc = conv2d(x, w, layer.stride, layer.pads, layer.dilation, layer.groups)
     elif isinstance(layer, Linear):
@@ -102,22 +125,36 @@ def accumulate(layer: Layer, xq: np.ndarray, wq: np.ndarray, bq: np.ndarray, fmt
 def add_sum(a: np.ndarray, b: np.ndarray, fmt: AddFormat) -> np.ndarray:
     """An Add's exact sum at binary point ``fl_sum``: each input shifted left onto it."""
     sa, sb = fmt.align
-    return (np.asarray(a, np.int64) << sa) + (np.asarray(b, np.int64) << sb)
+    za, zb = fmt.zp_in
+    return ((np.asarray(a, np.int64) - za) << sa) + ((np.asarray(b, np.int64) - zb) << sb)
+
+
+def shifts(acc: np.ndarray, fmt: Format) -> int | np.ndarray:
+    """The data shift of ``acc`` (N x channels x ...): one number, or with per-channel
+    weight formats one per channel shaped to broadcast over ``acc``."""
+    if isinstance(fmt, LayerFormat) and fmt.ch_fl:
+        return fmt.data_shifts(acc.shape[1]).reshape((1, -1) + (1,) * (acc.ndim - 2))
+    return fmt.data_shift
 
 
 def narrow(acc: np.ndarray, fmt: Format) -> np.ndarray:
-    """The data shift: round half up by ``data_shift`` (left if negative), saturate to bw_x."""
-    return fixed.requantize(acc, fmt.data_shift, fmt.bw_x)
+    """The data shift: round half up by ``data_shift`` (left if negative; per channel with
+    ``ch_fl``), add the output offset ``zp_out``, saturate to bw_x."""
+    return fixed.requantize(acc, shifts(acc, fmt), fmt.bw_x, fmt.zp_out)
 
 
 def saturation_count(acc: np.ndarray, fmt: Format) -> int:
     """How many accumulator values the data shift saturates (calibration statistic)."""
-    s, lo, hi = fmt.data_shift, fixed.qmin(fmt.bw_x), fixed.qmax(fmt.bw_x)
-    if s < 0:  # acc << k saturates iff acc is outside [ceil(lo / 2^k), floor(hi / 2^k)]
-        lo, hi = -((-lo) >> -s), hi >> -s
-    else:
-        acc = fixed.shift_round(acc, s)
-    return int(np.count_nonzero((acc < lo) | (acc > hi)))
+    acc = np.asarray(acc, np.int64)
+    s = np.asarray(shifts(acc, fmt))
+    lo, hi = fixed.qmin(fmt.bw_x) - fmt.zp_out, fixed.qmax(fmt.bw_x) - fmt.zp_out
+    # acc << k saturates iff acc is outside [ceil(lo / 2^k), floor(hi / 2^k)]
+    k = np.maximum(-s, 0)
+    left = (acc < -((-lo) >> k)) | (acc > (hi >> k))
+    r = np.maximum(s, 0)
+    v = (acc + np.where(r > 0, np.left_shift(1, np.maximum(r - 1, 0)), 0)) >> r
+    right = (v < lo) | (v > hi)
+    return int(np.count_nonzero(np.where(s < 0, left, right)))
 
 
 def avg_round(s: np.ndarray, n: np.ndarray | int) -> np.ndarray:
@@ -129,17 +166,25 @@ def avg_round(s: np.ndarray, n: np.ndarray | int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class MapFormat:
-    """Format of a feature map: ``bw``-bit integers with fractional length ``fl``."""
+    """Format of a feature map: ``bw``-bit integers ``q`` with fractional length ``fl`` and
+    offset ``zp`` (the value is ``(q - zp) * 2**-fl``; ``zp = qmin(bw)``: unsigned)."""
 
     bw: int
     fl: int
+    zp: int = 0
+
+    @property
+    def unsigned(self) -> bool:
+        return self.zp != 0
 
 
 def clip_bounds(layer: Clip, fmt: MapFormat) -> tuple[int, int]:
-    """A Clip's integer bounds in its input's format: ``[max(qmin, ceil(lo * 2^fl)),
-    min(qmax, floor(hi * 2^fl))]``, the representable values inside [lo, hi]."""
-    lo = max(float(fixed.qmin(fmt.bw)), float(np.ceil(np.ldexp(float(layer.lo), fmt.fl))))
-    hi = min(float(fixed.qmax(fmt.bw)), float(np.floor(np.ldexp(float(layer.hi), fmt.fl))))
+    """A Clip's integer bounds in its input's format: ``[max(qmin, ceil(lo * 2^fl) + zp),
+    min(qmax, floor(hi * 2^fl) + zp)]``, the representable values inside [lo, hi]."""
+    lo = max(float(fixed.qmin(fmt.bw)),
+             float(np.ceil(np.ldexp(float(layer.lo), fmt.fl))) + fmt.zp)
+    hi = min(float(fixed.qmax(fmt.bw)),
+             float(np.floor(np.ldexp(float(layer.hi), fmt.fl))) + fmt.zp)
     if lo > hi:
         raise DynfixError(f"layer {layer.name!r} (Clip): no {fmt.bw}-bit value at fl {fmt.fl} "
                           f"lies in [{layer.lo}, {layer.hi}]")
@@ -153,12 +198,15 @@ def apply_plain(layer: Layer, x: np.ndarray, fmt: MapFormat) -> np.ndarray:
     (:meth:`IntModel.dequantize` applies it).
     """
     if isinstance(layer, ReLU):
-        return np.maximum(x, 0)
+        return np.maximum(x, fmt.zp)                # the integer of the real 0
     if isinstance(layer, Clip):
         return np.clip(x, *clip_bounds(layer, fmt))
     if isinstance(layer, AvgPool2d):
         out_hw = layer.out_shape[1:]
-        s = windows(x, layer.kernel, layer.stride, layer.pads, 0, out_hw=out_hw)
+        # A padded cell the divisor counts is a real 0 (the integer zp); one it does not
+        # count adds nothing.
+        pad = fmt.zp if layer.count_include_pad else 0
+        s = windows(x, layer.kernel, layer.stride, layer.pads, pad, out_hw=out_hw)
         return avg_round(s.sum(axis=(-1, -2)), pool_divisor(layer, x.shape[2:], out_hw))
     if isinstance(layer, MaxPool2d):
         lo = np.iinfo(np.int64).min
@@ -192,14 +240,29 @@ def check_listed(model: Model, names) -> None:
 def check_add(f: AddFormat, ins: list[MapFormat], where: str) -> None:
     """An Add's format: widths, input formats matching the maps it reads, sum width."""
     fixed.check_bits(f.bw_x, f"{where}: bw_x")
-    have = [MapFormat(b, fl) for b, fl in zip(f.bw_in, f.fl_in)]
+    have = [MapFormat(b, fl, z) for b, fl, z in zip(f.bw_in, f.fl_in, f.zp_in)]
     if have != ins:
-        raise DynfixError(f"{where}: input formats (bw, fl) {[(m.bw, m.fl) for m in have]} "
-                          f"do not match the maps it reads {[(m.bw, m.fl) for m in ins]}")
+        raise DynfixError(f"{where}: input formats (bw, fl, zp) "
+                          f"{[(m.bw, m.fl, m.zp) for m in have]} do not match the maps it "
+                          f"reads {[(m.bw, m.fl, m.zp) for m in ins]}")
+    check_zp(f.zp_out, f.bw_x, where)
     if f.sum_bits > fixed.MAX_ACC_BITS:
         raise DynfixError(f"{where}: aligning inputs at fl {f.fl_in[0]} and {f.fl_in[1]} "
                           f"needs a {f.sum_bits}-bit sum; at most {fixed.MAX_ACC_BITS} are "
                           f"supported")
+
+
+def check_zp(zp: int, bw: int, where: str) -> None:
+    """A map's offset: 0 (signed) or ``qmin(bw)`` (unsigned)."""
+    if zp not in (0, fixed.qmin(bw)):
+        raise DynfixError(f"{where}: offset zp={zp} must be 0 (a signed map) or "
+                          f"{fixed.qmin(bw)} (an unsigned {bw}-bit map)")
+
+
+def data_bits(f: LayerFormat) -> int:
+    """Width of the values a compute layer multiplies, ``q - zp_in``: one more bit than the
+    map for an unsigned map (0 .. 2**bw - 1)."""
+    return f.bw_in + int(f.zp_in != 0)
 
 
 def check_spec(model: Model, spec: QuantSpec) -> dict[str, MapFormat]:
@@ -212,7 +275,8 @@ def check_spec(model: Model, spec: QuantSpec) -> dict[str, MapFormat]:
     """
     check_listed(model, list(spec.layers))
     fmts = {model.input_name: MapFormat(fixed.check_bits(spec.input_bw, "input bit width"),
-                                        int(spec.input_fl))}
+                                        int(spec.input_fl), int(spec.input_zp))}
+    check_zp(spec.input_zp, spec.input_bw, "quantization spec, input")
     for layer in model.layers:
         ins = [fmts[t] for t in layer.inputs]
         cur = ins[0]
@@ -223,27 +287,34 @@ def check_spec(model: Model, spec: QuantSpec) -> dict[str, MapFormat]:
             raise DynfixError(f"{where}: the layer is {layer.op!r} but its format is {kind}")
         if isinstance(layer, Add):
             check_add(f, ins, where)
-            cur = MapFormat(f.bw_x, f.fl_out)
+            cur = MapFormat(f.bw_x, f.fl_out, f.zp_out)
         elif isinstance(layer, Clip):
             clip_bounds(layer, cur)
         elif is_compute(layer):
             for key in ("bw_w", "bw_b", "bw_x", "bw_in"):
                 fixed.check_bits(getattr(f, key), f"{where}: {key}")
-            if (f.bw_in, f.fl_in) != (cur.bw, cur.fl):
-                raise DynfixError(f"{where}: input format (bw_in={f.bw_in}, fl_in={f.fl_in}) "
-                                  f"does not match the map it reads (bw={cur.bw}, "
-                                  f"fl={cur.fl})")
+            if (f.bw_in, f.fl_in, f.zp_in) != (cur.bw, cur.fl, cur.zp):
+                raise DynfixError(f"{where}: input format (bw_in={f.bw_in}, fl_in={f.fl_in}, "
+                                  f"zp_in={f.zp_in}) does not match the map it reads "
+                                  f"(bw={cur.bw}, fl={cur.fl}, zp={cur.zp})")
+            check_zp(f.zp_out, f.bw_x, where)
             if f.bias_shift < 0:
                 raise DynfixError(f"{where}: fl_b={f.fl_b} exceeds fl_in + fl_w = "
                                   f"{f.fl_in + f.fl_w} (the bias shift must be >= 0)")
-            need = fixed.acc_bits(fan_in(layer), f.bw_in, f.bw_w, f.bw_b, f.bias_shift)
+            channels = int(weight_array(layer).shape[0])
+            if f.ch_fl and (len(f.ch_fl) != channels or min(f.ch_fl) < 0
+                            or max(f.ch_fl) > MAX_CH_FL):
+                raise DynfixError(f"{where}: ch_fl must list {channels} integers in "
+                                  f"0..{MAX_CH_FL} (one per output channel), got "
+                                  f"{len(f.ch_fl)} in {min(f.ch_fl)}..{max(f.ch_fl)}")
+            need = fixed.acc_bits(fan_in(layer), data_bits(f), f.bw_w, f.bw_b, f.bias_shift)
             if f.acc_bits < need:
                 raise DynfixError(f"{where}: acc_bits={f.acc_bits} can overflow; this layer "
                                   f"needs {need}")
             if f.acc_bits > fixed.MAX_ACC_BITS:
                 raise DynfixError(f"{where}: acc_bits={f.acc_bits} exceeds "
                                   f"{fixed.MAX_ACC_BITS}")
-            cur = MapFormat(f.bw_x, f.fl_out)
+            cur = MapFormat(f.bw_x, f.fl_out, f.zp_out)
         fmts[layer.name] = cur
     return fmts
 
@@ -281,14 +352,14 @@ class IntModel:
         for layer in model.layers:
             if is_compute(layer):
                 f = spec.layers[layer.name]
-                self.weights[layer.name] = fixed.quantize(weight_array(layer), f.bw_w, f.fl_w)
-                self.biases[layer.name] = fixed.quantize(bias_array(layer), f.bw_b, f.fl_b)
+                self.weights[layer.name] = weight_integers(weight_array(layer), f)
+                self.biases[layer.name] = bias_integers(bias_array(layer), f)
         self.output_name = model.layers[-1].name
 
     def quantize_input(self, x: np.ndarray) -> np.ndarray:
         """Float input batch (N x input_shape, or one sample) -> int64 in the input format."""
         x = check_input(self.model, x)
-        return fixed.quantize(x, self.spec.input_bw, self.spec.input_fl)
+        return fixed.quantize(x, self.spec.input_bw, self.spec.input_fl, self.spec.input_zp)
 
     def forward(self, xq: np.ndarray) -> dict[str, np.ndarray]:
         """Integer trace: the input and every layer's int64 output, keyed by tensor name."""
@@ -325,7 +396,7 @@ class IntModel:
         """Integers of feature map ``name`` -> float64 (softmax applied on the host)."""
         if name not in self.formats:
             raise DynfixError(f"model {self.model.name!r} has no feature map {name!r}")
-        v = fixed.dequantize(q, self.formats[name].fl)
+        v = fixed.dequantize(q, self.formats[name].fl, self.formats[name].zp)
         if name != self.model.input_name and isinstance(self.model.layer(name), Softmax):
             e = np.exp(v - v.max(axis=-1, keepdims=True))
             v = e / e.sum(axis=-1, keepdims=True)

@@ -18,13 +18,19 @@ Conventions (see ``docs/arithmetic.md``):
 * ``bias_shift = fl_in + fl_w - fl_b >= 0`` (the bias is shifted left into the accumulator);
 * ``data_shift = fl_in + fl_w - fl_out`` for a compute layer, ``max(fl_in) - fl_out`` for an
   Add (right if positive, left if negative);
-* ``bw_x`` is the width of the layer's *output* feature map.
+* ``bw_x`` is the width of the layer's *output* feature map;
+* per-channel weight formats (``ch_fl``, optional): output channel ``m`` of a compute layer
+  has its weights at ``fl_w + ch_fl[m]`` and its bias at ``fl_b + ch_fl[m]`` (so the bias
+  shift is the layer's) and its data shift is ``data_shift + ch_fl[m]``; an empty
+  ``ch_fl`` is all zeros (one weight format per layer, as in the paper).
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import ClassVar
+
+import numpy as np
 
 from dynfix.errors import DynfixError
 
@@ -46,6 +52,14 @@ class LayerFormat:
     # Calibration statistics (informational; not part of the arithmetic).
     sqnr_db: float | None = None
     saturated: int | None = None
+    #: Per output channel, how much finer than ``fl_w`` its weights are (>= 0; empty: all
+    #: 0). The channel's bias is as much finer than ``fl_b`` and its data shift as much
+    #: larger than ``data_shift`` (see the module docstring).
+    ch_fl: tuple[int, ...] = ()
+    #: Offsets of the map read and of the output map (``(q - zp) * 2**-fl``; 0: signed,
+    #: ``-2**(bw-1)``: unsigned). ``zp_in`` is the read map's, checked like ``fl_in``.
+    zp_in: int = 0
+    zp_out: int = 0
 
     op: ClassVar[str] = "compute"
 
@@ -55,7 +69,18 @@ class LayerFormat:
 
     @property
     def data_shift(self) -> int:
+        """The data shift of a channel at ``fl_w`` (every channel without ``ch_fl``)."""
         return self.fl_in + self.fl_w - self.fl_out
+
+    def offsets(self, channels: int) -> np.ndarray:
+        """``ch_fl`` as an int64 vector of ``channels`` (zeros when per layer)."""
+        if not self.ch_fl:
+            return np.zeros(channels, np.int64)
+        return np.asarray(self.ch_fl, np.int64)
+
+    def data_shifts(self, channels: int) -> np.ndarray:
+        """The data shift of every output channel."""
+        return self.data_shift + self.offsets(channels)
 
 
 @dataclass
@@ -74,6 +99,8 @@ class AddFormat:
     # Calibration statistics (informational; not part of the arithmetic).
     sqnr_db: float | None = None
     saturated: int | None = None
+    zp_in: tuple[int, int] = (0, 0)     # offsets of the two maps read (checked)
+    zp_out: int = 0
 
     op: ClassVar[str] = "add"
 
@@ -110,9 +137,10 @@ OPTION_CHOICES = {"criterion": ("l1", "mse"), "start": ("max", "percentile"),
 class QuantOptions:
     """What the greedy search does beyond the paper's two phases (docs/quantization.md).
 
-    None of them changes the integer arithmetic or what a ``Q.yaml`` means: they change which
-    formats, and (``equalize``, ``bias_correction``, ``rounding``) which integer weights and
-    biases, are chosen. All off (the defaults here) is the paper's greedy, method
+    Most of them change which formats, and (``equalize``, ``bias_correction``, ``rounding``)
+    which integer weights and biases, are chosen, within the paper's arithmetic;
+    ``unsigned`` also uses map offsets and ``per_channel`` per-channel weight formats, both
+    part of the arithmetic (``docs/arithmetic.md``). All off (the defaults here) is the paper's greedy, method
     ``greedy-paper``; ``search.GREEDY`` is what method ``greedy`` turns on.
     """
 
@@ -122,6 +150,8 @@ class QuantOptions:
     bias_correction: bool = False  # shift each bias by the mean pre-activation error
     rounding: str = "nearest"      # weights to nearest | adaptive (floor/ceil by output error)
     refine: bool = False           # coordinate descent of the fl choices on the output
+    per_channel: bool = False      # a weight fl per output channel (a shift per channel)
+    unsigned: bool = False         # maps that cannot be negative stored unsigned
     objective: str = "auto"        # what refine and the choice against the paper maximize
 
     def __post_init__(self):
@@ -129,7 +159,7 @@ class QuantOptions:
             if getattr(self, key) not in allowed:
                 raise DynfixError(f"option {key}={getattr(self, key)!r}: choose one of "
                                   f"{', '.join(allowed)}")
-        for key in ("equalize", "bias_correction", "refine"):
+        for key in ("equalize", "bias_correction", "refine", "per_channel", "unsigned"):
             if not isinstance(getattr(self, key), bool):
                 raise DynfixError(f"option {key} must be true or false, got "
                                   f"{getattr(self, key)!r}")
@@ -167,6 +197,8 @@ class QuantSpec:
     input_bw: int
     input_fl: int
     layers: dict[str, Format] = field(default_factory=dict)
+    #: The input map's offset (``qmin(input_bw)``: the input is unsigned).
+    input_zp: int = 0
     #: The greedy search's additions (None for greedy-paper, range and static).
     options: QuantOptions | None = None
     #: Float parameters replacing the model's own, by layer name then parameter name

@@ -15,8 +15,13 @@ the width of the tensor the layer reads (an earlier row's ``bw_x``, or ``input_b
     layers:
     - {name: conv1, bw_w: 8, fl_w: 7, bw_b: 16, fl_b: 12, bw_x: 8, fl_in: 7, fl_out: 5,
        acc_bits: 21, sqnr_db: 38.1, saturated: 0}
+    - {name: conv2, bw_w: 8, fl_w: 6, ..., ch_fl: [0, 2, 1, 0, ...]}
     - {name: add1, op: add, fl_in: [5, 4], bw_x: 8, fl_out: 4, sqnr_db: 35.2, saturated: 0}
 
+``zp_out`` (optional, default 0) is an output map's offset: ``-2**(bw_x-1)`` for an
+*unsigned* map, whose values are ``(q - zp_out) * 2**-fl_out``; ``input_zp`` the input's.
+Input offsets, like input widths, come from the graph. ``ch_fl`` (optional) gives per-output-channel weight formats: channel ``m``'s weights are at
+``fl_w + ch_fl[m]``, its bias at ``fl_b + ch_fl[m]`` (:class:`~dynfix.quant.qspec.LayerFormat`).
 ``options`` (greedy only) records the search's additions beyond the paper
 (:class:`~dynfix.quant.qspec.QuantOptions`); greedy-paper, range and static write none.
 ``params`` is there when equalization, bias correction or adaptive rounding chose other
@@ -64,6 +69,10 @@ def spec_to_dict(spec: QuantSpec) -> dict:
                        fl_out=int(f.fl_out))
         else:
             row.update({k: int(getattr(f, k)) for k in INT_KEYS})
+            if f.ch_fl:
+                row["ch_fl"] = [int(v) for v in f.ch_fl]
+        if f.zp_out:
+            row["zp_out"] = int(f.zp_out)
         row["sqnr_db"] = None if f.sqnr_db is None else round(float(f.sqnr_db), 2)
         row["saturated"] = None if f.saturated is None else int(f.saturated)
         layers.append(row)
@@ -71,6 +80,8 @@ def spec_to_dict(spec: QuantSpec) -> dict:
     if spec.options is not None:
         d["options"] = spec.options.to_dict()
     d.update(bits=str(spec.bits), input_bw=int(spec.input_bw), input_fl=int(spec.input_fl))
+    if spec.input_zp:
+        d["input_zp"] = int(spec.input_zp)
     if spec.params:
         d["params"] = sorted(spec.params)
     d["layers"] = layers
@@ -165,6 +176,14 @@ def _values(row: dict, layer: Layer, where: str) -> dict:
             raise DynfixError(f"{where}: fl_in must be a list of two integers (one per "
                               f"input), got {fl_in!r:.40}")
         v["fl_in"] = tuple(_int(f, f"{where}: fl_in") for f in fl_in)
+    ch = row.get("ch_fl", [])
+    if op == "add" and "ch_fl" in row:
+        raise DynfixError(f"{where}: an Add has no weights, so no ch_fl")
+    if not isinstance(ch, list):
+        raise DynfixError(f"{where}: ch_fl must be a list of integers (one per output "
+                          f"channel), got {ch!r:.40}")
+    v["ch_fl"] = tuple(_int(c, f"{where}: ch_fl") for c in ch)
+    v["zp_out"] = _int(row.get("zp_out", 0), f"{where}: zp_out")
     sq = row.get("sqnr_db")
     v.update(sqnr_db=None if sq is None else float(sq), saturated=row.get("saturated"))
     return v
@@ -185,28 +204,33 @@ def spec_from_dict(d: dict, model: Model, source: str = "quantization spec") -> 
     check_listed(model, list(rows))
     # Input widths come from the graph: the bw_x of the row that made each tensor.
     widths = {model.input_name: _int(d["input_bw"], f"{source}: input_bw")}
+    zps = {model.input_name: _int(d.get("input_zp", 0), f"{source}: input_zp")}
     formats: dict[str, Format] = {}
     for layer in model.layers:
         bw_in = [widths[t] for t in layer.inputs]
-        widths[layer.name] = bw_in[0]
+        zp_in = [zps[t] for t in layer.inputs]
+        widths[layer.name], zps[layer.name] = bw_in[0], zp_in[0]
         if layer.name not in rows:
             continue
         v = _values(rows[layer.name], layer, f"{source}, layer {layer.name!r}")
-        widths[layer.name] = v["bw_x"]
+        widths[layer.name], zps[layer.name] = v["bw_x"], v["zp_out"]
         stats = {"sqnr_db": v["sqnr_db"], "saturated": v["saturated"]}
         if isinstance(layer, Add):
             formats[layer.name] = AddFormat(layer.name, tuple(bw_in), v["fl_in"], v["bw_x"],
-                                            v["fl_out"], **stats)
+                                            v["fl_out"], zp_in=tuple(zp_in),
+                                            zp_out=v["zp_out"], **stats)
         else:
             formats[layer.name] = LayerFormat(
                 name=layer.name, bw_w=v["bw_w"], fl_w=v["fl_w"], bw_b=v["bw_b"],
                 fl_b=v["fl_b"], bw_in=bw_in[0], fl_in=v["fl_in"], bw_x=v["bw_x"],
-                fl_out=v["fl_out"], acc_bits=v["acc_bits"], **stats)
+                fl_out=v["fl_out"], acc_bits=v["acc_bits"], ch_fl=v["ch_fl"],
+                zp_in=zp_in[0], zp_out=v["zp_out"], **stats)
     layers = {name: formats[name] for name in rows}     # the file's order, checked below
     options = d.get("options")
     spec = QuantSpec(model=str(d["model"]), method=str(d["method"]), bits=str(d["bits"]),
                      input_bw=_int(d["input_bw"], f"{source}: input_bw"),
                      input_fl=_int(d["input_fl"], f"{source}: input_fl"), layers=layers,
+                     input_zp=zps[model.input_name],
                      options=None if options is None else
                      QuantOptions.from_dict(options, f"{source}: options"))
     check_spec(model, spec)

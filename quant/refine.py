@@ -29,8 +29,8 @@ import numpy as np
 from dynfix.errors import DynfixError
 from . import fixed
 from .fidelity import Fidelity, Objective, fidelity, output_name
-from .int_model import (accumulate, add_sum, apply_plain, check_spec, has_format, is_compute,
-                        narrow, weight_array)
+from .int_model import (accumulate, add_sum, apply_plain, bias_integers, check_spec,
+                        has_format, is_compute, narrow, weight_array)
 from .ir import Add, Model
 from .lower import lower
 from .qspec import QuantSpec
@@ -55,7 +55,8 @@ class Evaluator:
         model = self.model
         fmts = check_spec(model, spec)
         if start == 0 or trace is None:
-            t = {model.input_name: fixed.quantize(self.x, spec.input_bw, spec.input_fl)}
+            t = {model.input_name: fixed.quantize(self.x, spec.input_bw, spec.input_fl,
+                                                  spec.input_zp)}
             start = 0
         else:
             t = dict(trace)
@@ -66,12 +67,13 @@ class Evaluator:
                 y = narrow(add_sum(x, t[layer.inputs[1]], f), f)
             elif is_compute(layer):
                 p = params[layer.name]
-                bq = fixed.quantize(p.b, f.bw_b, f.fl_b)
+                bq = bias_integers(p.b, f)
                 y = narrow(accumulate(layer, x, p.integers(f.bw_w), bq, f), f)
             else:
                 y = apply_plain(layer, x, fmts[layer.inputs[0]])
             t[layer.name] = y
-        y = fixed.dequantize(t[self.out], fmts[self.out].fl).reshape(len(self.x), -1)
+        fo = fmts[self.out]
+        y = fixed.dequantize(t[self.out], fo.fl, fo.zp).reshape(len(self.x), -1)
         return t, fidelity(self.ref, y)
 
     def score(self, spec: QuantSpec, params: dict) -> Fidelity:
@@ -79,14 +81,14 @@ class Evaluator:
 
 
 def refine(ev: Evaluator, objective: Objective, ctx: Any, fls: dict[str, int],
-           params: dict[str, Any], fid: Fidelity, say: Callable[[str], None]
-           ) -> tuple[dict[str, int], dict[str, Any], Fidelity]:
+           params: dict[str, Any], fid: Fidelity, say: Callable[[str], None],
+           zps: dict[str, int]) -> tuple[dict[str, int], dict[str, Any], Fidelity]:
     """One coordinate-descent pass (see the module docstring) from the choices ``fls`` and
     ``params`` (``search.Params`` by layer) scoring ``fid``, better by ``objective.key``;
-    ``ctx`` is the search (its ``model`` and ``build``). Returns the improved choices,
-    parameters and score."""
+    ``ctx`` is the search (its ``model`` and ``build``), ``zps`` the map offsets (kept).
+    Returns the improved choices, parameters and score."""
     model = ctx.model
-    trace, _ = ev.run(ctx.build(fls, params), params)
+    trace, _ = ev.run(ctx.build(fls, params, zps), params)
     coords = [(model.input_name, "fl")]
     for layer in model.layers:
         if has_format(layer):
@@ -106,7 +108,7 @@ def refine(ev: Evaluator, objective: Objective, ctx: Any, fls: dict[str, int],
                 own = weight_array(model.layer(name))
                 c_params = {**params, name: replace(params[name], w=own, fl_w=base + d)}
             try:
-                spec = ctx.build(c_fls, c_params)
+                spec = ctx.build(c_fls, c_params, zps)
                 t, f = ev.run(spec, c_params, trace, start)
             except DynfixError:                     # a format the arithmetic cannot hold
                 continue

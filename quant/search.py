@@ -54,10 +54,10 @@ from .bits import Widths, layer_widths
 from .fidelity import (Fidelity, Objective, agreement_tolerance, output_name,
                        resolve_objective, sqnr_db)
 from .float_model import check_input, forward
-from .int_model import (MapFormat, accumulate, add_sum, apply_plain, bias_array, check_add,
-                        check_spec, fan_in, has_format, is_compute, narrow, saturation_count,
-                        weight_array, with_params)
-from .ir import Add, Layer, Model, Softmax
+from .int_model import (MAX_CH_FL, MapFormat, accumulate, add_sum, apply_plain, bias_array,
+                        bias_integers, check_add, check_spec, fan_in, has_format, is_compute,
+                        narrow, saturation_count, weight_array, with_params)
+from .ir import Add, Clip, Flatten, Layer, MaxPool2d, Model, ReLU, Softmax
 from .lower import lower
 from .qspec import AddFormat, Format, LayerFormat, QuantOptions, QuantSpec
 from .qspec_io import param_names
@@ -67,11 +67,12 @@ METHODS = ("greedy", "greedy-paper", "static", "range")
 PAPER = QuantOptions()
 #: The additions ``greedy`` makes by default (decided by bench/quant_table.py).
 GREEDY = QuantOptions(equalize=True, criterion="mse", bias_correction=True,
-                      rounding="adaptive", refine=True)
+                      rounding="adaptive", refine=True, unsigned=True)
 PARAM_WINDOW = (-1, 3)  # greedy candidates: start-1 .. start+3
 DATA_WINDOW = (-1, 5)   # start-1 .. start+5 (heavy-tailed maps may prefer clipping)
 PERCENTILE = 99.99      # start="percentile": the window also covers this percentile's start
 REFINE_SAMPLES = 512    # the calibration objective is scored on at most this many inputs
+MAX_INT = np.iinfo(np.int64).max
 
 
 def range_fl(max_abs: float, bw: int, sign_bit: bool) -> int:
@@ -81,14 +82,14 @@ def range_fl(max_abs: float, bw: int, sign_bit: bool) -> int:
     return bw - int(np.ceil(np.log2(max_abs))) - int(sign_bit)
 
 
-def l1_error(ref: np.ndarray, q: np.ndarray, fl: int) -> float:
+def l1_error(ref: np.ndarray, q: np.ndarray, fl: int, zp: int = 0) -> float:
     """Sum of |float - dequantized| (float64)."""
-    return float(np.abs(ref.astype(np.float64) - fixed.dequantize(q, fl)).sum())
+    return float(np.abs(ref.astype(np.float64) - fixed.dequantize(q, fl, zp)).sum())
 
 
-def sq_error(ref: np.ndarray, q: np.ndarray, fl: int) -> float:
+def sq_error(ref: np.ndarray, q: np.ndarray, fl: int, zp: int = 0) -> float:
     """Sum of (float - dequantized)^2 (float64)."""
-    return float(((ref.astype(np.float64) - fixed.dequantize(q, fl)) ** 2).sum())
+    return float(((ref.astype(np.float64) - fixed.dequantize(q, fl, zp)) ** 2).sum())
 
 
 ERRORS = {"l1": l1_error, "mse": sq_error}
@@ -150,18 +151,20 @@ class Picker:
         self.options = options
 
     def pick(self, kind: str, max_abs: float, bw: int, err: Callable[[int], float],
-             robust_abs: float | None = None) -> int:
+             robust_abs: float | None = None, unsigned: bool = False) -> int:
         """``kind`` is 'data', 'weight' or 'bias'; ``err(fl)`` is the greedy error;
-        ``robust_abs`` the percentile magnitude (used with ``start='percentile'``)."""
+        ``robust_abs`` the percentile magnitude (used with ``start='percentile'``);
+        ``unsigned``: an unsigned map, whose overflow-free start is one fl finer."""
         if self.method == "static":
             return self.static[(kind, bw)]
         if self.method == "range":
             return range_fl(max_abs, bw, kind != "data")
-        start = fixed.min_fl_no_overflow(max_abs, bw)
+        span = bw + int(unsigned)           # 0 .. 2**bw - 1 is the range of bw + 1 bits
+        start = fixed.min_fl_no_overflow(max_abs, span)
         lo, hi = DATA_WINDOW if kind == "data" else PARAM_WINDOW
         top = start
         if robust_abs is not None and self.options.start == "percentile":
-            top = max(start, fixed.min_fl_no_overflow(robust_abs, bw))
+            top = max(start, fixed.min_fl_no_overflow(robust_abs, span))
         # Ties (e.g. data on a coarse grid) go to the fl nearest the start, then the lower.
         return min(range(start + lo, top + hi + 1),
                    key=lambda fl: (err(fl), abs(fl - start), fl))
@@ -213,25 +216,40 @@ class Params:
     b: np.ndarray
     fl_w: int
     fl_b: int
+    #: Per output channel, how much finer than ``fl_w`` (``LayerFormat.ch_fl``; empty: 0).
+    ch: tuple[int, ...] = ()
+
+    def fl_rows(self) -> np.ndarray:
+        """Every output channel's weight fl, shaped to broadcast over ``w``."""
+        d = np.asarray(self.ch, np.int64) if self.ch else np.zeros(len(self.w), np.int64)
+        return (self.fl_w + d).reshape((-1,) + (1,) * (self.w.ndim - 1))
 
     def integers(self, bw_w: int) -> np.ndarray:
-        return fixed.quantize(self.w, bw_w, self.fl_w)
+        return fixed.quantize(self.w, bw_w, self.fl_rows())
+
+    def scaled_bias(self, b: np.ndarray | None = None) -> np.ndarray:
+        """The bias as its integers see it at ``fl_b``: channel ``m`` times
+        ``2**ch[m]`` (it is stored ``ch[m]`` bits finer)."""
+        b = self.b if b is None else b
+        return np.ldexp(np.asarray(b, np.float64), np.asarray(self.ch, np.int64)) \
+            if self.ch else b
 
 
 def layer_format(layer: Layer, ins: list[MapFormat], wd: Widths, p: Params | None,
-                 fl_out: int) -> Format:
+                 fl_out: int, zp_out: int = 0) -> Format:
     """The format of a compute layer (``p``: its parameters) or an Add, given the formats
     of the maps it reads (raises DynfixError for one the arithmetic cannot hold)."""
     if isinstance(layer, Add):
         f = AddFormat(layer.name, tuple(m.bw for m in ins), tuple(m.fl for m in ins),
-                      wd.bw_x, fl_out)
+                      wd.bw_x, fl_out, zp_in=tuple(m.zp for m in ins), zp_out=zp_out)
         check_add(f, ins, f"layer {layer.name!r}")
         return f
     fl = ins[0].fl
     fl_b = min(p.fl_b, fl + p.fl_w)
-    acc_w = fixed.acc_bits(fan_in(layer), wd.bw_in, wd.bw_w, wd.bw_b, fl + p.fl_w - fl_b)
+    acc_w = fixed.acc_bits(fan_in(layer), wd.bw_in + int(ins[0].zp != 0), wd.bw_w, wd.bw_b,
+                           fl + p.fl_w - fl_b)
     return LayerFormat(layer.name, wd.bw_w, p.fl_w, wd.bw_b, fl_b, wd.bw_in, fl, wd.bw_x,
-                       fl_out, acc_w)
+                       fl_out, acc_w, ch_fl=p.ch, zp_in=ins[0].zp, zp_out=zp_out)
 
 
 def _unshifted(s: Segment, q: dict[str, np.ndarray], fmts: dict[str, MapFormat], wd: Widths,
@@ -242,17 +260,19 @@ def _unshifted(s: Segment, q: dict[str, np.ndarray], fmts: dict[str, MapFormat],
     f = layer_format(layer, [fmts[t] for t in layer.inputs], wd, p, 0)
     if isinstance(layer, Add):
         return f, add_sum(q[layer.inputs[0]], q[layer.inputs[1]], f)
-    bq = fixed.quantize(p.b, wd.bw_b, f.fl_b)
+    bq = bias_integers(p.b, f)
     return f, accumulate(layer, q[layer.inputs[0]], p.integers(wd.bw_w), bq, f)
 
 
 def _fix_output(s: Segment, q: dict[str, np.ndarray], fmts: dict[str, MapFormat],
                 wd: Widths, p: Params | None, ref: np.ndarray, picker: Picker,
-                fl_fixed: int | None = None) -> Format:
+                fl_fixed: int | None = None, zp: int = 0) -> Format:
     """The data phase for one segment: pick its ``fl_out`` against the float map ``ref``
-    (at ``s.compare_at``; or take ``fl_fixed``), then record its tensors' integers in ``q``
-    and formats in ``fmts``; returns the layer's format with its calibration statistics."""
+    (at ``s.compare_at``; or take ``fl_fixed``) for an output map with offset ``zp``, then
+    record its tensors' integers in ``q`` and formats in ``fmts``; returns the layer's
+    format with its calibration statistics."""
     f, acc = _unshifted(s, q, fmts, wd, p)
+    f.zp_out = zp
     ref = ref.astype(np.float64)
     error = ERRORS[picker.options.criterion]
 
@@ -261,21 +281,21 @@ def _fix_output(s: Segment, q: dict[str, np.ndarray], fmts: dict[str, MapFormat]
         y = narrow(acc, f)
         if trace is not None:
             trace[f.name] = y
-        return run_plain(s.tail, y, MapFormat(wd.bw_x, fl_out), trace)
+        return run_plain(s.tail, y, MapFormat(wd.bw_x, fl_out, zp), trace)
 
     def err(fl_out: int) -> float:
         try:
-            return error(ref, stored(fl_out), fl_out)
+            return error(ref, stored(fl_out), fl_out, zp)
         except DynfixError:                         # a Clip with no value at this fl
             return float("inf")
 
     fl = fl_fixed if fl_fixed is not None else picker.pick(
-        "data", float(np.abs(ref).max()), wd.bw_x, err, _robust_abs(ref, picker))
+        "data", float(np.abs(ref).max()), wd.bw_x, err, _robust_abs(ref, picker), zp != 0)
     cur = stored(fl, q)
     for t in [s.layer] + s.tail:
-        fmts[t.name] = MapFormat(wd.bw_x, fl)
+        fmts[t.name] = MapFormat(wd.bw_x, fl, zp)
     f.saturated = saturation_count(acc, f)
-    f.sqnr_db = sqnr_db(ref, fixed.dequantize(cur, fl))
+    f.sqnr_db = sqnr_db(ref, fixed.dequantize(cur, fl, zp))
     return f
 
 
@@ -326,10 +346,35 @@ class _Search:
             w, b, wd = weight_array(s.layer), bias_array(s.layer), self.widths[s.layer.name]
             fl_w = picker.pick("weight", float(np.abs(w).max()), wd.bw_w,
                                _param_error(w, wd.bw_w, crit))
-            fl_b = picker.pick("bias", float(np.abs(b).max()), wd.bw_b,
-                               _param_error(b, wd.bw_b, crit))
-            params[s.layer.name] = Params(w, b, fl_w, fl_b)
+            ch = self.channel_fls(w, wd.bw_w, picker) if picker.options.per_channel else ()
+            if ch:
+                fl_w, ch = ch[0], ch[1]
+            p = Params(w, b, fl_w, 0, ch)
+            params[s.layer.name] = replace(p, fl_b=self.bias_fl(p, wd.bw_b, picker))
         return params
+
+    @staticmethod
+    def channel_fls(w: np.ndarray, bw: int, picker: Picker) -> tuple:
+        """Per-channel weight formats: each output channel's fl picked like a layer's, as
+        ``(base, offsets)`` with ``base`` the coarsest; () when they would all be equal.
+        An all-zero channel takes the base (any fl holds it)."""
+        rows = w.reshape(len(w), -1)
+        crit = picker.options.criterion
+        fls = np.array([picker.pick("weight", float(np.abs(r).max()), bw,
+                                    _param_error(r, bw, crit)) if np.any(r) else MAX_INT
+                        for r in rows])
+        if np.all(fls == MAX_INT):
+            return ()
+        base = int(fls.min())
+        ch = np.minimum(np.where(fls == MAX_INT, base, fls) - base, MAX_CH_FL)
+        return (base, tuple(int(d) for d in ch)) if np.any(ch) else ()
+
+    @staticmethod
+    def bias_fl(p: Params, bw: int, picker: Picker) -> int:
+        """The bias's own fl pick, on the bias as its integers see it (``scaled_bias``)."""
+        b = p.scaled_bias()
+        return picker.pick("bias", float(np.abs(b).max()), bw,
+                           _param_error(b, bw, picker.options.criterion))
 
     def adjusted(self, layer: Layer, p: Params, xq: np.ndarray, fmt: MapFormat,
                  picker: Picker) -> Params:
@@ -337,41 +382,65 @@ class _Search:
         given its quantized input ``xq`` in format ``fmt``."""
         o, wd = picker.options, self.widths[layer.name]
         xf = self.ftrace[layer.inputs[0]]
-        xd = fixed.dequantize(xq, fmt.fl)
+        xd = fixed.dequantize(xq, fmt.fl, fmt.zp)
         wq = p.integers(wd.bw_w)
         w = p.w
+        fl_rows = p.fl_rows()
         if o.rounding == "adaptive" and wd.bw_w <= 24:     # float32 holds the snapped value
-            wq = adjust.adaptive_round(layer, p.w, wq, wd.bw_w, p.fl_w, xf, xd)
-            w = fixed.dequantize(wq, p.fl_w).astype(np.float32)
+            wq = adjust.adaptive_round(layer, p.w, wq, wd.bw_w, fl_rows.reshape(-1), xf, xd)
+            w = fixed.dequantize(wq, fl_rows).astype(np.float32)
         b = p.b
         if o.bias_correction:
-            b = adjust.corrected_bias(layer, p.b, p.w, xf, fixed.dequantize(wq, p.fl_w), xd)
+            b = adjust.corrected_bias(layer, p.b, p.w, xf, fixed.dequantize(wq, fl_rows), xd)
         if w is p.w and b is p.b:
             return p
-        fl_b = picker.pick("bias", float(np.abs(b).max()), wd.bw_b,
-                           _param_error(b, wd.bw_b, o.criterion))
-        return Params(w, b, p.fl_w, fl_b)
+        new = replace(p, w=w, b=b)
+        return replace(new, fl_b=self.bias_fl(new, wd.bw_b, picker))
+
+    def offsets(self, options: QuantOptions) -> dict[str, int]:
+        """The map offsets ``options`` choose, by tensor name (absent: 0): with
+        ``unsigned``, ``qmin(bw)`` for the input when the calibration inputs are all >= 0
+        and for every compute layer whose stored map cannot be negative
+        (:func:`never_negative`); the engine's residual Add reads and writes signed maps,
+        so a map an Add reads stays signed."""
+        if not options.unsigned:
+            return {}
+        model = self.model
+        read_by_add = {t for layer in model.layers if isinstance(layer, Add)
+                       for t in layer.inputs}
+        zps = {}
+        if float(self.x.min()) >= 0 and model.input_name not in read_by_add:
+            zps[model.input_name] = fixed.qmin(self.input_bw)
+        for s in self.segs:
+            if (is_compute(s.layer) and never_negative(s)
+                    and not read_by_add & {s.layer.name, *(t.name for t in s.tail)}):
+                zps[s.layer.name] = fixed.qmin(self.widths[s.layer.name].bw_x)
+        return zps
 
     def data_pass(self, params: dict[str, Params], picker: Picker,
-                  fixed_fls: dict[str, int] | None = None, verbose: bool = True
-                  ) -> tuple[QuantSpec, dict[str, Params]]:
+                  fixed_fls: dict[str, int] | None = None, verbose: bool = True,
+                  zps: dict[str, int] | None = None) -> tuple[QuantSpec, dict[str, Params]]:
         """The data phase: the input's fl, then layer by layer in topological order (with
         ``fixed_fls``, those fl choices are taken as given and only the statistics are
-        measured; otherwise the parameters are adjusted as ``picker.options`` say)."""
+        measured; otherwise the parameters are adjusted as ``picker.options`` say). The
+        map offsets are ``zps`` (default: as ``picker.options`` choose, :meth:`offsets`)."""
         model, segs, ftrace = self.model, self.segs, self.ftrace
         say = self.say if verbose else (lambda msg: None)
         params = dict(params)
+        zps = self.offsets(picker.options) if zps is None else zps
         ref = ftrace[model.input_name]
+        zp = zps.get(model.input_name, 0)
         if fixed_fls is not None:
             fl = fixed_fls[model.input_name]
         else:
             err = ERRORS[picker.options.criterion]
             fl = picker.pick("data", float(np.abs(ref).max()), self.input_bw,
-                             lambda f: err(ref, fixed.quantize(ref, self.input_bw, f), f),
-                             _robust_abs(ref, picker))
-        spec = QuantSpec(model.name, self.method, self.bits, self.input_bw, fl)
-        q = {model.input_name: fixed.quantize(self.x, self.input_bw, fl)}   # integer tensors
-        fmts = {model.input_name: MapFormat(self.input_bw, fl)}
+                             lambda f: err(ref, fixed.quantize(ref, self.input_bw, f, zp), f,
+                                           zp),
+                             _robust_abs(ref, picker), zp != 0)
+        spec = QuantSpec(model.name, self.method, self.bits, self.input_bw, fl, input_zp=zp)
+        q = {model.input_name: fixed.quantize(self.x, self.input_bw, fl, zp)}   # integers
+        fmts = {model.input_name: MapFormat(self.input_bw, fl, zp)}
         seg_of = {s.layer.name: s for s in segs}
         in_tail = {t.name for s in segs for t in s.tail}
         last = model.last_use()
@@ -384,11 +453,15 @@ class _Search:
                     p = params[layer.name] = self.adjusted(layer, p, q[layer.inputs[0]],
                                                            fmts[layer.inputs[0]], picker)
                 f = _fix_output(s, q, fmts, self.widths[layer.name], p, ftrace[s.compare_at],
-                                picker, None if fixed_fls is None else fixed_fls[layer.name])
+                                picker, None if fixed_fls is None else fixed_fls[layer.name],
+                                zps.get(layer.name, 0))
                 spec.layers[layer.name] = f
                 what = "add" if isinstance(f, AddFormat) else f"w {f.bw_w}b fl {f.fl_w}"
-                say(f"[{len(spec.layers)}/{len(segs)}] {layer.name}: {what}, x {f.bw_x}b fl "
-                    f"{f.fl_out}, SQNR {f.sqnr_db:.1f} dB, {f.saturated} saturated")
+                if isinstance(f, LayerFormat) and f.ch_fl:
+                    what += f"..{f.fl_w + max(f.ch_fl)}"
+                sign = "u" if f.zp_out else ""
+                say(f"[{len(spec.layers)}/{len(segs)}] {layer.name}: {what}, x {f.bw_x}b{sign} "
+                    f"fl {f.fl_out}, SQNR {f.sqnr_db:.1f} dB, {f.saturated} saturated")
             elif layer.name not in in_tail:             # a plain layer outside any tail
                 fmts[layer.name] = fmts[layer.inputs[0]]
                 q[layer.name] = apply_plain(layer, q[layer.inputs[0]], fmts[layer.name])
@@ -397,20 +470,23 @@ class _Search:
                     q.pop(t, None)
         return spec, params
 
-    def build(self, fls: dict[str, int], params: dict[str, Params]) -> QuantSpec:
-        """The spec for given fl choices (``fls``: the input's and each segment's fl_out) and
-        parameters, without statistics; DynfixError if the arithmetic cannot hold it."""
+    def build(self, fls: dict[str, int], params: dict[str, Params], zps: dict[str, int]
+              ) -> QuantSpec:
+        """The spec for given fl choices (``fls``: the input's and each segment's fl_out),
+        map offsets and parameters, without statistics; DynfixError if the arithmetic
+        cannot hold it."""
         model = self.model
+        zp = zps.get(model.input_name, 0)
         spec = QuantSpec(model.name, self.method, self.bits, self.input_bw,
-                         fls[model.input_name])
-        fmts = {model.input_name: MapFormat(self.input_bw, fls[model.input_name])}
+                         fls[model.input_name], input_zp=zp)
+        fmts = {model.input_name: MapFormat(self.input_bw, fls[model.input_name], zp)}
         for layer in model.layers:
             if has_format(layer):
                 f = layer_format(layer, [fmts[t] for t in layer.inputs],
                                  self.widths[layer.name], params.get(layer.name),
-                                 fls[layer.name])
+                                 fls[layer.name], zps.get(layer.name, 0))
                 spec.layers[layer.name] = f
-                fmts[layer.name] = MapFormat(f.bw_x, f.fl_out)
+                fmts[layer.name] = MapFormat(f.bw_x, f.fl_out, f.zp_out)
             else:
                 fmts[layer.name] = fmts[layer.inputs[0]]
         check_spec(model, spec)
@@ -425,6 +501,23 @@ class _Search:
 def fls_of(spec: QuantSpec, model: Model) -> dict[str, int]:
     """A spec's fl choices: the input's and every layer's fl_out, by name."""
     return {model.input_name: spec.input_fl, **{n: f.fl_out for n, f in spec.layers.items()}}
+
+
+def zps_of(spec: QuantSpec, model: Model) -> dict[str, int]:
+    """A spec's map offsets: the input's and every layer's zp_out, by name."""
+    return {model.input_name: spec.input_zp, **{n: f.zp_out for n, f in spec.layers.items()}}
+
+
+def never_negative(s: Segment) -> bool:
+    """True when a segment's stored map cannot be negative: its tail reaches a ReLU or a
+    Clip with ``lo >= 0`` through layers that commute with it (max-pool, flatten), so
+    saturating the layer's output at 0 (an unsigned map) gives the same stored map."""
+    for t in s.tail:
+        if isinstance(t, ReLU) or (isinstance(t, Clip) and float(t.lo) >= 0):
+            return True
+        if not isinstance(t, (MaxPool2d, Flatten)):
+            return False
+    return False
 
 
 def changed_params(model: Model, params: dict[str, Params]) -> dict[str, dict]:
@@ -520,11 +613,11 @@ def search_model(model: Model, calib: np.ndarray, bits: str = "8", method: str =
     fid, spec, params, actx, what = best
     fell_back = what == "greedy-paper" and bool(starts)
     say(f"kept: {what}")
-    fls = fls_of(spec, model)
+    fls, zps = fls_of(spec, model), zps_of(spec, model)
     if options.refine:
-        fls, params, fid = refine(ev, objective, actx, fls, params, fid, say)
+        fls, params, fid = refine(ev, objective, actx, fls, params, fid, say, zps)
     # The final formats' statistics on the whole calibration batch (and the progress lines).
-    spec, _ = actx.data_pass(params, Picker(method, actx.static, options), fls)
+    spec, _ = actx.data_pass(params, Picker(method, actx.static, options), fls, zps=zps)
     spec.options = options
     spec.params = changed_params(model, params)
     return SearchResult(spec, with_params(model, spec), fid, paper, objective, fell_back)

@@ -15,7 +15,10 @@ Every case is a pure function of its seed (:func:`random_case`), so a failure re
 the seed alone. Weights, biases and inputs are drawn as integers (uniform, small, or at the
 ends of their range) and stored as ``q * 2**-fl``, so quantization gives back exactly those
 integers. Data shifts are drawn around a typical value and, now and then, far enough left to
-saturate everything or right enough to round everything to zero.
+saturate everything or right enough to round everything to zero. The input and every map
+outside a residual block's Add is unsigned (offset ``zp = qmin(bw)``) now and then; those
+draws come from a second generator of the seed, so the networks are those drawn before maps
+could be unsigned.
 """
 
 from __future__ import annotations
@@ -34,9 +37,10 @@ from dynfix.quant.qspec import AddFormat, LayerFormat, QuantSpec
 
 #: Engine configurations the random suite runs on: widths and depths are explicit upper
 #: bounds, so every case compiles to the same Verilog and only the memories change.
-BOUNDS = dict(data_bits=8, weight_bits=8, bias_bits=16, acc_bits=28, fmap_depth=512,
+BOUNDS = dict(data_bits=8, weight_bits=8, bias_bits=28, acc_bits=28, fmap_depth=512,
               weight_depth=512, bias_depth=16, prog_depth=4, dim_bits=8,
-              w_share=1)      # random weights equal at every tap (now and then) are shared
+              w_share=1,      # random weights equal at every tap (now and then) are shared
+              offsets=1)      # unsigned maps (drawn now and then; biases fold -zp * sum(w))
 #: Bounds of the residual stage and the depthwise mode for the configs that have them.
 EDGE = dict(residual=1, add_align=8, sc_depth=16, depthwise=1)
 CONFIGS: dict[str, EngineConfig] = {
@@ -101,22 +105,22 @@ def _conv_geometry(rng, h: int, w: int):
     raise DynfixError("no convolution fits")     # unreachable for h, w >= 1
 
 
-def _format(rng, name: str, bw_in: int, fl_in: int, fan: int, extreme_shift: bool
-            ) -> LayerFormat:
+def _format(rng, name: str, bw_in: int, fl_in: int, fan: int, extreme_shift: bool,
+            zp_in: int = 0) -> LayerFormat:
     bw_w = int(rng.integers(2, 9))
     bw_b = int(rng.integers(4, 17))
     bw_x = int(rng.integers(3, 9))
     fl_w = int(rng.integers(-2, 9))
     bias_shift = int(rng.integers(0, 7))
     fl_b = fl_in + fl_w - bias_shift
-    acc = fixed.acc_bits(fan, bw_in, bw_w, bw_b, bias_shift)
+    acc = fixed.acc_bits(fan, bw_in + int(zp_in != 0), bw_w, bw_b, bias_shift)
     # A typical shift maps a typical accumulator (sqrt(fan) products) onto bw_x bits.
     typical = int(np.ceil(np.log2(max(1.0, np.sqrt(fan) * 2 ** (bw_in + bw_w - 3)))))
     shift = typical - (bw_x - 1) + int(rng.integers(-3, 3))
     if extreme_shift:
         shift = int(rng.choice([-bw_x - 1, -2, acc, acc + 3]))
     return LayerFormat(name, bw_w, fl_w, bw_b, fl_b, bw_in, fl_in, bw_x,
-                       fl_in + fl_w - shift, acc)
+                       fl_in + fl_w - shift, acc, zp_in=zp_in)
 
 
 def _compute(rng, layer_cls, name: str, inp: str, m: int, c: int, kernel, fmt: LayerFormat,
@@ -132,7 +136,7 @@ def _compute(rng, layer_cls, name: str, inp: str, m: int, c: int, kernel, fmt: L
     return layer_cls(name, (inp,), weight=w, bias=bias, **kw)
 
 
-def _clip(rng, name: str, inp: str, bw: int, fl: int) -> tuple[Clip, str]:
+def _clip(rng, name: str, inp: str, bw: int, fl: int, zp: int) -> tuple[Clip, str]:
     """ReLU6, or a Clip whose bounds are drawn as integers of the format (``bw``, ``fl``), a
     few beyond its range, each moved outwards by 0, 1/4, 1/2 or 3/4 of a step (the integer
     model rounds them back inwards) or made infinite. Every Clip keeps at least one value."""
@@ -141,15 +145,15 @@ def _clip(rng, name: str, inp: str, bw: int, fl: int) -> tuple[Clip, str]:
     else:
         q = sorted(int(v) for v in rng.integers(fixed.qmin(bw) - 3, fixed.qmax(bw) + 4, 2))
         q = [min(q[0], fixed.qmax(bw)), max(q[1], fixed.qmin(bw))]     # a value in between
-        lo, hi = ((v + sign * float(rng.choice([0, 0.25, 0.5, 0.75]))) * 2.0 ** -fl
+        lo, hi = ((v - zp + sign * float(rng.choice([0, 0.25, 0.5, 0.75]))) * 2.0 ** -fl
                   for v, sign in zip(q, (-1, 1)))
         side = rng.choice(["both", "lo", "hi"], p=[0.6, 0.2, 0.2])
         lo, hi = (-np.inf if side == "hi" else lo), (np.inf if side == "lo" else hi)
     return Clip(name, (inp,), lo=lo, hi=hi), f" clip[{lo:g},{hi:g}]"
 
 
-def _activations(rng, g: int, at: str, inp: str, bw: int, fl: int, p_none: float
-                 ) -> tuple[list[Layer], str, str]:
+def _activations(rng, g: int, at: str, inp: str, bw: int, fl: int, p_none: float,
+                 zp: int = 0) -> tuple[list[Layer], str, str]:
     """None, a ReLU, a Clip, or both in either order, after ``inp`` (in the group's output
     format): the layers, the last one's name, a description."""
     odds = np.array([0.35, 0.25, 0.1, 0.1])              # ReLU, Clip, both, both reversed
@@ -161,7 +165,7 @@ def _activations(rng, g: int, at: str, inp: str, bw: int, fl: int, p_none: float
             layers.append(ReLU(name, (inp,)))
             desc += " relu"
         else:
-            clip, d = _clip(rng, name, inp, bw, fl)
+            clip, d = _clip(rng, name, inp, bw, fl, zp)
             layers.append(clip)
             desc += d
         inp = name
@@ -181,8 +185,8 @@ def _add_format(rng, name: str, a: tuple[int, int], b: tuple[int, int], extreme:
     return AddFormat(name, (a[0], b[0]), (a[1], b[1]), bw_x, fl_sum - shift)
 
 
-def _residual_block(rng, g: int, cur: str, shape, bw: int, fl: int, spec: QuantSpec
-                    ) -> tuple[list[Layer], str, tuple, int, int, str]:
+def _residual_block(rng, g: int, cur: str, shape, bw: int, fl: int, spec: QuantSpec,
+                    zp: int) -> tuple[list[Layer], str, tuple, int, int, str]:
     """A residual block on ``cur``: main conv and shortcut conv of one geometry, each with
     activations, in a random order, an Add (inputs in a random order) and activations."""
     cc, hh, ww = shape
@@ -192,7 +196,7 @@ def _residual_block(rng, g: int, cur: str, shape, bw: int, fl: int, spec: QuantS
     outs = {}
     for role in rng.permutation(["l", "s"]):
         name = f"{role}{g}"
-        fmt = _format(rng, name, bw, fl, cc * kernel[0] * kernel[1], rng.random() < 0.08)
+        fmt = _format(rng, name, bw, fl, cc * kernel[0] * kernel[1], rng.random() < 0.08, zp)
         spec.layers[name] = fmt
         layers.append(_compute(rng, Conv2d, name, cur, m, cc, kernel, fmt, stride=stride,
                                pads=pads))
@@ -220,7 +224,9 @@ def random_case(seed: int, images: int = 2, layers: int | None = None,
     c, h, w = int(rng.integers(1, MAX_C + 1)), *(int(v) for v in rng.integers(1, MAX_HW + 1,
                                                                                size=2))
     in_bw, in_fl = int(rng.integers(3, 9)), int(rng.integers(-2, 7))
-    spec = QuantSpec(f"rand{seed}", "random", "mixed", in_bw, in_fl)
+    zrng = np.random.default_rng([seed, 1])        # the map offsets (module docstring)
+    zp = fixed.qmin(in_bw) if zrng.random() < 0.3 else 0
+    spec = QuantSpec(f"rand{seed}", "random", "mixed", in_bw, in_fl, input_zp=zp)
     model_layers: list[Layer] = []
     cur, shape, bw, fl = "x", (c, h, w), in_bw, in_fl
     parts = []
@@ -231,9 +237,10 @@ def random_case(seed: int, images: int = 2, layers: int | None = None,
             g == n_groups - 1 and rng.random() < 0.3) or (hh == ww == 1 and rng.random() < 0.5)
         if edge and not linear and rng.random() < 0.5:
             block, cur, shape, bw, fl, desc = _residual_block(rng, g, cur, (cc, hh, ww), bw,
-                                                              fl, spec)
+                                                              fl, spec, zp)
             model_layers += block
             parts.append(desc)
+            zp = 0
             continue
         m = int(rng.integers(1, MAX_C + 2))
         extreme = rng.random() < 0.12
@@ -241,37 +248,41 @@ def random_case(seed: int, images: int = 2, layers: int | None = None,
             if len(shape) == 3:
                 model_layers.append(Flatten(f"f{g}", (cur,)))
                 cur = f"f{g}"
-            fmt = _format(rng, name, bw, fl, cc * hh * ww, extreme)
+            fmt = _format(rng, name, bw, fl, cc * hh * ww, extreme, zp)
             model_layers.append(_compute(rng, Linear, name, cur, m, cc, (hh, ww), fmt))
             shape, desc = (m,), f"fc{cc * hh * ww}->{m}"
         else:
             kernel, stride, pads, (oh, ow) = _conv_geometry(rng, hh, ww)
             dw = edge and cc > 1 and rng.random() < 0.4
             m, c_g, groups = (cc, 1, cc) if dw else (m, cc, 1)
-            fmt = _format(rng, name, bw, fl, c_g * kernel[0] * kernel[1], extreme)
+            fmt = _format(rng, name, bw, fl, c_g * kernel[0] * kernel[1], extreme, zp)
             model_layers.append(_compute(rng, Conv2d, name, cur, m, c_g, kernel, fmt,
                                          stride=stride, pads=pads, groups=groups))
             shape = (m, oh, ow)
             desc = (f"{'dw' if dw else ''}conv{cc}x{hh}x{ww}->{m} k{kernel[0]}x{kernel[1]} "
                     f"s{stride[0]}{stride[1]} p{''.join(map(str, pads))}")
+        if zrng.random() < 0.4:
+            fmt.zp_out = fixed.qmin(fmt.bw_x)
         spec.layers[name] = fmt
-        acts, cur, d = _activations(rng, g, "a", name, fmt.bw_x, fmt.fl_out, 0.25)
+        acts, cur, d = _activations(rng, g, "a", name, fmt.bw_x, fmt.fl_out, 0.25, fmt.zp_out)
         model_layers += acts
         desc += d
         if not linear and min(shape[1:]) >= 2 and rng.random() < 0.35:
             p = int(rng.choice([2, 3])) if min(shape[1:]) >= 3 else 2
             model_layers.append(MaxPool2d(f"p{g}", (cur,), kernel=(p, p), stride=(p, p)))
             shape = (shape[0], shape[1] // p, shape[2] // p)
-            acts, cur, d = _activations(rng, g, "b", f"p{g}", fmt.bw_x, fmt.fl_out, 0.6)
+            acts, cur, d = _activations(rng, g, "b", f"p{g}", fmt.bw_x, fmt.fl_out, 0.6,
+                                        fmt.zp_out)
             model_layers += acts
             desc += f" pool{p}" + d
-        desc += f" sh{fmt.data_shift} bw{fmt.bw_w}/{fmt.bw_x}"
+        desc += f" sh{fmt.data_shift} bw{fmt.bw_w}/{fmt.bw_x}" + (" u" if fmt.zp_out else "")
         parts.append(desc)
-        bw, fl = fmt.bw_x, fmt.fl_out
+        bw, fl, zp = fmt.bw_x, fmt.fl_out, fmt.zp_out
     model = Model(f"rand{seed}", "x", (c, h, w), model_layers)
     xq = _ints(rng, (images, c, h, w), in_bw)
     return Case(seed, model, spec, xq.astype(np.int64),
-                f"seed {seed}: in {c}x{h}x{w}/{in_bw}b; " + "; ".join(parts))
+                f"seed {seed}: in {c}x{h}x{w}/{in_bw}b{'u' if spec.input_zp else ''}; "
+                + "; ".join(parts))
 
 
 def fitting_case(seed: int, cfg: EngineConfig, images: int = 2) -> tuple[Case, CompiledModel]:

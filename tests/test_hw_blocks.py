@@ -88,19 +88,21 @@ def shift_back(v: int, shift: int) -> int:
     return v << shift if shift > 0 else v >> -shift
 
 
-def test_requantizer_matches_fixed_requantize_then_clamp():
-    """The clamp range inside the output width does the saturation, ReLU and Clip at once."""
-    acc_bits, data_bits = 20, 8
-    dut = Requantizer(acc_bits, data_bits, shift_bits=6)
-    cases = requant_cases(acc_bits, data_bits, np.random.default_rng(0))
+def check_requantizer(offsets: bool, cases: list[tuple]) -> None:
+    """Run ``(zp, shift, out_bits, lo, hi, accs)`` cases through a 20-bit-accumulator,
+    8-bit-output requantizer and compare with ``clamp(fixed.requantize(acc, shift,
+    out_bits, zp), lo, hi)`` (``zp`` only with ``offsets``; 0 otherwise)."""
+    dut = Requantizer(20, 8, shift_bits=6, offsets=offsets)
     got = []
 
     async def tb(ctx):
-        for shift, _, c_lo, c_hi, accs in cases:
+        for zp, shift, _, c_lo, c_hi, accs in cases:
             ctx.set(dut.shift, shift)
             ctx.set(dut.lo, c_lo)
             ctx.set(dut.hi, c_hi)
-            await ctx.tick()            # the shift's decodes are registered
+            if offsets:
+                ctx.set(dut.zp, zp)
+            await ctx.tick()            # the shift's decodes (and offset bounds) are registered
             res = []
             for step, a in enumerate(accs + [0] * dut.latency):
                 ctx.set(dut.acc, a)
@@ -110,9 +112,26 @@ def test_requantizer_matches_fixed_requantize_then_clamp():
             got.append(res[:len(accs)])
 
     simulate(dut, tb)
-    for (shift, out_bits, c_lo, c_hi, accs), res in zip(cases, got):
-        want = np.clip(fixed.requantize(np.array(accs), shift, out_bits), c_lo, c_hi)
-        assert res == want.tolist(), (shift, out_bits, c_lo, c_hi)
+    for (zp, shift, out_bits, c_lo, c_hi, accs), res in zip(cases, got):
+        want = np.clip(fixed.requantize(np.array(accs), shift, out_bits, zp), c_lo, c_hi)
+        assert res == want.tolist(), (zp, shift, out_bits, c_lo, c_hi)
+
+
+def test_requantizer_matches_fixed_requantize_then_clamp():
+    """The clamp range inside the output width does the saturation, ReLU and Clip at once."""
+    cases = requant_cases(20, 8, np.random.default_rng(0))
+    check_requantizer(False, [(0, *c) for c in cases])
+
+
+def test_requantizer_with_offsets_matches_fixed_requantize_then_clamp():
+    """With ``offsets``: ``clamp(shift_round(acc) + zp, lo, hi)`` for a signed (zp 0) and an
+    unsigned (zp = qmin) output map, the unsigned one also with its ReLU range
+    ``[zp, qmax]``."""
+    rng = np.random.default_rng(3)
+    cases = [(zp, *c) for c in requant_cases(20, 8, rng) for zp in (0, fixed.qmin(c[1]))]
+    cases += [(fixed.qmin(c[1]), c[0], c[1], fixed.qmin(c[1]), fixed.qmax(c[1]), c[4])
+              for c in requant_cases(20, 8, rng)]
+    check_requantizer(True, cases)
 
 
 def test_max_pool_windows_and_bypass():

@@ -98,12 +98,15 @@ def test_relu_and_clips_fuse_into_one_clamp_range():
     want = {}
     for name, lo, hi in (("c1", 0, 6), ("c2", 0, 0.5), ("fc", 0, np.inf)):
         f = spec.layers[name]
-        top = fixed.qmax(f.bw_x)
-        want[name] = (lo, min(top, int(np.floor(np.ldexp(hi, f.fl_out)))) if hi < np.inf
-                      else top)
+        top, zp = fixed.qmax(f.bw_x), f.zp_out      # the integer of a real 0 is zp
+        want[name] = (lo + zp, min(top, int(np.floor(np.ldexp(hi, f.fl_out))) + zp)
+                      if hi < np.inf else top)
     assert {p.name: (p.entry["clamp_lo"], p.entry["clamp_hi"]) for p in cm.plans} == want
-    assert all(0 < hi < fixed.qmax(spec.layers[n].bw_x) for n, (_, hi) in want.items()
+    assert all(lo < hi < fixed.qmax(spec.layers[n].bw_x) for n, (lo, hi) in want.items()
                if n != "fc")                        # the clips bite at these formats
+    # ReLU / ReLU6 outputs are unsigned maps (zp = qmin): the Linear's is not (its Clip
+    # reaches below 0).
+    assert [spec.layers[n].zp_out for n in ("c1", "c2", "fc")] == [-128, -128, 0]
 
 
 def test_clamp_range_is_the_layers_one_after_another():

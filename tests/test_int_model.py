@@ -287,8 +287,9 @@ def test_add_spec_errors():
     IntModel(m, QuantSpec("r", "m", "8", 8, 3, good))
     with pytest.raises(DynfixError, match="no format for layer\\(s\\) add"):
         IntModel(m, QuantSpec("r", "m", "8", 8, 3, {"fc": fc}))
-    with pytest.raises(DynfixError, match="'add'.*\\[\\(8, 3\\), \\(8, 4\\)\\] do not match "
-                                          "the maps it reads \\[\\(8, 4\\), \\(8, 3\\)\\]"):
+    with pytest.raises(DynfixError, match="'add'.*\\[\\(8, 3, 0\\), \\(8, 4, 0\\)\\] do not "
+                                          "match the maps it reads \\[\\(8, 4, 0\\), "
+                                          "\\(8, 3, 0\\)\\]"):
         IntModel(m, QuantSpec("r", "m", "8", 8, 3, dict(
             good, add=AddFormat("add", (8, 8), (3, 4), 8, 4))))
     with pytest.raises(DynfixError, match="'add'.*'add' but its format is a compute layer's"):

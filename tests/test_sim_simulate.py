@@ -19,7 +19,7 @@ import pytest
 
 from dynfix.cli import main
 from dynfix.errors import DynfixError
-from dynfix.hw.compiler import compile_model, pack_weights
+from dynfix.hw.compiler import compile_model, folded_bias, pack_biases, pack_weights
 from dynfix.hw.config import EngineConfig
 from dynfix.hw.generate import hex_lines, write_outputs
 from dynfix.quant import fixed
@@ -136,8 +136,10 @@ def test_digits_im2col_icarus(tmp_path):
 
 
 def tampered(folder, tmp_path):
-    """A weights.hex with one weight of the second group changed so image 0's outputs differ;
-    returns its path and the expected first difference (layer, coords)."""
+    """A weights.hex with one weight of the second group changed so image 0's outputs differ
+    (and the biases.hex the compiler makes for it: a layer reading an unsigned map folds
+    ``-zp * sum(w)`` into its biases); returns those files and the expected first
+    difference (layer, coords)."""
     d = load_design(folder)
     cm, cfg = d.cm, d.cm.config
     im = IntModel(d.model, d.spec)
@@ -154,23 +156,27 @@ def tampered(folder, tmp_path):
         if not np.array_equal(trace[cm.output_name], base[cm.output_name]):
             break
     p.weights[idx] = new
-    words = pack_weights(cfg, cm.plans)
-    path = tmp_path / "tampered_weights.hex"
-    path.write_text(hex_lines(padded(words, cfg.weight_depth),
-                              cfg.tm * cfg.lanes * cfg.weight_bits))
+    p.biases = folded_bias(d.spec.layers[p.name], im.biases[p.name], p.weights)
+    files = {"weights.hex": tmp_path / "tampered_weights.hex",
+             "biases.hex": tmp_path / "tampered_biases.hex"}
+    files["weights.hex"].write_text(hex_lines(padded(pack_weights(cfg, cm.plans),
+                                                     cfg.weight_depth),
+                                              cfg.tm * cfg.lanes * cfg.weight_bits))
+    files["biases.hex"].write_text(hex_lines(padded(pack_biases(cfg, cm.plans),
+                                                    cfg.bias_depth), cfg.tm * cfg.bias_bits))
     for name, ref in group_maps(cm, trace):
         diff = np.argwhere(ref[0] != base[name][0])
         if len(diff):
-            return path, name, [int(v) for v in diff[0]]
+            return {k: str(v) for k, v in files.items()}, name, [int(v) for v in diff[0]]
     raise AssertionError("the tampered weight changes nothing")
 
 
 def test_mismatch_is_localized(tmp_path):
     require_simulator("icarus")
     folder, x, _ = make_design(tmp_path)
-    path, layer, coords = tampered(folder, tmp_path)
+    files, layer, coords = tampered(folder, tmp_path)
     res = simulate(load_design(folder), x[:1], None, tmp_path / "b", "icarus",
-                   extra_files={"weights.hex": str(path)})
+                   extra_files=files)
     assert res.mismatches == 1
     fm = res.first_mismatch
     assert (fm["image"], fm["layer"], fm["coords"]) == (0, layer, coords), fm

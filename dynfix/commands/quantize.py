@@ -36,6 +36,9 @@ OPTION_FLAGS = [
      "weights to nearest (the paper's) or adaptive (floor or ceil, by output error)"),
     ("--refine", "refine", None,
      "coordinate descent of the fl choices on the network output (calibration data)"),
+    ("--unsigned", "unsigned", None,
+     "store maps that cannot be negative (after a ReLU / ReLU6, a non-negative input) "
+     "unsigned: one more bit of resolution for free on the engine"),
     ("--objective", "objective", OPTION_CHOICES["objective"],
      "what --refine and the choice against greedy-paper maximize: auto (agreement then "
      "SQNR for class outputs, SQNR otherwise), agreement, sqnr"),

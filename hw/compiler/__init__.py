@@ -15,7 +15,8 @@ import numpy as np
 from dynfix.quant import fixed
 from dynfix.quant.int_model import IntModel
 from dynfix.quant.ir import Model
-from dynfix.quant.qspec import QuantSpec
+from dynfix.errors import DynfixError
+from dynfix.quant.qspec import LayerFormat, QuantSpec
 from ..config import EngineConfig
 from ..engine import shortcut_fifo_depth
 from ..program import OWN_WIDTH_KINDS, check_entry, entry_fields, pack_entry
@@ -25,8 +26,8 @@ from .plan import (LayerPlan, Shape3, _ceil_div, _reads_once, im2col_first, loop
                    plan_groups, plan_model, window_items)
 
 __all__ = ["CompiledModel", "LayerPlan", "allocate", "clamp_shift", "compile_model",
-           "im2col_first", "loop_counts", "pack_biases", "pack_weights", "plan_groups",
-           "plan_model", "window_items"]
+           "folded_bias", "im2col_first", "loop_counts", "pack_biases", "pack_weights",
+           "plan_groups", "plan_model", "window_items"]
 
 
 @dataclass
@@ -41,6 +42,8 @@ class CompiledModel:
     #: The first conv's (in_shape, kernel, stride, pads) when the host streams its windows
     #: (``im2col``); None when it streams the image itself.
     input_window: tuple | None = None
+    #: The input map's offset (its padding value in the windows).
+    input_zp: int = 0
 
     @property
     def output_len(self) -> int:
@@ -49,14 +52,15 @@ class CompiledModel:
     def host_input(self, xq: np.ndarray) -> np.ndarray:
         """What the host streams for one quantized input: the image in C, H, W order, or
         with ``im2col`` the first conv's windows, channel ``(ky*kw + kx)*C + c`` of output
-        pixel ``(oy, ox)`` holding ``x[c, oy*sy - top + ky, ox*sx - left + kx]`` (0 in the
-        padding)."""
+        pixel ``(oy, ox)`` holding ``x[c, oy*sy - top + ky, ox*sx - left + kx]`` (a real 0,
+        ``input_zp``, in the padding)."""
         xq = np.asarray(xq, dtype=np.int64)
         if self.input_window is None:
             return xq.reshape(-1)
         (c, h, w), (kh, kw), (sy, sx), (top, left, bottom, right) = self.input_window
         _, oh, ow = self.input_shape
-        xp = np.zeros((c, h + top + bottom + kh, w + left + right + kw), np.int64)
+        xp = np.full((c, h + top + bottom + kh, w + left + right + kw), self.input_zp,
+                     np.int64)
         xp[:, top:top + h, left:left + w] = xq.reshape(c, h, w)
         cols = [xp[:, ky:ky + sy * oh:sy, kx:kx + sx * ow:sx]
                 for ky in range(kh) for kx in range(kw)]
@@ -81,9 +85,13 @@ def compile_model(model: Model, spec: QuantSpec, cfg: EngineConfig) -> CompiledM
         p.weights = _dense_weights(im.model.layer(p.name), im.weights[p.name], p)
         p.shared = (p.kind != "dwconv" and p.kernel != (1, 1)
                     and bool(np.all(p.weights == p.weights[:, :, :1, :1])))
-        p.biases = im.biases[p.name]
+        p.biases = folded_bias(spec.layers[p.name], im.biases[p.name], im.weights[p.name])
     window = im2col_first(plans[0], n) if cfg.im2col and _reads_once(plans) else None
     fmts = [spec.layers[p.name] for p in plans]
+    per_channel = [f.name for f in fmts if f.ch_fl]
+    if per_channel:
+        raise DynfixError(f"layer {per_channel[0]!r}: per-channel weight formats (ch_fl) "
+                          f"are not on the engine yet; quantize without per_channel")
     data_bits = max([spec.input_bw] + [f.bw_x for f in fmts])
     words = {plans[0].input: _words(plans[0].in_shape, n)}
     words.update((p.output, _words(p.out_shape, n)) for p in plans)
@@ -91,7 +99,9 @@ def compile_model(model: Model, spec: QuantSpec, cfg: EngineConfig) -> CompiledM
     adds = [_add_fields(p, spec) for p in plans]
     # The residual stage: fitted like the widths (0: as the model needs; an explicit value
     # is a bound), so a config with ``residual: 1`` also runs models without an Add.
-    cfg = cfg.fitted(depthwise=int(any(p.kind == "dwconv" for p in plans)),
+    offsets = spec.input_zp != 0 or any(f.zp_out != 0 for f in fmts)
+    cfg = cfg.fitted(offsets=int(offsets),
+                     depthwise=int(any(p.kind == "dwconv" for p in plans)),
                      w_share=int(any(p.shared for p in plans)),
                      residual=int(any(p.add is not None for p in plans)),
                      add_align=max(max(a["add_sa"], a["add_sb"]) for a in adds))
@@ -105,7 +115,7 @@ def compile_model(model: Model, spec: QuantSpec, cfg: EngineConfig) -> CompiledM
         t_in, t_out, n_mg = lc["t_in"], lc["t_out"], lc["n_mg"]
         (kh, kw), (sy, sx), pool = p.kernel, p.stride, p.pool
         top, left = p.pads[0], p.pads[1]
-        clamp_lo, clamp_hi = p.clamp_range(f.bw_x, f.fl_out)
+        clamp_lo, clamp_hi = p.clamp_range(f.bw_x, f.fl_out, f.zp_out)
         in_base, out_base = base[p.input], base[p.output]
         t_px = _ceil_div(c, n)          # words per input pixel (t_in but for depthwise)
         p.entry = {
@@ -118,10 +128,12 @@ def compile_model(model: Model, spec: QuantSpec, cfg: EngineConfig) -> CompiledM
             "st_py": pool * sy * w * t_px, "st_px": pool * sx * t_px,
             "st_dy": sy * w * t_px, "st_dx": sx * t_px, "st_ky": w * t_px,
             "w_base": w_base, "b_base": b_base,
-            "bias_shift": f.bias_shift,
+            "bias_shift": 0 if f.zp_in else f.bias_shift,     # folded_bias: acc units
             "data_shift": clamp_shift(f.data_shift, f.bw_x, f.acc_bits),
             "clamp_lo": clamp_lo, "clamp_hi": clamp_hi, "last": int(i == len(plans) - 1),
         }
+        if cfg.offsets:
+            p.entry.update(pad_q=f.zp_in, zp_out=f.zp_out)
         if cfg.depthwise:
             p.entry.update(dw=int(p.kind == "dwconv"), t_px=t_px)
         if cfg.w_share:
@@ -144,7 +156,8 @@ def compile_model(model: Model, spec: QuantSpec, cfg: EngineConfig) -> CompiledM
     cfg = cfg.fitted(
         data_bits=data_bits,
         weight_bits=max(f.bw_w for f in fmts),
-        bias_bits=max(f.bw_b for f in fmts),
+        bias_bits=max([f.bw_b for f in fmts]
+                      + [int(np.abs(p.biases).max(initial=0)).bit_length() + 1 for p in plans]),
         acc_bits=max(f.acc_bits for f in fmts),
         fmap_depth=max(base[t] + words[t] for t in words), weight_depth=max(1, w_base),
         bias_depth=max(1, b_base),
@@ -155,7 +168,19 @@ def compile_model(model: Model, spec: QuantSpec, cfg: EngineConfig) -> CompiledM
         check_entry(cfg, p.entry, f"layer {p.name!r}")
     return CompiledModel(cfg, plans, [pack_entry(cfg, e) for e in entries],
                          pack_weights(cfg, plans), pack_biases(cfg, plans), out_name,
-                         plans[0].in_shape, window)
+                         plans[0].in_shape, window, spec.input_zp)
+
+
+def folded_bias(f: LayerFormat, bq: np.ndarray, wq: np.ndarray) -> np.ndarray:
+    """The biases the engine starts each accumulator from. A layer reading an unsigned map
+    multiplies the stored ``q`` where the arithmetic has ``q - zp_in`` (the MAC array takes
+    8-bit operands; the padding is ``zp_in`` too), so ``-zp_in * sum(w)`` over each output
+    channel's weights is added to its bias, which is then kept in accumulator units
+    (bias shift 0: ``(q_b << bias_shift) - zp_in * sum(w)``). Other layers: ``bq``."""
+    if not f.zp_in:
+        return bq
+    wsum = np.asarray(wq, np.int64).reshape(len(wq), -1).sum(axis=1)
+    return (np.asarray(bq, np.int64) << f.bias_shift) - f.zp_in * wsum
 
 
 def _add_fields(p: LayerPlan, spec: QuantSpec) -> dict[str, int]:
@@ -167,6 +192,11 @@ def _add_fields(p: LayerPlan, spec: QuantSpec) -> dict[str, int]:
         return {"add": 0, "add_sa": 0, "add_sb": 0, "add_shift": 0,
                 "add_lo": fixed.qmin(f.bw_x), "add_hi": fixed.qmax(f.bw_x)}
     a = spec.layers[p.add.name]
+    if a.zp_out or any(a.zp_in):
+        raise DynfixError(f"layer {p.add.name!r} (Add): the engine adds signed maps only; "
+                          f"this spec has an unsigned input or output (zp) at the Add "
+                          f"(quantize with unsigned maps off, or let the search keep the "
+                          f"maps around Adds signed, as it does)")
     sa, sb = a.align[p.add_index], a.align[1 - p.add_index]
     lo, hi = LayerPlan.clamp_range(replace(p, acts=p.add_acts), a.bw_x, a.fl_out)
     return {"add": 1, "add_sa": sa, "add_sb": sb,

@@ -58,10 +58,11 @@ class LayerPlan:
         """Conv pixels computed (rows, columns): the pooled map times the pool size."""
         return self.out_shape[1] * self.pool, self.out_shape[2] * self.pool
 
-    def clamp_range(self, bw: int, fl: int) -> tuple[int, int]:
+    def clamp_range(self, bw: int, fl: int, zp: int = 0) -> tuple[int, int]:
         """The one range ``[lo, hi]`` the requantizer clamps to, in the group's output format
-        (``bw``, ``fl``): the saturation to ``bw`` bits, then every ReLU (``[0, qmax]``) and
-        Clip (``int_model.clip_bounds``: ``[lo_q, hi_q]``) of the group in order.
+        (``bw``, ``fl``, offset ``zp``): the saturation to ``bw`` bits, then every ReLU
+        (``[zp, qmax]``: the integer of a real 0 is ``zp``) and Clip
+        (``int_model.clip_bounds``: ``[lo_q, hi_q]``) of the group in order.
 
         Clamps compose into one clamp: clamping ``[lo, hi]`` by ``[l, h]`` gives
         ``[clamp(lo, l, h), clamp(hi, l, h)]`` (disjoint ranges give a constant, as applying
@@ -71,9 +72,9 @@ class LayerPlan:
         lo, hi = fixed.qmin(bw), fixed.qmax(bw)
         for act in self.acts:
             if isinstance(act, Clip):
-                l, h = clip_bounds(act, MapFormat(bw, fl))
+                l, h = clip_bounds(act, MapFormat(bw, fl, zp))
             else:
-                l, h = 0, fixed.qmax(bw)
+                l, h = zp, fixed.qmax(bw)
             lo, hi = min(max(lo, l), h), min(max(hi, l), h)
         return lo, hi
 
