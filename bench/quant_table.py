@@ -67,11 +67,13 @@ DYNFIX = [("greedy-paper", "greedy-paper", {}),
           ("+ refine", "greedy-paper", {"refine": True}),
           ("+ equalize", "greedy-paper", {"equalize": True}),
           ("+ unsigned maps", "greedy-paper", {"unsigned": True}),
-          ("greedy without unsigned maps", "greedy", {"unsigned": False}),
+          ("+ per-channel weights", "greedy-paper", {"per_channel": True}),
+          ("greedy without unsigned maps, per-channel weights", "greedy",
+           {"unsigned": False, "per_channel": False}),
           ("**greedy** (default)", "greedy", {})]
 DEFAULT = "**greedy** (default)"
 #: Rows whose formats need engine hardware beyond the paper's (what it is, per layer).
-HARDWARE = {"unsigned": "pad value + output offset"}
+HARDWARE = {"unsigned": "pad value + output offset", "per_channel": "shift per channel"}
 #: ONNX Runtime rows: (label, calibration method, per-channel weights).
 ORT = [("ORT MinMax", "MinMax", True), ("ORT Entropy", "Entropy", True),
        ("ORT Percentile", "Percentile", True), ("ORT MinMax per-tensor", "MinMax", False)]
@@ -304,9 +306,11 @@ def fidelity_lines(res: dict) -> list[str]:
         "float scales and zero points). **hardware** = LUT / DSP change of the engine: most of",
         "dynfix's options are software-only (same integer arithmetic, same engine: 0 / 0);",
         "unsigned maps need a padding value and an output offset per layer (program fields;",
-        "the biases fold the input offset, the requantizer compares one bit wider: on the",
-        "iCEBreaker digits engine the resource estimate grows by 121 LUTs and 92 FFs, 0 DSPs);",
-        "ORT's float scales would need per-channel requantization multipliers.",
+        "the biases fold the input offset, the requantizer compares one bit wider);",
+        "per-channel weight formats a data shift per output channel (stored with its bias,",
+        "delayed to the requantizer). Both together, on the iCEBreaker digits engine",
+        "(synthesized, docs/boards.md): see the README. ORT's float scales would need",
+        "per-channel requantization multipliers.",
         "",
         f"`greedy` = greedy-paper + {', '.join(on)}. The `+` rows are greedy-paper with one",
         "addition. †: the search kept greedy-paper's choice, which scored at least as well on",

@@ -60,6 +60,7 @@ class EngineConfig:
     depthwise: int = 0      # 1: depthwise convolutions (per-group input word offset, t_px)
     w_share: int = 0        # 1: kernels whose taps share their weights (a folded average pool)
     offsets: int = 0        # 1: unsigned maps (a padding value and an output offset per layer)
+    ch_shift: int = 0       # 1: a data shift per output channel (stored with its bias)
 
     @property
     def lanes(self) -> int:
@@ -161,6 +162,12 @@ class EngineConfig:
     def shift_bits(self) -> int:
         """Signed width of the data-shift field (range ``-data_bits .. acc_bits``)."""
         return max(self.acc_bits, self.data_bits).bit_length() + 1
+
+    @property
+    def bias_lane_bits(self) -> int:
+        """Bits of one lane of a bias word: the bias, and with ``ch_shift`` its channel's
+        data shift above it."""
+        return self.bias_bits + (self.shift_bits if self.ch_shift else 0)
 
     @property
     def bias_shift_bits(self) -> int:

@@ -80,7 +80,10 @@ class Engine(wiring.Component):
         n, tm, db = cfg.lanes, cfg.tm, cfg.data_bits
         lanes = data.ArrayLayout(signed(db), n)
         w_word = data.ArrayLayout(data.ArrayLayout(signed(cfg.weight_bits), n), tm)
-        b_word = data.ArrayLayout(signed(cfg.bias_bits), tm)
+        b_lane = (data.StructLayout({"bias": signed(cfg.bias_bits),
+                                     "shift": signed(cfg.shift_bits)})
+                  if cfg.ch_shift else signed(cfg.bias_bits))
+        b_word = data.ArrayLayout(b_lane, tm)
 
         m.submodules.fmap = fmap = memory.Memory(shape=lanes, depth=cfg.fmap_depth, init=[])
         # The ROM images are packed integers (lane 0 in the low bits), as in the hex files.
@@ -149,11 +152,16 @@ class Engine(wiring.Component):
             mac.last.eq(delay(m, seq.last, ISSUE_TO_MAC, "last")),
             mac.x.eq(x),
             mac.w.eq(w_rd.data),
-            mac.bias.eq(b_rd.data),
+            mac.bias.eq(Cat(b_rd.data[j].bias for j in range(tm)) if cfg.ch_shift
+                        else b_rd.data),
             mac.bias_shift.eq(e.bias_shift),
         ]
         for j, rq in enumerate(rqs):
-            m.d.comb += [rq.acc.eq(mac.o[j]), rq.shift.eq(e.data_shift),
+            # The data shift: the layer's, or with ch_shift the channel's, read with its bias
+            # and delayed to the requantizer's decode (one cycle before the accumulator).
+            shift = (delay(m, b_rd.data[j].shift, mac.latency - 1, f"ch_shift{j}")
+                     if cfg.ch_shift else e.data_shift)
+            m.d.comb += [rq.acc.eq(mac.o[j]), rq.shift.eq(shift),
                          rq.lo.eq(e.clamp_lo), rq.hi.eq(e.clamp_hi)]
             if cfg.offsets:
                 m.d.comb += rq.zp.eq(e.zp_out)

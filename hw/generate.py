@@ -102,7 +102,7 @@ def write_outputs(cm: CompiledModel, model_name: str, output: str | Path,
         f"{TOP_NAME}.v": engine_verilog(cm),
         "program.hex": hex_lines(cm.program, entry_layout(cfg).size),
         "weights.hex": hex_lines(cm.weights, cfg.tm * cfg.lanes * cfg.weight_bits),
-        "biases.hex": hex_lines(cm.biases, cfg.tm * cfg.bias_bits),
+        "biases.hex": hex_lines(cm.biases, cfg.tm * cfg.bias_lane_bits),
         "report.json": json.dumps(rep, indent=2, sort_keys=True) + "\n",
     }
     with atomic_folder(out) as tmp:

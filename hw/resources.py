@@ -21,7 +21,7 @@ from functools import lru_cache
 
 from dynfix.errors import DynfixError
 from .adder_tree import tree_levels
-from .mac_array import OPERAND_STAGES, PRODUCT_STAGES
+from .mac_array import OPERAND_STAGES, PRODUCT_STAGES, mac_latency
 from .config import EngineConfig, clog2
 from .fpga_family import FpgaFamily
 from .program import entry_layout
@@ -129,7 +129,7 @@ def engine_memories(cfg: EngineConfig) -> list[MemorySpec]:
     return [
         MemorySpec("fmap", cfg.fmap_depth, n * cfg.data_bits, rom=False),
         MemorySpec("weights", cfg.weight_depth, cfg.tm * n * cfg.weight_bits, rom=True),
-        MemorySpec("biases", cfg.bias_depth, cfg.tm * cfg.bias_bits, rom=True),
+        MemorySpec("biases", cfg.bias_depth, cfg.tm * cfg.bias_lane_bits, rom=True),
         MemorySpec("program", cfg.prog_depth, entry_layout(cfg).size, rom=True),
     ]
 
@@ -189,9 +189,13 @@ def estimate(cfg: EngineConfig, dev: Device, board_top: bool = True) -> Estimate
     est.blocks["accumulators"] = Usage(
         luts=tm * (2 * ab + shifter(ab, cfg.acc_bits - 1)),
         ffs=tm * (2 * ab + stages * cfg.bias_bits))
+    # Offsets: one compare bit more, the zp adder, the bounds minus zp (registered). A shift
+    # per channel: each lane's shift delayed from the bias read to the requantizer.
+    off = int(cfg.offsets)
     est.blocks["requantizers"] = Usage(
-        luts=tm * (2 * ab + shifter(ab, ab) + shifter(db, db) + 3 * db),
-        ffs=tm * (ab + 2 * db + 2))
+        luts=tm * (2 * ab + shifter(ab, ab) + shifter(db, db) + 3 * db + off * 4 * (db + 1)),
+        ffs=tm * (ab + 2 * db + 2 + off * 2 * (db + 1)
+                  + cfg.ch_shift * (mac_latency(n) - 1) * cfg.shift_bits))
     est.blocks["max_pool"] = Usage(luts=tm * 2 * db, ffs=tm * (db + 2))
     # Map word paths: pad zeroing, write-data select, output lane select, write enables.
     est.blocks["map_datapath"] = Usage(luts=n * db * 2 + db * (n - 1) / 2 + 2 * n,

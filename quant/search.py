@@ -67,7 +67,7 @@ METHODS = ("greedy", "greedy-paper", "static", "range")
 PAPER = QuantOptions()
 #: The additions ``greedy`` makes by default (decided by bench/quant_table.py).
 GREEDY = QuantOptions(equalize=True, criterion="mse", bias_correction=True,
-                      rounding="adaptive", refine=True, unsigned=True)
+                      rounding="adaptive", refine=True, unsigned=True, per_channel=True)
 PARAM_WINDOW = (-1, 3)  # greedy candidates: start-1 .. start+3
 DATA_WINDOW = (-1, 5)   # start-1 .. start+5 (heavy-tailed maps may prefer clipping)
 PERCENTILE = 99.99      # start="percentile": the window also covers this percentile's start

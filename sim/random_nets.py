@@ -18,7 +18,9 @@ integers. Data shifts are drawn around a typical value and, now and then, far en
 saturate everything or right enough to round everything to zero. The input and every map
 outside a residual block's Add is unsigned (offset ``zp = qmin(bw)``) now and then; those
 draws come from a second generator of the seed, so the networks are those drawn before maps
-could be unsigned.
+could be unsigned. Now and then a compute layer's weights get a format per output channel
+(``ch_fl``: weights and bias ``ch_fl[m]`` bits finer, the data shift as much larger), drawn
+from a third generator.
 """
 
 from __future__ import annotations
@@ -40,7 +42,8 @@ from dynfix.quant.qspec import AddFormat, LayerFormat, QuantSpec
 BOUNDS = dict(data_bits=8, weight_bits=8, bias_bits=28, acc_bits=28, fmap_depth=512,
               weight_depth=512, bias_depth=16, prog_depth=4, dim_bits=8,
               w_share=1,      # random weights equal at every tap (now and then) are shared
-              offsets=1)      # unsigned maps (drawn now and then; biases fold -zp * sum(w))
+              offsets=1,      # unsigned maps (drawn now and then; biases fold -zp * sum(w))
+              ch_shift=1)     # per-channel weight formats (drawn now and then)
 #: Bounds of the residual stage and the depthwise mode for the configs that have them.
 EDGE = dict(residual=1, add_align=8, sc_depth=16, depthwise=1)
 CONFIGS: dict[str, EngineConfig] = {
@@ -123,16 +126,23 @@ def _format(rng, name: str, bw_in: int, fl_in: int, fan: int, extreme_shift: boo
                        fl_in + fl_w - shift, acc, zp_in=zp_in)
 
 
+def _per_channel(crng, fmt: LayerFormat, m: int) -> None:
+    """Now and then, per-channel weight formats: offsets 0..3 per output channel."""
+    if crng.random() < 0.35:
+        fmt.ch_fl = tuple(int(v) for v in crng.integers(0, 4, m))
+
+
 def _compute(rng, layer_cls, name: str, inp: str, m: int, c: int, kernel, fmt: LayerFormat,
              **kw) -> Layer:
     wq = _ints(rng, (m, c) + tuple(kernel), fmt.bw_w)
-    w = (wq * 2.0 ** -fmt.fl_w).astype(np.float32)
+    d = fmt.offsets(m)
+    w = (wq * 2.0 ** -(fmt.fl_w + d.reshape(-1, 1, 1, 1))).astype(np.float32)
     if layer_cls is Linear:
         w = w.reshape(m, -1)
     bias = None
     if rng.random() < 0.85:
         bq = _ints(rng, (m,), fmt.bw_b)
-        bias = (bq * 2.0 ** -fmt.fl_b).astype(np.float32)
+        bias = (bq * 2.0 ** -(fmt.fl_b + d)).astype(np.float32)
     return layer_cls(name, (inp,), weight=w, bias=bias, **kw)
 
 
@@ -186,7 +196,7 @@ def _add_format(rng, name: str, a: tuple[int, int], b: tuple[int, int], extreme:
 
 
 def _residual_block(rng, g: int, cur: str, shape, bw: int, fl: int, spec: QuantSpec,
-                    zp: int) -> tuple[list[Layer], str, tuple, int, int, str]:
+                    zp: int, crng) -> tuple[list[Layer], str, tuple, int, int, str]:
     """A residual block on ``cur``: main conv and shortcut conv of one geometry, each with
     activations, in a random order, an Add (inputs in a random order) and activations."""
     cc, hh, ww = shape
@@ -197,6 +207,7 @@ def _residual_block(rng, g: int, cur: str, shape, bw: int, fl: int, spec: QuantS
     for role in rng.permutation(["l", "s"]):
         name = f"{role}{g}"
         fmt = _format(rng, name, bw, fl, cc * kernel[0] * kernel[1], rng.random() < 0.08, zp)
+        _per_channel(crng, fmt, m)
         spec.layers[name] = fmt
         layers.append(_compute(rng, Conv2d, name, cur, m, cc, kernel, fmt, stride=stride,
                                pads=pads))
@@ -225,6 +236,7 @@ def random_case(seed: int, images: int = 2, layers: int | None = None,
                                                                                size=2))
     in_bw, in_fl = int(rng.integers(3, 9)), int(rng.integers(-2, 7))
     zrng = np.random.default_rng([seed, 1])        # the map offsets (module docstring)
+    crng = np.random.default_rng([seed, 2])        # per-channel weight formats
     zp = fixed.qmin(in_bw) if zrng.random() < 0.3 else 0
     spec = QuantSpec(f"rand{seed}", "random", "mixed", in_bw, in_fl, input_zp=zp)
     model_layers: list[Layer] = []
@@ -237,7 +249,7 @@ def random_case(seed: int, images: int = 2, layers: int | None = None,
             g == n_groups - 1 and rng.random() < 0.3) or (hh == ww == 1 and rng.random() < 0.5)
         if edge and not linear and rng.random() < 0.5:
             block, cur, shape, bw, fl, desc = _residual_block(rng, g, cur, (cc, hh, ww), bw,
-                                                              fl, spec, zp)
+                                                              fl, spec, zp, crng)
             model_layers += block
             parts.append(desc)
             zp = 0
@@ -249,6 +261,7 @@ def random_case(seed: int, images: int = 2, layers: int | None = None,
                 model_layers.append(Flatten(f"f{g}", (cur,)))
                 cur = f"f{g}"
             fmt = _format(rng, name, bw, fl, cc * hh * ww, extreme, zp)
+            _per_channel(crng, fmt, m)
             model_layers.append(_compute(rng, Linear, name, cur, m, cc, (hh, ww), fmt))
             shape, desc = (m,), f"fc{cc * hh * ww}->{m}"
         else:
@@ -256,6 +269,7 @@ def random_case(seed: int, images: int = 2, layers: int | None = None,
             dw = edge and cc > 1 and rng.random() < 0.4
             m, c_g, groups = (cc, 1, cc) if dw else (m, cc, 1)
             fmt = _format(rng, name, bw, fl, c_g * kernel[0] * kernel[1], extreme, zp)
+            _per_channel(crng, fmt, m)
             model_layers.append(_compute(rng, Conv2d, name, cur, m, c_g, kernel, fmt,
                                          stride=stride, pads=pads, groups=groups))
             shape = (m, oh, ow)
@@ -275,7 +289,8 @@ def random_case(seed: int, images: int = 2, layers: int | None = None,
                                         fmt.zp_out)
             model_layers += acts
             desc += f" pool{p}" + d
-        desc += f" sh{fmt.data_shift} bw{fmt.bw_w}/{fmt.bw_x}" + (" u" if fmt.zp_out else "")
+        desc += (f" sh{fmt.data_shift}{'+ch' if fmt.ch_fl else ''} bw{fmt.bw_w}/{fmt.bw_x}"
+                 + (" u" if fmt.zp_out else ""))
         parts.append(desc)
         bw, fl, zp = fmt.bw_x, fmt.fl_out, fmt.zp_out
     model = Model(f"rand{seed}", "x", (c, h, w), model_layers)

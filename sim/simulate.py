@@ -97,7 +97,7 @@ def load_design(folder: str | Path) -> Design:
     cm = compile_model(model, spec, cfg)
     for name, words, bits in (("program.hex", cm.program, entry_layout(cfg).size),
                               ("weights.hex", cm.weights, cfg.tm * cfg.lanes * cfg.weight_bits),
-                              ("biases.hex", cm.biases, cfg.tm * cfg.bias_bits)):
+                              ("biases.hex", cm.biases, cfg.tm * cfg.bias_lane_bits)):
         if (folder / name).read_text() != hex_lines(words, bits):
             raise DynfixError(f"{folder}/{name} does not match model.yaml + Q.yaml compiled "
                               f"for the report's engine; the folder was edited or mixed up")
@@ -127,7 +127,8 @@ def memory_files(cm: CompiledModel, folder: Path, program: list[int] | None = No
                                  entry_layout(cfg).size),
         "weights.hex": hex_lines(padded(cm.weights, cfg.weight_depth),
                                  cfg.tm * cfg.lanes * cfg.weight_bits),
-        "biases.hex": hex_lines(padded(cm.biases, cfg.bias_depth), cfg.tm * cfg.bias_bits),
+        "biases.hex": hex_lines(padded(cm.biases, cfg.bias_depth),
+                                cfg.tm * cfg.bias_lane_bits),
     }
     folder.mkdir(parents=True, exist_ok=True)
     out = {}

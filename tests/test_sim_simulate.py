@@ -163,7 +163,7 @@ def tampered(folder, tmp_path):
                                                      cfg.weight_depth),
                                               cfg.tm * cfg.lanes * cfg.weight_bits))
     files["biases.hex"].write_text(hex_lines(padded(pack_biases(cfg, cm.plans),
-                                                    cfg.bias_depth), cfg.tm * cfg.bias_bits))
+                                                    cfg.bias_depth), cfg.tm * cfg.bias_lane_bits))
     for name, ref in group_maps(cm, trace):
         diff = np.argwhere(ref[0] != base[name][0])
         if len(diff):

@@ -39,6 +39,8 @@ OPTION_FLAGS = [
     ("--unsigned", "unsigned", None,
      "store maps that cannot be negative (after a ReLU / ReLU6, a non-negative input) "
      "unsigned: one more bit of resolution for free on the engine"),
+    ("--per-channel", "per_channel", None,
+     "a weight fl per output channel (the engine shifts each channel by its own amount)"),
     ("--objective", "objective", OPTION_CHOICES["objective"],
      "what --refine and the choice against greedy-paper maximize: auto (agreement then "
      "SQNR for class outputs, SQNR otherwise), agreement, sqnr"),
@@ -57,9 +59,10 @@ def table(spec: QuantSpec) -> str:
         if isinstance(f, AddFormat):    # no weights; both inputs' formats; the sum's width
             nums = ("-", "-", "-", "-", ",".join(map(str, f.bw_in)),
                     ",".join(map(str, f.fl_in)), f.bw_x, f.fl_out, f.sum_bits)
-        else:
-            nums = (f.bw_w, f.fl_w, f.bw_b, f.fl_b, f.bw_in, f.fl_in, f.bw_x, f.fl_out,
-                    f.acc_bits)
+        else:   # per-channel weight formats: the range of fl_w; an unsigned map: bw_x "8u"
+            fl_w = f"{f.fl_w}..{f.fl_w + max(f.ch_fl)}" if f.ch_fl else f.fl_w
+            nums = (f.bw_w, fl_w, f.bw_b, f.fl_b, f.bw_in, f.fl_in,
+                    f"{f.bw_x}{'u' if f.zp_out else ''}", f.fl_out, f.acc_bits)
         lines.append(f"{f.name:<{width}} " + " ".join(f"{v:>6}" for v in nums)
                      + f" {f.sqnr_db:>8.1f} {f.saturated:>9}")
     return "\n".join(lines)
@@ -92,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
         opts = "" if spec.options is None else " (" + ", ".join(
             f"{k} {v}" for k, v in spec.options.to_dict().items()) + ")"
         print(f"model {spec.model}: method {spec.method}{opts}, bits {spec.bits}, input "
-              f"{spec.input_bw} bits fl {spec.input_fl}")
+              f"{spec.input_bw} bits{' unsigned' if spec.input_zp else ''} fl {spec.input_fl}")
         print(table(spec))
     return 0
 

@@ -88,10 +88,6 @@ def compile_model(model: Model, spec: QuantSpec, cfg: EngineConfig) -> CompiledM
         p.biases = folded_bias(spec.layers[p.name], im.biases[p.name], im.weights[p.name])
     window = im2col_first(plans[0], n) if cfg.im2col and _reads_once(plans) else None
     fmts = [spec.layers[p.name] for p in plans]
-    per_channel = [f.name for f in fmts if f.ch_fl]
-    if per_channel:
-        raise DynfixError(f"layer {per_channel[0]!r}: per-channel weight formats (ch_fl) "
-                          f"are not on the engine yet; quantize without per_channel")
     data_bits = max([spec.input_bw] + [f.bw_x for f in fmts])
     words = {plans[0].input: _words(plans[0].in_shape, n)}
     words.update((p.output, _words(p.out_shape, n)) for p in plans)
@@ -100,7 +96,10 @@ def compile_model(model: Model, spec: QuantSpec, cfg: EngineConfig) -> CompiledM
     # The residual stage: fitted like the widths (0: as the model needs; an explicit value
     # is a bound), so a config with ``residual: 1`` also runs models without an Add.
     offsets = spec.input_zp != 0 or any(f.zp_out != 0 for f in fmts)
-    cfg = cfg.fitted(offsets=int(offsets),
+    for p, f in zip(plans, fmts):
+        p.shifts = np.array([clamp_shift(int(s), f.bw_x, f.acc_bits)
+                             for s in f.data_shifts(len(p.biases))], np.int64)
+    cfg = cfg.fitted(offsets=int(offsets), ch_shift=int(any(f.ch_fl for f in fmts)),
                      depthwise=int(any(p.kind == "dwconv" for p in plans)),
                      w_share=int(any(p.shared for p in plans)),
                      residual=int(any(p.add is not None for p in plans)),

@@ -78,10 +78,16 @@ def pack_weights(cfg: EngineConfig, plans: list[LayerPlan]) -> list[int]:
 
 
 def pack_biases(cfg: EngineConfig, plans: list[LayerPlan]) -> list[int]:
+    """Bias words, one per output-channel group: lane ``j`` holds channel ``mg*tm + j``'s
+    bias (0 beyond the layer), with ``ch_shift`` its data shift above it."""
     words = []
     for p in plans:
         n_mg = _ceil_div(len(p.biases), cfg.tm)
         b = np.zeros(n_mg * cfg.tm, np.int64)
         b[:len(p.biases)] = p.biases
-        words += _pack(b.reshape(n_mg, cfg.tm), cfg.bias_bits)
+        if cfg.ch_shift:
+            s = np.zeros(n_mg * cfg.tm, np.int64)
+            s[:len(p.shifts)] = p.shifts
+            b = (b & ((1 << cfg.bias_bits) - 1)) | (s << cfg.bias_bits)
+        words += _pack(b.reshape(n_mg, cfg.tm), cfg.bias_lane_bits)
     return words

@@ -52,6 +52,7 @@ class LayerPlan:
     entry: dict[str, int] = field(default_factory=dict)
     weights: np.ndarray | None = field(default=None, repr=False)   # M, C, kh, kw (int)
     biases: np.ndarray | None = field(default=None, repr=False)    # M (int)
+    shifts: np.ndarray | None = field(default=None, repr=False)    # M data shifts (int)
 
     @property
     def conv_out(self) -> tuple[int, int]:
