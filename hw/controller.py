@@ -73,12 +73,17 @@ class Controller(wiring.Component):
         lc_wr = lcm.write_port()
         lc_rd = lcm.read_port()
 
+        state = Signal(State)
         pc = Signal(unsigned(cfg.prog_addr_bits))
         first = Signal()                        # entry 0, before the image is loaded
         layer_count = Signal(32)
         drain = Signal(range(self._drain + 1))
+        # The program word is read a cycle ahead, so FETCH latches the entry and it is
+        # stable from LATCH on, a cycle before the sequencer's start (which registers its
+        # decodes of the entry then, off the paths from the entry register): pc is 0 while
+        # idle, and the last DRAIN cycle reads the next entry.
         m.d.comb += [
-            rd.addr.eq(pc),
+            rd.addr.eq(Mux(state == State.DRAIN, pc + 1, pc)),
             lc_rd.addr.eq(self.layer_sel),
             self.layer_cycles.eq(lc_rd.data),
             lc_wr.addr.eq(pc),
@@ -88,20 +93,18 @@ class Controller(wiring.Component):
         def count():
             m.d.sync += [layer_count.eq(layer_count + 1), self.cycles.eq(self.cycles + 1)]
 
-        state = Signal(State)
         with m.If(state == State.IDLE):
             with m.If(self.start):
                 m.d.sync += [pc.eq(0), first.eq(1), self.done.eq(0), self.cycles.eq(0),
                              layer_count.eq(0), state.eq(State.FETCH)]
-        with m.Elif(state == State.FETCH):           # pc -> program read address
+        with m.Elif(state == State.FETCH):           # the entry read last cycle
             m.d.comb += self.busy.eq(1)
             count()
-            m.d.sync += state.eq(State.LATCH)
-        with m.Elif(state == State.LATCH):
+            m.d.sync += [self.entry.eq(rd.data), state.eq(State.LATCH)]
+        with m.Elif(state == State.LATCH):           # the entry settles
             m.d.comb += self.busy.eq(1)
             count()
-            m.d.sync += [self.entry.eq(rd.data),
-                         state.eq(Mux(first, State.LOAD_GO, State.START))]
+            m.d.sync += state.eq(Mux(first, State.LOAD_GO, State.START))
         with m.Elif(state == State.LOAD_GO):
             m.d.comb += [self.busy.eq(1), self.load_start.eq(1), self.loading.eq(1)]
             m.d.sync += state.eq(State.LOAD)
@@ -126,7 +129,7 @@ class Controller(wiring.Component):
                 m.d.comb += lc_wr.en.eq(1)
                 m.d.sync += layer_count.eq(0)
                 with m.If(self.entry.last):
-                    m.d.sync += state.eq(State.UNLOAD_GO)
+                    m.d.sync += [pc.eq(0), state.eq(State.UNLOAD_GO)]
                 with m.Else():
                     m.d.sync += [pc.eq(pc + 1), state.eq(State.FETCH)]
         with m.Elif(state == State.UNLOAD_GO):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -60,7 +60,7 @@ class Sequencer(wiring.Component):
 
     Members
     -------
-    entry : In(program entry)   held constant while running
+    entry : In(program entry)   stable from the cycle before ``start`` until ``done``
     start : In(1)               pulse: begin the layer next cycle
     valid : Out(1)              an item is issued this cycle
     map_addr, w_addr, b_addr : Out(unsigned)
@@ -105,29 +105,40 @@ class Sequencer(wiring.Component):
         slot = Signal()                     # issuing a shortcut slot item (cfg.residual)
         m.d.comb += self.valid.eq(issuing | slot)
 
-        # Counters and their wrap flags; carry[i] = every level inside i wraps this cycle
-        # (level i advances). The flags are registers (wrap[i] = the counter is at its last
-        # value), so the carry chain is an AND of flip-flops, not of comparators.
-        cnt = {name: Signal(unsigned(cfg.dim_bits), name=f"cnt_{name}")
-               for name, *_ in lvls}
-        wrap = {name: Signal(name=f"wrap_{name}") for name, *_ in lvls}
+        # Counters and their wrap flags (wrap[i]: the counter is at its last value). Both the
+        # flags and the carries are registered one step ahead: inner[i] = every level inside
+        # i wraps (level i or an outer one advances on the next item), all_wrap = every level
+        # wraps. So carry[i] = issuing & inner[i] is one LUT, and the address select "level
+        # i advances" is inner[i] & ~wrap[i], two flip-flops (the AND chains of wrap flags
+        # were the iCE40 engine's critical path, through the address update).
+        names = [lv[0] for lv in lvls]
+        cnt = {name: Signal(unsigned(cfg.dim_bits), name=f"cnt_{name}") for name in names}
+        wrap = {name: Signal(name=f"wrap_{name}") for name in names}
+        inner = {name: Signal(name=f"inner_{name}") for name in names[:-1]}
+        inner[names[-1]] = Const(1)         # nothing lies inside the innermost level
+        all_wrap = Signal()
         mg = Signal(unsigned(cfg.dim_bits))
         mg_wrap = Signal()
-        # Per count field, registered on start: count == 1, and count - 2 (the counter value
-        # after which the next step reaches the last one).
+        # Per count field: count == 1, count == 2, and count - 3 (the counter value after
+        # which the next step reaches the one before the last).
         counts = list(dict.fromkeys([lv[1] for lv in lvls] + ["n_mg"]))
         single = {count: Signal(name=f"one_{count}") for count in counts}
-        before_last = {count: Signal(signed(cfg.dim_bits + 1), name=f"lim_{count}")
-                       for count in counts}
-        with m.If(self.start):
-            m.d.sync += [single[count].eq(e[count] == 1) for count in counts]
-            m.d.sync += [before_last[count].eq(e[count] - 2) for count in counts]
-        carry = {}
-        c = issuing
-        for name, *_ in reversed(lvls):
-            carry[name] = c
-            c = c & wrap[name]
-        group_end = c                       # every level of the group wraps
+        double = {count: Signal(name=f"two_{count}") for count in counts}
+        lim = {count: Signal(signed(cfg.dim_bits + 1), name=f"lim_{count}") for count in counts}
+        # These are registered every cycle (the entry is stable from the cycle before
+        # ``start``), so ``start`` loads flags, not compares of the entry; first_inner /
+        # first_all: inner / all_wrap at the layer's first item.
+        first_inner = {name: Signal(name=f"first_inner_{name}") for name in names[:-1]}
+        first_all = Signal()
+        m.d.sync += [single[count].eq(e[count] == 1) for count in counts]
+        m.d.sync += [double[count].eq(e[count] == 2) for count in counts]
+        m.d.sync += [lim[count].eq(e[count] - 3) for count in counts]
+        ones = [e[lv[1]] == 1 for lv in lvls]
+        m.d.sync += [first_inner[name].eq(Cat(ones[i + 1:]).all())
+                     for i, name in enumerate(names[:-1])]
+        m.d.sync += first_all.eq(Cat(ones).all())
+        carry = {name: issuing & inner[name] for name in names}
+        group_end = issuing & all_wrap      # every level of the group wraps
         m.d.comb += self.done.eq(group_end & mg_wrap)
         next_group = group_end & ~mg_wrap
         pixel_end = carry["dx"]             # ky, kx and t all wrap
@@ -148,17 +159,36 @@ class Sequencer(wiring.Component):
         else:
             m.d.comb += issuing.eq(running & ~slot)
 
-        def count_step(counter, flag, count, advance):
-            with m.If(advance):
+        def count_step(counter, flag, count, advance) -> Signal:
+            """Step ``counter`` when ``advance``; returns the wrap flag's next value. A second
+            flag, ``pre`` (the counter is at the value before its last), is the wrap flag's
+            own look-ahead, so the next value is a multiplexer of flip-flops, not a compare."""
+            pre = Signal(name=f"pre_{flag.name}")
+            nxt = Signal(name=f"{flag.name}_next")
+            m.d.comb += nxt.eq(flag)
+            with m.If(self.start):
+                m.d.comb += nxt.eq(single[count])
+                m.d.sync += [counter.eq(0), pre.eq(double[count])]
+            with m.Elif(advance):
                 with m.If(flag):
-                    m.d.sync += [counter.eq(0), flag.eq(single[count])]
+                    m.d.comb += nxt.eq(single[count])
+                    m.d.sync += [counter.eq(0), pre.eq(double[count])]
                 with m.Else():
-                    m.d.sync += [counter.eq(counter + 1),
-                                 flag.eq(counter == before_last[count])]
+                    m.d.comb += nxt.eq(pre)
+                    m.d.sync += [counter.eq(counter + 1), pre.eq(counter == lim[count])]
+            m.d.sync += flag.eq(nxt)
+            return nxt
 
-        for name, count, *_ in lvls:
-            count_step(cnt[name], wrap[name], count, carry[name])
+        wrap_next = [count_step(cnt[name], wrap[name], count, carry[name])
+                     for name, count, *_ in lvls]
         count_step(mg, mg_wrap, "n_mg", group_end)
+        with m.If(self.start):
+            m.d.sync += [inner[name].eq(first_inner[name]) for name in names[:-1]]
+            m.d.sync += all_wrap.eq(first_all)
+        with m.Else():
+            m.d.sync += [inner[name].eq(Cat(wrap_next[i + 1:]).all())
+                         for i, name in enumerate(names[:-1])]
+            m.d.sync += all_wrap.eq(Cat(wrap_next).all())
 
         # Map address, window row and column: one register per level that moves them. When
         # a level advances, it and every level inside it that moves the quantity take the
@@ -166,9 +196,12 @@ class Sequencer(wiring.Component):
         # not move it, the register of the nearest enclosing one that does (or the layer's
         # start value). The conditions are mutually exclusive, so the value is an AND-OR of
         # a few terms, not a chain of multiplexers through all the levels.
-        index = {lv[0]: i for i, lv in enumerate(lvls)}
-        outside = {name: (carry[lvls[i - 1][0]] if i else group_end)
-                   for name, i in index.items()}   # = carry[name] & wrap[name]
+        # The selects leave out ``issuing``: a register only loads when its level's carry is
+        # high. advances[i]: level i advances (on the next item); beyond[i]: an enclosing
+        # level advances (the group ends for the outermost).
+        index = {name: i for i, name in enumerate(names)}
+        advances = {name: inner[name] & ~wrap[name] for name in names}
+        beyond = {name: (inner[names[i - 1]] if i else all_wrap) for name, i in index.items()}
         values = {}
         # Where the next output-channel group starts: a depthwise group's first input word.
         regroup = {"addr": (self._depthwise(m, next_group) if cfg.depthwise else e.addr0),
@@ -178,15 +211,22 @@ class Sequencer(wiring.Component):
                                       "ix": (signed(cfg.dim_bits + 1), e.ix0, 4)}.items():
             moving = [(lv[0], lv[col]) for lv in lvls if lv[col] is not None]
             regs = {name: Signal(shape, name=f"{q}_{name}") for name, _ in moving}
-            terms = [Mux(outside[moving[0][0]], regroup[q], 0)]
+            terms = [Mux(beyond[moving[0][0]], regroup[q], 0)]
             for (name, step), nxt in zip(moving, moving[1:] + [None]):
                 reg = regs[name]
-                terms.append(Mux(carry[name] & ~wrap[name], reg + self._field(step), 0))
+                terms.append(Mux(advances[name], reg + self._field(step), 0))
                 if nxt is not None and index[nxt[0]] - 1 > index[name]:
                     # The advancing level lies strictly between this one and the next.
-                    terms.append(Mux(~carry[name] & outside[nxt[0]], reg, 0))
+                    terms.append(Mux(~inner[name] & beyond[nxt[0]], reg, 0))
+            # Pairs of terms (one LUT each) kept as wires: abc9 otherwise folds the OR into a
+            # chain of LUTs, the adder's output at its far end.
+            pairs = []
+            for j in range(0, len(terms), 2):
+                pair = Signal(shape, name=f"{q}_or{j // 2}", attrs={"keep": 1})
+                m.d.comb += pair.eq(_or_tree(terms[j:j + 2]))
+                pairs.append(pair)
             new = Signal(shape, name=f"{q}_next")
-            m.d.comb += new.eq(_or_tree(terms))
+            m.d.comb += new.eq(_or_tree(pairs))
             for name, reg in regs.items():
                 with m.If(self.start):
                     m.d.sync += reg.eq(init)
@@ -228,9 +268,7 @@ class Sequencer(wiring.Component):
                 m.d.sync += self.w_addr.eq(self.w_addr + 1)
 
         with m.If(self.start):
-            m.d.sync += [running.eq(1), mg.eq(0), mg_wrap.eq(e.n_mg == 1)]
-            m.d.sync += [cnt[name].eq(0) for name in cnt]
-            m.d.sync += [wrap[name].eq(e[count] == 1) for name, count, *_ in lvls]
+            m.d.sync += running.eq(1)
         with m.Elif(self.done):
             m.d.sync += running.eq(0)
         return m

@@ -59,16 +59,24 @@ class WriteBack(wiring.Component):
         pix = Signal(unsigned(cfg.dim_bits))
         off = Signal(range(max(n, 2)))  # the group's lane offset, a multiple of wb_step
 
+        # The group's last pixel: a flag set one step ahead (out_pix - 2 and out_pix == 1
+        # registered on start), not a subtract-and-compare from the program entry into the
+        # enables of the address registers.
+        before_last = Signal(signed(cfg.dim_bits + 1))    # out_pix - 2
+        one_pix = Signal()
+        group_end = Signal()                                # pix == out_pix - 1
         with m.If(self.start):
             m.d.sync += [addr.eq(self.out_base), word.eq(self.out_base), pix.eq(0),
-                         off.eq(0)]
+                         off.eq(0), before_last.eq(self.out_pix - 2),
+                         one_pix.eq(self.out_pix == 1), group_end.eq(self.out_pix == 1)]
         with m.Elif(self.valid):
-            with m.If(pix == self.out_pix - 1):
-                m.d.sync += pix.eq(0)
+            with m.If(group_end):
+                m.d.sync += [pix.eq(0), group_end.eq(one_pix)]
                 nxt, nxt_off = next_group(word, off, tm, n)
                 m.d.sync += [word.eq(nxt), addr.eq(nxt), off.eq(nxt_off)]
             with m.Else():
-                m.d.sync += [pix.eq(pix + 1), addr.eq(addr + self.t_out)]
+                m.d.sync += [pix.eq(pix + 1), addr.eq(addr + self.t_out),
+                             group_end.eq(pix == before_last)]
 
         if cfg.packed_writeback:
             # One word: lane l holds channel l % tm of the group whose offset covers it.
@@ -85,7 +93,7 @@ class WriteBack(wiring.Component):
         left = Signal(signed(cfg.dim_bits + 2))      # out_c - (first channel of the group)
         with m.If(self.start):
             m.d.sync += left.eq(self.out_c)
-        with m.Elif(self.valid & (pix == self.out_pix - 1)):
+        with m.Elif(self.valid & group_end):
             m.d.sync += left.eq(left - tm)
         keep = Signal(tm)
         m.d.comb += keep.eq(Cat(left > j for j in range(tm)))

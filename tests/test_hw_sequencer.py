@@ -68,6 +68,7 @@ def issued(cfg, plan):
     async def tb(ctx):
         for name, value in plan.entry.items():
             ctx.set(dut.entry[name], value)
+        await ctx.tick()                    # the entry is stable a cycle before start
         ctx.set(dut.start, 1)
         assert not ctx.get(dut.valid)
         await ctx.tick()
