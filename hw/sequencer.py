@@ -107,16 +107,15 @@ class Sequencer(wiring.Component):
 
         # Counters and their wrap flags (wrap[i]: the counter is at its last value). Both the
         # flags and the carries are registered one step ahead: inner[i] = every level inside
-        # i wraps (level i or an outer one advances on the next item), all_wrap = every level
-        # wraps. So carry[i] = issuing & inner[i] is one LUT, and the address select "level
-        # i advances" is inner[i] & ~wrap[i], two flip-flops (the AND chains of wrap flags
-        # were the iCE40 engine's critical path, through the address update).
+        # i wraps (level i or an outer one advances on the next item). So carry[i] = issuing
+        # & inner[i] is one LUT, and the address select "level i advances" is inner[i] &
+        # ~wrap[i], two flip-flops (the AND chains of wrap flags were the iCE40 engine's
+        # critical path, through the address update).
         names = [lv[0] for lv in lvls]
         cnt = {name: Signal(unsigned(cfg.dim_bits), name=f"cnt_{name}") for name in names}
         wrap = {name: Signal(name=f"wrap_{name}") for name in names}
         inner = {name: Signal(name=f"inner_{name}") for name in names[:-1]}
         inner[names[-1]] = Const(1)         # nothing lies inside the innermost level
-        all_wrap = Signal()
         mg = Signal(unsigned(cfg.dim_bits))
         mg_wrap = Signal()
         # Per count field: count == 1, count == 2, and count - 3 (the counter value after
@@ -126,19 +125,18 @@ class Sequencer(wiring.Component):
         double = {count: Signal(name=f"two_{count}") for count in counts}
         lim = {count: Signal(signed(cfg.dim_bits + 1), name=f"lim_{count}") for count in counts}
         # These are registered every cycle (the entry is stable from the cycle before
-        # ``start``), so ``start`` loads flags, not compares of the entry; first_inner /
-        # first_all: inner / all_wrap at the layer's first item.
+        # ``start``), so ``start`` loads flags, not compares of the entry; first_inner: inner
+        # at the layer's first item.
         first_inner = {name: Signal(name=f"first_inner_{name}") for name in names[:-1]}
-        first_all = Signal()
         m.d.sync += [single[count].eq(e[count] == 1) for count in counts]
         m.d.sync += [double[count].eq(e[count] == 2) for count in counts]
         m.d.sync += [lim[count].eq(e[count] - 3) for count in counts]
         ones = [e[lv[1]] == 1 for lv in lvls]
         m.d.sync += [first_inner[name].eq(Cat(ones[i + 1:]).all())
                      for i, name in enumerate(names[:-1])]
-        m.d.sync += first_all.eq(Cat(ones).all())
         carry = {name: issuing & inner[name] for name in names}
-        group_end = issuing & all_wrap      # every level of the group wraps
+        all_wrap = inner[names[0]] & wrap[names[0]]     # every level of the group wraps
+        group_end = issuing & all_wrap
         m.d.comb += self.done.eq(group_end & mg_wrap)
         next_group = group_end & ~mg_wrap
         pixel_end = carry["dx"]             # ky, kx and t all wrap
@@ -184,11 +182,9 @@ class Sequencer(wiring.Component):
         count_step(mg, mg_wrap, "n_mg", group_end)
         with m.If(self.start):
             m.d.sync += [inner[name].eq(first_inner[name]) for name in names[:-1]]
-            m.d.sync += all_wrap.eq(first_all)
         with m.Else():
             m.d.sync += [inner[name].eq(Cat(wrap_next[i + 1:]).all())
                          for i, name in enumerate(names[:-1])]
-            m.d.sync += all_wrap.eq(Cat(wrap_next).all())
 
         # Map address, window row and column: one register per level that moves them. When
         # a level advances, it and every level inside it that moves the quantity take the
