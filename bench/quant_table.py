@@ -19,8 +19,8 @@ Writes ``bench/results/quant_table.md`` (and ``quant_fidelity.png``, ``quant_acc
 3. **Bit widths on digits**: greedy-paper, greedy, range and static at 16/8/6/4 and 8/4
    bits; ONNX Runtime; an SVD-compressed model; the search time.
 
-Run: ``.venv/bin/python bench/quant_table.py`` (about ten minutes on two cores, most of it
-the refinement on the convolutional networks).
+Run: ``.venv/bin/python bench/quant_table.py`` (about 15 minutes on two cores alone, 25
+beside other jobs; most of it the refinement on the convolutional networks).
 """
 
 from __future__ import annotations
@@ -67,13 +67,15 @@ DYNFIX = [("greedy-paper", "greedy-paper", {}),
           ("+ refine", "greedy-paper", {"refine": True}),
           ("+ equalize", "greedy-paper", {"equalize": True}),
           ("+ unsigned maps", "greedy-paper", {"unsigned": True}),
+          ("+ asymmetric maps", "greedy-paper", {"asymmetric": True}),
           ("+ per-channel weights", "greedy-paper", {"per_channel": True}),
-          ("greedy without unsigned maps, per-channel weights", "greedy",
-           {"unsigned": False, "per_channel": False}),
+          ("greedy without map offsets and per-channel weights", "greedy",
+           {"unsigned": False, "asymmetric": False, "per_channel": False}),
           ("**greedy** (default)", "greedy", {})]
 DEFAULT = "**greedy** (default)"
 #: Rows whose formats need engine hardware beyond the paper's (what it is, per layer).
-HARDWARE = {"unsigned": "pad value + output offset", "per_channel": "shift per channel"}
+HARDWARE = {"unsigned": "map offsets", "asymmetric": "map offsets",
+            "per_channel": "shift per channel"}
 #: ONNX Runtime rows: (label, calibration method, per-channel weights).
 ORT = [("ORT MinMax", "MinMax", True), ("ORT Entropy", "Entropy", True),
        ("ORT Percentile", "Percentile", True), ("ORT MinMax per-tensor", "MinMax", False)]
@@ -141,7 +143,8 @@ def run_dynfix(case: Case, method: str, changes: dict) -> dict:
     dt = time.perf_counter() - t0
     f, q = outputs(case.model, r.spec, case.test, r.model)
     row = measures(case, f, q)
-    used = [what for key, what in HARDWARE.items() if getattr(options, key)]
+    used = list(dict.fromkeys(what for key, what in HARDWARE.items()
+                              if getattr(options, key)))
     row.update(bytes=fixed_bytes(case.model, r.spec), seconds=dt, spec=r.spec,
                hw=", ".join(used) or "0 / 0", fallback=r.fell_back)
     return row
@@ -206,11 +209,11 @@ def anomaly_rows(case: Case) -> list[list]:
 def output_ceiling(case: Case) -> tuple[int, float]:
     """The greedy output format's fl and the SQNR of the float output merely rounded to it:
     no choice of the layers before can do better with that 8-bit output format."""
-    spec = case.rows[DEFAULT]["spec"]
-    fl = spec.layers[output_name(case.model)].fl_out
+    fmt = case.rows[DEFAULT]["spec"].layers[output_name(case.model)]
     f = predict(case.model, case.test).astype(np.float64)
     from dynfix.quant import fixed
-    return fl, sqnr_db(f, fixed.dequantize(fixed.quantize(f, 8, fl), fl))
+    return fmt.fl_out, sqnr_db(f, fixed.dequantize(fixed.quantize(f, 8, fmt.fl_out, fmt.zp_out),
+                                                   fmt.fl_out, fmt.zp_out))
 
 
 def digits_sweep() -> dict:
@@ -362,9 +365,10 @@ def notes(res: dict) -> list[str]:
     if behind:
         out += ["* **SQNR**: " + ", ".join(
             f"{c.key} {best_ort(c)[1] - c.rows[DEFAULT]['sqnr']:.1f} dB behind"
-            for c in behind) + ". What remains is the format, not the search: one",
-                "  power-of-two scale per layer against ORT's float scale per output channel",
-                "  and a zero point on every map (dynfix's maps are signed or unsigned)."]
+            for c in behind) + ". What remains is the format, not the search: power-of-two",
+                "  steps (a per-channel shift, a map offset) against ORT's float scales; e.g. a",
+                "  ReLU6 map's [0, 6] uses 6/8 of an unsigned 8-bit map's steps at the finest",
+                "  fl that holds 6, where a float scale spends all 256 steps on it."]
     lower = [c for c in res["cases"] if is_classes(c)
              and c.rows[DEFAULT]["agreement"] < best_ort(c)[0]]
     if lower:
@@ -376,14 +380,13 @@ def notes(res: dict) -> list[str]:
                 "  (section headers: classes predicted, top-2 margins), so their agreement",
                 "  moves with single borderline inputs; read SQNR first there."]
     out += [
-        "* **AD autoencoder**: the output is a log-mel reconstruction in dB, so its 8-bit",
-        f"  power-of-two format needs fl = {fl} (step {2.0 ** -fl:g}); rounding the *float*",
-        f"  output to that format alone gives {ceiling:.2f} dB, a ceiling for any choice of",
-        f"  the layers before it (greedy: {dg:.2f} dB). ORT's asymmetric output spends its 256",
-        f"  steps on [min, max] of the calibration outputs and reaches {ort_s:.2f} dB. That",
-        "  gap is the output format: closing it needs an output offset (zero point) or a",
-        "  wider last layer, in hardware; unsigned maps do not help a layer without ReLU.",
-        "  The anomaly scores barely notice (section below).",
+        "* **AD autoencoder**: the output is a log-mel reconstruction in dB (about -50 to",
+        f"  +15); greedy's centred 8-bit output map has fl = {fl} (step {2.0 ** -fl:g}), and",
+        f"  rounding the *float* output to that format alone gives {ceiling:.2f} dB, a ceiling",
+        f"  for any choice of the layers before it (greedy: {dg:.2f} dB). ORT's asymmetric",
+        "  output spends its 256 steps on exactly [min, max] of the calibration outputs",
+        f"  ({ort_s:.2f} dB); a power-of-two step covers a range up to twice as wide. The",
+        "  anomaly scores barely notice (section below).",
         "* ORT's Entropy rows equal MinMax: `quantize_static` builds the entropy calibrator",
         "  with 128 histogram bins and 128 quantized bins, so the only threshold it can pick",
         "  is the full range (onnxruntime 1.32).",

@@ -1,8 +1,9 @@
 """Dynamic fixed-point primitives: the arithmetic contract shared by software and hardware.
 
 A value is ``(q - zp) * 2**-fl`` with ``q`` a ``bw``-bit two's-complement integer and ``zp``
-the map's offset: 0, or ``-2**(bw-1)`` for an *unsigned* map (``q + 2**(bw-1)`` in
-``0 .. 2**bw - 1``). ``fl`` may be negative or larger than ``bw``. The rules below are THE contract; ``docs/arithmetic.md``
+the map's offset, a ``bw``-bit integer: 0 (signed), ``-2**(bw-1)`` for an *unsigned* map
+(``q + 2**(bw-1)`` in ``0 .. 2**bw - 1``) or any other (a centred range). ``fl`` may be
+negative or larger than ``bw``. The rules below are THE contract; ``docs/arithmetic.md``
 explains them and the hardware (``dynfix.hw``) implements exactly these:
 
 * rounding is **round half up**: ``floor(v + 1/2)`` (so 2.5 -> 3, -2.5 -> -2);
@@ -43,7 +44,7 @@ def saturate(q: np.ndarray, bw: int) -> np.ndarray:
 
 def quantize(x: np.ndarray, bw: int, fl: int, zp: int = 0) -> np.ndarray:
     """Real -> integer: ``saturate(floor(x * 2**fl + 1/2) + zp, bw)`` (float64 internally);
-    ``zp`` is the map's offset (``qmin(bw)`` for an unsigned map, else 0)."""
+    ``zp`` is the map's offset."""
     v = np.floor(np.asarray(x, dtype=np.float64) * np.ldexp(1.0, fl) + 0.5) + zp
     v = np.clip(v, qmin(bw), qmax(bw))
     return v.astype(np.int64)

@@ -173,10 +173,6 @@ class MapFormat:
     fl: int
     zp: int = 0
 
-    @property
-    def unsigned(self) -> bool:
-        return self.zp != 0
-
 
 def clip_bounds(layer: Clip, fmt: MapFormat) -> tuple[int, int]:
     """A Clip's integer bounds in its input's format: ``[max(qmin, ceil(lo * 2^fl) + zp),
@@ -253,10 +249,11 @@ def check_add(f: AddFormat, ins: list[MapFormat], where: str) -> None:
 
 
 def check_zp(zp: int, bw: int, where: str) -> None:
-    """A map's offset: 0 (signed) or ``qmin(bw)`` (unsigned)."""
-    if zp not in (0, fixed.qmin(bw)):
-        raise DynfixError(f"{where}: offset zp={zp} must be 0 (a signed map) or "
-                          f"{fixed.qmin(bw)} (an unsigned {bw}-bit map)")
+    """A map's offset is a ``bw``-bit integer: 0 (signed), ``qmin(bw)`` (unsigned) or any
+    other (a range centred elsewhere)."""
+    if not fixed.qmin(bw) <= zp <= fixed.qmax(bw):
+        raise DynfixError(f"{where}: offset zp={zp} is outside the {bw}-bit range "
+                          f"{fixed.qmin(bw)}..{fixed.qmax(bw)}")
 
 
 def data_bits(f: LayerFormat) -> int:

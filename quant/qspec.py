@@ -56,8 +56,9 @@ class LayerFormat:
     #: 0). The channel's bias is as much finer than ``fl_b`` and its data shift as much
     #: larger than ``data_shift`` (see the module docstring).
     ch_fl: tuple[int, ...] = ()
-    #: Offsets of the map read and of the output map (``(q - zp) * 2**-fl``; 0: signed,
-    #: ``-2**(bw-1)``: unsigned). ``zp_in`` is the read map's, checked like ``fl_in``.
+    #: Offsets of the map read and of the output map (``(q - zp) * 2**-fl``, a bw-bit
+    #: integer; 0: signed, ``-2**(bw-1)``: unsigned, else centred). ``zp_in`` is the read
+    #: map's, checked like ``fl_in``.
     zp_in: int = 0
     zp_out: int = 0
 
@@ -152,6 +153,7 @@ class QuantOptions:
     refine: bool = False           # coordinate descent of the fl choices on the output
     per_channel: bool = False      # a weight fl per output channel (a shift per channel)
     unsigned: bool = False         # maps that cannot be negative stored unsigned
+    asymmetric: bool = False       # other maps: an offset centring their calibration range
     objective: str = "auto"        # what refine and the choice against the paper maximize
 
     def __post_init__(self):
@@ -159,7 +161,8 @@ class QuantOptions:
             if getattr(self, key) not in allowed:
                 raise DynfixError(f"option {key}={getattr(self, key)!r}: choose one of "
                                   f"{', '.join(allowed)}")
-        for key in ("equalize", "bias_correction", "refine", "per_channel", "unsigned"):
+        for key in ("equalize", "bias_correction", "refine", "per_channel", "unsigned",
+                    "asymmetric"):
             if not isinstance(getattr(self, key), bool):
                 raise DynfixError(f"option {key} must be true or false, got "
                                   f"{getattr(self, key)!r}")

@@ -67,7 +67,8 @@ METHODS = ("greedy", "greedy-paper", "static", "range")
 PAPER = QuantOptions()
 #: The additions ``greedy`` makes by default (decided by bench/quant_table.py).
 GREEDY = QuantOptions(equalize=True, criterion="mse", bias_correction=True,
-                      rounding="adaptive", refine=True, unsigned=True, per_channel=True)
+                      rounding="adaptive", refine=True, unsigned=True, per_channel=True,
+                      asymmetric=True)
 PARAM_WINDOW = (-1, 3)  # greedy candidates: start-1 .. start+3
 DATA_WINDOW = (-1, 5)   # start-1 .. start+5 (heavy-tailed maps may prefer clipping)
 PERCENTILE = 99.99      # start="percentile": the window also covers this percentile's start
@@ -266,37 +267,64 @@ def _unshifted(s: Segment, q: dict[str, np.ndarray], fmts: dict[str, MapFormat],
 
 def _fix_output(s: Segment, q: dict[str, np.ndarray], fmts: dict[str, MapFormat],
                 wd: Widths, p: Params | None, ref: np.ndarray, picker: Picker,
-                fl_fixed: int | None = None, zp: int = 0) -> Format:
+                fl_fixed: int | None = None, zp: int | None = 0) -> Format:
     """The data phase for one segment: pick its ``fl_out`` against the float map ``ref``
-    (at ``s.compare_at``; or take ``fl_fixed``) for an output map with offset ``zp``, then
-    record its tensors' integers in ``q`` and formats in ``fmts``; returns the layer's
-    format with its calibration statistics."""
+    (at ``s.compare_at``; or take ``fl_fixed``) for an output map with offset ``zp`` (None:
+    centred at each fl, :func:`centred_zp`), then record its tensors' integers in ``q`` and
+    formats in ``fmts``; returns the layer's format with its calibration statistics."""
     f, acc = _unshifted(s, q, fmts, wd, p)
-    f.zp_out = zp
     ref = ref.astype(np.float64)
     error = ERRORS[picker.options.criterion]
+    zp_at = _offset_rule(zp, ref, wd.bw_x)
 
     def stored(fl_out: int, trace: dict | None = None) -> np.ndarray:
-        f.fl_out = fl_out
+        f.fl_out, f.zp_out = fl_out, zp_at(fl_out)
         y = narrow(acc, f)
         if trace is not None:
             trace[f.name] = y
-        return run_plain(s.tail, y, MapFormat(wd.bw_x, fl_out, zp), trace)
+        return run_plain(s.tail, y, MapFormat(wd.bw_x, fl_out, f.zp_out), trace)
 
     def err(fl_out: int) -> float:
         try:
-            return error(ref, stored(fl_out), fl_out, zp)
+            return error(ref, stored(fl_out), fl_out, zp_at(fl_out))
         except DynfixError:                         # a Clip with no value at this fl
             return float("inf")
 
     fl = fl_fixed if fl_fixed is not None else picker.pick(
-        "data", float(np.abs(ref).max()), wd.bw_x, err, _robust_abs(ref, picker), zp != 0)
+        "data", _reach(ref, zp), wd.bw_x, err, _robust_abs(ref, picker), bool(zp))
     cur = stored(fl, q)
     for t in [s.layer] + s.tail:
-        fmts[t.name] = MapFormat(wd.bw_x, fl, zp)
+        fmts[t.name] = MapFormat(wd.bw_x, fl, f.zp_out)
     f.saturated = saturation_count(acc, f)
-    f.sqnr_db = sqnr_db(ref, fixed.dequantize(cur, fl, zp))
+    f.sqnr_db = sqnr_db(ref, fixed.dequantize(cur, fl, f.zp_out))
     return f
+
+
+def centred_zp(ref: np.ndarray, fl: int, bw: int) -> int:
+    """The offset that puts the middle of ``ref``'s range at ``q = 0`` at ``fl``:
+    ``-round((min + max) / 2 * 2**fl)``, within the ``bw``-bit range."""
+    if not ref.size:
+        return 0
+    mid = (float(ref.min()) + float(ref.max())) / 2
+    v = -np.floor(np.ldexp(mid, fl) + 0.5)
+    return int(np.clip(v, fixed.qmin(bw), fixed.qmax(bw)))
+
+
+def _offset_rule(zp: int | None, ref: np.ndarray, bw: int) -> Callable[[int], int]:
+    """fl -> the map's offset: ``zp``, or the centred one when ``zp`` is None."""
+    if zp is None:
+        return lambda fl: centred_zp(ref, fl, bw)
+    return lambda fl: zp
+
+
+def _reach(ref: np.ndarray, zp: int | None) -> float:
+    """The magnitude the overflow-free start must hold: max|v|, or for a centred map
+    half the range (the values' distance from its middle)."""
+    if not ref.size:
+        return 0.0
+    if zp is None:
+        return (float(ref.max()) - float(ref.min())) / 2
+    return float(np.abs(ref).max())
 
 
 def _robust_abs(v: np.ndarray, picker: Picker) -> float | None:
@@ -397,24 +425,30 @@ class _Search:
         new = replace(p, w=w, b=b)
         return replace(new, fl_b=self.bias_fl(new, wd.bw_b, picker))
 
-    def offsets(self, options: QuantOptions) -> dict[str, int]:
+    def offsets(self, options: QuantOptions) -> dict[str, int | None]:
         """The map offsets ``options`` choose, by tensor name (absent: 0): with
         ``unsigned``, ``qmin(bw)`` for the input when the calibration inputs are all >= 0
         and for every compute layer whose stored map cannot be negative
-        (:func:`never_negative`); the engine's residual Add reads and writes signed maps,
-        so a map an Add reads stays signed."""
-        if not options.unsigned:
-            return {}
+        (:func:`never_negative`); with ``asymmetric``, None (centred at each fl the data
+        phase tries, :func:`centred_zp`) for the other maps. The engine's residual Add
+        reads and writes signed maps, so a map an Add reads stays signed (0)."""
         model = self.model
         read_by_add = {t for layer in model.layers if isinstance(layer, Add)
                        for t in layer.inputs}
-        zps = {}
-        if float(self.x.min()) >= 0 and model.input_name not in read_by_add:
-            zps[model.input_name] = fixed.qmin(self.input_bw)
+        zps: dict[str, int | None] = {}
+        if model.input_name not in read_by_add:
+            if options.unsigned and float(self.x.min()) >= 0:
+                zps[model.input_name] = fixed.qmin(self.input_bw)
+            elif options.asymmetric:
+                zps[model.input_name] = None
         for s in self.segs:
-            if (is_compute(s.layer) and never_negative(s)
-                    and not read_by_add & {s.layer.name, *(t.name for t in s.tail)}):
+            if not is_compute(s.layer) or read_by_add & {s.layer.name,
+                                                         *(t.name for t in s.tail)}:
+                continue
+            if options.unsigned and never_negative(s):
                 zps[s.layer.name] = fixed.qmin(self.widths[s.layer.name].bw_x)
+            elif options.asymmetric:
+                zps[s.layer.name] = None
         return zps
 
     def data_pass(self, params: dict[str, Params], picker: Picker,
@@ -429,15 +463,17 @@ class _Search:
         params = dict(params)
         zps = self.offsets(picker.options) if zps is None else zps
         ref = ftrace[model.input_name]
-        zp = zps.get(model.input_name, 0)
+        zp_at = _offset_rule(zps.get(model.input_name, 0), ref, self.input_bw)
         if fixed_fls is not None:
             fl = fixed_fls[model.input_name]
         else:
             err = ERRORS[picker.options.criterion]
-            fl = picker.pick("data", float(np.abs(ref).max()), self.input_bw,
-                             lambda f: err(ref, fixed.quantize(ref, self.input_bw, f, zp), f,
-                                           zp),
-                             _robust_abs(ref, picker), zp != 0)
+            fl = picker.pick("data", _reach(ref, zps.get(model.input_name, 0)),
+                             self.input_bw,
+                             lambda f: err(ref, fixed.quantize(ref, self.input_bw, f, zp_at(f)),
+                                           f, zp_at(f)),
+                             _robust_abs(ref, picker), bool(zps.get(model.input_name, 0)))
+        zp = zp_at(fl)
         spec = QuantSpec(model.name, self.method, self.bits, self.input_bw, fl, input_zp=zp)
         q = {model.input_name: fixed.quantize(self.x, self.input_bw, fl, zp)}   # integers
         fmts = {model.input_name: MapFormat(self.input_bw, fl, zp)}

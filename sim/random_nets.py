@@ -16,9 +16,9 @@ the seed alone. Weights, biases and inputs are drawn as integers (uniform, small
 ends of their range) and stored as ``q * 2**-fl``, so quantization gives back exactly those
 integers. Data shifts are drawn around a typical value and, now and then, far enough left to
 saturate everything or right enough to round everything to zero. The input and every map
-outside a residual block's Add is unsigned (offset ``zp = qmin(bw)``) now and then; those
-draws come from a second generator of the seed, so the networks are those drawn before maps
-could be unsigned. Now and then a compute layer's weights get a format per output channel
+outside a residual block's Add has an offset now and then: unsigned (``zp = qmin(bw)``) or
+any other ``bw``-bit value; those draws come from a second generator of the seed, so the
+networks are those drawn before maps had offsets. Now and then a compute layer's weights get a format per output channel
 (``ch_fl``: weights and bias ``ch_fl[m]`` bits finer, the data shift as much larger), drawn
 from a third generator.
 """
@@ -124,6 +124,17 @@ def _format(rng, name: str, bw_in: int, fl_in: int, fan: int, extreme_shift: boo
         shift = int(rng.choice([-bw_x - 1, -2, acc, acc + 3]))
     return LayerFormat(name, bw_w, fl_w, bw_b, fl_b, bw_in, fl_in, bw_x,
                        fl_in + fl_w - shift, acc, zp_in=zp_in)
+
+
+def _offset(zrng, bw: int) -> int:
+    """A map's offset: unsigned (qmin) now and then, any other bw-bit value (a centred
+    range) now and then, else 0 (signed)."""
+    u = zrng.random()
+    if u < 0.25:
+        return fixed.qmin(bw)
+    if u < 0.45:
+        return int(zrng.integers(fixed.qmin(bw), fixed.qmax(bw) + 1))
+    return 0
 
 
 def _per_channel(crng, fmt: LayerFormat, m: int) -> None:
@@ -237,7 +248,7 @@ def random_case(seed: int, images: int = 2, layers: int | None = None,
     in_bw, in_fl = int(rng.integers(3, 9)), int(rng.integers(-2, 7))
     zrng = np.random.default_rng([seed, 1])        # the map offsets (module docstring)
     crng = np.random.default_rng([seed, 2])        # per-channel weight formats
-    zp = fixed.qmin(in_bw) if zrng.random() < 0.3 else 0
+    zp = _offset(zrng, in_bw)
     spec = QuantSpec(f"rand{seed}", "random", "mixed", in_bw, in_fl, input_zp=zp)
     model_layers: list[Layer] = []
     cur, shape, bw, fl = "x", (c, h, w), in_bw, in_fl
@@ -275,8 +286,7 @@ def random_case(seed: int, images: int = 2, layers: int | None = None,
             shape = (m, oh, ow)
             desc = (f"{'dw' if dw else ''}conv{cc}x{hh}x{ww}->{m} k{kernel[0]}x{kernel[1]} "
                     f"s{stride[0]}{stride[1]} p{''.join(map(str, pads))}")
-        if zrng.random() < 0.4:
-            fmt.zp_out = fixed.qmin(fmt.bw_x)
+        fmt.zp_out = _offset(zrng, fmt.bw_x)
         spec.layers[name] = fmt
         acts, cur, d = _activations(rng, g, "a", name, fmt.bw_x, fmt.fl_out, 0.25, fmt.zp_out)
         model_layers += acts
@@ -290,13 +300,14 @@ def random_case(seed: int, images: int = 2, layers: int | None = None,
             model_layers += acts
             desc += f" pool{p}" + d
         desc += (f" sh{fmt.data_shift}{'+ch' if fmt.ch_fl else ''} bw{fmt.bw_w}/{fmt.bw_x}"
-                 + (" u" if fmt.zp_out else ""))
+                 + (f" zp{fmt.zp_out}" if fmt.zp_out else ""))
         parts.append(desc)
         bw, fl, zp = fmt.bw_x, fmt.fl_out, fmt.zp_out
     model = Model(f"rand{seed}", "x", (c, h, w), model_layers)
     xq = _ints(rng, (images, c, h, w), in_bw)
     return Case(seed, model, spec, xq.astype(np.int64),
-                f"seed {seed}: in {c}x{h}x{w}/{in_bw}b{'u' if spec.input_zp else ''}; "
+                f"seed {seed}: in {c}x{h}x{w}/{in_bw}b"
+                + (f" zp{spec.input_zp}" if spec.input_zp else "") + "; "
                 + "; ".join(parts))
 
 

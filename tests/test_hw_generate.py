@@ -20,7 +20,7 @@ from dynfix.quant.int_model import MapFormat, apply_plain, clip_bounds
 from dynfix.quant.ir import (Affine, AvgPool2d, Clip, Conv2d, Flatten, GlobalAvgPool, Linear,
                              MaxPool2d, Model, ReLU, Softmax)
 from dynfix.quant.qspec_io import save_qspec
-from dynfix.quant.search import search
+from dynfix.quant.search import method_options, search
 
 from hw_models import conv, digits_8bit, small_net
 
@@ -67,8 +67,9 @@ def test_clamped_shift_keeps_every_result():
                                           fixed.requantize(accs, shift, bw))
 
 
-def clip_net():
-    """Clip after a conv (ReLU6), ReLU + Clip + MaxPool + Clip, Clip + ReLU after an FC."""
+def clip_net(offsets: bool = True):
+    """Clip after a conv (ReLU6), ReLU + Clip + MaxPool + Clip, Clip + ReLU after an FC;
+    quantized by greedy (without map offsets: every map signed)."""
     rng = np.random.default_rng(5)
     layers = [
         conv(rng, "c1", "x", 4, 3, 3, 3, pads=(1, 1, 1, 1)),
@@ -85,11 +86,16 @@ def clip_net():
     ]
     model = Model("clips", "x", (3, 8, 8), layers)
     calib = rng.standard_normal((32, 3, 8, 8)).astype(np.float32) * 2
-    return model, search(model, calib, bits="8")
+    options = None if offsets else method_options("greedy", {"unsigned": False,
+                                                            "asymmetric": False})
+    return model, search(model, calib, bits="8", options=options)
 
 
-def test_relu_and_clips_fuse_into_one_clamp_range():
-    model, spec = clip_net()
+@pytest.mark.parametrize("offsets", [False, True])
+def test_relu_and_clips_fuse_into_one_clamp_range(offsets):
+    """The clamp range of each group, in its output's integers (a real 0 is the map's
+    offset zp: qmin for an unsigned map, 0 for a signed one)."""
+    model, spec = clip_net(offsets)
     plans, out = plan_groups(model)
     assert [(p.name, p.pool, [a.name for a in p.acts]) for p in plans] == [
         ("c1", 1, ["six"]), ("c2", 2, ["r2", "k2", "k3"]), ("fc", 1, ["k4", "r4"])]
@@ -102,11 +108,13 @@ def test_relu_and_clips_fuse_into_one_clamp_range():
         want[name] = (lo + zp, min(top, int(np.floor(np.ldexp(hi, f.fl_out))) + zp)
                       if hi < np.inf else top)
     assert {p.name: (p.entry["clamp_lo"], p.entry["clamp_hi"]) for p in cm.plans} == want
-    assert all(lo < hi < fixed.qmax(spec.layers[n].bw_x) for n, (lo, hi) in want.items()
-               if n != "fc")                        # the clips bite at these formats
-    # ReLU / ReLU6 outputs are unsigned maps (zp = qmin): the Linear's is not (its Clip
-    # reaches below 0).
-    assert [spec.layers[n].zp_out for n in ("c1", "c2", "fc")] == [-128, -128, 0]
+    if not offsets:                                 # the clips bite at these formats
+        assert all(0 < hi < fixed.qmax(spec.layers[n].bw_x) for n, (_, hi) in want.items()
+                   if n != "fc")
+    else:   # ReLU / ReLU6 outputs unsigned (zp = qmin), the Linear's centred (its Clip
+        # reaches below 0)
+        zps = [spec.layers[n].zp_out for n in ("c1", "c2", "fc")]
+        assert zps[:2] == [-128, -128] and zps[2] not in (0, -128)
 
 
 def test_clamp_range_is_the_layers_one_after_another():

@@ -39,6 +39,8 @@ OPTION_FLAGS = [
     ("--unsigned", "unsigned", None,
      "store maps that cannot be negative (after a ReLU / ReLU6, a non-negative input) "
      "unsigned: one more bit of resolution for free on the engine"),
+    ("--asymmetric", "asymmetric", None,
+     "give the other maps an offset (zero point) that centres their calibration range"),
     ("--per-channel", "per_channel", None,
      "a weight fl per output channel (the engine shifts each channel by its own amount)"),
     ("--objective", "objective", OPTION_CHOICES["objective"],
