@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from amaranth import Cat, Module, Signal, signed
+from amaranth import Cat, Module, Mux, Signal, signed
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -10,6 +10,17 @@ from dynfix.boards.protocol import (CMD_INFER, CMD_INFO, REPLY_RESULT, REPLY_UNK
                                     LinkInfo)
 
 __all__ = ["HostLink"]
+
+
+#: The protocol's states: IDLE waits for a command byte; UNKNOWN answers "?"; INFO sends
+#: the info reply; START pulses the engine's start; RX_VALUE receives an input value's bytes,
+#: PUSH passes it to the engine; HEADER sends "R"; LOGIT waits for the next logit, LOGIT_TX
+#: sends its bytes; CLASS sends the class; WAIT_DONE waits for the engine's done; CYCLES
+#: sends the cycle count.
+_STATES = ("IDLE", "UNKNOWN", "INFO", "START", "RX_VALUE", "PUSH", "HEADER", "LOGIT",
+           "LOGIT_TX", "CLASS", "WAIT_DONE", "CYCLES")
+#: States that offer a byte on ``tx``.
+_TX_STATES = ("UNKNOWN", "INFO", "HEADER", "LOGIT_TX", "CLASS", "CYCLES")
 
 
 class HostLink(wiring.Component):
@@ -64,110 +75,166 @@ class HostLink(wiring.Component):
         m = Module()
         info = self._info
         in_bytes, out_bytes = info.in_bytes, info.out_bytes
+        reply = info.info_reply()
 
-        count = Signal(range(max(info.n_in, info.n_out, len(info.info_reply())) + 1))
+        count = Signal(range(max(info.n_in, info.n_out, len(reply)) + 1))
         nbytes = Signal(range(max(in_bytes, out_bytes, 4) + 1))
         word = Signal(32)                                   # bytes to send, LSB first
         value = Signal(8 * in_bytes)                        # input value being assembled
         best = Signal(signed(info.out_bits))
         best_idx = Signal(8)
         done_seen = Signal()
+        # End-of-count flags, set one step ahead (the compares feed only these flip-flops):
+        # count_end is count == the phase's last index (reply byte, input value, logit),
+        # nbytes_end is nbytes == in_bytes - 1 while receiving a value and nbytes == 1 while
+        # sending one; first_logit is count == 0.
+        count_end = Signal()
+        nbytes_end = Signal()
+        first_logit = Signal()
+
+        # One flip-flop per state (one-hot), so the image handshake and the engine's start
+        # are flip-flops, and a state's next value is an OR of its arcs: no decode of an
+        # encoded state lies on the paths into the engine or out of its handshake.
+        st = {name: Signal(init=name == "IDLE", name=f"st_{name.lower()}") for name in _STATES}
+        arcs: list[tuple[str, Signal, str]] = []
+
+        def arc(src: str, cond, dst: str) -> Signal:
+            """Leave ``src`` for ``dst`` when ``cond``; returns the arc's firing signal."""
+            fire = Signal(name=f"{src.lower()}_to_{dst.lower()}")
+            m.d.comb += fire.eq(st[src] & cond)
+            arcs.append((src, fire, dst))
+            return fire
+
+        rx, tx = self.rx, self.tx
+        is_infer = Signal()
+        is_info = Signal()
+        m.d.comb += [is_infer.eq(rx.payload == CMD_INFER), is_info.eq(rx.payload == CMD_INFO)]
+        sent = {name: Signal(name=f"sent_{name.lower()}") for name in _TX_STATES}
+        m.d.comb += [sent[name].eq(st[name] & tx.ready) for name in _TX_STATES]
+
+        # The arcs. A state's registers are loaded in every cycle of the state that comes
+        # before (the word while nothing is being sent, the counters while they are unused),
+        # so most loads are enabled by a state's flip-flop alone, not by its arc.
+        arc("IDLE", rx.valid & is_infer, "START")
+        arc("IDLE", rx.valid & ~is_infer & is_info, "INFO")
+        arc("IDLE", rx.valid & ~is_infer & ~is_info, "UNKNOWN")
+        arc("UNKNOWN", tx.ready, "IDLE")
+        arc("INFO", tx.ready & count_end, "IDLE")
+        arc("START", 1, "RX_VALUE")
+        arc("RX_VALUE", rx.valid & nbytes_end, "PUSH")
+        arc("PUSH", self.img.ready & count_end, "HEADER")
+        arc("PUSH", self.img.ready & ~count_end, "RX_VALUE")
+        arc("HEADER", tx.ready, "LOGIT")
+        got_logit = arc("LOGIT", self.logits.valid, "LOGIT_TX")
+        logit_sent = Signal()           # the last byte of a logit goes
+        m.d.comb += logit_sent.eq(sent["LOGIT_TX"] & nbytes_end)
+        arc("LOGIT_TX", tx.ready & nbytes_end & count_end, "CLASS")
+        arc("LOGIT_TX", tx.ready & nbytes_end & ~count_end, "LOGIT")
+        arc("CLASS", tx.ready, "WAIT_DONE")
+        arc("WAIT_DONE", done_seen, "CYCLES")
+        arc("CYCLES", tx.ready & nbytes_end, "IDLE")
+
+        # The word: one term per source, selected by flip-flops or a flip-flop and a ready.
+        # IDLE: the reply to the command byte; INFO: the next byte of the info reply (count <
+        # len(reply) there, so its low bits pick it); PUSH: "R"; LOGIT: the logit; LOGIT_TX
+        # and CYCLES: the next byte, or after the last logit's last byte the class;
+        # WAIT_DONE: the cycle count.
+        info_byte = Signal(8)
+        with m.Switch(count[:max(1, (len(reply) - 1).bit_length())]):
+            for i, b in enumerate(reply[1:]):
+                with m.Case(i):
+                    m.d.comb += info_byte.eq(b)
+        class_next = Signal()           # LOGIT_TX at the last byte of the last logit
+        m.d.comb += class_next.eq(st["LOGIT_TX"] & nbytes_end & count_end)
+        shift = sent["LOGIT_TX"] | sent["CYCLES"]
+        terms = [
+            (st["IDLE"], Mux(is_info, reply[0], REPLY_UNKNOWN)),
+            (sent["INFO"], info_byte),
+            (st["PUSH"], REPLY_RESULT),
+            (st["LOGIT"], self.logits.payload),
+            (st["WAIT_DONE"], self.cycles),
+            (shift, Mux(class_next, best_idx, word >> 8)),
+        ]
+        hold = ~Cat(sel for sel, _ in terms).any()
+        m.d.sync += word.eq(_or_tree([Mux(sel, val, 0) for sel, val in terms]
+                                     + [Mux(hold, word, 0)]))
+
+        # count: the index of the reply byte, input value or logit. count_end is set on
+        # leaving IDLE for the first phase (INFO or the input values) and on leaving PUSH
+        # for the logits.
+        with m.If(st["IDLE"]):
+            m.d.sync += [count.eq(0),
+                         count_end.eq(Mux(is_infer, info.n_in == 1, len(reply) == 1))]
+        with m.If(sent["INFO"]):
+            m.d.sync += [count.eq(count + 1), count_end.eq(count == len(reply) - 2)]
+        with m.If(st["PUSH"] & self.img.ready):
+            with m.If(count_end):
+                m.d.sync += [count.eq(0), count_end.eq(info.n_out == 1)]
+            with m.Else():
+                m.d.sync += [count.eq(count + 1), count_end.eq(count == info.n_in - 2)]
+        with m.If(logit_sent):
+            m.d.sync += [count.eq(count + 1), count_end.eq(count == info.n_out - 2)]
+
+        # nbytes: the byte of a value being received or sent.
+        with m.If(st["START"] | st["PUSH"]):
+            m.d.sync += [nbytes.eq(0), nbytes_end.eq(in_bytes == 1)]
+        with m.If(st["RX_VALUE"] & rx.valid):
+            m.d.sync += [value.eq(Cat(value[8:], rx.payload)), nbytes.eq(nbytes + 1),
+                         nbytes_end.eq(nbytes == in_bytes - 2)]
+        with m.If(st["LOGIT"]):
+            m.d.sync += [nbytes.eq(out_bytes), nbytes_end.eq(out_bytes == 1)]
+        with m.If(st["WAIT_DONE"]):
+            m.d.sync += [nbytes.eq(4), nbytes_end.eq(0)]
+        with m.If(shift):
+            m.d.sync += [nbytes.eq(nbytes - 1), nbytes_end.eq(nbytes == 2)]
+
+        # The running argmax (ties to the lower index).
+        with m.If(st["PUSH"]):
+            m.d.sync += first_logit.eq(1)
+        with m.If(logit_sent):
+            m.d.sync += first_logit.eq(0)
+        with m.If(got_logit & (first_logit | (self.logits.payload > best))):
+            m.d.sync += [best.eq(self.logits.payload), best_idx.eq(count)]
+
+        for name in _STATES:
+            leave = [fire for src, fire, dst in arcs if src == name]
+            enter = [fire for src, fire, dst in arcs if dst == name]
+            m.d.sync += st[name].eq(Cat(st[name] & ~Cat(leave).any(), *enter).any())
 
         # ``done`` may be a pulse or a level held until the next start: only a ``done`` seen
         # after the last input value (from HEADER on) counts for this run.
-        clear_done = Signal()
-        with m.If(clear_done):
+        with m.If(st["HEADER"]):
             m.d.sync += done_seen.eq(0)
         with m.Elif(self.done):
             m.d.sync += done_seen.eq(1)
 
-        m.d.comb += self.tx.payload.eq(word[:8])
-        reply = info.info_reply()
-
-        with m.FSM():
-            with m.State("IDLE"):
-                m.d.comb += self.rx.ready.eq(1)
-                with m.If(self.rx.valid):
-                    m.d.sync += count.eq(0)
-                    with m.If(self.rx.payload == CMD_INFER):
-                        m.next = "START"
-                    with m.Elif(self.rx.payload == CMD_INFO):
-                        m.d.sync += word.eq(reply[0])
-                        m.next = "INFO"
-                    with m.Else():
-                        m.d.sync += word.eq(REPLY_UNKNOWN)
-                        m.next = "UNKNOWN"
-            with m.State("UNKNOWN"):
-                m.d.comb += self.tx.valid.eq(1)
-                with m.If(self.tx.ready):
-                    m.next = "IDLE"
-            with m.State("INFO"):
-                m.d.comb += [self.busy.eq(1), self.tx.valid.eq(1)]
-                with m.If(self.tx.ready):
-                    m.d.sync += count.eq(count + 1)
-                    with m.Switch(count):
-                        for i, b in enumerate(reply[1:]):
-                            with m.Case(i):
-                                m.d.sync += word.eq(b)
-                    with m.If(count == len(reply) - 1):
-                        m.next = "IDLE"
-            with m.State("START"):
-                m.d.comb += [self.busy.eq(1), self.start.eq(1)]
-                m.d.sync += nbytes.eq(0)
-                m.next = "RX_VALUE"
-            with m.State("RX_VALUE"):
-                m.d.comb += [self.busy.eq(1), self.rx.ready.eq(1)]
-                with m.If(self.rx.valid):
-                    m.d.sync += [value.eq(Cat(value[8:], self.rx.payload)),
-                                 nbytes.eq(nbytes + 1)]
-                    with m.If(nbytes == in_bytes - 1):
-                        m.next = "PUSH"
-            with m.State("PUSH"):
-                m.d.comb += [self.busy.eq(1), self.img.valid.eq(1),
-                             self.img.payload.eq(value[:info.in_bits])]
-                with m.If(self.img.ready):
-                    m.d.sync += [count.eq(count + 1), nbytes.eq(0)]
-                    with m.If(count == info.n_in - 1):
-                        m.d.sync += [word.eq(REPLY_RESULT), count.eq(0)]
-                        m.next = "HEADER"
-                    with m.Else():
-                        m.next = "RX_VALUE"
-            with m.State("HEADER"):
-                m.d.comb += [self.busy.eq(1), self.tx.valid.eq(1), clear_done.eq(1)]
-                with m.If(self.tx.ready):
-                    m.next = "LOGIT"
-            with m.State("LOGIT"):
-                m.d.comb += [self.busy.eq(1), self.logits.ready.eq(1)]
-                with m.If(self.logits.valid):
-                    logit = self.logits.payload
-                    m.d.sync += [word.eq(logit), nbytes.eq(out_bytes)]
-                    with m.If((count == 0) | (logit > best)):
-                        m.d.sync += [best.eq(logit), best_idx.eq(count)]
-                    m.next = "LOGIT_TX"
-            with m.State("LOGIT_TX"):
-                m.d.comb += [self.busy.eq(1), self.tx.valid.eq(1)]
-                with m.If(self.tx.ready):
-                    m.d.sync += [word.eq(word >> 8), nbytes.eq(nbytes - 1)]
-                    with m.If(nbytes == 1):
-                        m.d.sync += count.eq(count + 1)
-                        with m.If(count == info.n_out - 1):
-                            m.d.sync += word.eq(best_idx)
-                            m.next = "CLASS"
-                        with m.Else():
-                            m.next = "LOGIT"
-            with m.State("CLASS"):
-                m.d.comb += [self.busy.eq(1), self.tx.valid.eq(1)]
-                with m.If(self.tx.ready):
-                    m.next = "WAIT_DONE"
-            with m.State("WAIT_DONE"):
-                m.d.comb += self.busy.eq(1)
-                with m.If(done_seen):
-                    m.d.sync += [word.eq(self.cycles), nbytes.eq(4)]
-                    m.next = "CYCLES"
-            with m.State("CYCLES"):
-                m.d.comb += [self.busy.eq(1), self.tx.valid.eq(1)]
-                with m.If(self.tx.ready):
-                    m.d.sync += [word.eq(word >> 8), nbytes.eq(nbytes - 1)]
-                    with m.If(nbytes == 1):
-                        m.next = "IDLE"
+        m.d.comb += [
+            rx.ready.eq(_while_in(m, st, arcs, ("IDLE", "RX_VALUE"), "rx_ready")),
+            tx.valid.eq(_while_in(m, st, arcs, _TX_STATES, "tx_valid")),
+            tx.payload.eq(word[:8]),
+            self.img.valid.eq(st["PUSH"]),
+            self.img.payload.eq(value[:info.in_bits]),
+            self.logits.ready.eq(st["LOGIT"]),
+            self.start.eq(st["START"]),
+            self.busy.eq(~_while_in(m, st, arcs, ("IDLE", "UNKNOWN"), "idle")),
+        ]
         return m
+
+
+def _while_in(m: Module, st: dict, arcs: list, states: tuple[str, ...], name: str) -> Signal:
+    """A flip-flop that is high exactly while the one-hot state ``st`` is one of ``states``:
+    set by the arcs that enter the set, cleared by those that leave it (an OR of the states'
+    flip-flops would put more logic on the output's paths)."""
+    flag = Signal(init="IDLE" in states, name=name)
+    enter = [fire for src, fire, dst in arcs if src not in states and dst in states]
+    leave = [fire for src, fire, dst in arcs if src in states and dst not in states]
+    m.d.sync += flag.eq(Cat(flag & ~Cat(leave).any(), *enter).any())
+    return flag
+
+
+def _or_tree(terms: list):
+    """OR of ``terms`` as a balanced tree."""
+    while len(terms) > 1:
+        terms = [terms[i] | terms[i + 1] if i + 1 < len(terms) else terms[i]
+                 for i in range(0, len(terms), 2)]
+    return terms[0]

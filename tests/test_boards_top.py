@@ -210,3 +210,108 @@ def test_board_top_real_engine_bit_exact(digits_engine):
         assert res.predicted == int(np.argmax(ref))
         assert res.cycles == cycles > 0
     assert len({r.cycles for r, _ in results}) == 1          # data-independent schedule
+
+
+@pytest.mark.parametrize("n_in,n_out,in_bits,out_bits", [
+    (1, 1, 8, 8), (2, 1, 12, 12), (1, 3, 16, 8), (5, 4, 8, 20)])
+def test_host_link_streams(n_in, n_out, in_bits, out_bits):
+    """The link alone, at the edges of its counts (one value, one logit, several bytes per
+    value), with random stalls on every stream: the info reply, the values passed on in
+    order, and the logits, class and cycle count sent back (the end-of-count flags are set
+    a step ahead, so these edges are where they could slip)."""
+    from dynfix.boards.host_link import HostLink
+    from dynfix.boards.protocol import CMD_INFER, encode_values
+
+    info = LinkInfo(n_in=n_in, n_out=n_out, in_bits=in_bits, out_bits=out_bits)
+    link = HostLink(info)
+    rng = np.random.default_rng(n_in * 100 + n_out)
+    lim_in, lim_out = 1 << (in_bits - 1), 1 << (out_bits - 1)
+    runs = [(rng.integers(-lim_in, lim_in, n_in), rng.integers(-lim_out, lim_out, n_out),
+             int(rng.integers(1 << 32))) for _ in range(2)]
+    runs.append((np.zeros(n_in, int), np.full(n_out, -lim_out), 7))   # ties: the first index
+    stall = np.random.default_rng(1)
+    got_img, replies = [], bytearray()
+
+    async def pause(ctx, most: int):
+        for _ in range(int(stall.integers(0, most))):
+            await ctx.tick()
+
+    async def wait_for(ctx, signal, limit: int = 1000):
+        """Tick until ``signal`` is high (a stuck link fails instead of hanging)."""
+        for _ in range(limit):
+            if ctx.get(signal):
+                return
+            await ctx.tick()
+        raise AssertionError(f"{signal.name} stayed low for {limit} cycles")
+
+    async def host(ctx):
+        data = bytes([CMD_INFO, ord("Z")])
+        for x, _, _ in runs:
+            data += bytes([CMD_INFER]) + encode_values(x, in_bits)
+        for b in data:
+            ctx.set(link.rx.payload, b)
+            ctx.set(link.rx.valid, 1)
+            await wait_for(ctx, link.rx.ready)
+            await ctx.tick()
+            ctx.set(link.rx.valid, 0)
+            await pause(ctx, 3)
+
+    async def engine(ctx):
+        for x, logits, cycles in runs:
+            await wait_for(ctx, link.start)
+            ctx.set(link.done, 0)
+            await ctx.tick()
+            for _ in x:
+                for _ in range(1000):
+                    ready = bool(stall.integers(0, 2))
+                    ctx.set(link.img.ready, ready)
+                    taken = ready and ctx.get(link.img.valid)
+                    if taken:
+                        got_img.append(ctx.get(link.img.payload))
+                    await ctx.tick()
+                    if taken:
+                        break
+                else:
+                    raise AssertionError("the link offered no value")
+            ctx.set(link.img.ready, 0)
+            for v in logits:
+                await pause(ctx, 4)
+                ctx.set(link.logits.payload, int(v))
+                ctx.set(link.logits.valid, 1)
+                await wait_for(ctx, link.logits.ready)
+                await ctx.tick()
+                ctx.set(link.logits.valid, 0)
+            ctx.set(link.cycles, cycles)
+            ctx.set(link.done, 1)                      # held as a level until the next start
+        expected = INFO_LEN + 1 + len(runs) * (1 + info.result_len())
+        for _ in range(10_000):
+            if len(replies) >= expected:
+                break
+            await ctx.tick()
+        await ctx.tick().repeat(20)                    # nothing more comes
+
+    async def sink(ctx):
+        while True:
+            ready = bool(stall.integers(0, 2))
+            ctx.set(link.tx.ready, ready)
+            if ready and ctx.get(link.tx.valid):
+                replies.append(ctx.get(link.tx.payload))
+            await ctx.tick()
+
+    sim = Simulator(link)
+    sim.add_clock(1e-6)
+    sim.add_testbench(host)
+    sim.add_testbench(engine)
+    sim.add_testbench(sink, background=True)
+    sim.run()
+
+    assert bytes(replies[:INFO_LEN]) == info.info_reply()
+    assert replies[INFO_LEN] == ord("?")
+    rest = bytes(replies[INFO_LEN + 1:])
+    np.testing.assert_array_equal(got_img, np.concatenate([x for x, _, _ in runs]))
+    for x, logits, cycles in runs:
+        n = 1 + info.result_len()
+        res, rest = parse_result(rest[:n], info), rest[n:]
+        np.testing.assert_array_equal(res.logits, logits)
+        assert res.predicted == int(np.argmax(logits)) and res.cycles == cycles
+    assert rest == b""
