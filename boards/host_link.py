@@ -8,6 +8,7 @@ from amaranth.lib.wiring import In, Out
 
 from dynfix.boards.protocol import (CMD_INFER, CMD_INFO, REPLY_RESULT, REPLY_UNKNOWN,
                                     LinkInfo)
+from dynfix.hw.controller import OneHot
 
 __all__ = ["HostLink"]
 
@@ -95,15 +96,8 @@ class HostLink(wiring.Component):
         # One flip-flop per state (one-hot), so the image handshake and the engine's start
         # are flip-flops, and a state's next value is an OR of its arcs: no decode of an
         # encoded state lies on the paths into the engine or out of its handshake.
-        st = {name: Signal(init=name == "IDLE", name=f"st_{name.lower()}") for name in _STATES}
-        arcs: list[tuple[str, Signal, str]] = []
-
-        def arc(src: str, cond, dst: str) -> Signal:
-            """Leave ``src`` for ``dst`` when ``cond``; returns the arc's firing signal."""
-            fire = Signal(name=f"{src.lower()}_to_{dst.lower()}")
-            m.d.comb += fire.eq(st[src] & cond)
-            arcs.append((src, fire, dst))
-            return fire
+        fsm = OneHot(m, _STATES, "IDLE")
+        st, arc = fsm.st, fsm.arc
 
         rx, tx = self.rx, self.tx
         is_infer = Signal()
@@ -196,11 +190,6 @@ class HostLink(wiring.Component):
         with m.If(got_logit & (first_logit | (self.logits.payload > best))):
             m.d.sync += [best.eq(self.logits.payload), best_idx.eq(count)]
 
-        for name in _STATES:
-            leave = [fire for src, fire, dst in arcs if src == name]
-            enter = [fire for src, fire, dst in arcs if dst == name]
-            m.d.sync += st[name].eq(Cat(st[name] & ~Cat(leave).any(), *enter).any())
-
         # ``done`` may be a pulse or a level held until the next start: only a ``done`` seen
         # after the last input value (from HEADER on) counts for this run.
         with m.If(st["HEADER"]):
@@ -209,27 +198,17 @@ class HostLink(wiring.Component):
             m.d.sync += done_seen.eq(1)
 
         m.d.comb += [
-            rx.ready.eq(_while_in(m, st, arcs, ("IDLE", "RX_VALUE"), "rx_ready")),
-            tx.valid.eq(_while_in(m, st, arcs, _TX_STATES, "tx_valid")),
+            rx.ready.eq(fsm.flag(("IDLE", "RX_VALUE"), "rx_ready")),
+            tx.valid.eq(fsm.flag(_TX_STATES, "tx_valid")),
             tx.payload.eq(word[:8]),
             self.img.valid.eq(st["PUSH"]),
             self.img.payload.eq(value[:info.in_bits]),
             self.logits.ready.eq(st["LOGIT"]),
             self.start.eq(st["START"]),
-            self.busy.eq(~_while_in(m, st, arcs, ("IDLE", "UNKNOWN"), "idle")),
+            self.busy.eq(~fsm.flag(("IDLE", "UNKNOWN"), "idle")),
         ]
+        fsm.finish()
         return m
-
-
-def _while_in(m: Module, st: dict, arcs: list, states: tuple[str, ...], name: str) -> Signal:
-    """A flip-flop that is high exactly while the one-hot state ``st`` is one of ``states``:
-    set by the arcs that enter the set, cleared by those that leave it (an OR of the states'
-    flip-flops would put more logic on the output's paths)."""
-    flag = Signal(init="IDLE" in states, name=name)
-    enter = [fire for src, fire, dst in arcs if src not in states and dst in states]
-    leave = [fire for src, fire, dst in arcs if src in states and dst not in states]
-    m.d.sync += flag.eq(Cat(flag & ~Cat(leave).any(), *enter).any())
-    return flag
 
 
 def _or_tree(terms: list):

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal, unsigned
-from amaranth.lib import enum, memory, wiring
+from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
+from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from .config import EngineConfig
@@ -11,17 +11,55 @@ from .host_interface import EngineHostSignature
 from .program import entry_layout
 
 
-class State(enum.Enum, shape=4):
-    IDLE = 0
-    FETCH = 1
-    LATCH = 2
-    LOAD_GO = 3
-    LOAD = 4
-    START = 5
-    RUN = 6
-    DRAIN = 7
-    UNLOAD_GO = 8
-    UNLOAD = 9
+class OneHot:
+    """A state machine with one flip-flop per state, built from its arcs.
+
+    Each state's flip-flop is set by the arcs into it and cleared by those out of it, so it
+    is an OR of a few terms, and :meth:`flag` gives a flip-flop that is high exactly while
+    the machine is in a set of states (a registered decode, not a decode of an encoded state
+    register). Both keep control signals that fan out widely, and the handshakes between
+    units, off decode logic: on the iCE40 those decodes were on the longest paths.
+
+    Declare every arc, then call :meth:`finish` once.
+    """
+
+    def __init__(self, m: Module, states: tuple[str, ...], init: str):
+        self._m = m
+        self._init = init
+        self._arcs: list[tuple[str, Signal, str]] = []
+        self._flags: list[tuple[Signal, tuple[str, ...]]] = []
+        self.st = {name: Signal(init=name == init, name=f"st_{name.lower()}")
+                   for name in states}
+
+    def __getitem__(self, name: str) -> Signal:
+        """The flip-flop of state ``name``: high while the machine is in it."""
+        return self.st[name]
+
+    def arc(self, src: str, cond, dst: str) -> Signal:
+        """Leave ``src`` for ``dst`` when ``cond`` (the arcs out of a state must exclude one
+        another); returns the arc's firing signal, ``src & cond``."""
+        fire = Signal(name=f"{src.lower()}_to_{dst.lower()}")
+        self._m.d.comb += fire.eq(self.st[src] & cond)
+        self._arcs.append((src, fire, dst))
+        return fire
+
+    def flag(self, states: tuple[str, ...], name: str) -> Signal:
+        """A flip-flop that is high exactly while the machine is in one of ``states``."""
+        flag = Signal(init=self._init in states, name=name)
+        self._flags.append((flag, tuple(states)))
+        return flag
+
+    def finish(self) -> None:
+        """Drive the state flip-flops and the flags from the arcs."""
+        def update(reg: Signal, states: tuple[str, ...]):
+            enter = [f for src, f, dst in self._arcs if src not in states and dst in states]
+            leave = [f for src, f, dst in self._arcs if src in states and dst not in states]
+            self._m.d.sync += reg.eq(Cat(reg & ~Cat(leave).any(), *enter).any())
+
+        for name, reg in self.st.items():
+            update(reg, (name,))
+        for reg, states in self._flags:
+            update(reg, states)
 
 
 class Controller(wiring.Component):
@@ -73,70 +111,75 @@ class Controller(wiring.Component):
         lc_wr = lcm.write_port()
         lc_rd = lcm.read_port()
 
-        state = Signal(State)
         pc = Signal(unsigned(cfg.prog_addr_bits))
         first = Signal()                        # entry 0, before the image is loaded
         layer_count = Signal(32)
         drain = Signal(range(self._drain + 1))
+        drain_end = Signal()                    # drain == 0, set one step ahead
+
+        # The states: IDLE; FETCH latches the entry read last cycle and LATCH lets it settle;
+        # LOAD_GO, LOAD: the image (entry 0 only); START, RUN: the sequencer; DRAIN: the
+        # pipeline empties; UNLOAD_GO, UNLOAD: the result. The unit controls are flip-flops
+        # (state flip-flops or flags): they fan out to the sequencer's loads, the map port
+        # multiplexers and the host stream's ready, and the handshakes from the units come
+        # into an OR of arcs, not a state decoder.
+        fsm = OneHot(m, ("IDLE", "FETCH", "LATCH", "LOAD_GO", "LOAD", "START", "RUN",
+                         "DRAIN", "UNLOAD_GO", "UNLOAD"), "IDLE")
+        go = fsm.arc("IDLE", self.start, "FETCH")
+        fsm.arc("FETCH", 1, "LATCH")
+        fsm.arc("LATCH", first, "LOAD_GO")
+        fsm.arc("LATCH", ~first, "START")
+        fsm.arc("LOAD_GO", 1, "LOAD")
+        loaded = fsm.arc("LOAD", self.load_done, "START")
+        fsm.arc("START", 1, "RUN")
+        ran = fsm.arc("RUN", self.seq_done, "DRAIN")
+        drained = Signal()
+        m.d.comb += drained.eq(fsm["DRAIN"] & drain_end)
+        fsm.arc("DRAIN", drain_end & self.entry.last, "UNLOAD_GO")
+        fsm.arc("DRAIN", drain_end & ~self.entry.last, "FETCH")
+        fsm.arc("UNLOAD_GO", 1, "UNLOAD")
+        unloaded = fsm.arc("UNLOAD", self.unload_done, "IDLE")
+        counting = fsm.flag(("FETCH", "LATCH", "START", "RUN", "DRAIN"), "counting")
+        m.d.comb += [
+            self.busy.eq(~fsm.flag(("IDLE",), "idle")),
+            self.load_start.eq(fsm["LOAD_GO"]),
+            self.loading.eq(fsm.flag(("LOAD_GO", "LOAD"), "loading")),
+            self.seq_start.eq(fsm["START"]),
+            self.running.eq(fsm.flag(("START", "RUN", "DRAIN"), "running")),
+            self.unload_start.eq(fsm["UNLOAD_GO"]),
+            self.unloading.eq(fsm.flag(("UNLOAD_GO", "UNLOAD"), "unloading")),
+        ]
+        fsm.finish()
+
         # The program word is read a cycle ahead, so FETCH latches the entry and it is
         # stable from LATCH on, a cycle before the sequencer's start (which registers its
         # decodes of the entry then, off the paths from the entry register): pc is 0 while
         # idle, and the last DRAIN cycle reads the next entry.
         m.d.comb += [
-            rd.addr.eq(Mux(state == State.DRAIN, pc + 1, pc)),
+            rd.addr.eq(Mux(fsm["DRAIN"], pc + 1, pc)),
             lc_rd.addr.eq(self.layer_sel),
             self.layer_cycles.eq(lc_rd.data),
             lc_wr.addr.eq(pc),
             lc_wr.data.eq(layer_count + 1),
+            lc_wr.en.eq(drained),
         ]
 
-        def count():
+        # Fetch, run and drain cycles count, for the layer and in all.
+        with m.If(counting):
             m.d.sync += [layer_count.eq(layer_count + 1), self.cycles.eq(self.cycles + 1)]
-
-        with m.If(state == State.IDLE):
-            with m.If(self.start):
-                m.d.sync += [pc.eq(0), first.eq(1), self.done.eq(0), self.cycles.eq(0),
-                             layer_count.eq(0), state.eq(State.FETCH)]
-        with m.Elif(state == State.FETCH):           # the entry read last cycle
-            m.d.comb += self.busy.eq(1)
-            count()
-            m.d.sync += [self.entry.eq(rd.data), state.eq(State.LATCH)]
-        with m.Elif(state == State.LATCH):           # the entry settles
-            m.d.comb += self.busy.eq(1)
-            count()
-            m.d.sync += state.eq(Mux(first, State.LOAD_GO, State.START))
-        with m.Elif(state == State.LOAD_GO):
-            m.d.comb += [self.busy.eq(1), self.load_start.eq(1), self.loading.eq(1)]
-            m.d.sync += state.eq(State.LOAD)
-        with m.Elif(state == State.LOAD):
-            m.d.comb += [self.busy.eq(1), self.loading.eq(1)]
-            with m.If(self.load_done):
-                m.d.sync += [first.eq(0), state.eq(State.START)]
-        with m.Elif(state == State.START):
-            m.d.comb += [self.busy.eq(1), self.seq_start.eq(1), self.running.eq(1)]
-            count()
-            m.d.sync += state.eq(State.RUN)
-        with m.Elif(state == State.RUN):
-            m.d.comb += [self.busy.eq(1), self.running.eq(1)]
-            count()
-            with m.If(self.seq_done):
-                m.d.sync += [drain.eq(self._drain - 1), state.eq(State.DRAIN)]
-        with m.Elif(state == State.DRAIN):
-            m.d.comb += [self.busy.eq(1), self.running.eq(1)]
-            count()
-            m.d.sync += drain.eq(drain - 1)
-            with m.If(drain == 0):
-                m.d.comb += lc_wr.en.eq(1)
-                m.d.sync += layer_count.eq(0)
-                with m.If(self.entry.last):
-                    m.d.sync += [pc.eq(0), state.eq(State.UNLOAD_GO)]
-                with m.Else():
-                    m.d.sync += [pc.eq(pc + 1), state.eq(State.FETCH)]
-        with m.Elif(state == State.UNLOAD_GO):
-            m.d.comb += [self.busy.eq(1), self.unload_start.eq(1), self.unloading.eq(1)]
-            m.d.sync += state.eq(State.UNLOAD)
-        with m.Else():                   # State.UNLOAD
-            m.d.comb += [self.busy.eq(1), self.unloading.eq(1)]
-            with m.If(self.unload_done):
-                m.d.sync += [self.done.eq(1), state.eq(State.IDLE)]
+        with m.If(go):
+            m.d.sync += [pc.eq(0), first.eq(1), self.done.eq(0), self.cycles.eq(0),
+                         layer_count.eq(0)]
+        with m.If(fsm["FETCH"]):
+            m.d.sync += self.entry.eq(rd.data)
+        with m.If(loaded):
+            m.d.sync += first.eq(0)
+        with m.If(ran):
+            m.d.sync += [drain.eq(self._drain - 1), drain_end.eq(self._drain == 1)]
+        with m.If(fsm["DRAIN"]):
+            m.d.sync += [drain.eq(drain - 1), drain_end.eq(drain == 1)]
+        with m.If(drained):
+            m.d.sync += [layer_count.eq(0), pc.eq(Mux(self.entry.last, 0, pc + 1))]
+        with m.If(unloaded):
+            m.d.sync += self.done.eq(1)
         return m
