@@ -76,19 +76,16 @@ def bias_array(layer: Layer) -> np.ndarray:
     return b
 
 
-def _per_row(v: np.ndarray, ndim: int) -> np.ndarray:
-    """A per-output-channel vector shaped to broadcast over an (M, ...) weight array."""
-    return v.reshape((-1,) + (1,) * (ndim - 1))
-
-
-def weight_fl(fmt: LayerFormat, w: np.ndarray) -> np.ndarray:
-    """The fl of every output channel's weights, shaped to broadcast over ``w`` (M, ...)."""
-    return _per_row(fmt.fl_w + fmt.offsets(w.shape[0]), w.ndim)
+def row_fls(fl_w: int, ch_fl: tuple[int, ...], w: np.ndarray) -> np.ndarray:
+    """The fl of every output channel's weights, ``fl_w + ch_fl[m]`` (``ch_fl`` empty: all
+    ``fl_w``), shaped to broadcast over ``w`` (M, ...)."""
+    d = np.asarray(ch_fl, np.int64) if ch_fl else np.zeros(len(w), np.int64)
+    return (fl_w + d).reshape((-1,) + (1,) * (w.ndim - 1))
 
 
 def weight_integers(w: np.ndarray, fmt: LayerFormat) -> np.ndarray:
     """Float weights (an Affine's scale) -> integers at each channel's weight fl."""
-    return fixed.quantize(w, fmt.bw_w, weight_fl(fmt, w))
+    return fixed.quantize(w, fmt.bw_w, row_fls(fmt.fl_w, fmt.ch_fl, w))
 
 
 def bias_integers(b: np.ndarray, fmt: LayerFormat) -> np.ndarray:

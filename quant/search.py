@@ -56,7 +56,7 @@ from .fidelity import (Fidelity, Objective, agreement_tolerance, output_name,
 from .float_model import check_input, forward
 from .int_model import (MAX_CH_FL, MapFormat, accumulate, add_sum, apply_plain, bias_array,
                         bias_integers, check_add, check_spec, fan_in, has_format, is_compute,
-                        narrow, saturation_count, weight_array, with_params)
+                        narrow, row_fls, saturation_count, weight_array, with_params)
 from .ir import Add, Clip, Flatten, Layer, MaxPool2d, Model, ReLU, Softmax
 from .lower import lower
 from .qspec import AddFormat, Format, LayerFormat, QuantOptions, QuantSpec
@@ -73,7 +73,6 @@ PARAM_WINDOW = (-1, 3)  # greedy candidates: start-1 .. start+3
 DATA_WINDOW = (-1, 5)   # start-1 .. start+5 (heavy-tailed maps may prefer clipping)
 PERCENTILE = 99.99      # start="percentile": the window also covers this percentile's start
 REFINE_SAMPLES = 512    # the calibration objective is scored on at most this many inputs
-MAX_INT = np.iinfo(np.int64).max
 
 
 def range_fl(max_abs: float, bw: int, sign_bit: bool) -> int:
@@ -222,18 +221,17 @@ class Params:
 
     def fl_rows(self) -> np.ndarray:
         """Every output channel's weight fl, shaped to broadcast over ``w``."""
-        d = np.asarray(self.ch, np.int64) if self.ch else np.zeros(len(self.w), np.int64)
-        return (self.fl_w + d).reshape((-1,) + (1,) * (self.w.ndim - 1))
+        return row_fls(self.fl_w, self.ch, self.w)
 
     def integers(self, bw_w: int) -> np.ndarray:
         return fixed.quantize(self.w, bw_w, self.fl_rows())
 
-    def scaled_bias(self, b: np.ndarray | None = None) -> np.ndarray:
+    def scaled_bias(self) -> np.ndarray:
         """The bias as its integers see it at ``fl_b``: channel ``m`` times
         ``2**ch[m]`` (it is stored ``ch[m]`` bits finer)."""
-        b = self.b if b is None else b
-        return np.ldexp(np.asarray(b, np.float64), np.asarray(self.ch, np.int64)) \
-            if self.ch else b
+        if not self.ch:
+            return self.b
+        return np.ldexp(np.asarray(self.b, np.float64), np.asarray(self.ch, np.int64))
 
 
 def layer_format(layer: Layer, ins: list[MapFormat], wd: Widths, p: Params | None,
@@ -387,14 +385,15 @@ class _Search:
         ``(base, offsets)`` with ``base`` the coarsest; () when they would all be equal.
         An all-zero channel takes the base (any fl holds it)."""
         rows = w.reshape(len(w), -1)
+        live = np.any(rows != 0, axis=1)
+        if not live.any():
+            return ()
         crit = picker.options.criterion
         fls = np.array([picker.pick("weight", float(np.abs(r).max()), bw,
-                                    _param_error(r, bw, crit)) if np.any(r) else MAX_INT
-                        for r in rows])
-        if np.all(fls == MAX_INT):
-            return ()
+                                    _param_error(r, bw, crit)) for r in rows[live]])
         base = int(fls.min())
-        ch = np.minimum(np.where(fls == MAX_INT, base, fls) - base, MAX_CH_FL)
+        ch = np.zeros(len(rows), np.int64)
+        ch[live] = np.minimum(fls - base, MAX_CH_FL)
         return (base, tuple(int(d) for d in ch)) if np.any(ch) else ()
 
     @staticmethod
@@ -463,16 +462,16 @@ class _Search:
         params = dict(params)
         zps = self.offsets(picker.options) if zps is None else zps
         ref = ftrace[model.input_name]
-        zp_at = _offset_rule(zps.get(model.input_name, 0), ref, self.input_bw)
+        rule = zps.get(model.input_name, 0)         # an offset, or None: centred
+        zp_at = _offset_rule(rule, ref, self.input_bw)
         if fixed_fls is not None:
             fl = fixed_fls[model.input_name]
         else:
             err = ERRORS[picker.options.criterion]
-            fl = picker.pick("data", _reach(ref, zps.get(model.input_name, 0)),
-                             self.input_bw,
+            fl = picker.pick("data", _reach(ref, rule), self.input_bw,
                              lambda f: err(ref, fixed.quantize(ref, self.input_bw, f, zp_at(f)),
                                            f, zp_at(f)),
-                             _robust_abs(ref, picker), bool(zps.get(model.input_name, 0)))
+                             _robust_abs(ref, picker), bool(rule))
         zp = zp_at(fl)
         spec = QuantSpec(model.name, self.method, self.bits, self.input_bw, fl, input_zp=zp)
         q = {model.input_name: fixed.quantize(self.x, self.input_bw, fl, zp)}   # integers

@@ -85,7 +85,10 @@ def compile_model(model: Model, spec: QuantSpec, cfg: EngineConfig) -> CompiledM
         p.weights = _dense_weights(im.model.layer(p.name), im.weights[p.name], p)
         p.shared = (p.kind != "dwconv" and p.kernel != (1, 1)
                     and bool(np.all(p.weights == p.weights[:, :, :1, :1])))
-        p.biases = folded_bias(spec.layers[p.name], im.biases[p.name], im.weights[p.name])
+        f = spec.layers[p.name]
+        p.biases = folded_bias(f, im.biases[p.name], im.weights[p.name])
+        p.shifts = np.array([clamp_shift(int(s), f.bw_x, f.acc_bits)
+                             for s in f.data_shifts(len(p.biases))], np.int64)
     window = im2col_first(plans[0], n) if cfg.im2col and _reads_once(plans) else None
     fmts = [spec.layers[p.name] for p in plans]
     data_bits = max([spec.input_bw] + [f.bw_x for f in fmts])
@@ -96,9 +99,6 @@ def compile_model(model: Model, spec: QuantSpec, cfg: EngineConfig) -> CompiledM
     # The residual stage: fitted like the widths (0: as the model needs; an explicit value
     # is a bound), so a config with ``residual: 1`` also runs models without an Add.
     offsets = spec.input_zp != 0 or any(f.zp_out != 0 for f in fmts)
-    for p, f in zip(plans, fmts):
-        p.shifts = np.array([clamp_shift(int(s), f.bw_x, f.acc_bits)
-                             for s in f.data_shifts(len(p.biases))], np.int64)
     cfg = cfg.fitted(offsets=int(offsets), ch_shift=int(any(f.ch_fl for f in fmts)),
                      depthwise=int(any(p.kind == "dwconv" for p in plans)),
                      w_share=int(any(p.shared for p in plans)),
