@@ -57,6 +57,11 @@ def load_generated(folder: str | Path) -> Generated:
 def board_top(gen: Generated, board: Board) -> BoardTop:
     """The board top around the generated engine, for ``board``'s clock and UART."""
     check_link(EngineHostSignature(gen.info.in_bits), gen.info)   # before building anything
+    if gen.engine.get("w_spram"):
+        raise DynfixError(f"the engine in {gen.folder} keeps its weights in SPRAM, which the "
+                          f"bitstream cannot initialize, and this board top does not load "
+                          f"them from flash yet; generate it with w_spram: 0 (a smaller "
+                          f"engine, or fewer weight bits)")
     divisor = baud_divisor(board.clock_mhz * 1e6, board.baud)
     engine = EngineInstance(gen.verilog, gen.info.in_bits, gen.report["top"])
     return BoardTop(engine, gen.info, divisor=divisor, board=board)

@@ -20,7 +20,7 @@ On a family whose DSP blocks compute two products of at most 8-bit operands (iCE
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 
 from dynfix.boards.registry import Board
 from dynfix.errors import DynfixError
@@ -32,7 +32,8 @@ from dynfix.hw.resources import Device, Estimate, Usage, engine_memories, estima
 #: Share of a board's LUTs and FFs the fitter may plan for (placement and timing headroom).
 LOGIC_HEADROOM = 0.85
 
-RESOURCE_NAMES = {"dsps": "DSP blocks", "brams": "block RAMs", "luts": "LUTs", "ffs": "FFs"}
+RESOURCE_NAMES = {"dsps": "DSP blocks", "brams": "block RAMs", "sprams": "SPRAMs",
+                  "luts": "LUTs", "ffs": "FFs"}
 
 
 @dataclass
@@ -65,6 +66,7 @@ class FitResult:
 
 def limits(board: Board) -> dict[str, int]:
     return {"dsps": board.dsp.blocks, "brams": board.bram.blocks,
+            "sprams": board.spram.blocks if board.spram is not None else 0,
             "luts": int(board.luts * LOGIC_HEADROOM), "ffs": int(board.ffs * LOGIC_HEADROOM)}
 
 
@@ -111,7 +113,18 @@ def candidates(model, max_mults: int) -> list[tuple[int, int, int, int]]:
 
 
 def evaluate_config(model, spec, cfg: EngineConfig, board: Board) -> Candidate:
+    """``cfg`` compiled for the model and sized for ``board``; when its block RAMs run short
+    on a board with SPRAM, the same engine with its weights in SPRAM (``w_spram``) if that
+    fits or needs fewer block RAMs."""
+    c = _evaluate(model, spec, cfg, board)
+    if "brams" in c.over and board.spram is not None and not cfg.w_spram:
+        s = _evaluate(model, spec, replace(cfg, w_spram=1), board)
+        if s.fits or s.over.get("brams", (0, 0))[0] < c.over["brams"][0]:
+            return s
+    return c
 
+
+def _evaluate(model, spec, cfg: EngineConfig, board: Board) -> Candidate:
     cm = compile_model(model, spec, cfg)
     est = estimate(cm.config, Device.from_board(board))
     return Candidate(cm.config, cycle_estimate(cm)["cycles_per_image"], est,
@@ -126,9 +139,14 @@ def describe_over(over: dict[str, tuple[int, int]]) -> str:
 def fit(model, spec, board: Board) -> FitResult:
     """Choose the fastest engine for ``model`` quantized as ``spec`` that fits ``board``."""
     smallest = evaluate_config(model, spec, EngineConfig(k=1, tn=1, tm=1), board)
+    if "sprams" in smallest.over and smallest.config.weight_bits <= 8:
+        # One 8-bit weight per word leaves half of each 16-bit SPRAM word empty: two fill it.
+        smallest = evaluate_config(model, spec, EngineConfig(k=1, tn=2, tm=1), board)
     if not smallest.fits:
+        m = smallest.config.multipliers
         raise DynfixError(f"{model.name} does not fit {board.name} even with the smallest "
-                          f"engine (1 multiplier): needs {describe_over(smallest.over)}"
+                          f"engine ({m} multiplier{'s' if m > 1 else ''}): needs "
+                          f"{describe_over(smallest.over)}"
                           f"{_memory_note(smallest, board)}")
     # Fastest first, up to twice the DSP blocks' products. An engine needing more DSP blocks
     # than the board has cannot fit (yosys gives each product its own, or each pair with
@@ -173,6 +191,11 @@ def dual_mac_fits(cfg: EngineConfig, board: Board) -> bool:
 
 
 def _memory_note(c: Candidate, board: Board) -> str:
+    if "sprams" in c.over:
+        parts = [f"{name} {desc}" for name, desc in c.estimate.memories.items()
+                 if "SPRAM" in desc]
+        return (f" (memories: {'; '.join(parts)}; the board has {board.spram.blocks} x "
+                f"{board.spram.bits // 1024} kbit SPRAMs; fewer weight bits would help)")
     if "brams" not in c.over:
         return ""
     kbit = {m.name: m.depth * m.width / 1024 for m in engine_memories(c.config)}

@@ -44,6 +44,8 @@ class EngineConfig:
     im2col: int = 0         # 1: the host streams the first conv's windows (see compiler)
     dual_mac: int = 0       # 1: two products per iCE40 SB_MAC16 (dual 8x8 mode; data and
                             #    weights of at most 8 bits; the fit sets it for iCE40 boards)
+    w_spram: int = 0        # 1: weights in iCE40 SPRAM, written through the weight-load port
+                            #    after configuration (the fit sets it when block RAM is short)
     data_bits: int = 0      # feature-map values (max over the program's bw_in / bw_x)
     weight_bits: int = 0    # max bw_w
     bias_bits: int = 0      # max bw_b
@@ -84,9 +86,10 @@ class EngineConfig:
         return max(self.data_bits, self.weight_bits) <= DUAL_MAC_BITS
 
     def summary(self) -> str:
-        """The parallelism in one phrase: ``k=1 tn=4 tm=4`` (+ `` im2col``, `` dual 8x8``)."""
+        """The parallelism in one phrase: ``k=1 tn=4 tm=4`` (+ `` im2col``, `` dual 8x8``,
+        `` spram``)."""
         return (f"k={self.k} tn={self.tn} tm={self.tm}" + (" im2col" if self.im2col else "")
-                + (" dual 8x8" if self.dual_mac else ""))
+                + (" dual 8x8" if self.dual_mac else "") + (" spram" if self.w_spram else ""))
 
     def multipliers_text(self) -> str:
         """``8 multipliers``, or ``16 multipliers on 8 DSP blocks`` with ``dual_mac``."""
@@ -94,9 +97,10 @@ class EngineConfig:
         return f"{self.multipliers} multipliers{on}"
 
     def choice(self) -> dict[str, int]:
-        """What a fit chooses (``PARALLEL_KEYS``, ``im2col`` and ``dual_mac``): the keys to
-        rebuild this engine from, e.g. for ``engine.yaml``."""
-        return {key: getattr(self, key) for key in (*PARALLEL_KEYS, "im2col", "dual_mac")}
+        """What a fit chooses (``PARALLEL_KEYS``, ``im2col``, ``dual_mac``, ``w_spram``): the
+        keys to rebuild this engine from, e.g. for ``engine.yaml``."""
+        return {key: getattr(self, key) for key in (*PARALLEL_KEYS, "im2col", "dual_mac",
+                                                     "w_spram")}
 
     @property
     def packed_writeback(self) -> bool:
@@ -143,6 +147,11 @@ class EngineConfig:
         return max(self.sum_bits, self.data_bits).bit_length() + 1
 
     @property
+    def weight_word_bits(self) -> int:
+        """Bits of a weight word: ``tm * lanes`` weights."""
+        return self.tm * self.lanes * self.weight_bits
+
+    @property
     def fmap_addr_bits(self) -> int:
         return clog2(self.fmap_depth)
 
@@ -178,7 +187,7 @@ class EngineConfig:
                if not isinstance(getattr(self, key), int) or getattr(self, key) < 1]
         if bad:
             raise DynfixError(f"engine config: {', '.join(bad)} must be positive integers")
-        for key in ("im2col", "dual_mac", "residual", "depthwise", "w_share"):
+        for key in ("im2col", "dual_mac", "w_spram", "residual", "depthwise", "w_share"):
             if getattr(self, key) not in (0, 1):
                 raise DynfixError(f"engine config: {key}={getattr(self, key)!r} must be 0 or 1")
 

@@ -8,6 +8,7 @@ from amaranth.lib import data, fifo, memory, wiring
 from .config import EngineConfig
 from .controller import Controller
 from .host_interface import EngineHostSignature
+from .ice40_spram import SPRAM, CELL_WIDTH
 from .mac_array import MacArray, mac_latency
 from .map_walker import MapWalker
 from .max_pool import MaxPool
@@ -57,22 +58,28 @@ class Engine(wiring.Component):
         A fitted configuration (every width and depth set, as
         :func:`dynfix.hw.compiler.compile_model` returns it).
     program, weights, biases : list of int
-        The memory images, one integer per word.
+        The memory images, one integer per word. With ``cfg.w_spram`` the weights live in
+        iCE40 SPRAM, which starts empty: the host streams them in on ``wl``.
+    cells : bool
+        True: iCE40 cells (SB_MAC16, SB_SPRAM256KA) as instances, for Verilog; False: their
+        behavioural models, for Amaranth's simulator.
 
     Members
     -------
-    The members of :class:`~dynfix.hw.host_interface.EngineHostSignature` ``(data_bits)``:
-    ``i``, ``o``, ``start``, ``busy``, ``done``, ``cycles``, ``layer_sel``, ``layer_cycles``.
+    The members of :class:`~dynfix.hw.host_interface.EngineHostSignature`
+    ``(data_bits, weight_load=cfg.w_spram)``: ``i``, ``o``, ``start``, ``busy``, ``done``,
+    ``cycles``, ``layer_sel``, ``layer_cycles`` (and ``wl``).
     """
 
     def __init__(self, cfg: EngineConfig, program: list[int], weights: list[int],
-                 biases: list[int]):
+                 biases: list[int], cells: bool = True):
         cfg.check_fitted()
         self._cfg = cfg
         self._program = program
         self._weights = weights
         self._biases = biases
-        super().__init__(EngineHostSignature(cfg.data_bits))
+        self._cells = cells
+        super().__init__(EngineHostSignature(cfg.data_bits, weight_load=bool(cfg.w_spram)))
 
     def elaborate(self, platform):
         m = Module()
@@ -87,21 +94,17 @@ class Engine(wiring.Component):
 
         m.submodules.fmap = fmap = memory.Memory(shape=lanes, depth=cfg.fmap_depth, init=[])
         # The ROM images are packed integers (lane 0 in the low bits), as in the hex files.
-        m.submodules.weights = wrom = memory.Memory(
-            shape=w_word, depth=cfg.weight_depth,
-            init=[w_word.from_bits(w) for w in self._weights])
         m.submodules.biases = brom = memory.Memory(
             shape=b_word, depth=cfg.bias_depth, init=[b_word.from_bits(b) for b in self._biases])
         map_wr = fmap.write_port(granularity=1)         # one enable per lane
         map_rd = fmap.read_port()
-        w_rd = wrom.read_port()
         b_rd = brom.read_port()
 
         # The controller sees the sequencer's ``done`` one register later (off the critical
         # path from the loop counters), so it drains one cycle less: the same cycle count.
         m.submodules.ctrl = ctrl = Controller(cfg, self._program, pipeline_depth(cfg) - 1)
         m.submodules.seq = seq = Sequencer(cfg)
-        m.submodules.mac = mac = MacArray(cfg)
+        m.submodules.mac = mac = MacArray(cfg, cell=self._cells)
         m.submodules.loader = loader = MapWalker(cfg.fmap_addr_bits, cfg.dim_bits, n)
         m.submodules.unloader = unloader = MapWalker(cfg.fmap_addr_bits, cfg.dim_bits, n)
         m.submodules.pool = pool = MaxPool(db, tm)
@@ -136,9 +139,9 @@ class Engine(wiring.Component):
         # reads start a cycle later to meet it.
         m.d.comb += [
             map_rd.addr.eq(Mux(ctrl.unloading, unloader.addr, seq.map_addr)),
-            w_rd.addr.eq(delay(m, seq.w_addr, 1, "w_addr")),
             b_rd.addr.eq(delay(m, seq.b_addr, 1, "b_addr")),
         ]
+        w_data = self._weights_memory(m, w_word, delay(m, seq.w_addr, 1, "w_addr"), ctrl)
         word = map_rd.data
         x = Signal(lanes)
         with m.If(delay(m, seq.pad, 1, "pad")):
@@ -151,7 +154,7 @@ class Engine(wiring.Component):
             mac.first.eq(delay(m, seq.first, ISSUE_TO_MAC, "first")),
             mac.last.eq(delay(m, seq.last, ISSUE_TO_MAC, "last")),
             mac.x.eq(x),
-            mac.w.eq(w_rd.data),
+            mac.w.eq(w_data),
             mac.bias.eq(Cat(b_rd.data[j].bias for j in range(tm)) if cfg.ch_shift
                         else b_rd.data),
             mac.bias_shift.eq(e.bias_shift),
@@ -212,6 +215,41 @@ class Engine(wiring.Component):
         with m.If(self.o.valid & self.o.ready):
             m.d.sync += self.o.valid.eq(0)
         return m
+
+    def _weights_memory(self, m: Module, w_word, addr, ctrl: Controller):
+        """The weight memory read at ``addr`` (data one cycle later): a ROM in block RAM, or
+        with ``cfg.w_spram`` an SPRAM that ``wl`` writes, one 16-bit column of a word per
+        halfword, while no run is in progress (the write registered, then taking the port
+        from the reads for its cycle)."""
+        cfg = self._cfg
+        if not cfg.w_spram:
+            m.submodules.weights = wrom = memory.Memory(
+                shape=w_word, depth=cfg.weight_depth,
+                init=[w_word.from_bits(w) for w in self._weights])
+            w_rd = wrom.read_port()
+            m.d.comb += w_rd.addr.eq(addr)
+            return w_rd.data
+        m.submodules.weights = wram = SPRAM(cfg.weight_depth, cfg.weight_word_bits,
+                                            cell=self._cells)
+        cols = wram.columns
+        word = Signal.like(addr, name="wl_word")
+        col = Signal(range(max(2, cols)), name="wl_col")
+        w_en = Signal(name="wl_en")
+        w_addr = Signal.like(addr, name="wl_addr")
+        w_mask = Signal(4 * cols, name="wl_mask")
+        w_data = Signal(CELL_WIDTH, name="wl_data")
+        beat = self.wl.valid & self.wl.ready
+        m.d.comb += self.wl.ready.eq(~ctrl.busy)
+        m.d.sync += [w_en.eq(beat), w_addr.eq(word), w_data.eq(self.wl.payload),
+                     w_mask.eq(Cat((col == c).replicate(4) for c in range(cols)))]
+        with m.If(beat):
+            with m.If(col == cols - 1):
+                m.d.sync += [col.eq(0), word.eq(Mux(word == cfg.weight_depth - 1, 0, word + 1))]
+            with m.Else():
+                m.d.sync += col.eq(col + 1)
+        m.d.comb += [wram.addr.eq(Mux(w_en, w_addr, addr)), wram.w_en.eq(w_en),
+                     wram.w_data.eq(Cat(w_data for _ in range(cols))), wram.w_mask.eq(w_mask)]
+        return w_word(wram.r_data)
 
     def _residual(self, m: Module, seq: Sequencer, e, word, results, results_valid):
         """The residual Add after the requantizers: the shortcut words the sequencer's slot

@@ -101,7 +101,7 @@ def write_outputs(cm: CompiledModel, model_name: str, output: str | Path,
     files = {
         f"{TOP_NAME}.v": engine_verilog(cm),
         "program.hex": hex_lines(cm.program, entry_layout(cfg).size),
-        "weights.hex": hex_lines(cm.weights, cfg.tm * cfg.lanes * cfg.weight_bits),
+        "weights.hex": hex_lines(cm.weights, cfg.weight_word_bits),
         "biases.hex": hex_lines(cm.biases, cfg.tm * cfg.bias_lane_bits),
         "report.json": json.dumps(rep, indent=2, sort_keys=True) + "\n",
     }

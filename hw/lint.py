@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 from dynfix.errors import DynfixError
-from .ice40_dual_mac import SIM_DEFINES, sim_sources
+from .ice40_cells import SIM_DEFINES, sim_sources
 
 LINT_WAIVERS = Path(__file__).with_name("lint_waivers.vlt")
 

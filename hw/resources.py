@@ -24,6 +24,7 @@ from .adder_tree import tree_levels
 from .mac_array import OPERAND_STAGES, PRODUCT_STAGES, mac_latency
 from .config import EngineConfig, clog2
 from .fpga_family import FpgaFamily
+from .ice40_spram import spram_cells
 from .program import entry_layout
 
 __all__ = ["Usage", "Estimate", "Device", "MemorySpec", "estimate", "memory_blocks",
@@ -59,10 +60,12 @@ class Device:
     dsp_a_bits: int
     dsp_b_bits: int
     bram_shapes: tuple[tuple[int, int], ...]
+    sprams: int = 0             # iCE40 SB_SPRAM256KA cells
 
     @classmethod
     def from_board(cls, board) -> "Device":
-        return cls(board.family, board.dsp.a_bits, board.dsp.b_bits, board.bram.shapes)
+        return cls(board.family, board.dsp.a_bits, board.dsp.b_bits, board.bram.shapes,
+                   board.spram.blocks if board.spram is not None else 0)
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,7 @@ class MemorySpec:
     depth: int
     width: int
     rom: bool
+    spram: bool = False         # in iCE40 SPRAM cells (``hw/ice40_spram.py``), not block RAM
 
 
 @dataclass
@@ -128,13 +132,24 @@ def engine_memories(cfg: EngineConfig) -> list[MemorySpec]:
     n = cfg.lanes
     return [
         MemorySpec("fmap", cfg.fmap_depth, n * cfg.data_bits, rom=False),
-        MemorySpec("weights", cfg.weight_depth, cfg.tm * n * cfg.weight_bits, rom=True),
+        MemorySpec("weights", cfg.weight_depth, cfg.weight_word_bits, rom=True,
+                   spram=bool(cfg.w_spram)),
         MemorySpec("biases", cfg.bias_depth, cfg.tm * cfg.bias_lane_bits, rom=True),
         MemorySpec("program", cfg.prog_depth, entry_layout(cfg).size, rom=True),
     ]
 
 
 def memory_usage(mem: MemorySpec, dev: Device) -> tuple[Usage, str]:
+    if mem.spram:
+        # SB_SPRAM256KA cells side by side and deep; the load port (word and column counters,
+        # the registered write: address, halfword, nibble mask), the address select between
+        # load and read, and a read multiplexer over the rows.
+        rows, cols = spram_cells(mem.depth, mem.width)
+        ab = clog2(mem.depth)
+        luts = 2 * ab + cols + ab + mem.width * (rows - 1)
+        ffs = (2 * ab + cols.bit_length() + 16 + 4 * cols + 1
+               + (rows > 1) * (rows - 1).bit_length())
+        return Usage(luts=luts, ffs=ffs, sprams=rows * cols), f"{rows * cols} SPRAMs"
     blocks = memory_blocks(mem.depth, mem.width, dev.bram_shapes)
     bits = mem.depth * mem.width
     logic_cost = bits / 16 if mem.rom else bits
@@ -156,6 +171,9 @@ def estimate(cfg: EngineConfig, dev: Device, board_top: bool = True) -> Estimate
     ab, acc = cfg.acc_bits, cfg.fmap_addr_bits
     prod = db + wb
     est = Estimate()
+    if cfg.w_spram and not dev.sprams:
+        raise DynfixError("the engine keeps its weights in iCE40 SPRAM (w_spram: 1); this "
+                          "device has none: generate the engine for this board")
 
     if cfg.dual_mac:
         if not dev.family.dual_mac:

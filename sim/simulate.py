@@ -31,6 +31,7 @@ from dynfix.errors import DynfixError
 from dynfix.hw.compiler import CompiledModel, compile_model
 from dynfix.hw.config import EngineConfig
 from dynfix.hw.generate import TOP_NAME, hex_lines
+from dynfix.hw.ice40_spram import halfwords
 from dynfix.hw.program import entry_layout, pack_entry
 from dynfix.quant.float_model import predict
 from dynfix.quant.int_model import IntModel
@@ -38,7 +39,7 @@ from dynfix.quant.ir import Model
 from dynfix.quant.qspec import QuantSpec
 from dynfix.quant.qspec_io import load_qspec
 from dynfix.quant.yaml_io import load_yaml
-from .harness import RELOADABLE, HostParams, hex_values
+from .harness import RELOADABLE, WEIGHT_LOAD, HostParams, hex_values, weight_load_len
 from .scoreboard import Difference, Scoreboard, first_difference
 from .simulators import Simulator, choose
 
@@ -96,7 +97,7 @@ def load_design(folder: str | Path) -> Design:
     spec = load_qspec(folder / "Q.yaml", model)
     cm = compile_model(model, spec, cfg)
     for name, words, bits in (("program.hex", cm.program, entry_layout(cfg).size),
-                              ("weights.hex", cm.weights, cfg.tm * cfg.lanes * cfg.weight_bits),
+                              ("weights.hex", cm.weights, cfg.weight_word_bits),
                               ("biases.hex", cm.biases, cfg.tm * cfg.bias_lane_bits)):
         if (folder / name).read_text() != hex_lines(words, bits):
             raise DynfixError(f"{folder}/{name} does not match model.yaml + Q.yaml compiled "
@@ -120,13 +121,16 @@ def padded(words: list[int], depth: int) -> list[int]:
 
 def memory_files(cm: CompiledModel, folder: Path, program: list[int] | None = None
                  ) -> dict[str, str]:
-    """Write program / weights / biases images of ``cm`` (padded to depth) into ``folder``."""
+    """Write program / weights / biases images of ``cm`` (padded to depth) into ``folder``;
+    the weights as the halfwords the host streams in when the engine loads them
+    (``w_spram``)."""
     cfg = cm.config
+    weights = padded(cm.weights, cfg.weight_depth)
     images = {
         "program.hex": hex_lines(padded(program or cm.program, cfg.prog_depth),
                                  entry_layout(cfg).size),
-        "weights.hex": hex_lines(padded(cm.weights, cfg.weight_depth),
-                                 cfg.tm * cfg.lanes * cfg.weight_bits),
+        **({WEIGHT_LOAD[1]: hex_lines(halfwords(weights, cfg.weight_word_bits), 16)}
+           if cfg.w_spram else {"weights.hex": hex_lines(weights, cfg.weight_word_bits)}),
         "biases.hex": hex_lines(padded(cm.biases, cfg.bias_depth),
                                 cfg.tm * cfg.bias_lane_bits),
     }
@@ -140,7 +144,7 @@ def memory_files(cm: CompiledModel, folder: Path, program: list[int] | None = No
 
 def reload_mask(files: dict[str, str]) -> int:
     mask = 1 if "images.hex" in files else 0
-    for bit, (name, _) in RELOADABLE.items():
+    for bit, (name, _) in [*RELOADABLE.items(), (WEIGHT_LOAD[0], (WEIGHT_LOAD[1], None))]:
         if name in files:
             mask |= 1 << bit
     return mask
@@ -294,9 +298,16 @@ def simulate(design: Design, x: np.ndarray, y: np.ndarray | None, build_dir: str
     n, in_len = stream.shape
     chunk = min(chunk, n)
     map_lens = [int(ref[0].size) for _, ref in group_maps(cm, trace)]
-    params = HostParams(cfg.data_bits, in_len, max(map_lens), len(cm.plans), max_images=chunk)
+    params = HostParams(cfg.data_bits, in_len, max(map_lens), len(cm.plans), max_images=chunk,
+                        wl_len=weight_load_len(cfg))
     simulator = Simulator(design.verilog, params, Path(build_dir) / sim, sim, waves)
     simulator.build()
+    if cfg.w_spram:
+        # The engine's SPRAM starts empty: the first step streams the weights in (the boot
+        # load the board top does from flash).
+        weights = {WEIGHT_LOAD[1]: memory_files(cm, simulator.build_dir / "boot")[
+            WEIGHT_LOAD[1]]}
+        extra_files = {**weights, **(extra_files or {})}
     steps = image_steps(stream, chunk, simulator.build_dir / "data", cfg.data_bits,
                         {"out_len": cm.output_len, "n_layers": len(cm.plans)}, extra_files)
 

@@ -24,7 +24,7 @@ from typing import Callable, Iterator
 from cocotb_tools.runner import get_runner
 
 from dynfix.errors import DynfixError
-from dynfix.hw.ice40_dual_mac import SIM_DEFINES, sim_sources
+from dynfix.hw.ice40_cells import SIM_DEFINES, sim_sources
 from dynfix.hw.lint import find_verilator
 from .harness import ENGINE, TOP, HostParams, host_verilog
 

@@ -137,7 +137,7 @@ def run_direct(verilog: str | Path, images: list[list[int]], n_out: int, n_layer
     """Simulate a bare engine with :class:`EngineHost` on each image (the direct path)."""
     from cocotb_tools.runner import get_runner
 
-    from dynfix.hw.ice40_dual_mac import SIM_DEFINES, sim_sources
+    from dynfix.hw.ice40_cells import SIM_DEFINES, sim_sources
     from dynfix.sim.simulators import check_available, job_files
 
     check_available(sim)

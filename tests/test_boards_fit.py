@@ -101,16 +101,40 @@ def test_estimate_grows_with_parallelism(digits):
                                "control", "mem_weights", "mem_fmap", "board_top"}
 
 
-def test_model_too_big_fails_before_synthesis():
+def _fc_model(outputs: int, inputs: int = 64) -> tuple[Model, QuantSpec]:
+    """One Linear layer, ``outputs`` x ``inputs`` 8-bit weights."""
     rng = np.random.default_rng(0)
-    fc = Linear("fc", inputs=("flat",), weight=rng.normal(size=(512, 64)).astype(np.float32),
-                bias=np.zeros(512, np.float32))
-    model = Model("big", "input", (1, 8, 8), [Flatten("flat", inputs=("input",)), fc])
+    fc = Linear("fc", inputs=("flat",),
+                weight=rng.normal(size=(outputs, inputs)).astype(np.float32),
+                bias=np.zeros(outputs, np.float32))
+    model = Model("big", "input", (1, 8, inputs // 8), [Flatten("flat", inputs=("input",)),
+                                                        fc])
     fmt = LayerFormat("fc", bw_w=8, fl_w=7, bw_b=16, fl_b=10, bw_in=8, fl_in=6, bw_x=8,
                       fl_out=4, acc_bits=24)
-    spec = QuantSpec("big", "static", "8", 8, 6, {"fc": fmt})
+    return model, QuantSpec("big", "static", "8", 8, 6, {"fc": fmt})
+
+
+def test_weights_beyond_block_ram_go_to_spram():
+    """32 K weights (256 kbit) overflow the iCEBreaker's 30 block RAMs (120 kbit): the fit
+    puts them in its SPRAMs, at most 4 x 16 bits wide, so 8 products per cycle read them."""
+    model, spec = _fc_model(512)
+    r = fit(model, spec, get_board("icebreaker"))
+    c = r.chosen.config
+    assert r.chosen.fits and c.w_spram == 1
+    assert c.weight_word_bits <= 64 and c.multipliers <= 8
+    total = r.chosen.estimate.total
+    assert 1 <= total.sprams <= 4 and total.brams <= 30
+    assert "SPRAMs" in r.chosen.estimate.memories["weights"]
+    assert r.to_dict()["w_spram"] == 1
+    # The ULX3S has no SPRAM; its block RAM holds them.
+    assert fit(model, spec, get_board("ulx3s")).chosen.config.w_spram == 0
+
+
+def test_model_too_big_fails_before_synthesis():
+    model, spec = _fc_model(2048, 96)       # 192 K weights: more than 4 SPRAMs hold
     with pytest.raises(DynfixError, match=r"big does not fit icebreaker even with the smallest "
-                                          r"engine.*block RAMs \d+ > 30.*weights") as e:
+                                          r"engine.*SPRAMs \d+ > 4.*weights") as e:
         fit(model, spec, get_board("icebreaker"))
     assert "\n" not in str(e.value)
-    assert fit(model, spec, get_board("ulx3s")).chosen.fits      # 256 kbit fits 208 DP16KD
+    with pytest.raises(DynfixError, match=r"block RAMs \d+ > 56"):
+        fit(model, spec, get_board("orangecrab"))

@@ -19,8 +19,8 @@ from amaranth.sim import Simulator
 from dynfix.errors import DynfixError
 from dynfix.hw.config import EngineConfig
 from dynfix.hw.generate import ensure_yosys
-from dynfix.hw.ice40_dual_mac import (CELL, LATENCY, SIM_DEFINES, DualMul, cell_model,
-                                      sim_sources)
+from dynfix.hw.ice40_cells import SIM_DEFINES, cell_model, sim_sources
+from dynfix.hw.ice40_dual_mac import CELL, LATENCY, DualMul
 from dynfix.hw.mac_array import OPERAND_STAGES, PRODUCT_STAGES, MacArray
 
 from dual_mac_vectors import bank_vectors, pack, unpack

@@ -1,0 +1,143 @@
+"""The iCE40 SPRAM memory (``hw/ice40_spram.py``): its behavioural model in Amaranth's
+simulator and its SB_SPRAM256KA instances under yosys's cell model (cocotb, Icarus), both
+against a Python model of the cell; and an engine whose weights live there, loaded through
+its ``wl`` port, bit-exact on digits (a wrong weight image must show)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from amaranth.sim import Simulator
+
+from dynfix.errors import DynfixError
+from dynfix.hw.generate import ensure_yosys
+from dynfix.hw.ice40_cells import SIM_DEFINES, cell_model, sim_sources
+from dynfix.hw.ice40_spram import CELL, SPRAM, halfwords, spram_cells
+
+from spram_vectors import spram_ops
+
+needs_icarus = pytest.mark.skipif(shutil.which("iverilog") is None,
+                                  reason="Icarus Verilog (iverilog) is not installed")
+
+#: Two rows of cells (a read multiplexer) and a partly used third column.
+DEPTH, WIDTH = 20000, 40
+
+
+def test_cells_for_a_shape():
+    assert spram_cells(16384, 16) == (1, 1)
+    assert spram_cells(16385, 16) == (2, 1)
+    assert spram_cells(100, 64) == (1, 4)
+    assert spram_cells(DEPTH, WIDTH) == (2, 3)
+    with pytest.raises(DynfixError, match="positive depth"):
+        SPRAM(0, 8)
+
+
+def test_halfwords_low_first():
+    assert halfwords([0x123456789, 0x1], 40) == [0x6789, 0x2345, 0x1, 0x1, 0, 0]
+    assert halfwords([0xAB], 8) == [0xAB]
+
+
+def test_behavioural_model_reads_what_was_written():
+    dut = SPRAM(DEPTH, WIDTH, cell=False)
+    ops = spram_ops(DEPTH, WIDTH)
+    got = []
+
+    async def bench(ctx):
+        for op in ops:
+            for name in ("addr", "w_en", "w_data", "w_mask"):
+                ctx.set(getattr(dut, name), op[name])
+            await ctx.tick()            # a read's word is there after the edge
+            if not op["w_en"]:
+                got.append((op["want"], ctx.get(dut.r_data)))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    reads = sum(1 for op in ops if not op["w_en"])
+    assert len(got) == reads > 200
+    assert [g for w, g in got] == [w for w, g in got]
+
+
+def spram_verilog(depth: int, width: int) -> str:
+    from amaranth.back import verilog
+    ensure_yosys()
+    return verilog.convert(SPRAM(depth, width, cell=True), name="spram", emit_src=False,
+                           strip_internal_attrs=True)
+
+
+def test_instances_and_their_ports():
+    text = spram_verilog(DEPTH, WIDTH)
+    assert text.count(f"{CELL} ") == 6
+    for port in (".POWEROFF(1'h1)", ".SLEEP(1'h0)", ".STANDBY(1'h0)"):
+        assert text.count(port) == 6, port
+    assert sim_sources(text) == [cell_model()]
+
+
+@needs_icarus
+def test_cells_against_yosys_model(tmp_path):
+    """The instances as yosys's SB_SPRAM256KA model simulates them: nibble write enables in
+    the right order, rows chosen by the top address bits, reads from the right row."""
+    from cocotb_tools.runner import get_runner
+
+    from dynfix.sim.simulators import job_files
+    build = tmp_path.resolve()
+    src = build / "spram.v"
+    src.write_text(spram_verilog(DEPTH, WIDTH))
+    job, result = job_files(build, {"depth": DEPTH, "width": WIDTH})
+    runner = get_runner("icarus")
+    runner.build(sources=[src, cell_model()], hdl_toplevel="spram", build_dir=build,
+                 defines=SIM_DEFINES, timescale=("1ns", "1ps"), log_file=build / "build.log")
+    runner.test(hdl_toplevel="spram", test_module="spram_tb", build_dir=build, test_dir=build,
+                extra_env={"DYNFIX_TB_JOB": str(job)}, log_file=build / "sim.log")
+    r = json.loads(result.read_text())
+    assert r["wrong"] == []
+    assert r["checked"] == sum(1 for op in spram_ops(DEPTH, WIDTH) if not op["w_en"])
+
+
+@needs_icarus
+def test_digits_engine_with_weights_in_spram(tmp_path):
+    """A whole digits engine whose weights live in SPRAM (no initial image in the Verilog):
+    the host streams the halfwords in on ``wl`` before the first image, and the run is
+    bit-exact with the integer model at the cycle model's counts. The same run with one
+    weight halfword changed must mismatch: the weights do come through the load."""
+    import numpy as np
+
+    from dynfix.hw.compiler import compile_model
+    from dynfix.hw.config import EngineConfig
+    from dynfix.hw.cycle_model import layer_cycles
+    from dynfix.hw.generate import write_outputs
+    from dynfix.quant.datasets import load_digits
+    from dynfix.quant.int_model import IntModel
+    from dynfix.sim.harness import WEIGHT_LOAD
+    from dynfix.sim.simulate import Design, memory_files, simulate
+
+    from hw_models import digits_8bit
+    model, spec = digits_8bit()
+    cm = compile_model(model, spec, EngineConfig(k=1, tn=2, tm=4, dual_mac=1, w_spram=1))
+    report = write_outputs(cm, model.name, tmp_path / "gen")
+    text = (tmp_path / "gen" / "dynfix_engine.v").read_text()
+    assert text.count(f"{CELL} ") == spram_cells(cm.config.weight_depth, 64)[1] == 4
+    assert "wl__payload" in text
+    design = Design(tmp_path / "gen", report, model, spec, cm)
+    x, _ = load_digits("test")
+    x = x[:2]
+    im = IntModel(model, spec)
+    ref = im.forward(im.quantize_input(x))[cm.output_name].reshape(len(x), -1)
+    res = simulate(design, x, None, tmp_path / "build", "icarus", chunk=1)
+    assert res.images == 2 and res.mismatches == 0
+    np.testing.assert_array_equal(res.outputs, ref)
+    predicted = [layer_cycles(cm.config, p) for p in cm.plans]
+    assert all(layers == predicted for layers in res.image_layer_cycles)
+
+    good = Path(memory_files(cm, tmp_path / "w")[WEIGHT_LOAD[1]])
+    lines = good.read_text().splitlines()
+    lines[1] = f"{int(lines[1], 16) ^ 0x4040:04x}"      # two weights of word 0
+    bad = tmp_path / WEIGHT_LOAD[1]
+    bad.write_text("\n".join(lines) + "\n")
+    res = simulate(design, x, None, tmp_path / "build_bad", "icarus", chunk=1,
+                   extra_files={WEIGHT_LOAD[1]: str(bad)})
+    assert res.mismatches > 0
