@@ -45,6 +45,6 @@ async def reads_image(dut):
             break
     await ClockCycles(dut.clk, 4)
     Path(job["result"]).write_text(json.dumps({
-        "data": data, "done": int(dut.done.value), "cs_n": int(dut.cs_n.value),
+        "data": data, "done": int(dut.done.value), "error": int(dut.error.value), "cs_n": int(dut.cs_n.value),
         "commands": [list(c) for c in flash.commands], "ignored": len(flash.ignored),
         "errors": flash.errors}))

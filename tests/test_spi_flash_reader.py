@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from amaranth.sim import Simulator
 
+from dynfix.boards.flash_image import FLASH_OFFSET, flash_header, flash_image, flash_payload
 from dynfix.boards.spi_flash_reader import (READ, RELEASE_POWER_DOWN, SPIFlashReader,
                                             byte_cycles, check_reader, wake_cycles)
 
@@ -192,6 +193,15 @@ def test_header_check(flip):
         assert seen["reads"] == [b""] and seen["errors"] == [1]
 
 
+def test_reads_a_flash_image():
+    """flash_image's bytes at FLASH_OFFSET, checked with flash_header: the payload."""
+    payload = flash_payload([random.Random(9).randrange(1 << 12) for _ in range(20)], 12)
+    dut = SPIFlashReader(offset=FLASH_OFFSET, length=len(payload), clk_hz=CLK_HZ,
+                         header=flash_header(payload))
+    seen = run_reader(dut, TickFlash(dut, flash_image(payload), FLASH_OFFSET), ready_p=0.5)
+    assert seen["reads"] == [payload] and seen["errors"] == [0]
+
+
 @pytest.mark.parametrize("kw, match", [
     ({"length": 0}, "length"),
     ({"offset": (1 << 24) - 4, "length": 5}, "outside"),
@@ -204,9 +214,10 @@ def test_bad_parameters(kw, match):
         check_reader(**args)
 
 
-def run_reader_tb(image: bytes, offset: int, build_dir: Path, ready_p: float = 0.5) -> dict:
-    """The reader's Verilog (reading all of ``image``, stored at ``offset``) against the
-    cocotb flash model (``tests/spi_flash_tb.py``) under Icarus, at 12 MHz."""
+def run_reader_tb(payload: bytes, offset: int, build_dir: Path, ready_p: float = 0.5) -> dict:
+    """The reader's Verilog, checking the header and reading ``payload`` of a flash image
+    stored at ``offset``, against the cocotb flash model (``tests/spi_flash_tb.py``) under
+    Icarus, at 12 MHz."""
     from amaranth.back import verilog
     from cocotb_tools.runner import get_runner
 
@@ -219,12 +230,13 @@ def run_reader_tb(image: bytes, offset: int, build_dir: Path, ready_p: float = 0
     build_dir = build_dir.resolve()
     build_dir.mkdir(parents=True, exist_ok=True)
     src = build_dir / "reader.v"
-    dut = SPIFlashReader(offset=offset, length=len(image), clk_hz=CLK_HZ)
+    dut = SPIFlashReader(offset=offset, length=len(payload), clk_hz=CLK_HZ,
+                         header=flash_header(payload))
     src.write_text(verilog.convert(dut, name="reader", emit_src=False,
                                    strip_internal_attrs=True))
     job, result = job_files(build_dir, {
-        "image": list(image), "base": offset, "seed": 3, "ready_p": ready_p,
-        "period_ps": 2 * round(0.5e12 / CLK_HZ), "max_cycles": 40 * len(image) + 2000})
+        "image": list(flash_image(payload)), "base": offset, "seed": 3, "ready_p": ready_p,
+        "period_ps": 2 * round(0.5e12 / CLK_HZ), "max_cycles": 40 * len(payload) + 2000})
     runner = get_runner("icarus")
     quiet(runner)
     runner.build(sources=[src], hdl_toplevel="reader", build_dir=build_dir,
@@ -240,11 +252,12 @@ def run_reader_tb(image: bytes, offset: int, build_dir: Path, ready_p: float = 0
 
 
 def test_verilog_against_cocotb_flash_model(tmp_path: Path):
-    """The generated Verilog reads a random image at 1 MiB from the cocotb flash model,
-    byte-exact, under random backpressure (Icarus, 12 MHz: the 3 us wake-up is timed)."""
-    image = image_of(300, 8)
-    result = run_reader_tb(image, offset=MiB, build_dir=tmp_path)
-    assert result["errors"] == []
-    assert bytes(result["data"]) == image
+    """The generated Verilog reads a random flash image at 1 MiB from the cocotb flash model:
+    header checked, payload byte-exact, under random backpressure (Icarus, 12 MHz: the 3 us
+    wake-up is timed)."""
+    payload = image_of(300, 8)
+    result = run_reader_tb(payload, offset=FLASH_OFFSET, build_dir=tmp_path)
+    assert result["errors"] == [] and result["error"] == 0
+    assert bytes(result["data"]) == payload
     assert result["commands"] == [[RELEASE_POWER_DOWN], [READ, 0x10, 0, 0]]
     assert result["done"] == 1 and result["cs_n"] == 1 and result["ignored"] == 0

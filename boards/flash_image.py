@@ -1,0 +1,122 @@
+"""The weights' image in the board's SPI flash, next to the bitstream.
+
+Layout (all numbers little-endian), at :data:`FLASH_OFFSET` = 1 MiB of the iCEBreaker's
+16 MiB flash, well past the UP5K bitstream (about 104 KB at offset 0):
+
+====== ===== ==========================================================
+offset bytes field
+====== ===== ==========================================================
+0      4     magic ``b"DYNF"``
+4      4     format version (:data:`FORMAT_VERSION`)
+8      4     payload length in bytes
+12     4     CRC-32 of the payload (zlib's / IEEE 802.3, as ``zlib.crc32``)
+16     n     the payload
+====== ===== ==========================================================
+
+The payload is one memory's words in address order, each as ``ceil(width / 8)`` bytes,
+least significant byte first (:func:`flash_payload`). The bitstream reads it with
+:class:`~dynfix.boards.spi_flash_reader.SPIFlashReader` (``header=flash_header(payload)``
+checks the 16 header bytes against the ones it was built with).
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from dynfix.errors import DynfixError
+from .spi_flash_reader import FLASH_BYTES
+
+__all__ = ["FLASH_OFFSET", "FLASH_BYTES", "FORMAT_VERSION", "MAGIC", "HEADER_BYTES",
+           "FILE_NAME", "FlashHeader", "flash_payload", "flash_header", "flash_image",
+           "read_header", "program_commands", "write_flash_files"]
+
+MAGIC = b"DYNF"
+FORMAT_VERSION = 1
+#: Where the image starts in the flash: 1 MiB, past the bitstream at 0.
+FLASH_OFFSET = 0x100000
+FILE_NAME = "weights.flash.bin"
+_HEADER = struct.Struct("<4sIII")
+HEADER_BYTES = _HEADER.size
+
+
+@dataclass(frozen=True)
+class FlashHeader:
+    """The header's fields."""
+    magic: bytes
+    version: int
+    length: int
+    crc32: int
+
+
+def flash_payload(words: list[int], width_bits: int) -> bytes:
+    """``words`` (unsigned bit patterns of ``width_bits`` each) as ``ceil(width_bits / 8)``
+    bytes apiece, little-endian, in address order."""
+    if width_bits < 1:
+        raise DynfixError(f"a flash payload needs a word width of at least 1 bit, "
+                          f"got {width_bits}")
+    if not words:
+        raise DynfixError("a flash payload needs at least one word, got none")
+    nbytes = (width_bits + 7) // 8
+    out = bytearray()
+    for addr, w in enumerate(words):
+        if not 0 <= w < 1 << width_bits:
+            raise DynfixError(f"word {w} at address {addr} does not fit {width_bits} "
+                              f"unsigned bits (pass the memory's bit patterns)")
+        out += int(w).to_bytes(nbytes, "little")
+    return bytes(out)
+
+
+def flash_header(payload: bytes) -> bytes:
+    """The 16 header bytes for ``payload``."""
+    if not payload:
+        raise DynfixError("the flash payload is empty")
+    if FLASH_OFFSET + HEADER_BYTES + len(payload) > FLASH_BYTES:
+        raise DynfixError(f"a payload of {len(payload)} bytes does not fit the flash after "
+                          f"{FLASH_OFFSET:#x} ({FLASH_BYTES >> 20} MiB)")
+    return _HEADER.pack(MAGIC, FORMAT_VERSION, len(payload), zlib.crc32(payload))
+
+
+def flash_image(payload: bytes) -> bytes:
+    """Header + payload: the bytes to write at :data:`FLASH_OFFSET`."""
+    return flash_header(payload) + bytes(payload)
+
+
+def read_header(image: bytes) -> FlashHeader:
+    """The header of ``image`` (header + payload), checked: magic, version, length, CRC."""
+    if len(image) < HEADER_BYTES:
+        raise DynfixError(f"a flash image needs at least {HEADER_BYTES} bytes, "
+                          f"got {len(image)}")
+    h = FlashHeader(*_HEADER.unpack_from(image))
+    payload = image[HEADER_BYTES:HEADER_BYTES + h.length]
+    if h.magic != MAGIC:
+        raise DynfixError(f"not a dynfix flash image (magic {h.magic!r}, not {MAGIC!r})")
+    if h.version != FORMAT_VERSION:
+        raise DynfixError(f"flash image format {h.version}; this dynfix reads "
+                          f"{FORMAT_VERSION}")
+    if len(payload) != h.length:
+        raise DynfixError(f"the flash image's header says {h.length} payload bytes, "
+                          f"it has {len(image) - HEADER_BYTES}")
+    if zlib.crc32(payload) != h.crc32:
+        raise DynfixError(f"the flash image's CRC-32 is {zlib.crc32(payload):#010x}, its "
+                          f"header says {h.crc32:#010x}")
+    return h
+
+
+def program_commands(file_name: str = FILE_NAME) -> list[str]:
+    """Command lines that write ``file_name`` at :data:`FLASH_OFFSET` (leaving the bitstream
+    at 0 alone): iceprog, then openFPGALoader."""
+    return [f"iceprog -o {FLASH_OFFSET >> 20}M {file_name}",
+            f"openFPGALoader -b ice40_generic -f -o {FLASH_OFFSET:#x} {file_name}"]
+
+
+def write_flash_files(folder: str | Path, payload: bytes) -> list[str]:
+    """Write ``folder/weights.flash.bin`` (header + payload) and return the commands that
+    program it (:func:`program_commands`, run in ``folder``)."""
+    image = flash_image(payload)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / FILE_NAME).write_bytes(image)
+    return program_commands(FILE_NAME)
