@@ -13,8 +13,10 @@ board is reported with the fit's reason.
 
     python bench/mlperf_engine.py [--models resnet8,dscnn] [--boards ulx3s,orangecrab]
                                   [--images 2] [--synth resnet8:ulx3s,dscnn:orangecrab|all]
+                                  [--output mlperf_tiny.md]
 
-Writes ``bench/results/mlperf_tiny.md``.
+Writes ``bench/results/mlperf_tiny.md`` (the iCEBreaker rows, with weights and maps in its
+SPRAMs: ``--models resnet8,dscnn --boards icebreaker --output mlperf_tiny_icebreaker.md``).
 """
 
 from __future__ import annotations
@@ -106,17 +108,14 @@ def run(name: str, boards: list[str], images: int, synth: set[str], work: Path) 
     return rows
 
 
-def table(rows: list[dict], images: int) -> list[str]:
+def table(rows: list[dict], images: int, command: str) -> list[str]:
     lines = ["# MLPerf Tiny reference models on generated engines", "",
              "Random weights (seeded, `bench/mlperf_tiny.py`), greedy 8-bit quantization, the "
              "fastest engine `--board` fits, a few inputs through the generated Verilog in "
              "Verilator against the integer model. Cycles are the engine's own counters (the "
              "cycle model agrees exactly where marked). Latency = cycles per inference "
              "(compute + image load + output unload) / Fmax. Reproduce: "
-             "`python bench/mlperf_engine.py" + "".join(
-                 f" --synth {','.join(sorted(pairs))}" for pairs in [
-                     {f"{r['model']}:{r['board']}" for r in rows
-                      if r.get("fmax_src") == "this engine"}] if pairs) + "`.", ""]
+             f"`{command}`.", ""]
     head = ["model", "board", "params", "MACs", "engine (products / DSP blocks)", "cycles",
             "utilization", "by layer kind", "bit-exact", "Fmax (MHz)", "latency",
             "published FPGA results"]
@@ -151,6 +150,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--models", default=",".join(mt.MODELS))
     ap.add_argument("--boards", default=",".join(BOARDS))
+    ap.add_argument("--output", default="mlperf_tiny.md", help="file in bench/results")
     ap.add_argument("--images", type=int, default=2)
     ap.add_argument("--synth", default="", help="model:board pairs to synthesize, or all")
     args = ap.parse_args()
@@ -159,7 +159,8 @@ def main() -> None:
         for name in args.models.split(","):
             rows += run(name, args.boards.split(","), args.images,
                         set(filter(None, args.synth.split(","))), Path(tmp))
-    write_result("mlperf_tiny.md", table(rows, args.images))
+    command = " ".join(["python bench/mlperf_engine.py", *sys.argv[1:]])
+    write_result(args.output, table(rows, args.images, command))
 
 
 if __name__ == "__main__":

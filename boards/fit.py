@@ -112,16 +112,30 @@ def candidates(model, max_mults: int) -> list[tuple[int, int, int, int]]:
     return sorted(found, key=lambda c: (c[0], c[1] * c[2], c[1], c[3]))
 
 
+#: Where an engine's memories go when block RAM runs short on a board with SPRAM, in order
+#: of preference: the weights (costs no cycles), the maps (the write-back's holds cost a
+#: few), both.
+SPRAM_PLACEMENTS = ({"w_spram": 1}, {"m_spram": 1}, {"w_spram": 1, "m_spram": 1})
+
+
 def evaluate_config(model, spec, cfg: EngineConfig, board: Board) -> Candidate:
     """``cfg`` compiled for the model and sized for ``board``; when its block RAMs run short
-    on a board with SPRAM, the same engine with its weights in SPRAM (``w_spram``) if that
-    fits or needs fewer block RAMs."""
+    on a board with SPRAM, the same engine with its weights, maps or both in SPRAM
+    (:data:`SPRAM_PLACEMENTS`): the first that fits, else the one short of the fewest block
+    RAMs and SPRAMs."""
     c = _evaluate(model, spec, cfg, board)
-    if "brams" in c.over and board.spram is not None and not cfg.w_spram:
-        s = _evaluate(model, spec, replace(cfg, w_spram=1), board)
-        if s.fits or s.over.get("brams", (0, 0))[0] < c.over["brams"][0]:
-            return s
-    return c
+    if "brams" not in c.over or board.spram is None or cfg.w_spram or cfg.m_spram:
+        return c
+    tried = [c] + [_evaluate(model, spec, replace(cfg, **where), board)
+                   for where in SPRAM_PLACEMENTS]
+    fitting = [t for t in tried if t.fits]
+    if fitting:
+        return fitting[0]
+
+    def short(t: Candidate) -> tuple[int, int]:
+        return tuple(t.over.get(k, (0, 0))[0] - t.over.get(k, (0, 0))[1]
+                     for k in ("brams", "sprams"))
+    return min(tried, key=lambda t: (sum(short(t)), len(t.over)))
 
 
 def _evaluate(model, spec, cfg: EngineConfig, board: Board) -> Candidate:

@@ -46,6 +46,9 @@ class EngineConfig:
                             #    weights of at most 8 bits; the fit sets it for iCE40 boards)
     w_spram: int = 0        # 1: weights in iCE40 SPRAM, written through the weight-load port
                             #    after configuration (the fit sets it when block RAM is short)
+    m_spram: int = 0        # 1: feature maps in iCE40 SPRAM (one port: the sequencer holds its
+                            #    reads while the write-back writes; the fit sets it when
+                            #    block RAM is short)
     data_bits: int = 0      # feature-map values (max over the program's bw_in / bw_x)
     weight_bits: int = 0    # max bw_w
     bias_bits: int = 0      # max bw_b
@@ -87,9 +90,11 @@ class EngineConfig:
 
     def summary(self) -> str:
         """The parallelism in one phrase: ``k=1 tn=4 tm=4`` (+ `` im2col``, `` dual 8x8``,
-        `` spram``)."""
+        `` spram weights+maps``)."""
+        spram = "+".join(name for name, on in (("weights", self.w_spram), ("maps", self.m_spram))
+                         if on)
         return (f"k={self.k} tn={self.tn} tm={self.tm}" + (" im2col" if self.im2col else "")
-                + (" dual 8x8" if self.dual_mac else "") + (" spram" if self.w_spram else ""))
+                + (" dual 8x8" if self.dual_mac else "") + (f" spram {spram}" if spram else ""))
 
     def multipliers_text(self) -> str:
         """``8 multipliers``, or ``16 multipliers on 8 DSP blocks`` with ``dual_mac``."""
@@ -97,10 +102,10 @@ class EngineConfig:
         return f"{self.multipliers} multipliers{on}"
 
     def choice(self) -> dict[str, int]:
-        """What a fit chooses (``PARALLEL_KEYS``, ``im2col``, ``dual_mac``, ``w_spram``): the
-        keys to rebuild this engine from, e.g. for ``engine.yaml``."""
+        """What a fit chooses (``PARALLEL_KEYS``, ``im2col``, ``dual_mac``, ``w_spram``,
+        ``m_spram``): the keys to rebuild this engine from, e.g. for ``engine.yaml``."""
         return {key: getattr(self, key) for key in (*PARALLEL_KEYS, "im2col", "dual_mac",
-                                                     "w_spram")}
+                                                     "w_spram", "m_spram")}
 
     @property
     def packed_writeback(self) -> bool:
@@ -147,6 +152,12 @@ class EngineConfig:
         return max(self.sum_bits, self.data_bits).bit_length() + 1
 
     @property
+    def fmap_lane_bits(self) -> int:
+        """Bits a map value takes in the map memory: ``data_bits``, or with ``m_spram`` rounded
+        up to whole nibbles (an SPRAM writes nibbles: each lane has its own enables)."""
+        return -(-self.data_bits // 4) * 4 if self.m_spram else self.data_bits
+
+    @property
     def weight_word_bits(self) -> int:
         """Bits of a weight word: ``tm * lanes`` weights."""
         return self.tm * self.lanes * self.weight_bits
@@ -187,7 +198,8 @@ class EngineConfig:
                if not isinstance(getattr(self, key), int) or getattr(self, key) < 1]
         if bad:
             raise DynfixError(f"engine config: {', '.join(bad)} must be positive integers")
-        for key in ("im2col", "dual_mac", "w_spram", "residual", "depthwise", "w_share"):
+        for key in ("im2col", "dual_mac", "w_spram", "m_spram", "residual", "depthwise",
+                    "w_share"):
             if getattr(self, key) not in (0, 1):
                 raise DynfixError(f"engine config: {key}={getattr(self, key)!r} must be 0 or 1")
 

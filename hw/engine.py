@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, fifo, memory, wiring
 
 from .config import EngineConfig
@@ -27,6 +27,12 @@ def pipeline_depth(cfg: EngineConfig) -> int:
     """Cycles from an item's issue to its result's last write into the map memory."""
     return (result_latency(cfg) + (ResidualAdd.latency if cfg.residual else 0)
             + MaxPool.latency + cfg.wb_words - 1)
+
+
+def write_delay(cfg: EngineConfig) -> int:
+    """Cycles from the issue of a pooling window's last item to the write-back's first write
+    of its result (the rest follow, one per cycle, up to ``pipeline_depth``)."""
+    return pipeline_depth(cfg) - (cfg.wb_words - 1)
 
 
 def result_latency(cfg: EngineConfig) -> int:
@@ -92,18 +98,15 @@ class Engine(wiring.Component):
                   if cfg.ch_shift else signed(cfg.bias_bits))
         b_word = data.ArrayLayout(b_lane, tm)
 
-        m.submodules.fmap = fmap = memory.Memory(shape=lanes, depth=cfg.fmap_depth, init=[])
         # The ROM images are packed integers (lane 0 in the low bits), as in the hex files.
         m.submodules.biases = brom = memory.Memory(
             shape=b_word, depth=cfg.bias_depth, init=[b_word.from_bits(b) for b in self._biases])
-        map_wr = fmap.write_port(granularity=1)         # one enable per lane
-        map_rd = fmap.read_port()
         b_rd = brom.read_port()
 
         # The controller sees the sequencer's ``done`` one register later (off the critical
         # path from the loop counters), so it drains one cycle less: the same cycle count.
         m.submodules.ctrl = ctrl = Controller(cfg, self._program, pipeline_depth(cfg) - 1)
-        m.submodules.seq = seq = Sequencer(cfg)
+        m.submodules.seq = seq = Sequencer(cfg, write_delay(cfg) if cfg.m_spram else 0)
         m.submodules.mac = mac = MacArray(cfg, cell=self._cells)
         m.submodules.loader = loader = MapWalker(cfg.fmap_addr_bits, cfg.dim_bits, n)
         m.submodules.unloader = unloader = MapWalker(cfg.fmap_addr_bits, cfg.dim_bits, n)
@@ -137,12 +140,17 @@ class Engine(wiring.Component):
         # registered after the block RAM (zeroed in the padding), so the RAM's clock-to-out
         # and the fan-out to tm multipliers per lane are separate paths; the weight and bias
         # reads start a cycle later to meet it.
-        m.d.comb += [
-            map_rd.addr.eq(Mux(ctrl.unloading, unloader.addr, seq.map_addr)),
-            b_rd.addr.eq(delay(m, seq.b_addr, 1, "b_addr")),
-        ]
+        m.d.comb += b_rd.addr.eq(delay(m, seq.b_addr, 1, "b_addr"))
         w_data = self._weights_memory(m, w_word, delay(m, seq.w_addr, 1, "w_addr"), ctrl)
-        word = map_rd.data
+        # The map memory's ports: reads by the sequencer or the unloader, writes by the
+        # input loader or the write-back (set below).
+        map_rd_addr = Signal(cfg.fmap_addr_bits)
+        map_wr_addr = Signal(cfg.fmap_addr_bits)
+        map_wr_data = Signal(lanes)
+        map_wr_en = Signal(n)
+        m.d.comb += map_rd_addr.eq(Mux(ctrl.unloading, unloader.addr, seq.map_addr))
+        word = self._map_memory(m, lanes, map_rd_addr, map_wr_addr, map_wr_data, map_wr_en,
+                                ctrl.loading, seq)
         x = Signal(lanes)
         with m.If(delay(m, seq.pad, 1, "pad")):
             # The padding is a real 0: the integer 0, or pad_q (zp) in an unsigned map.
@@ -192,9 +200,9 @@ class Engine(wiring.Component):
         in_lanes = Cat(self.i.payload for _ in range(n))
         in_en = Cat((loader.lane == lane) & loader.step for lane in range(n))
         m.d.comb += [
-            map_wr.addr.eq(Mux(ctrl.loading, loader.addr, wb.addr)),
-            map_wr.data.eq(Mux(ctrl.loading, in_lanes, wb.data.as_value())),
-            map_wr.en.eq(Mux(ctrl.loading, in_en, wb.en)),
+            map_wr_addr.eq(Mux(ctrl.loading, loader.addr, wb.addr)),
+            map_wr_data.eq(Mux(ctrl.loading, in_lanes, wb.data.as_value())),
+            map_wr_en.eq(Mux(ctrl.loading, in_en, wb.en)),
         ]
 
         # Output: read one word per value, pick the lane, hold it until taken.
@@ -215,6 +223,37 @@ class Engine(wiring.Component):
         with m.If(self.o.valid & self.o.ready):
             m.d.sync += self.o.valid.eq(0)
         return m
+
+    def _map_memory(self, m: Module, lanes, rd_addr, wr_addr, wr_data, wr_en, loading,
+                    seq: Sequencer):
+        """The feature-map memory; returns the word read at ``rd_addr`` (one cycle later).
+        Block RAM: a read port and a write port with an enable per lane. With
+        ``cfg.m_spram``, one SPRAM port: it writes while the input loads (the sequencer is
+        idle) or while the sequencer holds for the write-back (``seq.hold``: exactly the
+        cycles the write-back writes in), and reads otherwise; each lane takes whole nibbles
+        (``cfg.fmap_lane_bits``), so its enables are nibble enables."""
+        cfg = self._cfg
+        n, db = cfg.lanes, cfg.data_bits
+        if not cfg.m_spram:
+            m.submodules.fmap = fmap = memory.Memory(shape=lanes, depth=cfg.fmap_depth,
+                                                     init=[])
+            map_wr = fmap.write_port(granularity=1)         # one enable per lane
+            map_rd = fmap.read_port()
+            m.d.comb += [map_rd.addr.eq(rd_addr), map_wr.addr.eq(wr_addr),
+                         map_wr.data.eq(wr_data), map_wr.en.eq(wr_en)]
+            return map_rd.data
+        lb = cfg.fmap_lane_bits
+        m.submodules.fmap = ram = SPRAM(cfg.fmap_depth, n * lb, cell=self._cells)
+        writing = Signal(name="map_writing")
+        m.d.comb += [
+            writing.eq(Mux(loading, wr_en.any(), seq.hold)),
+            ram.addr.eq(Mux(writing, wr_addr, rd_addr)),
+            ram.w_en.eq(writing),
+            ram.w_data.eq(Cat(*(Cat(wr_data[i * db:(i + 1) * db], Const(0, lb - db))
+                                for i in range(n)))),
+            ram.w_mask.eq(Cat(wr_en[i].replicate(lb // 4) for i in range(n))),
+        ]
+        return lanes(Cat(ram.r_data[i * lb:i * lb + db] for i in range(n)))
 
     def _weights_memory(self, m: Module, w_word, addr, ctrl: Controller):
         """The weight memory read at ``addr`` (data one cycle later): a ROM in block RAM, or

@@ -21,6 +21,7 @@ from functools import lru_cache
 
 from dynfix.errors import DynfixError
 from .adder_tree import tree_levels
+from .engine import write_delay
 from .mac_array import OPERAND_STAGES, PRODUCT_STAGES, mac_latency
 from .config import EngineConfig, clog2
 from .fpga_family import FpgaFamily
@@ -131,7 +132,8 @@ def memory_blocks(depth: int, width: int, shapes: tuple[tuple[int, int], ...]) -
 def engine_memories(cfg: EngineConfig) -> list[MemorySpec]:
     n = cfg.lanes
     return [
-        MemorySpec("fmap", cfg.fmap_depth, n * cfg.data_bits, rom=False),
+        MemorySpec("fmap", cfg.fmap_depth, n * cfg.fmap_lane_bits, rom=False,
+                   spram=bool(cfg.m_spram)),
         MemorySpec("weights", cfg.weight_depth, cfg.weight_word_bits, rom=True,
                    spram=bool(cfg.w_spram)),
         MemorySpec("biases", cfg.bias_depth, cfg.tm * cfg.bias_lane_bits, rom=True),
@@ -144,11 +146,16 @@ def memory_usage(mem: MemorySpec, dev: Device) -> tuple[Usage, str]:
         # SB_SPRAM256KA cells side by side and deep; the load port (word and column counters,
         # the registered write: address, halfword, nibble mask), the address select between
         # load and read, and a read multiplexer over the rows.
+        # (A RAM in SPRAM, the maps, has no load port: its writes are the engine's own.)
         rows, cols = spram_cells(mem.depth, mem.width)
         ab = clog2(mem.depth)
-        luts = 2 * ab + cols + ab + mem.width * (rows - 1)
-        ffs = (2 * ab + cols.bit_length() + 16 + 4 * cols + 1
-               + (rows > 1) * (rows - 1).bit_length())
+        row_mux = mem.width * (rows - 1)
+        row_reg = (rows > 1) * (rows - 1).bit_length()
+        if not mem.rom:
+            return (Usage(luts=row_mux, ffs=row_reg, sprams=rows * cols),
+                    f"{rows * cols} SPRAMs")
+        luts = 2 * ab + cols + ab + row_mux
+        ffs = 2 * ab + cols.bit_length() + 16 + 4 * cols + 1 + row_reg
         return Usage(luts=luts, ffs=ffs, sprams=rows * cols), f"{rows * cols} SPRAMs"
     blocks = memory_blocks(mem.depth, mem.width, dev.bram_shapes)
     bits = mem.depth * mem.width
@@ -171,9 +178,10 @@ def estimate(cfg: EngineConfig, dev: Device, board_top: bool = True) -> Estimate
     ab, acc = cfg.acc_bits, cfg.fmap_addr_bits
     prod = db + wb
     est = Estimate()
-    if cfg.w_spram and not dev.sprams:
-        raise DynfixError("the engine keeps its weights in iCE40 SPRAM (w_spram: 1); this "
-                          "device has none: generate the engine for this board")
+    if (cfg.w_spram or cfg.m_spram) and not dev.sprams:
+        raise DynfixError("the engine keeps its weights or maps in iCE40 SPRAM (w_spram or "
+                          "m_spram: 1); this device has none: generate the engine for this "
+                          "board")
 
     if cfg.dual_mac:
         if not dev.family.dual_mac:
@@ -244,6 +252,11 @@ def estimate(cfg: EngineConfig, dev: Device, board_top: bool = True) -> Estimate
         # register, their adders, and the offset added to the group's start address.
         est.blocks["control"] = Usage(luts=3 * acc + n.bit_length() + 2,
                                       ffs=acc + n.bit_length())
+    if cfg.m_spram:
+        # One map port (hw/sequencer.py): the window ends' shift register, the hold, and the
+        # write/read address select in front of the SPRAM.
+        est.blocks["control"] = est.blocks.get("control", Usage()) + Usage(
+            luts=acc + 2, ffs=write_delay(cfg) + cfg.wb_words)
     layout_bits = entry_layout(cfg).size
     dims = cfg.dim_bits
     # Controller, sequencer (nested loop counters and address steps), two map walkers,

@@ -71,13 +71,23 @@ class Sequencer(wiring.Component):
     sc, sc_last : Out(1)        a shortcut slot item / the pixel's last one (``cfg.residual``)
     sc_off : Out(range(lanes))  the group's lane offset in its first shortcut word
 
+    With ``cfg.m_spram`` the map memory has a single port (iCE40 SPRAM): the write-back's
+    writes take it. They come a fixed ``write_delay`` cycles after the issue of a pooling
+    window's last item (``cfg.wb_words`` cycles in a row), so the sequencer keeps those window
+    ends in a shift register and *holds* in the cycles the writes fall on: no item, no slot,
+    no rest cycle counted, every counter still (``hold`` high). The cycle model counts the
+    holds that fall inside the layer (``hw/cycle_model.py``).
+
     A depthwise group (``entry.dw``, engines with ``cfg.depthwise``) reads, at every tap
     pixel, only the ``t_in`` words that hold its own ``tm`` channels, from word
     ``(g * tm) // lanes`` of the pixel; the map address steps by ``t_px`` words per pixel.
     """
 
-    def __init__(self, cfg: EngineConfig):
+    def __init__(self, cfg: EngineConfig, write_delay: int = 0):
+        if cfg.m_spram and write_delay < 1:
+            raise ValueError("a single-port map memory needs the write-back's delay")
         self._cfg = cfg
+        self._write_delay = write_delay
         super().__init__({
             "entry": In(entry_layout(cfg)),
             "start": In(1),
@@ -91,6 +101,7 @@ class Sequencer(wiring.Component):
             "done": Out(1),
             **({"sc": Out(1), "sc_last": Out(1), "sc_off": Out(range(max(2, cfg.lanes)))}
                if cfg.residual else {}),
+            **({"hold": Out(1)} if cfg.m_spram else {}),
         })
 
     def _field(self, step):
@@ -103,7 +114,8 @@ class Sequencer(wiring.Component):
         running = Signal()
         issuing = Signal()                  # running and issuing a loop item (no rest, no slot)
         slot = Signal()                     # issuing a shortcut slot item (cfg.residual)
-        m.d.comb += self.valid.eq(issuing | slot)
+        hold = self.hold if cfg.m_spram else Const(0)   # the write-back has the map port
+        m.d.comb += self.valid.eq(issuing | (slot & ~hold))
 
         # Counters and their wrap flags (wrap[i]: the counter is at its last value). Both the
         # flags and the carries are registered one step ahead: inner[i] = every level inside
@@ -147,15 +159,15 @@ class Sequencer(wiring.Component):
             idle = Signal(unsigned(cfg.dim_bits))
             resting = Signal()
             has_gap = Signal()
-            m.d.comb += issuing.eq(running & ~resting & ~slot)
+            m.d.comb += issuing.eq(running & ~resting & ~slot & ~hold)
             with m.If(self.start):
                 m.d.sync += [idle.eq(0), resting.eq(0), has_gap.eq(e.gap != 0)]
             with m.Elif(carry["px"]):
                 m.d.sync += [idle.eq(e.gap), resting.eq(has_gap)]
-            with m.Elif(resting):
+            with m.Elif(resting & ~hold):
                 m.d.sync += [idle.eq(idle - 1), resting.eq(idle != 1)]
         else:
-            m.d.comb += issuing.eq(running & ~slot)
+            m.d.comb += issuing.eq(running & ~slot & ~hold)
 
         def count_step(counter, flag, count, advance) -> Signal:
             """Step ``counter`` when ``advance``; returns the wrap flag's next value. A second
@@ -231,8 +243,15 @@ class Sequencer(wiring.Component):
             values[q] = regs[moving[-1][0]]
         iy, ix = values["iy"], values["ix"]
         pad = iy[-1] | ix[-1] | (iy >= e.in_h) | (ix >= e.in_w)
+        if cfg.m_spram:
+            # Window ends, then the cycles their writes take: write_delay .. + wb_words - 1
+            # cycles after the end (bit i holds the end of i + 1 cycles ago).
+            d, words = self._write_delay, cfg.wb_words
+            ends = Signal(d + words - 1, name="window_ends")
+            m.d.sync += ends.eq(Cat(carry["px"], ends[:-1]))
+            m.d.comb += hold.eq(ends[d - 1:].any())
         if cfg.residual:
-            sc_addr = self._shortcut(m, slot, running, carry["px"], next_group)
+            sc_addr = self._shortcut(m, slot, running, carry["px"], next_group, hold)
             m.d.comb += [self.map_addr.eq(Mux(slot, sc_addr, values["addr"])),
                          self.pad.eq(pad | slot)]
         else:
@@ -286,7 +305,8 @@ class Sequencer(wiring.Component):
             m.d.sync += [word.eq(word_next), lane.eq(lane_next)]
         return e.addr0 + Mux(e.dw, word_next, 0)
 
-    def _shortcut(self, m: Module, slot: Signal, running: Signal, window_end, next_group):
+    def _shortcut(self, m: Module, slot: Signal, running: Signal, window_end, next_group,
+                  hold):
         """Shortcut slots: ``slot`` is high for ``sc_slots`` cycles at the start of every
         output pixel of an Add group; returns the map address they read. The shortcut map
         has the output's layout, so group ``g``'s words of pixel ``p`` start at ``sc_base +
@@ -301,12 +321,12 @@ class Sequencer(wiring.Component):
         k = Signal(range(max(2, slots)))
         off = self.sc_off
         more = window_end & ~self.done  # another output pixel follows
-        m.d.comb += self.sc.eq(slot)
-        m.d.comb += self.sc_last.eq(slot & (k == slots - 1))
+        m.d.comb += self.sc.eq(slot & ~hold)
+        m.d.comb += self.sc_last.eq(slot & ~hold & (k == slots - 1))
         with m.If(self.start):
             m.d.sync += [word.eq(e.sc_base), cur.eq(e.sc_base), rd.eq(e.sc_base), off.eq(0),
                          k.eq(0), slot.eq(e.add)]
-        with m.Elif(slot):
+        with m.Elif(slot & ~hold):
             m.d.sync += [rd.eq(rd + 1), k.eq(k + 1)]
             with m.If(k == slots - 1):
                 m.d.sync += [slot.eq(0), k.eq(0)]

@@ -20,7 +20,7 @@ from dynfix.hw.compiler import compile_model
 from dynfix.hw.config import EngineConfig
 from dynfix.hw.cycle_model import estimate
 from dynfix.hw.generate import TOP_NAME, engine_verilog
-from .harness import WEIGHT_LOAD, HostParams, hex_values, weight_load_len
+from .harness import WEIGHT_LOAD, HostParams, hex_values, spram_map_cells, weight_load_len
 from .random_nets import Case, fitting_case, random_case
 from .scoreboard import first_difference
 from .simulate import group_maps, host_stream, locate, memory_files, reload_mask
@@ -69,7 +69,8 @@ def run_cases(cfg: EngineConfig, seeds: list[int], build_dir: str | Path, sim: s
     out_len = max(int(ref.size // images) for (_, cm), tr in zip(compiled, traces)
                   for _, ref in group_maps(cm, tr))
     params = HostParams(fitted.data_bits, in_len, out_len, fitted.prog_depth, images,
-                        wl_len=weight_load_len(fitted))
+                        wl_len=weight_load_len(fitted),
+                        power_up=spram_map_cells(fitted))
     simulator = Simulator(verilog, params, build_dir / sim, sim)
     simulator.build()
     steps = []
@@ -109,7 +110,8 @@ def run_fitted(parallel: EngineConfig, seed: int, build_dir: str | Path, sim: st
     compiler makes them, memories initialised in the Verilog: no reload), against the
     integer model."""
     bare = replace(parallel, **{f.name: 0 for f in fields(EngineConfig)
-                                if f.name not in ("k", "tn", "tm", "im2col", "w_spram")})
+                                if f.name not in ("k", "tn", "tm", "im2col", "w_spram",
+                                                   "m_spram")})
     case = random_case(seed, images, edge=bool(parallel.residual))
     cm = compile_model(case.model, case.spec, bare)
     build_dir = Path(build_dir).resolve()
@@ -121,7 +123,8 @@ def run_fitted(parallel: EngineConfig, seed: int, build_dir: str | Path, sim: st
     out_len = max(int(ref[0].size) for _, ref in group_maps(cm, tr))
     simulator = Simulator(verilog, HostParams(cm.config.data_bits, stream.shape[1], out_len,
                                               len(cm.plans), images,
-                                              wl_len=weight_load_len(cm.config)),
+                                              wl_len=weight_load_len(cm.config),
+                                              power_up=spram_map_cells(cm.config)),
                           build_dir / sim, sim)
     (build_dir / "images.hex").write_text(hex_values(stream.reshape(-1), cm.config.data_bits))
     files = {"images.hex": str(build_dir / "images.hex")}

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 from dynfix.hw.config import EngineConfig
 from dynfix.hw.host_interface import TOP_NAME as ENGINE
-from dynfix.hw.ice40_spram import spram_cells
+from dynfix.hw.ice40_spram import CELL_DEPTH, spram_cells
 
 TOP = "dynfix_tb"
 #: Hierarchical names of the engine memories that ``reload`` can replace.
@@ -53,10 +53,23 @@ class HostParams:
     n_layers: int
     max_images: int
     wl_len: int = 0
+    #: Memories of SPRAM cells (paths below the engine instance) that power up holding
+    #: arbitrary values on the chip: filled with pseudo-random ones at time 0 (yosys's model
+    #: leaves them undefined, and Verilog multiplies an undefined map lane by a zero weight to
+    #: an undefined sum). A read of a word that was never written then shows as a mismatch.
+    power_up: tuple[str, ...] = ()
 
     @property
     def stat_words(self) -> int:
         return 2 + self.n_layers
+
+
+def spram_map_cells(cfg: EngineConfig) -> tuple[str, ...]:
+    """:attr:`HostParams.power_up` of an engine: the cell memories of its map SPRAM."""
+    if not cfg.m_spram:
+        return ()
+    rows, cols = spram_cells(cfg.fmap_depth, cfg.lanes * cfg.fmap_lane_bits)
+    return tuple(f"fmap.cell_{r}_{c}.mem" for r in range(rows) for c in range(cols))
 
 
 def weight_load_len(cfg: EngineConfig) -> int:
@@ -77,6 +90,16 @@ def host_verilog(p: HostParams) -> str:
         f'      if (reload[{bit}]) $readmemh("{fname}", {path});'
         for bit, (fname, path) in targets.items())
     wl = p.wl_len
+    power_up = "".join(f"""
+    for (i = 0; i < {CELL_DEPTH}; i = i + 1) dut.{path}[i] = $random(seed);"""
+                       for path in p.power_up)
+    if power_up:
+        power_up = f"""
+  initial begin : power_up          // SPRAM contents at power-up: arbitrary
+    integer i, seed;
+    seed = 1;{power_up}
+  end
+"""
     wl_decl = (f"""  reg [15:0] wbuf [0:{wl - 1}];
   reg [31:0] wl_ptr;
   reg wl_pending;
@@ -125,6 +148,7 @@ module {TOP} (
     .start(state == START), .busy(busy), .done(done), .cycles(cycles),
     .layer_sel(sel), .layer_cycles(layer_cycles){wl_ports}
   );
+{power_up}
 
   always @(posedge clk) begin
     if (reload != 0) begin

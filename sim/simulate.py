@@ -39,7 +39,8 @@ from dynfix.quant.ir import Model
 from dynfix.quant.qspec import QuantSpec
 from dynfix.quant.qspec_io import load_qspec
 from dynfix.quant.yaml_io import load_yaml
-from .harness import RELOADABLE, WEIGHT_LOAD, HostParams, hex_values, weight_load_len
+from .harness import (RELOADABLE, WEIGHT_LOAD, HostParams, hex_values, spram_map_cells,
+                      weight_load_len)
 from .scoreboard import Difference, Scoreboard, first_difference
 from .simulators import Simulator, choose
 
@@ -299,7 +300,8 @@ def simulate(design: Design, x: np.ndarray, y: np.ndarray | None, build_dir: str
     chunk = min(chunk, n)
     map_lens = [int(ref[0].size) for _, ref in group_maps(cm, trace)]
     params = HostParams(cfg.data_bits, in_len, max(map_lens), len(cm.plans), max_images=chunk,
-                        wl_len=weight_load_len(cfg))
+                        wl_len=weight_load_len(cfg),
+                        power_up=spram_map_cells(cfg))
     simulator = Simulator(design.verilog, params, Path(build_dir) / sim, sim, waves)
     simulator.build()
     if cfg.w_spram:

@@ -55,6 +55,8 @@ def test_mlperf_engine_kind_utilization_and_table():
     got = me.kind_utilization(report, multipliers=100)
     assert got == {"conv": 1400 / 2000, "conv+add": 400 / 1000, "dwconv": 90 / 3000}
     lines = me.table([{"model": "m", "board": "b", "params": 10, "macs": 20,
-                       "error": "m does not fit b: needs LUTs 9 > 5"}], images=2)
+                       "error": "m does not fit b: needs LUTs 9 > 5"}], images=2,
+                     command="python bench/mlperf_engine.py --boards b")
     row = next(line for line in lines if line.startswith("| m | b |"))
     assert "**does not fit**: needs LUTs 9 > 5" in row
+    assert any("`python bench/mlperf_engine.py --boards b`" in line for line in lines)
