@@ -113,7 +113,10 @@ class Engine(wiring.Component):
         m.submodules.pool = pool = MaxPool(db, tm)
         rqs = []
         for j in range(tm):
-            rq = Requantizer(cfg.acc_bits, db, cfg.shift_bits, offsets=bool(cfg.offsets))
+            # The accumulator starts from a bias that holds the rounding constant 2**(s-1)
+            # (hw/compiler, folded_bias): the requantizer shifts without rounding.
+            rq = Requantizer(cfg.acc_bits, db, cfg.shift_bits, offsets=bool(cfg.offsets),
+                             rounding=False)
             m.submodules[f"rq{j}"] = rq
             rqs.append(rq)
         e = ctrl.entry

@@ -1,5 +1,5 @@
-"""The data shift: rounding shift, then a clamp that is both the saturation to the layer's
-output width and its ReLU / Clip."""
+"""The data shift: a rounding (or, with the rounding constant added upstream, a floor) shift,
+then a clamp that is both the saturation to the layer's output width and its ReLU / Clip."""
 
 from __future__ import annotations
 
@@ -20,11 +20,16 @@ class Requantizer(wiring.Component):
     ReLU6 ``[0, min(qmax, 6 * 2**fl)]``.
 
     A right shift by ``s > 0`` adds ``2**(s-1)`` (a one-hot decode, no barrel shift for the
-    constant) and shifts arithmetically: round half up. A left shift is exact before the
-    clamp. Two register stages: shift, then clamp (the bounds come straight from the program
-    entry's register; no decode). The shift's decodes (direction, amount, rounding constant)
-    are registered too, off the data path: ``shift`` must be stable one cycle before the
-    first ``acc`` it applies to (the engine's program entry is, by many cycles).
+    constant) and shifts arithmetically: round half up. With ``rounding=False`` the caller
+    has already added ``2**(s-1)`` to ``acc`` (the engine: the compiler folds it into the
+    accumulator's start value, ``hw/compiler``, ``folded_bias``), and a right shift is a
+    plain arithmetic shift (floor): no adder in front of the barrel shift. ``o`` is then
+    ``clamp(shift_round(acc - 2**(s-1), s), lo, hi)``, and ``acc`` must hold the sum without
+    wrapping. A left shift is exact before the clamp. Two register stages: shift, then clamp
+    (the bounds come straight from the program entry's register; no decode). The shift's
+    decodes (direction, amount, rounding constant) are registered too, off the data path:
+    ``shift`` must be stable one cycle before the first ``acc`` it applies to (the engine's
+    program entry is, by many cycles).
 
     With ``offsets`` the output map may be unsigned (``docs/arithmetic.md``): the result is
     ``min(max(shift_round(acc, shift) + zp, lo), hi)`` with a run-time offset ``zp`` (0, or
@@ -44,11 +49,13 @@ class Requantizer(wiring.Component):
 
     latency = 2
 
-    def __init__(self, acc_bits: int, data_bits: int, shift_bits: int, offsets: bool = False):
+    def __init__(self, acc_bits: int, data_bits: int, shift_bits: int, offsets: bool = False,
+                 rounding: bool = True):
         self._acc_bits = acc_bits
         self._data_bits = data_bits
         self._lshift_bits = data_bits.bit_length()
         self._offsets = offsets
+        self._rounding = rounding
         super().__init__({
             "acc": In(signed(acc_bits)),
             "shift": In(signed(shift_bits)),
@@ -65,15 +72,18 @@ class Requantizer(wiring.Component):
         right = Signal(unsigned(self.shift.shape().width))
         left = Signal(unsigned(self._lshift_bits))
         is_left = Signal()
-        half = Signal(unsigned(a), name="half")     # 2**(right-1), 0 when right == 0
         m.d.sync += [
             is_left.eq(self.shift[-1]),
             right.eq(Mux(self.shift[-1], 0, self.shift)),
             left.eq(Mux(self.shift[-1], -self.shift, 0)),
-            half.eq(Cat(self.shift == s + 1 for s in range(a))),
         ]
-        rounded = Signal(signed(a + 1))
-        m.d.comb += rounded.eq(self.acc + half)
+        if self._rounding:
+            half = Signal(unsigned(a), name="half")     # 2**(right-1), 0 when right == 0
+            m.d.sync += half.eq(Cat(self.shift == s + 1 for s in range(a)))
+            rounded = Signal(signed(a + 1))
+            m.d.comb += rounded.eq(self.acc + half)
+        else:
+            rounded = self.acc                          # 2**(right-1) already added
 
         shifted = Signal(signed(a + (1 << self._lshift_bits)))
         m.d.sync += shifted.eq(Mux(is_left, self.acc << left, rounded >> right))

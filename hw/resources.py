@@ -215,11 +215,12 @@ def estimate(cfg: EngineConfig, dev: Device, board_top: bool = True) -> Estimate
     est.blocks["accumulators"] = Usage(
         luts=tm * (2 * ab + shifter(ab, cfg.acc_bits - 1)),
         ffs=tm * (2 * ab + stages * cfg.bias_bits))
-    # Offsets: one compare bit more, the zp adder, the bounds minus zp (registered). A shift
-    # per channel: each lane's shift delayed from the bias read to the requantizer.
+    # The shift (no rounding adder: the constant is in the biases) and the clamp. Offsets:
+    # one compare bit more, the zp adder, the bounds minus zp (registered). A shift per
+    # channel: each lane's shift delayed from the bias read to the requantizer.
     off = int(cfg.offsets)
     est.blocks["requantizers"] = Usage(
-        luts=tm * (2 * ab + shifter(ab, ab) + shifter(db, db) + 3 * db + off * 4 * (db + 1)),
+        luts=tm * (ab + shifter(ab, ab) + shifter(db, db) + 3 * db + off * 4 * (db + 1)),
         ffs=tm * (ab + 2 * db + 2 + off * 2 * (db + 1)
                   + cfg.ch_shift * (mac_latency(n) - 1) * cfg.shift_bits))
     est.blocks["max_pool"] = Usage(luts=tm * 2 * db, ffs=tm * (db + 2))

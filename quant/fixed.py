@@ -90,11 +90,17 @@ def _requantize_each(acc: np.ndarray, shift: np.ndarray, bw: int, zp: int) -> np
     chosen elementwise."""
     right = np.maximum(shift, 0)
     left = np.maximum(-shift, 0)
-    half = np.where(right > 0, np.left_shift(1, np.maximum(right - 1, 0)), 0)
-    down = (acc + half) >> right
+    down = (acc + rounding_constant(shift)) >> right
     lim = np.minimum(np.left_shift(1, np.maximum(0, bw - left)), 1 << 62)
     up = np.clip(acc, -lim, lim) << left
     return saturate(np.where(shift < 0, up, down) + zp, bw)
+
+
+def rounding_constant(shift: int | np.ndarray) -> np.ndarray:
+    """What a rounding right shift adds before shifting: ``2**(s-1)`` for ``s > 0``, 0 for
+    ``s <= 0`` (a left shift is exact); elementwise."""
+    s = np.asarray(shift, dtype=np.int64)
+    return np.where(s > 0, np.left_shift(1, np.maximum(s - 1, 0)), 0)
 
 
 def min_fl_no_overflow(max_abs: float, bw: int) -> int:
@@ -112,17 +118,22 @@ def min_fl_no_overflow(max_abs: float, bw: int) -> int:
     return fl
 
 
-def acc_bits(fan_in: int, bw_x: int, bw_w: int, bw_b: int = 0, bias_shift: int = 0) -> int:
-    """Accumulator width that can never overflow for a dot product of ``fan_in`` terms.
+def acc_bound(fan_in: int, bw_x: int, bw_w: int, bw_b: int = 0, bias_shift: int = 0) -> int:
+    """The largest ``|acc|`` of a dot product of ``fan_in`` terms plus a shifted bias.
 
-    Bounds: each product lies in ``[-(2**(bw_x-1))*(2**(bw_w-1)-1), 2**(bw_x+bw_w-2)]`` and
-    the shifted bias in ``+-2**(bw_b-1+bias_shift)``; the result is the two's-complement
-    width holding ``+-max``.
+    Each product lies in ``[-(2**(bw_x-1))*(2**(bw_w-1)-1), 2**(bw_x+bw_w-2)]`` and the
+    shifted bias in ``+-2**(bw_b-1+bias_shift)``.
     """
     m = fan_in * (1 << (bw_x + bw_w - 2))
     if bw_b:
         m += 1 << (bw_b - 1 + bias_shift)
-    bits = int(m).bit_length() + 1
+    return m
+
+
+def acc_bits(fan_in: int, bw_x: int, bw_w: int, bw_b: int = 0, bias_shift: int = 0) -> int:
+    """Accumulator width that can never overflow for a dot product of ``fan_in`` terms: the
+    two's-complement width holding ``+-acc_bound(...)``."""
+    bits = acc_bound(fan_in, bw_x, bw_w, bw_b, bias_shift).bit_length() + 1
     if bits > MAX_ACC_BITS:
         raise DynfixError(f"accumulator would need {bits} bits (fan-in {fan_in}, "
                           f"{bw_x}-bit data, {bw_w}-bit weights); at most {MAX_ACC_BITS} "

@@ -88,11 +88,14 @@ def shift_back(v: int, shift: int) -> int:
     return v << shift if shift > 0 else v >> -shift
 
 
-def check_requantizer(offsets: bool, cases: list[tuple]) -> None:
-    """Run ``(zp, shift, out_bits, lo, hi, accs)`` cases through a 20-bit-accumulator,
-    8-bit-output requantizer and compare with ``clamp(fixed.requantize(acc, shift,
-    out_bits, zp), lo, hi)`` (``zp`` only with ``offsets``; 0 otherwise)."""
-    dut = Requantizer(20, 8, shift_bits=6, offsets=offsets)
+def check_requantizer(offsets: bool, rounding: bool, cases: list[tuple]) -> None:
+    """Run ``(zp, shift, out_bits, lo, hi, accs)`` cases (20-bit accumulator values) through
+    an 8-bit-output requantizer and compare with ``clamp(fixed.requantize(acc, shift,
+    out_bits, zp), lo, hi)`` (``zp`` only with ``offsets``; 0 otherwise). Without
+    ``rounding`` the requantizer gets ``acc + 2**(shift-1)`` for a right shift, as the
+    engine's accumulator holds it, at one bit more (the headroom the compiler gives the
+    accumulator where the sum needs it)."""
+    dut = Requantizer(20 + (not rounding), 8, shift_bits=6, offsets=offsets, rounding=rounding)
     got = []
 
     async def tb(ctx):
@@ -104,8 +107,9 @@ def check_requantizer(offsets: bool, cases: list[tuple]) -> None:
                 ctx.set(dut.zp, zp)
             await ctx.tick()            # the shift's decodes (and offset bounds) are registered
             res = []
+            half = 1 << (shift - 1) if shift > 0 and not rounding else 0
             for step, a in enumerate(accs + [0] * dut.latency):
-                ctx.set(dut.acc, a)
+                ctx.set(dut.acc, a + half)
                 await ctx.tick()
                 if step >= dut.latency - 1:
                     res.append(ctx.get(dut.o))
@@ -117,13 +121,17 @@ def check_requantizer(offsets: bool, cases: list[tuple]) -> None:
         assert res == want.tolist(), (zp, shift, out_bits, c_lo, c_hi)
 
 
-def test_requantizer_matches_fixed_requantize_then_clamp():
-    """The clamp range inside the output width does the saturation, ReLU and Clip at once."""
+@pytest.mark.parametrize("rounding", [True, False], ids=["rounding", "constant-in-acc"])
+def test_requantizer_matches_fixed_requantize_then_clamp(rounding):
+    """The clamp range inside the output width does the saturation, ReLU and Clip at once;
+    the rounding constant added in the requantizer or already in the accumulator (the
+    engine's) gives the same results."""
     cases = requant_cases(20, 8, np.random.default_rng(0))
-    check_requantizer(False, [(0, *c) for c in cases])
+    check_requantizer(False, rounding, [(0, *c) for c in cases])
 
 
-def test_requantizer_with_offsets_matches_fixed_requantize_then_clamp():
+@pytest.mark.parametrize("rounding", [True, False], ids=["rounding", "constant-in-acc"])
+def test_requantizer_with_offsets_matches_fixed_requantize_then_clamp(rounding):
     """With ``offsets``: ``clamp(shift_round(acc) + zp, lo, hi)`` for a signed (zp 0) and an
     unsigned (zp = qmin) output map, the unsigned one also with its ReLU range
     ``[zp, qmax]``."""
@@ -131,7 +139,7 @@ def test_requantizer_with_offsets_matches_fixed_requantize_then_clamp():
     cases = [(zp, *c) for c in requant_cases(20, 8, rng) for zp in (0, fixed.qmin(c[1]))]
     cases += [(fixed.qmin(c[1]), c[0], c[1], fixed.qmin(c[1]), fixed.qmax(c[1]), c[4])
               for c in requant_cases(20, 8, rng)]
-    check_requantizer(True, cases)
+    check_requantizer(True, rounding, cases)
 
 
 def test_max_pool_windows_and_bypass():

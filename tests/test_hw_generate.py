@@ -11,14 +11,16 @@ import pytest
 
 from dynfix.cli import main
 from dynfix.errors import DynfixError
-from dynfix.hw.compiler import clamp_shift, compile_model, plan_groups
+from dynfix.hw.compiler import (bias_units, clamp_shift, compile_model, folded_bias,
+                                plan_groups, rounded_acc_bits)
 from dynfix.hw.config import EngineConfig
 from dynfix.hw.generate import TOP_NAME, engine_verilog, write_outputs
 from dynfix.hw.lint import find_verilator, lint
 from dynfix.quant import fixed
 from dynfix.quant.int_model import MapFormat, apply_plain, clip_bounds
-from dynfix.quant.ir import (Affine, AvgPool2d, Clip, Conv2d, Flatten, GlobalAvgPool, Linear,
+from dynfix.quant.ir import (Affine, AvgPool2d, Clip, Flatten, GlobalAvgPool, Linear,
                              MaxPool2d, Model, ReLU, Softmax)
+from dynfix.quant.qspec import LayerFormat
 from dynfix.quant.qspec_io import save_qspec
 from dynfix.quant.search import method_options, search
 
@@ -65,6 +67,56 @@ def test_clamped_shift_keeps_every_result():
             c = clamp_shift(shift, bw, 12)
             np.testing.assert_array_equal(fixed.requantize(accs, c, bw),
                                           fixed.requantize(accs, shift, bw))
+
+
+@pytest.mark.parametrize("zp_in", [0, -128])
+@pytest.mark.parametrize("bias_shift", [0, 3, 6])
+def test_rounding_constant_folds_into_the_start_value(zp_in, bias_shift):
+    """The engine's start value, ``folded_bias << bias_units``, is the integer model's
+    ``(q_b << bias_shift) - zp_in * sum(w)`` plus ``2**(s-1)`` for a right shift ``s``
+    (none for ``s <= 0``), whole in the units the program's bias shift gives it; the
+    requantizer's floor shift of ``acc`` + that constant is ``fixed.requantize``."""
+    rng = np.random.default_rng(bias_shift - zp_in)
+    m, fan = 6, 9
+    f = LayerFormat("c", bw_w=8, fl_w=6, bw_b=12, fl_b=11 - bias_shift, bw_in=8, fl_in=5,
+                    bw_x=8, fl_out=4, acc_bits=0, zp_in=zp_in)
+    f.acc_bits = fixed.acc_bits(fan, 8 + (zp_in != 0), 8, 12, bias_shift)
+    bq = rng.integers(-2048, 2048, m)
+    wq = rng.integers(-128, 128, (m, fan))
+    for shifts in ([7, 7, 8, 12, 9, 20], [2, 0, -3, 5, 1, 8], [-8, 0, 0, -1, -2, 0]):
+        shifts = np.array(shifts)
+        units = bias_units(f, shifts)
+        start = folded_bias(f, bq, wq, shifts) << units
+        half = np.where(shifts > 0, 1 << np.maximum(shifts - 1, 0), 0)
+        np.testing.assert_array_equal(start, (bq << bias_shift) - zp_in * wq.sum(axis=1) + half)
+        assert units == (0 if zp_in else min([bias_shift] + [s - 1 for s in shifts if s > 0]))
+        accs = rng.integers(-(1 << 18), 1 << 18, (50, m))
+        for j, s in enumerate(shifts):
+            floor = (accs[:, j] + half[j]) >> max(s, 0) if s >= 0 else accs[:, j] << -s
+            np.testing.assert_array_equal(fixed.saturate(floor, 8),
+                                          fixed.requantize(accs[:, j], int(s), 8))
+
+
+def test_accumulator_gets_a_bit_only_where_the_rounding_constant_needs_it():
+    """``acc + 2**(s-1)`` fits the engine's accumulator for every ``|acc| <=
+    fixed.acc_bound``; the layer's own width suffices unless the bound is within
+    ``2**(s-1)`` of its top (here 20 bits, bound 442,368, 81,919 below ``2**19``: shifts
+    18..20)."""
+    fan = 25
+    layer = Linear("fc", ("x",), weight=np.zeros((2, fan), np.float32))
+    f = LayerFormat("fc", bw_w=8, fl_w=7, bw_b=16, fl_b=12, bw_in=8, fl_in=5, bw_x=8,
+                    fl_out=2, acc_bits=0)
+    f.acc_bits = fixed.acc_bits(fan, 8, 8, 16, f.bias_shift)
+    bound = fixed.acc_bound(fan, 8, 8, 16, f.bias_shift)
+    widened = []
+    for s in range(-8, f.acc_bits + 1):
+        bits = rounded_acc_bits(f, layer, np.array([0, s]))
+        top = bound + (1 << (s - 1) if s > 0 else 0)
+        assert top <= (1 << (bits - 1)) - 1 and bits in (f.acc_bits, f.acc_bits + 1)
+        if bits > f.acc_bits:
+            widened.append(s)
+            assert top > (1 << (f.acc_bits - 1)) - 1        # needed
+    assert f.acc_bits == 20 and widened == [18, 19, 20]
 
 
 def clip_net(offsets: bool = True):

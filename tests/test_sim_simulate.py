@@ -156,7 +156,7 @@ def tampered(folder, tmp_path):
         if not np.array_equal(trace[cm.output_name], base[cm.output_name]):
             break
     p.weights[idx] = new
-    p.biases = folded_bias(d.spec.layers[p.name], im.biases[p.name], p.weights)
+    p.biases = folded_bias(d.spec.layers[p.name], im.biases[p.name], p.weights, p.shifts)
     files = {"weights.hex": tmp_path / "tampered_weights.hex",
              "biases.hex": tmp_path / "tampered_biases.hex"}
     files["weights.hex"].write_text(hex_lines(padded(pack_weights(cfg, cm.plans),

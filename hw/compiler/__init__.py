@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from dynfix.quant import fixed
+from dynfix.quant import fixed, int_model
 from dynfix.quant.int_model import IntModel
 from dynfix.quant.ir import Model
 from dynfix.errors import DynfixError
@@ -25,9 +25,9 @@ from .memory import _words, allocate
 from .plan import (LayerPlan, Shape3, _ceil_div, _reads_once, im2col_first, loop_counts,
                    plan_groups, plan_model, window_items)
 
-__all__ = ["CompiledModel", "LayerPlan", "allocate", "clamp_shift", "compile_model",
-           "folded_bias", "im2col_first", "loop_counts", "pack_biases", "pack_weights",
-           "plan_groups", "plan_model", "window_items"]
+__all__ = ["CompiledModel", "LayerPlan", "allocate", "bias_units", "clamp_shift",
+           "compile_model", "folded_bias", "im2col_first", "loop_counts", "pack_biases",
+           "pack_weights", "plan_groups", "plan_model", "rounded_acc_bits", "window_items"]
 
 
 @dataclass
@@ -86,9 +86,11 @@ def compile_model(model: Model, spec: QuantSpec, cfg: EngineConfig) -> CompiledM
         p.shared = (p.kind != "dwconv" and p.kernel != (1, 1)
                     and bool(np.all(p.weights == p.weights[:, :, :1, :1])))
         f = spec.layers[p.name]
-        p.biases = folded_bias(f, im.biases[p.name], im.weights[p.name])
         p.shifts = np.array([clamp_shift(int(s), f.bw_x, f.acc_bits)
-                             for s in f.data_shifts(len(p.biases))], np.int64)
+                             for s in f.data_shifts(len(im.biases[p.name]))], np.int64)
+        p.bias_shift = bias_units(f, p.shifts)
+        p.biases = folded_bias(f, im.biases[p.name], im.weights[p.name], p.shifts)
+        p.acc_bits = rounded_acc_bits(f, im.model.layer(p.name), p.shifts)
     window = im2col_first(plans[0], n) if cfg.im2col and _reads_once(plans) else None
     fmts = [spec.layers[p.name] for p in plans]
     data_bits = max([spec.input_bw] + [f.bw_x for f in fmts])
@@ -127,7 +129,7 @@ def compile_model(model: Model, spec: QuantSpec, cfg: EngineConfig) -> CompiledM
             "st_py": pool * sy * w * t_px, "st_px": pool * sx * t_px,
             "st_dy": sy * w * t_px, "st_dx": sx * t_px, "st_ky": w * t_px,
             "w_base": w_base, "b_base": b_base,
-            "bias_shift": 0 if f.zp_in else f.bias_shift,     # folded_bias: acc units
+            "bias_shift": p.bias_shift,         # folded_bias: the biases' units
             "data_shift": clamp_shift(f.data_shift, f.bw_x, f.acc_bits),
             "clamp_lo": clamp_lo, "clamp_hi": clamp_hi, "last": int(i == len(plans) - 1),
         }
@@ -157,7 +159,7 @@ def compile_model(model: Model, spec: QuantSpec, cfg: EngineConfig) -> CompiledM
         weight_bits=max(f.bw_w for f in fmts),
         bias_bits=max([f.bw_b for f in fmts]
                       + [int(np.abs(p.biases).max(initial=0)).bit_length() + 1 for p in plans]),
-        acc_bits=max(f.acc_bits for f in fmts),
+        acc_bits=max(p.acc_bits for p in plans),
         fmap_depth=max(base[t] + words[t] for t in words), weight_depth=max(1, w_base),
         bias_depth=max(1, b_base),
         prog_depth=len(entries),
@@ -170,16 +172,47 @@ def compile_model(model: Model, spec: QuantSpec, cfg: EngineConfig) -> CompiledM
                          plans[0].in_shape, window, spec.input_zp)
 
 
-def folded_bias(f: LayerFormat, bq: np.ndarray, wq: np.ndarray) -> np.ndarray:
-    """The biases the engine starts each accumulator from. A layer reading an unsigned map
-    multiplies the stored ``q`` where the arithmetic has ``q - zp_in`` (the MAC array takes
-    8-bit operands; the padding is ``zp_in`` too), so ``-zp_in * sum(w)`` over each output
-    channel's weights is added to its bias, which is then kept in accumulator units
-    (bias shift 0: ``(q_b << bias_shift) - zp_in * sum(w)``). Other layers: ``bq``."""
-    if not f.zp_in:
-        return bq
-    wsum = np.asarray(wq, np.int64).reshape(len(wq), -1).sum(axis=1)
-    return (np.asarray(bq, np.int64) << f.bias_shift) - f.zp_in * wsum
+def bias_units(f: LayerFormat, shifts: np.ndarray) -> int:
+    """The engine's bias shift for a layer with data shifts ``shifts`` (one per channel):
+    the units :func:`folded_bias` keeps its start values in. The layer's ``bias_shift``
+    unless a rounding constant ``2**(s-1)`` is finer (then ``min(s) - 1`` over its right
+    shifts, so every constant is a whole number of units), and 0 for a layer reading a map
+    with an offset (its folded ``-zp_in * sum(w)`` is in accumulator units)."""
+    if f.zp_in:
+        return 0
+    return min([f.bias_shift] + [int(s) - 1 for s in shifts if s > 0])
+
+
+def folded_bias(f: LayerFormat, bq: np.ndarray, wq: np.ndarray, shifts: np.ndarray
+                ) -> np.ndarray:
+    """The biases the engine starts each accumulator from, in units of
+    ``2**bias_units(f, shifts)`` (the program's bias shift): ``q_b << bias_shift``, plus
+    the channel's rounding constant ``2**(s-1)`` for a right data shift ``s > 0``, so the
+    requantizer only shifts (floor): ``(acc + 2**(s-1)) >> s`` is ``shift_round(acc, s)``
+    (``docs/arithmetic.md``, "On the engine: the rounding constant"). A layer reading a map
+    with an offset multiplies the stored ``q`` where the arithmetic has ``q - zp_in`` (the
+    MAC array takes 8-bit operands; the padding is ``zp_in`` too), so ``-zp_in * sum(w)``
+    over each output channel's weights is added too. Every term is a whole number of units,
+    so the division is exact."""
+    start = np.asarray(bq, np.int64) << f.bias_shift
+    if f.zp_in:
+        start = start - f.zp_in * np.asarray(wq, np.int64).reshape(len(wq), -1).sum(axis=1)
+    start = start + fixed.rounding_constant(shifts)
+    return start >> bias_units(f, shifts)
+
+
+def rounded_acc_bits(f: LayerFormat, layer, shifts: np.ndarray) -> int:
+    """The accumulator width the engine needs for a layer whose start values hold the
+    rounding constants: ``f.acc_bits``, or one bit more where ``|acc| + 2**(s-1)`` can
+    exceed it. The integer model's ``|acc|`` is at most ``fixed.acc_bound`` of the layer's
+    formats, so the engine's final sum ``acc + 2**(s-1)`` lies in ``[-bound, bound +
+    2**(s-1)]``; the accumulator wraps modulo ``2**acc_bits`` in between (partial sums of a
+    layer with a map offset may leave the range, the final sum does not), so it is exact
+    when that range fits."""
+    half = int(fixed.rounding_constant(shifts).max(initial=0))
+    bound = fixed.acc_bound(int_model.fan_in(layer), int_model.data_bits(f), f.bw_w, f.bw_b,
+                            f.bias_shift)
+    return max(f.acc_bits, (bound + half).bit_length() + 1)
 
 
 def _add_fields(p: LayerPlan, spec: QuantSpec) -> dict[str, int]:

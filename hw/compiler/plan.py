@@ -53,6 +53,8 @@ class LayerPlan:
     weights: np.ndarray | None = field(default=None, repr=False)   # M, C, kh, kw (int)
     biases: np.ndarray | None = field(default=None, repr=False)    # M (int)
     shifts: np.ndarray | None = field(default=None, repr=False)    # M data shifts (int)
+    bias_shift: int = 0             # the units of ``biases`` (the program's bias shift)
+    acc_bits: int = 0               # the engine's accumulator width for the group
 
     @property
     def conv_out(self) -> tuple[int, int]:
