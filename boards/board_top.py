@@ -1,18 +1,25 @@
-"""The board top: an inference engine behind a UART link, LEDs for busy and done."""
+"""The board top: an inference engine behind a UART link, LEDs for busy and done; for an
+engine whose weights live in SPRAM, the weight load from the SPI flash at power-up."""
 
 from __future__ import annotations
 
-from amaranth import Module
+from amaranth import Cat, Module, Signal
 from amaranth.lib import io, wiring
 from amaranth.lib.wiring import In, Out
 
+from dynfix.boards.flash_image import FLASH_OFFSET, flash_header
 from dynfix.boards.host_link import HostLink
 from dynfix.boards.protocol import LinkInfo
+from dynfix.boards.spi_flash_reader import SPIFlashReader, check_reader
 from dynfix.boards.uart_rx import UARTRx
 from dynfix.boards.uart_tx import UARTTx
 from dynfix.hw.host_interface import EngineHostSignature
 
-__all__ = ["BoardTop", "check_link"]
+__all__ = ["BoardTop", "check_link", "check_load", "FLASH_RESOURCE"]
+
+#: The platform resource of the configuration flash in single-bit SPI mode
+#: (amaranth-boards ``SPIFlashResources``).
+FLASH_RESOURCE = "spi_flash_1x"
 
 
 def check_link(engine: wiring.Signature, info: LinkInfo) -> None:
@@ -37,11 +44,40 @@ def check_link(engine: wiring.Signature, info: LinkInfo) -> None:
                              f"{bits}-bit ones")
 
 
-class BoardTop(wiring.Component):
-    """Engine + :class:`HostLink` + UART receiver and transmitter.
+def check_load(engine: EngineHostSignature, weights: bytes | None, clk_hz: int | None,
+               sck_div: int = 2) -> None:
+    """Raise ``ValueError`` unless the flash payload ``weights`` suits an engine with the host
+    interface ``engine``: given exactly when it has ``weight_load``, whole halfwords, a
+    reader for them at ``clk_hz`` possible. Needs no elaboratable (see :func:`check_link`)."""
+    if engine.weight_load != (weights is not None):
+        raise ValueError("an engine with a weight-load port needs the flash payload "
+                         "(weights=), one without takes none")
+    if weights is None:
+        return
+    if len(weights) % 2:
+        raise ValueError(f"the weights are 16-bit halfwords: an even number of bytes, "
+                         f"not {len(weights)}")
+    if clk_hz is None:
+        raise ValueError("a weight load needs clk_hz (or a board)")
+    check_reader(offset=FLASH_OFFSET, length=len(weights), clk_hz=clk_hz, sck_div=sck_div,
+                 header=flash_header(weights))
 
-    Built for a platform, the serial lines and LEDs go to the pins the board file names;
-    without one (simulation) they are the component's ports.
+
+class BoardTop(wiring.Component):
+    """Engine + :class:`HostLink` + UART receiver and transmitter (+ the weight load).
+
+    Built for a platform, the serial lines, LEDs and flash go to the pins the board file
+    names; without one (simulation) they are the component's ports.
+
+    An engine whose signature has ``weight_load`` (weights in iCE40 SPRAM) gets its weights
+    from the SPI flash at power-up: an :class:`SPIFlashReader` wakes the flash, reads the
+    16-byte header at :data:`~dynfix.boards.flash_image.FLASH_OFFSET`, compares it with the one
+    ``weights`` gives (magic, version, length, CRC-32), and streams ``weights``' bytes; pairs
+    of them (low byte first) go to the engine's ``wl`` as halfwords. Until the last one is
+    taken the UART receiver's byte is held (not passed to the link), so nothing runs on
+    partial weights and the first command byte sent early (``dynfix run-board`` always
+    starts with ``P``) is answered after the load. If the header does not match the link
+    never gets a byte, and both LEDs stay lit.
 
     Parameters
     ----------
@@ -53,29 +89,54 @@ class BoardTop(wiring.Component):
     divisor : int
         Clock cycles per UART bit.
     board : Board or None
-        Names the UART and LED resources when built for a platform.
+        Names the UART and LED resources when built for a platform, and the clock.
+    weights : bytes or None
+        The flash payload (:func:`~dynfix.boards.flash_image.weight_payload`), required
+        exactly when the engine has ``weight_load``.
+    clk_hz : int or None
+        The clock, for the flash's wake-up wait (default: the board's).
+    sck_div : int
+        Clock cycles per SPI clock period (even, at least 2).
 
     Members
     -------
     uart_rx : In(1)
     uart_tx : Out(1)
     led_busy : Out(1)
-        An inference is running.
+        An inference is running (or a command served, or the weights loading); with
+        ``led_done`` lit too: the flash's weights do not match (``load_error``).
     led_done : Out(1)
         The last inference finished (cleared by the next start).
+    loaded : Out(1)
+        The engine's weights are in place (always 1 without a weight load).
+    load_error : Out(1)
+        The flash header did not match; the engine never runs.
+    flash_sck, flash_cs_n, flash_copi : Out(1)
+    flash_cipo : In(1)
+        Only with a weight load: the SPI flash.
     """
 
-    def __init__(self, engine: wiring.Component, info: LinkInfo, *, divisor: int, board=None):
+    def __init__(self, engine: wiring.Component, info: LinkInfo, *, divisor: int, board=None,
+                 weights: bytes | None = None, clk_hz: int | None = None, sck_div: int = 2):
         check_link(engine.signature, info)
+        self._load = engine.signature.weight_load
+        if self._load and clk_hz is None and board is not None:
+            clk_hz = round(board.clock_mhz * 1e6)
+        check_load(engine.signature, weights, clk_hz, sck_div)
         self._engine = engine
         self._info = info
         self._divisor = divisor
         self._board = board
+        self._weights, self._clk_hz, self._sck_div = weights, clk_hz, sck_div
         super().__init__({
             "uart_rx": In(1, init=1),
             "uart_tx": Out(1, init=1),
             "led_busy": Out(1),
             "led_done": Out(1),
+            "loaded": Out(1),
+            "load_error": Out(1),
+            **({"flash_sck": Out(1), "flash_cs_n": Out(1, init=1), "flash_copi": Out(1),
+                "flash_cipo": In(1)} if self._load else {}),
         })
 
     def elaborate(self, platform):
@@ -85,26 +146,59 @@ class BoardTop(wiring.Component):
         m.submodules.uart_rx = rx = UARTRx(divisor=self._divisor)
         m.submodules.uart_tx = tx = UARTTx(divisor=self._divisor)
 
-        wiring.connect(m, rx.o, link.rx)
+        if self._load:
+            self._weight_load(m, engine)
+        else:
+            m.d.comb += self.loaded.eq(1)
+        # The link takes bytes only once the weights are in place: the receiver holds one.
+        m.d.comb += [
+            link.rx.payload.eq(rx.o.payload),
+            link.rx.valid.eq(rx.o.valid & self.loaded),
+            rx.o.ready.eq(link.rx.ready & self.loaded),
+        ]
         wiring.connect(m, link.tx, tx.i)
         wiring.connect(m, link.img, engine.i)
         wiring.connect(m, engine.o, link.logits)
+        done = Signal()
         m.d.comb += [
             engine.start.eq(link.start),
             link.done.eq(engine.done),
             link.cycles.eq(engine.cycles),
             rx.rx.eq(self.uart_rx),
             self.uart_tx.eq(tx.tx),
-            self.led_busy.eq(link.busy),
+            self.led_busy.eq(link.busy | ~self.loaded | self.load_error),
+            self.led_done.eq(done | self.load_error),
         ]
         with m.If(link.start):
-            m.d.sync += self.led_done.eq(0)
+            m.d.sync += done.eq(0)
         with m.Elif(engine.done):
-            m.d.sync += self.led_done.eq(1)
+            m.d.sync += done.eq(1)
 
         if platform is not None and self._board is not None:
             self._pins(m, platform)
         return m
+
+    def _weight_load(self, m: Module, engine) -> None:
+        """The reader at boot, its bytes paired into ``engine.wl``'s halfwords."""
+        w = self._weights
+        m.submodules.flash = reader = SPIFlashReader(
+            offset=FLASH_OFFSET, length=len(w), clk_hz=self._clk_hz, sck_div=self._sck_div,
+            boot=True, header=flash_header(w))
+        low = Signal(8)
+        have_low = Signal()
+        m.d.comb += [
+            engine.wl.payload.eq(Cat(low, reader.o.payload)),
+            engine.wl.valid.eq(have_low & reader.o.valid),
+            reader.o.ready.eq(~have_low | engine.wl.ready),
+            self.loaded.eq(reader.done),
+            self.load_error.eq(reader.error),
+            self.flash_sck.eq(reader.sck),
+            self.flash_cs_n.eq(reader.cs_n),
+            self.flash_copi.eq(reader.copi),
+            reader.cipo.eq(self.flash_cipo),
+        ]
+        with m.If(reader.o.valid & reader.o.ready):
+            m.d.sync += [low.eq(reader.o.payload), have_low.eq(~have_low)]
 
     def _pins(self, m: Module, platform) -> None:
         b = self._board
@@ -112,6 +206,8 @@ class BoardTop(wiring.Component):
         m.submodules.rx_buf = rx_buf = io.Buffer("i", uart.rx)
         m.submodules.tx_buf = tx_buf = io.Buffer("o", uart.tx)
         m.d.comb += [self.uart_rx.eq(rx_buf.i), tx_buf.o.eq(self.uart_tx)]
+        if self._load:
+            self._flash_pins(m, platform)
         requested = {}
         for role, signal in (("busy", self.led_busy), ("done", self.led_done)):
             led = b.leds.get(role)
@@ -126,3 +222,16 @@ class BoardTop(wiring.Component):
             buf = io.Buffer("o", port)
             m.submodules[f"led_{role}_buf"] = buf
             m.d.comb += buf.o.eq(signal)
+
+    def _flash_pins(self, m: Module, platform) -> None:
+        """The configuration flash (after configuration its pins are ordinary I/O): CS is
+        active-low on the pin (the resource inverts it), WP and HOLD held inactive."""
+        flash = platform.request(FLASH_RESOURCE, 0, dir="-")
+        outputs = {"cs": ~self.flash_cs_n, "clk": self.flash_sck, "copi": self.flash_copi,
+                   "wp": 0, "hold": 0}
+        for name, value in outputs.items():
+            if hasattr(flash, name):
+                m.submodules[f"flash_{name}_buf"] = buf = io.Buffer("o", getattr(flash, name))
+                m.d.comb += buf.o.eq(value)
+        m.submodules.flash_cipo_buf = cipo = io.Buffer("i", flash.cipo)
+        m.d.comb += self.flash_cipo.eq(cipo.i)

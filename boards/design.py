@@ -4,15 +4,18 @@ board top's UART link."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 from dynfix.boards.board_top import BoardTop, check_link
 from dynfix.boards.engine_instance import EngineInstance
+from dynfix.boards.flash_image import FILE_NAME, weight_payload, write_flash_files
 from dynfix.boards.protocol import LinkInfo
 from dynfix.boards.registry import Board
+from dynfix.boards.synth import SynthResult
 from dynfix.boards.uart_tx import baud_divisor
 from dynfix.errors import DynfixError
+from dynfix.hw.config import EngineConfig
 from dynfix.hw.host_interface import EngineHostSignature
 
 
@@ -28,6 +31,11 @@ class Generated:
     @property
     def engine(self) -> dict:
         return self.report["engine"]
+
+    @property
+    def weight_load(self) -> bool:
+        """The engine keeps its weights in SPRAM: the board top loads them from flash."""
+        return bool(self.engine.get("w_spram"))
 
 
 def load_generated(folder: str | Path) -> Generated:
@@ -54,14 +62,50 @@ def load_generated(folder: str | Path) -> Generated:
     return Generated(folder, rep, verilog, info)
 
 
+def weights_payload(gen: Generated) -> bytes | None:
+    """The flash payload of an engine that loads its weights (``w_spram``): ``weights.hex``
+    padded to the memory's depth, as halfwords (:func:`weight_payload`); None otherwise."""
+    if not gen.weight_load:
+        return None
+    path = gen.folder / "weights.hex"
+    try:
+        eng = gen.engine
+        depth, bits = int(eng["weight_depth"]), weight_word_bits(eng)
+        words = [int(tok, 16) for tok in path.read_text().split()]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise DynfixError(f"{gen.folder}: cannot read the weights for the flash image "
+                          f"({e}); re-run dynfix generate") from None
+    return weight_payload(words, depth, bits)
+
+
+def weight_word_bits(engine: dict) -> int:
+    """A weight word's bits from the report's engine (``EngineConfig.weight_word_bits``)."""
+    return EngineConfig.from_dict({f.name: engine[f.name] for f in fields(EngineConfig)
+                                   if f.name in engine}).weight_word_bits
+
+
 def board_top(gen: Generated, board: Board) -> BoardTop:
-    """The board top around the generated engine, for ``board``'s clock and UART."""
+    """The board top around the generated engine, for ``board``'s clock and UART; an engine
+    with its weights in SPRAM loads them from the board's flash at power-up."""
     check_link(EngineHostSignature(gen.info.in_bits), gen.info)   # before building anything
-    if gen.engine.get("w_spram"):
-        raise DynfixError(f"the engine in {gen.folder} keeps its weights in SPRAM, which the "
-                          f"bitstream cannot initialize, and this board top does not load "
-                          f"them from flash yet; generate it with w_spram: 0 (a smaller "
-                          f"engine, or fewer weight bits)")
+    weights = weights_payload(gen)
+    if weights is not None and board.spram is None:
+        raise DynfixError(f"the engine in {gen.folder} keeps its weights in iCE40 SPRAM; "
+                          f"{board.name} has none: generate the engine for this board")
     divisor = baud_divisor(board.clock_mhz * 1e6, board.baud)
-    engine = EngineInstance(gen.verilog, gen.info.in_bits, gen.report["top"])
-    return BoardTop(engine, gen.info, divisor=divisor, board=board)
+    engine = EngineInstance(gen.verilog, gen.info.in_bits, gen.report["top"],
+                            weight_load=gen.weight_load)
+    return BoardTop(engine, gen.info, divisor=divisor, board=board, weights=weights)
+
+
+def add_flash_image(result: SynthResult, gen: Generated, build_dir: str | Path) -> None:
+    """For an engine that loads its weights from flash: write ``build_dir/weights.flash.bin``
+    (:func:`~dynfix.boards.flash_image.write_flash_files`) and record it in ``result`` with
+    the two commands that program the board, run in ``build_dir``: the bitstream at 0, then
+    the weights at 1 MiB."""
+    payload = weights_payload(gen)
+    if payload is None:
+        return
+    commands = write_flash_files(build_dir, payload)
+    result.flash_image = str(Path(build_dir) / FILE_NAME)
+    result.program = [f"iceprog {Path(result.bitstream).name}", commands[0]]

@@ -25,17 +25,22 @@ class EngineInstance(wiring.Component):
         Width of the input and output values.
     top : str
         The module name.
+    weight_load : bool
+        The engine keeps its weights in SPRAM (``w_spram`` in its report) and has the
+        weight-load port ``wl``.
 
     Members
     -------
-    The members of :class:`~dynfix.hw.host_interface.EngineHostSignature` ``(data_bits)``:
-    ``i``, ``o``, ``start``, ``busy``, ``done``, ``cycles``, ``layer_sel``, ``layer_cycles``.
+    The members of :class:`~dynfix.hw.host_interface.EngineHostSignature`
+    ``(data_bits, weight_load)``: ``i``, ``o``, ``start``, ``busy``, ``done``, ``cycles``,
+    ``layer_sel``, ``layer_cycles``, and with ``weight_load`` ``wl``.
     """
 
-    def __init__(self, verilog: Path, data_bits: int, top: str = TOP_NAME):
+    def __init__(self, verilog: Path, data_bits: int, top: str = TOP_NAME,
+                 weight_load: bool = False):
         self._verilog = Path(verilog)
         self._top = top
-        super().__init__(EngineHostSignature(data_bits))
+        super().__init__(EngineHostSignature(data_bits, weight_load=weight_load))
 
     def elaborate(self, platform):
         m = Module()

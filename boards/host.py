@@ -36,7 +36,10 @@ class BoardClient:
         data = self._port.read(n)
         if len(data) != n:
             raise DynfixError(f"the board sent {len(data)} of {n} bytes of {what} before the "
-                              f"timeout; is the dynfix bitstream loaded at this baud rate?")
+                              f"timeout; is the dynfix bitstream loaded at this baud rate (and, "
+                              f"for an engine with its weights in SPRAM, weights.flash.bin "
+                              f"programmed: both LEDs lit means the flash's weights do not "
+                              f"match)?")
         return data
 
     def connect(self) -> LinkInfo:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from amaranth import Cat, Module, Mux, Signal, signed
+from amaranth import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -133,11 +133,13 @@ class HostLink(wiring.Component):
         # len(reply) there, so its low bits pick it); PUSH: "R"; LOGIT: the logit; LOGIT_TX
         # and CYCLES: the next byte, or after the last logit's last byte the class;
         # WAIT_DONE: the cycle count.
+        # A constant table indexed by the count, not a Switch: Verilog simulators evaluate an
+        # ``always @*`` case block only when its index changes, and the count stays 0 from
+        # time 0 to the first info reply (Icarus then sends an undefined byte).
         info_byte = Signal(8)
-        with m.Switch(count[:max(1, (len(reply) - 1).bit_length())]):
-            for i, b in enumerate(reply[1:]):
-                with m.Case(i):
-                    m.d.comb += info_byte.eq(b)
+        info_table = Const(int.from_bytes(reply[1:], "little"), 8 * (len(reply) - 1))
+        m.d.comb += info_byte.eq(info_table.word_select(
+            count[:max(1, (len(reply) - 2).bit_length())], 8))
         class_next = Signal()           # LOGIT_TX at the last byte of the last logit
         m.d.comb += class_next.eq(st["LOGIT_TX"] & nbytes_end & count_end)
         shift = sent["LOGIT_TX"] | sent["CYCLES"]

@@ -48,6 +48,10 @@ class SynthResult:
     critical_path: str = ""
     available: dict[str, int] = field(default_factory=dict)
     cells: dict[str, int] = field(default_factory=dict)
+    #: With the weights in flash (``w_spram``): the image written next to the bitstream.
+    flash_image: str = ""
+    #: The commands that program the board (run in the bitstream's folder), when known.
+    program: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -67,6 +71,8 @@ class SynthResult:
             *([f"  SPRAM {use('sprams', self.sprams)}"] if "sprams" in self.available else []),
             f"  Fmax  {self.fmax_mhz:.2f} MHz, target {self.target_mhz:g} MHz: timing {verdict}",
             *([f"  critical path {self.critical_path}"] if self.critical_path else []),
+            *([f"  flash image {self.flash_image}"] if self.flash_image else []),
+            *[f"  program: {cmd}" for cmd in self.program],
             f"  {self.seconds:.0f} s",
         ]
 

@@ -26,7 +26,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from dynfix.boards.design import board_top, load_generated
+from dynfix.boards.design import add_flash_image, board_top, load_generated
 from dynfix.boards.host import BoardClient, open_port
 from dynfix.boards.fit import FitResult, check_generated_fits, fit as fit_model
 from dynfix.boards.synth import SynthResult, check_result, synthesize
@@ -311,7 +311,9 @@ def synth(generated: GenerateResult | str | Path, board: Any = None,
     The board defaults to the one the design was generated for (``generate(..., board=)``),
     else the default board. Builds in ``build_dir`` (default: the design folder's
     ``build/``). Raises when the estimate does not fit the board (unless ``fit_check`` is
-    false) and when timing is not met (unless ``check_timing`` is false).
+    false) and when timing is not met (unless ``check_timing`` is false). An engine with its
+    weights in SPRAM also gets ``weights.flash.bin`` beside the bitstream, and the result
+    names the commands that program both (``flash_image``, ``program``).
     """
     folder = generated.folder if isinstance(generated, GenerateResult) else Path(generated)
     gen = load_generated(folder)
@@ -323,6 +325,7 @@ def synth(generated: GenerateResult | str | Path, board: Any = None,
         check_generated_fits(gen, b)
     out = Path(build_dir) if build_dir is not None else folder / "build"
     result = synthesize(board_top(gen, b), b, out, check_timing=False)
+    add_flash_image(result, gen, out)
     if check_timing:
         check_result(result)
     return result

@@ -34,6 +34,11 @@ __all__ = ["Usage", "Estimate", "Device", "MemorySpec", "estimate", "memory_bloc
 #: The board top: UART receiver and transmitter, protocol FSM, LED logic (measured).
 BOARD_TOP_LUTS = 260
 BOARD_TOP_FFS = 150
+#: With the weights in SPRAM (``w_spram``) the board top loads them from the SPI flash: the
+#: reader with its 16-byte header check (yosys ``synth_ice40``: 105 LUT4s, 44 FFs), the byte
+#: pairing into halfwords (a byte and a flag) and the link's hold.
+FLASH_LOAD_LUTS = 115
+FLASH_LOAD_FFS = 53
 
 
 @dataclass
@@ -275,6 +280,8 @@ def estimate(cfg: EngineConfig, dev: Device, board_top: bool = True) -> Estimate
         est.memories[mem.name] = f"{mem.depth} x {mem.width}: {how}"
     if board_top:
         est.blocks["board_top"] = Usage(luts=BOARD_TOP_LUTS, ffs=BOARD_TOP_FFS)
+        if cfg.w_spram:
+            est.blocks["flash_load"] = Usage(luts=FLASH_LOAD_LUTS, ffs=FLASH_LOAD_FFS)
 
     # From LUT4s and FFs to the unit nextpnr reports.
     for name, u in est.blocks.items():

@@ -23,10 +23,11 @@ def require_simulator(sim: str) -> None:
 
 
 def run_icarus(sources: list[Path], toplevel: str, test_module: str, build_dir: Path,
-               job: Path) -> Path:
+               job: Path, defines: dict | None = None) -> Path:
     """Build ``sources`` and run the cocotb tests of ``test_module`` (in ``tests/``) on
     ``toplevel`` under Icarus with ``DYNFIX_TB_JOB=job``, logging to the build folder;
-    returns the simulation log. A failing cocotb test does not raise here: the caller finds
+    returns the simulation log. ``defines``: Verilog defines (e.g. ``SIM_DEFINES`` with
+    the iCE40 cell models). A failing cocotb test does not raise here: the caller finds
     its result missing and names the log (``error_lines``)."""
     from cocotb_tools.runner import get_runner
 
@@ -37,7 +38,7 @@ def run_icarus(sources: list[Path], toplevel: str, test_module: str, build_dir: 
     runner = get_runner("icarus")
     quiet(runner)
     runner.build(sources=sources, hdl_toplevel=toplevel, build_dir=build_dir,
-                 timescale=("1ns", "1ps"), log_file=build_dir / "build.log")
+                 defines=defines or {}, timescale=("1ns", "1ps"), log_file=build_dir / "build.log")
     log = build_dir / "sim.log"
     try:
         runner.test(hdl_toplevel=toplevel, test_module=test_module, build_dir=build_dir,

@@ -1,6 +1,8 @@
 """``dynfix run-board --port /dev/ttyUSB1 --quant Q.yaml --data digits [--images N]``: send
 images to a board running the dynfix bitstream, read back logits, class and cycle count, and
-compare them bit for bit with the integer model."""
+compare them bit for bit with the integer model. For an engine with its weights in SPRAM
+(w_spram) the weights must be in the board's flash first (iceprog -o 1M weights.flash.bin,
+the file dynfix synth wrote next to the bitstream)."""
 
 from __future__ import annotations
 

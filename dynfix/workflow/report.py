@@ -84,10 +84,14 @@ def build_report(model, board, opts, data: str, q, g, s, syn, acc: dict, sweep: 
     if q.spec.params:                   # bias correction / adaptive rounding (Q.yaml names it)
         files["quant_params"] = "quant.params.npz"
     timing: dict[str, Any] = {}
+    extra: dict[str, Any] = {}
     if syn is not None:
         files["bitstream"] = f"synth/{Path(syn.bitstream).name}"
         timing = {"fmax_mhz": _r(syn.fmax_mhz, 2), "target_mhz": syn.target_mhz,
                   "met": bool(syn.timing_met)}
+        if syn.flash_image:             # weights in SPRAM: loaded from flash at power-up
+            files["flash_image"] = f"synth/{Path(syn.flash_image).name}"
+            extra["program"] = list(syn.program)
     n = s.n
     classes = acc["output"] == "classes"
     return {
@@ -123,6 +127,7 @@ def build_report(model, board, opts, data: str, q, g, s, syn, acc: dict, sweep: 
                              "unit": SWEEP_METRICS[sweep_metric(acc)][1],
                              "points": [dict(r, value=_r(r["value"])) for r in sweep]},
         "files": files,
+        **extra,
     }
 
 
@@ -165,6 +170,8 @@ def rows(rep: dict) -> list[tuple[str, str]]:
         tm = rep["timing"]
         out.append(("timing", f"Fmax {tm['fmax_mhz']:.2f} MHz, target {tm['target_mhz']:g} "
                               f"MHz: {'met' if tm['met'] else 'NOT MET'}"))
+    if rep.get("program"):
+        out.append(("program (in synth/)", "; ".join(rep["program"])))
     return out
 
 

@@ -126,6 +126,8 @@ def run_flow(opts: FlowOptions, say: Callable[[str], None] | None = None) -> Flo
     result.output = out
     if result.synthesized is not None:
         result.synthesized.bitstream = str(out / result.report["files"]["bitstream"])
+        if "flash_image" in result.report["files"]:
+            result.synthesized.flash_image = str(out / result.report["files"]["flash_image"])
     result.generated.folder = out / "hw"
     if not result.report["timing"].get("met", True):
         t = result.report["timing"]

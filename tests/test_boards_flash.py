@@ -1,0 +1,210 @@
+"""The board top of an engine whose weights live in iCE40 SPRAM (``w_spram``): it loads them
+from the SPI flash at power-up (``boards/board_top.py``), and ``dynfix synth`` writes the
+flash image beside the bitstream. The whole board top's Verilog (the generated engine
+Verilog behind it, yosys's cell models) runs under Icarus against the cocotb flash model and
+a bit-level UART host (``tests/board_flash_tb.py``)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dynfix.boards.board_top import BoardTop, check_load
+from dynfix.boards.design import board_top, load_generated, weights_payload
+from dynfix.boards.engine_instance import EngineInstance
+from dynfix.boards.flash_image import (FLASH_OFFSET, HEADER_BYTES, flash_image, read_header,
+                                       weight_payload)
+from dynfix.boards.protocol import INFO_LEN, infer_request, parse_result
+from dynfix.boards.registry import get_board
+from dynfix.boards.spi_flash_reader import READ, RELEASE_POWER_DOWN, byte_cycles
+from dynfix.hw.host_interface import EngineHostSignature
+from dynfix.hw.ice40_spram import halfwords
+
+CLK_HZ = 12_000_000
+#: UART bit time in the simulation (the board's is 104 clocks at 115200 baud): the same
+#: receiver and transmitter, fewer cycles to simulate.
+DIVISOR = 8
+
+
+@pytest.fixture(scope="module")
+def spram_design(tmp_path_factory):
+    """The digits model compiled for a small dual-MAC engine with its weights in SPRAM,
+    written like ``dynfix generate`` does, with the integer model and two test images."""
+    from dynfix.hw.compiler import compile_model
+    from dynfix.hw.config import EngineConfig
+    from dynfix.hw.generate import write_outputs
+    from dynfix.quant.datasets import load_digits
+    from dynfix.quant.int_model import IntModel
+
+    from hw_models import digits_8bit
+    model, spec = digits_8bit()
+    cm = compile_model(model, spec, EngineConfig(k=1, tn=2, tm=4, dual_mac=1, w_spram=1))
+    folder = tmp_path_factory.mktemp("spram") / "gen"
+    write_outputs(cm, model.name, folder, board="icebreaker")
+    x, _ = load_digits("test")
+    return load_generated(folder), cm, IntModel(model, spec), x
+
+
+def test_weight_payload_is_the_halfword_image(spram_design):
+    """One function gives the flash payload: ``weights.hex`` padded to the memory's depth,
+    as the halfwords the engine's ``wl`` takes (what the simulation host streams), two
+    bytes each, little-endian."""
+    gen, cm, _, _ = spram_design
+    cfg = cm.config
+    payload = weights_payload(gen)
+    assert payload == weight_payload(cm.weights, cfg.weight_depth, cfg.weight_word_bits)
+    hw = halfwords(list(cm.weights) + [0] * (cfg.weight_depth - len(cm.weights)), 64)
+    assert len(payload) == 2 * len(hw) == cfg.weight_depth * 8
+    assert [int.from_bytes(payload[i:i + 2], "little") for i in range(0, len(payload), 2)] == hw
+    assert weight_payload([0x0123456789ABCDEF], 2, 64) == bytes.fromhex("efcdab8967452301") + bytes(8)
+
+
+def test_board_top_for_spram_engine_requests_the_flash(spram_design):
+    """``board_top`` wraps a ``w_spram`` engine (no more refusal): the instance carries
+    ``wl``, and for the iCEBreaker the platform's ``spi_flash_1x`` pins are constrained
+    (CS, SCK, COPI, CIPO, and WP / HOLD held inactive); a board top without the flash
+    payload for such an engine is refused before anything is built."""
+    from dynfix.boards.synth import prepare
+
+    gen, _, _, _ = spram_design
+    assert gen.weight_load
+    board = get_board("icebreaker")
+    top = board_top(gen, board)
+    assert top._engine.signature == EngineHostSignature(8, weight_load=True)
+    pcf = prepare(top, board).files["dynfix_top.pcf"]
+    pins = {line.split()[1]: line.split()[2] for line in pcf.splitlines()
+            if line.startswith("set_io spi_flash")}
+    assert pins == {f"spi_flash_1x_0__{name}__io": pin for name, pin in
+                    (("cs", "16"), ("clk", "15"), ("copi", "14"), ("cipo", "17"),
+                     ("wp", "12"), ("hold", "13"))}
+
+
+def test_board_top_needs_the_payload_exactly_for_a_loading_engine():
+    """What BoardTop checks of the weight load, on the engine's signature alone."""
+    loads, plain = EngineHostSignature(8, weight_load=True), EngineHostSignature(8)
+    with pytest.raises(ValueError, match="needs the flash payload"):
+        check_load(loads, None, CLK_HZ)
+    with pytest.raises(ValueError, match="needs the flash payload"):
+        check_load(plain, b"ab", CLK_HZ)
+    with pytest.raises(ValueError, match="even number of bytes"):
+        check_load(loads, b"abc", CLK_HZ)
+    with pytest.raises(ValueError, match="needs clk_hz"):
+        check_load(loads, b"ab", None)
+    with pytest.raises(ValueError, match="sck_div"):
+        check_load(loads, b"ab", CLK_HZ, sck_div=3)
+    check_load(loads, b"ab", CLK_HZ)
+    check_load(plain, None, None)
+
+
+def run_board_tb(gen, cm, im, x, build_dir: Path, image: bytes, n_images: int = 1) -> dict:
+    """The board top's Verilog around ``gen``'s engine, the flash holding ``image`` at
+    1 MiB, ``n_images`` test images sent after ``P``; returns what the host saw."""
+    from amaranth.back import verilog
+
+    from dynfix.hw.generate import ensure_yosys
+    from dynfix.hw.ice40_cells import SIM_DEFINES, sim_sources
+    from dynfix.sim.simulators import error_lines, job_files
+    from sim_helpers import run_icarus
+
+    ensure_yosys()
+    build_dir = build_dir.resolve()
+    build_dir.mkdir(parents=True, exist_ok=True)
+    payload = weights_payload(gen)
+    top = BoardTop(EngineInstance(gen.verilog, gen.info.in_bits, weight_load=True), gen.info,
+                   divisor=DIVISOR, weights=payload, clk_hz=CLK_HZ)
+    src = build_dir / "board.v"
+    src.write_text(verilog.convert(top, name="board", emit_src=False,
+                                   strip_internal_attrs=True))
+    engine_text = gen.verilog.read_text()
+    requests = [list(infer_request(im.quantize_input(x[i:i + 1])[0], gen.info))
+                for i in range(n_images)]
+    load = 400 + len(payload) * byte_cycles(2)
+    job, result = job_files(build_dir, {
+        "image": list(image), "base": FLASH_OFFSET, "divisor": DIVISOR,
+        "period_ps": 2 * round(0.5e12 / CLK_HZ), "info_len": INFO_LEN,
+        "reply_len": 1 + gen.info.result_len(), "requests": requests,
+        "load_cycles": load + 40 * DIVISOR * (INFO_LEN + 2), "run_cycles": 100_000})
+    log = run_icarus([src, gen.verilog, *sim_sources(engine_text)], "board", "board_flash_tb",
+                     build_dir, job, defines=SIM_DEFINES)
+    assert result.exists(), f"the cocotb test failed{error_lines(log, 3)} (see {log})"
+    return json.loads(result.read_text())
+
+
+def test_board_boots_loads_weights_and_infers(spram_design, tmp_path):
+    """Power-up: 0xAB, READ at 1 MiB, the header checked, the weights streamed into the
+    engine's SPRAM; a ``P`` sent during the load is answered only after it; then an image
+    over the UART returns the logits bit-exact with the integer model."""
+    gen, cm, im, x = spram_design
+    payload = weights_payload(gen)
+    res = run_board_tb(gen, cm, im, x, tmp_path, flash_image(payload))
+    assert res["flash_errors"] == [] and res["load_error"] == 0 and res["error_at"] is None
+    assert res["commands"] == [[RELEASE_POWER_DOWN], [READ, 0x10, 0, 0]]
+    # (the SCK edge that samples a byte's last bit has the flash start the next one)
+    assert res["bytes_out"] == HEADER_BYTES + len(payload) + 1 and res["cs_n"] == 1
+    assert res["loaded"] == 1
+    # From reset: 390 clocks to the first payload byte, then 16 per byte (4,368 bytes:
+    # 5.9 ms at 12 MHz).
+    assert res["loaded_at"] == pytest.approx(390 + 16 * (len(payload) - 1), abs=8)
+    assert res["info"] is not None and bytes(res["info"]) == gen.info.info_reply()
+    assert res["info_at"] > res["loaded_at"] > res["p_sent_at"] + 10 * DIVISOR
+    assert len(res["replies"]) == 1
+    got = parse_result(bytes(res["replies"][0]), gen.info)
+    assert res["replies"][0][0] == ord("R")
+    ref = im.forward(im.quantize_input(x[:1]))[cm.output_name].reshape(-1)
+    assert len(set(ref.tolist())) > 1
+    np.testing.assert_array_equal(got.logits, ref)
+    assert got.predicted == int(np.argmax(ref)) and got.cycles > 0
+    assert res["leds"] == [0, 1] and res["stray"] == []
+
+
+def test_board_with_wrong_flash_header_never_runs(spram_design, tmp_path):
+    """The flash's image does not match the one the bitstream was built for (its CRC field
+    changed): the reader stops after the header, the link never answers, both LEDs lit."""
+    gen, cm, im, x = spram_design
+    image = bytearray(flash_image(weights_payload(gen)))
+    image[12] ^= 0x01                                   # the CRC-32 field
+    with pytest.raises(Exception, match="CRC"):
+        read_header(bytes(image))
+    res = run_board_tb(gen, cm, im, x, tmp_path, bytes(image))
+    assert res["flash_errors"] == [] and res["load_error"] == 1 and res["loaded"] == 0
+    assert res["error_at"] is not None and res["loaded_at"] is None
+    assert res["bytes_out"] <= HEADER_BYTES + 1 and res["cs_n"] == 1
+    assert res["info"] is None and res["replies"] == [] and res["stray"] == []
+    assert res["leds"] == [1, 1]
+
+
+def test_synth_writes_the_flash_image_and_names_the_commands(spram_design, tmp_path,
+                                                             monkeypatch):
+    """``dynfix synth`` (the API; the flow's ``--synth`` calls it) of a ``w_spram`` engine:
+    ``weights.flash.bin`` beside the bitstream, deterministic, and the two program
+    commands in the result and its summary (the build itself replaced by a stub)."""
+    from amaranth.hdl import Fragment
+
+    from dynfix import api
+    from dynfix.boards.synth import SynthResult
+
+    gen, _, _, _ = spram_design
+
+    def fake_synthesize(top, board, build_dir, check_timing=True):
+        Fragment.get(top, None)                 # built, as the real build would
+        build_dir.mkdir(parents=True, exist_ok=True)
+        (build_dir / "dynfix_top.bin").write_bytes(b"")
+        return SynthResult(board=board.name, device=board.device, luts=1, ffs=1, dsps=4,
+                           brams=2, sprams=4, fmax_mhz=20.0, target_mhz=12.0,
+                           timing_met=True, seconds=0.0,
+                           bitstream=str(build_dir / "dynfix_top.bin"))
+
+    monkeypatch.setattr(api, "synthesize", fake_synthesize)
+    images = []
+    for run in ("a", "b"):
+        r = api.synth(gen.folder, build_dir=tmp_path / run)
+        images.append((tmp_path / run / "weights.flash.bin").read_bytes())
+    assert images[0] == images[1] == flash_image(weights_payload(gen))
+    assert r.flash_image == str(tmp_path / "b" / "weights.flash.bin")
+    assert r.program == ["iceprog dynfix_top.bin", "iceprog -o 1M weights.flash.bin"]
+    assert r.lines()[-3:-1] == ["  program: iceprog dynfix_top.bin",
+                                "  program: iceprog -o 1M weights.flash.bin"]
+    assert r.to_dict()["program"] == r.program
