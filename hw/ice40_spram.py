@@ -89,7 +89,9 @@ class SPRAM(wiring.Component):
                          rd.addr.eq(self.addr), rd.en.eq(~self.w_en), out.eq(rd.data)]
             m.d.comb += self.r_data.eq(out)
             return m
-        low = self.addr[:clog2(CELL_DEPTH)] if self._depth > CELL_DEPTH else self.addr
+        # The cell's 14-bit address: the low bits of ``addr``, zero-extended when shallower.
+        low = Signal(clog2(CELL_DEPTH), name="cell_addr")
+        m.d.comb += low.eq(self.addr[:clog2(CELL_DEPTH)])
         row = self.addr[clog2(CELL_DEPTH):] if self.rows > 1 else Const(0, 1)
         row_q = Signal.like(row, name="row_q")      # the row read last cycle
         with m.If(~self.w_en):
