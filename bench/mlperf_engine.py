@@ -93,6 +93,7 @@ def run(name: str, boards: list[str], images: int, synth: set[str], work: Path) 
                    utilization=est["utilization"], mismatches=s.mismatches, images=s.n,
                    cycles_exact=all(lc == model_cycles for lc in s.layer_cycles),
                    kinds=kind_utilization(g.report, cfg.multipliers),
+                   memories=memory_map(cfg, board),
                    fmap_words=cfg.fmap_depth, weight_words=cfg.weight_depth,
                    weights_stored=cfg.weight_depth * cfg.multipliers)
         if "all" in synth or f"{name}:{board}" in synth:
@@ -108,6 +109,23 @@ def run(name: str, boards: list[str], images: int, synth: set[str], work: Path) 
     return rows
 
 
+def memory_map(cfg, board: str) -> dict[str, str]:
+    """Where the engine's memories go on ``board`` (block RAM, SPRAM or logic), from the
+    resource estimate."""
+    from dynfix.boards.registry import get_board
+    from dynfix.hw.resources import Device, estimate
+    return estimate(cfg, Device.from_board(get_board(board))).memories
+
+
+def memory_text(memories: dict[str, str]) -> str:
+    """``fmap 8000 x 16: 1 SPRAMs`` -> ``fmap 1 SPRAM``, joined."""
+    parts = []
+    for name, desc in memories.items():
+        where = desc.split(": ", 1)[-1].replace("SPRAMs", "SPRAM").replace("blocks", "BRAM")
+        parts.append(f"{name} {where}")
+    return ", ".join(parts)
+
+
 def table(rows: list[dict], images: int, command: str) -> list[str]:
     lines = ["# MLPerf Tiny reference models on generated engines", "",
              "Random weights (seeded, `bench/mlperf_tiny.py`), greedy 8-bit quantization, the "
@@ -116,16 +134,16 @@ def table(rows: list[dict], images: int, command: str) -> list[str]:
              "cycle model agrees exactly where marked). Latency = cycles per inference "
              "(compute + image load + output unload) / Fmax. Reproduce: "
              f"`{command}`.", ""]
-    head = ["model", "board", "params", "MACs", "engine (products / DSP blocks)", "cycles",
-            "utilization", "by layer kind", "bit-exact", "Fmax (MHz)", "latency",
-            "published FPGA results"]
+    head = ["model", "board", "params", "MACs", "engine (products / DSP blocks)",
+            "memories", "cycles", "utilization", "by layer kind", "bit-exact", "Fmax (MHz)",
+            "latency", "published FPGA results"]
     body = []
     for r in rows:
         pub = "; ".join(f"{who}: {ms:g} ms" for who, ms in PUBLISHED.get(r["model"], []))
         if "error" in r:
             body.append([r["model"], r["board"], f"{r['params']:,}", f"{r['macs']:,}",
                          "**does not fit**: " + r["error"].split(": ", 1)[-1], "", "", "",
-                         "", "", "", pub])
+                         "", "", "", "", pub])
             continue
         kinds = ", ".join(f"{k} {v:.0%}" for k, v in sorted(r["kinds"].items()))
         exact = (f"{r['images']} inputs, {r['mismatches']} mismatches"
@@ -133,7 +151,8 @@ def table(rows: list[dict], images: int, command: str) -> list[str]:
         fmax = f"{r['fmax']:.1f}" + ("" if r["fmax_src"] == "this engine"
                                       else " (digits engine's)")
         body.append([r["model"], r["board"], f"{r['params']:,}", f"{r['macs']:,}",
-                     f"{r['engine']} ({r['products']} / {r['dsps']})", f"{r['cycles']:,}",
+                     f"{r['engine']} ({r['products']} / {r['dsps']})",
+                     memory_text(r.get("memories") or {}), f"{r['cycles']:,}",
                      f"{r['utilization']:.1%}", kinds, exact, fmax,
                      f"{r['latency_ms']:.2f} ms", pub])
     lines += md_table(head, body)
