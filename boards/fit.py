@@ -122,18 +122,7 @@ def evaluate_config(model, spec, cfg: EngineConfig, board: Board) -> Candidate:
     """``cfg`` compiled for the model and sized for ``board``; when its block RAMs run short
     on a board with SPRAM, the same engine with its weights, maps or both in SPRAM
     (:data:`SPRAM_PLACEMENTS`): the first that fits, else the one short of the fewest block
-    RAMs and SPRAMs. When LUTs run short, the same with its program fetched serially from
-    block RAM (``prog_serial``: no ROM in logic as wide as an entry) if that fits."""
-    c = _placed(model, spec, cfg, board)
-    if "luts" in c.over and not cfg.prog_serial:
-        s = _placed(model, spec, replace(cfg, prog_serial=1), board)
-        if s.fits:
-            return s
-    return c
-
-
-def _placed(model, spec, cfg: EngineConfig, board: Board) -> Candidate:
-    """:func:`evaluate_config`'s memory placement."""
+    RAMs and SPRAMs."""
     c = _evaluate(model, spec, cfg, board)
     if "brams" not in c.over or board.spram is None or cfg.w_spram or cfg.m_spram:
         return c

@@ -19,8 +19,6 @@ from dynfix.errors import DynfixError
 PARALLEL_KEYS = ("k", "tn", "tm")
 #: Widest data or weight operand of a ``dual_mac`` engine (an SB_MAC16 half is 8 x 8).
 DUAL_MAC_BITS = 8
-#: Bits of a program word with ``prog_serial`` (an iCE40 block RAM's widest port).
-PROG_CHUNK = 16
 #: Fields the compiler fits to the program when they are 0.
 FITTED_KEYS = ("data_bits", "weight_bits", "bias_bits", "acc_bits", "fmap_depth",
                "weight_depth", "bias_depth", "prog_depth", "dim_bits")
@@ -51,9 +49,6 @@ class EngineConfig:
     m_spram: int = 0        # 1: feature maps in iCE40 SPRAM (one port: the sequencer holds its
                             #    reads while the write-back writes; the fit sets it when
                             #    block RAM is short)
-    prog_serial: int = 0    # 1: the program in block RAM, PROG_CHUNK bits per word, fetched a
-                            #    chunk per cycle (not a ROM in logic as wide as an entry; the
-                            #    fit sets it when LUTs are short)
     data_bits: int = 0      # feature-map values (max over the program's bw_in / bw_x)
     weight_bits: int = 0    # max bw_w
     bias_bits: int = 0      # max bw_b
@@ -108,10 +103,9 @@ class EngineConfig:
 
     def choice(self) -> dict[str, int]:
         """What a fit chooses (``PARALLEL_KEYS``, ``im2col``, ``dual_mac``, ``w_spram``,
-        ``m_spram``, ``prog_serial``): the keys to rebuild this engine from, e.g. for
-        ``engine.yaml``."""
+        ``m_spram``): the keys to rebuild this engine from, e.g. for ``engine.yaml``."""
         return {key: getattr(self, key) for key in (*PARALLEL_KEYS, "im2col", "dual_mac",
-                                                     "w_spram", "m_spram", "prog_serial")}
+                                                     "w_spram", "m_spram")}
 
     @property
     def packed_writeback(self) -> bool:
@@ -204,8 +198,8 @@ class EngineConfig:
                if not isinstance(getattr(self, key), int) or getattr(self, key) < 1]
         if bad:
             raise DynfixError(f"engine config: {', '.join(bad)} must be positive integers")
-        for key in ("im2col", "dual_mac", "w_spram", "m_spram", "prog_serial", "residual",
-                    "depthwise", "w_share"):
+        for key in ("im2col", "dual_mac", "w_spram", "m_spram", "residual", "depthwise",
+                    "w_share"):
             if getattr(self, key) not in (0, 1):
                 raise DynfixError(f"engine config: {key}={getattr(self, key)!r} must be 0 or 1")
 

@@ -6,9 +6,9 @@ from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
-from .config import PROG_CHUNK, EngineConfig
+from .config import EngineConfig
 from .host_interface import EngineHostSignature
-from .program import entry_layout, prog_chunks, program_image
+from .program import entry_layout
 
 
 class OneHot:
@@ -65,8 +65,7 @@ class OneHot:
 class Controller(wiring.Component):
     """Runs a whole network without host help.
 
-    On ``start``: fetch entry 0 (with ``cfg.prog_serial`` one chunk per cycle), load the
-    input image (``load_start`` .. ``load_done``),
+    On ``start``: fetch entry 0, load the input image (``load_start`` .. ``load_done``),
     then for every entry: fetch it, start the sequencer, wait for its last item and for the
     pipeline to drain (``drain`` cycles, so the next layer reads what this one wrote), and
     record the layer's cycles; after the entry marked ``last``, stream the result out
@@ -103,15 +102,9 @@ class Controller(wiring.Component):
         m = Module()
         cfg = self._cfg
         layout = entry_layout(cfg)
-        image, width = program_image(cfg, self._program)
-        chunks = prog_chunks(cfg)
-        if cfg.prog_serial:
-            m.submodules.prog = prog = memory.Memory(
-                shape=unsigned(width), depth=cfg.prog_depth * chunks, init=image)
-        else:
-            m.submodules.prog = prog = memory.Memory(
-                shape=layout, depth=cfg.prog_depth,
-                init=[layout.from_bits(word) for word in image])
+        m.submodules.prog = prog = memory.Memory(
+            shape=layout, depth=cfg.prog_depth,
+            init=[layout.from_bits(word) for word in self._program])
         m.submodules.layer_cycle_mem = lcm = memory.Memory(shape=unsigned(32),
                                                           depth=cfg.prog_depth, init=[])
         rd = prog.read_port()
@@ -133,8 +126,7 @@ class Controller(wiring.Component):
         fsm = OneHot(m, ("IDLE", "FETCH", "LATCH", "LOAD_GO", "LOAD", "START", "RUN",
                          "DRAIN", "UNLOAD_GO", "UNLOAD"), "IDLE")
         go = fsm.arc("IDLE", self.start, "FETCH")
-        fetch_last = Signal()                   # the entry's last chunk arrives (serial)
-        fsm.arc("FETCH", fetch_last if cfg.prog_serial else 1, "LATCH")
+        fsm.arc("FETCH", 1, "LATCH")
         fsm.arc("LATCH", first, "LOAD_GO")
         fsm.arc("LATCH", ~first, "START")
         fsm.arc("LOAD_GO", 1, "LOAD")
@@ -163,13 +155,8 @@ class Controller(wiring.Component):
         # stable from LATCH on, a cycle before the sequencer's start (which registers its
         # decodes of the entry then, off the paths from the entry register): pc is 0 while
         # idle, and the last DRAIN cycle reads the next entry.
-        if cfg.prog_serial:
-            self._serial_fetch(m, fsm, rd, chunks, fetch_last, go)
-        else:
-            m.d.comb += rd.addr.eq(Mux(fsm["DRAIN"], pc + 1, pc))
-            with m.If(fsm["FETCH"]):
-                m.d.sync += self.entry.eq(rd.data)
         m.d.comb += [
+            rd.addr.eq(Mux(fsm["DRAIN"], pc + 1, pc)),
             lc_rd.addr.eq(self.layer_sel),
             self.layer_cycles.eq(lc_rd.data),
             lc_wr.addr.eq(pc),
@@ -183,6 +170,8 @@ class Controller(wiring.Component):
         with m.If(go):
             m.d.sync += [pc.eq(0), first.eq(1), self.done.eq(0), self.cycles.eq(0),
                          layer_count.eq(0)]
+        with m.If(fsm["FETCH"]):
+            m.d.sync += self.entry.eq(rd.data)
         with m.If(loaded):
             m.d.sync += first.eq(0)
         with m.If(ran):
@@ -194,22 +183,3 @@ class Controller(wiring.Component):
         with m.If(unloaded):
             m.d.sync += self.done.eq(1)
         return m
-
-    def _serial_fetch(self, m: Module, fsm: OneHot, rd, chunks: int, fetch_last, go):
-        """FETCH for ``cfg.prog_serial``: one chunk per cycle into the top of a shift
-        register holding the entry, ``chunks`` cycles. The chunks of all entries lie in
-        order, so the read address is a pointer that just counts on (back to 0 after the
-        last entry); as in the parallel fetch it is read a cycle ahead."""
-        ptr = Signal(range(max(2, self._cfg.prog_depth * chunks)), name="prog_ptr")
-        k = Signal(range(max(2, chunks)), name="chunk")
-        bits = Signal(chunks * PROG_CHUNK, name="entry_bits")
-        m.d.comb += [rd.addr.eq(Mux(fsm["FETCH"], ptr + 1, ptr)),
-                     self.entry.eq(bits[:len(self.entry.as_value())]),
-                     fetch_last.eq(k == chunks - 1)]
-        with m.If(fsm["FETCH"]):
-            m.d.sync += [bits.eq(Cat(bits[PROG_CHUNK:], rd.data)), ptr.eq(ptr + 1),
-                         k.eq(Mux(fetch_last, 0, k + 1))]
-        with m.If(go):
-            m.d.sync += [ptr.eq(0), k.eq(0)]
-        with m.If(fsm["DRAIN"] & self.entry.last):
-            m.d.sync += ptr.eq(0)

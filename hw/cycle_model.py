@@ -5,7 +5,6 @@ from __future__ import annotations
 from .compiler import CompiledModel, LayerPlan, window_items
 from .config import EngineConfig
 from .engine import pipeline_depth, write_delay
-from .program import prog_chunks
 
 #: Controller cycles per layer besides issuing: program fetch (2) and sequencer start (1).
 LAYER_OVERHEAD = 3
@@ -67,10 +66,8 @@ def held_issue_cycles(windows: int, items: int, gap: int, delay: int, words: int
 
 
 def layer_cycles(cfg: EngineConfig, plan: LayerPlan) -> int:
-    """Cycles the engine's per-layer counter reports: fetch (one cycle per program chunk
-    more with ``prog_serial``), issue, pipeline drain."""
-    return (LAYER_OVERHEAD + prog_chunks(cfg) - 1 + issue_cycles(cfg, plan)
-            + pipeline_depth(cfg))
+    """Cycles the engine's per-layer counter reports: fetch, issue, pipeline drain."""
+    return LAYER_OVERHEAD + issue_cycles(cfg, plan) + pipeline_depth(cfg)
 
 
 def estimate(cm: CompiledModel) -> dict:

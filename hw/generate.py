@@ -20,7 +20,7 @@ from .compiler import CompiledModel
 from .cycle_model import estimate
 from .engine import Engine, pipeline_depth
 from .host_interface import TOP_NAME
-from .program import program_image
+from .program import entry_layout
 
 
 def ensure_yosys() -> None:
@@ -100,7 +100,7 @@ def write_outputs(cm: CompiledModel, model_name: str, output: str | Path,
         rep["board"] = board
     files = {
         f"{TOP_NAME}.v": engine_verilog(cm),
-        "program.hex": hex_lines(*program_image(cfg, cm.program)),
+        "program.hex": hex_lines(cm.program, entry_layout(cfg).size),
         "weights.hex": hex_lines(cm.weights, cfg.weight_word_bits),
         "biases.hex": hex_lines(cm.biases, cfg.tm * cfg.bias_lane_bits),
         "report.json": json.dumps(rep, indent=2, sort_keys=True) + "\n",

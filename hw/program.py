@@ -10,7 +10,7 @@ from amaranth.hdl import Shape, signed, unsigned
 from amaranth.lib import data
 
 from dynfix.errors import DynfixError
-from .config import PROG_CHUNK, EngineConfig
+from .config import EngineConfig
 
 #: Every field of a program entry, in bit order (the first field in the lowest bits):
 #: ``name: (kind, meaning)``. The kind fixes the field's shape (:func:`kind_shapes`). Loops are
@@ -169,18 +169,3 @@ def check_entry(cfg: EngineConfig, entry: dict[str, int], where: str) -> None:
 def pack_entry(cfg: EngineConfig, entry: dict[str, int]) -> int:
     """One program word as an integer (for memory init and hex images)."""
     return entry_layout(cfg).const(entry).as_value().value
-
-
-def prog_chunks(cfg: EngineConfig) -> int:
-    """Program memory words per entry: 1, or with ``cfg.prog_serial`` the
-    :data:`~dynfix.hw.config.PROG_CHUNK`-bit pieces of an entry, fetched one per cycle."""
-    return -(-entry_layout(cfg).size // PROG_CHUNK) if cfg.prog_serial else 1
-
-
-def program_image(cfg: EngineConfig, words: list[int]) -> tuple[list[int], int]:
-    """The program memory's words for the packed entries ``words``, and their width: the
-    entries themselves, or with ``cfg.prog_serial`` each entry's chunks, lowest first."""
-    if not cfg.prog_serial:
-        return list(words), entry_layout(cfg).size
-    n, mask = prog_chunks(cfg), (1 << PROG_CHUNK) - 1
-    return [(w >> (PROG_CHUNK * k)) & mask for w in words for k in range(n)], PROG_CHUNK

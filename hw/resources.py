@@ -23,10 +23,10 @@ from dynfix.errors import DynfixError
 from .adder_tree import tree_levels
 from .engine import write_delay
 from .mac_array import OPERAND_STAGES, PRODUCT_STAGES, mac_latency
-from .config import PROG_CHUNK, EngineConfig, clog2
+from .config import EngineConfig, clog2
 from .fpga_family import FpgaFamily
 from .ice40_spram import spram_cells
-from .program import entry_layout, prog_chunks
+from .program import entry_layout
 
 __all__ = ["Usage", "Estimate", "Device", "MemorySpec", "estimate", "memory_blocks",
            "engine_memories"]
@@ -142,8 +142,7 @@ def engine_memories(cfg: EngineConfig) -> list[MemorySpec]:
         MemorySpec("weights", cfg.weight_depth, cfg.weight_word_bits, rom=True,
                    spram=bool(cfg.w_spram)),
         MemorySpec("biases", cfg.bias_depth, cfg.tm * cfg.bias_lane_bits, rom=True),
-        MemorySpec("program", cfg.prog_depth * prog_chunks(cfg),
-                   PROG_CHUNK if cfg.prog_serial else entry_layout(cfg).size, rom=True),
+        MemorySpec("program", cfg.prog_depth, entry_layout(cfg).size, rom=True),
     ]
 
 
@@ -259,11 +258,6 @@ def estimate(cfg: EngineConfig, dev: Device, board_top: bool = True) -> Estimate
         # register, their adders, and the offset added to the group's start address.
         est.blocks["control"] = Usage(luts=3 * acc + n.bit_length() + 2,
                                       ffs=acc + n.bit_length())
-    if cfg.prog_serial:
-        # The serial fetch: the chunk pointer and counter (the entry register is the same).
-        est.blocks["control"] = est.blocks.get("control", Usage()) + Usage(
-            luts=2 * clog2(cfg.prog_depth * prog_chunks(cfg)) + 4,
-            ffs=clog2(cfg.prog_depth * prog_chunks(cfg)) + clog2(prog_chunks(cfg)) + 16)
     if cfg.m_spram:
         # One map port (hw/sequencer.py): the window ends' shift register, the hold, and the
         # write/read address select in front of the SPRAM.

@@ -111,7 +111,7 @@ def run_fitted(parallel: EngineConfig, seed: int, build_dir: str | Path, sim: st
     integer model."""
     bare = replace(parallel, **{f.name: 0 for f in fields(EngineConfig)
                                 if f.name not in ("k", "tn", "tm", "im2col", "w_spram",
-                                                   "m_spram", "prog_serial")})
+                                                   "m_spram")})
     case = random_case(seed, images, edge=bool(parallel.residual))
     cm = compile_model(case.model, case.spec, bare)
     build_dir = Path(build_dir).resolve()

@@ -60,12 +60,10 @@ CONFIGS: dict[str, EngineConfig] = {
     "k3tn1tm3_edge": EngineConfig(k=3, tn=1, tm=3, **BOUNDS, **EDGE),
     "k1tn3tm4_edge": EngineConfig(k=1, tn=3, tm=4, **BOUNDS, **EDGE),
     # iCE40 SPRAM for weights (loaded by the host) and maps (one port: the sequencer holds
-    # for the write-back's 2 and 4 words per result, shortcut slots included); the second
-    # also fetches its program in 16-bit chunks from block RAM.
+    # for the write-back's 2 and 4 words per result, shortcut slots included).
     "k1tn3tm4_edge_spram": EngineConfig(k=1, tn=3, tm=4, w_spram=1, m_spram=1, **BOUNDS,
                                         **EDGE),
-    "k1tn2tm7_spram": EngineConfig(k=1, tn=2, tm=7, w_spram=1, m_spram=1, prog_serial=1,
-                                   **BOUNDS),
+    "k1tn2tm7_spram": EngineConfig(k=1, tn=2, tm=7, w_spram=1, m_spram=1, **BOUNDS),
 }
 MAX_HW = 8
 MAX_C = 6

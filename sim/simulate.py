@@ -32,7 +32,7 @@ from dynfix.hw.compiler import CompiledModel, compile_model
 from dynfix.hw.config import EngineConfig
 from dynfix.hw.generate import TOP_NAME, hex_lines
 from dynfix.hw.ice40_spram import halfwords
-from dynfix.hw.program import pack_entry, program_image
+from dynfix.hw.program import entry_layout, pack_entry
 from dynfix.quant.float_model import predict
 from dynfix.quant.int_model import IntModel
 from dynfix.quant.ir import Model
@@ -97,7 +97,7 @@ def load_design(folder: str | Path) -> Design:
     model = load_yaml(folder / "model.yaml")
     spec = load_qspec(folder / "Q.yaml", model)
     cm = compile_model(model, spec, cfg)
-    for name, words, bits in (("program.hex", *program_image(cfg, cm.program)),
+    for name, words, bits in (("program.hex", cm.program, entry_layout(cfg).size),
                               ("weights.hex", cm.weights, cfg.weight_word_bits),
                               ("biases.hex", cm.biases, cfg.tm * cfg.bias_lane_bits)):
         if (folder / name).read_text() != hex_lines(words, bits):
@@ -128,8 +128,8 @@ def memory_files(cm: CompiledModel, folder: Path, program: list[int] | None = No
     cfg = cm.config
     weights = padded(cm.weights, cfg.weight_depth)
     images = {
-        "program.hex": hex_lines(*program_image(
-            cfg, padded(program or cm.program, cfg.prog_depth))),
+        "program.hex": hex_lines(padded(program or cm.program, cfg.prog_depth),
+                                 entry_layout(cfg).size),
         **({WEIGHT_LOAD[1]: hex_lines(halfwords(weights, cfg.weight_word_bits), 16)}
            if cfg.w_spram else {"weights.hex": hex_lines(weights, cfg.weight_word_bits)}),
         "biases.hex": hex_lines(padded(cm.biases, cfg.bias_depth),

@@ -138,28 +138,3 @@ def test_model_too_big_fails_before_synthesis():
     assert "\n" not in str(e.value)
     with pytest.raises(DynfixError, match=r"block RAMs \d+ > 56"):
         fit(model, spec, get_board("orangecrab"))
-
-
-def test_short_of_luts_the_program_moves_to_block_ram(digits):
-    """An engine a little over the board's LUTs fits with its program fetched in 16-bit
-    chunks from block RAM (``prog_serial``) instead of a ROM in logic as wide as an entry:
-    the fit takes that, at chunks - 1 more cycles per layer."""
-    from dynfix.boards.fit import LOGIC_HEADROOM, evaluate_config
-    from dynfix.hw.compiler import compile_model
-    from dynfix.hw.program import prog_chunks
-    model, spec = digits
-    board = get_board("icebreaker")
-    cfg = EngineConfig(k=1, tn=4, tm=4, im2col=1, dual_mac=1)
-    plain = evaluate_config(model, spec, cfg, board)
-    serial = evaluate_config(model, spec, dataclasses.replace(cfg, prog_serial=1), board)
-    assert plain.fits and plain.config.prog_serial == 0        # nothing to gain on this board
-    assert serial.estimate.memories["program"].split(":")[0].endswith(" x 16")
-    saved = plain.estimate.total.luts - serial.estimate.total.luts
-    assert saved > 100
-    # A board whose LUTs end between the two.
-    luts = int((serial.estimate.total.luts + saved / 2) / LOGIC_HEADROOM) + 1
-    small = dataclasses.replace(board, luts=luts, ffs=luts)
-    chosen = evaluate_config(model, spec, cfg, small)
-    assert chosen.fits and chosen.config.prog_serial == 1
-    groups = len(compile_model(model, spec, cfg).plans)
-    assert chosen.cycles - plain.cycles == (prog_chunks(chosen.config) - 1) * groups

@@ -3,13 +3,11 @@ presents per layer, drain, done/busy, and the cycle counters."""
 
 from __future__ import annotations
 
-import pytest
 from amaranth.sim import Simulator
 
 from dynfix.hw.compiler import compile_model
 from dynfix.hw.config import EngineConfig
 from dynfix.hw.controller import Controller
-from dynfix.hw.program import entry_layout, prog_chunks
 
 from hw_models import small_net
 
@@ -18,16 +16,11 @@ RUN = [7, 1, 12]                    # cycles each fake layer takes until its las
 LOAD, UNLOAD = 5, 3
 
 
-@pytest.mark.parametrize("serial", [0, 1])
-def test_controller_runs_the_program_twice(serial):
-    """Both fetches: the entry as one ROM word, or (``prog_serial``) in 16-bit chunks from
-    block RAM, one per cycle, which lengthens each layer's fetch by chunks - 1 cycles."""
+def test_controller_runs_the_program_twice():
     model, spec, _ = small_net()
-    cm = compile_model(model, spec, EngineConfig(k=3, tn=1, tm=3, prog_serial=serial))
+    cm = compile_model(model, spec, EngineConfig(k=3, tn=1, tm=3))
     assert len(cm.plans) == len(RUN)
     dut = Controller(cm.config, cm.program, DRAIN)
-    extra = prog_chunks(cm.config) - 1
-    assert extra == (-(-entry_layout(cm.config).size // 16) - 1 if serial else 0)
     runs = []
 
     async def tb(ctx):
@@ -73,7 +66,7 @@ def test_controller_runs_the_program_twice(serial):
     want_events = [("load", first["in_c"])]
     want_events += [("layer", p.entry["w_base"], p.entry["n_mg"]) for p in cm.plans]
     want_events += [("unload", cm.plans[-1].entry["out_c"])]
-    want_counts = [3 + extra + r + DRAIN for r in RUN]  # fetch, latch, start; run; drain
+    want_counts = [3 + r + DRAIN for r in RUN]          # fetch, latch, start; run; drain
     for events, cycles, counts in runs:
         assert events == want_events
         assert counts == want_counts
