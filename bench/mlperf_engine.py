@@ -97,7 +97,12 @@ def run(name: str, boards: list[str], images: int, synth: set[str], work: Path) 
                    fmap_words=cfg.fmap_depth, weight_words=cfg.weight_depth,
                    weights_stored=cfg.weight_depth * cfg.multipliers)
         if "all" in synth or f"{name}:{board}" in synth:
-            r = dynfix.synth(g, check_timing=False)
+            try:
+                r = dynfix.synth(g, check_timing=False)
+            except DynfixError as e:        # e.g. the placer finds the estimate too low
+                row["error"] = f"synthesis failed: {e}"
+                rows.append(row)
+                continue
             row.update(fmax=r.fmax_mhz, fmax_src="this engine", luts=r.luts, brams=r.brams,
                        dsps_used=r.dsps)
         else:

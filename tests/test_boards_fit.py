@@ -138,3 +138,20 @@ def test_model_too_big_fails_before_synthesis():
     assert "\n" not in str(e.value)
     with pytest.raises(DynfixError, match=r"block RAMs \d+ > 56"):
         fit(model, spec, get_board("orangecrab"))
+
+
+def test_boards_fit_cli_names_where_memories_go(digits, tmp_path, capsys):
+    """``dynfix boards --fit``: the engine, the estimate with the board's SPRAMs, where each
+    memory goes, and what limits a faster engine."""
+    from dynfix.cli import main
+    from dynfix.quant.qspec_io import save_qspec
+    model, spec = digits
+    q = tmp_path / "q.yaml"
+    save_qspec(spec, q)
+    assert main(["boards", "--fit", "digits", "--quant", str(q), "--board", "icebreaker"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("icebreaker: k=1")
+    assert out[1].startswith("  estimate: ") and "/4 SPRAMs" in out[1]
+    assert out[2].startswith("  memories: fmap ") and "weights " in out[2]
+    assert "blocks" in out[2]               # digits' memories fit the block RAMs
+    assert out[3].startswith("  limited by ")

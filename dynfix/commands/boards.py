@@ -48,8 +48,11 @@ def run_fit(args: argparse.Namespace) -> int:
         print(f"{b.name}: {c.config.summary()}, {c.config.multipliers_text()}, "
               f"{c.cycles} cycles/image "
               f"({us:.0f} us at {b.target_mhz:g} MHz)")
+        spram = (f", {t['sprams']}/{b.spram.blocks} SPRAMs" if b.spram is not None else "")
         print(f"  estimate: {t['luts']}/{b.luts} LUTs, {t['ffs']} FFs, "
-              f"{t['dsps']}/{b.dsp.blocks} DSPs, {t['brams']}/{b.bram.blocks} BRAMs")
+              f"{t['dsps']}/{b.dsp.blocks} DSPs, {t['brams']}/{b.bram.blocks} BRAMs{spram}")
+        print("  memories: " + "; ".join(f"{name} {where}" for name, where in
+                                         c.estimate.memories.items()))
         print(f"  limited by {r.limit}")
     return 0
 
