@@ -153,8 +153,8 @@ def table(rows: list[dict], images: int, command: str) -> list[str]:
         kinds = ", ".join(f"{k} {v:.0%}" for k, v in sorted(r["kinds"].items()))
         exact = (f"{r['images']} inputs, {r['mismatches']} mismatches"
                  + ("; cycles = model" if r["cycles_exact"] else "; **cycles differ**"))
-        fmax = f"{r['fmax']:.1f}" + ("" if r["fmax_src"] == "this engine"
-                                      else " (digits engine's)")
+        fmax = (f"{r['fmax']:.1f} ({r['luts']:,} LUTs)" if r["fmax_src"] == "this engine"
+                else f"{r['fmax']:.1f} (digits engine's)")
         body.append([r["model"], r["board"], f"{r['params']:,}", f"{r['macs']:,}",
                      f"{r['engine']} ({r['products']} / {r['dsps']})",
                      memory_text(r.get("memories") or {}), f"{r['cycles']:,}",
