@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, fifo, memory, wiring
 
 from .config import EngineConfig
 from .controller import Controller
 from .host_interface import EngineHostSignature
-from .ice40_spram import SPRAM, CELL_WIDTH
 from .mac_array import MacArray, mac_latency
+from .map_memory import MapMemory
 from .map_walker import MapWalker
 from .max_pool import MaxPool
 from .pipeline import delay
 from .requantizer import Requantizer
 from .residual_add import ResidualAdd
 from .sequencer import Sequencer
+from .weight_memory import WeightMemory
 from .write_back import WriteBack
 
 
@@ -92,12 +93,13 @@ class Engine(wiring.Component):
         cfg = self._cfg
         n, tm, db = cfg.lanes, cfg.tm, cfg.data_bits
         lanes = data.ArrayLayout(signed(db), n)
-        w_word = data.ArrayLayout(data.ArrayLayout(signed(cfg.weight_bits), n), tm)
         b_lane = (data.StructLayout({"bias": signed(cfg.bias_bits),
                                      "shift": signed(cfg.shift_bits)})
                   if cfg.ch_shift else signed(cfg.bias_bits))
         b_word = data.ArrayLayout(b_lane, tm)
 
+        m.submodules.fmap = fmap = MapMemory(cfg, cell=self._cells)
+        m.submodules.weights = wmem = WeightMemory(cfg, self._weights, cell=self._cells)
         # The ROM images are packed integers (lane 0 in the low bits), as in the hex files.
         m.submodules.biases = brom = memory.Memory(
             shape=b_word, depth=cfg.bias_depth, init=[b_word.from_bits(b) for b in self._biases])
@@ -143,17 +145,18 @@ class Engine(wiring.Component):
         # registered after the block RAM (zeroed in the padding), so the RAM's clock-to-out
         # and the fan-out to tm multipliers per lane are separate paths; the weight and bias
         # reads start a cycle later to meet it.
-        m.d.comb += b_rd.addr.eq(delay(m, seq.b_addr, 1, "b_addr"))
-        w_data = self._weights_memory(m, w_word, delay(m, seq.w_addr, 1, "w_addr"), ctrl)
-        # The map memory's ports: reads by the sequencer or the unloader, writes by the
-        # input loader or the write-back (set below).
-        map_rd_addr = Signal(cfg.fmap_addr_bits)
-        map_wr_addr = Signal(cfg.fmap_addr_bits)
-        map_wr_data = Signal(lanes)
-        map_wr_en = Signal(n)
-        m.d.comb += map_rd_addr.eq(Mux(ctrl.unloading, unloader.addr, seq.map_addr))
-        word = self._map_memory(m, lanes, map_rd_addr, map_wr_addr, map_wr_data, map_wr_en,
-                                ctrl.loading, seq)
+        m.d.comb += [
+            b_rd.addr.eq(delay(m, seq.b_addr, 1, "b_addr")),
+            wmem.addr.eq(delay(m, seq.w_addr, 1, "w_addr")),
+            # Map reads by the sequencer or the unloader (writes below).
+            fmap.rd_addr.eq(Mux(ctrl.unloading, unloader.addr, seq.map_addr)),
+        ]
+        if cfg.w_spram:
+            wiring.connect(m, wiring.flipped(self.wl), wmem.wl)
+            m.d.comb += wmem.idle.eq(~ctrl.busy)
+        if cfg.m_spram:
+            m.d.comb += [fmap.loading.eq(ctrl.loading), fmap.hold.eq(seq.hold)]
+        word = fmap.rd_data
         x = Signal(lanes)
         with m.If(delay(m, seq.pad, 1, "pad")):
             # The padding is a real 0: the integer 0, or pad_q (zp) in an unsigned map.
@@ -165,7 +168,7 @@ class Engine(wiring.Component):
             mac.first.eq(delay(m, seq.first, ISSUE_TO_MAC, "first")),
             mac.last.eq(delay(m, seq.last, ISSUE_TO_MAC, "last")),
             mac.x.eq(x),
-            mac.w.eq(w_data),
+            mac.w.eq(wmem.data),
             mac.bias.eq(Cat(b_rd.data[j].bias for j in range(tm)) if cfg.ch_shift
                         else b_rd.data),
             mac.bias_shift.eq(e.bias_shift),
@@ -203,9 +206,9 @@ class Engine(wiring.Component):
         in_lanes = Cat(self.i.payload for _ in range(n))
         in_en = Cat((loader.lane == lane) & loader.step for lane in range(n))
         m.d.comb += [
-            map_wr_addr.eq(Mux(ctrl.loading, loader.addr, wb.addr)),
-            map_wr_data.eq(Mux(ctrl.loading, in_lanes, wb.data.as_value())),
-            map_wr_en.eq(Mux(ctrl.loading, in_en, wb.en)),
+            fmap.wr_addr.eq(Mux(ctrl.loading, loader.addr, wb.addr)),
+            fmap.wr_data.as_value().eq(Mux(ctrl.loading, in_lanes, wb.data.as_value())),
+            fmap.wr_en.eq(Mux(ctrl.loading, in_en, wb.en)),
         ]
 
         # Output: read one word per value, pick the lane, hold it until taken.
@@ -226,72 +229,6 @@ class Engine(wiring.Component):
         with m.If(self.o.valid & self.o.ready):
             m.d.sync += self.o.valid.eq(0)
         return m
-
-    def _map_memory(self, m: Module, lanes, rd_addr, wr_addr, wr_data, wr_en, loading,
-                    seq: Sequencer):
-        """The feature-map memory; returns the word read at ``rd_addr`` (one cycle later).
-        Block RAM: a read port and a write port with an enable per lane. With
-        ``cfg.m_spram``, one SPRAM port: it writes while the input loads (the sequencer is
-        idle) or while the sequencer holds for the write-back (``seq.hold``: exactly the
-        cycles the write-back writes in), and reads otherwise; each lane takes whole nibbles
-        (``cfg.fmap_lane_bits``), so its enables are nibble enables."""
-        cfg = self._cfg
-        n, db = cfg.lanes, cfg.data_bits
-        if not cfg.m_spram:
-            m.submodules.fmap = fmap = memory.Memory(shape=lanes, depth=cfg.fmap_depth,
-                                                     init=[])
-            map_wr = fmap.write_port(granularity=1)         # one enable per lane
-            map_rd = fmap.read_port()
-            m.d.comb += [map_rd.addr.eq(rd_addr), map_wr.addr.eq(wr_addr),
-                         map_wr.data.eq(wr_data), map_wr.en.eq(wr_en)]
-            return map_rd.data
-        lb = cfg.fmap_lane_bits
-        m.submodules.fmap = ram = SPRAM(cfg.fmap_depth, n * lb, cell=self._cells)
-        writing = Signal(name="map_writing")
-        m.d.comb += [
-            writing.eq(Mux(loading, wr_en.any(), seq.hold)),
-            ram.addr.eq(Mux(writing, wr_addr, rd_addr)),
-            ram.w_en.eq(writing),
-            ram.w_data.eq(Cat(*(Cat(wr_data[i * db:(i + 1) * db], Const(0, lb - db))
-                                for i in range(n)))),
-            ram.w_mask.eq(Cat(wr_en[i].replicate(lb // 4) for i in range(n))),
-        ]
-        return lanes(Cat(ram.r_data[i * lb:i * lb + db] for i in range(n)))
-
-    def _weights_memory(self, m: Module, w_word, addr, ctrl: Controller):
-        """The weight memory read at ``addr`` (data one cycle later): a ROM in block RAM, or
-        with ``cfg.w_spram`` an SPRAM that ``wl`` writes, one 16-bit column of a word per
-        halfword, while no run is in progress (the write registered, then taking the port
-        from the reads for its cycle)."""
-        cfg = self._cfg
-        if not cfg.w_spram:
-            m.submodules.weights = wrom = memory.Memory(
-                shape=w_word, depth=cfg.weight_depth,
-                init=[w_word.from_bits(w) for w in self._weights])
-            w_rd = wrom.read_port()
-            m.d.comb += w_rd.addr.eq(addr)
-            return w_rd.data
-        m.submodules.weights = wram = SPRAM(cfg.weight_depth, cfg.weight_word_bits,
-                                            cell=self._cells)
-        cols = wram.columns
-        word = Signal.like(addr, name="wl_word")
-        col = Signal(range(max(2, cols)), name="wl_col")
-        w_en = Signal(name="wl_en")
-        w_addr = Signal.like(addr, name="wl_addr")
-        w_mask = Signal(4 * cols, name="wl_mask")
-        w_data = Signal(CELL_WIDTH, name="wl_data")
-        beat = self.wl.valid & self.wl.ready
-        m.d.comb += self.wl.ready.eq(~ctrl.busy)
-        m.d.sync += [w_en.eq(beat), w_addr.eq(word), w_data.eq(self.wl.payload),
-                     w_mask.eq(Cat((col == c).replicate(4) for c in range(cols)))]
-        with m.If(beat):
-            with m.If(col == cols - 1):
-                m.d.sync += [col.eq(0), word.eq(Mux(word == cfg.weight_depth - 1, 0, word + 1))]
-            with m.Else():
-                m.d.sync += col.eq(col + 1)
-        m.d.comb += [wram.addr.eq(Mux(w_en, w_addr, addr)), wram.w_en.eq(w_en),
-                     wram.w_data.eq(Cat(w_data for _ in range(cols))), wram.w_mask.eq(w_mask)]
-        return w_word(wram.r_data)
 
     def _residual(self, m: Module, seq: Sequencer, e, word, results, results_valid):
         """The residual Add after the requantizers: the shortcut words the sequencer's slot

@@ -34,7 +34,7 @@ from dynfix.hw.ice40_spram import CELL_DEPTH, spram_cells
 
 TOP = "dynfix_tb"
 #: Hierarchical names of the engine memories that ``reload`` can replace.
-RELOADABLE = {1: ("program.hex", "dut.ctrl.prog"), 2: ("weights.hex", "dut.weights"),
+RELOADABLE = {1: ("program.hex", "dut.ctrl.prog"), 2: ("weights.hex", "dut.weights.mem"),
               3: ("biases.hex", "dut.biases")}
 #: The weight image of an engine with a weight-load port: halfwords for ``wl`` (``reload[2]``).
 WEIGHT_LOAD = (2, "weights16.hex")
@@ -69,7 +69,7 @@ def spram_map_cells(cfg: EngineConfig) -> tuple[str, ...]:
     if not cfg.m_spram:
         return ()
     rows, cols = spram_cells(cfg.fmap_depth, cfg.lanes * cfg.fmap_lane_bits)
-    return tuple(f"fmap.cell_{r}_{c}.mem" for r in range(rows) for c in range(cols))
+    return tuple(f"fmap.mem.cell_{r}_{c}.mem" for r in range(rows) for c in range(cols))
 
 
 def weight_load_len(cfg: EngineConfig) -> int:
