@@ -207,3 +207,30 @@ def test_big_maps_go_to_spram_on_the_icebreaker():
     # One write per output pixel and channel group, each costing one cycle of issue.
     assert held["compute_cycles"] > plain["compute_cycles"]
     assert held["compute_cycles"] - plain["compute_cycles"] <= 2 * 32 * 32 * -(-16 // c.tm)
+
+
+@needs_icarus
+def test_flow_puts_big_weights_in_spram_and_runs_them(tmp_path):
+    """``dynfix flow`` on a model whose 32 K weights overflow the iCEBreaker's block RAM:
+    the fit keeps them in SPRAM, the simulation loads them through ``wl`` first, the
+    hardware matches the integer model, and the report counts the SPRAMs."""
+    import contextlib
+    import io
+
+    from dynfix.cli import main
+    from dynfix.quant.yaml_io import save_yaml
+
+    from test_boards_fit import _fc_model
+    model, _ = _fc_model(512)
+    save_yaml(model, tmp_path / "big.yaml")
+    std = io.StringIO()
+    with contextlib.redirect_stdout(std), contextlib.redirect_stderr(io.StringIO()):
+        code = main(["flow", str(tmp_path / "big.yaml"), "--images", "2", "--output",
+                     str(tmp_path / "out"), "--json"])
+    assert code == 0
+    rep = json.loads(std.getvalue())
+    assert rep["engine"]["w_spram"] == 1 and "spram weights" in rep["engine"]["summary"]
+    assert rep["simulation"]["images"] == 2 and rep["simulation"]["mismatches"] == 0
+    used = rep["resources"]["used"]
+    assert 1 <= used["sprams"] <= rep["resources"]["available"]["sprams"] == 4
+    assert "SPRAMs" in (tmp_path / "out" / "summary.md").read_text()

@@ -11,7 +11,8 @@ from typing import Any
 from dynfix.hw.resources import Device, estimate
 from dynfix.quant.load import BUNDLED
 
-RESOURCES = (("luts", "LUTs"), ("ffs", "FFs"), ("dsps", "DSPs"), ("brams", "BRAMs"))
+RESOURCES = (("luts", "LUTs"), ("ffs", "FFs"), ("dsps", "DSPs"), ("brams", "BRAMs"),
+             ("sprams", "SPRAMs"))
 #: The bit-width sweep's measures: key -> (label, unit).
 SWEEP_METRICS = {"accuracy": ("top-1 accuracy", "%"),
                  "agreement": ("top-1 agreement with the float model", "%"),
@@ -36,14 +37,17 @@ def write_json(path: Path, data: dict) -> None:
 
 def board_totals(board) -> dict[str, int]:
     return {"luts": board.luts, "ffs": board.ffs, "dsps": board.dsp.blocks,
-            "brams": board.bram.blocks}
+            "brams": board.bram.blocks,
+            **({"sprams": board.spram.blocks} if board.spram is not None else {})}
 
 
 def resources(board, config, syn) -> dict[str, Any]:
     """Used/available per resource: nextpnr's after synthesis, else the analytic estimate."""
     totals = board_totals(board)
     if syn is not None:
-        used = {"luts": syn.luts, "ffs": syn.ffs, "dsps": syn.dsps, "brams": syn.brams}
+        used = {"luts": syn.luts, "ffs": syn.ffs, "dsps": syn.dsps, "brams": syn.brams,
+                "sprams": syn.sprams}
+        used = {k: v for k, v in used.items() if k in totals}
         avail = {k: syn.available.get(k) or totals[k] for k in totals}
         source = "nextpnr (synthesized)"
     else:
@@ -114,10 +118,12 @@ def build_report(model, board, opts, data: str, q, g, s, syn, acc: dict, sweep: 
             "board_clock_mhz": board.target_mhz, "gops": _r(2 * est["macs"] * ips / 1e9, 5),
             "macs_per_image": int(est["macs"]), "multipliers": mults,
             "mac_utilization": _r(est["macs"] / (compute * mults) if compute else 0.0)},
-        "engine": dict({k: g.report["engine"][k] for k in ("k", "tn", "tm", "dual_mac",
+        "engine": dict({k: g.report["engine"][k] for k in ("k", "tn", "tm", "im2col",
+                                                           "dual_mac", "w_spram", "m_spram",
                                                            "multipliers", "dsp_blocks",
                                                            "data_bits", "weight_bits",
                                                            "acc_bits")},
+                       summary=g.config.summary(),
                        limited_by=g.fit.limit if g.fit is not None else None),
         "resources": resources(board, g.config, syn),
         "timing": timing,
@@ -141,7 +147,7 @@ def rows(rep: dict) -> list[tuple[str, str]]:
     n, t = a["simulated_images"], a["test_images"]
     use = []
     for key, name in RESOURCES:
-        if key in res["used"]:
+        if key in res["used"] and (key != "sprams" or res["used"][key]):
             u, av = res["used"][key], res["available"].get(key) or 0
             use.append(f"{name} {u:,}/{av:,}" + (f" ({100 * u / av:.0f} %)" if av else ""))
     why = "no labels" if a.get("output", "classes") == "classes" else "output is not classes"
