@@ -93,7 +93,7 @@ def run(name: str, boards: list[str], images: int, synth: set[str], work: Path) 
                    utilization=est["utilization"], mismatches=s.mismatches, images=s.n,
                    cycles_exact=all(lc == model_cycles for lc in s.layer_cycles),
                    kinds=kind_utilization(g.report, cfg.multipliers),
-                   memories=memory_map(cfg, board),
+                   memories=g.fit.chosen.estimate.memories,
                    fmap_words=cfg.fmap_depth, weight_words=cfg.weight_depth,
                    weights_stored=cfg.weight_depth * cfg.multipliers)
         if "all" in synth or f"{name}:{board}" in synth:
@@ -112,14 +112,6 @@ def run(name: str, boards: list[str], images: int, synth: set[str], work: Path) 
         print(f"{name} on {board}: {row['engine']}, {row['cycles']} cycles, "
               f"{row['utilization']:.1%}, {row['mismatches']} mismatches", flush=True)
     return rows
-
-
-def memory_map(cfg, board: str) -> dict[str, str]:
-    """Where the engine's memories go on ``board`` (block RAM, SPRAM or logic), from the
-    resource estimate."""
-    from dynfix.boards.registry import get_board
-    from dynfix.hw.resources import Device, estimate
-    return estimate(cfg, Device.from_board(get_board(board))).memories
 
 
 def memory_text(memories: dict[str, str]) -> str:

@@ -4,7 +4,8 @@ board top's UART link."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from dynfix.boards.board_top import BoardTop, check_link
@@ -32,10 +33,31 @@ class Generated:
     def engine(self) -> dict:
         return self.report["engine"]
 
+    @cached_property
+    def config(self) -> EngineConfig:
+        """The engine's configuration."""
+        return EngineConfig.from_report(self.engine, where=f"{self.folder}/report.json engine")
+
     @property
     def weight_load(self) -> bool:
         """The engine keeps its weights in SPRAM: the board top loads them from flash."""
         return bool(self.engine.get("w_spram"))
+
+    @cached_property
+    def weights_payload(self) -> bytes | None:
+        """The flash payload of an engine that loads its weights (``w_spram``):
+        ``weights.hex`` padded to the memory's depth, as halfwords (:func:`weight_payload`);
+        None otherwise. Read once: the board top and the flash image both use it."""
+        if not self.weight_load:
+            return None
+        path = self.folder / "weights.hex"
+        try:
+            words = [int(tok, 16) for tok in path.read_text().split()]
+        except (OSError, ValueError) as e:
+            raise DynfixError(f"{self.folder}: cannot read the weights for the flash image "
+                              f"({e}); re-run dynfix generate") from None
+        cfg = self.config
+        return weight_payload(words, cfg.weight_depth, cfg.weight_word_bits)
 
 
 def load_generated(folder: str | Path) -> Generated:
@@ -62,33 +84,11 @@ def load_generated(folder: str | Path) -> Generated:
     return Generated(folder, rep, verilog, info)
 
 
-def weights_payload(gen: Generated) -> bytes | None:
-    """The flash payload of an engine that loads its weights (``w_spram``): ``weights.hex``
-    padded to the memory's depth, as halfwords (:func:`weight_payload`); None otherwise."""
-    if not gen.weight_load:
-        return None
-    path = gen.folder / "weights.hex"
-    try:
-        eng = gen.engine
-        depth, bits = int(eng["weight_depth"]), weight_word_bits(eng)
-        words = [int(tok, 16) for tok in path.read_text().split()]
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise DynfixError(f"{gen.folder}: cannot read the weights for the flash image "
-                          f"({e}); re-run dynfix generate") from None
-    return weight_payload(words, depth, bits)
-
-
-def weight_word_bits(engine: dict) -> int:
-    """A weight word's bits from the report's engine (``EngineConfig.weight_word_bits``)."""
-    return EngineConfig.from_dict({f.name: engine[f.name] for f in fields(EngineConfig)
-                                   if f.name in engine}).weight_word_bits
-
-
 def board_top(gen: Generated, board: Board) -> BoardTop:
     """The board top around the generated engine, for ``board``'s clock and UART; an engine
     with its weights in SPRAM loads them from the board's flash at power-up."""
     check_link(EngineHostSignature(gen.info.in_bits), gen.info)   # before building anything
-    weights = weights_payload(gen)
+    weights = gen.weights_payload
     if weights is not None and board.spram is None:
         raise DynfixError(f"the engine in {gen.folder} keeps its weights in iCE40 SPRAM; "
                           f"{board.name} has none: generate the engine for this board")
@@ -103,7 +103,7 @@ def add_flash_image(result: SynthResult, gen: Generated, build_dir: str | Path) 
     (:func:`~dynfix.boards.flash_image.write_flash_files`) and record it in ``result`` with
     the two commands that program the board, run in ``build_dir``: the bitstream at 0, then
     the weights at 1 MiB."""
-    payload = weights_payload(gen)
+    payload = gen.weights_payload
     if payload is None:
         return
     commands = write_flash_files(build_dir, payload)

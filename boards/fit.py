@@ -20,7 +20,7 @@ On a family whose DSP blocks compute two products of at most 8-bit operands (iCE
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 
 from dynfix.boards.registry import Board
 from dynfix.errors import DynfixError
@@ -221,8 +221,7 @@ def _memory_note(c: Candidate, board: Board) -> str:
 
 def check_generated_fits(gen, board: Board) -> Estimate:
     """Before synthesis: the engine in a ``dynfix generate`` folder must fit ``board``."""
-    names = {f.name for f in fields(EngineConfig)}
-    cfg = EngineConfig(**{k: v for k, v in gen.engine.items() if k in names})
+    cfg = gen.config
     est = estimate(cfg, Device.from_board(board))
     over = check_usage(est.total, board)
     if over:

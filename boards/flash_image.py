@@ -27,12 +27,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dynfix.errors import DynfixError
-from dynfix.hw.ice40_spram import CELL_WIDTH, halfwords
+from dynfix.hw.ice40_spram import CELL_WIDTH, load_image
 from .spi_flash_reader import FLASH_BYTES
 
 __all__ = ["FLASH_OFFSET", "FLASH_BYTES", "FORMAT_VERSION", "MAGIC", "HEADER_BYTES",
-           "FILE_NAME", "FlashHeader", "flash_payload", "weight_payload", "flash_header", "flash_image",
-           "read_header", "program_commands", "write_flash_files"]
+           "FILE_NAME", "FlashHeader", "flash_payload", "weight_payload", "flash_header",
+           "flash_image", "read_header", "program_commands", "write_flash_files"]
 
 MAGIC = b"DYNF"
 FORMAT_VERSION = 1
@@ -74,12 +74,9 @@ def weight_payload(words: list[int], depth: int, width_bits: int) -> bytes:
     """The payload for an engine whose weights live in SPRAM (``EngineConfig.w_spram``): the
     weight words (``weights.hex``, unsigned ``width_bits`` each) padded with zeros to the
     memory's ``depth``, as the 16-bit halfwords its ``wl`` port takes
-    (:func:`~dynfix.hw.ice40_spram.halfwords`), two bytes each, little-endian. The board top
+    (:func:`~dynfix.hw.ice40_spram.load_image`), two bytes each, little-endian. The board top
     streams it from the flash at power-up; the simulation host streams the same halfwords."""
-    if len(words) > depth:
-        raise DynfixError(f"{len(words)} weight words do not fit a memory of {depth}")
-    return flash_payload(halfwords(list(words) + [0] * (depth - len(words)), width_bits),
-                         CELL_WIDTH)
+    return flash_payload(load_image(words, depth, width_bits), CELL_WIDTH)
 
 
 def flash_header(payload: bytes) -> bytes:

@@ -237,6 +237,15 @@ class EngineConfig:
         cfg.check_parallelism()
         return cfg
 
+    @classmethod
+    def from_report(cls, engine: dict, where: str = "engine config") -> "EngineConfig":
+        """The config in a ``report.json``'s ``engine`` object, which also holds derived
+        figures (``lanes``, ``multipliers``, ...): those are left out."""
+        if not isinstance(engine, dict):
+            raise DynfixError(f"{where}: expected a mapping of keys to integers")
+        known = {f.name for f in fields(cls)}
+        return cls.from_dict({k: v for k, v in engine.items() if k in known}, where)
+
     def fitted(self, **need: int) -> "EngineConfig":
         """This config with every 0 field set to ``need[field]``; explicit values must be
         large enough (one DynfixError lists every field that is too small)."""

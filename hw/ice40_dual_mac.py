@@ -4,8 +4,8 @@ With ``MODE_8x8 = 1`` and both output selects at ``2'b10`` an SB_MAC16 puts two 
 8 x 8 products on its output: ``O[31:16] = A[15:8] * B[15:8]`` and ``O[15:0] = A[7:0] *
 B[7:0]``. ``A_SIGNED`` / ``B_SIGNED`` make both halves signed in this mode only (in the 16 x
 16 mode the low bytes are the unsigned lower digits of a wide operand). yosys's cell model
-(``techlibs/ice40/cells_sim.v``, :func:`dynfix.hw.ice40_cells.cell_model`) sign-extends the low bytes exactly when ``MODE_8x8`` is set;
-that model was corrected against Lattice's own simulation model for the signed modes
+(``techlibs/ice40/cells_sim.v``, :func:`dynfix.hw.ice40_cells.cell_model`) sign-extends the
+low bytes exactly when ``MODE_8x8`` is set; that model was corrected against Lattice's own simulation model for the signed modes
 (YosysHQ/yosys#1211, #1212), and MARLANN (SymbioticEDA, ``rtl/compute.v``), an iCE40UP5K
 design, configures the cell the same way with a behavioural twin that multiplies both bytes
 signed. So both halves are exact signed products as the cell gives

@@ -2,7 +2,8 @@
 
 The bitstream cannot initialize an SPRAM, so a memory placed here is written after
 configuration (the engine's weights: streamed in by the board top from the SPI flash, or by
-the simulation host; ``hw/engine.py``). The cell has one port: each cycle it either reads
+the simulation host; ``hw/weight_memory.py``), or by the engine itself (its maps,
+``hw/map_memory.py``). The cell has one port: each cycle it either reads
 (``DATAOUT`` registered, one cycle later) or writes, with a write enable per 4-bit nibble
 (``MASKWREN``). A memory wider than 16 bits takes cells side by side (columns), one deeper
 than 16K words takes rows of them, selected by the top address bits (``CHIPSELECT``) and a
@@ -10,7 +11,7 @@ read multiplexer on the registered row.
 
 yosys would infer SPRAMs only with ``synth_ice40 -spram`` and only for shapes it recognizes;
 the cells are instantiated so the placement is what the fit and the resource estimate
-counted. yosys's cell model (``cells_sim.v``, :func:`dynfix.hw.ice40_dual_mac.cell_model`)
+counted. yosys's cell model (``cells_sim.v``, :func:`dynfix.hw.ice40_cells.cell_model`)
 simulates the Verilog; ``cell=False`` gives a behavioural twin for Amaranth's simulator.
 """
 
@@ -23,7 +24,8 @@ from amaranth.lib.wiring import In, Out
 from dynfix.errors import DynfixError
 from .config import clog2
 
-__all__ = ["CELL", "CELL_DEPTH", "CELL_WIDTH", "SPRAM", "halfwords", "spram_cells"]
+__all__ = ["CELL", "CELL_DEPTH", "CELL_WIDTH", "SPRAM", "halfwords", "load_image",
+           "spram_cells"]
 
 #: The iCE40 single-port RAM primitive.
 CELL = "SB_SPRAM256KA"
@@ -41,6 +43,15 @@ def halfwords(words: list[int], width: int) -> list[int]:
     low halfword (column 0's) first."""
     cols = spram_cells(1, width)[1]
     return [(int(w) >> (CELL_WIDTH * c)) & 0xFFFF for w in words for c in range(cols)]
+
+
+def load_image(words: list[int], depth: int, width: int) -> list[int]:
+    """What a load streams into a ``depth``-word SPRAM memory of ``width``-bit words: the
+    ``words`` padded with zeros to ``depth``, as :func:`halfwords` (the simulation host's
+    ``weights16.hex`` and the flash payload alike)."""
+    if len(words) > depth:
+        raise DynfixError(f"{len(words)} words do not fit a memory of {depth}")
+    return halfwords(list(words) + [0] * (depth - len(words)), width)
 
 
 class SPRAM(wiring.Component):
@@ -61,7 +72,7 @@ class SPRAM(wiring.Component):
         if depth < 1 or width < 1:
             raise DynfixError(f"an SPRAM needs a positive depth and width, not {depth} x "
                               f"{width}")
-        self._depth, self._width, self._cell = depth, width, cell
+        self._depth, self._cell = depth, cell
         self.rows, self.columns = spram_cells(depth, width)
         super().__init__({
             "addr": In(unsigned(clog2(depth))),
@@ -70,10 +81,6 @@ class SPRAM(wiring.Component):
             "w_mask": In(self.columns * 4),
             "r_data": Out(width),
         })
-
-    @property
-    def cells(self) -> int:
-        return self.rows * self.columns
 
     def elaborate(self, platform):
         m = Module()

@@ -20,10 +20,10 @@ from dynfix.hw.compiler import compile_model
 from dynfix.hw.config import EngineConfig
 from dynfix.hw.cycle_model import estimate
 from dynfix.hw.generate import TOP_NAME, engine_verilog
-from .harness import WEIGHT_LOAD, HostParams, hex_values, spram_map_cells, weight_load_len
+from .harness import HostParams, hex_values
 from .random_nets import Case, fitting_case, random_case
 from .scoreboard import first_difference
-from .simulate import group_maps, host_stream, locate, memory_files, reload_mask
+from .simulate import boot_files, group_maps, host_stream, locate, memory_files, reload_mask
 from .simulators import Simulator
 
 
@@ -68,9 +68,7 @@ def run_cases(cfg: EngineConfig, seeds: list[int], build_dir: str | Path, sim: s
     in_len = max(st.shape[1] for st in streams)
     out_len = max(int(ref.size // images) for (_, cm), tr in zip(compiled, traces)
                   for _, ref in group_maps(cm, tr))
-    params = HostParams(fitted.data_bits, in_len, out_len, fitted.prog_depth, images,
-                        wl_len=weight_load_len(fitted),
-                        power_up=spram_map_cells(fitted))
+    params = HostParams.for_engine(fitted, in_len, out_len, fitted.prog_depth, images)
     simulator = Simulator(verilog, params, build_dir / sim, sim)
     simulator.build()
     steps = []
@@ -121,15 +119,11 @@ def run_fitted(parallel: EngineConfig, seed: int, build_dir: str | Path, sim: st
     stream = np.stack([host_stream(cm, a) for a in case.xq])
     tr = case.reference()
     out_len = max(int(ref[0].size) for _, ref in group_maps(cm, tr))
-    simulator = Simulator(verilog, HostParams(cm.config.data_bits, stream.shape[1], out_len,
-                                              len(cm.plans), images,
-                                              wl_len=weight_load_len(cm.config),
-                                              power_up=spram_map_cells(cm.config)),
+    simulator = Simulator(verilog, HostParams.for_engine(cm.config, stream.shape[1], out_len,
+                                                         len(cm.plans), images),
                           build_dir / sim, sim)
     (build_dir / "images.hex").write_text(hex_values(stream.reshape(-1), cm.config.data_bits))
-    files = {"images.hex": str(build_dir / "images.hex")}
-    if cm.config.w_spram:           # SPRAM weights: streamed in before the images
-        files[WEIGHT_LOAD[1]] = memory_files(cm, build_dir / "boot")[WEIGHT_LOAD[1]]
+    files = {"images.hex": str(build_dir / "images.hex"), **boot_files(cm, build_dir / "boot")}
     [res] = simulator.run([{"files": files, "reload": reload_mask(files), "images": images,
                             "out_len": cm.output_len, "n_layers": len(cm.plans)}])
     want = tr[cm.output_name].reshape(images, -1)

@@ -59,23 +59,24 @@ class HostParams:
     #: an undefined sum). A read of a word that was never written then shows as a mismatch.
     power_up: tuple[str, ...] = ()
 
+    @classmethod
+    def for_engine(cls, cfg: EngineConfig, in_len: int, out_len: int, n_layers: int,
+                   max_images: int) -> "HostParams":
+        """The capacities given, and what the engine ``cfg`` itself implies: the halfwords of
+        its weight image with ``w_spram`` (the whole memory: ``weight_depth`` words of
+        ``weight_word_bits``), the cell memories of its map SPRAM with ``m_spram``."""
+        wl_len = (cfg.weight_depth * spram_cells(1, cfg.weight_word_bits)[1] if cfg.w_spram
+                  else 0)
+        power_up = ()
+        if cfg.m_spram:
+            rows, cols = spram_cells(cfg.fmap_depth, cfg.lanes * cfg.fmap_lane_bits)
+            power_up = tuple(f"fmap.mem.cell_{r}_{c}.mem" for r in range(rows)
+                             for c in range(cols))
+        return cls(cfg.data_bits, in_len, out_len, n_layers, max_images, wl_len, power_up)
+
     @property
     def stat_words(self) -> int:
         return 2 + self.n_layers
-
-
-def spram_map_cells(cfg: EngineConfig) -> tuple[str, ...]:
-    """:attr:`HostParams.power_up` of an engine: the cell memories of its map SPRAM."""
-    if not cfg.m_spram:
-        return ()
-    rows, cols = spram_cells(cfg.fmap_depth, cfg.lanes * cfg.fmap_lane_bits)
-    return tuple(f"fmap.mem.cell_{r}_{c}.mem" for r in range(rows) for c in range(cols))
-
-
-def weight_load_len(cfg: EngineConfig) -> int:
-    """Halfwords of the weight image the host streams into an engine with a weight-load port
-    (the whole memory: ``weight_depth`` words of ``weight_word_bits``); 0 without one."""
-    return cfg.weight_depth * spram_cells(1, cfg.weight_word_bits)[1] if cfg.w_spram else 0
 
 
 def host_verilog(p: HostParams) -> str:
@@ -109,6 +110,7 @@ def host_verilog(p: HostParams) -> str:
     wl_ports = (",\n    .wl__payload(wbuf[wl_ptr]), .wl__valid(wl_valid), .wl__ready(wl_ready)"
                 if wl else "")
     wl_reset = " wl_pending <= 0;" if wl else ""
+    wl_go = " wl_ptr <= 0;" if wl else ""
     wl_arm = f"\n      if (reload[{WEIGHT_LOAD[0]}]) wl_pending <= 1;" if wl else ""
     first = "(n_images == 0) ? NEXT : START"
     go_to = f"wl_pending ? WLOAD : {first}" if wl else first
@@ -168,7 +170,7 @@ module {TOP} (
     end else begin{wl_arm}
      case (state)
       IDLE: if (go) begin
-        finished <= 0; img <= 0; in_ptr <= 0; out_ptr <= 0; st_ptr <= 0;{" wl_ptr <= 0;" if wl else ""}
+        finished <= 0; img <= 0; in_ptr <= 0; out_ptr <= 0; st_ptr <= 0;{wl_go}
         state <= {go_to};
       end{wl_state}
       START: begin

@@ -31,7 +31,7 @@ from dynfix.errors import DynfixError
 from dynfix.hw.compiler import CompiledModel, compile_model
 from dynfix.hw.config import EngineConfig
 from dynfix.hw.generate import TOP_NAME, hex_lines
-from dynfix.hw.ice40_spram import halfwords
+from dynfix.hw.ice40_spram import load_image
 from dynfix.hw.program import entry_layout, pack_entry
 from dynfix.quant.float_model import predict
 from dynfix.quant.int_model import IntModel
@@ -39,8 +39,7 @@ from dynfix.quant.ir import Model
 from dynfix.quant.qspec import QuantSpec
 from dynfix.quant.qspec_io import load_qspec
 from dynfix.quant.yaml_io import load_yaml
-from .harness import (RELOADABLE, WEIGHT_LOAD, HostParams, hex_values, spram_map_cells,
-                      weight_load_len)
+from .harness import RELOADABLE, WEIGHT_LOAD, HostParams, hex_values
 from .scoreboard import Difference, Scoreboard, first_difference
 from .simulators import Simulator, choose
 
@@ -88,9 +87,7 @@ def load_design(folder: str | Path) -> Design:
                           f"{', '.join(missing)}{hint}")
     try:
         report = json.loads((folder / "report.json").read_text())
-        eng = report["engine"]
-        cfg = EngineConfig.from_dict({f.name: eng[f.name] for f in fields(EngineConfig)
-                                      if f.name in eng}, where=f"{folder}/report.json engine")
+        cfg = EngineConfig.from_report(report["engine"], where=f"{folder}/report.json engine")
     except (ValueError, KeyError, TypeError) as e:
         raise DynfixError(f"{folder}/report.json is not a dynfix generate report "
                           f"({type(e).__name__}: {e})") from None
@@ -126,15 +123,34 @@ def memory_files(cm: CompiledModel, folder: Path, program: list[int] | None = No
     the weights as the halfwords the host streams in when the engine loads them
     (``w_spram``)."""
     cfg = cm.config
-    weights = padded(cm.weights, cfg.weight_depth)
     images = {
         "program.hex": hex_lines(padded(program or cm.program, cfg.prog_depth),
                                  entry_layout(cfg).size),
-        **({WEIGHT_LOAD[1]: hex_lines(halfwords(weights, cfg.weight_word_bits), 16)}
-           if cfg.w_spram else {"weights.hex": hex_lines(weights, cfg.weight_word_bits)}),
+        **(_weight_load_image(cm) if cfg.w_spram else {
+            "weights.hex": hex_lines(padded(cm.weights, cfg.weight_depth),
+                                     cfg.weight_word_bits)}),
         "biases.hex": hex_lines(padded(cm.biases, cfg.bias_depth),
                                 cfg.tm * cfg.bias_lane_bits),
     }
+    return _write_files(folder, images)
+
+
+def boot_files(cm: CompiledModel, folder: Path) -> dict[str, str]:
+    """What the host must load into ``cm``'s engine before its first image, written into
+    ``folder``: the weights of an engine that keeps them in SPRAM (which starts empty; the
+    board top loads them from flash), else nothing."""
+    return _write_files(folder, _weight_load_image(cm)) if cm.config.w_spram else {}
+
+
+def _weight_load_image(cm: CompiledModel) -> dict[str, str]:
+    """``weights16.hex``: the halfwords the host streams into the ``wl`` port."""
+    cfg = cm.config
+    return {WEIGHT_LOAD[1]: hex_lines(load_image(cm.weights, cfg.weight_depth,
+                                                 cfg.weight_word_bits), 16)}
+
+
+def _write_files(folder: Path, images: dict[str, str]) -> dict[str, str]:
+    """Write each ``name: text`` of ``images`` into ``folder``; returns ``name: path``."""
     folder.mkdir(parents=True, exist_ok=True)
     out = {}
     for name, text in images.items():
@@ -144,10 +160,12 @@ def memory_files(cm: CompiledModel, folder: Path, program: list[int] | None = No
 
 
 def reload_mask(files: dict[str, str]) -> int:
+    bits = {name: bit for bit, (name, _) in RELOADABLE.items()}
+    bits[WEIGHT_LOAD[1]] = WEIGHT_LOAD[0]
     mask = 1 if "images.hex" in files else 0
-    for bit, (name, _) in [*RELOADABLE.items(), (WEIGHT_LOAD[0], (WEIGHT_LOAD[1], None))]:
-        if name in files:
-            mask |= 1 << bit
+    for name in files:
+        if name in bits:
+            mask |= 1 << bits[name]
     return mask
 
 
@@ -299,17 +317,10 @@ def simulate(design: Design, x: np.ndarray, y: np.ndarray | None, build_dir: str
     n, in_len = stream.shape
     chunk = min(chunk, n)
     map_lens = [int(ref[0].size) for _, ref in group_maps(cm, trace)]
-    params = HostParams(cfg.data_bits, in_len, max(map_lens), len(cm.plans), max_images=chunk,
-                        wl_len=weight_load_len(cfg),
-                        power_up=spram_map_cells(cfg))
+    params = HostParams.for_engine(cfg, in_len, max(map_lens), len(cm.plans), chunk)
     simulator = Simulator(design.verilog, params, Path(build_dir) / sim, sim, waves)
     simulator.build()
-    if cfg.w_spram:
-        # The engine's SPRAM starts empty: the first step streams the weights in (the boot
-        # load the board top does from flash).
-        weights = {WEIGHT_LOAD[1]: memory_files(cm, simulator.build_dir / "boot")[
-            WEIGHT_LOAD[1]]}
-        extra_files = {**weights, **(extra_files or {})}
+    extra_files = {**boot_files(cm, simulator.build_dir / "boot"), **(extra_files or {})}
     steps = image_steps(stream, chunk, simulator.build_dir / "data", cfg.data_bits,
                         {"out_len": cm.output_len, "n_layers": len(cm.plans)}, extra_files)
 

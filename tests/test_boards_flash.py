@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from dynfix.boards.board_top import BoardTop, check_load
-from dynfix.boards.design import board_top, load_generated, weights_payload
+from dynfix.boards.design import board_top, load_generated
 from dynfix.boards.engine_instance import EngineInstance
 from dynfix.boards.flash_image import (FLASH_OFFSET, HEADER_BYTES, flash_image, read_header,
                                        weight_payload)
@@ -54,7 +54,7 @@ def test_weight_payload_is_the_halfword_image(spram_design):
     bytes each, little-endian."""
     gen, cm, _, _ = spram_design
     cfg = cm.config
-    payload = weights_payload(gen)
+    payload = gen.weights_payload
     assert payload == weight_payload(cm.weights, cfg.weight_depth, cfg.weight_word_bits)
     hw = halfwords(list(cm.weights) + [0] * (cfg.weight_depth - len(cm.weights)), 64)
     assert len(payload) == 2 * len(hw) == cfg.weight_depth * 8
@@ -112,7 +112,7 @@ def run_board_tb(gen, cm, im, x, build_dir: Path, image: bytes, n_images: int = 
     ensure_yosys()
     build_dir = build_dir.resolve()
     build_dir.mkdir(parents=True, exist_ok=True)
-    payload = weights_payload(gen)
+    payload = gen.weights_payload
     top = BoardTop(EngineInstance(gen.verilog, gen.info.in_bits, weight_load=True), gen.info,
                    divisor=DIVISOR, weights=payload, clk_hz=CLK_HZ)
     src = build_dir / "board.v"
@@ -138,7 +138,7 @@ def test_board_boots_loads_weights_and_infers(spram_design, tmp_path):
     engine's SPRAM; a ``P`` sent during the load is answered only after it; then an image
     over the UART returns the logits bit-exact with the integer model."""
     gen, cm, im, x = spram_design
-    payload = weights_payload(gen)
+    payload = gen.weights_payload
     res = run_board_tb(gen, cm, im, x, tmp_path, flash_image(payload))
     assert res["flash_errors"] == [] and res["load_error"] == 0 and res["error_at"] is None
     assert res["commands"] == [[RELEASE_POWER_DOWN], [READ, 0x10, 0, 0]]
@@ -164,7 +164,7 @@ def test_board_with_wrong_flash_header_never_runs(spram_design, tmp_path):
     """The flash's image does not match the one the bitstream was built for (its CRC field
     changed): the reader stops after the header, the link never answers, both LEDs lit."""
     gen, cm, im, x = spram_design
-    image = bytearray(flash_image(weights_payload(gen)))
+    image = bytearray(flash_image(gen.weights_payload))
     image[12] ^= 0x01                                   # the CRC-32 field
     with pytest.raises(Exception, match="CRC"):
         read_header(bytes(image))
@@ -202,7 +202,7 @@ def test_synth_writes_the_flash_image_and_names_the_commands(spram_design, tmp_p
     for run in ("a", "b"):
         r = api.synth(gen.folder, build_dir=tmp_path / run)
         images.append((tmp_path / run / "weights.flash.bin").read_bytes())
-    assert images[0] == images[1] == flash_image(weights_payload(gen))
+    assert images[0] == images[1] == flash_image(gen.weights_payload)
     assert r.flash_image == str(tmp_path / "b" / "weights.flash.bin")
     assert r.program == ["iceprog dynfix_top.bin", "iceprog -o 1M weights.flash.bin"]
     assert r.lines()[-3:-1] == ["  program: iceprog dynfix_top.bin",

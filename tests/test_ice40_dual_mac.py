@@ -111,9 +111,8 @@ def bank_verilog(a_bits: int, b_bits: int, cells: int) -> str:
 
 def run_bank(a_bits: int, b_bits: int, cells: int, build_dir: Path) -> dict:
     """The bank's Verilog (SB_MAC16 instances) with yosys's cell model under cocotb/Icarus."""
-    from cocotb_tools.runner import get_runner
-
-    from dynfix.sim.simulators import job_files
+    from dynfix.sim.simulators import error_lines, job_files
+    from sim_helpers import run_icarus
     build_dir = build_dir.resolve()
     src = build_dir / "bank.v"
     build_dir.mkdir(parents=True, exist_ok=True)
@@ -122,13 +121,8 @@ def run_bank(a_bits: int, b_bits: int, cells: int, build_dir: Path) -> dict:
     assert cells_v == [cell_model()]
     job, result = job_files(build_dir, {"a_bits": a_bits, "b_bits": b_bits, "cells": cells,
                                         "latency": LATENCY})
-    runner = get_runner("icarus")
-    runner.build(sources=[src, *cells_v], hdl_toplevel="bank", build_dir=build_dir,
-                 defines=SIM_DEFINES, timescale=("1ns", "1ps"),
-                 log_file=build_dir / "build.log")
-    runner.test(hdl_toplevel="bank", test_module="dual_mac_tb", build_dir=build_dir,
-                test_dir=build_dir, extra_env={"DYNFIX_TB_JOB": str(job)},
-                log_file=build_dir / "sim.log")
+    log = run_icarus([src, *cells_v], "bank", "dual_mac_tb", build_dir, job, SIM_DEFINES)
+    assert result.exists(), f"the cocotb test failed{error_lines(log, 3)} (see {log})"
     return json.loads(result.read_text())
 
 

@@ -81,18 +81,14 @@ def test_instances_and_their_ports():
 def test_cells_against_yosys_model(tmp_path):
     """The instances as yosys's SB_SPRAM256KA model simulates them: nibble write enables in
     the right order, rows chosen by the top address bits, reads from the right row."""
-    from cocotb_tools.runner import get_runner
-
-    from dynfix.sim.simulators import job_files
+    from dynfix.sim.simulators import error_lines, job_files
+    from sim_helpers import run_icarus
     build = tmp_path.resolve()
     src = build / "spram.v"
     src.write_text(spram_verilog(DEPTH, WIDTH))
     job, result = job_files(build, {"depth": DEPTH, "width": WIDTH})
-    runner = get_runner("icarus")
-    runner.build(sources=[src, cell_model()], hdl_toplevel="spram", build_dir=build,
-                 defines=SIM_DEFINES, timescale=("1ns", "1ps"), log_file=build / "build.log")
-    runner.test(hdl_toplevel="spram", test_module="spram_tb", build_dir=build, test_dir=build,
-                extra_env={"DYNFIX_TB_JOB": str(job)}, log_file=build / "sim.log")
+    log = run_icarus([src, cell_model()], "spram", "spram_tb", build, job, SIM_DEFINES)
+    assert result.exists(), f"the cocotb test failed{error_lines(log, 3)} (see {log})"
     r = json.loads(result.read_text())
     assert r["wrong"] == []
     assert r["checked"] == sum(1 for op in spram_ops(DEPTH, WIDTH) if not op["w_en"])
