@@ -59,10 +59,13 @@ def recorded_fmax() -> dict[str, float]:
 
 
 def kind_utilization(report: dict, multipliers: int) -> dict[str, float]:
-    """MAC utilization per layer kind (conv, depthwise, residual conv, linear)."""
+    """MAC utilization per layer kind (conv, depthwise, residual conv, linear); strided
+    depthwise layers apart (``dwconv/2``: bound by the map reads, ``docs/engine.md``)."""
     macs, cycles = defaultdict(int), defaultdict(int)
     for row in report["estimate"]["layers"]:
         kind = row["kind"] + ("+add" if row.get("residual") else "")
+        if kind == "dwconv" and max(row["stride"]) > 1:
+            kind += f"/{max(row['stride'])}"
         macs[kind] += row["macs"]
         cycles[kind] += row["cycles"]
     return {k: macs[k] / (cycles[k] * multipliers) for k in macs}
@@ -157,8 +160,13 @@ def table(rows: list[dict], images: int, command: str) -> list[str]:
               "pool into the Linear after it (`docs/arithmetic.md`) and stores that layer's "
               "weights once (shared taps, `docs/engine.md`); the utilization counts the "
               "folded Linear's MACs (H x W times the FC's: +0.3 % of ResNet-8's MACs, +3.6 % "
-              "of DS-CNN's, +0.05 % of MobileNet's). Depthwise layers run at most "
-              "1 / max(tm, lanes) of peak (`docs/engine.md`): the dwconv column.", ""]
+              "of DS-CNN's, +0.05 % of MobileNet's). Square depthwise layers run on the "
+              "engine's depthwise window (`dw window 3x3` in the engine column, "
+              "`docs/engine.md`) when `tm` divides the lanes and the 9 taps fit them; "
+              "others at most 1 / max(tm, lanes) of peak. A stride-2 depthwise layer "
+              "(`dwconv/2`) must read every input pixel once, one map word per cycle, and "
+              "each value serves 9 / 4 output pixels on average: its ceiling is "
+              "9 / (4 tm) of the products.", ""]
     return lines
 
 

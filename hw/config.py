@@ -66,6 +66,10 @@ class EngineConfig:
     w_share: int = 0        # 1: kernels whose taps share their weights (a folded average pool)
     offsets: int = 0        # 1: unsigned maps (a padding value and an output offset per layer)
     ch_shift: int = 0       # 1: a data shift per output channel (stored with its bias)
+    dw_window: int = 0      # K: depthwise K x K convolutions run on the window datapath
+                            #    (hw/dw_window.py: line buffer, K x K window, one output
+                            #    pixel of tm channels per input pixel); 0: none
+    dw_line: int = 0        # line-buffer depth: the widest padded row of a window layer
 
     @property
     def lanes(self) -> int:
@@ -90,11 +94,12 @@ class EngineConfig:
 
     def summary(self) -> str:
         """The parallelism in one phrase: ``k=1 tn=4 tm=4`` (+ `` im2col``, `` dual 8x8``,
-        `` spram weights+maps``)."""
+        `` spram weights+maps``, `` dw window 3x3``)."""
         spram = "+".join(name for name, on in (("weights", self.w_spram), ("maps", self.m_spram))
                          if on)
         return (f"k={self.k} tn={self.tn} tm={self.tm}" + (" im2col" if self.im2col else "")
-                + (" dual 8x8" if self.dual_mac else "") + (f" spram {spram}" if spram else ""))
+                + (" dual 8x8" if self.dual_mac else "") + (f" spram {spram}" if spram else "")
+                + (f" dw window {self.dw_window}x{self.dw_window}" if self.dw_window else ""))
 
     def multipliers_text(self) -> str:
         """``8 multipliers``, or ``16 multipliers on 8 DSP blocks`` with ``dual_mac``."""
@@ -136,6 +141,13 @@ class EngineConfig:
         """Input words a depthwise group of ``tm`` channels reads per tap pixel: the words
         its channels can straddle (as ``wb_words`` for the output)."""
         return self.wb_words
+
+    def window_fits(self) -> bool:
+        """Whether this engine's parallelism admits the depthwise window datapath for some
+        kernel (``hw/dw_window.py``): a group of ``tm`` channels lies in one map word
+        (``tm`` divides the lanes), at least a 2 x 2 kernel's taps fit the lanes, and the
+        map memory has a read and a write port (not ``m_spram``)."""
+        return self.lanes % self.tm == 0 and self.lanes >= 4 and not self.m_spram
 
     @property
     def sum_bits(self) -> int:
@@ -202,6 +214,12 @@ class EngineConfig:
                     "w_share"):
             if getattr(self, key) not in (0, 1):
                 raise DynfixError(f"engine config: {key}={getattr(self, key)!r} must be 0 or 1")
+        if self.dw_window == 1 or (self.dw_window and self.dw_window ** 2 > self.lanes):
+            raise DynfixError(f"engine config: dw_window={self.dw_window} must be 0 or a "
+                              f"window side K >= 2 with K * K <= lanes ({self.lanes})")
+        if self.dw_window and (self.lanes % self.tm or self.m_spram):
+            raise DynfixError(f"engine config: dw_window needs tm ({self.tm}) to divide the "
+                              f"lanes ({self.lanes}) and a two-port map memory (m_spram: 0)")
 
     def check_fitted(self) -> None:
         """Raise unless every width and depth is set: an engine cannot be built before

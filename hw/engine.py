@@ -7,6 +7,7 @@ from amaranth.lib import data, fifo, memory, wiring
 
 from .config import EngineConfig
 from .controller import Controller
+from .dw_window import DwWindow
 from .host_interface import EngineHostSignature
 from .mac_array import MacArray, mac_latency
 from .map_memory import MapMemory
@@ -20,8 +21,14 @@ from .weight_memory import WeightMemory
 from .write_back import WriteBack
 
 
-#: Cycles from an item's issue to the MAC array's input: the map read, the map register.
+#: Cycles from an item's issue to the MAC array's input: the map read, the map register
+#: (and the depthwise window's stages in engines with one, :func:`issue_to_mac`).
 ISSUE_TO_MAC = 2
+
+
+def issue_to_mac(cfg: EngineConfig) -> int:
+    """Cycles from an item's issue to the MAC array's input on ``cfg``."""
+    return ISSUE_TO_MAC + (DwWindow.LATENCY if cfg.dw_window else 0)
 
 
 def pipeline_depth(cfg: EngineConfig) -> int:
@@ -38,7 +45,7 @@ def write_delay(cfg: EngineConfig) -> int:
 
 def result_latency(cfg: EngineConfig) -> int:
     """Cycles from an output pixel's last item's issue to its requantized result."""
-    return ISSUE_TO_MAC + mac_latency(cfg.lanes) + Requantizer.latency
+    return issue_to_mac(cfg) + mac_latency(cfg.lanes) + Requantizer.latency
 
 
 def shortcut_fifo_depth(cfg: EngineConfig, items: int, gap: int) -> int:
@@ -145,9 +152,10 @@ class Engine(wiring.Component):
         # registered after the block RAM (zeroed in the padding), so the RAM's clock-to-out
         # and the fan-out to tm multipliers per lane are separate paths; the weight and bias
         # reads start a cycle later to meet it.
+        to_mac = issue_to_mac(cfg)
         m.d.comb += [
-            b_rd.addr.eq(delay(m, seq.b_addr, 1, "b_addr")),
-            wmem.addr.eq(delay(m, seq.w_addr, 1, "w_addr")),
+            b_rd.addr.eq(delay(m, seq.b_addr, to_mac - 1, "b_addr")),
+            wmem.addr.eq(delay(m, seq.w_addr, to_mac - 1, "w_addr")),
             # Map reads by the sequencer or the unloader (writes below).
             fmap.rd_addr.eq(Mux(ctrl.unloading, unloader.addr, seq.map_addr)),
         ]
@@ -163,10 +171,24 @@ class Engine(wiring.Component):
             m.d.sync += x.eq(Cat(e.pad_q for _ in range(n)) if cfg.offsets else 0)
         with m.Else():
             m.d.sync += x.eq(word)
+        valid, first, last = (delay(m, seq.valid, ISSUE_TO_MAC, "issue"),
+                              delay(m, seq.first, ISSUE_TO_MAC, "first"),
+                              delay(m, seq.last, ISSUE_TO_MAC, "last"))
+        if cfg.dw_window:
+            # Depthwise window groups: the line buffer and window (hw/dw_window.py) give each
+            # row its channel's taps; other layers' words pass through, as late.
+            m.submodules.window = win = DwWindow(cfg)
+            m.d.comb += [
+                win.start.eq(ctrl.seq_start), win.win.eq(e.win), win.n_rows.eq(e.n_py),
+                win.n_cols.eq(e.n_px), win.sy.eq(e.win_sy), win.sx.eq(e.win_sx),
+                win.wy.eq(e.win_wy), win.wx.eq(e.win_wx),
+                win.pad.eq(e.pad_q if cfg.offsets else 0),
+                win.off.eq(delay(m, seq.dw_off, ISSUE_TO_MAC, "dw_off")),
+                win.valid.eq(valid), win.first.eq(first), win.last.eq(last), win.x.eq(x),
+            ]
+            valid, first, last, x = win.o_valid, win.o_first, win.o_last, win.xr
         m.d.comb += [
-            mac.valid.eq(delay(m, seq.valid, ISSUE_TO_MAC, "issue")),
-            mac.first.eq(delay(m, seq.first, ISSUE_TO_MAC, "first")),
-            mac.last.eq(delay(m, seq.last, ISSUE_TO_MAC, "last")),
+            mac.valid.eq(valid), mac.first.eq(first), mac.last.eq(last),
             mac.x.eq(x),
             mac.w.eq(wmem.data),
             mac.bias.eq(Cat(b_rd.data[j].bias for j in range(tm)) if cfg.ch_shift
@@ -184,7 +206,7 @@ class Engine(wiring.Component):
                 m.d.comb += rq.zp.eq(e.zp_out)
         results = Cat(rq.o for rq in rqs)
         results_valid = delay(m, mac.o_valid, Requantizer.latency, "rq_valid")
-        to_pool = ISSUE_TO_MAC + mac.latency + Requantizer.latency
+        to_pool = to_mac + mac.latency + Requantizer.latency
         if cfg.residual:
             results, results_valid = self._residual(m, seq, e, word, results, results_valid)
             to_pool += ResidualAdd.latency

@@ -65,7 +65,8 @@ class MacArray(wiring.Component):
     Members
     -------
     valid, first, last : In(1)
-    x : In(ArrayLayout(signed(data_bits), lanes))            one map word (padding zeroed)
+    x : In(ArrayLayout(signed(data_bits), lanes))            one map word (padding zeroed);
+                                                     with ``dw_window`` one per row (tm)
     w : In(ArrayLayout(ArrayLayout(signed(weight_bits), lanes), tm))
     bias : In(ArrayLayout(signed(bias_bits), tm))            with the same item
     bias_shift : In(unsigned)                                layer constant
@@ -80,7 +81,9 @@ class MacArray(wiring.Component):
         n, tm = cfg.lanes, cfg.tm
         super().__init__({
             "valid": In(1), "first": In(1), "last": In(1),
-            "x": In(data.ArrayLayout(signed(cfg.data_bits), n)),
+            # One map word for every row, or with dw_window one per row (hw/dw_window.py).
+            "x": In(data.ArrayLayout(data.ArrayLayout(signed(cfg.data_bits), n), tm)
+                    if cfg.dw_window else data.ArrayLayout(signed(cfg.data_bits), n)),
             "w": In(data.ArrayLayout(data.ArrayLayout(signed(cfg.weight_bits), n), tm)),
             "bias": In(data.ArrayLayout(signed(cfg.bias_bits), tm)),
             "bias_shift": In(unsigned(cfg.bias_shift_bits)),
@@ -121,7 +124,7 @@ class MacArray(wiring.Component):
         """Output channel ``j``'s products, one inferred multiplier each, between per-row
         operand registers and product registers; the last is the tree's input."""
         cfg = self._cfg
-        x, w = self.x, self.w[j]
+        x, w = (self.x[j] if cfg.dw_window else self.x), self.w[j]
         for s in range(OPERAND_STAGES):
             x_s = Signal(x.shape(), name=f"{OPERAND_COPY}_x{j}_{s}")
             w_s = Signal(w.shape(), name=f"{OPERAND_COPY}_w{j}_{s}")
@@ -144,5 +147,6 @@ class MacArray(wiring.Component):
             mul = DualMul(cfg.data_bits, cfg.weight_bits, cell=self._cell)
             m.submodules[f"dual{c // 2}"] = mul
             for h, (j, lane) in enumerate(products[c:c + 2]):
-                m.d.comb += [mul.a[h].eq(self.x[lane]), mul.b[h].eq(self.w[j][lane]),
+                x = self.x[j] if cfg.dw_window else self.x
+                m.d.comb += [mul.a[h].eq(x[lane]), mul.b[h].eq(self.w[j][lane]),
                              trees[j].i[lane].eq(mul.p[h])]

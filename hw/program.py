@@ -92,6 +92,21 @@ DW_FIELDS: dict[str, tuple[str, str]] = {
     "t_px": ("count", "words per input pixel, ceil(in_c / lanes): kx's map step"),
 }
 
+#: The depthwise-window fields, in engines with ``cfg.dw_window``.
+WIN_FIELDS: dict[str, tuple[str, str]] = {
+    # A window group (hw/dw_window.py) walks its input map once per group of tm channels,
+    # one item (one map word) per pixel, row by row from the first row and column (the
+    # window supplies the top and left padding): n_py x n_px pixels, kh = kw = pool = 1.
+    # The window keeps the K - 1 rows above in a line buffer and a K x K window register,
+    # and emits an output pixel (tm channels, K * K taps each) for every item that
+    # completes a window at the layer's stride.
+    "win": ("flag", "1: a depthwise group on the window datapath"),
+    "win_sy": ("count", "the window layer's row stride"),
+    "win_sx": ("count", "the window layer's column stride"),
+    "win_wy": ("count", "rows walked before the first window: K - 1 - top padding"),
+    "win_wx": ("count", "columns walked before a row's first window: K - 1 - left padding"),
+}
+
 #: The weight-sharing field, in engines with ``cfg.w_share``.
 SHARE_FIELDS: dict[str, tuple[str, str]] = {
     # Every kernel tap of the group uses the same weight words (t_in of them per group):
@@ -140,7 +155,8 @@ def kind_shapes(cfg: EngineConfig) -> dict[str, Shape]:
 def entry_fields(cfg: EngineConfig) -> dict[str, tuple[str, str]]:
     """The fields of ``cfg``'s program entries: :data:`FIELDS` (+ :data:`ADD_FIELDS`)."""
     return {**FIELDS, **(ADD_FIELDS if cfg.residual else {}),
-            **(DW_FIELDS if cfg.depthwise else {}), **(SHARE_FIELDS if cfg.w_share else {}),
+            **(DW_FIELDS if cfg.depthwise else {}), **(WIN_FIELDS if cfg.dw_window else {}),
+            **(SHARE_FIELDS if cfg.w_share else {}),
             **(OFFSET_FIELDS if cfg.offsets else {})}
 
 

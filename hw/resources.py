@@ -143,7 +143,8 @@ def engine_memories(cfg: EngineConfig) -> list[MemorySpec]:
                    spram=bool(cfg.w_spram)),
         MemorySpec("biases", cfg.bias_depth, cfg.tm * cfg.bias_lane_bits, rom=True),
         MemorySpec("program", cfg.prog_depth, entry_layout(cfg).size, rom=True),
-    ]
+    ] + ([MemorySpec("dw_line", cfg.dw_line, (cfg.dw_window - 1) * n * cfg.data_bits,
+                     rom=False)] if cfg.dw_window else [])
 
 
 def memory_usage(mem: MemorySpec, dev: Device) -> tuple[Usage, str]:
@@ -258,6 +259,15 @@ def estimate(cfg: EngineConfig, dev: Device, board_top: bool = True) -> Estimate
         # register, their adders, and the offset added to the group's start address.
         est.blocks["control"] = Usage(luts=3 * acc + n.bit_length() + 2,
                                       ffs=acc + n.bit_length())
+    if cfg.dw_window:
+        # hw/dw_window.py: the K x K window of words and the stage-B word, the taps' pick
+        # per row (the group's lane offset: lanes / tm choices) and the window/pass-through
+        # select, the position counters; the weight and bias addresses' two more delays.
+        k = cfg.dw_window
+        est.blocks["dw_window"] = Usage(
+            luts=tm * k * k * db * (n // tm) + 8 * cfg.dim_bits,
+            ffs=(k * k + 1) * n * db + 4 * cfg.dim_bits + 2 * (cfg.weight_addr_bits
+                                                              + cfg.bias_addr_bits))
     if cfg.m_spram:
         # One map port (hw/sequencer.py): the window ends' shift register, the hold, and the
         # write/read address select in front of the SPRAM.

@@ -81,6 +81,8 @@ class Sequencer(wiring.Component):
     A depthwise group (``entry.dw``, engines with ``cfg.depthwise``) reads, at every tap
     pixel, only the ``t_in`` words that hold its own ``tm`` channels, from word
     ``(g * tm) // lanes`` of the pixel; the map address steps by ``t_px`` words per pixel.
+    With ``cfg.dw_window``, ``dw_off`` is that group's lane offset in the word (the window
+    picks its channels there, ``hw/dw_window.py``).
     """
 
     def __init__(self, cfg: EngineConfig, write_delay: int = 0):
@@ -102,6 +104,7 @@ class Sequencer(wiring.Component):
             **({"sc": Out(1), "sc_last": Out(1), "sc_off": Out(range(max(2, cfg.lanes)))}
                if cfg.residual else {}),
             **({"hold": Out(1)} if cfg.m_spram else {}),
+            **({"dw_off": Out(range(max(2, cfg.lanes)))} if cfg.dw_window else {}),
         })
 
     def _field(self, step):
@@ -295,7 +298,7 @@ class Sequencer(wiring.Component):
         words) from group to group, as the write-back's output word does."""
         cfg, e = self._cfg, self.entry
         word = Signal(unsigned(cfg.fmap_addr_bits))
-        lane = Signal(range(max(2, cfg.lanes)))
+        lane = self.dw_off if cfg.dw_window else Signal(range(max(2, cfg.lanes)))
         word_next = Signal.like(word)
         nxt, lane_next = group_step.next_group(word, lane, cfg.tm, cfg.lanes)
         m.d.comb += word_next.eq(nxt)

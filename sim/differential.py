@@ -110,7 +110,8 @@ def run_fitted(parallel: EngineConfig, seed: int, build_dir: str | Path, sim: st
     bare = replace(parallel, **{f.name: 0 for f in fields(EngineConfig)
                                 if f.name not in ("k", "tn", "tm", "im2col", "w_spram",
                                                    "m_spram")})
-    case = random_case(seed, images, edge=bool(parallel.residual))
+    case = random_case(seed, images, edge=bool(parallel.residual),
+                       window=parallel.dw_window)
     cm = compile_model(case.model, case.spec, bare)
     build_dir = Path(build_dir).resolve()
     build_dir.mkdir(parents=True, exist_ok=True)

@@ -57,7 +57,9 @@ CONFIGS: dict[str, EngineConfig] = {
     "k1tn2tm7": EngineConfig(k=1, tn=2, tm=7, **BOUNDS),      # 4 words per result: gaps
     # The residual-add stage and depthwise groups (cases draw residual blocks and depthwise
     # convs): packed and straddling groups.
-    "k3tn1tm3_edge": EngineConfig(k=3, tn=1, tm=3, **BOUNDS, **EDGE),
+    # ... with the depthwise window (3 x 3 depthwise convs, drawn often; a lane offset per
+    # group: 3 groups per word).
+    "k3tn1tm3_edge": EngineConfig(k=3, tn=1, tm=3, dw_window=3, dw_line=16, **BOUNDS, **EDGE),
     "k1tn3tm4_edge": EngineConfig(k=1, tn=3, tm=4, **BOUNDS, **EDGE),
     # iCE40 SPRAM for weights (loaded by the host) and maps (one port: the sequencer holds
     # for the write-back's 2 and 4 words per result, shortcut slots included).
@@ -100,10 +102,11 @@ def _ints(rng: np.random.Generator, shape, bw: int, small: int = 0) -> np.ndarra
     return np.where(rng.random(shape) < 0.3, ends, u)
 
 
-def _conv_geometry(rng, h: int, w: int):
-    """Kernel, stride and (asymmetric) padding giving at least one output pixel."""
+def _conv_geometry(rng, h: int, w: int, side: int = 0):
+    """Kernel (``side`` x ``side`` if given), stride and (asymmetric) padding giving at
+    least one output pixel."""
     for _ in range(100):
-        kh, kw = (int(v) for v in rng.integers(1, 6, size=2))
+        kh, kw = (side, side) if side else (int(v) for v in rng.integers(1, 6, size=2))
         sy, sx = (int(v) for v in rng.integers(1, 3, size=2))
         pads = tuple(int(rng.integers(0, min(k - 1, 2) + 1)) for k in (kh, kw, kh, kw))
         oh = (h + pads[0] + pads[2] - kh) // sy + 1
@@ -242,11 +245,13 @@ def _residual_block(rng, g: int, cur: str, shape, bw: int, fl: int, spec: QuantS
 
 
 def random_case(seed: int, images: int = 2, layers: int | None = None,
-                edge: bool = False) -> Case:
+                edge: bool = False, window: int = 0) -> Case:
     """A random network of 1 or 2 engine groups (``layers``, default random) and ``images``
     integer inputs, fully determined by ``seed`` (and ``edge``: draw residual blocks and
-    depthwise convs)."""
+    depthwise convs; ``window``: most depthwise convs get that square kernel, which the
+    engine's depthwise window runs)."""
     rng = np.random.default_rng(seed)
+    wrng = np.random.default_rng([seed, 3])        # window kernels (other draws unchanged)
     n_groups = layers or int(rng.integers(1, 3))
     c, h, w = int(rng.integers(1, MAX_C + 1)), *(int(v) for v in rng.integers(1, MAX_HW + 1,
                                                                                size=2))
@@ -283,6 +288,12 @@ def random_case(seed: int, images: int = 2, layers: int | None = None,
         else:
             kernel, stride, pads, (oh, ow) = _conv_geometry(rng, hh, ww)
             dw = edge and cc > 1 and rng.random() < 0.4
+            dw = dw or bool(window and cc > 1 and wrng.random() < 0.4)
+            if dw and window and wrng.random() < 0.7:
+                try:
+                    kernel, stride, pads, (oh, ow) = _conv_geometry(wrng, hh, ww, window)
+                except DynfixError:
+                    pass                            # the map is too small for the window
             m, c_g, groups = (cc, 1, cc) if dw else (m, cc, 1)
             fmt = _format(rng, name, bw, fl, c_g * kernel[0] * kernel[1], extreme, zp)
             _per_channel(crng, fmt, m)
@@ -320,7 +331,7 @@ def fitting_case(seed: int, cfg: EngineConfig, images: int = 2) -> tuple[Case, C
     """The case of ``seed`` compiled for ``cfg``; if it does not fit the config's bounds,
     the next seeds are tried (deterministically), so every returned case has its own seed."""
     for s in range(seed, seed + 1000):
-        case = random_case(s, images, edge=bool(cfg.residual))
+        case = random_case(s, images, edge=bool(cfg.residual), window=cfg.dw_window)
         try:
             return case, compile_model(case.model, case.spec, cfg)
         except DynfixError:

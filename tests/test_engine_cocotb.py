@@ -89,12 +89,15 @@ def test_residual_net_bit_exact(tmp_path, cfg):
 
 @pytest.mark.parametrize("cfg", [EngineConfig(k=1, tn=4, tm=2),
                                  EngineConfig(k=1, tn=3, tm=4, dual_mac=1),
-                                 EngineConfig(k=1, tn=2, tm=4)],
-                         ids=["tm-divides-lanes", "straddling-dual", "lanes-divide-tm"])
+                                 EngineConfig(k=1, tn=2, tm=4),
+                                 EngineConfig(k=1, tn=9, tm=3)],
+                         ids=["tm-divides-lanes", "straddling-dual", "lanes-divide-tm",
+                              "dw-window"])
 def test_residual_depthwise_net_bit_exact(tmp_path, cfg):
     """tests/graph_nets.py's network: residual Adds (one through a projection branch), a
     depthwise 3x3 conv, ReLU6, a global average pool folded into the head. The depthwise
-    groups read 1, 2 or 2 words per tap pixel from a moving word offset."""
+    groups read 1, 2 or 2 words per tap pixel from a moving word offset, or (9 lanes, tm
+    = 3) run on the depthwise window, three groups per word."""
     from graph_nets import calib, res_dw_model
     from dynfix.quant.search import search
 
@@ -103,6 +106,8 @@ def test_residual_depthwise_net_bit_exact(tmp_path, cfg):
     spec = search(model, x, bits="8")
     cm, ref, res = simulate(model, spec, cfg, x[:2], tmp_path)
     assert [p.kind for p in cm.plans].count("dwconv") == 1 and cm.config.depthwise
+    assert [p.window for p in cm.plans if p.kind == "dwconv"] == [3 if cfg.tn == 9 else 0]
+    assert cm.config.dw_window == (3 if cfg.tn == 9 else 0)
     # The folded global average pool's weights are stored once for its 16 pixels.
     assert cm.plans[-1].shared and cm.config.w_share and cm.plans[-1].kernel == (4, 4)
     check(cm, ref, res)

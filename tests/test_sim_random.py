@@ -60,7 +60,7 @@ FITTED = int(os.environ.get("DYNFIX_RANDOM_FITTED", "2"))
 
 
 @pytest.mark.parametrize("index,name", [(i, n) for i, n in enumerate(CONFIGS)
-                                        if i < 2 or n in ("k1tn3tm4_edge",
+                                        if i < 2 or n in ("k1tn3tm4_edge", "k3tn1tm3_edge",
                                                           "k1tn3tm4_edge_spram")])
 def test_random_networks_fitted(index, name, tmp_path):
     """A few cases on engines fitted tightly to them (their own Verilog each): counters and

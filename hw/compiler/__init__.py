@@ -23,7 +23,7 @@ from ..program import OWN_WIDTH_KINDS, check_entry, entry_fields, pack_entry
 from .images import _dense_weights, pack_biases, pack_weights
 from .memory import _words, allocate
 from .plan import (LayerPlan, Shape3, _ceil_div, _reads_once, im2col_first, loop_counts,
-                   plan_groups, plan_model, window_items)
+                   mark_windows, plan_groups, plan_model, window_extent, window_items)
 
 __all__ = ["CompiledModel", "LayerPlan", "allocate", "bias_units", "clamp_shift",
            "compile_model", "folded_bias", "im2col_first", "loop_counts", "pack_biases",
@@ -92,6 +92,7 @@ def compile_model(model: Model, spec: QuantSpec, cfg: EngineConfig) -> CompiledM
         p.biases = folded_bias(f, im.biases[p.name], im.weights[p.name], p.shifts)
         p.acc_bits = rounded_acc_bits(f, im.model.layer(p.name), p.shifts)
     window = im2col_first(plans[0], n) if cfg.im2col and _reads_once(plans) else None
+    side = mark_windows(plans, cfg)
     fmts = [spec.layers[p.name] for p in plans]
     data_bits = max([spec.input_bw] + [f.bw_x for f in fmts])
     words = {plans[0].input: _words(plans[0].in_shape, n)}
@@ -105,7 +106,10 @@ def compile_model(model: Model, spec: QuantSpec, cfg: EngineConfig) -> CompiledM
                      depthwise=int(any(p.kind == "dwconv" for p in plans)),
                      w_share=int(any(p.shared for p in plans)),
                      residual=int(any(p.add is not None for p in plans)),
-                     add_align=max(max(a["add_sa"], a["add_sb"]) for a in adds))
+                     add_align=max(max(a["add_sa"], a["add_sb"]) for a in adds),
+                     dw_window=side,
+                     dw_line=max([2] + [window_extent(p)[1] for p in plans if p.window])
+                     if side else 0)
 
     entries, w_base, b_base = [], 0, 0
     sc_depth = 1
@@ -123,7 +127,7 @@ def compile_model(model: Model, spec: QuantSpec, cfg: EngineConfig) -> CompiledM
             "in_base": in_base, "out_base": out_base,
             "addr0": in_base - (top * w + left) * t_px, "iy0": -top, "ix0": -left,
             "in_c": c, "in_pix": h * w, "in_h": h, "in_w": w, "t_in": t_in,
-            "n_mg": n_mg, "n_py": ph, "n_px": pw, "pool": pool, "kh": kh, "kw": kw,
+            "n_mg": n_mg, **{k: lc[k] for k in ("n_py", "n_px", "pool", "kh", "kw")},
             "cs_py": pool * sy, "cs_px": pool * sx, "cs_dy": sy, "cs_dx": sx,
             "t_out": t_out, "out_pix": ph * pw, "out_c": m_out, "gap": lc["gap"],
             "st_py": pool * sy * w * t_px, "st_px": pool * sx * t_px,
@@ -139,13 +143,21 @@ def compile_model(model: Model, spec: QuantSpec, cfg: EngineConfig) -> CompiledM
             p.entry.update(dw=int(p.kind == "dwconv"), t_px=t_px)
         if cfg.w_share:
             p.entry.update(w_share=int(p.shared))
+        if cfg.dw_window:
+            p.entry.update(win=int(bool(p.window)), win_sy=sy, win_sx=sx, win_wy=0, win_wx=0)
+            if p.window:
+                # One item per pixel from the map's first row and column, row by row
+                # (plan.window_extent); the window supplies the top and left padding.
+                p.entry.update(addr0=in_base, iy0=0, ix0=0, cs_py=1, cs_px=1, cs_dy=1,
+                               cs_dx=1, st_py=w * t_px, st_px=t_px, st_dy=w * t_px,
+                               st_dx=t_px, win_wy=kh - 1 - top, win_wx=kw - 1 - left)
         if cfg.residual:
             p.entry.update(adds[i], sc_base=base[p.shortcut] if p.add is not None else 0)
             if p.add is not None:
                 sc_depth = max(sc_depth, shortcut_fifo_depth(cfg, window_items(p, cfg),
                                                              lc["gap"]))
         entries.append(p.entry)
-        w_base += n_mg * (1 if p.shared else kh * kw) * t_in
+        w_base += n_mg * (1 if p.shared or p.window else kh * kw) * t_in
         b_base += n_mg
     if cfg.residual:
         cfg = cfg.fitted(sc_depth=sc_depth)

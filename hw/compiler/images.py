@@ -45,6 +45,19 @@ def _depthwise_words(w: np.ndarray, cfg: EngineConfig) -> np.ndarray:
     return out.reshape(-1, tm * n)
 
 
+def _window_words(w: np.ndarray, cfg: EngineConfig) -> np.ndarray:
+    """Weight words of a depthwise layer on the window datapath (``w``: C x 1 x K x K), one
+    per group ``g``: row ``j`` holds channel ``g*tm + j``'s taps in lanes ``ky * K + kx``
+    (the window's order, ``hw/dw_window.py``), 0 in the lanes beyond ``K * K`` and the rows
+    beyond the layer."""
+    n, tm = cfg.lanes, cfg.tm
+    c, _, kh, kw = w.shape
+    n_mg = _ceil_div(c, tm)
+    out = np.zeros((n_mg * tm, n), np.int64)
+    out[:c, :kh * kw] = w.reshape(c, kh * kw)
+    return out.reshape(n_mg, tm * n)
+
+
 def _pack(values: np.ndarray, bits: int) -> list[int]:
     """Rows of signed integers -> one integer per row, element 0 in the low bits."""
     mask = (1 << bits) - 1
@@ -63,6 +76,9 @@ def pack_weights(cfg: EngineConfig, plans: list[LayerPlan]) -> list[int]:
     n, tm = cfg.lanes, cfg.tm
     words = []
     for p in plans:
+        if p.window:
+            words += _pack(_window_words(p.weights, cfg), cfg.weight_bits)
+            continue
         if p.kind == "dwconv":
             words += _pack(_depthwise_words(p.weights, cfg), cfg.weight_bits)
             continue

@@ -47,6 +47,7 @@ class LayerPlan:
     shortcut: str = ""              # the Add's other input (a stored tensor)
     add_index: int = 0              # which input of the Add the group's own result is
     shared: bool = False            # every kernel tap has the same weights (stored once)
+    window: int = 0                 # a depthwise group on the window datapath: its side K
     add_acts: list[Layer] = field(default_factory=list)   # ReLUs and Clips after the Add
     macs: int = 0                   # useful multiply-accumulates (the model's count)
     entry: dict[str, int] = field(default_factory=dict)
@@ -264,12 +265,65 @@ def _fuse_add(layer: Add, groups: list[LayerPlan | None], plans: list[LayerPlan]
 
 def loop_counts(p: LayerPlan, cfg: EngineConfig) -> dict[str, int]:
     """The loop counts of group ``p`` on ``cfg``: what the sequencer walks and the cycle
-    model counts (no quantization or memory layout needed)."""
+    model counts (no quantization or memory layout needed). A window group (``p.window``)
+    walks its input map once per group, one item per pixel (:func:`window_extent`)."""
     m_out, ph, pw = p.out_shape
+    if p.window:
+        hp, wp = window_extent(p)
+        return {"t_in": 1, "t_out": _ceil_div(m_out, cfg.lanes),
+                "n_mg": _ceil_div(m_out, cfg.tm), "n_py": hp, "n_px": wp, "pool": 1,
+                "kh": 1, "kw": 1, "gap": 0}
     return {"t_in": input_words(p, cfg), "t_out": _ceil_div(m_out, cfg.lanes),
             "n_mg": _ceil_div(m_out, cfg.tm), "n_py": ph, "n_px": pw, "pool": p.pool,
             "kh": p.kernel[0], "kw": p.kernel[1],
             "gap": max(0, cfg.wb_words - window_items(p, cfg))}
+
+
+def window_extent(p: LayerPlan) -> tuple[int, int]:
+    """Rows and columns of the input map a window group walks: exactly those its output
+    pixels' windows cover, ``(H' - 1) * sy + K`` by ``(W' - 1) * sx + K``, less the top and
+    left padding (the window supplies those, ``hw/dw_window.py``); the bottom and right
+    padding are walked (items reading the padding value)."""
+    (kh, kw), (sy, sx) = p.kernel, p.stride
+    oh, ow = p.conv_out
+    return (oh - 1) * sy + kh - p.pads[0], (ow - 1) * sx + kw - p.pads[1]
+
+
+def window_side(plans: list[LayerPlan], cfg: EngineConfig) -> int:
+    """The window side K the engine gets for ``plans``: ``cfg.dw_window`` if set, else the
+    kernel side of the most multiply-accumulates among the depthwise groups the window can
+    take (:func:`_takes_window`); 0 on an engine that does not admit the window
+    (:meth:`EngineConfig.window_fits`) or when no group can use it."""
+    if not cfg.window_fits():
+        return 0
+    if cfg.dw_window:
+        return cfg.dw_window
+    macs: dict[int, int] = {}
+    for p in plans:
+        if _takes_window(p, cfg, p.kernel[0]):
+            macs[p.kernel[0]] = macs.get(p.kernel[0], 0) + p.macs
+    return max(macs, key=lambda k: (macs[k], -k), default=0)
+
+
+def _takes_window(p: LayerPlan, cfg: EngineConfig, k: int) -> bool:
+    """Whether the K x K window runs group ``p``: a square K x K depthwise group without
+    pooling or a residual Add, ``K * K`` at most the lanes, the rows it walks at least 2
+    (a line-buffer column is read again only a row later) and at most ``cfg.dw_line``
+    when that is set."""
+    if not (p.kind == "dwconv" and p.kernel == (k, k) and 2 <= k and k * k <= cfg.lanes
+            and p.pool == 1 and p.add is None):
+        return False
+    cols = window_extent(p)[1]
+    return cols >= 2 and (not cfg.dw_line or cols <= cfg.dw_line)
+
+
+def mark_windows(plans: list[LayerPlan], cfg: EngineConfig) -> int:
+    """Set ``window`` on every group the window datapath runs (:func:`window_side`);
+    returns the side K (0: none)."""
+    k = window_side(plans, cfg)
+    for p in plans:
+        p.window = k if k and _takes_window(p, cfg, k) else 0
+    return k
 
 
 def input_words(p: LayerPlan, cfg: EngineConfig) -> int:
@@ -280,7 +334,10 @@ def input_words(p: LayerPlan, cfg: EngineConfig) -> int:
 
 def window_items(p: LayerPlan, cfg: EngineConfig) -> int:
     """Items the sequencer issues per pooling window, i.e. per result: the window's conv
-    pixels x kernel taps x input words, plus a residual group's shortcut slots."""
+    pixels x kernel taps x input words, plus a residual group's shortcut slots; one for a
+    window group (one input pixel per item)."""
+    if p.window:
+        return 1
     return p.pool ** 2 * p.kernel[0] * p.kernel[1] * input_words(p, cfg) + slots(p, cfg)
 
 
@@ -297,6 +354,7 @@ def plan_model(model: Model, cfg: EngineConfig) -> list[LayerPlan]:
     plans, _ = plan_groups(model)
     if cfg.im2col and _reads_once(plans):
         im2col_first(plans[0], cfg.lanes)
+    mark_windows(plans, cfg)
     for p in plans:
         p.entry = loop_counts(p, cfg)
     return plans
