@@ -34,7 +34,8 @@ from dynfix.hw.compiler import CompiledModel, compile_model
 from dynfix.hw.config import EngineConfig
 from dynfix.quant import fixed
 from dynfix.quant.int_model import IntModel
-from dynfix.quant.ir import Add, Clip, Conv2d, Flatten, Layer, Linear, MaxPool2d, Model, ReLU
+from dynfix.quant.ir import (Add, AvgPool2d, Clip, Conv2d, Flatten, Layer, Linear, MaxPool2d,
+                             Model, ReLU)
 from dynfix.quant.qspec import AddFormat, LayerFormat, QuantSpec
 
 #: Engine configurations the random suite runs on: widths and depths are explicit upper
@@ -114,6 +115,23 @@ def _conv_geometry(rng, h: int, w: int, side: int = 0):
         if oh >= 1 and ow >= 1:
             return (kh, kw), (sy, sx), pads, (oh, ow)
     raise DynfixError("no convolution fits")     # unreachable for h, w >= 1
+
+
+def _avg_pool(rng, name: str, src: str, shape) -> tuple[AvgPool2d, tuple, str]:
+    """An average pool the engine runs (2**k cells in every window: 1 x 2, 2 x 1, 2 x 2 or
+    4 x 4 kernels, stride 1 or 2, padding counted by the divisor), its output shape and
+    description."""
+    c, h, w = shape
+    kernels = [kk for kk in ((1, 2), (2, 1), (2, 2), (4, 4)) if kk[0] <= h and kk[1] <= w]
+    kh, kw = kernels[int(rng.integers(len(kernels)))]
+    sy, sx = (int(v) for v in rng.integers(1, 3, size=2))
+    pads = tuple(int(rng.integers(0, k)) if rng.random() < 0.4 else 0
+                 for k in (kh, kw, kh, kw))
+    oh = (h + pads[0] + pads[2] - kh) // sy + 1
+    ow = (w + pads[1] + pads[3] - kw) // sx + 1
+    layer = AvgPool2d(name, (src,), kernel=(kh, kw), stride=(sy, sx), pads=pads,
+                      count_include_pad=True)
+    return layer, (c, oh, ow), f" avg{kh}x{kw} s{sy}{sx} p{''.join(map(str, pads))}"
 
 
 def _format(rng, name: str, bw_in: int, fl_in: int, fan: int, extreme_shift: bool,
@@ -252,6 +270,7 @@ def random_case(seed: int, images: int = 2, layers: int | None = None,
     engine's depthwise window runs)."""
     rng = np.random.default_rng(seed)
     wrng = np.random.default_rng([seed, 3])        # window kernels (other draws unchanged)
+    arng = np.random.default_rng([seed, 4])        # average pools (edge configs)
     n_groups = layers or int(rng.integers(1, 3))
     c, h, w = int(rng.integers(1, MAX_C + 1)), *(int(v) for v in rng.integers(1, MAX_HW + 1,
                                                                                size=2))
@@ -315,6 +334,14 @@ def random_case(seed: int, images: int = 2, layers: int | None = None,
                                         fmt.zp_out)
             model_layers += acts
             desc += f" pool{p}" + d
+        if edge and not linear and min(shape[1:]) >= 2 and arng.random() < 0.5:
+            layer, shape, d = _avg_pool(arng, f"ap{g}", cur, shape)
+            model_layers.append(layer)
+            cur = layer.name
+            if arng.random() < 0.3:
+                model_layers.append(ReLU(f"ar{g}", (cur,)))
+                cur, d = f"ar{g}", d + " relu"
+            desc += d
         desc += (f" sh{fmt.data_shift}{'+ch' if fmt.ch_fl else ''} bw{fmt.bw_w}/{fmt.bw_x}"
                  + (f" zp{fmt.zp_out}" if fmt.zp_out else ""))
         parts.append(desc)

@@ -113,6 +113,40 @@ def test_residual_depthwise_net_bit_exact(tmp_path, cfg):
     check(cm, ref, res)
 
 
+@pytest.mark.parametrize("cfg", [EngineConfig(k=1, tn=4, tm=2), EngineConfig(k=1, tn=3, tm=4)],
+                         ids=["window", "straddling"])
+def test_average_pools_bit_exact(tmp_path, cfg):
+    """Average pools of 4 cells a window run as depthwise convs with unit weights and a data
+    shift of 2: 2x2 stride 2 after a ReLU (an unsigned map: its offset is folded), 2x2 stride
+    1 with counted top-left padding; on the 2x2 depthwise window (4 lanes) or as per-group
+    words (3 lanes, straddling groups)."""
+    from dynfix.quant.ir import AvgPool2d, Conv2d, Flatten, Linear, Model, ReLU
+    from dynfix.quant.search import search
+
+    rng = np.random.default_rng(0)
+
+    def w(*shape):
+        return (rng.standard_normal(shape) * np.sqrt(2 / np.prod(shape[1:]))).astype(np.float32)
+
+    layers = [Conv2d("c0", ("x",), weight=w(6, 3, 3, 3), bias=w(6, 1)[:, 0],
+                     pads=(1, 1, 1, 1)),
+              ReLU("r0", ("c0",)),
+              AvgPool2d("ap", ("r0",), kernel=(2, 2), stride=(2, 2)),
+              Conv2d("c1", ("ap",), weight=w(8, 6, 3, 3), bias=w(8, 1)[:, 0],
+                     pads=(1, 1, 1, 1)),
+              AvgPool2d("ap2", ("c1",), kernel=(2, 2), stride=(1, 1), pads=(1, 1, 0, 0),
+                        count_include_pad=True),
+              Flatten("f", ("ap2",)), Linear("fc", ("f",), weight=w(5, 128), bias=w(5, 1)[:, 0])]
+    model = Model("avgnet", "x", (3, 8, 8), layers)
+    x = rng.standard_normal((32, 3, 8, 8)).astype(np.float32)
+    spec = search(model, x, bits="8")
+    cm, ref, res = simulate(model, spec, cfg, x[:2], tmp_path)
+    avg = [(p.name, p.avg, p.window) for p in cm.plans if p.avg]
+    k = 2 if cfg.tn == 4 else 0
+    assert avg == [("ap", 4, k), ("ap2", 4, k)]
+    check(cm, ref, res)
+
+
 def test_grouped_conv_runs_dense(tmp_path):
     """A grouped conv (groups=2, 4 channels per group) runs as the dense conv with zero
     weights across groups; bit-exact."""

@@ -34,7 +34,7 @@ def test_rejects_every_unsupported_layer_at_once():
               MaxPool2d("mp", ("c1",), kernel=(3, 3), stride=(2, 2)),
               Affine("bn", ("mp",), scale=np.ones(4, np.float32),
                      shift=np.zeros(4, np.float32)),
-              AvgPool2d("ap", ("bn",), kernel=(2, 2), stride=(2, 2)),
+              AvgPool2d("ap", ("bn",), kernel=(3, 3), stride=(2, 2)),
               conv(rng, "c2", "ap", 4, 4, 1, 1),
               MaxPool2d("pp", ("c2",), kernel=(1, 1), stride=(1, 1), pads=(0, 0, 1, 1)),
               Softmax("sm", ("pp",)),

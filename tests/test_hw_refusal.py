@@ -1,8 +1,9 @@
 """The engine refuses graph models up front: one error naming every layer it cannot run.
 
 The model side (IR, float and integer models, quantizer, formats) handles more than the
-engine: it runs residual Adds, depthwise and grouped convolutions, Clips and a global average
-pool before a Linear, but not other average pools, dilation or standalone BatchNorm, and
+engine: it runs residual Adds, depthwise and grouped convolutions, Clips, a global average
+pool before a Linear and average pools of 2**k cells per window, but not other average
+pools, dilation or standalone BatchNorm, and
 ``plan_groups`` (which ``dynfix flow`` and ``generate`` call before any work) must say so for
 each such layer.
 """
@@ -40,11 +41,12 @@ def test_residual_depthwise_net_plans():
 
 
 def with_avgpool(m: Model) -> Model:
-    """``m`` with a 2x2 average pool (not global: it does not fold) before its head."""
+    """``m`` with a 3x3 average pool (9 cells a window: not a shift; not global: it does
+    not fold) before its head."""
     layers = []
     for layer in m.layers:
         if layer.name == "gap":
-            layers.append(AvgPool2d("ap", layer.inputs, kernel=(2, 2), stride=(2, 2)))
+            layers.append(AvgPool2d("ap", layer.inputs, kernel=(3, 3), stride=(1, 1)))
         elif layer.name == "fc":
             layers.append(Linear("fc", layer.inputs, weight=np.ones((10, 16 * 4), np.float32)))
         else:
@@ -66,8 +68,18 @@ def chain(*extra, groups=1):
 def test_one_problem_each():
     assert refusal(chain(AvgPool2d("ap", ("c1",), kernel=(3, 3), stride=(1, 1),
                                pads=(1, 1, 1, 1)))) == [
-        "ap (AvgPool2d): average pooling is not supported by the engine yet (a global one "
-        "folds into a Linear layer right after it)"]
+        "ap (AvgPool2d): average pool of 4/6/9 cells per window (the engine divides by a "
+        "shift: windows of 2**k cells, the same at every output, i.e. count_include_pad or "
+        "no padding, no partial windows)"]
+    # 2x2 windows (4 cells everywhere, padded cells counted): a depthwise conv with unit
+    # weights and a data shift of 2.
+    plans, _ = plan_groups(chain(AvgPool2d("ap", ("c1",), kernel=(2, 2), stride=(1, 1),
+                                           pads=(1, 1, 0, 0), count_include_pad=True)))
+    assert [(p.name, p.kind, p.avg, p.in_shape) for p in plans[:2]] == [
+        ("c1", "conv", 0, (4, 4, 4)), ("ap", "dwconv", 4, (4, 4, 4))]
+    assert refusal(chain(AvgPool2d("ap", ("c1",), kernel=(2, 2), stride=(1, 1),
+                                   pads=(1, 1, 0, 0))))[0].startswith(
+        "ap (AvgPool2d): average pool of 1/2/4 cells per window")
     plans, _ = plan_groups(chain(groups=2))      # grouped: the dense conv, zeros across
     assert [p.kind for p in plans] == ["conv", "linear"]
     plans, out = plan_groups(chain(ReLU("r", ("c1",))))        # a plain chain still plans
@@ -99,5 +111,5 @@ def test_flow_fails_before_any_work(tmp_path, capsys, monkeypatch):
     code = main(["flow", "g.yaml", "--data", "d.npz", "--output", "out"])
     err = capsys.readouterr().err.strip()
     assert code == 1 and err.count("\n") == 0
-    assert "cannot run on the engine" in err and "ap (AvgPool2d): average pooling" in err
+    assert "cannot run on the engine" in err and "ap (AvgPool2d): average pool of 9" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d.npz", "g.npz", "g.yaml"]

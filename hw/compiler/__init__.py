@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from dynfix.quant import fixed, int_model
-from dynfix.quant.int_model import IntModel
+from dynfix.quant.int_model import IntModel, MapFormat
 from dynfix.quant.ir import Model
 from dynfix.errors import DynfixError
 from dynfix.quant.qspec import LayerFormat, QuantSpec
@@ -81,24 +81,30 @@ def compile_model(model: Model, spec: QuantSpec, cfg: EngineConfig) -> CompiledM
     im = IntModel(model, spec)
     n = cfg.lanes
 
-    for p in plans:
-        p.weights = _dense_weights(im.model.layer(p.name), im.weights[p.name], p)
+    fmts = [avg_format(p, im.formats[p.input]) if p.avg else spec.layers[p.name]
+            for p in plans]
+    for p, f in zip(plans, fmts):
+        if p.avg:                       # unit weights, no bias (avg_format)
+            wq = np.ones((p.in_shape[0], 1) + p.kernel, np.int64)
+            bq = np.zeros(p.in_shape[0], np.int64)
+        else:
+            wq, bq = im.weights[p.name], im.biases[p.name]
+        p.weights = wq if p.avg else _dense_weights(im.model.layer(p.name), wq, p)
         p.shared = (p.kind != "dwconv" and p.kernel != (1, 1)
                     and bool(np.all(p.weights == p.weights[:, :, :1, :1])))
-        f = spec.layers[p.name]
         p.shifts = np.array([clamp_shift(int(s), f.bw_x, f.acc_bits)
-                             for s in f.data_shifts(len(im.biases[p.name]))], np.int64)
+                             for s in f.data_shifts(len(bq))], np.int64)
         p.bias_shift = bias_units(f, p.shifts)
-        p.biases = folded_bias(f, im.biases[p.name], im.weights[p.name], p.shifts)
-        p.acc_bits = rounded_acc_bits(f, im.model.layer(p.name), p.shifts)
+        p.biases = folded_bias(f, bq, wq, p.shifts)
+        p.acc_bits = (f.acc_bits if p.avg
+                      else rounded_acc_bits(f, im.model.layer(p.name), p.shifts))
     window = im2col_first(plans[0], n) if cfg.im2col and _reads_once(plans) else None
     side = mark_windows(plans, cfg)
-    fmts = [spec.layers[p.name] for p in plans]
     data_bits = max([spec.input_bw] + [f.bw_x for f in fmts])
     words = {plans[0].input: _words(plans[0].in_shape, n)}
     words.update((p.output, _words(p.out_shape, n)) for p in plans)
     base = allocate(plans, words, plans[0].input)
-    adds = [_add_fields(p, spec) for p in plans]
+    adds = [_add_fields(p, f, spec) for p, f in zip(plans, fmts)]
     # The residual stage: fitted like the widths (0: as the model needs; an explicit value
     # is a bound), so a config with ``residual: 1`` also runs models without an Add.
     offsets = spec.input_zp != 0 or any(f.zp_out != 0 for f in fmts)
@@ -162,6 +168,10 @@ def compile_model(model: Model, spec: QuantSpec, cfg: EngineConfig) -> CompiledM
     if cfg.residual:
         cfg = cfg.fitted(sc_depth=sc_depth)
 
+    # A depthwise group (not on the window) reads its dw_words words from its first word on:
+    # at a map's last pixel those can run past the map's end (zero weights meet them), so
+    # the memory keeps that many words more (a read past the end would give undefined data).
+    spill = max([0] + [cfg.dw_words - 1 for p in plans if p.kind == "dwconv" and not p.window])
     kinds = entry_fields(cfg)
     counts = [v for e in entries for k, v in e.items() if kinds[k][0] not in OWN_WIDTH_KINDS]
     reach = [abs(e["iy0"]) + e["in_h"] + e["kh"] + e["cs_py"] for e in entries]
@@ -172,7 +182,8 @@ def compile_model(model: Model, spec: QuantSpec, cfg: EngineConfig) -> CompiledM
         bias_bits=max([f.bw_b for f in fmts]
                       + [int(np.abs(p.biases).max(initial=0)).bit_length() + 1 for p in plans]),
         acc_bits=max(p.acc_bits for p in plans),
-        fmap_depth=max(base[t] + words[t] for t in words), weight_depth=max(1, w_base),
+        fmap_depth=max(base[t] + words[t] for t in words) + spill,
+        weight_depth=max(1, w_base),
         bias_depth=max(1, b_base),
         prog_depth=len(entries),
         dim_bits=max(abs(v) for v in counts + reach).bit_length(),
@@ -182,6 +193,20 @@ def compile_model(model: Model, spec: QuantSpec, cfg: EngineConfig) -> CompiledM
     return CompiledModel(cfg, plans, [pack_entry(cfg, e) for e in entries],
                          pack_weights(cfg, plans), pack_biases(cfg, plans), out_name,
                          plans[0].in_shape, window, spec.input_zp)
+
+
+def avg_format(p: LayerPlan, m: MapFormat) -> LayerFormat:
+    """The formats an average pool of ``p.avg = 2**s`` cells per window runs in as a
+    depthwise convolution on the engine (``docs/arithmetic.md``, "Average pooling on the
+    engine"): unit weights at ``fl_w = s`` (the real ``2**-s``), no bias, the input map's
+    format ``m`` in and out (so the data shift is ``s``, rounding half up: the integer
+    model's ``avg_round``), and an accumulator for ``2**s`` cells of ``bw + 1`` bits (a map
+    offset's ``-zp * 2**s`` folded into the start value) plus the rounding constant."""
+    s = p.avg.bit_length() - 1
+    return LayerFormat(p.name, bw_w=2, fl_w=s, bw_b=2, fl_b=m.fl + s, bw_in=m.bw,
+                       fl_in=m.fl, bw_x=m.bw, fl_out=m.fl,
+                       acc_bits=((p.avg << m.bw) + p.avg).bit_length() + 1,
+                       zp_in=m.zp, zp_out=m.zp)
 
 
 def bias_units(f: LayerFormat, shifts: np.ndarray) -> int:
@@ -227,11 +252,10 @@ def rounded_acc_bits(f: LayerFormat, layer, shifts: np.ndarray) -> int:
     return max(f.acc_bits, (bound + half).bit_length() + 1)
 
 
-def _add_fields(p: LayerPlan, spec: QuantSpec) -> dict[str, int]:
-    """The program's residual-add fields of group ``p`` (the identity without an Add):
-    alignment shifts, data shift (clamped like a compute layer's) and clamp range of the
-    Add's format with its ReLUs / Clips (``docs/arithmetic.md``, "Add")."""
-    f = spec.layers[p.name]
+def _add_fields(p: LayerPlan, f: LayerFormat, spec: QuantSpec) -> dict[str, int]:
+    """The program's residual-add fields of group ``p`` (format ``f``; the identity without
+    an Add): alignment shifts, data shift (clamped like a compute layer's) and clamp range of
+    the Add's format with its ReLUs / Clips (``docs/arithmetic.md``, "Add")."""
     if p.add is None:
         return {"add": 0, "add_sa": 0, "add_sb": 0, "add_shift": 0,
                 "add_lo": fixed.qmin(f.bw_x), "add_hi": fixed.qmax(f.bw_x)}

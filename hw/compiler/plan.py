@@ -18,6 +18,7 @@ import numpy as np
 
 from dynfix.errors import DynfixError
 from dynfix.quant import fixed
+from dynfix.quant.float_model import pool_divisor
 from dynfix.quant.int_model import MapFormat, clip_bounds
 from dynfix.quant.ir import (Add, AvgPool2d, Clip, Conv2d, Flatten, Layer, Linear, MaxPool2d,
                              Model, ReLU, Softmax)
@@ -48,6 +49,7 @@ class LayerPlan:
     add_index: int = 0              # which input of the Add the group's own result is
     shared: bool = False            # every kernel tap has the same weights (stored once)
     window: int = 0                 # a depthwise group on the window datapath: its side K
+    avg: int = 0                    # an average pool run as a depthwise conv: its 2**s cells
     add_acts: list[Layer] = field(default_factory=list)   # ReLUs and Clips after the Add
     macs: int = 0                   # useful multiply-accumulates (the model's count)
     entry: dict[str, int] = field(default_factory=dict)
@@ -159,6 +161,13 @@ def plan_groups(model: Model) -> tuple[list[LayerPlan], str]:
                               macs=layer.macs(model.in_shape(idx)))
             g.input, g.output = alias.get(src, src), layer.name
             plans.append(g)
+        elif isinstance(layer, AvgPool2d):
+            src = stored(layer.inputs[0], what)
+            g = _avg_group(layer, tuple(model.in_shape(idx)), problems, what)
+            if g is None or src is None:
+                continue
+            g.input, g.output = alias.get(layer.inputs[0], layer.inputs[0]), layer.name
+            plans.append(g)
         elif isinstance(layer, Softmax) and idx == last:
             continue                            # on the host
         elif isinstance(layer, Add):
@@ -191,7 +200,7 @@ def plan_groups(model: Model) -> tuple[list[LayerPlan], str]:
             elif isinstance(layer, (ReLU, Clip)):
                 (g.add_acts if g.add is not None else g.acts).append(layer)
         else:
-            why = {"avgpool": "average pooling", "gap": "global average pooling",
+            why = {"gap": "global average pooling",
                    "affine": "unfolded BatchNorm/affine", "softmax": "softmax before the end"}
             hint = (" yet (a global one folds into a Linear layer right after it)"
                     if layer.op in ("gap", "avgpool") else "")
@@ -215,6 +224,27 @@ def plan_groups(model: Model) -> tuple[list[LayerPlan], str]:
         raise DynfixError(f"model {model.name!r} cannot run on the engine: "
                           + "; ".join(problems))
     return plans, out_name
+
+
+def _avg_group(layer: AvgPool2d, in_shape: Shape3, problems: list[str],
+               what: str) -> LayerPlan | None:
+    """An average pool the engine runs as a depthwise convolution with unit weights and a
+    data shift of ``s`` (``docs/arithmetic.md``, "Average pooling on the engine"): every
+    window must have the same ``2**s`` cells in its divisor (``count_include_pad`` or no
+    padding, no partial windows), since the engine divides by a shift."""
+    c, h, w = in_shape
+    out_hw = tuple(layer.out_shape[1:])
+    n = np.unique(pool_divisor(layer, (h, w), out_hw))
+    if len(n) != 1 or int(n[0]) & (int(n[0]) - 1):
+        cells = "/".join(str(int(v)) for v in n)
+        problems.append(f"{what}: average pool of {cells} cells per window (the engine "
+                        f"divides by a shift: windows of 2**k cells, the same at every "
+                        f"output, i.e. count_include_pad or no padding, no partial windows)")
+        return None
+    kh, kw = layer.kernel
+    return LayerPlan(layer.name, [layer.name], "dwconv", in_shape, (c,) + out_hw,
+                     (kh, kw), tuple(layer.stride), tuple(layer.pads),
+                     macs=c * out_hw[0] * out_hw[1] * kh * kw, avg=int(n[0]))
 
 
 def _conv_kind(layer: Conv2d) -> str:
