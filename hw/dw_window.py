@@ -82,7 +82,8 @@ class DwWindow(wiring.Component):
         word = data.ArrayLayout(signed(cfg.data_bits), n)
         # Line buffer: at column c, the K - 1 rows above the current one (index 0: the row
         # just above). Read with the item, written a cycle later: a column is read again
-        # only a whole row later (n_cols >= K >= 2), so no read meets a pending write.
+        # only a whole row later (window rows are at least 2 columns wide: the compiler's
+        # plan._takes_window), so no read meets a pending write.
         m.submodules.line = line = memory.Memory(shape=data.ArrayLayout(word, k - 1),
                                                  depth=cfg.dw_line, init=[])
         rd = line.read_port()
