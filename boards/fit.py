@@ -14,7 +14,10 @@ result reports.
 
 On a family whose DSP blocks compute two products of at most 8-bit operands (iCE40 SB_MAC16,
 ``FpgaFamily.dual_mac``) and a model whose data and weights fit that, every candidate is a
-``dual_mac`` engine: two products per DSP block, so up to twice as many products fit.
+``dual_mac`` engine: two products per DSP block, so up to twice as many products fit. On a
+family whose products go to registered MULT18X18D cells (ECP5, ``FpgaFamily.registered_dsp``)
+and a model whose operands have at most 18 bits, every candidate is an ``ecp5_dsp`` engine
+(same resources and cycles, a faster clock).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from dataclasses import dataclass, field, replace
 from dynfix.boards.registry import Board
 from dynfix.errors import DynfixError
 from dynfix.hw.compiler import compile_model, plan_groups, plan_model
-from dynfix.hw.config import EngineConfig
+from dynfix.hw.config import ECP5_DSP_BITS, EngineConfig
 from dynfix.hw.cycle_model import estimate as cycle_estimate, layer_cycles
 from dynfix.hw.resources import Device, Estimate, Usage, engine_memories, estimate
 
@@ -167,6 +170,7 @@ def fit(model, spec, board: Board) -> FitResult:
     # dual_mac); only the fastest such is compiled, to name the limit. The first engine that
     # fits wins; among engines as fast and as small, the one with the fewest LUTs.
     dual = int(dual_mac_fits(smallest.config, board))
+    ecp5 = int(ecp5_dsp_fits(smallest.config, board))
     dsps = max(1, board.dsp.blocks)
     evaluated: list[Candidate] = []
     best: Candidate | None = None
@@ -174,7 +178,7 @@ def fit(model, spec, board: Board) -> FitResult:
     for cycles, lanes, tm, im2col in candidates(model, 2 * dsps * (1 + dual)):
         if best_rank is not None and best_rank < (cycles, lanes * tm):
             break
-        cfg = EngineConfig(k=1, tn=lanes, tm=tm, im2col=im2col, dual_mac=dual)
+        cfg = EngineConfig(k=1, tn=lanes, tm=tm, im2col=im2col, dual_mac=dual, ecp5_dsp=ecp5)
         if cfg.dsp_blocks > dsps and any(not c.fits for c in evaluated):
             continue
         c = evaluate_config(model, spec, cfg, board)
@@ -202,6 +206,12 @@ def fit(model, spec, board: Board) -> FitResult:
 def dual_mac_fits(cfg: EngineConfig, board: Board) -> bool:
     """Whether ``board``'s DSP blocks can take the products of the fitted ``cfg`` in pairs."""
     return board.family.dual_mac and cfg.pairable
+
+
+def ecp5_dsp_fits(cfg: EngineConfig, board: Board) -> bool:
+    """Whether ``board``'s products go to registered MULT18X18D cells for the fitted
+    ``cfg`` (an ECP5 board, operands of at most ``ECP5_DSP_BITS`` bits)."""
+    return board.family.registered_dsp and max(cfg.data_bits, cfg.weight_bits) <= ECP5_DSP_BITS
 
 
 def _memory_note(c: Candidate, board: Board) -> str:

@@ -5,7 +5,8 @@ The engine works in *channel mode*: a feature-map word holds ``lanes = tn * k * 
 one pixel (consecutive channels), and each cycle ``tm`` output channels take a dot product of
 one map word with ``tm`` weight words, so the engine has ``tm * lanes`` multipliers (products
 per cycle). With ``dual_mac`` they go pairwise to iCE40 SB_MAC16 blocks in their dual 8x8 mode
-(``hw/ice40_dual_mac.py``), so the engine needs half as many DSP blocks.
+(``hw/ice40_dual_mac.py``), so the engine needs half as many DSP blocks. With ``ecp5_dsp``
+each goes to an ECP5 MULT18X18D instantiated with its own registers (``hw/ecp5_mul.py``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from dynfix.errors import DynfixError
 PARALLEL_KEYS = ("k", "tn", "tm")
 #: Widest data or weight operand of a ``dual_mac`` engine (an SB_MAC16 half is 8 x 8).
 DUAL_MAC_BITS = 8
+#: Widest data or weight operand of an ``ecp5_dsp`` engine (a MULT18X18D is 18 x 18).
+ECP5_DSP_BITS = 18
 #: Fields the compiler fits to the program when they are 0.
 FITTED_KEYS = ("data_bits", "weight_bits", "bias_bits", "acc_bits", "fmap_depth",
                "weight_depth", "bias_depth", "prog_depth", "dim_bits")
@@ -44,6 +47,9 @@ class EngineConfig:
     im2col: int = 0         # 1: the host streams the first conv's windows (see compiler)
     dual_mac: int = 0       # 1: two products per iCE40 SB_MAC16 (dual 8x8 mode; data and
                             #    weights of at most 8 bits; the fit sets it for iCE40 boards)
+    ecp5_dsp: int = 0       # 1: each product on an instantiated ECP5 MULT18X18D with its input
+                            #    and output registers on (operands of at most 18 bits; the fit
+                            #    sets it for ECP5 boards)
     w_spram: int = 0        # 1: weights in iCE40 SPRAM, written through the weight-load port
                             #    after configuration (the fit sets it when block RAM is short)
     m_spram: int = 0        # 1: feature maps in iCE40 SPRAM (one port: the sequencer holds its
@@ -94,11 +100,12 @@ class EngineConfig:
 
     def summary(self) -> str:
         """The parallelism in one phrase: ``k=1 tn=4 tm=4`` (+ `` im2col``, `` dual 8x8``,
-        `` spram weights+maps``, `` dw window 3x3``)."""
+        `` ecp5 dsp``, `` spram weights+maps``, `` dw window 3x3``)."""
         spram = "+".join(name for name, on in (("weights", self.w_spram), ("maps", self.m_spram))
                          if on)
         return (f"k={self.k} tn={self.tn} tm={self.tm}" + (" im2col" if self.im2col else "")
-                + (" dual 8x8" if self.dual_mac else "") + (f" spram {spram}" if spram else "")
+                + (" dual 8x8" if self.dual_mac else "") + (" ecp5 dsp" if self.ecp5_dsp else "")
+                + (f" spram {spram}" if spram else "")
                 + (f" dw window {self.dw_window}x{self.dw_window}" if self.dw_window else ""))
 
     def multipliers_text(self) -> str:
@@ -107,10 +114,11 @@ class EngineConfig:
         return f"{self.multipliers} multipliers{on}"
 
     def choice(self) -> dict[str, int]:
-        """What a fit chooses (``PARALLEL_KEYS``, ``im2col``, ``dual_mac``, ``w_spram``,
-        ``m_spram``): the keys to rebuild this engine from, e.g. for ``engine.yaml``."""
+        """What a fit chooses (``PARALLEL_KEYS``, ``im2col``, ``dual_mac``, ``ecp5_dsp``,
+        ``w_spram``, ``m_spram``): the keys to rebuild this engine from, e.g. for
+        ``engine.yaml``."""
         return {key: getattr(self, key) for key in (*PARALLEL_KEYS, "im2col", "dual_mac",
-                                                     "w_spram", "m_spram")}
+                                                     "ecp5_dsp", "w_spram", "m_spram")}
 
     @property
     def packed_writeback(self) -> bool:
@@ -210,10 +218,13 @@ class EngineConfig:
                if not isinstance(getattr(self, key), int) or getattr(self, key) < 1]
         if bad:
             raise DynfixError(f"engine config: {', '.join(bad)} must be positive integers")
-        for key in ("im2col", "dual_mac", "w_spram", "m_spram", "residual", "depthwise",
-                    "w_share"):
+        for key in ("im2col", "dual_mac", "ecp5_dsp", "w_spram", "m_spram", "residual",
+                    "depthwise", "w_share"):
             if getattr(self, key) not in (0, 1):
                 raise DynfixError(f"engine config: {key}={getattr(self, key)!r} must be 0 or 1")
+        if self.dual_mac and self.ecp5_dsp:
+            raise DynfixError("engine config: dual_mac (iCE40 SB_MAC16) and ecp5_dsp (ECP5 "
+                              "MULT18X18D) exclude each other")
         if self.dw_window == 1 or (self.dw_window and self.dw_window ** 2 > self.lanes):
             raise DynfixError(f"engine config: dw_window={self.dw_window} must be 0 or a "
                               f"window side K >= 2 with K * K <= lanes ({self.lanes})")
@@ -234,6 +245,11 @@ class EngineConfig:
                               f"{DUAL_MAC_BITS}-bit operands on one SB_MAC16; this model has "
                               f"{self.data_bits}-bit data and {self.weight_bits}-bit weights "
                               f"(set dual_mac: 0)")
+        if self.ecp5_dsp and max(self.data_bits, self.weight_bits) > ECP5_DSP_BITS:
+            raise DynfixError(f"engine config: ecp5_dsp=1 puts each product on one "
+                              f"{ECP5_DSP_BITS} x {ECP5_DSP_BITS} MULT18X18D; this model has "
+                              f"{self.data_bits}-bit data and {self.weight_bits}-bit weights "
+                              f"(set ecp5_dsp: 0)")
 
     def to_dict(self) -> dict:
         return asdict(self)

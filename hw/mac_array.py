@@ -8,6 +8,7 @@ from amaranth.lib.wiring import In, Out
 
 from .adder_tree import AdderTree, tree_levels
 from .config import EngineConfig
+from .ecp5_mul import Ecp5Mul
 from .ice40_dual_mac import DualMul
 from .pipeline import delay
 
@@ -26,7 +27,8 @@ OPERAND_STAGES = 2
 PRODUCT_STAGES = 2
 # With ``dual_mac`` (iCE40 SB_MAC16 pairs, hw/ice40_dual_mac.py) there are as many: a fabric
 # register and the cell's own on each side of the multiplier (its LATENCY, checked equal to
-# OPERAND_STAGES + PRODUCT_STAGES by the tests), so the latency does not change.
+# OPERAND_STAGES + PRODUCT_STAGES by the tests), so the latency does not change. With
+# ``ecp5_dsp`` (ECP5 MULT18X18D with its own registers, hw/ecp5_mul.py) likewise.
 
 
 def mac_latency(lanes: int) -> int:
@@ -55,12 +57,19 @@ class MacArray(wiring.Component):
     fabric and internal registers take the place of the operand and product registers (same
     latency).
 
+    With ``cfg.ecp5_dsp`` each product goes to one
+    :class:`~dynfix.hw.ecp5_mul.Ecp5Mul` (an instantiated MULT18X18D with its input and
+    output registers on): a fabric operand register per product (the map value's copies keep
+    the operand-copy name, one per row), the cell's two registers and a fabric product
+    register take the place of the operand and product registers (same latency).
+
     Parameters
     ----------
     cfg : EngineConfig
     cell : bool
-        With ``dual_mac``: the SB_MAC16 instances (True, for Verilog) or their behavioural
-        model (False, for Amaranth's simulator, which leaves an instance's outputs at 0).
+        With ``dual_mac`` or ``ecp5_dsp``: the SB_MAC16 / MULT18X18D instances (True, for
+        Verilog) or their behavioural model (False, for Amaranth's simulator, which leaves
+        an instance's outputs at 0).
 
     Members
     -------
@@ -108,7 +117,9 @@ class MacArray(wiring.Component):
             self._dual_products(m, trees)
         for j, tree in enumerate(trees):
             m.submodules[f"tree{j}"] = tree
-            if not cfg.dual_mac:
+            if cfg.ecp5_dsp:
+                self._cell_products(m, j, tree)
+            elif not cfg.dual_mac:
                 self._products(m, j, tree)
             acc = Signal(signed(cfg.acc_bits), name=f"acc{j}")
             start = Signal(signed(cfg.acc_bits), name=f"bias{j}")    # off the adder's path
@@ -138,6 +149,17 @@ class MacArray(wiring.Component):
                 m.d.sync += p_s.eq(p)
                 p = p_s
             m.d.sync += tree.i[lane].eq(p)      # the last product register
+
+    def _cell_products(self, m: Module, j: int, tree: AdderTree) -> None:
+        """Output channel ``j``'s products, one registered MULT18X18D each."""
+        cfg = self._cfg
+        x = self.x[j] if cfg.dw_window else self.x
+        for lane in range(cfg.lanes):
+            mul = Ecp5Mul(cfg.data_bits, cfg.weight_bits, cell=self._cell,
+                          operand_name=f"{OPERAND_COPY}_{j}_{lane}")
+            m.submodules[f"mul{j}_{lane}"] = mul
+            m.d.comb += [mul.a.eq(x[lane]), mul.b.eq(self.w[j][lane]),
+                         tree.i[lane].eq(mul.p)]
 
     def _dual_products(self, m: Module, trees: list[AdderTree]) -> None:
         """Consecutive products (row-major) in pairs on dual 8x8 SB_MAC16 cells."""

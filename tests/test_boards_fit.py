@@ -89,6 +89,38 @@ def test_dual_mac_needs_8_bit_operands_and_an_ice40(digits):
         estimate(cfg, Device.from_board(get_board("ulx3s")))
 
 
+def test_ecp5_boards_get_registered_dsps(digits):
+    """ECP5 boards: every product on a registered MULT18X18D (``ecp5_dsp``), the same engine
+    as without (same DSPs, fewer FFs: the cell's registers are not fabric); iCE40 boards never
+    get the flag, and its estimate is refused there. Operands wider than 18 bits: off."""
+    from dynfix.hw.compiler import compile_model
+    model, spec = digits
+    for name in ("orangecrab", "ulx3s"):
+        board = get_board(name)
+        r = fit(model, spec, board)
+        plain = dataclasses.replace(board, family=dataclasses.replace(
+            board.family, registered_dsp=False))
+        p = fit(model, spec, plain)
+        c = r.chosen.config
+        assert c.ecp5_dsp == 1 and c.dual_mac == 0 and "ecp5 dsp" in c.summary()
+        assert r.to_dict()["ecp5_dsp"] == 1 and p.chosen.config.ecp5_dsp == 0
+        assert dataclasses.replace(c, ecp5_dsp=0) == p.chosen.config
+        e, q = r.chosen.estimate, p.chosen.estimate
+        assert e.total.dsps == q.total.dsps == c.multipliers
+        n = c.multipliers
+        assert q.blocks["multipliers"].ffs - e.blocks["multipliers"].ffs == n * (
+            c.data_bits + c.weight_bits + 0.5 * (c.data_bits + c.weight_bits))
+    ice = fit(model, spec, get_board("icebreaker")).chosen.config
+    assert ice.ecp5_dsp == 0 and ice.dual_mac == 1
+    cfg = compile_model(model, spec, EngineConfig(k=1, tn=4, tm=4, ecp5_dsp=1)).config
+    with pytest.raises(DynfixError, match="ECP5 MULT18X18D cells .* ice40 has none"):
+        estimate(cfg, Device.from_board(get_board("icebreaker")))
+    wide = dataclasses.replace(spec, layers={
+        name: dataclasses.replace(f, bw_w=20, fl_w=f.fl_w + 12, acc_bits=f.acc_bits + 12)
+        if hasattr(f, "bw_w") else f for name, f in spec.layers.items()})
+    assert fit(model, wide, get_board("orangecrab")).chosen.config.ecp5_dsp == 0
+
+
 def test_estimate_grows_with_parallelism(digits):
     from dynfix.hw.compiler import compile_model
     model, spec = digits

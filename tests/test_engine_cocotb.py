@@ -59,6 +59,19 @@ def test_digits_straddling_groups_bit_exact(tmp_path):
     check(cm, ref, res)
 
 
+def test_digits_ecp5_dsp_bit_exact(tmp_path):
+    """Every product on an instantiated MULT18X18D with its registers (``ecp5_dsp``) under
+    Icarus with dynfix's cell model: bit-exact, the cycle model exact (the latency is the
+    generic array's)."""
+    model, spec = digits_8bit()
+    x, _ = load_digits("test")
+    cm, ref, res = simulate(model, spec, EngineConfig(k=1, tn=3, tm=4, ecp5_dsp=1), x[:2],
+                            tmp_path)
+    text = (tmp_path / "gen" / "dynfix_engine.v").read_text()
+    assert text.count("MULT18X18D #(") == 12
+    check(cm, ref, res)
+
+
 def test_small_net_im2col_bit_exact(tmp_path):
     """The host streams the first conv's windows (stride 2, asymmetric padding): 45 window
     channels on 4 lanes; a one-lane-per-convolver engine (k=1)."""

@@ -302,3 +302,8 @@ def test_lint_clean_with_only_the_waived_classes(generated, tmp_path):
                   tmp_path / "s")
     rc, out = lint(tmp_path / "s" / f"{TOP_NAME}.v")
     assert rc == 0, out
+    # Products on MULT18X18D cells: linted with dynfix's cell model, nothing waived for it.
+    write_outputs(compile_model(model, spec, EngineConfig(k=1, tn=4, tm=2, ecp5_dsp=1)),
+                  "small", tmp_path / "e")
+    rc, out = lint(tmp_path / "e" / f"{TOP_NAME}.v")
+    assert rc == 0 and "ecp5_mult18x18d_sim.v" not in out, out

@@ -179,15 +179,14 @@ def mac_array_run(cfg: EngineConfig, items: list[dict]) -> list[tuple[int, list[
     return out
 
 
-@pytest.mark.parametrize("lanes,tm", [(3, 3), (4, 2)])
-def test_mac_array_pairs_match_single_products(lanes, tm):
-    """Paired products (behavioural cells) give the same sums on the same cycles as one
-    multiplier per product: an odd lane count pairs across output channels and leaves the
-    last cell's upper half idle; extremes included."""
+def check_same_sums_as_single(lanes: int, tm: int, **cells: int) -> None:
+    """A MAC array with its products on cells (``cells``: the config flag, behavioural
+    cells) gives the same sums on the same cycles as one inferred multiplier per product,
+    the largest products (all -128) included."""
     fitted = dict(data_bits=8, weight_bits=8, bias_bits=10, acc_bits=22, fmap_depth=16,
                   weight_depth=16, bias_depth=4, prog_depth=2, dim_bits=5)
     single = EngineConfig(k=1, tn=lanes, tm=tm, **fitted)
-    dual = EngineConfig(k=1, tn=lanes, tm=tm, dual_mac=1, **fitted)
+    on_cells = EngineConfig(k=1, tn=lanes, tm=tm, **cells, **fitted)
     rng = np.random.default_rng(lanes * 10 + tm)
     items = []
     for t in range(40):
@@ -198,11 +197,18 @@ def test_mac_array_pairs_match_single_products(lanes, tm):
         items.append({"x": x, "w": w, "bias": rng.integers(-512, 512, tm).tolist(),
                       "first": int(t % 5 == 0), "last": int(t % 5 == 4)})
     a = mac_array_run(single, items)
-    b = mac_array_run(dual, items)
+    b = mac_array_run(on_cells, items)
     assert len(a) == 8 and a == b
     x, w = np.array(items[0]["x"]), np.array(items[0]["w"]).reshape(tm, lanes)
     bias = np.array(items[0]["bias"]) << 3
     assert a[0][1] == (bias + 5 * (w @ x)).tolist()         # the first pixel: 5 x (-128)^2
+
+
+@pytest.mark.parametrize("lanes,tm", [(3, 3), (4, 2)])
+def test_mac_array_pairs_match_single_products(lanes, tm):
+    """Paired products (behavioural cells) as one multiplier per product: an odd lane count
+    pairs across output channels and leaves the last cell's upper half idle."""
+    check_same_sums_as_single(lanes, tm, dual_mac=1)
 
 
 @needs_icarus

@@ -79,5 +79,5 @@ def register(subparsers) -> None:
     p.add_argument("--quant", metavar="Q.yaml", help="with --fit: the model's quantization")
     p.add_argument("--board", help="with --fit: only this board (name or .yaml file)")
     p.add_argument("--write", metavar="engine.yaml",
-                   help="with --fit and --board: write the chosen k, tn, tm, dual_mac")
+                   help="with --fit and --board: write the chosen k, tn, tm, dual_mac, ecp5_dsp")
     p.set_defaults(func=run)

@@ -1,0 +1,39 @@
+"""Test helper: the cocotb test of a bank of :class:`dynfix.hw.ecp5_mul.Ecp5Mul` cells
+(``test_ecp5_mul.Ecp5MulBank``'s Verilog with dynfix's MULT18X18D model): drives the job's
+operand vectors, one per cycle, and records the products seen every cycle; the checks (values
+and latency) are ``test_ecp5_mul``'s."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import cocotb
+from cocotb.clock import Clock
+from cocotb.triggers import FallingEdge, RisingEdge
+
+from dual_mac_vectors import pack, unpack
+
+
+@cocotb.test()
+async def products(dut):
+    job = json.loads(Path(os.environ["DYNFIX_TB_JOB"]).read_text())
+    a_bits, b_bits, extra = job["a_bits"], job["b_bits"], job["extra_cycles"]
+    a, b = job["a"], job["b"]
+    cells = len(a[0])
+    Clock(dut.clk, 10, unit="ns").start()
+    dut.a.value, dut.b.value, dut.rst.value = 0, 0, 1
+    for _ in range(3):
+        await RisingEdge(dut.clk)
+    dut.rst.value = 0
+    # Inputs change on the falling edge t; out[t] is read on that edge just before, so the
+    # products of the inputs set at edge t appear in out[t + latency].
+    out = []
+    for t in range(len(a) + extra):
+        await FallingEdge(dut.clk)
+        out.append(unpack(int(dut.p.value.to_unsigned()), a_bits + b_bits, cells))
+        if t < len(a):
+            dut.a.value = pack(a[t], a_bits)
+            dut.b.value = pack(b[t], b_bits)
+    Path(job["result"]).write_text(json.dumps({"out": out}))
