@@ -247,7 +247,18 @@ class Engine(wiring.Component):
         with m.If(issue):
             m.d.sync += [pending.eq(1), lane.eq(unloader.lane), last.eq(unloader.last)]
         with m.If(pending):
-            m.d.sync += [pending.eq(0), self.o.valid.eq(1), self.o.payload.eq(word[lane])]
+            m.d.sync += [pending.eq(0), self.o.valid.eq(1)]
+            if not cfg.ecp5_dsp:
+                m.d.sync += self.o.payload.eq(word[lane])
+        if cfg.ecp5_dsp:
+            # ECP5 timing: the block RAM's clock-to-out and the lane multiplexer were the
+            # critical path once the products run on registered MULT18X18D (ULX3S); the whole
+            # word is registered and the lane picked after it (the payload holds while valid:
+            # the word register only loads on the next read). Same cycles.
+            word_r = Signal.like(word, name="unload_word")
+            with m.If(pending):
+                m.d.sync += word_r.eq(word)
+            m.d.comb += self.o.payload.eq(word_r[lane])
         with m.If(self.o.valid & self.o.ready):
             m.d.sync += self.o.valid.eq(0)
         return m

@@ -240,8 +240,9 @@ def estimate(cfg: EngineConfig, dev: Device, board_top: bool = True) -> Estimate
                   + cfg.ch_shift * (mac_latency(n) - 1) * cfg.shift_bits))
     est.blocks["max_pool"] = Usage(luts=tm * 2 * db, ffs=tm * (db + 2))
     # Map word paths: pad zeroing, write-data select, output lane select, write enables.
+    # With ecp5_dsp the unload registers the whole word before its lane multiplexer.
     est.blocks["map_datapath"] = Usage(luts=n * db * 2 + db * (n - 1) / 2 + 2 * n,
-                                       ffs=n * db + 2 * db)
+                                       ffs=n * db + 2 * db + cfg.ecp5_dsp * (n - 1) * db)
     if not cfg.packed_writeback:
         # Straddling groups (hw/write_back.py): rotation muxes over the lane offsets, the
         # burst shift register, the write-data select and the channel-limit compares.
