@@ -232,7 +232,11 @@ def _memory_note(c: Candidate, board: Board) -> str:
 def check_generated_fits(gen, board: Board) -> Estimate:
     """Before synthesis: the engine in a ``dynfix generate`` folder must fit ``board``."""
     cfg = gen.config
-    est = estimate(cfg, Device.from_board(board))
+    try:
+        est = estimate(cfg, Device.from_board(board))
+    except DynfixError as e:        # cells of another family (dual_mac, ecp5_dsp, SPRAM)
+        raise DynfixError(f"the engine in {gen.folder} ({cfg.summary()}) does not fit "
+                          f"{board.name}: {e}") from None
     over = check_usage(est.total, board)
     if over:
         raise DynfixError(f"the engine in {gen.folder} ({cfg.summary()}, "
