@@ -28,7 +28,7 @@ from dataclasses import dataclass, field, replace
 from dynfix.boards.registry import Board
 from dynfix.errors import DynfixError
 from dynfix.hw.compiler import compile_model, plan_groups, plan_model
-from dynfix.hw.config import ECP5_DSP_BITS, EngineConfig
+from dynfix.hw.config import EngineConfig
 from dynfix.hw.cycle_model import estimate as cycle_estimate, layer_cycles
 from dynfix.hw.resources import Device, Estimate, Usage, engine_memories, estimate
 
@@ -211,7 +211,7 @@ def dual_mac_fits(cfg: EngineConfig, board: Board) -> bool:
 def ecp5_dsp_fits(cfg: EngineConfig, board: Board) -> bool:
     """Whether ``board``'s products go to registered MULT18X18D cells for the fitted
     ``cfg`` (an ECP5 board, operands of at most ``ECP5_DSP_BITS`` bits)."""
-    return board.family.registered_dsp and max(cfg.data_bits, cfg.weight_bits) <= ECP5_DSP_BITS
+    return board.family.registered_dsp and cfg.ecp5_sized
 
 
 def _memory_note(c: Candidate, board: Board) -> str:

@@ -98,6 +98,12 @@ class EngineConfig:
         weights of at most ``DUAL_MAC_BITS`` bits."""
         return max(self.data_bits, self.weight_bits) <= DUAL_MAC_BITS
 
+    @property
+    def ecp5_sized(self) -> bool:
+        """Whether the products fit one MULT18X18D each (``ecp5_dsp`` possible): data and
+        weights of at most ``ECP5_DSP_BITS`` bits."""
+        return max(self.data_bits, self.weight_bits) <= ECP5_DSP_BITS
+
     def summary(self) -> str:
         """The parallelism in one phrase: ``k=1 tn=4 tm=4`` (+ `` im2col``, `` dual 8x8``,
         `` ecp5 dsp``, `` spram weights+maps``, `` dw window 3x3``)."""
@@ -245,7 +251,7 @@ class EngineConfig:
                               f"{DUAL_MAC_BITS}-bit operands on one SB_MAC16; this model has "
                               f"{self.data_bits}-bit data and {self.weight_bits}-bit weights "
                               f"(set dual_mac: 0)")
-        if self.ecp5_dsp and max(self.data_bits, self.weight_bits) > ECP5_DSP_BITS:
+        if self.ecp5_dsp and not self.ecp5_sized:
             raise DynfixError(f"engine config: ecp5_dsp=1 puts each product on one "
                               f"{ECP5_DSP_BITS} x {ECP5_DSP_BITS} MULT18X18D; this model has "
                               f"{self.data_bits}-bit data and {self.weight_bits}-bit weights "

@@ -133,11 +133,15 @@ class MacArray(wiring.Component):
             m.d.sync += self.o[j].eq(total)
         return m
 
+    def _row_x(self, j: int):
+        """The map word row ``j`` multiplies: the one word, or with ``dw_window`` its own."""
+        return self.x[j] if self._cfg.dw_window else self.x
+
     def _products(self, m: Module, j: int, tree: AdderTree) -> None:
         """Output channel ``j``'s products, one inferred multiplier each, between per-row
         operand registers and product registers; the last is the tree's input."""
         cfg = self._cfg
-        x, w = (self.x[j] if cfg.dw_window else self.x), self.w[j]
+        x, w = self._row_x(j), self.w[j]
         for s in range(OPERAND_STAGES):
             x_s = Signal(x.shape(), name=f"{OPERAND_COPY}_x{j}_{s}")
             w_s = Signal(w.shape(), name=f"{OPERAND_COPY}_w{j}_{s}")
@@ -155,7 +159,7 @@ class MacArray(wiring.Component):
     def _cell_products(self, m: Module, j: int, tree: AdderTree) -> None:
         """Output channel ``j``'s products, one registered MULT18X18D each."""
         cfg = self._cfg
-        x = self.x[j] if cfg.dw_window else self.x
+        x = self._row_x(j)
         for lane in range(cfg.lanes):
             mul = Ecp5Mul(cfg.data_bits, cfg.weight_bits, cell=self._cell,
                           operand_name=f"{OPERAND_COPY}_{j}_{lane}")
@@ -171,6 +175,6 @@ class MacArray(wiring.Component):
             mul = DualMul(cfg.data_bits, cfg.weight_bits, cell=self._cell)
             m.submodules[f"dual{c // 2}"] = mul
             for h, (j, lane) in enumerate(products[c:c + 2]):
-                x = self.x[j] if cfg.dw_window else self.x
+                x = self._row_x(j)
                 m.d.comb += [mul.a[h].eq(x[lane]), mul.b[h].eq(self.w[j][lane]),
                              trees[j].i[lane].eq(mul.p[h])]
