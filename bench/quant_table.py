@@ -69,6 +69,8 @@ DYNFIX = [("greedy-paper", "greedy-paper", {}),
           ("+ unsigned maps", "greedy-paper", {"unsigned": True}),
           ("+ asymmetric maps", "greedy-paper", {"asymmetric": True}),
           ("+ per-channel weights", "greedy-paper", {"per_channel": True}),
+          ("+ range fill", "greedy-paper", {"fill": True}),
+          ("greedy without range fill", "greedy", {"fill": False}),
           ("greedy without map offsets and per-channel weights", "greedy",
            {"unsigned": False, "asymmetric": False, "per_channel": False}),
           ("**greedy** (default)", "greedy", {})]
@@ -206,14 +208,17 @@ def anomaly_rows(case: Case) -> list[list]:
     return rows
 
 
-def output_ceiling(case: Case) -> tuple[int, float]:
-    """The greedy output format's fl and the SQNR of the float output merely rounded to it:
-    no choice of the layers before can do better with that 8-bit output format."""
-    fmt = case.rows[DEFAULT]["spec"].layers[output_name(case.model)]
+def output_ceiling(case: Case) -> tuple[float, float]:
+    """The greedy output's step (in the float model's units: ``2**-fl / output_scale``) and
+    the SQNR of the float output merely rounded to that 8-bit format: no choice of the
+    layers before can do better with it."""
+    spec = case.rows[DEFAULT]["spec"]
+    fmt, c = spec.layers[output_name(case.model)], spec.output_scale
     f = predict(case.model, case.test).astype(np.float64)
     from dynfix.quant import fixed
-    return fmt.fl_out, sqnr_db(f, fixed.dequantize(fixed.quantize(f, 8, fmt.fl_out, fmt.zp_out),
-                                                   fmt.fl_out, fmt.zp_out))
+    q = fixed.dequantize(fixed.quantize(f * c, 8, fmt.fl_out, fmt.zp_out), fmt.fl_out,
+                         fmt.zp_out) / c
+    return 2.0 ** -fmt.fl_out / c, sqnr_db(f, q)
 
 
 def digits_sweep() -> dict:
@@ -317,8 +322,9 @@ def fidelity_lines(res: dict) -> list[str]:
         "",
         f"`greedy` = greedy-paper + {', '.join(on)}. The `+` rows are greedy-paper with one",
         "addition. †: the search kept greedy-paper's choice, which scored at least as well on",
-        "the calibration objective (it scores greedy-paper's choice, the additions' and, with",
-        "equalize, the additions' on the equalized model, keeps the best and refines that);",
+        "the calibration objective (it scores greedy-paper's choice, the additions', with",
+        "equalize the additions' on the equalized model and with fill each of those on the",
+        "range-filled model, keeps the best and refines that);",
         "without refine such a row equals greedy-paper. Search time on this 2-core machine in",
         "the last column.",
         "",
@@ -365,10 +371,11 @@ def notes(res: dict) -> list[str]:
     if behind:
         out += ["* **SQNR**: " + ", ".join(
             f"{c.key} {best_ort(c)[1] - c.rows[DEFAULT]['sqnr']:.1f} dB behind"
-            for c in behind) + ". What remains is the format, not the search: power-of-two",
-                "  steps (a per-channel shift, a map offset) against ORT's float scales; e.g. a",
-                "  ReLU6 map's [0, 6] uses 6/8 of an unsigned 8-bit map's steps at the finest",
-                "  fl that holds 6, where a float scale spends all 256 steps on it."]
+            for c in behind) + ". What remains is the format: power-of-two weight steps",
+                "  per output channel (a shift) against ORT's float scale per channel, which",
+                "  spends all 255 steps on each channel's largest weight; the range fill gives",
+                "  the maps that freedom (one scale per map, absorbed by the weights), not the",
+                "  weights."]
     lower = [c for c in res["cases"] if is_classes(c)
              and c.rows[DEFAULT]["agreement"] < best_ort(c)[0]]
     if lower:
@@ -381,12 +388,11 @@ def notes(res: dict) -> list[str]:
                 "  moves with single borderline inputs; read SQNR first there."]
     out += [
         "* **AD autoencoder**: the output is a log-mel reconstruction in dB (about -50 to",
-        f"  +15); greedy's centred 8-bit output map has fl = {fl} (step {2.0 ** -fl:g}), and",
-        f"  rounding the *float* output to that format alone gives {ceiling:.2f} dB, a ceiling",
-        f"  for any choice of the layers before it (greedy: {dg:.2f} dB). ORT's asymmetric",
-        "  output spends its 256 steps on exactly [min, max] of the calibration outputs",
-        f"  ({ort_s:.2f} dB); a power-of-two step covers a range up to twice as wide. The",
-        "  anomaly scores barely notice (section below).",
+        f"  +15). greedy's centred 8-bit output map has a step of {fl:.4g} dB (a power of",
+        "  two over the host's output scale, the range fill), and rounding the *float*",
+        f"  output to that format alone gives {ceiling:.2f} dB, a ceiling for any choice of",
+        f"  the layers before it (greedy: {dg:.2f} dB). ORT's asymmetric output spends its",
+        f"  256 steps on exactly [min, max] of the calibration outputs ({ort_s:.2f} dB).",
         "* ORT's Entropy rows equal MinMax: `quantize_static` builds the entropy calibrator",
         "  with 128 histogram bins and 128 quantized bins, so the only threshold it can pick",
         "  is the full range (onnxruntime 1.32).",

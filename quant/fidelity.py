@@ -157,5 +157,5 @@ def outputs(model: Model, spec: QuantSpec, x: np.ndarray, qmodel: Model | None =
         xb = x[i:i + batch]
         f.append(forward(model, xb, keep={out})[out].reshape(len(xb), -1))
         q.append(fixed.dequantize(im.forward(im.quantize_input(xb))[out], fmt.fl, fmt.zp)
-                 .reshape(len(xb), -1))
+                 .reshape(len(xb), -1) / spec.output_scale)
     return np.concatenate(f).astype(np.float64), np.concatenate(q)

@@ -321,9 +321,16 @@ def with_params(model: Model, spec: QuantSpec) -> Model:
     model = lower(model)
     if not spec.params:
         return model
-    layers = [replace(layer, **spec.params[layer.name]) if layer.name in spec.params
-              else layer for layer in model.layers]
+    layers = [replace(layer, **_values(layer, spec.params[layer.name]))
+              if layer.name in spec.params else layer for layer in model.layers]
     return Model(model.name, model.input_name, model.input_shape, layers)
+
+
+def _values(layer: Layer, params: dict[str, np.ndarray]) -> dict:
+    """A layer's adjusted parameters as its fields hold them (a Clip's bounds: floats)."""
+    if isinstance(layer, Clip):
+        return {k: float(v) for k, v in params.items()}
+    return params
 
 
 class IntModel:
@@ -353,7 +360,8 @@ class IntModel:
     def quantize_input(self, x: np.ndarray) -> np.ndarray:
         """Float input batch (N x input_shape, or one sample) -> int64 in the input format."""
         x = check_input(self.model, x)
-        return fixed.quantize(x, self.spec.input_bw, self.spec.input_fl, self.spec.input_zp)
+        return fixed.quantize(x * self.spec.input_scale, self.spec.input_bw,
+                              self.spec.input_fl, self.spec.input_zp)
 
     def forward(self, xq: np.ndarray) -> dict[str, np.ndarray]:
         """Integer trace: the input and every layer's int64 output, keyed by tensor name."""
@@ -391,6 +399,11 @@ class IntModel:
         if name not in self.formats:
             raise DynfixError(f"model {self.model.name!r} has no feature map {name!r}")
         v = fixed.dequantize(q, self.formats[name].fl, self.formats[name].zp)
+        if name == self.model.input_name:                # the host's scales (quant/fill.py)
+            v /= self.spec.input_scale
+        elif name == self.output_name or (isinstance(self.model.layers[-1], Softmax)
+                                          and name == self.model.layers[-1].inputs[0]):
+            v /= self.spec.output_scale
         if name != self.model.input_name and isinstance(self.model.layer(name), Softmax):
             e = np.exp(v - v.max(axis=-1, keepdims=True))
             v = e / e.sum(axis=-1, keepdims=True)

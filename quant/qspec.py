@@ -154,6 +154,7 @@ class QuantOptions:
     per_channel: bool = False      # a weight fl per output channel (a shift per channel)
     unsigned: bool = False         # maps that cannot be negative stored unsigned
     asymmetric: bool = False       # other maps: an offset centring their calibration range
+    fill: bool = False             # also try maps rescaled to fill their formats' ranges
     objective: str = "auto"        # what refine and the choice against the paper maximize
 
     def __post_init__(self):
@@ -162,7 +163,7 @@ class QuantOptions:
                 raise DynfixError(f"option {key}={getattr(self, key)!r}: choose one of "
                                   f"{', '.join(allowed)}")
         for key in ("equalize", "bias_correction", "refine", "per_channel", "unsigned",
-                    "asymmetric"):
+                    "asymmetric", "fill"):
             if not isinstance(getattr(self, key), bool):
                 raise DynfixError(f"option {key} must be true or false, got "
                                   f"{getattr(self, key)!r}")
@@ -202,6 +203,10 @@ class QuantSpec:
     layers: dict[str, Format] = field(default_factory=dict)
     #: The input map's offset (``qmin(input_bw)``: the input is unsigned).
     input_zp: int = 0
+    #: What the host multiplies the input by before quantizing it, and divides the output
+    #: by after dequantizing it: the scales of a range-filled model (quant/fill.py).
+    input_scale: float = 1.0
+    output_scale: float = 1.0
     #: The greedy search's additions (None for greedy-paper, range and static).
     options: QuantOptions | None = None
     #: Float parameters replacing the model's own, by layer name then parameter name

@@ -29,7 +29,10 @@ integer weights or biases than the nearest rounding of the model's own: it names
 beside the file with the float values they round to (arrays ``LAYER:weight`` and
 ``LAYER:bias``, or ``scale``/``shift`` for an Affine), which replace the model's own wherever
 the spec is used (``int_model.with_params``; ``IntModel`` applies them). The formats and the
-arithmetic mean the same either way.
+arithmetic mean the same either way. A range-filled model (:mod:`~dynfix.quant.fill`) also
+changes Clip bounds (arrays ``LAYER:lo`` / ``LAYER:hi``, 0-d) and has host scales:
+``input_scale`` (the input is multiplied by it before it is quantized) and ``output_scale``
+(the output is divided by it after it is dequantized), written only when not 1.
 
 Files are written atomically (temporary file, then rename) and deterministically (fixed key
 order, no timestamps). :func:`load_qspec` validates the file against the model, *lowered*
@@ -50,7 +53,7 @@ import yaml
 from dynfix.errors import DynfixError
 from dynfix.fileio import atomic_write_bytes, atomic_write_text
 from .int_model import check_listed, check_spec, is_compute
-from .ir import Add, Affine, Layer, Model
+from .ir import Add, Affine, Clip, Layer, Model
 from .lower import lower
 from .qspec import AddFormat, Format, LayerFormat, QuantOptions, QuantSpec
 
@@ -82,6 +85,9 @@ def spec_to_dict(spec: QuantSpec) -> dict:
     d.update(bits=str(spec.bits), input_bw=int(spec.input_bw), input_fl=int(spec.input_fl))
     if spec.input_zp:
         d["input_zp"] = int(spec.input_zp)
+    for key in ("input_scale", "output_scale"):
+        if getattr(spec, key) != 1.0:
+            d[key] = float(getattr(spec, key))
     if spec.params:
         d["params"] = sorted(spec.params)
     d["layers"] = layers
@@ -231,6 +237,8 @@ def spec_from_dict(d: dict, model: Model, source: str = "quantization spec") -> 
                      input_bw=_int(d["input_bw"], f"{source}: input_bw"),
                      input_fl=_int(d["input_fl"], f"{source}: input_fl"), layers=layers,
                      input_zp=zps[model.input_name],
+                     input_scale=_scale(d, "input_scale", source),
+                     output_scale=_scale(d, "output_scale", source),
                      options=None if options is None else
                      QuantOptions.from_dict(options, f"{source}: options"))
     check_spec(model, spec)
@@ -239,6 +247,15 @@ def spec_from_dict(d: dict, model: Model, source: str = "quantization spec") -> 
         raise DynfixError(f"{source}: layers must be listed in network order "
                           f"({', '.join(order)})")
     return spec
+
+
+def _scale(d: dict, key: str, source: str) -> float:
+    """A host scale of the file (1 when absent): a positive finite number."""
+    v = d.get(key, 1.0)
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) \
+            or v <= 0:
+        raise DynfixError(f"{source}: {key} must be a positive number, got {v!r}")
+    return float(v)
 
 
 def load_qspec(path: str | Path, model: Model) -> QuantSpec:
@@ -275,6 +292,12 @@ def load_params(path: Path, model: Model, where: str) -> dict[str, dict[str, np.
     for key, arr in arrays.items():
         layer_name, _, pname = key.rpartition(":")
         layer = next((l for l in model.layers if l.name == layer_name), None)
+        if isinstance(layer, Clip) and pname in ("lo", "hi"):
+            if arr.shape != () or arr.dtype.kind != "f" or np.isnan(arr):
+                raise DynfixError(f"{where}: {key} in {path.name} must be one number "
+                                  f"(a Clip bound), got shape {arr.shape} ({arr.dtype})")
+            out.setdefault(layer_name, {})[pname] = arr.astype(np.float64)
+            continue
         if layer is None or not is_compute(layer) or pname not in param_names(layer):
             raise DynfixError(f"{where}: {path.name} holds {key!r}, which is not a weight or "
                               f"bias of a compute layer of model {model.name!r}")

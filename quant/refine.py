@@ -48,6 +48,13 @@ class Evaluator:
         self.out = output_name(self.model)
         self.index = {layer.name: i for i, layer in enumerate(self.model.layers)}
 
+    def on(self, model: Model) -> "Evaluator":
+        """The same scoring with the integers run on ``model``'s layers: a rescaled copy
+        of this one (quant/fill.py, other Clip bounds), whose spec carries the scales."""
+        ev = Evaluator.__new__(Evaluator)
+        ev.__dict__.update(self.__dict__, model=lower(model))
+        return ev
+
     def run(self, spec: QuantSpec, params: dict, trace: dict | None = None, start: int = 0
             ) -> tuple[dict, Fidelity]:
         """The integer trace (layers from ``start`` on recomputed, earlier tensors taken
@@ -55,8 +62,8 @@ class Evaluator:
         model = self.model
         fmts = check_spec(model, spec)
         if start == 0 or trace is None:
-            t = {model.input_name: fixed.quantize(self.x, spec.input_bw, spec.input_fl,
-                                                  spec.input_zp)}
+            t = {model.input_name: fixed.quantize(self.x * spec.input_scale, spec.input_bw,
+                                                  spec.input_fl, spec.input_zp)}
             start = 0
         else:
             t = dict(trace)
@@ -74,6 +81,7 @@ class Evaluator:
             t[layer.name] = y
         fo = fmts[self.out]
         y = fixed.dequantize(t[self.out], fo.fl, fo.zp).reshape(len(self.x), -1)
+        y /= spec.output_scale
         return t, fidelity(self.ref, y)
 
     def score(self, spec: QuantSpec, params: dict) -> Fidelity:

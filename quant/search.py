@@ -49,7 +49,7 @@ from typing import Callable
 import numpy as np
 
 from dynfix.errors import DynfixError
-from . import adjust, fixed
+from . import adjust, fill, fixed
 from .bits import Widths, layer_widths
 from .fidelity import (Fidelity, Objective, agreement_tolerance, output_name,
                        resolve_objective, sqnr_db)
@@ -68,7 +68,7 @@ PAPER = QuantOptions()
 #: The additions ``greedy`` makes by default (decided by bench/quant_table.py).
 GREEDY = QuantOptions(equalize=True, criterion="mse", bias_correction=True,
                       rounding="adaptive", refine=True, unsigned=True, per_channel=True,
-                      asymmetric=True)
+                      asymmetric=True, fill=True)
 PARAM_WINDOW = (-1, 3)  # greedy candidates: start-1 .. start+3
 DATA_WINDOW = (-1, 5)   # start-1 .. start+5 (heavy-tailed maps may prefer clipping)
 PERCENTILE = 99.99      # start="percentile": the window also covers this percentile's start
@@ -354,12 +354,33 @@ class _Search:
     def __init__(self, model: Model, x: np.ndarray, bits: str, overrides: dict | None,
                  method: str, say: Callable[[str], None]):
         self.model, self.x, self.bits, self.method, self.say = model, x, str(bits), method, say
+        self.overrides = overrides
         self.input_bw, self.widths = layer_widths(model, bits, overrides)
         self.segs = segments(model)
         keep = {model.input_name, output_name(model)} | {s.compare_at for s in self.segs}
         keep |= {s.layer.inputs[0] for s in self.segs if is_compute(s.layer)}
         self.ftrace = forward(model, x, keep=keep)
         self.static = _static_fls(model, self.segs, self.widths, self.input_bw, self.ftrace)
+        # The host's scales of a range-filled model (quant/fill.py): ``x`` is already scaled.
+        self.input_scale = self.output_scale = 1.0
+
+    def filled(self, options: QuantOptions) -> "_Search | None":
+        """The same search on this model with its maps' ranges filled (:mod:`.fill`), as
+        ``options`` would store them; None when no map changes."""
+        model = self.model
+        stored = {model.input_name: model.input_name,
+                  **{s.layer.name: s.compare_at for s in self.segs if is_compute(s.layer)}}
+        widths = {model.input_name: self.input_bw,
+                  **{n: w.bw_x for n, w in self.widths.items()}}
+        zps = self.offsets(options)
+        kinds = {n: fill.kind_of(zps.get(n, 0), widths[n]) for n in stored}
+        f = fill.fill_ranges(model, self.ftrace, stored, kinds, widths, options.criterion)
+        if not f.scales:
+            return None
+        ctx = _Search(f.model, self.x * f.input_scale, self.bits, self.overrides,
+                      self.method, self.say)
+        ctx.input_scale, ctx.output_scale = f.input_scale, f.output_scale
+        return ctx
 
     def weight_phase(self, picker: Picker) -> dict[str, Params]:
         """fl_w and the bias's fl per compute layer, independently (the model's own
@@ -473,7 +494,8 @@ class _Search:
                                            f, zp_at(f)),
                              _robust_abs(ref, picker), bool(rule))
         zp = zp_at(fl)
-        spec = QuantSpec(model.name, self.method, self.bits, self.input_bw, fl, input_zp=zp)
+        spec = QuantSpec(model.name, self.method, self.bits, self.input_bw, fl, input_zp=zp,
+                         input_scale=self.input_scale, output_scale=self.output_scale)
         q = {model.input_name: fixed.quantize(self.x, self.input_bw, fl, zp)}   # integers
         fmts = {model.input_name: MapFormat(self.input_bw, fl, zp)}
         seg_of = {s.layer.name: s for s in segs}
@@ -513,7 +535,8 @@ class _Search:
         model = self.model
         zp = zps.get(model.input_name, 0)
         spec = QuantSpec(model.name, self.method, self.bits, self.input_bw,
-                         fls[model.input_name], input_zp=zp)
+                         fls[model.input_name], input_zp=zp, input_scale=self.input_scale,
+                         output_scale=self.output_scale)
         fmts = {model.input_name: MapFormat(self.input_bw, fls[model.input_name], zp)}
         for layer in model.layers:
             if has_format(layer):
@@ -639,9 +662,14 @@ def search_model(model: Model, calib: np.ndarray, bits: str = "8", method: str =
             starts.append((f"{'' if same_pass else 'the additions on '}the equalized "
                            f"model ({len(adjust.equalizable_pairs(model))} pairs)",
                            _Search(eq, x, bits, overrides, method, say), options))
+    if options.fill:                    # each start again with its maps' ranges filled
+        for what, sctx, opts in list(starts):
+            fctx = sctx.filled(opts)
+            if fctx is not None:
+                starts.append((f"{what}, ranges filled", fctx, opts))
     for what, sctx, opts in starts:
         spec, params = sctx.greedy(opts, verbose=False)
-        fid = ev.score(spec, params)
+        fid = ev.on(sctx.model).score(spec, params)
         say(f"{what}: {fid.text()}")
         if objective.key(fid) > objective.key(best[0]):
             best = (fid, spec, params, sctx, what)
@@ -650,11 +678,12 @@ def search_model(model: Model, calib: np.ndarray, bits: str = "8", method: str =
     say(f"kept: {what}")
     fls, zps = fls_of(spec, model), zps_of(spec, model)
     if options.refine:
-        fls, params, fid = refine(ev, objective, actx, fls, params, fid, say, zps)
+        fls, params, fid = refine(ev.on(actx.model), objective, actx, fls, params, fid, say,
+                                  zps)
     # The final formats' statistics on the whole calibration batch (and the progress lines).
     spec, _ = actx.data_pass(params, Picker(method, actx.static, options), fls, zps=zps)
     spec.options = options
-    spec.params = changed_params(model, params)
+    spec.params = {**changed_params(model, params), **fill.changed_clips(model, actx.model)}
     return SearchResult(spec, with_params(model, spec), fid, paper, objective, fell_back)
 
 

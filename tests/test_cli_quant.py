@@ -117,8 +117,11 @@ def test_evaluate_and_infer_quant(model_path, calib, tmp_path):
     assert dynfix("infer", model_path, "-i", calib, "-o", deq, "--quant", q).returncode == 0
     r, d = np.load(raw), np.load(deq)
     assert r.dtype == np.int64 and d.dtype == np.float32 and r.shape == (40, 10)
-    last = yaml.safe_load(q.read_text())["layers"][-1]
-    np.testing.assert_array_equal(d, (r - last.get("zp_out", 0)) * 2.0 ** -last["fl_out"])
+    qd = yaml.safe_load(q.read_text())
+    last = qd["layers"][-1]
+    # dequantized in the float model's units: divided by the host's output scale, if any
+    want = (r - last.get("zp_out", 0)) * 2.0 ** -last["fl_out"] / qd.get("output_scale", 1.0)
+    np.testing.assert_array_equal(d, want.astype(np.float32))
     res = dynfix("evaluate", model_path, "--data", tmp_path / "d.npz", "--quant", q, "--json")
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout)

@@ -33,7 +33,7 @@ PAPER_DIGITS_Q = OLD_DIGITS_Q.replace("method: greedy\n", "method: greedy-paper\
 
 ADDITIONS = [QuantOptions(criterion="mse"), QuantOptions(start="percentile"),
              QuantOptions(bias_correction=True), QuantOptions(rounding="adaptive"),
-             QuantOptions(refine=True), GREEDY]
+             QuantOptions(refine=True), QuantOptions(fill=True), GREEDY]
 
 
 def test_greedy_paper_reproduces_the_papers_digits_qyaml(tmp_path):

@@ -43,6 +43,9 @@ OPTION_FLAGS = [
      "give the other maps an offset (zero point) that centres their calibration range"),
     ("--per-channel", "per_channel", None,
      "a weight fl per output channel (the engine shifts each channel by its own amount)"),
+    ("--fill", "fill", None,
+     "also try the search on a model whose maps are rescaled (exactly) so their calibrated "
+     "range fills a power-of-two format; the host scales the input and output"),
     ("--objective", "objective", OPTION_CHOICES["objective"],
      "what --refine and the choice against greedy-paper maximize: auto (agreement then "
      "SQNR for class outputs, SQNR otherwise), agreement, sqnr"),
@@ -97,7 +100,9 @@ def run(args: argparse.Namespace) -> int:
         opts = "" if spec.options is None else " (" + ", ".join(
             f"{k} {v}" for k, v in spec.options.to_dict().items()) + ")"
         print(f"model {spec.model}: method {spec.method}{opts}, bits {spec.bits}, input "
-              f"{spec.input_bw} bits{' unsigned' if spec.input_zp else ''} fl {spec.input_fl}")
+              f"{spec.input_bw} bits{' unsigned' if spec.input_zp else ''} fl {spec.input_fl}"
+              + "".join(f", {k.replace('_', ' ')} {getattr(spec, k):.6g}"
+                        for k in ("input_scale", "output_scale") if getattr(spec, k) != 1))
         print(table(spec))
     return 0
 
