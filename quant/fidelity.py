@@ -22,7 +22,7 @@ tie-break, for classes; SQNR for values.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -99,6 +99,9 @@ class Fidelity:
     agree: int
     n: int
     sqnr_db: float
+    #: Each input's squared output error (what the refinement tests a step's gain on,
+    #: :mod:`.refine`); None unless asked for.
+    errors: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     @property
     def agreement(self) -> float:
@@ -108,9 +111,13 @@ class Fidelity:
         return f"agreement {100 * self.agreement:.2f} %, output SQNR {self.sqnr_db:.2f} dB"
 
 
-def fidelity(ref: np.ndarray, approx: np.ndarray) -> Fidelity:
-    """The measures of ``approx`` (dequantized outputs) against the float ``ref``."""
-    return Fidelity(int(np.sum(top1(ref) == top1(approx))), len(ref), sqnr_db(ref, approx))
+def fidelity(ref: np.ndarray, approx: np.ndarray, errors: bool = False) -> Fidelity:
+    """The measures of ``approx`` (dequantized outputs, one row per input) against the
+    float ``ref``; with ``errors``, also each input's squared error."""
+    e = ((np.asarray(ref, np.float64) - approx) ** 2).reshape(len(ref), -1).sum(axis=1) \
+        if errors else None
+    return Fidelity(int(np.sum(top1(ref) == top1(approx))), len(ref), sqnr_db(ref, approx),
+                    e)
 
 
 def agreement_tolerance(f: Fidelity) -> int:

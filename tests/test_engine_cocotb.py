@@ -126,6 +126,43 @@ def test_residual_depthwise_net_bit_exact(tmp_path, cfg):
     check(cm, ref, res)
 
 
+def test_range_filled_net_bit_exact(tmp_path):
+    """The residual/depthwise network range-filled (quant/fill.py) and given to the engine as
+    the user has it with the spec's parameters: rescaled weights and biases, both ReLU6
+    bounds scaled to the format's top (``Q.params.npz``), host input and output scales.
+    The depthwise window engine clamps at the filled bounds, as the integer model does."""
+    from graph_nets import calib, res_dw_model
+    from dynfix.quant import fill
+    from dynfix.quant.float_model import forward
+    from dynfix.quant.int_model import is_compute
+    from dynfix.quant.lower import lower
+    from dynfix.quant.search import search
+
+    model, x = res_dw_model(), calib(32)
+    low = lower(model)
+    names = [low.input_name] + [l.name for l in low.layers if is_compute(l)]
+    stored = {n: n for n in names} | {"dw": "r6", "pw": "r6b"}
+    kinds = {n: "signed" for n in names}             # greedy-paper stores every map signed
+    f = fill.fill_ranges(low, forward(low, x), stored, kinds, dict.fromkeys(names, 8), "mse")
+    spec = search(f.model, x * f.input_scale, bits="8", method="greedy-paper")
+    spec.input_scale, spec.output_scale = f.input_scale, f.output_scale
+    spec.params = {**{a.name: {"weight": b.weight, "bias": b.bias}
+                      for a, b in zip(low.layers, f.model.layers)
+                      if is_compute(a) and not np.array_equal(a.weight, b.weight)},
+                   **fill.changed_clips(low, f.model)}
+    assert {"r6", "r6b"} <= set(spec.params) and f.output_scale != 1
+    cm, ref, res = simulate(model, spec, EngineConfig(k=1, tn=9, tm=3), x[:2], tmp_path)
+    assert cm.config.dw_window == 3
+    check(cm, ref, res)
+    # The ReLU6 after dw clamps at 6 * c (here beyond the map's top: the saturation), not
+    # at the model's own 6.
+    im = IntModel(model, spec)
+    clamp = next(p.entry["clamp_hi"] for p in cm.plans if p.name == "dw")
+    fl = im.formats["dw"].fl
+    hi = float(spec.params["r6"]["hi"])
+    assert clamp == min(127, int(np.floor(np.ldexp(hi, fl)))) != min(127, 6 << fl)
+
+
 @pytest.mark.parametrize("cfg", [EngineConfig(k=1, tn=4, tm=2), EngineConfig(k=1, tn=3, tm=4)],
                          ids=["window", "straddling"])
 def test_average_pools_bit_exact(tmp_path, cfg):
@@ -205,8 +242,9 @@ def test_relu6_and_clip_net_bit_exact(tmp_path):
         Linear("fc", ("f",), weight=weight(3, 64), bias=weight(3))])
     x = (rng.standard_normal((16, 3, 6, 6)) * 3).astype(np.float32)
     # Signed maps: an unsigned ReLU6 output would do the Clip's lower side in the data
-    # shift's saturation, and the test wants the Clip to bite on both sides.
-    q = dynfix.quantize(model, calib=x, bits="8", options={"unsigned": False})
+    # shift's saturation, and the test wants the Clip to bite on both sides; no range fill,
+    # which puts a Clip's bound on the format's top (the saturation does it then).
+    q = dynfix.quantize(model, calib=x, bits="8", options={"unsigned": False, "fill": False})
     g = dynfix.generate(q, tmp_path / "gen", config={"k": 1, "tn": 4, "tm": 2})
     s = dynfix.simulate(g, data=x, images=3)
     assert s.n == 3 and s.mismatches == 0

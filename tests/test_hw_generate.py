@@ -119,9 +119,10 @@ def test_accumulator_gets_a_bit_only_where_the_rounding_constant_needs_it():
     assert f.acc_bits == 20 and widened == [18, 19, 20]
 
 
-def clip_net(offsets: bool = True):
+def clip_net(offsets: bool = True, fill: bool = False):
     """Clip after a conv (ReLU6), ReLU + Clip + MaxPool + Clip, Clip + ReLU after an FC;
-    quantized by greedy (without map offsets: every map signed)."""
+    quantized by greedy (without map offsets: every map signed; without the range fill
+    unless ``fill``, so the Clip bounds are the model's own)."""
     rng = np.random.default_rng(5)
     layers = [
         conv(rng, "c1", "x", 4, 3, 3, 3, pads=(1, 1, 1, 1)),
@@ -138,9 +139,23 @@ def clip_net(offsets: bool = True):
     ]
     model = Model("clips", "x", (3, 8, 8), layers)
     calib = rng.standard_normal((32, 3, 8, 8)).astype(np.float32) * 2
-    options = None if offsets else method_options("greedy", {"unsigned": False,
-                                                            "asymmetric": False})
+    changes = {} if offsets else {"unsigned": False, "asymmetric": False}
+    options = method_options("greedy", {**changes, "fill": fill})
     return model, search(model, calib, bits="8", options=options)
+
+
+def test_a_range_fills_clip_bounds_reach_the_engine():
+    """A range-filled spec scales the Clip bounds (Q.params.npz); the compiler clamps at
+    those, given the model as the user has it, as the integer model does."""
+    model, spec = clip_net(fill=True)
+    assert {"six", "k2", "k3"} <= set(spec.params)
+    hi = float(spec.params["six"]["hi"])
+    assert hi > 6.0
+    cm = compile_model(model, spec, EngineConfig(k=1, tn=4, tm=2))
+    f = spec.layers["c1"]
+    entry = next(p.entry for p in cm.plans if p.name == "c1")
+    assert entry["clamp_hi"] == min(fixed.qmax(f.bw_x),
+                                    int(np.floor(np.ldexp(hi, f.fl_out))) + f.zp_out)
 
 
 @pytest.mark.parametrize("offsets", [False, True])

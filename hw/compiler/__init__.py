@@ -77,8 +77,10 @@ def clamp_shift(data_shift: int, bw_x: int, acc_bits: int) -> int:
 def compile_model(model: Model, spec: QuantSpec, cfg: EngineConfig) -> CompiledModel:
     """Plan, size the engine (filling ``cfg``'s zero fields) and build memory images."""
     cfg.check_parallelism()
-    plans, out_name = plan_groups(model)
     im = IntModel(model, spec)
+    # The integer model's graph: lowered, with the spec's adjusted parameters (a range
+    # fill's Clip bounds among them, which the plans' clamp bounds come from).
+    plans, out_name = plan_groups(im.model)
     n = cfg.lanes
 
     fmts = [avg_format(p, im.formats[p.input]) if p.avg else spec.layers[p.name]
