@@ -17,7 +17,10 @@ On a family whose DSP blocks compute two products of at most 8-bit operands (iCE
 ``dual_mac`` engine: two products per DSP block, so up to twice as many products fit. On a
 family whose products go to registered MULT18X18D cells (ECP5, ``FpgaFamily.registered_dsp``)
 and a model whose operands have at most 18 bits, every candidate is an ``ecp5_dsp`` engine
-(same resources and cycles, a faster clock).
+(same resources and cycles, a faster clock). On a family with ``FpgaFamily.lut_products``
+(ECP5) candidates may have more products than DSP blocks: the products beyond the blocks are
+computed in LUTs (``lut_products``, ``hw/lut_mul.py``), as long as the engine's LUT estimate
+stays within :data:`LUT_PRODUCT_HEADROOM` of the board's LUTs.
 """
 
 from __future__ import annotations
@@ -30,10 +33,15 @@ from dynfix.errors import DynfixError
 from dynfix.hw.compiler import compile_model, plan_groups, plan_model
 from dynfix.hw.config import EngineConfig
 from dynfix.hw.cycle_model import estimate as cycle_estimate, layer_cycles
-from dynfix.hw.resources import Device, Estimate, Usage, engine_memories, estimate
+from dynfix.hw.resources import (Device, Estimate, Usage, engine_memories, estimate,
+                                 lut_product_usage)
 
 #: Share of a board's LUTs and FFs the fitter may plan for (placement and timing headroom).
 LOGIC_HEADROOM = 0.85
+#: Share of a board's LUTs an engine with products in LUTs (``lut_products``) may plan for:
+#: routing the LUT products' carry chains and operand copies keeps the clock up only while
+#: the device is not crowded (see docs/boards.md, "Products in LUTs", for the measurements).
+LUT_PRODUCT_HEADROOM = 0.6
 
 RESOURCE_NAMES = {"dsps": "DSP blocks", "brams": "block RAMs", "sprams": "SPRAMs",
                   "luts": "LUTs", "ffs": "FFs"}
@@ -67,16 +75,19 @@ class FitResult:
                 "considered": self.considered}
 
 
-def limits(board: Board) -> dict[str, int]:
+def limits(board: Board, lut_products: int = 0) -> dict[str, int]:
+    """What an engine may use of ``board``; less of its LUTs with products in LUTs."""
+    luts = LUT_PRODUCT_HEADROOM if lut_products else LOGIC_HEADROOM
     return {"dsps": board.dsp.blocks, "brams": board.bram.blocks,
             "sprams": board.spram.blocks if board.spram is not None else 0,
-            "luts": int(board.luts * LOGIC_HEADROOM), "ffs": int(board.ffs * LOGIC_HEADROOM)}
+            "luts": int(board.luts * luts), "ffs": int(board.ffs * LOGIC_HEADROOM)}
 
 
-def check_usage(use: Usage, board: Board) -> dict[str, tuple[int, int]]:
-    """Resources ``use`` needs beyond what ``board`` offers: ``{name: (needed, available)}``."""
+def check_usage(use: Usage, board: Board, lut_products: int = 0) -> dict[str, tuple[int, int]]:
+    """Resources ``use`` needs beyond what ``board`` offers: ``{name: (needed, available)}``
+    (an engine with ``lut_products`` gets :data:`LUT_PRODUCT_HEADROOM` of the LUTs)."""
     need = use.rounded()
-    return {key: (need[key], avail) for key, avail in limits(board).items()
+    return {key: (need[key], avail) for key, avail in limits(board, lut_products).items()
             if need[key] > avail}
 
 
@@ -145,7 +156,7 @@ def _evaluate(model, spec, cfg: EngineConfig, board: Board) -> Candidate:
     cm = compile_model(model, spec, cfg)
     est = estimate(cm.config, Device.from_board(board))
     return Candidate(cm.config, cycle_estimate(cm)["cycles_per_image"], est,
-                     check_usage(est.total, board))
+                     check_usage(est.total, board, cm.config.lut_products))
 
 
 def describe_over(over: dict[str, tuple[int, int]]) -> str:
@@ -165,21 +176,33 @@ def fit(model, spec, board: Board) -> FitResult:
                           f"engine ({m} multiplier{'s' if m > 1 else ''}): needs "
                           f"{describe_over(smallest.over)}"
                           f"{_memory_note(smallest, board)}")
-    # Fastest first, up to twice the DSP blocks' products. An engine needing more DSP blocks
-    # than the board has cannot fit (yosys gives each product its own, or each pair with
-    # dual_mac); only the fastest such is compiled, to name the limit. The first engine that
-    # fits wins; among engines as fast and as small, the one with the fewest LUTs.
+    # Fastest first, up to twice the DSP blocks' products (on ECP5, as many more as the LUTs
+    # could hold in LUT products). An engine needing more DSP blocks than the board has cannot
+    # fit (yosys gives each product its own, or each pair with dual_mac); only the fastest
+    # such is compiled, to name the limit, as only the fastest whose LUT products alone (on
+    # top of the smallest engine) pass the LUT share. The first engine that fits wins; among
+    # engines as fast and as small, the one with the fewest LUTs.
     dual = int(dual_mac_fits(smallest.config, board))
     ecp5 = int(ecp5_dsp_fits(smallest.config, board))
     dsps = max(1, board.dsp.blocks)
+    lut_cost = lut_luts = 0.0               # LUTs of one LUT product, the LUTs they may take
+    max_mults = 2 * dsps * (1 + dual)
+    lut = int(board.family.lut_products)
+    if lut:
+        lut_cost = lut_product_usage(smallest.config.data_bits, smallest.config.weight_bits)[0]
+        lut_luts = board.luts * LUT_PRODUCT_HEADROOM - smallest.estimate.total.luts
+        max_mults = max(max_mults, dsps + int(lut_luts // lut_cost))
     evaluated: list[Candidate] = []
     best: Candidate | None = None
     best_rank = None                        # (compute cycles, multipliers) of ``best``
-    for cycles, lanes, tm, im2col in candidates(model, 2 * dsps * (1 + dual)):
+    for cycles, lanes, tm, im2col in candidates(model, max_mults):
         if best_rank is not None and best_rank < (cycles, lanes * tm):
             break
-        cfg = EngineConfig(k=1, tn=lanes, tm=tm, im2col=im2col, dual_mac=dual, ecp5_dsp=ecp5)
+        cfg = EngineConfig(k=1, tn=lanes, tm=tm, im2col=im2col, dual_mac=dual, ecp5_dsp=ecp5,
+                           lut_products=max(0, lanes * tm - dsps) if lut else 0)
         if cfg.dsp_blocks > dsps and any(not c.fits for c in evaluated):
+            continue
+        if cfg.lut_products * lut_cost > lut_luts and any(not c.fits for c in evaluated):
             continue
         c = evaluate_config(model, spec, cfg, board)
         evaluated.append(c)
@@ -237,7 +260,7 @@ def check_generated_fits(gen, board: Board) -> Estimate:
     except DynfixError as e:        # cells of another family (dual_mac, ecp5_dsp, SPRAM)
         raise DynfixError(f"the engine in {gen.folder} ({cfg.summary()}) does not fit "
                           f"{board.name}: {e}") from None
-    over = check_usage(est.total, board)
+    over = check_usage(est.total, board, cfg.lut_products)
     if over:
         raise DynfixError(f"the engine in {gen.folder} ({cfg.summary()}, "
                           f"{cfg.multipliers} multipliers) does not fit {board.name}: needs "

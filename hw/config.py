@@ -7,6 +7,9 @@ one map word with ``tm`` weight words, so the engine has ``tm * lanes`` multipli
 per cycle). With ``dual_mac`` they go pairwise to iCE40 SB_MAC16 blocks in their dual 8x8 mode
 (``hw/ice40_dual_mac.py``), so the engine needs half as many DSP blocks. With ``ecp5_dsp``
 each goes to an ECP5 MULT18X18D instantiated with its own registers (``hw/ecp5_mul.py``).
+With ``lut_products`` the last of them (row-major: output channel, then lane) are computed in
+LUTs and carry chains instead (``hw/lut_mul.py``), so an engine can have more products per
+cycle than the device has DSP blocks.
 """
 
 from __future__ import annotations
@@ -50,6 +53,10 @@ class EngineConfig:
     ecp5_dsp: int = 0       # 1: each product on an instantiated ECP5 MULT18X18D with its input
                             #    and output registers on (operands of at most 18 bits; the fit
                             #    sets it for ECP5 boards)
+    lut_products: int = 0   # products computed in LUTs (hw/lut_mul.py) instead of DSP blocks:
+                            #    the last ones in row-major order (output channel, lane);
+                            #    not with dual_mac (the fit sets it on ECP5 boards when the
+                            #    LUTs allow more products than the DSP blocks)
     w_spram: int = 0        # 1: weights in iCE40 SPRAM, written through the weight-load port
                             #    after configuration (the fit sets it when block RAM is short)
     m_spram: int = 0        # 1: feature maps in iCE40 SPRAM (one port: the sequencer holds its
@@ -88,9 +95,15 @@ class EngineConfig:
     @property
     def dsp_blocks(self) -> int:
         """Hard multiplier blocks the MAC array uses when every product fits one block: one
-        per product, or one per pair of products with ``dual_mac`` (``hw/resources.py``
-        counts the blocks of products wider than a block)."""
-        return -(-self.multipliers // 2) if self.dual_mac else self.multipliers
+        per product not in LUTs, or one per pair of products with ``dual_mac``
+        (``hw/resources.py`` counts the blocks of products wider than a block)."""
+        return -(-self.multipliers // 2) if self.dual_mac else (self.multipliers
+                                                                 - self.lut_products)
+
+    def lut_product(self, j: int, lane: int) -> bool:
+        """Whether output channel ``j``'s product of ``lane`` is computed in LUTs: the last
+        ``lut_products`` in row-major order."""
+        return j * self.lanes + lane >= self.multipliers - self.lut_products
 
     @property
     def pairable(self) -> bool:
@@ -106,25 +119,31 @@ class EngineConfig:
 
     def summary(self) -> str:
         """The parallelism in one phrase: ``k=1 tn=4 tm=4`` (+ `` im2col``, `` dual 8x8``,
-        `` ecp5 dsp``, `` spram weights+maps``, `` dw window 3x3``)."""
+        `` ecp5 dsp``, `` +20 lut`` (``lut_products``), `` spram weights+maps``,
+        `` dw window 3x3``)."""
         spram = "+".join(name for name, on in (("weights", self.w_spram), ("maps", self.m_spram))
                          if on)
         return (f"k={self.k} tn={self.tn} tm={self.tm}" + (" im2col" if self.im2col else "")
                 + (" dual 8x8" if self.dual_mac else "") + (" ecp5 dsp" if self.ecp5_dsp else "")
+                + (f" +{self.lut_products} lut" if self.lut_products else "")
                 + (f" spram {spram}" if spram else "")
                 + (f" dw window {self.dw_window}x{self.dw_window}" if self.dw_window else ""))
 
     def multipliers_text(self) -> str:
-        """``8 multipliers``, or ``16 multipliers on 8 DSP blocks`` with ``dual_mac``."""
+        """``8 multipliers``, ``16 multipliers on 8 DSP blocks`` with ``dual_mac``, or
+        ``12 multipliers (5 in LUTs, 7 DSP blocks)`` with ``lut_products``."""
         on = f" on {self.dsp_blocks} DSP blocks" if self.dual_mac else ""
+        if self.lut_products:
+            on = f" ({self.lut_products} in LUTs, {self.dsp_blocks} DSP blocks)"
         return f"{self.multipliers} multipliers{on}"
 
     def choice(self) -> dict[str, int]:
         """What a fit chooses (``PARALLEL_KEYS``, ``im2col``, ``dual_mac``, ``ecp5_dsp``,
-        ``w_spram``, ``m_spram``): the keys to rebuild this engine from, e.g. for
-        ``engine.yaml``."""
+        ``lut_products``, ``w_spram``, ``m_spram``): the keys to rebuild this engine from,
+        e.g. for ``engine.yaml``."""
         return {key: getattr(self, key) for key in (*PARALLEL_KEYS, "im2col", "dual_mac",
-                                                     "ecp5_dsp", "w_spram", "m_spram")}
+                                                     "ecp5_dsp", "lut_products", "w_spram",
+                                                     "m_spram")}
 
     @property
     def packed_writeback(self) -> bool:
@@ -231,6 +250,12 @@ class EngineConfig:
         if self.dual_mac and self.ecp5_dsp:
             raise DynfixError("engine config: dual_mac (iCE40 SB_MAC16) and ecp5_dsp (ECP5 "
                               "MULT18X18D) exclude each other")
+        if self.lut_products > self.multipliers:
+            raise DynfixError(f"engine config: lut_products={self.lut_products} is more than "
+                              f"the engine's {self.multipliers} products (tm * lanes)")
+        if self.lut_products and self.dual_mac:
+            raise DynfixError("engine config: lut_products (products in LUTs) and dual_mac "
+                              "(pairs on iCE40 SB_MAC16) exclude each other")
         if self.dw_window == 1 or (self.dw_window and self.dw_window ** 2 > self.lanes):
             raise DynfixError(f"engine config: dw_window={self.dw_window} must be 0 or a "
                               f"window side K >= 2 with K * K <= lanes ({self.lanes})")

@@ -28,7 +28,8 @@ from amaranth.lib.wiring import In, Out
 from dynfix.errors import DynfixError
 from .config import ECP5_DSP_BITS
 
-__all__ = ["CELL", "CELL_MODEL", "CELL_OPEN", "LATENCY", "OPERAND_BITS", "Ecp5Mul"]
+__all__ = ["CELL", "CELL_MODEL", "CELL_OPEN", "LATENCY", "OPERAND_BITS", "Ecp5Mul",
+           "operand_registers", "product_signature"]
 
 #: The ECP5 DSP primitive (one 18 x 18 multiplier of a sysDSP slice).
 CELL = "MULT18X18D"
@@ -63,6 +64,21 @@ CELL_OPEN = (*(f"{port}{i}" for port in ("CLK", "CE", "RST") for i in (1, 2, 3))
 CELL_UNUSED = {"ROA": 18, "ROB": 18, "ROC": 18, "SROA": 18, "SROB": 18, "SIGNEDP": 1}
 
 
+def product_signature(a_bits: int, b_bits: int) -> dict:
+    """The members of a product component: ``a``, ``b`` in, the exact ``p`` out (signed)."""
+    return {"a": In(signed(a_bits)), "b": In(signed(b_bits)), "p": Out(signed(a_bits + b_bits))}
+
+
+def operand_registers(m: Module, a, b, name: str) -> tuple[Signal, Signal]:
+    """Fabric registers of the operands ``a``, ``b``, at their widths, named ``{name}_a``
+    and ``{name}_b`` (the MAC array gives them its operand-copy prefix, which ECP5
+    synthesis keeps apart)."""
+    a_reg = Signal(a.shape(), name=f"{name}_a")
+    b_reg = Signal(b.shape(), name=f"{name}_b")
+    m.d.sync += [a_reg.eq(a), b_reg.eq(b)]
+    return a_reg, b_reg
+
+
 class Ecp5Mul(wiring.Component):
     """The signed product ``p = a * b`` on one MULT18X18D, exact, after :data:`LATENCY`
     cycles, one per cycle.
@@ -95,19 +111,13 @@ class Ecp5Mul(wiring.Component):
         self._a_bits, self._b_bits, self._cell = a_bits, b_bits, cell
         self._operand_name = operand_name
         self.latency = LATENCY
-        super().__init__({
-            "a": In(signed(a_bits)),
-            "b": In(signed(b_bits)),
-            "p": Out(signed(a_bits + b_bits)),
-        })
+        super().__init__(product_signature(a_bits, b_bits))
 
     def elaborate(self, platform):
         m = Module()
         # Fabric registers in front, at the operands' width (sign-extended after them: a
         # register per extension bit would be a copy of the sign bit).
-        a = Signal(signed(self._a_bits), name=f"{self._operand_name}_a")
-        b = Signal(signed(self._b_bits), name=f"{self._operand_name}_b")
-        m.d.sync += [a.eq(self.a), b.eq(self.b)]
+        a, b = operand_registers(m, self.a, self.b, self._operand_name)
         o = Signal(signed(2 * OPERAND_BITS), name="o")
         if self._cell:
             a18 = Signal(signed(OPERAND_BITS), name="a18")

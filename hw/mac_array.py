@@ -10,6 +10,7 @@ from .adder_tree import AdderTree, tree_levels
 from .config import EngineConfig
 from .ecp5_mul import Ecp5Mul
 from .ice40_dual_mac import DualMul
+from .lut_mul import LutMul
 from .pipeline import delay
 
 
@@ -64,6 +65,11 @@ class MacArray(wiring.Component):
     output registers on): a fabric operand register per product (the map value's copies keep
     the operand-copy name, one per row), the cell's two registers and a fabric product
     register take the place of the operand and product registers (same latency).
+
+    With ``cfg.lut_products`` the last products in row-major order (``cfg.lut_product``) are
+    each a :class:`~dynfix.hw.lut_mul.LutMul` instead: partial products and adders in the
+    fabric, never a ``$mul`` (yosys would map it to a DSP block), with its own operand
+    register and the adder levels between the other registers (same latency).
 
     Parameters
     ----------
@@ -148,6 +154,9 @@ class MacArray(wiring.Component):
             m.d.sync += [x_s.eq(x), w_s.eq(w)]
             x, w = x_s, w_s
         for lane in range(cfg.lanes):
+            if cfg.lut_product(j, lane):
+                self._lut_product(m, j, lane, tree)
+                continue
             p = x[lane] * w[lane]
             for s in range(PRODUCT_STAGES - 1):
                 p_s = Signal(signed(cfg.data_bits + cfg.weight_bits),
@@ -161,11 +170,23 @@ class MacArray(wiring.Component):
         cfg = self._cfg
         x = self._row_x(j)
         for lane in range(cfg.lanes):
+            if cfg.lut_product(j, lane):
+                self._lut_product(m, j, lane, tree)
+                continue
             mul = Ecp5Mul(cfg.data_bits, cfg.weight_bits, cell=self._cell,
                           operand_name=f"{OPERAND_COPY}_{j}_{lane}")
             m.submodules[f"mul{j}_{lane}"] = mul
             m.d.comb += [mul.a.eq(x[lane]), mul.b.eq(self.w[j][lane]),
                          tree.i[lane].eq(mul.p)]
+
+    def _lut_product(self, m: Module, j: int, lane: int, tree: AdderTree) -> None:
+        """Output channel ``j``'s product of ``lane`` in LUTs, from the array's inputs (its
+        own operand register)."""
+        cfg = self._cfg
+        mul = LutMul(cfg.data_bits, cfg.weight_bits, operand_name=f"{OPERAND_COPY}_{j}_{lane}")
+        m.submodules[f"lut{j}_{lane}"] = mul
+        m.d.comb += [mul.a.eq(self._row_x(j)[lane]), mul.b.eq(self.w[j][lane]),
+                     tree.i[lane].eq(mul.p)]
 
     def _dual_products(self, m: Module, trees: list[AdderTree]) -> None:
         """Consecutive products (row-major) in pairs on dual 8x8 SB_MAC16 cells."""

@@ -8,7 +8,8 @@ nextpnr reports (iCE40 logic cells hold a LUT and a FF; ECP5 ``TRELLIS_COMB`` co
 carry halves). DSPs and block
 RAMs are counted the way yosys maps them: one hard multiplier per product whose operands fit
 the block (more when they do not; one per pair of products for ``dual_mac`` engines, whose
-SB_MAC16 cells are instantiated), and each memory split into the block shapes that need the
+SB_MAC16 cells are instantiated; none for the ``lut_products``, which are logic), and each
+memory split into the block shapes that need the
 fewest blocks, or left in logic when that is cheaper (yosys ``memory_libmap``'s costs).
 ``boards/synth.py`` gives the actual figures to compare with (``dynfix synth``).
 """
@@ -26,6 +27,7 @@ from .mac_array import OPERAND_STAGES, PRODUCT_STAGES, mac_latency
 from .config import EngineConfig, clog2
 from .fpga_family import FpgaFamily
 from .ice40_spram import spram_cells
+from .lut_mul import structure as lut_mul_structure
 from .program import entry_layout
 
 __all__ = ["Usage", "Estimate", "Device", "MemorySpec", "estimate", "memory_blocks",
@@ -39,6 +41,20 @@ BOARD_TOP_FFS = 150
 #: pairing into halfwords (a byte and a flag) and the link's hold.
 FLASH_LOAD_LUTS = 115
 FLASH_LOAD_FFS = 53
+
+
+def lut_product_usage(data_bits: int, weight_bits: int) -> tuple[int, int]:
+    """(LUT4s, FFs) of one product in LUTs (``hw/lut_mul.py``): a LUT4 per partial-product
+    bit, a carry-chain half per adder result bit and one per adder (``CCU2C`` cells count two
+    ``TRELLIS_COMB`` each in nextpnr), the flip-flops of its registers.
+
+    Measured with yosys 0.70 ``synth_ecp5`` on one ``LutMul`` (2026-12-01): 8 x 8: 64 LUT4 +
+    37 CCU2C = 138 LUT4s, 97 FFs (this count: 143, 98); 8 x 4: 32 + 15 CCU2C = 62, 56 FFs
+    (64, 56); 8 x 2: 16 + 5 CCU2C = 26, 40 FFs (26, 40); 16 x 8: 128 + 65 CCU2C = 258, 161
+    FFs (263, 162); no MULT18X18D. (yosys's own mapping of an 8 x 8 ``$mul`` with
+    ``-nodsp``: 287 LUT4 + 104 PFUMX + 47 L6MUX21 + 8 CCU2C.)"""
+    rows, adder_bits, adders, regs = lut_mul_structure(data_bits, weight_bits)
+    return rows + adder_bits + adders, regs
 
 
 @dataclass
@@ -207,12 +223,14 @@ def estimate(cfg: EngineConfig, dev: Device, board_top: bool = True) -> Estimate
         # One registered MULT18X18D per product (hw/ecp5_mul.py): a fabric operand register
         # per product (the map values' copies are kept apart on ECP5), the cell's input and
         # output registers (in the cell: not counted), a fabric product register behind.
-        est.blocks["multipliers"] = Usage(ffs=n * tm * (db + wb + prod), dsps=cfg.dsp_blocks)
+        cells = n * tm - cfg.lut_products
+        est.blocks["multipliers"] = Usage(ffs=cells * (db + wb + prod), dsps=cfg.dsp_blocks)
     else:
         per_mult = -(-db // dev.dsp_a_bits) * -(-wb // dev.dsp_b_bits)
+        cells = n * tm - cfg.lut_products
         if db > dev.dsp_a_bits or wb > dev.dsp_b_bits:
             # Wider than one block: partial products in DSPs, their sum in logic.
-            mult_luts = n * tm * (per_mult - 1) * (prod + 2)
+            mult_luts = cells * (per_mult - 1) * (prod + 2)
         else:
             mult_luts = 0
         # Per multiplier: its operand copies and product registers (hw/mac_array.py; the
@@ -220,8 +238,15 @@ def estimate(cfg: EngineConfig, dev: Device, board_top: bool = True) -> Estimate
         # absorb).
         est.blocks["multipliers"] = Usage(
             luts=mult_luts,
-            ffs=n * tm * (OPERAND_STAGES * (db + wb) + (PRODUCT_STAGES - 0.5) * prod),
-            dsps=n * tm * per_mult)
+            ffs=cells * (OPERAND_STAGES * (db + wb) + (PRODUCT_STAGES - 0.5) * prod),
+            dsps=cells * per_mult)
+    if cfg.lut_products:
+        # Products in LUTs (hw/lut_mul.py), measured per product in LUT4s: the family's
+        # lut_factor (calibrated on whole engines, whose wide multiplexers abc packs) is
+        # taken back out, carry chains are not packed.
+        luts, ffs = lut_product_usage(db, wb)
+        est.blocks["lut_products"] = Usage(luts=cfg.lut_products * luts / dev.family.lut_factor,
+                                           ffs=cfg.lut_products * ffs)
 
     tree_adds, tree_regs = adder_tree(n, prod)
     levels = tree_levels(n)

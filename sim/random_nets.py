@@ -67,6 +67,10 @@ CONFIGS: dict[str, EngineConfig] = {
     "k1tn3tm4_edge_spram": EngineConfig(k=1, tn=3, tm=4, w_spram=1, m_spram=1, **BOUNDS,
                                         **EDGE),
     "k1tn2tm7_spram": EngineConfig(k=1, tn=2, tm=7, w_spram=1, m_spram=1, **BOUNDS),
+    # More products than DSP blocks (ECP5): 5 of the 12 in LUTs (hw/lut_mul.py: lanes 1
+    # and 2 of row 2, row 3 whole), the rest on registered MULT18X18D cells (dynfix's
+    # cell model); groups straddle words.
+    "k1tn3tm4_lut": EngineConfig(k=1, tn=3, tm=4, ecp5_dsp=1, lut_products=5, **BOUNDS),
 }
 MAX_HW = 8
 MAX_C = 6

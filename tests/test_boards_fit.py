@@ -52,8 +52,10 @@ def test_fit_uses_the_board(digits):
     assert ulx.chosen.config.dual_mac == 0
     assert ulx.chosen.config.multipliers >= 6 * c.multipliers
     assert ulx.chosen.cycles * 3 < ice.chosen.cycles
-    assert ulx.chosen.estimate.total.dsps <= 156
-    assert "DSP blocks" in ulx.limit and "> 156" in ulx.limit
+    # ECP5: every DSP block, the products beyond them in LUTs.
+    u = ulx.chosen.config
+    assert ulx.chosen.estimate.total.dsps == u.dsp_blocks == 156
+    assert u.lut_products == u.multipliers - 156 > 0
     d = ice.to_dict()
     assert d["estimate"]["total"]["dsps"] == d["dsp_blocks"] == -(-d["multipliers"] // 2)
     assert d["dual_mac"] == 1
@@ -106,8 +108,8 @@ def test_ecp5_boards_get_registered_dsps(digits):
         assert r.to_dict()["ecp5_dsp"] == 1 and p.chosen.config.ecp5_dsp == 0
         assert dataclasses.replace(c, ecp5_dsp=0) == p.chosen.config
         e, q = r.chosen.estimate, p.chosen.estimate
-        assert e.total.dsps == q.total.dsps == c.multipliers
-        n = c.multipliers
+        assert e.total.dsps == q.total.dsps == c.dsp_blocks == c.multipliers - c.lut_products
+        n = c.dsp_blocks
         assert q.blocks["multipliers"].ffs - e.blocks["multipliers"].ffs == n * (
             c.data_bits + c.weight_bits + 0.5 * (c.data_bits + c.weight_bits))
     ice = fit(model, spec, get_board("icebreaker")).chosen.config
@@ -119,6 +121,43 @@ def test_ecp5_boards_get_registered_dsps(digits):
         name: dataclasses.replace(f, bw_w=20, fl_w=f.fl_w + 12, acc_bits=f.acc_bits + 12)
         if hasattr(f, "bw_w") else f for name, f in spec.layers.items()})
     assert fit(model, wide, get_board("orangecrab")).chosen.config.ecp5_dsp == 0
+
+
+def test_ecp5_fit_goes_past_the_dsp_blocks_with_lut_products(digits):
+    """OrangeCrab (28 MULT18X18D): the digits model can use more parallelism than 28
+    products, so the fit takes every DSP block and computes the rest in LUTs, faster than
+    the best engine on DSP blocks alone, within the LUT share for LUT products; the estimate
+    counts them as logic (no DSPs)."""
+    from dynfix.boards.fit import LUT_PRODUCT_HEADROOM, check_usage
+    from dynfix.hw.resources import lut_product_usage
+    model, spec = digits
+    board = get_board("orangecrab")
+    r = fit(model, spec, board)
+    dsp_only = fit(model, spec, dataclasses.replace(board, family=dataclasses.replace(
+        board.family, lut_products=False)))
+    c, d = r.chosen.config, dsp_only.chosen.config
+    assert d.lut_products == 0 and d.multipliers <= 28
+    assert c.ecp5_dsp == 1 and c.dsp_blocks == 28 and c.lut_products == c.multipliers - 28 > 0
+    assert r.chosen.cycles < 0.6 * dsp_only.chosen.cycles
+    assert r.to_dict()["lut_products"] == c.lut_products
+    assert r.to_dict()["dsp_blocks"] == r.chosen.estimate.total.dsps == 28
+    e = r.chosen.estimate
+    assert e.total.luts <= LUT_PRODUCT_HEADROOM * board.luts
+    assert e.blocks["lut_products"].dsps == 0
+    assert round(e.blocks["lut_products"].luts) == c.lut_products * lut_product_usage(8, 8)[0]
+    # The same engine without LUT products' share: over the LUTs it may take.
+    assert check_usage(dataclasses.replace(e.total, luts=0.61 * board.luts), board, 1)
+    assert not check_usage(dataclasses.replace(e.total, luts=0.61 * board.luts), board, 0)
+
+
+def test_ecp5_lut_products_stop_at_the_lut_share():
+    """A wide Linear layer could use hundreds of products: on the OrangeCrab the LUT share
+    for LUT products, not the DSP blocks, stops the fit."""
+    model, spec = _fc_model(256, 256)
+    r = fit(model, spec, get_board("orangecrab"))
+    c = r.chosen.config
+    assert c.lut_products > 0 and c.dsp_blocks == 28
+    assert "LUTs" in r.limit and "DSP blocks" not in r.limit.split(";")[0]
 
 
 def test_estimate_grows_with_parallelism(digits):

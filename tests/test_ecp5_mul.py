@@ -46,10 +46,14 @@ class Ecp5MulBank(wiring.Component):
             "p": Out(data.ArrayLayout(a_bits + b_bits, cells)),
         })
 
+    def product(self) -> wiring.Component:
+        """One of the bank's multipliers."""
+        return Ecp5Mul(*self._args)
+
     def elaborate(self, platform):
         m = Module()
         for c in range(self._cells):
-            m.submodules[f"mul{c}"] = mul = Ecp5Mul(*self._args)
+            m.submodules[f"mul{c}"] = mul = self.product()
             m.d.comb += [mul.a.eq(self.a[c]), mul.b.eq(self.b[c]), self.p[c].eq(mul.p)]
         return m
 
@@ -105,13 +109,20 @@ def test_wider_operands_are_refused():
 @pytest.mark.parametrize("a_bits,b_bits", [(8, 8), (OPERAND_BITS, OPERAND_BITS), (5, 13)])
 def test_behavioural_model(a_bits, b_bits):
     """Amaranth's simulator, the model without the cell: extremes and random operands."""
-    dut = Ecp5MulBank(a_bits, b_bits, CELLS, cell=False)
     a, b = vectors(a_bits, b_bits)
+    check_outputs(a, b, simulate_bank(Ecp5MulBank(a_bits, b_bits, CELLS, cell=False),
+                                      a_bits, b_bits, a, b, LATENCY))
+
+
+def simulate_bank(dut, a_bits: int, b_bits: int, a, b, latency: int) -> list[list[int]]:
+    """Amaranth's simulator on a bank of multipliers fed ``a``, ``b`` (one list of operands
+    per cycle): the products of every cycle, ``latency + 2`` cycles past the last input."""
+    cells = len(a[0])
     out = []
 
     async def tb(ctx):
-        for t in range(len(a) + LATENCY + 2):
-            out.append(unpack(ctx.get(dut.p.as_value()), a_bits + b_bits, CELLS))
+        for t in range(len(a) + latency + 2):
+            out.append(unpack(ctx.get(dut.p.as_value()), a_bits + b_bits, cells))
             if t < len(a):
                 ctx.set(dut.a.as_value(), pack(a[t], a_bits))
                 ctx.set(dut.b.as_value(), pack(b[t], b_bits))
@@ -121,7 +132,7 @@ def test_behavioural_model(a_bits, b_bits):
     sim.add_clock(1e-8)
     sim.add_testbench(tb)
     sim.run()
-    check_outputs(a, b, out)
+    return out
 
 
 def bank_verilog(a_bits: int, b_bits: int, cells: int) -> str:

@@ -72,6 +72,19 @@ def test_digits_ecp5_dsp_bit_exact(tmp_path):
     check(cm, ref, res)
 
 
+def test_digits_lut_products_bit_exact(tmp_path):
+    """More products than MULT18X18D cells: the last 7 of 12 (row-major: row 1's last lane,
+    rows 2 and 3) in LUTs (``lut_products``), the rest on cells, under Icarus: bit-exact,
+    the cycle model exact (a LUT product has the cell's latency)."""
+    model, spec = digits_8bit()
+    x, _ = load_digits("test")
+    cm, ref, res = simulate(model, spec, EngineConfig(k=1, tn=3, tm=4, ecp5_dsp=1,
+                                                      lut_products=7), x[:3], tmp_path)
+    text = (tmp_path / "gen" / "dynfix_engine.v").read_text()
+    assert text.count("MULT18X18D #(") == cm.config.dsp_blocks == 5
+    check(cm, ref, res)
+
+
 def test_small_net_im2col_bit_exact(tmp_path):
     """The host streams the first conv's windows (stride 2, asymmetric padding): 45 window
     channels on 4 lanes; a one-lane-per-convolver engine (k=1)."""

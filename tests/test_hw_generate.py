@@ -322,3 +322,9 @@ def test_lint_clean_with_only_the_waived_classes(generated, tmp_path):
                   "small", tmp_path / "e")
     rc, out = lint(tmp_path / "e" / f"{TOP_NAME}.v")
     assert rc == 0 and "ecp5_mult18x18d_sim.v" not in out, out
+    # Some products in LUTs (hw/lut_mul.py) beside the cells, nothing more waived.
+    write_outputs(compile_model(model, spec, EngineConfig(k=1, tn=4, tm=2, ecp5_dsp=1,
+                                                          lut_products=3)),
+                  "small", tmp_path / "l")
+    rc, out = lint(tmp_path / "l" / f"{TOP_NAME}.v")
+    assert rc == 0, out

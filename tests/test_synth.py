@@ -235,3 +235,27 @@ def test_ecp5_netlist_of_three_lane_engine_is_sound(tmp_path):
     assert "conflicting drivers" not in log
     stat = json.loads((build / "dynfix_top.stat.json").read_text())
     assert stat["design"]["num_cells_by_type"]["MULT18X18D"] == 27
+
+
+def test_ecp5_lut_products_get_no_dsp_block(tmp_path):
+    """Yosys alone on the OrangeCrab board top of an engine with 9 products, 4 of them in
+    LUTs (``lut_products``) and one of them on an inferred-multiplier engine: ``synth_ecp5``
+    uses exactly one MULT18X18D per cell the engine instantiates (or per inferred ``$mul``),
+    none for the LUT products (their rows and adders are no ``$mul`` for ``mul2dsp``)."""
+    import subprocess
+
+    from dynfix.boards.design import board_top, load_generated
+    from dynfix.boards.synth import prepare, tool_env
+    board = get_board("orangecrab")
+    for name, engine, cells in (
+            ("cells", {"k": 1, "tn": 3, "tm": 3, "ecp5_dsp": 1, "lut_products": 4}, 5),
+            ("inferred", {"k": 1, "tn": 3, "tm": 3, "lut_products": 7}, 2)):
+        _, out = _generate(tmp_path, engine, name)
+        build = tmp_path / f"build_{name}"
+        prepare(board_top(load_generated(out), board), board).extract(str(build))
+        env = tool_env(board)
+        run = subprocess.run([env["YOSYS"], "-q", "-l", "yosys.log", "dynfix_top.ys"],
+                             cwd=build, env=env, capture_output=True, text=True)
+        assert run.returncode == 0, (build / "yosys.log").read_text()[-2000:]
+        stat = json.loads((build / "dynfix_top.stat.json").read_text())
+        assert stat["design"]["num_cells_by_type"]["MULT18X18D"] == cells, name
