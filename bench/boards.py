@@ -142,8 +142,10 @@ def report(rows: list[dict]) -> list[str]:
         source = ("synthesis" if s else "estimate" if r["estimate"] else "-")
         if r["error"]:
             source = f"synthesis failed: {r['error']}"
+        products = f"{cfg.multipliers}" + (f" ({cfg.lut_products} in LUTs)"
+                                           if cfg.lut_products else "")
         table.append([r["board"], r["device"], cfg.summary(),
-                      cfg.multipliers, pct("luts"), pct("ffs"), pct("dsps"), pct("brams"),
+                      products, pct("luts"), pct("ffs"), pct("dsps"), pct("brams"),
                       source])
         ips = f_mhz * 1e6 / r["cycles"]
         gops = 2 * r["macs"] * ips / 1e9
@@ -177,8 +179,9 @@ def report(rows: list[dict]) -> list[str]:
         "model: compute + loading the image + streaming the outputs; the 115200-baud UART to a",
         "host is not counted), GOP/s = 2 x MACs x images/s. Engine peak = engine multipliers",
         "(products per cycle) x 2 x f; board peak = the board's DSP blocks x products per block",
-        "x 2 x f (the physical multiplier limit; an iCE40 SB_MAC16 takes two 8-bit products in",
-        "its dual 8x8 mode, `hw/ice40_dual_mac.py`).",
+        "x 2 x f (the hard multiplier limit; an iCE40 SB_MAC16 takes two 8-bit products in",
+        "its dual 8x8 mode, `hw/ice40_dual_mac.py`); an ECP5 engine with products in LUTs",
+        "(`+N lut` in the engine, `hw/lut_mul.py`) can go past it.",
         "",
         *md_table(["board", "f (MHz)", "target MHz", "timing", "cycles/image", "images/s",
                    "GOP/s", "engine peak GOP/s", "% of engine peak", "board DSP peak GOP/s",

@@ -42,6 +42,11 @@ LOGIC_HEADROOM = 0.85
 #: routing the LUT products' carry chains and operand copies keeps the clock up only while
 #: the device is not crowded (see docs/boards.md, "Products in LUTs", for the measurements).
 LUT_PRODUCT_HEADROOM = 0.6
+#: How much faster (cycles per image) an engine with products in LUTs must be than the
+#: fastest engine on the DSP blocks alone to be chosen: its clock is lower (measured on the
+#: digits engines, docs/boards.md: OrangeCrab 160.4 -> 152.1 MHz for 2.3x fewer cycles;
+#: ULX3S 109.5 -> 85.4 MHz, the 16-lane unload into the host link, for 1.2 % fewer).
+LUT_PRODUCT_MIN_SPEEDUP = 1.25
 
 RESOURCE_NAMES = {"dsps": "DSP blocks", "brams": "block RAMs", "sprams": "SPRAMs",
                   "luts": "LUTs", "ffs": "FFs"}
@@ -176,18 +181,51 @@ def fit(model, spec, board: Board) -> FitResult:
                           f"engine ({m} multiplier{'s' if m > 1 else ''}): needs "
                           f"{describe_over(smallest.over)}"
                           f"{_memory_note(smallest, board)}")
-    # Fastest first, up to twice the DSP blocks' products (on ECP5, as many more as the LUTs
-    # could hold in LUT products). An engine needing more DSP blocks than the board has cannot
-    # fit (yosys gives each product its own, or each pair with dual_mac); only the fastest
-    # such is compiled, to name the limit, as only the fastest whose LUT products alone (on
-    # top of the smallest engine) pass the LUT share. The first engine that fits wins; among
-    # engines as fast and as small, the one with the fewest LUTs.
     dual = int(dual_mac_fits(smallest.config, board))
     ecp5 = int(ecp5_dsp_fits(smallest.config, board))
+    best, evaluated = _fastest(model, spec, board, smallest, dual, ecp5,
+                               int(board.family.lut_products))
+    lut_note = ""
+    if best.config.lut_products:
+        # Products in LUTs cost clock (longer routes, wider lane multiplexers): only worth it
+        # when they cut the cycles enough, else the fastest engine on DSP blocks alone.
+        plain, plain_evaluated = _fastest(model, spec, board, smallest, dual, ecp5, 0)
+        if best.cycles * LUT_PRODUCT_MIN_SPEEDUP > plain.cycles:
+            lut_note = (f"; products in LUTs: the fastest such engine ({best.config.summary()}, "
+                        f"{best.cycles} cycles) is not {LUT_PRODUCT_MIN_SPEEDUP}x as fast")
+            best = plain
+            evaluated = plain_evaluated + [c for c in evaluated if c.config.lut_products]
+
+    def key(c: Candidate):
+        return (c.cycles, c.config.multipliers, c.estimate.total.luts)
+
+    # What stopped the nearest faster engine, and the fastest one tried when that is another
+    # (it may need more DSP blocks while the one just faster runs out of LUTs).
+    faster = sorted((c for c in evaluated if not c.fits and key(c) < key(best)), key=key)
+    if faster:
+        named = [("next faster engine", faster[-1])] + (
+            [("fastest tried", faster[0])] if len(faster) > 1 else [])
+        limit = "; ".join(f"{describe_over(c.over)} for the {what} ({c.config.summary()}, "
+                          f"{c.cycles} cycles)" for what, c in named)
+    else:
+        limit = "the model: more parallelism does not make it faster"
+    return FitResult(board.name, best, limit + lut_note, len(evaluated))
+
+
+def _fastest(model, spec, board: Board, smallest: Candidate, dual: int, ecp5: int,
+             lut: int) -> tuple[Candidate, list[Candidate]]:
+    """The fastest engine that fits (``smallest`` if none does), and every candidate
+    compiled on the way.
+
+    Fastest first, up to twice the DSP blocks' products (with ``lut``, as many more as the
+    LUTs could hold in LUT products). An engine needing more DSP blocks than the board has
+    cannot fit (yosys gives each product its own, or each pair with dual_mac); only the
+    fastest such is compiled, to name the limit, as only the fastest whose LUT products alone
+    (on top of the smallest engine) pass the LUT share. The first engine that fits wins;
+    among engines as fast and as small, the one with the fewest LUTs."""
     dsps = max(1, board.dsp.blocks)
     lut_cost = lut_luts = 0.0               # LUTs of one LUT product, the LUTs they may take
     max_mults = 2 * dsps * (1 + dual)
-    lut = int(board.family.lut_products)
     if lut:
         lut_cost = lut_product_usage(smallest.config.data_bits, smallest.config.weight_bits)[0]
         lut_luts = board.luts * LUT_PRODUCT_HEADROOM - smallest.estimate.total.luts
@@ -208,22 +246,7 @@ def fit(model, spec, board: Board) -> FitResult:
         evaluated.append(c)
         if c.fits and (best is None or c.estimate.total.luts < best.estimate.total.luts):
             best, best_rank = c, (cycles, lanes * tm)
-    best = best or smallest
-
-    def key(c: Candidate):
-        return (c.cycles, c.config.multipliers, c.estimate.total.luts)
-
-    # What stopped the nearest faster engine, and the fastest one tried when that is another
-    # (it may need more DSP blocks while the one just faster runs out of LUTs).
-    faster = sorted((c for c in evaluated if not c.fits and key(c) < key(best)), key=key)
-    if faster:
-        named = [("next faster engine", faster[-1])] + (
-            [("fastest tried", faster[0])] if len(faster) > 1 else [])
-        limit = "; ".join(f"{describe_over(c.over)} for the {what} ({c.config.summary()}, "
-                          f"{c.cycles} cycles)" for what, c in named)
-    else:
-        limit = "the model: more parallelism does not make it faster"
-    return FitResult(board.name, best, limit, len(evaluated))
+    return best or smallest, evaluated
 
 
 def dual_mac_fits(cfg: EngineConfig, board: Board) -> bool:
