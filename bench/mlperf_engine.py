@@ -166,8 +166,16 @@ def table(rows: list[dict], images: int, command: str) -> list[str]:
               "others at most 1 / max(tm, lanes) of peak. A stride-2 depthwise layer "
               "(`dwconv/2`) must read every input pixel once, one map word per cycle, and "
               "each value serves 9 / 4 output pixels on average: its ceiling is "
-              "9 / (4 tm) of the products.", ""]
+              "9 / (4 tm) of the products.", "", WIDE_NOTE, ""]
     return lines
+
+
+#: Where the digits engine's Fmax stands in for a wider engine's (measured, docs/boards.md).
+WIDE_NOTE = ("A latency at the digits engine's Fmax is optimistic for an engine wider than that "
+             "one: the one wide ULX3S engine synthesized so far, ResNet-8's (352 products, 196 of "
+             'them in LUTs), reaches 81.0 MHz, 0.72 ms per inference (`docs/boards.md`); its '
+             'critical path is the map word into the shortcut FIFO, a lane-width path, not the LUT'
+             " products. Pass `--synth model:board` for a row's own Fmax.")
 
 
 def main() -> None:
