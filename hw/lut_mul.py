@@ -24,7 +24,7 @@ from dynfix.errors import DynfixError
 from . import ecp5_mul
 from .ecp5_mul import operand_registers, product_signature
 
-__all__ = ["LATENCY", "LutMul", "adder_levels", "structure"]
+__all__ = ["LATENCY", "LutMul", "adder_levels", "staging", "structure"]
 
 #: Cycles from the operands to the product, as :data:`dynfix.hw.ecp5_mul.LATENCY`: the
 #: operand register, then registers between the adder tree's levels, the last the product.
@@ -36,6 +36,16 @@ def adder_levels(rows: int) -> int:
     return max(0, (rows - 1).bit_length())
 
 
+def staging(rows: int) -> tuple[int, int, int]:
+    """How the adder tree of ``rows`` partial products spreads over the registers after the
+    operand register: ``(levels, per_stage, groups)``, the tree's levels, the levels between
+    two registers, and the register stages that hold adders (the last ends in ``p``; any
+    stages after them only delay the product)."""
+    levels = adder_levels(rows)
+    per_stage = max(1, -(-levels // (LATENCY - 1)))
+    return levels, per_stage, -(-levels // per_stage)
+
+
 def structure(a_bits: int, b_bits: int) -> tuple[int, int, int, int]:
     """What :class:`LutMul` builds, from its operand widths: ``(row_bits, adder_bits, adders,
     register_bits)``: the partial-product bits (one LUT4 each), the adders' result bits (one
@@ -43,10 +53,8 @@ def structure(a_bits: int, b_bits: int) -> tuple[int, int, int, int]:
     between the adder levels, the product registers). ``hw/resources.py`` counts from it."""
     mcand, rows = max(a_bits, b_bits), min(a_bits, b_bits)
     terms = [(mcand, i) for i in range(rows)]               # (width, shift)
-    levels = adder_levels(rows)
+    levels, per_stage, groups = staging(rows)
     stages = LATENCY - 1
-    per_stage = max(1, -(-levels // stages))
-    groups = -(-levels // per_stage)
     adder_bits = adders = 0
     regs = a_bits + b_bits
     for level in range(levels):
@@ -103,10 +111,8 @@ class LutMul(wiring.Component):
         # Terms (value, shift, sign): value * 2**shift is added (sign +1) or subtracted (-1).
         terms = [(Mux(mplier[i], mcand, 0), i, -1 if i == rows - 1 else 1)
                  for i in range(rows)]
-        levels = adder_levels(rows)
+        levels, per_stage, groups = staging(rows)
         stages = LATENCY - 1                # registers after the operand register
-        per_stage = max(1, -(-levels // stages))
-        groups = -(-levels // per_stage)    # stages with adders; the last ends in ``p``
         for level in range(levels):
             terms = [self._add(*terms[i:i + 2]) if i + 1 < len(terms) else terms[i]
                      for i in range(0, len(terms), 2)]

@@ -205,6 +205,7 @@ def estimate(cfg: EngineConfig, dev: Device, board_top: bool = True) -> Estimate
                           "m_spram: 1); this device has none: generate the engine for this "
                           "board")
 
+    cells = n * tm - cfg.lut_products       # products on DSP blocks (none in LUTs: dual_mac)
     if cfg.dual_mac:
         if not dev.family.dual_mac:
             raise DynfixError(f"the engine pairs products on iCE40 SB_MAC16 blocks (dual_mac: "
@@ -223,11 +224,9 @@ def estimate(cfg: EngineConfig, dev: Device, board_top: bool = True) -> Estimate
         # One registered MULT18X18D per product (hw/ecp5_mul.py): a fabric operand register
         # per product (the map values' copies are kept apart on ECP5), the cell's input and
         # output registers (in the cell: not counted), a fabric product register behind.
-        cells = n * tm - cfg.lut_products
         est.blocks["multipliers"] = Usage(ffs=cells * (db + wb + prod), dsps=cfg.dsp_blocks)
     else:
         per_mult = -(-db // dev.dsp_a_bits) * -(-wb // dev.dsp_b_bits)
-        cells = n * tm - cfg.lut_products
         if db > dev.dsp_a_bits or wb > dev.dsp_b_bits:
             # Wider than one block: partial products in DSPs, their sum in logic.
             mult_luts = cells * (per_mult - 1) * (prod + 2)

@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from dynfix.errors import DynfixError
-from . import fixed
 from .float_model import forward
 from .int_model import IntModel
 from .ir import Model, Softmax
@@ -158,11 +157,10 @@ def outputs(model: Model, spec: QuantSpec, x: np.ndarray, qmodel: Model | None =
     adjusted parameters, if any (default ``model``)."""
     out = output_name(model)
     im = IntModel(qmodel if qmodel is not None else model, spec)
-    fmt = im.formats[out]
     f, q = [], []
     for i in range(0, len(x), batch):
         xb = x[i:i + batch]
         f.append(forward(model, xb, keep={out})[out].reshape(len(xb), -1))
-        q.append(fixed.dequantize(im.forward(im.quantize_input(xb))[out], fmt.fl, fmt.zp)
-                 .reshape(len(xb), -1) / spec.output_scale)
+        q.append(im.dequantize(out, im.forward(im.quantize_input(xb))[out])
+                 .reshape(len(xb), -1))
     return np.concatenate(f).astype(np.float64), np.concatenate(q)

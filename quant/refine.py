@@ -25,6 +25,7 @@ accepted step improves the objective, so the result is never worse than the star
 
 from __future__ import annotations
 
+import copy
 from dataclasses import replace
 from typing import Any, Callable
 
@@ -56,8 +57,8 @@ class Evaluator:
     def on(self, model: Model) -> "Evaluator":
         """The same scoring with the integers run on ``model``'s layers: a rescaled copy
         of this one (quant/fill.py, other Clip bounds), whose spec carries the scales."""
-        ev = Evaluator.__new__(Evaluator)
-        ev.__dict__.update(self.__dict__, model=lower(model))
+        ev = copy.copy(self)
+        ev.model = lower(model)
         return ev
 
     def run(self, spec: QuantSpec, params: dict, trace: dict | None = None, start: int = 0
