@@ -20,7 +20,10 @@ and a model whose operands have at most 18 bits, every candidate is an ``ecp5_ds
 (same resources and cycles, a faster clock). On a family with ``FpgaFamily.lut_products``
 (ECP5) candidates may have more products than DSP blocks: the products beyond the blocks are
 computed in LUTs (``lut_products``, ``hw/lut_mul.py``), as long as the engine's LUT estimate
-stays within :data:`LUT_PRODUCT_HEADROOM` of the board's LUTs.
+stays within :data:`LUT_PRODUCT_HEADROOM` of the board's LUTs. On ECP5 with narrow weights
+(``packable``: 8-bit maps, at most 4-bit weights) a candidate whose products need more blocks
+than the board has shares each block between two output channels' products first
+(``packed_dsp``, ``hw/ecp5_packed_mul.py``), and puts only what is still left over in LUTs.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from dataclasses import dataclass, field, replace
 from dynfix.boards.registry import Board
 from dynfix.errors import DynfixError
 from dynfix.hw.compiler import compile_model, plan_groups, plan_model
-from dynfix.hw.config import EngineConfig
+from dynfix.hw.config import EngineConfig, packable
 from dynfix.hw.cycle_model import estimate as cycle_estimate, layer_cycles
 from dynfix.hw.resources import (Device, Estimate, Usage, engine_memories, estimate,
                                  lut_product_usage)
@@ -45,7 +48,9 @@ LUT_PRODUCT_HEADROOM = 0.6
 #: How much faster (cycles per image) an engine with products in LUTs must be than the
 #: fastest engine on the DSP blocks alone to be chosen: its clock is lower (measured on the
 #: digits engines, docs/boards.md: OrangeCrab 160.4 -> 152.1 MHz for 2.3x fewer cycles;
-#: ULX3S 109.5 -> 85.4 MHz, the 16-lane unload into the host link, for 1.2 % fewer).
+#: ULX3S 109.5 -> 85.4 MHz, the 16-lane unload into the host link, for 1.2 % fewer). An
+#: engine with packed products (``packed_dsp``) likewise against one without: its extra
+#: products widen the same paths.
 LUT_PRODUCT_MIN_SPEEDUP = 1.25
 
 RESOURCE_NAMES = {"dsps": "DSP blocks", "brams": "block RAMs", "sprams": "SPRAMs",
@@ -183,18 +188,23 @@ def fit(model, spec, board: Board) -> FitResult:
                           f"{_memory_note(smallest, board)}")
     dual = int(dual_mac_fits(smallest.config, board))
     ecp5 = int(ecp5_dsp_fits(smallest.config, board))
-    best, evaluated = _fastest(model, spec, board, smallest, dual, ecp5,
+    pack = int(packed_dsp_fits(smallest.config, board))
+    best, evaluated = _fastest(model, spec, board, smallest, dual, ecp5, pack,
                                int(board.family.lut_products))
     lut_note = ""
-    if best.config.lut_products:
-        # Products in LUTs cost clock (longer routes, wider lane multiplexers): only worth it
-        # when they cut the cycles enough, else the fastest engine on DSP blocks alone.
-        plain, plain_evaluated = _fastest(model, spec, board, smallest, dual, ecp5, 0)
+    # Products in LUTs, then packed pairs, cost clock (longer routes, wider lane
+    # multiplexers): each is only worth it when it cuts the cycles enough, else the fastest
+    # engine without it.
+    for what, flag, fewer in (("products in LUTs", "lut_products", (pack, 0)),
+                              ("packed products", "packed_dsp", (0, 0))):
+        if not getattr(best.config, flag):
+            continue
+        plain, plain_evaluated = _fastest(model, spec, board, smallest, dual, ecp5, *fewer)
         if best.cycles * LUT_PRODUCT_MIN_SPEEDUP > plain.cycles:
-            lut_note = (f"; products in LUTs: the fastest such engine ({best.config.summary()}, "
-                        f"{best.cycles} cycles) is not {LUT_PRODUCT_MIN_SPEEDUP}x as fast")
+            lut_note += (f"; {what}: the fastest such engine ({best.config.summary()}, "
+                         f"{best.cycles} cycles) is not {LUT_PRODUCT_MIN_SPEEDUP}x as fast")
             best = plain
-            evaluated = plain_evaluated + [c for c in evaluated if c.config.lut_products]
+            evaluated = plain_evaluated + [c for c in evaluated if getattr(c.config, flag)]
 
     def key(c: Candidate):
         return (c.cycles, c.config.multipliers, c.estimate.total.luts)
@@ -213,31 +223,33 @@ def fit(model, spec, board: Board) -> FitResult:
 
 
 def _fastest(model, spec, board: Board, smallest: Candidate, dual: int, ecp5: int,
-             lut: int) -> tuple[Candidate, list[Candidate]]:
+             pack: int, lut: int) -> tuple[Candidate, list[Candidate]]:
     """The fastest engine that fits (``smallest`` if none does), and every candidate
     compiled on the way.
 
-    Fastest first, up to twice the DSP blocks' products (with ``lut``, as many more as the
-    LUTs could hold in LUT products). An engine needing more DSP blocks than the board has
+    Fastest first, up to twice the DSP blocks' products (twice that with ``pack``; with
+    ``lut``, as many more as the LUTs could hold in LUT products). A candidate whose
+    products need more blocks than the board has packs pairs of them (``pack``), then puts
+    the rest in LUTs (``lut``). An engine needing more DSP blocks than the board has
     cannot fit (yosys gives each product its own, or each pair with dual_mac); only the
     fastest such is compiled, to name the limit, as only the fastest whose LUT products alone
     (on top of the smallest engine) pass the LUT share. The first engine that fits wins;
     among engines as fast and as small, the one with the fewest LUTs."""
     dsps = max(1, board.dsp.blocks)
     lut_cost = lut_luts = 0.0               # LUTs of one LUT product, the LUTs they may take
-    max_mults = 2 * dsps * (1 + dual)
+    max_mults = 2 * dsps * (1 + dual) * (1 + pack)
     if lut:
         lut_cost = lut_product_usage(smallest.config.data_bits, smallest.config.weight_bits)[0]
         lut_luts = board.luts * LUT_PRODUCT_HEADROOM - smallest.estimate.total.luts
-        max_mults = max(max_mults, dsps + int(lut_luts // lut_cost))
+        max_mults = max(max_mults, dsps * (1 + pack) + int(lut_luts // lut_cost))
     evaluated: list[Candidate] = []
     best: Candidate | None = None
     best_rank = None                        # (compute cycles, multipliers) of ``best``
     for cycles, lanes, tm, im2col in candidates(model, max_mults):
         if best_rank is not None and best_rank < (cycles, lanes * tm):
             break
-        cfg = EngineConfig(k=1, tn=lanes, tm=tm, im2col=im2col, dual_mac=dual, ecp5_dsp=ecp5,
-                           lut_products=max(0, lanes * tm - dsps) if lut else 0)
+        cfg = _on_blocks(EngineConfig(k=1, tn=lanes, tm=tm, im2col=im2col, dual_mac=dual,
+                                      ecp5_dsp=ecp5), dsps, pack, lut)
         if cfg.dsp_blocks > dsps and any(not c.fits for c in evaluated):
             continue
         if cfg.lut_products * lut_cost > lut_luts and any(not c.fits for c in evaluated):
@@ -249,6 +261,23 @@ def _fastest(model, spec, board: Board, smallest: Candidate, dual: int, ecp5: in
     return best or smallest, evaluated
 
 
+def _on_blocks(cfg: EngineConfig, dsps: int, pack: int, lut: int) -> EngineConfig:
+    """``cfg`` with its products brought down to ``dsps`` DSP blocks where it needs more:
+    pairs packed (``pack``), then the fewest products in LUTs that are still needed
+    (``lut``)."""
+    if cfg.dsp_blocks <= dsps:
+        return cfg
+    if pack:
+        cfg = replace(cfg, packed_dsp=1)
+    if lut:
+        # Each product moved to LUTs frees a block, or half of one while it breaks a pair.
+        lut_products = max(0, cfg.dsp_blocks - dsps)
+        while replace(cfg, lut_products=lut_products).dsp_blocks > dsps:
+            lut_products += 1
+        cfg = replace(cfg, lut_products=lut_products)
+    return cfg
+
+
 def dual_mac_fits(cfg: EngineConfig, board: Board) -> bool:
     """Whether ``board``'s DSP blocks can take the products of the fitted ``cfg`` in pairs."""
     return board.family.dual_mac and cfg.pairable
@@ -258,6 +287,12 @@ def ecp5_dsp_fits(cfg: EngineConfig, board: Board) -> bool:
     """Whether ``board``'s products go to registered MULT18X18D cells for the fitted
     ``cfg`` (an ECP5 board, operands of at most ``ECP5_DSP_BITS`` bits)."""
     return board.family.registered_dsp and cfg.ecp5_sized
+
+
+def packed_dsp_fits(cfg: EngineConfig, board: Board) -> bool:
+    """Whether ``board``'s MULT18X18D cells can take two products each for the fitted
+    ``cfg`` (an ECP5 board, 8-bit maps with weights of at most 4 bits: ``packable``)."""
+    return ecp5_dsp_fits(cfg, board) and packable(cfg.data_bits, cfg.weight_bits)
 
 
 def _memory_note(c: Candidate, board: Board) -> str:

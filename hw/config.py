@@ -30,6 +30,14 @@ FITTED_KEYS = ("data_bits", "weight_bits", "bias_bits", "acc_bits", "fmap_depth"
                "weight_depth", "bias_depth", "prog_depth", "dim_bits")
 
 
+def packable(a_bits: int, b_bits: int) -> bool:
+    """Whether two products of one ``a_bits`` operand (a map value) and two ``b_bits``
+    operands (weights) fit one MULT18X18D (``packed_dsp``, ``hw/ecp5_packed_mul.py``): the
+    two weights with a product's width between them and a bit for the sign correction,
+    ``a_bits + 2 * b_bits + 1 <= 18`` (8-bit maps with 4-bit weights)."""
+    return a_bits >= 1 and b_bits >= 1 and a_bits + 2 * b_bits + 1 <= ECP5_DSP_BITS
+
+
 def clog2(n: int) -> int:
     """Bits to address ``n`` items (at least 1)."""
     return max(1, (int(n) - 1).bit_length())
@@ -54,9 +62,15 @@ class EngineConfig:
                             #    and output registers on (operands of at most 18 bits; the fit
                             #    sets it for ECP5 boards)
     lut_products: int = 0   # products computed in LUTs (hw/lut_mul.py) instead of DSP blocks:
-                            #    the last ones in row-major order (output channel, lane);
+                            #    the last ones in row-major order (output channel, lane;
+                            #    pair-major with packed_dsp: product_index);
                             #    not with dual_mac (the fit sets it on ECP5 boards when the
                             #    LUTs allow more products than the DSP blocks)
+    packed_dsp: int = 0     # 1: with ecp5_dsp, the products of output channels 2r and 2r+1 in
+                            #    one lane (same map value) share a MULT18X18D
+                            #    (hw/ecp5_packed_mul.py; 8-bit maps with weights of at most
+                            #    4 bits; not with dw_window, whose rows take other values;
+                            #    the fit sets it when the DSP blocks are short)
     w_spram: int = 0        # 1: weights in iCE40 SPRAM, written through the weight-load port
                             #    after configuration (the fit sets it when block RAM is short)
     m_spram: int = 0        # 1: feature maps in iCE40 SPRAM (one port: the sequencer holds its
@@ -95,15 +109,41 @@ class EngineConfig:
     @property
     def dsp_blocks(self) -> int:
         """Hard multiplier blocks the MAC array uses when every product fits one block: one
-        per product not in LUTs, or one per pair of products with ``dual_mac``
-        (``hw/resources.py`` counts the blocks of products wider than a block)."""
+        per product not in LUTs and not packed, one per packed pair (``packed_dsp``), or one
+        per pair of products with ``dual_mac`` (``hw/resources.py`` counts the blocks of
+        products wider than a block)."""
         return -(-self.multipliers // 2) if self.dual_mac else (self.multipliers
-                                                                 - self.lut_products)
+                                                                 - self.lut_products
+                                                                 - self.packed_pairs)
+
+    def product_index(self, j: int, lane: int) -> int:
+        """Position of output channel ``j``'s product of ``lane`` in the order products go
+        to LUTs from the end (``lut_products``): row-major, or with ``packed_dsp`` pair-major
+        (rows 2r and 2r+1 lane by lane, so the products left on DSP blocks stay in pairs),
+        an odd ``tm``'s unpaired last row last (one block per product: the first to go)."""
+        if not self.packed_dsp or (self.tm % 2 and j == self.tm - 1):
+            return j * self.lanes + lane
+        return (j // 2) * 2 * self.lanes + 2 * lane + j % 2
 
     def lut_product(self, j: int, lane: int) -> bool:
         """Whether output channel ``j``'s product of ``lane`` is computed in LUTs: the last
-        ``lut_products`` in row-major order."""
-        return j * self.lanes + lane >= self.multipliers - self.lut_products
+        ``lut_products`` in :meth:`product_index` order."""
+        return self.product_index(j, lane) >= self.multipliers - self.lut_products
+
+    def packed_pair(self, j: int, lane: int) -> bool:
+        """Whether output channel ``j``'s product of ``lane`` shares a MULT18X18D with its
+        partner row's (``j ^ 1``; ``packed_dsp``): rows 2r and 2r+1 pair in every lane
+        where neither product is in LUTs (an odd ``tm``'s last row has no partner)."""
+        top = j | 1
+        return bool(self.packed_dsp) and top < self.tm and not self.lut_product(top, lane)
+
+    @property
+    def packed_pairs(self) -> int:
+        """MULT18X18D cells that take two products each (``packed_dsp``)."""
+        if not self.packed_dsp:
+            return 0
+        return sum(self.packed_pair(j, lane) for j in range(0, self.tm - 1, 2)
+                   for lane in range(self.lanes))
 
     @property
     def pairable(self) -> bool:
@@ -125,25 +165,29 @@ class EngineConfig:
                          if on)
         return (f"k={self.k} tn={self.tn} tm={self.tm}" + (" im2col" if self.im2col else "")
                 + (" dual 8x8" if self.dual_mac else "") + (" ecp5 dsp" if self.ecp5_dsp else "")
+                + (" packed" if self.packed_dsp else "")
                 + (f" +{self.lut_products} lut" if self.lut_products else "")
                 + (f" spram {spram}" if spram else "")
                 + (f" dw window {self.dw_window}x{self.dw_window}" if self.dw_window else ""))
 
     def multipliers_text(self) -> str:
-        """``8 multipliers``, ``16 multipliers on 8 DSP blocks`` with ``dual_mac``, or
-        ``12 multipliers (5 in LUTs, 7 DSP blocks)`` with ``lut_products``."""
+        """``8 multipliers``, ``16 multipliers on 8 DSP blocks`` with ``dual_mac``,
+        ``12 multipliers (5 in LUTs, 7 DSP blocks)`` with ``lut_products``, or
+        ``16 multipliers (12 packed in pairs, 10 DSP blocks)`` with ``packed_dsp``."""
         on = f" on {self.dsp_blocks} DSP blocks" if self.dual_mac else ""
-        if self.lut_products:
-            on = f" ({self.lut_products} in LUTs, {self.dsp_blocks} DSP blocks)"
+        parts = ([f"{2 * self.packed_pairs} packed in pairs"] if self.packed_dsp else []) + (
+            [f"{self.lut_products} in LUTs"] if self.lut_products else [])
+        if parts:
+            on = f" ({', '.join(parts)}, {self.dsp_blocks} DSP blocks)"
         return f"{self.multipliers} multipliers{on}"
 
     def choice(self) -> dict[str, int]:
         """What a fit chooses (``PARALLEL_KEYS``, ``im2col``, ``dual_mac``, ``ecp5_dsp``,
-        ``lut_products``, ``w_spram``, ``m_spram``): the keys to rebuild this engine from,
-        e.g. for ``engine.yaml``."""
+        ``lut_products``, ``packed_dsp``, ``w_spram``, ``m_spram``): the keys to rebuild this
+        engine from, e.g. for ``engine.yaml``."""
         return {key: getattr(self, key) for key in (*PARALLEL_KEYS, "im2col", "dual_mac",
-                                                     "ecp5_dsp", "lut_products", "w_spram",
-                                                     "m_spram")}
+                                                     "ecp5_dsp", "lut_products", "packed_dsp",
+                                                     "w_spram", "m_spram")}
 
     @property
     def packed_writeback(self) -> bool:
@@ -179,8 +223,10 @@ class EngineConfig:
         """Whether this engine's parallelism admits the depthwise window datapath for some
         kernel (``hw/dw_window.py``): a group of ``tm`` channels lies in one map word
         (``tm`` divides the lanes), at least a 2 x 2 kernel's taps fit the lanes, and the
-        map memory has a read and a write port (not ``m_spram``)."""
-        return self.lanes % self.tm == 0 and self.lanes >= 4 and not self.m_spram
+        map memory has a read and a write port (not ``m_spram``), and the rows do not share
+        cells (not ``packed_dsp``: the window gives every row its own values)."""
+        return (self.lanes % self.tm == 0 and self.lanes >= 4 and not self.m_spram
+                and not self.packed_dsp)
 
     @property
     def sum_bits(self) -> int:
@@ -243,8 +289,8 @@ class EngineConfig:
                if not isinstance(getattr(self, key), int) or getattr(self, key) < 1]
         if bad:
             raise DynfixError(f"engine config: {', '.join(bad)} must be positive integers")
-        for key in ("im2col", "dual_mac", "ecp5_dsp", "w_spram", "m_spram", "residual",
-                    "depthwise", "w_share"):
+        for key in ("im2col", "dual_mac", "ecp5_dsp", "packed_dsp", "w_spram", "m_spram",
+                    "residual", "depthwise", "w_share"):
             if getattr(self, key) not in (0, 1):
                 raise DynfixError(f"engine config: {key}={getattr(self, key)!r} must be 0 or 1")
         if self.dual_mac and self.ecp5_dsp:
@@ -256,6 +302,13 @@ class EngineConfig:
         if self.lut_products and self.dual_mac:
             raise DynfixError("engine config: lut_products (products in LUTs) and dual_mac "
                               "(pairs on iCE40 SB_MAC16) exclude each other")
+        if self.packed_dsp and not self.ecp5_dsp:
+            raise DynfixError("engine config: packed_dsp (two products per MULT18X18D) needs "
+                              "ecp5_dsp: 1")
+        if self.packed_dsp and self.dw_window:
+            raise DynfixError("engine config: packed_dsp shares a cell between two rows' "
+                              "products of one map value; dw_window gives every row its own "
+                              "values (set one of them to 0)")
         if self.dw_window == 1 or (self.dw_window and self.dw_window ** 2 > self.lanes):
             raise DynfixError(f"engine config: dw_window={self.dw_window} must be 0 or a "
                               f"window side K >= 2 with K * K <= lanes ({self.lanes})")
@@ -281,6 +334,12 @@ class EngineConfig:
                               f"{ECP5_DSP_BITS} x {ECP5_DSP_BITS} MULT18X18D; this model has "
                               f"{self.data_bits}-bit data and {self.weight_bits}-bit weights "
                               f"(set ecp5_dsp: 0)")
+        if self.packed_dsp and not packable(self.data_bits, self.weight_bits):
+            raise DynfixError(f"engine config: packed_dsp=1 puts two products on one "
+                              f"{ECP5_DSP_BITS}-bit MULT18X18D port, which takes data_bits + 2 "
+                              f"* weight_bits + 1 <= {ECP5_DSP_BITS} bits (8-bit data with "
+                              f"4-bit weights); this model has {self.data_bits}-bit data and "
+                              f"{self.weight_bits}-bit weights (set packed_dsp: 0)")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -29,7 +29,7 @@ from dynfix.errors import DynfixError
 from .config import ECP5_DSP_BITS
 
 __all__ = ["CELL", "CELL_MODEL", "CELL_OPEN", "LATENCY", "OPERAND_BITS", "Ecp5Mul",
-           "operand_registers", "product_signature"]
+           "cell_product", "operand_registers", "product_signature"]
 
 #: The ECP5 DSP primitive (one 18 x 18 multiplier of a sysDSP slice).
 CELL = "MULT18X18D"
@@ -79,6 +79,36 @@ def operand_registers(m: Module, a, b, name: str) -> tuple[Signal, Signal]:
     return a_reg, b_reg
 
 
+def cell_product(m: Module, a, b, cell: bool) -> Signal:
+    """The registered product ``a * b`` of signed operands of at most :data:`OPERAND_BITS`
+    bits, two cycles after them (the cell's input and output registers), as the cell's
+    36-bit output ``o``: the MULT18X18D instance (``cell``), or a behavioural model with
+    the same registers for Amaranth's simulator (which leaves an instance's outputs at 0)."""
+    o = Signal(signed(2 * OPERAND_BITS), name="o")
+    if cell:
+        a18 = Signal(signed(OPERAND_BITS), name="a18")
+        b18 = Signal(signed(OPERAND_BITS), name="b18")
+        m.d.comb += [a18.eq(a), b18.eq(b)]
+        unused = {port: Signal(width, name=port.lower()) for port, width in CELL_UNUSED.items()}
+        ports = {
+            **{f"i_{k}": Const(v, 1) for k, v in CELL_TIES.items()},
+            "i_CLK0": ClockSignal(),
+            **{f"i_A{i}": a18[i] for i in range(OPERAND_BITS)},
+            **{f"i_B{i}": b18[i] for i in range(OPERAND_BITS)},
+            **{f"o_P{i}": o[i] for i in range(2 * OPERAND_BITS)},
+            **{(f"o_{port}{i}" if width > 1 else f"o_{port}"): unused[port][i]
+               for port, width in CELL_UNUSED.items() for i in range(width)},
+        }
+        m.submodules.cell = Instance(CELL, **{f"p_{k}": v for k, v in CELL_PARAMS.items()},
+                                     **ports)
+    else:
+        # The cell's input registers, then its output register (signed product).
+        a_reg = Signal(a.shape(), name="a_reg")
+        b_reg = Signal(b.shape(), name="b_reg")
+        m.d.sync += [a_reg.eq(a), b_reg.eq(b), o.eq(a_reg * b_reg)]
+    return o
+
+
 class Ecp5Mul(wiring.Component):
     """The signed product ``p = a * b`` on one MULT18X18D, exact, after :data:`LATENCY`
     cycles, one per cycle.
@@ -118,29 +148,7 @@ class Ecp5Mul(wiring.Component):
         # Fabric registers in front, at the operands' width (sign-extended after them: a
         # register per extension bit would be a copy of the sign bit).
         a, b = operand_registers(m, self.a, self.b, self._operand_name)
-        o = Signal(signed(2 * OPERAND_BITS), name="o")
-        if self._cell:
-            a18 = Signal(signed(OPERAND_BITS), name="a18")
-            b18 = Signal(signed(OPERAND_BITS), name="b18")
-            m.d.comb += [a18.eq(a), b18.eq(b)]
-            unused = {port: Signal(width, name=port.lower())
-                      for port, width in CELL_UNUSED.items()}
-            ports = {
-                **{f"i_{k}": Const(v, 1) for k, v in CELL_TIES.items()},
-                "i_CLK0": ClockSignal(),
-                **{f"i_A{i}": a18[i] for i in range(OPERAND_BITS)},
-                **{f"i_B{i}": b18[i] for i in range(OPERAND_BITS)},
-                **{f"o_P{i}": o[i] for i in range(2 * OPERAND_BITS)},
-                **{(f"o_{port}{i}" if width > 1 else f"o_{port}"): unused[port][i]
-                   for port, width in CELL_UNUSED.items() for i in range(width)},
-            }
-            m.submodules.cell = Instance(CELL, **{f"p_{k}": v for k, v in CELL_PARAMS.items()},
-                                         **ports)
-        else:
-            # The cell's input registers, then its output register (signed product).
-            a_reg = Signal(signed(self._a_bits), name="a_reg")
-            b_reg = Signal(signed(self._b_bits), name="b_reg")
-            m.d.sync += [a_reg.eq(a), b_reg.eq(b), o.eq(a_reg * b_reg)]
+        o = cell_product(m, a, b, self._cell)
         # The fabric register behind: the product at its exact width (it fits).
         m.d.sync += self.p.eq(o[:self._a_bits + self._b_bits])
         return m

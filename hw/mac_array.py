@@ -9,6 +9,7 @@ from amaranth.lib.wiring import In, Out
 from .adder_tree import AdderTree, tree_levels
 from .config import EngineConfig
 from .ecp5_mul import Ecp5Mul
+from .ecp5_packed_mul import Ecp5PackedMul
 from .ice40_dual_mac import DualMul
 from .lut_mul import LutMul
 from .pipeline import delay
@@ -66,7 +67,13 @@ class MacArray(wiring.Component):
     the operand-copy name, one per row), the cell's two registers and a fabric product
     register take the place of the operand and product registers (same latency).
 
-    With ``cfg.lut_products`` the last products in row-major order (``cfg.lut_product``) are
+    With ``cfg.packed_dsp`` the products of output channels 2r and 2r+1 in one lane (the same
+    map value) share one :class:`~dynfix.hw.ecp5_packed_mul.Ecp5PackedMul` (a MULT18X18D
+    whose B port takes both weights) where neither is in LUTs (``cfg.packed_pair``), with
+    the same registers and latency.
+
+    With ``cfg.lut_products`` the last products in ``cfg.product_index`` order (row-major;
+    pair-major with ``packed_dsp``) are
     each a :class:`~dynfix.hw.lut_mul.LutMul` instead: partial products and adders in the
     fabric, never a ``$mul`` (yosys would map it to a DSP block), with its own operand
     register and the adder levels between the other registers (same latency).
@@ -126,7 +133,7 @@ class MacArray(wiring.Component):
         for j, tree in enumerate(trees):
             m.submodules[f"tree{j}"] = tree
             if cfg.ecp5_dsp:
-                self._cell_products(m, j, tree)
+                self._cell_products(m, j, trees)
             elif not cfg.dual_mac:
                 self._products(m, j, tree)
             acc = Signal(signed(cfg.acc_bits), name=f"acc{j}")
@@ -165,19 +172,35 @@ class MacArray(wiring.Component):
                 p = p_s
             m.d.sync += tree.i[lane].eq(p)      # the last product register
 
-    def _cell_products(self, m: Module, j: int, tree: AdderTree) -> None:
-        """Output channel ``j``'s products, one registered MULT18X18D each."""
+    def _cell_products(self, m: Module, j: int, trees: list[AdderTree]) -> None:
+        """Output channel ``j``'s products, one registered MULT18X18D each, or with
+        ``packed_dsp`` one per pair of rows (the even row's call makes the pair's cells)."""
         cfg = self._cfg
-        x = self._row_x(j)
+        x, tree = self._row_x(j), trees[j]
         for lane in range(cfg.lanes):
             if cfg.lut_product(j, lane):
                 self._lut_product(m, j, lane, tree)
+                continue
+            if cfg.packed_pair(j, lane):
+                if j % 2 == 0:
+                    self._packed_product(m, j, lane, trees)
                 continue
             mul = Ecp5Mul(cfg.data_bits, cfg.weight_bits, cell=self._cell,
                           operand_name=f"{OPERAND_COPY}_{j}_{lane}")
             m.submodules[f"mul{j}_{lane}"] = mul
             m.d.comb += [mul.a.eq(x[lane]), mul.b.eq(self.w[j][lane]),
                          tree.i[lane].eq(mul.p)]
+
+    def _packed_product(self, m: Module, j: int, lane: int, trees: list[AdderTree]) -> None:
+        """The products of ``lane`` for output channels ``j`` and ``j + 1`` on one
+        MULT18X18D (the map value they share times both weights)."""
+        cfg = self._cfg
+        mul = Ecp5PackedMul(cfg.data_bits, cfg.weight_bits, cell=self._cell,
+                            operand_name=f"{OPERAND_COPY}_{j}p_{lane}")
+        m.submodules[f"pmul{j}_{lane}"] = mul
+        m.d.comb += mul.a.eq(self.x[lane])
+        for h in range(2):
+            m.d.comb += [mul.b[h].eq(self.w[j + h][lane]), trees[j + h].i[lane].eq(mul.p[h])]
 
     def _lut_product(self, m: Module, j: int, lane: int, tree: AdderTree) -> None:
         """Output channel ``j``'s product of ``lane`` in LUTs, from the array's inputs (its

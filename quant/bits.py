@@ -2,7 +2,10 @@
 
 ``--bits N`` gives every feature map and every weight ``N`` bits. ``--bits A/B`` gives data
 (every feature map, an Add's output included) and conv (grouped and depthwise too) and affine
-weights ``A`` bits and fully connected (Linear) weights ``B`` bits: the paper's "8/4". An
+weights ``A`` bits and fully connected (Linear) weights ``B`` bits: the paper's "8/4".
+``--bits A/B/C`` gives data ``A``, conv and affine weights ``B`` and fully connected weights
+``C`` bits: ``8/4/4`` is 8-bit maps with 4-bit weights everywhere (two products per ECP5
+MULT18X18D, ``hw/ecp5_packed_mul.py``). An
 overrides YAML maps a compute layer's name to any of ``bw_w``, ``bw_x``, ``bw_b``, an Add's
 name or the model input's name to ``bw_x`` only (the input width).
 
@@ -42,13 +45,14 @@ class Widths:
 
 
 def parse_bits(text: str) -> tuple[int, int, int]:
-    """``'8'`` -> (8, 8, 8); ``'8/4'`` -> (8, 8, 4): (data, conv weights, FC weights)."""
-    m = re.fullmatch(r"\s*(\d+)\s*(?:/\s*(\d+)\s*)?", str(text))
+    """``'8'`` -> (8, 8, 8); ``'8/4'`` -> (8, 8, 4); ``'8/4/2'`` -> (8, 4, 2): (data, conv
+    weights, FC weights)."""
+    m = re.fullmatch(r"\s*(\d+)\s*(?:/\s*(\d+)\s*(?:/\s*(\d+)\s*)?)?", str(text))
     if not m:
-        raise DynfixError(f"bits spec {text!r} is not N or A/B (e.g. 8 or 8/4)")
-    a = fixed.check_bits(int(m.group(1)), f"bits spec {text!r}: width")
-    b = fixed.check_bits(int(m.group(2)), f"bits spec {text!r}: width") if m.group(2) else a
-    return a, a, b
+        raise DynfixError(f"bits spec {text!r} is not N, A/B or A/B/C (e.g. 8, 8/4 or 8/4/4)")
+    a, b, c = (fixed.check_bits(int(g), f"bits spec {text!r}: width") if g else None
+               for g in m.groups())
+    return (a, a, b or a) if c is None else (a, b, c)
 
 
 def load_overrides(path: str | Path | None) -> dict[str, dict[str, int]]:

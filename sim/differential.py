@@ -109,9 +109,10 @@ def run_fitted(parallel: EngineConfig, seed: int, build_dir: str | Path, sim: st
     integer model."""
     bare = replace(parallel, **{f.name: 0 for f in fields(EngineConfig)
                                 if f.name not in ("k", "tn", "tm", "im2col", "w_spram",
-                                                   "m_spram")})
+                                                   "m_spram", "ecp5_dsp", "lut_products",
+                                                   "packed_dsp")})
     case = random_case(seed, images, edge=bool(parallel.residual),
-                       window=parallel.dw_window)
+                       window=parallel.dw_window, max_bw_w=min(8, parallel.weight_bits or 8))
     cm = compile_model(case.model, case.spec, bare)
     build_dir = Path(build_dir).resolve()
     build_dir.mkdir(parents=True, exist_ok=True)

@@ -71,6 +71,11 @@ CONFIGS: dict[str, EngineConfig] = {
     # and 2 of row 2, row 3 whole), the rest on registered MULT18X18D cells (dynfix's
     # cell model); groups straddle words.
     "k1tn3tm4_lut": EngineConfig(k=1, tn=3, tm=4, ecp5_dsp=1, lut_products=5, **BOUNDS),
+    # Two products per MULT18X18D (hw/ecp5_packed_mul.py; cases draw weights of at most 4
+    # bits): rows 0 and 1 packed in every lane, rows 2 and 3 in lane 0, 4 products in LUTs
+    # (pair-major: rows 2 and 3 of lanes 1 and 2).
+    "k1tn3tm4_packed": EngineConfig(k=1, tn=3, tm=4, ecp5_dsp=1, packed_dsp=1, lut_products=4,
+                                    **{**BOUNDS, "weight_bits": 4}),
 }
 MAX_HW = 8
 MAX_C = 6
@@ -139,8 +144,8 @@ def _avg_pool(rng, name: str, src: str, shape) -> tuple[AvgPool2d, tuple, str]:
 
 
 def _format(rng, name: str, bw_in: int, fl_in: int, fan: int, extreme_shift: bool,
-            zp_in: int = 0) -> LayerFormat:
-    bw_w = int(rng.integers(2, 9))
+            zp_in: int = 0, max_bw_w: int = 8) -> LayerFormat:
+    bw_w = int(rng.integers(2, max_bw_w + 1))
     bw_b = int(rng.integers(4, 17))
     bw_x = int(rng.integers(3, 9))
     fl_w = int(rng.integers(-2, 9))
@@ -237,7 +242,8 @@ def _add_format(rng, name: str, a: tuple[int, int], b: tuple[int, int], extreme:
 
 
 def _residual_block(rng, g: int, cur: str, shape, bw: int, fl: int, spec: QuantSpec,
-                    zp: int, crng) -> tuple[list[Layer], str, tuple, int, int, str]:
+                    zp: int, crng, max_bw_w: int = 8
+                    ) -> tuple[list[Layer], str, tuple, int, int, str]:
     """A residual block on ``cur``: main conv and shortcut conv of one geometry, each with
     activations, in a random order, an Add (inputs in a random order) and activations."""
     cc, hh, ww = shape
@@ -247,7 +253,8 @@ def _residual_block(rng, g: int, cur: str, shape, bw: int, fl: int, spec: QuantS
     outs = {}
     for role in rng.permutation(["l", "s"]):
         name = f"{role}{g}"
-        fmt = _format(rng, name, bw, fl, cc * kernel[0] * kernel[1], rng.random() < 0.08, zp)
+        fmt = _format(rng, name, bw, fl, cc * kernel[0] * kernel[1], rng.random() < 0.08, zp,
+                      max_bw_w)
         _per_channel(crng, fmt, m)
         spec.layers[name] = fmt
         layers.append(_compute(rng, Conv2d, name, cur, m, cc, kernel, fmt, stride=stride,
@@ -267,11 +274,11 @@ def _residual_block(rng, g: int, cur: str, shape, bw: int, fl: int, spec: QuantS
 
 
 def random_case(seed: int, images: int = 2, layers: int | None = None,
-                edge: bool = False, window: int = 0) -> Case:
+                edge: bool = False, window: int = 0, max_bw_w: int = 8) -> Case:
     """A random network of 1 or 2 engine groups (``layers``, default random) and ``images``
     integer inputs, fully determined by ``seed`` (and ``edge``: draw residual blocks and
     depthwise convs; ``window``: most depthwise convs get that square kernel, which the
-    engine's depthwise window runs)."""
+    engine's depthwise window runs; ``max_bw_w``: the widest weights drawn, 2..8)."""
     rng = np.random.default_rng(seed)
     wrng = np.random.default_rng([seed, 3])        # window kernels (other draws unchanged)
     arng = np.random.default_rng([seed, 4])        # average pools (edge configs)
@@ -293,7 +300,7 @@ def random_case(seed: int, images: int = 2, layers: int | None = None,
             g == n_groups - 1 and rng.random() < 0.3) or (hh == ww == 1 and rng.random() < 0.5)
         if edge and not linear and rng.random() < 0.5:
             block, cur, shape, bw, fl, desc = _residual_block(rng, g, cur, (cc, hh, ww), bw,
-                                                              fl, spec, zp, crng)
+                                                              fl, spec, zp, crng, max_bw_w)
             model_layers += block
             parts.append(desc)
             zp = 0
@@ -304,7 +311,7 @@ def random_case(seed: int, images: int = 2, layers: int | None = None,
             if len(shape) == 3:
                 model_layers.append(Flatten(f"f{g}", (cur,)))
                 cur = f"f{g}"
-            fmt = _format(rng, name, bw, fl, cc * hh * ww, extreme, zp)
+            fmt = _format(rng, name, bw, fl, cc * hh * ww, extreme, zp, max_bw_w)
             _per_channel(crng, fmt, m)
             model_layers.append(_compute(rng, Linear, name, cur, m, cc, (hh, ww), fmt))
             shape, desc = (m,), f"fc{cc * hh * ww}->{m}"
@@ -318,7 +325,7 @@ def random_case(seed: int, images: int = 2, layers: int | None = None,
                 except DynfixError:
                     pass                            # the map is too small for the window
             m, c_g, groups = (cc, 1, cc) if dw else (m, cc, 1)
-            fmt = _format(rng, name, bw, fl, c_g * kernel[0] * kernel[1], extreme, zp)
+            fmt = _format(rng, name, bw, fl, c_g * kernel[0] * kernel[1], extreme, zp, max_bw_w)
             _per_channel(crng, fmt, m)
             model_layers.append(_compute(rng, Conv2d, name, cur, m, c_g, kernel, fmt,
                                          stride=stride, pads=pads, groups=groups))
@@ -362,7 +369,8 @@ def fitting_case(seed: int, cfg: EngineConfig, images: int = 2) -> tuple[Case, C
     """The case of ``seed`` compiled for ``cfg``; if it does not fit the config's bounds,
     the next seeds are tried (deterministically), so every returned case has its own seed."""
     for s in range(seed, seed + 1000):
-        case = random_case(s, images, edge=bool(cfg.residual), window=cfg.dw_window)
+        case = random_case(s, images, edge=bool(cfg.residual), window=cfg.dw_window,
+                           max_bw_w=min(8, cfg.weight_bits or 8))
         try:
             return case, compile_model(case.model, case.spec, cfg)
         except DynfixError:

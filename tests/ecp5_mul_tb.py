@@ -1,5 +1,6 @@
 """Test helper: the cocotb test of a bank of :class:`dynfix.hw.ecp5_mul.Ecp5Mul` cells
-(``test_ecp5_mul.Ecp5MulBank``'s Verilog with dynfix's MULT18X18D model): drives the job's
+(``test_ecp5_mul.Ecp5MulBank``'s Verilog with dynfix's MULT18X18D model; or of packed cells,
+``test_ecp5_packed_mul``): drives the job's
 operand vectors, one per cycle, and records the products seen every cycle; the checks (values
 and latency) are ``test_ecp5_mul``'s."""
 
@@ -21,7 +22,7 @@ async def products(dut):
     job = json.loads(Path(os.environ["DYNFIX_TB_JOB"]).read_text())
     a_bits, b_bits, extra = job["a_bits"], job["b_bits"], job["extra_cycles"]
     a, b = job["a"], job["b"]
-    cells = len(a[0])
+    outputs = job.get("outputs", len(a[0]))     # products per cycle (two per packed cell)
     Clock(dut.clk, 10, unit="ns").start()
     dut.a.value, dut.b.value, dut.rst.value = 0, 0, 1
     for _ in range(3):
@@ -32,7 +33,7 @@ async def products(dut):
     out = []
     for t in range(len(a) + extra):
         await FallingEdge(dut.clk)
-        out.append(unpack(int(dut.p.value.to_unsigned()), a_bits + b_bits, cells))
+        out.append(unpack(int(dut.p.value.to_unsigned()), a_bits + b_bits, outputs))
         if t < len(a):
             dut.a.value = pack(a[t], a_bits)
             dut.b.value = pack(b[t], b_bits)

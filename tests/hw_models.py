@@ -20,6 +20,15 @@ def digits_8bit():
     return model, search(model, x, bits="8")
 
 
+@lru_cache(maxsize=None)
+def digits_4bit_weights():
+    """The digits network with 8-bit maps and 4-bit weights (``--bits 8/4/4``): two
+    products per ECP5 MULT18X18D (``packed_dsp``)."""
+    model = load_model("digits")
+    x, _ = load_digits("calib")
+    return model, search(model, x, bits="8/4/4")
+
+
 def conv(rng, name, inp, m, c, kh, kw, **kw_args):
     return Conv2d(name, (inp,), weight=rng.standard_normal((m, c, kh, kw)).astype(np.float32)
                   * 0.3, bias=rng.standard_normal(m).astype(np.float32) * 0.1, **kw_args)

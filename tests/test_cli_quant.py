@@ -78,7 +78,7 @@ def test_quantize_npy_calib_and_overrides(model_path, tmp_path):
 
 @pytest.mark.parametrize("extra,match", [
     (("--bits", "1"), "outside 2..32"),
-    (("--bits", "8/4/2"), "bits spec"),
+    (("--bits", "8/4/2/1"), "bits spec"),
     (("--calib", "wrong.npy"), "neither 'digits' nor an existing"),
     (("--calib", "bad.npy"), "calibration data: input has shape"),
     (("--calib", "empty.npy"), "empty"),

@@ -116,8 +116,9 @@ def test_behavioural_model(a_bits, b_bits):
 
 def simulate_bank(dut, a_bits: int, b_bits: int, a, b, latency: int) -> list[list[int]]:
     """Amaranth's simulator on a bank of multipliers fed ``a``, ``b`` (one list of operands
-    per cycle): the products of every cycle, ``latency + 2`` cycles past the last input."""
-    cells = len(a[0])
+    per cycle): the products of every cycle (as many as ``b`` has operands),
+    ``latency + 2`` cycles past the last input."""
+    cells = len(b[0])
     out = []
 
     async def tb(ctx):
@@ -142,9 +143,11 @@ def bank_verilog(a_bits: int, b_bits: int, cells: int) -> str:
                            emit_src=False, strip_internal_attrs=True)
 
 
-def run_bank(text: str, a_bits: int, b_bits: int, build_dir: Path, a, b) -> dict | None:
+def run_bank(text: str, a_bits: int, b_bits: int, build_dir: Path, a, b,
+             outputs: int | None = None) -> dict | None:
     """The bank's Verilog ``text`` (MULT18X18D instances) with dynfix's cell model under
-    cocotb/Icarus; the recorded outputs, or None when the build failed."""
+    cocotb/Icarus; the recorded outputs (``outputs`` products per cycle, default one per
+    ``a`` operand), or None when the build failed."""
     from dynfix.sim.simulators import job_files
     from sim_helpers import run_icarus
     build_dir = build_dir.resolve()
@@ -152,7 +155,8 @@ def run_bank(text: str, a_bits: int, b_bits: int, build_dir: Path, a, b) -> dict
     src = build_dir / "bank.v"
     src.write_text(text)
     job, result = job_files(build_dir, {"a_bits": a_bits, "b_bits": b_bits, "a": a, "b": b,
-                                        "extra_cycles": LATENCY + 2})
+                                        "extra_cycles": LATENCY + 2,
+                                        **({"outputs": outputs} if outputs else {})})
     try:
         run_icarus([src, *sim_sources(text)], "bank", "ecp5_mul_tb", build_dir, job)
     except (SystemExit, RuntimeError):      # the runner's ways of saying the build failed
@@ -212,22 +216,29 @@ def test_digits_engine_verilator(tmp_path):
     """The harness adds dynfix's MULT18X18D model under Verilator too: an ``ecp5_dsp``
     digits engine bit-exact, the cycle model exact."""
     from dynfix.hw.compiler import compile_model
+    from hw_models import digits_8bit
+    model, spec = digits_8bit()
+    cm = compile_model(model, spec, EngineConfig(k=1, tn=3, tm=4, ecp5_dsp=1))
+    report = check_on_verilator(model, spec, cm, tmp_path)
+    assert report["engine"]["ecp5_dsp"] == 1
+
+
+def check_on_verilator(model, spec, cm, tmp_path: Path) -> dict:
+    """The compiled digits engine ``cm`` written out and run under Verilator on two test
+    images: bit-exact with the integer model, the cycle model exact; its report."""
     from dynfix.hw.generate import write_outputs
     from dynfix.quant.datasets import load_digits
     from dynfix.quant.int_model import IntModel
     from dynfix.sim.simulate import Design, simulate
 
-    from hw_models import digits_8bit
     from sim_helpers import require_simulator
     from test_engine_cocotb import check
     require_simulator("verilator")
-    model, spec = digits_8bit()
-    cm = compile_model(model, spec, EngineConfig(k=1, tn=3, tm=4, ecp5_dsp=1))
     report = write_outputs(cm, model.name, tmp_path / "gen")
-    assert report["engine"]["ecp5_dsp"] == 1
     x, _ = load_digits("test")
     im = IntModel(model, spec)
     ref = im.forward(im.quantize_input(x[:2]))[cm.output_name].reshape(2, -1)
     res = simulate(Design(tmp_path / "gen", report, model, spec, cm), x[:2], None,
                    tmp_path / "build", "verilator", chunk=1)
     check(cm, ref, res)
+    return report

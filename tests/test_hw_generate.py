@@ -328,3 +328,11 @@ def test_lint_clean_with_only_the_waived_classes(generated, tmp_path):
                   "small", tmp_path / "l")
     rc, out = lint(tmp_path / "l" / f"{TOP_NAME}.v")
     assert rc == 0, out
+    # Two products per cell (hw/ecp5_packed_mul.py) with 4-bit weights, an odd tm's last row
+    # on single cells, products in LUTs: nothing more waived.
+    model4, spec4, _ = small_net(bits="8/4/4")
+    write_outputs(compile_model(model4, spec4, EngineConfig(k=1, tn=4, tm=3, ecp5_dsp=1,
+                                                            packed_dsp=1, lut_products=2)),
+                  "small", tmp_path / "p")
+    rc, out = lint(tmp_path / "p" / f"{TOP_NAME}.v")
+    assert rc == 0, out

@@ -179,21 +179,22 @@ def mac_array_run(cfg: EngineConfig, items: list[dict]) -> list[tuple[int, list[
     return out
 
 
-def check_same_sums_as_single(lanes: int, tm: int, **cells: int) -> None:
-    """A MAC array with its products on cells (``cells``: the config flag, behavioural
+def check_same_sums_as_single(lanes: int, tm: int, weight_bits: int = 8, **cells: int) -> None:
+    """A MAC array with its products on cells (``cells``: the config flags, behavioural
     cells) gives the same sums on the same cycles as one inferred multiplier per product,
-    the largest products (all -128) included."""
-    fitted = dict(data_bits=8, weight_bits=8, bias_bits=10, acc_bits=22, fmap_depth=16,
-                  weight_depth=16, bias_depth=4, prog_depth=2, dim_bits=5)
+    the largest products (all operands at their minimum) included."""
+    fitted = dict(data_bits=8, weight_bits=weight_bits, bias_bits=10, acc_bits=22,
+                  fmap_depth=16, weight_depth=16, bias_depth=4, prog_depth=2, dim_bits=5)
     single = EngineConfig(k=1, tn=lanes, tm=tm, **fitted)
     on_cells = EngineConfig(k=1, tn=lanes, tm=tm, **cells, **fitted)
     rng = np.random.default_rng(lanes * 10 + tm)
+    w_min = -(1 << (weight_bits - 1))
     items = []
     for t in range(40):
         x = rng.integers(-128, 128, lanes).tolist()
-        w = rng.integers(-128, 128, lanes * tm).tolist()
-        if t < 6:                                       # all -128: the largest products
-            x, w = [-128] * lanes, [-128] * (lanes * tm)
+        w = rng.integers(w_min, -w_min, lanes * tm).tolist()
+        if t < 6:                                       # all at the minimum: the largest
+            x, w = [-128] * lanes, [w_min] * (lanes * tm)
         items.append({"x": x, "w": w, "bias": rng.integers(-512, 512, tm).tolist(),
                       "first": int(t % 5 == 0), "last": int(t % 5 == 4)})
     a = mac_array_run(single, items)
@@ -201,7 +202,7 @@ def check_same_sums_as_single(lanes: int, tm: int, **cells: int) -> None:
     assert len(a) == 8 and a == b
     x, w = np.array(items[0]["x"]), np.array(items[0]["w"]).reshape(tm, lanes)
     bias = np.array(items[0]["bias"]) << 3
-    assert a[0][1] == (bias + 5 * (w @ x)).tolist()         # the first pixel: 5 x (-128)^2
+    assert a[0][1] == (bias + 5 * (w @ x)).tolist()         # the first pixel: 5 x the largest
 
 
 @pytest.mark.parametrize("lanes,tm", [(3, 3), (4, 2)])

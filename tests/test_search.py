@@ -99,7 +99,8 @@ def test_16_bit_class_agreement_and_sqnr():
 
 def test_mixed_bits_and_overrides():
     m, x = digits_like_net()
-    assert parse_bits("8/4") == (8, 8, 4)
+    assert parse_bits("8/4") == (8, 8, 4) and parse_bits("8 / 4 / 2") == (8, 4, 2)
+    assert layer_widths(m, "8/4/2")[1]["c1"].bw_w == 4
     in_bw, w = layer_widths(m, "8/4")
     assert in_bw == 8 and (w["c1"].bw_w, w["fc"].bw_w) == (8, 4)
     assert (w["c1"].bw_b, w["fc"].bw_b) == (16, 12)  # bw_in + bw_w
@@ -112,7 +113,7 @@ def test_mixed_bits_and_overrides():
     assert spec.layers["c1"].bw_b == 32  # 16 + 16 capped at 32
 
 
-@pytest.mark.parametrize("bits", ["1", "33", "8/40", "8/4/2", "abc", "", "8/"])
+@pytest.mark.parametrize("bits", ["1", "33", "8/40", "8/4/2/1", "8/4/1", "abc", "", "8/", "8//4"])
 def test_bad_bits(bits):
     m, x = digits_like_net()
     with pytest.raises(DynfixError, match="bits spec"):

@@ -9,5 +9,6 @@ second).
 #: The MODEL argument's help, shared by every command that takes one.
 MODEL_HELP = "an .onnx file, a dynfix .yaml file, or 'digits' (the bundled model)"
 #: The --bits option's help.
-BITS_HELP = ("bit widths: N for all (16, 8, 6, 4), or A/B for A-bit data and conv weights "
-             "with B-bit FC weights (8/4); default 8")
+BITS_HELP = ("bit widths: N for all (16, 8, 6, 4), A/B for A-bit data and conv weights "
+             "with B-bit FC weights (8/4), or A/B/C for A-bit data, B-bit conv and C-bit FC "
+             "weights (8/4/4); default 8")
