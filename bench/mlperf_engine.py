@@ -13,7 +13,11 @@ board is reported with the fit's reason.
 
     python bench/mlperf_engine.py [--models resnet8,dscnn] [--boards ulx3s,orangecrab]
                                   [--images 2] [--synth resnet8:ulx3s,dscnn:orangecrab|all]
-                                  [--output mlperf_tiny.md]
+                                  [--bits 8/4/4] [--output mlperf_tiny.md]
+
+``--bits`` quantizes at another width (e.g. ``8/4/4``: 8-bit maps, 4-bit weights, two
+products per ECP5 MULT18X18D); the table then also gives the integer model's output SQNR and
+top-1 agreement against float on 256 held-out sample inputs.
 
 Writes ``bench/results/mlperf_tiny.md`` (the iCEBreaker rows, with weights and maps in its
 SPRAMs: ``--models resnet8,dscnn --boards icebreaker --output mlperf_tiny_icebreaker.md``).
@@ -71,17 +75,24 @@ def kind_utilization(report: dict, multipliers: int) -> dict[str, float]:
     return {k: macs[k] / (cycles[k] * multipliers) for k in macs}
 
 
-def run(name: str, boards: list[str], images: int, synth: set[str], work: Path) -> list[dict]:
+#: Held-out sample inputs the fidelity is measured on (with ``--bits``).
+HELD_OUT = 256
+
+
+def run(name: str, boards: list[str], images: int, synth: set[str], work: Path,
+        bits: str = "8") -> list[dict]:
     path = mt.build(name, work)
     exported = dynfix.inputs.load_model(str(path)).summary()      # as exported, unlowered
-    x = mt.sample_inputs(name, 48 + images)
+    x = mt.sample_inputs(name, 48 + images + HELD_OUT)
     t0 = time.perf_counter()
-    q = dynfix.quantize(str(path), calib=x[:48], bits="8")
+    q = dynfix.quantize(str(path), calib=x[:48], bits=bits)
     quant_s = time.perf_counter() - t0
+    fidelity = dynfix.evaluate(str(path), data=x[48 + images:], quant=q, metric="sqnr")
     rows = []
     for board in boards:
         row = {"model": name, "board": board, "params": exported["total_params"],
-               "macs": exported["total_macs"], "quantize_s": round(quant_s, 1)}
+               "macs": exported["total_macs"], "quantize_s": round(quant_s, 1),
+               "sqnr_db": fidelity.sqnr_db, "agreement": fidelity.agreement}
         try:
             g = dynfix.generate(q, work / f"{name}_{board}", board=board)
         except DynfixError as e:
@@ -89,7 +100,7 @@ def run(name: str, boards: list[str], images: int, synth: set[str], work: Path) 
             rows.append(row)
             continue
         cfg, est = g.compiled.config, g.report["estimate"]
-        s = dynfix.simulate(g, data=x[48:], images=images, simulator="verilator")
+        s = dynfix.simulate(g, data=x[48:48 + images], images=images, simulator="verilator")
         model_cycles = [r["cycles"] for r in est["layers"]]
         row.update(engine=cfg.summary(), products=cfg.multipliers, dsps=cfg.dsp_blocks,
                    cycles=est["compute_cycles"], per_image=est["cycles_per_image"],
@@ -126,32 +137,36 @@ def memory_text(memories: dict[str, str]) -> str:
     return ", ".join(parts)
 
 
-def table(rows: list[dict], images: int, command: str) -> list[str]:
+def table(rows: list[dict], images: int, command: str, bits: str = "8") -> list[str]:
+    width = "8-bit" if bits == "8" else f"`--bits {bits}`"
     lines = ["# MLPerf Tiny reference models on generated engines", "",
-             "Random weights (seeded, `bench/mlperf_tiny.py`), greedy 8-bit quantization, the "
+             f"Random weights (seeded, `bench/mlperf_tiny.py`), greedy {width} quantization, the "
              "fastest engine `--board` fits, a few inputs through the generated Verilog in "
              "Verilator against the integer model. Cycles are the engine's own counters (the "
              "cycle model agrees exactly where marked). Latency = cycles per inference "
              "(compute + image load + output unload) / Fmax. Reproduce: "
              f"`{command}`.", ""]
-    head = ["model", "board", "params", "MACs", "engine (products / DSP blocks)",
-            "memories", "cycles", "utilization", "by layer kind", "bit-exact", "Fmax (MHz)",
-            "latency", "published FPGA results"]
+    fid = bits != "8"           # the fidelity column (the 8-bit one: quant_table.md)
+    head = ["model", "board", "params", "MACs", *(["SQNR / agreement vs float"] if fid else []),
+            "engine (products / DSP blocks)", "memories", "cycles", "utilization",
+            "by layer kind", "bit-exact", "Fmax (MHz)", "latency", "published FPGA results"]
     body = []
     for r in rows:
         pub = "; ".join(f"{who}: {ms:g} ms" for who, ms in PUBLISHED.get(r["model"], []))
+        first = [r["model"], r["board"], f"{r['params']:,}", f"{r['macs']:,}"]
+        if fid:
+            first.append(f"{r['sqnr_db']:.1f} dB" + (f" / {r['agreement']:.1%}"
+                                                      if r["agreement"] is not None else ""))
         if "error" in r:
-            body.append([r["model"], r["board"], f"{r['params']:,}", f"{r['macs']:,}",
-                         "**does not fit**: " + r["error"].split(": ", 1)[-1], "", "", "",
-                         "", "", "", "", pub])
+            body.append([*first, "**does not fit**: " + r["error"].split(": ", 1)[-1], "", "",
+                         "", "", "", "", "", pub])
             continue
         kinds = ", ".join(f"{k} {v:.0%}" for k, v in sorted(r["kinds"].items()))
         exact = (f"{r['images']} inputs, {r['mismatches']} mismatches"
                  + ("; cycles = model" if r["cycles_exact"] else "; **cycles differ**"))
         fmax = (f"{r['fmax']:.1f} ({r['luts']:,} LUTs)" if r["fmax_src"] == "this engine"
                 else f"{r['fmax']:.1f} (digits engine's)")
-        body.append([r["model"], r["board"], f"{r['params']:,}", f"{r['macs']:,}",
-                     f"{r['engine']} ({r['products']} / {r['dsps']})",
+        body.append([*first, f"{r['engine']} ({r['products']} / {r['dsps']})",
                      memory_text(r.get("memories") or {}), f"{r['cycles']:,}",
                      f"{r['utilization']:.1%}", kinds, exact, fmax,
                      f"{r['latency_ms']:.2f} ms", pub])
@@ -186,14 +201,15 @@ def main() -> None:
     ap.add_argument("--output", default="mlperf_tiny.md", help="file in bench/results")
     ap.add_argument("--images", type=int, default=2)
     ap.add_argument("--synth", default="", help="model:board pairs to synthesize, or all")
+    ap.add_argument("--bits", default="8", help="quantization widths (e.g. 8/4/4)")
     args = ap.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models.split(","):
             rows += run(name, args.boards.split(","), args.images,
-                        set(filter(None, args.synth.split(","))), Path(tmp))
+                        set(filter(None, args.synth.split(","))), Path(tmp), args.bits)
     command = " ".join(["python bench/mlperf_engine.py", *sys.argv[1:]])
-    write_result(args.output, table(rows, args.images, command))
+    write_result(args.output, table(rows, args.images, command, args.bits))
 
 
 if __name__ == "__main__":

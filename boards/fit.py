@@ -24,6 +24,8 @@ stays within :data:`LUT_PRODUCT_HEADROOM` of the board's LUTs. On ECP5 with narr
 (``packable``: 8-bit maps, at most 4-bit weights) a candidate whose products need more blocks
 than the board has shares each block between two output channels' products first
 (``packed_dsp``, ``hw/ecp5_packed_mul.py``), and puts only what is still left over in LUTs.
+Each way past one product per block is fitted on its own, and the fastest engine that needs
+at most 1 / :data:`LUT_PRODUCT_MIN_SPEEDUP` of the cycles of every narrower one wins.
 """
 
 from __future__ import annotations
@@ -48,9 +50,9 @@ LUT_PRODUCT_HEADROOM = 0.6
 #: How much faster (cycles per image) an engine with products in LUTs must be than the
 #: fastest engine on the DSP blocks alone to be chosen: its clock is lower (measured on the
 #: digits engines, docs/boards.md: OrangeCrab 160.4 -> 152.1 MHz for 2.3x fewer cycles;
-#: ULX3S 109.5 -> 85.4 MHz, the 16-lane unload into the host link, for 1.2 % fewer). An
-#: engine with packed products (``packed_dsp``) likewise against one without: its extra
-#: products widen the same paths.
+#: ULX3S 109.5 -> 85.4 MHz, the 16-lane unload into the host link, for 1.2 % fewer). So
+#: for packed products (``packed_dsp``): an engine must be that much faster than every
+#: engine with fewer products the other ways give (``fit``).
 LUT_PRODUCT_MIN_SPEEDUP = 1.25
 
 RESOURCE_NAMES = {"dsps": "DSP blocks", "brams": "block RAMs", "sprams": "SPRAMs",
@@ -189,22 +191,35 @@ def fit(model, spec, board: Board) -> FitResult:
     dual = int(dual_mac_fits(smallest.config, board))
     ecp5 = int(ecp5_dsp_fits(smallest.config, board))
     pack = int(packed_dsp_fits(smallest.config, board))
-    best, evaluated = _fastest(model, spec, board, smallest, dual, ecp5, pack,
-                               int(board.family.lut_products))
+    lut = int(board.family.lut_products)
+    # The ways past one product per DSP block (``variants``: packed pairs, LUT products,
+    # both) are each fitted on their own (a packed engine cannot have the depthwise window,
+    # so LUT products alone may give the faster engine). Their extra products cost clock
+    # (longer routes, wider lane multiplexers): an engine is only worth its products when
+    # it needs at most 1 / LUT_PRODUCT_MIN_SPEEDUP of the cycles of every way's engine with
+    # fewer products; the fastest such engine wins (then the fewest LUTs).
+    found = {v: _fastest(model, spec, board, smallest, dual, ecp5, *v)
+             for v in sorted({(0, 0), (pack, 0), (0, lut), (pack, lut)})}
+    worth = [v for v, (c, _) in found.items()
+             if v == (0, 0) or all(c.cycles * LUT_PRODUCT_MIN_SPEEDUP <= u.cycles
+                                   for u, _ in found.values()
+                                   if u.config.multipliers < c.config.multipliers)]
+    choice = min(worth, key=lambda v: (found[v][0].cycles, found[v][0].estimate.total.luts, v))
+    best, evaluated = found[choice]
+    # The faster engines not worth their products: named in the limit, and what stopped
+    # their own faster candidates is no limit of this engine's.
+    refused = sorted((found[v][0] for v in found if found[v][0].cycles < best.cycles),
+                     key=lambda c: (c.cycles, _uses(c.config)))
+    evaluated = list(evaluated) + [c for v in found if found[v][0] in refused
+                                   for c in found[v][1] if _uses(c.config) != _uses(best.config)]
     lut_note = ""
-    # Products in LUTs, then packed pairs, cost clock (longer routes, wider lane
-    # multiplexers): each is only worth it when it cuts the cycles enough, else the fastest
-    # engine without it.
-    for what, flag, fewer in (("products in LUTs", "lut_products", (pack, 0)),
-                              ("packed products", "packed_dsp", (0, 0))):
-        if not getattr(best.config, flag):
-            continue
-        plain, plain_evaluated = _fastest(model, spec, board, smallest, dual, ecp5, *fewer)
-        if best.cycles * LUT_PRODUCT_MIN_SPEEDUP > plain.cycles:
-            lut_note += (f"; {what}: the fastest such engine ({best.config.summary()}, "
-                         f"{best.cycles} cycles) is not {LUT_PRODUCT_MIN_SPEEDUP}x as fast")
-            best = plain
-            evaluated = plain_evaluated + [c for c in evaluated if getattr(c.config, flag)]
+    if refused:
+        c = refused[0]
+        what = " and ".join(name for name, on in (("packed products", c.config.packed_dsp),
+                                                  ("products in LUTs", c.config.lut_products))
+                            if on)
+        lut_note = (f"; {what}: the fastest such engine ({c.config.summary()}, {c.cycles} "
+                    f"cycles) is not {LUT_PRODUCT_MIN_SPEEDUP}x as fast")
 
     def key(c: Candidate):
         return (c.cycles, c.config.multipliers, c.estimate.total.luts)
@@ -259,6 +274,11 @@ def _fastest(model, spec, board: Board, smallest: Candidate, dual: int, ecp5: in
         if c.fits and (best is None or c.estimate.total.luts < best.estimate.total.luts):
             best, best_rank = c, (cycles, lanes * tm)
     return best or smallest, evaluated
+
+
+def _uses(cfg: EngineConfig) -> tuple[int, int]:
+    """The ways past one product per DSP block ``cfg`` takes: (packed, LUT products)."""
+    return cfg.packed_dsp, int(cfg.lut_products > 0)
 
 
 def _on_blocks(cfg: EngineConfig, dsps: int, pack: int, lut: int) -> EngineConfig:

@@ -5,7 +5,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from dynfix.boards.fit import fit
+from dynfix.boards.fit import evaluate_config, fit
 from dynfix.boards.registry import get_board
 from dynfix.errors import DynfixError
 from dynfix.hw.config import EngineConfig
@@ -154,9 +154,10 @@ def test_ecp5_fit_goes_past_the_dsp_blocks_with_lut_products(digits):
 
 def test_ecp5_fit_packs_narrow_weights_before_lut_products(digits):
     """OrangeCrab with 4-bit weights: the fit packs two products per MULT18X18D first, then
-    puts the rest in LUTs (fewer than at 8 bits), and is faster than both the 8-bit engine
-    and the engine on packed blocks alone; the ULX3S, which has blocks enough for the
-    parallelism that pays, packs nothing (a wider engine would gain 1.2 %, not 1.25x)."""
+    puts the rest in LUTs, and is faster than the 8-bit engine and than the engine on packed
+    blocks alone (and as fast as LUT products alone could be, in fewer LUTs); the ULX3S,
+    which has blocks enough for the parallelism that pays, packs nothing (a wider engine
+    would gain 1.2 %, not 1.25x)."""
     from hw_models import digits_4bit_weights
     model, spec = digits_4bit_weights()
     board = get_board("orangecrab")
@@ -171,8 +172,14 @@ def test_ecp5_fit_packs_narrow_weights_before_lut_products(digits):
         board.family, lut_products=False))).chosen
     assert no_lut.config.packed_dsp == 1 and no_lut.config.lut_products == 0
     assert 28 < no_lut.config.multipliers <= 56 and r.chosen.cycles * 1.25 <= no_lut.cycles
+    # The same engine with LUT products alone: the 72 + 56 products in LUTs, more LUTs.
+    lut_only = evaluate_config(model, spec,
+                               dataclasses.replace(c, packed_dsp=0, lut_products=100), board)
+    assert lut_only.cycles == r.chosen.cycles
+    assert lut_only.estimate.total.luts > r.chosen.estimate.total.luts + 1000
     ulx = fit(model, spec, get_board("ulx3s"))
-    assert ulx.chosen.config.packed_dsp == 0 and "packed products: the fastest" in ulx.limit
+    assert ulx.chosen.config.packed_dsp == 0 and ulx.chosen.config.lut_products == 0
+    assert "the fastest such engine" in ulx.limit and "is not 1.25x as fast" in ulx.limit
 
 
 def test_ecp5_lut_products_stop_at_the_lut_share():
