@@ -73,10 +73,10 @@ class MacArray(wiring.Component):
     the same registers and latency.
 
     With ``cfg.lut_products`` the last products in ``cfg.product_index`` order (row-major;
-    pair-major with ``packed_dsp``) are
-    each a :class:`~dynfix.hw.lut_mul.LutMul` instead: partial products and adders in the
-    fabric, never a ``$mul`` (yosys would map it to a DSP block), with its own operand
-    register and the adder levels between the other registers (same latency).
+    pair-major with ``packed_dsp``) are each a :class:`~dynfix.hw.lut_mul.LutMul` instead:
+    partial products and adders in the fabric, never a ``$mul`` (yosys would map it to a DSP
+    block), with its own operand register and the adder levels between the other registers
+    (same latency).
 
     Parameters
     ----------
