@@ -43,9 +43,10 @@ from dynfix.hw.resources import (Device, Estimate, Usage, engine_memories, estim
 
 #: Share of a board's LUTs and FFs the fitter may plan for (placement and timing headroom).
 LOGIC_HEADROOM = 0.85
-#: Share of a board's LUTs an engine with products in LUTs (``lut_products``) may plan for:
-#: routing the LUT products' carry chains and operand copies keeps the clock up only while
-#: the device is not crowded (see docs/boards.md, "Products in LUTs", for the measurements).
+#: Share of a board's LUTs an engine with products in LUTs (``lut_products``) may plan for.
+#: Conservative on the OrangeCrab (digits engines kept 147-155 MHz at 60, 71 and 86 % of
+#: the LUTs), but it bounds how wide an engine grows, and the wide ULX3S engines lose clock
+#: on lane-width paths (docs/boards.md, "Products in LUTs", for the measurements).
 LUT_PRODUCT_HEADROOM = 0.6
 #: How much faster (cycles per image) an engine with products in LUTs must be than the
 #: fastest engine on the DSP blocks alone to be chosen: its clock is lower (measured on the
