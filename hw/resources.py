@@ -284,17 +284,18 @@ def estimate(cfg: EngineConfig, dev: Device, board_top: bool = True) -> Estimate
             + tm * cfg.dim_bits / 2,
             ffs=(n_slots - n) * (db + 1) + 2 * acc + cfg.dim_bits)
     if cfg.residual:
-        # hw/residual_add.py and its feed: the earlier slot words of a pixel, the lane pick
-        # at the group's offset, the shortcut FIFO (registers and a read mux), the aligned
-        # sum and a requantizer per channel; the sequencer's shortcut address registers.
+        # hw/residual_add.py and its feed: a pixel's slot words (all registered), the lane
+        # pick at the group's offset and its register, the shortcut FIFO (registers and a
+        # read mux), the aligned sum and a requantizer per channel; the sequencer's shortcut
+        # address registers, and the offset's and the write's delays to the pick.
         sb, depth = cfg.sum_bits, cfg.sc_depth
         options = n // cfg.wb_step
         est.blocks["residual_add"] = Usage(
             luts=tm * db * (max(1, options - 1) + max(0, depth - 1))
             + tm * (sb + shifter(db, cfg.add_align) * 2)
             + tm * (2 * sb + shifter(sb, sb) + shifter(db, db) + 3 * db) + 4 * acc,
-            ffs=(cfg.sc_slots - 1) * n * db + depth * tm * db + tm * (2 * sb + 2 * db + 2)
-            + 3 * acc + 2 * clog2(depth + 1))
+            ffs=cfg.sc_slots * n * db + (depth + 1) * tm * db + tm * (2 * sb + 2 * db + 2)
+            + 3 * acc + 2 * clog2(depth + 1) + n.bit_length() + 2)
     if cfg.depthwise:
         # The depthwise group's input word offset (hw/sequencer.py): a word and a lane
         # register, their adders, and the offset added to the group's start address.
