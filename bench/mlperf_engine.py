@@ -92,7 +92,8 @@ def run(name: str, boards: list[str], images: int, synth: set[str], work: Path,
     for board in boards:
         row = {"model": name, "board": board, "params": exported["total_params"],
                "macs": exported["total_macs"], "quantize_s": round(quant_s, 1),
-               "sqnr_db": fidelity.sqnr_db, "agreement": fidelity.agreement}
+               "sqnr_db": fidelity.sqnr_db,       # top-1 agreement: classifiers only
+               "agreement": fidelity.agreement if fidelity.output == "classes" else None}
         try:
             g = dynfix.generate(q, work / f"{name}_{board}", board=board)
         except DynfixError as e:
