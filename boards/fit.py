@@ -193,8 +193,8 @@ def fit(model, spec, board: Board) -> FitResult:
     ecp5 = int(ecp5_dsp_fits(smallest.config, board))
     pack = int(packed_dsp_fits(smallest.config, board))
     lut = int(board.family.lut_products)
-    # The ways past one product per DSP block (``variants``: packed pairs, LUT products,
-    # both) are each fitted on their own (a packed engine cannot have the depthwise window,
+    # The ways past one product per DSP block (``found``, keyed (packed, LUT products): none,
+    # packed pairs, LUT products, both) are each fitted on their own (a packed engine cannot have the depthwise window,
     # so LUT products alone may give the faster engine). Their extra products cost clock
     # (longer routes, wider lane multiplexers): an engine is only worth its products when
     # it needs at most 1 / LUT_PRODUCT_MIN_SPEEDUP of the cycles of every way's engine with
