@@ -79,6 +79,12 @@ def kind_utilization(report: dict, multipliers: int) -> dict[str, float]:
 HELD_OUT = 256
 
 
+def shows_fidelity(bits: str) -> bool:
+    """Whether the table has the fidelity column: at other widths than 8 bits (whose
+    fidelity is ``quant_table.md``'s)."""
+    return bits != "8"
+
+
 def run(name: str, boards: list[str], images: int, synth: set[str], work: Path,
         bits: str = "8") -> list[dict]:
     path = mt.build(name, work)
@@ -87,13 +93,15 @@ def run(name: str, boards: list[str], images: int, synth: set[str], work: Path,
     t0 = time.perf_counter()
     q = dynfix.quantize(str(path), calib=x[:48], bits=bits)
     quant_s = time.perf_counter() - t0
-    fidelity = dynfix.evaluate(str(path), data=x[48 + images:], quant=q, metric="sqnr")
+    fid = {}
+    if shows_fidelity(bits):
+        f = dynfix.evaluate(str(path), data=x[48 + images:], quant=q, metric="sqnr")
+        fid = {"sqnr_db": f.sqnr_db,             # top-1 agreement: classifiers only
+               "agreement": f.agreement if f.output == "classes" else None}
     rows = []
     for board in boards:
         row = {"model": name, "board": board, "params": exported["total_params"],
-               "macs": exported["total_macs"], "quantize_s": round(quant_s, 1),
-               "sqnr_db": fidelity.sqnr_db,       # top-1 agreement: classifiers only
-               "agreement": fidelity.agreement if fidelity.output == "classes" else None}
+               "macs": exported["total_macs"], "quantize_s": round(quant_s, 1), **fid}
         try:
             g = dynfix.generate(q, work / f"{name}_{board}", board=board)
         except DynfixError as e:
@@ -147,7 +155,7 @@ def table(rows: list[dict], images: int, command: str, bits: str = "8") -> list[
              "cycle model agrees exactly where marked). Latency = cycles per inference "
              "(compute + image load + output unload) / Fmax. Reproduce: "
              f"`{command}`.", ""]
-    fid = bits != "8"           # the fidelity column (the 8-bit one: quant_table.md)
+    fid = shows_fidelity(bits)
     head = ["model", "board", "params", "MACs", *(["SQNR / agreement vs float"] if fid else []),
             "engine (products / DSP blocks)", "memories", "cycles", "utilization",
             "by layer kind", "bit-exact", "Fmax (MHz)", "latency", "published FPGA results"]

@@ -209,10 +209,10 @@ def fit(model, spec, board: Board) -> FitResult:
     best, evaluated = found[choice]
     # The faster engines not worth their products: named in the limit, and what stopped
     # their own faster candidates is no limit of this engine's.
-    refused = sorted((found[v][0] for v in found if found[v][0].cycles < best.cycles),
-                     key=lambda c: (c.cycles, _uses(c.config)))
-    evaluated = list(evaluated) + [c for v in found if found[v][0] in refused
-                                   for c in found[v][1] if _uses(c.config) != _uses(best.config)]
+    faster = [v for v in found if found[v][0].cycles < best.cycles]
+    refused = sorted((found[v][0] for v in faster), key=lambda c: (c.cycles, _uses(c.config)))
+    evaluated = list(evaluated) + [c for v in faster for c in found[v][1]
+                                   if _uses(c.config) != _uses(best.config)]
     lut_note = ""
     if refused:
         c = refused[0]

@@ -225,13 +225,12 @@ def estimate(cfg: EngineConfig, dev: Device, board_top: bool = True) -> Estimate
         # per product (the map values' copies are kept apart on ECP5), the cell's input and
         # output registers (in the cell: not counted), a fabric product register behind.
         # With packed_dsp a pair shares the map value's register and its cell
-        # (hw/ecp5_packed_mul.py): the weights' decrement in front of the cell and the
-        # split's adder behind it are logic.
+        # (hw/ecp5_packed_mul.py): one map-value register less per pair; the weights'
+        # decrement in front of the cell and the split's adder behind it are logic.
         pairs = cfg.packed_pairs
-        est.blocks["multipliers"] = Usage(
-            luts=pairs * (wb + 1 + prod),
-            ffs=(cells - 2 * pairs) * (db + wb + prod) + pairs * (db + 2 * wb + 2 * prod),
-            dsps=cfg.dsp_blocks)
+        est.blocks["multipliers"] = Usage(luts=pairs * (wb + 1 + prod),
+                                          ffs=cells * (db + wb + prod) - pairs * db,
+                                          dsps=cfg.dsp_blocks)
     else:
         per_mult = -(-db // dev.dsp_a_bits) * -(-wb // dev.dsp_b_bits)
         if db > dev.dsp_a_bits or wb > dev.dsp_b_bits:

@@ -21,7 +21,7 @@ from dynfix.hw.config import EngineConfig
 from dynfix.hw.cycle_model import estimate
 from dynfix.hw.generate import TOP_NAME, engine_verilog
 from .harness import HostParams, hex_values
-from .random_nets import Case, fitting_case, random_case
+from .random_nets import Case, case_for, fitting_case
 from .scoreboard import first_difference
 from .simulate import boot_files, group_maps, host_stream, locate, memory_files, reload_mask
 from .simulators import Simulator
@@ -111,8 +111,7 @@ def run_fitted(parallel: EngineConfig, seed: int, build_dir: str | Path, sim: st
                                 if f.name not in ("k", "tn", "tm", "im2col", "w_spram",
                                                    "m_spram", "ecp5_dsp", "lut_products",
                                                    "packed_dsp")})
-    case = random_case(seed, images, edge=bool(parallel.residual),
-                       window=parallel.dw_window, max_bw_w=min(8, parallel.weight_bits or 8))
+    case = case_for(seed, parallel, images)
     cm = compile_model(case.model, case.spec, bare)
     build_dir = Path(build_dir).resolve()
     build_dir.mkdir(parents=True, exist_ok=True)

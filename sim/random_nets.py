@@ -365,12 +365,18 @@ def random_case(seed: int, images: int = 2, layers: int | None = None,
                 + "; ".join(parts))
 
 
+def case_for(seed: int, cfg: EngineConfig, images: int = 2) -> Case:
+    """The case of ``seed`` drawn for what ``cfg`` runs: residual blocks and depthwise convs
+    with ``residual``, its window's kernels, weights no wider than its bound."""
+    return random_case(seed, images, edge=bool(cfg.residual), window=cfg.dw_window,
+                       max_bw_w=min(8, cfg.weight_bits or 8))
+
+
 def fitting_case(seed: int, cfg: EngineConfig, images: int = 2) -> tuple[Case, CompiledModel]:
     """The case of ``seed`` compiled for ``cfg``; if it does not fit the config's bounds,
     the next seeds are tried (deterministically), so every returned case has its own seed."""
     for s in range(seed, seed + 1000):
-        case = random_case(s, images, edge=bool(cfg.residual), window=cfg.dw_window,
-                           max_bw_w=min(8, cfg.weight_bits or 8))
+        case = case_for(s, cfg, images)
         try:
             return case, compile_model(case.model, case.spec, cfg)
         except DynfixError:
