@@ -34,13 +34,14 @@ class DspSpec:
 
 @dataclass(frozen=True)
 class RamSpec:
-    """Block or single-port RAM: ``blocks`` blocks of ``bits`` bits, in the (depth, width)
-    shapes one block can take."""
+    """Block or single-port RAM: ``blocks`` blocks of ``bits`` bits, in the (depth, width,
+    enable) shapes one block can take: ``enable`` bits share a write enable (a board file
+    may leave it out: 1, bit-granular writes)."""
 
     kind: str
     blocks: int
     bits: int
-    shapes: tuple[tuple[int, int], ...]
+    shapes: tuple[tuple[int, int, int], ...]
 
     @property
     def total_bits(self) -> int:
@@ -163,14 +164,20 @@ class _Reader:
     def ram(self, d: dict, prefix: str) -> RamSpec:
         shapes = self.get(d, "shapes", list, prefix)
         try:
-            shapes_t = tuple((int(dp), int(w)) for dp, w in shapes)
-        except (TypeError, ValueError):
-            raise self.fail(f"{prefix}shapes", "expected a list of [depth, width] pairs") \
-                from None
+            shapes_t = tuple((int(s[0]), int(s[1]), int(s[2]) if len(s) == 3 else 1)
+                             for s in shapes if len(s) in (2, 3))
+        except (TypeError, ValueError, KeyError):
+            shapes_t = ()
+        if len(shapes_t) != len(shapes) or not shapes_t:
+            raise self.fail(f"{prefix}shapes", "expected a list of [depth, width] or "
+                            "[depth, width, bits per write enable] entries")
         bits = self.get(d, "bits", int, prefix, positive=True)
-        for dp, w in shapes_t:
+        for dp, w, e in shapes_t:
             if dp <= 0 or w <= 0 or dp * w > bits:
                 raise self.fail(f"{prefix}shapes", f"{dp} x {w} does not fit {bits} bits")
+            if not 0 < e <= w:
+                raise self.fail(f"{prefix}shapes", f"{dp} x {w}: bits per write enable "
+                                f"must be 1 to {w}, got {e}")
         return RamSpec(kind=self.get(d, "kind", str, prefix),
                        blocks=self.get(d, "blocks", int, prefix, positive=True),
                        bits=bits, shapes=shapes_t)

@@ -16,7 +16,6 @@ fewest blocks, or left in logic when that is cheaper (yosys ``memory_libmap``'s 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -81,7 +80,7 @@ class Device:
     family: FpgaFamily
     dsp_a_bits: int
     dsp_b_bits: int
-    bram_shapes: tuple[tuple[int, int], ...]
+    bram_shapes: tuple[tuple[int, int, int], ...]
     sprams: int = 0             # iCE40 SB_SPRAM256KA cells
 
     @classmethod
@@ -97,6 +96,7 @@ class MemorySpec:
     width: int
     rom: bool
     spram: bool = False         # in iCE40 SPRAM cells (``hw/ice40_spram.py``), not block RAM
+    lane_bits: int = 0          # each lane of this many bits has its own write enable
 
 
 @dataclass
@@ -135,26 +135,37 @@ def shifter(width: int, amount: int) -> int:
 
 
 @lru_cache(maxsize=None)
-def memory_blocks(depth: int, width: int, shapes: tuple[tuple[int, int], ...]) -> int:
-    """Fewest blocks holding ``depth`` x ``width``: whole columns of one shape, the remaining
-    narrower column in its own best shape (as yosys' memory_libmap splits memories)."""
+def memory_blocks(depth: int, width: int, shapes: tuple[tuple[int, int, int], ...],
+                  block_cost: int = 128, lane_bits: int = 0, rom: bool = False) -> int:
+    """Blocks of ``depth`` x ``width``, as yosys' ``memory_libmap`` maps it: for each
+    (depth, width, bits per write enable) shape, each lane of ``lane_bits`` (its own write
+    enable; 0: one for the word; a ROM has none) is padded to whole enable groups, the depth
+    is cut into the shape's rows, and the rows' padded words are laid side by side in
+    blocks; the shape of least cost is taken: ``block_cost`` per block plus half a unit per
+    bit of the rows' read multiplexer and per write enable of their decode (a width of
+    9-bit bytes thus costs a bit per 8-bit lane, and a deep memory takes narrow blocks
+    rather than a wide multiplexer)."""
     if width <= 0:
         return 0
-    best = math.inf
-    for d, w in shapes:
+    lanes, group = (width // lane_bits, lane_bits) if lane_bits else (1, width)
+    best = None
+    for d, w, e in shapes:
+        e = 1 if rom else min(e, w)
+        padded = lanes * -(-group // e) * e
         rows = -(-depth // d)
-        if width <= w:
-            best = min(best, rows)
-        else:
-            best = min(best, (width // w) * rows + memory_blocks(depth, width % w, shapes))
-    return best
+        blocks = -(-rows * padded // w)
+        decode = 0 if rom or rows == 1 else rows * lanes
+        cost = block_cost * blocks + 0.5 * ((rows - 1) * width + decode)
+        if best is None or cost < best[0]:
+            best = (cost, blocks)
+    return best[1]
 
 
 def engine_memories(cfg: EngineConfig) -> list[MemorySpec]:
     n = cfg.lanes
     return [
         MemorySpec("fmap", cfg.fmap_depth, n * cfg.fmap_lane_bits, rom=False,
-                   spram=bool(cfg.m_spram)),
+                   spram=bool(cfg.m_spram), lane_bits=cfg.fmap_lane_bits),
         MemorySpec("weights", cfg.weight_depth, cfg.weight_word_bits, rom=True,
                    spram=bool(cfg.w_spram)),
         MemorySpec("biases", cfg.bias_depth, cfg.tm * cfg.bias_lane_bits, rom=True),
@@ -179,7 +190,8 @@ def memory_usage(mem: MemorySpec, dev: Device) -> tuple[Usage, str]:
         luts = 2 * ab + cols + ab + row_mux
         ffs = 2 * ab + cols.bit_length() + 16 + 4 * cols + 1 + row_reg
         return Usage(luts=luts, ffs=ffs, sprams=rows * cols), f"{rows * cols} SPRAMs"
-    blocks = memory_blocks(mem.depth, mem.width, dev.bram_shapes)
+    blocks = memory_blocks(mem.depth, mem.width, dev.bram_shapes, dev.family.bram_cost,
+                           mem.lane_bits, mem.rom)
     bits = mem.depth * mem.width
     logic_cost = bits / 16 if mem.rom else bits
     if blocks * dev.family.bram_cost <= logic_cost:

@@ -58,6 +58,8 @@ def _write(tmp_path, mutate) -> Path:
     (lambda d: d["clock"].update(mhz=-3), "clock.mhz: must be positive"),
     (lambda d: d.update(colour="red"), "colour: unknown key"),
     (lambda d: d["resources"]["bram"].update(shapes=[[512, 16]]), "does not fit 4096 bits"),
+    (lambda d: d["resources"]["bram"].update(shapes=[[256, 16, 0]]), "bits per write enable"),
+    (lambda d: d["resources"]["bram"].update(shapes=[[256]]), "expected a list of"),
     (lambda d: d["uart"].update(add={"rx": "1"}), "uart.add: needs rx and tx"),
 ])
 def test_malformed_board(tmp_path, mutate, needle):

@@ -28,6 +28,26 @@ def test_memory_blocks(shapes, depth, width, blocks):
     assert memory_blocks(depth, width, shapes) == blocks
 
 
+@pytest.mark.parametrize("depth,width,lane_bits,rom,blocks", [
+    # checked against yosys 0.70 synth_ecp5 (DP16KD cells per memory of the MLPerf engines)
+    (11520, 96, 8, False, 72),      # MobileNet fmap, 12 lanes: x4 blocks, 3 rows (not 63)
+    (2048, 176, 8, False, 22),      # ResNet-8 fmap, 22 lanes: a 9-bit byte per lane
+    (1608, 1152, 0, True, 128),     # MobileNet weights
+    (274, 2816, 0, True, 79),       # ResNet-8 weights: x36
+    (49, 192, 0, False, 6),         # MobileNet depthwise line: one write enable
+])
+def test_memory_blocks_write_lanes(depth, width, lane_bits, rom, blocks):
+    """A lane with its own write enable takes whole 9-bit bytes of a DP16KD; yosys weighs
+    the blocks against the read multiplexer of a deep memory."""
+    assert memory_blocks(depth, width, ECP5, 128, lane_bits, rom) == blocks
+
+
+def test_memory_blocks_bit_mask_packs_lanes():
+    """iCE40's 16-bit mode masks single bits: 6-bit lanes pack without padding."""
+    assert memory_blocks(256, 96, ICE40, 64, 6) == 6
+    assert memory_blocks(256, 96, ECP5, 128, 6) == 4       # 16 lanes in 9-bit bytes, x36
+
+
 def _qspec_digits(tmp_path):
     from dynfix.cli import main
     from dynfix.quant.qspec_io import load_qspec
