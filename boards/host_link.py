@@ -29,8 +29,8 @@ class HostLink(wiring.Component):
 
     On ``I`` it pulses ``start``, assembles ``n_in`` values from the following bytes and passes
     them on ``img``; it answers ``R``, forwards each logit from ``logits`` as it comes (keeping
-    the running argmax, ties to the lower index), then sends the class and, once the engine has
-    signalled ``done``, its ``cycles``.
+    the running argmax, ties to the lower index), then sends the class (``info.class_bytes``
+    bytes) and, once the engine has signalled ``done``, its ``cycles``.
 
     Parameters
     ----------
@@ -58,8 +58,9 @@ class HostLink(wiring.Component):
     """
 
     def __init__(self, info: LinkInfo):
-        if not 1 <= info.n_out <= 256:
-            raise ValueError(f"n_out must be 1..256 (the class is one byte), got {info.n_out}")
+        if not 1 <= info.n_out <= 0xFFFF:
+            raise ValueError(f"n_out must be 1..65535 (a u16 in the info reply), got "
+                             f"{info.n_out}")
         self._info = info
         super().__init__({
             "rx": In(stream.Signature(8)),
@@ -83,7 +84,8 @@ class HostLink(wiring.Component):
         word = Signal(32)                                   # bytes to send, LSB first
         value = Signal(8 * in_bytes)                        # input value being assembled
         best = Signal(signed(info.out_bits))
-        best_idx = Signal(8)
+        class_bytes = info.class_bytes
+        best_idx = Signal(8 * class_bytes)
         judge = Signal()                                    # the logit is in word
         wins = Signal()                                     # ... and is the best yet
         done_seen = Signal()
@@ -126,7 +128,7 @@ class HostLink(wiring.Component):
         m.d.comb += logit_sent.eq(sent["LOGIT_TX"] & nbytes_end)
         arc("LOGIT_TX", tx.ready & nbytes_end & count_end, "CLASS")
         arc("LOGIT_TX", tx.ready & nbytes_end & ~count_end, "LOGIT")
-        arc("CLASS", tx.ready, "WAIT_DONE")
+        arc("CLASS", tx.ready & nbytes_end if class_bytes > 1 else tx.ready, "WAIT_DONE")
         arc("WAIT_DONE", done_seen, "CYCLES")
         arc("CYCLES", tx.ready & nbytes_end, "IDLE")
 
@@ -145,6 +147,8 @@ class HostLink(wiring.Component):
         class_next = Signal()           # LOGIT_TX at the last byte of the last logit
         m.d.comb += class_next.eq(st["LOGIT_TX"] & nbytes_end & count_end)
         shift = sent["LOGIT_TX"] | sent["CYCLES"]
+        if class_bytes > 1:
+            shift = shift | sent["CLASS"]
         terms = [
             (st["IDLE"], Mux(is_info, reply[0], REPLY_UNKNOWN)),
             (sent["INFO"], info_byte),
@@ -185,6 +189,9 @@ class HostLink(wiring.Component):
             m.d.sync += [nbytes.eq(4), nbytes_end.eq(0)]
         with m.If(shift):
             m.d.sync += [nbytes.eq(nbytes - 1), nbytes_end.eq(nbytes == 2)]
+        if class_bytes > 1:             # the class's bytes follow the last logit's
+            with m.If(sent["LOGIT_TX"] & class_next):
+                m.d.sync += [nbytes.eq(class_bytes), nbytes_end.eq(0)]
 
         # The running argmax (ties to the lower index), in the logit's first LOGIT_TX cycle,
         # from the word register (it holds the logit unshifted then), not from the engine's

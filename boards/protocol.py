@@ -7,8 +7,8 @@ complement, sign-extended to whole bytes.
 * ``P`` (info): the board answers ``DFX1``, ``n_in`` (u16), ``n_out`` (u16), bytes per input
   value (u8), bytes per output value (u8), input bits (u8), output bits (u8).
 * ``I`` (infer): the host sends ``n_in`` input values (C, H, W order); the board answers ``R``,
-  ``n_out`` logits, the predicted class (u8, the first index of the maximum) and the engine's
-  cycle count (u32).
+  ``n_out`` logits, the predicted class (the first index of the maximum: u8, or u16 when
+  ``n_out`` > 256, e.g. an autoencoder's outputs) and the engine's cycle count (u32).
 * any other byte: the board answers ``?``.
 """
 
@@ -52,6 +52,11 @@ class LinkInfo:
     def out_bytes(self) -> int:
         return value_bytes(self.out_bits)
 
+    @property
+    def class_bytes(self) -> int:
+        """Bytes of the class index in a result: 1 up to 256 outputs, else 2."""
+        return 1 if self.n_out <= 256 else 2
+
     def info_reply(self) -> bytes:
         return struct.pack(INFO_FORMAT, MAGIC, self.n_in, self.n_out, self.in_bytes,
                            self.out_bytes, self.in_bits, self.out_bits)
@@ -66,7 +71,7 @@ class LinkInfo:
 
     def result_len(self) -> int:
         """Bytes in an ``R`` reply after the ``R``."""
-        return self.n_out * self.out_bytes + 1 + 4
+        return self.n_out * self.out_bytes + self.class_bytes + 4
 
 
 def encode_values(q: np.ndarray, bits: int) -> bytes:
@@ -107,4 +112,6 @@ def parse_result(reply: bytes, info: LinkInfo) -> Result:
                           f"bytes, got {len(reply)} bytes starting {reply[:4]!r}")
     logits = decode_values(reply[1:], info.n_out, info.out_bits)
     tail = reply[1 + info.n_out * info.out_bytes:]
-    return Result(logits, tail[0], int.from_bytes(tail[1:5], "little"))
+    cb = info.class_bytes
+    return Result(logits, int.from_bytes(tail[:cb], "little"),
+                  int.from_bytes(tail[cb:cb + 4], "little"))
