@@ -219,7 +219,9 @@ def table(rows: list[dict], images: int, command: str, bits: str = "8") -> list[
             first.append(f"{r['sqnr_db']:.1f} dB" + (f" / {r['agreement']:.1%}"
                                                       if r["agreement"] is not None else ""))
         if "error" in r:
-            body.append([*first, "**does not fit**: " + r["error"].split(": ", 1)[-1], "", "",
+            failed = r["error"].startswith("synthesis failed")
+            body.append([*first, ("**synthesis failed**: " if failed else "**does not fit**: ")
+                         + r["error"].split(": ", 1)[-1], "", "",
                          "", "", "", "", "", pub])
             continue
         kinds = ", ".join(f"{k} {v:.0%}" for k, v in sorted(r["kinds"].items()))
