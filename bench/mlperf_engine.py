@@ -9,9 +9,9 @@ utilization, and the latency at the board's clock: the synthesized Fmax of this 
 for the (model, board) pairs given to ``--synth`` (yowasp yosys + nextpnr: 3 to 7 minutes
 per OrangeCrab engine, 15 to 60 per ULX3S one), else the recorded Fmax of the board's
 digits engine (``bench/results/boards_synth.json``, labelled). Synthesis results are kept in
-``bench/results/mlperf_synth.json`` under the digest of the board build plan (the Verilog,
-constraints and tool script): a later run whose build is byte-identical shows them without
-synthesizing again; any change to the engine, its weights or the board top misses. A model
+``bench/results/mlperf_synth.json`` under the digest of the board build plan (the netlists
+without their source-location attributes, constraints and tool script): a later run whose
+build is the same shows them without synthesizing again; any change to the engine, its weights or the board top misses. A model
 that does not fit a board is reported with the fit's reason.
 
     python bench/mlperf_engine.py [--models resnet8,dscnn] [--boards ulx3s,orangecrab]

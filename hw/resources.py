@@ -9,8 +9,8 @@ carry halves). DSPs and block
 RAMs are counted the way yosys maps them: one hard multiplier per product whose operands fit
 the block (more when they do not; one per pair of products for ``dual_mac`` engines, whose
 SB_MAC16 cells are instantiated; none for the ``lut_products``, which are logic), and each
-memory split into the block shapes that need the
-fewest blocks, or left in logic when that is cheaper (yosys ``memory_libmap``'s costs).
+memory in the block shape yosys ``memory_libmap`` would take (:func:`memory_blocks`), or left
+in logic when that is cheaper (its costs).
 ``boards/synth.py`` gives the actual figures to compare with (``dynfix synth``).
 """
 
