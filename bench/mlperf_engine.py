@@ -11,8 +11,9 @@ per OrangeCrab engine, 15 to 60 per ULX3S one), else the recorded Fmax of the bo
 digits engine (``bench/results/boards_synth.json``, labelled). Synthesis results are kept in
 ``bench/results/mlperf_synth.json`` under the digest of the board build plan (the netlists
 without their source-location attributes, constraints and tool script): a later run whose
-build is the same shows them without synthesizing again; any change to the engine, its weights or the board top misses. A model
-that does not fit a board is reported with the fit's reason.
+build is the same shows them without synthesizing again; any change to the engine, its
+weights or the board top misses. A model that does not fit a board is reported with the
+fit's reason.
 
     python bench/mlperf_engine.py [--models resnet8,dscnn] [--boards ulx3s,orangecrab]
                                   [--images 2] [--synth resnet8:ulx3s,dscnn:orangecrab|all]
@@ -93,19 +94,23 @@ def plan_digest(folder: Path, board: str) -> str:
 SRC_ATTR = re.compile(rb'^[ \t]*attribute \\src "[^"\n]*"\n', re.M)
 
 
+def read_synth_cache() -> dict:
+    return json.loads(SYNTH_CACHE.read_text()) if SYNTH_CACHE.exists() else {}
+
+
 def synth_row(g: dynfix.GenerateResult, board: str, key: str, force: bool) -> dict | None:
     """The synthesis figures of ``g``: fresh when ``force``, else cached under ``key`` when
-    the cached build plan is this one's, else ``None``."""
-    digest = plan_digest(g.folder, board)
-    cached = json.loads(SYNTH_CACHE.read_text()) if SYNTH_CACHE.exists() else {}
+    the cached build plan is this one's, else ``None`` (the plan is only built to compare
+    with an entry, or to record one)."""
     if not force:
-        hit = cached.get(key)
-        return hit if hit and hit["digest"] == digest else None
+        hit = read_synth_cache().get(key)
+        return hit if hit and hit["digest"] == plan_digest(g.folder, board) else None
+    digest = plan_digest(g.folder, board)
     r = dynfix.synth(g, check_timing=False)
     entry = {"digest": digest, "engine": g.config.summary(), "fmax": round(r.fmax_mhz, 2),
              "luts": r.luts, "ffs": r.ffs, "brams": r.brams, "dsps_used": r.dsps,
              "critical_path": r.critical_path, "seconds": round(r.seconds)}
-    cached = json.loads(SYNTH_CACHE.read_text()) if SYNTH_CACHE.exists() else {}  # others'
+    cached = read_synth_cache()         # as it is now: other runs may have added entries
     cached[key] = entry
     tmp = SYNTH_CACHE.with_suffix(".tmp")
     tmp.write_text(json.dumps(dict(sorted(cached.items())), indent=2) + "\n")
@@ -250,7 +255,7 @@ def table(rows: list[dict], images: int, command: str, bits: str = "8") -> list[
         lines += ["Fmax is this engine's on its board top (host link included) through yowasp "
                   "yosys and nextpnr with the default seed; the figures are kept in "
                   "`mlperf_synth.json` under the build plan's digest and reused while the "
-                  "build stays byte-identical.", ""]
+                  "build stays the same (source-location attributes aside).", ""]
     if len(synthesized) < sum("fmax_src" in r for r in rows):
         lines += [WIDE_NOTE, ""]
     return lines
