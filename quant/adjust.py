@@ -27,6 +27,7 @@ import numpy as np
 
 from . import fixed
 from .float_model import conv2d, windows
+from .int_model import live_channels
 from .ir import (AvgPool2d, Conv2d, Flatten, GlobalAvgPool, Layer, Linear, MaxPool2d, Model,
                  ReLU)
 
@@ -186,7 +187,9 @@ def equalize(model: Model) -> Model:
     pair of :func:`equalizable_pairs`, scale A's output channel ``c`` (its weights and
     bias) by ``1 / s_c`` and B's weights on that channel by ``s_c``, with
     ``s_c = sqrt(r_A,c / r_B,c)`` (the two channels' largest weight magnitudes), so both
-    become ``sqrt(r_A,c * r_B,c)``; repeated over all pairs a few times. The float model
+    become ``sqrt(r_A,c * r_B,c)``; repeated over all pairs a few times. A channel that is
+    dead on either side (:func:`~.int_model.live_channels`) is not scaled: its tiny range
+    would scale its bias (or B's live weights) by the inverse. The float model
     computes the same function (up to float32 rounding); per-layer weight formats waste
     less range on the channels with the largest weights. Layers it does not change keep
     their arrays (the same objects)."""
@@ -205,7 +208,7 @@ def equalize(model: Model) -> Model:
             cols = _in_columns(b, wb, c, block)
             rb = np.abs(cols.reshape(c, -1)).max(axis=1)
             s = np.ones(c)
-            ok = (ra > 0) & (rb > 0)
+            ok = live_channels(ra) & live_channels(rb)      # dead channels keep their scale
             s[ok] = np.sqrt(ra[ok] / rb[ok])
             wa /= s.reshape((c,) + (1,) * (wa.ndim - 1))
             if params[a.name]["bias"] is not None:

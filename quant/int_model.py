@@ -40,6 +40,20 @@ COMPUTE = (Conv2d, Linear, Affine)
 EXACT_FLOAT_BITS = 53
 #: Largest per-channel weight fl offset (``LayerFormat.ch_fl``) a spec may hold.
 MAX_CH_FL = 24
+#: A channel whose largest weight is more than this many binades below the layer's largest
+#: is dead (float32's significand: below the resolution of the layer's largest weight).
+DEAD_BINADES = 24
+
+
+def live_channels(rows_max: np.ndarray) -> np.ndarray:
+    """Which channels are live, given each channel's largest weight magnitude: those within
+    :data:`DEAD_BINADES` of the largest. Trained networks have dead channels (a folded
+    BatchNorm with gamma near 0 leaves weights around 1e-30); a format or a scale derived
+    from such a channel's own range inflates whatever shares it (its bias, the next layer's
+    weights), so they get the layer's format and are left alone."""
+    r = np.abs(np.asarray(rows_max, np.float64))
+    top = float(r.max()) if r.size else 0.0
+    return r > np.ldexp(top, -DEAD_BINADES)
 
 
 def is_compute(layer: Layer) -> bool:

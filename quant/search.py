@@ -54,7 +54,7 @@ from .bits import Widths, layer_widths
 from .fidelity import (Fidelity, Objective, agreement_tolerance, output_name,
                        resolve_objective, sqnr_db)
 from .float_model import check_input, forward
-from .int_model import (MAX_CH_FL, MapFormat, accumulate, add_sum, apply_plain, bias_array,
+from .int_model import (MAX_CH_FL, MapFormat, live_channels, accumulate, add_sum, apply_plain, bias_array,
                         bias_integers, check_add, check_spec, fan_in, has_format, is_compute,
                         narrow, row_fls, saturation_count, weight_array, with_params)
 from .ir import Add, Clip, Flatten, Layer, MaxPool2d, Model, ReLU, Softmax
@@ -73,6 +73,7 @@ PARAM_WINDOW = (-1, 3)  # greedy candidates: start-1 .. start+3
 DATA_WINDOW = (-1, 5)   # start-1 .. start+5 (heavy-tailed maps may prefer clipping)
 PERCENTILE = 99.99      # start="percentile": the window also covers this percentile's start
 REFINE_SAMPLES = 512    # the calibration objective is scored on at most this many inputs
+BIAS_MARGIN = 2         # a layer's bias fl stays this many bits finer than its output's
 
 
 def range_fl(max_abs: float, bw: int, sign_bit: bool) -> int:
@@ -393,20 +394,39 @@ class _Search:
             w, b, wd = weight_array(s.layer), bias_array(s.layer), self.widths[s.layer.name]
             fl_w = picker.pick("weight", float(np.abs(w).max()), wd.bw_w,
                                _param_error(w, wd.bw_w, crit))
-            ch = self.channel_fls(w, wd.bw_w, picker) if picker.options.per_channel else ()
+            ch = ()
+            if picker.options.per_channel:
+                ch = self.channel_fls(w, wd.bw_w, picker, self.channel_caps(s, b, wd))
             if ch:
                 fl_w, ch = ch[0], ch[1]
             p = Params(w, b, fl_w, 0, ch)
             params[s.layer.name] = replace(p, fl_b=self.bias_fl(p, wd.bw_b, picker))
         return params
 
+    def channel_caps(self, s: Segment, b: np.ndarray, wd: Widths) -> np.ndarray:
+        """The largest weight fl offset each output channel can take without coarsening the
+        layer's bias. A channel ``ch`` bits finer holds its bias ``ch`` bits finer in the
+        same ``bw_b`` bits, so one fine channel with a large bias would push the bias fl
+        (shared) down for all; the bias must stay :data:`BIAS_MARGIN` bits finer than the
+        output map (whose fl is estimated from the float map's range), which bounds each
+        channel's offset by its bias's own overflow-free fl."""
+        ref = self.ftrace[s.compare_at]
+        fl_out = fixed.min_fl_no_overflow(float(np.abs(ref).max()) if ref.size else 0.0,
+                                          wd.bw_x)
+        b = np.abs(np.asarray(b, np.float64))
+        return np.array([fixed.min_fl_no_overflow(float(v), wd.bw_b) - fl_out - BIAS_MARGIN
+                         if v > 0 else MAX_CH_FL for v in b], np.int64)
+
     @staticmethod
-    def channel_fls(w: np.ndarray, bw: int, picker: Picker) -> tuple:
-        """Per-channel weight formats: each output channel's fl picked like a layer's, as
+    def channel_fls(w: np.ndarray, bw: int, picker: Picker,
+                    caps: np.ndarray | None = None) -> tuple:
+        """Per-channel weight formats: each live output channel's fl picked like a layer's
+        (at most ``caps[m]`` finer than the coarsest, :meth:`channel_caps`), as
         ``(base, offsets)`` with ``base`` the coarsest; () when they would all be equal.
-        An all-zero channel takes the base (any fl holds it)."""
+        A dead channel (:func:`~.int_model.live_channels`: all zero, or weights far below
+        the layer's) takes the base, where its weights round to 0."""
         rows = w.reshape(len(w), -1)
-        live = np.any(rows != 0, axis=1)
+        live = live_channels(np.abs(rows).max(axis=1))
         if not live.any():
             return ()
         crit = picker.options.criterion
@@ -415,6 +435,8 @@ class _Search:
         base = int(fls.min())
         ch = np.zeros(len(rows), np.int64)
         ch[live] = np.minimum(fls - base, MAX_CH_FL)
+        if caps is not None:
+            ch = np.minimum(ch, np.maximum(caps, 0))
         return (base, tuple(int(d) for d in ch)) if np.any(ch) else ()
 
     @staticmethod
@@ -664,12 +686,20 @@ def search_model(model: Model, calib: np.ndarray, bits: str = "8", method: str =
                            _Search(eq, x, bits, overrides, method, say), options))
     if options.fill:                    # each start again with its maps' ranges filled
         for what, sctx, opts in list(starts):
-            fctx = sctx.filled(opts)
+            try:
+                fctx = sctx.filled(opts)
+            except DynfixError as e:
+                say(f"{what}, ranges filled: dropped ({e})")
+                continue
             if fctx is not None:
                 starts.append((f"{what}, ranges filled", fctx, opts))
     for what, sctx, opts in starts:
-        spec, params = sctx.greedy(opts, verbose=False)
-        fid = ev.on(sctx.model).score(spec, params)
+        try:
+            spec, params = sctx.greedy(opts, verbose=False)
+            fid = ev.on(sctx.model).score(spec, params)
+        except DynfixError as e:            # one start that cannot be held is dropped
+            say(f"{what}: dropped ({e})")
+            continue
         say(f"{what}: {fid.text()}")
         if objective.key(fid) > objective.key(best[0]):
             best = (fid, spec, params, sctx, what)

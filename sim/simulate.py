@@ -252,9 +252,11 @@ class SimResult:
 
 def useful_macs(plan) -> int:
     """MACs a group needs: output values the engine keeps (conv pixels under the pooling
-    windows; a floor-mode pool drops the rest) times the fan-in."""
+    windows; a floor-mode pool drops the rest) times the fan-in, which for a depthwise
+    group is one input channel's window (as the cycle model counts it)."""
     rows, cols = plan.conv_out
-    c, kh, kw = plan.in_shape[0], *plan.kernel
+    c = 1 if plan.kind == "dwconv" else plan.in_shape[0]
+    kh, kw = plan.kernel
     return int(plan.out_shape[0] * rows * cols * c * kh * kw)
 
 

@@ -70,11 +70,14 @@ class GraphBuilder:
         self.c = cout
         return self
 
-    def bn(self):
+    def bn(self, gamma=None):
+        """BatchNormalization with random statistics; ``gamma``: its scales (default
+        around 1)."""
         name = self._name("bn")
         c = self.c
+        g = 1 + 0.3 * self.rng.standard_normal(c) if gamma is None else np.asarray(gamma)
         ins = [self.x] + [self.init(f"{name[1:]}.{p}", a) for p, a in (
-            ("weight", 1 + 0.3 * self.rng.standard_normal(c)),
+            ("weight", g),
             ("bias", 0.2 * self.rng.standard_normal(c)),
             ("running_mean", 0.3 * self.rng.standard_normal(c)),
             ("running_var", 0.5 + self.rng.random(c)))]

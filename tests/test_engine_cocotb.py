@@ -41,6 +41,9 @@ def check(cm, ref, res):
         np.testing.assert_array_equal(got, want)
         assert layers == predicted                      # the cycle model is exact
         assert cycles == sum(layers)
+    # Useful MACs over products x cycles, per group: a depthwise group's fan-in is its
+    # window, not its input channels times the window.
+    assert all(0 < u <= 1 for u in res.mac_utilization.values()), res.mac_utilization
 
 
 def test_digits_bit_exact(tmp_path):
