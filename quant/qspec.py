@@ -155,6 +155,7 @@ class QuantOptions:
     unsigned: bool = False         # maps that cannot be negative stored unsigned
     asymmetric: bool = False       # other maps: an offset centring their calibration range
     fill: bool = False             # also try maps rescaled to fill their formats' ranges
+    headroom: bool = False         # map formats with headroom past calibration maxima
     objective: str = "auto"        # what refine and the choice against the paper maximize
 
     def __post_init__(self):
@@ -163,7 +164,7 @@ class QuantOptions:
                 raise DynfixError(f"option {key}={getattr(self, key)!r}: choose one of "
                                   f"{', '.join(allowed)}")
         for key in ("equalize", "bias_correction", "refine", "per_channel", "unsigned",
-                    "asymmetric", "fill"):
+                    "asymmetric", "fill", "headroom"):
             if not isinstance(getattr(self, key), bool):
                 raise DynfixError(f"option {key} must be true or false, got "
                                   f"{getattr(self, key)!r}")

@@ -110,10 +110,13 @@ def _holds(objective: Objective, new: Fidelity, cur: Fidelity) -> bool:
 
 def refine(ev: Evaluator, objective: Objective, ctx: Any, fls: dict[str, int],
            params: dict[str, Any], fid: Fidelity, say: Callable[[str], None],
-           zps: dict[str, int]) -> tuple[dict[str, int], dict[str, Any], Fidelity]:
+           zps: dict[str, int], finest: dict[str, int] | None = None
+           ) -> tuple[dict[str, int], dict[str, Any], Fidelity]:
     """One coordinate-descent pass (see the module docstring) from the choices ``fls`` and
     ``params`` (``search.Params`` by layer) scoring ``fid``, better by ``objective.key``;
     ``ctx`` is the search (its ``model`` and ``build``), ``zps`` the map offsets (kept).
+    ``finest``: the finest fl each map may take (the search's headroom: a finer format
+    scores better on the calibration batch only because new inputs are not in it).
     Returns the improved choices, parameters and score."""
     model = ctx.model
     trace, _ = ev.run(ctx.build(fls, params, zps), params)
@@ -131,6 +134,8 @@ def refine(ev: Evaluator, objective: Objective, ctx: Any, fls: dict[str, int],
         for d in STEPS:
             c_fls, c_params = fls, params
             if kind == "fl":
+                if finest is not None and base + d > finest.get(name, base + d):
+                    continue
                 c_fls = {**fls, name: base + d}
             else:
                 own = weight_array(model.layer(name))

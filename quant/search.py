@@ -68,10 +68,13 @@ PAPER = QuantOptions()
 #: The additions ``greedy`` makes by default (decided by bench/quant_table.py).
 GREEDY = QuantOptions(equalize=True, criterion="mse", bias_correction=True,
                       rounding="adaptive", refine=True, unsigned=True, per_channel=True,
-                      asymmetric=True, fill=True)
+                      asymmetric=True, fill=True, headroom=True)
 PARAM_WINDOW = (-1, 3)  # greedy candidates: start-1 .. start+3
 DATA_WINDOW = (-1, 5)   # start-1 .. start+5 (heavy-tailed maps may prefer clipping)
 PERCENTILE = 99.99      # start="percentile": the window also covers this percentile's start
+HEADROOM_BITS = 3       # headroom: at most this many bits coarser than overflow-free
+HOLDOUT_MIN_INPUTS = 8  # headroom: fewer calibration inputs give no held-out split
+RESOLUTION_BITS = 12    # headroom: a wider map keeps its further bits as headroom
 REFINE_SAMPLES = 512    # the calibration objective is scored on at most this many inputs
 BIAS_MARGIN = 2         # a layer's bias fl stays this many bits finer than its output's
 
@@ -153,9 +156,10 @@ class Picker:
 
     def pick(self, kind: str, max_abs: float, bw: int, err: Callable[[int], float],
              robust_abs: float | None = None, unsigned: bool = False) -> int:
-        """``kind`` is 'data', 'weight' or 'bias'; ``err(fl)`` is the greedy error;
-        ``robust_abs`` the percentile magnitude (used with ``start='percentile'``);
-        ``unsigned``: an unsigned map, whose overflow-free start is one fl finer."""
+        """``kind`` is 'data', 'weight' or 'bias'; ``err(fl)`` is the greedy error (for
+        'data', one per calibration input: :func:`input_errors`); ``robust_abs`` the
+        percentile magnitude (used with ``start='percentile'``); ``unsigned``: an unsigned
+        map, whose overflow-free start is one fl finer."""
         if self.method == "static":
             return self.static[(kind, bw)]
         if self.method == "range":
@@ -166,9 +170,71 @@ class Picker:
         top = start
         if robust_abs is not None and self.options.start == "percentile":
             top = max(start, fixed.min_fl_no_overflow(robust_abs, span))
-        # Ties (e.g. data on a coarse grid) go to the fl nearest the start, then the lower.
-        return min(range(start + lo, top + hi + 1),
-                   key=lambda fl: (err(fl), abs(fl - start), fl))
+        window = range(start + lo, top + hi + 1)
+        if kind != "data":
+            return _best(window, err, start)
+        table = _Table(err)
+        fl = _best(window, table.total, start)
+        return table.with_headroom(window, start, fl, bw) if self.options.headroom else fl
+
+
+def _best(window: range, err: Callable[[int], float], start: int) -> int:
+    """The fl of ``window`` with the least error. Ties (e.g. data on a coarse grid) go to
+    the fl nearest the start, then the lower."""
+    return min(window, key=lambda fl: (err(fl), abs(fl - start), fl))
+
+
+class _Table:
+    """A map's per-input errors by fl, computed once each (``err(fl)``: one error per
+    calibration input)."""
+
+    def __init__(self, err: Callable[[int], np.ndarray]):
+        self.err, self.rows = err, {}
+
+    def __call__(self, fl: int) -> np.ndarray:
+        if fl not in self.rows:
+            self.rows[fl] = np.asarray(self.err(fl), np.float64).reshape(-1)
+        return self.rows[fl]
+
+    def total(self, fl: int, which: np.ndarray | slice = slice(None)) -> float:
+        return float(self(fl)[which].sum())
+
+    def with_headroom(self, window: range, start: int, fl: int, bw: int) -> int:
+        """A coarser fl than the calibration batch's best ``fl`` for a ``bw``-bit map,
+        where new inputs are likely to reach past the calibration maxima; never more than
+        :data:`HEADROOM_BITS` coarser than the overflow-free ``start``. The coarser of:
+
+        * a held-out split: the inputs are halved (even and odd positions), each half
+          picks its best fl and the other half scores it ``h`` bits coarser; the ``h`` with
+          the least held-out error is taken (the smaller on a tie). Where a format fitted
+          to one half clips the other (heavy tails), the split buys headroom for it (fewer
+          than :data:`HOLDOUT_MIN_INPUTS` inputs: no split);
+        * wide maps: a map wider than :data:`RESOLUTION_BITS` keeps its further bits
+          (up to :data:`HEADROOM_BITS`) as headroom over the calibration maximum. Inputs
+          unlike the calibration set (other photos, other speakers) reach several times
+          its maxima; at 16 bits the 13 bits left below the maximum still resolve the map
+          far better than any 8-bit format."""
+        floor = start - HEADROOM_BITS
+        out = min(fl, start - min(HEADROOM_BITS, max(bw - RESOLUTION_BITS, 0)))
+        n = len(self(window[0]))
+        if n >= HOLDOUT_MIN_INPUTS:
+            halves = [np.arange(n) % 2 == k for k in (0, 1)]
+            picks = [_best(window, lambda f, h=h: self.total(f, h), start) for h in halves]
+
+            def held_out(extra: int) -> float:
+                return sum(self.total(f - extra, ~h) for f, h in zip(picks, halves))
+            out = min(out, fl - min(range(max(fl - floor, 0) + 1),
+                                    key=lambda e: (held_out(e), e)))
+        return out
+
+
+def input_errors(criterion: str, ref: np.ndarray, q: np.ndarray, fl: int,
+                 zp: int = 0) -> np.ndarray:
+    """Each input's error (the batch's first axis) of the integers ``q`` against the float
+    ``ref``: the sum of |float - dequantized| (``l1``) or of its square (``mse``)."""
+    d = ref.astype(np.float64) - fixed.dequantize(q, fl, zp)
+    d = np.abs(d) if criterion == "l1" else d * d
+    return d.reshape(len(d), -1).sum(axis=1)
 
 
 def _param_error(v: np.ndarray, bw: int, criterion: str = "l1") -> Callable[[int], float]:
@@ -273,7 +339,7 @@ def _fix_output(s: Segment, q: dict[str, np.ndarray], fmts: dict[str, MapFormat]
     formats in ``fmts``; returns the layer's format with its calibration statistics."""
     f, acc = _unshifted(s, q, fmts, wd, p)
     ref = ref.astype(np.float64)
-    error = ERRORS[picker.options.criterion]
+    crit = picker.options.criterion
     zp_at = _offset_rule(zp, ref, wd.bw_x)
 
     def stored(fl_out: int, trace: dict | None = None) -> np.ndarray:
@@ -283,11 +349,11 @@ def _fix_output(s: Segment, q: dict[str, np.ndarray], fmts: dict[str, MapFormat]
             trace[f.name] = y
         return run_plain(s.tail, y, MapFormat(wd.bw_x, fl_out, f.zp_out), trace)
 
-    def err(fl_out: int) -> float:
+    def err(fl_out: int) -> np.ndarray:
         try:
-            return error(ref, stored(fl_out), fl_out, zp_at(fl_out))
+            return input_errors(crit, ref, stored(fl_out), fl_out, zp_at(fl_out))
         except DynfixError:                         # a Clip with no value at this fl
-            return float("inf")
+            return np.full(len(ref), np.inf)
 
     fl = fl_fixed if fl_fixed is not None else picker.pick(
         "data", _reach(ref, zp), wd.bw_x, err, _robust_abs(ref, picker), bool(zp))
@@ -510,10 +576,11 @@ class _Search:
         if fixed_fls is not None:
             fl = fixed_fls[model.input_name]
         else:
-            err = ERRORS[picker.options.criterion]
+            crit = picker.options.criterion
             fl = picker.pick("data", _reach(ref, rule), self.input_bw,
-                             lambda f: err(ref, fixed.quantize(ref, self.input_bw, f, zp_at(f)),
-                                           f, zp_at(f)),
+                             lambda f: input_errors(crit, ref,
+                                                    fixed.quantize(ref, self.input_bw, f,
+                                                                   zp_at(f)), f, zp_at(f)),
                              _robust_abs(ref, picker), bool(rule))
         zp = zp_at(fl)
         spec = QuantSpec(model.name, self.method, self.bits, self.input_bw, fl, input_zp=zp,
@@ -673,8 +740,16 @@ def search_model(model: Model, calib: np.ndarray, bits: str = "8", method: str =
     say(f"calibration objective: {objective.name} on {n} inputs; greedy-paper "
         f"{paper.text()}")
     # The starts: greedy-paper's choice, the additions', the additions' on the equalized
-    # model; the best scoring one is kept (and refined).
+    # model; the best scoring one is kept (and refined). With headroom, greedy-paper's
+    # choice competes with its maps' headroom too: headroom costs fidelity on the
+    # calibration batch by design (it is for inputs beyond it), so it is compared with
+    # starts that have it.
     best = (paper, paper_spec, paper_params, ctx, "greedy-paper")
+    if options.headroom:
+        first = replace(PAPER, headroom=True)
+        spec, params = ctx.greedy(first, verbose=False)
+        best = (ev.score(spec, params), spec, params, ctx, "greedy-paper with map headroom")
+        say(f"{best[4]}: {best[0].text()}")
     plain = replace(options, equalize=False)
     same_pass = replace(plain, refine=False).is_paper       # refine alone: paper's pass
     starts = [] if same_pass else [("the additions", ctx, plain)]
@@ -704,12 +779,12 @@ def search_model(model: Model, calib: np.ndarray, bits: str = "8", method: str =
         if objective.key(fid) > objective.key(best[0]):
             best = (fid, spec, params, sctx, what)
     fid, spec, params, actx, what = best
-    fell_back = what == "greedy-paper" and bool(starts)
+    fell_back = what.startswith("greedy-paper") and bool(starts)
     say(f"kept: {what}")
     fls, zps = fls_of(spec, model), zps_of(spec, model)
     if options.refine:
         fls, params, fid = refine(ev.on(actx.model), objective, actx, fls, params, fid, say,
-                                  zps)
+                                  zps, dict(fls) if options.headroom else None)
     # The final formats' statistics on the whole calibration batch (and the progress lines).
     spec, _ = actx.data_pass(params, Picker(method, actx.static, options), fls, zps=zps)
     spec.options = options

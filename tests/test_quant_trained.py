@@ -46,7 +46,7 @@ def test_equalization_leaves_dead_channels_alone(model):
     assert not np.allclose(a_eq.bias[live], a.bias[live])      # live channels were scaled
 
 
-@pytest.mark.parametrize("bits, min_db, max_acc", [("8", 40.0, 32), ("16", 85.0, 48)])
+@pytest.mark.parametrize("bits, min_db, max_acc", [("8", 40.0, 32), ("16", 75.0, 48)])
 def test_greedy_on_dead_channels(model, bits, min_db, max_acc):
     """Greedy at 8 and 16 bits quantizes the model (it used to stop at an accumulator of
     96 / 112 bits: the dead channels' own formats pushed the bias format down 24 bits);
@@ -70,3 +70,56 @@ def test_a_failing_start_is_dropped(model, monkeypatch):
     r = search_model(model, inputs(16, 0), bits="8", progress=lines.append)
     assert any("dropped (accumulator would need 99 bits)" in s for s in lines)
     assert r.spec.layers and any(s.startswith("kept: ") for s in lines)
+
+
+def _one_linear():
+    from dynfix.quant.ir import Linear, Model
+    return Model("t", "x", (1,), [Linear("fc", ("x",), weight=np.array([[1.0]], np.float32),
+                                         bias=np.array([0.0], np.float32))])
+
+
+def _paper_with(**changes):
+    from dynfix.quant.search import method_options
+    return method_options("greedy-paper", changes)
+
+
+def test_wide_maps_keep_headroom_narrow_ones_do_not():
+    """Calibration values in [0, 1): at 16 bits the maps keep 3 bits of headroom over the
+    calibration maximum, and a held-out 3.5 passes unclipped (the calibration's best
+    format saturates it at 1.0); at 4 bits each bit costs 6 dB and the format is at most
+    the overflow-free one (the held-out split's choice)."""
+    from dynfix.quant.int_model import IntModel
+    m = _one_linear()
+    cal = np.random.default_rng(0).random((64, 1)).astype(np.float32) * 0.999
+    test = np.array([[3.5]], np.float32)
+    fls = {}
+    for bits in ("16", "4"):
+        for on in (False, True):
+            spec = search_model(m, cal, bits=bits, method="greedy-paper",
+                                options=_paper_with(criterion="mse", headroom=on)).spec
+            fls[bits, on] = spec.layers["fc"].fl_out
+            if bits == "16":
+                im = IntModel(m, spec)
+                y = im.dequantize("fc", im.forward(im.quantize_input(test))["fc"])
+                assert (abs(float(y[0, 0]) - 3.5) < 1e-3) == on
+    # Overflow-free fl of 0.999: 15 at 16 bits (32735 <= 32767), 2 at 4 bits (4 <= 7).
+    assert (fls["16", False], fls["16", True]) == (15, 12)       # 3 bits of headroom
+    assert fls["4", True] >= 2                                   # no more than no clipping
+
+
+def test_held_out_split_buys_headroom_for_a_rare_tail():
+    """At 8 bits, where headroom costs resolution: 31 inputs around 0.1 and, in one of
+    them, one value of 1.0. Each half of the calibration set picks its own format; the half
+    without the outlier clips it, so the split takes a coarser format than the batch's
+    best (which already covers 1.0 less well than the split asks)."""
+    rng = np.random.default_rng(1)
+    x = (0.1 * rng.random((32, 64))).astype(np.float32)
+    x[5, 0] = 1.0
+    from dynfix.quant.ir import Linear, Model
+    m = Model("t", "x", (64,), [Linear("fc", ("x",), weight=np.eye(64, dtype=np.float32),
+                                       bias=np.zeros(64, np.float32))])
+    off = search_model(m, x, "8", "greedy-paper",
+                       options=_paper_with(criterion="mse", headroom=False)).spec
+    on = search_model(m, x, "8", "greedy-paper",
+                      options=_paper_with(criterion="mse", headroom=True)).spec
+    assert on.input_fl < off.input_fl

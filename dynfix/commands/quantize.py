@@ -46,6 +46,10 @@ OPTION_FLAGS = [
     ("--fill", "fill", None,
      "also try the search on a model whose maps are rescaled (exactly) so their calibrated "
      "range fills a power-of-two format; the host scales the input and output"),
+    ("--headroom", "headroom", None,
+     "map formats with headroom past the calibration maxima: as coarse as a held-out half "
+     "of the calibration inputs asks, and maps wider than 12 bits keep up to 3 bits over "
+     "the maximum (held-out inputs reach beyond the calibration set's)"),
     ("--objective", "objective", OPTION_CHOICES["objective"],
      "what --refine and the choice against greedy-paper maximize: auto (agreement then "
      "SQNR for class outputs, SQNR otherwise), agreement, sqnr"),
