@@ -312,8 +312,13 @@ def layer_format(layer: Layer, ins: list[MapFormat], wd: Widths, p: Params | Non
         return f
     fl = ins[0].fl
     fl_b = min(p.fl_b, fl + p.fl_w)
-    acc_w = fixed.acc_bits(fan_in(layer), wd.bw_in + int(ins[0].zp != 0), wd.bw_w, wd.bw_b,
-                           fl + p.fl_w - fl_b)
+    try:
+        acc_w = fixed.acc_bits(fan_in(layer), wd.bw_in + int(ins[0].zp != 0), wd.bw_w,
+                               wd.bw_b, fl + p.fl_w - fl_b)
+    except DynfixError as e:
+        ch = f", weight fl offsets up to {max(p.ch)}" if p.ch else ""
+        raise DynfixError(f"layer {layer.name!r} (fl_in {fl}, fl_w {p.fl_w}, fl_b {fl_b}, "
+                          f"bias shift {fl + p.fl_w - fl_b}{ch}): {e}") from None
     return LayerFormat(layer.name, wd.bw_w, p.fl_w, wd.bw_b, fl_b, wd.bw_in, fl, wd.bw_x,
                        fl_out, acc_w, ch_fl=p.ch, zp_in=ins[0].zp, zp_out=zp_out)
 

@@ -189,3 +189,11 @@ def test_trained_mlperf_at_least_int8_tflite(name, file):
         assert mine.sqnr_db >= theirs.sqnr_db
     else:
         assert mine.agreement >= _int8_tflite_agreement(name, file, model, test)
+
+
+def test_forced_widths_that_need_a_wide_accumulator_name_the_layer(model):
+    """Only formats the user forces can demand more than the supported accumulator: the
+    message names the layer and its format."""
+    with pytest.raises(DynfixError, match=r"layer '.*' \(fl_in .*bias shift .*\): "
+                                          r"accumulator would need \d+ bits"):
+        search_model(model, inputs(8, 0), bits="32", method="greedy-paper")
