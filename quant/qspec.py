@@ -156,6 +156,7 @@ class QuantOptions:
     asymmetric: bool = False       # other maps: an offset centring their calibration range
     fill: bool = False             # also try maps rescaled to fill their formats' ranges
     headroom: bool = False         # map formats with headroom past calibration maxima
+    unclipped_weights: bool = False  # weight formats end at the overflow-free fl
     objective: str = "auto"        # what refine and the choice against the paper maximize
 
     def __post_init__(self):
@@ -164,7 +165,7 @@ class QuantOptions:
                 raise DynfixError(f"option {key}={getattr(self, key)!r}: choose one of "
                                   f"{', '.join(allowed)}")
         for key in ("equalize", "bias_correction", "refine", "per_channel", "unsigned",
-                    "asymmetric", "fill", "headroom"):
+                    "asymmetric", "fill", "headroom", "unclipped_weights"):
             if not isinstance(getattr(self, key), bool):
                 raise DynfixError(f"option {key} must be true or false, got "
                                   f"{getattr(self, key)!r}")

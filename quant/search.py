@@ -68,7 +68,8 @@ PAPER = QuantOptions()
 #: The additions ``greedy`` makes by default (decided by bench/quant_table.py).
 GREEDY = QuantOptions(equalize=True, criterion="mse", bias_correction=True,
                       rounding="adaptive", refine=True, unsigned=True, per_channel=True,
-                      asymmetric=True, fill=True, headroom=True)
+                      asymmetric=True, fill=True, headroom=True,
+                      unclipped_weights=True)
 PARAM_WINDOW = (-1, 3)  # greedy candidates: start-1 .. start+3
 DATA_WINDOW = (-1, 5)   # start-1 .. start+5 (heavy-tailed maps may prefer clipping)
 PERCENTILE = 99.99      # start="percentile": the window also covers this percentile's start
@@ -170,6 +171,8 @@ class Picker:
         top = start
         if robust_abs is not None and self.options.start == "percentile":
             top = max(start, fixed.min_fl_no_overflow(robust_abs, span))
+        if kind != "data" and self.options.unclipped_weights:
+            hi = 0
         window = range(start + lo, top + hi + 1)
         if kind != "data":
             return _best(window, err, start)
@@ -745,15 +748,19 @@ def search_model(model: Model, calib: np.ndarray, bits: str = "8", method: str =
     say(f"calibration objective: {objective.name} on {n} inputs; greedy-paper "
         f"{paper.text()}")
     # The starts: greedy-paper's choice, the additions', the additions' on the equalized
-    # model; the best scoring one is kept (and refined). With headroom, greedy-paper's
-    # choice competes with its maps' headroom too: headroom costs fidelity on the
-    # calibration batch by design (it is for inputs beyond it), so it is compared with
-    # starts that have it.
+    # model; the best scoring one is kept (and refined). With headroom or unclipped
+    # weights, greedy-paper's choice competes with them too: they cost fidelity on the
+    # calibration batch by design (they are for inputs and weights beyond its fit), so it
+    # is compared with starts that have them.
     best = (paper, paper_spec, paper_params, ctx, "greedy-paper")
-    if options.headroom:
-        first = replace(PAPER, headroom=True)
-        spec, params = ctx.greedy(first, verbose=False)
-        best = (ev.score(spec, params), spec, params, ctx, "greedy-paper with map headroom")
+    robust = replace(PAPER, headroom=options.headroom,
+                     unclipped_weights=options.unclipped_weights)
+    if not robust.is_paper:
+        spec, params = ctx.greedy(robust, verbose=False)
+        what = " and ".join(w for w, on in (("map headroom", robust.headroom),
+                                             ("unclipped weights", robust.unclipped_weights))
+                            if on)
+        best = (ev.score(spec, params), spec, params, ctx, f"greedy-paper with {what}")
         say(f"{best[4]}: {best[0].text()}")
     plain = replace(options, equalize=False)
     same_pass = replace(plain, refine=False).is_paper       # refine alone: paper's pass

@@ -50,6 +50,9 @@ OPTION_FLAGS = [
      "map formats with headroom past the calibration maxima: as coarse as a held-out half "
      "of the calibration inputs asks, and maps wider than 12 bits keep up to 3 bits over "
      "the maximum (held-out inputs reach beyond the calibration set's)"),
+    ("--unclipped-weights", "unclipped_weights", None,
+     "weight and bias formats never clip: the window ends at the overflow-free fl (the "
+     "paper's reaches 3 finer; --refine may still move a layer's fl_w finer on the output)"),
     ("--objective", "objective", OPTION_CHOICES["objective"],
      "what --refine and the choice against greedy-paper maximize: auto (agreement then "
      "SQNR for class outputs, SQNR otherwise), agreement, sqnr"),
