@@ -54,9 +54,10 @@ from .bits import Widths, layer_widths
 from .fidelity import (Fidelity, Objective, agreement_tolerance, output_name,
                        resolve_objective, sqnr_db)
 from .float_model import check_input, forward
-from .int_model import (MAX_CH_FL, MapFormat, live_channels, accumulate, add_sum, apply_plain, bias_array,
+from .int_model import (MAX_CH_FL, MapFormat, accumulate, add_sum, apply_plain, bias_array,
                         bias_integers, check_add, check_spec, fan_in, has_format, is_compute,
-                        narrow, row_fls, saturation_count, weight_array, with_params)
+                        live_channels, narrow, row_fls, saturation_count, weight_array,
+                        with_params)
 from .ir import Add, Clip, Flatten, Layer, MaxPool2d, Model, ReLU, Softmax
 from .lower import lower
 from .qspec import AddFormat, Format, LayerFormat, QuantOptions, QuantSpec
@@ -87,17 +88,14 @@ def range_fl(max_abs: float, bw: int, sign_bit: bool) -> int:
     return bw - int(np.ceil(np.log2(max_abs))) - int(sign_bit)
 
 
-def l1_error(ref: np.ndarray, q: np.ndarray, fl: int, zp: int = 0) -> float:
-    """Sum of |float - dequantized| (float64)."""
-    return float(np.abs(ref.astype(np.float64) - fixed.dequantize(q, fl, zp)).sum())
+def input_errors(criterion: str, ref: np.ndarray, q: np.ndarray, fl: int,
+                 zp: int = 0) -> np.ndarray:
+    """Each input's error (the batch's first axis) of the integers ``q`` against the float
+    ``ref``: the sum of |float - dequantized| (``l1``) or of its square (``mse``)."""
+    d = ref.astype(np.float64) - fixed.dequantize(q, fl, zp)
+    d = np.abs(d) if criterion == "l1" else d * d
+    return d.reshape(len(d), -1).sum(axis=1)
 
-
-def sq_error(ref: np.ndarray, q: np.ndarray, fl: int, zp: int = 0) -> float:
-    """Sum of (float - dequantized)^2 (float64)."""
-    return float(((ref.astype(np.float64) - fixed.dequantize(q, fl, zp)) ** 2).sum())
-
-
-ERRORS = {"l1": l1_error, "mse": sq_error}
 
 
 @dataclass
@@ -231,18 +229,10 @@ class _Table:
         return out
 
 
-def input_errors(criterion: str, ref: np.ndarray, q: np.ndarray, fl: int,
-                 zp: int = 0) -> np.ndarray:
-    """Each input's error (the batch's first axis) of the integers ``q`` against the float
-    ``ref``: the sum of |float - dequantized| (``l1``) or of its square (``mse``)."""
-    d = ref.astype(np.float64) - fixed.dequantize(q, fl, zp)
-    d = np.abs(d) if criterion == "l1" else d * d
-    return d.reshape(len(d), -1).sum(axis=1)
-
-
 def _param_error(v: np.ndarray, bw: int, criterion: str = "l1") -> Callable[[int], float]:
-    e = ERRORS[criterion]
-    return lambda fl: e(v, fixed.quantize(v, bw, fl), fl)
+    """fl -> the error of a parameter tensor rounded to ``bw`` bits at ``fl``."""
+    return lambda fl: float(input_errors(criterion, v[None], fixed.quantize(v, bw, fl)[None],
+                                         fl)[0])
 
 
 def _static_fls(model: Model, segs: list[Segment], widths: dict[str, Widths], input_bw: int,

@@ -3,18 +3,25 @@ heavy-tailed maps (``tests/trained_like.py``), and a start of the search that fa
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from dynfix.errors import DynfixError
-from dynfix.quant import adjust, search as search_mod
+from dynfix.quant import adjust, fixed, search as search_mod
 from dynfix.quant.fidelity import fidelity, outputs
-from dynfix.quant.int_model import live_channels
+from dynfix.quant.float_model import predict
+from dynfix.quant.int_model import IntModel, live_channels
+from dynfix.quant.ir import Linear, Model
 from dynfix.quant.lower import lower
 from dynfix.quant.onnx_io import load_onnx
-from dynfix.quant.search import search_model
+from dynfix.quant.search import method_options, search_model
 
 from trained_like import DEAD, ZERO, inputs, trained_like_onnx
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
@@ -73,13 +80,11 @@ def test_a_failing_start_is_dropped(model, monkeypatch):
 
 
 def _one_linear():
-    from dynfix.quant.ir import Linear, Model
     return Model("t", "x", (1,), [Linear("fc", ("x",), weight=np.array([[1.0]], np.float32),
                                          bias=np.array([0.0], np.float32))])
 
 
 def _paper_with(**changes):
-    from dynfix.quant.search import method_options
     return method_options("greedy-paper", changes)
 
 
@@ -88,7 +93,6 @@ def test_wide_maps_keep_headroom_narrow_ones_do_not():
     calibration maximum, and a held-out 3.5 passes unclipped (the calibration's best
     format saturates it at 1.0); at 4 bits each bit costs 6 dB and the format is at most
     the overflow-free one (the held-out split's choice)."""
-    from dynfix.quant.int_model import IntModel
     m = _one_linear()
     cal = np.random.default_rng(0).random((64, 1)).astype(np.float32) * 0.999
     test = np.array([[3.5]], np.float32)
@@ -115,7 +119,6 @@ def test_held_out_split_buys_headroom_for_a_rare_tail():
     rng = np.random.default_rng(1)
     x = (0.1 * rng.random((32, 64))).astype(np.float32)
     x[5, 0] = 1.0
-    from dynfix.quant.ir import Linear, Model
     m = Model("t", "x", (64,), [Linear("fc", ("x",), weight=np.eye(64, dtype=np.float32),
                                        bias=np.zeros(64, np.float32))])
     off = search_model(m, x, "8", "greedy-paper",
@@ -128,26 +131,20 @@ def test_held_out_split_buys_headroom_for_a_rare_tail():
 # -- the MLPerf Tiny reference models with their trained weights (models/mlperf_tiny)
 
 def _mlperf(name: str):
-    import sys
-    from pathlib import Path
-    root = Path(__file__).resolve().parent.parent
-    sys.path.insert(0, str(root / "bench"))
+    """A trained MLPerf Tiny model with its calibration and held-out test inputs."""
+    sys.path.insert(0, str(ROOT / "bench"))
     import mlperf_data
-    return (load_onnx(root / "models" / "mlperf_tiny" / f"{name}.onnx"),
+    return (load_onnx(ROOT / "models" / "mlperf_tiny" / f"{name}.onnx"),
             mlperf_data.inputs(name, "calib"), mlperf_data.inputs(name, "test"))
 
 
-def _int8_tflite_agreement(name: str, file: str, model, test) -> float:
-    """Top-1 agreement of the official int8 TFLite model with float on ``test``."""
-    import sys
-    from pathlib import Path
-    from dynfix.quant.fidelity import agreement
-    from dynfix.quant.float_model import predict
-    root = Path(__file__).resolve().parent.parent
-    sys.path.insert(0, str(root / "tools"))
+def _int8_tflite(file: str, model, test):
+    """The official int8 TFLite model's fidelity to float on ``test`` (its outputs are the
+    model's last layer: a classifier's softmax)."""
+    sys.path.insert(0, str(ROOT / "tools"))
     from mlperf_trained import tflite_outputs
-    q = tflite_outputs(root / "models" / "mlperf_tiny" / "int8" / f"{file}.tflite", test)
-    return agreement(predict(model, test).reshape(len(test), -1), q.reshape(len(test), -1))
+    q = tflite_outputs(ROOT / "models" / "mlperf_tiny" / "int8" / f"{file}.tflite", test)
+    return fidelity(predict(model, test).reshape(len(test), -1), q.reshape(len(test), -1))
 
 
 @pytest.mark.slow
@@ -162,7 +159,7 @@ def test_trained_vww_at_8_and_16_bits():
     r8 = search_model(model, cal, bits="8")
     f = fidelity(*outputs(model, r8.spec, test, r8.model))
     assert f.agreement >= 0.98
-    assert f.agreement >= _int8_tflite_agreement("vww", "vww_96_int8", model, test) - 0.01
+    assert f.agreement >= _int8_tflite("vww_96_int8", model, test).agreement - 0.01
     assert f.sqnr_db >= 21.0
     r16 = search_model(model, cal, bits="16")
     assert fidelity(*outputs(model, r16.spec, test, r16.model)).sqnr_db >= 50.0
@@ -177,20 +174,14 @@ def test_trained_mlperf_at_least_int8_tflite(name, file):
     inputs from other sources than the calibration ones: top-1 agreement with float at
     least the official int8 TFLite model's (classifiers), output SQNR at least its
     (the autoencoder, whose outputs are the reconstruction)."""
-    import sys
-    from pathlib import Path
-    from dynfix.quant.float_model import predict
     model, cal, test = _mlperf(name)
     r = search_model(model, cal, bits="8")
     mine = fidelity(*outputs(model, r.spec, test, r.model))
+    theirs = _int8_tflite(file, model, test)
     if name == "ad":
-        sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
-        from mlperf_trained import tflite_outputs
-        root = Path(__file__).resolve().parent.parent / "models" / "mlperf_tiny" / "int8"
-        theirs = fidelity(predict(model, test), tflite_outputs(root / f"{file}.tflite", test))
         assert mine.sqnr_db >= theirs.sqnr_db
     else:
-        assert mine.agreement >= _int8_tflite_agreement(name, file, model, test)
+        assert mine.agreement >= theirs.agreement
 
 
 def test_forced_widths_that_need_a_wide_accumulator_name_the_layer(model):
@@ -205,9 +196,6 @@ def test_unclipped_weights_never_clip():
     """The paper's window (overflow-free start - 1 .. + 3) clips the one large weight of
     SKEWED-like rows when the L1 error says so; with unclipped weights every weight format
     holds the layer's largest weight."""
-    from dynfix.quant import fixed
-    from dynfix.quant.ir import Linear, Model
-    from dynfix.quant.search import method_options
     w = np.array([[1.0] + [0.1] * 40], np.float32)
     m = Model("t", "x", (41,), [Linear("fc", ("x",), weight=w)])
     x = np.ones((3, 41), np.float32)
