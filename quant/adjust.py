@@ -26,10 +26,8 @@ from dataclasses import replace
 import numpy as np
 
 from . import fixed
-from .float_model import conv2d, windows
 from .int_model import live_channels
-from .ir import (AvgPool2d, Conv2d, Flatten, GlobalAvgPool, Layer, Linear, MaxPool2d, Model,
-                 ReLU)
+from .ir import Layer, Model
 
 MAX_ROWS = 8192          # calibration rows (inputs x output positions) used for the Gram matrix
 ROUND_PASSES = 2
@@ -37,12 +35,7 @@ ROUND_PASSES = 2
 
 def preactivation(layer: Layer, x: np.ndarray, w: np.ndarray) -> np.ndarray:
     """``W * x`` without the bias, float64 (N x channels x ...)."""
-    x, w = np.asarray(x, np.float64), np.asarray(w, np.float64)
-    if isinstance(layer, Conv2d):
-        return conv2d(x, w, layer.stride, layer.pads, layer.dilation, layer.groups)
-    if isinstance(layer, Linear):
-        return x @ w.T
-    return x * w.reshape((1, -1) + (1,) * (x.ndim - 2))          # Affine: per channel
+    return layer.products(np.asarray(x, np.float64), np.asarray(w, np.float64))
 
 
 def corrected_bias(layer: Layer, bias: np.ndarray, w: np.ndarray, xf: np.ndarray,
@@ -52,17 +45,6 @@ def corrected_bias(layer: Layer, bias: np.ndarray, w: np.ndarray, xf: np.ndarray
     diff = preactivation(layer, xf, w) - preactivation(layer, xq, wq)
     axes = tuple(i for i in range(diff.ndim) if i != 1)
     return (np.asarray(bias, np.float64) + diff.mean(axis=axes)).astype(np.float32)
-
-
-def _rows(layer: Layer, x: np.ndarray, group: int) -> np.ndarray:
-    """The inputs each output of ``group`` sums over, one row per output position:
-    (rows, fan-in), columns in the weight's (C, kh, kw) order."""
-    if isinstance(layer, Linear):
-        return x.reshape(len(x), -1)
-    cg = layer.weight.shape[1]
-    v = windows(x, layer.kernel, layer.stride, layer.pads, 0, layer.dilation)
-    v = v[:, group * cg:(group + 1) * cg]                     # N, Cg, OH, OW, kh, kw
-    return v.transpose(0, 2, 3, 1, 4, 5).reshape(-1, v.shape[1] * v.shape[4] * v.shape[5])
 
 
 def _greedy_round(v: np.ndarray, q: np.ndarray, xq: np.ndarray, xf: np.ndarray,
@@ -115,16 +97,16 @@ def adaptive_round(layer: Layer, w: np.ndarray, wq: np.ndarray, bw: int,
     whose columns come in runs of equal weights (a global average pool folded into it,
     :mod:`.lower`): the engine stores such weights once per run, which per-weight rounding
     decisions would undo."""
-    if not isinstance(layer, (Conv2d, Linear)) or tied_columns(w) > 1:
+    if not layer.dot_product or tied_columns(w) > 1:
         return wq
     w64 = np.asarray(w, np.float64)
     steps = np.broadcast_to(np.ldexp(1.0, -np.asarray(fl, np.int64)), (w.shape[0],))
-    groups = layer.groups if isinstance(layer, Conv2d) else 1
+    groups = layer.groups
     m = w.shape[0] // groups
     out = np.array(wq, dtype=np.int64, copy=True)
     rng = np.random.default_rng(0)
     for j in range(groups):
-        rq, rf = _rows(layer, xq, j), _rows(layer, xf, j)
+        rq, rf = layer.input_rows(xq, j), layer.input_rows(xf, j)
         if len(rq) > MAX_ROWS:
             keep = np.sort(rng.choice(len(rq), MAX_ROWS, replace=False))
             rq, rf = rq[keep], rf[keep]
@@ -140,46 +122,32 @@ def adaptive_round(layer: Layer, w: np.ndarray, wq: np.ndarray, bw: int,
 
 # ----------------------------------------------------------------------------- equalization
 
-#: Layers between two compute layers that commute with a positive per-channel scale:
-#: relu(s x) = s relu(x), the max and the mean of s x are s times those of x, flatten keeps
-#: channel order. A Clip (ReLU6) does not (its bound is one number for all channels).
-HOMOGENEOUS = (ReLU, MaxPool2d, AvgPool2d, GlobalAvgPool, Flatten)
 EQUALIZE_SWEEPS = 8
 
 
 def equalizable_pairs(model: Model) -> list[tuple[Layer, Layer, int]]:
-    """(A, B, block): compute layers where A's output reaches only B, through
-    :data:`HOMOGENEOUS` layers alone; ``block`` is how many of B's input columns one of A's
-    channels became (``H * W`` after a Flatten of an H x W map, else 1)."""
+    """(A, B, block): dot-product layers where A's output reaches only B, through
+    homogeneous layers alone (``Layer.homogeneous``: relu(s x) = s relu(x), the max and the
+    mean of s x are s times those of x, flatten keeps channel order; a Clip (ReLU6) is not,
+    its bound is one number for all channels); ``block`` is how many of B's input columns
+    one of A's channels became (``H * W`` after a Flatten of an H x W map, else 1)."""
     pairs = []
     for a in model.layers:
-        if not isinstance(a, (Conv2d, Linear)):
+        if not (a.compute and a.dot_product):
             continue
         t, block = a.name, 1
         while len(model.consumers(t)) == 1:
             nxt = model.consumers(t)[0]
-            if isinstance(nxt, (Conv2d, Linear)):
+            if nxt.compute and nxt.dot_product:
                 pairs.append((a, nxt, block))
                 break
-            if not isinstance(nxt, HOMOGENEOUS):
+            if not nxt.homogeneous:
                 break
-            if isinstance(nxt, Flatten):
-                shape = model.shape(t)
-                block = int(np.prod(shape[1:])) if len(shape) == 3 else 1
+            shape = model.shape(t)
+            if len(shape) == 3 and len(nxt.out_shape) == 1:     # a Flatten
+                block = int(np.prod(shape[1:]))
             t = nxt.name
     return pairs
-
-
-def _in_columns(b: Layer, w: np.ndarray, channels: int, block: int) -> np.ndarray:
-    """B's weights as (channels of A, everything B multiplies that channel by) views."""
-    if isinstance(b, Linear):                       # (M, channels * block)
-        return w.reshape(w.shape[0], channels, block).transpose(1, 0, 2)
-    g = b.groups
-    cg = w.shape[1]                                 # input channels per group
-    mg = w.shape[0] // g
-    # input channel c = j * cg + k: output channels of group j, column k
-    v = w.reshape(g, mg, cg, -1).transpose(0, 2, 1, 3)          # g, cg, mg, kh*kw
-    return v.reshape(channels, mg, -1)
 
 
 def equalize(model: Model) -> Model:
@@ -205,7 +173,7 @@ def equalize(model: Model) -> Model:
             wa, wb = params[a.name]["weight"], params[b.name]["weight"]
             c = wa.shape[0]
             ra = np.abs(wa.reshape(c, -1)).max(axis=1)
-            cols = _in_columns(b, wb, c, block)
+            cols = b.input_columns(wb, c, block)
             rb = np.abs(cols.reshape(c, -1)).max(axis=1)
             s = np.ones(c)
             ok = live_channels(ra) & live_channels(rb)      # dead channels keep their scale
@@ -213,7 +181,7 @@ def equalize(model: Model) -> Model:
             wa /= s.reshape((c,) + (1,) * (wa.ndim - 1))
             if params[a.name]["bias"] is not None:
                 params[a.name]["bias"] /= s
-            params[b.name]["weight"] = _scaled_columns(b, wb, s, block)
+            params[b.name]["weight"] = b.scale_inputs(wb, s, block)
     layers = []
     for layer in model.layers:
         p = params.get(layer.name)
@@ -223,12 +191,3 @@ def equalize(model: Model) -> Model:
         bias = None if p["bias"] is None else p["bias"].astype(np.float32)
         layers.append(replace(layer, weight=p["weight"].astype(np.float32), bias=bias))
     return Model(model.name, model.input_name, model.input_shape, layers)
-
-
-def _scaled_columns(b: Layer, w: np.ndarray, s: np.ndarray, block: int) -> np.ndarray:
-    """B's weights with every input channel ``c`` multiplied by ``s[c]``."""
-    if isinstance(b, Linear):
-        return w * np.repeat(s, block)[None, :]
-    g, cg = b.groups, w.shape[1]
-    mg = w.shape[0] // g
-    return w * s.reshape(g, 1, cg, 1, 1).repeat(mg, axis=1).reshape(w.shape[0], cg, 1, 1)

@@ -24,7 +24,7 @@ import yaml
 from dynfix.errors import DynfixError
 from . import fixed
 from .int_model import has_format, is_compute
-from .ir import Linear, Model
+from .ir import Model
 
 MAX_BIAS_BITS = 32
 OVERRIDE_KEYS = ("bw_w", "bw_x", "bw_b")
@@ -106,7 +106,7 @@ def layer_widths(model: Model, bits: str, overrides: dict | None = None
         ov = overrides.get(layer.name, {})
         bw_x = ov.get("bw_x", data)
         if is_compute(layer):
-            bw_w = ov.get("bw_w", fc_w if isinstance(layer, Linear) else conv_w)
+            bw_w = ov.get("bw_w", fc_w if layer.fully_connected else conv_w)
             bw_b = ov.get("bw_b", min(bw_in + bw_w, MAX_BIAS_BITS))
         else:
             bw_w = bw_b = 0

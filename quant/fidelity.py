@@ -29,7 +29,7 @@ import numpy as np
 from dynfix.errors import DynfixError
 from .float_model import forward
 from .int_model import IntModel
-from .ir import Model, Softmax
+from .ir import Model
 from .qspec import QuantSpec
 
 MAX_CLASSES = 1000
@@ -41,14 +41,14 @@ def output_name(model: Model) -> str:
     """The tensor compared with the float model: the last layer's, before any trailing
     Softmax (the logits)."""
     for layer in reversed(model.layers):
-        if not isinstance(layer, Softmax):
+        if not layer.host:
             return layer.name
     return model.input_name
 
 
 def output_kind(model: Model) -> str:
     """'classes' or 'values' (see the module docstring)."""
-    if isinstance(model.layers[-1], Softmax):
+    if model.layers[-1].host:
         return "classes"
     shape = tuple(model.output_shape)
     n_in = int(np.prod(model.input_shape))

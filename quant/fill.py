@@ -31,9 +31,8 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from . import fixed
-from .adjust import HOMOGENEOUS
 from .int_model import is_compute
-from .ir import Affine, Clip, Layer, Model, Softmax
+from .ir import Layer, Model
 
 #: Thresholds tried below the largest value (fractions of it, geometric).
 THRESHOLDS = np.geomspace(0.25, 1.0, 49)
@@ -77,8 +76,7 @@ def region(model: Model, tensor: str) -> Region | None:
         for c in model.consumers(t):
             if is_compute(c):
                 r.readers.append(c)
-            elif isinstance(c, HOMOGENEOUS + (Clip,)) or (
-                    isinstance(c, Softmax) and c.name == model.output_name):
+            elif c.homogeneous or c.scalars or (c.host and c.name == model.output_name):
                 r.passes.append(c)
                 todo.append(c.name)
             else:
@@ -132,7 +130,7 @@ def fill_ranges(model: Model, trace: dict[str, np.ndarray], stored: dict[str, st
     tensor is not in ``trace``, keep ``c = 1``.
     """
     weights: dict[str, dict[str, np.ndarray]] = {}
-    clips: dict[str, tuple[float, float]] = {}
+    clips: dict[str, tuple[float, ...]] = {}      # scaled Clip bounds (Layer.scalars)
     out = Filled(model)
 
     def params(layer: Layer) -> dict[str, np.ndarray]:
@@ -160,19 +158,20 @@ def fill_ranges(model: Model, trace: dict[str, np.ndarray], stored: dict[str, st
         if r.output:
             out.output_scale = c
         for reader in r.readers:
-            key = "scale" if isinstance(reader, Affine) else "weight"
+            key = reader.weight_param
             params(reader)[key] = params(reader)[key] / c
         for layer in r.passes:
-            if isinstance(layer, Clip):
-                lo, hi = clips.get(layer.name, (float(layer.lo), float(layer.hi)))
-                clips[layer.name] = (lo * c, hi * c)
+            if layer.scalars:
+                now = clips.get(layer.name, tuple(float(getattr(layer, k))
+                                                  for k in layer.scalars))
+                clips[layer.name] = tuple(v * c for v in now)
     layers = []
     for layer in model.layers:
         if layer.name in weights:
             layer = replace(layer, **{k: None if v is None else v.astype(np.float32)
                                       for k, v in weights[layer.name].items()})
         if layer.name in clips:
-            layer = replace(layer, lo=clips[layer.name][0], hi=clips[layer.name][1])
+            layer = replace(layer, **dict(zip(layer.scalars, clips[layer.name])))
         layers.append(layer)
     out.model = Model(model.name, model.input_name, model.input_shape, layers)
     return out
@@ -190,6 +189,6 @@ def changed_clips(model: Model, filled: Model) -> dict[str, dict[str, np.ndarray
     holds them (0-d float64 arrays ``lo`` / ``hi``)."""
     out = {}
     for a, b in zip(model.layers, filled.layers):
-        if isinstance(a, Clip) and (a.lo, a.hi) != (b.lo, b.hi):
-            out[a.name] = {"lo": np.float64(b.lo), "hi": np.float64(b.hi)}
+        if a.scalars and any(getattr(a, k) != getattr(b, k) for k in a.scalars):
+            out[a.name] = {k: np.float64(getattr(b, k)) for k in a.scalars}
     return out

@@ -30,13 +30,12 @@ import numpy as np
 
 from dynfix.errors import DynfixError
 from . import fixed
-from .float_model import check_input, conv2d, pool_divisor, windows
-from .ir import (Add, Affine, AvgPool2d, Clip, Conv2d, Flatten, GlobalAvgPool, Layer, Linear,
-                 MaxPool2d, Model, ReLU, Softmax)
+from .float_model import check_input
+from .ir import Clip, Layer, Model
+from .layers.base import bias_view
 from .lower import lower
 from .qspec import AddFormat, Format, LayerFormat, QuantSpec
 
-COMPUTE = (Conv2d, Linear, Affine)
 EXACT_FLOAT_BITS = 53
 #: Largest per-channel weight fl offset (``LayerFormat.ch_fl``) a spec may hold.
 MAX_CH_FL = 24
@@ -57,37 +56,35 @@ def live_channels(rows_max: np.ndarray) -> np.ndarray:
 
 
 def is_compute(layer: Layer) -> bool:
-    """Conv2d, Linear and Affine carry weights and a fixed-point format of their own."""
-    return isinstance(layer, COMPUTE)
+    """Layers with weights and a fixed-point format of their own (``layer.compute``)."""
+    return layer.compute
 
 
 def has_format(layer: Layer) -> bool:
     """Layers whose output gets a format of its own: the compute layers and Add (every
     other layer keeps its input's format)."""
-    return isinstance(layer, COMPUTE + (Add,))
+    return layer.formatted
+
+
+def is_sum(layer: Layer) -> bool:
+    """A layer with a format of its own and no weights (an Add): its format is an
+    :class:`~dynfix.quant.qspec.AddFormat`."""
+    return layer.formatted and not layer.compute
 
 
 def fan_in(layer: Layer) -> int:
     """Number of products summed into one accumulator."""
-    if isinstance(layer, Conv2d):
-        return layer.fan_in                 # (C // groups) * kh * kw
-    if isinstance(layer, Linear):
-        return int(layer.weight.shape[1])
-    return 1  # Affine: one product per output
+    return layer.fan_in
 
 
 def weight_array(layer: Layer) -> np.ndarray:
     """The float array quantized with (bw_w, fl_w): weight, or an Affine's scale."""
-    return layer.scale if isinstance(layer, Affine) else layer.weight
+    return layer.weight_array()
 
 
 def bias_array(layer: Layer) -> np.ndarray:
     """The float bias (an Affine's shift); zeros when the layer has none."""
-    b = layer.shift if isinstance(layer, Affine) else layer.bias
-    if b is None:
-        n = layer.weight.shape[0]
-        return np.zeros(n, np.float32)
-    return b
+    return layer.bias_array()
 
 
 def row_fls(fl_w: int, ch_fl: tuple[int, ...], w: np.ndarray) -> np.ndarray:
@@ -107,11 +104,6 @@ def bias_integers(b: np.ndarray, fmt: LayerFormat) -> np.ndarray:
     return fixed.quantize(b, fmt.bw_b, fmt.fl_b + fmt.offsets(len(b)))
 
 
-def _bias_view(layer: Layer, b: np.ndarray, ndim: int) -> np.ndarray:
-    """Broadcast a per-channel vector over an (N, C, ...) array."""
-    return b.reshape((1, -1) + (1,) * (ndim - 2))
-
-
 def accumulate(layer: Layer, xq: np.ndarray, wq: np.ndarray, bq: np.ndarray, fmt: LayerFormat
                ) -> np.ndarray:
     """The accumulator ``sum (q_x - zp_in)*q_w + (q_b << bias_shift)`` at binary point
@@ -119,18 +111,11 @@ def accumulate(layer: Layer, xq: np.ndarray, wq: np.ndarray, bq: np.ndarray, fmt
     exact = fmt.acc_bits <= EXACT_FLOAT_BITS
     dt = np.float64 if exact else np.int64
     x, w = (np.asarray(xq, np.int64) - fmt.zp_in).astype(dt), wq.astype(dt)
-    if isinstance(layer, Conv2d):
-        acc = conv2d(x, w, layer.stride, layer.pads, layer.dilation, layer.groups)
-    elif isinstance(layer, Linear):
-        acc = x @ w.T
-    else:
-        acc = x * _bias_view(layer, w, x.ndim)
+    acc = layer.products(x, w)
     if exact:
         acc = np.rint(acc).astype(np.int64)
     bias = bq.astype(np.int64) << fmt.bias_shift
-    if isinstance(layer, Linear):
-        return acc + bias
-    return acc + _bias_view(layer, bias, acc.ndim)
+    return acc + bias_view(bias, acc.ndim)
 
 
 def add_sum(a: np.ndarray, b: np.ndarray, fmt: AddFormat) -> np.ndarray:
@@ -168,13 +153,6 @@ def saturation_count(acc: np.ndarray, fmt: Format) -> int:
     return int(np.count_nonzero(np.where(s < 0, left, right)))
 
 
-def avg_round(s: np.ndarray, n: np.ndarray | int) -> np.ndarray:
-    """Mean rounded half up: ``floor((2*s + n) / (2*n))`` (arithmetic.md, average pooling).
-    Only pools that :func:`~dynfix.quant.lower.lower` does not fold get here."""
-    n = np.asarray(n, dtype=np.int64)
-    return (2 * s + n) // (2 * n)
-
-
 @dataclass(frozen=True)
 class MapFormat:
     """Format of a feature map: ``bw``-bit integers ``q`` with fractional length ``fl`` and
@@ -186,47 +164,16 @@ class MapFormat:
 
 
 def clip_bounds(layer: Clip, fmt: MapFormat) -> tuple[int, int]:
-    """A Clip's integer bounds in its input's format: ``[max(qmin, ceil(lo * 2^fl) + zp),
-    min(qmax, floor(hi * 2^fl) + zp)]``, the representable values inside [lo, hi]."""
-    lo = max(float(fixed.qmin(fmt.bw)),
-             float(np.ceil(np.ldexp(float(layer.lo), fmt.fl))) + fmt.zp)
-    hi = min(float(fixed.qmax(fmt.bw)),
-             float(np.floor(np.ldexp(float(layer.hi), fmt.fl))) + fmt.zp)
-    if lo > hi:
-        raise DynfixError(f"layer {layer.name!r} (Clip): no {fmt.bw}-bit value at fl {fmt.fl} "
-                          f"lies in [{layer.lo}, {layer.hi}]")
-    return int(lo), int(hi)
+    """A Clip's integer bounds in its input's format (:meth:`Clip.bounds`)."""
+    return layer.bounds(fmt)
 
 
 def apply_plain(layer: Layer, x: np.ndarray, fmt: MapFormat) -> np.ndarray:
-    """A parameter-free single-input layer on integers in format ``fmt``; keeps the format.
-
-    Softmax is the identity here: it runs on the host in float and keeps the class
-    (:meth:`IntModel.dequantize` applies it).
-    """
-    if isinstance(layer, ReLU):
-        return np.maximum(x, fmt.zp)                # the integer of the real 0
-    if isinstance(layer, Clip):
-        return np.clip(x, *clip_bounds(layer, fmt))
-    if isinstance(layer, AvgPool2d):
-        out_hw = layer.out_shape[1:]
-        # A padded cell the divisor counts is a real 0 (the integer zp); one it does not
-        # count adds nothing.
-        pad = fmt.zp if layer.count_include_pad else 0
-        s = windows(x, layer.kernel, layer.stride, layer.pads, pad, out_hw=out_hw)
-        return avg_round(s.sum(axis=(-1, -2)), pool_divisor(layer, x.shape[2:], out_hw))
-    if isinstance(layer, MaxPool2d):
-        lo = np.iinfo(np.int64).min
-        return windows(x, layer.kernel, layer.stride, layer.pads, lo,
-                       out_hw=layer.out_shape[1:]).max(axis=(-1, -2))
-    if isinstance(layer, GlobalAvgPool):
-        n = x.shape[2] * x.shape[3]
-        return avg_round(x.sum(axis=(2, 3), keepdims=True), n)
-    if isinstance(layer, Flatten):
-        return x.reshape(x.shape[0], -1)
-    if isinstance(layer, Softmax):
-        return x
-    raise DynfixError(f"layer {layer.name!r}: op {layer.op!r} has no integer implementation")
+    """A layer without a format of its own, on integers in format ``fmt``; keeps the
+    format (:meth:`~dynfix.quant.layers.Layer.forward_int`). Softmax is the identity here:
+    it runs on the host in float and keeps the class (:meth:`IntModel.dequantize` applies
+    it)."""
+    return layer.forward_int(x, fmt)
 
 
 def check_listed(model: Model, names) -> None:
@@ -290,15 +237,15 @@ def check_spec(model: Model, spec: QuantSpec) -> dict[str, MapFormat]:
         cur = ins[0]
         where = f"quantization spec, layer {layer.name!r}"
         f = spec.layers.get(layer.name)
-        if f is not None and isinstance(f, AddFormat) != isinstance(layer, Add):
+        if f is not None and isinstance(f, AddFormat) != is_sum(layer):
             kind = "an Add's" if isinstance(f, AddFormat) else "a compute layer's"
             raise DynfixError(f"{where}: the layer is {layer.op!r} but its format is {kind}")
-        if isinstance(layer, Add):
+        if is_sum(layer):
             check_add(f, ins, where)
             cur = MapFormat(f.bw_x, f.fl_out, f.zp_out)
-        elif isinstance(layer, Clip):
-            clip_bounds(layer, cur)
-        elif is_compute(layer):
+        elif not is_compute(layer):
+            layer.check_format(cur)
+        else:
             for key in ("bw_w", "bw_b", "bw_x", "bw_in"):
                 fixed.check_bits(getattr(f, key), f"{where}: {key}")
             if (f.bw_in, f.fl_in, f.zp_in) != (cur.bw, cur.fl, cur.zp):
@@ -342,9 +289,7 @@ def with_params(model: Model, spec: QuantSpec) -> Model:
 
 def _values(layer: Layer, params: dict[str, np.ndarray]) -> dict:
     """A layer's adjusted parameters as its fields hold them (a Clip's bounds: floats)."""
-    if isinstance(layer, Clip):
-        return {k: float(v) for k, v in params.items()}
-    return params
+    return {k: float(v) if k in layer.scalars else v for k, v in params.items()}
 
 
 class IntModel:
@@ -390,7 +335,7 @@ class IntModel:
         trace = {self.model.input_name: xq.astype(np.int64)}
         for layer in self.model.layers:
             x = trace[layer.inputs[0]]
-            if isinstance(layer, Add):
+            if is_sum(layer):
                 f = self.spec.layers[layer.name]
                 y = narrow(add_sum(x, trace[layer.inputs[1]], f), f)
             elif is_compute(layer):
@@ -415,10 +360,9 @@ class IntModel:
         v = fixed.dequantize(q, self.formats[name].fl, self.formats[name].zp)
         if name == self.model.input_name:                # the host's scales (quant/fill.py)
             v /= self.spec.input_scale
-        elif name == self.output_name or (isinstance(self.model.layers[-1], Softmax)
+        elif name == self.output_name or (self.model.layers[-1].host
                                           and name == self.model.layers[-1].inputs[0]):
             v /= self.spec.output_scale
-        if name != self.model.input_name and isinstance(self.model.layer(name), Softmax):
-            e = np.exp(v - v.max(axis=-1, keepdims=True))
-            v = e / e.sum(axis=-1, keepdims=True)
+        if name != self.model.input_name and self.model.layer(name).host:
+            v = self.model.layer(name).forward(v)
         return v

@@ -370,14 +370,12 @@ class _Importer:
         if not (np.all(np.isfinite(scale)) and np.all(np.isfinite(shift))):
             raise DynfixError(f"{what}: has NaN/Inf parameters")
         prev = self.layers.get(x.ir) if self.readers[x.ir] == 1 else None
-        if isinstance(prev, (Conv2d, Linear)):
-            w = prev.weight.astype(np.float64)
-            prev.weight = (w * scale.reshape((-1,) + (1,) * (w.ndim - 1))).astype(np.float32)
-            b = 0.0 if prev.bias is None else prev.bias.astype(np.float64)
-            prev.bias = (b * scale + shift).astype(np.float32)
-        elif isinstance(prev, Affine):
-            prev.scale = (prev.scale.astype(np.float64) * scale).astype(np.float32)
-            prev.shift = (prev.shift.astype(np.float64) * scale + shift).astype(np.float32)
+        if prev is not None and prev.compute:     # scale its output channels
+            w = prev.weight_array().astype(np.float64)
+            setattr(prev, prev.weight_param,
+                    (w * scale.reshape((-1,) + (1,) * (w.ndim - 1))).astype(np.float32))
+            b = prev.bias_array().astype(np.float64)
+            setattr(prev, prev.bias_param, (b * scale + shift).astype(np.float32))
         else:
             self.bind(node, self.add(Affine, node, [x], what, scale=scale.astype(np.float32),
                                      shift=shift.astype(np.float32)))
@@ -452,7 +450,7 @@ class _Importer:
                 needed.update(layer.inputs)
         layers.reverse()
         for layer in layers[:-1]:
-            if isinstance(layer, Softmax):
+            if layer.host:
                 raise DynfixError(f"{self.name}: Softmax {layer.name!r} is not the last "
                                   f"layer; only a trailing Softmax is supported")
         stem = self.path.stem

@@ -52,8 +52,8 @@ import yaml
 
 from dynfix.errors import DynfixError
 from dynfix.fileio import atomic_write_bytes, atomic_write_text
-from .int_model import check_listed, check_spec, is_compute
-from .ir import Add, Affine, Clip, Layer, Model
+from .int_model import check_listed, check_spec, is_compute, is_sum
+from .ir import Layer, Model
 from .lower import lower
 from .qspec import AddFormat, Format, LayerFormat, QuantOptions, QuantSpec
 
@@ -102,7 +102,7 @@ def params_path(path: str | Path) -> Path:
 
 def param_names(layer: Layer) -> tuple[str, str]:
     """The names of a compute layer's two quantized parameters (weights, bias)."""
-    return ("scale", "shift") if isinstance(layer, Affine) else ("weight", "bias")
+    return layer.weight_param, layer.bias_param
 
 
 class _Flow(dict):
@@ -168,9 +168,9 @@ def _values(row: dict, layer: Layer, where: str) -> dict:
     if op not in (None, "add"):
         raise DynfixError(f"{where}: op {op!r} has no format of its own (expected add, or "
                           f"no op for a compute layer)")
-    if (op == "add") != isinstance(layer, Add):
+    if (op == "add") != is_sum(layer):
         raise DynfixError(f"{where}: the layer is {layer.op!r}; its row must "
-                          f"{'' if isinstance(layer, Add) else 'not '}have op: add")
+                          f"{'' if is_sum(layer) else 'not '}have op: add")
     keys = ADD_KEYS if op == "add" else INT_KEYS
     absent = [k for k in keys if k not in row]
     if absent:
@@ -221,7 +221,7 @@ def spec_from_dict(d: dict, model: Model, source: str = "quantization spec") -> 
         v = _values(rows[layer.name], layer, f"{source}, layer {layer.name!r}")
         widths[layer.name], zps[layer.name] = v["bw_x"], v["zp_out"]
         stats = {"sqnr_db": v["sqnr_db"], "saturated": v["saturated"]}
-        if isinstance(layer, Add):
+        if is_sum(layer):
             formats[layer.name] = AddFormat(layer.name, tuple(bw_in), v["fl_in"], v["bw_x"],
                                             v["fl_out"], zp_in=tuple(zp_in),
                                             zp_out=v["zp_out"], **stats)
@@ -292,7 +292,7 @@ def load_params(path: Path, model: Model, where: str) -> dict[str, dict[str, np.
     for key, arr in arrays.items():
         layer_name, _, pname = key.rpartition(":")
         layer = next((l for l in model.layers if l.name == layer_name), None)
-        if isinstance(layer, Clip) and pname in ("lo", "hi"):
+        if layer is not None and pname in layer.scalars:
             if arr.shape != () or arr.dtype.kind != "f" or np.isnan(arr):
                 raise DynfixError(f"{where}: {key} in {path.name} must be one number "
                                   f"(a Clip bound), got shape {arr.shape} ({arr.dtype})")

@@ -35,8 +35,8 @@ from dynfix.errors import DynfixError
 from . import fixed
 from .fidelity import Fidelity, Objective, fidelity, output_name
 from .int_model import (accumulate, add_sum, apply_plain, bias_integers, check_spec,
-                        has_format, is_compute, narrow, weight_array)
-from .ir import Add, Model
+                        has_format, is_compute, is_sum, narrow, weight_array)
+from .ir import Model
 from .lower import lower
 from .qspec import QuantSpec
 
@@ -76,7 +76,7 @@ class Evaluator:
         for layer in model.layers[start:]:
             x = t[layer.inputs[0]]
             f = spec.layers.get(layer.name)
-            if isinstance(layer, Add):
+            if is_sum(layer):
                 y = narrow(add_sum(x, t[layer.inputs[1]], f), f)
             elif is_compute(layer):
                 p = params[layer.name]

@@ -56,9 +56,9 @@ from .fidelity import (Fidelity, Objective, agreement_tolerance, output_name,
 from .float_model import check_input, forward
 from .int_model import (MAX_CH_FL, MapFormat, accumulate, add_sum, apply_plain, bias_array,
                         bias_integers, check_add, check_spec, fan_in, has_format, is_compute,
-                        live_channels, narrow, row_fls, saturation_count, weight_array,
-                        with_params)
-from .ir import Add, Clip, Flatten, Layer, MaxPool2d, Model, ReLU, Softmax
+                        is_sum, live_channels, narrow, row_fls, saturation_count,
+                        weight_array, with_params)
+from .ir import Layer, Model
 from .lower import lower
 from .qspec import AddFormat, Format, LayerFormat, QuantOptions, QuantSpec
 from .qspec_io import param_names
@@ -109,7 +109,7 @@ class Segment:
     @property
     def compare_at(self) -> str:
         """Name of the stored feature map (the last tail layer that is not a Softmax)."""
-        names = [t.name for t in self.tail if not isinstance(t, Softmax)]
+        names = [t.name for t in self.tail if not t.host]
         return names[-1] if names else self.layer.name
 
 
@@ -298,7 +298,7 @@ def layer_format(layer: Layer, ins: list[MapFormat], wd: Widths, p: Params | Non
                  fl_out: int, zp_out: int = 0) -> Format:
     """The format of a compute layer (``p``: its parameters) or an Add, given the formats
     of the maps it reads (raises DynfixError for one the arithmetic cannot hold)."""
-    if isinstance(layer, Add):
+    if is_sum(layer):
         f = AddFormat(layer.name, tuple(m.bw for m in ins), tuple(m.fl for m in ins),
                       wd.bw_x, fl_out, zp_in=tuple(m.zp for m in ins), zp_out=zp_out)
         check_add(f, ins, f"layer {layer.name!r}")
@@ -322,7 +322,7 @@ def _unshifted(s: Segment, q: dict[str, np.ndarray], fmts: dict[str, MapFormat],
     the accumulator of a compute layer, the aligned exact sum of an Add."""
     layer = s.layer
     f = layer_format(layer, [fmts[t] for t in layer.inputs], wd, p, 0)
-    if isinstance(layer, Add):
+    if is_sum(layer):
         return f, add_sum(q[layer.inputs[0]], q[layer.inputs[1]], f)
     bq = bias_integers(p.b, f)
     return f, accumulate(layer, q[layer.inputs[0]], p.integers(wd.bw_w), bq, f)
@@ -539,8 +539,7 @@ class _Search:
         phase tries, :func:`centred_zp`) for the other maps. The engine's residual Add
         reads and writes signed maps, so a map an Add reads stays signed (0)."""
         model = self.model
-        read_by_add = {t for layer in model.layers if isinstance(layer, Add)
-                       for t in layer.inputs}
+        read_by_add = {t for layer in model.layers if is_sum(layer) for t in layer.inputs}
         zps: dict[str, int | None] = {}
         if model.input_name not in read_by_add:
             if options.unsigned and float(self.x.min()) >= 0:
@@ -654,13 +653,14 @@ def zps_of(spec: QuantSpec, model: Model) -> dict[str, int]:
 
 
 def never_negative(s: Segment) -> bool:
-    """True when a segment's stored map cannot be negative: its tail reaches a ReLU or a
-    Clip with ``lo >= 0`` through layers that commute with it (max-pool, flatten), so
+    """True when a segment's stored map cannot be negative: its tail reaches a layer whose
+    output never is (a ReLU, a Clip with ``lo >= 0``) through layers that commute with a
+    ReLU (max-pool, flatten; not an average pool: the mean of a signed map is signed), so
     saturating the layer's output at 0 (an unsigned map) gives the same stored map."""
     for t in s.tail:
-        if isinstance(t, ReLU) or (isinstance(t, Clip) and float(t.lo) >= 0):
+        if t.never_negative():
             return True
-        if not isinstance(t, (MaxPool2d, Flatten)):
+        if not t.commutes_with_relu:
             return False
     return False
 

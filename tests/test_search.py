@@ -258,3 +258,34 @@ def test_clip_in_the_tail_is_compared_after_clipping():
     im = IntModel(m, spec)
     y = im.dequantize("r6", im.logits(x))
     assert y.max() == 6.0 and y.min() == 0.0
+
+
+def test_a_relu_after_an_average_pool_keeps_the_conv_map_signed():
+    """Conv -> AveragePool -> ReLU: the mean of a signed map is signed, so the conv's output
+    is not a ReLU's input and must not be stored unsigned (a max pool commutes with the
+    ReLU; an average does not). Stored unsigned, every negative value of the conv would be
+    saturated to 0 before the pool averages it."""
+    from dynfix.quant.ir import AvgPool2d
+    from dataclasses import replace
+    from dynfix.quant.search import method_options, never_negative, segments
+    rng = np.random.default_rng(3)
+    conv = Conv2d("conv", ("x",), weight=rng.normal(0, 0.5, (4, 1, 3, 3)).astype(np.float32),
+                  bias=np.zeros(4, np.float32), pads=(1, 1, 1, 1))
+    pool = AvgPool2d("pool", ("conv",), kernel=(2, 2), stride=(2, 2))
+    layers = [conv, pool, ReLU("relu", ("pool",)), Flatten("flat", ("relu",)),
+              Linear("fc", ("flat",), weight=rng.normal(0, 0.3, (3, 64)).astype(np.float32),
+                     bias=np.zeros(3, np.float32))]
+    m = Model("t", "x", (1, 8, 8), layers)
+    seg = segments(m)[0]
+    assert [t.name for t in seg.tail] == ["pool", "relu", "flat"]
+    assert not never_negative(seg)
+    assert never_negative(replace(seg, tail=[MaxPool2d("pool", ("conv",)), seg.tail[1]]))
+    x = rng.normal(0, 1, (40, 1, 8, 8)).astype(np.float32)
+    options = method_options("greedy-paper", {"unsigned": True})
+    result = search_model(m, x, "8", "greedy-paper", options=options)
+    spec = result.spec
+    assert spec.layers["conv"].zp_out == 0
+    im = IntModel(m, spec)
+    got = im.dequantize("pool", im.forward(im.quantize_input(x))["pool"])
+    want = forward(m, x)["pool"]
+    assert np.mean(np.abs(got - want)) < 0.05

@@ -18,7 +18,6 @@ import numpy as np
 
 from dynfix.errors import DynfixError
 from dynfix.quant import fixed
-from dynfix.quant.float_model import pool_divisor
 from dynfix.quant.int_model import MapFormat, clip_bounds
 from dynfix.quant.ir import (Add, AvgPool2d, Clip, Conv2d, Flatten, Layer, Linear, MaxPool2d,
                              Model, ReLU, Softmax)
@@ -234,7 +233,7 @@ def _avg_group(layer: AvgPool2d, in_shape: Shape3, problems: list[str],
     padding, no partial windows), since the engine divides by a shift."""
     c, h, w = in_shape
     out_hw = tuple(layer.out_shape[1:])
-    n = np.unique(pool_divisor(layer, (h, w), out_hw))
+    n = np.unique(layer.divisor((h, w), out_hw))
     if len(n) != 1 or int(n[0]) & (int(n[0]) - 1):
         cells = "/".join(str(int(v)) for v in n)
         problems.append(f"{what}: average pool of {cells} cells per window (the engine "

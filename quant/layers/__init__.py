@@ -1,0 +1,24 @@
+"""The layer registry: one module per layer kind (see ``docs/architecture.md``, "Adding a
+layer kind").
+
+:data:`KINDS` maps each kind's ``op`` to its class; the classes are re-exported here and
+from :mod:`dynfix.quant.ir`. What a kind is and must provide: :mod:`.base`.
+"""
+
+from .base import KINDS, Compute, Layer, Shape, register
+from .conv import Conv2d
+from .linear import Linear
+from .relu import ReLU
+from .clip import Clip
+from .pool import Pool2d
+from .maxpool import MaxPool2d
+from .avgpool import AvgPool2d
+from .gap import GlobalAvgPool
+from .flatten import Flatten
+from .affine import Affine
+from .add import Add
+from .softmax import Softmax
+
+__all__ = ["KINDS", "Compute", "Layer", "Shape", "register", "Conv2d", "Linear", "Affine",
+           "ReLU", "Clip", "Pool2d", "MaxPool2d", "AvgPool2d", "GlobalAvgPool", "Add",
+           "Flatten", "Softmax"]

@@ -1,0 +1,196 @@
+"""What every layer kind is: the :class:`Layer` base, its property flags and the registry.
+
+A layer kind is one class in one module of this package. The class is the IR dataclass and
+carries everything the rest of dynfix asks about the kind: its shape rule (:meth:`Layer.infer`),
+its float forward (:meth:`Layer.forward`), its integer forward (:meth:`Layer.forward_int`
+for the layers without a format of their own; the compute layers give their products in
+:meth:`Compute.products`), how it is written as ONNX (:meth:`Layer.onnx_nodes`) and its
+properties as class flags. The models, the search, the adjustments and the writer read
+these instead of testing classes. :func:`register` enters a kind in :data:`KINDS` under
+its ``op`` (the name ``model.yaml`` files use).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable, ClassVar
+
+import numpy as np
+
+from dynfix.errors import DynfixError
+
+if TYPE_CHECKING:
+    import onnx
+
+Shape = tuple[int, ...]
+#: ``param(suffix, array) -> initializer name``: how an ONNX writer hands a layer's arrays.
+ParamWriter = Callable[[str, np.ndarray], str]
+
+
+@dataclass
+class Layer:
+    """Base of all layers: a name, the names of its inputs, and its inferred output shape."""
+
+    name: str
+    inputs: tuple[str, ...] = ()
+    out_shape: Shape = field(default=(), kw_only=True)   # set by Model.validate
+
+    #: The kind's name in ``model.yaml`` and in reports.
+    op: ClassVar[str] = "?"
+    #: Number of input tensors the layer reads.
+    arity: ClassVar[int] = 1
+    #: Carries weights and a fixed-point format of its own (a :class:`Compute` layer).
+    compute: ClassVar[bool] = False
+    #: Its output gets a format of its own (the compute layers and Add); every other layer
+    #: keeps its input's format.
+    formatted: ClassVar[bool] = False
+    #: ``f(s * x) == s * f(x)`` for a positive per-channel scale ``s``: a scale on its input
+    #: passes through it (equalization and range fill move scales across it).
+    homogeneous: ClassVar[bool] = False
+    #: ``relu(f(x)) == f(relu(x))``: a ReLU after it may act on its input instead, so the
+    #: map before it can be stored unsigned.
+    commutes_with_relu: ClassVar[bool] = False
+    #: Runs on the host in float after the engine (the engine's output is its input).
+    host: ClassVar[bool] = False
+    #: Each output sums products over many inputs (a dot product per output): adaptive
+    #: rounding and cross-layer equalization apply, through :meth:`Compute.input_rows`
+    #: and its siblings. An Affine has one product per output.
+    dot_product: ClassVar[bool] = False
+    #: Takes the fully connected layers' weight width of a bit spec (``8/4/4``: the FC
+    #: width) rather than the convolutions'.
+    fully_connected: ClassVar[bool] = False
+    #: Scalar attributes in the map's units (a Clip's bounds): a scale on the map scales
+    #: them, and a quantization spec may carry adjusted values for them.
+    scalars: ClassVar[tuple[str, ...]] = ()
+
+    def params(self) -> dict[str, np.ndarray]:
+        """Named parameter arrays of this layer (empty for parameter-free layers)."""
+        return {}
+
+    def param_ranks(self) -> dict[str, int]:
+        """Rank of each parameter array (those not listed: 1, one value per channel)."""
+        return {}
+
+    def infer(self, *in_shapes: Shape) -> Shape:
+        """Output shape for the given input shapes (one per input); DynfixError if they do
+        not fit the layer."""
+        raise NotImplementedError
+
+    def macs(self, *in_shapes: Shape) -> int:
+        """Multiply-accumulates of one forward pass on inputs of these shapes."""
+        return 0
+
+    def check(self) -> None:
+        """Check the layer's own attributes (not its inputs); DynfixError if invalid."""
+
+    def never_negative(self) -> bool:
+        """True when the layer's output is never negative whatever its input (a ReLU, a
+        Clip with ``lo >= 0``)."""
+        return False
+
+    def check_format(self, fmt) -> None:
+        """Check that the layer can run on a map stored in ``fmt`` (bw, fl, zp);
+        DynfixError naming the layer if not."""
+
+    def forward(self, *xs: np.ndarray) -> np.ndarray:
+        """The float model of the layer on a batch (float32, one array per input)."""
+        raise DynfixError(f"layer {self.name!r}: op {self.op!r} has no float implementation")
+
+    def forward_int(self, x: np.ndarray, fmt) -> np.ndarray:
+        """The integer model of a layer without a format of its own, on int64 ``x`` stored
+        in ``fmt`` (an ``int_model.MapFormat``: ``bw``, ``fl``, ``zp``); keeps the format."""
+        raise DynfixError(f"layer {self.name!r}: op {self.op!r} has no integer "
+                          f"implementation")
+
+    def onnx_nodes(self, param: ParamWriter) -> list[onnx.NodeProto]:
+        """The layer as opset-13 ONNX nodes: one named after the layer, writing the tensor
+        named after it and reading the layer's inputs; ``param`` adds an initializer."""
+        raise DynfixError(f"layer {self.name!r}: op {self.op!r} cannot be written as ONNX")
+
+
+@dataclass
+class Compute(Layer):
+    """A layer with weights: an accumulator ``sum x * w + bias`` per output, then the data
+    shift into the output map's format (``docs/arithmetic.md``)."""
+
+    compute: ClassVar[bool] = True
+    formatted: ClassVar[bool] = True
+    #: Names of the weight-like and the bias-like parameter (an Affine's scale and shift).
+    weight_param: ClassVar[str] = "weight"
+    bias_param: ClassVar[str] = "bias"
+
+    # Every compute kind has ``groups``, its independent groups of output channels (a
+    # field of Conv2d, 1 for the others).
+
+    def params(self):
+        """The weights and, when the layer has one, the bias (under their own names)."""
+        p = {self.weight_param: getattr(self, self.weight_param)}
+        if getattr(self, self.bias_param) is not None:
+            p[self.bias_param] = getattr(self, self.bias_param)
+        return p
+
+    @property
+    def fan_in(self) -> int:
+        """Products summed into one accumulator."""
+        raise NotImplementedError
+
+    def weight_array(self) -> np.ndarray:
+        """The float array quantized with (bw_w, fl_w): (M, ...) with M output channels."""
+        return getattr(self, self.weight_param)
+
+    def bias_array(self) -> np.ndarray:
+        """The float bias; zeros when the layer has none."""
+        b = getattr(self, self.bias_param)
+        if b is None:
+            return np.zeros(self.weight_array().shape[0], np.float32)
+        return b
+
+    def products(self, x: np.ndarray, w: np.ndarray) -> np.ndarray:
+        """``W * x`` without the bias, on arrays of any numeric dtype (N x channels x ...):
+        the float model's and the integer model's accumulator share it."""
+        raise NotImplementedError
+
+    def input_rows(self, x: np.ndarray, group: int) -> np.ndarray:
+        """The inputs each output of ``group`` sums over, one row per output position:
+        (rows, fan-in), columns in the weight's order (dot-product layers)."""
+        raise NotImplementedError
+
+    def input_columns(self, w: np.ndarray, channels: int, block: int) -> np.ndarray:
+        """``w`` (this layer's weights) as (input channel, everything multiplied by that
+        channel) views; ``block``: how many inputs one channel became (``H * W`` after a
+        Flatten)."""
+        raise NotImplementedError
+
+    def scale_inputs(self, w: np.ndarray, s: np.ndarray, block: int) -> np.ndarray:
+        """``w`` with the weights of every input channel ``c`` multiplied by ``s[c]``."""
+        raise NotImplementedError
+
+
+KINDS: dict[str, type[Layer]] = {}
+
+
+def register(cls: type[Layer]) -> type[Layer]:
+    """Enter a layer kind in :data:`KINDS` under its ``op`` (a class decorator)."""
+    if cls.op in KINDS:
+        raise ValueError(f"layer op {cls.op!r} is registered twice")
+    KINDS[cls.op] = cls
+    return cls
+
+
+def bias_view(b: np.ndarray, ndim: int) -> np.ndarray:
+    """Broadcast a per-channel vector over an (N, C, ...) array of ``ndim`` dimensions."""
+    return np.asarray(b).reshape((1, -1) + (1,) * (ndim - 2))
+
+
+def spatial_input(layer: Layer, in_shape: Shape, kind: str) -> tuple[int, int, int]:
+    """``in_shape`` as (C, H, W); DynfixError naming the layer if it is not an image."""
+    if len(in_shape) != 3:
+        raise DynfixError(f"layer {layer.name!r} ({kind}): expects a C x H x W input, got "
+                          f"shape {in_shape}")
+    return tuple(int(d) for d in in_shape)
+
+
+def onnx_node(layer: Layer, op_type: str, inputs, **attrs) -> onnx.NodeProto:
+    """One ONNX node named after ``layer`` that writes the tensor named after it."""
+    from onnx import helper
+    return helper.make_node(op_type, list(inputs), [layer.name], layer.name, **attrs)

@@ -1,0 +1,72 @@
+"""Clip: clamp to [lo, hi] (ReLU6 is Clip(0, 6))."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+from dynfix.errors import DynfixError
+from .. import fixed
+from .base import Layer, ParamWriter, onnx_node, register
+
+
+@register
+@dataclass
+class Clip(Layer):
+    """Clamp to [lo, hi]; ReLU6 is Clip(0, 6). An infinite bound leaves that side open."""
+
+    lo: float = 0.0
+    hi: float = 6.0
+
+    op: ClassVar[str] = "clip"
+    scalars: ClassVar[tuple[str, ...]] = ("lo", "hi")
+
+    def check(self):
+        for which, v in (("lo", self.lo), ("hi", self.hi)):
+            if isinstance(v, bool) or not isinstance(v, (int, float, np.number)) \
+                    or np.isnan(v):
+                raise DynfixError(f"layer {self.name!r} (Clip): {which} must be a number, "
+                                  f"got {v!r}")
+        if self.lo > self.hi:
+            raise DynfixError(f"layer {self.name!r} (Clip): lo={self.lo} is above "
+                              f"hi={self.hi}")
+
+    def infer(self, in_shape):
+        return in_shape
+
+    def never_negative(self) -> bool:
+        return float(self.lo) >= 0
+
+    def bounds(self, fmt) -> tuple[int, int]:
+        """The integer bounds in its input's format ``fmt`` (bw, fl, zp):
+        ``[max(qmin, ceil(lo * 2^fl) + zp), min(qmax, floor(hi * 2^fl) + zp)]``, the
+        representable values inside [lo, hi]."""
+        lo = max(float(fixed.qmin(fmt.bw)),
+                 float(np.ceil(np.ldexp(float(self.lo), fmt.fl))) + fmt.zp)
+        hi = min(float(fixed.qmax(fmt.bw)),
+                 float(np.floor(np.ldexp(float(self.hi), fmt.fl))) + fmt.zp)
+        if lo > hi:
+            raise DynfixError(f"layer {self.name!r} (Clip): no {fmt.bw}-bit value at fl "
+                              f"{fmt.fl} lies in [{self.lo}, {self.hi}]")
+        return int(lo), int(hi)
+
+    def check_format(self, fmt) -> None:
+        """At least one value of ``fmt`` lies in [lo, hi]."""
+        self.bounds(fmt)
+
+    def forward(self, x):
+        return np.clip(x, self.lo, self.hi).astype(np.float32, copy=False)
+
+    def forward_int(self, x, fmt):
+        return np.clip(x, *self.bounds(fmt))
+
+    def onnx_nodes(self, param: ParamWriter):
+        """Clip with its finite bounds as ``min`` / ``max`` inputs (a Clip(0, +inf) reads
+        back as the ReLU it is)."""
+        bounds = [param(k, np.array(v)) if np.isfinite(v) else ""
+                  for k, v in (("min", self.lo), ("max", self.hi))]
+        while bounds and not bounds[-1]:
+            bounds.pop()
+        return [onnx_node(self, "Clip", [self.inputs[0], *bounds])]

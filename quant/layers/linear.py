@@ -1,0 +1,68 @@
+"""Linear: a fully connected layer on a flat input."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import numpy as np
+
+from dynfix.errors import DynfixError
+from .base import Compute, ParamWriter, onnx_node, register
+
+
+@register
+@dataclass
+class Linear(Compute):
+    """Fully connected layer y = W x + b on a flat input."""
+
+    weight: np.ndarray = field(default=None, repr=False)
+    bias: np.ndarray | None = field(default=None, repr=False)
+
+    op: ClassVar[str] = "linear"
+    dot_product: ClassVar[bool] = True
+    fully_connected: ClassVar[bool] = True
+    groups: ClassVar[int] = 1
+
+    def param_ranks(self):
+        return {"weight": 2}
+
+    @property
+    def fan_in(self) -> int:
+        return int(self.weight.shape[1])
+
+    def infer(self, in_shape):
+        if len(in_shape) != 1:
+            raise DynfixError(f"layer {self.name!r} (Linear): expects a flat input, got "
+                              f"shape {in_shape}; add a Flatten before it")
+        if self.weight.shape[1] != in_shape[0]:
+            raise DynfixError(f"layer {self.name!r} (Linear): weight takes "
+                              f"{self.weight.shape[1]} features, input has {in_shape[0]}")
+        return (int(self.weight.shape[0]),)
+
+    def macs(self, in_shape):
+        return int(self.weight.shape[0] * self.weight.shape[1])
+
+    def products(self, x, w):
+        return x @ w.T
+
+    def input_rows(self, x, group):
+        return x.reshape(len(x), -1)
+
+    def input_columns(self, w, channels, block):
+        return w.reshape(w.shape[0], channels, block).transpose(1, 0, 2)   # (M, C * block)
+
+    def scale_inputs(self, w, s, block):
+        return w * np.repeat(s, block)[None, :]
+
+    def forward(self, x):
+        y = self.products(x, self.weight)
+        if self.bias is not None:
+            y = y + self.bias
+        return y.astype(np.float32)
+
+    def onnx_nodes(self, param: ParamWriter):
+        ins = [self.inputs[0], param("weight", self.weight)]
+        if self.bias is not None:
+            ins.append(param("bias", self.bias))
+        return [onnx_node(self, "Gemm", ins, transB=1)]

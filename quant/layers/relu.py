@@ -1,0 +1,33 @@
+"""ReLU: max(x, 0)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+from .base import Layer, ParamWriter, onnx_node, register
+
+
+@register
+@dataclass
+class ReLU(Layer):
+    op: ClassVar[str] = "relu"
+    homogeneous: ClassVar[bool] = True
+    commutes_with_relu: ClassVar[bool] = True
+
+    def infer(self, in_shape):
+        return in_shape
+
+    def never_negative(self) -> bool:
+        return True
+
+    def forward(self, x):
+        return np.maximum(x, 0)
+
+    def forward_int(self, x, fmt):
+        return np.maximum(x, fmt.zp)                # the integer of the real 0
+
+    def onnx_nodes(self, param: ParamWriter):
+        return [onnx_node(self, "Relu", self.inputs)]

@@ -1,0 +1,39 @@
+"""Softmax: a trailing softmax, run on the host in float (it keeps the class)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+from .base import Layer, ParamWriter, onnx_node, register
+
+
+def softmax(v: np.ndarray) -> np.ndarray:
+    """Softmax over the last axis (the float model's and the host's)."""
+    e = np.exp(v - v.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+@register
+@dataclass
+class Softmax(Layer):
+    """Trailing softmax: kept in the float model, run on the host (it keeps the class)."""
+
+    op: ClassVar[str] = "softmax"
+    host: ClassVar[bool] = True
+
+    def infer(self, in_shape):
+        return in_shape
+
+    def forward(self, x):
+        return softmax(x)
+
+    def forward_int(self, x, fmt):
+        """The identity: the engine's output is the softmax's input
+        (:meth:`~dynfix.quant.int_model.IntModel.dequantize` applies it on the host)."""
+        return x
+
+    def onnx_nodes(self, param: ParamWriter):
+        return [onnx_node(self, "Softmax", self.inputs, axis=1)]

@@ -1,0 +1,94 @@
+"""The layer registry: every registered kind provides every handler, and each one's float
+forward, ONNX export and integer forward agree (against onnxruntime and the float model)."""
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from dynfix.quant import fixed
+from dynfix.quant.float_model import forward
+from dynfix.quant.int_model import MapFormat
+from dynfix.quant.layers import KINDS, Compute, Layer
+from dynfix.quant.ir import (Add, Affine, AvgPool2d, Clip, Conv2d, Flatten, GlobalAvgPool,
+                             Linear, MaxPool2d, Model, ReLU, Softmax)
+from dynfix.quant.onnx_write import to_onnx
+
+RNG = np.random.default_rng(7)
+
+
+def _w(*shape):
+    return RNG.normal(0, 0.5, shape).astype(np.float32)
+
+
+#: One small model per kind: its input shape and its layers (the kind's layer last).
+EXAMPLES = {
+    "conv": ((2, 5, 5), [Conv2d("k", ("x",), weight=_w(4, 1, 3, 3), bias=_w(4),
+                                stride=(2, 1), pads=(1, 0, 1, 2), groups=2)]),
+    "linear": ((6,), [Linear("k", ("x",), weight=_w(3, 6), bias=_w(3))]),
+    "relu": ((2, 3, 3), [ReLU("k", ("x",))]),
+    "clip": ((2, 3, 3), [Clip("k", ("x",), lo=-0.5, hi=0.75)]),
+    "maxpool": ((2, 5, 5), [MaxPool2d("k", ("x",), kernel=(3, 3), stride=(2, 2),
+                                      pads=(1, 1, 0, 0), ceil_mode=True)]),
+    "avgpool": ((2, 5, 5), [AvgPool2d("k", ("x",), kernel=(3, 2), stride=(2, 2),
+                                      pads=(1, 0, 1, 1), count_include_pad=True)]),
+    "gap": ((2, 3, 4), [GlobalAvgPool("k", ("x",))]),
+    "flatten": ((2, 3, 3), [Flatten("k", ("x",))]),
+    "affine": ((3, 2, 2), [Affine("k", ("x",), scale=_w(3), shift=_w(3))]),
+    "add": ((2, 3, 3), [ReLU("r", ("x",)), Add("k", ("x", "r"))]),
+    "softmax": ((5,), [Softmax("k", ("x",))]),
+}
+
+
+def _overrides(cls: type, name: str, base: type) -> bool:
+    return getattr(cls, name) is not getattr(base, name)
+
+
+@pytest.mark.parametrize("op", sorted(KINDS))
+def test_every_kind_has_every_handler(op):
+    """A kind registers under its op, overrides the handlers every kind must have, and the
+    ones its flags promise; this test's EXAMPLES has one for it (so the tests below run
+    it)."""
+    cls = KINDS[op]
+    assert cls.op == op and issubclass(cls, Layer)
+    for handler in ("infer", "forward", "onnx_nodes"):
+        assert _overrides(cls, handler, Layer), f"{op} has no {handler}"
+    if not cls.formatted:
+        assert _overrides(cls, "forward_int", Layer), f"{op} has no forward_int"
+    assert cls.compute == issubclass(cls, Compute)
+    if cls.compute:
+        assert cls.formatted
+        for handler in ("products", "fan_in"):
+            assert _overrides(cls, handler, Compute), f"{op} has no {handler}"
+    if cls.dot_product:
+        for handler in ("input_rows", "input_columns", "scale_inputs"):
+            assert _overrides(cls, handler, Compute), f"{op} has no {handler}"
+    assert op in EXAMPLES, f"add an example of {op} to EXAMPLES"
+
+
+@pytest.mark.parametrize("op", sorted(EXAMPLES))
+def test_float_forward_matches_onnxruntime(op):
+    """The kind's ONNX export, run by onnxruntime, computes its float forward."""
+    shape, layers = EXAMPLES[op]
+    model = Model(op, "x", shape, layers)
+    x = RNG.normal(0, 1, (3,) + shape).astype(np.float32)
+    sess = ort.InferenceSession(to_onnx(model).SerializeToString(),
+                                providers=["CPUExecutionProvider"])
+    want = sess.run(None, {"x": x})[0]
+    np.testing.assert_allclose(forward(model, x)["k"], want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("op", sorted(op for op in EXAMPLES if not KINDS[op].formatted))
+def test_integer_forward_follows_the_float_one(op):
+    """On a map of 12-bit integers at fl 6, a plain layer's integer forward lands within
+    half a step (its rounding) of the float forward of the dequantized map."""
+    shape, layers = EXAMPLES[op]
+    model = Model(op, "x", shape, layers)
+    layer = model.layers[-1]
+    fmt = MapFormat(12, 6, 0)
+    xq = fixed.quantize(RNG.normal(0, 1, (3,) + shape), fmt.bw, fmt.fl)
+    got = fixed.dequantize(layer.forward_int(xq, fmt), fmt.fl, fmt.zp)
+    want = layer.forward(fixed.dequantize(xq, fmt.fl, fmt.zp).astype(np.float32))
+    if layer.host:          # kept on the host: the integers are its input, unchanged
+        want = fixed.dequantize(xq, fmt.fl, fmt.zp)
+    assert got.shape == want.shape
+    assert np.max(np.abs(got - want)) <= 0.5 * 2.0 ** -fmt.fl + 1e-9
