@@ -1,14 +1,19 @@
 """The layer registry: every registered kind provides every handler, and each one's float
-forward, ONNX export and integer forward agree (against onnxruntime and the float model)."""
+forward, ONNX export and integer forward agree (against onnxruntime and the float model);
+every kind says how the engine plans it or why it refuses it."""
+
+from dataclasses import replace
 
 import numpy as np
 import onnxruntime as ort
 import pytest
 
+from dynfix.errors import DynfixError
+from dynfix.hw.compiler.plan import plan_groups
 from dynfix.quant import fixed
 from dynfix.quant.float_model import forward
 from dynfix.quant.int_model import MapFormat
-from dynfix.quant.layers import KINDS, Compute, Layer
+from dynfix.quant.layers import KINDS, Compute, EngineRole, Layer
 from dynfix.quant.ir import (Add, Affine, AvgPool2d, Clip, Conv2d, Flatten, GlobalAvgPool,
                              Linear, MaxPool2d, Model, ReLU, Softmax)
 from dynfix.quant.onnx_write import to_onnx
@@ -92,3 +97,31 @@ def test_integer_forward_follows_the_float_one(op):
         want = fixed.dequantize(xq, fmt.fl, fmt.zp)
     assert got.shape == want.shape
     assert np.max(np.abs(got - want)) <= 0.5 * 2.0 ** -fmt.fl + 1e-9
+
+
+@pytest.mark.parametrize("op", sorted(KINDS))
+def test_every_kind_says_how_the_engine_plans_it(op):
+    """A kind's engine role is one the compiler plans; a clamp has its range; a refused
+    kind says why in a sentence of its own."""
+    cls = KINDS[op]
+    assert isinstance(cls.engine, EngineRole)
+    if cls.engine is EngineRole.CLAMP:
+        assert _overrides(cls, "clamp", Layer), f"{op} has no clamp"
+    if cls.engine is EngineRole.REFUSED:
+        assert cls.refusal.strip(), f"{op} is refused without a sentence"
+
+
+@pytest.mark.parametrize("op", sorted(op for op in KINDS if KINDS[op].engine
+                                      in (EngineRole.REFUSED, EngineRole.HOST)))
+def test_the_compiler_refuses_with_the_kinds_sentence(op):
+    """After a 1x1 conv and before a ReLU (so it is not last), the kind's own refusal is
+    what the compiler says, naming the layer."""
+    shape, layers = EXAMPLES[op]
+    c = shape[0]
+    conv = Conv2d("c", ("x",), weight=_w(c, c, 1, 1)) if len(shape) == 3 else \
+        Linear("c", ("x",), weight=_w(c, c))
+    kind = replace(layers[-1], inputs=("c",))
+    model = Model(op, "x", shape, [conv, kind, ReLU("r", ("k",))])
+    with pytest.raises(DynfixError) as e:
+        plan_groups(model)
+    assert f"k ({type(kind).__name__}): {KINDS[op].refusal}" in str(e.value)

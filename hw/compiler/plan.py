@@ -18,9 +18,9 @@ import numpy as np
 
 from dynfix.errors import DynfixError
 from dynfix.quant import fixed
-from dynfix.quant.int_model import MapFormat, clip_bounds
-from dynfix.quant.ir import (Add, AvgPool2d, Clip, Conv2d, Flatten, Layer, Linear, MaxPool2d,
-                             Model, ReLU, Softmax)
+from dynfix.quant.int_model import MapFormat
+from dynfix.quant.ir import Add, AvgPool2d, Conv2d, Layer, MaxPool2d, Model
+from dynfix.quant.layers import EngineRole
 from dynfix.quant.lower import lower
 from ..config import EngineConfig
 
@@ -65,9 +65,9 @@ class LayerPlan:
 
     def clamp_range(self, bw: int, fl: int, zp: int = 0) -> tuple[int, int]:
         """The one range ``[lo, hi]`` the requantizer clamps to, in the group's output format
-        (``bw``, ``fl``, offset ``zp``): the saturation to ``bw`` bits, then every ReLU
-        (``[zp, qmax]``: the integer of a real 0 is ``zp``) and Clip
-        (``int_model.clip_bounds``: ``[lo_q, hi_q]``) of the group in order.
+        (``bw``, ``fl``, offset ``zp``): the saturation to ``bw`` bits, then the range of
+        every clamp layer of the group in order (``Layer.clamp``: a ReLU's ``[zp, qmax]``,
+        the integer of a real 0 is ``zp``; a Clip's ``[lo_q, hi_q]``).
 
         Clamps compose into one clamp: clamping ``[lo, hi]`` by ``[l, h]`` gives
         ``[clamp(lo, l, h), clamp(hi, l, h)]`` (disjoint ranges give a constant, as applying
@@ -76,10 +76,7 @@ class LayerPlan:
         relative to the group's MaxPool does not matter, only the order of the clamps."""
         lo, hi = fixed.qmin(bw), fixed.qmax(bw)
         for act in self.acts:
-            if isinstance(act, Clip):
-                l, h = clip_bounds(act, MapFormat(bw, fl, zp))
-            else:
-                l, h = zp, fixed.qmax(bw)
+            l, h = act.clamp(MapFormat(bw, fl, zp))
             lo, hi = min(max(lo, l), h), min(max(hi, l), h)
         return lo, hi
 
@@ -141,10 +138,11 @@ def plan_groups(model: Model) -> tuple[list[LayerPlan], str]:
 
     for idx, layer in enumerate(model.layers):
         what = f"{layer.name} ({type(layer).__name__})"
-        if isinstance(layer, (Conv2d, Linear)):
+        role = layer.engine
+        if role is EngineRole.GROUP:
             src = layer.inputs[0]
             in_shape = stored(src, what) or (1, 1, 1)
-            if isinstance(layer, Conv2d):
+            if not layer.fully_connected:
                 if tuple(layer.dilation) != (1, 1):
                     problems.append(f"{what}: dilation {tuple(layer.dilation)} (only 1)")
                 g = LayerPlan(layer.name, [layer.name], _conv_kind(layer), in_shape,
@@ -160,16 +158,16 @@ def plan_groups(model: Model) -> tuple[list[LayerPlan], str]:
                               macs=layer.macs(model.in_shape(idx)))
             g.input, g.output = alias.get(src, src), layer.name
             plans.append(g)
-        elif isinstance(layer, AvgPool2d):
+        elif role is EngineRole.AVERAGE:
             src = stored(layer.inputs[0], what)
             g = _avg_group(layer, tuple(model.in_shape(idx)), problems, what)
             if g is None or src is None:
                 continue
             g.input, g.output = alias.get(layer.inputs[0], layer.inputs[0]), layer.name
             plans.append(g)
-        elif isinstance(layer, Softmax) and idx == last:
+        elif role is EngineRole.HOST and idx == last:
             continue                            # on the host
-        elif isinstance(layer, Add):
+        elif role is EngineRole.RESIDUAL:
             g = _fuse_add(layer, [extends(layer, t) for t in layer.inputs], plans, owner,
                           problems)
             if g is not None:
@@ -177,9 +175,9 @@ def plan_groups(model: Model) -> tuple[list[LayerPlan], str]:
                 other = layer.inputs[1 - g.add_index]
                 if stored(other, what) is not None:
                     g.add, g.shortcut = layer, alias.get(other, other)
-        elif isinstance(layer, (ReLU, Clip, MaxPool2d, Flatten)) and type(layer) is not AvgPool2d:
+        elif role in (EngineRole.CLAMP, EngineRole.POOL, EngineRole.LAYOUT):
             g = extends(layer, layer.inputs[0])
-            if g is None and isinstance(layer, Flatten):
+            if g is None and role is EngineRole.LAYOUT:
                 alias[layer.name] = alias.get(layer.inputs[0], layer.inputs[0])
                 continue
             if g is None:
@@ -189,22 +187,18 @@ def plan_groups(model: Model) -> tuple[list[LayerPlan], str]:
                 else:
                     problems.append(f"{what}: not after a Conv/Linear layer")
                 continue
-            if isinstance(layer, MaxPool2d):
+            if role is EngineRole.POOL:
                 why = _pool_problems(layer, g)
                 if why:
                     problems.append(f"{what}: {'; '.join(why)}")
                     continue
                 g.pool = layer.kernel[0]
                 g.out_shape = tuple(layer.out_shape)
-            elif isinstance(layer, (ReLU, Clip)):
+            elif role is EngineRole.CLAMP:
                 (g.add_acts if g.add is not None else g.acts).append(layer)
         else:
-            why = {"gap": "global average pooling",
-                   "affine": "unfolded BatchNorm/affine", "softmax": "softmax before the end"}
-            hint = (" yet (a global one folds into a Linear layer right after it)"
-                    if layer.op in ("gap", "avgpool") else "")
-            problems.append(f"{what}: {why.get(layer.op, f'op {layer.op!r}')} is not "
-                            f"supported by the engine{hint}")
+            problems.append(f"{what}: "
+                            + (layer.refusal or f"op {layer.op!r} is not supported by the engine"))
             continue
         if g is not None:
             if layer.name not in g.layers:
@@ -213,7 +207,7 @@ def plan_groups(model: Model) -> tuple[list[LayerPlan], str]:
             owner[layer.name] = g
             shapes[layer.name] = g.out_shape
     out_name = next((layer.name for layer in reversed(model.layers)
-                     if not isinstance(layer, Softmax)), model.input_name)
+                     if not layer.host), model.input_name)
     if not plans:
         problems.append("no Conv/Linear layer")
     elif not problems and owner.get(out_name) is not plans[-1]:

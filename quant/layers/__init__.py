@@ -5,7 +5,7 @@ layer kind").
 from :mod:`dynfix.quant.ir`. What a kind is and must provide: :mod:`.base`.
 """
 
-from .base import KINDS, Compute, Layer, Shape, register
+from .base import KINDS, Compute, EngineRole, Layer, Shape, register
 from .conv import Conv2d
 from .linear import Linear
 from .relu import ReLU
@@ -19,6 +19,6 @@ from .affine import Affine
 from .add import Add
 from .softmax import Softmax
 
-__all__ = ["KINDS", "Compute", "Layer", "Shape", "register", "Conv2d", "Linear", "Affine",
+__all__ = ["KINDS", "Compute", "EngineRole", "Layer", "Shape", "register", "Conv2d", "Linear", "Affine",
            "ReLU", "Clip", "Pool2d", "MaxPool2d", "AvgPool2d", "GlobalAvgPool", "Add",
            "Flatten", "Softmax"]

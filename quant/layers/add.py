@@ -12,7 +12,7 @@ from typing import ClassVar
 import numpy as np
 
 from dynfix.errors import DynfixError
-from .base import Layer, ParamWriter, onnx_node, register
+from .base import EngineRole, Layer, ParamWriter, onnx_node, register
 
 
 @register
@@ -23,6 +23,7 @@ class Add(Layer):
     op: ClassVar[str] = "add"
     arity: ClassVar[int] = 2
     formatted: ClassVar[bool] = True
+    engine: ClassVar[EngineRole] = EngineRole.RESIDUAL
 
     def infer(self, a, b):
         if tuple(a) != tuple(b):

@@ -8,7 +8,7 @@ from typing import ClassVar
 import numpy as np
 
 from dynfix.errors import DynfixError
-from .base import Compute, ParamWriter, bias_view, onnx_node, register
+from .base import Compute, EngineRole, ParamWriter, bias_view, onnx_node, register
 
 
 @register
@@ -25,6 +25,8 @@ class Affine(Compute):
     weight_param: ClassVar[str] = "scale"
     bias_param: ClassVar[str] = "shift"
     groups: ClassVar[int] = 1
+    engine: ClassVar[EngineRole] = EngineRole.REFUSED
+    refusal: ClassVar[str] = "unfolded BatchNorm/affine is not supported by the engine"
 
     @property
     def fan_in(self) -> int:

@@ -8,7 +8,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from .base import ParamWriter, onnx_node, register
+from .base import EngineRole, ParamWriter, onnx_node, register
 from .kernels import avg_round, windows
 from .pool import Pool2d
 
@@ -21,6 +21,7 @@ class AvgPool2d(Pool2d):
     count_include_pad: bool = False
 
     op: ClassVar[str] = "avgpool"
+    engine: ClassVar[EngineRole] = EngineRole.AVERAGE
 
     def divisor(self, in_hw: tuple[int, int], out_hw: tuple[int, int]) -> np.ndarray:
         """Per-output-cell divisor, (OH, OW)."""

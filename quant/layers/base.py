@@ -13,6 +13,7 @@ its ``op`` (the name ``model.yaml`` files use).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import TYPE_CHECKING, Callable, ClassVar
 
 import numpy as np
@@ -25,6 +26,27 @@ if TYPE_CHECKING:
 Shape = tuple[int, ...]
 #: ``param(suffix, array) -> initializer name``: how an ONNX writer hands a layer's arrays.
 ParamWriter = Callable[[str, np.ndarray], str]
+
+
+class EngineRole(Enum):
+    """How the engine's compiler plans a layer kind (``hw/compiler/plan.py``)."""
+
+    #: Starts a fused group on the MAC array (a Conv2d, or a Linear run as one).
+    GROUP = "group"
+    #: A group of its own: an average pool run as a depthwise convolution.
+    AVERAGE = "average"
+    #: Joins the group before it as a clamp range of the requantizer (:meth:`Layer.clamp`).
+    CLAMP = "clamp"
+    #: Joins the group before it as its max-pool stage.
+    POOL = "pool"
+    #: Costs nothing: the stored map's layout already is its output (a Flatten).
+    LAYOUT = "layout"
+    #: Fused into the group that produces one of its inputs (a residual Add).
+    RESIDUAL = "residual"
+    #: Runs on the host after the engine when it is the last layer (a Softmax).
+    HOST = "host"
+    #: The engine does not run it; ``Layer.refusal`` is the sentence the user sees.
+    REFUSED = "refused"
 
 
 @dataclass
@@ -62,6 +84,12 @@ class Layer:
     #: Scalar attributes in the map's units (a Clip's bounds): a scale on the map scales
     #: them, and a quantization spec may carry adjusted values for them.
     scalars: ClassVar[tuple[str, ...]] = ()
+    #: How the engine's compiler plans it.
+    engine: ClassVar[EngineRole] = EngineRole.REFUSED
+    #: Why the engine refuses it (a REFUSED kind, or a HOST kind that is not last), as the
+    #: user reads it after the layer's name; empty: "op '<op>' is not supported by the
+    #: engine".
+    refusal: ClassVar[str] = ""
 
     def params(self) -> dict[str, np.ndarray]:
         """Named parameter arrays of this layer (empty for parameter-free layers)."""
@@ -91,6 +119,10 @@ class Layer:
     def check_format(self, fmt) -> None:
         """Check that the layer can run on a map stored in ``fmt`` (bw, fl, zp);
         DynfixError naming the layer if not."""
+
+    def clamp(self, fmt) -> tuple[int, int]:
+        """A CLAMP kind's integer range ``[lo, hi]`` on a map stored in ``fmt``."""
+        raise NotImplementedError
 
     def forward(self, *xs: np.ndarray) -> np.ndarray:
         """The float model of the layer on a batch (float32, one array per input)."""

@@ -9,7 +9,7 @@ import numpy as np
 
 from dynfix.errors import DynfixError
 from .. import fixed
-from .base import Layer, ParamWriter, onnx_node, register
+from .base import EngineRole, Layer, ParamWriter, onnx_node, register
 
 
 @register
@@ -22,6 +22,7 @@ class Clip(Layer):
 
     op: ClassVar[str] = "clip"
     scalars: ClassVar[tuple[str, ...]] = ("lo", "hi")
+    engine: ClassVar[EngineRole] = EngineRole.CLAMP
 
     def check(self):
         for which, v in (("lo", self.lo), ("hi", self.hi)):
@@ -55,6 +56,9 @@ class Clip(Layer):
     def check_format(self, fmt) -> None:
         """At least one value of ``fmt`` lies in [lo, hi]."""
         self.bounds(fmt)
+
+    def clamp(self, fmt):
+        return self.bounds(fmt)
 
     def forward(self, x):
         return np.clip(x, self.lo, self.hi).astype(np.float32, copy=False)

@@ -8,7 +8,7 @@ from typing import ClassVar
 import numpy as np
 
 from dynfix.errors import DynfixError
-from .base import Compute, ParamWriter, bias_view, onnx_node, register
+from .base import Compute, EngineRole, ParamWriter, bias_view, onnx_node, register
 from .kernels import conv2d, pool_out, windows
 
 
@@ -31,6 +31,7 @@ class Conv2d(Compute):
 
     op: ClassVar[str] = "conv"
     dot_product: ClassVar[bool] = True
+    engine: ClassVar[EngineRole] = EngineRole.GROUP
 
     @property
     def kernel(self) -> tuple[int, int]:

@@ -7,7 +7,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from .base import Layer, ParamWriter, onnx_node, register
+from .base import EngineRole, Layer, ParamWriter, onnx_node, register
 
 
 @register
@@ -18,6 +18,7 @@ class Flatten(Layer):
     op: ClassVar[str] = "flatten"
     homogeneous: ClassVar[bool] = True
     commutes_with_relu: ClassVar[bool] = True
+    engine: ClassVar[EngineRole] = EngineRole.LAYOUT
 
     def infer(self, in_shape):
         return (int(np.prod(in_shape)),)

@@ -7,7 +7,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from .base import Layer, ParamWriter, onnx_node, register, spatial_input
+from .base import EngineRole, Layer, ParamWriter, onnx_node, register, spatial_input
 from .kernels import avg_round
 
 
@@ -18,6 +18,9 @@ class GlobalAvgPool(Layer):
 
     op: ClassVar[str] = "gap"
     homogeneous: ClassVar[bool] = True
+    engine: ClassVar[EngineRole] = EngineRole.REFUSED
+    refusal: ClassVar[str] = ("global average pooling is not supported by the engine yet (a "
+                              "global one folds into a Linear layer right after it)")
 
     def infer(self, in_shape):
         c, _, _ = spatial_input(self, in_shape, "GlobalAveragePool")

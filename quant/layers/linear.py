@@ -8,7 +8,7 @@ from typing import ClassVar
 import numpy as np
 
 from dynfix.errors import DynfixError
-from .base import Compute, ParamWriter, onnx_node, register
+from .base import Compute, EngineRole, ParamWriter, onnx_node, register
 
 
 @register
@@ -22,6 +22,7 @@ class Linear(Compute):
     op: ClassVar[str] = "linear"
     dot_product: ClassVar[bool] = True
     fully_connected: ClassVar[bool] = True
+    engine: ClassVar[EngineRole] = EngineRole.GROUP
     groups: ClassVar[int] = 1
 
     def param_ranks(self):

@@ -7,7 +7,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from .base import ParamWriter, onnx_node, register
+from .base import EngineRole, ParamWriter, onnx_node, register
 from .kernels import windows
 from .pool import Pool2d
 
@@ -19,6 +19,7 @@ class MaxPool2d(Pool2d):
 
     op: ClassVar[str] = "maxpool"
     commutes_with_relu: ClassVar[bool] = True
+    engine: ClassVar[EngineRole] = EngineRole.POOL
 
     def forward(self, x):
         return windows(x, self.kernel, self.stride, self.pads, -np.inf,

@@ -7,7 +7,9 @@ from typing import ClassVar
 
 import numpy as np
 
-from .base import Layer, ParamWriter, onnx_node, register
+from .. import fixed
+
+from .base import EngineRole, Layer, ParamWriter, onnx_node, register
 
 
 @register
@@ -16,12 +18,16 @@ class ReLU(Layer):
     op: ClassVar[str] = "relu"
     homogeneous: ClassVar[bool] = True
     commutes_with_relu: ClassVar[bool] = True
+    engine: ClassVar[EngineRole] = EngineRole.CLAMP
 
     def infer(self, in_shape):
         return in_shape
 
     def never_negative(self) -> bool:
         return True
+
+    def clamp(self, fmt):
+        return fmt.zp, fixed.qmax(fmt.bw)       # the integer of the real 0 .. the top
 
     def forward(self, x):
         return np.maximum(x, 0)

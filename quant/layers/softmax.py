@@ -7,7 +7,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from .base import Layer, ParamWriter, onnx_node, register
+from .base import EngineRole, Layer, ParamWriter, onnx_node, register
 
 
 def softmax(v: np.ndarray) -> np.ndarray:
@@ -23,6 +23,8 @@ class Softmax(Layer):
 
     op: ClassVar[str] = "softmax"
     host: ClassVar[bool] = True
+    engine: ClassVar[EngineRole] = EngineRole.HOST
+    refusal: ClassVar[str] = "softmax before the end is not supported by the engine"
 
     def infer(self, in_shape):
         return in_shape
