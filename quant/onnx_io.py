@@ -10,7 +10,11 @@ files are first upgraded with onnx's version converter). It works in four steps:
    operator dynfix turns into layers, a constant one an operator it can fold): all
    unsupported nodes are reported in one :class:`~dynfix.errors.DynfixError`;
 3. walk the nodes in order, folding constant subgraphs (:mod:`.onnx_fold`, with onnx's
-   reference evaluator) and turning the data path into a DAG of IR layers:
+   reference evaluator) and turning the data path into a DAG of IR layers. Each operator's
+   import handler lives in the module of the layer kind it makes (``quant/layers``,
+   registered with :func:`~dynfix.quant.layers.base.onnx_import`; they ask the reader for
+   what they need through :class:`~dynfix.quant.layers.base.Importer`); the reader
+   handles only the operators that make no layer (:data:`READER_OPS`):
 
    - BatchNormalization and per-channel Add/Sub/Mul/Div fold into the Conv/Linear before
      them when nothing else reads that layer's output (else they become an ``Affine``
@@ -38,18 +42,18 @@ import onnx
 from onnx import TensorProto, version_converter
 
 from dynfix.errors import DynfixError
-from .ir import (Add, Affine, AvgPool2d, Clip, Conv2d, Flatten, GlobalAvgPool, Layer, Linear,
-                 MaxPool2d, Model, ReLU, Softmax)
+from .ir import Add, Affine, Flatten, Layer, Model
 from .ir import _check_param_shapes as check_param_shapes
+from .layers.base import ONNX_IMPORTS
 from .onnx_fold import FOLD_OPS, attrs, fold, one_line, reshape_target, tensor_to_array
 from .onnx_write import WRITE_OPSET, save_onnx, to_onnx  # noqa: F401  (re-exported)
 
-#: Operators allowed on the data path: they become (or disappear into) IR layers.
-DATA_OPS = frozenset({"Conv", "Gemm", "MatMul", "Relu", "Clip", "MaxPool", "AveragePool",
-                      "GlobalAveragePool", "GlobalMaxPool", "Flatten", "Reshape", "Squeeze",
-                      "Unsqueeze", "BatchNormalization", "Dropout", "Identity", "Cast",
-                      "Softmax", "ReduceMean", "Pad", "Transpose", "Add", "Sub", "Mul", "Div",
-                      "Sum"})
+#: Operators the reader handles itself: they only pass their input on, or hold back a
+#: transform for the node that reads them (see the module docstring).
+READER_OPS = frozenset({"Identity", "Dropout", "Cast", "Transpose", "Pad"})
+#: Operators allowed on the data path: they become (or disappear into) IR layers. The layer
+#: kinds' modules hold the import handlers (``quant/layers``, :func:`.layers.base.onnx_import`).
+DATA_OPS = READER_OPS | frozenset(ONNX_IMPORTS)
 SUPPORTED_OPS = DATA_OPS | FOLD_OPS
 BINARY_OPS = frozenset({"Add", "Sub", "Mul", "Div"})
 MIN_INPUTS = {"Conv": 2, "Gemm": 2, "MatMul": 2, "BatchNormalization": 5,
@@ -212,6 +216,69 @@ def _input_shape(graph: onnx.GraphProto, name: str, inits: set[str]):
                           f"static N x C x H x W (or N x F) input, only N may be symbolic")
     batch = dims[0] if dims[0] and dims[0] > 0 else 1
     return vi.name, (batch,) + tuple(int(d) for d in dims[1:])
+
+
+def _pair(v, what: str, attr: str) -> tuple[int, int]:
+    v = [int(a) for a in v]
+    if len(v) != 2 or min(v) < 1:
+        raise DynfixError(f"{what}: {attr} must be two positive integers, got {v}")
+    return (v[0], v[1])
+
+
+def _pads(at: dict, x_shape, kernel, stride, dilation, what) -> tuple[int, int, int, int]:
+    """(top, left, bottom, right) from ``pads`` or ``auto_pad``."""
+    mode = at.text("auto_pad", "NOTSET")
+    if mode == "NOTSET":
+        p = at.ints("pads", [0, 0, 0, 0])
+        if len(p) != 4 or min(p) < 0:
+            raise DynfixError(f"{what}: pads must be four non-negative integers, got {p}")
+        return tuple(p)
+    if mode == "VALID":
+        return (0, 0, 0, 0)
+    if mode not in ("SAME_UPPER", "SAME_LOWER") or len(x_shape) != 4:
+        raise DynfixError(f"{what}: auto_pad {mode!r} is not supported here")
+    begin, end = [], []
+    for size, k, s, d in zip(x_shape[2:], kernel, stride, dilation):
+        out = -(-size // s)
+        total = max(0, (out - 1) * s + (k - 1) * d + 1 - size)
+        lo = total // 2 if mode == "SAME_UPPER" else total - total // 2
+        begin.append(lo)
+        end.append(total - lo)
+    return (begin[0], begin[1], end[0], end[1])
+
+
+def _unpermute(x: _Tensor, w: np.ndarray, what: str) -> np.ndarray:
+    """FC weights (M, F) for the IR tensor's feature order, when a Transpose was held back."""
+    if x.cols is None:
+        return w
+    if w.shape[1] != len(x.cols):
+        raise DynfixError(f"{what}: weight takes {w.shape[1]} features, input has "
+                          f"{len(x.cols)}")
+    out = np.empty_like(w)
+    out[:, x.cols] = w
+    return out
+
+
+def _per_channel(c: np.ndarray, shape: tuple[int, ...], what: str) -> np.ndarray:
+    """A constant that broadcasts to ``shape`` as one value per channel (dim 1)."""
+    full = (1,) + tuple(shape[1:])
+    if not _broadcasts(c.shape, full):
+        why = "varies along the batch axis of" if c.ndim == len(shape) and _broadcasts(
+            c.shape[1:], full[1:]) else "does not broadcast to"  # e.g. (N, C, H, W), N > 1
+        raise DynfixError(f"{what}: constant of shape {c.shape} {why} the data "
+                          f"{list(shape)}")
+    cb = np.broadcast_to(c, full)[0].reshape(shape[1], -1)
+    if not np.all(cb == cb[:, :1]):
+        raise DynfixError(f"{what}: only per-channel constants are supported")
+    return cb[:, 0].astype(np.float64)
+
+
+def _broadcasts(a: tuple[int, ...], b: tuple[int, ...]) -> bool:
+    """Does shape ``a`` broadcast to ``b`` (without growing it)?"""
+    try:
+        return np.broadcast_shapes(a, b) == b
+    except ValueError:
+        return False
 
 
 @dataclass
@@ -431,7 +498,10 @@ class _Importer:
             if x.held and op not in TAKES[x.held] | PASS_THROUGH:
                 raise DynfixError(f"{what}: reads the output of {x.origin}, which dynfix "
                                   f"folds only {FOLDS_INTO[x.held]}")
-        getattr(self, f"op_{op}", self.op_other)(node, what)
+        if op in READER_OPS:
+            getattr(self, f"op_{op}")(node, what)
+        else:
+            ONNX_IMPORTS.get(op, _op_other)(self, node, what)
 
     def finish(self) -> Model:
         out = self.graph.output[0].name
@@ -469,124 +539,34 @@ class _Importer:
     def alias(self, node: onnx.NodeProto, x: _Tensor) -> None:
         self.bind(node, x, passes=True)
 
-    def op_Conv(self, node, what):
-        x, at = self.x(node), attrs(node, what)
-        if len(x.shape) != 4:
-            raise DynfixError(f"{what}: only 2-D convolutions are supported (of an N x C x "
-                              f"H x W tensor), this one reads a {len(x.shape)}-D tensor")
-        w = self.weights(node.input[1], what, rank=4)
-        bias = self.opt(node, 2, what)
-        ks = tuple(at.ints("kernel_shape", list(w.shape[2:])))
-        if ks != w.shape[2:]:
-            raise DynfixError(f"{what}: kernel_shape {list(ks)} disagrees with weights "
-                              f"{w.shape}")
-        stride = _pair(at.ints("strides", [1, 1]), what, "strides")
-        dil = _pair(at.ints("dilations", [1, 1]), what, "dilations")
-        pads = _pads(at, x.shape, w.shape[2:], stride, dil, what)
-        if x.pad:  # a zero Pad right before: into the Conv's own padding
-            pads = tuple(a + b for a, b in zip(pads, x.pad))
-        self.bind(node, self.add(Conv2d, node, [x], what, weight=w, bias=bias, stride=stride,
-                                 pads=pads, dilation=dil, groups=at.int("group", 1)))
+    # -- helpers for the layer kinds' import handlers (layers.base.Importer)
+    def attrs(self, node: onnx.NodeProto, what: str):
+        return attrs(node, what)
 
-    def op_Gemm(self, node, what):
-        x, at = self.x(node), attrs(node, what)
-        b = self.weights(node.input[1], what, rank=2)
-        w = b if at.int("transB", 0) else b.T
-        alpha, beta = at.float("alpha", 1.0), at.float("beta", 1.0)
-        if alpha != 1.0:
-            w = (w.astype(np.float64) * alpha).astype(np.float32)
-        c = self.opt(node, 2, what)
-        bias = None
-        if c is not None:
-            try:
-                c = np.broadcast_to(c, (1, w.shape[0]))[0]
-            except ValueError:
-                raise DynfixError(f"{what}: bias of shape {c.shape} does not fit "
-                                  f"{w.shape[0]} outputs") from None
-            bias = (c.astype(np.float64) * beta).astype(np.float32)
-        self.bind(node, self.add(Linear, node, [x], what, weight=_unpermute(x, w, what),
-                                 bias=bias))
+    pair = staticmethod(_pair)
+    pads = staticmethod(_pads)
+    per_channel = staticmethod(_per_channel)
+    reshape_target = staticmethod(reshape_target)
+    unpermute = staticmethod(_unpermute)
 
-    def op_MatMul(self, node, what):
-        if node.input[0] not in self.data:
-            raise DynfixError(f"{what}: only data x weights products are supported")
-        x = self.x(node)
-        if len(x.shape) != 2:
-            raise DynfixError(f"{what}: MatMul on a {len(x.shape)}-D tensor; only N x F "
-                              f"inputs are supported")
-        w = self.weights(node.input[1], what, rank=2).T
-        self.bind(node, self.add(Linear, node, [x], what, weight=_unpermute(x, w, what),
-                                 bias=None))
-
-    def op_Relu(self, node, what):
-        self.bind(node, self.add(ReLU, node, [self.x(node)], what, carry=True))
-
-    def op_Clip(self, node, what):
-        """Clamp to [min, max] (attributes before opset 11, optional inputs from 11)."""
-        x, at = self.x(node), attrs(node, what)
-        if self.opset < 11:
-            lo, hi = at.float("min", -np.inf), at.float("max", np.inf)
-        else:
-            lo, hi = self.scalar(node, 1, what, -np.inf), self.scalar(node, 2, what, np.inf)
-        lo = -np.inf if lo <= -_FLT_MAX else lo  # old exporters write the float limits
-        hi = np.inf if hi >= _FLT_MAX else hi
-        if np.isnan(lo) or np.isnan(hi) or lo > hi:
-            raise DynfixError(f"{what}: clips to [{lo}, {hi}]; dynfix needs min <= max")
-        if lo == -np.inf and hi == np.inf:
-            self.alias(node, x)
-        elif lo == 0 and hi == np.inf:
-            self.bind(node, self.add(ReLU, node, [x], what, carry=True))
-        else:
-            self.bind(node, self.add(Clip, node, [x], what, carry=True, lo=float(lo),
-                                     hi=float(hi)))
-
-    def _pool(self, node, what, x: _Tensor) -> dict:
+    def const_axes(self, node, what: str, pos: int = 1) -> list[int] | None:
         at = attrs(node, what)
-        ks = tuple(at.ints("kernel_shape", []))
-        if len(ks) != 2 or min(ks) < 1:
-            raise DynfixError(f"{what}: only 2-D pooling windows are supported, got "
-                              f"kernel_shape {list(ks)}")
-        stride = _pair(at.ints("strides", [1, 1]), what, "strides")
-        pads = _pads(at, x.shape, ks, stride, (1, 1), what)
-        return dict(kernel=ks, stride=stride, pads=pads, ceil_mode=bool(at.int("ceil_mode", 0)))
+        if "axes" in at:
+            return at.ints("axes")
+        if len(node.input) > pos and node.input[pos]:
+            return [int(a) for a in np.asarray(self.const(node.input[pos], what)).reshape(-1)]
+        return None
 
-    def op_MaxPool(self, node, what):
-        x = self.x(node)
-        self.bind(node, self.add(MaxPool2d, node, [x], what, **self._pool(node, what, x)))
+    def operand(self, node, what: str) -> tuple[_Tensor, np.ndarray, bool]:
+        a, b = node.input[0], node.input[1] if len(node.input) > 1 else ""
+        data_first = a in self.data
+        x = self.data[a if data_first else b]
+        c = np.asarray(self.const(b if data_first else a, what))
+        if c.dtype.kind != "f":
+            raise DynfixError(f"{what}: constant operand is not float")
+        return x, _per_channel(c, x.shape, what), data_first
 
-    def op_AveragePool(self, node, what):
-        x = self.x(node)
-        kw = self._pool(node, what, x)
-        kw["count_include_pad"] = bool(attrs(node, what).int("count_include_pad", 0))
-        if x.pad:
-            kw = _pad_into_avgpool(x, kw, what)
-        self.bind(node, self.add(AvgPool2d, node, [x], what, **kw))
-
-    def op_GlobalAveragePool(self, node, what):
-        self.bind(node, self.add(GlobalAvgPool, node, [self.x(node)], what))
-
-    def op_GlobalMaxPool(self, node, what):
-        x = self.x(node)
-        if len(x.shape) != 4:
-            raise DynfixError(f"{what}: expects an N x C x H x W input")
-        self.bind(node, self.add(MaxPool2d, node, [x], what, kernel=x.shape[2:],
-                                 stride=(1, 1)))
-
-    def op_ReduceMean(self, node, what):
-        """A mean over H and W (what exporters write for adaptive_avg_pool2d(x, 1))."""
-        x, at = self.x(node), attrs(node, what)
-        axes = _const_axes(self, node, what)
-        rank = len(x.shape)
-        if rank != 4 or axes is None or sorted(a % rank for a in axes if -rank <= a < rank) \
-                != [2, 3] or at.int("noop_with_empty_axes", 0):
-            raise DynfixError(f"{what}: only a mean over H and W of an N x C x H x W tensor "
-                              f"is supported")
-        steps = [(GlobalAvgPool, "", {})]
-        if not at.int("keepdims", 1):
-            steps = [(GlobalAvgPool, "_gap", {}), (Flatten, "", {})]
-        self.chain(node, steps, x, what)
-
-    def _to_shape(self, node, x: _Tensor, shape: tuple[int, ...], what: str):
+    def to_shape(self, node, x: _Tensor, shape: tuple[int, ...], what: str):
         """A reshape of the data: a no-op, a flatten to N x F, or unsupported."""
         if shape == x.shape:
             self.alias(node, x)
@@ -602,39 +582,6 @@ class _Importer:
             after = f" (after {x.origin})" if x.held else ""
             raise DynfixError(f"{what}: reshaping {list(x.shape)} to {list(shape)}{after} "
                               f"is not supported; only flattening to N x F")
-
-    def op_Flatten(self, node, what):
-        x = self.x(node)
-        axis = attrs(node, what).int("axis", 1)
-        axis = axis + len(x.shape) if axis < 0 else axis
-        if axis != 1:
-            raise DynfixError(f"{what}: Flatten with axis={axis}; only axis=1 is supported")
-        self._to_shape(node, x, (x.shape[0], int(np.prod(x.shape[1:]))), what)
-
-    def op_Reshape(self, node, what):
-        x, at = self.x(node), attrs(node, what)
-        if "shape" in at:
-            target = at.ints("shape")
-        elif len(node.input) > 1 and node.input[1] and node.input[1] not in self.data:
-            target = [int(v) for v in np.asarray(self.const(node.input[1], what)).reshape(-1)]
-        else:
-            raise DynfixError(f"{what}: the target shape must be constant")
-        shape = reshape_target(x.shape, target, at.int("allowzero", 0), what)
-        self._to_shape(node, x, shape, what)
-
-    def op_Squeeze(self, node, what):
-        x = self.x(node)
-        axes = _const_axes(self, node, what)
-        rank = len(x.shape)
-        axes = [a % rank for a in axes if -rank <= a < rank] if axes is not None else \
-            [i for i in range(1, rank) if x.shape[i] == 1]
-        if any(x.shape[a] != 1 for a in axes):
-            raise DynfixError(f"{what}: squeezes a dimension that is not 1")
-        self._to_shape(node, x, tuple(d for i, d in enumerate(x.shape) if i not in axes),
-                       what)
-
-    def op_Unsqueeze(self, node, what):
-        raise DynfixError(f"{what}: adding dimensions to the data is not supported")
 
     def op_Transpose(self, node, what):
         """Held back: folded into the Flatten/Reshape + Gemm/MatMul after it."""
@@ -666,7 +613,7 @@ class _Importer:
                 raise DynfixError(f"{what}: needs a pads input")
             pads = [int(v) for v in np.asarray(self.const(node.input[1], what)).reshape(-1)]
             value = self.scalar(node, 2, what, 0.0)
-            axes = _const_axes(self, node, what, pos=3)
+            axes = self.const_axes(node, what, pos=3)
         if axes is not None:
             if any(not -rank <= a < rank for a in axes) or len(pads) != 2 * len(axes):
                 raise DynfixError(f"{what}: axes {axes} do not fit pads {pads}")
@@ -691,24 +638,7 @@ class _Importer:
         self.bind(node, _Tensor(x.ir, shape, base=x.ir_shape, pad=more, origin=self.here),
                   passes=True)
 
-    def op_BatchNormalization(self, node, what):
-        x, at = self.x(node), attrs(node, what)
-        if len(node.input) < 5:
-            raise DynfixError(f"{what}: needs scale, B, mean and var inputs")
-        s, b, m, v = (self.weights(t, what).astype(np.float64).reshape(-1)
-                      for t in node.input[1:5])
-        eps = at.float("epsilon", 1e-5)
-        c = x.shape[1]
-        if not all(len(a) == c for a in (s, b, m, v)):
-            raise DynfixError(f"{what}: parameters do not have {c} channels")
-        if not all(np.all(np.isfinite(a)) for a in (s, b, m, v)):
-            raise DynfixError(f"{what}: has NaN/Inf parameters")
-        if np.any(v + eps <= 0):
-            raise DynfixError(f"{what}: variance + epsilon is not positive")
-        scale = s / np.sqrt(v + eps)
-        self.affine(node, x, scale, b - m * scale, what)
-
-    def _add_data(self, node, xs: list[_Tensor], what: str) -> None:
+    def add_data(self, node, xs: list[_Tensor], what: str) -> None:
         """A sum of data tensors of one shape: Add layers (the last keeps the node's name)."""
         shapes = [list(x.shape) for x in xs]
         if any(s != shapes[0] for s in shapes):
@@ -720,51 +650,6 @@ class _Importer:
             if k < len(xs) - 1:
                 self.readers[t.ir] = 1
         self.bind(node, t)
-
-    def _binary(self, node, what):
-        a, b = node.input[0], node.input[1] if len(node.input) > 1 else ""
-        if a in self.data and b in self.data:
-            if node.op_type != "Add":
-                raise DynfixError(f"{what}: {node.op_type} of two data tensors is not "
-                                  f"supported (only Add, a residual connection)")
-            self._add_data(node, [self.data[a], self.data[b]], what)
-            return
-        data_first = a in self.data
-        x = self.data[a if data_first else b]
-        c = np.asarray(self.const(b if data_first else a, what))
-        if c.dtype.kind != "f":
-            raise DynfixError(f"{what}: constant operand is not float")
-        v = _per_channel(c, x.shape, what)
-        op = node.op_type
-        if op == "Add":
-            self.affine(node, x, 1.0, v, what)
-        elif op == "Sub":
-            self.affine(node, x, 1.0 if data_first else -1.0, -v if data_first else v, what)
-        elif op == "Mul":
-            self.affine(node, x, v, 0.0, what)
-        elif data_first:  # Div
-            if np.any(v == 0):
-                raise DynfixError(f"{what}: division by zero")
-            self.affine(node, x, 1.0 / v, 0.0, what)
-        else:
-            raise DynfixError(f"{what}: dividing a constant by the data is not supported")
-
-    op_Add = op_Sub = op_Mul = op_Div = _binary
-
-    def op_Sum(self, node, what):
-        ins = [t for t in node.input if t]
-        xs = [self.data[t] for t in ins if t in self.data]
-        consts = [np.asarray(self.const(t, what)) for t in ins if t not in self.data]
-        if not consts and len(xs) == 1:
-            self.alias(node, xs[0])
-        elif not consts:
-            self._add_data(node, xs, what)
-        elif len(xs) == 1 and all(c.dtype.kind == "f" for c in consts):
-            shift = sum(_per_channel(c, xs[0].shape, what) for c in consts)
-            self.affine(node, xs[0], 1.0, shift, what)
-        else:
-            raise DynfixError(f"{what}: Sum of several data tensors and constants is not "
-                              f"supported")
 
     def op_Identity(self, node, what):
         self.alias(node, self.x(node))
@@ -782,104 +667,11 @@ class _Importer:
             raise DynfixError(f"{what}: casting the data to another type is not supported")
         self.alias(node, self.x(node))
 
-    def op_Softmax(self, node, what):
-        x = self.x(node)
-        axis = attrs(node, what).int("axis", 1 if self.opset < 13 else -1)
-        if len(x.shape) != 2 or axis not in (1, -1):
-            raise DynfixError(f"{what}: only a Softmax over the classes of an N x F tensor "
-                              f"is supported")
-        self.bind(node, self.add(Softmax, node, [x], what))
-
-    def op_other(self, node, what):
-        raise DynfixError(f"{what}: this operator is only supported on constants, not on "
-                          f"the data path")
 
 
-def _pair(v, what: str, attr: str) -> tuple[int, int]:
-    v = [int(a) for a in v]
-    if len(v) != 2 or min(v) < 1:
-        raise DynfixError(f"{what}: {attr} must be two positive integers, got {v}")
-    return (v[0], v[1])
-
-
-def _pads(at: dict, x_shape, kernel, stride, dilation, what) -> tuple[int, int, int, int]:
-    """(top, left, bottom, right) from ``pads`` or ``auto_pad``."""
-    mode = at.text("auto_pad", "NOTSET")
-    if mode == "NOTSET":
-        p = at.ints("pads", [0, 0, 0, 0])
-        if len(p) != 4 or min(p) < 0:
-            raise DynfixError(f"{what}: pads must be four non-negative integers, got {p}")
-        return tuple(p)
-    if mode == "VALID":
-        return (0, 0, 0, 0)
-    if mode not in ("SAME_UPPER", "SAME_LOWER") or len(x_shape) != 4:
-        raise DynfixError(f"{what}: auto_pad {mode!r} is not supported here")
-    begin, end = [], []
-    for size, k, s, d in zip(x_shape[2:], kernel, stride, dilation):
-        out = -(-size // s)
-        total = max(0, (out - 1) * s + (k - 1) * d + 1 - size)
-        lo = total // 2 if mode == "SAME_UPPER" else total - total // 2
-        begin.append(lo)
-        end.append(total - lo)
-    return (begin[0], begin[1], end[0], end[1])
-
-
-def _pad_into_avgpool(x: _Tensor, kw: dict, what: str) -> dict:
-    """An AveragePool's arguments with the zero Pad before it folded in; refused where the
-    divisor or the output size would change."""
-    own, cip = kw["pads"], kw["count_include_pad"]
-    if any(own) and not cip:
-        raise DynfixError(f"{what}: reads the output of {x.origin}; with its own padding "
-                          f"and count_include_pad=0 the Pad's zeros cannot be folded in")
-    folded = dict(kw, pads=tuple(a + b for a, b in zip(own, x.pad)), count_include_pad=True)
-    explicit = AvgPool2d("explicit", **kw).infer(x.shape[1:])
-    if AvgPool2d("folded", **folded).infer(x.ir_shape[1:]) != explicit:
-        raise DynfixError(f"{what}: reads the output of {x.origin}; folded into this "
-                          f"ceil-mode AveragePool it would change the output size")
-    return folded
-
-
-def _unpermute(x: _Tensor, w: np.ndarray, what: str) -> np.ndarray:
-    """FC weights (M, F) for the IR tensor's feature order, when a Transpose was held back."""
-    if x.cols is None:
-        return w
-    if w.shape[1] != len(x.cols):
-        raise DynfixError(f"{what}: weight takes {w.shape[1]} features, input has "
-                          f"{len(x.cols)}")
-    out = np.empty_like(w)
-    out[:, x.cols] = w
-    return out
-
-
-def _per_channel(c: np.ndarray, shape: tuple[int, ...], what: str) -> np.ndarray:
-    """A constant that broadcasts to ``shape`` as one value per channel (dim 1)."""
-    full = (1,) + tuple(shape[1:])
-    if not _broadcasts(c.shape, full):
-        why = "varies along the batch axis of" if c.ndim == len(shape) and _broadcasts(
-            c.shape[1:], full[1:]) else "does not broadcast to"  # e.g. (N, C, H, W), N > 1
-        raise DynfixError(f"{what}: constant of shape {c.shape} {why} the data "
-                          f"{list(shape)}")
-    cb = np.broadcast_to(c, full)[0].reshape(shape[1], -1)
-    if not np.all(cb == cb[:, :1]):
-        raise DynfixError(f"{what}: only per-channel constants are supported")
-    return cb[:, 0].astype(np.float64)
-
-
-def _broadcasts(a: tuple[int, ...], b: tuple[int, ...]) -> bool:
-    """Does shape ``a`` broadcast to ``b`` (without growing it)?"""
-    try:
-        return np.broadcast_shapes(a, b) == b
-    except ValueError:
-        return False
-
-
-def _const_axes(imp: _Importer, node, what, pos: int = 1) -> list[int] | None:
-    at = attrs(node, what)
-    if "axes" in at:
-        return at.ints("axes")
-    if len(node.input) > pos and node.input[pos]:
-        return [int(a) for a in np.asarray(imp.const(node.input[pos], what)).reshape(-1)]
-    return None
+def _op_other(imp: _Importer, node, what: str) -> None:
+    raise DynfixError(f"{what}: this operator is only supported on constants, not on "
+                      f"the data path")
 
 
 def load_onnx(path: str | Path) -> Model:

@@ -12,7 +12,7 @@ from typing import ClassVar
 import numpy as np
 
 from dynfix.errors import DynfixError
-from .base import EngineRole, Layer, ParamWriter, onnx_node, register
+from .base import EngineRole, Importer, Layer, ParamWriter, onnx_import, onnx_node, register
 
 
 @register
@@ -37,3 +37,32 @@ class Add(Layer):
 
     def onnx_nodes(self, param: ParamWriter):
         return [onnx_node(self, "Add", self.inputs)]
+
+
+@onnx_import("Add")
+def import_add(imp: Importer, node, what: str) -> None:
+    """Two data tensors: an Add layer; the data and a per-channel constant: a shift
+    (folded into the layer before, or an Affine)."""
+    a, b = node.input[0], node.input[1] if len(node.input) > 1 else ""
+    if a in imp.data and b in imp.data:
+        imp.add_data(node, [imp.data[a], imp.data[b]], what)
+        return
+    x, v, _ = imp.operand(node, what)
+    imp.affine(node, x, 1.0, v, what)
+
+
+@onnx_import("Sum")
+def import_sum(imp: Importer, node, what: str) -> None:
+    ins = [t for t in node.input if t]
+    xs = [imp.data[t] for t in ins if t in imp.data]
+    consts = [np.asarray(imp.const(t, what)) for t in ins if t not in imp.data]
+    if not consts and len(xs) == 1:
+        imp.alias(node, xs[0])
+    elif not consts:
+        imp.add_data(node, xs, what)
+    elif len(xs) == 1 and all(c.dtype.kind == "f" for c in consts):
+        shift = sum(imp.per_channel(c, xs[0].shape, what) for c in consts)
+        imp.affine(node, xs[0], 1.0, shift, what)
+    else:
+        raise DynfixError(f"{what}: Sum of several data tensors and constants is not "
+                          f"supported")

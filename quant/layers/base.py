@@ -4,8 +4,10 @@ A layer kind is one class in one module of this package. The class is the IR dat
 carries everything the rest of dynfix asks about the kind: its shape rule (:meth:`Layer.infer`),
 its float forward (:meth:`Layer.forward`), its integer forward (:meth:`Layer.forward_int`
 for the layers without a format of their own; the compute layers give their products in
-:meth:`Compute.products`), how it is written as ONNX (:meth:`Layer.onnx_nodes`) and its
-properties as class flags. The models, the search, the adjustments and the writer read
+:meth:`Compute.products`), how it is written as ONNX (:meth:`Layer.onnx_nodes`), how the
+engine's compiler plans it (:class:`EngineRole`) and its properties as class flags; the
+module also holds the import handlers of the ONNX operators that become the kind
+(:func:`onnx_import`). The models, the search, the adjustments and the writer read
 these instead of testing classes. :func:`register` enters a kind in :data:`KINDS` under
 its ``op`` (the name ``model.yaml`` files use).
 """
@@ -14,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import TYPE_CHECKING, Callable, ClassVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Protocol
 
 import numpy as np
 
@@ -26,6 +28,99 @@ if TYPE_CHECKING:
 Shape = tuple[int, ...]
 #: ``param(suffix, array) -> initializer name``: how an ONNX writer hands a layer's arrays.
 ParamWriter = Callable[[str, np.ndarray], str]
+
+
+class Importer(Protocol):
+    """What an ONNX import handler may ask of the reader (``quant/onnx_io.py``).
+
+    A data-path tensor (``Tensor``) has ``shape`` (the ONNX shape, batch first), ``ir``
+    (the IR tensor holding it) and possibly a held-back transform (``pad``: a zero Pad
+    waiting for the Conv or AveragePool that reads it; ``origin``: the node that left it).
+    """
+
+    opset: int
+    #: ONNX tensor name -> data tensor, for the tensors computed so far.
+    data: dict[str, Any]
+
+    def x(self, node: onnx.NodeProto, pos: int = 0) -> Any:
+        """The data tensor read at input ``pos``."""
+
+    def attrs(self, node: onnx.NodeProto, what: str) -> Any:
+        """The node's attributes (``.int``, ``.float``, ``.ints``, ``.text``)."""
+
+    def weights(self, name: str, what: str, rank: int | None = None) -> np.ndarray:
+        """A constant float32 parameter (of ``rank`` dimensions if given)."""
+
+    def opt(self, node: onnx.NodeProto, pos: int, what: str) -> np.ndarray | None:
+        """The optional parameter at input ``pos``, or None."""
+
+    def const(self, name: str, what: str) -> np.ndarray:
+        """A constant input's value."""
+
+    def scalar(self, node: onnx.NodeProto, pos: int, what: str, default: float) -> float:
+        """An optional constant scalar input."""
+
+    def const_axes(self, node: onnx.NodeProto, what: str, pos: int = 1) -> list[int] | None:
+        """The ``axes`` attribute, or the constant axes input at ``pos``."""
+
+    def pair(self, v, what: str, attr: str) -> tuple[int, int]:
+        """Two positive integers (strides, dilations)."""
+
+    def pads(self, at, x_shape, kernel, stride, dilation, what: str
+             ) -> tuple[int, int, int, int]:
+        """(top, left, bottom, right) from ``pads`` or ``auto_pad``."""
+
+    def add(self, cls: type[Layer], node: onnx.NodeProto, xs: list, what: str,
+            suffix: str = "", carry: bool = False, **kw) -> Any:
+        """A new layer of kind ``cls`` reading ``xs``; returns its tensor."""
+
+    def bind(self, node: onnx.NodeProto, t, passes: bool = False) -> None:
+        """Make ``t`` the value of the node's output."""
+
+    def alias(self, node: onnx.NodeProto, x) -> None:
+        """The node hands on the tensor it reads."""
+
+    def chain(self, node: onnx.NodeProto, steps, x, what: str) -> None:
+        """Several layers for one node: ``steps`` of (cls, suffix, kwargs)."""
+
+    def to_shape(self, node: onnx.NodeProto, x, shape: tuple[int, ...], what: str) -> None:
+        """A reshape of the data: a no-op, a flatten to N x F, or refused."""
+
+    def unpermute(self, x, w: np.ndarray, what: str) -> np.ndarray:
+        """FC weights (M, F) in the IR tensor's feature order (a held-back Transpose)."""
+
+    def affine(self, node: onnx.NodeProto, x, scale, shift, what: str) -> None:
+        """``scale * x + shift`` per channel: folded into the layer before, or an Affine."""
+
+    def operand(self, node: onnx.NodeProto, what: str) -> tuple[Any, np.ndarray, bool]:
+        """A binary node with one data input and one constant: the data tensor, the
+        constant as one value per channel, and whether the data came first."""
+
+    def add_data(self, node: onnx.NodeProto, xs: list, what: str) -> None:
+        """A sum of data tensors of one shape (Add layers)."""
+
+    def per_channel(self, c: np.ndarray, shape: tuple[int, ...], what: str) -> np.ndarray:
+        """A constant that broadcasts to ``shape`` as one value per channel."""
+
+    def reshape_target(self, shape: tuple[int, ...], target: list[int], allowzero: int,
+                       what: str) -> tuple[int, ...]:
+        """The shape a Reshape to ``target`` gives ``shape`` (ONNX's 0 and -1 rules)."""
+
+
+#: ONNX operator -> its import handler ``handler(imp, node, what)`` (:func:`onnx_import`).
+ONNX_IMPORTS: dict[str, Callable[[Importer, Any, str], None]] = {}
+
+
+def onnx_import(*ops: str):
+    """Register the decorated function as the import handler of ONNX operators ``ops``
+    (in the module of the layer kind it makes)."""
+    def register_handler(fn):
+        for op in ops:
+            if op in ONNX_IMPORTS:
+                raise ValueError(f"ONNX operator {op!r} has two import handlers")
+            ONNX_IMPORTS[op] = fn
+        return fn
+    return register_handler
 
 
 class EngineRole(Enum):

@@ -9,7 +9,8 @@ import numpy as np
 
 from dynfix.errors import DynfixError
 from .. import fixed
-from .base import EngineRole, Layer, ParamWriter, onnx_node, register
+from .base import EngineRole, Importer, Layer, ParamWriter, onnx_import, onnx_node, register
+from .relu import ReLU
 
 
 @register
@@ -74,3 +75,28 @@ class Clip(Layer):
         while bounds and not bounds[-1]:
             bounds.pop()
         return [onnx_node(self, "Clip", [self.inputs[0], *bounds])]
+
+
+_FLT_MAX = float(np.finfo(np.float32).max)
+
+
+@onnx_import("Clip")
+def import_clip(imp: Importer, node, what: str) -> None:
+    """Clamp to [min, max] (attributes before opset 11, optional inputs from 11); a
+    [0, +inf) Clip is the ReLU it is, an unbounded one vanishes."""
+    x, at = imp.x(node), imp.attrs(node, what)
+    if imp.opset < 11:
+        lo, hi = at.float("min", -np.inf), at.float("max", np.inf)
+    else:
+        lo, hi = imp.scalar(node, 1, what, -np.inf), imp.scalar(node, 2, what, np.inf)
+    lo = -np.inf if lo <= -_FLT_MAX else lo  # old exporters write the float limits
+    hi = np.inf if hi >= _FLT_MAX else hi
+    if np.isnan(lo) or np.isnan(hi) or lo > hi:
+        raise DynfixError(f"{what}: clips to [{lo}, {hi}]; dynfix needs min <= max")
+    if lo == -np.inf and hi == np.inf:
+        imp.alias(node, x)
+    elif lo == 0 and hi == np.inf:
+        imp.bind(node, imp.add(ReLU, node, [x], what, carry=True))
+    else:
+        imp.bind(node, imp.add(Clip, node, [x], what, carry=True, lo=float(lo),
+                               hi=float(hi)))

@@ -8,7 +8,8 @@ from typing import ClassVar
 import numpy as np
 
 from dynfix.errors import DynfixError
-from .base import Compute, EngineRole, ParamWriter, bias_view, onnx_node, register
+from .base import (Compute, EngineRole, Importer, ParamWriter, bias_view, onnx_import, onnx_node,
+                   register)
 from .kernels import conv2d, pool_out, windows
 
 
@@ -120,3 +121,24 @@ class Conv2d(Compute):
         return [onnx_node(self, "Conv", ins, kernel_shape=list(self.kernel),
                           strides=list(self.stride), pads=list(self.pads),
                           dilations=list(self.dilation), group=int(self.groups))]
+
+
+@onnx_import("Conv")
+def import_conv(imp: Importer, node, what: str) -> None:
+    x, at = imp.x(node), imp.attrs(node, what)
+    if len(x.shape) != 4:
+        raise DynfixError(f"{what}: only 2-D convolutions are supported (of an N x C x "
+                          f"H x W tensor), this one reads a {len(x.shape)}-D tensor")
+    w = imp.weights(node.input[1], what, rank=4)
+    bias = imp.opt(node, 2, what)
+    ks = tuple(at.ints("kernel_shape", list(w.shape[2:])))
+    if ks != w.shape[2:]:
+        raise DynfixError(f"{what}: kernel_shape {list(ks)} disagrees with weights "
+                          f"{w.shape}")
+    stride = imp.pair(at.ints("strides", [1, 1]), what, "strides")
+    dil = imp.pair(at.ints("dilations", [1, 1]), what, "dilations")
+    pads = imp.pads(at, x.shape, w.shape[2:], stride, dil, what)
+    if x.pad:  # a zero Pad right before: into the Conv's own padding
+        pads = tuple(a + b for a, b in zip(pads, x.pad))
+    imp.bind(node, imp.add(Conv2d, node, [x], what, weight=w, bias=bias, stride=stride,
+                           pads=pads, dilation=dil, groups=at.int("group", 1)))

@@ -7,7 +7,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from .base import EngineRole, Layer, ParamWriter, onnx_node, register
+from dynfix.errors import DynfixError
+from .base import EngineRole, Importer, Layer, ParamWriter, onnx_import, onnx_node, register
 
 
 @register
@@ -31,3 +32,43 @@ class Flatten(Layer):
 
     def onnx_nodes(self, param: ParamWriter):
         return [onnx_node(self, "Flatten", self.inputs, axis=1)]
+
+
+@onnx_import("Flatten")
+def import_flatten(imp: Importer, node, what: str) -> None:
+    x = imp.x(node)
+    axis = imp.attrs(node, what).int("axis", 1)
+    axis = axis + len(x.shape) if axis < 0 else axis
+    if axis != 1:
+        raise DynfixError(f"{what}: Flatten with axis={axis}; only axis=1 is supported")
+    imp.to_shape(node, x, (x.shape[0], int(np.prod(x.shape[1:]))), what)
+
+
+@onnx_import("Reshape")
+def import_reshape(imp: Importer, node, what: str) -> None:
+    x, at = imp.x(node), imp.attrs(node, what)
+    if "shape" in at:
+        target = at.ints("shape")
+    elif len(node.input) > 1 and node.input[1] and node.input[1] not in imp.data:
+        target = [int(v) for v in np.asarray(imp.const(node.input[1], what)).reshape(-1)]
+    else:
+        raise DynfixError(f"{what}: the target shape must be constant")
+    imp.to_shape(node, x, imp.reshape_target(x.shape, target, at.int("allowzero", 0), what),
+                 what)
+
+
+@onnx_import("Squeeze")
+def import_squeeze(imp: Importer, node, what: str) -> None:
+    x = imp.x(node)
+    axes = imp.const_axes(node, what)
+    rank = len(x.shape)
+    axes = [a % rank for a in axes if -rank <= a < rank] if axes is not None else \
+        [i for i in range(1, rank) if x.shape[i] == 1]
+    if any(x.shape[a] != 1 for a in axes):
+        raise DynfixError(f"{what}: squeezes a dimension that is not 1")
+    imp.to_shape(node, x, tuple(d for i, d in enumerate(x.shape) if i not in axes), what)
+
+
+@onnx_import("Unsqueeze")
+def import_unsqueeze(imp: Importer, node, what: str) -> None:
+    raise DynfixError(f"{what}: adding dimensions to the data is not supported")

@@ -7,7 +7,10 @@ from typing import ClassVar
 
 import numpy as np
 
-from .base import EngineRole, Layer, ParamWriter, onnx_node, register, spatial_input
+from dynfix.errors import DynfixError
+from .base import (EngineRole, Importer, Layer, ParamWriter, onnx_import, onnx_node, register,
+                   spatial_input)
+from .flatten import Flatten
 from .kernels import avg_round
 
 
@@ -35,3 +38,24 @@ class GlobalAvgPool(Layer):
 
     def onnx_nodes(self, param: ParamWriter):
         return [onnx_node(self, "GlobalAveragePool", self.inputs)]
+
+
+@onnx_import("GlobalAveragePool")
+def import_gap(imp: Importer, node, what: str) -> None:
+    imp.bind(node, imp.add(GlobalAvgPool, node, [imp.x(node)], what))
+
+
+@onnx_import("ReduceMean")
+def import_reduce_mean(imp: Importer, node, what: str) -> None:
+    """A mean over H and W (what exporters write for adaptive_avg_pool2d(x, 1))."""
+    x, at = imp.x(node), imp.attrs(node, what)
+    axes = imp.const_axes(node, what)
+    rank = len(x.shape)
+    if rank != 4 or axes is None or sorted(a % rank for a in axes if -rank <= a < rank) \
+            != [2, 3] or at.int("noop_with_empty_axes", 0):
+        raise DynfixError(f"{what}: only a mean over H and W of an N x C x H x W tensor "
+                          f"is supported")
+    steps = [(GlobalAvgPool, "", {})]
+    if not at.int("keepdims", 1):
+        steps = [(GlobalAvgPool, "_gap", {}), (Flatten, "", {})]
+    imp.chain(node, steps, x, what)

@@ -8,7 +8,7 @@ from typing import ClassVar
 import numpy as np
 
 from dynfix.errors import DynfixError
-from .base import Compute, EngineRole, ParamWriter, onnx_node, register
+from .base import Compute, EngineRole, Importer, ParamWriter, onnx_import, onnx_node, register
 
 
 @register
@@ -67,3 +67,37 @@ class Linear(Compute):
         if self.bias is not None:
             ins.append(param("bias", self.bias))
         return [onnx_node(self, "Gemm", ins, transB=1)]
+
+
+@onnx_import("Gemm")
+def import_gemm(imp: Importer, node, what: str) -> None:
+    x, at = imp.x(node), imp.attrs(node, what)
+    b = imp.weights(node.input[1], what, rank=2)
+    w = b if at.int("transB", 0) else b.T
+    alpha, beta = at.float("alpha", 1.0), at.float("beta", 1.0)
+    if alpha != 1.0:
+        w = (w.astype(np.float64) * alpha).astype(np.float32)
+    c = imp.opt(node, 2, what)
+    bias = None
+    if c is not None:
+        try:
+            c = np.broadcast_to(c, (1, w.shape[0]))[0]
+        except ValueError:
+            raise DynfixError(f"{what}: bias of shape {c.shape} does not fit "
+                              f"{w.shape[0]} outputs") from None
+        bias = (c.astype(np.float64) * beta).astype(np.float32)
+    imp.bind(node, imp.add(Linear, node, [x], what, weight=imp.unpermute(x, w, what),
+                           bias=bias))
+
+
+@onnx_import("MatMul")
+def import_matmul(imp: Importer, node, what: str) -> None:
+    if node.input[0] not in imp.data:
+        raise DynfixError(f"{what}: only data x weights products are supported")
+    x = imp.x(node)
+    if len(x.shape) != 2:
+        raise DynfixError(f"{what}: MatMul on a {len(x.shape)}-D tensor; only N x F "
+                          f"inputs are supported")
+    w = imp.weights(node.input[1], what, rank=2).T
+    imp.bind(node, imp.add(Linear, node, [x], what, weight=imp.unpermute(x, w, what),
+                           bias=None))

@@ -7,9 +7,10 @@ from typing import ClassVar
 
 import numpy as np
 
-from .base import EngineRole, ParamWriter, onnx_node, register
+from dynfix.errors import DynfixError
+from .base import EngineRole, Importer, ParamWriter, onnx_import, onnx_node, register
 from .kernels import windows
-from .pool import Pool2d
+from .pool import Pool2d, pool_args
 
 
 @register
@@ -32,3 +33,17 @@ class MaxPool2d(Pool2d):
 
     def onnx_nodes(self, param: ParamWriter):
         return [onnx_node(self, "MaxPool", self.inputs, **self.onnx_attrs())]
+
+
+@onnx_import("MaxPool")
+def import_maxpool(imp: Importer, node, what: str) -> None:
+    x = imp.x(node)
+    imp.bind(node, imp.add(MaxPool2d, node, [x], what, **pool_args(imp, node, what, x)))
+
+
+@onnx_import("GlobalMaxPool")
+def import_global_maxpool(imp: Importer, node, what: str) -> None:
+    x = imp.x(node)
+    if len(x.shape) != 4:
+        raise DynfixError(f"{what}: expects an N x C x H x W input")
+    imp.bind(node, imp.add(MaxPool2d, node, [x], what, kernel=x.shape[2:], stride=(1, 1)))

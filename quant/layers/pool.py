@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from dynfix.errors import DynfixError
-from .base import Layer, spatial_input
+from .base import Importer, Layer, spatial_input
 from .kernels import pool_out
 
 
@@ -37,3 +37,15 @@ class Pool2d(Layer):
     def onnx_attrs(self) -> dict:
         return dict(kernel_shape=list(self.kernel), strides=list(self.stride),
                     pads=list(self.pads), ceil_mode=int(self.ceil_mode))
+
+
+def pool_args(imp: Importer, node, what: str, x) -> dict:
+    """A MaxPool's or AveragePool's window arguments from its ONNX attributes."""
+    at = imp.attrs(node, what)
+    ks = tuple(at.ints("kernel_shape", []))
+    if len(ks) != 2 or min(ks) < 1:
+        raise DynfixError(f"{what}: only 2-D pooling windows are supported, got "
+                          f"kernel_shape {list(ks)}")
+    stride = imp.pair(at.ints("strides", [1, 1]), what, "strides")
+    pads = imp.pads(at, x.shape, ks, stride, (1, 1), what)
+    return dict(kernel=ks, stride=stride, pads=pads, ceil_mode=bool(at.int("ceil_mode", 0)))

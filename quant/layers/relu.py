@@ -9,7 +9,7 @@ import numpy as np
 
 from .. import fixed
 
-from .base import EngineRole, Layer, ParamWriter, onnx_node, register
+from .base import EngineRole, Importer, Layer, ParamWriter, onnx_import, onnx_node, register
 
 
 @register
@@ -37,3 +37,8 @@ class ReLU(Layer):
 
     def onnx_nodes(self, param: ParamWriter):
         return [onnx_node(self, "Relu", self.inputs)]
+
+
+@onnx_import("Relu")
+def import_relu(imp: Importer, node, what: str) -> None:
+    imp.bind(node, imp.add(ReLU, node, [imp.x(node)], what, carry=True))

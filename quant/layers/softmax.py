@@ -7,7 +7,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from .base import EngineRole, Layer, ParamWriter, onnx_node, register
+from dynfix.errors import DynfixError
+from .base import EngineRole, Importer, Layer, ParamWriter, onnx_import, onnx_node, register
 
 
 def softmax(v: np.ndarray) -> np.ndarray:
@@ -39,3 +40,13 @@ class Softmax(Layer):
 
     def onnx_nodes(self, param: ParamWriter):
         return [onnx_node(self, "Softmax", self.inputs, axis=1)]
+
+
+@onnx_import("Softmax")
+def import_softmax(imp: Importer, node, what: str) -> None:
+    x = imp.x(node)
+    axis = imp.attrs(node, what).int("axis", 1 if imp.opset < 13 else -1)
+    if len(x.shape) != 2 or axis not in (1, -1):
+        raise DynfixError(f"{what}: only a Softmax over the classes of an N x F tensor "
+                          f"is supported")
+    imp.bind(node, imp.add(Softmax, node, [x], what))
