@@ -93,6 +93,7 @@ class EngineConfig:
     w_share: int = 0        # 1: kernels whose taps share their weights (a folded average pool)
     offsets: int = 0        # 1: unsigned maps (a padding value and an output offset per layer)
     ch_shift: int = 0       # 1: a data shift per output channel (stored with its bias)
+    slope: int = 0          # 1: a LeakyReLU slope stage in the requantizers (a slope per layer)
     dw_window: int = 0      # K: depthwise K x K convolutions run on the window datapath
                             #    (hw/dw_window.py: line buffer, K x K window, one output
                             #    pixel of tm channels per input pixel); 0: none

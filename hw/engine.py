@@ -43,9 +43,14 @@ def write_delay(cfg: EngineConfig) -> int:
     return pipeline_depth(cfg) - (cfg.wb_words - 1)
 
 
+def requantizer_latency(cfg: EngineConfig) -> int:
+    """Register stages of the engine's requantizers (one more with a slope stage)."""
+    return Requantizer.latency + int(bool(cfg.slope))
+
+
 def result_latency(cfg: EngineConfig) -> int:
     """Cycles from an output pixel's last item's issue to its requantized result."""
-    return issue_to_mac(cfg) + mac_latency(cfg.lanes) + Requantizer.latency
+    return issue_to_mac(cfg) + mac_latency(cfg.lanes) + requantizer_latency(cfg)
 
 
 def shortcut_fifo_depth(cfg: EngineConfig, items: int, gap: int) -> int:
@@ -125,7 +130,7 @@ class Engine(wiring.Component):
             # The accumulator starts from a bias that holds the rounding constant 2**(s-1)
             # (hw/compiler, folded_bias): the requantizer shifts without rounding.
             rq = Requantizer(cfg.acc_bits, db, cfg.shift_bits, offsets=bool(cfg.offsets),
-                             rounding=False)
+                             rounding=False, slope=bool(cfg.slope))
             m.submodules[f"rq{j}"] = rq
             rqs.append(rq)
         e = ctrl.entry
@@ -204,9 +209,11 @@ class Engine(wiring.Component):
                          rq.lo.eq(e.clamp_lo), rq.hi.eq(e.clamp_hi)]
             if cfg.offsets:
                 m.d.comb += rq.zp.eq(e.zp_out)
+            if cfg.slope:
+                m.d.comb += [rq.slope_a.eq(e.slope_a), rq.slope_s.eq(e.slope_s)]
         results = Cat(rq.o for rq in rqs)
-        results_valid = delay(m, mac.o_valid, Requantizer.latency, "rq_valid")
-        to_pool = to_mac + mac.latency + Requantizer.latency
+        results_valid = delay(m, mac.o_valid, requantizer_latency(cfg), "rq_valid")
+        to_pool = to_mac + mac.latency + requantizer_latency(cfg)
         if cfg.residual:
             results, results_valid = self._residual(m, seq, e, word, results, results_valid)
             to_pool += ResidualAdd.latency

@@ -10,7 +10,9 @@ from amaranth.hdl import Shape, signed, unsigned
 from amaranth.lib import data
 
 from dynfix.errors import DynfixError
+from dynfix.quant.layers.leaky_relu import SLOPE_BITS
 from .config import EngineConfig
+from .requantizer import SLOPE_SHIFT_BITS
 
 #: Every field of a program entry, in bit order (the first field in the lowest bits):
 #: ``name: (kind, meaning)``. The kind fixes the field's shape (:func:`kind_shapes`). Loops are
@@ -126,10 +128,18 @@ OFFSET_FIELDS: dict[str, tuple[str, str]] = {
     "zp_out": ("value", "the output map's zp, added after the data shift (0: signed)"),
 }
 
+#: The LeakyReLU slope fields, in engines with ``cfg.slope``.
+SLOPE_FIELDS: dict[str, tuple[str, str]] = {
+    # The requantizer's third stage (hw/requantizer.py): a clamped value v < 0 becomes
+    # (v * slope_a + 2**(slope_s - 1)) >> slope_s; a group without a LeakyReLU has 1, 0.
+    "slope_a": ("slope", "the LeakyReLU slope's integer (1 with slope_s 0: none)"),
+    "slope_s": ("slope_shift", "the slope's shift: the slope is slope_a * 2**-slope_s"),
+}
+
 #: Kinds whose width follows a memory's address width or ``data_bits``; the compiler sizes
 #: ``dim_bits`` to the largest value of every other field.
 OWN_WIDTH_KINDS = ("map_addr", "map_corner", "map_step", "weight_addr", "bias_addr", "value",
-                   "align", "add_shift")
+                   "align", "add_shift", "slope", "slope_shift")
 
 
 def kind_shapes(cfg: EngineConfig) -> dict[str, Shape]:
@@ -149,6 +159,8 @@ def kind_shapes(cfg: EngineConfig) -> dict[str, Shape]:
         "align": unsigned(cfg.align_bits),
         "add_shift": signed(cfg.add_shift_bits),
         "flag": unsigned(1),
+        "slope": unsigned(SLOPE_BITS),
+        "slope_shift": unsigned(SLOPE_SHIFT_BITS),
     }
 
 
@@ -157,7 +169,7 @@ def entry_fields(cfg: EngineConfig) -> dict[str, tuple[str, str]]:
     return {**FIELDS, **(ADD_FIELDS if cfg.residual else {}),
             **(DW_FIELDS if cfg.depthwise else {}), **(WIN_FIELDS if cfg.dw_window else {}),
             **(SHARE_FIELDS if cfg.w_share else {}),
-            **(OFFSET_FIELDS if cfg.offsets else {})}
+            **(OFFSET_FIELDS if cfg.offsets else {}), **(SLOPE_FIELDS if cfg.slope else {})}
 
 
 def entry_layout(cfg: EngineConfig) -> data.StructLayout:

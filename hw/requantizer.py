@@ -1,11 +1,17 @@
 """The data shift: a rounding (or, with the rounding constant added upstream, a floor) shift,
-then a clamp that is both the saturation to the layer's output width and its ReLU / Clip."""
+then a clamp that is both the saturation to the layer's output width and its ReLU / Clip,
+and optionally a LeakyReLU's negative slope."""
 
 from __future__ import annotations
 
 from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
+
+from dynfix.quant.layers.leaky_relu import SLOPE_BITS, SLOPE_SHIFT_MAX
+
+#: Width of the slope's shift (0 .. SLOPE_SHIFT_MAX).
+SLOPE_SHIFT_BITS = SLOPE_SHIFT_MAX.bit_length()
 
 
 class Requantizer(wiring.Component):
@@ -38,30 +44,42 @@ class Requantizer(wiring.Component):
     is added beside the compares, so the clamp stage gains one bit and one adder in
     parallel, not in series.
 
+    With ``slope`` a third register stage applies a LeakyReLU to the clamped value ``v``
+    (before the offset): ``v`` if ``v >= 0``, else ``(v * slope_a + 2**(slope_s - 1)) >>
+    slope_s`` (:func:`dynfix.quant.layers.leaky_relu.leak`); ``slope_a = 1, slope_s = 0``
+    passes every value. The bounds are then compared before the offset too.
+
     Members
     -------
     acc : In(signed(acc_bits))
     shift : In(signed(shift_bits))     data shift; right if positive
     lo, hi : In(signed(data_bits))     clamp bounds, lo <= hi
     zp : In(signed(data_bits))         output offset (only with ``offsets``)
+    slope_a : In(unsigned(SLOPE_BITS)) negative slope's integer (only with ``slope``)
+    slope_s : In(unsigned(SLOPE_SHIFT_BITS))  and its shift
     o : Out(signed(data_bits))
     """
 
     latency = 2
 
     def __init__(self, acc_bits: int, data_bits: int, shift_bits: int, offsets: bool = False,
-                 rounding: bool = True):
+                 rounding: bool = True, slope: bool = False):
         self._acc_bits = acc_bits
         self._data_bits = data_bits
         self._lshift_bits = data_bits.bit_length()
         self._offsets = offsets
         self._rounding = rounding
+        self._slope = slope
+        #: Register stages from ``acc`` to ``o``.
+        self.stages = self.latency + int(slope)
         super().__init__({
             "acc": In(signed(acc_bits)),
             "shift": In(signed(shift_bits)),
             "lo": In(signed(data_bits)),
             "hi": In(signed(data_bits)),
             **({"zp": In(signed(data_bits))} if offsets else {}),
+            **({"slope_a": In(unsigned(SLOPE_BITS)),
+                "slope_s": In(unsigned(SLOPE_SHIFT_BITS))} if slope else {}),
             "o": Out(signed(data_bits)),
         })
 
@@ -104,6 +122,9 @@ class Requantizer(wiring.Component):
         m.d.comb += fits.eq((top == 0) | (top == (1 << len(top)) - 1))
         low = Signal(signed(w))
         m.d.comb += low.eq(shifted[:w])
+        if self._slope:
+            self._clamp_and_slope(m, fits, shifted, low, lo_v, hi_v, w)
+            return m
         with m.If(~fits):
             m.d.sync += self.o.eq(Mux(shifted[-1], self.lo, self.hi))
         with m.Elif(low > hi_v):
@@ -113,3 +134,25 @@ class Requantizer(wiring.Component):
         with m.Else():
             m.d.sync += self.o.eq(low + self.zp if self._offsets else low)
         return m
+
+    def _clamp_and_slope(self, m: Module, fits, shifted, low, lo_v, hi_v, w: int) -> None:
+        """The clamp before the offset (registered), then the slope stage and the offset."""
+        v = Signal(signed(w), name="clamped")
+        with m.If(~fits):
+            m.d.sync += v.eq(Mux(shifted[-1], lo_v, hi_v))
+        with m.Elif(low > hi_v):
+            m.d.sync += v.eq(hi_v)
+        with m.Elif(low < lo_v):
+            m.d.sync += v.eq(lo_v)
+        with m.Else():
+            m.d.sync += v.eq(low)
+        # The slope's decodes, registered off the data path like the shift's: the rounding
+        # constant 2**(s-1) (one-hot, 0 for s == 0).
+        half = Signal(unsigned(SLOPE_SHIFT_MAX), name="slope_half")
+        m.d.sync += half.eq(Cat(self.slope_s == s + 1 for s in range(SLOPE_SHIFT_MAX)))
+        prod = Signal(signed(max(w + SLOPE_BITS + 1, SLOPE_SHIFT_MAX) + 1), name="slope_prod")
+        m.d.comb += prod.eq(v * self.slope_a + half)
+        leaked = Signal(signed(w), name="leaked")
+        m.d.comb += leaked.eq(prod >> self.slope_s)
+        out = Mux(v[-1], leaked, v)
+        m.d.sync += self.o.eq(out + self.zp if self._offsets else out)

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from dynfix.errors import DynfixError
+from dynfix.quant.layers.leaky_relu import SLOPE_BITS, SLOPE_SHIFT_MAX
 from .adder_tree import tree_levels
 from .engine import write_delay
 from .mac_array import OPERAND_STAGES, PRODUCT_STAGES, mac_latency
@@ -275,10 +276,14 @@ def estimate(cfg: EngineConfig, dev: Device, board_top: bool = True) -> Estimate
     # The shift (no rounding adder: the constant is in the biases) and the clamp. Offsets:
     # one compare bit more, the zp adder, the bounds minus zp (registered). A shift per
     # channel: each lane's shift delayed from the bias read to the requantizer.
-    off = int(cfg.offsets)
+    # A slope stage: the clamped value's register, a data_bits x SLOPE_BITS product in LUTs
+    # (shift-and-add rows), its rounding adder, a barrel shift and the output mux.
+    off, slope = int(cfg.offsets), int(cfg.slope)
+    sw = db + SLOPE_BITS + 1
     est.blocks["requantizers"] = Usage(
-        luts=tm * (ab + shifter(ab, ab) + shifter(db, db) + 3 * db + off * 4 * (db + 1)),
-        ffs=tm * (ab + 2 * db + 2 + off * 2 * (db + 1)
+        luts=tm * (ab + shifter(ab, ab) + shifter(db, db) + 3 * db + off * 4 * (db + 1)
+                   + slope * (SLOPE_BITS * sw + sw + shifter(sw, SLOPE_SHIFT_MAX) + db)),
+        ffs=tm * (ab + 2 * db + 2 + off * 2 * (db + 1) + slope * (db + 1)
                   + cfg.ch_shift * (mac_latency(n) - 1) * cfg.shift_bits))
     est.blocks["max_pool"] = Usage(luts=tm * 2 * db, ffs=tm * (db + 2))
     # Map word paths: pad zeroing, write-data select, output lane select, write enables.

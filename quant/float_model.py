@@ -1,9 +1,10 @@
 """Float reference: a vectorized numpy forward pass (float32, NCHW) that exposes every layer.
 
 The float model defines accuracy. It evaluates the model's DAG in topological order with a
-dict of tensors; each layer kind's forward is its own (:meth:`~dynfix.quant.layers.Layer.forward`). :func:`forward` returns a trace, the output of every layer by name (or of
-the ones asked for), which the quantizer's data phase compares against; :func:`predict`
-frees each tensor after its last consumer.
+dict of tensors; each layer kind's forward is its own
+(:meth:`~dynfix.quant.layers.Layer.forward`). :func:`forward` returns a trace, the output
+of every layer by name (or of the ones asked for), which the quantizer's data phase
+compares against; :func:`predict` frees each tensor after its last consumer.
 """
 
 from __future__ import annotations

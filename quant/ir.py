@@ -24,12 +24,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from dynfix.errors import DynfixError
-from .layers import (KINDS, Add, Affine, AvgPool2d, Clip, Compute, Conv2d, Flatten,
-                     GlobalAvgPool, Layer, Linear, MaxPool2d, Pool2d, ReLU, Shape, Softmax)
+from .layers import *  # noqa: F401,F403  (the layer kinds: every name in layers.__all__)
+from .layers import KINDS, Layer, Shape
+from .layers import __all__ as _KIND_NAMES
 
-__all__ = ["Add", "Affine", "AvgPool2d", "Clip", "Compute", "Conv2d", "Flatten",
-           "GlobalAvgPool", "LAYER_TYPES", "Layer", "Linear", "MaxPool2d", "Model", "Pool2d",
-           "ReLU", "Shape", "Softmax"]
+__all__ = ["LAYER_TYPES", "Model", *_KIND_NAMES]
 
 
 def _check_param_shapes(layer: Layer) -> None:

@@ -238,6 +238,19 @@ def test_small_net_bit_exact(tmp_path):
     check(*simulate(model, spec, EngineConfig(k=3, tn=1, tm=3), calib[:2] * 1.5, tmp_path))
 
 
+def check_api_run(q, x, tmp_path):
+    """Generate ``q`` (a QuantizeResult) on a 4-lane, 2-row engine and simulate 3 images of
+    ``x``: bit-exact with the integer model, and the cycle model counts the engine's
+    cycles. Returns the GenerateResult."""
+    import dynfix
+    g = dynfix.generate(q, tmp_path / "gen", config={"k": 1, "tn": 4, "tm": 2})
+    s = dynfix.simulate(g, data=x, images=3)
+    assert s.n == 3 and s.mismatches == 0
+    np.testing.assert_array_equal(s.outputs, q.logits(x[:3]))
+    assert s.layer_cycles[0] == [layer["cycles"] for layer in g.report["estimate"]["layers"]]
+    return g
+
+
 def test_relu6_and_clip_net_bit_exact(tmp_path):
     """Conv + ReLU6 + Conv + Clip + Linear through the API: both clamps bite on both sides in
     the simulated images, and the engine equals the integer model and the cycle model."""
@@ -261,13 +274,47 @@ def test_relu6_and_clip_net_bit_exact(tmp_path):
     # shift's saturation, and the test wants the Clip to bite on both sides; no range fill,
     # which puts a Clip's bound on the format's top (the saturation does it then).
     q = dynfix.quantize(model, calib=x, bits="8", options={"unsigned": False, "fill": False})
-    g = dynfix.generate(q, tmp_path / "gen", config={"k": 1, "tn": 4, "tm": 2})
-    s = dynfix.simulate(g, data=x, images=3)
-    assert s.n == 3 and s.mismatches == 0
-    np.testing.assert_array_equal(s.outputs, q.logits(x[:3]))
-    assert s.layer_cycles[0] == [layer["cycles"] for layer in g.report["estimate"]["layers"]]
+    check_api_run(q, x, tmp_path)
     im = IntModel(model, q.spec)
     ref = im.forward(im.quantize_input(x[:3]))
     for before, after in (("c1", "six"), ("c2", "k2")):
         clipped = ref[before] != ref[after]
         assert np.any(clipped & (ref[before] > 0)) and np.any(clipped & (ref[before] < 0))
+
+
+def test_leaky_relu_net_bit_exact(tmp_path):
+    """Conv + LeakyReLU (slope 0.1) + MaxPool + Conv + Clip + LeakyReLU (0.01) + Linear
+    through the API, the second conv's map unsigned-free (a LeakyReLU keeps negatives):
+    the engine's slope stage equals the integer model, both slopes bite on negative values,
+    the cycle model still counts the engine's cycles, and Verilator's lint passes."""
+    import dynfix
+    from dynfix.quant.ir import Clip, Conv2d, Flatten, LeakyReLU, Linear, MaxPool2d, Model
+
+    rng = np.random.default_rng(12)
+
+    def weight(*shape):
+        return rng.standard_normal(shape).astype(np.float32) * 0.4
+
+    model = Model("leakynet", "x", (3, 8, 8), [
+        Conv2d("c1", ("x",), weight=weight(5, 3, 3, 3), bias=weight(5), pads=(1, 1, 1, 1)),
+        LeakyReLU("l1", ("c1",), alpha=0.1),
+        MaxPool2d("p1", ("l1",)),
+        Conv2d("c2", ("p1",), weight=weight(4, 5, 3, 3), bias=weight(4)),
+        Clip("k2", ("c2",), lo=-1.5, hi=3.0),
+        LeakyReLU("l2", ("k2",), alpha=0.01),
+        Flatten("f", ("l2",)),
+        Linear("fc", ("f",), weight=weight(3, 16), bias=weight(3))])
+    x = (rng.standard_normal((16, 3, 8, 8)) * 2).astype(np.float32)
+    q = dynfix.quantize(model, calib=x, bits="8")
+    g = check_api_run(q, x, tmp_path)
+    assert g.report["engine"]["slope"] == 1
+    from dynfix.hw.lint import lint
+    rc, out = lint(tmp_path / "gen" / "dynfix_engine.v")     # the slope stage: lint-clean
+    assert rc == 0, out
+    im = IntModel(model, q.spec)
+    ref = im.forward(im.quantize_input(x[:3]))
+    for before, after in (("c1", "l1"), ("k2", "l2")):
+        zp = im.formats[before].zp
+        neg = ref[before] < zp
+        assert np.any(neg & (ref[after] != ref[before]))      # the slope bites
+        assert np.all(ref[after][~neg] == ref[before][~neg])

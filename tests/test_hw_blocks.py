@@ -11,6 +11,7 @@ from dynfix.hw.adder_tree import AdderTree
 from dynfix.hw.map_walker import MapWalker
 from dynfix.hw.max_pool import MaxPool
 from dynfix.hw.requantizer import Requantizer
+from dynfix.quant.layers.leaky_relu import leak
 from dynfix.quant import fixed
 
 
@@ -88,14 +89,17 @@ def shift_back(v: int, shift: int) -> int:
     return v << shift if shift > 0 else v >> -shift
 
 
-def check_requantizer(offsets: bool, rounding: bool, cases: list[tuple]) -> None:
+def check_requantizer(offsets: bool, rounding: bool, cases: list[tuple],
+                      slope: tuple[int, int] | None = None) -> None:
     """Run ``(zp, shift, out_bits, lo, hi, accs)`` cases (20-bit accumulator values) through
     an 8-bit-output requantizer and compare with ``clamp(fixed.requantize(acc, shift,
     out_bits, zp), lo, hi)`` (``zp`` only with ``offsets``; 0 otherwise). Without
     ``rounding`` the requantizer gets ``acc + 2**(shift-1)`` for a right shift, as the
     engine's accumulator holds it, at one bit more (the headroom the compiler gives the
-    accumulator where the sum needs it)."""
-    dut = Requantizer(20 + (not rounding), 8, shift_bits=6, offsets=offsets, rounding=rounding)
+    accumulator where the sum needs it). With ``slope`` ``(a, s)``, the LeakyReLU stage too:
+    ``leak(v - zp, a, s) + zp`` of the clamped value."""
+    dut = Requantizer(20 + (not rounding), 8, shift_bits=6, offsets=offsets, rounding=rounding,
+                      slope=slope is not None)
     got = []
 
     async def tb(ctx):
@@ -105,19 +109,24 @@ def check_requantizer(offsets: bool, rounding: bool, cases: list[tuple]) -> None
             ctx.set(dut.hi, c_hi)
             if offsets:
                 ctx.set(dut.zp, zp)
+            if slope is not None:
+                ctx.set(dut.slope_a, slope[0])
+                ctx.set(dut.slope_s, slope[1])
             await ctx.tick()            # the shift's decodes (and offset bounds) are registered
             res = []
             half = 1 << (shift - 1) if shift > 0 and not rounding else 0
-            for step, a in enumerate(accs + [0] * dut.latency):
+            for step, a in enumerate(accs + [0] * dut.stages):
                 ctx.set(dut.acc, a + half)
                 await ctx.tick()
-                if step >= dut.latency - 1:
+                if step >= dut.stages - 1:
                     res.append(ctx.get(dut.o))
             got.append(res[:len(accs)])
 
     simulate(dut, tb)
     for (zp, shift, out_bits, c_lo, c_hi, accs), res in zip(cases, got):
         want = np.clip(fixed.requantize(np.array(accs), shift, out_bits, zp), c_lo, c_hi)
+        if slope is not None:
+            want = leak(want - zp, *slope) + zp
         assert res == want.tolist(), (zp, shift, out_bits, c_lo, c_hi)
 
 
@@ -250,3 +259,16 @@ def test_residual_add_matches_int_model_add():
         want = np.clip(narrow(add_sum(a, b, fmt), fmt), lo, hi)
         np.testing.assert_array_equal(got[2 * i], want, err_msg=str(fmt))
         np.testing.assert_array_equal(got[2 * i + 1], a)
+
+
+@pytest.mark.parametrize("slope", [(128, 8), (205, 11), (164, 14), (255, 20), (1, 0)],
+                         ids=["half", "0.1", "0.01", "tiny", "identity"])
+@pytest.mark.parametrize("offsets", [False, True], ids=["signed", "offsets"])
+def test_requantizer_slope_stage_matches_the_integer_leaky_relu(slope, offsets):
+    """With the slope stage: the clamped value's LeakyReLU (rounded half up) in the map's
+    format, the integer model's ``leak``; ``(1, 0)`` passes every value (no LeakyReLU in
+    the group)."""
+    rng = np.random.default_rng(5)
+    cases = requant_cases(20, 8, rng)
+    cases = [(zp, *c) for c in cases for zp in ((0, fixed.qmin(c[1])) if offsets else (0,))]
+    check_requantizer(offsets, False, cases, slope=slope)

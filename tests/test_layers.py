@@ -16,7 +16,8 @@ from dynfix.quant.int_model import MapFormat
 from dynfix.quant.layers import KINDS, Compute, EngineRole, Layer
 from dynfix.quant.layers.base import ONNX_IMPORTS
 from dynfix.quant.ir import (Add, Affine, AvgPool2d, Clip, Conv2d, Flatten, GlobalAvgPool,
-                             Linear, MaxPool2d, Model, ReLU, Softmax)
+                             LeakyReLU, Linear, MaxPool2d, Model, ReLU, Softmax)
+from dynfix.quant.layers.leaky_relu import leak, slope_fixed
 from dynfix.quant.onnx_io import load_onnx
 from dynfix.quant.onnx_write import to_onnx
 
@@ -43,6 +44,7 @@ EXAMPLES = {
     "affine": ((3, 2, 2), [Affine("k", ("x",), scale=_w(3), shift=_w(3))]),
     "add": ((2, 3, 3), [ReLU("r", ("x",)), Add("k", ("x", "r"))]),
     "softmax": ((5,), [Softmax("k", ("x",))]),
+    "leaky_relu": ((2, 3, 3), [LeakyReLU("k", ("x",), alpha=0.125)]),
 }
 
 
@@ -144,3 +146,41 @@ def test_onnx_export_reads_back_through_the_import_handlers(op, tmp_path):
     x = RNG.normal(0, 1, (2,) + shape).astype(np.float32)
     np.testing.assert_allclose(forward(back, x)["k"], forward(model, x)["k"], rtol=1e-6,
                                atol=1e-6)
+
+
+@pytest.mark.parametrize("alpha, a, s", [(0.01, 164, 14), (0.1, 205, 11), (0.2, 205, 10),
+                                         (0.5, 128, 8), (0.3, 154, 9), (0.999999, 128, 7)])
+def test_leaky_slope_fixed_point(alpha, a, s):
+    """Hand-derived: a = round(alpha * 2**s) in [128, 256) (0.01 * 2**14 = 163.84 -> 164;
+    0.1 * 2**11 = 204.8; 0.3 * 2**9 = 153.6); 0.999999 * 2**8 rounds to 256, so one bit
+    fewer: 128 / 2**7."""
+    assert slope_fixed(alpha) == (a, s)
+
+
+def test_leaky_integer_rounds_half_up():
+    """(v * a + 2**(s-1)) >> s at a = 128, s = 8 (slope 1/2): -3 -> -1.5 -> -1, -1 -> -0.5
+    -> 0, -4 -> -2; non-negative values pass."""
+    v = np.array([-4, -3, -1, 0, 5])
+    assert leak(v, 128, 8).tolist() == [-2, -1, 0, 0, 5]
+    with pytest.raises(DynfixError, match="alpha must lie in"):
+        Model("t", "x", (3,), [LeakyReLU("k", ("x",), alpha=1.5)])
+
+
+def test_the_compiler_places_a_leaky_relu_as_the_groups_slope():
+    """A LeakyReLU joins its conv's group as the requantizer's slope (after the clamps);
+    a clamp after it, or a second one, is refused with the reason."""
+    conv = Conv2d("c", ("x",), weight=_w(2, 2, 1, 1))
+    ok = Model("ok", "x", (2, 4, 4), [conv, ReLU("r", ("c",)),
+                                      LeakyReLU("k", ("r",), alpha=0.1),
+                                      MaxPool2d("p", ("k",))])
+    plans, _ = plan_groups(ok)
+    assert len(plans) == 1 and plans[0].slope.name == "k" and plans[0].pool == 2
+    assert [a.name for a in plans[0].acts] == ["r"]
+    late = Model("late", "x", (2, 4, 4), [conv, LeakyReLU("k", ("c",), alpha=0.1),
+                                          Clip("z", ("k",), lo=-1.0, hi=1.0)])
+    with pytest.raises(DynfixError, match="z \\(Clip\\): after the LeakyReLU k"):
+        plan_groups(late)
+    two = Model("two", "x", (2, 4, 4), [conv, LeakyReLU("k", ("c",), alpha=0.1),
+                                        LeakyReLU("k2", ("k",), alpha=0.2)])
+    with pytest.raises(DynfixError, match="a second LeakyReLU"):
+        plan_groups(two)

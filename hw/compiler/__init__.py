@@ -113,6 +113,7 @@ def compile_model(model: Model, spec: QuantSpec, cfg: EngineConfig) -> CompiledM
     cfg = cfg.fitted(offsets=int(offsets), ch_shift=int(any(f.ch_fl for f in fmts)),
                      depthwise=int(any(p.kind == "dwconv" for p in plans)),
                      w_share=int(any(p.shared for p in plans)),
+                     slope=int(any(p.slope is not None for p in plans)),
                      residual=int(any(p.add is not None for p in plans)),
                      add_align=max(max(a["add_sa"], a["add_sb"]) for a in adds),
                      dw_window=side,
@@ -147,6 +148,9 @@ def compile_model(model: Model, spec: QuantSpec, cfg: EngineConfig) -> CompiledM
         }
         if cfg.offsets:
             p.entry.update(pad_q=f.zp_in, zp_out=f.zp_out)
+        if cfg.slope:
+            a, s = p.slope.slope() if p.slope is not None else (1, 0)
+            p.entry.update(slope_a=a, slope_s=s)
         if cfg.depthwise:
             p.entry.update(dw=int(p.kind == "dwconv"), t_px=t_px)
         if cfg.w_share:

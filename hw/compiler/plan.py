@@ -50,6 +50,7 @@ class LayerPlan:
     window: int = 0                 # a depthwise group on the window datapath: its side K
     avg: int = 0                    # an average pool run as a depthwise conv: its 2**s cells
     add_acts: list[Layer] = field(default_factory=list)   # ReLUs and Clips after the Add
+    slope: Layer | None = None      # a LeakyReLU after its clamps: the requantizer's slope
     macs: int = 0                   # useful multiply-accumulates (the model's count)
     entry: dict[str, int] = field(default_factory=dict)
     weights: np.ndarray | None = field(default=None, repr=False)   # M, C, kh, kw (int)
@@ -175,7 +176,7 @@ def plan_groups(model: Model) -> tuple[list[LayerPlan], str]:
                 other = layer.inputs[1 - g.add_index]
                 if stored(other, what) is not None:
                     g.add, g.shortcut = layer, alias.get(other, other)
-        elif role in (EngineRole.CLAMP, EngineRole.POOL, EngineRole.LAYOUT):
+        elif role in (EngineRole.CLAMP, EngineRole.SLOPE, EngineRole.POOL, EngineRole.LAYOUT):
             g = extends(layer, layer.inputs[0])
             if g is None and role is EngineRole.LAYOUT:
                 alias[layer.name] = alias.get(layer.inputs[0], layer.inputs[0])
@@ -195,7 +196,17 @@ def plan_groups(model: Model) -> tuple[list[LayerPlan], str]:
                 g.pool = layer.kernel[0]
                 g.out_shape = tuple(layer.out_shape)
             elif role is EngineRole.CLAMP:
+                if g.slope is not None:
+                    problems.append(f"{what}: after the LeakyReLU {g.slope.name} of the same "
+                                    f"group (the requantizer clamps before its slope stage)")
+                    continue
                 (g.add_acts if g.add is not None else g.acts).append(layer)
+            elif role is EngineRole.SLOPE:
+                why = _slope_problems(g)
+                if why:
+                    problems.append(f"{what}: {why}")
+                    continue
+                g.slope = layer
         else:
             problems.append(f"{what}: "
                             + (layer.refusal or f"op {layer.op!r} is not supported by the engine"))
@@ -261,6 +272,16 @@ def _pool_problems(layer: MaxPool2d, g: LayerPlan) -> list[str]:
     if g.kind != "linear" and layer.ceil_mode and (g.out_shape[1] % k[0] or g.out_shape[2] % k[1]):
         why.append("ceil_mode with a partial window")
     return why
+
+
+def _slope_problems(g: LayerPlan) -> str:
+    """Why a LeakyReLU cannot join group ``g`` (empty: it can)."""
+    if g.slope is not None:
+        return f"a second LeakyReLU in the group of {g.name} (one slope stage per group)"
+    if g.add is not None:
+        return (f"after the residual Add fused into the group of {g.name} (the slope stage "
+                f"is in the requantizer before the Add)")
+    return ""
 
 
 def _fuse_add(layer: Add, groups: list[LayerPlan | None], plans: list[LayerPlan],

@@ -18,7 +18,8 @@ from .flatten import Flatten
 from .affine import Affine
 from .add import Add
 from .softmax import Softmax
+from .leaky_relu import LeakyReLU
 
-__all__ = ["KINDS", "Compute", "EngineRole", "Layer", "Shape", "register", "Conv2d", "Linear", "Affine",
-           "ReLU", "Clip", "Pool2d", "MaxPool2d", "AvgPool2d", "GlobalAvgPool", "Add",
-           "Flatten", "Softmax"]
+__all__ = ["KINDS", "Compute", "EngineRole", "Layer", "Shape", "register", "Conv2d", "Linear",
+           "ReLU", "Clip", "Pool2d", "MaxPool2d", "AvgPool2d", "GlobalAvgPool", "Flatten",
+           "Affine", "Add", "Softmax", "LeakyReLU"]

@@ -132,6 +132,8 @@ class EngineRole(Enum):
     AVERAGE = "average"
     #: Joins the group before it as a clamp range of the requantizer (:meth:`Layer.clamp`).
     CLAMP = "clamp"
+    #: Joins the group before it as the requantizer's negative slope (a LeakyReLU).
+    SLOPE = "slope"
     #: Joins the group before it as its max-pool stage.
     POOL = "pool"
     #: Costs nothing: the stored map's layout already is its output (a Flatten).

@@ -8,9 +8,8 @@ from typing import ClassVar
 import numpy as np
 
 from dynfix.errors import DynfixError
-from .base import (EngineRole, Importer, Layer, ParamWriter, onnx_import, onnx_node, register,
-                   spatial_input)
-from .flatten import Flatten
+from .base import (KINDS, EngineRole, Importer, Layer, ParamWriter, onnx_import, onnx_node,
+                   register, spatial_input)
 from .kernels import avg_round
 
 
@@ -57,5 +56,5 @@ def import_reduce_mean(imp: Importer, node, what: str) -> None:
                           f"is supported")
     steps = [(GlobalAvgPool, "", {})]
     if not at.int("keepdims", 1):
-        steps = [(GlobalAvgPool, "_gap", {}), (Flatten, "", {})]
+        steps = [(GlobalAvgPool, "_gap", {}), (KINDS["flatten"], "", {})]
     imp.chain(node, steps, x, what)
