@@ -44,16 +44,14 @@ from dynfix.hw.resources import (Device, Estimate, Usage, engine_memories, estim
 #: Share of a board's LUTs and FFs the fitter may plan for (placement and timing headroom).
 LOGIC_HEADROOM = 0.85
 #: Share of a board's LUTs an engine with products in LUTs (``lut_products``) may plan for.
-#: Conservative on the OrangeCrab (digits engines kept 147-155 MHz at 60, 71 and 86 % of
-#: the LUTs), but it bounds how wide an engine grows, and the wide ULX3S engines lose clock
-#: on lane-width paths (docs/boards.md, "Products in LUTs", for the measurements).
+#: Conservative on the OrangeCrab, but it bounds how wide an engine grows, and the wide
+#: ULX3S engines lose clock on lane-width paths (docs/boards.md, "Products in LUTs", for the
+#: measurements).
 LUT_PRODUCT_HEADROOM = 0.6
 #: How much faster (cycles per image) an engine with products in LUTs must be than the
-#: fastest engine on the DSP blocks alone to be chosen: its clock is lower (measured on the
-#: digits engines, docs/boards.md: OrangeCrab 160.4 -> 152.1 MHz for 2.3x fewer cycles;
-#: ULX3S 109.5 -> 85.4 MHz, the 16-lane unload into the host link, for 1.2 % fewer). So
-#: for packed products (``packed_dsp``): an engine must be that much faster than every
-#: engine with fewer products the other ways give (``fit``).
+#: fastest engine on the DSP blocks alone to be chosen: its clock is lower (docs/boards.md,
+#: "Products in LUTs"). So for packed products (``packed_dsp``): an engine must be that much
+#: faster than every engine with fewer products the other ways give (``fit``).
 LUT_PRODUCT_MIN_SPEEDUP = 1.25
 
 RESOURCE_NAMES = {"dsps": "DSP blocks", "brams": "block RAMs", "sprams": "SPRAMs",

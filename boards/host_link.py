@@ -196,8 +196,8 @@ class HostLink(wiring.Component):
         # The running argmax (ties to the lower index), in the logit's first LOGIT_TX cycle,
         # from the word register (it holds the logit unshifted then), not from the engine's
         # payload: that is the engine's unload lane multiplexer, and the compare behind it
-        # was the ULX3S LUT-product digits engine's critical path (16 lanes, ``lane ->
-        # link.best``, 11.7 ns, 12 logic levels, 85.35 MHz). The class byte takes ``count``
+        # was a wide engine's critical path (``lane -> link.best``; docs/boards.md,
+        # "Products in LUTs"). The class byte takes ``count``
         # when the last logit wins in the very cycle it is chosen (one-byte logits).
         with m.If(st["PUSH"]):
             m.d.sync += first_logit.eq(1)

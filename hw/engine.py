@@ -297,9 +297,9 @@ class Engine(wiring.Component):
                 if off + j < slots * n:
                     value = Mux(sc_off == off, held[(off + j) * db:(off + j + 1) * db], value)
             picked.append(value)
-        # The picked values are registered once more before the FIFO's write: ULX3S ResNet-8
-        # engine (22 lanes, 10 offsets) 81.0 MHz with the map RAM -> lane pick -> FIFO
-        # storage in one cycle (12.3 ns, 6 logic levels). The entry is written two cycles
+        # The picked values are registered once more before the FIFO's write: the map RAM ->
+        # lane pick -> FIFO storage path in one cycle limited wide engines' clock
+        # (docs/boards.md, "Measurements behind the design"). The entry is written two cycles
         # later than before, still long before its pixel's results reach the add stage
         # (``result_latency`` after its last item); later writes only lower the FIFO's
         # occupancy: the same depth, the same cycles.

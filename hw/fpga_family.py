@@ -109,10 +109,9 @@ ICE40 = FpgaFamily(
     bitstream="bin",
 )
 
-#: ECP5's ``lut_factor``: the digits engines synthesized on 2026-12-01 (yosys 0.70, nextpnr
-#: 0.11.1) took 0.71 (ULX3S, k=1 tn=8 tm=16: 10,432 TRELLIS_COMB for 14,758 estimated) and
-#: 0.82 (OrangeCrab, tn=3 tm=8: 4,310 for 5,256) of the LUT4s counted: abc maps the
-#: requantizers' and accumulators' wide multiplexers into the slices' PFUMX/L6MUX21 cells.
+#: ECP5's ``lut_factor``: synthesized engines use fewer LUTs than the LUT4s the estimate
+#: counts (docs/boards.md, "Measurements behind the design"): abc maps the requantizers' and
+#: accumulators' wide multiplexers into the slices' PFUMX/L6MUX21 cells.
 ECP5 = FpgaFamily(
     name="ecp5",
     bram_cost=128, ff_packing=0.0, rom_free_mux_depth=64, lut_factor=0.75, dual_mac=False,

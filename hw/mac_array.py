@@ -21,18 +21,17 @@ from .pipeline import delay
 OPERAND_COPY = "mac_operand"
 #: Registers on each side of a multiplier: operands (per row), then products. Hard
 #: multipliers without their own registers (yosys maps ECP5's MULT18X18D so) sit in DSP
-#: columns far from the logic around them. Measured on the digits engines: ULX3S (128
-#: multipliers) 60.8 MHz with no operand copy and one product register, 72.4 with one each
-#: way, 68.6 with two each way (still fabric -> DSP -> fabric routing: nextpnr does not place
-#: the registers by the block); iCEBreaker 30.2 MHz with one each way, 33.4 with two.
+#: columns far from the logic around them, and nextpnr does not place the registers by the
+#: block; two each way were the best of the depths measured (docs/boards.md, "Measurements
+#: behind the design").
 OPERAND_STAGES = 2
 PRODUCT_STAGES = 2
 # With ``dual_mac`` (iCE40 SB_MAC16 pairs, hw/ice40_dual_mac.py) there are as many: a fabric
 # register and the cell's own on each side of the multiplier (its LATENCY, checked equal to
 # OPERAND_STAGES + PRODUCT_STAGES by the tests), so the latency does not change. With
 # ``ecp5_dsp`` (ECP5 MULT18X18D with its own registers, hw/ecp5_mul.py) likewise, and
-# nextpnr then times the cells as registered: ULX3S 70.9 -> 109.5 MHz, OrangeCrab 105.6 ->
-# 160.4 MHz on the digits engines (with the unload's word register, hw/engine.py).
+# nextpnr then times the cells as registered, which raises Fmax (docs/boards.md,
+# "Measurements behind the design").
 
 
 def mac_latency(lanes: int) -> int:

@@ -46,13 +46,9 @@ FLASH_LOAD_FFS = 53
 def lut_product_usage(data_bits: int, weight_bits: int) -> tuple[int, int]:
     """(LUT4s, FFs) of one product in LUTs (``hw/lut_mul.py``): a LUT4 per partial-product
     bit, a carry-chain half per adder result bit and one per adder (``CCU2C`` cells count two
-    ``TRELLIS_COMB`` each in nextpnr), the flip-flops of its registers.
-
-    Measured with yosys 0.70 ``synth_ecp5`` on one ``LutMul`` (2026-12-01): 8 x 8: 64 LUT4 +
-    37 CCU2C = 138 LUT4s, 97 FFs (this count: 143, 98); 8 x 4: 32 + 15 CCU2C = 62, 56 FFs
-    (64, 56); 8 x 2: 16 + 5 CCU2C = 26, 40 FFs (26, 40); 16 x 8: 128 + 65 CCU2C = 258, 161
-    FFs (263, 162); no MULT18X18D. (yosys's own mapping of an 8 x 8 ``$mul`` with
-    ``-nodsp``: 287 LUT4 + 104 PFUMX + 47 L6MUX21 + 8 CCU2C.)"""
+    ``TRELLIS_COMB`` each in nextpnr), the flip-flops of its registers. The count against
+    yosys's ``synth_ecp5`` of one ``LutMul``: docs/boards.md, "Measurements behind the
+    design"."""
     rows, adder_bits, adders, regs = lut_mul_structure(data_bits, weight_bits)
     return rows + adder_bits + adders, regs
 

@@ -106,3 +106,22 @@ def test_no_module_cycles():
         if m not in state:
             visit(m, [])
     assert not cycles, "import cycles:\n" + "\n".join(cycles)
+
+
+def test_comments_carry_no_measurements():
+    """Measured figures (clock rates, dated synthesis results) live in docs/ and
+    bench/results/, not in comments or docstrings of the source, where they go stale: no
+    comment line names a frequency or a date, and no docstring a frequency."""
+    import io
+    import re
+    import tokenize
+    figure = re.compile(r"\d(\.\d+)?\s*MHz|\b20\d\d-\d\d-\d\d\b")
+    found = []
+    for path in modules().values():
+        for tok in tokenize.generate_tokens(io.StringIO(path.read_text()).readline):
+            text = tok.string
+            if tok.type == tokenize.STRING and not text.lstrip("rbuRBU").startswith('"""'):
+                continue                # a message the user reads may name a clock
+            if tok.type in (tokenize.COMMENT, tokenize.STRING) and figure.search(text):
+                found.append(f"{path.relative_to(ROOT)}:{tok.start[0]}")
+    assert not found, "measurements in comments: " + ", ".join(found)
