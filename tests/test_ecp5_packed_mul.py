@@ -174,10 +174,13 @@ def test_cell_against_model(a_bits, b_bits, tmp_path):
     check_outputs(a, b, r["out"])
 
 
+@pytest.mark.slow
 def test_digits_packed_engine_verilator(tmp_path):
     """A whole digits engine with 4-bit weights, 16 of its 20 products packed in pairs on
     MULT18X18D (dynfix's cell model) and 4 in LUTs, under Verilator: bit-exact with the
-    integer model, the cycle model exact."""
+    integer model, the cycle model exact. (By default packed engines run under Icarus, in
+    test_engine_cocotb and test_sim_random, and the cell model under Verilator in
+    test_ecp5_mul.)"""
     from dynfix.hw.compiler import compile_model
     from hw_models import digits_4bit_weights
     model, spec = digits_4bit_weights()

@@ -1,5 +1,6 @@
-"""Synthesis: report parsing, and one small real build (yosys + nextpnr-ice40) of the board
-top with a stand-in engine. Bigger builds are marked ``synth``."""
+"""Synthesis: report parsing and the build flow with stand-in tools by default; every run
+of yosys or nextpnr (one small real build of the board top with a stand-in engine, the
+ECP5 netlist checks, the digits builds) is marked ``synth``."""
 
 import dataclasses
 import gc
@@ -48,6 +49,7 @@ def small_build(tmp_path_factory):
     return board, build, synthesize(top, board, build)
 
 
+@pytest.mark.synth
 def test_small_ice40_build(small_build):
     """Real yosys + nextpnr-ice40 run (~20 s): bitstream, utilization, timing."""
     board, build, r = small_build
@@ -74,6 +76,7 @@ def test_build_is_deterministic(small_build, tmp_path):
     assert (tmp_path / "dynfix_top.bin").read_bytes() == (build / "dynfix_top.bin").read_bytes()
 
 
+@pytest.mark.synth
 def test_timing_failure_is_loud(small_build):
     """The same build judged against a 500 MHz target must fail with the numbers."""
     board, build, _ = small_build
@@ -212,6 +215,7 @@ def test_board_top_wraps_generated_verilog(tmp_path):
         assert f"connect \\{port} " in text
 
 
+@pytest.mark.synth
 def test_ecp5_netlist_of_three_lane_engine_is_sound(tmp_path):
     """Yosys alone (~30 s) on the OrangeCrab board top of the digits engine with tm=3. Yosys
     0.70's abc9 shorted two requantizer flip-flops of this design (``pool.i[1]`` next to
@@ -237,6 +241,7 @@ def test_ecp5_netlist_of_three_lane_engine_is_sound(tmp_path):
     assert stat["design"]["num_cells_by_type"]["MULT18X18D"] == 27
 
 
+@pytest.mark.synth
 def test_ecp5_lut_products_get_no_dsp_block(tmp_path):
     """Yosys alone on the OrangeCrab board top of an engine with 9 products, 4 of them in
     LUTs (``lut_products``) and one of them on an inferred-multiplier engine: ``synth_ecp5``
