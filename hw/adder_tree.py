@@ -6,10 +6,7 @@ from amaranth.hdl import Module, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-
-def tree_levels(n: int) -> int:
-    """Adder levels (and register stages) of a balanced tree over ``n`` inputs."""
-    return max(0, (n - 1).bit_length())
+from .timing import tree_levels
 
 
 class AdderTree(wiring.Component):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .compiler import CompiledModel, LayerPlan, window_items
 from .config import EngineConfig
-from .engine import pipeline_depth, write_delay
+from .timing import pipeline_depth, write_delay
 
 #: Controller cycles per layer besides issuing: program fetch (2) and sequencer start (1).
 LAYER_OVERHEAD = 3

@@ -17,6 +17,7 @@ from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from .config import EngineConfig, clog2
+from . import timing
 
 
 class DwWindow(wiring.Component):
@@ -55,7 +56,7 @@ class DwWindow(wiring.Component):
                                         array: the window's taps, or the item's word
     """
 
-    LATENCY = 2
+    LATENCY = timing.DW_WINDOW
 
     def __init__(self, cfg: EngineConfig):
         if not cfg.dw_window or cfg.dw_line < 2:

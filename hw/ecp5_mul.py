@@ -27,6 +27,7 @@ from amaranth.lib.wiring import In, Out
 
 from dynfix.errors import DynfixError
 from .config import ECP5_DSP_BITS
+from . import timing
 
 __all__ = ["CELL", "CELL_MODEL", "CELL_OPEN", "LATENCY", "OPERAND_BITS", "Ecp5Mul",
            "cell_product", "operand_registers", "product_signature"]
@@ -38,8 +39,8 @@ CELL_MODEL = Path(__file__).with_name("ecp5_mult18x18d_sim.v")
 #: Widest signed operand the cell multiplies.
 OPERAND_BITS = ECP5_DSP_BITS
 #: Cycles from the operands to the product: a fabric register, the cell's input register,
-#: the cell's output register, a fabric register.
-LATENCY = 4
+#: the cell's output register, a fabric register (the MAC array's multiplier stages).
+LATENCY = timing.MULTIPLIER
 
 #: The cell's configuration: A and B registered, the product registered at the output, all on
 #: CLK0 / CE0 / RST0; no C register, no pipeline register, no bypass.

@@ -9,7 +9,7 @@ from .config import EngineConfig
 from .controller import Controller
 from .dw_window import DwWindow
 from .host_interface import EngineHostSignature
-from .mac_array import MacArray, mac_latency
+from .mac_array import MacArray
 from .map_memory import MapMemory
 from .map_walker import MapWalker
 from .max_pool import MaxPool
@@ -17,50 +17,9 @@ from .pipeline import delay
 from .requantizer import Requantizer
 from .residual_add import ResidualAdd
 from .sequencer import Sequencer
+from .timing import ISSUE_TO_MAC, issue_to_mac, pipeline_depth, requantizer_latency, write_delay
 from .weight_memory import WeightMemory
 from .write_back import WriteBack
-
-
-#: Cycles from an item's issue to the MAC array's input: the map read, the map register
-#: (and the depthwise window's stages in engines with one, :func:`issue_to_mac`).
-ISSUE_TO_MAC = 2
-
-
-def issue_to_mac(cfg: EngineConfig) -> int:
-    """Cycles from an item's issue to the MAC array's input on ``cfg``."""
-    return ISSUE_TO_MAC + (DwWindow.LATENCY if cfg.dw_window else 0)
-
-
-def pipeline_depth(cfg: EngineConfig) -> int:
-    """Cycles from an item's issue to its result's last write into the map memory."""
-    return (result_latency(cfg) + (ResidualAdd.latency if cfg.residual else 0)
-            + MaxPool.latency + cfg.wb_words - 1)
-
-
-def write_delay(cfg: EngineConfig) -> int:
-    """Cycles from the issue of a pooling window's last item to the write-back's first write
-    of its result (the rest follow, one per cycle, up to ``pipeline_depth``)."""
-    return pipeline_depth(cfg) - (cfg.wb_words - 1)
-
-
-def requantizer_latency(cfg: EngineConfig) -> int:
-    """Register stages of the engine's requantizers (one more with a slope stage)."""
-    return Requantizer.latency + int(bool(cfg.slope))
-
-
-def result_latency(cfg: EngineConfig) -> int:
-    """Cycles from an output pixel's last item's issue to its requantized result."""
-    return issue_to_mac(cfg) + mac_latency(cfg.lanes) + requantizer_latency(cfg)
-
-
-def shortcut_fifo_depth(cfg: EngineConfig, items: int, gap: int) -> int:
-    """Shortcut FIFO entries a residual group needs: pixels whose shortcut words are read
-    (``sc_slots`` slot items at the start of each pixel's ``items``, one pixel every
-    ``items + gap`` cycles) before the oldest one's result reaches the add stage, plus
-    one."""
-    slots = cfg.sc_slots
-    ahead = (items - 1 + result_latency(cfg) - slots) // (items + gap)
-    return ahead + 2
 
 
 class Engine(wiring.Component):

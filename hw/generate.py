@@ -18,7 +18,8 @@ from dynfix.quant.qspec_io import save_qspec
 from dynfix.quant.yaml_io import save_yaml
 from .compiler import CompiledModel
 from .cycle_model import estimate
-from .engine import Engine, pipeline_depth
+from .engine import Engine
+from .timing import pipeline_depth
 from .host_interface import TOP_NAME
 from .program import entry_layout
 

@@ -30,6 +30,7 @@ from amaranth.lib.wiring import In, Out
 
 from dynfix.errors import DynfixError
 from .config import DUAL_MAC_BITS
+from . import timing
 
 __all__ = ["CELL", "HALF_BITS", "LATENCY", "DualMul"]
 
@@ -38,8 +39,8 @@ CELL = "SB_MAC16"
 #: Widest signed operand each half multiplies.
 HALF_BITS = DUAL_MAC_BITS
 #: Cycles from the operands to the products: a fabric register, the cell's input register,
-#: the cell's product register, a fabric register.
-LATENCY = 4
+#: the cell's product register, a fabric register (the MAC array's multiplier stages).
+LATENCY = timing.MULTIPLIER
 
 #: The cell's configuration: registered inputs and products, both 8 x 8 products on ``O``,
 #: the accumulators unused.

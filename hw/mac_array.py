@@ -6,38 +6,25 @@ from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from .adder_tree import AdderTree, tree_levels
+from .adder_tree import AdderTree
 from .config import EngineConfig
 from .ecp5_mul import Ecp5Mul
 from .ecp5_packed_mul import Ecp5PackedMul
 from .ice40_dual_mac import DualMul
 from .lut_mul import LutMul
 from .pipeline import delay
+from .timing import OPERAND_STAGES, PRODUCT_STAGES, mac_latency
 
 
 #: Name prefix of the per-row operand registers. Every row of multipliers gets its own copy
 #: of the map word, so no register fans out across the die; on ECP5 synthesis must not merge
 #: the identical copies (``boards/synth.py`` marks them keep).
 OPERAND_COPY = "mac_operand"
-#: Registers on each side of a multiplier: operands (per row), then products. Hard
-#: multipliers without their own registers (yosys maps ECP5's MULT18X18D so) sit in DSP
-#: columns far from the logic around them, and nextpnr does not place the registers by the
-#: block; two each way were the best of the depths measured (docs/boards.md, "Measurements
-#: behind the design").
-OPERAND_STAGES = 2
-PRODUCT_STAGES = 2
 # With ``dual_mac`` (iCE40 SB_MAC16 pairs, hw/ice40_dual_mac.py) there are as many: a fabric
-# register and the cell's own on each side of the multiplier (its LATENCY, checked equal to
-# OPERAND_STAGES + PRODUCT_STAGES by the tests), so the latency does not change. With
-# ``ecp5_dsp`` (ECP5 MULT18X18D with its own registers, hw/ecp5_mul.py) likewise, and
-# nextpnr then times the cells as registered, which raises Fmax (docs/boards.md,
-# "Measurements behind the design").
-
-
-def mac_latency(lanes: int) -> int:
-    """Cycles from the MAC array's inputs to its output: operand registers, products,
-    product registers, the adder tree, the accumulator."""
-    return OPERAND_STAGES + PRODUCT_STAGES + tree_levels(lanes) + 1
+# register and the cell's own on each side of the multiplier (timing.MULTIPLIER), so the
+# latency does not change. With ``ecp5_dsp`` (ECP5 MULT18X18D with its own registers,
+# hw/ecp5_mul.py) likewise, and nextpnr then times the cells as registered, which raises
+# Fmax (docs/boards.md, "Measurements behind the design").
 
 
 class MacArray(wiring.Component):

@@ -6,6 +6,8 @@ from amaranth.hdl import Module, Mux, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from . import timing
+
 
 class MaxPool(wiring.Component):
     """Running maximum of ``lanes`` values over a window of consecutive valid inputs.
@@ -22,7 +24,7 @@ class MaxPool(wiring.Component):
     o : Out(ArrayLayout(signed(width), lanes))
     """
 
-    latency = 1
+    latency = timing.MAX_POOL
 
     def __init__(self, width: int, lanes: int):
         self._lanes = lanes

@@ -9,6 +9,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from dynfix.quant.layers.leaky_relu import SLOPE_BITS, SLOPE_SHIFT_MAX
+from . import timing
 
 #: Width of the slope's shift (0 .. SLOPE_SHIFT_MAX).
 SLOPE_SHIFT_BITS = SLOPE_SHIFT_MAX.bit_length()
@@ -60,7 +61,7 @@ class Requantizer(wiring.Component):
     o : Out(signed(data_bits))
     """
 
-    latency = 2
+    latency = timing.REQUANTIZER
 
     def __init__(self, acc_bits: int, data_bits: int, shift_bits: int, offsets: bool = False,
                  rounding: bool = True, slope: bool = False):
@@ -71,7 +72,7 @@ class Requantizer(wiring.Component):
         self._rounding = rounding
         self._slope = slope
         #: Register stages from ``acc`` to ``o``.
-        self.stages = self.latency + int(slope)
+        self.stages = self.latency + (timing.SLOPE if slope else 0)
         super().__init__({
             "acc": In(signed(acc_bits)),
             "shift": In(signed(shift_bits)),

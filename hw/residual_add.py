@@ -9,6 +9,7 @@ from amaranth.lib.wiring import In, Out
 
 from .config import EngineConfig
 from .requantizer import Requantizer
+from . import timing
 
 
 class ResidualAdd(wiring.Component):
@@ -31,7 +32,7 @@ class ResidualAdd(wiring.Component):
     o : Out(ArrayLayout(signed(data_bits), tm))
     """
 
-    latency = 1 + Requantizer.latency
+    latency = timing.RESIDUAL_ADD
 
     def __init__(self, cfg: EngineConfig):
         self._cfg = cfg

@@ -21,9 +21,7 @@ from functools import lru_cache
 
 from dynfix.errors import DynfixError
 from dynfix.quant.layers.leaky_relu import SLOPE_BITS, SLOPE_SHIFT_MAX
-from .adder_tree import tree_levels
-from .engine import write_delay
-from .mac_array import OPERAND_STAGES, PRODUCT_STAGES, mac_latency
+from .timing import OPERAND_STAGES, PRODUCT_STAGES, mac_latency, tree_levels, write_delay
 from .config import EngineConfig, clog2
 from .fpga_family import FpgaFamily
 from .ice40_spram import spram_cells

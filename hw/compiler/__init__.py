@@ -18,7 +18,7 @@ from dynfix.quant.ir import Model
 from dynfix.errors import DynfixError
 from dynfix.quant.qspec import LayerFormat, QuantSpec
 from ..config import EngineConfig
-from ..engine import shortcut_fifo_depth
+from ..timing import shortcut_fifo_depth
 from ..program import OWN_WIDTH_KINDS, check_entry, entry_fields, pack_entry
 from .images import _dense_weights, pack_biases, pack_weights
 from .memory import _words, allocate
