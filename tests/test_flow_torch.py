@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import shutil
 
 import numpy as np
 import pytest
@@ -94,7 +93,7 @@ def test_exports_load_and_match_pytorch(user_model, name):
     np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.skipif(shutil.which("iverilog") is None, reason="iverilog is not installed")
+@pytest.mark.usefixtures("icarus")
 def test_user_model_through_the_whole_flow(user_model, tmp_path):
     folder, x, y, ref = user_model
     out = tmp_path / "flow"

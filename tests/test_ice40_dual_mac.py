@@ -6,7 +6,6 @@ paired products, bit-exact."""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -21,12 +20,12 @@ from dynfix.hw.config import EngineConfig
 from dynfix.hw.generate import ensure_yosys
 from dynfix.hw.ice40_cells import SIM_DEFINES, cell_model, sim_sources
 from dynfix.hw.ice40_dual_mac import CELL, LATENCY, DualMul
-from dynfix.hw.mac_array import OPERAND_STAGES, PRODUCT_STAGES, MacArray
+from dynfix.hw.mac_array import MacArray
+from dynfix.hw.timing import OPERAND_STAGES, PRODUCT_STAGES
 
 from dual_mac_vectors import bank_vectors, pack, unpack
 
-needs_icarus = pytest.mark.skipif(shutil.which("iverilog") is None,
-                                  reason="Icarus Verilog (iverilog) is not installed")
+needs_icarus = pytest.mark.usefixtures("icarus")
 
 #: Cells side by side in the test bank: every operand pair of both halves in 4096 cycles.
 CELLS = 16

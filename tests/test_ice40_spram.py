@@ -6,7 +6,6 @@ its ``wl`` port, bit-exact on digits (a wrong weight image must show)."""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -19,8 +18,7 @@ from dynfix.hw.ice40_spram import CELL, SPRAM, halfwords, spram_cells
 
 from spram_vectors import spram_ops
 
-needs_icarus = pytest.mark.skipif(shutil.which("iverilog") is None,
-                                  reason="Icarus Verilog (iverilog) is not installed")
+needs_icarus = pytest.mark.usefixtures("icarus")
 
 #: Two rows of cells (a read multiplexer) and a partly used third column.
 DEPTH, WIDTH = 20000, 40

@@ -12,7 +12,7 @@ from dynfix.hw.config import EngineConfig
 from dynfix.hw.ecp5_mul import LATENCY as CELL_LATENCY
 from dynfix.hw.generate import ensure_yosys
 from dynfix.hw.lut_mul import LATENCY, LutMul
-from dynfix.hw.mac_array import OPERAND_STAGES, PRODUCT_STAGES
+from dynfix.hw.timing import OPERAND_STAGES, PRODUCT_STAGES
 
 from test_ecp5_mul import Ecp5MulBank, check_outputs, simulate_bank, vectors
 from test_ice40_dual_mac import check_same_sums_as_single

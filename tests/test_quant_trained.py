@@ -165,7 +165,8 @@ def test_trained_vww_at_8_and_16_bits():
     assert fidelity(*outputs(model, r16.spec, test, r16.model)).sqnr_db >= 50.0
 
 
-@pytest.mark.parametrize("name, file", [("dscnn", "kws_ref_model"),
+@pytest.mark.parametrize("name, file", [pytest.param("dscnn", "kws_ref_model",
+                                                     marks=pytest.mark.slow),
                                         pytest.param("resnet8", "pretrainedResnet_quant",
                                                      marks=pytest.mark.slow),
                                         ("ad", "ad01_int8")])
