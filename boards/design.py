@@ -65,9 +65,9 @@ def load_generated(folder: str | Path) -> Generated:
     folder = Path(folder)
     rep_path = folder / "report.json"
     if not rep_path.is_file():
-        raise DynfixError(f"{folder} is not a dynfix generate output (no report.json); run "
-                          f"dynfix generate MODEL --quant Q.yaml --board NAME --output "
-                          f"{folder}")
+        raise DynfixError(f"{folder} is not a dynfix generate output (no report.json); "
+                          f"generate the design for the board into it first (dynfix.generate, "
+                          f"or the generate command)")
     try:
         rep = json.loads(rep_path.read_text())
         top, eng = rep["top"], rep["engine"]

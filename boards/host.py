@@ -9,14 +9,15 @@ import serial
 
 from dynfix.boards.protocol import (CMD_INFO, INFO_LEN, LinkInfo, Result, infer_request,
                                     parse_result)
-from dynfix.errors import DynfixError
+from dynfix.errors import DynfixError, literal
 
 
 def open_port(port: str, baud: int, timeout: float):
     """Open ``port`` 8N1 at ``baud``; a missing or busy port is a DynfixError."""
     if not port.startswith(("socket://", "loop://", "rfc2217://")) and not os.path.exists(port):
-        raise DynfixError(f"serial port {port} does not exist; is the board plugged in? "
-                          f"(iCEBreaker: /dev/ttyUSB1, ULX3S: /dev/ttyUSB0; pass --port)")
+        raise DynfixError(f"serial port {literal(port)} does not exist; is the board plugged "
+                          f"in? (iCEBreaker: /dev/ttyUSB1, ULX3S: /dev/ttyUSB0: set {{port}})",
+                          ("port",))
     try:
         return serial.serial_for_url(port, baudrate=baud, bytesize=8, parity="N",
                                      stopbits=1, timeout=timeout)

@@ -30,7 +30,7 @@ from dynfix.boards.design import add_flash_image, board_top, load_generated
 from dynfix.boards.host import BoardClient, open_port
 from dynfix.boards.fit import FitResult, check_generated_fits, fit as fit_model
 from dynfix.boards.synth import SynthResult, check_result, synthesize
-from dynfix.errors import DynfixError
+from dynfix.errors import DynfixError, literal
 from dynfix.hw.compiler import CompiledModel, compile_model, plan_groups
 from dynfix.hw.config import EngineConfig
 from dynfix.hw.generate import write_outputs
@@ -117,7 +117,7 @@ def quantize(model: ModelLike, calib: DataLike = "digits", bits: str = "8",
     if not isinstance(options, QuantOptions):
         options = method_options(method, options)
     layer_widths(m, str(bits), overrides)            # bad widths fail before any work
-    check_data_fits(m, calib, "calibration data")
+    check_data_fits(m, calib, "calibration data", "calib")
     x, _ = load_inputs(calib, split="calib")
     check_calib(m, x)
     t0 = time.perf_counter()
@@ -367,7 +367,7 @@ def run_board(port: str, quant: QuantLike, model: ModelLike = "digits",
     """``dynfix run-board``: send images to a board running the dynfix bitstream, read back
     logits, class and cycle count, and compare them bit for bit with the integer model."""
     if images is not None and images < 1:
-        raise DynfixError("--images must be at least 1")
+        raise DynfixError("{images} must be at least 1", ("images",))
     m, spec = _model_and_spec(quant, model)
     x, y = load_inputs(data, "test")
     if images is not None:
@@ -433,8 +433,8 @@ def infer(model: ModelLike, x: np.ndarray, quant: QuantLike | None = None, raw: 
     model's, dequantized to float32 (``raw``: the int64 integers)."""
     m = load_model(model)
     if raw and quant is None:
-        raise DynfixError("--raw needs --quant Q.yaml (raw integers come from the integer "
-                          "model)")
+        raise DynfixError("{raw} needs {quant} Q.yaml (raw integers come from the integer "
+                          "model)", ("raw", "quant"))
     if quant is None:
         return predict(m, x)
     m, spec = _model_and_spec(quant, m)
@@ -455,16 +455,17 @@ def _metric(metric: str, kind: str, labels: bool, quant: bool) -> str:
             metric = "sqnr"
         else:
             raise DynfixError("the model's output is not classes, so top-1 accuracy does "
-                              "not apply; pass --quant Q.yaml to measure the integer "
-                              "model's output SQNR against the float model (or --metric "
-                              "accuracy to compare its argmax with labels anyway)")
+                              "not apply; pass {quant} Q.yaml to measure the integer "
+                              "model's output SQNR against the float model (or {metric} "
+                              "accuracy to compare its argmax with labels anyway)",
+                              ("quant", "metric"))
     if metric == "accuracy" and not labels:
         raise DynfixError("top-1 accuracy needs labelled data: a D.npz with arrays x and y, "
-                          "or digits (without labels, --quant Q.yaml measures agreement "
-                          "and SQNR against the float model)")
+                          "or digits (without labels, {quant} Q.yaml measures agreement "
+                          "and SQNR against the float model)", ("quant",))
     if metric in ("agreement", "sqnr") and not quant:
-        raise DynfixError(f"--metric {metric} compares the integer model with the float "
-                          f"model: pass --quant Q.yaml")
+        raise DynfixError(f"{{metric}} {metric} compares the integer model with the float "
+                          f"model: pass {{quant}} Q.yaml", ("metric", "quant"))
     return metric
 
 
@@ -514,7 +515,8 @@ def compress(model: ModelLike, svd: dict[str, int] | list[str],
     or ``["layer=rank", ...]``); written as ``.onnx`` or ``.yaml`` if ``output`` is given."""
     out = Path(output) if output is not None else None
     if out is not None and out.suffix.lower() not in (".onnx", ".yaml", ".yml"):
-        raise DynfixError(f"--output {str(output)!r}: expected an .onnx or .yaml file name")
+        raise DynfixError(f"{{output}} {literal(repr(str(output)))}: expected an .onnx or "
+                          f".yaml file name", ("output",))
     m = load_model(model)
     new, reports = svd_compress(m, svd if isinstance(svd, dict) else parse_svd(svd))
     if out is not None:

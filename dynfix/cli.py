@@ -20,7 +20,7 @@ import sys
 import threading
 
 from dynfix import commands
-from dynfix.errors import DynfixError
+from dynfix.errors import DynfixError, flag
 
 
 class Terminated(KeyboardInterrupt):
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except DynfixError as e:
-        print(f"dynfix: error: {e}", file=sys.stderr)
+        print(f"dynfix: error: {e.render(flag)}", file=sys.stderr)
         return 1
     except Terminated:
         print("dynfix: terminated", file=sys.stderr)

@@ -15,7 +15,7 @@ import numpy as np
 import yaml
 
 from dynfix.boards.registry import Board, get_board as _get_board
-from dynfix.errors import DynfixError
+from dynfix.errors import DynfixError, literal
 from dynfix.hw.config import EngineConfig
 from dynfix.quant.datasets import load_data
 from dynfix.quant.ir import Model
@@ -40,12 +40,15 @@ def load_inputs(data: DataLike, split: str = "test", labels: bool = False
     return load_data(str(data), split=split, need_labels=labels)
 
 
-def check_data_fits(model: Model, data: DataLike, what: str = "data") -> None:
-    """Fail early, with a hint, when the bundled digits images do not fit ``model``."""
+def check_data_fits(model: Model, data: DataLike, what: str = "data",
+                    option: str = "data") -> None:
+    """Fail early, with a hint, when the bundled digits images do not fit ``model``
+    (``option``: the caller's argument that takes the data)."""
     if isinstance(data, str) and data == "digits" and tuple(model.input_shape) != (1, 8, 8):
         shape = "x".join(map(str, model.input_shape))
-        raise DynfixError(f"model {model.name!r} takes {shape} inputs but the digits images "
-                          f"are 1x8x8: pass your own {what} (--data D.npz with arrays x, y)")
+        raise DynfixError(f"model {literal(repr(model.name))} takes {shape} inputs but the "
+                          f"digits images are 1x8x8: pass your own {what} ({{{option}}} D.npz "
+                          f"with arrays x, y)", (option,))
 
 
 def load_spec(model: Model, quant: QuantSpec | str | Path) -> QuantSpec:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dynfix.errors import DynfixError
+from dynfix.errors import DynfixError, literal
 from .ir import Linear, Model
 
 SUFFIX = "_svd"
@@ -38,12 +38,14 @@ def parse_svd(items: list[str]) -> dict[str, int]:
     for item in items:
         m = re.fullmatch(r"\s*([^=\s]+)\s*=\s*(\d+)\s*", item)
         if not m:
-            raise DynfixError(f"--svd {item!r}: expected LAYER=RANK (e.g. fc=4)")
+            raise DynfixError(f"{{svd}} {literal(repr(item))}: expected LAYER=RANK (e.g. fc=4)",
+                              ("svd",))
         if m.group(1) in out:
-            raise DynfixError(f"--svd: layer {m.group(1)!r} is given twice")
+            raise DynfixError(f"{{svd}}: layer {literal(repr(m.group(1)))} is given twice",
+                              ("svd",))
         out[m.group(1)] = int(m.group(2))
     if not out:
-        raise DynfixError("nothing to compress: give at least one --svd LAYER=RANK")
+        raise DynfixError("nothing to compress: give at least one {svd} LAYER=RANK", ("svd",))
     return out
 
 
@@ -52,8 +54,8 @@ def factor(layer: Linear, rank: int) -> tuple[Linear, Linear, SvdReport]:
     w = layer.weight.astype(np.float64)
     m, f = w.shape
     if not 1 <= rank < min(m, f):
-        raise DynfixError(f"--svd {layer.name}={rank}: rank must be in 1..{min(m, f) - 1} "
-                          f"for a {f} -> {m} layer")
+        raise DynfixError(f"{{svd}} {literal(layer.name)}={rank}: rank must be in "
+                          f"1..{min(m, f) - 1} for a {f} -> {m} layer", ("svd",))
     u, s, vt = np.linalg.svd(w, full_matrices=False)
     root = np.sqrt(s[:rank])
     first = Linear(layer.name + SUFFIX, tuple(layer.inputs),
@@ -69,12 +71,15 @@ def compress(model: Model, ranks: dict[str, int]) -> tuple[Model, list[SvdReport
     names = {layer.name for layer in model.layers}
     for name in ranks:
         if name not in names:
-            raise DynfixError(f"--svd: model {model.name!r} has no layer {name!r}")
+            raise DynfixError(f"{{svd}}: model {literal(repr(model.name))} has no layer "
+                              f"{literal(repr(name))}", ("svd",))
         if not isinstance(model.layer(name), Linear):
-            raise DynfixError(f"--svd: layer {name!r} is a {model.layer(name).op}, not a "
-                              f"fully connected (Linear) layer")
+            raise DynfixError(f"{{svd}}: layer {literal(repr(name))} is a "
+                              f"{model.layer(name).op}, not a fully connected (Linear) layer",
+                              ("svd",))
         if name + SUFFIX in names:
-            raise DynfixError(f"--svd: layer name {name + SUFFIX!r} is already taken")
+            raise DynfixError(f"{{svd}}: layer name {literal(repr(name + SUFFIX))} is already "
+                              f"taken", ("svd",))
     layers, reports = [], []
     for layer in model.layers:
         if layer.name in ranks:

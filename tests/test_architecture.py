@@ -125,3 +125,22 @@ def test_comments_carry_no_measurements():
             if tok.type in (tokenize.COMMENT, tokenize.STRING) and figure.search(text):
                 found.append(f"{path.relative_to(ROOT)}:{tok.start[0]}")
     assert not found, "measurements in comments: " + ", ".join(found)
+
+
+def test_api_error_messages_name_no_cli_flags():
+    """Below the commands, a DynfixError names the caller's argument through a placeholder
+    (``{images}``, dynfix.errors), which the CLI renders as its flag: no message written
+    there spells a flag (``--images``) itself."""
+    import re
+    flag_text = re.compile(r"(^|[\s(])--[a-z]")
+    found = []
+    for name, path in modules().items():
+        if name.startswith(("dynfix.commands", "dynfix.cli")):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "DynfixError":
+                texts = [c.value for c in ast.walk(node) if isinstance(c, ast.Constant)
+                         and isinstance(c.value, str)]
+                if any(flag_text.search(t) for t in texts):
+                    found.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert not found, "flags in API error messages: " + ", ".join(found)

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dynfix.errors import DynfixError
+from dynfix.errors import DynfixError, flag
 from dynfix.quant import adjust, fixed
 from dynfix.quant.fidelity import Fidelity, Objective, fidelity, output_kind, outputs, sqnr_db
 from dynfix.quant.float_model import forward
@@ -200,8 +200,10 @@ def test_evaluate_sqnr_and_agreement_hand_computed():
     assert sqnr_db(np.array([1.0, 2.0]), np.array([1.0, 2.0])) == float("inf")
     with pytest.raises(DynfixError, match="top-1 accuracy needs labelled data"):
         api.evaluate(m, x, spec, "accuracy")
-    with pytest.raises(DynfixError, match="pass --quant"):
+    with pytest.raises(DynfixError, match="pass quant Q.yaml") as e:   # the API's words;
         api.evaluate(m, x, None, "sqnr")
+    assert "--" not in str(e.value)
+    assert "pass --quant Q.yaml" in e.value.render(flag)           # the CLI's
 
 
 def test_adjusted_parameters_round_trip_through_qyaml(tmp_path):

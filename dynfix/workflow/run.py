@@ -26,7 +26,7 @@ import numpy as np
 
 from dynfix import api
 from dynfix.boards.registry import Board
-from dynfix.errors import DynfixError
+from dynfix.errors import DynfixError, literal
 from dynfix.fileio import atomic_folder
 from dynfix.hw.compiler import plan_groups
 from dynfix.inputs import check_data_fits, get_board, load_inputs, load_model
@@ -93,14 +93,16 @@ def check_output(out: Path) -> None:
         if not out.is_dir():
             raise DynfixError(f"output {str(out)!r} exists and is not a folder")
         if any(out.iterdir()) and not (out / MARKER).is_file():
-            raise DynfixError(f"output folder {str(out)!r} exists and is not a dynfix flow "
-                              f"output; choose another --output or remove it")
+            raise DynfixError(f"output folder {literal(repr(str(out)))} exists and is not a "
+                              f"dynfix flow output; choose another {{output}} or remove it",
+                              ("output",))
 
 
 def prepare(opts: FlowOptions) -> tuple[Model, Board, str, str]:
     """Load and check everything before any work; returns (model, board, data, calib)."""
     if not isinstance(opts.images, int) or opts.images < 1:
-        raise DynfixError(f"--images must be a positive integer, got {opts.images!r}")
+        raise DynfixError(f"{{images}} must be a positive integer, got "
+                          f"{literal(repr(opts.images))}", ("images",))
     model = load_model(opts.model)
     layer_widths(model, str(opts.bits))
     plan_groups(model)                          # layers the engine cannot run: fail now
@@ -108,7 +110,7 @@ def prepare(opts: FlowOptions) -> tuple[Model, Board, str, str]:
     data = str(opts.data) if opts.data is not None else "digits"
     calib = str(opts.calib) if opts.calib is not None else data
     check_data_fits(model, data)
-    check_data_fits(model, calib, "calibration data")
+    check_data_fits(model, calib, "calibration data", "calib")
     x, _ = load_inputs(data, split="test")
     check_input(model, x[:1])
     return model, board, data, calib
