@@ -1,5 +1,5 @@
 """Test helper: the cocotb test of a bank of :class:`dynfix.hw.ecp5_mul.Ecp5Mul` cells
-(``test_ecp5_mul.Ecp5MulBank``'s Verilog with dynfix's MULT18X18D model; or of packed cells,
+(``mul_helpers.Ecp5MulBank``'s Verilog with dynfix's MULT18X18D model; or of packed cells,
 ``test_ecp5_packed_mul``): drives the job's
 operand vectors, one per cycle, and records the products seen every cycle; the checks (values
 and latency) are ``test_ecp5_mul``'s."""

@@ -10,6 +10,7 @@ import numpy as np
 from dynfix.quant.datasets import load_digits
 from dynfix.quant.ir import Conv2d, Flatten, Linear, MaxPool2d, Model, ReLU
 from dynfix.quant.load import load_model
+from dynfix.quant.qspec import LayerFormat, QuantSpec
 from dynfix.quant.search import search
 
 
@@ -81,3 +82,16 @@ def residual_net(seed: int = 5, bits: str = "8"):
     model = Model("residual", "x", (3, 6, 6), layers)
     calib = rng.standard_normal((64, 3, 6, 6)).astype(np.float32)
     return model, search(model, calib, bits=bits), calib
+
+
+def fc_model(outputs: int, inputs: int = 64) -> tuple[Model, QuantSpec]:
+    """One Linear layer, ``outputs`` x ``inputs`` 8-bit weights."""
+    rng = np.random.default_rng(0)
+    fc = Linear("fc", inputs=("flat",),
+                weight=rng.normal(size=(outputs, inputs)).astype(np.float32),
+                bias=np.zeros(outputs, np.float32))
+    model = Model("big", "input", (1, 8, inputs // 8), [Flatten("flat", inputs=("input",)),
+                                                        fc])
+    fmt = LayerFormat("fc", bw_w=8, fl_w=7, bw_b=16, fl_b=10, bw_in=8, fl_in=6, bw_x=8,
+                      fl_out=4, acc_bits=24)
+    return model, QuantSpec("big", "static", "8", 8, 6, {"fc": fmt})

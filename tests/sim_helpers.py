@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from dynfix.errors import DynfixError
+from dynfix.hw.cycle_model import layer_cycles
 from dynfix.hw.lint import find_verilator
 from dynfix.sim.simulators import check_available
 
@@ -50,3 +52,19 @@ def run_icarus(sources: list[Path], toplevel: str, test_module: str, build_dir: 
     except SystemExit:                       # the runner's way of saying a test failed
         pass
     return log
+
+
+def check(cm, ref, res):
+    """A simulation ``res`` of compiled model ``cm`` equals the integer model's outputs
+    ``ref`` image by image, the cycle model counts its per-layer cycles exactly, and every
+    group's MAC utilization lies in (0, 1]."""
+    assert res.images == len(ref) and res.mismatches == 0
+    assert res.outputs.shape == ref.shape
+    predicted = [layer_cycles(cm.config, p) for p in cm.plans]
+    for got, want, layers, cycles in zip(res.outputs, ref, res.image_layer_cycles, res.cycles):
+        np.testing.assert_array_equal(got, want)
+        assert layers == predicted                      # the cycle model is exact
+        assert cycles == sum(layers)
+    # Useful MACs over products x cycles, per group: a depthwise group's fan-in is its
+    # window, not its input channels times the window.
+    assert all(0 < u <= 1 for u in res.mac_utilization.values()), res.mac_utilization

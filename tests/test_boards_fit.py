@@ -2,7 +2,6 @@
 
 import dataclasses
 
-import numpy as np
 import pytest
 
 from dynfix.boards.fit import evaluate_config, fit
@@ -10,9 +9,9 @@ from dynfix.boards.registry import get_board
 from dynfix.errors import DynfixError
 from dynfix.hw.config import EngineConfig
 from dynfix.hw.resources import Device, estimate, memory_blocks
-from dynfix.quant.ir import Flatten, Linear, Model
 from dynfix.quant.load import load_model
-from dynfix.quant.qspec import LayerFormat, QuantSpec
+
+from hw_models import fc_model
 
 ICE40 = get_board("icebreaker").bram.shapes
 ECP5 = get_board("ulx3s").bram.shapes
@@ -205,7 +204,7 @@ def test_ecp5_fit_packs_narrow_weights_before_lut_products(digits):
 def test_ecp5_lut_products_stop_at_the_lut_share():
     """A wide Linear layer could use hundreds of products: on the OrangeCrab the LUT share
     for LUT products, not the DSP blocks, stops the fit."""
-    model, spec = _fc_model(256, 256)
+    model, spec = fc_model(256, 256)
     r = fit(model, spec, get_board("orangecrab"))
     c = r.chosen.config
     assert c.lut_products > 0 and c.dsp_blocks == 28
@@ -224,23 +223,10 @@ def test_estimate_grows_with_parallelism(digits):
                                "control", "mem_weights", "mem_fmap", "board_top"}
 
 
-def _fc_model(outputs: int, inputs: int = 64) -> tuple[Model, QuantSpec]:
-    """One Linear layer, ``outputs`` x ``inputs`` 8-bit weights."""
-    rng = np.random.default_rng(0)
-    fc = Linear("fc", inputs=("flat",),
-                weight=rng.normal(size=(outputs, inputs)).astype(np.float32),
-                bias=np.zeros(outputs, np.float32))
-    model = Model("big", "input", (1, 8, inputs // 8), [Flatten("flat", inputs=("input",)),
-                                                        fc])
-    fmt = LayerFormat("fc", bw_w=8, fl_w=7, bw_b=16, fl_b=10, bw_in=8, fl_in=6, bw_x=8,
-                      fl_out=4, acc_bits=24)
-    return model, QuantSpec("big", "static", "8", 8, 6, {"fc": fmt})
-
-
 def test_weights_beyond_block_ram_go_to_spram():
     """32 K weights (256 kbit) overflow the iCEBreaker's 30 block RAMs (120 kbit): the fit
     puts them in its SPRAMs, at most 4 x 16 bits wide, so 8 products per cycle read them."""
-    model, spec = _fc_model(512)
+    model, spec = fc_model(512)
     r = fit(model, spec, get_board("icebreaker"))
     c = r.chosen.config
     assert r.chosen.fits and c.w_spram == 1
@@ -254,7 +240,7 @@ def test_weights_beyond_block_ram_go_to_spram():
 
 
 def test_model_too_big_fails_before_synthesis():
-    model, spec = _fc_model(2048, 96)       # 192 K weights: more than 4 SPRAMs hold
+    model, spec = fc_model(2048, 96)       # 192 K weights: more than 4 SPRAMs hold
     with pytest.raises(DynfixError, match=r"big does not fit icebreaker even with the smallest "
                                           r"engine.*SPRAMs \d+ > 4.*weights") as e:
         fit(model, spec, get_board("icebreaker"))

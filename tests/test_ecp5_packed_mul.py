@@ -19,8 +19,7 @@ from dynfix.hw.ecp5_mul import CELL, LATENCY
 from dynfix.hw.ecp5_packed_mul import Ecp5PackedMul
 from dynfix.hw.generate import ensure_yosys
 
-from test_ecp5_mul import check_on_verilator, run_bank, simulate_bank
-from test_ice40_dual_mac import check_same_sums_as_single
+from mul_helpers import check_on_verilator, check_same_sums_as_single, run_bank, simulate_bank
 
 needs_icarus = pytest.mark.usefixtures("icarus")
 

@@ -10,13 +10,13 @@ import pytest
 
 from dynfix.hw.compiler import compile_model
 from dynfix.hw.config import EngineConfig
-from dynfix.hw.cycle_model import layer_cycles
 from dynfix.hw.generate import write_outputs
 from dynfix.quant.datasets import load_digits
 from dynfix.quant.int_model import IntModel
 from dynfix.sim.simulate import Design, simulate as run_images
 
 from hw_models import digits_8bit, residual_net, small_net
+from sim_helpers import check
 
 pytestmark = pytest.mark.usefixtures("icarus")
 
@@ -29,19 +29,6 @@ def simulate(model, spec, cfg, x, tmp_path):
     res = run_images(Design(tmp_path / "gen", report, model, spec, cm), x, None,
                      tmp_path / "build", "icarus", chunk=1)
     return cm, ref, res
-
-
-def check(cm, ref, res):
-    assert res.images == len(ref) and res.mismatches == 0
-    assert res.outputs.shape == ref.shape
-    predicted = [layer_cycles(cm.config, p) for p in cm.plans]
-    for got, want, layers, cycles in zip(res.outputs, ref, res.image_layer_cycles, res.cycles):
-        np.testing.assert_array_equal(got, want)
-        assert layers == predicted                      # the cycle model is exact
-        assert cycles == sum(layers)
-    # Useful MACs over products x cycles, per group: a depthwise group's fan-in is its
-    # window, not its input channels times the window.
-    assert all(0 < u <= 1 for u in res.mac_utilization.values()), res.mac_utilization
 
 
 def test_digits_bit_exact(tmp_path):

@@ -20,10 +20,10 @@ from dynfix.hw.config import EngineConfig
 from dynfix.hw.generate import ensure_yosys
 from dynfix.hw.ice40_cells import SIM_DEFINES, cell_model, sim_sources
 from dynfix.hw.ice40_dual_mac import CELL, LATENCY, DualMul
-from dynfix.hw.mac_array import MacArray
 from dynfix.hw.timing import OPERAND_STAGES, PRODUCT_STAGES
 
 from dual_mac_vectors import bank_vectors, pack, unpack
+from mul_helpers import check_same_sums_as_single
 
 needs_icarus = pytest.mark.usefixtures("icarus")
 
@@ -146,62 +146,6 @@ def test_cell_against_yosys_model_every_pair(a_bits, b_bits, tmp_path):
     r = run_bank(a_bits, b_bits, cells, tmp_path / "bank")
     assert r["wrong"] == []
     assert r["checked"] == 2 * (1 << (a_bits + b_bits))
-
-
-def mac_array_run(cfg: EngineConfig, items: list[dict]) -> list[tuple[int, list[int]]]:
-    """(cycle, sums) of every output of a MAC array (paired products: the behavioural
-    cells) fed ``items``, one per cycle."""
-    dut = MacArray(cfg, cell=False)
-    out = []
-
-    async def tb(ctx):
-        ctx.set(dut.bias_shift, 3)
-        for t in range(len(items) + dut.latency + 1):
-            if t < len(items):
-                it = items[t]
-                ctx.set(dut.valid, 1)
-                ctx.set(dut.first, it["first"])
-                ctx.set(dut.last, it["last"])
-                ctx.set(dut.x.as_value(), pack(it["x"], cfg.data_bits))
-                ctx.set(dut.w.as_value(), pack(it["w"], cfg.weight_bits))
-                ctx.set(dut.bias.as_value(), pack(it["bias"], cfg.bias_bits))
-            else:
-                ctx.set(dut.valid, 0)
-            await ctx.tick()
-            if ctx.get(dut.o_valid):
-                out.append((t, unpack(ctx.get(dut.o.as_value()), cfg.acc_bits, cfg.tm)))
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(tb)
-    sim.run()
-    return out
-
-
-def check_same_sums_as_single(lanes: int, tm: int, weight_bits: int = 8, **cells: int) -> None:
-    """A MAC array with its products on cells (``cells``: the config flags, behavioural
-    cells) gives the same sums on the same cycles as one inferred multiplier per product,
-    the largest products (all operands at their minimum) included."""
-    fitted = dict(data_bits=8, weight_bits=weight_bits, bias_bits=10, acc_bits=22,
-                  fmap_depth=16, weight_depth=16, bias_depth=4, prog_depth=2, dim_bits=5)
-    single = EngineConfig(k=1, tn=lanes, tm=tm, **fitted)
-    on_cells = EngineConfig(k=1, tn=lanes, tm=tm, **cells, **fitted)
-    rng = np.random.default_rng(lanes * 10 + tm)
-    w_min = -(1 << (weight_bits - 1))
-    items = []
-    for t in range(40):
-        x = rng.integers(-128, 128, lanes).tolist()
-        w = rng.integers(w_min, -w_min, lanes * tm).tolist()
-        if t < 6:                                       # all at the minimum: the largest
-            x, w = [-128] * lanes, [w_min] * (lanes * tm)
-        items.append({"x": x, "w": w, "bias": rng.integers(-512, 512, tm).tolist(),
-                      "first": int(t % 5 == 0), "last": int(t % 5 == 4)})
-    a = mac_array_run(single, items)
-    b = mac_array_run(on_cells, items)
-    assert len(a) == 8 and a == b
-    x, w = np.array(items[0]["x"]), np.array(items[0]["w"]).reshape(tm, lanes)
-    bias = np.array(items[0]["bias"]) << 3
-    assert a[0][1] == (bias + 5 * (w @ x)).tolist()         # the first pixel: 5 x the largest
 
 
 @pytest.mark.parametrize("lanes,tm", [(3, 3), (4, 2)])

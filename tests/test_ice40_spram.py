@@ -214,8 +214,8 @@ def test_flow_puts_big_weights_in_spram_and_runs_them(tmp_path):
     from dynfix.cli import main
     from dynfix.quant.yaml_io import save_yaml
 
-    from test_boards_fit import _fc_model
-    model, _ = _fc_model(512)
+    from hw_models import fc_model
+    model, _ = fc_model(512)
     save_yaml(model, tmp_path / "big.yaml")
     std = io.StringIO()
     with contextlib.redirect_stdout(std), contextlib.redirect_stderr(io.StringIO()):

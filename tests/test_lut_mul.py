@@ -14,8 +14,8 @@ from dynfix.hw.generate import ensure_yosys
 from dynfix.hw.lut_mul import LATENCY, LutMul
 from dynfix.hw.timing import OPERAND_STAGES, PRODUCT_STAGES
 
-from test_ecp5_mul import Ecp5MulBank, check_outputs, simulate_bank, vectors
-from test_ice40_dual_mac import check_same_sums_as_single
+from mul_helpers import (Ecp5MulBank, check_outputs, check_same_sums_as_single, simulate_bank,
+                         vectors)
 
 CELLS = 4
 

@@ -9,6 +9,8 @@ from dynfix.quant.ir import Flatten, Linear, Model, ReLU
 from dynfix.quant.qspec_io import load_qspec, save_qspec
 from dynfix.quant.search import search
 
+from quant_helpers import OLD_DIGITS_Q
+
 
 def net(name="net"):
     rng = np.random.default_rng(0)
@@ -102,19 +104,6 @@ def test_unreadable(tmp_path):
 from graph_nets import calib, res_dw_model  # noqa: E402
 from dynfix.quant.int_model import IntModel  # noqa: E402
 from dynfix.quant.qspec import AddFormat  # noqa: E402
-
-# Q.yaml of the bundled digits model as dynfix wrote it before graphs (chain-only layout).
-OLD_DIGITS_Q = """\
-model: digits
-method: greedy
-bits: '8'
-input_bw: 8
-input_fl: 6
-layers:
-- {name: conv1, bw_w: 8, fl_w: 6, bw_b: 16, fl_b: 12, bw_x: 8, fl_in: 6, fl_out: 5, acc_bits: 19, sqnr_db: 39.18, saturated: 30}
-- {name: conv2, bw_w: 8, fl_w: 7, bw_b: 16, fl_b: 12, bw_x: 8, fl_in: 5, fl_out: 4, acc_bits: 22, sqnr_db: 37.14, saturated: 2056}
-- {name: fc, bw_w: 8, fl_w: 7, bw_b: 16, fl_b: 11, bw_x: 8, fl_in: 4, fl_out: 2, acc_bits: 24, sqnr_db: 35.17, saturated: 0}
-"""  # noqa: E501
 
 
 def test_old_chain_file_loads_and_saves_byte_identical(tmp_path):

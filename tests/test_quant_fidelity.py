@@ -24,8 +24,7 @@ from dynfix.quant.search import GREEDY, method_options, search, search_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 from graph_nets import calib as graph_calib, res_dw_model  # noqa: E402
-from test_qspec_io import OLD_DIGITS_Q  # noqa: E402
-from test_search import digits_like_net  # noqa: E402
+from quant_helpers import OLD_DIGITS_Q, digits_like_net  # noqa: E402
 
 # What `dynfix quantize digits --calib digits -o Q.yaml` wrote before the additions (commit
 # 66638b1, method greedy), with the method now named greedy-paper.

@@ -11,6 +11,8 @@ from dynfix.quant.int_model import IntModel
 from dynfix.quant.ir import Clip, Conv2d, Flatten, Linear, MaxPool2d, Model, ReLU
 from dynfix.quant.search import search, search_model
 
+from quant_helpers import digits_like_net
+
 # One outlier (1.0) and forty small values (0.1): at 4 bits the overflow-free fl is 2, but
 # clipping the outlier pays. L1 error by fl (hand-computed, values * 2**fl rounded half up,
 # saturated to [-8, 7]): fl 2: 0 + 40*0.1 = 4.0; fl 3: 0.125 + 40*0.025 = 1.125;
@@ -72,18 +74,6 @@ def test_static_one_fl_per_kind():
     a, b = spec.layers["fc"], spec.layers["fc2"]
     assert (spec.input_fl, a.fl_out, b.fl_out) == (4, 4, 4)
     assert (a.fl_w, b.fl_w) == (3, 3)
-
-
-def digits_like_net():
-    rng = np.random.default_rng(3)
-    layers = [
-        Conv2d("c1", ("x",), weight=rng.normal(0, 0.3, (4, 1, 3, 3)).astype(np.float32),
-               bias=rng.normal(0, 0.1, 4).astype(np.float32), pads=(1, 1, 1, 1)),
-        ReLU("r1", ("c1",)), MaxPool2d("p1", ("r1",)), Flatten("f", ("p1",)),
-        Linear("fc", ("f",), weight=rng.normal(0, 0.3, (10, 64)).astype(np.float32),
-               bias=rng.normal(0, 0.1, 10).astype(np.float32))]
-    x = rng.uniform(0, 1, (200, 1, 8, 8)).astype(np.float32)
-    return Model("net", "x", (1, 8, 8), layers), x
 
 
 def test_16_bit_class_agreement_and_sqnr():

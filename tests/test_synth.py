@@ -17,7 +17,7 @@ from dynfix.boards.uart_tx import baud_divisor
 from dynfix.errors import DynfixError
 from dynfix.hw.fpga_family import fpga_family
 from dynfix.hw.host_interface import TOP_NAME
-from test_boards_top import EchoEngine
+from board_helpers import EchoEngine
 
 LOG = """Info: Max frequency for clock 'cd_sync.clk': 41.10 MHz (PASS at 12.00 MHz)
 Info: Max frequency for clock 'cd_sync.clk': 38.96 MHz (PASS at 12.00 MHz)
