@@ -115,7 +115,7 @@ def run_bank(text: str, a_bits: int, b_bits: int, build_dir: Path, a, b,
                                         "extra_cycles": LATENCY + 2,
                                         **({"outputs": outputs} if outputs else {})})
     try:
-        run_icarus([src, *sim_sources(text)], "bank", "ecp5_mul_tb", build_dir, job)
+        run_icarus([src, *sim_sources(text)], "bank", "mul_bank_tb", build_dir, job)
     except (SystemExit, RuntimeError):      # the runner's ways of saying the build failed
         return None
     return json.loads(result.read_text()) if result.exists() else None

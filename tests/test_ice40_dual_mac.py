@@ -23,7 +23,7 @@ from dynfix.hw.ice40_dual_mac import CELL, LATENCY, DualMul
 from dynfix.hw.timing import OPERAND_STAGES, PRODUCT_STAGES
 
 from dual_mac_vectors import bank_vectors, pack, unpack
-from mul_helpers import check_same_sums_as_single
+from mul_helpers import check_outputs, check_same_sums_as_single
 
 needs_icarus = pytest.mark.usefixtures("icarus")
 
@@ -108,8 +108,10 @@ def bank_verilog(a_bits: int, b_bits: int, cells: int) -> str:
                            emit_src=False, strip_internal_attrs=True)
 
 
-def run_bank(a_bits: int, b_bits: int, cells: int, build_dir: Path) -> dict:
-    """The bank's Verilog (SB_MAC16 instances) with yosys's cell model under cocotb/Icarus."""
+def run_bank(a_bits: int, b_bits: int, cells: int, build_dir: Path) -> tuple[list, list, list]:
+    """The bank's Verilog (SB_MAC16 instances) with yosys's cell model under cocotb/Icarus,
+    fed every operand pair in every half (``bank_vectors``): the operands and the products
+    recorded every cycle."""
     from dynfix.sim.simulators import error_lines, job_files
     from sim_helpers import run_icarus
     build_dir = build_dir.resolve()
@@ -118,11 +120,12 @@ def run_bank(a_bits: int, b_bits: int, cells: int, build_dir: Path) -> dict:
     src.write_text(bank_verilog(a_bits, b_bits, cells))
     cells_v = sim_sources(src.read_text())
     assert cells_v == [cell_model()]
-    job, result = job_files(build_dir, {"a_bits": a_bits, "b_bits": b_bits, "cells": cells,
-                                        "latency": LATENCY})
-    log = run_icarus([src, *cells_v], "bank", "dual_mac_tb", build_dir, job, SIM_DEFINES)
+    a, b = bank_vectors(a_bits, b_bits, cells)
+    job, result = job_files(build_dir, {"a_bits": a_bits, "b_bits": b_bits, "a": a, "b": b,
+                                        "outputs": 2 * cells, "extra_cycles": LATENCY + 2})
+    log = run_icarus([src, *cells_v], "bank", "mul_bank_tb", build_dir, job, SIM_DEFINES)
     assert result.exists(), f"the cocotb test failed{error_lines(log, 3)} (see {log})"
-    return json.loads(result.read_text())
+    return a, b, json.loads(result.read_text())["out"]
 
 
 def test_instance_is_a_dual_8x8_sb_mac16():
@@ -143,9 +146,9 @@ def test_cell_against_yosys_model_every_pair(a_bits, b_bits, tmp_path):
     operands in both halves exact, -128 x -128 included (the low half is signed in the dual
     8x8 mode: a model or cell that multiplied it unsigned would fail here)."""
     cells = CELLS if a_bits + b_bits == 16 else 8
-    r = run_bank(a_bits, b_bits, cells, tmp_path / "bank")
-    assert r["wrong"] == []
-    assert r["checked"] == 2 * (1 << (a_bits + b_bits))
+    a, b, out = run_bank(a_bits, b_bits, cells, tmp_path / "bank")
+    assert len(a) * len(a[0]) == 2 * (1 << (a_bits + b_bits))     # every pair, both halves
+    check_outputs(a, b, out, LATENCY)
 
 
 @pytest.mark.parametrize("lanes,tm", [(3, 3), (4, 2)])

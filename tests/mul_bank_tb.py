@@ -1,8 +1,9 @@
-"""Test helper: the cocotb test of a bank of :class:`dynfix.hw.ecp5_mul.Ecp5Mul` cells
-(``mul_helpers.Ecp5MulBank``'s Verilog with dynfix's MULT18X18D model; or of packed cells,
-``test_ecp5_packed_mul``): drives the job's
-operand vectors, one per cycle, and records the products seen every cycle; the checks (values
-and latency) are ``test_ecp5_mul``'s."""
+"""Test helper: the one cocotb test of a bank of multiplier cells, whatever the cells (ECP5
+MULT18X18D products with dynfix's model, ``mul_helpers.Ecp5MulBank``; packed pairs,
+``test_ecp5_packed_mul``; iCE40 SB_MAC16 pairs with yosys's model,
+``test_ice40_dual_mac.DualMulBank``): drives the job's operand vectors, one per cycle, and
+records the products seen every cycle. The checks (values and exact latency) are the
+tests', ``mul_helpers.check_outputs``."""
 
 from __future__ import annotations
 
