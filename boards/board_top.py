@@ -1,14 +1,17 @@
 """The board top: an inference engine behind a UART link, LEDs for busy and done; for an
-engine whose weights live in SPRAM, the weight load from the SPI flash at power-up."""
+engine whose weights live in SPRAM, the weight load from the SPI flash at power-up; with a
+PLL setting, the whole design clocked from the PLL (held in reset until it locks)."""
 
 from __future__ import annotations
 
-from amaranth import Cat, Module, Signal
+from amaranth import Cat, ClockDomain, Const, Instance, Module, Signal
 from amaranth.lib import io, wiring
+from amaranth.lib.cdc import ResetSynchronizer
 from amaranth.lib.wiring import In, Out
 
 from dynfix.boards.flash_image import FLASH_OFFSET, flash_header
 from dynfix.boards.host_link import HostLink
+from dynfix.boards.pll import Ecp5Pll, Ice40Pll
 from dynfix.boards.protocol import LinkInfo
 from dynfix.boards.spi_flash_reader import SPIFlashReader, check_reader
 from dynfix.boards.uart_rx import UARTRx
@@ -97,6 +100,10 @@ class BoardTop(wiring.Component):
         The clock, for the flash's wake-up wait (default: the board's).
     sck_div : int
         Clock cycles per SPI clock period (even, at least 2).
+    pll : Ice40Pll, Ecp5Pll or None
+        Built for a platform: clock the design from this PLL setting, fed by the board's
+        oscillator, instead of from the oscillator itself (``divisor`` and ``clk_hz`` are
+        then for the PLL's frequency).
 
     Members
     -------
@@ -117,7 +124,8 @@ class BoardTop(wiring.Component):
     """
 
     def __init__(self, engine: wiring.Component, info: LinkInfo, *, divisor: int, board=None,
-                 weights: bytes | None = None, clk_hz: int | None = None, sck_div: int = 2):
+                 weights: bytes | None = None, clk_hz: int | None = None, sck_div: int = 2,
+                 pll: Ice40Pll | Ecp5Pll | None = None):
         check_link(engine.signature, info)
         self._load = engine.signature.weight_load
         if self._load and clk_hz is None and board is not None:
@@ -128,6 +136,7 @@ class BoardTop(wiring.Component):
         self._divisor = divisor
         self._board = board
         self._weights, self._clk_hz, self._sck_div = weights, clk_hz, sck_div
+        self._pll = pll
         super().__init__({
             "uart_rx": In(1, init=1),
             "uart_tx": Out(1, init=1),
@@ -176,7 +185,39 @@ class BoardTop(wiring.Component):
 
         if platform is not None and self._board is not None:
             self._pins(m, platform)
+            if self._pll is not None:
+                self._clock(m, platform)
         return m
+
+    def _clock(self, m: Module, platform) -> None:
+        """The ``sync`` domain from the PLL, fed by the board's oscillator; a reset
+        synchronizer holds the design in reset until the PLL locks."""
+        p = self._pll
+        m.domains.sync = cd = ClockDomain("sync")
+        lock = Signal()
+        if isinstance(p, Ice40Pll):
+            # The oscillator's pad drives the PLL directly (SB_PLL40_PAD), no input buffer.
+            osc = platform.request(platform.default_clk, dir="-")
+            m.submodules.pll = Instance(
+                "SB_PLL40_PAD", p_FEEDBACK_PATH="SIMPLE", p_DIVR=p.divr, p_DIVF=p.divf,
+                p_DIVQ=p.divq, p_FILTER_RANGE=p.filter_range, io_PACKAGEPIN=osc.io,
+                i_RESETB=Const(1), i_BYPASS=Const(0), o_PLLOUTGLOBAL=cd.clk, o_LOCK=lock)
+        else:
+            osc = platform.request(platform.default_clk)
+            m.submodules.pll = Instance(
+                "EHXPLLL", p_CLKI_DIV=p.clki_div, p_CLKFB_DIV=p.clkfb_div,
+                p_CLKOP_DIV=p.clkop_div, p_CLKOP_CPHASE=p.clkop_cphase, p_CLKOP_FPHASE=0,
+                p_CLKOP_ENABLE="ENABLED", p_FEEDBK_PATH="CLKOP", p_PLLRST_ENA="DISABLED",
+                p_INTFB_WAKE="DISABLED", p_STDBY_ENABLE="DISABLED",
+                p_DPHASE_SOURCE="DISABLED", p_OUTDIVIDER_MUXA="DIVA",
+                a_FREQUENCY_PIN_CLKI=f"{p.f_in:g}", a_FREQUENCY_PIN_CLKOP=f"{p.f_out:.6f}",
+                i_CLKI=osc.i, i_CLKFB=cd.clk, o_CLKOP=cd.clk, o_LOCK=lock, i_RST=Const(0),
+                i_STDBY=Const(0), i_PHASESEL0=Const(0), i_PHASESEL1=Const(0),
+                i_PHASEDIR=Const(1), i_PHASESTEP=Const(1), i_PHASELOADREG=Const(1),
+                i_PLLWAKESYNC=Const(0), i_ENCLKOP=Const(0))
+        # nextpnr derives the PLL's output clock from the oscillator's constraint (iCE40)
+        # or reads it from the FREQUENCY_PIN attributes (ECP5).
+        m.submodules.reset_sync = ResetSynchronizer(~lock, domain="sync")
 
     def _weight_load(self, m: Module, engine) -> None:
         """The reader at boot, its bytes paired into ``engine.wl``'s halfwords."""

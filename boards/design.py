@@ -11,8 +11,10 @@ from pathlib import Path
 from dynfix.boards.board_top import BoardTop, check_link
 from dynfix.boards.engine_instance import EngineInstance
 from dynfix.boards.flash_image import FILE_NAME, weight_payload, write_flash_files
+from dynfix.boards.pll import Ecp5Pll, Ice40Pll, fastest_pll
 from dynfix.boards.protocol import LinkInfo
 from dynfix.boards.registry import Board
+from dynfix.boards.spi_flash_reader import sck_divider
 from dynfix.boards.synth import SynthResult
 from dynfix.boards.uart_tx import baud_divisor
 from dynfix.errors import DynfixError
@@ -84,18 +86,29 @@ def load_generated(folder: str | Path) -> Generated:
     return Generated(folder, rep, verilog, info)
 
 
-def board_top(gen: Generated, board: Board) -> BoardTop:
-    """The board top around the generated engine, for ``board``'s clock and UART; an engine
-    with its weights in SPRAM loads them from the board's flash at power-up."""
+def board_pll(board: Board, clock_mhz: float | None) -> Ice40Pll | Ecp5Pll | None:
+    """The PLL setting that clocks the design at the highest frequency the PLL reaches at or
+    below ``clock_mhz`` (None: the board's oscillator, no PLL)."""
+    if clock_mhz is None or clock_mhz == board.clock_mhz:
+        return None
+    return fastest_pll(board.family.name, board.clock_mhz, clock_mhz)
+
+
+def board_top(gen: Generated, board: Board, pll: Ice40Pll | Ecp5Pll | None = None) -> BoardTop:
+    """The board top around the generated engine, for ``board``'s UART and its clock (the
+    oscillator, or ``pll``'s output); an engine with its weights in SPRAM loads them from
+    the board's flash at power-up, SCK within the flash's read limit."""
     check_link(EngineHostSignature(gen.info.in_bits), gen.info)   # before building anything
     weights = gen.weights_payload
     if weights is not None and board.spram is None:
         raise DynfixError(f"the engine in {gen.folder} keeps its weights in iCE40 SPRAM; "
                           f"{board.name} has none: generate the engine for this board")
-    divisor = baud_divisor(board.clock_mhz * 1e6, board.baud)
+    clk_hz = (pll.f_out if pll is not None else board.clock_mhz) * 1e6
+    divisor = baud_divisor(clk_hz, board.baud)
     engine = EngineInstance(gen.verilog, gen.info.in_bits, gen.report["top"],
                             weight_load=gen.weight_load)
-    return BoardTop(engine, gen.info, divisor=divisor, board=board, weights=weights)
+    return BoardTop(engine, gen.info, divisor=divisor, board=board, weights=weights,
+                    clk_hz=round(clk_hz), sck_div=sck_divider(clk_hz), pll=pll)
 
 
 def add_flash_image(result: SynthResult, gen: Generated, build_dir: str | Path) -> None:

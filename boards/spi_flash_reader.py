@@ -18,7 +18,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 __all__ = ["SPIFlashReader", "check_reader", "RELEASE_POWER_DOWN", "READ", "T_RES1", "FLASH_BYTES",
-           "wake_cycles", "byte_cycles"]
+           "READ_MAX_HZ", "sck_divider", "wake_cycles", "byte_cycles"]
 
 RELEASE_POWER_DOWN = 0xAB
 READ = 0x03
@@ -26,6 +26,14 @@ READ = 0x03
 T_RES1 = 3e-6
 #: A 24-bit address reaches 16 MiB.
 FLASH_BYTES = 1 << 24
+#: Highest SCK of the READ (0x03) command, in Hz (the W25Q128JV datasheet's fR).
+READ_MAX_HZ = 50_000_000
+
+
+def sck_divider(clk_hz: float) -> int:
+    """The smallest even ``sck_div`` (at least 2) that keeps SCK within :data:`READ_MAX_HZ`
+    on a ``clk_hz`` clock."""
+    return max(2, 2 * math.ceil(clk_hz / (2 * READ_MAX_HZ)))
 
 
 def wake_cycles(clk_hz: int) -> int:

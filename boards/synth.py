@@ -52,6 +52,10 @@ class SynthResult:
     flash_image: str = ""
     #: The commands that program the board (run in the bitstream's folder), when known.
     program: list[str] = field(default_factory=list)
+    #: The clock the bitstream runs at, MHz: the oscillator's, or the PLL's output.
+    clock_mhz: float = 0.0
+    #: The PLL setting that makes that clock (empty: the oscillator drives the design).
+    pll: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -64,6 +68,9 @@ class SynthResult:
         verdict = "met" if self.timing_met else "NOT MET"
         return [
             f"board {self.board} ({self.device}), bitstream {self.bitstream}",
+            *([f"  clock {self.clock_mhz:g} MHz"
+               + (f" (PLL from {self.pll['f_in_mhz']:g} MHz)" if self.pll else "")]
+              if self.clock_mhz else []),
             f"  LUTs  {use('luts', self.luts)}",
             f"  FFs   {use('ffs', self.ffs)}",
             f"  DSPs  {use('dsps', self.dsps)}",

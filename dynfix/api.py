@@ -20,13 +20,13 @@ from __future__ import annotations
 import json
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
-from dynfix.boards.design import add_flash_image, board_top, load_generated
+from dynfix.boards.design import add_flash_image, board_pll, board_top, load_generated
 from dynfix.boards.host import BoardClient, open_port
 from dynfix.boards.fit import FitResult, check_generated_fits, fit as fit_model
 from dynfix.boards.synth import SynthResult, check_result, synthesize
@@ -305,7 +305,7 @@ def simulate(generated: GenerateResult | str | Path, quant: QuantLike | None = N
 
 def synth(generated: GenerateResult | str | Path, board: Any = None,
           build_dir: str | Path | None = None, check_timing: bool = True,
-          fit_check: bool = True) -> SynthResult:
+          fit_check: bool = True, clock_mhz: float | None = None) -> SynthResult:
     """``dynfix synth``: the board top around the engine -> bitstream, utilization, Fmax.
 
     The board defaults to the one the design was generated for (``generate(..., board=)``),
@@ -313,7 +313,10 @@ def synth(generated: GenerateResult | str | Path, board: Any = None,
     ``build/``). Raises when the estimate does not fit the board (unless ``fit_check`` is
     false) and when timing is not met (unless ``check_timing`` is false). An engine with its
     weights in SPRAM also gets ``weights.flash.bin`` beside the bitstream, and the result
-    names the commands that program both (``flash_image``, ``program``).
+    names the commands that program both (``flash_image``, ``program``). ``clock_mhz``
+    clocks the design from the board's PLL at the highest frequency it reaches at or below
+    that (the result's ``clock_mhz`` and ``pll``; timing is checked at it); None: the
+    board's oscillator.
     """
     folder = generated.folder if isinstance(generated, GenerateResult) else Path(generated)
     gen = load_generated(folder)
@@ -324,7 +327,11 @@ def synth(generated: GenerateResult | str | Path, board: Any = None,
     if fit_check:
         check_generated_fits(gen, b)
     out = Path(build_dir) if build_dir is not None else folder / "build"
-    result = synthesize(board_top(gen, b), b, out, check_timing=False)
+    pll = board_pll(b, clock_mhz)
+    at = replace(b, target_mhz=pll.f_out) if pll is not None else b
+    result = synthesize(board_top(gen, b, pll), at, out, check_timing=False)
+    result.clock_mhz = pll.f_out if pll is not None else b.clock_mhz
+    result.pll = pll.to_dict() if pll is not None else {}
     add_flash_image(result, gen, out)
     if check_timing:
         check_result(result)

@@ -264,3 +264,68 @@ def test_ecp5_lut_products_get_no_dsp_block(tmp_path):
         assert run.returncode == 0, (build / "yosys.log").read_text()[-2000:]
         stat = json.loads((build / "dynfix_top.stat.json").read_text())
         assert stat["design"]["num_cells_by_type"]["MULT18X18D"] == cells, name
+
+
+def _plan_text(top, board, suffix: str) -> tuple[str, str]:
+    """The board top's RTLIL and its constraints file, as the build would write them."""
+    from dynfix.boards.synth import prepare
+    files = prepare(top, board).files
+    text = {k: (v if isinstance(v, str) else v.decode()) for k, v in files.items()}
+    return text["dynfix_top.il"], next(v for k, v in text.items() if k.endswith(suffix))
+
+
+@pytest.mark.parametrize("name, mhz, cell, params", [
+    ("icebreaker", 30, "SB_PLL40_PAD", {"DIVR": 0, "DIVF": 79, "DIVQ": 5, "FILTER_RANGE": 1}),
+    ("ulx3s", 100, "EHXPLLL", {"CLKI_DIV": 1, "CLKFB_DIV": 4, "CLKOP_DIV": 6,
+                               "CLKOP_CPHASE": 2})])
+def test_a_requested_clock_comes_from_the_pll(name, mhz, cell, params):
+    """With a clock the board top builds the family's PLL with icepll's / ecppll's dividers
+    (fed by the oscillator, whose constraint nextpnr carries through the PLL) and resets the
+    design until it locks."""
+    from dynfix.boards.design import board_pll
+    board = get_board(name)
+    pll = board_pll(board, mhz)
+    assert pll.f_out == mhz and board_pll(board, None) is None
+    top = BoardTop(EchoEngine(16, 10, 8), LinkInfo(16, 10, 8, 8),
+                   divisor=baud_divisor(pll.f_out * 1e6, board.baud), board=board, pll=pll)
+    il, constraints = _plan_text(top, board, ".pcf" if name == "icebreaker" else ".lpf")
+    cell_text = il[il.index(f"cell \\{cell}"):]
+    cell_text = cell_text[:cell_text.index("\n  end")]
+    for key, value in params.items():
+        assert f"parameter \\{key} {value}\n" in cell_text
+    assert "reset_sync" in il
+    assert f"{board.clock_mhz:g}" in constraints            # the oscillator's constraint
+
+
+@pytest.mark.filterwarnings("ignore:.*created but never used")  # built, not elaborated
+def test_synth_clock_sets_the_uart_and_the_flash_clock(tmp_path):
+    """dynfix.boards.design.board_top at a PLL clock: the UART divisor and the flash
+    reader's clock follow the PLL, the SPI clock stays within the flash's read limit."""
+    from dynfix.boards.design import board_pll, board_top, load_generated
+    from dynfix.boards.spi_flash_reader import READ_MAX_HZ
+    board = get_board("orangecrab")
+    _, out = _generate(tmp_path, {"k": 1, "tn": 2, "tm": 2}, "k1tn2tm2")
+    gen = load_generated(out)
+    pll = board_pll(board, 133.4)
+    top = board_top(gen, board, pll)
+    assert round(pll.f_out, 2) == 133.33 and pll.clkop_div * pll.f_out <= 800
+    assert top._divisor == baud_divisor(pll.f_out * 1e6, board.baud)
+    assert top._clk_hz == round(pll.f_out * 1e6)
+    assert pll.f_out * 1e6 / top._sck_div <= READ_MAX_HZ and top._sck_div == 4
+    plain = board_top(gen, board)
+    assert plain._divisor == baud_divisor(board.clock_mhz * 1e6, board.baud)
+
+
+@pytest.mark.synth
+def test_small_ice40_build_on_the_pll(tmp_path):
+    """A real build of the stand-in top on the iCEBreaker's PLL at 30 MHz: nextpnr times the
+    PLL's clock, timing is met at it."""
+    from dynfix.boards.design import board_pll
+    from dataclasses import replace
+    board = get_board("icebreaker")
+    pll = board_pll(board, 30)
+    top = BoardTop(EchoEngine(16, 10, 8), LinkInfo(16, 10, 8, 8),
+                   divisor=baud_divisor(pll.f_out * 1e6, board.baud), board=board, pll=pll)
+    r = synthesize(top, replace(board, target_mhz=pll.f_out), tmp_path / "build")
+    assert r.timing_met and r.target_mhz == 30 and r.fmax_mhz >= 30
+    assert r.cells["SB_PLL40_PAD"] == 1
