@@ -203,7 +203,8 @@ class BoardTop(wiring.Component):
                 p_DIVQ=p.divq, p_FILTER_RANGE=p.filter_range, io_PACKAGEPIN=osc.io,
                 i_RESETB=Const(1), i_BYPASS=Const(0), o_PLLOUTGLOBAL=cd.clk, o_LOCK=lock)
         else:
-            osc = platform.request(platform.default_clk)
+            osc = platform.request(platform.default_clk, dir="-")
+            m.submodules.osc_buf = osc_buf = io.Buffer("i", osc)
             m.submodules.pll = Instance(
                 "EHXPLLL", p_CLKI_DIV=p.clki_div, p_CLKFB_DIV=p.clkfb_div,
                 p_CLKOP_DIV=p.clkop_div, p_CLKOP_CPHASE=p.clkop_cphase, p_CLKOP_FPHASE=0,
@@ -211,7 +212,7 @@ class BoardTop(wiring.Component):
                 p_INTFB_WAKE="DISABLED", p_STDBY_ENABLE="DISABLED",
                 p_DPHASE_SOURCE="DISABLED", p_OUTDIVIDER_MUXA="DIVA",
                 a_FREQUENCY_PIN_CLKI=f"{p.f_in:g}", a_FREQUENCY_PIN_CLKOP=f"{p.f_out:.6f}",
-                i_CLKI=osc.i, i_CLKFB=cd.clk, o_CLKOP=cd.clk, o_LOCK=lock, i_RST=Const(0),
+                i_CLKI=osc_buf.i, i_CLKFB=cd.clk, o_CLKOP=cd.clk, o_LOCK=lock, i_RST=Const(0),
                 i_STDBY=Const(0), i_PHASESEL0=Const(0), i_PHASESEL1=Const(0),
                 i_PHASEDIR=Const(1), i_PHASESTEP=Const(1), i_PHASELOADREG=Const(1),
                 i_PLLWAKESYNC=Const(0), i_ENCLKOP=Const(0))

@@ -317,15 +317,17 @@ def test_synth_clock_sets_the_uart_and_the_flash_clock(tmp_path):
 
 
 @pytest.mark.synth
-def test_small_ice40_build_on_the_pll(tmp_path):
-    """A real build of the stand-in top on the iCEBreaker's PLL at 30 MHz: nextpnr times the
-    PLL's clock, timing is met at it."""
+@pytest.mark.parametrize("name, mhz, cell", [("icebreaker", 30, "SB_PLL40_PAD"),
+                                             ("orangecrab", 60, "EHXPLLL")])
+def test_small_build_on_the_pll(tmp_path, name, mhz, cell):
+    """A real build of the stand-in top on the board's PLL: one PLL cell, nextpnr times the
+    PLL's clock (one clock), timing is met at it."""
     from dynfix.boards.design import board_pll
     from dataclasses import replace
-    board = get_board("icebreaker")
-    pll = board_pll(board, 30)
+    board = get_board(name)
+    pll = board_pll(board, mhz)
     top = BoardTop(EchoEngine(16, 10, 8), LinkInfo(16, 10, 8, 8),
                    divisor=baud_divisor(pll.f_out * 1e6, board.baud), board=board, pll=pll)
     r = synthesize(top, replace(board, target_mhz=pll.f_out), tmp_path / "build")
-    assert r.timing_met and r.target_mhz == 30 and r.fmax_mhz >= 30
-    assert r.cells["SB_PLL40_PAD"] == 1
+    assert r.timing_met and r.target_mhz == mhz and r.fmax_mhz >= mhz
+    assert r.cells[cell] == 1 and len(r.clocks) == 1
