@@ -45,10 +45,6 @@ class Affine(Compute):
     def products(self, x, w):
         return x * bias_view(w, x.ndim)
 
-    def forward(self, x):
-        shape = (1, -1) + (1,) * (x.ndim - 2)
-        return (x * self.scale.reshape(shape) + self.shift.reshape(shape)).astype(np.float32)
-
     def onnx_nodes(self, param: ParamWriter):
         """A BatchNormalization with mean 0, variance 1 and epsilon 0 (it reads back as this
         Affine)."""

@@ -279,6 +279,14 @@ class Compute(Layer):
         the float model's and the integer model's accumulator share it."""
         raise NotImplementedError
 
+    def forward(self, x):
+        """``W * x + b`` in float32 (the bias broadcast over the channel axis)."""
+        y = self.products(x, self.weight_array())
+        b = getattr(self, self.bias_param)
+        if b is not None:
+            y = y + bias_view(b, y.ndim)
+        return y.astype(np.float32)
+
     def input_rows(self, x: np.ndarray, group: int) -> np.ndarray:
         """The inputs each output of ``group`` sums over, one row per output position:
         (rows, fan-in), columns in the weight's order (dot-product layers)."""

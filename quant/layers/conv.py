@@ -8,8 +8,7 @@ from typing import ClassVar
 import numpy as np
 
 from dynfix.errors import DynfixError
-from .base import (Compute, EngineRole, Importer, ParamWriter, bias_view, onnx_import, onnx_node,
-                   register)
+from .base import Compute, EngineRole, Importer, ParamWriter, onnx_import, onnx_node, register
 from .kernels import conv2d, pool_out, windows
 
 
@@ -107,12 +106,6 @@ class Conv2d(Compute):
         g, cg = self.groups, w.shape[1]
         mg = w.shape[0] // g
         return w * s.reshape(g, 1, cg, 1, 1).repeat(mg, axis=1).reshape(w.shape[0], cg, 1, 1)
-
-    def forward(self, x):
-        y = self.products(x, self.weight)
-        if self.bias is not None:
-            y = y + bias_view(self.bias, y.ndim)
-        return y.astype(np.float32)
 
     def onnx_nodes(self, param: ParamWriter):
         ins = [self.inputs[0], param("weight", self.weight)]

@@ -56,12 +56,6 @@ class Linear(Compute):
     def scale_inputs(self, w, s, block):
         return w * np.repeat(s, block)[None, :]
 
-    def forward(self, x):
-        y = self.products(x, self.weight)
-        if self.bias is not None:
-            y = y + self.bias
-        return y.astype(np.float32)
-
     def onnx_nodes(self, param: ParamWriter):
         ins = [self.inputs[0], param("weight", self.weight)]
         if self.bias is not None:
