@@ -72,7 +72,7 @@ class Requantizer(wiring.Component):
         self._rounding = rounding
         self._slope = slope
         #: Register stages from ``acc`` to ``o``.
-        self.stages = self.latency + (timing.SLOPE if slope else 0)
+        self.stages = timing.requantizer_stages(slope)
         super().__init__({
             "acc": In(signed(acc_bits)),
             "shift": In(signed(shift_bits)),

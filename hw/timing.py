@@ -56,9 +56,14 @@ def issue_to_mac(cfg: EngineConfig) -> int:
     return ISSUE_TO_MAC + (DW_WINDOW if cfg.dw_window else 0)
 
 
+def requantizer_stages(slope: bool) -> int:
+    """Register stages of a requantizer, with or without the slope stage."""
+    return REQUANTIZER + (SLOPE if slope else 0)
+
+
 def requantizer_latency(cfg: EngineConfig) -> int:
     """Register stages of the engine's requantizers (one more with a slope stage)."""
-    return REQUANTIZER + (SLOPE if cfg.slope else 0)
+    return requantizer_stages(bool(cfg.slope))
 
 
 def result_latency(cfg: EngineConfig) -> int:
