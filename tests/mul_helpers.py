@@ -13,7 +13,6 @@ import numpy as np
 from amaranth.hdl import Module
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
-from amaranth.sim import Simulator
 
 from dynfix.hw.config import EngineConfig
 from dynfix.hw.ecp5_mul import LATENCY, Ecp5Mul
@@ -22,6 +21,7 @@ from dynfix.hw.ice40_cells import sim_sources
 from dynfix.hw.mac_array import MacArray
 
 from dual_mac_vectors import pack, unpack
+from sim_helpers import run_amaranth
 
 #: Cells side by side in the ECP5 test bank, and cycles of random operands.
 CELLS = 6
@@ -88,10 +88,7 @@ def simulate_bank(dut, a_bits: int, b_bits: int, a, b, latency: int) -> list[lis
                 ctx.set(dut.b.as_value(), pack(b[t], b_bits))
             await ctx.tick()
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(tb)
-    sim.run()
+    run_amaranth(dut, tb)
     return out
 
 def bank_verilog(a_bits: int, b_bits: int, cells: int) -> str:
@@ -162,10 +159,7 @@ def mac_array_run(cfg: EngineConfig, items: list[dict]) -> list[tuple[int, list[
             if ctx.get(dut.o_valid):
                 out.append((t, unpack(ctx.get(dut.o.as_value()), cfg.acc_bits, cfg.tm)))
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(tb)
-    sim.run()
+    run_amaranth(dut, tb)
     return out
 
 def check_same_sums_as_single(lanes: int, tm: int, weight_bits: int = 8, **cells: int) -> None:

@@ -17,6 +17,16 @@ from dynfix.hw.lint import find_verilator
 from dynfix.sim.simulators import check_available
 
 
+def run_amaranth(dut, testbench) -> None:
+    """Run ``testbench`` on ``dut`` in Amaranth's simulator with a 100 MHz ``sync`` clock
+    (unless ``dut`` already makes one)."""
+    from amaranth.sim import Simulator
+    sim = Simulator(dut)
+    sim.add_clock(1e-8, if_exists=True)
+    sim.add_testbench(testbench)
+    sim.run()
+
+
 def require_simulator(sim: str) -> None:
     """Fail the running test unless simulator ``sim`` ('icarus' or 'verilator') runs."""
     if sim == "verilator" and find_verilator() is None:

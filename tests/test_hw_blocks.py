@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
 
 from dynfix.hw.adder_tree import AdderTree
 from dynfix.hw.map_walker import MapWalker
@@ -14,12 +13,7 @@ from dynfix.hw.requantizer import Requantizer
 from dynfix.quant.layers.leaky_relu import leak
 from dynfix.quant import fixed
 
-
-def simulate(dut, testbench) -> None:
-    sim = Simulator(dut)
-    sim.add_clock(1e-8, if_exists=True)
-    sim.add_testbench(testbench)
-    sim.run()
+from sim_helpers import run_amaranth
 
 
 @pytest.mark.parametrize("n", [1, 2, 5, 9, 18])
@@ -45,7 +39,7 @@ def test_adder_tree_sums_with_its_latency(n):
             if step >= dut.latency - 1:
                 got.append(ctx.get(dut.o))
 
-    simulate(dut, tb)
+    run_amaranth(dut, tb)
     assert dut.latency == int(np.ceil(np.log2(n)))
     assert got[:len(vectors)] == vectors.sum(axis=1).tolist()
 
@@ -122,7 +116,7 @@ def check_requantizer(offsets: bool, rounding: bool, cases: list[tuple],
                     res.append(ctx.get(dut.o))
             got.append(res[:len(accs)])
 
-    simulate(dut, tb)
+    run_amaranth(dut, tb)
     for (zp, shift, out_bits, c_lo, c_hi, accs), res in zip(cases, got):
         want = np.clip(fixed.requantize(np.array(accs), shift, out_bits, zp), c_lo, c_hi)
         if slope is not None:
@@ -177,7 +171,7 @@ def test_max_pool_windows_and_bypass():
                 if ctx.get(dut.o_valid):
                     got.append([ctx.get(dut.o[j]) for j in range(2)])
 
-    simulate(dut, tb)
+    run_amaranth(dut, tb)
     assert got == [vals.max(axis=0).tolist() for _, vals in windows]
 
 
@@ -204,7 +198,7 @@ def test_map_walker_channel_order(channels, pixels, words, lanes):
                 got.append((ctx.get(dut.addr), ctx.get(dut.lane), ctx.get(dut.last)))
             await ctx.tick()
 
-    simulate(dut, tb)
+    run_amaranth(dut, tb)
     want = [(base + p * words + c // lanes, c % lanes, c == channels - 1 and p == pixels - 1)
             for c in range(channels) for p in range(pixels)]
     assert got == want
@@ -254,7 +248,7 @@ def test_residual_add_matches_int_model_add():
                         res.append([ctx.get(dut.o[j]) for j in range(3)])
                 got.append(np.array(res))
 
-    simulate(dut, tb)
+    run_amaranth(dut, tb)
     for i, (fmt, lo, hi, a, b) in enumerate(cases):
         want = np.clip(narrow(add_sum(a, b, fmt), fmt), lo, hi)
         np.testing.assert_array_equal(got[2 * i], want, err_msg=str(fmt))

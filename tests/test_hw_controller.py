@@ -3,13 +3,13 @@ presents per layer, drain, done/busy, and the cycle counters."""
 
 from __future__ import annotations
 
-from amaranth.sim import Simulator
 
 from dynfix.hw.compiler import compile_model
 from dynfix.hw.config import EngineConfig
 from dynfix.hw.controller import Controller
 
 from hw_models import small_net
+from sim_helpers import run_amaranth
 
 DRAIN = 4
 RUN = [7, 1, 12]                    # cycles each fake layer takes until its last item
@@ -58,10 +58,7 @@ def test_controller_runs_the_program_twice():
             await ctx.tick().repeat(3)
             assert ctx.get(dut.done)                    # level until the next start
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(tb)
-    sim.run()
+    run_amaranth(dut, tb)
     first = cm.plans[0].entry
     want_events = [("load", first["in_c"])]
     want_events += [("layer", p.entry["w_base"], p.entry["n_mg"]) for p in cm.plans]

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
 
 from dynfix.hw.config import EngineConfig
 from dynfix.hw.dw_window import DwWindow
+
+from sim_helpers import run_amaranth
 
 
 def run_window(cfg: EngineConfig, items: list[dict], consts: dict) -> list[tuple]:
@@ -39,10 +40,7 @@ def run_window(cfg: EngineConfig, items: list[dict], consts: dict) -> list[tuple
                 out.append((ctx.get(dut.o_first), ctx.get(dut.o_last), rows))
             await ctx.tick()
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(tb)
-    sim.run()
+    run_amaranth(dut, tb)
     return out
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
 
 from dynfix.hw.compiler import compile_model
 from dynfix.hw.config import EngineConfig
@@ -14,6 +13,7 @@ from dynfix.quant.ir import Flatten, Linear, Model
 from dynfix.quant.search import search
 
 from hw_models import conv, residual_net, small_net
+from sim_helpers import run_amaranth
 
 
 def res_dw():
@@ -85,10 +85,7 @@ def issued(cfg, plan):
             await ctx.tick()
             assert done == (not ctx.get(dut.valid))
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(tb)
-    sim.run()
+    run_amaranth(dut, tb)
     return got
 
 

@@ -13,7 +13,6 @@ import pytest
 from amaranth.hdl import Module
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
-from amaranth.sim import Simulator
 
 from dynfix.errors import DynfixError
 from dynfix.hw.config import EngineConfig
@@ -24,6 +23,7 @@ from dynfix.hw.timing import OPERAND_STAGES, PRODUCT_STAGES
 
 from dual_mac_vectors import bank_vectors, pack, unpack
 from mul_helpers import check_outputs, check_same_sums_as_single
+from sim_helpers import run_amaranth
 
 needs_icarus = pytest.mark.usefixtures("icarus")
 
@@ -92,10 +92,7 @@ def test_behavioural_model_every_pair(a_bits, b_bits):
             if t >= LATENCY - 1:
                 got.append(unpack(ctx.get(dut.p.as_value()), a_bits + b_bits, 2 * cells))
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(tb)
-    sim.run()
+    run_amaranth(dut, tb)
     want = (np.array(a) * np.array(b)).tolist()
     assert got[:len(a)] == want
     assert max(map(max, want)) == (1 << (a_bits - 1)) * (1 << (b_bits - 1))

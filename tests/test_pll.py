@@ -16,9 +16,9 @@ ICEPLL = [
     (16, 50, 0, 49, 4, 1, 50.0),
     (25, 50, 0, 31, 4, 2, 50.0),
 ]
-# ecppll outputs as published: "ecppll -i 50 -o 100" (Refclk divisor 1, Feedback divisor
-# 2, clkout0 divisor 6, VCO 600, CLKOP_CPHASE 2), the ULX3S's 25 -> 100 MHz (1, 4, 6, 2),
-# and "ecppll -i 50 -o 32" (a reference divisor of 14, 32.14 MHz).
+# ecppll outputs as published: the printout of "ecppll -i 50 -o 100" and a ULX3S design's
+# PLL from its oscillator, with their CLKOP_CPHASE ("ecppll -i 50 -o 32" is checked
+# below).
 ECPPLL = [
     (50, 100, 1, 2, 6, 2, 100.0),
     (25, 100, 1, 4, 6, 2, 100.0),
