@@ -4,14 +4,14 @@ PLL setting, the whole design clocked from the PLL (held in reset until it locks
 
 from __future__ import annotations
 
-from amaranth import Cat, ClockDomain, Const, Instance, Module, Signal
+from amaranth import Cat, ClockDomain, Module, Signal
 from amaranth.lib import io, wiring
-from amaranth.lib.cdc import ResetSynchronizer
 from amaranth.lib.wiring import In, Out
 
 from dynfix.boards.flash_image import FLASH_OFFSET, flash_header
 from dynfix.boards.host_link import HostLink
 from dynfix.boards.pll import Ecp5Pll, Ice40Pll
+from dynfix.boards.pll_clock import PllClock
 from dynfix.boards.protocol import LinkInfo
 from dynfix.boards.spi_flash_reader import SPIFlashReader, check_reader
 from dynfix.boards.uart_rx import UARTRx
@@ -101,9 +101,10 @@ class BoardTop(wiring.Component):
     sck_div : int
         Clock cycles per SPI clock period (even, at least 2).
     pll : Ice40Pll, Ecp5Pll or None
-        Built for a platform: clock the design from this PLL setting, fed by the board's
-        oscillator, instead of from the oscillator itself (``divisor`` and ``clk_hz`` are
-        then for the PLL's frequency).
+        Clock the design from this PLL setting (:class:`~dynfix.boards.pll_clock.PllClock`,
+        held in reset until it locks) instead of from the oscillator itself (``divisor``
+        and ``clk_hz`` are then for the PLL's frequency); the oscillator is the board's
+        clock pin, or without a platform the ``osc`` port.
 
     Members
     -------
@@ -121,6 +122,8 @@ class BoardTop(wiring.Component):
     flash_sck, flash_cs_n, flash_copi : Out(1)
     flash_cipo : In(1)
         Only with a weight load: the SPI flash.
+    osc : In(1)
+        Only with ``pll``: the oscillator, when built without a platform (simulation).
     """
 
     def __init__(self, engine: wiring.Component, info: LinkInfo, *, divisor: int, board=None,
@@ -146,6 +149,7 @@ class BoardTop(wiring.Component):
             "load_error": Out(1),
             **({"flash_sck": Out(1), "flash_cs_n": Out(1, init=1), "flash_copi": Out(1),
                 "flash_cipo": In(1)} if self._load else {}),
+            **({"osc": In(1)} if pll is not None else {}),
         })
 
     def elaborate(self, platform):
@@ -183,42 +187,16 @@ class BoardTop(wiring.Component):
         with m.Elif(engine.done):
             m.d.sync += done.eq(1)
 
-        if platform is not None and self._board is not None:
+        on_board = platform is not None and self._board is not None
+        if on_board:
             self._pins(m, platform)
-            if self._pll is not None:
-                self._clock(m, platform)
+        if self._pll is not None:
+            pad = platform.request(platform.default_clk, dir="-") if on_board else None
+            m.domains.sync = ClockDomain("sync")
+            m.submodules.clock = clock = PllClock(self._pll, pad)
+            if not on_board:
+                m.d.comb += clock.osc.eq(self.osc)
         return m
-
-    def _clock(self, m: Module, platform) -> None:
-        """The ``sync`` domain from the PLL, fed by the board's oscillator; a reset
-        synchronizer holds the design in reset until the PLL locks."""
-        p = self._pll
-        m.domains.sync = cd = ClockDomain("sync")
-        lock = Signal()
-        if isinstance(p, Ice40Pll):
-            # The oscillator's pad drives the PLL directly (SB_PLL40_PAD), no input buffer.
-            osc = platform.request(platform.default_clk, dir="-")
-            m.submodules.pll = Instance(
-                "SB_PLL40_PAD", p_FEEDBACK_PATH="SIMPLE", p_DIVR=p.divr, p_DIVF=p.divf,
-                p_DIVQ=p.divq, p_FILTER_RANGE=p.filter_range, io_PACKAGEPIN=osc.io,
-                i_RESETB=Const(1), i_BYPASS=Const(0), o_PLLOUTGLOBAL=cd.clk, o_LOCK=lock)
-        else:
-            osc = platform.request(platform.default_clk, dir="-")
-            m.submodules.osc_buf = osc_buf = io.Buffer("i", osc)
-            m.submodules.pll = Instance(
-                "EHXPLLL", p_CLKI_DIV=p.clki_div, p_CLKFB_DIV=p.clkfb_div,
-                p_CLKOP_DIV=p.clkop_div, p_CLKOP_CPHASE=p.clkop_cphase, p_CLKOP_FPHASE=0,
-                p_CLKOP_ENABLE="ENABLED", p_FEEDBK_PATH="CLKOP", p_PLLRST_ENA="DISABLED",
-                p_INTFB_WAKE="DISABLED", p_STDBY_ENABLE="DISABLED",
-                p_DPHASE_SOURCE="DISABLED", p_OUTDIVIDER_MUXA="DIVA",
-                a_FREQUENCY_PIN_CLKI=f"{p.f_in:g}", a_FREQUENCY_PIN_CLKOP=f"{p.f_out:.6f}",
-                i_CLKI=osc_buf.i, i_CLKFB=cd.clk, o_CLKOP=cd.clk, o_LOCK=lock, i_RST=Const(0),
-                i_STDBY=Const(0), i_PHASESEL0=Const(0), i_PHASESEL1=Const(0),
-                i_PHASEDIR=Const(1), i_PHASESTEP=Const(1), i_PHASELOADREG=Const(1),
-                i_PLLWAKESYNC=Const(0), i_ENCLKOP=Const(0))
-        # nextpnr derives the PLL's output clock from the oscillator's constraint (iCE40)
-        # or reads it from the FREQUENCY_PIN attributes (ECP5).
-        m.submodules.reset_sync = ResetSynchronizer(~lock, domain="sync")
 
     def _weight_load(self, m: Module, engine) -> None:
         """The reader at boot, its bytes paired into ``engine.wl``'s halfwords."""

@@ -17,7 +17,9 @@ frequency the PLL then actually reaches.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from pathlib import Path
 
 from dynfix.errors import DynfixError
 
@@ -212,3 +214,33 @@ def fastest_pll(family: str, f_in: float, f_max: float) -> Ice40Pll | Ecp5Pll:
         raise DynfixError(f"no {FAMILY_NAMES[family]} PLL setting from {f_in:g} MHz runs at "
                           f"or below {f_max:g} MHz (the slowest it gives is {lo:g} MHz)")
     return best
+
+
+#: Behavioural models of ``SB_PLL40_PAD`` and ``EHXPLLL`` for simulating a board top with
+#: its PLL (Icarus Verilog).
+SIM_MODEL = Path(__file__).with_name("pll_sim.v")
+#: The PLL cells whose models :data:`SIM_MODEL` holds.
+SIM_CELLS = ("SB_PLL40_PAD", "EHXPLLL")
+
+
+def sim_sources(texts: list[str], build_dir: str | Path) -> list[Path]:
+    """The cell models a simulator needs for a board design made of the Verilog ``texts``
+    (the board top's and the engine's): those of :func:`dynfix.hw.ice40_cells.sim_sources`,
+    and with a PLL cell :data:`SIM_MODEL`. yosys's iCE40 library declares ``SB_PLL40_*``
+    without behaviour; when both are needed, a copy of it without those modules is written
+    to ``build_dir`` and used instead."""
+    from dynfix.hw.ice40_cells import cell_model, sim_sources as cell_sources
+
+    sources: list[Path] = []
+    for text in texts:
+        sources += [p for p in cell_sources(text) if p not in sources]
+    if not any(re.search(rf"^\s*{cell}\b", t, re.M) for t in texts for cell in SIM_CELLS):
+        return sources
+    yosys = cell_model()
+    if yosys in sources:
+        text = re.sub(r"(\(\* *blackbox *\*\)\s*)?module SB_PLL40_\w+\b.*?endmodule\s*", "",
+                      yosys.read_text(), flags=re.S)
+        copy = Path(build_dir) / "ice40_cells_sim.v"
+        copy.write_text(text)
+        sources[sources.index(yosys)] = copy
+    return sources + [SIM_MODEL]

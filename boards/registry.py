@@ -73,6 +73,8 @@ class Board:
     clock_resource: str
     clock_mhz: float
     target_mhz: float
+    #: The highest clock ``dynfix synth`` tries (its timing closure's first build), MHz.
+    max_mhz: float
     uart_resource: str
     uart_number: int
     baud: int
@@ -129,6 +131,7 @@ class Board:
                 "kind": self.spram.kind, "blocks": self.spram.blocks,
                 "bits": self.spram.bits, "total_bits": self.spram.total_bits},
             "clock_mhz": self.clock_mhz, "target_mhz": self.target_mhz,
+            "max_mhz": self.max_mhz,
             "uart": f"{self.uart_resource}#{self.uart_number}", "baud": self.baud,
             "default": self.default,
         }
@@ -241,6 +244,8 @@ def parse_board(data: Any, where: str, path: Path | None = None) -> Board:
         clock_mhz=clock_mhz,
         target_mhz=float(r.get(clock, "target_mhz", (int, float), "clock.",
                                default=clock_mhz, positive=True)),
+        max_mhz=float(r.get(clock, "max_mhz", (int, float), "clock.",
+                            default=family.max_mhz, positive=True)),
         uart_resource=r.get(uart, "resource", str, "uart.", default="uart"),
         uart_number=r.get(uart, "number", int, "uart.", default=0),
         baud=r.get(uart, "baud", int, "uart.", default=115200, positive=True),

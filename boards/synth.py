@@ -56,6 +56,10 @@ class SynthResult:
     clock_mhz: float = 0.0
     #: The PLL setting that makes that clock (empty: the oscillator drives the design).
     pll: dict[str, Any] = field(default_factory=dict)
+    #: The timing closure's builds (``boards/closure.py``), in order: each one's
+    #: ``clock_mhz``, ``fmax_mhz``, ``timing_met`` and ``seconds``; empty for a single
+    #: build.
+    closure: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -78,6 +82,10 @@ class SynthResult:
             *([f"  SPRAM {use('sprams', self.sprams)}"] if "sprams" in self.available else []),
             f"  Fmax  {self.fmax_mhz:.2f} MHz, target {self.target_mhz:g} MHz: timing {verdict}",
             *([f"  critical path {self.critical_path}"] if self.critical_path else []),
+            *(["  timing closure: " + ", ".join(
+                f"{s['clock_mhz']:.2f} MHz -> Fmax {s['fmax_mhz']:.2f}"
+                f" ({'met' if s['timing_met'] else 'missed'})" for s in self.closure)]
+              if len(self.closure) > 1 else []),
             *([f"  flash image {self.flash_image}"] if self.flash_image else []),
             *[f"  program: {cmd}" for cmd in self.program],
             f"  {self.seconds:.0f} s",

@@ -21,11 +21,13 @@ import json
 import tempfile
 import time
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
+from dynfix.boards.closure import ClosurePolicy, Pll, close_timing
 from dynfix.boards.design import add_flash_image, board_pll, board_top, load_generated
 from dynfix.boards.host import BoardClient, open_port
 from dynfix.boards.fit import FitResult, check_generated_fits, fit as fit_model
@@ -305,18 +307,24 @@ def simulate(generated: GenerateResult | str | Path, quant: QuantLike | None = N
 
 def synth(generated: GenerateResult | str | Path, board: Any = None,
           build_dir: str | Path | None = None, check_timing: bool = True,
-          fit_check: bool = True, clock_mhz: float | None = None) -> SynthResult:
+          fit_check: bool = True, clock: float | str = "auto",
+          closure: ClosurePolicy = ClosurePolicy()) -> SynthResult:
     """``dynfix synth``: the board top around the engine -> bitstream, utilization, Fmax.
 
     The board defaults to the one the design was generated for (``generate(..., board=)``),
     else the default board. Builds in ``build_dir`` (default: the design folder's
     ``build/``). Raises when the estimate does not fit the board (unless ``fit_check`` is
-    false) and when timing is not met (unless ``check_timing`` is false). An engine with its
-    weights in SPRAM also gets ``weights.flash.bin`` beside the bitstream, and the result
-    names the commands that program both (``flash_image``, ``program``). ``clock_mhz``
-    clocks the design from the board's PLL at the highest frequency it reaches at or below
-    that (the result's ``clock_mhz`` and ``pll``; timing is checked at it); None: the
-    board's oscillator.
+    false) and when timing is not met at the clock the bitstream runs at (unless
+    ``check_timing`` is false). An engine with its weights in SPRAM also gets
+    ``weights.flash.bin`` beside the bitstream, and the result names the commands that
+    program both (``flash_image``, ``program``).
+
+    ``clock``: ``"auto"`` clocks the design from the board's PLL at the fastest setting that
+    meets timing (:func:`~dynfix.boards.closure.close_timing`: several place-and-route runs,
+    ``closure`` says how many at most and the margin below Fmax); a number of MHz forces the
+    PLL's fastest setting at or below it (one build); ``"oscillator"`` runs the design at the
+    board's oscillator, without a PLL. The result's ``clock_mhz`` is what the bitstream runs
+    at, ``pll`` the setting, ``closure`` every build's clock and Fmax.
     """
     folder = generated.folder if isinstance(generated, GenerateResult) else Path(generated)
     gen = load_generated(folder)
@@ -327,11 +335,24 @@ def synth(generated: GenerateResult | str | Path, board: Any = None,
     if fit_check:
         check_generated_fits(gen, b)
     out = Path(build_dir) if build_dir is not None else folder / "build"
-    pll = board_pll(b, clock_mhz)
-    at = replace(b, target_mhz=pll.f_out) if pll is not None else b
-    result = synthesize(board_top(gen, b, pll), at, out, check_timing=False)
-    result.clock_mhz = pll.f_out if pll is not None else b.clock_mhz
-    result.pll = pll.to_dict() if pll is not None else {}
+    top = partial(board_top, gen, b)
+
+    def build(pll: Pll | None) -> SynthResult:
+        at = replace(b, target_mhz=pll.f_out) if pll is not None else b
+        r = synthesize(top(pll), at, out, check_timing=False)
+        r.clock_mhz = pll.f_out if pll is not None else b.clock_mhz
+        r.pll = pll.to_dict() if pll is not None else {}
+        return r
+
+    if clock == "auto":
+        result = close_timing(build, b.family.name, b.clock_mhz, b.max_mhz, closure)
+    elif clock == "oscillator":
+        result = build(None)
+    elif isinstance(clock, (int, float)) and not isinstance(clock, bool) and clock > 0:
+        result = build(board_pll(b, float(clock)))
+    else:
+        raise DynfixError(f"the clock is 'auto', 'oscillator' or a frequency in MHz, not "
+                          f"{clock!r}")
     add_flash_image(result, gen, out)
     if check_timing:
         check_result(result)

@@ -64,6 +64,10 @@ class FpgaFamily:
         Yosys commands run after reading the design (amaranth-boards' ``script_after_read``).
     bitstream : str
         Extension of the bitstream file the build writes.
+    max_mhz : float
+        The clock ``dynfix synth``'s timing closure first places and routes at
+        (``boards/closure.py``): above what engines of this family reach, so the first build's
+        Fmax tells where to go; a board file may set its own (``clock.max_mhz``).
     """
 
     name: str
@@ -79,6 +83,7 @@ class FpgaFamily:
     ff_cell: str
     yosys_after_read: str
     bitstream: str
+    max_mhz: float
 
 
 #: Yosys 0.70's abc9 mixes up a wire ``foo`` with wires named ``foo[0]``, ``foo[1]`` (the names
@@ -107,6 +112,7 @@ ICE40 = FpgaFamily(
     ff_cell="SB_DFF",
     yosys_after_read=YOSYS_HIDE_ELEMENT_WIRES,
     bitstream="bin",
+    max_mhz=60.0,
 )
 
 #: ECP5's ``lut_factor``: synthesized engines use fewer LUTs than the LUT4s the estimate
@@ -123,6 +129,7 @@ ECP5 = FpgaFamily(
     ff_cell="TRELLIS_FF",
     yosys_after_read=YOSYS_HIDE_ELEMENT_WIRES + "\n" + YOSYS_KEEP_OPERAND_COPIES,
     bitstream="bit",
+    max_mhz=200.0,
 )
 
 #: Every supported family by name.

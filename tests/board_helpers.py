@@ -1,6 +1,10 @@
-"""Helpers the board tests share: a stand-in engine with the engine's host interface."""
+"""Helpers the board tests share: a stand-in engine with the engine's host interface, and
+the Icarus run of a whole board top's Verilog (``tests/board_tb.py``)."""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import numpy as np
 from amaranth import Module, Signal, signed
@@ -60,3 +64,53 @@ class EchoEngine(wiring.Component):
                         m.d.sync += self.done.eq(1)
                         m.next = "IDLE"
         return m
+
+
+def run_board_tb(gen, im, x, build_dir: Path, image: bytes | None = None, n_images: int = 1,
+                 *, divisor: int, pll=None, clk_hz: int = 12_000_000) -> dict:
+    """The board top's Verilog around ``gen``'s engine (a ``load_generated`` folder) under
+    Icarus (``tests/board_tb.py``): with ``image``, the flash holding it at 1 MiB; with
+    ``pll`` (a :mod:`dynfix.boards.pll` setting), the design clocked from the PLL's model fed
+    by the oscillator, else from ``clk_hz``; ``n_images`` test images of ``x`` sent after
+    ``P``, ``divisor`` clocks per UART bit. Returns what the host saw."""
+    from amaranth.back import verilog
+
+    from dynfix.boards.board_top import BoardTop
+    from dynfix.boards.engine_instance import EngineInstance
+    from dynfix.boards.flash_image import FLASH_OFFSET
+    from dynfix.boards.pll import Ice40Pll, sim_sources
+    from dynfix.boards.protocol import INFO_LEN, infer_request
+    from dynfix.boards.spi_flash_reader import byte_cycles
+    from dynfix.hw.generate import ensure_yosys
+    from dynfix.hw.ice40_cells import SIM_DEFINES
+    from dynfix.sim.simulators import error_lines, job_files
+    from sim_helpers import run_icarus
+
+    ensure_yosys()
+    build_dir = Path(build_dir).resolve()
+    build_dir.mkdir(parents=True, exist_ok=True)
+    payload = gen.weights_payload
+    if pll is not None:
+        clk_hz = round(pll.f_out * 1e6)
+    top = BoardTop(EngineInstance(gen.verilog, gen.info.in_bits, weight_load=gen.weight_load),
+                   gen.info, divisor=divisor, weights=payload, clk_hz=clk_hz, pll=pll)
+    src = build_dir / "board.v"
+    text = verilog.convert(top, name="board", emit_src=False, strip_internal_attrs=True)
+    src.write_text(text)
+    requests = [list(infer_request(im.quantize_input(x[i:i + 1])[0], gen.info))
+                for i in range(n_images)]
+    load = 400 + (len(payload) * byte_cycles(2) if payload is not None else 0)
+    job = {"divisor": divisor, "period_ps": 2 * round(0.5e12 / clk_hz), "info_len": INFO_LEN,
+           "reply_len": 1 + gen.info.result_len(), "requests": requests,
+           "load_cycles": load + 40 * divisor * (INFO_LEN + 2), "run_cycles": 100_000}
+    if image is not None:
+        job.update(image=list(image), base=FLASH_OFFSET)
+    if pll is not None:
+        job.update(osc_period_ps=2 * round(0.5e6 / pll.f_in),
+                   pll_out="PLLOUTGLOBAL" if isinstance(pll, Ice40Pll) else "CLKOP")
+    job, result = job_files(build_dir, job)
+    sources = sim_sources([text, gen.verilog.read_text()], build_dir)
+    log = run_icarus([src, gen.verilog, *sources], "board", "board_tb", build_dir, job,
+                     defines=SIM_DEFINES)
+    assert result.exists(), f"the cocotb test failed{error_lines(log, 3)} (see {log})"
+    return json.loads(result.read_text())

@@ -2,25 +2,23 @@
 from the SPI flash at power-up (``boards/board_top.py``), and ``dynfix synth`` writes the
 flash image beside the bitstream. The whole board top's Verilog (the generated engine
 Verilog behind it, yosys's cell models) runs under Icarus against the cocotb flash model and
-a bit-level UART host (``tests/board_flash_tb.py``)."""
+a bit-level UART host (``tests/board_tb.py``)."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from dynfix.boards.board_top import BoardTop, check_load
+from dynfix.boards.board_top import check_load
 from dynfix.boards.design import board_top, load_generated
-from dynfix.boards.engine_instance import EngineInstance
-from dynfix.boards.flash_image import (FLASH_OFFSET, HEADER_BYTES, flash_image, read_header,
+from dynfix.boards.flash_image import (HEADER_BYTES, flash_image, read_header,
                                        weight_payload)
-from dynfix.boards.protocol import INFO_LEN, infer_request, parse_result
+from dynfix.boards.protocol import parse_result
 from dynfix.boards.registry import get_board
-from dynfix.boards.spi_flash_reader import READ, RELEASE_POWER_DOWN, byte_cycles
+from dynfix.boards.spi_flash_reader import READ, RELEASE_POWER_DOWN
 from dynfix.hw.host_interface import EngineHostSignature
+from board_helpers import run_board_tb
 from dynfix.hw.ice40_spram import halfwords
 
 CLK_HZ = 12_000_000
@@ -99,47 +97,13 @@ def test_board_top_needs_the_payload_exactly_for_a_loading_engine():
     check_load(plain, None, None)
 
 
-def run_board_tb(gen, cm, im, x, build_dir: Path, image: bytes, n_images: int = 1) -> dict:
-    """The board top's Verilog around ``gen``'s engine, the flash holding ``image`` at
-    1 MiB, ``n_images`` test images sent after ``P``; returns what the host saw."""
-    from amaranth.back import verilog
-
-    from dynfix.hw.generate import ensure_yosys
-    from dynfix.hw.ice40_cells import SIM_DEFINES, sim_sources
-    from dynfix.sim.simulators import error_lines, job_files
-    from sim_helpers import run_icarus
-
-    ensure_yosys()
-    build_dir = build_dir.resolve()
-    build_dir.mkdir(parents=True, exist_ok=True)
-    payload = gen.weights_payload
-    top = BoardTop(EngineInstance(gen.verilog, gen.info.in_bits, weight_load=True), gen.info,
-                   divisor=DIVISOR, weights=payload, clk_hz=CLK_HZ)
-    src = build_dir / "board.v"
-    src.write_text(verilog.convert(top, name="board", emit_src=False,
-                                   strip_internal_attrs=True))
-    engine_text = gen.verilog.read_text()
-    requests = [list(infer_request(im.quantize_input(x[i:i + 1])[0], gen.info))
-                for i in range(n_images)]
-    load = 400 + len(payload) * byte_cycles(2)
-    job, result = job_files(build_dir, {
-        "image": list(image), "base": FLASH_OFFSET, "divisor": DIVISOR,
-        "period_ps": 2 * round(0.5e12 / CLK_HZ), "info_len": INFO_LEN,
-        "reply_len": 1 + gen.info.result_len(), "requests": requests,
-        "load_cycles": load + 40 * DIVISOR * (INFO_LEN + 2), "run_cycles": 100_000})
-    log = run_icarus([src, gen.verilog, *sim_sources(engine_text)], "board", "board_flash_tb",
-                     build_dir, job, defines=SIM_DEFINES)
-    assert result.exists(), f"the cocotb test failed{error_lines(log, 3)} (see {log})"
-    return json.loads(result.read_text())
-
-
 def test_board_boots_loads_weights_and_infers(spram_design, tmp_path):
     """Power-up: 0xAB, READ at 1 MiB, the header checked, the weights streamed into the
     engine's SPRAM; a ``P`` sent during the load is answered only after it; then an image
     over the UART returns the logits bit-exact with the integer model."""
     gen, cm, im, x = spram_design
     payload = gen.weights_payload
-    res = run_board_tb(gen, cm, im, x, tmp_path, flash_image(payload))
+    res = run_board_tb(gen, im, x, tmp_path, flash_image(payload), divisor=DIVISOR)
     assert res["flash_errors"] == [] and res["load_error"] == 0 and res["error_at"] is None
     assert res["commands"] == [[RELEASE_POWER_DOWN], [READ, 0x10, 0, 0]]
     # (the SCK edge that samples a byte's last bit has the flash start the next one)
@@ -168,7 +132,7 @@ def test_board_with_wrong_flash_header_never_runs(spram_design, tmp_path):
     image[12] ^= 0x01                                   # the CRC-32 field
     with pytest.raises(Exception, match="CRC"):
         read_header(bytes(image))
-    res = run_board_tb(gen, cm, im, x, tmp_path, bytes(image))
+    res = run_board_tb(gen, im, x, tmp_path, bytes(image), divisor=DIVISOR)
     assert res["flash_errors"] == [] and res["load_error"] == 1 and res["loaded"] == 0
     assert res["error_at"] is not None and res["loaded_at"] is None
     assert res["bytes_out"] <= HEADER_BYTES + 1 and res["cs_n"] == 1
@@ -208,3 +172,26 @@ def test_synth_writes_the_flash_image_and_names_the_commands(spram_design, tmp_p
     assert r.lines()[-3:-1] == ["  program: iceprog dynfix_top.bin",
                                 "  program: iceprog -o 1M weights.flash.bin"]
     assert r.to_dict()["program"] == r.program
+
+
+def test_board_on_the_pll_loads_and_infers_after_the_lock(spram_design, tmp_path):
+    """The board top clocked from the iCE40 PLL at the digits bitstream's 40.5 MHz (the
+    SB_PLL40_PAD instance with icepll's dividers, simulated by ``boards/pll_sim.v``): the
+    design's clock has the period the dividers give, nothing touches the flash before the
+    PLL locks (the lock holds the reset), and then the weights load and an image over the
+    UART comes back bit-exact."""
+    from dynfix.boards.pll import ice40_pll
+
+    gen, cm, im, x = spram_design
+    pll = ice40_pll(12, 40.5)
+    assert (pll.divr, pll.divf, pll.divq) == (0, 53, 4)
+    res = run_board_tb(gen, im, x, tmp_path, flash_image(gen.weights_payload), pll=pll,
+                       divisor=DIVISOR)
+    assert abs(res["period_ps"] - 1e6 / 40.5) <= 1
+    # the clock runs for several oscillator periods before the lock, the design in reset
+    assert res["lock_osc_cycles"] >= 8 and res["lock_at"] >= 20
+    assert res["first_select_at"] >= res["lock_at"] + 2      # the reset synchronizer
+    assert res["flash_errors"] == [] and res["loaded"] == 1 and res["load_error"] == 0
+    got = parse_result(bytes(res["replies"][0]), gen.info)
+    ref = im.forward(im.quantize_input(x[:1]))[cm.output_name].reshape(-1)
+    np.testing.assert_array_equal(got.logits, ref)

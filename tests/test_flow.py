@@ -33,7 +33,12 @@ def fake_synth(generated, board, build_dir, check_timing=True):
                        timing_met=True, seconds=1.0,
                        bitstream=str(build_dir / "dynfix_top.bin"),
                        clocks={"cd_sync.clk": 24.0},
-                       available={"luts": 5280, "ffs": 5280, "dsps": 8, "brams": 30})
+                       available={"luts": 5280, "ffs": 5280, "dsps": 8, "brams": 30},
+                       clock_mhz=22.5, pll={"family": "ice40", "f_out_mhz": 22.5},
+                       closure=[{"clock_mhz": 30.0, "fmax_mhz": 23.0, "timing_met": False,
+                                 "seconds": 1.0},
+                                {"clock_mhz": 22.5, "fmax_mhz": 24.0, "timing_met": True,
+                                 "seconds": 1.0}])
 
 
 def run_cli(args: list[str]) -> tuple[int, str, list[str]]:
@@ -76,11 +81,14 @@ def test_digits_flow_report(digits_flow):
     assert p["gops"] == pytest.approx(2 * p["macs_per_image"] * p["images_per_s"] / 1e9,
                                       rel=1e-3)
     assert 0 < p["mac_utilization"] <= 1
-    # With --synth: throughput at the reached Fmax, resources and timing from nextpnr.
-    assert p["clock_mhz"] == 24.0 and "reached Fmax" in p["clock_source"]
+    # With --synth: throughput at the clock the bitstream runs at (the PLL's, under the
+    # Fmax), resources and timing from nextpnr.
+    assert p["clock_mhz"] == 22.5 and "the bitstream's clock (PLL)" in p["clock_source"]
     assert rep["resources"]["source"].startswith("nextpnr")
     assert rep["resources"]["used"]["dsps"] == 8 and rep["resources"]["available"]["luts"] == 5280
-    assert rep["timing"] == {"fmax_mhz": 24.0, "target_mhz": 12.0, "met": True}
+    assert rep["timing"] == {"clock_mhz": 22.5, "fmax_mhz": 24.0, "target_mhz": 12.0,
+                             "met": True, "pll": {"family": "ice40", "f_out_mhz": 22.5},
+                             "builds": 2}
     assert [r["name"] for r in rep["layers"]] == ["conv1", "conv2", "fc"]
     assert [pt["bits"] for pt in rep["accuracy_vs_bits"]["points"]] == ["16", "8", "6", "4"]
     # Progress: one numbered line per stage on stderr.
@@ -119,7 +127,9 @@ def test_digits_flow_real_synth(tmp_path, request):
     code, std, err = run_cli(["flow", "--images", "1", "--synth", "-o", str(out), "--json"])
     assert code == 0, err[-3:]
     rep = json.loads(std)
-    assert rep["timing"]["met"] and rep["timing"]["fmax_mhz"] >= 12
+    t = rep["timing"]
+    assert t["met"] and t["fmax_mhz"] >= t["clock_mhz"] == rep["performance"]["clock_mhz"]
+    assert t["clock_mhz"] >= 40 and t["pll"]["family"] == "ice40"
     assert rep["resources"]["used"]["luts"] > 100
     assert (out / rep["files"]["bitstream"]).stat().st_size > 100_000
 

@@ -77,3 +77,34 @@ def test_out_of_range_requests_are_refused():
         ecp5_pll(25, 500)
     with pytest.raises(DynfixError, match="runs at or below 12 MHz"):
         fastest_pll("ice40", 12, 12)
+
+
+def test_ecp5_board_top_runs_on_the_pll_model(tmp_path):
+    """A board top for the ULX3S clocked from the EHXPLLL at 100 MHz from its 25 MHz
+    oscillator (ecppll's dividers, simulated by ``boards/pll_sim.v``): the clock's period,
+    the lock before anything answers, and an inference over the UART bit-exact."""
+    import numpy as np
+
+    from dynfix.boards.design import load_generated
+    from dynfix.boards.protocol import parse_result
+    from dynfix.hw.compiler import compile_model
+    from dynfix.hw.config import EngineConfig
+    from dynfix.hw.generate import write_outputs
+    from dynfix.quant.datasets import load_digits
+    from dynfix.quant.int_model import IntModel
+    from board_helpers import run_board_tb
+    from hw_models import digits_8bit
+
+    model, spec = digits_8bit()
+    cm = compile_model(model, spec, EngineConfig(k=1, tn=2, tm=4))
+    write_outputs(cm, model.name, tmp_path / "gen", board="ulx3s")
+    gen, im = load_generated(tmp_path / "gen"), IntModel(model, spec)
+    x, _ = load_digits("test")
+    pll = ecp5_pll(25, 100)
+    res = run_board_tb(gen, im, x, tmp_path / "sim", pll=pll, divisor=8)
+    assert abs(res["period_ps"] - 10_000) <= 1 and res["lock_osc_cycles"] >= 8
+    assert res["info"] is not None and res["info_at"] > res["lock_at"]
+    got = parse_result(bytes(res["replies"][0]), gen.info)
+    ref = im.forward(im.quantize_input(x[:1]))[cm.output_name].reshape(-1)
+    np.testing.assert_array_equal(got.logits, ref)
+    assert res["loaded"] == 1 and res["stray"] == []

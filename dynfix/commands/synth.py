@@ -1,8 +1,11 @@
-"""``dynfix synth DIR [--board NAME] [--clock MHZ] [--json]``: build the board top around the
-engine that ``dynfix generate`` wrote to DIR into a bitstream (DIR/build/), with yosys and
-nextpnr from YoWASP, and report utilization and Fmax. With --clock the design runs from the
-board's PLL at the highest frequency it reaches at or below MHZ. Exits non-zero if timing
-is not met at the clock the bitstream runs at."""
+"""``dynfix synth DIR [--board NAME] [--clock auto|MHZ|oscillator] [--json]``: build the board
+top around the engine that ``dynfix generate`` wrote to DIR into a bitstream (DIR/build/), with
+yosys and nextpnr from YoWASP, and report utilization, Fmax and the clock the bitstream runs
+at. By default the design runs from the board's PLL at the fastest clock that meets timing (a
+first place-and-route at the board's highest clock, then rebuilds just under the Fmax it
+reports); --clock MHZ forces the PLL's fastest setting at or below MHZ, --clock oscillator
+the board's oscillator. Exits non-zero if timing is not met at the clock the bitstream runs
+at."""
 
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ def run(args: argparse.Namespace) -> int:
     from dynfix import api          # deferred: see dynfix.commands
 
     result = api.synth(args.dir, args.board, check_timing=False,
-                       fit_check=not args.no_fit_check, clock_mhz=args.clock)
+                       fit_check=not args.no_fit_check, clock=args.clock)
     (Path(args.dir) / "synth.json").write_text(
         json.dumps(result.to_dict(), indent=2, sort_keys=True) + "\n")
     if args.json:
@@ -26,6 +29,21 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def clock_arg(text: str) -> float | str:
+    """``--clock``'s value: ``auto``, ``oscillator`` (or ``osc``), or a positive MHz."""
+    word = text.strip().lower()
+    if word in ("auto", "oscillator", "osc"):
+        return "oscillator" if word == "osc" else word
+    try:
+        mhz = float(word)
+    except ValueError:
+        mhz = 0.0
+    if not mhz > 0 or mhz != mhz or mhz == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected auto, oscillator or a clock in MHz, not "
+                                         f"{text!r}")
+    return mhz
+
+
 def register(subparsers) -> None:
     p = subparsers.add_parser("synth", help="synthesize a generated engine for a board",
                               description=__doc__)
@@ -33,9 +51,11 @@ def register(subparsers) -> None:
     p.add_argument("--board", help="board name or board .yaml file (default: the board "
                                    "DIR was generated for with --board, else the default "
                                    "board; see dynfix boards)")
-    p.add_argument("--clock", type=float, metavar="MHZ",
-                   help="run the design from the board's PLL at the highest frequency it "
-                        "reaches at or below MHZ (default: the board's oscillator)")
+    p.add_argument("--clock", type=clock_arg, default="auto", metavar="auto|MHZ|oscillator",
+                   help="auto (default): the fastest PLL clock that meets timing, found by "
+                        "rebuilding under the reported Fmax; MHZ: the PLL's fastest setting "
+                        "at or below MHZ, one build; oscillator: the board's oscillator, no "
+                        "PLL")
     p.add_argument("--json", action="store_true",
                    help="print luts, ffs, dsps, brams, fmax_mhz, target_mhz, timing_met, ...")
     p.add_argument("--no-fit-check", action="store_true",

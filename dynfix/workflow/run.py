@@ -167,9 +167,11 @@ def _run_stages(opts: FlowOptions, model: Model, board: Board, data: str, calib:
 
     syn = None
     if opts.synth:
-        st.start("synthesize", f"yosys + nextpnr for {board.name} (a few minutes)")
+        st.start("synthesize", f"yosys + nextpnr for {board.name}, timing closure on its "
+                               f"PLL (a few builds, minutes each)")
         syn = api.synth(g, board, tmp / "synth", check_timing=False)
-        st.done(f"Fmax {syn.fmax_mhz:.1f} MHz, {syn.luts} LUTs")
+        st.done(f"runs at {syn.clock_mhz:g} MHz (Fmax {syn.fmax_mhz:.1f} MHz), "
+                f"{syn.luts} LUTs")
 
     st.start("report", "report.json, summary.md, plots")
     rep = build_report(model, board, opts, data, q, g, s, syn, acc, sweep)

@@ -1,0 +1,157 @@
+"""Timing closure (``boards/closure.py``) and ``dynfix synth --clock``: the builds are
+stand-ins whose Fmax is a function of the clock they are asked for, so the loop's choices
+are checked without yosys or nextpnr."""
+
+from __future__ import annotations
+
+import gc
+import json
+
+import pytest
+
+from dynfix.boards.closure import ClosurePolicy, close_timing, next_clock
+from dynfix.boards.pll import fastest_pll
+from dynfix.boards.registry import get_board
+from dynfix.boards.synth import SynthResult
+from dynfix.errors import DynfixError
+
+
+def fake_result(target: float, fmax: float) -> SynthResult:
+    return SynthResult(board="b", device="d", luts=1, ffs=1, dsps=0, brams=0, sprams=0,
+                       fmax_mhz=fmax, target_mhz=target, timing_met=fmax >= target,
+                       seconds=0.0, bitstream="top.bin")
+
+
+def builds_with(fmax_at):
+    """A stand-in build whose Fmax at a requested clock is ``fmax_at(clock)``, and the list
+    of clocks it was asked for."""
+    asked: list[float] = []
+
+    def build(pll):
+        asked.append(pll.f_out)
+        return fake_result(pll.f_out, fmax_at(pll.f_out))
+    return build, asked
+
+
+def test_a_first_build_that_misses_is_rebuilt_under_its_fmax():
+    """iCE40 from 12 MHz: the first build at the fastest setting under 60 MHz reports
+    42.3 MHz; the rebuild runs at the fastest setting under 42.3 less 2 % and meets."""
+    build, asked = builds_with(lambda f: 42.3 if f > 45 else 42.6)
+    r = close_timing(build, "ice40", 12.0, 60.0, ClosurePolicy(margin=0.02))
+    expect = fastest_pll("ice40", 12.0, 42.3 * 0.98)
+    assert asked == [fastest_pll("ice40", 12.0, 60.0).f_out, expect.f_out]
+    assert asked[0] <= 60 and 40 < asked[1] <= 42.3 * 0.98
+    assert r.timing_met and r.clock_mhz == expect.f_out and r.target_mhz == expect.f_out
+    assert r.pll == expect.to_dict() and r.pll["DIVF"] == expect.divf
+    assert [s["timing_met"] for s in r.closure] == [False, True]
+    assert [s["fmax_mhz"] for s in r.closure] == [42.3, 42.6]
+
+
+def test_a_design_that_meets_the_first_clock_is_built_once():
+    build, asked = builds_with(lambda f: 250.0)
+    r = close_timing(build, "ecp5", 25.0, 200.0)
+    assert asked == [200.0] and r.timing_met and r.clock_mhz == 200.0
+    assert r.pll["CLKFB_DIV"] * 25.0 / r.pll["CLKI_DIV"] == 200.0 and len(r.closure) == 1
+
+
+def test_a_rebuild_that_misses_steps_down_below_the_clock_it_missed():
+    """Each rebuild's Fmax lands just under its clock: the loop keeps stepping strictly
+    down and gives up after the policy's builds, returning the last (failing) build."""
+    build, asked = builds_with(lambda f: f - 0.01)
+    r = close_timing(build, "ecp5", 25.0, 150.0, ClosurePolicy(margin=0.0, builds=3))
+    assert len(asked) == 3 and asked[0] > asked[1] > asked[2]
+    assert not r.timing_met and r.clock_mhz == asked[-1]
+    assert [s["timing_met"] for s in r.closure] == [False] * 3
+
+
+def test_the_next_clock_is_strictly_below_the_missed_one():
+    """A build that misses a clock by less than the PLL's step (Fmax above the next setting
+    but below this one) never repeats the same clock."""
+    missed = fastest_pll("ice40", 12.0, 42.0)
+    nxt = next_clock("ice40", 12.0, missed, missed.f_out + 5, 0.0)
+    assert nxt.f_out < missed.f_out
+    with pytest.raises(DynfixError, match="at or below"):
+        next_clock("ice40", 12.0, missed, 10.0, 0.0)          # under the PLL's 16 MHz
+
+
+def test_below_the_pll_the_last_build_is_returned():
+    """The Fmax falls under the PLL's slowest output: no clock to step to; the failing
+    build comes back for the caller to refuse."""
+    build, asked = builds_with(lambda f: 9.0)
+    r = close_timing(build, "ice40", 12.0, 60.0)
+    assert len(asked) == 1 and not r.timing_met and r.closure[0]["fmax_mhz"] == 9.0
+
+
+@pytest.mark.parametrize("margin, builds", [(-0.1, 3), (0.5, 3), (0.02, 0)])
+def test_closure_policy_is_checked(margin, builds):
+    with pytest.raises(DynfixError, match="closure"):
+        ClosurePolicy(margin=margin, builds=builds)
+
+
+@pytest.fixture(scope="module")
+def digits_folder(tmp_path_factory):
+    """The digits model generated for the iCEBreaker (the fit's engine)."""
+    import dynfix
+    folder = tmp_path_factory.mktemp("closure") / "gen"
+    dynfix.generate(dynfix.quantize("digits"), folder, board="icebreaker")
+    return folder
+
+
+@pytest.mark.filterwarnings("ignore:.*created but never used")  # the fake never builds
+@pytest.mark.parametrize("clock, builds, first", [
+    ("auto", 2, None), ("oscillator", 1, 12.0), (30.0, 1, 30.0), (31.3, 1, 31.125)])
+def test_api_synth_clock_choices(digits_folder, monkeypatch, clock, builds, first):
+    """``dynfix.synth(clock=)``: auto closes timing (two builds here), a number forces the
+    PLL's fastest setting at or below it, ``oscillator`` builds without a PLL. The board top
+    of each build has its UART divisor for that build's clock."""
+    import dynfix
+    import dynfix.api
+    from dynfix.boards.uart_tx import baud_divisor
+    seen = []
+
+    def fake_synthesize(top, board, build_dir, check_timing=True):
+        seen.append((board.target_mhz, top._divisor, top._pll))
+        return fake_result(board.target_mhz, 41.2)
+    monkeypatch.setattr(dynfix.api, "synthesize", fake_synthesize)
+    board = get_board("icebreaker")
+    r = dynfix.synth(digits_folder, clock=clock, check_timing=False)
+    assert len(seen) == builds and r.timing_met
+    if first is not None:
+        assert seen[0][0] == first and r.clock_mhz == first
+    assert (r.pll == {}) == (clock == "oscillator") == (seen[-1][2] is None)
+    for target, divisor, _ in seen:
+        assert divisor == baud_divisor(target * 1e6, board.baud)
+    if clock == "auto":
+        assert seen[0][0] == fastest_pll("ice40", 12.0, board.max_mhz).f_out
+        assert r.clock_mhz == fastest_pll("ice40", 12.0, 41.2 * 0.98).f_out
+    gc.collect()
+
+
+@pytest.mark.filterwarnings("ignore:.*created but never used")  # the fake never builds
+def test_synth_cli_clock_and_json(digits_folder, monkeypatch, capsys):
+    """``dynfix synth --json`` gives the clock the bitstream runs at, Fmax, the PLL setting
+    and the verdict; a clock missed after the closure exits 1; a bad --clock is refused."""
+    import dynfix.api
+    from dynfix.cli import main
+
+    monkeypatch.setattr(dynfix.api, "synthesize",
+                        lambda top, board, build_dir, check_timing=True:
+                        fake_result(board.target_mhz, 41.2))
+    capsys.readouterr()
+    assert main(["synth", str(digits_folder), "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["timing_met"] and r["clock_mhz"] <= r["fmax_mhz"] == 41.2
+    assert r["pll"]["family"] == "ice40" and len(r["closure"]) == 2
+    assert json.loads((digits_folder / "synth.json").read_text()) == r
+
+    monkeypatch.setattr(dynfix.api, "synthesize",
+                        lambda top, board, build_dir, check_timing=True:
+                        fake_result(board.target_mhz, board.target_mhz * 0.9))
+    assert main(["synth", str(digits_folder)]) == 1
+    out, err = capsys.readouterr()
+    assert "timing closure:" in out and "timing NOT met" in err and err.count("\n") == 1
+    with pytest.raises(SystemExit) as e:
+        main(["synth", str(digits_folder), "--clock", "fast"])
+    assert e.value.code == 2 and "expected auto, oscillator or a clock in MHz" in \
+        capsys.readouterr().err
+    gc.collect()
