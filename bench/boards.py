@@ -1,14 +1,15 @@
 """Every board in ``boards/``: the engine chosen for the bundled digits model (8 bit), its
-utilization and Fmax from synthesis, images/s and GOP/s at that Fmax, and the multiplier peak
-(products per cycle x 2 x Fmax) of the engine and of the board's DSP blocks (two 8-bit products
+utilization, the clock the bitstream runs at and Fmax from synthesis (``dynfix synth``'s timing
+closure on the board's PLL), images/s and GOP/s at that clock, and the multiplier peak
+(products per cycle x 2 x f) of the engine and of the board's DSP blocks (two 8-bit products
 per block where the family's DSP blocks take pairs, as iCE40's SB_MAC16 does).
 
-Synthesis (yosys + nextpnr via ``dynfix.boards.synth``) takes minutes per board, so it runs
+Synthesis (yosys + nextpnr via ``dynfix.api.synth``) takes minutes per build, so it runs
 only with ``--synth`` (``--synth icebreaker`` rebuilds only the boards named); its figures are
 kept in ``bench/results/boards_synth.json`` and reused by later runs (the table then says which
 figures come from that file) as long as the board's engine is the same.
 Without any synthesis figures, the table shows the resource estimate (``hw/resources.py``)
-and the board's target clock instead.
+and the board's oscillator instead.
 
 ``--bits 8/4/4`` (or any other ``--bits`` spec) quantizes the model so instead and writes
 its own table (``boards_bits_8-4-4.md``; synthesis figures kept under ``BOARD 8/4/4``): with
@@ -57,20 +58,22 @@ def resource_estimate(cfg: EngineConfig, board: Board) -> dict | None:
 
 
 def synthesize(board: Board, cm, model_name: str, work: Path) -> dict:
-    """Generate the engine and build the board top; utilization, Fmax, wall time."""
-    from dynfix.boards.design import board_top, load_generated
-    from dynfix.boards.synth import synthesize as build
+    """Generate the engine and build the board top as ``dynfix synth`` does (timing closure
+    on the board's PLL); utilization, the clock the bitstream runs at, Fmax, wall time."""
+    from dynfix.api import synth
     from dynfix.hw.generate import write_outputs
 
     folder = work / board.name
-    write_outputs(cm, model_name, folder / "gen")
+    write_outputs(cm, model_name, folder / "gen", board=board.bundled_name)
     t0 = time.perf_counter()
-    r = build(board_top(load_generated(folder / "gen"), board), board, folder / "build",
-              check_timing=False)
+    r = synth(folder / "gen", board, folder / "build", check_timing=False, fit_check=False)
     return {"luts": r.luts, "ffs": r.ffs, "dsps": r.dsps, "brams": r.brams,
-            "sprams": r.sprams, "fmax_mhz": r.fmax_mhz, "target_mhz": r.target_mhz,
+            "sprams": r.sprams, "clock_mhz": round(r.clock_mhz, 4), "pll": r.pll,
+            "fmax_mhz": r.fmax_mhz, "target_mhz": r.target_mhz,
             "timing_met": r.timing_met, "available": r.available,
             "critical_path": r.critical_path,
+            "closure": [{k: v for k, v in step.items() if k != "seconds"}
+                        for step in r.closure],
             "engine": cm.config.summary(),
             "seconds": round(time.perf_counter() - t0, 1)}
 
@@ -136,12 +139,15 @@ def report(rows: list[dict], bits: str = "8") -> list[str]:
         if s:
             use = {k: s[k] for k in ("luts", "ffs", "dsps", "brams")}
             avail = s.get("available") or {}
-            f_mhz, f_what = s["fmax_mhz"], "Fmax"
+            # A build from before the PLL ran at the board's oscillator (its target).
+            f_mhz = s.get("clock_mhz", s["target_mhz"])
+            f_what = "PLL" if s.get("pll") else "oscillator"
+            fmax = f"{s['fmax_mhz']:.2f}"
         else:
             use = r["estimate"] or {}
             avail = {"luts": b.luts, "ffs": b.ffs, "dsps": b.dsp.blocks,
                      "brams": b.bram.blocks}
-            f_mhz, f_what = b.target_mhz, "target, no synthesis"
+            f_mhz, f_what, fmax = b.clock_mhz, "oscillator; estimate, no synthesis", "-"
 
         def pct(key):
             if key not in use:
@@ -163,7 +169,7 @@ def report(rows: list[dict], bits: str = "8") -> list[str]:
         per_block = 2 if dual_mac_fits(cfg, b) else 1
         dsp_peak = b.dsp.blocks * per_block * 2 * f_mhz * 1e6 / 1e9
         timing = ("met" if s["timing_met"] else "**NOT met**") if s else "-"
-        perf.append([r["board"], f"{f_mhz:.2f} ({f_what})", f"{b.target_mhz:g}", timing,
+        perf.append([r["board"], f"{f_mhz:.2f} ({f_what})", fmax, timing,
                      f"{r['cycles']:,}", f"{ips:,.0f}", f"{gops:.4f}", f"{peak:.3f}",
                      f"{100 * gops / peak:.1f}", f"{dsp_peak:.3f}",
                      f"{100 * gops / dsp_peak:.1f}" if dsp_peak else "-"])
@@ -188,7 +194,9 @@ def report(rows: list[dict], bits: str = "8") -> list[str]:
         *md_table(["board", "LUTs est / actual", "FFs est / actual", "DSPs est / actual",
                    "BRAMs est / actual", "critical path"], ratios),
         "",
-        "Throughput at the clock in the first column: images/s = f / cycles per image (cycle",
+        "Throughput at the clock the bitstream runs at (`dynfix synth`'s timing closure: the",
+        "PLL's fastest setting that met timing; Fmax is what nextpnr reported for that build):",
+        "images/s = f / cycles per image (cycle",
         "model: compute + loading the image + streaming the outputs; the 115200-baud UART to a",
         "host is not counted), GOP/s = 2 x MACs x images/s. Engine peak = engine multipliers",
         "(products per cycle) x 2 x f; board peak = the board's DSP blocks x products per block",
@@ -197,7 +205,7 @@ def report(rows: list[dict], bits: str = "8") -> list[str]:
         "(`+N lut` in the engine, `hw/lut_mul.py`) or packed products (two per MULT18X18D,",
         "`hw/ecp5_packed_mul.py`) can go past it.",
         "",
-        *md_table(["board", "f (MHz)", "target MHz", "timing", "cycles/image", "images/s",
+        *md_table(["board", "f (MHz)", "Fmax MHz", "timing", "cycles/image", "images/s",
                    "GOP/s", "engine peak GOP/s", "% of engine peak", "board DSP peak GOP/s",
                    "% of board peak"], perf),
         "",

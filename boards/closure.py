@@ -5,14 +5,14 @@ only after place-and-route, and nextpnr's result moves with the clock it is aske
 timing-driven placer works hardest on the paths that miss it). So the closure runs the build
 as an FPGA engineer would by hand:
 
-1. a first place-and-route at the board's highest clock (``clock.max_mhz`` in its file); if
-   that meets timing, done;
-2. else the PLL's fastest setting at or below the reported Fmax less a margin, and a rebuild
-   at it;
-3. a rebuild that misses steps down again from its own Fmax (always strictly below the clock
-   it missed), up to a number of builds; the last build is returned whether or not it met
-   timing, and the caller refuses a bitstream that did not (:func:`~dynfix.boards.synth.
-   check_result`).
+1. a first place-and-route at an ambitious clock (``clock.max_mhz`` in the board's file, by
+   default the family's);
+2. a rebuild at the PLL's fastest setting under the reported Fmax less a margin: below the
+   clock if the build missed, above it if it met with room to spare;
+3. and so on from each build's own Fmax, never again at a clock that missed or at or below
+   one that met, up to a number of builds; the fastest build that met timing is the result
+   (built again last if a later build missed), else the last build, which the caller
+   refuses (:func:`~dynfix.boards.synth.check_result`).
 
 Every build's clock, Fmax and verdict go into the result's ``closure`` list.
 """
@@ -35,11 +35,12 @@ class ClosurePolicy:
 
     ``margin``: the fraction below a build's Fmax the next clock is chosen at (placement
     changes with the clock asked for, so the rebuild's Fmax is not the first one's).
-    ``builds``: place-and-route runs at most, the first one included.
+    ``builds``: place-and-route runs at most in the search, the first one included (one
+    more rebuilds the best if a later one missed).
     """
 
     margin: float = 0.02
-    builds: int = 4
+    builds: int = 3
 
     def __post_init__(self) -> None:
         if not 0 <= self.margin < 0.5:
@@ -59,24 +60,53 @@ def next_clock(family: str, f_in: float, missed: Pll, fmax_mhz: float,
 def close_timing(build: Callable[[Pll], SynthResult], family: str, f_in: float,
                  start_mhz: float, policy: ClosurePolicy = ClosurePolicy()) -> SynthResult:
     """Run ``build`` (one place-and-route with the design clocked from the given PLL setting,
-    timing judged at that setting's output) until one meets timing or ``policy.builds`` ran;
-    the first at the fastest setting at or below ``start_mhz``. Returns the last build's
-    result with ``clock_mhz``, ``pll`` and ``closure`` (every build's clock, Fmax, verdict
-    and seconds) filled in, its ``seconds`` those of all the builds."""
+    timing judged at that setting's output) to find the fastest setting that meets timing:
+    the first at the fastest setting at or below ``start_mhz``, each next one at the fastest
+    setting under the last build's Fmax less ``policy.margin`` (strictly below a clock that
+    missed, above the best one that met), until no such setting is left or
+    ``policy.builds`` ran. If the best build that met timing is not the last one, it is
+    built again (the builds are deterministic), so the build folder holds it.
+
+    Returns that build's result (or, if none met timing, the last one's) with ``clock_mhz``,
+    ``pll`` and ``closure`` (every build's clock, Fmax, verdict and seconds) filled in, its
+    ``seconds`` those of all the builds."""
     pll = fastest_pll(family, f_in, start_mhz)
     steps: list[dict] = []
+    best: Pll | None = None
+    result = None
     while True:
         result = build(pll)
         steps.append({"clock_mhz": round(pll.f_out, 6), "fmax_mhz": result.fmax_mhz,
                       "timing_met": bool(result.timing_met), "seconds": result.seconds})
-        if result.timing_met or len(steps) >= policy.builds:
+        if result.timing_met and (best is None or pll.f_out > best.f_out):
+            best = pll
+        if len(steps) >= policy.builds:
             break
-        try:
-            pll = next_clock(family, f_in, pll, result.fmax_mhz, policy.margin)
-        except DynfixError:
-            break                       # below the PLL's slowest output: nothing to step to
+        nxt = _next(family, f_in, pll, result, policy.margin)
+        if nxt is None or (best is not None and nxt.f_out <= best.f_out):
+            break
+        pll = nxt
+    if best is not None and best != pll:
+        pll = best
+        result = build(pll)
+        steps.append({"clock_mhz": round(pll.f_out, 6), "fmax_mhz": result.fmax_mhz,
+                      "timing_met": bool(result.timing_met), "seconds": result.seconds,
+                      "rebuild": True})
     result.clock_mhz = pll.f_out
     result.pll = pll.to_dict()
     result.closure = steps
     result.seconds = round(sum(s["seconds"] for s in steps), 1)
     return result
+
+
+def _next(family: str, f_in: float, pll: Pll, result: SynthResult, margin: float
+          ) -> Pll | None:
+    """The clock to try after a build at ``pll``: under its Fmax less the margin, strictly
+    below ``pll`` if it missed and strictly above if it met; None if there is none."""
+    try:
+        if not result.timing_met:
+            return next_clock(family, f_in, pll, result.fmax_mhz, margin)
+        nxt = fastest_pll(family, f_in, result.fmax_mhz * (1 - margin))
+    except DynfixError:
+        return None                     # below the PLL's slowest output: nothing to try
+    return nxt if nxt.f_out > pll.f_out else None

@@ -129,7 +129,7 @@ ECP5 = FpgaFamily(
     ff_cell="TRELLIS_FF",
     yosys_after_read=YOSYS_HIDE_ELEMENT_WIRES + "\n" + YOSYS_KEEP_OPERAND_COPIES,
     bitstream="bit",
-    max_mhz=200.0,
+    max_mhz=125.0,
 )
 
 #: Every supported family by name.

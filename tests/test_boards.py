@@ -56,6 +56,7 @@ def _write(tmp_path, mutate) -> Path:
     (lambda d: d["resources"]["dsp"].update(blocks="eight"), "resources.dsp.blocks: expected int"),
     (lambda d: d["fpga"].update(family="virtex"), "fpga.family"),
     (lambda d: d["clock"].update(mhz=-3), "clock.mhz: must be positive"),
+    (lambda d: d["clock"].update(max_mhz=0), "clock.max_mhz: must be positive"),
     (lambda d: d.update(colour="red"), "colour: unknown key"),
     (lambda d: d["resources"]["bram"].update(shapes=[[512, 16]]), "does not fit 4096 bits"),
     (lambda d: d["resources"]["bram"].update(shapes=[[256, 16, 0]]), "bits per write enable"),
@@ -67,6 +68,16 @@ def test_malformed_board(tmp_path, mutate, needle):
     with pytest.raises(DynfixError, match=needle.replace(".", r"\.")) as e:
         load_board_file(p)
     assert "myboard.yaml" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_max_clock_defaults_to_the_family_s(tmp_path):
+    """``clock.max_mhz`` (the timing closure's first clock) comes from the family unless the
+    board file sets it."""
+    assert get_board("icebreaker").max_mhz == fpga_family("ice40").max_mhz
+    assert get_board("ulx3s").max_mhz == fpga_family("ecp5").max_mhz
+    assert fpga_family("ice40").max_mhz < fpga_family("ecp5").max_mhz
+    mine = load_board_file(_write(tmp_path, lambda d: d["clock"].update(max_mhz=33)))
+    assert mine.max_mhz == 33 and mine.summary()["max_mhz"] == 33
 
 
 def test_board_from_path_and_bad_yaml(tmp_path):
