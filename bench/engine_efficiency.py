@@ -40,7 +40,8 @@ from dynfix.quant.datasets import load_digits  # noqa: E402
 from dynfix.quant.ir import Conv2d, Flatten, Linear, MaxPool2d, Model, ReLU  # noqa: E402
 from dynfix.quant.load import load_model  # noqa: E402
 from dynfix.quant.search import search  # noqa: E402
-from dynfix.sim.simulate import Design, simulate  # noqa: E402
+from dynfix.hw.design import Design  # noqa: E402
+from dynfix.sim.simulate import simulate  # noqa: E402
 
 #: Engine sizes (k, tn, tm): tm x lanes = 1x9, 4x9 (tm does not divide lanes: the
 #: write-back's rotated path), 2x18 and 4x12 (k = 1, lanes not a multiple of 9, like the

@@ -29,7 +29,8 @@ from dynfix.hw.generate import write_outputs  # noqa: E402
 from dynfix.quant.datasets import load_digits  # noqa: E402
 from dynfix.quant.load import load_model  # noqa: E402
 from dynfix.quant.search import search  # noqa: E402
-from dynfix.sim.simulate import Design, simulate  # noqa: E402
+from dynfix.hw.design import Design  # noqa: E402
+from dynfix.sim.simulate import simulate  # noqa: E402
 
 #: Images per simulation run (one build, then one simulator process for all of them).
 IMAGES = {"icarus": 2, "verilator": 20}
@@ -74,9 +75,10 @@ def measure(quick: bool) -> tuple[list[list], dict]:
                          f"**{1e6 * t_run / n_cyc:.1f} us per simulated cycle** "
                          f"({n_cyc / t_run:,.0f} cycles/s, incl. start-up)"])
         if not quick:
-            from dynfix.boards.design import board_top, load_generated
+            from dynfix.boards.design import board_top
+            from dynfix.hw.design import Design
             from dynfix.boards.synth import synthesize
-            r, t = timed(synthesize, board_top(load_generated(work / "gen"), board), board,
+            r, t = timed(synthesize, board_top(Design.load(work / "gen"), board), board,
                          work / "build-synth", check_timing=False)
             rows.append([f"synthesize ({board.name}: yosys + nextpnr + pack)", info["engine"],
                          f"{t:.0f} s", f"Fmax {r.fmax_mhz} MHz, {r.luts} LUTs"])

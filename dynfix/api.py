@@ -28,13 +28,14 @@ from typing import Any, Callable
 import numpy as np
 
 from dynfix.boards.closure import ClosurePolicy, Pll, close_timing
-from dynfix.boards.design import add_flash_image, board_pll, board_top, load_generated
+from dynfix.boards.design import add_flash_image, board_pll, board_top
 from dynfix.boards.host import BoardClient, open_port
 from dynfix.boards.fit import FitResult, check_generated_fits, fit as fit_model
 from dynfix.boards.synth import SynthResult, check_result, synthesize
 from dynfix.errors import DynfixError, literal
-from dynfix.hw.compiler import CompiledModel, compile_model, plan_groups
+from dynfix.hw.compiler import compile_model, plan_groups
 from dynfix.hw.config import EngineConfig
+from dynfix.hw.design import Design
 from dynfix.hw.generate import write_outputs
 from dynfix.inputs import (DataLike, ModelLike, check_data_fits, engine_config, get_board,
                            load_inputs, load_model, load_spec)
@@ -152,29 +153,12 @@ def fit(quant: QuantLike, board: Any = None, *, model: ModelLike | None = None) 
 
 
 @dataclass
-class GenerateResult:
-    """The generated engine: Verilog, memory images and ``report.json`` in ``folder``."""
+class GenerateResult(Design):
+    """The generated engine: a :class:`~dynfix.hw.design.Design` (Verilog, memory images and
+    ``report.json`` in ``folder``, with the model, spec and compiled model behind them) and,
+    when it was fitted to a board, the fit."""
 
-    folder: Path
-    report: dict = field(repr=False)
-    config: EngineConfig
-    compiled: CompiledModel = field(repr=False)
-    model: Model = field(repr=False)
-    spec: QuantSpec = field(repr=False)
-    fit: FitResult | None = field(default=None, repr=False)   # when fitted to a board
-
-    @property
-    def verilog(self) -> Path:
-        return self.folder / f"{self.report['top']}.v"
-
-    @property
-    def cycles_per_image(self) -> int:
-        """Cycle-model estimate: compute plus streaming the image in and the outputs out."""
-        return int(self.report["estimate"]["cycles_per_image"])
-
-    @property
-    def multipliers(self) -> int:
-        return int(self.report["engine"]["multipliers"])
+    fit: FitResult | None = field(default=None, repr=False)
 
 
 def generate(quant: QuantLike, output: str | Path, board: Any = None, *,
@@ -198,7 +182,7 @@ def generate(quant: QuantLike, output: str | Path, board: Any = None, *,
         cfg = engine_config(config)
     cm = compile_model(m, spec, cfg)
     rep = write_outputs(cm, m.name, output, board_name, model_files=(m, spec))
-    return GenerateResult(Path(output), rep, cm.config, cm, m, spec, fitted)
+    return GenerateResult(Path(output), rep, m, spec, cm, fit=fitted)
 
 
 # --- simulate ------------------------------------------------------------------------------
@@ -251,22 +235,20 @@ def _accuracy(scores: np.ndarray, labels: np.ndarray | None) -> float | None:
     return float(np.mean(scores.argmax(axis=1) == labels))
 
 
-def _design(generated: GenerateResult | str | Path, quant: QuantLike | None,
-            model: ModelLike | None) -> sim.Design:
-    """The design to simulate: a :class:`GenerateResult` as it is in memory, or a generate
-    output folder (its own ``model.yaml`` and ``Q.yaml``, unless ``quant`` is given)."""
-    if isinstance(generated, GenerateResult):
-        m, spec = (generated.model, generated.spec) if quant is None else \
-            _model_and_spec(quant, model)
-        return sim.Design(generated.folder, generated.report, m, spec,
-                          generated.compiled if spec is generated.spec else
-                          compile_model(m, spec, generated.config))
-    design = sim.load_design(generated)
+def _design(generated: Design | str | Path, quant: QuantLike | None,
+            model: ModelLike | None) -> Design:
+    """The design to simulate: a :class:`GenerateResult` (or any design) as it is in memory,
+    or a generate output folder (its own ``model.yaml`` and ``Q.yaml``), unless ``quant``
+    gives the model and spec to score against."""
+    design = generated if isinstance(generated, Design) else Design.load(generated)
     if quant is None:
-        return design
+        return design.with_model()
+    if design.model is None and model is None:
+        design = design.with_model()
     m, spec = _model_and_spec(quant, model if model is not None else design.model)
-    return sim.Design(design.folder, design.report, m, spec,
-                      compile_model(m, spec, design.cm.config))
+    if spec is design.spec:
+        return design
+    return Design(design.folder, design.report, m, spec, compile_model(m, spec, design.config))
 
 
 def simulate(generated: GenerateResult | str | Path, quant: QuantLike | None = None,
@@ -326,12 +308,9 @@ def synth(generated: GenerateResult | str | Path, board: Any = None,
     board's oscillator, without a PLL. The result's ``clock_mhz`` is what the bitstream runs
     at, ``pll`` the setting, ``closure`` every build's clock and Fmax.
     """
-    folder = generated.folder if isinstance(generated, GenerateResult) else Path(generated)
-    gen = load_generated(folder)
-    if board is None:
-        recorded = gen.report.get("board")
-        board = recorded if isinstance(recorded, str) else None
-    b = get_board(board)
+    gen = generated if isinstance(generated, Design) else Design.load(generated)
+    folder = gen.folder
+    b = get_board(board if board is not None else gen.board)
     if fit_check:
         check_generated_fits(gen, b)
     out = Path(build_dir) if build_dir is not None else folder / "build"

@@ -79,6 +79,15 @@ def report(cm: CompiledModel, model_name: str) -> dict:
     }
 
 
+def memory_images(cm: CompiledModel) -> dict[str, str]:
+    """The program, weight and bias memory images of ``cm`` as the hex files a generated
+    folder holds (``$readmemh`` format), by file name."""
+    cfg = cm.config
+    return {"program.hex": hex_lines(cm.program, entry_layout(cfg).size),
+            "weights.hex": hex_lines(cm.weights, cfg.weight_word_bits),
+            "biases.hex": hex_lines(cm.biases, cfg.tm * cfg.bias_lane_bits)}
+
+
 def write_outputs(cm: CompiledModel, model_name: str, output: str | Path,
                   board: str | None = None, *,
                   model_files: tuple[Model, QuantSpec] | None = None) -> dict:
@@ -95,15 +104,12 @@ def write_outputs(cm: CompiledModel, model_name: str, output: str | Path,
     out = Path(output)
     if out.exists() and not out.is_dir():
         raise DynfixError(f"output {str(out)!r} exists and is not a folder")
-    cfg = cm.config
     rep = report(cm, model_name)
     if board is not None:
         rep["board"] = board
     files = {
         f"{TOP_NAME}.v": engine_verilog(cm),
-        "program.hex": hex_lines(cm.program, entry_layout(cfg).size),
-        "weights.hex": hex_lines(cm.weights, cfg.weight_word_bits),
-        "biases.hex": hex_lines(cm.biases, cfg.tm * cfg.bias_lane_bits),
+        **memory_images(cm),
         "report.json": json.dumps(rep, indent=2, sort_keys=True) + "\n",
     }
     with atomic_folder(out) as tmp:
@@ -116,7 +122,7 @@ def write_outputs(cm: CompiledModel, model_name: str, output: str | Path,
 
 def write_model_files(model: Model, spec: QuantSpec, folder: str | Path) -> None:
     """Write ``model.yaml`` + ``model.npz`` and ``Q.yaml`` into a generated design folder:
-    what :func:`dynfix.sim.simulate.load_design` needs to rebuild the integer model."""
+    what :meth:`dynfix.hw.design.Design.with_model` needs to rebuild the integer model."""
     folder = Path(folder)
     save_yaml(model, folder / "model.yaml")
     save_qspec(spec, folder / "Q.yaml")

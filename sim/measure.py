@@ -21,7 +21,8 @@ from dynfix.quant.load import load_model
 from dynfix.quant.search import search
 from dynfix.quant.ir import Conv2d, Flatten, Linear, MaxPool2d, Model, ReLU
 from dynfix.quant.qspec import QuantSpec
-from .simulate import Design, simulate
+from dynfix.hw.design import Design
+from .simulate import simulate
 
 
 def measure(model: Model, spec: QuantSpec, cfg: EngineConfig, x: np.ndarray,

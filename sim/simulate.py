@@ -1,11 +1,11 @@
 """Running a generated design on images: the one harness behind ``dynfix flow``,
 ``dynfix simulate`` and :func:`dynfix.api.simulate`.
 
-A :class:`Design` is the engine Verilog's folder with the report, model, spec and compiled
-model behind it: read from a ``dynfix generate`` output folder by :func:`load_design` (which
-recompiles the model and checks that its program and memory images equal the folder's, so the
-integer reference is the one the Verilog was built from), or built in memory as
-``Design(folder, report, model, spec, cm)`` by a caller that has them. :func:`simulate` runs
+A design is a :class:`~dynfix.hw.design.Design`: a ``dynfix generate`` folder with the model,
+spec and compiled model behind its Verilog (``Design.load(folder).with_model()`` recompiles
+the model and checks that its program and memory images equal the folder's, so the integer
+reference is the one the Verilog was built from; a caller that has them builds it as
+``Design(folder, report, model, spec, compiled)``). :func:`simulate` runs
 the images through the bulk host (:mod:`dynfix.sim.harness`), one simulator build and one
 simulator process, a few images per step with a progress line after each, and scores them
 against :class:`~dynfix.quant.int_model.IntModel`; its :class:`SimResult` holds the summary
@@ -20,7 +20,6 @@ coordinates, are reported.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Callable
@@ -28,79 +27,22 @@ from typing import Callable
 import numpy as np
 
 from dynfix.errors import DynfixError
-from dynfix.hw.compiler import CompiledModel, compile_model
-from dynfix.hw.config import EngineConfig
-from dynfix.hw.generate import TOP_NAME, hex_lines
+from dynfix.hw.compiler import CompiledModel
+from dynfix.hw.design import Design
+from dynfix.hw.generate import hex_lines
 from dynfix.hw.ice40_spram import load_image
 from dynfix.hw.program import entry_layout, pack_entry
 from dynfix.quant.float_model import predict
 from dynfix.quant.int_model import IntModel
-from dynfix.quant.ir import Model
-from dynfix.quant.qspec import QuantSpec
-from dynfix.quant.qspec_io import load_qspec
-from dynfix.quant.yaml_io import load_yaml
 from .harness import RELOADABLE, WEIGHT_LOAD, HostParams, hex_values
 from .scoreboard import Difference, Scoreboard, first_difference
 from .simulators import Simulator, choose
-
-REQUIRED = (f"{TOP_NAME}.v", "report.json", "program.hex", "weights.hex", "biases.hex",
-            "model.yaml", "Q.yaml")
-
-
-@dataclass
-class Design:
-    """A generated design folder, with the model, spec and compiled model behind it.
-
-    :func:`load_design` reads one from a ``dynfix generate`` folder; a caller that already
-    has the parts (as :func:`dynfix.api.generate` returns them) builds it directly, with no
-    recompilation: ``Design(folder, report, model, spec, cm)``."""
-
-    folder: Path
-    report: dict
-    model: Model
-    spec: QuantSpec
-    cm: CompiledModel
-
-    @property
-    def verilog(self) -> Path:
-        return self.folder / f"{TOP_NAME}.v"
-
 
 def host_stream(cm: CompiledModel, xq1: np.ndarray) -> np.ndarray:
     """What the host streams for one quantized input (the compiler's layout if it has one)."""
     if hasattr(cm, "host_input"):
         return np.asarray(cm.host_input(xq1)).reshape(-1)
     return np.asarray(xq1).reshape(-1)
-
-
-def load_design(folder: str | Path) -> Design:
-    """Read and cross-check a ``dynfix generate`` output folder (clean errors otherwise)."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise DynfixError(f"{str(folder)!r} is not a folder (expected the output of "
-                          f"dynfix generate)")
-    missing = [name for name in REQUIRED if not (folder / name).is_file()]
-    if missing:
-        hint = (" (generated before dynfix generate wrote the model; re-run it)"
-                if set(missing) <= {"model.yaml", "Q.yaml"} else "")
-        raise DynfixError(f"{folder} is not a generated design: missing "
-                          f"{', '.join(missing)}{hint}")
-    try:
-        report = json.loads((folder / "report.json").read_text())
-        cfg = EngineConfig.from_report(report["engine"], where=f"{folder}/report.json engine")
-    except (ValueError, KeyError, TypeError) as e:
-        raise DynfixError(f"{folder}/report.json is not a dynfix generate report "
-                          f"({type(e).__name__}: {e})") from None
-    model = load_yaml(folder / "model.yaml")
-    spec = load_qspec(folder / "Q.yaml", model)
-    cm = compile_model(model, spec, cfg)
-    for name, words, bits in (("program.hex", cm.program, entry_layout(cfg).size),
-                              ("weights.hex", cm.weights, cfg.weight_word_bits),
-                              ("biases.hex", cm.biases, cfg.tm * cfg.bias_lane_bits)):
-        if (folder / name).read_text() != hex_lines(words, bits):
-            raise DynfixError(f"{folder}/{name} does not match model.yaml + Q.yaml compiled "
-                              f"for the report's engine; the folder was edited or mixed up")
-    return Design(folder, report, model, spec, cm)
 
 
 def truncated_program(cm: CompiledModel, upto: int) -> list[int]:
@@ -310,7 +252,8 @@ def simulate(design: Design, x: np.ndarray, y: np.ndarray | None, build_dir: str
         raise DynfixError("no images to simulate")
     if not design.verilog.is_file():
         raise DynfixError(f"{design.verilog} is missing; re-run dynfix generate")
-    cm, cfg = design.cm, design.cm.config
+    design = design.with_model()
+    cm, cfg = design.compiled, design.compiled.config
     im = IntModel(design.model, design.spec)
     xq = im.quantize_input(x)
     trace = im.forward(xq)

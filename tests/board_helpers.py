@@ -68,7 +68,7 @@ class EchoEngine(wiring.Component):
 
 def run_board_tb(gen, im, x, build_dir: Path, image: bytes | None = None, n_images: int = 1,
                  *, divisor: int, pll=None, clk_hz: int = 12_000_000) -> dict:
-    """The board top's Verilog around ``gen``'s engine (a ``load_generated`` folder) under
+    """The board top's Verilog around ``gen``'s engine (a :class:`~dynfix.hw.design.Design`) under
     Icarus (``tests/board_tb.py``): with ``image``, the flash holding it at 1 MiB; with
     ``pll`` (a :mod:`dynfix.boards.pll` setting), the design clocked from the PLL's model fed
     by the oscillator, else from ``clk_hz``; ``n_images`` test images of ``x`` sent after
@@ -76,6 +76,7 @@ def run_board_tb(gen, im, x, build_dir: Path, image: bytes | None = None, n_imag
     from amaranth.back import verilog
 
     from dynfix.boards.board_top import BoardTop
+    from dynfix.boards.design import link_info, weights_payload
     from dynfix.boards.engine_instance import EngineInstance
     from dynfix.boards.flash_image import FLASH_OFFSET
     from dynfix.boards.pll import Ice40Pll, sim_sources
@@ -89,19 +90,19 @@ def run_board_tb(gen, im, x, build_dir: Path, image: bytes | None = None, n_imag
     ensure_yosys()
     build_dir = Path(build_dir).resolve()
     build_dir.mkdir(parents=True, exist_ok=True)
-    payload = gen.weights_payload
+    payload = weights_payload(gen)
     if pll is not None:
         clk_hz = round(pll.f_out * 1e6)
-    top = BoardTop(EngineInstance(gen.verilog, gen.info.in_bits, weight_load=gen.weight_load),
-                   gen.info, divisor=divisor, weights=payload, clk_hz=clk_hz, pll=pll)
+    top = BoardTop(EngineInstance(gen.verilog, link_info(gen).in_bits, weight_load=gen.weight_load),
+                   link_info(gen), divisor=divisor, weights=payload, clk_hz=clk_hz, pll=pll)
     src = build_dir / "board.v"
     text = verilog.convert(top, name="board", emit_src=False, strip_internal_attrs=True)
     src.write_text(text)
-    requests = [list(infer_request(im.quantize_input(x[i:i + 1])[0], gen.info))
+    requests = [list(infer_request(im.quantize_input(x[i:i + 1])[0], link_info(gen)))
                 for i in range(n_images)]
     load = 400 + (len(payload) * byte_cycles(2) if payload is not None else 0)
     job = {"divisor": divisor, "period_ps": 2 * round(0.5e12 / clk_hz), "info_len": INFO_LEN,
-           "reply_len": 1 + gen.info.result_len(), "requests": requests,
+           "reply_len": 1 + link_info(gen).result_len(), "requests": requests,
            "load_cycles": load + 40 * divisor * (INFO_LEN + 2), "run_cycles": 100_000}
     if image is not None:
         job.update(image=list(image), base=FLASH_OFFSET)

@@ -48,13 +48,13 @@ def test_mlperf_engine_kind_utilization_and_table():
     depthwise conv are kinds of their own); a model that does not fit keeps its reason in
     the table."""
     me = pytest.importorskip("mlperf_engine")
-    report = {"estimate": {"layers": [
+    estimate = {"layers": [
         {"kind": "conv", "macs": 800, "cycles": 10, "residual": None, "stride": [1, 1]},
         {"kind": "conv", "macs": 400, "cycles": 10, "residual": "add1", "stride": [2, 2]},
         {"kind": "dwconv", "macs": 90, "cycles": 30, "residual": None, "stride": [1, 1]},
         {"kind": "dwconv", "macs": 40, "cycles": 50, "residual": None, "stride": [2, 2]},
-        {"kind": "conv", "macs": 600, "cycles": 10, "residual": None, "stride": [1, 1]}]}}
-    got = me.kind_utilization(report, multipliers=100)
+        {"kind": "conv", "macs": 600, "cycles": 10, "residual": None, "stride": [1, 1]}]}
+    got = me.kind_utilization(estimate, multipliers=100)
     assert got == {"conv": 1400 / 2000, "conv+add": 400 / 1000, "dwconv": 90 / 3000,
                    "dwconv/2": 40 / 5000}
     lines = me.table([{"model": "m", "board": "b", "params": 10, "macs": 20,

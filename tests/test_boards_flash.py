@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from dynfix.boards.board_top import check_load
-from dynfix.boards.design import board_top, load_generated
+from dynfix.boards.design import board_top, link_info, weights_payload
+from dynfix.hw.design import Design
 from dynfix.boards.flash_image import (HEADER_BYTES, flash_image, read_header,
                                        weight_payload)
 from dynfix.boards.protocol import parse_result
@@ -43,7 +44,7 @@ def spram_design(tmp_path_factory):
     folder = tmp_path_factory.mktemp("spram") / "gen"
     write_outputs(cm, model.name, folder, board="icebreaker")
     x, _ = load_digits("test")
-    return load_generated(folder), cm, IntModel(model, spec), x
+    return Design.load(folder), cm, IntModel(model, spec), x
 
 
 def test_weight_payload_is_the_halfword_image(spram_design):
@@ -52,7 +53,7 @@ def test_weight_payload_is_the_halfword_image(spram_design):
     bytes each, little-endian."""
     gen, cm, _, _ = spram_design
     cfg = cm.config
-    payload = gen.weights_payload
+    payload = weights_payload(gen)
     assert payload == weight_payload(cm.weights, cfg.weight_depth, cfg.weight_word_bits)
     hw = halfwords(list(cm.weights) + [0] * (cfg.weight_depth - len(cm.weights)), 64)
     assert len(payload) == 2 * len(hw) == cfg.weight_depth * 8
@@ -102,7 +103,7 @@ def test_board_boots_loads_weights_and_infers(spram_design, tmp_path):
     engine's SPRAM; a ``P`` sent during the load is answered only after it; then an image
     over the UART returns the logits bit-exact with the integer model."""
     gen, cm, im, x = spram_design
-    payload = gen.weights_payload
+    payload = weights_payload(gen)
     res = run_board_tb(gen, im, x, tmp_path, flash_image(payload), divisor=DIVISOR)
     assert res["flash_errors"] == [] and res["load_error"] == 0 and res["error_at"] is None
     assert res["commands"] == [[RELEASE_POWER_DOWN], [READ, 0x10, 0, 0]]
@@ -112,10 +113,10 @@ def test_board_boots_loads_weights_and_infers(spram_design, tmp_path):
     # From reset: 390 clocks to the first payload byte, then 16 per byte (4,368 bytes:
     # 5.9 ms at 12 MHz).
     assert res["loaded_at"] == pytest.approx(390 + 16 * (len(payload) - 1), abs=8)
-    assert res["info"] is not None and bytes(res["info"]) == gen.info.info_reply()
+    assert res["info"] is not None and bytes(res["info"]) == link_info(gen).info_reply()
     assert res["info_at"] > res["loaded_at"] > res["p_sent_at"] + 10 * DIVISOR
     assert len(res["replies"]) == 1
-    got = parse_result(bytes(res["replies"][0]), gen.info)
+    got = parse_result(bytes(res["replies"][0]), link_info(gen))
     assert res["replies"][0][0] == ord("R")
     ref = im.forward(im.quantize_input(x[:1]))[cm.output_name].reshape(-1)
     assert len(set(ref.tolist())) > 1
@@ -128,7 +129,7 @@ def test_board_with_wrong_flash_header_never_runs(spram_design, tmp_path):
     """The flash's image does not match the one the bitstream was built for (its CRC field
     changed): the reader stops after the header, the link never answers, both LEDs lit."""
     gen, cm, im, x = spram_design
-    image = bytearray(flash_image(gen.weights_payload))
+    image = bytearray(flash_image(weights_payload(gen)))
     image[12] ^= 0x01                                   # the CRC-32 field
     with pytest.raises(Exception, match="CRC"):
         read_header(bytes(image))
@@ -166,7 +167,7 @@ def test_synth_writes_the_flash_image_and_names_the_commands(spram_design, tmp_p
     for run in ("a", "b"):
         r = api.synth(gen.folder, build_dir=tmp_path / run)
         images.append((tmp_path / run / "weights.flash.bin").read_bytes())
-    assert images[0] == images[1] == flash_image(gen.weights_payload)
+    assert images[0] == images[1] == flash_image(weights_payload(gen))
     assert r.flash_image == str(tmp_path / "b" / "weights.flash.bin")
     assert r.program == ["iceprog dynfix_top.bin", "iceprog -o 1M weights.flash.bin"]
     assert r.lines()[-3:-1] == ["  program: iceprog dynfix_top.bin",
@@ -185,13 +186,13 @@ def test_board_on_the_pll_loads_and_infers_after_the_lock(spram_design, tmp_path
     gen, cm, im, x = spram_design
     pll = ice40_pll(12, 40.5)
     assert (pll.divr, pll.divf, pll.divq) == (0, 53, 4)
-    res = run_board_tb(gen, im, x, tmp_path, flash_image(gen.weights_payload), pll=pll,
+    res = run_board_tb(gen, im, x, tmp_path, flash_image(weights_payload(gen)), pll=pll,
                        divisor=DIVISOR)
     assert abs(res["period_ps"] - 1e6 / 40.5) <= 1
     # the clock runs for several oscillator periods before the lock, the design in reset
     assert res["lock_osc_cycles"] >= 8 and res["lock_at"] >= 20
     assert res["first_select_at"] >= res["lock_at"] + 2      # the reset synchronizer
     assert res["flash_errors"] == [] and res["loaded"] == 1 and res["load_error"] == 0
-    got = parse_result(bytes(res["replies"][0]), gen.info)
+    got = parse_result(bytes(res["replies"][0]), link_info(gen))
     ref = im.forward(im.quantize_input(x[:1]))[cm.output_name].reshape(-1)
     np.testing.assert_array_equal(got.logits, ref)

@@ -85,7 +85,8 @@ def test_ecp5_board_top_runs_on_the_pll_model(tmp_path):
     the lock before anything answers, and an inference over the UART bit-exact."""
     import numpy as np
 
-    from dynfix.boards.design import load_generated
+    from dynfix.boards.design import link_info
+    from dynfix.hw.design import Design
     from dynfix.boards.protocol import parse_result
     from dynfix.hw.compiler import compile_model
     from dynfix.hw.config import EngineConfig
@@ -98,13 +99,13 @@ def test_ecp5_board_top_runs_on_the_pll_model(tmp_path):
     model, spec = digits_8bit()
     cm = compile_model(model, spec, EngineConfig(k=1, tn=2, tm=4))
     write_outputs(cm, model.name, tmp_path / "gen", board="ulx3s")
-    gen, im = load_generated(tmp_path / "gen"), IntModel(model, spec)
+    gen, im = Design.load(tmp_path / "gen"), IntModel(model, spec)
     x, _ = load_digits("test")
     pll = ecp5_pll(25, 100)
     res = run_board_tb(gen, im, x, tmp_path / "sim", pll=pll, divisor=8)
     assert abs(res["period_ps"] - 10_000) <= 1 and res["lock_osc_cycles"] >= 8
     assert res["info"] is not None and res["info_at"] > res["lock_at"]
-    got = parse_result(bytes(res["replies"][0]), gen.info)
+    got = parse_result(bytes(res["replies"][0]), link_info(gen))
     ref = im.forward(im.quantize_input(x[:1]))[cm.output_name].reshape(-1)
     np.testing.assert_array_equal(got.logits, ref)
     assert res["loaded"] == 1 and res["stray"] == []

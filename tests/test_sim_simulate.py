@@ -25,7 +25,8 @@ from dynfix.hw.generate import hex_lines, write_outputs
 from dynfix.quant import fixed
 from dynfix.quant.datasets import load_digits
 from dynfix.quant.int_model import IntModel
-from dynfix.sim.simulate import Design, group_maps, host_stream, load_design, padded, simulate
+from dynfix.hw.design import Design
+from dynfix.sim.simulate import group_maps, host_stream, padded, simulate
 
 from cocotb_drivers import run_direct
 from hw_models import digits_8bit, small_net
@@ -53,9 +54,9 @@ def make_design(tmp_path, which: str = "small"):
 def test_small_net_icarus_bit_exact(tmp_path):
     require_simulator("icarus")
     folder, x, _ = make_design(tmp_path)
-    res = simulate(load_design(folder), x[:3], None, tmp_path / "b", "icarus")
+    res = simulate(Design.load(folder).with_model(), x[:3], None, tmp_path / "b", "icarus")
     assert res.images == 3 and res.mismatches == 0 and res.first_mismatch is None
-    d = load_design(folder)
+    d = Design.load(folder).with_model()
     est = d.report["estimate"]["layers"]
     for row in est:                             # the cycle model is within 5 %
         assert abs(res.layer_cycles[row["name"]] - row["cycles"]) <= 0.05 * row["cycles"]
@@ -106,7 +107,7 @@ def test_in_memory_design_in_chunks_quietly(tmp_path, capfd, monkeypatch):
 def test_build_failure_is_one_clean_line(tmp_path, capfd):
     require_simulator("icarus")
     folder, x, _ = make_design(tmp_path)
-    d = load_design(folder)
+    d = Design.load(folder).with_model()
     d.verilog.write_text(d.verilog.read_text().replace("endmodule", "endmodul", 1))
     with pytest.raises(DynfixError) as e:
         simulate(d, x[:1], None, tmp_path / "b", "icarus")
@@ -119,7 +120,7 @@ def test_build_failure_is_one_clean_line(tmp_path, capfd):
 def test_digits_icarus_bit_exact(tmp_path):
     require_simulator("icarus")
     folder, x, y = make_design(tmp_path, "digits")
-    res = simulate(load_design(folder), x[:3], y[:3], tmp_path / "b", "icarus")
+    res = simulate(Design.load(folder).with_model(), x[:3], y[:3], tmp_path / "b", "icarus")
     assert res.mismatches == 0
     assert res.accuracy_hw == res.accuracy_int
     print(res.summary())
@@ -129,7 +130,7 @@ def test_digits_im2col_icarus(tmp_path):
     """The host streams the first conv's windows (report input layout ``im2col``)."""
     require_simulator("icarus")
     folder, x, y = make_design(tmp_path, "digits_im2col")
-    d = load_design(folder)
+    d = Design.load(folder).with_model()
     assert d.report["input"]["layout"] == "im2col"
     res = simulate(d, x[:2], y[:2], tmp_path / "b", "icarus")
     assert res.mismatches == 0
@@ -140,8 +141,8 @@ def tampered(folder, tmp_path):
     (and the biases.hex the compiler makes for it: a layer reading an unsigned map folds
     ``-zp * sum(w)`` into its biases); returns those files and the expected first
     difference (layer, coords)."""
-    d = load_design(folder)
-    cm, cfg = d.cm, d.cm.config
+    d = Design.load(folder).with_model()
+    cm, cfg = d.compiled, d.compiled.config
     im = IntModel(d.model, d.spec)
     xq = im.quantize_input(small_net()[2][:1] * 1.5)
     base = im.forward(xq)
@@ -175,7 +176,7 @@ def test_mismatch_is_localized(tmp_path):
     require_simulator("icarus")
     folder, x, _ = make_design(tmp_path)
     files, layer, coords = tampered(folder, tmp_path)
-    res = simulate(load_design(folder), x[:1], None, tmp_path / "b", "icarus",
+    res = simulate(Design.load(folder).with_model(), x[:1], None, tmp_path / "b", "icarus",
                    extra_files=files)
     assert res.mismatches == 1
     fm = res.first_mismatch
@@ -185,18 +186,18 @@ def test_mismatch_is_localized(tmp_path):
 def test_direct_driver_matches_bulk_host(tmp_path):
     require_simulator("icarus")
     folder, x, _ = make_design(tmp_path)
-    d = load_design(folder)
+    d = Design.load(folder).with_model()
     im = IntModel(d.model, d.spec)
     xq = im.quantize_input(x[:2])
-    direct = run_direct(d.verilog, [host_stream(d.cm, a).tolist() for a in xq], d.cm.output_len,
-                        len(d.cm.plans), tmp_path / "direct")
+    direct = run_direct(d.verilog, [host_stream(d.compiled, a).tolist() for a in xq], d.compiled.output_len,
+                        len(d.compiled.plans), tmp_path / "direct")
     res = simulate(d, x[:2], None, tmp_path / "bulk", "icarus")
-    want = im.forward(xq)[d.cm.output_name].reshape(2, -1)
+    want = im.forward(xq)[d.compiled.output_name].reshape(2, -1)
     np.testing.assert_array_equal(res.outputs, want)
     for k, (got, ref) in enumerate(zip(direct, want)):
         assert got["outputs"] == ref.tolist()
         assert got["cycles"] == res.cycles_per_image == res.cycles[k]
-        assert got["layer_cycles"] == [res.layer_cycles[p.name] for p in d.cm.plans]
+        assert got["layer_cycles"] == [res.layer_cycles[p.name] for p in d.compiled.plans]
         assert got["layer_cycles"] == res.image_layer_cycles[k]
 
 
@@ -220,7 +221,7 @@ def test_cli_errors(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main(["simulate", str(tmp_path / "empty")]) == 1
     err = capsys.readouterr().err
-    assert "is not a generated design" in err and len(err.strip().splitlines()) == 1
+    assert "is not a dynfix generate output" in err and len(err.strip().splitlines()) == 1
     folder, _, _ = make_design(tmp_path)
     (folder / "Q.yaml").unlink()
     assert main(["simulate", str(folder)]) == 1
@@ -238,9 +239,9 @@ def test_cli_errors(tmp_path, capsys):
 def test_small_net_verilator(tmp_path):
     require_simulator("verilator")
     folder, x, _ = make_design(tmp_path)
-    res = simulate(load_design(folder), x[:3], None, tmp_path / "b", "verilator")
+    res = simulate(Design.load(folder).with_model(), x[:3], None, tmp_path / "b", "verilator")
     assert res.mismatches == 0
-    ica = simulate(load_design(folder), x[:3], None, tmp_path / "i", "icarus")
+    ica = simulate(Design.load(folder).with_model(), x[:3], None, tmp_path / "i", "icarus")
     assert res.layer_cycles == ica.layer_cycles
 
 
@@ -251,7 +252,7 @@ def test_digits_200_icarus(tmp_path):
     require_simulator("icarus")
     folder, x, y = make_design(tmp_path, "digits")
     n = int(os.environ.get("DYNFIX_DIGITS_IMAGES", "200"))
-    res = simulate(load_design(folder), x[:n], y[:n], tmp_path / "b", "icarus")
+    res = simulate(Design.load(folder).with_model(), x[:n], y[:n], tmp_path / "b", "icarus")
     print(json.dumps(res.summary()))
     assert res.mismatches == 0
     assert res.accuracy_hw == res.accuracy_int
@@ -263,7 +264,7 @@ def test_digits_all_verilator(tmp_path):
     """Done-when: the whole digits test split on Verilator."""
     require_simulator("verilator")
     folder, x, y = make_design(tmp_path, "digits")
-    res = simulate(load_design(folder), x, y, tmp_path / "b", "verilator")
+    res = simulate(Design.load(folder).with_model(), x, y, tmp_path / "b", "verilator")
     print(json.dumps(res.summary()))
     assert res.images == 360 and res.mismatches == 0
     assert res.accuracy_hw == res.accuracy_int
@@ -277,8 +278,8 @@ def test_generate_cli_writes_what_simulate_needs(tmp_path):
     save_qspec(spec, tmp_path / "Q.yaml")
     assert main(["generate", "digits", "--quant", str(tmp_path / "Q.yaml"), "--board",
                  "icebreaker", "--output", str(tmp_path / "gen")]) == 0
-    d = load_design(tmp_path / "gen")
+    d = Design.load(tmp_path / "gen").with_model()
     from dynfix.api import fit
     c = fit(spec, "icebreaker", model=model).chosen.config
     cfg = EngineConfig(**c.choice())
-    assert d.cm.program == compile_model(model, spec, cfg).program
+    assert d.compiled.program == compile_model(model, spec, cfg).program

@@ -209,10 +209,12 @@ def test_board_top_wraps_generated_verilog(tmp_path):
     """A generate folder becomes a board top instantiating its engine module."""
     from amaranth.back import rtlil
 
-    from dynfix.boards.design import board_top, load_generated
+    from dynfix.boards.design import board_top, link_info
+    from dynfix.hw.design import Design
     _, out = _generate(tmp_path, {"k": 1, "tn": 2, "tm": 1}, "small")
-    gen = load_generated(out)
-    assert (gen.info.n_in, gen.info.n_out, gen.info.in_bits) == (64, 10, 8)
+    gen = Design.load(out)
+    info = link_info(gen)
+    assert (info.n_in, info.n_out, info.in_bits) == (64, 10, 8)
     text = rtlil.convert(board_top(gen, get_board("icebreaker")), name="dynfix_top")
     assert f"cell \\{TOP_NAME} " in text
     for port in ("i__payload", "o__ready", "start", "done", "cycles"):
@@ -227,12 +229,13 @@ def test_ecp5_netlist_of_three_lane_engine_is_sound(tmp_path):
     build script's workaround and its ``check -assert`` must keep the netlist sound."""
     import subprocess
 
-    from dynfix.boards.design import board_top, load_generated
+    from dynfix.boards.design import board_top
+    from dynfix.hw.design import Design
     from dynfix.boards.synth import prepare, tool_env
     board = get_board("orangecrab")
     _, out = _generate(tmp_path, {"k": 1, "tn": 9, "tm": 3}, "k1tn9tm3")
     build = tmp_path / "build"
-    prepare(board_top(load_generated(out), board), board).extract(str(build))
+    prepare(board_top(Design.load(out), board), board).extract(str(build))
     script = (build / "dynfix_top.ys").read_text()
     assert "rename -hide w:*[[]*" in script and "check -assert" in script
     env = tool_env(board)
@@ -253,7 +256,8 @@ def test_ecp5_lut_products_get_no_dsp_block(tmp_path):
     none for the LUT products (their rows and adders are no ``$mul`` for ``mul2dsp``)."""
     import subprocess
 
-    from dynfix.boards.design import board_top, load_generated
+    from dynfix.boards.design import board_top
+    from dynfix.hw.design import Design
     from dynfix.boards.synth import prepare, tool_env
     board = get_board("orangecrab")
     for name, engine, cells in (
@@ -261,7 +265,7 @@ def test_ecp5_lut_products_get_no_dsp_block(tmp_path):
             ("inferred", {"k": 1, "tn": 3, "tm": 3, "lut_products": 7}, 2)):
         _, out = _generate(tmp_path, engine, name)
         build = tmp_path / f"build_{name}"
-        prepare(board_top(load_generated(out), board), board).extract(str(build))
+        prepare(board_top(Design.load(out), board), board).extract(str(build))
         env = tool_env(board)
         run = subprocess.run([env["YOSYS"], "-q", "-l", "yosys.log", "dynfix_top.ys"],
                              cwd=build, env=env, capture_output=True, text=True)
@@ -305,11 +309,12 @@ def test_a_requested_clock_comes_from_the_pll(name, mhz, cell, params):
 def test_synth_clock_sets_the_uart_and_the_flash_clock(tmp_path):
     """dynfix.boards.design.board_top at a PLL clock: the UART divisor and the flash
     reader's clock follow the PLL, the SPI clock stays within the flash's read limit."""
-    from dynfix.boards.design import board_pll, board_top, load_generated
+    from dynfix.boards.design import board_pll, board_top
+    from dynfix.hw.design import Design
     from dynfix.boards.spi_flash_reader import READ_MAX_HZ
     board = get_board("orangecrab")
     _, out = _generate(tmp_path, {"k": 1, "tn": 2, "tm": 2}, "k1tn2tm2")
-    gen = load_generated(out)
+    gen = Design.load(out)
     pll = board_pll(board, 133.4)
     top = board_top(gen, board, pll)
     assert round(pll.f_out, 2) == 133.33 and pll.clkop_div * pll.f_out <= 800

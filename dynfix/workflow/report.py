@@ -60,8 +60,8 @@ def resources(board, config, syn) -> dict[str, Any]:
 
 def build_report(model, board, opts, data: str, q, g, s, syn, acc: dict, sweep: list[dict]
                  ) -> dict[str, Any]:
-    est = g.report["estimate"]
-    mults = int(g.report["engine"]["multipliers"])
+    est = g.estimate
+    mults = g.multipliers
     compute = s.mean_cycles
     per_image = compute + est["load_cycles"] + est["unload_cycles"]
     if syn is not None:
@@ -82,7 +82,7 @@ def build_report(model, board, opts, data: str, q, g, s, syn, acc: dict, sweep: 
             "utilization": _r(row["macs"] / (sim * mults) if sim else 0.0),
             "bw_w": f and f.bw_w, "bw_x": f and f.bw_x,
             "sqnr_db": f and _r(f.sqnr_db, 2), "saturated": f and f.saturated})
-    files = {"quant": "quant.yaml", "verilog": f"hw/{g.report['top']}.v",
+    files = {"quant": "quant.yaml", "verilog": f"hw/{g.verilog.name}",
              "program": "hw/program.hex", "weights": "hw/weights.hex",
              "biases": "hw/biases.hex", "engine_report": "hw/report.json",
              "report": "report.json", "summary": "summary.md",
@@ -121,11 +121,10 @@ def build_report(model, board, opts, data: str, q, g, s, syn, acc: dict, sweep: 
             "board_clock_mhz": board.target_mhz, "gops": _r(2 * est["macs"] * ips / 1e9, 5),
             "macs_per_image": int(est["macs"]), "multipliers": mults,
             "mac_utilization": _r(est["macs"] / (compute * mults) if compute else 0.0)},
-        "engine": dict({k: g.report["engine"][k] for k in ("k", "tn", "tm", "im2col",
-                                                           "dual_mac", "w_spram", "m_spram",
-                                                           "multipliers", "dsp_blocks",
-                                                           "data_bits", "weight_bits",
-                                                           "acc_bits")},
+        "engine": dict({k: g.engine[k] for k in ("k", "tn", "tm", "im2col", "dual_mac",
+                                                 "w_spram", "m_spram", "multipliers",
+                                                 "dsp_blocks", "data_bits", "weight_bits",
+                                                 "acc_bits")},
                        summary=g.config.summary(),
                        limited_by=g.fit.limit if g.fit is not None else None),
         "resources": resources(board, g.config, syn),
