@@ -17,7 +17,7 @@ and col2im, He init, Adam with cosine decay, weight decay 1e-4, batch 32, +-1 pi
 softmax cross-entropy, one BLAS thread, everything random from
 ``np.random.default_rng(SEED)``), with more epochs because the network is smaller. The
 backward passes of Add, the depthwise conv, Clip and the global average pool are written
-here (vectorized numpy; ``tests/test_edge_example.py`` checks them by finite differences).
+here (vectorized numpy; ``tests/flow/test_edge_example.py`` checks them by finite differences).
 A rerun on the same machine gives the same bytes; it takes about 30 s on one core.
 
 Outputs (overwritten atomically): ``dynfix/data/digits_edge.onnx`` (opset 13: Conv with

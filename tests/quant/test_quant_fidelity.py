@@ -22,7 +22,7 @@ from dynfix.quant.qspec import LayerFormat, QuantOptions, QuantSpec
 from dynfix.quant.qspec_io import load_qspec, save_qspec
 from dynfix.quant.search import GREEDY, method_options, search, search_model
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
 from graph_nets import calib as graph_calib, res_dw_model  # noqa: E402
 from quant_helpers import OLD_DIGITS_Q, digits_like_net  # noqa: E402
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from dynfix.cli import build_parser
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 MAIN_JOB = "bash tools/setup.sh && .venv/bin/dynfix flow"
 TESTS = ".venv/bin/python -m pytest"
 

@@ -211,7 +211,7 @@ def test_qyaml_round_trip_on_original_model(tmp_path):
 
 # -- (f) an MLPerf Tiny model quantizes after lowering ----------------------------------------
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
 
 def test_resnet8_quantizes_lowered(tmp_path):

@@ -21,7 +21,7 @@ from dynfix.quant.search import method_options, search_model
 
 from trained_like import DEAD, ZERO, inputs, trained_like_onnx
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -204,5 +204,5 @@ def test_unclipped_weights_never_clip():
     mine = search_model(m, x, "4", "greedy-paper",
                         options=method_options("greedy-paper",
                                                {"unclipped_weights": True})).spec.layers["fc"]
-    assert paper.fl_w == 5                      # clips 1.0 to 7/32 (tests/test_search.py)
+    assert paper.fl_w == 5                      # clips 1.0 to 7/32 (tests/quant/test_search.py)
     assert mine.fl_w <= fixed.min_fl_no_overflow(1.0, 4) == 2

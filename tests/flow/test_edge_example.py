@@ -16,7 +16,7 @@ import numpy as np
 import onnx
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tools"))
 import train_digits_edge as tde  # noqa: E402
 

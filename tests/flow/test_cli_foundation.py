@@ -64,7 +64,7 @@ def test_evaluate_digits_accuracy():
 def test_evaluate_npz_and_yaml(tmp_path):
     x, y = load_digits("calib")
     np.savez(tmp_path / "d.npz", x=x[:50], y=y[:50])
-    yaml_model = Path(__file__).resolve().parents[1] / "dynfix" / "data" / "digits.yaml"
+    yaml_model = Path(__file__).resolve().parents[2] / "dynfix" / "data" / "digits.yaml"
     res = json.loads(dynfix("evaluate", yaml_model, "--data", tmp_path / "d.npz",
                             "--json").stdout)
     assert res["n"] == 50 and 0.9 <= res["accuracy"] <= 1.0

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
 from dynfix.hw.compiler import compile_model, plan_model  # noqa: E402
 from dynfix.hw.config import EngineConfig  # noqa: E402

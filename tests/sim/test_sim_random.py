@@ -4,7 +4,7 @@ simulated (cocotb, one simulator process per configuration) against the integer 
 
 Default: ``DYNFIX_RANDOM_CASES`` (30) cases per configuration, 2 images each, on Icarus.
 ``-m slow``: 400 more per configuration. Replay: ``DYNFIX_RANDOM_SEEDS=1234,5678 pytest
-tests/test_sim_random.py`` runs exactly those seeds; ``DYNFIX_SEED`` shifts the default seeds;
+tests/sim/test_sim_random.py`` runs exactly those seeds; ``DYNFIX_SEED`` shifts the default seeds;
 ``DYNFIX_SIM=verilator`` switches the simulator. See docs/verification.md.
 """
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 #: Top-level folder -> package name (pyproject's package-dir).
 FOLDERS = {"dynfix": "dynfix", "quant": "dynfix.quant", "hw": "dynfix.hw",
            "sim": "dynfix.sim", "boards": "dynfix.boards"}

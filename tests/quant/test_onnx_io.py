@@ -267,7 +267,7 @@ def test_bn_with_nan_is_rejected(tmp_path):
 
 
 def test_residual_add_loads(tmp_path):
-    """Was refused while the IR was a chain; now an Add layer (tests/test_onnx_graph.py)."""
+    """Was refused while the IR was a chain; now an Add layer (tests/quant/test_onnx_graph.py)."""
     g = GraphBuilder((2, 5, 5)).conv(2)
     skip = g.x
     g.relu().conv(2)

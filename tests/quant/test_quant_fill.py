@@ -22,7 +22,7 @@ from dynfix.quant.lower import lower
 from dynfix.quant.qspec_io import load_qspec, save_qspec
 from dynfix.quant.search import GREEDY, search_model
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from graph_nets import calib as graph_calib, res_dw_model  # noqa: E402
 
 
