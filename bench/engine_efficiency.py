@@ -46,7 +46,8 @@ from dynfix.sim.simulate import simulate  # noqa: E402
 #: Engine sizes (k, tn, tm): tm x lanes = 1x9, 4x9 (tm does not divide lanes: the
 #: write-back's rotated path), 2x18 and 4x12 (k = 1, lanes not a multiple of 9, like the
 #: VGG16 design point).
-CONFIGS = [(3, 1, 1), (3, 1, 4), (3, 2, 2), (1, 12, 4)]
+#: (tn, tm) of each engine: lanes = tn.
+CONFIGS = [(9, 1), (9, 4), (18, 2), (12, 4)]
 SEED = 8
 
 
@@ -93,7 +94,7 @@ def simulate_one(args: tuple) -> dict:
     """Compile, generate and simulate one (network, engine config); rows per layer."""
     name, model, calib, x, kts, simulator, work = args
     spec = search(model, calib, bits="8")
-    cfg = EngineConfig(k=kts[0], tn=kts[1], tm=kts[2])
+    cfg = EngineConfig(tn=kts[0], tm=kts[1])
     cm = compile_model(model, spec, cfg)
     folder = Path(work) / f"{name}-{cfg.tm}x{cfg.lanes}"
     report = write_outputs(cm, model.name, folder / "gen")
@@ -106,7 +107,7 @@ def simulate_one(args: tuple) -> dict:
         layers.append({"layer": p.name, "kind": p.kind, "in": p.in_shape,
                        "out": p.out_shape, "kernel": p.kernel, "stride": p.stride,
                        "pool": p.pool, "macs": p.macs, "sim": int(sim), "model": est})
-    return {"net": name, "k": cfg.k, "tn": cfg.tn, "tm": cfg.tm, "lanes": cfg.lanes,
+    return {"net": name, "tn": cfg.tn, "tm": cfg.tm, "lanes": cfg.lanes,
             "mults": cfg.multipliers, "layers": layers, "cycles": res.cycles[0],
             "exact": exact}
 
@@ -143,8 +144,8 @@ def report(results: list[dict], simulator: str) -> list[str]:
                          f"{l['model']:,}", f"{err:+.2f}"])
         macs = sum(l["macs"] for l in r["layers"])
         est = sum(l["model"] for l in r["layers"])
-        summary.append([r["net"], f"{r['tm']}x{r['lanes']} (k={r['k']} tn={r['tn']} "
-                        f"tm={r['tm']})", r["mults"], f"{r['cycles']:,}", f"{est:,}",
+        summary.append([r["net"], f"{r['tm']}x{r['lanes']} (tn={r['tn']} tm={r['tm']})",
+                        r["mults"], f"{r['cycles']:,}", f"{est:,}",
                         f"{100 * (est - r['cycles']) / r['cycles']:+.2f}",
                         f"{100 * macs / (r['cycles'] * r['mults']):.1f}",
                         "yes" if r["exact"] else "**NO**"])
@@ -187,7 +188,7 @@ def plot(results: list[dict]) -> None:
     fig, ax = plt.subplots(figsize=(8, 4))
     labels, width = [], 0.8 / len(CONFIGS)
     for j, kts in enumerate(CONFIGS):
-        rs = [r for r in results if (r["k"], r["tn"], r["tm"]) == kts]
+        rs = [r for r in results if (r["tn"], r["tm"]) == kts]
         vals = [100 * l["macs"] / (l["sim"] * r["mults"]) for r in rs for l in r["layers"]]
         labels = [f"{r['net']}:{l['layer']}" for r in rs for l in r["layers"]]
         if rs:

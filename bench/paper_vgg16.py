@@ -198,7 +198,7 @@ def candidates(limit: int):
     for lanes in range(1, limit + 1):
         for tm in range(1, limit // lanes + 1):
             for im2col in (0, 1):
-                yield EngineConfig(k=1, tn=lanes, tm=tm, im2col=im2col)
+                yield EngineConfig(tn=lanes, tm=tm, im2col=im2col)
 
 
 def conv_plans(plans: list[LayerPlan], cfg: EngineConfig) -> list[LayerPlan]:
@@ -220,7 +220,7 @@ def best(plans: list[LayerPlan], n: int = 6, im2col: int | None = None):
 
 
 def cfg_text(cfg: EngineConfig) -> str:
-    return f"k={cfg.k} tn={cfg.tn} tm={cfg.tm}" + (" im2col" if cfg.im2col else "")
+    return f"tn={cfg.tn} tm={cfg.tm}" + (" im2col" if cfg.im2col else "")
 
 
 def layer_rows(figs: list[LayerFigures], cfg: EngineConfig) -> list[list]:

@@ -52,7 +52,7 @@ def measure(quick: bool) -> tuple[list[list], dict]:
     rows.append(["quantize (greedy search, 8 bit)", f"{len(calib)} calibration images",
                  f"{t:.2f} s", ""])
     cfg = fit(model, spec, board).chosen.config
-    info = {"board": board.name, "engine": f"k={cfg.k} tn={cfg.tn} tm={cfg.tm}"}
+    info = {"board": board.name, "engine": f"tn={cfg.tn} tm={cfg.tm}"}
     with tempfile.TemporaryDirectory(prefix="dynfix-bench-speed-") as tmp:
         work = Path(tmp)
         cm, t_c = timed(compile_model, model, spec, cfg)

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field, replace
 from dynfix.boards.registry import Board
 from dynfix.errors import DynfixError
 from dynfix.hw.compiler import compile_model, plan_groups, plan_model
-from dynfix.hw.config import EngineConfig, packable
+from dynfix.hw.config import EngineConfig, Multiplier, packable
 from dynfix.hw.cycle_model import estimate as cycle_estimate, layer_cycles
 from dynfix.hw.resources import (Device, Estimate, Usage, engine_memories, estimate,
                                  lut_product_usage)
@@ -127,7 +127,7 @@ def candidates(model, max_mults: int) -> list[tuple[int, int, int, int]]:
             if lanes * tm > max_mults:
                 break
             for im2col in (0, 1):
-                cfg = EngineConfig(k=1, tn=lanes, tm=tm, im2col=im2col, residual=residual)
+                cfg = EngineConfig(tn=lanes, tm=tm, im2col=im2col, residual=residual)
                 planned = plan_model(model, cfg)
                 load = math.prod(planned[0].in_shape)
                 if im2col and load == math.prod(plans[0].in_shape):
@@ -177,18 +177,19 @@ def describe_over(over: dict[str, tuple[int, int]]) -> str:
 
 def fit(model, spec, board: Board) -> FitResult:
     """Choose the fastest engine for ``model`` quantized as ``spec`` that fits ``board``."""
-    smallest = evaluate_config(model, spec, EngineConfig(k=1, tn=1, tm=1), board)
+    smallest = evaluate_config(model, spec, EngineConfig(tn=1, tm=1), board)
     if "sprams" in smallest.over and smallest.config.weight_bits <= 8:
         # One 8-bit weight per word leaves half of each 16-bit SPRAM word empty: two fill it.
-        smallest = evaluate_config(model, spec, EngineConfig(k=1, tn=2, tm=1), board)
+        smallest = evaluate_config(model, spec, EngineConfig(tn=2, tm=1), board)
     if not smallest.fits:
         m = smallest.config.multipliers
         raise DynfixError(f"{model.name} does not fit {board.name} even with the smallest "
                           f"engine ({m} multiplier{'s' if m > 1 else ''}): needs "
                           f"{describe_over(smallest.over)}"
                           f"{_memory_note(smallest, board)}")
-    dual = int(dual_mac_fits(smallest.config, board))
-    ecp5 = int(ecp5_dsp_fits(smallest.config, board))
+    backend = (Multiplier.ICE40_DUAL if dual_mac_fits(smallest.config, board)
+               else Multiplier.ECP5 if ecp5_dsp_fits(smallest.config, board)
+               else Multiplier.FABRIC)
     pack = int(packed_dsp_fits(smallest.config, board))
     lut = int(board.family.lut_products)
     # The ways past one product per DSP block (``found``, keyed (packed, LUT products): none,
@@ -197,7 +198,7 @@ def fit(model, spec, board: Board) -> FitResult:
     # (longer routes, wider lane multiplexers): an engine is only worth its products when
     # it needs at most 1 / LUT_PRODUCT_MIN_SPEEDUP of the cycles of every way's engine with
     # fewer products; the fastest such engine wins (then the fewest LUTs).
-    found = {v: _fastest(model, spec, board, smallest, dual, ecp5, *v)
+    found = {v: _fastest(model, spec, board, smallest, backend, *v)
              for v in sorted({(0, 0), (pack, 0), (0, lut), (pack, lut)})}
     worth = [v for v, (c, _) in found.items()
              if v == (0, 0) or all(c.cycles * LUT_PRODUCT_MIN_SPEEDUP <= u.cycles
@@ -236,7 +237,7 @@ def fit(model, spec, board: Board) -> FitResult:
     return FitResult(board.name, best, limit + lut_note, len(evaluated))
 
 
-def _fastest(model, spec, board: Board, smallest: Candidate, dual: int, ecp5: int,
+def _fastest(model, spec, board: Board, smallest: Candidate, backend: Multiplier,
              pack: int, lut: int) -> tuple[Candidate, list[Candidate]]:
     """The fastest engine that fits (``smallest`` if none does), and every candidate
     compiled on the way.
@@ -251,7 +252,7 @@ def _fastest(model, spec, board: Board, smallest: Candidate, dual: int, ecp5: in
     among engines as fast and as small, the one with the fewest LUTs."""
     dsps = max(1, board.dsp.blocks)
     lut_cost = lut_luts = 0.0               # LUTs of one LUT product, the LUTs they may take
-    max_mults = 2 * dsps * (1 + dual) * (1 + pack)
+    max_mults = 2 * dsps * (1 + (backend is Multiplier.ICE40_DUAL)) * (1 + pack)
     if lut:
         lut_cost = lut_product_usage(smallest.config.data_bits, smallest.config.weight_bits)[0]
         lut_luts = board.luts * LUT_PRODUCT_HEADROOM - smallest.estimate.total.luts
@@ -262,8 +263,8 @@ def _fastest(model, spec, board: Board, smallest: Candidate, dual: int, ecp5: in
     for cycles, lanes, tm, im2col in candidates(model, max_mults):
         if best_rank is not None and best_rank < (cycles, lanes * tm):
             break
-        cfg = _on_blocks(EngineConfig(k=1, tn=lanes, tm=tm, im2col=im2col, dual_mac=dual,
-                                      ecp5_dsp=ecp5), dsps, pack, lut)
+        cfg = _on_blocks(EngineConfig(tn=lanes, tm=tm, im2col=im2col, multiplier=backend),
+                         dsps, pack, lut)
         if cfg.dsp_blocks > dsps and any(not c.fits for c in evaluated):
             continue
         if cfg.lut_products * lut_cost > lut_luts and any(not c.fits for c in evaluated):
@@ -287,7 +288,7 @@ def _on_blocks(cfg: EngineConfig, dsps: int, pack: int, lut: int) -> EngineConfi
     if cfg.dsp_blocks <= dsps:
         return cfg
     if pack:
-        cfg = replace(cfg, packed_dsp=1)
+        cfg = replace(cfg, multiplier=Multiplier.ECP5_PACKED)
     if lut:
         # Each product moved to LUTs frees a block, or half of one while it breaks a pair.
         lut_products = max(0, cfg.dsp_blocks - dsps)

@@ -1,26 +1,42 @@
-"""Engine configuration: parallelism chosen by the user or the board, widths and depths fitted
-to the program by the compiler.
+"""Engine configuration: what the user or the fit chooses (parallelism, the multiplier
+backend, where weights and maps live), and the widths, depths and datapath stages the compiler
+fits to the program.
 
-The engine works in *channel mode*: a feature-map word holds ``lanes = tn * k * k`` values of
-one pixel (consecutive channels), and each cycle ``tm`` output channels take a dot product of
-one map word with ``tm`` weight words, so the engine has ``tm * lanes`` multipliers (products
-per cycle). With ``dual_mac`` they go pairwise to iCE40 SB_MAC16 blocks in their dual 8x8 mode
-(``hw/ice40_dual_mac.py``), so the engine needs half as many DSP blocks. With ``ecp5_dsp``
-each goes to an ECP5 MULT18X18D instantiated with its own registers (``hw/ecp5_mul.py``).
+The engine works in *channel mode*: a feature-map word holds ``lanes = tn`` values of one
+pixel (consecutive channels), and each cycle ``tm`` output channels take a dot product of one
+map word with ``tm`` weight words, so the engine has ``tm * lanes`` multipliers (products per
+cycle). The :class:`Multiplier` backend says where they are computed: in the fabric (yosys
+maps them), pairwise on iCE40 SB_MAC16 blocks in their dual 8x8 mode
+(``hw/ice40_dual_mac.py``, half as many DSP blocks), each on an ECP5 MULT18X18D instantiated
+with its own registers (``hw/ecp5_mul.py``), or two per MULT18X18D (``hw/ecp5_packed_mul.py``).
 With ``lut_products`` the last of them (row-major: output channel, then lane) are computed in
 LUTs and carry chains instead (``hw/lut_mul.py``), so an engine can have more products per
 cycle than the device has DSP blocks.
+
+Three kinds of field, kept apart:
+
+* **choices** (:data:`CHOICE_KEYS`): ``tn``, ``tm``, ``im2col``, ``multiplier``,
+  ``lut_products``, ``w_spram``, ``m_spram``; what ``engine.yaml`` holds and
+  ``dynfix boards --fit`` chooses;
+* **bounds** (:data:`FITTED_KEYS`): widths and depths; 0 means "fit to the program", a value
+  given is an upper bound the program must fit;
+* **derived** (:data:`DERIVED_KEYS`): the datapath stages the program needs (residual add,
+  depthwise window, ...), set by the compiler only; a configuration file cannot set them.
+
+Older configurations also had ``k`` (lanes were ``tn * k * k``) and the flags ``dual_mac``,
+``ecp5_dsp`` and ``packed_dsp``: :meth:`EngineConfig.from_dict` converts them.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
+import enum
+from dataclasses import dataclass, fields, replace
 from math import gcd
 
 from dynfix.errors import DynfixError
 
 #: Parallelism keys; the widths and depths are fitted to the program unless given.
-PARALLEL_KEYS = ("k", "tn", "tm")
+PARALLEL_KEYS = ("tn", "tm")
 #: Widest data or weight operand of a ``dual_mac`` engine (an SB_MAC16 half is 8 x 8).
 DUAL_MAC_BITS = 8
 #: Widest data or weight operand of an ``ecp5_dsp`` engine (a MULT18X18D is 18 x 18).
@@ -28,6 +44,54 @@ ECP5_DSP_BITS = 18
 #: Fields the compiler fits to the program when they are 0.
 FITTED_KEYS = ("data_bits", "weight_bits", "bias_bits", "acc_bits", "fmap_depth",
                "weight_depth", "bias_depth", "prog_depth", "dim_bits")
+#: What the user or the fit chooses: the keys of ``engine.yaml``.
+CHOICE_KEYS = ("tn", "tm", "im2col", "multiplier", "lut_products", "w_spram", "m_spram")
+#: Datapath stages and sizes the compiler derives from the program; never set by a user.
+DERIVED_KEYS = ("residual", "add_align", "sc_depth", "depthwise", "w_share", "offsets",
+                "ch_shift", "slope", "dw_window", "dw_line")
+
+
+class Multiplier(enum.Enum):
+    """Where an engine computes its products: the multiplier backend."""
+
+    #: ``$mul`` cells that yosys maps (to DSP blocks where it infers them).
+    FABRIC = "fabric"
+    #: Two products of at most 8-bit operands per iCE40 SB_MAC16, in its dual 8x8 mode.
+    ICE40_DUAL = "ice40-dual"
+    #: One product per instantiated ECP5 MULT18X18D with its registers on.
+    ECP5 = "ecp5"
+    #: As ``ECP5``, and two products of one map value (8-bit maps, weights of at most 4 bits)
+    #: per MULT18X18D where the rows pair up.
+    ECP5_PACKED = "ecp5-packed"
+
+    @classmethod
+    def parse(cls, value, where: str = "engine config") -> "Multiplier":
+        """A backend from its name (``fabric``, ``ice40-dual``, ``ecp5``, ``ecp5-packed``)."""
+        if isinstance(value, cls):
+            return value
+        try:
+            return cls(value)
+        except ValueError:
+            raise DynfixError(f"{where}: multiplier {value!r} is none of "
+                              f"{', '.join(m.value for m in cls)}") from None
+
+    @classmethod
+    def from_flags(cls, dual_mac: int = 0, ecp5_dsp: int = 0, packed_dsp: int = 0,
+                   where: str = "engine config") -> "Multiplier":
+        """The backend of an older configuration's ``dual_mac``/``ecp5_dsp``/``packed_dsp``
+        flags (combinations that never were valid are refused as they were)."""
+        for key, v in (("dual_mac", dual_mac), ("ecp5_dsp", ecp5_dsp),
+                       ("packed_dsp", packed_dsp)):
+            if v not in (0, 1):
+                raise DynfixError(f"{where}: {key}={v!r} must be 0 or 1")
+        if dual_mac and ecp5_dsp:
+            raise DynfixError(f"{where}: dual_mac (iCE40 SB_MAC16) and ecp5_dsp (ECP5 "
+                              f"MULT18X18D) exclude each other")
+        if packed_dsp and not ecp5_dsp:
+            raise DynfixError(f"{where}: packed_dsp (two products per MULT18X18D) needs "
+                              f"ecp5_dsp: 1")
+        return (cls.ICE40_DUAL if dual_mac else cls.ECP5_PACKED if packed_dsp
+                else cls.ECP5 if ecp5_dsp else cls.FABRIC)
 
 
 def packable(a_bits: int, b_bits: int) -> bool:
@@ -47,30 +111,24 @@ def clog2(n: int) -> int:
 class EngineConfig:
     """All parameters of one engine instance.
 
-    ``k``, ``tn``, ``tm`` fix the parallelism. The widths and depths default to 0, meaning
-    "fit to the program" (:func:`dynfix.hw.compiler.compile_model` fills them in); a value
-    given explicitly is an upper bound the program must fit.
+    ``tn`` (lanes) and ``tm`` fix the parallelism, ``multiplier`` the backend. The widths and
+    depths default to 0, meaning "fit to the program" (:func:`dynfix.hw.compiler.compile_model`
+    fills them in); a value given explicitly is an upper bound the program must fit.
     """
 
-    k: int = 3
     tn: int = 1
     tm: int = 1
     im2col: int = 0         # 1: the host streams the first conv's windows (see compiler)
-    dual_mac: int = 0       # 1: two products per iCE40 SB_MAC16 (dual 8x8 mode; data and
-                            #    weights of at most 8 bits; the fit sets it for iCE40 boards)
-    ecp5_dsp: int = 0       # 1: each product on an instantiated ECP5 MULT18X18D with its input
-                            #    and output registers on (operands of at most 18 bits; the fit
-                            #    sets it for ECP5 boards)
+    multiplier: Multiplier = Multiplier.FABRIC
+                            # where the products are computed (the fit chooses the family's:
+                            #    ICE40_DUAL needs data and weights of at most 8 bits, ECP5
+                            #    at most 18, ECP5_PACKED 8-bit maps with weights of at most
+                            #    4 bits and no dw_window, whose rows take other values)
     lut_products: int = 0   # products computed in LUTs (hw/lut_mul.py) instead of DSP blocks:
                             #    the last ones in row-major order (output channel, lane;
-                            #    pair-major with packed_dsp: product_index);
-                            #    not with dual_mac (the fit sets it on ECP5 boards when the
+                            #    pair-major with ECP5_PACKED: product_index);
+                            #    not with ICE40_DUAL (the fit sets it on ECP5 boards when the
                             #    LUTs allow more products than the DSP blocks)
-    packed_dsp: int = 0     # 1: with ecp5_dsp, the products of output channels 2r and 2r+1 in
-                            #    one lane (same map value) share a MULT18X18D
-                            #    (hw/ecp5_packed_mul.py; 8-bit maps with weights of at most
-                            #    4 bits; not with dw_window, whose rows take other values;
-                            #    the fit sets it when the DSP blocks are short)
     w_spram: int = 0        # 1: weights in iCE40 SPRAM, written through the weight-load port
                             #    after configuration (the fit sets it when block RAM is short)
     m_spram: int = 0        # 1: feature maps in iCE40 SPRAM (one port: the sequencer holds its
@@ -99,9 +157,27 @@ class EngineConfig:
                             #    pixel of tm channels per input pixel); 0: none
     dw_line: int = 0        # line-buffer depth: the widest padded row of a window layer
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "multiplier", Multiplier.parse(self.multiplier))
+
     @property
     def lanes(self) -> int:
-        return self.tn * self.k * self.k
+        return self.tn
+
+    @property
+    def dual_mac(self) -> int:
+        """1: products in pairs on iCE40 SB_MAC16 blocks (``Multiplier.ICE40_DUAL``)."""
+        return int(self.multiplier is Multiplier.ICE40_DUAL)
+
+    @property
+    def ecp5_dsp(self) -> int:
+        """1: products on instantiated ECP5 MULT18X18D cells (``ECP5``, ``ECP5_PACKED``)."""
+        return int(self.multiplier in (Multiplier.ECP5, Multiplier.ECP5_PACKED))
+
+    @property
+    def packed_dsp(self) -> int:
+        """1: two products per MULT18X18D where rows pair (``Multiplier.ECP5_PACKED``)."""
+        return int(self.multiplier is Multiplier.ECP5_PACKED)
 
     @property
     def multipliers(self) -> int:
@@ -159,12 +235,12 @@ class EngineConfig:
         return max(self.data_bits, self.weight_bits) <= ECP5_DSP_BITS
 
     def summary(self) -> str:
-        """The parallelism in one phrase: ``k=1 tn=4 tm=4`` (+ `` im2col``, `` dual 8x8``,
+        """The parallelism in one phrase: ``tn=4 tm=4`` (+ `` im2col``, `` dual 8x8``,
         `` ecp5 dsp``, `` +20 lut`` (``lut_products``), `` spram weights+maps``,
         `` dw window 3x3``)."""
         spram = "+".join(name for name, on in (("weights", self.w_spram), ("maps", self.m_spram))
                          if on)
-        return (f"k={self.k} tn={self.tn} tm={self.tm}" + (" im2col" if self.im2col else "")
+        return (f"tn={self.tn} tm={self.tm}" + (" im2col" if self.im2col else "")
                 + (" dual 8x8" if self.dual_mac else "") + (" ecp5 dsp" if self.ecp5_dsp else "")
                 + (" packed" if self.packed_dsp else "")
                 + (f" +{self.lut_products} lut" if self.lut_products else "")
@@ -182,13 +258,11 @@ class EngineConfig:
             on = f" ({', '.join(parts)}, {self.dsp_blocks} DSP blocks)"
         return f"{self.multipliers} multipliers{on}"
 
-    def choice(self) -> dict[str, int]:
-        """What a fit chooses (``PARALLEL_KEYS``, ``im2col``, ``dual_mac``, ``ecp5_dsp``,
-        ``lut_products``, ``packed_dsp``, ``w_spram``, ``m_spram``): the keys to rebuild this
-        engine from, e.g. for ``engine.yaml``."""
-        return {key: getattr(self, key) for key in (*PARALLEL_KEYS, "im2col", "dual_mac",
-                                                     "ecp5_dsp", "lut_products", "packed_dsp",
-                                                     "w_spram", "m_spram")}
+    def choice(self) -> dict:
+        """What a fit chooses (:data:`CHOICE_KEYS`): the keys to rebuild this engine from, as
+        ``engine.yaml`` holds them (the multiplier by its name)."""
+        return {key: (self.multiplier.value if key == "multiplier" else getattr(self, key))
+                for key in CHOICE_KEYS}
 
     @property
     def packed_writeback(self) -> bool:
@@ -290,26 +364,20 @@ class EngineConfig:
                if not isinstance(getattr(self, key), int) or getattr(self, key) < 1]
         if bad:
             raise DynfixError(f"engine config: {', '.join(bad)} must be positive integers")
-        for key in ("im2col", "dual_mac", "ecp5_dsp", "packed_dsp", "w_spram", "m_spram",
-                    "residual", "depthwise", "w_share"):
+        for key in ("im2col", "w_spram", "m_spram", "residual", "depthwise", "w_share"):
             if getattr(self, key) not in (0, 1):
                 raise DynfixError(f"engine config: {key}={getattr(self, key)!r} must be 0 or 1")
-        if self.dual_mac and self.ecp5_dsp:
-            raise DynfixError("engine config: dual_mac (iCE40 SB_MAC16) and ecp5_dsp (ECP5 "
-                              "MULT18X18D) exclude each other")
         if self.lut_products > self.multipliers:
             raise DynfixError(f"engine config: lut_products={self.lut_products} is more than "
                               f"the engine's {self.multipliers} products (tm * lanes)")
         if self.lut_products and self.dual_mac:
-            raise DynfixError("engine config: lut_products (products in LUTs) and dual_mac "
-                              "(pairs on iCE40 SB_MAC16) exclude each other")
-        if self.packed_dsp and not self.ecp5_dsp:
-            raise DynfixError("engine config: packed_dsp (two products per MULT18X18D) needs "
-                              "ecp5_dsp: 1")
+            raise DynfixError("engine config: lut_products (products in LUTs) and the "
+                              "ice40-dual multiplier (pairs on iCE40 SB_MAC16) exclude each "
+                              "other")
         if self.packed_dsp and self.dw_window:
-            raise DynfixError("engine config: packed_dsp shares a cell between two rows' "
-                              "products of one map value; dw_window gives every row its own "
-                              "values (set one of them to 0)")
+            raise DynfixError("engine config: the ecp5-packed multiplier shares a cell between "
+                              "two rows' products of one map value; dw_window gives every row "
+                              "its own values (use the ecp5 multiplier)")
         if self.dw_window == 1 or (self.dw_window and self.dw_window ** 2 > self.lanes):
             raise DynfixError(f"engine config: dw_window={self.dw_window} must be 0 or a "
                               f"window side K >= 2 with K * K <= lanes ({self.lanes})")
@@ -326,38 +394,64 @@ class EngineConfig:
                               f"{'is' if len(unfitted) == 1 else 'are'} 0; the compiler "
                               f"(compile_model) fills them in from the model")
         if self.dual_mac and not self.pairable:
-            raise DynfixError(f"engine config: dual_mac=1 pairs products of at most "
-                              f"{DUAL_MAC_BITS}-bit operands on one SB_MAC16; this model has "
-                              f"{self.data_bits}-bit data and {self.weight_bits}-bit weights "
-                              f"(set dual_mac: 0)")
+            raise DynfixError(f"engine config: the ice40-dual multiplier pairs products of at "
+                              f"most {DUAL_MAC_BITS}-bit operands on one SB_MAC16; this model "
+                              f"has {self.data_bits}-bit data and {self.weight_bits}-bit "
+                              f"weights (use the fabric multiplier)")
         if self.ecp5_dsp and not self.ecp5_sized:
-            raise DynfixError(f"engine config: ecp5_dsp=1 puts each product on one "
-                              f"{ECP5_DSP_BITS} x {ECP5_DSP_BITS} MULT18X18D; this model has "
-                              f"{self.data_bits}-bit data and {self.weight_bits}-bit weights "
-                              f"(set ecp5_dsp: 0)")
+            raise DynfixError(f"engine config: the {self.multiplier.value} multiplier puts "
+                              f"each product on one {ECP5_DSP_BITS} x {ECP5_DSP_BITS} "
+                              f"MULT18X18D; this model has {self.data_bits}-bit data and "
+                              f"{self.weight_bits}-bit weights (use the fabric multiplier)")
         if self.packed_dsp and not packable(self.data_bits, self.weight_bits):
-            raise DynfixError(f"engine config: packed_dsp=1 puts two products on one "
-                              f"{ECP5_DSP_BITS}-bit MULT18X18D port, which takes data_bits + 2 "
-                              f"* weight_bits + 1 <= {ECP5_DSP_BITS} bits (8-bit data with "
+            raise DynfixError(f"engine config: the ecp5-packed multiplier puts two products on "
+                              f"one {ECP5_DSP_BITS}-bit MULT18X18D port, which takes data_bits "
+                              f"+ 2 * weight_bits + 1 <= {ECP5_DSP_BITS} bits (8-bit data with "
                               f"4-bit weights); this model has {self.data_bits}-bit data and "
-                              f"{self.weight_bits}-bit weights (set packed_dsp: 0)")
+                              f"{self.weight_bits}-bit weights (use the ecp5 multiplier)")
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """Every field, the multiplier by its name (what ``report.json`` records)."""
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        d["multiplier"] = self.multiplier.value
+        return d
 
     @classmethod
-    def from_dict(cls, d: dict, where: str = "engine config") -> "EngineConfig":
+    def from_dict(cls, d: dict, where: str = "engine config", *,
+                  derived: bool = False) -> "EngineConfig":
+        """A config from plain data: an ``engine.yaml``, a ``--config`` mapping, or (with
+        ``derived``, which admits :data:`DERIVED_KEYS`) a report's. An older form converts:
+        ``k`` multiplies into the lanes (``tn * k * k``: a map word always held that many
+        channels of one pixel), the ``dual_mac``/``ecp5_dsp``/``packed_dsp`` flags become the
+        ``multiplier``."""
         if not isinstance(d, dict):
             raise DynfixError(f"{where}: expected a mapping of keys to integers")
-        known = {f.name for f in fields(cls)}
+        d = dict(d)
+        legacy = {key: d.pop(key) for key in ("k", "dual_mac", "ecp5_dsp", "packed_dsp")
+                  if key in d}
+        known = {f.name for f in fields(cls)} - (set() if derived else set(DERIVED_KEYS))
         unknown = sorted(set(d) - known)
         if unknown:
-            raise DynfixError(f"{where}: unknown key(s) {', '.join(unknown)}; known: "
-                              f"{', '.join(sorted(known))}")
-        bad = sorted(key for key, v in d.items() if not isinstance(v, int) or isinstance(v, bool)
-                     or v < 0)
+            derived_hint = (" (derived from the model by the compiler, not set)"
+                            if set(unknown) & set(DERIVED_KEYS) else "")
+            raise DynfixError(f"{where}: unknown key(s) {', '.join(unknown)}{derived_hint}; "
+                              f"known: {', '.join(sorted(known | set(legacy)))}")
+        multiplier = d.pop("multiplier", None)
+        bad = sorted(key for key, v in {**d, **legacy}.items()
+                     if not isinstance(v, int) or isinstance(v, bool) or v < 0)
         if bad:
             raise DynfixError(f"{where}: {', '.join(bad)} must be non-negative integers")
+        flags = {key: legacy[key] for key in ("dual_mac", "ecp5_dsp", "packed_dsp")
+                 if key in legacy}
+        if flags and multiplier is not None:
+            raise DynfixError(f"{where}: give the multiplier or the older "
+                              f"{'/'.join(flags)} flags, not both")
+        d["multiplier"] = (Multiplier.from_flags(**flags, where=where) if multiplier is None
+                           else Multiplier.parse(multiplier, where))
+        k = legacy.get("k", 1)
+        if k < 1:
+            raise DynfixError(f"{where}: k={k!r} must be a positive integer")
+        d["tn"] = d.get("tn", 1) * k * k
         cfg = cls(**d)
         cfg.check_parallelism()
         return cfg
@@ -368,8 +462,9 @@ class EngineConfig:
         figures (``lanes``, ``multipliers``, ...): those are left out."""
         if not isinstance(engine, dict):
             raise DynfixError(f"{where}: expected a mapping of keys to integers")
-        known = {f.name for f in fields(cls)}
-        return cls.from_dict({k: v for k, v in engine.items() if k in known}, where)
+        known = {f.name for f in fields(cls)} | {"k", "dual_mac", "ecp5_dsp", "packed_dsp"}
+        return cls.from_dict({k: v for k, v in engine.items() if k in known}, where,
+                             derived=True)
 
     def fitted(self, **need: int) -> "EngineConfig":
         """This config with every 0 field set to ``need[field]``; explicit values must be

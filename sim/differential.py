@@ -17,7 +17,7 @@ import numpy as np
 
 from dynfix.errors import DynfixError
 from dynfix.hw.compiler import compile_model
-from dynfix.hw.config import EngineConfig
+from dynfix.hw.config import CHOICE_KEYS, EngineConfig
 from dynfix.hw.cycle_model import estimate
 from dynfix.hw.generate import TOP_NAME, engine_verilog
 from .harness import HostParams, hex_values
@@ -108,9 +108,7 @@ def run_fitted(parallel: EngineConfig, seed: int, build_dir: str | Path, sim: st
     compiler makes them, memories initialised in the Verilog: no reload), against the
     integer model."""
     bare = replace(parallel, **{f.name: 0 for f in fields(EngineConfig)
-                                if f.name not in ("k", "tn", "tm", "im2col", "w_spram",
-                                                   "m_spram", "ecp5_dsp", "lut_products",
-                                                   "packed_dsp")})
+                                if f.name not in CHOICE_KEYS})
     case = case_for(seed, parallel, images)
     cm = compile_model(case.model, case.spec, bare)
     build_dir = Path(build_dir).resolve()

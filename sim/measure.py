@@ -43,7 +43,7 @@ def measure(model: Model, spec: QuantSpec, cfg: EngineConfig, x: np.ndarray,
                      "macs": p.macs, "cycles_sim": sim, "cycles_model": est,
                      "utilization": round(p.macs / (sim * mults), 4),
                      "model_error": round((est - sim) / sim, 4)})
-    return {"model": model.name, "k": cfg.k, "tn": cfg.tn, "tm": cfg.tm, "im2col": cfg.im2col,
+    return {"model": model.name, "tn": cfg.tn, "tm": cfg.tm, "im2col": cfg.im2col,
             "multipliers": mults, "cycles_sim": res.cycles[0],
             "bit_exact": res.mismatches == 0, "layers": rows}
 
@@ -78,8 +78,8 @@ def figure_set(workdir: Path, simulator: str) -> list[dict]:
     vspec = search(vgg, vx, bits="8")
     runs = []
     for name, model, spec, x in (("digits", digits, dspec, dx), ("vgg", vgg, vspec, vx)):
-        for cfg in (EngineConfig(k=3, tn=1, tm=1), EngineConfig(k=3, tn=2, tm=2)):
-            tag = f"{name}-k{cfg.k}tn{cfg.tn}tm{cfg.tm}"
+        for cfg in (EngineConfig(tn=9, tm=1), EngineConfig(tn=18, tm=2)):
+            tag = f"{name}-tn{cfg.tn}tm{cfg.tm}"
             runs.append(measure(model, spec, cfg, x, workdir / tag, simulator))
             print(json.dumps(runs[-1]), flush=True)
     return runs

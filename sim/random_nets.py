@@ -31,7 +31,7 @@ import numpy as np
 
 from dynfix.errors import DynfixError
 from dynfix.hw.compiler import CompiledModel, compile_model
-from dynfix.hw.config import EngineConfig
+from dynfix.hw.config import EngineConfig, Multiplier
 from dynfix.quant import fixed
 from dynfix.quant.int_model import IntModel
 from dynfix.quant.ir import (Add, AvgPool2d, Clip, Conv2d, Flatten, Layer, Linear, MaxPool2d,
@@ -48,33 +48,33 @@ BOUNDS = dict(data_bits=8, weight_bits=8, bias_bits=28, acc_bits=28, fmap_depth=
 #: Bounds of the residual stage and the depthwise mode for the configs that have them.
 EDGE = dict(residual=1, add_align=8, sc_depth=16, depthwise=1)
 CONFIGS: dict[str, EngineConfig] = {
-    "k3tn1tm3": EngineConfig(k=3, tn=1, tm=3, **BOUNDS),      # 9 lanes, 27 multipliers
-    "k2tn1tm4": EngineConfig(k=2, tn=1, tm=4, **BOUNDS),      # 4 lanes, 16 multipliers
+    "tn9tm3": EngineConfig(tn=9, tm=3, **BOUNDS),      # 9 lanes, 27 multipliers
+    "tn4tm4": EngineConfig(tn=4, tm=4, **BOUNDS),      # 4 lanes, 16 multipliers
     # The host streams the first conv's windows when that fills more lanes (compiler).
-    "k3tn1tm3_im2col": EngineConfig(k=3, tn=1, tm=3, im2col=1, **BOUNDS),
+    "tn9tm3_im2col": EngineConfig(tn=9, tm=3, im2col=1, **BOUNDS),
     # tm does not divide lanes: output groups straddle map words (write-back bursts, gaps).
-    "k1tn3tm4": EngineConfig(k=1, tn=3, tm=4, **BOUNDS),      # 3 lanes, 2 words per result
-    "k1tn3tm2": EngineConfig(k=1, tn=3, tm=2, **BOUNDS),      # groups at lanes 0, 2, 1
-    "k1tn2tm7": EngineConfig(k=1, tn=2, tm=7, **BOUNDS),      # 4 words per result: gaps
+    "tn3tm4": EngineConfig(tn=3, tm=4, **BOUNDS),      # 3 lanes, 2 words per result
+    "tn3tm2": EngineConfig(tn=3, tm=2, **BOUNDS),      # groups at lanes 0, 2, 1
+    "tn2tm7": EngineConfig(tn=2, tm=7, **BOUNDS),      # 4 words per result: gaps
     # The residual-add stage and depthwise groups (cases draw residual blocks and depthwise
     # convs): packed and straddling groups.
     # ... with the depthwise window (3 x 3 depthwise convs, drawn often; a lane offset per
     # group: 3 groups per word).
-    "k3tn1tm3_edge": EngineConfig(k=3, tn=1, tm=3, dw_window=3, dw_line=16, **BOUNDS, **EDGE),
-    "k1tn3tm4_edge": EngineConfig(k=1, tn=3, tm=4, **BOUNDS, **EDGE),
+    "tn9tm3_edge": EngineConfig(tn=9, tm=3, dw_window=3, dw_line=16, **BOUNDS, **EDGE),
+    "tn3tm4_edge": EngineConfig(tn=3, tm=4, **BOUNDS, **EDGE),
     # iCE40 SPRAM for weights (loaded by the host) and maps (one port: the sequencer holds
     # for the write-back's 2 and 4 words per result, shortcut slots included).
-    "k1tn3tm4_edge_spram": EngineConfig(k=1, tn=3, tm=4, w_spram=1, m_spram=1, **BOUNDS,
+    "tn3tm4_edge_spram": EngineConfig(tn=3, tm=4, w_spram=1, m_spram=1, **BOUNDS,
                                         **EDGE),
-    "k1tn2tm7_spram": EngineConfig(k=1, tn=2, tm=7, w_spram=1, m_spram=1, **BOUNDS),
+    "tn2tm7_spram": EngineConfig(tn=2, tm=7, w_spram=1, m_spram=1, **BOUNDS),
     # More products than DSP blocks (ECP5): 5 of the 12 in LUTs (hw/lut_mul.py: lanes 1
     # and 2 of row 2, row 3 whole), the rest on registered MULT18X18D cells (dynfix's
     # cell model); groups straddle words.
-    "k1tn3tm4_lut": EngineConfig(k=1, tn=3, tm=4, ecp5_dsp=1, lut_products=5, **BOUNDS),
+    "tn3tm4_lut": EngineConfig(tn=3, tm=4, multiplier=Multiplier.ECP5, lut_products=5, **BOUNDS),
     # Two products per MULT18X18D (hw/ecp5_packed_mul.py; cases draw weights of at most 4
     # bits): rows 0 and 1 packed in every lane, rows 2 and 3 in lane 0, 4 products in LUTs
     # (pair-major: rows 2 and 3 of lanes 1 and 2).
-    "k1tn3tm4_packed": EngineConfig(k=1, tn=3, tm=4, ecp5_dsp=1, packed_dsp=1, lut_products=4,
+    "tn3tm4_packed": EngineConfig(tn=3, tm=4, multiplier=Multiplier.ECP5_PACKED, lut_products=4,
                                     **{**BOUNDS, "weight_bits": 4}),
 }
 MAX_HW = 8

@@ -162,14 +162,14 @@ def mac_array_run(cfg: EngineConfig, items: list[dict]) -> list[tuple[int, list[
     run_amaranth(dut, tb)
     return out
 
-def check_same_sums_as_single(lanes: int, tm: int, weight_bits: int = 8, **cells: int) -> None:
-    """A MAC array with its products on cells (``cells``: the config flags, behavioural
-    cells) gives the same sums on the same cycles as one inferred multiplier per product,
+def check_same_sums_as_single(lanes: int, tm: int, weight_bits: int = 8, **cells) -> None:
+    """A MAC array with its products on cells (``cells``: the multiplier and LUT products;
+    behavioural cells) gives the same sums on the same cycles as one inferred multiplier per product,
     the largest products (all operands at their minimum) included."""
     fitted = dict(data_bits=8, weight_bits=weight_bits, bias_bits=10, acc_bits=22,
                   fmap_depth=16, weight_depth=16, bias_depth=4, prog_depth=2, dim_bits=5)
-    single = EngineConfig(k=1, tn=lanes, tm=tm, **fitted)
-    on_cells = EngineConfig(k=1, tn=lanes, tm=tm, **cells, **fitted)
+    single = EngineConfig(tn=lanes, tm=tm, **fitted)
+    on_cells = EngineConfig(tn=lanes, tm=tm, **cells, **fitted)
     rng = np.random.default_rng(lanes * 10 + tm)
     w_min = -(1 << (weight_bits - 1))
     items = []

@@ -79,6 +79,6 @@ def register(subparsers) -> None:
     p.add_argument("--quant", metavar="Q.yaml", help="with --fit: the model's quantization")
     p.add_argument("--board", help="with --fit: only this board (name or .yaml file)")
     p.add_argument("--write", metavar="engine.yaml",
-                   help="with --fit and --board: write the chosen engine (k, tn, tm, im2col, "
-                        "dual_mac, ecp5_dsp, lut_products, packed_dsp, w_spram, m_spram)")
+                   help="with --fit and --board: write the chosen engine (tn, tm, im2col, "
+                        "multiplier, lut_products, w_spram, m_spram)")
     p.set_defaults(func=run)

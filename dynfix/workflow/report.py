@@ -121,7 +121,7 @@ def build_report(model, board, opts, data: str, q, g, s, syn, acc: dict, sweep: 
             "board_clock_mhz": board.target_mhz, "gops": _r(2 * est["macs"] * ips / 1e9, 5),
             "macs_per_image": int(est["macs"]), "multipliers": mults,
             "mac_utilization": _r(est["macs"] / (compute * mults) if compute else 0.0)},
-        "engine": dict({k: g.engine[k] for k in ("k", "tn", "tm", "im2col", "dual_mac",
+        "engine": dict({k: g.engine[k] for k in ("tn", "tm", "im2col", "multiplier",
                                                  "w_spram", "m_spram", "multipliers",
                                                  "dsp_blocks", "data_bits", "weight_bits",
                                                  "acc_bits")},
@@ -204,8 +204,7 @@ def summary_markdown(rep: dict, table: str | None = None) -> str:
     """``summary.md``: the summary, per-layer table, plots and file list."""
     md = [f"# dynfix flow: {rep['model']} on {rep['board']}", "",
           f"{rep['bits']}-bit ({rep['method']}), data `{rep['data']}`, engine "
-          f"k={rep['engine']['k']} tn={rep['engine']['tn']} tm={rep['engine']['tm']} "
-          f"({rep['engine']['multipliers']} multipliers).", "",
+          f"{rep['engine']['summary']} ({rep['engine']['multipliers']} multipliers).", "",
           "| | |", "|---|---|"]
     md += [f"| {k} | {v} |" for k, v in rows(rep)]
     md += ["", "## Layers", "",

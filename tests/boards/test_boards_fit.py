@@ -7,7 +7,7 @@ import pytest
 from dynfix.boards.fit import evaluate_config, fit
 from dynfix.boards.registry import get_board
 from dynfix.errors import DynfixError
-from dynfix.hw.config import EngineConfig
+from dynfix.hw.config import EngineConfig, Multiplier
 from dynfix.hw.resources import Device, estimate, memory_blocks
 from dynfix.quant.load import load_model
 
@@ -79,7 +79,7 @@ def test_fit_uses_the_board(digits):
     assert "products in LUTs: the fastest such engine" in ulx.limit and "+100 lut" in ulx.limit
     d = ice.to_dict()
     assert d["estimate"]["total"]["dsps"] == d["dsp_blocks"] == -(-d["multipliers"] // 2)
-    assert d["dual_mac"] == 1
+    assert d["multiplier"] == "ice40-dual"
 
 
 def test_dual_mac_doubles_the_icebreaker_products(digits):
@@ -106,7 +106,8 @@ def test_dual_mac_needs_8_bit_operands_and_an_ice40(digits):
         if hasattr(f, "bw_w") else f for name, f in spec.layers.items()})
     r = fit(model, wide, get_board("icebreaker"))
     assert r.chosen.config.dual_mac == 0 and r.chosen.config.multipliers <= 8
-    cfg = compile_model(model, spec, EngineConfig(k=1, tn=4, tm=4, dual_mac=1)).config
+    dual = EngineConfig(tn=4, tm=4, multiplier=Multiplier.ICE40_DUAL)
+    cfg = compile_model(model, spec, dual).config
     assert estimate(cfg, Device.from_board(get_board("icebreaker"))).total.dsps == 8
     with pytest.raises(DynfixError, match="pairs products on iCE40 SB_MAC16 .* ecp5"):
         estimate(cfg, Device.from_board(get_board("ulx3s")))
@@ -126,8 +127,8 @@ def test_ecp5_boards_get_registered_dsps(digits):
         p = fit(model, spec, plain)
         c = r.chosen.config
         assert c.ecp5_dsp == 1 and c.dual_mac == 0 and "ecp5 dsp" in c.summary()
-        assert r.to_dict()["ecp5_dsp"] == 1 and p.chosen.config.ecp5_dsp == 0
-        assert dataclasses.replace(c, ecp5_dsp=0) == p.chosen.config
+        assert r.to_dict()["multiplier"] == "ecp5" and p.chosen.config.ecp5_dsp == 0
+        assert dataclasses.replace(c, multiplier=Multiplier.FABRIC) == p.chosen.config
         e, q = r.chosen.estimate, p.chosen.estimate
         assert e.total.dsps == q.total.dsps == c.dsp_blocks == c.multipliers - c.lut_products
         n = c.dsp_blocks
@@ -135,7 +136,7 @@ def test_ecp5_boards_get_registered_dsps(digits):
             c.data_bits + c.weight_bits + 0.5 * (c.data_bits + c.weight_bits))
     ice = fit(model, spec, get_board("icebreaker")).chosen.config
     assert ice.ecp5_dsp == 0 and ice.dual_mac == 1
-    cfg = compile_model(model, spec, EngineConfig(k=1, tn=4, tm=4, ecp5_dsp=1)).config
+    cfg = compile_model(model, spec, EngineConfig(tn=4, tm=4, multiplier=Multiplier.ECP5)).config
     with pytest.raises(DynfixError, match="ECP5 MULT18X18D cells .* ice40 has none"):
         estimate(cfg, Device.from_board(get_board("icebreaker")))
     wide = dataclasses.replace(spec, layers={
@@ -183,7 +184,7 @@ def test_ecp5_fit_packs_narrow_weights_before_lut_products(digits):
     r = fit(model, spec, board)
     c = r.chosen.config
     assert c.packed_dsp == 1 and c.dsp_blocks == 28 and c.packed_pairs == 28
-    assert c.lut_products == c.multipliers - 56 > 0 and r.to_dict()["packed_dsp"] == 1
+    assert c.lut_products == c.multipliers - 56 > 0 and r.to_dict()["multiplier"] == "ecp5-packed"
     assert r.chosen.estimate.total.dsps == 28
     eight = fit(*digits, board).chosen
     assert c.multipliers > eight.config.multipliers and r.chosen.cycles < eight.cycles
@@ -193,7 +194,8 @@ def test_ecp5_fit_packs_narrow_weights_before_lut_products(digits):
     assert 28 < no_lut.config.multipliers <= 56 and r.chosen.cycles * 1.25 <= no_lut.cycles
     # The same engine with LUT products alone: the 72 + 56 products in LUTs, more LUTs.
     lut_only = evaluate_config(model, spec,
-                               dataclasses.replace(c, packed_dsp=0, lut_products=100), board)
+                               dataclasses.replace(c, multiplier=Multiplier.ECP5,
+                                                   lut_products=100), board)
     assert lut_only.cycles == r.chosen.cycles
     assert lut_only.estimate.total.luts > r.chosen.estimate.total.luts + 1000
     ulx = fit(model, spec, get_board("ulx3s"))
@@ -215,8 +217,8 @@ def test_estimate_grows_with_parallelism(digits):
     from dynfix.hw.compiler import compile_model
     model, spec = digits
     dev = Device.from_board(get_board("ulx3s"))
-    small = estimate(compile_model(model, spec, EngineConfig(k=1, tn=4, tm=2)).config, dev)
-    big = estimate(compile_model(model, spec, EngineConfig(k=1, tn=8, tm=8)).config, dev)
+    small = estimate(compile_model(model, spec, EngineConfig(tn=4, tm=2)).config, dev)
+    big = estimate(compile_model(model, spec, EngineConfig(tn=8, tm=8)).config, dev)
     assert big.total.luts > 2 * small.total.luts
     assert (small.total.dsps, big.total.dsps) == (8, 64)
     assert set(big.blocks) >= {"multipliers", "adder_trees", "accumulators", "requantizers",
@@ -259,8 +261,45 @@ def test_boards_fit_cli_names_where_memories_go(digits, tmp_path, capsys):
     save_qspec(spec, q)
     assert main(["boards", "--fit", "digits", "--quant", str(q), "--board", "icebreaker"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[0].startswith("icebreaker: k=1")
+    assert out[0].startswith("icebreaker: tn=")
     assert out[1].startswith("  estimate: ") and "/4 SPRAMs" in out[1]
     assert out[2].startswith("  memories: fmap ") and "weights " in out[2]
     assert "blocks" in out[2]               # digits' memories fit the block RAMs
     assert out[3].startswith("  limited by ")
+
+
+def test_engine_yaml_round_trip_and_older_forms(digits, tmp_path, capsys):
+    """``boards --fit --write`` saves the choice (the multiplier by name, no derived stage);
+    ``generate --config`` of it builds the engine ``--board`` builds, and an engine.yaml of
+    the older form (``k`` and the multiplier flags) still loads and gives the same Verilog;
+    a derived stage in a file is refused, naming why."""
+    import yaml
+
+    from dynfix.cli import main
+    from dynfix.hw.config import CHOICE_KEYS, DERIVED_KEYS
+    from dynfix.quant.qspec_io import save_qspec
+    _, spec = digits
+    q = tmp_path / "q.yaml"
+    save_qspec(spec, q)
+    eng = tmp_path / "engine.yaml"
+    assert main(["boards", "--fit", "digits", "--quant", str(q), "--board", "icebreaker",
+                 "--write", str(eng)]) == 0
+    saved = yaml.safe_load(eng.read_text())
+    assert set(saved) == set(CHOICE_KEYS) and saved["multiplier"] == "ice40-dual"
+    older = dict(saved, k=1, dual_mac=1, ecp5_dsp=0, packed_dsp=0)
+    del older["multiplier"]
+    (tmp_path / "older.yaml").write_text(yaml.safe_dump(older))
+    texts = []
+    for name, how in (("board", ["--board", "icebreaker"]), ("new", ["--config", str(eng)]),
+                      ("old", ["--config", str(tmp_path / "older.yaml")])):
+        assert main(["generate", "digits", "--quant", str(q), *how,
+                     "--output", str(tmp_path / name)]) == 0
+        texts.append((tmp_path / name / "dynfix_engine.v").read_text())
+    assert texts[0] == texts[1] == texts[2] and "SB_MAC16" in texts[0]
+    capsys.readouterr()
+    (tmp_path / "derived.yaml").write_text(yaml.safe_dump(dict(saved, residual=1)))
+    assert main(["generate", "digits", "--quant", str(q), "--config",
+                 str(tmp_path / "derived.yaml"), "--output", str(tmp_path / "d")]) == 1
+    err = capsys.readouterr().err
+    assert "residual" in err and "derived from the model" in err and err.count("\n") == 1
+    assert "residual" in DERIVED_KEYS and not (tmp_path / "d").exists()

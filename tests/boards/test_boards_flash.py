@@ -33,14 +33,15 @@ def spram_design(tmp_path_factory):
     """The digits model compiled for a small dual-MAC engine with its weights in SPRAM,
     written like ``dynfix generate`` does, with the integer model and two test images."""
     from dynfix.hw.compiler import compile_model
-    from dynfix.hw.config import EngineConfig
+    from dynfix.hw.config import EngineConfig, Multiplier
     from dynfix.hw.generate import write_outputs
     from dynfix.quant.datasets import load_digits
     from dynfix.quant.int_model import IntModel
 
     from hw_models import digits_8bit
     model, spec = digits_8bit()
-    cm = compile_model(model, spec, EngineConfig(k=1, tn=2, tm=4, dual_mac=1, w_spram=1))
+    cfg = EngineConfig(tn=2, tm=4, multiplier=Multiplier.ICE40_DUAL, w_spram=1)
+    cm = compile_model(model, spec, cfg)
     folder = tmp_path_factory.mktemp("spram") / "gen"
     write_outputs(cm, model.name, folder, board="icebreaker")
     x, _ = load_digits("test")

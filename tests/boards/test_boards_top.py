@@ -123,7 +123,7 @@ def digits_engine(tmp_path_factory):
     assert main(["quantize", "digits", "--calib", "digits", "--output", str(q)]) == 0
     model = load_model("digits")
     spec = load_qspec(q, model)
-    cm = compile_model(model, spec, EngineConfig(k=1, tn=8, tm=8))
+    cm = compile_model(model, spec, EngineConfig(tn=8, tm=8))
     im = IntModel(model, spec)
     x, y = load_digits("test")
     return cm, im, x, y

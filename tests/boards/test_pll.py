@@ -97,7 +97,7 @@ def test_ecp5_board_top_runs_on_the_pll_model(tmp_path):
     from hw_models import digits_8bit
 
     model, spec = digits_8bit()
-    cm = compile_model(model, spec, EngineConfig(k=1, tn=2, tm=4))
+    cm = compile_model(model, spec, EngineConfig(tn=2, tm=4))
     write_outputs(cm, model.name, tmp_path / "gen", board="ulx3s")
     gen, im = Design.load(tmp_path / "gen"), IntModel(model, spec)
     x, _ = load_digits("test")

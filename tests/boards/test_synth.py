@@ -111,7 +111,7 @@ def _generate(tmp_path, engine: dict, name: str):
 def test_synth_cli_checks_fit_first(tmp_path, capsys):
     """9 multipliers cannot go to 8 SB_MAC16: refused before yosys runs."""
     from dynfix.cli import main
-    _, out = _generate(tmp_path, {"k": 3, "tn": 1, "tm": 1}, "k3")
+    _, out = _generate(tmp_path, {"tn": 9, "tm": 1}, "k3")
     capsys.readouterr()
     assert main(["synth", str(out), "--board", "icebreaker"]) == 1
     err = capsys.readouterr().err
@@ -128,7 +128,7 @@ def test_synth_defaults_to_the_board_generate_fitted(tmp_path, capsys, monkeypat
     and the explicit --board still overrides it)."""
     from dynfix.cli import main
     import dynfix.api
-    q, _ = _generate(tmp_path, {"k": 1, "tn": 1, "tm": 1}, "warm")
+    q, _ = _generate(tmp_path, {"tn": 1, "tm": 1}, "warm")
     out = tmp_path / "for-ulx3s"
     assert main(["generate", "digits", "--quant", str(q), "--board", "ulx3s",
                  "--output", str(out)]) == 0
@@ -184,7 +184,7 @@ def test_digits_fit_generate_synth(tmp_path, capsys, board_name):
     from dynfix.quant.qspec_io import load_qspec
     from dynfix.boards.fit import fit
 
-    q, _ = _generate(tmp_path, {"k": 1, "tn": 1, "tm": 1}, "warmup")
+    q, _ = _generate(tmp_path, {"tn": 1, "tm": 1}, "warmup")
     model = load_model("digits")
     board = get_board(board_name)
     chosen = fit(model, load_qspec(q, model), board).chosen
@@ -211,7 +211,7 @@ def test_board_top_wraps_generated_verilog(tmp_path):
 
     from dynfix.boards.design import board_top, link_info
     from dynfix.hw.design import Design
-    _, out = _generate(tmp_path, {"k": 1, "tn": 2, "tm": 1}, "small")
+    _, out = _generate(tmp_path, {"tn": 2, "tm": 1}, "small")
     gen = Design.load(out)
     info = link_info(gen)
     assert (info.n_in, info.n_out, info.in_bits) == (64, 10, 8)
@@ -233,7 +233,7 @@ def test_ecp5_netlist_of_three_lane_engine_is_sound(tmp_path):
     from dynfix.hw.design import Design
     from dynfix.boards.synth import prepare, tool_env
     board = get_board("orangecrab")
-    _, out = _generate(tmp_path, {"k": 1, "tn": 9, "tm": 3}, "k1tn9tm3")
+    _, out = _generate(tmp_path, {"tn": 9, "tm": 3}, "tn9tm3")
     build = tmp_path / "build"
     prepare(board_top(Design.load(out), board), board).extract(str(build))
     script = (build / "dynfix_top.ys").read_text()
@@ -261,8 +261,8 @@ def test_ecp5_lut_products_get_no_dsp_block(tmp_path):
     from dynfix.boards.synth import prepare, tool_env
     board = get_board("orangecrab")
     for name, engine, cells in (
-            ("cells", {"k": 1, "tn": 3, "tm": 3, "ecp5_dsp": 1, "lut_products": 4}, 5),
-            ("inferred", {"k": 1, "tn": 3, "tm": 3, "lut_products": 7}, 2)):
+            ("cells", {"tn": 3, "tm": 3, "multiplier": "ecp5", "lut_products": 4}, 5),
+            ("inferred", {"tn": 3, "tm": 3, "lut_products": 7}, 2)):
         _, out = _generate(tmp_path, engine, name)
         build = tmp_path / f"build_{name}"
         prepare(board_top(Design.load(out), board), board).extract(str(build))
@@ -313,7 +313,7 @@ def test_synth_clock_sets_the_uart_and_the_flash_clock(tmp_path):
     from dynfix.hw.design import Design
     from dynfix.boards.spi_flash_reader import READ_MAX_HZ
     board = get_board("orangecrab")
-    _, out = _generate(tmp_path, {"k": 1, "tn": 2, "tm": 2}, "k1tn2tm2")
+    _, out = _generate(tmp_path, {"tn": 2, "tm": 2}, "tn2tm2")
     gen = Design.load(out)
     pll = board_pll(board, 133.4)
     top = board_top(gen, board, pll)

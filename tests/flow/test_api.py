@@ -83,7 +83,7 @@ def test_simulate_small_model_from_arrays(tmp_path):
                bias=None)])
     x = rng.standard_normal((16, 2, 4, 4)).astype(np.float32)
     q = dynfix.quantize(model, calib=x, bits="8")
-    g = dynfix.generate(q, tmp_path / "gen", config={"k": 3, "tn": 1, "tm": 1})
+    g = dynfix.generate(q, tmp_path / "gen", config={"tn": 9, "tm": 1})
     s = dynfix.simulate(g, q, data=x, images=3)
     assert isinstance(s, SimulateResult)
     assert s.n == 3 and s.mismatches == 0 and s.hw_accuracy is None

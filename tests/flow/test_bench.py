@@ -18,7 +18,7 @@ from hw_models import small_net  # noqa: E402
 
 def test_loop_counts_match_the_compiled_program():
     model, spec, _ = small_net()
-    cfg = EngineConfig(k=3, tn=1, tm=3)
+    cfg = EngineConfig(tn=9, tm=3)
     cm = compile_model(model, spec, cfg)
     for p, q in zip(cm.plans, plan_model(model, cfg)):
         assert {k: p.entry[k] for k in q.entry} == q.entry
@@ -38,7 +38,7 @@ def test_vgg16_layer_list():
 def test_vgg16_cycles_at_one_multiplier_are_the_macs_plus_overhead():
     paper = pytest.importorskip("paper_vgg16")
     plans = paper.load_plans()
-    figs = paper.figures(plans, EngineConfig(k=1, tn=1, tm=1))
+    figs = paper.figures(plans, EngineConfig(tn=1, tm=1))
     for f in figs:
         assert 0 < f.cycles - f.macs < 100          # fetch + drain only
 

@@ -46,8 +46,8 @@ def live_overlaps(cm) -> list[str]:
     return bad
 
 
-@pytest.mark.parametrize("cfg", [EngineConfig(k=1, tn=4, tm=2), EngineConfig(k=3, tn=1, tm=3),
-                                 EngineConfig(k=1, tn=16, tm=4)])
+@pytest.mark.parametrize("cfg", [EngineConfig(tn=4, tm=2), EngineConfig(tn=9, tm=3),
+                                 EngineConfig(tn=16, tm=4)])
 def test_residual_groups_and_lifetimes(cfg):
     model, spec, _ = residual_net()
     cm = compile_model(model, spec, cfg)
@@ -64,7 +64,7 @@ def test_residual_groups_and_lifetimes(cfg):
 
 def test_chain_allocation_never_exceeds_ping_pong():
     for model, spec in (digits_8bit(), small_net()[:2]):
-        for cfg in (EngineConfig(k=1, tn=4, tm=2), EngineConfig(k=3, tn=1, tm=1)):
+        for cfg in (EngineConfig(tn=4, tm=2), EngineConfig(tn=9, tm=1)):
             cm = compile_model(model, spec, cfg)
             n = cm.config.lanes
             sizes = [cm.plans[0].in_shape] + [p.out_shape for p in cm.plans]

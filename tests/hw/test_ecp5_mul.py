@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from dynfix.errors import DynfixError
-from dynfix.hw.config import EngineConfig
+from dynfix.hw.config import EngineConfig, Multiplier
 from dynfix.hw.ecp5_mul import CELL, CELL_MODEL, CELL_OPEN, LATENCY, OPERAND_BITS, Ecp5Mul
 from dynfix.hw.ice40_cells import sim_sources
 from dynfix.hw.timing import OPERAND_STAGES, PRODUCT_STAGES
@@ -31,17 +31,21 @@ def test_latency_is_the_mac_arrays():
 def test_wider_operands_are_refused():
     with pytest.raises(DynfixError, match="1..18 bits, not 19 x 8"):
         Ecp5Mul(19, 8)
-    cfg = EngineConfig(k=1, tn=2, tm=2, ecp5_dsp=1, data_bits=8, weight_bits=19,
+    cfg = EngineConfig(tn=2, tm=2, multiplier=Multiplier.ECP5, data_bits=8, weight_bits=19,
                        bias_bits=16, acc_bits=32, fmap_depth=64, weight_depth=64,
                        bias_depth=4, prog_depth=2, dim_bits=6)
-    with pytest.raises(DynfixError, match="ecp5_dsp=1 puts each product on one 18 x 18"):
+    with pytest.raises(DynfixError, match="the ecp5 multiplier puts each product on one 18 x 18"):
         cfg.check_fitted()
+    # An older engine.yaml's flags: converted, or refused as they always were.
     with pytest.raises(DynfixError, match="ecp5_dsp=2 must be 0 or 1"):
         EngineConfig.from_dict({"ecp5_dsp": 2})
     with pytest.raises(DynfixError, match="dual_mac .* and ecp5_dsp .* exclude each other"):
         EngineConfig.from_dict({"dual_mac": 1, "ecp5_dsp": 1})
+    assert EngineConfig.from_dict({"k": 1, "tn": 2, "ecp5_dsp": 1}) == \
+        EngineConfig.from_dict({"tn": 2, "multiplier": "ecp5"}) == EngineConfig(
+            tn=2, multiplier=Multiplier.ECP5)
     assert (cfg.multipliers, cfg.dsp_blocks) == (4, 4)
-    assert "ecp5_dsp" in cfg.choice() and cfg.summary().endswith(" ecp5 dsp")
+    assert cfg.choice()["multiplier"] == "ecp5" and cfg.summary().endswith(" ecp5 dsp")
 
 
 @pytest.mark.parametrize("a_bits,b_bits", [(8, 8), (OPERAND_BITS, OPERAND_BITS), (5, 13)])
@@ -97,7 +101,7 @@ def test_model_refuses_modes_it_does_not_model(tmp_path):
 def test_mac_array_cells_match_single_products(lanes, tm):
     """Products on registered MULT18X18D (behavioural cells) as one inferred multiplier per
     product: same sums, same cycles."""
-    check_same_sums_as_single(lanes, tm, ecp5_dsp=1)
+    check_same_sums_as_single(lanes, tm, multiplier=Multiplier.ECP5)
 
 
 @pytest.mark.slow
@@ -108,6 +112,6 @@ def test_digits_engine_verilator(tmp_path):
     from dynfix.hw.compiler import compile_model
     from hw_models import digits_8bit
     model, spec = digits_8bit()
-    cm = compile_model(model, spec, EngineConfig(k=1, tn=3, tm=4, ecp5_dsp=1))
+    cm = compile_model(model, spec, EngineConfig(tn=3, tm=4, multiplier=Multiplier.ECP5))
     report = check_on_verilator(model, spec, cm, tmp_path)
-    assert report["engine"]["ecp5_dsp"] == 1
+    assert report["engine"]["multiplier"] == "ecp5"

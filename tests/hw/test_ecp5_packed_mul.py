@@ -14,7 +14,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from dynfix.errors import DynfixError
-from dynfix.hw.config import EngineConfig, packable
+from dynfix.hw.config import EngineConfig, Multiplier, packable
 from dynfix.hw.ecp5_mul import CELL, LATENCY
 from dynfix.hw.ecp5_packed_mul import Ecp5PackedMul
 from dynfix.hw.generate import ensure_yosys
@@ -104,39 +104,42 @@ FITTED = dict(data_bits=8, weight_bits=4, bias_bits=12, acc_bits=20, fmap_depth=
 def test_config_pairs_rows_and_counts_blocks():
     """Rows 2r and 2r+1 pair lane by lane; an odd tm's last row and products in LUTs stay
     alone; the DSP count and the texts follow."""
-    cfg = EngineConfig(k=1, tn=3, tm=5, ecp5_dsp=1, packed_dsp=1, **FITTED)
+    cfg = EngineConfig(tn=3, tm=5, multiplier=Multiplier.ECP5_PACKED, **FITTED)
     cfg.check_parallelism()
     cfg.check_fitted()
     assert cfg.packed_pairs == 6 and cfg.dsp_blocks == 15 - 12 + 6 == 9
     assert [cfg.packed_pair(j, 0) for j in range(5)] == [True] * 4 + [False]
     # 4 products in LUTs: row 4 (3) and row 3's last lane; row 2 lane 2 loses its partner.
-    lut = EngineConfig(k=1, tn=3, tm=5, ecp5_dsp=1, packed_dsp=1, lut_products=4, **FITTED)
+    lut = EngineConfig(tn=3, tm=5, multiplier=Multiplier.ECP5_PACKED, lut_products=4, **FITTED)
     assert [lut.packed_pair(2, lane) for lane in range(3)] == [True, True, False]
     assert lut.packed_pairs == 5 and lut.dsp_blocks == 15 - 4 - 5 == 6
-    assert lut.summary() == "k=1 tn=3 tm=5 ecp5 dsp packed +4 lut"
+    assert lut.summary() == "tn=3 tm=5 ecp5 dsp packed +4 lut"
     assert lut.multipliers_text() == "15 multipliers (10 packed in pairs, 4 in LUTs, 6 DSP blocks)"
-    assert cfg.choice()["packed_dsp"] == 1 and not cfg.window_fits()
+    assert cfg.choice()["multiplier"] == "ecp5-packed" and not cfg.window_fits()
     # Products go to LUTs pair by pair (pair-major), so those left on blocks stay paired:
     # 4 in LUTs leave 4 pairs on 4 blocks (row-major order would leave 3 pairs, 2 singles).
-    four = EngineConfig(k=1, tn=3, tm=4, ecp5_dsp=1, packed_dsp=1, lut_products=4, **FITTED)
+    four = EngineConfig(tn=3, tm=4, multiplier=Multiplier.ECP5_PACKED, lut_products=4, **FITTED)
     assert {(j, lane) for j in range(4) for lane in range(3) if four.lut_product(j, lane)} == {
         (2, 1), (3, 1), (2, 2), (3, 2)}
     assert (four.packed_pairs, four.dsp_blocks) == (4, 4)
 
 
 @pytest.mark.parametrize("bad,match", [
-    (dict(packed_dsp=1), "packed_dsp .* needs ecp5_dsp: 1"),
-    (dict(packed_dsp=1, ecp5_dsp=1, dw_window=2), "dw_window gives every row its own"),
+    (dict(packed_dsp=1), "packed_dsp .* needs ecp5_dsp: 1"),          # an older file's flags
     (dict(packed_dsp=2, ecp5_dsp=1), "packed_dsp=2 must be 0 or 1"),
+    (dict(multiplier="ecp5-packed", dw_window=2), "dw_window gives every row its own"),
+    (dict(multiplier="ecp5-packed", ecp5_dsp=1), "the multiplier or the older ecp5_dsp"),
+    (dict(multiplier="ecp5-pairs"), "multiplier 'ecp5-pairs' is none of fabric, ice40-dual"),
 ])
 def test_config_refusals(bad, match):
     with pytest.raises(DynfixError, match=match):
-        EngineConfig.from_dict({"k": 1, "tn": 4, "tm": 2, **bad})
+        EngineConfig.from_dict({"tn": 4, "tm": 2, **bad}, derived=True)
 
 
 def test_config_refuses_wide_weights():
-    cfg = EngineConfig(k=1, tn=3, tm=2, ecp5_dsp=1, packed_dsp=1, **{**FITTED, "weight_bits": 5})
-    with pytest.raises(DynfixError, match="8-bit data and 5-bit weights .set packed_dsp: 0"):
+    cfg = EngineConfig(tn=3, tm=2, multiplier=Multiplier.ECP5_PACKED,
+                       **{**FITTED, "weight_bits": 5})
+    with pytest.raises(DynfixError, match="8-bit data and 5-bit weights .use the ecp5 multiplier"):
         cfg.check_fitted()
 
 
@@ -144,11 +147,12 @@ def test_config_refuses_wide_weights():
 def test_mac_array_packed_match_single_products(lanes, tm):
     """Packed products (behavioural cells) as one multiplier per product: same sums, same
     cycles, an odd tm's last row on single cells."""
-    check_same_sums_as_single(lanes, tm, weight_bits=4, ecp5_dsp=1, packed_dsp=1)
+    check_same_sums_as_single(lanes, tm, weight_bits=4, multiplier=Multiplier.ECP5_PACKED)
 
 
 def test_mac_array_packed_with_lut_products():
-    check_same_sums_as_single(3, 4, weight_bits=4, ecp5_dsp=1, packed_dsp=1, lut_products=4)
+    check_same_sums_as_single(3, 4, weight_bits=4, multiplier=Multiplier.ECP5_PACKED,
+                              lut_products=4)
 
 
 def bank_verilog(a_bits: int, b_bits: int, cells: int) -> str:
@@ -180,9 +184,9 @@ def test_digits_packed_engine_verilator(tmp_path):
     from dynfix.hw.compiler import compile_model
     from hw_models import digits_4bit_weights
     model, spec = digits_4bit_weights()
-    cm = compile_model(model, spec, EngineConfig(k=1, tn=4, tm=5, ecp5_dsp=1, packed_dsp=1,
+    cm = compile_model(model, spec, EngineConfig(tn=4, tm=5, multiplier=Multiplier.ECP5_PACKED,
                                                  lut_products=4))
     assert (cm.config.weight_bits, cm.config.packed_pairs, cm.config.dsp_blocks) == (4, 8, 8)
     report = check_on_verilator(model, spec, cm, tmp_path)
-    assert report["engine"]["packed_dsp"] == 1 and report["engine"]["dsp_blocks"] == 8
+    assert report["engine"]["multiplier"] == "ecp5-packed" and report["engine"]["dsp_blocks"] == 8
     assert (tmp_path / "gen" / "dynfix_engine.v").read_text().count(f"{CELL} #(") == 8

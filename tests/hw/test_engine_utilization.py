@@ -15,7 +15,7 @@ SIMULATOR = "verilator"
 
 @pytest.mark.slow
 @pytest.mark.usefixtures("verilator")
-@pytest.mark.parametrize("cfg", [EngineConfig(k=3, tn=1, tm=1), EngineConfig(k=3, tn=2, tm=2)])
+@pytest.mark.parametrize("cfg", [EngineConfig(tn=9, tm=1), EngineConfig(tn=18, tm=2)])
 def test_vgg_utilization_and_cycle_model(cfg, tmp_path):
     model, x = vgg_model()
     run = measure(model, search(model, x, bits="8"), cfg, x, tmp_path, SIMULATOR)

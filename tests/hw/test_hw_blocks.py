@@ -214,7 +214,7 @@ def test_residual_add_matches_int_model_add():
     from dynfix.quant.int_model import add_sum, narrow
     from dynfix.quant.qspec import AddFormat
 
-    cfg = replace(EngineConfig(k=1, tn=4, tm=3), data_bits=8, add_align=3, residual=1)
+    cfg = replace(EngineConfig(tn=4, tm=3), data_bits=8, add_align=3, residual=1)
     dut = ResidualAdd(cfg)
     rng = np.random.default_rng(1)
     cases = []

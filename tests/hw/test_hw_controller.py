@@ -18,7 +18,7 @@ LOAD, UNLOAD = 5, 3
 
 def test_controller_runs_the_program_twice():
     model, spec, _ = small_net()
-    cm = compile_model(model, spec, EngineConfig(k=3, tn=1, tm=3))
+    cm = compile_model(model, spec, EngineConfig(tn=9, tm=3))
     assert len(cm.plans) == len(RUN)
     dut = Controller(cm.config, cm.program, DRAIN)
     runs = []

@@ -53,7 +53,7 @@ def run_window(cfg: EngineConfig, items: list[dict], consts: dict) -> list[tuple
 ], ids=["3x3-s1", "s2-tm=lanes", "asym-pads", "2x2", "one-row"])
 def test_window_taps_match_padded_map(k, lanes, tm, hw, stride, pads):
     (hh, ww), (sy, sx), (top, left, bottom, right) = hw, stride, pads
-    cfg = EngineConfig(k=1, tn=lanes, tm=tm, data_bits=8, dim_bits=6, dw_window=k,
+    cfg = EngineConfig(tn=lanes, tm=tm, data_bits=8, dim_bits=6, dw_window=k,
                        dw_line=16)
     rng = np.random.default_rng(k * 100 + lanes + hh * ww)
     pad = -3                                            # a map with an offset pads with zp
@@ -88,7 +88,7 @@ def test_window_taps_match_padded_map(k, lanes, tm, hw, stride, pads):
 def test_other_layers_pass_through():
     """Outside a window layer every item comes out, LATENCY cycles later, its word in every
     row (the MAC array's broadcast)."""
-    cfg = EngineConfig(k=1, tn=9, tm=3, data_bits=8, dim_bits=6, dw_window=3, dw_line=8)
+    cfg = EngineConfig(tn=9, tm=3, data_bits=8, dim_bits=6, dw_window=3, dw_line=8)
     rng = np.random.default_rng(1)
     words = rng.integers(-128, 128, (7, 9))
     items = [dict(x=wd, first=int(i % 3 == 0), last=int(i % 3 == 2), off=3)

@@ -13,7 +13,7 @@ from dynfix.cli import main
 from dynfix.errors import DynfixError
 from dynfix.hw.compiler import (bias_units, clamp_shift, compile_model, folded_bias,
                                 plan_groups, rounded_acc_bits)
-from dynfix.hw.config import EngineConfig
+from dynfix.hw.config import EngineConfig, Multiplier
 from dynfix.hw.generate import TOP_NAME, engine_verilog, write_outputs
 from dynfix.hw.lint import lint
 from dynfix.quant import fixed
@@ -155,7 +155,7 @@ def test_a_range_fills_clip_bounds_reach_the_engine():
     assert {"six", "k2", "k3"} <= set(spec.params)
     hi = float(spec.params["six"]["hi"])
     assert hi > 6.0
-    cm = compile_model(model, spec, EngineConfig(k=1, tn=4, tm=2))
+    cm = compile_model(model, spec, EngineConfig(tn=4, tm=2))
     f = spec.layers["c1"]
     entry = next(p.entry for p in cm.plans if p.name == "c1")
     assert entry["clamp_hi"] == min(fixed.qmax(f.bw_x),
@@ -171,7 +171,7 @@ def test_relu_and_clips_fuse_into_one_clamp_range(offsets):
     assert [(p.name, p.pool, [a.name for a in p.acts]) for p in plans] == [
         ("c1", 1, ["six"]), ("c2", 2, ["r2", "k2", "k3"]), ("fc", 1, ["k4", "r4"])]
     assert plans[1].layers == ["c2", "r2", "k2", "p2", "k3", "f"] and out == "r4"
-    cm = compile_model(model, spec, EngineConfig(k=1, tn=4, tm=2))
+    cm = compile_model(model, spec, EngineConfig(tn=4, tm=2))
     want = {}
     for name, lo, hi in (("c1", 0, 6), ("c2", 0, 0.5), ("fc", 0, np.inf)):
         f = spec.layers[name]
@@ -222,7 +222,7 @@ def test_clamp_range_is_the_layers_one_after_another():
 
 def test_weight_words_hold_the_kernel_in_sequencer_order():
     model, spec, _ = small_net()
-    cm = compile_model(model, spec, EngineConfig(k=3, tn=1, tm=3))
+    cm = compile_model(model, spec, EngineConfig(tn=9, tm=3))
     cfg, p = cm.config, cm.plans[1]                   # 11 outputs, 7 inputs, 2x3 kernel
     n, tm, wb = cfg.lanes, cfg.tm, cfg.weight_bits
     base = p.entry["w_base"]
@@ -248,9 +248,9 @@ def test_unfitted_config_is_refused_before_building_the_engine():
     """An EngineConfig() straight into the generator used to die inside Amaranth ("Width of
     a signed value must be a positive integer, not 0"); now one error names every field."""
     model, spec = digits_8bit()
-    cm = compile_model(model, spec, EngineConfig(k=1, tn=2, tm=1))
+    cm = compile_model(model, spec, EngineConfig(tn=2, tm=1))
     cm.config.check_fitted()
-    unfitted = dataclasses.replace(cm, config=EngineConfig(k=1, tn=2, tm=1, data_bits=8))
+    unfitted = dataclasses.replace(cm, config=EngineConfig(tn=2, tm=1, data_bits=8))
     with pytest.raises(DynfixError) as e:
         engine_verilog(unfitted)
     msg = str(e.value)
@@ -287,7 +287,7 @@ def test_generate_is_deterministic_and_path_free(generated, capsys):
     text = (tmp / "a" / f"{TOP_NAME}.v").read_text()
     assert str(tmp) not in text and "/work" not in text and "src =" not in text
     # --board fits the engine: iCEBreaker has 8 SB_MAC16 blocks, two 8-bit products each.
-    assert rep["engine"]["dual_mac"] == 1 and 8 < rep["multipliers"] <= 16
+    assert rep["engine"]["multiplier"] == "ice40-dual" and 8 < rep["multipliers"] <= 16
     assert rep["dsp_blocks"] == rep["engine"]["dsp_blocks"] == -(-rep["multipliers"] // 2) <= 8
     assert rep["multipliers"] == rep["engine"]["lanes"] * rep["engine"]["tm"]
     assert text.count("SB_MAC16 #(") == rep["dsp_blocks"]
@@ -316,17 +316,17 @@ def test_lint_clean_with_only_the_waived_classes(generated, tmp_path):
     rc, out = lint(tmp / "a" / f"{TOP_NAME}.v")
     assert rc == 0, out
     model, spec, _ = small_net()
-    write_outputs(compile_model(model, spec, EngineConfig(k=3, tn=2, tm=6)), "small",
+    write_outputs(compile_model(model, spec, EngineConfig(tn=18, tm=6)), "small",
                   tmp_path / "s")
     rc, out = lint(tmp_path / "s" / f"{TOP_NAME}.v")
     assert rc == 0, out
     # Products on MULT18X18D cells: linted with dynfix's cell model, nothing waived for it.
-    write_outputs(compile_model(model, spec, EngineConfig(k=1, tn=4, tm=2, ecp5_dsp=1)),
+    write_outputs(compile_model(model, spec, EngineConfig(tn=4, tm=2, multiplier=Multiplier.ECP5)),
                   "small", tmp_path / "e")
     rc, out = lint(tmp_path / "e" / f"{TOP_NAME}.v")
     assert rc == 0 and "ecp5_mult18x18d_sim.v" not in out, out
     # Some products in LUTs (hw/lut_mul.py) beside the cells, nothing more waived.
-    write_outputs(compile_model(model, spec, EngineConfig(k=1, tn=4, tm=2, ecp5_dsp=1,
+    write_outputs(compile_model(model, spec, EngineConfig(tn=4, tm=2, multiplier=Multiplier.ECP5,
                                                           lut_products=3)),
                   "small", tmp_path / "l")
     rc, out = lint(tmp_path / "l" / f"{TOP_NAME}.v")
@@ -334,8 +334,9 @@ def test_lint_clean_with_only_the_waived_classes(generated, tmp_path):
     # Two products per cell (hw/ecp5_packed_mul.py) with 4-bit weights, an odd tm's last row
     # on single cells, products in LUTs: nothing more waived.
     model4, spec4, _ = small_net(bits="8/4/4")
-    write_outputs(compile_model(model4, spec4, EngineConfig(k=1, tn=4, tm=3, ecp5_dsp=1,
-                                                            packed_dsp=1, lut_products=2)),
+    write_outputs(compile_model(model4, spec4, EngineConfig(tn=4, tm=3,
+                                                            multiplier=Multiplier.ECP5_PACKED,
+                                                            lut_products=2)),
                   "small", tmp_path / "p")
     rc, out = lint(tmp_path / "p" / f"{TOP_NAME}.v")
     assert rc == 0, out

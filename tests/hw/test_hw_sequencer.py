@@ -101,10 +101,10 @@ def strided_model():
     return model, search(model, rng.standard_normal((16, 10, 7, 6)).astype(np.float32))
 
 
-CASES = [("small", EngineConfig(k=3, tn=1, tm=3)), ("small", EngineConfig(k=2, tn=1, tm=2)),
-         ("strided", EngineConfig(k=3, tn=1, tm=1)), ("strided", EngineConfig(k=2, tn=2, tm=4)),
-         ("residual", EngineConfig(k=1, tn=3, tm=4)), ("residual", EngineConfig(k=1, tn=4, tm=2)),
-         ("res_dw", EngineConfig(k=1, tn=3, tm=4)), ("res_dw", EngineConfig(k=1, tn=2, tm=4))]
+CASES = [("small", EngineConfig(tn=9, tm=3)), ("small", EngineConfig(tn=4, tm=2)),
+         ("strided", EngineConfig(tn=9, tm=1)), ("strided", EngineConfig(tn=8, tm=4)),
+         ("residual", EngineConfig(tn=3, tm=4)), ("residual", EngineConfig(tn=4, tm=2)),
+         ("res_dw", EngineConfig(tn=3, tm=4)), ("res_dw", EngineConfig(tn=2, tm=4))]
 
 
 @pytest.mark.parametrize("which,cfg", CASES)

@@ -15,7 +15,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from dynfix.errors import DynfixError
-from dynfix.hw.config import EngineConfig
+from dynfix.hw.config import EngineConfig, Multiplier
 from dynfix.hw.generate import ensure_yosys
 from dynfix.hw.ice40_cells import SIM_DEFINES, cell_model, sim_sources
 from dynfix.hw.ice40_dual_mac import CELL, LATENCY, DualMul
@@ -64,15 +64,15 @@ def test_latency_is_the_mac_arrays():
 def test_wider_operands_are_refused():
     with pytest.raises(DynfixError, match="1..8 bits, not 9 x 8"):
         DualMul(9, 8)
-    cfg = EngineConfig(k=1, tn=2, tm=2, dual_mac=1, data_bits=8, weight_bits=12, bias_bits=16,
-                       acc_bits=24, fmap_depth=64, weight_depth=64, bias_depth=4,
-                       prog_depth=2, dim_bits=6)
-    with pytest.raises(DynfixError, match="dual_mac=1 pairs products of at most 8-bit"):
+    cfg = EngineConfig(tn=2, tm=2, multiplier=Multiplier.ICE40_DUAL, data_bits=8,
+                       weight_bits=12, bias_bits=16, acc_bits=24, fmap_depth=64,
+                       weight_depth=64, bias_depth=4, prog_depth=2, dim_bits=6)
+    with pytest.raises(DynfixError, match="ice40-dual multiplier pairs products of at most 8-bit"):
         cfg.check_fitted()
     with pytest.raises(DynfixError, match="dual_mac=2 must be 0 or 1"):
         EngineConfig.from_dict({"dual_mac": 2})
     assert (cfg.multipliers, cfg.dsp_blocks) == (4, 2)
-    assert EngineConfig(k=3, tn=1, tm=1, dual_mac=1).dsp_blocks == 5      # 9 products
+    assert EngineConfig(tn=9, tm=1, multiplier=Multiplier.ICE40_DUAL).dsp_blocks == 5
 
 
 @pytest.mark.parametrize("a_bits,b_bits", [(8, 8), (5, 7)])
@@ -152,7 +152,7 @@ def test_cell_against_yosys_model_every_pair(a_bits, b_bits, tmp_path):
 def test_mac_array_pairs_match_single_products(lanes, tm):
     """Paired products (behavioural cells) as one multiplier per product: an odd lane count
     pairs across output channels and leaves the last cell's upper half idle."""
-    check_same_sums_as_single(lanes, tm, dual_mac=1)
+    check_same_sums_as_single(lanes, tm, multiplier=Multiplier.ICE40_DUAL)
 
 
 @needs_icarus
@@ -169,10 +169,10 @@ def test_digits_dual_engine_bit_exact(tmp_path):
 
     from hw_models import digits_8bit
     model, spec = digits_8bit()
-    cm = compile_model(model, spec, EngineConfig(k=1, tn=3, tm=3, dual_mac=1))
+    cm = compile_model(model, spec, EngineConfig(tn=3, tm=3, multiplier=Multiplier.ICE40_DUAL))
     report = write_outputs(cm, model.name, tmp_path / "gen")
     assert (report["multipliers"], report["dsp_blocks"]) == (9, 5)
-    assert report["engine"]["dual_mac"] == 1
+    assert report["engine"]["multiplier"] == "ice40-dual"
     text = (tmp_path / "gen" / "dynfix_engine.v").read_text()
     assert text.count(f"{CELL} #(") == 5 and "$mul" not in text
     x, _ = load_digits("test")

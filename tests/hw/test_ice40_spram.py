@@ -101,7 +101,7 @@ def test_digits_engine_with_weights_in_spram(tmp_path):
     import numpy as np
 
     from dynfix.hw.compiler import compile_model
-    from dynfix.hw.config import EngineConfig
+    from dynfix.hw.config import EngineConfig, Multiplier
     from dynfix.hw.cycle_model import layer_cycles
     from dynfix.hw.generate import write_outputs
     from dynfix.quant.datasets import load_digits
@@ -111,7 +111,8 @@ def test_digits_engine_with_weights_in_spram(tmp_path):
 
     from hw_models import digits_8bit
     model, spec = digits_8bit()
-    cm = compile_model(model, spec, EngineConfig(k=1, tn=2, tm=4, dual_mac=1, w_spram=1))
+    cfg = EngineConfig(tn=2, tm=4, multiplier=Multiplier.ICE40_DUAL, w_spram=1)
+    cm = compile_model(model, spec, cfg)
     report = write_outputs(cm, model.name, tmp_path / "gen")
     text = (tmp_path / "gen" / "dynfix_engine.v").read_text()
     assert text.count(f"{CELL} ") == spram_cells(cm.config.weight_depth, 64)[1] == 4

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from dynfix.errors import DynfixError
-from dynfix.hw.config import EngineConfig
+from dynfix.hw.config import EngineConfig, Multiplier
 from dynfix.hw.ecp5_mul import LATENCY as CELL_LATENCY
 from dynfix.hw.generate import ensure_yosys
 from dynfix.hw.lut_mul import LATENCY, LutMul
@@ -75,7 +75,7 @@ def test_mac_array_lut_products_match_single_products(lanes, tm, lut):
     """Some (or all) of the products in LUTs, the rest on registered MULT18X18D cells
     (behavioural): the same sums on the same cycles as one inferred multiplier per
     product."""
-    check_same_sums_as_single(lanes, tm, ecp5_dsp=1, lut_products=lut)
+    check_same_sums_as_single(lanes, tm, multiplier=Multiplier.ECP5, lut_products=lut)
 
 
 def test_mac_array_lut_products_without_cells():
@@ -84,7 +84,7 @@ def test_mac_array_lut_products_without_cells():
 
 
 def test_config_counts_and_refusals():
-    cfg = EngineConfig(k=1, tn=4, tm=3, ecp5_dsp=1, lut_products=5)
+    cfg = EngineConfig(tn=4, tm=3, multiplier=Multiplier.ECP5, lut_products=5)
     assert (cfg.multipliers, cfg.dsp_blocks) == (12, 7)
     assert cfg.choice()["lut_products"] == 5 and cfg.summary().endswith(" ecp5 dsp +5 lut")
     assert cfg.multipliers_text() == "12 multipliers (5 in LUTs, 7 DSP blocks)"
@@ -92,9 +92,9 @@ def test_config_counts_and_refusals():
         [False] * 7 + [True] * 5
     with pytest.raises(DynfixError, match="lut_products=13 .* 12 products"):
         EngineConfig.from_dict({"k": 1, "tn": 4, "tm": 3, "lut_products": 13})
-    with pytest.raises(DynfixError, match="lut_products .* dual_mac"):
+    with pytest.raises(DynfixError, match="lut_products .* ice40-dual multiplier"):
         EngineConfig.from_dict({"dual_mac": 1, "lut_products": 1, "tn": 2})
-    assert "lut" not in EngineConfig(k=1, tn=4, tm=3, ecp5_dsp=1).summary()
+    assert "lut" not in EngineConfig(tn=4, tm=3, multiplier=Multiplier.ECP5).summary()
 
 
 def test_random_products_against_numpy():

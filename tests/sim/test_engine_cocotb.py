@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from dynfix.hw.compiler import compile_model
-from dynfix.hw.config import EngineConfig
+from dynfix.hw.config import EngineConfig, Multiplier
 from dynfix.hw.generate import write_outputs
 from dynfix.quant.datasets import load_digits
 from dynfix.quant.int_model import IntModel
@@ -34,7 +34,7 @@ def simulate(model, spec, cfg, x, tmp_path):
 def test_digits_bit_exact(tmp_path):
     model, spec = digits_8bit()
     x, _ = load_digits("test")
-    check(*simulate(model, spec, EngineConfig(k=3, tn=1, tm=1), x[:2], tmp_path))
+    check(*simulate(model, spec, EngineConfig(tn=9, tm=1), x[:2], tmp_path))
 
 
 def test_digits_straddling_groups_bit_exact(tmp_path):
@@ -42,7 +42,7 @@ def test_digits_straddling_groups_bit_exact(tmp_path):
     words and straddle two; the FC's last group holds 2 channels (write-back masks)."""
     model, spec = digits_8bit()
     x, _ = load_digits("test")
-    cm, ref, res = simulate(model, spec, EngineConfig(k=1, tn=3, tm=4), x[:2], tmp_path)
+    cm, ref, res = simulate(model, spec, EngineConfig(tn=3, tm=4), x[:2], tmp_path)
     assert cm.config.wb_words == 2
     check(cm, ref, res)
 
@@ -53,7 +53,8 @@ def test_digits_ecp5_dsp_bit_exact(tmp_path):
     generic array's)."""
     model, spec = digits_8bit()
     x, _ = load_digits("test")
-    cm, ref, res = simulate(model, spec, EngineConfig(k=1, tn=3, tm=4, ecp5_dsp=1), x[:2],
+    cfg = EngineConfig(tn=3, tm=4, multiplier=Multiplier.ECP5)
+    cm, ref, res = simulate(model, spec, cfg, x[:2],
                             tmp_path)
     text = (tmp_path / "gen" / "dynfix_engine.v").read_text()
     assert text.count("MULT18X18D #(") == 12
@@ -66,7 +67,7 @@ def test_digits_lut_products_bit_exact(tmp_path):
     the cycle model exact (a LUT product has the cell's latency)."""
     model, spec = digits_8bit()
     x, _ = load_digits("test")
-    cm, ref, res = simulate(model, spec, EngineConfig(k=1, tn=3, tm=4, ecp5_dsp=1,
+    cm, ref, res = simulate(model, spec, EngineConfig(tn=3, tm=4, multiplier=Multiplier.ECP5,
                                                       lut_products=7), x[:3], tmp_path)
     text = (tmp_path / "gen" / "dynfix_engine.v").read_text()
     assert text.count("MULT18X18D #(") == cm.config.dsp_blocks == 5
@@ -77,14 +78,14 @@ def test_small_net_im2col_bit_exact(tmp_path):
     """The host streams the first conv's windows (stride 2, asymmetric padding): 45 window
     channels on 4 lanes; a one-lane-per-convolver engine (k=1)."""
     model, spec, calib = small_net()
-    cm, ref, res = simulate(model, spec, EngineConfig(k=1, tn=4, tm=2, im2col=1),
+    cm, ref, res = simulate(model, spec, EngineConfig(tn=4, tm=2, im2col=1),
                             calib[2:3] * 2, tmp_path)
     assert cm.input_window is not None and cm.input_shape == (45, 4, 3)
     check(cm, ref, res)
 
 
-@pytest.mark.parametrize("cfg", [EngineConfig(k=1, tn=4, tm=2),
-                                 EngineConfig(k=1, tn=3, tm=4, dual_mac=1)],
+@pytest.mark.parametrize("cfg", [EngineConfig(tn=4, tm=2),
+                                 EngineConfig(tn=3, tm=4, multiplier=Multiplier.ICE40_DUAL)],
                          ids=["packed", "straddling-dual"])
 def test_residual_net_bit_exact(tmp_path, cfg):
     """Residual Adds fused into their convs (identity and 1x1-projection shortcuts, ReLU and
@@ -101,10 +102,10 @@ def test_residual_net_bit_exact(tmp_path, cfg):
     assert np.any(trace["a2"] == cm.plans[-2].entry["add_hi"])
 
 
-@pytest.mark.parametrize("cfg", [EngineConfig(k=1, tn=4, tm=2),
-                                 EngineConfig(k=1, tn=3, tm=4, dual_mac=1),
-                                 EngineConfig(k=1, tn=2, tm=4),
-                                 EngineConfig(k=1, tn=9, tm=3)],
+@pytest.mark.parametrize("cfg", [EngineConfig(tn=4, tm=2),
+                                 EngineConfig(tn=3, tm=4, multiplier=Multiplier.ICE40_DUAL),
+                                 EngineConfig(tn=2, tm=4),
+                                 EngineConfig(tn=9, tm=3)],
                          ids=["tm-divides-lanes", "straddling-dual", "lanes-divide-tm",
                               "dw-window"])
 def test_residual_depthwise_net_bit_exact(tmp_path, cfg):
@@ -152,7 +153,7 @@ def test_range_filled_net_bit_exact(tmp_path):
                       if is_compute(a) and not np.array_equal(a.weight, b.weight)},
                    **fill.changed_clips(low, f.model)}
     assert {"r6", "r6b"} <= set(spec.params) and f.output_scale != 1
-    cm, ref, res = simulate(model, spec, EngineConfig(k=1, tn=9, tm=3), x[:2], tmp_path)
+    cm, ref, res = simulate(model, spec, EngineConfig(tn=9, tm=3), x[:2], tmp_path)
     assert cm.config.dw_window == 3
     check(cm, ref, res)
     # The ReLU6 after dw clamps at 6 * c (here beyond the map's top: the saturation), not
@@ -164,7 +165,7 @@ def test_range_filled_net_bit_exact(tmp_path):
     assert clamp == min(127, int(np.floor(np.ldexp(hi, fl)))) != min(127, 6 << fl)
 
 
-@pytest.mark.parametrize("cfg", [EngineConfig(k=1, tn=4, tm=2), EngineConfig(k=1, tn=3, tm=4)],
+@pytest.mark.parametrize("cfg", [EngineConfig(tn=4, tm=2), EngineConfig(tn=3, tm=4)],
                          ids=["window", "straddling"])
 def test_average_pools_bit_exact(tmp_path, cfg):
     """Average pools of 4 cells a window run as depthwise convs with unit weights and a data
@@ -212,7 +213,7 @@ def test_grouped_conv_runs_dense(tmp_path):
         ReLU("r", ("g",)), Flatten("f", ("r",)),
         Linear("fc", ("f",), weight=rng.standard_normal((3, 96)).astype(np.float32) * 0.2)])
     x = rng.standard_normal((16, 8, 4, 4)).astype(np.float32)
-    cm, ref, res = simulate(model, search(model, x, bits="8"), EngineConfig(k=1, tn=4, tm=3),
+    cm, ref, res = simulate(model, search(model, x, bits="8"), EngineConfig(tn=4, tm=3),
                             x[:2], tmp_path)
     assert cm.plans[0].kind == "conv" and not cm.config.depthwise
     check(cm, ref, res)
@@ -220,7 +221,7 @@ def test_grouped_conv_runs_dense(tmp_path):
 
 def test_small_net_bit_exact(tmp_path):
     model, spec, calib = small_net()
-    check(*simulate(model, spec, EngineConfig(k=3, tn=1, tm=3), calib[:2] * 1.5, tmp_path))
+    check(*simulate(model, spec, EngineConfig(tn=9, tm=3), calib[:2] * 1.5, tmp_path))
 
 
 def check_api_run(q, x, tmp_path):
@@ -228,7 +229,7 @@ def check_api_run(q, x, tmp_path):
     ``x``: bit-exact with the integer model, and the cycle model counts the engine's
     cycles. Returns the GenerateResult."""
     import dynfix
-    g = dynfix.generate(q, tmp_path / "gen", config={"k": 1, "tn": 4, "tm": 2})
+    g = dynfix.generate(q, tmp_path / "gen", config={"tn": 4, "tm": 2})
     s = dynfix.simulate(g, data=x, images=3)
     assert s.n == 3 and s.mismatches == 0
     np.testing.assert_array_equal(s.outputs, q.logits(x[:3]))

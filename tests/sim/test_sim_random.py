@@ -60,9 +60,9 @@ FITTED = int(os.environ.get("DYNFIX_RANDOM_FITTED", "2"))
 
 
 @pytest.mark.parametrize("index,name", [(i, n) for i, n in enumerate(CONFIGS)
-                                        if i < 2 or n in ("k1tn3tm4_edge", "k3tn1tm3_edge",
-                                                          "k1tn3tm4_edge_spram",
-                                                          "k1tn3tm4_packed")])
+                                        if i < 2 or n in ("tn3tm4_edge", "tn9tm3_edge",
+                                                          "tn3tm4_edge_spram",
+                                                          "tn3tm4_packed")])
 def test_random_networks_fitted(index, name, tmp_path):
     """A few cases on engines fitted tightly to them (their own Verilog each): counters and
     addresses exactly as wide as the compiler makes them."""

@@ -32,15 +32,15 @@ from cocotb_drivers import run_direct
 from hw_models import digits_8bit, small_net
 from sim_helpers import require_simulator
 
-SMALL_CFG = EngineConfig(k=3, tn=1, tm=3)
+SMALL_CFG = EngineConfig(tn=9, tm=3)
 
 
 def make_design(tmp_path, which: str = "small"):
     if which.startswith("digits"):
         model, spec = digits_8bit()
-        cfg = EngineConfig(k=3, tn=1, tm=1)
+        cfg = EngineConfig(tn=9, tm=1)
         if which == "digits_im2col":
-            cfg = EngineConfig(k=3, tn=1, tm=1, im2col=1)
+            cfg = EngineConfig(tn=9, tm=1, im2col=1)
         x, y = load_digits("test")
     else:
         model, spec, calib = small_net()
