@@ -31,22 +31,6 @@ from .layers import __all__ as _KIND_NAMES
 __all__ = ["LAYER_TYPES", "Model", *_KIND_NAMES]
 
 
-def _check_param_shapes(layer: Layer) -> None:
-    """Weights have their layout's rank; bias/scale/shift are one value per output channel."""
-    params = layer.params()
-    ranks = layer.param_ranks()
-    for pname, arr in params.items():
-        rank = ranks.get(pname, 1)
-        if isinstance(arr, np.ndarray) and arr.ndim != rank:
-            raise DynfixError(f"layer {layer.name!r}: parameter {pname!r} has shape "
-                              f"{arr.shape}; expected rank {rank}")
-    lead = params.get("weight", params.get("scale"))
-    for pname in ("bias", "shift"):
-        if pname in params and params[pname].shape[0] != lead.shape[0]:
-            raise DynfixError(f"layer {layer.name!r}: parameter {pname!r} has "
-                              f"{params[pname].shape[0]} values for {lead.shape[0]} channels")
-
-
 #: Every layer kind by its ``op`` (the registry, :data:`.layers.KINDS`).
 LAYER_TYPES: dict[str, type[Layer]] = KINDS
 
@@ -98,7 +82,7 @@ class Model:
                     n = int(np.count_nonzero(~np.isfinite(arr)))
                     raise DynfixError(f"layer {layer.name!r}: parameter {pname!r} has {n} "
                                       f"NaN/Inf values")
-            _check_param_shapes(layer)
+            layer.check_params()
             layer.check()
             shape = layer.infer(*(shapes[t] for t in layer.inputs))
             layer.out_shape = tuple(int(d) for d in shape)

@@ -43,7 +43,6 @@ from onnx import TensorProto, version_converter
 
 from dynfix.errors import DynfixError
 from .ir import Add, Affine, Flatten, Layer, Model
-from .ir import _check_param_shapes as check_param_shapes
 from .layers.base import ONNX_IMPORTS
 from .onnx_fold import FOLD_OPS, attrs, fold, one_line, reshape_target, tensor_to_array
 from .onnx_write import WRITE_OPSET, save_onnx, to_onnx  # noqa: F401  (re-exported)
@@ -404,7 +403,7 @@ class _Importer:
         the held-back transform of its input."""
         base = node.name or f"{node.op_type.lower()}{len(self.layers)}"
         layer = cls(self.unique(base + suffix), tuple(x.ir for x in xs), **kw)
-        check_param_shapes(layer)
+        layer.check_params()
         layer.check()
         shape = tuple(int(d) for d in layer.infer(*(x.ir_shape[1:] for x in xs)))
         layer.out_shape = shape

@@ -196,6 +196,15 @@ class Layer:
         """Rank of each parameter array (those not listed: 1, one value per channel)."""
         return {}
 
+    def check_params(self) -> None:
+        """Each parameter array has its rank (:meth:`param_ranks`); DynfixError if not."""
+        ranks = self.param_ranks()
+        for pname, arr in self.params().items():
+            rank = ranks.get(pname, 1)
+            if isinstance(arr, np.ndarray) and arr.ndim != rank:
+                raise DynfixError(f"layer {self.name!r}: parameter {pname!r} has shape "
+                                  f"{arr.shape}; expected rank {rank}")
+
     def infer(self, *in_shapes: Shape) -> Shape:
         """Output shape for the given input shapes (one per input); DynfixError if they do
         not fit the layer."""
@@ -257,6 +266,15 @@ class Compute(Layer):
         if getattr(self, self.bias_param) is not None:
             p[self.bias_param] = getattr(self, self.bias_param)
         return p
+
+    def check_params(self) -> None:
+        """Ranks as :meth:`Layer.check_params`, and one bias value per output channel."""
+        super().check_params()
+        p = self.params()
+        lead, bias = p[self.weight_param], p.get(self.bias_param)
+        if bias is not None and bias.shape[0] != lead.shape[0]:
+            raise DynfixError(f"layer {self.name!r}: parameter {self.bias_param!r} has "
+                              f"{bias.shape[0]} values for {lead.shape[0]} channels")
 
     @property
     def fan_in(self) -> int:
