@@ -31,7 +31,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import OUT, md_table, write_result  # noqa: E402
 
-from dynfix.boards.fit import dual_mac_fits, fit  # noqa: E402
+from dynfix.boards.fit import board_estimate, dual_mac_fits, fit  # noqa: E402
 from dynfix.boards.registry import Board, list_boards  # noqa: E402
 from dynfix.errors import DynfixError  # noqa: E402
 from dynfix.hw.compiler import compile_model  # noqa: E402
@@ -49,12 +49,9 @@ def choose_config(model, spec, board: Board) -> tuple[EngineConfig, str]:
     return fit(model, spec, board).chosen.config, "boards.fit"
 
 
-def resource_estimate(cfg: EngineConfig, board: Board) -> dict | None:
-    try:
-        from dynfix.hw.resources import Device, estimate
-    except ImportError:
-        return None
-    return estimate(cfg, Device.from_board(board)).total.rounded()
+def resource_estimate(cfg: EngineConfig, board: Board) -> dict:
+    """The resource estimate the fit used (board top included)."""
+    return board_estimate(cfg, board).total.rounded()
 
 
 def synthesize(board: Board, cm, model_name: str, work: Path) -> dict:

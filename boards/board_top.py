@@ -17,12 +17,27 @@ from dynfix.boards.spi_flash_reader import SPIFlashReader, check_reader
 from dynfix.boards.uart_rx import UARTRx
 from dynfix.boards.uart_tx import UARTTx
 from dynfix.hw.host_interface import EngineHostSignature
+from dynfix.hw.resources import Usage
 
-__all__ = ["BoardTop", "check_link", "check_load", "FLASH_RESOURCE"]
+__all__ = ["BoardTop", "check_link", "check_load", "usage", "FLASH_RESOURCE"]
 
 #: The platform resource of the configuration flash in single-bit SPI mode
 #: (amaranth-boards ``SPIFlashResources``).
 FLASH_RESOURCE = "spi_flash_1x"
+
+#: The board top's logic in LUT4s and FFs: UART receiver and transmitter, the host link's
+#: protocol FSM, LED logic (measured).
+LINK_USAGE = Usage(luts=260, ffs=150)
+#: With the weights in SPRAM (``w_spram``) the board top loads them from the SPI flash: the
+#: reader with its 16-byte header check (yosys ``synth_ice40``: 105 LUT4s, 44 FFs), the byte
+#: pairing into halfwords (a byte and a flag) and the link's hold.
+FLASH_LOAD_USAGE = Usage(luts=115, ffs=53)
+
+
+def usage(weight_load: bool) -> dict[str, Usage]:
+    """The board top's blocks for the resource estimate (:func:`dynfix.hw.resources.estimate`
+    ``extra``): the link, and the flash load for an engine that loads its weights."""
+    return {"board_top": LINK_USAGE, **({"flash_load": FLASH_LOAD_USAGE} if weight_load else {})}
 
 
 def check_link(engine: wiring.Signature, info: LinkInfo) -> None:

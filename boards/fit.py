@@ -33,6 +33,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 
+from dynfix.boards.board_top import usage as board_top_usage
 from dynfix.boards.registry import Board
 from dynfix.errors import DynfixError
 from dynfix.hw.compiler import compile_model, plan_groups, plan_model
@@ -163,9 +164,16 @@ def evaluate_config(model, spec, cfg: EngineConfig, board: Board) -> Candidate:
     return min(tried, key=lambda t: (sum(short(t)), len(t.over)))
 
 
+def board_estimate(cfg: EngineConfig, board: Board) -> Estimate:
+    """The resource estimate of the fitted engine ``cfg`` on ``board``, with the board top
+    around it (:func:`dynfix.boards.board_top.usage`): what the fit compares with the
+    board's resources."""
+    return estimate(cfg, Device.from_board(board), board_top_usage(cfg.w_spram))
+
+
 def _evaluate(model, spec, cfg: EngineConfig, board: Board) -> Candidate:
     cm = compile_model(model, spec, cfg)
-    est = estimate(cm.config, Device.from_board(board))
+    est = board_estimate(cm.config, board)
     return Candidate(cm.config, cycle_estimate(cm)["cycles_per_image"], est,
                      check_usage(est.total, board, cm.config.lut_products))
 
@@ -334,7 +342,7 @@ def check_generated_fits(gen, board: Board) -> Estimate:
     """Before synthesis: the engine in a ``dynfix generate`` folder must fit ``board``."""
     cfg = gen.config
     try:
-        est = estimate(cfg, Device.from_board(board))
+        est = board_estimate(cfg, board)
     except DynfixError as e:        # cells of another family (dual_mac, ecp5_dsp, SPRAM)
         raise DynfixError(f"the engine in {gen.folder} ({cfg.summary()}) does not fit "
                           f"{board.name}: {e}") from None

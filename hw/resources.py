@@ -1,4 +1,5 @@
-"""Resource estimate of an engine (plus the board top) per block: LUTs, FFs, DSPs, BRAMs.
+"""Resource estimate of an engine per block: LUTs, FFs, DSPs, BRAMs (the board top's blocks
+are added by the caller that knows them, ``boards/fit.py``'s :func:`board_estimate`).
 
 The estimate is analytic: each block's logic is counted from the widths of its adders,
 multiplexers, shifters and registers (one LUT4 per adder, comparator or 2:1 mux bit; a
@@ -30,16 +31,6 @@ from .program import entry_layout
 
 __all__ = ["Usage", "Estimate", "Device", "MemorySpec", "estimate", "memory_blocks",
            "engine_memories"]
-
-#: The board top: UART receiver and transmitter, protocol FSM, LED logic (measured).
-BOARD_TOP_LUTS = 260
-BOARD_TOP_FFS = 150
-#: With the weights in SPRAM (``w_spram``) the board top loads them from the SPI flash: the
-#: reader with its 16-byte header check (yosys ``synth_ice40``: 105 LUT4s, 44 FFs), the byte
-#: pairing into halfwords (a byte and a flag) and the link's hold.
-FLASH_LOAD_LUTS = 115
-FLASH_LOAD_FFS = 53
-
 
 def lut_product_usage(data_bits: int, weight_bits: int) -> tuple[int, int]:
     """(LUT4s, FFs) of one product in LUTs (``hw/lut_mul.py``): a LUT4 per partial-product
@@ -201,8 +192,10 @@ def memory_usage(mem: MemorySpec, dev: Device) -> tuple[Usage, str]:
     return Usage(luts=bits / 2, ffs=bits + mem.width), "logic"
 
 
-def estimate(cfg: EngineConfig, dev: Device, board_top: bool = True) -> Estimate:
-    """Per-block usage of the fitted engine ``cfg`` (every width and depth set) on ``dev``."""
+def estimate(cfg: EngineConfig, dev: Device, extra: dict[str, Usage] | None = None
+             ) -> Estimate:
+    """Per-block usage of the fitted engine ``cfg`` (every width and depth set) on ``dev``,
+    with the ``extra`` blocks around it (in LUT4s and FFs, as the engine's are counted)."""
     n, tm, db, wb = cfg.lanes, cfg.tm, cfg.data_bits, cfg.weight_bits
     ab, acc = cfg.acc_bits, cfg.fmap_addr_bits
     prod = db + wb
@@ -340,10 +333,9 @@ def estimate(cfg: EngineConfig, dev: Device, board_top: bool = True) -> Estimate
         use, how = memory_usage(mem, dev)
         est.blocks[f"mem_{mem.name}"] = use
         est.memories[mem.name] = f"{mem.depth} x {mem.width}: {how}"
-    if board_top:
-        est.blocks["board_top"] = Usage(luts=BOARD_TOP_LUTS, ffs=BOARD_TOP_FFS)
-        if cfg.w_spram:
-            est.blocks["flash_load"] = Usage(luts=FLASH_LOAD_LUTS, ffs=FLASH_LOAD_FFS)
+    for name, use in (extra or {}).items():
+        est.blocks[name] = Usage(luts=use.luts, ffs=use.ffs, dsps=use.dsps, brams=use.brams,
+                                 sprams=use.sprams)
 
     # From LUT4s and FFs to the unit nextpnr reports.
     for name, u in est.blocks.items():

@@ -8,7 +8,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from dynfix.hw.resources import Device, estimate
+from dynfix.boards.fit import board_estimate
 from dynfix.quant.load import BUNDLED
 
 RESOURCES = (("luts", "LUTs"), ("ffs", "FFs"), ("dsps", "DSPs"), ("brams", "BRAMs"),
@@ -51,8 +51,8 @@ def resources(board, config, syn) -> dict[str, Any]:
         avail = {k: syn.available.get(k) or totals[k] for k in totals}
         source = "nextpnr (synthesized)"
     else:
-        used = {k: v for k, v in estimate(config, Device.from_board(board)).total.rounded()
-                .items() if k in totals}
+        used = {k: v for k, v in board_estimate(config, board).total.rounded().items()
+                if k in totals}
         avail, source = totals, "estimate (not synthesized)"
     return {"source": source, "used": {k: int(v) for k, v in used.items()},
             "available": {k: int(v) for k, v in avail.items()}}

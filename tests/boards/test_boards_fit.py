@@ -214,15 +214,22 @@ def test_ecp5_lut_products_stop_at_the_lut_share():
 
 
 def test_estimate_grows_with_parallelism(digits):
+    from dynfix.boards.fit import board_estimate
     from dynfix.hw.compiler import compile_model
     model, spec = digits
-    dev = Device.from_board(get_board("ulx3s"))
+    ulx3s = get_board("ulx3s")
+    dev = Device.from_board(ulx3s)
     small = estimate(compile_model(model, spec, EngineConfig(tn=4, tm=2)).config, dev)
     big = estimate(compile_model(model, spec, EngineConfig(tn=8, tm=8)).config, dev)
     assert big.total.luts > 2 * small.total.luts
     assert (small.total.dsps, big.total.dsps) == (8, 64)
     assert set(big.blocks) >= {"multipliers", "adder_trees", "accumulators", "requantizers",
-                               "control", "mem_weights", "mem_fmap", "board_top"}
+                               "control", "mem_weights", "mem_fmap"}
+    assert "board_top" not in big.blocks        # the engine alone; the board adds its top
+    on_board = board_estimate(compile_model(model, spec, EngineConfig(tn=8, tm=8)).config,
+                              ulx3s)
+    assert set(on_board.blocks) == set(big.blocks) | {"board_top"}
+    assert on_board.total.luts > big.total.luts and on_board.total.dsps == 64
 
 
 def test_weights_beyond_block_ram_go_to_spram():
