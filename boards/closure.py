@@ -14,13 +14,6 @@ as an FPGA engineer would by hand:
    (built again last if a later build missed), else the last build, which the caller
    refuses (:func:`~dynfix.boards.synth.check_result`).
 
-A build is placed and routed for its own clock until two builds in a row missed: nextpnr
-then often lands just under whatever clock it is asked for, stepping down with it (an ECP5
-engine asked for 125, 108 and 104 MHz reached 111, 107 and 103), so from then on the builds
-keep the first, faster clock as their constraint while their PLL runs below the Fmax it
-gives (over-constraining, :func:`~dynfix.boards.synth.prepare`); timing is judged at the
-PLL's clock, with the Fmax the routed design reaches.
-
 Every build's clock, Fmax and verdict go into the result's ``closure`` list.
 """
 
@@ -47,7 +40,7 @@ class ClosurePolicy:
     """
 
     margin: float = 0.02
-    builds: int = 4
+    builds: int = 3
 
     def __post_init__(self) -> None:
         if not 0 <= self.margin < 0.5:
@@ -64,11 +57,10 @@ def next_clock(family: str, f_in: float, missed: Pll, fmax_mhz: float,
     return fastest_pll(family, f_in, goal)
 
 
-def close_timing(build: Callable[[Pll, float], SynthResult], family: str, f_in: float,
+def close_timing(build: Callable[[Pll], SynthResult], family: str, f_in: float,
                  start_mhz: float, policy: ClosurePolicy = ClosurePolicy()) -> SynthResult:
-    """Run ``build`` (one place-and-route with the design clocked from the given PLL setting
-    and constrained to the given MHz, timing judged at the setting's output) to find the
-    fastest setting that meets timing:
+    """Run ``build`` (one place-and-route with the design clocked from the given PLL setting,
+    timing judged at that setting's output) to find the fastest setting that meets timing:
     the first at the fastest setting at or below ``start_mhz``, each next one at the fastest
     setting under the last build's Fmax less ``policy.margin`` (strictly below a clock that
     missed, above the best one that met), until no such setting is left or
@@ -79,34 +71,27 @@ def close_timing(build: Callable[[Pll, float], SynthResult], family: str, f_in: 
     ``pll`` and ``closure`` (every build's clock, Fmax, verdict and seconds) filled in, its
     ``seconds`` those of all the builds."""
     pll = fastest_pll(family, f_in, start_mhz)
-    first = constraint = pll.f_out
     steps: list[dict] = []
-    best: tuple[Pll, float] | None = None
-    misses, over = 0, False
-
-    def run(pll: Pll, constraint: float, **extra) -> SynthResult:
-        result = build(pll, constraint)
-        steps.append({"clock_mhz": round(pll.f_out, 6), "constraint_mhz": round(constraint, 6),
-                      "fmax_mhz": result.fmax_mhz, "timing_met": bool(result.timing_met),
-                      "seconds": result.seconds, **extra})
-        return result
-
+    best: Pll | None = None
+    result = None
     while True:
-        result = run(pll, constraint)
-        misses = 0 if result.timing_met else misses + 1
-        if result.timing_met and (best is None or pll.f_out > best[0].f_out):
-            best = (pll, constraint)
+        result = build(pll)
+        steps.append({"clock_mhz": round(pll.f_out, 6), "fmax_mhz": result.fmax_mhz,
+                      "timing_met": bool(result.timing_met), "seconds": result.seconds})
+        if result.timing_met and (best is None or pll.f_out > best.f_out):
+            best = pll
         if len(steps) >= policy.builds:
             break
         nxt = _next(family, f_in, pll, result, policy.margin)
-        if nxt is None or (best is not None and nxt.f_out <= best[0].f_out):
+        if nxt is None or (best is not None and nxt.f_out <= best.f_out):
             break
         pll = nxt
-        over = over or misses >= 2
-        constraint = max(first, pll.f_out) if over else pll.f_out
-    if best is not None and best != (pll, constraint):
-        pll, constraint = best
-        result = run(pll, constraint, rebuild=True)
+    if best is not None and best != pll:
+        pll = best
+        result = build(pll)
+        steps.append({"clock_mhz": round(pll.f_out, 6), "fmax_mhz": result.fmax_mhz,
+                      "timing_met": bool(result.timing_met), "seconds": result.seconds,
+                      "rebuild": True})
     result.clock_mhz = pll.f_out
     result.pll = pll.to_dict()
     result.closure = steps

@@ -155,19 +155,12 @@ def count_ffs(stat: dict, family: FpgaFamily) -> int:
     return sum(int(n) for cell, n in cells.items() if cell.startswith(family.ff_cell))
 
 
-def prepare(top, board: Board, name: str = "dynfix_top",
-            osc_constraint_mhz: float | None = None):
+def prepare(top, board: Board, name: str = "dynfix_top"):
     """The amaranth-boards build plan for ``top`` on ``board``, with dynfix's yosys and
     nextpnr options: a fixed seed, the JSON report, the family's commands after reading the
     design (``FpgaFamily.yosys_after_read``), and ``check -assert`` after synthesis, which
     turns any netlist damage into a yosys error instead of a nextpnr one or a silently wrong
-    bitstream.
-
-    ``osc_constraint_mhz``: the frequency the oscillator's pin is constrained to instead of
-    its own. nextpnr derives a PLL output's constraint from its input's, so this asks
-    place-and-route for a faster PLL clock than the one the bitstream runs at
-    (over-constraining, ``boards/closure.py``); the Fmax it reports is what the routed design
-    reaches, and timing is judged against the PLL's real clock."""
+    bitstream."""
     nextpnr_opts = (f"--seed {board.seed} --timing-allow-fail "
                     f"--report {name}.report.json")
     kwargs = dict(nextpnr_opts=nextpnr_opts,
@@ -176,24 +169,18 @@ def prepare(top, board: Board, name: str = "dynfix_top",
                                       "check -assert"))
     if board.synth_opts:
         kwargs["synth_opts"] = board.synth_opts
-    platform = board.make_platform()
-    if osc_constraint_mhz is not None:
-        from amaranth.build import Clock
-        platform.lookup(board.clock_resource, 0).clock = Clock(osc_constraint_mhz * 1e6)
-    return platform.prepare(top, name, **kwargs)
+    return board.make_platform().prepare(top, name, **kwargs)
 
 
 def synthesize(top, board: Board, build_dir: str | Path, name: str = "dynfix_top",
-               check_timing: bool = True, osc_constraint_mhz: float | None = None
-               ) -> SynthResult:
+               check_timing: bool = True) -> SynthResult:
     """Build ``top`` for ``board`` into ``build_dir``; raise :class:`DynfixError` if a tool
-    fails or (with ``check_timing``) if a clock misses ``board.target_mhz``.
-    ``osc_constraint_mhz``: see :func:`prepare`."""
+    fails or (with ``check_timing``) if a clock misses ``board.target_mhz``."""
     build_dir = Path(build_dir)
     build_dir.mkdir(parents=True, exist_ok=True)
     env = tool_env(board)
     t0 = time.monotonic()
-    plan = prepare(top, board, name, osc_constraint_mhz)
+    plan = prepare(top, board, name)
     try:
         plan.execute_local(str(build_dir), env=env)
     except subprocess.CalledProcessError as e:

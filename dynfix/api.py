@@ -316,11 +316,9 @@ def synth(generated: GenerateResult | str | Path, board: Any = None,
     out = Path(build_dir) if build_dir is not None else folder / "build"
     top = partial(board_top, gen, b)
 
-    def build(pll: Pll | None, constraint_mhz: float | None = None) -> SynthResult:
+    def build(pll: Pll | None) -> SynthResult:
         at = replace(b, target_mhz=pll.f_out) if pll is not None else b
-        over = (b.clock_mhz * constraint_mhz / pll.f_out
-                if pll is not None and constraint_mhz and constraint_mhz > pll.f_out else None)
-        r = synthesize(top(pll), at, out, check_timing=False, osc_constraint_mhz=over)
+        r = synthesize(top(pll), at, out, check_timing=False)
         r.clock_mhz = pll.f_out if pll is not None else b.clock_mhz
         r.pll = pll.to_dict() if pll is not None else {}
         return r

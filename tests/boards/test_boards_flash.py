@@ -154,7 +154,7 @@ def test_synth_writes_the_flash_image_and_names_the_commands(spram_design, tmp_p
 
     gen, _, _, _ = spram_design
 
-    def fake_synthesize(top, board, build_dir, check_timing=True, osc_constraint_mhz=None):
+    def fake_synthesize(top, board, build_dir, check_timing=True):
         Fragment.get(top, None)                 # built, as the real build would
         build_dir.mkdir(parents=True, exist_ok=True)
         (build_dir / "dynfix_top.bin").write_bytes(b"")

@@ -23,16 +23,13 @@ def fake_result(target: float, fmax: float) -> SynthResult:
 
 
 def builds_with(fmax_at):
-    """A stand-in build whose Fmax at a requested clock is ``fmax_at(clock)`` (or
-    ``fmax_at(clock, constraint)`` for a two-argument function), and the list of clocks it
-    was asked for."""
+    """A stand-in build whose Fmax at a requested clock is ``fmax_at(clock)``, and the list
+    of clocks it was asked for."""
     asked: list[float] = []
-    two = fmax_at.__code__.co_argcount == 2
 
-    def build(pll, constraint):
+    def build(pll):
         asked.append(pll.f_out)
-        fmax = fmax_at(pll.f_out, constraint) if two else fmax_at(pll.f_out)
-        return fake_result(pll.f_out, fmax)
+        return fake_result(pll.f_out, fmax_at(pll.f_out))
     return build, asked
 
 
@@ -83,21 +80,6 @@ def test_a_rebuild_that_misses_steps_down_below_the_clock_it_missed():
     assert [s["timing_met"] for s in r.closure] == [False] * 3
 
 
-def test_after_two_misses_the_builds_keep_the_first_clock_as_their_constraint():
-    """A placer that lands just under whatever it is asked for steps down with every
-    rebuild; after two misses the builds run their PLL under the last Fmax but are
-    constrained to the first clock, reach that build's Fmax and meet (the next one too,
-    faster)."""
-    build, asked = builds_with(lambda f, constraint: constraint - 1.5)
-    r = close_timing(build, "ecp5", 25.0, 125.0)
-    assert [s["timing_met"] for s in r.closure[:3]] == [False, False, True]
-    assert [s["constraint_mhz"] for s in r.closure[:3]] == [125.0, round(asked[1], 6), 125.0]
-    assert asked[2] < asked[1] < asked[0] == 125.0
-    assert r.timing_met and r.fmax_mhz == 123.5 and len(r.closure) == 4
-    assert r.clock_mhz == pytest.approx(r.closure[-1]["clock_mhz"]) and r.clock_mhz > asked[2]
-    assert r.closure[-1]["constraint_mhz"] == 125.0 and "rebuild" not in r.closure[-1]
-
-
 def test_the_next_clock_is_strictly_below_the_missed_one():
     """A build that misses a clock by less than the PLL's step (Fmax above the next setting
     but below this one) never repeats the same clock."""
@@ -143,7 +125,7 @@ def test_api_synth_clock_choices(digits_folder, monkeypatch, clock, builds, firs
     from dynfix.boards.uart_tx import baud_divisor
     seen = []
 
-    def fake_synthesize(top, board, build_dir, check_timing=True, osc_constraint_mhz=None):
+    def fake_synthesize(top, board, build_dir, check_timing=True):
         seen.append((board.target_mhz, top._divisor, top._pll))
         return fake_result(board.target_mhz, 41.2)
     monkeypatch.setattr(dynfix.api, "synthesize", fake_synthesize)
@@ -169,7 +151,7 @@ def test_synth_cli_clock_and_json(digits_folder, monkeypatch, capsys):
     from dynfix.cli import main
 
     monkeypatch.setattr(dynfix.api, "synthesize",
-                        lambda top, board, build_dir, check_timing=True, osc_constraint_mhz=None:
+                        lambda top, board, build_dir, check_timing=True:
                         fake_result(board.target_mhz, 41.2))
     capsys.readouterr()
     assert main(["synth", str(digits_folder), "--json"]) == 0
@@ -179,7 +161,7 @@ def test_synth_cli_clock_and_json(digits_folder, monkeypatch, capsys):
     assert json.loads((digits_folder / "synth.json").read_text()) == r
 
     monkeypatch.setattr(dynfix.api, "synthesize",
-                        lambda top, board, build_dir, check_timing=True, osc_constraint_mhz=None:
+                        lambda top, board, build_dir, check_timing=True:
                         fake_result(board.target_mhz, board.target_mhz * 0.9))
     assert main(["synth", str(digits_folder)]) == 1
     out, err = capsys.readouterr()
