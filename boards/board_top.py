@@ -26,11 +26,11 @@ __all__ = ["BoardTop", "check_link", "check_load", "usage", "FLASH_RESOURCE"]
 FLASH_RESOURCE = "spi_flash_1x"
 
 #: The board top's logic in LUT4s and FFs: UART receiver and transmitter, the host link's
-#: protocol FSM, LED logic (measured).
+#: protocol FSM, LED logic (synthesized alone; docs/boards.md).
 LINK_USAGE = Usage(luts=260, ffs=150)
 #: With the weights in SPRAM (``w_spram``) the board top loads them from the SPI flash: the
-#: reader with its 16-byte header check (yosys ``synth_ice40``: 105 LUT4s, 44 FFs), the byte
-#: pairing into halfwords (a byte and a flag) and the link's hold.
+#: reader with its 16-byte header check, the byte pairing into halfwords (a byte and a flag)
+#: and the link's hold (docs/boards.md, "Weights in SPRAM").
 FLASH_LOAD_USAGE = Usage(luts=115, ffs=53)
 
 
