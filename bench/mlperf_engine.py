@@ -68,10 +68,11 @@ PUBLISHED = {
 
 def recorded_clock() -> dict[str, float]:
     """The clock each board's digits engine runs at (the bench's boards run): its PLL
-    clock, or for a build from before the PLL its Fmax."""
+    clock, or its Fmax for a build from before the PLL or one that missed timing (no
+    bitstream runs at that clock)."""
     path = OUT / "boards_synth.json"
-    return {b: v.get("clock_mhz", v["fmax_mhz"]) for b, v in
-            json.loads(path.read_text()).items()}
+    return {b: v["clock_mhz"] if v.get("timing_met") and "clock_mhz" in v else v["fmax_mhz"]
+            for b, v in json.loads(path.read_text()).items()}
 
 
 #: Synthesis results by model, board and widths: the build plan's digest and the figures.

@@ -1,9 +1,10 @@
 """Timing closure: the fastest PLL clock at which a build meets timing.
 
 ``dynfix synth`` clocks the design from the board's PLL. Which clock a design reaches is known
-only after place-and-route, and nextpnr's result moves with the clock it is asked for (the
-timing-driven placer works hardest on the paths that miss it). So the closure runs the build
-as an FPGA engineer would by hand:
+only after place-and-route, and a rebuild for another clock does not reach the first build's
+Fmax: the PLL's dividers are part of the netlist, and the placement moves with it
+(docs/boards.md, "Clocks"). So the closure runs the build as an FPGA engineer would by
+hand:
 
 1. a first place-and-route at an ambitious clock (``clock.max_mhz`` in the board's file, by
    default the family's);
@@ -33,8 +34,8 @@ Pll = Ice40Pll | Ecp5Pll
 class ClosurePolicy:
     """How hard the closure tries.
 
-    ``margin``: the fraction below a build's Fmax the next clock is chosen at (placement
-    changes with the clock asked for, so the rebuild's Fmax is not the first one's).
+    ``margin``: the fraction below a build's Fmax the next clock is chosen at (the rebuild
+    places differently, so its Fmax is not the first one's).
     ``builds``: place-and-route runs at most in the search, the first one included (one
     more rebuilds the best if a later one missed).
     """
@@ -73,11 +74,16 @@ def close_timing(build: Callable[[Pll], SynthResult], family: str, f_in: float,
     pll = fastest_pll(family, f_in, start_mhz)
     steps: list[dict] = []
     best: Pll | None = None
-    result = None
-    while True:
+
+    def run(pll: Pll, **extra) -> SynthResult:
         result = build(pll)
         steps.append({"clock_mhz": round(pll.f_out, 6), "fmax_mhz": result.fmax_mhz,
-                      "timing_met": bool(result.timing_met), "seconds": result.seconds})
+                      "timing_met": bool(result.timing_met), "seconds": result.seconds,
+                      **extra})
+        return result
+
+    while True:
+        result = run(pll)
         if result.timing_met and (best is None or pll.f_out > best.f_out):
             best = pll
         if len(steps) >= policy.builds:
@@ -88,10 +94,7 @@ def close_timing(build: Callable[[Pll], SynthResult], family: str, f_in: float,
         pll = nxt
     if best is not None and best != pll:
         pll = best
-        result = build(pll)
-        steps.append({"clock_mhz": round(pll.f_out, 6), "fmax_mhz": result.fmax_mhz,
-                      "timing_met": bool(result.timing_met), "seconds": result.seconds,
-                      "rebuild": True})
+        result = run(pll, rebuild=True)
     result.clock_mhz = pll.f_out
     result.pll = pll.to_dict()
     result.closure = steps

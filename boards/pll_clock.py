@@ -71,7 +71,8 @@ class PllClock(wiring.Component):
                 i_RST=Const(0), i_STDBY=Const(0), i_PHASESEL0=Const(0),
                 i_PHASESEL1=Const(0), i_PHASEDIR=Const(1), i_PHASESTEP=Const(1),
                 i_PHASELOADREG=Const(1), i_PLLWAKESYNC=Const(0), i_ENCLKOP=Const(0))
-        # nextpnr derives the PLL's output clock from the oscillator's constraint (iCE40)
-        # or reads it from the FREQUENCY_PIN attributes (ECP5).
+        # nextpnr derives the PLL output's clock constraint from the oscillator's and the
+        # dividers, on both families (the ECP5's FREQUENCY_PIN attributes are for other
+        # tools).
         m.submodules.reset_sync = ResetSynchronizer(~self.lock, domain=self._domain)
         return m

@@ -93,16 +93,17 @@ def run_board_tb(gen, im, x, build_dir: Path, image: bytes | None = None, n_imag
     payload = weights_payload(gen)
     if pll is not None:
         clk_hz = round(pll.f_out * 1e6)
-    top = BoardTop(EngineInstance(gen.verilog, link_info(gen).in_bits, weight_load=gen.weight_load),
-                   link_info(gen), divisor=divisor, weights=payload, clk_hz=clk_hz, pll=pll)
+    info = link_info(gen)
+    top = BoardTop(EngineInstance(gen.verilog, info.in_bits, weight_load=gen.weight_load),
+                   info, divisor=divisor, weights=payload, clk_hz=clk_hz, pll=pll)
     src = build_dir / "board.v"
     text = verilog.convert(top, name="board", emit_src=False, strip_internal_attrs=True)
     src.write_text(text)
-    requests = [list(infer_request(im.quantize_input(x[i:i + 1])[0], link_info(gen)))
+    requests = [list(infer_request(im.quantize_input(x[i:i + 1])[0], info))
                 for i in range(n_images)]
     load = 400 + (len(payload) * byte_cycles(2) if payload is not None else 0)
     job = {"divisor": divisor, "period_ps": 2 * round(0.5e12 / clk_hz), "info_len": INFO_LEN,
-           "reply_len": 1 + link_info(gen).result_len(), "requests": requests,
+           "reply_len": 1 + info.result_len(), "requests": requests,
            "load_cycles": load + 40 * divisor * (INFO_LEN + 2), "run_cycles": 100_000}
     if image is not None:
         job.update(image=list(image), base=FLASH_OFFSET)
