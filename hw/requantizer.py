@@ -32,8 +32,9 @@ class Requantizer(wiring.Component):
     accumulator's start value, ``hw/compiler``, ``folded_bias``), and a right shift is a
     plain arithmetic shift (floor): no adder in front of the barrel shift. ``o`` is then
     ``clamp(shift_round(acc - 2**(s-1), s), lo, hi)``, and ``acc`` must hold the sum without
-    wrapping. A left shift is exact before the clamp. Two register stages: shift, then clamp
-    (the bounds come straight from the program entry's register; no decode). The shift's
+    wrapping. A left shift is exact before the clamp. Three register stages: shift, the
+    clamp's decision (which bound, if any), its select (the bounds come straight from the
+    program entry's register; no decode). The shift's
     decodes (direction, amount, rounding constant) are registered too, off the data path:
     ``shift`` must be stable one cycle before the first ``acc`` it applies to (the engine's
     program entry is, by many cycles).
@@ -45,7 +46,7 @@ class Requantizer(wiring.Component):
     is added beside the compares, so the clamp stage gains one bit and one adder in
     parallel, not in series.
 
-    With ``slope`` a third register stage applies a LeakyReLU to the clamped value ``v``
+    With ``slope`` a fourth register stage applies a LeakyReLU to the clamped value ``v``
     (before the offset): ``v`` if ``v >= 0``, else ``(v * slope_a + 2**(slope_s - 1)) >>
     slope_s`` (:func:`dynfix.quant.layers.leaky_relu.leak`); ``slope_a = 1, slope_s = 0``
     passes every value. The bounds are then compared before the offset too.
@@ -107,10 +108,12 @@ class Requantizer(wiring.Component):
         shifted = Signal(signed(a + (1 << self._lshift_bits)))
         m.d.sync += shifted.eq(Mux(is_left, self.acc << left, rounded >> right))
 
-        # The clamp. A value that does not fit data_bits lies beyond every bound (they are
-        # data_bits-bit values): its sign picks lo or hi. One that fits is compared with the
-        # bounds at data_bits. The fit test is a reduction, not a carry chain, so the wide
-        # compare is gone (fewer cells on iCE40 than the saturation's wide compares had).
+        # The clamp, in two stages: the decision (registered), then the select. A value that
+        # does not fit data_bits lies beyond every bound (they are data_bits-bit values): its
+        # sign picks lo or hi. One that fits is compared with the bounds at data_bits. The
+        # fit test is a reduction, not a carry chain, so the wide compare is gone. The
+        # select reads the bounds from the program entry's register (stable for the layer),
+        # so the second stage is a two-level mux.
         d = self._data_bits
         w = d + int(self._offsets)          # compare width: the values before the offset
         if self._offsets:
@@ -123,30 +126,26 @@ class Requantizer(wiring.Component):
         m.d.comb += fits.eq((top == 0) | (top == (1 << len(top)) - 1))
         low = Signal(signed(w))
         m.d.comb += low.eq(shifted[:w])
+        use_hi, use_lo = Signal(), Signal()
+        m.d.sync += [
+            use_hi.eq(Mux(fits, low > hi_v, ~shifted[-1])),
+            use_lo.eq(Mux(fits, (low <= hi_v) & (low < lo_v), shifted[-1])),
+        ]
         if self._slope:
-            self._clamp_and_slope(m, fits, shifted, low, lo_v, hi_v, w)
+            self._clamp_and_slope(m, use_hi, use_lo, low, lo_v, hi_v, w)
             return m
-        with m.If(~fits):
-            m.d.sync += self.o.eq(Mux(shifted[-1], self.lo, self.hi))
-        with m.Elif(low > hi_v):
-            m.d.sync += self.o.eq(self.hi)
-        with m.Elif(low < lo_v):
-            m.d.sync += self.o.eq(self.lo)
-        with m.Else():
-            m.d.sync += self.o.eq(low + self.zp if self._offsets else low)
+        kept = Signal(signed(d), name="kept")
+        m.d.sync += kept.eq(low + self.zp if self._offsets else low)
+        m.d.sync += self.o.eq(Mux(use_hi, self.hi, Mux(use_lo, self.lo, kept)))
         return m
 
-    def _clamp_and_slope(self, m: Module, fits, shifted, low, lo_v, hi_v, w: int) -> None:
-        """The clamp before the offset (registered), then the slope stage and the offset."""
+    def _clamp_and_slope(self, m: Module, use_hi, use_lo, low, lo_v, hi_v, w: int) -> None:
+        """The clamp's select before the offset (registered), then the slope stage and the
+        offset."""
+        low_r = Signal(signed(w), name="low")
+        m.d.sync += low_r.eq(low)
         v = Signal(signed(w), name="clamped")
-        with m.If(~fits):
-            m.d.sync += v.eq(Mux(shifted[-1], lo_v, hi_v))
-        with m.Elif(low > hi_v):
-            m.d.sync += v.eq(hi_v)
-        with m.Elif(low < lo_v):
-            m.d.sync += v.eq(lo_v)
-        with m.Else():
-            m.d.sync += v.eq(low)
+        m.d.sync += v.eq(Mux(use_hi, hi_v, Mux(use_lo, lo_v, low_r)))
         # The slope's decodes, registered off the data path like the shift's: the rounding
         # constant 2**(s-1) (one-hot, 0 for s == 0).
         half = Signal(unsigned(SLOPE_SHIFT_MAX), name="slope_half")

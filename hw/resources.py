@@ -260,7 +260,8 @@ def estimate(cfg: EngineConfig, dev: Device, extra: dict[str, Usage] | None = No
     est.blocks["accumulators"] = Usage(
         luts=tm * (2 * ab + shifter(ab, cfg.acc_bits - 1)),
         ffs=tm * (2 * ab + stages * cfg.bias_bits))
-    # The shift (no rounding adder: the constant is in the biases) and the clamp. Offsets:
+    # The shift (no rounding adder: the constant is in the biases) and the clamp (its
+    # decision bits and the kept value registered before the select). Offsets:
     # one compare bit more, the zp adder, the bounds minus zp (registered). A shift per
     # channel: each lane's shift delayed from the bias read to the requantizer.
     # A slope stage: the clamped value's register, a data_bits x SLOPE_BITS product in LUTs
@@ -270,7 +271,7 @@ def estimate(cfg: EngineConfig, dev: Device, extra: dict[str, Usage] | None = No
     est.blocks["requantizers"] = Usage(
         luts=tm * (ab + shifter(ab, ab) + shifter(db, db) + 3 * db + off * 4 * (db + 1)
                    + slope * (SLOPE_BITS * sw + sw + shifter(sw, SLOPE_SHIFT_MAX) + db)),
-        ffs=tm * (ab + 2 * db + 2 + off * 2 * (db + 1) + slope * (db + 1)
+        ffs=tm * (ab + 3 * db + 4 + off * 2 * (db + 1) + slope * 2 * (db + 1)
                   + cfg.ch_shift * (mac_latency(n) - 1) * cfg.shift_bits))
     est.blocks["max_pool"] = Usage(luts=tm * 2 * db, ffs=tm * (db + 2))
     # Map word paths: pad zeroing, write-data select, output lane select, write enables.
@@ -297,7 +298,7 @@ def estimate(cfg: EngineConfig, dev: Device, extra: dict[str, Usage] | None = No
             luts=tm * db * (max(1, options - 1) + max(0, depth - 1))
             + tm * (sb + shifter(db, cfg.add_align) * 2)
             + tm * (2 * sb + shifter(sb, sb) + shifter(db, db) + 3 * db) + 4 * acc,
-            ffs=cfg.sc_slots * n * db + (depth + 1) * tm * db + tm * (2 * sb + 2 * db + 2)
+            ffs=cfg.sc_slots * n * db + (depth + 1) * tm * db + tm * (2 * sb + 3 * db + 4)
             + 3 * acc + 2 * clog2(depth + 1) + n.bit_length() + 2)
     if cfg.depthwise:
         # The depthwise group's input word offset (hw/sequencer.py): a word and a lane

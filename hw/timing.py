@@ -30,8 +30,8 @@ PRODUCT_STAGES = 2
 #: registers, an SB_MAC16 pair or a MULT18X18D with its own registers on each side
 #: (hw/ice40_dual_mac.py, hw/ecp5_mul.py), or a product in LUTs (hw/lut_mul.py).
 MULTIPLIER = OPERAND_STAGES + PRODUCT_STAGES
-#: The requantizer: the shift, then the clamp (hw/requantizer.py).
-REQUANTIZER = 2
+#: The requantizer: the shift, the clamp's decision, its select (hw/requantizer.py).
+REQUANTIZER = 3
 #: The requantizer's slope stage, in engines with a LeakyReLU.
 SLOPE = 1
 #: The residual add: the aligned sum, then its own requantizer (hw/residual_add.py).
