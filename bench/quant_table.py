@@ -50,7 +50,7 @@ from dynfix.quant.float_model import predict  # noqa: E402
 from dynfix.quant.int_model import IntModel, bias_array, is_compute, weight_array  # noqa: E402
 from dynfix.quant.ir import Model, Softmax  # noqa: E402
 from dynfix.quant.load import load_model  # noqa: E402
-from dynfix.quant.onnx_io import save_onnx  # noqa: E402
+from dynfix.quant.onnx import save_onnx  # noqa: E402
 from dynfix.quant.qspec import QuantSpec  # noqa: E402
 from dynfix.quant.search import GREEDY, method_options, search_model  # noqa: E402
 from dynfix.quant.svd import compress  # noqa: E402

@@ -45,7 +45,7 @@ from dynfix.quant.fidelity import (METRICS, Fidelity, agreement, output_kind, ou
 from dynfix.quant.float_model import check_input, predict
 from dynfix.quant.int_model import IntModel, with_params
 from dynfix.quant.ir import Model
-from dynfix.quant.onnx_io import save_onnx
+from dynfix.quant.onnx import save_onnx
 from dynfix.quant.qspec import QuantOptions, QuantSpec
 from dynfix.quant.qspec_io import params_path, save_qspec, spec_to_dict
 from dynfix.quant.search import check_calib, method_options, search_model

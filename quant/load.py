@@ -13,7 +13,7 @@ from pathlib import Path
 
 from dynfix.errors import DynfixError
 from .ir import Model
-from .onnx_io import load_onnx
+from .onnx import load_onnx
 from .yaml_io import load_yaml
 
 #: Models shipped inside the package, by name -> file in ``dynfix/data``.

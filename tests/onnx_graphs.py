@@ -267,7 +267,7 @@ def check_vs_ort(g: GraphBuilder, tmp_path, n: int = 3, seed: int = 1, name: str
     """Save ``g``, load it with dynfix and compare the float model with onnxruntime on a
     random batch of ``n``; returns the loaded model."""
     from dynfix.quant.float_model import predict
-    from dynfix.quant.onnx_io import load_onnx
+    from dynfix.quant.onnx import load_onnx
     path = g.save(tmp_path / name)
     model = load_onnx(path)
     x = np.random.default_rng(seed).standard_normal((n,) + g.input_shape).astype(np.float32)

@@ -271,7 +271,7 @@ def auc(scores: np.ndarray, y: np.ndarray) -> float:
 
 def build(out: str | Path, cfg: TrainConfig | None = None, log=print) -> tuple[Path, Path]:
     """Make the data, train, fold, write ``out/ad_autoencoder.onnx`` and ``out/ad_data.npz``."""
-    from dynfix.quant.onnx_io import save_onnx
+    from dynfix.quant.onnx import save_onnx
     cfg = cfg or TrainConfig()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -290,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, required=True, help="output folder")
     args = ap.parse_args(argv)
     from dynfix.quant.float_model import predict
-    from dynfix.quant.onnx_io import load_onnx
+    from dynfix.quant.onnx import load_onnx
     t0 = time.perf_counter()
     onnx_path, data_path = build(args.out, TrainConfig(epochs=args.epochs))
     model = load_onnx(onnx_path)

@@ -231,7 +231,7 @@ def write_and_report(model, onnx_path: Path, elapsed: float) -> dict[str, float]
     the written ONNX file back and print (and return) its float accuracy on each split."""
     from dynfix.quant.datasets import load_digits
     from dynfix.quant.float_model import predict
-    from dynfix.quant.onnx_io import load_onnx, save_onnx
+    from dynfix.quant.onnx import load_onnx, save_onnx
     from dynfix.quant.yaml_io import save_yaml
 
     save_onnx(model, onnx_path)

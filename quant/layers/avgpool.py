@@ -8,7 +8,6 @@ from typing import ClassVar
 
 import numpy as np
 
-from dynfix.errors import DynfixError
 from .base import EngineRole, Importer, ParamWriter, onnx_import, onnx_node, register
 from .kernels import avg_round, windows
 from .pool import Pool2d, pool_args
@@ -63,21 +62,5 @@ def import_avgpool(imp: Importer, node, what: str) -> None:
     x = imp.x(node)
     kw = pool_args(imp, node, what, x)
     kw["count_include_pad"] = bool(imp.attrs(node, what).int("count_include_pad", 0))
-    if x.pad:
-        kw = _pad_into_avgpool(x, kw, what)
     imp.bind(node, imp.add(AvgPool2d, node, [x], what, **kw))
 
-
-def _pad_into_avgpool(x, kw: dict, what: str) -> dict:
-    """An AveragePool's arguments with the zero Pad before it folded in; refused where the
-    divisor or the output size would change."""
-    own, cip = kw["pads"], kw["count_include_pad"]
-    if any(own) and not cip:
-        raise DynfixError(f"{what}: reads the output of {x.origin}; with its own padding "
-                          f"and count_include_pad=0 the Pad's zeros cannot be folded in")
-    folded = dict(kw, pads=tuple(a + b for a, b in zip(own, x.pad)), count_include_pad=True)
-    explicit = AvgPool2d("explicit", **kw).infer(x.shape[1:])
-    if AvgPool2d("folded", **folded).infer(x.ir_shape[1:]) != explicit:
-        raise DynfixError(f"{what}: reads the output of {x.origin}; folded into this "
-                          f"ceil-mode AveragePool it would change the output size")
-    return folded

@@ -31,11 +31,13 @@ ParamWriter = Callable[[str, np.ndarray], str]
 
 
 class Importer(Protocol):
-    """What an ONNX import handler may ask of the reader (``quant/onnx_io.py``).
+    """What an ONNX import handler may ask of the reader (``quant/onnx/reader.py``).
 
     A data-path tensor (``Tensor``) has ``shape`` (the ONNX shape, batch first), ``ir``
-    (the IR tensor holding it) and possibly a held-back transform (``pad``: a zero Pad
-    waiting for the Conv or AveragePool that reads it; ``origin``: the node that left it).
+    (the IR layer, held-back transform or input holding it) and ``held`` (the kind of
+    held-back transform it carries, if any; ``origin``: the node that left it). Handlers
+    make layers without folding anything into another layer: the passes do that
+    (``quant/onnx/passes``).
     """
 
     opset: int
@@ -71,10 +73,11 @@ class Importer(Protocol):
         """(top, left, bottom, right) from ``pads`` or ``auto_pad``."""
 
     def add(self, cls: type[Layer], node: onnx.NodeProto, xs: list, what: str,
-            suffix: str = "", carry: bool = False, **kw) -> Any:
-        """A new layer of kind ``cls`` reading ``xs``; returns its tensor."""
+            suffix: str = "", **kw) -> Any:
+        """A new layer of kind ``cls`` reading ``xs``; returns its tensor (an element-wise
+        kind's keeps its input's held-back transform)."""
 
-    def bind(self, node: onnx.NodeProto, t, passes: bool = False) -> None:
+    def bind(self, node: onnx.NodeProto, t) -> None:
         """Make ``t`` the value of the node's output."""
 
     def alias(self, node: onnx.NodeProto, x) -> None:
@@ -86,11 +89,9 @@ class Importer(Protocol):
     def to_shape(self, node: onnx.NodeProto, x, shape: tuple[int, ...], what: str) -> None:
         """A reshape of the data: a no-op, a flatten to N x F, or refused."""
 
-    def unpermute(self, x, w: np.ndarray, what: str) -> np.ndarray:
-        """FC weights (M, F) in the IR tensor's feature order (a held-back Transpose)."""
-
     def affine(self, node: onnx.NodeProto, x, scale, shift, what: str) -> None:
-        """``scale * x + shift`` per channel: folded into the layer before, or an Affine."""
+        """``scale * x + shift`` per channel: an Affine (folded into the layer before by
+        the passes where it can be)."""
 
     def operand(self, node: onnx.NodeProto, what: str) -> tuple[Any, np.ndarray, bool]:
         """A binary node with one data input and one constant: the data tensor, the
@@ -169,6 +170,9 @@ class Layer:
     #: ``relu(f(x)) == f(relu(x))``: a ReLU after it may act on its input instead, so the
     #: map before it can be stored unsigned.
     commutes_with_relu: ClassVar[bool] = False
+    #: Acts on each value alone, so its output has its input's shape in any layout: a
+    #: transpose before it may move after it (the importer's transpose fold).
+    elementwise: ClassVar[bool] = False
     #: Runs on the host in float after the engine (the engine's output is its input).
     host: ClassVar[bool] = False
     #: Each output sums products over many inputs (a dot product per output): adaptive

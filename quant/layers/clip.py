@@ -22,6 +22,7 @@ class Clip(Layer):
     hi: float = 6.0
 
     op: ClassVar[str] = "clip"
+    elementwise: ClassVar[bool] = True
     scalars: ClassVar[tuple[str, ...]] = ("lo", "hi")
     engine: ClassVar[EngineRole] = EngineRole.CLAMP
 
@@ -96,7 +97,7 @@ def import_clip(imp: Importer, node, what: str) -> None:
     if lo == -np.inf and hi == np.inf:
         imp.alias(node, x)
     elif lo == 0 and hi == np.inf:
-        imp.bind(node, imp.add(ReLU, node, [x], what, carry=True))
+        imp.bind(node, imp.add(ReLU, node, [x], what))
     else:
-        imp.bind(node, imp.add(Clip, node, [x], what, carry=True, lo=float(lo),
+        imp.bind(node, imp.add(Clip, node, [x], what, lo=float(lo),
                                hi=float(hi)))

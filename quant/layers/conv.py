@@ -131,7 +131,5 @@ def import_conv(imp: Importer, node, what: str) -> None:
     stride = imp.pair(at.ints("strides", [1, 1]), what, "strides")
     dil = imp.pair(at.ints("dilations", [1, 1]), what, "dilations")
     pads = imp.pads(at, x.shape, w.shape[2:], stride, dil, what)
-    if x.pad:  # a zero Pad right before: into the Conv's own padding
-        pads = tuple(a + b for a, b in zip(pads, x.pad))
     imp.bind(node, imp.add(Conv2d, node, [x], what, weight=w, bias=bias, stride=stride,
                            pads=pads, dilation=dil, groups=at.int("group", 1)))

@@ -50,6 +50,7 @@ class LeakyReLU(Layer):
     alpha: float = 0.01
 
     op: ClassVar[str] = "leaky_relu"
+    elementwise: ClassVar[bool] = True
     homogeneous: ClassVar[bool] = True
     commutes_with_relu: ClassVar[bool] = True
     engine: ClassVar[EngineRole] = EngineRole.SLOPE
@@ -81,5 +82,5 @@ class LeakyReLU(Layer):
 @onnx_import("LeakyRelu")
 def import_leaky_relu(imp: Importer, node, what: str) -> None:
     alpha = imp.attrs(node, what).float("alpha", 0.01)
-    imp.bind(node, imp.add(LeakyReLU, node, [imp.x(node)], what, carry=True,
+    imp.bind(node, imp.add(LeakyReLU, node, [imp.x(node)], what,
                            alpha=float(alpha)))

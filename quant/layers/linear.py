@@ -80,7 +80,7 @@ def import_gemm(imp: Importer, node, what: str) -> None:
             raise DynfixError(f"{what}: bias of shape {c.shape} does not fit "
                               f"{w.shape[0]} outputs") from None
         bias = (c.astype(np.float64) * beta).astype(np.float32)
-    imp.bind(node, imp.add(Linear, node, [x], what, weight=imp.unpermute(x, w, what),
+    imp.bind(node, imp.add(Linear, node, [x], what, weight=w,
                            bias=bias))
 
 
@@ -93,5 +93,5 @@ def import_matmul(imp: Importer, node, what: str) -> None:
         raise DynfixError(f"{what}: MatMul on a {len(x.shape)}-D tensor; only N x F "
                           f"inputs are supported")
     w = imp.weights(node.input[1], what, rank=2).T
-    imp.bind(node, imp.add(Linear, node, [x], what, weight=imp.unpermute(x, w, what),
+    imp.bind(node, imp.add(Linear, node, [x], what, weight=w,
                            bias=None))

@@ -16,6 +16,7 @@ from .base import EngineRole, Importer, Layer, ParamWriter, onnx_import, onnx_no
 @dataclass
 class ReLU(Layer):
     op: ClassVar[str] = "relu"
+    elementwise: ClassVar[bool] = True
     homogeneous: ClassVar[bool] = True
     commutes_with_relu: ClassVar[bool] = True
     engine: ClassVar[EngineRole] = EngineRole.CLAMP
@@ -41,4 +42,4 @@ class ReLU(Layer):
 
 @onnx_import("Relu")
 def import_relu(imp: Importer, node, what: str) -> None:
-    imp.bind(node, imp.add(ReLU, node, [imp.x(node)], what, carry=True))
+    imp.bind(node, imp.add(ReLU, node, [imp.x(node)], what))

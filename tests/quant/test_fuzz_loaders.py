@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from dynfix.errors import DynfixError
 from dynfix.quant.load import bundled_path
-from dynfix.quant.onnx_io import SUPPORTED_OPS, load_onnx
+from dynfix.quant.onnx import SUPPORTED_OPS, load_onnx
 from dynfix.quant.yaml_io import load_yaml, save_yaml
 from dynfix.quant.load import load_model
 

@@ -18,8 +18,8 @@ from dynfix.quant.layers.base import ONNX_IMPORTS
 from dynfix.quant.ir import (Add, Affine, AvgPool2d, Clip, Conv2d, Flatten, GlobalAvgPool,
                              LeakyReLU, Linear, MaxPool2d, Model, ReLU, Softmax)
 from dynfix.quant.layers.leaky_relu import leak, slope_fixed
-from dynfix.quant.onnx_io import load_onnx
-from dynfix.quant.onnx_write import to_onnx
+from dynfix.quant.onnx import load_onnx
+from dynfix.quant.onnx import to_onnx
 
 RNG = np.random.default_rng(7)
 

@@ -28,7 +28,7 @@ from onnx.reference import ReferenceEvaluator
 
 from dynfix.errors import DynfixError
 from dynfix.quant.float_model import predict
-from dynfix.quant.onnx_io import load_onnx
+from dynfix.quant.onnx import load_onnx
 
 #: Operators dynfix imports on the data path (ops it only folds are not listed).
 OPS = ("Conv", "Gemm", "MatMul", "Relu", "Clip", "MaxPool", "AveragePool",

@@ -15,7 +15,7 @@ from onnx import helper
 from dynfix.errors import DynfixError
 from dynfix.quant.float_model import predict
 from dynfix.quant.ir import Add, Affine, AvgPool2d, Clip, Conv2d, Linear, ReLU
-from dynfix.quant.onnx_io import load_onnx, save_onnx
+from dynfix.quant.onnx import load_onnx, save_onnx
 
 from onnx_graphs import GraphBuilder, check_vs_ort, max_rel_err, run_ort, torch_export
 

@@ -10,7 +10,7 @@ from dynfix.quant.datasets import load_digits
 from dynfix.quant.float_model import predict
 from dynfix.quant.ir import Affine, Conv2d, Flatten, Linear, MaxPool2d, Softmax
 from dynfix.quant.load import bundled_path, load_model
-from dynfix.quant.onnx_io import load_onnx, save_onnx
+from dynfix.quant.onnx import load_onnx, save_onnx
 
 from onnx_graphs import GraphBuilder, check_vs_ort, max_rel_err, run_ort, torch_export
 

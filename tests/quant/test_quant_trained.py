@@ -16,7 +16,7 @@ from dynfix.quant.float_model import predict
 from dynfix.quant.int_model import IntModel, live_channels
 from dynfix.quant.ir import Linear, Model
 from dynfix.quant.lower import lower
-from dynfix.quant.onnx_io import load_onnx
+from dynfix.quant.onnx import load_onnx
 from dynfix.quant.search import method_options, search_model
 
 from trained_like import DEAD, ZERO, inputs, trained_like_onnx

@@ -1,51 +1,48 @@
-"""ONNX import into the model IR, and an ONNX writer for IR models.
+"""The ONNX reader: a file into the imported graph (:mod:`.graph`), which the passes
+(:mod:`.passes`) turn into the IR model.
 
 :func:`load_onnx` reads what ``torch.onnx.export``, tf2onnx and tflite2onnx write and what
 public model zoos hold (opset 9 and newer; 7 and 8 load where their operators agree; older
-files are first upgraded with onnx's version converter). It works in four steps:
+files are first upgraded, :mod:`.passes.upgrade`). It works in four steps:
 
-1. read the file (weights held in external data files are memory-mapped, not copied) and
-   keep only the nodes that reach the graph output;
+1. read the file (:mod:`.file`; weights in external data files are memory-mapped) and keep
+   only the nodes that reach the graph output;
 2. check every node's operator before any other work (a node on the data path needs an
    operator dynfix turns into layers, a constant one an operator it can fold): all
-   unsupported nodes are reported in one :class:`~dynfix.errors.DynfixError`;
-3. walk the nodes in order, folding constant subgraphs (:mod:`.onnx_fold`, with onnx's
-   reference evaluator) and turning the data path into a DAG of IR layers. Each operator's
-   import handler lives in the module of the layer kind it makes (``quant/layers``,
-   registered with :func:`~dynfix.quant.layers.base.onnx_import`; they ask the reader for
-   what they need through :class:`~dynfix.quant.layers.base.Importer`); the reader
-   handles only the operators that make no layer (:data:`READER_OPS`):
+   unsupported nodes are reported in one :class:`~dynfix.errors.DynfixError`; then run the
+   file passes (:data:`.passes.FILE_PASSES`);
+3. walk the nodes in order, folding constant subgraphs as it goes (:mod:`.fold`, with onnx's
+   reference evaluator: a Shape needs the data shapes, which the walk infers layer by layer)
+   and turning the data path into IR layers. Each operator's import handler lives in the
+   module of the layer kind it makes (``quant/layers``, registered with
+   :func:`~dynfix.quant.layers.base.onnx_import`; they ask the reader for what they need
+   through :class:`~dynfix.quant.layers.base.Importer`). The reader handles only the
+   operators that make no layer (:data:`READER_OPS`): Identity, Dropout and Cast pass their
+   input on; a zero Pad and a Transpose that keeps the batch axis first become held-back
+   transforms, and every node that reads one must be able to take it (:data:`.passes.HELD`);
+4. run the graph passes (:data:`.passes.GRAPH_PASSES`: BatchNorm and per-channel folding,
+   Pad folding, Transpose folding, dead-layer removal) and check the result.
 
-   - BatchNormalization and per-channel Add/Sub/Mul/Div fold into the Conv/Linear before
-     them when nothing else reads that layer's output (else they become an ``Affine``
-     layer); MatMul + Add becomes one Linear; Identity, Dropout and no-op reshapes vanish;
-   - Add (or Sum) of two data tensors becomes an ``Add`` layer; Clip becomes ``Clip`` (a
-     ``ReLU`` when it is [0, +inf)); ReduceMean over H and W a ``GlobalAvgPool``;
-   - a zero Pad of H and W is held back and folded into the pads of the Conv (or, where the
-     divisor stays right, the AveragePool) that reads it; a Transpose that keeps the batch
-     axis first (NCHW -> NHWC before a flatten, as Keras exports write) is held back and
-     folded into the column order of the Gemm/MatMul weights after the flatten;
-4. drop layers whose values nothing reads (only their shape was used).
-
-:func:`save_onnx` (from :mod:`.onnx_write`) writes a standard opset-13 graph for an IR model.
+:func:`save_onnx` (from :mod:`.write`) writes a standard opset-13 graph for an IR model.
 """
 
 from __future__ import annotations
 
-import re
-from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import TensorProto, version_converter
+from onnx import TensorProto
 
 from dynfix.errors import DynfixError
-from .ir import Add, Affine, Flatten, Layer, Model
-from .layers.base import ONNX_IMPORTS
-from .onnx_fold import FOLD_OPS, attrs, fold, one_line, reshape_target, tensor_to_array
-from .onnx_write import WRITE_OPSET, save_onnx, to_onnx  # noqa: F401  (re-exported)
+from ..ir import Add, Affine, Flatten, Layer, Model
+from ..layers.base import ONNX_IMPORTS
+from . import file
+from .fold import FOLD_OPS, attrs, fold, reshape_target, tensor_to_array
+from .graph import HeldPad, HeldTranspose, ImportGraph
+from .passes import FILE_PASSES, GRAPH_PASSES, HELD
+from .passes.transpose import compose, flat_order
 
 #: Operators the reader handles itself: they only pass their input on, or hold back a
 #: transform for the node that reads them (see the module docstring).
@@ -57,82 +54,8 @@ SUPPORTED_OPS = DATA_OPS | FOLD_OPS
 BINARY_OPS = frozenset({"Add", "Sub", "Mul", "Div"})
 MIN_INPUTS = {"Conv": 2, "Gemm": 2, "MatMul": 2, "BatchNormalization": 5,
               **{op: 2 for op in BINARY_OPS}}
-#: Oldest opset read as is; older files are upgraded to UPGRADE_OPSET by onnx's converter.
-MIN_OPSET = 7
-UPGRADE_OPSET = 13
-
-#: Where a held-back transform may flow (besides Identity/Dropout/Cast, which pass it on).
+#: Operators that pass a held-back transform on (besides the readers each one names).
 PASS_THROUGH = frozenset({"Identity", "Dropout", "Cast"})
-TAKES = {"pad": frozenset({"Conv", "AveragePool", "Pad"}),
-         "perm": frozenset({"Transpose", "Flatten", "Reshape", "Squeeze", "Relu", "Clip"}),
-         "cols": frozenset({"Gemm", "MatMul", "Flatten", "Reshape", "Squeeze", "Relu",
-                            "Clip"})}
-FOLDS_INTO = {"pad": "into a Conv (or an AveragePool) that reads it",
-              "perm": "into a Flatten/Reshape to N x F that feeds a Gemm/MatMul",
-              "cols": "into the Gemm/MatMul that reads the flattened tensor"}
-
-_FLT_MAX = float(np.finfo(np.float32).max)
-_EXT_DTYPES = {TensorProto.FLOAT: "<f4", TensorProto.DOUBLE: "<f8", TensorProto.FLOAT16: "<f2",
-               TensorProto.INT64: "<i8", TensorProto.INT32: "<i4"}
-
-
-# ----------------------------------------------------------------------------- reading
-
-def _read(path: Path) -> onnx.ModelProto:
-    if not path.is_file():
-        raise DynfixError(f"model file {str(path)!r} does not exist")
-    try:
-        proto = onnx.load(str(path), load_external_data=False)
-    except Exception as e:  # protobuf raises DecodeError, onnx ValueError/OSError
-        raise DynfixError(f"cannot read {path.name}: not a valid ONNX file "
-                          f"({one_line(e)})") from None
-    if not proto.graph.node:
-        raise DynfixError(f"{path.name}: the ONNX graph has no nodes (not an ONNX model?)")
-    _check_names(proto.graph, path.name)
-    return proto
-
-
-def _check_names(graph: onnx.GraphProto, name: str) -> None:
-    """Protobuf hands out invalid UTF-8 in string fields as bytes: reject such files."""
-    texts = [graph.name]
-    for node in graph.node:
-        texts += [node.name, node.op_type, node.domain, *node.input, *node.output]
-        texts += [a.name for a in node.attribute]
-    texts += [t.name for t in graph.initializer]
-    texts += [v.name for v in (*graph.input, *graph.output)]
-    if not all(isinstance(t, str) for t in texts):
-        raise DynfixError(f"{name}: corrupt ONNX file (a name is not valid UTF-8 text)")
-
-
-def _opset(proto: onnx.ModelProto, name: str) -> int:
-    versions = [o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")]
-    if not versions:
-        raise DynfixError(f"{name}: the model declares no ai.onnx opset")
-    return int(versions[0])
-
-
-def _upgrade(proto: onnx.ModelProto, name: str) -> onnx.ModelProto:
-    """A model older than MIN_OPSET, upgraded to UPGRADE_OPSET by onnx's version converter
-    (with a symbolic batch size fixed to 1, which its broadcasting checks need)."""
-    opset = _opset(proto, name)
-    if opset >= MIN_OPSET:
-        return proto
-    fixed = onnx.ModelProto()
-    fixed.CopyFrom(proto)
-    for vi in fixed.graph.input:
-        dims = vi.type.tensor_type.shape.dim
-        if dims and not dims[0].HasField("dim_value"):
-            dims[0].dim_value = 1
-    try:
-        return version_converter.convert_version(fixed, UPGRADE_OPSET)
-    except Exception as e:  # RuntimeError (no adapter), onnx's ConvertError, InferenceError
-        # "file.h:61: function(): Assertion `...` failed: what" -> "what"
-        why = re.sub(r"^\S+:\d+: [\w()]+: (Assertion `.*` failed: )?", "", one_line(e))
-        raise DynfixError(f"{name}: opset {opset} is older than dynfix reads ({MIN_OPSET} "
-                          f"and newer), and onnx's version converter could not upgrade it "
-                          f"to opset {UPGRADE_OPSET} ({why}); re-export it with a newer "
-                          f"exporter") from None
-
 
 def _live_nodes(graph: onnx.GraphProto, name: str) -> list[tuple[int, onnx.NodeProto]]:
     """The nodes the graph output depends on, in file order, with their file index."""
@@ -196,27 +119,6 @@ def _check_supported(nodes, on_data: set[int], name: str) -> None:
                           + ", ".join(bad))
 
 
-def _input_shape(graph: onnx.GraphProto, name: str, inits: set[str]):
-    inputs = [i for i in graph.input if i.name not in inits]
-    if len(inputs) != 1:
-        raise DynfixError(f"{name}: the graph has {len(inputs)} data inputs; dynfix needs "
-                          f"exactly one")
-    vi = inputs[0]
-    tt = vi.type.tensor_type
-    if not vi.type.HasField("tensor_type") or tt.elem_type != TensorProto.FLOAT:
-        raise DynfixError(f"{name}: input {vi.name!r} is not a float32 tensor")
-    if not tt.HasField("shape"):
-        raise DynfixError(f"{name}: input {vi.name!r} has no shape; dynfix needs a static "
-                          f"N x C x H x W (or N x F) input")
-    dims = [d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim]
-    shown = "x".join("?" if d is None else str(d) for d in dims)
-    if len(dims) < 2 or any(d is None or d < 1 for d in dims[1:]):
-        raise DynfixError(f"{name}: input {vi.name!r} has shape {shown}; dynfix needs a "
-                          f"static N x C x H x W (or N x F) input, only N may be symbolic")
-    batch = dims[0] if dims[0] and dims[0] > 0 else 1
-    return vi.name, (batch,) + tuple(int(d) for d in dims[1:])
-
-
 def _pair(v, what: str, attr: str) -> tuple[int, int]:
     v = [int(a) for a in v]
     if len(v) != 2 or min(v) < 1:
@@ -246,18 +148,6 @@ def _pads(at: dict, x_shape, kernel, stride, dilation, what) -> tuple[int, int, 
     return (begin[0], begin[1], end[0], end[1])
 
 
-def _unpermute(x: _Tensor, w: np.ndarray, what: str) -> np.ndarray:
-    """FC weights (M, F) for the IR tensor's feature order, when a Transpose was held back."""
-    if x.cols is None:
-        return w
-    if w.shape[1] != len(x.cols):
-        raise DynfixError(f"{what}: weight takes {w.shape[1]} features, input has "
-                          f"{len(x.cols)}")
-    out = np.empty_like(w)
-    out[:, x.cols] = w
-    return out
-
-
 def _per_channel(c: np.ndarray, shape: tuple[int, ...], what: str) -> np.ndarray:
     """A constant that broadcasts to ``shape`` as one value per channel (dim 1)."""
     full = (1,) + tuple(shape[1:])
@@ -282,51 +172,36 @@ def _broadcasts(a: tuple[int, ...], b: tuple[int, ...]) -> bool:
 
 @dataclass
 class _Tensor:
-    """A data-path tensor: the IR tensor that holds its values, and its ONNX shape.
+    """A data-path tensor: the IR tensor that holds it (a layer, a held-back transform or
+    the input) and its ONNX shape (``(batch,) +`` that tensor's shape).
 
-    A held-back transform makes the ONNX tensor differ from the IR tensor: ``pad`` (zeros
-    around H and W, for the Conv that reads it), ``perm`` (the IR tensor transposed, for the
-    flatten after it) or ``cols`` (flat feature j is feature ``cols[j]`` of the IR tensor,
-    for the Gemm/MatMul that reads it). ``origin`` names the node that left it.
+    ``held``: the kind of held-back transform it carries (``pad``, ``perm`` or ``cols``,
+    :data:`.passes.HELD`), left by node ``origin``; ``perm``: the transpose it carries
+    (batch axis included) relative to the tensor the passes will leave.
     """
 
-    ir: str                                   # the model input or a layer's name
-    shape: tuple[int, ...]                    # ONNX shape, with the batch dimension
-    base: tuple[int, ...] | None = None       # the IR tensor's shape, if it differs
-    pad: tuple[int, int, int, int] | None = None  # (top, left, bottom, right)
-    perm: tuple[int, ...] | None = None
-    cols: np.ndarray | None = None
+    ir: str
+    shape: tuple[int, ...]
+    held: str | None = None
     origin: str = ""
-
-    @property
-    def ir_shape(self) -> tuple[int, ...]:
-        return self.base or self.shape
-
-    @property
-    def held(self) -> str | None:
-        """The kind of held-back transform, if any."""
-        return ("pad" if self.pad else "perm" if self.perm else
-                "cols" if self.cols is not None else None)
+    perm: tuple[int, ...] | None = None
 
 
 class _Importer:
-    """One ONNX graph -> IR layers (see the module docstring)."""
+    """One ONNX graph -> the imported graph -> the IR model (see the module docstring)."""
 
     def __init__(self, proto: onnx.ModelProto, path: Path):
         self.path, self.name = path, path.name
         self.adopt(proto)
         self.consts: dict[str, np.ndarray] = {}
         self.data: dict[str, _Tensor] = {}
-        self.layers: dict[str, Layer] = {}      # by name, in creation (topological) order
-        self.readers: Counter[str] = Counter()  # IR tensor -> node inputs that read it
-        self.uses: Counter[str] = Counter()     # ONNX tensor -> node inputs that read it
         self.taken: set[str] = set()
         self.here = ""                          # the node being imported, for messages
 
     def adopt(self, proto: onnx.ModelProto) -> None:
-        """Import from ``proto`` (the file, or its upgrade to a newer opset)."""
+        """Import from ``proto`` (the file, or what the file passes made of it)."""
         self.proto, self.graph = proto, proto.graph
-        self.opset = _opset(proto, self.name)
+        self.opset = file.opset(proto, self.name)
         self.inits = {t.name: t for t in self.graph.initializer}
 
     # -- constants
@@ -338,37 +213,10 @@ class _Importer:
             if name not in self.inits:
                 raise DynfixError(f"{what}: input {name!r} must be a constant (an initializer)")
             t = self.inits[name]
-            arr = (self._external(t) if t.data_location == TensorProto.EXTERNAL
+            arr = (file.external(t, self.path) if t.data_location == TensorProto.EXTERNAL
                    else tensor_to_array(t))
             self.consts[name] = arr
         return self.consts[name]
-
-    def _external(self, t: TensorProto) -> np.ndarray:
-        info = {e.key: e.value for e in t.external_data}
-        loc = info.get("location", "")
-        what = f"{self.name}: tensor {t.name!r}"
-        if not loc or Path(loc).is_absolute() or ".." in Path(loc).parts:
-            raise DynfixError(f"{what}: invalid external data location {loc!r}")
-        dtype = _EXT_DTYPES.get(t.data_type)
-        if dtype is None:
-            raise DynfixError(f"{what}: external data of type {t.data_type} not supported")
-        file = self.path.parent / loc
-        shape = tuple(int(d) for d in t.dims)
-        try:
-            offset = int(info.get("offset", 0))
-            count = int(np.prod(shape, dtype=np.int64))
-            size = file.stat().st_size
-            if min(shape, default=1) < 0 or offset < 0 \
-                    or offset + count * np.dtype(dtype).itemsize > size:
-                raise DynfixError(f"{what}: external data in {loc!r} is truncated")
-            if count == 0:
-                return np.zeros(shape, dtype)
-            return np.memmap(file, dtype=dtype, mode="r", offset=offset, shape=shape)
-        except DynfixError:
-            raise
-        except (OSError, ValueError) as e:
-            raise DynfixError(f"{what}: cannot read external data {loc!r} "
-                              f"({one_line(e)})") from None
 
     def weights(self, name: str, what: str, rank: int | None = None) -> np.ndarray:
         arr = self.const(name, what)
@@ -397,73 +245,77 @@ class _Importer:
         self.taken.add(name)
         return name
 
-    def add(self, cls: type[Layer], node: onnx.NodeProto, xs: list[_Tensor], what: str,
-            suffix: str = "", carry: bool = False, **kw) -> _Tensor:
-        """A new layer reading ``xs``; ``carry``: an element-wise layer whose output keeps
-        the held-back transform of its input."""
-        base = node.name or f"{node.op_type.lower()}{len(self.layers)}"
-        layer = cls(self.unique(base + suffix), tuple(x.ir for x in xs), **kw)
+    def place(self, layer: Layer, xs: list[_Tensor]) -> _Tensor:
+        """Enter ``layer`` (reading ``xs``) in the graph, with its output shape."""
         layer.check_params()
         layer.check()
-        shape = tuple(int(d) for d in layer.infer(*(x.ir_shape[1:] for x in xs)))
-        layer.out_shape = shape
-        self.layers[layer.name] = layer
-        if carry:
-            return replace(xs[0], ir=layer.name)
-        return _Tensor(layer.name, (xs[0].shape[0],) + shape)
+        layer.out_shape = tuple(int(d) for d in layer.infer(*(x.shape[1:] for x in xs)))
+        self.g.layers[layer.name] = layer
+        self.g.origin[layer.name] = self.here
+        return _Tensor(layer.name, (xs[0].shape[0],) + layer.out_shape)
 
-    def bind(self, node: onnx.NodeProto, t: _Tensor, passes: bool = False) -> None:
-        """Make ``t`` the value of the node's output. ``passes``: the node hands on the
-        tensor it read (an alias, a held-back transform, a fold into the layer before)."""
+    def add(self, cls: type[Layer], node: onnx.NodeProto, xs: list[_Tensor], what: str,
+            suffix: str = "", **kw) -> _Tensor:
+        """A new layer reading ``xs``; an element-wise kind's output keeps the held-back
+        transform of its input."""
+        base = node.name or f"{node.op_type.lower()}{self.count}"
+        self.count += 1
+        t = self.place(cls(self.unique(base + suffix), tuple(x.ir for x in xs), **kw), xs)
+        if cls.elementwise:
+            return replace(xs[0], ir=t.ir, shape=t.shape)
+        return t
+
+    def hold(self, node: onnx.NodeProto, layer: Layer, x: _Tensor, held: str | None,
+             perm: tuple[int, ...] | None = None) -> None:
+        """Bind the node's output to held-back transform ``layer`` (named after the node)
+        reading ``x``; ``held`` None: it cancels what ``x`` held."""
+        t = self.place(layer, [x])
+        self.bind(node, replace(t, held=held, origin=self.here if held else "", perm=perm))
+
+    def bind(self, node: onnx.NodeProto, t: _Tensor) -> None:
+        """Make ``t`` the value of the node's output."""
         self.data[node.output[0]] = t
-        self.readers[t.ir] += self.uses[node.output[0]] - int(passes)
 
     def chain(self, node, steps, x: _Tensor, what: str) -> None:
         """Several layers for one node: ``steps`` of (cls, suffix, kwargs), the last one
         keeps the node's name."""
-        for k, (cls, suffix, kw) in enumerate(steps):
+        for cls, suffix, kw in steps:
             x = self.add(cls, node, [x], what, suffix=suffix, **kw)
-            if k < len(steps) - 1:
-                self.readers[x.ir] = 1
         self.bind(node, x)
 
     def affine(self, node, x: _Tensor, scale, shift, what: str) -> None:
-        """Apply y = scale * x + shift per channel: fold into the layer before when only
-        this node reads it, else add an Affine layer."""
+        """y = scale * x + shift per channel: an Affine layer, which the affine pass folds
+        into the layer before where it can (:mod:`.passes.affine`, from the float64 values
+        kept here)."""
         c = x.shape[1]
         scale = np.broadcast_to(np.asarray(scale, np.float64), (c,))
         shift = np.broadcast_to(np.asarray(shift, np.float64), (c,))
         if not (np.all(np.isfinite(scale)) and np.all(np.isfinite(shift))):
             raise DynfixError(f"{what}: has NaN/Inf parameters")
-        prev = self.layers.get(x.ir) if self.readers[x.ir] == 1 else None
-        if prev is not None and prev.compute:     # scale its output channels
-            w = prev.weight_array().astype(np.float64)
-            setattr(prev, prev.weight_param,
-                    (w * scale.reshape((-1,) + (1,) * (w.ndim - 1))).astype(np.float32))
-            b = prev.bias_array().astype(np.float64)
-            setattr(prev, prev.bias_param, (b * scale + shift).astype(np.float32))
-        else:
-            self.bind(node, self.add(Affine, node, [x], what, scale=scale.astype(np.float32),
-                                     shift=shift.astype(np.float32)))
-            return
-        self.bind(node, x, passes=True)
+        t = self.add(Affine, node, [x], what, scale=scale.astype(np.float32),
+                     shift=shift.astype(np.float32))
+        self.g.exact[t.ir] = (scale, shift)
+        self.bind(node, t)
 
     # -- the walk
     def run(self) -> Model:
         nodes = _live_nodes(self.graph, self.name)
         data_inputs = {v.name for v in self.graph.input if v.name not in self.inits}
         _check_supported(nodes, _data_path(nodes, data_inputs), self.name)
-        if self.opset < MIN_OPSET:  # operators checked: now upgrade, and walk the result
-            self.adopt(_upgrade(self.proto, self.name))
+        proto = self.proto          # operators checked: now the file passes
+        for file_pass in FILE_PASSES:
+            proto = file_pass(proto, self.name)
+        if proto is not self.proto:
+            self.adopt(proto)
             nodes = _live_nodes(self.graph, self.name)
-        self.input_name, in_shape = _input_shape(self.graph, self.name, set(self.inits))
+        self.input_name, in_shape = file.input_shape(self.graph, self.name, set(self.inits))
+        stem = self.path.stem
+        name = self.graph.name if self.graph.name not in ("", "main_graph", "torch_jit",
+                                                          "torch-jit-export") else stem
+        self.g = ImportGraph(self.name, name, self.input_name, in_shape[1:])
+        self.count = 0
         self.taken.add(self.input_name)
-        for _, node in nodes:
-            if node.op_type != "Shape":  # a Shape reads no values
-                self.uses.update(t for t in node.input if t)
-        self.uses[self.graph.output[0].name] += 1
         self.data[self.input_name] = _Tensor(self.input_name, in_shape)
-        self.readers[self.input_name] = self.uses[self.input_name]
         for i, node in nodes:
             self.here = f"node {node.name or f'#{i}'} ({node.op_type})"
             self.step(node, f"{self.name}: {self.here}")
@@ -494,9 +346,9 @@ class _Importer:
             raise DynfixError(f"{what}: the data tensor must be its first input")
         for t in data_in:
             x = self.data[t]
-            if x.held and op not in TAKES[x.held] | PASS_THROUGH:
+            if x.held and op not in HELD[x.held][0] | PASS_THROUGH:
                 raise DynfixError(f"{what}: reads the output of {x.origin}, which dynfix "
-                                  f"folds only {FOLDS_INTO[x.held]}")
+                                  f"folds only {HELD[x.held][1]}")
         if op in READER_OPS:
             getattr(self, f"op_{op}")(node, what)
         else:
@@ -509,23 +361,18 @@ class _Importer:
         x = self.data[out]
         if x.held:
             raise DynfixError(f"{self.name}: the graph output is the output of {x.origin}, "
-                              f"which dynfix folds only {FOLDS_INTO[x.held]}")
+                              f"which dynfix folds only {HELD[x.held][1]}")
         if x.ir == self.input_name:
             raise DynfixError(f"{self.name}: the graph has no layers")
-        needed, layers = {x.ir}, []
-        for layer in reversed(self.layers.values()):  # drop layers only a Shape read
-            if layer.name in needed:
-                layers.append(layer)
-                needed.update(layer.inputs)
-        layers.reverse()
-        for layer in layers[:-1]:
+        self.g.output = x.ir
+        for graph_pass in GRAPH_PASSES:
+            graph_pass(self.g)
+        model = self.g.model()
+        for layer in model.layers[:-1]:
             if layer.host:
                 raise DynfixError(f"{self.name}: Softmax {layer.name!r} is not the last "
                                   f"layer; only a trailing Softmax is supported")
-        stem = self.path.stem
-        name = self.graph.name if self.graph.name not in ("", "main_graph", "torch_jit",
-                                                          "torch-jit-export") else stem
-        return Model(name, self.input_name, self.data[self.input_name].shape[1:], layers)
+        return model
 
     # -- operators on the data path (x = the data input)
     def x(self, node, pos: int = 0) -> _Tensor:
@@ -536,7 +383,7 @@ class _Importer:
             and node.input[pos] else None
 
     def alias(self, node: onnx.NodeProto, x: _Tensor) -> None:
-        self.bind(node, x, passes=True)
+        self.bind(node, x)
 
     # -- helpers for the layer kinds' import handlers (layers.base.Importer)
     def attrs(self, node: onnx.NodeProto, what: str):
@@ -546,7 +393,6 @@ class _Importer:
     pads = staticmethod(_pads)
     per_channel = staticmethod(_per_channel)
     reshape_target = staticmethod(reshape_target)
-    unpermute = staticmethod(_unpermute)
 
     def const_axes(self, node, what: str, pos: int = 1) -> list[int] | None:
         at = attrs(node, what)
@@ -571,11 +417,9 @@ class _Importer:
             self.alias(node, x)
         elif len(shape) == 2 and shape[0] == x.shape[0] and len(x.shape) > 2:
             t = self.add(Flatten, node, [x], what)
-            if x.perm:  # flat feature j of the ONNX tensor is feature cols[j] of the IR one
-                cols = np.arange(shape[1]).reshape(x.ir_shape[1:]).transpose(
-                    [p - 1 for p in x.perm[1:]]).reshape(-1)
-                if np.any(cols != np.arange(shape[1])):
-                    t = replace(t, cols=cols, origin=x.origin)
+            if x.perm and np.any(flat_order(_untransposed(x.shape, x.perm), x.perm)
+                                 != np.arange(shape[1])):
+                t = replace(t, held="cols", origin=x.origin)
             self.bind(node, t)
         else:
             after = f" (after {x.origin})" if x.held else ""
@@ -595,11 +439,13 @@ class _Importer:
         if perm == sorted(perm):
             self.alias(node, x)
             return
-        full = tuple(x.perm[p] for p in perm) if x.perm else tuple(perm)
-        shape = tuple(x.shape[p] for p in perm)
-        t = _Tensor(x.ir, x.ir_shape) if full == tuple(range(rank)) else \
-            _Tensor(x.ir, shape, base=x.ir_shape, perm=full, origin=self.here)
-        self.bind(node, t, passes=True)
+        full = compose(x.perm, tuple(perm)) if x.perm else tuple(perm)
+        layer = HeldTranspose(self.unique(node.name or f"transpose{self.count}"), (x.ir,),
+                              perm=tuple(perm))
+        if full == tuple(range(rank)):
+            self.hold(node, layer, x, None)
+        else:
+            self.hold(node, layer, x, "perm", perm=full)
 
     def op_Pad(self, node, what):
         """A zero Pad of H and W, held back for the Conv (or AveragePool) that reads it."""
@@ -630,12 +476,8 @@ class _Importer:
         if not any(more):
             self.alias(node, x)
             return
-        if x.pad:
-            more = tuple(a + b for a, b in zip(more, x.pad))
-        n, c, h, w = x.ir_shape
-        shape = (n, c, h + more[0] + more[2], w + more[1] + more[3])
-        self.bind(node, _Tensor(x.ir, shape, base=x.ir_shape, pad=more, origin=self.here),
-                  passes=True)
+        layer = HeldPad(self.unique(node.name or f"pad{self.count}"), (x.ir,), pads=more)
+        self.hold(node, layer, x, "pad")
 
     def add_data(self, node, xs: list[_Tensor], what: str) -> None:
         """A sum of data tensors of one shape: Add layers (the last keeps the node's name)."""
@@ -646,8 +488,6 @@ class _Importer:
         t = xs[0]
         for k, y in enumerate(xs[1:], 1):
             t = self.add(Add, node, [t, y], what, suffix="" if k == len(xs) - 1 else f"_{k}")
-            if k < len(xs) - 1:
-                self.readers[t.ir] = 1
         self.bind(node, t)
 
     def op_Identity(self, node, what):
@@ -667,6 +507,13 @@ class _Importer:
         self.alias(node, self.x(node))
 
 
+def _untransposed(shape: tuple[int, ...], perm: tuple[int, ...]) -> tuple[int, ...]:
+    """The shape of the tensor whose transpose by ``perm`` has ``shape`` (no batch axis)."""
+    base = [0] * len(perm)
+    for axis, p in enumerate(perm):
+        base[p] = shape[axis]
+    return tuple(base[1:])
+
 
 def _op_other(imp: _Importer, node, what: str) -> None:
     raise DynfixError(f"{what}: this operator is only supported on constants, not on "
@@ -676,6 +523,6 @@ def _op_other(imp: _Importer, node, what: str) -> None:
 def load_onnx(path: str | Path) -> Model:
     """Load an ONNX file into the IR; every user error is one DynfixError line."""
     path = Path(path)
-    proto = _read(path)
+    proto = file.read(path)
     with np.errstate(all="ignore"):  # overflows surface as NaN/Inf, which validate rejects
         return _Importer(proto, path).run()

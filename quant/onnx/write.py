@@ -17,7 +17,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from dynfix.fileio import atomic_write_bytes
-from .ir import Layer, Model
+from ..ir import Layer, Model
 
 WRITE_OPSET = 13
 
