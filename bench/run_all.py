@@ -27,6 +27,7 @@ def scripts(quick: bool) -> list[list[str]]:
         ["paper_vgg16.py"],                                   # item 4: VGG16, paper budget
         ["engine_efficiency.py"] + (["--quick"] if quick else []),   # item 2: RTL sim
         ["boards.py"] + ([] if quick else ["--synth"]),       # item 3: boards
+        *([] if quick else [["estimate_blocks.py"]]),         # the estimate per part
         ["tool_speed.py"] + (["--quick"] if quick else []),   # item 5: wall times
         ["mlperf_engine.py"] + (["--models", "resnet8,autoencoder", "--boards", "ulx3s"]
                                 if quick else ["--synth", "resnet8:ulx3s,dscnn:orangecrab"]),

@@ -192,10 +192,28 @@ def memory_usage(mem: MemorySpec, dev: Device) -> tuple[Usage, str]:
     return Usage(luts=bits / 2, ffs=bits + mem.width), "logic"
 
 
-def estimate(cfg: EngineConfig, dev: Device, extra: dict[str, Usage] | None = None
-             ) -> Estimate:
+#: The engine's parts as its Verilog holds them: part -> (the estimate's blocks, the engine's
+#: submodules whose cells they count; "" is the engine module's own cells). What
+#: ``boards/block_stat.py`` compares with yosys's ``stat`` per module.
+PARTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "mac array": (("multipliers", "lut_products", "adder_trees", "accumulators"), ("mac",)),
+    "requantizers": (("requantizers",), ("rq",)),
+    "max pool": (("max_pool",), ("pool",)),
+    "residual add": (("residual_add",), ("add", "sc_fifo")),
+    "dw window": (("dw_window",), ("window",)),
+    "control": (("control", "mem_program", "write_back"),
+                ("ctrl", "seq", "loader", "unloader", "wb")),
+    "maps": (("map_datapath", "mem_biases", "mem_fmap"), ("", "fmap")),
+    "weight memory": (("mem_weights",), ("weights",)),
+}
+
+
+def estimate(cfg: EngineConfig, dev: Device, extra: dict[str, Usage] | None = None,
+             lut4: bool = False) -> Estimate:
     """Per-block usage of the fitted engine ``cfg`` (every width and depth set) on ``dev``,
-    with the ``extra`` blocks around it (in LUT4s and FFs, as the engine's are counted)."""
+    with the ``extra`` blocks around it (in LUT4s and FFs, as the engine's are counted).
+    The LUTs are in the unit nextpnr reports (``FpgaFamily.lut_factor`` and
+    ``ff_packing``), or with ``lut4`` in LUT4s, as yosys counts them."""
     n, tm, db, wb = cfg.lanes, cfg.tm, cfg.data_bits, cfg.weight_bits
     ab, acc = cfg.acc_bits, cfg.fmap_addr_bits
     prod = db + wb
@@ -338,6 +356,8 @@ def estimate(cfg: EngineConfig, dev: Device, extra: dict[str, Usage] | None = No
         est.blocks[name] = Usage(luts=use.luts, ffs=use.ffs, dsps=use.dsps, brams=use.brams,
                                  sprams=use.sprams)
 
+    if lut4:
+        return est
     # From LUT4s and FFs to the unit nextpnr reports.
     for name, u in est.blocks.items():
         u.luts = u.luts * dev.family.lut_factor + u.ffs * dev.family.ff_packing
