@@ -36,7 +36,7 @@ __all__ = ["BURST_FIXED", "BURST_INCR", "BURST_WRAP", "RESP_OKAY", "RESP_EXOKAY"
            "RESP_SLVERR", "RESP_DECERR", "MAX_BURST_BEATS", "BOUNDARY_BYTES", "LEN_BITS",
            "SIZE_BITS", "BURST_BITS", "RESP_BITS", "AxiReadSignature", "AxiWriteSignature",
            "AxiSignature", "BulkRequestLayout", "size_code", "word_addr_bits", "page_words",
-           "max_beats", "burst_beats", "flat_members", "connect_flat"]
+           "max_beats", "burst_beats", "flat_members", "connect_flat", "axi_halves"]
 
 #: ``axburst`` codes.
 BURST_FIXED, BURST_INCR, BURST_WRAP = 0, 1, 2
@@ -264,3 +264,31 @@ def connect_flat(m: Module, top: wiring.Component, prefix: str, interface) -> No
             m.d.comb += port.eq(inner)
         else:
             m.d.comb += inner.eq(port)
+
+
+class _Half:
+    """An interface object made of some of another one's members (see :func:`axi_halves`)."""
+
+    def __init__(self, signature: wiring.Signature, interface):
+        self.signature = signature
+        for name in signature.members:
+            setattr(self, name, getattr(interface, name))
+
+
+def axi_halves(bus) -> tuple[object, object]:
+    """The read half (AR, R) and the write half (AW, W, B) of ``bus``, an interface of an
+    :class:`~dynfix.hw.axi.AxiSignature` (or of a flipped one), as interface objects of
+    :class:`~dynfix.hw.axi.AxiReadSignature` and :class:`~dynfix.hw.axi.AxiWriteSignature`
+    (flipped likewise) over the same signals: ``wiring.connect`` joins a
+    :class:`~dynfix.hw.bulk_reader.BulkReader`'s and a
+    :class:`~dynfix.hw.bulk_writer.BulkWriter`'s ``bus`` to one full port with them."""
+    sig = bus.signature
+    flipped = isinstance(sig, wiring.FlippedSignature)
+    full = sig.flip() if flipped else sig
+    if not isinstance(full, AxiSignature):
+        raise TypeError(f"an AxiSignature interface is needed, not one of {sig!r}")
+    halves = []
+    for cls in (AxiReadSignature, AxiWriteSignature):
+        half = cls(full.addr_width, full.data_width, full.id_width)
+        halves.append(_Half(half.flip() if flipped else half, bus))
+    return halves[0], halves[1]
