@@ -20,9 +20,10 @@ class BulkReader(wiring.Component):
     256 beats that never cross a 4 KiB boundary (:func:`dynfix.hw.axi.burst_beats`). Up to
     ``outstanding`` bursts are in flight: the next burst's address goes out while the data
     of the earlier ones arrives, so with two or more and a read latency shorter than a
-    burst the words stream without a gap between bursts. Read data passes straight from R to ``o`` (no buffer, no added
-    latency): ``rready`` is ``o.ready``, so a stalled consumer stalls the bus. A burst is
-    finished by its ``rlast``; all bursts use ID 0, so they return in order.
+    burst the words stream without a gap between bursts. Read data passes straight from R
+    to ``o`` (no buffer, no added latency): ``rready`` is ``o.ready``, so a stalled consumer
+    stalls the bus. A burst is finished by its ``rlast``; all bursts use ID 0, so they
+    return in order.
 
     Parameters
     ----------

@@ -33,9 +33,9 @@ class _State(enum.Enum, shape=2):
 
 
 class SpramAxi(wiring.Component):
-    """``depth`` words of ``data_width`` bits in SPRAM cells (:class:`~dynfix.hw.ice40_spram.SPRAM`:
-    ``data_width // 16`` cells side by side, rows of them beyond 16K words), behind an AXI4
-    subordinate port.
+    """``depth`` words of ``data_width`` bits in SPRAM cells
+    (:class:`~dynfix.hw.ice40_spram.SPRAM`: ``data_width // 16`` cells side by side, rows of
+    them beyond 16K words), behind an AXI4 subordinate port.
 
     The cells have one port, so one transaction is served at a time: a read burst (AR, then
     its R beats), or a write burst (AW, its W beats, then B). When both an AR and an AW wait,
