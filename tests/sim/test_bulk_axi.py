@@ -24,6 +24,9 @@ from dynfix.hw.bulk_writer import BulkWriter
 
 from sim_helpers import require_simulator
 
+#: The Verilator runs (each builds a model first) go with the long runs (-m slow).
+VERILATOR_SLOW = pytest.param("verilator", marks=pytest.mark.slow)
+
 ADDR_WIDTH = 16                 # 64 KiB: 8192 words of 64 bits, sixteen 4 KiB pages
 DATA_WIDTH = 64
 COUNT_BITS = 13
@@ -181,7 +184,7 @@ def check_bursts(bursts: list[list[int]], requests: list[tuple[int, int]]) -> No
     assert covered == [w for a, c in requests for w in range(a, a + c)]
 
 
-@pytest.mark.parametrize("sim", ["icarus", "verilator"])
+@pytest.mark.parametrize("sim", ["icarus", VERILATOR_SLOW])
 def test_bulk_masters_against_axi_ram(sim, verilog, tmp_path):
     job = job_payload()
     res = run(sim, verilog, tmp_path / sim, job)

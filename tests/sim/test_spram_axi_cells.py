@@ -27,6 +27,9 @@ from dynfix.hw.spram_axi import SpramAxi
 
 from sim_helpers import require_simulator
 
+#: The Verilator runs (each builds a model first) go with the long runs (-m slow).
+VERILATOR_SLOW = pytest.param("verilator", marks=pytest.mark.slow)
+
 ADDR_WIDTH = 18                 # 256 KiB of addresses over 128 KB of memory
 DEPTH, DW = 16384, 64
 WORD_BYTES = DW // 8
@@ -185,7 +188,7 @@ def bulk_reference(words: list[int]) -> list[list[int]]:
     return expect
 
 
-@pytest.mark.parametrize("sim", ["icarus", "verilator"])
+@pytest.mark.parametrize("sim", ["icarus", VERILATOR_SLOW])
 def test_bulk_masters_through_spram_cells(sim, verilog, tmp_path):
     rng = random.Random(SEED)
     words = [rng.getrandbits(DW) for _ in range(sum(c for w, _ in STAGES for _, c in w))]
@@ -253,7 +256,7 @@ def strobe_reference(ops: list) -> list:
     return seen
 
 
-@pytest.mark.parametrize("sim", ["icarus", "verilator"])
+@pytest.mark.parametrize("sim", ["icarus", VERILATOR_SLOW])
 def test_byte_strobes_on_the_cells(sim, verilog, tmp_path):
     ops = strobe_ops(random.Random(SEED))
     job = {"seed": SEED, "ops": ops, "pause": 0.3}
