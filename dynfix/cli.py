@@ -2,7 +2,9 @@
 
 Each subcommand lives in its own module under :mod:`dynfix.commands` and exposes
 ``register(subparsers)``; the parser it adds sets ``func(args) -> int``. User errors
-(:class:`~dynfix.errors.DynfixError`) print one line and exit 1; nothing else is caught.
+(:class:`~dynfix.errors.DynfixError`) print one line and exit 1; a reader of the output that
+goes away (``dynfix info MODEL | head``) ends the command quietly with 141 (128 + SIGPIPE),
+as Unix tools do; nothing else is caught.
 
 Stopping: Ctrl-C (SIGINT) and SIGTERM (a scheduler, ``timeout``, a CI limit) both unwind the
 running command like an exception, so every output written through
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pkgutil
 import signal
 import sys
@@ -53,6 +56,13 @@ def main(argv: list[str] | None = None) -> int:
     except DynfixError as e:
         print(f"dynfix: error: {e.render(flag)}", file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        # stdout's reader is gone: point stdout at the null device so that the flush at
+        # exit cannot fail again, and stop as a tool killed by SIGPIPE would.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return 128 + signal.SIGPIPE
     except Terminated:
         print("dynfix: terminated", file=sys.stderr)
         return 128 + signal.SIGTERM

@@ -52,6 +52,19 @@ def test_info_digits():
     assert "conv2" in table and "80,896" in table and "total" in table
 
 
+def test_a_closed_pipe_ends_quietly():
+    """``dynfix info digits | head``: the reader is gone before dynfix writes (its end of
+    the pipe is closed at once), so every write fails; dynfix stops with 141 (128 +
+    SIGPIPE) and no traceback, as Unix tools do."""
+    p = subprocess.Popen(CMD + ["info", "digits"], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    p.stdout.close()
+    err = p.stderr.read()
+    p.stderr.close()
+    assert p.wait(timeout=120) == 141, err
+    assert "Traceback" not in err and "Error" not in err
+
+
 def test_evaluate_digits_accuracy():
     r = dynfix("evaluate", "digits", "--json")
     res = json.loads(r.stdout)
