@@ -12,16 +12,12 @@ import random
 from pathlib import Path
 
 import pytest
-from amaranth.hdl import Module, unsigned
-from amaranth.lib import stream, wiring
-from amaranth.lib.wiring import In, Out
 
-from dynfix.hw.axi import (BOUNDARY_BYTES, BURST_INCR, MAX_BURST_BEATS, AxiSignature,
-                           BulkRequestLayout, connect_flat, flat_members, size_code,
-                           word_addr_bits)
+from dynfix.hw.axi import BOUNDARY_BYTES, BURST_INCR, MAX_BURST_BEATS, size_code, word_addr_bits
 from dynfix.hw.bulk_reader import BulkReader
 from dynfix.hw.bulk_writer import BulkWriter
 
+from axi_helpers import BulkPairTop, convert
 from sim_helpers import require_simulator
 
 #: The Verilator runs (each builds a model first) go with the long runs (-m slow).
@@ -39,56 +35,10 @@ WRITES = [(4096 + 5, 1200), (4096 + 1300, 900), (8191, 1), (6143, 2)]
 SEED = 11
 
 
-class BulkAxiTop(wiring.Component):
-    """A BulkReader and a BulkWriter sharing one AXI4 port, whose Verilog ports are named
-    ``m_axi_araddr`` ... as cocotbext-axi's ``AxiBus.from_prefix(dut, "m_axi")`` expects.
-
-    Members
-    -------
-    rd_req, wr_req : In(stream.Signature(BulkRequestLayout))   the blocks' requests
-    rd : Out(stream.Signature(unsigned(DATA_WIDTH)))           the words read
-    wr : In(stream.Signature(unsigned(DATA_WIDTH)))            the words to write
-    rd_busy, rd_done, rd_error, wr_busy, wr_done, wr_error : Out(1)
-    m_axi_* : the members of AxiSignature(ADDR_WIDTH, DATA_WIDTH)
-    """
-
-    def __init__(self):
-        req = stream.Signature(BulkRequestLayout(word_addr_bits(ADDR_WIDTH, DATA_WIDTH),
-                                                 COUNT_BITS))
-        flags = {f"{side}_{flag}": Out(1) for side in ("rd", "wr")
-                 for flag in ("busy", "done", "error")}
-        super().__init__({
-            "rd_req": In(req), "rd": Out(stream.Signature(unsigned(DATA_WIDTH))),
-            "wr_req": In(req), "wr": In(stream.Signature(unsigned(DATA_WIDTH))),
-            **flags,
-            **flat_members("m_axi", AxiSignature(ADDR_WIDTH, DATA_WIDTH)),
-        })
-
-    def elaborate(self, platform):
-        m = Module()
-        m.submodules.reader = reader = BulkReader(ADDR_WIDTH, DATA_WIDTH, COUNT_BITS)
-        m.submodules.writer = writer = BulkWriter(ADDR_WIDTH, DATA_WIDTH, COUNT_BITS)
-        wiring.connect(m, wiring.flipped(self.rd_req), reader.req)
-        wiring.connect(m, reader.o, wiring.flipped(self.rd))
-        wiring.connect(m, wiring.flipped(self.wr_req), writer.req)
-        wiring.connect(m, wiring.flipped(self.wr), writer.i)
-        for side, block in (("rd", reader), ("wr", writer)):
-            for flag in ("busy", "done", "error"):
-                m.d.comb += getattr(self, f"{side}_{flag}").eq(getattr(block, flag))
-        connect_flat(m, self, "m_axi", reader.bus)
-        connect_flat(m, self, "m_axi", writer.bus)
-        return m
-
-
 @pytest.fixture(scope="module")
 def verilog(tmp_path_factory) -> Path:
-    from amaranth.back import verilog as amaranth_verilog
-
-    from dynfix.hw.generate import ensure_yosys
-    ensure_yosys()
     path = tmp_path_factory.mktemp("bulk_axi_v") / f"{TOP}.v"
-    path.write_text(amaranth_verilog.convert(BulkAxiTop(), name=TOP, emit_src=False,
-                                             strip_internal_attrs=True))
+    path.write_text(convert(BulkPairTop(ADDR_WIDTH, DATA_WIDTH, COUNT_BITS), TOP))
     return path
 
 
@@ -108,19 +58,14 @@ def test_verilog_ports_and_lint(verilog):
 def test_blocks_lint_clean(block, tmp_path):
     """Each block alone, over bus widths where 256 beats or the 4 KiB page bound a burst,
     short counts and 1 to 3 outstanding bursts."""
-    from amaranth.back import verilog as amaranth_verilog
-
-    from dynfix.hw.generate import ensure_yosys
     from dynfix.hw.lint import lint
 
     require_simulator("verilator")
-    ensure_yosys()
     for addr_width, data_width, count_bits, outstanding in ((32, 8, 20, 1), (40, 1024, 8, 3),
                                                             (11, 32, 4, 2)):
         path = tmp_path / f"{block.__name__}_{data_width}.v"
-        path.write_text(amaranth_verilog.convert(
-            block(addr_width, data_width, count_bits, outstanding=outstanding), name="block",
-            emit_src=False, strip_internal_attrs=True))
+        path.write_text(convert(
+            block(addr_width, data_width, count_bits, outstanding=outstanding), "block"))
         rc, out = lint(path)
         assert rc == 0, out
 

@@ -14,17 +14,15 @@ import random
 from pathlib import Path
 
 import pytest
-from amaranth.hdl import Module, unsigned
-from amaranth.lib import stream, wiring
-from amaranth.lib.wiring import In, Out
+from amaranth.hdl import Module
+from amaranth.lib import wiring
 
-from dynfix.hw.axi import (AxiSignature, BulkRequestLayout, RESP_OKAY, RESP_SLVERR, axi_halves,
-                            connect_flat, flat_members, word_addr_bits)
-from dynfix.hw.bulk_reader import BulkReader
-from dynfix.hw.bulk_writer import BulkWriter
+from dynfix.hw.axi import (RESP_OKAY, RESP_SLVERR, AxiSignature, connect_flat, flat_members,
+                           word_addr_bits)
 from dynfix.hw.ice40_spram import CELL
 from dynfix.hw.spram_axi import SpramAxi
 
+from axi_helpers import BulkPairTop, convert
 from sim_helpers import require_simulator
 
 #: The Verilator runs (each builds a model first) go with the long runs (-m slow).
@@ -50,43 +48,9 @@ REGIONS = [(0, 8192), (DEPTH * WORD_BYTES - 2048, DEPTH * WORD_BYTES)]
 SEED = 21
 
 
-class SpramBulkTop(wiring.Component):
-    """A BulkWriter and a BulkReader on one SpramAxi (SB_SPRAM256KA cells).
-
-    Members
-    -------
-    rd_req, wr_req : In(stream.Signature(BulkRequestLayout))   the blocks' requests
-    rd : Out(stream.Signature(unsigned(DW)))                   the words read
-    wr : In(stream.Signature(unsigned(DW)))                    the words to write
-    rd_busy, rd_done, rd_error, wr_busy, wr_done, wr_error : Out(1)
-    """
-
-    def __init__(self):
-        req = stream.Signature(BulkRequestLayout(word_addr_bits(ADDR_WIDTH, DW), COUNT_BITS))
-        flags = {f"{side}_{flag}": Out(1) for side in ("rd", "wr")
-                 for flag in ("busy", "done", "error")}
-        super().__init__({
-            "rd_req": In(req), "rd": Out(stream.Signature(unsigned(DW))),
-            "wr_req": In(req), "wr": In(stream.Signature(unsigned(DW))),
-            **flags,
-        })
-
-    def elaborate(self, platform):
-        m = Module()
-        m.submodules.reader = reader = BulkReader(ADDR_WIDTH, DW, COUNT_BITS)
-        m.submodules.writer = writer = BulkWriter(ADDR_WIDTH, DW, COUNT_BITS)
-        m.submodules.mem = mem = SpramAxi(DEPTH, ADDR_WIDTH, DW, cell=True)
-        rd, wr = axi_halves(mem.bus)
-        wiring.connect(m, reader=reader.bus, memory=rd)
-        wiring.connect(m, writer=writer.bus, memory=wr)
-        wiring.connect(m, wiring.flipped(self.rd_req), reader.req)
-        wiring.connect(m, reader.o, wiring.flipped(self.rd))
-        wiring.connect(m, wiring.flipped(self.wr_req), writer.req)
-        wiring.connect(m, wiring.flipped(self.wr), writer.i)
-        for side, block in (("rd", reader), ("wr", writer)):
-            for flag in ("busy", "done", "error"):
-                m.d.comb += getattr(self, f"{side}_{flag}").eq(getattr(block, flag))
-        return m
+def _spram() -> SpramAxi:
+    """The memory of the bulk test top: the cells, 16K words of 64 bits."""
+    return SpramAxi(DEPTH, ADDR_WIDTH, DW, cell=True)
 
 
 class SpramSubTop(wiring.Component):
@@ -108,19 +72,11 @@ class SpramSubTop(wiring.Component):
         return m
 
 
-def convert(top: wiring.Component, name: str) -> str:
-    from amaranth.back import verilog
-
-    from dynfix.hw.generate import ensure_yosys
-    ensure_yosys()
-    return verilog.convert(top, name=name, emit_src=False, strip_internal_attrs=True)
-
-
 @pytest.fixture(scope="module")
 def verilog(tmp_path_factory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("spram_axi_v")
     paths = {}
-    for name, top in ((BULK_TOP, SpramBulkTop()), (SUB_TOP, SpramSubTop())):
+    for name, top in ((BULK_TOP, BulkPairTop(ADDR_WIDTH, DW, COUNT_BITS, memory=_spram)), (SUB_TOP, SpramSubTop())):
         paths[name] = folder / f"{name}.v"
         paths[name].write_text(convert(top, name))
     return paths
