@@ -36,7 +36,8 @@ __all__ = ["BURST_FIXED", "BURST_INCR", "BURST_WRAP", "RESP_OKAY", "RESP_EXOKAY"
            "RESP_SLVERR", "RESP_DECERR", "MAX_BURST_BEATS", "BOUNDARY_BYTES", "LEN_BITS",
            "SIZE_BITS", "BURST_BITS", "RESP_BITS", "AxiReadSignature", "AxiWriteSignature",
            "AxiSignature", "BulkRequestLayout", "size_code", "word_addr_bits", "page_words",
-           "max_beats", "burst_beats", "flat_members", "connect_flat", "axi_halves"]
+           "max_beats", "burst_beats", "check_master", "flat_members", "connect_flat",
+           "axi_halves"]
 
 #: ``axburst`` codes.
 BURST_FIXED, BURST_INCR, BURST_WRAP = 0, 1, 2
@@ -100,11 +101,17 @@ def burst_beats(m: Module, addr: Value, left: Value, data_width: int) -> Signal:
 
 
 class _AxiSignature(wiring.Signature):
-    """Parameters, equality and repr shared by the three signatures."""
+    """Parameters (checked), equality and repr shared by the three signatures; each gives
+    its members by ``members_for``."""
 
-    def __init__(self, members: dict, addr_width: int, data_width: int, id_width: int):
+    def __init__(self, addr_width: int, data_width: int, id_width: int = 1):
+        _check_widths(addr_width, data_width, id_width)
         self._addr_width, self._data_width, self._id_width = addr_width, data_width, id_width
-        super().__init__(members)
+        super().__init__(self.members_for(addr_width, data_width, id_width))
+
+    @staticmethod
+    def members_for(addr_width: int, data_width: int, id_width: int = 1) -> dict:
+        raise NotImplementedError
 
     @property
     def addr_width(self) -> int:
@@ -157,11 +164,6 @@ class AxiReadSignature(_AxiSignature):
     rready : Out(1)
     """
 
-    def __init__(self, addr_width: int, data_width: int, id_width: int = 1):
-        _check_widths(addr_width, data_width, id_width)
-        super().__init__(self.members_for(addr_width, data_width, id_width),
-                         addr_width, data_width, id_width)
-
     @staticmethod
     def members_for(addr_width: int, data_width: int, id_width: int = 1) -> dict:
         """The members (for a signature that has the read channels among others)."""
@@ -204,11 +206,6 @@ class AxiWriteSignature(_AxiSignature):
     bready : Out(1)
     """
 
-    def __init__(self, addr_width: int, data_width: int, id_width: int = 1):
-        _check_widths(addr_width, data_width, id_width)
-        super().__init__(self.members_for(addr_width, data_width, id_width),
-                         addr_width, data_width, id_width)
-
     @staticmethod
     def members_for(addr_width: int, data_width: int, id_width: int = 1) -> dict:
         """The members (for a signature that has the write channels among others)."""
@@ -232,11 +229,20 @@ class AxiSignature(_AxiSignature):
         As for :class:`AxiReadSignature`.
     """
 
-    def __init__(self, addr_width: int, data_width: int, id_width: int = 1):
-        _check_widths(addr_width, data_width, id_width)
-        super().__init__({**AxiReadSignature.members_for(addr_width, data_width, id_width),
-                          **AxiWriteSignature.members_for(addr_width, data_width, id_width)},
-                         addr_width, data_width, id_width)
+    @staticmethod
+    def members_for(addr_width: int, data_width: int, id_width: int = 1) -> dict:
+        """The read channels' members and the write channels'."""
+        return {**AxiReadSignature.members_for(addr_width, data_width, id_width),
+                **AxiWriteSignature.members_for(addr_width, data_width, id_width)}
+
+
+def check_master(outstanding: int, count_bits: int) -> None:
+    """The parameters a bulk master (reader or writer) shares: at least one burst in flight,
+    at least one bit of word count."""
+    if outstanding < 1:
+        raise ValueError(f"outstanding must be at least 1, not {outstanding}")
+    if count_bits < 1:
+        raise ValueError(f"count_bits must be at least 1, not {count_bits}")
 
 
 class BulkRequestLayout(data.StructLayout):

@@ -7,7 +7,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .axi import (BURST_INCR, RESP_OKAY, AxiReadSignature, BulkRequestLayout, burst_beats,
-                  size_code, word_addr_bits)
+                  check_master, size_code, word_addr_bits)
 
 __all__ = ["BulkReader"]
 
@@ -56,10 +56,7 @@ class BulkReader(wiring.Component):
 
     def __init__(self, addr_width: int, data_width: int, count_bits: int, outstanding: int = 2,
                  id_width: int = 1):
-        if outstanding < 1:
-            raise ValueError(f"outstanding must be at least 1, not {outstanding}")
-        if count_bits < 1:
-            raise ValueError(f"count_bits must be at least 1, not {count_bits}")
+        check_master(outstanding, count_bits)
         self._data_width, self._outstanding = data_width, outstanding
         bus = AxiReadSignature(addr_width, data_width, id_width)
         self._word_bits = word_addr_bits(addr_width, data_width)

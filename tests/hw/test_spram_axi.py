@@ -264,12 +264,13 @@ def test_read_burst_streams_one_beat_per_cycle():
     stages = [([(0, 1024)], []), ([], [(0, 256)]), ([], [(0, 1024)])]
     written, read, _, _, watch = run_bench(stages, seed=3, ready=1.0, offer=1.0)
     assert read == reference(stages, written)
-    # The 256-beat read: beats at AR + 2 .. AR + 257.
+    # The 256-beat read: one beat per cycle from FIRST_BEAT_CYCLES after its AR.
     ar_cycle = watch.ar[0][0]
     beats = [c for c, _, _ in watch.r_beats[:256]]
     assert beats == list(range(ar_cycle + FIRST_BEAT_CYCLES, ar_cycle + FIRST_BEAT_CYCLES + 256))
     assert beats[-1] + 1 - ar_cycle <= 256 + FIRST_BEAT_CYCLES
-    # The 1024-word read: four bursts, each gapless, 2 cycles without a beat between them.
+    # The 1024-word read: four bursts, each gapless, BURST_GAP_CYCLES without a beat
+    # between them.
     ars = watch.ar[1:]
     assert [n for _, _, n in ars] == [256] * 4
     for k, (cycle, _, _) in enumerate(ars):
