@@ -16,7 +16,8 @@ cycle than the device has DSP blocks.
 Three kinds of field, kept apart:
 
 * **choices** (:data:`CHOICE_KEYS`): ``tn``, ``tm``, ``im2col``, ``multiplier``,
-  ``lut_products``, ``w_spram``, ``m_spram``; what ``engine.yaml`` holds and
+  ``lut_products``, ``w_spram``, ``m_spram``, ``w_bulk``, ``bulk_bits``; what
+  ``engine.yaml`` holds and
   ``dynfix boards --fit`` chooses;
 * **bounds** (:data:`FITTED_KEYS`): widths and depths; 0 means "fit to the program", a value
   given is an upper bound the program must fit;
@@ -41,11 +42,14 @@ PARALLEL_KEYS = ("tn", "tm")
 DUAL_MAC_BITS = 8
 #: Widest data or weight operand of an ``ecp5_dsp`` engine (a MULT18X18D is 18 x 18).
 ECP5_DSP_BITS = 18
+#: The bulk port's data width when ``bulk_bits`` is 0.
+DEFAULT_BULK_BITS = 64
 #: Fields the compiler fits to the program when they are 0.
 FITTED_KEYS = ("data_bits", "weight_bits", "bias_bits", "acc_bits", "fmap_depth",
                "weight_depth", "bias_depth", "prog_depth", "dim_bits")
 #: What the user or the fit chooses: the keys of ``engine.yaml``.
-CHOICE_KEYS = ("tn", "tm", "im2col", "multiplier", "lut_products", "w_spram", "m_spram")
+CHOICE_KEYS = ("tn", "tm", "im2col", "multiplier", "lut_products", "w_spram", "m_spram",
+               "w_bulk", "bulk_bits")
 #: Datapath stages and sizes the compiler derives from the program; never set by a user.
 DERIVED_KEYS = ("residual", "add_align", "sc_depth", "depthwise", "w_share", "offsets",
                 "ch_shift", "slope", "dw_window", "dw_line")
@@ -134,6 +138,13 @@ class EngineConfig:
     m_spram: int = 0        # 1: feature maps in iCE40 SPRAM (one port: the sequencer holds its
                             #    reads while the write-back writes; the fit sets it when
                             #    block RAM is short)
+    w_bulk: int = 0         # 1: weights in bulk memory behind an AXI4 read port, streamed
+                            #    into an on-chip ring of ``w_ring`` words that the engine
+                            #    computes from (hw/weight_ring.py); not with w_spram
+    bulk_bits: int = 0      # the bulk port's data width with w_bulk: a power of two from 8
+                            #    to 1024 (0: DEFAULT_BULK_BITS)
+    w_ring: int = 0         # ring words with w_bulk, a power of two; 0: fitted (the smallest
+                            #    holding two of the program's largest weight tiles)
     data_bits: int = 0      # feature-map values (max over the program's bw_in / bw_x)
     weight_bits: int = 0    # max bw_w
     bias_bits: int = 0      # max bw_b
@@ -245,6 +256,7 @@ class EngineConfig:
                 + (" packed" if self.packed_dsp else "")
                 + (f" +{self.lut_products} lut" if self.lut_products else "")
                 + (f" spram {spram}" if spram else "")
+                + (f" bulk weights {self.bus_bits}b" if self.w_bulk else "")
                 + (f" dw window {self.dw_window}x{self.dw_window}" if self.dw_window else ""))
 
     def multipliers_text(self) -> str:
@@ -334,7 +346,31 @@ class EngineConfig:
 
     @property
     def weight_addr_bits(self) -> int:
-        return clog2(self.weight_depth)
+        """Bits of a weight address: of the weight memory, or with ``w_bulk`` of a position
+        in the endless weight stream modulo twice the ring (a ring slot and a lap bit)."""
+        return self.ring_bits + 1 if self.w_bulk else clog2(self.weight_depth)
+
+    @property
+    def ring_bits(self) -> int:
+        """Bits of a ring slot (``w_bulk``)."""
+        return clog2(self.w_ring)
+
+    @property
+    def bus_bits(self) -> int:
+        """The bulk port's data width (``w_bulk``)."""
+        return self.bulk_bits or DEFAULT_BULK_BITS
+
+    @property
+    def word_beats(self) -> int:
+        """Bus words (beats) one weight word takes in bulk memory (``w_bulk``)."""
+        return -(-self.weight_word_bits // self.bus_bits)
+
+    @property
+    def bulk_addr_bits(self) -> int:
+        """Byte-address bits of the bulk port: the weight image's bus words (at address 0),
+        at least a 4 KiB page."""
+        return max(12, clog2(self.weight_depth * self.word_beats)
+                   + (self.bus_bits // 8).bit_length() - 1)
 
     @property
     def bias_addr_bits(self) -> int:
@@ -364,9 +400,20 @@ class EngineConfig:
                if not isinstance(getattr(self, key), int) or getattr(self, key) < 1]
         if bad:
             raise DynfixError(f"engine config: {', '.join(bad)} must be positive integers")
-        for key in ("im2col", "w_spram", "m_spram", "residual", "depthwise", "w_share"):
+        for key in ("im2col", "w_spram", "m_spram", "w_bulk", "residual", "depthwise",
+                    "w_share"):
             if getattr(self, key) not in (0, 1):
                 raise DynfixError(f"engine config: {key}={getattr(self, key)!r} must be 0 or 1")
+        if self.w_bulk and self.w_spram:
+            raise DynfixError("engine config: w_bulk (weights in bulk memory) and w_spram "
+                              "(weights in SPRAM) exclude each other")
+        if self.bulk_bits and (self.bulk_bits < 8 or self.bulk_bits > 1024
+                               or self.bulk_bits & (self.bulk_bits - 1)):
+            raise DynfixError(f"engine config: bulk_bits={self.bulk_bits} must be a power of "
+                              f"two from 8 to 1024 (0: {DEFAULT_BULK_BITS})")
+        if self.w_ring and (self.w_ring < 2 or self.w_ring & (self.w_ring - 1)):
+            raise DynfixError(f"engine config: w_ring={self.w_ring} must be a power of two "
+                              f"of at least 2 (0: fitted)")
         if self.lut_products > self.multipliers:
             raise DynfixError(f"engine config: lut_products={self.lut_products} is more than "
                               f"the engine's {self.multipliers} products (tm * lanes)")

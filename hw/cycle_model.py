@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .compiler import CompiledModel, LayerPlan, window_items
 from .config import EngineConfig
-from .timing import pipeline_depth, write_delay
+from .timing import BULK_LATENCY, issue_to_mac, pipeline_depth, write_delay
 
 #: Controller cycles per layer besides issuing: program fetch (2) and sequencer start (1).
 LAYER_OVERHEAD = 3
@@ -36,33 +36,124 @@ def held_issue_cycles(windows: int, items: int, gap: int, delay: int, words: int
     Window by window: the last item lands ``items`` (+ ``gap``) working cycles after the
     previous one, later by ``words`` for each hold that starts before it. The pattern of
     pending holds relative to the last window end repeats after a few windows (it depends
-    only on that relative pattern); from the first repeat on the rest is extrapolated."""
-    end = -1                            # cycle of the last window's last item
-    pending: list[int] = []             # start cycles of holds not yet passed
+    only on that relative pattern); from the first repeat on the rest is extrapolated
+    (:func:`_walk`)."""
+    return _walk(-1, [], windows, items, gap, delay, words, False, 0) + 1
+
+
+#: Cycles from an inference's start (the cycle the image load begins) to the address
+#: handshake of its weight pass on the bulk port (``w_bulk``): the ring's request, the
+#: reader's address.
+RING_REQUEST = 2
+#: Cycles from the image load's start to the first layer's sequencer start, beyond one per
+#: input value.
+LOAD_TO_START = 1
+
+
+def _advance(t: int, n: int, holds: list[int], words: int) -> int:
+    """The cycle after ``n`` free cycles counted from cycle ``t`` on, where ``holds`` (start
+    cycles, ascending; consumed as they are passed) each take ``words`` cycles."""
+    while holds and holds[0] + words <= t:
+        holds.pop(0)
+    while True:
+        if holds and holds[0] <= t:
+            t = holds.pop(0) + words
+            continue
+        if not holds or t + n <= holds[0]:
+            return t + n
+        n -= holds[0] - t
+        t = holds[0]
+
+
+def _walk(end: int, holds: list[int], windows: int, items: int, gap: int, delay: int,
+          words: int, rest_first: bool, not_before: int) -> int:
+    """The cycle of the last item of ``windows`` pooling windows of ``items`` items after
+    an item at cycle ``end``: ``gap`` rest cycles before each (before the first too when
+    ``rest_first``), the first window not before cycle ``not_before``; with ``words``, each
+    window's end makes the sequencer hold ``words`` cycles from ``delay`` cycles later
+    (appended to ``holds``). From the second window on the pattern of pending holds
+    repeats after a few windows; from the first repeat on the rest is extrapolated."""
     seen: dict[tuple[int, ...], tuple[int, int]] = {}
     i = 0
     while i < windows:
-        key = tuple(b - end for b in pending)
-        if key in seen:
-            j, end_j = seen[key]
-            period, cycles = i - j, end - end_j
-            jumps = (windows - i) // period
-            if jumps:
-                end += jumps * cycles
-                pending = [b + jumps * cycles for b in pending]
-                i += jumps * period
-                seen = {}
-                continue
-        if i:                           # window 0 has no rest cycles before it
+        if i:
+            key = tuple(b - end for b in holds)
+            if key in seen:
+                j, end_j = seen[key]
+                period, cycles = i - j, end - end_j
+                jumps = (windows - i) // period
+                if jumps:
+                    end += jumps * cycles
+                    holds[:] = [b + jumps * cycles for b in holds]
+                    i += jumps * period
+                    seen = {}
+                    continue
             seen[key] = (i, end)
-        last = end + items + (gap if i else 0)
-        while pending and pending[0] <= last:
-            pending.pop(0)
-            last += words
-        end = last
-        pending.append(end + delay)
+        t = _advance(end + 1, gap if (i or rest_first) else 0, holds, words)
+        if not i:
+            t = max(t, not_before)
+        end = _advance(t, items, holds, words) - 1
+        if words:
+            holds.append(end + delay)
         i += 1
-    return end + 1
+    return end
+
+
+def ring_layer_cycles(cm: CompiledModel, latency: int = BULK_LATENCY) -> list[dict]:
+    """Per layer of an engine with weights in bulk memory (``w_bulk``): the cycles its
+    counter reports and the cycles its groups waited for their tiles, for an ideal memory
+    whose first beat of a burst comes ``latency`` cycles after the address and then one
+    beat (bus word) per cycle.
+
+    Exact when the memory delivers so: the weight pass and the sequencer are followed
+    together. Word ``n`` of the pass is in the ring (counted by ``w_avail``) ``k`` cycles
+    after its first beat (``k`` = beats per word); beats come one per cycle, from
+    ``RING_REQUEST + latency`` on, but a word's first beat only once its ring slot is free
+    (the sequencer's oldest needed word, ``issue_to_mac`` cycles late, is past ``n -
+    w_ring``). A group's first item (or its first pixel's shortcut slot) issues once the
+    tile's last word has been in the ring for a cycle (the sequencer's ``wait`` register),
+    and not before the rest and holds of the wait-free schedule (:func:`_walk`)."""
+    cfg = cm.config
+    k, depth, lag = cfg.word_beats, cfg.w_ring, issue_to_mac(cfg)
+    words = cfg.wb_words if cfg.m_spram else 0
+    delay = write_delay(cfg) if cfg.m_spram else 0
+    avail: list[int] = []               # avail[n]: first cycle w_avail counts word n
+    freed: list[tuple[int, int]] = []   # (w_keep, the cycle the ring sees it from)
+    beat = RING_REQUEST + latency       # the next beat's earliest cycle
+
+    def ready(n: int) -> int:
+        """The first cycle the ring holds words 0 .. n - 1 (all of them with n = 0)."""
+        nonlocal beat
+        while len(avail) < n:
+            m = len(avail)
+            free = 0
+            if m - depth + 1 > 0:
+                free = next(t for keep, t in freed if keep >= m - depth + 1)
+            first = max(beat, free)
+            avail.append(first + k)
+            beat = first + k
+        return avail[n - 1] if n else 0
+
+    c, h, w = cm.input_shape
+    start = LOAD_TO_START + c * h * w   # the first layer's sequencer start
+    pos = 0                             # the stream position of the group's first word
+    out = []
+    for p in cm.plans:
+        e = p.entry
+        windows, items = e["n_py"] * e["n_px"], window_items(p, cfg)
+        holds: list[int] = []
+        end = start                     # the first item may issue the cycle after
+        freed.append((pos, start + 1 + lag))
+        for g in range(e["n_mg"]):
+            if g:
+                freed.append((pos, end + 1 + lag))
+            end = _walk(end, holds, windows, items, e["gap"], delay, words, bool(g),
+                        ready(pos + e["w_tile"]) + 1)
+            pos += e["w_tile"]
+        cycles = LAYER_OVERHEAD + end - start + pipeline_depth(cfg)
+        out.append({"cycles": cycles, "waits": cycles - layer_cycles(cfg, p)})
+        start += cycles
+    return out
 
 
 def layer_cycles(cfg: EngineConfig, plan: LayerPlan) -> int:
@@ -70,22 +161,28 @@ def layer_cycles(cfg: EngineConfig, plan: LayerPlan) -> int:
     return LAYER_OVERHEAD + issue_cycles(cfg, plan) + pipeline_depth(cfg)
 
 
-def estimate(cm: CompiledModel) -> dict:
-    """Per-layer and total cycles and MAC utilization for one image."""
+def estimate(cm: CompiledModel, bulk_latency: int = BULK_LATENCY) -> dict:
+    """Per-layer and total cycles and MAC utilization for one image; with weights in bulk
+    memory (``w_bulk``) for an ideal memory of first-beat latency ``bulk_latency``
+    (:func:`ring_layer_cycles`), with each layer's ``waits`` and the bytes a pass reads."""
     cfg = cm.config
+    ring = ring_layer_cycles(cm, bulk_latency) if cfg.w_bulk else None
     layers = []
-    for p in cm.plans:
-        cyc = layer_cycles(cfg, p)
+    for i, p in enumerate(cm.plans):
+        cyc = ring[i]["cycles"] if ring else layer_cycles(cfg, p)
         layers.append({"name": p.name, "kind": p.kind, "in_shape": list(p.in_shape),
                        "out_shape": list(p.out_shape), "kernel": list(p.kernel),
                        "stride": list(p.stride), "pool": p.pool, "macs": p.macs,
                        "residual": p.add.name if p.add is not None else None,
                        "cycles": cyc,
-                       "utilization": round(p.macs / (cyc * cfg.multipliers), 4)})
+                       "utilization": round(p.macs / (cyc * cfg.multipliers), 4),
+                       **({"waits": ring[i]["waits"]} if ring else {})})
     compute = sum(r["cycles"] for r in layers)
     load = cm.input_shape[0] * cm.input_shape[1] * cm.input_shape[2]
     unload = UNLOAD_CYCLES_PER_VALUE * cm.output_len
     macs = sum(p.macs for p in cm.plans)
     return {"cycles_per_image": compute + load + unload, "compute_cycles": compute,
             "load_cycles": load, "unload_cycles": unload, "macs": macs,
-            "utilization": round(macs / (compute * cfg.multipliers), 4), "layers": layers}
+            "utilization": round(macs / (compute * cfg.multipliers), 4), "layers": layers,
+            **({"bulk_bytes": cm.plans[0].entry["w_total"] * cfg.word_beats * cfg.bus_bits // 8}
+               if ring else {})}

@@ -18,8 +18,17 @@ from .requantizer import Requantizer
 from .residual_add import ResidualAdd
 from .sequencer import Sequencer
 from .timing import ISSUE_TO_MAC, issue_to_mac, pipeline_depth, requantizer_latency, write_delay
+from .axi import AxiReadSignature
 from .weight_memory import WeightMemory
+from .weight_ring import WeightRing
 from .write_back import WriteBack
+
+
+def bulk_signature(cfg: EngineConfig) -> AxiReadSignature | None:
+    """The engine's bulk-memory read port (``cfg.w_bulk``), or None."""
+    if not cfg.w_bulk:
+        return None
+    return AxiReadSignature(cfg.bulk_addr_bits, cfg.bus_bits)
 
 
 class Engine(wiring.Component):
@@ -57,7 +66,8 @@ class Engine(wiring.Component):
         self._weights = weights
         self._biases = biases
         self._cells = cells
-        super().__init__(EngineHostSignature(cfg.data_bits, weight_load=bool(cfg.w_spram)))
+        super().__init__(EngineHostSignature(cfg.data_bits, weight_load=bool(cfg.w_spram),
+                                             bulk=bulk_signature(cfg)))
 
     def elaborate(self, platform):
         m = Module()
@@ -70,7 +80,12 @@ class Engine(wiring.Component):
         b_word = data.ArrayLayout(b_lane, tm)
 
         m.submodules.fmap = fmap = MapMemory(cfg, cell=self._cells)
-        m.submodules.weights = wmem = WeightMemory(cfg, self._weights, cell=self._cells)
+        if cfg.w_bulk:
+            m.submodules.weights = wmem = WeightRing(
+                cfg.weight_word_bits, cfg.w_ring, cfg.weight_depth, cfg.bus_bits,
+                cfg.bulk_addr_bits)
+        else:
+            m.submodules.weights = wmem = WeightMemory(cfg, self._weights, cell=self._cells)
         # The ROM images are packed integers (lane 0 in the low bits), as in the hex files.
         m.submodules.biases = brom = memory.Memory(
             shape=b_word, depth=cfg.bias_depth, init=[b_word.from_bits(b) for b in self._biases])
@@ -123,6 +138,20 @@ class Engine(wiring.Component):
             # Map reads by the sequencer or the unloader (writes below).
             fmap.rd_addr.eq(Mux(ctrl.unloading, unloader.addr, seq.map_addr)),
         ]
+        if cfg.w_bulk:
+            # One pass of the weight stream per inference, from its start (the image load);
+            # the ring keeps what the sequencer issued until those reads are done.
+            wiring.connect(m, wiring.flipped(self.wbus), wmem.bus)
+            m.d.comb += [wmem.start.eq(ctrl.load_start), wmem.words.eq(e.w_total),
+                         wmem.enable.eq(self.bulk_ready), seq.w_flush.eq(ctrl.load_start),
+                         seq.w_avail.eq(wmem.wr_ptr)]
+            # The delay line starts over with the pass too (no stale position in it).
+            keep = seq.w_keep
+            for i in range(to_mac):
+                nxt = Signal.like(keep, name=f"w_keep_d{i}")
+                m.d.sync += nxt.eq(Mux(ctrl.load_start, 0, keep))
+                keep = nxt
+            m.d.comb += wmem.rd_ptr.eq(keep)
         if cfg.w_spram:
             wiring.connect(m, wiring.flipped(self.wl), wmem.wl)
             m.d.comb += wmem.idle.eq(~ctrl.busy)

@@ -20,7 +20,7 @@ class EngineHostSignature(wiring.Signature):
     outputs on ``o``. In Verilog the members become the ports ``i__payload``, ``i__valid``,
     ``i__ready``, ``o__payload``, ..., ``layer_cycles`` (beside ``clk`` and ``rst``).
 
-    Two signatures are equal when their ``data_bits`` and ``weight_load`` are.
+    Two signatures are equal when their ``data_bits``, ``weight_load`` and ``bulk`` are.
 
     Parameters
     ----------
@@ -29,6 +29,9 @@ class EngineHostSignature(wiring.Signature):
     weight_load : bool
         The engine keeps its weights in memory the bitstream cannot initialize (iCE40 SPRAM,
         ``EngineConfig.w_spram``): the host streams them in on ``wl`` before the first run.
+    bulk : AxiReadSignature or None
+        The engine reads its weights from bulk memory (``EngineConfig.w_bulk``) over this
+        AXI4 read port.
 
     Members
     -------
@@ -53,18 +56,27 @@ class EngineHostSignature(wiring.Signature):
         low halfword of each word first (:func:`dynfix.hw.ice40_spram.halfwords`); ready
         while no run is in progress. After the last halfword the next load starts over at
         word 0.
+    wbus : Out(bulk)
+        Only with ``bulk``: the AXI4 read port to the bulk memory holding the weight image
+        (:func:`dynfix.hw.weight_ring.bulk_image`, at address 0).
+    bulk_ready : In(1)
+        Only with ``bulk``: the bulk memory holds the weight image (the engine reads it
+        from then on); hold it high.
     """
 
-    def __init__(self, data_bits: int, weight_load: bool = False):
+    def __init__(self, data_bits: int, weight_load: bool = False,
+                 bulk: wiring.Signature | None = None):
         if not isinstance(data_bits, int) or isinstance(data_bits, bool) or data_bits < 1:
             raise TypeError(f"data_bits must be a positive integer, not {data_bits!r}")
         self._data_bits = data_bits
         self._weight_load = bool(weight_load)
+        self._bulk = bulk
         super().__init__({
             "i": In(stream.Signature(signed(data_bits))),
             "o": Out(stream.Signature(signed(data_bits))),
             **self.control_members(),
             **({"wl": In(stream.Signature(16))} if weight_load else {}),
+            **({"wbus": Out(bulk), "bulk_ready": In(1)} if bulk is not None else {}),
         })
 
     @staticmethod
@@ -85,10 +97,15 @@ class EngineHostSignature(wiring.Signature):
     def weight_load(self) -> bool:
         return self._weight_load
 
+    @property
+    def bulk(self) -> wiring.Signature | None:
+        return self._bulk
+
     def __eq__(self, other):
         return (type(other) is type(self) and other.data_bits == self.data_bits
-                and other.weight_load == self.weight_load)
+                and other.weight_load == self.weight_load and other.bulk == self.bulk)
 
     def __repr__(self):
         return (f"EngineHostSignature({self.data_bits}"
-                + (", weight_load=True)" if self.weight_load else ")"))
+                + (", weight_load=True" if self.weight_load else "")
+                + (f", bulk={self.bulk!r}" if self.bulk is not None else "") + ")")

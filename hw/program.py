@@ -11,7 +11,7 @@ from amaranth.lib import data
 
 from dynfix.errors import DynfixError
 from dynfix.quant.layers.leaky_relu import SLOPE_BITS
-from .config import EngineConfig
+from .config import EngineConfig, clog2
 from .requantizer import SLOPE_SHIFT_BITS
 
 #: Every field of a program entry, in bit order (the first field in the lowest bits):
@@ -118,6 +118,15 @@ SHARE_FIELDS: dict[str, tuple[str, str]] = {
     "w_share": ("flag", "1: the kernel's taps share one weight word per input word"),
 }
 
+#: The weight-ring field, in engines with ``cfg.w_bulk`` (weights streamed from bulk memory
+#: into a ring, ``hw/weight_ring.py``): a group may start once its whole tile is there.
+RING_FIELDS: dict[str, tuple[str, str]] = {
+    "w_tile": ("weight_addr", "weight words of each output-channel group (its ring tile)"),
+    # The same in every entry: the ring reads it from whichever entry is current when an
+    # inference starts.
+    "w_total": ("weight_count", "weight words of the whole program, streamed per inference"),
+}
+
 #: The map-offset fields, in engines with ``cfg.offsets`` (some map is unsigned).
 OFFSET_FIELDS: dict[str, tuple[str, str]] = {
     # An unsigned map holds q = v + zp, zp = -2**(bw-1), for v = 0 .. 2**bw - 1 (the
@@ -138,7 +147,8 @@ SLOPE_FIELDS: dict[str, tuple[str, str]] = {
 
 #: Kinds whose width follows a memory's address width or ``data_bits``; the compiler sizes
 #: ``dim_bits`` to the largest value of every other field.
-OWN_WIDTH_KINDS = ("map_addr", "map_corner", "map_step", "weight_addr", "bias_addr", "value",
+OWN_WIDTH_KINDS = ("map_addr", "map_corner", "map_step", "weight_addr", "weight_count",
+                   "bias_addr", "value",
                    "align", "add_shift", "slope", "slope_shift")
 
 
@@ -152,6 +162,7 @@ def kind_shapes(cfg: EngineConfig) -> dict[str, Shape]:
         "count": unsigned(db),
         "map_step": unsigned(ab),
         "weight_addr": unsigned(cfg.weight_addr_bits),
+        "weight_count": unsigned(clog2(cfg.weight_depth + 1)),
         "bias_addr": unsigned(cfg.bias_addr_bits),
         "bias_shift": unsigned(cfg.bias_shift_bits),
         "data_shift": signed(cfg.shift_bits),
@@ -168,7 +179,7 @@ def entry_fields(cfg: EngineConfig) -> dict[str, tuple[str, str]]:
     """The fields of ``cfg``'s program entries: :data:`FIELDS` (+ :data:`ADD_FIELDS`)."""
     return {**FIELDS, **(ADD_FIELDS if cfg.residual else {}),
             **(DW_FIELDS if cfg.depthwise else {}), **(WIN_FIELDS if cfg.dw_window else {}),
-            **(SHARE_FIELDS if cfg.w_share else {}),
+            **(SHARE_FIELDS if cfg.w_share else {}), **(RING_FIELDS if cfg.w_bulk else {}),
             **(OFFSET_FIELDS if cfg.offsets else {}), **(SLOPE_FIELDS if cfg.slope else {})}
 
 

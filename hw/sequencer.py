@@ -71,6 +71,13 @@ class Sequencer(wiring.Component):
     sc, sc_last : Out(1)        a shortcut slot item / the pixel's last one (``cfg.residual``)
     sc_off : Out(range(lanes))  the group's lane offset in its first shortcut word
 
+    With ``cfg.w_bulk`` the weights come from a ring (``hw/weight_ring.py``) that holds the
+    inference's stream of weight words from ``w_keep`` (the current group's first word) up
+    to ``w_avail`` (positions modulo twice the ring, ``w_base`` too); ``w_flush`` (the
+    start of an inference, when the ring starts over) sets ``w_keep`` to 0. A group issues
+    nothing until its whole tile (``entry.w_tile`` words) is in the ring: it *waits* (the
+    loop counters hold still).
+
     With ``cfg.m_spram`` the map memory has a single port (iCE40 SPRAM): the write-back's
     writes take it. They come a fixed ``write_delay`` cycles after the issue of a pooling
     window's last item (``cfg.wb_words`` cycles in a row), so the sequencer keeps those window
@@ -104,6 +111,10 @@ class Sequencer(wiring.Component):
             **({"sc": Out(1), "sc_last": Out(1), "sc_off": Out(range(max(2, cfg.lanes)))}
                if cfg.residual else {}),
             **({"hold": Out(1)} if cfg.m_spram else {}),
+            **({"w_avail": In(unsigned(cfg.weight_addr_bits)),
+                "w_keep": Out(unsigned(cfg.weight_addr_bits)), "wait": Out(1),
+                "w_flush": In(1)}
+               if cfg.w_bulk else {}),
             **({"dw_off": Out(range(max(2, cfg.lanes)))} if cfg.dw_window else {}),
         })
 
@@ -118,7 +129,10 @@ class Sequencer(wiring.Component):
         issuing = Signal()                  # running and issuing a loop item (no rest, no slot)
         slot = Signal()                     # issuing a shortcut slot item (cfg.residual)
         hold = self.hold if cfg.m_spram else Const(0)   # the write-back has the map port
-        m.d.comb += self.valid.eq(issuing | (slot & ~hold))
+        # With w_bulk, also while the group's tile is not in the ring (``wait``): items and
+        # shortcut slots alike (a waiting group starts with its first pixel's slots).
+        stall = (hold | self.wait) if cfg.w_bulk else hold
+        m.d.comb += self.valid.eq(issuing | (slot & ~stall))
 
         # Counters and their wrap flags (wrap[i]: the counter is at its last value). Both the
         # flags and the carries are registered one step ahead: inner[i] = every level inside
@@ -162,7 +176,7 @@ class Sequencer(wiring.Component):
             idle = Signal(unsigned(cfg.dim_bits))
             resting = Signal()
             has_gap = Signal()
-            m.d.comb += issuing.eq(running & ~resting & ~slot & ~hold)
+            m.d.comb += issuing.eq(running & ~resting & ~slot & ~stall)
             with m.If(self.start):
                 m.d.sync += [idle.eq(0), resting.eq(0), has_gap.eq(e.gap != 0)]
             with m.Elif(carry["px"]):
@@ -170,7 +184,7 @@ class Sequencer(wiring.Component):
             with m.Elif(resting & ~hold):
                 m.d.sync += [idle.eq(idle - 1), resting.eq(idle != 1)]
         else:
-            m.d.comb += issuing.eq(running & ~slot & ~hold)
+            m.d.comb += issuing.eq(running & ~slot & ~stall)
 
         def count_step(counter, flag, count, advance) -> Signal:
             """Step ``counter`` when ``advance``; returns the wrap flag's next value. A second
@@ -254,7 +268,7 @@ class Sequencer(wiring.Component):
             m.d.sync += ends.eq(Cat(carry["px"], ends[:-1]))
             m.d.comb += hold.eq(ends[d - 1:].any())
         if cfg.residual:
-            sc_addr = self._shortcut(m, slot, running, carry["px"], next_group, hold)
+            sc_addr = self._shortcut(m, slot, running, carry["px"], next_group, stall)
             m.d.comb += [self.map_addr.eq(Mux(slot, sc_addr, values["addr"])),
                          self.pad.eq(pad | slot)]
         else:
@@ -271,6 +285,9 @@ class Sequencer(wiring.Component):
         with m.If(self.start):
             m.d.sync += [self.w_addr.eq(e.w_base), w_group.eq(e.w_base),
                          self.b_addr.eq(e.b_base)]
+        if cfg.w_bulk:
+            with m.Elif(self.w_flush):
+                m.d.sync += w_group.eq(0)
         with m.Elif(issuing):
             with m.If(next_group):
                 m.d.sync += [self.w_addr.eq(self.w_addr + 1), w_group.eq(self.w_addr + 1),
@@ -285,11 +302,32 @@ class Sequencer(wiring.Component):
             with m.Else():
                 m.d.sync += self.w_addr.eq(self.w_addr + 1)
 
+        if cfg.w_bulk:
+            self._ring(m, w_group, issuing & next_group)
+
         with m.If(self.start):
             m.d.sync += running.eq(1)
         with m.Elif(self.done):
             m.d.sync += running.eq(0)
         return m
+
+    def _ring(self, m: Module, w_group: Signal, next_group):
+        """``wait`` (a register): the stream has not reached the end of the tile of the group
+        that issues next. That end is the group's first word plus ``w_tile``: at ``start``
+        ``w_base``, at a group change the word after the last item's. The stream only grows
+        and never runs more than the ring ahead of ``w_keep``, so the difference's top bit
+        modulo twice the ring tells "not yet"."""
+        e = self.entry
+        end = Signal.like(w_group, name="w_end")
+        end_next = Signal.like(w_group, name="w_end_next")
+        m.d.comb += [end_next.eq(end), self.w_keep.eq(w_group)]
+        with m.If(self.start):
+            m.d.comb += end_next.eq(e.w_base + e.w_tile)
+        with m.Elif(next_group):
+            m.d.comb += end_next.eq(self.w_addr + 1 + e.w_tile)
+        ahead = Signal.like(w_group, name="w_ahead")
+        m.d.comb += ahead.eq(self.w_avail - end_next)
+        m.d.sync += [end.eq(end_next), self.wait.eq(ahead[-1])]
 
     def _depthwise(self, m: Module, next_group):
         """The map address a group starts from: ``addr0``, plus, in a depthwise entry, the
@@ -309,7 +347,7 @@ class Sequencer(wiring.Component):
         return e.addr0 + Mux(e.dw, word_next, 0)
 
     def _shortcut(self, m: Module, slot: Signal, running: Signal, window_end, next_group,
-                  hold):
+                  stall):
         """Shortcut slots: ``slot`` is high for ``sc_slots`` cycles at the start of every
         output pixel of an Add group; returns the map address they read. The shortcut map
         has the output's layout, so group ``g``'s words of pixel ``p`` start at ``sc_base +
@@ -324,12 +362,12 @@ class Sequencer(wiring.Component):
         k = Signal(range(max(2, slots)))
         off = self.sc_off
         more = window_end & ~self.done  # another output pixel follows
-        m.d.comb += self.sc.eq(slot & ~hold)
-        m.d.comb += self.sc_last.eq(slot & ~hold & (k == slots - 1))
+        m.d.comb += self.sc.eq(slot & ~stall)
+        m.d.comb += self.sc_last.eq(slot & ~stall & (k == slots - 1))
         with m.If(self.start):
             m.d.sync += [word.eq(e.sc_base), cur.eq(e.sc_base), rd.eq(e.sc_base), off.eq(0),
                          k.eq(0), slot.eq(e.add)]
-        with m.Elif(slot & ~hold):
+        with m.Elif(slot & ~stall):
             m.d.sync += [rd.eq(rd + 1), k.eq(k + 1)]
             with m.If(k == slots - 1):
                 m.d.sync += [slot.eq(0), k.eq(0)]

@@ -38,6 +38,9 @@ SLOPE = 1
 RESIDUAL_ADD = 1 + REQUANTIZER
 #: The max pool's register (hw/max_pool.py).
 MAX_POOL = 1
+#: The bulk memory the cycle model and the simulation wrapper assume for ``w_bulk``: cycles
+#: from a burst's address handshake to its first beat (then a beat per cycle).
+BULK_LATENCY = 3
 
 
 def tree_levels(n: int) -> int:

@@ -18,6 +18,12 @@ Files (fixed names, in the simulator's working folder)
 ``weights16.hex`` for an engine whose weights are loaded (``EngineConfig.w_spram``, no
                   built-in image): read on ``reload[2]`` as halfwords and streamed into the
                   engine's ``wl`` port before the next step's first image
+``bulk.hex``      for an engine that reads its weights from bulk memory
+                  (``EngineConfig.w_bulk``): the bus words of the weight image
+                  (:func:`dynfix.hw.weight_ring.bulk_image`), read on ``reload[2]`` into the
+                  wrapper's AXI4 read memory (``dynfix_bulk_ram``: the first beat of a burst
+                  ``bulk_latency`` cycles after its address, then a beat per cycle; with
+                  ``bulk_stall`` pseudo-random stalls on AR and R)
 ``outputs.hex``   written on ``dump``: image ``n``'s outputs at ``n * out_len``
 ``stats.hex``     written on ``dump``: per image ``stat_words`` 32-bit words: the engine's
                   ``cycles``, the host cycles from ``start`` to ``done``, then each layer's
@@ -28,6 +34,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from dynfix.hw import timing
 from dynfix.hw.config import EngineConfig
 from dynfix.hw.host_interface import TOP_NAME as ENGINE
 from dynfix.hw.ice40_spram import CELL_DEPTH, spram_cells
@@ -38,6 +45,11 @@ RELOADABLE = {1: ("program.hex", "dut.ctrl.prog"), 2: ("weights.hex", "dut.weigh
               3: ("biases.hex", "dut.biases")}
 #: The weight image of an engine with a weight-load port: halfwords for ``wl`` (``reload[2]``).
 WEIGHT_LOAD = (2, "weights16.hex")
+#: The weight image of an engine with a bulk-memory port: bus words (``reload[2]``).
+BULK_LOAD = (2, "bulk.hex")
+#: Cycles from a burst's address handshake to its first beat in the wrapper's bulk memory:
+#: what the cycle model assumes.
+BULK_LATENCY = timing.BULK_LATENCY
 
 
 @dataclass(frozen=True)
@@ -58,6 +70,14 @@ class HostParams:
     #: leaves them undefined, and Verilog multiplies an undefined map lane by a zero weight to
     #: an undefined sum). A read of a word that was never written then shows as a mismatch.
     power_up: tuple[str, ...] = ()
+    #: The bulk memory of an engine with a bulk port (``w_bulk``): its words, their width,
+    #: the port's byte-address bits (0 words: no bulk port); the first beat's latency and
+    #: whether AR and R stall at pseudo-random cycles.
+    bulk_words: int = 0
+    bulk_bits: int = 0
+    bulk_addr_bits: int = 0
+    bulk_latency: int = BULK_LATENCY
+    bulk_stall: bool = False
 
     @classmethod
     def for_engine(cls, cfg: EngineConfig, in_len: int, out_len: int, n_layers: int,
@@ -72,7 +92,10 @@ class HostParams:
             rows, cols = spram_cells(cfg.fmap_depth, cfg.lanes * cfg.fmap_lane_bits)
             power_up = tuple(f"fmap.mem.cell_{r}_{c}.mem" for r in range(rows)
                              for c in range(cols))
-        return cls(cfg.data_bits, in_len, out_len, n_layers, max_images, wl_len, power_up)
+        bulk = ({"bulk_words": cfg.weight_depth * cfg.word_beats, "bulk_bits": cfg.bus_bits,
+                 "bulk_addr_bits": cfg.bulk_addr_bits} if cfg.w_bulk else {})
+        return cls(cfg.data_bits, in_len, out_len, n_layers, max_images, wl_len, power_up,
+                   **bulk)
 
     @property
     def stat_words(self) -> int:
@@ -87,6 +110,8 @@ def host_verilog(p: HostParams) -> str:
     targets = dict(RELOADABLE)
     if p.wl_len:
         targets[WEIGHT_LOAD[0]] = (WEIGHT_LOAD[1], "wbuf")
+    if p.bulk_words:
+        targets[BULK_LOAD[0]] = (BULK_LOAD[1], "ram.mem")
     reloads = "\n".join(
         f'      if (reload[{bit}]) $readmemh("{fname}", {path});'
         for bit, (fname, path) in targets.items())
@@ -109,6 +134,24 @@ def host_verilog(p: HostParams) -> str:
 """ if wl else "")
     wl_ports = (",\n    .wl__payload(wbuf[wl_ptr]), .wl__valid(wl_valid), .wl__ready(wl_ready)"
                 if wl else "")
+    bulk_decl, bulk_ram = "", ""
+    if p.bulk_words:
+        aw, dw = p.bulk_addr_bits, p.bulk_bits
+        bulk_decl = f"""  wire [{aw - 1}:0] araddr;
+  wire [7:0] arlen;
+  wire arvalid, arready, rlast, rvalid, rready;
+  wire [{dw - 1}:0] rdata;
+  dynfix_bulk_ram #(.AW({aw}), .DW({dw}), .WORDS({p.bulk_words}), .LAT({p.bulk_latency}),
+    .STALL({int(p.bulk_stall)})) ram (
+    .clk(clk), .rst(rst), .araddr(araddr), .arlen(arlen), .arvalid(arvalid),
+    .arready(arready), .rdata(rdata), .rlast(rlast), .rvalid(rvalid), .rready(rready));
+"""
+        wl_ports += (",\n    .wbus__arid(), .wbus__araddr(araddr), .wbus__arlen(arlen), "
+                     ".wbus__arsize(), .wbus__arburst(),\n    .wbus__arvalid(arvalid), "
+                     ".wbus__arready(arready), .wbus__rid(1'b0), .wbus__rdata(rdata),\n"
+                     "    .wbus__rresp(2'b00), .wbus__rlast(rlast), .wbus__rvalid(rvalid), "
+                     ".wbus__rready(rready), .bulk_ready(1'b1)")
+        bulk_ram = BULK_RAM
     wl_reset = " wl_pending <= 0;" if wl else ""
     wl_go = " wl_ptr <= 0;" if wl else ""
     wl_arm = f"\n      if (reload[{WEIGHT_LOAD[0]}]) wl_pending <= 1;" if wl else ""
@@ -142,7 +185,7 @@ module {TOP} (
   wire [{db - 1}:0] o_payload;
   wire [31:0] cycles, layer_cycles;
   wire i_valid = (state == RUN) && (sent < in_len);
-{wl_decl}
+{wl_decl}{bulk_decl}
   {ENGINE} dut (
     .clk(clk), .rst(rst),
     .i__payload(images[in_ptr + sent]), .i__valid(i_valid), .i__ready(i_ready),
@@ -207,6 +250,54 @@ module {TOP} (
       end
       default: state <= IDLE;
      endcase
+    end
+  end
+endmodule
+{bulk_ram}"""
+
+
+#: The wrapper's bulk memory: an AXI4 read subordinate (INCR bursts of whole words, address
+#: 0 up). Up to four bursts queue; each burst's first beat is ready ``LAT`` cycles after its
+#: address handshake (not before the previous burst's last beat), then a beat per cycle
+#: while ``rready``. With ``STALL`` an LFSR drops ``arready`` and delays ``rvalid`` (never
+#: once it is high) on about a quarter of the cycles each.
+BULK_RAM = """
+module dynfix_bulk_ram #(parameter AW = 12, DW = 64, WORDS = 16, LAT = 3, STALL = 0) (
+  input clk, input rst,
+  input [AW-1:0] araddr, input [7:0] arlen, input arvalid, output arready,
+  output [DW-1:0] rdata, output rlast, output rvalid, input rready
+);
+  localparam SZ = $clog2(DW / 8);
+  reg [DW-1:0] mem [0:WORDS-1];
+  reg [AW-1:0] qa [0:3];
+  reg [7:0] ql [0:3];
+  reg [31:0] qt [0:3];
+  reg [2:0] qn;
+  reg [1:0] qh, qw;
+  reg [31:0] now;
+  reg [7:0] beat;
+  reg [15:0] lfsr;
+  reg held;
+  assign arready = (qn < 4) && !(STALL && lfsr[3:2] == 0);
+  wire head = (qn != 0) && (now >= qt[qh]);
+  assign rvalid = head && (held || !(STALL && lfsr[1:0] == 0));
+  assign rdata = mem[(qa[qh] >> SZ) + beat];
+  assign rlast = beat == ql[qh];
+  wire push = arvalid && arready;
+  wire pop = rvalid && rready && rlast;
+  always @(posedge clk) begin
+    if (rst) begin
+      qn <= 0; qh <= 0; qw <= 0; now <= 0; beat <= 0; held <= 0; lfsr <= 16'hace1;
+    end else begin
+      now <= now + 1;
+      lfsr <= {lfsr[14:0], lfsr[15] ^ lfsr[13] ^ lfsr[12] ^ lfsr[10]};
+      held <= rvalid && !rready;
+      if (push) begin
+        qa[qw] <= araddr; ql[qw] <= arlen; qt[qw] <= now + LAT; qw <= qw + 1;
+      end
+      if (rvalid && rready) beat <= rlast ? 0 : beat + 1;
+      if (pop) qh <= qh + 1;
+      qn <= qn + push - pop;
     end
   end
 endmodule

@@ -67,6 +67,13 @@ CONFIGS: dict[str, EngineConfig] = {
     "tn3tm4_edge_spram": EngineConfig(tn=3, tm=4, w_spram=1, m_spram=1, **BOUNDS,
                                         **EDGE),
     "tn2tm7_spram": EngineConfig(tn=2, tm=7, w_spram=1, m_spram=1, **BOUNDS),
+    # Weights from bulk memory (AXI4) through a ring of tiles (hw/weight_ring.py): a
+    # narrow bus (6 beats a word) and a small ring make groups wait for their tiles; with
+    # single-port SPRAM maps, and with the depthwise window.
+    "tn3tm4_edge_bulk": EngineConfig(tn=3, tm=4, w_bulk=1, bulk_bits=16, w_ring=128,
+                                     m_spram=1, **BOUNDS, **EDGE),
+    "tn9tm3_edge_bulk": EngineConfig(tn=9, tm=3, w_bulk=1, bulk_bits=64, w_ring=128,
+                                     dw_window=3, dw_line=16, **BOUNDS, **EDGE),
     # More products than DSP blocks (ECP5): 5 of the 12 in LUTs (hw/lut_mul.py: lanes 1
     # and 2 of row 2, row 3 whole), the rest on registered MULT18X18D cells (dynfix's
     # cell model); groups straddle words.

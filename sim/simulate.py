@@ -32,9 +32,10 @@ from dynfix.hw.design import Design
 from dynfix.hw.generate import hex_lines
 from dynfix.hw.ice40_spram import load_image
 from dynfix.hw.program import entry_layout, pack_entry
+from dynfix.hw.weight_ring import bulk_image
 from dynfix.quant.float_model import predict
 from dynfix.quant.int_model import IntModel
-from .harness import RELOADABLE, WEIGHT_LOAD, HostParams, hex_values
+from .harness import BULK_LOAD, RELOADABLE, WEIGHT_LOAD, HostParams, hex_values
 from .scoreboard import Difference, Scoreboard, first_difference
 from .simulators import Simulator, choose
 
@@ -68,7 +69,7 @@ def memory_files(cm: CompiledModel, folder: Path, program: list[int] | None = No
     images = {
         "program.hex": hex_lines(padded(program or cm.program, cfg.prog_depth),
                                  entry_layout(cfg).size),
-        **(_weight_load_image(cm) if cfg.w_spram else {
+        **(_weight_load_image(cm) if cfg.w_spram else _bulk_image(cm) if cfg.w_bulk else {
             "weights.hex": hex_lines(padded(cm.weights, cfg.weight_depth),
                                      cfg.weight_word_bits)}),
         "biases.hex": hex_lines(padded(cm.biases, cfg.bias_depth),
@@ -80,8 +81,10 @@ def memory_files(cm: CompiledModel, folder: Path, program: list[int] | None = No
 def boot_files(cm: CompiledModel, folder: Path) -> dict[str, str]:
     """What the host must load into ``cm``'s engine before its first image, written into
     ``folder``: the weights of an engine that keeps them in SPRAM (which starts empty; the
-    board top loads them from flash), else nothing."""
-    return _write_files(folder, _weight_load_image(cm)) if cm.config.w_spram else {}
+    board top loads them from flash) or in bulk memory (the wrapper's), else nothing."""
+    if cm.config.w_spram:
+        return _write_files(folder, _weight_load_image(cm))
+    return _write_files(folder, _bulk_image(cm)) if cm.config.w_bulk else {}
 
 
 def _weight_load_image(cm: CompiledModel) -> dict[str, str]:
@@ -89,6 +92,14 @@ def _weight_load_image(cm: CompiledModel) -> dict[str, str]:
     cfg = cm.config
     return {WEIGHT_LOAD[1]: hex_lines(load_image(cm.weights, cfg.weight_depth,
                                                  cfg.weight_word_bits), 16)}
+
+
+def _bulk_image(cm: CompiledModel) -> dict[str, str]:
+    """``bulk.hex``: the bus words of the weight image in the wrapper's bulk memory."""
+    cfg = cm.config
+    return {BULK_LOAD[1]: hex_lines(bulk_image(padded(cm.weights, cfg.weight_depth),
+                                               cfg.weight_word_bits, cfg.bus_bits),
+                                    cfg.bus_bits)}
 
 
 def _write_files(folder: Path, images: dict[str, str]) -> dict[str, str]:
@@ -104,6 +115,7 @@ def _write_files(folder: Path, images: dict[str, str]) -> dict[str, str]:
 def reload_mask(files: dict[str, str]) -> int:
     bits = {name: bit for bit, (name, _) in RELOADABLE.items()}
     bits[WEIGHT_LOAD[1]] = WEIGHT_LOAD[0]
+    bits[BULK_LOAD[1]] = BULK_LOAD[0]
     mask = 1 if "images.hex" in files else 0
     for name in files:
         if name in bits:

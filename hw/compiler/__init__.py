@@ -155,6 +155,9 @@ def compile_model(model: Model, spec: QuantSpec, cfg: EngineConfig) -> CompiledM
             p.entry.update(dw=int(p.kind == "dwconv"), t_px=t_px)
         if cfg.w_share:
             p.entry.update(w_share=int(p.shared))
+        tile = (1 if p.shared or p.window else kh * kw) * t_in
+        if cfg.w_bulk:
+            p.entry.update(w_tile=tile)
         if cfg.dw_window:
             p.entry.update(win=int(bool(p.window)), win_sy=sy, win_sx=sx, win_wy=0, win_wx=0)
             if p.window:
@@ -169,7 +172,7 @@ def compile_model(model: Model, spec: QuantSpec, cfg: EngineConfig) -> CompiledM
                 sc_depth = max(sc_depth, shortcut_fifo_depth(cfg, window_items(p, cfg),
                                                              lc["gap"]))
         entries.append(p.entry)
-        w_base += n_mg * (1 if p.shared or p.window else kh * kw) * t_in
+        w_base += n_mg * tile
         b_base += n_mg
     if cfg.residual:
         cfg = cfg.fitted(sc_depth=sc_depth)
@@ -178,6 +181,11 @@ def compile_model(model: Model, spec: QuantSpec, cfg: EngineConfig) -> CompiledM
     # at a map's last pixel those can run past the map's end (zero weights meet them), so
     # the memory keeps that many words more (a read past the end would give undefined data).
     spill = max([0] + [cfg.dw_words - 1 for p in plans if p.kind == "dwconv" and not p.window])
+    if cfg.w_bulk:
+        cfg = cfg.fitted(w_ring=ring_depth(max(e["w_tile"] for e in entries)))
+        for e in entries:
+            # Ring positions count modulo twice the ring, from the inference's start.
+            e.update(w_base=e["w_base"] % (2 * cfg.w_ring), w_total=w_base)
     kinds = entry_fields(cfg)
     counts = [v for e in entries for k, v in e.items() if kinds[k][0] not in OWN_WIDTH_KINDS]
     reach = [abs(e["iy0"]) + e["in_h"] + e["kh"] + e["cs_py"] for e in entries]
@@ -199,6 +207,13 @@ def compile_model(model: Model, spec: QuantSpec, cfg: EngineConfig) -> CompiledM
     return CompiledModel(cfg, plans, [pack_entry(cfg, e) for e in entries],
                          pack_weights(cfg, plans), pack_biases(cfg, plans), out_name,
                          plans[0].in_shape, window, spec.input_zp)
+
+
+def ring_depth(tile: int) -> int:
+    """The weight ring's depth for a largest tile of ``tile`` words: the smallest power of
+    two holding two such tiles, so the next group's tile loads while the current one
+    computes (double buffering)."""
+    return 1 << max(1, (2 * tile - 1).bit_length())
 
 
 def avg_format(p: LayerPlan, m: MapFormat) -> LayerFormat:

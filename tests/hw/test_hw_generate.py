@@ -340,3 +340,12 @@ def test_lint_clean_with_only_the_waived_classes(generated, tmp_path):
                   "small", tmp_path / "p")
     rc, out = lint(tmp_path / "p" / f"{TOP_NAME}.v")
     assert rc == 0, out
+    # Weights from bulk memory (hw/weight_ring.py, the AXI4 bulk reader) with SPRAM maps:
+    # nothing more waived.
+    write_outputs(compile_model(model, spec, EngineConfig(tn=4, tm=4, w_bulk=1, bulk_bits=32,
+                                                          m_spram=1)),
+                  "small", tmp_path / "b")
+    text = (tmp_path / "b" / f"{TOP_NAME}.v").read_text()
+    assert "wbus__araddr" in text and "bulk_ready" in text
+    rc, out = lint(tmp_path / "b" / f"{TOP_NAME}.v")
+    assert rc == 0, out

@@ -11,11 +11,16 @@ tests/sim/test_sim_random.py`` runs exactly those seeds; ``DYNFIX_SEED`` shifts 
 from __future__ import annotations
 
 import os
+from dataclasses import fields, replace
 
 import pytest
 
+from dynfix.errors import DynfixError
+from dynfix.hw.compiler import compile_model
+from dynfix.hw.config import CHOICE_KEYS, EngineConfig
+from dynfix.hw.cycle_model import estimate
 from dynfix.sim.differential import run_cases, run_fitted
-from dynfix.sim.random_nets import CONFIGS
+from dynfix.sim.random_nets import CONFIGS, case_for
 from dynfix.sim.simulators import choose
 
 from sim_helpers import require_simulator
@@ -62,6 +67,7 @@ FITTED = int(os.environ.get("DYNFIX_RANDOM_FITTED", "2"))
 @pytest.mark.parametrize("index,name", [(i, n) for i, n in enumerate(CONFIGS)
                                         if i < 2 or n in ("tn3tm4_edge", "tn9tm3_edge",
                                                           "tn3tm4_edge_spram",
+                                                          "tn3tm4_edge_bulk",
                                                           "tn3tm4_packed")])
 def test_random_networks_fitted(index, name, tmp_path):
     """A few cases on engines fitted tightly to them (their own Verilog each): counters and
@@ -76,6 +82,43 @@ def test_random_networks_fitted(index, name, tmp_path):
             failed.append(r)
     assert not failed, "replay with DYNFIX_RANDOM_SEEDS=" + ",".join(str(r.seed)
                                                                    for r in failed)
+
+
+def waiting_seeds(name: str, count: int) -> list[int]:
+    """The first ``count`` seeds (from this test's own range) whose case, fitted to
+    ``name``'s engine, has groups that wait for their weight tiles in the cycle model."""
+    cfg = CONFIGS[name]
+    bare = replace(cfg, **{f.name: 0 for f in fields(EngineConfig) if f.name not in CHOICE_KEYS})
+    found = []
+    for seed in seeds_for(list(CONFIGS).index(name), 60, 700_000):
+        case = case_for(seed, cfg)
+        try:
+            cm = compile_model(case.model, case.spec, bare)
+        except DynfixError:
+            continue
+        if any(row["waits"] for row in estimate(cm)["layers"]):
+            found.append(seed)
+        if len(found) == count:
+            return found
+    raise AssertionError(f"fewer than {count} of 60 cases on {name} wait for weights")
+
+
+@pytest.mark.parametrize("name", ["tn3tm4_edge_bulk", "tn9tm3_edge_bulk"])
+def test_bulk_backpressure_keeps_results_exact(name, tmp_path):
+    """Weights from a bulk memory that stalls its address and data channels at
+    pseudo-random cycles, on cases whose groups wait for their tiles: every output stays
+    exact, every layer counter at or above the cycle model (exact for the memory that does
+    not stall, as the run without stalls checks), and the stalls cost cycles."""
+    sim = choose()
+    require_simulator(sim)
+    slower = 0
+    for seed in waiting_seeds(name, 2):
+        calm = run_fitted(CONFIGS[name], seed, tmp_path / f"{seed}_calm", sim)
+        r = run_fitted(CONFIGS[name], seed, tmp_path / f"{seed}_stall", sim, bulk_stall=True)
+        assert calm.ok, f"seed {seed}: {calm.where}"
+        assert r.ok, f"seed {seed} with a stalling bulk memory: {r.where}"
+        slower += r.cycles > calm.cycles
+    assert slower, "the stalling bulk memory cost no cycle in any case: it did not stall"
 
 
 @pytest.mark.slow

@@ -1,0 +1,187 @@
+"""A ring buffer of weight words, streamed from the bulk memory over AXI4 once per inference."""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Module, Signal, unsigned
+from amaranth.lib import memory, wiring
+from amaranth.lib.wiring import In, Out
+
+from .axi import RESP_OKAY, AxiReadSignature, word_addr_bits
+from .bulk_reader import BulkReader
+
+__all__ = ["WeightRing", "beats_per_word", "bulk_image"]
+
+
+def beats_per_word(word_bits: int, bus_bits: int) -> int:
+    """Bus words (beats) an engine word of ``word_bits`` takes on a ``bus_bits`` bus:
+    ``ceil(word_bits / bus_bits)``."""
+    if word_bits < 1 or bus_bits < 1:
+        raise ValueError(f"word_bits and bus_bits must be positive, not {word_bits}, "
+                         f"{bus_bits}")
+    return -(-word_bits // bus_bits)
+
+
+def bulk_image(words: list[int], word_bits: int, bus_bits: int) -> list[int]:
+    """The bus words that hold ``words`` in the bulk memory, as :class:`WeightRing` reads
+    them: each engine word takes :func:`beats_per_word` consecutive bus words, lowest bits
+    first; the bits above ``word_bits`` in its last bus word are 0."""
+    k = beats_per_word(word_bits, bus_bits)
+    mask = (1 << bus_bits) - 1
+    out = []
+    for i, w in enumerate(words):
+        if not 0 <= w < 1 << word_bits:
+            raise ValueError(f"word {i} ({w:#x}) does not fit {word_bits} bits")
+        out.extend((w >> (j * bus_bits)) & mask for j in range(k))
+    return out
+
+
+class WeightRing(wiring.Component):
+    """A ring of ``depth`` engine words that a :class:`~dynfix.hw.bulk_reader.BulkReader`
+    fills from the weight image in the bulk memory: one pass over its first ``words`` words
+    per ``start``.
+
+    The engine consumes the image's words strictly in order (one pass per inference), in
+    tiles of consecutive words that it may read many times. Word ``n`` of the pass lives in
+    ring slot ``n mod depth``; ``wr_ptr`` counts the words written, ``rd_ptr`` is the
+    consumer's oldest word still needed (both modulo ``2 * depth``, so a full ring and an
+    empty one differ). A word is written only while its slot is free: ``(wr_ptr - rd_ptr)
+    mod 2 * depth < depth``; until then the reader's words wait on the bus (``rready``
+    low), so the ring itself is the only buffer.
+
+    ``start`` sets ``wr_ptr`` to 0 and asks for a pass; the reader is asked (``words * k``
+    bus words from ``base``, ``k`` = :func:`beats_per_word`) as soon as ``enable`` is high
+    and it is idle. The ``k`` beats of an engine word are assembled lowest bits first (see
+    :func:`bulk_image`); bits above ``word_bits`` in the last one are dropped. The memory
+    write of a word and the increment of ``wr_ptr`` that counts it share one clock edge,
+    so a slot is readable as soon as ``wr_ptr`` shows its word.
+
+    Parameters
+    ----------
+    word_bits : int
+        Bits of an engine word.
+    depth : int
+        Ring words, a power of two, at least 2.
+    image_words : int
+        Engine words in the image, at least 1: the most a pass reads.
+    bus_bits : int
+        AXI data width.
+    addr_width : int
+        AXI byte address bits; the image must fit below ``2 ** addr_width`` bytes.
+    base : int
+        Bus-word address of the image's first bus word.
+    outstanding : int
+        Most bursts the reader keeps in flight.
+
+    Members
+    -------
+    bus : Out(AxiReadSignature(addr_width, bus_bits))
+    start : In(1)
+        Pulse: start a pass (the previous one must have ended: every word consumed).
+    words : In(unsigned(bits of image_words))
+        Engine words of the pass (1 .. ``image_words``), read at ``start``.
+    enable : In(1)
+        The bulk memory holds the image: a pass asked for starts only while it is high.
+    wr_ptr : Out(unsigned(log2(depth) + 1))
+        Words of the pass written, modulo ``2 * depth`` (a register).
+    rd_ptr : In(unsigned(log2(depth) + 1))
+        The consumer's oldest needed word, modulo ``2 * depth``; moves only forward and
+        never past ``wr_ptr``.
+    addr : In(unsigned(log2(depth)))
+        A ring slot to read.
+    data : Out(unsigned(word_bits))
+        That slot's word, one cycle after ``addr``.
+    error : Out(1)
+        A beat came with an ``rresp`` other than OKAY; held until reset.
+    """
+
+    def __init__(self, word_bits: int, depth: int, image_words: int, bus_bits: int,
+                 addr_width: int, base: int = 0, outstanding: int = 2):
+        if word_bits < 1:
+            raise ValueError(f"word_bits must be at least 1, not {word_bits}")
+        if depth < 2 or depth & (depth - 1):
+            raise ValueError(f"depth must be a power of two of at least 2, not {depth}")
+        if image_words < 1:
+            raise ValueError(f"image_words must be at least 1, not {image_words}")
+        if base < 0:
+            raise ValueError(f"base must not be negative, not {base}")
+        bus = AxiReadSignature(addr_width, bus_bits)   # checks the widths
+        self._k = beats_per_word(word_bits, bus_bits)
+        self._count = image_words * self._k
+        space = 1 << word_addr_bits(addr_width, bus_bits)
+        if base + self._count > space:
+            raise ValueError(f"the image (bus words {base} .. {base + self._count - 1}) does "
+                             f"not fit {addr_width} address bits")
+        self._word_bits, self._depth, self._bus_bits = word_bits, depth, bus_bits
+        self._addr_width, self._base, self._outstanding = addr_width, base, outstanding
+        slot_bits = depth.bit_length() - 1
+        super().__init__({
+            "bus": Out(bus),
+            "start": In(1),
+            "words": In(unsigned(image_words.bit_length())),
+            "enable": In(1),
+            "wr_ptr": Out(unsigned(slot_bits + 1)),
+            "rd_ptr": In(unsigned(slot_bits + 1)),
+            "addr": In(unsigned(slot_bits)),
+            "data": Out(unsigned(word_bits)),
+            "error": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        k, b, slot_bits = self._k, self._bus_bits, self._depth.bit_length() - 1
+
+        m.submodules.reader = reader = BulkReader(
+            self._addr_width, b, self._count.bit_length(), outstanding=self._outstanding)
+        wiring.connect(m, wiring.flipped(self.bus), reader.bus)
+        pending = Signal()                  # a pass was asked for and not yet started
+        count = Signal.like(reader.req.payload.count)
+        with m.If(self.start):
+            m.d.sync += [pending.eq(1), count.eq(self.words * k)]
+        with m.Elif(reader.req.valid & reader.req.ready):
+            m.d.sync += pending.eq(0)
+        m.d.comb += [
+            reader.req.payload.addr.eq(self._base),
+            reader.req.payload.count.eq(count),
+            reader.req.valid.eq(pending & self.enable),
+        ]
+
+        # The top bit of the fill level: set exactly when the ring holds depth words.
+        fill = Signal(unsigned(slot_bits + 1))
+        m.d.comb += fill.eq(self.wr_ptr - self.rd_ptr)
+        m.d.comb += reader.o.ready.eq(~fill[-1])
+        beat = reader.o.valid & reader.o.ready
+
+        with m.If(beat & (self.bus.rresp != RESP_OKAY)):
+            m.d.sync += self.error.eq(1)
+
+        m.submodules.mem = mem = memory.Memory(shape=unsigned(self._word_bits),
+                                               depth=self._depth, init=[])
+        wr = mem.write_port()
+        rd = mem.read_port()
+        m.d.comb += [rd.addr.eq(self.addr), self.data.eq(rd.data),
+                     wr.addr.eq(self.wr_ptr[:slot_bits])]
+
+        if k == 1:
+            last = beat
+            m.d.comb += wr.data.eq(reader.o.payload)
+        else:
+            # The earlier beats of the word, shifted in from the top: after k - 1 of them
+            # the first sits in the low bits.
+            held = Signal((k - 1) * b)
+            pos = Signal(range(k))
+            last = beat & (pos == k - 1)
+            m.d.comb += wr.data.eq(Cat(held, reader.o.payload))
+            with m.If(beat):
+                m.d.sync += held.eq(Cat(held[b:], reader.o.payload))
+                with m.If(pos == k - 1):
+                    m.d.sync += pos.eq(0)
+                with m.Else():
+                    m.d.sync += pos.eq(pos + 1)
+            with m.If(self.start):
+                m.d.sync += pos.eq(0)
+        m.d.comb += wr.en.eq(last)
+        with m.If(self.start):
+            m.d.sync += self.wr_ptr.eq(0)
+        with m.Elif(last):
+            m.d.sync += self.wr_ptr.eq(self.wr_ptr + 1)
+        return m
