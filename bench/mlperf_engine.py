@@ -181,6 +181,7 @@ def run(name: str, boards: list[str], images: int, synth: set[str], work: Path,
                    cycles_exact=all(lc == model_cycles for lc in s.layer_cycles),
                    kinds=kind_utilization(g.estimate, cfg.multipliers),
                    memories=g.fit.chosen.estimate.memories,
+                   bulk_bytes=est.get("bulk_bytes"),
                    fmap_words=cfg.fmap_depth, weight_words=cfg.weight_depth,
                    weights_stored=cfg.weight_depth * cfg.multipliers)
         try:
@@ -253,7 +254,9 @@ def table(rows: list[dict], images: int, command: str, bits: str = "8") -> list[
             fmax = f"{r['fmax']:.1f}, the digits engine's"
         latency = f"{r['latency_ms']:.2f} ms" + ("" if r.get("clock") else " (estimate)")
         body.append([*first, f"{r['engine']} ({r['products']} / {r['dsps']})",
-                     memory_text(r.get("memories") or {}), f"{r['cycles']:,}",
+                     memory_text(r.get("memories") or {})
+                     + (f"; {r['bulk_bytes']:,} bytes of weights from bulk memory per "
+                        f"inference" if r.get("bulk_bytes") else ""), f"{r['cycles']:,}",
                      f"{r['utilization']:.1%}", kinds, exact, fmax, latency, pub])
     lines += md_table(head, body)
     lines += ["", "Params and MACs are the exported model's. dynfix folds the global average "

@@ -1,6 +1,8 @@
 """The board top: an inference engine behind a UART link, LEDs for busy and done; for an
-engine whose weights live in SPRAM, the weight load from the SPI flash at power-up; with a
-PLL setting, the whole design clocked from the PLL (held in reset until it locks)."""
+engine whose weights live in SPRAM, the weight load from the SPI flash at power-up; for one
+that reads them from bulk memory, that memory in SPRAM, filled from the SPI flash at
+power-up; with a PLL setting, the whole design clocked from the PLL (held in reset until it
+locks)."""
 
 from __future__ import annotations
 
@@ -16,10 +18,15 @@ from dynfix.boards.protocol import LinkInfo
 from dynfix.boards.spi_flash_reader import SPIFlashReader, check_reader
 from dynfix.boards.uart_rx import UARTRx
 from dynfix.boards.uart_tx import UARTTx
+from dynfix.hw.axi import AxiReadSignature, axi_halves, word_addr_bits
+from dynfix.hw.bulk_writer import BulkWriter
 from dynfix.hw.host_interface import EngineHostSignature
+from dynfix.hw.ice40_spram import CELL_WIDTH, spram_cells
 from dynfix.hw.resources import Usage
+from dynfix.hw.spram_axi import SpramAxi
 
-__all__ = ["BoardTop", "check_link", "check_load", "usage", "FLASH_RESOURCE"]
+__all__ = ["BoardTop", "BulkLoad", "bulk_cells", "check_bulk", "check_link", "check_load",
+           "usage", "FLASH_RESOURCE"]
 
 #: The platform resource of the configuration flash in single-bit SPI mode
 #: (amaranth-boards ``SPIFlashResources``).
@@ -32,12 +39,27 @@ LINK_USAGE = Usage(luts=260, ffs=150)
 #: reader with its 16-byte header check, the byte pairing into halfwords (a byte and a flag)
 #: and the link's hold (docs/boards.md, "Weights in SPRAM").
 FLASH_LOAD_USAGE = Usage(luts=115, ffs=53)
+#: With the weights in bulk memory (``w_bulk``) the board top keeps that memory in SPRAM and
+#: fills it from the SPI flash (:class:`BulkLoad`): the reader with its header check, the
+#: bytes packed into bus words, the AXI4 writer and the memory's AXI4 port, for a 64-bit bus
+#: over all four cells (synthesized alone; docs/boards.md). The cells are not in it.
+BULK_LOAD_USAGE = Usage(luts=548, ffs=276)
 
 
-def usage(weight_load: bool) -> dict[str, Usage]:
+def usage(weight_load: bool, bulk: bool = False) -> dict[str, Usage]:
     """The board top's blocks for the resource estimate (:func:`dynfix.hw.resources.estimate`
-    ``extra``): the link, and the flash load for an engine that loads its weights."""
-    return {"board_top": LINK_USAGE, **({"flash_load": FLASH_LOAD_USAGE} if weight_load else {})}
+    ``extra``): the link, the flash load for an engine that loads its weights
+    (``weight_load``), the bulk memory's load and port for one that reads them from bulk
+    memory (``bulk``)."""
+    return {"board_top": LINK_USAGE, **({"flash_load": FLASH_LOAD_USAGE} if weight_load else {}),
+            **({"bulk_load": BULK_LOAD_USAGE} if bulk else {})}
+
+
+def bulk_cells(words: int, bus_bits: int) -> int:
+    """SB_SPRAM256KA cells of the board top's bulk memory (:class:`BulkLoad`): ``words`` bus
+    words of ``bus_bits`` bits (at least 2 words)."""
+    rows, cols = spram_cells(max(2, words), bus_bits)
+    return rows * cols
 
 
 def check_link(engine: wiring.Signature, info: LinkInfo) -> None:
@@ -62,17 +84,38 @@ def check_link(engine: wiring.Signature, info: LinkInfo) -> None:
                              f"{bits}-bit ones")
 
 
+def check_bulk(bus: AxiReadSignature, payload: bytes) -> None:
+    """Raise ``ValueError`` unless :class:`BulkLoad` can hold the flash payload ``payload``
+    (the bulk image's bus words) behind the read port ``bus``: a bus of whole SPRAM cells,
+    whole bus words, all of them within the port's address space."""
+    dw = bus.data_width
+    if dw % CELL_WIDTH:
+        raise ValueError(f"the bulk memory is iCE40 SPRAM, cells of {CELL_WIDTH} bits side "
+                         f"by side: its bus must be a multiple of {CELL_WIDTH} bits wide, "
+                         f"not {dw}")
+    if not payload or len(payload) % (dw // 8):
+        raise ValueError(f"the bulk image is {dw}-bit bus words: a positive multiple of "
+                         f"{dw // 8} bytes, not {len(payload)}")
+    words = len(payload) // (dw // 8)
+    if max(2, words) > 1 << word_addr_bits(bus.addr_width, dw):
+        raise ValueError(f"{words} bus words of {dw} bits do not fit the bulk port's "
+                         f"{bus.addr_width} address bits")
+
+
 def check_load(engine: EngineHostSignature, weights: bytes | None, clk_hz: int | None,
                sck_div: int = 2) -> None:
     """Raise ``ValueError`` unless the flash payload ``weights`` suits an engine with the host
-    interface ``engine``: given exactly when it has ``weight_load``, whole halfwords, a
-    reader for them at ``clk_hz`` possible. Needs no elaboratable (see :func:`check_link`)."""
-    if engine.weight_load != (weights is not None):
-        raise ValueError("an engine with a weight-load port needs the flash payload "
-                         "(weights=), one without takes none")
+    interface ``engine``: given exactly when it has ``weight_load`` or ``bulk``, whole
+    halfwords (``weight_load``) or what :func:`check_bulk` asks (``bulk``), a reader for
+    them at ``clk_hz`` possible. Needs no elaboratable (see :func:`check_link`)."""
+    if (engine.weight_load or engine.bulk is not None) != (weights is not None):
+        raise ValueError("an engine with a weight-load or bulk-memory port needs the flash "
+                         "payload (weights=), one without takes none")
     if weights is None:
         return
-    if len(weights) % 2:
+    if engine.bulk is not None:
+        check_bulk(engine.bulk, weights)
+    elif len(weights) % 2:
         raise ValueError(f"the weights are 16-bit halfwords: an even number of bytes, "
                          f"not {len(weights)}")
     if clk_hz is None:
@@ -81,8 +124,109 @@ def check_load(engine: EngineHostSignature, weights: bytes | None, clk_hz: int |
                  header=flash_header(weights))
 
 
+class BulkLoad(wiring.Component):
+    """The bulk memory of an engine that reads its weights over AXI4 (``w_bulk``), in iCE40
+    SPRAM, filled from the SPI flash at power-up.
+
+    A :class:`~dynfix.hw.spram_axi.SpramAxi` of ``payload``'s bus words (at least 2) at the
+    engine port's widths serves the engine's reads (``bus``) and the writes of a
+    :class:`~dynfix.hw.bulk_writer.BulkWriter`. After reset the writer takes one request
+    (every word, from word 0) while an :class:`SPIFlashReader` (``boot=True``) wakes the
+    flash, checks the 16-byte header at :data:`~dynfix.boards.flash_image.FLASH_OFFSET`
+    against the one ``payload`` gives and streams the payload; its bytes are packed
+    little-endian into bus words for the writer (the last byte of a word goes straight
+    through, the others wait in a shift register). ``loaded`` rises when the writer has its
+    last write response: the memory then holds the image.
+
+    Parameters
+    ----------
+    bus : AxiReadSignature
+        The engine's read port (``EngineHostSignature.bulk``); the memory takes its widths.
+    payload : bytes
+        The flash payload: the bulk image's bus words, little-endian (:func:`check_bulk`).
+    clk_hz : int
+        The clock, for the flash's wake-up wait.
+    sck_div : int
+        Clock cycles per SPI clock period (even, at least 2).
+    cell : bool
+        SB_SPRAM256KA cells (True) or the behavioural twin for Amaranth's simulator.
+
+    Members
+    -------
+    bus : In(bus)
+        The memory's read side: the engine's ``wbus`` connects to it.
+    loaded : Out(1)
+        The memory holds the image (the engine's ``bulk_ready``); held.
+    error : Out(1)
+        The flash header did not match (or a write was refused); held.
+    sck, cs_n, copi : Out(1)
+    cipo : In(1)
+        The SPI flash.
+    """
+
+    def __init__(self, bus: AxiReadSignature, payload: bytes, *, clk_hz: int,
+                 sck_div: int = 2, cell: bool = True):
+        check_bulk(bus, payload)
+        check_reader(offset=FLASH_OFFSET, length=len(payload), clk_hz=clk_hz,
+                     sck_div=sck_div, header=flash_header(payload))
+        self._bus, self._payload = bus, bytes(payload)
+        self._clk_hz, self._sck_div, self._cell = clk_hz, sck_div, cell
+        super().__init__({
+            "bus": In(bus),
+            "loaded": Out(1),
+            "error": Out(1),
+            "sck": Out(1), "cs_n": Out(1, init=1), "copi": Out(1), "cipo": In(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        bus, payload = self._bus, self._payload
+        dw, aw, nbytes = bus.data_width, bus.addr_width, bus.data_width // 8
+        words = len(payload) // nbytes
+        m.submodules.flash = reader = SPIFlashReader(
+            offset=FLASH_OFFSET, length=len(payload), clk_hz=self._clk_hz,
+            sck_div=self._sck_div, boot=True, header=flash_header(payload))
+        m.submodules.writer = writer = BulkWriter(aw, dw, words.bit_length(),
+                                                  id_width=bus.id_width)
+        m.submodules.memory = mem = SpramAxi(max(2, words), aw, dw, cell=self._cell,
+                                             id_width=bus.id_width)
+        reads, writes = axi_halves(mem.bus)
+        wiring.connect(m, wiring.flipped(self.bus), reads)
+        wiring.connect(m, writer.bus, writes)
+
+        # One request after reset: the whole image from word 0.
+        asked = Signal()
+        m.d.comb += [writer.req.payload.addr.eq(0), writer.req.payload.count.eq(words),
+                     writer.req.valid.eq(~asked)]
+        with m.If(writer.req.ready):
+            m.d.sync += asked.eq(1)
+
+        # Bytes to bus words, low byte first: the word's first nbytes - 1 bytes shift in
+        # from the top, its last byte joins them on the way to the writer. A bus word is a
+        # power of two of bytes, so the byte counter wraps by itself.
+        low = Signal(8 * (nbytes - 1))
+        count = Signal(range(nbytes))
+        last = count == nbytes - 1
+        m.d.comb += [
+            writer.i.payload.eq(Cat(low, reader.o.payload)),
+            writer.i.valid.eq(last & reader.o.valid),
+            reader.o.ready.eq(~last | writer.i.ready),
+        ]
+        with m.If(reader.o.valid & reader.o.ready):
+            m.d.sync += [low.eq(Cat(low[8:], reader.o.payload)), count.eq(count + 1)]
+
+        m.d.comb += [
+            self.loaded.eq(writer.done & ~writer.error),
+            self.error.eq(reader.error | writer.error),
+            self.sck.eq(reader.sck), self.cs_n.eq(reader.cs_n), self.copi.eq(reader.copi),
+            reader.cipo.eq(self.cipo),
+        ]
+        return m
+
+
 class BoardTop(wiring.Component):
-    """Engine + :class:`HostLink` + UART receiver and transmitter (+ the weight load).
+    """Engine + :class:`HostLink` + UART receiver and transmitter (+ the weight load, or the
+    bulk memory and its load).
 
     Built for a platform, the serial lines, LEDs and flash go to the pins the board file
     names; without one (simulation) they are the component's ports.
@@ -97,6 +241,12 @@ class BoardTop(wiring.Component):
     starts with ``P``) is answered after the load. If the header does not match the link
     never gets a byte, and both LEDs stay lit.
 
+    An engine whose signature has ``bulk`` (weights in bulk memory, read over AXI4) gets
+    that memory in SPRAM, filled from the SPI flash at power-up (:class:`BulkLoad`: the
+    same reader and header check, ``weights`` being the bulk image's bus words); the
+    engine's ``bulk_ready`` and ``loaded`` rise when the memory holds the image, and the
+    UART's bytes are held until then as above.
+
     Parameters
     ----------
     engine : wiring.Component
@@ -109,8 +259,9 @@ class BoardTop(wiring.Component):
     board : Board or None
         Names the UART and LED resources when built for a platform, and the clock.
     weights : bytes or None
-        The flash payload (:func:`~dynfix.boards.flash_image.weight_payload`), required
-        exactly when the engine has ``weight_load``.
+        The flash payload (:func:`~dynfix.boards.flash_image.weight_payload`, or for a bulk
+        engine the bulk image's bus words, :func:`~dynfix.boards.flash_image.flash_payload`),
+        required exactly when the engine has ``weight_load`` or ``bulk``.
     clk_hz : int or None
         The clock, for the flash's wake-up wait (default: the board's).
     sck_div : int
@@ -136,7 +287,7 @@ class BoardTop(wiring.Component):
         The flash header did not match; the engine never runs.
     flash_sck, flash_cs_n, flash_copi : Out(1)
     flash_cipo : In(1)
-        Only with a weight load: the SPI flash.
+        Only with a weight load or bulk memory: the SPI flash.
     osc : In(1)
         Only with ``pll``: the oscillator, when built without a platform (simulation).
     """
@@ -146,7 +297,9 @@ class BoardTop(wiring.Component):
                  pll: Ice40Pll | Ecp5Pll | None = None):
         check_link(engine.signature, info)
         self._load = engine.signature.weight_load
-        if self._load and clk_hz is None and board is not None:
+        self._bulk = engine.signature.bulk
+        self._flash = self._load or self._bulk is not None
+        if self._flash and clk_hz is None and board is not None:
             clk_hz = round(board.clock_mhz * 1e6)
         check_load(engine.signature, weights, clk_hz, sck_div)
         self._engine = engine
@@ -163,7 +316,7 @@ class BoardTop(wiring.Component):
             "loaded": Out(1),
             "load_error": Out(1),
             **({"flash_sck": Out(1), "flash_cs_n": Out(1, init=1), "flash_copi": Out(1),
-                "flash_cipo": In(1)} if self._load else {}),
+                "flash_cipo": In(1)} if self._flash else {}),
             **({"osc": In(1)} if pll is not None else {}),
         })
 
@@ -176,6 +329,8 @@ class BoardTop(wiring.Component):
 
         if self._load:
             self._weight_load(m, engine)
+        elif self._bulk is not None:
+            self._bulk_load(m, engine)
         else:
             m.d.comb += self.loaded.eq(1)
         # The link takes bytes only once the weights are in place: the receiver holds one.
@@ -227,13 +382,31 @@ class BoardTop(wiring.Component):
             reader.o.ready.eq(~have_low | engine.wl.ready),
             self.loaded.eq(reader.done),
             self.load_error.eq(reader.error),
+        ]
+        self._flash_wires(m, reader)
+        with m.If(reader.o.valid & reader.o.ready):
+            m.d.sync += [low.eq(reader.o.payload), have_low.eq(~have_low)]
+
+    def _bulk_load(self, m: Module, engine) -> None:
+        """The bulk memory, filled from the flash at boot, behind the engine's ``wbus``."""
+        m.submodules.bulk = bulk = BulkLoad(self._bulk, self._weights, clk_hz=self._clk_hz,
+                                            sck_div=self._sck_div)
+        wiring.connect(m, engine.wbus, bulk.bus)
+        m.d.comb += [
+            engine.bulk_ready.eq(bulk.loaded),
+            self.loaded.eq(bulk.loaded),
+            self.load_error.eq(bulk.error),
+        ]
+        self._flash_wires(m, bulk)
+
+    def _flash_wires(self, m: Module, reader) -> None:
+        """The top's flash lines to and from ``reader`` (whatever drives the flash)."""
+        m.d.comb += [
             self.flash_sck.eq(reader.sck),
             self.flash_cs_n.eq(reader.cs_n),
             self.flash_copi.eq(reader.copi),
             reader.cipo.eq(self.flash_cipo),
         ]
-        with m.If(reader.o.valid & reader.o.ready):
-            m.d.sync += [low.eq(reader.o.payload), have_low.eq(~have_low)]
 
     def _pins(self, m: Module, platform) -> None:
         b = self._board
@@ -241,7 +414,7 @@ class BoardTop(wiring.Component):
         m.submodules.rx_buf = rx_buf = io.Buffer("i", uart.rx)
         m.submodules.tx_buf = tx_buf = io.Buffer("o", uart.tx)
         m.d.comb += [self.uart_rx.eq(rx_buf.i), tx_buf.o.eq(self.uart_tx)]
-        if self._load:
+        if self._flash:
             self._flash_pins(m, platform)
         requested = {}
         for role, signal in (("busy", self.led_busy), ("done", self.led_done)):

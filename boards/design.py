@@ -1,13 +1,15 @@
 """A generated design (:class:`~dynfix.hw.design.Design`) as a board design: the engine
-Verilog behind the board top's UART link, its clock, and the flash image of the weights."""
+Verilog behind the board top's UART link, its clock, and the flash image of the weights (for
+an engine that keeps them in SPRAM, or in the bulk memory the board top keeps in SPRAM)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from dynfix.boards.board_top import BoardTop, check_link
+from dynfix.boards.board_top import BoardTop, bulk_cells, check_link
 from dynfix.boards.engine_instance import EngineInstance
-from dynfix.boards.flash_image import FILE_NAME, weight_payload, write_flash_files
+from dynfix.boards.flash_image import (FILE_NAME, flash_payload, weight_payload,
+                                       write_flash_files)
 from dynfix.boards.pll import Ecp5Pll, Ice40Pll, fastest_pll
 from dynfix.boards.protocol import LinkInfo
 from dynfix.boards.registry import Board
@@ -16,7 +18,10 @@ from dynfix.boards.synth import SynthResult
 from dynfix.boards.uart_tx import baud_divisor
 from dynfix.errors import DynfixError
 from dynfix.hw.design import Design
+from dynfix.hw.engine import bulk_signature
 from dynfix.hw.host_interface import EngineHostSignature
+from dynfix.hw.ice40_spram import CELL_WIDTH, spram_cells
+from dynfix.hw.weight_ring import bulk_image
 
 
 def link_info(design: Design) -> LinkInfo:
@@ -28,8 +33,11 @@ def link_info(design: Design) -> LinkInfo:
 
 def weights_payload(design: Design) -> bytes | None:
     """The flash payload of an engine that loads its weights (``w_spram``): ``weights.hex``
-    padded to the memory's depth, as halfwords (:func:`weight_payload`); None otherwise."""
-    if not design.weight_load:
+    padded to the memory's depth, as halfwords (:func:`weight_payload`); of one that reads
+    them from bulk memory (``w_bulk``): the words padded likewise as the bulk image's bus
+    words (:func:`~dynfix.hw.weight_ring.bulk_image`), each little-endian
+    (:func:`flash_payload`); None otherwise."""
+    if not (design.weight_load or design.bulk):
         return None
     path = design.folder / "weights.hex"
     try:
@@ -38,7 +46,54 @@ def weights_payload(design: Design) -> bytes | None:
         raise DynfixError(f"{design.folder}: cannot read the weights for the flash image "
                           f"({e}); re-run dynfix generate") from None
     cfg = design.config
-    return weight_payload(words, cfg.weight_depth, cfg.weight_word_bits)
+    if design.weight_load:
+        return weight_payload(words, cfg.weight_depth, cfg.weight_word_bits)
+    if len(words) > cfg.weight_depth:
+        raise DynfixError(f"{path}: {len(words)} words do not fit the engine's "
+                          f"{cfg.weight_depth}; re-run dynfix generate")
+    padded = words + [0] * (cfg.weight_depth - len(words))
+    try:
+        image = bulk_image(padded, cfg.weight_word_bits, cfg.bus_bits)
+    except ValueError as e:
+        raise DynfixError(f"{path}: {e}; re-run dynfix generate") from None
+    return flash_payload(image, cfg.bus_bits)
+
+
+def engine_instance(design: Design) -> EngineInstance:
+    """The generated engine as a component, with the ports its configuration gives it
+    (``wl`` with ``w_spram``, ``wbus`` and ``bulk_ready`` with ``w_bulk``)."""
+    bulk = bulk_signature(design.config) if design.bulk else None
+    return EngineInstance(design.verilog, design.data_bits, design.top,
+                          weight_load=design.weight_load, bulk=bulk)
+
+
+def check_spram(design: Design, board: Board) -> None:
+    """Raise a :class:`DynfixError` unless ``board`` has the SPRAM the engine of ``design``
+    needs on it: its weights (``w_spram``), or its bulk memory (``w_bulk``: the board top
+    keeps it in SPRAM) beside its maps there (``m_spram``)."""
+    if design.weight_load and board.spram is None:
+        raise DynfixError(f"the engine in {design.folder} keeps its weights in iCE40 SPRAM; "
+                          f"{board.name} has none: generate the engine for this board")
+    if not design.bulk:
+        return
+    if board.spram is None:
+        raise DynfixError(f"the engine in {design.folder} reads its weights from bulk "
+                          f"memory, which the board top keeps in iCE40 SPRAM; {board.name} "
+                          f"has none: generate the engine for this board")
+    cfg = design.config
+    if cfg.bus_bits % CELL_WIDTH:
+        raise DynfixError(f"the engine in {design.folder} reads its weights over a "
+                          f"{cfg.bus_bits}-bit bulk port; the board top's SPRAM bulk memory "
+                          f"needs a multiple of {CELL_WIDTH} bits: generate it with "
+                          f"bulk_bits {CELL_WIDTH} or more")
+    cells = bulk_cells(cfg.weight_depth * cfg.word_beats, cfg.bus_bits)
+    if cfg.m_spram:
+        rows, cols = spram_cells(cfg.fmap_depth, cfg.lanes * cfg.fmap_lane_bits)
+        cells += rows * cols
+    if cells > board.spram.blocks:
+        raise DynfixError(f"the engine in {design.folder} needs {cells} SPRAMs for its bulk "
+                          f"memory{' and maps' if cfg.m_spram else ''}; {board.name} has "
+                          f"{board.spram.blocks}: generate a smaller engine")
 
 
 def board_pll(board: Board, clock_mhz: float | None) -> Ice40Pll | Ecp5Pll | None:
@@ -53,23 +108,22 @@ def board_top(design: Design, board: Board, pll: Ice40Pll | Ecp5Pll | None = Non
               ) -> BoardTop:
     """The board top around the generated engine, for ``board``'s UART and its clock (the
     oscillator, or ``pll``'s output); an engine with its weights in SPRAM loads them from
-    the board's flash at power-up, SCK within the flash's read limit."""
+    the board's flash at power-up, SCK within the flash's read limit; one that reads them
+    from bulk memory gets that memory in SPRAM, filled from the flash at power-up."""
     info = link_info(design)
     check_link(EngineHostSignature(info.in_bits), info)     # before building anything
     weights = weights_payload(design)
-    if weights is not None and board.spram is None:
-        raise DynfixError(f"the engine in {design.folder} keeps its weights in iCE40 SPRAM; "
-                          f"{board.name} has none: generate the engine for this board")
+    check_spram(design, board)
     clk_hz = (pll.f_out if pll is not None else board.clock_mhz) * 1e6
     divisor = baud_divisor(clk_hz, board.baud)
-    engine = EngineInstance(design.verilog, info.in_bits, design.top,
-                            weight_load=design.weight_load)
+    engine = engine_instance(design)
     return BoardTop(engine, info, divisor=divisor, board=board, weights=weights,
                     clk_hz=round(clk_hz), sck_div=sck_divider(clk_hz), pll=pll)
 
 
 def add_flash_image(result: SynthResult, design: Design, build_dir: str | Path) -> None:
-    """For an engine that loads its weights from flash: write ``build_dir/weights.flash.bin``
+    """For an engine that loads its weights from flash (``w_spram``, or ``w_bulk``: its bulk
+    memory's image): write ``build_dir/weights.flash.bin``
     (:func:`~dynfix.boards.flash_image.write_flash_files`) and record it in ``result`` with
     the two commands that program the board, run in ``build_dir``: the bitstream at 0, then
     the weights at 1 MiB."""

@@ -33,7 +33,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 
-from dynfix.boards.board_top import usage as board_top_usage
+from dynfix.boards.board_top import bulk_cells, usage as board_top_usage
 from dynfix.boards.registry import Board
 from dynfix.errors import DynfixError
 from dynfix.hw.compiler import compile_model, plan_groups, plan_model
@@ -140,8 +140,12 @@ def candidates(model, max_mults: int) -> list[tuple[int, int, int, int]]:
 
 #: Where an engine's memories go when block RAM runs short on a board with SPRAM, in order
 #: of preference: the weights (costs no cycles), the maps (the write-back's holds cost a
-#: few), both.
-SPRAM_PLACEMENTS = ({"w_spram": 1}, {"m_spram": 1}, {"w_spram": 1, "m_spram": 1})
+#: few), both; then the weights in SPRAM as bulk memory (``w_bulk``: streamed tile by tile
+#: into a ring in block RAM, so an engine is no longer bound to the SPRAMs' word width),
+#: the bus as wide as the SPRAMs the maps leave.
+SPRAM_PLACEMENTS = ({"w_spram": 1}, {"m_spram": 1}, {"w_spram": 1, "m_spram": 1},
+                    {"w_bulk": 1, "bulk_bits": 64}, {"w_bulk": 1, "bulk_bits": 32, "m_spram": 1},
+                    {"w_bulk": 1, "bulk_bits": 16, "m_spram": 1})
 
 
 def evaluate_config(model, spec, cfg: EngineConfig, board: Board) -> Candidate:
@@ -150,10 +154,15 @@ def evaluate_config(model, spec, cfg: EngineConfig, board: Board) -> Candidate:
     (:data:`SPRAM_PLACEMENTS`): the first that fits, else the one short of the fewest block
     RAMs and SPRAMs."""
     c = _evaluate(model, spec, cfg, board)
-    if "brams" not in c.over or board.spram is None or cfg.w_spram or cfg.m_spram:
+    if ("brams" not in c.over or board.spram is None or cfg.w_spram or cfg.m_spram
+            or cfg.w_bulk):
         return c
-    tried = [c] + [_evaluate(model, spec, replace(cfg, **where), board)
-                   for where in SPRAM_PLACEMENTS]
+    tried = [c]
+    for where in SPRAM_PLACEMENTS:
+        try:
+            tried.append(_evaluate(model, spec, replace(cfg, **where), board))
+        except DynfixError:             # e.g. a ring tile too wide for the engine's bounds
+            continue
     fitting = [t for t in tried if t.fits]
     if fitting:
         return fitting[0]
@@ -168,7 +177,16 @@ def board_estimate(cfg: EngineConfig, board: Board) -> Estimate:
     """The resource estimate of the fitted engine ``cfg`` on ``board``, with the board top
     around it (:func:`dynfix.boards.board_top.usage`): what the fit compares with the
     board's resources."""
-    return estimate(cfg, Device.from_board(board), board_top_usage(cfg.w_spram))
+    extra = board_top_usage(cfg.w_spram, bulk=bool(cfg.w_bulk))
+    if cfg.w_bulk:
+        if board.spram is None:
+            raise DynfixError(f"the engine reads its weights from bulk memory (w_bulk: 1); "
+                              f"{board.name} has no bulk store for them yet (iCE40 SPRAM): "
+                              f"generate the engine for this board")
+        # The bulk store: the weight image's bus words in SPRAM cells (hw/spram_axi.py).
+        extra["bulk_store"] = Usage(sprams=bulk_cells(cfg.weight_depth * cfg.word_beats,
+                                                      cfg.bus_bits))
+    return estimate(cfg, Device.from_board(board), extra)
 
 
 def _evaluate(model, spec, cfg: EngineConfig, board: Board) -> Candidate:

@@ -164,6 +164,12 @@ class Design:
         """The engine keeps its weights in SPRAM: they are loaded at power-up."""
         return bool(self.engine.get("w_spram"))
 
+    @property
+    def bulk(self) -> bool:
+        """The engine reads its weights from bulk memory (``w_bulk``): the memory around it
+        holds them (the board top fills it at power-up)."""
+        return bool(self.engine.get("w_bulk"))
+
     def to_json(self) -> dict[str, Any]:
         """``report.json``'s content."""
         return self.report

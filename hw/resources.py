@@ -152,8 +152,9 @@ def engine_memories(cfg: EngineConfig) -> list[MemorySpec]:
     return [
         MemorySpec("fmap", cfg.fmap_depth, n * cfg.fmap_lane_bits, rom=False,
                    spram=bool(cfg.m_spram), lane_bits=cfg.fmap_lane_bits),
-        MemorySpec("weights", cfg.weight_depth, cfg.weight_word_bits, rom=True,
-                   spram=bool(cfg.w_spram)),
+        (MemorySpec("weights", cfg.w_ring, cfg.weight_word_bits, rom=False) if cfg.w_bulk
+         else MemorySpec("weights", cfg.weight_depth, cfg.weight_word_bits, rom=True,
+                         spram=bool(cfg.w_spram))),
         MemorySpec("biases", cfg.bias_depth, cfg.tm * cfg.bias_lane_bits, rom=True),
         MemorySpec("program", cfg.prog_depth, entry_layout(cfg).size, rom=True),
     ] + ([MemorySpec("dw_line", cfg.dw_line, (cfg.dw_window - 1) * n * cfg.data_bits,
@@ -204,7 +205,7 @@ PARTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "control": (("control", "mem_program", "write_back"),
                 ("ctrl", "seq", "loader", "unloader", "wb")),
     "maps": (("map_datapath", "mem_biases", "mem_fmap"), ("", "fmap")),
-    "weight memory": (("mem_weights",), ("weights",)),
+    "weight memory": (("mem_weights", "weight_ring"), ("weights",)),
 }
 
 
@@ -337,6 +338,16 @@ def estimate(cfg: EngineConfig, dev: Device, extra: dict[str, Usage] | None = No
         # write/read address select in front of the SPRAM.
         est.blocks["control"] = est.blocks.get("control", Usage()) + Usage(
             luts=acc + 2, ffs=write_delay(cfg) + cfg.wb_words)
+    if cfg.w_bulk:
+        # The weight ring (hw/weight_ring.py) besides its memory: the bulk reader's counters
+        # and burst logic, the beat assembly (a word's earlier beats), the ring's pointers;
+        # its read word is registered again in logic; the sequencer's tile end and wait.
+        # Fitted to yosys synth_ice40 of the ring alone over four word and bus widths
+        # (docs/engine.md, "Weights from bulk memory").
+        w, pos = cfg.weight_word_bits, cfg.weight_addr_bits
+        est.blocks["weight_ring"] = Usage(
+            luts=120 + 1.2 * w + 3 * pos,
+            ffs=60 + 2 * w + (cfg.word_beats - 1) * cfg.bus_bits + 4 * pos)
     layout_bits = entry_layout(cfg).size
     dims = cfg.dim_bits
     # Controller, sequencer (nested loop counters and address steps), two map walkers,

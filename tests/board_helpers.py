@@ -72,18 +72,20 @@ def run_board_tb(gen, im, x, build_dir: Path, image: bytes | None = None, n_imag
     Icarus (``tests/board_tb.py``): with ``image``, the flash holding it at 1 MiB; with
     ``pll`` (a :mod:`dynfix.boards.pll` setting), the design clocked from the PLL's model fed
     by the oscillator, else from ``clk_hz``; ``n_images`` test images of ``x`` sent after
-    ``P``, ``divisor`` clocks per UART bit. Returns what the host saw."""
+    ``P``, ``divisor`` clocks per UART bit; the cells of maps in SPRAM hold pseudo-random
+    words at power-up (those the engine addresses). Returns what the host saw."""
     from amaranth.back import verilog
 
     from dynfix.boards.board_top import BoardTop
-    from dynfix.boards.design import link_info, weights_payload
-    from dynfix.boards.engine_instance import EngineInstance
+    from dynfix.boards.design import engine_instance, link_info, weights_payload
     from dynfix.boards.flash_image import FLASH_OFFSET
     from dynfix.boards.pll import Ice40Pll, sim_sources
     from dynfix.boards.protocol import INFO_LEN, infer_request
     from dynfix.boards.spi_flash_reader import byte_cycles
     from dynfix.hw.generate import ensure_yosys
     from dynfix.hw.ice40_cells import SIM_DEFINES
+    from dynfix.hw.ice40_spram import CELL_DEPTH
+    from dynfix.sim.harness import HostParams
     from dynfix.sim.simulators import error_lines, job_files
     from sim_helpers import run_icarus
 
@@ -94,8 +96,8 @@ def run_board_tb(gen, im, x, build_dir: Path, image: bytes | None = None, n_imag
     if pll is not None:
         clk_hz = round(pll.f_out * 1e6)
     info = link_info(gen)
-    top = BoardTop(EngineInstance(gen.verilog, info.in_bits, weight_load=gen.weight_load),
-                   info, divisor=divisor, weights=payload, clk_hz=clk_hz, pll=pll)
+    top = BoardTop(engine_instance(gen), info, divisor=divisor, weights=payload, clk_hz=clk_hz,
+                   pll=pll)
     src = build_dir / "board.v"
     text = verilog.convert(top, name="board", emit_src=False, strip_internal_attrs=True)
     src.write_text(text)
@@ -107,6 +109,10 @@ def run_board_tb(gen, im, x, build_dir: Path, image: bytes | None = None, n_imag
            "load_cycles": load + 40 * divisor * (INFO_LEN + 2), "run_cycles": 100_000}
     if image is not None:
         job.update(image=list(image), base=FLASH_OFFSET)
+    cells = HostParams.for_engine(gen.config, 1, 1, 1, 1).power_up
+    if cells:                       # SPRAM cells of the maps: arbitrary at power-up
+        job.update(power_up=[f"engine.engine.{path}" for path in cells],
+                   power_up_words=min(CELL_DEPTH, 1 << gen.config.fmap_addr_bits))
     if pll is not None:
         job.update(osc_period_ps=2 * round(0.5e6 / pll.f_in),
                    pll_out="PLLOUTGLOBAL" if isinstance(pll, Ice40Pll) else "CLKOP")
@@ -116,3 +122,22 @@ def run_board_tb(gen, im, x, build_dir: Path, image: bytes | None = None, n_imag
                      defines=SIM_DEFINES)
     assert result.exists(), f"the cocotb test failed{error_lines(log, 3)} (see {log})"
     return json.loads(result.read_text())
+
+
+def check_wrong_header_never_runs(gen, im, x, tmp_path: Path, divisor: int) -> None:
+    """The flash holds another image than the bitstream was built for (its CRC field
+    changed): the reader stops after the header, nothing is loaded, the link never answers,
+    both LEDs lit."""
+    import pytest
+    from dynfix.boards.design import weights_payload
+    from dynfix.boards.flash_image import HEADER_BYTES, flash_image, read_header
+    image = bytearray(flash_image(weights_payload(gen)))
+    image[12] ^= 0x01                                   # the CRC-32 field
+    with pytest.raises(Exception, match="CRC"):
+        read_header(bytes(image))
+    res = run_board_tb(gen, im, x, tmp_path, bytes(image), divisor=divisor)
+    assert res["flash_errors"] == [] and res["load_error"] == 1 and res["loaded"] == 0
+    assert res["error_at"] is not None and res["loaded_at"] is None
+    assert res["bytes_out"] <= HEADER_BYTES + 1 and res["cs_n"] == 1
+    assert res["info"] is None and res["replies"] == [] and res["stray"] == []
+    assert res["leds"] == [1, 1]

@@ -8,6 +8,12 @@ names the PLL cell's output port) it drives only the oscillator ``osc``: the des
 is the PLL model's output (``boards/pll_sim.v``) and its reset the lock, so the testbench
 counts cycles of that clock, measures its period and notes when the PLL locked.
 
+An engine with its maps in SPRAM (the job's ``power_up`` names the cells' memories) reads
+map lanes it never wrote (times a zero weight): as on the chip, where SPRAM powers up
+holding arbitrary values, the cells are filled with pseudo-random ones at time 0 (yosys's
+model leaves them undefined, and an undefined lane would make the sum undefined), as the
+simulation wrapper does (``sim/harness.py``).
+
 The host sends ``P`` right after reset (with a PLL: right after the lock), while the weights
 are still loading, waits for the info reply (it must come only after the load), then sends
 the images and collects the replies. Everything it saw, with the clock cycle of each event,
@@ -17,6 +23,7 @@ goes to the job's result file.
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 
 import cocotb
@@ -87,6 +94,19 @@ async def pll_locked(dut, clk, res: dict, clock: Cycles) -> None:
     cocotb.start_soon(measure())
 
 
+def power_up(dut, paths: list[str], words: int, seed: int = 1) -> None:
+    """Fill the first ``words`` words of the memories at ``paths`` (dotted, below ``dut``)
+    with pseudo-random ones."""
+    rng = random.Random(seed)
+    for path in paths:
+        mem = dut
+        for name in path.split("."):
+            mem = getattr(mem, name)
+        bits = len(mem[0])
+        for i in range(min(words, len(mem))):
+            mem[i].value = rng.getrandbits(bits)
+
+
 @cocotb.test()
 async def boot_load_and_infer(dut):
     job = job_from_env()
@@ -95,6 +115,7 @@ async def boot_load_and_infer(dut):
     flashed = "image" in job
     res = {"replies": [], "info": None, "loaded_at": None, "error_at": None, "leds": None}
     dut.uart_rx.value = 1
+    power_up(dut, job.get("power_up", []), job.get("power_up_words", 0))
     if pll:
         Clock(dut.osc, job["osc_period_ps"], unit="ps").start()
         clk = getattr(dut.clock.pll, job["pll_out"])

@@ -13,13 +13,12 @@ import pytest
 from dynfix.boards.board_top import check_load
 from dynfix.boards.design import board_top, link_info, weights_payload
 from dynfix.hw.design import Design
-from dynfix.boards.flash_image import (HEADER_BYTES, flash_image, read_header,
-                                       weight_payload)
+from dynfix.boards.flash_image import HEADER_BYTES, flash_image, weight_payload
 from dynfix.boards.protocol import parse_result
 from dynfix.boards.registry import get_board
 from dynfix.boards.spi_flash_reader import READ, RELEASE_POWER_DOWN
 from dynfix.hw.host_interface import EngineHostSignature
-from board_helpers import run_board_tb
+from board_helpers import check_wrong_header_never_runs, run_board_tb
 from dynfix.hw.ice40_spram import halfwords
 
 CLK_HZ = 12_000_000
@@ -130,16 +129,7 @@ def test_board_with_wrong_flash_header_never_runs(spram_design, tmp_path):
     """The flash's image does not match the one the bitstream was built for (its CRC field
     changed): the reader stops after the header, the link never answers, both LEDs lit."""
     gen, cm, im, x = spram_design
-    image = bytearray(flash_image(weights_payload(gen)))
-    image[12] ^= 0x01                                   # the CRC-32 field
-    with pytest.raises(Exception, match="CRC"):
-        read_header(bytes(image))
-    res = run_board_tb(gen, im, x, tmp_path, bytes(image), divisor=DIVISOR)
-    assert res["flash_errors"] == [] and res["load_error"] == 1 and res["loaded"] == 0
-    assert res["error_at"] is not None and res["loaded_at"] is None
-    assert res["bytes_out"] <= HEADER_BYTES + 1 and res["cs_n"] == 1
-    assert res["info"] is None and res["replies"] == [] and res["stray"] == []
-    assert res["leds"] == [1, 1]
+    check_wrong_header_never_runs(gen, im, x, tmp_path, DIVISOR)
 
 
 def test_synth_writes_the_flash_image_and_names_the_commands(spram_design, tmp_path,
