@@ -19,7 +19,6 @@ from dynfix.boards.spi_flash_reader import SPIFlashReader, check_reader
 from dynfix.boards.uart_rx import UARTRx
 from dynfix.boards.uart_tx import UARTTx
 from dynfix.hw.axi import AxiReadSignature, axi_halves, word_addr_bits
-from dynfix.hw.bulk_writer import BulkWriter
 from dynfix.hw.host_interface import EngineHostSignature
 from dynfix.hw.ice40_spram import CELL_WIDTH, spram_cells
 from dynfix.hw.resources import Usage
@@ -41,18 +40,26 @@ LINK_USAGE = Usage(luts=260, ffs=150)
 FLASH_LOAD_USAGE = Usage(luts=115, ffs=53)
 #: With the weights in bulk memory (``w_bulk``) the board top keeps that memory in SPRAM and
 #: fills it from the SPI flash (:class:`BulkLoad`): the reader with its header check, the
-#: bytes packed into bus words, the AXI4 writer and the memory's AXI4 port, for a 64-bit bus
-#: over all four cells (synthesized alone; docs/boards.md). The cells are not in it.
-BULK_LOAD_USAGE = Usage(luts=548, ffs=276)
+#: bytes packed into bus words, the memory's AXI4 read port and load stream. LUT4s and FFs
+#: per bit of the bus and besides (synthesized alone at 32 and 64 bits; docs/boards.md).
+#: The cells are not in it.
+BULK_LOAD_PER_BIT = Usage(luts=2.35, ffs=2.05)
+BULK_LOAD_BASE = Usage(luts=244, ffs=102)
 
 
-def usage(weight_load: bool, bulk: bool = False) -> dict[str, Usage]:
+def bulk_load_usage(bus_bits: int) -> Usage:
+    """The logic of :class:`BulkLoad` for a bus of ``bus_bits``."""
+    return Usage(luts=BULK_LOAD_BASE.luts + BULK_LOAD_PER_BIT.luts * bus_bits,
+                 ffs=BULK_LOAD_BASE.ffs + BULK_LOAD_PER_BIT.ffs * bus_bits)
+
+
+def usage(weight_load: bool, bulk_bits: int = 0) -> dict[str, Usage]:
     """The board top's blocks for the resource estimate (:func:`dynfix.hw.resources.estimate`
     ``extra``): the link, the flash load for an engine that loads its weights
     (``weight_load``), the bulk memory's load and port for one that reads them from bulk
-    memory (``bulk``)."""
+    memory over a bus of ``bulk_bits`` (0: none)."""
     return {"board_top": LINK_USAGE, **({"flash_load": FLASH_LOAD_USAGE} if weight_load else {}),
-            **({"bulk_load": BULK_LOAD_USAGE} if bulk else {})}
+            **({"bulk_load": bulk_load_usage(bulk_bits)} if bulk_bits else {})}
 
 
 def bulk_cells(words: int, bus_bits: int) -> int:
@@ -129,14 +136,14 @@ class BulkLoad(wiring.Component):
     SPRAM, filled from the SPI flash at power-up.
 
     A :class:`~dynfix.hw.spram_axi.SpramAxi` of ``payload``'s bus words (at least 2) at the
-    engine port's widths serves the engine's reads (``bus``) and the writes of a
-    :class:`~dynfix.hw.bulk_writer.BulkWriter`. After reset the writer takes one request
-    (every word, from word 0) while an :class:`SPIFlashReader` (``boot=True``) wakes the
-    flash, checks the 16-byte header at :data:`~dynfix.boards.flash_image.FLASH_OFFSET`
-    against the one ``payload`` gives and streams the payload; its bytes are packed
-    little-endian into bus words for the writer (the last byte of a word goes straight
-    through, the others wait in a shift register). ``loaded`` rises when the writer has its
-    last write response: the memory then holds the image.
+    engine port's widths serves the engine's reads (``bus``); it is filled through its
+    ``load`` stream (its AXI write side is left out: the engine never writes). After reset
+    an :class:`SPIFlashReader` (``boot=True``) wakes the flash, checks the 16-byte header at
+    :data:`~dynfix.boards.flash_image.FLASH_OFFSET` against the one ``payload`` gives and
+    streams the payload; its bytes are packed little-endian into bus words for the memory
+    (the last byte of a word goes straight through, the others wait in a shift register),
+    written at word 0, 1, ... ``loaded`` rises when the last word is written: the memory
+    then holds the image.
 
     Parameters
     ----------
@@ -158,7 +165,7 @@ class BulkLoad(wiring.Component):
     loaded : Out(1)
         The memory holds the image (the engine's ``bulk_ready``); held.
     error : Out(1)
-        The flash header did not match (or a write was refused); held.
+        The flash header did not match; held.
     sck, cs_n, copi : Out(1)
     cipo : In(1)
         The SPI flash.
@@ -186,20 +193,11 @@ class BulkLoad(wiring.Component):
         m.submodules.flash = reader = SPIFlashReader(
             offset=FLASH_OFFSET, length=len(payload), clk_hz=self._clk_hz,
             sck_div=self._sck_div, boot=True, header=flash_header(payload))
-        m.submodules.writer = writer = BulkWriter(aw, dw, words.bit_length(),
-                                                  id_width=bus.id_width)
         m.submodules.memory = mem = SpramAxi(max(2, words), aw, dw, cell=self._cell,
-                                             id_width=bus.id_width)
-        reads, writes = axi_halves(mem.bus)
+                                             id_width=bus.id_width, load=True)
+        reads, _ = axi_halves(mem.bus)
         wiring.connect(m, wiring.flipped(self.bus), reads)
-        wiring.connect(m, writer.bus, writes)
-
-        # One request after reset: the whole image from word 0.
-        asked = Signal()
-        m.d.comb += [writer.req.payload.addr.eq(0), writer.req.payload.count.eq(words),
-                     writer.req.valid.eq(~asked)]
-        with m.If(writer.req.ready):
-            m.d.sync += asked.eq(1)
+        stored = Signal(range(words + 1))       # words written so far
 
         # Bytes to bus words, low byte first: the word's first nbytes - 1 bytes shift in
         # from the top, its last byte joins them on the way to the writer. A bus word is a
@@ -208,16 +206,18 @@ class BulkLoad(wiring.Component):
         count = Signal(range(nbytes))
         last = count == nbytes - 1
         m.d.comb += [
-            writer.i.payload.eq(Cat(low, reader.o.payload)),
-            writer.i.valid.eq(last & reader.o.valid),
-            reader.o.ready.eq(~last | writer.i.ready),
+            mem.load.payload.eq(Cat(low, reader.o.payload)),
+            mem.load.valid.eq(last & reader.o.valid),
+            reader.o.ready.eq(~last | mem.load.ready),
         ]
         with m.If(reader.o.valid & reader.o.ready):
             m.d.sync += [low.eq(Cat(low[8:], reader.o.payload)), count.eq(count + 1)]
+        with m.If(mem.load.valid & mem.load.ready):
+            m.d.sync += stored.eq(stored + 1)
 
         m.d.comb += [
-            self.loaded.eq(writer.done & ~writer.error),
-            self.error.eq(reader.error | writer.error),
+            self.loaded.eq(stored == words),
+            self.error.eq(reader.error),
             self.sck.eq(reader.sck), self.cs_n.eq(reader.cs_n), self.copi.eq(reader.copi),
             reader.cipo.eq(self.cipo),
         ]

@@ -177,7 +177,7 @@ def board_estimate(cfg: EngineConfig, board: Board) -> Estimate:
     """The resource estimate of the fitted engine ``cfg`` on ``board``, with the board top
     around it (:func:`dynfix.boards.board_top.usage`): what the fit compares with the
     board's resources."""
-    extra = board_top_usage(cfg.w_spram, bulk=bool(cfg.w_bulk))
+    extra = board_top_usage(cfg.w_spram, cfg.bus_bits if cfg.w_bulk else 0)
     if cfg.w_bulk:
         if board.spram is None:
             raise DynfixError(f"the engine reads its weights from bulk memory (w_bulk: 1); "

@@ -7,7 +7,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .axi import (BURST_INCR, RESP_OKAY, AxiReadSignature, BulkRequestLayout, burst_beats,
-                  check_master, size_code, word_addr_bits)
+                  check_master, max_beats, size_code, word_addr_bits)
 
 __all__ = ["BulkReader"]
 
@@ -77,7 +77,13 @@ class BulkReader(wiring.Component):
         rx_left = Signal(count_shape)                   # words not yet received
         inflight = Signal(range(self._outstanding + 1))  # bursts issued, rlast not seen
 
-        beats = burst_beats(m, ar_addr, ar_left, self._data_width)
+        # The next burst's length, registered: the cycle after the address or the count
+        # changed it is not yet valid (``fresh`` low) and no AR goes out. So the page and
+        # count compares never reach the bus, nor the subordinate's logic behind it.
+        beats = Signal(range(max_beats(self._data_width) + 1))
+        fresh = Signal()
+        m.d.sync += [beats.eq(burst_beats(m, ar_addr, ar_left, self._data_width)),
+                     fresh.eq(1)]
         m.d.comb += [
             bus.arid.eq(0),
             bus.araddr.eq(Cat(Const(0, size_code(self._data_width)), ar_addr)),
@@ -86,9 +92,12 @@ class BulkReader(wiring.Component):
             bus.arburst.eq(BURST_INCR),
             # Registers only, and none of them changes until the handshake: valid and the
             # burst stay put while the subordinate is not ready.
-            bus.arvalid.eq(self.busy & (ar_left != 0) & (inflight < self._outstanding)),
+            bus.arvalid.eq(self.busy & fresh & (ar_left != 0)
+                           & (inflight < self._outstanding)),
         ]
         ar_done = bus.arvalid & bus.arready
+        with m.If(ar_done):
+            m.d.sync += fresh.eq(0)
 
         expecting = rx_left != 0
         m.d.comb += [
@@ -114,7 +123,7 @@ class BulkReader(wiring.Component):
         with m.If(req.valid & req.ready):
             m.d.sync += [self.busy.eq(1), self.done.eq(0), self.error.eq(0),
                          ar_addr.eq(req.payload.addr), ar_left.eq(req.payload.count),
-                         rx_left.eq(req.payload.count)]
+                         rx_left.eq(req.payload.count), fresh.eq(0)]
         with m.Elif(self.busy & (ar_left == 0) & (rx_left == 0) & (inflight == 0)):
             m.d.sync += [self.busy.eq(0), self.done.eq(1)]
         return m

@@ -43,8 +43,8 @@ def held_issue_cycles(windows: int, items: int, gap: int, delay: int, words: int
 
 #: Cycles from an inference's start (the cycle the image load begins) to the address
 #: handshake of its weight pass on the bulk port (``w_bulk``): the ring's request, the
-#: reader's address.
-RING_REQUEST = 2
+#: reader's burst length (registered), its address.
+RING_REQUEST = 3
 #: Cycles from the image load's start to the first layer's sequencer start, beyond one per
 #: input value.
 LOAD_TO_START = 1

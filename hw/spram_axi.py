@@ -10,7 +10,7 @@ controller.
 from __future__ import annotations
 
 from amaranth.hdl import Cat, Module, Mux, Signal
-from amaranth.lib import enum, wiring
+from amaranth.lib import enum, stream, wiring
 from amaranth.lib.wiring import In
 
 from .axi import (BURST_INCR, MAX_BURST_BEATS, RESP_OKAY, RESP_SLVERR, AxiSignature,
@@ -87,16 +87,24 @@ class SpramAxi(wiring.Component):
         simulator (False); passed to :class:`~dynfix.hw.ice40_spram.SPRAM`.
     id_width : int
         AXI ID bits.
+    load : bool
+        Filled through ``load`` instead of AXI writes: the memory of a read-only manager
+        (the engine's weights), written once at power-up. The AXI write channels are then
+        never served (``awready``, ``wready`` and ``bvalid`` stay low), and their logic is
+        left out.
 
     Members
     -------
     bus : In(AxiSignature(addr_width, data_width, id_width))
         The subordinate's side of an AXI4 port: a manager's ``Out(AxiSignature)``, or its
         read and write halves (:func:`axi_halves`), connects to it.
+    load : In(stream.Signature(data_width))
+        Only with ``load``: words written at word 0, 1, 2, ..., one per cycle while no read
+        burst is served (a waiting AR yields to them).
     """
 
     def __init__(self, depth: int, addr_width: int, data_width: int = 64, *, cell: bool = True,
-                 id_width: int = 1):
+                 id_width: int = 1, load: bool = False):
         if data_width < CELL_WIDTH or data_width % CELL_WIDTH:
             raise ValueError(f"data_width must be a multiple of {CELL_WIDTH} (whole cells), "
                              f"not {data_width}")
@@ -106,8 +114,9 @@ class SpramAxi(wiring.Component):
         if depth > 1 << word_addr_bits(addr_width, data_width):
             raise ValueError(f"addr_width {addr_width} does not reach {depth} words of "
                              f"{data_width} bits")
-        self._depth, self._data_width, self._cell = depth, data_width, cell
-        super().__init__({"bus": In(bus)})
+        self._depth, self._data_width, self._cell, self._load = depth, data_width, cell, load
+        super().__init__({"bus": In(bus),
+                          **({"load": In(stream.Signature(data_width))} if load else {})})
 
     def elaborate(self, platform):
         m = Module()
@@ -131,8 +140,9 @@ class SpramAxi(wiring.Component):
                     | (axaddr[size:] + axlen + 1 > depth))
 
         # The address is a register: nothing on the bus reaches the cells' address pins.
-        m.d.comb += [ram.addr.eq(addr), ram.w_data.eq(bus.wdata),
-                     ram.w_mask.eq(Cat(b.replicate(2) for b in bus.wstrb))]   # 2 nibbles a byte
+        if not self._load:
+            m.d.comb += [ram.addr.eq(addr), ram.w_data.eq(bus.wdata),
+                         ram.w_mask.eq(Cat(b.replicate(2) for b in bus.wstrb))]  # 2 nibbles
 
         # R: the skid register or the cells' word; a stall keeps the presented word.
         r_valid = skid_full | ahead
@@ -151,20 +161,34 @@ class SpramAxi(wiring.Component):
         idle, reading = state == _State.IDLE, state == _State.READ
         writing, answering = state == _State.WRITE, state == _State.RESP
 
-        # Idle: take an AR or an AW; when both wait, the other kind than the last one taken.
-        take_read = idle & bus.arvalid & ~(bus.awvalid & last_read)
-        take_write = idle & bus.awvalid & ~take_read
-        m.d.comb += [bus.arready.eq(take_read), bus.awready.eq(take_write)]
+        if self._load:
+            # Loading: a word per cycle from the stream while idle, ahead of any AR.
+            at = Signal.like(addr, name="load_word")
+            m.d.comb += self.load.ready.eq(idle)
+            loading = self.load.valid & idle
+            with m.If(loading):
+                m.d.sync += at.eq(at + 1)
+            m.d.comb += [ram.addr.eq(Mux(loading, at, addr)), ram.w_data.eq(self.load.payload),
+                         ram.w_mask.eq(-1), ram.w_en.eq(loading)]
+            take_read = idle & bus.arvalid & ~self.load.valid
+            take_write = 0
+            m.d.comb += bus.arready.eq(take_read)
+        else:
+            # Idle: take an AR or an AW; when both wait, the other kind than the last one.
+            take_read = idle & bus.arvalid & ~(bus.awvalid & last_read)
+            take_write = idle & bus.awvalid & ~take_read
+            m.d.comb += [bus.arready.eq(take_read), bus.awready.eq(take_write)]
         with m.If(take_read):
             m.d.sync += [state.eq(_State.READ), addr.eq(bus.araddr[size:]),
                          left.eq(bus.arlen + 1), to_issue.eq(bus.arlen + 1), xid.eq(bus.arid),
                          refused.eq(refuse(bus.araddr, bus.arlen, bus.arsize, bus.arburst)),
                          last_read.eq(1)]
-        with m.If(take_write):
-            m.d.sync += [state.eq(_State.WRITE), addr.eq(bus.awaddr[size:]),
-                         left.eq(bus.awlen + 1), xid.eq(bus.awid),
-                         refused.eq(refuse(bus.awaddr, bus.awlen, bus.awsize, bus.awburst)),
-                         last_read.eq(0)]
+        if not self._load:
+            with m.If(take_write):
+                m.d.sync += [state.eq(_State.WRITE), addr.eq(bus.awaddr[size:]),
+                             left.eq(bus.awlen + 1), xid.eq(bus.awid),
+                             refused.eq(refuse(bus.awaddr, bus.awlen, bus.awsize, bus.awburst)),
+                             last_read.eq(0)]
 
         # Read: the next word now if whatever is presented leaves this cycle (or nothing is):
         # then its word has a place next cycle, on R. Outside a read nothing is issued, and
@@ -178,6 +202,8 @@ class SpramAxi(wiring.Component):
             with m.If(left == 1):
                 m.d.sync += state.eq(_State.IDLE)
 
+        if self._load:
+            return m
         # Write: a beat each cycle with wvalid, into the cells in the same cycle.
         w_beat = writing & bus.wvalid
         m.d.comb += [bus.wready.eq(writing), ram.w_en.eq(w_beat & ~refused)]

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from board_helpers import check_wrong_header_never_runs, run_board_tb
-from dynfix.boards.board_top import BULK_LOAD_USAGE, bulk_cells, check_load, usage
+from dynfix.boards.board_top import bulk_cells, bulk_load_usage, check_load, usage
 from dynfix.boards.design import add_flash_image, board_top, link_info, weights_payload
 from dynfix.boards.flash_image import HEADER_BYTES, flash_image, flash_payload
 from dynfix.boards.protocol import parse_result
@@ -134,8 +134,9 @@ def test_board_top_for_bulk_engine(bulk_design, tmp_path):
         check_load(top._engine.signature, b"abcdef", CLK_HZ)
     with pytest.raises(ValueError, match="needs the flash payload"):
         check_load(top._engine.signature, None, CLK_HZ)
-    assert usage(False, bulk=True) == {"board_top": usage(False)["board_top"],
-                                       "bulk_load": BULK_LOAD_USAGE}
+    assert usage(False, bulk_bits=32) == {"board_top": usage(False)["board_top"],
+                                          "bulk_load": bulk_load_usage(32)}
+    assert bulk_load_usage(64).luts > bulk_load_usage(32).luts > bulk_load_usage(16).luts
     result = SynthResult(board=board.name, device=board.device, luts=1, ffs=1, dsps=0,
                          brams=1, sprams=4, fmax_mhz=20.0, target_mhz=12.0, timing_met=True,
                          seconds=0.0, bitstream=str(tmp_path / "dynfix_top.bin"))

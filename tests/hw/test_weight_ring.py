@@ -385,11 +385,11 @@ def test_throughput_without_gaps_between_bursts():
     """64-bit words over a 32-bit bus, 300 of them: 600 beats in three bursts for the
     whole image, fewer for shorter passes. With two bursts in flight the beats of a pass
     follow one another without a gap: a pass of ``L`` words takes ``2 * L`` cycles after a
-    fixed setup (the pulse registers the pass, the reader takes it the next cycle and sends
-    the AR the one after, then the latency). With one burst in flight every burst waits for
-    the latency and the whole image takes longer."""
+    fixed setup (the pulse registers the pass, the reader takes it the next cycle, registers
+    the burst's length the one after and sends the AR the next, then the latency). With one
+    burst in flight every burst waits for the latency and the whole image takes longer."""
     image_words, k, latency = 300, 2, 8
-    setup = latency + 2
+    setup = latency + 3
     passes = [image_words, 180, 1, image_words]
     marks = run_throughput(64, 32, image_words, passes, latency=latency, outstanding=2)
     assert marks == [setup + n * k for n in passes], marks
