@@ -103,7 +103,8 @@ def waiting_seeds(name: str, count: int) -> list[int]:
     raise AssertionError(f"fewer than {count} of 60 cases on {name} wait for weights")
 
 
-@pytest.mark.parametrize("name", ["tn3tm4_edge_bulk", "tn9tm3_edge_bulk"])
+@pytest.mark.parametrize("name", ["tn3tm4_edge_bulk",
+                                  pytest.param("tn9tm3_edge_bulk", marks=pytest.mark.slow)])
 def test_bulk_backpressure_keeps_results_exact(name, tmp_path):
     """Weights from a bulk memory that stalls its address and data channels at
     pseudo-random cycles, on cases whose groups wait for their tiles: every output stays
