@@ -119,16 +119,20 @@ def ring_layer_cycles(cm: CompiledModel, latency: int = BULK_LATENCY) -> list[di
     delay = write_delay(cfg) if cfg.m_spram else 0
     avail: list[int] = []               # avail[n]: first cycle w_avail counts word n
     freed: list[tuple[int, int]] = []   # (w_keep, the cycle the ring sees it from)
+    seen = 0                            # freed[:seen] are behind every word still to come
     beat = RING_REQUEST + latency       # the next beat's earliest cycle
 
     def ready(n: int) -> int:
         """The first cycle the ring holds words 0 .. n - 1 (all of them with n = 0)."""
-        nonlocal beat
+        nonlocal beat, seen
         while len(avail) < n:
             m = len(avail)
             free = 0
             if m - depth + 1 > 0:
-                free = next(t for keep, t in freed if keep >= m - depth + 1)
+                # Both ascend (words and w_keep), so the search resumes where it stopped.
+                while freed[seen][0] < m - depth + 1:
+                    seen += 1
+                free = freed[seen][1]
             first = max(beat, free)
             avail.append(first + k)
             beat = first + k
