@@ -1,8 +1,8 @@
 """The board top: an inference engine behind a UART link, LEDs for busy and done; for an
 engine whose weights live in SPRAM, the weight load from the SPI flash at power-up; for one
-that reads them from bulk memory, that memory in SPRAM, filled from the SPI flash at
-power-up; with a PLL setting, the whole design clocked from the PLL (held in reset until it
-locks)."""
+that reads them from bulk memory, that memory: in SPRAM, filled from the SPI flash at
+power-up, or the SPI flash itself, read with quad reads at run time; with a PLL setting,
+the whole design clocked from the PLL (held in reset until it locks)."""
 
 from __future__ import annotations
 
@@ -19,17 +19,20 @@ from dynfix.boards.spi_flash_reader import SPIFlashReader, check_reader
 from dynfix.boards.uart_rx import UARTRx
 from dynfix.boards.uart_tx import UARTTx
 from dynfix.hw.axi import AxiReadSignature, axi_halves, word_addr_bits
+from dynfix.hw.config import BulkStore
 from dynfix.hw.host_interface import EngineHostSignature
 from dynfix.hw.ice40_spram import CELL_WIDTH, spram_cells
+from dynfix.hw.qspi_flash_axi import QspiFlashAxi, check_flash_axi
 from dynfix.hw.resources import Usage
 from dynfix.hw.spram_axi import SpramAxi
 
 __all__ = ["BoardTop", "BulkLoad", "bulk_cells", "check_bulk", "check_link", "check_load",
            "usage", "FLASH_RESOURCE"]
 
-#: The platform resource of the configuration flash in single-bit SPI mode
-#: (amaranth-boards ``SPIFlashResources``).
+#: The platform resource of the configuration flash in single-bit SPI mode, and with its
+#: four IO lines (amaranth-boards ``SPIFlashResources``).
 FLASH_RESOURCE = "spi_flash_1x"
+FLASH_QUAD_RESOURCE = "spi_flash_4x"
 
 #: The board top's logic in LUT4s and FFs: UART receiver and transmitter, the host link's
 #: protocol FSM, LED logic (synthesized alone; docs/boards.md).
@@ -47,19 +50,37 @@ BULK_LOAD_PER_BIT = Usage(luts=2.35, ffs=2.05)
 BULK_LOAD_BASE = Usage(luts=244, ffs=102)
 
 
+#: With the weights read from the SPI flash at run time (``bulk_store: flash``): the quad
+#: flash port (:class:`~dynfix.hw.qspi_flash_axi.QspiFlashAxi`), per bit of the bus and
+#: besides (synthesized alone at 8, 16 and 32 bits; docs/boards.md).
+FLASH_PORT_PER_BIT = Usage(luts=0.3, ffs=1.1)
+FLASH_PORT_BASE = Usage(luts=337, ffs=148)
+
+
+def flash_port_usage(bus_bits: int) -> Usage:
+    """The logic of the quad flash port for a bus of ``bus_bits``."""
+    return Usage(luts=FLASH_PORT_BASE.luts + FLASH_PORT_PER_BIT.luts * bus_bits,
+                 ffs=FLASH_PORT_BASE.ffs + FLASH_PORT_PER_BIT.ffs * bus_bits)
+
+
 def bulk_load_usage(bus_bits: int) -> Usage:
     """The logic of :class:`BulkLoad` for a bus of ``bus_bits``."""
     return Usage(luts=BULK_LOAD_BASE.luts + BULK_LOAD_PER_BIT.luts * bus_bits,
                  ffs=BULK_LOAD_BASE.ffs + BULK_LOAD_PER_BIT.ffs * bus_bits)
 
 
-def usage(weight_load: bool, bulk_bits: int = 0) -> dict[str, Usage]:
+def usage(weight_load: bool, bulk_bits: int = 0,
+          bulk_store: BulkStore = BulkStore.RAM) -> dict[str, Usage]:
     """The board top's blocks for the resource estimate (:func:`dynfix.hw.resources.estimate`
     ``extra``): the link, the flash load for an engine that loads its weights
-    (``weight_load``), the bulk memory's load and port for one that reads them from bulk
-    memory over a bus of ``bulk_bits`` (0: none)."""
+    (``weight_load``), for one that reads them from bulk memory over a bus of ``bulk_bits``
+    (0: none) the bulk memory's load and port (``bulk_store`` RAM) or the flash port."""
+    bulk = {}
+    if bulk_bits:
+        bulk = ({"flash_port": flash_port_usage(bulk_bits)} if bulk_store is BulkStore.FLASH
+                else {"bulk_load": bulk_load_usage(bulk_bits)})
     return {"board_top": LINK_USAGE, **({"flash_load": FLASH_LOAD_USAGE} if weight_load else {}),
-            **({"bulk_load": bulk_load_usage(bulk_bits)} if bulk_bits else {})}
+            **bulk}
 
 
 def bulk_cells(words: int, bus_bits: int) -> int:
@@ -110,7 +131,7 @@ def check_bulk(bus: AxiReadSignature, payload: bytes) -> None:
 
 
 def check_load(engine: EngineHostSignature, weights: bytes | None, clk_hz: int | None,
-               sck_div: int = 2) -> None:
+               sck_div: int = 2, bulk_store: BulkStore = BulkStore.RAM) -> None:
     """Raise ``ValueError`` unless the flash payload ``weights`` suits an engine with the host
     interface ``engine``: given exactly when it has ``weight_load`` or ``bulk``, whole
     halfwords (``weight_load``) or what :func:`check_bulk` asks (``bulk``), a reader for
@@ -119,6 +140,12 @@ def check_load(engine: EngineHostSignature, weights: bytes | None, clk_hz: int |
         raise ValueError("an engine with a weight-load or bulk-memory port needs the flash "
                          "payload (weights=), one without takes none")
     if weights is None:
+        return
+    if engine.bulk is not None and bulk_store is BulkStore.FLASH:
+        if clk_hz is None:
+            raise ValueError("a flash port needs clk_hz (or a board)")
+        check_flash_axi(offset=FLASH_OFFSET, length=len(weights),
+                        header=flash_header(weights), clk_hz=clk_hz)
         return
     if engine.bulk is not None:
         check_bulk(engine.bulk, weights)
@@ -294,14 +321,16 @@ class BoardTop(wiring.Component):
 
     def __init__(self, engine: wiring.Component, info: LinkInfo, *, divisor: int, board=None,
                  weights: bytes | None = None, clk_hz: int | None = None, sck_div: int = 2,
-                 pll: Ice40Pll | Ecp5Pll | None = None):
+                 pll: Ice40Pll | Ecp5Pll | None = None,
+                 bulk_store: BulkStore = BulkStore.RAM):
         check_link(engine.signature, info)
         self._load = engine.signature.weight_load
         self._bulk = engine.signature.bulk
         self._flash = self._load or self._bulk is not None
+        self._quad = self._bulk is not None and bulk_store is BulkStore.FLASH
         if self._flash and clk_hz is None and board is not None:
             clk_hz = round(board.clock_mhz * 1e6)
-        check_load(engine.signature, weights, clk_hz, sck_div)
+        check_load(engine.signature, weights, clk_hz, sck_div, bulk_store)
         self._engine = engine
         self._info = info
         self._divisor = divisor
@@ -315,8 +344,11 @@ class BoardTop(wiring.Component):
             "led_done": Out(1),
             "loaded": Out(1),
             "load_error": Out(1),
-            **({"flash_sck": Out(1), "flash_cs_n": Out(1, init=1), "flash_copi": Out(1),
-                "flash_cipo": In(1)} if self._flash else {}),
+            **({"flash_sck": Out(1), "flash_cs_n": Out(1, init=1)} if self._flash else {}),
+            **({"flash_copi": Out(1), "flash_cipo": In(1)} if self._flash and not self._quad
+               else {}),
+            **({"flash_dq_o": Out(4), "flash_dq_oe": Out(4), "flash_dq_i": In(4)}
+               if self._quad else {}),
             **({"osc": In(1)} if pll is not None else {}),
         })
 
@@ -329,6 +361,8 @@ class BoardTop(wiring.Component):
 
         if self._load:
             self._weight_load(m, engine)
+        elif self._quad:
+            self._bulk_flash(m, engine)
         elif self._bulk is not None:
             self._bulk_load(m, engine)
         else:
@@ -399,6 +433,24 @@ class BoardTop(wiring.Component):
         ]
         self._flash_wires(m, bulk)
 
+    def _bulk_flash(self, m: Module, engine) -> None:
+        """The flash itself as the bulk memory, read with quad reads behind ``wbus``."""
+        bus = self._bulk
+        m.submodules.bulk = port = QspiFlashAxi(
+            bus.addr_width, bus.data_width, id_width=bus.id_width, offset=FLASH_OFFSET,
+            length=len(self._weights), header=flash_header(self._weights), clk_hz=self._clk_hz)
+        wiring.connect(m, engine.wbus, port.bus)
+        m.d.comb += [
+            engine.bulk_ready.eq(port.ready),
+            self.loaded.eq(port.ready),
+            self.load_error.eq(port.error),
+            self.flash_sck.eq(port.sck),
+            self.flash_cs_n.eq(port.cs_n),
+            self.flash_dq_o.eq(port.dq_o),
+            self.flash_dq_oe.eq(port.dq_oe),
+            port.dq_i.eq(self.flash_dq_i),
+        ]
+
     def _flash_wires(self, m: Module, reader) -> None:
         """The top's flash lines to and from ``reader`` (whatever drives the flash)."""
         m.d.comb += [
@@ -433,7 +485,18 @@ class BoardTop(wiring.Component):
 
     def _flash_pins(self, m: Module, platform) -> None:
         """The configuration flash (after configuration its pins are ordinary I/O): CS is
-        active-low on the pin (the resource inverts it), WP and HOLD held inactive."""
+        active-low on the pin (the resource inverts it), WP and HOLD held inactive; or with
+        the flash as the bulk memory all four IO lines, each with its own output enable."""
+        if self._quad:
+            flash = platform.request(FLASH_QUAD_RESOURCE, 0, dir="-")
+            for name, value in (("cs", ~self.flash_cs_n), ("clk", self.flash_sck)):
+                m.submodules[f"flash_{name}_buf"] = buf = io.Buffer("o", getattr(flash, name))
+                m.d.comb += buf.o.eq(value)
+            for i in range(4):
+                m.submodules[f"flash_dq{i}_buf"] = buf = io.Buffer("io", flash.dq[i])
+                m.d.comb += [buf.o.eq(self.flash_dq_o[i]), buf.oe.eq(self.flash_dq_oe[i]),
+                             self.flash_dq_i[i].eq(buf.i)]
+            return
         flash = platform.request(FLASH_RESOURCE, 0, dir="-")
         outputs = {"cs": ~self.flash_cs_n, "clk": self.flash_sck, "copi": self.flash_copi,
                    "wp": 0, "hold": 0}

@@ -17,6 +17,7 @@ from dynfix.boards.spi_flash_reader import sck_divider
 from dynfix.boards.synth import SynthResult
 from dynfix.boards.uart_tx import baud_divisor
 from dynfix.errors import DynfixError
+from dynfix.hw.config import BulkStore
 from dynfix.hw.design import Design
 from dynfix.hw.engine import bulk_signature
 from dynfix.hw.host_interface import EngineHostSignature
@@ -76,11 +77,24 @@ def check_spram(design: Design, board: Board) -> None:
                           f"{board.name} has none: generate the engine for this board")
     if not design.bulk:
         return
+    cfg = design.config
+    if cfg.bulk_store is BulkStore.FLASH:
+        if board.spram is None:
+            raise DynfixError(f"the engine in {design.folder} reads its weights from the SPI "
+                              f"flash at run time; dynfix drives a flash that way on iCE40 "
+                              f"boards only, not {board.name}: generate the engine for this "
+                              f"board")
+        if cfg.m_spram:
+            rows, cols = spram_cells(cfg.fmap_depth, cfg.lanes * cfg.fmap_lane_bits)
+            if rows * cols > board.spram.blocks:
+                raise DynfixError(f"the engine in {design.folder} needs {rows * cols} SPRAMs "
+                                  f"for its maps; {board.name} has {board.spram.blocks}: "
+                                  f"generate a smaller engine")
+        return
     if board.spram is None:
         raise DynfixError(f"the engine in {design.folder} reads its weights from bulk "
                           f"memory, which the board top keeps in iCE40 SPRAM; {board.name} "
                           f"has none: generate the engine for this board")
-    cfg = design.config
     if cfg.bus_bits % CELL_WIDTH:
         raise DynfixError(f"the engine in {design.folder} reads its weights over a "
                           f"{cfg.bus_bits}-bit bulk port; the board top's SPRAM bulk memory "
@@ -118,7 +132,8 @@ def board_top(design: Design, board: Board, pll: Ice40Pll | Ecp5Pll | None = Non
     divisor = baud_divisor(clk_hz, board.baud)
     engine = engine_instance(design)
     return BoardTop(engine, info, divisor=divisor, board=board, weights=weights,
-                    clk_hz=round(clk_hz), sck_div=sck_divider(clk_hz), pll=pll)
+                    clk_hz=round(clk_hz), sck_div=sck_divider(clk_hz), pll=pll,
+                    bulk_store=design.config.bulk_store)
 
 
 def add_flash_image(result: SynthResult, design: Design, build_dir: str | Path) -> None:

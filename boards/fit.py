@@ -34,10 +34,11 @@ import math
 from dataclasses import dataclass, field, replace
 
 from dynfix.boards.board_top import bulk_cells, usage as board_top_usage
+from dynfix.boards.flash_image import PAYLOAD_BYTES
 from dynfix.boards.registry import Board
 from dynfix.errors import DynfixError
 from dynfix.hw.compiler import compile_model, plan_groups, plan_model
-from dynfix.hw.config import EngineConfig, Multiplier, packable
+from dynfix.hw.config import BulkStore, EngineConfig, Multiplier, packable
 from dynfix.hw.cycle_model import estimate as cycle_estimate, layer_cycles
 from dynfix.hw.resources import (Device, Estimate, Usage, engine_memories, estimate,
                                  lut_product_usage)
@@ -142,10 +143,14 @@ def candidates(model, max_mults: int) -> list[tuple[int, int, int, int]]:
 #: of preference: the weights (costs no cycles), the maps (the write-back's holds cost a
 #: few), both; then the weights in SPRAM as bulk memory (``w_bulk``: streamed tile by tile
 #: into a ring in block RAM, so an engine is no longer bound to the SPRAMs' word width),
-#: the bus as wide as the SPRAMs the maps leave.
+#: the bus as wide as the SPRAMs the maps leave; last the weights read from the SPI flash
+#: at run time (``bulk_store: flash``, a byte per four cycles: for weights SPRAM cannot
+#: hold), with the maps in block RAM or in SPRAM.
 SPRAM_PLACEMENTS = ({"w_spram": 1}, {"m_spram": 1}, {"w_spram": 1, "m_spram": 1},
                     {"w_bulk": 1, "bulk_bits": 64}, {"w_bulk": 1, "bulk_bits": 32, "m_spram": 1},
-                    {"w_bulk": 1, "bulk_bits": 16, "m_spram": 1})
+                    {"w_bulk": 1, "bulk_bits": 16, "m_spram": 1},
+                    {"w_bulk": 1, "bulk_bits": 8, "bulk_store": BulkStore.FLASH},
+                    {"w_bulk": 1, "bulk_bits": 8, "bulk_store": BulkStore.FLASH, "m_spram": 1})
 
 
 def evaluate_config(model, spec, cfg: EngineConfig, board: Board) -> Candidate:
@@ -177,8 +182,18 @@ def board_estimate(cfg: EngineConfig, board: Board) -> Estimate:
     """The resource estimate of the fitted engine ``cfg`` on ``board``, with the board top
     around it (:func:`dynfix.boards.board_top.usage`): what the fit compares with the
     board's resources."""
-    extra = board_top_usage(cfg.w_spram, cfg.bus_bits if cfg.w_bulk else 0)
-    if cfg.w_bulk:
+    extra = board_top_usage(cfg.w_spram, cfg.bus_bits if cfg.w_bulk else 0, cfg.bulk_store)
+    if cfg.w_bulk and cfg.bulk_store is BulkStore.FLASH:
+        if board.spram is None:
+            raise DynfixError(f"the engine reads its weights from the SPI flash at run time "
+                              f"(bulk_store: flash); dynfix drives a flash that way on iCE40 "
+                              f"boards only, not {board.name}: generate the engine for this "
+                              f"board")
+        size = cfg.weight_depth * cfg.word_beats * cfg.bus_bits // 8
+        if size > PAYLOAD_BYTES:
+            raise DynfixError(f"the weights ({size} bytes as the bulk image) do not fit the "
+                              f"{PAYLOAD_BYTES} bytes of SPI flash past the bitstream")
+    elif cfg.w_bulk:
         if board.spram is None:
             raise DynfixError(f"the engine reads its weights from bulk memory (w_bulk: 1); "
                               f"{board.name} has no bulk store for them yet (iCE40 SPRAM): "
@@ -346,7 +361,9 @@ def _memory_note(c: Candidate, board: Board) -> str:
         parts = [f"{name} {desc}" for name, desc in c.estimate.memories.items()
                  if "SPRAM" in desc]
         return (f" (memories: {'; '.join(parts)}; the board has {board.spram.blocks} x "
-                f"{board.spram.bits // 1024} kbit SPRAMs; fewer weight bits would help)")
+                f"{board.spram.bits // 1024} kbit SPRAMs, and {PAYLOAD_BYTES} bytes of SPI "
+                f"flash past the bitstream for weights read at run time; fewer weight bits "
+                f"would help)")
     if "brams" not in c.over:
         return ""
     kbit = {m.name: m.depth * m.width / 1024 for m in engine_memories(c.config)}

@@ -31,6 +31,7 @@ from dynfix.hw.ice40_spram import CELL_WIDTH, load_image
 from .spi_flash_reader import FLASH_BYTES
 
 __all__ = ["FLASH_OFFSET", "FLASH_BYTES", "FORMAT_VERSION", "MAGIC", "HEADER_BYTES",
+           "PAYLOAD_BYTES",
            "FILE_NAME", "FlashHeader", "flash_payload", "weight_payload", "flash_header",
            "flash_image", "read_header", "program_commands", "write_flash_files"]
 
@@ -41,6 +42,8 @@ FLASH_OFFSET = 0x100000
 FILE_NAME = "weights.flash.bin"
 _HEADER = struct.Struct("<4sIII")
 HEADER_BYTES = _HEADER.size
+#: The most payload the flash holds past the bitstream and the header.
+PAYLOAD_BYTES = FLASH_BYTES - FLASH_OFFSET - HEADER_BYTES
 
 
 @dataclass(frozen=True)

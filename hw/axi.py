@@ -28,7 +28,7 @@ most :data:`MAX_BURST_BEATS` beats, and it never crosses a :data:`BOUNDARY_BYTES
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal, Value, unsigned
+from amaranth.hdl import Const, Module, Mux, Signal, Value, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -88,15 +88,24 @@ def burst_beats(m: Module, addr: Value, left: Value, data_width: int) -> Signal:
     """Beats of the next burst from word address ``addr`` with ``left`` words to go (a
     combinational signal added to ``m``): the fewest of ``left``, :func:`max_beats` and the
     words up to the next 4 KiB boundary. Zero when ``left`` is."""
+    # Short carry chains (the burst length is on the bulk port's clock path): the page's
+    # end is nearer than 256 words only in the page's last 256-word block (the page is a
+    # power of two of at least 256 words there), and ``left`` is below the cap only if its
+    # bits above the cap's width are 0.
     page = page_words(data_width)
-    to_page = Signal(range(page + 1))           # 1 .. page
-    m.d.comb += to_page.eq(page - addr[:page.bit_length() - 1])
-    cap = to_page
-    if page > MAX_BURST_BEATS:
-        cap = Signal(range(MAX_BURST_BEATS + 1))
-        m.d.comb += cap.eq(Mux(to_page < MAX_BURST_BEATS, to_page, MAX_BURST_BEATS))
-    beats = Signal(range(max_beats(data_width) + 1))
-    m.d.comb += beats.eq(Mux(left < cap, left, cap))
+    top = max_beats(data_width)                 # a power of two dividing the page
+    low = addr[:top.bit_length() - 1]
+    cap = Signal(range(top + 1))                # 1 .. top
+    last_block = Const(1)
+    if page > top:
+        last_block = addr[top.bit_length() - 1:page.bit_length() - 1].all()
+    m.d.comb += cap.eq(Mux(last_block, top - low, top))
+    width = len(cap)
+    below = left[:width] < cap
+    if len(left) > width:
+        below = ~left[width:].any() & below
+    beats = Signal(range(top + 1))
+    m.d.comb += beats.eq(Mux(below, left, cap))
     return beats
 
 

@@ -16,7 +16,7 @@ cycle than the device has DSP blocks.
 Three kinds of field, kept apart:
 
 * **choices** (:data:`CHOICE_KEYS`): ``tn``, ``tm``, ``im2col``, ``multiplier``,
-  ``lut_products``, ``w_spram``, ``m_spram``, ``w_bulk``, ``bulk_bits``; what
+  ``lut_products``, ``w_spram``, ``m_spram``, ``w_bulk``, ``bulk_bits``, ``bulk_store``; what
   ``engine.yaml`` holds and
   ``dynfix boards --fit`` chooses;
 * **bounds** (:data:`FITTED_KEYS`): widths and depths; 0 means "fit to the program", a value
@@ -49,10 +49,23 @@ FITTED_KEYS = ("data_bits", "weight_bits", "bias_bits", "acc_bits", "fmap_depth"
                "weight_depth", "bias_depth", "prog_depth", "dim_bits")
 #: What the user or the fit chooses: the keys of ``engine.yaml``.
 CHOICE_KEYS = ("tn", "tm", "im2col", "multiplier", "lut_products", "w_spram", "m_spram",
-               "w_bulk", "bulk_bits")
+               "w_bulk", "bulk_bits", "bulk_store")
+#: Choice keys whose values are names (enums), not integers.
+NAMED_KEYS = ("multiplier", "bulk_store")
 #: Datapath stages and sizes the compiler derives from the program; never set by a user.
 DERIVED_KEYS = ("residual", "add_align", "sc_depth", "depthwise", "w_share", "offsets",
                 "ch_shift", "slope", "dw_window", "dw_line")
+
+
+def _parse_named(cls, key: str, value, where: str):
+    """The member of the enum ``cls`` (a config key's values) named ``value``."""
+    if isinstance(value, cls):
+        return value
+    try:
+        return cls(value)
+    except ValueError:
+        raise DynfixError(f"{where}: {key} {value!r} is none of "
+                          f"{', '.join(m.value for m in cls)}") from None
 
 
 class Multiplier(enum.Enum):
@@ -71,13 +84,7 @@ class Multiplier(enum.Enum):
     @classmethod
     def parse(cls, value, where: str = "engine config") -> "Multiplier":
         """A backend from its name (``fabric``, ``ice40-dual``, ``ecp5``, ``ecp5-packed``)."""
-        if isinstance(value, cls):
-            return value
-        try:
-            return cls(value)
-        except ValueError:
-            raise DynfixError(f"{where}: multiplier {value!r} is none of "
-                              f"{', '.join(m.value for m in cls)}") from None
+        return _parse_named(cls, "multiplier", value, where)
 
     @classmethod
     def from_flags(cls, dual_mac: int = 0, ecp5_dsp: int = 0, packed_dsp: int = 0,
@@ -96,6 +103,23 @@ class Multiplier(enum.Enum):
                               f"ecp5_dsp: 1")
         return (cls.ICE40_DUAL if dual_mac else cls.ECP5_PACKED if packed_dsp
                 else cls.ECP5 if ecp5_dsp else cls.FABRIC)
+
+
+class BulkStore(enum.Enum):
+    """What holds an engine's bulk memory (``w_bulk``), which sets the memory's timing
+    (:func:`dynfix.hw.timing.bulk_timing`) and what the board top puts behind the port."""
+
+    #: RAM answering a burst a few cycles after its address, then a beat per cycle: iCE40
+    #: SPRAM filled from the flash at power-up (``hw/spram_axi.py``), or the simulation's.
+    RAM = "ram"
+    #: The board's quad-SPI NOR flash, read at run time (``hw/qspi_flash_axi.py``): a read
+    #: command per pass, then a nibble per two cycles.
+    FLASH = "flash"
+
+    @classmethod
+    def parse(cls, value, where: str = "engine config") -> "BulkStore":
+        """A store from its name (``ram``, ``flash``)."""
+        return _parse_named(cls, "bulk_store", value, where)
 
 
 def packable(a_bits: int, b_bits: int) -> bool:
@@ -143,6 +167,8 @@ class EngineConfig:
                             #    computes from (hw/weight_ring.py); not with w_spram
     bulk_bits: int = 0      # the bulk port's data width with w_bulk: a power of two from 8
                             #    to 1024 (0: DEFAULT_BULK_BITS)
+    bulk_store: BulkStore = BulkStore.RAM
+                            # what holds the bulk memory with w_bulk (sets its timing)
     w_ring: int = 0         # ring words with w_bulk, a power of two; 0: fitted (the smallest
                             #    holding two of the program's largest weight tiles)
     data_bits: int = 0      # feature-map values (max over the program's bw_in / bw_x)
@@ -170,6 +196,7 @@ class EngineConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "multiplier", Multiplier.parse(self.multiplier))
+        object.__setattr__(self, "bulk_store", BulkStore.parse(self.bulk_store))
 
     @property
     def lanes(self) -> int:
@@ -257,6 +284,8 @@ class EngineConfig:
                 + (f" +{self.lut_products} lut" if self.lut_products else "")
                 + (f" spram {spram}" if spram else "")
                 + (f" bulk weights {self.bus_bits}b" if self.w_bulk else "")
+                + (f" in {self.bulk_store.value}" if self.bulk_store is not BulkStore.RAM
+                   else "")
                 + (f" dw window {self.dw_window}x{self.dw_window}" if self.dw_window else ""))
 
     def multipliers_text(self) -> str:
@@ -273,7 +302,7 @@ class EngineConfig:
     def choice(self) -> dict:
         """What a fit chooses (:data:`CHOICE_KEYS`): the keys to rebuild this engine from, as
         ``engine.yaml`` holds them (the multiplier by its name)."""
-        return {key: (self.multiplier.value if key == "multiplier" else getattr(self, key))
+        return {key: (getattr(self, key).value if key in NAMED_KEYS else getattr(self, key))
                 for key in CHOICE_KEYS}
 
     @property
@@ -411,6 +440,9 @@ class EngineConfig:
                                or self.bulk_bits & (self.bulk_bits - 1)):
             raise DynfixError(f"engine config: bulk_bits={self.bulk_bits} must be a power of "
                               f"two from 8 to 1024 (0: {DEFAULT_BULK_BITS})")
+        if self.bulk_store is not BulkStore.RAM and not self.w_bulk:
+            raise DynfixError(f"engine config: bulk_store {self.bulk_store.value!r} needs "
+                              f"w_bulk: 1 (weights in bulk memory)")
         if self.w_ring and (self.w_ring < 2 or self.w_ring & (self.w_ring - 1)):
             raise DynfixError(f"engine config: w_ring={self.w_ring} must be a power of two "
                               f"of at least 2 (0: fitted)")
@@ -460,7 +492,8 @@ class EngineConfig:
     def to_dict(self) -> dict:
         """Every field, the multiplier by its name (what ``report.json`` records)."""
         d = {f.name: getattr(self, f.name) for f in fields(self)}
-        d["multiplier"] = self.multiplier.value
+        for key in NAMED_KEYS:
+            d[key] = getattr(self, key).value
         return d
 
     @classmethod
@@ -484,6 +517,7 @@ class EngineConfig:
             raise DynfixError(f"{where}: unknown key(s) {', '.join(unknown)}{derived_hint}; "
                               f"known: {', '.join(sorted(known | set(legacy)))}")
         multiplier = d.pop("multiplier", None)
+        store = d.pop("bulk_store", None)
         bad = sorted(key for key, v in {**d, **legacy}.items()
                      if not isinstance(v, int) or isinstance(v, bool) or v < 0)
         if bad:
@@ -495,6 +529,8 @@ class EngineConfig:
                               f"{'/'.join(flags)} flags, not both")
         d["multiplier"] = (Multiplier.from_flags(**flags, where=where) if multiplier is None
                            else Multiplier.parse(multiplier, where))
+        if store is not None:
+            d["bulk_store"] = BulkStore.parse(store, where)
         k = legacy.get("k", 1)
         if k < 1:
             raise DynfixError(f"{where}: k={k!r} must be a positive integer")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .compiler import CompiledModel, LayerPlan, window_items
 from .config import EngineConfig
-from .timing import BULK_LATENCY, issue_to_mac, pipeline_depth, write_delay
+from .timing import bulk_timing, issue_to_mac, pipeline_depth, write_delay
 
 #: Controller cycles per layer besides issuing: program fetch (2) and sequencer start (1).
 LAYER_OVERHEAD = 3
@@ -99,21 +99,26 @@ def _walk(end: int, holds: list[int], windows: int, items: int, gap: int, delay:
     return end
 
 
-def ring_layer_cycles(cm: CompiledModel, latency: int = BULK_LATENCY) -> list[dict]:
+def ring_layer_cycles(cm: CompiledModel, latency: int | None = None,
+                      interval: int | None = None) -> list[dict]:
     """Per layer of an engine with weights in bulk memory (``w_bulk``): the cycles its
-    counter reports and the cycles its groups waited for their tiles, for an ideal memory
-    whose first beat of a burst comes ``latency`` cycles after the address and then one
-    beat (bus word) per cycle.
+    counter reports and the cycles its groups waited for their tiles, for a memory whose
+    first beat of a pass comes ``latency`` cycles after the address and every later beat
+    (bus word) ``interval`` cycles after the previous one was taken (by default the
+    timing of the engine's ``bulk_store``, :func:`~dynfix.hw.timing.bulk_timing`).
 
     Exact when the memory delivers so: the weight pass and the sequencer are followed
-    together. Word ``n`` of the pass is in the ring (counted by ``w_avail``) ``k`` cycles
-    after its first beat (``k`` = beats per word); beats come one per cycle, from
-    ``RING_REQUEST + latency`` on, but a word's first beat only once its ring slot is free
+    together. Word ``n`` of the pass is in the ring (counted by ``w_avail``) the cycle
+    after its last beat (``k`` beats per word, ``interval`` apart); the first beat comes at
+    ``RING_REQUEST + latency``, but a word's first beat only once its ring slot is free
     (the sequencer's oldest needed word, ``issue_to_mac`` cycles late, is past ``n -
     w_ring``). A group's first item (or its first pixel's shortcut slot) issues once the
     tile's last word has been in the ring for a cycle (the sequencer's ``wait`` register),
     and not before the rest and holds of the wait-free schedule (:func:`_walk`)."""
     cfg = cm.config
+    default = bulk_timing(cfg)
+    latency = default[0] if latency is None else latency
+    step = default[1] if interval is None else interval
     k, depth, lag = cfg.word_beats, cfg.w_ring, issue_to_mac(cfg)
     words = cfg.wb_words if cfg.m_spram else 0
     delay = write_delay(cfg) if cfg.m_spram else 0
@@ -134,8 +139,8 @@ def ring_layer_cycles(cm: CompiledModel, latency: int = BULK_LATENCY) -> list[di
                     seen += 1
                 free = freed[seen][1]
             first = max(beat, free)
-            avail.append(first + k)
-            beat = first + k
+            avail.append(first + (k - 1) * step + 1)
+            beat = first + k * step
         return avail[n - 1] if n else 0
 
     c, h, w = cm.input_shape
@@ -165,10 +170,11 @@ def layer_cycles(cfg: EngineConfig, plan: LayerPlan) -> int:
     return LAYER_OVERHEAD + issue_cycles(cfg, plan) + pipeline_depth(cfg)
 
 
-def estimate(cm: CompiledModel, bulk_latency: int = BULK_LATENCY) -> dict:
+def estimate(cm: CompiledModel, bulk_latency: int | None = None) -> dict:
     """Per-layer and total cycles and MAC utilization for one image; with weights in bulk
-    memory (``w_bulk``) for an ideal memory of first-beat latency ``bulk_latency``
-    (:func:`ring_layer_cycles`), with each layer's ``waits`` and the bytes a pass reads."""
+    memory (``w_bulk``) for the timing of its ``bulk_store`` (:func:`ring_layer_cycles`;
+    ``bulk_latency`` replaces its first-beat latency), with each layer's ``waits`` and the
+    bytes a pass reads."""
     cfg = cm.config
     ring = ring_layer_cycles(cm, bulk_latency) if cfg.w_bulk else None
     layers = []

@@ -11,7 +11,7 @@ rather than from the engine top.
 
 from __future__ import annotations
 
-from .config import EngineConfig
+from .config import BulkStore, EngineConfig
 
 #: Cycles from an item's issue to the MAC array's input: the map read, the map register
 #: (zeroed in the padding).
@@ -41,6 +41,27 @@ MAX_POOL = 1
 #: The bulk memory the cycle model and the simulation wrapper assume for ``w_bulk``: cycles
 #: from a burst's address handshake to its first beat (then a beat per cycle).
 BULK_LATENCY = 3
+#: The quad-SPI flash port (hw/qspi_flash_axi.py): cycles from a read's AR handshake to the
+#: flash's first data nibble period (CS high, the command on one line, the address and mode
+#: byte on four, the dummy clocks; SCK at half the clock).
+FLASH_COMMAND = 44
+
+
+def flash_timing(bus_bits: int) -> tuple[int, int]:
+    """``(latency, interval)`` of the quad-SPI flash port on a ``bus_bits`` bus: a new
+    read's first beat ``latency`` cycles after its AR handshake, each later beat
+    ``interval`` cycles after the previous one's handshake (a nibble per two cycles)."""
+    interval = bus_bits // 2
+    return FLASH_COMMAND + interval, interval
+
+
+def bulk_timing(cfg: EngineConfig) -> tuple[int, int]:
+    """``(latency, interval)`` of the bulk memory of ``cfg`` (``w_bulk``): a new read's first
+    beat ``latency`` cycles after its address, each later one ``interval`` cycles after the
+    previous one's handshake."""
+    if cfg.bulk_store is BulkStore.FLASH:
+        return flash_timing(cfg.bus_bits)
+    return BULK_LATENCY, 1
 
 
 def tree_levels(n: int) -> int:

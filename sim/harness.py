@@ -22,8 +22,10 @@ Files (fixed names, in the simulator's working folder)
                   (``EngineConfig.w_bulk``): the bus words of the weight image
                   (:func:`dynfix.hw.weight_ring.bulk_image`), read on ``reload[2]`` into the
                   wrapper's AXI4 read memory (``dynfix_bulk_ram``: the first beat of a burst
-                  ``bulk_latency`` cycles after its address, then a beat per cycle; with
-                  ``bulk_stall`` pseudo-random stalls on AR and R)
+                  ``bulk_latency`` cycles after its address, each later one
+                  ``bulk_interval`` cycles after the previous one was taken: the timing of
+                  the engine's ``bulk_store``; with ``bulk_stall`` pseudo-random stalls on
+                  AR and R)
 ``outputs.hex``   written on ``dump``: image ``n``'s outputs at ``n * out_len``
 ``stats.hex``     written on ``dump``: per image ``stat_words`` 32-bit words: the engine's
                   ``cycles``, the host cycles from ``start`` to ``done``, then each layer's
@@ -77,6 +79,7 @@ class HostParams:
     bulk_bits: int = 0
     bulk_addr_bits: int = 0
     bulk_latency: int = BULK_LATENCY
+    bulk_interval: int = 1
     bulk_stall: bool = False
 
     @classmethod
@@ -93,7 +96,9 @@ class HostParams:
             power_up = tuple(f"fmap.mem.cell_{r}_{c}.mem" for r in range(rows)
                              for c in range(cols))
         bulk = ({"bulk_words": cfg.weight_depth * cfg.word_beats, "bulk_bits": cfg.bus_bits,
-                 "bulk_addr_bits": cfg.bulk_addr_bits} if cfg.w_bulk else {})
+                 "bulk_addr_bits": cfg.bulk_addr_bits,
+                 **dict(zip(("bulk_latency", "bulk_interval"), timing.bulk_timing(cfg))),
+                 } if cfg.w_bulk else {})
         return cls(cfg.data_bits, in_len, out_len, n_layers, max_images, wl_len, power_up,
                    **bulk)
 
@@ -142,7 +147,7 @@ def host_verilog(p: HostParams) -> str:
   wire arvalid, arready, rlast, rvalid, rready;
   wire [{dw - 1}:0] rdata;
   dynfix_bulk_ram #(.AW({aw}), .DW({dw}), .WORDS({p.bulk_words}), .LAT({p.bulk_latency}),
-    .STALL({int(p.bulk_stall)})) ram (
+    .INT({p.bulk_interval}), .STALL({int(p.bulk_stall)})) ram (
     .clk(clk), .rst(rst), .araddr(araddr), .arlen(arlen), .arvalid(arvalid),
     .arready(arready), .rdata(rdata), .rlast(rlast), .rvalid(rvalid), .rready(rready));
 """
@@ -262,7 +267,8 @@ endmodule
 #: while ``rready``. With ``STALL`` an LFSR drops ``arready`` and delays ``rvalid`` (never
 #: once it is high) on about a quarter of the cycles each.
 BULK_RAM = """
-module dynfix_bulk_ram #(parameter AW = 12, DW = 64, WORDS = 16, LAT = 3, STALL = 0) (
+module dynfix_bulk_ram #(parameter AW = 12, DW = 64, WORDS = 16, LAT = 3, INT = 1,
+                         STALL = 0) (
   input clk, input rst,
   input [AW-1:0] araddr, input [7:0] arlen, input arvalid, output arready,
   output [DW-1:0] rdata, output rlast, output rvalid, input rready
@@ -274,12 +280,12 @@ module dynfix_bulk_ram #(parameter AW = 12, DW = 64, WORDS = 16, LAT = 3, STALL 
   reg [31:0] qt [0:3];
   reg [2:0] qn;
   reg [1:0] qh, qw;
-  reg [31:0] now;
+  reg [31:0] now, nxt;
   reg [7:0] beat;
   reg [15:0] lfsr;
   reg held;
   assign arready = (qn < 4) && !(STALL && lfsr[3:2] == 0);
-  wire head = (qn != 0) && (now >= qt[qh]);
+  wire head = (qn != 0) && (now >= qt[qh]) && (now >= nxt);
   assign rvalid = head && (held || !(STALL && lfsr[1:0] == 0));
   assign rdata = mem[(qa[qh] >> SZ) + beat];
   assign rlast = beat == ql[qh];
@@ -287,7 +293,8 @@ module dynfix_bulk_ram #(parameter AW = 12, DW = 64, WORDS = 16, LAT = 3, STALL 
   wire pop = rvalid && rready && rlast;
   always @(posedge clk) begin
     if (rst) begin
-      qn <= 0; qh <= 0; qw <= 0; now <= 0; beat <= 0; held <= 0; lfsr <= 16'hace1;
+      qn <= 0; qh <= 0; qw <= 0; now <= 0; nxt <= 0; beat <= 0; held <= 0;
+      lfsr <= 16'hace1;
     end else begin
       now <= now + 1;
       lfsr <= {lfsr[14:0], lfsr[15] ^ lfsr[13] ^ lfsr[12] ^ lfsr[10]};
@@ -295,7 +302,10 @@ module dynfix_bulk_ram #(parameter AW = 12, DW = 64, WORDS = 16, LAT = 3, STALL 
       if (push) begin
         qa[qw] <= araddr; ql[qw] <= arlen; qt[qw] <= now + LAT; qw <= qw + 1;
       end
-      if (rvalid && rready) beat <= rlast ? 0 : beat + 1;
+      if (rvalid && rready) begin
+        beat <= rlast ? 0 : beat + 1;
+        nxt <= now + INT;
+      end
       if (pop) qh <= qh + 1;
       qn <= qn + push - pop;
     end

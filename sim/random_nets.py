@@ -31,7 +31,7 @@ import numpy as np
 
 from dynfix.errors import DynfixError
 from dynfix.hw.compiler import CompiledModel, compile_model
-from dynfix.hw.config import EngineConfig, Multiplier
+from dynfix.hw.config import BulkStore, EngineConfig, Multiplier
 from dynfix.quant import fixed
 from dynfix.quant.int_model import IntModel
 from dynfix.quant.ir import (Add, AvgPool2d, Clip, Conv2d, Flatten, Layer, Linear, MaxPool2d,
@@ -69,11 +69,13 @@ CONFIGS: dict[str, EngineConfig] = {
     "tn2tm7_spram": EngineConfig(tn=2, tm=7, w_spram=1, m_spram=1, **BOUNDS),
     # Weights from bulk memory (AXI4) through a ring of tiles (hw/weight_ring.py): a
     # narrow bus (6 beats a word) and a small ring make groups wait for their tiles; with
-    # single-port SPRAM maps, and with the depthwise window.
+    # single-port SPRAM maps; and with the depthwise window, from a memory with the quad
+    # SPI flash's timing (a long first beat, then a 32-bit beat per 16 cycles).
     "tn3tm4_edge_bulk": EngineConfig(tn=3, tm=4, w_bulk=1, bulk_bits=16, w_ring=128,
                                      m_spram=1, **BOUNDS, **EDGE),
-    "tn9tm3_edge_bulk": EngineConfig(tn=9, tm=3, w_bulk=1, bulk_bits=64, w_ring=128,
-                                     dw_window=3, dw_line=16, **BOUNDS, **EDGE),
+    "tn9tm3_edge_bulk": EngineConfig(tn=9, tm=3, w_bulk=1, bulk_bits=32, w_ring=128,
+                                     bulk_store=BulkStore.FLASH, dw_window=3, dw_line=16,
+                                     **BOUNDS, **EDGE),
     # More products than DSP blocks (ECP5): 5 of the 12 in LUTs (hw/lut_mul.py: lanes 1
     # and 2 of row 2, row 3 whole), the rest on registered MULT18X18D cells (dynfix's
     # cell model); groups straddle words.

@@ -97,7 +97,7 @@ def run_board_tb(gen, im, x, build_dir: Path, image: bytes | None = None, n_imag
         clk_hz = round(pll.f_out * 1e6)
     info = link_info(gen)
     top = BoardTop(engine_instance(gen), info, divisor=divisor, weights=payload, clk_hz=clk_hz,
-                   pll=pll)
+                   pll=pll, bulk_store=gen.config.bulk_store)
     src = build_dir / "board.v"
     text = verilog.convert(top, name="board", emit_src=False, strip_internal_attrs=True)
     src.write_text(text)
@@ -108,7 +108,8 @@ def run_board_tb(gen, im, x, build_dir: Path, image: bytes | None = None, n_imag
            "reply_len": 1 + info.result_len(), "requests": requests,
            "load_cycles": load + 40 * divisor * (INFO_LEN + 2), "run_cycles": 100_000}
     if image is not None:
-        job.update(image=list(image), base=FLASH_OFFSET)
+        job.update(image=list(image), base=FLASH_OFFSET,
+                   quad="flash_dq_o" in top.signature.members)
     cells = HostParams.for_engine(gen.config, 1, 1, 1, 1).power_up
     if cells:                       # SPRAM cells of the maps: arbitrary at power-up
         job.update(power_up=[f"engine.engine.{path}" for path in cells],

@@ -1,6 +1,7 @@
 """Test helper: the cocotb test of the whole board top's Verilog: a bit-level UART on the
-serial lines plays the host; for an engine whose weights live in SPRAM, the cocotb flash model
-(``sim/spi_flash_model.py``) holds the flash image at 1 MiB. Run by
+serial lines plays the host; for an engine whose weights live in SPRAM or in bulk memory, the
+cocotb flash model (``sim/spi_flash_model.py``) holds the flash image at 1 MiB (on all four IO
+lines when the flash itself is the bulk memory). Run by
 ``board_helpers.run_board_tb``.
 
 Without a PLL the testbench drives ``clk`` and ``rst``. With one (the job's ``pll_out``
@@ -126,8 +127,12 @@ async def boot_load_and_infer(dut):
     clock = Cycles(clk)
     cocotb.start_soon(clock.run())
     if flashed:
-        flash = SPIFlashModel(cs_n=dut.flash_cs_n, sck=dut.flash_sck, copi=dut.flash_copi,
-                              cipo=dut.flash_cipo, image=bytes(job["image"]), base=job["base"])
+        if job.get("quad"):     # the flash as the bulk memory, on all four IO lines
+            lines = dict(dq_o=dut.flash_dq_o, dq_oe=dut.flash_dq_oe, dq_i=dut.flash_dq_i)
+        else:
+            lines = dict(copi=dut.flash_copi, cipo=dut.flash_cipo)
+        flash = SPIFlashModel(cs_n=dut.flash_cs_n, sck=dut.flash_sck, **lines,
+                              image=bytes(job["image"]), base=job["base"])
         flash.start()
 
         async def first_select():

@@ -80,5 +80,6 @@ def register(subparsers) -> None:
     p.add_argument("--board", help="with --fit: only this board (name or .yaml file)")
     p.add_argument("--write", metavar="engine.yaml",
                    help="with --fit and --board: write the chosen engine (tn, tm, im2col, "
-                        "multiplier, lut_products, w_spram, m_spram, w_bulk, bulk_bits)")
+                        "multiplier, lut_products, w_spram, m_spram, w_bulk, bulk_bits, "
+                        "bulk_store)")
     p.set_defaults(func=run)

@@ -7,7 +7,7 @@ import pytest
 from dynfix.boards.fit import evaluate_config, fit
 from dynfix.boards.registry import get_board
 from dynfix.errors import DynfixError
-from dynfix.hw.config import EngineConfig, Multiplier
+from dynfix.hw.config import BulkStore, EngineConfig, Multiplier
 from dynfix.hw.resources import Device, estimate, memory_blocks
 from dynfix.quant.load import load_model
 
@@ -248,10 +248,19 @@ def test_weights_beyond_block_ram_go_to_spram():
     assert fit(model, spec, get_board("ulx3s")).chosen.config.w_spram == 0
 
 
-def test_model_too_big_fails_before_synthesis():
-    model, spec = fc_model(2048, 96)       # 192 K weights: more than 4 SPRAMs hold
+def test_model_too_big_fails_before_synthesis(monkeypatch):
+    """192 K weights: more than the 4 SPRAMs hold, so the iCEBreaker's engine reads them from
+    the SPI flash at run time; a flash with less room past the bitstream (patched, as a
+    model of 15 MiB would take long to compile) refuses them in one line that names the
+    memories; the OrangeCrab's block RAM cannot hold them either."""
+    import dynfix.boards.fit as fit_module
+    model, spec = fc_model(2048, 96)
+    c = fit(model, spec, get_board("icebreaker")).chosen.config
+    assert c.w_bulk and c.bulk_store is BulkStore.FLASH
+    monkeypatch.setattr(fit_module, "PAYLOAD_BYTES", 150_000)
     with pytest.raises(DynfixError, match=r"big does not fit icebreaker even with the smallest "
-                                          r"engine.*SPRAMs \d+ > 4.*weights") as e:
+                                          r"engine.*SPRAMs \d+ > 4.*weights.*150000 bytes of "
+                                          r"SPI flash") as e:
         fit(model, spec, get_board("icebreaker"))
     assert "\n" not in str(e.value)
     with pytest.raises(DynfixError, match=r"block RAMs \d+ > 56"):
