@@ -66,6 +66,7 @@ class Candidate:
     cycles: int
     estimate: Estimate
     over: dict[str, tuple[int, int]] = field(default_factory=dict)   # needed, available
+    waits: int = 0                  # cycles spent waiting for weights from bulk memory
 
     @property
     def fits(self) -> bool:
@@ -207,8 +208,10 @@ def board_estimate(cfg: EngineConfig, board: Board) -> Estimate:
 def _evaluate(model, spec, cfg: EngineConfig, board: Board) -> Candidate:
     cm = compile_model(model, spec, cfg)
     est = board_estimate(cm.config, board)
-    return Candidate(cm.config, cycle_estimate(cm)["cycles_per_image"], est,
-                     check_usage(est.total, board, cm.config.lut_products))
+    cycles = cycle_estimate(cm)
+    return Candidate(cm.config, cycles["cycles_per_image"], est,
+                     check_usage(est.total, board, cm.config.lut_products),
+                     sum(row.get("waits", 0) for row in cycles["layers"]))
 
 
 def describe_over(over: dict[str, tuple[int, int]]) -> str:
@@ -275,7 +278,43 @@ def fit(model, spec, board: Board) -> FitResult:
                           f"{c.cycles} cycles)" for what, c in named)
     else:
         limit = "the model: more parallelism does not make it faster"
+    lean = _leanest(model, spec, board, best, backend)
+    if lean is not None:
+        n = lean.config.multipliers
+        limit = (f"the bulk memory's bandwidth: {best.config.summary()} waits "
+                 f"{best.waits} of its {best.cycles} cycles for weights, and "
+                 f"{n} product{'s are' if n > 1 else ' is'} as fast")
+        best = lean
     return FitResult(board.name, best, limit + lut_note, len(evaluated))
+
+
+#: An engine whose weights come from bulk memory and that waits for them at least this
+#: share of its cycles is bound by the memory's bandwidth (:func:`_leanest`).
+BANDWIDTH_BOUND = 0.5
+#: ... and a smaller engine within this share of its cycles is as fast.
+AS_FAST = 0.01
+#: Smaller engines :func:`_leanest` compiles at most.
+LEAN_TRIES = 12
+
+
+def _leanest(model, spec, board: Board, best: Candidate,
+             backend: Multiplier) -> Candidate | None:
+    """For an engine bound by its bulk memory's bandwidth (``waits`` at least
+    :data:`BANDWIDTH_BOUND` of its cycles), the engine with the fewest products that fits
+    and is as fast (within :data:`AS_FAST`): more products only wait longer, and cost
+    LUTs and clock. None when ``best`` is not bandwidth-bound or no smaller engine is as
+    fast."""
+    if not best.config.w_bulk or best.waits < BANDWIDTH_BOUND * best.cycles:
+        return None
+    smaller = sorted((lanes * tm, cycles, lanes, tm, im2col)
+                     for cycles, lanes, tm, im2col in candidates(model, best.config.multipliers)
+                     if lanes * tm < best.config.multipliers)
+    for _, _, lanes, tm, im2col in smaller[:LEAN_TRIES]:
+        c = evaluate_config(model, spec, EngineConfig(tn=lanes, tm=tm, im2col=im2col,
+                                                      multiplier=backend), board)
+        if c.fits and c.cycles <= best.cycles * (1 + AS_FAST):
+            return c
+    return None
 
 
 def _fastest(model, spec, board: Board, smallest: Candidate, backend: Multiplier,

@@ -255,8 +255,13 @@ def test_model_too_big_fails_before_synthesis(monkeypatch):
     memories; the OrangeCrab's block RAM cannot hold them either."""
     import dynfix.boards.fit as fit_module
     model, spec = fc_model(2048, 96)
-    c = fit(model, spec, get_board("icebreaker")).chosen.config
+    r = fit(model, spec, get_board("icebreaker"))
+    c = r.chosen.config
     assert c.w_bulk and c.bulk_store is BulkStore.FLASH
+    # Each weight is used once: the flash's bandwidth binds, and the fit keeps the smallest
+    # engine that is as fast as the fastest it found, and says why.
+    assert r.limit.startswith("the bulk memory's bandwidth: ") and "as fast" in r.limit
+    assert r.chosen.waits > r.chosen.cycles / 2 and c.multipliers <= 2
     monkeypatch.setattr(fit_module, "PAYLOAD_BYTES", 150_000)
     with pytest.raises(DynfixError, match=r"big does not fit icebreaker even with the smallest "
                                           r"engine.*SPRAMs \d+ > 4.*weights.*150000 bytes of "
