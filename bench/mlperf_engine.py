@@ -18,8 +18,11 @@ fit's reason.
 
     python bench/mlperf_engine.py [--models resnet8,dscnn] [--boards ulx3s,orangecrab]
                                   [--images 2] [--synth resnet8:ulx3s,dscnn:orangecrab|all]
-                                  [--bits 8/4/4] [--output mlperf_tiny.md]
+                                  [--bits 8/4/4] [--weights random|trained]
+                                  [--output mlperf_tiny.md]
 
+``--weights trained`` takes the trained models of ``models/mlperf_tiny`` with the
+calibration and test inputs of ``bench/mlperf_data.py`` instead of the random-weight ones.
 ``--bits`` quantizes at another width (e.g. ``8/4/4``: 8-bit maps, 4-bit weights, two
 products per ECP5 MULT18X18D); the table then also gives the integer model's output SQNR and
 top-1 agreement against float on 256 held-out sample inputs.
@@ -149,11 +152,30 @@ def shows_fidelity(bits: str) -> bool:
     return bits != "8"
 
 
+#: The trained models (``models/mlperf_tiny``, their files and ``bench/mlperf_data.py``
+#: names) by the names of ``bench/mlperf_tiny.py``.
+TRAINED = {"resnet8": "resnet8", "dscnn": "dscnn", "mobilenet_v1_025": "vww",
+           "autoencoder": "ad"}
+TRAINED_DIR = Path(__file__).resolve().parent.parent / "models" / "mlperf_tiny"
+
+
+def model_and_inputs(name: str, work: Path, images: int, trained: bool) -> tuple[Path, object]:
+    """The model file and its inputs: 48 calibration inputs, then ``images`` to simulate,
+    then held-out ones; the trained model with ``bench/mlperf_data.py``'s calibration and
+    test inputs, or the random-weight one with its sample inputs."""
+    if not trained:
+        return mt.build(name, work), mt.sample_inputs(name, 48 + images + HELD_OUT)
+    import numpy as np
+    from mlperf_data import inputs
+    short = TRAINED[name]
+    test = inputs(short, "test", min(200, images + HELD_OUT))
+    return TRAINED_DIR / f"{short}.onnx", np.concatenate([inputs(short, "calib", 48), test])
+
+
 def run(name: str, boards: list[str], images: int, synth: set[str], work: Path,
-        bits: str = "8") -> list[dict]:
-    path = mt.build(name, work)
+        bits: str = "8", trained: bool = False) -> list[dict]:
+    path, x = model_and_inputs(name, work, images, trained)
     exported = dynfix.inputs.load_model(str(path)).summary()      # as exported, unlowered
-    x = mt.sample_inputs(name, 48 + images + HELD_OUT)
     t0 = time.perf_counter()
     q = dynfix.quantize(str(path), calib=x[:48], bits=bits)
     quant_s = time.perf_counter() - t0
@@ -185,7 +207,7 @@ def run(name: str, boards: list[str], images: int, synth: set[str], work: Path,
                    fmap_words=cfg.fmap_depth, weight_words=cfg.weight_depth,
                    weights_stored=cfg.weight_depth * cfg.multipliers)
         try:
-            r = synth_row(g, board, f"{name} {board} {bits}",
+            r = synth_row(g, board, f"{name} {board} {bits}" + (" trained" if trained else ""),
                           "all" in synth or f"{name}:{board}" in synth)
         except DynfixError as e:            # e.g. the placer finds the estimate too low
             row["error"] = f"synthesis failed: {e}"
@@ -213,10 +235,14 @@ def memory_text(memories: dict[str, str]) -> str:
     return ", ".join(parts)
 
 
-def table(rows: list[dict], images: int, command: str, bits: str = "8") -> list[str]:
+def table(rows: list[dict], images: int, command: str, bits: str = "8",
+          trained: bool = False) -> list[str]:
     width = "8-bit" if bits == "8" else f"`--bits {bits}`"
+    weights = ("The trained weights (`models/mlperf_tiny`, calibration and test inputs of "
+               "`bench/mlperf_data.py`)" if trained
+               else "Random weights (seeded, `bench/mlperf_tiny.py`)")
     lines = ["# MLPerf Tiny reference models on generated engines", "",
-             f"Random weights (seeded, `bench/mlperf_tiny.py`), greedy {width} quantization, the "
+             f"{weights}, greedy {width} quantization, the "
              "fastest engine `--board` fits, a few inputs through the generated Verilog in "
              "Verilator against the integer model. Cycles are the engine's own counters (the "
              "cycle model agrees exactly where marked). Latency = cycles per inference "
@@ -299,14 +325,17 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=2)
     ap.add_argument("--synth", default="", help="model:board pairs to synthesize, or all")
     ap.add_argument("--bits", default="8", help="quantization widths (e.g. 8/4/4)")
+    ap.add_argument("--weights", choices=("random", "trained"), default="random",
+                    help="the models' weights: random (seeded) or the trained ones")
     args = ap.parse_args()
     rows = []
+    trained = args.weights == "trained"
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models.split(","):
             rows += run(name, args.boards.split(","), args.images,
-                        set(filter(None, args.synth.split(","))), Path(tmp), args.bits)
+                        set(filter(None, args.synth.split(","))), Path(tmp), args.bits, trained)
     command = " ".join(["python bench/mlperf_engine.py", *sys.argv[1:]])
-    write_result(args.output, table(rows, args.images, command, args.bits))
+    write_result(args.output, table(rows, args.images, command, args.bits, trained))
 
 
 if __name__ == "__main__":
