@@ -23,8 +23,14 @@ def run(args: argparse.Namespace) -> int:
           f"{e['data_bits']}-bit data, "
           f"{e['weight_bits']}-bit weights, {e['acc_bits']}-bit accumulators)")
     for r in est["layers"]:
+        waits = r.get("waits", 0)
+        bound = " (bound by the bulk memory)" if 2 * waits >= r["cycles"] else ""
         print(f"  {r['name']:<12} {r['kind']:<6} {r['cycles']:>9} cycles  "
-              f"{100 * r['utilization']:5.1f} % MAC utilization")
+              f"{100 * r['utilization']:5.1f} % MAC utilization"
+              + (f", {waits} waiting for weights{bound}" if waits else ""))
+    if "bulk_bytes" in est:
+        print(f"  weights from bulk memory ({g.config.bulk_store.value}): "
+              f"{est['bulk_bytes']} bytes per image")
     print(f"  {est['cycles_per_image']} cycles per image; wrote {args.output}")
     return 0
 

@@ -324,3 +324,35 @@ def test_engine_yaml_round_trip_and_older_forms(digits, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "residual" in err and "derived from the model" in err and err.count("\n") == 1
     assert "residual" in DERIVED_KEYS and not (tmp_path / "d").exists()
+
+
+def test_generate_names_the_waits_and_the_bytes(digits, tmp_path, capsys):
+    """``dynfix generate --config`` of an engine reading the flash: each layer that waits for
+    weights says how long (and when that is most of its cycles, that the bulk memory bounds
+    it), and the bytes a pass reads; an unknown store is refused naming the key."""
+    import json
+
+    import yaml
+
+    from dynfix.cli import main
+    from dynfix.quant.qspec_io import save_qspec
+    _, spec = digits
+    q = tmp_path / "q.yaml"
+    save_qspec(spec, q)
+    eng = tmp_path / "engine.yaml"
+    eng.write_text(yaml.safe_dump({"tn": 2, "tm": 2, "w_bulk": 1, "bulk_bits": 8,
+                                   "bulk_store": "flash"}))
+    assert main(["generate", "digits", "--quant", str(q), "--config", str(eng),
+                 "--output", str(tmp_path / "g")]) == 0
+    out = capsys.readouterr().out
+    est = json.loads((tmp_path / "g" / "report.json").read_text())["estimate"]
+    waiting = [r for r in est["layers"] if r["waits"]]
+    assert waiting and all(f"{r['waits']} waiting for weights" in out for r in waiting)
+    assert (" (bound by the bulk memory)" in out) == any(2 * r["waits"] >= r["cycles"]
+                                                        for r in waiting)
+    assert f"weights from bulk memory (flash): {est['bulk_bytes']} bytes per image" in out
+    eng.write_text(yaml.safe_dump({"tn": 2, "tm": 2, "w_bulk": 1, "bulk_store": "sdram"}))
+    assert main(["generate", "digits", "--quant", str(q), "--config", str(eng),
+                 "--output", str(tmp_path / "h")]) == 1
+    err = capsys.readouterr().err
+    assert "bulk_store 'sdram' is none of ram, flash" in err and err.count("\n") == 1
