@@ -225,10 +225,15 @@ class QspiFlashAxi(wiring.Component):
                 pend_len.eq(bus.arlen), pend_id.eq(bus.arid),
                 pend_bad.eq((bus.arburst != BURST_INCR) | (bus.arsize != size_code(dw))),
             ]
-        follows = pend & (pend_addr == next_addr)
+        # Whether the waiting burst continues the stream, registered (off the FSM's paths):
+        # ``checked`` a cycle after the burst came in or the stream moved on.
+        follows = Signal()
+        checked = Signal()
+        m.d.sync += [follows.eq(pend & (pend_addr == next_addr)), checked.eq(pend)]
 
         def take_pending():
-            m.d.sync += [pend.eq(0), togo.eq(pend_len + 1), cur_id.eq(pend_id),
+            m.d.sync += [pend.eq(0), checked.eq(0), follows.eq(0),
+                         togo.eq(pend_len + 1), cur_id.eq(pend_id),
                          cur_bad.eq(pend_bad), next_addr.eq(pend_addr
                                                             + (pend_len + 1) * (dw // 8))]
 
@@ -300,13 +305,13 @@ class QspiFlashAxi(wiring.Component):
                         with m.If(nib == nibbles - 1):
                             m.d.sync += [nib.eq(0), rvalid.eq(1), rlast.eq(togo == 1),
                                          rid.eq(cur_id), rbad.eq(cur_bad), togo.eq(togo - 1)]
-                            with m.If((togo == 1) & follows):
+                            with m.If((togo == 1) & checked & follows):
                                 take_pending()
-                with m.Elif(follows):
+                with m.Elif(checked & follows):
                     take_pending()
-                with m.Elif(pend):
+                with m.Elif(checked):
                     new_read()
             with m.Case(_Phase.IDLE):
-                with m.If(pend):
+                with m.If(checked):
                     new_read()
         return m

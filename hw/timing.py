@@ -42,9 +42,9 @@ MAX_POOL = 1
 #: from a burst's address handshake to its first beat (then a beat per cycle).
 BULK_LATENCY = 3
 #: The quad-SPI flash port (hw/qspi_flash_axi.py): cycles from a read's AR handshake to the
-#: flash's first data nibble period (CS high, the command on one line, the address and mode
-#: byte on four, the dummy clocks; SCK at half the clock).
-FLASH_COMMAND = 44
+#: flash's first data nibble period (the burst checked, CS high, the command on one line,
+#: the address and mode byte on four, the dummy clocks; SCK at half the clock).
+FLASH_COMMAND = 45
 
 
 def flash_timing(bus_bits: int) -> tuple[int, int]:

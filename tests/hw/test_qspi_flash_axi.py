@@ -184,9 +184,9 @@ def test_bursts_continue_the_stream_at_the_modelled_timing(data_width):
         if i == 0:
             assert valid == out["ar"][0] + latency
         elif i == 12:
-            # The jump's AR waited; its read starts as the third burst's last beat is
-            # assembled (the cycle before that beat is valid), as if its AR came then.
-            assert valid == beats[11][0] - 1 + latency
+            # The jump's AR waited (and was checked); its read starts as the third burst's
+            # last beat is assembled, as if its AR had come a cycle before.
+            assert valid == beats[11][0] - 2 + latency
         else:
             assert valid == beats[i - 1][1] + interval, (i, beats[i - 1], valid)
 
@@ -200,7 +200,7 @@ def test_a_burst_after_the_stream_stopped_pays_the_command_again():
     beats = out["beats"]
     assert [b[2] for b in beats] == words(payload, 7, 3, 1) * 2
     assert beats[0][0] - out["ar"][0] == latency
-    assert beats[3][0] == beats[2][0] - 1 + latency
+    assert beats[3][0] == beats[2][0] - 2 + latency
     assert flash.errors == []
 
 
