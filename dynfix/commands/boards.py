@@ -47,7 +47,8 @@ def run_fit(args: argparse.Namespace) -> int:
         us = c.cycles / b.target_mhz
         print(f"{b.name}: {c.config.summary()}, {c.config.multipliers_text()}, "
               f"{c.cycles} cycles/image "
-              f"({us:.0f} us at {b.target_mhz:g} MHz)")
+              f"({us:.0f} us at {b.target_mhz:g} MHz, an estimate: dynfix synth clocks the "
+              f"design from the PLL as fast as it meets timing)")
         spram = (f", {t['sprams']}/{b.spram.blocks} SPRAMs" if b.spram is not None else "")
         print(f"  estimate: {t['luts']}/{b.luts} LUTs, {t['ffs']} FFs, "
               f"{t['dsps']}/{b.dsp.blocks} DSPs, {t['brams']}/{b.bram.blocks} BRAMs{spram}")
