@@ -1,0 +1,252 @@
+"""The AXI4 subordinate over SDR SDRAM (``hw/sdram_axi.py``) in Amaranth's simulator, against a
+small cycle-level chip model written here from the SDR SDRAM rules (geometry shrunk, timing
+as the controller is told): the init sequence, writes and reads across columns, banks and
+rows with byte strobes and read stalls, refreshes kept up during long bursts, the command
+spacing rules, the bandwidth of a long read, refused bursts."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from amaranth.sim import Simulator
+
+from dynfix.hw.axi import BURST_FIXED, BURST_INCR, RESP_OKAY, RESP_SLVERR
+from dynfix.hw.sdram_axi import Command, SdramAxi, SdramPart, SdramTiming
+
+#: A small part: 4 banks of 16 rows of 16 columns (1024 words), so runs cross rows often.
+PART = SdramPart("tiny", row_bits=4, col_bits=4, bank_bits=2, t_rcd=15, t_rp=15, t_ras=42,
+                 t_rc=60, t_wr=14, t_rfc=60, t_refi=7812.5, t_init=100_000)
+TIMING = SdramTiming(t_rcd=2, t_rp=2, t_ras=4, t_rc=6, t_wr=2, t_rfc=5, t_refi=90, t_init=30,
+                     t_mrd=2, cas=2)
+
+
+class PinSdram:
+    """The chip at its pins, a clock at a time: commands as registered, burst length 1, the
+    CAS latency from LOAD MODE, data ``cas`` cycles after a READ is sampled. Records the
+    commands and every broken rule."""
+
+    def __init__(self, t: SdramTiming, col_bits: int):
+        self.t, self.col_bits = t, col_bits
+        self.mem: dict[tuple[int, int, int], int] = {}
+        self.open: dict[int, int] = {}              # bank -> row
+        self.last: dict[str, int] = {}
+        self.act_at: dict[int, int] = {}
+        self.wr_at = -100
+        self.errors: list[str] = []
+        self.log: list[Command] = []
+        self.cas = None
+        self.refreshes = 0
+        self.out: list[tuple[int, int]] = []        # (cycle the data is read, value)
+
+    def since(self, key: str, cycle: int) -> int:
+        return cycle - self.last.get(key, -1000)
+
+    def rule(self, ok: bool, what: str, cycle: int) -> None:
+        if not ok:
+            self.errors.append(f"{cycle}: {what}")
+
+    def step(self, cycle: int, cmd: int, ba: int, a: int, dqm: int, dq_o: int, dq_oe: int):
+        """The pins as sampled at a rising edge (``cycle``)."""
+        c = Command(cmd)
+        if c is Command.NOP:
+            return
+        t = self.t
+        self.log.append(c)
+        self.rule(cycle >= t.t_init, "command during the power-up wait", cycle)
+        for key, gap in (("REFRESH", t.t_rfc), ("LOAD_MODE", t.t_mrd)):
+            self.rule(self.since(key, cycle) >= gap, f"{c.name} within t of {key}", cycle)
+        if c is Command.ACTIVE:
+            self.rule(ba not in self.open, "ACTIVE to an open bank", cycle)
+            self.rule(self.since("PRECHARGE", cycle) >= t.t_rp, "ACTIVE within tRP", cycle)
+            self.rule(cycle - self.act_at.get(ba, -1000) >= t.t_rc, "ACTIVE within tRC", cycle)
+            self.rule(self.cas is not None, "ACTIVE before LOAD MODE", cycle)
+            self.open[ba] = a
+            self.act_at[ba] = cycle
+        elif c in (Command.READ, Command.WRITE):
+            self.rule(ba in self.open, f"{c.name} to a closed bank", cycle)
+            self.rule(cycle - self.act_at.get(ba, -1000) >= t.t_rcd, f"{c.name} within tRCD",
+                      cycle)
+            col = a & ((1 << self.col_bits) - 1)
+            self.rule(not a >> 10 & 1, "auto precharge", cycle)
+            key = (ba, self.open.get(ba, -1), col)
+            if c is Command.WRITE:
+                self.rule(dq_oe == 1, "WRITE without data driven", cycle)
+                old = self.mem.get(key, 0)
+                lo = old & 0xFF if dqm & 1 else dq_o & 0xFF
+                hi = old & 0xFF00 if dqm & 2 else dq_o & 0xFF00
+                self.mem[key] = hi | lo
+                self.wr_at = cycle
+            else:
+                self.out.append((cycle + self.cas, self.mem.get(key, 0)))
+        elif c is Command.PRECHARGE:
+            banks = list(self.open) if a >> 10 & 1 else [ba]
+            for b in banks:
+                self.rule(cycle - self.act_at[b] >= t.t_ras, "PRECHARGE within tRAS", cycle)
+                self.rule(cycle - self.wr_at >= t.t_wr, "PRECHARGE within tWR", cycle)
+                self.open.pop(b, None)
+        elif c is Command.REFRESH:
+            self.rule(not self.open, "REFRESH with a bank open", cycle)
+            self.rule(self.since("PRECHARGE", cycle) >= t.t_rp, "REFRESH within tRP", cycle)
+            self.refreshes += 1
+        elif c is Command.LOAD_MODE:
+            self.rule(not self.open, "LOAD MODE with a bank open", cycle)
+            self.rule(a & 7 == 0 and not a >> 3 & 1, "burst length 1, sequential", cycle)
+            self.cas = a >> 4 & 7
+        self.last[c.name] = cycle
+
+    def dq(self, cycle: int) -> int:
+        """The data lines in the cycle after the rising edge ``cycle`` (a READ's word
+        ``cas`` cycles after the one it was issued in)."""
+        while self.out and self.out[0][0] < cycle:
+            self.out.pop(0)
+        return self.out[0][1] if self.out and self.out[0][0] == cycle else 0
+
+
+def run(ops: list[tuple], *, data_width: int = 16, stall: float = 0.0, seed: int = 1,
+        cycles: int = 30_000):
+    """The operations ``("w", byte address, [beats], [strobes])`` and ``("r", byte address,
+    beats)`` in order through the port (W beats and R ready with random pauses). Returns
+    the chip, what the reads returned and the cycles they took."""
+    dut = SdramAxi(11, data_width, part=PART, timing=TIMING)
+    chip = PinSdram(TIMING, PART.col_bits)
+    rng = random.Random(seed)
+    out = {"reads": [], "resps": [], "spans": []}
+    nb = data_width // 8
+
+    async def bench(ctx):
+        bus, pins = dut.bus, dut.sdram
+        cycle = 0
+
+        async def tick():
+            nonlocal cycle
+            await ctx.tick()
+            cycle += 1
+            chip.step(cycle, ctx.get(Cat4(pins)), ctx.get(pins.ba), ctx.get(pins.a),
+                      ctx.get(pins.dqm), ctx.get(pins.dq_o), ctx.get(pins.dq_oe))
+            ctx.set(pins.dq_i, chip.dq(cycle))
+            assert cycle < cycles, "the operations did not finish"
+
+        for op in ops:
+            if op[0] == "w":
+                _, addr, beats, strobes = op[:4]
+                ctx.set(bus.awaddr, addr)
+                ctx.set(bus.awlen, len(beats) - 1)
+                ctx.set(bus.awsize, nb.bit_length() - 1)
+                ctx.set(bus.awburst, op[4] if len(op) > 4 else BURST_INCR)
+                ctx.set(bus.awvalid, 1)
+                while not ctx.get(bus.awready):
+                    await tick()
+                await tick()
+                ctx.set(bus.awvalid, 0)
+                i = 0
+                while i < len(beats):
+                    go = rng.random() >= stall
+                    ctx.set(bus.wvalid, go)
+                    ctx.set(bus.wdata, beats[i])
+                    ctx.set(bus.wstrb, strobes[i])
+                    ctx.set(bus.wlast, i == len(beats) - 1)
+                    done = go and ctx.get(bus.wready)
+                    await tick()
+                    i += done
+                ctx.set(bus.wvalid, 0)
+                ctx.set(bus.bready, 1)
+                while not ctx.get(bus.bvalid):
+                    await tick()
+                out["resps"].append(ctx.get(bus.bresp))
+                await tick()
+                ctx.set(bus.bready, 0)
+            else:
+                _, addr, n = op[:3]
+                ctx.set(bus.araddr, addr)
+                ctx.set(bus.arlen, n - 1)
+                ctx.set(bus.arsize, nb.bit_length() - 1)
+                ctx.set(bus.arburst, op[3] if len(op) > 3 else BURST_INCR)
+                ctx.set(bus.arvalid, 1)
+                while not ctx.get(bus.arready):
+                    await tick()
+                start = cycle
+                await tick()
+                ctx.set(bus.arvalid, 0)
+                got = []
+                while len(got) < n:
+                    ready = rng.random() >= stall
+                    ctx.set(bus.rready, ready)
+                    if ready and ctx.get(bus.rvalid):
+                        got.append((ctx.get(bus.rdata), ctx.get(bus.rlast), ctx.get(bus.rresp)))
+                    await tick()
+                ctx.set(bus.rready, 0)
+                out["reads"].append(got)
+                out["spans"].append(cycle - start)
+        out["ready"] = ctx.get(dut.ready)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    return chip, out
+
+
+def Cat4(pins):
+    from amaranth.hdl import Cat
+    return Cat(pins.we_n, pins.cas_n, pins.ras_n, pins.cs_n)
+
+
+def test_writes_and_reads_across_rows_and_banks_with_strobes_and_stalls():
+    """Writes of random lengths and strobes over 300 words from an odd address (crossing
+    columns, banks and rows), then reads of overlapping runs, R and W pausing at random:
+    every word read is what a reference image of the writes holds, every burst ends with
+    rlast, no rule is broken, refreshes keep up."""
+    rng = random.Random(5)
+    image = [0] * 1024
+    ops = []
+    addr = 6
+    while addr < 2 * 300:
+        n = rng.randint(1, 40)
+        beats = [rng.getrandbits(16) for _ in range(n)]
+        strobes = [rng.choice([3, 3, 3, 1, 2]) for _ in range(n)]
+        for i, (b, s) in enumerate(zip(beats, strobes)):
+            w = addr // 2 + i
+            image[w] = ((b & 0xFF if s & 1 else image[w] & 0xFF)
+                        | (b & 0xFF00 if s & 2 else image[w] & 0xFF00))
+        ops.append(("w", addr, beats, strobes))
+        addr += 2 * n
+    reads = [(2 * a, n) for a, n in ((3, 100), (0, 256), (150, 151), (299, 1))]
+    ops += [("r", a, n) for a, n in reads]
+    chip, out = run(ops, stall=0.3)
+    assert chip.errors == []
+    assert out["ready"] == 1 and all(r == RESP_OKAY for r in out["resps"])
+    for (a, n), got in zip(reads, out["reads"]):
+        assert [g[0] for g in got] == image[a // 2:a // 2 + n]
+        assert [g[1] for g in got] == [0] * (n - 1) + [1]
+        assert all(g[2] == RESP_OKAY for g in got)
+    # The init's two refreshes, then one per t_refi (at most URGENT_REFRESHES behind).
+    total = chip.last["REFRESH"]
+    assert chip.refreshes >= 2 + (total - TIMING.t_init) // TIMING.t_refi - 4
+    assert chip.log[:4] == [Command.PRECHARGE, Command.REFRESH, Command.REFRESH,
+                            Command.LOAD_MODE]
+
+
+@pytest.mark.parametrize("data_width", [16, 32])
+def test_a_long_read_streams_a_word_per_cycle(data_width):
+    """256 beats from a row's start with ``rready`` always high: a word per cycle but for the
+    row changes (PRECHARGE, ACTIVE), refreshes and the CAS latency."""
+    k = data_width // 16
+    words = 256 * k
+    chip, out = run([("r", 0, 256)], data_width=data_width)
+    assert chip.errors == []
+    rows = -(-words // (1 << PART.col_bits))
+    overhead = (rows * (TIMING.t_rp + TIMING.t_rcd + TIMING.t_ras)
+                + (words // TIMING.t_refi + 1) * (TIMING.t_rfc + TIMING.t_rp + TIMING.t_ras)
+                + TIMING.cas + 8)
+    assert words <= out["spans"][0] <= words + overhead
+    assert [g[1] for g in out["reads"][0]] == [0] * 255 + [1]
+
+
+def test_a_burst_other_than_incr_is_answered_slverr():
+    chip, out = run([("w", 0, [1, 2], [3, 3], BURST_FIXED), ("r", 0, 2, BURST_FIXED),
+                     ("r", 0, 2)])
+    assert out["resps"] == [RESP_SLVERR]
+    assert [g[2] for g in out["reads"][0]] == [RESP_SLVERR] * 2
+    assert [g[0] for g in out["reads"][1]] == [0, 0]          # the refused write was masked
+    assert chip.errors == []
