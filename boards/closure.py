@@ -11,9 +11,11 @@ hand:
 2. a rebuild at the PLL's fastest setting under the reported Fmax less a margin: below the
    clock if the build missed, above it if it met with room to spare;
 3. and so on from each build's own Fmax, never again at a clock that missed or at or below
-   one that met, up to a number of builds; the fastest build that met timing is the result
-   (built again last if a later build missed), else the last build, which the caller
-   refuses (:func:`~dynfix.boards.synth.check_result`).
+   one that met, up to a number of builds; while none has met timing, a few more, each
+   further under the last Fmax (the margin doubles with every miss: a full design's Fmax
+   can fall with the clock it is placed for); the fastest build that met timing is the
+   result (built again last if a later build missed), else the last build, which the
+   caller refuses (:func:`~dynfix.boards.synth.check_result`).
 
 Every build's clock, Fmax and verdict go into the result's ``closure`` list.
 """
@@ -38,16 +40,26 @@ class ClosurePolicy:
     places differently, so its Fmax is not the first one's).
     ``builds``: place-and-route runs at most in the search, the first one included (one
     more rebuilds the best if a later one missed).
+    ``retries``: builds more while none has met timing.
     """
 
     margin: float = 0.02
     builds: int = 3
+    retries: int = 3
 
     def __post_init__(self) -> None:
         if not 0 <= self.margin < 0.5:
             raise DynfixError(f"the closure margin must be in [0, 0.5), not {self.margin}")
         if self.builds < 1:
             raise DynfixError(f"the closure needs at least one build, not {self.builds}")
+        if self.retries < 0:
+            raise DynfixError(f"the closure's retries must not be negative, not "
+                              f"{self.retries}")
+
+    def margin_after(self, misses: int) -> float:
+        """The margin under a build's Fmax after ``misses`` builds missed timing (doubling
+        from the second, at most 0.25)."""
+        return min(0.25, self.margin * 2 ** max(0, misses - 1))
 
 
 def next_clock(family: str, f_in: float, missed: Pll, fmax_mhz: float,
@@ -64,8 +76,8 @@ def close_timing(build: Callable[[Pll], SynthResult], family: str, f_in: float,
     timing judged at that setting's output) to find the fastest setting that meets timing:
     the first at the fastest setting at or below ``start_mhz``, each next one at the fastest
     setting under the last build's Fmax less ``policy.margin`` (strictly below a clock that
-    missed, above the best one that met), until no such setting is left or
-    ``policy.builds`` ran. If the best build that met timing is not the last one, it is
+    missed, above the best one that met; the margin doubling with each miss), until no such
+    setting is left or ``policy.builds`` ran (``policy.retries`` more while none met). If the best build that met timing is not the last one, it is
     built again (the builds are deterministic), so the build folder holds it.
 
     Returns that build's result (or, if none met timing, the last one's) with ``clock_mhz``,
@@ -82,13 +94,15 @@ def close_timing(build: Callable[[Pll], SynthResult], family: str, f_in: float,
                       **extra})
         return result
 
+    misses = 0
     while True:
         result = run(pll)
         if result.timing_met and (best is None or pll.f_out > best.f_out):
             best = pll
-        if len(steps) >= policy.builds:
+        misses += not result.timing_met
+        if len(steps) >= policy.builds + (policy.retries if best is None else 0):
             break
-        nxt = _next(family, f_in, pll, result, policy.margin)
+        nxt = _next(family, f_in, pll, result, policy.margin_after(misses))
         if nxt is None or (best is not None and nxt.f_out <= best.f_out):
             break
         pll = nxt
