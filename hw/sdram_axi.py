@@ -120,7 +120,9 @@ class _State(enum.Enum, shape=3):
 class SdramAxi(wiring.Component):
     """A read/write AXI4 subordinate of ``data_width`` bits over one 16-bit SDR SDRAM.
 
-    Byte ``b`` is the high or low byte of SDRAM word ``b // 2``; word ``w`` is column
+    Byte ``b`` is the high or low byte of SDRAM word ``b // 2``; a burst's first beat is the
+    bus word holding its address (an unaligned start's lanes below it are not its data, as
+    AXI4 has it); word ``w`` is column
     ``w mod 2**col_bits`` of bank ``(w >> col_bits) mod 2**bank_bits`` of the row above, so a
     run of words fills a row of one bank, then the same row of the next bank. A bus beat is
     ``data_width / 16`` words, the first in the low bits.
@@ -304,12 +306,14 @@ class SdramAxi(wiring.Component):
                     | ((axaddr[size:] + axlen + 1) > (part.words // k)))
 
         with m.If(take_read):
-            m.d.sync += [state.eq(_State.READ), word.eq(bus.araddr[1:]),
+            m.d.sync += [state.eq(_State.READ), word.eq(Cat(Const(0, size - 1),
+                                                             bus.araddr[size:])),
                          left.eq((bus.arlen + 1) * k), back.eq(bus.arlen + 1),
                          xid.eq(bus.arid), last_read.eq(1),
                          refused.eq(refuse(bus.araddr, bus.arlen, bus.arsize, bus.arburst))]
         with m.If(take_write):
-            m.d.sync += [state.eq(_State.WRITE), word.eq(bus.awaddr[1:]),
+            m.d.sync += [state.eq(_State.WRITE), word.eq(Cat(Const(0, size - 1),
+                                                              bus.awaddr[size:])),
                          beats_left.eq(bus.awlen + 1), xid.eq(bus.awid), last_read.eq(0),
                          refused.eq(refuse(bus.awaddr, bus.awlen, bus.awsize, bus.awburst))]
 
