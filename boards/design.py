@@ -78,6 +78,10 @@ def check_spram(design: Design, board: Board) -> None:
     if not design.bulk:
         return
     cfg = design.config
+    if cfg.bulk_store is BulkStore.SDRAM:
+        raise DynfixError(f"the engine in {design.folder} reads its weights from SDRAM; no "
+                          f"board top drives an SDRAM yet, {board.name}'s neither: simulate "
+                          f"it with dynfix simulate")
     if cfg.bulk_store is BulkStore.FLASH:
         if board.spram is None:
             raise DynfixError(f"the engine in {design.folder} reads its weights from the SPI "

@@ -184,6 +184,10 @@ def board_estimate(cfg: EngineConfig, board: Board) -> Estimate:
     around it (:func:`dynfix.boards.board_top.usage`): what the fit compares with the
     board's resources."""
     extra = board_top_usage(cfg.w_spram, cfg.bus_bits if cfg.w_bulk else 0, cfg.bulk_store)
+    if cfg.w_bulk and cfg.bulk_store is BulkStore.SDRAM:
+        raise DynfixError(f"the engine reads its weights from SDRAM (bulk_store: sdram); no "
+                          f"board top drives an SDRAM yet, {board.name}'s neither: simulate "
+                          f"it with dynfix simulate")
     if cfg.w_bulk and cfg.bulk_store is BulkStore.FLASH:
         if board.spram is None:
             raise DynfixError(f"the engine reads its weights from the SPI flash at run time "

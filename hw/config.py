@@ -115,10 +115,14 @@ class BulkStore(enum.Enum):
     #: The board's quad-SPI NOR flash, read at run time (``hw/qspi_flash_axi.py``): a read
     #: command per pass, then a nibble per two cycles.
     FLASH = "flash"
+    #: An SDR SDRAM chip behind the controller of ``hw/sdram_axi.py``: a few cycles to open
+    #: a row, then a 16-bit word per cycle; row changes and refreshes cost more (the cycle
+    #: model is then a lower bound).
+    SDRAM = "sdram"
 
     @classmethod
     def parse(cls, value, where: str = "engine config") -> "BulkStore":
-        """A store from its name (``ram``, ``flash``)."""
+        """A store from its name (``ram``, ``flash``, ``sdram``)."""
         return _parse_named(cls, "bulk_store", value, where)
 
 

@@ -123,8 +123,9 @@ class SdramAxi(wiring.Component):
     Byte ``b`` is the high or low byte of SDRAM word ``b // 2``; a burst's first beat is the
     bus word holding its address (an unaligned start's lanes below it are not its data, as
     AXI4 has it); word ``w`` is column
-    ``w mod 2**col_bits`` of bank ``(w >> col_bits) mod 2**bank_bits`` of the row above, so a
-    run of words fills a row of one bank, then the same row of the next bank. A bus beat is
+    ``w mod 2**col_bits`` of row ``(w >> col_bits) mod 2**row_bits`` of bank ``w >> (col_bits
+    + row_bits)``: the chip's own ``{bank, row, column}`` order, so an image of consecutive
+    words loads into a model of the chip as it is. A bus beat is
     ``data_width / 16`` words, the first in the low bits.
 
     **Commands.** After ``t_init`` cycles the chip is initialised (PRECHARGE all, two
@@ -183,7 +184,7 @@ class SdramAxi(wiring.Component):
         k = self._dw // 16
         size = size_code(self._dw)
         word_bits = part.row_bits + part.col_bits + part.bank_bits
-        col_hi, bank_hi = part.col_bits, part.col_bits + part.bank_bits
+        col_hi, row_hi = part.col_bits, part.col_bits + part.row_bits
 
         # The command pins, registered; a NOP unless a command is given this cycle.
         cmd = Signal(Command, init=Command.NOP)
@@ -240,7 +241,7 @@ class SdramAxi(wiring.Component):
                     m.d.sync += [is_open.eq(0), wait.eq(t.t_rp - 1)]
             with m.Elif(~is_open):
                 with m.If(free & (since_act >= t.t_rc - 1)):
-                    command(Command.ACTIVE, ba=target[col_hi:bank_hi], a=target[bank_hi:])
+                    command(Command.ACTIVE, ba=target[row_hi:], a=target[col_hi:row_hi])
                     m.d.sync += [is_open.eq(1), open_at.eq(target[col_hi:]),
                                  since_act.eq(0), wait.eq(t.t_rcd - 1)]
 
@@ -354,7 +355,7 @@ class SdramAxi(wiring.Component):
                     refresh()
                 with m.Elif(is_open & here):
                     with m.If(free & room):
-                        command(Command.READ, ba=word[col_hi:bank_hi], a=word[:col_hi])
+                        command(Command.READ, ba=word[row_hi:], a=word[:col_hi])
                         m.d.comb += issued.eq(1)
                         m.d.sync += pins.dqm.eq(0)
                         m.d.sync += [word.eq(word + 1), left.eq(left - 1)]
@@ -369,7 +370,7 @@ class SdramAxi(wiring.Component):
                     pass
                 with m.Elif(is_open & here):
                     with m.If(free):
-                        command(Command.WRITE, ba=word[col_hi:bank_hi], a=word[:col_hi])
+                        command(Command.WRITE, ba=word[row_hi:], a=word[:col_hi])
                         m.d.sync += [pins.dq_o.eq(wbuf[:16]), pins.dqm.eq(wmask[:2]),
                                      pins.dq_oe.eq(1), wbuf.eq(wbuf >> 16),
                                      wmask.eq(wmask >> 2), wleft.eq(wleft - 1),

@@ -47,6 +47,13 @@ BULK_LATENCY = 3
 FLASH_COMMAND = 45
 
 
+#: The SDRAM controller (hw/sdram_axi.py): at least this many cycles from an AR handshake to
+#: the first 16-bit word out of its read FIFO (the burst taken, READ, CAS latency 2, the
+#: capture, the FIFO; more when a row must be opened). Row changes and refreshes inside a
+#: pass cost more: with it the cycle model is a lower bound.
+SDRAM_LATENCY = 5
+
+
 def flash_timing(bus_bits: int) -> tuple[int, int]:
     """``(latency, interval)`` of the quad-SPI flash port on a ``bus_bits`` bus: a new
     read's first beat ``latency`` cycles after its AR handshake, each later beat
@@ -61,6 +68,8 @@ def bulk_timing(cfg: EngineConfig) -> tuple[int, int]:
     previous one's handshake."""
     if cfg.bulk_store is BulkStore.FLASH:
         return flash_timing(cfg.bus_bits)
+    if cfg.bulk_store is BulkStore.SDRAM:
+        return SDRAM_LATENCY + cfg.bus_bits // 16 - 1, cfg.bus_bits // 16
     return BULK_LATENCY, 1
 
 

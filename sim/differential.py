@@ -17,7 +17,7 @@ import numpy as np
 
 from dynfix.errors import DynfixError
 from dynfix.hw.compiler import compile_model
-from dynfix.hw.config import CHOICE_KEYS, EngineConfig
+from dynfix.hw.config import CHOICE_KEYS, BulkStore, EngineConfig
 from dynfix.hw.cycle_model import estimate
 from dynfix.hw.generate import TOP_NAME, engine_verilog
 from .harness import HostParams, hex_values
@@ -92,7 +92,7 @@ def run_cases(cfg: EngineConfig, seeds: list[int], build_dir: str | Path, sim: s
             d = locate(simulator, cm, case.xq[i:i + 1], {k: v[i:i + 1] for k, v in tr.items()},
                        simulator.build_dir / f"locate_{case.seed}")
             where = f"image {i}: " + (str(d) if d else "only in the whole run")
-        slip = cycle_slip(cm, res["images"])
+        slip = cycle_slip(cm, res["images"], bound=cm.config.bulk_store is BulkStore.SDRAM)
         out.append(CaseResult(case.seed, case.summary, not bad and not slip, where or slip,
                               int(res["images"][0]["cycles"])))
     stats = RunStats(len(compiled), len(compiled) * images,
@@ -131,7 +131,8 @@ def run_fitted(parallel: EngineConfig, seed: int, build_dir: str | Path, sim: st
              for i, r in enumerate(res["images"])]
     bad = [(i, d) for i, d in enumerate(diffs) if d is not None]
     where = f"image {bad[0][0]}: {bad[0][1]}" if bad else ""
-    slip = cycle_slip(cm, res["images"], bound=bulk_stall)
+    slip = cycle_slip(cm, res["images"],
+                      bound=bulk_stall or cm.config.bulk_store is BulkStore.SDRAM)
     return CaseResult(seed, case.summary + f" (fitted {cm.config.to_dict()})",
                       not bad and not slip, where or slip, int(res["images"][0]["cycles"]))
 

@@ -34,10 +34,10 @@ Files (fixed names, in the simulator's working folder)
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from dynfix.hw import timing
-from dynfix.hw.config import EngineConfig
+from dynfix.hw.config import BulkStore, EngineConfig
 from dynfix.hw.host_interface import TOP_NAME as ENGINE
 from dynfix.hw.ice40_spram import CELL_DEPTH, spram_cells
 
@@ -81,6 +81,9 @@ class HostParams:
     bulk_latency: int = BULK_LATENCY
     bulk_interval: int = 1
     bulk_stall: bool = False
+    #: The bulk memory is an SDRAM chip (the model ``sim/sdram_model.v``) behind the
+    #: controller of ``hw/sdram_axi.py`` instead of ``dynfix_bulk_ram``.
+    bulk_sdram: bool = False
 
     @classmethod
     def for_engine(cls, cfg: EngineConfig, in_len: int, out_len: int, n_layers: int,
@@ -98,6 +101,7 @@ class HostParams:
         bulk = ({"bulk_words": cfg.weight_depth * cfg.word_beats, "bulk_bits": cfg.bus_bits,
                  "bulk_addr_bits": cfg.bulk_addr_bits,
                  **dict(zip(("bulk_latency", "bulk_interval"), timing.bulk_timing(cfg))),
+                 "bulk_sdram": cfg.bulk_store is BulkStore.SDRAM,
                  } if cfg.w_bulk else {})
         return cls(cfg.data_bits, in_len, out_len, n_layers, max_images, wl_len, power_up,
                    **bulk)
@@ -116,7 +120,7 @@ def host_verilog(p: HostParams) -> str:
     if p.wl_len:
         targets[WEIGHT_LOAD[0]] = (WEIGHT_LOAD[1], "wbuf")
     if p.bulk_words:
-        targets[BULK_LOAD[0]] = (BULK_LOAD[1], "ram.mem")
+        targets[BULK_LOAD[0]] = (BULK_LOAD[1], "chip.mem" if p.bulk_sdram else "ram.mem")
     reloads = "\n".join(
         f'      if (reload[{bit}]) $readmemh("{fname}", {path});'
         for bit, (fname, path) in targets.items())
@@ -140,7 +144,9 @@ def host_verilog(p: HostParams) -> str:
     wl_ports = (",\n    .wl__payload(wbuf[wl_ptr]), .wl__valid(wl_valid), .wl__ready(wl_ready)"
                 if wl else "")
     bulk_decl, bulk_ram = "", ""
-    if p.bulk_words:
+    if p.bulk_words and p.bulk_sdram:
+        bulk_decl, wl_ports, bulk_ram = _sdram_bulk(p, wl_ports)
+    elif p.bulk_words:
         aw, dw = p.bulk_addr_bits, p.bulk_bits
         bulk_decl = f"""  wire [{aw - 1}:0] araddr;
   wire [7:0] arlen;
@@ -312,6 +318,80 @@ module dynfix_bulk_ram #(parameter AW = 12, DW = 64, WORDS = 16, LAT = 3, INT = 
   end
 endmodule
 """
+
+
+#: The SDRAM of an engine with ``bulk_store: sdram`` in the wrapper: the ULX3S's part at
+#: 50 MHz, as many rows as the weight image needs (at least 2).
+SDRAM_CLOCK_HZ = 50e6
+
+
+def sdram_part(addr_bits: int):
+    """The simulation's SDRAM part for a bulk port of ``addr_bits`` byte-address bits: the
+    ULX3S's (``IS42S16160``) with only the rows the port reaches (at least 2)."""
+    from dynfix.hw.sdram_axi import IS42S16160
+    per_row = 1 << (IS42S16160.col_bits + IS42S16160.bank_bits)
+    rows = max(2, -(-(1 << (addr_bits - 1)) // per_row))
+    return replace(IS42S16160, name="simulation", row_bits=(rows - 1).bit_length())
+
+
+def _sdram_bulk(p: HostParams, wl_ports: str) -> tuple[str, str, str]:
+    """The wrapper's declarations, the engine's port connections and the modules (the
+    controller's Verilog, the chip model's) for the SDRAM bulk memory."""
+    from pathlib import Path
+
+    from amaranth.back import verilog
+
+    from dynfix.hw.generate import ensure_yosys
+    from dynfix.hw.sdram_axi import SdramAxi, SdramTiming
+
+    ensure_yosys()
+    part = sdram_part(p.bulk_addr_bits)
+    t = SdramTiming.at(part, SDRAM_CLOCK_HZ)
+    aw, dw = p.bulk_addr_bits, p.bulk_bits
+    ctrl = SdramAxi(aw, dw, part=part, timing=t)
+    text = verilog.convert(ctrl, name="dynfix_sdram_axi", emit_src=False,
+                           strip_internal_attrs=True)
+    model = (Path(__file__).resolve().parent / "sdram_model.v").read_text()
+    ab = len(ctrl.sdram.a)
+    decl = f"""  wire [{aw - 1}:0] araddr;
+  wire [7:0] arlen;
+  wire [2:0] arsize;
+  wire [1:0] arburst;
+  wire arvalid, arready, rlast, rvalid, rready, sdram_ready, rid;
+  wire [1:0] rresp;
+  wire [{dw - 1}:0] rdata;
+  wire s_cke, s_cs_n, s_ras_n, s_cas_n, s_we_n, s_dq_oe;
+  wire [1:0] s_ba, s_dqm;
+  wire [{ab - 1}:0] s_a;
+  wire [15:0] s_dq_o, s_dq_i;
+  wire [31:0] sdram_errors;
+  wire [7:0] sdram_last_error;
+  dynfix_sdram_axi ctrl (.clk(clk), .rst(rst), .ready(sdram_ready),
+    .bus__araddr(araddr), .bus__arlen(arlen), .bus__arsize(arsize), .bus__arburst(arburst),
+    .bus__arid(1'b0), .bus__arvalid(arvalid), .bus__arready(arready), .bus__rid(rid),
+    .bus__rdata(rdata), .bus__rresp(rresp), .bus__rlast(rlast), .bus__rvalid(rvalid),
+    .bus__rready(rready), .bus__awid(1'b0), .bus__awaddr({aw}'d0), .bus__awlen(8'd0),
+    .bus__awsize(3'd0), .bus__awburst(2'd0), .bus__awvalid(1'b0), .bus__awready(),
+    .bus__wdata({dw}'d0), .bus__wstrb({dw // 8}'d0), .bus__wlast(1'b0), .bus__wvalid(1'b0),
+    .bus__wready(), .bus__bid(), .bus__bresp(), .bus__bvalid(), .bus__bready(1'b1),
+    .sdram__clk_en(s_cke), .sdram__cs_n(s_cs_n), .sdram__ras_n(s_ras_n),
+    .sdram__cas_n(s_cas_n), .sdram__we_n(s_we_n), .sdram__ba(s_ba), .sdram__a(s_a),
+    .sdram__dqm(s_dqm), .sdram__dq_o(s_dq_o), .sdram__dq_oe(s_dq_oe), .sdram__dq_i(s_dq_i));
+  dynfix_sdram_model #(.ROW_BITS({part.row_bits}), .COL_BITS({part.col_bits}),
+    .ADDR_BITS({ab}), .T_RCD({t.t_rcd}), .T_RP({t.t_rp}), .T_RAS({t.t_ras}), .T_RC({t.t_rc}),
+    .T_RRD(1), .T_WR({t.t_wr}), .T_MRD({t.t_mrd}), .T_RFC({t.t_rfc}), .T_REFI({t.t_refi}),
+    .T_INIT({t.t_init}), .FATAL(1)) chip (
+    .clk(clk), .cke(s_cke), .cs_n(s_cs_n), .ras_n(s_ras_n), .cas_n(s_cas_n), .we_n(s_we_n),
+    .ba(s_ba), .a(s_a), .dqm(s_dqm), .dq_o(s_dq_o), .dq_oe(s_dq_oe), .dq_i(s_dq_i),
+    .errors(sdram_errors), .last_error(sdram_last_error));
+"""
+    ports = wl_ports + (",\n    .wbus__arid(), .wbus__araddr(araddr), .wbus__arlen(arlen), "
+                        ".wbus__arsize(arsize), .wbus__arburst(arburst),\n"
+                        "    .wbus__arvalid(arvalid), .wbus__arready(arready), "
+                        ".wbus__rid(rid), .wbus__rdata(rdata),\n    .wbus__rresp(rresp), "
+                        ".wbus__rlast(rlast), .wbus__rvalid(rvalid), .wbus__rready(rready), "
+                        ".bulk_ready(sdram_ready)")
+    return decl, ports, text + "\n" + model
 
 
 def hex_values(values, bits: int) -> str:

@@ -28,6 +28,7 @@ import numpy as np
 
 from dynfix.errors import DynfixError
 from dynfix.hw.compiler import CompiledModel
+from dynfix.hw.config import BulkStore
 from dynfix.hw.design import Design
 from dynfix.hw.generate import hex_lines
 from dynfix.hw.ice40_spram import load_image
@@ -95,11 +96,16 @@ def _weight_load_image(cm: CompiledModel) -> dict[str, str]:
 
 
 def _bulk_image(cm: CompiledModel) -> dict[str, str]:
-    """``bulk.hex``: the bus words of the weight image in the wrapper's bulk memory."""
+    """``bulk.hex``: the bus words of the weight image in the wrapper's bulk memory; for an
+    SDRAM (``bulk_store: sdram``) as its 16-bit words, each bus word's lowest first."""
     cfg = cm.config
-    return {BULK_LOAD[1]: hex_lines(bulk_image(padded(cm.weights, cfg.weight_depth),
-                                               cfg.weight_word_bits, cfg.bus_bits),
-                                    cfg.bus_bits)}
+    words = bulk_image(padded(cm.weights, cfg.weight_depth), cfg.weight_word_bits,
+                       cfg.bus_bits)
+    if cfg.bulk_store is BulkStore.SDRAM:
+        k = cfg.bus_bits // 16
+        words = [w >> (16 * i) & 0xFFFF for w in words for i in range(k)]
+        return {BULK_LOAD[1]: hex_lines(words, 16)}
+    return {BULK_LOAD[1]: hex_lines(words, cfg.bus_bits)}
 
 
 def _write_files(folder: Path, images: dict[str, str]) -> dict[str, str]:

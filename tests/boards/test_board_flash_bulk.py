@@ -110,3 +110,14 @@ def test_flash_board_boots_and_infers_within_the_modelled_cycles(flash_design, t
 def test_flash_board_with_wrong_header_never_runs(flash_design, tmp_path):
     gen, _, im, x = flash_design
     check_wrong_header_never_runs(gen, im, x, tmp_path, DIVISOR)
+
+
+def test_sdram_engines_are_refused_by_every_board(flash_design):
+    """An engine with its weights in SDRAM runs only in simulation so far: every board's
+    estimate (and so the fit and ``dynfix synth``) refuses it in one sentence."""
+    gen, _, _, _ = flash_design
+    cfg = replace(gen.config, bulk_store=BulkStore.SDRAM)
+    for name in ("icebreaker", "ulx3s", "orangecrab"):
+        with pytest.raises(DynfixError, match="no board top drives an SDRAM yet") as e:
+            board_estimate(cfg, get_board(name))
+        assert "\n" not in str(e.value)

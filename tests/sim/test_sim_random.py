@@ -17,7 +17,7 @@ import pytest
 
 from dynfix.errors import DynfixError
 from dynfix.hw.compiler import compile_model
-from dynfix.hw.config import CHOICE_KEYS, EngineConfig
+from dynfix.hw.config import CHOICE_KEYS, BulkStore, EngineConfig
 from dynfix.hw.cycle_model import estimate
 from dynfix.sim.differential import run_cases, run_fitted
 from dynfix.sim.random_nets import CONFIGS, case_for
@@ -126,3 +126,16 @@ def test_bulk_backpressure_keeps_results_exact(name, tmp_path):
 @pytest.mark.parametrize("index,name", list(enumerate(CONFIGS)))
 def test_random_networks_slow(index, name, tmp_path):
     check_random(name, seeds_for(index, SLOW_CASES, 500_000), tmp_path)
+
+
+def test_weights_from_sdram_keep_results_exact(tmp_path):
+    """The bulk memory as an SDRAM chip (the model ``sim/sdram_model.v``, which stops the run
+    at the first rule broken) behind the controller of ``hw/sdram_axi.py``: every output
+    exact, every layer counter at or above the cycle model (a lower bound: rows opened and
+    refreshes cost cycles the model does not count)."""
+    sim = choose()
+    require_simulator(sim)
+    cfg = replace(CONFIGS["tn3tm4_edge_bulk"], bulk_store=BulkStore.SDRAM)
+    for seed in seeds_for(list(CONFIGS).index("tn3tm4_edge_bulk"), 2, 800_000):
+        r = run_fitted(cfg, seed, tmp_path / str(seed), sim)
+        assert r.ok, f"seed {seed} with the weights in SDRAM: {r.where}"
