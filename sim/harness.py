@@ -320,8 +320,8 @@ endmodule
 """
 
 
-#: The SDRAM of an engine with ``bulk_store: sdram`` in the wrapper: the ULX3S's part at
-#: 50 MHz, as many rows as the weight image needs (at least 2).
+#: The clock the wrapper's SDRAM (``bulk_store: sdram``: the ULX3S's part, with as many rows
+#: as the bulk port reaches) is timed for.
 SDRAM_CLOCK_HZ = 50e6
 
 

@@ -107,6 +107,7 @@ def test_flash_board_boots_and_infers_within_the_modelled_cycles(flash_design, t
     assert res["leds"] == [0, 1] and res["stray"] == []
 
 
+@pytest.mark.slow        # the same check runs by default on the SPRAM bulk memory's board top
 def test_flash_board_with_wrong_header_never_runs(flash_design, tmp_path):
     gen, _, im, x = flash_design
     check_wrong_header_never_runs(gen, im, x, tmp_path, DIVISOR)

@@ -351,8 +351,8 @@ def test_generate_names_the_waits_and_the_bytes(digits, tmp_path, capsys):
     assert (" (bound by the bulk memory)" in out) == any(2 * r["waits"] >= r["cycles"]
                                                         for r in waiting)
     assert f"weights from bulk memory (flash): {est['bulk_bytes']} bytes per image" in out
-    eng.write_text(yaml.safe_dump({"tn": 2, "tm": 2, "w_bulk": 1, "bulk_store": "sdram"}))
+    eng.write_text(yaml.safe_dump({"tn": 2, "tm": 2, "w_bulk": 1, "bulk_store": "dram"}))
     assert main(["generate", "digits", "--quant", str(q), "--config", str(eng),
                  "--output", str(tmp_path / "h")]) == 1
     err = capsys.readouterr().err
-    assert "bulk_store 'sdram' is none of ram, flash" in err and err.count("\n") == 1
+    assert "bulk_store 'dram' is none of ram, flash, sdram" in err and err.count("\n") == 1
