@@ -26,8 +26,8 @@ from dynfix.hw.qspi_flash_axi import QspiFlashAxi, check_flash_axi
 from dynfix.hw.resources import Usage
 from dynfix.hw.spram_axi import SpramAxi
 
-__all__ = ["BoardTop", "BulkLoad", "bulk_cells", "check_bulk", "check_link", "check_load",
-           "usage", "FLASH_RESOURCE"]
+__all__ = ["BoardTop", "BulkLoad", "bulk_cells", "bulk_store_refusal", "check_bulk",
+           "check_link", "check_load", "usage", "FLASH_RESOURCE"]
 
 #: The platform resource of the configuration flash in single-bit SPI mode, and with its
 #: four IO lines (amaranth-boards ``SPIFlashResources``).
@@ -81,6 +81,26 @@ def usage(weight_load: bool, bulk_bits: int = 0,
                 else {"bulk_load": bulk_load_usage(bulk_bits)})
     return {"board_top": LINK_USAGE, **({"flash_load": FLASH_LOAD_USAGE} if weight_load else {}),
             **bulk}
+
+
+def bulk_store_refusal(cfg, board) -> str | None:
+    """Why ``board``'s board top cannot keep the bulk memory of the engine ``cfg``
+    (``w_bulk``), as the rest of a sentence whose subject is the engine; None when it can
+    (its size is the caller's to check). One reason per store, shared by the fit's estimate
+    and the board top."""
+    if not cfg.w_bulk:
+        return None
+    if cfg.bulk_store is BulkStore.SDRAM:
+        return (f"reads its weights from SDRAM (bulk_store: sdram); no board top drives an "
+                f"SDRAM yet, {board.name}'s neither: simulate it with dynfix simulate")
+    if board.spram is not None:
+        return None
+    if cfg.bulk_store is BulkStore.FLASH:
+        return (f"reads its weights from the SPI flash at run time (bulk_store: flash); dynfix "
+                f"drives a flash that way on iCE40 boards only, not {board.name}: generate the "
+                f"engine for this board")
+    return (f"reads its weights from bulk memory, which the board top keeps in iCE40 SPRAM; "
+            f"{board.name} has none: generate the engine for this board")
 
 
 def bulk_cells(words: int, bus_bits: int) -> int:

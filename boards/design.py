@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dynfix.boards.board_top import BoardTop, bulk_cells, check_link
+from dynfix.boards.board_top import BoardTop, bulk_cells, bulk_store_refusal, check_link
 from dynfix.boards.engine_instance import EngineInstance
 from dynfix.boards.flash_image import (FILE_NAME, flash_payload, weight_payload,
                                        write_flash_files)
@@ -78,41 +78,28 @@ def check_spram(design: Design, board: Board) -> None:
     if not design.bulk:
         return
     cfg = design.config
-    if cfg.bulk_store is BulkStore.SDRAM:
-        raise DynfixError(f"the engine in {design.folder} reads its weights from SDRAM; no "
-                          f"board top drives an SDRAM yet, {board.name}'s neither: simulate "
-                          f"it with dynfix simulate")
-    if cfg.bulk_store is BulkStore.FLASH:
-        if board.spram is None:
-            raise DynfixError(f"the engine in {design.folder} reads its weights from the SPI "
-                              f"flash at run time; dynfix drives a flash that way on iCE40 "
-                              f"boards only, not {board.name}: generate the engine for this "
-                              f"board")
-        if cfg.m_spram:
-            rows, cols = spram_cells(cfg.fmap_depth, cfg.lanes * cfg.fmap_lane_bits)
-            if rows * cols > board.spram.blocks:
-                raise DynfixError(f"the engine in {design.folder} needs {rows * cols} SPRAMs "
-                                  f"for its maps; {board.name} has {board.spram.blocks}: "
-                                  f"generate a smaller engine")
-        return
-    if board.spram is None:
-        raise DynfixError(f"the engine in {design.folder} reads its weights from bulk "
-                          f"memory, which the board top keeps in iCE40 SPRAM; {board.name} "
-                          f"has none: generate the engine for this board")
-    if cfg.bus_bits % CELL_WIDTH:
-        raise DynfixError(f"the engine in {design.folder} reads its weights over a "
-                          f"{cfg.bus_bits}-bit bulk port; the board top's SPRAM bulk memory "
-                          f"needs a multiple of {CELL_WIDTH} bits: generate it with "
-                          f"bulk_bits {CELL_WIDTH} or more")
-    cells = bulk_cells(cfg.weight_depth * cfg.word_beats, cfg.bus_bits)
+    refusal = bulk_store_refusal(cfg, board)
+    if refusal:
+        raise DynfixError(f"the engine in {design.folder} {refusal}")
+    # In SPRAM: the bulk store (unless the flash itself is the bulk memory) and the maps.
+    flash = cfg.bulk_store is BulkStore.FLASH
+    cells = 0
+    if not flash:
+        if cfg.bus_bits % CELL_WIDTH:
+            raise DynfixError(f"the engine in {design.folder} reads its weights over a "
+                              f"{cfg.bus_bits}-bit bulk port; the board top's SPRAM bulk "
+                              f"memory needs a multiple of {CELL_WIDTH} bits: generate it "
+                              f"with bulk_bits {CELL_WIDTH} or more")
+        cells = bulk_cells(cfg.weight_depth * cfg.word_beats, cfg.bus_bits)
     if cfg.m_spram:
         rows, cols = spram_cells(cfg.fmap_depth, cfg.lanes * cfg.fmap_lane_bits)
         cells += rows * cols
     if cells > board.spram.blocks:
-        raise DynfixError(f"the engine in {design.folder} needs {cells} SPRAMs for its bulk "
-                          f"memory{' and maps' if cfg.m_spram else ''}; {board.name} has "
-                          f"{board.spram.blocks}: generate a smaller engine")
-
+        what = " and ".join(name for name, on in (("bulk memory", not flash),
+                                                  ("maps", cfg.m_spram)) if on)
+        raise DynfixError(f"the engine in {design.folder} needs {cells} SPRAMs for its "
+                          f"{what}; {board.name} has {board.spram.blocks}: generate a "
+                          f"smaller engine")
 
 def board_pll(board: Board, clock_mhz: float | None) -> Ice40Pll | Ecp5Pll | None:
     """The PLL setting that clocks the design at the highest frequency the PLL reaches at or

@@ -33,7 +33,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 
-from dynfix.boards.board_top import bulk_cells, usage as board_top_usage
+from dynfix.boards.board_top import bulk_cells, bulk_store_refusal, usage as board_top_usage
 from dynfix.boards.flash_image import PAYLOAD_BYTES
 from dynfix.boards.registry import Board
 from dynfix.errors import DynfixError
@@ -184,25 +184,15 @@ def board_estimate(cfg: EngineConfig, board: Board) -> Estimate:
     around it (:func:`dynfix.boards.board_top.usage`): what the fit compares with the
     board's resources."""
     extra = board_top_usage(cfg.w_spram, cfg.bus_bits if cfg.w_bulk else 0, cfg.bulk_store)
-    if cfg.w_bulk and cfg.bulk_store is BulkStore.SDRAM:
-        raise DynfixError(f"the engine reads its weights from SDRAM (bulk_store: sdram); no "
-                          f"board top drives an SDRAM yet, {board.name}'s neither: simulate "
-                          f"it with dynfix simulate")
+    refusal = bulk_store_refusal(cfg, board)
+    if refusal:
+        raise DynfixError(f"the engine {refusal}")
     if cfg.w_bulk and cfg.bulk_store is BulkStore.FLASH:
-        if board.spram is None:
-            raise DynfixError(f"the engine reads its weights from the SPI flash at run time "
-                              f"(bulk_store: flash); dynfix drives a flash that way on iCE40 "
-                              f"boards only, not {board.name}: generate the engine for this "
-                              f"board")
         size = cfg.weight_depth * cfg.word_beats * cfg.bus_bits // 8
         if size > PAYLOAD_BYTES:
             raise DynfixError(f"the weights ({size} bytes as the bulk image) do not fit the "
                               f"{PAYLOAD_BYTES} bytes of SPI flash past the bitstream")
     elif cfg.w_bulk:
-        if board.spram is None:
-            raise DynfixError(f"the engine reads its weights from bulk memory (w_bulk: 1); "
-                              f"{board.name} has no bulk store for them yet (iCE40 SPRAM): "
-                              f"generate the engine for this board")
         # The bulk store: the weight image's bus words in SPRAM cells (hw/spram_axi.py).
         extra["bulk_store"] = Usage(sprams=bulk_cells(cfg.weight_depth * cfg.word_beats,
                                                       cfg.bus_bits))
