@@ -366,17 +366,16 @@ class SdramAxi(wiring.Component):
                     m.d.sync += state.eq(_State.RESP)
                 with m.Elif(urgent):
                     refresh()
-                with m.Elif(wleft == 0):
-                    pass
-                with m.Elif(is_open & here):
-                    with m.If(free):
-                        command(Command.WRITE, ba=word[row_hi:], a=word[:col_hi])
-                        m.d.sync += [pins.dq_o.eq(wbuf[:16]), pins.dqm.eq(wmask[:2]),
-                                     pins.dq_oe.eq(1), wbuf.eq(wbuf >> 16),
-                                     wmask.eq(wmask >> 2), wleft.eq(wleft - 1),
-                                     word.eq(word + 1), since_wr.eq(0)]
-                with m.Else():
-                    close_or_open(word)
+                with m.Elif(wleft != 0):            # a beat's words to write
+                    with m.If(is_open & here):
+                        with m.If(free):
+                            command(Command.WRITE, ba=word[row_hi:], a=word[:col_hi])
+                            m.d.sync += [pins.dq_o.eq(wbuf[:16]), pins.dqm.eq(wmask[:2]),
+                                         pins.dq_oe.eq(1), wbuf.eq(wbuf >> 16),
+                                         wmask.eq(wmask >> 2), wleft.eq(wleft - 1),
+                                         word.eq(word + 1), since_wr.eq(0)]
+                    with m.Else():
+                        close_or_open(word)
             with m.Case(_State.RESP):
                 with m.If(bus.bready):
                     m.d.sync += state.eq(_State.IDLE)

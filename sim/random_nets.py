@@ -70,7 +70,7 @@ CONFIGS: dict[str, EngineConfig] = {
     # Weights from bulk memory (AXI4) through a ring of tiles (hw/weight_ring.py): a
     # narrow bus (6 beats a word) and a small ring make groups wait for their tiles; with
     # single-port SPRAM maps; and with the depthwise window, from a memory with the quad
-    # SPI flash's timing (a long first beat, then a 32-bit beat per 16 cycles).
+    # SPI flash's timing (a read command before the first beat, then a nibble per two cycles).
     "tn3tm4_edge_bulk": EngineConfig(tn=3, tm=4, w_bulk=1, bulk_bits=16, w_ring=128,
                                      m_spram=1, **BOUNDS, **EDGE),
     "tn9tm3_edge_bulk": EngineConfig(tn=9, tm=3, w_bulk=1, bulk_bits=32, w_ring=128,

@@ -23,7 +23,7 @@ from sim_helpers import require_simulator
 MODEL = Path(__file__).resolve().parents[2] / "sim" / "sdram_model.v"
 TOP = "sdram_sub_top"
 #: A small part (4 banks of 64 rows of 256 columns: 128 KB) so the runs cross rows and
-#: banks, and the model's memory is small; refreshes every 100 cycles.
+#: banks, and the model's memory is small; refreshes often (``t_refi``).
 PART = SdramPart("small", row_bits=6, col_bits=8, bank_bits=2, t_rcd=15, t_rp=15,
                  t_ras=42, t_rc=60, t_wr=14, t_rfc=60, t_refi=7812.5, t_init=100_000)
 TIMING = SdramTiming(t_rcd=2, t_rp=2, t_ras=5, t_rc=7, t_wr=2, t_rfc=7, t_refi=100,
