@@ -129,11 +129,12 @@ class Engine(wiring.Component):
 
         # Datapath: map and weight words -> MAC array -> requantizer -> pool. The map word is
         # registered after the block RAM (zeroed in the padding), so the RAM's clock-to-out
-        # and the fan-out to tm multipliers per lane are separate paths; the weight and bias
-        # reads start a cycle later to meet it.
+        # and the fan-out to tm multipliers per lane are separate paths; the weight read
+        # starts a cycle later to meet it, the bias read bias_lag cycles after that (the
+        # MAC array adds it at its last stage).
         to_mac = issue_to_mac(cfg)
         m.d.comb += [
-            b_rd.addr.eq(delay(m, seq.b_addr, to_mac - 1, "b_addr")),
+            b_rd.addr.eq(delay(m, seq.b_addr, to_mac - 1 + mac.bias_lag, "b_addr")),
             wmem.addr.eq(delay(m, seq.w_addr, to_mac - 1, "w_addr")),
             # Map reads by the sequencer or the unloader (writes below).
             fmap.rd_addr.eq(Mux(ctrl.unloading, unloader.addr, seq.map_addr)),
@@ -191,7 +192,8 @@ class Engine(wiring.Component):
         for j, rq in enumerate(rqs):
             # The data shift: the layer's, or with ch_shift the channel's, read with its bias
             # and delayed to the requantizer's decode (one cycle before the accumulator).
-            shift = (delay(m, b_rd.data[j].shift, mac.latency - 1, f"ch_shift{j}")
+            shift = (delay(m, b_rd.data[j].shift, mac.latency - 1 - mac.bias_lag,
+                           f"ch_shift{j}")
                      if cfg.ch_shift else e.data_shift)
             m.d.comb += [rq.acc.eq(mac.o[j]), rq.shift.eq(shift),
                          rq.lo.eq(e.clamp_lo), rq.hi.eq(e.clamp_hi)]

@@ -30,14 +30,16 @@ OPERAND_COPY = "mac_operand"
 class MacArray(wiring.Component):
     """``tm x lanes`` multipliers, one pipelined adder tree per output channel and an
     accumulator of ``acc_bits`` that starts from ``bias << bias_shift`` on the first item of
-    an output pixel and is emitted on its last item. The compiler's biases hold the
+    an output pixel and is emitted on its last item (the output is the accumulator). The compiler's biases hold the
     requantizer's rounding constant too (``hw/compiler``, ``folded_bias``), so the sum the
     array emits is ``acc + 2**(s-1)``; it adds modulo ``2**acc_bits`` (partial sums may
     wrap, the final one fits).
 
     Stages: ``OPERAND_STAGES`` copies of the operands per row of ``lanes`` multipliers,
     ``PRODUCT_STAGES`` product registers, the adder tree (one register per level), the
-    accumulator.
+    accumulator. An item's bias arrives ``bias_lag`` cycles after the item, one stage before
+    it is added: the engine reads its bias memory that much later (delaying the narrow
+    address instead of the wide words through the pipeline).
 
     With ``cfg.dual_mac`` the products are taken in row-major order (output channel ``j``,
     then lane) and each consecutive pair goes to one :class:`~dynfix.hw.ice40_dual_mac.DualMul`
@@ -78,7 +80,7 @@ class MacArray(wiring.Component):
     x : In(ArrayLayout(signed(data_bits), lanes))            one map word (padding zeroed);
                                                      with ``dw_window`` one per row (tm)
     w : In(ArrayLayout(ArrayLayout(signed(weight_bits), lanes), tm))
-    bias : In(ArrayLayout(signed(bias_bits), tm))            with the same item
+    bias : In(ArrayLayout(signed(bias_bits), tm))            bias_lag cycles after the item
     bias_shift : In(unsigned)                                layer constant
     o_valid : Out(1)                                         one cycle per output pixel
     o : Out(ArrayLayout(signed(acc_bits), tm))
@@ -88,6 +90,7 @@ class MacArray(wiring.Component):
         self._cfg = cfg
         self._cell = cell
         self.latency = mac_latency(cfg.lanes)
+        self.bias_lag = self.latency - 2
         n, tm = cfg.lanes, cfg.tm
         super().__init__({
             "valid": In(1), "first": In(1), "last": In(1),
@@ -110,7 +113,7 @@ class MacArray(wiring.Component):
         valid = delay(m, self.valid, stages, "valid")
         first = delay(m, self.first, stages, "first")
         last = delay(m, self.last, stages, "last")
-        bias = delay(m, self.bias, stages - 1, "bias")  # shifted in the last stage below
+        bias = self.bias                    # bias_lag late: shifted in the last stage below
         m.d.sync += self.o_valid.eq(valid & last)
 
         trees = [AdderTree(prod_bits, n) for _ in range(tm)]
@@ -129,7 +132,7 @@ class MacArray(wiring.Component):
             m.d.comb += total.eq(Mux(first, start, acc) + tree.o)
             with m.If(valid):
                 m.d.sync += acc.eq(total)
-            m.d.sync += self.o[j].eq(total)
+            m.d.comb += self.o[j].eq(acc)
         return m
 
     def _row_x(self, j: int):

@@ -22,7 +22,7 @@ from functools import lru_cache
 
 from dynfix.errors import DynfixError
 from dynfix.quant.layers.leaky_relu import SLOPE_BITS, SLOPE_SHIFT_MAX
-from .timing import OPERAND_STAGES, PRODUCT_STAGES, mac_latency, tree_levels, write_delay
+from .timing import OPERAND_STAGES, PRODUCT_STAGES, tree_levels, write_delay
 from .config import EngineConfig, clog2
 from .fpga_family import FpgaFamily
 from .ice40_spram import spram_cells
@@ -276,9 +276,11 @@ def estimate(cfg: EngineConfig, dev: Device, extra: dict[str, Usage] | None = No
     levels = tree_levels(n)
     stages = 1 + levels
     est.blocks["adder_trees"] = Usage(luts=tm * tree_adds, ffs=tm * tree_regs)
+    # The accumulator (also the output) and the shifted bias's register; the bias read
+    # comes late (hw/mac_array.py, bias_lag): its address is delayed, not the bias words.
     est.blocks["accumulators"] = Usage(
         luts=tm * (2 * ab + shifter(ab, cfg.acc_bits - 1)),
-        ffs=tm * (2 * ab + stages * cfg.bias_bits))
+        ffs=tm * (ab + cfg.bias_bits) + (stages - 1) * cfg.bias_addr_bits)
     # The shift (no rounding adder: the constant is in the biases) and the clamp (its
     # decision bits and the kept value registered before the select). Offsets:
     # one compare bit more, the zp adder, the bounds minus zp (registered). A shift per
@@ -291,7 +293,7 @@ def estimate(cfg: EngineConfig, dev: Device, extra: dict[str, Usage] | None = No
         luts=tm * (ab + shifter(ab, ab) + shifter(db, db) + 3 * db + off * 4 * (db + 1)
                    + slope * (SLOPE_BITS * sw + sw + shifter(sw, SLOPE_SHIFT_MAX) + db)),
         ffs=tm * (ab + 3 * db + 4 + off * 2 * (db + 1) + slope * 2 * (db + 1)
-                  + cfg.ch_shift * (mac_latency(n) - 1) * cfg.shift_bits))
+                  + cfg.ch_shift * cfg.shift_bits))
     est.blocks["max_pool"] = Usage(luts=tm * 2 * db, ffs=tm * (db + 2))
     # Map word paths: pad zeroing, write-data select, output lane select, write enables.
     # With ecp5_dsp the unload registers the whole word before its lane multiplexer.
@@ -340,14 +342,13 @@ def estimate(cfg: EngineConfig, dev: Device, extra: dict[str, Usage] | None = No
             luts=acc + 2, ffs=write_delay(cfg) + cfg.wb_words)
     if cfg.w_bulk:
         # The weight ring (hw/weight_ring.py) besides its memory: the bulk reader's counters
-        # and burst logic, the beat assembly (a word's earlier beats), the ring's pointers;
-        # its read word is registered again in logic; the sequencer's tile end and wait.
-        # Fitted to yosys synth_ice40 of the ring alone over four word and bus widths
-        # (docs/engine.md, "Weights from bulk memory").
-        w, pos = cfg.weight_word_bits, cfg.weight_addr_bits
-        est.blocks["weight_ring"] = Usage(
-            luts=120 + 1.2 * w + 3 * pos,
-            ffs=60 + 2 * w + (cfg.word_beats - 1) * cfg.bus_bits + 4 * pos)
+        # and burst logic, the beat position and the slices' write enables, the ring's
+        # pointers; the sequencer's tile end and wait. Fitted to yosys synth_ice40 of the
+        # ring alone over five word and bus widths (docs/engine.md, "Weights from bulk
+        # memory").
+        pos = cfg.weight_addr_bits
+        est.blocks["weight_ring"] = Usage(luts=160 + 2 * cfg.word_beats + 3 * pos,
+                                          ffs=40 + 4 * pos)
     layout_bits = entry_layout(cfg).size
     dims = cfg.dim_bits
     # Controller, sequencer (nested loop counters and address steps), two map walkers,

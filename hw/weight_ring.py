@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Signal, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -50,8 +50,8 @@ class WeightRing(wiring.Component):
 
     ``start`` sets ``wr_ptr`` to 0 and asks for a pass; the reader is asked (``words * k``
     bus words from ``base``, ``k`` = :func:`beats_per_word`) as soon as ``enable`` is high
-    and it is idle. The ``k`` beats of an engine word are assembled lowest bits first (see
-    :func:`bulk_image`); bits above ``word_bits`` in the last one are dropped. The memory
+    and it is idle. The ``k`` beats of an engine word are written into the slot lowest bits
+    first (see :func:`bulk_image`); bits above ``word_bits`` in the last one are not read. The memory
     write of a word and the increment of ``wr_ptr`` that counts it share one clock edge,
     so a slot is readable as soon as ``wr_ptr`` shows its word.
 
@@ -154,32 +154,32 @@ class WeightRing(wiring.Component):
         with m.If(beat & (self.bus.rresp != RESP_OKAY)):
             m.d.sync += self.error.eq(1)
 
-        m.submodules.mem = mem = memory.Memory(shape=unsigned(self._word_bits),
-                                               depth=self._depth, init=[])
-        wr = mem.write_port()
+        # Each beat is written straight into its slice of the slot (no assembly register);
+        # the word is readable once its last beat is in. The consumer never reads the slot
+        # being written (it is free: its word was consumed), so synthesis need not emulate
+        # read-before-write on a collision (``no_rw_check``).
+        m.submodules.mem = mem = memory.Memory(shape=unsigned(k * b), depth=self._depth,
+                                               init=[], attrs={"no_rw_check": 1})
+        wr = mem.write_port(granularity=b)
         rd = mem.read_port()
-        m.d.comb += [rd.addr.eq(self.addr), self.data.eq(rd.data),
-                     wr.addr.eq(self.wr_ptr[:slot_bits])]
+        m.d.comb += [rd.addr.eq(self.addr), self.data.eq(rd.data[:self._word_bits]),
+                     wr.addr.eq(self.wr_ptr[:slot_bits]),
+                     wr.data.eq(Cat(reader.o.payload for _ in range(k)))]
 
         if k == 1:
             last = beat
-            m.d.comb += wr.data.eq(reader.o.payload)
+            m.d.comb += wr.en.eq(beat)
         else:
-            # The earlier beats of the word, shifted in from the top: after k - 1 of them
-            # the first sits in the low bits.
-            held = Signal((k - 1) * b)
             pos = Signal(range(k))
             last = beat & (pos == k - 1)
-            m.d.comb += wr.data.eq(Cat(held, reader.o.payload))
+            m.d.comb += wr.en.eq(Mux(beat, 1 << pos, 0))
             with m.If(beat):
-                m.d.sync += held.eq(Cat(held[b:], reader.o.payload))
                 with m.If(pos == k - 1):
                     m.d.sync += pos.eq(0)
                 with m.Else():
                     m.d.sync += pos.eq(pos + 1)
             with m.If(self.start):
                 m.d.sync += pos.eq(0)
-        m.d.comb += wr.en.eq(last)
         with m.If(self.start):
             m.d.sync += self.wr_ptr.eq(0)
         with m.Elif(last):

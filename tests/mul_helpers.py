@@ -152,9 +152,11 @@ def mac_array_run(cfg: EngineConfig, items: list[dict]) -> list[tuple[int, list[
                 ctx.set(dut.last, it["last"])
                 ctx.set(dut.x.as_value(), pack(it["x"], cfg.data_bits))
                 ctx.set(dut.w.as_value(), pack(it["w"], cfg.weight_bits))
-                ctx.set(dut.bias.as_value(), pack(it["bias"], cfg.bias_bits))
             else:
                 ctx.set(dut.valid, 0)
+            if 0 <= t - dut.bias_lag < len(items):          # each item's bias comes late
+                ctx.set(dut.bias.as_value(), pack(items[t - dut.bias_lag]["bias"],
+                                                  cfg.bias_bits))
             await ctx.tick()
             if ctx.get(dut.o_valid):
                 out.append((t, unpack(ctx.get(dut.o.as_value()), cfg.acc_bits, cfg.tm)))
