@@ -43,8 +43,6 @@ from dynfix.hw.cycle_model import estimate as cycle_estimate, layer_cycles
 from dynfix.hw.resources import (Device, Estimate, Usage, engine_memories, estimate,
                                  lut_product_usage)
 
-#: Share of a board's LUTs and FFs the fitter may plan for (placement and timing headroom).
-LOGIC_HEADROOM = 0.85
 #: Share of a board's LUTs an engine with products in LUTs (``lut_products``) may plan for.
 #: Conservative on the OrangeCrab, but it bounds how wide an engine grows, and the wide
 #: ULX3S engines lose clock on lane-width paths (docs/boards.md, "Products in LUTs", for the
@@ -91,10 +89,11 @@ class FitResult:
 
 def limits(board: Board, lut_products: int = 0) -> dict[str, int]:
     """What an engine may use of ``board``; less of its LUTs with products in LUTs."""
-    luts = LUT_PRODUCT_HEADROOM if lut_products else LOGIC_HEADROOM
+    logic = board.family.logic_headroom       # placement and timing headroom
+    luts = LUT_PRODUCT_HEADROOM if lut_products else logic
     return {"dsps": board.dsp.blocks, "brams": board.bram.blocks,
             "sprams": board.spram.blocks if board.spram is not None else 0,
-            "luts": int(board.luts * luts), "ffs": int(board.ffs * LOGIC_HEADROOM)}
+            "luts": int(board.luts * luts), "ffs": int(board.ffs * logic)}
 
 
 def check_usage(use: Usage, board: Board, lut_products: int = 0) -> dict[str, tuple[int, int]]:
@@ -279,6 +278,10 @@ def fit(model, spec, board: Board) -> FitResult:
                  f"{best.waits} of its {best.cycles} cycles for weights, and "
                  f"{n} product{'s are' if n > 1 else ' is'} as fast")
         best = lean
+    elif best.config.w_bulk and best.waits >= BANDWIDTH_BOUND * best.cycles:
+        limit = (f"the bulk memory's bandwidth: {best.config.summary()} waits {best.waits} "
+                 f"of its {best.cycles} cycles for weights, and no engine with more products "
+                 f"that fits is faster")
     return FitResult(board.name, best, limit + lut_note, len(evaluated))
 
 
@@ -322,8 +325,10 @@ def _fastest(model, spec, board: Board, smallest: Candidate, backend: Multiplier
     the rest in LUTs (``lut``). An engine needing more DSP blocks than the board has
     cannot fit (yosys gives each product its own, or each pair with dual_mac); only the
     fastest such is compiled, to name the limit, as only the fastest whose LUT products alone
-    (on top of the smallest engine) pass the LUT share. The first engine that fits wins;
-    among engines as fast and as small, the one with the fewest LUTs."""
+    (on top of the smallest engine) pass the LUT share. The engine that fits with the fewest
+    compiled cycles wins (those include the waits for a bulk memory, so a narrower engine
+    fed faster may beat a wider one: candidates are compiled until their planned cycles
+    pass the best's); among engines as fast and as small, the one with the fewest LUTs."""
     dsps = max(1, board.dsp.blocks)
     lut_cost = lut_luts = 0.0               # LUTs of one LUT product, the LUTs they may take
     max_mults = 2 * dsps * (1 + (backend is Multiplier.ICE40_DUAL)) * (1 + pack)
@@ -333,8 +338,10 @@ def _fastest(model, spec, board: Board, smallest: Candidate, backend: Multiplier
         max_mults = max(max_mults, dsps * (1 + pack) + int(lut_luts // lut_cost))
     evaluated: list[Candidate] = []
     best: Candidate | None = None
-    best_rank = None                        # (compute cycles, multipliers) of ``best``
+    best_rank = None                        # (cycles, multipliers) of ``best``
     for cycles, lanes, tm, im2col in candidates(model, max_mults):
+        # A candidate's planned cycles are a lower bound of its compiled ones (waits for
+        # the bulk memory come on top): none slower than ``best`` can beat it.
         if best_rank is not None and best_rank < (cycles, lanes * tm):
             break
         cfg = _on_blocks(EngineConfig(tn=lanes, tm=tm, im2col=im2col, multiplier=backend),
@@ -345,8 +352,9 @@ def _fastest(model, spec, board: Board, smallest: Candidate, backend: Multiplier
             continue
         c = evaluate_config(model, spec, cfg, board)
         evaluated.append(c)
-        if c.fits and (best is None or c.estimate.total.luts < best.estimate.total.luts):
-            best, best_rank = c, (cycles, lanes * tm)
+        if c.fits and (best is None or (c.cycles, c.estimate.total.luts)
+                       < (best.cycles, best.estimate.total.luts)):
+            best, best_rank = c, (c.cycles, lanes * tm)
     return best or smallest, evaluated
 
 

@@ -68,6 +68,11 @@ class FpgaFamily:
         The clock ``dynfix synth``'s timing closure first places and routes at
         (``boards/closure.py``): above what engines of this family reach, so the first build's
         Fmax tells where to go; a board file may set its own (``clock.max_mhz``).
+    logic_headroom : float
+        Share of the device's LUTs and FFs the fit plans an engine's estimate for, leaving
+        the rest for placement and timing (``boards/fit.py``, :func:`limits`). iCE40 designs
+        place and close timing close to full, and the estimate counts more logic cells than
+        nextpnr packs (docs/boards.md, "How close to full"); ECP5 routes degrade sooner.
     """
 
     name: str
@@ -84,6 +89,7 @@ class FpgaFamily:
     yosys_after_read: str
     bitstream: str
     max_mhz: float
+    logic_headroom: float
 
 
 #: Yosys 0.70's abc9 mixes up a wire ``foo`` with wires named ``foo[0]``, ``foo[1]`` (the names
@@ -113,6 +119,7 @@ ICE40 = FpgaFamily(
     yosys_after_read=YOSYS_HIDE_ELEMENT_WIRES,
     bitstream="bin",
     max_mhz=60.0,
+    logic_headroom=0.95,
 )
 
 #: ECP5's ``lut_factor``: synthesized engines use fewer LUTs than the LUT4s the estimate
@@ -130,6 +137,7 @@ ECP5 = FpgaFamily(
     yosys_after_read=YOSYS_HIDE_ELEMENT_WIRES + "\n" + YOSYS_KEEP_OPERAND_COPIES,
     bitstream="bit",
     max_mhz=125.0,
+    logic_headroom=0.85,
 )
 
 #: Every supported family by name.
