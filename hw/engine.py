@@ -131,7 +131,7 @@ class Engine(wiring.Component):
         # registered after the block RAM (zeroed in the padding), so the RAM's clock-to-out
         # and the fan-out to tm multipliers per lane are separate paths; the weight read
         # starts a cycle later to meet it, the bias read bias_lag cycles after that (the
-        # MAC array adds it at its last stage).
+        # MAC array registers it, shifts it and adds it in its last stages).
         to_mac = issue_to_mac(cfg)
         m.d.comb += [
             b_rd.addr.eq(delay(m, seq.b_addr, to_mac - 1 + mac.bias_lag, "b_addr")),

@@ -37,9 +37,10 @@ class MacArray(wiring.Component):
 
     Stages: ``OPERAND_STAGES`` copies of the operands per row of ``lanes`` multipliers,
     ``PRODUCT_STAGES`` product registers, the adder tree (one register per level), the
-    accumulator. An item's bias arrives ``bias_lag`` cycles after the item, one stage before
-    it is added: the engine reads its bias memory that much later (delaying the narrow
-    address instead of the wide words through the pipeline).
+    accumulator. An item's bias arrives ``bias_lag`` cycles after the item, two stages before
+    it is added (a register, then the shift): the engine reads its bias memory that much
+    later (delaying the narrow address instead of the wide words through the pipeline), and
+    the memory's output only drives a register.
 
     With ``cfg.dual_mac`` the products are taken in row-major order (output channel ``j``,
     then lane) and each consecutive pair goes to one :class:`~dynfix.hw.ice40_dual_mac.DualMul`
@@ -90,7 +91,7 @@ class MacArray(wiring.Component):
         self._cfg = cfg
         self._cell = cell
         self.latency = mac_latency(cfg.lanes)
-        self.bias_lag = self.latency - 2
+        self.bias_lag = self.latency - 3
         n, tm = cfg.lanes, cfg.tm
         super().__init__({
             "valid": In(1), "first": In(1), "last": In(1),
@@ -113,7 +114,7 @@ class MacArray(wiring.Component):
         valid = delay(m, self.valid, stages, "valid")
         first = delay(m, self.first, stages, "first")
         last = delay(m, self.last, stages, "last")
-        bias = self.bias                    # bias_lag late: shifted in the last stage below
+        bias = delay(m, self.bias, 1, "bias")  # bias_lag late; shifted in the last stage below
         m.d.sync += self.o_valid.eq(valid & last)
 
         trees = [AdderTree(prod_bits, n) for _ in range(tm)]

@@ -276,11 +276,12 @@ def estimate(cfg: EngineConfig, dev: Device, extra: dict[str, Usage] | None = No
     levels = tree_levels(n)
     stages = 1 + levels
     est.blocks["adder_trees"] = Usage(luts=tm * tree_adds, ffs=tm * tree_regs)
-    # The accumulator (also the output) and the shifted bias's register; the bias read
-    # comes late (hw/mac_array.py, bias_lag): its address is delayed, not the bias words.
+    # The accumulator (also the output), the bias's register and the shifted bias's; the
+    # bias read comes late (hw/mac_array.py, bias_lag): its address is delayed, not the
+    # bias words.
     est.blocks["accumulators"] = Usage(
         luts=tm * (2 * ab + shifter(ab, cfg.acc_bits - 1)),
-        ffs=tm * (ab + cfg.bias_bits) + (stages - 1) * cfg.bias_addr_bits)
+        ffs=tm * (2 * ab + cfg.bias_bits) + (stages - 2) * cfg.bias_addr_bits)
     # The shift (no rounding adder: the constant is in the biases) and the clamp (its
     # decision bits and the kept value registered before the select). Offsets:
     # one compare bit more, the zp adder, the bounds minus zp (registered). A shift per
@@ -293,7 +294,7 @@ def estimate(cfg: EngineConfig, dev: Device, extra: dict[str, Usage] | None = No
         luts=tm * (ab + shifter(ab, ab) + shifter(db, db) + 3 * db + off * 4 * (db + 1)
                    + slope * (SLOPE_BITS * sw + sw + shifter(sw, SLOPE_SHIFT_MAX) + db)),
         ffs=tm * (ab + 3 * db + 4 + off * 2 * (db + 1) + slope * 2 * (db + 1)
-                  + cfg.ch_shift * cfg.shift_bits))
+                  + cfg.ch_shift * 2 * cfg.shift_bits))
     est.blocks["max_pool"] = Usage(luts=tm * 2 * db, ffs=tm * (db + 2))
     # Map word paths: pad zeroing, write-data select, output lane select, write enables.
     # With ecp5_dsp the unload registers the whole word before its lane multiplexer.
