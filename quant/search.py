@@ -216,7 +216,9 @@ class _Table:
           its maxima; at 16 bits the 13 bits left below the maximum still resolve the map
           far better than any 8-bit format."""
         floor = start - HEADROOM_BITS
-        out = min(fl, start - min(HEADROOM_BITS, max(bw - RESOLUTION_BITS, 0)))
+        # Rule 2 only: a narrow map is not held to the overflow-free start (the split decides).
+        wide = min(HEADROOM_BITS, max(bw - RESOLUTION_BITS, 0))
+        out = min(fl, start - wide) if wide else fl
         n = len(self(window[0]))
         if n >= HOLDOUT_MIN_INPUTS:
             halves = [np.arange(n) % 2 == k for k in (0, 1)]
