@@ -57,6 +57,21 @@ FLASH_PORT_PER_BIT = Usage(luts=0.3, ffs=1.1)
 FLASH_PORT_BASE = Usage(luts=337, ffs=148)
 
 
+#: With the weights in the board's SDRAM (``bulk_store: sdram``): the controller
+#: (:class:`~dynfix.hw.sdram_axi.SdramAxi`, its read FIFO in logic) and the writer that will
+#: fill it at power-up (:class:`~dynfix.hw.bulk_writer.BulkWriter`), synthesized alone at 16,
+#: 32 and 64 bits with ``synth_ecp5`` (docs/boards.md, "Weights in SDRAM"); the flash reader
+#: besides, as :data:`FLASH_LOAD_USAGE`.
+SDRAM_PORT_PER_BIT = Usage(luts=1.9, ffs=3.1)
+SDRAM_PORT_BASE = Usage(luts=1010, ffs=250)
+
+
+def sdram_port_usage(bus_bits: int) -> Usage:
+    """The logic of the SDRAM bulk memory's port and load for a bus of ``bus_bits``."""
+    return Usage(luts=SDRAM_PORT_BASE.luts + SDRAM_PORT_PER_BIT.luts * bus_bits,
+                 ffs=SDRAM_PORT_BASE.ffs + SDRAM_PORT_PER_BIT.ffs * bus_bits)
+
+
 def flash_port_usage(bus_bits: int) -> Usage:
     """The logic of the quad flash port for a bus of ``bus_bits``."""
     return Usage(luts=FLASH_PORT_BASE.luts + FLASH_PORT_PER_BIT.luts * bus_bits,
@@ -74,25 +89,35 @@ def usage(weight_load: bool, bulk_bits: int = 0,
     """The board top's blocks for the resource estimate (:func:`dynfix.hw.resources.estimate`
     ``extra``): the link, the flash load for an engine that loads its weights
     (``weight_load``), for one that reads them from bulk memory over a bus of ``bulk_bits``
-    (0: none) the bulk memory's load and port (``bulk_store`` RAM) or the flash port."""
+    (0: none) the bulk memory's load and port (``bulk_store`` RAM), the flash port or the
+    SDRAM's port and load."""
     bulk = {}
     if bulk_bits:
         bulk = ({"flash_port": flash_port_usage(bulk_bits)} if bulk_store is BulkStore.FLASH
+                else {"sdram_port": sdram_port_usage(bulk_bits) + FLASH_LOAD_USAGE}
+                if bulk_store is BulkStore.SDRAM
                 else {"bulk_load": bulk_load_usage(bulk_bits)})
     return {"board_top": LINK_USAGE, **({"flash_load": FLASH_LOAD_USAGE} if weight_load else {}),
             **bulk}
 
 
-def bulk_store_refusal(cfg, board) -> str | None:
-    """Why ``board``'s board top cannot keep the bulk memory of the engine ``cfg``
-    (``w_bulk``), as the rest of a sentence whose subject is the engine; None when it can
-    (its size is the caller's to check). One reason per store, shared by the fit's estimate
-    and the board top."""
+def bulk_store_refusal(cfg, board, build: bool = False) -> str | None:
+    """Why ``board`` cannot keep the bulk memory of the engine ``cfg`` (``w_bulk``), as the
+    rest of a sentence whose subject is the engine; None when it can (its size is the
+    caller's to check). One reason per store, shared by the fit's estimate and (``build``)
+    the board top, which does not drive an SDRAM yet: the fit may place weights in a
+    board's SDRAM, and such an engine is simulated (``dynfix simulate``), not built."""
     if not cfg.w_bulk:
         return None
     if cfg.bulk_store is BulkStore.SDRAM:
-        return (f"reads its weights from SDRAM (bulk_store: sdram); no board top drives an "
-                f"SDRAM yet, {board.name}'s neither: simulate it with dynfix simulate")
+        if board.sdram is None:
+            return (f"reads its weights from SDRAM (bulk_store: sdram); {board.name} has "
+                    f"none: generate the engine for this board")
+        if build:
+            return (f"reads its weights from SDRAM (bulk_store: sdram); the board top does "
+                    f"not drive {board.name}'s SDRAM yet: simulate the engine with dynfix "
+                    f"simulate")
+        return None
     if board.spram is not None:
         return None
     if cfg.bulk_store is BulkStore.FLASH:

@@ -78,7 +78,7 @@ def check_spram(design: Design, board: Board) -> None:
     if not design.bulk:
         return
     cfg = design.config
-    refusal = bulk_store_refusal(cfg, board)
+    refusal = bulk_store_refusal(cfg, board, build=True)
     if refusal:
         raise DynfixError(f"the engine in {design.folder} {refusal}")
     # In SPRAM: the bulk store (unless the flash itself is the bulk memory) and the maps.

@@ -153,17 +153,24 @@ SPRAM_PLACEMENTS = ({"w_spram": 1}, {"m_spram": 1}, {"w_spram": 1, "m_spram": 1}
                     {"w_bulk": 1, "bulk_bits": 8, "bulk_store": BulkStore.FLASH, "m_spram": 1})
 
 
+#: On a board with SDRAM (the ULX3S), where the weights go when block RAM runs short: the
+#: SDRAM as bulk memory over a 16-bit port (the chip's width: a wider port moves no more).
+SDRAM_PLACEMENTS = ({"w_bulk": 1, "bulk_bits": 16, "bulk_store": BulkStore.SDRAM},)
+
+
 def evaluate_config(model, spec, cfg: EngineConfig, board: Board) -> Candidate:
     """``cfg`` compiled for the model and sized for ``board``; when its block RAMs run short
     on a board with SPRAM, the same engine with its weights, maps or both in SPRAM
-    (:data:`SPRAM_PLACEMENTS`): the first that fits, else the one short of the fewest block
+    (:data:`SPRAM_PLACEMENTS`), on a board with SDRAM its weights there
+    (:data:`SDRAM_PLACEMENTS`): the first that fits, else the one short of the fewest block
     RAMs and SPRAMs."""
     c = _evaluate(model, spec, cfg, board)
-    if ("brams" not in c.over or board.spram is None or cfg.w_spram or cfg.m_spram
-            or cfg.w_bulk):
+    placements = ((SPRAM_PLACEMENTS if board.spram is not None else ())
+                  + (SDRAM_PLACEMENTS if board.sdram is not None else ()))
+    if "brams" not in c.over or not placements or cfg.w_spram or cfg.m_spram or cfg.w_bulk:
         return c
     tried = [c]
-    for where in SPRAM_PLACEMENTS:
+    for where in placements:
         try:
             tried.append(_evaluate(model, spec, replace(cfg, **where), board))
         except DynfixError:             # e.g. a ring tile too wide for the engine's bounds
@@ -191,6 +198,11 @@ def board_estimate(cfg: EngineConfig, board: Board) -> Estimate:
         if size > PAYLOAD_BYTES:
             raise DynfixError(f"the weights ({size} bytes as the bulk image) do not fit the "
                               f"{PAYLOAD_BYTES} bytes of SPI flash past the bitstream")
+    elif cfg.w_bulk and cfg.bulk_store is BulkStore.SDRAM:
+        size = cfg.weight_depth * cfg.word_beats * cfg.bus_bits // 8
+        if size > board.sdram.bytes:
+            raise DynfixError(f"the weights ({size} bytes as the bulk image) do not fit the "
+                              f"{board.sdram.bytes} bytes of {board.name}'s SDRAM")
     elif cfg.w_bulk:
         # The bulk store: the weight image's bus words in SPRAM cells (hw/spram_axi.py).
         extra["bulk_store"] = Usage(sprams=bulk_cells(cfg.weight_depth * cfg.word_beats,
@@ -328,7 +340,8 @@ def _fastest(model, spec, board: Board, smallest: Candidate, backend: Multiplier
     (on top of the smallest engine) pass the LUT share. The engine that fits with the fewest
     compiled cycles wins (those include the waits for a bulk memory, so a narrower engine
     fed faster may beat a wider one: candidates are compiled until their planned cycles
-    pass the best's); among engines as fast and as small, the one with the fewest LUTs."""
+    pass the best's, at most :data:`WAITING_TRIES` past the first that fits); among engines
+    as fast and as small, the one with the fewest LUTs."""
     dsps = max(1, board.dsp.blocks)
     lut_cost = lut_luts = 0.0               # LUTs of one LUT product, the LUTs they may take
     max_mults = 2 * dsps * (1 + (backend is Multiplier.ICE40_DUAL)) * (1 + pack)
@@ -339,11 +352,15 @@ def _fastest(model, spec, board: Board, smallest: Candidate, backend: Multiplier
     evaluated: list[Candidate] = []
     best: Candidate | None = None
     best_rank = None                        # (cycles, multipliers) of ``best``
+    extra = 0                               # candidates compiled past the first that fits
     for cycles, lanes, tm, im2col in candidates(model, max_mults):
         # A candidate's planned cycles are a lower bound of its compiled ones (waits for
-        # the bulk memory come on top): none slower than ``best`` can beat it.
-        if best_rank is not None and best_rank < (cycles, lanes * tm):
+        # the bulk memory come on top): none slower than ``best`` can beat it, and past
+        # the first that fits only a few more are compiled.
+        if best_rank is not None and (best_rank < (cycles, lanes * tm)
+                                      or extra >= WAITING_TRIES):
             break
+        extra += best is not None
         cfg = _on_blocks(EngineConfig(tn=lanes, tm=tm, im2col=im2col, multiplier=backend),
                          dsps, pack, lut)
         if cfg.dsp_blocks > dsps and any(not c.fits for c in evaluated):
@@ -356,6 +373,11 @@ def _fastest(model, spec, board: Board, smallest: Candidate, backend: Multiplier
                        < (best.cycles, best.estimate.total.luts)):
             best, best_rank = c, (c.cycles, lanes * tm)
     return best or smallest, evaluated
+
+
+#: Candidates :func:`_fastest` compiles past the first that fits when that one waits for
+#: its bulk memory (one that does not wait ends the search: the next planned are slower).
+WAITING_TRIES = 8
 
 
 def _uses(cfg: EngineConfig) -> tuple[int, int]:

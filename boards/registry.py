@@ -17,6 +17,7 @@ import yaml
 
 from dynfix.errors import DynfixError
 from dynfix.hw.fpga_family import FpgaFamily, fpga_family
+from dynfix.hw.sdram_axi import SDRAM_PARTS, SdramPart
 
 BOARDS_DIR = Path(__file__).resolve().parent
 
@@ -46,6 +47,19 @@ class RamSpec:
     @property
     def total_bits(self) -> int:
         return self.blocks * self.bits
+
+
+@dataclass(frozen=True)
+class SdramSpec:
+    """An SDR SDRAM chip on the board: its part (``hw/sdram_axi.py``, ``SDRAM_PARTS``) and
+    the platform resource its pins are."""
+
+    part: SdramPart
+    resource: str = "sdram"
+
+    @property
+    def bytes(self) -> int:
+        return 2 * self.part.words
 
 
 @dataclass(frozen=True)
@@ -79,6 +93,7 @@ class Board:
     uart_number: int
     baud: int
     uart_add: dict[str, Any] | None = None
+    sdram: SdramSpec | None = None
     leds: dict[str, LedSpec] = field(default_factory=dict)
     synth_opts: str = ""
     seed: int = 1
@@ -130,6 +145,8 @@ class Board:
             "spram": None if self.spram is None else {
                 "kind": self.spram.kind, "blocks": self.spram.blocks,
                 "bits": self.spram.bits, "total_bits": self.spram.total_bits},
+            "sdram": None if self.sdram is None else {
+                "part": self.sdram.part.name, "bytes": self.sdram.bytes},
             "clock_mhz": self.clock_mhz, "target_mhz": self.target_mhz,
             "max_mhz": self.max_mhz,
             "uart": f"{self.uart_resource}#{self.uart_number}", "baud": self.baud,
@@ -218,6 +235,14 @@ def parse_board(data: Any, where: str, path: Path | None = None) -> Board:
     synth = r.get(data, "synth", dict, default={})
     env = r.get(data, "env", dict, default={})
     spram = r.get(res, "spram", dict, "resources.", default=None)
+    sdram = r.get(res, "sdram", dict, "resources.", default=None)
+    if sdram is not None:
+        part = r.get(sdram, "part", str, "resources.sdram.")
+        if part not in SDRAM_PARTS:
+            raise r.fail("resources.sdram.part", f"unknown SDRAM part {part!r} (known: "
+                                                 f"{', '.join(sorted(SDRAM_PARTS))})")
+        sdram = SdramSpec(SDRAM_PARTS[part],
+                          r.get(sdram, "resource", str, "resources.sdram.", default="sdram"))
     clock_mhz = float(r.get(clock, "mhz", (int, float), "clock.", positive=True))
     platform = r.get(data, "platform", str)
     if "." not in platform:
@@ -250,6 +275,7 @@ def parse_board(data: Any, where: str, path: Path | None = None) -> Board:
         uart_number=r.get(uart, "number", int, "uart.", default=0),
         baud=r.get(uart, "baud", int, "uart.", default=115200, positive=True),
         uart_add=uart_add,
+        sdram=sdram,
         leds=leds,
         synth_opts=r.get(synth, "synth_opts", str, "synth.", default=""),
         seed=r.get(synth, "seed", int, "synth.", default=1),

@@ -21,7 +21,8 @@ from amaranth.lib.wiring import In, Out
 
 from .axi import BURST_INCR, RESP_OKAY, RESP_SLVERR, AxiSignature, size_code
 
-__all__ = ["SdramPart", "SdramTiming", "SdramPins", "SdramAxi", "IS42S16160", "Command",
+__all__ = ["SdramPart", "SdramTiming", "SdramPins", "SdramAxi", "IS42S16160", "SDRAM_PARTS",
+           "Command",
            "URGENT_REFRESHES"]
 
 
@@ -62,6 +63,9 @@ class SdramPart:
 IS42S16160 = SdramPart("IS42S16160-7", row_bits=13, col_bits=9, bank_bits=2, t_rcd=15,
                        t_rp=15, t_ras=42, t_rc=60, t_wr=14, t_rfc=60, t_refi=7812.5,
                        t_init=100_000)
+
+#: The parts a board file may name (``resources.sdram.part``), by name.
+SDRAM_PARTS = {"IS42S16160": IS42S16160}
 
 
 @dataclass(frozen=True)

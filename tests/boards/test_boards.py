@@ -62,6 +62,9 @@ def _write(tmp_path, mutate) -> Path:
     (lambda d: d["resources"]["bram"].update(shapes=[[256, 16, 0]]), "bits per write enable"),
     (lambda d: d["resources"]["bram"].update(shapes=[[256]]), "expected a list of"),
     (lambda d: d["uart"].update(add={"rx": "1"}), "uart.add: needs rx and tx"),
+    (lambda d: d["resources"].update(sdram={"part": "MT48LC4M16"}),
+     "resources.sdram.part: unknown SDRAM part 'MT48LC4M16'"),
+    (lambda d: d["resources"].update(sdram={}), "resources.sdram.part: missing"),
 ])
 def test_malformed_board(tmp_path, mutate, needle):
     p = _write(tmp_path, mutate)
@@ -98,3 +101,16 @@ def test_cli_boards(capsys):
     out = capsys.readouterr().out
     assert "icebreaker (default)" in out and "LFE5U-85F" in out
 
+
+
+def test_sdram_on_the_boards_that_carry_one():
+    """The ULX3S declares its 32 MB SDRAM (the part the controller is timed for, and the
+    platform resource); boards without one say none."""
+    u = get_board("ulx3s")
+    assert u.sdram is not None and u.sdram.part.name.startswith("IS42S16160")
+    assert u.sdram.bytes == 32 * 1024 * 1024 and u.sdram.resource == "sdram"
+    assert u.summary()["sdram"] == {"part": u.sdram.part.name, "bytes": 32 * 1024 * 1024}
+    plat = u.make_platform()
+    plat.request(u.sdram.resource, 0, dir="-")           # amaranth-boards has the pins
+    assert get_board("icebreaker").sdram is None
+    assert get_board("icebreaker").summary()["sdram"] is None

@@ -360,3 +360,27 @@ def test_generate_names_the_waits_and_the_bytes(digits, tmp_path, capsys):
                  "--output", str(tmp_path / "h")]) == 1
     err = capsys.readouterr().err
     assert "bulk_store 'dram' is none of ram, flash, sdram" in err and err.count("\n") == 1
+
+
+def test_weights_beyond_block_ram_go_to_sdram():
+    """786K weights: more than the ULX3S's 208 block RAMs hold, so the fit puts them in its
+    SDRAM (bulk memory over a 16-bit port) and says so; the board top does not drive the
+    SDRAM yet, so building is refused in one line that says to simulate, and a board without
+    SDRAM refuses such an engine."""
+    from dynfix.boards.board_top import bulk_store_refusal
+    model, spec = fc_model(8192, 96)
+    ulx3s = get_board("ulx3s")
+    c = fit(model, spec, ulx3s).chosen
+    assert c.fits and c.config.w_bulk and c.config.bulk_store is BulkStore.SDRAM
+    assert c.config.bus_bits == 16 and "sdram_port" in c.estimate.blocks
+    assert c.estimate.total.brams <= ulx3s.bram.blocks
+    assert bulk_store_refusal(c.config, ulx3s) is None
+    assert "simulate" in bulk_store_refusal(c.config, ulx3s, build=True)
+    assert "has none" in bulk_store_refusal(c.config, get_board("orangecrab"))
+    # The same engine with its weights in block RAM is what ran short.
+    from dynfix.boards.fit import board_estimate, check_usage
+    from dynfix.hw.compiler import compile_model
+    same = EngineConfig(tn=c.config.tn, tm=c.config.tm, im2col=c.config.im2col,
+                        multiplier=c.config.multiplier)
+    on_chip = board_estimate(compile_model(model, spec, same).config, ulx3s)
+    assert "brams" in check_usage(on_chip.total, ulx3s)
