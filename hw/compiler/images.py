@@ -59,15 +59,17 @@ def _window_words(w: np.ndarray, cfg: EngineConfig) -> np.ndarray:
 
 
 def _pack(values: np.ndarray, bits: int) -> list[int]:
-    """Rows of signed integers -> one integer per row, element 0 in the low bits."""
-    mask = (1 << bits) - 1
-    out = []
-    for row in values.reshape(values.shape[0], -1):
-        word = 0
-        for j, v in enumerate(row.tolist()):
-            word |= (int(v) & mask) << (j * bits)
-        out.append(word)
-    return out
+    """Rows of signed integers -> one integer per row, element 0 in the low bits (each
+    element's low ``bits`` bits, two's complement). Vectorized: the rows' bits, packed to
+    bytes, become integers."""
+    rows = values.reshape(values.shape[0], -1).astype(np.int64)
+    if rows.size == 0:
+        return [0] * rows.shape[0]
+    shifts = np.arange(bits, dtype=np.int64)
+    # (row, element, bit) -> (row, element * bits + bit): element 0's bit 0 first.
+    bitmat = ((rows[:, :, None] >> shifts) & 1).astype(np.uint8).reshape(rows.shape[0], -1)
+    packed = np.packbits(bitmat, axis=1, bitorder="little")
+    return [int.from_bytes(row.tobytes(), "little") for row in packed]
 
 
 def pack_weights(cfg: EngineConfig, plans: list[LayerPlan]) -> list[int]:

@@ -10,7 +10,6 @@ from dynfix.errors import DynfixError
 from dynfix.hw.compiler import compile_model, plan_groups
 from dynfix.hw.config import EngineConfig
 from dynfix.quant.ir import Add, Flatten, Linear, Model, ReLU
-from dynfix.quant.search import search
 
 from hw_models import conv, digits_8bit, residual_net, small_net
 
@@ -95,3 +94,21 @@ def test_branch_inside_a_group_is_refused():
     model = Model("branch", "x", (2, 3, 3), layers)
     with pytest.raises(DynfixError, match=r"ra \(ReLU\): reads 'a', which other layers read"):
         plan_groups(model)
+
+
+@pytest.mark.parametrize("bits", [1, 4, 8, 13, 26])
+def test_memory_words_pack_lanes_low_first_in_twos_complement(bits):
+    """A memory word holds its row's elements ``bits`` bits each, element 0 in the low bits,
+    negative values in two's complement and bits beyond ``bits`` dropped: checked against
+    the word built element by element."""
+    from dynfix.hw.compiler.images import _pack
+    rng = np.random.default_rng(bits)
+    values = rng.integers(-(1 << 40), 1 << 40, size=(6, 9))
+    values[0] = -1
+    values[1] = 0
+    words = _pack(values, bits)
+    mask = (1 << bits) - 1
+    for row, word in zip(values.tolist(), words):
+        assert word == sum((v & mask) << (j * bits) for j, v in enumerate(row))
+    assert words[0] == (1 << (9 * bits)) - 1 and words[1] == 0
+    assert _pack(np.zeros((3, 0), np.int64), bits) == [0, 0, 0]
