@@ -315,9 +315,11 @@ def _leanest(model, spec, board: Board, best: Candidate,
     fast."""
     if not best.config.w_bulk or best.waits < BANDWIDTH_BOUND * best.cycles:
         return None
+    # Planned cycles are a lower bound: only engines that plan within AS_FAST can be as fast.
     smaller = sorted((lanes * tm, cycles, lanes, tm, im2col)
                      for cycles, lanes, tm, im2col in candidates(model, best.config.multipliers)
-                     if lanes * tm < best.config.multipliers)
+                     if lanes * tm < best.config.multipliers
+                     and cycles <= best.cycles * (1 + AS_FAST))
     for _, _, lanes, tm, im2col in smaller[:LEAN_TRIES]:
         c = evaluate_config(model, spec, EngineConfig(tn=lanes, tm=tm, im2col=im2col,
                                                       multiplier=backend), board)
