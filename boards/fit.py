@@ -158,12 +158,18 @@ SPRAM_PLACEMENTS = ({"w_spram": 1}, {"m_spram": 1}, {"w_spram": 1, "m_spram": 1}
 SDRAM_PLACEMENTS = ({"w_bulk": 1, "bulk_bits": 16, "bulk_store": BulkStore.SDRAM},)
 
 
-def evaluate_config(model, spec, cfg: EngineConfig, board: Board) -> Candidate:
+def evaluate_config(model, spec, cfg: EngineConfig, board: Board,
+                    memo: dict | None = None) -> Candidate:
     """``cfg`` compiled for the model and sized for ``board``; when its block RAMs run short
     on a board with SPRAM, the same engine with its weights, maps or both in SPRAM
     (:data:`SPRAM_PLACEMENTS`), on a board with SDRAM its weights there
     (:data:`SDRAM_PLACEMENTS`): the first that fits, else the one short of the fewest block
-    RAMs and SPRAMs."""
+    RAMs and SPRAMs. ``memo`` (one fit's) keeps what was evaluated: the ways past one
+    product per DSP block meet the same candidates."""
+    if memo is not None:
+        if cfg not in memo:
+            memo[cfg] = evaluate_config(model, spec, cfg, board)
+        return memo[cfg]
     c = _evaluate(model, spec, cfg, board)
     placements = ((SPRAM_PLACEMENTS if board.spram is not None else ())
                   + (SDRAM_PLACEMENTS if board.sdram is not None else ()))
@@ -226,10 +232,11 @@ def describe_over(over: dict[str, tuple[int, int]]) -> str:
 
 def fit(model, spec, board: Board) -> FitResult:
     """Choose the fastest engine for ``model`` quantized as ``spec`` that fits ``board``."""
-    smallest = evaluate_config(model, spec, EngineConfig(tn=1, tm=1), board)
+    memo: dict[EngineConfig, Candidate] = {}
+    smallest = evaluate_config(model, spec, EngineConfig(tn=1, tm=1), board, memo)
     if "sprams" in smallest.over and smallest.config.weight_bits <= 8:
         # One 8-bit weight per word leaves half of each 16-bit SPRAM word empty: two fill it.
-        smallest = evaluate_config(model, spec, EngineConfig(tn=2, tm=1), board)
+        smallest = evaluate_config(model, spec, EngineConfig(tn=2, tm=1), board, memo)
     if not smallest.fits:
         m = smallest.config.multipliers
         raise DynfixError(f"{model.name} does not fit {board.name} even with the smallest "
@@ -247,7 +254,7 @@ def fit(model, spec, board: Board) -> FitResult:
     # (longer routes, wider lane multiplexers): an engine is only worth its products when
     # it needs at most 1 / LUT_PRODUCT_MIN_SPEEDUP of the cycles of every way's engine with
     # fewer products; the fastest such engine wins (then the fewest LUTs).
-    found = {v: _fastest(model, spec, board, smallest, backend, *v)
+    found = {v: _fastest(model, spec, board, smallest, backend, *v, memo=memo)
              for v in sorted({(0, 0), (pack, 0), (0, lut), (pack, lut)})}
     worth = [v for v, (c, _) in found.items()
              if v == (0, 0) or all(c.cycles * LUT_PRODUCT_MIN_SPEEDUP <= u.cycles
@@ -283,7 +290,7 @@ def fit(model, spec, board: Board) -> FitResult:
                           f"{c.cycles} cycles)" for what, c in named)
     else:
         limit = "the model: more parallelism does not make it faster"
-    lean = _leanest(model, spec, board, best, backend)
+    lean = _leanest(model, spec, board, best, backend, memo)
     if lean is not None:
         n = lean.config.multipliers
         limit = (f"the bulk memory's bandwidth: {best.config.summary()} waits "
@@ -306,8 +313,8 @@ AS_FAST = 0.01
 LEAN_TRIES = 12
 
 
-def _leanest(model, spec, board: Board, best: Candidate,
-             backend: Multiplier) -> Candidate | None:
+def _leanest(model, spec, board: Board, best: Candidate, backend: Multiplier,
+             memo: dict | None = None) -> Candidate | None:
     """For an engine bound by its bulk memory's bandwidth (``waits`` at least
     :data:`BANDWIDTH_BOUND` of its cycles), the engine with the fewest products that fits
     and is as fast (within :data:`AS_FAST`): more products only wait longer, and cost
@@ -322,14 +329,15 @@ def _leanest(model, spec, board: Board, best: Candidate,
                      and cycles <= best.cycles * (1 + AS_FAST))
     for _, _, lanes, tm, im2col in smaller[:LEAN_TRIES]:
         c = evaluate_config(model, spec, EngineConfig(tn=lanes, tm=tm, im2col=im2col,
-                                                      multiplier=backend), board)
+                                                      multiplier=backend), board, memo)
         if c.fits and c.cycles <= best.cycles * (1 + AS_FAST):
             return c
     return None
 
 
 def _fastest(model, spec, board: Board, smallest: Candidate, backend: Multiplier,
-             pack: int, lut: int) -> tuple[Candidate, list[Candidate]]:
+             pack: int, lut: int, memo: dict | None = None
+             ) -> tuple[Candidate, list[Candidate]]:
     """The fastest engine that fits (``smallest`` if none does), and every candidate
     compiled on the way.
 
@@ -369,7 +377,7 @@ def _fastest(model, spec, board: Board, smallest: Candidate, backend: Multiplier
             continue
         if cfg.lut_products * lut_cost > lut_luts and any(not c.fits for c in evaluated):
             continue
-        c = evaluate_config(model, spec, cfg, board)
+        c = evaluate_config(model, spec, cfg, board, memo)
         evaluated.append(c)
         if c.fits and (best is None or (c.cycles, c.estimate.total.luts)
                        < (best.cycles, best.estimate.total.luts)):
