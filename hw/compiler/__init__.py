@@ -8,7 +8,7 @@ program. The contract with the gateware is ``hw/config.py`` and ``hw/program.py`
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -35,7 +35,6 @@ class CompiledModel:
     config: EngineConfig
     plans: list[LayerPlan]
     program: list[int]
-    weights: list[int]
     biases: list[int]
     output_name: str                # the layer whose integers the engine streams out
     input_shape: Shape3             # the map the host streams (C, H, W order)
@@ -44,6 +43,17 @@ class CompiledModel:
     input_window: tuple | None = None
     #: The input map's offset (its padding value in the windows).
     input_zp: int = 0
+    #: The weight memory's words, packed when first asked for (:attr:`weights`): the fit
+    #: compiles many candidates and needs only their sizes.
+    packed_weights: list[int] | None = field(default=None, init=False, repr=False,
+                                             compare=False)
+
+    @property
+    def weights(self) -> list[int]:
+        """The weight memory's words in sequencer order (:func:`pack_weights`)."""
+        if self.packed_weights is None:
+            self.packed_weights = pack_weights(self.config, self.plans)
+        return self.packed_weights
 
     @property
     def output_len(self) -> int:
@@ -205,8 +215,8 @@ def compile_model(model: Model, spec: QuantSpec, cfg: EngineConfig) -> CompiledM
     for p in plans:
         check_entry(cfg, p.entry, f"layer {p.name!r}")
     return CompiledModel(cfg, plans, [pack_entry(cfg, e) for e in entries],
-                         pack_weights(cfg, plans), pack_biases(cfg, plans), out_name,
-                         plans[0].in_shape, window, spec.input_zp)
+                         pack_biases(cfg, plans), out_name, plans[0].in_shape, window,
+                         spec.input_zp)
 
 
 def ring_depth(tile: int) -> int:
