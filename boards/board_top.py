@@ -66,22 +66,24 @@ SDRAM_PORT_PER_BIT = Usage(luts=1.9, ffs=3.1)
 SDRAM_PORT_BASE = Usage(luts=1010, ffs=250)
 
 
+def _per_bit(base: Usage, per_bit: Usage, bus_bits: int) -> Usage:
+    """``base`` plus ``per_bit`` for each of ``bus_bits`` bits."""
+    return Usage(luts=base.luts + per_bit.luts * bus_bits, ffs=base.ffs + per_bit.ffs * bus_bits)
+
+
 def sdram_port_usage(bus_bits: int) -> Usage:
     """The logic of the SDRAM bulk memory's port and load for a bus of ``bus_bits``."""
-    return Usage(luts=SDRAM_PORT_BASE.luts + SDRAM_PORT_PER_BIT.luts * bus_bits,
-                 ffs=SDRAM_PORT_BASE.ffs + SDRAM_PORT_PER_BIT.ffs * bus_bits)
+    return _per_bit(SDRAM_PORT_BASE, SDRAM_PORT_PER_BIT, bus_bits)
 
 
 def flash_port_usage(bus_bits: int) -> Usage:
     """The logic of the quad flash port for a bus of ``bus_bits``."""
-    return Usage(luts=FLASH_PORT_BASE.luts + FLASH_PORT_PER_BIT.luts * bus_bits,
-                 ffs=FLASH_PORT_BASE.ffs + FLASH_PORT_PER_BIT.ffs * bus_bits)
+    return _per_bit(FLASH_PORT_BASE, FLASH_PORT_PER_BIT, bus_bits)
 
 
 def bulk_load_usage(bus_bits: int) -> Usage:
     """The logic of :class:`BulkLoad` for a bus of ``bus_bits``."""
-    return Usage(luts=BULK_LOAD_BASE.luts + BULK_LOAD_PER_BIT.luts * bus_bits,
-                 ffs=BULK_LOAD_BASE.ffs + BULK_LOAD_PER_BIT.ffs * bus_bits)
+    return _per_bit(BULK_LOAD_BASE, BULK_LOAD_PER_BIT, bus_bits)
 
 
 def usage(weight_load: bool, bulk_bits: int = 0,

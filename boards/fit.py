@@ -199,20 +199,19 @@ def board_estimate(cfg: EngineConfig, board: Board) -> Estimate:
     refusal = bulk_store_refusal(cfg, board)
     if refusal:
         raise DynfixError(f"the engine {refusal}")
-    if cfg.w_bulk and cfg.bulk_store is BulkStore.FLASH:
-        size = cfg.weight_depth * cfg.word_beats * cfg.bus_bits // 8
-        if size > PAYLOAD_BYTES:
-            raise DynfixError(f"the weights ({size} bytes as the bulk image) do not fit the "
-                              f"{PAYLOAD_BYTES} bytes of SPI flash past the bitstream")
-    elif cfg.w_bulk and cfg.bulk_store is BulkStore.SDRAM:
-        size = cfg.weight_depth * cfg.word_beats * cfg.bus_bits // 8
-        if size > board.sdram.bytes:
-            raise DynfixError(f"the weights ({size} bytes as the bulk image) do not fit the "
-                              f"{board.sdram.bytes} bytes of {board.name}'s SDRAM")
-    elif cfg.w_bulk:
-        # The bulk store: the weight image's bus words in SPRAM cells (hw/spram_axi.py).
-        extra["bulk_store"] = Usage(sprams=bulk_cells(cfg.weight_depth * cfg.word_beats,
-                                                      cfg.bus_bits))
+    if cfg.w_bulk:
+        words = cfg.weight_depth * cfg.word_beats   # the bulk image's bus words
+        if cfg.bulk_store is BulkStore.RAM:
+            # The bulk store: the image in SPRAM cells (hw/spram_axi.py).
+            extra["bulk_store"] = Usage(sprams=bulk_cells(words, cfg.bus_bits))
+        else:
+            size = words * cfg.bus_bits // 8
+            most, where = ((PAYLOAD_BYTES, "of SPI flash past the bitstream")
+                           if cfg.bulk_store is BulkStore.FLASH
+                           else (board.sdram.bytes, f"of {board.name}'s SDRAM"))
+            if size > most:
+                raise DynfixError(f"the weights ({size} bytes as the bulk image) do not fit "
+                                  f"the {most} bytes {where}")
     return estimate(cfg, Device.from_board(board), extra)
 
 
@@ -291,16 +290,14 @@ def fit(model, spec, board: Board) -> FitResult:
     else:
         limit = "the model: more parallelism does not make it faster"
     lean = _leanest(model, spec, board, best, backend, memo)
+    bound = (f"the bulk memory's bandwidth: {best.config.summary()} waits {best.waits} of "
+             f"its {best.cycles} cycles for weights, and ")
     if lean is not None:
         n = lean.config.multipliers
-        limit = (f"the bulk memory's bandwidth: {best.config.summary()} waits "
-                 f"{best.waits} of its {best.cycles} cycles for weights, and "
-                 f"{n} product{'s are' if n > 1 else ' is'} as fast")
+        limit = bound + f"{n} product{'s are' if n > 1 else ' is'} as fast"
         best = lean
     elif best.config.w_bulk and best.waits >= BANDWIDTH_BOUND * best.cycles:
-        limit = (f"the bulk memory's bandwidth: {best.config.summary()} waits {best.waits} "
-                 f"of its {best.cycles} cycles for weights, and no engine with more products "
-                 f"that fits is faster")
+        limit = bound + "no engine with more products that fits is faster"
     return FitResult(board.name, best, limit + lut_note, len(evaluated))
 
 

@@ -30,10 +30,10 @@ OPERAND_COPY = "mac_operand"
 class MacArray(wiring.Component):
     """``tm x lanes`` multipliers, one pipelined adder tree per output channel and an
     accumulator of ``acc_bits`` that starts from ``bias << bias_shift`` on the first item of
-    an output pixel and is emitted on its last item (the output is the accumulator). The compiler's biases hold the
-    requantizer's rounding constant too (``hw/compiler``, ``folded_bias``), so the sum the
-    array emits is ``acc + 2**(s-1)``; it adds modulo ``2**acc_bits`` (partial sums may
-    wrap, the final one fits).
+    an output pixel and is emitted on its last item (the output is the accumulator). The
+    compiler's biases hold the requantizer's rounding constant too (``hw/compiler``,
+    ``folded_bias``), so the sum the array emits is ``acc + 2**(s-1)``; it adds modulo
+    ``2**acc_bits`` (partial sums may wrap, the final one fits).
 
     Stages: ``OPERAND_STAGES`` copies of the operands per row of ``lanes`` multipliers,
     ``PRODUCT_STAGES`` product registers, the adder tree (one register per level), the

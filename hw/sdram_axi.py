@@ -22,8 +22,7 @@ from amaranth.lib.wiring import In, Out
 from .axi import BURST_INCR, RESP_OKAY, RESP_SLVERR, AxiSignature, size_code
 
 __all__ = ["SdramPart", "SdramTiming", "SdramPins", "SdramAxi", "IS42S16160", "SDRAM_PARTS",
-           "Command",
-           "URGENT_REFRESHES"]
+           "Command", "URGENT_REFRESHES"]
 
 
 class Command(enum.Enum, shape=4):

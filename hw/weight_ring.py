@@ -51,9 +51,9 @@ class WeightRing(wiring.Component):
     ``start`` sets ``wr_ptr`` to 0 and asks for a pass; the reader is asked (``words * k``
     bus words from ``base``, ``k`` = :func:`beats_per_word`) as soon as ``enable`` is high
     and it is idle. The ``k`` beats of an engine word are written into the slot lowest bits
-    first (see :func:`bulk_image`); bits above ``word_bits`` in the last one are not read. The memory
-    write of a word and the increment of ``wr_ptr`` that counts it share one clock edge,
-    so a slot is readable as soon as ``wr_ptr`` shows its word.
+    first (see :func:`bulk_image`); bits above ``word_bits`` in the last one are not read.
+    The memory write of a word's last beat and the increment of ``wr_ptr`` that counts it
+    share one clock edge, so a slot is readable as soon as ``wr_ptr`` shows its word.
 
     Parameters
     ----------
