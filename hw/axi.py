@@ -36,8 +36,8 @@ __all__ = ["BURST_FIXED", "BURST_INCR", "BURST_WRAP", "RESP_OKAY", "RESP_EXOKAY"
            "RESP_SLVERR", "RESP_DECERR", "MAX_BURST_BEATS", "BOUNDARY_BYTES", "LEN_BITS",
            "SIZE_BITS", "BURST_BITS", "RESP_BITS", "AxiReadSignature", "AxiWriteSignature",
            "AxiSignature", "BulkRequestLayout", "size_code", "word_addr_bits", "page_words",
-           "max_beats", "burst_beats", "check_master", "flat_members", "connect_flat",
-           "axi_halves"]
+           "max_beats", "check_max_burst", "burst_beats", "check_master", "flat_members",
+           "connect_flat", "axi_halves"]
 
 #: ``axburst`` codes.
 BURST_FIXED, BURST_INCR, BURST_WRAP = 0, 1, 2
@@ -84,16 +84,36 @@ def max_beats(data_width: int) -> int:
     return min(MAX_BURST_BEATS, page_words(data_width))
 
 
-def burst_beats(m: Module, addr: Value, left: Value, data_width: int) -> Signal:
+def check_max_burst(max_burst: int | None) -> None:
+    """A master's optional burst length limit: None (no limit but the bus's), or a power of
+    two from 1 to :data:`MAX_BURST_BEATS`."""
+    if max_burst is None:
+        return
+    if (not isinstance(max_burst, int) or isinstance(max_burst, bool) or max_burst < 1
+            or max_burst > MAX_BURST_BEATS or max_burst & (max_burst - 1)):
+        raise ValueError(f"max_burst must be a power of two from 1 to {MAX_BURST_BEATS}, "
+                         f"not {max_burst!r}")
+
+
+def burst_beats(m: Module, addr: Value, left: Value, data_width: int,
+                max_burst: int | None = None) -> Signal:
     """Beats of the next burst from word address ``addr`` with ``left`` words to go (a
-    combinational signal added to ``m``): the fewest of ``left``, :func:`max_beats` and the
-    words up to the next 4 KiB boundary. Zero when ``left`` is."""
+    combinational signal added to ``m``): the fewest of ``left``, :func:`max_beats`,
+    ``max_burst`` (if given: a power of two, see :func:`check_max_burst`) and the words up
+    to the next 4 KiB boundary. Zero when ``left`` is.
+
+    A master whose receiver holds only a few words (a ring that must take every burst it
+    asks for at once, so that its read data never waits on a bus shared with other masters)
+    limits its bursts with ``max_burst``."""
     # Short carry chains (the burst length is on the bulk port's clock path): the page's
-    # end is nearer than 256 words only in the page's last 256-word block (the page is a
-    # power of two of at least 256 words there), and ``left`` is below the cap only if its
-    # bits above the cap's width are 0.
+    # end is nearer than ``top`` words only in the page's last ``top``-word block (the page
+    # is a power of two of at least ``top`` words there), and ``left`` is below the cap only
+    # if its bits above the cap's width are 0.
+    check_max_burst(max_burst)
     page = page_words(data_width)
     top = max_beats(data_width)                 # a power of two dividing the page
+    if max_burst is not None:
+        top = min(top, max_burst)               # also a power of two dividing the page
     low = addr[:top.bit_length() - 1]
     cap = Signal(range(top + 1))                # 1 .. top
     last_block = Const(1)

@@ -7,7 +7,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .axi import (BURST_INCR, RESP_OKAY, AxiReadSignature, BulkRequestLayout, burst_beats,
-                  check_master, max_beats, size_code, word_addr_bits)
+                  check_master, check_max_burst, max_beats, size_code, word_addr_bits)
 
 __all__ = ["BulkReader"]
 
@@ -25,6 +25,14 @@ class BulkReader(wiring.Component):
     stalls the bus. A burst is finished by its ``rlast``; all bursts use ID 0, so they
     return in order.
 
+    ``max_burst`` limits the bursts further (none longer, the 4 KiB rule unchanged; the
+    bursts are not aligned to it). A reader that shares its AXI port with other masters must
+    never ask for more than it can take at once: read data of one ID returns in request
+    order, so a burst waiting on a full receiver (``rready`` low) blocks every later read on
+    the port, and if the receiver drains only once another master's read has come back,
+    nothing moves again. A receiver of a few words (the weight ring's ``credit`` mode)
+    issues only bursts it has room for, which it can do only if they are short enough.
+
     Parameters
     ----------
     addr_width : int
@@ -37,6 +45,9 @@ class BulkReader(wiring.Component):
         Most bursts in flight (issued, last beat not yet received).
     id_width : int
         AXI ID bits (``arid`` is 0).
+    max_burst : int or None
+        The longest burst in beats, a power of two from 1 to 256; None (the default): only
+        the bus's limits (256 beats, a 4 KiB page).
 
     Members
     -------
@@ -55,9 +66,11 @@ class BulkReader(wiring.Component):
     """
 
     def __init__(self, addr_width: int, data_width: int, count_bits: int, outstanding: int = 2,
-                 id_width: int = 1):
+                 id_width: int = 1, max_burst: int | None = None):
         check_master(outstanding, count_bits)
+        check_max_burst(max_burst)
         self._data_width, self._outstanding = data_width, outstanding
+        self._max_burst = max_burst
         bus = AxiReadSignature(addr_width, data_width, id_width)
         self._word_bits = word_addr_bits(addr_width, data_width)
         super().__init__({
@@ -80,9 +93,13 @@ class BulkReader(wiring.Component):
         # The next burst's length, registered: the cycle after the address or the count
         # changed it is not yet valid (``fresh`` low) and no AR goes out. So the page and
         # count compares never reach the bus, nor the subordinate's logic behind it.
-        beats = Signal(range(max_beats(self._data_width) + 1))
+        top = max_beats(self._data_width)
+        if self._max_burst is not None:
+            top = min(top, self._max_burst)
+        beats = Signal(range(top + 1))
         fresh = Signal()
-        m.d.sync += [beats.eq(burst_beats(m, ar_addr, ar_left, self._data_width)),
+        m.d.sync += [beats.eq(burst_beats(m, ar_addr, ar_left, self._data_width,
+                                          self._max_burst)),
                      fresh.eq(1)]
         m.d.comb += [
             bus.arid.eq(0),

@@ -16,8 +16,8 @@ cycle than the device has DSP blocks.
 Three kinds of field, kept apart:
 
 * **choices** (:data:`CHOICE_KEYS`): ``tn``, ``tm``, ``im2col``, ``multiplier``,
-  ``lut_products``, ``w_spram``, ``m_spram``, ``w_bulk``, ``bulk_bits``, ``bulk_store``; what
-  ``engine.yaml`` holds and
+  ``lut_products``, ``w_spram``, ``m_spram``, ``w_bulk``, ``bulk_bits``, ``bulk_store``,
+  ``m_bulk``; what ``engine.yaml`` holds and
   ``dynfix boards --fit`` chooses;
 * **bounds** (:data:`FITTED_KEYS`): widths and depths; 0 means "fit to the program", a value
   given is an upper bound the program must fit;
@@ -49,12 +49,12 @@ FITTED_KEYS = ("data_bits", "weight_bits", "bias_bits", "acc_bits", "fmap_depth"
                "weight_depth", "bias_depth", "prog_depth", "dim_bits")
 #: What the user or the fit chooses: the keys of ``engine.yaml``.
 CHOICE_KEYS = ("tn", "tm", "im2col", "multiplier", "lut_products", "w_spram", "m_spram",
-               "w_bulk", "bulk_bits", "bulk_store")
+               "w_bulk", "bulk_bits", "bulk_store", "m_bulk")
 #: Choice keys whose values are names (enums), not integers.
 NAMED_KEYS = ("multiplier", "bulk_store")
 #: Datapath stages and sizes the compiler derives from the program; never set by a user.
 DERIVED_KEYS = ("residual", "add_align", "sc_depth", "depthwise", "w_share", "offsets",
-                "ch_shift", "slope", "dw_window", "dw_line")
+                "ch_shift", "slope", "dw_window", "dw_line", "map_bulk")
 
 
 def _parse_named(cls, key: str, value, where: str):
@@ -173,6 +173,13 @@ class EngineConfig:
                             #    to 1024 (0: DEFAULT_BULK_BITS)
     bulk_store: BulkStore = BulkStore.RAM
                             # what holds the bulk memory with w_bulk (sets its timing)
+    m_bulk: int = 0         # 0: every map on chip; N: the map memory holds at most N words,
+                            #    maps that do not fit live in bulk memory and the layers
+                            #    reading or writing them run in row strips moved by the map
+                            #    DMA (hw/map_dma.py); needs w_bulk (the bulk port) and a
+                            #    two-port map memory
+    map_bulk: int = 0       # bus words of the maps in bulk memory (m_bulk; fitted), above
+                            #    the weight image at ``maps_base``
     w_ring: int = 0         # ring words with w_bulk, a power of two; 0: fitted (the smallest
                             #    holding two of the program's largest weight tiles)
     data_bits: int = 0      # feature-map values (max over the program's bw_in / bw_x)
@@ -287,7 +294,8 @@ class EngineConfig:
                 + (" packed" if self.packed_dsp else "")
                 + (f" +{self.lut_products} lut" if self.lut_products else "")
                 + (f" spram {spram}" if spram else "")
-                + (f" bulk weights {self.bus_bits}b" if self.w_bulk else "")
+                + (f" bulk weights{'+maps' if self.m_bulk else ''} {self.bus_bits}b"
+                   if self.w_bulk else "")
                 + (f" in {self.bulk_store.value}" if self.bulk_store is not BulkStore.RAM
                    else "")
                 + (f" dw window {self.dw_window}x{self.dw_window}" if self.dw_window else ""))
@@ -399,11 +407,29 @@ class EngineConfig:
         return -(-self.weight_word_bits // self.bus_bits)
 
     @property
+    def maps_base(self) -> int:
+        """Bus-word address of the maps in bulk memory (``m_bulk``): the first 4 KiB page
+        above the weight image."""
+        page = 4096 * 8 // self.bus_bits
+        return -(-self.weight_depth * self.word_beats // page) * page
+
+    @property
+    def map_beats(self) -> int:
+        """Bus words (beats) one map word takes in bulk memory (``m_bulk``)."""
+        return -(-self.lanes * self.data_bits // self.bus_bits)
+
+    @property
     def bulk_addr_bits(self) -> int:
-        """Byte-address bits of the bulk port: the weight image's bus words (at address 0),
-        at least a 4 KiB page."""
-        return max(12, clog2(self.weight_depth * self.word_beats)
-                   + (self.bus_bits // 8).bit_length() - 1)
+        """Byte-address bits of the bulk port: the weight image's bus words (at address 0)
+        and the maps above it (``m_bulk``), at least a 4 KiB page."""
+        words = self.maps_base + self.map_bulk if self.map_bulk else (
+            self.weight_depth * self.word_beats)
+        return max(12, clog2(words) + (self.bus_bits // 8).bit_length() - 1)
+
+    @property
+    def bulk_word_bits(self) -> int:
+        """Bits of a bus-word address on the bulk port."""
+        return self.bulk_addr_bits - ((self.bus_bits // 8).bit_length() - 1)
 
     @property
     def bias_addr_bits(self) -> int:
@@ -447,6 +473,12 @@ class EngineConfig:
         if self.bulk_store is not BulkStore.RAM and not self.w_bulk:
             raise DynfixError(f"engine config: bulk_store {self.bulk_store.value!r} needs "
                               f"w_bulk: 1 (weights in bulk memory)")
+        if not isinstance(self.m_bulk, int) or self.m_bulk < 0:
+            raise DynfixError(f"engine config: m_bulk={self.m_bulk!r} must be 0 (maps on "
+                              f"chip) or the map memory's words")
+        if self.m_bulk and (not self.w_bulk or self.m_spram):
+            raise DynfixError("engine config: m_bulk (maps in bulk memory) needs w_bulk: 1 "
+                              "(the bulk port) and m_spram: 0 (a two-port map memory)")
         if self.w_ring and (self.w_ring < 2 or self.w_ring & (self.w_ring - 1)):
             raise DynfixError(f"engine config: w_ring={self.w_ring} must be a power of two "
                               f"of at least 2 (0: fitted)")

@@ -83,6 +83,13 @@ class Controller(wiring.Component):
     load_start, seq_start, unload_start : Out(1)   pulses
     load_done, seq_done, unload_done : In(1)       pulses
     loading, running, unloading : Out(1)           which unit owns the map memory ports
+    dma_start, dma_store, dma_done, dma             only with ``cfg.m_bulk``: the map DMA's
+        request (a pulse; ``dma_store`` high for the entry's store, low for its load), its
+        finish (a pulse) and whether it owns the map memory ports
+
+    With ``cfg.m_bulk`` an entry may load a strip of its input before it starts
+    (``di_words``, states DI_GO, DI) and store a strip of its output after its pipeline has
+    drained (``do_words``, DO_GO, DO); both count towards the entry's cycles.
     """
 
     def __init__(self, cfg: EngineConfig, program: list[int], drain: int):
@@ -96,6 +103,8 @@ class Controller(wiring.Component):
             "seq_start": Out(1), "seq_done": In(1),
             "unload_start": Out(1), "unload_done": In(1),
             "loading": Out(1), "running": Out(1), "unloading": Out(1),
+            **({"dma_start": Out(1), "dma_store": Out(1), "dma_done": In(1), "dma": Out(1)}
+               if cfg.m_bulk else {}),
         })
 
     def elaborate(self, platform):
@@ -123,23 +132,52 @@ class Controller(wiring.Component):
         # (state flip-flops or flags): they fan out to the sequencer's loads, the map port
         # multiplexers and the host stream's ready, and the handshakes from the units come
         # into an OR of arcs, not a state decoder.
-        fsm = OneHot(m, ("IDLE", "FETCH", "LATCH", "LOAD_GO", "LOAD", "START", "RUN",
-                         "DRAIN", "UNLOAD_GO", "UNLOAD"), "IDLE")
+        dma = bool(cfg.m_bulk)
+        states = ("IDLE", "FETCH", "LATCH", "LOAD_GO", "LOAD", "START", "RUN", "DRAIN",
+                  "UNLOAD_GO", "UNLOAD") + (("DI_GO", "DI", "DO_GO", "DO") if dma else ())
+        fsm = OneHot(m, states, "IDLE")
         go = fsm.arc("IDLE", self.start, "FETCH")
         fsm.arc("FETCH", 1, "LATCH")
         fsm.arc("LATCH", first, "LOAD_GO")
-        fsm.arc("LATCH", ~first, "START")
         fsm.arc("LOAD_GO", 1, "LOAD")
         loaded = fsm.arc("LOAD", self.load_done, "START")
         fsm.arc("START", 1, "RUN")
         ran = fsm.arc("RUN", self.seq_done, "DRAIN")
-        drained = Signal()
-        m.d.comb += drained.eq(fsm["DRAIN"] & drain_end)
-        fsm.arc("DRAIN", drain_end & self.entry.last, "UNLOAD_GO")
-        fsm.arc("DRAIN", drain_end & ~self.entry.last, "FETCH")
+        # finished: the entry's last cycle (its count is recorded, pc moves on).
+        finished = Signal()
+        if dma:
+            has_di, has_do = Signal(), Signal()
+            m.d.comb += [has_di.eq(self.entry.di_words != 0),
+                         has_do.eq(self.entry.do_words != 0)]
+            fsm.arc("LATCH", ~first & has_di, "DI_GO")
+            fsm.arc("LATCH", ~first & ~has_di, "START")
+            fsm.arc("DI_GO", 1, "DI")
+            fsm.arc("DI", self.dma_done, "START")
+            fsm.arc("DRAIN", drain_end & has_do, "DO_GO")
+            fsm.arc("DO_GO", 1, "DO")
+            done_do = self.dma_done & fsm["DO"]
+            fsm.arc("DRAIN", drain_end & ~has_do & self.entry.last, "UNLOAD_GO")
+            fsm.arc("DRAIN", drain_end & ~has_do & ~self.entry.last, "FETCH")
+            fsm.arc("DO", self.dma_done & self.entry.last, "UNLOAD_GO")
+            fsm.arc("DO", self.dma_done & ~self.entry.last, "FETCH")
+            m.d.comb += finished.eq((fsm["DRAIN"] & drain_end & ~has_do) | done_do)
+            next_entry = fsm.flag(("DRAIN", "DO_GO", "DO"), "next_entry")
+            counting = fsm.flag(("FETCH", "LATCH", "START", "RUN", "DRAIN", "DI_GO", "DI",
+                                 "DO_GO", "DO"), "counting")
+            m.d.comb += [
+                self.dma_start.eq(fsm["DI_GO"] | fsm["DO_GO"]),
+                self.dma_store.eq(fsm["DO_GO"]),
+                self.dma.eq(fsm.flag(("DI_GO", "DI", "DO_GO", "DO"), "dma_owns")),
+            ]
+        else:
+            fsm.arc("LATCH", ~first, "START")
+            fsm.arc("DRAIN", drain_end & self.entry.last, "UNLOAD_GO")
+            fsm.arc("DRAIN", drain_end & ~self.entry.last, "FETCH")
+            m.d.comb += finished.eq(fsm["DRAIN"] & drain_end)
+            next_entry = fsm["DRAIN"]
+            counting = fsm.flag(("FETCH", "LATCH", "START", "RUN", "DRAIN"), "counting")
         fsm.arc("UNLOAD_GO", 1, "UNLOAD")
         unloaded = fsm.arc("UNLOAD", self.unload_done, "IDLE")
-        counting = fsm.flag(("FETCH", "LATCH", "START", "RUN", "DRAIN"), "counting")
         m.d.comb += [
             self.busy.eq(~fsm.flag(("IDLE",), "idle")),
             self.load_start.eq(fsm["LOAD_GO"]),
@@ -154,14 +192,14 @@ class Controller(wiring.Component):
         # The program word is read a cycle ahead, so FETCH latches the entry and it is
         # stable from LATCH on, a cycle before the sequencer's start (which registers its
         # decodes of the entry then, off the paths from the entry register): pc is 0 while
-        # idle, and the last DRAIN cycle reads the next entry.
+        # idle, and the entry's last cycle (of DRAIN, or of its store) reads the next entry.
         m.d.comb += [
-            rd.addr.eq(Mux(fsm["DRAIN"], pc + 1, pc)),
+            rd.addr.eq(Mux(next_entry, pc + 1, pc)),
             lc_rd.addr.eq(self.layer_sel),
             self.layer_cycles.eq(lc_rd.data),
             lc_wr.addr.eq(pc),
             lc_wr.data.eq(layer_count + 1),
-            lc_wr.en.eq(drained),
+            lc_wr.en.eq(finished),
         ]
 
         # Fetch, run and drain cycles count, for the layer and in all.
@@ -178,7 +216,7 @@ class Controller(wiring.Component):
             m.d.sync += [drain.eq(self._drain - 1), drain_end.eq(self._drain == 1)]
         with m.If(fsm["DRAIN"]):
             m.d.sync += [drain.eq(drain - 1), drain_end.eq(drain == 1)]
-        with m.If(drained):
+        with m.If(finished):
             m.d.sync += [layer_count.eq(0), pc.eq(Mux(self.entry.last, 0, pc + 1))]
         with m.If(unloaded):
             m.d.sync += self.done.eq(1)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from .compiler import CompiledModel, LayerPlan, window_items
 from .config import EngineConfig
-from .timing import bulk_timing, issue_to_mac, pipeline_depth, write_delay
+from .timing import (bulk_timing, bulk_write_interval, issue_to_mac, pipeline_depth,
+                     write_delay)
 
 #: Controller cycles per layer besides issuing: program fetch (2) and sequencer start (1).
 LAYER_OVERHEAD = 3
@@ -99,6 +100,45 @@ def _walk(end: int, holds: list[int], windows: int, items: int, gap: int, delay:
     return end
 
 
+#: Cycles of a strip's map load (``m_bulk``) besides its beats and the memory's latency:
+#: the controller's request state and hand-over, the DMA's request, its reader's burst
+#: length and address registers, and the last word's write into the map memory.
+DMA_LOAD = 6
+#: Cycles of a strip's map store besides its beats: the request, the address and first
+#: beat, the write response and the hand-over.
+DMA_STORE = 4
+#: Cycles each write burst of a store adds: the writer's idle W cycle before a burst and
+#: the memory's write response before it takes the next burst's address.
+DMA_STORE_BURST = 2
+
+
+def dma_bursts(cfg: EngineConfig, beats: int) -> int:
+    """Bus bursts of a map transfer of ``beats`` beats from a page start: one per 256 beats
+    or 4 KiB page, whichever is shorter (a strip's map words start on a whole map word,
+    which the compiler keeps page-aligned only for the maps' first word: a lower bound)."""
+    per = min(256, 4096 * 8 // cfg.bus_bits)
+    return -(-beats // per)
+
+
+def dma_cycles(cfg: EngineConfig, words: int, store: bool) -> int:
+    """Cycles an entry's map transfer of ``words`` map words takes (``m_bulk``), from the
+    controller's request to its next state, on a bulk memory with the timing of the
+    engine's ``bulk_store`` (:func:`~dynfix.hw.timing.bulk_timing`) when nothing else
+    uses it: ``cfg.map_beats`` beats a word; a load waits for the first beat of its first
+    burst (the reader keeps the next ones in flight), a store for the write response of
+    each burst (:func:`~dynfix.hw.timing.bulk_write_interval` cycles a beat). The weight
+    ring's reads around a load (its prefetch of the next tiles, whose beats come first)
+    are not counted: then a lower bound."""
+    if not words:
+        return 0
+    latency, interval = bulk_timing(cfg)
+    beats = words * cfg.map_beats
+    if store:
+        return (DMA_STORE + beats * bulk_write_interval(cfg)
+                + DMA_STORE_BURST * dma_bursts(cfg, beats))
+    return DMA_LOAD + latency + (beats - 1) * interval + 1
+
+
 def ring_layer_cycles(cm: CompiledModel, latency: int | None = None,
                       interval: int | None = None) -> list[dict]:
     """Per layer of an engine with weights in bulk memory (``w_bulk``): the cycles its
@@ -151,6 +191,11 @@ def ring_layer_cycles(cm: CompiledModel, latency: int | None = None,
         e = p.entry
         windows, items = e["n_py"] * e["n_px"], window_items(p, cfg)
         holds: list[int] = []
+        # A strip's load (m_bulk) runs between the fetch and the sequencer's start, its
+        # store after the drain.
+        load = dma_cycles(cfg, e.get("di_words", 0), False)
+        store = dma_cycles(cfg, e.get("do_words", 0), True)
+        start += load
         end = start                     # the first item may issue the cycle after
         freed.append((pos, start + 1 + lag))
         for g in range(e["n_mg"]):
@@ -160,8 +205,9 @@ def ring_layer_cycles(cm: CompiledModel, latency: int | None = None,
                         ready(pos + e["w_tile"]) + 1)
             pos += e["w_tile"]
         cycles = LAYER_OVERHEAD + end - start + pipeline_depth(cfg)
-        out.append({"cycles": cycles, "waits": cycles - layer_cycles(cfg, p)})
-        start += cycles
+        out.append({"cycles": cycles + load + store,
+                    "waits": cycles - layer_cycles(cfg, p), "dma": load + store})
+        start += cycles + store
     return out
 
 
@@ -186,7 +232,8 @@ def estimate(cm: CompiledModel, bulk_latency: int | None = None) -> dict:
                        "residual": p.add.name if p.add is not None else None,
                        "cycles": cyc,
                        "utilization": round(p.macs / (cyc * cfg.multipliers), 4),
-                       **({"waits": ring[i]["waits"]} if ring else {})})
+                       **({"waits": ring[i]["waits"]} if ring else {}),
+                       **({"strip": p.strip, "dma": ring[i]["dma"]} if cfg.m_bulk else {})})
     compute = sum(r["cycles"] for r in layers)
     load = cm.input_shape[0] * cm.input_shape[1] * cm.input_shape[2]
     unload = UNLOAD_CYCLES_PER_VALUE * cm.output_len

@@ -18,16 +18,21 @@ from .requantizer import Requantizer
 from .residual_add import ResidualAdd
 from .sequencer import Sequencer
 from .timing import ISSUE_TO_MAC, issue_to_mac, pipeline_depth, requantizer_latency, write_delay
-from .axi import AxiReadSignature
+from .axi import AxiReadSignature, AxiSignature, axi_halves
+from .axi_read_arbiter import AxiReadArbiter
+from .map_dma import MapDma
 from .weight_memory import WeightMemory
 from .weight_ring import WeightRing
 from .write_back import WriteBack
 
 
-def bulk_signature(cfg: EngineConfig) -> AxiReadSignature | None:
-    """The engine's bulk-memory read port (``cfg.w_bulk``), or None."""
+def bulk_signature(cfg: EngineConfig) -> AxiReadSignature | AxiSignature | None:
+    """The engine's bulk-memory port: a read port (``cfg.w_bulk``), with the write channels
+    too when maps live there (``cfg.m_bulk``); or None."""
     if not cfg.w_bulk:
         return None
+    if cfg.m_bulk:
+        return AxiSignature(cfg.bulk_addr_bits, cfg.bus_bits)
     return AxiReadSignature(cfg.bulk_addr_bits, cfg.bus_bits)
 
 
@@ -83,7 +88,7 @@ class Engine(wiring.Component):
         if cfg.w_bulk:
             m.submodules.weights = wmem = WeightRing(
                 cfg.weight_word_bits, cfg.w_ring, cfg.weight_depth, cfg.bus_bits,
-                cfg.bulk_addr_bits)
+                cfg.bulk_addr_bits, credit=bool(cfg.m_bulk))
         else:
             m.submodules.weights = wmem = WeightMemory(cfg, self._weights, cell=self._cells)
         # The ROM images are packed integers (lane 0 in the low bits), as in the hex files.
@@ -127,6 +132,34 @@ class Engine(wiring.Component):
             ctrl.load_done.eq(loader.step & loader.last),
         ]
 
+        dma = None
+        if cfg.m_bulk:
+            # Maps in bulk memory: the map DMA moves the entries' strips (hw/map_dma.py) and
+            # shares the read channels with the weight ring, burst by burst; the ring only
+            # asks for what it can take at once (its ``credit`` mode), so neither master
+            # holds the in-order read data of the other.
+            m.submodules.dma = dma = MapDma(n * db, cfg.fmap_addr_bits, cfg.bulk_addr_bits,
+                                            cfg.bus_bits, cfg.fmap_addr_bits + 1)
+            m.submodules.bulk_arbiter = arb = AxiReadArbiter(cfg.bulk_addr_bits, cfg.bus_bits,
+                                                             outstanding=4)
+            rbus, wbus = axi_halves(wiring.flipped(self.wbus))
+            wiring.connect(m, rbus, arb.bus)
+            wiring.connect(m, wbus, dma.wbus)
+            wiring.connect(m, arb.m0, wmem.bus)
+            wiring.connect(m, arb.m1, dma.rbus)
+            store = ctrl.dma_store
+            m.d.comb += [
+                dma.req.valid.eq(ctrl.dma_start),
+                dma.req.payload.store.eq(store),
+                dma.req.payload.fmap.eq(Mux(store, e.do_fmap, e.di_fmap)),
+                dma.req.payload.bulk.eq(Mux(store, e.do_bulk, e.di_bulk)),
+                dma.req.payload.count.eq(Mux(store, e.do_words, e.di_words)),
+                ctrl.dma_done.eq(dma.done),
+                dma.rd_data.eq(fmap.rd_data.as_value()),
+            ]
+        elif cfg.w_bulk:
+            wiring.connect(m, wiring.flipped(self.wbus), wmem.bus)
+
         # Datapath: map and weight words -> MAC array -> requantizer -> pool. The map word is
         # registered after the block RAM (zeroed in the padding), so the RAM's clock-to-out
         # and the fan-out to tm multipliers per lane are separate paths; the weight read
@@ -136,13 +169,14 @@ class Engine(wiring.Component):
         m.d.comb += [
             b_rd.addr.eq(delay(m, seq.b_addr, to_mac - 1 + mac.bias_lag, "b_addr")),
             wmem.addr.eq(delay(m, seq.w_addr, to_mac - 1, "w_addr")),
-            # Map reads by the sequencer or the unloader (writes below).
-            fmap.rd_addr.eq(Mux(ctrl.unloading, unloader.addr, seq.map_addr)),
+            # Map reads by the sequencer, the unloader or the map DMA (writes below).
+            fmap.rd_addr.eq(Mux(ctrl.unloading, unloader.addr,
+                                Mux(ctrl.dma, dma.rd_addr, seq.map_addr) if dma is not None
+                                else seq.map_addr)),
         ]
         if cfg.w_bulk:
             # One pass of the weight stream per inference, from its start (the image load);
             # the ring keeps what the sequencer issued until those reads are done.
-            wiring.connect(m, wiring.flipped(self.wbus), wmem.bus)
             m.d.comb += [wmem.start.eq(ctrl.load_start), wmem.words.eq(e.w_total),
                          wmem.enable.eq(self.bulk_ready), seq.w_flush.eq(ctrl.load_start),
                          seq.w_avail.eq(wmem.wr_ptr)]
@@ -224,10 +258,16 @@ class Engine(wiring.Component):
 
         in_lanes = Cat(self.i.payload for _ in range(n))
         in_en = Cat((loader.lane == lane) & loader.step for lane in range(n))
+        wr_addr, wr_data, wr_en = wb.addr, wb.data.as_value(), wb.en
+        if dma is not None:
+            # The DMA writes whole words while it owns the map memory (a strip's load).
+            wr_addr = Mux(ctrl.dma, dma.wr_addr, wr_addr)
+            wr_data = Mux(ctrl.dma, dma.wr_data, wr_data)
+            wr_en = Mux(ctrl.dma, dma.wr_en.replicate(n), wr_en)
         m.d.comb += [
-            fmap.wr_addr.eq(Mux(ctrl.loading, loader.addr, wb.addr)),
-            fmap.wr_data.as_value().eq(Mux(ctrl.loading, in_lanes, wb.data.as_value())),
-            fmap.wr_en.eq(Mux(ctrl.loading, in_en, wb.en)),
+            fmap.wr_addr.eq(Mux(ctrl.loading, loader.addr, wr_addr)),
+            fmap.wr_data.as_value().eq(Mux(ctrl.loading, in_lanes, wr_data)),
+            fmap.wr_en.eq(Mux(ctrl.loading, in_en, wr_en)),
         ]
 
         # Output: read one word per value, pick the lane, hold it until taken.

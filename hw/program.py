@@ -127,6 +127,20 @@ RING_FIELDS: dict[str, tuple[str, str]] = {
     "w_total": ("weight_count", "weight words of the whole program, streamed per inference"),
 }
 
+#: The map-DMA fields, in engines with ``cfg.m_bulk`` (maps in bulk memory): an entry may
+#: load a strip of its input map from bulk memory before it runs and store a strip of its
+#: output after its pipeline has drained (``hw/map_dma.py``; the compiler's strips,
+#: ``hw/compiler/strips.py``). Bulk addresses are bus words; a map word takes
+#: ``cfg.map_beats`` of them.
+DMA_FIELDS: dict[str, tuple[str, str]] = {
+    "di_words": ("map_count", "map words to load before the entry runs (0: none)"),
+    "di_bulk": ("bulk_addr", "bulk address (bus word) of the first word to load"),
+    "di_fmap": ("map_addr", "map-memory word the load starts at"),
+    "do_words": ("map_count", "map words to store after the entry ran (0: none)"),
+    "do_bulk": ("bulk_addr", "bulk address (bus word) the store starts at"),
+    "do_fmap": ("map_addr", "map-memory word of the first word to store"),
+}
+
 #: The map-offset fields, in engines with ``cfg.offsets`` (some map is unsigned).
 OFFSET_FIELDS: dict[str, tuple[str, str]] = {
     # An unsigned map holds q = v + zp, zp = -2**(bw-1), for v = 0 .. 2**bw - 1 (the
@@ -148,7 +162,7 @@ SLOPE_FIELDS: dict[str, tuple[str, str]] = {
 #: Kinds whose width follows a memory's address width or ``data_bits``; the compiler sizes
 #: ``dim_bits`` to the largest value of every other field.
 OWN_WIDTH_KINDS = ("map_addr", "map_corner", "map_step", "weight_addr", "weight_count",
-                   "bias_addr", "value",
+                   "bias_addr", "value", "map_count", "bulk_addr",
                    "align", "add_shift", "slope", "slope_shift")
 
 
@@ -161,6 +175,8 @@ def kind_shapes(cfg: EngineConfig) -> dict[str, Shape]:
         "coord": signed(db + 1),
         "count": unsigned(db),
         "map_step": unsigned(ab),
+        "map_count": unsigned(ab + 1),
+        "bulk_addr": unsigned(max(1, cfg.bulk_word_bits)),
         "weight_addr": unsigned(cfg.weight_addr_bits),
         "weight_count": unsigned(clog2(cfg.weight_depth + 1)),
         "bias_addr": unsigned(cfg.bias_addr_bits),
@@ -180,6 +196,7 @@ def entry_fields(cfg: EngineConfig) -> dict[str, tuple[str, str]]:
     return {**FIELDS, **(ADD_FIELDS if cfg.residual else {}),
             **(DW_FIELDS if cfg.depthwise else {}), **(WIN_FIELDS if cfg.dw_window else {}),
             **(SHARE_FIELDS if cfg.w_share else {}), **(RING_FIELDS if cfg.w_bulk else {}),
+            **(DMA_FIELDS if cfg.m_bulk else {}),
             **(OFFSET_FIELDS if cfg.offsets else {}), **(SLOPE_FIELDS if cfg.slope else {})}
 
 

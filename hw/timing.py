@@ -73,6 +73,15 @@ def bulk_timing(cfg: EngineConfig) -> tuple[int, int]:
     return BULK_LATENCY, 1
 
 
+def bulk_write_interval(cfg: EngineConfig) -> int:
+    """Cycles per beat the bulk memory of ``cfg`` takes writes at: the SDRAM controller
+    (``hw/sdram_axi.py``) takes a beat, then writes its 16-bit words one a cycle before it
+    takes the next; the other stores one a cycle."""
+    if cfg.bulk_store is BulkStore.SDRAM:
+        return 2 * (cfg.bus_bits // 16)
+    return 1
+
+
 def tree_levels(n: int) -> int:
     """Adder levels (and register stages) of a balanced tree over ``n`` inputs."""
     return max(0, (n - 1).bit_length())

@@ -6,7 +6,7 @@ from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
-from .axi import RESP_OKAY, AxiReadSignature, word_addr_bits
+from .axi import MAX_BURST_BEATS, RESP_OKAY, AxiReadSignature, word_addr_bits
 from .bulk_reader import BulkReader
 
 __all__ = ["WeightRing", "beats_per_word", "bulk_image"]
@@ -55,6 +55,28 @@ class WeightRing(wiring.Component):
     The memory write of a word's last beat and the increment of ``wr_ptr`` that counts it
     share one clock edge, so a slot is readable as soon as ``wr_ptr`` shows its word.
 
+    With ``credit`` the ring is a master that can share its AXI read port with others
+    (through :class:`~dynfix.hw.axi_read_arbiter.AxiReadArbiter`, beside the map DMA). On a
+    shared port, read data left waiting on the bus would block every later read (one ID:
+    bursts return in request order), the DMA's too; the engine frees ring slots only as it
+    computes, and it computes only once the DMA has brought its map strip, so nothing would
+    ever move again. So the ring asks only for what it can take at once: an AR goes out
+    only if its beats, those of the bursts issued and not yet received, and those the ring
+    holds (``k`` a word written and not yet consumed, and those of a word partly written)
+    fit ``depth * k``. ``rready`` is then never low for want of room: the ring's read data
+    never waits on the bus. The gate is a register, from the cycle before's state and
+    burst (the burst's own length once the reader shows it, ``max_burst`` before then), so
+    the AR channel stays registers but for an AND on ``arvalid`` and ``arready``; slots
+    freed or beats received in a cycle open it the next.
+
+    Its bursts are then at most ``max_burst`` beats, the largest power of two not above
+    ``depth * k // 2``: the ring must be able to hold one, and a burst asked for only once
+    the ring has room for all of it must not keep from the consumer the words it waits
+    for. A consumer that needs ``T`` words from ``rd_ptr`` on before it moves ``rd_ptr``
+    gets them if ``T <= depth - ceil((max_burst - 1) / k)``, which holds for every
+    ``T <= depth / 2`` (the engine's ring holds two of its largest tiles); a larger ``T``
+    can stall it for good.
+
     Parameters
     ----------
     word_bits : int
@@ -71,6 +93,10 @@ class WeightRing(wiring.Component):
         Bus-word address of the image's first bus word.
     outstanding : int
         Most bursts the reader keeps in flight.
+    credit : bool
+        Ask only for bursts the ring can take at once (see above). False (the default):
+        one request for the whole pass, whose read data waits on the bus while the ring
+        is full, for a port of the ring's own.
 
     Members
     -------
@@ -95,7 +121,8 @@ class WeightRing(wiring.Component):
     """
 
     def __init__(self, word_bits: int, depth: int, image_words: int, bus_bits: int,
-                 addr_width: int, base: int = 0, outstanding: int = 2):
+                 addr_width: int, base: int = 0, outstanding: int = 2,
+                 credit: bool = False):
         if word_bits < 1:
             raise ValueError(f"word_bits must be at least 1, not {word_bits}")
         if depth < 2 or depth & (depth - 1):
@@ -113,6 +140,10 @@ class WeightRing(wiring.Component):
                              f"not fit {addr_width} address bits")
         self._word_bits, self._depth, self._bus_bits = word_bits, depth, bus_bits
         self._addr_width, self._base, self._outstanding = addr_width, base, outstanding
+        self._credit = bool(credit)
+        half = depth * self._k // 2             # at least 1
+        self._max_burst = (min(1 << (half.bit_length() - 1), MAX_BURST_BEATS) if credit
+                           else None)
         slot_bits = depth.bit_length() - 1
         super().__init__({
             "bus": Out(bus),
@@ -126,13 +157,21 @@ class WeightRing(wiring.Component):
             "error": Out(1),
         })
 
+    @property
+    def max_burst(self) -> int | None:
+        """The longest read burst in beats with ``credit``; None without (the bus's
+        limits only)."""
+        return self._max_burst
+
     def elaborate(self, platform):
         m = Module()
         k, b, slot_bits = self._k, self._bus_bits, self._depth.bit_length() - 1
 
         m.submodules.reader = reader = BulkReader(
-            self._addr_width, b, self._count.bit_length(), outstanding=self._outstanding)
-        wiring.connect(m, wiring.flipped(self.bus), reader.bus)
+            self._addr_width, b, self._count.bit_length(), outstanding=self._outstanding,
+            max_burst=self._max_burst)
+        if not self._credit:
+            wiring.connect(m, wiring.flipped(self.bus), reader.bus)
         pending = Signal()                  # a pass was asked for and not yet started
         count = Signal.like(reader.req.payload.count)
         with m.If(self.start):
@@ -166,11 +205,11 @@ class WeightRing(wiring.Component):
                      wr.addr.eq(self.wr_ptr[:slot_bits]),
                      wr.data.eq(Cat(reader.o.payload for _ in range(k)))]
 
+        pos = Signal(range(k))                  # beats of the word being written
         if k == 1:
             last = beat
             m.d.comb += wr.en.eq(beat)
         else:
-            pos = Signal(range(k))
             last = beat & (pos == k - 1)
             m.d.comb += wr.en.eq(Mux(beat, 1 << pos, 0))
             with m.If(beat):
@@ -184,4 +223,38 @@ class WeightRing(wiring.Component):
             m.d.sync += self.wr_ptr.eq(0)
         with m.Elif(last):
             m.d.sync += self.wr_ptr.eq(self.wr_ptr + 1)
+
+        if self._credit:
+            self._gate(m, reader, fill, pos)
         return m
+
+    def _gate(self, m: Module, reader: BulkReader, fill: Signal, pos: Signal) -> None:
+        """Join the reader to ``bus`` with its AR let through only while ``ok``: the beats
+        of the burst it shows (``max_burst`` while it shows none), of the bursts in flight
+        (``owed``) and those the ring holds (``fill`` words and ``pos`` beats) fit the ring,
+        as of the cycle before. That state only gets better until the next AR (slots are
+        freed, beats move from ``owed`` to the ring), so ``ok`` stays high once it is, and
+        so does ``arvalid`` until its handshake, as AXI requires; ``ok`` is low the cycle
+        after a handshake, whose burst the state shows only from then on."""
+        k, cap = self._k, self._depth * self._k
+        bus, rb = self.bus, reader.bus
+        for name, member in rb.signature.members.items():
+            if name in ("arvalid", "arready"):
+                continue
+            if member.flow == Out:
+                m.d.comb += getattr(bus, name).eq(getattr(rb, name))
+            else:
+                m.d.comb += getattr(rb, name).eq(getattr(bus, name))
+        ok = Signal()
+        m.d.comb += [bus.arvalid.eq(rb.arvalid & ok), rb.arready.eq(bus.arready & ok)]
+        ar = bus.arvalid & bus.arready
+        r = bus.rvalid & bus.rready
+
+        owed = Signal(range(cap + 1))           # beats of the bursts in flight
+        m.d.sync += owed.eq(owed + Mux(ar, bus.arlen + 1, 0) - r)
+        # As a pass starts ``fill`` may read up to 2 * depth - 1 for a cycle (``rd_ptr`` set
+        # to 0 before or after ``wr_ptr`` is): an overestimate, which only holds an AR back.
+        need = Signal(range(4 * cap + 1))
+        m.d.comb += need.eq(fill * k + pos + owed + Mux(rb.arvalid, rb.arlen + 1,
+                                                        self._max_burst))
+        m.d.sync += ok.eq(~ar & (need <= cap))

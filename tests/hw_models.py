@@ -84,6 +84,29 @@ def residual_net(seed: int = 5, bits: str = "8"):
     return model, search(model, calib, bits=bits), calib
 
 
+def strip_net(seed: int = 7, bits: str = "8"):
+    """Maps larger than the input (so a small map memory sends them to bulk memory and the
+    layers around them run in row strips): a 3x3 conv to 8 channels, a conv with asymmetric
+    padding and a 2x2 pool (floor mode drops a row), a stride-2 conv whose windows overlap
+    the strip edges, an FC layer."""
+    rng = np.random.default_rng(seed)
+    layers = [
+        conv(rng, "c1", "x", 8, 3, 3, 3, pads=(1, 1, 1, 1)),
+        ReLU("r1", ("c1",)),
+        conv(rng, "c2", "r1", 6, 8, 3, 3, pads=(1, 0, 1, 1)),
+        MaxPool2d("p2", ("c2",), kernel=(2, 2), stride=(2, 2)),
+        ReLU("r2", ("p2",)),
+        conv(rng, "c3", "r2", 5, 6, 3, 3, stride=(2, 2), pads=(0, 1, 1, 0)),
+        ReLU("r3", ("c3",)),
+        Flatten("f", ("r3",)),
+        Linear("fc", ("f",), weight=rng.standard_normal((4, 45)).astype(np.float32) * 0.2,
+               bias=rng.standard_normal(4).astype(np.float32) * 0.1),
+    ]
+    model = Model("strips", "x", (3, 15, 14), layers)
+    calib = rng.standard_normal((32, 3, 15, 14)).astype(np.float32)
+    return model, search(model, calib, bits=bits), calib
+
+
 def fc_model(outputs: int, inputs: int = 64) -> tuple[Model, QuantSpec]:
     """One Linear layer, ``outputs`` x ``inputs`` 8-bit weights."""
     rng = np.random.default_rng(0)

@@ -22,6 +22,7 @@ from ..timing import shortcut_fifo_depth
 from ..program import OWN_WIDTH_KINDS, check_entry, entry_fields, pack_entry
 from .images import _dense_weights, pack_biases, pack_weights
 from .memory import _words, allocate
+from .strips import MapPlacement, place_maps, split
 from .plan import (LayerPlan, Shape3, _ceil_div, _reads_once, im2col_first, loop_counts,
                    mark_windows, plan_groups, plan_model, window_extent, window_items)
 
@@ -115,7 +116,13 @@ def compile_model(model: Model, spec: QuantSpec, cfg: EngineConfig) -> CompiledM
     data_bits = max([spec.input_bw] + [f.bw_x for f in fmts])
     words = {plans[0].input: _words(plans[0].in_shape, n)}
     words.update((p.output, _words(p.out_shape, n)) for p in plans)
-    base = allocate(plans, words, plans[0].input)
+    input_shape = plans[0].in_shape
+    # Map words in bulk memory (m_bulk): the port's beats per map word at the map width
+    # the engine gets (its bound when given).
+    map_beats = _ceil_div(n * (cfg.data_bits or data_bits), cfg.bus_bits)
+    place = (place_maps(plans, words, plans[0].input, cfg.m_bulk, n, map_beats)
+             if cfg.m_bulk else MapPlacement(base=allocate(plans, words, plans[0].input)))
+    base = place.base
     adds = [_add_fields(p, f, spec) for p, f in zip(plans, fmts)]
     # The residual stage: fitted like the widths (0: as the model needs; an explicit value
     # is a bound), so a config with ``residual: 1`` also runs models without an Add.
@@ -132,7 +139,12 @@ def compile_model(model: Model, spec: QuantSpec, cfg: EngineConfig) -> CompiledM
 
     entries, w_base, b_base = [], 0, 0
     sc_depth = 1
-    for i, (p, f) in enumerate(zip(plans, fmts)):
+    runs: list[LayerPlan] = []          # the program's plans: a group's strips in order
+    buffers = 0                         # the end of the strip buffers used (m_bulk)
+    strips = [(st, i, f) for i, (p, f) in enumerate(zip(plans, fmts))
+              for st in split(p, place, i, n, map_beats)]
+    for st, i, f in strips:
+        p = st.plan
         c, h, w = p.in_shape
         m_out, ph, pw = p.out_shape
         lc = loop_counts(p, cfg)
@@ -140,21 +152,23 @@ def compile_model(model: Model, spec: QuantSpec, cfg: EngineConfig) -> CompiledM
         (kh, kw), (sy, sx), pool = p.kernel, p.stride, p.pool
         top, left = p.pads[0], p.pads[1]
         clamp_lo, clamp_hi = p.clamp_range(f.bw_x, f.fl_out, f.zp_out)
-        in_base, out_base = base[p.input], base[p.output]
+        in_base, out_base = st.in_base, st.out_base
         t_px = _ceil_div(c, n)          # words per input pixel (t_in but for depthwise)
         p.entry = {
             "in_base": in_base, "out_base": out_base,
             "addr0": in_base - (top * w + left) * t_px, "iy0": -top, "ix0": -left,
-            "in_c": c, "in_pix": h * w, "in_h": h, "in_w": w, "t_in": t_in,
+            # in_pix: the whole input's pixels (entry 0's image load), also in a strip.
+            "in_c": c, "in_pix": plans[i].in_shape[1] * w, "in_h": h, "in_w": w,
+            "t_in": t_in,
             "n_mg": n_mg, **{k: lc[k] for k in ("n_py", "n_px", "pool", "kh", "kw")},
             "cs_py": pool * sy, "cs_px": pool * sx, "cs_dy": sy, "cs_dx": sx,
             "t_out": t_out, "out_pix": ph * pw, "out_c": m_out, "gap": lc["gap"],
             "st_py": pool * sy * w * t_px, "st_px": pool * sx * t_px,
             "st_dy": sy * w * t_px, "st_dx": sx * t_px, "st_ky": w * t_px,
-            "w_base": w_base, "b_base": b_base,
+            "w_base": w_base, "b_base": b_base - (n_mg if p.strip else 0),
             "bias_shift": p.bias_shift,         # folded_bias: the biases' units
             "data_shift": clamp_shift(f.data_shift, f.bw_x, f.acc_bits),
-            "clamp_lo": clamp_lo, "clamp_hi": clamp_hi, "last": int(i == len(plans) - 1),
+            "clamp_lo": clamp_lo, "clamp_hi": clamp_hi, "last": int(st is strips[-1][0]),
         }
         if cfg.offsets:
             p.entry.update(pad_q=f.zp_in, zp_out=f.zp_out)
@@ -181,9 +195,18 @@ def compile_model(model: Model, spec: QuantSpec, cfg: EngineConfig) -> CompiledM
             if p.add is not None:
                 sc_depth = max(sc_depth, shortcut_fifo_depth(cfg, window_items(p, cfg),
                                                              lc["gap"]))
+        if cfg.m_bulk:
+            # Bulk offsets from the maps' region; its base is added once the weight image's
+            # size is known (below).
+            (di, di_bulk, di_fmap), (do, do_bulk, do_fmap) = (st.load or (0, 0, 0),
+                                                              st.store or (0, 0, 0))
+            p.entry.update(di_words=di, di_bulk=di_bulk, di_fmap=di_fmap, do_words=do,
+                           do_bulk=do_bulk, do_fmap=do_fmap)
+            buffers = max(buffers, di_fmap + di, do_fmap + do)
         entries.append(p.entry)
+        runs.append(p)
         w_base += n_mg * tile
-        b_base += n_mg
+        b_base += 0 if p.strip else n_mg
     if cfg.residual:
         cfg = cfg.fitted(sc_depth=sc_depth)
 
@@ -206,16 +229,22 @@ def compile_model(model: Model, spec: QuantSpec, cfg: EngineConfig) -> CompiledM
         bias_bits=max([f.bw_b for f in fmts]
                       + [int(np.abs(p.biases).max(initial=0)).bit_length() + 1 for p in plans]),
         acc_bits=max(p.acc_bits for p in plans),
-        fmap_depth=max(base[t] + words[t] for t in words) + spill,
+        fmap_depth=max([base[t] + words[t] for t in base] + [buffers]) + spill,
         weight_depth=max(1, w_base),
         bias_depth=max(1, b_base),
         prog_depth=len(entries),
         dim_bits=max(abs(v) for v in counts + reach).bit_length(),
+        map_bulk=place.bulk_words,
     )
-    for p in plans:
+    if cfg.m_bulk:
+        for e in entries:
+            for d in ("di", "do"):
+                if e[f"{d}_words"]:
+                    e[f"{d}_bulk"] += cfg.maps_base
+    for p in runs:
         check_entry(cfg, p.entry, f"layer {p.name!r}")
-    return CompiledModel(cfg, plans, [pack_entry(cfg, e) for e in entries],
-                         pack_biases(cfg, plans), out_name, plans[0].in_shape, window,
+    return CompiledModel(cfg, runs, [pack_entry(cfg, e) for e in entries],
+                         pack_biases(cfg, runs), out_name, input_shape, window,
                          spec.input_zp)
 
 

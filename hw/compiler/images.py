@@ -97,9 +97,12 @@ def pack_weights(cfg: EngineConfig, plans: list[LayerPlan]) -> list[int]:
 
 def pack_biases(cfg: EngineConfig, plans: list[LayerPlan]) -> list[int]:
     """Bias words, one per output-channel group: lane ``j`` holds channel ``mg*tm + j``'s
-    bias (0 beyond the layer), with ``ch_shift`` its data shift above it."""
+    bias (0 beyond the layer), with ``ch_shift`` its data shift above it. A group's later
+    strips (``m_bulk``) use its first strip's words."""
     words = []
     for p in plans:
+        if p.strip:
+            continue
         n_mg = _ceil_div(len(p.biases), cfg.tm)
         b = np.zeros(n_mg * cfg.tm, np.int64)
         b[:len(p.biases)] = p.biases

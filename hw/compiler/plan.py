@@ -52,6 +52,8 @@ class LayerPlan:
     add_acts: list[Layer] = field(default_factory=list)   # ReLUs and Clips after the Add
     slope: Layer | None = None      # a LeakyReLU after its clamps: the requantizer's slope
     macs: int = 0                   # useful multiply-accumulates (the model's count)
+    strip: int = 0                  # with maps in bulk memory: the strip of the group's
+                                    # output rows this plan computes (hw/compiler/strips.py)
     entry: dict[str, int] = field(default_factory=dict)
     weights: np.ndarray | None = field(default=None, repr=False)   # M, C, kh, kw (int)
     biases: np.ndarray | None = field(default=None, repr=False)    # M (int)

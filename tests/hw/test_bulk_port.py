@@ -8,6 +8,7 @@ and the number of bursts open. The expected words are the model's, never the mas
 
 from __future__ import annotations
 
+import gc
 import random
 from collections import deque
 
@@ -31,14 +32,14 @@ READS_32 = [(0, 1), (5, 300), (1000, 60), (3 * 1024 - 3, 600), (2048, 256), (7, 
 MAX_CYCLES = 40_000
 
 
-def min_bursts(addr: int, count: int, data_width: int) -> int:
+def min_bursts(addr: int, count: int, data_width: int, limit: int = MAX_BURST_BEATS) -> int:
     """The fewest legal bursts over words ``addr .. addr + count - 1``: each 4 KiB page's
-    share of the range, split into bursts of at most 256 beats."""
+    share of the range, split into bursts of at most ``limit`` (256) beats."""
     page = BOUNDARY_BYTES * 8 // data_width
     n, a, end = 0, addr, addr + count
     while a < end:
         seg = min(end, (a // page + 1) * page) - a
-        n += -(-seg // MAX_BURST_BEATS)
+        n += -(-seg // limit)
         a += seg
     return n
 
@@ -223,12 +224,13 @@ class AxiMemory:
 
 def run_reads(data_width: int, requests: list[tuple[int, int]], *, seed: int,
               outstanding: int = 2, stall: float = 0.4, ready: float = 0.7,
-              latency: int = 6, bad: set[int] = frozenset()):
-    """Run ``requests`` through a BulkReader against the model; returns (words seen on
-    ``o`` per request, error flag per request, the model, first/last output cycle per
-    request)."""
+              latency: int = 6, bad: set[int] = frozenset(), max_burst: int | None = None):
+    """Run ``requests`` through a BulkReader (bursts limited to ``max_burst``) against the
+    model; returns (words seen on ``o`` per request, error flag per request, the model,
+    first/last output cycle per request)."""
     rng = random.Random(seed)
-    dut = BulkReader(ADDR_WIDTH, data_width, COUNT_BITS, outstanding=outstanding)
+    dut = BulkReader(ADDR_WIDTH, data_width, COUNT_BITS, outstanding=outstanding,
+                     max_burst=max_burst)
     mem = AxiMemory(dut.bus, data_width, rng, outstanding=outstanding, stall=stall,
                     latency=latency, bad=bad)
     got: list[list[int]] = []
@@ -285,11 +287,13 @@ def expected_read(mem: AxiMemory, addr: int, count: int) -> list[int]:
     return [mem.words[a] for a in range(addr, addr + count)]
 
 
-def check_read_bursts(mem: AxiMemory, requests, data_width: int) -> None:
-    """The ARs cover each request's words exactly once, in order, in the fewest bursts."""
+def check_read_bursts(mem: AxiMemory, requests, data_width: int,
+                      limit: int = MAX_BURST_BEATS) -> None:
+    """The ARs cover each request's words exactly once, in order, in the fewest bursts of at
+    most ``limit`` beats."""
     bursts = [b for b in mem.bursts if b[0] == "r"]
     for addr, count in requests:
-        need = min_bursts(addr, count, data_width)
+        need = min_bursts(addr, count, data_width, limit)
         mine, bursts = bursts[:need], bursts[need:]
         covered = [a for _, s, n in mine for a in range(s, s + n)]
         assert covered == list(range(addr, addr + count)), (addr, count, mine)
@@ -329,6 +333,38 @@ def test_reader_streams_without_gaps_with_two_bursts_in_flight():
         assert got[0] == expected_read(mem, 0, 1024)
         first, last = spans[0]
         assert (last - first == 1023) == gapless, (outstanding, last - first)
+
+
+@pytest.mark.parametrize("max_burst", [1, 16, 256])
+def test_reader_max_burst_under_random_stalls(max_burst):
+    """A limit on the burst length: the same words, in the fewest bursts of at most
+    ``max_burst`` beats, none across 4 KiB (the model checks); with 256 the bursts of no
+    limit."""
+    reqs = READS_32[:5] if max_burst == 1 else READS_32
+    got, errors, mem, _ = run_reads(32, reqs, seed=9, max_burst=max_burst)
+    for (addr, count), words in zip(reqs, got):
+        assert words == expected_read(mem, addr, count), (addr, count)
+    assert errors == [0] * len(reqs)
+    check_read_bursts(mem, reqs, 32, max_burst)
+    assert max(n for _, _, n in mem.bursts) == max_burst
+
+
+def test_reader_max_burst_wide_bus():
+    """256-bit words: the page (128 words) stays the limit above it."""
+    reqs = [(100, 300), (127, 2)]
+    got, _, mem, _ = run_reads(256, reqs, seed=10, max_burst=256)
+    for (addr, count), words in zip(reqs, got):
+        assert words == expected_read(mem, addr, count), (addr, count)
+    check_read_bursts(mem, reqs, 256)
+    assert max(n for _, _, n in mem.bursts) == 128
+
+
+@pytest.mark.filterwarnings("ignore:.*created but never used")   # refused in __init__
+@pytest.mark.parametrize("max_burst", [0, 3, 12, 512, -4, 2.0, True])
+def test_reader_max_burst_refused(max_burst):
+    with pytest.raises(ValueError):
+        BulkReader(ADDR_WIDTH, 32, COUNT_BITS, max_burst=max_burst)
+    gc.collect()                        # the refused reader's warning now, under the filter
 
 
 def test_reader_error_flag():

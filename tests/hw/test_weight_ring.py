@@ -9,6 +9,7 @@ needed word overwritten); between passes nothing may be read from the bus."""
 
 from __future__ import annotations
 
+import gc
 import random
 import re
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 import pytest
 from amaranth.back import verilog
 
-from dynfix.hw.axi import RESP_OKAY
+from dynfix.hw.axi import BOUNDARY_BYTES, MAX_BURST_BEATS, RESP_OKAY
 from dynfix.hw.generate import ensure_yosys
 from dynfix.hw.weight_ring import WeightRing, beats_per_word, bulk_image
 
@@ -106,12 +107,26 @@ def random_tiles(rng: random.Random, total: int, depth: int) -> list[int]:
     return tiles
 
 
+def credit_tile(depth: int, k: int, max_burst: int) -> int:
+    """The most words a consumer may wait for at once from a ring with ``credit``: a burst
+    is asked for only once all its beats fit, so up to ``max_burst - 1`` beats past the
+    words waited for must fit too."""
+    return depth - -(-(max_burst - 1) // k)
+
+
+def next_burst(addr: int, left: int, bus_bits: int, max_burst: int) -> int:
+    """Beats of the burst a reader limited to ``max_burst`` asks for next from bus word
+    ``addr`` with ``left`` to go: the burst rules of ``hw/axi.py``, by hand."""
+    page = BOUNDARY_BYTES * 8 // bus_bits
+    return min(left, max_burst, MAX_BURST_BEATS, page - addr % page)
+
+
 @dataclass
 class RingRun:
     """What a run saw. Per cycle from the first: ``error``, and the words of the current
     pass written. The cycles of each ``start`` pulse, AR handshake (in the order of the
     model's ``bursts``) and R beat taken; the cycle the SLVERR beat went through; the words
-    read and checked in each pass."""
+    read and checked in each pass; the ring's ``max_burst``."""
     mem: AxiMemory
     bad_cycle: int | None = None
     errors: list[int] = field(default_factory=list)
@@ -120,12 +135,14 @@ class RingRun:
     ars: list[int] = field(default_factory=list)
     beats: list[int] = field(default_factory=list)
     reads: list[int] = field(default_factory=list)
+    max_burst: int | None = None
 
 
 def run_ring(word_bits: int, bus_bits: int, depth: int, image_words: int, *, seed: int,
              passes: list[int] | None = None, holds: list[int] | None = None, base: int = 0,
              stall: float = 0.3, latency: int = 6, read_stall: float = 0.3,
-             bad: frozenset = frozenset(), outstanding: int = 2) -> RingRun:
+             bad: frozenset = frozenset(), outstanding: int = 2,
+             credit: bool = False) -> RingRun:
     """Stream a seeded random image through a WeightRing against the model, one pass of
     ``passes[p]`` words per ``start`` pulse (default: the whole image, three fifths of it,
     the whole image again). ``words`` is set for the pulse only and random at other times.
@@ -139,7 +156,14 @@ def run_ring(word_bits: int, bus_bits: int, depth: int, image_words: int, *, see
 
     ``enable`` is low for ``holds[p]`` cycles from the pulse of pass ``p`` (default never),
     and ``arvalid`` must stay low meanwhile. The first beat from an address in ``bad`` is
-    answered with SLVERR."""
+    answered with SLVERR.
+
+    With ``credit`` the tiles are at most the largest the ring promises to deliver
+    (:func:`credit_tile`), and every cycle: the bursts of the pass never reserve more than
+    the ring holds past ``rd_ptr`` (``k`` beats a word), ``rready`` is high whenever
+    ``rvalid`` is, and no burst is longer than ``max_burst``; after the pause the ring holds
+    every beat asked for, and the next burst (if any) would not fit: the gate lets through
+    all that fits."""
     rng = random.Random(seed)
     k = beats_per_word(word_bits, bus_bits)
     wrap = 2 * depth
@@ -148,15 +172,16 @@ def run_ring(word_bits: int, bus_bits: int, depth: int, image_words: int, *, see
     holds = holds or [0] * len(passes)
     image = [rng.getrandbits(word_bits) for _ in range(image_words)]
     dut = WeightRing(word_bits, depth, image_words, bus_bits, ADDR_WIDTH, base=base,
-                     outstanding=outstanding)
+                     outstanding=outstanding, credit=credit)
     mem = AxiMemory(dut.bus, bus_bits, rng, outstanding=outstanding, stall=stall,
                     latency=latency, bad=set(bad))
+    tile_max = credit_tile(depth, k, dut.max_burst) if credit else depth
     mem.words = dict(enumerate(bulk_image(image, word_bits, bus_bits), start=base))
     spare = k * bus_bits - word_bits
     for i in range(image_words):                # junk in the unused bits: to be ignored
         mem.words[base + i * k + k - 1] |= rng.getrandbits(spare) << (bus_bits - spare)
     tail = 50 + 3 * depth * k                   # enough cycles for the ring to fill
-    run = RingRun(mem)
+    run = RingRun(mem, max_burst=dut.max_burst)
 
     async def tb(ctx):
         p, words = -1, 0                        # the pass (none yet) and its words
@@ -164,6 +189,7 @@ def run_ring(word_bits: int, bus_bits: int, depth: int, image_words: int, *, see
         tiles, tile_i, ops, pending = [], 0, None, None
         pause_tile, pause_end = None, None
         idle_from, idle_wr = 0, 0               # no pass before the first: start at once
+        asked, recv = 0, 0                      # bus words of the pass asked for, received
         for cycle in range(MAX_CYCLES):
             mem.drive(ctx)
             ctx.set(dut.start, 0)
@@ -193,8 +219,8 @@ def run_ring(word_bits: int, bus_bits: int, depth: int, image_words: int, *, see
                 ctx.set(dut.rd_ptr, 0)
                 run.starts.append(cycle)
                 run.reads.append(0)
-                written, last_wr, rd = 0, 0, 0
-                tiles, tile_i = random_tiles(rng, words, depth), 0
+                written, last_wr, rd, asked, recv = 0, 0, 0, 0, 0
+                tiles, tile_i = random_tiles(rng, words, tile_max), 0
                 # Pause at a tile boundary with a full ring's worth still to come, midway
                 # through those.
                 ahead = [i for i in range(len(tiles)) if sum(tiles[i:]) >= min(depth, words)]
@@ -207,8 +233,14 @@ def run_ring(word_bits: int, bus_bits: int, depth: int, image_words: int, *, see
             elif tile_i == pause_tile and cycle < pause_end:
                 pass
             elif tile_i == pause_tile:
-                assert written - rd == min(depth, words - rd), \
-                    f"{written - rd} words in the ring after a pause at word {rd} of {words}"
+                if credit:
+                    assert recv == asked, f"{asked - recv} beats still owed after a pause"
+                    nxt = next_burst(base + asked, words * k - asked, bus_bits, dut.max_burst)
+                    assert asked + nxt > (rd + depth) * k or not nxt, \
+                        f"a {nxt}-beat burst held back with {asked} beats asked for, word {rd}"
+                else:
+                    assert written - rd == min(depth, words - rd), \
+                        f"{written - rd} words in the ring after a pause at word {rd} of {words}"
                 pause_tile = None
             else:
                 t = tiles[tile_i]
@@ -232,8 +264,16 @@ def run_ring(word_bits: int, bus_bits: int, depth: int, image_words: int, *, see
                     f"arvalid in cycle {cycle}, " + ("after a pass" if idle else "enable low")
             if ctx.get(dut.bus.arvalid) and mem.arready:
                 run.ars.append(cycle)
+                asked += ctx.get(dut.bus.arlen) + 1
+                if credit:
+                    assert ctx.get(dut.bus.arlen) < dut.max_burst
+                    assert asked <= (rd + depth) * k, \
+                        f"{asked} beats asked for with the ring free up to word {rd + depth}"
             r_beat = mem.r_beat
+            if credit and r_beat is not None:
+                assert ctx.get(dut.bus.rready), f"rready low under rvalid in cycle {cycle}"
             if r_beat is not None and ctx.get(dut.bus.rready):
+                recv += 1
                 run.beats.append(cycle)
                 if r_beat[2] != RESP_OKAY:
                     assert run.bad_cycle is None
@@ -336,17 +376,18 @@ def test_slverr_sets_error_and_it_stays():
 
 
 def run_throughput(word_bits: int, bus_bits: int, image_words: int, passes: list[int], *,
-                   latency: int, outstanding: int) -> list[int]:
+                   latency: int, outstanding: int, depth: int = 4,
+                   credit: bool = False) -> list[int]:
     """No stalls, every burst's data ``latency`` cycles after its AR, ``enable`` high, and
     a consumer that frees every word as soon as it is written: a pass of each of
     ``passes`` words, each pulsed a few idle cycles after the previous one's last word.
     Returns for each pass the cycles from its ``start`` pulse to the first in which
-    ``wr_ptr`` shows all its words."""
+    ``wr_ptr`` shows all its words. With ``credit``, ``rready`` must be high whenever
+    ``rvalid`` is."""
     rng = random.Random(14)
-    depth = 4
     image = [rng.getrandbits(word_bits) for _ in range(image_words)]
     dut = WeightRing(word_bits, depth, image_words, bus_bits, ADDR_WIDTH,
-                     outstanding=outstanding)
+                     outstanding=outstanding, credit=credit)
     mem = FixedLatencyMemory(dut.bus, bus_bits, rng, outstanding=outstanding, stall=0.0,
                              latency=1, fixed=latency)
     mem.words = dict(enumerate(bulk_image(image, word_bits, bus_bits)))
@@ -373,6 +414,8 @@ def run_throughput(word_bits: int, bus_bits: int, image_words: int, passes: list
                 ctx.set(dut.rd_ptr, 0)
             else:
                 ctx.set(dut.rd_ptr, wr)                 # everything written is free again
+            if credit and mem.r_beat is not None:
+                assert ctx.get(dut.bus.rready), f"rready low under rvalid in cycle {cycle}"
             mem.sample(ctx)
             await ctx.tick()
         raise AssertionError("the run hangs")
@@ -396,3 +439,102 @@ def test_throughput_without_gaps_between_bursts():
     slow = run_throughput(64, 32, image_words, [image_words], latency=latency,
                           outstanding=1)
     assert slow[0] > setup + image_words * k, slow
+
+
+# --- credit mode: the ring asks only for bursts it can take at once -------------------------
+
+
+@pytest.mark.filterwarnings("ignore:.*created but never used")   # never elaborated here
+@pytest.mark.parametrize("word_bits, bus_bits, depth, max_burst", [
+    (32, 32, 2, 1), (32, 32, 4, 2), (48, 16, 4, 4), (20, 8, 16, 16), (128, 64, 8, 8),
+    (32, 32, 1024, 256), (8, 8, 2048, 256),
+])
+def test_credit_max_burst(word_bits, bus_bits, depth, max_burst):
+    """The largest power of two not above half the ring in beats, and 256 at most; None
+    without credit."""
+    limits = [WeightRing(word_bits, depth, 4, bus_bits, ADDR_WIDTH, credit=credit).max_burst
+              for credit in (True, False)]
+    assert limits == [max_burst, None]
+    gc.collect()                        # the rings' warnings now, under the filter
+
+
+@pytest.mark.parametrize("depth", [4, 16])
+@pytest.mark.parametrize("word_bits, bus_bits", WIDTHS)
+def test_credit_ring_streams_each_pass_under_random_stalls(word_bits, bus_bits, depth):
+    """As without credit (the same image and passes, a pause at a full ring in each), with
+    tiles up to :func:`credit_tile` words; ``run_ring`` checks every cycle that ``rready`` is
+    high whenever ``rvalid`` is and that no burst asks for more than the ring has free, and
+    after each pause that it asked for all it had room for. The bursts are ``max_burst``
+    long but where a pass or a 4 KiB page ends."""
+    k = beats_per_word(word_bits, bus_bits)
+    image_words, base = 37, 5 + depth
+    passes = [image_words, 22, image_words]
+    run = run_ring(word_bits, bus_bits, depth, image_words, passes=passes, base=base,
+                   seed=word_bits * 100 + depth + 7, credit=True)
+    check_passes(run, base, k, passes)
+    assert not any(run.errors)
+    burst = run.max_burst
+    for p, bursts in enumerate(pass_bursts(run)):
+        total = passes[p] * k
+        assert bursts == [burst] * (total // burst) + ([total % burst] if total % burst else [])
+
+
+def test_credit_ring_across_4k():
+    """The 4 KiB case of ``test_ring_image_across_4k_in_several_bursts`` with credit: 24-beat
+    ring, 8-beat bursts (12 would not be a power of two), the first 5 beats to the page's
+    end."""
+    image_words, base = 150, 3 * 2048 - 61
+    passes = [image_words, 90]
+    run = run_ring(48, 16, 8, image_words, passes=passes, base=base, seed=15, stall=0.2,
+                   read_stall=0.1, credit=True)
+    check_passes(run, base, 3, passes)
+    for p, bursts in enumerate(pass_bursts(run)):
+        rest = passes[p] * 3 - 61
+        assert bursts == [8] * 7 + [5] + [8] * (rest // 8) + ([rest % 8] if rest % 8 else [])
+
+
+def test_credit_slverr_and_enable():
+    """``error`` and ``enable`` as without credit."""
+    image_words, base = 30, 100
+    passes = [image_words, 18, image_words]
+    run = run_ring(20, 8, 8, image_words, base=base, seed=16, passes=passes,
+                   holds=[0, 120, 0], bad=frozenset({base + 3 * 17 + 1}), credit=True)
+    check_passes(run, base, 3, passes)
+    h = run.bad_cycle
+    assert h is not None and h < run.starts[1]
+    assert not any(run.errors[:h + 1]) and all(run.errors[h + 1:])
+    assert all(run.starts[1] + 120 <= c for c in pass_ars(run, 1))
+
+
+@pytest.mark.parametrize("word_bits, bus_bits", [(32, 32), (20, 8)])
+def test_credit_converts_to_verilog(word_bits, bus_bits):
+    ensure_yosys()
+    text = verilog.convert(WeightRing(word_bits, 8, 10, bus_bits, ADDR_WIDTH, base=3,
+                                      credit=True), name="t", emit_src=False)
+    assert "module t" in text
+
+
+def test_credit_throughput():
+    """The setup of ``test_throughput_without_gaps_between_bursts``, rings with credit and
+    a consumer that frees every word as it is written. The third burst of a pass asks
+    for room the first one holds until its last beat: it goes out two cycles after that
+    beat and its data comes ``latency`` cycles later, while the second burst streams
+    ``max_burst`` beats. So with ``latency < max_burst`` the beats still follow one another
+    without a gap: exactly the cycles without credit (16-word ring, 16-beat bursts, 8 cycles
+    of latency). With ``latency >= max_burst`` (8-word ring, 8-beat bursts) every two bursts
+    take ``latency + max_burst + 1`` cycles: a pass of ``L`` words takes at most
+    ``setup + ceil(2 * L * (latency + max_burst + 1) / (2 * max_burst))`` cycles, more than
+    ``setup + 2 * L`` (``rready`` high whenever ``rvalid`` is, throughout)."""
+    image_words, k, latency = 300, 2, 8
+    setup = latency + 3
+    passes = [image_words, 180, 1, image_words]
+    fast = run_throughput(64, 32, image_words, passes, latency=latency, outstanding=2,
+                          depth=16, credit=True)
+    assert fast == [setup + n * k for n in passes], fast
+    burst = 8
+    slow = run_throughput(64, 32, image_words, passes, latency=latency, outstanding=2,
+                          depth=8, credit=True)
+    for n, cycles in zip(passes, slow):
+        bound = setup + -(-n * k * (latency + burst + 1) // (2 * burst))
+        assert cycles <= bound, (n, cycles, bound)
+        assert n < 2 * burst or cycles > setup + n * k, (n, cycles)
