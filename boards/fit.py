@@ -26,6 +26,11 @@ than the board has shares each block between two output channels' products first
 (``packed_dsp``, ``hw/ecp5_packed_mul.py``), and puts only what is still left over in LUTs.
 Each way past one product per block is fitted on its own, and the fastest engine that needs
 at most 1 / :data:`LUT_PRODUCT_MIN_SPEEDUP` of the cycles of every narrower one wins.
+
+A candidate whose memories overflow the block RAM keeps its weights, its maps or both in
+the board's SPRAM, or its weights in bulk memory (SPRAM, the SPI flash, an SDRAM); on a
+board whose bulk memory the engine can write (an SDRAM) the maps that still do not fit go
+there too, the layers around them in row strips (``m_bulk``).
 """
 
 from __future__ import annotations
@@ -37,11 +42,11 @@ from dynfix.boards.board_top import bulk_cells, bulk_store_refusal, usage as boa
 from dynfix.boards.flash_image import PAYLOAD_BYTES
 from dynfix.boards.registry import Board
 from dynfix.errors import DynfixError
-from dynfix.hw.compiler import compile_model, plan_groups, plan_model
+from dynfix.hw.compiler import CompiledModel, compile_model, plan_groups, plan_model
 from dynfix.hw.config import BulkStore, EngineConfig, Multiplier, packable
 from dynfix.hw.cycle_model import estimate as cycle_estimate, layer_cycles
 from dynfix.hw.resources import (Device, Estimate, Usage, engine_memories, estimate,
-                                 lut_product_usage)
+                                 lut_product_usage, memory_blocks)
 
 #: Share of a board's LUTs an engine with products in LUTs (``lut_products``) may plan for.
 #: Conservative on the OrangeCrab, but it bounds how wide an engine grows, and the wide
@@ -65,10 +70,15 @@ class Candidate:
     estimate: Estimate
     over: dict[str, tuple[int, int]] = field(default_factory=dict)   # needed, available
     waits: int = 0                  # cycles spent waiting for weights from bulk memory
+    #: Why the engine does not fit beyond its resources: the compiler's refusal of the map
+    #: memory the block RAM leaves with the maps in bulk memory (``m_bulk``).
+    note: str = ""
+    #: With maps in bulk memory (``m_bulk``): the bulk memory's traffic (:func:`bulk_traffic`).
+    traffic: dict = field(default_factory=dict)
 
     @property
     def fits(self) -> bool:
-        return not self.over
+        return not self.over and not self.note
 
 
 @dataclass
@@ -84,7 +94,8 @@ class FitResult:
                 "multipliers": c.config.multipliers, "dsp_blocks": c.config.dsp_blocks,
                 "cycles_per_image": c.cycles,
                 "estimate": c.estimate.to_dict(), "limited_by": self.limit,
-                "considered": self.considered}
+                "considered": self.considered,
+                **({"bulk_traffic": c.traffic} if c.traffic else {})}
 
 
 def limits(board: Board, lut_products: int = 0) -> dict[str, int]:
@@ -157,15 +168,29 @@ SPRAM_PLACEMENTS = ({"w_spram": 1}, {"m_spram": 1}, {"w_spram": 1, "m_spram": 1}
 #: SDRAM as bulk memory over a 16-bit port (the chip's width: a wider port moves no more).
 SDRAM_PLACEMENTS = ({"w_bulk": 1, "bulk_bits": 16, "bulk_store": BulkStore.SDRAM},)
 
+#: Compilations :func:`_maps_in_bulk` tries at most: a smaller map memory may lengthen the
+#: program (more strips), whose memory then leaves fewer blocks for the maps.
+MAP_BULK_TRIES = 3
+
+
+def map_store(board: Board) -> dict | None:
+    """The placement whose bulk memory can also keep maps (``m_bulk``, which the engine
+    writes) on ``board``: its SDRAM's (:data:`SDRAM_PLACEMENTS`), or None. The iCEBreaker
+    has no such store: the flash it reads at run time is read-only, and the board top
+    fills the SPRAM it keeps as bulk memory from the flash and gives the engine no write
+    port to it (its maps can go to SPRAM instead, ``m_spram``)."""
+    return SDRAM_PLACEMENTS[0] if board.sdram is not None else None
+
 
 def evaluate_config(model, spec, cfg: EngineConfig, board: Board,
                     memo: dict | None = None) -> Candidate:
     """``cfg`` compiled for the model and sized for ``board``; when its block RAMs run short
     on a board with SPRAM, the same engine with its weights, maps or both in SPRAM
     (:data:`SPRAM_PLACEMENTS`), on a board with SDRAM its weights there
-    (:data:`SDRAM_PLACEMENTS`): the first that fits, else the one short of the fewest block
-    RAMs and SPRAMs. ``memo`` (one fit's) keeps what was evaluated: the ways past one
-    product per DSP block meet the same candidates."""
+    (:data:`SDRAM_PLACEMENTS`), and when that is still short of block RAM its maps there
+    too (:func:`_maps_in_bulk`, ``m_bulk``): the first that fits, else the one short of the
+    fewest block RAMs and SPRAMs. ``memo`` (one fit's) keeps what was evaluated: the ways
+    past one product per DSP block meet the same candidates."""
     if memo is not None:
         if cfg not in memo:
             memo[cfg] = evaluate_config(model, spec, cfg, board)
@@ -184,11 +209,122 @@ def evaluate_config(model, spec, cfg: EngineConfig, board: Board,
     fitting = [t for t in tried if t.fits]
     if fitting:
         return fitting[0]
+    store = map_store(board)
+    base = next((t for t in tried[1:] if store is not None and t.config.w_bulk
+                 and t.config.bulk_store is store["bulk_store"]), None)
+    if base is not None and "brams" in base.over:
+        # The weights in bulk memory and still short of block RAM: the maps go there too.
+        maps = _maps_in_bulk(model, spec, replace(cfg, **store), base, board)
+        if maps.fits:
+            return maps
+        tried[tried.index(base)] = maps
 
     def short(t: Candidate) -> tuple[int, int]:
         return tuple(t.over.get(k, (0, 0))[0] - t.over.get(k, (0, 0))[1]
                      for k in ("brams", "sprams"))
     return min(tried, key=lambda t: (sum(short(t)), len(t.over)))
+
+
+def _maps_in_bulk(model, spec, cfg: EngineConfig, base: Candidate, board: Board
+                  ) -> Candidate:
+    """``cfg`` (its weights in the bulk memory that also takes maps) with the largest map
+    memory the block RAM leaves after the rest of the engine (``m_bulk``), the maps that do
+    not fit it in bulk memory; ``base`` is the same engine with every map on chip (returned
+    when its map memory is not what runs short). When the compiler refuses that memory (the
+    maps that must stay on chip, or a strip's buffers, need more), ``base`` with the
+    compiler's reason as its ``note``.
+
+    The rest of the engine depends on the map memory: a smaller one sends more maps to bulk
+    memory and cuts the strips shorter, a larger one may cut them so short that the program
+    needs block RAM. So the room is measured again on each compiled engine, below the
+    smallest memory that ran short, at most :data:`MAP_BULK_TRIES` compilations; the largest
+    that fit wins."""
+    if map_room(base, board) >= base.config.fmap_depth:
+        return base
+    best: Candidate | None = None       # the largest map memory that fit so far
+    last, ceiling = base, base.config.fmap_depth - 1     # most words worth trying
+    for _ in range(MAP_BULK_TRIES):
+        words = map_room(last, board, ceiling)
+        if best is not None and words <= best.config.m_bulk:
+            break
+        if words < 1:
+            rest = last.estimate.total.brams - last.estimate.blocks["mem_fmap"].brams
+            note = (f"with maps in {_store_name(cfg, board)} the rest of the engine takes "
+                    f"{rest} block RAMs and leaves none for the map memory")
+            return best or replace(base, note=note)
+        try:
+            last = _evaluate(model, spec, replace(cfg, m_bulk=words), board)
+        except DynfixError as e:
+            return best or replace(base, note=f"maps in {_store_name(cfg, board)}: {e}")
+        if "brams" in last.over:
+            ceiling = words - 1
+        elif last.fits:
+            best = last
+        else:
+            return best or last         # short of logic: more map words would not help
+    return best or last
+
+
+def map_room(c: Candidate, board: Board, most: int = 0) -> int:
+    """The most map words (the map memory's depth; at most ``most``, or ``c``'s map memory
+    when 0) whose block RAMs fit what ``board`` leaves after everything else of ``c``; 0
+    when nothing is left."""
+    fmap = next(m for m in engine_memories(c.config) if m.name == "fmap")
+    left = board.bram.blocks - (c.estimate.total.brams - c.estimate.blocks["mem_fmap"].brams)
+    shapes, cost = board.bram.shapes, board.family.bram_cost
+
+    def fits(depth: int) -> bool:
+        return memory_blocks(depth, fmap.width, shapes, cost, fmap.lane_bits) <= left
+
+    if left < 1 or not fits(1):
+        return 0
+    lo, hi = 1, max(1, most or c.config.fmap_depth)     # fits(lo); above hi is not needed
+    if fits(hi):
+        return hi
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if fits(mid) else (lo, mid)
+    return lo
+
+
+def _store_name(cfg: EngineConfig, board: Board) -> str:
+    """The bulk memory of ``cfg`` on ``board`` in words: ``ulx3s's SDRAM``."""
+    return (f"{board.name}'s SDRAM" if cfg.bulk_store is BulkStore.SDRAM
+            else f"bulk memory ({cfg.bulk_store.value})")
+
+
+def bulk_traffic(cm: CompiledModel) -> dict:
+    """The bulk memory's contents and traffic of the compiled engine ``cm`` with maps there
+    (``m_bulk``), in bytes: ``maps`` (each map in bulk memory: its size), ``weights`` (the
+    weight image, read once per inference), ``map_loads`` and ``map_stores`` (the program's
+    DMA transfers, ``di_words`` and ``do_words``, per inference) and ``per_image``, their
+    sum. Empty when every map is on chip."""
+    cfg = cm.config
+    if not cfg.map_bulk:
+        return {}
+    word = cfg.map_beats * cfg.bus_bits // 8          # bytes of a map word in bulk memory
+    maps: dict[str, int] = {}
+    loads = stores = 0
+    for p in cm.plans:
+        e = p.entry
+        loads += e.get("di_words", 0) * word
+        stores += e.get("do_words", 0) * word
+        if e.get("do_words", 0):
+            # Every map in bulk memory is stored there once, strip by strip.
+            maps[p.output] = maps.get(p.output, 0) + e["do_words"] * word
+    weights = (max([e.get("w_total", 0) for e in (p.entry for p in cm.plans)] + [0])
+               * cfg.word_beats * cfg.bus_bits // 8)
+    return {"maps": maps, "weights": weights, "map_loads": loads, "map_stores": stores,
+            "per_image": weights + loads + stores}
+
+
+def _traffic_text(t: dict) -> str:
+    """:func:`bulk_traffic` in words, for the fit's list of memories."""
+    maps = sum(t["maps"].values())
+    return (f"holds the weights ({t['weights']} bytes) and the maps "
+            f"{', '.join(t['maps'])} ({maps} bytes); {t['per_image']} bytes move per image "
+            f"(weights {t['weights']}, map loads {t['map_loads']}, stores "
+            f"{t['map_stores']})")
 
 
 def board_estimate(cfg: EngineConfig, board: Board) -> Estimate:
@@ -199,18 +335,26 @@ def board_estimate(cfg: EngineConfig, board: Board) -> Estimate:
     refusal = bulk_store_refusal(cfg, board)
     if refusal:
         raise DynfixError(f"the engine {refusal}")
+    if cfg.m_bulk and cfg.bulk_store is not BulkStore.SDRAM:
+        raise DynfixError(f"the engine keeps maps in bulk memory (m_bulk: {cfg.m_bulk}), "
+                          f"which it writes; {board.name}'s board top gives it no bulk "
+                          f"memory it can write ({cfg.bulk_store.value} is read-only there): "
+                          f"maps in bulk memory need an SDRAM (bulk_store: sdram)")
     if cfg.w_bulk:
         words = cfg.weight_depth * cfg.word_beats   # the bulk image's bus words
         if cfg.bulk_store is BulkStore.RAM:
             # The bulk store: the image in SPRAM cells (hw/spram_axi.py).
             extra["bulk_store"] = Usage(sprams=bulk_cells(words, cfg.bus_bits))
         else:
+            what = "weights"
+            if cfg.map_bulk:        # the maps above the weight image (``maps_base``)
+                words, what = cfg.maps_base + cfg.map_bulk, "weights and maps"
             size = words * cfg.bus_bits // 8
             most, where = ((PAYLOAD_BYTES, "of SPI flash past the bitstream")
                            if cfg.bulk_store is BulkStore.FLASH
                            else (board.sdram.bytes, f"of {board.name}'s SDRAM"))
             if size > most:
-                raise DynfixError(f"the weights ({size} bytes as the bulk image) do not fit "
+                raise DynfixError(f"the {what} ({size} bytes as the bulk image) do not fit "
                                   f"the {most} bytes {where}")
     return estimate(cfg, Device.from_board(board), extra)
 
@@ -219,9 +363,13 @@ def _evaluate(model, spec, cfg: EngineConfig, board: Board) -> Candidate:
     cm = compile_model(model, spec, cfg)
     est = board_estimate(cm.config, board)
     cycles = cycle_estimate(cm)
+    traffic = bulk_traffic(cm)
+    if traffic:
+        # Where the maps that left the chip are, beside the memories on chip.
+        est.memories[cm.config.bulk_store.value] = _traffic_text(traffic)
     return Candidate(cm.config, cycles["cycles_per_image"], est,
                      check_usage(est.total, board, cm.config.lut_products),
-                     sum(row.get("waits", 0) for row in cycles["layers"]))
+                     sum(row.get("waits", 0) for row in cycles["layers"]), traffic=traffic)
 
 
 def describe_over(over: dict[str, tuple[int, int]]) -> str:
@@ -241,18 +389,20 @@ def fit(model, spec, board: Board) -> FitResult:
         raise DynfixError(f"{model.name} does not fit {board.name} even with the smallest "
                           f"engine ({m} multiplier{'s' if m > 1 else ''}): needs "
                           f"{describe_over(smallest.over)}"
-                          f"{_memory_note(smallest, board)}")
+                          f"{_memory_note(smallest, board)}"
+                          f"{_map_note(model, smallest, board)}")
     backend = (Multiplier.ICE40_DUAL if dual_mac_fits(smallest.config, board)
                else Multiplier.ECP5 if ecp5_dsp_fits(smallest.config, board)
                else Multiplier.FABRIC)
     pack = int(packed_dsp_fits(smallest.config, board))
     lut = int(board.family.lut_products)
     # The ways past one product per DSP block (``found``, keyed (packed, LUT products): none,
-    # packed pairs, LUT products, both) are each fitted on their own (a packed engine cannot have the depthwise window,
-    # so LUT products alone may give the faster engine). Their extra products cost clock
-    # (longer routes, wider lane multiplexers): an engine is only worth its products when
-    # it needs at most 1 / LUT_PRODUCT_MIN_SPEEDUP of the cycles of every way's engine with
-    # fewer products; the fastest such engine wins (then the fewest LUTs).
+    # packed pairs, LUT products, both) are each fitted on their own (a packed engine cannot
+    # have the depthwise window, so LUT products alone may give the faster engine). Their
+    # extra products cost clock (longer routes, wider lane multiplexers): an engine is only
+    # worth its products when it needs at most 1 / LUT_PRODUCT_MIN_SPEEDUP of the cycles of
+    # every way's engine with fewer products; the fastest such engine wins (then the fewest
+    # LUTs).
     found = {v: _fastest(model, spec, board, smallest, backend, *v, memo=memo)
              for v in sorted({(0, 0), (pack, 0), (0, lut), (pack, lut)})}
     worth = [v for v, (c, _) in found.items()
@@ -441,6 +591,29 @@ def _memory_note(c: Candidate, board: Board) -> str:
              for name, desc in c.estimate.memories.items() if "blocks" in desc]
     return (f" (memories: {'; '.join(parts)}; the board has {board.bram.blocks} x "
             f"{board.bram.bits // 1024} kbit = {board.bram.total_bits // 1024} kbit)")
+
+
+def _map_note(model, c: Candidate, board: Board) -> str:
+    """Why the maps of the refused ``c`` stay on chip: the compiler's refusal of the map
+    memory the block RAM leaves (``c.note``), or, when the block RAMs ``c`` is short of are
+    no more than its map memory takes (maps elsewhere would fit), the largest map and (on a
+    board without SDRAM) that no bulk memory can take maps."""
+    if c.note:
+        return f"; {c.note}"
+    if "brams" not in c.over or "mem_fmap" not in c.estimate.blocks:
+        return ""
+    need, avail = c.over["brams"]
+    fmap = c.estimate.blocks["mem_fmap"].brams
+    if fmap < need - avail:
+        return ""
+    plans, _ = plan_groups(model)
+    maps = {plans[0].input: plans[0].in_shape, **{p.output: p.out_shape for p in plans}}
+    name, shape = max(maps.items(), key=lambda t: (math.prod(t[1]), t[0]))
+    kbit = math.prod(shape) * c.config.data_bits / 1024
+    nowhere = (f", and {board.name} has no SDRAM to keep maps in (maps in bulk memory, "
+               f"m_bulk)" if map_store(board) is None else "")
+    return (f"; the maps take {fmap} of the block RAMs, the largest map {name!r} "
+            f"({' x '.join(map(str, shape))} values, {kbit:.0f} kbit){nowhere}")
 
 
 def check_generated_fits(gen, board: Board) -> Estimate:

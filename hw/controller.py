@@ -86,10 +86,13 @@ class Controller(wiring.Component):
     dma_start, dma_store, dma_done, dma             only with ``cfg.m_bulk``: the map DMA's
         request (a pulse; ``dma_store`` high for the entry's store, low for its load), its
         finish (a pulse) and whether it owns the map memory ports
+    first_load : Out(1)                 only with ``cfg.m_bulk``: the run's first host load
+        starts (a pulse: the weight pass starts with it)
 
-    With ``cfg.m_bulk`` an entry may load a strip of its input before it starts
-    (``di_words``, states DI_GO, DI) and store a strip of its output after its pipeline has
-    drained (``do_words``, DO_GO, DO); both count towards the entry's cycles.
+    With ``cfg.m_bulk`` every entry runs the phases its flags ask for (:meth:`_phases`): a
+    host load (``ld``), a map load from bulk memory (``di_words``), the computation
+    (``run``), a map store (``do_words``) and an unload (``ul``); the map transfers count
+    towards the entry's cycles, the host transfers do not.
     """
 
     def __init__(self, cfg: EngineConfig, program: list[int], drain: int):
@@ -103,7 +106,8 @@ class Controller(wiring.Component):
             "seq_start": Out(1), "seq_done": In(1),
             "unload_start": Out(1), "unload_done": In(1),
             "loading": Out(1), "running": Out(1), "unloading": Out(1),
-            **({"dma_start": Out(1), "dma_store": Out(1), "dma_done": In(1), "dma": Out(1)}
+            **({"dma_start": Out(1), "dma_store": Out(1), "dma_done": In(1), "dma": Out(1),
+                "first_load": Out(1)}
                if cfg.m_bulk else {}),
         })
 
@@ -138,46 +142,26 @@ class Controller(wiring.Component):
         fsm = OneHot(m, states, "IDLE")
         go = fsm.arc("IDLE", self.start, "FETCH")
         fsm.arc("FETCH", 1, "LATCH")
-        fsm.arc("LATCH", first, "LOAD_GO")
         fsm.arc("LOAD_GO", 1, "LOAD")
-        loaded = fsm.arc("LOAD", self.load_done, "START")
         fsm.arc("START", 1, "RUN")
         ran = fsm.arc("RUN", self.seq_done, "DRAIN")
-        # finished: the entry's last cycle (its count is recorded, pc moves on).
-        finished = Signal()
+        fsm.arc("UNLOAD_GO", 1, "UNLOAD")
+        # finished: the entry's last cycle (its count is recorded, pc moves on); ending: the
+        # run's last cycle (done rises).
+        finished, ending = Signal(), Signal()
         if dma:
-            has_di, has_do = Signal(), Signal()
-            m.d.comb += [has_di.eq(self.entry.di_words != 0),
-                         has_do.eq(self.entry.do_words != 0)]
-            fsm.arc("LATCH", ~first & has_di, "DI_GO")
-            fsm.arc("LATCH", ~first & ~has_di, "START")
-            fsm.arc("DI_GO", 1, "DI")
-            fsm.arc("DI", self.dma_done, "START")
-            fsm.arc("DRAIN", drain_end & has_do, "DO_GO")
-            fsm.arc("DO_GO", 1, "DO")
-            done_do = self.dma_done & fsm["DO"]
-            fsm.arc("DRAIN", drain_end & ~has_do & self.entry.last, "UNLOAD_GO")
-            fsm.arc("DRAIN", drain_end & ~has_do & ~self.entry.last, "FETCH")
-            fsm.arc("DO", self.dma_done & self.entry.last, "UNLOAD_GO")
-            fsm.arc("DO", self.dma_done & ~self.entry.last, "FETCH")
-            m.d.comb += finished.eq((fsm["DRAIN"] & drain_end & ~has_do) | done_do)
-            next_entry = fsm.flag(("DRAIN", "DO_GO", "DO"), "next_entry")
-            counting = fsm.flag(("FETCH", "LATCH", "START", "RUN", "DRAIN", "DI_GO", "DI",
-                                 "DO_GO", "DO"), "counting")
-            m.d.comb += [
-                self.dma_start.eq(fsm["DI_GO"] | fsm["DO_GO"]),
-                self.dma_store.eq(fsm["DO_GO"]),
-                self.dma.eq(fsm.flag(("DI_GO", "DI", "DO_GO", "DO"), "dma_owns")),
-            ]
+            loaded, next_entry, counting = self._phases(m, fsm, first, drain_end, finished,
+                                                        ending)
         else:
+            fsm.arc("LATCH", first, "LOAD_GO")
             fsm.arc("LATCH", ~first, "START")
+            loaded = fsm.arc("LOAD", self.load_done, "START")
             fsm.arc("DRAIN", drain_end & self.entry.last, "UNLOAD_GO")
             fsm.arc("DRAIN", drain_end & ~self.entry.last, "FETCH")
-            m.d.comb += finished.eq(fsm["DRAIN"] & drain_end)
+            ending_arc = fsm.arc("UNLOAD", self.unload_done, "IDLE")
+            m.d.comb += [finished.eq(fsm["DRAIN"] & drain_end), ending.eq(ending_arc)]
             next_entry = fsm["DRAIN"]
             counting = fsm.flag(("FETCH", "LATCH", "START", "RUN", "DRAIN"), "counting")
-        fsm.arc("UNLOAD_GO", 1, "UNLOAD")
-        unloaded = fsm.arc("UNLOAD", self.unload_done, "IDLE")
         m.d.comb += [
             self.busy.eq(~fsm.flag(("IDLE",), "idle")),
             self.load_start.eq(fsm["LOAD_GO"]),
@@ -198,7 +182,8 @@ class Controller(wiring.Component):
             lc_rd.addr.eq(self.layer_sel),
             self.layer_cycles.eq(lc_rd.data),
             lc_wr.addr.eq(pc),
-            lc_wr.data.eq(layer_count + 1),
+            # An entry may end in an uncounted cycle (m_bulk: its unload).
+            lc_wr.data.eq(layer_count + (counting if dma else 1)),
             lc_wr.en.eq(finished),
         ]
 
@@ -218,6 +203,55 @@ class Controller(wiring.Component):
             m.d.sync += [drain.eq(drain - 1), drain_end.eq(drain == 1)]
         with m.If(finished):
             m.d.sync += [layer_count.eq(0), pc.eq(Mux(self.entry.last, 0, pc + 1))]
-        with m.If(unloaded):
+        with m.If(ending):
             m.d.sync += self.done.eq(1)
         return m
+
+    def _phases(self, m: Module, fsm: OneHot, first: Signal, drain_end: Signal,
+                finished: Signal, ending: Signal) -> tuple[Signal, Signal, Signal]:
+        """The arcs of an engine with maps in bulk memory (``m_bulk``): each entry runs the
+        phases its flags ask for, in order: the host load (``ld``: LOAD_GO, LOAD), the map
+        load (``di_words``: DI_GO, DI), the computation (``run``: START, RUN, DRAIN), the
+        map store (``do_words``: DO_GO, DO), the unload (``ul``: UNLOAD_GO, UNLOAD); after
+        the last one the next entry, or the end of the run after the entry marked ``last``.
+        Returns the image load's end (``first`` clears), the flag that reads the next
+        entry ahead, and the counting flag."""
+        e = self.entry
+        has_di, has_do = Signal(), Signal()
+        m.d.comb += [has_di.eq(e.di_words != 0), has_do.eq(e.do_words != 0)]
+        order = ("LOAD", "DI", "RUN", "DO", "UNLOAD")
+        enabled = {"LOAD": e.ld, "DI": has_di, "RUN": e.run, "DO": has_do, "UNLOAD": e.ul}
+        enter = {"LOAD": "LOAD_GO", "DI": "DI_GO", "RUN": "START", "DO": "DO_GO",
+                 "UNLOAD": "UNLOAD_GO"}
+        # A phase ends in its last state on its unit's finish; LATCH ends the fetch.
+        ends = (("LATCH", 1, 0), ("LOAD", self.load_done, 1), ("DI", self.dma_done, 2),
+                ("DRAIN", drain_end, 3), ("DO", self.dma_done, 4),
+                ("UNLOAD", self.unload_done, 5))
+        fsm.arc("DI_GO", 1, "DI")
+        fsm.arc("DO_GO", 1, "DO")
+        done_terms, end_terms = [], []
+        for src, cond, after in ends:
+            later = order[after:]
+            for j, phase in enumerate(later):
+                skip = [enabled[q] for q in later[:j]]
+                fsm.arc(src, cond & enabled[phase] & ~Cat(*skip).any() if skip
+                        else cond & enabled[phase], enter[phase])
+            rest = cond & ~Cat(*(enabled[q] for q in later)).any() if later else cond
+            done_terms.append(fsm.arc(src, rest & e.last, "IDLE"))
+            end_terms.append(fsm.arc(src, rest & ~e.last, "FETCH"))
+        # The first host load's end: ``first`` clears, whatever comes next.
+        loaded = Signal()
+        m.d.comb += loaded.eq(fsm["LOAD"] & self.load_done)
+        m.d.comb += [finished.eq(Cat(*done_terms, *end_terms).any()),
+                     ending.eq(Cat(*done_terms).any())]
+        next_entry = fsm.flag(tuple(s for s in fsm.st if s not in ("IDLE", "FETCH")),
+                              "next_entry")
+        counting = fsm.flag(("FETCH", "LATCH", "START", "RUN", "DRAIN", "DI_GO", "DI",
+                             "DO_GO", "DO"), "counting")
+        m.d.comb += [
+            self.dma_start.eq(fsm["DI_GO"] | fsm["DO_GO"]),
+            self.dma_store.eq(fsm["DO_GO"]),
+            self.dma.eq(fsm.flag(("DI_GO", "DI", "DO_GO", "DO"), "dma_owns")),
+            self.first_load.eq(fsm["LOAD_GO"] & first),
+        ]
+        return loaded, next_entry, counting

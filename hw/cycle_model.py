@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .compiler import CompiledModel, LayerPlan, window_items
+from .compiler.plan import TRANSFERS
 from .config import EngineConfig
 from .timing import (bulk_timing, bulk_write_interval, issue_to_mac, pipeline_depth,
                      write_delay)
@@ -11,6 +12,9 @@ from .timing import (bulk_timing, bulk_write_interval, issue_to_mac, pipeline_de
 LAYER_OVERHEAD = 3
 #: Output stream: a read, a register, a hand-over per value (host always ready).
 UNLOAD_CYCLES_PER_VALUE = 3
+#: Counted cycles of an entry that only moves a map (``m_bulk``: a host load or unload
+#: strip) besides its map transfer: its fetch.
+TRANSFER_OVERHEAD = 2
 
 
 def issue_cycles(cfg: EngineConfig, plan: LayerPlan) -> int:
@@ -183,22 +187,40 @@ def ring_layer_cycles(cm: CompiledModel, latency: int | None = None,
             beat = first + k * step
         return avail[n - 1] if n else 0
 
-    c, h, w = cm.input_shape
-    start = LOAD_TO_START + c * h * w   # the first layer's sequencer start
+    # Cycle 0 is the run's first host load's start, two cycles after the first entry's
+    # fetch. ``fetch``: the current entry's fetch; an entry's counted cycles (fetch,
+    # run, drain, map transfers) and its host transfers (a load before, an unload after:
+    # not counted) bring the next entry's.
+    fetch = -2
     pos = 0                             # the stream position of the group's first word
     out = []
-    for p in cm.plans:
+    for i, p in enumerate(cm.plans):
         e = p.entry
-        windows, items = e["n_py"] * e["n_px"], window_items(p, cfg)
-        holds: list[int] = []
-        # A strip's load (m_bulk) runs between the fetch and the sequencer's start, its
-        # store after the drain.
+        ld = e.get("ld", int(i == 0))
+        host = (LOAD_TO_START + e["in_c"] * e["in_pix"]) if ld else 0
+        # A strip's load (m_bulk) runs between the fetch (or the host load) and the
+        # sequencer's start, its store after the drain.
         load = dma_cycles(cfg, e.get("di_words", 0), False)
         store = dma_cycles(cfg, e.get("do_words", 0), True)
-        start += load
+        if p.kind in TRANSFERS:
+            counted = TRANSFER_OVERHEAD + load + store
+            out.append({"cycles": counted, "waits": 0, "dma": load + store})
+            fetch += counted + host + (UNLOAD_CYCLES_PER_VALUE * e["out_c"] * e["out_pix"]
+                                       if e.get("ul") else 0)
+            continue
+        windows, items = e["n_py"] * e["n_px"], window_items(p, cfg)
+        holds: list[int] = []
+        start = fetch + 2 + host + load     # the sequencer's start
         end = start                     # the first item may issue the cycle after
         freed.append((pos, start + 1 + lag))
-        for g in range(e["n_mg"]):
+        if e.get("w_stream"):
+            # Each item issues once its own word is in the ring (the sequencer's ``wait``,
+            # a register) and frees it as it issues.
+            for _ in range(e["n_mg"] * items):
+                end = max(end + 1, ready(pos + 1) + 1)
+                pos += 1
+                freed.append((pos, end + 1 + lag))
+        for g in range(0 if e.get("w_stream") else e["n_mg"]):
             if g:
                 freed.append((pos, end + 1 + lag))
             end = _walk(end, holds, windows, items, e["gap"], delay, words, bool(g),
@@ -207,7 +229,7 @@ def ring_layer_cycles(cm: CompiledModel, latency: int | None = None,
         cycles = LAYER_OVERHEAD + end - start + pipeline_depth(cfg)
         out.append({"cycles": cycles + load + store,
                     "waits": cycles - layer_cycles(cfg, p), "dma": load + store})
-        start += cycles + store
+        fetch += cycles + load + store + host
     return out
 
 
@@ -226,18 +248,19 @@ def estimate(cm: CompiledModel, bulk_latency: int | None = None) -> dict:
     layers = []
     for i, p in enumerate(cm.plans):
         cyc = ring[i]["cycles"] if ring else layer_cycles(cfg, p)
+        macs = 0 if p.kind in TRANSFERS else p.macs
         layers.append({"name": p.name, "kind": p.kind, "in_shape": list(p.in_shape),
                        "out_shape": list(p.out_shape), "kernel": list(p.kernel),
-                       "stride": list(p.stride), "pool": p.pool, "macs": p.macs,
+                       "stride": list(p.stride), "pool": p.pool, "macs": macs,
                        "residual": p.add.name if p.add is not None else None,
                        "cycles": cyc,
-                       "utilization": round(p.macs / (cyc * cfg.multipliers), 4),
+                       "utilization": round(macs / (cyc * cfg.multipliers), 4),
                        **({"waits": ring[i]["waits"]} if ring else {}),
                        **({"strip": p.strip, "dma": ring[i]["dma"]} if cfg.m_bulk else {})})
     compute = sum(r["cycles"] for r in layers)
     load = cm.input_shape[0] * cm.input_shape[1] * cm.input_shape[2]
     unload = UNLOAD_CYCLES_PER_VALUE * cm.output_len
-    macs = sum(p.macs for p in cm.plans)
+    macs = sum(r["macs"] for r in layers)
     return {"cycles_per_image": compute + load + unload, "compute_cycles": compute,
             "load_cycles": load, "unload_cycles": unload, "macs": macs,
             "utilization": round(macs / (compute * cfg.multipliers), 4), "layers": layers,

@@ -177,14 +177,17 @@ class Engine(wiring.Component):
         if cfg.w_bulk:
             # One pass of the weight stream per inference, from its start (the image load);
             # the ring keeps what the sequencer issued until those reads are done.
-            m.d.comb += [wmem.start.eq(ctrl.load_start), wmem.words.eq(e.w_total),
-                         wmem.enable.eq(self.bulk_ready), seq.w_flush.eq(ctrl.load_start),
+            # With maps in bulk memory the run may load its image in strips: the pass starts
+            # with the first.
+            pass_start = ctrl.first_load if cfg.m_bulk else ctrl.load_start
+            m.d.comb += [wmem.start.eq(pass_start), wmem.words.eq(e.w_total),
+                         wmem.enable.eq(self.bulk_ready), seq.w_flush.eq(pass_start),
                          seq.w_avail.eq(wmem.wr_ptr)]
             # The delay line starts over with the pass too (no stale position in it).
             keep = seq.w_keep
             for i in range(to_mac):
                 nxt = Signal.like(keep, name=f"w_keep_d{i}")
-                m.d.sync += nxt.eq(Mux(ctrl.load_start, 0, keep))
+                m.d.sync += nxt.eq(Mux(pass_start, 0, keep))
                 keep = nxt
             m.d.comb += wmem.rd_ptr.eq(keep)
         if cfg.w_spram:

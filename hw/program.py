@@ -121,7 +121,12 @@ SHARE_FIELDS: dict[str, tuple[str, str]] = {
 #: The weight-ring field, in engines with ``cfg.w_bulk`` (weights streamed from bulk memory
 #: into a ring, ``hw/weight_ring.py``): a group may start once its whole tile is there.
 RING_FIELDS: dict[str, tuple[str, str]] = {
-    "w_tile": ("weight_addr", "weight words of each output-channel group (its ring tile)"),
+    "w_tile": ("weight_addr", "weight words of each output-channel group (its ring tile; "
+                              "0 in a streaming group, which holds none)"),
+    # A group that reads each of its weight words once (one output pixel: a Linear) need
+    # not hold its tile: its items issue as their words arrive, and the ring frees each
+    # word once read, so its tile may be larger than the ring.
+    "w_stream": ("flag", "1: each item waits for its own word (not the group's tile)"),
     # The same in every entry: the ring reads it from whichever entry is current when an
     # inference starts.
     "w_total": ("weight_count", "weight words of the whole program, streamed per inference"),
@@ -133,6 +138,11 @@ RING_FIELDS: dict[str, tuple[str, str]] = {
 #: ``hw/compiler/strips.py``). Bulk addresses are bus words; a map word takes
 #: ``cfg.map_beats`` of them.
 DMA_FIELDS: dict[str, tuple[str, str]] = {
+    # The entry's phases, in this order: ld, di, run, do, ul (each only when set).
+    "ld": ("flag", "1: load host values into the map memory first (the loader's walk of "
+                   "in_base, in_c, in_pix, t_in): the image, or a strip of it"),
+    "run": ("flag", "1: the entry computes (the sequencer runs); 0: it only moves a map"),
+    "ul": ("flag", "1: stream the map at out_base (out_c, out_pix, t_out) to the host last"),
     "di_words": ("map_count", "map words to load before the entry runs (0: none)"),
     "di_bulk": ("bulk_addr", "bulk address (bus word) of the first word to load"),
     "di_fmap": ("map_addr", "map-memory word the load starts at"),

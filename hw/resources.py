@@ -30,7 +30,7 @@ from .lut_mul import structure as lut_mul_structure
 from .program import entry_layout
 
 __all__ = ["Usage", "Estimate", "Device", "MemorySpec", "estimate", "memory_blocks",
-           "engine_memories"]
+           "engine_memories", "map_bulk_usage"]
 
 def lut_product_usage(data_bits: int, weight_bits: int) -> tuple[int, int]:
     """(LUT4s, FFs) of one product in LUTs (``hw/lut_mul.py``): a LUT4 per partial-product
@@ -193,6 +193,45 @@ def memory_usage(mem: MemorySpec, dev: Device) -> tuple[Usage, str]:
     return Usage(luts=bits / 2, ffs=bits + mem.width), "logic"
 
 
+def map_bulk_usage(cfg: EngineConfig) -> dict[str, Usage]:
+    """The logic that maps in bulk memory (``cfg.m_bulk``) add to an engine, in LUT4s and
+    FFs, per block of :func:`estimate`: the map DMA, the read arbiter, the weight ring's
+    credit gate, and the engine's selects in front of the map memory's ports.
+
+    The DMA's, the arbiter's and the gate's formulas are fitted to yosys ``synth_ecp5`` of
+    each component alone over word widths 32 to 1248 bits and buses of 16 to 64 bits (the
+    tables in docs/engine.md, "Maps in bulk memory"): maps in bulk memory need a bulk store
+    the engine can write, and the only one a board offers is the ULX3S's SDRAM, on an ECP5
+    (``boards/fit.py``, ``map_store``). The selects are counted from their widths, as the
+    rest of the estimate is; the controller's states are a constant."""
+    k, bus, fa = cfg.map_beats, cfg.bus_bits, cfg.fmap_addr_bits
+    # MapDma (hw/map_dma.py): a BulkReader and a BulkWriter (their bus-word counters of
+    # ``count`` bits, bursts, addresses), the LOAD's assembly register and the STORE's beat
+    # select over ``k - 1`` beats of the bus, the word position and the map address.
+    count = ((2 ** (fa + 1) - 1) * k).bit_length()
+    assembly = (k - 1) * bus
+    dma = Usage(luts=280 + 0.9 * assembly + 17 * count, ffs=70 + assembly + 6 * count)
+    # AxiReadArbiter (hw/axi_read_arbiter.py): the AR register stage (the address and the
+    # burst's fields), the pick, the owners' FIFO that routes R.
+    arbiter = Usage(luts=52 + cfg.bulk_addr_bits, ffs=27 + cfg.bulk_addr_bits)
+    # The ring's credit gate (hw/weight_ring.py, ``credit``): the beats owed and the sum of
+    # the ring's words, beats and the burst asked for, compared with its capacity; the
+    # product of its words and the beats a word takes is shifts for a power of two, an
+    # adder array otherwise.
+    beats = cfg.word_beats
+    need = (4 * cfg.w_ring * beats).bit_length()
+    gate = Usage(luts=(5 if beats & (beats - 1) == 0 else 10) * need, ffs=need - 1)
+    # The engine's selects: the request's fields (load or store), the map memory's read
+    # address (the DMA's), its write address, data and enables (the DMA's loads).
+    n = cfg.lanes
+    selects = Usage(luts=n * cfg.data_bits + n + 4 * fa + cfg.bulk_word_bits + 1)
+    # The controller's four DMA states (a load before an entry, a store after it) and their
+    # ends; the entry's DMA fields are in the program word (``entry_layout``).
+    states = Usage(luts=50, ffs=4)
+    return {"map_dma": dma, "bulk_arbiter": arbiter, "weight_ring": gate,
+            "map_datapath": selects, "control": states}
+
+
 #: The engine's parts as its Verilog holds them: part -> (the estimate's blocks, the engine's
 #: submodules whose cells they count; "" is the engine module's own cells). What
 #: ``boards/block_stat.py`` compares with yosys's ``stat`` per module.
@@ -206,6 +245,8 @@ PARTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
                 ("ctrl", "seq", "loader", "unloader", "wb")),
     "maps": (("map_datapath", "mem_biases", "mem_fmap"), ("", "fmap")),
     "weight memory": (("mem_weights", "weight_ring"), ("weights",)),
+    # Amaranth names the DMA's module ``dma$<n>`` (the engine has a signal named ``dma``).
+    "map dma": (("map_dma", "bulk_arbiter"), ("dma", "dma$", "bulk_arbiter")),
 }
 
 
@@ -350,6 +391,9 @@ def estimate(cfg: EngineConfig, dev: Device, extra: dict[str, Usage] | None = No
         pos = cfg.weight_addr_bits
         est.blocks["weight_ring"] = Usage(luts=160 + 2 * cfg.word_beats + 3 * pos,
                                           ffs=40 + 4 * pos)
+    if cfg.m_bulk:
+        for name, use in map_bulk_usage(cfg).items():
+            est.blocks[name] = est.blocks.get(name, Usage()) + use
     layout_bits = entry_layout(cfg).size
     dims = cfg.dim_bits
     # Controller, sequencer (nested loop counters and address steps), two map walkers,

@@ -280,8 +280,17 @@ class Sequencer(wiring.Component):
             self.pool_last.eq(wrap["dy"] & wrap["dx"]),
         ]
 
-        # Weights: w_addr restarts at the group's first word for every output pixel.
+        # Weights: w_addr restarts at the group's first word for every output pixel (not in
+        # a streaming group, ``w_stream``: one pixel, each word read once, and the words
+        # the ring keeps never move back).
         w_group = Signal.like(self.w_addr)
+        stream = Signal()
+        if cfg.w_bulk:
+            # A new pass (``w_flush``) keeps from word 0 on, whatever the last group was.
+            with m.If(self.start):
+                m.d.sync += stream.eq(e.w_stream)
+            with m.Elif(self.w_flush):
+                m.d.sync += stream.eq(0)
         with m.If(self.start):
             m.d.sync += [self.w_addr.eq(e.w_base), w_group.eq(e.w_base),
                          self.b_addr.eq(e.b_base)]
@@ -292,7 +301,7 @@ class Sequencer(wiring.Component):
             with m.If(next_group):
                 m.d.sync += [self.w_addr.eq(self.w_addr + 1), w_group.eq(self.w_addr + 1),
                              self.b_addr.eq(self.b_addr + 1)]
-            with m.Elif(pixel_end):
+            with m.Elif(pixel_end & ~stream):
                 m.d.sync += self.w_addr.eq(w_group)
             if cfg.w_share:
                 # A kernel whose taps share one weight per input channel (a global average
@@ -303,7 +312,7 @@ class Sequencer(wiring.Component):
                 m.d.sync += self.w_addr.eq(self.w_addr + 1)
 
         if cfg.w_bulk:
-            self._ring(m, w_group, issuing & next_group)
+            self._ring(m, w_group, issuing & next_group, issuing, stream)
 
         with m.If(self.start):
             m.d.sync += running.eq(1)
@@ -311,7 +320,7 @@ class Sequencer(wiring.Component):
             m.d.sync += running.eq(0)
         return m
 
-    def _ring(self, m: Module, w_group: Signal, next_group):
+    def _ring(self, m: Module, w_group: Signal, next_group, issuing, stream: Signal):
         """``wait`` (a register): the stream has not reached the end of the tile of the group
         that issues next. That end is the group's first word plus ``w_tile``: at ``start``
         ``w_base``, at a group change the word after the last item's. The stream only grows
@@ -320,9 +329,14 @@ class Sequencer(wiring.Component):
         e = self.entry
         end = Signal.like(w_group, name="w_end")
         end_next = Signal.like(w_group, name="w_end_next")
-        m.d.comb += [end_next.eq(end), self.w_keep.eq(w_group)]
+        # A streaming group (``w_stream``) keeps only the word it issues next, and waits for
+        # that word alone; its words follow one another across its groups.
+        m.d.comb += [end_next.eq(end),
+                     self.w_keep.eq(Mux(stream, self.w_addr, w_group))]
         with m.If(self.start):
-            m.d.comb += end_next.eq(e.w_base + e.w_tile)
+            m.d.comb += end_next.eq(e.w_base + Mux(e.w_stream, 1, e.w_tile))
+        with m.Elif(stream):
+            m.d.comb += end_next.eq(self.w_addr + 1 + issuing)
         with m.Elif(next_group):
             m.d.comb += end_next.eq(self.w_addr + 1 + e.w_tile)
         ahead = Signal.like(w_group, name="w_ahead")

@@ -28,6 +28,7 @@ import numpy as np
 
 from dynfix.errors import DynfixError
 from dynfix.hw.compiler import CompiledModel
+from dynfix.hw.compiler.plan import TRANSFERS
 from dynfix.hw.config import BulkStore
 from dynfix.hw.design import Design
 from dynfix.hw.generate import hex_lines
@@ -48,12 +49,29 @@ def host_stream(cm: CompiledModel, xq1: np.ndarray) -> np.ndarray:
 
 
 def truncated_program(cm: CompiledModel, upto: int) -> list[int]:
-    """Program words of groups ``0..upto``, the last one marked ``last``."""
+    """Program words of entries ``0..upto``, the last one marked ``last``; when it is the
+    last strip of a group run in strips (``m_bulk``) with its output on chip, the unload
+    reads the group's whole output (from its first strip's rows on)."""
     entries = [dict(p.entry) for p in cm.plans[:upto + 1]]
     for e in entries:
         e["last"] = 0
     entries[-1]["last"] = 1
+    first = upto - cm.plans[upto].strip
+    if first != upto:
+        entries[-1].update(out_base=entries[first]["out_base"],
+                           out_pix=sum(e["out_pix"] for e in entries[first:]))
+    if cm.config.m_bulk:
+        entries[-1]["ul"] = 1           # the phase flags (hw/controller.py): unload it
     return [pack_entry(cm.config, e) for e in entries]
+
+
+def locatable(cm: CompiledModel, i: int) -> bool:
+    """Whether a program truncated after entry ``i`` can show its group's output map: the
+    entry ends its group (its last strip with ``m_bulk``) and the map is on chip."""
+    p = cm.plans[i]
+    nxt = cm.plans[i + 1] if i + 1 < len(cm.plans) else None
+    ends = nxt is None or nxt.strip == 0 or nxt.name != p.name
+    return p.kind not in TRANSFERS and ends and not p.entry.get("do_words", 0)
 
 
 def padded(words: list[int], depth: int) -> list[int]:
@@ -135,6 +153,8 @@ def group_maps(cm: CompiledModel, trace: dict[str, np.ndarray]) -> list[tuple[st
     N x ... array."""
     maps = []
     for p in cm.plans:
+        if p.kind in TRANSFERS:         # a map moved, not made: the host's input, or the
+            continue                    # output, whose group comes before
         name = next((n for n in reversed(p.layers) if trace[n].ndim == 4), p.layers[-1])
         maps.append((name, trace[name]))
     return maps
@@ -147,8 +167,12 @@ def locate(simulator: Simulator, cm: CompiledModel, xq1: np.ndarray, ref_trace: 
     cfg = cm.config
     work.mkdir(parents=True, exist_ok=True)
     (work / "image.hex").write_text(hex_values(host_stream(cm, xq1[0]), cfg.data_bits))
-    steps, maps = [], group_maps(cm, ref_trace)
-    for i, (name, ref) in enumerate(maps):
+    computed = [i for i, p in enumerate(cm.plans) if p.kind not in TRANSFERS]
+    maps = dict(zip(computed, group_maps(cm, ref_trace)))
+    points = [i for i in computed if locatable(cm, i)]
+    maps = [maps[i] for i in points]
+    steps = []
+    for i, (name, ref) in zip(points, maps):
         files = memory_files(cm, work / f"g{i}", truncated_program(cm, i))
         files.update(extra or {})
         files["images.hex"] = str(work / "image.hex")
@@ -214,6 +238,8 @@ def useful_macs(plan) -> int:
     """MACs a group needs: output values the engine keeps (conv pixels under the pooling
     windows; a floor-mode pool drops the rest) times the fan-in, which for a depthwise
     group is one input channel's window (as the cycle model counts it)."""
+    if plan.kind in TRANSFERS:
+        return 0
     rows, cols = plan.conv_out
     c = 1 if plan.kind == "dwconv" else plan.in_shape[0]
     kh, kw = plan.kernel
@@ -295,7 +321,7 @@ def simulate(design: Design, x: np.ndarray, y: np.ndarray | None, build_dir: str
 
     board = Scoreboard(expected)
     for r in per_image:
-        board.add(r["outputs"])
+        board.add(cm.output_order(r["outputs"]))
     bad = board.mismatches()
     first = None
     if bad:
@@ -312,8 +338,13 @@ def simulate(design: Design, x: np.ndarray, y: np.ndarray | None, build_dir: str
     host = [int(r["host_cycles"]) for r in per_image]
     per_layer = np.array([r["layer_cycles"] for r in per_image], dtype=np.int64)
     lc = per_layer.max(axis=0)
-    util = {p.name: round(useful_macs(p) / (int(c) * cfg.multipliers), 4)
-            for p, c in zip(cm.plans, lc)}
+    # A group run in strips (m_bulk) counts once: its strips' cycles and MACs together.
+    by_name: dict[str, list[int]] = {}
+    for p, c in zip(cm.plans, lc):
+        by_name.setdefault(p.name, [0, 0])
+        by_name[p.name][0] += int(c)
+        by_name[p.name][1] += useful_macs(p)
+    util = {name: round(macs / (c * cfg.multipliers), 4) for name, (c, macs) in by_name.items()}
     macs = sum(useful_macs(p) for p in cm.plans)
     util["overall"] = round(macs / (int(lc.sum()) * cfg.multipliers), 4)
     scores_float = predict(design.model, x)
@@ -332,6 +363,6 @@ def simulate(design: Design, x: np.ndarray, y: np.ndarray | None, build_dir: str
         simulator=sim, sim_cycles=sim_cycles,
         sim_seconds=round(seconds, 3), build_seconds=round(simulator.build_seconds, 2),
         first_mismatch=first, waves=str(wf) if wf else None,
-        layer_cycles={p.name: int(c) for p, c in zip(cm.plans, lc)},
+        layer_cycles={name: c for name, (c, _) in by_name.items()},
         outputs=board.got, expected=expected, cycles=cycles, host_cycles=host,
         image_layer_cycles=per_layer.tolist(), labels=y)

@@ -34,6 +34,13 @@ TESTBENCH = "dynfix.sim.bulk_tb"
 #: keeps builds quiet and the model fast.
 VERILATOR_ARGS = ["-Wno-fatal", "-Wno-WIDTH", "-Wno-lint", "-Wno-style", "-O3",
                   "--x-assign", "fast", "--x-initial", "fast"]
+#: What the host wrapper's Verilator build adds to :data:`VERILATOR_ARGS`. cocotb's runner
+#: makes every signal public and writable (``--public-flat-rw``): Verilator then keeps each
+#: one as a variable of its own and re-evaluates, on every call into the model, all logic
+#: that reads one, so a wide engine simulates many times slower and builds far longer. The
+#: wrapper marks only its ports public (all the testbench touches). ``-O2`` for the C++
+#: compiler: Verilator's default (``-Os``) makes slower code.
+HOST_VERILATOR_ARGS = ["--no-public-flat-rw", "-CFLAGS", "-O2"]
 #: Seconds between looks at a running job's progress file.
 POLL_SECONDS = 0.2
 
@@ -176,7 +183,7 @@ class Simulator:
         self.build_dir.mkdir(parents=True, exist_ok=True)
         host = self.build_dir / f"{TOP}.v"
         host.write_text(host_verilog(self.params))
-        args = list(VERILATOR_ARGS) if self.sim == "verilator" else []
+        args = VERILATOR_ARGS + HOST_VERILATOR_ARGS if self.sim == "verilator" else []
         if self.sim == "verilator" and self.waves and Path("/usr/include/lz4.h").exists():
             args.append("--trace-fst")    # the wheel's FST writer needs liblz4-dev; else VCD
         engine = Path(self.engine_verilog).resolve()

@@ -107,6 +107,22 @@ def strip_net(seed: int = 7, bits: str = "8"):
     return model, search(model, calib, bits=bits), calib
 
 
+def fcn_net(seed: int = 11, bits: str = "8"):
+    """A fully convolutional network (a map in, a map out, no FC): a 3x3 conv to 8 channels
+    and a strided 3x3 conv to 5 channels with ReLUs, so with a small map memory the input,
+    the hidden map and the output all live in bulk memory."""
+    rng = np.random.default_rng(seed)
+    layers = [
+        conv(rng, "c1", "x", 8, 3, 3, 3, pads=(1, 1, 1, 1)),
+        ReLU("r1", ("c1",)),
+        conv(rng, "c2", "r1", 5, 8, 3, 3, stride=(2, 1), pads=(1, 1, 1, 1)),
+        ReLU("r2", ("c2",)),
+    ]
+    model = Model("fcn", "x", (3, 17, 12), layers)
+    calib = rng.standard_normal((32, 3, 17, 12)).astype(np.float32)
+    return model, search(model, calib, bits=bits), calib
+
+
 def fc_model(outputs: int, inputs: int = 64) -> tuple[Model, QuantSpec]:
     """One Linear layer, ``outputs`` x ``inputs`` 8-bit weights."""
     rng = np.random.default_rng(0)

@@ -22,7 +22,7 @@ from ..timing import shortcut_fifo_depth
 from ..program import OWN_WIDTH_KINDS, check_entry, entry_fields, pack_entry
 from .images import _dense_weights, pack_biases, pack_weights
 from .memory import _words, allocate
-from .strips import MapPlacement, place_maps, split
+from .strips import MapPlacement, Transfer, place_maps, split, transfers
 from .plan import (LayerPlan, Shape3, _ceil_div, _reads_once, im2col_first, loop_counts,
                    mark_windows, plan_groups, plan_model, window_extent, window_items)
 
@@ -44,6 +44,13 @@ class CompiledModel:
     input_window: tuple | None = None
     #: The input map's offset (its padding value in the windows).
     input_zp: int = 0
+    #: With maps in bulk memory (``m_bulk``): the rows of each host load strip when the
+    #: input lives there (the host streams it strip by strip, ``host_input``), and of each
+    #: unload strip when the output does (``output_order``); 0: whole, in C, H, W order.
+    input_rows: int = 0
+    output_rows: int = 0
+    #: C, H, W of the output map the engine streams (the last group's, whole).
+    output_shape: Shape3 = (0, 0, 0)
     #: The weight memory's words, packed when first asked for (:attr:`weights`): the fit
     #: compiles many candidates and needs only their sizes.
     packed_weights: list[int] | None = field(default=None, init=False, repr=False,
@@ -58,7 +65,7 @@ class CompiledModel:
 
     @property
     def output_len(self) -> int:
-        return int(np.prod(self.plans[-1].out_shape))
+        return int(np.prod(self.output_shape))
 
     def host_input(self, xq: np.ndarray) -> np.ndarray:
         """What the host streams for one quantized input: the image in C, H, W order, or
@@ -67,7 +74,7 @@ class CompiledModel:
         ``input_zp``, in the padding)."""
         xq = np.asarray(xq, dtype=np.int64)
         if self.input_window is None:
-            return xq.reshape(-1)
+            return _by_strips(xq.reshape(self.input_shape), self.input_rows)
         (c, h, w), (kh, kw), (sy, sx), (top, left, bottom, right) = self.input_window
         _, oh, ow = self.input_shape
         xp = np.full((c, h + top + bottom + kh, w + left + right + kw), self.input_zp,
@@ -75,7 +82,29 @@ class CompiledModel:
         xp[:, top:top + h, left:left + w] = xq.reshape(c, h, w)
         cols = [xp[:, ky:ky + sy * oh:sy, kx:kx + sx * ow:sx]
                 for ky in range(kh) for kx in range(kw)]
-        return np.concatenate(cols, axis=0).reshape(-1)
+        return _by_strips(np.concatenate(cols, axis=0), self.input_rows)
+
+    def output_order(self, values: np.ndarray) -> np.ndarray:
+        """The engine's output stream (``output_len`` values) in the C, H, W order of the
+        output layer: as it comes, or, when the output lives in bulk memory, reassembled
+        from its unload strips (each strip's rows in C, rows, W order)."""
+        values = np.asarray(values)
+        if not self.output_rows:
+            return values
+        c, h, w = self.output_shape
+        order = _by_strips(np.arange(c * h * w).reshape(c, h, w), self.output_rows)
+        out = np.empty_like(values)
+        out[order] = values
+        return out
+
+
+
+def _by_strips(a: np.ndarray, rows: int) -> np.ndarray:
+    """A ``C x H x W`` array flattened in C, H, W order, or with ``rows`` strip by strip
+    (each strip's ``rows`` rows in C, rows, W order)."""
+    if not rows:
+        return a.reshape(-1)
+    return np.concatenate([a[:, r:r + rows].reshape(-1) for r in range(0, a.shape[1], rows)])
 
 
 def clamp_shift(data_shift: int, bw_x: int, acc_bits: int) -> int:
@@ -181,7 +210,10 @@ def compile_model(model: Model, spec: QuantSpec, cfg: EngineConfig) -> CompiledM
             p.entry.update(w_share=int(p.shared))
         tile = (1 if p.shared or p.window else kh * kw) * t_in
         if cfg.w_bulk:
-            p.entry.update(w_tile=tile)
+            # A group that reads each weight word once streams them (``w_stream``).
+            once = (lc["n_py"] * lc["n_px"] * pool == 1 and not p.shared and not p.window
+                    and p.add is None and lc["gap"] == 0 and not cfg.m_spram)
+            p.entry.update(w_tile=0 if once else tile, w_stream=int(once))
         if cfg.dw_window:
             p.entry.update(win=int(bool(p.window)), win_sy=sy, win_sx=sx, win_wy=0, win_wx=0)
             if p.window:
@@ -209,13 +241,18 @@ def compile_model(model: Model, spec: QuantSpec, cfg: EngineConfig) -> CompiledM
         b_base += 0 if p.strip else n_mg
     if cfg.residual:
         cfg = cfg.fitted(sc_depth=sc_depth)
+    if cfg.m_bulk:
+        entries, runs, buffers = _with_transfers(cfg, plans, place, entries, runs, buffers,
+                                                 map_beats)
 
     # A depthwise group (not on the window) reads its dw_words words from its first word on:
     # at a map's last pixel those can run past the map's end (zero weights meet them), so
     # the memory keeps that many words more (a read past the end would give undefined data).
     spill = max([0] + [cfg.dw_words - 1 for p in plans if p.kind == "dwconv" and not p.window])
     if cfg.w_bulk:
-        cfg = cfg.fitted(w_ring=ring_depth(max(e["w_tile"] for e in entries)))
+        held = [e["w_tile"] for e in entries if not e["w_stream"] and e["n_mg"]]
+        streams = any(e["w_stream"] for e in entries)
+        cfg = cfg.fitted(w_ring=ring_depth(max(held + [STREAM_TILE] * streams or [1])))
         for e in entries:
             # Ring positions count modulo twice the ring, from the inference's start.
             e.update(w_base=e["w_base"] % (2 * cfg.w_ring), w_total=w_base)
@@ -245,7 +282,68 @@ def compile_model(model: Model, spec: QuantSpec, cfg: EngineConfig) -> CompiledM
         check_entry(cfg, p.entry, f"layer {p.name!r}")
     return CompiledModel(cfg, runs, [pack_entry(cfg, e) for e in entries],
                          pack_biases(cfg, runs), out_name, input_shape, window,
-                         spec.input_zp)
+                         spec.input_zp, input_rows=place.in_rows, output_rows=place.out_rows,
+                         output_shape=plans[-1].out_shape)
+
+
+def _with_transfers(cfg: EngineConfig, plans: list[LayerPlan], place: MapPlacement,
+                    entries: list[dict], runs: list[LayerPlan], buffers: int, map_beats: int
+                    ) -> tuple[list[dict], list[LayerPlan], int]:
+    """The program of an engine with maps in bulk memory (``m_bulk``): the compute entries
+    with their phase flags (``ld``: the entry loads host values first, ``run``: it
+    computes, ``ul``: it streams its output map to the host at its end), after the host
+    load strips of an input in bulk memory and before the unload strips of an output
+    there (:func:`~.strips.transfers`). An output on chip that a stripped group wrote is
+    unloaded whole by an entry of its own."""
+    n = cfg.lanes
+    first, last = plans[0], plans[-1]
+    loads = transfers(place, first.input, first.in_shape, True, n, map_beats)
+    unloads = transfers(place, last.output, last.out_shape, False, n, map_beats)
+    if not unloads and runs[-1].strip:
+        unloads = [Transfer(last.output, last.out_shape, 0, last.out_shape[1], False,
+                            place.base[last.output], (0, 0, 0))]
+    for e in entries:
+        e.update(ld=0, run=1, ul=0, last=0)
+    entries[0]["ld"] = int(not loads)
+    entries[-1]["ul"] = int(not unloads)
+    extra = [(t, _transfer_entry(cfg, t)) for t in loads + unloads]
+    for t, e in extra:
+        buffers = max(buffers, e["di_fmap"] + e["di_words"], e["do_fmap"] + e["do_words"])
+    pre = [(LayerPlan(f"{t.tensor} (load)", [t.tensor], "load", (t.shape[0], t.rows,
+                                                                  t.shape[2]),
+                      (t.shape[0], t.rows, t.shape[2]), (1, 1), input=t.tensor,
+                      output=t.tensor, strip=k, entry=e), e)
+           for k, (t, e) in enumerate(x for x in extra if x[0].load)]
+    post = [(LayerPlan(f"{t.tensor} (unload)", [t.tensor], "unload",
+                       (t.shape[0], t.rows, t.shape[2]), (t.shape[0], t.rows, t.shape[2]),
+                       (1, 1), input=t.tensor, output=t.tensor, strip=k, entry=e), e)
+            for k, (t, e) in enumerate(x for x in extra if not x[0].load)]
+    runs = [p for p, _ in pre] + runs + [p for p, _ in post]
+    entries = [e for _, e in pre] + entries + [e for _, e in post]
+    entries[-1]["last"] = 1
+    return entries, runs, buffers
+
+
+def _transfer_entry(cfg: EngineConfig, t: Transfer) -> dict[str, int]:
+    """The program entry of a host load strip or an unload strip: the loader's or the
+    unloader's walk of the strip buffer (every other field 0: the sequencer does not run)
+    and its DMA transfer (a store after the load, a load before the unload)."""
+    c, _, w = t.shape
+    words = _ceil_div(c, cfg.lanes)
+    e = {name: 0 for name in entry_fields(cfg)}
+    if t.load:
+        e.update(in_base=t.base, in_c=c, in_pix=t.rows * w, t_in=words, ld=1,
+                 **({"t_px": words} if cfg.depthwise else {}))
+        e.update(zip(("do_words", "do_bulk", "do_fmap"), t.dma))
+    else:
+        e.update(out_base=t.base, out_c=c, out_pix=t.rows * w, t_out=words, ul=1)
+        e.update(zip(("di_words", "di_bulk", "di_fmap"), t.dma))
+    return e
+
+
+#: The tile the ring is sized for when streaming groups need more than the others: their
+#: words pass through, and a ring of a few words keeps the bulk reads in bursts.
+STREAM_TILE = 8
 
 
 def ring_depth(tile: int) -> int:

@@ -6,7 +6,7 @@ import numpy as np
 
 from dynfix.quant.ir import Layer
 from ..config import EngineConfig
-from .plan import LayerPlan, _ceil_div
+from .plan import TRANSFERS, LayerPlan, _ceil_div
 
 
 def _dense_weights(layer: Layer, wq: np.ndarray, p: LayerPlan) -> np.ndarray:
@@ -78,6 +78,8 @@ def pack_weights(cfg: EngineConfig, plans: list[LayerPlan]) -> list[int]:
     n, tm = cfg.lanes, cfg.tm
     words = []
     for p in plans:
+        if p.kind in TRANSFERS:
+            continue
         if p.window:
             words += _pack(_window_words(p.weights, cfg), cfg.weight_bits)
             continue
@@ -101,7 +103,7 @@ def pack_biases(cfg: EngineConfig, plans: list[LayerPlan]) -> list[int]:
     strips (``m_bulk``) use its first strip's words."""
     words = []
     for p in plans:
-        if p.strip:
+        if p.strip or p.kind in TRANSFERS:
             continue
         n_mg = _ceil_div(len(p.biases), cfg.tm)
         b = np.zeros(n_mg * cfg.tm, np.int64)

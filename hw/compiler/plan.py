@@ -25,6 +25,10 @@ from dynfix.quant.lower import lower
 from ..config import EngineConfig
 
 Shape3 = tuple[int, int, int]
+#: The kinds of the program entries that only move a map (``m_bulk``: the host load strips
+#: of an input and the unload strips of an output in bulk memory): no weights, no biases,
+#: no sequencer run.
+TRANSFERS = ("load", "unload")
 
 
 @dataclass
@@ -33,7 +37,8 @@ class LayerPlan:
 
     name: str                       # the Conv2d / Linear layer
     layers: list[str]               # every model layer folded into the group
-    kind: str                       # "conv", "dwconv" (depthwise) or "linear"
+    kind: str                       # "conv", "dwconv" (depthwise), "linear"; or a
+                                    # TRANSFERS kind
     in_shape: Shape3                # C, H, W of the map it reads
     out_shape: Shape3               # M, H', W' of the map it writes (after pooling)
     kernel: tuple[int, int]

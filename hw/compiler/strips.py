@@ -15,12 +15,14 @@ need nothing new; only the controller runs the entry's load before it and its st
 it.
 
 Which maps go: the largest first, until the maps left on chip (placed by lifetime,
-:func:`~.memory.allocate`) and the largest strip buffers fit the map memory. The model
-input (the host loads it), the last group's input and output (the unload reads the output;
-the last group runs whole), shortcut maps and the outputs of residual groups (read or
-written in place by the residual stage) and the maps around depthwise-window groups (whose
-window walks the whole map) stay on chip. The strip buffers sit above every on-chip map;
-each group takes as many output rows per strip as its buffers allow there.
+:func:`~.memory.allocate`) and the largest strip buffers fit the map memory. Shortcut maps
+and the outputs of residual groups (read or written in place by the residual stage) and the
+maps around depthwise-window groups (whose window walks the whole map) stay on chip. The
+model input may go too: the host then streams it strip by strip, each strip stored to bulk
+memory by a program entry of its own (:func:`transfers`); and the output: entries at the
+program's end load it back strip by strip and stream it out. The strip buffers sit above
+every on-chip map; each group takes as many output rows per strip as its buffers allow
+there, in strips as even as that allows (:func:`balanced`).
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ class MapPlacement:
     area: int = 0
     rows: dict[int, int] = field(default_factory=dict)
     bulk_words: int = 0
+    in_rows: int = 0                # rows per host load strip (the input in bulk memory)
+    out_rows: int = 0               # rows per unload strip (the output in bulk memory)
 
 
 def _t(c: int, lanes: int) -> int:
@@ -66,9 +70,14 @@ def strip_words(p: LayerPlan, rows: int, lanes: int, load: bool, store: bool) ->
             + (rows * pw * _t(m, lanes) if store else 0))
 
 
-def _stays(plans: list[LayerPlan], first: str) -> set[str]:
+def row_words(shape: tuple[int, int, int], lanes: int) -> int:
+    """Map words of one row of a ``C x H x W`` map."""
+    return shape[2] * _t(shape[0], lanes)
+
+
+def _stays(plans: list[LayerPlan]) -> set[str]:
     """The maps that stay on chip whatever the memory: see the module's docstring."""
-    keep = {first, plans[-1].input, plans[-1].output}
+    keep: set[str] = set()
     for p in plans:
         if p.shortcut:
             keep.add(p.shortcut)
@@ -83,7 +92,10 @@ def place_maps(plans: list[LayerPlan], words: dict[str, int], first: str, budget
                lanes: int, map_beats: int) -> MapPlacement:
     """The placement of every map for a map memory of ``budget`` words (the module's
     docstring); raises one DynfixError naming the map or group that cannot fit."""
-    keep = _stays(plans, first)
+    keep = _stays(plans)
+    last = plans[-1].output
+    ends = {first: row_words(plans[0].in_shape, lanes), last: row_words(plans[-1].out_shape,
+                                                                       lanes)}
     bulk: list[str] = []
     while True:
         out = set(bulk)
@@ -91,18 +103,23 @@ def place_maps(plans: list[LayerPlan], words: dict[str, int], first: str, budget
         base = allocate(plans, sizes, first)
         depth = max(base[t] + sizes[t] for t in base)
         need = max([0] + [strip_words(p, 1, lanes, p.input in out, p.output in out)
-                          for p in plans if p.input in out or p.output in out])
+                          for p in plans if p.input in out or p.output in out]
+                   + [n for t, n in ends.items() if t in out])
         if depth + need <= budget:
             break
         left = [t for t in words if t not in out and t not in keep and words[t]]
         if not left:
-            worst = max(((strip_words(p, 1, lanes, p.input in out, p.output in out), p.name)
-                         for p in plans if p.input in out or p.output in out), default=None)
+            worst = max([(strip_words(p, 1, lanes, p.input in out, p.output in out),
+                          f"group {p.name!r}")
+                         for p in plans if p.input in out or p.output in out]
+                        + [(n, f"the {'input' if t == first else 'output'} {t!r}")
+                           for t, n in ends.items() if t in out], default=None)
             what = (f"the on-chip maps take {depth} words" if worst is None or depth >= budget
-                    else f"group {worst[1]!r} needs {worst[0]} words of strip buffers for one "
-                         f"output row above the {depth} words of on-chip maps")
+                    else f"{worst[1]} needs {worst[0]} words of strip buffers for one "
+                         f"row above the {depth} words of on-chip maps")
+            stay = f"; maps that must stay on chip: {sorted(keep)}" if keep else ""
             raise DynfixError(f"the map memory of {budget} words (m_bulk) is too small: "
-                              f"{what}; maps that must stay on chip: {sorted(keep)}")
+                              f"{what}{stay}")
         bulk.append(max(left, key=lambda t: (words[t], t)))
     place = MapPlacement(base={t: b for t, b in base.items() if t not in out}, area=depth)
     for t in bulk:
@@ -114,8 +131,51 @@ def place_maps(plans: list[LayerPlan], words: dict[str, int], first: str, budget
             rows = p.out_shape[1]
             while strip_words(p, rows, lanes, load, store) > budget - depth:
                 rows -= 1
-            place.rows[i] = rows
+            place.rows[i] = balanced(p.out_shape[1], rows)
+    room = budget - depth
+    if first in out:
+        place.in_rows = balanced(plans[0].in_shape[1], room // ends[first])
+    if last in out:
+        place.out_rows = balanced(plans[-1].out_shape[1], room // ends[last])
     return place
+
+
+def balanced(total: int, most: int) -> int:
+    """Rows per strip for ``total`` rows in strips of at most ``most``: as few strips as
+    that allows, as even as can be (no short last strip)."""
+    return -(-total // -(-total // max(1, most)))
+
+
+@dataclass
+class Transfer:
+    """A program entry that only moves a map between the host and the bulk memory through
+    the strip buffer (``m_bulk``): ``rows`` rows of map ``tensor`` from row ``row`` on,
+    loaded from the host and stored (``load``), or loaded from bulk memory and unloaded
+    to the host; ``dma`` is its DMA transfer (words, bulk offset, map word)."""
+
+    tensor: str
+    shape: tuple[int, int, int]
+    row: int
+    rows: int
+    load: bool
+    base: int
+    dma: tuple[int, int, int]
+
+
+def transfers(place: MapPlacement, tensor: str, shape: tuple[int, int, int], load: bool,
+              lanes: int, map_beats: int) -> list[Transfer]:
+    """The host load strips of the model input (``load``) or the unload strips of the
+    output when ``tensor`` lives in bulk memory with ``place`` (else none)."""
+    if tensor not in place.bulk:
+        return []
+    rows = place.in_rows if load else place.out_rows
+    per = row_words(shape, lanes)
+    out = []
+    for r in range(0, shape[1], rows):
+        n = min(rows, shape[1] - r)
+        out.append(Transfer(tensor, shape, r, n, load, place.area,
+                            (n * per, place.bulk[tensor] + r * per * map_beats, place.area)))
+    return out
 
 
 @dataclass

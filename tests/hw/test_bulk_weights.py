@@ -35,15 +35,19 @@ def test_ring_depth_holds_two_tiles():
 def test_program_fields_follow_the_stream():
     """``w_tile`` is each group's share of the weight image, ``w_total`` the image, and
     ``w_base`` the position modulo twice the ring; the weight words are the on-chip
-    engine's, and the ring holds two of the largest tiles."""
+    engine's, and the ring holds two of the largest tiles. The FC layer reads each weight
+    word once: it streams them (``w_stream``) and holds no tile."""
     model, spec, _ = small_net()
     chip = compile_model(model, spec, EngineConfig(tn=4, tm=2))
     bulk = compile_model(model, spec, EngineConfig(tn=4, tm=2, w_bulk=1, bulk_bits=16))
     assert bulk.weights == chip.weights
-    tiles = [p.entry["w_tile"] * p.entry["n_mg"] for p in bulk.plans]
-    assert sum(tiles) == len(bulk.weights) == bulk.plans[0].entry["w_total"]
+    assert [p.entry["w_stream"] for p in bulk.plans] == [0, 0, 1]
+    assert bulk.plans[-1].entry["w_tile"] == 0
+    words = [(p.entry["w_tile"] or p.kernel[0] * p.kernel[1] * p.entry["t_in"])
+             * p.entry["n_mg"] for p in bulk.plans]
+    assert sum(words) == len(bulk.weights) == bulk.plans[0].entry["w_total"]
     cfg = bulk.config
-    assert cfg.w_ring == ring_depth(max(p.entry["w_tile"] for p in bulk.plans))
+    assert cfg.w_ring == ring_depth(max(8, *(p.entry["w_tile"] for p in bulk.plans)))
     assert cfg.w_ring >= 2 * max(p.entry["w_tile"] for p in bulk.plans)
     for p, q in zip(bulk.plans, chip.plans):
         assert p.entry["w_base"] == q.entry["w_base"] % (2 * cfg.w_ring)
