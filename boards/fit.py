@@ -44,7 +44,7 @@ from dynfix.boards.registry import Board
 from dynfix.errors import DynfixError
 from dynfix.hw.compiler import CompiledModel, compile_model, plan_groups, plan_model
 from dynfix.hw.config import BulkStore, EngineConfig, Multiplier, packable
-from dynfix.hw.cycle_model import estimate as cycle_estimate, layer_cycles
+from dynfix.hw.cycle_model import estimate as cycle_estimate, layer_cycles, stream_words
 from dynfix.hw.resources import (Device, Estimate, Usage, engine_memories, estimate,
                                  lut_product_usage, memory_blocks)
 
@@ -296,9 +296,10 @@ def _store_name(cfg: EngineConfig, board: Board) -> str:
 def bulk_traffic(cm: CompiledModel) -> dict:
     """The bulk memory's contents and traffic of the compiled engine ``cm`` with maps there
     (``m_bulk``), in bytes: ``maps`` (each map in bulk memory: its size), ``weights`` (the
-    weight image, read once per inference), ``map_loads`` and ``map_stores`` (the program's
-    DMA transfers, ``di_words`` and ``do_words``, per inference) and ``per_image``, their
-    sum. Empty when every map is on chip."""
+    weight image as the ring reads it per inference: a group in strips once per strip),
+    ``map_loads`` and ``map_stores`` (the program's DMA transfers, ``di_words`` and
+    ``do_words``, per inference) and ``per_image``, their sum. Empty when every map is on
+    chip."""
     cfg = cm.config
     if not cfg.map_bulk:
         return {}
@@ -312,8 +313,7 @@ def bulk_traffic(cm: CompiledModel) -> dict:
         if e.get("do_words", 0):
             # Every map in bulk memory is stored there once, strip by strip.
             maps[p.output] = maps.get(p.output, 0) + e["do_words"] * word
-    weights = (max([e.get("w_total", 0) for e in (p.entry for p in cm.plans)] + [0])
-               * cfg.word_beats * cfg.bus_bits // 8)
+    weights = stream_words(cm) * cfg.word_beats * cfg.bus_bits // 8
     return {"maps": maps, "weights": weights, "map_loads": loads, "map_stores": stores,
             "per_image": weights + loads + stores}
 

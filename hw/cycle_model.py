@@ -12,6 +12,10 @@ from .timing import (bulk_timing, bulk_write_interval, issue_to_mac, pipeline_de
 LAYER_OVERHEAD = 3
 #: Output stream: a read, a register, a hand-over per value (host always ready).
 UNLOAD_CYCLES_PER_VALUE = 3
+#: Cycles from the last beat of a run of the weight image to the next run's address
+#: handshake (a segmented stream, ``CompiledModel.weight_segments``): the reader goes idle,
+#: takes the ring's next request, registers its burst and shows the address.
+SEGMENT_RESTART = 4
 #: Counted cycles of an entry that only moves a map (``m_bulk``: a host load or unload
 #: strip) besides its map transfer: its fetch.
 TRANSFER_OVERHEAD = 2
@@ -170,6 +174,12 @@ def ring_layer_cycles(cm: CompiledModel, latency: int | None = None,
     freed: list[tuple[int, int]] = []   # (w_keep, the cycle the ring sees it from)
     seen = 0                            # freed[:seen] are behind every word still to come
     beat = RING_REQUEST + latency       # the next beat's earliest cycle
+    # A segmented stream (groups in strips read their words again): each run after the
+    # first is a request of its own, once the reader has sent the last run's last beat.
+    restarts, at = set(), 0
+    for _, n in cm.weight_segments[:-1]:
+        at += n
+        restarts.add(at)
 
     def ready(n: int) -> int:
         """The first cycle the ring holds words 0 .. n - 1 (all of them with n = 0)."""
@@ -183,6 +193,8 @@ def ring_layer_cycles(cm: CompiledModel, latency: int | None = None,
                     seen += 1
                 free = freed[seen][1]
             first = max(beat, free)
+            if m in restarts:
+                first = max(first, avail[m - 1] - 1 + SEGMENT_RESTART + latency)
             avail.append(first + (k - 1) * step + 1)
             beat = first + k * step
         return avail[n - 1] if n else 0
@@ -264,5 +276,13 @@ def estimate(cm: CompiledModel, bulk_latency: int | None = None) -> dict:
     return {"cycles_per_image": compute + load + unload, "compute_cycles": compute,
             "load_cycles": load, "unload_cycles": unload, "macs": macs,
             "utilization": round(macs / (compute * cfg.multipliers), 4), "layers": layers,
-            **({"bulk_bytes": cm.plans[0].entry["w_total"] * cfg.word_beats * cfg.bus_bits // 8}
+            **({"bulk_bytes": stream_words(cm) * cfg.word_beats * cfg.bus_bits // 8}
                if ring else {})}
+
+
+def stream_words(cm: CompiledModel) -> int:
+    """Weight words the ring reads per inference (``w_bulk``): the image once, or with
+    groups in strips each group's words once per strip."""
+    if cm.weight_segments:
+        return sum(n for _, n in cm.weight_segments)
+    return cm.plans[0].entry["w_total"]

@@ -55,6 +55,10 @@ class Engine(wiring.Component):
     cells : bool
         True: iCE40 cells (SB_MAC16, SB_SPRAM256KA) as instances, for Verilog; False: their
         behavioural models, for Amaranth's simulator.
+    segments : list of (int, int)
+        With ``cfg.w_bulk``: the weight stream as runs ``(first word, words)`` of the image
+        (``CompiledModel.weight_segments``: groups in strips read their words again); empty:
+        the image once.
 
     Members
     -------
@@ -64,13 +68,15 @@ class Engine(wiring.Component):
     """
 
     def __init__(self, cfg: EngineConfig, program: list[int], weights: list[int],
-                 biases: list[int], cells: bool = True):
+                 biases: list[int], cells: bool = True,
+                 segments: list[tuple[int, int]] | None = None):
         cfg.check_fitted()
         self._cfg = cfg
         self._program = program
         self._weights = weights
         self._biases = biases
         self._cells = cells
+        self._segments = segments or []
         super().__init__(EngineHostSignature(cfg.data_bits, weight_load=bool(cfg.w_spram),
                                              bulk=bulk_signature(cfg)))
 
@@ -88,7 +94,7 @@ class Engine(wiring.Component):
         if cfg.w_bulk:
             m.submodules.weights = wmem = WeightRing(
                 cfg.weight_word_bits, cfg.w_ring, cfg.weight_depth, cfg.bus_bits,
-                cfg.bulk_addr_bits, credit=bool(cfg.m_bulk))
+                cfg.bulk_addr_bits, credit=bool(cfg.m_bulk), segments=self._segments)
         else:
             m.submodules.weights = wmem = WeightMemory(cfg, self._weights, cell=self._cells)
         # The ROM images are packed integers (lane 0 in the low bits), as in the hex files.

@@ -36,7 +36,8 @@ def ensure_yosys() -> None:
 def build_engine(cm: CompiledModel) -> Engine:
     """The engine of ``cm``; an unfitted config raises before any elaboratable exists."""
     cm.config.check_fitted()
-    return Engine(cm.config, cm.program, cm.weights, cm.biases)
+    return Engine(cm.config, cm.program, cm.weights, cm.biases,
+                  segments=cm.weight_segments)
 
 
 def engine_verilog(cm: CompiledModel) -> str:

@@ -122,7 +122,7 @@ class WeightRing(wiring.Component):
 
     def __init__(self, word_bits: int, depth: int, image_words: int, bus_bits: int,
                  addr_width: int, base: int = 0, outstanding: int = 2,
-                 credit: bool = False):
+                 credit: bool = False, segments: list[tuple[int, int]] | None = None):
         if word_bits < 1:
             raise ValueError(f"word_bits must be at least 1, not {word_bits}")
         if depth < 2 or depth & (depth - 1):
@@ -141,6 +141,13 @@ class WeightRing(wiring.Component):
         self._word_bits, self._depth, self._bus_bits = word_bits, depth, bus_bits
         self._addr_width, self._base, self._outstanding = addr_width, base, outstanding
         self._credit = bool(credit)
+        self._segments = [(int(a), int(n)) for a, n in segments or []]
+        for a, n in self._segments:
+            if n < 1 or a < 0 or a + n > image_words:
+                raise ValueError(f"segment ({a}, {n}) is not a run of the image's "
+                                 f"{image_words} words")
+        if self._segments:
+            self._count = max(n for _, n in self._segments) * self._k
         half = depth * self._k // 2             # at least 1
         self._max_burst = (min(1 << (half.bit_length() - 1), MAX_BURST_BEATS) if credit
                            else None)
@@ -173,16 +180,19 @@ class WeightRing(wiring.Component):
         if not self._credit:
             wiring.connect(m, wiring.flipped(self.bus), reader.bus)
         pending = Signal()                  # a pass was asked for and not yet started
-        count = Signal.like(reader.req.payload.count)
-        with m.If(self.start):
-            m.d.sync += [pending.eq(1), count.eq(self.words * k)]
-        with m.Elif(reader.req.valid & reader.req.ready):
-            m.d.sync += pending.eq(0)
-        m.d.comb += [
-            reader.req.payload.addr.eq(self._base),
-            reader.req.payload.count.eq(count),
-            reader.req.valid.eq(pending & self.enable),
-        ]
+        if self._segments:
+            self._walk_segments(m, reader, pending)
+        else:
+            count = Signal.like(reader.req.payload.count)
+            with m.If(self.start):
+                m.d.sync += [pending.eq(1), count.eq(self.words * k)]
+            with m.Elif(reader.req.valid & reader.req.ready):
+                m.d.sync += pending.eq(0)
+            m.d.comb += [
+                reader.req.payload.addr.eq(self._base),
+                reader.req.payload.count.eq(count),
+            ]
+        m.d.comb += reader.req.valid.eq(pending & self.enable)
 
         # The top bit of the fill level: set exactly when the ring holds depth words.
         fill = Signal(unsigned(slot_bits + 1))
@@ -227,6 +237,29 @@ class WeightRing(wiring.Component):
         if self._credit:
             self._gate(m, reader, fill, pos)
         return m
+
+    def _walk_segments(self, m: Module, reader: BulkReader, pending: Signal) -> None:
+        """A pass of ``segments``: one request per run of the image, in order, each as soon
+        as the reader takes requests again (it is idle once the last one's words are out),
+        from a table of the runs' addresses and lengths (``words`` is not read)."""
+        k, segs = self._k, self._segments
+        addr_shape = reader.req.payload.addr.shape()
+        count_shape = reader.req.payload.count.shape()
+        m.submodules.seg_addr = addr_rom = memory.Memory(
+            shape=addr_shape, depth=len(segs), init=[self._base + a * k for a, _ in segs])
+        m.submodules.seg_count = count_rom = memory.Memory(
+            shape=count_shape, depth=len(segs), init=[n * k for _, n in segs])
+        seg = Signal(range(len(segs)))
+        a_rd, n_rd = addr_rom.read_port(domain="comb"), count_rom.read_port(domain="comb")
+        m.d.comb += [a_rd.addr.eq(seg), n_rd.addr.eq(seg),
+                     reader.req.payload.addr.eq(a_rd.data),
+                     reader.req.payload.count.eq(n_rd.data)]
+        with m.If(self.start):
+            m.d.sync += [pending.eq(1), seg.eq(0)]
+        with m.Elif(reader.req.valid & reader.req.ready):
+            m.d.sync += pending.eq(seg != len(segs) - 1)
+            with m.If(seg != len(segs) - 1):
+                m.d.sync += seg.eq(seg + 1)
 
     def _gate(self, m: Module, reader: BulkReader, fill: Signal, pos: Signal) -> None:
         """Join the reader to ``bus`` with its AR let through only while ``ok``: the beats

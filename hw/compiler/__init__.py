@@ -51,6 +51,10 @@ class CompiledModel:
     output_rows: int = 0
     #: C, H, W of the output map the engine streams (the last group's, whole).
     output_shape: Shape3 = (0, 0, 0)
+    #: With groups in strips (``m_bulk``): the weight stream as runs of the weight image,
+    #: ``(first word, words)`` in stream order (a group's run again for each of its strips),
+    #: which the ring reads one after the other; empty: the image once, in order.
+    weight_segments: list[tuple[int, int]] = field(default_factory=list)
     #: The weight memory's words, packed when first asked for (:attr:`weights`): the fit
     #: compiles many candidates and needs only their sizes.
     packed_weights: list[int] | None = field(default=None, init=False, repr=False,
@@ -97,6 +101,17 @@ class CompiledModel:
         out[order] = values
         return out
 
+
+
+def _extend(segments: list[list[int]], first: int, words: int) -> None:
+    """Append the run ``first .. first + words - 1`` of the weight image to ``segments``,
+    merged into the last run when it continues it."""
+    if not words:
+        return
+    if segments and segments[-1][0] + segments[-1][1] == first:
+        segments[-1][1] += words
+    else:
+        segments.append([first, words])
 
 
 def _by_strips(a: np.ndarray, rows: int) -> np.ndarray:
@@ -167,6 +182,7 @@ def compile_model(model: Model, spec: QuantSpec, cfg: EngineConfig) -> CompiledM
                      if side else 0)
 
     entries, w_base, b_base = [], 0, 0
+    image, src, segments = 0, {}, []    # weight image words, each group's first, the stream
     sc_depth = 1
     runs: list[LayerPlan] = []          # the program's plans: a group's strips in order
     buffers = 0                         # the end of the strip buffers used (m_bulk)
@@ -237,6 +253,12 @@ def compile_model(model: Model, spec: QuantSpec, cfg: EngineConfig) -> CompiledM
             buffers = max(buffers, di_fmap + di, do_fmap + do)
         entries.append(p.entry)
         runs.append(p)
+        # The weight stream reads a group's words again for each of its strips (w_base
+        # counts on); the image holds them once (the ring's segments, weight_segments).
+        if not p.strip:
+            src[i] = image
+            image += n_mg * tile
+        _extend(segments, src[i], n_mg * tile)
         w_base += n_mg * tile
         b_base += 0 if p.strip else n_mg
     if cfg.residual:
@@ -255,7 +277,9 @@ def compile_model(model: Model, spec: QuantSpec, cfg: EngineConfig) -> CompiledM
         cfg = cfg.fitted(w_ring=ring_depth(max(held + [STREAM_TILE] * streams or [1])))
         for e in entries:
             # Ring positions count modulo twice the ring, from the inference's start.
-            e.update(w_base=e["w_base"] % (2 * cfg.w_ring), w_total=w_base)
+            # A segmented stream (weight_segments) is walked by the ring, not w_total.
+            e.update(w_base=e["w_base"] % (2 * cfg.w_ring),
+                     w_total=w_base if len(segments) < 2 else 0)
     kinds = entry_fields(cfg)
     counts = [v for e in entries for k, v in e.items() if kinds[k][0] not in OWN_WIDTH_KINDS]
     reach = [abs(e["iy0"]) + e["in_h"] + e["kh"] + e["cs_py"] for e in entries]
@@ -267,7 +291,7 @@ def compile_model(model: Model, spec: QuantSpec, cfg: EngineConfig) -> CompiledM
                       + [int(np.abs(p.biases).max(initial=0)).bit_length() + 1 for p in plans]),
         acc_bits=max(p.acc_bits for p in plans),
         fmap_depth=max([base[t] + words[t] for t in base] + [buffers]) + spill,
-        weight_depth=max(1, w_base),
+        weight_depth=max(1, image),
         bias_depth=max(1, b_base),
         prog_depth=len(entries),
         dim_bits=max(abs(v) for v in counts + reach).bit_length(),
@@ -283,7 +307,8 @@ def compile_model(model: Model, spec: QuantSpec, cfg: EngineConfig) -> CompiledM
     return CompiledModel(cfg, runs, [pack_entry(cfg, e) for e in entries],
                          pack_biases(cfg, runs), out_name, input_shape, window,
                          spec.input_zp, input_rows=place.in_rows, output_rows=place.out_rows,
-                         output_shape=plans[-1].out_shape)
+                         output_shape=plans[-1].out_shape,
+                         weight_segments=segments if len(segments) > 1 else [])
 
 
 def _with_transfers(cfg: EngineConfig, plans: list[LayerPlan], place: MapPlacement,

@@ -74,11 +74,12 @@ def _pack(values: np.ndarray, bits: int) -> list[int]:
 
 def pack_weights(cfg: EngineConfig, plans: list[LayerPlan]) -> list[int]:
     """Weight words in sequencer order: per group mg, kernel row, column, input word t;
-    lane (j, l) holds weight[mg*tm + j, t*lanes + l, ky, kx] (0 beyond the layer)."""
+    lane (j, l) holds weight[mg*tm + j, t*lanes + l, ky, kx] (0 beyond the layer); a group
+    in strips once."""
     n, tm = cfg.lanes, cfg.tm
     words = []
     for p in plans:
-        if p.kind in TRANSFERS:
+        if p.kind in TRANSFERS or p.strip:  # a group's later strips read its words again
             continue
         if p.window:
             words += _pack(_window_words(p.weights, cfg), cfg.weight_bits)

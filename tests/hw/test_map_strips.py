@@ -113,17 +113,35 @@ def test_stores_tile_the_bulk_map_and_later_loads_read_inside_it(net):
 
 
 def test_each_strip_streams_its_groups_weights_again(net):
+    """The image holds a group's weights once; the ring's stream (its segments) reads them
+    again for each strip, and the stream positions (``w_base``) count every reading."""
     cm = compiled(net, 400)
-    words = cm.weights
+    model, spec = net
+    whole = compile_model(model, spec, EngineConfig(**BASE))
+    assert cm.weights == whole.weights
     pos = 0
-    first = {}
     for p in cm.plans:
-        tile = p.entry["w_tile"] or p.kernel[0] * p.kernel[1] * p.entry["t_in"]  # w_stream
-        n = 0 if p.kind in ("load", "unload") else tile * p.entry["n_mg"]
-        first.setdefault(p.name, words[pos:pos + n])
-        assert words[pos:pos + n] == first[p.name]
+        if p.kind in ("load", "unload"):
+            continue
+        e = p.entry
+        n = (e["w_tile"] or p.kernel[0] * p.kernel[1] * e["t_in"]) * e["n_mg"]  # w_stream
+        assert e["w_base"] == pos % (2 * cm.config.w_ring)
         pos += n
-    assert pos == len(words) == cm.plans[0].entry["w_total"]
+    runs = [(a, n) for a, n in cm.weight_segments]
+    assert sum(n for _, n in runs) == pos > len(cm.weights)
+    # Unrolled, the runs read each group's words once per strip, in program order.
+    order = [w for a, n in runs for w in range(a, a + n)]
+    want, starts, at = [], {}, 0
+    for p in cm.plans:
+        if p.kind in ("load", "unload"):
+            continue
+        e = p.entry
+        n = (e["w_tile"] or p.kernel[0] * p.kernel[1] * e["t_in"]) * e["n_mg"]
+        if p.name not in starts:
+            starts[p.name] = at
+            at += n
+        want += range(starts[p.name], starts[p.name] + n)
+    assert order == want
     # The biases are stored once per group.
     assert len(cm.biases) == sum(p.entry["n_mg"] for p in cm.plans if not p.strip)
 
