@@ -15,6 +15,7 @@ Run: ``.venv/bin/python bench/paper_vgg16.py`` (a few seconds).
 from __future__ import annotations
 
 import copy
+import json
 import math
 import sys
 import tempfile
@@ -251,12 +252,41 @@ def run() -> dict:
     # Where the conv cycles go: useful MACs, lanes and tm rows left idle by channel counts
     # that are not multiples of them, and per-layer fetch, drain and write-back gaps.
     ideal = sum(f.macs for f in conv) / cfg.multipliers
-    issue = sum(issue_cycles(p) for p in conv_plans(plans, cfg)
+    issue = sum(issue_cycles(cfg, p) for p in conv_plans(plans, cfg)
                 if not setattr(p, "entry", loop_counts(p, cfg)))
     total = sum(f.cycles for f in conv)
     return {"cfg": cfg, "gops": gops, "figs": conv + fc, "conv": conv, "fc": fc, "top": top,
             "plain": plain, "split": (ideal / total, (issue - ideal) / total,
                                       (total - issue) / total)}
+
+
+def ulx3s_rows() -> list[str]:
+    """The ULX3S beside the paper's Zynq: VGG16-SVD at 8/4 bits with its weights and maps in
+    the board's SDRAM (``bench/vgg16_ulx3s.py``'s ``vgg16_ulx3s.json``), if it was run."""
+    path = Path(__file__).resolve().parent / "results" / "vgg16_ulx3s.json"
+    if not path.exists():
+        return []
+    u = json.loads(path.read_text())
+    parts = "; ".join(f"{k}: {'bit-exact' if v['bit_exact'] else 'MISMATCHES'}, "
+                      f"{v['cycles']:,} cycles simulated, model {v['model']:,}"
+                      for k, v in u["parts"].items())
+    return [
+        "## The ULX3S (weights and maps in SDRAM) beside the paper's Zynq",
+        "",
+        *md_table(["", "ULX3S (ECP5-85F, 32 MB SDR SDRAM, 16-bit)", "paper (XC7Z045, DDR3)"],
+                  [["network", "VGG16-SVD, 8/4 bits", "VGG16-SVD, 8/4 bits (16-bit board)"],
+                   ["engine", f"{u['engine']} ({u['products']} products)",
+                    "780 DSP multipliers"],
+                   ["cycles per image", f"{u['cycles_per_image']:,} (cycle model, SDRAM "
+                    f"bandwidth per layer)", ""],
+                   ["whole network", f"{u['gops']:.1f} GOP/s at an assumed "
+                    f"{u['clock_mhz_assumed']:.0f} MHz ({u['latency_ms']:.0f} ms)",
+                    f"{PAPER_WHOLE_GOPS} GOP/s (4.45 frames/s) at 150 MHz"],
+                   ["built path in simulation", parts, ""]]),
+        "",
+        "From `vgg16_ulx3s.md` (`bench/vgg16_ulx3s.py`), where every layer is listed.",
+        "",
+    ]
 
 
 def report(r: dict) -> list[str]:
@@ -310,9 +340,10 @@ def report(r: dict) -> list[str]:
         f"the engine {verdict} the paper's 187.8 GOP/s by "
         f"{abs(r['gops'] / PAPER_CONV_GOPS - 1) * 100:.1f} %.",
         "",
+        *ulx3s_rows(),
         "## Where the cycles go",
         "",
-        f"The configuration is the best of every (lanes, tm) pair within 780 multipliers, with",
+        "The configuration is the best of every (lanes, tm) pair within 780 multipliers, with",
         "and without im2col for conv1_1 (tables below). The write-back packs `tm`-channel",
         "groups across map words, so `tm` and `lanes` are free (`hw/write_back.py`); im2col",
         "is the engine's mode for a thin first layer: the host streams conv1_1's 3x3x3",

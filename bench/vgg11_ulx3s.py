@@ -35,11 +35,12 @@ VGG11 = [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"]
 CLASSES = 10
 
 
-def vgg11_model(seed: int = 0) -> Model:
-    """VGG-11 for 3 x 32 x 32 inputs with seeded He-scaled random weights."""
-    rng = np.random.default_rng(seed)
+def conv_stack(items: list, rng: np.random.Generator) -> tuple[list, str, int]:
+    """A VGG conv stack on input ``x`` (3 channels): per item a conv 3x3 pad 1 + ReLU of
+    that many channels, or "M" a 2x2 max-pool; He-scaled random weights. Returns the
+    layers, the last tensor's name and its channels."""
     layers, x, c, block, idx = [], "x", 3, 1, 1
-    for item in VGG11:
+    for item in items:
         if item == "M":
             y = f"pool{block}"
             layers.append(MaxPool2d(y, (x,), kernel=(2, 2), stride=(2, 2)))
@@ -52,6 +53,13 @@ def vgg11_model(seed: int = 0) -> Model:
             layers.append(ReLU(f"{y}_relu", (y,)))
             y, c, idx = f"{y}_relu", item, idx + 1
         x = y
+    return layers, x, c
+
+
+def vgg11_model(seed: int = 0) -> Model:
+    """VGG-11 for 3 x 32 x 32 inputs with seeded He-scaled random weights."""
+    rng = np.random.default_rng(seed)
+    layers, x, c = conv_stack(VGG11, rng)
     layers.append(Flatten("flatten", (x,)))
     w = rng.standard_normal((CLASSES, c)).astype(np.float32) * np.sqrt(1 / c)
     layers.append(Linear("fc", ("flatten",), weight=w,

@@ -201,10 +201,12 @@ def evaluate_config(model, spec, cfg: EngineConfig, board: Board,
     if "brams" not in c.over or not placements or cfg.w_spram or cfg.m_spram or cfg.w_bulk:
         return c
     tried = [c]
+    refused = []                        # why a placement could not be built at all
     for where in placements:
         try:
             tried.append(_evaluate(model, spec, replace(cfg, **where), board))
-        except DynfixError:             # e.g. a ring tile too wide for the engine's bounds
+        except DynfixError as e:        # e.g. a ring tile too wide, a bulk image too large
+            refused.append(str(e))
             continue
     fitting = [t for t in tried if t.fits]
     if fitting:
@@ -222,7 +224,11 @@ def evaluate_config(model, spec, cfg: EngineConfig, board: Board,
     def short(t: Candidate) -> tuple[int, int]:
         return tuple(t.over.get(k, (0, 0))[0] - t.over.get(k, (0, 0))[1]
                      for k in ("brams", "sprams"))
-    return min(tried, key=lambda t: (sum(short(t)), len(t.over)))
+    closest = min(tried, key=lambda t: (sum(short(t)), len(t.over)))
+    if refused and not closest.note and closest is c:
+        # No placement in bulk memory was possible: say why (the block RAM alone never was).
+        closest = replace(closest, note="; ".join(dict.fromkeys(refused)))
+    return closest
 
 
 def _maps_in_bulk(model, spec, cfg: EngineConfig, base: Candidate, board: Board
