@@ -11,8 +11,8 @@ than the 32 MB SDRAM, see the results), so the engine is chosen by hand (``ENGIN
 weights and the maps that do not fit its block RAM in SDRAM (``w_bulk``, ``m_bulk``:
 layers around such maps run in row strips). The cycle model gives every layer's cycles
 with the SDRAM's bandwidth (a 16-bit port); two parts run on the built path in Verilator,
-with the SDRAM controller (``hw/sdram_axi.py``) and the chip model (``sim/sdram_model.v``, which fails the
-run on any broken rule), against the integer model: the first CONV group (conv1_1,
+with the SDRAM controller (``hw/sdram_axi.py``) and the chip model (``sim/sdram_model.v``,
+which fails the run on any broken rule), against the integer model: the first CONV group (conv1_1,
 conv1_2, pool1: its input streamed in strips into SDRAM, its 112 x 112 x 64 output back in
 strips) and FC6 (its 14.6M weights streamed through the ring).
 
