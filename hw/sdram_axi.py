@@ -145,8 +145,10 @@ class SdramAxi(wiring.Component):
     after its READ is registered. The next transaction is taken once no read data is in
     flight.
 
-    **Writes.** Each W beat is taken when the previous one's words have all been written,
-    then written a word per cycle (``dqm`` from ``wstrb``); B follows the last.
+    **Writes.** A W beat is taken when the previous one's words have all been written or in
+    the cycle its last word's WRITE is issued, then written a word per cycle (``dqm`` from
+    ``wstrb``), so a run of beats in an open row is written at a word per cycle, the bus
+    rate of a 16-bit port; B follows the last.
 
     Only INCR bursts of whole bus words are served as such; any other is answered SLVERR
     (reads return the words at its addresses, writes are masked).
@@ -321,10 +323,11 @@ class SdramAxi(wiring.Component):
                          beats_left.eq(bus.awlen + 1), xid.eq(bus.awid), last_read.eq(0),
                          refused.eq(refuse(bus.awaddr, bus.awlen, bus.awsize, bus.awburst))]
 
-        m.d.comb += bus.wready.eq((state == _State.WRITE) & (wleft == 0) & (beats_left != 0))
-        with m.If(bus.wvalid & bus.wready):
-            m.d.sync += [wbuf.eq(bus.wdata), wleft.eq(k), beats_left.eq(beats_left - 1),
-                         wmask.eq(Mux(refused, (1 << 2 * k) - 1, ~bus.wstrb))]
+        # A beat is taken when the buffer is empty or its last word is written this cycle
+        # (``writing``), so a run of beats is written a word per cycle.
+        writing = Signal()
+        m.d.comb += bus.wready.eq((state == _State.WRITE) & (beats_left != 0) & (
+            (wleft == 0) | ((wleft == 1) & writing)))
         m.d.comb += [bus.bvalid.eq(state == _State.RESP), bus.bid.eq(xid),
                      bus.bresp.eq(Mux(refused, RESP_SLVERR, RESP_OKAY))]
 
@@ -373,6 +376,7 @@ class SdramAxi(wiring.Component):
                     with m.If(is_open & here):
                         with m.If(free):
                             command(Command.WRITE, ba=word[row_hi:], a=word[:col_hi])
+                            m.d.comb += writing.eq(1)
                             m.d.sync += [pins.dq_o.eq(wbuf[:16]), pins.dqm.eq(wmask[:2]),
                                          pins.dq_oe.eq(1), wbuf.eq(wbuf >> 16),
                                          wmask.eq(wmask >> 2), wleft.eq(wleft - 1),
@@ -382,4 +386,9 @@ class SdramAxi(wiring.Component):
             with m.Case(_State.RESP):
                 with m.If(bus.bready):
                     m.d.sync += state.eq(_State.IDLE)
+        # After the WRITE above, so a beat taken as the last word goes out overrides its
+        # shift of the buffer (the last assignment wins).
+        with m.If(bus.wvalid & bus.wready):
+            m.d.sync += [wbuf.eq(bus.wdata), wleft.eq(k), beats_left.eq(beats_left - 1),
+                         wmask.eq(Mux(refused, (1 << 2 * k) - 1, ~bus.wstrb))]
         return m

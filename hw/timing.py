@@ -75,10 +75,10 @@ def bulk_timing(cfg: EngineConfig) -> tuple[int, int]:
 
 def bulk_write_interval(cfg: EngineConfig) -> int:
     """Cycles per beat the bulk memory of ``cfg`` takes writes at: the SDRAM controller
-    (``hw/sdram_axi.py``) takes a beat, then writes its 16-bit words one a cycle before it
-    takes the next; the other stores one a cycle."""
+    (``hw/sdram_axi.py``) writes a beat's 16-bit words one a cycle and takes the next beat
+    as the last goes out; the other stores one a cycle."""
     if cfg.bulk_store is BulkStore.SDRAM:
-        return 2 * (cfg.bus_bits // 16)
+        return cfg.bus_bits // 16
     return 1
 
 

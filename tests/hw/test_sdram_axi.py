@@ -33,6 +33,8 @@ class PinSdram:
         self.last: dict[str, int] = {}
         self.act_at: dict[int, int] = {}
         self.wr_at = -100
+        self.actives = 0
+        self.writes: list[tuple[int, int]] = []     # (cycle, ACTIVEs before it) of each WRITE
         self.errors: list[str] = []
         self.log: list[Command] = []
         self.cas = None
@@ -63,6 +65,7 @@ class PinSdram:
             self.rule(self.cas is not None, "ACTIVE before LOAD MODE", cycle)
             self.open[ba] = a
             self.act_at[ba] = cycle
+            self.actives += 1
         elif c in (Command.READ, Command.WRITE):
             self.rule(ba in self.open, f"{c.name} to a closed bank", cycle)
             self.rule(cycle - self.act_at.get(ba, -1000) >= t.t_rcd, f"{c.name} within tRCD",
@@ -77,6 +80,7 @@ class PinSdram:
                 hi = old & 0xFF00 if dqm & 2 else dq_o & 0xFF00
                 self.mem[key] = hi | lo
                 self.wr_at = cycle
+                self.writes.append((cycle, self.actives))
             else:
                 self.out.append((cycle + self.cas, self.mem.get(key, 0)))
         elif c is Command.PRECHARGE:
@@ -107,11 +111,12 @@ def run(ops: list[tuple], *, data_width: int = 16, stall: float = 0.0, seed: int
         cycles: int = 30_000):
     """The operations ``("w", byte address, [beats], [strobes])`` and ``("r", byte address,
     beats)`` in order through the port (W beats and R ready with random pauses). Returns
-    the chip, what the reads returned and the cycles they took."""
+    the chip, what the reads returned and the cycles they and the writes (AW taken to B
+    valid) took."""
     dut = SdramAxi(11, data_width, part=PART, timing=TIMING)
     chip = PinSdram(TIMING, PART.col_bits)
     rng = random.Random(seed)
-    out = {"reads": [], "resps": [], "spans": []}
+    out = {"reads": [], "resps": [], "spans": [], "wspans": []}
     nb = data_width // 8
 
     async def bench(ctx):
@@ -137,6 +142,7 @@ def run(ops: list[tuple], *, data_width: int = 16, stall: float = 0.0, seed: int
                 ctx.set(bus.awvalid, 1)
                 while not ctx.get(bus.awready):
                     await tick()
+                start = cycle
                 await tick()
                 ctx.set(bus.awvalid, 0)
                 i = 0
@@ -153,6 +159,7 @@ def run(ops: list[tuple], *, data_width: int = 16, stall: float = 0.0, seed: int
                 ctx.set(bus.bready, 1)
                 while not ctx.get(bus.bvalid):
                     await tick()
+                out["wspans"].append(cycle - start)
                 out["resps"].append(ctx.get(bus.bresp))
                 await tick()
                 ctx.set(bus.bready, 0)
@@ -241,6 +248,32 @@ def test_a_long_read_streams_a_word_per_cycle(data_width):
                 + TIMING.cas + 8)
     assert words <= out["spans"][0] <= words + overhead
     assert [g[1] for g in out["reads"][0]] == [0] * 255 + [1]
+
+
+@pytest.mark.parametrize("data_width", [16, 32])
+def test_a_long_write_streams_a_word_per_cycle(data_width):
+    """256 beats from a row's start with ``wvalid`` always high: the next beat is taken as
+    the last word of the one before is written, so while a row stays open every WRITE follows
+    the one before by one cycle (taking a beat only once its words are written left a cycle's
+    gap after each beat), and the burst takes a word per cycle but for the row changes
+    (``t_wr``, PRECHARGE, ACTIVE) and refreshes: at most ``words + overhead`` cycles, which
+    on a 16-bit port is under two cycles a beat."""
+    k = data_width // 16
+    words = 256 * k
+    beats = [(0x1234 + i) * 0x10001 % (1 << data_width) for i in range(256)]
+    chip, out = run([("w", 0, beats, [(1 << 2 * k) - 1] * 256), ("r", 0, 256)],
+                    data_width=data_width)
+    assert chip.errors == []
+    assert [g[0] for g in out["reads"][0]] == beats
+    rows = -(-words // (1 << PART.col_bits))
+    overhead = (rows * (TIMING.t_wr + TIMING.t_rp + TIMING.t_rcd + TIMING.t_ras)
+                + (words // TIMING.t_refi + 1) * (TIMING.t_rfc + TIMING.t_rp + TIMING.t_ras)
+                + 8)
+    assert words <= out["wspans"][0] <= words + overhead
+    assert k > 1 or words + overhead < 2 * words
+    w = chip.writes
+    assert len(w) == words
+    assert all(b[0] - a[0] == 1 for a, b in zip(w, w[1:]) if a[1] == b[1])
 
 
 def test_a_burst_other_than_incr_is_answered_slverr():
