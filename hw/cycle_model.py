@@ -254,7 +254,8 @@ def estimate(cm: CompiledModel, bulk_latency: int | None = None) -> dict:
     """Per-layer and total cycles and MAC utilization for one image; with weights in bulk
     memory (``w_bulk``) for the timing of its ``bulk_store`` (:func:`ring_layer_cycles`;
     ``bulk_latency`` replaces its first-beat latency), with each layer's ``waits`` and the
-    bytes a pass reads."""
+    bytes a pass reads; with maps there (``m_bulk``) each program entry's ``strip`` and
+    ``dma`` cycles and the map bytes moved (:func:`map_bytes`)."""
     cfg = cm.config
     ring = ring_layer_cycles(cm, bulk_latency) if cfg.w_bulk else None
     layers = []
@@ -277,7 +278,16 @@ def estimate(cm: CompiledModel, bulk_latency: int | None = None) -> dict:
             "load_cycles": load, "unload_cycles": unload, "macs": macs,
             "utilization": round(macs / (compute * cfg.multipliers), 4), "layers": layers,
             **({"bulk_bytes": stream_words(cm) * cfg.word_beats * cfg.bus_bits // 8}
-               if ring else {})}
+               if ring else {}),
+            **({"map_bytes": map_bytes(cm)} if cfg.m_bulk else {})}
+
+
+def map_bytes(cm: CompiledModel) -> int:
+    """Bytes of maps the engine moves between the chip and bulk memory per image
+    (``m_bulk``): its strips' loads and stores, the host's strips included."""
+    cfg = cm.config
+    words = sum(p.entry["di_words"] + p.entry["do_words"] for p in cm.plans)
+    return words * cfg.map_beats * cfg.bus_bits // 8
 
 
 def stream_words(cm: CompiledModel) -> int:

@@ -22,17 +22,38 @@ def run(args: argparse.Namespace) -> int:
     print(f"{g.model.name}: engine {g.config.summary()} ({g.config.multipliers_text()}, "
           f"{e['data_bits']}-bit data, "
           f"{e['weight_bits']}-bit weights, {e['acc_bits']}-bit accumulators)")
-    for r in est["layers"]:
-        waits = r.get("waits", 0)
-        bound = " (bound by the bulk memory)" if 2 * waits >= r["cycles"] else ""
+    for r in by_layer(est["layers"]):
+        waits, dma = r["waits"], r["dma"]
+        bound = " (bound by the bulk memory)" if 2 * (waits + dma) >= r["cycles"] else ""
+        util = r["macs"] / (r["cycles"] * g.config.multipliers)
         print(f"  {r['name']:<12} {r['kind']:<6} {r['cycles']:>9} cycles  "
-              f"{100 * r['utilization']:5.1f} % MAC utilization"
-              + (f", {waits} waiting for weights{bound}" if waits else ""))
+              f"{100 * util:5.1f} % MAC utilization"
+              + (f", in {r['entries']} strips" if r["entries"] > 1 else "")
+              + (f", {dma} moving maps" if dma else "")
+              + (f", {waits} waiting for weights" if waits else "") + bound)
     if "bulk_bytes" in est:
         print(f"  weights from bulk memory ({g.config.bulk_store.value}): "
               f"{est['bulk_bytes']} bytes per image")
+    if "map_bytes" in est:
+        print(f"  maps through bulk memory ({g.config.bulk_store.value}): "
+              f"{est['map_bytes']} bytes per image")
     print(f"  {est['cycles_per_image']} cycles per image; wrote {args.output}")
     return 0
+
+
+def by_layer(rows: list[dict]) -> list[dict]:
+    """The estimate's rows with a layer's strips (``m_bulk``: one program entry each)
+    summed into one row per layer, in program order."""
+    out: dict[str, dict] = {}
+    for r in rows:
+        a = out.setdefault(r["name"], {"name": r["name"], "kind": r["kind"], "cycles": 0,
+                                       "macs": 0, "waits": 0, "dma": 0, "entries": 0})
+        a["cycles"] += r["cycles"]
+        a["macs"] += r["macs"]
+        a["waits"] += r.get("waits", 0)
+        a["dma"] += r.get("dma", 0)
+        a["entries"] += 1
+    return list(out.values())
 
 
 def register(subparsers) -> None:

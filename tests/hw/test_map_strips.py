@@ -147,10 +147,20 @@ def test_each_strip_streams_its_groups_weights_again(net):
 
 
 def test_cycle_model_counts_the_transfers(net):
-    est = estimate(compiled(net, 400))
+    cm = compiled(net, 400)
+    est = estimate(cm)
     moved = [r for r in est["layers"] if r["dma"]]
     assert moved and all(r["cycles"] > r["dma"] for r in moved)
     assert est["compute_cycles"] == sum(r["cycles"] for r in est["layers"])
+    words = sum(p.entry["di_words"] + p.entry["do_words"] for p in cm.plans)
+    assert est["map_bytes"] == words * cm.config.map_beats * 2 > 0     # a 16-bit port
+    # The generate command's summary: one row per layer, its strips summed.
+    from dynfix.commands.generate import by_layer
+    rows = by_layer(est["layers"])
+    assert [r["name"] for r in rows] == ["c1", "c2", "c3", "fc"]
+    assert sum(r["cycles"] for r in rows) == est["compute_cycles"]
+    assert [r["entries"] for r in rows] == [
+        sum(p.name == name for p in cm.plans) for name in ("c1", "c2", "c3", "fc")]
 
 
 def test_a_budget_too_small_names_the_group(net):
