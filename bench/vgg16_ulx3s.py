@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import OUT, md_table, write_result  # noqa: E402
 from vgg11_ulx3s import conv_stack  # noqa: E402
 
+from dynfix.hw.cycle_model import estimate, per_layer  # noqa: E402
 from dynfix.quant.ir import Flatten, Linear, Model, ReLU  # noqa: E402
 from dynfix.quant.qspec import QuantSpec  # noqa: E402
 
@@ -93,19 +94,6 @@ def part(model: Model, spec: QuantSpec, first: str, last: str, name: str
     return sub, sub_spec
 
 
-def by_layer(est: dict) -> dict[str, dict]:
-    """The cycle model's rows summed over each layer's strips (and the host's transfers
-    under their own names)."""
-    out: dict[str, dict] = defaultdict(lambda: defaultdict(int))
-    for row in est["layers"]:
-        r = out[row["name"]]
-        for key in ("cycles", "macs", "dma", "waits"):
-            r[key] += row.get(key, 0)
-        r["strips"] += 1
-        r["kind"] = row["kind"]
-    return out
-
-
 def moved_bytes(cm) -> dict[str, int]:
     """Bytes each layer moves over the SDRAM port per inference: its weights (once per
     strip) and its map loads and stores."""
@@ -126,7 +114,6 @@ def simulate_part(sub: Model, spec: QuantSpec, config: dict, folder: Path, sim: 
     """Generate ``sub`` on the engine ``config`` and run one random input through its
     Verilog: bit-exactness, the counters, the model's cycles."""
     import dynfix
-    from dynfix.hw.cycle_model import estimate
 
     t0 = time.time()
     g = dynfix.generate(spec, folder / "gen", config=config, model=sub)
@@ -145,7 +132,6 @@ def run(folder: Path, sim: str) -> dict:
     import dynfix
     from dynfix.hw.compiler import compile_model
     from dynfix.hw.config import EngineConfig
-    from dynfix.hw.cycle_model import estimate
     from dynfix.errors import DynfixError
     from dynfix.quant.search import search
 
@@ -177,14 +163,14 @@ def run(folder: Path, sim: str) -> dict:
 def report(r: dict) -> tuple[list[str], dict]:
     cm, est = r["cm"], r["est"]
     cfg = cm.config
-    layers = by_layer(est)
     moved = moved_bytes(cm)
     rows = []
-    for name, row in layers.items():
+    for row in per_layer(est["layers"]):
+        name = row["name"]
         bound = ("transfer" if row["kind"] in ("load", "unload") else
                  "bandwidth" if row["dma"] + row["waits"] >= row["cycles"] / 2 else "compute")
         util = row["macs"] / (row["cycles"] * cfg.multipliers) if row["macs"] else 0.0
-        rows.append([name, row["strips"], f"{row['macs']:,}", f"{row['cycles']:,}",
+        rows.append([name, row["entries"], f"{row['macs']:,}", f"{row['cycles']:,}",
                      f"{row['dma']:,}", f"{row['waits']:,}", f"{moved[name]:,}",
                      f"{util:.1%}", bound])
     total = est["cycles_per_image"]

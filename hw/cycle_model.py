@@ -232,12 +232,13 @@ def ring_layer_cycles(cm: CompiledModel, latency: int | None = None,
                 end = max(end + 1, ready(pos + 1) + 1)
                 pos += 1
                 freed.append((pos, end + 1 + lag))
-        for g in range(0 if e.get("w_stream") else e["n_mg"]):
-            if g:
-                freed.append((pos, end + 1 + lag))
-            end = _walk(end, holds, windows, items, e["gap"], delay, words, bool(g),
-                        ready(pos + e["w_tile"]) + 1)
-            pos += e["w_tile"]
+        else:
+            for g in range(e["n_mg"]):
+                if g:
+                    freed.append((pos, end + 1 + lag))
+                end = _walk(end, holds, windows, items, e["gap"], delay, words, bool(g),
+                            ready(pos + e["w_tile"]) + 1)
+                pos += e["w_tile"]
         cycles = LAYER_OVERHEAD + end - start + pipeline_depth(cfg)
         out.append({"cycles": cycles + load + store,
                     "waits": cycles - layer_cycles(cfg, p), "dma": load + store})
@@ -280,6 +281,20 @@ def estimate(cm: CompiledModel, bulk_latency: int | None = None) -> dict:
             **({"bulk_bytes": stream_words(cm) * cfg.word_beats * cfg.bus_bits // 8}
                if ring else {}),
             **({"map_bytes": map_bytes(cm)} if cfg.m_bulk else {})}
+
+
+def per_layer(rows: list[dict]) -> list[dict]:
+    """:func:`estimate`'s rows with a layer's strips (``m_bulk``: one program entry each)
+    summed into one row per layer, in program order: ``cycles``, ``macs``, ``waits``,
+    ``dma`` and the layer's ``entries``."""
+    out: dict[str, dict] = {}
+    for r in rows:
+        a = out.setdefault(r["name"], {"name": r["name"], "kind": r["kind"], "cycles": 0,
+                                       "macs": 0, "waits": 0, "dma": 0, "entries": 0})
+        for key in ("cycles", "macs", "waits", "dma"):
+            a[key] += r.get(key, 0)
+        a["entries"] += 1
+    return list(out.values())
 
 
 def map_bytes(cm: CompiledModel) -> int:

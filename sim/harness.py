@@ -157,21 +157,13 @@ def host_verilog(p: HostParams) -> str:
   wire [7:0] arlen;
   wire arvalid, arready, rlast, rvalid, rready;
   wire [{dw - 1}:0] rdata;
-  wire [{aw - 1}:0] awaddr;
-  wire [7:0] awlen;
-  wire awvalid, awready, wlast, wvalid, wready, bvalid, bready;
-  wire [{dw - 1}:0] wdata;
-  dynfix_bulk_ram #(.AW({aw}), .DW({dw}), .WORDS({p.bulk_words}), .LAT({p.bulk_latency}),
-    .INT({p.bulk_interval}), .STALL({int(p.bulk_stall)})) ram (
+{_write_wires(p)}  dynfix_bulk_ram #(.AW({aw}), .DW({dw}), .WORDS({p.bulk_words}),
+    .LAT({p.bulk_latency}), .INT({p.bulk_interval}), .STALL({int(p.bulk_stall)})) ram (
     .clk(clk), .rst(reset), .araddr(araddr), .arlen(arlen), .arvalid(arvalid),
     .arready(arready), .rdata(rdata), .rlast(rlast), .rvalid(rvalid), .rready(rready),
     .awaddr(awaddr), .awlen(awlen), .awvalid(awvalid), .awready(awready), .wdata(wdata),
     .wlast(wlast), .wvalid(wvalid), .wready(wready), .bvalid(bvalid), .bready(bready));
 """
-        if not p.bulk_write:
-            bulk_decl += ("  assign awaddr = 0;\n  assign awlen = 0;\n  assign awvalid = 0;\n"
-                          "  assign wdata = 0;\n  assign wlast = 0;\n  assign wvalid = 0;\n"
-                          "  assign bready = 1;\n")
         wl_ports += (",\n    .wbus__arid(), .wbus__araddr(araddr), .wbus__arlen(arlen), "
                      ".wbus__arsize(), .wbus__arburst(),\n    .wbus__arvalid(arvalid), "
                      ".wbus__arready(arready), .wbus__rid(1'b0), .wbus__rdata(rdata),\n"
@@ -292,24 +284,40 @@ endmodule
 {bulk_ram}"""
 
 
-#: The wrapper's bulk memory: an AXI4 read subordinate (INCR bursts of whole words, address
-#: 0 up). Up to four bursts queue; each burst's first beat is ready ``LAT`` cycles after its
-#: address handshake (not before the previous burst's last beat), then a beat per cycle
-#: while ``rready``. With ``STALL`` an LFSR drops ``arready`` and delays ``rvalid`` (never
-#: once it is high) on about a quarter of the cycles each.
+def _write_wires(p: HostParams) -> str:
+    """The wrapper's write-channel wires ``awaddr`` .. ``bready`` for a bulk memory,
+    driven idle when the engine has no write channels (``bulk_write`` off)."""
+    aw, dw = p.bulk_addr_bits, p.bulk_bits
+    wires = (f"  wire [{aw - 1}:0] awaddr;\n  wire [7:0] awlen;\n  wire [2:0] awsize;\n"
+             f"  wire awvalid, awready, wlast, wvalid, wready, bvalid, bready;\n"
+             f"  wire [{dw - 1}:0] wdata;\n")
+    if p.bulk_write:
+        return wires
+    return wires + ("  assign awaddr = 0;\n  assign awlen = 0;\n  assign awsize = 0;\n"
+                    "  assign awvalid = 0;\n  assign wdata = 0;\n  assign wlast = 0;\n"
+                    "  assign wvalid = 0;\n  assign bready = 1;\n")
+
+
 def _write_ports(p: HostParams) -> str:
-    """The engine's write-channel connections (``bulk_write``) to the wrapper's wires
-    ``awaddr`` .. ``bready`` (all strobes set, one ID)."""
+    """The engine's write-channel connections (``bulk_write``) to the wires of
+    :func:`_write_wires` (all strobes set, one ID)."""
     if not p.bulk_write:
         return ""
     return (",\n    .wbus__awid(), .wbus__awaddr(awaddr), .wbus__awlen(awlen), "
-            ".wbus__awsize(), .wbus__awburst(),\n    .wbus__awvalid(awvalid), "
+            ".wbus__awsize(awsize), .wbus__awburst(),\n    .wbus__awvalid(awvalid), "
             ".wbus__awready(awready), .wbus__wdata(wdata), .wbus__wstrb(), "
             ".wbus__wlast(wlast),\n    .wbus__wvalid(wvalid), .wbus__wready(wready), "
             ".wbus__bid(1'b0), .wbus__bresp(2'b00), .wbus__bvalid(bvalid), "
             ".wbus__bready(bready)")
 
 
+#: The wrapper's bulk memory: an AXI4 subordinate (INCR bursts of whole words, address
+#: 0 up; writes one burst at a time, each answered the cycle after its last beat, for an
+#: engine with maps there). Up to four read bursts queue; each burst's first beat is ready
+#: ``LAT`` cycles after its address handshake (not before the previous burst's last beat),
+#: then a beat per cycle while ``rready``. With ``STALL`` an LFSR drops ``arready`` and
+#: delays ``rvalid`` (never once it is high) on about a quarter of the cycles each, and
+#: drops ``awready`` and ``wready`` as often.
 BULK_RAM = """
 module dynfix_bulk_ram #(parameter AW = 12, DW = 64, WORDS = 16, LAT = 3, INT = 1,
                          STALL = 0) (
@@ -398,10 +406,6 @@ def _sdram_bulk(p: HostParams, wl_ports: str) -> tuple[str, str, str]:
     from dynfix.hw.sdram_axi import SdramAxi, SdramTiming
 
     ensure_yosys()
-    tie = "" if p.bulk_write else (
-        "\n  assign awaddr = 0;\n  assign awlen = 0;\n  assign awsize = 0;\n"
-        "  assign awvalid = 0;\n  assign wdata = 0;\n  assign wlast = 0;\n"
-        "  assign wvalid = 0;\n  assign bready = 1;")
     part = sdram_part(p.bulk_addr_bits)
     t = SdramTiming.at(part, SDRAM_CLOCK_HZ)
     aw, dw = p.bulk_addr_bits, p.bulk_bits
@@ -417,12 +421,7 @@ def _sdram_bulk(p: HostParams, wl_ports: str) -> tuple[str, str, str]:
   wire arvalid, arready, rlast, rvalid, rready, sdram_ready, rid;
   wire [1:0] rresp;
   wire [{dw - 1}:0] rdata;
-  wire [{aw - 1}:0] awaddr;
-  wire [7:0] awlen;
-  wire [2:0] awsize;
-  wire awvalid, awready, wlast, wvalid, wready, bvalid, bready;
-  wire [{dw - 1}:0] wdata;{tie}
-  wire s_cke, s_cs_n, s_ras_n, s_cas_n, s_we_n, s_dq_oe;
+{_write_wires(p)}  wire s_cke, s_cs_n, s_ras_n, s_cas_n, s_we_n, s_dq_oe;
   wire [1:0] s_ba, s_dqm;
   wire [{ab - 1}:0] s_a;
   wire [15:0] s_dq_o, s_dq_i;
@@ -453,8 +452,7 @@ def _sdram_bulk(p: HostParams, wl_ports: str) -> tuple[str, str, str]:
                         "    .wbus__arvalid(arvalid), .wbus__arready(arready), "
                         ".wbus__rid(rid), .wbus__rdata(rdata),\n    .wbus__rresp(rresp), "
                         ".wbus__rlast(rlast), .wbus__rvalid(rvalid), .wbus__rready(rready), "
-                        ".bulk_ready(sdram_ready)" + _write_ports(p).replace(
-                            ".wbus__awsize()", ".wbus__awsize(awsize)"))
+                        ".bulk_ready(sdram_ready)" + _write_ports(p))
     return decl, ports, text + "\n" + model
 
 

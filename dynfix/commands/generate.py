@@ -12,6 +12,7 @@ from . import MODEL_HELP
 
 def run(args: argparse.Namespace) -> int:
     from dynfix import api          # deferred: see dynfix.commands
+    from dynfix.hw.cycle_model import per_layer
     g = api.generate(args.quant, args.output, args.board, config=args.config,
                      model=args.model)
     rep = g.report
@@ -22,7 +23,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"{g.model.name}: engine {g.config.summary()} ({g.config.multipliers_text()}, "
           f"{e['data_bits']}-bit data, "
           f"{e['weight_bits']}-bit weights, {e['acc_bits']}-bit accumulators)")
-    for r in by_layer(est["layers"]):
+    for r in per_layer(est["layers"]):
         waits, dma = r["waits"], r["dma"]
         bound = " (bound by the bulk memory)" if 2 * (waits + dma) >= r["cycles"] else ""
         util = r["macs"] / (r["cycles"] * g.config.multipliers)
@@ -39,21 +40,6 @@ def run(args: argparse.Namespace) -> int:
               f"{est['map_bytes']} bytes per image")
     print(f"  {est['cycles_per_image']} cycles per image; wrote {args.output}")
     return 0
-
-
-def by_layer(rows: list[dict]) -> list[dict]:
-    """The estimate's rows with a layer's strips (``m_bulk``: one program entry each)
-    summed into one row per layer, in program order."""
-    out: dict[str, dict] = {}
-    for r in rows:
-        a = out.setdefault(r["name"], {"name": r["name"], "kind": r["kind"], "cycles": 0,
-                                       "macs": 0, "waits": 0, "dma": 0, "entries": 0})
-        a["cycles"] += r["cycles"]
-        a["macs"] += r["macs"]
-        a["waits"] += r.get("waits", 0)
-        a["dma"] += r.get("dma", 0)
-        a["entries"] += 1
-    return list(out.values())
 
 
 def register(subparsers) -> None:

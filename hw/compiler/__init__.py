@@ -102,7 +102,6 @@ class CompiledModel:
         return out
 
 
-
 def _extend(segments: list[list[int]], first: int, words: int) -> None:
     """Append the run ``first .. first + words - 1`` of the weight image to ``segments``,
     merged into the last run when it continues it."""
@@ -325,7 +324,7 @@ def _with_transfers(cfg: EngineConfig, plans: list[LayerPlan], place: MapPlaceme
     loads = transfers(place, first.input, first.in_shape, True, n, map_beats)
     unloads = transfers(place, last.output, last.out_shape, False, n, map_beats)
     if not unloads and runs[-1].strip:
-        unloads = [Transfer(last.output, last.out_shape, 0, last.out_shape[1], False,
+        unloads = [Transfer(last.output, last.out_shape, last.out_shape[1], False,
                             place.base[last.output], (0, 0, 0))]
     for e in entries:
         e.update(ld=0, run=1, ul=0, last=0)
@@ -334,19 +333,22 @@ def _with_transfers(cfg: EngineConfig, plans: list[LayerPlan], place: MapPlaceme
     extra = [(t, _transfer_entry(cfg, t)) for t in loads + unloads]
     for t, e in extra:
         buffers = max(buffers, e["di_fmap"] + e["di_words"], e["do_fmap"] + e["do_words"])
-    pre = [(LayerPlan(f"{t.tensor} (load)", [t.tensor], "load", (t.shape[0], t.rows,
-                                                                  t.shape[2]),
-                      (t.shape[0], t.rows, t.shape[2]), (1, 1), input=t.tensor,
-                      output=t.tensor, strip=k, entry=e), e)
-           for k, (t, e) in enumerate(x for x in extra if x[0].load)]
-    post = [(LayerPlan(f"{t.tensor} (unload)", [t.tensor], "unload",
-                       (t.shape[0], t.rows, t.shape[2]), (t.shape[0], t.rows, t.shape[2]),
-                       (1, 1), input=t.tensor, output=t.tensor, strip=k, entry=e), e)
+    pre = [_transfer_plan(t, k, e) for k, (t, e) in enumerate(x for x in extra if x[0].load)]
+    post = [_transfer_plan(t, k, e)
             for k, (t, e) in enumerate(x for x in extra if not x[0].load)]
-    runs = [p for p, _ in pre] + runs + [p for p, _ in post]
-    entries = [e for _, e in pre] + entries + [e for _, e in post]
+    runs = pre + runs + post
+    entries = [p.entry for p in pre] + entries + [p.entry for p in post]
     entries[-1]["last"] = 1
     return entries, runs, buffers
+
+
+def _transfer_plan(t: Transfer, k: int, entry: dict[str, int]) -> LayerPlan:
+    """The plan of transfer ``t``, strip ``k`` of its map: ``"x (load)"`` or
+    ``"y (unload)"``, its rows as the map it moves, ``entry`` its program entry."""
+    kind = "load" if t.load else "unload"
+    shape = (t.shape[0], t.rows, t.shape[2])
+    return LayerPlan(f"{t.tensor} ({kind})", [t.tensor], kind, shape, shape, (1, 1),
+                     input=t.tensor, output=t.tensor, strip=k, entry=entry)
 
 
 def _transfer_entry(cfg: EngineConfig, t: Transfer) -> dict[str, int]:

@@ -149,13 +149,12 @@ def balanced(total: int, most: int) -> int:
 @dataclass
 class Transfer:
     """A program entry that only moves a map between the host and the bulk memory through
-    the strip buffer (``m_bulk``): ``rows`` rows of map ``tensor`` from row ``row`` on,
-    loaded from the host and stored (``load``), or loaded from bulk memory and unloaded
-    to the host; ``dma`` is its DMA transfer (words, bulk offset, map word)."""
+    the strip buffer (``m_bulk``): ``rows`` rows of map ``tensor``, loaded from the host
+    and stored (``load``), or loaded from bulk memory and unloaded to the host; ``dma`` is
+    its DMA transfer (words, bulk offset, map word), which says where the rows lie."""
 
     tensor: str
     shape: tuple[int, int, int]
-    row: int
     rows: int
     load: bool
     base: int
@@ -173,7 +172,7 @@ def transfers(place: MapPlacement, tensor: str, shape: tuple[int, int, int], loa
     out = []
     for r in range(0, shape[1], rows):
         n = min(rows, shape[1] - r)
-        out.append(Transfer(tensor, shape, r, n, load, place.area,
+        out.append(Transfer(tensor, shape, n, load, place.area,
                             (n * per, place.bulk[tensor] + r * per * map_beats, place.area)))
     return out
 

@@ -13,7 +13,7 @@ import pytest
 from dynfix.errors import DynfixError
 from dynfix.hw.compiler import compile_model
 from dynfix.hw.config import EngineConfig
-from dynfix.hw.cycle_model import estimate
+from dynfix.hw.cycle_model import estimate, per_layer
 
 from hw_models import fcn_net, strip_net
 
@@ -154,9 +154,8 @@ def test_cycle_model_counts_the_transfers(net):
     assert est["compute_cycles"] == sum(r["cycles"] for r in est["layers"])
     words = sum(p.entry["di_words"] + p.entry["do_words"] for p in cm.plans)
     assert est["map_bytes"] == words * cm.config.map_beats * 2 > 0     # a 16-bit port
-    # The generate command's summary: one row per layer, its strips summed.
-    from dynfix.commands.generate import by_layer
-    rows = by_layer(est["layers"])
+    # One row per layer, its strips summed (the generate command's summary).
+    rows = per_layer(est["layers"])
     assert [r["name"] for r in rows] == ["c1", "c2", "c3", "fc"]
     assert sum(r["cycles"] for r in rows) == est["compute_cycles"]
     assert [r["entries"] for r in rows] == [
