@@ -6,33 +6,42 @@ the whole design clocked from the PLL (held in reset until it locks)."""
 
 from __future__ import annotations
 
-from amaranth import Cat, ClockDomain, Module, Signal
+from dataclasses import replace
+
+from amaranth import ClockDomain, Const, Instance, Module, Mux, Signal
 from amaranth.lib import io, wiring
 from amaranth.lib.wiring import In, Out
 
-from dynfix.boards.flash_image import FLASH_OFFSET, flash_header
+from dynfix.boards.byte_packer import BytePacker
+from dynfix.boards.flash_image import DEFAULT_FLASH, flash_header
 from dynfix.boards.host_link import HostLink
 from dynfix.boards.pll import Ecp5Pll, Ice40Pll
 from dynfix.boards.pll_clock import PllClock
 from dynfix.boards.protocol import LinkInfo
+from dynfix.boards.registry import FlashSpec
+from dynfix.boards.sdram_load import SdramLoad, check_sdram_payload
+from dynfix.boards.sdram_phy import IO_LATENCY, SdramPhy
 from dynfix.boards.spi_flash_reader import SPIFlashReader, check_reader
 from dynfix.boards.uart_rx import UARTRx
 from dynfix.boards.uart_tx import UARTTx
-from dynfix.hw.axi import AxiReadSignature, axi_halves, word_addr_bits
+from dynfix.hw.axi import (AxiReadSignature, AxiSignature, AxiWriteSignature, axi_halves,
+                          word_addr_bits)
 from dynfix.hw.config import BulkStore
 from dynfix.hw.host_interface import EngineHostSignature
 from dynfix.hw.ice40_spram import CELL_WIDTH, spram_cells
 from dynfix.hw.qspi_flash_axi import QspiFlashAxi, check_flash_axi
 from dynfix.hw.resources import Usage
+from dynfix.hw.sdram_axi import SdramAxi, SdramPart, SdramPins, SdramTiming
 from dynfix.hw.spram_axi import SpramAxi
 
 __all__ = ["BoardTop", "BulkLoad", "bulk_cells", "bulk_store_refusal", "check_bulk",
            "check_link", "check_load", "usage", "FLASH_RESOURCE"]
 
-#: The platform resource of the configuration flash in single-bit SPI mode, and with its
-#: four IO lines (amaranth-boards ``SPIFlashResources``).
-FLASH_RESOURCE = "spi_flash_1x"
-FLASH_QUAD_RESOURCE = "spi_flash_4x"
+#: The platform resource of the iCEBreaker's configuration flash in single-bit SPI mode, and
+#: with its four IO lines (amaranth-boards ``SPIFlashResources``); a board's own are in its
+#: ``FlashSpec``.
+FLASH_RESOURCE = DEFAULT_FLASH.resource
+FLASH_QUAD_RESOURCE = DEFAULT_FLASH.quad_resource
 
 #: The board top's logic in LUT4s and FFs: UART receiver and transmitter, the host link's
 #: protocol FSM, LED logic (synthesized alone; docs/boards.md).
@@ -107,18 +116,17 @@ def bulk_store_refusal(cfg, board, build: bool = False) -> str | None:
     """Why ``board`` cannot keep the bulk memory of the engine ``cfg`` (``w_bulk``), as the
     rest of a sentence whose subject is the engine; None when it can (its size is the
     caller's to check). One reason per store, shared by the fit's estimate and (``build``)
-    the board top, which does not drive an SDRAM yet: the fit may place weights in a
-    board's SDRAM, and such an engine is simulated (``dynfix simulate``), not built."""
+    the board top, which fills an SDRAM from the board's SPI flash and so needs one."""
     if not cfg.w_bulk:
         return None
     if cfg.bulk_store is BulkStore.SDRAM:
         if board.sdram is None:
             return (f"reads its weights from SDRAM (bulk_store: sdram); {board.name} has "
                     f"none: generate the engine for this board")
-        if build:
-            return (f"reads its weights from SDRAM (bulk_store: sdram); the board top does "
-                    f"not drive {board.name}'s SDRAM yet: simulate the engine with dynfix "
-                    f"simulate")
+        if build and board.flash is None:
+            return (f"reads its weights from SDRAM (bulk_store: sdram), copied there from "
+                    f"the SPI flash at power-up; {board.name}'s board file has no flash "
+                    f"section")
         return None
     if board.spram is not None:
         return None
@@ -178,11 +186,14 @@ def check_bulk(bus: AxiReadSignature, payload: bytes) -> None:
 
 
 def check_load(engine: EngineHostSignature, weights: bytes | None, clk_hz: int | None,
-               sck_div: int = 2, bulk_store: BulkStore = BulkStore.RAM) -> None:
+               sck_div: int = 2, bulk_store: BulkStore = BulkStore.RAM,
+               flash: FlashSpec | None = None) -> None:
     """Raise ``ValueError`` unless the flash payload ``weights`` suits an engine with the host
     interface ``engine``: given exactly when it has ``weight_load`` or ``bulk``, whole
     halfwords (``weight_load``) or what :func:`check_bulk` asks (``bulk``), a reader for
-    them at ``clk_hz`` possible. Needs no elaboratable (see :func:`check_link`)."""
+    them at ``clk_hz`` possible within ``flash`` (its offset and size; default: the
+    iCEBreaker's). Needs no elaboratable (see :func:`check_link`)."""
+    flash = flash or DEFAULT_FLASH
     if (engine.weight_load or engine.bulk is not None) != (weights is not None):
         raise ValueError("an engine with a weight-load or bulk-memory port needs the flash "
                          "payload (weights=), one without takes none")
@@ -191,18 +202,22 @@ def check_load(engine: EngineHostSignature, weights: bytes | None, clk_hz: int |
     if engine.bulk is not None and bulk_store is BulkStore.FLASH:
         if clk_hz is None:
             raise ValueError("a flash port needs clk_hz (or a board)")
-        check_flash_axi(offset=FLASH_OFFSET, length=len(weights),
-                        header=flash_header(weights), clk_hz=clk_hz)
+        check_flash_axi(offset=flash.offset, length=len(weights),
+                        header=flash_header(weights, flash), clk_hz=clk_hz,
+                        flash_bytes=flash.bytes)
         return
-    if engine.bulk is not None:
+    if engine.bulk is not None and bulk_store is BulkStore.SDRAM:
+        bus = engine.bulk
+        check_sdram_payload(AxiWriteSignature(bus.addr_width, bus.data_width), weights)
+    elif engine.bulk is not None:
         check_bulk(engine.bulk, weights)
     elif len(weights) % 2:
         raise ValueError(f"the weights are 16-bit halfwords: an even number of bytes, "
                          f"not {len(weights)}")
     if clk_hz is None:
         raise ValueError("a weight load needs clk_hz (or a board)")
-    check_reader(offset=FLASH_OFFSET, length=len(weights), clk_hz=clk_hz, sck_div=sck_div,
-                 header=flash_header(weights))
+    check_reader(offset=flash.offset, length=len(weights), clk_hz=clk_hz, sck_div=sck_div,
+                 header=flash_header(weights, flash), flash_bytes=flash.bytes)
 
 
 class BulkLoad(wiring.Component):
@@ -213,11 +228,11 @@ class BulkLoad(wiring.Component):
     engine port's widths serves the engine's reads (``bus``); it is filled through its
     ``load`` stream (its AXI write side is left out: the engine never writes). After reset
     an :class:`SPIFlashReader` (``boot=True``) wakes the flash, checks the 16-byte header at
-    :data:`~dynfix.boards.flash_image.FLASH_OFFSET` against the one ``payload`` gives and
-    streams the payload; its bytes are packed little-endian into bus words for the memory
-    (the last byte of a word goes straight through, the others wait in a shift register),
-    written at word 0, 1, ... ``loaded`` rises when the last word is written: the memory
-    then holds the image.
+    ``flash``'s offset (by default :data:`~dynfix.boards.flash_image.FLASH_OFFSET`) against
+    the one ``payload`` gives and streams the payload; its bytes are packed little-endian
+    into bus words for the memory (the last byte of a word goes straight through, the others
+    wait in a shift register), written at word 0, 1, ... ``loaded`` rises when the last word
+    is written: the memory then holds the image.
 
     Parameters
     ----------
@@ -231,6 +246,8 @@ class BulkLoad(wiring.Component):
         Clock cycles per SPI clock period (even, at least 2).
     cell : bool
         SB_SPRAM256KA cells (True) or the behavioural twin for Amaranth's simulator.
+    flash : FlashSpec or None
+        Where the image is in the flash and the flash's size (default: the iCEBreaker's).
 
     Members
     -------
@@ -246,11 +263,13 @@ class BulkLoad(wiring.Component):
     """
 
     def __init__(self, bus: AxiReadSignature, payload: bytes, *, clk_hz: int,
-                 sck_div: int = 2, cell: bool = True):
+                 sck_div: int = 2, cell: bool = True, flash: FlashSpec | None = None):
+        flash = flash or DEFAULT_FLASH
         check_bulk(bus, payload)
-        check_reader(offset=FLASH_OFFSET, length=len(payload), clk_hz=clk_hz,
-                     sck_div=sck_div, header=flash_header(payload))
-        self._bus, self._payload = bus, bytes(payload)
+        check_reader(offset=flash.offset, length=len(payload), clk_hz=clk_hz,
+                     sck_div=sck_div, header=flash_header(payload, flash),
+                     flash_bytes=flash.bytes)
+        self._bus, self._payload, self._flash = bus, bytes(payload), flash
         self._clk_hz, self._sck_div, self._cell = clk_hz, sck_div, cell
         super().__init__({
             "bus": In(bus),
@@ -264,28 +283,20 @@ class BulkLoad(wiring.Component):
         bus, payload = self._bus, self._payload
         dw, aw, nbytes = bus.data_width, bus.addr_width, bus.data_width // 8
         words = len(payload) // nbytes
+        flash = self._flash
         m.submodules.flash = reader = SPIFlashReader(
-            offset=FLASH_OFFSET, length=len(payload), clk_hz=self._clk_hz,
-            sck_div=self._sck_div, boot=True, header=flash_header(payload))
+            offset=flash.offset, length=len(payload), clk_hz=self._clk_hz,
+            sck_div=self._sck_div, boot=True, header=flash_header(payload, flash),
+            flash_bytes=flash.bytes)
         m.submodules.memory = mem = SpramAxi(max(2, words), aw, dw, cell=self._cell,
                                              id_width=bus.id_width, load=True)
         reads, _ = axi_halves(mem.bus)
         wiring.connect(m, wiring.flipped(self.bus), reads)
         stored = Signal(range(words + 1))       # words written so far
 
-        # Bytes to bus words, low byte first: the word's first nbytes - 1 bytes shift in
-        # from the top, its last byte joins them on the way to the writer. A bus word is a
-        # power of two of bytes, so the byte counter wraps by itself.
-        low = Signal(8 * (nbytes - 1))
-        count = Signal(range(nbytes))
-        last = count == nbytes - 1
-        m.d.comb += [
-            mem.load.payload.eq(Cat(low, reader.o.payload)),
-            mem.load.valid.eq(last & reader.o.valid),
-            reader.o.ready.eq(~last | mem.load.ready),
-        ]
-        with m.If(reader.o.valid & reader.o.ready):
-            m.d.sync += [low.eq(Cat(low[8:], reader.o.payload)), count.eq(count + 1)]
+        m.submodules.pack = pack = BytePacker(nbytes)
+        wiring.connect(m, reader.o, pack.i)
+        wiring.connect(m, pack.o, mem.load)
         with m.If(mem.load.valid & mem.load.ready):
             m.d.sync += stored.eq(stored + 1)
 
@@ -307,13 +318,13 @@ class BoardTop(wiring.Component):
 
     An engine whose signature has ``weight_load`` (weights in iCE40 SPRAM) gets its weights
     from the SPI flash at power-up: an :class:`SPIFlashReader` wakes the flash, reads the
-    16-byte header at :data:`~dynfix.boards.flash_image.FLASH_OFFSET`, compares it with the one
-    ``weights`` gives (magic, version, length, CRC-32), and streams ``weights``' bytes; pairs
-    of them (low byte first) go to the engine's ``wl`` as halfwords. Until the last one is
-    taken the UART receiver's byte is held (not passed to the link), so nothing runs on
-    partial weights and the first command byte sent early (``dynfix run-board`` always
-    starts with ``P``) is answered after the load. If the header does not match the link
-    never gets a byte, and both LEDs stay lit.
+    16-byte header at the flash's offset (``flash_offset``, or the board's), compares it
+    with the one ``weights`` gives (magic, version, length, CRC-32), and streams
+    ``weights``' bytes; pairs of them (low byte first) go to the engine's ``wl`` as
+    halfwords. Until the last one is taken the UART receiver's byte is held (not passed to
+    the link), so nothing runs on partial weights and the first command byte sent early
+    (``dynfix run-board`` always starts with ``P``) is answered after the load. If the
+    header does not match the link never gets a byte, and both LEDs stay lit.
 
     An engine whose signature has ``bulk`` (weights in bulk memory, read over AXI4) gets
     that memory in SPRAM, filled from the SPI flash at power-up (:class:`BulkLoad`: the
@@ -331,7 +342,9 @@ class BoardTop(wiring.Component):
     divisor : int
         Clock cycles per UART bit.
     board : Board or None
-        Names the UART and LED resources when built for a platform, and the clock.
+        Names the UART, LED and flash resources when built for a platform, and the clock;
+        its ``flash`` (:class:`~dynfix.boards.registry.FlashSpec`) places the weights' image
+        and sizes the flash (a board without one takes no engine that loads weights).
     weights : bytes or None
         The flash payload (:func:`~dynfix.boards.flash_image.weight_payload`, or for a bulk
         engine the bulk image's bus words, :func:`~dynfix.boards.flash_image.flash_payload`),
@@ -345,6 +358,10 @@ class BoardTop(wiring.Component):
         held in reset until it locks) instead of from the oscillator itself (``divisor``
         and ``clk_hz`` are then for the PLL's frequency); the oscillator is the board's
         clock pin, or without a platform the ``osc`` port.
+    flash_offset : int or None
+        Where the weights' image starts in the flash, overriding the board's (None: the
+        board's ``flash.offset``, without a board
+        :data:`~dynfix.boards.flash_image.FLASH_OFFSET`); for simulations.
 
     Members
     -------
@@ -369,15 +386,20 @@ class BoardTop(wiring.Component):
     def __init__(self, engine: wiring.Component, info: LinkInfo, *, divisor: int, board=None,
                  weights: bytes | None = None, clk_hz: int | None = None, sck_div: int = 2,
                  pll: Ice40Pll | Ecp5Pll | None = None,
-                 bulk_store: BulkStore = BulkStore.RAM):
+                 bulk_store: BulkStore = BulkStore.RAM, flash_offset: int | None = None,
+                 sdram_part: SdramPart | None = None):
         check_link(engine.signature, info)
         self._load = engine.signature.weight_load
         self._bulk = engine.signature.bulk
         self._flash = self._load or self._bulk is not None
         self._quad = self._bulk is not None and bulk_store is BulkStore.FLASH
+        self._sdram = None
+        if self._bulk is not None and bulk_store is BulkStore.SDRAM:
+            self._sdram = self._sdram_part(board, sdram_part, pll)
+        spec = self._flash_spec = self._board_flash(board, flash_offset)
         if self._flash and clk_hz is None and board is not None:
             clk_hz = round(board.clock_mhz * 1e6)
-        check_load(engine.signature, weights, clk_hz, sck_div, bulk_store)
+        check_load(engine.signature, weights, clk_hz, sck_div, bulk_store, spec)
         self._engine = engine
         self._info = info
         self._divisor = divisor
@@ -397,7 +419,46 @@ class BoardTop(wiring.Component):
             **({"flash_dq_o": Out(4), "flash_dq_oe": Out(4), "flash_dq_i": In(4)}
                if self._quad else {}),
             **({"osc": In(1)} if pll is not None else {}),
+            **({"sdram": Out(SdramPins(self._sdram))} if self._sdram is not None else {}),
         })
+
+    @property
+    def pll(self) -> Ice40Pll | Ecp5Pll | None:
+        """The PLL setting the design is clocked from (None: the oscillator)."""
+        return self._pll
+
+    @staticmethod
+    def _sdram_part(board, part: SdramPart | None, pll) -> SdramPart:
+        """The SDRAM the weights go to: ``part`` (simulation), else ``board``'s; raise
+        ``ValueError`` when there is none, or when built for a board without the PLL's
+        phase-shifted second output the SDRAM's clock comes from."""
+        if part is not None:
+            return part
+        if board is None or board.sdram is None:
+            raise ValueError("an engine with its weights in SDRAM needs a board with one "
+                             "(or sdram_part=)")
+        if not isinstance(pll, Ecp5Pll) or pll.clkos_phase is None:
+            raise ValueError(f"the SDRAM on {board.name} is clocked from the PLL's second "
+                             f"output: give an Ecp5Pll with clkos_phase")
+        return board.sdram.part
+
+    def _board_flash(self, board, flash_offset: int | None) -> FlashSpec:
+        """The flash the weights load from: ``board``'s (without a board the iCEBreaker's),
+        at ``flash_offset`` when given; raise ``ValueError`` when the engine loads weights
+        and the board has no flash section, or reads them at run time (quad) and the flash
+        has no quad resource."""
+        spec = DEFAULT_FLASH if board is None else board.flash
+        if spec is None:
+            if self._flash:
+                raise ValueError(f"board {board.name} has no flash section in its board "
+                                 f"file: the board top cannot load the engine's weights from "
+                                 f"flash there")
+            spec = DEFAULT_FLASH
+        if self._quad and spec.quad_resource is None:
+            raise ValueError(f"the engine reads its weights from the SPI flash at run time "
+                             f"(bulk_store: flash); board {board.name}'s flash has no quad "
+                             f"resource")
+        return spec if flash_offset is None else replace(spec, offset=flash_offset)
 
     def elaborate(self, platform):
         m = Module()
@@ -406,10 +467,13 @@ class BoardTop(wiring.Component):
         m.submodules.uart_rx = rx = UARTRx(divisor=self._divisor)
         m.submodules.uart_tx = tx = UARTTx(divisor=self._divisor)
 
+        on_board = platform is not None and self._board is not None
         if self._load:
             self._weight_load(m, engine)
         elif self._quad:
             self._bulk_flash(m, engine)
+        elif self._sdram is not None:
+            self._bulk_sdram(m, engine, platform if on_board else None)
         elif self._bulk is not None:
             self._bulk_load(m, engine)
         else:
@@ -438,12 +502,13 @@ class BoardTop(wiring.Component):
         with m.Elif(engine.done):
             m.d.sync += done.eq(1)
 
-        on_board = platform is not None and self._board is not None
         if on_board:
             self._pins(m, platform)
         if self._pll is not None:
             pad = platform.request(platform.default_clk, dir="-") if on_board else None
             m.domains.sync = ClockDomain("sync")
+            if self._sdram is not None and on_board:
+                m.domains.sdram = ClockDomain("sdram", reset_less=True)
             m.submodules.clock = clock = PllClock(self._pll, pad)
             if not on_board:
                 m.d.comb += clock.osc.eq(self.osc)
@@ -451,27 +516,20 @@ class BoardTop(wiring.Component):
 
     def _weight_load(self, m: Module, engine) -> None:
         """The reader at boot, its bytes paired into ``engine.wl``'s halfwords."""
-        w = self._weights
+        w, flash = self._weights, self._flash_spec
         m.submodules.flash = reader = SPIFlashReader(
-            offset=FLASH_OFFSET, length=len(w), clk_hz=self._clk_hz, sck_div=self._sck_div,
-            boot=True, header=flash_header(w))
-        low = Signal(8)
-        have_low = Signal()
-        m.d.comb += [
-            engine.wl.payload.eq(Cat(low, reader.o.payload)),
-            engine.wl.valid.eq(have_low & reader.o.valid),
-            reader.o.ready.eq(~have_low | engine.wl.ready),
-            self.loaded.eq(reader.done),
-            self.load_error.eq(reader.error),
-        ]
+            offset=flash.offset, length=len(w), clk_hz=self._clk_hz, sck_div=self._sck_div,
+            boot=True, header=flash_header(w, flash), flash_bytes=flash.bytes)
+        m.submodules.pack = pack = BytePacker(2)
+        wiring.connect(m, reader.o, pack.i)
+        wiring.connect(m, pack.o, engine.wl)
+        m.d.comb += [self.loaded.eq(reader.done), self.load_error.eq(reader.error)]
         self._flash_wires(m, reader)
-        with m.If(reader.o.valid & reader.o.ready):
-            m.d.sync += [low.eq(reader.o.payload), have_low.eq(~have_low)]
 
     def _bulk_load(self, m: Module, engine) -> None:
         """The bulk memory, filled from the flash at boot, behind the engine's ``wbus``."""
         m.submodules.bulk = bulk = BulkLoad(self._bulk, self._weights, clk_hz=self._clk_hz,
-                                            sck_div=self._sck_div)
+                                            sck_div=self._sck_div, flash=self._flash_spec)
         wiring.connect(m, engine.wbus, bulk.bus)
         m.d.comb += [
             engine.bulk_ready.eq(bulk.loaded),
@@ -480,12 +538,57 @@ class BoardTop(wiring.Component):
         ]
         self._flash_wires(m, bulk)
 
+    def _bulk_sdram(self, m: Module, engine, platform) -> None:
+        """The board's SDRAM as the bulk memory behind ``wbus``: its controller, the I/O
+        registers and forwarded clock (``platform``'s pins, or the ``sdram`` port), and
+        the copy of the weight image from the flash at boot, which owns the write channels
+        until it is done; then the engine does (its maps, with ``m_bulk``)."""
+        bus, part = self._bulk, self._sdram
+        aw, dw, iw = bus.addr_width, bus.data_width, bus.id_width
+        timing = SdramTiming.at(part, self._clk_hz, cas=None)
+        m.submodules.sdram = ctrl = SdramAxi(aw, dw, part=part, timing=timing, id_width=iw,
+                                             io_latency=IO_LATENCY)
+        if platform is not None:
+            port = platform.request(self._board.sdram.resource, 0, dir="-")
+            m.submodules.sdram_phy = phy = SdramPhy(part, port)
+        else:
+            m.submodules.sdram_phy = phy = SdramPhy(part)
+            wiring.connect(m, phy.pins, wiring.flipped(self.sdram))
+        wiring.connect(m, ctrl.sdram, phy.ctrl)
+        m.submodules.bulk = load = SdramLoad(
+            AxiWriteSignature(aw, dw, iw), self._weights, clk_hz=self._clk_hz,
+            sck_div=self._sck_div, flash=self._flash_spec)
+        reads, writes = axi_halves(ctrl.bus)
+        if isinstance(bus, AxiSignature):
+            engine_reads, engine_writes = axi_halves(engine.wbus)
+        else:
+            engine_reads, engine_writes = engine.wbus, None
+        wiring.connect(m, engine_reads, reads)
+        owner = load.loaded                 # the engine's from the end of the load on
+        for name, member in AxiWriteSignature(aw, dw, iw).members.items():
+            sub, first = getattr(writes, name), getattr(load.bus, name)
+            then = getattr(engine_writes, name) if engine_writes is not None else None
+            if member.flow == Out:          # manager to subordinate
+                m.d.comb += sub.eq(Mux(owner, then if then is not None else 0, first))
+                continue
+            handshake = name in ("awready", "wready", "bvalid")
+            m.d.comb += first.eq(sub & ~owner if handshake else sub)
+            if then is not None:
+                m.d.comb += then.eq(sub & owner if handshake else sub)
+        m.d.comb += [
+            engine.bulk_ready.eq(load.loaded & ctrl.ready),
+            self.loaded.eq(load.loaded),
+            self.load_error.eq(load.error),
+        ]
+        self._flash_wires(m, load)
+
     def _bulk_flash(self, m: Module, engine) -> None:
         """The flash itself as the bulk memory, read with quad reads behind ``wbus``."""
-        bus = self._bulk
+        bus, flash = self._bulk, self._flash_spec
         m.submodules.bulk = port = QspiFlashAxi(
-            bus.addr_width, bus.data_width, id_width=bus.id_width, offset=FLASH_OFFSET,
-            length=len(self._weights), header=flash_header(self._weights), clk_hz=self._clk_hz)
+            bus.addr_width, bus.data_width, id_width=bus.id_width, offset=flash.offset,
+            length=len(self._weights), header=flash_header(self._weights, flash),
+            clk_hz=self._clk_hz, flash_bytes=flash.bytes)
         wiring.connect(m, engine.wbus, port.bus)
         m.d.comb += [
             engine.bulk_ready.eq(port.ready),
@@ -531,12 +634,19 @@ class BoardTop(wiring.Component):
             m.d.comb += buf.o.eq(signal)
 
     def _flash_pins(self, m: Module, platform) -> None:
-        """The configuration flash (after configuration its pins are ordinary I/O): CS is
-        active-low on the pin (the resource inverts it), WP and HOLD held inactive; or with
-        the flash as the bulk memory all four IO lines, each with its own output enable."""
+        """The configuration flash (after configuration its pins are ordinary I/O, but for
+        the clock of a flash with ``usrmclk``, :meth:`_usrmclk`), the board's
+        ``flash.resource``: CS is active-low on the pin (the resource inverts it), WP and
+        HOLD held inactive; or with the flash as the bulk memory its ``quad_resource``, all
+        four IO lines, each with its own output enable."""
+        spec = self._flash_spec
+        # With USRMCLK the clock has no pin in the resource: the primitive drives it.
+        clk = {} if spec.usrmclk else {"clk": self.flash_sck}
+        if spec.usrmclk:
+            self._usrmclk(m)
         if self._quad:
-            flash = platform.request(FLASH_QUAD_RESOURCE, 0, dir="-")
-            for name, value in (("cs", ~self.flash_cs_n), ("clk", self.flash_sck)):
+            flash = platform.request(spec.quad_resource, 0, dir="-")
+            for name, value in {"cs": ~self.flash_cs_n, **clk}.items():
                 m.submodules[f"flash_{name}_buf"] = buf = io.Buffer("o", getattr(flash, name))
                 m.d.comb += buf.o.eq(value)
             for i in range(4):
@@ -544,12 +654,19 @@ class BoardTop(wiring.Component):
                 m.d.comb += [buf.o.eq(self.flash_dq_o[i]), buf.oe.eq(self.flash_dq_oe[i]),
                              self.flash_dq_i[i].eq(buf.i)]
             return
-        flash = platform.request(FLASH_RESOURCE, 0, dir="-")
-        outputs = {"cs": ~self.flash_cs_n, "clk": self.flash_sck, "copi": self.flash_copi,
-                   "wp": 0, "hold": 0}
+        flash = platform.request(spec.resource, 0, dir="-")
+        outputs = {"cs": ~self.flash_cs_n, **clk, "copi": self.flash_copi, "wp": 0, "hold": 0}
         for name, value in outputs.items():
             if hasattr(flash, name):
                 m.submodules[f"flash_{name}_buf"] = buf = io.Buffer("o", getattr(flash, name))
                 m.d.comb += buf.o.eq(value)
         m.submodules.flash_cipo_buf = cipo = io.Buffer("i", flash.cipo)
         m.d.comb += self.flash_cipo.eq(cipo.i)
+
+    def _usrmclk(self, m: Module) -> None:
+        """The flash clock on an ECP5: the configuration clock pin (MCLK) is no user I/O, so
+        SCK reaches it through the ``USRMCLK`` primitive, its driver always enabled
+        (``USRMCLKTS`` low); kept, as nothing in the netlist reads the instance."""
+        m.submodules.flash_usrmclk = Instance("USRMCLK", a_keep=1,
+                                              i_USRMCLKI=self.flash_sck,
+                                              i_USRMCLKTS=Const(0))

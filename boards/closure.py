@@ -110,7 +110,7 @@ def close_timing(build: Callable[[Pll], SynthResult], family: str, f_in: float,
         pll = best
         result = run(pll, rebuild=True)
     result.clock_mhz = pll.f_out
-    result.pll = pll.to_dict()
+    result.pll = result.pll or pll.to_dict()        # the build's own, if it set one
     result.closure = steps
     result.seconds = round(sum(s["seconds"] for s in steps), 1)
     return result

@@ -4,15 +4,18 @@ an engine that keeps them in SPRAM, or in the bulk memory the board top keeps in
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from dynfix.boards.board_top import BoardTop, bulk_cells, bulk_store_refusal, check_link
 from dynfix.boards.engine_instance import EngineInstance
-from dynfix.boards.flash_image import (FILE_NAME, flash_payload, weight_payload,
+from dynfix.boards.flash_image import (DEFAULT_FLASH, FILE_NAME, bitstream_command,
+                                       flash_payload, payload_bytes, weight_payload,
                                        write_flash_files)
 from dynfix.boards.pll import Ecp5Pll, Ice40Pll, fastest_pll
 from dynfix.boards.protocol import LinkInfo
-from dynfix.boards.registry import Board
+from dynfix.boards.registry import BOARDS_DIR, Board, get_board
+from dynfix.boards.sdram_clock import SdramClock, sdram_clock, sdram_max_hz
 from dynfix.boards.spi_flash_reader import sck_divider
 from dynfix.boards.synth import SynthResult
 from dynfix.boards.uart_tx import baud_divisor
@@ -81,6 +84,8 @@ def check_spram(design: Design, board: Board) -> None:
     refusal = bulk_store_refusal(cfg, board, build=True)
     if refusal:
         raise DynfixError(f"the engine in {design.folder} {refusal}")
+    if cfg.bulk_store is BulkStore.SDRAM:
+        return
     # In SPRAM: the bulk store (unless the flash itself is the bulk memory) and the maps.
     flash = cfg.bulk_store is BulkStore.FLASH
     cells = 0
@@ -109,16 +114,64 @@ def board_pll(board: Board, clock_mhz: float | None) -> Ice40Pll | Ecp5Pll | Non
     return fastest_pll(board.family.name, board.clock_mhz, clock_mhz)
 
 
+def check_flash(design: Design, board: Board) -> None:
+    """Raise a :class:`DynfixError` when the engine of ``design`` loads its weights from
+    flash (``w_spram``, ``w_bulk``) and ``board``'s file has no ``flash`` section."""
+    if (design.weight_load or design.bulk) and board.flash is None:
+        raise DynfixError(f"the engine in {design.folder} loads its weights from the SPI "
+                          f"flash; {board.name}'s board file has no flash section: generate "
+                          f"the engine for this board")
+
+
+def uses_sdram(design: Design) -> bool:
+    """The engine of ``design`` reads its weights (and maybe keeps maps) in SDRAM."""
+    return design.bulk and design.config.bulk_store is BulkStore.SDRAM
+
+
+def top_mhz(design: Design, board: Board) -> float:
+    """The highest clock worth a first build: the board's ``max_mhz``, for an engine with
+    its weights in SDRAM no faster than the SDRAM interface's timing allows
+    (:func:`~dynfix.boards.sdram_clock.sdram_max_hz`)."""
+    if uses_sdram(design) and board.sdram is not None:
+        return min(board.max_mhz, sdram_max_hz(board.sdram.part) / 1e6)
+    return board.max_mhz
+
+
+def sdram_pll(design: Design, board: Board, pll: Ice40Pll | Ecp5Pll | None
+              ) -> tuple[Ice40Pll | Ecp5Pll | None, SdramClock | None]:
+    """For an engine with its weights in ``board``'s SDRAM: the PLL setting with the SDRAM
+    clock's phase on its second output (a PLL at the oscillator's frequency when ``pll``
+    is None) and that clock (:func:`~dynfix.boards.sdram_clock.sdram_clock`, which raises
+    when the clock is too fast for the interface); otherwise ``(pll, None)``."""
+    if not uses_sdram(design) or board.sdram is None:
+        return pll, None
+    if pll is None:
+        pll = fastest_pll(board.family.name, board.clock_mhz, board.clock_mhz)
+    if not isinstance(pll, Ecp5Pll):
+        raise DynfixError(f"dynfix drives an SDRAM from ECP5 boards only, not {board.name}")
+    clock = sdram_clock(board.sdram.part, pll.f_out * 1e6)
+    return replace(pll, clkos_phase=clock.phase_deg), clock
+
+
 def board_top(design: Design, board: Board, pll: Ice40Pll | Ecp5Pll | None = None
               ) -> BoardTop:
     """The board top around the generated engine, for ``board``'s UART and its clock (the
     oscillator, or ``pll``'s output); an engine with its weights in SPRAM loads them from
-    the board's flash at power-up, SCK within the flash's read limit; one that reads them
-    from bulk memory gets that memory in SPRAM, filled from the flash at power-up."""
+    the board's flash (at its ``flash.offset``) at power-up, SCK within the flash's read
+    limit; one that reads them from bulk memory gets that memory in SPRAM or the board's
+    SDRAM (clocked as :func:`sdram_pll` says), filled from the flash at power-up."""
     info = link_info(design)
     check_link(EngineHostSignature(info.in_bits), info)     # before building anything
     weights = weights_payload(design)
     check_spram(design, board)
+    check_flash(design, board)
+    if weights is not None and len(weights) > payload_bytes(board.flash):
+        raise DynfixError(f"the weight image of the engine in {design.folder} is "
+                          f"{len(weights)} bytes; {board.name}'s flash holds "
+                          f"{payload_bytes(board.flash)} past offset "
+                          f"{board.flash.offset:#x}: set flash.bytes in the board file if "
+                          f"its part is larger")
+    pll, _ = sdram_pll(design, board, pll)
     clk_hz = (pll.f_out if pll is not None else board.clock_mhz) * 1e6
     divisor = baud_divisor(clk_hz, board.baud)
     engine = engine_instance(design)
@@ -127,15 +180,24 @@ def board_top(design: Design, board: Board, pll: Ice40Pll | Ecp5Pll | None = Non
                     bulk_store=design.config.bulk_store)
 
 
-def add_flash_image(result: SynthResult, design: Design, build_dir: str | Path) -> None:
+def add_flash_image(result: SynthResult, design: Design, build_dir: str | Path,
+                    board: Board | None = None) -> None:
     """For an engine that loads its weights from flash (``w_spram``, or ``w_bulk``: its bulk
-    memory's image): write ``build_dir/weights.flash.bin``
+    memory's image): write ``build_dir/weights.flash.bin`` sized for ``board``'s flash
     (:func:`~dynfix.boards.flash_image.write_flash_files`) and record it in ``result`` with
-    the two commands that program the board, run in ``build_dir``: the bitstream at 0, then
-    the weights at 1 MiB."""
+    the two commands that program the board, run in ``build_dir``: the board's bitstream
+    command (at 0), then its first image command (the weights at ``flash.offset``).
+    Without ``board``: the bundled board named ``result.board``, else (a board file of the
+    user's) the iCEBreaker's flash, :data:`~dynfix.boards.flash_image.DEFAULT_FLASH`."""
     payload = weights_payload(design)
     if payload is None:
         return
-    commands = write_flash_files(build_dir, payload)
+    if board is None and (BOARDS_DIR / f"{result.board}.yaml").is_file():
+        board = get_board(result.board)
+    flash = DEFAULT_FLASH
+    if board is not None:
+        check_flash(design, board)
+        flash = board.flash
+    commands = write_flash_files(build_dir, payload, flash)
     result.flash_image = str(Path(build_dir) / FILE_NAME)
-    result.program = [f"iceprog {Path(result.bitstream).name}", commands[0]]
+    result.program = [bitstream_command(Path(result.bitstream).name, flash), commands[0]]

@@ -39,7 +39,7 @@ import math
 from dataclasses import dataclass, field, replace
 
 from dynfix.boards.board_top import bulk_cells, bulk_store_refusal, usage as board_top_usage
-from dynfix.boards.flash_image import PAYLOAD_BYTES
+from dynfix.boards.flash_image import payload_bytes
 from dynfix.boards.registry import Board
 from dynfix.errors import DynfixError
 from dynfix.hw.compiler import CompiledModel, compile_model, plan_groups, plan_model
@@ -346,22 +346,33 @@ def board_estimate(cfg: EngineConfig, board: Board) -> Estimate:
                           f"which it writes; {board.name}'s board top gives it no bulk "
                           f"memory it can write ({cfg.bulk_store.value} is read-only there): "
                           f"maps in bulk memory need an SDRAM (bulk_store: sdram)")
+    # The weights come from the board's flash: into SPRAM (w_spram, or the bulk memory the
+    # board top keeps there), or read from it at run time. (How an SDRAM gets them is its
+    # board top's to say; w_spram on a board without SPRAM: the estimate refuses it.)
+    from_flash = ((cfg.w_bulk and cfg.bulk_store is not BulkStore.SDRAM)
+                  or (cfg.w_spram and board.spram is not None))
+    if from_flash and board.flash is None:
+        raise DynfixError(f"the engine loads its weights from the SPI flash "
+                          f"({'w_bulk' if cfg.w_bulk else 'w_spram'}); {board.name}'s board "
+                          f"file has no flash section")
     if cfg.w_bulk:
         words = cfg.weight_depth * cfg.word_beats   # the bulk image's bus words
+        if cfg.bulk_store is not BulkStore.SDRAM:
+            image, most = words * cfg.bus_bits // 8, payload_bytes(board.flash)
+            if image > most:
+                raise DynfixError(f"the weights ({image} bytes as the bulk image) do not fit "
+                                  f"the {most} bytes of SPI flash past the bitstream")
         if cfg.bulk_store is BulkStore.RAM:
             # The bulk store: the image in SPRAM cells (hw/spram_axi.py).
             extra["bulk_store"] = Usage(sprams=bulk_cells(words, cfg.bus_bits))
-        else:
+        elif cfg.bulk_store is BulkStore.SDRAM:
             what = "weights"
             if cfg.map_bulk:        # the maps above the weight image (``maps_base``)
                 words, what = cfg.maps_base + cfg.map_bulk, "weights and maps"
             size = words * cfg.bus_bits // 8
-            most, where = ((PAYLOAD_BYTES, "of SPI flash past the bitstream")
-                           if cfg.bulk_store is BulkStore.FLASH
-                           else (board.sdram.bytes, f"of {board.name}'s SDRAM"))
-            if size > most:
+            if size > board.sdram.bytes:
                 raise DynfixError(f"the {what} ({size} bytes as the bulk image) do not fit "
-                                  f"the {most} bytes {where}")
+                                  f"the {board.sdram.bytes} bytes of {board.name}'s SDRAM")
     return estimate(cfg, Device.from_board(board), extra)
 
 
@@ -586,10 +597,11 @@ def _memory_note(c: Candidate, board: Board) -> str:
     if "sprams" in c.over:
         parts = [f"{name} {desc}" for name, desc in c.estimate.memories.items()
                  if "SPRAM" in desc]
+        flash = ("" if board.flash is None else f", and {payload_bytes(board.flash)} bytes "
+                 f"of SPI flash past the bitstream for weights read at run time")
         return (f" (memories: {'; '.join(parts)}; the board has {board.spram.blocks} x "
-                f"{board.spram.bits // 1024} kbit SPRAMs, and {PAYLOAD_BYTES} bytes of SPI "
-                f"flash past the bitstream for weights read at run time; fewer weight bits "
-                f"would help)")
+                f"{board.spram.bits // 1024} kbit SPRAMs{flash}; fewer weight bits would "
+                f"help)")
     if "brams" not in c.over:
         return ""
     kbit = {m.name: m.depth * m.width / 1024 for m in engine_memories(c.config)}

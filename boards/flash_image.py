@@ -1,7 +1,11 @@
 """The weights' image in the board's SPI flash, next to the bitstream.
 
-Layout (all numbers little-endian), at :data:`FLASH_OFFSET` = 1 MiB of the iCEBreaker's
-16 MiB flash, well past the UP5K bitstream (about 104 KB at offset 0):
+Where it goes and how it is programmed is the board's (its board file's ``flash`` section,
+:class:`~dynfix.boards.registry.FlashSpec`: the ULX3S's at 4 MiB); the functions here take
+that as ``flash``, and without one assume the iCEBreaker's (:data:`DEFAULT_FLASH`): at
+:data:`FLASH_OFFSET` = 1 MiB of its 16 MiB flash, well past the UP5K bitstream at 0.
+
+Layout (all numbers little-endian), at the flash's offset:
 
 ====== ===== ==========================================================
 offset bytes field
@@ -26,24 +30,43 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from dynfix.boards.registry import FlashSpec
 from dynfix.errors import DynfixError
 from dynfix.hw.ice40_spram import CELL_WIDTH, load_image
 from .spi_flash_reader import FLASH_BYTES
 
 __all__ = ["FLASH_OFFSET", "FLASH_BYTES", "FORMAT_VERSION", "MAGIC", "HEADER_BYTES",
-           "PAYLOAD_BYTES",
+           "PAYLOAD_BYTES", "DEFAULT_FLASH",
            "FILE_NAME", "FlashHeader", "flash_payload", "weight_payload", "flash_header",
-           "flash_image", "read_header", "program_commands", "write_flash_files"]
+           "flash_image", "read_header", "payload_bytes", "program_commands",
+           "bitstream_command", "write_flash_files"]
 
 MAGIC = b"DYNF"
 FORMAT_VERSION = 1
-#: Where the image starts in the flash: 1 MiB, past the bitstream at 0.
+#: Where the image starts in the iCEBreaker's flash: 1 MiB, past the bitstream at 0.
 FLASH_OFFSET = 0x100000
 FILE_NAME = "weights.flash.bin"
 _HEADER = struct.Struct("<4sIII")
 HEADER_BYTES = _HEADER.size
-#: The most payload the flash holds past the bitstream and the header.
-PAYLOAD_BYTES = FLASH_BYTES - FLASH_OFFSET - HEADER_BYTES
+#: The iCEBreaker's flash (``boards/icebreaker.yaml``, ``flash``): what the functions here
+#: and the board top assume when given no board's.
+DEFAULT_FLASH = FlashSpec(
+    resource="spi_flash_1x", quad_resource="spi_flash_4x", bytes=FLASH_BYTES,
+    offset=FLASH_OFFSET, usrmclk=False,
+    program=("iceprog -o {offset_mib}M {file}",
+             "openFPGALoader -b ice40_generic -f -o {offset:#x} {file}"),
+    program_bitstream="iceprog {file}")
+
+
+def payload_bytes(flash: FlashSpec | None = None) -> int:
+    """The most payload ``flash`` (default: :data:`DEFAULT_FLASH`) holds past its offset and
+    the header."""
+    flash = flash or DEFAULT_FLASH
+    return flash.bytes - flash.offset - HEADER_BYTES
+
+
+#: The most payload the iCEBreaker's flash holds past the bitstream and the header.
+PAYLOAD_BYTES = payload_bytes(DEFAULT_FLASH)
 
 
 @dataclass(frozen=True)
@@ -82,19 +105,27 @@ def weight_payload(words: list[int], depth: int, width_bits: int) -> bytes:
     return flash_payload(load_image(words, depth, width_bits), CELL_WIDTH)
 
 
-def flash_header(payload: bytes) -> bytes:
-    """The 16 header bytes for ``payload``."""
+def _size(n: int) -> str:
+    """``n`` bytes in words: whole MiB as such."""
+    return f"{n >> 20} MiB" if n and not n % (1 << 20) else f"{n} bytes"
+
+
+def flash_header(payload: bytes, flash: FlashSpec | None = None) -> bytes:
+    """The 16 header bytes for ``payload``, which must fit ``flash`` (default:
+    :data:`DEFAULT_FLASH`) past its offset."""
+    flash = flash or DEFAULT_FLASH
     if not payload:
         raise DynfixError("the flash payload is empty")
-    if FLASH_OFFSET + HEADER_BYTES + len(payload) > FLASH_BYTES:
+    if len(payload) > payload_bytes(flash):
         raise DynfixError(f"a payload of {len(payload)} bytes does not fit the flash after "
-                          f"{FLASH_OFFSET:#x} ({FLASH_BYTES >> 20} MiB)")
+                          f"{flash.offset:#x} ({_size(flash.bytes)})")
     return _HEADER.pack(MAGIC, FORMAT_VERSION, len(payload), zlib.crc32(payload))
 
 
-def flash_image(payload: bytes) -> bytes:
-    """Header + payload: the bytes to write at :data:`FLASH_OFFSET`."""
-    return flash_header(payload) + bytes(payload)
+def flash_image(payload: bytes, flash: FlashSpec | None = None) -> bytes:
+    """Header + payload: the bytes to write at ``flash``'s offset (default:
+    :data:`FLASH_OFFSET`)."""
+    return flash_header(payload, flash) + bytes(payload)
 
 
 def read_header(image: bytes) -> FlashHeader:
@@ -118,18 +149,27 @@ def read_header(image: bytes) -> FlashHeader:
     return h
 
 
-def program_commands(file_name: str = FILE_NAME) -> list[str]:
-    """Command lines that write ``file_name`` at :data:`FLASH_OFFSET` (leaving the bitstream
-    at 0 alone): iceprog, then openFPGALoader."""
-    return [f"iceprog -o {FLASH_OFFSET >> 20}M {file_name}",
-            f"openFPGALoader -b ice40_generic -f -o {FLASH_OFFSET:#x} {file_name}"]
+def program_commands(file_name: str = FILE_NAME, flash: FlashSpec | None = None
+                     ) -> list[str]:
+    """Command lines that write ``file_name`` at ``flash``'s offset, leaving the bitstream
+    at 0 alone: the board's ``flash.program`` (default: :data:`DEFAULT_FLASH`'s, iceprog
+    then openFPGALoader), the first the one to use, the others alternatives."""
+    return (flash or DEFAULT_FLASH).program_commands(file_name)
 
 
-def write_flash_files(folder: str | Path, payload: bytes) -> list[str]:
-    """Write ``folder/weights.flash.bin`` (header + payload) and return the commands that
-    program it (:func:`program_commands`, run in ``folder``)."""
-    image = flash_image(payload)
+def bitstream_command(file_name: str, flash: FlashSpec | None = None) -> str:
+    """The command line that writes the bitstream ``file_name`` at 0 of ``flash`` (default:
+    :data:`DEFAULT_FLASH`, ``iceprog``)."""
+    return (flash or DEFAULT_FLASH).bitstream_command(file_name)
+
+
+def write_flash_files(folder: str | Path, payload: bytes, flash: FlashSpec | None = None
+                      ) -> list[str]:
+    """Write ``folder/weights.flash.bin`` (header + payload, sized for ``flash``, default
+    :data:`DEFAULT_FLASH`) and return the commands that program it
+    (:func:`program_commands`, run in ``folder``)."""
+    image = flash_image(payload, flash)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / FILE_NAME).write_bytes(image)
-    return program_commands(FILE_NAME)
+    return program_commands(FILE_NAME, flash)

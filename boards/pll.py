@@ -12,13 +12,16 @@ frequency the PLL then actually reaches.
   phase detector's frequency (iCE40 sysCLOCK PLL Design and Usage Guide).
 * **ECP5 ``EHXPLLL``** with CLKOP as feedback: ``f_out = f_in * CLKFB_DIV / CLKI_DIV``, the
   VCO ``f_out * CLKOP_DIV`` in 400..800 MHz, the phase detector ``f_in / CLKI_DIV`` at least
-  3.125 MHz; among equally close settings the one whose VCO is nearest 600 MHz.
+  3.125 MHz; among equally close settings the one whose VCO is nearest 600 MHz. A second
+  output CLKOS (an SDRAM clock) runs at CLKOP's frequency, lagging it by a phase set in whole
+  VCO cycles (CPHASE) and eighths of one (FPHASE), as ``ecppll`` sets a secondary output.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 from dynfix.errors import DynfixError
@@ -74,12 +77,20 @@ class Ice40Pll:
 
 @dataclass(frozen=True)
 class Ecp5Pll:
-    """An ``EHXPLLL`` setting with CLKOP fed back."""
+    """An ``EHXPLLL`` setting with CLKOP fed back, and optionally CLKOS: CLKOP's frequency
+    lagging it by ``clkos_phase`` degrees of its period (set it with
+    ``dataclasses.replace(pll, clkos_phase=...)``)."""
 
     f_in: float                 # MHz, the oscillator
     clki_div: int               # 1..128
     clkfb_div: int              # 1..80
     clkop_div: int              # 1..128
+    clkos_phase: float | None = None    # degrees, 0 <= phase < 360; None: no CLKOS
+
+    def __post_init__(self) -> None:
+        ph = self.clkos_phase
+        if ph is not None and not 0 <= ph < 360:
+            raise DynfixError(f"the CLKOS phase {ph:g} degrees is outside 0 <= phase < 360")
 
     @property
     def f_out(self) -> float:
@@ -96,11 +107,50 @@ class Ecp5Pll:
         writes it (the whole cycles below ``CLKOP_DIV / 2``)."""
         return (self.clkop_div - 1) // 2
 
+    def _clkos_steps(self) -> tuple[int, int]:
+        """CLKOS's lag behind CLKOP as (whole VCO cycles, eighths of one), as ``ecppll``
+        computes it: ``phase / 360 * CLKOS_DIV`` VCO cycles, the fraction truncated to
+        eighths (in exact arithmetic, so a phase on a step is not lost to rounding)."""
+        if self.clkos_phase is None:
+            raise DynfixError("this ECP5 PLL setting has no CLKOS (clkos_phase is None)")
+        count = Fraction(self.clkos_phase) * self.clkos_div / 360
+        whole = int(count)
+        return whole, int((count - whole) * 8)
+
+    @property
+    def clkos_div(self) -> int:
+        """CLKOS's output divider: CLKOP's, for the same frequency."""
+        return self.clkop_div
+
+    @property
+    def clkos_cphase(self) -> int:
+        """CLKOS's coarse phase in VCO cycles: the whole cycles of its lag plus CLKOP's
+        coarse phase (the two outputs' phases count from the same point)."""
+        return self._clkos_steps()[0] + self.clkop_cphase
+
+    @property
+    def clkos_fphase(self) -> int:
+        """CLKOS's fine phase in eighths of a VCO cycle (CLKOP's is 0)."""
+        return self._clkos_steps()[1]
+
+    @property
+    def clkos_phase_actual(self) -> float:
+        """The lag of CLKOS behind CLKOP the dividers reach, in degrees of the output period:
+        the requested phase rounded down to an eighth of a VCO cycle."""
+        whole, eighths = self._clkos_steps()
+        return (whole + eighths / 8) / self.clkos_div * 360
+
     def to_dict(self) -> dict:
-        return {"family": "ecp5", "f_in_mhz": self.f_in, "f_out_mhz": self.f_out,
-                "f_vco_mhz": self.f_vco, "CLKI_DIV": self.clki_div,
-                "CLKFB_DIV": self.clkfb_div, "CLKOP_DIV": self.clkop_div,
-                "CLKOP_CPHASE": self.clkop_cphase}
+        """The setting for reports; with CLKOS also its dividers and, like ``f_out_mhz``,
+        what the PLL reaches: ``clkos_phase_deg`` is :attr:`clkos_phase_actual`."""
+        d = {"family": "ecp5", "f_in_mhz": self.f_in, "f_out_mhz": self.f_out,
+             "f_vco_mhz": self.f_vco, "CLKI_DIV": self.clki_div,
+             "CLKFB_DIV": self.clkfb_div, "CLKOP_DIV": self.clkop_div,
+             "CLKOP_CPHASE": self.clkop_cphase}
+        if self.clkos_phase is not None:
+            d.update(CLKOS_DIV=self.clkos_div, CLKOS_CPHASE=self.clkos_cphase,
+                     CLKOS_FPHASE=self.clkos_fphase, clkos_phase_deg=self.clkos_phase_actual)
+        return d
 
 
 def _check(what: str, f: float, limits: tuple[float, float]) -> None:

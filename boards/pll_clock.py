@@ -28,6 +28,10 @@ class PllClock(wiring.Component):
         buffer). None (simulation): from the ``osc`` port.
     domain : str
         The clock domain driven.
+    secondary : str
+        The clock domain CLKOS drives when ``pll`` is an :class:`Ecp5Pll` with
+        ``clkos_phase`` set (CLKOP's frequency, lagging it by that phase: an SDRAM's clock);
+        the parent defines it, reset-less. Unused otherwise.
 
     Members
     -------
@@ -37,10 +41,12 @@ class PllClock(wiring.Component):
         The PLL's lock output.
     """
 
-    def __init__(self, pll: Ice40Pll | Ecp5Pll, pad=None, domain: str = "sync"):
+    def __init__(self, pll: Ice40Pll | Ecp5Pll, pad=None, domain: str = "sync",
+                 secondary: str = "sdram"):
         self._pll = pll
         self._pad = pad
         self._domain = domain
+        self._secondary = secondary
         super().__init__({"osc": In(1), "lock": Out(1)})
 
     def elaborate(self, platform):
@@ -60,6 +66,14 @@ class PllClock(wiring.Component):
                 clki = osc_buf.i
             else:
                 clki = self.osc
+            clkos = {}
+            if p.clkos_phase is not None:
+                # Only with CLKOS, so a design without one keeps its Verilog unchanged.
+                clkos = dict(
+                    p_CLKOS_ENABLE="ENABLED", p_CLKOS_DIV=p.clkos_div,
+                    p_CLKOS_CPHASE=p.clkos_cphase, p_CLKOS_FPHASE=p.clkos_fphase,
+                    p_OUTDIVIDER_MUXB="DIVB", a_FREQUENCY_PIN_CLKOS=f"{p.f_out:.6f}",
+                    i_ENCLKOS=Const(0), o_CLKOS=ClockSignal(self._secondary))
             m.submodules.pll = Instance(
                 "EHXPLLL", p_CLKI_DIV=p.clki_div, p_CLKFB_DIV=p.clkfb_div,
                 p_CLKOP_DIV=p.clkop_div, p_CLKOP_CPHASE=p.clkop_cphase, p_CLKOP_FPHASE=0,
@@ -70,7 +84,8 @@ class PllClock(wiring.Component):
                 i_CLKI=clki, i_CLKFB=clk, o_CLKOP=clk, o_LOCK=self.lock,
                 i_RST=Const(0), i_STDBY=Const(0), i_PHASESEL0=Const(0),
                 i_PHASESEL1=Const(0), i_PHASEDIR=Const(1), i_PHASESTEP=Const(1),
-                i_PHASELOADREG=Const(1), i_PLLWAKESYNC=Const(0), i_ENCLKOP=Const(0))
+                i_PHASELOADREG=Const(1), i_PLLWAKESYNC=Const(0), i_ENCLKOP=Const(0),
+                **clkos)
         # nextpnr derives the PLL output's clock constraint from the oscillator's and the
         # dividers, on both families (the ECP5's FREQUENCY_PIN attributes are for other
         # tools).

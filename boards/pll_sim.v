@@ -5,7 +5,8 @@
 // Each model measures the period of its input clock and, from the second input edge on,
 // drives its output at the frequency its divider parameters give (the formulas of
 // boards/pll.py); LOCK rises after LOCK_CYCLES input periods, so a design held in reset
-// until lock sees a running clock first, as on the chip. Phase and jitter are not modelled.
+// until lock sees a running clock first, as on the chip. Jitter is not modelled, nor phase,
+// except the lag of the ECP5's CLKOS behind CLKOP that their phase parameters set.
 
 `timescale 1ps / 1ps
 
@@ -84,7 +85,10 @@ module SB_PLL40_PAD (
     assign SDO = 1'b0;
 endmodule
 
-// ECP5 EHXPLLL with CLKOP as feedback: f_out = f_in * CLKFB_DIV / CLKI_DIV.
+// ECP5 EHXPLLL with CLKOP as feedback: f_out = f_in * CLKFB_DIV / CLKI_DIV, the VCO at
+// f_out * CLKOP_DIV. CLKOS, when enabled, is the VCO divided by CLKOS_DIV, lagging CLKOP by
+// (CLKOS_CPHASE - CLKOP_CPHASE) + (CLKOS_FPHASE - CLKOP_FPHASE) / 8 VCO periods (taken modulo
+// CLKOS's period): each output's phase counts from the same VCO edge on the chip.
 module EHXPLLL (
     input  CLKI,
     input  CLKFB,
@@ -148,7 +152,34 @@ module EHXPLLL (
 
     dynfix_pll_model #(.MUL(CLKFB_DIV), .DIV(CLKI_DIV)) model (
         .clk_in(CLKI), .reset(RST), .clk_out(CLKOP), .lock(LOCK));
-    assign CLKOS = 1'b0;
+
+    reg clkos = 1'b0;
+    real lag_steps;             // CLKOS's lag behind CLKOP, VCO periods, 0 <= lag < CLKOS_DIV
+    initial begin
+        lag_steps = (CLKOS_CPHASE - CLKOP_CPHASE) + (CLKOS_FPHASE - CLKOP_FPHASE) / 8.0;
+        while (lag_steps < 0)
+            lag_steps = lag_steps + CLKOS_DIV;
+        while (lag_steps >= CLKOS_DIV)
+            lag_steps = lag_steps - CLKOS_DIV;
+    end
+
+    // The VCO's period follows CLKOP's half period, which the model measures.
+    generate
+        if (CLKOS_ENABLE == "ENABLED" && CLKOS_DIV == CLKOP_DIV) begin : clkos_same
+            // CLKOP delayed (a non-blocking assignment's delay keeps every edge).
+            always @(CLKOP)
+                clkos <= #(lag_steps * 2.0 * model.half / CLKOP_DIV) CLKOP;
+        end else if (CLKOS_ENABLE == "ENABLED") begin : clkos_other
+            // Its own divider, its first rising edge the lag after CLKOP's first.
+            initial begin
+                @(posedge CLKOP);
+                #(lag_steps * 2.0 * model.half / CLKOP_DIV) clkos = 1'b1;
+                forever
+                    #(model.half * CLKOS_DIV / CLKOP_DIV) clkos = ~clkos;
+            end
+        end
+    endgenerate
+    assign CLKOS = clkos;
     assign CLKOS2 = 1'b0;
     assign CLKOS3 = 1'b0;
     assign INTLOCK = LOCK;

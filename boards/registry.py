@@ -2,13 +2,15 @@
 
 A board file names the amaranth-boards platform class, the FPGA, the resources the fitter may
 spend (LUTs, flip-flops, DSP blocks, block RAM, SPRAM), the clocks, the UART the board top
-talks over and the LEDs that show busy/done. ``docs/boards.md`` documents the format. Any
-problem in a file is one :class:`~dynfix.errors.DynfixError` naming the file and the key.
+talks over, the LEDs that show busy/done and the SPI flash that holds the bitstream and the
+weights (:class:`FlashSpec`). ``docs/boards.md`` documents the format. Any problem in a file
+is one :class:`~dynfix.errors.DynfixError` naming the file and the key.
 """
 
 from __future__ import annotations
 
 import importlib
+import string
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,6 +64,72 @@ class SdramSpec:
         return 2 * self.part.words
 
 
+#: What a flash programming command may name (:class:`FlashSpec`): the file, the weight
+#: image's offset in bytes (an int: ``{offset:#x}`` is ``0x400000``) and in whole MiB.
+PROGRAM_FIELDS = ("file", "offset", "offset_mib")
+#: The largest flash a board file may declare: the flash reader sends 24-bit addresses.
+MAX_FLASH_BYTES = 1 << 24
+#: The image's offset must start an erase sector (4 KiB on SPI NOR flash), so programming it
+#: never erases the end of the bitstream.
+FLASH_SECTOR_BYTES = 4096
+
+
+def format_command(template: str, file: str, offset: int) -> str:
+    """``template`` (a :class:`FlashSpec` command) for the file ``file`` and the image offset
+    ``offset``. Raises ``ValueError`` (one line) for a placeholder other than
+    :data:`PROGRAM_FIELDS`, a template that does not name ``{file}``, ``{offset_mib}`` with
+    an offset of no whole MiB, or a malformed template."""
+    try:
+        names = [name for _, name, _, _ in string.Formatter().parse(template)
+                 if name is not None]
+    except ValueError as e:
+        raise ValueError(f"{template!r}: {e}") from None
+    for name in names:
+        if name not in PROGRAM_FIELDS:
+            known = ", ".join(f"{{{f}}}" for f in PROGRAM_FIELDS)
+            raise ValueError(f"{template!r}: unknown placeholder {{{name}}} (known: {known})")
+    if "file" not in names:
+        raise ValueError(f"{template!r} does not name the file ({{file}})")
+    if "offset_mib" in names and offset % (1 << 20):
+        raise ValueError(f"{template!r}: {{offset_mib}} needs an offset of whole MiB, not "
+                         f"{offset:#x}")
+    try:
+        return template.format(file=file, offset=offset, offset_mib=offset >> 20)
+    except (ValueError, TypeError, KeyError, IndexError) as e:     # e.g. "{offset:{x}}"
+        raise ValueError(f"{template!r}: {e!r}") from None
+
+
+@dataclass(frozen=True)
+class FlashSpec:
+    """The board's SPI NOR flash: it holds the bitstream at 0 and, at ``offset``, the weights'
+    image (``boards/flash_image.py``) that the board top reads after configuration.
+
+    ``resource`` is the platform resource of its pins in single-bit SPI mode (CS, COPI, CIPO,
+    WP, HOLD and, unless ``usrmclk``, the clock), ``quad_resource`` the one with all four IO
+    lines (None when the platform has none: no weights read from the flash at run time).
+    With ``usrmclk`` (ECP5) the flash clock is the configuration clock pin, which the design
+    reaches only through the ``USRMCLK`` primitive. ``program`` are the commands that write
+    the image (the first is the one ``dynfix synth`` records, the others alternatives),
+    ``program_bitstream`` the one that writes the bitstream; both are templates of
+    :data:`PROGRAM_FIELDS` (:func:`format_command`)."""
+
+    resource: str
+    quad_resource: str | None
+    bytes: int
+    offset: int
+    usrmclk: bool
+    program: tuple[str, ...]
+    program_bitstream: str
+
+    def program_commands(self, file: str) -> list[str]:
+        """The commands that write the image file ``file`` at :attr:`offset`."""
+        return [format_command(t, file, self.offset) for t in self.program]
+
+    def bitstream_command(self, file: str) -> str:
+        """The command that writes the bitstream file ``file`` (at 0)."""
+        return format_command(self.program_bitstream, file, self.offset)
+
+
 @dataclass(frozen=True)
 class LedSpec:
     resource: str
@@ -94,6 +162,9 @@ class Board:
     baud: int
     uart_add: dict[str, Any] | None = None
     sdram: SdramSpec | None = None
+    #: The SPI flash the weights load from (None: the board file has no ``flash`` section,
+    #: so no engine on it loads its weights from flash).
+    flash: FlashSpec | None = None
     leds: dict[str, LedSpec] = field(default_factory=dict)
     synth_opts: str = ""
     seed: int = 1
@@ -147,6 +218,10 @@ class Board:
                 "bits": self.spram.bits, "total_bits": self.spram.total_bits},
             "sdram": None if self.sdram is None else {
                 "part": self.sdram.part.name, "bytes": self.sdram.bytes},
+            "flash": None if self.flash is None else {
+                "bytes": self.flash.bytes, "offset": self.flash.offset,
+                "resource": self.flash.resource, "quad_resource": self.flash.quad_resource,
+                "usrmclk": self.flash.usrmclk},
             "clock_mhz": self.clock_mhz, "target_mhz": self.target_mhz,
             "max_mhz": self.max_mhz,
             "uart": f"{self.uart_resource}#{self.uart_number}", "baud": self.baud,
@@ -202,6 +277,44 @@ class _Reader:
                        blocks=self.get(d, "blocks", int, prefix, positive=True),
                        bits=bits, shapes=shapes_t)
 
+    def flash(self, d: dict, prefix: str = "flash.") -> FlashSpec:
+        """The ``flash`` section: sizes within the reader's 24-bit addresses, the image's
+        offset on a sector boundary inside the flash, the commands well-formed."""
+        known = {"resource", "quad_resource", "bytes", "offset", "usrmclk", "program",
+                 "program_bitstream"}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise self.fail(f"{prefix}{unknown[0]}",
+                            f"unknown key (known: {', '.join(sorted(known))})")
+        size = self.get(d, "bytes", int, prefix, positive=True)
+        if size > MAX_FLASH_BYTES:
+            raise self.fail(f"{prefix}bytes", f"at most {MAX_FLASH_BYTES} (16 MiB: the flash "
+                                              f"reader sends 24-bit addresses), got {size}")
+        offset = self.get(d, "offset", int, prefix, positive=True)
+        if offset % FLASH_SECTOR_BYTES:
+            raise self.fail(f"{prefix}offset", f"must be a multiple of 4 KiB (an erase "
+                                               f"sector), got {offset:#x}")
+        if offset >= size:
+            raise self.fail(f"{prefix}offset", f"{offset:#x} is past the end of the "
+                                               f"{size:#x}-byte flash")
+        program = self.get(d, "program", list, prefix)
+        if not program or not all(isinstance(t, str) for t in program):
+            raise self.fail(f"{prefix}program", "expected a list of command templates")
+        spec = FlashSpec(
+            resource=self.get(d, "resource", str, prefix),
+            quad_resource=self.get(d, "quad_resource", str, prefix, default=None),
+            bytes=size, offset=offset,
+            usrmclk=self.get(d, "usrmclk", bool, prefix, default=False),
+            program=tuple(program),
+            program_bitstream=self.get(d, "program_bitstream", str, prefix))
+        for key, check in (("program", lambda: spec.program_commands("f")),
+                           ("program_bitstream", lambda: spec.bitstream_command("f"))):
+            try:
+                check()
+            except ValueError as e:
+                raise self.fail(f"{prefix}{key}", str(e)) from None
+        return spec
+
 
 def parse_board(data: Any, where: str, path: Path | None = None) -> Board:
     """Check a parsed board file and build the :class:`Board`."""
@@ -209,7 +322,7 @@ def parse_board(data: Any, where: str, path: Path | None = None) -> Board:
     if not isinstance(data, dict):
         raise DynfixError(f"board file {where}: expected a mapping at the top level")
     known = {"name", "description", "default", "platform", "fpga", "resources", "clock",
-             "uart", "leds", "synth", "env"}
+             "uart", "leds", "synth", "env", "flash"}
     unknown = sorted(set(data) - known)
     if unknown:
         raise r.fail(unknown[0], f"unknown key (known: {', '.join(sorted(known))})")
@@ -243,6 +356,7 @@ def parse_board(data: Any, where: str, path: Path | None = None) -> Board:
                                                  f"{', '.join(sorted(SDRAM_PARTS))})")
         sdram = SdramSpec(SDRAM_PARTS[part],
                           r.get(sdram, "resource", str, "resources.sdram.", default="sdram"))
+    flash = r.get(data, "flash", dict, default=None)
     clock_mhz = float(r.get(clock, "mhz", (int, float), "clock.", positive=True))
     platform = r.get(data, "platform", str)
     if "." not in platform:
@@ -276,6 +390,7 @@ def parse_board(data: Any, where: str, path: Path | None = None) -> Board:
         baud=r.get(uart, "baud", int, "uart.", default=115200, positive=True),
         uart_add=uart_add,
         sdram=sdram,
+        flash=None if flash is None else r.flash(flash),
         leds=leds,
         synth_opts=r.get(synth, "synth_opts", str, "synth.", default=""),
         seed=r.get(synth, "seed", int, "synth.", default=1),

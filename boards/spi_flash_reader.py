@@ -24,7 +24,8 @@ RELEASE_POWER_DOWN = 0xAB
 READ = 0x03
 #: Release from deep power-down to the next command (W25Q128JV tRES1, max).
 T_RES1 = 3e-6
-#: A 24-bit address reaches 16 MiB.
+#: A 24-bit address reaches 16 MiB: the largest flash the reader reads, and the default size
+#: (the iCEBreaker's; a board's own is ``FlashSpec.bytes``).
 FLASH_BYTES = 1 << 24
 #: Highest SCK of the READ (0x03) command, in Hz (the W25Q128JV datasheet's fR).
 READ_MAX_HZ = 50_000_000
@@ -47,8 +48,10 @@ def byte_cycles(sck_div: int) -> int:
 
 
 def check_reader(*, offset: int, length: int, clk_hz: int, sck_div: int = 2,
-                 header: bytes = b"") -> None:
-    """Raise ``ValueError`` unless :class:`SPIFlashReader` takes these parameters.
+                 header: bytes = b"", flash_bytes: int = FLASH_BYTES) -> None:
+    """Raise ``ValueError`` unless :class:`SPIFlashReader` takes these parameters, the bytes
+    read within a flash of ``flash_bytes`` (at most :data:`FLASH_BYTES`, which 24-bit
+    addresses reach).
 
     Callers can check before they build (a component that is built and then dropped draws
     Amaranth's UnusedElaboratable warning); the constructor calls it too.
@@ -57,9 +60,14 @@ def check_reader(*, offset: int, length: int, clk_hz: int, sck_div: int = 2,
         raise ValueError(f"length must be at least 1, got {length}")
     if len(header) > 32:
         raise ValueError(f"the header may have at most 32 bytes, got {len(header)}")
-    if offset < 0 or offset + len(header) + length > FLASH_BYTES:
+    if not 0 < flash_bytes <= FLASH_BYTES:
+        raise ValueError(f"flash_bytes must be 1 to {FLASH_BYTES} (24-bit addresses), got "
+                         f"{flash_bytes}")
+    if offset < 0 or offset + len(header) + length > flash_bytes:
+        space = ("a 24-bit flash address space" if flash_bytes == FLASH_BYTES
+                 else f"a flash of {flash_bytes} bytes")
         raise ValueError(f"bytes {offset}..{offset + len(header) + length - 1} are outside "
-                         f"a 24-bit flash address space")
+                         f"{space}")
     if sck_div < 2 or sck_div % 2:
         raise ValueError(f"sck_div must be even and at least 2, got {sck_div}")
     if clk_hz <= 0:
@@ -95,6 +103,8 @@ class SPIFlashReader(wiring.Component):
         Start once by itself after reset, as if ``start`` had been pulsed.
     header : bytes
         Expected bytes ahead of the streamed ones (at most 32), or empty.
+    flash_bytes : int
+        The flash's size (the board's ``FlashSpec.bytes``): every byte read must be in it.
 
     Members
     -------
@@ -115,9 +125,9 @@ class SPIFlashReader(wiring.Component):
     """
 
     def __init__(self, *, offset: int, length: int, clk_hz: int, sck_div: int = 2,
-                 boot: bool = False, header: bytes = b""):
+                 boot: bool = False, header: bytes = b"", flash_bytes: int = FLASH_BYTES):
         check_reader(offset=offset, length=length, clk_hz=clk_hz, sck_div=sck_div,
-                     header=header)
+                     header=header, flash_bytes=flash_bytes)
         self._offset, self._length, self._sck_div = offset, length, sck_div
         self._boot, self._header = boot, bytes(header)
         self._wait = wake_cycles(clk_hz)

@@ -60,9 +60,16 @@ class SynthResult:
     #: ``clock_mhz``, ``fmax_mhz``, ``timing_met`` and ``seconds``; empty for a single
     #: build.
     closure: list[dict[str, Any]] = field(default_factory=list)
+    #: With the weights in the board's SDRAM: its clock
+    #: (:meth:`~dynfix.boards.sdram_clock.SdramClock.to_dict`: CAS latency, the phase of the
+    #: PLL's second output and the window of phases that meet the chip's rules).
+    sdram: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        if not d["sdram"]:
+            del d["sdram"]
+        return d
 
     def lines(self) -> list[str]:
         """Human-readable summary."""
@@ -86,6 +93,10 @@ class SynthResult:
                 f"{s['clock_mhz']:.2f} MHz -> Fmax {s['fmax_mhz']:.2f}"
                 f" ({'met' if s['timing_met'] else 'missed'})" for s in self.closure)]
               if len(self.closure) > 1 else []),
+            *([f"  SDRAM clock {self.sdram['clock_mhz']:g} MHz, CAS latency "
+               f"{self.sdram['cas_latency']}, {self.sdram['phase_deg']:.1f} degrees behind "
+               f"the engine's (leads by {self.sdram['lead_ns']:.2f} ns, "
+               f"{self.sdram['margin_ns']:.2f} ns to spare each way)"] if self.sdram else []),
             *([f"  flash image {self.flash_image}"] if self.flash_image else []),
             *[f"  program: {cmd}" for cmd in self.program],
             f"  {self.seconds:.0f} s",

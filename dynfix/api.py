@@ -28,7 +28,7 @@ from typing import Any, Callable
 import numpy as np
 
 from dynfix.boards.closure import ClosurePolicy, Pll, close_timing
-from dynfix.boards.design import add_flash_image, board_pll, board_top
+from dynfix.boards.design import add_flash_image, board_pll, board_top, sdram_pll, top_mhz
 from dynfix.boards.host import BoardClient, open_port
 from dynfix.boards.fit import FitResult, check_generated_fits, fit as fit_model
 from dynfix.boards.synth import SynthResult, check_result, synthesize
@@ -317,14 +317,16 @@ def synth(generated: GenerateResult | str | Path, board: Any = None,
     top = partial(board_top, gen, b)
 
     def build(pll: Pll | None) -> SynthResult:
+        pll, sdram = sdram_pll(gen, b, pll)
         at = replace(b, target_mhz=pll.f_out) if pll is not None else b
         r = synthesize(top(pll), at, out, check_timing=False)
         r.clock_mhz = pll.f_out if pll is not None else b.clock_mhz
         r.pll = pll.to_dict() if pll is not None else {}
+        r.sdram = sdram.to_dict() if sdram is not None else {}
         return r
 
     if clock == "auto":
-        result = close_timing(build, b.family.name, b.clock_mhz, b.max_mhz, closure)
+        result = close_timing(build, b.family.name, b.clock_mhz, top_mhz(gen, b), closure)
     elif clock == "oscillator":
         result = build(None)
     elif isinstance(clock, (int, float)) and not isinstance(clock, bool) and clock > 0:
@@ -332,7 +334,7 @@ def synth(generated: GenerateResult | str | Path, board: Any = None,
     else:
         raise DynfixError(f"the clock is 'auto', 'oscillator' or a frequency in MHz, not "
                           f"{clock!r}")
-    add_flash_image(result, gen, out)
+    add_flash_image(result, gen, out, b)
     if check_timing:
         check_result(result)
     return result

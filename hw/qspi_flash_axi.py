@@ -22,7 +22,7 @@ __all__ = ["QspiFlashAxi", "FLASH_BYTES", "RELEASE_POWER_DOWN", "VOLATILE_WRITE_
            "WRITE_STATUS_2", "QUAD_IO_READ", "QE", "T_RES1", "T_SHSL2", "READ_MODE",
            "wake_cycles", "deselect_cycles", "check_flash_axi"]
 
-#: A 24-bit address reaches 16 MiB.
+#: A 24-bit address reaches 16 MiB: the largest flash the port reads, and the default size.
 FLASH_BYTES = 1 << 24
 #: W25Q128JV commands: release from deep power-down; write enable for the volatile status
 #: register; write status register 2; Fast Read Quad I/O.
@@ -47,16 +47,23 @@ def deselect_cycles(clk_hz: int) -> int:
     return max(1, math.ceil(T_SHSL2 * clk_hz))
 
 
-def check_flash_axi(*, offset: int, length: int, header: bytes, clk_hz: int) -> None:
-    """Raise ``ValueError`` unless :class:`QspiFlashAxi` takes these parameters (callers check
-    before they build anything)."""
+def check_flash_axi(*, offset: int, length: int, header: bytes, clk_hz: int,
+                    flash_bytes: int = FLASH_BYTES) -> None:
+    """Raise ``ValueError`` unless :class:`QspiFlashAxi` takes these parameters, its bytes
+    within a flash of ``flash_bytes`` (at most :data:`FLASH_BYTES`; callers check before
+    they build anything)."""
     if clk_hz <= 0:
         raise ValueError(f"clk_hz must be positive, got {clk_hz}")
     if not 1 <= len(header) <= 32:
         raise ValueError(f"the header must have 1 to 32 bytes, got {len(header)}")
-    if length < 1 or offset < 0 or offset + len(header) + length > FLASH_BYTES:
+    if not 0 < flash_bytes <= FLASH_BYTES:
+        raise ValueError(f"flash_bytes must be 1 to {FLASH_BYTES} (24-bit addresses), got "
+                         f"{flash_bytes}")
+    if length < 1 or offset < 0 or offset + len(header) + length > flash_bytes:
+        size = (f"{flash_bytes >> 20} MiB" if not flash_bytes % (1 << 20)
+                else f"{flash_bytes} bytes")
         raise ValueError(f"a header and {length} bytes at flash address {offset:#x} are "
-                         f"outside the flash's {FLASH_BYTES >> 20} MiB")
+                         f"outside the flash's {size}")
 
 
 class _Phase(enum.Enum, shape=3):
@@ -124,6 +131,8 @@ class QspiFlashAxi(wiring.Component):
         What the flash must hold at ``offset`` (1 to 32 bytes).
     clk_hz : int
         The clock, for the boot's waits.
+    flash_bytes : int
+        The flash's size (the board's ``FlashSpec.bytes``), for the parameter check.
 
     Members
     -------
@@ -140,9 +149,11 @@ class QspiFlashAxi(wiring.Component):
     """
 
     def __init__(self, addr_width: int, data_width: int, *, offset: int, length: int,
-                 header: bytes, clk_hz: int, id_width: int = 1):
+                 header: bytes, clk_hz: int, id_width: int = 1,
+                 flash_bytes: int = FLASH_BYTES):
         bus = AxiReadSignature(addr_width, data_width, id_width)   # checks the widths
-        check_flash_axi(offset=offset, length=length, header=header, clk_hz=clk_hz)
+        check_flash_axi(offset=offset, length=length, header=header, clk_hz=clk_hz,
+                        flash_bytes=flash_bytes)
         self._dw, self._offset, self._header = data_width, offset, bytes(header)
         self._wake, self._deselect = wake_cycles(clk_hz), deselect_cycles(clk_hz)
         super().__init__({

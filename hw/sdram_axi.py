@@ -52,6 +52,25 @@ class SdramPart:
     t_refi: float           # average refresh interval (64 ms / 8192 rows)
     t_init: float           # power-up wait before the first command
     t_mrd: int = 2          # LOAD MODE to the next command, in clocks
+    t_ck2: float = 10.0     # shortest clock period at CAS latency 2
+    t_ck3: float = 7.0      # shortest clock period at CAS latency 3
+    t_ac2: float = 6.0      # clock to read data valid at CAS latency 2
+    t_ac3: float = 5.4      # clock to read data valid at CAS latency 3
+    t_oh: float = 2.7       # read data held after the next clock
+    t_is: float = 1.5       # command, address and write data setup before the clock
+    t_ih: float = 0.8       # and hold after it
+
+    def cas_at(self, clk_hz: float) -> int:
+        """The CAS latency the part runs at ``clk_hz``: 2 where its period allows, else 3."""
+        period = 1e9 / clk_hz
+        if period < self.t_ck3 - 1e-9:
+            raise ValueError(f"{self.name} runs at most {1e3 / self.t_ck3:.0f} MHz, not "
+                             f"{clk_hz / 1e6:g} MHz")
+        return 2 if period >= self.t_ck2 - 1e-9 else 3
+
+    def t_ac(self, cas: int) -> float:
+        """Clock to read data valid at CAS latency ``cas``."""
+        return self.t_ac2 if cas == 2 else self.t_ac3
 
     @property
     def words(self) -> int:
@@ -83,7 +102,12 @@ class SdramTiming:
     cas: int = 2
 
     @classmethod
-    def at(cls, part: SdramPart, clk_hz: float, cas: int = 2) -> "SdramTiming":
+    def at(cls, part: SdramPart, clk_hz: float, cas: int | None = 2) -> "SdramTiming":
+        """The rules at ``clk_hz``; ``cas`` None: the latency the part needs there
+        (:meth:`SdramPart.cas_at`)."""
+        if cas is None:
+            cas = part.cas_at(clk_hz)
+
         def up(ns: float) -> int:
             return max(1, math.ceil(ns * clk_hz / 1e9 - 1e-9))
         return cls(t_rcd=up(part.t_rcd), t_rp=up(part.t_rp), t_ras=up(part.t_ras),
@@ -142,8 +166,8 @@ class SdramAxi(wiring.Component):
     **Reads.** One transaction at a time. A READ is issued each cycle while the words in
     flight, being assembled and in the read FIFO fit the FIFO, so a stalled ``rready``
     stops the READs, not the data already coming: the data is taken ``cas + 1`` cycles
-    after its READ is registered. The next transaction is taken once no read data is in
-    flight.
+    after its READ is registered (plus ``io_latency``). The next transaction is taken once
+    no read data is in flight.
 
     **Writes.** A W beat is taken when the previous one's words have all been written or in
     the cycle its last word's WRITE is issued, then written a word per cycle (``dqm`` from
@@ -161,6 +185,12 @@ class SdramAxi(wiring.Component):
     part : SdramPart
     timing : SdramTiming
         The part's rules at the clock this runs at.
+    io_latency : int
+        Clock cycles that registers between the controller and the chip add to a read's
+        round trip (the board's I/O registers: one on the way out, one on the way back,
+        :class:`~dynfix.boards.sdram_phy.SdramPhy`); read data is taken ``cas + 1 +
+        io_latency`` cycles after its READ is registered. The output registers delay
+        commands and write data alike, so writes need nothing.
 
     Members
     -------
@@ -171,7 +201,7 @@ class SdramAxi(wiring.Component):
     """
 
     def __init__(self, addr_width: int, data_width: int, *, part: SdramPart = IS42S16160,
-                 timing: SdramTiming, id_width: int = 1):
+                 timing: SdramTiming, id_width: int = 1, io_latency: int = 0):
         if data_width < 16 or data_width % 16:
             raise ValueError(f"data_width must be a multiple of 16, not {data_width}")
         bus = AxiSignature(addr_width, data_width, id_width)
@@ -180,7 +210,10 @@ class SdramAxi(wiring.Component):
                              f"{part.words * 2} bytes")
         if timing.cas not in (2, 3):
             raise ValueError(f"CAS latency must be 2 or 3, not {timing.cas}")
+        if io_latency < 0:
+            raise ValueError(f"io_latency must be at least 0, not {io_latency}")
         self._part, self._t, self._dw = part, timing, data_width
+        self._io_latency = io_latency
         super().__init__({"bus": In(bus), "sdram": Out(SdramPins(part)), "ready": Out(1)})
 
     def elaborate(self, platform):
@@ -262,7 +295,7 @@ class SdramAxi(wiring.Component):
                 m.d.sync += wait.eq(t.t_rfc - 1)
 
         # Read data: READs in flight (a bit per cycle), words assembled into beats, a FIFO.
-        rd_lat = t.cas + 1
+        rd_lat = t.cas + 1 + self._io_latency
         pipe = Signal(rd_lat)
         issued = Signal()
         m.d.sync += pipe.eq(Cat(issued, pipe[:-1]))

@@ -85,7 +85,9 @@ def run_board_tb(gen, im, x, build_dir: Path, image: bytes | None = None, n_imag
     from dynfix.hw.generate import ensure_yosys
     from dynfix.hw.ice40_cells import SIM_DEFINES
     from dynfix.hw.ice40_spram import CELL_DEPTH
-    from dynfix.sim.harness import HostParams
+    from dynfix.hw.config import BulkStore
+    from dynfix.hw.sdram_axi import SdramTiming
+    from dynfix.sim.harness import HostParams, sdram_part
     from dynfix.sim.simulators import error_lines, job_files
     from sim_helpers import run_icarus
 
@@ -96,10 +98,16 @@ def run_board_tb(gen, im, x, build_dir: Path, image: bytes | None = None, n_imag
     if pll is not None:
         clk_hz = round(pll.f_out * 1e6)
     info = link_info(gen)
+    sdram = gen.config.bulk_store is BulkStore.SDRAM and gen.bulk
+    part = sdram_part(gen.config.bulk_addr_bits) if sdram else None
     top = BoardTop(engine_instance(gen), info, divisor=divisor, weights=payload, clk_hz=clk_hz,
-                   pll=pll, bulk_store=gen.config.bulk_store)
+                   pll=pll, bulk_store=gen.config.bulk_store, sdram_part=part)
     src = build_dir / "board.v"
     text = verilog.convert(top, name="board", emit_src=False, strip_internal_attrs=True)
+    toplevel = "board"
+    if sdram:
+        text += sdram_wrapper(text, part, SdramTiming.at(part, clk_hz, cas=None))
+        toplevel = "board_sim"
     src.write_text(text)
     requests = [list(infer_request(im.quantize_input(x[i:i + 1])[0], info))
                 for i in range(n_images)]
@@ -119,10 +127,47 @@ def run_board_tb(gen, im, x, build_dir: Path, image: bytes | None = None, n_imag
                    pll_out="PLLOUTGLOBAL" if isinstance(pll, Ice40Pll) else "CLKOP")
     job, result = job_files(build_dir, job)
     sources = sim_sources([text, gen.verilog.read_text()], build_dir)
-    log = run_icarus([src, gen.verilog, *sources], "board", "board_tb", build_dir, job,
+    if sdram:
+        sources.append(SDRAM_MODEL)
+    log = run_icarus([src, gen.verilog, *sources], toplevel, "board_tb", build_dir, job,
                      defines=SIM_DEFINES)
     assert result.exists(), f"the cocotb test failed{error_lines(log, 3)} (see {log})"
     return json.loads(result.read_text())
+
+
+#: The SDRAM chip model (FATAL: the first broken rule stops the simulation).
+SDRAM_MODEL = Path(__file__).resolve().parent.parent / "sim" / "sdram_model.v"
+
+
+def sdram_wrapper(text: str, part, t) -> str:
+    """Verilog of ``board_sim``: the board top ``board`` (whose Verilog is ``text``) with
+    every port of its own except the SDRAM's, whose pins go to the chip model
+    (``sim/sdram_model.v``) timed as the board top's controller (``t``, an
+    :class:`~dynfix.hw.sdram_axi.SdramTiming`), so the cocotb bench sees the same ports as
+    for any other board top."""
+    import re
+
+    body = text[text.index("module board("):]
+    body = body[:body.index("endmodule")]
+    ports = re.findall(r"^\s*(input|output)\s+(?:(?:wire|reg)\s+)?(\[[^\]]+\]\s*)?(\w+);",
+                       body, re.M)
+    own = [(d, w or "", n) for d, w, n in ports if not n.startswith("sdram__")]
+    pins = {n[len("sdram__"):]: (d, w or "") for d, w, n in ports if n.startswith("sdram__")}
+    lines = [f"module board_sim({', '.join(n for _, _, n in own)});"]
+    lines += [f"  {d} {w}{n};" for d, w, n in own]
+    lines += [f"  wire {w}s_{n};" for n, (_, w) in pins.items()]
+    conns = [f".{n}({n})" for _, _, n in own] + [f".sdram__{n}(s_{n})" for n in pins]
+    lines.append(f"  board core ({', '.join(conns)});")
+    addr_bits = int(re.match(r"\[(\d+):", pins["a"][1]).group(1)) + 1
+    lines.append(
+        f"  dynfix_sdram_model #(.ROW_BITS({part.row_bits}), .COL_BITS({part.col_bits}), "
+        f".ADDR_BITS({addr_bits}), "
+        f".T_RCD({t.t_rcd}), .T_RP({t.t_rp}), .T_RAS({t.t_ras}), .T_RC({t.t_rc}), .T_RRD(1), "
+        f".T_WR({t.t_wr}), .T_MRD({t.t_mrd}), .T_RFC({t.t_rfc}), .T_REFI({t.t_refi}), "
+        f".T_INIT({t.t_init}), .FATAL(1)) chip (.clk(clk), .cke(s_clk_en), .cs_n(s_cs_n), "
+        f".ras_n(s_ras_n), .cas_n(s_cas_n), .we_n(s_we_n), .ba(s_ba), .a(s_a), .dqm(s_dqm), "
+        f".dq_o(s_dq_o), .dq_oe(s_dq_oe), .dq_i(s_dq_i), .errors(), .last_error());")
+    return "\n".join(lines) + "\nendmodule\n"
 
 
 def check_wrong_header_never_runs(gen, im, x, tmp_path: Path, divisor: int) -> None:
@@ -142,3 +187,19 @@ def check_wrong_header_never_runs(gen, im, x, tmp_path: Path, divisor: int) -> N
     assert res["bytes_out"] <= HEADER_BYTES + 1 and res["cs_n"] == 1
     assert res["info"] is None and res["replies"] == [] and res["stray"] == []
     assert res["leds"] == [1, 1]
+
+
+def check_replies(res: dict, gen, cm, im, x, n: int) -> None:
+    """The host got ``n`` replies, each an ``R`` with every output of its image equal to the
+    integer model's (outputs that vary, so the check can fail)."""
+    from dynfix.boards.design import link_info
+    from dynfix.boards.protocol import parse_result
+
+    assert len(res["replies"]) == n
+    for k, reply in enumerate(res["replies"]):
+        assert reply[0] == ord("R")
+        got = parse_result(bytes(reply), link_info(gen))
+        ref = im.forward(im.quantize_input(x[k:k + 1]))[cm.output_name].reshape(-1)
+        assert len(set(ref.tolist())) > 1
+        np.testing.assert_array_equal(got.logits, ref)
+        assert got.predicted == int(np.argmax(ref)) and got.cycles > 0

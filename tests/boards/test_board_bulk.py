@@ -7,14 +7,12 @@ flash model and a bit-level UART host (``tests/board_tb.py``)."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
-from board_helpers import check_wrong_header_never_runs, run_board_tb
+from board_helpers import check_replies, check_wrong_header_never_runs, run_board_tb
 from dynfix.boards.board_top import bulk_cells, bulk_load_usage, check_load, usage
 from dynfix.boards.design import add_flash_image, board_top, link_info, weights_payload
 from dynfix.boards.flash_image import HEADER_BYTES, flash_image, flash_payload
-from dynfix.boards.protocol import parse_result
 from dynfix.boards.registry import get_board
 from dynfix.boards.spi_flash_reader import READ, RELEASE_POWER_DOWN
 from dynfix.errors import DynfixError
@@ -163,14 +161,7 @@ def test_bulk_board_boots_and_infers(bulk_design, tmp_path):
     assert last_byte < res["loaded_at"] <= last_byte + 16
     assert res["info"] is not None and bytes(res["info"]) == link_info(gen).info_reply()
     assert res["info_at"] > res["loaded_at"] > res["p_sent_at"] + 10 * DIVISOR
-    assert len(res["replies"]) == 2
-    for k, reply in enumerate(res["replies"]):
-        assert reply[0] == ord("R")
-        got = parse_result(bytes(reply), link_info(gen))
-        ref = im.forward(im.quantize_input(x[k:k + 1]))[cm.output_name].reshape(-1)
-        assert len(set(ref.tolist())) > 1
-        np.testing.assert_array_equal(got.logits, ref)
-        assert got.predicted == int(np.argmax(ref)) and got.cycles > 0
+    check_replies(res, gen, cm, im, x, 2)
     assert res["leds"] == [0, 1] and res["stray"] == []
 
 

@@ -250,12 +250,13 @@ def test_weights_beyond_block_ram_go_to_spram():
     assert fit(model, spec, get_board("ulx3s")).chosen.config.w_spram == 0
 
 
-def test_model_too_big_fails_before_synthesis(monkeypatch):
+def test_model_too_big_fails_before_synthesis():
     """192 K weights: more than the 4 SPRAMs hold, so the iCEBreaker's engine reads them from
-    the SPI flash at run time; a flash with less room past the bitstream (patched, as a
-    model of 15 MiB would take long to compile) refuses them in one line that names the
-    memories; the OrangeCrab's block RAM cannot hold them either."""
-    import dynfix.boards.fit as fit_module
+    the SPI flash at run time; a board whose flash has less room past its offset (a smaller
+    flash in its board file, as a model of 15 MiB would take long to compile) refuses them
+    in one line that names the memories and the board's room (150,000 bytes: a flash of
+    0x124a00 bytes, the image at 1 MiB, its 16-byte header); the OrangeCrab's block RAM
+    cannot hold them either."""
     model, spec = fc_model(2048, 96)
     r = fit(model, spec, get_board("icebreaker"))
     c = r.chosen.config
@@ -266,11 +267,12 @@ def test_model_too_big_fails_before_synthesis(monkeypatch):
     assert re.search(r"waits \d+ of its \d+ cycles for weights, and (\d+ products? (is|are) "
                      r"as fast|no engine with more products that fits is faster)", r.limit)
     assert r.chosen.waits > r.chosen.cycles / 2 and c.multipliers <= 2
-    monkeypatch.setattr(fit_module, "PAYLOAD_BYTES", 150_000)
+    ice = get_board("icebreaker")
+    small = dataclasses.replace(ice, flash=dataclasses.replace(ice.flash, bytes=0x124a00))
     with pytest.raises(DynfixError, match=r"big does not fit icebreaker even with the smallest "
                                           r"engine.*SPRAMs \d+ > 4.*weights.*150000 bytes of "
                                           r"SPI flash") as e:
-        fit(model, spec, get_board("icebreaker"))
+        fit(model, spec, small)
     assert "\n" not in str(e.value)
     with pytest.raises(DynfixError, match=r"block RAMs \d+ > 56"):
         fit(model, spec, get_board("orangecrab"))
@@ -364,9 +366,9 @@ def test_generate_names_the_waits_and_the_bytes(digits, tmp_path, capsys):
 
 def test_weights_beyond_block_ram_go_to_sdram():
     """786K weights: more than the ULX3S's 208 block RAMs hold, so the fit puts them in its
-    SDRAM (bulk memory over a 16-bit port) and says so; the board top does not drive the
-    SDRAM yet, so building is refused in one line that says to simulate, and a board without
-    SDRAM refuses such an engine."""
+    SDRAM (bulk memory over a 16-bit port) and says so; the board top builds it (the image
+    copied from the flash), and a board without SDRAM, or without a flash section to load
+    it from, refuses such an engine."""
     from dynfix.boards.board_top import bulk_store_refusal
     model, spec = fc_model(8192, 96)
     ulx3s = get_board("ulx3s")
@@ -375,7 +377,9 @@ def test_weights_beyond_block_ram_go_to_sdram():
     assert c.config.bus_bits == 16 and "sdram_port" in c.estimate.blocks
     assert c.estimate.total.brams <= ulx3s.bram.blocks
     assert bulk_store_refusal(c.config, ulx3s) is None
-    assert "simulate" in bulk_store_refusal(c.config, ulx3s, build=True)
+    assert bulk_store_refusal(c.config, ulx3s, build=True) is None
+    no_flash = dataclasses.replace(ulx3s, flash=None)
+    assert "no flash section" in bulk_store_refusal(c.config, no_flash, build=True)
     assert "has none" in bulk_store_refusal(c.config, get_board("orangecrab"))
     # The same engine with its weights in block RAM is what ran short.
     from dynfix.boards.fit import board_estimate, check_usage

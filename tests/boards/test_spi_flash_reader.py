@@ -205,6 +205,10 @@ def test_reads_a_flash_image():
 @pytest.mark.parametrize("kw, match", [
     ({"length": 0}, "length"),
     ({"offset": (1 << 24) - 4, "length": 5}, "outside"),
+    # A board's smaller flash (FlashSpec.bytes): the last byte must be inside it.
+    ({"offset": 0x300000, "length": 5, "flash_bytes": 0x300004},
+     r"bytes 3145728\.\.3145732 are outside a flash of 3145732 bytes"),
+    ({"flash_bytes": 1 << 25}, "flash_bytes must be 1 to 16777216"),
     ({"sck_div": 3}, "sck_div"),
     ({"header": bytes(33)}, "header"),
 ])
