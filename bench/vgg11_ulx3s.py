@@ -10,9 +10,15 @@ controller and the chip model (``sim/sdram_model.v``, which fails the run on any
 of the part's rules) against the integer model, and the report gives per layer the cycles,
 the bytes moved and whether the layer is compute- or bandwidth-bound.
 
+With ``--synth`` the engine is also built for the board (``dynfix synth``: the board top
+drives the SDRAM from the PLL's phase-shifted second output and copies the weights there
+from the SPI flash at power-up; timing closure on the PLL) and the report gives the
+bitstream's resources, clock and latency at that clock.
+
 Writes ``bench/results/vgg11_ulx3s.md``.
-Run: ``.venv/bin/python bench/vgg11_ulx3s.py`` (generation, a Verilator build and about
-5M simulated cycles: tens of minutes on two cores).
+Run: ``.venv/bin/python bench/vgg11_ulx3s.py [--synth]`` (generation, a Verilator build and
+about 5M simulated cycles, then with ``--synth`` two or three place-and-route runs: tens of
+minutes on two cores).
 """
 
 from __future__ import annotations
@@ -71,7 +77,7 @@ def images(n: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal((n, 3, 32, 32)).astype(np.float32)
 
 
-def run(folder: Path, sim: str, images_n: int) -> dict:
+def run(folder: Path, sim: str, images_n: int, synth: bool = False) -> dict:
     import dynfix
 
     model = vgg11_model()
@@ -85,8 +91,35 @@ def run(folder: Path, sim: str, images_n: int) -> dict:
     s = dynfix.simulate(g, data=images(images_n, 2), images=images_n, simulator=sim,
                         build_dir=folder / "build")
     t_sim = time.time() - t0
-    return {"g": g, "s": s,
-            "seconds": {"quantize": t_quant, "fit and generate": t_gen, "simulate": t_sim}}
+    seconds = {"quantize": t_quant, "fit and generate": t_gen, "simulate": t_sim}
+    b = None
+    if synth:
+        t0 = time.time()
+        b = dynfix.synth(g, board="ulx3s", build_dir=folder / "build", check_timing=False)
+        seconds["synthesize (all builds)"] = time.time() - t0
+    return {"g": g, "s": s, "synth": b, "seconds": seconds}
+
+
+def synth_lines(b) -> list[str]:
+    """The bitstream's figures: resources, the clock it runs at, the SDRAM's clock."""
+    if b is None:
+        return []
+    sd = b.sdram
+    steps = ", ".join(f"{st['clock_mhz']:.2f} MHz -> Fmax {st['fmax_mhz']:.2f} "
+                      f"({'met' if st['timing_met'] else 'missed'})" for st in b.closure)
+    return [
+        f"* bitstream (`dynfix synth`, yowasp yosys + nextpnr-ecp5, timing closure on the "
+        f"PLL: {steps}): runs at {b.clock_mhz:.3f} MHz, Fmax {b.fmax_mhz:.2f} MHz, timing "
+        f"{'met' if b.timing_met else 'NOT met'}; {b.luts:,} LUT4s, {b.ffs:,} FFs, "
+        f"{b.dsps} MULT18X18D, {b.brams} DP16KD; critical path {b.critical_path}",
+        f"* SDRAM clock: {sd['clock_mhz']:.3f} MHz, CAS latency {sd['cas_latency']}, "
+        f"{sd['phase_deg']:.1f} degrees behind the engine's clock (leads by "
+        f"{sd['lead_ns']:.2f} ns; window {sd['lead_window_ns'][0]:.2f}-"
+        f"{sd['lead_window_ns'][1]:.2f} ns from the data sheet's figures and assumed ECP5 "
+        f"I/O timing, `docs/boards.md`); not run on a board",
+        "* weights: `weights.flash.bin` in the SPI flash, copied to the SDRAM at power-up; "
+        "program with " + "; ".join(f"`{c}`" for c in b.program),
+    ]
 
 
 def table(r: dict) -> list[str]:
@@ -120,6 +153,9 @@ def table(r: dict) -> list[str]:
         f"* layers as the model times them: "
         f"{'all' if all(lc == model_cycles for lc in s.layer_cycles) else 'not all'}",
         f"* bit-exact: {s.n} input(s), {s.mismatches} mismatching",
+        *synth_lines(r.get("synth")),
+        *([f"* latency at the bitstream's clock: {s.cycles[0] / (r['synth'].clock_mhz * 1e3):.2f}"
+           f" ms per image"] if r.get("synth") else []),
         "* seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in r["seconds"].items()),
         "",
     ]
@@ -132,9 +168,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sim", default="verilator")
     ap.add_argument("--images", type=int, default=1)
+    ap.add_argument("--synth", action="store_true", help="also build the bitstream")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        r = run(Path(tmp), args.sim, args.images)
+        r = run(Path(tmp), args.sim, args.images, args.synth)
         lines = table(r)
     write_result("vgg11_ulx3s.md", lines)
 

@@ -163,6 +163,9 @@ class SdramAxi(wiring.Component):
     while idle, or inside a burst once :data:`URGENT_REFRESHES` are owed. The command pins
     are registers.
 
+    **Addresses.** AR and AW each land in a register (ready while it is empty) before the
+    controller takes the transaction from it, so its choice starts from registers.
+
     **Reads.** One transaction at a time. A READ is issued each cycle while the words in
     flight, being assembled and in the read FIFO fit the FIFO, so a stalled ``rready``
     stops the READs, not the data already coming: the data is taken ``cas + 1`` cycles
@@ -333,28 +336,41 @@ class SdramAxi(wiring.Component):
         wleft = Signal(range(k + 1))                # words of the beat not yet written
         beats_left = Signal(range(257))
 
+        # Each address channel lands in a register first (a slot, taken while empty), so
+        # the choice of the next transaction starts from registers, not from the managers'
+        # logic that drives the channels.
+        ax = data.StructLayout({"addr": len(bus.araddr), "len": 8, "size": 3, "burst": 2,
+                                "id": len(bus.arid)})
+        slots = {}
+        for ch in ("ar", "aw"):
+            slot, full = Signal(ax, name=f"{ch}_slot"), Signal(name=f"{ch}_full")
+            fields = [getattr(bus, f"{ch}{f}") for f in ("addr", "len", "size", "burst", "id")]
+            m.d.comb += getattr(bus, f"{ch}ready").eq(~full)
+            with m.If(getattr(bus, f"{ch}valid") & ~full):
+                m.d.sync += [slot.eq(Cat(*fields)), full.eq(1)]
+            slots[ch] = slot, full
+        (ar, ar_full), (aw, aw_full) = slots["ar"], slots["aw"]
+
         last_read = Signal()
         quiet = (pipe == 0) & (pending == 0)
-        take_read = (state == _State.IDLE) & (owed == 0) & quiet & bus.arvalid & ~(
-            bus.awvalid & last_read)
-        take_write = (state == _State.IDLE) & (owed == 0) & quiet & bus.awvalid & ~take_read
-        m.d.comb += [bus.arready.eq(take_read), bus.awready.eq(take_write)]
+        take_read = (state == _State.IDLE) & (owed == 0) & quiet & ar_full & ~(
+            aw_full & last_read)
+        take_write = (state == _State.IDLE) & (owed == 0) & quiet & aw_full & ~take_read
 
-        def refuse(axaddr, axlen, axsize, axburst):
-            return ((axburst != BURST_INCR) | (axsize != size)
-                    | ((axaddr[size:] + axlen + 1) > (part.words // k)))
+        def refuse(slot):
+            return ((slot.burst != BURST_INCR) | (slot.size != size)
+                    | ((slot.addr[size:] + slot.len + 1) > (part.words // k)))
 
         with m.If(take_read):
             m.d.sync += [state.eq(_State.READ), word.eq(Cat(Const(0, size - 1),
-                                                             bus.araddr[size:])),
-                         left.eq((bus.arlen + 1) * k), back.eq(bus.arlen + 1),
-                         xid.eq(bus.arid), last_read.eq(1),
-                         refused.eq(refuse(bus.araddr, bus.arlen, bus.arsize, bus.arburst))]
+                                                             ar.addr[size:])),
+                         left.eq((ar.len + 1) * k), back.eq(ar.len + 1), xid.eq(ar.id),
+                         last_read.eq(1), refused.eq(refuse(ar)), ar_full.eq(0)]
         with m.If(take_write):
             m.d.sync += [state.eq(_State.WRITE), word.eq(Cat(Const(0, size - 1),
-                                                              bus.awaddr[size:])),
-                         beats_left.eq(bus.awlen + 1), xid.eq(bus.awid), last_read.eq(0),
-                         refused.eq(refuse(bus.awaddr, bus.awlen, bus.awsize, bus.awburst))]
+                                                              aw.addr[size:])),
+                         beats_left.eq(aw.len + 1), xid.eq(aw.id), last_read.eq(0),
+                         refused.eq(refuse(aw)), aw_full.eq(0)]
 
         # A beat is taken when the buffer is empty or its last word is written this cycle
         # (``writing``), so a run of beats is written a word per cycle.
