@@ -67,12 +67,13 @@ FLASH_PORT_BASE = Usage(luts=337, ffs=148)
 
 
 #: With the weights in the board's SDRAM (``bulk_store: sdram``): the controller
-#: (:class:`~dynfix.hw.sdram_axi.SdramAxi`, its read FIFO in logic) and the writer that will
-#: fill it at power-up (:class:`~dynfix.hw.bulk_writer.BulkWriter`), synthesized alone at 16,
-#: 32 and 64 bits with ``synth_ecp5`` (docs/boards.md, "Weights in SDRAM"); the flash reader
-#: besides, as :data:`FLASH_LOAD_USAGE`.
-SDRAM_PORT_PER_BIT = Usage(luts=1.9, ffs=3.1)
-SDRAM_PORT_BASE = Usage(luts=1010, ffs=250)
+#: (:class:`~dynfix.hw.sdram_axi.SdramAxi`, its address registers and read and write FIFOs
+#: in logic, a carry cell counted as two LUT4s, a LUT RAM cell as two) and the writer that
+#: fills it at power-up (:class:`~dynfix.hw.bulk_writer.BulkWriter`), synthesized alone at
+#: 16, 32 and 64 bits with ``synth_ecp5`` (docs/boards.md, "Weights in SDRAM"); the flash
+#: reader besides, as :data:`FLASH_LOAD_USAGE`.
+SDRAM_PORT_PER_BIT = Usage(luts=4.4, ffs=4.2)
+SDRAM_PORT_BASE = Usage(luts=920, ffs=340)
 
 
 def _per_bit(base: Usage, per_bit: Usage, bus_bits: int) -> Usage:

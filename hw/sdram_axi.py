@@ -172,8 +172,9 @@ class SdramAxi(wiring.Component):
     after its READ is registered (plus ``io_latency``). The next transaction is taken once
     no read data is in flight.
 
-    **Writes.** A W beat is taken when the previous one's words have all been written or in
-    the cycle its last word's WRITE is issued, then written a word per cycle (``dqm`` from
+    **Writes.** W beats queue in a three-beat FIFO (``wready`` while it has room); one
+    leaves it for the write buffer when the previous one's words have all been written or
+    in the cycle its last word's WRITE is issued, then written a word per cycle (``dqm`` from
     ``wstrb``), so a run of beats in an open row is written at a word per cycle, the bus
     rate of a 16-bit port; B follows the last.
 
@@ -269,21 +270,24 @@ class SdramAxi(wiring.Component):
 
         word = Signal(word_bits)                                # next word to issue
         left = Signal(range(256 * k + 1))                       # words still to issue
-        here = word[col_hi:] == open_at
+        # ``word`` lies in the open row: kept as a register (set when the row is opened for
+        # ``word`` or a transaction starts in it, cleared when ``word`` steps past the row's
+        # last column or the row is closed), so no row compare sits before a command.
+        here = Signal()
         xid = Signal.like(bus.arid)
         refused = Signal()
         state = Signal(_State)
 
         def close_or_open(target):
             """Make the row of ``target`` (a word address) the open one; True when it is."""
-            with m.If(is_open & (target[col_hi:] != open_at)):
+            with m.If(is_open & ~here):
                 with m.If(free & may_close):
                     command(Command.PRECHARGE, a=1 << 10)
                     m.d.sync += [is_open.eq(0), wait.eq(t.t_rp - 1)]
             with m.Elif(~is_open):
                 with m.If(free & (since_act >= t.t_rc - 1)):
                     command(Command.ACTIVE, ba=target[row_hi:], a=target[col_hi:row_hi])
-                    m.d.sync += [is_open.eq(1), open_at.eq(target[col_hi:]),
+                    m.d.sync += [is_open.eq(1), open_at.eq(target[col_hi:]), here.eq(1),
                                  since_act.eq(0), wait.eq(t.t_rcd - 1)]
 
         def refresh():
@@ -291,7 +295,7 @@ class SdramAxi(wiring.Component):
             with m.If(is_open):
                 with m.If(free & may_close):
                     command(Command.PRECHARGE, a=1 << 10)
-                    m.d.sync += [is_open.eq(0), wait.eq(t.t_rp - 1)]
+                    m.d.sync += [is_open.eq(0), here.eq(0), wait.eq(t.t_rp - 1)]
             with m.Elif(free):
                 command(Command.REFRESH)
                 m.d.comb += refreshed.eq(1)
@@ -361,22 +365,35 @@ class SdramAxi(wiring.Component):
             return ((slot.burst != BURST_INCR) | (slot.size != size)
                     | ((slot.addr[size:] + slot.len + 1) > (part.words // k)))
 
+        def starts_here(slot):
+            """The transaction in ``slot`` starts in the open row."""
+            return is_open & (Cat(Const(0, size - 1), slot.addr[size:])[col_hi:] == open_at)
+
         with m.If(take_read):
             m.d.sync += [state.eq(_State.READ), word.eq(Cat(Const(0, size - 1),
                                                              ar.addr[size:])),
+                         here.eq(starts_here(ar)),
                          left.eq((ar.len + 1) * k), back.eq(ar.len + 1), xid.eq(ar.id),
                          last_read.eq(1), refused.eq(refuse(ar)), ar_full.eq(0)]
         with m.If(take_write):
             m.d.sync += [state.eq(_State.WRITE), word.eq(Cat(Const(0, size - 1),
                                                               aw.addr[size:])),
+                         here.eq(starts_here(aw)),
                          beats_left.eq(aw.len + 1), xid.eq(aw.id), last_read.eq(0),
                          refused.eq(refuse(aw)), aw_full.eq(0)]
 
-        # A beat is taken when the buffer is empty or its last word is written this cycle
-        # (``writing``), so a run of beats is written a word per cycle.
         writing = Signal()
-        m.d.comb += bus.wready.eq((state == _State.WRITE) & (beats_left != 0) & (
-            (wleft == 0) | ((wleft == 1) & writing)))
+        # W beats wait in a small FIFO, so ``wready`` comes from its level register, not
+        # from the command timing below; a beat leaves it when the buffer is empty or its
+        # last word is written this cycle (``writing``), so a run of beats is written a
+        # word per cycle.
+        went = data.StructLayout({"data": self._dw, "strb": self._dw // 8})
+        m.submodules.wfifo = wfifo = SyncFIFOBuffered(width=went.size, depth=3)
+        win = data.View(went, wfifo.r_data)
+        take_beat = (state == _State.WRITE) & (beats_left != 0) & wfifo.r_rdy & (
+            (wleft == 0) | ((wleft == 1) & writing))
+        m.d.comb += [wfifo.w_data.eq(Cat(bus.wdata, bus.wstrb)), wfifo.w_en.eq(bus.wvalid),
+                     bus.wready.eq(wfifo.w_rdy), wfifo.r_en.eq(take_beat)]
         m.d.comb += [bus.bvalid.eq(state == _State.RESP), bus.bid.eq(xid),
                      bus.bresp.eq(Mux(refused, RESP_SLVERR, RESP_OKAY))]
 
@@ -408,12 +425,13 @@ class SdramAxi(wiring.Component):
                     m.d.sync += state.eq(_State.IDLE)
                 with m.Elif(urgent):
                     refresh()
-                with m.Elif(is_open & here):
+                with m.Elif(here):
                     with m.If(free & room):
                         command(Command.READ, ba=word[row_hi:], a=word[:col_hi])
                         m.d.comb += issued.eq(1)
                         m.d.sync += pins.dqm.eq(0)
-                        m.d.sync += [word.eq(word + 1), left.eq(left - 1)]
+                        m.d.sync += [word.eq(word + 1), left.eq(left - 1),
+                                     here.eq(word[:col_hi] != (1 << col_hi) - 1)]
                 with m.Else():
                     close_or_open(word)
             with m.Case(_State.WRITE):
@@ -422,14 +440,15 @@ class SdramAxi(wiring.Component):
                 with m.Elif(urgent):
                     refresh()
                 with m.Elif(wleft != 0):            # a beat's words to write
-                    with m.If(is_open & here):
+                    with m.If(here):
                         with m.If(free):
                             command(Command.WRITE, ba=word[row_hi:], a=word[:col_hi])
                             m.d.comb += writing.eq(1)
                             m.d.sync += [pins.dq_o.eq(wbuf[:16]), pins.dqm.eq(wmask[:2]),
                                          pins.dq_oe.eq(1), wbuf.eq(wbuf >> 16),
                                          wmask.eq(wmask >> 2), wleft.eq(wleft - 1),
-                                         word.eq(word + 1), since_wr.eq(0)]
+                                         word.eq(word + 1), since_wr.eq(0),
+                                         here.eq(word[:col_hi] != (1 << col_hi) - 1)]
                     with m.Else():
                         close_or_open(word)
             with m.Case(_State.RESP):
@@ -437,7 +456,7 @@ class SdramAxi(wiring.Component):
                     m.d.sync += state.eq(_State.IDLE)
         # After the WRITE above, so a beat taken as the last word goes out overrides its
         # shift of the buffer (the last assignment wins).
-        with m.If(bus.wvalid & bus.wready):
-            m.d.sync += [wbuf.eq(bus.wdata), wleft.eq(k), beats_left.eq(beats_left - 1),
-                         wmask.eq(Mux(refused, (1 << 2 * k) - 1, ~bus.wstrb))]
+        with m.If(take_beat):
+            m.d.sync += [wbuf.eq(win.data), wleft.eq(k), beats_left.eq(beats_left - 1),
+                         wmask.eq(Mux(refused, (1 << 2 * k) - 1, ~win.strb))]
         return m

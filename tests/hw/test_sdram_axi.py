@@ -125,6 +125,12 @@ def test_writes_and_reads_across_rows_and_banks_with_strobes_and_stalls():
     chip, out = run(ops, stall=0.3)
     assert chip.errors == []
     assert out["ready"] == 1 and all(r == RESP_OKAY for r in out["resps"])
+    # Every word where the chip's {bank, row, column} order puts it (so a command to the
+    # open row instead of the word's own, read back from there, is caught too).
+    cb, rb = PART.col_bits, PART.row_bits
+    for w in range(3, 300):
+        key = (w >> (cb + rb), (w >> cb) & ((1 << rb) - 1), w & ((1 << cb) - 1))
+        assert chip.mem.get(key) == image[w], w
     for (a, n), got in zip(reads, out["reads"]):
         assert [g[0] for g in got] == image[a // 2:a // 2 + n]
         assert [g[1] for g in got] == [0] * (n - 1) + [1]
@@ -134,6 +140,20 @@ def test_writes_and_reads_across_rows_and_banks_with_strobes_and_stalls():
     assert chip.refreshes >= 2 + (total - TIMING.t_init) // TIMING.t_refi - 4
     assert chip.log[:4] == [Command.PRECHARGE, Command.REFRESH, Command.REFRESH,
                             Command.LOAD_MODE]
+
+
+def test_a_transaction_in_another_row_closes_the_open_one():
+    """Back-to-back transactions in two rows of one bank, and one in the open row: each
+    word lands at its own row and column (the controller keeps whether ``word`` lies in the
+    open row as a register, set from the address at the start of a transaction)."""
+    a, b = [0x1111 * (i + 1) for i in range(4)], [0x0101 * (i + 7) for i in range(4)]
+    row = 2 << PART.col_bits                        # byte address of row 1's first word
+    chip, out = run([("w", 0, a, [3] * 4), ("w", row, b, [3] * 4), ("w", 8, b, [3] * 4),
+                     ("r", 0, 8), ("r", row, 4)])
+    assert chip.errors == []
+    assert [g[0] for g in out["reads"][0]] == a + b and [g[0] for g in out["reads"][1]] == b
+    assert [chip.mem.get((0, 0, c)) for c in range(8)] == a + b
+    assert [chip.mem.get((0, 1, c)) for c in range(4)] == b
 
 
 @pytest.mark.parametrize("data_width", [16, 32])
