@@ -28,7 +28,7 @@ most :data:`MAX_BURST_BEATS` beats, and it never crosses a :data:`BOUNDARY_BYTES
 
 from __future__ import annotations
 
-from amaranth.hdl import Const, Module, Mux, Signal, Value, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -37,7 +37,7 @@ __all__ = ["BURST_FIXED", "BURST_INCR", "BURST_WRAP", "RESP_OKAY", "RESP_EXOKAY"
            "SIZE_BITS", "BURST_BITS", "RESP_BITS", "AxiReadSignature", "AxiWriteSignature",
            "AxiSignature", "BulkRequestLayout", "size_code", "word_addr_bits", "page_words",
            "max_beats", "check_max_burst", "burst_beats", "check_master", "flat_members",
-           "connect_flat", "axi_halves"]
+           "connect_flat", "axi_halves", "times_const"]
 
 #: ``axburst`` codes.
 BURST_FIXED, BURST_INCR, BURST_WRAP = 0, 1, 2
@@ -327,3 +327,17 @@ def axi_halves(bus) -> tuple[object, object]:
         half = cls(full.addr_width, full.data_width, full.id_width)
         halves.append(_Half(half.flip() if flipped else half, bus))
     return halves[0], halves[1]
+
+
+def times_const(value: Value, k: int) -> Value:
+    """``value * k`` for a constant ``k`` as a sum of shifted copies: a shift when ``k`` is a
+    power of two, a few adders otherwise, and never a DSP multiplier (synthesis may map a
+    ``*`` to one, which no resource estimate counts and an engine using every DSP block has
+    none left for)."""
+    if k < 1:
+        raise ValueError(f"k must be at least 1, not {k}")
+    terms = [Cat(Const(0, i), value) for i in range(k.bit_length()) if k >> i & 1]
+    total = terms[0]
+    for t in terms[1:]:
+        total = total + t
+    return total

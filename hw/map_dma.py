@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .axi import (RESP_OKAY, AxiReadSignature, AxiWriteSignature, check_master,
-                  word_addr_bits)
+                  times_const, word_addr_bits)
 from .bulk_reader import BulkReader
 from .bulk_writer import BulkWriter
 from .weight_ring import beats_per_word
@@ -23,17 +23,6 @@ class MapDmaRequestLayout(data.StructLayout):
     def __init__(self, fmap_addr_bits: int, bulk_addr_bits: int, count_bits: int):
         super().__init__({"store": 1, "fmap": unsigned(fmap_addr_bits),
                           "bulk": unsigned(bulk_addr_bits), "count": unsigned(count_bits)})
-
-
-def _times(value: Value, k: int) -> Value:
-    """``value * k`` for a constant ``k`` as a sum of shifted copies: a shift when ``k`` is a
-    power of two, a few adders otherwise, and never a DSP multiplier (synthesis may map a
-    ``*`` to one)."""
-    terms = [Cat(Const(0, i), value) for i in range(k.bit_length()) if k >> i & 1]
-    total = terms[0]
-    for t in terms[1:]:
-        total = total + t
-    return total
 
 
 class MapDma(wiring.Component):
@@ -167,7 +156,7 @@ class MapDma(wiring.Component):
             m.d.comb += [sub.req.valid.eq(req.valid & ~self.busy & some
                                           & (req.payload.store == store)),
                          sub.req.payload.addr.eq(req.payload.bulk),
-                         sub.req.payload.count.eq(_times(req.payload.count, k))]
+                         sub.req.payload.count.eq(times_const(req.payload.count, k))]
 
         store = Signal()                # the current request is a STORE
         primed = Signal()               # busy in the previous cycle: rd_data is the word

@@ -6,7 +6,7 @@ from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
-from .axi import MAX_BURST_BEATS, RESP_OKAY, AxiReadSignature, word_addr_bits
+from .axi import MAX_BURST_BEATS, RESP_OKAY, AxiReadSignature, times_const, word_addr_bits
 from .bulk_reader import BulkReader
 
 __all__ = ["WeightRing", "beats_per_word", "bulk_image"]
@@ -185,7 +185,7 @@ class WeightRing(wiring.Component):
         else:
             count = Signal.like(reader.req.payload.count)
             with m.If(self.start):
-                m.d.sync += [pending.eq(1), count.eq(self.words * k)]
+                m.d.sync += [pending.eq(1), count.eq(times_const(self.words, k))]
             with m.Elif(reader.req.valid & reader.req.ready):
                 m.d.sync += pending.eq(0)
             m.d.comb += [
@@ -288,6 +288,6 @@ class WeightRing(wiring.Component):
         # As a pass starts ``fill`` may read up to 2 * depth - 1 for a cycle (``rd_ptr`` set
         # to 0 before or after ``wr_ptr`` is): an overestimate, which only holds an AR back.
         need = Signal(range(4 * cap + 1))
-        m.d.comb += need.eq(fill * k + pos + owed + Mux(rb.arvalid, rb.arlen + 1,
+        m.d.comb += need.eq(times_const(fill, k) + pos + owed + Mux(rb.arvalid, rb.arlen + 1,
                                                         self._max_burst))
         m.d.sync += ok.eq(~ar & (need <= cap))

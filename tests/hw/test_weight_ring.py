@@ -82,6 +82,15 @@ def test_converts_to_verilog(word_bits, bus_bits):
     assert re.search(r"input\s+\[3:0\]\s*words\s*;", text), "no four-bit words input"
 
 
+def test_no_multiplier_for_a_word_of_three_beats():
+    """A word of three bus beats (48 bits over 16): the beat counts (``words * 3``, the
+    credit gate's ``fill * 3``) are shifts and adds, so synthesis has no ``$mul`` to put
+    on a DSP block (an engine may use every one)."""
+    from amaranth.back import rtlil
+    text = rtlil.convert(WeightRing(48, 8, 10, 16, ADDR_WIDTH, credit=True), name="t")
+    assert "$mul" not in text
+
+
 class FixedLatencyMemory(AxiMemory):
     """The model with every burst's first beat exactly ``fixed`` cycles after its AR."""
 
