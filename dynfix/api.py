@@ -40,8 +40,8 @@ from dynfix.hw.generate import write_outputs
 from dynfix.inputs import (DataLike, ModelLike, check_data_fits, engine_config, get_board,
                            load_inputs, load_model, load_spec)
 from dynfix.quant.bits import layer_widths, load_overrides
-from dynfix.quant.fidelity import (METRICS, Fidelity, agreement, output_kind, outputs,
-                                   sqnr_db, top1)
+from dynfix.quant.fidelity import (METRICS, Fidelity, agreement, float_logits, output_kind,
+                                   outputs, sqnr_db, top1)
 from dynfix.quant.float_model import check_input, predict
 from dynfix.quant.int_model import IntModel, with_params
 from dynfix.quant.ir import Model
@@ -230,9 +230,10 @@ class SimulateResult:
 
 
 def _accuracy(scores: np.ndarray, labels: np.ndarray | None) -> float | None:
+    """Top-1 accuracy of logits (a single one per input: a binary classifier's)."""
     if labels is None or len(labels) == 0:
         return None
-    return float(np.mean(scores.argmax(axis=1) == labels))
+    return float(np.mean(top1(scores) == labels))
 
 
 def _design(generated: Design | str | Path, quant: QuantLike | None,
@@ -370,14 +371,27 @@ class BoardRunResult:
         return d
 
 
-def run_board(port: str, quant: QuantLike, model: ModelLike = "digits",
+def run_board(port: str, quant: QuantLike | None = None, model: ModelLike = "digits",
               data: DataLike = "digits", images: int | None = None, baud: int = 115200,
-              timeout: float = 5.0) -> BoardRunResult:
+              timeout: float = 5.0, design: str | Path | None = None) -> BoardRunResult:
     """``dynfix run-board``: send images to a board running the dynfix bitstream, read back
-    logits, class and cycle count, and compare them bit for bit with the integer model."""
+    logits, class and cycle count, and compare them bit for bit with the integer model.
+
+    ``design`` (the folder ``dynfix generate`` wrote, the bitstream's source) gives the
+    model, spec and the compiled engine's host order: an engine that takes the first
+    conv's windows (``im2col``) or its input in strips gets its stream in that order, and
+    an output that comes back in strips is put back in C, H, W order. Without it, ``quant``
+    and ``model`` give the model, and the image goes as it is."""
     if images is not None and images < 1:
         raise DynfixError("{images} must be at least 1", ("images",))
-    m, spec = _model_and_spec(quant, model)
+    if design is not None:
+        d = Design.load(design).with_model()
+        m, spec, cm = d.model, d.spec, d.compiled
+    elif quant is None:
+        raise DynfixError("run-board needs the generated design folder ({design}) or the "
+                          "model's quantization ({quant})", ("design", "quant"))
+    else:
+        (m, spec), cm = _model_and_spec(quant, model), None
     x, y = load_inputs(data, "test")
     if images is not None:
         x, y = x[:images], None if y is None else y[:images]
@@ -387,17 +401,23 @@ def run_board(port: str, quant: QuantLike, model: ModelLike = "digits",
     with open_port(port, baud, timeout) as link:
         client = BoardClient(link)
         info = client.connect()
-        if info.n_in != int(np.prod(x.shape[1:])):
-            raise DynfixError(f"the board's engine takes {info.n_in} inputs, the data has "
-                              f"{int(np.prod(x.shape[1:]))} per image: another model?")
         for i in range(len(x)):
             xq = im.quantize_input(x[i:i + 1])
+            stream = sim.host_stream(cm, xq[0]) if cm is not None else xq[0].reshape(-1)
+            if info.n_in != stream.size:
+                raise DynfixError(
+                    f"the board's engine takes {info.n_in} inputs, the data gives "
+                    f"{stream.size} per image: another model"
+                    + ("" if cm is not None else ", or an engine that takes its input as "
+                       "windows or strips (pass its folder: {design})") + "?",
+                    () if cm is not None else ("design",))
             ref = np.asarray(im.forward(xq)[out_name]).reshape(-1)
-            res = client.infer(xq[0])
+            res = client.infer(stream)
+            logits = cm.output_order(res.logits) if cm is not None else res.logits
             rows.append({"index": i, "predicted": res.predicted, "cycles": res.cycles,
                          "label": None if y is None else int(y[i]),
-                         "bit_exact": bool(np.array_equal(res.logits, ref)),
-                         "logits": res.logits.tolist()})
+                         "bit_exact": bool(np.array_equal(logits, ref)),
+                         "logits": np.asarray(logits).tolist()})
     return BoardRunResult(rows, time.monotonic() - t0)
 
 
@@ -449,7 +469,7 @@ def infer(model: ModelLike, x: np.ndarray, quant: QuantLike | None = None, raw: 
     m, spec = _model_and_spec(quant, m)
     im = IntModel(m, spec)
     q = im.logits(x)
-    return q if raw else im.dequantize(im.output_name, q).astype(np.float32)
+    return m.to_data_output(q if raw else im.dequantize(im.output_name, q).astype(np.float32))
 
 
 def _metric(metric: str, kind: str, labels: bool, quant: bool) -> str:
@@ -490,18 +510,19 @@ def evaluate(model: ModelLike, data: DataLike = "digits", quant: QuantLike | Non
     metric = _metric(metric, kind, y is not None, quant is not None)
     mode = "quant" if quant is not None else "float"
     if quant is None:
-        s = predict(m, x).reshape(len(x), -1)
+        s = float_logits(m, x)          # before a trailing Softmax / Sigmoid, as top1 reads
         agree = sqnr = None
     else:
         mq, spec = _model_and_spec(quant, m)
         f, s = outputs(m, spec, x, mq)
         agree, sqnr = agreement(f, s), sqnr_db(f, s)
     correct = None
+    classes = max(s.shape[1], 2)        # one output: a binary classifier's logit
     if y is not None and (kind == "classes" or metric == "accuracy"):
-        if y.min() < 0 or y.max() >= s.shape[1]:
+        if y.min() < 0 or y.max() >= classes:
             if metric == "accuracy":
                 raise DynfixError(f"labels range from {y.min()} to {y.max()}, but the model "
-                                  f"has {s.shape[1]} outputs")
+                                  f"has {classes} classes")
         else:
             correct = int(np.sum(top1(s) == y))
     return EvaluateResult(m.name, mode, len(x), correct, metric, kind, agree, sqnr)

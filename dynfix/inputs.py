@@ -34,7 +34,10 @@ def load_model(model: ModelLike) -> Model:
 
 def load_inputs(data: DataLike, split: str = "test", labels: bool = False
                 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """``digits`` (its ``split``), an ``X.npy``/``D.npz`` path, or an array of inputs."""
+    """``digits`` (its ``split``), an ``X.npy``/``D.npz`` path, or an array of inputs, as
+    the data holds them: in the model's own layout (``Model.input_layout``, e.g.
+    N x H x W x C for a Keras model), which the model turns into its channels-first input
+    where it takes the data (:func:`dynfix.quant.float_model.check_input`)."""
     if isinstance(data, np.ndarray):
         return data.astype(np.float32), None
     return load_data(str(data), split=split, need_labels=labels)
@@ -44,11 +47,12 @@ def check_data_fits(model: Model, data: DataLike, what: str = "data",
                     option: str = "data") -> None:
     """Fail early, with a hint, when the bundled digits images do not fit ``model``
     (``option``: the caller's argument that takes the data)."""
-    if isinstance(data, str) and data == "digits" and tuple(model.input_shape) != (1, 8, 8):
-        shape = "x".join(map(str, model.input_shape))
-        raise DynfixError(f"model {literal(repr(model.name))} takes {shape} inputs but the "
-                          f"digits images are 1x8x8: pass your own {what} ({{{option}}} D.npz "
-                          f"with arrays x, y)", (option,))
+    if isinstance(data, str) and data == "digits" and tuple(model.data_shape) != (1, 8, 8):
+        shape = "x".join(map(str, model.data_shape))
+        layout = f" ({model.input_layout})" if model.input_layout != "NCHW" else ""
+        raise DynfixError(f"model {literal(repr(model.name))} takes {shape}{layout} inputs "
+                          f"but the digits images are 1x8x8: pass your own {what} "
+                          f"({{{option}}} D.npz with arrays x, y)", (option,))
 
 
 def load_spec(model: Model, quant: QuantSpec | str | Path) -> QuantSpec:

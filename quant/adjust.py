@@ -190,4 +190,4 @@ def equalize(model: Model) -> Model:
             continue
         bias = None if p["bias"] is None else p["bias"].astype(np.float32)
         layers.append(replace(layer, weight=p["weight"].astype(np.float32), bias=bias))
-    return Model(model.name, model.input_name, model.input_shape, layers)
+    return model.with_layers(layers)

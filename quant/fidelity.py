@@ -9,10 +9,12 @@ runs on the host and keeps the class):
 * **output SQNR** against the float model: ``10 log10(sum f^2 / sum (f - q)^2)`` over every
   output value of every input (dB; +inf when equal).
 
-Which output is "classes" (:func:`output_kind`): a model whose last layer is a Softmax, or
-whose output is a flat vector of 2 to ``MAX_CLASSES`` values, fewer than its input has. Any
-other output (an autoencoder's reconstruction, a regression value, a feature map) is
-"values", and top-1 measures do not apply to it.
+Which output is "classes" (:func:`output_kind`): a model whose last layer is a Softmax or a
+Sigmoid, or whose output is a flat vector of 2 to ``MAX_CLASSES`` values, fewer than its
+input has. Any other output (an autoencoder's reconstruction, a regression value, a feature
+map) is "values", and top-1 measures do not apply to it. A single output is a binary
+classifier's logit (a trailing Sigmoid's input): its class is 1 when it is positive, i.e.
+when the sigmoid is above 0.5 (:func:`top1`).
 
 The quantizer's ``objective`` (what its refinement maximizes on calibration data) and
 ``dynfix evaluate --metric`` use the same rule for ``auto``: agreement first, SQNR as the
@@ -80,9 +82,22 @@ def sqnr_db(ref: np.ndarray, approx: np.ndarray) -> float:
 
 
 def top1(scores: np.ndarray) -> np.ndarray:
-    """Argmax per input (ties: the lowest index) of an N x ... score array."""
+    """Argmax per input (ties: the lowest index) of an N x ... score array of logits; for
+    a single score per input (a binary classifier's logit), 1 where it is positive."""
     s = np.asarray(scores)
-    return s.reshape(len(s), -1).argmax(axis=1)
+    s = s.reshape(len(s), -1)
+    if s.shape[1] == 1:
+        return (s[:, 0] > 0).astype(np.int64)
+    return s.argmax(axis=1)
+
+
+def float_logits(model: Model, x: np.ndarray, batch: int = 1024) -> np.ndarray:
+    """The float model's outputs at :func:`output_name` (before a trailing Softmax or
+    Sigmoid: what :func:`top1` reads), N x values float32."""
+    out = output_name(model)
+    return np.concatenate([forward(model, x[i:i + batch], keep={out})[out]
+                           .reshape(len(x[i:i + batch]), -1)
+                           for i in range(0, len(x), batch)])
 
 
 def agreement(ref: np.ndarray, approx: np.ndarray) -> float:

@@ -173,7 +173,7 @@ def fill_ranges(model: Model, trace: dict[str, np.ndarray], stored: dict[str, st
         if layer.name in clips:
             layer = replace(layer, **dict(zip(layer.scalars, clips[layer.name])))
         layers.append(layer)
-    out.model = Model(model.name, model.input_name, model.input_shape, layers)
+    out.model = model.with_layers(layers)
     return out
 
 

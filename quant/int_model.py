@@ -284,7 +284,7 @@ def with_params(model: Model, spec: QuantSpec) -> Model:
         return model
     layers = [replace(layer, **_values(layer, spec.params[layer.name]))
               if layer.name in spec.params else layer for layer in model.layers]
-    return Model(model.name, model.input_name, model.input_shape, layers)
+    return model.with_layers(layers)
 
 
 def _values(layer: Layer, params: dict[str, np.ndarray]) -> dict:

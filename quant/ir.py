@@ -13,6 +13,11 @@ and infers every shape; :meth:`Model.is_chain` tells the plain chains the engine
 Parameters are float32 numpy arrays in PyTorch/ONNX layout: conv weight
 ``(M, C // groups, kh, kw)``, linear weight ``(M, F)``.
 
+The graph always computes on channels-first maps; ``Model.input_layout`` records how the
+user's data is laid out (:data:`LAYOUTS`: a Keras model's N x H x W x C input, a 1-D model's
+N x C x L or N x L x C), and :meth:`Model.to_internal` turns such data into the graph's
+input, once, where the data comes in (:func:`dynfix.quant.float_model.check_input`).
+
 The layer kinds live in :mod:`dynfix.quant.layers` (one module each) and are re-exported
 here, so ``from dynfix.quant.ir import Conv2d, Model`` names the whole IR.
 """
@@ -28,11 +33,20 @@ from .layers import *  # noqa: F401,F403  (the layer kinds: every name in layers
 from .layers import KINDS, Layer, Shape
 from .layers import __all__ as _KIND_NAMES
 
-__all__ = ["LAYER_TYPES", "Model", *_KIND_NAMES]
+__all__ = ["LAYER_TYPES", "LAYOUTS", "Model", *_KIND_NAMES]
 
 
 #: Every layer kind by its ``op`` (the registry, :data:`.layers.KINDS`).
 LAYER_TYPES: dict[str, type[Layer]] = KINDS
+
+#: The data layouts a model's input may have -> what they mean. ``NCHW`` (the default) is
+#: the graph's own: the data is N x ``input_shape`` (also a flat N x F input). The others
+#: are transposed or reshaped to it on the way in (:meth:`Model.to_internal`); a 1-D map is
+#: held as C x 1 x L.
+LAYOUTS = {"NCHW": "N x C x H x W (or N x F): the graph's own layout",
+           "NHWC": "N x H x W x C (channels last, as Keras writes it)",
+           "NCW": "N x C x L (a 1-D signal, channels first, as PyTorch writes it)",
+           "NWC": "N x L x C (a 1-D signal, channels last, as Keras writes it)"}
 
 
 @dataclass
@@ -40,12 +54,15 @@ class Model:
     """A named DAG of layers on one input tensor of shape ``input_shape`` (no batch).
 
     ``layers`` is in topological order; the output is the last layer's tensor.
+    ``input_layout`` (:data:`LAYOUTS`) is the layout of the user's data, which may differ
+    from ``input_shape``'s (:attr:`data_shape`).
     """
 
     name: str
     input_name: str
     input_shape: Shape
     layers: list[Layer]
+    input_layout: str = "NCHW"
 
     def __post_init__(self):
         self.validate()
@@ -58,6 +75,7 @@ class Model:
         if any(d < 1 for d in self.input_shape):
             raise DynfixError(f"model {self.name!r}: input shape {self.input_shape} is not "
                               f"a concrete positive shape")
+        self._check_layout()
         shapes: dict[str, Shape] = {self.input_name: tuple(int(d) for d in self.input_shape)}
         later = {layer.name for layer in self.layers}
         for layer in self.layers:
@@ -93,6 +111,63 @@ class Model:
             raise DynfixError(f"model {self.name!r}: the output of layer(s) {dead} is never "
                               f"used (the model output is the last layer, "
                               f"{self.layers[-1].name!r})")
+
+    def _check_layout(self) -> None:
+        """The layout is known and fits the input shape (a 1-D layout: C x 1 x L)."""
+        lay, shape = self.input_layout, tuple(self.input_shape)
+        if lay not in LAYOUTS:
+            raise DynfixError(f"model {self.name!r}: unknown input layout {lay!r}; choose "
+                              f"one of {', '.join(LAYOUTS)}")
+        if lay != "NCHW" and (len(shape) != 3 or (lay in ("NCW", "NWC") and shape[1] != 1)):
+            need = "C x 1 x L" if lay in ("NCW", "NWC") else "C x H x W"
+            raise DynfixError(f"model {self.name!r}: input layout {lay} needs a {need} input "
+                              f"shape, got {shape}")
+
+    @property
+    def data_shape(self) -> Shape:
+        """The shape of one input as the user's data holds it (``input_layout``)."""
+        shape = tuple(int(d) for d in self.input_shape)
+        if self.input_layout == "NHWC":
+            return shape[1:] + shape[:1]
+        if self.input_layout == "NCW":
+            return (shape[0], shape[2])
+        if self.input_layout == "NWC":
+            return (shape[2], shape[0])
+        return shape
+
+    def to_internal(self, x: np.ndarray) -> np.ndarray:
+        """A batch of the user's data (N x :attr:`data_shape`) as the graph's input
+        (N x ``input_shape``): transposed to channels first, a 1-D signal as C x 1 x L."""
+        if self.input_layout == "NHWC":
+            return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+        if self.input_layout == "NCW":
+            return x[:, :, None, :]
+        if self.input_layout == "NWC":
+            return np.ascontiguousarray(x.transpose(0, 2, 1))[:, :, None, :]
+        return x
+
+    def from_internal(self, x: np.ndarray) -> np.ndarray:
+        """The inverse of :meth:`to_internal`: the graph's input in the user's layout."""
+        if self.input_layout == "NHWC":
+            return np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+        if self.input_layout == "NCW":
+            return x[:, :, 0, :]
+        if self.input_layout == "NWC":
+            return np.ascontiguousarray(x[:, :, 0, :].transpose(0, 2, 1))
+        return x
+
+    def to_data_output(self, y: np.ndarray) -> np.ndarray:
+        """A batch of outputs as the model's data has them: a 1-D model's (``NCW``,
+        ``NWC``) C x 1 x L map as N x C x L (as its ONNX graph computes it)."""
+        if self.input_layout in ("NCW", "NWC") and y.ndim == 4 and y.shape[2] == 1:
+            return y[:, :, 0, :]
+        return y
+
+    def with_layers(self, layers: list[Layer]) -> "Model":
+        """The same model (name, input, layout) on other layers: what the passes over a
+        model (lowering, range fill, adjusted parameters, SVD) build."""
+        return Model(self.name, self.input_name, tuple(self.input_shape), layers,
+                     self.input_layout)
 
     @property
     def output_shape(self) -> Shape:
@@ -161,6 +236,7 @@ class Model:
                          "output_shape": list(layer.out_shape),
                          "params": params, "macs": layer.macs(*self.in_shapes(layer))})
         return {"model": self.name, "input_name": self.input_name,
-                "input_shape": list(self.input_shape), "chain": self.is_chain(), "layers": rows,
+                "input_shape": list(self.input_shape), "input_layout": self.input_layout,
+                "data_shape": list(self.data_shape), "chain": self.is_chain(), "layers": rows,
                 "total_params": sum(r["params"] for r in rows),
                 "total_macs": sum(r["macs"] for r in rows)}

@@ -81,4 +81,4 @@ def lower(model: Model) -> Model:
         new[flat.name] = replace(flat, inputs=(pool.inputs[0],))
         new[fc.name] = replace(fc, weight=expanded_weight(fc.weight, h * w))
     layers = [new.get(layer.name, layer) for layer in model.layers if layer.name not in pools]
-    return Model(model.name, model.input_name, model.input_shape, layers)
+    return model.with_layers(layers)

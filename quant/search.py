@@ -53,7 +53,7 @@ from . import adjust, fill, fixed
 from .bits import Widths, layer_widths
 from .fidelity import (Fidelity, Objective, agreement_tolerance, output_name,
                        resolve_objective, sqnr_db)
-from .float_model import check_input, forward
+from .float_model import check_input, trace
 from .int_model import (MAX_CH_FL, MapFormat, accumulate, add_sum, apply_plain, bias_array,
                         bias_integers, check_add, check_spec, fan_in, has_format, is_compute,
                         is_sum, live_channels, narrow, row_fls, saturation_count,
@@ -257,7 +257,8 @@ def _static_fls(model: Model, segs: list[Segment], widths: dict[str, Widths], in
 
 
 def check_calib(model: Model, calib: np.ndarray) -> np.ndarray:
-    """Validate calibration inputs (numeric, model-shaped, non-empty, finite)."""
+    """Validate calibration inputs (numeric, shaped as the model's data, in its layout,
+    non-empty, finite); returns them as the graph's input (channels first)."""
     calib = np.asarray(calib)
     if calib.dtype.kind not in "fiu":
         raise DynfixError(f"calibration data has dtype {calib.dtype}; expected numbers")
@@ -426,7 +427,7 @@ class _Search:
         self.segs = segments(model)
         keep = {model.input_name, output_name(model)} | {s.compare_at for s in self.segs}
         keep |= {s.layer.inputs[0] for s in self.segs if is_compute(s.layer)}
-        self.ftrace = forward(model, x, keep=keep)
+        self.ftrace = trace(model, x, keep=keep)
         self.static = _static_fls(model, self.segs, self.widths, self.input_bw, self.ftrace)
         # The host's scales of a range-filled model (quant/fill.py): ``x`` is already scaled.
         self.input_scale = self.output_scale = 1.0
@@ -731,7 +732,7 @@ def search_model(model: Model, calib: np.ndarray, bits: str = "8", method: str =
     out = output_name(model)
     # The objective is scored against the float model of the model as given (the lowered
     # one computes the same function, up to float32 rounding).
-    ref = ctx.ftrace[out][:n] if original is model else forward(original, x[:n], {out})[out]
+    ref = ctx.ftrace[out][:n] if original is model else trace(original, x[:n], {out})[out]
     ev = Evaluator(model, x[:n], ref)
     paper_spec, paper_params = ctx.greedy(PAPER, verbose=False)
     paper = ev.score(paper_spec, paper_params)

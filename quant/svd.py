@@ -88,4 +88,4 @@ def compress(model: Model, ranks: dict[str, int]) -> tuple[Model, list[SvdReport
             reports.append(rep)
         else:
             layers.append(layer)
-    return Model(model.name, model.input_name, tuple(model.input_shape), layers), reports
+    return model.with_layers(layers), reports

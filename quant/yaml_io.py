@@ -22,7 +22,9 @@ bit for bit::
       dilation: [1, 1]
       params: {weight: conv1.weight, bias: conv1.bias}
 
-Every attribute is written, except a conv's ``groups`` when it is 1 (attributes added to
+The input's ``layout`` (``NHWC``, ``NCW``, ``NWC``: how the user's data is laid out,
+``Model.input_layout``) is written only when it is not the default ``NCHW``. Every attribute
+is written, except a conv's ``groups`` when it is 1 (attributes added to
 format version 1 later are written only when they differ from their default, so a plain
 chain's file stays what earlier dynfix versions wrote and read). Both files are written
 atomically and deterministically (the ``.npz`` carries no timestamps). Schema errors name
@@ -41,7 +43,7 @@ import yaml
 
 from dynfix.errors import DynfixError
 from dynfix.fileio import atomic_write_bytes, atomic_write_text
-from .ir import LAYER_TYPES, Layer, Model
+from .ir import LAYER_TYPES, LAYOUTS, Layer, Model
 
 FORMAT = "dynfix-model"
 VERSION = 1
@@ -111,7 +113,9 @@ def to_yaml(model: Model, weights_name: str) -> tuple[str, dict[str, np.ndarray]
             entry["params"] = refs
         layers.append(entry)
     doc = {"format": FORMAT, "version": VERSION, "name": model.name,
-           "input": {"name": model.input_name, "shape": list(model.input_shape)},
+           "input": {"name": model.input_name, "shape": list(model.input_shape),
+                     **({"layout": model.input_layout} if model.input_layout != "NCHW"
+                        else {})},
            "weights": weights_name, "layers": layers}
     return yaml.safe_dump(doc, sort_keys=False, default_flow_style=None), arrays
 
@@ -248,10 +252,14 @@ def load_yaml(path: str | Path) -> Model:
     shape = s.ints(inp.get("shape"), "field 'input.shape'", low=1)
     if not shape:
         s.fail("field 'input.shape'", "must not be empty")
+    layout = inp.get("layout", "NCHW")
+    if layout not in LAYOUTS:
+        s.fail("field 'input.layout'", f"expected one of {', '.join(LAYOUTS)}, got "
+                                       f"{layout!r:.40}")
     weights = s.string(doc.get("weights", path.with_suffix(".npz").name), "field 'weights'")
     layers = doc.get("layers")
     if not isinstance(layers, list) or not layers:
         s.fail("field 'layers'", "expected a non-empty list")
     arrays = _read_npz(path.parent / weights, fname)
     built = [_layer(s, i, e, arrays) for i, e in enumerate(layers)]
-    return Model(name, input_name, shape, built)
+    return Model(name, input_name, shape, built, layout)

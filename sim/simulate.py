@@ -35,6 +35,7 @@ from dynfix.hw.generate import hex_lines
 from dynfix.hw.ice40_spram import load_image
 from dynfix.hw.program import entry_layout, pack_entry
 from dynfix.hw.weight_ring import bulk_image
+from dynfix.quant.fidelity import top1
 from dynfix.quant.float_model import predict
 from dynfix.quant.int_model import IntModel
 from .harness import BULK_LOAD, RELOADABLE, WEIGHT_LOAD, HostParams, hex_values
@@ -249,7 +250,7 @@ def useful_macs(plan) -> int:
 def _accuracy(scores: np.ndarray, y: np.ndarray | None) -> float | None:
     if y is None:
         return None
-    return round(float(np.mean(scores.reshape(len(y), -1).argmax(axis=1) == y)), 6)
+    return round(float(np.mean(top1(scores.reshape(len(y), -1)) == y)), 6)
 
 
 def image_steps(stream: np.ndarray, chunk: int, folder: Path, data_bits: int, common: dict,

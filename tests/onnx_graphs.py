@@ -228,6 +228,41 @@ class GraphBuilder:
         self.x = self.node("Transpose", [self.x], perm=list(perm))
         return self
 
+    # -- 1-D layers and the reshapes exporters write around them
+    def conv1d(self, cout: int, k: int = 3, stride: int = 1, pads=None, bias: bool = True,
+               dilation: int = 1, groups: int = 1, auto_pad: str | None = None):
+        """Conv with a 1-D kernel (PyTorch's Conv1d): weight (cout, C // groups, k)."""
+        name = self._name("conv")
+        ins = [self.x, self.init(f"{name[1:]}.weight",
+                                 self.weights(cout, self.c // groups, k))]
+        if bias:
+            ins.append(self.init(f"{name[1:]}.bias", self.weights(cout, scale=0.1)))
+        at = dict(kernel_shape=[k], strides=[stride], dilations=[dilation], group=groups)
+        if auto_pad:
+            at["auto_pad"] = auto_pad
+        else:
+            at["pads"] = list(pads) if pads is not None else [k // 2] * 2
+        self.x = self.node("Conv", ins, name, **at)
+        self.c = cout
+        return self
+
+    def unsqueeze(self, axes):
+        """Unsqueeze as the opset writes it (attribute before 13, input from 13)."""
+        return self._with_axes("Unsqueeze", axes)
+
+    def squeeze(self, axes):
+        return self._with_axes("Squeeze", axes)
+
+    def _with_axes(self, op: str, axes):
+        at = {"axes": list(axes)} if self.opset < 13 else {}
+        extra = [] if at else [self.constant(np.array(axes, np.int64))]
+        self.x = self.node(op, [self.x, *extra], **at)
+        return self
+
+    def sigmoid(self):
+        self.x = self.node("Sigmoid", [self.x])
+        return self
+
     def build(self, output_shape=None) -> onnx.ModelProto:
         inp = helper.make_tensor_value_info(self.input_name, TensorProto.FLOAT,
                                             [self.batch, *self.input_shape])

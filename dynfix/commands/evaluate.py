@@ -30,7 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("model", metavar="MODEL", help=MODEL_HELP)
     p.add_argument("--data", "-d", default="digits", metavar="DATA",
                    help="'digits' (the digits test split, default), D.npz with arrays 'x' "
-                        "(N x C x H x W float32) and 'y' (integer labels; optional with "
+                        "(float32, in the model's layout: N x C x H x W, N x H x W x C for an "
+                        "NHWC model; see dynfix info) and 'y' (integer labels; optional with "
                         "--quant) or X.npy")
     p.add_argument("--json", action="store_true",
                    help="print one JSON object (metric and value; accuracy, correct, "

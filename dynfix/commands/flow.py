@@ -1,6 +1,7 @@
-"""``dynfix flow [MODEL] [--board NAME] [--bits SPEC] [--images N] [--synth] [--output DIR]``:
-the whole path on one command: quantize -> generate -> simulate (Icarus) -> optional
-synthesis, progress on stderr, a summary table at the end, everything kept in DIR."""
+"""``dynfix flow [MODEL] [--board NAME] [--bits SPEC] [--images N] [--sim SIM] [--synth]
+[--output DIR]``: the whole path on one command: quantize -> generate -> simulate (Icarus or
+Verilator) -> optional synthesis, progress on stderr, a summary table at the end, everything
+kept in DIR."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import json
 import sys
 
 from dynfix.quant.search import METHODS
-from dynfix.workflow.options import DEFAULT_IMAGES
+from dynfix.workflow.options import DEFAULT_IMAGES, SIM_CHOICES
 from . import BITS_HELP
 
 
@@ -22,7 +23,7 @@ def run(args: argparse.Namespace) -> int:
 
     opts = FlowOptions(model=args.model, board=args.board, bits=args.bits, images=args.images,
                        synth=args.synth, output=args.output, data=args.data, calib=args.calib,
-                       method=args.method)
+                       method=args.method, sim=args.sim)
     result = run_flow(opts, say)
     if args.json:
         print(json.dumps(dict(result.report, output=str(result.output)), indent=2,
@@ -43,7 +44,11 @@ def register(subparsers) -> None:
     p.add_argument("--bits", default="8", help=BITS_HELP)
     p.add_argument("--images", type=int, default=DEFAULT_IMAGES, metavar="N",
                    help=f"test images to simulate on the Verilog (default {DEFAULT_IMAGES}; "
-                        f"a few seconds each)")
+                        f"the flow prints an estimate of the time before it starts)")
+    p.add_argument("--sim", choices=SIM_CHOICES, default="auto",
+                   help="simulator: auto (default) takes Verilator when it is installed and "
+                        "the run is long enough for its build to pay off, else Icarus; the "
+                        "progress says which and why")
     p.add_argument("--synth", action="store_true",
                    help="also synthesize with yosys + nextpnr (minutes): bitstream, "
                         "resources, Fmax")

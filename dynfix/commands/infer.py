@@ -23,7 +23,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "save the outputs, N x ..., float32, to Y.npy.")
     p.add_argument("model", metavar="MODEL", help=MODEL_HELP)
     p.add_argument("--input", "-i", required=True, metavar="X",
-                   help="inputs: X.npy (N x C x H x W, or N x F), D.npz or 'digits'")
+                   help="inputs in the model's layout (dynfix info: N x C x H x W, "
+                        "N x H x W x C, N x C x L, N x L x C or N x F): X.npy, D.npz or "
+                        "'digits'")
     p.add_argument("--output", "-o", required=True, metavar="Y.npy",
                    help="where to write the outputs (.npy; written atomically)")
     p.add_argument("--quant", "-q", metavar="Q.yaml",

@@ -15,9 +15,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "per image) and the totals.")
     p.add_argument("model", metavar="MODEL", help=MODEL_HELP)
     p.add_argument("--json", action="store_true",
-                   help="print one JSON object: model, input_name, input_shape, chain "
-                        "(false for a graph), layers (each with its inputs), total_params, "
-                        "total_macs")
+                   help="print one JSON object: model, input_name, input_shape (as the "
+                        "layers take it), input_layout and data_shape (as the data holds "
+                        "it), chain (false for a graph), layers (each with its inputs), "
+                        "total_params, total_macs")
     p.set_defaults(func=run)
 
 
@@ -40,7 +41,13 @@ def format_table(summary: dict) -> str:
         return "  ".join(c.rjust(w) if rj else c.ljust(w)
                          for c, w, rj in zip(r, widths, right)).rstrip()
 
-    shape = "x".join(map(str, summary["input_shape"]))
+    shape = "x".join(map(str, summary["data_shape"]))
+    layout = summary.get("input_layout", "NCHW")
+    if layout != "NCHW":          # the data's own layout, transposed / reshaped on the way in
+        inner = "x".join(map(str, summary["input_shape"]))
+        shape += f" ({layout}; the layers take {inner}, channels first)"
+    elif len(summary["data_shape"]) == 3:
+        shape += " (NCHW)"
     out = [f"model {summary['model']}: input {shape}, {len(summary['layers'])} layers",
            line(head), line(["-" * w for w in widths])]
     out += [line(r) for r in rows[:-1]]

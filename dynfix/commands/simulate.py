@@ -38,6 +38,7 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from dynfix import api          # deferred: see dynfix.commands
+    from dynfix.workflow.names import display_names, relabel
 
     folder = Path(args.design)
     build = Path(args.build_dir) if args.build_dir else folder / "sim_build"
@@ -56,16 +57,18 @@ def run(args: argparse.Namespace) -> int:
 
     print(f"{s.model}: {res.images} images on {res.simulator}, "
           f"{res.mismatches} mismatches against the integer model")
+    shown = display_names(dict.fromkeys([*res.mac_utilization, *res.layer_cycles]))
     if res.first_mismatch:
         fm = res.first_mismatch
-        print(f"  first mismatch: image {fm['image']}: {fm['where']}")
+        print(f"  first mismatch: image {fm['image']}: {relabel(shown)(fm['where'])}")
     print(f"  accuracy: hardware {pct(res.accuracy_hw)}, integer model {pct(res.accuracy_int)}, "
           f"float {pct(res.accuracy_float)}")
     print(f"  {res.cycles_per_image} engine cycles per image ({res.host_cycles_per_image} "
           f"from start to done, with load and unload)")
+    width = max([10, *(len(shown[name]) for name in res.mac_utilization)])
     for name, u in res.mac_utilization.items():
         extra = f" ({res.layer_cycles[name]} cycles)" if name in res.layer_cycles else ""
-        print(f"  MAC utilization {name:<10} {100 * u:5.1f} %{extra}")
+        print(f"  MAC utilization {shown[name]:<{width}} {100 * u:5.1f} %{extra}")
     print(f"  simulator: {res.sim_cycles} cycles in {res.sim_seconds:.1f} s = "
           f"{res.sim_cycles_per_s:,.0f} cycles/s (build {res.build_seconds:.1f} s)")
     if res.waves:

@@ -1,3 +1,4 @@
 """The whole flow on one call (``dynfix flow``): the API's stages chained (:mod:`.run`), with
-reports (:mod:`.report`) and plots (:mod:`.plots`). :mod:`.options` holds its options alone,
-so the CLI reads the defaults without loading the API."""
+reports (:mod:`.report`) and plots (:mod:`.plots`), the simulator chosen by :mod:`.simulator`
+and names shown short by :mod:`.names`. :mod:`.options` holds its options alone, so the CLI
+reads the defaults without loading the API."""

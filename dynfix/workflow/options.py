@@ -9,6 +9,9 @@ from typing import Any
 
 DEFAULT_IMAGES = 20
 SWEEP_BITS = ("16", "8", "6", "4")
+#: The simulator option: ``auto`` (see :mod:`.simulator`) or one of the simulators
+#: (``dynfix.sim.simulators.SIMULATORS``, not imported here: it loads cocotb).
+SIM_CHOICES = ("auto", "icarus", "verilator")
 
 
 @dataclass
@@ -25,3 +28,4 @@ class FlowOptions:
     calib: str | Path | None = None      # calibration inputs; default: the data
     method: str = "greedy"
     sweep: tuple[str, ...] = SWEEP_BITS
+    sim: str = "auto"                    # one of SIM_CHOICES

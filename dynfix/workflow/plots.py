@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+#: Width per layer of a per-layer plot (inches): room for a slanted display name.
+LAYER_INCHES = 0.3
+
 
 def _pyplot():
     # Deferred: matplotlib takes about 0.4 s to import and only the flow's last stage
@@ -24,7 +27,7 @@ def write_plots(folder: Path, rep: dict) -> list[Path]:
     """accuracy_vs_bits.png, sqnr.png and layers.png in ``folder`` (created)."""
     plt = _pyplot()
     folder.mkdir(parents=True, exist_ok=True)
-    names = [r["name"] for r in rep["layers"]]
+    names = [r["label"] for r in rep["layers"]]       # short names (names.display_names)
     paths = []
 
     sweep = rep["accuracy_vs_bits"]
@@ -48,27 +51,40 @@ def write_plots(folder: Path, rep: dict) -> list[Path]:
     paths.append(folder / "accuracy_vs_bits.png")
     _save(fig, paths[-1])
 
-    fig, ax = plt.subplots(figsize=(5, 3.2))
+    fig, ax = _per_layer(plt, names)
     sq = [r["sqnr_db"] if r["sqnr_db"] is not None else 0.0 for r in rep["layers"]]
     ax.bar(names, sq, color="tab:green")
     ax.set_ylabel("SQNR (dB)")
-    ax.set_title(f"{rep['model']}: per-layer SQNR at {rep['bits']} bits (calibration)")
-    ax.tick_params(axis="x", rotation=30)
+    ax.set_title(f"{rep['model']}: per-layer SQNR at {rep['bits']} bits (calibration)",
+                 fontsize=9)
+    _tick_names(ax)
     paths.append(folder / "sqnr.png")
     _save(fig, paths[-1])
 
-    fig, ax = plt.subplots(figsize=(5, 3.2))
+    fig, ax = _per_layer(plt, names)
     ax.bar(names, [r["cycles"] for r in rep["layers"]], color="tab:blue")
     ax.set_ylabel("cycles per image (simulated)")
-    ax.tick_params(axis="x", rotation=30)
+    _tick_names(ax)
     ax2 = ax.twinx()
     ax2.plot(names, [100 * r["utilization"] for r in rep["layers"]], "o-", color="tab:red")
     ax2.set_ylabel("MAC utilization (%)", color="tab:red")
     ax2.set_ylim(0, 105)
-    ax.set_title(f"{rep['model']} on {rep['board']}: cycles and utilization per layer")
+    ax.set_title(f"{rep['model']} on {rep['board']}: cycles and utilization per layer",
+                 fontsize=9)
     paths.append(folder / "layers.png")
     _save(fig, paths[-1])
     return paths
+
+
+def _per_layer(plt, names: list[str]):
+    """A figure with one bar per layer, wider as layers add up so that their names fit."""
+    return plt.subplots(figsize=(max(5.0, 2.0 + LAYER_INCHES * len(names)), 3.2))
+
+
+def _tick_names(ax) -> None:
+    """Layer names slanted, each ending under its bar."""
+    for label in ax.get_xticklabels():
+        label.set(rotation=40, ha="right", rotation_mode="anchor")
 
 
 def _bits_key(bits: str) -> int:

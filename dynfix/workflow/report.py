@@ -13,6 +13,8 @@ from dynfix.quant.load import BUNDLED
 
 RESOURCES = (("luts", "LUTs"), ("ffs", "FFs"), ("dsps", "DSPs"), ("brams", "BRAMs"),
              ("sprams", "SPRAMs"))
+#: How the summary names a simulator.
+SIM_TITLES = {"icarus": "Icarus", "verilator": "Verilator"}
 #: The bit-width sweep's measures: key -> (label, unit).
 SWEEP_METRICS = {"accuracy": ("top-1 accuracy", "%"),
                  "agreement": ("top-1 agreement with the float model", "%"),
@@ -58,8 +60,11 @@ def resources(board, config, syn) -> dict[str, Any]:
             "available": {k: int(v) for k, v in avail.items()}}
 
 
-def build_report(model, board, opts, data: str, q, g, s, syn, acc: dict, sweep: list[dict]
-                 ) -> dict[str, Any]:
+def build_report(name: str, labels: dict[str, str], board, opts, data: str, q, g, s, syn,
+                 acc: dict, sweep: list[dict], simulator: str) -> dict[str, Any]:
+    """``report.json``: ``name`` is the model's name as shown, ``labels`` every layer's
+    display name (names.display_names; each layer row keeps its full ``name`` too),
+    ``simulator`` the one the images ran under."""
     est = g.estimate
     mults = g.multipliers
     compute = s.mean_cycles
@@ -77,7 +82,8 @@ def build_report(model, board, opts, data: str, q, g, s, syn, acc: dict, sweep: 
         sim = float(sum(c[i] for c in s.layer_cycles) / len(s.layer_cycles))
         f = formats.get(row["name"])
         layers.append({
-            "name": row["name"], "kind": row["kind"], "macs": int(row["macs"]),
+            "name": row["name"], "label": labels.get(row["name"], row["name"]),
+            "kind": row["kind"], "macs": int(row["macs"]),
             "cycles": _r(sim, 1), "cycles_estimate": int(row["cycles"]),
             "utilization": _r(row["macs"] / (sim * mults) if sim else 0.0),
             "bw_w": f and f.bw_w, "bw_x": f and f.bw_x,
@@ -102,7 +108,7 @@ def build_report(model, board, opts, data: str, q, g, s, syn, acc: dict, sweep: 
     n = s.n
     classes = acc["output"] == "classes"
     return {
-        "model": model.name, "board": board.name, "bits": str(opts.bits),
+        "model": name, "board": board.name, "bits": str(opts.bits),
         "method": q.spec.method, "data": data,
         "accuracy": {"float": _r(acc["float"]), "integer": _r(acc["integer"]),
                      "output": acc["output"], "agreement": _r(acc["agreement"]),
@@ -110,7 +116,8 @@ def build_report(model, board, opts, data: str, q, g, s, syn, acc: dict, sweep: 
                      "integer_simulated": _r(s.int_accuracy if classes else None),
                      "hardware": _r(s.hw_accuracy if classes else None),
                      "simulated_images": n},
-        "simulation": {"simulator": "icarus", "images": n, "mismatches": s.mismatches},
+        "simulation": {"simulator": simulator, "requested": opts.sim, "images": n,
+                       "mismatches": s.mismatches},
         "performance": {
             "cycles_per_image": _r(per_image, 1), "compute_cycles": _r(compute, 1),
             "load_cycles": int(est["load_cycles"]), "unload_cycles": int(est["unload_cycles"]),
@@ -161,8 +168,9 @@ def rows(rep: dict) -> list[tuple[str, str]]:
         ("float model", f"{_pct(a['float'], why)} on {t} test images"),
         ("integer model", f"{_pct(a['integer'], why)} on {t} test images; "
                           f"{_pct(a['integer_simulated'], why)} on the {n} simulated{fid}"),
-        ("hardware (Icarus)", f"{_pct(a['hardware'], why)} on {n} images; "
-                              f"{sim['mismatches']} mismatches with the integer model"),
+        (f"hardware ({SIM_TITLES[sim['simulator']]})",
+         f"{_pct(a['hardware'], why)} on {n} images; "
+         f"{sim['mismatches']} mismatches with the integer model"),
         ("cycles per image", f"{p['cycles_per_image']:,.0f} ({p['compute_cycles']:,.0f} "
                              f"compute, simulated, + {p['load_cycles']} in + "
                              f"{p['unload_cycles']} out; model {p['cycles_estimate']:,})"),
@@ -211,9 +219,12 @@ def summary_markdown(rep: dict, table: str | None = None) -> str:
            "| layer | kind | MACs | cycles (sim) | cycles (model) | MAC util. | w bits | "
            "x bits | SQNR dB | saturated |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rep["layers"]:
-        md.append(f"| {r['name']} | {r['kind']} | {r['macs']:,} | {r['cycles']:,.0f} | "
+        md.append(f"| {r['label']} | {r['kind']} | {r['macs']:,} | {r['cycles']:,.0f} | "
                   f"{r['cycles_estimate']:,} | {100 * r['utilization']:.1f} % | {r['bw_w']} | "
                   f"{r['bw_x']} | {r['sqnr_db']} | {r['saturated']} |")
+    if any(r["label"] != r["name"] for r in rep["layers"]):
+        md += ["", "Layer names are shortened here and in the plots; `report.json` and "
+                   "`quant.yaml` have them in full."]
     sweep = rep["accuracy_vs_bits"]
     title = sweep["label"][:1].upper() + sweep["label"][1:]
     md += ["", f"## {title} vs bit width (integer model)", "",
@@ -241,6 +252,8 @@ def _args(rep: dict) -> list[str]:
             "--bits", rep["bits"], "--images", str(rep["simulation"]["images"])]
     if rep["data"] != "digits":
         args += ["--data", "DATA"]
+    if rep["simulation"]["requested"] != "auto":
+        args += ["--sim", rep["simulation"]["requested"]]
     if rep["timing"]:
         args.append("--synth")
     return args

@@ -34,15 +34,30 @@ from dynfix.quant.bits import layer_widths
 from dynfix.quant.fidelity import agreement, output_kind, outputs, sqnr_db, top1
 from dynfix.quant.float_model import check_input
 from dynfix.quant.ir import Model
+from .names import display_names, model_name, relabel
 from .options import DEFAULT_IMAGES, FlowOptions
 from .plots import write_plots
 from .report import (SWEEP_METRICS, build_report, summary_markdown, summary_table,
                      sweep_metric, write_json)
+from .simulator import TITLES, check_choice, choose
 
 MARKER = "report.json"
-#: The flow simulates under Icarus (installed by tools/setup.sh); dynfix simulate can
-#: choose Verilator.
-SIMULATOR = "icarus"
+
+
+@dataclass
+class Prepared:
+    """What the flow checked before any work: the model, the names it shows, the board and
+    the data."""
+
+    model: Model
+    #: The model's name as shown and reported: its file's name when the graph's name is a
+    #: converter's placeholder (names.model_name); quant.yaml keeps the graph's.
+    name: str
+    #: Every layer's full name -> the short one shown (names.display_names).
+    labels: dict[str, str]
+    board: Board
+    data: str
+    calib: str
 
 
 @dataclass
@@ -82,8 +97,8 @@ class Stages:
         self.note(f"{what + '; ' if what else ''}{dt:.1f} s")
 
 
-def default_output(model_name: str, board: str) -> Path:
-    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"flow-{model_name}-{board}")
+def default_output(name: str, board: str) -> Path:
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"flow-{name}-{board}")
     return Path("out") / safe
 
 
@@ -98,11 +113,12 @@ def check_output(out: Path) -> None:
                               ("output",))
 
 
-def prepare(opts: FlowOptions) -> tuple[Model, Board, str, str]:
-    """Load and check everything before any work; returns (model, board, data, calib)."""
+def prepare(opts: FlowOptions) -> Prepared:
+    """Load and check everything before any work."""
     if not isinstance(opts.images, int) or opts.images < 1:
         raise DynfixError(f"{{images}} must be a positive integer, got "
                           f"{literal(repr(opts.images))}", ("images",))
+    check_choice(opts.sim)
     model = load_model(opts.model)
     layer_widths(model, str(opts.bits))
     plan_groups(model)                          # layers the engine cannot run: fail now
@@ -113,18 +129,19 @@ def prepare(opts: FlowOptions) -> tuple[Model, Board, str, str]:
     check_data_fits(model, calib, "calibration data", "calib")
     x, _ = load_inputs(data, split="test")
     check_input(model, x[:1])
-    return model, board, data, calib
+    return Prepared(model, model_name(model.name, opts.model), display_names(model), board,
+                    data, calib)
 
 
 def run_flow(opts: FlowOptions, say: Callable[[str], None] | None = None) -> FlowResult:
     """Run the whole flow into ``opts.output`` (see the module docstring)."""
     say = say or (lambda msg: None)
-    model, board, data, calib = prepare(opts)
-    out = Path(opts.output) if opts.output is not None else default_output(model.name,
-                                                                           board.name)
+    p = prepare(opts)
+    board = p.board
+    out = Path(opts.output) if opts.output is not None else default_output(p.name, board.name)
     check_output(out)
     with atomic_folder(out) as tmp:
-        result = _run_stages(opts, model, board, data, calib, tmp, say)
+        result = _run_stages(opts, p, tmp, say)
     result.output = out
     if result.synthesized is not None:
         result.synthesized.bitstream = str(out / result.report["files"]["bitstream"])
@@ -139,13 +156,16 @@ def run_flow(opts: FlowOptions, say: Callable[[str], None] | None = None) -> Flo
     return result
 
 
-def _run_stages(opts: FlowOptions, model: Model, board: Board, data: str, calib: str,
-                tmp: Path, say: Callable[[str], None]) -> FlowResult:
+def _run_stages(opts: FlowOptions, p: Prepared, tmp: Path, say: Callable[[str], None]
+                ) -> FlowResult:
+    model, board, data, calib = p.model, p.board, p.data, p.calib
     names = ["quantize", "generate", "simulate"] + (["synthesize"] if opts.synth else []) \
         + ["report"]
-    st = Stages(names, say)
+    shown = relabel(p.labels)
+    # Lower stages (the search, the fit) name layers in full: every line shows them short.
+    st = Stages(names, lambda msg: say(shown(msg)))
 
-    st.start("quantize", f"{model.name} at {opts.bits} bits ({opts.method}) on {calib}")
+    st.start("quantize", f"{p.name} at {opts.bits} bits ({opts.method}) on {calib}")
     q = api.quantize(model, calib, opts.bits, opts.method, output=tmp / "quant.yaml",
                      progress=st.note)
     x, y = load_inputs(data, split="test")
@@ -160,9 +180,12 @@ def _run_stages(opts: FlowOptions, model: Model, board: Board, data: str, calib:
     st.done(f"{g.config.summary()}, {g.config.multipliers_text()}, "
             f"{g.cycles_per_image} cycles per image (estimate)")
 
-    st.start("simulate", f"{min(opts.images, len(x))} images under Icarus Verilog")
-    s = api.simulate(g, q, data, min(opts.images, len(x)), simulator=SIMULATOR,
-                     progress=st.note)
+    images = min(opts.images, len(x))
+    sim = choose(opts.sim, g.cycles_per_image, images)
+    st.start("simulate", f"{images} images under {TITLES[sim.simulator]}")
+    st.note(sim.why())
+    st.note(sim.estimate())
+    s = api.simulate(g, q, data, images, simulator=sim.simulator, progress=st.note)
     st.done(f"{s.mismatches} mismatches with the integer model")
 
     syn = None
@@ -174,7 +197,8 @@ def _run_stages(opts: FlowOptions, model: Model, board: Board, data: str, calib:
                 f"{syn.luts} LUTs")
 
     st.start("report", "report.json, summary.md, plots")
-    rep = build_report(model, board, opts, data, q, g, s, syn, acc, sweep)
+    rep = build_report(p.name, p.labels, board, opts, data, q, g, s, syn, acc, sweep,
+                       sim.simulator)
     write_json(tmp / "report.json", rep)
     table = summary_table(rep)
     (tmp / "summary.md").write_text(summary_markdown(rep, table))
@@ -232,9 +256,12 @@ def _quiet(msg: str) -> None:
 def flow(model: Any = "digits", board: str | None = None, bits: str = "8",
          images: int = DEFAULT_IMAGES, synth: bool = False, output: str | Path | None = None,
          data: str | Path | None = None, calib: str | Path | None = None,
-         method: str = "greedy", progress: Callable[[str], None] = _quiet) -> FlowResult:
+         method: str = "greedy", progress: Callable[[str], None] = _quiet,
+         sim: str = "auto") -> FlowResult:
     """``dynfix flow``: quantize -> generate -> simulate -> (synthesize), reports and plots
-    in ``output`` (default ``out/flow-MODEL-BOARD``)."""
+    in ``output`` (default ``out/flow-MODEL-BOARD``). ``sim``: ``auto`` (Verilator for long
+    runs when it is installed, else Icarus; see :mod:`.simulator`), ``icarus`` or
+    ``verilator``."""
     return run_flow(FlowOptions(model=model, board=board, bits=str(bits), images=images,
                                 synth=synth, output=output, data=data, calib=calib,
-                                method=method), progress)
+                                method=method, sim=sim), progress)

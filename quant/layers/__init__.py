@@ -18,8 +18,9 @@ from .flatten import Flatten
 from .affine import Affine
 from .add import Add
 from .softmax import Softmax
+from .sigmoid import Sigmoid
 from .leaky_relu import LeakyReLU
 
 __all__ = ["KINDS", "Compute", "EngineRole", "Layer", "Shape", "register", "Conv2d", "Linear",
            "ReLU", "Clip", "Pool2d", "MaxPool2d", "AvgPool2d", "GlobalAvgPool", "Flatten",
-           "Affine", "Add", "Softmax", "LeakyReLU"]
+           "Affine", "Add", "Softmax", "Sigmoid", "LeakyReLU"]

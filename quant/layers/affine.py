@@ -61,6 +61,7 @@ def import_batchnorm(imp: Importer, node, what: str) -> None:
     x, at = imp.x(node), imp.attrs(node, what)
     if len(node.input) < 5:
         raise DynfixError(f"{what}: needs scale, B, mean and var inputs")
+    imp.channels_on_axis_1(x, what)
     s, b, m, v = (imp.weights(t, what).astype(np.float64).reshape(-1)
                   for t in node.input[1:5])
     eps = at.float("epsilon", 1e-5)

@@ -33,10 +33,13 @@ ParamWriter = Callable[[str, np.ndarray], str]
 class Importer(Protocol):
     """What an ONNX import handler may ask of the reader (``quant/onnx/reader.py``).
 
-    A data-path tensor (``Tensor``) has ``shape`` (the ONNX shape, batch first), ``ir``
-    (the IR layer, held-back transform or input holding it) and ``held`` (the kind of
-    held-back transform it carries, if any; ``origin``: the node that left it). Handlers
-    make layers without folding anything into another layer: the passes do that
+    A data-path tensor (``Tensor``) has ``shape`` (the ONNX shape), ``dims`` (the shape of
+    the IR tensor that holds it, without the batch: ``(F,)`` or ``(C, H, W)``; a 1-D
+    N x C x L tensor is the map C x 1 x L), ``axes`` (what each ONNX axis is: the batch,
+    -1; an axis of ``dims``; or None, a unit axis the IR tensor does not have), ``ir`` (the
+    IR layer, held-back transform or input holding it) and ``held`` (the kind of held-back
+    transform it carries, if any; ``origin``: the node that left it). Handlers make layers
+    without folding anything into another layer: the passes do that
     (``quant/onnx/passes``).
     """
 
@@ -68,9 +71,21 @@ class Importer(Protocol):
     def pair(self, v, what: str, attr: str) -> tuple[int, int]:
         """Two positive integers (strides, dilations)."""
 
-    def pads(self, at, x_shape, kernel, stride, dilation, what: str
-             ) -> tuple[int, int, int, int]:
-        """(top, left, bottom, right) from ``pads`` or ``auto_pad``."""
+    def window(self, node: onnx.NodeProto, x, kernel, what: str, op: str) -> dict:
+        """A Conv's or pool's 1-D or 2-D window (``kernel``: the node's, over the data's
+        spatial axes) as the 2-D IR layer takes it: ``kernel``, ``stride``, ``pads``
+        (top, left, bottom, right), ``dilation``; ``op`` names the kind in messages."""
+
+    def spatial(self, x, what: str, op: str) -> int:
+        """1 or 2: the data is an N x C x L or an N x C x H x W view of an IR map."""
+
+    def view(self, node: onnx.NodeProto, x, shape: tuple[int, ...], axes: tuple,
+             what: str) -> None:
+        """The node's output is ``x`` seen as ONNX ``shape`` with ``axes`` (the values in
+        the same order: only unit axes, or the batch axis of features, move)."""
+
+    def channels_on_axis_1(self, x, what: str) -> None:
+        """DynfixError unless ONNX axis 1 of ``x`` holds its channels."""
 
     def add(self, cls: type[Layer], node: onnx.NodeProto, xs: list, what: str,
             suffix: str = "", **kw) -> Any:
@@ -83,11 +98,9 @@ class Importer(Protocol):
     def alias(self, node: onnx.NodeProto, x) -> None:
         """The node hands on the tensor it reads."""
 
-    def chain(self, node: onnx.NodeProto, steps, x, what: str) -> None:
-        """Several layers for one node: ``steps`` of (cls, suffix, kwargs)."""
-
     def to_shape(self, node: onnx.NodeProto, x, shape: tuple[int, ...], what: str) -> None:
-        """A reshape of the data: a no-op, a flatten to N x F, or refused."""
+        """A reshape of the data: a no-op, a flatten to N x F, a view that adds or drops
+        unit axes, or refused."""
 
     def affine(self, node: onnx.NodeProto, x, scale, shift, what: str) -> None:
         """``scale * x + shift`` per channel: an Affine (folded into the layer before by
@@ -323,6 +336,24 @@ class Compute(Layer):
     def scale_inputs(self, w: np.ndarray, s: np.ndarray, block: int) -> np.ndarray:
         """``w`` with the weights of every input channel ``c`` multiplied by ``s[c]``."""
         raise NotImplementedError
+
+
+@dataclass
+class HostOutput(Layer):
+    """What a trailing Softmax and Sigmoid share: the shape of their input, run on the host
+    after the engine (the engine's output, and the integer model's, is their input: the
+    logits); :meth:`Layer.forward` is each kind's own."""
+
+    host: ClassVar[bool] = True
+    engine: ClassVar[EngineRole] = EngineRole.HOST
+
+    def infer(self, in_shape):
+        return in_shape
+
+    def forward_int(self, x, fmt):
+        """The identity: the engine's output is this layer's input
+        (:meth:`~dynfix.quant.int_model.IntModel.dequantize` applies it on the host)."""
+        return x
 
 
 KINDS: dict[str, type[Layer]] = {}

@@ -1,4 +1,5 @@
-"""Conv2d: 2-D convolution, with its grouped and depthwise forms."""
+"""Conv2d: 2-D convolution, with its grouped and depthwise forms (a 1-D one, over an
+N x C x L tensor, is a Conv2d of height 1: kernel 1 x k over the map C x 1 x L)."""
 
 from __future__ import annotations
 
@@ -118,18 +119,17 @@ class Conv2d(Compute):
 
 @onnx_import("Conv")
 def import_conv(imp: Importer, node, what: str) -> None:
+    """A 2-D Conv, or a 1-D one as a Conv2d of height 1 (its weight gets a unit kh)."""
     x, at = imp.x(node), imp.attrs(node, what)
-    if len(x.shape) != 4:
-        raise DynfixError(f"{what}: only 2-D convolutions are supported (of an N x C x "
-                          f"H x W tensor), this one reads a {len(x.shape)}-D tensor")
-    w = imp.weights(node.input[1], what, rank=4)
+    nd = imp.spatial(x, what, "convolutions")
+    w = imp.weights(node.input[1], what, rank=nd + 2)
     bias = imp.opt(node, 2, what)
     ks = tuple(at.ints("kernel_shape", list(w.shape[2:])))
     if ks != w.shape[2:]:
         raise DynfixError(f"{what}: kernel_shape {list(ks)} disagrees with weights "
                           f"{w.shape}")
-    stride = imp.pair(at.ints("strides", [1, 1]), what, "strides")
-    dil = imp.pair(at.ints("dilations", [1, 1]), what, "dilations")
-    pads = imp.pads(at, x.shape, w.shape[2:], stride, dil, what)
-    imp.bind(node, imp.add(Conv2d, node, [x], what, weight=w, bias=bias, stride=stride,
-                           pads=pads, dilation=dil, groups=at.int("group", 1)))
+    win = imp.window(node, x, ks, what, "convolutions")
+    w = w.reshape(w.shape[:2] + win["kernel"])
+    imp.bind(node, imp.add(Conv2d, node, [x], what, weight=w, bias=bias,
+                           stride=win["stride"], pads=win["pads"], dilation=win["dilation"],
+                           groups=at.int("group", 1)))

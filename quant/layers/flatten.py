@@ -59,16 +59,39 @@ def import_reshape(imp: Importer, node, what: str) -> None:
 
 @onnx_import("Squeeze")
 def import_squeeze(imp: Importer, node, what: str) -> None:
+    """Unit axes removed: a flatten (to N x F) or a view of the same tensor."""
     x = imp.x(node)
     axes = imp.const_axes(node, what)
     rank = len(x.shape)
+    batch = x.axes.index(-1)
     axes = [a % rank for a in axes if -rank <= a < rank] if axes is not None else \
-        [i for i in range(1, rank) if x.shape[i] == 1]
+        [i for i in range(rank) if x.shape[i] == 1 and i != batch]
     if any(x.shape[a] != 1 for a in axes):
         raise DynfixError(f"{what}: squeezes a dimension that is not 1")
-    imp.to_shape(node, x, tuple(d for i, d in enumerate(x.shape) if i not in axes), what)
+    if batch in axes:
+        raise DynfixError(f"{what}: squeezes the batch axis")
+    shape = tuple(d for i, d in enumerate(x.shape) if i not in axes)
+    if len(shape) == 2 and batch == 0:
+        imp.to_shape(node, x, shape, what)
+    else:
+        imp.view(node, x, shape, tuple(a for i, a in enumerate(x.axes) if i not in axes),
+                 what)
 
 
 @onnx_import("Unsqueeze")
 def import_unsqueeze(imp: Importer, node, what: str) -> None:
-    raise DynfixError(f"{what}: adding dimensions to the data is not supported")
+    """Unit axes added: a view of the same tensor (PyTorch's BatchNorm1d on N x F and
+    tf2onnx's Conv1D write them; what reads the result must take that view)."""
+    x = imp.x(node)
+    raw = imp.const_axes(node, what) or []
+    rank = len(x.shape) + len(raw)
+    axes = sorted({a % rank for a in raw if -rank <= a < rank})
+    if not axes or len(axes) != len(raw):
+        raise DynfixError(f"{what}: axes {raw} must be distinct axes of the {rank}-D "
+                          f"output")
+    shape, view, src = [], [], iter(zip(x.shape, x.axes))
+    for i in range(rank):
+        d, a = (1, None) if i in axes else next(src)
+        shape.append(d)
+        view.append(a)
+    imp.view(node, x, tuple(shape), tuple(view), what)

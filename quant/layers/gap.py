@@ -8,7 +8,7 @@ from typing import ClassVar
 import numpy as np
 
 from dynfix.errors import DynfixError
-from .base import (KINDS, EngineRole, Importer, Layer, ParamWriter, onnx_import, onnx_node,
+from .base import (EngineRole, Importer, Layer, ParamWriter, onnx_import, onnx_node,
                    register, spatial_input)
 from .kernels import avg_round
 
@@ -41,20 +41,30 @@ class GlobalAvgPool(Layer):
 
 @onnx_import("GlobalAveragePool")
 def import_gap(imp: Importer, node, what: str) -> None:
-    imp.bind(node, imp.add(GlobalAvgPool, node, [imp.x(node)], what))
+    """Over H and W of an N x C x H x W tensor, or over L of an N x C x L one."""
+    x = imp.x(node)
+    imp.spatial(x, what, "global pools")
+    imp.bind(node, imp.add(GlobalAvgPool, node, [x], what))
 
 
 @onnx_import("ReduceMean")
 def import_reduce_mean(imp: Importer, node, what: str) -> None:
-    """A mean over H and W (what exporters write for adaptive_avg_pool2d(x, 1))."""
+    """A mean over H and W, or L (what exporters write for adaptive_avg_pool2d(x, 1) and
+    adaptive_avg_pool1d(x, 1)): over every spatial axis longer than 1."""
     x, at = imp.x(node), imp.attrs(node, what)
-    axes = imp.const_axes(node, what)
+    raw = imp.const_axes(node, what)
     rank = len(x.shape)
-    if rank != 4 or axes is None or sorted(a % rank for a in axes if -rank <= a < rank) \
-            != [2, 3] or at.int("noop_with_empty_axes", 0):
+    ok = rank in (3, 4) and raw is not None and not at.int("noop_with_empty_axes", 0)
+    if ok:
+        imp.spatial(x, what, "means")
+        axes = sorted({a % rank for a in raw if -rank <= a < rank})
+        ok = len(axes) == len(raw) and set(axes) <= set(range(2, rank)) and all(
+            x.shape[a] == 1 for a in range(2, rank) if a not in axes)
+    if not ok:
         raise DynfixError(f"{what}: only a mean over H and W of an N x C x H x W tensor "
-                          f"is supported")
-    steps = [(GlobalAvgPool, "", {})]
-    if not at.int("keepdims", 1):
-        steps = [(GlobalAvgPool, "_gap", {}), (KINDS["flatten"], "", {})]
-    imp.chain(node, steps, x, what)
+                          f"(or over L of an N x C x L one) is supported")
+    if at.int("keepdims", 1):
+        imp.bind(node, imp.add(GlobalAvgPool, node, [x], what))
+        return
+    t = imp.add(GlobalAvgPool, node, [x], what, suffix="_gap")
+    imp.to_shape(node, t, tuple(d for i, d in enumerate(x.shape) if i not in axes), what)

@@ -7,7 +7,6 @@ from typing import ClassVar
 
 import numpy as np
 
-from dynfix.errors import DynfixError
 from .base import EngineRole, Importer, ParamWriter, onnx_import, onnx_node, register
 from .kernels import windows
 from .pool import Pool2d, pool_args
@@ -44,6 +43,5 @@ def import_maxpool(imp: Importer, node, what: str) -> None:
 @onnx_import("GlobalMaxPool")
 def import_global_maxpool(imp: Importer, node, what: str) -> None:
     x = imp.x(node)
-    if len(x.shape) != 4:
-        raise DynfixError(f"{what}: expects an N x C x H x W input")
-    imp.bind(node, imp.add(MaxPool2d, node, [x], what, kernel=x.shape[2:], stride=(1, 1)))
+    imp.spatial(x, what, "global pools")
+    imp.bind(node, imp.add(MaxPool2d, node, [x], what, kernel=x.dims[1:], stride=(1, 1)))

@@ -40,12 +40,13 @@ class Pool2d(Layer):
 
 
 def pool_args(imp: Importer, node, what: str, x) -> dict:
-    """A MaxPool's or AveragePool's window arguments from its ONNX attributes."""
+    """A MaxPool's or AveragePool's window arguments from its ONNX attributes (a 1-D
+    window over N x C x L: one of height 1 over the map C x 1 x L)."""
     at = imp.attrs(node, what)
     ks = tuple(at.ints("kernel_shape", []))
-    if len(ks) != 2 or min(ks) < 1:
-        raise DynfixError(f"{what}: only 2-D pooling windows are supported, got "
+    if len(ks) not in (1, 2) or min(ks) < 1:
+        raise DynfixError(f"{what}: only 1-D and 2-D pooling windows are supported, got "
                           f"kernel_shape {list(ks)}")
-    stride = imp.pair(at.ints("strides", [1, 1]), what, "strides")
-    pads = imp.pads(at, x.shape, ks, stride, (1, 1), what)
-    return dict(kernel=ks, stride=stride, pads=pads, ceil_mode=bool(at.int("ceil_mode", 0)))
+    win = imp.window(node, x, ks, what, "pooling windows")
+    return dict(kernel=win["kernel"], stride=win["stride"], pads=win["pads"],
+                ceil_mode=bool(at.int("ceil_mode", 0)))

@@ -8,7 +8,7 @@ from typing import ClassVar
 import numpy as np
 
 from dynfix.errors import DynfixError
-from .base import EngineRole, Importer, Layer, ParamWriter, onnx_import, onnx_node, register
+from .base import HostOutput, Importer, ParamWriter, onnx_import, onnx_node, register
 
 
 def softmax(v: np.ndarray) -> np.ndarray:
@@ -19,24 +19,14 @@ def softmax(v: np.ndarray) -> np.ndarray:
 
 @register
 @dataclass
-class Softmax(Layer):
+class Softmax(HostOutput):
     """Trailing softmax: kept in the float model, run on the host (it keeps the class)."""
 
     op: ClassVar[str] = "softmax"
-    host: ClassVar[bool] = True
-    engine: ClassVar[EngineRole] = EngineRole.HOST
     refusal: ClassVar[str] = "softmax before the end is not supported by the engine"
-
-    def infer(self, in_shape):
-        return in_shape
 
     def forward(self, x):
         return softmax(x)
-
-    def forward_int(self, x, fmt):
-        """The identity: the engine's output is the softmax's input
-        (:meth:`~dynfix.quant.int_model.IntModel.dequantize` applies it on the host)."""
-        return x
 
     def onnx_nodes(self, param: ParamWriter):
         return [onnx_node(self, "Softmax", self.inputs, axis=1)]

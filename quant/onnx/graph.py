@@ -36,7 +36,8 @@ class HeldPad(Layer):
 @dataclass
 class HeldTranspose(Layer):
     """A Transpose that keeps the batch axis first, waiting for the flatten and the
-    Gemm/MatMul after it (``perm`` over all axes, batch included)."""
+    Gemm/MatMul after it (``perm`` over the IR tensor's axes, batch included: a 1-D
+    N x C x L tensor's is over N x C x 1 x L)."""
 
     perm: tuple[int, ...] = ()
     op: ClassVar[str] = "held-transpose"
@@ -53,6 +54,7 @@ class ImportGraph:
     name: str                           # the model's name
     input: str
     input_shape: Shape                  # without the batch dimension
+    input_layout: str = "NCHW"          # the data's layout (Model.input_layout)
     output: str = ""                    # the layer (or the input) the graph output reads
     layers: dict[str, Layer] = field(default_factory=dict)
     #: layer name -> the ONNX node it came from ("node X (Op)"), for messages.
@@ -94,4 +96,5 @@ class ImportGraph:
         for layer in self.layers.values():
             if isinstance(layer, (HeldPad, HeldTranspose)):
                 raise DynfixError(f"{self.what(layer.name)}: was not folded")  # reader checks
-        return Model(self.name, self.input, self.input_shape, list(self.layers.values()))
+        return Model(self.name, self.input, self.input_shape, list(self.layers.values()),
+                     self.input_layout)

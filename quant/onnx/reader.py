@@ -20,8 +20,18 @@ files are first upgraded, :mod:`.passes.upgrade`). It works in four steps:
    operators that make no layer (:data:`READER_OPS`): Identity, Dropout and Cast pass their
    input on; a zero Pad and a Transpose that keeps the batch axis first become held-back
    transforms, and every node that reads one must be able to take it (:data:`.passes.HELD`);
+   a Transpose, Unsqueeze or Squeeze that keeps the order of each input's values (it only
+   moves unit axes, or the batch axis of N x F features) changes only how the ONNX tensor
+   views the IR tensor (:class:`_Tensor`);
 4. run the graph passes (:data:`.passes.GRAPH_PASSES`: BatchNorm and per-channel folding,
    Pad folding, Transpose folding, dead-layer removal) and check the result.
+
+The IR computes on channels-first maps. Before the walk, :func:`_input_layout` looks at what
+reads the data input: a Keras (tf2onnx) model declares N x H x W x C (or N x L x C) and
+transposes it to channels first at once; that Transpose (with the Unsqueeze tf2onnx puts
+before it in a Conv1D model) becomes the model's ``input_layout`` (``NHWC``, ``NWC``), and
+the data is transposed on its way in instead. A 1-D model (Conv1d, Conv1D, MaxPool1d...)
+runs as a 2-D one of height 1: an N x C x L tensor is held as the IR map C x 1 x L.
 
 :func:`save_onnx` (from :mod:`.write`) writes a standard opset-13 graph for an IR model.
 """
@@ -56,6 +66,15 @@ MIN_INPUTS = {"Conv": 2, "Gemm": 2, "MatMul": 2, "BatchNormalization": 5,
               **{op: 2 for op in BINARY_OPS}}
 #: Operators that pass a held-back transform on (besides the readers each one names).
 PASS_THROUGH = frozenset({"Identity", "Dropout", "Cast"})
+#: What may read a held-back transform, and where it folds (:data:`.passes.HELD`); and the
+#: reader's own ``batch`` kind: N x F features whose batch axis a Transpose (or Unsqueeze)
+#: moved, which only per-feature operators may read until the batch axis is first again
+#: (Keras's BatchNormalization on features, written between two Transposes [1, 0]).
+TAKES = {**HELD, "batch": (frozenset({"Transpose", "Unsqueeze", "Squeeze",
+                                      "BatchNormalization", "Mul", "Add", "Sub", "Div",
+                                      "Relu", "Clip", "LeakyRelu"}),
+                           "around per-feature operators (a BatchNormalization, Mul, Add, "
+                           "ReLU...) on N x F features, transposed back to N x F after them")}
 
 def _live_nodes(graph: onnx.GraphProto, name: str) -> list[tuple[int, onnx.NodeProto]]:
     """The nodes the graph output depends on, in file order, with their file index."""
@@ -126,20 +145,16 @@ def _pair(v, what: str, attr: str) -> tuple[int, int]:
     return (v[0], v[1])
 
 
-def _pads(at: dict, x_shape, kernel, stride, dilation, what) -> tuple[int, int, int, int]:
-    """(top, left, bottom, right) from ``pads`` or ``auto_pad``."""
-    mode = at.text("auto_pad", "NOTSET")
-    if mode == "NOTSET":
-        p = at.ints("pads", [0, 0, 0, 0])
-        if len(p) != 4 or min(p) < 0:
-            raise DynfixError(f"{what}: pads must be four non-negative integers, got {p}")
-        return tuple(p)
+def _auto_pads(mode: str, sizes, kernel, stride, dilation, what: str
+               ) -> tuple[int, int, int, int]:
+    """(top, left, bottom, right) of ``auto_pad`` ``mode`` for a window over H x W
+    ``sizes``."""
     if mode == "VALID":
         return (0, 0, 0, 0)
-    if mode not in ("SAME_UPPER", "SAME_LOWER") or len(x_shape) != 4:
+    if mode not in ("SAME_UPPER", "SAME_LOWER"):
         raise DynfixError(f"{what}: auto_pad {mode!r} is not supported here")
     begin, end = [], []
-    for size, k, s, d in zip(x_shape[2:], kernel, stride, dilation):
+    for size, k, s, d in zip(sizes, kernel, stride, dilation):
         out = -(-size // s)
         total = max(0, (out - 1) * s + (k - 1) * d + 1 - size)
         lo = total // 2 if mode == "SAME_UPPER" else total - total // 2
@@ -148,15 +163,19 @@ def _pads(at: dict, x_shape, kernel, stride, dilation, what) -> tuple[int, int, 
     return (begin[0], begin[1], end[0], end[1])
 
 
-def _per_channel(c: np.ndarray, shape: tuple[int, ...], what: str) -> np.ndarray:
-    """A constant that broadcasts to ``shape`` as one value per channel (dim 1)."""
-    full = (1,) + tuple(shape[1:])
+def _per_channel(c: np.ndarray, shape: tuple[int, ...], what: str, batch: int = 0,
+                 channel: int = 1) -> np.ndarray:
+    """A constant that broadcasts to ``shape`` (its batch axis at ``batch``) as one value
+    per channel (axis ``channel``)."""
+    full = tuple(1 if i == batch else d for i, d in enumerate(shape))
     if not _broadcasts(c.shape, full):
+        rest = [i for i in range(len(shape)) if i != batch]
         why = "varies along the batch axis of" if c.ndim == len(shape) and _broadcasts(
-            c.shape[1:], full[1:]) else "does not broadcast to"  # e.g. (N, C, H, W), N > 1
+            tuple(c.shape[i] for i in rest), tuple(full[i] for i in rest)) \
+            else "does not broadcast to"  # e.g. (N, C, H, W), N > 1
         raise DynfixError(f"{what}: constant of shape {c.shape} {why} the data "
                           f"{list(shape)}")
-    cb = np.broadcast_to(c, full)[0].reshape(shape[1], -1)
+    cb = np.moveaxis(np.broadcast_to(c, full), channel, 0).reshape(shape[channel], -1)
     if not np.all(cb == cb[:, :1]):
         raise DynfixError(f"{what}: only per-channel constants are supported")
     return cb[:, 0].astype(np.float64)
@@ -170,21 +189,116 @@ def _broadcasts(a: tuple[int, ...], b: tuple[int, ...]) -> bool:
         return False
 
 
+#: In :attr:`_Tensor.axes`: the batch axis.
+BATCH = -1
+
+
 @dataclass
 class _Tensor:
     """A data-path tensor: the IR tensor that holds it (a layer, a held-back transform or
-    the input) and its ONNX shape (``(batch,) +`` that tensor's shape).
+    the input), its ONNX ``shape`` (with the batch axis), the IR tensor's ``dims`` (without
+    it: ``(F,)`` or ``(C, H, W)``) and how the one views the other: ``axes[i]`` is what
+    ONNX axis ``i`` is, :data:`BATCH`, an IR axis (an index into ``dims``) or None (a unit
+    axis the IR tensor does not have). An N x C x H x W tensor has axes
+    ``(BATCH, 0, 1, 2)``, a 1-D N x C x L one ``(BATCH, 0, 2)`` (``dims`` C x 1 x L), the
+    N x H x W x C input of an NHWC model ``(BATCH, 1, 2, 0)``. IR axes of size 1 may be
+    missing from ``axes``; every other one is there once.
 
-    ``held``: the kind of held-back transform it carries (``pad``, ``perm`` or ``cols``,
-    :data:`.passes.HELD`), left by node ``origin``; ``perm``: the transpose it carries
-    (batch axis included) relative to the tensor the passes will leave.
+    ``held``: the kind of held-back transform it carries (``pad``, ``perm``, ``cols`` or
+    ``batch``, :data:`TAKES`), left by node ``origin``; ``perm``: the transpose it
+    carries (over the IR tensor's axes, batch first) relative to the tensor the passes will
+    leave.
     """
 
     ir: str
     shape: tuple[int, ...]
+    dims: tuple[int, ...] = ()
+    axes: tuple[int | None, ...] = ()
     held: str | None = None
     origin: str = ""
     perm: tuple[int, ...] | None = None
+
+    @property
+    def batch(self) -> int:
+        """The batch size (the ONNX batch axis's static size)."""
+        return self.shape[self.axes.index(BATCH)]
+
+    def in_order(self) -> bool:
+        """Batch first and the IR axes in order: each input's values come in the IR
+        tensor's order (the ONNX tensor only adds or drops unit axes)."""
+        ir = [a for a in self.axes if a is not None and a != BATCH]
+        return self.axes[0] == BATCH and ir == sorted(ir)
+
+
+def _view_of(dims: tuple[int, ...], rank: int, batch: int) -> tuple[tuple, tuple]:
+    """The ONNX shape and axes of a new IR tensor ``dims`` read as a rank-``rank`` ONNX
+    tensor: N x F, N x C x L (dims C x 1 x L) or N x C x H x W."""
+    if len(dims) == 1:
+        return (batch, dims[0]), (BATCH, 0)
+    if rank == 3 and len(dims) == 3 and dims[1] == 1:
+        return (batch, dims[0], dims[2]), (BATCH, 0, 2)
+    return (batch,) + tuple(dims), (BATCH,) + tuple(range(len(dims)))
+
+
+def _align(x: _Tensor, shape: tuple[int, ...]) -> tuple | None:
+    """The axes of ``x`` reshaped to ``shape`` when that only adds or drops unit axes after
+    the batch axis (which stays first); None otherwise."""
+    if x.axes[0] != BATCH or not shape or shape[0] != x.shape[0]:
+        return None
+    src, out, i = x.shape, [BATCH], 1
+    for d in shape[1:]:
+        while i < len(src) and src[i] != d and src[i] == 1:
+            i += 1                              # a unit axis of x dropped
+        if i < len(src) and src[i] == d:
+            out.append(x.axes[i])
+            i += 1
+        elif d == 1:
+            out.append(None)                    # a unit axis added
+        else:
+            return None
+    if any(d != 1 for d in src[i:]):
+        return None
+    return tuple(out)
+
+
+def _input_layout(nodes, name: str, shape: tuple[int, ...], consts
+                  ) -> tuple[str, tuple[int, ...], tuple[int, ...]]:
+    """The model's input layout, the IR input's dims and the input's axes (see
+    :class:`_Tensor`). A channels-last input is one every reader transposes to channels
+    first at once (Shape nodes aside): N x H x W x C read by Transposes [0, 3, 1, 2], or
+    N x L x C read by Transposes [0, 2, 1] or by Unsqueezes of axis 1 that such Transposes
+    [0, 3, 1, 2] read (tf2onnx's Conv1D). ``consts(node, pos)``: a constant input's value,
+    or None."""
+    readers: dict[str, list] = {}
+    for _, node in nodes:
+        for t in set(node.input):
+            readers.setdefault(t, []).append(node)
+
+    def reads(t: str) -> list:
+        return [n for n in readers.get(t, []) if n.op_type != "Shape"]
+
+    def transposes(node, perm: list[int]) -> bool:
+        return node.op_type == "Transpose" and attrs(node).ints("perm", []) == perm
+
+    def unsqueezes_1(node) -> bool:
+        if node.op_type != "Unsqueeze":
+            return False
+        at = attrs(node)
+        axes = at.ints("axes") if "axes" in at else consts(node, 1)
+        return axes is not None and [int(a) % 4 for a in axes] == [1] and bool(
+            reads(node.output[0])) and all(transposes(n, [0, 3, 1, 2])
+                                            for n in reads(node.output[0]))
+
+    first = reads(name)
+    rank = len(shape)
+    if rank == 4 and first and all(transposes(n, [0, 3, 1, 2]) for n in first):
+        return "NHWC", (shape[3], shape[1], shape[2]), (BATCH, 1, 2, 0)
+    if rank == 3 and first and all(transposes(n, [0, 2, 1]) or unsqueezes_1(n)
+                                   for n in first):
+        return "NWC", (shape[2], 1, shape[1]), (BATCH, 2, 0)
+    if rank == 3:
+        return "NCW", (shape[1], 1, shape[2]), (BATCH, 0, 2)
+    return "NCHW", tuple(shape[1:]), (BATCH,) + tuple(range(rank - 1))
 
 
 class _Importer:
@@ -246,48 +360,52 @@ class _Importer:
         return name
 
     def place(self, layer: Layer, xs: list[_Tensor]) -> _Tensor:
-        """Enter ``layer`` (reading ``xs``) in the graph, with its output shape."""
+        """Enter ``layer`` (reading ``xs``) in the graph, with its output shape; its ONNX
+        view is its first input's where the shape is the same, else the plain one of the
+        same rank (N x F, N x C x L, N x C x H x W)."""
         layer.check_params()
         layer.check()
-        layer.out_shape = tuple(int(d) for d in layer.infer(*(x.shape[1:] for x in xs)))
+        dims = tuple(int(d) for d in layer.infer(*(x.dims for x in xs)))
+        layer.out_shape = dims
         self.g.layers[layer.name] = layer
         self.g.origin[layer.name] = self.here
-        return _Tensor(layer.name, (xs[0].shape[0],) + layer.out_shape)
+        x = xs[0]
+        if dims == x.dims:
+            return _Tensor(layer.name, x.shape, dims, x.axes)
+        shape, axes = _view_of(dims, len(x.shape), x.batch)
+        return _Tensor(layer.name, shape, dims, axes)
 
     def add(self, cls: type[Layer], node: onnx.NodeProto, xs: list[_Tensor], what: str,
             suffix: str = "", **kw) -> _Tensor:
         """A new layer reading ``xs``; an element-wise kind's output keeps the held-back
-        transform of its input."""
+        transform of its input, and so does any layer on features whose batch axis a
+        Transpose moved (only per-feature ones may read them, :data:`TAKES`)."""
         base = node.name or f"{node.op_type.lower()}{self.count}"
         self.count += 1
         t = self.place(cls(self.unique(base + suffix), tuple(x.ir for x in xs), **kw), xs)
-        if cls.elementwise:
-            return replace(xs[0], ir=t.ir, shape=t.shape)
+        if cls.elementwise or xs[0].held == "batch":
+            return replace(xs[0], ir=t.ir, shape=t.shape, dims=t.dims, axes=t.axes)
         return t
 
     def hold(self, node: onnx.NodeProto, layer: Layer, x: _Tensor, held: str | None,
-             perm: tuple[int, ...] | None = None) -> None:
+             perm: tuple[int, ...] | None = None, view: tuple | None = None) -> None:
         """Bind the node's output to held-back transform ``layer`` (named after the node)
-        reading ``x``; ``held`` None: it cancels what ``x`` held."""
+        reading ``x``; ``held`` None: it cancels what ``x`` held. ``view``: the output's
+        ONNX shape and axes, if not the plain ones."""
         t = self.place(layer, [x])
+        if view is not None:
+            t = replace(t, shape=view[0], axes=view[1])
         self.bind(node, replace(t, held=held, origin=self.here if held else "", perm=perm))
 
     def bind(self, node: onnx.NodeProto, t: _Tensor) -> None:
         """Make ``t`` the value of the node's output."""
         self.data[node.output[0]] = t
 
-    def chain(self, node, steps, x: _Tensor, what: str) -> None:
-        """Several layers for one node: ``steps`` of (cls, suffix, kwargs), the last one
-        keeps the node's name."""
-        for cls, suffix, kw in steps:
-            x = self.add(cls, node, [x], what, suffix=suffix, **kw)
-        self.bind(node, x)
-
     def affine(self, node, x: _Tensor, scale, shift, what: str) -> None:
         """y = scale * x + shift per channel: an Affine layer, which the affine pass folds
         into the layer before where it can (:mod:`.passes.affine`, from the float64 values
         kept here)."""
-        c = x.shape[1]
+        c = x.dims[0]
         scale = np.broadcast_to(np.asarray(scale, np.float64), (c,))
         shift = np.broadcast_to(np.asarray(shift, np.float64), (c,))
         if not (np.all(np.isfinite(scale)) and np.all(np.isfinite(shift))):
@@ -296,6 +414,23 @@ class _Importer:
                      shift=shift.astype(np.float32))
         self.g.exact[t.ir] = (scale, shift)
         self.bind(node, t)
+
+    def known(self, node: onnx.NodeProto, pos: int) -> list[int] | None:
+        """Before the walk: a node's constant integer input (an initializer or a Constant
+        node's value), or None."""
+        if len(node.input) <= pos or not node.input[pos]:
+            return None
+        t = node.input[pos]
+        if t in self.inits:
+            v = self.const(t, f"{self.name}: node {node.name}")
+        else:
+            made = [n for n in self.graph.node if t in n.output and n.op_type == "Constant"]
+            at = attrs(made[0], f"{self.name}: node {made[0].name}") if made else {}
+            v = at.get("value", np.asarray(at.get("value_ints", [])) if "value_ints" in at
+                       else None)
+        if not isinstance(v, np.ndarray) or v.dtype.kind not in "iu":
+            return None
+        return [int(a) for a in v.reshape(-1)]
 
     # -- the walk
     def run(self) -> Model:
@@ -311,11 +446,13 @@ class _Importer:
         self.input_name, in_shape = file.input_shape(self.graph, self.name, set(self.inits))
         stem = self.path.stem
         name = self.graph.name if self.graph.name not in ("", "main_graph", "torch_jit",
-                                                          "torch-jit-export") else stem
-        self.g = ImportGraph(self.name, name, self.input_name, in_shape[1:])
+                                                          "torch-jit-export", "tf2onnx") \
+            else stem
+        layout, dims, axes = _input_layout(nodes, self.input_name, in_shape, self.known)
+        self.g = ImportGraph(self.name, name, self.input_name, dims, layout)
         self.count = 0
         self.taken.add(self.input_name)
-        self.data[self.input_name] = _Tensor(self.input_name, in_shape)
+        self.data[self.input_name] = _Tensor(self.input_name, in_shape, dims, axes)
         for i, node in nodes:
             self.here = f"node {node.name or f'#{i}'} ({node.op_type})"
             self.step(node, f"{self.name}: {self.here}")
@@ -346,9 +483,9 @@ class _Importer:
             raise DynfixError(f"{what}: the data tensor must be its first input")
         for t in data_in:
             x = self.data[t]
-            if x.held and op not in HELD[x.held][0] | PASS_THROUGH:
+            if x.held and op not in TAKES[x.held][0] | PASS_THROUGH:
                 raise DynfixError(f"{what}: reads the output of {x.origin}, which dynfix "
-                                  f"folds only {HELD[x.held][1]}")
+                                  f"folds only {TAKES[x.held][1]}")
         if op in READER_OPS:
             getattr(self, f"op_{op}")(node, what)
         else:
@@ -361,7 +498,7 @@ class _Importer:
         x = self.data[out]
         if x.held:
             raise DynfixError(f"{self.name}: the graph output is the output of {x.origin}, "
-                              f"which dynfix folds only {HELD[x.held][1]}")
+                              f"which dynfix folds only {TAKES[x.held][1]}")
         if x.ir == self.input_name:
             raise DynfixError(f"{self.name}: the graph has no layers")
         self.g.output = x.ir
@@ -370,8 +507,9 @@ class _Importer:
         model = self.g.model()
         for layer in model.layers[:-1]:
             if layer.host:
-                raise DynfixError(f"{self.name}: Softmax {layer.name!r} is not the last "
-                                  f"layer; only a trailing Softmax is supported")
+                kind = type(layer).__name__
+                raise DynfixError(f"{self.name}: {kind} {layer.name!r} is not the last "
+                                  f"layer; only a trailing {kind} is supported")
         return model
 
     # -- operators on the data path (x = the data input)
@@ -390,7 +528,6 @@ class _Importer:
         return attrs(node, what)
 
     pair = staticmethod(_pair)
-    pads = staticmethod(_pads)
     per_channel = staticmethod(_per_channel)
     reshape_target = staticmethod(reshape_target)
 
@@ -409,43 +546,149 @@ class _Importer:
         c = np.asarray(self.const(b if data_first else a, what))
         if c.dtype.kind != "f":
             raise DynfixError(f"{what}: constant operand is not float")
-        return x, _per_channel(c, x.shape, what), data_first
+        channel = x.axes.index(0) if 0 in x.axes else 1     # the features of (F, N) too
+        if c.size > 1 and 0 not in x.axes:
+            self.channels_on_axis_1(x, what)
+        v = _per_channel(c, x.shape, what, x.axes.index(BATCH), channel)
+        return x, v[:1] if c.size == 1 else v, data_first
+
+    def channels_on_axis_1(self, x: _Tensor, what: str) -> None:
+        """A per-channel operator needs the channels (the IR tensor's first axis) on ONNX
+        axis 1."""
+        if len(x.axes) < 2 or x.axes[1] != 0:
+            raise DynfixError(f"{what}: works per channel on ONNX axis 1, which holds "
+                              f"{'the batch' if x.axes[1:2] == (BATCH,) else 'no channels'} "
+                              f"of this {list(x.shape)} tensor")
+
+    def view(self, node: onnx.NodeProto, x: _Tensor, shape: tuple[int, ...],
+             axes: tuple, what: str) -> None:
+        """The node's output is ``x`` seen as ONNX ``shape`` with ``axes`` (its values in
+        the same order: a Transpose, Unsqueeze or Squeeze that moves only unit axes, or the
+        batch axis of N x F features)."""
+        held, origin = x.held, x.origin
+        if axes[0] != BATCH:
+            if len(x.dims) != 1:
+                raise DynfixError(f"{what}: moves the batch axis of a {list(x.shape)} map; "
+                                  f"dynfix folds that only for N x F features")
+            if held not in (None, "batch"):
+                raise DynfixError(f"{what}: moves the batch axis of the output of {origin}, "
+                                  f"which dynfix folds only {TAKES[held][1]}")
+            held, origin = "batch", origin if held else self.here
+        elif held == "batch":
+            held, origin = None, ""
+        self.bind(node, replace(x, shape=tuple(shape), axes=tuple(axes), held=held,
+                                origin=origin))
+
+    def spatial(self, x: _Tensor, what: str, op: str) -> int:
+        """1 or 2: the window of a Conv / pool reads a 1-D (N x C x L) or 2-D
+        (N x C x H x W) view of a C x H x W IR map; DynfixError if it does neither."""
+        rank = len(x.shape)
+        if rank not in (3, 4):
+            raise DynfixError(f"{what}: only 1-D and 2-D {op} are supported (of an N x C x "
+                              f"L or N x C x H x W tensor), this one reads a {rank}-D tensor")
+        d = x.dims
+        # ONNX spatial axis -> the IR axis it must hold (or a unit axis, if that IR axis
+        # has size 1): H and W of an N x C x H x W view, W of an N x C x L view (H = 1)
+        want = {2: 1, 3: 2} if rank == 4 else {2: 2}
+        ok = len(d) == 3 and x.axes[:2] == (BATCH, 0) and (rank == 4 or d[1] == 1) and all(
+            x.axes[o] == a or (x.axes[o] is None and d[a] == 1) for o, a in want.items())
+        if not ok:
+            raise DynfixError(f"{what}: reads a {list(x.shape)} tensor whose axes do not "
+                              f"map onto dynfix's channels-first maps (it holds "
+                              f"{'x'.join(map(str, d))}); only N x C x L and N x C x H x W "
+                              f"views are supported here")
+        return rank - 2
+
+    def window(self, node: onnx.NodeProto, x: _Tensor, kernel, what: str, op: str
+               ) -> dict:
+        """A Conv's or a pool's window as the 2-D IR layer takes it (``kernel``,
+        ``stride``, ``pads`` as top, left, bottom, right; ``dilation``): a 1-D window
+        over N x C x L is one of height 1 over the map C x 1 x L."""
+        nd = self.spatial(x, what, op)
+        at = attrs(node, what)
+        kernel = tuple(int(k) for k in kernel)
+        if len(kernel) != nd:
+            raise DynfixError(f"{what}: a {len(kernel)}-D window {list(kernel)} on a "
+                              f"{nd}-D input of shape {list(x.shape)}")
+
+        def lift(v: list[int]) -> list[int]:
+            return [1] + list(v) if nd == 1 else list(v)
+
+        kernel = tuple(lift(kernel))
+        if min(kernel) < 1:
+            raise DynfixError(f"{what}: window {list(kernel)} must be positive")
+        stride = _pair(lift(at.ints("strides", [1] * nd)), what, "strides")
+        dil = _pair(lift(at.ints("dilations", [1] * nd)), what, "dilations")
+        mode = at.text("auto_pad", "NOTSET")
+        if mode == "NOTSET":
+            p = at.ints("pads", [0] * (2 * nd))
+            if len(p) != 2 * nd or min(p) < 0:
+                raise DynfixError(f"{what}: pads must be {2 * nd} non-negative integers, "
+                                  f"got {p}")
+            pads = (0, p[0], 0, p[1]) if nd == 1 else tuple(p)
+        else:
+            pads = _auto_pads(mode, x.dims[1:], kernel, stride, dil, what)
+        return dict(kernel=kernel, stride=stride, pads=pads, dilation=dil)
 
     def to_shape(self, node, x: _Tensor, shape: tuple[int, ...], what: str):
-        """A reshape of the data: a no-op, a flatten to N x F, or unsupported."""
+        """A reshape of the data: a no-op, a flatten to N x F, one that only adds or drops
+        unit axes (a view of the same IR tensor), or unsupported."""
+        shape = tuple(int(d) for d in shape)
+        axes = _align(x, shape) if x.held in (None, "perm", "cols") else None
         if shape == x.shape:
             self.alias(node, x)
-        elif len(shape) == 2 and shape[0] == x.shape[0] and len(x.shape) > 2:
+        elif len(shape) == 2 and x.axes[0] == BATCH and shape[0] == x.shape[0] \
+                and len(x.dims) > 1:
+            if not x.held and not x.in_order():
+                raise DynfixError(f"{what}: flattens a {list(x.shape)} tensor whose axes are "
+                                  f"not in the channels-first order")
             t = self.add(Flatten, node, [x], what)
-            if x.perm and np.any(flat_order(_untransposed(x.shape, x.perm), x.perm)
+            if x.perm and np.any(flat_order(_untransposed((1,) + x.dims, x.perm), x.perm)
                                  != np.arange(shape[1])):
                 t = replace(t, held="cols", origin=x.origin)
             self.bind(node, t)
+        elif axes is not None:
+            self.view(node, x, shape, axes, what)
         else:
             after = f" (after {x.origin})" if x.held else ""
             raise DynfixError(f"{what}: reshaping {list(x.shape)} to {list(shape)}{after} "
-                              f"is not supported; only flattening to N x F")
+                              f"is not supported; only flattening to N x F and adding or "
+                              f"removing axes of size 1")
 
     def op_Transpose(self, node, what):
-        """Held back: folded into the Flatten/Reshape + Gemm/MatMul after it."""
+        """One that keeps each input's values in order (it moves unit axes, or the batch
+        axis of N x F features) is a view of the same tensor (the channels-first
+        transpose of an NHWC model's input among them); any other that keeps the batch
+        axis first is held back, folded into the Flatten/Reshape + Gemm/MatMul after it."""
         x, at = self.x(node), attrs(node, what)
         rank = len(x.shape)
         perm = at.ints("perm", list(range(rank))[::-1])
         if sorted(perm) != list(range(rank)):
             raise DynfixError(f"{what}: perm {perm} is not a permutation of {rank} axes")
-        if perm[0] != 0:
-            raise DynfixError(f"{what}: moves the batch axis (perm {perm}); dynfix folds "
-                              f"only transposes that keep it first")
         if perm == sorted(perm):
             self.alias(node, x)
             return
-        full = compose(x.perm, tuple(perm)) if x.perm else tuple(perm)
+        axes = tuple(x.axes[p] for p in perm)
+        shape = tuple(x.shape[p] for p in perm)
+        order = [a for a in axes if a is not None and a != BATCH]
+        if order == sorted(order) and (axes[0] == BATCH or len(x.dims) == 1):
+            self.view(node, x, shape, axes, what)
+            return
+        if axes[0] != BATCH:
+            raise DynfixError(f"{what}: moves the batch axis (perm {perm}); dynfix folds "
+                              f"only transposes that keep it first (or that move it around "
+                              f"N x F features)")
+        # over the IR axes: the missing unit ones first, then the others in their new order
+        new = [a for a in range(len(x.dims)) if a not in order] + order
+        q = (0,) + tuple(a + 1 for a in new)
+        full = compose(x.perm, q) if x.perm else q
         layer = HeldTranspose(self.unique(node.name or f"transpose{self.count}"), (x.ir,),
-                              perm=tuple(perm))
-        if full == tuple(range(rank)):
-            self.hold(node, layer, x, None)
+                              perm=q)
+        view = (shape, tuple(a if a in (None, BATCH) else new.index(a) for a in axes))
+        if full == tuple(range(len(q))):
+            self.hold(node, layer, x, None, view=view)
         else:
-            self.hold(node, layer, x, "perm", perm=full)
+            self.hold(node, layer, x, "perm", perm=full, view=view)
 
     def op_Pad(self, node, what):
         """A zero Pad of H and W, held back for the Conv (or AveragePool) that reads it."""
@@ -468,11 +711,14 @@ class _Importer:
             pads = full
         if len(pads) != 2 * rank:
             raise DynfixError(f"{what}: pads {pads} do not fit a {rank}-D tensor")
-        if value != 0 or rank != 4 or any(pads[i] for i in (0, 1, 4, 5)) or min(pads) < 0:
+        if value != 0 or rank not in (3, 4) or any(pads[i] for i in (0, 1, rank, rank + 1)) \
+                or min(pads) < 0:
             raise DynfixError(f"{what}: only a zero Pad of H and W of an N x C x H x W tensor "
-                              f"is supported (folded into the Conv after it); this one pads "
-                              f"{list(x.shape)} by {pads} with {value}")
-        more = (pads[2], pads[3], pads[6], pads[7])
+                              f"(or of L of an N x C x L one) is supported (folded into the "
+                              f"Conv after it); this one pads {list(x.shape)} by {pads} with "
+                              f"{value}")
+        self.spatial(x, what, "Pads")
+        more = (pads[2], pads[3], pads[6], pads[7]) if rank == 4 else (0, pads[2], 0, pads[5])
         if not any(more):
             self.alias(node, x)
             return

@@ -6,6 +6,10 @@ named ``<layer>.<param>``. A standalone ``Affine`` is written as a BatchNormaliz
 mean 0, variance 1 and epsilon 0, a ``Clip`` as Clip with its finite bounds as ``min`` /
 ``max`` inputs, so that reading the file back gives the same IR (a Clip(0, +inf) reads back
 as the ReLU it is). The batch dimension is symbolic (``N``).
+
+The graph input has the data's own layout (``Model.input_layout``): a Transpose to channels
+first (NHWC, NWC) and an Unsqueeze of a 1-D signal to N x C x 1 x L (NCW, NWC) come before
+the layers, as an exporter writes them, and read back as the same layout.
 """
 
 from __future__ import annotations
@@ -33,14 +37,42 @@ def _layer_nodes(layer: Layer, init: list[TensorProto]) -> list[onnx.NodeProto]:
     return layer.onnx_nodes(param)
 
 
+def _layout_nodes(model: Model, init: list[TensorProto]) -> tuple[list[onnx.NodeProto], str]:
+    """The nodes that turn the data (in ``model.input_layout``) into the graph's
+    channels-first input, and the name of the tensor the layers then read."""
+    lay, x, nodes = model.input_layout, model.input_name, []
+    taken = {model.input_name} | {layer.name for layer in model.layers}
+
+    def fresh(base: str) -> str:
+        name, k = base, 1
+        while name in taken:
+            name, k = f"{base}_{k}", k + 1
+        taken.add(name)
+        return name
+
+    if lay in ("NHWC", "NWC"):
+        out = fresh(f"{x}_channels_first")
+        nodes.append(helper.make_node("Transpose", [x], [out], out,
+                                      perm=[0, 3, 1, 2] if lay == "NHWC" else [0, 2, 1]))
+        x = out
+    if lay in ("NCW", "NWC"):
+        out, axes = fresh(f"{x}_2d"), fresh(f"{x}_2d.axes")
+        init.append(numpy_helper.from_array(np.array([2], np.int64), axes))
+        nodes.append(helper.make_node("Unsqueeze", [x, axes], [out], out))
+        x = out
+    return nodes, x
+
+
 def to_onnx(model: Model) -> onnx.ModelProto:
     """The IR model as an opset-13 ONNX model (batch dimension symbolic, named ``N``)."""
-    nodes: list[onnx.NodeProto] = []
     init: list[TensorProto] = []
+    nodes, x = _layout_nodes(model, init)
     for layer in model.layers:
-        nodes += _layer_nodes(layer, init)
+        for node in _layer_nodes(layer, init):
+            node.input[:] = [x if t == model.input_name else t for t in node.input]
+            nodes.append(node)
     inp = helper.make_tensor_value_info(model.input_name, TensorProto.FLOAT,
-                                        ["N", *model.input_shape])
+                                        ["N", *model.data_shape])
     out = helper.make_tensor_value_info(model.layers[-1].name, TensorProto.FLOAT,
                                         ["N", *model.output_shape])
     graph = helper.make_graph(nodes, model.name, [inp], [out], initializer=init)

@@ -16,7 +16,7 @@ from dynfix.quant.int_model import MapFormat
 from dynfix.quant.layers import KINDS, Compute, EngineRole, Layer
 from dynfix.quant.layers.base import ONNX_IMPORTS
 from dynfix.quant.ir import (Add, Affine, AvgPool2d, Clip, Conv2d, Flatten, GlobalAvgPool,
-                             LeakyReLU, Linear, MaxPool2d, Model, ReLU, Softmax)
+                             LeakyReLU, Linear, MaxPool2d, Model, ReLU, Sigmoid, Softmax)
 from dynfix.quant.layers.leaky_relu import leak, slope_fixed
 from dynfix.quant.onnx import load_onnx
 from dynfix.quant.onnx import to_onnx
@@ -44,6 +44,7 @@ EXAMPLES = {
     "affine": ((3, 2, 2), [Affine("k", ("x",), scale=_w(3), shift=_w(3))]),
     "add": ((2, 3, 3), [ReLU("r", ("x",)), Add("k", ("x", "r"))]),
     "softmax": ((5,), [Softmax("k", ("x",))]),
+    "sigmoid": ((5,), [Sigmoid("k", ("x",))]),
     "leaky_relu": ((2, 3, 3), [LeakyReLU("k", ("x",), alpha=0.125)]),
 }
 

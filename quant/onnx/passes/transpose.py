@@ -1,7 +1,12 @@
 """Transpose folding: a Transpose that keeps the batch axis first (NCHW -> NHWC before a
 flatten, as Keras exports write it; a :class:`~..graph.HeldTranspose`) folds into the column
 order of the Gemm/MatMul weights after the flatten. Element-wise layers between them (ReLU,
-Clip) then run on the untransposed tensor, and a Transpose after one composes with it."""
+Clip) then run on the untransposed tensor, and a Transpose after one composes with it.
+
+A Transpose that keeps every input's values in order makes no held-back layer at all (the
+reader views the same tensor differently, ``reader._Tensor``): the channels-first transpose
+of an NHWC input, one that moves only unit axes, and one that moves the batch axis of N x F
+features."""
 
 from __future__ import annotations
 
