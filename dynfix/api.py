@@ -46,6 +46,7 @@ from dynfix.quant.float_model import check_input, predict
 from dynfix.quant.int_model import IntModel, with_params
 from dynfix.quant.ir import Model
 from dynfix.quant.onnx import save_onnx
+from dynfix.quant.onnx.qonnx import import_qonnx
 from dynfix.quant.qspec import QuantOptions, QuantSpec
 from dynfix.quant.qspec_io import params_path, save_qspec, spec_to_dict
 from dynfix.quant.search import check_calib, method_options, search_model
@@ -56,7 +57,8 @@ from dynfix.sim.simulators import choose as choose_simulator
 
 __all__ = ["load_model", "quantize", "fit", "generate", "simulate", "synth", "evaluate",
            "infer", "compress", "QuantizeResult", "GenerateResult", "SimulateResult",
-           "EvaluateResult", "CompressResult", "BoardRunResult", "run_board", "SynthResult", "FitResult", "get_board"]
+           "EvaluateResult", "CompressResult", "BoardRunResult", "run_board", "SynthResult",
+           "FitResult", "get_board"]
 
 Progress = Callable[[str], None]
 
@@ -113,7 +115,10 @@ def quantize(model: ModelLike, calib: DataLike = "digits", bits: str = "8",
     """``dynfix quantize``: choose every layer's fixed-point format on calibration inputs.
 
     ``options``: the greedy search's additions, a :class:`QuantOptions` or a dict of the
-    ones to change from the method's defaults (e.g. ``{"refine": False}``)."""
+    ones to change from the method's defaults (e.g. ``{"refine": False}``).
+    ``method="qonnx"``: the formats of a QONNX file's Quant nodes (:func:`_quantize_qonnx`)."""
+    if method == "qonnx":
+        return _quantize_qonnx(model, calib, bits, overrides, output, progress, options)
     m = load_model(model)
     if overrides is not None and not isinstance(overrides, dict):
         overrides = load_overrides(overrides)
@@ -127,6 +132,28 @@ def quantize(model: ModelLike, calib: DataLike = "digits", bits: str = "8",
     r = search_model(m, x, str(bits), method, overrides, progress, options)
     result = QuantizeResult(r.model, r.spec, time.perf_counter() - t0, calib_inputs=len(x),
                             fidelity=r.fidelity, paper_fidelity=r.paper_fidelity)
+    if output is not None:
+        result.save(output)
+    return result
+
+
+def _quantize_qonnx(model: ModelLike, calib: DataLike, bits: str, overrides, output,
+                    progress: Progress, options) -> QuantizeResult:
+    """Method qonnx: the spec read off a QONNX file's Quant nodes (no search); when a scale
+    is not a power of two or a zero point not 0, the greedy search on its float model (the
+    fake quantization folded), which it says in one line."""
+    if isinstance(model, Model):
+        raise DynfixError("method qonnx reads the Quant nodes of a QONNX .onnx file: pass "
+                          "its path, not a loaded model")
+    imp = import_qonnx(str(model))
+    if imp.spec is None:
+        progress(f"qonnx: {imp.reason}; fake quantization folded into the float model, "
+                 f"searching the formats with greedy")
+        return quantize(imp.model, calib, bits, "greedy", overrides, output, progress,
+                        options)
+    for note in imp.notes:
+        progress(f"qonnx: {note}")
+    result = QuantizeResult(imp.model, imp.spec, 0.0)
     if output is not None:
         result.save(output)
     return result

@@ -65,6 +65,9 @@ from .qspec_io import param_names
 from .refine import Evaluator, refine
 
 METHODS = ("greedy", "greedy-paper", "static", "range")
+#: What ``dynfix quantize --method`` takes: the searches, and ``qonnx`` (the formats a QONNX
+#: model's Quant nodes give, :func:`dynfix.quant.onnx.qonnx.import_qonnx`).
+QUANTIZE_METHODS = METHODS + ("qonnx",)
 PAPER = QuantOptions()
 #: The additions ``greedy`` makes by default (decided by bench/quant_table.py).
 GREEDY = QuantOptions(equalize=True, criterion="mse", bias_correction=True,

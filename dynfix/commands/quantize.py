@@ -17,7 +17,7 @@ import sys
 from dynfix.quant.qspec import AddFormat, QuantSpec
 from dynfix.quant.qspec_io import finite_or_none, spec_to_dict
 from dynfix.quant.qspec import OPTION_CHOICES
-from dynfix.quant.search import GREEDY, METHODS
+from dynfix.quant.search import GREEDY, QUANTIZE_METHODS
 from . import BITS_HELP, MODEL_HELP
 
 #: The option flags: (flag, QuantOptions field, choices or None for on/off, help).
@@ -76,7 +76,8 @@ def table(spec: QuantSpec) -> str:
             nums = (f.bw_w, fl_w, f.bw_b, f.fl_b, f.bw_in, f.fl_in,
                     f"{f.bw_x}{'u' if f.zp_out else ''}", f.fl_out, f.acc_bits)
         lines.append(f"{f.name:<{width}} " + " ".join(f"{v:>6}" for v in nums)
-                     + f" {f.sqnr_db:>8.1f} {f.saturated:>9}")
+                     + (f" {f.sqnr_db:>8.1f} {f.saturated:>9}" if f.sqnr_db is not None
+                        else f" {'-':>8} {'-':>9}"))     # qonnx: no calibration statistics
     return "\n".join(lines)
 
 
@@ -121,10 +122,11 @@ def register(subparsers) -> None:
     p.add_argument("--calib", required=True,
                    help="calibration inputs: digits (its calib split), X.npy or D.npz")
     p.add_argument("--bits", default="8", help=BITS_HELP)
-    p.add_argument("--method", choices=METHODS, default="greedy",
+    p.add_argument("--method", choices=QUANTIZE_METHODS, default="greedy",
                    help="greedy: dynamic fl by error search plus the additions below "
                         "(default); greedy-paper: the paper's search alone; range: "
-                        "Ristretto's max-abs rule; static: one fl for the whole network")
+                        "Ristretto's max-abs rule; static: one fl for the whole network; qonnx: "
+                        "the formats of a QONNX model's Quant nodes (docs/quantization.md)")
     for flag, field, choices, text in OPTION_FLAGS:
         default = getattr(GREEDY, field)
         if choices is None:

@@ -49,6 +49,7 @@ from dynfix.errors import DynfixError
 from ..ir import Add, Affine, Flatten, Layer, Model
 from ..layers.base import ONNX_IMPORTS
 from . import file
+from .qonnx_graph import strip_file
 from .fold import FOLD_OPS, attrs, fold, reshape_target, tensor_to_array
 from .graph import HeldPad, HeldTranspose, ImportGraph
 from .passes import FILE_PASSES, GRAPH_PASSES, HELD
@@ -769,6 +770,6 @@ def _op_other(imp: _Importer, node, what: str) -> None:
 def load_onnx(path: str | Path) -> Model:
     """Load an ONNX file into the IR; every user error is one DynfixError line."""
     path = Path(path)
-    proto = file.read(path)
+    proto = strip_file(file.read(path), path.name)   # QONNX Quant nodes: folded
     with np.errstate(all="ignore"):  # overflows surface as NaN/Inf, which validate rejects
         return _Importer(proto, path).run()

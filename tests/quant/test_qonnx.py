@@ -1,0 +1,161 @@
+"""QONNX import (quant/onnx/qonnx.py): fixed-point Quant nodes become the QuantSpec, and the
+integer model computes what qonnx's own executor computes on the QONNX graph."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+
+import dynfix
+from dynfix.errors import DynfixError
+from dynfix.quant.int_model import IntModel
+from dynfix.quant.onnx import load_onnx
+from dynfix.quant.onnx.qonnx import import_qonnx
+from qonnx_graphs import QGraph, cnn, mlp, run_qonnx
+
+
+def _save(g: QGraph, tmp_path, name: str = "q.onnx") -> str:
+    path = str(tmp_path / name)
+    onnx.save(g.build(), path)
+    return path
+
+
+def _inputs(g: QGraph, n: int, seed: int, unsigned: bool) -> np.ndarray:
+    x = np.random.default_rng(seed).standard_normal((n,) + g.input_shape)
+    return (np.abs(x) / 4 if unsigned else 2 * x).astype(np.float32)
+
+
+def _fmt(spec, name: str) -> tuple:
+    f = spec.layers[name]
+    return (f.bw_w, f.fl_w, f.bw_b, f.fl_b, f.bw_in, f.fl_in, f.zp_in, f.bw_x, f.fl_out,
+            f.zp_out)
+
+
+def test_cnn_spec_is_the_quant_formats(tmp_path):
+    """Each format is its Quant node's: bits and -log2(scale); the ReLU's unsigned Quant an
+    unsigned map; the unquantized output the exact accumulator."""
+    g = cnn()
+    imp = import_qonnx(_save(g, tmp_path))
+    s = imp.spec
+    assert (s.input_bw, s.input_fl, s.input_zp) == (8, 5, 0)
+    assert _fmt(s, "Conv1") == (8, 6, 16, 11, 8, 5, 0, 8, 4, -128)
+    assert _fmt(s, "Gemm5") == (4, 3, 16, 7, 8, 4, -128, 19, 7, 0)
+    assert s.method == "qonnx"
+    # the float weights are the Quant's dequantized values: the drawn integers on the grid
+    conv = imp.model.layer("Conv1")
+    np.testing.assert_array_equal(conv.weight, g.ints["conv.weight"] / 64.0)
+    np.testing.assert_array_equal(conv.bias, g.ints["conv.bias"] / 2048.0)
+    assert any("half to even" in n for n in imp.notes)
+
+
+@pytest.mark.parametrize("make,unsigned", [(cnn, False), (mlp, True),
+                                           (lambda: mlp(binary=True), True)],
+                         ids=["cnn", "mlp", "mlp-binary"])
+def test_int_model_equals_qonnx_execution(tmp_path, make, unsigned):
+    """The integer model's outputs, dequantized, equal qonnx's execution of the QONNX graph
+    (HALF_UP activations after ReLU: dynfix's rounding) on random inputs."""
+    g = make()
+    imp = import_qonnx(_save(g, tmp_path))
+    x = _inputs(g, 24, 3, unsigned)
+    im = IntModel(imp.model, imp.spec)
+    y = im.dequantize(im.output_name, im.logits(x)).reshape(len(x), -1)
+    ref = run_qonnx(g.build(), x).reshape(len(x), -1)
+    assert np.abs(ref).max() > 0
+    np.testing.assert_array_equal(y, ref)
+
+
+def test_mlp_binary_and_ternary_weights(tmp_path):
+    """BipolarQuant weights of scale 1/4 are a 2-bit format at fl 2 ({-1, +1}); 2-bit
+    narrow weights (ternary) at fl 1."""
+    g = mlp(binary=True)
+    imp = import_qonnx(_save(g, tmp_path))
+    s = imp.spec
+    assert (s.input_bw, s.input_fl, s.input_zp) == (8, 8, -128)
+    assert _fmt(s, "MatMul2") == (2, 2, 12, 10, 8, 8, -128, 4, 2, -8)
+    assert _fmt(s, "Gemm5")[:2] == (2, 1)
+    w = imp.model.layer("MatMul2").weight
+    assert set(np.unique(w).tolist()) == {-0.25, 0.25}
+    assert set(np.unique(imp.model.layer("Gemm5").weight).tolist()) <= {-0.5, 0.0, 0.5}
+
+
+def test_plain_load_folds_the_quant_nodes(tmp_path):
+    """load_onnx (every command) reads a QONNX file as its float model."""
+    g = mlp()
+    m = load_onnx(_save(g, tmp_path))
+    np.testing.assert_array_equal(m.layer("MatMul1").weight, g.ints["fc1.weight"].T / 4.0)
+
+
+def test_non_power_of_two_scale_searches(tmp_path):
+    """A scale of 0.3 is no dynfix format: method qonnx folds the fake quantization and
+    runs the search, saying so."""
+    g = cnn(scale_w=0.3 / 64)
+    path = _save(g, tmp_path)
+    said = []
+    q = dynfix.quantize(path, calib=_inputs(g, 16, 1, False), bits="8", method="qonnx",
+                        progress=said.append)
+    assert q.spec.method.startswith("greedy")
+    assert any("not one power of two" in m and "searching" in m for m in said)
+    np.testing.assert_allclose(load_onnx(path).layer("Conv1").weight,
+                               g.ints["conv.weight"] * (0.3 / 64), rtol=1e-6)
+
+
+def _malformed(tmp_path, edit) -> str:
+    g = mlp()
+    model = g.build()
+    edit(model)
+    path = str(tmp_path / "bad.onnx")
+    onnx.save(model, path)
+    return path
+
+
+def test_malformed_quant_nodes_one_line(tmp_path):
+    def drop_bits(m):
+        n = next(n for n in m.graph.node if n.name == "act_quant")
+        del n.input[3]
+
+    def data_scale(m):
+        n = next(n for n in m.graph.node if n.name == "act_quant")
+        n.input[1] = n.input[0]
+
+    for edit, match in ((drop_bits, "act_quant.*needs inputs x, scale, zeropt, bitwidth"),
+                        (data_scale, "act_quant.*scale input .* is not a constant")):
+        with pytest.raises(DynfixError, match=match) as e:
+            import_qonnx(_malformed(tmp_path, edit))
+        assert "\n" not in str(e.value)
+
+
+def test_missing_activation_quant_is_named(tmp_path):
+    """A hidden map without a Quant: one line naming the layer."""
+    def drop_act(m):
+        n = next(n for n in m.graph.node if n.name == "act_quant")
+        n.CopyFrom(onnx.helper.make_node("Identity", [n.input[0]], [n.output[0]], "id"))
+
+    with pytest.raises(DynfixError, match="no Quant node gives the format of MatMul1 output"):
+        import_qonnx(_malformed(tmp_path, drop_act))
+
+
+def test_method_qonnx_needs_a_file():
+    with pytest.raises(DynfixError, match="pass its path"):
+        dynfix.quantize(load_onnx_model(), method="qonnx")
+
+
+def load_onnx_model():
+    from dynfix.inputs import load_model
+    return load_model("digits")
+
+
+@pytest.mark.usefixtures("icarus")
+def test_qonnx_generate_simulate_bit_exact(tmp_path):
+    """quantize(method qonnx) -> generate -> simulate on Icarus: no mismatch, and the
+    engine's outputs are qonnx's execution of the QONNX graph."""
+    g = cnn()
+    path = _save(g, tmp_path)
+    q = dynfix.quantize(path, method="qonnx", output=tmp_path / "Q.yaml")
+    x = _inputs(g, 4, 5, False)
+    gen = dynfix.generate(q, tmp_path / "gen", config={"tn": 9, "tm": 1})
+    s = dynfix.simulate(gen, q, data=x, images=3)
+    assert s.n == 3 and s.mismatches == 0
+    im = IntModel(q.model, q.spec)
+    y = im.dequantize(im.output_name, s.outputs.reshape(3, -1))
+    np.testing.assert_array_equal(y, run_qonnx(g.build(), x[:3]).reshape(3, -1))
