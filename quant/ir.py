@@ -24,6 +24,7 @@ here, so ``from dynfix.quant.ir import Conv2d, Model`` names the whole IR.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,7 +34,24 @@ from .layers import *  # noqa: F401,F403  (the layer kinds: every name in layers
 from .layers import KINDS, Layer, Shape
 from .layers import __all__ as _KIND_NAMES
 
-__all__ = ["LAYER_TYPES", "LAYOUTS", "Model", *_KIND_NAMES]
+#: Graph names converters write when the model has none of its own (compared in lower case,
+#: after dropping a trailing ``_N`` as Keras numbers its default names): the model is then
+#: named after its file (the ONNX reader; the flow's display names). The one list of
+#: them.
+PLACEHOLDER_MODEL_NAMES = frozenset({
+    "", "pre-alpha", "main_graph", "torch_jit", "torch-jit-export", "torch-jit", "tf2onnx",
+    "tflite2onnx", "keras2onnx", "onnx", "graph", "model", "net", "network", "sequential",
+    "functional", "untitled", "default"})
+
+
+def is_placeholder(name: str) -> bool:
+    """Whether ``name`` is a converter's stand-in for a model name
+    (:data:`PLACEHOLDER_MODEL_NAMES`)."""
+    return re.sub(r"_\d+$", "", name.strip().lower()) in PLACEHOLDER_MODEL_NAMES
+
+
+__all__ = ["LAYER_TYPES", "LAYOUTS", "Model", "PLACEHOLDER_MODEL_NAMES", "is_placeholder",
+           *_KIND_NAMES]
 
 
 #: Every layer kind by its ``op`` (the registry, :data:`.layers.KINDS`).

@@ -53,7 +53,7 @@ import yaml
 from dynfix.errors import DynfixError
 from dynfix.fileio import atomic_write_bytes, atomic_write_text
 from .int_model import check_listed, check_spec, is_compute, is_sum
-from .ir import Layer, Model
+from .ir import Layer, Model, is_placeholder
 from .lower import lower
 from .qspec import AddFormat, Format, LayerFormat, QuantOptions, QuantSpec
 
@@ -203,7 +203,9 @@ def spec_from_dict(d: dict, model: Model, source: str = "quantization spec") -> 
     missing = [k for k in TOP_KEYS if k not in d]
     if missing:
         raise DynfixError(f"{source}: missing key(s) {', '.join(missing)}")
-    if d["model"] != model.name:
+    # A spec written before the reader named placeholder graphs ("pre-alpha", ...) after
+    # their files carries the placeholder: the layers below still have to match.
+    if d["model"] != model.name and not is_placeholder(str(d["model"])):
         raise DynfixError(f"{source} was made for model {d['model']!r}, not {model.name!r}")
     model = lower(model)
     rows = _rows(d, source)

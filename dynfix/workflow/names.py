@@ -20,16 +20,11 @@ import re
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from dynfix.quant.ir import is_placeholder
+
 #: The longest name shown for a layer: keeps a progress line or a summary row within a
 #: terminal's width beside its figures, and leaves room for a plot's tick labels.
 DISPLAY_LIMIT = 24
-#: Graph names converters write when the model has none of its own (compared in lower case,
-#: after dropping a trailing ``_N`` as Keras numbers its default names): the model is then
-#: named after its file. The one list of them.
-PLACEHOLDER_MODEL_NAMES = frozenset({
-    "", "pre-alpha", "main_graph", "torch_jit", "torch-jit-export", "torch-jit", "tf2onnx",
-    "tflite2onnx", "keras2onnx", "onnx", "graph", "model", "net", "network", "sequential",
-    "functional", "untitled", "default"})
 #: What converters put before a node's own name (tflite2onnx: ``TFLITE2ONNX_FAF_`` on the
 #: node before a fused activation, ``TFLITE2ONNX_Transpose_`` ...; ONNX: ``onnx::``).
 _CONVERTER_PREFIX = re.compile(r"^(?:TFLITE2ONNX_(?:[A-Z][A-Za-z]*_)?|onnx::)")
@@ -81,12 +76,6 @@ def relabel(names: dict[str, str]) -> Callable[[str], str]:
     pattern = re.compile("|".join(re.escape(n) for n in sorted(changed, key=len,
                                                                  reverse=True)))
     return lambda text: pattern.sub(lambda m: changed[m.group(0)], text)
-
-
-def is_placeholder(name: str) -> bool:
-    """Whether ``name`` is a converter's stand-in for a model name
-    (:data:`PLACEHOLDER_MODEL_NAMES`)."""
-    return re.sub(r"_\d+$", "", name.strip().lower()) in PLACEHOLDER_MODEL_NAMES
 
 
 def model_name(name: str, source: Any) -> str:

@@ -46,7 +46,7 @@ import onnx
 from onnx import TensorProto
 
 from dynfix.errors import DynfixError
-from ..ir import Add, Affine, Flatten, Layer, Model
+from ..ir import Add, Affine, Flatten, Layer, Model, is_placeholder
 from ..layers.base import ONNX_IMPORTS
 from . import file
 from .qonnx_graph import strip_file
@@ -446,9 +446,7 @@ class _Importer:
             nodes = _live_nodes(self.graph, self.name)
         self.input_name, in_shape = file.input_shape(self.graph, self.name, set(self.inits))
         stem = self.path.stem
-        name = self.graph.name if self.graph.name not in ("", "main_graph", "torch_jit",
-                                                          "torch-jit-export", "tf2onnx") \
-            else stem
+        name = stem if is_placeholder(self.graph.name) else self.graph.name
         layout, dims, axes = _input_layout(nodes, self.input_name, in_shape, self.known)
         self.g = ImportGraph(self.name, name, self.input_name, dims, layout)
         self.count = 0

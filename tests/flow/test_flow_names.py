@@ -133,6 +133,34 @@ def test_model_name_keeps_loaded_models():
     assert is_placeholder(" Pre-Alpha ") and not is_placeholder("kws")
 
 
+def test_the_loader_names_a_placeholder_graph_after_its_file(tmp_path):
+    """The ONNX reader names a model whose graph is called "pre-alpha" after its file, so
+    quantize, generate and their files say "kws"; a Q.yaml written when the model still
+    carried the placeholder loads against it (its layers are checked as ever), and one made
+    for another real model does not."""
+    import yaml
+
+    from dynfix.quant.qspec_io import load_qspec
+    m = onnx.load(DIGITS)
+    m.graph.name = "pre-alpha"
+    onnx.save(m, tmp_path / "kws.onnx")
+    model = load_model(str(tmp_path / "kws.onnx"))
+    assert model.name == "kws"
+    q = tmp_path / "q.yaml"
+    assert main(["quantize", str(tmp_path / "kws.onnx"), "--calib", "digits", "--output",
+                 str(q)]) == 0
+    d = yaml.safe_load(q.read_text())
+    assert d["model"] == "kws"
+    for old, ok in (("pre-alpha", True), ("resnet8", False)):
+        d["model"] = old
+        q.write_text(yaml.safe_dump(d))
+        if ok:
+            assert load_qspec(q, model) is not None
+        else:
+            with pytest.raises(DynfixError, match="was made for model 'resnet8'"):
+                load_qspec(q, model)
+
+
 # --- the simulator -------------------------------------------------------------------------
 
 def test_sim_choices_are_the_simulators():
