@@ -13,7 +13,8 @@ from amaranth.lib import io, wiring
 from amaranth.lib.wiring import In, Out
 
 from dynfix.boards.byte_packer import BytePacker
-from dynfix.boards.flash_image import DEFAULT_FLASH, flash_header
+from dynfix.boards.flash_image import (DEFAULT_FLASH, check_image_reader, flash_header,
+                                       image_reader)
 from dynfix.boards.host_link import HostLink
 from dynfix.boards.pll import Ecp5Pll, Ice40Pll
 from dynfix.boards.pll_clock import PllClock
@@ -21,7 +22,6 @@ from dynfix.boards.protocol import LinkInfo
 from dynfix.boards.registry import FlashSpec
 from dynfix.boards.sdram_load import SdramLoad, check_sdram_payload
 from dynfix.boards.sdram_phy import IO_LATENCY, SdramPhy
-from dynfix.boards.spi_flash_reader import SPIFlashReader, check_reader
 from dynfix.boards.uart_rx import UARTRx
 from dynfix.boards.uart_tx import UARTTx
 from dynfix.hw.axi import (AxiReadSignature, AxiSignature, AxiWriteSignature, axi_halves,
@@ -217,8 +217,7 @@ def check_load(engine: EngineHostSignature, weights: bytes | None, clk_hz: int |
                          f"not {len(weights)}")
     if clk_hz is None:
         raise ValueError("a weight load needs clk_hz (or a board)")
-    check_reader(offset=flash.offset, length=len(weights), clk_hz=clk_hz, sck_div=sck_div,
-                 header=flash_header(weights, flash), flash_bytes=flash.bytes)
+    check_image_reader(weights, flash, clk_hz=clk_hz, sck_div=sck_div)
 
 
 class BulkLoad(wiring.Component):
@@ -267,9 +266,7 @@ class BulkLoad(wiring.Component):
                  sck_div: int = 2, cell: bool = True, flash: FlashSpec | None = None):
         flash = flash or DEFAULT_FLASH
         check_bulk(bus, payload)
-        check_reader(offset=flash.offset, length=len(payload), clk_hz=clk_hz,
-                     sck_div=sck_div, header=flash_header(payload, flash),
-                     flash_bytes=flash.bytes)
+        check_image_reader(payload, flash, clk_hz=clk_hz, sck_div=sck_div)
         self._bus, self._payload, self._flash = bus, bytes(payload), flash
         self._clk_hz, self._sck_div, self._cell = clk_hz, sck_div, cell
         super().__init__({
@@ -284,11 +281,8 @@ class BulkLoad(wiring.Component):
         bus, payload = self._bus, self._payload
         dw, aw, nbytes = bus.data_width, bus.addr_width, bus.data_width // 8
         words = len(payload) // nbytes
-        flash = self._flash
-        m.submodules.flash = reader = SPIFlashReader(
-            offset=flash.offset, length=len(payload), clk_hz=self._clk_hz,
-            sck_div=self._sck_div, boot=True, header=flash_header(payload, flash),
-            flash_bytes=flash.bytes)
+        m.submodules.flash = reader = image_reader(payload, self._flash, clk_hz=self._clk_hz,
+                                                   sck_div=self._sck_div)
         m.submodules.memory = mem = SpramAxi(max(2, words), aw, dw, cell=self._cell,
                                              id_width=bus.id_width, load=True)
         reads, _ = axi_halves(mem.bus)
@@ -517,10 +511,8 @@ class BoardTop(wiring.Component):
 
     def _weight_load(self, m: Module, engine) -> None:
         """The reader at boot, its bytes paired into ``engine.wl``'s halfwords."""
-        w, flash = self._weights, self._flash_spec
-        m.submodules.flash = reader = SPIFlashReader(
-            offset=flash.offset, length=len(w), clk_hz=self._clk_hz, sck_div=self._sck_div,
-            boot=True, header=flash_header(w, flash), flash_bytes=flash.bytes)
+        m.submodules.flash = reader = image_reader(self._weights, self._flash_spec,
+                                                   clk_hz=self._clk_hz, sck_div=self._sck_div)
         m.submodules.pack = pack = BytePacker(2)
         wiring.connect(m, reader.o, pack.i)
         wiring.connect(m, pack.o, engine.wl)

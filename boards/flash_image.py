@@ -33,13 +33,13 @@ from pathlib import Path
 from dynfix.boards.registry import FlashSpec
 from dynfix.errors import DynfixError
 from dynfix.hw.ice40_spram import CELL_WIDTH, load_image
-from .spi_flash_reader import FLASH_BYTES
+from .spi_flash_reader import FLASH_BYTES, SPIFlashReader, check_reader
 
 __all__ = ["FLASH_OFFSET", "FLASH_BYTES", "FORMAT_VERSION", "MAGIC", "HEADER_BYTES",
            "PAYLOAD_BYTES", "DEFAULT_FLASH",
            "FILE_NAME", "FlashHeader", "flash_payload", "weight_payload", "flash_header",
            "flash_image", "read_header", "payload_bytes", "program_commands",
-           "bitstream_command", "write_flash_files"]
+           "bitstream_command", "write_flash_files", "check_image_reader", "image_reader"]
 
 MAGIC = b"DYNF"
 FORMAT_VERSION = 1
@@ -120,6 +120,27 @@ def flash_header(payload: bytes, flash: FlashSpec | None = None) -> bytes:
         raise DynfixError(f"a payload of {len(payload)} bytes does not fit the flash after "
                           f"{flash.offset:#x} ({_size(flash.bytes)})")
     return _HEADER.pack(MAGIC, FORMAT_VERSION, len(payload), zlib.crc32(payload))
+
+
+def _reader_args(payload: bytes, flash: FlashSpec | None, clk_hz: int, sck_div: int) -> dict:
+    flash = flash or DEFAULT_FLASH
+    return dict(offset=flash.offset, length=len(payload), clk_hz=clk_hz, sck_div=sck_div,
+                header=flash_header(payload, flash), flash_bytes=flash.bytes)
+
+
+def check_image_reader(payload: bytes, flash: FlashSpec | None, *, clk_hz: int,
+                       sck_div: int = 2) -> None:
+    """Raise ``ValueError`` unless :func:`image_reader` can read ``payload`` (as
+    :func:`~dynfix.boards.spi_flash_reader.check_reader` says); builds nothing."""
+    check_reader(**_reader_args(payload, flash, clk_hz, sck_div))
+
+
+def image_reader(payload: bytes, flash: FlashSpec | None, *, clk_hz: int,
+                 sck_div: int = 2) -> SPIFlashReader:
+    """The power-up reader (``boot=True``) of ``payload``'s image in ``flash`` (default:
+    :data:`DEFAULT_FLASH`): it wakes the flash, checks the header at the flash's offset
+    against the one ``payload`` gives, and streams the payload."""
+    return SPIFlashReader(boot=True, **_reader_args(payload, flash, clk_hz, sck_div))
 
 
 def flash_image(payload: bytes, flash: FlashSpec | None = None) -> bytes:

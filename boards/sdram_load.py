@@ -7,9 +7,8 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from dynfix.boards.byte_packer import BytePacker
-from dynfix.boards.flash_image import DEFAULT_FLASH, flash_header
+from dynfix.boards.flash_image import DEFAULT_FLASH, check_image_reader, image_reader
 from dynfix.boards.registry import FlashSpec
-from dynfix.boards.spi_flash_reader import SPIFlashReader, check_reader
 from dynfix.hw.axi import AxiWriteSignature
 from dynfix.hw.bulk_writer import BulkWriter
 
@@ -58,8 +57,7 @@ class SdramLoad(wiring.Component):
                  sck_div: int = 2, flash: FlashSpec | None = None):
         flash = flash or DEFAULT_FLASH
         check_sdram_payload(bus, payload)
-        check_reader(offset=flash.offset, length=len(payload), clk_hz=clk_hz, sck_div=sck_div,
-                     header=flash_header(payload, flash), flash_bytes=flash.bytes)
+        check_image_reader(payload, flash, clk_hz=clk_hz, sck_div=sck_div)
         self._bus, self._payload, self._flash = bus, bytes(payload), flash
         self._clk_hz, self._sck_div = clk_hz, sck_div
         super().__init__({
@@ -71,11 +69,8 @@ class SdramLoad(wiring.Component):
         m = Module()
         bus, payload = self._bus, self._payload
         words = len(payload) // (bus.data_width // 8)
-        flash = self._flash
-        m.submodules.flash = reader = SPIFlashReader(
-            offset=flash.offset, length=len(payload), clk_hz=self._clk_hz,
-            sck_div=self._sck_div, boot=True, header=flash_header(payload, flash),
-            flash_bytes=flash.bytes)
+        m.submodules.flash = reader = image_reader(payload, self._flash, clk_hz=self._clk_hz,
+                                                   sck_div=self._sck_div)
         m.submodules.pack = pack = BytePacker(bus.data_width // 8)
         m.submodules.writer = writer = BulkWriter(bus.addr_width, bus.data_width,
                                                   words.bit_length(), id_width=bus.id_width)
