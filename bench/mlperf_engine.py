@@ -54,6 +54,7 @@ from dynfix.boards.design import board_top  # noqa: E402
 from dynfix.hw.design import Design  # noqa: E402
 from dynfix.boards.synth import prepare  # noqa: E402
 from dynfix.errors import DynfixError  # noqa: E402
+from dynfix.boards.closure import ClosurePolicy  # noqa: E402
 
 BOARDS = ("ulx3s", "orangecrab")
 #: Published FPGA results (``shared/reference/mlperf_tiny.md``) per model: (who, part, ms).
@@ -106,6 +107,20 @@ def read_synth_cache() -> dict:
     return json.loads(SYNTH_CACHE.read_text()) if SYNTH_CACHE.exists() else {}
 
 
+#: How far under a previous build's Fmax a rebuild starts its timing closure.
+START_UNDER = 0.03
+
+
+def closure_from(previous: dict | None) -> ClosurePolicy:
+    """The timing closure of a rebuild: after a previous build of the model on the board
+    (same engine or an earlier one), one build a little under its Fmax (``START_UNDER``),
+    more only while it misses; else ``dynfix synth``'s default search from the board's
+    highest clock."""
+    if not previous or not previous.get("fmax"):
+        return ClosurePolicy()
+    return ClosurePolicy(builds=1, start_mhz=previous["fmax"] * (1 - START_UNDER))
+
+
 def synth_row(g: dynfix.GenerateResult, board: str, key: str, force: bool) -> dict | None:
     """The synthesis figures of ``g``: fresh when ``force`` (``dynfix synth``'s timing
     closure on the board's PLL: ``clock`` is what the bitstream runs at), else cached under
@@ -115,7 +130,7 @@ def synth_row(g: dynfix.GenerateResult, board: str, key: str, force: bool) -> di
         hit = read_synth_cache().get(key)
         return hit if hit and hit["digest"] == plan_digest(g.folder, board) else None
     digest = plan_digest(g.folder, board)
-    r = dynfix.synth(g, check_timing=False)
+    r = dynfix.synth(g, check_timing=False, closure=closure_from(read_synth_cache().get(key)))
     entry = {"digest": digest, "engine": g.config.summary(), "fmax": round(r.fmax_mhz, 2),
              "clock": round(r.clock_mhz, 4), "pll": r.pll, "builds": len(r.closure),
              "timing_met": r.timing_met,

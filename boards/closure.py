@@ -41,11 +41,15 @@ class ClosurePolicy:
     ``builds``: place-and-route runs at most in the search, the first one included (one
     more rebuilds the best if a later one missed).
     ``retries``: builds more while none has met timing.
+    ``start_mhz``: the clock of the first build, when it should not be the board's highest
+    (a previous build of the same design reached some Fmax: start a little under it and
+    save the builds above it); never above the board's highest.
     """
 
     margin: float = 0.02
     builds: int = 3
     retries: int = 3
+    start_mhz: float | None = None
 
     def __post_init__(self) -> None:
         if not 0 <= self.margin < 0.5:
@@ -55,6 +59,9 @@ class ClosurePolicy:
         if self.retries < 0:
             raise DynfixError(f"the closure's retries must not be negative, not "
                               f"{self.retries}")
+        if self.start_mhz is not None and not self.start_mhz > 0:
+            raise DynfixError(f"the closure's first clock must be positive, not "
+                              f"{self.start_mhz} MHz")
 
     def margin_after(self, misses: int) -> float:
         """The margin under a build's Fmax after ``misses`` builds missed timing (doubling
@@ -74,15 +81,18 @@ def close_timing(build: Callable[[Pll], SynthResult], family: str, f_in: float,
                  start_mhz: float, policy: ClosurePolicy = ClosurePolicy()) -> SynthResult:
     """Run ``build`` (one place-and-route with the design clocked from the given PLL setting,
     timing judged at that setting's output) to find the fastest setting that meets timing:
-    the first at the fastest setting at or below ``start_mhz``, each next one at the fastest
+    the first at the fastest setting at or below ``start_mhz`` (or ``policy.start_mhz`` if
+    lower), each next one at the fastest
     setting under the last build's Fmax less ``policy.margin`` (strictly below a clock that
     missed, above the best one that met; the margin doubling with each miss), until no such
-    setting is left or ``policy.builds`` ran (``policy.retries`` more while none met). If the best build that met timing is not the last one, it is
-    built again (the builds are deterministic), so the build folder holds it.
+    setting is left or ``policy.builds`` ran (``policy.retries`` more while none met). If the best build that met
+    timing is not the last one, it is built again (the builds are deterministic), so the build folder holds it.
 
     Returns that build's result (or, if none met timing, the last one's) with ``clock_mhz``,
     ``pll`` and ``closure`` (every build's clock, Fmax, verdict and seconds) filled in, its
     ``seconds`` those of all the builds."""
+    if policy.start_mhz is not None:
+        start_mhz = min(start_mhz, policy.start_mhz)
     pll = fastest_pll(family, f_in, start_mhz)
     steps: list[dict] = []
     best: Pll | None = None

@@ -191,3 +191,20 @@ def test_synth_cli_clock_and_json(digits_folder, monkeypatch, capsys):
     assert e.value.code == 2 and "expected auto, oscillator or a clock in MHz" in \
         capsys.readouterr().err
     gc.collect()
+
+
+def test_a_start_clock_saves_the_builds_above_a_known_fmax():
+    """A design whose last build reached 99.7 MHz starts a little under it instead of at the
+    board's 200 MHz: one build, met, and nothing faster under its Fmax less the margin."""
+    build, asked = builds_with(lambda f: 99.7)
+    r = close_timing(build, "ecp5", 25.0, 200.0,
+                     ClosurePolicy(builds=1, start_mhz=99.7 * 0.97))
+    assert asked == [fastest_pll("ecp5", 25.0, 99.7 * 0.97).f_out]
+    assert r.timing_met and r.clock_mhz == asked[0] and len(r.closure) == 1
+    # never above the board's highest
+    build, asked = builds_with(lambda f: 50.0)
+    close_timing(build, "ice40", 12.0, 40.0, ClosurePolicy(builds=1, retries=0,
+                                                           start_mhz=300.0))
+    assert asked == [fastest_pll("ice40", 12.0, 40.0).f_out]
+    with pytest.raises(DynfixError, match="first clock"):
+        ClosurePolicy(start_mhz=0)
