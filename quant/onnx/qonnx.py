@@ -4,13 +4,21 @@ Brevitas (``export_qonnx``), QKeras through qonnx, hls4ml and FINN mark quantiza
 custom nodes of domain ``qonnx.custom_op.general`` (older files: ``finn.custom_op.general``):
 ``Quant`` / ``IntQuant`` (x, scale, zeropt, bitwidth; ``signed``, ``narrow``,
 ``rounding_mode``) computes ``(clip(round(x / scale + zeropt), lo, hi) - zeropt) * scale``
-and ``BipolarQuant`` (x, scale) ``sign(x) * scale`` (0 -> +1). :func:`strip` turns such a
-graph into the float graph the reader imports: a Quant on a constant (a weight or a bias)
-becomes its dequantized values, which lie exactly on the Quant's grid; a Quant on the data
-path becomes an Identity, its format recorded. :func:`import_qonnx` then reads the
-QuantSpec off the recorded formats when every scale is a power of two and every zero point
-0 (Brevitas' ``*FixedPoint`` quantizers): a Quant of ``b`` bits and scale ``2**-f`` is the
-dynamic fixed-point format ``bw = b, fl = f`` (unsigned: the map offset ``-2**(b-1)``).
+and ``BipolarQuant`` (x, scale) ``sign(x) * scale`` (0 -> +1); ``Trunc`` (version 2: x,
+scale, zeropt, input bit width, output scale, output bit width), which Brevitas writes after
+an average pool, rounds onto the output scale's grid. :func:`strip` turns such a graph into
+the float graph the reader imports: a Quant on a constant (a weight or a bias) becomes its
+dequantized values, which lie exactly on the Quant's grid; a Quant or Trunc on the data path
+becomes an Identity, its format recorded. :func:`import_qonnx` then reads the QuantSpec off
+the recorded formats when every scale is a power of two and every zero point 0 (Brevitas'
+``*FixedPoint`` quantizers): a Quant of ``b`` bits and scale ``2**-f`` is the dynamic
+fixed-point format ``bw = b, fl = f`` (unsigned: the map offset ``-2**(b-1)``). A weight
+scale per output channel (``Int8WeightPerChannelFixedPoint``) gives per-channel weight
+formats (``LayerFormat.ch_fl``), and the bias Quant that goes with it (scale = input scale x
+weight scale) a bias per channel at ``fl_b + ch_fl[m]``. A Trunc after an average pool must
+keep the pooled map's format (dynfix's average pool does); one after a global pool that
+:func:`~dynfix.quant.lower.lower` folds into the next Linear is dropped with a note (the
+fold sums exactly, no mean is rounded).
 
 Binary weights (``BipolarQuant``, or a 1-bit signed Quant) are held in a 2-bit format: the
 engine's narrowest weights are 2 bits, and {-1, +1} are exact 2-bit integers, so the
@@ -30,17 +38,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import onnx
 
 from dynfix.errors import DynfixError
 from .. import fixed
-from ..int_model import (bias_array, check_spec, data_bits, has_format, is_compute,
-                         weight_array)
+from ..int_model import (MAX_CH_FL, bias_array, check_spec, data_bits, has_format,
+                         is_compute, is_sum, row_fls, weight_array, weight_integers)
 from ..ir import Model
-from ..lower import lower
+from ..lower import foldable, lower
 from ..qspec import AddFormat, LayerFormat, QuantSpec
 from . import file
-from .qonnx_graph import QFormat, QonnxGraph, has_quant, strip
+from .qonnx_graph import QFormat, QonnxGraph, has_quant, node_attr, strip
 from .reader import _Importer
 
 @dataclass
@@ -56,22 +63,79 @@ class QonnxImport:
     notes: list[str] = field(default_factory=list)
 
 
-def _weight_roles(proto: onnx.ModelProto, on_const: set[str]) -> dict[str, tuple[str, str]]:
-    """Quant-on-constant output tensor -> (output tensor of the node it is a weight or bias
-    of, ``weight`` / ``bias``): a Conv/Gemm/MatMul's input 1 or 2, or the constant of an
-    Add after a MatMul (PyTorch's Linear without Gemm)."""
-    made = {t: n for n in proto.graph.node for t in n.output}
-    roles = {}
-    for n in proto.graph.node:
+#: Operators between a Quant on a constant and the layer reading it that the import follows
+#: (the TorchScript exporter writes a Linear without bias as Transpose(Quant(W)) -> MatMul).
+CONST_VIEWS = frozenset({"Transpose", "Identity", "Cast", "Reshape", "Squeeze", "Unsqueeze",
+                         "Flatten"})
+
+
+#: How far (in steps) a weight may lie off its Quant's grid and still be taken as on it: a
+#: BatchNormalization that is the identity up to its epsilon, folded in, moves weights by
+#: far less; any other folded scale by far more.
+GRID_TOLERANCE = 1e-3
+
+
+class _NotFixedPoint(Exception):
+    """The Quant nodes give no dynfix spec (the message says why): search instead."""
+
+
+@dataclass(frozen=True)
+class _Param:
+    """A compute layer's weight or bias as a Quant gives it: the Quant's format,
+    ``-log2(scale)`` in the shape the layer reads (None: a scale per element reshaped on the
+    way, so its channels are unknown) and the axis of the layer's output channels there."""
+
+    fmt: QFormat
+    fl: np.ndarray | None
+    axis: int
+
+
+def _weight_roles(q: QonnxGraph) -> dict[str, dict[str, _Param]]:
+    """Output tensor of each Conv/Gemm/MatMul -> its ``weight`` and ``bias`` given by Quant
+    nodes on constants: its input 1 and 2, or the constant of an Add after a MatMul
+    (PyTorch's Linear without Gemm), through :data:`CONST_VIEWS`."""
+    made = {t: n for n in q.proto.graph.node for t in n.output}
+    src = {t: (t, q.const_fl.get(t)) for t in q.on_const}
+    for n in q.proto.graph.node:
+        if n.op_type not in CONST_VIEWS or not n.input or n.input[0] not in src:
+            continue
+        origin, fl = src[n.input[0]]
+        if fl is not None and n.op_type == "Transpose":
+            fl = np.transpose(fl, node_attr(n, "perm", None))
+        elif fl is not None and n.op_type not in ("Identity", "Cast"):
+            one = fl.size > 0 and bool(np.all(fl == fl.reshape(-1)[0]))
+            fl = fl.reshape(-1)[0] * np.ones((), np.int64) if one else None
+        src[n.output[0]] = (origin, fl)
+    roles: dict[str, dict[str, _Param]] = {}
+    for n in q.proto.graph.node:
         if n.op_type in ("Conv", "Gemm", "MatMul"):
+            axis = {"Conv": 0, "MatMul": -1}.get(n.op_type,
+                                                 0 if node_attr(n, "transB", 0) else -1)
             for pos, role in ((1, "weight"), (2, "bias")):
-                if len(n.input) > pos and n.input[pos] in on_const:
-                    roles[n.input[pos]] = (n.output[0], role)
+                if len(n.input) > pos and n.input[pos] in src:
+                    origin, fl = src[n.input[pos]]
+                    roles.setdefault(n.output[0], {})[role] = _Param(
+                        q.formats[origin], fl, axis if role == "weight" else -1)
         elif n.op_type == "Add" and len(n.input) == 2:
             for a, b in (n.input, n.input[::-1]):
-                if a in on_const and b in made and made[b].op_type == "MatMul":
-                    roles[a] = (b, "bias")
+                if a in src and b in made and made[b].op_type == "MatMul":
+                    origin, fl = src[a]
+                    roles.setdefault(b, {})["bias"] = _Param(q.formats[origin], fl, -1)
     return roles
+
+
+def _channel_fls(p: _Param, channels: int, what: str) -> np.ndarray:
+    """``-log2(scale)`` of each of the layer's ``channels`` output channels (int64): one
+    scale for the tensor, or one per output channel."""
+    fl = p.fl
+    if fl is not None and fl.size and np.all(fl == fl.reshape(-1)[0]):
+        return np.full(channels, int(fl.reshape(-1)[0]), np.int64)
+    rows = None if fl is None or fl.ndim == 0 else np.moveaxis(fl, p.axis, 0)
+    if rows is None or rows.shape[0] != channels or np.any(
+            rows.reshape(channels, -1) != rows.reshape(channels, -1)[:, :1]):
+        raise _NotFixedPoint(f"Quant node {p.fmt.node} gives {what} a scale that is not one "
+                             f"per output channel (dynfix's per-channel formats are)")
+    return rows.reshape(channels, -1)[:, 0].astype(np.int64)
 
 
 def _map_owner(model: Model, ir: str) -> str:
@@ -84,16 +148,93 @@ def _map_owner(model: Model, ir: str) -> str:
     return ir
 
 
-def _spec(model: Model, q: QonnxGraph, tensors: dict[str, str], name: str
+def _pool_shift(wf: np.ndarray, fl_w: int, ch: np.ndarray, bits: int) -> int:
+    """How many bits finer than their Quant's grid a layer's weights are: 0, or ``log2 N``
+    when a global average pool of ``N`` (a power of two) cells was folded into them
+    (``quant/lower.py``: the weights divided by ``N``, the same integers)."""
+    d = ch.reshape((-1,) + (1,) * (wf.ndim - 1))
+    for k in range(0, 17):
+        v = wf * np.ldexp(1.0, fl_w + k + d)
+        if np.array_equal(v, np.rint(v)) and v.min(initial=0) >= fixed.qmin(bits) \
+                and v.max(initial=0) <= fixed.qmax(bits):
+            return k
+    return 0
+
+
+def _layer_format(layer, w: dict[str, _Param], fin: tuple[int, int, int]
+                  ) -> tuple[LayerFormat, list[str]]:
+    """A compute layer's format from the Quants on its weight and bias (``w``) and the map
+    it reads (``fin``: bw, fl, zp), its output format still to be set; and the notes on
+    what differs from the QONNX arithmetic.
+
+    Per-channel power-of-two weight scales are per-channel weight formats: ``fl_w`` the
+    coarsest channel's, ``ch_fl`` the others' offsets. A Quant bias (Brevitas' ``Int*Bias``:
+    scale = input scale x weight scale, per channel with the weights) is held where channel
+    ``m`` is at ``fl_b + ch_fl[m]``, with as many more bits as a coarser channel needs; a
+    float bias, or one finer than the accumulator, at the accumulator's binary point."""
+    channels = int(weight_array(layer).shape[0])
+    wq = w["weight"]
+    fls = _channel_fls(wq, channels, f"the weights of {layer.name}")
+    fl_w = int(fls.min())
+    ch = fls - fl_w
+    if ch.max() > MAX_CH_FL:
+        raise _NotFixedPoint(f"the weight scales of Quant node {wq.fmt.node} span "
+                             f"{int(ch.max())} binades (dynfix's per-channel formats at most "
+                             f"{MAX_CH_FL})")
+    bw_w = max(2, wq.fmt.bits)                  # binary weights held in 2 bits
+    wf = weight_array(layer).astype(np.float64)
+    fl_w += _pool_shift(wf, fl_w, ch, bw_w)
+    fl_acc = fin[1] + fl_w
+    notes = []
+    b = bias_array(layer).astype(np.float64).reshape(-1)
+    bq = w.get("bias")
+    bfl = None if bq is None else _channel_fls(bq, channels, f"the bias of {layer.name}")
+    if bfl is not None and int((bfl - ch).max()) <= fl_acc:
+        fl_b = int((bfl - ch).max())
+        bw_b = bq.fmt.bits + int((fl_b + ch - bfl).max())
+    else:                                       # at the accumulator's binary point
+        fl_b = fl_acc
+        v = np.abs(b) * np.ldexp(1.0, fl_b + ch)
+        bw_b = min(32, max(2, int(np.ceil(np.log2(v.max(initial=0.0) + 1))) + 2))
+        if not np.array_equal(np.rint(v), v):
+            notes.append(f"layer {layer.name}: its {'float' if bq is None else 'fine'} bias "
+                         f"is rounded to the accumulator's step (QONNX adds it as it is)")
+    f = LayerFormat(layer.name, bw_w, fl_w, bw_b, fl_b, fin[0], fin[1], 0, 0, 0, zp_in=fin[2],
+                    ch_fl=tuple(int(c) for c in ch) if ch.any() else ())
+    off = np.abs(weight_integers(wf, f) - wf * np.ldexp(1.0, row_fls(fl_w, f.ch_fl, wf)))
+    if off.max(initial=0.0) > GRID_TOLERANCE:
+        raise _NotFixedPoint(f"the weights of layer {layer.name} are not on the grid of their "
+                             f"Quant node {wq.fmt.node} (a BatchNormalization or a scale "
+                             f"folded into them)")
+    f.acc_bits = fixed.acc_bits(layer.fan_in, data_bits(f), bw_w, bw_b, f.bias_shift)
+    return f, notes
+
+
+def _only_adds_read(model: Model, name: str) -> bool:
+    """Is the map ``name`` read (through layers without a format of their own) only by Adds?
+    Brevitas leaves a residual branch unquantized up to the Add, whose Quant follows it:
+    the branch then keeps its exact accumulator, as QONNX does."""
+    readers = [layer for layer in model.layers if name in layer.inputs]
+    return bool(readers) and all(
+        is_sum(r) if has_format(r) else _only_adds_read(model, r.name) for r in readers)
+
+
+def _spec(unlowered: Model, q: QonnxGraph, tensors: dict[str, str], name: str
           ) -> tuple[QuantSpec, list[str]]:
-    """The QuantSpec of the formats of ``q`` on ``model`` (lowered); ``tensors``: ONNX tensor
-    -> IR tensor."""
+    """The QuantSpec of the formats of ``q`` on the lowered model; ``tensors``: ONNX tensor
+    -> IR tensor of ``unlowered``."""
+    model = lower(unlowered)
     names = {layer.name for layer in model.layers} | {model.input_name}
+    pools = {pool.name: pool for pool, _, _ in foldable(unlowered)}
     maps: dict[str, QFormat] = {}
+    on_pools: list[tuple[QFormat, str]] = []
     for t, fmt in q.formats.items():
         if t in q.on_const:
             continue
         ir = tensors.get(t)
+        if ir in pools:                         # a mean dynfix folds into the next Linear
+            on_pools.append((fmt, pools[ir].inputs[0]))
+            continue
         if ir not in names:
             raise DynfixError(f"{name}: Quant node {fmt.node} quantizes a tensor that "
                               f"dynfix folded away; it cannot place its format")
@@ -102,16 +243,22 @@ def _spec(model: Model, q: QonnxGraph, tensors: dict[str, str], name: str
             raise DynfixError(f"{name}: Quant nodes {maps[owner].node} and {fmt.node} give "
                               f"one feature map ({owner}) two formats")
         maps[owner] = fmt
-    params: dict[str, dict[str, QFormat]] = {}
-    for t, (layer_out, role) in _weight_roles(q.proto, q.on_const).items():
-        if layer_out in tensors:
-            params.setdefault(tensors[layer_out], {})[role] = q.formats[t]
+    notes = []
+    for fmt, inp in on_pools:
+        mean = maps.get(_map_owner(model, inp))
+        if mean is None or mean.map_format() != fmt.map_format():
+            raise DynfixError(f"{name}: node {fmt.node} gives the mean of a global average "
+                              f"pool a format other than its input's; dynfix folds that pool "
+                              f"into the next Linear, an exact sum with no format of its own")
+        notes.append(f"{fmt.node}: the global average pool it rounds is folded into the next "
+                     f"Linear, which sums exactly (QONNX rounds the mean first)")
+    params = {tensors[t]: p for t, p in _weight_roles(q).items() if t in tensors}
     if model.input_name not in maps:
         raise DynfixError(f"{name}: the model input has no Quant node; dynfix needs the "
                           f"input's format (a Quant on the input)")
     bw, fl, zp = maps[model.input_name].map_format()
     cur = {model.input_name: (bw, fl, zp)}
-    layers, missing, notes = {}, [], []
+    layers, missing = {}, []
     last = model.layers[-1].name
     for layer in model.layers:
         ins = [cur[t] for t in layer.inputs]
@@ -124,31 +271,18 @@ def _spec(model: Model, q: QonnxGraph, tensors: dict[str, str], name: str
                 missing.append(f"{layer.name} weights")
                 cur[layer.name] = ins[0]
                 continue
-            bw_w = max(2, w["weight"].bits)             # binary weights held in 2 bits
-            fl_w = int(w["weight"].fl)
-            if "bias" in w:
-                bw_b, fl_b = w["bias"].bits, int(w["bias"].fl)
-            else:                                       # a float bias: at the accumulator's
-                fl_b = ins[0][1] + fl_w                 # binary point, as wide as it needs
-                b = np.abs(bias_array(layer)).max(initial=0.0)
-                bw_b = min(32, max(2, int(np.ceil(np.log2(b * 2.0 ** fl_b + 1))) + 2))
-            f = LayerFormat(layer.name, bw_w, fl_w, bw_b, fl_b, ins[0][0], ins[0][1], 0, 0, 0,
-                            zp_in=ins[0][2])
+            f, note = _layer_format(layer, w, ins[0])
+            notes += note
             if layer.name in maps:
                 f.bw_x, f.fl_out, f.zp_out = maps[layer.name].map_format()
-            wf = weight_array(layer).astype(np.float64)
-            if not np.array_equal(fixed.dequantize(fixed.quantize(wf, bw_w, fl_w), fl_w), wf):
-                notes.append(f"layer {layer.name}: weights not on their Quant grid")
-            f.acc_bits = fixed.acc_bits(layer.fan_in, data_bits(f), bw_w, bw_b,
-                                        f.bias_shift)
-            if layer.name not in maps:
-                if layer.name != last:
-                    missing.append(f"{layer.name} output")
-                elif f.acc_bits > 32:
-                    missing.append(f"{layer.name} output (its exact {f.acc_bits}-bit "
+            elif layer.name != last and not _only_adds_read(model, layer.name):
+                missing.append(f"{layer.name} output")
+            else:           # the unquantized output, or a residual branch before its Add
+                top = max(f.ch_fl, default=0)           # every channel's accumulator, left-
+                f.bw_x, f.fl_out = f.acc_bits + top, f.fl_in + f.fl_w + top     # aligned
+                if f.bw_x > 32:
+                    missing.append(f"{layer.name} output (its exact {f.bw_x}-bit "
                                    f"accumulator is wider than 32 bits)")
-                else:                                   # the unquantized output: exact
-                    f.bw_x, f.fl_out = f.acc_bits, f.fl_in + f.fl_w
         else:
             if layer.name not in maps:
                 missing.append(f"{layer.name} output")
@@ -169,14 +303,16 @@ def _spec(model: Model, q: QonnxGraph, tensors: dict[str, str], name: str
 
 
 def _rounding_notes(q: QonnxGraph) -> list[str]:
-    """One line per kind of activation Quant whose arithmetic differs from dynfix's."""
+    """One line per kind of activation Quant (or Trunc) whose arithmetic differs from
+    dynfix's."""
     acts = [f for t, f in q.formats.items() if t not in q.on_const]
     notes = []
     ties = [f.node for f in acts if f.rounding in ("ROUND", "HALF_EVEN")]
     if ties:
-        notes.append(f"{len(ties)} activation Quant(s) round half to even (ROUND: "
-                     f"{', '.join(ties[:3])}{'...' * (len(ties) > 3)}); dynfix rounds half "
-                     f"up: a value exactly halfway between two steps may differ by one step")
+        notes.append(f"{len(ties)} activation Quant/Trunc node(s) round half to even "
+                     f"(ROUND: {', '.join(ties[:3])}{'...' * (len(ties) > 3)}); dynfix rounds "
+                     f"half up: a value exactly halfway between two steps (frequent on a "
+                     f"fixed-point accumulator) may differ by one step")
     half_up = [f.node for f in acts if f.rounding == "HALF_UP" and f.signed]
     if half_up:
         notes.append(f"signed HALF_UP Quant(s) {', '.join(half_up[:3])} round negative ties "
@@ -184,8 +320,8 @@ def _rounding_notes(q: QonnxGraph) -> list[str]:
     other = [f"{f.node} ({f.rounding})" for f in acts
              if f.rounding not in ("ROUND", "HALF_EVEN", "HALF_UP")]
     if other:
-        notes.append(f"activation Quant(s) {', '.join(other[:3])} do not round to nearest; "
-                     f"dynfix rounds half up: results differ by up to one step")
+        notes.append(f"activation Quant/Trunc node(s) {', '.join(other[:3])} do not round "
+                     f"to nearest; dynfix rounds half up: results differ by up to one step")
     narrow = [f.node for f in acts if f.narrow]
     if narrow:
         notes.append(f"narrow-range activation Quant(s) {', '.join(narrow[:3])}: dynfix "
@@ -208,9 +344,12 @@ def import_qonnx(path: str | Path) -> QonnxImport:
     if q.inexact:
         n = len(q.inexact)
         reason = (f"{n} Quant node{'s' * (n > 1)} ({', '.join(q.inexact[:3])}"
-                  f"{'...' * (n > 3)}) {'have' if n > 1 else 'has'} a scale that is not one "
-                  f"power of two or a nonzero zero point")
+                  f"{'...' * (n > 3)}) {'have' if n > 1 else 'has'} a scale that is not a power "
+                  f"of two (one per tensor on a feature map) or a nonzero zero point")
         return QonnxImport(model, None, reason)
     tensors = {t: x.ir for t, x in imp.data.items()}
-    spec, notes = _spec(lower(model), q, tensors, path.name)
+    try:
+        spec, notes = _spec(model, q, tensors, path.name)
+    except _NotFixedPoint as e:
+        return QonnxImport(model, None, str(e))
     return QonnxImport(model, spec, notes=notes + _rounding_notes(q))

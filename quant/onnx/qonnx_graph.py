@@ -1,7 +1,7 @@
 """QONNX graphs into float graphs: :func:`strip` folds the quantization nodes of a QONNX
-graph (``Quant``, ``IntQuant``, ``BipolarQuant``) and records each one's format; the reader
-calls :func:`strip_file` on every file, :mod:`.qonnx` reads the spec off the formats (its
-docstring says what each node means and how dynfix's arithmetic compares)."""
+graph (``Quant``, ``IntQuant``, ``BipolarQuant``, ``Trunc``) and records each one's format;
+the reader calls :func:`strip_file` on every file, :mod:`.qonnx` reads the spec off the
+formats (its docstring says what each node means and how dynfix's arithmetic compares)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,9 @@ DOMAINS = frozenset({"qonnx.custom_op.general", "finn.custom_op.general", "finn"
 #: The quantization operators :func:`strip` imports (the inputs each needs).
 QUANT_INPUTS = {"Quant": ("x", "scale", "zeropt", "bitwidth"),
                 "IntQuant": ("x", "scale", "zeropt", "bitwidth"),
-                "BipolarQuant": ("x", "scale")}
+                "BipolarQuant": ("x", "scale"),
+                "Trunc": ("x", "scale", "zeropt", "input_bit_width", "output_scale",
+                          "output_bit_width")}
 #: The rounding modes of a Quant, as numpy functions (qonnx's ``resolve_rounding_mode``).
 ROUNDING = {"ROUND": np.round, "HALF_EVEN": np.round, "CEIL": np.ceil, "FLOOR": np.floor,
             "UP": lambda v: np.sign(v) * np.ceil(np.abs(v)), "DOWN": np.fix,
@@ -48,14 +50,17 @@ class QFormat:
 @dataclass
 class QonnxGraph:
     """What :func:`strip` made of a QONNX graph: the float ``proto``, every Quant output
-    tensor's format (``formats``), which of those were constants (``on_const``), and the
-    reasons the formats are not dynfix formats (``inexact``: scales that are not powers of
-    two, nonzero zero points)."""
+    tensor's format (``formats``), which of those were constants (``on_const``), the
+    Quant nodes whose formats are not dynfix formats (``inexact``: scales that are not powers
+    of two, nonzero zero points, a scale per channel on a feature map) and, for every Quant
+    on a constant whose scales are all powers of two with zero point 0, ``-log2(scale)``
+    broadcast to the constant's shape (``const_fl``: per-channel weight formats)."""
 
     proto: onnx.ModelProto
     formats: dict[str, QFormat] = field(default_factory=dict)
     on_const: set[str] = field(default_factory=set)
     inexact: list[str] = field(default_factory=list)
+    const_fl: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def is_quant(node: onnx.NodeProto) -> bool:
@@ -79,7 +84,8 @@ def _constants(graph: onnx.GraphProto) -> dict[str, np.ndarray]:
     return out
 
 
-def _attr(node: onnx.NodeProto, name: str, default):
+def node_attr(node: onnx.NodeProto, name: str, default):
+    """Attribute ``name`` of ``node`` (strings decoded), or ``default``."""
     for a in node.attribute:
         if a.name == name:
             v = helper.get_attribute_value(a)
@@ -89,12 +95,14 @@ def _attr(node: onnx.NodeProto, name: str, default):
 
 def _quant_node(node: onnx.NodeProto, consts: dict[str, np.ndarray], what: str
                 ) -> tuple[QFormat, np.ndarray, np.ndarray, bool]:
-    """A Quant node's format, scale and zero point (broadcastable arrays) and whether its
-    output is the dequantized grid of a power-of-two scale with zero point 0."""
+    """A Quant node's format, scale and zero point (broadcastable arrays) and whether every
+    scale is a power of two and every zero point 0 (one scale for the tensor: ``fmt.fl``;
+    one per channel: ``fmt.fl`` None)."""
     names = QUANT_INPUTS[node.op_type]
     given = [t for t in node.input]
     if len(given) < len(names) or not all(given[:len(names)]):
-        raise DynfixError(f"{what}: needs inputs {', '.join(names)}; it has "
+        raise DynfixError(f"{what}: needs inputs {', '.join(names)}"
+                          f"{' (QONNX Trunc version 2)' * (node.op_type == 'Trunc')}; it has "
                           f"{sum(1 for t in given if t)}")
     for role, t in zip(names[1:], given[1:]):
         if t not in consts:
@@ -107,24 +115,29 @@ def _quant_node(node: onnx.NodeProto, consts: dict[str, np.ndarray], what: str
         zp, bits, signed, narrow, rounding = np.zeros(1), 1, True, False, "SIGN"
     else:
         zp = np.asarray(consts[given[2]], np.float64)
-        b = np.asarray(consts[given[3]], np.float64)
+        b = np.asarray(consts[given[names.index("bitwidth" if "bitwidth" in names
+                                                else "output_bit_width")]], np.float64)
         if b.size != 1 or not float(b.reshape(-1)[0]).is_integer() \
                 or not 1 <= float(b.reshape(-1)[0]) <= 32:
             raise DynfixError(f"{what}: its bitwidth must be one integer in 1..32, got "
                               f"{b.reshape(-1)[:4].tolist()}")
         bits = int(b.reshape(-1)[0])
-        signed = bool(_attr(node, "signed", 1))
-        narrow = bool(_attr(node, "narrow", 0))
-        rounding = str(_attr(node, "rounding_mode", "ROUND")).upper()
+        signed = bool(node_attr(node, "signed", 1))
+        narrow = bool(node_attr(node, "narrow", 0))
+        rounding = str(node_attr(node, "rounding_mode",
+                                 "FLOOR" if node.op_type == "Trunc" else "ROUND")).upper()
         if rounding not in ROUNDING:
             raise DynfixError(f"{what}: unknown rounding_mode {rounding!r}; QONNX has "
                               f"{', '.join(ROUNDING)}")
-    s0 = float(scale.reshape(-1)[0])
-    log = np.log2(s0)
-    exact = bool(np.all(scale == s0) and np.all(zp == 0) and float(log).is_integer())
-    fmt = QFormat(bits, -int(log) if exact else None, signed, narrow, rounding,
+    log = np.log2(scale)
+    pot = bool(np.all(log == np.rint(log)) and np.all(zp == 0))
+    if node.op_type == "Trunc":     # its output is on the output scale's grid
+        log = np.log2(np.asarray(consts[given[4]], np.float64))
+        pot = pot and bool(np.all(log == np.rint(log)))
+    one = pot and bool(np.all(log == log.reshape(-1)[0]))
+    fmt = QFormat(bits, -int(log.reshape(-1)[0]) if one else None, signed, narrow, rounding,
                   node.name or node.output[0])
-    return fmt, scale, zp, exact
+    return fmt, scale, zp, pot
 
 
 def quant_values(x: np.ndarray, fmt: QFormat, scale: np.ndarray, zp: np.ndarray
@@ -155,17 +168,25 @@ def strip(proto: onnx.ModelProto, name: str) -> QonnxGraph:
         what = f"{name}: node {node.name or f'#{i}'} ({node.op_type})"
         if not node.output or not node.output[0]:
             raise DynfixError(f"{what}: has no output")
-        fmt, scale, zp, exact = _quant_node(node, consts, what)
+        fmt, scale, zp, pot = _quant_node(node, consts, what)
         y = node.output[0]
         out.formats[y] = fmt
-        if not exact:
-            out.inexact.append(fmt.node)
         if node.input[0] in consts:
+            if node.op_type == "Trunc":
+                raise DynfixError(f"{what}: a Trunc on a constant is not supported (dynfix "
+                                  f"imports a Trunc after an average pool)")
             v = quant_values(consts[node.input[0]], fmt, scale, zp).astype(np.float32)
             graph.initializer.append(numpy_helper.from_array(v, y))
             consts[y] = v
             out.on_const.add(y)
+            if pot:                             # one format per channel is still exact
+                fl = -np.rint(np.log2(scale)).astype(np.int64)
+                out.const_fl[y] = np.broadcast_to(fl, v.shape)
+            else:
+                out.inexact.append(fmt.node)
         else:
+            if fmt.fl is None:                  # a map has one format
+                out.inexact.append(fmt.node)
             if fmt.bits == 1:
                 raise DynfixError(f"{what}: a binary (1-bit) activation has no dynfix "
                                   f"format; only binary weights are supported")

@@ -3,6 +3,8 @@ integer model computes what qonnx's own executor computes on the QONNX graph."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import onnx
 import pytest
@@ -12,7 +14,7 @@ from dynfix.errors import DynfixError
 from dynfix.quant.int_model import IntModel
 from dynfix.quant.onnx import load_onnx
 from dynfix.quant.onnx.qonnx import import_qonnx
-from qonnx_graphs import QGraph, cnn, mlp, run_qonnx
+from qonnx_graphs import QGraph, cnn, mlp, pooled, run_qonnx
 
 
 def _save(g: QGraph, tmp_path, name: str = "q.onnx") -> str:
@@ -50,8 +52,9 @@ def test_cnn_spec_is_the_quant_formats(tmp_path):
 
 
 @pytest.mark.parametrize("make,unsigned", [(cnn, False), (mlp, True),
-                                           (lambda: mlp(binary=True), True)],
-                         ids=["cnn", "mlp", "mlp-binary"])
+                                           (lambda: mlp(binary=True), True),
+                                           (lambda: cnn(per_channel=True), False)],
+                         ids=["cnn", "mlp", "mlp-binary", "cnn-per-channel"])
 def test_int_model_equals_qonnx_execution(tmp_path, make, unsigned):
     """The integer model's outputs, dequantized, equal qonnx's execution of the QONNX graph
     (HALF_UP activations after ReLU: dynfix's rounding) on random inputs."""
@@ -95,9 +98,120 @@ def test_non_power_of_two_scale_searches(tmp_path):
     q = dynfix.quantize(path, calib=_inputs(g, 16, 1, False), bits="8", method="qonnx",
                         progress=said.append)
     assert q.spec.method.startswith("greedy")
-    assert any("not one power of two" in m and "searching" in m for m in said)
+    assert any("not a power of two" in m and "searching" in m for m in said)
     np.testing.assert_allclose(load_onnx(path).layer("Conv1").weight,
                                g.ints["conv.weight"] * (0.3 / 64), rtol=1e-6)
+
+
+def test_per_channel_scales_are_per_channel_formats(tmp_path):
+    """Conv weights at fl 6, 8, 5, 7 per output channel: fl_w 5 (the coarsest) and ch_fl
+    1, 3, 0, 2; the bias, at fl 5 + those, at fl_b 10 with the same offsets."""
+    g = cnn(per_channel=True)
+    s = import_qonnx(_save(g, tmp_path)).spec
+    assert _fmt(s, "Conv1")[:4] == (8, 5, 16, 10)
+    assert s.layers["Conv1"].ch_fl == (1, 3, 0, 2) and s.layers["Gemm5"].ch_fl == ()
+    assert s.layers["Conv1"].data_shifts(4).tolist() == [7, 9, 6, 8]   # 5 + fl_m - 4
+
+
+def _edit_scale(g: QGraph, tensor: str, value: np.ndarray) -> onnx.ModelProto:
+    model = g.build()
+    t = next(t for t in model.graph.initializer if t.name == tensor)
+    t.CopyFrom(onnx.numpy_helper.from_array(np.asarray(value, np.float32), tensor))
+    return model
+
+
+@pytest.mark.parametrize("tensor,scale,why", [
+    ("act_quant.scale", 2.0 ** -np.array([4, 5, 4, 4]).reshape(1, 4, 1, 1),
+     "not a power of two \\(one per tensor on a feature map\\)"),
+    ("conv.weight_quant.scale", 2.0 ** -np.array([6, 7, 6]).reshape(1, 1, 1, 3),
+     "Quant node conv.weight_quant gives the weights of Conv1 a scale that is not one per "
+     "output channel"),
+    ("conv.weight_quant.scale", 2.0 ** -np.array([6, 40, 6, 6]).reshape(4, 1, 1, 1),
+     "the weight scales of Quant node conv.weight_quant span 34 binades"),
+], ids=["map-per-channel", "weights-per-column", "weights-span"])
+def test_per_channel_scales_dynfix_cannot_take_search(tmp_path, tensor, scale, why):
+    """A scale per channel on a feature map, a weight scale that varies along another axis
+    than the output channels, or channels more than 24 binades apart: no spec, and the
+    reason in one line (method qonnx then searches)."""
+    path = str(tmp_path / "pc.onnx")
+    onnx.save(_edit_scale(cnn(), tensor, scale), path)
+    imp = import_qonnx(path)
+    assert imp.spec is None and "\n" not in imp.reason
+    assert re.search(why, imp.reason), imp.reason
+
+
+def test_batchnorm_on_quantized_weights_searches(tmp_path):
+    """A BatchNormalization after a quantized Conv (FINN-style binary nets) folds a scale
+    into its weights, off their Quant's grid: no spec, the reason in one line; an identity
+    BatchNormalization (only its epsilon) leaves them on it."""
+    def with_bn(gamma) -> str:
+        model = cnn().build()
+        i, conv = next((i, n) for i, n in enumerate(model.graph.node) if n.op_type == "Conv")
+        out = conv.output[0]
+        conv.output[0] = out + "_pre"
+        names = []
+        for k, v in zip(("gamma", "beta", "mean", "var"), (gamma, 0.0, 0.0, 1.0)):
+            names.append(f"bn.{k}")
+            model.graph.initializer.append(onnx.numpy_helper.from_array(
+                np.broadcast_to(np.float32(v), (4,)).copy(), names[-1]))
+        model.graph.node.insert(i + 1, onnx.helper.make_node(
+            "BatchNormalization", [out + "_pre"] + names, [out], "bn"))
+        path = str(tmp_path / f"bn{len(list(tmp_path.iterdir()))}.onnx")
+        onnx.save(model, path)
+        return path
+
+    imp = import_qonnx(with_bn([1.5, 0.7, 1.2, 0.9]))
+    assert imp.spec is None
+    assert "the weights of layer Conv1 are not on the grid of their Quant node " \
+           "conv.weight_quant" in imp.reason
+    assert import_qonnx(with_bn(1.0)).spec is not None
+
+
+def test_float_bias_is_rounded_and_said(tmp_path):
+    """A Conv bias without a Quant (Brevitas' default bias_quant=None) is held at the
+    accumulator's binary point, and the import says it is rounded there."""
+    model = cnn().build()
+    n = next(n for n in model.graph.node if n.name == "conv.bias_quant")
+    n.CopyFrom(onnx.helper.make_node("Identity", [n.input[0]], [n.output[0]], "id"))
+    path = str(tmp_path / "fb.onnx")
+    onnx.save(model, path)
+    imp = import_qonnx(path)
+    assert imp.spec.layers["Conv1"].fl_b == 5 + 6
+    assert any("Conv1: its float bias is rounded" in m for m in imp.notes)
+
+
+def test_trunc_after_average_pool(tmp_path):
+    """AveragePool -> Trunc back to the map's format (Brevitas' TruncAvgPool2d) is dynfix's
+    average pool, which keeps its input's format: the integer model is qonnx's execution."""
+    g = pooled(global_pool=False)
+    imp = import_qonnx(_save(g, tmp_path))
+    assert [layer.op for layer in imp.model.layers] == ["conv", "relu", "avgpool", "flatten",
+                                                         "linear"]
+    x = _inputs(g, 16, 3, False)
+    im = IntModel(imp.model, imp.spec)
+    y = im.dequantize(im.output_name, im.logits(x)).reshape(len(x), -1)
+    np.testing.assert_array_equal(y, run_qonnx(g.build(), x).reshape(len(x), -1))
+
+
+def test_trunc_after_global_pool(tmp_path):
+    """A Trunc on a global average pool that dynfix folds into the next Linear: the Linear's
+    weights, divided by the 16 cells, are its Quant's integers at fl 7 + 4; the import says
+    the mean is no longer rounded. A Trunc to another format than the pooled map's: one
+    line."""
+    g = pooled(global_pool=True)
+    imp = import_qonnx(_save(g, tmp_path))
+    f = imp.spec.layers["Gemm6"]
+    assert (f.bw_w, f.fl_w, f.bw_b, f.fl_b) == (8, 11, 16, 11)
+    assert any("global average pool it rounds is folded" in n for n in imp.notes)
+    assert not any("not on their Quant grid" in n for n in imp.notes)
+    x = _inputs(g, 16, 3, False)
+    im = IntModel(imp.model, imp.spec)
+    y = im.dequantize(im.output_name, im.logits(x)).reshape(len(x), -1)
+    ref = run_qonnx(g.build(), x).reshape(len(x), -1)
+    step = np.abs(g.ints["fc.weight"]).sum(axis=1).max() * 2.0 ** -7 * 2.0 ** -5
+    assert 0 < np.abs(y - ref).max() <= step          # the mean's rounding, no more
+    with pytest.raises(DynfixError, match="a format other than its input's"):
+        import_qonnx(_save(pooled(global_pool=True, out_bits=6), tmp_path, "b.onnx"))
 
 
 def _malformed(tmp_path, edit) -> str:
