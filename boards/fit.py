@@ -42,7 +42,8 @@ from dynfix.boards.board_top import bulk_cells, bulk_store_refusal, usage as boa
 from dynfix.boards.flash_image import payload_bytes
 from dynfix.boards.registry import Board
 from dynfix.errors import DynfixError
-from dynfix.hw.compiler import CompiledModel, compile_model, plan_groups, plan_model
+from dynfix.hw.compiler import (CompiledModel, compile_model, plan_groups, plan_model,
+                                unspread)
 from dynfix.hw.config import BulkStore, EngineConfig, Multiplier, packable
 from dynfix.hw.cycle_model import estimate as cycle_estimate, layer_cycles, stream_words
 from dynfix.hw.resources import (Device, Estimate, Usage, engine_memories, estimate,
@@ -87,6 +88,14 @@ class FitResult:
     chosen: Candidate
     limit: str                      # what stopped a faster configuration
     considered: int
+    #: With ``fit(..., alternatives=n)``: the next ``n`` engines that fit (fewer when there
+    #: are not as many), best first by estimate (:func:`_alternatives`); empty by default.
+    alternatives: list[Candidate] = field(default_factory=list)
+
+    @property
+    def candidates(self) -> list[Candidate]:
+        """The chosen engine, then the alternatives."""
+        return [self.chosen, *self.alternatives]
 
     def to_dict(self) -> dict:
         c = self.chosen
@@ -139,6 +148,8 @@ def candidates(model, max_mults: int) -> list[tuple[int, int, int, int]]:
         for lanes in lanes_set:
             if lanes * tm > max_mults:
                 break
+            if unspread(plans, lanes):          # a Concat's layout a group cannot read
+                continue
             for im2col in (0, 1):
                 cfg = EngineConfig(tn=lanes, tm=tm, im2col=im2col, residual=residual)
                 planned = plan_model(model, cfg)
@@ -394,11 +405,14 @@ def describe_over(over: dict[str, tuple[int, int]]) -> str:
                      sorted(over.items()))
 
 
-def fit(model, spec, board: Board) -> FitResult:
-    """Choose the fastest engine for ``model`` quantized as ``spec`` that fits ``board``."""
+def fit(model, spec, board: Board, alternatives: int = 0) -> FitResult:
+    """Choose the fastest engine for ``model`` quantized as ``spec`` that fits ``board``;
+    with ``alternatives``, also that many runners-up (:func:`_alternatives`; the choice is
+    the same)."""
     memo: dict[EngineConfig, Candidate] = {}
     smallest = evaluate_config(model, spec, EngineConfig(tn=1, tm=1), board, memo)
-    if "sprams" in smallest.over and smallest.config.weight_bits <= 8:
+    if "sprams" in smallest.over and smallest.config.weight_bits <= 8 \
+            and not unspread(plan_groups(model)[0], 2):
         # One 8-bit weight per word leaves half of each 16-bit SPRAM word empty: two fill it.
         smallest = evaluate_config(model, spec, EngineConfig(tn=2, tm=1), board, memo)
     if not smallest.fits:
@@ -465,7 +479,61 @@ def fit(model, spec, board: Board) -> FitResult:
         best = lean
     elif best.config.w_bulk and best.waits >= BANDWIDTH_BOUND * best.cycles:
         limit = bound + "no engine with more products that fits is faster"
-    return FitResult(board.name, best, limit + lut_note, len(evaluated))
+    result = FitResult(board.name, best, limit + lut_note, len(evaluated))
+    if alternatives > 0:
+        result.alternatives = _alternatives(model, spec, board, smallest, backend, best,
+                                            sorted(found), alternatives, memo)
+    return result
+
+
+#: Candidates :func:`_alternatives` compiles at most per way past one product per DSP
+#: block, beyond the ones it is asked for (those the fit compiled cost nothing).
+ALTERNATIVE_TRIES = 16
+
+
+def _rank(c: Candidate) -> tuple[int, int, int]:
+    """How runners-up are ranked: estimated cycles per image, then LUTs, then products."""
+    return c.cycles, c.estimate.total.luts, c.config.multipliers
+
+
+def _alternatives(model, spec, board: Board, smallest: Candidate, backend: Multiplier,
+                  best: Candidate, ways: list[tuple[int, int]], n: int, memo: dict
+                  ) -> list[Candidate]:
+    """Up to ``n`` engines besides ``best`` that fit ``board``, ranked by :func:`_rank`
+    (design-space sweeps, ``dynfix sweep``, synthesize each: the estimate is not the
+    synthesis).
+
+    Every way past one product per DSP block the fit tried (``ways``: packed, LUT
+    products) contributes, including the engines :data:`LUT_PRODUCT_MIN_SPEEDUP` keeps
+    from being chosen: whether their extra products cost more clock than they save cycles
+    is what synthesis tells. Each way's candidates are walked as :func:`_fastest` walks
+    them (fastest planned first; an engine whose products need more DSP blocks than the
+    board has, or LUT products beyond the LUT share, is passed over), until ``n`` fit and no
+    candidate left can beat the ``n``-th (planned cycles are a lower bound), compiling at
+    most ``n`` + :data:`ALTERNATIVE_TRIES` that the fit did not."""
+    dsps = max(1, board.dsp.blocks)
+    found: dict[EngineConfig, Candidate] = {}
+    for pack, lut in ways:
+        max_mults, lut_cost, lut_luts = _budget(board, smallest, backend, pack, lut)
+        fitting: list[Candidate] = []
+        budget = n + ALTERNATIVE_TRIES
+        for cycles, lanes, tm, im2col in candidates(model, max_mults):
+            if len(fitting) >= n and cycles > fitting[n - 1].cycles:
+                break
+            cfg = _on_blocks(EngineConfig(tn=lanes, tm=tm, im2col=im2col, multiplier=backend),
+                             dsps, pack, lut)
+            if cfg.dsp_blocks > dsps or cfg.lut_products * lut_cost > lut_luts:
+                continue
+            if cfg not in memo:
+                if budget == 0:
+                    break
+                budget -= 1
+            c = evaluate_config(model, spec, cfg, board, memo)
+            if c.fits and c.config != best.config:
+                fitting = sorted({id(x): x for x in [*fitting, c]}.values(), key=_rank)
+        for c in fitting:
+            found.setdefault(c.config, c)
+    return sorted(found.values(), key=_rank)[:n]
 
 
 #: An engine whose weights come from bulk memory and that waits for them at least this
@@ -517,12 +585,7 @@ def _fastest(model, spec, board: Board, smallest: Candidate, backend: Multiplier
     pass the best's, at most :data:`WAITING_TRIES` past the first that fits); among engines
     as fast and as small, the one with the fewest LUTs."""
     dsps = max(1, board.dsp.blocks)
-    lut_cost = lut_luts = 0.0               # LUTs of one LUT product, the LUTs they may take
-    max_mults = 2 * dsps * (1 + (backend is Multiplier.ICE40_DUAL)) * (1 + pack)
-    if lut:
-        lut_cost = lut_product_usage(smallest.config.data_bits, smallest.config.weight_bits)[0]
-        lut_luts = board.luts * LUT_PRODUCT_HEADROOM - smallest.estimate.total.luts
-        max_mults = max(max_mults, dsps * (1 + pack) + int(lut_luts // lut_cost))
+    max_mults, lut_cost, lut_luts = _budget(board, smallest, backend, pack, lut)
     evaluated: list[Candidate] = []
     best: Candidate | None = None
     best_rank = None                        # (cycles, multipliers) of ``best``
@@ -547,6 +610,22 @@ def _fastest(model, spec, board: Board, smallest: Candidate, backend: Multiplier
                        < (best.cycles, best.estimate.total.luts)):
             best, best_rank = c, (c.cycles, lanes * tm)
     return best or smallest, evaluated
+
+
+def _budget(board: Board, smallest: Candidate, backend: Multiplier, pack: int, lut: int
+            ) -> tuple[int, float, float]:
+    """The most products a candidate of one way may have, the LUTs of one LUT product and
+    the LUTs LUT products may take (0 without ``lut``): up to twice the DSP blocks'
+    products (twice that with ``pack``; with ``lut``, as many more as the LUTs could hold
+    in LUT products)."""
+    dsps = max(1, board.dsp.blocks)
+    lut_cost = lut_luts = 0.0               # LUTs of one LUT product, the LUTs they may take
+    max_mults = 2 * dsps * (1 + (backend is Multiplier.ICE40_DUAL)) * (1 + pack)
+    if lut:
+        lut_cost = lut_product_usage(smallest.config.data_bits, smallest.config.weight_bits)[0]
+        lut_luts = board.luts * LUT_PRODUCT_HEADROOM - smallest.estimate.total.luts
+        max_mults = max(max_mults, dsps * (1 + pack) + int(lut_luts // lut_cost))
+    return max_mults, lut_cost, lut_luts
 
 
 #: Candidates :func:`_fastest` compiles past the first that fits when that one waits for

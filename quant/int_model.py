@@ -176,6 +176,14 @@ def apply_plain(layer: Layer, x: np.ndarray, fmt: MapFormat) -> np.ndarray:
     return layer.forward_int(x, fmt)
 
 
+def plain_input(layer: Layer, tensors: dict[str, np.ndarray]) -> np.ndarray | list:
+    """What :func:`apply_plain` takes for ``layer`` from the computed ``tensors``: its one
+    input, or the list of the maps a layer reading several joins (a Concat)."""
+    if len(layer.inputs) == 1:
+        return tensors[layer.inputs[0]]
+    return [tensors[t] for t in layer.inputs]
+
+
 def check_listed(model: Model, names) -> None:
     """The spec lists exactly the layers with a format of their own (:func:`has_format`)."""
     wanted = [layer.name for layer in model.layers if has_format(layer)]
@@ -244,6 +252,10 @@ def check_spec(model: Model, spec: QuantSpec) -> dict[str, MapFormat]:
             check_add(f, ins, where)
             cur = MapFormat(f.bw_x, f.fl_out, f.zp_out)
         elif not is_compute(layer):
+            if any(m != cur for m in ins):
+                raise DynfixError(f"{where}: the maps it joins have formats (bw, fl, zp) "
+                                  f"{[(m.bw, m.fl, m.zp) for m in ins]}; they must share "
+                                  f"one (a Concat's inputs are one map)")
             layer.check_format(cur)
         else:
             for key in ("bw_w", "bw_b", "bw_x", "bw_in"):
@@ -343,7 +355,8 @@ class IntModel:
                 y = narrow(accumulate(layer, x, self.weights[layer.name],
                                       self.biases[layer.name], f), f)
             else:
-                y = apply_plain(layer, x, self.formats[layer.inputs[0]])
+                y = apply_plain(layer, plain_input(layer, trace),
+                                self.formats[layer.inputs[0]])
             trace[layer.name] = y
         return trace
 

@@ -101,9 +101,11 @@ class Model:
                 raise DynfixError(f"model {self.name!r}: layer name {layer.name!r} is used "
                                   f"twice" + (" (it is the model input's name)"
                                               if layer.name == self.input_name else ""))
-            if len(layer.inputs) != layer.arity:
-                raise DynfixError(f"layer {layer.name!r} ({layer.op}) takes {layer.arity} "
-                                  f"input(s), got {len(layer.inputs)}: {list(layer.inputs)}")
+            n = len(layer.inputs)
+            if (n != layer.arity) if layer.arity else (n < 2):
+                raise DynfixError(f"layer {layer.name!r} ({layer.op}) takes "
+                                  f"{layer.arity or 'two or more'} input(s), got {n}: "
+                                  f"{list(layer.inputs)}")
             for t in layer.inputs:
                 if t not in shapes:
                     why = ("it is defined later or by the layer itself (a cycle, or layers "

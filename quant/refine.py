@@ -35,7 +35,7 @@ from dynfix.errors import DynfixError
 from . import fixed
 from .fidelity import Fidelity, Objective, fidelity, output_name
 from .int_model import (accumulate, add_sum, apply_plain, bias_integers, check_spec,
-                        has_format, is_compute, is_sum, narrow, weight_array)
+                        has_format, is_compute, is_sum, narrow, plain_input, weight_array)
 from .ir import Model
 from .lower import lower
 from .qspec import QuantSpec
@@ -83,7 +83,7 @@ class Evaluator:
                 bq = bias_integers(p.b, f)
                 y = narrow(accumulate(layer, x, p.integers(f.bw_w), bq, f), f)
             else:
-                y = apply_plain(layer, x, fmts[layer.inputs[0]])
+                y = apply_plain(layer, plain_input(layer, t), fmts[layer.inputs[0]])
             t[layer.name] = y
         fo = fmts[self.out]
         y = fixed.dequantize(t[self.out], fo.fl, fo.zp).reshape(len(self.x), -1)
@@ -132,16 +132,22 @@ def refine(ev: Evaluator, objective: Objective, ctx: Any, fls: dict[str, int],
             if is_compute(layer):
                 coords.append((layer.name, "w"))
     moved = 0
+    ties = getattr(ctx, "ties", {})
     for name, kind in coords:
-        start = 0 if name == model.input_name else ev.index[name]
+        # Maps joined into one (search.tied_maps) move together, from the first of them.
+        group = ties.get(name, (name,)) if kind == "fl" else (name,)
+        if name != group[0]:
+            continue
+        start = min(0 if n == model.input_name else ev.index[n] for n in group)
         base = fls[name] if kind == "fl" else params[name].fl_w
         best = None
         for d in STEPS:
             c_fls, c_params = fls, params
             if kind == "fl":
-                if finest is not None and base + d > finest.get(name, base + d):
+                if finest is not None and any(base + d > finest.get(n, base + d)
+                                              for n in group):
                     continue
-                c_fls = {**fls, name: base + d}
+                c_fls = {**fls, **{n: base + d for n in group}}
             else:
                 own = weight_array(model.layer(name))
                 c_params = {**params, name: replace(params[name], w=own, fl_w=base + d)}

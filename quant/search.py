@@ -127,13 +127,77 @@ def segments(model: Model) -> list[Segment]:
         if not has_format(layer):
             continue
         tail, t = [], layer.name
-        while len(readers.get(t, ())) == 1 and not has_format(readers[t][0]):
+        while len(readers.get(t, ())) == 1 and not has_format(readers[t][0]) \
+                and len(readers[t][0].inputs) == 1:
             tail.append(readers[t][0])
             t = tail[-1].name
         segs.append(Segment(layer, tail))
     if not any(is_compute(s.layer) for s in segs):
         raise DynfixError(f"model {model.name!r} has no Conv/Linear/Affine layer to quantize")
     return segs
+
+
+def tied_maps(model: Model) -> dict[str, tuple[str, ...]]:
+    """The maps that must share one format, by name: a layer joining several maps (a
+    Concat) keeps one format for all of them (they are one map in the engine's memory), so
+    the tensors their formats come from, the layers with a format of their own (or the
+    model input) above them, are tied, through chains of such joins too. Each tied name
+    maps to its whole tie group, in network order (the input first); untied names are
+    absent."""
+    layers = {layer.name: layer for layer in model.layers}
+
+    def source(t: str) -> str:
+        while t != model.input_name and not has_format(layers[t]):
+            t = layers[t].inputs[0]
+        return t
+
+    root: dict[str, str] = {}
+
+    def find(t: str) -> str:
+        while root.get(t, t) != t:
+            t = root[t]
+        return t
+
+    for layer in model.layers:
+        if not has_format(layer) and len(layer.inputs) > 1:
+            first, *rest = (find(source(t)) for t in layer.inputs)
+            for r in rest:
+                if r != first:
+                    root[r] = first
+    tied = set(root) | set(root.values())
+    groups: dict[str, list[str]] = {}
+    for t in [model.input_name] + [layer.name for layer in model.layers]:
+        if t in tied:
+            groups.setdefault(find(t), []).append(t)
+    return {t: tuple(g) for g in groups.values() for t in g}
+
+
+def tie(fls: dict[str, int], ties: dict[str, tuple[str, ...]]) -> dict[str, int]:
+    """``fls`` (the input's and every layer's fl_out) with each tie group of
+    :func:`tied_maps` at the fewest fractional bits among its members, so that no member's
+    values overflow the shared format (their offsets are tied already, ``offsets``)."""
+    out = dict(fls)
+    for t, group in ties.items():
+        if t == group[0]:
+            fl = min(out[n] for n in group)
+            out.update((n, fl) for n in group)
+    return out
+
+
+def _joined(layer: Layer, q: dict[str, np.ndarray], fmts: dict[str, MapFormat]
+            ) -> tuple[MapFormat, np.ndarray | list]:
+    """The format and input of a parameter-free layer outside any segment's tail during
+    the data phase: its one input; for a layer joining several maps whose formats are not
+    tied yet (the greedy pass picks each on its own, :meth:`_Search.data_pass` ties them
+    after it) each requantized to the coarsest of them, as the tied pass will nearly
+    have them, so the layers after it pick their formats on the right scale."""
+    fs = [fmts[t] for t in layer.inputs]
+    if len(fs) == 1:
+        return fs[0], q[layer.inputs[0]]
+    f = min(fs, key=lambda m: m.fl)
+    return f, [q[t] if m == f else
+               fixed.requantize(np.asarray(q[t], np.int64) - m.zp, m.fl - f.fl, f.bw, f.zp)
+               for t, m in zip(layer.inputs, fs)]
 
 
 def run_plain(layers: list[Layer], x: np.ndarray, fmt: MapFormat,
@@ -428,6 +492,13 @@ class _Search:
         self.overrides = overrides
         self.input_bw, self.widths = layer_widths(model, bits, overrides)
         self.segs = segments(model)
+        self.ties = tied_maps(model)
+        bw = {model.input_name: self.input_bw, **{n: w.bw_x for n, w in self.widths.items()}}
+        for t, group in self.ties.items():
+            if t == group[0] and len({bw[n] for n in group}) > 1:
+                raise DynfixError(f"model {model.name!r}: maps {list(group)} are joined "
+                                  f"(a Concat) and so share one format, but have widths "
+                                  f"{[bw[n] for n in group]}; give them one width")
         keep = {model.input_name, output_name(model)} | {s.compare_at for s in self.segs}
         keep |= {s.layer.inputs[0] for s in self.segs if is_compute(s.layer)}
         self.ftrace = trace(model, x, keep=keep)
@@ -560,6 +631,11 @@ class _Search:
                 zps[s.layer.name] = fixed.qmin(self.widths[s.layer.name].bw_x)
             elif options.asymmetric:
                 zps[s.layer.name] = None
+        for t, group in self.ties.items():      # one offset for maps joined into one
+            if t == group[0]:
+                rules = {zps.get(n, 0) for n in group}
+                if len(rules) > 1 or None in rules:
+                    zps.update((n, 0) for n in group)
         return zps
 
     def data_pass(self, params: dict[str, Params], picker: Picker,
@@ -570,8 +646,11 @@ class _Search:
         measured; otherwise the parameters are adjusted as ``picker.options`` say). The
         map offsets are ``zps`` (default: as ``picker.options`` choose, :meth:`offsets`)."""
         model, segs, ftrace = self.model, self.segs, self.ftrace
-        say = self.say if verbose else (lambda msg: None)
+        untied = fixed_fls is None and bool(self.ties)   # tied in a second pass (below)
+        say = self.say if verbose and not untied else (lambda msg: None)
         params = dict(params)
+        if fixed_fls is not None:
+            fixed_fls = tie(fixed_fls, self.ties)
         zps = self.offsets(picker.options) if zps is None else zps
         ref = ftrace[model.input_name]
         rule = zps.get(model.input_name, 0)         # an offset, or None: centred
@@ -612,11 +691,16 @@ class _Search:
                 say(f"[{len(spec.layers)}/{len(segs)}] {layer.name}: {what}, x {f.bw_x}b{sign} "
                     f"fl {f.fl_out}, SQNR {f.sqnr_db:.1f} dB, {f.saturated} saturated")
             elif layer.name not in in_tail:             # a plain layer outside any tail
-                fmts[layer.name] = fmts[layer.inputs[0]]
-                q[layer.name] = apply_plain(layer, q[layer.inputs[0]], fmts[layer.name])
+                fmts[layer.name], x = _joined(layer, q, fmts)
+                q[layer.name] = apply_plain(layer, x, fmts[layer.name])
             for t in layer.inputs:                      # free integer maps no longer needed
                 if last[t] == i:
                     q.pop(t, None)
+        if untied:
+            # Maps joined into one take one format: the greedy choices tied (tie), then
+            # every format and statistic again with those choices.
+            return self.data_pass(params, picker, tie(fls_of(spec, model), self.ties),
+                                  verbose, zps)
         return spec, params
 
     def build(self, fls: dict[str, int], params: dict[str, Params], zps: dict[str, int]
@@ -625,6 +709,7 @@ class _Search:
         map offsets and parameters, without statistics; DynfixError if the arithmetic
         cannot hold it."""
         model = self.model
+        fls = tie(fls, self.ties)
         zp = zps.get(model.input_name, 0)
         spec = QuantSpec(model.name, self.method, self.bits, self.input_bw,
                          fls[model.input_name], input_zp=zp, input_scale=self.input_scale,

@@ -134,3 +134,34 @@ def fc_model(outputs: int, inputs: int = 64) -> tuple[Model, QuantSpec]:
     fmt = LayerFormat("fc", bw_w=8, fl_w=7, bw_b=16, fl_b=10, bw_in=8, fl_in=6, bw_x=8,
                       fl_out=4, acc_bits=24)
     return model, QuantSpec("big", "static", "8", 8, 6, {"fc": fmt})
+
+
+def concat_branches(seed: int = 0) -> tuple[Model, np.ndarray]:
+    """U-Net-like: a conv + ReLU + 2x2 max-pool branch and a strided conv + ReLU branch of
+    4 channels each, joined (a Concat: both maps unsigned), then a conv + ReLU; on 4 lanes
+    (or 2, or 1) both inputs write into the Concat's map in place. Returns the model and
+    calibration inputs."""
+    from dynfix.quant.ir import Concat
+    rng = np.random.default_rng(seed)
+    layers = [conv(rng, "a", "x", 4, 3, 3, 3, pads=(1, 1, 1, 1)), ReLU("ra", ("a",)),
+              MaxPool2d("pa", ("ra",)),
+              conv(rng, "b", "x", 4, 3, 3, 3, stride=(2, 2), pads=(1, 1, 1, 1)),
+              ReLU("rb", ("b",)),
+              Concat("cat", ("pa", "rb")),
+              conv(rng, "c", "cat", 5, 8, 3, 3, pads=(1, 1, 1, 1)), ReLU("rc", ("c",))]
+    x = rng.standard_normal((32, 3, 8, 6)).astype(np.float32)
+    return Model("branches", "x", (3, 8, 6), layers), x
+
+
+def concat_copies(seed: int = 1) -> tuple[Model, np.ndarray]:
+    """A Concat of the model input (4 channels), a skip map the next conv reads too, and
+    that conv's output (3 channels), then a conv: the first two are copied into the
+    Concat's map, the last is written in place."""
+    from dynfix.quant.ir import Concat
+    rng = np.random.default_rng(seed)
+    layers = [conv(rng, "a", "x", 4, 4, 3, 3, pads=(1, 1, 1, 1)), ReLU("ra", ("a",)),
+              conv(rng, "b", "ra", 3, 4, 1, 1),
+              Concat("cat", ("x", "ra", "b")),
+              conv(rng, "c", "cat", 5, 11, 3, 3, pads=(1, 1, 1, 1))]
+    x = rng.standard_normal((32, 4, 5, 6)).astype(np.float32)
+    return Model("copies", "x", (4, 5, 6), layers), x

@@ -64,6 +64,24 @@ def run_icarus(sources: list[Path], toplevel: str, test_module: str, build_dir: 
     return log
 
 
+def simulate(model, spec, cfg, x, tmp_path):
+    """Compile ``model`` quantized by ``spec`` for ``cfg``, generate its Verilog and run the
+    inputs ``x`` on it under Icarus; returns the compiled model, the integer model's outputs
+    and the simulation result (for :func:`check`)."""
+    from dynfix.hw.compiler import compile_model
+    from dynfix.hw.generate import write_outputs
+    from dynfix.quant.int_model import IntModel
+    from dynfix.sim.simulate import Design, simulate as run_images
+
+    cm = compile_model(model, spec, cfg)
+    report = write_outputs(cm, model.name, tmp_path / "gen")
+    im = IntModel(model, spec)
+    ref = im.forward(im.quantize_input(x))[cm.output_name].reshape(len(x), -1)
+    res = run_images(Design(tmp_path / "gen", report, model, spec, cm), x, None,
+                     tmp_path / "build", "icarus", chunk=1)
+    return cm, ref, res
+
+
 def check(cm, ref, res):
     """A simulation ``res`` of compiled model ``cm`` equals the integer model's outputs
     ``ref`` image by image, the cycle model counts its per-layer cycles exactly, and every

@@ -23,12 +23,14 @@ from ..program import OWN_WIDTH_KINDS, check_entry, entry_fields, pack_entry
 from .images import _dense_weights, pack_biases, pack_weights
 from .memory import _words, allocate
 from .strips import MapPlacement, Transfer, place_maps, split, transfers
-from .plan import (LayerPlan, Shape3, _ceil_div, _reads_once, im2col_first, loop_counts,
-                   mark_windows, plan_groups, plan_model, window_extent, window_items)
+from .plan import (LayerPlan, Shape3, _ceil_div, _reads_once, identity_copy, im2col_first,
+                   loop_counts, mark_windows, plan_groups, plan_model, spread_concats,
+                   spread_weights, unspread, window_extent, window_items)
 
-__all__ = ["CompiledModel", "LayerPlan", "allocate", "bias_units", "clamp_shift",
-           "compile_model", "folded_bias", "im2col_first", "loop_counts", "pack_biases",
-           "pack_weights", "plan_groups", "plan_model", "rounded_acc_bits", "window_items"]
+__all__ = ["CompiledModel", "LayerPlan", "allocate", "bias_units", "check_concats",
+           "clamp_shift", "compile_model", "folded_bias", "identity_copy",
+           "im2col_first", "loop_counts", "pack_biases", "pack_weights", "plan_groups",
+           "plan_model", "rounded_acc_bits", "spread_concats", "unspread", "window_items"]
 
 
 @dataclass
@@ -102,6 +104,25 @@ class CompiledModel:
         return out
 
 
+def check_concats(plans: list[LayerPlan], cfg: EngineConfig, name: str) -> None:
+    """Lay the Concats of ``plans`` out for ``cfg``'s lanes (:func:`~.plan.spread_concats`:
+    after the weights are built, which it then spreads too); DynfixError when a group
+    cannot read such a layout, or with maps in bulk memory (whose strips write maps of
+    their own)."""
+    joined = sorted({p.slot.tensor for p in plans if p.slot is not None})
+    if joined and cfg.m_bulk:
+        raise DynfixError(f"model {name!r}: Concat {joined[0]!r} cannot run with maps in "
+                          f"bulk memory (m_bulk): its inputs' groups write into one map on "
+                          f"chip")
+    bad = spread_concats(plans, cfg.lanes)
+    if bad:
+        raise DynfixError(f"model {name!r} cannot run on an engine of {cfg.lanes} lanes: "
+                          f"{'; '.join(bad)} (an engine with lanes dividing the channels of "
+                          f"every input but the last lays the map out without gaps)")
+    for p in plans:
+        p.weights = spread_weights(p.weights, p.spread, p.in_shape[0])
+
+
 def _extend(segments: list[list[int]], first: int, words: int) -> None:
     """Append the run ``first .. first + words - 1`` of the weight image to ``segments``,
     merged into the last run when it continues it."""
@@ -154,11 +175,12 @@ def compile_model(model: Model, spec: QuantSpec, cfg: EngineConfig) -> CompiledM
         p.biases = folded_bias(f, bq, wq, p.shifts)
         p.acc_bits = (f.acc_bits if p.avg
                       else rounded_acc_bits(f, im.model.layer(p.name), p.shifts))
+    check_concats(plans, cfg, model.name)
     window = im2col_first(plans[0], n) if cfg.im2col and _reads_once(plans) else None
     side = mark_windows(plans, cfg)
     data_bits = max([spec.input_bw] + [f.bw_x for f in fmts])
     words = {plans[0].input: _words(plans[0].in_shape, n)}
-    words.update((p.output, _words(p.out_shape, n)) for p in plans)
+    words.update((p.writes, _words(p.map_shape, n)) for p in plans)
     input_shape = plans[0].in_shape
     # Map words in bulk memory (m_bulk): the port's beats per map word at the map width
     # the engine gets (its bound when given).

@@ -19,7 +19,7 @@ import numpy as np
 from dynfix.errors import DynfixError
 from dynfix.quant import fixed
 from dynfix.quant.int_model import MapFormat
-from dynfix.quant.ir import Add, AvgPool2d, Conv2d, Layer, MaxPool2d, Model
+from dynfix.quant.ir import Add, AvgPool2d, Concat, Conv2d, Layer, MaxPool2d, Model
 from dynfix.quant.layers import EngineRole
 from dynfix.quant.lower import lower
 from ..config import EngineConfig
@@ -29,6 +29,16 @@ Shape3 = tuple[int, int, int]
 #: of an input and the unload strips of an output in bulk memory): no weights, no biases,
 #: no sequencer run.
 TRANSFERS = ("load", "unload")
+
+
+@dataclass(frozen=True)
+class ConcatSlot:
+    """Where a group writes a Concat's input: into the Concat's map ``tensor`` (of shape
+    ``shape``) from channel ``offset`` on (``docs/engine.md``, "Concat")."""
+
+    tensor: str
+    shape: Shape3
+    offset: int
 
 
 @dataclass
@@ -59,12 +69,30 @@ class LayerPlan:
     macs: int = 0                   # useful multiply-accumulates (the model's count)
     strip: int = 0                  # with maps in bulk memory: the strip of the group's
                                     # output rows this plan computes (hw/compiler/strips.py)
+    slot: ConcatSlot | None = None  # it writes its output into a Concat's map there
+    spread: tuple[int, ...] = ()    # where each of its input channels lies in the map it
+                                    # reads (a Concat's, spread_concats); empty: in order
     entry: dict[str, int] = field(default_factory=dict)
     weights: np.ndarray | None = field(default=None, repr=False)   # M, C, kh, kw (int)
     biases: np.ndarray | None = field(default=None, repr=False)    # M (int)
     shifts: np.ndarray | None = field(default=None, repr=False)    # M data shifts (int)
     bias_shift: int = 0             # the units of ``biases`` (the program's bias shift)
     acc_bits: int = 0               # the engine's accumulator width for the group
+
+    @property
+    def writes(self) -> str:
+        """The stored map the group writes: its output's, or the Concat's it is part of."""
+        return self.slot.tensor if self.slot is not None else self.output
+
+    @property
+    def map_shape(self) -> Shape3:
+        """C, H, W of the map :attr:`writes` names."""
+        return self.slot.shape if self.slot is not None else self.out_shape
+
+    def out_word(self, lanes: int) -> int:
+        """The group's first word in the pixels of :attr:`writes`: its channel offset in a
+        Concat's map (a multiple of ``lanes``, :func:`spread_concats`), else 0."""
+        return self.slot.offset // lanes if self.slot is not None else 0
 
     @property
     def conv_out(self) -> tuple[int, int]:
@@ -119,6 +147,7 @@ def plan_groups(model: Model) -> tuple[list[LayerPlan], str]:
     plans: list[LayerPlan] = []
     owner: dict[str, LayerPlan] = {}          # tensor -> the group it belongs to
     alias: dict[str, str] = {}                # a Flatten of a stored map -> that map
+    joined: set[str] = set()                  # the Concats: maps their inputs write into
     shapes = {model.input_name: _as_map(tuple(model.input_shape))}
     if shapes[model.input_name] is None:
         problems.append(f"input {model.input_name!r}: shape {tuple(model.input_shape)} is "
@@ -131,7 +160,7 @@ def plan_groups(model: Model) -> tuple[list[LayerPlan], str]:
         """The map shape of tensor ``t`` if the engine stores it (else note a problem)."""
         t = alias.get(t, t)
         g = owner.get(t)
-        if t == model.input_name or (g is not None and g.output == t):
+        if t == model.input_name or t in joined or (g is not None and g.output == t):
             return shapes.get(t) or (1, 1, 1)
         if g is None:
             return None                 # made by a layer already reported
@@ -175,6 +204,16 @@ def plan_groups(model: Model) -> tuple[list[LayerPlan], str]:
             plans.append(g)
         elif role is EngineRole.HOST and idx == last:
             continue                            # on the host
+        elif role is EngineRole.CONCAT:
+            if all(later.host for later in model.layers[idx + 1:]):
+                problems.append(f"{what}: the model's output (the engine streams out one "
+                                f"group's map; add a layer after it, or end before it)")
+                continue
+            _plan_concat(layer, model, plans, owner, alias, consumers, stored, problems,
+                         what)
+            joined.add(layer.name)
+            shapes[layer.name] = _as_map(layer.out_shape)
+            continue
         elif role is EngineRole.RESIDUAL:
             g = _fuse_add(layer, [extends(layer, t) for t in layer.inputs], plans, owner,
                           problems)
@@ -235,6 +274,116 @@ def plan_groups(model: Model) -> tuple[list[LayerPlan], str]:
         raise DynfixError(f"model {model.name!r} cannot run on the engine: "
                           + "; ".join(problems))
     return plans, out_name
+
+
+def _plan_concat(layer: Concat, model: Model, plans: list[LayerPlan],
+                 owner: dict[str, LayerPlan], alias: dict[str, str],
+                 consumers: dict[str, list[str]], stored, problems: list[str],
+                 what: str) -> None:
+    """A Concat costs no pass of its own: the group that makes an input writes it at its
+    channel offset of the Concat's map (:class:`ConcatSlot`), when that group's output is
+    the input itself and nothing else reads it. Any other input (the model input, a map
+    other layers read too, a residual group's output, whose shortcut it reads at its own
+    pixel stride, another Concat, a Flatten of a 1 x 1 map, a map joined twice) is copied
+    into its place by :func:`identity_copy`, a group of its own appended here, after every
+    input is computed and before anything reads the Concat."""
+    out = _as_map(layer.out_shape)
+    for k, (t, c0) in enumerate(zip(layer.inputs, layer.offsets(model.in_shapes(layer)))):
+        shape = stored(t, what)
+        if shape is None:
+            continue
+        if tuple(shape[1:]) != tuple(out[1:]):
+            problems.append(f"{what}: joins {t!r}, the flattened {'x'.join(map(str, shape))} "
+                            f"map (the engine joins maps along their channels, not "
+                            f"flattened ones)")
+            continue
+        slot = ConcatSlot(layer.name, out, c0)
+        g = owner.get(t)
+        if (g is not None and g.output == t and consumers[t] == [layer.name]
+                and layer.inputs.count(t) == 1 and g.add is None and g.slot is None):
+            g.slot = slot
+        else:
+            plans.append(identity_copy(f"{layer.name}.copy{k}", t, shape, slot,
+                                       alias.get(t, t)))
+
+
+def identity_copy(name: str, tensor: str, shape: Shape3, slot: ConcatSlot | None,
+                  src: str = "") -> LayerPlan:
+    """A group that copies stored map ``src`` (default: ``tensor`` itself), whose values
+    are those of ``tensor`` (``shape``), unchanged into ``slot`` (or into a map of its
+    own: None). It is an average pool of one cell (a depthwise 1 x 1 convolution with unit
+    weights, no bias and a data shift of 0 in the map's own format, ``avg_format``), so it
+    is exact for any format and offset, and needs nothing of the engine that an average
+    pool does not."""
+    return LayerPlan(name, [tensor], "dwconv", shape, shape, (1, 1), avg=1,
+                     input=src or tensor, output=tensor, slot=slot)
+
+
+def concat_layouts(plans: list[LayerPlan], lanes: int
+                   ) -> dict[str, tuple[Shape3, dict[int, int], np.ndarray]]:
+    """How each Concat's map is laid out on an engine of ``lanes`` lanes, for those whose
+    inputs do not all start at a map word's first lane (the write-back starts a group's
+    channels there): every input then starts at the next word, past a few unused lanes.
+    By the Concat's name: the map's padded shape, each input's offset -> its padded one,
+    and each of the Concat's channels' padded position."""
+    writers: dict[str, list[LayerPlan]] = {}
+    for p in plans:
+        if p.slot is not None:
+            writers.setdefault(p.slot.tensor, []).append(p)
+    out = {}
+    for tensor, ws in writers.items():
+        ws.sort(key=lambda p: p.slot.offset)
+        if all(p.slot.offset % lanes == 0 for p in ws):
+            continue
+        at, moved, where = 0, {}, []
+        for p in ws:
+            moved[p.slot.offset] = at
+            where.extend(range(at, at + p.out_shape[0]))
+            at = _ceil_div(at + p.out_shape[0], lanes) * lanes
+        _, h, w = ws[0].slot.shape
+        out[tensor] = ((where[-1] + 1, h, w), moved, np.array(where))
+    return out
+
+
+def unspread(plans: list[LayerPlan], lanes: int) -> list[str]:
+    """The groups that cannot read a Concat's map laid out with unused lanes on an engine of
+    ``lanes`` lanes (:func:`concat_layouts`): a depthwise group (it maps each channel onto
+    its own) and a residual group reading it as its shortcut; a conv or a Linear reads
+    them with zero weights."""
+    layouts = concat_layouts(plans, lanes)
+    return [f"{p.name} reads Concat {p.input if p.input in layouts else p.shortcut!r}, whose "
+            f"inputs start inside a map word on this engine (channel offsets not multiples "
+            f"of the lanes), as a {'shortcut' if p.shortcut in layouts else 'depthwise group'}"
+            for p in plans if p.shortcut in layouts
+            or (p.input in layouts and p.kind not in ("conv", "linear"))]
+
+
+def spread_concats(plans: list[LayerPlan], lanes: int) -> list[str]:
+    """Lay every Concat's map out as :func:`concat_layouts` says: its writers' slots move
+    to their padded offsets, and the groups reading it get the padded map as their input
+    and, in ``spread``, where each of their input channels lies (their weights get zeros
+    at the unused lanes, :func:`spread_weights`). Returns the problems of
+    :func:`unspread` (empty: every reader takes the layout)."""
+    problems = unspread(plans, lanes)
+    layouts = concat_layouts(plans, lanes)
+    for p in plans:
+        if p.slot is not None and p.slot.tensor in layouts:
+            shape, moved, _ = layouts[p.slot.tensor]
+            p.slot = ConcatSlot(p.slot.tensor, shape, moved[p.slot.offset])
+        if p.input in layouts and p.kind in ("conv", "linear"):
+            shape, _, where = layouts[p.input]
+            p.in_shape, p.spread = shape, tuple(int(c) for c in where)
+    return problems
+
+
+def spread_weights(w: np.ndarray, spread: tuple[int, ...], channels: int) -> np.ndarray:
+    """Weights ``(M, C, kh, kw)`` over a map whose channel ``c`` lies at ``spread[c]`` of
+    ``channels`` (zeros at the others; ``spread`` empty: ``w`` itself)."""
+    if not spread:
+        return w
+    out = np.zeros((w.shape[0], channels) + w.shape[2:], w.dtype)
+    out[:, list(spread)] = w
+    return out
 
 
 def _avg_group(layer: AvgPool2d, in_shape: Shape3, problems: list[str],
@@ -319,12 +468,13 @@ def loop_counts(p: LayerPlan, cfg: EngineConfig) -> dict[str, int]:
     model counts (no quantization or memory layout needed). A window group (``p.window``)
     walks its input map once per group, one item per pixel (:func:`window_extent`)."""
     m_out, ph, pw = p.out_shape
+    t_out = _ceil_div(p.map_shape[0], cfg.lanes)    # words per pixel of the map it writes
     if p.window:
         hp, wp = window_extent(p)
-        return {"t_in": 1, "t_out": _ceil_div(m_out, cfg.lanes),
+        return {"t_in": 1, "t_out": t_out,
                 "n_mg": _ceil_div(m_out, cfg.tm), "n_py": hp, "n_px": wp, "pool": 1,
                 "kh": 1, "kw": 1, "gap": 0}
-    return {"t_in": input_words(p, cfg), "t_out": _ceil_div(m_out, cfg.lanes),
+    return {"t_in": input_words(p, cfg), "t_out": t_out,
             "n_mg": _ceil_div(m_out, cfg.tm), "n_py": ph, "n_px": pw, "pool": p.pool,
             "kh": p.kernel[0], "kw": p.kernel[1],
             "gap": max(0, cfg.wb_words - window_items(p, cfg))}
@@ -403,6 +553,7 @@ def plan_model(model: Model, cfg: EngineConfig) -> list[LayerPlan]:
     1x1 conv over its windows when ``cfg.im2col`` asks and that pays; no weights are packed,
     so a model as large as VGG16 plans instantly. ``cfg``'s parallelism is not checked."""
     plans, _ = plan_groups(model)
+    spread_concats(plans, cfg.lanes)
     if cfg.im2col and _reads_once(plans):
         im2col_first(plans[0], cfg.lanes)
     mark_windows(plans, cfg)

@@ -200,7 +200,7 @@ def split(p: LayerPlan, place: MapPlacement, index: int, lanes: int, map_beats: 
     t_in, t_out = _t(c, lanes), _t(m, lanes)
     load, store = p.input in place.bulk, p.output in place.bulk
     if not (load or store):
-        return [Strip(p, place.base[p.input], place.base[p.output])]
+        return [Strip(p, place.base[p.input], place.base[p.writes] + p.out_word(lanes))]
     rows = place.rows[index]
     (kh, _), (sy, _) = p.kernel, p.stride
     top, left, _, right = p.pads

@@ -154,6 +154,9 @@ class EngineRole(Enum):
     LAYOUT = "layout"
     #: Fused into the group that produces one of its inputs (a residual Add).
     RESIDUAL = "residual"
+    #: Costs nothing: the groups that make its inputs write them at their channel offsets
+    #: of one map (a copy group where one cannot, ``hw/compiler/plan.py``).
+    CONCAT = "concat"
     #: Runs on the host after the engine when it is the last layer (a Softmax).
     HOST = "host"
     #: The engine does not run it; ``Layer.refusal`` is the sentence the user sees.
@@ -170,7 +173,7 @@ class Layer:
 
     #: The kind's name in ``model.yaml`` and in reports.
     op: ClassVar[str] = "?"
-    #: Number of input tensors the layer reads.
+    #: Number of input tensors the layer reads (0: two or more, a Concat).
     arity: ClassVar[int] = 1
     #: Carries weights and a fixed-point format of its own (a :class:`Compute` layer).
     compute: ClassVar[bool] = False

@@ -478,7 +478,7 @@ class _Importer:
         need = MIN_INPUTS.get(op, 1)
         if len(node.input) < need or not all(node.input[:need]):
             raise DynfixError(f"{what}: needs {need} inputs")
-        if node.input[0] not in self.data and op not in BINARY_OPS | {"Sum"}:
+        if node.input[0] not in self.data and op not in BINARY_OPS | {"Sum", "Concat"}:
             raise DynfixError(f"{what}: the data tensor must be its first input")
         for t in data_in:
             x = self.data[t]

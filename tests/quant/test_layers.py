@@ -15,8 +15,9 @@ from dynfix.quant.float_model import forward
 from dynfix.quant.int_model import MapFormat
 from dynfix.quant.layers import KINDS, Compute, EngineRole, Layer
 from dynfix.quant.layers.base import ONNX_IMPORTS
-from dynfix.quant.ir import (Add, Affine, AvgPool2d, Clip, Conv2d, Flatten, GlobalAvgPool,
-                             LeakyReLU, Linear, MaxPool2d, Model, ReLU, Sigmoid, Softmax)
+from dynfix.quant.ir import (Add, Affine, AvgPool2d, Clip, Concat, Conv2d, Flatten,
+                             GlobalAvgPool, LeakyReLU, Linear, MaxPool2d, Model, ReLU, Sigmoid,
+                             Softmax)
 from dynfix.quant.layers.leaky_relu import leak, slope_fixed
 from dynfix.quant.onnx import load_onnx
 from dynfix.quant.onnx import to_onnx
@@ -46,6 +47,7 @@ EXAMPLES = {
     "softmax": ((5,), [Softmax("k", ("x",))]),
     "sigmoid": ((5,), [Sigmoid("k", ("x",))]),
     "leaky_relu": ((2, 3, 3), [LeakyReLU("k", ("x",), alpha=0.125)]),
+    "concat": ((2, 3, 3), [Concat("k", ("x", "x"))]),
 }
 
 
@@ -96,8 +98,9 @@ def test_integer_forward_follows_the_float_one(op):
     layer = model.layers[-1]
     fmt = MapFormat(12, 6, 0)
     xq = fixed.quantize(RNG.normal(0, 1, (3,) + shape), fmt.bw, fmt.fl)
-    got = fixed.dequantize(layer.forward_int(xq, fmt), fmt.fl, fmt.zp)
-    want = layer.forward(fixed.dequantize(xq, fmt.fl, fmt.zp).astype(np.float32))
+    n = len(layer.inputs)                   # a Concat joins the list of its inputs
+    got = fixed.dequantize(layer.forward_int(xq if n == 1 else [xq] * n, fmt), fmt.fl, fmt.zp)
+    want = layer.forward(*[fixed.dequantize(xq, fmt.fl, fmt.zp).astype(np.float32)] * n)
     if layer.host:          # kept on the host: the integers are its input, unchanged
         want = fixed.dequantize(xq, fmt.fl, fmt.zp)
     assert got.shape == want.shape

@@ -8,27 +8,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dynfix.hw.compiler import compile_model
 from dynfix.hw.config import EngineConfig, Multiplier
-from dynfix.hw.generate import write_outputs
 from dynfix.quant.datasets import load_digits
 from dynfix.quant.int_model import IntModel
-from dynfix.sim.simulate import Design, simulate as run_images
 
 from hw_models import digits_8bit, residual_net, small_net
-from sim_helpers import check
+from sim_helpers import check, simulate
 
 pytestmark = pytest.mark.usefixtures("icarus")
-
-
-def simulate(model, spec, cfg, x, tmp_path):
-    cm = compile_model(model, spec, cfg)
-    report = write_outputs(cm, model.name, tmp_path / "gen")
-    im = IntModel(model, spec)
-    ref = im.forward(im.quantize_input(x))[cm.output_name].reshape(len(x), -1)
-    res = run_images(Design(tmp_path / "gen", report, model, spec, cm), x, None,
-                     tmp_path / "build", "icarus", chunk=1)
-    return cm, ref, res
 
 
 def test_digits_bit_exact(tmp_path):
