@@ -31,6 +31,7 @@ def scripts(quick: bool) -> list[list[str]]:
         ["tool_speed.py"] + (["--quick"] if quick else []),   # item 5: wall times
         ["mlperf_engine.py"] + (["--models", "resnet8,autoencoder", "--boards", "ulx3s"]
                                 if quick else ["--synth", "resnet8:ulx3s,dscnn:orangecrab"]),
+        *([] if quick else [["lowrank_conv.py"]]),            # low-rank convolutions
     ]
 
 

@@ -8,20 +8,22 @@ gateware, synthesis). On top of them: :mod:`dynfix.api` (each stage as a functio
 :mod:`dynfix.workflow` (the whole flow) and :mod:`dynfix.commands` (the CLI).
 
 The API mirrors the CLI: :func:`load_model`, :func:`quantize`, :func:`fit`, :func:`generate`,
-:func:`simulate`, :func:`synth`, :func:`evaluate`, :func:`infer`, :func:`compress` and
-:func:`flow`, each returning a result dataclass. They are imported on first use, so
-``import dynfix`` stays fast (numpy, amaranth, onnx and cocotb take about a second).
+:func:`simulate`, :func:`synth`, :func:`evaluate`, :func:`infer`, :func:`compress`,
+:func:`flow` and :func:`sweep` (a design-space sweep on Dask), each returning a result
+dataclass. They are imported on first use, so ``import dynfix`` stays fast (numpy,
+amaranth, onnx and cocotb take about a second).
 """
 
 __version__ = "0.1.0"
 
 __all__ = ["DynfixError", "load_model", "quantize", "fit", "generate", "simulate", "synth",
-           "evaluate", "infer", "compress", "flow", "QuantizeResult", "GenerateResult",
-           "SimulateResult", "EvaluateResult", "CompressResult", "FlowResult"]
+           "evaluate", "infer", "compress", "flow", "sweep", "QuantizeResult", "GenerateResult",
+           "SimulateResult", "EvaluateResult", "CompressResult", "FlowResult", "SweepResult"]
 
 from dynfix.errors import DynfixError  # noqa: E402
 
 _WORKFLOW = ("flow", "FlowResult")
+_SWEEP = ("sweep", "SweepResult")
 
 
 def __getattr__(name: str):
@@ -29,6 +31,9 @@ def __getattr__(name: str):
     if name in _WORKFLOW:
         from dynfix.workflow import run
         return getattr(run, name)
+    if name in _SWEEP:
+        from dynfix.workflow import sweep
+        return getattr(sweep, name)
     if name in __all__:
         from dynfix import api
         return getattr(api, name)

@@ -45,6 +45,7 @@ from dynfix.quant.fidelity import (METRICS, Fidelity, agreement, float_logits, o
 from dynfix.quant.float_model import check_input, predict
 from dynfix.quant.int_model import IntModel, with_params
 from dynfix.quant.ir import Model
+from dynfix.quant.lowrank_conv import ConvRankReport, compress_convs, parse_lowrank
 from dynfix.quant.onnx import save_onnx
 from dynfix.quant.onnx.qonnx import import_qonnx
 from dynfix.quant.qspec import QuantOptions, QuantSpec
@@ -108,7 +109,7 @@ class QuantizeResult:
 QuantLike = QuantizeResult | QuantSpec | str | Path
 
 
-def quantize(model: ModelLike, calib: DataLike = "digits", bits: str = "8",
+def quantize(model: ModelLike, calib: DataLike | None = "digits", bits: str = "8",
              method: str = "greedy", overrides: str | Path | dict | None = None,
              output: str | Path | None = None, progress: Progress = _quiet,
              options: QuantOptions | dict | None = None) -> QuantizeResult:
@@ -119,6 +120,9 @@ def quantize(model: ModelLike, calib: DataLike = "digits", bits: str = "8",
     ``method="qonnx"``: the formats of a QONNX file's Quant nodes (:func:`_quantize_qonnx`)."""
     if method == "qonnx":
         return _quantize_qonnx(model, calib, bits, overrides, output, progress, options)
+    if calib is None:
+        raise DynfixError(f"method {method} searches the formats on calibration inputs, and "
+                          f"none were given")
     m = load_model(model)
     if overrides is not None and not isinstance(overrides, dict):
         overrides = load_overrides(overrides)
@@ -137,7 +141,7 @@ def quantize(model: ModelLike, calib: DataLike = "digits", bits: str = "8",
     return result
 
 
-def _quantize_qonnx(model: ModelLike, calib: DataLike, bits: str, overrides, output,
+def _quantize_qonnx(model: ModelLike, calib: DataLike | None, bits: str, overrides, output,
                     progress: Progress, options) -> QuantizeResult:
     """Method qonnx: the spec read off a QONNX file's Quant nodes (no search); when a scale
     is not a power of two or a zero point not 0, the greedy search on its float model (the
@@ -146,6 +150,9 @@ def _quantize_qonnx(model: ModelLike, calib: DataLike, bits: str, overrides, out
         raise DynfixError("method qonnx reads the Quant nodes of a QONNX .onnx file: pass "
                           "its path, not a loaded model")
     imp = import_qonnx(str(model))
+    if imp.spec is None and calib is None:
+        raise DynfixError(f"{imp.reason}; the formats must be searched on calibration "
+                          f"inputs, and none were given")
     if imp.spec is None:
         progress(f"qonnx: {imp.reason}; fake quantization folded into the float model, "
                  f"searching the formats with greedy")
@@ -172,11 +179,14 @@ def _model_and_spec(quant: QuantLike, model: ModelLike | None) -> tuple[Model, Q
 
 # --- fit and generate ----------------------------------------------------------------------
 
-def fit(quant: QuantLike, board: Any = None, *, model: ModelLike | None = None) -> FitResult:
+def fit(quant: QuantLike, board: Any = None, *, model: ModelLike | None = None,
+        alternatives: int = 0) -> FitResult:
     """``dynfix boards --fit``: the fastest engine for the model that fits ``board`` (the
-    default board if omitted), with what stopped a faster one."""
+    default board if omitted), with what stopped a faster one. ``alternatives``: also that
+    many runners-up that fit, best first by estimate (``FitResult.alternatives``; what
+    ``dynfix sweep --candidates`` builds); the choice is the same."""
     m, spec = _model_and_spec(quant, model)
-    return fit_model(m, spec, get_board(board))
+    return fit_model(m, spec, get_board(board), alternatives)
 
 
 @dataclass
@@ -318,7 +328,7 @@ def simulate(generated: GenerateResult | str | Path, quant: QuantLike | None = N
 def synth(generated: GenerateResult | str | Path, board: Any = None,
           build_dir: str | Path | None = None, check_timing: bool = True,
           fit_check: bool = True, clock: float | str = "auto",
-          closure: ClosurePolicy = ClosurePolicy()) -> SynthResult:
+          closure: ClosurePolicy = ClosurePolicy(), seed: int | None = None) -> SynthResult:
     """``dynfix synth``: the board top around the engine -> bitstream, utilization, Fmax.
 
     The board defaults to the one the design was generated for (``generate(..., board=)``),
@@ -335,10 +345,18 @@ def synth(generated: GenerateResult | str | Path, board: Any = None,
     PLL's fastest setting at or below it (one build); ``"oscillator"`` runs the design at the
     board's oscillator, without a PLL. The result's ``clock_mhz`` is what the bitstream runs
     at, ``pll`` the setting, ``closure`` every build's clock and Fmax.
+
+    ``seed``: nextpnr's placement seed (``--seed``) for every build, instead of the board
+    file's (``synth: seed``, 1 in the bundled ones); the Fmax moves by a few MHz from one
+    seed to another (``dynfix sweep --seeds``).
     """
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
+        raise DynfixError(f"the placement seed is an integer, not {seed!r}")
     gen = generated if isinstance(generated, Design) else Design.load(generated)
     folder = gen.folder
     b = get_board(board if board is not None else gen.board)
+    if seed is not None:
+        b = replace(b, seed=seed)
     if fit_check:
         check_generated_fits(gen, b)
     out = Path(build_dir) if build_dir is not None else folder / "build"
@@ -557,29 +575,65 @@ def evaluate(model: ModelLike, data: DataLike = "digits", quant: QuantLike | Non
 
 @dataclass
 class CompressResult:
-    """A model with low-rank (SVD) fully connected layers."""
+    """A model with low-rank fully connected layers (SVD) and/or low-rank convolutions
+    (fitted on calibration responses: :mod:`dynfix.quant.lowrank_conv`)."""
 
     model: Model = field(repr=False)
     layers: list[SvdReport]
     params_before: int
     params_after: int
     path: Path | None = None
+    conv_layers: list[ConvRankReport] = field(default_factory=list)
+    #: conv layers the speed-up's rank selection left as they are -> why
+    skipped: dict[str, str] = field(default_factory=dict)
+    conv_macs_before: int = 0
+    conv_macs_after: int = 0
+    macs_before: int = 0
+    macs_after: int = 0
 
 
-def compress(model: ModelLike, svd: dict[str, int] | list[str],
-             output: str | Path | None = None) -> CompressResult:
-    """``dynfix compress``: replace Linear layers by rank-limited pairs (``{layer: rank}``
-    or ``["layer=rank", ...]``); written as ``.onnx`` or ``.yaml`` if ``output`` is given."""
+def compress(model: ModelLike, svd: dict[str, int] | list[str] | None = None,
+             output: str | Path | None = None, *,
+             lowrank: dict[str, int] | list[str] | str | None = None,
+             speedup: float | None = None, calib: DataLike | None = None,
+             lowrank_method: str = "asymmetric") -> CompressResult:
+    """``dynfix compress``: replace Linear layers by rank-limited pairs (``svd``:
+    ``{layer: rank}`` or ``["layer=rank", ...]``) and/or conv layers by a k x k conv into
+    ``rank`` channels and a 1 x 1 conv (``lowrank``, same forms, or ``"c2=8,c3=16"``), the
+    ranks of the other convs chosen for a ``speedup`` of the convs' MACs; the convs are fitted
+    on ``calib`` inputs by ``lowrank_method`` (``asymmetric``, ``nonlinear``, ``linear`` or
+    the data-blind ``svd``). Written as ``.onnx`` or ``.yaml`` if ``output`` is given."""
     out = Path(output) if output is not None else None
     if out is not None and out.suffix.lower() not in (".onnx", ".yaml", ".yml"):
         raise DynfixError(f"{{output}} {literal(repr(str(output)))}: expected an .onnx or "
                           f".yaml file name", ("output",))
+    if svd is None and lowrank is None and speedup is None:
+        raise DynfixError("nothing to compress: give {svd}, {lowrank} or {speedup}",
+                          ("svd", "lowrank", "speedup"))
     m = load_model(model)
-    new, reports = svd_compress(m, svd if isinstance(svd, dict) else parse_svd(svd))
+    svd_ranks = None if svd is None else svd if isinstance(svd, dict) else parse_svd(svd)
+    conv_ranks = (None if lowrank is None else lowrank if isinstance(lowrank, dict)
+                  else parse_lowrank(lowrank))
+    new, conv = m, None
+    if conv_ranks or speedup is not None:
+        if calib is None:
+            raise DynfixError("low-rank convolutions are fitted on calibration inputs: give "
+                              "{calib}", ("calib",))
+        check_data_fits(m, calib, "calibration data", "calib")
+        x, _ = load_inputs(calib, split="calib")
+        conv = compress_convs(m, x, conv_ranks, speedup, lowrank_method)
+        new = conv.model
+    reports = []
+    if svd_ranks is not None:
+        new, reports = svd_compress(new, svd_ranks)
     if out is not None:
         (save_onnx if out.suffix.lower() == ".onnx" else save_yaml)(new, out)
-    return CompressResult(new, reports, m.summary()["total_params"],
-                          new.summary()["total_params"], out)
+    before, after = m.summary(), new.summary()
+    return CompressResult(new, reports, before["total_params"], after["total_params"], out,
+                          conv.layers if conv else [], conv.skipped if conv else {},
+                          conv.conv_macs_before if conv else 0,
+                          conv.conv_macs_after if conv else 0,
+                          before["total_macs"], after["total_macs"])
 
 
 def read_report(folder: str | Path) -> dict:

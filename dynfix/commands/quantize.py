@@ -14,6 +14,7 @@ import argparse
 import json
 import sys
 
+from dynfix.errors import DynfixError
 from dynfix.quant.qspec import AddFormat, QuantSpec
 from dynfix.quant.qspec_io import finite_or_none, spec_to_dict
 from dynfix.quant.qspec import OPTION_CHOICES
@@ -92,11 +93,18 @@ def run(args: argparse.Namespace) -> int:
         v = getattr(args, field)
         if v is not None:
             changes[field] = (v == "on") if choices is None else v
+    if args.calib is None and args.method != "qonnx":
+        raise DynfixError(f"method {args.method} searches the formats on calibration inputs: "
+                          f"pass --calib DATA")
     q = api.quantize(args.model, args.calib, args.bits, args.method, args.overrides,
                      args.output, progress, changes or None)
     spec = q.spec
-    progress(f"search took {q.seconds:.2f} s on {q.calib_inputs} calibration inputs; "
-             f"wrote {', '.join(str(p) for p in q.files)}")
+    wrote = ", ".join(str(p) for p in q.files)
+    if q.calib_inputs:
+        progress(f"search took {q.seconds:.2f} s on {q.calib_inputs} calibration inputs; "
+                 f"wrote {wrote}")
+    else:
+        progress(f"formats read from the model's Quant nodes, no search; wrote {wrote}")
     if args.json:
         d = spec_to_dict(spec)
         for row in d["layers"]:
@@ -119,8 +127,10 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("quantize", help="choose per-layer fixed-point formats (Q.yaml)",
                               description=__doc__)
     p.add_argument("model", metavar="MODEL", help=MODEL_HELP)
-    p.add_argument("--calib", required=True,
-                   help="calibration inputs: digits (its calib split), X.npy or D.npz")
+    p.add_argument("--calib",
+                   help="calibration inputs: digits (its calib split), X.npy or D.npz "
+                        "(required, except for --method qonnx when the Quant nodes give "
+                        "every format)")
     p.add_argument("--bits", default="8", help=BITS_HELP)
     p.add_argument("--method", choices=QUANTIZE_METHODS, default="greedy",
                    help="greedy: dynamic fl by error search plus the additions below "

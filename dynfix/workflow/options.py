@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 DEFAULT_IMAGES = 20
+#: Images ``dynfix sweep`` simulates per engine by default (a few: the check is bit-exactness).
+SWEEP_IMAGES = 3
 SWEEP_BITS = ("16", "8", "6", "4")
 #: The simulator option: ``auto`` (see :mod:`.simulator`) or one of the simulators
 #: (``dynfix.sim.simulators.SIMULATORS``, not imported here: it loads cocotb).

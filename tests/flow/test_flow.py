@@ -3,14 +3,13 @@ and failures that must end in one line, exit 1 and no output folder."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import subprocess
 import sys
 
 import pytest
 
+from cli_helpers import run_cli
 from dynfix.cli import main
 from dynfix.errors import DynfixError
 from dynfix.hw.generate import TOP_NAME
@@ -39,13 +38,6 @@ def fake_synth(generated, board, build_dir, check_timing=True):
                                  "seconds": 1.0},
                                 {"clock_mhz": 22.5, "fmax_mhz": 24.0, "timing_met": True,
                                  "seconds": 1.0}])
-
-
-def run_cli(args: list[str]) -> tuple[int, str, list[str]]:
-    err, std = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(std), contextlib.redirect_stderr(err):
-        code = main(args)
-    return code, std.getvalue(), err.getvalue().splitlines()
 
 
 @pytest.fixture(scope="module")

@@ -82,6 +82,24 @@ def test_mlp_binary_and_ternary_weights(tmp_path):
     assert set(np.unique(imp.model.layer("Gemm5").weight).tolist()) <= {-0.5, 0.0, 0.5}
 
 
+def test_cli_method_qonnx_needs_no_calibration(tmp_path, capsys):
+    """``dynfix quantize --method qonnx`` without ``--calib`` when the Quant nodes give every
+    format (and says it did not search); a file that must be searched then asks for data,
+    in one line, as the other methods do."""
+    from dynfix.cli import main
+    path = _save(cnn(), tmp_path)
+    out = tmp_path / "q.yaml"
+    assert main(["quantize", path, "--method", "qonnx", "-o", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "no search" in err and "calibration inputs" not in err and out.exists()
+    searched = _save(cnn(scale_w=0.3 / 64), tmp_path, "s.onnx")
+    assert main(["quantize", searched, "--method", "qonnx", "-o", str(out)]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not a power of two" in err[0] and "calibration" in err[0]
+    assert main(["quantize", path, "-o", str(out)]) != 0
+    assert "--calib" in capsys.readouterr().err
+
+
 def test_plain_load_folds_the_quant_nodes(tmp_path):
     """load_onnx (every command) reads a QONNX file as its float model."""
     g = mlp()
