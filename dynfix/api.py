@@ -46,12 +46,14 @@ from dynfix.quant.float_model import check_input, predict
 from dynfix.quant.int_model import IntModel, with_params
 from dynfix.quant.ir import Model
 from dynfix.quant.lowrank_conv import ConvRankReport, compress_convs, parse_lowrank
+from dynfix.quant.lower import lower
 from dynfix.quant.onnx import save_onnx
 from dynfix.quant.onnx.qonnx import import_qonnx
 from dynfix.quant.qspec import QuantOptions, QuantSpec
 from dynfix.quant.qspec_io import params_path, save_qspec, spec_to_dict
 from dynfix.quant.search import check_calib, method_options, search_model
 from dynfix.quant.svd import SvdReport, compress as svd_compress, parse_svd
+from dynfix.quant.weight_sharing import ShareReport, share_bits
 from dynfix.quant.yaml_io import save_yaml
 from dynfix.sim import simulate as sim
 from dynfix.sim.simulators import choose as choose_simulator
@@ -82,6 +84,8 @@ class QuantizeResult:
     #: Greedy with additions: the calibration objective reached, and greedy-paper's.
     fidelity: Fidelity | None = None
     paper_fidelity: Fidelity | None = None
+    #: Weight sharing (``share``): what it did to each shared layer (storage, SQNR).
+    sharing: list[ShareReport] = field(default_factory=list, repr=False)
 
     def save(self, path: str | Path) -> Path:
         """Write the spec as ``Q.yaml`` (atomically), with its adjusted parameters, if
@@ -112,13 +116,20 @@ QuantLike = QuantizeResult | QuantSpec | str | Path
 def quantize(model: ModelLike, calib: DataLike | None = "digits", bits: str = "8",
              method: str = "greedy", overrides: str | Path | dict | None = None,
              output: str | Path | None = None, progress: Progress = _quiet,
-             options: QuantOptions | dict | None = None) -> QuantizeResult:
+             options: QuantOptions | dict | None = None,
+             share: int | str | dict | None = None) -> QuantizeResult:
     """``dynfix quantize``: choose every layer's fixed-point format on calibration inputs.
 
     ``options``: the greedy search's additions, a :class:`QuantOptions` or a dict of the
     ones to change from the method's defaults (e.g. ``{"refine": False}``).
+    ``share``: weight sharing once the formats are chosen (:mod:`dynfix.quant.weight_sharing`),
+    index bits for every Conv2d and Linear layer (``4``) or by layer (``{"conv1": 4}``, or
+    the text ``"conv1=4,fc=5"``).
     ``method="qonnx"``: the formats of a QONNX file's Quant nodes (:func:`_quantize_qonnx`)."""
     if method == "qonnx":
+        if share is not None:
+            raise DynfixError("weight sharing is fitted on calibration inputs; it does not "
+                              "apply to method qonnx")
         return _quantize_qonnx(model, calib, bits, overrides, output, progress, options)
     if calib is None:
         raise DynfixError(f"method {method} searches the formats on calibration inputs, and "
@@ -129,13 +140,16 @@ def quantize(model: ModelLike, calib: DataLike | None = "digits", bits: str = "8
     if not isinstance(options, QuantOptions):
         options = method_options(method, options)
     layer_widths(m, str(bits), overrides)            # bad widths fail before any work
+    if share is not None:
+        share_bits(lower(m), share)                  # so do bad sharing requests
     check_data_fits(m, calib, "calibration data", "calib")
     x, _ = load_inputs(calib, split="calib")
     check_calib(m, x)
     t0 = time.perf_counter()
-    r = search_model(m, x, str(bits), method, overrides, progress, options)
+    r = search_model(m, x, str(bits), method, overrides, progress, options, share)
     result = QuantizeResult(r.model, r.spec, time.perf_counter() - t0, calib_inputs=len(x),
-                            fidelity=r.fidelity, paper_fidelity=r.paper_fidelity)
+                            fidelity=r.fidelity, paper_fidelity=r.paper_fidelity,
+                            sharing=r.sharing)
     if output is not None:
         result.save(output)
     return result

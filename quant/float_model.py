@@ -8,8 +8,9 @@ compares against; :func:`predict` frees each tensor after its last consumer.
 
 Both take the user's data in the model's own layout (``Model.input_layout``: a Keras model's
 N x H x W x C) and turn it into the graph's channels-first input once, in
-:func:`check_input`; :func:`trace` runs on such a checked input (what the quantizer
-holds).
+:func:`check_input`, which also applies the model's input normalization
+(``Model.input_affine``, the host's per-channel scale and shift); :func:`trace` runs on such
+a checked input (what the quantizer holds, and what the integer model quantizes).
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ def apply_layer(layer: Layer, x: np.ndarray, *more: np.ndarray) -> np.ndarray:
 def check_input(model: Model, x: np.ndarray) -> np.ndarray:
     """Validate a batch of the user's data against the model's input (its
     ``data_shape``, in its ``input_layout``); returns it as the graph's float32 input
-    (channels first: :meth:`~dynfix.quant.ir.Model.to_internal`)."""
+    (channels first: :meth:`~dynfix.quant.ir.Model.to_internal`), normalized by the model's
+    ``input_affine`` if it has one (:meth:`~dynfix.quant.ir.Model.normalize`)."""
     x = np.asarray(x)
     if x.dtype.kind not in "fiub":
         raise DynfixError(f"input has dtype {x.dtype}; expected a numeric array")
@@ -44,7 +46,7 @@ def check_input(model: Model, x: np.ndarray) -> np.ndarray:
     x = x.astype(np.float32)
     if not np.all(np.isfinite(x)):
         raise DynfixError("input has NaN/Inf values")
-    return model.to_internal(x)
+    return model.normalize(model.to_internal(x))
 
 
 def forward(model: Model, x: np.ndarray, keep: set[str] | None = None

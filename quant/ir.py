@@ -16,7 +16,11 @@ Parameters are float32 numpy arrays in PyTorch/ONNX layout: conv weight
 The graph always computes on channels-first maps; ``Model.input_layout`` records how the
 user's data is laid out (:data:`LAYOUTS`: a Keras model's N x H x W x C input, a 1-D model's
 N x C x L or N x L x C), and :meth:`Model.to_internal` turns such data into the graph's
-input, once, where the data comes in (:func:`dynfix.quant.float_model.check_input`).
+input, once, where the data comes in (:func:`dynfix.quant.float_model.check_input`). A
+per-channel normalization of that input (a BatchNorm or Mul/Add by constants right on the
+model input, which the ONNX import moves there) is ``Model.input_affine``: the host applies it
+in the same place (:meth:`Model.normalize`), so the quantized input is the normalized one and
+the first layer is the one after it.
 
 The layer kinds live in :mod:`dynfix.quant.layers` (one module each) and are re-exported
 here, so ``from dynfix.quant.ir import Conv2d, Model`` names the whole IR.
@@ -25,7 +29,7 @@ here, so ``from dynfix.quant.ir import Conv2d, Model`` names the whole IR.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -73,7 +77,9 @@ class Model:
 
     ``layers`` is in topological order; the output is the last layer's tensor.
     ``input_layout`` (:data:`LAYOUTS`) is the layout of the user's data, which may differ
-    from ``input_shape``'s (:attr:`data_shape`).
+    from ``input_shape``'s (:attr:`data_shape`). ``input_affine``, when set, is a
+    per-channel ``(scale, shift)`` (float32, one value per channel of ``input_shape``) that
+    the host applies to the input before anything else (:meth:`normalize`).
     """
 
     name: str
@@ -81,6 +87,7 @@ class Model:
     input_shape: Shape
     layers: list[Layer]
     input_layout: str = "NCHW"
+    input_affine: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
 
     def __post_init__(self):
         self.validate()
@@ -94,6 +101,7 @@ class Model:
             raise DynfixError(f"model {self.name!r}: input shape {self.input_shape} is not "
                               f"a concrete positive shape")
         self._check_layout()
+        self._check_affine()
         shapes: dict[str, Shape] = {self.input_name: tuple(int(d) for d in self.input_shape)}
         later = {layer.name for layer in self.layers}
         for layer in self.layers:
@@ -143,6 +151,22 @@ class Model:
             raise DynfixError(f"model {self.name!r}: input layout {lay} needs a {need} input "
                               f"shape, got {shape}")
 
+    def _check_affine(self) -> None:
+        """``input_affine`` is None or two finite float arrays of one value per channel."""
+        if self.input_affine is None:
+            return
+        c = int(self.input_shape[0])
+        if not isinstance(self.input_affine, tuple) or len(self.input_affine) != 2:
+            raise DynfixError(f"model {self.name!r}: the input normalization must be a "
+                              f"(scale, shift) pair")
+        for what, a in zip(("scale", "shift"), self.input_affine):
+            if not isinstance(a, np.ndarray) or a.dtype.kind != "f" or a.shape != (c,):
+                raise DynfixError(f"model {self.name!r}: the input normalization's {what} "
+                                  f"must be a float array of {c} values (one per channel)")
+            if not np.all(np.isfinite(a)):
+                raise DynfixError(f"model {self.name!r}: the input normalization's {what} "
+                                  f"has NaN/Inf values")
+
     @property
     def data_shape(self) -> Shape:
         """The shape of one input as the user's data holds it (``input_layout``)."""
@@ -176,6 +200,15 @@ class Model:
             return np.ascontiguousarray(x[:, :, 0, :].transpose(0, 2, 1))
         return x
 
+    def normalize(self, x: np.ndarray) -> np.ndarray:
+        """A batch of the graph's input (N x ``input_shape``, float32) with ``input_affine``
+        applied per channel (``x * scale + shift`` in float32); ``x`` itself without one."""
+        if self.input_affine is None:
+            return x
+        view = (-1,) + (1,) * (x.ndim - 2)
+        scale, shift = (np.asarray(a, np.float32).reshape(view) for a in self.input_affine)
+        return x * scale + shift
+
     def to_data_output(self, y: np.ndarray) -> np.ndarray:
         """A batch of outputs as the model's data has them: a 1-D model's (``NCW``,
         ``NWC``) C x 1 x L map as N x C x L (as its ONNX graph computes it)."""
@@ -184,10 +217,10 @@ class Model:
         return y
 
     def with_layers(self, layers: list[Layer]) -> "Model":
-        """The same model (name, input, layout) on other layers: what the passes over a
-        model (lowering, range fill, adjusted parameters, SVD) build."""
+        """The same model (name, input, layout, input normalization) on other layers: what
+        the passes over a model (lowering, range fill, adjusted parameters, SVD) build."""
         return Model(self.name, self.input_name, tuple(self.input_shape), layers,
-                     self.input_layout)
+                     self.input_layout, self.input_affine)
 
     @property
     def output_shape(self) -> Shape:
@@ -247,8 +280,9 @@ class Model:
         return self.layers[layer]
 
     def summary(self) -> dict:
-        """Per-layer name, op, inputs, output shape, parameter count and MACs, plus totals
-        and whether the model is a plain chain."""
+        """Per-layer name, op, inputs, output shape, parameter count and MACs, plus totals,
+        whether the model is a plain chain and the host's input normalization (None, or its
+        per-channel scale and shift)."""
         rows = []
         for layer in self.layers:
             params = sum(int(a.size) for a in layer.params().values())
@@ -257,6 +291,10 @@ class Model:
                          "params": params, "macs": layer.macs(*self.in_shapes(layer))})
         return {"model": self.name, "input_name": self.input_name,
                 "input_shape": list(self.input_shape), "input_layout": self.input_layout,
-                "data_shape": list(self.data_shape), "chain": self.is_chain(), "layers": rows,
+                "data_shape": list(self.data_shape),
+                "input_affine": None if self.input_affine is None else {
+                    k: [float(v) for v in a] for k, a in zip(("scale", "shift"),
+                                                             self.input_affine)},
+                "chain": self.is_chain(), "layers": rows,
                 "total_params": sum(r["params"] for r in rows),
                 "total_macs": sum(r["macs"] for r in rows)}

@@ -212,6 +212,7 @@ class QuantSpec:
     #: The greedy search's additions (None for greedy-paper, range and static).
     options: QuantOptions | None = None
     #: Float parameters replacing the model's own, by layer name then parameter name
-    #: (``weight``/``bias``, ``scale``/``shift``): what bias correction and adaptive
-    #: rounding chose (their nearest rounding gives the chosen integers). Empty otherwise.
+    #: (``weight``/``bias``, ``scale``/``shift``): what bias correction, adaptive rounding
+    #: and weight sharing chose (their nearest rounding gives the chosen integers). Empty
+    #: otherwise.
     params: dict = field(default_factory=dict, repr=False, compare=False)

@@ -24,9 +24,9 @@ Input offsets, like input widths, come from the graph. ``ch_fl`` (optional) give
 ``fl_w + ch_fl[m]``, its bias at ``fl_b + ch_fl[m]`` (:class:`~dynfix.quant.qspec.LayerFormat`).
 ``options`` (greedy only) records the search's additions beyond the paper
 (:class:`~dynfix.quant.qspec.QuantOptions`); greedy-paper, range and static write none.
-``params`` is there when equalization, bias correction or adaptive rounding chose other
-integer weights or biases than the nearest rounding of the model's own: it names an ``.npz``
-beside the file with the float values they round to (arrays ``LAYER:weight`` and
+``params`` is there when equalization, bias correction, adaptive rounding or weight sharing
+chose other integer weights or biases than the nearest rounding of the model's own: it names
+an ``.npz`` beside the file with the float values they round to (arrays ``LAYER:weight`` and
 ``LAYER:bias``, or ``scale``/``shift`` for an Affine), which replace the model's own wherever
 the spec is used (``int_model.with_params``; ``IntModel`` applies them). The formats and the
 arithmetic mean the same either way. A range-filled model (:mod:`~dynfix.quant.fill`) also

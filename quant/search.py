@@ -43,7 +43,7 @@ Linear's ``fl_w`` is that of ``W / (H*W)`` and its adjusted weights, if any, are
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import numpy as np
@@ -63,6 +63,7 @@ from .lower import lower
 from .qspec import AddFormat, Format, LayerFormat, QuantOptions, QuantSpec
 from .qspec_io import param_names
 from .refine import Evaluator, refine
+from .weight_sharing import ShareReport, share_bits, share_model
 
 METHODS = ("greedy", "greedy-paper", "static", "range")
 #: What ``dynfix quantize --method`` takes: the searches, and ``qonnx`` (the formats a QONNX
@@ -481,6 +482,8 @@ class SearchResult:
     #: True when greedy-paper's choice scored at least as well as the additions' and was
     #: kept instead (then refined, with refine).
     fell_back: bool = False
+    #: Weight sharing (``share``): what it did to each shared layer.
+    sharing: list[ShareReport] = field(default_factory=list)
 
 
 class _Search:
@@ -801,20 +804,29 @@ def resolve_method(method: str, options: QuantOptions | None
 def search_model(model: Model, calib: np.ndarray, bits: str = "8", method: str = "greedy",
                  overrides: dict | None = None,
                  progress: Callable[[str], None] | None = None,
-                 options: QuantOptions | None = None) -> SearchResult:
+                 options: QuantOptions | None = None,
+                 share: int | str | dict | None = None) -> SearchResult:
     """Quantize ``model``: fractional lengths for every tensor, plus SQNR and saturation;
     with bias correction or adaptive rounding, also the adjusted parameters (in
     ``SearchResult.model``). The search runs on ``lower(model)``, and
-    ``SearchResult.model`` is lowered too (see the module docstring)."""
+    ``SearchResult.model`` is lowered too (see the module docstring). ``share``: weight
+    sharing of the layers it names, once the formats are chosen (:func:`_share`)."""
     method, options = resolve_method(method, options)
     original, model = model, lower(model)
+    shared = None if share is None else share_bits(model, share)
     x = check_calib(model, calib)
     say = progress or (lambda msg: None)
     ctx = _Search(model, x, bits, overrides, method, say)
     if options is None:
         picker = Picker(method, ctx.static)
-        spec, _ = ctx.data_pass(ctx.weight_phase(picker), picker)
-        return SearchResult(spec, model)
+        spec, params = ctx.data_pass(ctx.weight_phase(picker), picker)
+        if not shared:
+            return SearchResult(spec, model)
+        fls, zps = fls_of(spec, model), zps_of(spec, model)
+        params, reports = _share(ctx, fls, params, zps, shared, picker, say)
+        spec, _ = ctx.data_pass(params, picker, fls, zps=zps)
+        spec.params = changed_params(model, params)
+        return SearchResult(spec, with_params(model, spec), sharing=reports)
 
     n = min(len(x), REFINE_SAMPLES)
     out = output_name(model)
@@ -878,15 +890,43 @@ def search_model(model: Model, calib: np.ndarray, bits: str = "8", method: str =
     if options.refine:
         fls, params, fid = refine(ev.on(actx.model), objective, actx, fls, params, fid, say,
                                   zps, dict(fls) if options.headroom else None)
+    reports = []
+    if shared:
+        params, reports = _share(actx, fls, params, zps, shared,
+                                 Picker(method, actx.static, options), say)
+        fid = ev.on(actx.model).score(actx.build(fls, params, zps), params)
+        say(f"with shared weights: {fid.text()}")
     # The final formats' statistics on the whole calibration batch (and the progress lines).
     spec, _ = actx.data_pass(params, Picker(method, actx.static, options), fls, zps=zps)
     spec.options = options
     spec.params = {**changed_params(model, params), **fill.changed_clips(model, actx.model)}
-    return SearchResult(spec, with_params(model, spec), fid, paper, objective, fell_back)
+    return SearchResult(spec, with_params(model, spec), fid, paper, objective, fell_back,
+                        reports)
+
+
+def _share(ctx: _Search, fls: dict[str, int], params: dict[str, Params],
+           zps: dict[str, int], bits: dict[str, int], picker: Picker,
+           say: Callable[[str], None]) -> tuple[dict[str, Params], list[ShareReport]]:
+    """Weight sharing (:mod:`.weight_sharing`) of the layers in ``bits`` with the map
+    formats already chosen (``fls``, ``zps``): the parameters with the shared weights and
+    corrected biases (whose fl is picked again), and what sharing did per layer."""
+    spec = ctx.build(fls, params, zps)
+    spec.params = changed_params(ctx.model, params)
+    weights, biases, reports = share_model(ctx.model, spec, ctx.x, bits)
+    for r in reports:
+        say(f"shared {r.layer}: {r.distinct} values ({r.bits}-bit indices), response SQNR "
+            f"{r.sqnr_fixed_db:.1f} dB fixed point, {r.sqnr_kmeans_db:.1f} k-means, "
+            f"{r.sqnr_db:.1f} refined")
+    params = dict(params)
+    for n, w in weights.items():
+        p = replace(params[n], w=w, b=biases[n])
+        params[n] = replace(p, fl_b=ctx.bias_fl(p, ctx.widths[n].bw_b, picker))
+    return params, reports
 
 
 def search(model: Model, calib: np.ndarray, bits: str = "8", method: str = "greedy",
            overrides: dict | None = None, progress: Callable[[str], None] | None = None,
-           options: QuantOptions | None = None) -> QuantSpec:
+           options: QuantOptions | None = None,
+           share: int | str | dict | None = None) -> QuantSpec:
     """The spec of :func:`search_model` (whose ``model`` holds any adjusted parameters)."""
-    return search_model(model, calib, bits, method, overrides, progress, options).spec
+    return search_model(model, calib, bits, method, overrides, progress, options, share).spec

@@ -23,8 +23,10 @@ bit for bit::
       params: {weight: conv1.weight, bias: conv1.bias}
 
 The input's ``layout`` (``NHWC``, ``NCW``, ``NWC``: how the user's data is laid out,
-``Model.input_layout``) is written only when it is not the default ``NCHW``. Every attribute
-is written, except a conv's ``groups`` when it is 1 (attributes added to
+``Model.input_layout``) is written only when it is not the default ``NCHW``, and the host's
+input normalization (``Model.input_affine``) only when the model has one, as
+``affine: {scale: <array>, shift: <array>}`` naming its two arrays in the ``.npz``. Every
+attribute is written, except a conv's ``groups`` when it is 1 (attributes added to
 format version 1 later are written only when they differ from their default, so a plain
 chain's file stays what earlier dynfix versions wrote and read). Both files are written
 atomically and deterministically (the ``.npz`` carries no timestamps). Schema errors name
@@ -97,6 +99,13 @@ def _plain(v):
 def to_yaml(model: Model, weights_name: str) -> tuple[str, dict[str, np.ndarray]]:
     """The YAML text and the weight arrays (by npz key) of ``model``."""
     layers, arrays = [], {}
+    inp = {"name": model.input_name, "shape": list(model.input_shape),
+           **({"layout": model.input_layout} if model.input_layout != "NCHW" else {})}
+    if model.input_affine is not None:
+        inp["affine"] = {}
+        for what, arr in zip(("scale", "shift"), model.input_affine):
+            arrays[f"input_affine.{what}"] = arr
+            inp["affine"][what] = f"input_affine.{what}"
     for layer in model.layers:
         attrs, _ = _fields(type(layer))
         entry = {"name": layer.name, "op": layer.op, "inputs": list(layer.inputs)}
@@ -112,10 +121,7 @@ def to_yaml(model: Model, weights_name: str) -> tuple[str, dict[str, np.ndarray]
         if refs:
             entry["params"] = refs
         layers.append(entry)
-    doc = {"format": FORMAT, "version": VERSION, "name": model.name,
-           "input": {"name": model.input_name, "shape": list(model.input_shape),
-                     **({"layout": model.input_layout} if model.input_layout != "NCHW"
-                        else {})},
+    doc = {"format": FORMAT, "version": VERSION, "name": model.name, "input": inp,
            "weights": weights_name, "layers": layers}
     return yaml.safe_dump(doc, sort_keys=False, default_flow_style=None), arrays
 
@@ -261,5 +267,16 @@ def load_yaml(path: str | Path) -> Model:
     if not isinstance(layers, list) or not layers:
         s.fail("field 'layers'", "expected a non-empty list")
     arrays = _read_npz(path.parent / weights, fname)
+    affine = None
+    if "affine" in inp:
+        refs = s.mapping(inp["affine"], "field 'input.affine'")
+        if set(refs) != {"scale", "shift"}:
+            s.fail("field 'input.affine'", f"expected keys scale and shift, got "
+                                           f"{', '.join(sorted(map(str, refs))) or 'none'}")
+        for what, key in refs.items():
+            if not isinstance(key, str) or key not in arrays:
+                s.fail(f"field 'input.affine.{what}'", f"refers to {key!r:.60}, which is not "
+                                                       f"in the weights file")
+        affine = (arrays[refs["scale"]], arrays[refs["shift"]])
     built = [_layer(s, i, e, arrays) for i, e in enumerate(layers)]
-    return Model(name, input_name, shape, built, layout)
+    return Model(name, input_name, shape, built, layout, affine)

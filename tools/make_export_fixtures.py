@@ -24,6 +24,11 @@ tf2onnx 1.17.0). The models, and what each one exercises:
 * ``torch_conv1d.onnx`` (torch.export exporter, opset 18): Conv1d -> BatchNorm1d -> ReLU ->
   two strided Conv1d -> AdaptiveAvgPool1d(1) -> Linear on N x 2 x 32 (layout NCW); the
   exporter's Unsqueeze -> ReduceMean -> Squeeze -> Reshape for the pool.
+* ``torch_mlp_bn_input.onnx`` (TorchScript exporter): BatchNorm1d -> Linear -> ReLU ->
+  Linear on N x 12 features: a BatchNorm of the input itself, which becomes the host's
+  input normalization.
+* ``torch_cnn_bn_input.onnx`` (TorchScript exporter): BatchNorm2d -> Conv2d (zero padding)
+  -> ReLU -> MaxPool2d -> Flatten -> Linear on N x 3 x 8 x 8, the same on an image.
 * ``torch_cnn.onnx`` (TorchScript exporter): Conv2d -> BatchNorm2d -> ReLU -> MaxPool2d ->
   Conv2d -> ReLU -> MaxPool2d -> Flatten -> Linear -> Sigmoid on N x 1 x 8 x 8, four
   independent binary outputs (a multi-label head).
@@ -55,8 +60,23 @@ OUT = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "exporters
 SEED = 31
 
 
+def _random_bn(net, mean: float, var: tuple[float, float]) -> None:
+    """Random BatchNorm statistics and affine parameters for ``net``'s BatchNorms."""
+    import torch
+    nn = torch.nn
+    for mod in net.modules():
+        if isinstance(mod, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            with torch.no_grad():
+                mod.running_mean.uniform_(-mean, mean)
+                mod.running_var.uniform_(*var)
+                mod.weight.uniform_(0.5, 1.5)
+                mod.bias.uniform_(-0.3, 0.3)
+
+
 def _torch_models():
-    """The three PyTorch models, in eval mode, with random BatchNorm statistics."""
+    """The PyTorch models, in eval mode, with random BatchNorm statistics (the ones with a
+    BatchNorm of the input from a seed of their own, so the others' bytes stay as they
+    were)."""
     import torch
     nn = torch.nn
     torch.manual_seed(SEED)
@@ -71,16 +91,19 @@ def _torch_models():
                         nn.MaxPool2d(2), nn.Flatten(), nn.Linear(8 * 2 * 2, 4), nn.Sigmoid())
     for net in (mlp, conv1d, cnn):
         net.eval()
-        for mod in net.modules():
-            if isinstance(mod, (nn.BatchNorm1d, nn.BatchNorm2d)):
-                with torch.no_grad():
-                    mod.running_mean.uniform_(-0.5, 0.5)
-                    mod.running_var.uniform_(0.5, 2.0)
-                    mod.weight.uniform_(0.5, 1.5)
-                    mod.bias.uniform_(-0.3, 0.3)
+        _random_bn(net, 0.5, (0.5, 2.0))
+    torch.manual_seed(SEED + 1)
+    mlp_in = nn.Sequential(nn.BatchNorm1d(12), nn.Linear(12, 16), nn.ReLU(), nn.Linear(16, 3))
+    cnn_in = nn.Sequential(nn.BatchNorm2d(3), nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(),
+                           nn.MaxPool2d(2), nn.Flatten(), nn.Linear(4 * 4 * 4, 3))
+    for net in (mlp_in, cnn_in):        # data far from zero mean and unit variance
+        net.eval()
+        _random_bn(net, 2.0, (0.25, 9.0))
     return {"torch_mlp_bn": (mlp, (12,), "torchscript"),
             "torch_conv1d": (conv1d, (2, 32), "dynamo"),
-            "torch_cnn": (cnn, (1, 8, 8), "torchscript")}
+            "torch_cnn": (cnn, (1, 8, 8), "torchscript"),
+            "torch_mlp_bn_input": (mlp_in, (12,), "torchscript"),
+            "torch_cnn_bn_input": (cnn_in, (3, 8, 8), "torchscript")}
 
 
 def export_torch() -> None:

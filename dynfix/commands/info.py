@@ -17,8 +17,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true",
                    help="print one JSON object: model, input_name, input_shape (as the "
                         "layers take it), input_layout and data_shape (as the data holds "
-                        "it), chain (false for a graph), layers (each with its inputs), "
-                        "total_params, total_macs")
+                        "it), input_affine (null, or the per-channel scale and shift the "
+                        "host applies to the input), chain (false for a graph), layers (each "
+                        "with its inputs), total_params, total_macs")
     p.set_defaults(func=run)
 
 
@@ -48,6 +49,9 @@ def format_table(summary: dict) -> str:
         shape += f" ({layout}; the layers take {inner}, channels first)"
     elif len(summary["data_shape"]) == 3:
         shape += " (NCHW)"
+    if summary.get("input_affine"):   # a BatchNorm / Mul+Add of the input, done by the host
+        shape += (f", normalized on the host (per-channel scale and shift, "
+                  f"{len(summary['input_affine']['scale'])} channels)")
     out = [f"model {summary['model']}: input {shape}, {len(summary['layers'])} layers",
            line(head), line(["-" * w for w in widths])]
     out += [line(r) for r in rows[:-1]]

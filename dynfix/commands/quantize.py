@@ -3,10 +3,10 @@ fixed-point format on calibration data (greedy dynamic precision by default).
 
 The greedy method's additions beyond the paper (docs/quantization.md) each have an option;
 ``--method greedy`` starts from its defaults (``search.GREEDY``), ``--method greedy-paper``
-from none, and the options given change those. When bias correction or adaptive rounding
-chose other weights/biases than the model's own rounded to nearest, they are written to
-``Q.params.npz`` beside ``Q.yaml`` (which names it); every command that takes ``--quant``
-reads them."""
+from none, and the options given change those. When bias correction, adaptive rounding or
+weight sharing (``--share``) chose other weights/biases than the model's own rounded to
+nearest, they are written to ``Q.params.npz`` beside ``Q.yaml`` (which names it); every
+command that takes ``--quant`` reads them."""
 
 from __future__ import annotations
 
@@ -19,6 +19,8 @@ from dynfix.quant.qspec import AddFormat, QuantSpec
 from dynfix.quant.qspec_io import finite_or_none, spec_to_dict
 from dynfix.quant.qspec import OPTION_CHOICES
 from dynfix.quant.search import GREEDY, QUANTIZE_METHODS
+from dynfix.quant.weight_sharing import ShareReport, header as share_header
+from dynfix.quant.weight_sharing import summary as share_summary
 from . import BITS_HELP, MODEL_HELP
 
 #: The option flags: (flag, QuantOptions field, choices or None for on/off, help).
@@ -97,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
         raise DynfixError(f"method {args.method} searches the formats on calibration inputs: "
                           f"pass --calib DATA")
     q = api.quantize(args.model, args.calib, args.bits, args.method, args.overrides,
-                     args.output, progress, changes or None)
+                     args.output, progress, changes or None, args.share)
     spec = q.spec
     wrote = ", ".join(str(p) for p in q.files)
     if q.calib_inputs:
@@ -111,6 +113,8 @@ def run(args: argparse.Namespace) -> int:
             row["sqnr_db"] = finite_or_none(row["sqnr_db"])
         d.update(calib_inputs=q.calib_inputs, search_seconds=round(q.seconds, 3),
                  output=str(args.output))
+        if q.sharing:
+            d["sharing"] = [sharing_row(r) for r in q.sharing]
         print(json.dumps(d, indent=2))
     else:
         opts = "" if spec.options is None else " (" + ", ".join(
@@ -120,7 +124,21 @@ def run(args: argparse.Namespace) -> int:
               + "".join(f", {k.replace('_', ' ')} {getattr(spec, k):.6g}"
                         for k in ("input_scale", "output_scale") if getattr(spec, k) != 1))
         print(table(spec))
+        if q.sharing:
+            width = max([len(r.layer) for r in q.sharing] + [5])
+            print(f"\n{share_header(width)}")
+            print("\n".join(r.line(width) for r in q.sharing))
+            print(share_summary(q.sharing))
     return 0
+
+
+def sharing_row(r: ShareReport) -> dict:
+    """One shared layer's report as plain numbers (``--json``)."""
+    return {"layer": r.layer, "bits": r.bits, "values": r.distinct, "weights": r.weights,
+            "bits_weights": r.bits_before, "bits_indices": r.bits_after,
+            "bits_huffman": r.bits_huffman,
+            **{k: finite_or_none(round(getattr(r, k), 2))
+               for k in ("sqnr_fixed_db", "sqnr_kmeans_db", "sqnr_db")}}
 
 
 def register(subparsers) -> None:
@@ -145,6 +163,12 @@ def register(subparsers) -> None:
         else:
             p.add_argument(flag, dest=field, choices=choices,
                            help=f"{text} (greedy default: {default})")
+    p.add_argument("--share", metavar="BITS",
+                   help="weight sharing once the formats are chosen: every Conv2d and Linear "
+                        "layer's weights become one of 2**BITS values of its weight format "
+                        "(k-means, refined on the layer's response to the calibration "
+                        "inputs); BITS (2..8) for all such layers or LAYER=BITS,... "
+                        "(docs/compression.md)")
     p.add_argument("--overrides", metavar="F.yaml",
                    help="per-layer widths: layer name -> {bw_w, bw_x, bw_b}")
     p.add_argument("--output", "-o", required=True, metavar="Q.yaml",

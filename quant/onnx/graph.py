@@ -61,6 +61,8 @@ class ImportGraph:
     origin: dict[str, str] = field(default_factory=dict)
     #: Affine layer name -> its (scale, shift) in float64, as the node computed them.
     exact: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    #: The host's normalization of the input (Model.input_affine), float32.
+    input_affine: tuple[np.ndarray, np.ndarray] | None = None
 
     def what(self, name: str) -> str:
         """The message prefix of the node behind layer ``name``."""
@@ -97,4 +99,4 @@ class ImportGraph:
             if isinstance(layer, (HeldPad, HeldTranspose)):
                 raise DynfixError(f"{self.what(layer.name)}: was not folded")  # reader checks
         return Model(self.name, self.input, self.input_shape, list(self.layers.values()),
-                     self.input_layout)
+                     self.input_layout, self.input_affine)

@@ -347,6 +347,10 @@ def import_qonnx(path: str | Path) -> QonnxImport:
                   f"{'...' * (n > 3)}) {'have' if n > 1 else 'has'} a scale that is not a power "
                   f"of two (one per tensor on a feature map) or a nonzero zero point")
         return QonnxImport(model, None, reason)
+    if model.input_affine is not None:      # the engine's input is the normalized one
+        return QonnxImport(model, None, "the model input is normalized (a per-channel scale "
+                                        "and shift) before its first layer, which the Quant "
+                                        "nodes do not give a format")
     tensors = {t: x.ir for t, x in imp.data.items()}
     try:
         spec, notes = _spec(model, q, tensors, path.name)

@@ -29,8 +29,11 @@ files are first upgraded, :mod:`.passes.upgrade`). It works in four steps:
 The IR computes on channels-first maps. Before the walk, :func:`_input_layout` looks at what
 reads the data input: a Keras (tf2onnx) model declares N x H x W x C (or N x L x C) and
 transposes it to channels first at once; that Transpose (with the Unsqueeze tf2onnx puts
-before it in a Conv1D model) becomes the model's ``input_layout`` (``NHWC``, ``NWC``), and
-the data is transposed on its way in instead. A 1-D model (Conv1d, Conv1D, MaxPool1d...)
+before it in a Conv1D model, and a Keras Normalization's constant Mul / Add before either)
+becomes the model's ``input_layout`` (``NHWC``, ``NWC``), and the data is transposed on its
+way in instead. A per-channel scale and shift right on the input (that Normalization, a
+BatchNorm of the input) becomes the host's input normalization
+(:func:`.passes.affine.hoist_input_affine`). A 1-D model (Conv1d, Conv1D, MaxPool1d...)
 runs as a 2-D one of height 1: an N x C x L tensor is held as the IR map C x 1 x L.
 
 :func:`save_onnx` (from :mod:`.write`) writes a standard opset-13 graph for an IR model.
@@ -262,14 +265,16 @@ def _align(x: _Tensor, shape: tuple[int, ...]) -> tuple | None:
     return tuple(out)
 
 
-def _input_layout(nodes, name: str, shape: tuple[int, ...], consts
+def _input_layout(nodes, name: str, shape: tuple[int, ...], consts, fixed=lambda t: False
                   ) -> tuple[str, tuple[int, ...], tuple[int, ...]]:
     """The model's input layout, the IR input's dims and the input's axes (see
     :class:`_Tensor`). A channels-last input is one every reader transposes to channels
     first at once (Shape nodes aside): N x H x W x C read by Transposes [0, 3, 1, 2], or
     N x L x C read by Transposes [0, 2, 1] or by Unsqueezes of axis 1 that such Transposes
-    [0, 3, 1, 2] read (tf2onnx's Conv1D). ``consts(node, pos)``: a constant input's value,
-    or None."""
+    [0, 3, 1, 2] read (tf2onnx's Conv1D), possibly through Mul / Add / Sub / Div by
+    constants first (a Keras Normalization or Rescaling, per channel on the last axis).
+    ``consts(node, pos)``: a constant input's value, or None; ``fixed(tensor)``: whether a
+    tensor is a constant."""
     readers: dict[str, list] = {}
     for _, node in nodes:
         for t in set(node.input):
@@ -277,6 +282,15 @@ def _input_layout(nodes, name: str, shape: tuple[int, ...], consts
 
     def reads(t: str) -> list:
         return [n for n in readers.get(t, []) if n.op_type != "Shape"]
+
+    def scales(node, t: str) -> bool:
+        return (node.op_type in ("Mul", "Add", "Sub", "Div") and len(node.input) == 2
+                and t in node.input and any(fixed(i) for i in node.input if i != t))
+
+    def ends(t: str) -> list:
+        """The nodes that read ``t``, through such constant scales and shifts."""
+        return [e for n in reads(t) for e in
+                (ends(n.output[0]) if scales(n, t) and reads(n.output[0]) else [n])]
 
     def transposes(node, perm: list[int]) -> bool:
         return node.op_type == "Transpose" and attrs(node).ints("perm", []) == perm
@@ -290,7 +304,7 @@ def _input_layout(nodes, name: str, shape: tuple[int, ...], consts
             reads(node.output[0])) and all(transposes(n, [0, 3, 1, 2])
                                             for n in reads(node.output[0]))
 
-    first = reads(name)
+    first = ends(name)
     rank = len(shape)
     if rank == 4 and first and all(transposes(n, [0, 3, 1, 2]) for n in first):
         return "NHWC", (shape[3], shape[1], shape[2]), (BATCH, 1, 2, 0)
@@ -447,7 +461,9 @@ class _Importer:
         self.input_name, in_shape = file.input_shape(self.graph, self.name, set(self.inits))
         stem = self.path.stem
         name = stem if is_placeholder(self.graph.name) else self.graph.name
-        layout, dims, axes = _input_layout(nodes, self.input_name, in_shape, self.known)
+        made = {n.output[0] for _, n in nodes if n.op_type == "Constant" and n.output}
+        layout, dims, axes = _input_layout(nodes, self.input_name, in_shape, self.known,
+                                           lambda t: t in self.inits or t in made)
         self.g = ImportGraph(self.name, name, self.input_name, dims, layout)
         self.count = 0
         self.taken.add(self.input_name)

@@ -9,7 +9,9 @@ as the ReLU it is). The batch dimension is symbolic (``N``).
 
 The graph input has the data's own layout (``Model.input_layout``): a Transpose to channels
 first (NHWC, NWC) and an Unsqueeze of a 1-D signal to N x C x 1 x L (NCW, NWC) come before
-the layers, as an exporter writes them, and read back as the same layout.
+the layers, as an exporter writes them, and read back as the same layout. The host's input
+normalization (``Model.input_affine``) follows them as a BatchNormalization (mean 0, variance
+1, epsilon 0) on the channels-first input, which reads back as the same normalization.
 """
 
 from __future__ import annotations
@@ -39,7 +41,8 @@ def _layer_nodes(layer: Layer, init: list[TensorProto]) -> list[onnx.NodeProto]:
 
 def _layout_nodes(model: Model, init: list[TensorProto]) -> tuple[list[onnx.NodeProto], str]:
     """The nodes that turn the data (in ``model.input_layout``) into the graph's
-    channels-first input, and the name of the tensor the layers then read."""
+    channels-first input and normalize it (``model.input_affine``), and the name of the
+    tensor the layers then read."""
     lay, x, nodes = model.input_layout, model.input_name, []
     taken = {model.input_name} | {layer.name for layer in model.layers}
 
@@ -59,6 +62,16 @@ def _layout_nodes(model: Model, init: list[TensorProto]) -> tuple[list[onnx.Node
         out, axes = fresh(f"{x}_2d"), fresh(f"{x}_2d.axes")
         init.append(numpy_helper.from_array(np.array([2], np.int64), axes))
         nodes.append(helper.make_node("Unsqueeze", [x, axes], [out], out))
+        x = out
+    if model.input_affine is not None:
+        out = fresh(f"{x}_normalized")
+        scale, shift = model.input_affine
+        ins = [x]
+        for suffix, arr in (("scale", scale), ("shift", shift), ("mean", np.zeros_like(scale)),
+                            ("var", np.ones_like(scale))):
+            ins.append(fresh(f"{out}.{suffix}"))
+            init.append(numpy_helper.from_array(np.asarray(arr, np.float32), ins[-1]))
+        nodes.append(helper.make_node("BatchNormalization", ins, [out], out, epsilon=0.0))
         x = out
     return nodes, x
 

@@ -44,6 +44,12 @@ def labelled(name: str, n: int, path: Path, seed: int = 0) -> tuple[np.ndarray, 
     return x, y
 
 
+def saved(tmp_path: Path, x: np.ndarray) -> Path:
+    """``x`` as ``tmp_path/x.npy``."""
+    np.save(tmp_path / "x.npy", x)
+    return tmp_path / "x.npy"
+
+
 @pytest.mark.usefixtures("icarus")
 @pytest.mark.parametrize("name", ["torch_mlp_bn", "keras_cnn_nhwc", "keras_mlp_bn",
                                   "torch_conv1d"])
@@ -57,6 +63,55 @@ def test_exported_model_is_bit_exact_on_the_engine(name, tmp_path):
     s = dynfix.simulate(tmp_path / "gen", data=x, images=3)
     assert s.mismatches == 0
     np.testing.assert_array_equal(s.outputs, q.logits(x[:3]))
+
+
+@pytest.mark.usefixtures("icarus")
+@pytest.mark.parametrize("name", ["torch_mlp_bn_input", "torch_cnn_bn_input"])
+def test_batchnorm_of_the_input_on_the_host_and_the_rest_on_the_engine(name, tmp_path):
+    """A BatchNorm of the input: the host normalizes the data before quantizing it, the
+    engine starts at the layer after it (bit-exact, from the generate folder's model.yaml,
+    which keeps the normalization), and the quantized outputs follow onnxruntime's on data
+    far from the normalized range."""
+    m = dynfix.load_model(fixture(name))
+    rng = np.random.default_rng(3)
+    x = (3 * rng.standard_normal((48,) + m.data_shape) + 2).astype(np.float32)
+    q = dynfix.quantize(m, calib=x, bits="8")
+    dynfix.generate(q, tmp_path / "gen", config={"tn": 4, "tm": 1})
+    s = dynfix.simulate(tmp_path / "gen", data=x, images=3)
+    assert s.mismatches == 0
+    np.testing.assert_array_equal(s.outputs, q.logits(x[:3]))
+    ref = run_ort(fixture(name), x)
+    assert max_rel_err(dynfix.infer(fixture(name), x, q), ref) < 0.05
+    code, _, err = cli("infer", fixture(name), "-i", saved(tmp_path, x),
+                       "-o", tmp_path / "y.npy")
+    assert code == 0, err
+    assert max_rel_err(np.load(tmp_path / "y.npy"), ref) <= 1e-5
+
+
+def test_info_says_the_input_is_normalized_on_the_host():
+    """The first line says so; ``--json`` gives BatchNorm1d's per-channel scale and shift
+    (from the file's own initializers)."""
+    import onnx
+    from onnx import numpy_helper
+    code, out, _ = cli("info", fixture("torch_mlp_bn_input"))
+    assert code == 0
+    assert out.splitlines()[0].startswith("model torch_mlp_bn_input: input 12, normalized on "
+                                          "the host (per-channel scale and shift, 12 "
+                                          "channels), 3 layers")
+    graph = onnx.load(fixture("torch_mlp_bn_input")).graph
+    bn = next(n for n in graph.node if n.op_type == "BatchNormalization")
+    inits = {t.name: numpy_helper.to_array(t).astype(np.float64) for t in graph.initializer}
+    gamma, beta, mean, var = (inits[t] for t in bn.input[1:5])
+    eps = next((a.f for a in bn.attribute if a.name == "epsilon"), 1e-5)
+    scale = gamma / np.sqrt(var + eps)
+    code, out, _ = cli("info", fixture("torch_mlp_bn_input"), "--json")
+    summary = json.loads(out)
+    np.testing.assert_allclose(summary["input_affine"]["scale"], scale, rtol=1e-6)
+    np.testing.assert_allclose(summary["input_affine"]["shift"], beta - mean * scale,
+                               rtol=1e-5, atol=1e-6)
+    assert [r["op"] for r in summary["layers"]] == ["linear", "relu", "linear"]
+    code, out, _ = cli("info", fixture("torch_mlp_bn"), "--json")
+    assert json.loads(out)["input_affine"] is None
 
 
 def test_info_names_the_layout():

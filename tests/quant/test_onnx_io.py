@@ -102,16 +102,20 @@ def test_gap_gmp_squeeze_softmax(tmp_path):
 
 
 def test_standalone_bn_and_input_normalization(tmp_path):
-    """Per-channel Sub/Div at the input -> Affine; BN after ReLU -> Affine; Mul after conv
-    folds into it."""
+    """Per-channel Sub/Div at the input -> the host's input normalization (one scale and
+    shift per channel); BN after ReLU -> Affine; Mul after conv folds into it."""
     g = GraphBuilder((3, 6, 6))
     g.op("Sub", g.constant(np.array([0.5, 0.4, 0.3], np.float32).reshape(1, 3, 1, 1)))
     g.op("Div", g.constant(np.array([0.2, 0.25, 0.3], np.float32).reshape(3, 1, 1)))
     g.conv(4).op("Mul", g.constant(np.array([1.5, -2, 0.5, 3], np.float32).reshape(4, 1, 1)))
     g.relu().bn().flatten().bn().gemm(3)
     m = check_vs_ort(g, tmp_path)
-    assert [l.op for l in m.layers] == ["affine", "conv", "relu", "affine", "flatten",
-                                        "affine", "linear"]
+    assert [l.op for l in m.layers] == ["conv", "relu", "affine", "flatten", "affine",
+                                        "linear"]
+    assert m.layers[0].inputs == (m.input_name,)
+    scale, shift = m.input_affine
+    np.testing.assert_allclose(scale, [5, 4, 1 / 0.3], rtol=1e-6)
+    np.testing.assert_allclose(shift, [-2.5, -1.6, -1], rtol=1e-6)
 
 
 def test_folded_shape_arithmetic(tmp_path):

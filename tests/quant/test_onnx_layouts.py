@@ -59,6 +59,32 @@ def test_nhwc_input_becomes_the_models_layout(tmp_path):
     assert m.summary()["input_layout"] == "NHWC" and m.summary()["data_shape"] == [6, 5, 3]
 
 
+@pytest.mark.parametrize("scale,shift", [
+    (np.array([2.0, 0.5, 1.5]), np.array([-1.0, 0.2, 0.3])),       # Normalization, (C,)
+    (np.float32(1 / 255), np.float32(-0.5)),                        # Rescaling, scalars
+], ids=["normalization", "rescaling"])
+def test_keras_normalization_before_the_nhwc_transpose(tmp_path, scale, shift):
+    """Keras's Normalization / Rescaling as tf2onnx writes them: Mul and Add by constants
+    on the NHWC input (per channel on its last axis), then the Transpose to NCHW. The
+    layout is NHWC and the Mul + Add the host's input normalization; a written ONNX file
+    keeps both."""
+    g = GraphBuilder((6, 5, 3), opset=13)
+    g.op("Mul", g.constant(np.asarray(scale, np.float32)))
+    g.op("Add", g.constant(np.asarray(shift, np.float32)))
+    g.c = 3
+    g.transpose([0, 3, 1, 2]).conv(4).relu()
+    m = check_vs_ort(g, tmp_path)
+    assert m.input_layout == "NHWC" and ops(m) == ["conv", "relu"]
+    np.testing.assert_allclose(m.input_affine[0], np.broadcast_to(scale, (3,)), rtol=1e-7)
+    np.testing.assert_allclose(m.input_affine[1], np.broadcast_to(shift, (3,)), rtol=1e-7)
+    save_onnx(m, tmp_path / "w.onnx")
+    back = load_onnx(tmp_path / "w.onnx")
+    assert back.input_layout == "NHWC" and ops(back) == ["conv", "relu"]
+    x = 4 * data(m)
+    assert max_rel_err(run_ort(str(tmp_path / "w.onnx"), x), run_ort(str(tmp_path / "m.onnx"),
+                                                                       x)) <= TOL
+
+
 def test_nhwc_data_is_transposed_once_everywhere(tmp_path):
     """The NHWC model quantizes and runs exactly as the same layers do on NCHW data: the
     data is transposed once on the way in (calibration, float and integer models)."""
@@ -225,10 +251,10 @@ def test_batchnorm_between_transposes_folds(tmp_path):
     assert ops(m) == ["linear", "relu", "linear", "linear"]
 
 
-def test_batchnorm_on_input_features_stays_an_affine(tmp_path):
+def test_batchnorm_on_input_features_is_the_hosts_normalization(tmp_path):
     g = GraphBuilder((10,), opset=13).unsqueeze([2]).bn().squeeze([2]).gemm(3)
     m = check_vs_ort(g, tmp_path)
-    assert ops(m) == ["affine", "linear"]
+    assert ops(m) == ["linear"] and m.input_affine[0].shape == (10,)
 
 
 @pytest.mark.parametrize("build,match", [

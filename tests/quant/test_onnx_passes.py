@@ -82,6 +82,39 @@ def test_affine_after_a_relu_stays_and_a_second_one_folds_into_it():
     np.testing.assert_allclose(predict(g.model(), x), want, rtol=1e-4, atol=1e-5)
 
 
+def test_two_affines_on_the_input_become_the_hosts_normalization():
+    """A chain of two at the input folds into one (fold_affine), which the host then
+    applies: the first layer is the padded conv, reading the input; the float model is the
+    explicit graph's on the same data."""
+    a1, e1 = affine("a1", "x", 2)
+    a2, e2 = affine("a2", "a1", 2)
+    c = conv("c", "a2", 2, 3, pads=(1, 1, 1, 1))
+    g = graph((2, 5, 5), a1, a2, c, exact={**e1, **e2})
+    x = RNG.normal(size=(3, 2, 5, 5)).astype(np.float32)
+    (s1, t1), (s2, t2) = e1["a1"], e2["a2"]
+    xn = (x * s1[:, None, None] + t1[:, None, None]) * s2[:, None, None] + t2[:, None, None]
+    ref = Conv2d("ref", ("x",), weight=c.weight, bias=c.bias, pads=(1, 1, 1, 1))
+    want = predict(graph((2, 5, 5), ref).model(), xn.astype(np.float32))
+    fold_affine(g)
+    passes.hoist_input_affine(g)
+    assert list(g.layers) == ["c"] and c.inputs == ("x",)
+    np.testing.assert_allclose(g.input_affine[0], s1 * s2, rtol=1e-6)
+    np.testing.assert_allclose(g.input_affine[1], t1 * s2 + t2, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(predict(g.model(), x), want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_affine_on_the_input_stays_when_it_is_not_the_only_reader_or_the_output(shared):
+    a, exact = affine("a", "x", 2)
+    if shared:          # a residual branch reads the raw input too
+        g = graph((2, 4, 4), a, conv("c", "a", 2, 2, pads=(1, 1, 1, 1)),
+                  conv("d", "x", 2, 2, pads=(1, 1, 1, 1)), output="c", exact=exact)
+    else:               # nothing after it: the model would have no layer left
+        g = graph((2, 4, 4), a, exact=exact)
+    passes.hoist_input_affine(g)
+    assert "a" in g.layers and g.input_affine is None
+
+
 def test_zero_pads_fold_into_the_conv_and_merge():
     p1 = HeldPad("p1", ("x",), pads=(1, 0, 0, 2))
     p2 = HeldPad("p2", ("p1",), pads=(0, 1, 1, 0))
@@ -158,4 +191,6 @@ def test_every_held_kind_has_a_fold_and_a_sentence():
     assert set(passes.HELD) == {"pad", "perm", "cols"}
     for kind, (takes, sentence) in passes.HELD.items():
         assert takes and sentence.startswith("into "), kind
-    assert passes.GRAPH_PASSES[-1] is prune           # folds first, then the dead layers
+    # folds first, then the dead layers, then the input's normalization (it needs the
+    # input's live readers)
+    assert passes.GRAPH_PASSES[-2:] == (prune, passes.hoist_input_affine)

@@ -14,7 +14,8 @@ from dynfix.errors import DynfixError
 from dynfix.quant.int_model import IntModel
 from dynfix.quant.onnx import load_onnx
 from dynfix.quant.onnx.qonnx import import_qonnx
-from qonnx_graphs import QGraph, cnn, mlp, pooled, run_qonnx
+from dynfix.quant.qspec_io import spec_to_dict
+from qonnx_graphs import DOMAIN, QGraph, cnn, mlp, pooled, run_qonnx
 
 
 def _save(g: QGraph, tmp_path, name: str = "q.onnx") -> str:
@@ -107,6 +108,27 @@ def test_plain_load_folds_the_quant_nodes(tmp_path):
     np.testing.assert_array_equal(m.layer("MatMul1").weight, g.ints["fc1.weight"].T / 4.0)
 
 
+@pytest.mark.parametrize("make", [cnn, lambda: mlp(binary=True)], ids=["cnn", "mlp-binary"])
+def test_older_finn_domain_gives_the_same_spec(tmp_path, make):
+    """Older files (FINN-era tools) put the custom nodes in domain
+    ``finn.custom_op.general``: the same graph then gives the same spec and weights."""
+    new = make().build()
+    old = onnx.ModelProto()
+    old.CopyFrom(new)
+    for item in [*old.graph.node, *old.opset_import]:
+        if item.domain == DOMAIN:
+            item.domain = "finn.custom_op.general"
+    assert sum(n.domain == "finn.custom_op.general" for n in old.graph.node) >= 5
+    onnx.save(new, tmp_path / "new.onnx")
+    onnx.save(old, tmp_path / "old.onnx")
+    a, b = import_qonnx(tmp_path / "new.onnx"), import_qonnx(tmp_path / "old.onnx")
+    assert a.spec is not None and spec_to_dict(b.spec) == spec_to_dict(a.spec)
+    for la, lb in zip(a.model.layers, b.model.layers):
+        assert la.name == lb.name
+        for k, v in la.params().items():
+            np.testing.assert_array_equal(lb.params()[k], v)
+
+
 def test_non_power_of_two_scale_searches(tmp_path):
     """A scale of 0.3 is no dynfix format: method qonnx folds the fake quantization and
     runs the search, saying so."""
@@ -156,6 +178,22 @@ def test_per_channel_scales_dynfix_cannot_take_search(tmp_path, tensor, scale, w
     imp = import_qonnx(path)
     assert imp.spec is None and "\n" not in imp.reason
     assert re.search(why, imp.reason), imp.reason
+
+
+def test_batchnorm_of_the_quantized_input_searches(tmp_path):
+    """A BatchNormalization right after the input's Quant is the host's normalization: the
+    engine's input is then the normalized one, which no Quant node gives a format, so there
+    is no spec (method qonnx searches)."""
+    g = QGraph((1, 8, 8))
+    g.x = g.quant("input", 8, 2.0 ** -5, name="in_quant")
+    bn = [g.init(f"bn.{k}", np.full(1, v, np.float32))
+          for k, v in (("gamma", 2.0), ("beta", 0.5), ("mean", 0.25), ("var", 1.0))]
+    g.node("BatchNormalization", [g.x, *bn])
+    g.node("Conv", [g.x, g.qweight("conv.weight", (4, 1, 3, 3), 8, 6)], kernel_shape=[3, 3],
+           pads=[1, 1, 1, 1])
+    imp = import_qonnx(_save(g, tmp_path))
+    assert imp.model.input_affine is not None and imp.spec is None
+    assert "input is normalized" in imp.reason and "\n" not in imp.reason
 
 
 def test_batchnorm_on_quantized_weights_searches(tmp_path):

@@ -38,6 +38,9 @@ def every_layer_model() -> Model:
 
 def same_model(a: Model, b: Model) -> None:
     assert (a.name, a.input_name, a.input_shape) == (b.name, b.input_name, b.input_shape)
+    assert (a.input_affine is None) == (b.input_affine is None)
+    for pa, pb in zip(a.input_affine or (), b.input_affine or ()):
+        assert pb.dtype == np.float32 and np.array_equal(pa, pb)
     assert len(a.layers) == len(b.layers)
     for la, lb in zip(a.layers, b.layers):
         assert type(la) is type(lb) and la.name == lb.name and la.inputs == lb.inputs
@@ -57,8 +60,19 @@ def one_sided_clips() -> Model:
                                       Add("twice", ("hi", "x"))])
 
 
+def normalized_input() -> Model:
+    """A model whose host normalizes its input per channel, and an Affine layer whose
+    arrays' natural keys are the normalization's."""
+    rng = np.random.default_rng(6)
+    f32 = lambda *s: rng.standard_normal(s).astype(np.float32)  # noqa: E731
+    return Model("norm", "x", (3, 4, 4), [
+        Conv2d("c", ("x",), weight=f32(2, 3, 3, 3), bias=f32(2), pads=(1, 1, 1, 1)),
+        ReLU("r", ("c",)), Affine("input_affine", ("r",), scale=f32(2), shift=f32(2))],
+        input_affine=(f32(3), f32(3)))
+
+
 @pytest.mark.parametrize("make", [every_layer_model, lambda: load_model("digits"),
-                                  res_dw_model, one_sided_clips])
+                                  res_dw_model, one_sided_clips, normalized_input])
 def test_round_trip_is_lossless(tmp_path, make):
     m = make()
     ypath, npz = save_yaml(m, tmp_path / "model.yaml")
@@ -128,6 +142,17 @@ def test_schema_errors_name_the_field(tmp_path):
     assert "'nowhere'" in msg and "no such tensor" in msg
     msg = edit(tmp_path, lambda d: d.update(weights="missing.npz"))
     assert "missing.npz" in msg
+
+
+def test_input_normalization_schema_errors(tmp_path):
+    msg = edit(tmp_path, lambda d: d["input"]["affine"].pop("shift"), normalized_input)
+    assert "input.affine" in msg and "scale and shift" in msg
+    msg = edit(tmp_path, lambda d: d["input"]["affine"].update(scale="nope"),
+               normalized_input)
+    assert "input.affine.scale" in msg and "'nope'" in msg
+    msg = edit(tmp_path, lambda d: d["input"]["affine"].update(scale="c.bias"),
+               normalized_input)
+    assert "input normalization's scale" in msg and "3 values" in msg
 
 
 def test_bad_arrays(tmp_path):

@@ -11,14 +11,14 @@ an import that cannot fold is refused at the node that reads the transform.
 from __future__ import annotations
 
 from . import pad, transpose
-from .affine import fold_affine
+from .affine import fold_affine, hoist_input_affine
 from .pad import fold_pad
 from .prune import prune
 from .transpose import fold_transpose
 from .upgrade import MIN_OPSET, UPGRADE_OPSET, upgrade_opset
 
 FILE_PASSES = (upgrade_opset,)
-GRAPH_PASSES = (fold_affine, fold_pad, fold_transpose, prune)
+GRAPH_PASSES = (fold_affine, fold_pad, fold_transpose, prune, hoist_input_affine)
 
 #: Held-back transform -> (ONNX operators that may read it, where it folds).
 HELD = {"pad": (pad.TAKES, pad.FOLDS_INTO),
@@ -26,4 +26,5 @@ HELD = {"pad": (pad.TAKES, pad.FOLDS_INTO),
            for kind in transpose.TAKES}}
 
 __all__ = ["FILE_PASSES", "GRAPH_PASSES", "HELD", "MIN_OPSET", "UPGRADE_OPSET",
-           "fold_affine", "fold_pad", "fold_transpose", "prune", "upgrade_opset"]
+           "fold_affine", "fold_pad", "fold_transpose", "hoist_input_affine", "prune",
+           "upgrade_opset"]
