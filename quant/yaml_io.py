@@ -2,11 +2,12 @@
 
 The YAML names the model and its input and lists the layers in order; each layer has a
 ``name``, an ``op`` (an IR op: conv, linear, relu, clip, maxpool, avgpool, gap, flatten,
-affine, add, concat, softmax, ...), its ``inputs`` (tensor names: the model input or earlier
-layers; an ``add`` has two, a ``concat`` two or more), its attributes (the IR fields, e.g. ``stride: [1, 1]``, ``groups: 8``,
-``hi: 6.0``) and ``params``, which map parameter names to array names in the ``.npz`` (named
-by ``weights:``, relative to the YAML file). Writing then reading gives back the same model
-bit for bit::
+affine, add, concat, softmax, sigmoid, leaky_relu, resize), its ``inputs`` (tensor names:
+the model input or earlier layers; an ``add`` has two, a ``concat`` two or more), its
+attributes (the IR fields, e.g. ``stride: [1, 1]``, ``groups: 8``, ``hi: 6.0``,
+``scale: [2, 2]``) and ``params``, which map parameter names to array names in the ``.npz``
+(named by ``weights:``, relative to the YAML file). Writing then reading gives back the same
+model bit for bit::
 
     format: dynfix-model
     version: 1

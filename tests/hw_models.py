@@ -123,6 +123,58 @@ def fcn_net(seed: int = 11, bits: str = "8"):
     return model, search(model, calib, bits=bits), calib
 
 
+def resize_net(seed: int = 13, bits: str = "8"):
+    """conv -> ReLU -> nearest Resize x2 -> 3x3 conv with padding 1 (its windows cross the
+    resized map's border) -> ReLU -> 2x2 max pool -> FC: the second conv reads the first
+    one's stored 4 x 5 map as an 8 x 10 view."""
+    from dynfix.quant.ir import Resize
+    rng = np.random.default_rng(seed)
+    layers = [
+        conv(rng, "c1", "x", 6, 3, 3, 3, pads=(1, 1, 1, 1)),
+        ReLU("r1", ("c1",)),
+        Resize("up", ("r1",)),
+        conv(rng, "c2", "up", 5, 6, 3, 3, pads=(1, 1, 1, 1)),
+        ReLU("r2", ("c2",)),
+        MaxPool2d("p2", ("r2",), kernel=(2, 2), stride=(2, 2)),
+        Flatten("f", ("p2",)),
+        Linear("fc", ("f",), weight=rng.standard_normal((4, 5 * 4 * 5)).astype(np.float32)
+               * 0.2, bias=rng.standard_normal(4).astype(np.float32) * 0.1),
+    ]
+    model = Model("resize", "x", (3, 4, 5), layers)
+    calib = rng.standard_normal((32, 3, 4, 5)).astype(np.float32)
+    return model, search(model, calib, bits=bits), calib
+
+
+def view_net(seed: int = 1, bits: str = "8"):
+    """Groups reading Resize views in every way the sequencer walks them: two convs reading
+    one view (3x3 with padding at the view's border, 1x1 with a residual Add), a 3x3 conv
+    with strides (3, 2) (an odd row step: even and odd view rows alternate) and asymmetric
+    padding, pooled 2x2 (dy's step is odd too); a depthwise 3x3 conv reading a view resized
+    on W only (scale 1 x 2), an average pool run as a depthwise conv and a Linear, each
+    reading a view."""
+    from dynfix.quant.ir import Add, AvgPool2d, Resize
+    rng = np.random.default_rng(seed)
+    layers = [conv(rng, "a", "x", 6, 3, 3, 3, pads=(1, 1, 1, 1)), ReLU("ra", ("a",)),
+              Resize("up", ("ra",)),
+              conv(rng, "b", "up", 4, 6, 3, 3, pads=(1, 1, 1, 1)),
+              conv(rng, "e", "up", 4, 6, 1, 1),
+              Add("s", ("e", "b")),
+              Resize("up2", ("s",)),
+              conv(rng, "c", "up2", 5, 4, 3, 3, stride=(3, 2), pads=(2, 1, 0, 2)),
+              MaxPool2d("mp", ("c",)),
+              Resize("up3", ("mp",), scale=(1, 2)),
+              conv(rng, "d", "up3", 5, 1, 3, 3, pads=(1, 1, 1, 1), groups=5),
+              Resize("up4", ("d",)),
+              AvgPool2d("ap", ("up4",), kernel=(2, 2), stride=(2, 2)),
+              Resize("up5", ("ap",)),
+              Flatten("f", ("up5",)),
+              Linear("fc", ("f",), weight=rng.standard_normal((3, 320)).astype(np.float32)
+                     * 0.1)]
+    model = Model("view", "x", (3, 3, 4), layers)
+    calib = rng.standard_normal((16, 3, 3, 4)).astype(np.float32)
+    return model, search(model, calib, bits=bits), calib
+
+
 def fc_model(outputs: int, inputs: int = 64) -> tuple[Model, QuantSpec]:
     """One Linear layer, ``outputs`` x ``inputs`` 8-bit weights."""
     rng = np.random.default_rng(0)

@@ -21,7 +21,8 @@ from .softmax import Softmax
 from .sigmoid import Sigmoid
 from .leaky_relu import LeakyReLU
 from .concat import Concat
+from .resize import Resize
 
 __all__ = ["KINDS", "Compute", "EngineRole", "Layer", "Shape", "register", "Conv2d", "Linear",
            "ReLU", "Clip", "Pool2d", "MaxPool2d", "AvgPool2d", "GlobalAvgPool", "Flatten",
-           "Affine", "Add", "Softmax", "Sigmoid", "LeakyReLU", "Concat"]
+           "Affine", "Add", "Softmax", "Sigmoid", "LeakyReLU", "Concat", "Resize"]

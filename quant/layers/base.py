@@ -152,6 +152,9 @@ class EngineRole(Enum):
     POOL = "pool"
     #: Costs nothing: the stored map's layout already is its output (a Flatten).
     LAYOUT = "layout"
+    #: Costs nothing: the group that reads it reads its input map as a larger one (a
+    #: nearest-neighbour Resize, each pixel read twice per axis).
+    VIEW = "view"
     #: Fused into the group that produces one of its inputs (a residual Add).
     RESIDUAL = "residual"
     #: Costs nothing: the groups that make its inputs write them at their channel offsets

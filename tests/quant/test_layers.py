@@ -16,8 +16,8 @@ from dynfix.quant.int_model import MapFormat
 from dynfix.quant.layers import KINDS, Compute, EngineRole, Layer
 from dynfix.quant.layers.base import ONNX_IMPORTS
 from dynfix.quant.ir import (Add, Affine, AvgPool2d, Clip, Concat, Conv2d, Flatten,
-                             GlobalAvgPool, LeakyReLU, Linear, MaxPool2d, Model, ReLU, Sigmoid,
-                             Softmax)
+                             GlobalAvgPool, LeakyReLU, Linear, MaxPool2d, Model, ReLU, Resize,
+                             Sigmoid, Softmax)
 from dynfix.quant.layers.leaky_relu import leak, slope_fixed
 from dynfix.quant.onnx import load_onnx
 from dynfix.quant.onnx import to_onnx
@@ -48,6 +48,7 @@ EXAMPLES = {
     "sigmoid": ((5,), [Sigmoid("k", ("x",))]),
     "leaky_relu": ((2, 3, 3), [LeakyReLU("k", ("x",), alpha=0.125)]),
     "concat": ((2, 3, 3), [Concat("k", ("x", "x"))]),
+    "resize": ((2, 3, 4), [Resize("k", ("x",))]),
 }
 
 

@@ -34,7 +34,7 @@ from dynfix.quant.onnx import load_onnx
 OPS = ("Conv", "Gemm", "MatMul", "Relu", "Clip", "MaxPool", "AveragePool",
        "GlobalAveragePool", "GlobalMaxPool", "Flatten", "Reshape", "Squeeze",
        "BatchNormalization", "Add", "Sum", "Sub", "Mul", "Div", "ReduceMean", "Pad",
-       "Transpose", "Softmax", "Identity", "Dropout", "Cast")
+       "Transpose", "Softmax", "Identity", "Dropout", "Cast", "Resize", "Upsample")
 #: Node cases that must match (the plain forms the IR models).
 MUST_MATCH = {
     "Conv": ["test_basic_conv_with_padding", "test_basic_conv_without_padding",

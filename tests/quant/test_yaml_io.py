@@ -9,7 +9,7 @@ import yaml
 from dynfix.errors import DynfixError
 from dynfix.quant.float_model import predict
 from dynfix.quant.ir import (Add, Affine, AvgPool2d, Clip, Conv2d, Flatten, GlobalAvgPool,
-                             Linear, MaxPool2d, Model, ReLU, Softmax)
+                             Linear, MaxPool2d, Model, ReLU, Resize, Softmax)
 from dynfix.quant.load import load_model
 from dynfix.quant.yaml_io import load_yaml, save_yaml
 from graph_nets import res_dw_model
@@ -48,10 +48,20 @@ def same_model(a: Model, b: Model) -> None:
         for field in ("stride", "pads", "dilation", "kernel", "ceil_mode",
                       "count_include_pad", "groups", "lo", "hi"):
             assert getattr(la, field, None) == getattr(lb, field, None), (la.name, field)
+        if isinstance(la, Resize):
+            assert la.scale == lb.scale
         pa, pb = la.params(), lb.params()
         assert pa.keys() == pb.keys()
         for k in pa:
             assert pb[k].dtype == np.float32 and np.array_equal(pa[k], pb[k])
+
+
+def resizes() -> Model:
+    """Nearest-neighbour Resizes by 2 on H and W and by 2 on W only."""
+    w = np.random.default_rng(6).standard_normal((3, 2, 3, 3)).astype(np.float32)
+    return Model("resizes", "x", (2, 3, 4), [Resize("up", ("x",)),
+                                            Conv2d("c", ("up",), weight=w, pads=(1, 1, 1, 1)),
+                                            Resize("wide", ("c",), scale=(1, 2))])
 
 
 def one_sided_clips() -> Model:
@@ -72,7 +82,7 @@ def normalized_input() -> Model:
 
 
 @pytest.mark.parametrize("make", [every_layer_model, lambda: load_model("digits"),
-                                  res_dw_model, one_sided_clips, normalized_input])
+                                  res_dw_model, one_sided_clips, normalized_input, resizes])
 def test_round_trip_is_lossless(tmp_path, make):
     m = make()
     ypath, npz = save_yaml(m, tmp_path / "model.yaml")
