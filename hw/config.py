@@ -54,7 +54,7 @@ CHOICE_KEYS = ("tn", "tm", "im2col", "multiplier", "lut_products", "w_spram", "m
 NAMED_KEYS = ("multiplier", "bulk_store")
 #: Datapath stages and sizes the compiler derives from the program; never set by a user.
 DERIVED_KEYS = ("residual", "add_align", "sc_depth", "depthwise", "w_share", "offsets",
-                "ch_shift", "slope", "dw_window", "dw_line", "map_bulk")
+                "ch_shift", "slope", "dw_window", "dw_line", "map_bulk", "resize")
 
 
 def _parse_named(cls, key: str, value, where: str):
@@ -204,6 +204,9 @@ class EngineConfig:
                             #    (hw/dw_window.py: line buffer, K x K window, one output
                             #    pixel of tm channels per input pixel); 0: none
     dw_line: int = 0        # line-buffer depth: the widest padded row of a window layer
+    resize: int = 0         # 1: a group reads its input through a Resize view (each stored
+                            #    pixel twice per axis): each loop level's map-address step
+                            #    from an even and from an odd view coordinate (hw/sequencer.py)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "multiplier", Multiplier.parse(self.multiplier))

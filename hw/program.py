@@ -169,6 +169,23 @@ SLOPE_FIELDS: dict[str, tuple[str, str]] = {
     "slope_s": ("slope_shift", "the slope's shift: the slope is slope_a * 2**-slope_s"),
 }
 
+#: The Resize-view fields, in engines with ``cfg.resize``.
+VIEW_FIELDS: dict[str, tuple[str, str]] = {
+    # A group reading its input through a nearest-neighbour Resize by 2 walks a view twice
+    # the stored map's size (in_h, in_w, iy0, ix0 and the cs_* steps are the view's); its map
+    # address moves by the stored pixels: when a level's view coordinate v steps by cs, by
+    # floor((v % 2 + cs) / 2) of them. The sequencer adds the step from an even coordinate
+    # (st_py .. st_ky, st_kx0) or from an odd one (st_py1 .. st_ky1, and kx's t_in / t_px),
+    # as the level's coordinate register is. A group without a view has equal pairs.
+    "st_py1": ("map_step", "map words per py step from an odd view row"),
+    "st_px1": ("map_step", "map words per px step from an odd view column"),
+    "st_dy1": ("map_step", "map words per dy step from an odd view row"),
+    "st_dx1": ("map_step", "map words per dx step from an odd view column"),
+    "st_ky1": ("map_step", "map words per ky step from an odd view row: one stored row"),
+    "st_kx0": ("map_step", "map words per kx step from an even view column: 0 in a view "
+                           "(its next column reads the same stored pixel), else t_px"),
+}
+
 #: Kinds whose width follows a memory's address width or ``data_bits``; the compiler sizes
 #: ``dim_bits`` to the largest value of every other field.
 OWN_WIDTH_KINDS = ("map_addr", "map_corner", "map_step", "weight_addr", "weight_count",
@@ -207,7 +224,8 @@ def entry_fields(cfg: EngineConfig) -> dict[str, tuple[str, str]]:
             **(DW_FIELDS if cfg.depthwise else {}), **(WIN_FIELDS if cfg.dw_window else {}),
             **(SHARE_FIELDS if cfg.w_share else {}), **(RING_FIELDS if cfg.w_bulk else {}),
             **(DMA_FIELDS if cfg.m_bulk else {}),
-            **(OFFSET_FIELDS if cfg.offsets else {}), **(SLOPE_FIELDS if cfg.slope else {})}
+            **(OFFSET_FIELDS if cfg.offsets else {}), **(SLOPE_FIELDS if cfg.slope else {}),
+            **(VIEW_FIELDS if cfg.resize else {})}
 
 
 def entry_layout(cfg: EngineConfig) -> data.StructLayout:

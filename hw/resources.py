@@ -377,6 +377,11 @@ def estimate(cfg: EngineConfig, dev: Device, extra: dict[str, Usage] | None = No
             luts=tm * k * k * db * (n // tm) + 8 * cfg.dim_bits,
             ffs=(k * k + 1) * n * db + 4 * cfg.dim_bits + 2 * (cfg.weight_addr_bits
                                                               + cfg.bias_addr_bits))
+    if cfg.resize:
+        # Resize views (hw/sequencer.py, VIEW_STEPS): a select of the even or the odd step in
+        # front of six levels' address adders, a LUT per address bit (docs/engine.md,
+        # "Resize x2").
+        est.blocks["control"] = est.blocks.get("control", Usage()) + Usage(luts=6 * acc)
     if cfg.m_spram:
         # One map port (hw/sequencer.py): the window ends' shift register, the hold, and the
         # write/read address select in front of the SPRAM.

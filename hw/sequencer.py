@@ -24,6 +24,19 @@ LEVELS = (
 )
 
 
+#: With ``cfg.resize``: a group may read its input map through a Resize view (each stored
+#: pixel read twice per axis; ``docs/engine.md``). The window's row and column are the view's
+#: and step as always; the map address moves by the stored pixels, ``floor((v % 2 + cs) / 2)``
+#: of them when the level's view coordinate ``v`` steps by ``cs``, so each level's address
+#: step is one of two program fields, picked by the parity of the level's coordinate
+#: register: level -> (that coordinate, the step from an even one, the step from an odd
+#: one; None: the level's own step, kx's words per pixel). The t level reads the pixel's
+#: words as always.
+VIEW_STEPS = {"py": ("iy", "st_py", "st_py1"), "px": ("ix", "st_px", "st_px1"),
+              "dy": ("iy", "st_dy", "st_dy1"), "dx": ("ix", "st_dx", "st_dx1"),
+              "ky": ("iy", "st_ky", "st_ky1"), "kx": ("ix", "st_kx0", None)}
+
+
 def _or_tree(terms: list):
     """OR of ``terms`` as a balanced tree (a left-leaning chain maps to a chain of LUTs)."""
     while len(terms) > 1:
@@ -90,6 +103,13 @@ class Sequencer(wiring.Component):
     ``(g * tm) // lanes`` of the pixel; the map address steps by ``t_px`` words per pixel.
     With ``cfg.dw_window``, ``dw_off`` is that group's lane offset in the word (the window
     picks its channels there, ``hw/dw_window.py``).
+
+    With ``cfg.resize`` a group may read its input through a Resize view
+    (:data:`VIEW_STEPS`): its window rows and columns are those of a map twice the stored
+    one's size (the padding is checked against the view's ``in_h``, ``in_w``), and each
+    level's address step is the program's step from an even or from an odd view coordinate,
+    as the level's coordinate register is, so every stored pixel is read for two view rows
+    and two view columns. Groups without a view have equal steps.
     """
 
     def __init__(self, cfg: EngineConfig, write_delay: int = 0):
@@ -231,15 +251,25 @@ class Sequencer(wiring.Component):
         # Where the next output-channel group starts: a depthwise group's first input word.
         regroup = {"addr": (self._depthwise(m, next_group) if cfg.depthwise else e.addr0),
                    "iy": e.iy0, "ix": e.ix0}
-        for q, (shape, init, col) in {"addr": (signed(cfg.fmap_addr_bits + 2), e.addr0, 2),
-                                      "iy": (signed(cfg.dim_bits + 1), e.iy0, 3),
-                                      "ix": (signed(cfg.dim_bits + 1), e.ix0, 4)}.items():
+        quantities = {"addr": (signed(cfg.fmap_addr_bits + 2), e.addr0, 2),
+                      "iy": (signed(cfg.dim_bits + 1), e.iy0, 3),
+                      "ix": (signed(cfg.dim_bits + 1), e.ix0, 4)}
+        # A Resize view's address steps follow the coordinates' parities: those first.
+        order = ("iy", "ix", "addr") if cfg.resize else ("addr", "iy", "ix")
+        coords = {}
+        for q in order:
+            shape, init, col = quantities[q]
             moving = [(lv[0], lv[col]) for lv in lvls if lv[col] is not None]
             regs = {name: Signal(shape, name=f"{q}_{name}") for name, _ in moving}
+            coords[q] = regs
             terms = [Mux(beyond[moving[0][0]], regroup[q], 0)]
             for (name, step), nxt in zip(moving, moving[1:] + [None]):
                 reg = regs[name]
-                terms.append(Mux(advances[name], reg + self._field(step), 0))
+                delta = self._field(step)
+                if q == "addr" and cfg.resize and name in VIEW_STEPS:
+                    axis, even, odd = VIEW_STEPS[name]
+                    delta = Mux(coords[axis][name][0], self._field(odd or step), e[even])
+                terms.append(Mux(advances[name], reg + delta, 0))
                 if nxt is not None and index[nxt[0]] - 1 > index[name]:
                     # The advancing level lies strictly between this one and the next.
                     terms.append(Mux(~inner[name] & beyond[nxt[0]], reg, 0))

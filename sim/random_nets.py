@@ -9,7 +9,9 @@ now and then depthwise (groups = channels), and a conv group is often a residual
 instead: a second conv of the same geometry on the same input (the shortcut,
 drawn before or after the main conv, with its own activations), then an Add of the two in
 either order with a drawn output format (alignment shifts both ways, data shifts that
-round, shift left or saturate) and activations after it.
+round, shift left or saturate) and activations after it. There a group after the first
+now and then reads the map before it through a nearest-neighbour Resize by 2 (on both axes,
+or on one), which the engine reads as a view of that map.
 
 Every case is a pure function of its seed (:func:`random_case`), so a failure replays from
 the seed alone. Weights, biases and inputs are drawn as integers (uniform, small, or at the
@@ -35,7 +37,7 @@ from dynfix.hw.config import BulkStore, EngineConfig, Multiplier
 from dynfix.quant import fixed
 from dynfix.quant.int_model import IntModel
 from dynfix.quant.ir import (Add, AvgPool2d, Clip, Conv2d, Flatten, Layer, Linear, MaxPool2d,
-                             Model, ReLU)
+                             Model, ReLU, Resize)
 from dynfix.quant.qspec import AddFormat, LayerFormat, QuantSpec
 
 #: Engine configurations the random suite runs on: widths and depths are explicit upper
@@ -45,8 +47,9 @@ BOUNDS = dict(data_bits=8, weight_bits=8, bias_bits=28, acc_bits=28, fmap_depth=
               w_share=1,      # random weights equal at every tap (now and then) are shared
               offsets=1,      # unsigned maps (drawn now and then; biases fold -zp * sum(w))
               ch_shift=1)     # per-channel weight formats (drawn now and then)
-#: Bounds of the residual stage and the depthwise mode for the configs that have them.
-EDGE = dict(residual=1, add_align=8, sc_depth=16, depthwise=1)
+#: Bounds of the residual stage, the depthwise mode and Resize views for the configs that
+#: have them.
+EDGE = dict(residual=1, add_align=8, sc_depth=16, depthwise=1, resize=1)
 CONFIGS: dict[str, EngineConfig] = {
     "tn9tm3": EngineConfig(tn=9, tm=3, **BOUNDS),      # 9 lanes, 27 multipliers
     "tn4tm4": EngineConfig(tn=4, tm=4, **BOUNDS),      # 4 lanes, 16 multipliers
@@ -297,6 +300,7 @@ def random_case(seed: int, images: int = 2, layers: int | None = None,
     in_bw, in_fl = int(rng.integers(3, 9)), int(rng.integers(-2, 7))
     zrng = np.random.default_rng([seed, 1])        # the map offsets (module docstring)
     crng = np.random.default_rng([seed, 2])        # per-channel weight formats
+    rrng = np.random.default_rng([seed, 5])        # Resize views (edge configs)
     zp = _offset(zrng, in_bw)
     spec = QuantSpec(f"rand{seed}", "random", "mixed", in_bw, in_fl, input_zp=zp)
     model_layers: list[Layer] = []
@@ -304,14 +308,20 @@ def random_case(seed: int, images: int = 2, layers: int | None = None,
     parts = []
     for g in range(n_groups):
         name = f"l{g}"
+        view = ""
+        if edge and g > 0 and len(shape) == 3 and rrng.random() < 0.4:
+            sy, sx = ((2, 2), (1, 2), (2, 1))[int(rrng.choice(3, p=[0.6, 0.2, 0.2]))]
+            model_layers.append(Resize(f"up{g}", (cur,), scale=(sy, sx)))
+            cur, shape, view = f"up{g}", (shape[0], shape[1] * sy, shape[2] * sx), \
+                f"up{sy}x{sx} "
         cc, hh, ww = shape if len(shape) == 3 else (shape[0], 1, 1)
-        linear = (g > 0 and parts[-1].startswith("fc")) or (
+        linear = (g > 0 and len(shape) == 1) or (           # FC after FC
             g == n_groups - 1 and rng.random() < 0.3) or (hh == ww == 1 and rng.random() < 0.5)
         if edge and not linear and rng.random() < 0.5:
             block, cur, shape, bw, fl, desc = _residual_block(rng, g, cur, (cc, hh, ww), bw,
                                                               fl, spec, zp, crng, max_bw_w)
             model_layers += block
-            parts.append(desc)
+            parts.append(view + desc)
             zp = 0
             continue
         m = int(rng.integers(1, MAX_C + 2))
@@ -364,7 +374,7 @@ def random_case(seed: int, images: int = 2, layers: int | None = None,
             desc += d
         desc += (f" sh{fmt.data_shift}{'+ch' if fmt.ch_fl else ''} bw{fmt.bw_w}/{fmt.bw_x}"
                  + (f" zp{fmt.zp_out}" if fmt.zp_out else ""))
-        parts.append(desc)
+        parts.append(view + desc)
         bw, fl, zp = fmt.bw_x, fmt.fl_out, fmt.zp_out
     model = Model(f"rand{seed}", "x", (c, h, w), model_layers)
     xq = _ints(rng, (images, c, h, w), in_bw)

@@ -19,13 +19,14 @@ from dynfix.errors import DynfixError
 from dynfix.quant.qspec import LayerFormat, QuantSpec
 from ..config import EngineConfig
 from ..timing import shortcut_fifo_depth
-from ..program import OWN_WIDTH_KINDS, check_entry, entry_fields, pack_entry
+from ..program import (OWN_WIDTH_KINDS, VIEW_FIELDS, check_entry, entry_fields,
+                       pack_entry)
 from .images import _dense_weights, pack_biases, pack_weights
 from .memory import _words, allocate
 from .strips import MapPlacement, Transfer, place_maps, split, transfers
-from .plan import (LayerPlan, Shape3, _ceil_div, _reads_once, identity_copy, im2col_first,
-                   loop_counts, mark_windows, plan_groups, plan_model, spread_concats,
-                   spread_weights, unspread, window_extent, window_items)
+from .plan import (LayerPlan, Shape3, _ceil_div, _reads_once, address_steps, identity_copy,
+                   im2col_first, loop_counts, mark_windows, plan_groups, plan_model,
+                   spread_concats, spread_weights, unspread, window_extent, window_items)
 
 __all__ = ["CompiledModel", "LayerPlan", "allocate", "bias_units", "check_concats",
            "clamp_shift", "compile_model", "folded_bias", "identity_copy",
@@ -196,6 +197,7 @@ def compile_model(model: Model, spec: QuantSpec, cfg: EngineConfig) -> CompiledM
                      depthwise=int(any(p.kind == "dwconv" for p in plans)),
                      w_share=int(any(p.shared for p in plans)),
                      slope=int(any(p.slope is not None for p in plans)),
+                     resize=int(any(p.resize != (1, 1) for p in plans)),
                      residual=int(any(p.add is not None for p in plans)),
                      add_align=max(max(a["add_sa"], a["add_sb"]) for a in adds),
                      dw_window=side,
@@ -220,17 +222,20 @@ def compile_model(model: Model, spec: QuantSpec, cfg: EngineConfig) -> CompiledM
         clamp_lo, clamp_hi = p.clamp_range(f.bw_x, f.fl_out, f.zp_out)
         in_base, out_base = st.in_base, st.out_base
         t_px = _ceil_div(c, n)          # words per input pixel (t_in but for depthwise)
+        steps = address_steps(p, t_px)
+        (fy, fx), w_map = p.resize, p.stored_shape[2]
         p.entry = {
             "in_base": in_base, "out_base": out_base,
-            "addr0": in_base - (top * w + left) * t_px, "iy0": -top, "ix0": -left,
+            # The first tap's stored pixel: view row -top is stored row (-top) // fy.
+            "addr0": in_base + ((-top) // fy * w_map + (-left) // fx) * t_px,
+            "iy0": -top, "ix0": -left,
             # in_pix: the whole input's pixels (entry 0's image load), also in a strip.
             "in_c": c, "in_pix": plans[i].in_shape[1] * w, "in_h": h, "in_w": w,
             "t_in": t_in,
             "n_mg": n_mg, **{k: lc[k] for k in ("n_py", "n_px", "pool", "kh", "kw")},
             "cs_py": pool * sy, "cs_px": pool * sx, "cs_dy": sy, "cs_dx": sx,
             "t_out": t_out, "out_pix": ph * pw, "out_c": m_out, "gap": lc["gap"],
-            "st_py": pool * sy * w * t_px, "st_px": pool * sx * t_px,
-            "st_dy": sy * w * t_px, "st_dx": sx * t_px, "st_ky": w * t_px,
+            **{k: steps[k] for k in ("st_py", "st_px", "st_dy", "st_dx", "st_ky")},
             "w_base": w_base, "b_base": b_base - (n_mg if p.strip else 0),
             "bias_shift": p.bias_shift,         # folded_bias: the biases' units
             "data_shift": clamp_shift(f.data_shift, f.bw_x, f.acc_bits),
@@ -259,6 +264,12 @@ def compile_model(model: Model, spec: QuantSpec, cfg: EngineConfig) -> CompiledM
                 p.entry.update(addr0=in_base, iy0=0, ix0=0, cs_py=1, cs_px=1, cs_dy=1,
                                cs_dx=1, st_py=w * t_px, st_px=t_px, st_dy=w * t_px,
                                st_dx=t_px, win_wy=kh - 1 - top, win_wx=kw - 1 - left)
+        if cfg.resize:
+            # The steps from odd view coordinates; a group read as stored (a window group
+            # with its walk's steps, set above) steps alike from even and odd ones.
+            p.entry.update({k: steps[k] for k in VIEW_FIELDS} if p.resize != (1, 1) else
+                           {"st_kx0": t_px, **{f"{k}1": p.entry[k] for k in
+                                               ("st_py", "st_px", "st_dy", "st_dx", "st_ky")}})
         if cfg.residual:
             p.entry.update(adds[i], sc_base=base[p.shortcut] if p.add is not None else 0)
             if p.add is not None:

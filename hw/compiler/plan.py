@@ -3,11 +3,12 @@
 A model runs on the engine as a sequence of *groups*: a Conv2d or Linear layer with optional
 ReLUs and Clips (ReLU6) and an optional non-overlapping MaxPool, or with a residual Add
 (and ReLUs / Clips after it) whose other input is already in map memory (Flatten is free:
-the map layout already is the flatten order). The group's ReLUs and Clips and the saturation
-to its output width become one clamp range in the requantizer
-(:meth:`LayerPlan.clamp_range`); the Add's, one in the residual-add stage. A Linear layer
-runs as a convolution whose kernel covers its whole input map. A trailing Softmax stays on
-the host. Anything else is rejected with one error naming every layer (:func:`plan_groups`).
+the map layout already is the flatten order; so is a nearest-neighbour Resize by 2, which
+the group after it reads as a view of the map before it, :attr:`LayerPlan.resize`). The
+group's ReLUs and Clips and the saturation to its output width become one clamp range in
+the requantizer (:meth:`LayerPlan.clamp_range`); the Add's, one in the residual-add stage. A
+Linear layer runs as a convolution whose kernel covers its whole input map. A trailing
+Softmax stays on the host. Anything else is rejected with one error naming every layer (:func:`plan_groups`).
 """
 
 from __future__ import annotations
@@ -66,6 +67,10 @@ class LayerPlan:
     avg: int = 0                    # an average pool run as a depthwise conv: its 2**s cells
     add_acts: list[Layer] = field(default_factory=list)   # ReLUs and Clips after the Add
     slope: Layer | None = None      # a LeakyReLU after its clamps: the requantizer's slope
+    resize: tuple[int, int] = (1, 1)    # reads its input through a nearest-neighbour Resize:
+                                    # the factors (rows, columns) of the view the sequencer
+                                    # walks (``in_shape`` is the view's, ``input`` the map
+                                    # stored before the Resize); (1, 1): the map as stored
     macs: int = 0                   # useful multiply-accumulates (the model's count)
     strip: int = 0                  # with maps in bulk memory: the strip of the group's
                                     # output rows this plan computes (hw/compiler/strips.py)
@@ -93,6 +98,12 @@ class LayerPlan:
         """The group's first word in the pixels of :attr:`writes`: its channel offset in a
         Concat's map (a multiple of ``lanes``, :func:`spread_concats`), else 0."""
         return self.slot.offset // lanes if self.slot is not None else 0
+
+    @property
+    def stored_shape(self) -> Shape3:
+        """C, H, W of the map in memory: ``in_shape``, or the map a Resize view enlarges."""
+        c, h, w = self.in_shape
+        return (c, h // self.resize[0], w // self.resize[1])
 
     @property
     def conv_out(self) -> tuple[int, int]:
@@ -148,6 +159,7 @@ def plan_groups(model: Model) -> tuple[list[LayerPlan], str]:
     owner: dict[str, LayerPlan] = {}          # tensor -> the group it belongs to
     alias: dict[str, str] = {}                # a Flatten of a stored map -> that map
     joined: set[str] = set()                  # the Concats: maps their inputs write into
+    views: dict[str, Layer] = {}              # a Resize of a stored map -> the Resize
     shapes = {model.input_name: _as_map(tuple(model.input_shape))}
     if shapes[model.input_name] is None:
         problems.append(f"input {model.input_name!r}: shape {tuple(model.input_shape)} is "
@@ -168,6 +180,16 @@ def plan_groups(model: Model) -> tuple[list[LayerPlan], str]:
                         f"{g.name} (a branch from before that group's end)")
         return None
 
+    def read(t: str, what: str) -> tuple[str, Shape3 | None, tuple[int, int]]:
+        """What a group reading tensor ``t`` reads: the stored map, the shape it walks (a
+        Resize's view, twice the stored map's size per resized axis) and the view's factors
+        ((1, 1): the map as stored)."""
+        t = alias.get(t, t)
+        if t in views:
+            src = views[t].inputs[0]
+            return alias.get(src, src), shapes[t], tuple(views[t].scale)
+        return t, stored(t, what), (1, 1)
+
     def extends(layer: Layer, t: str) -> LayerPlan | None:
         """The group ``layer`` can join through tensor ``t``, if any."""
         g = owner.get(t)
@@ -176,9 +198,15 @@ def plan_groups(model: Model) -> tuple[list[LayerPlan], str]:
     for idx, layer in enumerate(model.layers):
         what = f"{layer.name} ({type(layer).__name__})"
         role = layer.engine
+        viewed = [alias.get(t, t) for t in layer.inputs if alias.get(t, t) in views]
+        if viewed and role not in (EngineRole.GROUP, EngineRole.AVERAGE, EngineRole.LAYOUT):
+            problems.append(f"{what}: reads the Resize {viewed[0]!r}; the engine stores no "
+                            f"resized map, only a Conv/Linear layer (or an average pool) "
+                            f"reads one, as a view of the map before the Resize")
+            continue
         if role is EngineRole.GROUP:
-            src = layer.inputs[0]
-            in_shape = stored(src, what) or (1, 1, 1)
+            src, in_shape, factors = read(layer.inputs[0], what)
+            in_shape = in_shape or (1, 1, 1)
             if not layer.fully_connected:
                 if tuple(layer.dilation) != (1, 1):
                     problems.append(f"{what}: dilation {tuple(layer.dilation)} (only 1)")
@@ -188,20 +216,30 @@ def plan_groups(model: Model) -> tuple[list[LayerPlan], str]:
                               macs=layer.macs(model.in_shape(idx)))
             else:
                 c, h, w = in_shape
-                if c * h * w != int(layer.weight.shape[1]):
+                if c * h * w != int(layer.weight.shape[1]) and factors == (1, 1):
                     c, h, w = int(layer.weight.shape[1]), 1, 1
                 g = LayerPlan(layer.name, [layer.name], "linear", (c, h, w),
                               (int(layer.weight.shape[0]), 1, 1), (h, w),
                               macs=layer.macs(model.in_shape(idx)))
-            g.input, g.output = alias.get(src, src), layer.name
+            g.input, g.output, g.resize = src, layer.name, factors
             plans.append(g)
         elif role is EngineRole.AVERAGE:
-            src = stored(layer.inputs[0], what)
+            src, in_shape, factors = read(layer.inputs[0], what)
             g = _avg_group(layer, tuple(model.in_shape(idx)), problems, what)
-            if g is None or src is None:
+            if g is None or in_shape is None:
                 continue
-            g.input, g.output = alias.get(layer.inputs[0], layer.inputs[0]), layer.name
+            g.input, g.output, g.resize = src, layer.name, factors
             plans.append(g)
+        elif role is EngineRole.VIEW:
+            src = alias.get(layer.inputs[0], layer.inputs[0])
+            if src == model.input_name:
+                problems.append(f"{what}: resizes the model input (the engine reads a "
+                                f"resized map only from a group's output; the image loads "
+                                f"as it is)")
+            elif stored(src, what) is not None:
+                views[layer.name] = layer
+                shapes[layer.name] = tuple(layer.out_shape)
+            continue
         elif role is EngineRole.HOST and idx == last:
             continue                            # on the host
         elif role is EngineRole.CONCAT:
@@ -267,6 +305,9 @@ def plan_groups(model: Model) -> tuple[list[LayerPlan], str]:
                      if not layer.host), model.input_name)
     if not plans:
         problems.append("no Conv/Linear layer")
+    elif alias.get(out_name, out_name) in views:
+        problems.append(f"the output {out_name!r} is a Resize, which the engine never "
+                        f"stores (only a Conv/Linear layer reads it, as a view)")
     elif not problems and owner.get(out_name) is not plans[-1]:
         problems.append(f"the output {out_name!r} is not produced by the last Conv/Linear "
                         f"group")
@@ -372,7 +413,10 @@ def spread_concats(plans: list[LayerPlan], lanes: int) -> list[str]:
             p.slot = ConcatSlot(p.slot.tensor, shape, moved[p.slot.offset])
         if p.input in layouts and p.kind in ("conv", "linear"):
             shape, _, where = layouts[p.input]
-            p.in_shape, p.spread = shape, tuple(int(c) for c in where)
+            # The padded map's channels (rows and columns: the group's own, a Resize
+            # view's too).
+            p.in_shape = (shape[0],) + tuple(p.in_shape[1:])
+            p.spread = tuple(int(c) for c in where)
     return problems
 
 
@@ -480,6 +524,27 @@ def loop_counts(p: LayerPlan, cfg: EngineConfig) -> dict[str, int]:
             "gap": max(0, cfg.wb_words - window_items(p, cfg))}
 
 
+def address_steps(p: LayerPlan, t_px: int) -> dict[str, int]:
+    """The map words group ``p``'s loop levels step its address by when the level's view
+    coordinate is even (``st_py``, ``st_px``, ``st_dy``, ``st_dx``, ``st_ky``, ``st_kx0``) and
+    when it is odd (``st_py1`` .. ``st_ky1``; kx's is always ``t_px``), for ``t_px`` words a
+    pixel. A level whose coordinate ``v`` steps by ``cs`` on an axis the group reads through a
+    Resize view of factor ``f = 2`` (``p.resize``) moves ``floor((v % 2 + cs) / 2)`` stored
+    rows or columns (``(v + cs) // 2 - v // 2``); on an axis read as stored (``f = 1``), ``cs``
+    of them, whatever the parity."""
+    (fy, fx), (sy, sx), pool = p.resize, p.stride, p.pool
+    row, col = p.stored_shape[2] * t_px, t_px
+    steps = {}
+    for level, cs, f, unit in (("py", pool * sy, fy, row), ("px", pool * sx, fx, col),
+                               ("dy", sy, fy, row), ("dx", sx, fx, col), ("ky", 1, fy, row),
+                               ("kx", 1, fx, col)):
+        for odd, suffix in ((0, ""), (1, "1")):
+            steps[f"st_{level}{suffix}"] = (cs + odd * (f - 1)) // f * unit
+    steps["st_kx0"] = steps.pop("st_kx")
+    del steps["st_kx1"]                     # one stored pixel further: t_px
+    return steps
+
+
 def window_extent(p: LayerPlan) -> tuple[int, int]:
     """Rows and columns of the input map a window group walks: exactly those its output
     pixels' windows cover, ``(H' - 1) * sy + K`` by ``(W' - 1) * sx + K``, less the top and
@@ -508,11 +573,12 @@ def window_side(plans: list[LayerPlan], cfg: EngineConfig) -> int:
 
 def _takes_window(p: LayerPlan, cfg: EngineConfig, k: int) -> bool:
     """Whether the K x K window runs group ``p``: a square K x K depthwise group without
-    pooling or a residual Add, ``K * K`` at most the lanes, the rows it walks at least 2
+    pooling, a residual Add or a Resize view (the window walks the stored map),
+    ``K * K`` at most the lanes, the rows it walks at least 2
     (a line-buffer column is read again only a row later) and at most ``cfg.dw_line``
     when that is set."""
     if not (p.kind == "dwconv" and p.kernel == (k, k) and 2 <= k and k * k <= cfg.lanes
-            and p.pool == 1 and p.add is None):
+            and p.pool == 1 and p.add is None and p.resize == (1, 1)):
         return False
     cols = window_extent(p)[1]
     return cols >= 2 and (not cfg.dw_line or cols <= cfg.dw_line)

@@ -16,8 +16,9 @@ it.
 
 Which maps go: the largest first, until the maps left on chip (placed by lifetime,
 :func:`~.memory.allocate`) and the largest strip buffers fit the map memory. Shortcut maps
-and the outputs of residual groups (read or written in place by the residual stage) and the
-maps around depthwise-window groups (whose window walks the whole map) stay on chip. The
+and the outputs of residual groups (read or written in place by the residual stage), the
+maps around depthwise-window groups (whose window walks the whole map) and around groups
+that read a Resize view (whose strips would walk the view's rows) stay on chip. The
 model input may go too: the host then streams it strip by strip, each strip stored to bulk
 memory by a program entry of its own (:func:`transfers`); and the output: entries at the
 program's end load it back strip by strip and stream it out. The strip buffers sit above
@@ -83,7 +84,7 @@ def _stays(plans: list[LayerPlan]) -> set[str]:
             keep.add(p.shortcut)
         if p.add is not None:
             keep.add(p.output)
-        if p.window:
+        if p.window or p.resize != (1, 1):
             keep.update((p.input, p.output))
     return keep
 

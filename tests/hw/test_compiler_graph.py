@@ -1,5 +1,6 @@
 """The compiler on graphs: residual Adds fused into the right group, map memory allocated by
-tensor lifetime (no live tensor overwritten), clear refusals."""
+tensor lifetime (no live tensor overwritten), Resize views read by the groups after them,
+clear refusals."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ import pytest
 from dynfix.errors import DynfixError
 from dynfix.hw.compiler import compile_model, plan_groups
 from dynfix.hw.config import EngineConfig
-from dynfix.quant.ir import Add, Flatten, Linear, Model, ReLU
+from dynfix.quant.ir import Add, Flatten, Linear, MaxPool2d, Model, ReLU, Resize
 
-from hw_models import conv, digits_8bit, residual_net, small_net
+from hw_models import conv, digits_8bit, residual_net, small_net, view_net
 
 
 def live_overlaps(cm) -> list[str]:
@@ -112,3 +113,73 @@ def test_memory_words_pack_lanes_low_first_in_twos_complement(bits):
         assert word == sum((v & mask) << (j * bits) for j, v in enumerate(row))
     assert words[0] == (1 << (9 * bits)) - 1 and words[1] == 0
     assert _pack(np.zeros((3, 0), np.int64), bits) == [0, 0, 0]
+
+
+@pytest.mark.parametrize("cfg", [EngineConfig(tn=3, tm=4), EngineConfig(tn=9, tm=3)])
+def test_resize_views_read_the_map_before_them(cfg):
+    """Every group after a Resize reads the map stored before it (the Resize has no map
+    of its own) as a view of the Resize's shape; the stored map lives until its last
+    reader; the depthwise window (9 lanes, tm 3) takes no group that reads a view."""
+    model, spec, _ = view_net()
+    cm = compile_model(model, spec, cfg)
+    views = {p.name: (p.input, p.in_shape, p.stored_shape, p.resize)
+             for p in cm.plans if p.resize != (1, 1)}
+    assert views == {"b": ("ra", (6, 6, 8), (6, 3, 4), (2, 2)),
+                     "e": ("ra", (6, 6, 8), (6, 3, 4), (2, 2)),
+                     "c": ("s", (4, 12, 16), (4, 6, 8), (2, 2)),
+                     "d": ("mp", (5, 2, 8), (5, 2, 4), (1, 2)),
+                     "ap": ("d", (5, 4, 16), (5, 2, 8), (2, 2)),
+                     "fc": ("ap", (5, 4, 16), (5, 2, 8), (2, 2))}
+    assert cm.config.resize and live_overlaps(cm) == []
+    assert not any(p.window for p in cm.plans)
+    assert not {"up", "up2", "up3", "up4", "up5"} & {p.output for p in cm.plans}
+
+
+def test_resize_readers_other_than_groups_are_refused():
+    """A Resize read by a ReLU, a MaxPool, an Add, another Resize, as the output, or one of
+    the model input: one error naming each (the engine stores no resized map)."""
+    rng = np.random.default_rng(0)
+    layers = [Resize("in_up", ("x",)), conv(rng, "a", "in_up", 4, 2, 1, 1),
+              Resize("up", ("a",)), ReLU("r", ("up",)),
+              conv(rng, "b", "r", 4, 4, 1, 1), Resize("up_b", ("b",)),
+              MaxPool2d("p", ("up_b",)), conv(rng, "c", "p", 4, 4, 1, 1),
+              Resize("up_c", ("c",)), conv(rng, "d", "up_c", 4, 4, 1, 1),
+              Add("s", ("d", "up_c")), Resize("twice", ("up",)),
+              conv(rng, "e", "twice", 4, 4, 1, 1), Add("s2", ("s", "e")),
+              Resize("last", ("s2",))]
+    model = Model("views", "x", (2, 3, 3), layers)
+    with pytest.raises(DynfixError) as e:
+        plan_groups(model)
+    msg = str(e.value)
+    assert "\n" not in msg
+    assert "in_up (Resize): resizes the model input" in msg
+    for what, view in (("r (ReLU)", "up"), ("p (MaxPool2d)", "up_b"), ("s (Add)", "up_c"),
+                       ("twice (Resize)", "up")):
+        assert f"{what}: reads the Resize '{view}'; the engine stores no resized map" in msg
+    model = Model("out", "x", (2, 3, 3), [conv(rng, "a", "x", 4, 2, 1, 1),
+                                          Resize("up", ("a",))])
+    with pytest.raises(DynfixError, match="the output 'up' is a Resize"):
+        plan_groups(model)
+
+
+def test_maps_read_through_a_view_stay_on_chip():
+    """With a small map memory (m_bulk) the large input moves to bulk memory and its conv
+    runs in strips, while the map a view reads and the output of the group reading it stay
+    on chip (that group is never cut into strips); a memory too small for those names
+    them."""
+    from dynfix.quant.search import search
+    rng = np.random.default_rng(3)
+    layers = [conv(rng, "c1", "x", 4, 8, 3, 3, stride=(2, 2), pads=(1, 1, 1, 1)),
+              ReLU("r1", ("c1",)), Resize("up", ("r1",)),
+              conv(rng, "c2", "up", 4, 4, 3, 3, pads=(1, 1, 1, 1)),
+              MaxPool2d("p2", ("c2",)), Flatten("f", ("p2",)),
+              Linear("fc", ("f",), weight=rng.standard_normal((3, 64)).astype(np.float32))]
+    model = Model("bigin", "x", (8, 8, 8), layers)
+    spec = search(model, rng.standard_normal((16, 8, 8, 8)).astype(np.float32), bits="8")
+    base = dict(tn=4, tm=2, w_bulk=1, bulk_bits=16)
+    cm = compile_model(model, spec, EngineConfig(**base, m_bulk=100))
+    assert cm.config.map_bulk and [p.name for p in cm.plans].count("c1") > 1
+    (c2,) = [p for p in cm.plans if p.name == "c2"]
+    assert c2.entry["di_words"] == c2.entry["do_words"] == 0 and c2.resize == (2, 2)
+    with pytest.raises(DynfixError, match=r"maps that must stay on chip: \['f', 'r1'\]"):
+        compile_model(model, spec, EngineConfig(**base, m_bulk=72))

@@ -12,7 +12,7 @@ from dynfix.hw.sequencer import Sequencer
 from dynfix.quant.ir import Flatten, Linear, Model
 from dynfix.quant.search import search
 
-from hw_models import conv, residual_net, small_net
+from hw_models import conv, residual_net, small_net, view_net
 from sim_helpers import run_amaranth
 
 
@@ -24,9 +24,12 @@ def res_dw():
 
 def expected(cfg, plan):
     """(map_addr or None when padded, w_addr, b_addr, first, last, pool_first, pool_last);
-    a residual group's shortcut slots read ("sc", address) first at every output pixel."""
+    a residual group's shortcut slots read ("sc", address) first at every output pixel.
+    A group reading a Resize view walks the view (``in_shape``; its padding at the view's
+    border) and reads the stored pixel ``(iy // fy, ix // fx)``."""
     e, n = plan.entry, cfg.lanes
     c, h, w = plan.in_shape
+    (fy, fx), stored_w = plan.resize, plan.in_shape[2] // plan.resize[1]
     t_px = -(-c // n)                                   # words per input pixel
     t_in = cfg.dw_words if plan.kind == "dwconv" else t_px
     (kh, kw), (sy, sx), p = plan.kernel, plan.stride, plan.pool
@@ -49,7 +52,8 @@ def expected(cfg, plan):
                                     iy, ix = oy * sy - top + ky, ox * sx - left + kx
                                     inside = 0 <= iy < h and 0 <= ix < w
                                     first = (mg * cfg.tm) // n if plan.kind == "dwconv" else 0
-                                    addr = e["in_base"] + (iy * w + ix) * t_px + first + t
+                                    addr = (e["in_base"] + first + t
+                                            + (iy // fy * stored_w + ix // fx) * t_px)
                                     out.append((
                                         addr if inside else None,
                                         e["w_base"] + (mg * t_in + t if plan.shared else
@@ -104,17 +108,41 @@ def strided_model():
 CASES = [("small", EngineConfig(tn=9, tm=3)), ("small", EngineConfig(tn=4, tm=2)),
          ("strided", EngineConfig(tn=9, tm=1)), ("strided", EngineConfig(tn=8, tm=4)),
          ("residual", EngineConfig(tn=3, tm=4)), ("residual", EngineConfig(tn=4, tm=2)),
-         ("res_dw", EngineConfig(tn=3, tm=4)), ("res_dw", EngineConfig(tn=2, tm=4))]
+         ("res_dw", EngineConfig(tn=3, tm=4)), ("res_dw", EngineConfig(tn=2, tm=4)),
+         ("view", EngineConfig(tn=3, tm=4)), ("view", EngineConfig(tn=9, tm=3))]
 
 
 @pytest.mark.parametrize("which,cfg", CASES)
 def test_sequencer_issue_order(which, cfg):
     model, spec = {"small": lambda: small_net()[:2], "strided": strided_model,
-                   "residual": lambda: residual_net()[:2], "res_dw": res_dw}[which]()
+                   "residual": lambda: residual_net()[:2], "res_dw": res_dw,
+                   "view": lambda: view_net()[:2]}[which]()
     cm = compile_model(model, spec, cfg)
+    assert cm.config.resize == (which == "view")
     for plan in cm.plans:
         got = issued(cm.config, plan)
         want = expected(cm.config, plan)
         assert len(got) == len(want), plan.name
         assert got == want, plan.name
         assert any(g[0] is None for g in got) == any(plan.pads)
+
+
+def test_groups_without_a_view_issue_as_before():
+    """On an engine with Resize views, the groups read as stored (strided convs, a strided
+    depthwise conv on the depthwise window, whose walk has steps of its own) issue exactly
+    what they issue on the engine without views: their steps from odd coordinates are
+    those from even ones."""
+    rng = np.random.default_rng(2)
+    layers = [conv(rng, "a", "x", 6, 3, 3, 3, pads=(1, 1, 1, 1)),
+              conv(rng, "dw", "a", 6, 1, 3, 3, stride=(2, 2), pads=(1, 1, 1, 1), groups=6),
+              conv(rng, "b", "dw", 4, 6, 3, 3, stride=(2, 1)),
+              Flatten("f", ("b",)),
+              Linear("fc", ("f",), weight=rng.standard_normal((3, 4 * 2 * 4)).astype(np.float32))]
+    model = Model("dw2", "x", (3, 11, 12), layers)
+    spec = search(model, rng.standard_normal((16, 3, 11, 12)).astype(np.float32))
+    plain = compile_model(model, spec, EngineConfig(tn=9, tm=3))
+    views = compile_model(model, spec, EngineConfig(tn=9, tm=3, resize=1))
+    assert views.config.resize and not plain.config.resize
+    assert any(p.window for p in views.plans)
+    for a, b in zip(plain.plans, views.plans):
+        assert issued(views.config, b) == issued(plain.config, a), a.name
