@@ -54,7 +54,7 @@ CHOICE_KEYS = ("tn", "tm", "im2col", "multiplier", "lut_products", "w_spram", "m
 NAMED_KEYS = ("multiplier", "bulk_store")
 #: Datapath stages and sizes the compiler derives from the program; never set by a user.
 DERIVED_KEYS = ("residual", "add_align", "sc_depth", "depthwise", "w_share", "offsets",
-                "ch_shift", "slope", "dw_window", "dw_line", "map_bulk", "resize")
+                "ch_shift", "slope", "dw_window", "dw_line", "map_bulk", "resize", "rect_pool")
 
 
 def _parse_named(cls, key: str, value, where: str):
@@ -207,6 +207,8 @@ class EngineConfig:
     resize: int = 0         # 1: a group reads its input through a Resize view (each stored
                             #    pixel twice per axis): each loop level's map-address step
                             #    from an even and from an odd view coordinate (hw/sequencer.py)
+    rect_pool: int = 0      # 1: max-pool windows whose rows and columns differ (a MaxPool1d's
+                            #    1 x k): the pooling rows (dy) count to their own field
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "multiplier", Multiplier.parse(self.multiplier))

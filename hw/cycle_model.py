@@ -265,7 +265,8 @@ def estimate(cm: CompiledModel, bulk_latency: int | None = None) -> dict:
         macs = 0 if p.kind in TRANSFERS else p.macs
         layers.append({"name": p.name, "kind": p.kind, "in_shape": list(p.in_shape),
                        "out_shape": list(p.out_shape), "kernel": list(p.kernel),
-                       "stride": list(p.stride), "pool": p.pool, "macs": macs,
+                       "stride": list(p.stride), "pool": p.pool,
+                       **({"pool_rows": p.pool_h} if p.pool_h else {}), "macs": macs,
                        "residual": p.add.name if p.add is not None else None,
                        "cycles": cyc,
                        "utilization": round(macs / (cyc * cfg.multipliers), 4),

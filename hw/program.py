@@ -36,7 +36,8 @@ FIELDS: dict[str, tuple[str, str]] = {
     "n_mg": ("count", "output-channel groups of tm, ceil(out_c / tm): mg's count (outermost)"),
     "n_py": ("count", "pooled output rows: py's count"),
     "n_px": ("count", "pooled output columns: px's count"),
-    "pool": ("count", "pooling window side p (1: no pooling): dy's and dx's count"),
+    "pool": ("count", "pooling window side p (1: no pooling): dy's and dx's count (dx's "
+                      "alone with rect_pool)"),
     "kh": ("count", "kernel rows: ky's count"),
     "kw": ("count", "kernel columns: kx's count"),
     "cs_py": ("count", "input rows per py step: pool * row stride"),
@@ -186,6 +187,13 @@ VIEW_FIELDS: dict[str, tuple[str, str]] = {
                            "(its next column reads the same stored pixel), else t_px"),
 }
 
+#: The rectangular-pool field, in engines with ``cfg.rect_pool``.
+RECT_POOL_FIELDS: dict[str, tuple[str, str]] = {
+    # A max-pool window of pool_h rows and pool columns (a MaxPool1d on a height-1 map: 1 x
+    # k): dy counts to pool_h, dx to pool; cs_py is then pool_h * row stride.
+    "pool_h": ("count", "pooling window rows: dy's count (pool: its columns, dx's)"),
+}
+
 #: Kinds whose width follows a memory's address width or ``data_bits``; the compiler sizes
 #: ``dim_bits`` to the largest value of every other field.
 OWN_WIDTH_KINDS = ("map_addr", "map_corner", "map_step", "weight_addr", "weight_count",
@@ -225,7 +233,8 @@ def entry_fields(cfg: EngineConfig) -> dict[str, tuple[str, str]]:
             **(SHARE_FIELDS if cfg.w_share else {}), **(RING_FIELDS if cfg.w_bulk else {}),
             **(DMA_FIELDS if cfg.m_bulk else {}),
             **(OFFSET_FIELDS if cfg.offsets else {}), **(SLOPE_FIELDS if cfg.slope else {}),
-            **(VIEW_FIELDS if cfg.resize else {})}
+            **(VIEW_FIELDS if cfg.resize else {}),
+            **(RECT_POOL_FIELDS if cfg.rect_pool else {})}
 
 
 def entry_layout(cfg: EngineConfig) -> data.StructLayout:

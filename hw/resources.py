@@ -382,6 +382,11 @@ def estimate(cfg: EngineConfig, dev: Device, extra: dict[str, Usage] | None = No
         # front of six levels' address adders, a LUT per address bit (docs/engine.md,
         # "Resize x2").
         est.blocks["control"] = est.blocks.get("control", Usage()) + Usage(luts=6 * acc)
+    if cfg.rect_pool:
+        # Rectangular pools (hw/sequencer.py): dy's own count field and its registered
+        # compares (== 1, == 2, the limit), docs/engine.md "Rectangular max pools".
+        est.blocks["control"] = est.blocks.get("control", Usage()) + Usage(
+            luts=2 * cfg.dim_bits, ffs=cfg.dim_bits + 4)
     if cfg.m_spram:
         # One map port (hw/sequencer.py): the window ends' shift register, the hold, and the
         # write/read address select in front of the SPRAM.

@@ -47,10 +47,15 @@ def _or_tree(terms: list):
 
 def levels(cfg: EngineConfig) -> tuple:
     """:data:`LEVELS` of ``cfg``: a depthwise engine steps kx by ``t_px`` (words per input
-    pixel), since its depthwise groups read fewer words per pixel (``t_in``) than it has."""
-    if not cfg.depthwise:
-        return LEVELS
-    return tuple(("kx", "kw", "t_px", None, 1) if lv[0] == "kx" else lv for lv in LEVELS)
+    pixel), since its depthwise groups read fewer words per pixel (``t_in``) than it has;
+    in an engine with rectangular pools (``cfg.rect_pool``) dy counts the window's rows
+    (``pool_h``), dx its columns (``pool``)."""
+    lvls = LEVELS
+    if cfg.depthwise:
+        lvls = tuple(("kx", "kw", "t_px", None, 1) if lv[0] == "kx" else lv for lv in lvls)
+    if cfg.rect_pool:
+        lvls = tuple(("dy", "pool_h", *lv[2:]) if lv[0] == "dy" else lv for lv in lvls)
+    return lvls
 
 
 class Sequencer(wiring.Component):

@@ -11,7 +11,8 @@ drawn before or after the main conv, with its own activations), then an Add of t
 either order with a drawn output format (alignment shifts both ways, data shifts that
 round, shift left or saturate) and activations after it. There a group after the first
 now and then reads the map before it through a nearest-neighbour Resize by 2 (on both axes,
-or on one), which the engine reads as a view of that map.
+or on one), which the engine reads as a view of that map, and a max pool's window now and
+then has other rows than columns (1 x 2 on a map of height 1 too, as a MaxPool1d's).
 
 Every case is a pure function of its seed (:func:`random_case`), so a failure replays from
 the seed alone. Weights, biases and inputs are drawn as integers (uniform, small, or at the
@@ -47,9 +48,9 @@ BOUNDS = dict(data_bits=8, weight_bits=8, bias_bits=28, acc_bits=28, fmap_depth=
               w_share=1,      # random weights equal at every tap (now and then) are shared
               offsets=1,      # unsigned maps (drawn now and then; biases fold -zp * sum(w))
               ch_shift=1)     # per-channel weight formats (drawn now and then)
-#: Bounds of the residual stage, the depthwise mode and Resize views for the configs that
-#: have them.
-EDGE = dict(residual=1, add_align=8, sc_depth=16, depthwise=1, resize=1)
+#: Bounds of the residual stage, the depthwise mode, Resize views and rectangular pools for
+#: the configs that have them.
+EDGE = dict(residual=1, add_align=8, sc_depth=16, depthwise=1, resize=1, rect_pool=1)
 CONFIGS: dict[str, EngineConfig] = {
     "tn9tm3": EngineConfig(tn=9, tm=3, **BOUNDS),      # 9 lanes, 27 multipliers
     "tn4tm4": EngineConfig(tn=4, tm=4, **BOUNDS),      # 4 lanes, 16 multipliers
@@ -301,6 +302,7 @@ def random_case(seed: int, images: int = 2, layers: int | None = None,
     zrng = np.random.default_rng([seed, 1])        # the map offsets (module docstring)
     crng = np.random.default_rng([seed, 2])        # per-channel weight formats
     rrng = np.random.default_rng([seed, 5])        # Resize views (edge configs)
+    prng = np.random.default_rng([seed, 6])        # rectangular max pools (edge configs)
     zp = _offset(zrng, in_bw)
     spec = QuantSpec(f"rand{seed}", "random", "mixed", in_bw, in_fl, input_zp=zp)
     model_layers: list[Layer] = []
@@ -356,14 +358,20 @@ def random_case(seed: int, images: int = 2, layers: int | None = None,
         acts, cur, d = _activations(rng, g, "a", name, fmt.bw_x, fmt.fl_out, 0.25, fmt.zp_out)
         model_layers += acts
         desc += d
+        ph = pw = 0
         if not linear and min(shape[1:]) >= 2 and rng.random() < 0.35:
-            p = int(rng.choice([2, 3])) if min(shape[1:]) >= 3 else 2
-            model_layers.append(MaxPool2d(f"p{g}", (cur,), kernel=(p, p), stride=(p, p)))
-            shape = (shape[0], shape[1] // p, shape[2] // p)
+            ph = pw = int(rng.choice([2, 3])) if min(shape[1:]) >= 3 else 2
+            if edge and prng.random() < 0.4:        # a window of other rows than columns
+                ph = int(prng.choice([r for r in (1, 2, 3) if r != pw and r <= shape[1]]))
+        elif edge and not linear and shape[1] == 1 < shape[2] and prng.random() < 0.35:
+            ph, pw = 1, (int(prng.choice([2, 3])) if shape[2] >= 3 else 2)  # a MaxPool1d's
+        if pw:
+            model_layers.append(MaxPool2d(f"p{g}", (cur,), kernel=(ph, pw), stride=(ph, pw)))
+            shape = (shape[0], shape[1] // ph, shape[2] // pw)
             acts, cur, d = _activations(rng, g, "b", f"p{g}", fmt.bw_x, fmt.fl_out, 0.6,
                                         fmt.zp_out)
             model_layers += acts
-            desc += f" pool{p}" + d
+            desc += (f" pool{pw}" if ph == pw else f" pool{ph}x{pw}") + d
         if edge and not linear and min(shape[1:]) >= 2 and arng.random() < 0.5:
             layer, shape, d = _avg_pool(arng, f"ap{g}", cur, shape)
             model_layers.append(layer)

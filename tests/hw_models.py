@@ -175,6 +175,25 @@ def view_net(seed: int = 1, bits: str = "8"):
     return model, search(model, calib, bits=bits), calib
 
 
+def rect_pool_net(seed: int = 4, bits: str = "8"):
+    """Max pools whose windows are not square, stride = kernel: 2 x 3 after a 3x3 conv
+    (floor mode drops a row), 1 x 2 (a MaxPool1d's window on a height-1 map's view) after
+    a 1 x 3 conv; ReLUs before and after them, an FC."""
+    rng = np.random.default_rng(seed)
+    layers = [conv(rng, "a", "x", 5, 3, 3, 3, pads=(1, 1, 1, 1)),
+              ReLU("ra", ("a",)),
+              MaxPool2d("pa", ("ra",), kernel=(2, 3), stride=(2, 3)),
+              conv(rng, "b", "pa", 4, 5, 1, 3, pads=(0, 1, 0, 1)),
+              MaxPool2d("pb", ("b",), kernel=(1, 2), stride=(1, 2)),
+              ReLU("rb", ("pb",)),
+              Flatten("f", ("rb",)),
+              Linear("c", ("f",), weight=rng.standard_normal((3, 4 * 3 * 2)).astype(np.float32)
+                     * 0.3, bias=rng.standard_normal(3).astype(np.float32) * 0.1)]
+    model = Model("rect", "x", (3, 7, 12), layers)
+    calib = rng.standard_normal((16, 3, 7, 12)).astype(np.float32)
+    return model, search(model, calib, bits=bits), calib
+
+
 def fc_model(outputs: int, inputs: int = 64) -> tuple[Model, QuantSpec]:
     """One Linear layer, ``outputs`` x ``inputs`` 8-bit weights."""
     rng = np.random.default_rng(0)

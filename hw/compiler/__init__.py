@@ -198,6 +198,7 @@ def compile_model(model: Model, spec: QuantSpec, cfg: EngineConfig) -> CompiledM
                      w_share=int(any(p.shared for p in plans)),
                      slope=int(any(p.slope is not None for p in plans)),
                      resize=int(any(p.resize != (1, 1) for p in plans)),
+                     rect_pool=int(any(p.pool_h for p in plans)),
                      residual=int(any(p.add is not None for p in plans)),
                      add_align=max(max(a["add_sa"], a["add_sb"]) for a in adds),
                      dw_window=side,
@@ -217,7 +218,7 @@ def compile_model(model: Model, spec: QuantSpec, cfg: EngineConfig) -> CompiledM
         m_out, ph, pw = p.out_shape
         lc = loop_counts(p, cfg)
         t_in, t_out, n_mg = lc["t_in"], lc["t_out"], lc["n_mg"]
-        (kh, kw), (sy, sx), pool = p.kernel, p.stride, p.pool
+        (kh, kw), (sy, sx), (pool_h, pool_w) = p.kernel, p.stride, p.pool_hw
         top, left = p.pads[0], p.pads[1]
         clamp_lo, clamp_hi = p.clamp_range(f.bw_x, f.fl_out, f.zp_out)
         in_base, out_base = st.in_base, st.out_base
@@ -233,7 +234,7 @@ def compile_model(model: Model, spec: QuantSpec, cfg: EngineConfig) -> CompiledM
             "in_c": c, "in_pix": plans[i].in_shape[1] * w, "in_h": h, "in_w": w,
             "t_in": t_in,
             "n_mg": n_mg, **{k: lc[k] for k in ("n_py", "n_px", "pool", "kh", "kw")},
-            "cs_py": pool * sy, "cs_px": pool * sx, "cs_dy": sy, "cs_dx": sx,
+            "cs_py": pool_h * sy, "cs_px": pool_w * sx, "cs_dy": sy, "cs_dx": sx,
             "t_out": t_out, "out_pix": ph * pw, "out_c": m_out, "gap": lc["gap"],
             **{k: steps[k] for k in ("st_py", "st_px", "st_dy", "st_dx", "st_ky")},
             "w_base": w_base, "b_base": b_base - (n_mg if p.strip else 0),
@@ -241,6 +242,8 @@ def compile_model(model: Model, spec: QuantSpec, cfg: EngineConfig) -> CompiledM
             "data_shift": clamp_shift(f.data_shift, f.bw_x, f.acc_bits),
             "clamp_lo": clamp_lo, "clamp_hi": clamp_hi, "last": int(st is strips[-1][0]),
         }
+        if cfg.rect_pool:
+            p.entry.update(pool_h=pool_h)
         if cfg.offsets:
             p.entry.update(pad_q=f.zp_in, zp_out=f.zp_out)
         if cfg.slope:
@@ -253,7 +256,8 @@ def compile_model(model: Model, spec: QuantSpec, cfg: EngineConfig) -> CompiledM
         tile = (1 if p.shared or p.window else kh * kw) * t_in
         if cfg.w_bulk:
             # A group that reads each weight word once streams them (``w_stream``).
-            once = (lc["n_py"] * lc["n_px"] * pool == 1 and not p.shared and not p.window
+            once = (lc["n_py"] * lc["n_px"] * pool_h * pool_w == 1 and not p.shared
+                    and not p.window
                     and p.add is None and lc["gap"] == 0 and not cfg.m_spram)
             p.entry.update(w_tile=0 if once else tile, w_stream=int(once))
         if cfg.dw_window:

@@ -8,7 +8,8 @@ the group after it reads as a view of the map before it, :attr:`LayerPlan.resize
 group's ReLUs and Clips and the saturation to its output width become one clamp range in
 the requantizer (:meth:`LayerPlan.clamp_range`); the Add's, one in the residual-add stage. A
 Linear layer runs as a convolution whose kernel covers its whole input map. A trailing
-Softmax stays on the host. Anything else is rejected with one error naming every layer (:func:`plan_groups`).
+Softmax stays on the host. Anything else is rejected with one error naming every layer
+(:func:`plan_groups`).
 """
 
 from __future__ import annotations
@@ -55,7 +56,8 @@ class LayerPlan:
     kernel: tuple[int, int]
     stride: tuple[int, int] = (1, 1)
     pads: tuple[int, int, int, int] = (0, 0, 0, 0)
-    pool: int = 1
+    pool: int = 1                   # max-pool window columns (1: none), and rows unless
+    pool_h: int = 0                 # a window's rows differ from them (a MaxPool1d: 1 x k)
     acts: list[Layer] = field(default_factory=list)     # its ReLUs and Clips, in model order
     input: str = ""                 # the stored tensor it reads
     output: str = ""                # the tensor it writes (its last layer)
@@ -108,7 +110,13 @@ class LayerPlan:
     @property
     def conv_out(self) -> tuple[int, int]:
         """Conv pixels computed (rows, columns): the pooled map times the pool size."""
-        return self.out_shape[1] * self.pool, self.out_shape[2] * self.pool
+        ph, pw = self.pool_hw
+        return self.out_shape[1] * ph, self.out_shape[2] * pw
+
+    @property
+    def pool_hw(self) -> tuple[int, int]:
+        """The max-pool window's rows and columns ((1, 1): no pooling)."""
+        return self.pool_h or self.pool, self.pool
 
     def clamp_range(self, bw: int, fl: int, zp: int = 0) -> tuple[int, int]:
         """The one range ``[lo, hi]`` the requantizer clamps to, in the group's output format
@@ -277,7 +285,8 @@ def plan_groups(model: Model) -> tuple[list[LayerPlan], str]:
                 if why:
                     problems.append(f"{what}: {'; '.join(why)}")
                     continue
-                g.pool = layer.kernel[0]
+                kh, g.pool = layer.kernel
+                g.pool_h = kh if kh != g.pool else 0
                 g.out_shape = tuple(layer.out_shape)
             elif role is EngineRole.CLAMP:
                 if g.slope is not None:
@@ -463,10 +472,10 @@ def _pool_problems(layer: MaxPool2d, g: LayerPlan) -> list[str]:
     """Why a MaxPool cannot join group ``g`` (empty: it can)."""
     k, s = tuple(layer.kernel), tuple(layer.stride)
     why = []
-    if g.kind not in ("conv", "dwconv") or g.pool > 1 or g.add is not None:
+    if g.kind not in ("conv", "dwconv") or g.pool_hw != (1, 1) or g.add is not None:
         why.append("not directly after a Conv layer (with optional ReLU / Clip)")
-    if k[0] != k[1] or k != s:
-        why.append(f"kernel {k} stride {s} (only square, stride = kernel)")
+    if k != s:
+        why.append(f"kernel {k} stride {s} (only stride = kernel)")
     if any(layer.pads):
         why.append(f"padding {tuple(layer.pads)}")
     if g.kind != "linear" and layer.ceil_mode and (g.out_shape[1] % k[0] or g.out_shape[2] % k[1]):
@@ -492,7 +501,7 @@ def _fuse_add(layer: Add, groups: list[LayerPlan | None], plans: list[LayerPlan]
     order = {id(p): i for i, p in enumerate(plans)}
     best = None
     for g, other in zip(groups, reversed(layer.inputs)):
-        if g is None or g.add is not None or g.pool > 1:
+        if g is None or g.add is not None or g.pool_hw != (1, 1):
             continue
         src = owner.get(other)
         if src is g or (src is not None and order[id(src)] > order[id(g)]):
@@ -532,10 +541,10 @@ def address_steps(p: LayerPlan, t_px: int) -> dict[str, int]:
     Resize view of factor ``f = 2`` (``p.resize``) moves ``floor((v % 2 + cs) / 2)`` stored
     rows or columns (``(v + cs) // 2 - v // 2``); on an axis read as stored (``f = 1``), ``cs``
     of them, whatever the parity."""
-    (fy, fx), (sy, sx), pool = p.resize, p.stride, p.pool
+    (fy, fx), (sy, sx), (ph, pw) = p.resize, p.stride, p.pool_hw
     row, col = p.stored_shape[2] * t_px, t_px
     steps = {}
-    for level, cs, f, unit in (("py", pool * sy, fy, row), ("px", pool * sx, fx, col),
+    for level, cs, f, unit in (("py", ph * sy, fy, row), ("px", pw * sx, fx, col),
                                ("dy", sy, fy, row), ("dx", sx, fx, col), ("ky", 1, fy, row),
                                ("kx", 1, fx, col)):
         for odd, suffix in ((0, ""), (1, "1")):
@@ -578,7 +587,7 @@ def _takes_window(p: LayerPlan, cfg: EngineConfig, k: int) -> bool:
     (a line-buffer column is read again only a row later) and at most ``cfg.dw_line``
     when that is set."""
     if not (p.kind == "dwconv" and p.kernel == (k, k) and 2 <= k and k * k <= cfg.lanes
-            and p.pool == 1 and p.add is None and p.resize == (1, 1)):
+            and p.pool_hw == (1, 1) and p.add is None and p.resize == (1, 1)):
         return False
     cols = window_extent(p)[1]
     return cols >= 2 and (not cfg.dw_line or cols <= cfg.dw_line)
@@ -605,7 +614,8 @@ def window_items(p: LayerPlan, cfg: EngineConfig) -> int:
     window group (one input pixel per item)."""
     if p.window:
         return 1
-    return p.pool ** 2 * p.kernel[0] * p.kernel[1] * input_words(p, cfg) + slots(p, cfg)
+    ph, pw = p.pool_hw
+    return ph * pw * p.kernel[0] * p.kernel[1] * input_words(p, cfg) + slots(p, cfg)
 
 
 def slots(p: LayerPlan, cfg: EngineConfig) -> int:

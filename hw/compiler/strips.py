@@ -59,7 +59,7 @@ def in_rows(p: LayerPlan, rows: int) -> int:
     """Input rows the windows of ``rows`` pooled output rows cover at most (an interior
     strip's, the halo included; at most the map's height)."""
     (kh, _), (sy, _) = p.kernel, p.stride
-    return min(p.in_shape[1], (rows * p.pool - 1) * sy + kh)
+    return min(p.in_shape[1], (rows * p.pool_hw[0] - 1) * sy + kh)
 
 
 def strip_words(p: LayerPlan, rows: int, lanes: int, load: bool, store: bool) -> int:
@@ -211,8 +211,8 @@ def split(p: LayerPlan, place: MapPlacement, index: int, lanes: int, map_beats: 
     out = []
     for s in range(n):
         py0, py1 = s * rows, min(ph, (s + 1) * rows)
-        lo = py0 * p.pool * sy - top
-        hi = (py1 * p.pool - 1) * sy - top + kh - 1
+        lo = py0 * p.pool_hw[0] * sy - top
+        hi = (py1 * p.pool_hw[0] - 1) * sy - top + kh - 1
         r_lo = min(max(0, lo), h - 1)
         r_hi = max(min(h - 1, hi), r_lo)
         n_rows = r_hi - r_lo + 1

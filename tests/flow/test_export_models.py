@@ -52,7 +52,7 @@ def saved(tmp_path: Path, x: np.ndarray) -> Path:
 
 @pytest.mark.usefixtures("icarus")
 @pytest.mark.parametrize("name", ["torch_mlp_bn", "keras_cnn_nhwc", "keras_mlp_bn",
-                                  "torch_conv1d"])
+                                  "torch_conv1d", "keras_conv1d_nwc"])
 def test_exported_model_is_bit_exact_on_the_engine(name, tmp_path):
     """Quantize on data in the model's layout, generate, simulate from the generate folder
     (its model.yaml keeps the layout): the engine's outputs are the integer model's."""
@@ -179,14 +179,20 @@ def test_flow_with_nhwc_data(tmp_path):
     assert rep["accuracy"]["float"] == 1.0               # onnxruntime's classes, exactly
 
 
-def test_flow_refuses_a_1d_pool_up_front(tmp_path):
-    """The engine's max pool is square: a MaxPool1d (1 x 2 on the engine) loads, quantizes
-    and evaluates, but the flow refuses it before any work, naming the layer."""
-    labelled("keras_conv1d_nwc", 16, tmp_path / "d.npz")
-    code, _, err = cli("flow", fixture("keras_conv1d_nwc"), "--data", tmp_path / "d.npz",
-                       "--output", tmp_path / "out")
+def test_flow_refuses_an_overlapping_1d_pool_up_front(tmp_path):
+    """The engine's max pool takes windows of stride = kernel: an overlapping MaxPool1d
+    (1 x 3, stride 1 x 2 on the engine) loads, quantizes and evaluates, but the flow
+    refuses it before any work, naming the layer."""
+    from onnx_graphs import GraphBuilder
+    g = GraphBuilder((2, 16), opset=13).conv1d(4).relu()
+    g.op("MaxPool", kernel_shape=[3], strides=[2])
+    path = g.flatten().gemm(2).save(tmp_path / "m.onnx")
+    x = np.random.default_rng(0).standard_normal((16, 2, 16)).astype(np.float32)
+    np.savez(tmp_path / "d.npz", x=x, y=run_ort(path, x).argmax(axis=1))
+    code, _, err = cli("flow", path, "--data", tmp_path / "d.npz", "--output",
+                       tmp_path / "out")
     assert code == 1 and err.count("\n") == 1
-    assert "cannot run on the engine" in err and "kernel (1, 2) stride (1, 2)" in err
+    assert "cannot run on the engine" in err and "kernel (1, 3) stride (1, 2)" in err
     assert not (tmp_path / "out").exists()
 
 

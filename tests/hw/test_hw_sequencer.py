@@ -12,7 +12,7 @@ from dynfix.hw.sequencer import Sequencer
 from dynfix.quant.ir import Flatten, Linear, Model
 from dynfix.quant.search import search
 
-from hw_models import conv, residual_net, small_net, view_net
+from hw_models import conv, rect_pool_net, residual_net, small_net, view_net
 from sim_helpers import run_amaranth
 
 
@@ -32,15 +32,15 @@ def expected(cfg, plan):
     (fy, fx), stored_w = plan.resize, plan.in_shape[2] // plan.resize[1]
     t_px = -(-c // n)                                   # words per input pixel
     t_in = cfg.dw_words if plan.kind == "dwconv" else t_px
-    (kh, kw), (sy, sx), p = plan.kernel, plan.stride, plan.pool
+    (kh, kw), (sy, sx), (ph, pw) = plan.kernel, plan.stride, plan.pool_hw
     top, left = plan.pads[:2]
     out = []
     for mg in range(e["n_mg"]):
         for py in range(e["n_py"]):
             for px in range(e["n_px"]):
-                for dy in range(p):
-                    for dx in range(p):
-                        oy, ox = py * p + dy, px * p + dx
+                for dy in range(ph):
+                    for dx in range(pw):
+                        oy, ox = py * ph + dy, px * pw + dx
                         w0 = e["w_base"] + mg * (1 if plan.shared else kh * kw) * t_in
                         first_word = e.get("sc_base", 0) + (py * e["n_px"] + px) * e["t_out"]
                         for k in range(cfg.sc_slots if plan.add else 0):
@@ -61,7 +61,7 @@ def expected(cfg, plan):
                                         e["b_base"] + mg,
                                         ky == kx == t == 0,
                                         (ky, kx, t) == (kh - 1, kw - 1, t_in - 1),
-                                        dy == dx == 0, dy == dx == p - 1))
+                                        dy == dx == 0, (dy, dx) == (ph - 1, pw - 1)))
     return out
 
 
@@ -109,16 +109,18 @@ CASES = [("small", EngineConfig(tn=9, tm=3)), ("small", EngineConfig(tn=4, tm=2)
          ("strided", EngineConfig(tn=9, tm=1)), ("strided", EngineConfig(tn=8, tm=4)),
          ("residual", EngineConfig(tn=3, tm=4)), ("residual", EngineConfig(tn=4, tm=2)),
          ("res_dw", EngineConfig(tn=3, tm=4)), ("res_dw", EngineConfig(tn=2, tm=4)),
-         ("view", EngineConfig(tn=3, tm=4)), ("view", EngineConfig(tn=9, tm=3))]
+         ("view", EngineConfig(tn=3, tm=4)), ("view", EngineConfig(tn=9, tm=3)),
+         ("rect", EngineConfig(tn=4, tm=2)), ("rect", EngineConfig(tn=3, tm=4))]
 
 
 @pytest.mark.parametrize("which,cfg", CASES)
 def test_sequencer_issue_order(which, cfg):
     model, spec = {"small": lambda: small_net()[:2], "strided": strided_model,
                    "residual": lambda: residual_net()[:2], "res_dw": res_dw,
-                   "view": lambda: view_net()[:2]}[which]()
+                   "view": lambda: view_net()[:2], "rect": lambda: rect_pool_net()[:2]}[which]()
     cm = compile_model(model, spec, cfg)
     assert cm.config.resize == (which == "view")
+    assert cm.config.rect_pool == (which == "rect")
     for plan in cm.plans:
         got = issued(cm.config, plan)
         want = expected(cm.config, plan)

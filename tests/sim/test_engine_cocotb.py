@@ -12,7 +12,8 @@ from dynfix.hw.config import EngineConfig, Multiplier
 from dynfix.quant.datasets import load_digits
 from dynfix.quant.int_model import IntModel
 
-from hw_models import digits_8bit, residual_net, resize_net, small_net, view_net
+from hw_models import (digits_8bit, rect_pool_net, residual_net, resize_net, small_net,
+                       view_net)
 from sim_helpers import check, simulate
 
 pytestmark = pytest.mark.usefixtures("icarus")
@@ -319,4 +320,13 @@ def test_resize_views_everywhere_bit_exact(tmp_path):
     model, spec, calib = view_net()
     cm, ref, res = simulate(model, spec, EngineConfig(tn=3, tm=4), calib[:2] * 1.5, tmp_path)
     assert [p.name for p in cm.plans if p.resize != (1, 1)] == ["b", "e", "c", "d", "ap", "fc"]
+    check(cm, ref, res)
+
+
+def test_rectangular_pools_bit_exact(tmp_path):
+    """Max pools of 2 x 3 and 1 x 2 windows (a MaxPool1d's): the sequencer's pooling rows
+    count to their own field (``rect_pool``); bit-exact, the cycle model exact."""
+    model, spec, calib = rect_pool_net()
+    cm, ref, res = simulate(model, spec, EngineConfig(tn=3, tm=4), calib[:2] * 1.5, tmp_path)
+    assert cm.config.rect_pool and [p.pool_hw for p in cm.plans] == [(2, 3), (1, 2), (1, 1)]
     check(cm, ref, res)
