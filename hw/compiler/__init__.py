@@ -34,6 +34,11 @@ __all__ = ["CompiledModel", "LayerPlan", "allocate", "bias_units", "check_concat
            "plan_model", "rounded_acc_bits", "spread_concats", "unspread", "window_items"]
 
 
+#: The program's address steps of the loop levels py .. ky (from an even view coordinate in
+#: engines with Resize views, whose fields for odd ones add a ``1``: ``VIEW_FIELDS``).
+EVEN_STEPS = ("st_py", "st_px", "st_dy", "st_dx", "st_ky")
+
+
 @dataclass
 class CompiledModel:
     config: EngineConfig
@@ -236,7 +241,7 @@ def compile_model(model: Model, spec: QuantSpec, cfg: EngineConfig) -> CompiledM
             "n_mg": n_mg, **{k: lc[k] for k in ("n_py", "n_px", "pool", "kh", "kw")},
             "cs_py": pool_h * sy, "cs_px": pool_w * sx, "cs_dy": sy, "cs_dx": sx,
             "t_out": t_out, "out_pix": ph * pw, "out_c": m_out, "gap": lc["gap"],
-            **{k: steps[k] for k in ("st_py", "st_px", "st_dy", "st_dx", "st_ky")},
+            **{k: steps[k] for k in EVEN_STEPS},
             "w_base": w_base, "b_base": b_base - (n_mg if p.strip else 0),
             "bias_shift": p.bias_shift,         # folded_bias: the biases' units
             "data_shift": clamp_shift(f.data_shift, f.bw_x, f.acc_bits),
@@ -272,8 +277,7 @@ def compile_model(model: Model, spec: QuantSpec, cfg: EngineConfig) -> CompiledM
             # The steps from odd view coordinates; a group read as stored (a window group
             # with its walk's steps, set above) steps alike from even and odd ones.
             p.entry.update({k: steps[k] for k in VIEW_FIELDS} if p.resize != (1, 1) else
-                           {"st_kx0": t_px, **{f"{k}1": p.entry[k] for k in
-                                               ("st_py", "st_px", "st_dy", "st_dx", "st_ky")}})
+                           {"st_kx0": t_px, **{f"{k}1": p.entry[k] for k in EVEN_STEPS}})
         if cfg.residual:
             p.entry.update(adds[i], sc_base=base[p.shortcut] if p.add is not None else 0)
             if p.add is not None:
