@@ -160,6 +160,16 @@ def test_resize_readers_other_than_groups_are_refused():
                                           Resize("up", ("a",))])
     with pytest.raises(DynfixError, match="the output 'up' is a Resize"):
         plan_groups(model)
+    # U-Net's up -> concat -> conv would need a copy group reading the view: refused.
+    from dynfix.quant.ir import Concat
+    model = Model("unet", "x", (2, 3, 3), [conv(rng, "a", "x", 4, 2, 1, 1),
+                                           conv(rng, "b", "x", 4, 2, 1, 1),
+                                           Resize("up", ("b",)), Resize("up_a", ("a",)),
+                                           Concat("cat", ("up", "up_a")),
+                                           conv(rng, "c", "cat", 4, 8, 1, 1)])
+    with pytest.raises(DynfixError, match=r"cat \(Concat\): reads the Resize 'up'; the "
+                                          r"engine stores no resized map"):
+        plan_groups(model)
 
 
 def test_maps_read_through_a_view_stay_on_chip():

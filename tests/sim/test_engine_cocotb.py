@@ -330,3 +330,28 @@ def test_rectangular_pools_bit_exact(tmp_path):
     cm, ref, res = simulate(model, spec, EngineConfig(tn=3, tm=4), calib[:2] * 1.5, tmp_path)
     assert cm.config.rect_pool and [p.pool_hw for p in cm.plans] == [(2, 3), (1, 2), (1, 1)]
     check(cm, ref, res)
+
+
+def test_resize_of_a_concat_bit_exact(tmp_path):
+    """A Resize of a Concat's map (3 + 3 channels: on 4 lanes its second input starts at
+    the next word, a spread layout): the conv after it reads the Concat's padded map as a
+    view twice its size; bit-exact, the cycle model exact. (A Resize read by a Concat is
+    refused: tests/hw/test_compiler_graph.py.)"""
+    from dynfix.quant.ir import Concat, Flatten, Linear, Model, ReLU, Resize
+    from dynfix.quant.search import search
+    from hw_models import conv
+    rng = np.random.default_rng(6)
+    layers = [conv(rng, "a", "x", 3, 2, 3, 3, pads=(1, 1, 1, 1)), ReLU("ra", ("a",)),
+              conv(rng, "b", "x", 3, 2, 1, 1), Concat("cat", ("ra", "b")),
+              Resize("up", ("cat",)), conv(rng, "c", "up", 3, 6, 3, 3, pads=(1, 1, 1, 1)),
+              Flatten("f", ("c",)),
+              Linear("fc", ("f",), weight=rng.standard_normal((2, 3 * 8 * 12)).astype(
+                  np.float32) * 0.1)]
+    model = Model("catup", "x", (2, 4, 6), layers)
+    x = rng.standard_normal((16, 2, 4, 6)).astype(np.float32)
+    cm, ref, res = simulate(model, search(model, x, bits="8"), EngineConfig(tn=4, tm=2),
+                            x[:2], tmp_path)
+    (c,) = [p for p in cm.plans if p.name == "c"]
+    assert c.input == "cat" and c.resize == (2, 2) and c.in_shape == (7, 8, 12)
+    assert c.spread == (0, 1, 2, 4, 5, 6)
+    check(cm, ref, res)
