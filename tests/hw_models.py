@@ -236,3 +236,19 @@ def concat_copies(seed: int = 1) -> tuple[Model, np.ndarray]:
               conv(rng, "c", "cat", 5, 11, 3, 3, pads=(1, 1, 1, 1))]
     x = rng.standard_normal((32, 4, 5, 6)).astype(np.float32)
     return Model("copies", "x", (4, 5, 6), layers), x
+
+
+def unet_step(seed: int = 3) -> tuple[Model, np.ndarray]:
+    """One U-Net step: a conv (the skip map, read by the next conv too), a stride-2 conv,
+    a nearest Resize x2 of it, the Concat of the Resize and the skip map, then a conv. Both
+    Concat inputs are copied into its map: the skip map because another conv reads it, the
+    Resize by a copy that walks its view."""
+    from dynfix.quant.ir import Concat, Resize
+    rng = np.random.default_rng(seed)
+    layers = [conv(rng, "e1", "x", 4, 3, 3, 3, pads=(1, 1, 1, 1)), ReLU("r1", ("e1",)),
+              conv(rng, "e2", "r1", 6, 4, 3, 3, pads=(1, 1, 1, 1), stride=(2, 2)),
+              ReLU("r2", ("e2",)), Resize("up", ("r2",)),
+              Concat("cat", ("up", "r1")),
+              conv(rng, "d1", "cat", 5, 10, 3, 3, pads=(1, 1, 1, 1))]
+    x = rng.standard_normal((32, 3, 6, 8)).astype(np.float32)
+    return Model("unet", "x", (3, 6, 8), layers), x

@@ -207,7 +207,8 @@ def plan_groups(model: Model) -> tuple[list[LayerPlan], str]:
         what = f"{layer.name} ({type(layer).__name__})"
         role = layer.engine
         viewed = [alias.get(t, t) for t in layer.inputs if alias.get(t, t) in views]
-        if viewed and role not in (EngineRole.GROUP, EngineRole.AVERAGE, EngineRole.LAYOUT):
+        if viewed and role not in (EngineRole.GROUP, EngineRole.AVERAGE, EngineRole.LAYOUT,
+                                   EngineRole.CONCAT):
             problems.append(f"{what}: reads the Resize {viewed[0]!r}; the engine stores no "
                             f"resized map, only a Conv/Linear layer (or an average pool) "
                             f"reads one, as a view of the map before the Resize")
@@ -255,8 +256,8 @@ def plan_groups(model: Model) -> tuple[list[LayerPlan], str]:
                 problems.append(f"{what}: the model's output (the engine streams out one "
                                 f"group's map; add a layer after it, or end before it)")
                 continue
-            _plan_concat(layer, model, plans, owner, alias, consumers, stored, problems,
-                         what)
+            _plan_concat(layer, model, plans, owner, alias, consumers, stored, read,
+                         problems, what)
             joined.add(layer.name)
             shapes[layer.name] = _as_map(layer.out_shape)
             continue
@@ -328,7 +329,7 @@ def plan_groups(model: Model) -> tuple[list[LayerPlan], str]:
 
 def _plan_concat(layer: Concat, model: Model, plans: list[LayerPlan],
                  owner: dict[str, LayerPlan], alias: dict[str, str],
-                 consumers: dict[str, list[str]], stored, problems: list[str],
+                 consumers: dict[str, list[str]], stored, read, problems: list[str],
                  what: str) -> None:
     """A Concat costs no pass of its own: the group that makes an input writes it at its
     channel offset of the Concat's map (:class:`ConcatSlot`), when that group's output is
@@ -336,9 +337,18 @@ def _plan_concat(layer: Concat, model: Model, plans: list[LayerPlan],
     other layers read too, a residual group's output, whose shortcut it reads at its own
     pixel stride, another Concat, a Flatten of a 1 x 1 map, a map joined twice) is copied
     into its place by :func:`identity_copy`, a group of its own appended here, after every
-    input is computed and before anything reads the Concat."""
+    input is computed and before anything reads the Concat; so is a Resize (U-Net's
+    ``up -> concat``): its copy reads the map before it as a view (``read``), as any group
+    reading a Resize does."""
     out = _as_map(layer.out_shape)
     for k, (t, c0) in enumerate(zip(layer.inputs, layer.offsets(model.in_shapes(layer)))):
+        src, view, factors = read(t, what)
+        if factors != (1, 1) and view is not None:
+            copy = identity_copy(f"{layer.name}.copy{k}", t, view,
+                                 ConcatSlot(layer.name, out, c0), src)
+            copy.resize = factors
+            plans.append(copy)
+            continue
         shape = stored(t, what)
         if shape is None:
             continue

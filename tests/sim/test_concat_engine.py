@@ -9,7 +9,7 @@ import pytest
 from dynfix.hw.config import EngineConfig
 from dynfix.quant.search import search
 
-from hw_models import concat_branches, concat_copies
+from hw_models import concat_branches, concat_copies, unet_step
 from sim_helpers import check, simulate
 
 pytestmark = pytest.mark.usefixtures("icarus")
@@ -39,4 +39,18 @@ def test_copied_inputs_and_unused_lanes_bit_exact(tmp_path):
     assert [(p.name, p.slot and p.slot.offset) for p in cm.plans] == [
         ("a", None), ("b", 12), ("cat.copy0", 0), ("cat.copy1", 6), ("c", None)]
     assert cm.plans[-1].in_shape[0] == 15
+    check(cm, ref, res)
+
+
+def test_unet_resize_into_concat_bit_exact(tmp_path):
+    """U-Net's ``up -> concat -> conv``: the Resize is copied into the Concat's map by a
+    depthwise 1 x 1 group walking its view (each stored pixel read twice per axis), the
+    skip map (read by the stride-2 conv too) by a plain copy."""
+    model, x = unet_step()
+    spec = search(model, x)
+    cm, ref, res = simulate(model, spec, EngineConfig(tn=3, tm=2), x[:1], tmp_path)
+    assert [(p.name, p.slot and p.slot.offset, p.resize) for p in cm.plans] == [
+        ("e1", None, (1, 1)), ("e2", None, (1, 1)), ("cat.copy0", 0, (2, 2)),
+        ("cat.copy1", 6, (1, 1)), ("d1", None, (1, 1))]
+    assert cm.plans[2].in_shape == (6, 6, 8)
     check(cm, ref, res)
