@@ -256,8 +256,7 @@ def plan_groups(model: Model) -> tuple[list[LayerPlan], str]:
                 problems.append(f"{what}: the model's output (the engine streams out one "
                                 f"group's map; add a layer after it, or end before it)")
                 continue
-            _plan_concat(layer, model, plans, owner, alias, consumers, stored, read,
-                         problems, what)
+            _plan_concat(layer, model, plans, owner, consumers, read, problems, what)
             joined.add(layer.name)
             shapes[layer.name] = _as_map(layer.out_shape)
             continue
@@ -328,9 +327,8 @@ def plan_groups(model: Model) -> tuple[list[LayerPlan], str]:
 
 
 def _plan_concat(layer: Concat, model: Model, plans: list[LayerPlan],
-                 owner: dict[str, LayerPlan], alias: dict[str, str],
-                 consumers: dict[str, list[str]], stored, read, problems: list[str],
-                 what: str) -> None:
+                 owner: dict[str, LayerPlan], consumers: dict[str, list[str]], read,
+                 problems: list[str], what: str) -> None:
     """A Concat costs no pass of its own: the group that makes an input writes it at its
     channel offset of the Concat's map (:class:`ConcatSlot`), when that group's output is
     the input itself and nothing else reads it. Any other input (the model input, a map
@@ -342,15 +340,14 @@ def _plan_concat(layer: Concat, model: Model, plans: list[LayerPlan],
     reading a Resize does."""
     out = _as_map(layer.out_shape)
     for k, (t, c0) in enumerate(zip(layer.inputs, layer.offsets(model.in_shapes(layer)))):
-        src, view, factors = read(t, what)
-        if factors != (1, 1) and view is not None:
-            copy = identity_copy(f"{layer.name}.copy{k}", t, view,
+        src, shape, factors = read(t, what)
+        if shape is None:
+            continue
+        if factors != (1, 1):
+            copy = identity_copy(f"{layer.name}.copy{k}", t, shape,
                                  ConcatSlot(layer.name, out, c0), src)
             copy.resize = factors
             plans.append(copy)
-            continue
-        shape = stored(t, what)
-        if shape is None:
             continue
         if tuple(shape[1:]) != tuple(out[1:]):
             problems.append(f"{what}: joins {t!r}, the flattened {'x'.join(map(str, shape))} "
@@ -363,8 +360,7 @@ def _plan_concat(layer: Concat, model: Model, plans: list[LayerPlan],
                 and layer.inputs.count(t) == 1 and g.add is None and g.slot is None):
             g.slot = slot
         else:
-            plans.append(identity_copy(f"{layer.name}.copy{k}", t, shape, slot,
-                                       alias.get(t, t)))
+            plans.append(identity_copy(f"{layer.name}.copy{k}", t, shape, slot, src))
 
 
 def identity_copy(name: str, tensor: str, shape: Shape3, slot: ConcatSlot | None,
