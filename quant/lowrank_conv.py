@@ -35,7 +35,6 @@ filters see one channel each, there is no shared subspace to exploit.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -43,6 +42,7 @@ import numpy as np
 from dynfix.errors import DynfixError, literal
 from .float_model import check_input, trace
 from .ir import Conv2d, Model, ReLU
+from .svd import parse_ranks
 from .layers.kernels import windows
 
 SUFFIX = "_lr"
@@ -113,20 +113,7 @@ def parse_lowrank(items: list[str] | str) -> dict[str, int]:
     """``['conv2=8,conv3=16', 'conv4=4']`` (or one such string) -> {'conv2': 8, ...}."""
     parts = [p for item in ([items] if isinstance(items, str) else items)
              for p in item.split(",") if item.strip()]
-    out: dict[str, int] = {}
-    for part in parts:
-        m = re.fullmatch(r"\s*([^=\s]+)\s*=\s*(\d+)\s*", part)
-        if not m:
-            raise DynfixError(f"{{lowrank}} {literal(repr(part))}: expected LAYER=RANK "
-                              f"(e.g. conv2=8)", ("lowrank",))
-        if m.group(1) in out:
-            raise DynfixError(f"{{lowrank}}: layer {literal(repr(m.group(1)))} is given "
-                              f"twice", ("lowrank",))
-        out[m.group(1)] = int(m.group(2))
-    if not out:
-        raise DynfixError("nothing to compress: give at least one {lowrank} LAYER=RANK",
-                          ("lowrank",))
-    return out
+    return parse_ranks(parts, "lowrank", "conv2=8")
 
 
 # --- the fits ----------------------------------------------------------------------------

@@ -34,18 +34,25 @@ class SvdReport:
 
 def parse_svd(items: list[str]) -> dict[str, int]:
     """``['fc=4', 'fc2=16']`` -> {'fc': 4, 'fc2': 16}."""
+    return parse_ranks(items, "svd", "fc=4")
+
+
+def parse_ranks(items: list[str], key: str, example: str) -> dict[str, int]:
+    """``LAYER=RANK`` items -> {layer: rank}, for the option ``key`` (the placeholder its
+    errors name: ``svd``, ``lowrank``); each layer once, at least one."""
     out: dict[str, int] = {}
     for item in items:
         m = re.fullmatch(r"\s*([^=\s]+)\s*=\s*(\d+)\s*", item)
         if not m:
-            raise DynfixError(f"{{svd}} {literal(repr(item))}: expected LAYER=RANK (e.g. fc=4)",
-                              ("svd",))
+            raise DynfixError(f"{{{key}}} {literal(repr(item))}: expected LAYER=RANK (e.g. "
+                              f"{example})", (key,))
         if m.group(1) in out:
-            raise DynfixError(f"{{svd}}: layer {literal(repr(m.group(1)))} is given twice",
-                              ("svd",))
+            raise DynfixError(f"{{{key}}}: layer {literal(repr(m.group(1)))} is given twice",
+                              (key,))
         out[m.group(1)] = int(m.group(2))
     if not out:
-        raise DynfixError("nothing to compress: give at least one {svd} LAYER=RANK", ("svd",))
+        raise DynfixError(f"nothing to compress: give at least one {{{key}}} LAYER=RANK",
+                          (key,))
     return out
 
 

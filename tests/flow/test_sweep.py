@@ -104,7 +104,7 @@ def test_sweep_points(swept):
         r = recs[pid]
         assert r["status"] == "ok" and r["mismatches"] == 0 and r["images"] == 2
         assert r["cycles_source"] == "simulated" and r["resources_source"] == "estimate"
-        # Not synthesized: the latency is at the iCEBreaker's 12 MHz oscillator.
+        # Not synthesized: the latency is at the iCEBreaker's oscillator (its board file).
         assert r["clock_mhz"] == 12 and r["latency_us"] == pytest.approx(r["cycles"] / 12,
                                                                           abs=1e-3)
         assert abs(r["cycles"] - r["cycles_estimate"]) <= 0.05 * r["cycles_estimate"]
