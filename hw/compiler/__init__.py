@@ -129,6 +129,28 @@ def check_concats(plans: list[LayerPlan], cfg: EngineConfig, name: str) -> None:
         p.weights = spread_weights(p.weights, p.spread, p.in_shape[0])
 
 
+#: The loop level each map-address step belongs to, by its count field (``pool`` stands for
+#: the window's rows in an engine with rectangular pools: ``pool_h``).
+STEP_COUNTS = {"st_py": "n_py", "st_px": "n_px", "st_dy": "pool", "st_dx": "pool",
+               "st_ky": "kh"}
+
+
+def _still_steps(entry: dict[str, int], cfg: EngineConfig) -> None:
+    """Zero the map-address steps that do not fit the map address on loop levels that run
+    once (count 1). The sequencer adds a level's step only when the level advances, which
+    such a level never does, but its step may reach one row past the whole map, wider than
+    the address the fit sizes to the memory. Steps that fit keep their value, so programs
+    that always compiled keep their words."""
+    limit = 1 << cfg.fmap_addr_bits
+    for step, count in STEP_COUNTS.items():
+        if count == "pool" and step == "st_dy" and cfg.rect_pool:
+            count = "pool_h"
+        if entry[count] == 1:
+            for key in (step, f"{step}1"):
+                if entry.get(key, 0) >= limit:
+                    entry[key] = 0
+
+
 def _extend(segments: list[list[int]], first: int, words: int) -> None:
     """Append the run ``first .. first + words - 1`` of the weight image to ``segments``,
     merged into the last run when it continues it."""
@@ -343,6 +365,7 @@ def compile_model(model: Model, spec: QuantSpec, cfg: EngineConfig) -> CompiledM
                 if e[f"{d}_words"]:
                     e[f"{d}_bulk"] += cfg.maps_base
     for p in runs:
+        _still_steps(p.entry, cfg)
         check_entry(cfg, p.entry, f"layer {p.name!r}")
     return CompiledModel(cfg, runs, [pack_entry(cfg, e) for e in entries],
                          pack_biases(cfg, runs), out_name, input_shape, window,

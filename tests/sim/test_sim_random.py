@@ -84,6 +84,17 @@ def test_random_networks_fitted(index, name, tmp_path):
                                                                    for r in failed)
 
 
+def test_a_level_that_runs_once_may_step_past_the_map(tmp_path):
+    """A tightly fitted engine whose pooled-row level runs once (a 1 x 1 input padded to a
+    2 x 2 pool window): that level's address step reaches one row past the whole map, wider
+    than the map address; it is never taken, so the compiler zeroes it and the case runs
+    exact."""
+    sim = choose()
+    require_simulator(sim)
+    r = run_fitted(CONFIGS["tn9tm3_edge"], 6909000, tmp_path, sim)
+    assert r.ok, r.where
+
+
 def waiting_seeds(name: str, count: int) -> list[int]:
     """The first ``count`` seeds (from this test's own range) whose case, fitted to
     ``name``'s engine, has groups that wait for their weight tiles in the cycle model."""
