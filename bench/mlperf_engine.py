@@ -9,7 +9,13 @@ utilization, and the latency at the clock the bitstream runs at: ``dynfix synth`
 closure on the board's PLL for the (model, board) pairs given to ``--synth`` (yowasp yosys +
 nextpnr, a few builds of 3 to 7 minutes per OrangeCrab engine, 15 to 60 per ULX3S one), else
 an estimate labelled so (a cached oscillator build's Fmax, or the board's digits engine's
-clock from ``bench/results/boards_synth.json``). Synthesis results are kept in
+clock from ``bench/results/boards_synth.json``). The builds go through ``dynfix sweep`` (one
+candidate, nextpnr seed 1, no simulation: the bench simulates its own design), on a Dask
+cluster: a local one of ``--workers`` processes, or ``--scheduler tcp://host:8786`` (whose
+workers must see ``--work``, the folder of the model files and sweep folders, at the same
+path); the boards of one model build at once. The sweep quantizes and fits on its own, from
+the same calibration inputs: the build plan's digest checks that it built the bench's
+design. Synthesis results are kept in
 ``bench/results/mlperf_synth.json`` under the digest of the board build plan (the netlists
 without their source-location attributes, constraints and tool script): a later run whose
 build is the same shows them without synthesizing again; any change to the engine, its
@@ -19,6 +25,7 @@ fit's reason.
     python bench/mlperf_engine.py [--models resnet8,dscnn] [--boards ulx3s,orangecrab]
                                   [--images 2] [--synth resnet8:ulx3s,dscnn:orangecrab|all]
                                   [--bits 8/4/4] [--weights random|trained]
+                                  [--workers N | --scheduler tcp://host:8786] [--work DIR]
                                   [--output mlperf_tiny.md]
 
 ``--weights trained`` takes the trained models of ``models/mlperf_tiny`` with the
@@ -36,12 +43,19 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import re
 import sys
 import tempfile
 import time
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
+
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -121,26 +135,64 @@ def closure_from(previous: dict | None) -> ClosurePolicy:
     return ClosurePolicy(builds=1, start_mhz=previous["fmax"] * (1 - START_UNDER))
 
 
-def synth_row(g: dynfix.GenerateResult, board: str, key: str, force: bool) -> dict | None:
-    """The synthesis figures of ``g``: fresh when ``force`` (``dynfix synth``'s timing
-    closure on the board's PLL: ``clock`` is what the bitstream runs at), else cached under
-    ``key`` when the cached build plan is this one's (the digest of the oscillator-clocked
-    plan: the engine and board top the PLL is then put in front of), else ``None``."""
-    if not force:
-        hit = read_synth_cache().get(key)
-        return hit if hit and hit["digest"] == plan_digest(g.folder, board) else None
-    digest = plan_digest(g.folder, board)
-    r = dynfix.synth(g, check_timing=False, closure=closure_from(read_synth_cache().get(key)))
-    entry = {"digest": digest, "engine": g.config.summary(), "fmax": round(r.fmax_mhz, 2),
-             "clock": round(r.clock_mhz, 4), "pll": r.pll, "builds": len(r.closure),
-             "timing_met": r.timing_met,
-             "luts": r.luts, "ffs": r.ffs, "brams": r.brams, "dsps_used": r.dsps,
-             "critical_path": r.critical_path, "seconds": round(r.seconds)}
-    cached = read_synth_cache()         # as it is now: other runs may have added entries
+def cached_row(g: dynfix.GenerateResult, board: str, key: str) -> dict | None:
+    """The synthesis figures cached under ``key`` when the cached build plan is ``g``'s (the
+    digest of the oscillator-clocked plan: the engine and board top the PLL is then put in
+    front of), else ``None``."""
+    hit = read_synth_cache().get(key)
+    return hit if hit and hit["digest"] == plan_digest(g.folder, board) else None
+
+
+def store_row(key: str, entry: dict) -> None:
+    """Add ``entry`` to the synthesis cache (atomically: other runs may add entries)."""
+    cached = read_synth_cache()
     cached[key] = entry
     tmp = SYNTH_CACHE.with_suffix(".tmp")
     tmp.write_text(json.dumps(dict(sorted(cached.items())), indent=2) + "\n")
     tmp.replace(SYNTH_CACHE)
+
+
+@dataclass
+class SynthJob:
+    """One (model, board) pair to synthesize: the bench's generated design ``g`` and the
+    cache key its figures go under."""
+
+    name: str
+    board: str
+    key: str
+    g: dynfix.GenerateResult
+
+
+def sweep_synth(job: SynthJob, path: Path, x, bits: str, work: Path,
+                scheduler: str | None) -> dict:
+    """Synthesize ``job`` through ``dynfix sweep`` (one candidate, nextpnr seed 1, on the
+    Dask cluster at ``scheduler`` or a local one): the sweep quantizes the model on the same
+    calibration inputs and fits the same engine, which the build plan's digest checks;
+    ``dynfix synth``'s timing closure on the board's PLL, starting under a previous build's
+    Fmax (:func:`closure_from`). The cache entry, stored."""
+    folder = work / f"sweep_{job.name}_{job.board}"
+    folder.mkdir(parents=True, exist_ok=True)
+    np.savez(folder / "calib.npz", x=x[:48])
+    np.savez(folder / "data.npz", x=x[48:49])
+    res = dynfix.sweep(path, folder / "data.npz", calib=folder / "calib.npz",
+                       boards=[job.board], bits=[bits], candidates=1, seeds=[1], images=0,
+                       output=folder / "sweep", scheduler=scheduler,
+                       closure=closure_from(read_synth_cache().get(job.key)))
+    [point] = res.points
+    if point["status"] != "ok" and "synth" not in point:
+        raise DynfixError(f"{point['stage']}: {point['reason']}")
+    design = res.output / point["design"]
+    digest = plan_digest(design, job.board)
+    if digest != plan_digest(job.g.folder, job.board):
+        raise DynfixError(f"the sweep built another design than the bench's for {job.key} "
+                          f"({point['engine']} against {job.g.config.summary()})")
+    r = point["synth"]
+    entry = {"digest": digest, "engine": point["engine"], "fmax": round(r["fmax_mhz"], 2),
+             "clock": round(r["clock_mhz"], 4), "pll": r.get("pll"),
+             "builds": max(1, len(r["closure"])), "timing_met": r["timing_met"], "luts": r["luts"],
+             "ffs": r["ffs"], "brams": r["brams"], "dsps_used": r["dsps"],
+             "critical_path": r["critical_path"], "seconds": round(r["seconds"])}
+    store_row(job.key, entry)
     return entry
 
 
@@ -188,7 +240,8 @@ def model_and_inputs(name: str, work: Path, images: int, trained: bool) -> tuple
 
 
 def run(name: str, boards: list[str], images: int, synth: set[str], work: Path,
-        bits: str = "8", trained: bool = False) -> list[dict]:
+        bits: str = "8", trained: bool = False, scheduler: str | None = None) -> list[dict]:
+    work.mkdir(parents=True, exist_ok=True)
     path, x = model_and_inputs(name, work, images, trained)
     exported = dynfix.inputs.load_model(str(path)).summary()      # as exported, unlowered
     t0 = time.perf_counter()
@@ -199,15 +252,15 @@ def run(name: str, boards: list[str], images: int, synth: set[str], work: Path,
         f = dynfix.evaluate(str(path), data=x[48 + images:], quant=q, metric="sqnr")
         fid = {"sqnr_db": f.sqnr_db,             # top-1 agreement: classifiers only
                "agreement": f.agreement if f.output == "classes" else None}
-    rows = []
+    rows, jobs = [], []
     for board in boards:
         row = {"model": name, "board": board, "params": exported["total_params"],
                "macs": exported["total_macs"], "quantize_s": round(quant_s, 1), **fid}
+        rows.append(row)
         try:
             g = dynfix.generate(q, work / f"{name}_{board}", board=board)
         except DynfixError as e:
             row["error"] = str(e)
-            rows.append(row)
             continue
         cfg, est = g.config, g.estimate
         s = dynfix.simulate(g, data=x[48:48 + images], images=images, simulator="verilator")
@@ -221,24 +274,35 @@ def run(name: str, boards: list[str], images: int, synth: set[str], work: Path,
                    bulk_bytes=est.get("bulk_bytes"),
                    fmap_words=cfg.fmap_depth, weight_words=cfg.weight_depth,
                    weights_stored=cfg.weight_depth * cfg.multipliers)
-        try:
-            r = synth_row(g, board, f"{name} {board} {bits}" + (" trained" if trained else ""),
-                          "all" in synth or f"{name}:{board}" in synth)
-        except DynfixError as e:            # e.g. the placer finds the estimate too low
-            row["error"] = f"synthesis failed: {e}"
-            rows.append(row)
-            continue
-        if r is not None:
-            # Entries from before the PLL: a bitstream at the oscillator and its Fmax.
-            row.update(fmax=r["fmax"], clock=r.get("clock"), fmax_src="this engine",
-                       luts=r["luts"], brams=r["brams"], dsps_used=r["dsps_used"])
-        else:
-            row.update(fmax=recorded_clock()[board], clock=None, fmax_src="digits engine")
-        row["latency_ms"] = row["per_image"] / ((row["clock"] or row["fmax"]) * 1e3)
-        rows.append(row)
         print(f"{name} on {board}: {row['engine']}, {row['cycles']} cycles, "
               f"{row['utilization']:.1%}, {row['mismatches']} mismatches", flush=True)
+        key = f"{name} {board} {bits}" + (" trained" if trained else "")
+        if "all" in synth or f"{name}:{board}" in synth:
+            jobs.append((row, SynthJob(name, board, key, g)))
+        else:
+            add_clock(row, cached_row(g, board, key))
+    # The builds of this model's boards at once, on the cluster's workers.
+    with ThreadPoolExecutor(max_workers=max(1, len(jobs))) as pool:
+        done = {pool.submit(sweep_synth, job, path, x, bits, work, scheduler): row
+                for row, job in jobs}
+        for fut, row in done.items():
+            try:
+                add_clock(row, fut.result())
+            except DynfixError as e:        # e.g. the placer finds the estimate too low
+                row["error"] = f"synthesis failed: {e}"
     return rows
+
+
+def add_clock(row: dict, r: dict | None) -> None:
+    """The row's clock and latency: its synthesized build's (``r``), else the board's
+    digits engine's clock as an estimate."""
+    if r is not None:
+        # Entries from before the PLL: a bitstream at the oscillator and its Fmax.
+        row.update(fmax=r["fmax"], clock=r.get("clock"), fmax_src="this engine",
+                   luts=r["luts"], brams=r["brams"], dsps_used=r["dsps_used"])
+    else:
+        row.update(fmax=recorded_clock()[row["board"]], clock=None, fmax_src="digits engine")
+    row["latency_ms"] = row["per_image"] / ((row["clock"] or row["fmax"]) * 1e3)
 
 
 def memory_text(memories: dict[str, str]) -> str:
@@ -332,6 +396,20 @@ WIDE_NOTE = ("A row at the digits engine's clock has not been synthesized: that 
              "row's own clock.")
 
 
+@contextmanager
+def build_cluster(args, synth: set[str]) -> Iterator[str | None]:
+    """The address of the Dask scheduler the builds go to: ``--scheduler``, or a local
+    cluster of ``--workers`` processes (one thread each) while there is something to
+    synthesize; ``None`` when nothing is."""
+    if args.scheduler or not synth:
+        yield args.scheduler
+        return
+    from distributed import LocalCluster
+    with LocalCluster(n_workers=args.workers or os.cpu_count() or 1, threads_per_worker=1,
+                      processes=True, dashboard_address=None) as cluster:
+        yield cluster.scheduler_address
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--models", default=",".join(mt.MODELS))
@@ -342,13 +420,22 @@ def main() -> None:
     ap.add_argument("--bits", default="8", help="quantization widths (e.g. 8/4/4)")
     ap.add_argument("--weights", choices=("random", "trained"), default="random",
                     help="the models' weights: random (seeded) or the trained ones")
+    ap.add_argument("--scheduler", default=None,
+                    help="the Dask scheduler the builds run on (default: a local cluster)")
+    ap.add_argument("--workers", type=int, default=None,
+                    help="the local cluster's worker processes (default: the cores)")
+    ap.add_argument("--work", default=None,
+                    help="folder of the model files, designs and sweeps (default: temporary)")
     args = ap.parse_args()
     rows = []
     trained = args.weights == "trained"
-    with tempfile.TemporaryDirectory() as tmp:
+    synth = set(filter(None, args.synth.split(",")))
+    with tempfile.TemporaryDirectory() as tmp, build_cluster(args, synth) as scheduler:
+        work = Path(args.work or tmp).resolve()
+        work.mkdir(parents=True, exist_ok=True)
         for name in args.models.split(","):
-            rows += run(name, args.boards.split(","), args.images,
-                        set(filter(None, args.synth.split(","))), Path(tmp), args.bits, trained)
+            rows += run(name, args.boards.split(","), args.images, synth, work / name,
+                        args.bits, trained, scheduler)
     command = " ".join(["python bench/mlperf_engine.py", *sys.argv[1:]])
     write_result(args.output, table(rows, args.images, command, args.bits, trained))
 

@@ -208,7 +208,7 @@ def synth(design_result: dict, board, seed: int, build_dir: str, clock, closure,
     d = r.to_dict()
     out["synth"] = {k: d[k] for k in ("luts", "ffs", "dsps", "brams", "sprams", "fmax_mhz",
                                       "clock_mhz", "target_mhz", "timing_met", "seconds",
-                                      "bitstream", "critical_path", "closure", "available")}
+                                      "bitstream", "critical_path", "closure", "available", "pll")}
     if not r.timing_met:
         out.update(failed="synth", reason=f"timing not met: Fmax {r.fmax_mhz:.2f} MHz < "
                    f"{r.target_mhz:g} MHz at the best clock the closure found")
