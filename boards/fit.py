@@ -24,6 +24,9 @@ stays within :data:`LUT_PRODUCT_HEADROOM` of the board's LUTs. On ECP5 with narr
 (``packable``: 8-bit maps, at most 4-bit weights) a candidate whose products need more blocks
 than the board has shares each block between two output channels' products first
 (``packed_dsp``, ``hw/ecp5_packed_mul.py``), and puts only what is still left over in LUTs.
+On any family a model whose weights have at most 2 bits may also have every product in LUTs
+without a multiplier (the ``sign`` multiplier, ``hw/sign_product.py``): as many as the LUTs
+hold (:func:`lut_bound` says which share of them), the DSP blocks left idle.
 Each way past one product per block is fitted on its own, and the fastest engine that needs
 at most 1 / :data:`LUT_PRODUCT_MIN_SPEEDUP` of the cycles of every narrower one wins.
 
@@ -31,6 +34,11 @@ A candidate whose memories overflow the block RAM keeps its weights, its maps or
 the board's SPRAM, or its weights in bulk memory (SPRAM, the SPI flash, an SDRAM); on a
 board whose bulk memory the engine can write (an SDRAM) the maps that still do not fit go
 there too, the layers around them in row strips (``m_bulk``).
+
+A model whose Q.yaml records shared layers (``share``) may have each candidate's weights
+stored as codebook indices (``w_index_bits``, ``hw/codebook.py``) when that makes it fit,
+saves cycles, or saves memory blocks worth more than the lookup's LUTs
+(:func:`evaluate_config`).
 """
 
 from __future__ import annotations
@@ -44,10 +52,11 @@ from dynfix.boards.registry import Board
 from dynfix.errors import DynfixError
 from dynfix.hw.compiler import (CompiledModel, compile_model, plan_groups, plan_model,
                                 unspread)
-from dynfix.hw.config import BulkStore, EngineConfig, Multiplier, packable
+from dynfix.hw.config import SIGN_WEIGHT_BITS, BulkStore, EngineConfig, Multiplier, packable
 from dynfix.hw.cycle_model import estimate as cycle_estimate, layer_cycles, stream_words
-from dynfix.hw.resources import (Device, Estimate, Usage, engine_memories, estimate,
-                                 lut_product_usage, memory_blocks)
+from dynfix.hw.resources import (Device, Estimate, Usage, adder_tree, engine_memories,
+                                 estimate, lut_product_usage, memory_blocks,
+                                 sign_product_usage)
 
 #: Share of a board's LUTs an engine with products in LUTs (``lut_products``) may plan for.
 #: Conservative on the OrangeCrab, but it bounds how wide an engine grows, and the wide
@@ -114,6 +123,17 @@ def limits(board: Board, lut_products: int = 0) -> dict[str, int]:
     return {"dsps": board.dsp.blocks, "brams": board.bram.blocks,
             "sprams": board.spram.blocks if board.spram is not None else 0,
             "luts": int(board.luts * luts), "ffs": int(board.ffs * logic)}
+
+
+def lut_bound(cfg: EngineConfig, board: Board) -> int:
+    """The products of ``cfg`` that hold its LUTs to :data:`LUT_PRODUCT_HEADROOM` of
+    ``board``'s (:func:`limits`): its ``lut_products``; with ``sign_products`` every product
+    on a family that computes products in LUTs beside its DSP blocks (``FpgaFamily.
+    lut_products``, ECP5: its wide engines lose clock, as those do), none elsewhere (iCE40,
+    whose engines place and close timing close to full: its ``logic_headroom``)."""
+    if cfg.sign_products:
+        return cfg.multipliers if board.family.lut_products else 0
+    return cfg.lut_products
 
 
 def check_usage(use: Usage, board: Board, lut_products: int = 0) -> dict[str, tuple[int, int]]:
@@ -193,19 +213,65 @@ def map_store(board: Board) -> dict | None:
     return SDRAM_PLACEMENTS[0] if board.sdram is not None else None
 
 
+#: The widest codebook index the fit stores weights as (``w_index_bits``): the lookup takes
+#: ``2**b - 1`` LUTs per weight bit of every product (``hw/resources.py``), which beyond
+#: this costs more logic than the memory it saves is worth.
+MAX_FIT_INDEX_BITS = 5
+
+
+def index_bits(spec) -> int:
+    """The narrowest index width the fit tries storing ``spec``'s weights as
+    (``w_index_bits``): the widest its shared layers' codebooks have (``share`` in Q.yaml,
+    ``LayerFormat.share``); 0 when no layer is shared or the indices would be no narrower
+    than the weights or wider than :data:`MAX_FIT_INDEX_BITS`. (Each layer's words must
+    also hold the zeros of their padded lanes: a candidate may need a bit more.)"""
+    shares = [getattr(f, "share", 0) for f in spec.layers.values()]
+    widths = [f.bw_w for f in spec.layers.values() if hasattr(f, "bw_w")]
+    bits = max(shares, default=0)
+    return bits if 0 < bits <= MAX_FIT_INDEX_BITS and bits < max(widths, default=0) else 0
+
+
 def evaluate_config(model, spec, cfg: EngineConfig, board: Board,
                     memo: dict | None = None) -> Candidate:
+    """``cfg`` compiled for the model and sized for ``board`` (:func:`_placed`); for a
+    model with shared weights (:func:`index_bits`) the same engine storing them as codebook
+    indices instead (``w_index_bits``, the narrowest width every layer's words fit, at
+    most one bit wider than the shares) when that helps: it fits and the other does not,
+    or it takes fewer cycles (more weights per bulk-memory beat), or as many with fewer
+    block RAMs and SPRAMs, worth more than the lookup's LUTs at the family's cost of a
+    block (``FpgaFamily.bram_cost``, the unit the memory mapping weighs blocks in).
+    ``memo`` (one fit's) keeps what was evaluated: the ways past one product per DSP block
+    meet the same candidates."""
+    if memo is not None:
+        if cfg not in memo:
+            memo[cfg] = evaluate_config(model, spec, cfg, board)
+        return memo[cfg]
+    c = _placed(model, spec, cfg, board)
+    bits = 0 if cfg.w_index_bits else index_bits(spec)
+    for b in range(bits, min(bits + 2, MAX_FIT_INDEX_BITS + 1)) if bits else ():
+        try:
+            ci = _placed(model, spec, replace(cfg, w_index_bits=b), board)
+        except DynfixError:             # a layer's words take more values than 2**b
+            continue
+
+        def blocks(t: Candidate) -> int:
+            return t.estimate.total.brams + t.estimate.total.sprams
+        saved = ((blocks(c) - blocks(ci)) * board.family.bram_cost
+                 > ci.estimate.total.luts - c.estimate.total.luts)
+        if ci.fits and (not c.fits or ci.cycles < c.cycles
+                        or (ci.cycles == c.cycles and saved)):
+            return ci
+        break
+    return c
+
+
+def _placed(model, spec, cfg: EngineConfig, board: Board) -> Candidate:
     """``cfg`` compiled for the model and sized for ``board``; when its block RAMs run short
     on a board with SPRAM, the same engine with its weights, maps or both in SPRAM
     (:data:`SPRAM_PLACEMENTS`), on a board with SDRAM its weights there
     (:data:`SDRAM_PLACEMENTS`), and when that is still short of block RAM its maps there
     too (:func:`_maps_in_bulk`, ``m_bulk``): the first that fits, else the one short of the
-    fewest block RAMs and SPRAMs. ``memo`` (one fit's) keeps what was evaluated: the ways
-    past one product per DSP block meet the same candidates."""
-    if memo is not None:
-        if cfg not in memo:
-            memo[cfg] = evaluate_config(model, spec, cfg, board)
-        return memo[cfg]
+    fewest block RAMs and SPRAMs."""
     c = _evaluate(model, spec, cfg, board)
     placements = ((SPRAM_PLACEMENTS if board.spram is not None else ())
                   + (SDRAM_PLACEMENTS if board.sdram is not None else ()))
@@ -396,7 +462,7 @@ def _evaluate(model, spec, cfg: EngineConfig, board: Board) -> Candidate:
         # Where the maps that left the chip are, beside the memories on chip.
         est.memories[cm.config.bulk_store.value] = _traffic_text(traffic)
     return Candidate(cm.config, cycles["cycles_per_image"], est,
-                     check_usage(est.total, board, cm.config.lut_products),
+                     check_usage(est.total, board, lut_bound(cm.config, board)),
                      sum(row.get("waits", 0) for row in cycles["layers"]), traffic=traffic)
 
 
@@ -405,10 +471,12 @@ def describe_over(over: dict[str, tuple[int, int]]) -> str:
                      sorted(over.items()))
 
 
-def fit(model, spec, board: Board, alternatives: int = 0) -> FitResult:
+def fit(model, spec, board: Board, alternatives: int = 0, sign: bool = True) -> FitResult:
     """Choose the fastest engine for ``model`` quantized as ``spec`` that fits ``board``;
     with ``alternatives``, also that many runners-up (:func:`_alternatives`; the choice is
-    the same)."""
+    the same). With ``sign`` a model whose weights have at most ``SIGN_WEIGHT_BITS`` bits
+    may have its products in LUTs without multipliers (the ``sign`` multiplier); without,
+    only the DSP blocks' ways are tried (what ``bench/ternary_products.py`` compares)."""
     memo: dict[EngineConfig, Candidate] = {}
     smallest = evaluate_config(model, spec, EngineConfig(tn=1, tm=1), board, memo)
     if "sprams" in smallest.over and smallest.config.weight_bits <= 8 \
@@ -427,17 +495,20 @@ def fit(model, spec, board: Board, alternatives: int = 0) -> FitResult:
                else Multiplier.FABRIC)
     pack = int(packed_dsp_fits(smallest.config, board))
     lut = int(board.family.lut_products)
-    # The ways past one product per DSP block (``found``, keyed (packed, LUT products): none,
-    # packed pairs, LUT products, both) are each fitted on their own (a packed engine cannot
-    # have the depthwise window, so LUT products alone may give the faster engine). Their
-    # extra products cost clock (longer routes, wider lane multiplexers): an engine is only
-    # worth its products when it needs at most 1 / LUT_PRODUCT_MIN_SPEEDUP of the cycles of
-    # every way's engine with fewer products; the fastest such engine wins (then the fewest
-    # LUTs).
-    found = {v: _fastest(model, spec, board, smallest, backend, *v, memo=memo)
-             for v in sorted({(0, 0), (pack, 0), (0, lut), (pack, lut)})}
+    sign = int(sign and smallest.config.weight_bits <= SIGN_WEIGHT_BITS)
+    # The ways past one product per DSP block (``found``, keyed (packed, LUT products, sign
+    # products): none, packed pairs, LUT products, both; with weights of at most 2 bits
+    # every product in LUTs without multipliers) are each fitted on their own (a packed
+    # engine cannot have the depthwise window, so LUT products alone may give the faster
+    # engine). Their extra products cost clock (longer routes, wider lane multiplexers): an
+    # engine is only worth its products when it needs at most 1 / LUT_PRODUCT_MIN_SPEEDUP of
+    # the cycles of every way's engine with fewer products; the fastest such engine wins
+    # (then the fewest LUTs).
+    found = {v: _fastest(model, spec, board, smallest, _backend(backend, v), *v[:2], memo=memo)
+             for v in sorted({(0, 0, 0), (pack, 0, 0), (0, lut, 0), (pack, lut, 0),
+                              (0, 0, sign)})}
     worth = [v for v, (c, _) in found.items()
-             if v == (0, 0) or all(c.cycles * LUT_PRODUCT_MIN_SPEEDUP <= u.cycles
+             if v == (0, 0, 0) or all(c.cycles * LUT_PRODUCT_MIN_SPEEDUP <= u.cycles
                                    for u, _ in found.values()
                                    if u.config.multipliers < c.config.multipliers)]
     choice = min(worth, key=lambda v: (found[v][0].cycles, found[v][0].estimate.total.luts, v))
@@ -452,7 +523,8 @@ def fit(model, spec, board: Board, alternatives: int = 0) -> FitResult:
     if refused:
         c = refused[0]
         what = " and ".join(name for name, on in (("packed products", c.config.packed_dsp),
-                                                  ("products in LUTs", c.config.lut_products))
+                                                  ("products in LUTs", c.config.lut_products),
+                                                  ("sign products", c.config.sign_products))
                             if on)
         lut_note = (f"; {what}: the fastest such engine ({c.config.summary()}, {c.cycles} "
                     f"cycles) is not {LUT_PRODUCT_MIN_SPEEDUP}x as fast")
@@ -470,7 +542,7 @@ def fit(model, spec, board: Board, alternatives: int = 0) -> FitResult:
                           f"{c.cycles} cycles)" for what, c in named)
     else:
         limit = "the model: more parallelism does not make it faster"
-    lean = _leanest(model, spec, board, best, backend, memo)
+    lean = _leanest(model, spec, board, best, _backend(backend, _uses(best.config)), memo)
     bound = (f"the bulk memory's bandwidth: {best.config.summary()} waits {best.waits} of "
              f"its {best.cycles} cycles for weights, and ")
     if lean is not None:
@@ -497,7 +569,7 @@ def _rank(c: Candidate) -> tuple[int, int, int]:
 
 
 def _alternatives(model, spec, board: Board, smallest: Candidate, backend: Multiplier,
-                  best: Candidate, ways: list[tuple[int, int]], n: int, memo: dict
+                  best: Candidate, ways: list[tuple[int, int, int]], n: int, memo: dict
                   ) -> list[Candidate]:
     """Up to ``n`` engines besides ``best`` that fit ``board``, ranked by :func:`_rank`
     (design-space sweeps, ``dynfix sweep``, synthesize each: the estimate is not the
@@ -513,16 +585,18 @@ def _alternatives(model, spec, board: Board, smallest: Candidate, backend: Multi
     most ``n`` + :data:`ALTERNATIVE_TRIES` that the fit did not."""
     dsps = max(1, board.dsp.blocks)
     found: dict[EngineConfig, Candidate] = {}
-    for pack, lut in ways:
-        max_mults, lut_cost, lut_luts = _budget(board, smallest, backend, pack, lut)
+    for way in ways:
+        pack, lut, _ = way
+        mult = _backend(backend, way)
+        max_mults, lut_cost, lut_luts = _budget(board, smallest, mult, pack, lut)
         fitting: list[Candidate] = []
         budget = n + ALTERNATIVE_TRIES
         for cycles, lanes, tm, im2col in candidates(model, max_mults):
             if len(fitting) >= n and cycles > fitting[n - 1].cycles:
                 break
-            cfg = _on_blocks(EngineConfig(tn=lanes, tm=tm, im2col=im2col, multiplier=backend),
+            cfg = _on_blocks(EngineConfig(tn=lanes, tm=tm, im2col=im2col, multiplier=mult),
                              dsps, pack, lut)
-            if cfg.dsp_blocks > dsps or cfg.lut_products * lut_cost > lut_luts:
+            if cfg.dsp_blocks > dsps or cfg.logic_products * lut_cost > lut_luts:
                 continue
             if cfg not in memo:
                 if budget == 0:
@@ -602,7 +676,7 @@ def _fastest(model, spec, board: Board, smallest: Candidate, backend: Multiplier
                          dsps, pack, lut)
         if cfg.dsp_blocks > dsps and any(not c.fits for c in evaluated):
             continue
-        if cfg.lut_products * lut_cost > lut_luts and any(not c.fits for c in evaluated):
+        if cfg.logic_products * lut_cost > lut_luts and any(not c.fits for c in evaluated):
             continue
         c = evaluate_config(model, spec, cfg, board, memo)
         evaluated.append(c)
@@ -617,8 +691,18 @@ def _budget(board: Board, smallest: Candidate, backend: Multiplier, pack: int, l
     """The most products a candidate of one way may have, the LUTs of one LUT product and
     the LUTs LUT products may take (0 without ``lut``): up to twice the DSP blocks'
     products (twice that with ``pack``; with ``lut``, as many more as the LUTs could hold
-    in LUT products)."""
+    in LUT products). The sign products' way (``backend`` SIGN): as many as the LUTs
+    could hold (the share :func:`lut_bound` gives them), each with its adder-tree input."""
     dsps = max(1, board.dsp.blocks)
+    if backend is Multiplier.SIGN:
+        cfg, family = smallest.config, board.family
+        luts, ffs, _ = sign_product_usage(cfg.data_bits, cfg.weight_bits)
+        tree_luts, tree_ffs = adder_tree(2, cfg.data_bits + cfg.weight_bits)
+        lut_cost = (luts + tree_luts * family.lut_factor
+                    + (ffs + tree_ffs) * family.ff_packing)
+        share = LUT_PRODUCT_HEADROOM if family.lut_products else family.logic_headroom
+        lut_luts = board.luts * share - smallest.estimate.total.luts
+        return max(1, int(lut_luts // lut_cost)), lut_cost, lut_luts
     lut_cost = lut_luts = 0.0               # LUTs of one LUT product, the LUTs they may take
     max_mults = 2 * dsps * (1 + (backend is Multiplier.ICE40_DUAL)) * (1 + pack)
     if lut:
@@ -633,9 +717,16 @@ def _budget(board: Board, smallest: Candidate, backend: Multiplier, pack: int, l
 WAITING_TRIES = 8
 
 
-def _uses(cfg: EngineConfig) -> tuple[int, int]:
-    """The ways past one product per DSP block ``cfg`` takes: (packed, LUT products)."""
-    return cfg.packed_dsp, int(cfg.lut_products > 0)
+def _uses(cfg: EngineConfig) -> tuple[int, int, int]:
+    """The ways past one product per DSP block ``cfg`` takes: (packed, LUT products, sign
+    products)."""
+    return cfg.packed_dsp, int(cfg.lut_products > 0), cfg.sign_products
+
+
+def _backend(backend: Multiplier, way: tuple[int, int, int]) -> Multiplier:
+    """The multiplier of a way's candidates: the sign products' (``way[2]``), or the
+    family's ``backend``."""
+    return Multiplier.SIGN if way[2] else backend
 
 
 def _on_blocks(cfg: EngineConfig, dsps: int, pack: int, lut: int) -> EngineConfig:
@@ -721,7 +812,7 @@ def check_generated_fits(gen, board: Board) -> Estimate:
     except DynfixError as e:        # cells of another family (dual_mac, ecp5_dsp, SPRAM)
         raise DynfixError(f"the engine in {gen.folder} ({cfg.summary()}) does not fit "
                           f"{board.name}: {e}") from None
-    over = check_usage(est.total, board, cfg.lut_products)
+    over = check_usage(est.total, board, lut_bound(cfg, board))
     if over:
         raise DynfixError(f"the engine in {gen.folder} ({cfg.summary()}, "
                           f"{cfg.multipliers} multipliers) does not fit {board.name}: needs "

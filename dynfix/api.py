@@ -53,6 +53,7 @@ from dynfix.quant.qspec import QuantOptions, QuantSpec
 from dynfix.quant.qspec_io import params_path, save_qspec, spec_to_dict
 from dynfix.quant.search import check_calib, method_options, search_model
 from dynfix.quant.svd import SvdReport, compress as svd_compress, parse_svd
+from dynfix.quant.ternary import TernaryReport, check_mode, ternary_layers
 from dynfix.quant.weight_sharing import ShareReport, share_bits
 from dynfix.quant.yaml_io import save_yaml
 from dynfix.sim import simulate as sim
@@ -86,6 +87,8 @@ class QuantizeResult:
     paper_fidelity: Fidelity | None = None
     #: Weight sharing (``share``): what it did to each shared layer (storage, SQNR).
     sharing: list[ShareReport] = field(default_factory=list, repr=False)
+    #: Ternary weights (``ternary``): what ternarization did to each layer (storage, SQNR).
+    ternary: list[TernaryReport] = field(default_factory=list, repr=False)
 
     def save(self, path: str | Path) -> Path:
         """Write the spec as ``Q.yaml`` (atomically), with its adjusted parameters, if
@@ -117,7 +120,9 @@ def quantize(model: ModelLike, calib: DataLike | None = "digits", bits: str = "8
              method: str = "greedy", overrides: str | Path | dict | None = None,
              output: str | Path | None = None, progress: Progress = _quiet,
              options: QuantOptions | dict | None = None,
-             share: int | str | dict | None = None) -> QuantizeResult:
+             share: int | str | dict | None = None,
+             ternary: str | list[str] | None = None,
+             ternary_mode: str = "asymmetric") -> QuantizeResult:
     """``dynfix quantize``: choose every layer's fixed-point format on calibration inputs.
 
     ``options``: the greedy search's additions, a :class:`QuantOptions` or a dict of the
@@ -125,11 +130,20 @@ def quantize(model: ModelLike, calib: DataLike | None = "digits", bits: str = "8
     ``share``: weight sharing once the formats are chosen (:mod:`dynfix.quant.weight_sharing`),
     index bits for every Conv2d and Linear layer (``4``) or by layer (``{"conv1": 4}``, or
     the text ``"conv1=4,fc=5"``).
+    ``ternary``: ternary weights once the formats are chosen (:mod:`dynfix.quant.ternary`,
+    not with ``share``), in the Conv2d and Linear layers named (a list or ``"conv2,fc"``) or
+    ``"all"`` of them but the first and the last; ``ternary_mode`` ``"asymmetric"`` (one
+    pair of integer scales per layer) or ``"symmetric"`` (2-bit weights, a power-of-two
+    scale per output channel).
     ``method="qonnx"``: the formats of a QONNX file's Quant nodes (:func:`_quantize_qonnx`)."""
     if method == "qonnx":
         if share is not None:
             raise DynfixError("weight sharing is fitted on calibration inputs; it does not "
                               "apply to method qonnx")
+        if ternary is not None:
+            raise DynfixError("ternary weights are fitted on calibration inputs; they do "
+                              "not apply to method qonnx (a trained ternary QONNX model's "
+                              "Quant nodes give its weights as they are)")
         return _quantize_qonnx(model, calib, bits, overrides, output, progress, options)
     if calib is None:
         raise DynfixError(f"method {method} searches the formats on calibration inputs, and "
@@ -142,14 +156,20 @@ def quantize(model: ModelLike, calib: DataLike | None = "digits", bits: str = "8
     layer_widths(m, str(bits), overrides)            # bad widths fail before any work
     if share is not None:
         share_bits(lower(m), share)                  # so do bad sharing requests
+    if ternary is not None:
+        ternary_layers(lower(m), ternary)            # and bad ternary ones
+    check_mode(ternary_mode)
+    if share is not None and ternary is not None:
+        raise DynfixError("weight sharing and ternary weights cannot be combined; choose one")
     check_data_fits(m, calib, "calibration data", "calib")
     x, _ = load_inputs(calib, split="calib")
     check_calib(m, x)
     t0 = time.perf_counter()
-    r = search_model(m, x, str(bits), method, overrides, progress, options, share)
+    r = search_model(m, x, str(bits), method, overrides, progress, options, share, ternary,
+                     ternary_mode)
     result = QuantizeResult(r.model, r.spec, time.perf_counter() - t0, calib_inputs=len(x),
                             fidelity=r.fidelity, paper_fidelity=r.paper_fidelity,
-                            sharing=r.sharing)
+                            sharing=r.sharing, ternary=r.ternary)
     if output is not None:
         result.save(output)
     return result

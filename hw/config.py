@@ -8,7 +8,8 @@ map word with ``tm`` weight words, so the engine has ``tm * lanes`` multipliers 
 cycle). The :class:`Multiplier` backend says where they are computed: in the fabric (yosys
 maps them), pairwise on iCE40 SB_MAC16 blocks in their dual 8x8 mode
 (``hw/ice40_dual_mac.py``, half as many DSP blocks), each on an ECP5 MULT18X18D instantiated
-with its own registers (``hw/ecp5_mul.py``), or two per MULT18X18D (``hw/ecp5_packed_mul.py``).
+with its own registers (``hw/ecp5_mul.py``), or two per MULT18X18D (``hw/ecp5_packed_mul.py``);
+with weights of at most 2 bits, all in LUTs without multipliers (``hw/sign_product.py``).
 With ``lut_products`` the last of them (row-major: output channel, then lane) are computed in
 LUTs and carry chains instead (``hw/lut_mul.py``), so an engine can have more products per
 cycle than the device has DSP blocks.
@@ -17,7 +18,7 @@ Three kinds of field, kept apart:
 
 * **choices** (:data:`CHOICE_KEYS`): ``tn``, ``tm``, ``im2col``, ``multiplier``,
   ``lut_products``, ``w_spram``, ``m_spram``, ``w_bulk``, ``bulk_bits``, ``bulk_store``,
-  ``m_bulk``; what ``engine.yaml`` holds and
+  ``m_bulk``, ``w_index_bits``; what ``engine.yaml`` holds and
   ``dynfix boards --fit`` chooses;
 * **bounds** (:data:`FITTED_KEYS`): widths and depths; 0 means "fit to the program", a value
   given is an upper bound the program must fit;
@@ -42,6 +43,8 @@ PARALLEL_KEYS = ("tn", "tm")
 DUAL_MAC_BITS = 8
 #: Widest data or weight operand of an ``ecp5_dsp`` engine (a MULT18X18D is 18 x 18).
 ECP5_DSP_BITS = 18
+#: Widest weight of a ``sign`` engine (``hw/sign_product.py``: -2, -1, 0, 1).
+SIGN_WEIGHT_BITS = 2
 #: The bulk port's data width when ``bulk_bits`` is 0.
 DEFAULT_BULK_BITS = 64
 #: Fields the compiler fits to the program when they are 0.
@@ -49,12 +52,15 @@ FITTED_KEYS = ("data_bits", "weight_bits", "bias_bits", "acc_bits", "fmap_depth"
                "weight_depth", "bias_depth", "prog_depth", "dim_bits")
 #: What the user or the fit chooses: the keys of ``engine.yaml``.
 CHOICE_KEYS = ("tn", "tm", "im2col", "multiplier", "lut_products", "w_spram", "m_spram",
-               "w_bulk", "bulk_bits", "bulk_store", "m_bulk")
+               "w_bulk", "bulk_bits", "bulk_store", "m_bulk", "w_index_bits")
 #: Choice keys whose values are names (enums), not integers.
 NAMED_KEYS = ("multiplier", "bulk_store")
 #: Datapath stages and sizes the compiler derives from the program; never set by a user.
 DERIVED_KEYS = ("residual", "add_align", "sc_depth", "depthwise", "w_share", "offsets",
-                "ch_shift", "slope", "dw_window", "dw_line", "map_bulk", "resize", "rect_pool")
+                "ch_shift", "slope", "round_even", "dw_window", "dw_line", "map_bulk", "resize",
+                "rect_pool", "codebooks")
+#: Widest weight index (``w_index_bits``): a codebook of ``2**8`` entries at most.
+MAX_INDEX_BITS = 8
 
 
 def _parse_named(cls, key: str, value, where: str):
@@ -80,10 +86,15 @@ class Multiplier(enum.Enum):
     #: As ``ECP5``, and two products of one map value (8-bit maps, weights of at most 4 bits)
     #: per MULT18X18D where the rows pair up.
     ECP5_PACKED = "ecp5-packed"
+    #: Every product in LUTs without a multiplier, for weights of at most 2 bits (-2..1):
+    #: the map value selected, doubled or zeroed and complemented (``hw/sign_product.py``),
+    #: on any family.
+    SIGN = "sign"
 
     @classmethod
     def parse(cls, value, where: str = "engine config") -> "Multiplier":
-        """A backend from its name (``fabric``, ``ice40-dual``, ``ecp5``, ``ecp5-packed``)."""
+        """A backend from its name (``fabric``, ``ice40-dual``, ``ecp5``, ``ecp5-packed``,
+        ``sign``)."""
         return _parse_named(cls, "multiplier", value, where)
 
     @classmethod
@@ -155,7 +166,8 @@ class EngineConfig:
                             # where the products are computed (the fit chooses the family's:
                             #    ICE40_DUAL needs data and weights of at most 8 bits, ECP5
                             #    at most 18, ECP5_PACKED 8-bit maps with weights of at most
-                            #    4 bits and no dw_window, whose rows take other values)
+                            #    4 bits and no dw_window, whose rows take other values;
+                            #    SIGN weights of at most 2 bits, on any family)
     lut_products: int = 0   # products computed in LUTs (hw/lut_mul.py) instead of DSP blocks:
                             #    the last ones in row-major order (output channel, lane;
                             #    pair-major with ECP5_PACKED: product_index);
@@ -180,6 +192,10 @@ class EngineConfig:
                             #    two-port map memory
     map_bulk: int = 0       # bus words of the maps in bulk memory (m_bulk; fitted), above
                             #    the weight image at ``maps_base``
+    w_index_bits: int = 0   # b: every weight word holds b-bit indices into the group's
+                            #    codebook of 2**b weights (hw/codebook.py), not weights
+                            #    (weight sharing); 0: weights (the fit sets it when every
+                            #    layer's weights take at most 2**b values and it helps)
     w_ring: int = 0         # ring words with w_bulk, a power of two; 0: fitted (the smallest
                             #    holding two of the program's largest weight tiles)
     data_bits: int = 0      # feature-map values (max over the program's bw_in / bw_x)
@@ -200,6 +216,8 @@ class EngineConfig:
     offsets: int = 0        # 1: unsigned maps (a padding value and an output offset per layer)
     ch_shift: int = 0       # 1: a data shift per output channel (stored with its bias)
     slope: int = 0          # 1: a LeakyReLU slope stage in the requantizers (a slope per layer)
+    round_even: int = 0     # 1: requantizers that round half to even where a group's program
+                            #    bit says so (even, add_even); 0: half up everywhere
     dw_window: int = 0      # K: depthwise K x K convolutions run on the window datapath
                             #    (hw/dw_window.py: line buffer, K x K window, one output
                             #    pixel of tm channels per input pixel); 0: none
@@ -209,6 +227,8 @@ class EngineConfig:
                             #    from an even and from an odd view coordinate (hw/sequencer.py)
     rect_pool: int = 0      # 1: max-pool windows whose rows and columns differ (a MaxPool1d's
                             #    1 x k): the pooling rows (dy) count to their own field
+    codebooks: int = 0      # with w_index_bits: the codebooks (distinct per-layer tables of
+                            #    2**w_index_bits weights) the program names (its ``cb``)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "multiplier", Multiplier.parse(self.multiplier))
@@ -238,13 +258,25 @@ class EngineConfig:
         return self.tm * self.lanes
 
     @property
+    def sign_products(self) -> int:
+        """1: every product without a multiplier, in LUTs (``Multiplier.SIGN``, weights of
+        at most ``SIGN_WEIGHT_BITS`` bits)."""
+        return int(self.multiplier is Multiplier.SIGN)
+
+    @property
+    def logic_products(self) -> int:
+        """Products computed in the fabric's logic rather than on DSP blocks: every one with
+        ``sign_products``, else the ``lut_products``."""
+        return self.multipliers if self.sign_products else self.lut_products
+
+    @property
     def dsp_blocks(self) -> int:
         """Hard multiplier blocks the MAC array uses when every product fits one block: one
         per product not in LUTs and not packed, one per packed pair (``packed_dsp``), or one
-        per pair of products with ``dual_mac`` (``hw/resources.py`` counts the blocks of
-        products wider than a block)."""
+        per pair of products with ``dual_mac``; none with ``sign_products``
+        (``hw/resources.py`` counts the blocks of products wider than a block)."""
         return -(-self.multipliers // 2) if self.dual_mac else (self.multipliers
-                                                                 - self.lut_products
+                                                                 - self.logic_products
                                                                  - self.packed_pairs)
 
     def product_index(self, j: int, lane: int) -> int:
@@ -291,24 +323,29 @@ class EngineConfig:
     def summary(self) -> str:
         """The parallelism in one phrase: ``tn=4 tm=4`` (+ `` im2col``, `` dual 8x8``,
         `` ecp5 dsp``, `` +20 lut`` (``lut_products``), `` spram weights+maps``,
-        `` dw window 3x3``)."""
+        `` dw window 3x3``, `` 4-bit weight indices``)."""
         spram = "+".join(name for name, on in (("weights", self.w_spram), ("maps", self.m_spram))
                          if on)
         return (f"tn={self.tn} tm={self.tm}" + (" im2col" if self.im2col else "")
                 + (" dual 8x8" if self.dual_mac else "") + (" ecp5 dsp" if self.ecp5_dsp else "")
                 + (" packed" if self.packed_dsp else "")
+                + (" sign" if self.sign_products else "")
                 + (f" +{self.lut_products} lut" if self.lut_products else "")
                 + (f" spram {spram}" if spram else "")
                 + (f" bulk weights{'+maps' if self.m_bulk else ''} {self.bus_bits}b"
                    if self.w_bulk else "")
                 + (f" in {self.bulk_store.value}" if self.bulk_store is not BulkStore.RAM
                    else "")
-                + (f" dw window {self.dw_window}x{self.dw_window}" if self.dw_window else ""))
+                + (f" dw window {self.dw_window}x{self.dw_window}" if self.dw_window else "")
+                + (f" {self.w_index_bits}-bit weight indices" if self.w_index_bits else ""))
 
     def multipliers_text(self) -> str:
         """``8 multipliers``, ``16 multipliers on 8 DSP blocks`` with ``dual_mac``,
         ``12 multipliers (5 in LUTs, 7 DSP blocks)`` with ``lut_products``, or
-        ``16 multipliers (12 packed in pairs, 10 DSP blocks)`` with ``packed_dsp``."""
+        ``16 multipliers (12 packed in pairs, 10 DSP blocks)`` with ``packed_dsp``, or
+        ``64 multipliers in LUTs (sign products)`` with ``sign_products``."""
+        if self.sign_products:
+            return f"{self.multipliers} multipliers in LUTs (sign products)"
         on = f" on {self.dsp_blocks} DSP blocks" if self.dual_mac else ""
         parts = ([f"{2 * self.packed_pairs} packed in pairs"] if self.packed_dsp else []) + (
             [f"{self.lut_products} in LUTs"] if self.lut_products else [])
@@ -382,9 +419,20 @@ class EngineConfig:
         return -(-self.data_bits // 4) * 4 if self.m_spram else self.data_bits
 
     @property
+    def weight_store_bits(self) -> int:
+        """Bits a weight takes in the weight memory, ring or bulk image: ``weight_bits``, or
+        with ``w_index_bits`` its codebook index's."""
+        return self.w_index_bits or self.weight_bits
+
+    @property
     def weight_word_bits(self) -> int:
-        """Bits of a weight word: ``tm * lanes`` weights."""
-        return self.tm * self.lanes * self.weight_bits
+        """Bits of a weight word: ``tm * lanes`` weights (or codebook indices)."""
+        return self.tm * self.lanes * self.weight_store_bits
+
+    @property
+    def codebook_entries(self) -> int:
+        """Weights in a codebook (``w_index_bits``): ``2**w_index_bits``."""
+        return 1 << self.w_index_bits if self.w_index_bits else 0
 
     @property
     def fmap_addr_bits(self) -> int:
@@ -468,6 +516,11 @@ class EngineConfig:
                     "w_share"):
             if getattr(self, key) not in (0, 1):
                 raise DynfixError(f"engine config: {key}={getattr(self, key)!r} must be 0 or 1")
+        if not isinstance(self.w_index_bits, int) or not (
+                0 <= self.w_index_bits <= MAX_INDEX_BITS):
+            raise DynfixError(f"engine config: w_index_bits={self.w_index_bits!r} must be 0 "
+                              f"(weights stored as such) or an index width of 1 to "
+                              f"{MAX_INDEX_BITS} bits")
         if self.w_bulk and self.w_spram:
             raise DynfixError("engine config: w_bulk (weights in bulk memory) and w_spram "
                               "(weights in SPRAM) exclude each other")
@@ -490,6 +543,10 @@ class EngineConfig:
         if self.lut_products > self.multipliers:
             raise DynfixError(f"engine config: lut_products={self.lut_products} is more than "
                               f"the engine's {self.multipliers} products (tm * lanes)")
+        if self.lut_products and self.sign_products:
+            raise DynfixError("engine config: lut_products (some products in LUTs beside the "
+                              "DSP blocks) and the sign multiplier (every product in LUTs) "
+                              "exclude each other")
         if self.lut_products and self.dual_mac:
             raise DynfixError("engine config: lut_products (products in LUTs) and the "
                               "ice40-dual multiplier (pairs on iCE40 SB_MAC16) exclude each "
@@ -523,6 +580,11 @@ class EngineConfig:
                               f"each product on one {ECP5_DSP_BITS} x {ECP5_DSP_BITS} "
                               f"MULT18X18D; this model has {self.data_bits}-bit data and "
                               f"{self.weight_bits}-bit weights (use the fabric multiplier)")
+        if self.sign_products and self.weight_bits > SIGN_WEIGHT_BITS:
+            raise DynfixError(f"engine config: the sign multiplier computes products of "
+                              f"weights of at most {SIGN_WEIGHT_BITS} bits (-2..1) without "
+                              f"multipliers; this model has {self.weight_bits}-bit weights "
+                              f"(use the fabric multiplier)")
         if self.packed_dsp and not packable(self.data_bits, self.weight_bits):
             raise DynfixError(f"engine config: the ecp5-packed multiplier puts two products on "
                               f"one {ECP5_DSP_BITS}-bit MULT18X18D port, which takes data_bits "

@@ -5,6 +5,7 @@ from __future__ import annotations
 from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, fifo, memory, wiring
 
+from .codebook import Codebook
 from .config import EngineConfig
 from .controller import Controller
 from .dw_window import DwWindow
@@ -17,7 +18,9 @@ from .pipeline import delay
 from .requantizer import Requantizer
 from .residual_add import ResidualAdd
 from .sequencer import Sequencer
-from .timing import ISSUE_TO_MAC, issue_to_mac, pipeline_depth, requantizer_latency, write_delay
+from .timing import (ISSUE_TO_MAC, issue_to_mac, pipeline_depth, requantizer_latency,
+                     weight_read_lag, write_delay)
+from dynfix.errors import DynfixError
 from .axi import AxiReadSignature, AxiSignature, axi_halves
 from .axi_read_arbiter import AxiReadArbiter
 from .map_dma import MapDma
@@ -59,6 +62,9 @@ class Engine(wiring.Component):
         With ``cfg.w_bulk``: the weight stream as runs ``(first word, words)`` of the image
         (``CompiledModel.weight_segments``: groups in strips read their words again); empty:
         the image once.
+    codebooks : list of list of int
+        With ``cfg.w_index_bits``: the codebooks the program's ``cb`` fields name
+        (``CompiledModel.codebooks``); the weight words hold indices into them.
 
     Members
     -------
@@ -69,8 +75,13 @@ class Engine(wiring.Component):
 
     def __init__(self, cfg: EngineConfig, program: list[int], weights: list[int],
                  biases: list[int], cells: bool = True,
-                 segments: list[tuple[int, int]] | None = None):
+                 segments: list[tuple[int, int]] | None = None,
+                 codebooks: list[list[int]] | None = None):
         cfg.check_fitted()
+        if cfg.w_index_bits and not codebooks:
+            raise DynfixError("an engine with weight indices (w_index_bits) needs the "
+                              "codebooks its program names")
+        self._codebooks = codebooks or []
         self._cfg = cfg
         self._program = program
         self._weights = weights
@@ -115,7 +126,8 @@ class Engine(wiring.Component):
             # The accumulator starts from a bias that holds the rounding constant 2**(s-1)
             # (hw/compiler, folded_bias): the requantizer shifts without rounding.
             rq = Requantizer(cfg.acc_bits, db, cfg.shift_bits, offsets=bool(cfg.offsets),
-                             rounding=False, slope=bool(cfg.slope))
+                             rounding=False, slope=bool(cfg.slope),
+                             even=bool(cfg.round_even))
             m.submodules[f"rq{j}"] = rq
             rqs.append(rq)
         e = ctrl.entry
@@ -169,12 +181,14 @@ class Engine(wiring.Component):
         # Datapath: map and weight words -> MAC array -> requantizer -> pool. The map word is
         # registered after the block RAM (zeroed in the padding), so the RAM's clock-to-out
         # and the fan-out to tm multipliers per lane are separate paths; the weight read
-        # starts a cycle later to meet it, the bias read bias_lag cycles after that (the
-        # MAC array registers it, shifts it and adds it in its last stages).
+        # starts a cycle later to meet it (with weight indices a cycle earlier again: the
+        # codebook lookup registers its weights), the bias read bias_lag cycles after the
+        # map register's input (the MAC array registers it, shifts it and adds it in its
+        # last stages).
         to_mac = issue_to_mac(cfg)
         m.d.comb += [
             b_rd.addr.eq(delay(m, seq.b_addr, to_mac - 1 + mac.bias_lag, "b_addr")),
-            wmem.addr.eq(delay(m, seq.w_addr, to_mac - 1, "w_addr")),
+            wmem.addr.eq(delay(m, seq.w_addr, weight_read_lag(cfg), "w_addr")),
             # Map reads by the sequencer, the unloader or the map DMA (writes below).
             fmap.rd_addr.eq(Mux(ctrl.unloading, unloader.addr,
                                 Mux(ctrl.dma, dma.rd_addr, seq.map_addr) if dma is not None
@@ -227,7 +241,7 @@ class Engine(wiring.Component):
         m.d.comb += [
             mac.valid.eq(valid), mac.first.eq(first), mac.last.eq(last),
             mac.x.eq(x),
-            mac.w.eq(wmem.data),
+            mac.w.eq(self._lookup(m, e, wmem.data) if cfg.w_index_bits else wmem.data),
             mac.bias.eq(Cat(b_rd.data[j].bias for j in range(tm)) if cfg.ch_shift
                         else b_rd.data),
             mac.bias_shift.eq(e.bias_shift),
@@ -244,6 +258,8 @@ class Engine(wiring.Component):
                 m.d.comb += rq.zp.eq(e.zp_out)
             if cfg.slope:
                 m.d.comb += [rq.slope_a.eq(e.slope_a), rq.slope_s.eq(e.slope_s)]
+            if cfg.round_even:
+                m.d.comb += rq.even.eq(e.even)
         results = Cat(rq.o for rq in rqs)
         results_valid = delay(m, mac.o_valid, requantizer_latency(cfg), "rq_valid")
         to_pool = to_mac + mac.latency + requantizer_latency(cfg)
@@ -309,6 +325,15 @@ class Engine(wiring.Component):
             m.d.sync += self.o.valid.eq(0)
         return m
 
+    def _lookup(self, m: Module, e, word):
+        """The weights of the index word ``word`` (``w_index_bits``): the codebook lookup
+        (hw/codebook.py) of the current entry's codebook, ``CODEBOOK`` cycles later."""
+        cfg = self._cfg
+        m.submodules.codebook = cb = Codebook(cfg.w_index_bits, cfg.weight_bits, cfg.lanes,
+                                              cfg.tm, self._codebooks)
+        m.d.comb += [cb.sel.eq(e.cb), cb.i.eq(word)]
+        return cb.o
+
     def _residual(self, m: Module, seq: Sequencer, e, word, results, results_valid):
         """The residual Add after the requantizers: the shortcut words the sequencer's slot
         items read are collected, the group's ``tm`` values picked at its lane offset and
@@ -353,5 +378,6 @@ class Engine(wiring.Component):
             add.a.as_value().eq(results), add.b.as_value().eq(q.r_data), add.en.eq(e.add),
             add.sa.eq(e.add_sa), add.sb.eq(e.add_sb), add.shift.eq(e.add_shift),
             add.lo.eq(e.add_lo), add.hi.eq(e.add_hi),
+            *([add.even.eq(e.add_even)] if cfg.round_even else []),
         ]
         return add.o.as_value(), delay(m, results_valid, ResidualAdd.latency, "add_valid")

@@ -37,7 +37,7 @@ def build_engine(cm: CompiledModel) -> Engine:
     """The engine of ``cm``; an unfitted config raises before any elaboratable exists."""
     cm.config.check_fitted()
     return Engine(cm.config, cm.program, cm.weights, cm.biases,
-                  segments=cm.weight_segments)
+                  segments=cm.weight_segments, codebooks=cm.codebooks)
 
 
 def engine_verilog(cm: CompiledModel) -> str:
@@ -82,11 +82,17 @@ def report(cm: CompiledModel, model_name: str) -> dict:
 
 def memory_images(cm: CompiledModel) -> dict[str, str]:
     """The program, weight and bias memory images of ``cm`` as the hex files a generated
-    folder holds (``$readmemh`` format), by file name."""
+    folder holds (``$readmemh`` format), by file name; with weight indices
+    (``w_index_bits``) also the codebooks, one line each (entry 0 in the low bits)."""
     cfg = cm.config
-    return {"program.hex": hex_lines(cm.program, entry_layout(cfg).size),
-            "weights.hex": hex_lines(cm.weights, cfg.weight_word_bits),
-            "biases.hex": hex_lines(cm.biases, cfg.tm * cfg.bias_lane_bits)}
+    images = {"program.hex": hex_lines(cm.program, entry_layout(cfg).size),
+              "weights.hex": hex_lines(cm.weights, cfg.weight_word_bits),
+              "biases.hex": hex_lines(cm.biases, cfg.tm * cfg.bias_lane_bits)}
+    if cfg.w_index_bits:
+        wb, mask = cfg.weight_bits, (1 << cfg.weight_bits) - 1
+        rows = [sum((v & mask) << (k * wb) for k, v in enumerate(t)) for t in cm.codebooks]
+        images["codebooks.hex"] = hex_lines(rows, cfg.codebook_entries * wb)
+    return images
 
 
 def write_outputs(cm: CompiledModel, model_name: str, output: str | Path,

@@ -13,6 +13,7 @@ from .ecp5_packed_mul import Ecp5PackedMul
 from .ice40_dual_mac import DualMul
 from .lut_mul import LutMul
 from .pipeline import delay
+from .sign_product import SignProduct
 from .timing import OPERAND_STAGES, PRODUCT_STAGES, mac_latency
 
 
@@ -67,6 +68,12 @@ class MacArray(wiring.Component):
     block), with its own operand register and the adder levels between the other registers
     (same latency).
 
+    With ``cfg.sign_products`` (weights of at most 2 bits) every product is a
+    :class:`~dynfix.hw.sign_product.SignProduct`: the map value selected, doubled or zeroed
+    and complemented in LUTs, no multiplier and no adder per product (same latency). Each
+    product's missing ``+1`` for a negative weight goes into its adder tree as a carry-in,
+    the tree's last into the accumulator's adder.
+
     Parameters
     ----------
     cfg : EngineConfig
@@ -117,20 +124,25 @@ class MacArray(wiring.Component):
         bias = delay(m, self.bias, 1, "bias")  # bias_lag late; shifted in the last stage below
         m.d.sync += self.o_valid.eq(valid & last)
 
-        trees = [AdderTree(prod_bits, n) for _ in range(tm)]
+        sign = bool(cfg.sign_products)
+        trees = [AdderTree(prod_bits, n, carries=sign) for _ in range(tm)]
         if cfg.dual_mac:
             self._dual_products(m, trees)
         for j, tree in enumerate(trees):
             m.submodules[f"tree{j}"] = tree
             if cfg.ecp5_dsp:
                 self._cell_products(m, j, trees)
+            elif sign:
+                self._sign_products(m, j, tree)
             elif not cfg.dual_mac:
                 self._products(m, j, tree)
             acc = Signal(signed(cfg.acc_bits), name=f"acc{j}")
             start = Signal(signed(cfg.acc_bits), name=f"bias{j}")    # off the adder's path
             m.d.sync += start.eq(bias[j] << self.bias_shift)
             total = Signal(signed(cfg.acc_bits), name=f"total{j}")
-            m.d.comb += total.eq(Mux(first, start, acc) + tree.o)
+            # With sign products the tree's last carry is this adder's carry-in.
+            m.d.comb += total.eq(Mux(first, start, acc) + tree.o + tree.co if sign
+                                 else Mux(first, start, acc) + tree.o)
             with m.If(valid):
                 m.d.sync += acc.eq(total)
             m.d.comb += self.o[j].eq(acc)
@@ -200,6 +212,16 @@ class MacArray(wiring.Component):
         m.submodules[f"lut{j}_{lane}"] = mul
         m.d.comb += [mul.a.eq(self._row_x(j)[lane]), mul.b.eq(self.w[j][lane]),
                      tree.i[lane].eq(mul.p)]
+
+    def _sign_products(self, m: Module, j: int, tree: AdderTree) -> None:
+        """Output channel ``j``'s products without multipliers, from the array's inputs
+        (their own registers); each negative weight's ``+1`` is a carry-in of the tree."""
+        cfg = self._cfg
+        for lane in range(cfg.lanes):
+            mul = SignProduct(cfg.data_bits, cfg.weight_bits)
+            m.submodules[f"sign{j}_{lane}"] = mul
+            m.d.comb += [mul.a.eq(self._row_x(j)[lane]), mul.b.eq(self.w[j][lane]),
+                         tree.i[lane].eq(mul.p), tree.c[lane].eq(mul.neg)]
 
     def _dual_products(self, m: Module, trees: list[AdderTree]) -> None:
         """Consecutive products (row-major) in pairs on dual 8x8 SB_MAC16 cells."""

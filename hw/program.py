@@ -170,6 +170,18 @@ SLOPE_FIELDS: dict[str, tuple[str, str]] = {
     "slope_s": ("slope_shift", "the slope's shift: the slope is slope_a * 2**-slope_s"),
 }
 
+#: The rounding-mode fields, in engines with ``cfg.round_even``.
+ROUND_FIELDS: dict[str, tuple[str, str]] = {
+    # The requantizer's right shift rounds half up; with the bit set a value exactly halfway
+    # goes to the even neighbour instead (hw/requantizer.py, LayerFormat.rounding).
+    "even": ("flag", "1: the group's data shift rounds half to even (0: half up)"),
+}
+#: The residual Add's rounding-mode field, in engines with ``cfg.round_even`` and
+#: ``cfg.residual``.
+ADD_ROUND_FIELDS: dict[str, tuple[str, str]] = {
+    "add_even": ("flag", "1: the Add's data shift rounds half to even (0: half up)"),
+}
+
 #: The Resize-view fields, in engines with ``cfg.resize``.
 VIEW_FIELDS: dict[str, tuple[str, str]] = {
     # A group reading its input through a nearest-neighbour Resize by 2 walks a view twice
@@ -194,11 +206,17 @@ RECT_POOL_FIELDS: dict[str, tuple[str, str]] = {
     "pool_h": ("count", "pooling window rows: dy's count (pool: its columns, dx's)"),
 }
 
+#: The codebook field, in engines with weight indices (``cfg.w_index_bits``): the weight
+#: words hold indices that the codebook lookup (``hw/codebook.py``) turns into weights.
+CODEBOOK_FIELDS: dict[str, tuple[str, str]] = {
+    "cb": ("codebook", "the group's codebook: the table of its layer's distinct weights"),
+}
+
 #: Kinds whose width follows a memory's address width or ``data_bits``; the compiler sizes
 #: ``dim_bits`` to the largest value of every other field.
 OWN_WIDTH_KINDS = ("map_addr", "map_corner", "map_step", "weight_addr", "weight_count",
                    "bias_addr", "value", "map_count", "bulk_addr",
-                   "align", "add_shift", "slope", "slope_shift")
+                   "align", "add_shift", "slope", "slope_shift", "codebook")
 
 
 def kind_shapes(cfg: EngineConfig) -> dict[str, Shape]:
@@ -223,6 +241,7 @@ def kind_shapes(cfg: EngineConfig) -> dict[str, Shape]:
         "flag": unsigned(1),
         "slope": unsigned(SLOPE_BITS),
         "slope_shift": unsigned(SLOPE_SHIFT_BITS),
+        "codebook": unsigned(clog2(cfg.codebooks)),
     }
 
 
@@ -233,8 +252,11 @@ def entry_fields(cfg: EngineConfig) -> dict[str, tuple[str, str]]:
             **(SHARE_FIELDS if cfg.w_share else {}), **(RING_FIELDS if cfg.w_bulk else {}),
             **(DMA_FIELDS if cfg.m_bulk else {}),
             **(OFFSET_FIELDS if cfg.offsets else {}), **(SLOPE_FIELDS if cfg.slope else {}),
+            **(ROUND_FIELDS if cfg.round_even else {}),
+            **(ADD_ROUND_FIELDS if cfg.round_even and cfg.residual else {}),
             **(VIEW_FIELDS if cfg.resize else {}),
-            **(RECT_POOL_FIELDS if cfg.rect_pool else {})}
+            **(RECT_POOL_FIELDS if cfg.rect_pool else {}),
+            **(CODEBOOK_FIELDS if cfg.w_index_bits else {})}
 
 
 def entry_layout(cfg: EngineConfig) -> data.StructLayout:

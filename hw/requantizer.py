@@ -46,6 +46,17 @@ class Requantizer(wiring.Component):
     is added beside the compares, so the clamp stage gains one bit and one adder in
     parallel, not in series.
 
+    With ``even`` the right shift may round half to even instead (per use: the ``even``
+    input, the program's bit; :func:`dynfix.quant.fixed.requantize` with ``half_even``):
+    the value was exactly halfway iff the low ``s`` bits of ``acc + 2**(s-1)`` are all zero
+    (two's complement: negative sums too; ``s = 0`` and a left shift round nothing), and
+    the half-up result is then the upper neighbour, so an odd one steps down to the even
+    one by clearing its lowest bit: no adder. The zero test reads ``acc`` (with
+    ``rounding``: ``acc``'s low bits against ``2**(s-1)``, beside the adder) through a
+    mask of the low ``s`` bits, both decoded from ``shift`` a cycle ahead like the rounding
+    constant; it runs beside the barrel shift, and its result gates bit 0 of the shift's
+    register: no stage is added.
+
     With ``slope`` a fourth register stage applies a LeakyReLU to the clamped value ``v``
     (before the offset): ``v`` if ``v >= 0``, else ``(v * slope_a + 2**(slope_s - 1)) >>
     slope_s`` (:func:`dynfix.quant.layers.leaky_relu.leak`); ``slope_a = 1, slope_s = 0``
@@ -57,6 +68,7 @@ class Requantizer(wiring.Component):
     shift : In(signed(shift_bits))     data shift; right if positive
     lo, hi : In(signed(data_bits))     clamp bounds, lo <= hi
     zp : In(signed(data_bits))         output offset (only with ``offsets``)
+    even : In(1)                       round a right shift half to even (only with ``even``)
     slope_a : In(unsigned(SLOPE_BITS)) negative slope's integer (only with ``slope``)
     slope_s : In(unsigned(SLOPE_SHIFT_BITS))  and its shift
     o : Out(signed(data_bits))
@@ -65,13 +77,14 @@ class Requantizer(wiring.Component):
     latency = timing.REQUANTIZER
 
     def __init__(self, acc_bits: int, data_bits: int, shift_bits: int, offsets: bool = False,
-                 rounding: bool = True, slope: bool = False):
+                 rounding: bool = True, slope: bool = False, even: bool = False):
         self._acc_bits = acc_bits
         self._data_bits = data_bits
         self._lshift_bits = data_bits.bit_length()
         self._offsets = offsets
         self._rounding = rounding
         self._slope = slope
+        self._even = even
         #: Register stages from ``acc`` to ``o``.
         self.stages = timing.requantizer_stages(slope)
         super().__init__({
@@ -80,6 +93,7 @@ class Requantizer(wiring.Component):
             "lo": In(signed(data_bits)),
             "hi": In(signed(data_bits)),
             **({"zp": In(signed(data_bits))} if offsets else {}),
+            **({"even": In(1)} if even else {}),
             **({"slope_a": In(unsigned(SLOPE_BITS)),
                 "slope_s": In(unsigned(SLOPE_SHIFT_BITS))} if slope else {}),
             "o": Out(signed(data_bits)),
@@ -106,7 +120,10 @@ class Requantizer(wiring.Component):
             rounded = self.acc                          # 2**(right-1) already added
 
         shifted = Signal(signed(a + (1 << self._lshift_bits)))
-        m.d.sync += shifted.eq(Mux(is_left, self.acc << left, rounded >> right))
+        down = rounded >> right
+        if self._even:
+            down = self._to_even(m, down, half if self._rounding else 0)
+        m.d.sync += shifted.eq(Mux(is_left, self.acc << left, down))
 
         # The clamp, in two stages: the decision (registered), then the select. A value that
         # does not fit data_bits lies beyond every bound (they are data_bits-bit values): its
@@ -138,6 +155,22 @@ class Requantizer(wiring.Component):
         m.d.sync += kept.eq(low + self.zp if self._offsets else low)
         m.d.sync += self.o.eq(Mux(use_hi, self.hi, Mux(use_lo, self.lo, kept)))
         return m
+
+    def _to_even(self, m: Module, down, half):
+        """``down`` (the right shift rounded half up) with bit 0 cleared where ``acc`` lay
+        exactly halfway and ``even`` is set: the zero test of ``acc``'s low ``s`` bits
+        (minus the rounding constant ``half`` when this requantizer adds it), beside the
+        barrel shift."""
+        a = self._acc_bits
+        mask = Signal(unsigned(a), name="tie_mask")     # 2**right - 1
+        enable = Signal(name="to_even")                 # even and a right shift
+        m.d.sync += [mask.eq(Cat(self.shift > s for s in range(a))),
+                     enable.eq(self.even & (self.shift > 0))]
+        tie = Signal(name="tie")
+        m.d.comb += tie.eq(((self.acc ^ half) & mask) == 0)
+        even = Signal(signed(len(down)), name="even_down")
+        m.d.comb += even.eq(Cat(down[0] & ~(tie & enable), down[1:]))
+        return even
 
     def _clamp_and_slope(self, m: Module, use_hi, use_lo, low, lo_v, hi_v, w: int) -> None:
         """The clamp's select before the offset (registered), then the slope stage and the

@@ -29,6 +29,8 @@ class ResidualAdd(wiring.Component):
     sa, sb : In(unsigned(align_bits))   alignment shifts
     shift : In(signed(add_shift_bits))  the Add's data shift
     lo, hi : In(signed(data_bits))   clamp bounds, lo <= hi
+    even : In(1)                     round the Add's data shift half to even (only with
+                                     ``cfg.round_even``; 0: half up)
     o : Out(ArrayLayout(signed(data_bits), tm))
     """
 
@@ -42,6 +44,7 @@ class ResidualAdd(wiring.Component):
             "sa": In(unsigned(cfg.align_bits)), "sb": In(unsigned(cfg.align_bits)),
             "shift": In(signed(cfg.add_shift_bits)),
             "lo": In(signed(cfg.data_bits)), "hi": In(signed(cfg.data_bits)),
+            **({"even": In(1)} if cfg.round_even else {}),
             "o": Out(lanes),
         })
 
@@ -53,7 +56,10 @@ class ResidualAdd(wiring.Component):
             b = Mux(self.en, self.b[j], 0)
             m.d.sync += s.eq((self.a[j] << self.sa) + (b << self.sb))
             rq = m.submodules[f"rq{j}"] = Requantizer(cfg.sum_bits, cfg.data_bits,
-                                                      cfg.add_shift_bits)
+                                                      cfg.add_shift_bits,
+                                                      even=bool(cfg.round_even))
             m.d.comb += [rq.acc.eq(s), rq.shift.eq(self.shift), rq.lo.eq(self.lo),
                          rq.hi.eq(self.hi), self.o[j].eq(rq.o)]
+            if cfg.round_even:
+                m.d.comb += rq.even.eq(self.even)
         return m

@@ -9,7 +9,8 @@ nextpnr reports (iCE40 logic cells hold a LUT and a FF; ECP5 ``TRELLIS_COMB`` co
 carry halves). DSPs and block
 RAMs are counted the way yosys maps them: one hard multiplier per product whose operands fit
 the block (more when they do not; one per pair of products for ``dual_mac`` engines, whose
-SB_MAC16 cells are instantiated; none for the ``lut_products``, which are logic), and each
+SB_MAC16 cells are instantiated; none for the ``lut_products`` and the ``sign_products``,
+which are logic), and each
 memory in the block shape yosys ``memory_libmap`` would take (:func:`memory_blocks`), or left
 in logic when that is cheaper (its costs).
 ``boards/synth.py`` gives the actual figures to compare with (``dynfix synth``).
@@ -27,6 +28,7 @@ from .config import EngineConfig, clog2
 from .fpga_family import FpgaFamily
 from .ice40_spram import spram_cells
 from .lut_mul import structure as lut_mul_structure
+from .sign_product import structure as sign_structure
 from .program import entry_layout
 
 __all__ = ["Usage", "Estimate", "Device", "MemorySpec", "estimate", "memory_blocks",
@@ -40,6 +42,26 @@ def lut_product_usage(data_bits: int, weight_bits: int) -> tuple[int, int]:
     design"."""
     rows, adder_bits, adders, regs = lut_mul_structure(data_bits, weight_bits)
     return rows + adder_bits + adders, regs
+
+
+def sign_product_usage(data_bits: int, weight_bits: int) -> tuple[int, int, int]:
+    """(LUT4s, FFs, shared FFs) of one product without a multiplier (``hw/sign_product.py``,
+    ``structure``): a LUT4 per bit of its one's complement, the flip-flops of its weight's and
+    its result's registers, and those of the map value's registers, which every product of
+    one map value (a lane's, across the rows) shares."""
+    luts, _, regs, shared = sign_structure(data_bits, weight_bits)
+    return luts, regs, shared
+
+
+def tree_carries(n: int) -> int:
+    """Flip-flops of the carries an :class:`AdderTree` of ``n`` inputs with ``carries``
+    keeps waiting: after each level, the carries its adders did not take."""
+    regs, left, level = 0, n, n
+    for _ in range(tree_levels(n)):
+        left -= level // 2
+        level = (level + 1) // 2
+        regs += left
+    return regs
 
 
 @dataclass
@@ -244,7 +266,7 @@ PARTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "control": (("control", "mem_program", "write_back"),
                 ("ctrl", "seq", "loader", "unloader", "wb")),
     "maps": (("map_datapath", "mem_biases", "mem_fmap"), ("", "fmap")),
-    "weight memory": (("mem_weights", "weight_ring"), ("weights",)),
+    "weight memory": (("mem_weights", "weight_ring", "codebook"), ("weights", "codebook")),
     # Amaranth names the DMA's module ``dma$<n>`` (the engine has a signal named ``dma``).
     "map dma": (("map_dma", "bulk_arbiter"), ("dma", "dma$", "bulk_arbiter")),
 }
@@ -276,6 +298,15 @@ def estimate(cfg: EngineConfig, dev: Device, extra: dict[str, Usage] | None = No
         # the cell's registers, a fabric product register behind (the adder tree's input).
         est.blocks["multipliers"] = Usage(ffs=n * db + n * tm * (wb + prod),
                                           dsps=cfg.dsp_blocks)
+    elif cfg.sign_products:
+        # Products without multipliers (hw/sign_product.py), counted in LUT4s as the LUT
+        # products are (the family's lut_factor taken back out): per product its LUTs and
+        # registers, the map value's registers once per value they multiply (a lane's for
+        # every row; each row's own with dw_window).
+        luts, ffs, shared = sign_product_usage(db, wb)
+        values = n * (tm if cfg.dw_window else 1)
+        est.blocks["multipliers"] = Usage(luts=n * tm * luts / dev.family.lut_factor,
+                                          ffs=n * tm * ffs + values * shared)
     elif cfg.ecp5_dsp:
         if not dev.family.registered_dsp:
             raise DynfixError(f"the engine puts its products on ECP5 MULT18X18D cells "
@@ -316,7 +347,9 @@ def estimate(cfg: EngineConfig, dev: Device, extra: dict[str, Usage] | None = No
     tree_adds, tree_regs = adder_tree(n, prod)
     levels = tree_levels(n)
     stages = 1 + levels
-    est.blocks["adder_trees"] = Usage(luts=tm * tree_adds, ffs=tm * tree_regs)
+    # With sign products the trees keep the carries their adders have not taken yet.
+    est.blocks["adder_trees"] = Usage(luts=tm * tree_adds,
+                                      ffs=tm * (tree_regs + cfg.sign_products * tree_carries(n)))
     # The accumulator (also the output), the bias's register and the shifted bias's; the
     # bias read comes late (hw/mac_array.py, bias_lag): its address is delayed, not the
     # bias words.
@@ -329,12 +362,15 @@ def estimate(cfg: EngineConfig, dev: Device, extra: dict[str, Usage] | None = No
     # channel: each lane's shift delayed from the bias read to the requantizer.
     # A slope stage: the clamped value's register, a data_bits x SLOPE_BITS product in LUTs
     # (shift-and-add rows), its rounding adder, a barrel shift and the output mux.
-    off, slope = int(cfg.offsets), int(cfg.slope)
+    # Half to even: the mask of the low s bits (its decode from the shift, registered), the
+    # zero test of the masked accumulator (an OR tree) and the enable bit.
+    off, slope, even = int(cfg.offsets), int(cfg.slope), int(cfg.round_even)
     sw = db + SLOPE_BITS + 1
     est.blocks["requantizers"] = Usage(
         luts=tm * (ab + shifter(ab, ab) + shifter(db, db) + 3 * db + off * 4 * (db + 1)
-                   + slope * (SLOPE_BITS * sw + sw + shifter(sw, SLOPE_SHIFT_MAX) + db)),
-        ffs=tm * (ab + 3 * db + 4 + off * 2 * (db + 1) + slope * 2 * (db + 1)
+                   + slope * (SLOPE_BITS * sw + sw + shifter(sw, SLOPE_SHIFT_MAX) + db)
+                   + even * 2 * ab),
+        ffs=tm * (ab + 3 * db + 4 + off * 2 * (db + 1) + slope * 2 * (db + 1) + even * (ab + 1)
                   + cfg.ch_shift * 2 * cfg.shift_bits))
     est.blocks["max_pool"] = Usage(luts=tm * 2 * db, ffs=tm * (db + 2))
     # Map word paths: pad zeroing, write-data select, output lane select, write enables.
@@ -401,6 +437,16 @@ def estimate(cfg: EngineConfig, dev: Device, extra: dict[str, Usage] | None = No
         pos = cfg.weight_addr_bits
         est.blocks["weight_ring"] = Usage(luts=160 + 2 * cfg.word_beats + 3 * pos,
                                           ffs=40 + 4 * pos)
+    if cfg.w_index_bits:
+        # The codebook lookup (hw/codebook.py): per weight of a word a 2**b-to-1 multiplexer
+        # over the current codebook's registers (2**b - 1 LUT4s per weight bit, as yosys
+        # maps it without abc) and its output register; the codebook's registers and their
+        # load from the table of constants the entry's ``cb`` selects (a LUT4 per bit for
+        # each 16 tables).
+        size = cfg.codebook_entries
+        est.blocks["codebook"] = Usage(
+            luts=n * tm * wb * (size - 1) + size * wb * -(-cfg.codebooks // 16),
+            ffs=n * tm * wb + size * wb)
     if cfg.m_bulk:
         for name, use in map_bulk_usage(cfg).items():
             est.blocks[name] = est.blocks.get(name, Usage()) + use

@@ -28,8 +28,12 @@ OPERAND_STAGES = 2
 PRODUCT_STAGES = 2
 #: Cycles from a multiplier's operands to its product, whatever computes it: fabric
 #: registers, an SB_MAC16 pair or a MULT18X18D with its own registers on each side
-#: (hw/ice40_dual_mac.py, hw/ecp5_mul.py), or a product in LUTs (hw/lut_mul.py).
+#: (hw/ice40_dual_mac.py, hw/ecp5_mul.py), a product in LUTs (hw/lut_mul.py), or one
+#: without a multiplier at weights of at most 2 bits (hw/sign_product.py).
 MULTIPLIER = OPERAND_STAGES + PRODUCT_STAGES
+#: The codebook lookup (hw/codebook.py), in engines with weight indices (``w_index_bits``):
+#: the index word read a cycle earlier, each lane's weight registered after its lookup.
+CODEBOOK = 1
 #: The requantizer: the shift, the clamp's decision, its select (hw/requantizer.py).
 REQUANTIZER = 3
 #: The requantizer's slope stage, in engines with a LeakyReLU.
@@ -96,6 +100,13 @@ def mac_latency(lanes: int) -> int:
 def issue_to_mac(cfg: EngineConfig) -> int:
     """Cycles from an item's issue to the MAC array's input on ``cfg``."""
     return ISSUE_TO_MAC + (DW_WINDOW if cfg.dw_window else 0)
+
+
+def weight_read_lag(cfg: EngineConfig) -> int:
+    """Cycles from an item's issue to its weight word's read address (the memory answers a
+    cycle later): a cycle before the map register's output meets it at the MAC array, and
+    one more before that through the codebook lookup (``w_index_bits``)."""
+    return issue_to_mac(cfg) - 1 - (CODEBOOK if cfg.w_index_bits else 0)
 
 
 def requantizer_stages(slope: bool) -> int:

@@ -26,6 +26,8 @@ class WeightMemory(wiring.Component):
     -------
     addr : In(unsigned(weight_addr_bits))
     data : Out(ArrayLayout(ArrayLayout(signed(weight_bits), lanes), tm))
+        with ``cfg.w_index_bits`` unsigned codebook indices of that width instead
+        (``hw/codebook.py``)
     wl : In(stream.Signature(16))       only with ``w_spram``
     idle : In(1)                        only with ``w_spram``
     """
@@ -34,7 +36,8 @@ class WeightMemory(wiring.Component):
         self._cfg = cfg
         self._weights = weights
         self._cell = cell
-        word = data.ArrayLayout(data.ArrayLayout(signed(cfg.weight_bits), cfg.lanes), cfg.tm)
+        lane = unsigned(cfg.w_index_bits) if cfg.w_index_bits else signed(cfg.weight_bits)
+        word = data.ArrayLayout(data.ArrayLayout(lane, cfg.lanes), cfg.tm)
         super().__init__({
             "addr": In(unsigned(cfg.weight_addr_bits)),
             "data": Out(word),

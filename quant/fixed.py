@@ -9,7 +9,11 @@ explains them and the hardware (``dynfix.hw``) implements exactly these:
 * rounding is **round half up**: ``floor(v + 1/2)`` (so 2.5 -> 3, -2.5 -> -2);
 * every narrowing **saturates** to ``[-2**(bw-1), 2**(bw-1) - 1]``;
 * a right shift by ``s > 0`` rounds: ``(a + 2**(s-1)) >> s`` (arithmetic shift);
-  a shift by ``s < 0`` is an exact left shift; saturation follows either way.
+  a shift by ``s < 0`` is an exact left shift; saturation follows either way;
+* a layer may instead round its data shift **half to even** (``rounding = "half_even"``,
+  what QONNX's ``ROUND`` and ``np.round`` do): a value exactly halfway between two steps
+  goes to the even one, so ``(a + 2**(s-1)) >> s`` steps down by one where it is odd and
+  the low ``s`` bits of ``a + 2**(s-1)`` are all zero (the tie).
 
 All functions are vectorized over numpy arrays and use int64 for integers.
 """
@@ -21,6 +25,10 @@ import numpy as np
 from dynfix.errors import DynfixError
 
 MAX_ACC_BITS = 62
+#: The rounding modes of a data shift: half up (the default, the paper's) and half to even.
+HALF_UP = "half_up"
+HALF_EVEN = "half_even"
+ROUNDING_MODES = (HALF_UP, HALF_EVEN)
 
 
 def qmin(bw: int) -> int:
@@ -55,21 +63,43 @@ def dequantize(q: np.ndarray, fl: int, zp: int = 0) -> np.ndarray:
     return np.ldexp(np.asarray(q, dtype=np.float64) - zp, -fl)
 
 
-def shift_round(a: np.ndarray, s: int) -> np.ndarray:
-    """Shift right by ``s`` with round half up (``s < 0``: exact left shift). No saturation."""
+def check_rounding(rounding: str, where: str = "rounding") -> str:
+    """``rounding`` if it is one of :data:`ROUNDING_MODES` (else one DynfixError line)."""
+    if rounding not in ROUNDING_MODES:
+        raise DynfixError(f"{where} {rounding!r} is none of {', '.join(ROUNDING_MODES)}")
+    return rounding
+
+
+def to_even(up: np.ndarray, biased: np.ndarray, right: int | np.ndarray) -> np.ndarray:
+    """Half up made half to even: ``up = biased >> right`` is a right shift of ``biased``,
+    a value that already holds the rounding constant ``2**(right-1)``. The value was
+    exactly halfway iff ``biased``'s low ``right`` bits are all zero (two's complement, so
+    for negative values too); ``up`` is then the upper of the two neighbours, and the even
+    one is ``up`` with its lowest bit cleared. ``right <= 0`` rounds nothing."""
+    right = np.asarray(right, np.int64)
+    mask = np.left_shift(1, np.maximum(right, 0)) - 1
+    tie = (right > 0) & ((biased & mask) == 0)
+    return up & ~tie.astype(np.int64)
+
+
+def shift_round(a: np.ndarray, s: int, rounding: str = HALF_UP) -> np.ndarray:
+    """Shift right by ``s`` rounding half up, or half to even (``s < 0``: exact left
+    shift). No saturation."""
     a = np.asarray(a, dtype=np.int64)
     if s > 0:
-        return (a + (1 << (s - 1))) >> s
+        biased = a + (1 << (s - 1))
+        up = biased >> s
+        return to_even(up, biased, s) if rounding == HALF_EVEN else up
     if s < 0:
         return a << (-s)
     return a
 
 
-def requantize(acc: np.ndarray, shift: int | np.ndarray, bw: int, zp: int = 0
-               ) -> np.ndarray:
-    """The data shift: ``saturate(shift_round(acc, shift) + zp, bw)``; ``shift`` may be an
-    array that broadcasts against ``acc`` (a shift per output channel), ``zp`` is the
-    output map's offset (``|zp| <= 2**(bw-1)``).
+def requantize(acc: np.ndarray, shift: int | np.ndarray, bw: int, zp: int = 0,
+               rounding: str = HALF_UP) -> np.ndarray:
+    """The data shift: ``saturate(shift_round(acc, shift, rounding) + zp, bw)``; ``shift``
+    may be an array that broadcasts against ``acc`` (a shift per output channel), ``zp`` is
+    the output map's offset (``|zp| <= 2**(bw-1)``), ``rounding`` half up or half to even.
 
     A left shift saturates without overflowing int64 (the accumulator is at most
     ``MAX_ACC_BITS`` wide; any ``|acc << k| >= 2**bw`` saturates whatever ``zp`` is, so
@@ -77,20 +107,24 @@ def requantize(acc: np.ndarray, shift: int | np.ndarray, bw: int, zp: int = 0
     """
     acc = np.asarray(acc, dtype=np.int64)
     if np.ndim(shift):
-        return _requantize_each(acc, np.asarray(shift, dtype=np.int64), bw, zp)
+        return _requantize_each(acc, np.asarray(shift, dtype=np.int64), bw, zp, rounding)
     if shift < 0:
         lim = min(1 << max(0, bw + shift), 1 << 62)
         return saturate((np.clip(acc, -lim, lim) << (-shift)) + zp, bw)
-    return saturate(shift_round(acc, shift) + zp, bw)
+    return saturate(shift_round(acc, shift, rounding) + zp, bw)
 
 
-def _requantize_each(acc: np.ndarray, shift: np.ndarray, bw: int, zp: int) -> np.ndarray:
+def _requantize_each(acc: np.ndarray, shift: np.ndarray, bw: int, zp: int,
+                     rounding: str = HALF_UP) -> np.ndarray:
     """:func:`requantize` with a shift per element (``shift`` broadcasts against ``acc``,
     e.g. one per output channel): the same rounding right shift and saturating left shift,
     chosen elementwise."""
     right = np.maximum(shift, 0)
     left = np.maximum(-shift, 0)
-    down = (acc + rounding_constant(shift)) >> right
+    biased = acc + rounding_constant(shift)
+    down = biased >> right
+    if rounding == HALF_EVEN:
+        down = to_even(down, biased, right)
     lim = np.minimum(np.left_shift(1, np.maximum(0, bw - left)), 1 << 62)
     up = np.clip(acc, -lim, lim) << left
     return saturate(np.where(shift < 0, up, down) + zp, bw)

@@ -3,10 +3,10 @@
 :class:`IntModel` runs a :class:`~dynfix.quant.ir.Model` under a
 :class:`~dynfix.quant.qspec.QuantSpec` on int64 arrays, exactly as ``docs/arithmetic.md``
 defines: exact products, an accumulator of ``acc_bits`` bits, the bias shifted left into it,
-the data shift rounded half up and saturated, then ReLU / Clip / pooling / flatten on the
-integers; an Add aligns its two inputs to the finer binary point, adds exactly and
-requantizes the sum the same way. It walks the model's DAG in topological order. The
-hardware is tested against :meth:`IntModel.forward` bit for bit.
+the data shift rounded (half up, or per layer half to even) and saturated, then ReLU / Clip /
+pooling / flatten on the integers; an Add aligns its two inputs to the finer binary point,
+adds exactly and requantizes the sum the same way. It walks the model's DAG in topological
+order. The hardware is tested against :meth:`IntModel.forward` bit for bit.
 
 The integer model is defined on the *lowered* graph (:func:`~dynfix.quant.lower.lower`): a
 global average pool followed by Flatten and Linear is folded into that Linear, so it costs no
@@ -24,7 +24,7 @@ the absolute products), so float64 represents each one exactly and the result is
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -134,9 +134,10 @@ def shifts(acc: np.ndarray, fmt: Format) -> int | np.ndarray:
 
 
 def narrow(acc: np.ndarray, fmt: Format) -> np.ndarray:
-    """The data shift: round half up by ``data_shift`` (left if negative; per channel with
-    ``ch_fl``), add the output offset ``zp_out``, saturate to bw_x."""
-    return fixed.requantize(acc, shifts(acc, fmt), fmt.bw_x, fmt.zp_out)
+    """The data shift: round by ``data_shift`` (left if negative; per channel with
+    ``ch_fl``) half up or, with ``fmt.rounding`` half_even, half to even; add the output
+    offset ``zp_out``, saturate to bw_x."""
+    return fixed.requantize(acc, shifts(acc, fmt), fmt.bw_x, fmt.zp_out, fmt.rounding)
 
 
 def saturation_count(acc: np.ndarray, fmt: Format) -> int:
@@ -148,7 +149,10 @@ def saturation_count(acc: np.ndarray, fmt: Format) -> int:
     k = np.maximum(-s, 0)
     left = (acc < -((-lo) >> k)) | (acc > (hi >> k))
     r = np.maximum(s, 0)
-    v = (acc + np.where(r > 0, np.left_shift(1, np.maximum(r - 1, 0)), 0)) >> r
+    biased = acc + np.where(r > 0, np.left_shift(1, np.maximum(r - 1, 0)), 0)
+    v = biased >> r
+    if fmt.rounding == fixed.HALF_EVEN:
+        v = fixed.to_even(v, biased, r)
     right = (v < lo) | (v > hi)
     return int(np.count_nonzero(np.where(s < 0, left, right)))
 
@@ -156,11 +160,16 @@ def saturation_count(acc: np.ndarray, fmt: Format) -> int:
 @dataclass(frozen=True)
 class MapFormat:
     """Format of a feature map: ``bw``-bit integers ``q`` with fractional length ``fl`` and
-    offset ``zp`` (the value is ``(q - zp) * 2**-fl``; ``zp = qmin(bw)``: unsigned)."""
+    offset ``zp`` (the value is ``(q - zp) * 2**-fl``; ``zp = qmin(bw)``: unsigned).
+
+    ``rounding`` is the rounding mode of the layer that wrote the map (half up for the
+    model input): an average pool, which keeps the map's format, rounds its mean so too.
+    It is not part of the format's identity (maps joined or added need not share it)."""
 
     bw: int
     fl: int
     zp: int = 0
+    rounding: str = field(default=fixed.HALF_UP, compare=False)
 
 
 def clip_bounds(layer: Clip, fmt: MapFormat) -> tuple[int, int]:
@@ -250,7 +259,8 @@ def check_spec(model: Model, spec: QuantSpec) -> dict[str, MapFormat]:
             raise DynfixError(f"{where}: the layer is {layer.op!r} but its format is {kind}")
         if is_sum(layer):
             check_add(f, ins, where)
-            cur = MapFormat(f.bw_x, f.fl_out, f.zp_out)
+            fixed.check_rounding(f.rounding, f"{where}: rounding")
+            cur = MapFormat(f.bw_x, f.fl_out, f.zp_out, f.rounding)
         elif not is_compute(layer):
             if any(m != cur for m in ins):
                 raise DynfixError(f"{where}: the maps it joins have formats (bw, fl, zp) "
@@ -281,7 +291,8 @@ def check_spec(model: Model, spec: QuantSpec) -> dict[str, MapFormat]:
             if f.acc_bits > fixed.MAX_ACC_BITS:
                 raise DynfixError(f"{where}: acc_bits={f.acc_bits} exceeds "
                                   f"{fixed.MAX_ACC_BITS}")
-            cur = MapFormat(f.bw_x, f.fl_out, f.zp_out)
+            fixed.check_rounding(f.rounding, f"{where}: rounding")
+            cur = MapFormat(f.bw_x, f.fl_out, f.zp_out, f.rounding)
         fmts[layer.name] = cur
     return fmts
 

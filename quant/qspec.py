@@ -19,6 +19,7 @@ Conventions (see ``docs/arithmetic.md``):
 * ``data_shift = fl_in + fl_w - fl_out`` for a compute layer, ``max(fl_in) - fl_out`` for an
   Add (right if positive, left if negative);
 * ``bw_x`` is the width of the layer's *output* feature map;
+* ``rounding`` is how the data shift rounds: ``half_up`` (default) or ``half_even``;
 * per-channel weight formats (``ch_fl``, optional): output channel ``m`` of a compute layer
   has its weights at ``fl_w + ch_fl[m]`` and its bias at ``fl_b + ch_fl[m]`` (so the bias
   shift is the layer's) and its data shift is ``data_shift + ch_fl[m]``; an empty
@@ -33,6 +34,7 @@ from typing import ClassVar
 import numpy as np
 
 from dynfix.errors import DynfixError
+from .fixed import HALF_UP
 
 
 @dataclass
@@ -61,6 +63,13 @@ class LayerFormat:
     #: map's, checked like ``fl_in``.
     zp_in: int = 0
     zp_out: int = 0
+    #: How the data shift rounds: ``half_up`` (the default) or ``half_even``
+    #: (``fixed.ROUNDING_MODES``; a QONNX ``ROUND`` Quant's).
+    rounding: str = HALF_UP
+    #: Weight sharing (``quant/weight_sharing.py``): the index bits of the codebook that
+    #: chose the layer's weights (its integers take at most ``2**share`` values), which an
+    #: engine may store as indices (``EngineConfig.w_index_bits``); 0: not shared.
+    share: int = 0
 
     op: ClassVar[str] = "compute"
 
@@ -102,6 +111,7 @@ class AddFormat:
     saturated: int | None = None
     zp_in: tuple[int, int] = (0, 0)     # offsets of the two maps read (checked)
     zp_out: int = 0
+    rounding: str = HALF_UP             # how the data shift rounds (as a LayerFormat's)
 
     op: ClassVar[str] = "add"
 

@@ -20,8 +20,13 @@ the width of the tensor the layer reads (an earlier row's ``bw_x``, or ``input_b
 
 ``zp_out`` (optional, default 0) is an output map's offset: ``-2**(bw_x-1)`` for an
 *unsigned* map, whose values are ``(q - zp_out) * 2**-fl_out``; ``input_zp`` the input's.
+``rounding`` (optional, default ``half_up``) is how a row's data shift rounds:
+``half_even`` rounds a value exactly halfway between two steps to the even one.
 Input offsets, like input widths, come from the graph. ``ch_fl`` (optional) gives per-output-channel weight formats: channel ``m``'s weights are at
 ``fl_w + ch_fl[m]``, its bias at ``fl_b + ch_fl[m]`` (:class:`~dynfix.quant.qspec.LayerFormat`).
+``share`` (optional, default 0) is the index width of a layer whose weights weight sharing
+chose (``--share``): they take at most ``2**share`` values, and ``generate`` may store
+them as indices (``w_index_bits``).
 ``options`` (greedy only) records the search's additions beyond the paper
 (:class:`~dynfix.quant.qspec.QuantOptions`); greedy-paper, range and static write none.
 ``params`` is there when equalization, bias correction, adaptive rounding or weight sharing
@@ -52,6 +57,7 @@ import yaml
 
 from dynfix.errors import DynfixError
 from dynfix.fileio import atomic_write_bytes, atomic_write_text
+from . import fixed
 from .int_model import check_listed, check_spec, is_compute, is_sum
 from .ir import Layer, Model, is_placeholder
 from .lower import lower
@@ -74,8 +80,12 @@ def spec_to_dict(spec: QuantSpec) -> dict:
             row.update({k: int(getattr(f, k)) for k in INT_KEYS})
             if f.ch_fl:
                 row["ch_fl"] = [int(v) for v in f.ch_fl]
+            if f.share:
+                row["share"] = int(f.share)
         if f.zp_out:
             row["zp_out"] = int(f.zp_out)
+        if f.rounding != fixed.HALF_UP:
+            row["rounding"] = f.rounding
         row["sqnr_db"] = None if f.sqnr_db is None else round(float(f.sqnr_db), 2)
         row["saturated"] = None if f.saturated is None else int(f.saturated)
         layers.append(row)
@@ -190,6 +200,11 @@ def _values(row: dict, layer: Layer, where: str) -> dict:
                           f"channel), got {ch!r:.40}")
     v["ch_fl"] = tuple(_int(c, f"{where}: ch_fl") for c in ch)
     v["zp_out"] = _int(row.get("zp_out", 0), f"{where}: zp_out")
+    if op == "add" and "share" in row:
+        raise DynfixError(f"{where}: an Add has no weights, so no share")
+    v["share"] = _int(row.get("share", 0), f"{where}: share")
+    v["rounding"] = fixed.check_rounding(row.get("rounding", fixed.HALF_UP),
+                                         f"{where}: rounding")
     sq = row.get("sqnr_db")
     v.update(sqnr_db=None if sq is None else float(sq), saturated=row.get("saturated"))
     return v
@@ -226,13 +241,15 @@ def spec_from_dict(d: dict, model: Model, source: str = "quantization spec") -> 
         if is_sum(layer):
             formats[layer.name] = AddFormat(layer.name, tuple(bw_in), v["fl_in"], v["bw_x"],
                                             v["fl_out"], zp_in=tuple(zp_in),
-                                            zp_out=v["zp_out"], **stats)
+                                            zp_out=v["zp_out"], rounding=v["rounding"],
+                                            **stats)
         else:
             formats[layer.name] = LayerFormat(
                 name=layer.name, bw_w=v["bw_w"], fl_w=v["fl_w"], bw_b=v["bw_b"],
                 fl_b=v["fl_b"], bw_in=bw_in[0], fl_in=v["fl_in"], bw_x=v["bw_x"],
                 fl_out=v["fl_out"], acc_bits=v["acc_bits"], ch_fl=v["ch_fl"],
-                zp_in=zp_in[0], zp_out=v["zp_out"], **stats)
+                zp_in=zp_in[0], zp_out=v["zp_out"], rounding=v["rounding"],
+                share=v["share"], **stats)
     layers = {name: formats[name] for name in rows}     # the file's order, checked below
     options = d.get("options")
     spec = QuantSpec(model=str(d["model"]), method=str(d["method"]), bits=str(d["bits"]),

@@ -63,7 +63,8 @@ from .lower import lower
 from .qspec import AddFormat, Format, LayerFormat, QuantOptions, QuantSpec
 from .qspec_io import param_names
 from .refine import Evaluator, refine
-from .weight_sharing import ShareReport, share_bits, share_model
+from .weight_sharing import ShareReport, record_shares, share_bits, share_model
+from .ternary import TernaryReport, check_mode, index_bits, ternarize_model, ternary_layers
 
 METHODS = ("greedy", "greedy-paper", "static", "range")
 #: What ``dynfix quantize --method`` takes: the searches, and ``qonnx`` (the formats a QONNX
@@ -484,6 +485,8 @@ class SearchResult:
     fell_back: bool = False
     #: Weight sharing (``share``): what it did to each shared layer.
     sharing: list[ShareReport] = field(default_factory=list)
+    #: Ternary weights (``ternary``): what ternarization did to each layer.
+    ternary: list[TernaryReport] = field(default_factory=list)
 
 
 class _Search:
@@ -805,28 +808,43 @@ def search_model(model: Model, calib: np.ndarray, bits: str = "8", method: str =
                  overrides: dict | None = None,
                  progress: Callable[[str], None] | None = None,
                  options: QuantOptions | None = None,
-                 share: int | str | dict | None = None) -> SearchResult:
+                 share: int | str | dict | None = None,
+                 ternary: str | list[str] | None = None,
+                 ternary_mode: str = "asymmetric") -> SearchResult:
     """Quantize ``model``: fractional lengths for every tensor, plus SQNR and saturation;
     with bias correction or adaptive rounding, also the adjusted parameters (in
     ``SearchResult.model``). The search runs on ``lower(model)``, and
     ``SearchResult.model`` is lowered too (see the module docstring). ``share``: weight
-    sharing of the layers it names, once the formats are chosen (:func:`_share`)."""
+    sharing of the layers it names, once the formats are chosen (:func:`_share`);
+    ``ternary``: ternary weights in the layers it names (:func:`_ternarize`), the form
+    ``ternary_mode``; not both."""
     method, options = resolve_method(method, options)
     original, model = model, lower(model)
     shared = None if share is None else share_bits(model, share)
+    tern = None if ternary is None else ternary_layers(model, ternary)
+    check_mode(ternary_mode)
+    if shared and tern:
+        raise DynfixError("weight sharing and ternary weights cannot be combined; choose one")
     x = check_calib(model, calib)
     say = progress or (lambda msg: None)
     ctx = _Search(model, x, bits, overrides, method, say)
     if options is None:
         picker = Picker(method, ctx.static)
         spec, params = ctx.data_pass(ctx.weight_phase(picker), picker)
-        if not shared:
+        if not shared and not tern:
             return SearchResult(spec, model)
         fls, zps = fls_of(spec, model), zps_of(spec, model)
-        params, reports = _share(ctx, fls, params, zps, shared, picker, say)
+        reports, treports = [], []
+        if shared:
+            params, reports = _share(ctx, fls, params, zps, shared, picker, say)
+        else:
+            params, treports = _ternarize(ctx, fls, params, zps, tern, ternary_mode, picker,
+                                          say)
         spec, _ = ctx.data_pass(params, picker, fls, zps=zps)
         spec.params = changed_params(model, params)
-        return SearchResult(spec, with_params(model, spec), sharing=reports)
+        record_shares(spec, shared or index_bits(treports))
+        return SearchResult(spec, with_params(model, spec), sharing=reports,
+                            ternary=treports)
 
     n = min(len(x), REFINE_SAMPLES)
     out = output_name(model)
@@ -896,12 +914,19 @@ def search_model(model: Model, calib: np.ndarray, bits: str = "8", method: str =
                                  Picker(method, actx.static, options), say)
         fid = ev.on(actx.model).score(actx.build(fls, params, zps), params)
         say(f"with shared weights: {fid.text()}")
+    treports = []
+    if tern:
+        params, treports = _ternarize(actx, fls, params, zps, tern, ternary_mode,
+                                      Picker(method, actx.static, options), say)
+        fid = ev.on(actx.model).score(actx.build(fls, params, zps), params)
+        say(f"with ternary weights: {fid.text()}")
     # The final formats' statistics on the whole calibration batch (and the progress lines).
     spec, _ = actx.data_pass(params, Picker(method, actx.static, options), fls, zps=zps)
     spec.options = options
     spec.params = {**changed_params(model, params), **fill.changed_clips(model, actx.model)}
+    record_shares(spec, shared or index_bits(treports))
     return SearchResult(spec, with_params(model, spec), fid, paper, objective, fell_back,
-                        reports)
+                        reports, treports)
 
 
 def _share(ctx: _Search, fls: dict[str, int], params: dict[str, Params],
@@ -924,9 +949,34 @@ def _share(ctx: _Search, fls: dict[str, int], params: dict[str, Params],
     return params, reports
 
 
+def _ternarize(ctx: _Search, fls: dict[str, int], params: dict[str, Params],
+               zps: dict[str, int], names: list[str], mode: str, picker: Picker,
+               say: Callable[[str], None]) -> tuple[dict[str, Params], list[TernaryReport]]:
+    """Ternary weights (:mod:`.ternary`) in the layers ``names`` with the map formats
+    already chosen (``fls``, ``zps``): the parameters with the ternary weights, their
+    formats (the symmetric form's 2-bit weights: ``ctx.widths`` changed) and corrected
+    biases (whose fl is picked again), and what ternarization did per layer."""
+    spec = ctx.build(fls, params, zps)
+    spec.params = changed_params(ctx.model, params)
+    done, biases = ternarize_model(ctx.model, spec, ctx.x, names, mode)
+    params, widths = dict(params), dict(ctx.widths)
+    for n, t in done.items():
+        r = t.report
+        say(f"ternary {n}: values {r.values}, threshold {r.threshold:.2f} max|w|, response "
+            f"SQNR {r.sqnr_fixed_db:.1f} dB fixed point, {r.sqnr_ttq_db:.1f} TTQ threshold "
+            f"and mean scales, {r.sqnr_db:.1f} fitted")
+        widths[n] = replace(widths[n], bw_w=t.bw_w)
+        p = replace(params[n], w=t.weights, b=biases[n], fl_w=t.fl_w, ch=t.ch_fl)
+        params[n] = replace(p, fl_b=ctx.bias_fl(p, widths[n].bw_b, picker))
+    ctx.widths = widths
+    return params, [t.report for t in done.values()]
+
+
 def search(model: Model, calib: np.ndarray, bits: str = "8", method: str = "greedy",
            overrides: dict | None = None, progress: Callable[[str], None] | None = None,
            options: QuantOptions | None = None,
-           share: int | str | dict | None = None) -> QuantSpec:
+           share: int | str | dict | None = None, ternary: str | list[str] | None = None,
+           ternary_mode: str = "asymmetric") -> QuantSpec:
     """The spec of :func:`search_model` (whose ``model`` holds any adjusted parameters)."""
-    return search_model(model, calib, bits, method, overrides, progress, options, share).spec
+    return search_model(model, calib, bits, method, overrides, progress, options, share,
+                        ternary, ternary_mode).spec

@@ -10,7 +10,11 @@ of their own).
 * **Codebook**: 1-D k-means on the layer's float weights, started at ``2**b`` centroids
   spaced linearly between the smallest and the largest weight (the start Han et al. found
   best: it keeps the few large weights represented), then each centroid rounded onto the
-  grid; entries that round to the same integer merge.
+  grid; entries that round to the same integer merge. One entry is 0 (the one nearest to
+  it is moved there, and the refinement keeps it): the engine pads its weight words with
+  zero weights (the lanes beyond a layer's input channels, a depthwise layer's other
+  channels), which its codebook must hold to store the words as ``b``-bit indices
+  (``hw/codebook.py``); Deep Compression's pruned zeros have an entry too.
 * **Per-channel weight formats** (``LayerFormat.ch_fl``): the codebook is shared in the
   integer domain. Channel ``m``'s weights are clustered as ``w * 2**(fl_w + ch_fl[m])``
   (the integers they round to) and index ``k`` stands for the integer ``c_k`` in every
@@ -36,18 +40,16 @@ of their own).
 from __future__ import annotations
 
 import heapq
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from dynfix.errors import DynfixError
 from . import fixed
 from .adjust import corrected_bias, tied_columns
-from .float_model import trace
-from .int_model import (IntModel, accumulate, add_sum, apply_plain, bias_array,
-                        bias_integers, is_compute, is_sum, narrow, plain_input, row_fls,
-                        weight_array)
+from .int_model import bias_array, bias_integers, is_compute, row_fls, weight_array
 from .ir import Layer, Model
+from .layerwise import replace_in_order
 from .qspec import LayerFormat, QuantSpec
 
 MIN_BITS, MAX_BITS = 2, 8      # index widths accepted
@@ -103,6 +105,16 @@ def share_bits(model: Model, share: int | str | dict) -> dict[str, int]:
         return {n: _bits(b, f"weight sharing of layer {n!r}") for n, b in share.items()}
     b = _bits(share, "weight sharing")
     return {n: b for n in names}
+
+
+def record_shares(spec: QuantSpec, bits: dict[str, int]) -> None:
+    """Record in ``spec`` (in place) the index width of every layer shared at ``bits``
+    (``LayerFormat.share``, which Q.yaml keeps), so that ``generate`` can store them as
+    indices."""
+    for name, b in bits.items():
+        f = spec.layers.get(name)
+        if isinstance(f, LayerFormat):
+            spec.layers[name] = replace(f, share=int(b))
 
 
 # --------------------------------------------------------------------------------- k-means
@@ -216,8 +228,18 @@ class Responses:
         return gram, rhs
 
 
+def with_zero(c: np.ndarray) -> np.ndarray:
+    """Grid entries ``c`` with the one nearest to 0 moved to 0 when none is (the module
+    docstring: the engine's padding needs a zero entry), distinct, ascending."""
+    c = np.asarray(c, np.float64).copy()
+    if len(c) and not np.any(c == 0):
+        c[np.argmin(np.abs(c))] = 0
+    return np.unique(c)
+
+
 def _polish(c: np.ndarray, gram: np.ndarray, rhs: np.ndarray, bw: int) -> np.ndarray:
-    """Integer entries ``c`` moved by +-1 while ``c G c - 2 r c`` falls (within bw bits)."""
+    """Integer entries ``c`` moved by +-1 while ``c G c - 2 r c`` falls (within bw bits);
+    an entry at 0 stays there (:func:`with_zero`)."""
     c = c.astype(np.float64).copy()
     lo, hi = fixed.qmin(bw), fixed.qmax(bw)
     grad = gram @ c - rhs
@@ -225,7 +247,7 @@ def _polish(c: np.ndarray, gram: np.ndarray, rhs: np.ndarray, bw: int) -> np.nda
         # the change of moving entry k by d is d (2 grad_k + d G_kk)
         d = np.stack([-np.ones_like(c), np.ones_like(c)])
         gain = d * (2 * grad[None] + d * np.diag(gram)[None])
-        gain[(c[None] + d < lo) | (c[None] + d > hi)] = np.inf
+        gain[(c[None] + d < lo) | (c[None] + d > hi) | (c[None] == 0)] = np.inf
         s, k = np.unravel_index(np.argmin(gain), gain.shape)
         if gain[s, k] >= -1e-12 * max(1.0, abs(float(rhs @ c))):
             break
@@ -300,14 +322,14 @@ def share_layer(layer: Layer, fmt: LayerFormat, wf: np.ndarray, q: np.ndarray,
         sq_km = sq_fixed
     else:
         c, _ = kmeans_1d(v, k)
-        c = on_grid(c, fmt.bw_w)
+        c = with_zero(on_grid(c, fmt.bw_w))
         best = c[nearest(c, v)].reshape(q.shape)
         best_err = resp.error(best)
         sq_km = resp.sqnr_db(best)
         for _ in range(REFINE_ROUNDS):
             idx = nearest(c, v).reshape(q.shape)
             gram, rhs = resp.normal(idx, len(c))
-            used = np.diag(gram) > 0
+            used = (np.diag(gram) > 0) & (c != 0)       # the zero entry stays 0
             fit = c.astype(np.float64).copy()
             if used.any():
                 sol = np.linalg.lstsq(gram[np.ix_(used, used)], rhs[used], rcond=None)[0]
@@ -339,45 +361,21 @@ def share_model(model: Model, spec: QuantSpec, x: np.ndarray, bits: dict[str, in
     holds it: checked, and scaled for a range-filled model). Returns the shared weights as
     floats on the grid (float32, exact; by layer), the corrected biases (float32, by layer)
     and a report per layer."""
-    x = np.asarray(x)[:MAX_INPUTS]
-    im = IntModel(model, spec)
-    qmodel = im.model
-    floats = trace(model, x, {model.layer(n).inputs[0] for n in bits})
-    tr = {qmodel.input_name: fixed.quantize(x, spec.input_bw, spec.input_fl, spec.input_zp)}
-    last = qmodel.last_use()
     shared: dict[str, np.ndarray] = {}
     biases: dict[str, np.ndarray] = {}
     reports: list[ShareReport] = []
-    for i, layer in enumerate(qmodel.layers):
-        xin = tr[layer.inputs[0]]
-        if is_sum(layer):
-            f = spec.layers[layer.name]
-            y = narrow(add_sum(xin, tr[layer.inputs[1]], f), f)
-        elif is_compute(layer):
-            f = spec.layers[layer.name]
-            if layer.name in bits:
-                src = im.formats[layer.inputs[0]]
-                xd = fixed.dequantize(xin, src.fl, src.zp)
-                wf = weight_array(model.layer(layer.name))
-                q, rep = share_layer(layer, f, wf, im.weights[layer.name], xd,
-                                     floats[layer.inputs[0]], bits[layer.name])
-                im.weights[layer.name] = q
-                shared[layer.name] = fixed.dequantize(q, row_fls(f.fl_w, f.ch_fl, q)
-                                                      ).astype(np.float32)
-                own = model.layer(layer.name)
-                biases[layer.name] = corrected_bias(layer, bias_array(own), wf,
-                                                    floats[layer.inputs[0]],
-                                                    shared[layer.name], xd)
-                im.biases[layer.name] = bias_integers(biases[layer.name], f)
-                reports.append(rep)
-            y = narrow(accumulate(layer, xin, im.weights[layer.name], im.biases[layer.name],
-                                  f), f)
-        else:
-            y = apply_plain(layer, plain_input(layer, tr), im.formats[layer.inputs[0]])
-        tr[layer.name] = y
-        for t in layer.inputs:
-            if last[t] == i:
-                tr.pop(t, None)
+
+    def share(layer: Layer, f: LayerFormat, wq: np.ndarray, xd: np.ndarray,
+              xf: np.ndarray) -> tuple[np.ndarray, np.ndarray, LayerFormat]:
+        wf = weight_array(model.layer(layer.name))
+        q, rep = share_layer(layer, f, wf, wq, xd, xf, bits[layer.name])
+        shared[layer.name] = fixed.dequantize(q, row_fls(f.fl_w, f.ch_fl, q)).astype(np.float32)
+        biases[layer.name] = corrected_bias(layer, bias_array(model.layer(layer.name)), wf, xf,
+                                            shared[layer.name], xd)
+        reports.append(rep)
+        return q, bias_integers(biases[layer.name], f), f
+
+    replace_in_order(model, spec, np.asarray(x)[:MAX_INPUTS], bits, share)
     return shared, biases, reports
 
 

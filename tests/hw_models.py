@@ -84,6 +84,48 @@ def residual_net(seed: int = 5, bits: str = "8"):
     return model, search(model, calib, bits=bits), calib
 
 
+def tiny_net() -> tuple[Model, np.ndarray]:
+    """conv 2 -> 3 with a bias, ReLU, 2x2 max pool, flatten, Linear 12 -> 4 without a bias,
+    on 2 x 4 x 4 inputs; and 16 inputs."""
+    rng = np.random.default_rng(1)
+    model = Model("tiny", "x", (2, 4, 4), [
+        Conv2d("c1", ("x",), weight=rng.standard_normal((3, 2, 3, 3)).astype(np.float32),
+               bias=rng.standard_normal(3).astype(np.float32), pads=(1, 1, 1, 1)),
+        ReLU("r1", ("c1",)),
+        MaxPool2d("p1", ("r1",), kernel=(2, 2), stride=(2, 2)),
+        Flatten("f", ("p1",)),
+        Linear("fc", ("f",), weight=rng.standard_normal((4, 12)).astype(np.float32),
+               bias=None)])
+    return model, rng.standard_normal((16, 2, 4, 4)).astype(np.float32)
+
+
+def channel_net(name: str = "chan", spread: bool = True) -> Model:
+    """conv 2 -> 6 (with ``spread``, its output channels' weights differ 16x in range, so
+    per-channel formats pay), a depthwise 3x3 conv, ReLU, flatten, Linear, on 2 x 6 x 6
+    inputs."""
+    rng = np.random.default_rng(5)
+    w1 = rng.standard_normal((6, 2, 3, 3))
+    if spread:
+        w1 = w1 * np.array([1, 1 / 16] * 3)[:, None, None, None]
+    return Model(name, "x", (2, 6, 6), [
+        Conv2d("c1", ("x",), weight=w1.astype(np.float32),
+               bias=np.zeros(6, np.float32), pads=(1, 1, 1, 1)),
+        Conv2d("dw", ("c1",), weight=rng.standard_normal((6, 1, 3, 3)).astype(np.float32),
+               bias=np.zeros(6, np.float32), groups=6),
+        ReLU("r", ("dw",)), Flatten("f", ("r",)),
+        Linear("fc", ("f",), weight=(0.2 * rng.standard_normal((3, 96))).astype(np.float32),
+               bias=np.zeros(3, np.float32))])
+
+
+@lru_cache(maxsize=None)
+def shared_small_net(share: int = 3):
+    """:func:`small_net` at 8 bits with weight sharing (``quant.weight_sharing``) of every
+    layer at ``share``-bit indices: each layer's integer weights take at most ``2**share``
+    values (the spec's ``params`` hold them)."""
+    model, _, calib = small_net()
+    return model, search(model, calib, bits="8", share=share), calib
+
+
 def strip_net(seed: int = 7, bits: str = "8"):
     """Maps larger than the input (so a small map memory sends them to bulk memory and the
     layers around them run in row strips): a 3x3 conv to 8 channels, a conv with asymmetric

@@ -3,10 +3,10 @@ fixed-point format on calibration data (greedy dynamic precision by default).
 
 The greedy method's additions beyond the paper (docs/quantization.md) each have an option;
 ``--method greedy`` starts from its defaults (``search.GREEDY``), ``--method greedy-paper``
-from none, and the options given change those. When bias correction, adaptive rounding or
-weight sharing (``--share``) chose other weights/biases than the model's own rounded to
-nearest, they are written to ``Q.params.npz`` beside ``Q.yaml`` (which names it); every
-command that takes ``--quant`` reads them."""
+from none, and the options given change those. When bias correction, adaptive rounding,
+weight sharing (``--share``) or ternary weights (``--ternary``) chose other weights/biases
+than the model's own rounded to nearest, they are written to ``Q.params.npz`` beside
+``Q.yaml`` (which names it); every command that takes ``--quant`` reads them."""
 
 from __future__ import annotations
 
@@ -21,6 +21,8 @@ from dynfix.quant.qspec import OPTION_CHOICES
 from dynfix.quant.search import GREEDY, QUANTIZE_METHODS
 from dynfix.quant.weight_sharing import ShareReport, header as share_header
 from dynfix.quant.weight_sharing import summary as share_summary
+from dynfix.quant.ternary import MODES as TERNARY_MODES, TernaryReport
+from dynfix.quant.ternary import header as ternary_header, summary as ternary_summary
 from . import BITS_HELP, MODEL_HELP
 
 #: The option flags: (flag, QuantOptions field, choices or None for on/off, help).
@@ -98,8 +100,12 @@ def run(args: argparse.Namespace) -> int:
     if args.calib is None and args.method != "qonnx":
         raise DynfixError(f"method {args.method} searches the formats on calibration inputs: "
                           f"pass --calib DATA")
+    if args.ternary_mode is not None and args.ternary is None:
+        raise DynfixError("--ternary-mode chooses the form of --ternary; pass --ternary "
+                          "LAYER,... or all too")
     q = api.quantize(args.model, args.calib, args.bits, args.method, args.overrides,
-                     args.output, progress, changes or None, args.share)
+                     args.output, progress, changes or None, args.share, args.ternary,
+                     args.ternary_mode or "asymmetric")
     spec = q.spec
     wrote = ", ".join(str(p) for p in q.files)
     if q.calib_inputs:
@@ -115,6 +121,8 @@ def run(args: argparse.Namespace) -> int:
                  output=str(args.output))
         if q.sharing:
             d["sharing"] = [sharing_row(r) for r in q.sharing]
+        if q.ternary:
+            d["ternary"] = [ternary_row(r) for r in q.ternary]
         print(json.dumps(d, indent=2))
     else:
         opts = "" if spec.options is None else " (" + ", ".join(
@@ -129,6 +137,11 @@ def run(args: argparse.Namespace) -> int:
             print(f"\n{share_header(width)}")
             print("\n".join(r.line(width) for r in q.sharing))
             print(share_summary(q.sharing))
+        if q.ternary:
+            width = max([len(r.layer) for r in q.ternary] + [5])
+            print(f"\n{ternary_header(width)}")
+            print("\n".join(r.line(width) for r in q.ternary))
+            print(ternary_summary(q.ternary))
     return 0
 
 
@@ -139,6 +152,17 @@ def sharing_row(r: ShareReport) -> dict:
             "bits_huffman": r.bits_huffman,
             **{k: finite_or_none(round(getattr(r, k), 2))
                for k in ("sqnr_fixed_db", "sqnr_kmeans_db", "sqnr_db")}}
+
+
+def ternary_row(r: TernaryReport) -> dict:
+    """One ternarized layer's report as plain numbers (``--json``)."""
+    return {"layer": r.layer, "mode": r.mode, "values": list(r.values),
+            "fl_w": list(r.fl_w), "threshold": round(r.threshold, 4),
+            "zeros": round(r.zeros, 4), "weights": r.weights,
+            "bits_weights": r.bits_before, "bits_ternary": r.bits_after,
+            **{k: finite_or_none(getattr(r, k) and round(getattr(r, k), 2))
+               for k in ("sqnr_fixed_db", "sqnr_ttq_db", "sqnr_unrounded_db", "sqnr_cut_db",
+                         "sqnr_db")}}
 
 
 def register(subparsers) -> None:
@@ -169,6 +193,17 @@ def register(subparsers) -> None:
                         "(k-means, refined on the layer's response to the calibration "
                         "inputs); BITS (2..8) for all such layers or LAYER=BITS,... "
                         "(docs/compression.md)")
+    p.add_argument("--ternary", metavar="LAYER,...|all",
+                   help="ternary weights once the formats are chosen (TTQ without "
+                        "retraining): the named Conv2d and Linear layers' weights become "
+                        "{-Wn, 0, +Wp}, threshold and scales fitted on the layer's response "
+                        "to the calibration inputs; all: every such layer but the first "
+                        "and the last (name them to add them); not with --share "
+                        "(docs/compression.md)")
+    p.add_argument("--ternary-mode", choices=TERNARY_MODES,
+                   help="asymmetric: one pair of integer scales per layer on its weight "
+                        "grid (default); symmetric: Wp = Wn, a power of two per output "
+                        "channel, so the weights are 2-bit {-1, 0, 1}")
     p.add_argument("--overrides", metavar="F.yaml",
                    help="per-layer widths: layer name -> {bw_w, bw_x, bw_b}")
     p.add_argument("--output", "-o", required=True, metavar="Q.yaml",

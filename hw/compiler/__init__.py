@@ -21,7 +21,7 @@ from ..config import EngineConfig
 from ..timing import shortcut_fifo_depth
 from ..program import (OWN_WIDTH_KINDS, VIEW_FIELDS, check_entry, entry_fields,
                        pack_entry)
-from .images import _dense_weights, pack_biases, pack_weights
+from .images import _dense_weights, codebook, pack_biases, pack_weights
 from .memory import _words, allocate
 from .strips import MapPlacement, Transfer, place_maps, split, transfers
 from .plan import (LayerPlan, Shape3, _ceil_div, _reads_once, address_steps, identity_copy,
@@ -67,12 +67,15 @@ class CompiledModel:
     #: compiles many candidates and needs only their sizes.
     packed_weights: list[int] | None = field(default=None, init=False, repr=False,
                                              compare=False)
+    #: With weight indices (``w_index_bits``): the codebooks the program's ``cb`` fields
+    #: name, each its layer's distinct weights ascending (identical ones once).
+    codebooks: list[list[int]] = field(default_factory=list)
 
     @property
     def weights(self) -> list[int]:
         """The weight memory's words in sequencer order (:func:`pack_weights`)."""
         if self.packed_weights is None:
-            self.packed_weights = pack_weights(self.config, self.plans)
+            self.packed_weights = pack_weights(self.config, self.plans, self.codebooks)
         return self.packed_weights
 
     @property
@@ -206,6 +209,7 @@ def compile_model(model: Model, spec: QuantSpec, cfg: EngineConfig) -> CompiledM
     check_concats(plans, cfg, model.name)
     window = im2col_first(plans[0], n) if cfg.im2col and _reads_once(plans) else None
     side = mark_windows(plans, cfg)
+    tables, table_of = _codebooks(plans, cfg)
     data_bits = max([spec.input_bw] + [f.bw_x for f in fmts])
     words = {plans[0].input: _words(plans[0].in_shape, n)}
     words.update((p.writes, _words(p.map_shape, n)) for p in plans)
@@ -217,6 +221,7 @@ def compile_model(model: Model, spec: QuantSpec, cfg: EngineConfig) -> CompiledM
              if cfg.m_bulk else MapPlacement(base=allocate(plans, words, plans[0].input)))
     base = place.base
     adds = [_add_fields(p, f, spec) for p, f in zip(plans, fmts)]
+    evens = [_even_fields(p, f, spec) for p, f in zip(plans, fmts)]
     # The residual stage: fitted like the widths (0: as the model needs; an explicit value
     # is a bound), so a config with ``residual: 1`` also runs models without an Add.
     offsets = spec.input_zp != 0 or any(f.zp_out != 0 for f in fmts)
@@ -224,6 +229,7 @@ def compile_model(model: Model, spec: QuantSpec, cfg: EngineConfig) -> CompiledM
                      depthwise=int(any(p.kind == "dwconv" for p in plans)),
                      w_share=int(any(p.shared for p in plans)),
                      slope=int(any(p.slope is not None for p in plans)),
+                     round_even=int(any(any(e.values()) for e in evens)),
                      resize=int(any(p.resize != (1, 1) for p in plans)),
                      rect_pool=int(any(p.pool_h for p in plans)),
                      residual=int(any(p.add is not None for p in plans)),
@@ -271,11 +277,16 @@ def compile_model(model: Model, spec: QuantSpec, cfg: EngineConfig) -> CompiledM
         }
         if cfg.rect_pool:
             p.entry.update(pool_h=pool_h)
+        if cfg.w_index_bits:
+            p.entry.update(cb=table_of[i])
         if cfg.offsets:
             p.entry.update(pad_q=f.zp_in, zp_out=f.zp_out)
         if cfg.slope:
             a, s = p.slope.slope() if p.slope is not None else (1, 0)
             p.entry.update(slope_a=a, slope_s=s)
+        if cfg.round_even:
+            p.entry.update(even=evens[i]["even"],
+                           **({"add_even": evens[i]["add_even"]} if cfg.residual else {}))
         if cfg.depthwise:
             p.entry.update(dw=int(p.kind == "dwconv"), t_px=t_px)
         if cfg.w_share:
@@ -358,6 +369,7 @@ def compile_model(model: Model, spec: QuantSpec, cfg: EngineConfig) -> CompiledM
         prog_depth=len(entries),
         dim_bits=max(abs(v) for v in counts + reach).bit_length(),
         map_bulk=place.bulk_words,
+        codebooks=len(tables),
     )
     if cfg.m_bulk:
         for e in entries:
@@ -371,7 +383,27 @@ def compile_model(model: Model, spec: QuantSpec, cfg: EngineConfig) -> CompiledM
                          pack_biases(cfg, runs), out_name, input_shape, window,
                          spec.input_zp, input_rows=place.in_rows, output_rows=place.out_rows,
                          output_shape=plans[-1].out_shape,
-                         weight_segments=segments if len(segments) > 1 else [])
+                         weight_segments=segments if len(segments) > 1 else [],
+                         codebooks=tables)
+
+
+def _codebooks(plans: list[LayerPlan], cfg: EngineConfig
+               ) -> tuple[list[list[int]], dict[int, int]]:
+    """With weight indices (``cfg.w_index_bits``): the program's codebooks, each group's
+    distinct weights (:func:`~.images.codebook`; a group with the same as an earlier one
+    names that one), and which one each of ``plans`` names, by position; none without."""
+    tables: list[list[int]] = []
+    table_of: dict[int, int] = {}
+    if not cfg.w_index_bits:
+        return tables, table_of
+    seen: dict[tuple[int, ...], int] = {}
+    for i, p in enumerate(plans):
+        t = tuple(codebook(cfg, p))
+        if t not in seen:
+            seen[t] = len(tables)
+            tables.append(list(t))
+        table_of[i] = seen[t]
+    return tables, table_of
 
 
 def _with_transfers(cfg: EngineConfig, plans: list[LayerPlan], place: MapPlacement,
@@ -448,14 +480,15 @@ def avg_format(p: LayerPlan, m: MapFormat) -> LayerFormat:
     """The formats an average pool of ``p.avg = 2**s`` cells per window runs in as a
     depthwise convolution on the engine (``docs/arithmetic.md``, "Average pooling on the
     engine"): unit weights at ``fl_w = s`` (the real ``2**-s``), no bias, the input map's
-    format ``m`` in and out (so the data shift is ``s``, rounding half up: the integer
-    model's ``avg_round``), and an accumulator for ``2**s`` cells of ``bw + 1`` bits (a map
-    offset's ``-zp * 2**s`` folded into the start value) plus the rounding constant."""
+    format ``m`` in and out (so the data shift is ``s``, rounding in the map's mode, half
+    up or half to even: the integer model's ``avg_round``), and an accumulator for ``2**s``
+    cells of ``bw + 1`` bits (a map offset's ``-zp * 2**s`` folded into the start value)
+    plus the rounding constant."""
     s = p.avg.bit_length() - 1
     return LayerFormat(p.name, bw_w=2, fl_w=s, bw_b=2, fl_b=m.fl + s, bw_in=m.bw,
                        fl_in=m.fl, bw_x=m.bw, fl_out=m.fl,
                        acc_bits=((p.avg << m.bw) + p.avg).bit_length() + 1,
-                       zp_in=m.zp, zp_out=m.zp)
+                       zp_in=m.zp, zp_out=m.zp, rounding=m.rounding)
 
 
 def bias_units(f: LayerFormat, shifts: np.ndarray) -> int:
@@ -499,6 +532,16 @@ def rounded_acc_bits(f: LayerFormat, layer, shifts: np.ndarray) -> int:
     bound = fixed.acc_bound(int_model.fan_in(layer), int_model.data_bits(f), f.bw_w, f.bw_b,
                             f.bias_shift)
     return max(f.acc_bits, (bound + half).bit_length() + 1)
+
+
+def _even_fields(p: LayerPlan, f: LayerFormat, spec: QuantSpec) -> dict[str, int]:
+    """The program's rounding bits of group ``p`` (format ``f``): 1 where the group's data
+    shift, or its fused Add's, rounds half to even and shifts right (a shift <= 0 rounds
+    nothing, so it needs no half-to-even requantizer)."""
+    add = spec.layers[p.add.name] if p.add is not None else None
+    return {"even": int(f.rounding == fixed.HALF_EVEN and bool(np.any(p.shifts > 0))),
+            "add_even": int(add is not None and add.rounding == fixed.HALF_EVEN
+                            and add.data_shift > 0)}
 
 
 def _add_fields(p: LayerPlan, f: LayerFormat, spec: QuantSpec) -> dict[str, int]:

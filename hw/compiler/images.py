@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from dynfix.errors import DynfixError
 from dynfix.quant.ir import Layer
 from ..config import EngineConfig
 from .plan import TRANSFERS, LayerPlan, _ceil_div
@@ -72,29 +73,71 @@ def _pack(values: np.ndarray, bits: int) -> list[int]:
     return [int.from_bytes(row.tobytes(), "little") for row in packed]
 
 
-def pack_weights(cfg: EngineConfig, plans: list[LayerPlan]) -> list[int]:
-    """Weight words in sequencer order: per group mg, kernel row, column, input word t;
-    lane (j, l) holds weight[mg*tm + j, t*lanes + l, ky, kx] (0 beyond the layer); a group
-    in strips once."""
+def layer_words(cfg: EngineConfig, p: LayerPlan) -> np.ndarray:
+    """The weight words of group ``p`` in sequencer order, one row of ``tm * lanes``
+    integers each: per group mg, kernel row, column, input word t; lane (j, l) holds
+    weight[mg*tm + j, t*lanes + l, ky, kx] (0 beyond the layer); a depthwise group's as
+    :func:`_depthwise_words` or :func:`_window_words` lay them out."""
     n, tm = cfg.lanes, cfg.tm
+    if p.window:
+        return _window_words(p.weights, cfg)
+    if p.kind == "dwconv":
+        return _depthwise_words(p.weights, cfg)
+    weights = p.weights[:, :, :1, :1] if p.shared else p.weights   # one tap serves all
+    m_out, c, kh, kw = weights.shape
+    t_in, n_mg = _ceil_div(c, n), _ceil_div(m_out, tm)
+    w = np.zeros((n_mg * tm, t_in * n, kh, kw), np.int64)
+    w[:m_out, :c] = weights
+    # (mg, j, t, l, ky, kx) -> (mg, ky, kx, t, j, l)
+    w = w.reshape(n_mg, tm, t_in, n, kh, kw).transpose(0, 4, 5, 2, 1, 3)
+    return w.reshape(-1, tm * n)
+
+
+def _live_rows(cfg: EngineConfig, p: LayerPlan, words: np.ndarray) -> np.ndarray:
+    """Which values of :func:`layer_words` ``words`` matter (same shape): those of the
+    layer's output channels. A last group's rows beyond them compute results the
+    write-back drops, so their weights may be anything (with weight indices: any entry)."""
+    tm, n = cfg.tm, cfg.lanes
+    n_mg = _ceil_div(p.weights.shape[0], tm)
+    rows = np.arange(n_mg * tm).reshape(n_mg, 1, tm, 1) < p.weights.shape[0]
+    return np.broadcast_to(rows, (n_mg, len(words) // max(1, n_mg), tm, n)).reshape(
+        words.shape)
+
+
+def codebook(cfg: EngineConfig, p: LayerPlan) -> list[int]:
+    """The codebook of group ``p`` on an engine with weight indices (``w_index_bits``):
+    the distinct values of its weight words (:func:`layer_words`, ascending), the zeros
+    its words hold beyond the layer's input channels included, those of the rows beyond
+    its output channels not (:func:`_live_rows`); DynfixError when there are more than
+    the ``2**w_index_bits`` entries a codebook holds."""
+    words = layer_words(cfg, p)
+    values = np.unique(words[_live_rows(cfg, p, words)])
+    if len(values) > cfg.codebook_entries:
+        raise DynfixError(f"layer {p.name!r} has {len(values)} distinct weights in the "
+                          f"engine's weight words, more than the {cfg.codebook_entries} "
+                          f"entries of a {cfg.w_index_bits}-bit codebook (w_index_bits)")
+    return [int(v) for v in values]
+
+
+def pack_weights(cfg: EngineConfig, plans: list[LayerPlan],
+                 codebooks: list[list[int]] | None = None) -> list[int]:
+    """Weight words in sequencer order (:func:`layer_words`), a group in strips once; with
+    weight indices (``w_index_bits``) each weight's index in the codebook its entry names
+    (``cb``, of ``codebooks``; a dropped row's the first entry)."""
     words = []
     for p in plans:
         if p.kind in TRANSFERS or p.strip:  # a group's later strips read its words again
             continue
-        if p.window:
-            words += _pack(_window_words(p.weights, cfg), cfg.weight_bits)
-            continue
-        if p.kind == "dwconv":
-            words += _pack(_depthwise_words(p.weights, cfg), cfg.weight_bits)
-            continue
-        weights = p.weights[:, :, :1, :1] if p.shared else p.weights   # one tap serves all
-        m_out, c, kh, kw = weights.shape
-        t_in, n_mg = _ceil_div(c, n), _ceil_div(m_out, tm)
-        w = np.zeros((n_mg * tm, t_in * n, kh, kw), np.int64)
-        w[:m_out, :c] = weights
-        # (mg, j, t, l, ky, kx) -> (mg, ky, kx, t, j, l)
-        w = w.reshape(n_mg, tm, t_in, n, kh, kw).transpose(0, 4, 5, 2, 1, 3)
-        words += _pack(w.reshape(-1, tm * n), cfg.weight_bits)
+        w = layer_words(cfg, p)
+        if cfg.w_index_bits:
+            table = np.asarray(codebooks[p.entry["cb"]], np.int64)
+            w = np.where(_live_rows(cfg, p, w), w, table[0])
+            idx = np.minimum(np.searchsorted(table, w), len(table) - 1)
+            if not np.array_equal(table[idx], w):
+                raise DynfixError(f"layer {p.name!r}: a weight is missing from its codebook")
+            words += _pack(idx, cfg.w_index_bits)
+        else:
+            words += _pack(w, cfg.weight_bits)
     return words
 
 

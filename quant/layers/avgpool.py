@@ -45,12 +45,15 @@ class AvgPool2d(Pool2d):
         return (s / self.divisor(x.shape[2:], out_hw)).astype(np.float32)
 
     def forward_int(self, x, fmt):
+        """The mean of each window, rounded in the map's rounding mode (``fmt.rounding``:
+        half up, or half to even after a layer that rounds so)."""
         out_hw = self.out_shape[1:]
         # A padded cell the divisor counts is a real 0 (the integer zp); one it does not
         # count adds nothing.
         pad = fmt.zp if self.count_include_pad else 0
         s = windows(x, self.kernel, self.stride, self.pads, pad, out_hw=out_hw)
-        return avg_round(s.sum(axis=(-1, -2)), self.divisor(x.shape[2:], out_hw))
+        return avg_round(s.sum(axis=(-1, -2)), self.divisor(x.shape[2:], out_hw),
+                         fmt.rounding)
 
     def onnx_nodes(self, param: ParamWriter):
         return [onnx_node(self, "AveragePool", self.inputs, **self.onnx_attrs(),

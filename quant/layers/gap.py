@@ -33,7 +33,7 @@ class GlobalAvgPool(Layer):
 
     def forward_int(self, x, fmt):
         n = x.shape[2] * x.shape[3]
-        return avg_round(x.sum(axis=(2, 3), keepdims=True), n)
+        return avg_round(x.sum(axis=(2, 3), keepdims=True), n, fmt.rounding)
 
     def onnx_nodes(self, param: ParamWriter):
         return [onnx_node(self, "GlobalAveragePool", self.inputs)]

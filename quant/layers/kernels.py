@@ -67,8 +67,14 @@ def conv2d(x: np.ndarray, weight: np.ndarray, stride, pads, dilation=(1, 1),
     return y.reshape(n, m, oh, ow)
 
 
-def avg_round(s: np.ndarray, n: np.ndarray | int) -> np.ndarray:
-    """Mean rounded half up: ``floor((2*s + n) / (2*n))`` (arithmetic.md, average pooling).
-    Only pools that :func:`~dynfix.quant.lower.lower` does not fold get here."""
+def avg_round(s: np.ndarray, n: np.ndarray | int, rounding: str = "half_up") -> np.ndarray:
+    """Mean rounded half up: ``floor((2*s + n) / (2*n))`` (arithmetic.md, average pooling);
+    with ``rounding`` ``half_even`` a mean exactly halfway (``2*s + n`` a multiple of
+    ``2*n``) that rounded up to an odd integer steps down to the even one. Only pools that
+    :func:`~dynfix.quant.lower.lower` does not fold get here."""
     n = np.asarray(n, dtype=np.int64)
-    return (2 * s + n) // (2 * n)
+    biased = 2 * np.asarray(s, np.int64) + n
+    up = biased // (2 * n)
+    if rounding == "half_even":
+        up = up - ((biased % (2 * n) == 0) & (up % 2 != 0))
+    return up

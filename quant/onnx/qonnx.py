@@ -25,11 +25,17 @@ engine's narrowest weights are 2 bits, and {-1, +1} are exact 2-bit integers, so
 products are the same. A binary activation has no dynfix format (dynfix rounds, it cannot
 take a sign) and is refused.
 
-Rounding: dynfix rounds half up (``quant/fixed.py``) and saturates to the full two's
-complement range. A ``HALF_UP`` Quant on a map that cannot be negative (after a ReLU)
-matches it exactly; ``ROUND`` (half to even) differs by one step where a value lies exactly
-halfway, and ``FLOOR``/``CEIL``/... or a signed ``narrow`` map (which never holds
-``-2**(b-1)``) differ more: :attr:`QonnxImport.notes` says which nodes.
+Rounding: a layer's data shift rounds half up or half to even (``LayerFormat.rounding``,
+``quant/fixed.py``) and saturates to the full two's complement range. A ``ROUND`` /
+``HALF_EVEN`` Quant on a layer's output (Brevitas' default) makes that layer round half to
+even, exactly as QONNX; a ``HALF_UP`` Quant on a map that cannot be negative (after a ReLU)
+matches half up exactly. A ``Trunc`` that keeps its map's format rounds the mean half to
+even (qonnx's ``Trunc`` rounds onto the input's grid with ``np.round`` first), as dynfix's
+average pool does on a map written half to even (it rounds in its map's mode). The model
+input is quantized on the host half up. What dynfix cannot honour falls back to half up
+with a note (:attr:`QonnxImport.notes` says which nodes): a signed ``HALF_UP`` map (negative
+ties away from zero), ``FLOOR``/``CEIL``/... (up to one step), a signed ``narrow`` map
+(which never holds ``-2**(b-1)``), a ``ROUND`` input Quant (a tie may differ by one step).
 """
 
 from __future__ import annotations
@@ -242,7 +248,8 @@ def _spec(unlowered: Model, q: QonnxGraph, tensors: dict[str, str], name: str
         if owner in maps and maps[owner].map_format() != fmt.map_format():
             raise DynfixError(f"{name}: Quant nodes {maps[owner].node} and {fmt.node} give "
                               f"one feature map ({owner}) two formats")
-        maps[owner] = fmt
+        if owner not in maps or (maps[owner].trunc and not fmt.trunc):
+            maps[owner] = fmt           # the layer rounds as the Quant on its output
     notes = []
     for fmt, inp in on_pools:
         mean = maps.get(_map_owner(model, inp))
@@ -275,6 +282,7 @@ def _spec(unlowered: Model, q: QonnxGraph, tensors: dict[str, str], name: str
             notes += note
             if layer.name in maps:
                 f.bw_x, f.fl_out, f.zp_out = maps[layer.name].map_format()
+                f.rounding = _rounding(maps[layer.name])
             elif layer.name != last and not _only_adds_read(model, layer.name):
                 missing.append(f"{layer.name} output")
             else:           # the unquantized output, or a residual branch before its Add
@@ -290,7 +298,8 @@ def _spec(unlowered: Model, q: QonnxGraph, tensors: dict[str, str], name: str
                 continue
             bw_x, fl_out, zp_out = maps[layer.name].map_format()
             f = AddFormat(layer.name, tuple(i[0] for i in ins), tuple(i[1] for i in ins),
-                          bw_x, fl_out, zp_in=tuple(i[2] for i in ins), zp_out=zp_out)
+                          bw_x, fl_out, zp_in=tuple(i[2] for i in ins), zp_out=zp_out,
+                          rounding=_rounding(maps[layer.name]))
         layers[layer.name] = f
         cur[layer.name] = (f.bw_x, f.fl_out, f.zp_out)
     if missing:
@@ -302,23 +311,59 @@ def _spec(unlowered: Model, q: QonnxGraph, tensors: dict[str, str], name: str
     return spec, notes
 
 
-def _rounding_notes(q: QonnxGraph) -> list[str]:
+#: The QONNX rounding modes a layer's data shift honours, and as which dynfix mode.
+HONOURED = {"ROUND": fixed.HALF_EVEN, "HALF_EVEN": fixed.HALF_EVEN,
+            "HALF_UP": fixed.HALF_UP}
+
+
+def _rounding(fmt: QFormat) -> str:
+    """The dynfix rounding mode of the layer whose output the Quant ``fmt`` quantizes: half
+    to even for ``ROUND`` / ``HALF_EVEN``, half up otherwise (exact for ``HALF_UP`` on a map
+    that cannot be negative; :func:`_rounding_notes` states the other differences). A
+    ``Trunc`` rounds its mean half to even whatever its mode (qonnx's ``np.round`` onto the
+    input's grid comes first)."""
+    if fmt.trunc:
+        return fixed.HALF_EVEN
+    return HONOURED.get(fmt.rounding, fixed.HALF_UP)
+
+
+def _pool_notes(spec: QuantSpec, model: Model, q: QonnxGraph, tensors: dict[str, str]
+                ) -> list[str]:
+    """A line for each Trunc whose average pool reads a map written in another rounding
+    mode than the Trunc's (dynfix's pool rounds in its map's mode)."""
+    notes = []
+    lowered = lower(model)
+    names = {layer.name for layer in lowered.layers}
+    for t, fmt in q.formats.items():
+        ir = tensors.get(t)
+        if not fmt.trunc or ir not in names:
+            continue
+        owner = _map_owner(lowered, ir)
+        mode = spec.layers[owner].rounding if owner in spec.layers else fixed.HALF_UP
+        if mode != _rounding(fmt):
+            notes.append(f"{fmt.node}: rounds its mean half to even; dynfix's average pool "
+                         f"rounds in the mode of the map it reads ({mode}): a mean exactly "
+                         f"halfway may differ by one step")
+    return notes
+
+
+def _rounding_notes(q: QonnxGraph, inputs: list[str]) -> list[str]:
     """One line per kind of activation Quant (or Trunc) whose arithmetic differs from
-    dynfix's."""
+    dynfix's; ``inputs``: the tensors of the Quants on the model input."""
     acts = [f for t, f in q.formats.items() if t not in q.on_const]
     notes = []
-    ties = [f.node for f in acts if f.rounding in ("ROUND", "HALF_EVEN")]
+    ties = [q.formats[t].node for t in inputs
+            if q.formats[t].rounding in ("ROUND", "HALF_EVEN")]
     if ties:
-        notes.append(f"{len(ties)} activation Quant/Trunc node(s) round half to even "
-                     f"(ROUND: {', '.join(ties[:3])}{'...' * (len(ties) > 3)}); dynfix rounds "
-                     f"half up: a value exactly halfway between two steps (frequent on a "
-                     f"fixed-point accumulator) may differ by one step")
+        notes.append(f"input Quant {ties[0]} rounds half to even; dynfix quantizes the "
+                     f"input on the host half up: an input exactly halfway between two "
+                     f"steps may differ by one step")
     half_up = [f.node for f in acts if f.rounding == "HALF_UP" and f.signed]
     if half_up:
         notes.append(f"signed HALF_UP Quant(s) {', '.join(half_up[:3])} round negative ties "
                      f"away from zero; dynfix rounds them up (toward zero)")
     other = [f"{f.node} ({f.rounding})" for f in acts
-             if f.rounding not in ("ROUND", "HALF_EVEN", "HALF_UP")]
+             if f.rounding not in HONOURED and not f.trunc]
     if other:
         notes.append(f"activation Quant/Trunc node(s) {', '.join(other[:3])} do not round "
                      f"to nearest; dynfix rounds half up: results differ by up to one step")
@@ -356,4 +401,6 @@ def import_qonnx(path: str | Path) -> QonnxImport:
         spec, notes = _spec(model, q, tensors, path.name)
     except _NotFixedPoint as e:
         return QonnxImport(model, None, str(e))
-    return QonnxImport(model, spec, notes=notes + _rounding_notes(q))
+    notes += _pool_notes(spec, model, q, tensors)
+    inputs = [t for t in q.formats if t not in q.on_const and tensors.get(t) == model.input_name]
+    return QonnxImport(model, spec, notes=notes + _rounding_notes(q, inputs))

@@ -33,7 +33,7 @@ ROUNDING = {"ROUND": np.round, "HALF_EVEN": np.round, "CEIL": np.ceil, "FLOOR": 
 class QFormat:
     """One Quant node's format: ``bits`` wide, ``fl = -log2(scale)`` (None when the scale
     is not one power of two or the zero point is not 0), signed or not, narrow or not,
-    its rounding mode and its node's name (for messages)."""
+    its rounding mode, its node's name (for messages) and whether the node is a Trunc."""
 
     bits: int
     fl: int | None
@@ -41,6 +41,7 @@ class QFormat:
     narrow: bool
     rounding: str
     node: str
+    trunc: bool = False
 
     def map_format(self) -> tuple[int, int, int]:
         """(bw, fl, zp) of a feature map in this format (unsigned: the offset qmin(bw))."""
@@ -136,7 +137,7 @@ def _quant_node(node: onnx.NodeProto, consts: dict[str, np.ndarray], what: str
         pot = pot and bool(np.all(log == np.rint(log)))
     one = pot and bool(np.all(log == log.reshape(-1)[0]))
     fmt = QFormat(bits, -int(log.reshape(-1)[0]) if one else None, signed, narrow, rounding,
-                  node.name or node.output[0])
+                  node.name or node.output[0], node.op_type == "Trunc")
     return fmt, scale, zp, pot
 
 

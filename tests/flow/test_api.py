@@ -71,17 +71,8 @@ def test_errors_are_dynfix_errors(q8, tmp_path):
 @pytest.mark.usefixtures("icarus")
 def test_simulate_small_model_from_arrays(tmp_path):
     """simulate() on inputs given as an array (no labels): bit-exact, cycles counted."""
-    from dynfix.quant.ir import Conv2d, Flatten, Linear, MaxPool2d, Model, ReLU
-    rng = np.random.default_rng(1)
-    model = Model("tiny", "x", (2, 4, 4), [
-        Conv2d("c1", ("x",), weight=rng.standard_normal((3, 2, 3, 3)).astype(np.float32),
-               bias=rng.standard_normal(3).astype(np.float32), pads=(1, 1, 1, 1)),
-        ReLU("r1", ("c1",)),
-        MaxPool2d("p1", ("r1",), kernel=(2, 2), stride=(2, 2)),
-        Flatten("f", ("p1",)),
-        Linear("fc", ("f",), weight=rng.standard_normal((4, 12)).astype(np.float32),
-               bias=None)])
-    x = rng.standard_normal((16, 2, 4, 4)).astype(np.float32)
+    from hw_models import tiny_net
+    model, x = tiny_net()
     q = dynfix.quantize(model, calib=x, bits="8")
     g = dynfix.generate(q, tmp_path / "gen", config={"tn": 9, "tm": 1})
     s = dynfix.simulate(g, q, data=x, images=3)

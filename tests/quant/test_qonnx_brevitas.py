@@ -1,11 +1,14 @@
 """The Brevitas QONNX fixtures (tests/fixtures/qonnx, written by tools/make_qonnx_fixtures.py
 with ``brevitas.export.export_qonnx``): each loads, its float model equals qonnx's execution
 of the graph without its activation Quants, method qonnx reads the spec off the Quant nodes
-(per-channel weight scales as per-channel formats) and the integer model equals qonnx's
-execution with the activations rounded as dynfix rounds; some run on the engine bit-exact."""
+(per-channel weight scales as per-channel formats, ROUND Quants as layers rounding half to
+even) and the integer model equals qonnx's execution of the file as exported (and, every
+layer rounding half up, of the file with its activations patched to round half up); some
+run on the engine bit-exact."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -72,20 +75,32 @@ def test_float_model_equals_qonnx(name):
     assert max_rel_err(y.reshape(ref.shape), ref) <= 1e-5
 
 
+def _half_up(spec):
+    """``spec`` with every layer rounding half up (dynfix's arithmetic before rounding
+    modes)."""
+    return replace(spec, layers={k: replace(f, rounding="half_up")
+                                 for k, f in spec.layers.items()})
+
+
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_int_model_equals_qonnx(name):
-    """The integer model, dequantized, is qonnx's execution of the QONNX graph once its
-    activation Quants and Truncs round half up as dynfix does; Brevitas writes ROUND (half
-    to even), which the import states."""
+    """The integer model, dequantized, is qonnx's execution of the QONNX file as exported:
+    Brevitas writes ROUND (half to even) and the import makes each layer with such a Quant
+    on its output round half to even (the only note left is the input's, quantized on the
+    host half up). The same spec rounding half up everywhere is qonnx's execution once its
+    activation Quants and Truncs round half up."""
     imp = import_qonnx(_path(name))
     assert imp.spec is not None and imp.spec.method == "qonnx"
-    assert any("half to even" in n for n in imp.notes)
+    assert [n for n in imp.notes if "half to even" in n and "input" not in n] == []
+    assert any(f.rounding == "half_even" for f in imp.spec.layers.values())
     x = _inputs(name, 16)
-    im = IntModel(imp.model, imp.spec)
-    y = im.dequantize(im.output_name, im.logits(x)).reshape(len(x), -1)
-    ref = run_qonnx(rounding_as_dynfix(onnx.load(_path(name))), x).reshape(len(x), -1)
-    assert np.abs(ref).max() > 0
-    np.testing.assert_array_equal(y, ref)
+    for spec, graph in ((imp.spec, onnx.load(_path(name))),
+                        (_half_up(imp.spec), rounding_as_dynfix(onnx.load(_path(name))))):
+        im = IntModel(imp.model, spec)
+        y = im.dequantize(im.output_name, im.logits(x)).reshape(len(x), -1)
+        ref = run_qonnx(graph, x).reshape(len(x), -1)
+        assert np.abs(ref).max() > 0
+        np.testing.assert_array_equal(y, ref)
 
 
 def test_fixed_point_spec():
@@ -137,9 +152,11 @@ def test_binary_and_ternary_weights_are_2_bit():
     assert set(np.unique(t.model.layers[0].weight).tolist()) == {-0.25, 0.0, 0.25}
 
 
-def _engine(name: str, tmp_path, images: int = 2) -> None:
+def _engine(name: str, tmp_path, images: int = 2) -> tuple:
     """quantize(method qonnx) -> generate -> simulate on Icarus: no mismatch, and the
-    engine's outputs are qonnx's execution (activations rounded half up)."""
+    engine's outputs are qonnx's execution of the file as exported (layers rounding half
+    to even; the engine rounds so where a group's program bit says). Returns the engine's
+    outputs, the quantization and the inputs."""
     said = []
     q = dynfix.quantize(str(_path(name)), method="qonnx", output=tmp_path / "Q.yaml",
                         progress=said.append)
@@ -150,14 +167,18 @@ def _engine(name: str, tmp_path, images: int = 2) -> None:
     assert s.n == images and s.mismatches == 0
     im = IntModel(q.model, q.spec)
     y = im.dequantize(im.output_name, s.outputs.reshape(images, -1))
-    ref = run_qonnx(rounding_as_dynfix(onnx.load(_path(name))), x)
+    ref = run_qonnx(onnx.load(_path(name)), x)
     np.testing.assert_array_equal(y, ref.reshape(images, -1))
+    assert gen.compiled.config.round_even == 1
+    return s.outputs.reshape(images, -1), q, x
 
 
 @pytest.mark.usefixtures("icarus")
 def test_ternary_on_the_engine(tmp_path):
-    """Ternary conv and linear weights (2-bit formats) on the engine."""
-    _engine("brevitas_cnn_ternary", tmp_path)
+    """Ternary conv and linear weights (2-bit formats) on the engine, the conv rounding
+    half to even: on these inputs rounding half up would give other outputs."""
+    y, q, x = _engine("brevitas_cnn_ternary", tmp_path)
+    assert np.any(IntModel(q.model, _half_up(q.spec)).logits(x).reshape(y.shape) != y)
 
 
 @pytest.mark.slow

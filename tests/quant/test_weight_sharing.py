@@ -9,32 +9,18 @@ from cli_helpers import run_cli
 from dynfix.errors import DynfixError
 from dynfix.inputs import load_inputs, load_spec
 from dynfix.quant.int_model import IntModel, row_fls
-from dynfix.quant.ir import Conv2d, Flatten, Linear, Model, ReLU
+from dynfix.quant.ir import Linear
 from dynfix.quant.qspec import LayerFormat
 from dynfix.quant.weight_sharing import (huffman_decode, huffman_encode, huffman_lengths,
                                          kmeans_1d, nearest, on_grid, parse_share,
-                                         share_layer)
+                                         share_layer, with_zero)
+from hw_models import channel_net
 
 
 @pytest.fixture(scope="module")
 def shared_digits():
     """digits, greedy-paper formats, then 3-bit sharing of every layer."""
     return dynfix.quantize("digits", "digits", method="greedy-paper", share=3)
-
-
-def channel_net() -> Model:
-    """conv 2->6 whose output channels' weights differ 16x in range (per-channel formats
-    pay), a depthwise conv, ReLU, flatten, Linear, on 2 x 6 x 6 inputs."""
-    rng = np.random.default_rng(5)
-    w1 = rng.standard_normal((6, 2, 3, 3)) * np.array([1, 1 / 16] * 3)[:, None, None, None]
-    return Model("chan", "x", (2, 6, 6), [
-        Conv2d("c1", ("x",), weight=w1.astype(np.float32),
-               bias=np.zeros(6, np.float32), pads=(1, 1, 1, 1)),
-        Conv2d("dw", ("c1",), weight=rng.standard_normal((6, 1, 3, 3)).astype(np.float32),
-               bias=np.zeros(6, np.float32), groups=6),
-        ReLU("r", ("dw",)), Flatten("f", ("r",)),
-        Linear("fc", ("f",), weight=(0.2 * rng.standard_normal((3, 96))).astype(np.float32),
-               bias=np.zeros(3, np.float32))])
 
 
 def test_per_channel_and_depthwise_shared_in_the_integer_domain():
@@ -111,7 +97,7 @@ def test_refinement_lowers_the_response_error():
     xd = np.round(xf * 128) / 128
     shared, rep = share_layer(layer, fmt, wf, q, xd, xf, 2)
     c, _ = kmeans_1d(wf * 128.0, 4)
-    c = on_grid(c, 8)
+    c = with_zero(on_grid(c, 8))            # one entry at 0, as share_layer's codebooks
     kq = c[nearest(c, wf * 128.0)].reshape(q.shape)
     e_km = _response_error(layer, wf, xf, kq / 128.0, xd)
     e_sh = _response_error(layer, wf, xf, shared / 128.0, xd)
