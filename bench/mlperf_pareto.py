@@ -137,6 +137,20 @@ def dynfix_markdown(res: dict) -> str:
     return markdown(res)
 
 
+def _shown(argv: list[str]) -> list[str]:
+    """The arguments as the results file shows them: without ``--work`` (a local path) and
+    ``--resume`` (how, not what, was run)."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--work":
+            skip = True
+        elif a != "--resume" and not a.startswith("--work="):
+            out.append(a)
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--models", default="dscnn,resnet8")
@@ -154,8 +168,8 @@ def main(argv: list[str] | None = None) -> None:
                     help="no synthesis: estimates only")
     args = ap.parse_args(argv)
     work = Path(args.work)
-    command = "python bench/mlperf_pareto.py " + " ".join(argv if argv is not None
-                                                          else sys.argv[1:])
+    command = "python bench/mlperf_pareto.py " + " ".join(_shown(argv if argv is not None
+                                                                 else sys.argv[1:]))
     for name in args.models.split(","):
         if name not in MODELS:
             sys.exit(f"unknown model {name!r}: one of {', '.join(MODELS)}")
