@@ -32,6 +32,10 @@ def scripts(quick: bool) -> list[list[str]]:
         ["mlperf_engine.py"] + (["--models", "resnet8,autoencoder", "--boards", "ulx3s"]
                                 if quick else ["--synth", "resnet8:ulx3s,dscnn:orangecrab"]),
         *([] if quick else [["lowrank_conv.py"]]),            # low-rank convolutions
+        ["ternary_products.py"],                              # products without multipliers
+        # The compression algorithms on the trained MLPerf models (minutes each).
+        *([] if quick else [["weight_sharing.py"], ["codebook_engine.py"], ["ternary.py"],
+                            ["pruning.py"], ["compression.py"]]),
     ]
 
 

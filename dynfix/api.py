@@ -48,6 +48,7 @@ from dynfix.quant.ir import Model
 from dynfix.quant.lowrank_conv import ConvRankReport, compress_convs, parse_lowrank
 from dynfix.quant.lower import lower
 from dynfix.quant.onnx import save_onnx
+from dynfix.quant.pruning import PruneResult, parse_prune, prune as prune_model
 from dynfix.quant.onnx.qonnx import import_qonnx
 from dynfix.quant.qspec import QuantOptions, QuantSpec
 from dynfix.quant.qspec_io import params_path, save_qspec, spec_to_dict
@@ -609,8 +610,9 @@ def evaluate(model: ModelLike, data: DataLike = "digits", quant: QuantLike | Non
 
 @dataclass
 class CompressResult:
-    """A model with low-rank fully connected layers (SVD) and/or low-rank convolutions
-    (fitted on calibration responses: :mod:`dynfix.quant.lowrank_conv`)."""
+    """A model with low-rank fully connected layers (SVD), low-rank convolutions (fitted on
+    calibration responses: :mod:`dynfix.quant.lowrank_conv`) and/or whole channels pruned
+    (:mod:`dynfix.quant.pruning`)."""
 
     model: Model = field(repr=False)
     layers: list[SvdReport]
@@ -624,27 +626,50 @@ class CompressResult:
     conv_macs_after: int = 0
     macs_before: int = 0
     macs_after: int = 0
+    #: the channel pruning, done first (None: none asked for)
+    pruning: PruneResult | None = None
 
 
 def compress(model: ModelLike, svd: dict[str, int] | list[str] | None = None,
              output: str | Path | None = None, *,
              lowrank: dict[str, int] | list[str] | str | None = None,
              speedup: float | None = None, calib: DataLike | None = None,
-             lowrank_method: str = "asymmetric") -> CompressResult:
+             lowrank_method: str = "asymmetric",
+             prune: dict[str, float] | list[str] | str | None = None,
+             prune_target: float | None = None, prune_by: str = "macs",
+             prune_rank: str = "response") -> CompressResult:
     """``dynfix compress``: replace Linear layers by rank-limited pairs (``svd``:
     ``{layer: rank}`` or ``["layer=rank", ...]``) and/or conv layers by a k x k conv into
     ``rank`` channels and a 1 x 1 conv (``lowrank``, same forms, or ``"c2=8,c3=16"``), the
     ranks of the other convs chosen for a ``speedup`` of the convs' MACs; the convs are fitted
     on ``calib`` inputs by ``lowrank_method`` (``asymmetric``, ``nonlinear``, ``linear`` or
-    the data-blind ``svd``). Written as ``.onnx`` or ``.yaml`` if ``output`` is given."""
+    the data-blind ``svd``). Before those, whole channels may be pruned: ``prune`` gives
+    layers' fractions (``{layer: fraction}``, ``["layer=fraction", ...]`` or ``"c2=0.25"``),
+    ``prune_target`` a share of the model's ``prune_by`` (``macs`` or ``weights``) to remove
+    with per-layer fractions from a sensitivity sweep; channels ranked by ``prune_rank``
+    (``response`` or ``l1``), fitted on ``calib``. Written as ``.onnx`` or ``.yaml`` if
+    ``output`` is given."""
     out = Path(output) if output is not None else None
     if out is not None and out.suffix.lower() not in (".onnx", ".yaml", ".yml"):
         raise DynfixError(f"{{output}} {literal(repr(str(output)))}: expected an .onnx or "
                           f".yaml file name", ("output",))
-    if svd is None and lowrank is None and speedup is None:
-        raise DynfixError("nothing to compress: give {svd}, {lowrank} or {speedup}",
-                          ("svd", "lowrank", "speedup"))
-    m = load_model(model)
+    if (svd is None and lowrank is None and speedup is None and prune is None
+            and prune_target is None):
+        raise DynfixError("nothing to compress: give {svd}, {lowrank} or {speedup} (or "
+                          "{prune}, {prune_target})",
+                          ("svd", "lowrank", "speedup", "prune", "prune_target"))
+    m = original = load_model(model)
+    pruned = None
+    if prune is not None or prune_target is not None:
+        if calib is None:
+            raise DynfixError("pruning is fitted on calibration inputs: give {calib}",
+                              ("calib",))
+        check_data_fits(m, calib, "calibration data", "calib")
+        x, _ = load_inputs(calib, split="calib")
+        fractions = (None if prune is None else prune if isinstance(prune, dict)
+                     else parse_prune(prune))
+        pruned = prune_model(m, x, fractions, prune_target, prune_by, prune_rank)
+        m = pruned.model
     svd_ranks = None if svd is None else svd if isinstance(svd, dict) else parse_svd(svd)
     conv_ranks = (None if lowrank is None else lowrank if isinstance(lowrank, dict)
                   else parse_lowrank(lowrank))
@@ -662,12 +687,12 @@ def compress(model: ModelLike, svd: dict[str, int] | list[str] | None = None,
         new, reports = svd_compress(new, svd_ranks)
     if out is not None:
         (save_onnx if out.suffix.lower() == ".onnx" else save_yaml)(new, out)
-    before, after = m.summary(), new.summary()
+    before, after = original.summary(), new.summary()
     return CompressResult(new, reports, before["total_params"], after["total_params"], out,
                           conv.layers if conv else [], conv.skipped if conv else {},
                           conv.conv_macs_before if conv else 0,
                           conv.conv_macs_after if conv else 0,
-                          before["total_macs"], after["total_macs"])
+                          before["total_macs"], after["total_macs"], pruned)
 
 
 def read_report(folder: str | Path) -> dict:

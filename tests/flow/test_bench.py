@@ -63,3 +63,14 @@ def test_mlperf_engine_kind_utilization_and_table():
     row = next(line for line in lines if line.startswith("| m | b |"))
     assert "**does not fit**: needs LUTs 9 > 5" in row
     assert any("`python bench/mlperf_engine.py --boards b`" in line for line in lines)
+
+
+def test_compression_weight_image_bytes():
+    """The compression table's weight image: weight words of tm x lanes weights (or
+    indices), whole bus beats in bulk memory, plus the codebooks (hand-computed)."""
+    comp = pytest.importorskip("compression")
+    base = dict(tn=4, tm=2, weight_bits=8, weight_depth=10)
+    assert comp.image_bytes(EngineConfig(**base)) == 10 * 64 // 8
+    assert comp.image_bytes(EngineConfig(**base, w_bulk=1, bulk_bits=128)) == 10 * 16
+    assert comp.image_bytes(EngineConfig(**base, w_index_bits=4, codebooks=3)) \
+        == 10 * 32 // 8 + 3 * 16
