@@ -8,8 +8,8 @@ params, MACs, the engine, cycles per inference, whole-network and per-layer-kind
 utilization, and the latency at the clock the bitstream runs at: ``dynfix synth``'s timing
 closure on the board's PLL for the (model, board) pairs given to ``--synth`` (yowasp yosys +
 nextpnr, a few builds of 3 to 7 minutes per OrangeCrab engine, 15 to 60 per ULX3S one), else
-an estimate labelled so (a cached oscillator build's Fmax, or the board's digits engine's
-clock from ``bench/results/boards_synth.json``). The builds go through ``dynfix sweep`` (one
+an estimate labelled so (the clock of an earlier build of the model's engine on the board,
+or the board's digits engine's clock from ``bench/results/boards_synth.json``). The builds go through ``dynfix sweep`` (one
 candidate, nextpnr seed 1, no simulation: the bench simulates its own design), on a Dask
 cluster: a local one of ``--workers`` processes, or ``--scheduler tcp://host:8786`` (whose
 workers must see ``--work``, the folder of the model files and sweep folders, at the same
@@ -280,7 +280,7 @@ def run(name: str, boards: list[str], images: int, synth: set[str], work: Path,
         if "all" in synth or f"{name}:{board}" in synth:
             jobs.append((row, SynthJob(name, board, key, g)))
         else:
-            add_clock(row, cached_row(g, board, key))
+            add_clock(row, cached_row(g, board, key), read_synth_cache().get(key))
     # The builds of this model's boards at once, on the cluster's workers.
     with ThreadPoolExecutor(max_workers=max(1, len(jobs))) as pool:
         done = {pool.submit(sweep_synth, job, path, x, bits, work, scheduler): row
@@ -293,13 +293,19 @@ def run(name: str, boards: list[str], images: int, synth: set[str], work: Path,
     return rows
 
 
-def add_clock(row: dict, r: dict | None) -> None:
-    """The row's clock and latency: its synthesized build's (``r``), else the board's
-    digits engine's clock as an estimate."""
+def add_clock(row: dict, r: dict | None, earlier: dict | None = None) -> None:
+    """The row's clock and latency: its synthesized build's (``r``); else, as an estimate,
+    the clock of an earlier build of the model's engine on the board (``earlier``: the
+    cache entry of another build plan, an earlier version of the engine; its PLL clock if
+    it met timing, else its Fmax), or the board's digits engine's clock."""
     if r is not None:
         # Entries from before the PLL: a bitstream at the oscillator and its Fmax.
         row.update(fmax=r["fmax"], clock=r.get("clock"), fmax_src="this engine",
                    luts=r["luts"], brams=r["brams"], dsps_used=r["dsps_used"])
+    elif earlier is not None and earlier.get("fmax"):
+        met = earlier.get("timing_met") and earlier.get("clock")
+        row.update(fmax=earlier["clock"] if met else earlier["fmax"], clock=None,
+                   fmax_src="earlier build", earlier_pll=bool(met))
     else:
         row.update(fmax=recorded_clock()[row["board"]], clock=None, fmax_src="digits engine")
     row["latency_ms"] = row["per_image"] / ((row["clock"] or row["fmax"]) * 1e3)
@@ -326,9 +332,9 @@ def table(rows: list[dict], images: int, command: str, bits: str = "8",
              "Verilator against the integer model. Cycles are the engine's own counters (the "
              "cycle model agrees exactly where marked). Latency = cycles per inference "
              "(compute + image load + output unload) / the clock the bitstream runs at "
-             "(`dynfix synth`'s timing closure on the board's PLL); where no bitstream on "
-             "the PLL was built yet, at the Fmax of the oscillator-clocked build, or of the "
-             "board's digits engine, labelled *estimate*. Reproduce: "
+             "(`dynfix synth`'s timing closure on the board's PLL); where this engine has no "
+             "such bitstream, at the clock of an earlier build of the model's engine, or of "
+             "the board's digits engine, labelled *estimate*. Reproduce: "
              f"`{command}`.", ""]
     fid = shows_fidelity(bits)
     head = ["model", "board", "params", "MACs", *(["SQNR / agreement vs float"] if fid else []),
@@ -355,6 +361,9 @@ def table(rows: list[dict], images: int, command: str, bits: str = "8",
             fmax = f"{r['clock']:.2f} PLL (Fmax {r['fmax']:.1f}; {r['luts']:,} LUTs)"
         elif r["fmax_src"] == "this engine":
             fmax = f"Fmax {r['fmax']:.1f} of an oscillator build ({r['luts']:,} LUTs)"
+        elif r["fmax_src"] == "earlier build":
+            fmax = (f"{r['fmax']:.1f}, an earlier build's "
+                    + ("PLL clock" if r["earlier_pll"] else "Fmax"))
         else:
             fmax = f"{r['fmax']:.1f}, the digits engine's"
         latency = f"{r['latency_ms']:.2f} ms" + ("" if r.get("clock") else " (estimate)")
@@ -383,7 +392,9 @@ def table(rows: list[dict], images: int, command: str, bits: str = "8",
                   "the build stays the same (source-location attributes aside). An "
                   "oscillator build's Fmax is what a rebuild on the PLL is expected near, "
                   "not a bitstream's clock: `--synth model:board` rebuilds it.", ""]
-    if len(synthesized) < sum("fmax_src" in r for r in rows):
+    if any(r.get("fmax_src") == "earlier build" for r in rows):
+        lines += [EARLIER_NOTE, ""]
+    if any(r.get("fmax_src") == "digits engine" for r in rows):
         lines += [WIDE_NOTE, ""]
     return lines
 
@@ -394,6 +405,14 @@ WIDE_NOTE = ("A row at the digits engine's clock has not been synthesized: that 
              "optimistic for a wider engine, whose lane-width paths (the map word across the "
              "lanes, the shortcut's lane pick) are longer. Pass `--synth model:board` for the "
              "row's own clock.")
+
+
+#: Said under a table with a row at an earlier build's clock.
+EARLIER_NOTE = ("A row at an earlier build's clock has not been synthesized in this version: "
+                "the clock is that of the last build of the model's engine on the board "
+                "(`mlperf_synth.json`; its PLL clock where it met timing, else its Fmax), "
+                "whose netlist has changed since. Pass `--synth model:board` for the row's "
+                "own clock.")
 
 
 @contextmanager
