@@ -45,6 +45,7 @@ from common import OUT, write_result  # noqa: E402
 
 import dynfix  # noqa: E402
 from dynfix.boards.closure import ClosurePolicy  # noqa: E402
+from dynfix.workflow.sweep_report import markdown  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS_DIR = ROOT / "models" / "mlperf_tiny"
@@ -127,14 +128,9 @@ def report(name: str, results: list[tuple[str, dict]], args, command: str) -> li
              f"{CALIB} inputs of `bench/mlperf_data.py`; accuracy on its {TEST} held-out "
              f"test inputs. Reproduce: `{command}`.", ""]
     for board, res in results:
-        table = (dynfix_markdown(res).split("\n", 2)[2]).strip()
+        table = markdown(res).split("\n", 2)[2].strip()
         lines += [f"<!-- {board} -->", table, ""]
     return lines
-
-
-def dynfix_markdown(res: dict) -> str:
-    from dynfix.workflow.sweep_report import markdown
-    return markdown(res)
 
 
 def _shown(argv: list[str]) -> list[str]:

@@ -27,6 +27,22 @@ def run_amaranth(dut, testbench) -> None:
     sim.run()
 
 
+async def requantize_stream(ctx, dut, accs: list[int], shift: int, rounding: bool
+                            ) -> list[int]:
+    """Feed ``accs`` through a :class:`~dynfix.hw.requantizer.Requantizer` whose layer
+    constants are set, one per cycle, and return its outputs in order. Without
+    ``rounding`` each value gets ``2**(shift-1)`` added for a right shift, as the engine's
+    accumulator holds it (the compiler folds the constant into the bias)."""
+    half = 1 << (shift - 1) if shift > 0 and not rounding else 0
+    res = []
+    for step, a in enumerate(accs + [0] * dut.stages):
+        ctx.set(dut.acc, a + half)
+        await ctx.tick()
+        if step >= dut.stages - 1:
+            res.append(ctx.get(dut.o))
+    return res[:len(accs)]
+
+
 def require_simulator(sim: str) -> None:
     """Fail the running test unless simulator ``sim`` ('icarus' or 'verilator') runs."""
     if sim == "verilator" and find_verilator() is None:

@@ -13,7 +13,7 @@ from dynfix.hw.requantizer import Requantizer
 from dynfix.quant.layers.leaky_relu import leak
 from dynfix.quant import fixed
 
-from sim_helpers import run_amaranth
+from sim_helpers import requantize_stream, run_amaranth
 
 
 @pytest.mark.parametrize("n", [1, 2, 5, 9, 18])
@@ -107,14 +107,7 @@ def check_requantizer(offsets: bool, rounding: bool, cases: list[tuple],
                 ctx.set(dut.slope_a, slope[0])
                 ctx.set(dut.slope_s, slope[1])
             await ctx.tick()            # the shift's decodes (and offset bounds) are registered
-            res = []
-            half = 1 << (shift - 1) if shift > 0 and not rounding else 0
-            for step, a in enumerate(accs + [0] * dut.stages):
-                ctx.set(dut.acc, a + half)
-                await ctx.tick()
-                if step >= dut.stages - 1:
-                    res.append(ctx.get(dut.o))
-            got.append(res[:len(accs)])
+            got.append(await requantize_stream(ctx, dut, accs, shift, rounding))
 
     run_amaranth(dut, tb)
     for (zp, shift, out_bits, c_lo, c_hi, accs), res in zip(cases, got):

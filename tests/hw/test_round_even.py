@@ -23,7 +23,7 @@ from dynfix.quant.int_model import IntModel
 from dynfix.quant.qspec_io import load_qspec, save_qspec
 
 from hw_models import residual_net
-from sim_helpers import check, run_amaranth, simulate
+from sim_helpers import check, requantize_stream, run_amaranth, simulate
 
 ACC_BITS = 20
 OUT_BITS = 8
@@ -71,14 +71,7 @@ def run_requantizer(rounding: bool, mode: list[int], tests) -> list[list[int]]:
             ctx.set(dut.hi, hi)
             ctx.set(dut.even, even)
             await ctx.tick()            # the shift's decodes are registered
-            half = 1 << (shift - 1) if shift > 0 and not rounding else 0
-            res = []
-            for step, a in enumerate(accs + [0] * dut.stages):
-                ctx.set(dut.acc, a + half)
-                await ctx.tick()
-                if step >= dut.stages - 1:
-                    res.append(ctx.get(dut.o))
-            got.append(res[:len(accs)])
+            got.append(await requantize_stream(ctx, dut, accs, shift, rounding))
 
     run_amaranth(dut, tb)
     return got
