@@ -2,9 +2,11 @@
 
 Writes ``bench/results/compression.md``: ResNet-8, DS-CNN and MobileNetV1 (VWW), each
 quantized by ``greedy`` on ``bench/mlperf_data.py``'s calibration inputs as one variant per
-algorithm alone (8-bit dynamic fixed point, 8/4/4, weight sharing at 4 and 5 bits, TTQ's
-asymmetric and symmetric ternary weights, low-rank convolutions at the speed-up the low-rank
-bench found tolerable) and one combination (low-rank convolutions with 8/4/4). Per variant:
+algorithm alone (8-bit dynamic fixed point, 8/4/4, weight sharing at 4 and 5 bits and at 4
+bits without a codebook entry forced to 0, TTQ's asymmetric and symmetric ternary weights,
+low-rank convolutions at the speed-up the low-rank bench found tolerable, channel pruning of
+a quarter of the MACs) and two combinations (low-rank convolutions, and pruning, with
+8/4/4). Per variant:
 the weights' bytes packed (indices and codebooks where shared or ternary) and their ratio to
 the float model's 32-bit weights (Deep Compression's measure), MACs, and the integer model's
 top-1 agreement and output SQNR against the float model on the held-out test inputs. Per
@@ -18,8 +20,9 @@ Each variant is quantized once and fitted to both boards. MobileNetV1 is quantiz
 calibration inputs (``CALIB``): its searches dominate the run time.
 
 Run: ``.venv/bin/python bench/compression.py [--models resnet8,dscnn,vww]
-[--boards icebreaker,ulx3s]`` (under half an hour on two busy cores; quantization
-dominates).
+[--boards icebreaker,ulx3s]`` (about 40 minutes on two busy cores; quantization
+dominates). ``--variants "pruned 25%;sharing 4 bits, no 0 entry"`` runs only those (a quick
+check: the rows are printed, the results file is not written).
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ from dynfix.quant.int_model import IntModel  # noqa: E402
 from dynfix.quant.ir import Model  # noqa: E402
 from dynfix.quant.load import load_model  # noqa: E402
 from dynfix.quant.lowrank_conv import compress_convs  # noqa: E402
+from dynfix.quant.pruning import prune  # noqa: E402
 from dynfix.quant.search import SearchResult, search_model  # noqa: E402
 from dynfix.quant.ternary import ternarizable  # noqa: E402
 
@@ -63,6 +67,9 @@ CALIB = {"resnet8": 64, "dscnn": 64, "vww": 16}
 #: The convolutions' MAC speed-up of the low-rank variants: the smallest target of
 #: ``bench/results/lowrank_conv.md``, the only one DS-CNN keeps most of its agreement at.
 LOWRANK_SPEEDUP = 1.25
+#: The share of the MACs the pruned variants remove (channel pruning, ``response``
+#: ranking): the middle target of ``bench/results/pruning.md``.
+PRUNE_TARGET = 0.25
 #: Deep Compression's published storage ratios against 32-bit floats (Han et al. 2016).
 DEEP_COMPRESSION = {"AlexNet": 35, "VGG-16": 49}
 
@@ -75,19 +82,24 @@ class Variant:
     label: str
     bits: str = "8"
     share: int | None = None
+    share_zero: bool = True
     ternary: str | None = None
     ternary_mode: str = "asymmetric"
     lowrank: bool = False
+    prune: bool = False             # channels pruned first (PRUNE_TARGET of the MACs)
 
 
 VARIANTS = (Variant("8-bit"),
             Variant("8/4/4", bits="8/4/4"),
             Variant("sharing 4 bits", share=4),
             Variant("sharing 5 bits", share=5),
+            Variant("sharing 4 bits, no 0 entry", share=4, share_zero=False),
             Variant("TTQ asymmetric", ternary="all"),
             Variant("TTQ symmetric", ternary="all", ternary_mode="symmetric"),
             Variant(f"low-rank {LOWRANK_SPEEDUP:g}x", lowrank=True),
-            Variant(f"low-rank {LOWRANK_SPEEDUP:g}x + 8/4/4", bits="8/4/4", lowrank=True))
+            Variant(f"low-rank {LOWRANK_SPEEDUP:g}x + 8/4/4", bits="8/4/4", lowrank=True),
+            Variant(f"pruned {PRUNE_TARGET:.0%}", prune=True),
+            Variant(f"pruned {PRUNE_TARGET:.0%} + 8/4/4", bits="8/4/4", prune=True))
 
 
 def packed_bits(r: SearchResult) -> int:
@@ -168,21 +180,25 @@ def board_cells(name: str, v: Variant, r: SearchResult, board: str) -> list[str]
             f"{cycles:,}", f"{mhz:g} ({src})", f"{cycles / (mhz * 1e3):.2f}"]
 
 
-def run(name: str, boards: list[str], log=print) -> list[list[str]]:
-    """The table's rows of one model: per variant, one per board."""
+def run(name: str, boards: list[str], variants=VARIANTS, log=print) -> list[list[str]]:
+    """The table's rows of one model: per variant (of ``variants``), one per board."""
     model = load_model(str(MODELS / f"{name}.onnx"))
     cal, test = md.inputs(name, "calib", CALIB[name]), md.inputs(name, "test")
     ref = float_logits(model, test)
     f32 = float_bits(model)
     low: Model | None = None            # the low-rank model, fitted once
+    pruned: Model | None = None         # the pruned one, likewise
     rows = []
-    for v in VARIANTS:
+    for v in variants:
         t0 = time.perf_counter()
         if v.lowrank and low is None:
             low = compress_convs(model, cal, speedup=LOWRANK_SPEEDUP, method="asymmetric").model
-        m = low if v.lowrank else model
+        if v.prune and pruned is None:
+            pruned = prune(model, cal, target=PRUNE_TARGET).model
+        m = low if v.lowrank else pruned if v.prune else model
         r = search_model(m, cal, bits=v.bits, method="greedy", share=v.share,
-                         ternary=v.ternary, ternary_mode=v.ternary_mode)
+                         ternary=v.ternary, ternary_mode=v.ternary_mode,
+                         share_zero=v.share_zero)
         _, out = outputs(m, r.spec, test, r.model)
         fid = fidelity(ref, out)
         packed = packed_bits(r)
@@ -204,11 +220,23 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default="resnet8,dscnn,vww")
     ap.add_argument("--boards", default="icebreaker,ulx3s")
+    ap.add_argument("--variants", metavar="LABEL;...",
+                    help="only these variants (labels as in the table, ';' between them), "
+                         "e.g. for a quick check: printed, the results file not written")
     args = ap.parse_args()
     boards = args.boards.split(",")
+    variants = VARIANTS
+    if args.variants:
+        labels = [v.label for v in VARIANTS]
+        unknown = [x for x in args.variants.split(";") if x not in labels]
+        if unknown:
+            ap.error(f"unknown variants {unknown}; the variants are {labels}")
+        variants = [v for v in VARIANTS if v.label in args.variants.split(";")]
     t0 = time.perf_counter()
-    rows = [row for name in args.models.split(",") for row in run(name, boards)]
+    rows = [row for name in args.models.split(",") for row in run(name, boards, variants)]
     print(f"{time.perf_counter() - t0:.0f} s in all")
+    if args.variants:
+        return
     dc = ", ".join(f"{k} {v}x" for k, v in DEEP_COMPRESSION.items())
     calib = ", ".join(f"{LABELS[k]} {v}" for k, v in CALIB.items())
     text = ["# Compression on the trained MLPerf Tiny models and two boards", "",
@@ -217,12 +245,16 @@ def main() -> None:
             f"`bench/mlperf_data.py` ({calib}: MobileNetV1's searches are the slow part)",
             "as one variant per algorithm alone (docs/compression.md): 8-bit dynamic fixed",
             "point; 8/4/4 (8-bit maps, 4-bit weights); weight sharing at 4 and 5 index",
-            "bits (`--share`); TTQ's ternary weights in every Conv2d and Linear layer but",
+            "bits (`--share`), and at 4 without a codebook entry forced to 0 (`--share-zero",
+            "off`: closer weights, but an engine with padded weight words needs 5-bit",
+            "indices for them); TTQ's ternary weights in every Conv2d and Linear layer but",
             "the first and the last, asymmetric and symmetric (`--ternary all`); the",
             f"convolutions low-rank at {LOWRANK_SPEEDUP:g}x fewer MACs (`dynfix compress",
-            f"--speedup {LOWRANK_SPEEDUP:g}`, asymmetric fit, then 8 bits); and one",
-            "combination, the low-rank model at 8/4/4: the two algorithms the engine turns",
-            "into fewer bytes and cycles without a codebook lookup.", "",
+            f"--speedup {LOWRANK_SPEEDUP:g}`, asymmetric fit, then 8 bits); channel",
+            f"pruning of {PRUNE_TARGET:.0%} of the MACs (`dynfix compress --prune-target",
+            f"{PRUNE_TARGET:g}`, response ranking, then 8 bits); and two combinations, the",
+            "low-rank and the pruned model at 8/4/4: the algorithms the engine turns into",
+            "fewer bytes and cycles without a codebook lookup.", "",
             "Weights packed: every Conv2d and Linear layer's weights at their width, as",
             "b-bit indices plus a codebook where shared or ternary-asymmetric (a folded",
             "pool's runs once); in brackets the ratio to the float model's weights at 32",

@@ -8,11 +8,13 @@ error (and, for comparison, by filter L1 norm). Per model and target: MACs, weig
 quantized to 8 bits by ``greedy``, both against the unpruned float model on the held-out
 test inputs; then per board (iCEBreaker, ULX3S) the cycles per inference of the engine
 ``boards/fit.py`` chooses for the quantized model, and on the engine it chose for the
-unpruned model (the cycle model, exact against the RTL; no synthesis). Then, per layer at
-one target, channels, sparsity, MACs, weights and cycles before and after.
+unpruned model (the cycle model, exact against the RTL; no synthesis). Then the same
+targets with every kept channel count rounded up to a multiple of each board's engine's
+``tm`` (``prune(..., multiple=tm)``): cycles without -> with the rounding. Then, per layer
+at one target, channels, sparsity, MACs, weights and cycles before and after.
 
 Run: ``.venv/bin/python bench/pruning.py [--models dscnn,resnet8] [--targets 0.1,0.25,0.4]
-[--boards icebreaker,ulx3s] [--detail 0.25]`` (about ten minutes on two cores:
+[--boards icebreaker,ulx3s] [--detail 0.25]`` (about half an hour on two cores:
 quantization and the sweeps dominate).
 """
 
@@ -68,8 +70,36 @@ def engines(model, ref, test, cal, boards, base, log) -> tuple[list, dict]:
     return cells, per_layer
 
 
+def on_tiles(label: str, model, ref, test, cal, t: float, boards: list[str], base: dict,
+             plain, cells: list[str], log) -> list[list]:
+    """Per board, ``model`` pruned for the target ``t`` with every kept channel count a
+    multiple of the ``tm`` of ``base[board]`` (the unpruned model's engine), quantized: its
+    MACs, agreement and cycles against ``plain`` (the pruning without rounding), whose
+    :func:`engines` columns are ``cells``."""
+    rows = []
+    for i, board in enumerate(boards):
+        tm = base[board].tm
+        t0 = time.perf_counter()
+        r = prune(model, cal, target=t, rank="response", multiple=tm)
+        dt = time.perf_counter() - t0
+        out = float_logits(r.model, test)
+        fit_plain, same_plain = cells[2 + 2 * i:4 + 2 * i]
+        if [f.pruned for f in r.families] == [f.pruned for f in plain.families]:
+            tiled = cells[:2] + [fit_plain, same_plain]             # the same model
+        else:
+            tiled, _ = engines(r.model, ref, test, cal, [board], base, log)
+        rows.append([label, f"{100 * t:g} %", BOARDS[board], tm,
+                     f"{r.macs_after:,} ({1 - r.macs_after / r.macs_before:.1%} fewer; "
+                     f"{dt:.0f} s)", " ".join(f"{f.pruned}/{f.units}" for f in r.families),
+                     f"{100 * agreement(ref, out):.1f} %", tiled[0],
+                     f"{same_plain} -> {tiled[3]}",
+                     f"{fit_plain.split(' (')[0]} -> {tiled[2]}"])
+        log(" | ".join(map(str, rows[-1])))
+    return rows
+
+
 def run(name: str, targets: list[float], boards: list[str], detail: float, log=print
-        ) -> tuple[list[list], list[list], list[list]]:
+        ) -> tuple[list[list], list[list], list[list], list[list]]:
     model = load_model(str(MODELS / f"{name}.onnx"))
     cal, test = md.inputs(name, "calib", CALIB), md.inputs(name, "test")
     ref = float_logits(model, test)
@@ -80,7 +110,7 @@ def run(name: str, targets: list[float], boards: list[str], detail: float, log=p
     cells, cyc0 = engines(model, ref, test, cal, boards, base, log)
     rows = [[LABELS[name], "-", "original", f"{s['total_macs']:,}", f"{weights0:,}",
              "100.0 %", "inf", *cells]]
-    sweeps, per_layer = [], []
+    sweeps, per_layer, tiles = [], [], []
     for t in targets:
         for rank in ("response", "l1"):
             t0 = time.perf_counter()
@@ -98,6 +128,8 @@ def run(name: str, targets: list[float], boards: list[str], detail: float, log=p
             cells, cyc = engines(r.model, ref, test, cal, boards, base, log)
             rows.append(row + cells)
             log(" | ".join(rows[-1]))
+            tiles += on_tiles(LABELS[name], model, ref, test, cal, t, boards, base, r, cells,
+                              log)
             sweeps += [[LABELS[name], f"{100 * t:g} %", f.name, f"{f.pruned}/{f.units}",
                         " ".join(f"{p.sqnr_db:.0f}" if p.sqnr_db < 1e3 else "inf"
                                  for p in f.sweep)] for f in r.families]
@@ -111,7 +143,7 @@ def run(name: str, targets: list[float], boards: list[str], detail: float, log=p
                                       f"{100 * x.sparsity:.0f} %",
                                       f"{x.macs_before:,} -> {x.macs_after:,}",
                                       f"{x.weights_before:,} -> {x.weights_after:,}", *cells])
-    return rows, sweeps, per_layer
+    return rows, sweeps, per_layer, tiles
 
 
 def main() -> None:
@@ -124,10 +156,10 @@ def main() -> None:
     args = ap.parse_args()
     targets = [float(v) for v in args.targets.split(",")]
     boards = args.boards.split(",")
-    rows, sweeps, per_layer = [], [], []
+    rows, sweeps, per_layer, tiles = [], [], [], []
     for name in args.models.split(","):
-        a, b, c = run(name, targets, boards, args.detail)
-        rows, sweeps, per_layer = rows + a, sweeps + b, per_layer + c
+        a, b, c, d = run(name, targets, boards, args.detail)
+        rows, sweeps, per_layer, tiles = rows + a, sweeps + b, per_layer + c, tiles + d
     heads = [h for b in boards for h in (f"{BOARDS[b]}: fit's engine cycles",
                                           f"{BOARDS[b]}: cycles on the original's engine")]
     fractions = "1/16, 2/16, ..., 12/16"
@@ -159,6 +191,20 @@ def main() -> None:
             "of its channels (rounded to whole channels), `response` ranking, and the",
             "channels the target took from it.", "",
             *md_table(["model", "target", "family", "pruned", "sweep SQNR dB"], sweeps), "",
+            "## Rounded to the engine's tile (`--prune-multiple`)", "",
+            "The `response` pruning again, every pruned family's kept channel count rounded",
+            "up to a multiple of the tm (output channels per group) of the engine the fit",
+            "chose for the unpruned model on each board (`dynfix compress --prune-target T",
+            "--prune-multiple TM`): a layer's cycles fall only when its number of groups",
+            "does, so the channels that would not take a whole group off are kept, and the",
+            "target takes whole groups instead. Per family the channels pruned (in the",
+            "sweep table's order); agreement against the unpruned float model; cycles",
+            "without -> with the rounding, on the original's engine and on the engine the",
+            "fit chooses for each pruned model (the rounded model's rows quantized to",
+            "8 bits by `greedy` like the others).", "",
+            *md_table(["model", "target", "board", "tm", "MACs (prune s)", "pruned",
+                       "float agreement", "8-bit agreement",
+                       "cycles on the original's engine", "fit's engine cycles"], tiles), "",
             f"## Per layer at {100 * args.detail:g} % (`response`)", "",
             "Channels, sparsity (share of the layer's weights removed), MACs, weights, and",
             "cycles on the unpruned model's engine before -> after (a layer the engine",

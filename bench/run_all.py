@@ -36,6 +36,8 @@ def scripts(quick: bool) -> list[list[str]]:
         # The compression algorithms on the trained MLPerf models (minutes each).
         *([] if quick else [["weight_sharing.py"], ["codebook_engine.py"], ["ternary.py"],
                             ["pruning.py"], ["compression.py"]]),
+        # The flash image Huffman-coded: ratio and load time, the decoder's cost (minutes).
+        *([] if quick else [["huffman_load.py"]]),
     ]
 
 

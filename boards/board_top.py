@@ -13,8 +13,8 @@ from amaranth.lib import io, wiring
 from amaranth.lib.wiring import In, Out
 
 from dynfix.boards.byte_packer import BytePacker
-from dynfix.boards.flash_image import (DEFAULT_FLASH, check_image_reader, flash_header,
-                                       image_reader)
+from dynfix.boards.flash_image import (DEFAULT_FLASH, FlashCoding, check_image_reader,
+                                       flash_header, image_reader)
 from dynfix.boards.host_link import HostLink
 from dynfix.boards.pll import Ecp5Pll, Ice40Pll
 from dynfix.boards.pll_clock import PllClock
@@ -76,6 +76,16 @@ SDRAM_PORT_PER_BIT = Usage(luts=4.4, ffs=4.2)
 SDRAM_PORT_BASE = Usage(luts=920, ffs=340)
 
 
+#: With a Huffman-coded flash image (``FlashCoding.HUFFMAN``) the load decodes it
+#: (:class:`~dynfix.boards.huffman_decoder.HuffmanDecoder`), per FPGA family: a code of all
+#: 256 byte values with the longest words the image takes, for a payload of 1 MiB (the
+#: counter of decoded bytes), synthesized alone with ``synth_ice40`` / ``synth_ecp5`` by
+#: ``bench/huffman_load.py`` (an ECP5 carry cell counted as two LUT4s; its symbol table in
+#: a block RAM on iCE40, in LUTs on ECP5; docs/boards.md, "Huffman-coded flash images").
+#: Added to the flash load's.
+DECODER_USAGE = {"ice40": Usage(luts=135, ffs=69, brams=1), "ecp5": Usage(luts=207, ffs=77)}
+
+
 def _per_bit(base: Usage, per_bit: Usage, bus_bits: int) -> Usage:
     """``base`` plus ``per_bit`` for each of ``bus_bits`` bits."""
     return Usage(luts=base.luts + per_bit.luts * bus_bits, ffs=base.ffs + per_bit.ffs * bus_bits)
@@ -97,20 +107,24 @@ def bulk_load_usage(bus_bits: int) -> Usage:
 
 
 def usage(weight_load: bool, bulk_bits: int = 0,
-          bulk_store: BulkStore = BulkStore.RAM) -> dict[str, Usage]:
+          bulk_store: BulkStore = BulkStore.RAM, coding: FlashCoding = FlashCoding.NONE,
+          family: str = "ice40") -> dict[str, Usage]:
     """The board top's blocks for the resource estimate (:func:`dynfix.hw.resources.estimate`
     ``extra``): the link, the flash load for an engine that loads its weights
     (``weight_load``), for one that reads them from bulk memory over a bus of ``bulk_bits``
     (0: none) the bulk memory's load and port (``bulk_store`` RAM), the flash port or the
-    SDRAM's port and load."""
+    SDRAM's port and load; with a flash image stored with ``coding`` Huffman, its decoder
+    on the FPGA ``family`` (:data:`DECODER_USAGE`) where a load reads it."""
     bulk = {}
     if bulk_bits:
         bulk = ({"flash_port": flash_port_usage(bulk_bits)} if bulk_store is BulkStore.FLASH
                 else {"sdram_port": sdram_port_usage(bulk_bits) + FLASH_LOAD_USAGE}
                 if bulk_store is BulkStore.SDRAM
                 else {"bulk_load": bulk_load_usage(bulk_bits)})
+    loads = weight_load or (bulk_bits and bulk_store is not BulkStore.FLASH)
+    decoder = FlashCoding.parse(coding) is FlashCoding.HUFFMAN and loads
     return {"board_top": LINK_USAGE, **({"flash_load": FLASH_LOAD_USAGE} if weight_load else {}),
-            **bulk}
+            **bulk, **({"flash_decoder": DECODER_USAGE[family]} if decoder else {})}
 
 
 def bulk_store_refusal(cfg, board, build: bool = False) -> str | None:
@@ -188,19 +202,28 @@ def check_bulk(bus: AxiReadSignature, payload: bytes) -> None:
 
 def check_load(engine: EngineHostSignature, weights: bytes | None, clk_hz: int | None,
                sck_div: int = 2, bulk_store: BulkStore = BulkStore.RAM,
-               flash: FlashSpec | None = None) -> None:
+               flash: FlashSpec | None = None,
+               coding: FlashCoding = FlashCoding.NONE) -> None:
     """Raise ``ValueError`` unless the flash payload ``weights`` suits an engine with the host
     interface ``engine``: given exactly when it has ``weight_load`` or ``bulk``, whole
     halfwords (``weight_load``) or what :func:`check_bulk` asks (``bulk``), a reader for
     them at ``clk_hz`` possible within ``flash`` (its offset and size; default: the
-    iCEBreaker's). Needs no elaboratable (see :func:`check_link`)."""
+    iCEBreaker's), stored with ``coding`` (uncoded for the run-time flash port, which
+    reads at random addresses). Needs no elaboratable (see :func:`check_link`)."""
     flash = flash or DEFAULT_FLASH
+    coding = FlashCoding.parse(coding)
     if (engine.weight_load or engine.bulk is not None) != (weights is not None):
         raise ValueError("an engine with a weight-load or bulk-memory port needs the flash "
                          "payload (weights=), one without takes none")
     if weights is None:
+        if coding is not FlashCoding.NONE:
+            raise ValueError("an engine without a weight-load or bulk-memory port has no "
+                             "flash image to code")
         return
     if engine.bulk is not None and bulk_store is BulkStore.FLASH:
+        if coding is not FlashCoding.NONE:
+            raise ValueError("the flash port reads the weights at random addresses at run "
+                             "time (bulk_store: flash): their image cannot be Huffman-coded")
         if clk_hz is None:
             raise ValueError("a flash port needs clk_hz (or a board)")
         check_flash_axi(offset=flash.offset, length=len(weights),
@@ -217,7 +240,7 @@ def check_load(engine: EngineHostSignature, weights: bytes | None, clk_hz: int |
                          f"not {len(weights)}")
     if clk_hz is None:
         raise ValueError("a weight load needs clk_hz (or a board)")
-    check_image_reader(weights, flash, clk_hz=clk_hz, sck_div=sck_div)
+    check_image_reader(weights, flash, clk_hz=clk_hz, sck_div=sck_div, coding=coding)
 
 
 class BulkLoad(wiring.Component):
@@ -227,9 +250,11 @@ class BulkLoad(wiring.Component):
     A :class:`~dynfix.hw.spram_axi.SpramAxi` of ``payload``'s bus words (at least 2) at the
     engine port's widths serves the engine's reads (``bus``); it is filled through its
     ``load`` stream (its AXI write side is left out: the engine never writes). After reset
-    an :class:`SPIFlashReader` (``boot=True``) wakes the flash, checks the 16-byte header at
+    an :class:`SPIFlashReader` (``boot=True``) wakes the flash, checks the header at
     ``flash``'s offset (by default :data:`~dynfix.boards.flash_image.FLASH_OFFSET`) against
-    the one ``payload`` gives and streams the payload; its bytes are packed little-endian
+    the one ``payload`` gives and streams the payload (a Huffman-coded one, ``coding``,
+    through its decoder: :func:`~dynfix.boards.flash_image.image_reader`); its bytes are
+    packed little-endian
     into bus words for the memory (the last byte of a word goes straight through, the others
     wait in a shift register), written at word 0, 1, ... ``loaded`` rises when the last word
     is written: the memory then holds the image.
@@ -248,6 +273,8 @@ class BulkLoad(wiring.Component):
         SB_SPRAM256KA cells (True) or the behavioural twin for Amaranth's simulator.
     flash : FlashSpec or None
         Where the image is in the flash and the flash's size (default: the iCEBreaker's).
+    coding : FlashCoding
+        How the image stores the payload.
 
     Members
     -------
@@ -263,11 +290,13 @@ class BulkLoad(wiring.Component):
     """
 
     def __init__(self, bus: AxiReadSignature, payload: bytes, *, clk_hz: int,
-                 sck_div: int = 2, cell: bool = True, flash: FlashSpec | None = None):
+                 sck_div: int = 2, cell: bool = True, flash: FlashSpec | None = None,
+                 coding: FlashCoding = FlashCoding.NONE):
         flash = flash or DEFAULT_FLASH
         check_bulk(bus, payload)
-        check_image_reader(payload, flash, clk_hz=clk_hz, sck_div=sck_div)
+        check_image_reader(payload, flash, clk_hz=clk_hz, sck_div=sck_div, coding=coding)
         self._bus, self._payload, self._flash = bus, bytes(payload), flash
+        self._coding = coding
         self._clk_hz, self._sck_div, self._cell = clk_hz, sck_div, cell
         super().__init__({
             "bus": In(bus),
@@ -282,7 +311,7 @@ class BulkLoad(wiring.Component):
         dw, aw, nbytes = bus.data_width, bus.addr_width, bus.data_width // 8
         words = len(payload) // nbytes
         m.submodules.flash = reader = image_reader(payload, self._flash, clk_hz=self._clk_hz,
-                                                   sck_div=self._sck_div)
+                                                   sck_div=self._sck_div, coding=self._coding)
         m.submodules.memory = mem = SpramAxi(max(2, words), aw, dw, cell=self._cell,
                                              id_width=bus.id_width, load=True)
         reads, _ = axi_halves(mem.bus)
@@ -315,11 +344,12 @@ class BoardTop(wiring.Component):
     from the SPI flash at power-up: an :class:`SPIFlashReader` wakes the flash, reads the
     16-byte header at the flash's offset (``flash_offset``, or the board's), compares it
     with the one ``weights`` gives (magic, version, length, CRC-32), and streams
-    ``weights``' bytes; pairs of them (low byte first) go to the engine's ``wl`` as
-    halfwords. Until the last one is taken the UART receiver's byte is held (not passed to
-    the link), so nothing runs on partial weights and the first command byte sent early
-    (``dynfix run-board`` always starts with ``P``) is answered after the load. If the
-    header does not match the link never gets a byte, and both LEDs stay lit.
+    ``weights``' bytes (with ``flash_coding`` Huffman: the 20-byte header of the coded
+    image, then its bytes decoded on the way); pairs of them (low byte first) go to the
+    engine's ``wl`` as halfwords. Until the last one is taken the UART receiver's byte is
+    held (not passed to the link), so nothing runs on partial weights and the first command
+    byte sent early (``dynfix run-board`` always starts with ``P``) is answered after the
+    load. If the header does not match the link never gets a byte, and both LEDs stay lit.
 
     An engine whose signature has ``bulk`` (weights in bulk memory, read over AXI4) gets
     that memory in SPRAM, filled from the SPI flash at power-up (:class:`BulkLoad`: the
@@ -357,6 +387,10 @@ class BoardTop(wiring.Component):
         Where the weights' image starts in the flash, overriding the board's (None: the
         board's ``flash.offset``, without a board
         :data:`~dynfix.boards.flash_image.FLASH_OFFSET`); for simulations.
+    flash_coding : FlashCoding
+        How the flash image stores ``weights``: as they are, or Huffman-coded and decoded
+        on the way from the flash (:func:`~dynfix.boards.flash_image.image_reader`); not
+        for the run-time flash port.
 
     Members
     -------
@@ -382,7 +416,8 @@ class BoardTop(wiring.Component):
                  weights: bytes | None = None, clk_hz: int | None = None, sck_div: int = 2,
                  pll: Ice40Pll | Ecp5Pll | None = None,
                  bulk_store: BulkStore = BulkStore.RAM, flash_offset: int | None = None,
-                 sdram_part: SdramPart | None = None):
+                 sdram_part: SdramPart | None = None,
+                 flash_coding: FlashCoding = FlashCoding.NONE):
         check_link(engine.signature, info)
         self._load = engine.signature.weight_load
         self._bulk = engine.signature.bulk
@@ -394,7 +429,8 @@ class BoardTop(wiring.Component):
         spec = self._flash_spec = self._board_flash(board, flash_offset)
         if self._flash and clk_hz is None and board is not None:
             clk_hz = round(board.clock_mhz * 1e6)
-        check_load(engine.signature, weights, clk_hz, sck_div, bulk_store, spec)
+        check_load(engine.signature, weights, clk_hz, sck_div, bulk_store, spec, flash_coding)
+        self._coding = FlashCoding.parse(flash_coding)
         self._engine = engine
         self._info = info
         self._divisor = divisor
@@ -512,7 +548,8 @@ class BoardTop(wiring.Component):
     def _weight_load(self, m: Module, engine) -> None:
         """The reader at boot, its bytes paired into ``engine.wl``'s halfwords."""
         m.submodules.flash = reader = image_reader(self._weights, self._flash_spec,
-                                                   clk_hz=self._clk_hz, sck_div=self._sck_div)
+                                                   clk_hz=self._clk_hz, sck_div=self._sck_div,
+                                                   coding=self._coding)
         m.submodules.pack = pack = BytePacker(2)
         wiring.connect(m, reader.o, pack.i)
         wiring.connect(m, pack.o, engine.wl)
@@ -522,7 +559,8 @@ class BoardTop(wiring.Component):
     def _bulk_load(self, m: Module, engine) -> None:
         """The bulk memory, filled from the flash at boot, behind the engine's ``wbus``."""
         m.submodules.bulk = bulk = BulkLoad(self._bulk, self._weights, clk_hz=self._clk_hz,
-                                            sck_div=self._sck_div, flash=self._flash_spec)
+                                            sck_div=self._sck_div, flash=self._flash_spec,
+                                            coding=self._coding)
         wiring.connect(m, engine.wbus, bulk.bus)
         m.d.comb += [
             engine.bulk_ready.eq(bulk.loaded),
@@ -550,7 +588,7 @@ class BoardTop(wiring.Component):
         wiring.connect(m, ctrl.sdram, phy.ctrl)
         m.submodules.bulk = load = SdramLoad(
             AxiWriteSignature(aw, dw, iw), self._weights, clk_hz=self._clk_hz,
-            sck_div=self._sck_div, flash=self._flash_spec)
+            sck_div=self._sck_div, flash=self._flash_spec, coding=self._coding)
         reads, writes = axi_halves(ctrl.bus)
         if isinstance(bus, AxiSignature):
             engine_reads, engine_writes = axi_halves(engine.wbus)

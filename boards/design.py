@@ -9,9 +9,9 @@ from pathlib import Path
 
 from dynfix.boards.board_top import BoardTop, bulk_cells, bulk_store_refusal, check_link
 from dynfix.boards.engine_instance import EngineInstance
-from dynfix.boards.flash_image import (DEFAULT_FLASH, FILE_NAME, bitstream_command,
-                                       flash_payload, payload_bytes, weight_payload,
-                                       write_flash_files)
+from dynfix.boards.flash_image import (DEFAULT_FLASH, FILE_NAME, FlashCoding,
+                                       bitstream_command, flash_payload, load_figures,
+                                       payload_bytes, weight_payload, write_flash_files)
 from dynfix.boards.pll import Ecp5Pll, Ice40Pll, fastest_pll
 from dynfix.boards.protocol import LinkInfo
 from dynfix.boards.registry import BOARDS_DIR, Board, get_board
@@ -106,6 +106,23 @@ def check_spram(design: Design, board: Board) -> None:
                           f"{what}; {board.name} has {board.spram.blocks}: generate a "
                           f"smaller engine")
 
+def check_coding(design: Design, coding: FlashCoding) -> FlashCoding:
+    """``coding`` (a name or a :class:`~dynfix.boards.flash_image.FlashCoding`), raising a
+    :class:`DynfixError` when ``design``'s engine has no flash image to store so: one that
+    keeps its weights in the bitstream, or reads them from the flash at run time."""
+    coding = FlashCoding.parse(coding)
+    if coding is FlashCoding.NONE:
+        return coding
+    if not (design.weight_load or design.bulk):
+        raise DynfixError(f"the engine in {design.folder} keeps its weights in the "
+                          f"bitstream: it has no flash image to store {coding.value}-coded")
+    if design.config.bulk_store is BulkStore.FLASH and design.bulk:
+        raise DynfixError(f"the engine in {design.folder} reads its weights from the flash "
+                          f"at random addresses at run time (bulk_store: flash): their "
+                          f"image stays uncoded")
+    return coding
+
+
 def board_pll(board: Board, clock_mhz: float | None) -> Ice40Pll | Ecp5Pll | None:
     """The PLL setting that clocks the design at the highest frequency the PLL reaches at or
     below ``clock_mhz`` (None: the board's oscillator, no PLL)."""
@@ -153,19 +170,23 @@ def sdram_pll(design: Design, board: Board, pll: Ice40Pll | Ecp5Pll | None
     return replace(pll, clkos_phase=clock.phase_deg), clock
 
 
-def board_top(design: Design, board: Board, pll: Ice40Pll | Ecp5Pll | None = None
-              ) -> BoardTop:
+def board_top(design: Design, board: Board, pll: Ice40Pll | Ecp5Pll | None = None,
+              coding: FlashCoding = FlashCoding.NONE) -> BoardTop:
     """The board top around the generated engine, for ``board``'s UART and its clock (the
     oscillator, or ``pll``'s output); an engine with its weights in SPRAM loads them from
     the board's flash (at its ``flash.offset``) at power-up, SCK within the flash's read
     limit; one that reads them from bulk memory gets that memory in SPRAM or the board's
-    SDRAM (clocked as :func:`sdram_pll` says), filled from the flash at power-up."""
+    SDRAM (clocked as :func:`sdram_pll` says), filled from the flash at power-up. With
+    ``coding`` Huffman the flash image is coded and the load decodes it
+    (:func:`check_coding`)."""
     info = link_info(design)
     check_link(EngineHostSignature(info.in_bits), info)     # before building anything
+    coding = check_coding(design, coding)
     weights = weights_payload(design)
     check_spram(design, board)
     check_flash(design, board)
-    if weights is not None and len(weights) > payload_bytes(board.flash):
+    if (weights is not None and coding is FlashCoding.NONE
+            and len(weights) > payload_bytes(board.flash)):
         raise DynfixError(f"the weight image of the engine in {design.folder} is "
                           f"{len(weights)} bytes; {board.name}'s flash holds "
                           f"{payload_bytes(board.flash)} past offset "
@@ -177,18 +198,23 @@ def board_top(design: Design, board: Board, pll: Ice40Pll | Ecp5Pll | None = Non
     engine = engine_instance(design)
     return BoardTop(engine, info, divisor=divisor, board=board, weights=weights,
                     clk_hz=round(clk_hz), sck_div=sck_divider(clk_hz), pll=pll,
-                    bulk_store=design.config.bulk_store)
+                    bulk_store=design.config.bulk_store, flash_coding=coding)
 
 
 def add_flash_image(result: SynthResult, design: Design, build_dir: str | Path,
-                    board: Board | None = None) -> None:
+                    board: Board | None = None,
+                    coding: FlashCoding = FlashCoding.NONE) -> None:
     """For an engine that loads its weights from flash (``w_spram``, or ``w_bulk``: its bulk
     memory's image): write ``build_dir/weights.flash.bin`` sized for ``board``'s flash
-    (:func:`~dynfix.boards.flash_image.write_flash_files`) and record it in ``result`` with
-    the two commands that program the board, run in ``build_dir``: the board's bitstream
-    command (at 0), then its first image command (the weights at ``flash.offset``).
-    Without ``board``: the bundled board named ``result.board``, else (a board file of the
-    user's) the iCEBreaker's flash, :data:`~dynfix.boards.flash_image.DEFAULT_FLASH`."""
+    (:func:`~dynfix.boards.flash_image.write_flash_files`), stored with ``coding``, and
+    record it in ``result`` with the two commands that program the board, run in
+    ``build_dir``: the board's bitstream command (at 0), then its first image command (the
+    weights at ``flash.offset``); for a coded image also what its load takes at the
+    bitstream's clock (``result.flash``,
+    :func:`~dynfix.boards.flash_image.load_figures`). Without ``board``: the bundled board
+    named ``result.board``, else (a board file of the user's) the iCEBreaker's flash,
+    :data:`~dynfix.boards.flash_image.DEFAULT_FLASH`."""
+    coding = check_coding(design, coding)
     payload = weights_payload(design)
     if payload is None:
         return
@@ -198,6 +224,9 @@ def add_flash_image(result: SynthResult, design: Design, build_dir: str | Path,
     if board is not None:
         check_flash(design, board)
         flash = board.flash
-    commands = write_flash_files(build_dir, payload, flash)
+    commands = write_flash_files(build_dir, payload, flash, coding)
     result.flash_image = str(Path(build_dir) / FILE_NAME)
+    if coding is not FlashCoding.NONE:
+        clk_hz = result.clock_mhz * 1e6
+        result.flash = load_figures(payload, coding, clk_hz, sck_divider(clk_hz))
     result.program = [bitstream_command(Path(result.bitstream).name, flash), commands[0]]

@@ -47,7 +47,7 @@ import math
 from dataclasses import dataclass, field, replace
 
 from dynfix.boards.board_top import bulk_cells, bulk_store_refusal, usage as board_top_usage
-from dynfix.boards.flash_image import payload_bytes
+from dynfix.boards.flash_image import FlashCoding, payload_bytes
 from dynfix.boards.registry import Board
 from dynfix.errors import DynfixError
 from dynfix.hw.compiler import (CompiledModel, compile_model, plan_groups, plan_model,
@@ -410,11 +410,13 @@ def _traffic_text(t: dict) -> str:
             f"{t['map_stores']})")
 
 
-def board_estimate(cfg: EngineConfig, board: Board) -> Estimate:
+def board_estimate(cfg: EngineConfig, board: Board,
+                   coding: FlashCoding = FlashCoding.NONE) -> Estimate:
     """The resource estimate of the fitted engine ``cfg`` on ``board``, with the board top
-    around it (:func:`dynfix.boards.board_top.usage`): what the fit compares with the
-    board's resources."""
-    extra = board_top_usage(cfg.w_spram, cfg.bus_bits if cfg.w_bulk else 0, cfg.bulk_store)
+    around it (:func:`dynfix.boards.board_top.usage`; with its flash image stored with
+    ``coding``): what the fit compares with the board's resources."""
+    extra = board_top_usage(cfg.w_spram, cfg.bus_bits if cfg.w_bulk else 0, cfg.bulk_store,
+                            coding, board.family.name)
     refusal = bulk_store_refusal(cfg, board)
     if refusal:
         raise DynfixError(f"the engine {refusal}")
@@ -804,11 +806,13 @@ def _map_note(model, c: Candidate, board: Board) -> str:
             f"({' x '.join(map(str, shape))} values, {kbit:.0f} kbit){nowhere}")
 
 
-def check_generated_fits(gen, board: Board) -> Estimate:
-    """Before synthesis: the engine in a ``dynfix generate`` folder must fit ``board``."""
+def check_generated_fits(gen, board: Board, coding: FlashCoding = FlashCoding.NONE
+                         ) -> Estimate:
+    """Before synthesis: the engine in a ``dynfix generate`` folder must fit ``board``
+    (with the decoder of a flash image stored with ``coding``)."""
     cfg = gen.config
     try:
-        est = board_estimate(cfg, board)
+        est = board_estimate(cfg, board, coding)
     except DynfixError as e:        # cells of another family (dual_mac, ecp5_dsp, SPRAM)
         raise DynfixError(f"the engine in {gen.folder} ({cfg.summary()}) does not fit "
                           f"{board.name}: {e}") from None

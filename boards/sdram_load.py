@@ -7,7 +7,8 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from dynfix.boards.byte_packer import BytePacker
-from dynfix.boards.flash_image import DEFAULT_FLASH, check_image_reader, image_reader
+from dynfix.boards.flash_image import (DEFAULT_FLASH, FlashCoding, check_image_reader,
+                                       image_reader)
 from dynfix.boards.registry import FlashSpec
 from dynfix.hw.axi import AxiWriteSignature
 from dynfix.hw.bulk_writer import BulkWriter
@@ -32,14 +33,15 @@ class SdramLoad(wiring.Component):
     the SDRAM from address 0 after reset.
 
     An :class:`~dynfix.boards.spi_flash_reader.SPIFlashReader` (``boot=True``) wakes the
-    flash, checks the 16-byte header at ``flash``'s offset (default: the iCEBreaker's)
-    against the one ``payload`` gives and
-    streams the payload; a :class:`~dynfix.boards.byte_packer.BytePacker` makes bus words
-    of its bytes, and a :class:`~dynfix.hw.bulk_writer.BulkWriter` writes them with INCR
-    bursts through ``bus`` (the SDRAM controller's write channels, which take nothing
-    before the chip is initialised, so the flash simply waits). ``loaded`` rises when the
-    last burst's write response is in: the SDRAM then holds the image, and the write
-    channels are free for the engine.
+    flash, checks the header at ``flash``'s offset (default: the iCEBreaker's) against the
+    one ``payload`` gives and streams the payload (a Huffman-coded one, ``coding``, through
+    its decoder: :func:`~dynfix.boards.flash_image.image_reader`); a
+    :class:`~dynfix.boards.byte_packer.BytePacker` makes bus words of its bytes, and a
+    :class:`~dynfix.hw.bulk_writer.BulkWriter` writes them with INCR bursts through ``bus``
+    (the SDRAM controller's write channels, which take nothing before the chip is
+    initialised, so the flash simply waits). ``loaded`` rises when the last burst's write
+    response is in: the SDRAM then holds the image, and the write channels are free for
+    the engine.
 
     Members
     -------
@@ -54,12 +56,13 @@ class SdramLoad(wiring.Component):
     """
 
     def __init__(self, bus: AxiWriteSignature, payload: bytes, *, clk_hz: int,
-                 sck_div: int = 2, flash: FlashSpec | None = None):
+                 sck_div: int = 2, flash: FlashSpec | None = None,
+                 coding: FlashCoding = FlashCoding.NONE):
         flash = flash or DEFAULT_FLASH
         check_sdram_payload(bus, payload)
-        check_image_reader(payload, flash, clk_hz=clk_hz, sck_div=sck_div)
+        check_image_reader(payload, flash, clk_hz=clk_hz, sck_div=sck_div, coding=coding)
         self._bus, self._payload, self._flash = bus, bytes(payload), flash
-        self._clk_hz, self._sck_div = clk_hz, sck_div
+        self._clk_hz, self._sck_div, self._coding = clk_hz, sck_div, coding
         super().__init__({
             "bus": Out(bus), "loaded": Out(1), "error": Out(1),
             "sck": Out(1), "cs_n": Out(1, init=1), "copi": Out(1), "cipo": In(1),
@@ -70,7 +73,7 @@ class SdramLoad(wiring.Component):
         bus, payload = self._bus, self._payload
         words = len(payload) // (bus.data_width // 8)
         m.submodules.flash = reader = image_reader(payload, self._flash, clk_hz=self._clk_hz,
-                                                   sck_div=self._sck_div)
+                                                   sck_div=self._sck_div, coding=self._coding)
         m.submodules.pack = pack = BytePacker(bus.data_width // 8)
         m.submodules.writer = writer = BulkWriter(bus.addr_width, bus.data_width,
                                                   words.bit_length(), id_width=bus.id_width)

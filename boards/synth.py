@@ -64,12 +64,27 @@ class SynthResult:
     #: (:meth:`~dynfix.boards.sdram_clock.SdramClock.to_dict`: CAS latency, the phase of the
     #: PLL's second output and the window of phases that meet the chip's rules).
     sdram: dict[str, Any] = field(default_factory=dict)
+    #: With a Huffman-coded flash image: what its load takes
+    #: (:func:`~dynfix.boards.flash_image.load_figures`: payload and coded bytes, their
+    #: ratio, the streaming's cycles and time at ``clock_mhz``, and uncoded).
+    flash: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        if not d["sdram"]:
-            del d["sdram"]
+        for key in ("sdram", "flash"):
+            if not d[key]:
+                del d[key]
         return d
+
+    def _flash_lines(self) -> list[str]:
+        """The coded flash image's figures, if any."""
+        f = self.flash
+        if not f:
+            return []
+        at = f" ({f['load_ms']:g} ms at {self.clock_mhz:g} MHz)" if f["load_ms"] else ""
+        return [f"  flash image Huffman-coded: {f['payload_bytes']:,} -> {f['coded_bytes']:,} "
+                f"bytes ({f['ratio']:.2f}x); load {f['load_cycles']:,} cycles{at}, uncoded "
+                f"{f['uncoded_load_cycles']:,}"]
 
     def lines(self) -> list[str]:
         """Human-readable summary."""
@@ -98,6 +113,7 @@ class SynthResult:
                f"the engine's (leads by {self.sdram['lead_ns']:.2f} ns, "
                f"{self.sdram['margin_ns']:.2f} ns to spare each way)"] if self.sdram else []),
             *([f"  flash image {self.flash_image}"] if self.flash_image else []),
+            *self._flash_lines(),
             *[f"  program: {cmd}" for cmd in self.program],
             f"  {self.seconds:.0f} s",
         ]

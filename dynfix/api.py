@@ -28,7 +28,8 @@ from typing import Any, Callable
 import numpy as np
 
 from dynfix.boards.closure import ClosurePolicy, Pll, close_timing
-from dynfix.boards.design import add_flash_image, board_pll, board_top, sdram_pll, top_mhz
+from dynfix.boards.design import (add_flash_image, board_pll, board_top, check_coding,
+                                  sdram_pll, top_mhz)
 from dynfix.boards.host import BoardClient, open_port
 from dynfix.boards.fit import FitResult, check_generated_fits, fit as fit_model
 from dynfix.boards.synth import SynthResult, check_result, synthesize
@@ -123,14 +124,17 @@ def quantize(model: ModelLike, calib: DataLike | None = "digits", bits: str = "8
              options: QuantOptions | dict | None = None,
              share: int | str | dict | None = None,
              ternary: str | list[str] | None = None,
-             ternary_mode: str = "asymmetric") -> QuantizeResult:
+             ternary_mode: str = "asymmetric", share_zero: bool = True) -> QuantizeResult:
     """``dynfix quantize``: choose every layer's fixed-point format on calibration inputs.
 
     ``options``: the greedy search's additions, a :class:`QuantOptions` or a dict of the
     ones to change from the method's defaults (e.g. ``{"refine": False}``).
     ``share``: weight sharing once the formats are chosen (:mod:`dynfix.quant.weight_sharing`),
     index bits for every Conv2d and Linear layer (``4``) or by layer (``{"conv1": 4}``, or
-    the text ``"conv1=4,fc=5"``).
+    the text ``"conv1=4,fc=5"``); ``share_zero``: one entry of every codebook is 0, which
+    the engine's zero-padded weight words need to store them as ``share``-bit indices
+    (False: all ``2**share`` entries free, closer weights; the engine then needs an index
+    bit more, or keeps 8-bit weights, where a layer's words are padded).
     ``ternary``: ternary weights once the formats are chosen (:mod:`dynfix.quant.ternary`,
     not with ``share``), in the Conv2d and Linear layers named (a list or ``"conv2,fc"``) or
     ``"all"`` of them but the first and the last; ``ternary_mode`` ``"asymmetric"`` (one
@@ -160,6 +164,9 @@ def quantize(model: ModelLike, calib: DataLike | None = "digits", bits: str = "8
     if ternary is not None:
         ternary_layers(lower(m), ternary)            # and bad ternary ones
     check_mode(ternary_mode)
+    if not share_zero and share is None:
+        raise DynfixError("{share_zero} chooses the codebooks of weight sharing: give "
+                          "{share} too", ("share_zero", "share"))
     if share is not None and ternary is not None:
         raise DynfixError("weight sharing and ternary weights cannot be combined; choose one")
     check_data_fits(m, calib, "calibration data", "calib")
@@ -167,7 +174,7 @@ def quantize(model: ModelLike, calib: DataLike | None = "digits", bits: str = "8
     check_calib(m, x)
     t0 = time.perf_counter()
     r = search_model(m, x, str(bits), method, overrides, progress, options, share, ternary,
-                     ternary_mode)
+                     ternary_mode, share_zero)
     result = QuantizeResult(r.model, r.spec, time.perf_counter() - t0, calib_inputs=len(x),
                             fidelity=r.fidelity, paper_fidelity=r.paper_fidelity,
                             sharing=r.sharing, ternary=r.ternary)
@@ -363,7 +370,8 @@ def simulate(generated: GenerateResult | str | Path, quant: QuantLike | None = N
 def synth(generated: GenerateResult | str | Path, board: Any = None,
           build_dir: str | Path | None = None, check_timing: bool = True,
           fit_check: bool = True, clock: float | str = "auto",
-          closure: ClosurePolicy = ClosurePolicy(), seed: int | None = None) -> SynthResult:
+          closure: ClosurePolicy = ClosurePolicy(), seed: int | None = None,
+          flash_coding: str = "none") -> SynthResult:
     """``dynfix synth``: the board top around the engine -> bitstream, utilization, Fmax.
 
     The board defaults to the one the design was generated for (``generate(..., board=)``),
@@ -384,18 +392,25 @@ def synth(generated: GenerateResult | str | Path, board: Any = None,
     ``seed``: nextpnr's placement seed (``--seed``) for every build, instead of the board
     file's (``synth: seed``, 1 in the bundled ones); the Fmax moves by a few MHz from one
     seed to another (``dynfix sweep --seeds``).
+
+    ``flash_coding``: ``"none"`` writes the flash image as it is (the default);
+    ``"huffman"`` Huffman-codes it and builds its decoder into the load (for an engine that
+    loads its weights from flash at power-up, not one reading the flash at run time); the
+    result's ``flash`` then gives the payload and coded bytes, the ratio and the load's
+    cycles at the bitstream's clock (``docs/boards.md``, "Huffman-coded flash images").
     """
     if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
         raise DynfixError(f"the placement seed is an integer, not {seed!r}")
     gen = generated if isinstance(generated, Design) else Design.load(generated)
     folder = gen.folder
+    coding = check_coding(gen, flash_coding)
     b = get_board(board if board is not None else gen.board)
     if seed is not None:
         b = replace(b, seed=seed)
     if fit_check:
-        check_generated_fits(gen, b)
+        check_generated_fits(gen, b, coding)
     out = Path(build_dir) if build_dir is not None else folder / "build"
-    top = partial(board_top, gen, b)
+    top = partial(board_top, gen, b, coding=coding)
 
     def build(pll: Pll | None) -> SynthResult:
         pll, sdram = sdram_pll(gen, b, pll)
@@ -415,7 +430,7 @@ def synth(generated: GenerateResult | str | Path, board: Any = None,
     else:
         raise DynfixError(f"the clock is 'auto', 'oscillator' or a frequency in MHz, not "
                           f"{clock!r}")
-    add_flash_image(result, gen, out, b)
+    add_flash_image(result, gen, out, b, coding)
     if check_timing:
         check_result(result)
     return result
@@ -637,7 +652,7 @@ def compress(model: ModelLike, svd: dict[str, int] | list[str] | None = None,
              lowrank_method: str = "asymmetric",
              prune: dict[str, float] | list[str] | str | None = None,
              prune_target: float | None = None, prune_by: str = "macs",
-             prune_rank: str = "response") -> CompressResult:
+             prune_rank: str = "response", prune_multiple: int = 1) -> CompressResult:
     """``dynfix compress``: replace Linear layers by rank-limited pairs (``svd``:
     ``{layer: rank}`` or ``["layer=rank", ...]``) and/or conv layers by a k x k conv into
     ``rank`` channels and a 1 x 1 conv (``lowrank``, same forms, or ``"c2=8,c3=16"``), the
@@ -647,7 +662,9 @@ def compress(model: ModelLike, svd: dict[str, int] | list[str] | None = None,
     layers' fractions (``{layer: fraction}``, ``["layer=fraction", ...]`` or ``"c2=0.25"``),
     ``prune_target`` a share of the model's ``prune_by`` (``macs`` or ``weights``) to remove
     with per-layer fractions from a sensitivity sweep; channels ranked by ``prune_rank``
-    (``response`` or ``l1``), fitted on ``calib``. Written as ``.onnx`` or ``.yaml`` if
+    (``response`` or ``l1``), fitted on ``calib``; every pruned layer's kept channel count
+    rounded up to a multiple of ``prune_multiple`` (the engine's ``tm``, so that whole
+    output-channel groups go). Written as ``.onnx`` or ``.yaml`` if
     ``output`` is given."""
     out = Path(output) if output is not None else None
     if out is not None and out.suffix.lower() not in (".onnx", ".yaml", ".yml"):
@@ -658,6 +675,10 @@ def compress(model: ModelLike, svd: dict[str, int] | list[str] | None = None,
         raise DynfixError("nothing to compress: give {svd}, {lowrank} or {speedup} (or "
                           "{prune}, {prune_target})",
                           ("svd", "lowrank", "speedup", "prune", "prune_target"))
+    if prune_multiple != 1 and prune is None and prune_target is None:
+        raise DynfixError("{prune_multiple} rounds the pruned channel counts: give {prune} "
+                          "or {prune_target} too",
+                          ("prune_multiple", "prune", "prune_target"))
     m = original = load_model(model)
     pruned = None
     if prune is not None or prune_target is not None:
@@ -668,7 +689,8 @@ def compress(model: ModelLike, svd: dict[str, int] | list[str] | None = None,
         x, _ = load_inputs(calib, split="calib")
         fractions = (None if prune is None else prune if isinstance(prune, dict)
                      else parse_prune(prune))
-        pruned = prune_model(m, x, fractions, prune_target, prune_by, prune_rank)
+        pruned = prune_model(m, x, fractions, prune_target, prune_by, prune_rank,
+                             multiple=prune_multiple)
         m = pruned.model
     svd_ranks = None if svd is None else svd if isinstance(svd, dict) else parse_svd(svd)
     conv_ranks = (None if lowrank is None else lowrank if isinstance(lowrank, dict)

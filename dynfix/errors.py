@@ -31,6 +31,18 @@ class DynfixError(Exception):
         return self.template.format(**{o: spell(o) for o in self.options})
 
 
+def member(cls, value, what: str):
+    """The member of the enum ``cls`` whose value is ``value`` (``value`` itself when it is
+    one), else a :class:`DynfixError` naming ``what`` and the values there are."""
+    if isinstance(value, cls):
+        return value
+    try:
+        return cls(value)
+    except ValueError:
+        raise DynfixError(f"{what} {value!r} is none of "
+                          f"{', '.join(str(m.value) for m in cls)}") from None
+
+
 def literal(text: object) -> str:
     """``text`` (a name or value the user gave) safe inside a message with placeholders."""
     return str(text).replace("{", "{{").replace("}", "}}")

@@ -35,7 +35,7 @@ import enum
 from dataclasses import dataclass, fields, replace
 from math import gcd
 
-from dynfix.errors import DynfixError
+from dynfix.errors import DynfixError, member
 
 #: Parallelism keys; the widths and depths are fitted to the program unless given.
 PARALLEL_KEYS = ("tn", "tm")
@@ -65,13 +65,7 @@ MAX_INDEX_BITS = 8
 
 def _parse_named(cls, key: str, value, where: str):
     """The member of the enum ``cls`` (a config key's values) named ``value``."""
-    if isinstance(value, cls):
-        return value
-    try:
-        return cls(value)
-    except ValueError:
-        raise DynfixError(f"{where}: {key} {value!r} is none of "
-                          f"{', '.join(m.value for m in cls)}") from None
+    return member(cls, value, f"{where}: {key}")
 
 
 class Multiplier(enum.Enum):

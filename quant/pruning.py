@@ -37,6 +37,13 @@ the float model on the calibration data; every family then prunes as many units 
 its own sweep SQNR above one common threshold, the highest threshold that meets the target.
 Layers whose removal costs little (often the late, wide convolutions and the FC layers)
 thus give up more channels than sensitive ones.
+
+**On the engine's tile** (``multiple``): the engine computes ``tm`` output channels at a
+time, so a layer's cycles fall only when ``ceil(kept / tm)`` does. With a multiple, every
+pruned family's kept count is rounded *up* to a multiple of it (:func:`on_tile`): the
+channels that would not have taken a whole group off stay (they save no cycles, and their
+removal would cost accuracy); a target then takes whole groups from the families its
+threshold allows.
 """
 
 from __future__ import annotations
@@ -346,6 +353,7 @@ class PruneResult:
     weights_after: int
     sqnr_db: float
     agreement: float
+    multiple: int = 1       # every pruned family keeps a multiple of this many channels
 
 
 def layer_reports(before: Model, after: Model) -> list[PruneLayerReport]:
@@ -385,9 +393,21 @@ def parse_prune(items: list[str] | str) -> dict[str, float]:
     return out
 
 
-def _family_counts(model: Model, ch: Channels, fractions: dict[str, float]
-                   ) -> dict[tuple[str, ...], int]:
-    """Units to prune per family for the named layers' fractions."""
+def on_tile(units: int, pruned: int, multiple: int) -> int:
+    """Units to prune of a family of ``units`` for ``pruned`` asked, so that the count it
+    keeps is a multiple of ``multiple`` (the engine's tile): rounded up, i.e. the channels
+    that would not take a whole tile off are kept. A family of at most ``multiple`` units
+    keeps them all; one that is no multiple itself may keep all of them."""
+    if multiple <= 1 or pruned <= 0:
+        return pruned
+    keep = min(units, -(-(units - pruned) // multiple) * multiple)
+    return units - keep
+
+
+def _family_counts(model: Model, ch: Channels, fractions: dict[str, float],
+                   multiple: int = 1) -> dict[tuple[str, ...], int]:
+    """Units to prune per family for the named layers' fractions (the kept counts rounded
+    up to a ``multiple``, :func:`on_tile`)."""
     names = {layer.name for layer in model.layers}
     counts: dict[tuple[str, ...], int] = {}
     given: dict[tuple[str, ...], tuple[str, float]] = {}
@@ -413,7 +433,7 @@ def _family_counts(model: Model, ch: Channels, fractions: dict[str, float]
                                   f"Add) and must be pruned alike", ("prune",))
             given[k] = (name, f)
             n = len(ch.families[k])
-            counts[k] = min(int(round(f * n)), n - 1)
+            counts[k] = on_tile(n, min(int(round(f * n)), n - 1), multiple)
     return counts
 
 
@@ -463,15 +483,17 @@ def _allowed(points: list[SweepPoint], threshold: float) -> int:
 
 def choose_counts(model: Model, ch: Channels, order: dict[tuple[str, ...], list[int]],
                   curves: dict[tuple[str, ...], list[SweepPoint]],
-                  fixed: dict[tuple[str, ...], int], target: float, by: str
-                  ) -> dict[tuple[str, ...], int]:
+                  fixed: dict[tuple[str, ...], int], target: float, by: str,
+                  multiple: int = 1) -> dict[tuple[str, ...], int]:
     """Units to prune per family so ``target`` of the model's ``by`` (:data:`MEASURES`) go:
     each family (other than the ``fixed`` ones) loses what keeps its sweep SQNR above a
-    common threshold, the highest threshold (by bisection) that meets the target."""
+    common threshold, its kept count rounded up to a ``multiple`` (:func:`on_tile`), at
+    the highest threshold (by bisection) that meets the target."""
     total = measure(model, by)
 
     def counts_at(t: float) -> dict[tuple[str, ...], int]:
-        return {**{k: _allowed(curves[k], t) for k in curves if k not in fixed}, **fixed}
+        return {**{k: on_tile(len(ch.families[k]), _allowed(curves[k], t), multiple)
+                   for k in curves if k not in fixed}, **fixed}
 
     def removed(t: float) -> float:
         m = remove(model, ch, _pruned_set(ch, order, counts_at(t)))
@@ -480,8 +502,10 @@ def choose_counts(model: Model, ch: Channels, order: dict[tuple[str, ...], list[
     lo_t = -SQNR_CAP - 1
     most = removed(lo_t)
     if most < target:
+        tile = (f", the kept counts rounded up to multiples of {multiple}" if multiple > 1
+                else "")
         raise DynfixError(f"{{prune_target}} {target:g} is out of reach: the sweep's largest "
-                          f"fractions remove {most:.3f} of the model's {by}",
+                          f"fractions{tile} remove {most:.3f} of the model's {by}",
                           ("prune_target",))
     lo, hi = lo_t, SQNR_CAP + 1                  # removed(lo) >= target > removed(hi)
     for _ in range(50):
@@ -495,12 +519,18 @@ def choose_counts(model: Model, ch: Channels, order: dict[tuple[str, ...], list[
 
 def prune(model: Model, x: np.ndarray, fractions: dict[str, float] | None = None,
           target: float | None = None, by: str = "macs", rank: str = "response",
-          samples: int = 64) -> PruneResult:
+          samples: int = 64, multiple: int = 1) -> PruneResult:
     """A new model with whole channels removed: the named layers' ``fractions`` (of their
     family's units) and/or the fractions the sensitivity sweep picks so ``target`` of the
     model's ``by`` (:data:`MEASURES`) go; units ranked by ``rank`` (:data:`RANKINGS`) and
     the readers' biases refitted, on up to ``samples`` of the calibration batch ``x`` (the
-    user's data, in the model's layout)."""
+    user's data, in the model's layout). With a ``multiple`` (the engine's output channels
+    per group, ``tm``) every pruned family keeps a multiple of it (:func:`on_tile`): only
+    whole groups going save cycles."""
+    if isinstance(multiple, bool) or not isinstance(multiple, (int, np.integer)) \
+            or multiple < 1:
+        raise DynfixError(f"{{prune_multiple}} {literal(repr(multiple))}: a number of "
+                          f"channels, at least 1", ("prune_multiple",))
     if rank not in RANKINGS:
         raise DynfixError(f"{{prune_rank}} {literal(repr(rank))}: choose one of "
                           f"{', '.join(RANKINGS)}", ("prune_rank",))
@@ -514,7 +544,7 @@ def prune(model: Model, x: np.ndarray, fractions: dict[str, float] | None = None
         raise DynfixError("nothing to prune: give {prune} LAYER=FRACTION or a "
                           "{prune_target}", ("prune", "prune_target"))
     ch = channel_units(model)
-    fixed = _family_counts(model, ch, fractions or {})
+    fixed = _family_counts(model, ch, fractions or {}, multiple)
     x = check_input(model, x)[:samples]
     stats = unit_stats(model, ch, x)
     scores = unit_scores(model, ch, rank, stats)
@@ -525,7 +555,7 @@ def prune(model: Model, x: np.ndarray, fractions: dict[str, float] | None = None
     counts = dict(fixed)
     if target is not None:
         curves = sweep(model, ch, order, stats, x, ref)
-        counts = choose_counts(model, ch, order, curves, fixed, target, by)
+        counts = choose_counts(model, ch, order, curves, fixed, target, by, multiple)
     new = remove(model, ch, _pruned_set(ch, order, counts), stats.mean)
     got = trace(new, x, keep={out})[out].reshape(len(x), -1)
     fams = [FamilyReport("+".join(k), k, len(rs), counts.get(k, 0), curves.get(k, []))
@@ -533,4 +563,4 @@ def prune(model: Model, x: np.ndarray, fractions: dict[str, float] | None = None
     return PruneResult(new, layer_reports(model, new), fams, dict(ch.blocked), rank,
                        measure(model, "macs"), measure(new, "macs"),
                        measure(model, "weights"), measure(new, "weights"),
-                       sqnr_db(ref, got), agreement(ref, got))
+                       sqnr_db(ref, got), agreement(ref, got), int(multiple))

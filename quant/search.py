@@ -810,12 +810,13 @@ def search_model(model: Model, calib: np.ndarray, bits: str = "8", method: str =
                  options: QuantOptions | None = None,
                  share: int | str | dict | None = None,
                  ternary: str | list[str] | None = None,
-                 ternary_mode: str = "asymmetric") -> SearchResult:
+                 ternary_mode: str = "asymmetric", share_zero: bool = True) -> SearchResult:
     """Quantize ``model``: fractional lengths for every tensor, plus SQNR and saturation;
     with bias correction or adaptive rounding, also the adjusted parameters (in
     ``SearchResult.model``). The search runs on ``lower(model)``, and
     ``SearchResult.model`` is lowered too (see the module docstring). ``share``: weight
-    sharing of the layers it names, once the formats are chosen (:func:`_share`);
+    sharing of the layers it names, once the formats are chosen (:func:`_share`), each
+    codebook with an entry at 0 or (``share_zero`` False) with all its entries free;
     ``ternary``: ternary weights in the layers it names (:func:`_ternarize`), the form
     ``ternary_mode``; not both."""
     method, options = resolve_method(method, options)
@@ -836,7 +837,7 @@ def search_model(model: Model, calib: np.ndarray, bits: str = "8", method: str =
         fls, zps = fls_of(spec, model), zps_of(spec, model)
         reports, treports = [], []
         if shared:
-            params, reports = _share(ctx, fls, params, zps, shared, picker, say)
+            params, reports = _share(ctx, fls, params, zps, shared, picker, say, share_zero)
         else:
             params, treports = _ternarize(ctx, fls, params, zps, tern, ternary_mode, picker,
                                           say)
@@ -911,7 +912,7 @@ def search_model(model: Model, calib: np.ndarray, bits: str = "8", method: str =
     reports = []
     if shared:
         params, reports = _share(actx, fls, params, zps, shared,
-                                 Picker(method, actx.static, options), say)
+                                 Picker(method, actx.static, options), say, share_zero)
         fid = ev.on(actx.model).score(actx.build(fls, params, zps), params)
         say(f"with shared weights: {fid.text()}")
     treports = []
@@ -931,13 +932,15 @@ def search_model(model: Model, calib: np.ndarray, bits: str = "8", method: str =
 
 def _share(ctx: _Search, fls: dict[str, int], params: dict[str, Params],
            zps: dict[str, int], bits: dict[str, int], picker: Picker,
-           say: Callable[[str], None]) -> tuple[dict[str, Params], list[ShareReport]]:
+           say: Callable[[str], None], zero: bool = True
+           ) -> tuple[dict[str, Params], list[ShareReport]]:
     """Weight sharing (:mod:`.weight_sharing`) of the layers in ``bits`` with the map
-    formats already chosen (``fls``, ``zps``): the parameters with the shared weights and
-    corrected biases (whose fl is picked again), and what sharing did per layer."""
+    formats already chosen (``fls``, ``zps``), a codebook entry at 0 or not (``zero``):
+    the parameters with the shared weights and corrected biases (whose fl is picked
+    again), and what sharing did per layer."""
     spec = ctx.build(fls, params, zps)
     spec.params = changed_params(ctx.model, params)
-    weights, biases, reports = share_model(ctx.model, spec, ctx.x, bits)
+    weights, biases, reports = share_model(ctx.model, spec, ctx.x, bits, zero)
     for r in reports:
         say(f"shared {r.layer}: {r.distinct} values ({r.bits}-bit indices), response SQNR "
             f"{r.sqnr_fixed_db:.1f} dB fixed point, {r.sqnr_kmeans_db:.1f} k-means, "
@@ -976,7 +979,7 @@ def search(model: Model, calib: np.ndarray, bits: str = "8", method: str = "gree
            overrides: dict | None = None, progress: Callable[[str], None] | None = None,
            options: QuantOptions | None = None,
            share: int | str | dict | None = None, ternary: str | list[str] | None = None,
-           ternary_mode: str = "asymmetric") -> QuantSpec:
+           ternary_mode: str = "asymmetric", share_zero: bool = True) -> QuantSpec:
     """The spec of :func:`search_model` (whose ``model`` holds any adjusted parameters)."""
     return search_model(model, calib, bits, method, overrides, progress, options, share,
-                        ternary, ternary_mode).spec
+                        ternary, ternary_mode, share_zero).spec

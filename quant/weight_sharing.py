@@ -10,11 +10,15 @@ of their own).
 * **Codebook**: 1-D k-means on the layer's float weights, started at ``2**b`` centroids
   spaced linearly between the smallest and the largest weight (the start Han et al. found
   best: it keeps the few large weights represented), then each centroid rounded onto the
-  grid; entries that round to the same integer merge. One entry is 0 (the one nearest to
-  it is moved there, and the refinement keeps it): the engine pads its weight words with
-  zero weights (the lanes beyond a layer's input channels, a depthwise layer's other
-  channels), which its codebook must hold to store the words as ``b``-bit indices
-  (``hw/codebook.py``); Deep Compression's pruned zeros have an entry too.
+  grid; entries that round to the same integer merge. With ``zero`` (the default) one
+  entry is 0 (the one nearest to it is moved there, and the refinement keeps it): the
+  engine pads its weight words with zero weights (the lanes beyond a layer's input
+  channels, a depthwise layer's other channels), which its codebook must hold to store
+  the words as ``b``-bit indices (``hw/codebook.py``); Deep Compression's pruned zeros
+  have an entry too. Without it all ``2**b`` entries are free (the refinement below runs
+  from k-means' own entries and from them with the 0, which stays, and keeps the better,
+  so a layer is never worse off for it), and the compiler adds the padding's 0 to a
+  layer's codebook, which may then need ``b + 1`` index bits.
 * **Per-channel weight formats** (``LayerFormat.ch_fl``): the codebook is shared in the
   integer domain. Channel ``m``'s weights are clustered as ``w * 2**(fl_w + ch_fl[m])``
   (the integers they round to) and index ``k`` stands for the integer ``c_k`` in every
@@ -32,14 +36,12 @@ of their own).
 * **Bias correction**: sharing shifts the mean of a layer's responses; each shared layer's
   bias becomes the float bias plus the per-channel mean of ``W_f x_f - W x`` (as
   ``adjust.corrected_bias`` does for rounding), whatever the search's own options.
-* **Huffman coding** of each layer's index stream (:func:`huffman_lengths`,
-  :func:`huffman_encode`, :func:`huffman_decode`): the size of the weight image when it is
-  stored entropy-coded in flash and decoded at load.
+* **Huffman coding** of each layer's index stream (``quant/huffman.py``): the size of the
+  weight image when it is stored entropy-coded in flash and decoded at load.
 """
 
 from __future__ import annotations
 
-import heapq
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -47,6 +49,7 @@ import numpy as np
 from dynfix.errors import DynfixError
 from . import fixed
 from .adjust import corrected_bias, tied_columns
+from .huffman import huffman_lengths, table_bits
 from .int_model import bias_array, bias_integers, is_compute, row_fls, weight_array
 from .ir import Layer, Model
 from .layerwise import replace_in_order
@@ -237,9 +240,10 @@ def with_zero(c: np.ndarray) -> np.ndarray:
     return np.unique(c)
 
 
-def _polish(c: np.ndarray, gram: np.ndarray, rhs: np.ndarray, bw: int) -> np.ndarray:
+def _polish(c: np.ndarray, gram: np.ndarray, rhs: np.ndarray, bw: int, zero: bool = True
+            ) -> np.ndarray:
     """Integer entries ``c`` moved by +-1 while ``c G c - 2 r c`` falls (within bw bits);
-    an entry at 0 stays there (:func:`with_zero`)."""
+    with ``zero`` an entry at 0 stays there (:func:`with_zero`)."""
     c = c.astype(np.float64).copy()
     lo, hi = fixed.qmin(bw), fixed.qmax(bw)
     grad = gram @ c - rhs
@@ -247,7 +251,7 @@ def _polish(c: np.ndarray, gram: np.ndarray, rhs: np.ndarray, bw: int) -> np.nda
         # the change of moving entry k by d is d (2 grad_k + d G_kk)
         d = np.stack([-np.ones_like(c), np.ones_like(c)])
         gain = d * (2 * grad[None] + d * np.diag(gram)[None])
-        gain[(c[None] + d < lo) | (c[None] + d > hi) | (c[None] == 0)] = np.inf
+        gain[(c[None] + d < lo) | (c[None] + d > hi) | (zero & (c[None] == 0))] = np.inf
         s, k = np.unravel_index(np.argmin(gain), gain.shape)
         if gain[s, k] >= -1e-12 * max(1.0, abs(float(rhs @ c))):
             break
@@ -273,6 +277,7 @@ class ShareReport:
     sqnr_db: float          # ... with the kept (refined) codebook
     huffman_bits: int       # the index stream Huffman-coded (payload)
     table_bits: int         # the code's description: one code length per entry
+    zero: bool = True       # one entry forced to 0 (share_layer's ``zero``)
 
     @property
     def bits_before(self) -> int:
@@ -305,11 +310,13 @@ def header(width: int = 12) -> str:
 
 
 def share_layer(layer: Layer, fmt: LayerFormat, wf: np.ndarray, q: np.ndarray,
-                xd: np.ndarray, xf: np.ndarray, bits: int, seed: int = 0
+                xd: np.ndarray, xf: np.ndarray, bits: int, seed: int = 0, zero: bool = True
                 ) -> tuple[np.ndarray, ShareReport]:
     """Share one layer's weights: its float weights ``wf``, its current integer weights
     ``q`` (the unshared fixed point), its dequantized quantized input ``xd`` and float
-    input ``xf``; returns the shared integer weights and the report (module docstring)."""
+    input ``xf``; returns the shared integer weights and the report (module docstring).
+    ``zero``: one codebook entry is 0 (:func:`with_zero`); else all ``2**bits`` are free.
+    A layer whose weights already take at most ``2**bits`` values keeps them either way."""
     fl = row_fls(fmt.fl_w, fmt.ch_fl, wf)
     step = np.broadcast_to(np.ldexp(1.0, -fl.reshape(-1)), (wf.shape[0],)).astype(np.float64)
     v = np.asarray(wf, np.float64) * np.ldexp(1.0, fl)      # integer units, unrounded
@@ -321,26 +328,13 @@ def share_layer(layer: Layer, fmt: LayerFormat, wf: np.ndarray, q: np.ndarray,
         best = q
         sq_km = sq_fixed
     else:
-        c, _ = kmeans_1d(v, k)
-        c = with_zero(on_grid(c, fmt.bw_w))
-        best = c[nearest(c, v)].reshape(q.shape)
-        best_err = resp.error(best)
-        sq_km = resp.sqnr_db(best)
-        for _ in range(REFINE_ROUNDS):
-            idx = nearest(c, v).reshape(q.shape)
-            gram, rhs = resp.normal(idx, len(c))
-            used = (np.diag(gram) > 0) & (c != 0)       # the zero entry stays 0
-            fit = c.astype(np.float64).copy()
-            if used.any():
-                sol = np.linalg.lstsq(gram[np.ix_(used, used)], rhs[used], rcond=None)[0]
-                fit[used] = sol
-            fit = np.clip(np.floor(fit + 0.5), fixed.qmin(fmt.bw_w), fixed.qmax(fmt.bw_w))
-            fit = _polish(fit, gram, rhs, fmt.bw_w)
-            cand = fit[idx]
-            err = resp.error(cand)
-            if err < best_err:
-                best, best_err = cand, err
-            c = np.unique(fit)
+        c = on_grid(kmeans_1d(v, k)[0], fmt.bw_w)
+        # Free entries: refined from k-means' own and, the 0 pinned, from the forced
+        # codebook; the better is kept, so freeing the entry never costs on this layer.
+        starts = [(with_zero(c), True)] if zero else [(c, False), (with_zero(c), True)]
+        sq_km = resp.sqnr_db(starts[0][0][nearest(starts[0][0], v)].reshape(q.shape))
+        best, best_err = min((_refine(start, pin, v, resp, q.shape, fmt.bw_w)
+                              for start, pin in starts), key=lambda t: t[1])
     best = best.astype(np.int64)
     _, ids = np.unique(best, return_inverse=True)
     runs = tied_columns(np.asarray(wf))
@@ -348,17 +342,43 @@ def share_layer(layer: Layer, fmt: LayerFormat, wf: np.ndarray, q: np.ndarray,
     lengths = huffman_lengths(np.bincount(stream, minlength=k))
     rep = ShareReport(layer.name, bits, fmt.bw_w, stream.size, int(len(np.unique(best))),
                       int(len(have)), sq_fixed, sq_km, resp.sqnr_db(best),
-                      int(np.sum(lengths[stream])), table_bits(lengths))
+                      int(np.sum(lengths[stream])), table_bits(lengths), zero)
     return best, rep
 
 
-def share_model(model: Model, spec: QuantSpec, x: np.ndarray, bits: dict[str, int]
+def _refine(c: np.ndarray, zero: bool, v: np.ndarray, resp: Responses, shape: tuple,
+            bw: int) -> tuple[np.ndarray, float]:
+    """The best integer weights (``shape``) and their response error over the codebook
+    ``c`` and :data:`REFINE_ROUNDS` refinements of it (module docstring) for the weights
+    ``v`` (integer units, unrounded); with ``zero`` an entry at 0 stays there."""
+    best = c[nearest(c, v)].reshape(shape)
+    best_err = resp.error(best)
+    for _ in range(REFINE_ROUNDS):
+        idx = nearest(c, v).reshape(shape)
+        gram, rhs = resp.normal(idx, len(c))
+        used = (np.diag(gram) > 0) & ((c != 0) | (not zero))   # a pinned 0 stays
+        fit = c.astype(np.float64).copy()
+        if used.any():
+            fit[used] = np.linalg.lstsq(gram[np.ix_(used, used)], rhs[used], rcond=None)[0]
+        fit = np.clip(np.floor(fit + 0.5), fixed.qmin(bw), fixed.qmax(bw))
+        fit = _polish(fit, gram, rhs, bw, zero)
+        cand = fit[idx]
+        err = resp.error(cand)
+        if err < best_err:
+            best, best_err = cand, err
+        c = np.unique(fit)
+    return best, best_err
+
+
+def share_model(model: Model, spec: QuantSpec, x: np.ndarray, bits: dict[str, int],
+                zero: bool = True
                 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], list[ShareReport]]:
     """Share the weights of the layers in ``bits`` (name -> index width) of ``model``
     (lowered; its float weights are the reference and what k-means clusters) quantized by
     ``spec`` (its adjusted parameters, if any, are the unshared integers), in network order,
     on up to :data:`MAX_INPUTS` calibration inputs ``x`` (the graph's input as the search
-    holds it: checked, and scaled for a range-filled model). Returns the shared weights as
+    holds it: checked, and scaled for a range-filled model), each codebook with a forced 0
+    entry or not (``zero``, :func:`share_layer`). Returns the shared weights as
     floats on the grid (float32, exact; by layer), the corrected biases (float32, by layer)
     and a report per layer."""
     shared: dict[str, np.ndarray] = {}
@@ -368,7 +388,7 @@ def share_model(model: Model, spec: QuantSpec, x: np.ndarray, bits: dict[str, in
     def share(layer: Layer, f: LayerFormat, wq: np.ndarray, xd: np.ndarray,
               xf: np.ndarray) -> tuple[np.ndarray, np.ndarray, LayerFormat]:
         wf = weight_array(model.layer(layer.name))
-        q, rep = share_layer(layer, f, wf, wq, xd, xf, bits[layer.name])
+        q, rep = share_layer(layer, f, wf, wq, xd, xf, bits[layer.name], zero=zero)
         shared[layer.name] = fixed.dequantize(q, row_fls(f.fl_w, f.ch_fl, q)).astype(np.float32)
         biases[layer.name] = corrected_bias(layer, bias_array(model.layer(layer.name)), wf, xf,
                                             shared[layer.name], xd)
@@ -384,83 +404,7 @@ def summary(reports: list[ShareReport]) -> str:
     before = sum(r.bits_before for r in reports)
     idx = sum(r.bits_after for r in reports)
     huff = sum(r.bits_huffman for r in reports)
-    return (f"weight sharing of {len(reports)} layers: {before / 8:.0f} bytes of weights -> "
-            f"{idx / 8:.0f} bytes of indices and codebooks ({before / idx:.2f}x) -> "
+    free = "" if all(r.zero for r in reports) else " (no entry forced to 0)"
+    return (f"weight sharing of {len(reports)} layers{free}: {before / 8:.0f} bytes of "
+            f"weights -> {idx / 8:.0f} bytes of indices and codebooks ({before / idx:.2f}x) -> "
             f"{huff / 8:.0f} bytes Huffman-coded ({before / huff:.2f}x)")
-
-
-# ------------------------------------------------------------------------------- Huffman
-
-def huffman_lengths(counts: np.ndarray) -> np.ndarray:
-    """Code length of every symbol (0 for an unused one) of a Huffman code for the symbol
-    frequencies ``counts``; a stream of one symbol gets a 1-bit code."""
-    counts = np.asarray(counts, np.int64)
-    lengths = np.zeros(len(counts), np.int64)
-    used = np.flatnonzero(counts)
-    if len(used) == 1:
-        lengths[used] = 1
-        return lengths
-    heap = [(int(counts[s]), int(s), [int(s)]) for s in used]
-    heapq.heapify(heap)
-    while len(heap) > 1:
-        ca, ta, a = heapq.heappop(heap)
-        cb, tb, b = heapq.heappop(heap)
-        lengths[a + b] += 1
-        heapq.heappush(heap, (ca + cb, min(ta, tb), a + b))
-    return lengths
-
-
-def table_bits(lengths: np.ndarray) -> int:
-    """Bits to describe a canonical code: one length per symbol, each in enough bits."""
-    return len(lengths) * max(1, int(np.max(lengths)).bit_length())
-
-
-def canonical_codes(lengths: np.ndarray) -> np.ndarray:
-    """The canonical Huffman code words (as integers) for the code ``lengths``: symbols
-    ordered by (length, symbol), each code the previous one plus 1, shifted left to the
-    next length."""
-    lengths = np.asarray(lengths, np.int64)
-    codes = np.zeros(len(lengths), np.int64)
-    code, prev = 0, 0
-    for s in sorted(np.flatnonzero(lengths), key=lambda s: (lengths[s], s)):
-        code <<= int(lengths[s]) - prev
-        codes[s], prev = code, int(lengths[s])
-        code += 1
-    return codes
-
-
-def huffman_encode(symbols: np.ndarray, lengths: np.ndarray) -> tuple[bytes, int]:
-    """The symbol stream coded with the canonical code of ``lengths``, MSB first: (bytes,
-    number of bits)."""
-    symbols = np.asarray(symbols, np.int64).ravel()
-    lengths = np.asarray(lengths, np.int64)
-    if np.any(lengths[symbols] == 0):
-        raise DynfixError("Huffman coding: a symbol of the stream has no code")
-    codes = canonical_codes(lengths)
-    n = lengths[symbols]
-    top = int(n.max()) if n.size else 0
-    # every symbol's code as `top` bits, MSB first, then the unused low bits dropped
-    shifts = np.arange(top - 1, -1, -1)
-    aligned = codes[symbols] << (top - n)
-    allbits = ((aligned[:, None] >> shifts[None, :]) & 1).astype(np.uint8)
-    keep = np.arange(top)[None, :] < n[:, None]
-    bits = allbits[keep]
-    return np.packbits(bits).tobytes(), int(bits.size)
-
-
-def huffman_decode(data: bytes, nbits: int, lengths: np.ndarray) -> np.ndarray:
-    """The symbols of :func:`huffman_encode`'s output (what the loader does at power-up)."""
-    lengths = np.asarray(lengths, np.int64)
-    codes = canonical_codes(lengths)
-    table = {(int(lengths[s]), int(codes[s])): int(s) for s in np.flatnonzero(lengths)}
-    bits = np.unpackbits(np.frombuffer(data, np.uint8))[:nbits].tolist()
-    out, code, n = [], 0, 0
-    for b in bits:
-        code, n = (code << 1) | b, n + 1
-        s = table.get((n, code))
-        if s is not None:
-            out.append(s)
-            code, n = 0, 0
-    if n:
-        raise DynfixError("Huffman decoding: the stream ends inside a code word")
-    return np.asarray(out, np.int64)

@@ -67,9 +67,11 @@ class EchoEngine(wiring.Component):
 
 
 def run_board_tb(gen, im, x, build_dir: Path, image: bytes | None = None, n_images: int = 1,
-                 *, divisor: int, pll=None, clk_hz: int = 12_000_000) -> dict:
+                 *, divisor: int, pll=None, clk_hz: int = 12_000_000,
+                 coding: str = "none") -> dict:
     """The board top's Verilog around ``gen``'s engine (a :class:`~dynfix.hw.design.Design`) under
-    Icarus (``tests/board_tb.py``): with ``image``, the flash holding it at 1 MiB; with
+    Icarus (``tests/board_tb.py``), its flash image stored with ``coding`` (the board top
+    built to decode it): with ``image``, the flash holding it at 1 MiB; with
     ``pll`` (a :mod:`dynfix.boards.pll` setting), the design clocked from the PLL's model fed
     by the oscillator, else from ``clk_hz``; ``n_images`` test images of ``x`` sent after
     ``P``, ``divisor`` clocks per UART bit; the cells of maps in SPRAM hold pseudo-random
@@ -78,7 +80,7 @@ def run_board_tb(gen, im, x, build_dir: Path, image: bytes | None = None, n_imag
 
     from dynfix.boards.board_top import BoardTop
     from dynfix.boards.design import engine_instance, link_info, weights_payload
-    from dynfix.boards.flash_image import FLASH_OFFSET
+    from dynfix.boards.flash_image import FLASH_OFFSET, stored_payload
     from dynfix.boards.pll import Ice40Pll, sim_sources
     from dynfix.boards.protocol import INFO_LEN, infer_request
     from dynfix.boards.spi_flash_reader import byte_cycles
@@ -101,7 +103,8 @@ def run_board_tb(gen, im, x, build_dir: Path, image: bytes | None = None, n_imag
     sdram = gen.config.bulk_store is BulkStore.SDRAM and gen.bulk
     part = sdram_part(gen.config.bulk_addr_bits) if sdram else None
     top = BoardTop(engine_instance(gen), info, divisor=divisor, weights=payload, clk_hz=clk_hz,
-                   pll=pll, bulk_store=gen.config.bulk_store, sdram_part=part)
+                   pll=pll, bulk_store=gen.config.bulk_store, sdram_part=part,
+                   flash_coding=coding)
     src = build_dir / "board.v"
     text = verilog.convert(top, name="board", emit_src=False, strip_internal_attrs=True)
     toplevel = "board"
@@ -111,7 +114,8 @@ def run_board_tb(gen, im, x, build_dir: Path, image: bytes | None = None, n_imag
     src.write_text(text)
     requests = [list(infer_request(im.quantize_input(x[i:i + 1])[0], info))
                 for i in range(n_images)]
-    load = 400 + (len(payload) * byte_cycles(2) if payload is not None else 0)
+    streamed = len(stored_payload(payload, coding)) if payload is not None else 0
+    load = 400 + streamed * byte_cycles(2)
     job = {"divisor": divisor, "period_ps": 2 * round(0.5e12 / clk_hz), "info_len": INFO_LEN,
            "reply_len": 1 + info.result_len(), "requests": requests,
            "load_cycles": load + 40 * divisor * (INFO_LEN + 2), "run_cycles": 100_000}

@@ -4,7 +4,8 @@ layers by low-rank pairs (truncated SVD) before quantization. ``--lowrank LAYER=
 and a 1 x 1 conv, fitted on the calibration responses (Zhang et al.: docs/compression.md).
 ``--prune LAYER=FRACTION`` and/or ``--prune-target F`` (with ``--calib``) first remove whole
 channels (filters), per-layer fractions from a sensitivity sweep, so the engine runs fewer
-cycles and stores fewer weights."""
+cycles and stores fewer weights; ``--prune-multiple N`` keeps multiples of the engine's
+tile."""
 
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
                      speedup=args.speedup, calib=args.calib, lowrank_method=args.lowrank_method,
                      prune=",".join(args.prune) if args.prune else None,
                      prune_target=args.prune_target, prune_by=args.prune_by,
-                     prune_rank=args.prune_rank)
+                     prune_rank=args.prune_rank, prune_multiple=args.prune_multiple)
     name = r.model.name                 # compress keeps the model's name
     p = r.pruning
     if args.json:
@@ -45,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
             "blocked": p.blocked, "rank": p.rank, "macs_before": p.macs_before,
             "macs_after": p.macs_after, "weights_before": p.weights_before,
             "weights_after": p.weights_after, "calib_sqnr_db": finite(p.sqnr_db),
-            "calib_agreement": p.agreement}
+            "calib_agreement": p.agreement, "multiple": p.multiple}
         print(json.dumps({"model": name, "output": str(r.path), "pruning": pruning,
                           "layers": [asdict(x) for x in r.layers],
                           "conv_layers": [asdict(x) for x in r.conv_layers],
@@ -65,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
                       f"{x.weights_before} -> {x.weights_after} weights")
         for layer, why in p.blocked.items():
             print(f"{layer}: not pruned ({why})")
-        print(f"pruned ({p.rank} ranking): {p.macs_before} -> {p.macs_after} MACs, "
+        tile = f", kept channels multiples of {p.multiple}" if p.multiple > 1 else ""
+        print(f"pruned ({p.rank} ranking{tile}): {p.macs_before} -> {p.macs_after} MACs, "
               f"{p.weights_before} -> {p.weights_after} weights; calibration output SQNR "
               f"{p.sqnr_db:.2f} dB, agreement {100 * p.agreement:.1f} %")
     for x in r.conv_layers:
@@ -108,6 +110,10 @@ def register(subparsers) -> None:
                    help="remove this fraction of the model's MACs (or --prune-by weights) "
                         "by channel pruning, per-layer fractions from a sensitivity sweep "
                         "on --calib")
+    p.add_argument("--prune-multiple", type=int, default=1, metavar="N",
+                   help="round every pruned layer's kept channel count up to a multiple of "
+                        "N: the engine's tm (output channels per group), so that only whole "
+                        "groups go and every channel pruned saves cycles (default 1)")
     p.add_argument("--prune-by", choices=MEASURES, default="macs",
                    help="what --prune-target is a fraction of (default macs)")
     p.add_argument("--prune-rank", choices=RANKINGS, default="response",

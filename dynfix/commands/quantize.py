@@ -105,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
                           "LAYER,... or all too")
     q = api.quantize(args.model, args.calib, args.bits, args.method, args.overrides,
                      args.output, progress, changes or None, args.share, args.ternary,
-                     args.ternary_mode or "asymmetric")
+                     args.ternary_mode or "asymmetric", args.share_zero != "off")
     spec = q.spec
     wrote = ", ".join(str(p) for p in q.files)
     if q.calib_inputs:
@@ -193,6 +193,11 @@ def register(subparsers) -> None:
                         "(k-means, refined on the layer's response to the calibration "
                         "inputs); BITS (2..8) for all such layers or LAYER=BITS,... "
                         "(docs/compression.md)")
+    p.add_argument("--share-zero", choices=("on", "off"),
+                   help="on (default): one entry of every codebook is 0, which the engine's "
+                        "zero-padded weight words need to store --share BITS-bit indices; "
+                        "off: all 2**BITS entries free (closer weights; the engine then "
+                        "takes an index bit more, or 8-bit weights, where words are padded)")
     p.add_argument("--ternary", metavar="LAYER,...|all",
                    help="ternary weights once the formats are chosen (TTQ without "
                         "retraining): the named Conv2d and Linear layers' weights become "

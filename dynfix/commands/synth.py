@@ -1,11 +1,14 @@
-"""``dynfix synth DIR [--board NAME] [--clock auto|MHZ|oscillator] [--json]``: build the board
-top around the engine that ``dynfix generate`` wrote to DIR into a bitstream (DIR/build/), with
-yosys and nextpnr from YoWASP, and report utilization, Fmax and the clock the bitstream runs
-at. By default the design runs from the board's PLL at the fastest clock that meets timing (a
-first place-and-route at the board's highest clock, then rebuilds just under the Fmax it
-reports); --clock MHZ forces the PLL's fastest setting at or below MHZ, --clock oscillator
-the board's oscillator. Exits non-zero if timing is not met at the clock the bitstream runs
-at."""
+"""``dynfix synth DIR [--board NAME] [--clock auto|MHZ|oscillator] [--flash-coding
+none|huffman] [--json]``: build the board top around the engine that ``dynfix generate``
+wrote to DIR into a bitstream (DIR/build/), with yosys and nextpnr from YoWASP, and report
+utilization, Fmax and the clock the bitstream runs at. By default the design runs from the
+board's PLL at the fastest clock that meets timing (a first place-and-route at the board's
+highest clock, then rebuilds just under the Fmax it reports); --clock MHZ forces the PLL's
+fastest setting at or below MHZ, --clock oscillator the board's oscillator. An engine that
+loads its weights from the SPI flash at power-up gets its flash image beside the bitstream;
+--flash-coding huffman stores it Huffman-coded, decoded by the bitstream at load, and
+reports the payload and coded bytes, their ratio and the load's cycles. Exits non-zero if
+timing is not met at the clock the bitstream runs at."""
 
 from __future__ import annotations
 
@@ -18,7 +21,8 @@ def run(args: argparse.Namespace) -> int:
     from dynfix import api          # deferred: see dynfix.commands
 
     result = api.synth(args.dir, args.board, check_timing=False,
-                       fit_check=not args.no_fit_check, clock=args.clock)
+                       fit_check=not args.no_fit_check, clock=args.clock,
+                       flash_coding=args.flash_coding)
     (Path(args.dir) / "synth.json").write_text(
         json.dumps(result.to_dict(), indent=2, sort_keys=True) + "\n")
     if args.json:
@@ -56,6 +60,10 @@ def register(subparsers) -> None:
                         "rebuilding under the reported Fmax; MHZ: the PLL's fastest setting "
                         "at or below MHZ, one build; oscillator: the board's oscillator, no "
                         "PLL")
+    p.add_argument("--flash-coding", choices=("none", "huffman"), default="none",
+                   help="how the flash image stores the weights of an engine that loads them "
+                        "at power-up: none (default), or huffman (Huffman-coded, smaller and "
+                        "faster to load, decoded by the bitstream; not for bulk_store: flash)")
     p.add_argument("--json", action="store_true",
                    help="print luts, ffs, dsps, brams, fmax_mhz, target_mhz, timing_met, ...")
     p.add_argument("--no-fit-check", action="store_true",

@@ -6,7 +6,7 @@ import numpy as np
 
 from dynfix.errors import DynfixError
 from dynfix.quant.ir import Layer
-from ..config import EngineConfig
+from ..config import MAX_INDEX_BITS, EngineConfig, clog2
 from .plan import TRANSFERS, LayerPlan, _ceil_div
 
 
@@ -113,9 +113,18 @@ def codebook(cfg: EngineConfig, p: LayerPlan) -> list[int]:
     words = layer_words(cfg, p)
     values = np.unique(words[_live_rows(cfg, p, words)])
     if len(values) > cfg.codebook_entries:
+        # A layer shared with no entry at 0 (quant/weight_sharing.py) gets one here for
+        # its padded lanes, and may need an index bit more than its sharing's.
+        padding = 0 in values and 0 not in p.weights
+        why = (f" ({len(values) - 1} of its own and the 0 of its padded lanes)"
+               if padding else "")
+        need = clog2(len(values))
+        wider = (f"{need}-bit indices (w_index_bits {need}) or "
+                 if need <= MAX_INDEX_BITS else "")
         raise DynfixError(f"layer {p.name!r} has {len(values)} distinct weights in the "
-                          f"engine's weight words, more than the {cfg.codebook_entries} "
-                          f"entries of a {cfg.w_index_bits}-bit codebook (w_index_bits)")
+                          f"engine's weight words{why}, more than the "
+                          f"{cfg.codebook_entries} entries of a {cfg.w_index_bits}-bit "
+                          f"codebook: store them as {wider}weights (w_index_bits 0)")
     return [int(v) for v in values]
 
 

@@ -12,7 +12,7 @@ import pytest
 from board_helpers import check_replies, check_wrong_header_never_runs, run_board_tb
 from dynfix.boards.board_top import bulk_cells, bulk_load_usage, check_load, usage
 from dynfix.boards.design import add_flash_image, board_top, link_info, weights_payload
-from dynfix.boards.flash_image import HEADER_BYTES, flash_image, flash_payload
+from dynfix.boards.flash_image import HEADER_BYTES, FlashCoding, flash_image, flash_payload
 from dynfix.boards.registry import get_board
 from dynfix.boards.spi_flash_reader import READ, RELEASE_POWER_DOWN
 from dynfix.errors import DynfixError
@@ -60,29 +60,37 @@ def test_bulk_payload_is_the_bus_image(bulk_design):
     assert first == cm.weights[0]
 
 
-def test_bulk_load_fills_the_memory_in_the_simulator():
+@pytest.mark.parametrize("coding", [FlashCoding.NONE, FlashCoding.HUFFMAN])
+def test_bulk_load_fills_the_memory_in_the_simulator(coding):
     """:class:`BulkLoad` alone (the behavioural SPRAM) against the cycle-level flash model:
     the payload's bytes land as little-endian bus words from word 0, ``loaded`` rises only
-    after the last one is written, and an INCR burst on the read port returns them all."""
+    after the last one is written, and an INCR burst on the read port returns them all.
+    Huffman-coded (bytes like small weights), the image is decoded on the way: the same
+    words land, sooner than the uncoded payload could have streamed."""
     import random
 
     from amaranth.sim import Simulator
 
     from dynfix.boards.board_top import BulkLoad
-    from dynfix.boards.flash_image import FLASH_OFFSET
+    from dynfix.boards.flash_image import FLASH_OFFSET, stored_payload
     from test_spi_flash_reader import TickFlash
 
     rng = random.Random(7)
-    words = [rng.getrandbits(32) for _ in range(40)]
+    if coding is FlashCoding.NONE:
+        words = [rng.getrandbits(32) for _ in range(40)]
+    else:
+        words = [int.from_bytes(bytes(round(rng.gauss(0, 3)) & 0xFF for _ in range(4)),
+                                "little") for _ in range(120)]
     payload = b"".join(w.to_bytes(4, "little") for w in words)
-    dut = BulkLoad(AxiReadSignature(12, 32), payload, clk_hz=CLK_HZ, cell=False)
-    flash = TickFlash(dut, flash_image(payload), FLASH_OFFSET)
+    dut = BulkLoad(AxiReadSignature(12, 32), payload, clk_hz=CLK_HZ, cell=False,
+                   coding=coding)
+    flash = TickFlash(dut, flash_image(payload, coding=coding), FLASH_OFFSET)
     got, seen = [], {}
 
     async def bench(ctx):
         cycles = 0
         while not ctx.get(dut.loaded):
-            assert not ctx.get(dut.error) and cycles < 5000
+            assert not ctx.get(dut.error) and cycles < 400 + 20 * len(payload)
             await ctx.tick()
             cycles += 1
         seen["loaded_at"] = cycles
@@ -104,7 +112,11 @@ def test_bulk_load_fills_the_memory_in_the_simulator():
     sim.add_testbench(bench)
     sim.run()
     assert got == words
-    assert seen["loaded_at"] > 390 + 16 * (len(payload) - 1)
+    streamed = len(stored_payload(payload, coding))
+    assert seen["loaded_at"] > 390 + 16 * (streamed - 1)
+    if coding is FlashCoding.HUFFMAN:
+        assert streamed < 0.6 * len(payload)
+        assert seen["loaded_at"] < 390 + 16 * (len(payload) - 1)
 
 
 def test_board_top_for_bulk_engine(bulk_design, tmp_path):

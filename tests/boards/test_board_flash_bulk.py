@@ -129,3 +129,42 @@ def test_sdram_engines_are_refused_by_boards_without_one_and_by_every_build(flas
         why = bulk_store_refusal(cfg, get_board(name), build=True)
         assert why and "SDRAM" in why and "\n" not in why
     assert bulk_store_refusal(cfg, get_board("ulx3s"), build=True) is None
+
+
+def test_only_images_loaded_at_power_up_are_coded(flash_design, tmp_path):
+    """The run-time flash port reads the weights at random addresses: its image stays
+    uncoded, refused in one sentence by ``board_top``, ``check_load`` and ``dynfix synth``
+    (before any build), and the estimate adds no decoder; an engine with its weights in
+    the bitstream has no image to code."""
+    from dynfix import api
+    from dynfix.boards.design import check_coding
+    from dynfix.boards.flash_image import FlashCoding
+    from dynfix.hw.config import EngineConfig
+    from dynfix.hw.engine import bulk_signature
+    from dynfix.hw.generate import write_outputs
+    from dynfix.hw.host_interface import EngineHostSignature
+
+    gen, _, _, _ = flash_design
+    board = get_board("icebreaker")
+    with pytest.raises(DynfixError, match=r"at random addresses at run time \(bulk_store: "
+                                          r"flash\): their image stays uncoded"):
+        board_top(gen, board, coding=FlashCoding.HUFFMAN)
+    with pytest.raises(DynfixError, match="stays uncoded"):
+        api.synth(gen.folder, build_dir=tmp_path / "b", flash_coding="huffman")
+    with pytest.raises(ValueError, match="cannot be Huffman-coded"):
+        check_load(EngineHostSignature(8, bulk=bulk_signature(gen.config)),
+                   weights_payload(gen), CLK_HZ, bulk_store=BulkStore.FLASH,
+                   coding=FlashCoding.HUFFMAN)
+    assert usage(False, 8, BulkStore.FLASH, FlashCoding.HUFFMAN) == usage(False, 8,
+                                                                          BulkStore.FLASH)
+    with pytest.raises(ValueError, match="no flash image to code"):
+        check_load(EngineHostSignature(8), None, CLK_HZ, coding=FlashCoding.HUFFMAN)
+    model, spec, _ = small_net()
+    write_outputs(compile_model(model, spec, EngineConfig(tn=4, tm=2)), model.name,
+                  tmp_path / "bram", board="icebreaker")
+    with pytest.raises(DynfixError, match="keeps its weights in the bitstream: it has no "
+                                          "flash image to store huffman-coded"):
+        check_coding(Design.load(tmp_path / "bram"), "huffman")
+    with pytest.raises(DynfixError, match="flash coding 'lz4' is none of none, huffman"):
+        check_coding(gen, "lz4")
+    assert check_coding(gen, "none") is FlashCoding.NONE

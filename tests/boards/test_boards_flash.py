@@ -166,6 +166,81 @@ def test_synth_writes_the_flash_image_and_names_the_commands(spram_design, tmp_p
     assert r.to_dict()["program"] == r.program
 
 
+def test_synth_writes_a_huffman_coded_image(spram_design, tmp_path, monkeypatch):
+    """``dynfix synth`` with the flash image Huffman-coded: the coded image beside the
+    bitstream (format 2, reading back to the payload), the board top built with its
+    decoder, the fit's estimate counting it, and the figures in the result, its summary and
+    its dict (absent from an uncoded build's)."""
+    from amaranth.hdl import Fragment
+
+    from dynfix import api
+    from dynfix.boards.board_top import DECODER_USAGE, BoardTop, usage
+    from dynfix.boards.coded_flash_reader import CodedFlashReader
+    from dynfix.boards.fit import board_estimate
+    from dynfix.boards.flash_image import FlashCoding, read_payload
+    from dynfix.boards.synth import SynthResult
+
+    gen, _, _, _ = spram_design
+    payload = weights_payload(gen)
+    tops = []
+
+    def fake_synthesize(top, board, build_dir, check_timing=True):
+        tops.append(top)
+        Fragment.get(top, None)
+        build_dir.mkdir(parents=True, exist_ok=True)
+        return SynthResult(board=board.name, device=board.device, luts=1, ffs=1, dsps=4,
+                           brams=2, sprams=4, fmax_mhz=20.0, target_mhz=12.0,
+                           timing_met=True, seconds=0.0,
+                           bitstream=str(build_dir / "dynfix_top.bin"))
+
+    monkeypatch.setattr(api, "synthesize", fake_synthesize)
+    r = api.synth(gen.folder, build_dir=tmp_path, clock="oscillator", flash_coding="huffman")
+    image = (tmp_path / "weights.flash.bin").read_bytes()
+    assert image == flash_image(payload, coding=FlashCoding.HUFFMAN)
+    assert read_payload(image) == payload and len(image) < len(payload)
+    assert isinstance(tops[0], BoardTop)
+    reader = Fragment.get(tops[0], None).find_subfragment("flash")
+    assert isinstance(reader.origins[0], CodedFlashReader)
+    f = r.flash
+    assert f["payload_bytes"] == len(payload) and f["coded_bytes"] < len(payload)
+    assert f["load_cycles"] == 16 * f["coded_bytes"] and r.clock_mhz == 12
+    assert f["load_ms"] == pytest.approx(16 * f["coded_bytes"] / 12e3, abs=1e-3)
+    assert r.to_dict()["flash"] == f
+    assert any("Huffman-coded" in line and f"{f['coded_bytes']:,}" in line
+               for line in r.lines())
+    board = get_board("icebreaker")
+    assert usage(True, coding=FlashCoding.HUFFMAN) == {**usage(True),
+                                                       "flash_decoder": DECODER_USAGE["ice40"]}
+    est = board_estimate(gen.config, board, FlashCoding.HUFFMAN)
+    plain_est = board_estimate(gen.config, board)
+    assert "flash_decoder" in est.blocks and "flash_decoder" not in plain_est.blocks
+    assert est.total.brams == plain_est.total.brams + 1
+    plain = api.synth(gen.folder, build_dir=tmp_path / "plain", clock="oscillator")
+    assert "flash" not in plain.to_dict()
+    assert not any("Huffman" in line for line in plain.lines())
+
+
+@pytest.mark.slow
+def test_board_loads_a_huffman_coded_image_and_infers(spram_design, tmp_path):
+    """The whole board top with its weights Huffman-coded in the flash: the header and the
+    coded bytes are read (fewer than the payload's), decoded into the engine's SPRAM, and an
+    image over the UART comes back bit-exact."""
+    from dynfix.boards.flash_image import CODED_HEADER_BYTES, FlashCoding, stored_payload
+
+    gen, cm, im, x = spram_design
+    payload = weights_payload(gen)
+    coded = stored_payload(payload, FlashCoding.HUFFMAN)
+    res = run_board_tb(gen, im, x, tmp_path, flash_image(payload, coding="huffman"),
+                       divisor=DIVISOR, coding="huffman")
+    assert res["flash_errors"] == [] and res["load_error"] == 0 and res["loaded"] == 1
+    assert res["bytes_out"] == CODED_HEADER_BYTES + len(coded) + 1 < len(payload)
+    assert res["loaded_at"] < 390 + 16 * (len(payload) - 1)
+    got = parse_result(bytes(res["replies"][0]), link_info(gen))
+    ref = im.forward(im.quantize_input(x[:1]))[cm.output_name].reshape(-1)
+    np.testing.assert_array_equal(got.logits, ref)
+    assert res["info_at"] > res["loaded_at"]
+
+
 def test_board_on_the_pll_loads_and_infers_after_the_lock(spram_design, tmp_path):
     """The board top clocked from the iCE40 PLL at the digits bitstream's 40.5 MHz (the
     SB_PLL40_PAD instance with icepll's dividers, simulated by ``boards/pll_sim.v``): the

@@ -10,7 +10,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from dynfix.boards.fit import fit, index_bits
+from dynfix.boards.fit import evaluate_config, fit, index_bits
 from dynfix.boards.registry import get_board
 from dynfix.hw.compiler import compile_model
 from dynfix.hw.config import BulkStore, EngineConfig
@@ -18,8 +18,9 @@ from dynfix.hw.resources import Device, estimate
 from dynfix.quant.int_model import with_params
 from dynfix.quant.ir import Model
 from dynfix.quant.qspec import LayerFormat
+from dynfix.quant.search import search
 
-from hw_models import fc_model, shared_small_net, small_net
+from hw_models import channel_net, fc_model, shared_small_net, small_net
 
 
 def _unrecorded(spec):
@@ -81,3 +82,19 @@ def test_no_indices_where_the_lookup_costs_more_than_it_saves():
     assert chosen.config.w_index_bits == 0
     m8, s8, _ = small_net()
     assert index_bits(s8) == 0
+
+
+def test_sharing_without_a_zero_entry_still_fits():
+    """channel_net shared at 3 bits with no codebook entry forced to 0: 3-bit indices cannot
+    hold its padded words' 0 as well (``tests/hw/test_codebook.py``), so the fit tries 4-bit
+    ones or keeps the weights, and finds an engine on both boards."""
+    x = np.random.default_rng(6).standard_normal((32, 2, 6, 6)).astype(np.float32)
+    model = channel_net()
+    spec = search(model, x, method="greedy-paper", share=3, share_zero=False)
+    model = with_params(model, spec)
+    assert index_bits(spec) == 3
+    padded = evaluate_config(model, spec, EngineConfig(tn=4, tm=1), get_board("icebreaker"))
+    assert padded.config.w_index_bits in (0, 4)
+    for board in ("icebreaker", "ulx3s"):
+        chosen = fit(model, spec, get_board(board)).chosen
+        assert chosen.fits and chosen.config.w_index_bits != 3

@@ -13,7 +13,8 @@ from amaranth.lib import wiring
 from amaranth.sim import Simulator
 
 from dynfix.boards.byte_packer import BytePacker
-from dynfix.boards.flash_image import FLASH_OFFSET, flash_image
+from dynfix.boards.flash_image import (FLASH_OFFSET, HEADER_BYTES, FlashCoding, flash_header,
+                                       flash_image, stored_payload)
 from dynfix.boards.sdram_clock import ECP5_IO, sdram_clock, sdram_max_hz
 from dynfix.boards.sdram_load import SdramLoad
 from dynfix.boards.sdram_phy import IO_LATENCY, SdramPhy
@@ -84,9 +85,10 @@ def test_byte_packer_makes_little_endian_words():
     assert got == [int.from_bytes(data[k:k + 4], "little") for k in range(0, len(data), 4)]
 
 
-def _rig(payload: bytes, dw: int):
+def _rig(payload: bytes, dw: int, coding: FlashCoding = FlashCoding.NONE):
     m = Module()
-    m.submodules.load = load = SdramLoad(AxiWriteSignature(11, dw), payload, clk_hz=CLK_HZ)
+    m.submodules.load = load = SdramLoad(AxiWriteSignature(11, dw), payload, clk_hz=CLK_HZ,
+                                         coding=coding)
     m.submodules.ctrl = ctrl = SdramAxi(11, dw, part=PART, timing=TIMING,
                                         io_latency=IO_LATENCY)
     m.submodules.phy = phy = SdramPhy(PART)
@@ -96,18 +98,20 @@ def _rig(payload: bytes, dw: int):
     return m, load, ctrl, phy
 
 
-@pytest.mark.parametrize("dw", [16, 32])
-def test_the_flash_image_lands_in_the_sdram_and_reads_back(dw):
+@pytest.mark.parametrize("dw, coding", [(16, FlashCoding.NONE), (32, FlashCoding.NONE),
+                                       (16, FlashCoding.HUFFMAN)])
+def test_the_flash_image_lands_in_the_sdram_and_reads_back(dw, coding):
     """Power-up: the flash's payload, packed into bus words, is written from address 0
     through the controller and the PHY's registers; ``loaded`` rises after the last write
     response; the chip saw no broken rule; an INCR burst then reads every word back through
-    the PHY's two registers."""
+    the PHY's two registers. A Huffman-coded image is decoded on the way."""
     rng = random.Random(dw)
     nb = dw // 8
     words = [rng.getrandbits(dw) for _ in range(48)]         # 48 x dw crosses rows
     payload = b"".join(w.to_bytes(nb, "little") for w in words)
-    m, load, ctrl, phy = _rig(payload, dw)
-    flash = TickFlash(load, flash_image(payload), FLASH_OFFSET)
+    m, load, ctrl, phy = _rig(payload, dw, coding)
+    image = flash_image(payload, coding=coding)
+    flash = TickFlash(load, image, FLASH_OFFSET)
     chip = PinSdram(TIMING, PART.col_bits)
     seen = {}
 
@@ -145,7 +149,8 @@ def test_the_flash_image_lands_in_the_sdram_and_reads_back(dw):
               for w in range(len(payload) // 2)]
     assert stored == [int.from_bytes(payload[2 * k:2 * k + 2], "little")
                       for k in range(len(payload) // 2)]
-    last_byte = 390 + 16 * (len(payload) - 1)
+    header = len(flash_header(payload, coding=coding))
+    last_byte = 390 + 16 * (header - HEADER_BYTES + len(stored_payload(payload, coding)) - 1)
     assert last_byte < seen["loaded_at"] < last_byte + 40
 
 

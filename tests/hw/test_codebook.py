@@ -15,13 +15,14 @@ import pytest
 from dynfix.errors import DynfixError
 from dynfix.hw.codebook import Codebook
 from dynfix.hw.compiler import compile_model
+from dynfix.hw.compiler.images import layer_words
 from dynfix.hw.config import EngineConfig
 from dynfix.hw.program import entry_fields
 from dynfix.quant.int_model import IntModel
 from dynfix.quant.ir import Conv2d, Model, ReLU
 from dynfix.quant.search import search
 
-from hw_models import shared_small_net, small_net
+from hw_models import channel_net, shared_small_net, small_net
 from sim_helpers import run_amaranth
 
 TABLES = [[-128, -3, 0, 5, 17, 99, 127, 1], [7, -7], [64, -64, 32, -32, 0, 1, -1, -2]]
@@ -122,6 +123,42 @@ def test_codebooks_are_the_layers_values_and_indices_decode_to_the_weights():
         at += words
     assert at == len(idx) == len(values)
     np.testing.assert_array_equal(np.concatenate(decoded), values)
+
+
+def test_sharing_without_a_zero_entry_takes_an_index_bit_more():
+    """channel_net shared at 3 bits with no entry forced to 0: a layer with 8 values none
+    of which is 0 (its depthwise layer's words are 0 beyond each channel's lane) does not
+    fit 3-bit indices, and the refusal names the padding's 0; at 4 bits its codebooks are
+    its values and the 0, and the index words decode to the ordinary engine's words."""
+    x = np.random.default_rng(6).standard_normal((32, 2, 6, 6)).astype(np.float32)
+    model = channel_net()
+    spec = search(model, x, method="greedy-paper", share=3, share_zero=False)
+    im = IntModel(model, spec)
+    own = {n: sorted(np.unique(im.weights[n]).tolist()) for n in ("c1", "dw", "fc")}
+    assert all(len(v) <= 8 for v in own.values())
+    full = [n for n, v in own.items() if len(v) == 8 and 0 not in v]
+    assert "dw" in full
+    with pytest.raises(DynfixError, match=r"9 distinct weights in the engine's weight words "
+                                          r"\(8 of its own and the 0 of its padded lanes\), "
+                                          r".* 4-bit indices \(w_index_bits 4\) or weights"):
+        compile_model(model, spec, EngineConfig(tn=4, tm=1, w_index_bits=3))
+    cm = compile_model(model, spec, EngineConfig(tn=4, tm=1, w_index_bits=4))
+    plain = compile_model(model, spec, EngineConfig(tn=4, tm=1))
+    assert [cm.codebooks[p.entry["cb"]] for p in cm.plans][1] == sorted(own["dw"] + [0])
+    idx, values = _lanes(cm.weights, 4, 4), _lanes(plain.weights, 8, 4)
+    values = np.where(values >= 128, values - 256, values)
+    decoded = np.concatenate([np.asarray(cm.codebooks[p.entry["cb"]])[idx[a:a + n]]
+                              for p, a, n in _spans(cm)])
+    np.testing.assert_array_equal(decoded, values)
+
+
+def _spans(cm):
+    """(plan, first word, words) of each layer's weight words in ``cm.weights``."""
+    at = 0
+    for p in cm.plans:
+        n = len(layer_words(cm.config, p))
+        yield p, at, n
+        at += n
 
 
 def test_a_layer_with_more_values_than_entries_is_refused():

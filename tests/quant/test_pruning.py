@@ -11,7 +11,7 @@ from cli_helpers import run_cli
 from dynfix.errors import DynfixError
 from dynfix.quant.float_model import forward
 from dynfix.quant.ir import Add, Concat, Conv2d, Flatten, Linear, MaxPool2d, Model, ReLU
-from dynfix.quant.pruning import channel_units, parse_prune, prune, remove
+from dynfix.quant.pruning import channel_units, on_tile, parse_prune, prune, remove
 
 
 def conv(rng, name, inp, m, c, k, groups=1, **kw):
@@ -152,6 +152,40 @@ def test_target_met_by_macs_and_weights():
         assert r.macs_after == s["total_macs"]
 
 
+def test_on_tile_rounds_the_kept_count_up():
+    """Kept counts rounded up to a multiple of 16: 64 - 5 keeps all 64, 64 - 20 keeps 48,
+    64 - 47 keeps 32; a family of 20 keeps 16 or all 20; one of at most 16 keeps all."""
+    assert [on_tile(64, p, 16) for p in (0, 5, 16, 20, 47, 63)] == [0, 0, 16, 16, 32, 48]
+    assert [on_tile(20, p, 16) for p in (3, 4, 19)] == [0, 4, 4]
+    assert [on_tile(16, p, 16) for p in (1, 15)] == [0, 0] and on_tile(8, 7, 16) == 0
+    assert on_tile(64, 5, 1) == 5
+
+
+def test_pruned_counts_on_the_tile():
+    """chain (c1: 8 channels, c2: 6) with kept counts multiples of 4: each fraction is
+    rounded to fewer channels pruned, by less than 4; c2 (6) can only keep 4 or 6; with 8
+    c2 is left alone; a target is met with whole multiples."""
+    m = chain()
+    x = data(m, 16, 3)
+    for f1, f2, want in ((0.5, 0.5, (4, 2)), (0.25, 0.2, (0, 0)), (0.6, 0.7, (4, 2)),
+                         (0.9, 0.1, (4, 0))):
+        r = prune(m, x, {"c1": f1, "c2": f2}, multiple=4)
+        got = tuple(f.pruned for f in r.families)
+        assert got == want and r.multiple == 4
+        for f, frac in zip(r.families, (f1, f2)):
+            asked = min(round(frac * f.units), f.units - 1)
+            assert 0 <= asked - f.pruned < 4
+            assert f.pruned == 0 or (f.units - f.pruned) % 4 == 0
+        assert [r.model.layer(n).weight.shape[0] for n in ("c1", "c2")] == \
+            [8 - want[0], 6 - want[1]]
+    r = prune(m, x, {"c1": 0.5, "c2": 0.5}, multiple=8)
+    assert [f.pruned for f in r.families] == [0, 0]
+    r = prune(m, x, target=0.3, multiple=4)
+    assert 1 - r.macs_after / r.macs_before >= 0.3
+    assert all(f.pruned == 0 or (f.units - f.pruned) % 4 == 0 for f in r.families)
+    assert any(f.pruned for f in r.families)
+
+
 def test_residual_and_model_input_constraints():
     m = graph()
     x = data(m, 8, 7)
@@ -175,6 +209,7 @@ def test_residual_and_model_input_constraints():
     ({"target": 1.5}, "prune_target must be above 0 and below 1"),
     ({"target": 0.99}, "prune_target 0.99 is out of reach"),
     ({"fractions": {"c1": 0.5}, "rank": "l2"}, "prune_rank 'l2': choose one of"),
+    ({"fractions": {"c1": 0.5}, "multiple": 0}, "prune_multiple 0: a number of channels"),
     ({}, "nothing to prune")])
 def test_errors(kw, match):
     m = chain()
@@ -201,6 +236,13 @@ def test_cli(tmp_path):
     rep = json.loads(out, parse_constant=lambda c: pytest.fail(f"not JSON: {c}"))["pruning"]
     assert {f["name"]: f["pruned"] for f in rep["families"]} == {"c1": 2, "c2": 0}
     assert dynfix.load_model(tmp_path / "p.yaml").layer("c2").weight.shape == (6, 6, 3, 3)
+    code, out, err = run_cli(base + ["--prune", "c1=0.25", "--prune-multiple", "4", *calib,
+                                     "--json"])
+    assert code == 0, err
+    rep = json.loads(out)["pruning"]
+    assert rep["multiple"] == 4 and [f["pruned"] for f in rep["families"]] == [0, 0]
+    code, out, err = run_cli(base + ["--prune", "c1=0.5", "--prune-multiple", "4", *calib])
+    assert code == 0 and "kept channels multiples of 4" in out, err
     code, out, err = run_cli(base + ["--prune-target", "0.1", *calib])
     assert code == 0, err
     assert "c1: 8 -> " in out and "fc: not pruned (its channels are the model output)" in out
@@ -209,7 +251,10 @@ def test_cli(tmp_path):
             (["--prune", "c1", *calib], "--prune 'c1': expected LAYER=FRACTION"),
             (["--prune-target", "2", *calib], "--prune-target must be above 0 and below 1"),
             (["--prune", "r1=0.5", *calib], "--prune: layer 'r1' cannot be pruned"),
-            ([], "give --svd, --lowrank or --speedup (or --prune, --prune-target)")]:
+            ([], "give --svd, --lowrank or --speedup (or --prune, --prune-target)"),
+            (["--prune-multiple", "4", "--svd", "fc=2"],
+             "--prune-multiple rounds the pruned channel counts: give --prune or "
+             "--prune-target too")]:
         code, _, err = run_cli(base + args)
         assert code == 1 and len(err) == 1 and msg in err[0], err
 

@@ -11,9 +11,10 @@ from dynfix.inputs import load_inputs, load_spec
 from dynfix.quant.int_model import IntModel, row_fls
 from dynfix.quant.ir import Linear
 from dynfix.quant.qspec import LayerFormat
-from dynfix.quant.weight_sharing import (huffman_decode, huffman_encode, huffman_lengths,
-                                         kmeans_1d, nearest, on_grid, parse_share,
+from dynfix.quant.huffman import huffman_decode, huffman_encode, huffman_lengths
+from dynfix.quant.weight_sharing import (kmeans_1d, nearest, on_grid, parse_share,
                                          share_layer, with_zero)
+from dynfix.quant.weight_sharing import summary as share_summary
 from hw_models import channel_net
 
 
@@ -105,6 +106,43 @@ def test_refinement_lowers_the_response_error():
     assert e_sh < 0.5 * e_km
     np.testing.assert_allclose(10 * np.log10(np.sum(layer.products(xf, wf) ** 2) / e_km),
                                rep.sqnr_kmeans_db, atol=1e-6)
+
+
+def test_zero_entry_forced_only_when_asked():
+    """Weights spread over -1..-0.3 and 0.3..1 (none near 0), shared at 2 bits: with the
+    zero entry one of the at most 4 values is 0; without it none is, and the response
+    error is lower (the entry goes where the weights are)."""
+    rng = np.random.default_rng(4)
+    xf = rng.standard_normal((300, 12))
+    wf = (rng.choice([-1, 1], (5, 12)) * rng.uniform(0.3, 1, (5, 12))).astype(np.float32)
+    layer = Linear("fc", ("x",), weight=wf, bias=np.zeros(5, np.float32))
+    fmt = LayerFormat("fc", 8, 7, 16, 14, 8, 7, 8, 4, 30)
+    q = np.clip(np.floor(wf * 128.0 + 0.5), -128, 127).astype(np.int64)
+    xd = np.round(xf * 128) / 128
+    with_0, rep0 = share_layer(layer, fmt, wf, q, xd, xf, 2)
+    free, rep = share_layer(layer, fmt, wf, q, xd, xf, 2, zero=False)
+    assert 0 in with_0 and len(np.unique(with_0)) <= 4 and rep0.zero
+    assert 0 not in free and len(np.unique(free)) <= 4 and not rep.zero
+    assert _response_error(layer, wf, xf, free / 128.0, xd) \
+        < _response_error(layer, wf, xf, with_0 / 128.0, xd)
+    assert rep.sqnr_db > rep0.sqnr_db
+
+
+def test_share_zero_off_through_the_api_and_cli(tmp_path):
+    """``share_zero=False``: every layer of the net at most 2**b values, the summary says
+    no entry was forced to 0; without sharing the option is an error."""
+    x = np.random.default_rng(6).standard_normal((32, 2, 6, 6)).astype(np.float32)
+    q = dynfix.quantize(channel_net(), x, method="greedy-paper", share=2, share_zero=False)
+    assert [r.zero for r in q.sharing] == [False] * 3
+    im = IntModel(q.model, q.spec)
+    assert all(len(np.unique(im.weights[n])) <= 4 for n in ("c1", "dw", "fc"))
+    assert "no entry forced to 0" in share_summary(q.sharing)
+    with pytest.raises(DynfixError, match="share_zero chooses the codebooks"):
+        dynfix.quantize(channel_net(), x, method="greedy-paper", share_zero=False)
+    code, _, err = run_cli(["quantize", "digits", "--calib", "digits", "--share-zero", "off",
+                            "-o", str(tmp_path / "Q.yaml")])
+    assert code == 1 and "--share-zero chooses the codebooks of weight sharing: give " \
+        "--share too" in err[-1]
 
 
 def test_refinement_never_worse_on_calibration(shared_digits):
