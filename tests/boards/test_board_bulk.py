@@ -69,8 +69,6 @@ def test_bulk_load_fills_the_memory_in_the_simulator(coding):
     words land, sooner than the uncoded payload could have streamed."""
     import random
 
-    from amaranth.sim import Simulator
-
     from dynfix.boards.board_top import BulkLoad
     from dynfix.boards.flash_image import FLASH_OFFSET, stored_payload
     from test_spi_flash_reader import TickFlash
@@ -106,11 +104,7 @@ def test_bulk_load_fills_the_memory_in_the_simulator(coding):
                 got.append(ctx.get(b.rdata))
                 assert ctx.get(b.rresp) == 0
 
-    sim = Simulator(dut)
-    sim.add_clock(1 / CLK_HZ)
-    sim.add_testbench(flash.run, background=True)
-    sim.add_testbench(bench)
-    sim.run()
+    flash.simulate(dut, bench)
     assert got == words
     streamed = len(stored_payload(payload, coding))
     assert seen["loaded_at"] > 390 + 16 * (streamed - 1)

@@ -219,8 +219,6 @@ def test_ulx3s_board_top_loads_from_4_mib():
     """In the simulator against the cycle-level flash model holding the image at 4 MiB, the
     ULX3S board top reads it there (READ 0x03 0x40 0x00 0x00) and loads every halfword; the
     same image at 1 MiB is not found (erased flash: the header does not match)."""
-    from amaranth.sim import Simulator
-
     from dynfix.boards.spi_flash_reader import READ, RELEASE_POWER_DOWN
     from test_spi_flash_reader import TickFlash
 
@@ -242,11 +240,7 @@ def test_ulx3s_board_top_loads_from_4_mib():
                     break
             seen["loaded"], seen["error"] = ctx.get(top.loaded), ctx.get(top.load_error)
 
-        sim = Simulator(top)
-        sim.add_clock(1 / 12e6)
-        sim.add_testbench(flash.run, background=True)
-        sim.add_testbench(bench)
-        sim.run()
+        flash.simulate(top, bench)
         assert [t[0][:4] for t in flash.log] == [bytes([RELEASE_POWER_DOWN]),
                                                  bytes([READ, 0x40, 0x00, 0x00])]
         assert (seen["loaded"], seen["error"]) == ((1, 0) if loads else (0, 1))

@@ -209,11 +209,7 @@ def run_reader_boot(dut, flash: TickFlash, ready_p: float) -> dict:
         seen["error"] = ctx.get(dut.error)
         seen["data"] = bytes(seen["data"])
 
-    sim = Simulator(dut)
-    sim.add_clock(1 / CLK_HZ)
-    sim.add_testbench(flash.run, background=True)
-    sim.add_testbench(bench)
-    sim.run()
+    flash.simulate(dut, bench)
     return seen
 
 

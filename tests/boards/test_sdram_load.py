@@ -138,11 +138,7 @@ def test_the_flash_image_lands_in_the_sdram_and_reads_back(dw, coding):
             await tick()
         seen["got"] = got
 
-    sim = Simulator(m)
-    sim.add_clock(1 / CLK_HZ)
-    sim.add_testbench(flash.run, background=True)
-    sim.add_testbench(bench)
-    sim.run()
+    flash.simulate(m, bench)
     assert chip.errors == []
     assert seen["got"] == words
     stored = [chip.mem.get(((w >> 8) & 3, (w >> 4) & 15, w & 15), None)
@@ -169,9 +165,5 @@ def test_a_wrong_flash_header_writes_nothing():
             clock_chip(ctx, chip, pins, cycle)
         assert ctx.get(load.error) and not ctx.get(load.loaded)
 
-    sim = Simulator(m)
-    sim.add_clock(1 / CLK_HZ)
-    sim.add_testbench(flash.run, background=True)
-    sim.add_testbench(bench)
-    sim.run()
+    flash.simulate(m, bench)
     assert chip.errors == [] and chip.mem == {}

@@ -34,6 +34,15 @@ class TickFlash:
         self.dut, self.image, self.base, self.asleep = dut, image, base, asleep
         self.log: list[tuple[bytes, int, int]] = []
 
+    def simulate(self, top, bench, clk_hz: float = CLK_HZ) -> None:
+        """Simulate ``top`` (the design that holds the reader) at ``clk_hz`` with the
+        testbench ``bench`` and this flash on the reader's pins."""
+        sim = Simulator(top)
+        sim.add_clock(1 / clk_hz)
+        sim.add_testbench(self.run, background=True)
+        sim.add_testbench(bench)
+        sim.run()
+
     def byte_at(self, addr: int) -> int:
         i = addr - self.base
         return self.image[i] if 0 <= i < len(self.image) else 0xFF
@@ -107,11 +116,7 @@ def run_reader(dut: SPIFlashReader, flash: TickFlash, ready_p: float = 1.0, seed
             await ctx.tick().repeat(3)
             assert ctx.get(dut.cs_n) == 1 and not ctx.get(dut.busy)
 
-    sim = Simulator(dut)
-    sim.add_clock(1 / CLK_HZ)
-    sim.add_testbench(flash.run, background=True)
-    sim.add_testbench(bench)
-    sim.run()
+    flash.simulate(dut, bench)
     return seen
 
 
