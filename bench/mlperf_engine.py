@@ -23,7 +23,7 @@ weights or the board top misses. A model that does not fit a board is reported w
 fit's reason.
 
     python bench/mlperf_engine.py [--models resnet8,dscnn] [--boards ulx3s,orangecrab]
-                                  [--images 2] [--synth resnet8:ulx3s,dscnn:orangecrab|all]
+                                  [--images 2] [--synth resnet8:ulx3s@78,dscnn:orangecrab|all]
                                   [--bits 8/4/4] [--weights random|trained]
                                   [--workers N | --scheduler tcp://host:8786] [--work DIR]
                                   [--output mlperf_tiny.md]
@@ -121,18 +121,18 @@ def read_synth_cache() -> dict:
     return json.loads(SYNTH_CACHE.read_text()) if SYNTH_CACHE.exists() else {}
 
 
-#: How far under a previous build's Fmax a rebuild starts its timing closure.
-START_UNDER = 0.03
+#: How far under a previous build's Fmax a rebuild's PLL runs, placed for that Fmax.
+REBUILD_HEADROOM = 0.05
 
 
 def closure_from(previous: dict | None) -> ClosurePolicy:
     """The timing closure of a rebuild: after a previous build of the model on the board
-    (same engine or an earlier one), one build a little under its Fmax (``START_UNDER``),
-    more only while it misses; else ``dynfix synth``'s default search from the board's
-    highest clock."""
+    (same engine or an earlier one), one build placed for its Fmax with the PLL
+    ``REBUILD_HEADROOM`` under it, more only while it misses; else ``dynfix synth``'s
+    default search from the board's highest clock."""
     if not previous or not previous.get("fmax"):
         return ClosurePolicy()
-    return ClosurePolicy(builds=1, start_mhz=previous["fmax"] * (1 - START_UNDER))
+    return ClosurePolicy(builds=1, start_mhz=previous["fmax"], headroom=REBUILD_HEADROOM)
 
 
 def cached_row(g: dynfix.GenerateResult, board: str, key: str) -> dict | None:
@@ -161,6 +161,9 @@ class SynthJob:
     board: str
     key: str
     g: dynfix.GenerateResult
+    #: ``auto`` (the timing closure), or the PLL clock to build at, MHz (``--synth
+    #: model:board@MHZ``).
+    clock: float | str = "auto"
 
 
 def sweep_synth(job: SynthJob, path: Path, x, bits: str, work: Path,
@@ -176,7 +179,7 @@ def sweep_synth(job: SynthJob, path: Path, x, bits: str, work: Path,
     np.savez(folder / "data.npz", x=x[48:49])
     res = dynfix.sweep(path, folder / "data.npz", calib=folder / "calib.npz",
                        boards=[job.board], bits=[bits], candidates=1, seeds=[1], images=0,
-                       output=folder / "sweep", scheduler=scheduler,
+                       output=folder / "sweep", scheduler=scheduler, clock=job.clock,
                        closure=closure_from(read_synth_cache().get(job.key)))
     [point] = res.points
     if point["status"] != "ok" and "synth" not in point:
@@ -239,7 +242,7 @@ def model_and_inputs(name: str, work: Path, images: int, trained: bool) -> tuple
     return TRAINED_DIR / f"{short}.onnx", np.concatenate([inputs(short, "calib", 48), test])
 
 
-def run(name: str, boards: list[str], images: int, synth: set[str], work: Path,
+def run(name: str, boards: list[str], images: int, synth: dict[str, float | str], work: Path,
         bits: str = "8", trained: bool = False, scheduler: str | None = None) -> list[dict]:
     work.mkdir(parents=True, exist_ok=True)
     path, x = model_and_inputs(name, work, images, trained)
@@ -278,7 +281,8 @@ def run(name: str, boards: list[str], images: int, synth: set[str], work: Path,
               f"{row['utilization']:.1%}, {row['mismatches']} mismatches", flush=True)
         key = f"{name} {board} {bits}" + (" trained" if trained else "")
         if "all" in synth or f"{name}:{board}" in synth:
-            jobs.append((row, SynthJob(name, board, key, g)))
+            clock = synth.get(f"{name}:{board}", "auto")
+            jobs.append((row, SynthJob(name, board, key, g, clock)))
         else:
             add_clock(row, cached_row(g, board, key), read_synth_cache().get(key))
     # The builds of this model's boards at once, on the cluster's workers.
@@ -415,8 +419,17 @@ EARLIER_NOTE = ("A row at an earlier build's clock has not been synthesized in t
                 "own clock.")
 
 
+def synth_pair(text: str) -> tuple[str, float | str]:
+    """``model:board`` -> (``model:board``, ``auto``); ``model:board@MHZ`` -> the clock."""
+    pair, _, mhz = text.partition("@")
+    try:
+        return pair, float(mhz) if mhz else "auto"
+    except ValueError:
+        raise SystemExit(f"--synth: {text!r} is model:board or model:board@MHZ") from None
+
+
 @contextmanager
-def build_cluster(args, synth: set[str]) -> Iterator[str | None]:
+def build_cluster(args, synth: dict) -> Iterator[str | None]:
     """The address of the Dask scheduler the builds go to: ``--scheduler``, or a local
     cluster of ``--workers`` processes (one thread each) while there is something to
     synthesize; ``None`` when nothing is."""
@@ -435,7 +448,9 @@ def main() -> None:
     ap.add_argument("--boards", default=",".join(BOARDS))
     ap.add_argument("--output", default="mlperf_tiny.md", help="file in bench/results")
     ap.add_argument("--images", type=int, default=2)
-    ap.add_argument("--synth", default="", help="model:board pairs to synthesize, or all")
+    ap.add_argument("--synth", default="",
+                    help="model:board pairs to synthesize (model:board@MHZ: at that PLL "
+                         "clock), or all")
     ap.add_argument("--bits", default="8", help="quantization widths (e.g. 8/4/4)")
     ap.add_argument("--weights", choices=("random", "trained"), default="random",
                     help="the models' weights: random (seeded) or the trained ones")
@@ -448,7 +463,7 @@ def main() -> None:
     args = ap.parse_args()
     rows = []
     trained = args.weights == "trained"
-    synth = set(filter(None, args.synth.split(",")))
+    synth = dict(synth_pair(p) for p in filter(None, args.synth.split(",")))
     with tempfile.TemporaryDirectory() as tmp, build_cluster(args, synth) as scheduler:
         work = Path(args.work or tmp).resolve()
         work.mkdir(parents=True, exist_ok=True)

@@ -54,6 +54,10 @@ class SynthResult:
     program: list[str] = field(default_factory=list)
     #: The clock the bitstream runs at, MHz: the oscillator's, or the PLL's output.
     clock_mhz: float = 0.0
+    #: The clock constraint place-and-route worked to, MHz: ``clock_mhz`` plus the timing
+    #: closure's headroom (:class:`~dynfix.boards.closure.ClosurePolicy`); timing is judged
+    #: at ``clock_mhz`` (``target_mhz``). 0: not recorded.
+    constraint_mhz: float = 0.0
     #: The PLL setting that makes that clock (empty: the oscillator drives the design).
     pll: dict[str, Any] = field(default_factory=dict)
     #: The timing closure's builds (``boards/closure.py``), in order: each one's
@@ -102,7 +106,9 @@ class SynthResult:
             f"  DSPs  {use('dsps', self.dsps)}",
             f"  BRAMs {use('brams', self.brams)}",
             *([f"  SPRAM {use('sprams', self.sprams)}"] if "sprams" in self.available else []),
-            f"  Fmax  {self.fmax_mhz:.2f} MHz, target {self.target_mhz:g} MHz: timing {verdict}",
+            f"  Fmax  {self.fmax_mhz:.2f} MHz, target {self.target_mhz:g} MHz: timing {verdict}"
+            + (f" (placed for {self.constraint_mhz:g} MHz)"
+               if self.constraint_mhz > self.target_mhz else ""),
             *([f"  critical path {self.critical_path}"] if self.critical_path else []),
             *(["  timing closure: " + ", ".join(
                 f"{s['clock_mhz']:.2f} MHz -> Fmax {s['fmax_mhz']:.2f}"
@@ -182,12 +188,19 @@ def count_ffs(stat: dict, family: FpgaFamily) -> int:
     return sum(int(n) for cell, n in cells.items() if cell.startswith(family.ff_cell))
 
 
-def prepare(top, board: Board, name: str = "dynfix_top"):
+#: The net of the design's clock (the ``sync`` domain's) as nextpnr names it: the board
+#: top's wire, which the flattened netlist keeps (its aliases inside submodules it drops).
+CLOCK_NET = "clk"
+
+
+def prepare(top, board: Board, name: str = "dynfix_top", target_mhz: float | None = None):
     """The amaranth-boards build plan for ``top`` on ``board``, with dynfix's yosys and
     nextpnr options: a fixed seed, the JSON report, the family's commands after reading the
     design (``FpgaFamily.yosys_after_read``), and ``check -assert`` after synthesis, which
     turns any netlist damage into a yosys error instead of a nextpnr one or a silently wrong
-    bitstream."""
+    bitstream. ``target_mhz``: the clock constraint of the design's clock (:data:`CLOCK_NET`)
+    instead of the one nextpnr derives (the oscillator's, or the PLL's output frequency);
+    the netlists stay the same."""
     nextpnr_opts = (f"--seed {board.seed} --timing-allow-fail "
                     f"--report {name}.report.json")
     kwargs = dict(nextpnr_opts=nextpnr_opts,
@@ -196,18 +209,24 @@ def prepare(top, board: Board, name: str = "dynfix_top"):
                                       "check -assert"))
     if board.synth_opts:
         kwargs["synth_opts"] = board.synth_opts
+    if target_mhz is not None:
+        override, line = board.family.clock_constraint
+        kwargs[override] = line.format(net=CLOCK_NET, mhz=f"{target_mhz:.6f}")
     return board.make_platform().prepare(top, name, **kwargs)
 
 
 def synthesize(top, board: Board, build_dir: str | Path, name: str = "dynfix_top",
-               check_timing: bool = True) -> SynthResult:
+               check_timing: bool = True, target_mhz: float | None = None) -> SynthResult:
     """Build ``top`` for ``board`` into ``build_dir``; raise :class:`DynfixError` if a tool
-    fails or (with ``check_timing``) if a clock misses ``board.target_mhz``."""
+    fails or (with ``check_timing``) if a clock misses ``board.target_mhz``. With
+    ``target_mhz`` place-and-route works to that clock constraint instead (above
+    ``board.target_mhz``: headroom, :class:`~dynfix.boards.closure.ClosurePolicy`), and a
+    build that did not apply it is an error."""
     build_dir = Path(build_dir)
     build_dir.mkdir(parents=True, exist_ok=True)
     env = tool_env(board)
     t0 = time.monotonic()
-    plan = prepare(top, board, name)
+    plan = prepare(top, board, name, target_mhz)
     try:
         plan.execute_local(str(build_dir), env=env)
     except subprocess.CalledProcessError as e:
@@ -217,6 +236,9 @@ def synthesize(top, board: Board, build_dir: str | Path, name: str = "dynfix_top
                           f"{build_dir}/{name}.rpt and {name}.tim: {log}") from None
     seconds = time.monotonic() - t0
     result = evaluate(build_dir, name, board, seconds)
+    if target_mhz is not None:
+        check_constraint(build_dir / f"{name}.tim", target_mhz)
+        result.constraint_mhz = round(target_mhz, 6)
     if check_timing:
         check_result(result)
     return result
@@ -258,6 +280,17 @@ def evaluate(build_dir: str | Path, name: str, board: Board, seconds: float = 0.
         raise DynfixError(f"synthesis for {board.name} produced no bitstream "
                           f"{result.bitstream}")
     return result
+
+
+def check_constraint(log_path: Path, target_mhz: float) -> None:
+    """Raise when nextpnr's log (``log_path``) shows no clock timed at ``target_mhz``: the
+    constraint on :data:`CLOCK_NET` did not reach the design (a renamed net)."""
+    targets = [t for _, t in parse_fmax_log(log_path.read_text()).values()]
+    if not any(abs(t - target_mhz) < 0.01 for t in targets):
+        raise DynfixError(f"nextpnr did not time the design's clock at the requested "
+                          f"{target_mhz:.2f} MHz (its clocks were timed at "
+                          f"{', '.join(f'{t:.2f}' for t in targets) or 'nothing'} MHz; "
+                          f"see {log_path})")
 
 
 def check_result(result: SynthResult) -> None:

@@ -412,11 +412,14 @@ def synth(generated: GenerateResult | str | Path, board: Any = None,
     out = Path(build_dir) if build_dir is not None else folder / "build"
     top = partial(board_top, gen, b, coding=coding)
 
-    def build(pll: Pll | None) -> SynthResult:
+    def build(pll: Pll | None, target_mhz: float | None = None) -> SynthResult:
         pll, sdram = sdram_pll(gen, b, pll)
         at = replace(b, target_mhz=pll.f_out) if pll is not None else b
-        r = synthesize(top(pll), at, out, check_timing=False)
+        target = target_mhz if pll is not None and target_mhz is not None else at.target_mhz
+        r = synthesize(top(pll), at, out, check_timing=False,
+                       target_mhz=target if target > at.target_mhz else None)
         r.clock_mhz = pll.f_out if pll is not None else b.clock_mhz
+        r.constraint_mhz = round(target, 6)
         r.pll = pll.to_dict() if pll is not None else {}
         r.sdram = sdram.to_dict() if sdram is not None else {}
         return r
@@ -426,7 +429,8 @@ def synth(generated: GenerateResult | str | Path, board: Any = None,
     elif clock == "oscillator":
         result = build(None)
     elif isinstance(clock, (int, float)) and not isinstance(clock, bool) and clock > 0:
-        result = build(board_pll(b, float(clock)))
+        pll = board_pll(b, float(clock))
+        result = build(pll, closure.target_mhz(pll.f_out) if pll is not None else None)
     else:
         raise DynfixError(f"the clock is 'auto', 'oscillator' or a frequency in MHz, not "
                           f"{clock!r}")

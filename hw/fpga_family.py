@@ -64,6 +64,11 @@ class FpgaFamily:
         Yosys commands run after reading the design (amaranth-boards' ``script_after_read``).
     bitstream : str
         Extension of the bitstream file the build writes.
+    clock_constraint : tuple of (str, str)
+        How a build constrains a clock net of its own choosing: the amaranth platform's
+        override that appends lines to the constraint file, and the line, with ``{net}`` and
+        ``{mhz}`` (nextpnr takes a user's constraint on a PLL's output over the one it
+        derives from the dividers).
     max_mhz : float
         The clock ``dynfix synth``'s timing closure first places and routes at
         (``boards/closure.py``): above what engines of this family reach, so the first build's
@@ -88,6 +93,7 @@ class FpgaFamily:
     ff_cell: str
     yosys_after_read: str
     bitstream: str
+    clock_constraint: tuple[str, str]
     max_mhz: float
     logic_headroom: float
 
@@ -118,6 +124,7 @@ ICE40 = FpgaFamily(
     ff_cell="SB_DFF",
     yosys_after_read=YOSYS_HIDE_ELEMENT_WIRES,
     bitstream="bin",
+    clock_constraint=("add_constraints", "set_frequency {net} {mhz}"),
     max_mhz=60.0,
     logic_headroom=0.95,
 )
@@ -136,6 +143,7 @@ ECP5 = FpgaFamily(
     ff_cell="TRELLIS_FF",
     yosys_after_read=YOSYS_HIDE_ELEMENT_WIRES + "\n" + YOSYS_KEEP_OPERAND_COPIES,
     bitstream="bit",
+    clock_constraint=("add_preferences", 'FREQUENCY NET "{net}" {mhz} MHZ;'),
     max_mhz=125.0,
     logic_headroom=0.85,
 )

@@ -144,7 +144,7 @@ def test_synth_writes_the_flash_image_and_names_the_commands(spram_design, tmp_p
 
     gen, _, _, _ = spram_design
 
-    def fake_synthesize(top, board, build_dir, check_timing=True):
+    def fake_synthesize(top, board, build_dir, check_timing=True, target_mhz=None):
         Fragment.get(top, None)                 # built, as the real build would
         build_dir.mkdir(parents=True, exist_ok=True)
         (build_dir / "dynfix_top.bin").write_bytes(b"")
@@ -184,7 +184,7 @@ def test_synth_writes_a_huffman_coded_image(spram_design, tmp_path, monkeypatch)
     payload = weights_payload(gen)
     tops = []
 
-    def fake_synthesize(top, board, build_dir, check_timing=True):
+    def fake_synthesize(top, board, build_dir, check_timing=True, target_mhz=None):
         tops.append(top)
         Fragment.get(top, None)
         build_dir.mkdir(parents=True, exist_ok=True)

@@ -135,7 +135,7 @@ def test_synth_defaults_to_the_board_generate_fitted(tmp_path, capsys, monkeypat
     assert json.loads((out / "report.json").read_text())["board"] == "ulx3s"
     seen = []
 
-    def fake_synthesize(top, board, build_dir, check_timing=True):
+    def fake_synthesize(top, board, build_dir, check_timing=True, target_mhz=None):
         seen.append(board.name)
         raise DynfixError("stop here")
     monkeypatch.setattr(dynfix.api, "synthesize", fake_synthesize)
@@ -154,7 +154,7 @@ def test_api_synth_builds_for_the_board_generate_fitted(tmp_path, monkeypatch):
     import dynfix.api
     seen = []
 
-    def fake_synthesize(top, board, build_dir, check_timing=True):
+    def fake_synthesize(top, board, build_dir, check_timing=True, target_mhz=None):
         seen.append((board.name, build_dir))
         raise DynfixError("stop here")
     monkeypatch.setattr(dynfix.api, "synthesize", fake_synthesize)
