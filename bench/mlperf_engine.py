@@ -125,11 +125,15 @@ def read_synth_cache() -> dict:
 REBUILD_HEADROOM = 0.05
 
 
-def closure_from(previous: dict | None) -> ClosurePolicy:
-    """The timing closure of a rebuild: after a previous build of the model on the board
-    (same engine or an earlier one), one build placed for its Fmax with the PLL
-    ``REBUILD_HEADROOM`` under it, more only while it misses; else ``dynfix synth``'s
-    default search from the board's highest clock."""
+def closure_from(previous: dict | None, first_mhz: float | None = None) -> ClosurePolicy:
+    """The timing closure of a rebuild: with ``first_mhz`` (``--synth model:board@MHZ``),
+    one build at the PLL's fastest clock at or below it, placed for the default headroom
+    above; else after a previous build of the model on the board (same engine or an earlier
+    one), one build placed for its Fmax with the PLL ``REBUILD_HEADROOM`` under it; either
+    way more only while it misses; else ``dynfix synth``'s default search from the board's
+    highest clock."""
+    if first_mhz is not None:
+        return ClosurePolicy(builds=1, start_mhz=ClosurePolicy().target_mhz(first_mhz))
     if not previous or not previous.get("fmax"):
         return ClosurePolicy()
     return ClosurePolicy(builds=1, start_mhz=previous["fmax"], headroom=REBUILD_HEADROOM)
@@ -161,9 +165,9 @@ class SynthJob:
     board: str
     key: str
     g: dynfix.GenerateResult
-    #: ``auto`` (the timing closure), or the PLL clock to build at, MHz (``--synth
-    #: model:board@MHZ``).
-    clock: float | str = "auto"
+    #: The first PLL clock to try, MHz (``--synth model:board@MHZ``), else None
+    #: (:func:`closure_from`).
+    first_mhz: float | None = None
 
 
 def sweep_synth(job: SynthJob, path: Path, x, bits: str, work: Path,
@@ -179,8 +183,8 @@ def sweep_synth(job: SynthJob, path: Path, x, bits: str, work: Path,
     np.savez(folder / "data.npz", x=x[48:49])
     res = dynfix.sweep(path, folder / "data.npz", calib=folder / "calib.npz",
                        boards=[job.board], bits=[bits], candidates=1, seeds=[1], images=0,
-                       output=folder / "sweep", scheduler=scheduler, clock=job.clock,
-                       closure=closure_from(read_synth_cache().get(job.key)))
+                       output=folder / "sweep", scheduler=scheduler,
+                       closure=closure_from(read_synth_cache().get(job.key), job.first_mhz))
     [point] = res.points
     if point["status"] != "ok" and "synth" not in point:
         raise DynfixError(f"{point['stage']}: {point['reason']}")
@@ -242,7 +246,7 @@ def model_and_inputs(name: str, work: Path, images: int, trained: bool) -> tuple
     return TRAINED_DIR / f"{short}.onnx", np.concatenate([inputs(short, "calib", 48), test])
 
 
-def run(name: str, boards: list[str], images: int, synth: dict[str, float | str], work: Path,
+def run(name: str, boards: list[str], images: int, synth: dict[str, float | None], work: Path,
         bits: str = "8", trained: bool = False, scheduler: str | None = None) -> list[dict]:
     work.mkdir(parents=True, exist_ok=True)
     path, x = model_and_inputs(name, work, images, trained)
@@ -281,8 +285,7 @@ def run(name: str, boards: list[str], images: int, synth: dict[str, float | str]
               f"{row['utilization']:.1%}, {row['mismatches']} mismatches", flush=True)
         key = f"{name} {board} {bits}" + (" trained" if trained else "")
         if "all" in synth or f"{name}:{board}" in synth:
-            clock = synth.get(f"{name}:{board}", "auto")
-            jobs.append((row, SynthJob(name, board, key, g, clock)))
+            jobs.append((row, SynthJob(name, board, key, g, synth.get(f"{name}:{board}"))))
         else:
             add_clock(row, cached_row(g, board, key), read_synth_cache().get(key))
     # The builds of this model's boards at once, on the cluster's workers.
@@ -419,11 +422,11 @@ EARLIER_NOTE = ("A row at an earlier build's clock has not been synthesized in t
                 "own clock.")
 
 
-def synth_pair(text: str) -> tuple[str, float | str]:
-    """``model:board`` -> (``model:board``, ``auto``); ``model:board@MHZ`` -> the clock."""
+def synth_pair(text: str) -> tuple[str, float | None]:
+    """``model:board`` -> (``model:board``, None); ``model:board@MHZ`` -> the first clock."""
     pair, _, mhz = text.partition("@")
     try:
-        return pair, float(mhz) if mhz else "auto"
+        return pair, float(mhz) if mhz else None
     except ValueError:
         raise SystemExit(f"--synth: {text!r} is model:board or model:board@MHZ") from None
 
@@ -449,8 +452,8 @@ def main() -> None:
     ap.add_argument("--output", default="mlperf_tiny.md", help="file in bench/results")
     ap.add_argument("--images", type=int, default=2)
     ap.add_argument("--synth", default="",
-                    help="model:board pairs to synthesize (model:board@MHZ: at that PLL "
-                         "clock), or all")
+                    help="model:board pairs to synthesize (model:board@MHZ: first at the "
+                         "PLL's clock at or below MHZ), or all")
     ap.add_argument("--bits", default="8", help="quantization widths (e.g. 8/4/4)")
     ap.add_argument("--weights", choices=("random", "trained"), default="random",
                     help="the models' weights: random (seeded) or the trained ones")
