@@ -127,6 +127,22 @@ def usage(weight_load: bool, bulk_bits: int = 0,
             **bulk, **({"flash_decoder": DECODER_USAGE[family]} if decoder else {})}
 
 
+def coding_refusal(image: bool, run_time_flash: bool, coding: FlashCoding) -> str | None:
+    """Why an engine cannot store its flash image with ``coding``, as the rest of a sentence
+    whose subject is the engine; None when it can. ``image``: it has a flash image (weights
+    loaded at power-up or a bulk memory); ``run_time_flash``: its bulk memory is the flash,
+    read at random addresses at run time. One rule for ``dynfix synth``'s check
+    (:func:`~dynfix.boards.design.check_coding`) and the board top's (:func:`check_load`)."""
+    if coding is FlashCoding.NONE:
+        return None
+    if not image:
+        return "keeps its weights in the bitstream: it has no flash image to code"
+    if run_time_flash:
+        return ("reads its weights from the flash at random addresses at run time "
+                "(bulk_store: flash): their image stays uncoded")
+    return None
+
+
 def bulk_store_refusal(cfg, board, build: bool = False) -> str | None:
     """Why ``board`` cannot keep the bulk memory of the engine ``cfg`` (``w_bulk``), as the
     rest of a sentence whose subject is the engine; None when it can (its size is the
@@ -215,15 +231,13 @@ def check_load(engine: EngineHostSignature, weights: bytes | None, clk_hz: int |
     if (engine.weight_load or engine.bulk is not None) != (weights is not None):
         raise ValueError("an engine with a weight-load or bulk-memory port needs the flash "
                          "payload (weights=), one without takes none")
+    run_time_flash = engine.bulk is not None and bulk_store is BulkStore.FLASH
+    why = coding_refusal(weights is not None, run_time_flash, coding)
+    if why:
+        raise ValueError(f"the engine {why}")
     if weights is None:
-        if coding is not FlashCoding.NONE:
-            raise ValueError("an engine without a weight-load or bulk-memory port has no "
-                             "flash image to code")
         return
-    if engine.bulk is not None and bulk_store is BulkStore.FLASH:
-        if coding is not FlashCoding.NONE:
-            raise ValueError("the flash port reads the weights at random addresses at run "
-                             "time (bulk_store: flash): their image cannot be Huffman-coded")
+    if run_time_flash:
         if clk_hz is None:
             raise ValueError("a flash port needs clk_hz (or a board)")
         check_flash_axi(offset=flash.offset, length=len(weights),

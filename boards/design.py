@@ -7,7 +7,8 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from dynfix.boards.board_top import BoardTop, bulk_cells, bulk_store_refusal, check_link
+from dynfix.boards.board_top import (BoardTop, bulk_cells, bulk_store_refusal, check_link,
+                                     coding_refusal)
 from dynfix.boards.engine_instance import EngineInstance
 from dynfix.boards.flash_image import (DEFAULT_FLASH, FILE_NAME, FlashCoding,
                                        bitstream_command, flash_payload, load_figures,
@@ -111,15 +112,11 @@ def check_coding(design: Design, coding: FlashCoding) -> FlashCoding:
     :class:`DynfixError` when ``design``'s engine has no flash image to store so: one that
     keeps its weights in the bitstream, or reads them from the flash at run time."""
     coding = FlashCoding.parse(coding)
-    if coding is FlashCoding.NONE:
-        return coding
-    if not (design.weight_load or design.bulk):
-        raise DynfixError(f"the engine in {design.folder} keeps its weights in the "
-                          f"bitstream: it has no flash image to store {coding.value}-coded")
-    if design.config.bulk_store is BulkStore.FLASH and design.bulk:
-        raise DynfixError(f"the engine in {design.folder} reads its weights from the flash "
-                          f"at random addresses at run time (bulk_store: flash): their "
-                          f"image stays uncoded")
+    why = coding_refusal(bool(design.weight_load or design.bulk),
+                         bool(design.bulk) and design.config.bulk_store is BulkStore.FLASH,
+                         coding)
+    if why:
+        raise DynfixError(f"the engine in {design.folder} {why}")
     return coding
 
 
