@@ -107,16 +107,18 @@ def check_spram(design: Design, board: Board) -> None:
                           f"{what}; {board.name} has {board.spram.blocks}: generate a "
                           f"smaller engine")
 
-def check_coding(design: Design, coding: FlashCoding) -> FlashCoding:
+def check_coding(design: Design, coding: FlashCoding, subject: str | None = None
+                 ) -> FlashCoding:
     """``coding`` (a name or a :class:`~dynfix.boards.flash_image.FlashCoding`), raising a
-    :class:`DynfixError` when ``design``'s engine has no flash image to store so: one that
-    keeps its weights in the bitstream, or reads them from the flash at run time."""
+    :class:`DynfixError` when ``design``'s engine has no flash image to code: one that
+    keeps its weights in the bitstream, or reads them from the flash at run time. The
+    message names the engine as ``subject`` (default: "the engine in" its folder)."""
     coding = FlashCoding.parse(coding)
     why = coding_refusal(bool(design.weight_load or design.bulk),
                          bool(design.bulk) and design.config.bulk_store is BulkStore.FLASH,
                          coding)
     if why:
-        raise DynfixError(f"the engine in {design.folder} {why}")
+        raise DynfixError(f"{subject or f'the engine in {design.folder}'} {why}")
     return coding
 
 

@@ -1,5 +1,5 @@
-"""``dynfix flow [MODEL] [--board NAME] [--bits SPEC] [--images N] [--sim SIM] [--synth]
-[--output DIR]``: the whole path on one command: quantize -> generate -> simulate (Icarus or
+"""``dynfix flow [MODEL] [--board NAME] [--bits SPEC] [--images N] [--sim SIM] [--synth
+[--flash-coding none|huffman]] [--output DIR]``: the whole path on one command: quantize -> generate -> simulate (Icarus or
 Verilator) -> optional synthesis, progress on stderr, a summary table at the end, everything
 kept in DIR."""
 
@@ -23,7 +23,7 @@ def run(args: argparse.Namespace) -> int:
 
     opts = FlowOptions(model=args.model, board=args.board, bits=args.bits, images=args.images,
                        synth=args.synth, output=args.output, data=args.data, calib=args.calib,
-                       method=args.method, sim=args.sim)
+                       method=args.method, sim=args.sim, flash_coding=args.flash_coding)
     result = run_flow(opts, say)
     if args.json:
         print(json.dumps(dict(result.report, output=str(result.output)), indent=2,
@@ -52,6 +52,9 @@ def register(subparsers) -> None:
     p.add_argument("--synth", action="store_true",
                    help="also synthesize with yosys + nextpnr (minutes): bitstream, "
                         "resources, Fmax")
+    p.add_argument("--flash-coding", choices=("none", "huffman"), default="none",
+                   help="with --synth: how the flash image stores the weights of an engine "
+                        "that loads them at power-up (as dynfix synth --flash-coding)")
     p.add_argument("--output", "-o", metavar="DIR",
                    help="output folder (default out/flow-MODEL-BOARD); replaced if it holds "
                         "an earlier flow's output")

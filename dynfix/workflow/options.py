@@ -31,3 +31,4 @@ class FlowOptions:
     method: str = "greedy"
     sweep: tuple[str, ...] = SWEEP_BITS
     sim: str = "auto"                    # one of SIM_CHOICES
+    flash_coding: str = "none"           # with synth: the flash image's coding (FlashCoding)

@@ -105,6 +105,8 @@ def build_report(name: str, labels: dict[str, str], board, opts, data: str, q, g
         if syn.flash_image:             # weights in SPRAM: loaded from flash at power-up
             files["flash_image"] = f"synth/{Path(syn.flash_image).name}"
             extra["program"] = list(syn.program)
+        if syn.flash:                   # Huffman-coded: the load's bytes and cycles
+            timing["flash"] = dict(syn.flash)
     n = s.n
     classes = acc["output"] == "classes"
     return {

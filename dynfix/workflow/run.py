@@ -25,6 +25,8 @@ from typing import Any, Callable
 import numpy as np
 
 from dynfix import api
+from dynfix.boards.design import Design, check_coding
+from dynfix.boards.flash_image import FlashCoding
 from dynfix.boards.registry import Board
 from dynfix.errors import DynfixError, literal
 from dynfix.fileio import atomic_folder
@@ -119,6 +121,9 @@ def prepare(opts: FlowOptions) -> Prepared:
         raise DynfixError(f"{{images}} must be a positive integer, got "
                           f"{literal(repr(opts.images))}", ("images",))
     check_choice(opts.sim)
+    if FlashCoding.parse(opts.flash_coding) is not FlashCoding.NONE and not opts.synth:
+        raise DynfixError("{flash_coding} is for the synthesized flash image: it needs "
+                          "{synth} too", ("flash_coding", "synth"))
     model = load_model(opts.model)
     layer_widths(model, str(opts.bits))
     plan_groups(model)                          # layers the engine cannot run: fail now
@@ -175,6 +180,9 @@ def _run_stages(opts: FlowOptions, p: Prepared, tmp: Path, say: Callable[[str], 
 
     st.start("generate", f"the fastest engine that fits {board.name}")
     g = api.generate(q, tmp / "hw", board)
+    if opts.synth:                              # before the simulation's minutes
+        check_coding(Design.load(g.folder), opts.flash_coding,
+                     f"the engine generated for {board.name}")
     if g.fit is not None:
         st.note(f"limited by {g.fit.limit}")
     st.done(f"{g.config.summary()}, {g.config.multipliers_text()}, "
@@ -192,7 +200,8 @@ def _run_stages(opts: FlowOptions, p: Prepared, tmp: Path, say: Callable[[str], 
     if opts.synth:
         st.start("synthesize", f"yosys + nextpnr for {board.name}, timing closure on its "
                                f"PLL (a few builds, minutes each)")
-        syn = api.synth(g, board, tmp / "synth", check_timing=False)
+        syn = api.synth(g, board, tmp / "synth", check_timing=False,
+                        flash_coding=opts.flash_coding)
         st.done(f"runs at {syn.clock_mhz:g} MHz (Fmax {syn.fmax_mhz:.1f} MHz), "
                 f"{syn.luts} LUTs")
 
@@ -257,11 +266,13 @@ def flow(model: Any = "digits", board: str | None = None, bits: str = "8",
          images: int = DEFAULT_IMAGES, synth: bool = False, output: str | Path | None = None,
          data: str | Path | None = None, calib: str | Path | None = None,
          method: str = "greedy", progress: Callable[[str], None] = _quiet,
-         sim: str = "auto") -> FlowResult:
+         sim: str = "auto", flash_coding: str = "none") -> FlowResult:
     """``dynfix flow``: quantize -> generate -> simulate -> (synthesize), reports and plots
     in ``output`` (default ``out/flow-MODEL-BOARD``). ``sim``: ``auto`` (Verilator for long
     runs when it is installed, else Icarus; see :mod:`.simulator`), ``icarus`` or
-    ``verilator``."""
+    ``verilator``. ``flash_coding``: with ``synth``, how the flash image of an engine that
+    loads its weights at power-up is stored (``none``, ``huffman``: as
+    :func:`dynfix.api.synth`)."""
     return run_flow(FlowOptions(model=model, board=board, bits=str(bits), images=images,
                                 synth=synth, output=output, data=data, calib=calib,
-                                method=method, sim=sim), progress)
+                                method=method, sim=sim, flash_coding=flash_coding), progress)

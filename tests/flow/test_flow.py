@@ -150,11 +150,31 @@ def _fails(args: list[str], capsys) -> str:
     (["--bits", "40"], "bit"),
     (["--board", "nosuchboard"], "unknown board"),
     (["--images", "0"], "--images"),
+    (["--flash-coding", "huffman"], "--flash-coding is for the synthesized flash image: it "
+                                    "needs --synth too"),
 ])
 def test_bad_arguments_leave_nothing(args, message, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     err = _fails(["flow", *args, "--output", "out/x"], capsys)
     assert message in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_flash_coding_without_an_image_is_refused_before_simulating(tmp_path, capsys,
+                                                                      monkeypatch):
+    """The digits engine keeps its weights in the bitstream: a Huffman-coded flash image is
+    refused right after the engine is generated, before the simulation, leaving nothing."""
+    import dynfix.api
+
+    def no_simulation(*args, **kwargs):
+        raise AssertionError("simulated")
+    monkeypatch.setattr(dynfix.api, "simulate", no_simulation)
+    monkeypatch.chdir(tmp_path)
+    assert main(["flow", "--synth", "--flash-coding", "huffman", "-o", "out/x"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == ("dynfix: error: the engine generated for icebreaker keeps its weights "
+                       "in the bitstream: it has no flash image to code")
+    assert not any("simulate" in line for line in err)
     assert list(tmp_path.iterdir()) == []
 
 
