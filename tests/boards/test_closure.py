@@ -275,6 +275,7 @@ def test_a_constraint_nextpnr_did_not_apply_is_an_error(tmp_path):
     log.write_text("Info: Max frequency for clock '$glbnet$clk': 81.13 MHz "
                    "(FAIL at 87.08 MHz)\n")
     check_constraint(log, 87.083333)
+    check_constraint(log, 87.06)          # timed from a period in whole picoseconds
     with pytest.raises(DynfixError, match="did not time the design's clock at the "
                        "requested 96.43 MHz .*87.08"):
         check_constraint(log, 96.428571)
