@@ -22,7 +22,7 @@ EXPECTED_FILES = ["quant.yaml", "report.json", "summary.md", f"hw/{TOP_NAME}.v",
                   "plots/accuracy_vs_bits.png", "plots/sqnr.png", "plots/layers.png"]
 
 
-def fake_synth(generated, board, build_dir, check_timing=True):
+def fake_synth(generated, board, build_dir, check_timing=True, flash_coding="none"):
     """Stands in for yosys + nextpnr (minutes; the real run is marked synth)."""
     from dynfix.boards.synth import SynthResult
     build_dir.mkdir(parents=True)
