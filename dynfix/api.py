@@ -384,9 +384,10 @@ def synth(generated: GenerateResult | str | Path, board: Any = None,
 
     ``clock``: ``"auto"`` clocks the design from the board's PLL at the fastest setting that
     meets timing (:func:`~dynfix.boards.closure.close_timing`: several place-and-route runs,
-    ``closure`` says how many at most and the margin below Fmax); a number of MHz forces the
-    PLL's fastest setting at or below it (one build); ``"oscillator"`` runs the design at the
-    board's oscillator, without a PLL. The result's ``clock_mhz`` is what the bitstream runs
+    ``closure`` says how many at most, the margin below Fmax and the headroom each build is
+    placed for above its clock); a number of MHz forces the PLL's fastest setting at or below
+    it (one build, placed for the headroom above it too); ``"oscillator"`` runs the design at
+    the board's oscillator, without a PLL. The result's ``clock_mhz`` is what the bitstream runs
     at, ``pll`` the setting, ``closure`` every build's clock and Fmax.
 
     ``seed``: nextpnr's placement seed (``--seed``) for every build, instead of the board
