@@ -7,6 +7,16 @@ from pathlib import Path
 from typing import Any, Sequence
 
 OUT = Path(__file__).resolve().parent / "results"
+#: How far under a previous build's Fmax a rebuild's PLL runs, placed for that Fmax.
+REBUILD_HEADROOM = 0.05
+
+
+def rebuild_closure(fmax: float, builds: int = 1):
+    """The timing closure of a rebuild after a build that reached ``fmax`` MHz: at most
+    ``builds`` builds (more only while they miss), the first placed for ``fmax`` with the PLL
+    ``REBUILD_HEADROOM`` under it."""
+    from dynfix.boards.closure import ClosurePolicy
+    return ClosurePolicy(builds=builds, start_mhz=fmax, headroom=REBUILD_HEADROOM)
 
 
 def md_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:

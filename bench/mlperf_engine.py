@@ -60,7 +60,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import mlperf_tiny as mt  # noqa: E402
-from common import OUT, md_table, write_result  # noqa: E402
+from common import OUT, md_table, rebuild_closure, write_result  # noqa: E402
 
 import dynfix  # noqa: E402
 import dynfix.inputs  # noqa: E402
@@ -121,22 +121,18 @@ def read_synth_cache() -> dict:
     return json.loads(SYNTH_CACHE.read_text()) if SYNTH_CACHE.exists() else {}
 
 
-#: How far under a previous build's Fmax a rebuild's PLL runs, placed for that Fmax.
-REBUILD_HEADROOM = 0.05
-
-
 def closure_from(previous: dict | None, first_mhz: float | None = None) -> ClosurePolicy:
     """The timing closure of a rebuild: with ``first_mhz`` (``--synth model:board@MHZ``),
     one build at the PLL's fastest clock at or below it, placed for the default headroom
     above; else after a previous build of the model on the board (same engine or an earlier
-    one), one build placed for its Fmax with the PLL ``REBUILD_HEADROOM`` under it; either
+    one), one build placed for its Fmax (:func:`common.rebuild_closure`); either
     way more only while it misses; else ``dynfix synth``'s default search from the board's
     highest clock."""
     if first_mhz is not None:
         return ClosurePolicy(builds=1, start_mhz=ClosurePolicy().target_mhz(first_mhz))
     if not previous or not previous.get("fmax"):
         return ClosurePolicy()
-    return ClosurePolicy(builds=1, start_mhz=previous["fmax"], headroom=REBUILD_HEADROOM)
+    return rebuild_closure(previous["fmax"])
 
 
 def cached_row(g: dynfix.GenerateResult, board: str, key: str) -> dict | None:

@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import OUT, write_result  # noqa: E402
+from common import OUT, rebuild_closure, write_result  # noqa: E402
 
 import dynfix  # noqa: E402
 from dynfix.boards.closure import ClosurePolicy  # noqa: E402
@@ -56,9 +56,6 @@ MODELS = {"dscnn": ("dscnn", "DS-CNN (keyword spotting)"),
           "autoencoder": ("ad", "FC autoencoder (anomaly detection)")}
 #: Calibration and test inputs per model (``bench/mlperf_data.py``'s defaults).
 CALIB, TEST = 64, 200
-#: How far under the recorded Fmax a seed's first PLL clock is, the build placed for that
-#: Fmax (as ``bench/mlperf_engine.py``).
-REBUILD_HEADROOM = 0.05
 
 
 def write_data(name: str, work: Path) -> tuple[Path, Path]:
@@ -97,7 +94,7 @@ def closure_for(name: str, board: str) -> ClosurePolicy:
     fmax = recorded_fmax(name, board)
     if not fmax:
         return ClosurePolicy(builds=2)
-    return ClosurePolicy(builds=2, start_mhz=round(fmax, 2), headroom=REBUILD_HEADROOM)
+    return rebuild_closure(round(fmax, 2), builds=2)
 
 
 def say(msg: str) -> None:

@@ -238,7 +238,8 @@ def synthesize(top, board: Board, build_dir: str | Path, name: str = "dynfix_top
     result = evaluate(build_dir, name, board, seconds)
     if target_mhz is not None:
         check_constraint(build_dir / f"{name}.tim", target_mhz)
-        result.constraint_mhz = round(target_mhz, 6)
+    result.constraint_mhz = round(target_mhz if target_mhz is not None else board.target_mhz,
+                                  6)
     if check_timing:
         check_result(result)
     return result

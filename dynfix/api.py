@@ -416,11 +416,10 @@ def synth(generated: GenerateResult | str | Path, board: Any = None,
     def build(pll: Pll | None, target_mhz: float | None = None) -> SynthResult:
         pll, sdram = sdram_pll(gen, b, pll)
         at = replace(b, target_mhz=pll.f_out) if pll is not None else b
-        target = target_mhz if pll is not None and target_mhz is not None else at.target_mhz
+        above = target_mhz is not None and target_mhz > at.target_mhz
         r = synthesize(top(pll), at, out, check_timing=False,
-                       target_mhz=target if target > at.target_mhz else None)
+                       target_mhz=target_mhz if above else None)
         r.clock_mhz = pll.f_out if pll is not None else b.clock_mhz
-        r.constraint_mhz = round(target, 6)
         r.pll = pll.to_dict() if pll is not None else {}
         r.sdram = sdram.to_dict() if sdram is not None else {}
         return r
