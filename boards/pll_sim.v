@@ -155,12 +155,13 @@ module EHXPLLL (
 
     reg clkos = 1'b0;
     real lag_steps;             // CLKOS's lag behind CLKOP, VCO periods, 0 <= lag < CLKOS_DIV
+    // The phases in signed integers: a parameter given as 32'd2 is unsigned, and the
+    // difference of two unsigned ones wraps instead of going negative.
+    integer os_c = CLKOS_CPHASE, op_c = CLKOP_CPHASE, os_f = CLKOS_FPHASE, op_f = CLKOP_FPHASE;
+    integer period8 = 8 * CLKOS_DIV, lag8;
     initial begin
-        lag_steps = (CLKOS_CPHASE - CLKOP_CPHASE) + (CLKOS_FPHASE - CLKOP_FPHASE) / 8.0;
-        while (lag_steps < 0)
-            lag_steps = lag_steps + CLKOS_DIV;
-        while (lag_steps >= CLKOS_DIV)
-            lag_steps = lag_steps - CLKOS_DIV;
+        lag8 = ((8 * (os_c - op_c) + (os_f - op_f)) % period8 + period8) % period8;
+        lag_steps = lag8 / 8.0;
     end
 
     // The VCO's period follows CLKOP's half period, which the model measures.

@@ -298,3 +298,73 @@ def test_pll_model_clkos_of_another_divider_and_disabled(tmp_path):
     assert all(t - 5_000 in op for t in os_[1:])
     op, os_ = _run_pll_model(tmp_path / "off", EN=0, CLKOS_CPHASE=5)
     assert len(op) > 100 and os_ == []
+
+
+def _ecp5_model_run(tmp_path, params: dict, cycles: int = 60) -> tuple[float, float | None]:
+    """The EHXPLLL model of ``boards/pll_sim.v`` under Icarus, its parameters written the
+    way Amaranth writes them (``32'd`` constants: unsigned), fed 25 MHz: CLKOP's period
+    and CLKOS's lag behind a CLKOP rising edge in ps (None without CLKOS edges). The run
+    has a few seconds: the model's set-up must not spin."""
+    import subprocess
+
+    from dynfix.boards.pll import SIM_MODEL
+    from sim_helpers import require_simulator
+
+    require_simulator("icarus")
+    overrides = ", ".join(f".{k}({v if isinstance(v, str) else f'32{chr(39)}d{v}'})"
+                          for k, v in params.items())
+    tb = tmp_path / "tb.v"
+    tb.write_text(f"""`timescale 1ps / 1ps
+module tb;
+  reg osc = 1'b0;
+  always #20000 osc = ~osc;
+  wire op, os, lock;
+  integer n = 0;
+  realtime t_op = 0, t_prev = 0;
+  EHXPLLL #({overrides}) pll (.CLKI(osc), .CLKFB(op), .CLKOP(op), .CLKOS(os), .LOCK(lock),
+                              .RST(1'b0));
+  always @(posedge op) begin
+    n = n + 1;
+    t_prev = t_op;
+    t_op = $realtime;
+    if (n == {cycles}) begin
+      @(posedge os or posedge op);
+      if (os) $display("lag %0f", $realtime - t_op);
+      $display("period %0f", t_op - t_prev);
+      $finish;
+    end
+  end
+endmodule
+""")
+    subprocess.run(["iverilog", "-o", str(tmp_path / "tb.vvp"), str(tb), str(SIM_MODEL)],
+                   check=True, timeout=30)
+    out = subprocess.run(["vvp", "-n", str(tmp_path / "tb.vvp")], check=True, timeout=10,
+                         capture_output=True, text=True).stdout
+    got = dict(line.split() for line in out.splitlines() if line.split()[0] in ("lag", "period"))
+    return float(got["period"]), float(got["lag"]) if "lag" in got else None
+
+
+@pytest.mark.parametrize("phase", [90, 270, 359, 10, 0])
+def test_ecp5_model_lags_clkos_by_the_phase(tmp_path, phase):
+    """The simulated CLKOS lags CLKOP by the phase the settings reach (CLKOS_CPHASE below
+    CLKOP_CPHASE gives a negative difference, taken modulo CLKOS's period)."""
+    import dataclasses
+
+    from dynfix.boards.pll import Ecp5Pll
+
+    p = dataclasses.replace(Ecp5Pll(25, 1, 4, 6), clkos_phase=phase)
+    d = p.to_dict()
+    params = {k: d[k] for k in ("CLKI_DIV", "CLKFB_DIV", "CLKOP_DIV", "CLKOP_CPHASE",
+                                "CLKOS_DIV", "CLKOS_CPHASE", "CLKOS_FPHASE")}
+    period, lag = _ecp5_model_run(tmp_path, {**params, "CLKOS_ENABLE": '"ENABLED"'})
+    assert period == pytest.approx(10_000)
+    want = p.clkos_phase_actual / 360 * period
+    assert lag == pytest.approx(want, abs=1)
+
+
+def test_ecp5_model_without_clkos_starts_at_once(tmp_path):
+    """CLKOP_CPHASE above the unset CLKOS_CPHASE (CLKOS disabled: every board top without
+    an SDRAM) must not cost the model's set-up a wrapped unsigned difference."""
+    period, lag = _ecp5_model_run(tmp_path, {"CLKI_DIV": 1, "CLKFB_DIV": 4, "CLKOP_DIV": 6,
+                                             "CLKOP_CPHASE": 2})
+    assert period == pytest.approx(10_000) and lag is None
