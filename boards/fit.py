@@ -28,7 +28,9 @@ On any family a model whose weights have at most 2 bits may also have every prod
 without a multiplier (the ``sign`` multiplier, ``hw/sign_product.py``): as many as the LUTs
 hold (:func:`lut_bound` says which share of them), the DSP blocks left idle.
 Each way past one product per block is fitted on its own, and the fastest engine that needs
-at most 1 / :data:`LUT_PRODUCT_MIN_SPEEDUP` of the cycles of every narrower one wins.
+at most 1 / :data:`LUT_PRODUCT_MIN_SPEEDUP` of the cycles of every narrower one wins; an
+engine with products in LUTs then gives way to the one with the fewest products within
+:data:`LUT_PRODUCT_AS_FAST` of its cycles (:func:`_leanest`).
 
 A candidate whose memories overflow the block RAM keeps its weights, its maps or both in
 the board's SPRAM, or its weights in bulk memory (SPRAM, the SPI flash, an SDRAM); on a
@@ -547,9 +549,15 @@ def fit(model, spec, board: Board, alternatives: int = 0, sign: bool = True) -> 
     lean = _leanest(model, spec, board, best, _backend(backend, _uses(best.config)), memo)
     bound = (f"the bulk memory's bandwidth: {best.config.summary()} waits {best.waits} of "
              f"its {best.cycles} cycles for weights, and ")
-    if lean is not None:
+    if lean is not None and lean.config.w_bulk and best.waits >= BANDWIDTH_BOUND * best.cycles:
         n = lean.config.multipliers
         limit = bound + f"{n} product{'s are' if n > 1 else ' is'} as fast"
+        best = lean
+    elif lean is not None:
+        limit = (f"products in LUTs: {best.config.summary()} ({best.cycles} cycles) saves "
+                 f"less than {LUT_PRODUCT_AS_FAST:.0%} of the cycles of this engine's "
+                 f"{lean.cycles}, so its {best.config.multipliers - lean.config.multipliers} "
+                 f"more products are not worth their LUTs and clock; {limit}")
         best = lean
     elif best.config.w_bulk and best.waits >= BANDWIDTH_BOUND * best.cycles:
         limit = bound + "no engine with more products that fits is faster"
@@ -617,19 +625,44 @@ def _alternatives(model, spec, board: Board, smallest: Candidate, backend: Multi
 BANDWIDTH_BOUND = 0.5
 #: ... and a smaller engine within this share of its cycles is as fast.
 AS_FAST = 0.01
+#: An engine with products in LUTs gives way to the one with the fewest products within
+#: this share of its cycles (:func:`_leanest`): every product past the DSP blocks costs
+#: LUTs, routing and clock (docs/boards.md, "Products in LUTs"), which a few cycles saved
+#: do not buy back.
+LUT_PRODUCT_AS_FAST = 0.05
 #: Smaller engines :func:`_leanest` compiles at most.
 LEAN_TRIES = 12
 
 
 def _leanest(model, spec, board: Board, best: Candidate, backend: Multiplier,
              memo: dict | None = None) -> Candidate | None:
-    """For an engine bound by its bulk memory's bandwidth (``waits`` at least
-    :data:`BANDWIDTH_BOUND` of its cycles), the engine with the fewest products that fits
-    and is as fast (within :data:`AS_FAST`): more products only wait longer, and cost
-    LUTs and clock. None when ``best`` is not bandwidth-bound or no smaller engine is as
-    fast."""
-    if not best.config.w_bulk or best.waits < BANDWIDTH_BOUND * best.cycles:
+    """The engine with the fewest products that fits and is as fast as ``best``, for an
+    engine whose extra products do not pay: one bound by its bulk memory's bandwidth
+    (``waits`` at least :data:`BANDWIDTH_BOUND` of its cycles; as fast: within
+    :data:`AS_FAST`), where more products only wait longer, and one with products in LUTs
+    (within :data:`LUT_PRODUCT_AS_FAST`), whose products past the DSP blocks cost LUTs and
+    clock. Smaller engines have their products brought onto the DSP blocks the way
+    ``best``'s are (:func:`_on_blocks`). None when neither applies or no smaller engine is
+    as fast."""
+    cfg = best.config
+    if cfg.w_bulk and best.waits >= BANDWIDTH_BOUND * best.cycles:
+        within = AS_FAST
+    elif cfg.lut_products:
+        within = LUT_PRODUCT_AS_FAST
+    else:
         return None
+    # Planned cycles are a lower bound: only engines that plan within it can be as fast.
+    smaller = sorted((lanes * tm, cycles, lanes, tm, im2col)
+                     for cycles, lanes, tm, im2col in candidates(model, cfg.multipliers)
+                     if lanes * tm < cfg.multipliers and cycles <= best.cycles * (1 + within))
+    dsps, pack = max(1, board.dsp.blocks), int(cfg.packed_dsp)
+    for _, _, lanes, tm, im2col in smaller[:LEAN_TRIES]:
+        lean = _on_blocks(EngineConfig(tn=lanes, tm=tm, im2col=im2col, multiplier=backend),
+                          dsps, pack, int(cfg.lut_products > 0))
+        c = evaluate_config(model, spec, lean, board, memo)
+        if c.fits and c.cycles <= best.cycles * (1 + within):
+            return c
+    return None
     # Planned cycles are a lower bound: only engines that plan within AS_FAST can be as fast.
     smaller = sorted((lanes * tm, cycles, lanes, tm, im2col)
                      for cycles, lanes, tm, im2col in candidates(model, best.config.multipliers)

@@ -174,6 +174,27 @@ def test_ecp5_fit_goes_past_the_dsp_blocks_with_lut_products(digits):
     assert not check_usage(dataclasses.replace(e.total, luts=0.61 * board.luts), board, 0)
 
 
+def test_ecp5_fit_takes_the_leanest_lut_engine_within_the_share(digits):
+    """A wider engine with products in LUTs that saves less than LUT_PRODUCT_AS_FAST of the
+    cycles gives way to the narrower one (its products cost LUTs and clock): on the
+    OrangeCrab the digits model's engine named in the limit fits and is faster, by less
+    than the share, with more products and more LUTs."""
+    import re as _re
+
+    from dynfix.boards.fit import LUT_PRODUCT_AS_FAST
+    model, spec = digits
+    board = get_board("orangecrab")
+    r = fit(model, spec, board)
+    c = r.chosen
+    assert c.config.lut_products > 0 and "not worth their LUTs and clock" in r.limit
+    tn, tm = map(int, _re.search(r"products in LUTs: tn=(\d+) tm=(\d+)", r.limit).groups())
+    wider = evaluate_config(model, spec, dataclasses.replace(
+        c.config, tn=tn, tm=tm, lut_products=tn * tm - 28), board)
+    assert wider.fits and wider.config.multipliers > c.config.multipliers
+    assert wider.cycles < c.cycles <= wider.cycles * (1 + LUT_PRODUCT_AS_FAST)
+    assert wider.estimate.total.luts > c.estimate.total.luts
+
+
 def test_ecp5_fit_packs_narrow_weights_before_lut_products(digits):
     """OrangeCrab with 4-bit weights: the fit packs two products per MULT18X18D first, then
     puts the rest in LUTs, and is faster than the 8-bit engine and than the engine on packed
