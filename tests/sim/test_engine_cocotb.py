@@ -107,7 +107,7 @@ def test_residual_depthwise_net_bit_exact(tmp_path, cfg):
     model = res_dw_model()
     x = calib(32)
     spec = search(model, x, bits="8")
-    cm, ref, res = simulate(model, spec, cfg, x[:2], tmp_path)
+    cm, ref, res = simulate(model, spec, cfg, x[:1], tmp_path)
     assert [p.kind for p in cm.plans].count("dwconv") == 1 and cm.config.depthwise
     assert [p.window for p in cm.plans if p.kind == "dwconv"] == [3 if cfg.tn == 9 else 0]
     assert cm.config.dw_window == (3 if cfg.tn == 9 else 0)
@@ -141,7 +141,7 @@ def test_range_filled_net_bit_exact(tmp_path):
                       if is_compute(a) and not np.array_equal(a.weight, b.weight)},
                    **fill.changed_clips(low, f.model)}
     assert {"r6", "r6b"} <= set(spec.params) and f.output_scale != 1
-    cm, ref, res = simulate(model, spec, EngineConfig(tn=9, tm=3), x[:2], tmp_path)
+    cm, ref, res = simulate(model, spec, EngineConfig(tn=9, tm=3), x[:1], tmp_path)
     assert cm.config.dw_window == 3
     check(cm, ref, res)
     # The ReLU6 after dw clamps at 6 * c (here beyond the map's top: the saturation), not
