@@ -168,6 +168,9 @@ class Board:
     leds: dict[str, LedSpec] = field(default_factory=dict)
     synth_opts: str = ""
     seed: int = 1
+    #: nextpnr's router (``synth: router``): ``router1``, its default, or ``router2``, which
+    #: routes congested placements that router1 does not finish (docs/boards.md, "Routing").
+    router: str = "router1"
     env: dict[str, str] = field(default_factory=dict)
     speed: str | None = None
     default: bool = False
@@ -316,6 +319,17 @@ class _Reader:
         return spec
 
 
+#: The routers nextpnr offers (``--router``).
+ROUTERS = ("router1", "router2")
+
+
+def router_refusal(name: object) -> str | None:
+    """Why ``name`` is not one of nextpnr's :data:`ROUTERS`, or None when it is."""
+    if name in ROUTERS:
+        return None
+    return f"must be one of {', '.join(ROUTERS)}, not {name!r}"
+
+
 def parse_board(data: Any, where: str, path: Path | None = None) -> Board:
     """Check a parsed board file and build the :class:`Board`."""
     r = _Reader(where)
@@ -362,6 +376,9 @@ def parse_board(data: Any, where: str, path: Path | None = None) -> Board:
     if "." not in platform:
         raise r.fail("platform", f"expected module.Class, got {platform!r}")
     speed = r.get(fpga, "speed", (int, str), "fpga.", default=None)
+    router = r.get(synth, "router", str, "synth.", default="router1")
+    if router_refusal(router):
+        raise r.fail("synth.router", router_refusal(router))
     return Board(
         name=r.get(data, "name", str),
         description=r.get(data, "description", str, default=""),
@@ -394,6 +411,7 @@ def parse_board(data: Any, where: str, path: Path | None = None) -> Board:
         leds=leds,
         synth_opts=r.get(synth, "synth_opts", str, "synth.", default=""),
         seed=r.get(synth, "seed", int, "synth.", default=1),
+        router=router,
         env={str(k): str(v) for k, v in env.items()},
         default=r.get(data, "default", bool, default=False),
         path=path,

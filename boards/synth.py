@@ -195,7 +195,7 @@ CLOCK_NET = "clk"
 
 def prepare(top, board: Board, name: str = "dynfix_top", target_mhz: float | None = None):
     """The amaranth-boards build plan for ``top`` on ``board``, with dynfix's yosys and
-    nextpnr options: a fixed seed, the JSON report, the family's commands after reading the
+    nextpnr options: a fixed seed, the board's router, the JSON report, the family's commands after reading the
     design (``FpgaFamily.yosys_after_read``), and ``check -assert`` after synthesis, which
     turns any netlist damage into a yosys error instead of a nextpnr one or a silently wrong
     bitstream. ``target_mhz``: the clock constraint of the design's clock (:data:`CLOCK_NET`)
@@ -203,6 +203,8 @@ def prepare(top, board: Board, name: str = "dynfix_top", target_mhz: float | Non
     the netlists stay the same."""
     nextpnr_opts = (f"--seed {board.seed} --timing-allow-fail "
                     f"--report {name}.report.json")
+    if board.router != "router1":       # nextpnr's default: its builds' plans stay as they were
+        nextpnr_opts += f" --router {board.router}"
     kwargs = dict(nextpnr_opts=nextpnr_opts,
                   script_after_read=board.family.yosys_after_read,
                   script_after_synth=(f"tee -q -o {name}.stat.json stat -json\n"

@@ -32,6 +32,7 @@ from dynfix.boards.design import (add_flash_image, board_pll, board_top, check_c
                                   sdram_pll, top_mhz)
 from dynfix.boards.host import BoardClient, open_port
 from dynfix.boards.fit import FitResult, check_generated_fits, fit as fit_model
+from dynfix.boards.registry import router_refusal
 from dynfix.boards.synth import SynthResult, check_result, synthesize
 from dynfix.errors import DynfixError, literal
 from dynfix.hw.compiler import compile_model, plan_groups
@@ -371,7 +372,7 @@ def synth(generated: GenerateResult | str | Path, board: Any = None,
           build_dir: str | Path | None = None, check_timing: bool = True,
           fit_check: bool = True, clock: float | str = "auto",
           closure: ClosurePolicy = ClosurePolicy(), seed: int | None = None,
-          flash_coding: str = "none") -> SynthResult:
+          flash_coding: str = "none", router: str | None = None) -> SynthResult:
     """``dynfix synth``: the board top around the engine -> bitstream, utilization, Fmax.
 
     The board defaults to the one the design was generated for (``generate(..., board=)``),
@@ -394,6 +395,10 @@ def synth(generated: GenerateResult | str | Path, board: Any = None,
     file's (``synth: seed``, 1 in the bundled ones); the Fmax moves by a few MHz from one
     seed to another (``dynfix sweep --seeds``).
 
+    ``router``: nextpnr's router for every build, ``"router1"`` or ``"router2"``, instead of
+    the board file's (``synth: router``, router1 by default); router2 finishes placements
+    that router1 leaves congested for an hour (``docs/boards.md``, "Routing").
+
     ``flash_coding``: ``"none"`` writes the flash image as it is (the default);
     ``"huffman"`` Huffman-codes it and builds its decoder into the load (for an engine that
     loads its weights from flash at power-up, not one reading the flash at run time); the
@@ -402,12 +407,16 @@ def synth(generated: GenerateResult | str | Path, board: Any = None,
     """
     if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
         raise DynfixError(f"the placement seed is an integer, not {seed!r}")
+    if router is not None and router_refusal(router):
+        raise DynfixError(f"{{router}} {router_refusal(router)}", ("router",))
     gen = generated if isinstance(generated, Design) else Design.load(generated)
     folder = gen.folder
     coding = check_coding(gen, flash_coding)
     b = get_board(board if board is not None else gen.board)
     if seed is not None:
         b = replace(b, seed=seed)
+    if router is not None:
+        b = replace(b, router=router)
     if fit_check:
         check_generated_fits(gen, b, coding)
     out = Path(build_dir) if build_dir is not None else folder / "build"

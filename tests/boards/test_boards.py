@@ -65,6 +65,8 @@ def _write(tmp_path, mutate) -> Path:
     (lambda d: d["resources"].update(sdram={"part": "MT48LC4M16"}),
      "resources.sdram.part: unknown SDRAM part 'MT48LC4M16'"),
     (lambda d: d["resources"].update(sdram={}), "resources.sdram.part: missing"),
+    (lambda d: d.setdefault("synth", {}).update(router="router3"),
+     "synth.router: must be one of router1, router2, not 'router3'"),
 ])
 def test_malformed_board(tmp_path, mutate, needle):
     p = _write(tmp_path, mutate)
@@ -81,6 +83,14 @@ def test_max_clock_defaults_to_the_family_s(tmp_path):
     assert fpga_family("ice40").max_mhz < fpga_family("ecp5").max_mhz
     mine = load_board_file(_write(tmp_path, lambda d: d["clock"].update(max_mhz=33)))
     assert mine.max_mhz == 33 and mine.summary()["max_mhz"] == 33
+
+
+def test_router_comes_from_the_board_file(tmp_path):
+    """``synth.router`` picks nextpnr's router; router1 (nextpnr's default) unless set."""
+    assert get_board("ulx3s").router == get_board("icebreaker").router == "router1"
+    mine = load_board_file(_write(tmp_path, lambda d: d.setdefault("synth", {}).update(
+        router="router2")))
+    assert mine.router == "router2"
 
 
 def test_board_from_path_and_bad_yaml(tmp_path):

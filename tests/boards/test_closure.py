@@ -268,6 +268,27 @@ def test_a_target_constrains_the_clock_net(digits_folder, board, pattern):
     gc.collect()
 
 
+def test_the_router_goes_to_nextpnr_only_when_not_its_default(digits_folder):
+    """router2 adds ``--router router2`` to nextpnr's options; router1, nextpnr's default,
+    adds nothing, so the plans of builds that keep it stay as they were (the benches key
+    their builds by the plan); the netlists are the same either way."""
+    import dataclasses
+
+    from dynfix.boards.design import Design, board_pll, board_top
+    from dynfix.boards.synth import prepare
+    b = get_board("ulx3s")
+    top = board_top(Design.load(digits_folder), b, board_pll(b, 50.0))
+    plans = [prepare(top, dataclasses.replace(b, router=r)) for r in ("router1", "router2")]
+    scripts = ["".join(str(v) for k, v in p.files.items() if k.endswith(".sh"))
+               for p in plans]
+    assert "--router" not in scripts[0] and "--seed 1" in scripts[0]
+    assert "--router router2" in scripts[1]
+    netlists = [{k: v for k, v in p.files.items() if k.endswith((".il", ".v"))}
+                for p in plans]
+    assert netlists[0] == netlists[1] and netlists[0]
+    gc.collect()
+
+
 def test_a_constraint_nextpnr_did_not_apply_is_an_error(tmp_path):
     """The log's timed clocks must include the requested target."""
     from dynfix.boards.synth import check_constraint

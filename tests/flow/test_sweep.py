@@ -289,6 +289,9 @@ def test_synth_seed_argument(tmp_path):
     """``dynfix.synth(seed=)`` refuses what is not a seed before anything else."""
     with pytest.raises(dynfix.DynfixError, match="placement seed is an integer"):
         dynfix.synth(tmp_path, seed="2")
+    with pytest.raises(dynfix.DynfixError, match="router must be one of router1, router2, "
+                       "not 'router3'"):
+        dynfix.synth(tmp_path, router="router3")
 
 
 @pytest.mark.synth
