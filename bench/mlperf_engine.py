@@ -24,6 +24,7 @@ fit's reason.
 
     python bench/mlperf_engine.py [--models resnet8,dscnn] [--boards ulx3s,orangecrab]
                                   [--images 2] [--synth resnet8:ulx3s@78,dscnn:orangecrab|all]
+                                  [--router router1|router2]
                                   [--bits 8/4/4] [--weights random|trained]
                                   [--workers N | --scheduler tcp://host:8786] [--work DIR]
                                   [--output mlperf_tiny.md]
@@ -56,6 +57,7 @@ from pathlib import Path
 from typing import Iterator
 
 import numpy as np
+import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -164,6 +166,8 @@ class SynthJob:
     #: The first PLL clock to try, MHz (``--synth model:board@MHZ``), else None
     #: (:func:`closure_from`).
     first_mhz: float | None = None
+    #: nextpnr's router (``--router``): router2 for placements router1 leaves congested.
+    router: str = "router1"
 
 
 def sweep_synth(job: SynthJob, path: Path, x, bits: str, work: Path,
@@ -177,8 +181,15 @@ def sweep_synth(job: SynthJob, path: Path, x, bits: str, work: Path,
     folder.mkdir(parents=True, exist_ok=True)
     np.savez(folder / "calib.npz", x=x[:48])
     np.savez(folder / "data.npz", x=x[48:49])
+    board = job.board
+    if job.router != "router1":
+        # The bundled board file with the router set (a board file's name is its stem).
+        data = yaml.safe_load(dynfix.inputs.get_board(job.board).path.read_text())
+        data.setdefault("synth", {})["router"] = job.router
+        board = str(folder / f"{job.board}.yaml")
+        Path(board).write_text(yaml.safe_dump(data, sort_keys=False))
     res = dynfix.sweep(path, folder / "data.npz", calib=folder / "calib.npz",
-                       boards=[job.board], bits=[bits], candidates=1, seeds=[1], images=0,
+                       boards=[board], bits=[bits], candidates=1, seeds=[1], images=0,
                        output=folder / "sweep", scheduler=scheduler,
                        closure=closure_from(read_synth_cache().get(job.key), job.first_mhz))
     [point] = res.points
@@ -194,7 +205,8 @@ def sweep_synth(job: SynthJob, path: Path, x, bits: str, work: Path,
              "clock": round(r["clock_mhz"], 4), "pll": r.get("pll"),
              "builds": max(1, len(r["closure"])), "timing_met": r["timing_met"], "luts": r["luts"],
              "ffs": r["ffs"], "brams": r["brams"], "dsps_used": r["dsps"],
-             "critical_path": r["critical_path"], "seconds": round(r["seconds"])}
+             "critical_path": r["critical_path"], "seconds": round(r["seconds"]),
+             **({"router": job.router} if job.router != "router1" else {})}
     store_row(job.key, entry)
     return entry
 
@@ -243,7 +255,8 @@ def model_and_inputs(name: str, work: Path, images: int, trained: bool) -> tuple
 
 
 def run(name: str, boards: list[str], images: int, synth: dict[str, float | None], work: Path,
-        bits: str = "8", trained: bool = False, scheduler: str | None = None) -> list[dict]:
+        bits: str = "8", trained: bool = False, scheduler: str | None = None,
+        router: str = "router1") -> list[dict]:
     work.mkdir(parents=True, exist_ok=True)
     path, x = model_and_inputs(name, work, images, trained)
     exported = dynfix.inputs.load_model(str(path)).summary()      # as exported, unlowered
@@ -281,7 +294,8 @@ def run(name: str, boards: list[str], images: int, synth: dict[str, float | None
               f"{row['utilization']:.1%}, {row['mismatches']} mismatches", flush=True)
         key = f"{name} {board} {bits}" + (" trained" if trained else "")
         if "all" in synth or f"{name}:{board}" in synth:
-            jobs.append((row, SynthJob(name, board, key, g, synth.get(f"{name}:{board}"))))
+            jobs.append((row, SynthJob(name, board, key, g, synth.get(f"{name}:{board}"),
+                                       router)))
         else:
             add_clock(row, cached_row(g, board, key), read_synth_cache().get(key))
     # The builds of this model's boards at once, on the cluster's workers.
@@ -304,7 +318,8 @@ def add_clock(row: dict, r: dict | None, earlier: dict | None = None) -> None:
     if r is not None:
         # Entries from before the PLL: a bitstream at the oscillator and its Fmax.
         row.update(fmax=r["fmax"], clock=r.get("clock"), fmax_src="this engine",
-                   luts=r["luts"], brams=r["brams"], dsps_used=r["dsps_used"])
+                   luts=r["luts"], brams=r["brams"], dsps_used=r["dsps_used"],
+                   router=r.get("router"))
     elif earlier is not None and earlier.get("fmax"):
         met = earlier.get("timing_met") and earlier.get("clock")
         row.update(fmax=earlier["clock"] if met else earlier["fmax"], clock=None,
@@ -361,7 +376,8 @@ def table(rows: list[dict], images: int, command: str, bits: str = "8",
         exact = (f"{r['images']} inputs, {r['mismatches']} mismatches"
                  + ("; cycles = model" if r["cycles_exact"] else "; **cycles differ**"))
         if r.get("clock"):
-            fmax = f"{r['clock']:.2f} PLL (Fmax {r['fmax']:.1f}; {r['luts']:,} LUTs)"
+            fmax = (f"{r['clock']:.2f} PLL (Fmax {r['fmax']:.1f}; {r['luts']:,} LUTs"
+                    + (f"; nextpnr {r['router']}" if r.get("router") else "") + ")")
         elif r["fmax_src"] == "this engine":
             fmax = f"Fmax {r['fmax']:.1f} of an oscillator build ({r['luts']:,} LUTs)"
         elif r["fmax_src"] == "earlier build":
@@ -450,6 +466,9 @@ def main() -> None:
     ap.add_argument("--synth", default="",
                     help="model:board pairs to synthesize (model:board@MHZ: first at the "
                          "PLL's clock at or below MHZ), or all")
+    ap.add_argument("--router", choices=("router1", "router2"), default="router1",
+                    help="nextpnr's router for the --synth builds (router2: for placements "
+                         "router1 leaves congested, docs/boards.md, \"Routing\")")
     ap.add_argument("--bits", default="8", help="quantization widths (e.g. 8/4/4)")
     ap.add_argument("--weights", choices=("random", "trained"), default="random",
                     help="the models' weights: random (seeded) or the trained ones")
@@ -468,7 +487,7 @@ def main() -> None:
         work.mkdir(parents=True, exist_ok=True)
         for name in args.models.split(","):
             rows += run(name, args.boards.split(","), args.images, synth, work / name,
-                        args.bits, trained, scheduler)
+                        args.bits, trained, scheduler, args.router)
     command = " ".join(["python bench/mlperf_engine.py", *sys.argv[1:]])
     write_result(args.output, table(rows, args.images, command, args.bits, trained))
 
