@@ -66,6 +66,7 @@ from common import OUT, md_table, rebuild_closure, write_result  # noqa: E402
 
 import dynfix  # noqa: E402
 import dynfix.inputs  # noqa: E402
+from dynfix.boards.registry import DEFAULT_ROUTER, ROUTERS  # noqa: E402
 from dynfix.boards.design import board_top  # noqa: E402
 from dynfix.hw.design import Design  # noqa: E402
 from dynfix.boards.synth import prepare  # noqa: E402
@@ -167,7 +168,7 @@ class SynthJob:
     #: (:func:`closure_from`).
     first_mhz: float | None = None
     #: nextpnr's router (``--router``): router2 for placements router1 leaves congested.
-    router: str = "router1"
+    router: str = DEFAULT_ROUTER
 
 
 def sweep_synth(job: SynthJob, path: Path, x, bits: str, work: Path,
@@ -182,7 +183,7 @@ def sweep_synth(job: SynthJob, path: Path, x, bits: str, work: Path,
     np.savez(folder / "calib.npz", x=x[:48])
     np.savez(folder / "data.npz", x=x[48:49])
     board = job.board
-    if job.router != "router1":
+    if job.router != DEFAULT_ROUTER:
         # The bundled board file with the router set (a board file's name is its stem).
         data = yaml.safe_load(dynfix.inputs.get_board(job.board).path.read_text())
         data.setdefault("synth", {})["router"] = job.router
@@ -206,7 +207,7 @@ def sweep_synth(job: SynthJob, path: Path, x, bits: str, work: Path,
              "builds": max(1, len(r["closure"])), "timing_met": r["timing_met"], "luts": r["luts"],
              "ffs": r["ffs"], "brams": r["brams"], "dsps_used": r["dsps"],
              "critical_path": r["critical_path"], "seconds": round(r["seconds"]),
-             **({"router": job.router} if job.router != "router1" else {})}
+             **({"router": job.router} if job.router != DEFAULT_ROUTER else {})}
     store_row(job.key, entry)
     return entry
 
@@ -256,7 +257,7 @@ def model_and_inputs(name: str, work: Path, images: int, trained: bool) -> tuple
 
 def run(name: str, boards: list[str], images: int, synth: dict[str, float | None], work: Path,
         bits: str = "8", trained: bool = False, scheduler: str | None = None,
-        router: str = "router1") -> list[dict]:
+        router: str = DEFAULT_ROUTER) -> list[dict]:
     work.mkdir(parents=True, exist_ok=True)
     path, x = model_and_inputs(name, work, images, trained)
     exported = dynfix.inputs.load_model(str(path)).summary()      # as exported, unlowered
@@ -466,7 +467,7 @@ def main() -> None:
     ap.add_argument("--synth", default="",
                     help="model:board pairs to synthesize (model:board@MHZ: first at the "
                          "PLL's clock at or below MHZ), or all")
-    ap.add_argument("--router", choices=("router1", "router2"), default="router1",
+    ap.add_argument("--router", choices=ROUTERS, default=DEFAULT_ROUTER,
                     help="nextpnr's router for the --synth builds (router2: for placements "
                          "router1 leaves congested, docs/boards.md, \"Routing\")")
     ap.add_argument("--bits", default="8", help="quantization widths (e.g. 8/4/4)")

@@ -549,7 +549,7 @@ def fit(model, spec, board: Board, alternatives: int = 0, sign: bool = True) -> 
     lean = _leanest(model, spec, board, best, _backend(backend, _uses(best.config)), memo)
     bound = (f"the bulk memory's bandwidth: {best.config.summary()} waits {best.waits} of "
              f"its {best.cycles} cycles for weights, and ")
-    if lean is not None and lean.config.w_bulk and best.waits >= BANDWIDTH_BOUND * best.cycles:
+    if lean is not None and bandwidth_bound(best):
         n = lean.config.multipliers
         limit = bound + f"{n} product{'s are' if n > 1 else ' is'} as fast"
         best = lean
@@ -559,7 +559,7 @@ def fit(model, spec, board: Board, alternatives: int = 0, sign: bool = True) -> 
                  f"{lean.cycles}, so its {best.config.multipliers - lean.config.multipliers} "
                  f"more products are not worth their LUTs and clock; {limit}")
         best = lean
-    elif best.config.w_bulk and best.waits >= BANDWIDTH_BOUND * best.cycles:
+    elif bandwidth_bound(best):
         limit = bound + "no engine with more products that fits is faster"
     result = FitResult(board.name, best, limit + lut_note, len(evaluated))
     if alternatives > 0:
@@ -634,6 +634,12 @@ LUT_PRODUCT_AS_FAST = 0.05
 LEAN_TRIES = 12
 
 
+def bandwidth_bound(c: Candidate) -> bool:
+    """Whether ``c`` waits for weights from its bulk memory at least
+    :data:`BANDWIDTH_BOUND` of its cycles."""
+    return bool(c.config.w_bulk) and c.waits >= BANDWIDTH_BOUND * c.cycles
+
+
 def _leanest(model, spec, board: Board, best: Candidate, backend: Multiplier,
              memo: dict | None = None) -> Candidate | None:
     """The engine with the fewest products that fits and is as fast as ``best``, for an
@@ -645,7 +651,7 @@ def _leanest(model, spec, board: Board, best: Candidate, backend: Multiplier,
     ``best``'s are (:func:`_on_blocks`). None when neither applies or no smaller engine is
     as fast."""
     cfg = best.config
-    if cfg.w_bulk and best.waits >= BANDWIDTH_BOUND * best.cycles:
+    if bandwidth_bound(best):
         within = AS_FAST
     elif cfg.lut_products:
         within = LUT_PRODUCT_AS_FAST
@@ -661,17 +667,6 @@ def _leanest(model, spec, board: Board, best: Candidate, backend: Multiplier,
                           dsps, pack, int(cfg.lut_products > 0))
         c = evaluate_config(model, spec, lean, board, memo)
         if c.fits and c.cycles <= best.cycles * (1 + within):
-            return c
-    return None
-    # Planned cycles are a lower bound: only engines that plan within AS_FAST can be as fast.
-    smaller = sorted((lanes * tm, cycles, lanes, tm, im2col)
-                     for cycles, lanes, tm, im2col in candidates(model, best.config.multipliers)
-                     if lanes * tm < best.config.multipliers
-                     and cycles <= best.cycles * (1 + AS_FAST))
-    for _, _, lanes, tm, im2col in smaller[:LEAN_TRIES]:
-        c = evaluate_config(model, spec, EngineConfig(tn=lanes, tm=tm, im2col=im2col,
-                                                      multiplier=backend), board, memo)
-        if c.fits and c.cycles <= best.cycles * (1 + AS_FAST):
             return c
     return None
 

@@ -130,6 +130,12 @@ class FlashSpec:
         return format_command(self.program_bitstream, file, self.offset)
 
 
+#: nextpnr's default router, which a build plan leaves unnamed.
+DEFAULT_ROUTER = "router1"
+#: The routers nextpnr offers (``--router``).
+ROUTERS = (DEFAULT_ROUTER, "router2")
+
+
 @dataclass(frozen=True)
 class LedSpec:
     resource: str
@@ -170,7 +176,7 @@ class Board:
     seed: int = 1
     #: nextpnr's router (``synth: router``): ``router1``, its default, or ``router2``, which
     #: routes congested placements that router1 does not finish (docs/boards.md, "Routing").
-    router: str = "router1"
+    router: str = DEFAULT_ROUTER
     env: dict[str, str] = field(default_factory=dict)
     speed: str | None = None
     default: bool = False
@@ -319,10 +325,6 @@ class _Reader:
         return spec
 
 
-#: The routers nextpnr offers (``--router``).
-ROUTERS = ("router1", "router2")
-
-
 def router_refusal(name: object) -> str | None:
     """Why ``name`` is not one of nextpnr's :data:`ROUTERS`, or None when it is."""
     if name in ROUTERS:
@@ -376,7 +378,7 @@ def parse_board(data: Any, where: str, path: Path | None = None) -> Board:
     if "." not in platform:
         raise r.fail("platform", f"expected module.Class, got {platform!r}")
     speed = r.get(fpga, "speed", (int, str), "fpga.", default=None)
-    router = r.get(synth, "router", str, "synth.", default="router1")
+    router = r.get(synth, "router", str, "synth.", default=DEFAULT_ROUTER)
     if router_refusal(router):
         raise r.fail("synth.router", router_refusal(router))
     return Board(

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dynfix.boards.registry import Board
+from dynfix.boards.registry import DEFAULT_ROUTER, Board
 from dynfix.errors import DynfixError
 from dynfix.hw.fpga_family import FpgaFamily
 
@@ -195,15 +195,15 @@ CLOCK_NET = "clk"
 
 def prepare(top, board: Board, name: str = "dynfix_top", target_mhz: float | None = None):
     """The amaranth-boards build plan for ``top`` on ``board``, with dynfix's yosys and
-    nextpnr options: a fixed seed, the board's router, the JSON report, the family's commands after reading the
-    design (``FpgaFamily.yosys_after_read``), and ``check -assert`` after synthesis, which
-    turns any netlist damage into a yosys error instead of a nextpnr one or a silently wrong
-    bitstream. ``target_mhz``: the clock constraint of the design's clock (:data:`CLOCK_NET`)
-    instead of the one nextpnr derives (the oscillator's, or the PLL's output frequency);
-    the netlists stay the same."""
+    nextpnr options: a fixed seed, the board's router, the JSON report, the family's
+    commands after reading the design (``FpgaFamily.yosys_after_read``), and
+    ``check -assert`` after synthesis, which turns any netlist damage into a yosys error
+    instead of a nextpnr one or a silently wrong bitstream. ``target_mhz``: the clock constraint of
+    the design's clock (:data:`CLOCK_NET`) instead of the one nextpnr derives (the
+    oscillator's, or the PLL's output frequency); the netlists stay the same."""
     nextpnr_opts = (f"--seed {board.seed} --timing-allow-fail "
                     f"--report {name}.report.json")
-    if board.router != "router1":       # nextpnr's default: its builds' plans stay as they were
+    if board.router != DEFAULT_ROUTER:  # unnamed: the plans of its builds stay as they were
         nextpnr_opts += f" --router {board.router}"
     kwargs = dict(nextpnr_opts=nextpnr_opts,
                   script_after_read=board.family.yosys_after_read,

@@ -1,21 +1,23 @@
 """``dynfix synth DIR [--board NAME] [--clock auto|MHZ|oscillator] [--flash-coding
-none|huffman] [--router router1|router2] [--json]``: build the board top around the engine that ``dynfix generate``
-wrote to DIR into a bitstream (DIR/build/), with yosys and nextpnr from YoWASP, and report
-utilization, Fmax and the clock the bitstream runs at. By default the design runs from the
-board's PLL at the fastest clock that meets timing (a first place-and-route at the board's
-highest clock, then rebuilds just under the Fmax it reports); --clock MHZ forces the PLL's
-fastest setting at or below MHZ, --clock oscillator the board's oscillator. An engine that
-loads its weights from the SPI flash at power-up gets its flash image beside the bitstream;
---flash-coding huffman stores it Huffman-coded, decoded by the bitstream at load, and
-reports the payload and coded bytes, their ratio and the load's cycles. --router router2
-routes with nextpnr's router2 (for a placement router1 leaves congested). Exits non-zero
-if timing is not met at the clock the bitstream runs at."""
+none|huffman] [--router router1|router2] [--json]``: build the board top around the engine
+that ``dynfix generate`` wrote to DIR into a bitstream (DIR/build/), with yosys and nextpnr
+from YoWASP, and report utilization, Fmax and the clock the bitstream runs at. By default
+the design runs from the board's PLL at the fastest clock that meets timing (a first
+place-and-route at the board's highest clock, then rebuilds just under the Fmax it
+reports); --clock MHZ forces the PLL's fastest setting at or below MHZ, --clock oscillator
+the board's oscillator. An engine that loads its weights from the SPI flash at power-up
+gets its flash image beside the bitstream; --flash-coding huffman stores it Huffman-coded,
+decoded by the bitstream at load, and reports the payload and coded bytes, their ratio and
+the load's cycles. --router router2 routes with nextpnr's router2 (for a placement router1
+leaves congested). Exits non-zero if timing is not met at the clock the bitstream runs at."""
 
 from __future__ import annotations
 
 import argparse
 import json
 from pathlib import Path
+
+from dynfix.boards.registry import ROUTERS
 
 
 def run(args: argparse.Namespace) -> int:
@@ -65,7 +67,7 @@ def register(subparsers) -> None:
                    help="how the flash image stores the weights of an engine that loads them "
                         "at power-up: none (default), or huffman (Huffman-coded, smaller and "
                         "faster to load, decoded by the bitstream; not for bulk_store: flash)")
-    p.add_argument("--router", choices=("router1", "router2"), default=None,
+    p.add_argument("--router", choices=ROUTERS, default=None,
                    help="nextpnr's router for every build (default: the board file's "
                         "synth: router, router1); router2 finishes placements router1 "
                         "leaves congested for an hour, usually at a lower Fmax")

@@ -179,17 +179,15 @@ def test_ecp5_fit_takes_the_leanest_lut_engine_within_the_share(digits):
     cycles gives way to the narrower one (its products cost LUTs and clock): on the
     OrangeCrab the digits model's engine named in the limit fits and is faster, by less
     than the share, with more products and more LUTs."""
-    import re as _re
-
     from dynfix.boards.fit import LUT_PRODUCT_AS_FAST
     model, spec = digits
     board = get_board("orangecrab")
     r = fit(model, spec, board)
     c = r.chosen
     assert c.config.lut_products > 0 and "not worth their LUTs and clock" in r.limit
-    tn, tm = map(int, _re.search(r"products in LUTs: tn=(\d+) tm=(\d+)", r.limit).groups())
+    tn, tm = map(int, re.search(r"products in LUTs: tn=(\d+) tm=(\d+)", r.limit).groups())
     wider = evaluate_config(model, spec, dataclasses.replace(
-        c.config, tn=tn, tm=tm, lut_products=tn * tm - 28), board)
+        c.config, tn=tn, tm=tm, lut_products=tn * tm - board.dsp.blocks), board)
     assert wider.fits and wider.config.multipliers > c.config.multipliers
     assert wider.cycles < c.cycles <= wider.cycles * (1 + LUT_PRODUCT_AS_FAST)
     assert wider.estimate.total.luts > c.estimate.total.luts

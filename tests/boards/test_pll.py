@@ -311,8 +311,8 @@ def _ecp5_model_run(tmp_path, params: dict, cycles: int = 60) -> tuple[float, fl
     from sim_helpers import require_simulator
 
     require_simulator("icarus")
-    overrides = ", ".join(f".{k}({v if isinstance(v, str) else f'32{chr(39)}d{v}'})"
-                          for k, v in params.items())
+    written = {k: v if isinstance(v, str) else "32'd%d" % v for k, v in params.items()}
+    overrides = ", ".join(f".{k}({v})" for k, v in written.items())
     tb = tmp_path / "tb.v"
     tb.write_text(f"""`timescale 1ps / 1ps
 module tb;
@@ -346,8 +346,8 @@ endmodule
 
 @pytest.mark.parametrize("phase", [90, 270, 359, 10, 0])
 def test_ecp5_model_lags_clkos_by_the_phase(tmp_path, phase):
-    """The simulated CLKOS lags CLKOP by the phase the settings reach (CLKOS_CPHASE below
-    CLKOP_CPHASE gives a negative difference, taken modulo CLKOS's period)."""
+    """The simulated CLKOS lags CLKOP by the phase the settings reach (0 to 359 degrees:
+    whole VCO periods in CLKOS_CPHASE past CLKOP's, eighths in CLKOS_FPHASE)."""
     import dataclasses
 
     from dynfix.boards.pll import Ecp5Pll
