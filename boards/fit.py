@@ -55,7 +55,8 @@ from dynfix.errors import DynfixError
 from dynfix.hw.compiler import (CompiledModel, compile_model, plan_groups, plan_model,
                                 unspread)
 from dynfix.hw.config import SIGN_WEIGHT_BITS, BulkStore, EngineConfig, Multiplier, packable
-from dynfix.hw.cycle_model import estimate as cycle_estimate, layer_cycles, stream_words
+from dynfix.hw.cycle_model import (UNLOAD_CYCLES_PER_VALUE, estimate as cycle_estimate,
+                                   layer_cycles, stream_words)
 from dynfix.hw.resources import (Device, Estimate, Usage, adder_tree, engine_memories,
                                  estimate, lut_product_usage, memory_blocks,
                                  sign_product_usage)
@@ -159,9 +160,11 @@ def candidates(model, max_mults: int) -> list[tuple[int, int, int, int]]:
     fewer multipliers): at most ``max_mults`` products, ``lanes`` and ``tm`` each the
     narrowest for their pass counts over the layers' input and output channels, with and
     without ``im2col`` where it applies. Cycles (compute plus the image load, which im2col
-    lengthens) come from the shape-only plan and the analytic cycle model, so thousands of
-    candidates cost little."""
+    lengthens, and the output unload, as the compiled engine counts them) come from the
+    shape-only plan and the analytic cycle model, so thousands of candidates cost little,
+    and are a lower bound of the compiled engine's (bulk-memory waits come on top)."""
     plans, _ = plan_groups(model)
+    unload = UNLOAD_CYCLES_PER_VALUE * math.prod(plans[-1].out_shape)
     residual = int(any(p.add is not None for p in plans))   # its pipeline is 3 cycles longer
     lanes_set = useful_sizes([p.in_shape[0] for p in plans], max_mults)
     tm_set = useful_sizes([p.out_shape[0] for p in plans], max_mults)
@@ -178,7 +181,7 @@ def candidates(model, max_mults: int) -> list[tuple[int, int, int, int]]:
                 load = math.prod(planned[0].in_shape)
                 if im2col and load == math.prod(plans[0].in_shape):
                     continue                    # the compiler did not apply it
-                cycles = load + sum(layer_cycles(cfg, p) for p in planned)
+                cycles = load + sum(layer_cycles(cfg, p) for p in planned) + unload
                 found.append((cycles, lanes, tm, im2col))
     return sorted(found, key=lambda c: (c[0], c[1] * c[2], c[1], c[3]))
 
@@ -692,14 +695,12 @@ def _fastest(model, spec, board: Board, smallest: Candidate, backend: Multiplier
     max_mults, lut_cost, lut_luts = _budget(board, smallest, backend, pack, lut)
     evaluated: list[Candidate] = []
     best: Candidate | None = None
-    best_rank = None                        # (cycles, multipliers) of ``best``
     extra = 0                               # candidates compiled past the first that fits
     for cycles, lanes, tm, im2col in candidates(model, max_mults):
         # A candidate's planned cycles are a lower bound of its compiled ones (waits for
-        # the bulk memory come on top): none slower than ``best`` can beat it, and past
-        # the first that fits only a few more are compiled.
-        if best_rank is not None and (best_rank < (cycles, lanes * tm)
-                                      or extra >= WAITING_TRIES):
+        # the bulk memory come on top): none slower than ``best`` can beat it (one as fast
+        # may take fewer LUTs), and past the first that fits only a few more are compiled.
+        if best is not None and (best.cycles < cycles or extra >= WAITING_TRIES):
             break
         extra += best is not None
         cfg = _on_blocks(EngineConfig(tn=lanes, tm=tm, im2col=im2col, multiplier=backend),
@@ -712,7 +713,7 @@ def _fastest(model, spec, board: Board, smallest: Candidate, backend: Multiplier
         evaluated.append(c)
         if c.fits and (best is None or (c.cycles, c.estimate.total.luts)
                        < (best.cycles, best.estimate.total.luts)):
-            best, best_rank = c, (c.cycles, lanes * tm)
+            best = c
     return best or smallest, evaluated
 
 
@@ -742,8 +743,8 @@ def _budget(board: Board, smallest: Candidate, backend: Multiplier, pack: int, l
     return max_mults, lut_cost, lut_luts
 
 
-#: Candidates :func:`_fastest` compiles past the first that fits when that one waits for
-#: its bulk memory (one that does not wait ends the search: the next planned are slower).
+#: Candidates :func:`_fastest` compiles past the first that fits: those planned as fast as
+#: it (one may take fewer LUTs) or, when it waits for its bulk memory, faster than it.
 WAITING_TRIES = 8
 
 

@@ -193,6 +193,23 @@ def test_ecp5_fit_takes_the_leanest_lut_engine_within_the_share(digits):
     assert wider.estimate.total.luts > c.estimate.total.luts
 
 
+def test_planned_cycles_are_the_compiled_ones_without_bulk_memory(digits):
+    """The shape-only plan the fit ranks candidates by counts what the compiled engine
+    counts (image load, layers, output unload): without a bulk memory the two agree
+    exactly, on a conv model and on a Linear layer whose output unload is most of its
+    cycles (a plan without the unload let slower engines pass as within a share)."""
+    from dynfix.boards.fit import _on_blocks, candidates
+    board = get_board("ulx3s")
+    for model, spec in (digits, fc_model(256, 64)):
+        found = candidates(model, 64)
+        for planned, lanes, tm, im2col in found[:3] + found[-3:]:
+            cfg = _on_blocks(EngineConfig(tn=lanes, tm=tm, im2col=im2col,
+                                          multiplier=Multiplier.ECP5), board.dsp.blocks, 0, 1)
+            c = evaluate_config(model, spec, cfg, board)
+            assert c.fits and c.config.w_bulk == 0
+            assert c.cycles == planned, (lanes, tm, im2col)
+
+
 def test_ecp5_fit_packs_narrow_weights_before_lut_products(digits):
     """OrangeCrab with 4-bit weights: the fit packs two products per MULT18X18D first, then
     puts the rest in LUTs, and is faster than the 8-bit engine and than the engine on packed
