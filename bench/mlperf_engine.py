@@ -7,20 +7,19 @@ model (mismatches, and the simulated cycle counters against the cycle model), an
 params, MACs, the engine, cycles per inference, whole-network and per-layer-kind MAC
 utilization, and the latency at the clock the bitstream runs at: ``dynfix synth``'s timing
 closure on the board's PLL for the (model, board) pairs given to ``--synth`` (yowasp yosys +
-nextpnr, a few builds of 3 to 7 minutes per OrangeCrab engine, 15 to 60 per ULX3S one), else
-an estimate labelled so (the clock of an earlier build of the model's engine on the board,
-or the board's digits engine's clock from ``bench/results/boards_synth.json``). The builds go through ``dynfix sweep`` (one
-candidate, nextpnr seed 1, no simulation: the bench simulates its own design), on a Dask
-cluster: a local one of ``--workers`` processes, or ``--scheduler tcp://host:8786`` (whose
-workers must see ``--work``, the folder of the model files and sweep folders, at the same
-path); the boards of one model build at once. The sweep quantizes and fits on its own, from
-the same calibration inputs: the build plan's digest checks that it built the bench's
-design. Synthesis results are kept in
-``bench/results/mlperf_synth.json`` under the digest of the board build plan (the netlists
-without their source-location attributes, constraints and tool script): a later run whose
-build is the same shows them without synthesizing again; any change to the engine, its
-weights or the board top misses. A model that does not fit a board is reported with the
-fit's reason.
+nextpnr, a few builds of 3 to 7 minutes per OrangeCrab engine, 15 to 60 per ULX3S one), else an
+estimate labelled so (the clock of an earlier build of the model's engine on the board, or the
+board's digits engine's clock from ``bench/results/boards_synth.json``). The builds go through
+``dynfix sweep`` (one candidate, nextpnr seed 1, no simulation: the bench simulates its own
+design), on a Dask cluster: a local one of ``--workers`` processes, or ``--scheduler
+tcp://host:8786`` (whose workers must see ``--work``, the folder of the model files and sweep
+folders, at the same path); the boards of one model build at once. The sweep quantizes and fits
+on its own, from the same calibration inputs: the build plan's digest checks that it built the
+bench's design. Synthesis results are kept in ``bench/results/mlperf_synth.json`` under the
+digest of the board build plan (the netlists without their source-location attributes,
+constraints and tool script): a later run whose build is the same shows them without
+synthesizing again; any change to the engine, its weights or the board top misses. A model that
+does not fit a board is reported with the fit's reason.
 
     python bench/mlperf_engine.py [--models resnet8,dscnn] [--boards ulx3s,orangecrab]
                                   [--images 2] [--synth resnet8:ulx3s@78,dscnn:orangecrab|all]
@@ -57,7 +56,6 @@ from pathlib import Path
 from typing import Iterator
 
 import numpy as np
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -182,16 +180,9 @@ def sweep_synth(job: SynthJob, path: Path, x, bits: str, work: Path,
     folder.mkdir(parents=True, exist_ok=True)
     np.savez(folder / "calib.npz", x=x[:48])
     np.savez(folder / "data.npz", x=x[48:49])
-    board = job.board
-    if job.router != DEFAULT_ROUTER:
-        # The bundled board file with the router set (a board file's name is its stem).
-        data = yaml.safe_load(dynfix.inputs.get_board(job.board).path.read_text())
-        data.setdefault("synth", {})["router"] = job.router
-        board = str(folder / f"{job.board}.yaml")
-        Path(board).write_text(yaml.safe_dump(data, sort_keys=False))
     res = dynfix.sweep(path, folder / "data.npz", calib=folder / "calib.npz",
-                       boards=[board], bits=[bits], candidates=1, seeds=[1], images=0,
-                       output=folder / "sweep", scheduler=scheduler,
+                       boards=[job.board], bits=[bits], candidates=1, seeds=[1], images=0,
+                       output=folder / "sweep", scheduler=scheduler, router=job.router,
                        closure=closure_from(read_synth_cache().get(job.key), job.first_mhz))
     [point] = res.points
     if point["status"] != "ok" and "synth" not in point:

@@ -1,24 +1,26 @@
 """``dynfix sweep MODEL [--data D] [--boards B1,B2] [--bits 8,8/4/4] [--candidates N]
-[--seeds K] [--synth/--no-synth] [--scheduler tcp://HOST:8786 | --workers W] [--resume]
-[--output DIR]``: a design-space sweep on Dask. Every bit width is quantized once; per board
-the fit's N best engines by estimate are generated and simulated bit-exact on a few test
-images, then synthesized with nextpnr seeds 1..K (the timing closure on the board's PLL for
-each). Each stage is a Dask task: on a local cluster of worker processes (one per core),
-or on the scheduler given (a cluster of machines; see docs/sweep.md for what a worker
-needs). Each finished point is written to DIR/points/ as it comes in; a point that fails
-is recorded with its reason and the sweep goes on; Ctrl-C or SIGTERM stops the workers and
-keeps the finished points, and --resume goes on from them. At the end: DIR/results.md and
-results.json (every point, the Pareto front of latency, LUTs and accuracy per board, the
-chosen design), DIR/pareto.png, and the chosen designs' folders (the others removed).
-Progress on stderr, the table on stdout. Exit status: 0 when every point finished, 3 when
-the sweep ran to the end but some points failed (each recorded with its reason), 1 on an
-error that stopped it, 130 / 143 when interrupted."""
+[--seeds K] [--synth/--no-synth] [--router router1|router2]
+[--scheduler tcp://HOST:8786 | --workers W] [--resume] [--output DIR]``: a design-space
+sweep on Dask. Every bit width is quantized once; per board the fit's N best engines by
+estimate are generated and simulated bit-exact on a few test images, then synthesized with
+nextpnr seeds 1..K (the timing closure on the board's PLL for each). Each stage is a Dask
+task: on a local cluster of worker processes (one per core), or on the scheduler given (a
+cluster of machines; see docs/sweep.md for what a worker needs). Each finished point is
+written to DIR/points/ as it comes in; a point that fails is recorded with its reason and
+the sweep goes on; Ctrl-C or SIGTERM stops the workers and keeps the finished points, and
+--resume goes on from them. At the end: DIR/results.md and results.json (every point, the
+Pareto front of latency, LUTs and accuracy per board, the chosen design), DIR/pareto.png,
+and the chosen designs' folders (the others removed). Progress on stderr, the table on
+stdout. Exit status: 0 when every point finished, 3 when the sweep ran to the end but some
+points failed (each recorded with its reason), 1 on an error that stopped it, 130 / 143 when
+interrupted."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
+from dynfix.boards.registry import ROUTERS
 from dynfix.quant.search import METHODS
 from dynfix.workflow.options import SIM_CHOICES, SWEEP_IMAGES as DEFAULT_IMAGES
 from . import BITS_HELP, MODEL_HELP
@@ -44,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
                    candidates=args.candidates, seeds=args.seeds, synth=args.synth,
                    images=args.images, output=args.output, scheduler=args.scheduler,
                    workers=args.workers, resume=args.resume, calib=args.calib,
-                   method=args.method, sim=args.sim, clock=args.clock,
+                   method=args.method, sim=args.sim, clock=args.clock, router=args.router,
                    max_drop=args.max_drop, keep_all=args.keep_all, progress=say)
     if args.json:
         print((result.output / "results.json").read_text(), end="")
@@ -89,6 +91,9 @@ def register(subparsers) -> None:
     p.add_argument("--clock", type=clock_arg, default="auto", metavar="auto|MHZ|oscillator",
                    help="the clock of each build, as in dynfix synth (default auto: the "
                         "timing closure on the PLL)")
+    p.add_argument("--router", choices=ROUTERS, default=None,
+                   help="nextpnr's router for every build, as in dynfix synth (default: the "
+                        "board file's, router1)")
     p.add_argument("--images", type=int, default=DEFAULT_IMAGES, metavar="N",
                    help=f"test images simulated bit-exact per engine (default "
                         f"{DEFAULT_IMAGES}; 0: no simulation, cycles from the estimate)")

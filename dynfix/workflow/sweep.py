@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from dynfix.boards.closure import ClosurePolicy
+from dynfix.boards.registry import router_refusal
 from dynfix.errors import DynfixError, literal
 from dynfix.fileio import atomic_write_text
 from . import sweep_tasks as tasks
@@ -56,7 +57,7 @@ DASK_HINT = "pip install 'dask[distributed]' (or pip install 'dynfix[sweep]')"
 DEFAULT_IMAGES = SWEEP_IMAGES
 #: What resume checks: the options that decide a point's result.
 FINGERPRINT = ("model", "model_digest", "data", "calib", "method", "images", "synth",
-               "clock", "closure")
+               "clock", "closure", "router")
 #: Seconds to wait for a scheduler, and for the cluster to stop.
 CONNECT_TIMEOUT = 30
 STOP_TIMEOUT = 20
@@ -83,6 +84,7 @@ class SweepOptions:
     images: int = DEFAULT_IMAGES            # 0: no simulation (cycles from the estimate)
     clock: float | str = "auto"
     closure: ClosurePolicy = field(default_factory=ClosurePolicy)
+    router: str | None = None               # nextpnr's router; default the board file's
     method: str = "greedy"
     sim: str = "auto"
     output: str | Path | None = None
@@ -212,6 +214,8 @@ def prepare(opts: SweepOptions) -> Prepared:
         raise DynfixError(f"{{max_drop}} must not be negative, got {opts.max_drop}",
                           ("max_drop",))
     _check_clock(opts.clock)
+    if opts.router is not None and router_refusal(opts.router):
+        raise DynfixError(f"{{router}} {router_refusal(opts.router)}", ("router",))
     check_choice(opts.sim)
     seeds = _seeds(opts.seeds)
     bits = list(dict.fromkeys(str(b) for b in opts.bits))
@@ -239,7 +243,8 @@ def prepare(opts: SweepOptions) -> Prepared:
           "model_digest": _model_digest(opts.model), "data": data, "calib": calib,
           "method": opts.method, "images": opts.images, "synth": bool(opts.synth),
           "clock": opts.clock if opts.synth else None,
-          "closure": asdict(opts.closure) if opts.synth else None}
+          "closure": asdict(opts.closure) if opts.synth else None,
+          "router": opts.router if opts.synth else None}
     return Prepared(model, name, boards, bits, seeds, data, calib, fp)
 
 
@@ -508,7 +513,8 @@ class _Run:
                 pid = point_id(did, seed)
                 build = str((self.out / "builds" / pid).resolve())
                 self.ac.add(self._submit("synth", pid, (g, cand, seed), tasks.synth, d,
-                                         g.board, seed, build, o.clock, o.closure, self.token))
+                                         g.board, seed, build, o.clock, o.closure, o.router,
+                                         self.token))
 
     # results -------------------------------------------------------------------------------
 
@@ -710,7 +716,7 @@ def sweep(model: Any = "digits", data: str | Path | None = None, *,
           scheduler: str | None = None, workers: int | None = None, resume: bool = False,
           calib: str | Path | None = None, method: str = "greedy", sim: str = "auto",
           clock: float | str = "auto", closure: ClosurePolicy = ClosurePolicy(),
-          max_drop: float = 1.0, keep_all: bool = False,
+          router: str | None = None, max_drop: float = 1.0, keep_all: bool = False,
           progress: Say = _quiet) -> SweepResult:
     """``dynfix sweep``: every bit width in ``bits`` x the ``candidates`` best engines by
     estimate x placement ``seeds`` (a count K: seeds 1..K) on each of ``boards``, as Dask
@@ -718,12 +724,13 @@ def sweep(model: Any = "digits", data: str | Path | None = None, *,
     Pareto front and the chosen design per board in ``output`` (default
     ``out/sweep-MODEL``). ``synth=False``: no synthesis (latency at the board's oscillator
     and LUTs from the estimate, labelled as such). ``resume``: go on with the sweep in
-    ``output``, skipping its finished points. See :mod:`dynfix.workflow.sweep` and
-    docs/sweep.md."""
+    ``output``, skipping its finished points. ``router``: nextpnr's router for every build,
+    as :func:`dynfix.api.synth`'s. See :mod:`dynfix.workflow.sweep` and docs/sweep.md."""
     if isinstance(bits, str):
         bits = [b for b in bits.split(",") if b]
     return run_sweep(SweepOptions(
         model=model, data=data, calib=calib, boards=boards, bits=tuple(bits),
         candidates=candidates, seeds=seeds, synth=synth, images=images, clock=clock,
-        closure=closure, method=method, sim=sim, output=output, scheduler=scheduler,
+        closure=closure, router=router, method=method, sim=sim, output=output,
+        scheduler=scheduler,
         workers=workers, resume=resume, max_drop=max_drop, keep_all=keep_all), progress)

@@ -190,10 +190,10 @@ def design(quant: dict, board, cand: dict, folder: str, data: str, images: int, 
 
 
 def synth(design_result: dict, board, seed: int, build_dir: str, clock, closure,
-          token: str) -> dict:
-    """Synthesize the generated design with nextpnr seed ``seed`` into ``build_dir``
-    (:func:`dynfix.api.synth`: the timing closure on the board's PLL by default); missed
-    timing fails the point (its figures kept)."""
+          router: str | None, token: str) -> dict:
+    """Synthesize the generated design with nextpnr seed ``seed`` (and ``router``, None for
+    the board file's) into ``build_dir`` (:func:`dynfix.api.synth`: the timing closure on
+    the board's PLL by default); missed timing fails the point (its figures kept)."""
     if failed(design_result):
         return design_result
     from dynfix import api
@@ -202,7 +202,7 @@ def synth(design_result: dict, board, seed: int, build_dir: str, clock, closure,
     with marked(token):
         try:
             r = api.synth(design_result["folder"], board, build_dir, check_timing=False,
-                          clock=clock, closure=closure, seed=seed)
+                          clock=clock, closure=closure, seed=seed, router=router)
         except Exception as e:
             return dict(out, **failure("synth", e))
     d = r.to_dict()

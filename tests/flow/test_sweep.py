@@ -22,6 +22,7 @@ import yaml
 
 import dynfix
 from cli_helpers import run_cli
+from dynfix.cli import main
 from dynfix.commands.sweep import SOME_FAILED
 from dynfix.workflow import sweep_tasks
 from dynfix.workflow.pareto import choose, dominates, pareto_front
@@ -292,6 +293,32 @@ def test_synth_seed_argument(tmp_path):
     with pytest.raises(dynfix.DynfixError, match="router must be one of router1, router2, "
                        "not 'router3'"):
         dynfix.synth(tmp_path, router="router3")
+
+
+def test_sweep_router_reaches_every_build(monkeypatch, files, tmp_path, capsys):
+    """``router``: refused before any work (no cluster, no output folder) when nextpnr has
+    no such router; otherwise passed to each build's ``dynfix.synth`` (None: the board
+    file's)."""
+    from dynfix import api
+
+    with pytest.raises(dynfix.DynfixError, match="router must be one of router1, router2, "
+                       "not 'router3'"):
+        dynfix.sweep(files / "small.yaml", files / "data.npz", router="router3",
+                     output=tmp_path / "s")
+    assert not (tmp_path / "s").exists()
+    with pytest.raises(SystemExit):
+        main(["sweep", str(files / "small.yaml"), "--router", "router3"])
+    assert "invalid choice: 'router3'" in capsys.readouterr().err
+
+    def synth(folder, board, build_dir, **kw):
+        raise dynfix.DynfixError(f"router={kw['router']}")
+
+    monkeypatch.setattr(api, "synth", synth)
+    design = {"folder": str(tmp_path), "design": "d"}
+    for router in ("router2", None):
+        out = sweep_tasks.synth(design, "ulx3s", 1, str(tmp_path / "b"), "auto", None, router,
+                                "token")
+        assert out["failed"] == "synth" and out["reason"] == f"router={router}"
 
 
 @pytest.mark.synth
