@@ -133,7 +133,7 @@ def test_digits_engine_with_weights_in_spram(tmp_path):
     lines[1] = f"{int(lines[1], 16) ^ 0x4040:04x}"      # two weights of word 0
     bad = tmp_path / WEIGHT_LOAD[1]
     bad.write_text("\n".join(lines) + "\n")
-    res = simulate(design, x, None, tmp_path / "build_bad", "icarus", chunk=1,
+    res = simulate(design, x[:1], None, tmp_path / "build_bad", "icarus", chunk=1,
                    extra_files={WEIGHT_LOAD[1]: str(bad)})
     assert res.mismatches > 0
 

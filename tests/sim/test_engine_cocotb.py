@@ -93,14 +93,17 @@ def test_residual_net_bit_exact(tmp_path, cfg):
 @pytest.mark.parametrize("cfg", [EngineConfig(tn=4, tm=2),
                                  EngineConfig(tn=3, tm=4, multiplier=Multiplier.ICE40_DUAL),
                                  EngineConfig(tn=2, tm=4),
-                                 EngineConfig(tn=9, tm=3)],
+                                 pytest.param(EngineConfig(tn=9, tm=3),
+                                              marks=pytest.mark.slow)],
                          ids=["tm-divides-lanes", "straddling-dual", "lanes-divide-tm",
                               "dw-window"])
 def test_residual_depthwise_net_bit_exact(tmp_path, cfg):
     """tests/graph_nets.py's network: residual Adds (one through a projection branch), a
     depthwise 3x3 conv, ReLU6, a global average pool folded into the head. The depthwise
     groups read 1, 2 or 2 words per tap pixel from a moving word offset, or (9 lanes, tm
-    = 3) run on the depthwise window, three groups per word."""
+    = 3) run on the depthwise window, three groups per word (``-m slow``: the default run
+    has that engine on the same network range-filled, test_range_filled_net_bit_exact, and
+    Icarus simulates depthwise-window engines slowly)."""
     from graph_nets import calib, res_dw_model
     from dynfix.quant.search import search
 

@@ -2,7 +2,7 @@
 depthwise convs on the configurations with those units) on every configuration of ``random_nets.CONFIGS``,
 simulated (cocotb, one simulator process per configuration) against the integer model.
 
-Default: ``DYNFIX_RANDOM_CASES`` (12) cases per configuration, 2 images each, on Icarus.
+Default: ``DYNFIX_RANDOM_CASES`` (8) cases per configuration, 2 images each, on Icarus.
 ``-m slow``: 400 more per configuration. Replay: ``DYNFIX_RANDOM_SEEDS=1234,5678 pytest
 tests/sim/test_sim_random.py`` runs exactly those seeds; ``DYNFIX_SEED`` shifts the default seeds;
 ``DYNFIX_SIM=verilator`` switches the simulator. See docs/verification.md.
@@ -25,7 +25,7 @@ from dynfix.sim.simulators import choose
 
 from sim_helpers import require_simulator
 
-CASES = int(os.environ.get("DYNFIX_RANDOM_CASES", "12"))
+CASES = int(os.environ.get("DYNFIX_RANDOM_CASES", "8"))
 SLOW_CASES = int(os.environ.get("DYNFIX_RANDOM_SLOW_CASES", "400"))
 BASE = int(os.environ.get("DYNFIX_SEED", "0"))
 
