@@ -732,5 +732,5 @@ def sweep(model: Any = "digits", data: str | Path | None = None, *,
         model=model, data=data, calib=calib, boards=boards, bits=tuple(bits),
         candidates=candidates, seeds=seeds, synth=synth, images=images, clock=clock,
         closure=closure, router=router, method=method, sim=sim, output=output,
-        scheduler=scheduler,
-        workers=workers, resume=resume, max_drop=max_drop, keep_all=keep_all), progress)
+        scheduler=scheduler, workers=workers, resume=resume, max_drop=max_drop,
+        keep_all=keep_all), progress)
