@@ -332,6 +332,14 @@ def router_refusal(name: object) -> str | None:
     return f"must be one of {', '.join(ROUTERS)}, not {name!r}"
 
 
+def check_router(router: str | None) -> None:
+    """Refuse a ``router`` option (API, CLI) that is not one of :data:`ROUTERS`; None (the
+    board file's router) passes."""
+    why = None if router is None else router_refusal(router)
+    if why:
+        raise DynfixError(f"{{router}} {why}", ("router",))
+
+
 def parse_board(data: Any, where: str, path: Path | None = None) -> Board:
     """Check a parsed board file and build the :class:`Board`."""
     r = _Reader(where)
@@ -379,8 +387,9 @@ def parse_board(data: Any, where: str, path: Path | None = None) -> Board:
         raise r.fail("platform", f"expected module.Class, got {platform!r}")
     speed = r.get(fpga, "speed", (int, str), "fpga.", default=None)
     router = r.get(synth, "router", str, "synth.", default=DEFAULT_ROUTER)
-    if router_refusal(router):
-        raise r.fail("synth.router", router_refusal(router))
+    why = router_refusal(router)
+    if why:
+        raise r.fail("synth.router", why)
     return Board(
         name=r.get(data, "name", str),
         description=r.get(data, "description", str, default=""),

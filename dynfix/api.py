@@ -32,7 +32,7 @@ from dynfix.boards.design import (add_flash_image, board_pll, board_top, check_c
                                   sdram_pll, top_mhz)
 from dynfix.boards.host import BoardClient, open_port
 from dynfix.boards.fit import FitResult, check_generated_fits, fit as fit_model
-from dynfix.boards.registry import router_refusal
+from dynfix.boards.registry import check_router
 from dynfix.boards.synth import SynthResult, check_result, synthesize
 from dynfix.errors import DynfixError, literal
 from dynfix.hw.compiler import compile_model, plan_groups
@@ -407,8 +407,7 @@ def synth(generated: GenerateResult | str | Path, board: Any = None,
     """
     if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
         raise DynfixError(f"the placement seed is an integer, not {seed!r}")
-    if router is not None and router_refusal(router):
-        raise DynfixError(f"{{router}} {router_refusal(router)}", ("router",))
+    check_router(router)
     gen = generated if isinstance(generated, Design) else Design.load(generated)
     folder = gen.folder
     coding = check_coding(gen, flash_coding)

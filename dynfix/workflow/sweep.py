@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from dynfix.boards.closure import ClosurePolicy
-from dynfix.boards.registry import router_refusal
+from dynfix.boards.registry import check_router
 from dynfix.errors import DynfixError, literal
 from dynfix.fileio import atomic_write_text
 from . import sweep_tasks as tasks
@@ -214,8 +214,7 @@ def prepare(opts: SweepOptions) -> Prepared:
         raise DynfixError(f"{{max_drop}} must not be negative, got {opts.max_drop}",
                           ("max_drop",))
     _check_clock(opts.clock)
-    if opts.router is not None and router_refusal(opts.router):
-        raise DynfixError(f"{{router}} {router_refusal(opts.router)}", ("router",))
+    check_router(opts.router)
     check_choice(opts.sim)
     seeds = _seeds(opts.seeds)
     bits = list(dict.fromkeys(str(b) for b in opts.bits))
